@@ -1,0 +1,307 @@
+//! Connected clients and event delivery.
+//!
+//! Every client has an outbound queue of pre-serialized frames drained by the server's writer
+//! task, plus a byte counter (our `bufferedAmount`). A broadcast serializes its payload once,
+//! filters recipients by the event's scope guard, stamps each recipient's own `seq`, and applies
+//! the slow-consumer rule: past `maxBufferedBytes` a `dropIfSlow` event is skipped (its `seq`
+//! still consumed, so the client sees the gap) and any other frame closes the client with 1008.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use clawgate_protocol::close;
+use clawgate_protocol::events::{self, Guard};
+use clawgate_protocol::frames::{StateVersion, event_text_with_seq};
+use clawgate_protocol::scopes;
+
+/// What the writer task sends on a client's socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// A text frame.
+    Text(String),
+    /// Close the socket with this code and reason, then stop.
+    Close(u16, String),
+}
+
+/// How a client authenticated, so credential changes can find the sockets they invalidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    /// No shared secret (`gateway.auth.mode: none`).
+    None,
+    /// The shared token or password.
+    SharedSecret,
+    /// A paired device (signature and/or device token).
+    Device,
+}
+
+/// Who an admitted connection is.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// Connection id.
+    pub conn_id: String,
+    /// `operator` or `node`.
+    pub role: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The proven device, if any.
+    pub device_id: Option<String>,
+    /// How it authenticated.
+    pub auth_kind: AuthKind,
+}
+
+/// One authenticated connection as the rest of the gateway sees it.
+#[derive(Debug)]
+pub struct ClientHandle {
+    /// Connection id (also `hello-ok.server.connId`).
+    pub conn_id: String,
+    /// `operator` or `node`.
+    pub role: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The device, when the client proved one.
+    pub device_id: Option<String>,
+    /// How it authenticated.
+    pub auth_kind: AuthKind,
+    tx: mpsc::UnboundedSender<Outbound>,
+    /// Bytes queued and not yet written to the socket.
+    queued: Arc<AtomicUsize>,
+    /// Last event `seq` handed out to this client.
+    seq: AtomicU64,
+    max_buffered: usize,
+}
+
+/// Returned when a frame could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The client is over its buffer limit; it has been told to close.
+    SlowConsumer,
+    /// The connection is gone.
+    Closed,
+}
+
+impl ClientHandle {
+    /// A handle and the receiving end for the writer task. `queued` is shared with the writer,
+    /// which subtracts each frame's length once written.
+    pub fn new(
+        conn_id: String,
+        role: String,
+        scopes: Vec<String>,
+        device_id: Option<String>,
+        auth_kind: AuthKind,
+        max_buffered: usize,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Outbound>, Arc<AtomicUsize>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let handle = Arc::new(Self {
+            conn_id,
+            role,
+            scopes,
+            device_id,
+            auth_kind,
+            tx,
+            queued: queued.clone(),
+            seq: AtomicU64::new(0),
+            max_buffered,
+        });
+        (handle, rx, queued)
+    }
+
+    /// Wrap an existing queue (the server creates the queue before the handshake finishes).
+    pub fn with_queue(
+        identity: ClientIdentity,
+        tx: mpsc::UnboundedSender<Outbound>,
+        queued: Arc<AtomicUsize>,
+        max_buffered: usize,
+    ) -> Arc<Self> {
+        let ClientIdentity { conn_id, role, scopes, device_id, auth_kind } = identity;
+        Arc::new(Self { conn_id, role, scopes, device_id, auth_kind, tx, queued, seq: AtomicU64::new(0), max_buffered })
+    }
+
+    /// Whether the client holds `scope` (with implications).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.role == clawgate_protocol::connect::roles::OPERATOR && scopes::satisfied(scope, &self.scopes)
+    }
+
+    /// Queue a frame; past the buffer limit the client is closed as a slow consumer.
+    pub fn send(&self, text: String) -> Result<(), SendError> {
+        let len = text.len();
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if before + len > self.max_buffered {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.close(close::POLICY_VIOLATION, close::REASON_SLOW_CONSUMER);
+            return Err(SendError::SlowConsumer);
+        }
+        self.tx.send(Outbound::Text(text)).map_err(|_| {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            SendError::Closed
+        })
+    }
+
+    /// Whether one more frame of `len` bytes would exceed the buffer limit.
+    pub fn would_overflow(&self, len: usize) -> bool {
+        self.queued.load(Ordering::Acquire) + len > self.max_buffered
+    }
+
+    /// Next event sequence number for this client.
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Ask the writer to close the socket.
+    pub fn close(&self, code: u16, reason: &str) {
+        let _ = self.tx.send(Outbound::Close(code, close::truncate_reason(reason)));
+    }
+
+    /// Send an event to this client alone, with its next `seq`.
+    pub fn send_event(&self, event: &str, payload: &Value) -> Result<(), SendError> {
+        let payload_json = serde_json::to_string(payload).unwrap_or_else(|_| "null".into());
+        self.send(event_text_with_seq(event, &payload_json, self.next_seq(), None))
+    }
+}
+
+/// The set of connected, authenticated clients.
+#[derive(Debug, Default)]
+pub struct Broadcaster {
+    clients: RwLock<HashMap<String, Arc<ClientHandle>>>,
+}
+
+impl Broadcaster {
+    /// Register a client after `hello-ok`.
+    pub fn add(&self, client: Arc<ClientHandle>) {
+        if let Ok(mut map) = self.clients.write() {
+            map.insert(client.conn_id.clone(), client);
+        }
+    }
+
+    /// Forget a client (on disconnect).
+    pub fn remove(&self, conn_id: &str) -> Option<Arc<ClientHandle>> {
+        self.clients.write().ok()?.remove(conn_id)
+    }
+
+    /// Number of connected clients.
+    pub fn len(&self) -> usize {
+        self.clients.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether nobody is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the connected clients.
+    pub fn clients(&self) -> Vec<Arc<ClientHandle>> {
+        self.clients.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Deliver an event to every client its guard admits. Returns how many received it.
+    pub fn broadcast(
+        &self,
+        event: &str,
+        payload: &Value,
+        state_version: Option<StateVersion>,
+        drop_if_slow: bool,
+    ) -> usize {
+        let guard = events::guard(event);
+        if guard == Guard::Nobody {
+            tracing::warn!(event, "refusing to broadcast an event without a scope guard");
+            return 0;
+        }
+        let payload_json = serde_json::to_string(payload).unwrap_or_else(|_| "null".into());
+        let Ok(map) = self.clients.read() else { return 0 };
+        let mut delivered = 0;
+        for client in map.values() {
+            let admitted = match guard {
+                Guard::Everyone => true,
+                Guard::Scope(scope) => client.has_scope(scope),
+                Guard::Nobody => false,
+            };
+            if !admitted {
+                continue;
+            }
+            let seq = client.next_seq();
+            let text = event_text_with_seq(event, &payload_json, seq, state_version);
+            if drop_if_slow && client.would_overflow(text.len()) {
+                continue;
+            }
+            if client.send(text).is_ok() {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Close every client matching `pred` with a code and reason.
+    pub fn close_where(&self, pred: impl Fn(&ClientHandle) -> bool, code: u16, reason: &str) -> usize {
+        let mut n = 0;
+        for c in self.clients() {
+            if pred(&c) {
+                c.close(code, reason);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn client(id: &str, scopes: &[&str], max: usize) -> (Arc<ClientHandle>, mpsc::UnboundedReceiver<Outbound>) {
+        let (h, rx, _) = ClientHandle::new(
+            id.into(),
+            "operator".into(),
+            scopes.iter().map(|s| s.to_string()).collect(),
+            None,
+            AuthKind::SharedSecret,
+            max,
+        );
+        (h, rx)
+    }
+
+    fn next_text(rx: &mut mpsc::UnboundedReceiver<Outbound>) -> Value {
+        match rx.try_recv() {
+            Ok(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_are_filtered_by_scope_and_numbered_per_client() {
+        let b = Broadcaster::default();
+        let (reader, mut r_rx) = client("a", &["operator.read"], 1 << 20);
+        let (none, mut n_rx) = client("b", &[], 1 << 20);
+        b.add(reader);
+        b.add(none);
+        assert_eq!(b.broadcast("tick", &json!({"ts": 1}), None, true), 2);
+        assert_eq!(
+            b.broadcast("presence", &json!({"presence": []}), Some(StateVersion { presence: 3, health: 1 }), true),
+            1
+        );
+        assert_eq!(next_text(&mut r_rx)["seq"], 1);
+        let p = next_text(&mut r_rx);
+        assert_eq!((p["seq"].as_u64(), p["stateVersion"]["presence"].as_u64()), (Some(2), Some(3)));
+        assert_eq!(next_text(&mut n_rx)["event"], "tick");
+        assert!(n_rx.try_recv().is_err(), "a client without scopes gets no presence");
+    }
+
+    #[test]
+    fn slow_consumer_drops_droppable_events_but_keeps_seq_and_closes_on_others() {
+        let b = Broadcaster::default();
+        let (c, mut rx) = client("a", &["operator.read"], 120);
+        b.add(c.clone());
+        b.broadcast("tick", &json!({"ts": 1}), None, true); // ~50 bytes, fits
+        b.broadcast("tick", &json!({"ts": 2}), None, true); // fits
+        b.broadcast("tick", &json!({"ts": 3}), None, true); // over 120: dropped, seq 3 consumed
+        b.broadcast("tick", &json!({"ts": 4}), None, false); // not droppable: closes
+        assert_eq!(next_text(&mut rx)["seq"], 1);
+        assert_eq!(next_text(&mut rx)["seq"], 2);
+        assert_eq!(rx.try_recv().unwrap(), Outbound::Close(1008, "slow consumer".into()));
+        assert_eq!(c.next_seq(), 5, "dropped and refused events still consumed their seq");
+    }
+}

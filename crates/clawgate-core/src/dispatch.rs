@@ -1,0 +1,123 @@
+//! Authorization from the static method table, then dispatch to the handler named after the
+//! method. The only place that maps a method name to code.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use clawgate_protocol::ErrorShape;
+use clawgate_protocol::connect::roles;
+use clawgate_protocol::methods::{Requirement, names as m, requirement};
+use clawgate_protocol::scopes;
+
+use crate::broadcast::ClientHandle;
+use crate::gateway::Gateway;
+use crate::methods;
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The caller's connection.
+    pub client: Arc<ClientHandle>,
+}
+
+/// Why a call was refused before reaching a handler.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// Wrong role (counted: repeated ones close the connection).
+    WrongRole(ErrorShape),
+    /// Missing scope.
+    MissingScope(ErrorShape),
+}
+
+/// Check the caller may call `method` (contract §4.1–4.3).
+pub fn authorize(client: &ClientHandle, method: &str) -> Result<(), Refusal> {
+    let wrong_role = || Refusal::WrongRole(ErrorShape::invalid_request(format!("unauthorized role: {}", client.role)));
+    match requirement(method) {
+        Requirement::Exempt => Ok(()),
+        Requirement::Node if client.role == roles::NODE => Ok(()),
+        Requirement::Node => Err(wrong_role()),
+        Requirement::Scope(_) if client.role != roles::OPERATOR => Err(wrong_role()),
+        Requirement::Scope(scope) if scopes::satisfied(scope, &client.scopes) => Ok(()),
+        Requirement::Scope(scope) => Err(Refusal::MissingScope(ErrorShape::missing_scope(scope, &[scope]))),
+    }
+}
+
+/// Run an authorized call.
+pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params: Value) -> Result<Value, ErrorShape> {
+    let result = match method {
+        m::HEALTH => methods::health::health(gw, params).await,
+        m::STATUS => methods::health::status(gw, ctx).await,
+        m::SYSTEM_PRESENCE => methods::system::system_presence(gw).await,
+        m::SYSTEM_EVENT => methods::system::system_event(gw, ctx, params).await,
+        m::LAST_HEARTBEAT => methods::system::last_heartbeat(gw).await,
+        m::LOGS_TAIL => methods::logs::logs_tail(gw, params).await,
+        m::CONFIG_GET => methods::config::config_get(gw, ctx).await,
+        m::CONFIG_SCHEMA => methods::config::config_schema(gw).await,
+        m::CONFIG_SET => methods::config::config_set(gw, params).await,
+        m::CONFIG_PATCH => methods::config::config_patch(gw, params).await,
+        m::CONFIG_APPLY => methods::config::config_apply(gw, params).await,
+        m::DEVICE_PAIR_LIST => methods::devices::device_pair_list(gw).await,
+        m::DEVICE_PAIR_APPROVE => methods::devices::device_pair_approve(gw, ctx, params).await,
+        m::DEVICE_PAIR_REJECT => methods::devices::device_pair_reject(gw, ctx, params).await,
+        m::DEVICE_PAIR_REMOVE => methods::devices::device_pair_remove(gw, params).await,
+        m::DEVICE_TOKEN_ROTATE => methods::devices::device_token_rotate(gw, ctx, params).await,
+        m::DEVICE_TOKEN_REVOKE => methods::devices::device_token_revoke(gw, params).await,
+        m::CHANNELS_STATUS => methods::channels::channels_status(gw, params).await,
+        m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
+        other => return Err(ErrorShape::unknown_method(other)),
+    };
+    result.map_err(|e| e.to_error_shape(method))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::AuthKind;
+
+    fn client(role: &str, scopes: &[&str]) -> Arc<ClientHandle> {
+        ClientHandle::new(
+            "c".into(),
+            role.into(),
+            scopes.iter().map(|s| s.to_string()).collect(),
+            None,
+            AuthKind::SharedSecret,
+            1 << 20,
+        )
+        .0
+    }
+
+    #[test]
+    fn probe_without_scopes_may_call_health_but_not_status() {
+        let c = client("operator", &[]);
+        assert!(authorize(&c, "health").is_ok());
+        match authorize(&c, "status") {
+            Err(Refusal::MissingScope(e)) => {
+                assert_eq!(e.code, "FORBIDDEN");
+                assert_eq!(e.message, "missing scope: operator.read");
+                assert_eq!(e.detail_code(), Some("MISSING_SCOPE"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nodes_may_only_call_node_methods() {
+        let n = client("node", &[]);
+        assert!(
+            matches!(authorize(&n, "status"), Err(Refusal::WrongRole(e)) if e.message == "unauthorized role: node")
+        );
+        assert!(authorize(&n, "node.event").is_ok());
+        let o = client("operator", &["operator.admin"]);
+        assert!(matches!(authorize(&o, "node.event"), Err(Refusal::WrongRole(_))));
+    }
+
+    #[test]
+    fn unknown_methods_need_admin_before_they_are_reported_unknown() {
+        assert!(matches!(
+            authorize(&client("operator", &["operator.read"]), "no.such.method"),
+            Err(Refusal::MissingScope(_))
+        ));
+        assert!(authorize(&client("operator", &["operator.admin"]), "no.such.method").is_ok());
+    }
+}

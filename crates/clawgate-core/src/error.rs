@@ -1,0 +1,76 @@
+//! The one core error, and the one place it becomes a wire error.
+
+use clawgate_protocol::ErrorShape;
+use serde_json::Value;
+
+/// What went wrong in a handler, by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The params were wrong; the message says how (sent as is).
+    #[error("{message}")]
+    InvalidRequest {
+        /// User-safe message.
+        message: String,
+        /// Optional details.
+        details: Option<Value>,
+    },
+    /// The thing named does not exist (sent as `INVALID_REQUEST`, as upstream does).
+    #[error("{0}")]
+    NotFound(String),
+    /// Temporarily unable; retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Something broke inside; details are logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    /// Invalid params with a message.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        CoreError::InvalidRequest { message: message.into(), details: None }
+    }
+
+    /// Wrap an internal failure (storage, I/O).
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        CoreError::Internal(e.to_string())
+    }
+
+    /// The wire error. Internal failures get a correlation id that also goes to the log.
+    pub fn to_error_shape(&self, method: &str) -> ErrorShape {
+        match self {
+            CoreError::InvalidRequest { message, details } => {
+                let e = ErrorShape::invalid_request(message.clone());
+                match details {
+                    Some(d) => e.with_details(d.clone()),
+                    None => e,
+                }
+            }
+            CoreError::NotFound(m) => ErrorShape::invalid_request(m.clone()),
+            CoreError::Unavailable(m) => ErrorShape::unavailable(m.clone()).retry(Some(1000)),
+            CoreError::Internal(detail) => {
+                let correlation = uuid::Uuid::new_v4().simple().to_string();
+                let correlation = &correlation[..12];
+                tracing::error!(method, correlation, error = %detail, "request failed");
+                ErrorShape::unavailable(format!(
+                    "internal error while handling {method} (ref {correlation}); see the gateway log"
+                ))
+            }
+        }
+    }
+}
+
+impl From<clawgate_store::StoreError> for CoreError {
+    fn from(e: clawgate_store::StoreError) -> Self {
+        match e {
+            clawgate_store::StoreError::NotFound => CoreError::NotFound("not found".into()),
+            clawgate_store::StoreError::Conflict(m) => CoreError::invalid(m),
+            other => CoreError::internal(other),
+        }
+    }
+}
+
+/// Decode method params into a typed struct, with upstream-style messages on failure.
+pub fn parse_params<T: serde::de::DeserializeOwned>(method: &str, params: Value) -> Result<T, CoreError> {
+    serde_json::from_value(params).map_err(|e| CoreError::invalid(format!("invalid {method} params: {e}")))
+}

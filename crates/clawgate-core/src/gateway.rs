@@ -1,0 +1,330 @@
+//! The gateway's shared state and long-running duties (tick, health refresh, pruning), and the
+//! `hello-ok` it sends.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use clawgate_protocol::connect::ConnectParams;
+use clawgate_protocol::events::names as ev;
+use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
+use clawgate_protocol::{close, events, methods, scopes};
+use clawgate_store::{IdempotencyStore, PairingRequest, PairingStore, SqliteStore};
+
+use crate::auth::FailedAuthLimiter;
+use crate::broadcast::{Broadcaster, ClientHandle};
+use crate::config_service::{ConfigService, Overrides};
+use crate::handshake::Admission;
+use crate::presence::PresenceState;
+use crate::settings::GatewaySettings;
+use crate::time::now_ms;
+
+/// The storage backend. Handlers only use the `clawgate-store` traits; this alias is the one
+/// place that names the implementation.
+pub type Store = SqliteStore;
+
+/// How often the health snapshot is refreshed and broadcast.
+const HEALTH_REFRESH: Duration = Duration::from_secs(60);
+/// Pending pairing requests older than this are dropped.
+const PAIRING_REQUEST_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Shared state of one gateway process.
+pub struct Gateway {
+    /// clawgate's version.
+    pub version: String,
+    /// Changes on every start.
+    pub boot_id: String,
+    started: Instant,
+    /// Start time (ms since epoch).
+    pub started_at_ms: i64,
+    settings: RwLock<Arc<GatewaySettings>>,
+    /// Durable state.
+    pub store: Store,
+    /// Connected clients.
+    pub clients: Broadcaster,
+    /// Presence and health versions.
+    pub presence: PresenceState,
+    /// Failed-auth lockout per address.
+    pub limiter: Mutex<FailedAuthLimiter>,
+    /// The config file and its edits.
+    pub config: ConfigService,
+    overrides: Overrides,
+    health: RwLock<Value>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("boot_id", &self.boot_id).field("clients", &self.clients.len()).finish()
+    }
+}
+
+impl Gateway {
+    /// Assemble a gateway.
+    pub fn new(
+        version: &str,
+        settings: GatewaySettings,
+        store: Store,
+        config: ConfigService,
+        overrides: Overrides,
+    ) -> Arc<Self> {
+        let boot_id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let host = hostname();
+        let self_entry = json!({
+            "host": host,
+            "version": version,
+            "platform": std::env::consts::OS,
+            "mode": "gateway",
+            "reason": "self",
+            "instanceId": boot_id,
+            "text": format!("Gateway: {host} · clawgate {version} · mode gateway · reason self"),
+            "ts": now,
+        });
+        let gw = Arc::new(Self {
+            version: version.to_owned(),
+            boot_id,
+            started: Instant::now(),
+            started_at_ms: now,
+            settings: RwLock::new(Arc::new(settings)),
+            store,
+            clients: Broadcaster::default(),
+            presence: PresenceState::new(self_entry),
+            limiter: Mutex::new(FailedAuthLimiter::default()),
+            config,
+            overrides,
+            health: RwLock::new(Value::Null),
+            shutdown: CancellationToken::new(),
+        });
+        gw.refresh_health();
+        gw
+    }
+
+    /// Current settings.
+    pub fn settings(&self) -> Arc<GatewaySettings> {
+        self.settings.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Swap in new settings (hot reload).
+    pub fn replace_settings(&self, new: GatewaySettings) {
+        if let Ok(mut s) = self.settings.write() {
+            *s = Arc::new(new);
+        }
+    }
+
+    /// The command-line overrides (kept across config reloads).
+    pub fn overrides(&self) -> Overrides {
+        self.overrides.clone()
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Cancelled when the gateway is stopping.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// A successful authentication clears the address's failure count.
+    pub fn clear_failures(&self, ip: IpAddr) {
+        if let Ok(mut l) = self.limiter.lock() {
+            l.record_success(ip);
+        }
+    }
+
+    /// The current health snapshot (same shape as the `health` result).
+    pub fn health_snapshot(&self) -> Value {
+        self.health.read().map(|h| h.clone()).unwrap_or(Value::Null)
+    }
+
+    /// Recompute the health snapshot; returns it.
+    pub fn refresh_health(&self) -> Value {
+        let started = Instant::now();
+        let snapshot = json!({
+            "ok": true,
+            "ts": now_ms(),
+            "durationMs": started.elapsed().as_millis() as u64,
+            "channels": {},
+            "channelOrder": [],
+            "channelLabels": {},
+            "heartbeatSeconds": 0,
+            "defaultAgentId": "main",
+            "agents": [],
+            "sessions": {"count": 0, "recent": []},
+            "configReload": {"hotReloadStatus": if self.config.watching() { "active" } else { "off" }},
+            "modelRuntime": {"degraded": false, "pendingAgents": []},
+            "gateway": {
+                "version": self.version,
+                "bootId": self.boot_id,
+                "uptimeMs": self.uptime().as_millis() as u64,
+                "connections": self.clients.len(),
+            },
+        });
+        if let Ok(mut h) = self.health.write() {
+            *h = snapshot.clone();
+        }
+        snapshot
+    }
+
+    /// Build the `hello-ok` for an admitted client.
+    pub fn hello_ok(&self, conn_id: &str, admission: &Admission) -> HelloOk {
+        let settings = self.settings();
+        let admin = admission.scopes.iter().any(|s| s == scopes::ADMIN);
+        let cfg = self.config.current();
+        HelloOk {
+            kind: "hello-ok".into(),
+            protocol: clawgate_protocol::PROTOCOL_VERSION,
+            server: ServerInfo {
+                version: self.version.clone(),
+                build_id: Some(format!("clawgate-{}", self.version)),
+                boot_id: self.boot_id.clone(),
+                control_ui_build_source: "bundled".into(),
+                conn_id: conn_id.to_owned(),
+            },
+            features: Features {
+                methods: methods::advertised().into_iter().map(str::to_owned).collect(),
+                events: events::EMITTED.iter().map(|s| s.to_string()).collect(),
+                capabilities: hello::CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+            },
+            snapshot: Snapshot {
+                presence: self.presence.list(),
+                health: self.health_snapshot(),
+                state_version: self.presence.state_version(),
+                uptime_ms: self.uptime().as_millis() as u64,
+                suspension: json!({"phase": "accepting"}),
+                session_defaults: Some(
+                    json!({"defaultAgentId": "main", "mainKey": "main", "mainSessionKey": "agent:main:main"}),
+                ),
+                auth_mode: Some(settings.auth_mode.as_str().to_owned()),
+                applied_config_hash: admin.then(|| cfg.hash.clone()),
+                config_path: admin.then(|| settings.config_path.display().to_string()),
+                state_dir: admin.then(|| settings.state_dir.display().to_string()),
+            },
+            auth: HelloAuth {
+                method: admission.method.to_owned(),
+                role: admission.role.clone(),
+                scopes: admission.scopes.clone(),
+                device_token: admission.device_token.as_ref().map(|(t, _)| t.clone()),
+                issued_at_ms: admission.device_token.as_ref().map(|(_, at)| *at),
+            },
+            policy: Policy::standard(settings.tick_interval_ms),
+        }
+    }
+
+    /// Register an admitted client and announce its presence.
+    pub fn client_connected(&self, client: Arc<ClientHandle>, params: &ConnectParams, ip: &str) {
+        let entry = crate::presence::client_entry(
+            params,
+            client.device_id.as_deref(),
+            &client.role,
+            &client.scopes,
+            ip,
+            now_ms(),
+        );
+        let key = client.conn_id.clone();
+        self.clients.add(client);
+        let version = self.presence.upsert(&key, entry);
+        self.broadcast_presence(version);
+    }
+
+    /// Forget a client and announce it.
+    pub fn client_disconnected(&self, conn_id: &str) {
+        if self.clients.remove(conn_id).is_some()
+            && let Some(version) = self.presence.remove(conn_id)
+        {
+            self.broadcast_presence(version);
+        }
+    }
+
+    /// Broadcast the presence list with its state version.
+    pub fn broadcast_presence(&self, version: clawgate_protocol::frames::StateVersion) {
+        self.clients.broadcast(ev::PRESENCE, &json!({"presence": self.presence.list()}), Some(version), true);
+    }
+
+    /// Tell pairing operators about a new or refreshed request.
+    pub fn announce_pair_request(&self, r: &PairingRequest, silent: bool) {
+        let mut payload = json!({
+            "requestId": r.request_id,
+            "deviceId": r.device_id,
+            "publicKey": r.public_key,
+            "role": r.role,
+            "roles": [r.role],
+            "scopes": r.scopes,
+            "silent": silent,
+            "isRepair": r.reason != "not-paired",
+            "ts": r.updated_at_ms,
+        });
+        for (k, v) in [
+            ("displayName", &r.display_name),
+            ("platform", &r.platform),
+            ("deviceFamily", &r.device_family),
+            ("clientId", &r.client_id),
+            ("clientMode", &r.client_mode),
+            ("remoteIp", &r.remote_ip),
+        ] {
+            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+                payload[k] = json!(v);
+            }
+        }
+        self.clients.broadcast(ev::DEVICE_PAIR_REQUESTED, &payload, None, false);
+    }
+
+    /// Tell pairing operators a request was decided.
+    pub fn announce_pair_resolved(&self, request_id: &str, device_id: &str, decision: &str) {
+        self.clients.broadcast(
+            ev::DEVICE_PAIR_RESOLVED,
+            &json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": now_ms()}),
+            None,
+            false,
+        );
+    }
+
+    /// Run the periodic duties until shutdown: `tick`, health refresh + broadcast, pruning.
+    pub async fn run_maintenance(self: Arc<Self>) {
+        let tick_every = Duration::from_millis(self.settings().tick_interval_ms.max(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
+        let mut health = tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_REFRESH, HEALTH_REFRESH);
+        let cancel = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {
+                    self.clients.broadcast(ev::TICK, &json!({"ts": now_ms()}), None, true);
+                }
+                _ = health.tick() => {
+                    let snapshot = self.refresh_health();
+                    let version = self.presence.bump_health();
+                    self.clients.broadcast(ev::HEALTH, &snapshot, Some(version), true);
+                    let now = now_ms();
+                    if let Err(e) = self.store.prune(now - clawgate_protocol::DEDUPE_TTL_MS, clawgate_protocol::DEDUPE_MAX).await {
+                        tracing::warn!(error = %e, "pruning idempotency keys failed");
+                    }
+                    if let Err(e) = self.store.expire_pending(now - PAIRING_REQUEST_TTL_MS).await {
+                        tracing::warn!(error = %e, "expiring pairing requests failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Begin a graceful stop: broadcast `shutdown`, close every socket with 1012.
+    pub fn begin_shutdown(&self, reason: &str) {
+        self.clients.broadcast(ev::SHUTDOWN, &json!({"reason": reason}), None, false);
+        self.clients.close_where(|_| true, close::SERVICE_RESTART, close::REASON_SERVICE_RESTART);
+        self.shutdown.cancel();
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

@@ -1,0 +1,511 @@
+//! Admission of a `connect`: protocol negotiation, Origin check, failed-auth lockout, shared
+//! secret, device identity, pairing and the scope grant (contract §3.3–3.6, §4.4).
+//!
+//! The result is either an [`Admission`] (what `hello-ok.auth` reports and what every later
+//! authorization uses) or a [`Rejection`] carrying the exact error shape and close code.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use serde_json::json;
+
+use clawgate_protocol::connect::{ConnectParams, roles};
+use clawgate_protocol::{ErrorShape, close, codes, details};
+use clawgate_store::{DeviceStore, DeviceTokenStore, NewPairingRequest, PairedDevice, PairingStore};
+
+use crate::auth::{self, VerifiedDevice};
+use crate::broadcast::AuthKind;
+use crate::gateway::Gateway;
+use crate::settings::{AuthMode, GatewaySettings};
+use crate::time::now_ms;
+
+/// Facts about the socket that admission depends on.
+#[derive(Debug, Clone)]
+pub struct ConnMeta {
+    /// Connection id.
+    pub conn_id: String,
+    /// Peer address.
+    pub remote_ip: IpAddr,
+    /// `Origin` header of the upgrade, if any.
+    pub origin: Option<String>,
+    /// `Host` header of the upgrade, if any.
+    pub host: Option<String>,
+    /// `x-openclaw-scopes` header of the upgrade, if any (caps granted scopes).
+    pub scopes_header: Option<String>,
+    /// The nonce sent in `connect.challenge`.
+    pub nonce: String,
+}
+
+/// A successful admission.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Granted role.
+    pub role: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// `hello-ok.auth.method`.
+    pub method: &'static str,
+    /// How it authenticated.
+    pub auth_kind: AuthKind,
+    /// The proven device.
+    pub device: Option<VerifiedDevice>,
+    /// Device token for `hello-ok.auth.deviceToken` and when it was issued.
+    pub device_token: Option<(String, i64)>,
+}
+
+/// A refused connect: the `res` error, then the close.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// The error sent in the `res`.
+    pub error: ErrorShape,
+    /// Close code.
+    pub close_code: u16,
+    /// Close reason (truncated to 123 bytes when sent).
+    pub close_reason: String,
+}
+
+impl Rejection {
+    /// Close 1008 with the error's message as the reason (the common case).
+    pub fn policy(error: ErrorShape) -> Self {
+        let reason = error.message.clone();
+        Self { error, close_code: close::POLICY_VIOLATION, close_reason: reason }
+    }
+}
+
+fn auth_failure(code: &str, reason: &str, message: &str, next: &str, retry_with_device_token: bool) -> Rejection {
+    Rejection::policy(ErrorShape::invalid_request(message).with_details(json!({
+        "code": code,
+        "authReason": reason,
+        "canRetryWithDeviceToken": retry_with_device_token,
+        "recommendedNextStep": next,
+    })))
+}
+
+/// Whether an `Origin` may open a control connection: listed in `allowedOrigins`, the gateway's
+/// own origin (same `Host`), or a loopback origin on a loopback connection.
+pub fn origin_allowed(origin: &str, host: Option<&str>, remote_is_loopback: bool, allowed: &[String]) -> bool {
+    let origin_trimmed = origin.trim_end_matches('/');
+    if allowed.iter().any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin_trimmed)) {
+        return true;
+    }
+    let Some((_, rest)) = origin_trimmed.split_once("://") else { return false };
+    if let Some(host) = host
+        && rest.eq_ignore_ascii_case(host)
+    {
+        return true;
+    }
+    let hostname = if let Some(stripped) = rest.strip_prefix('[') {
+        stripped.split(']').next().unwrap_or("")
+    } else {
+        rest.split(':').next().unwrap_or("")
+    };
+    let loopback_origin = hostname.eq_ignore_ascii_case("localhost")
+        || hostname.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+    loopback_origin && remote_is_loopback
+}
+
+/// Decide whether a `connect` is admitted.
+pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<Admission, Rejection> {
+    let settings = gw.settings();
+    let role = p.role().to_owned();
+    if !p.supports_protocol() {
+        let error = ErrorShape::invalid_request(close::REASON_PROTOCOL_MISMATCH).with_details(json!({
+            "code": details::PROTOCOL_MISMATCH,
+            "clientMinProtocol": p.min_protocol,
+            "clientMaxProtocol": p.max_protocol,
+            "expectedProtocol": clawgate_protocol::PROTOCOL_VERSION,
+            "minimumProbeProtocol": clawgate_protocol::MIN_PROBE_PROTOCOL,
+        }));
+        return Err(Rejection {
+            error,
+            close_code: close::PROTOCOL_ERROR,
+            close_reason: close::REASON_PROTOCOL_MISMATCH.into(),
+        });
+    }
+    if role != roles::OPERATOR && role != roles::NODE {
+        return Err(Rejection {
+            error: ErrorShape::invalid_request(format!("invalid role: {role}")),
+            close_code: close::POLICY_VIOLATION,
+            close_reason: close::REASON_INVALID_ROLE.into(),
+        });
+    }
+    if let Some(origin) = &meta.origin
+        && !origin_allowed(origin, meta.host.as_deref(), meta.remote_ip.is_loopback(), &settings.allowed_origins)
+    {
+        let message = format!(
+            "origin not allowed (open the UI from the gateway host or add {origin} to gateway.controlUi.allowedOrigins)"
+        );
+        return Err(Rejection::policy(
+            ErrorShape::invalid_request(message).with_details(json!({"code": details::CONTROL_UI_ORIGIN_NOT_ALLOWED})),
+        ));
+    }
+    if let Err(wait) = lockout(gw, meta.remote_ip, &settings) {
+        let mut r = auth_failure(
+            details::AUTH_RATE_LIMITED,
+            "rate_limited",
+            "unauthorized: too many failed authentication attempts (retry later)",
+            "wait_then_retry",
+            false,
+        );
+        r.error = r.error.retry(Some(wait.as_millis() as u64));
+        return Err(r);
+    }
+
+    let device = match auth::verify_device(p, &meta.nonce, now_ms()) {
+        Ok(d) => d,
+        Err(e) => {
+            record_failure(gw, meta.remote_ip, &settings);
+            return Err(Rejection::policy(
+                ErrorShape::invalid_request(e.message).with_details(json!({"code": e.code, "reason": e.reason})),
+            ));
+        }
+    };
+
+    let shared = check_shared_secret(p, &settings).await;
+    match (shared, device) {
+        (SharedSecret::Valid(method), None) => {
+            gw.clear_failures(meta.remote_ip);
+            admit_without_device(p, meta, &settings, method)
+        }
+        (SharedSecret::Valid(method), Some(device)) => {
+            gw.clear_failures(meta.remote_ip);
+            let silent = meta.remote_ip.is_loopback() && settings.auto_approve_loopback;
+            admit_device(gw, meta, p, device, method, silent).await
+        }
+        (shared, Some(device)) => {
+            // A device may authenticate with its device token (sent as `auth.deviceToken`, or as
+            // `auth.token` by clients such as openclaw-node), or by being paired already.
+            let auth = p.auth.clone().unwrap_or_default();
+            let candidate = auth.device_token.clone().or_else(|| auth.token.clone());
+            if let Some(token) = candidate {
+                match gw.store.verify(&device.device_id, &token).await {
+                    Ok(Some(record)) if record.role == role => {
+                        if !clawgate_protocol::scopes::all_covered(p.requested_scopes(), &record.scopes) {
+                            return Err(auth_failure(
+                                details::AUTH_SCOPE_MISMATCH,
+                                "scope_mismatch",
+                                "unauthorized: device token does not cover the requested scopes (re-pair the device)",
+                                "review_auth_configuration",
+                                false,
+                            ));
+                        }
+                        gw.clear_failures(meta.remote_ip);
+                        let _ = gw.store.touch_last_seen(&device.device_id, now_ms()).await;
+                        return Ok(Admission {
+                            role,
+                            scopes: cap_by_header(p.requested_scopes().to_vec(), meta),
+                            method: "device-token",
+                            auth_kind: AuthKind::Device,
+                            device: Some(device),
+                            device_token: Some((token, record.issued_at_ms)),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(internal(e)),
+                }
+                record_failure(gw, meta.remote_ip, &settings);
+                return Err(match shared {
+                    SharedSecret::Mismatch { password: true } => password_mismatch(),
+                    _ if auth.device_token.is_some() => auth_failure(
+                        details::AUTH_DEVICE_TOKEN_MISMATCH,
+                        "device_token_mismatch",
+                        "unauthorized: device token mismatch (rotate/reissue device token)",
+                        "update_auth_credentials",
+                        false,
+                    ),
+                    _ => token_mismatch(true),
+                });
+            }
+            if let SharedSecret::Mismatch { password: true } = shared {
+                record_failure(gw, meta.remote_ip, &settings);
+                return Err(password_mismatch());
+            }
+            // No credential at all: a paired device is admitted on its signature; an unknown one
+            // gets a pairing request (never silently: nothing vouches for it).
+            admit_device(gw, meta, p, device, "device-token", false).await
+        }
+        (SharedSecret::Missing, None) if p.auth.is_none() => Err(Rejection::policy(
+            ErrorShape::new(codes::NOT_PAIRED, "device identity required")
+                .with_details(json!({"code": details::DEVICE_IDENTITY_REQUIRED})),
+        )),
+        (SharedSecret::Missing, None) => {
+            record_failure(gw, meta.remote_ip, &settings);
+            Err(if settings.auth_mode == AuthMode::Password {
+                auth_failure(
+                    details::AUTH_PASSWORD_MISSING,
+                    "password_missing",
+                    "unauthorized: gateway password missing (set gateway.auth.password on the client)",
+                    "update_auth_configuration",
+                    false,
+                )
+            } else {
+                auth_failure(
+                    details::AUTH_TOKEN_MISSING,
+                    "token_missing",
+                    "unauthorized: gateway token missing (set gateway.auth.token on the client or pair the device)",
+                    "update_auth_configuration",
+                    false,
+                )
+            })
+        }
+        (SharedSecret::Mismatch { password }, None) => {
+            record_failure(gw, meta.remote_ip, &settings);
+            Err(if password { password_mismatch() } else { token_mismatch(false) })
+        }
+        (SharedSecret::NotConfigured, None) => Err(auth_failure(
+            details::AUTH_TOKEN_NOT_CONFIGURED,
+            "token_missing_config",
+            "unauthorized: gateway auth is not configured (set gateway.auth.token or gateway.auth.password)",
+            "review_auth_configuration",
+            false,
+        )),
+    }
+}
+
+fn token_mismatch(with_device: bool) -> Rejection {
+    auth_failure(
+        details::AUTH_TOKEN_MISMATCH,
+        "token_mismatch",
+        "unauthorized: gateway token mismatch (use this gateway's gateway.auth.token or pair the device)",
+        "update_auth_credentials",
+        with_device,
+    )
+}
+
+fn password_mismatch() -> Rejection {
+    auth_failure(
+        details::AUTH_PASSWORD_MISMATCH,
+        "password_mismatch",
+        "unauthorized: gateway password mismatch (use this gateway's gateway.auth.password)",
+        "update_auth_credentials",
+        false,
+    )
+}
+
+fn internal(e: impl std::fmt::Display) -> Rejection {
+    tracing::error!(error = %e, "storage failure during connect");
+    Rejection {
+        error: ErrorShape::unavailable("gateway storage unavailable; retry shortly").retry(Some(1000)),
+        close_code: close::TRY_AGAIN_LATER,
+        close_reason: "gateway storage unavailable".into(),
+    }
+}
+
+fn lockout(gw: &Gateway, ip: IpAddr, s: &GatewaySettings) -> Result<(), std::time::Duration> {
+    gw.limiter.lock().map(|mut l| l.check(ip, &s.rate_limit, Instant::now())).unwrap_or(Ok(()))
+}
+
+fn record_failure(gw: &Gateway, ip: IpAddr, s: &GatewaySettings) {
+    if let Ok(mut l) = gw.limiter.lock()
+        && let Some(lock) = l.record_failure(ip, &s.rate_limit, Instant::now())
+    {
+        tracing::warn!(%ip, lockout_ms = lock.as_millis() as u64, "too many failed authentication attempts; locking out");
+    }
+}
+
+enum SharedSecret {
+    Valid(&'static str),
+    Missing,
+    Mismatch { password: bool },
+    NotConfigured,
+}
+
+async fn check_shared_secret(p: &ConnectParams, s: &GatewaySettings) -> SharedSecret {
+    let auth = p.auth.clone().unwrap_or_default();
+    match s.auth_mode {
+        AuthMode::None => SharedSecret::Valid("none"),
+        AuthMode::Token => match (&auth.token, &s.token) {
+            (_, None) => SharedSecret::NotConfigured,
+            (None, _) => SharedSecret::Missing,
+            (Some(given), Some(want)) if auth::secrets_match(given, want) => SharedSecret::Valid("token"),
+            _ => SharedSecret::Mismatch { password: false },
+        },
+        AuthMode::Password => {
+            let Some(configured) = s.password.clone() else { return SharedSecret::NotConfigured };
+            // Browser clients send the secret as both token and password.
+            let Some(given) = auth.password.clone() else { return SharedSecret::Missing };
+            let ok =
+                tokio::task::spawn_blocking(move || auth::password_matches(&given, &configured)).await.unwrap_or(false);
+            if ok { SharedSecret::Valid("password") } else { SharedSecret::Mismatch { password: true } }
+        }
+    }
+}
+
+/// Scopes requested by a client are capped by the `x-openclaw-scopes` upgrade header.
+fn cap_by_header(scopes: Vec<String>, meta: &ConnMeta) -> Vec<String> {
+    match &meta.scopes_header {
+        None => scopes,
+        Some(h) => {
+            let allowed: Vec<&str> = h.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            scopes.into_iter().filter(|s| allowed.contains(&s.as_str())).collect()
+        }
+    }
+}
+
+fn admit_without_device(
+    p: &ConnectParams,
+    meta: &ConnMeta,
+    s: &GatewaySettings,
+    method: &'static str,
+) -> Result<Admission, Rejection> {
+    let role = p.role();
+    if role == roles::NODE {
+        return Err(Rejection::policy(
+            ErrorShape::new(codes::NOT_PAIRED, "device identity required")
+                .with_details(json!({"code": details::DEVICE_IDENTITY_REQUIRED})),
+        ));
+    }
+    let is_control_ui = matches!(p.client.id.as_str(), "openclaw-control-ui" | "webchat-ui");
+    if is_control_ui && s.auth_mode != AuthMode::None {
+        return Err(Rejection::policy(
+            ErrorShape::invalid_request("control ui requires device identity (use HTTPS or localhost secure context)")
+                .with_details(json!({"code": details::CONTROL_UI_DEVICE_IDENTITY_REQUIRED})),
+        ));
+    }
+    let local = meta.remote_ip.is_loopback() && meta.origin.is_none();
+    let trusted_local_client = local
+        && ((p.client.id == "cli" && p.client.mode == "cli")
+            || (p.client.id == "gateway-client" && p.client.mode == "backend"));
+    let scopes =
+        if s.auth_mode == AuthMode::None || trusted_local_client { p.requested_scopes().to_vec() } else { Vec::new() };
+    Ok(Admission {
+        role: role.to_owned(),
+        scopes: cap_by_header(scopes, meta),
+        method,
+        auth_kind: if s.auth_mode == AuthMode::None { AuthKind::None } else { AuthKind::SharedSecret },
+        device: None,
+        device_token: None,
+    })
+}
+
+/// Admit a device with a valid signature: paired and covering the request → in; otherwise a
+/// pairing request, approved on the spot when `silent`.
+async fn admit_device(
+    gw: &Gateway,
+    meta: &ConnMeta,
+    p: &ConnectParams,
+    device: VerifiedDevice,
+    method: &'static str,
+    silent: bool,
+) -> Result<Admission, Rejection> {
+    let role = p.role().to_owned();
+    let requested = p.requested_scopes().to_vec();
+    let paired = gw.store.get_paired(&device.device_id).await.map_err(internal)?;
+    let reason = pairing_reason(paired.as_ref(), &device, p, &role, &requested);
+    if let Some(reason) = reason {
+        let new = NewPairingRequest {
+            device_id: device.device_id.clone(),
+            public_key: device.public_key.clone(),
+            display_name: p.client.display_name.clone(),
+            platform: Some(p.client.platform.clone()),
+            device_family: p.client.device_family.clone(),
+            client_id: Some(p.client.id.clone()),
+            client_mode: Some(p.client.mode.clone()),
+            role: role.clone(),
+            scopes: requested.clone(),
+            remote_ip: Some(meta.remote_ip.to_string()),
+            reason: reason.to_owned(),
+        };
+        let request = gw.store.create_or_refresh_request(&new, now_ms()).await.map_err(internal)?;
+        gw.announce_pair_request(&request, silent);
+        if silent {
+            gw.store.approve_request(&request.request_id, "silent", now_ms()).await.map_err(internal)?;
+            gw.announce_pair_resolved(&request.request_id, &request.device_id, "approved");
+            tracing::info!(device = %short(&device.device_id), client = %p.client.id, "paired device silently (loopback with valid credentials)");
+        } else {
+            let requirement = match reason {
+                "role-upgrade" => "device is asking for a higher role than currently approved",
+                "scope-upgrade" => "device is asking for more scopes than currently approved",
+                "metadata-upgrade" => "device identity changed and must be re-approved",
+                _ => "device is not approved yet",
+            };
+            let mut d = json!({
+                "code": details::PAIRING_REQUIRED,
+                "reason": reason,
+                "requestId": request.request_id,
+                "remediationHint": format!("approve it with: clawgate devices approve {}", request.request_id),
+                "deviceId": device.device_id,
+                "requestedRole": role,
+                "requestedScopes": requested,
+                "recommendedNextStep": "wait_then_retry",
+                "retryable": true,
+                "pauseReconnect": true,
+            });
+            if let Some(pd) = &paired {
+                d["approvedRoles"] = json!(pd.roles);
+                d["approvedScopes"] = json!(pd.scopes);
+            }
+            tracing::info!(device = %short(&device.device_id), request = %request.request_id, reason, "pairing required");
+            let error = ErrorShape::new(codes::NOT_PAIRED, format!("pairing required: {requirement}")).with_details(d);
+            return Err(Rejection {
+                error,
+                close_code: close::POLICY_VIOLATION,
+                close_reason: format!("pairing required: {requirement} (requestId: {})", request.request_id),
+            });
+        }
+    }
+    let now = now_ms();
+    let _ = gw.store.touch_last_seen(&device.device_id, now).await;
+    let (token, record) = gw.store.issue(&device.device_id, &role, &requested, now).await.map_err(internal)?;
+    Ok(Admission {
+        role,
+        scopes: cap_by_header(requested, meta),
+        method,
+        auth_kind: if method == "none" {
+            AuthKind::None
+        } else if method == "device-token" {
+            AuthKind::Device
+        } else {
+            AuthKind::SharedSecret
+        },
+        device: Some(device),
+        device_token: Some((token, record.issued_at_ms)),
+    })
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Why a device must (re-)pair, or `None` when its record covers this connect.
+fn pairing_reason(
+    paired: Option<&PairedDevice>,
+    device: &VerifiedDevice,
+    p: &ConnectParams,
+    role: &str,
+    requested: &[String],
+) -> Option<&'static str> {
+    let Some(pd) = paired else { return Some("not-paired") };
+    let norm = |s: Option<&str>| s.map(|v| v.trim().to_ascii_lowercase());
+    if pd.public_key != device.public_key
+        || (pd.platform.is_some() && norm(pd.platform.as_deref()) != norm(Some(&p.client.platform)))
+        || (pd.device_family.is_some() && norm(pd.device_family.as_deref()) != norm(p.client.device_family.as_deref()))
+    {
+        return Some("metadata-upgrade");
+    }
+    if !pd.roles.iter().any(|r| r == role) {
+        return Some("role-upgrade");
+    }
+    if !clawgate_protocol::scopes::all_covered(requested, &pd.scopes) {
+        return Some("scope-upgrade");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_allowed_by_list_same_host_or_loopback() {
+        let allowed = vec!["https://chat.example.com".to_owned()];
+        assert!(origin_allowed("https://chat.example.com", None, false, &allowed));
+        assert!(origin_allowed("http://gw.lan:18789", Some("gw.lan:18789"), false, &[]));
+        assert!(origin_allowed("http://127.0.0.1:5173", Some("127.0.0.1:18789"), true, &[]));
+        assert!(origin_allowed("http://localhost:3000", None, true, &[]));
+        assert!(origin_allowed("http://[::1]:3000", None, true, &[]));
+        assert!(!origin_allowed("http://localhost:3000", None, false, &[]), "loopback origin from a remote peer");
+        assert!(!origin_allowed("https://evil.example", Some("127.0.0.1:18789"), true, &allowed));
+        assert!(!origin_allowed("null", None, true, &[]));
+    }
+}

@@ -1,0 +1,25 @@
+//! The gateway's domain: authentication and pairing, scope checks, the broadcaster (per-client
+//! `seq`, scope filter, slow-consumer policy), presence and health state, and the WS method
+//! handlers.
+//!
+//! This crate owns the rules of the protocol — who may connect, with which scopes, what each
+//! method does — and must not touch sockets, HTTP or SQL directly: the server crate feeds it
+//! decoded frames and carries its pre-serialized output, and storage goes through the
+//! `clawgate-store` traits.
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod broadcast;
+pub mod config_service;
+pub mod dispatch;
+pub mod error;
+pub mod gateway;
+pub mod handshake;
+pub mod logs;
+pub mod methods;
+pub mod presence;
+pub mod settings;
+pub mod time;
+
+pub use error::CoreError;
+pub use gateway::Gateway;

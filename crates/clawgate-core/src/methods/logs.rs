@@ -1,0 +1,60 @@
+//! `logs.tail`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{CoreError, parse_params};
+use crate::gateway::Gateway;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LogsTailParams {
+    #[serde(default)]
+    cursor: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    max_bytes: Option<u64>,
+}
+
+/// `logs.tail {cursor?, limit? (1..5000), maxBytes? (1..1000000)}` → lines of clawgate's log.
+pub async fn logs_tail(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
+    let p: LogsTailParams = parse_params("logs.tail", params)?;
+    let limit = p.limit.unwrap_or(200);
+    let max_bytes = p.max_bytes.unwrap_or(250_000);
+    if !(1..=5000).contains(&limit) {
+        return Err(CoreError::invalid("invalid logs.tail params: limit must be between 1 and 5000"));
+    }
+    if !(1..=1_000_000).contains(&max_bytes) {
+        return Err(CoreError::invalid("invalid logs.tail params: maxBytes must be between 1 and 1000000"));
+    }
+    let Some(path) = gw.settings().log_file.clone() else {
+        return Err(CoreError::Unavailable("file logging is off (set logging.file or run with a state dir)".into()));
+    };
+    let cursor = p.cursor;
+    let page = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || crate::logs::tail(&path, cursor, limit, max_bytes)
+    })
+    .await
+    .map_err(CoreError::internal)?
+    .map_err(CoreError::internal)?;
+    let mut out = json!({
+        "file": path.display().to_string(),
+        "cursor": page.cursor,
+        "size": page.size,
+        "lines": page.lines,
+    });
+    if page.truncated {
+        out["truncated"] = json!(true);
+    }
+    if page.reset {
+        out["reset"] = json!(true);
+    }
+    if page.skipped_bytes > 0 {
+        out["skippedBytes"] = json!(page.skipped_bytes);
+    }
+    Ok(out)
+}

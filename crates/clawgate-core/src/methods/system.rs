@@ -1,0 +1,54 @@
+//! `system-presence`, `system-event`, `last-heartbeat`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::dispatch::CallContext;
+use crate::error::{CoreError, parse_params};
+use crate::gateway::Gateway;
+
+/// `system-presence` → the presence entries.
+pub async fn system_presence(gw: &Arc<Gateway>) -> Result<Value, CoreError> {
+    Ok(Value::Array(gw.presence.list()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SystemEventParams {
+    text: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+/// `system-event {text}` → updates the caller's presence entry and broadcasts `presence`.
+pub async fn system_event(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
+    let p: SystemEventParams = parse_params("system-event", params)?;
+    if p.text.trim().is_empty() {
+        return Err(CoreError::invalid("invalid system-event params: text must not be empty"));
+    }
+    let now = crate::time::now_ms();
+    let version = gw
+        .presence
+        .update(&ctx.client.conn_id, |e| {
+            e["text"] = json!(p.text);
+            e["ts"] = json!(now);
+            e["lastActivityAt"] = json!(now);
+            e["reason"] = json!(p.reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "event".into()));
+            if let Some(tags) = &p.tags {
+                e["tags"] = json!(tags.iter().filter(|t| !t.is_empty()).collect::<Vec<_>>());
+            }
+        })
+        .ok_or_else(|| CoreError::invalid("caller has no presence entry"))?;
+    gw.broadcast_presence(version);
+    Ok(json!({"ok": true, "ts": now}))
+}
+
+/// `last-heartbeat` → the last heartbeat event, or `null`: clawgate runs no heartbeat agent yet,
+/// so this is honestly `null`.
+pub async fn last_heartbeat(_gw: &Arc<Gateway>) -> Result<Value, CoreError> {
+    Ok(Value::Null)
+}

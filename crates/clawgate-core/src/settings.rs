@@ -1,0 +1,141 @@
+//! The resolved settings the gateway runs with: config values with secrets read and defaults
+//! applied. Built from the config file (and CLI flags) by the binary; swapped atomically when
+//! a hot-reloadable key changes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How clients authenticate with a shared secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No shared secret (loopback only).
+    None,
+    /// `gateway.auth.token`.
+    Token,
+    /// `gateway.auth.password`.
+    Password,
+}
+
+impl AuthMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::Token => "token",
+            AuthMode::Password => "password",
+        }
+    }
+}
+
+/// The configured password: plain text, or an argon2id PHC hash.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordSecret {
+    /// Compared in constant time.
+    Plain(String),
+    /// Verified with argon2.
+    Argon2Hash(String),
+}
+
+impl PasswordSecret {
+    /// Classify a configured password string.
+    pub fn from_config(value: String) -> Self {
+        if value.starts_with("$argon2") { PasswordSecret::Argon2Hash(value) } else { PasswordSecret::Plain(value) }
+    }
+}
+
+impl std::fmt::Debug for PasswordSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordSecret(***)")
+    }
+}
+
+/// Failed-auth lockout policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Failures allowed within the window.
+    pub max_attempts: u32,
+    /// Window length.
+    pub window: Duration,
+    /// How long an address is locked out after too many failures.
+    pub lockout: Duration,
+    /// Whether loopback clients are exempt (default false: local malware guesses too).
+    pub exempt_loopback: bool,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(300),
+            exempt_loopback: false,
+        }
+    }
+}
+
+/// Everything the connection handling needs to know.
+#[derive(Clone)]
+pub struct GatewaySettings {
+    /// Shared-secret mode.
+    pub auth_mode: AuthMode,
+    /// The gateway token (mode token).
+    pub token: Option<String>,
+    /// The gateway password (mode password).
+    pub password: Option<PasswordSecret>,
+    /// Failed-auth lockout.
+    pub rate_limit: RateLimitSettings,
+    /// Browser origins allowed besides same-origin and loopback.
+    pub allowed_origins: Vec<String>,
+    /// Time a client has to send `connect`.
+    pub handshake_timeout: Duration,
+    /// `tick` interval.
+    pub tick_interval_ms: u64,
+    /// Whether a device presenting a valid shared secret over loopback is paired silently.
+    pub auto_approve_loopback: bool,
+    /// Where state lives.
+    pub state_dir: PathBuf,
+    /// The config file.
+    pub config_path: PathBuf,
+    /// The log file `logs.tail` reads.
+    pub log_file: Option<PathBuf>,
+    /// The address the gateway listens on, for status output.
+    pub listen_addr: String,
+}
+
+impl std::fmt::Debug for GatewaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySettings")
+            .field("auth_mode", &self.auth_mode)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("password", &self.password)
+            .field("rate_limit", &self.rate_limit)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("tick_interval_ms", &self.tick_interval_ms)
+            .field("auto_approve_loopback", &self.auto_approve_loopback)
+            .field("state_dir", &self.state_dir)
+            .field("config_path", &self.config_path)
+            .field("listen_addr", &self.listen_addr)
+            .finish()
+    }
+}
+
+impl GatewaySettings {
+    /// Settings for tests: token auth with the given token, everything else default.
+    pub fn for_tests(token: &str, state_dir: PathBuf) -> Self {
+        Self {
+            auth_mode: AuthMode::Token,
+            token: Some(token.to_owned()),
+            password: None,
+            rate_limit: RateLimitSettings::default(),
+            allowed_origins: Vec::new(),
+            handshake_timeout: Duration::from_millis(clawgate_protocol::HANDSHAKE_TIMEOUT_MS),
+            tick_interval_ms: clawgate_protocol::TICK_INTERVAL_MS,
+            auto_approve_loopback: true,
+            config_path: state_dir.join("clawgate.json5"),
+            log_file: None,
+            state_dir,
+            listen_addr: "127.0.0.1:0".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Event names and the per-recipient scope guards (contract §7).
+
+use crate::scopes;
+
+#[allow(missing_docs)]
+pub mod names {
+    pub const CONNECT_CHALLENGE: &str = "connect.challenge";
+    pub const TICK: &str = "tick";
+    pub const HEALTH: &str = "health";
+    pub const PRESENCE: &str = "presence";
+    pub const SHUTDOWN: &str = "shutdown";
+    pub const CONFIG_CHANGED: &str = "config.changed";
+    pub const DEVICE_PAIR_REQUESTED: &str = "device.pair.requested";
+    pub const DEVICE_PAIR_RESOLVED: &str = "device.pair.resolved";
+}
+
+/// Events clawgate emits (`hello-ok.features.events`).
+pub const EMITTED: &[&str] = &[
+    names::CONNECT_CHALLENGE,
+    names::PRESENCE,
+    names::TICK,
+    names::SHUTDOWN,
+    names::HEALTH,
+    names::CONFIG_CHANGED,
+    names::DEVICE_PAIR_REQUESTED,
+    names::DEVICE_PAIR_RESOLVED,
+];
+
+/// Who may receive an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Every connected client, any role.
+    Everyone,
+    /// Operators holding this scope.
+    Scope(&'static str),
+    /// Never broadcast (unknown event names).
+    Nobody,
+}
+
+/// The guard of an event name. Unknown names are never broadcast, as upstream.
+pub fn guard(event: &str) -> Guard {
+    match event {
+        names::TICK | names::HEALTH | names::SHUTDOWN | "heartbeat" | "gateway.suspension" | "update.available" => {
+            Guard::Everyone
+        }
+        names::PRESENCE
+        | names::CONFIG_CHANGED
+        | "agent"
+        | "chat"
+        | "cron"
+        | "sessions.changed"
+        | "session.message" => Guard::Scope(scopes::READ),
+        names::DEVICE_PAIR_REQUESTED | names::DEVICE_PAIR_RESOLVED | "device.pair.changed" => {
+            Guard::Scope(scopes::PAIRING)
+        }
+        _ => Guard::Nobody,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_emitted_event_except_challenge_has_a_guard() {
+        for e in EMITTED.iter().filter(|e| **e != names::CONNECT_CHALLENGE) {
+            assert_ne!(guard(e), Guard::Nobody, "{e}");
+        }
+        assert_eq!(guard("made.up"), Guard::Nobody);
+    }
+}

@@ -1,0 +1,150 @@
+//! Method names and the one static method → scope table (contract §4.3).
+//!
+//! [`IMPLEMENTED`] lists what clawgate answers; `hello-ok.features.methods` is derived from it, so
+//! the advertisement can never drift from the dispatcher. For methods clawgate does not
+//! implement, authorization still follows upstream's table (vendored from
+//! `openclaw-methods.tsv`): an operator lacking the scope gets `FORBIDDEN`, one holding it gets
+//! `unknown method`, exactly as the real gateway orders those checks.
+
+use crate::scopes;
+
+/// What a caller needs to call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Any authenticated client, any role (`health`).
+    Exempt,
+    /// An operator holding this scope.
+    Scope(&'static str),
+    /// Only node-role clients.
+    Node,
+}
+
+/// One row of the method table.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodSpec {
+    /// Wire name.
+    pub name: &'static str,
+    /// Who may call it.
+    pub requirement: Requirement,
+    /// Listed in `hello-ok.features.methods`.
+    pub advertise: bool,
+}
+
+const fn m(name: &'static str, scope: &'static str) -> MethodSpec {
+    MethodSpec { name, requirement: Requirement::Scope(scope), advertise: true }
+}
+
+#[allow(missing_docs)]
+pub mod names {
+    pub const CONNECT: &str = "connect";
+    pub const HEALTH: &str = "health";
+    pub const STATUS: &str = "status";
+    pub const SYSTEM_PRESENCE: &str = "system-presence";
+    pub const SYSTEM_EVENT: &str = "system-event";
+    pub const LAST_HEARTBEAT: &str = "last-heartbeat";
+    pub const LOGS_TAIL: &str = "logs.tail";
+    pub const CONFIG_GET: &str = "config.get";
+    pub const CONFIG_SCHEMA: &str = "config.schema";
+    pub const CONFIG_SET: &str = "config.set";
+    pub const CONFIG_PATCH: &str = "config.patch";
+    pub const CONFIG_APPLY: &str = "config.apply";
+    pub const DEVICE_PAIR_LIST: &str = "device.pair.list";
+    pub const DEVICE_PAIR_APPROVE: &str = "device.pair.approve";
+    pub const DEVICE_PAIR_REJECT: &str = "device.pair.reject";
+    pub const DEVICE_PAIR_REMOVE: &str = "device.pair.remove";
+    pub const DEVICE_TOKEN_ROTATE: &str = "device.token.rotate";
+    pub const DEVICE_TOKEN_REVOKE: &str = "device.token.revoke";
+    pub const CHANNELS_STATUS: &str = "channels.status";
+}
+
+/// Every method clawgate implements, with its requirement.
+pub const IMPLEMENTED: &[MethodSpec] = &[
+    MethodSpec { name: names::HEALTH, requirement: Requirement::Exempt, advertise: true },
+    m(names::STATUS, scopes::READ),
+    m(names::SYSTEM_PRESENCE, scopes::READ),
+    m(names::SYSTEM_EVENT, scopes::ADMIN),
+    m(names::LAST_HEARTBEAT, scopes::READ),
+    m(names::LOGS_TAIL, scopes::READ),
+    m(names::CONFIG_GET, scopes::READ),
+    m(names::CONFIG_SCHEMA, scopes::READ),
+    m(names::CONFIG_SET, scopes::ADMIN),
+    m(names::CONFIG_PATCH, scopes::ADMIN),
+    m(names::CONFIG_APPLY, scopes::ADMIN),
+    m(names::DEVICE_PAIR_LIST, scopes::PAIRING),
+    m(names::DEVICE_PAIR_APPROVE, scopes::PAIRING),
+    m(names::DEVICE_PAIR_REJECT, scopes::PAIRING),
+    m(names::DEVICE_PAIR_REMOVE, scopes::PAIRING),
+    m(names::DEVICE_TOKEN_ROTATE, scopes::PAIRING),
+    m(names::DEVICE_TOKEN_REVOKE, scopes::PAIRING),
+    m(names::CHANNELS_STATUS, scopes::READ),
+    // Valid only as the first frame; a second `connect` is answered by the dispatcher.
+    MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },
+];
+
+/// Upstream's method table (openclaw 2026.9.6), tab-separated: name, family, scope, since, policy.
+const UPSTREAM_TSV: &str = include_str!("../data/openclaw-methods.tsv");
+
+/// The spec of a method clawgate implements.
+pub fn implemented(name: &str) -> Option<&'static MethodSpec> {
+    IMPLEMENTED.iter().find(|s| s.name == name)
+}
+
+/// Names advertised in `hello-ok.features.methods`.
+pub fn advertised() -> Vec<&'static str> {
+    IMPLEMENTED.iter().filter(|s| s.advertise).map(|s| s.name).collect()
+}
+
+fn upstream_requirement(name: &str) -> Option<Requirement> {
+    UPSTREAM_TSV.lines().find_map(|line| {
+        let mut cols = line.split('\t');
+        if cols.next()? != name {
+            return None;
+        }
+        let scope = cols.nth(1)?;
+        Some(match scope {
+            "node" => Requirement::Node,
+            // Dynamic methods resolve per call; without an implementation clawgate treats them
+            // as the strictest common case.
+            "dynamic" => Requirement::Scope(scopes::ADMIN),
+            other => Requirement::Scope(scopes::ALL.iter().copied().find(|s| *s == other).unwrap_or(scopes::ADMIN)),
+        })
+    })
+}
+
+/// What a caller needs to call `method`: clawgate's table, then upstream's, then admin (unknown
+/// methods resolve to admin, as upstream does).
+pub fn requirement(method: &str) -> Requirement {
+    implemented(method)
+        .map(|s| s.requirement)
+        .or_else(|| upstream_requirement(method))
+        .unwrap_or(Requirement::Scope(scopes::ADMIN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_is_exempt_and_connect_is_not_advertised() {
+        assert_eq!(requirement("health"), Requirement::Exempt);
+        assert!(!advertised().contains(&"connect"));
+        assert!(advertised().contains(&"health"));
+    }
+
+    #[test]
+    fn unimplemented_upstream_methods_keep_upstream_scope() {
+        assert_eq!(requirement("cron.list"), Requirement::Scope(scopes::READ));
+        assert_eq!(requirement("node.event"), Requirement::Node);
+        assert_eq!(requirement("no.such.method"), Requirement::Scope(scopes::ADMIN));
+    }
+
+    #[test]
+    fn implemented_scopes_match_upstream_table() {
+        for spec in IMPLEMENTED {
+            if spec.name == names::HEALTH {
+                continue;
+            }
+            assert_eq!(Some(spec.requirement), upstream_requirement(spec.name), "{}", spec.name);
+        }
+    }
+}

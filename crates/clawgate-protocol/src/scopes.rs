@@ -1,0 +1,72 @@
+//! Operator scopes and how they imply each other (contract §4.2).
+
+/// Read-only operator access.
+pub const READ: &str = "operator.read";
+/// Mutating operator access (implies read and talk).
+pub const WRITE: &str = "operator.write";
+/// Everything.
+pub const ADMIN: &str = "operator.admin";
+/// Approvals.
+pub const APPROVALS: &str = "operator.approvals";
+/// Questions.
+pub const QUESTIONS: &str = "operator.questions";
+/// Device and node pairing.
+pub const PAIRING: &str = "operator.pairing";
+/// Talk mode.
+pub const TALK: &str = "operator.talk";
+/// Talk secrets.
+pub const TALK_SECRETS: &str = "operator.talk.secrets";
+/// Internal session-bound read.
+pub const SESSIONS_READ: &str = "operator.sessions.read";
+/// Internal session-bound write.
+pub const SESSIONS_WRITE: &str = "operator.sessions.write";
+
+/// The closed public set of scopes a client may request.
+pub const ALL: &[&str] =
+    &[READ, WRITE, ADMIN, APPROVALS, QUESTIONS, PAIRING, TALK, TALK_SECRETS, SESSIONS_READ, SESSIONS_WRITE];
+
+/// The scopes the local `openclaw` CLI asks for by default (`CLI_DEFAULT_OPERATOR_SCOPES`).
+pub const CLI_DEFAULT: &[&str] = &[ADMIN, READ, WRITE, APPROVALS, QUESTIONS, PAIRING, TALK_SECRETS];
+
+/// Whether `granted` satisfies `required`.
+pub fn satisfied<S: AsRef<str>>(required: &str, granted: &[S]) -> bool {
+    if !required.starts_with("operator.") {
+        return false;
+    }
+    let has = |s: &str| granted.iter().any(|g| g.as_ref() == s);
+    if has(required) || has(ADMIN) {
+        return true;
+    }
+    if matches!(required, READ | TALK | SESSIONS_READ | SESSIONS_WRITE) && has(WRITE) {
+        return true;
+    }
+    required == SESSIONS_READ && (has(READ) || has(SESSIONS_WRITE))
+}
+
+/// Whether every scope in `requested` is covered by `approved` (used for pairing upgrades and
+/// device tokens).
+pub fn all_covered<A: AsRef<str>, B: AsRef<str>>(requested: &[A], approved: &[B]) -> bool {
+    requested.iter().all(|r| satisfied(r.as_ref(), approved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_satisfies_everything_and_write_implies_read() {
+        assert!(satisfied(PAIRING, &[ADMIN]));
+        assert!(satisfied(READ, &[WRITE]));
+        assert!(satisfied(TALK, &[WRITE]));
+        assert!(!satisfied(PAIRING, &[WRITE]));
+        assert!(!satisfied(READ, &[] as &[&str]));
+        assert!(satisfied(SESSIONS_READ, &[READ]));
+        assert!(!satisfied("node", &[ADMIN]));
+    }
+
+    #[test]
+    fn coverage_checks_every_requested_scope() {
+        assert!(all_covered(&[READ, WRITE], &[WRITE]));
+        assert!(!all_covered(&[READ, PAIRING], &[WRITE]));
+    }
+}

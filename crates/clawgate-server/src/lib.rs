@@ -1,0 +1,39 @@
+//! The gateway's network face: one axum server on one port carrying the OpenClaw WebSocket
+//! protocol (any path) and the HTTP routes (`/healthz`, `/readyz`, the landing page).
+//!
+//! It owns sockets, framing limits and the per-connection reader/writer tasks; what a frame
+//! *means* is decided by `clawgate-core`. Graceful shutdown is driven by the gateway's
+//! cancellation token.
+#![warn(missing_docs)]
+
+mod http;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use clawgate_core::Gateway;
+
+/// Build the router for a gateway.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/", get(http::root))
+        .route("/healthz", get(http::healthz))
+        .route("/health", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/ready", get(http::readyz))
+        .fallback(http::fallback)
+        .with_state(gw)
+}
+
+/// Serve until the gateway's shutdown token is cancelled.
+pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
+    let token = gw.shutdown_token();
+    axum::serve(listener, router(gw).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+}

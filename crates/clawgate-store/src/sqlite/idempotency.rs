@@ -1,0 +1,111 @@
+//! [`IdempotencyStore`] on the `idempotency` table.
+
+use super::SqliteStore;
+use crate::{IdempotencyEntry, IdempotencyStore, InsertOutcome, Result, StoreError};
+
+/// An `idempotency` row as stored, before its payload is parsed.
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    key: String,
+    status: String,
+    payload: String,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+impl TryFrom<EntryRow> for IdempotencyEntry {
+    type Error = StoreError;
+
+    fn try_from(row: EntryRow) -> Result<Self> {
+        let payload = serde_json::from_str(&row.payload)
+            .map_err(|e| StoreError::Corrupt(format!("idempotency.payload of {:?} is not JSON: {e}", row.key)))?;
+        Ok(IdempotencyEntry {
+            key: row.key,
+            payload,
+            status: row.status,
+            created_at_ms: row.created_at_ms,
+            updated_at_ms: row.updated_at_ms,
+        })
+    }
+}
+
+impl IdempotencyStore for SqliteStore {
+    async fn get(&self, scope_key: &str) -> Result<Option<IdempotencyEntry>> {
+        sqlx::query_as::<_, EntryRow>("SELECT * FROM idempotency WHERE key = ?")
+            .bind(scope_key)
+            .fetch_optional(self.pool())
+            .await?
+            .map(IdempotencyEntry::try_from)
+            .transpose()
+    }
+
+    async fn insert_if_absent(
+        &self,
+        scope_key: &str,
+        status: &str,
+        payload: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<InsertOutcome> {
+        // One write transaction: the insert decides the winner, and the read of the loser's
+        // answer cannot see the entry pruned in between.
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency (key, status, payload, created_at_ms, updated_at_ms) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(scope_key)
+        .bind(status)
+        .bind(payload.to_string())
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            tx.commit().await?;
+            return Ok(InsertOutcome::Inserted);
+        }
+        let existing = sqlx::query_as::<_, EntryRow>("SELECT * FROM idempotency WHERE key = ?")
+            .bind(scope_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(InsertOutcome::Existing(IdempotencyEntry::try_from(existing)?))
+    }
+
+    async fn update(&self, scope_key: &str, status: &str, payload: &serde_json::Value, now_ms: i64) -> Result<()> {
+        let updated = sqlx::query("UPDATE idempotency SET status = ?, payload = ?, updated_at_ms = ? WHERE key = ?")
+            .bind(status)
+            .bind(payload.to_string())
+            .bind(now_ms)
+            .bind(scope_key)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn prune(&self, older_than_ms: i64, keep_max: usize) -> Result<u64> {
+        // `LIMIT` takes an i64; a cap beyond it is no cap.
+        let keep = i64::try_from(keep_max).unwrap_or(i64::MAX);
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let expired = sqlx::query("DELETE FROM idempotency WHERE updated_at_ms < ?")
+            .bind(older_than_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let over_cap = sqlx::query(
+            "DELETE FROM idempotency WHERE key NOT IN \
+             (SELECT key FROM idempotency ORDER BY updated_at_ms DESC, key DESC LIMIT ?)",
+        )
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(expired + over_cap)
+    }
+}

@@ -1,0 +1,45 @@
+//! [`KvStore`] on the `kv` table.
+
+use super::SqliteStore;
+use crate::{KvStore, Result};
+
+impl KvStore for SqliteStore {
+    async fn get(&self, key: &str) -> Result<Option<String>> {
+        let value =
+            sqlx::query_scalar("SELECT value FROM kv WHERE key = ?").bind(key).fetch_optional(self.pool()).await?;
+        Ok(value)
+    }
+
+    async fn set(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO kv (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn get_or_init(&self, key: &str, init: impl FnOnce() -> String + Send) -> Result<String> {
+        // Fast path without a write: the key is normally there after the first start.
+        if let Some(existing) = KvStore::get(self, key).await? {
+            return Ok(existing);
+        }
+        let candidate = init();
+        // One statement, so atomic: insert the candidate unless a racing caller got there
+        // first, and in both cases return what is stored. The no-op update is only there
+        // because `DO NOTHING` would make RETURNING yield no row.
+        let stored = sqlx::query_scalar(
+            "INSERT INTO kv (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = kv.value \
+             RETURNING value",
+        )
+        .bind(key)
+        .bind(candidate)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(stored)
+    }
+}

@@ -1,0 +1,271 @@
+//! [`PairingStore`] on the `pairing_requests` table (and `paired_devices` on approval).
+
+use sqlx::SqliteConnection;
+
+use super::devices::{fetch_device, write_device};
+use super::{SqliteStore, decode_list, encode_list, union};
+use crate::{
+    NewPairingRequest, PairedDevice, PairingDecision, PairingRequest, PairingStatus, PairingStore, Result, StoreError,
+};
+
+/// A `pairing_requests` row as stored.
+#[derive(sqlx::FromRow)]
+struct RequestRow {
+    request_id: String,
+    device_id: String,
+    public_key: String,
+    display_name: Option<String>,
+    platform: Option<String>,
+    device_family: Option<String>,
+    client_id: Option<String>,
+    client_mode: Option<String>,
+    role: String,
+    scopes: String,
+    remote_ip: Option<String>,
+    reason: String,
+    status: String,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    resolved_at_ms: Option<i64>,
+    resolved_by: Option<String>,
+}
+
+impl TryFrom<RequestRow> for PairingRequest {
+    type Error = StoreError;
+
+    fn try_from(row: RequestRow) -> Result<Self> {
+        Ok(PairingRequest {
+            scopes: decode_list("pairing_requests", "scopes", &row.scopes)?,
+            status: row.status.parse()?,
+            request_id: row.request_id,
+            device_id: row.device_id,
+            public_key: row.public_key,
+            display_name: row.display_name,
+            platform: row.platform,
+            device_family: row.device_family,
+            client_id: row.client_id,
+            client_mode: row.client_mode,
+            role: row.role,
+            remote_ip: row.remote_ip,
+            reason: row.reason,
+            created_at_ms: row.created_at_ms,
+            updated_at_ms: row.updated_at_ms,
+            resolved_at_ms: row.resolved_at_ms,
+            resolved_by: row.resolved_by,
+        })
+    }
+}
+
+async fn fetch_request(conn: &mut SqliteConnection, request_id: &str) -> Result<Option<PairingRequest>> {
+    sqlx::query_as::<_, RequestRow>("SELECT * FROM pairing_requests WHERE request_id = ?")
+        .bind(request_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(PairingRequest::try_from)
+        .transpose()
+}
+
+/// Marks a pending request resolved and returns it. NotFound / Conflict otherwise.
+async fn resolve_pending(
+    conn: &mut SqliteConnection,
+    request_id: &str,
+    status: PairingStatus,
+    resolved_by: &str,
+    now_ms: i64,
+) -> Result<PairingRequest> {
+    let current = fetch_request(conn, request_id).await?.ok_or(StoreError::NotFound)?;
+    if current.status != PairingStatus::Pending {
+        return Err(StoreError::Conflict(format!("pairing request {request_id} is already {}", current.status)));
+    }
+    let row = sqlx::query_as::<_, RequestRow>(
+        "UPDATE pairing_requests SET status = ?, resolved_at_ms = ?, resolved_by = ? \
+         WHERE request_id = ? AND status = 'pending' RETURNING *",
+    )
+    .bind(status.as_str())
+    .bind(now_ms)
+    .bind(resolved_by)
+    .bind(request_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    PairingRequest::try_from(row)
+}
+
+/// Creates or upgrades the paired device an approved request stands for.
+async fn pair_device(
+    conn: &mut SqliteConnection,
+    request: &PairingRequest,
+    approved_via: &str,
+    now_ms: i64,
+) -> Result<PairedDevice> {
+    let existing = fetch_device(conn, &request.device_id).await?;
+    let requested_role = std::slice::from_ref(&request.role);
+    let device = match existing {
+        Some(old) => PairedDevice {
+            device_id: old.device_id,
+            // The approved request describes the device as it is now (a metadata-upgrade is
+            // exactly an approval of changed metadata); keep old values the request lacks.
+            public_key: request.public_key.clone(),
+            display_name: request.display_name.clone().or(old.display_name),
+            platform: request.platform.clone().or(old.platform),
+            device_family: request.device_family.clone().or(old.device_family),
+            client_id: request.client_id.clone().or(old.client_id),
+            client_mode: request.client_mode.clone().or(old.client_mode),
+            roles: union(&old.roles, requested_role),
+            scopes: union(&old.scopes, &request.scopes),
+            approved_via: approved_via.to_owned(),
+            created_at_ms: old.created_at_ms,
+            approved_at_ms: now_ms,
+            last_seen_at_ms: old.last_seen_at_ms,
+        },
+        None => PairedDevice {
+            device_id: request.device_id.clone(),
+            public_key: request.public_key.clone(),
+            display_name: request.display_name.clone(),
+            platform: request.platform.clone(),
+            device_family: request.device_family.clone(),
+            client_id: request.client_id.clone(),
+            client_mode: request.client_mode.clone(),
+            roles: requested_role.to_vec(),
+            scopes: union(&[], &request.scopes),
+            approved_via: approved_via.to_owned(),
+            created_at_ms: now_ms,
+            approved_at_ms: now_ms,
+            last_seen_at_ms: None,
+        },
+    };
+    write_device(conn, &device).await?;
+    Ok(device)
+}
+
+impl SqliteStore {
+    /// The approval transaction shared by `approve_request` and `resolve_request`.
+    async fn approve_atomically(
+        &self,
+        request_id: &str,
+        resolved_by: &str,
+        now_ms: i64,
+    ) -> Result<(PairingRequest, PairedDevice)> {
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let request = resolve_pending(&mut tx, request_id, PairingStatus::Approved, resolved_by, now_ms).await?;
+        let device = pair_device(&mut tx, &request, resolved_by, now_ms).await?;
+        tx.commit().await?;
+        tracing::debug!(request_id, device_id = %device.device_id, "pairing request approved");
+        Ok((request, device))
+    }
+}
+
+impl PairingStore for SqliteStore {
+    async fn create_or_refresh_request(&self, new: &NewPairingRequest, now_ms: i64) -> Result<PairingRequest> {
+        let scopes = encode_list(&new.scopes)?;
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let pending: Option<String> =
+            sqlx::query_scalar("SELECT request_id FROM pairing_requests WHERE device_id = ? AND status = 'pending'")
+                .bind(&new.device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let row = match pending {
+            Some(request_id) => {
+                sqlx::query_as::<_, RequestRow>(
+                    "UPDATE pairing_requests SET public_key = ?, display_name = ?, platform = ?, \
+                         device_family = ?, client_id = ?, client_mode = ?, role = ?, scopes = ?, \
+                         remote_ip = ?, reason = ?, updated_at_ms = ? \
+                     WHERE request_id = ? RETURNING *",
+                )
+                .bind(&new.public_key)
+                .bind(&new.display_name)
+                .bind(&new.platform)
+                .bind(&new.device_family)
+                .bind(&new.client_id)
+                .bind(&new.client_mode)
+                .bind(&new.role)
+                .bind(&scopes)
+                .bind(&new.remote_ip)
+                .bind(&new.reason)
+                .bind(now_ms)
+                .bind(request_id)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query_as::<_, RequestRow>(
+                    "INSERT INTO pairing_requests (request_id, device_id, public_key, \
+                         display_name, platform, device_family, client_id, client_mode, role, \
+                         scopes, remote_ip, reason, status, created_at_ms, updated_at_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
+                )
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(&new.device_id)
+                .bind(&new.public_key)
+                .bind(&new.display_name)
+                .bind(&new.platform)
+                .bind(&new.device_family)
+                .bind(&new.client_id)
+                .bind(&new.client_mode)
+                .bind(&new.role)
+                .bind(&scopes)
+                .bind(&new.remote_ip)
+                .bind(&new.reason)
+                .bind(now_ms)
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        tx.commit().await?;
+        PairingRequest::try_from(row)
+    }
+
+    async fn get_request(&self, request_id: &str) -> Result<Option<PairingRequest>> {
+        let mut conn = self.pool().acquire().await?;
+        fetch_request(&mut conn, request_id).await
+    }
+
+    async fn list_pending(&self) -> Result<Vec<PairingRequest>> {
+        sqlx::query_as::<_, RequestRow>(
+            "SELECT * FROM pairing_requests WHERE status = 'pending' \
+             ORDER BY created_at_ms, request_id",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(PairingRequest::try_from)
+        .collect()
+    }
+
+    async fn resolve_request(
+        &self,
+        request_id: &str,
+        decision: PairingDecision,
+        resolved_by: &str,
+        now_ms: i64,
+    ) -> Result<PairingRequest> {
+        match decision {
+            PairingDecision::Approve => {
+                let (request, _device) = self.approve_atomically(request_id, resolved_by, now_ms).await?;
+                Ok(request)
+            }
+            PairingDecision::Reject => {
+                let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+                let request =
+                    resolve_pending(&mut tx, request_id, PairingStatus::Rejected, resolved_by, now_ms).await?;
+                tx.commit().await?;
+                tracing::debug!(request_id, "pairing request rejected");
+                Ok(request)
+            }
+        }
+    }
+
+    async fn approve_request(&self, request_id: &str, resolved_by: &str, now_ms: i64) -> Result<PairedDevice> {
+        let (_request, device) = self.approve_atomically(request_id, resolved_by, now_ms).await?;
+        Ok(device)
+    }
+
+    async fn expire_pending(&self, older_than_ms: i64) -> Result<u64> {
+        let expired = sqlx::query("DELETE FROM pairing_requests WHERE status = 'pending' AND updated_at_ms < ?")
+            .bind(older_than_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(expired)
+    }
+}

@@ -1,0 +1,124 @@
+//! [`DeviceTokenStore`] on the `device_tokens` table.
+
+use super::{SqliteStore, decode_list, encode_list};
+use crate::token::{generate_token, hash_matches, hash_token};
+use crate::{DeviceTokenRecord, DeviceTokenStore, Result, StoreError};
+
+/// A `device_tokens` row as stored.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    device_id: String,
+    role: String,
+    token_hash: Vec<u8>,
+    scopes: String,
+    issued_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+}
+
+impl TokenRow {
+    fn into_record(self) -> Result<DeviceTokenRecord> {
+        Ok(DeviceTokenRecord {
+            scopes: decode_list("device_tokens", "scopes", &self.scopes)?,
+            device_id: self.device_id,
+            role: self.role,
+            issued_at_ms: self.issued_at_ms,
+            revoked_at_ms: self.revoked_at_ms,
+        })
+    }
+}
+
+impl DeviceTokenStore for SqliteStore {
+    async fn issue(
+        &self,
+        device_id: &str,
+        role: &str,
+        scopes: &[String],
+        now_ms: i64,
+    ) -> Result<(String, DeviceTokenRecord)> {
+        let plain = generate_token();
+        let hash = hash_token(&plain);
+        let encoded_scopes = encode_list(scopes)?;
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let paired: Option<i64> = sqlx::query_scalar("SELECT 1 FROM paired_devices WHERE device_id = ?")
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if paired.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        // Rotation: one row per (device, role), so the new hash replaces the old one and the
+        // previous token stops verifying in the same commit.
+        sqlx::query(
+            "INSERT INTO device_tokens (device_id, role, token_hash, scopes, issued_at_ms, \
+                 revoked_at_ms) \
+             VALUES (?, ?, ?, ?, ?, NULL) \
+             ON CONFLICT (device_id, role) DO UPDATE SET \
+                 token_hash = excluded.token_hash, \
+                 scopes = excluded.scopes, \
+                 issued_at_ms = excluded.issued_at_ms, \
+                 revoked_at_ms = NULL",
+        )
+        .bind(device_id)
+        .bind(role)
+        .bind(hash.as_slice())
+        .bind(&encoded_scopes)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::debug!(device_id, role, "device token issued");
+        let record = DeviceTokenRecord {
+            device_id: device_id.to_owned(),
+            role: role.to_owned(),
+            scopes: scopes.to_vec(),
+            issued_at_ms: now_ms,
+            revoked_at_ms: None,
+        };
+        Ok((plain, record))
+    }
+
+    async fn verify(&self, device_id: &str, plain_token: &str) -> Result<Option<DeviceTokenRecord>> {
+        let presented = hash_token(plain_token);
+        let rows =
+            sqlx::query_as::<_, TokenRow>("SELECT * FROM device_tokens WHERE device_id = ? AND revoked_at_ms IS NULL")
+                .bind(device_id)
+                .fetch_all(self.pool())
+                .await?;
+        // Compare against every live hash without stopping early, so timing says nothing about
+        // which (if any) role matched.
+        let mut matched = None;
+        for row in rows {
+            if hash_matches(&presented, &row.token_hash) && matched.is_none() {
+                matched = Some(row);
+            }
+        }
+        matched.map(TokenRow::into_record).transpose()
+    }
+
+    async fn revoke(&self, device_id: &str, role: &str, now_ms: i64) -> Result<bool> {
+        let revoked = sqlx::query(
+            "UPDATE device_tokens SET revoked_at_ms = ? \
+             WHERE device_id = ? AND role = ? AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(device_id)
+        .bind(role)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if revoked > 0 {
+            tracing::debug!(device_id, role, "device token revoked");
+        }
+        Ok(revoked > 0)
+    }
+
+    async fn list_for_device(&self, device_id: &str) -> Result<Vec<DeviceTokenRecord>> {
+        sqlx::query_as::<_, TokenRow>("SELECT * FROM device_tokens WHERE device_id = ? ORDER BY role")
+            .bind(device_id)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(TokenRow::into_record)
+            .collect()
+    }
+}

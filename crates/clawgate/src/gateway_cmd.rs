@@ -1,0 +1,224 @@
+//! `clawgate gateway`: run the gateway in the foreground.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use clawgate_config::{Env, LoadedConfig};
+use clawgate_core::Gateway;
+use clawgate_core::config_service::{ConfigService, Overrides, apply_changes, settings_from_config};
+use clawgate_core::settings::{AuthMode, GatewaySettings};
+use clawgate_store::{KvStore, SqliteStore};
+
+use crate::{logging, paths};
+
+/// Run the gateway in the foreground.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  clawgate gateway                       # 127.0.0.1:18789, state in ~/.clawgate, token generated on first start
+  clawgate gateway --port 28789 --state-dir /tmp/cg
+  clawgate gateway --bind lan            # all interfaces; requires token or password auth
+  CLAWGATE_GATEWAY_TOKEN=s3cret clawgate gateway")]
+pub struct GatewayArgs {
+    /// Port to listen on (0 picks a free port) [default: gateway.port or 18789]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Where to listen: loopback, lan (all interfaces) or an IP address [default: gateway.bind or loopback]
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Config file (JSON5) [default: $CLAWGATE_CONFIG or <state-dir>/clawgate.json5]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// State directory (database, token, logs) [default: $CLAWGATE_STATE_DIR or ~/.clawgate]
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Gateway token, overriding the config and the stored one
+    #[arg(long, env = "CLAWGATE_GATEWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+const TOKEN_KEY: &str = "gateway.token";
+
+pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
+    let t0 = Instant::now();
+    let state_dir = paths::state_dir(args.state_dir.as_deref());
+    paths::create_private_dir(&state_dir)
+        .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    let config_path = paths::config_path(args.config.as_deref(), &state_dir);
+    let loaded = match clawgate_config::load_with_env(&config_path, &Env::process()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("clawgate: fix the config above (check it with `clawgate config validate`), then start again");
+            return Ok(2);
+        }
+    };
+    let log_file = loaded
+        .config
+        .logging
+        .file
+        .clone()
+        .map(|f| resolve_relative(&config_path, f))
+        .unwrap_or_else(|| paths::log_file(&state_dir));
+    let _guard = logging::init_gateway(&loaded.config.logging.level, Some(&log_file))?;
+
+    let overrides = Overrides { token: args.token.clone(), port: args.port, bind: args.bind.clone() };
+    let port = args.port.unwrap_or(loaded.config.gateway.port);
+    let ip = bind_ip(args.bind.as_deref(), &loaded)?;
+
+    let store = SqliteStore::open(&paths::database(&state_dir)).await.with_context(|| {
+        format!("cannot open the state database in {} (is another clawgate using it?)", state_dir.display())
+    })?;
+
+    let base = GatewaySettings {
+        log_file: Some(log_file.clone()),
+        listen_addr: SocketAddr::new(ip, port).to_string(),
+        ..GatewaySettings::for_tests("", state_dir.clone())
+    };
+    let mut settings = settings_from_config(&loaded, &GatewaySettings { token: None, ..base.clone() }, &overrides)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let mut generated_token = false;
+    if settings.auth_mode == AuthMode::Token && settings.token.is_none() {
+        let token = store.get_or_init(TOKEN_KEY, generate_token).await.context("cannot store the gateway token")?;
+        settings.token = Some(token);
+        generated_token = true;
+    }
+    if !ip.is_loopback() && settings.auth_mode == AuthMode::None {
+        bail!(
+            "refusing to listen on {ip} without auth: set gateway.auth.mode to \"token\" or \"password\", or bind to loopback"
+        );
+    }
+    let token_path = paths::token_file(&state_dir);
+    if let (true, Some(token)) = (generated_token, &settings.token) {
+        paths::write_private_file(&token_path, token)
+            .with_context(|| format!("cannot write {}", token_path.display()))?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await.with_context(|| {
+        format!("cannot listen on {ip}:{port} (is another gateway running? pick another port with --port)")
+    })?;
+    let local = listener.local_addr()?;
+    settings.listen_addr = local.to_string();
+    let auth_mode = settings.auth_mode;
+
+    let config = ConfigService::new(config_path.clone(), loaded);
+    let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, overrides.clone());
+    tokio::spawn(gw.clone().run_maintenance());
+    spawn_config_watcher(gw.clone(), config_path.clone(), overrides);
+
+    let url_host = if ip.is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
+    let url_host = if local.is_ipv6() && !ip.is_unspecified() { format!("[{url_host}]") } else { url_host };
+    println!(
+        "clawgate {} listening on ws://{url_host}:{} (http://{url_host}:{}/)",
+        env!("CARGO_PKG_VERSION"),
+        local.port(),
+        local.port()
+    );
+    match auth_mode {
+        AuthMode::Token if generated_token => {
+            println!("auth: token (stored in {}; read it with: cat {})", token_path.display(), token_path.display())
+        }
+        AuthMode::Token => println!("auth: token (from config, flag or environment)"),
+        AuthMode::Password => println!("auth: password"),
+        AuthMode::None => println!("auth: none (loopback only)"),
+    }
+    println!("state: {}  config: {}  log: {}", state_dir.display(), config_path.display(), log_file.display());
+    tracing::info!(addr = %local, startup_ms = t0.elapsed().as_millis() as u64, "clawgate listening");
+
+    let server = tokio::spawn(clawgate_server::serve(listener, gw.clone()));
+    wait_for_signal().await;
+    tracing::info!("stopping: telling clients, closing sockets with 1012");
+    gw.begin_shutdown("gateway stopping");
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("connections did not close within 5 s; stopping anyway"),
+    }
+    if let Err(e) = store.close().await {
+        tracing::warn!(error = %e, "closing the state database failed");
+    }
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+fn resolve_relative(config_path: &std::path::Path, file: PathBuf) -> PathBuf {
+    if file.is_absolute() { file } else { config_path.parent().map(|d| d.join(&file)).unwrap_or(file) }
+}
+
+fn bind_ip(flag: Option<&str>, loaded: &LoadedConfig) -> anyhow::Result<IpAddr> {
+    match flag {
+        None => Ok(loaded.config.gateway.bind_host().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+        Some("loopback") => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        Some("lan") => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        Some(other) => {
+            other.parse().with_context(|| format!("--bind {other}: expected loopback, lan or an IP address"))
+        }
+    }
+}
+
+fn generate_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn spawn_config_watcher(gw: Arc<Gateway>, path: PathBuf, overrides: Overrides) {
+    match clawgate_config::ConfigWatcher::spawn(&path, Duration::from_millis(300)) {
+        Ok((watcher, mut rx)) => {
+            gw.config.set_watching(true);
+            tokio::spawn(async move {
+                let _watcher = watcher;
+                let cancel = gw.shutdown_token();
+                loop {
+                    let event = tokio::select! {
+                        e = rx.recv() => e,
+                        _ = cancel.cancelled() => None,
+                    };
+                    match event {
+                        None => break,
+                        Some(clawgate_config::WatchEvent::Reloaded { config, .. }) => {
+                            if config.hash == gw.config.current().hash {
+                                continue;
+                            }
+                            let changes = gw.config.adopt(config);
+                            tracing::info!(changes = changes.len(), "config file changed; applying");
+                            apply_changes(&gw, &overrides, &changes);
+                        }
+                        Some(clawgate_config::WatchEvent::Invalid(e)) => {
+                            tracing::error!(error = %e, "config file changed but is invalid; keeping the previous config");
+                        }
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "config file watching is off"),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,55 @@
+//! Logging: human-readable lines on stderr, JSON lines in the log file (`logs.tail` reads it).
+
+use std::path::Path;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Keeps the file writer flushing; drop it last.
+pub type Guard = Option<tracing_appender::non_blocking::WorkerGuard>;
+
+/// Logging for short CLI commands: warnings and errors on stderr.
+pub fn init_cli() {
+    let filter = EnvFilter::try_from_env("CLAWGATE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init();
+}
+
+/// Logging for the gateway: `level` (or `CLAWGATE_LOG`) on stderr and as JSON into `file`.
+pub fn init_gateway(level: &str, file: Option<&Path>) -> anyhow::Result<Guard> {
+    let filter = || EnvFilter::try_from_env("CLAWGATE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match file {
+        Some(path) => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let name = path
+                .file_name()
+                .ok_or_else(|| anyhow::anyhow!("log file path has no file name: {}", path.display()))?;
+            let appender = tracing_appender::rolling::never(dir, name);
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let json = tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_writer(writer);
+            tracing_subscriber::registry()
+                .with(stderr.with_filter(filter()))
+                .with(json.with_filter(filter()))
+                .try_init()
+                .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
+            Ok(Some(guard))
+        }
+        None => {
+            tracing_subscriber::registry()
+                .with(stderr.with_filter(filter()))
+                .try_init()
+                .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
+            Ok(None)
+        }
+    }
+}

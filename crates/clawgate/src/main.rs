@@ -1,0 +1,63 @@
+//! `clawgate` — an OpenClaw-compatible gateway in one Rust binary.
+
+mod config_cmd;
+mod doctor;
+mod gateway_cmd;
+mod logging;
+mod paths;
+
+use clap::{Parser, Subcommand};
+
+/// clawgate: the OpenClaw Gateway, done right.
+#[derive(Debug, Parser)]
+#[command(name = "clawgate", version, about, long_about = None, after_help = "Examples:
+  clawgate gateway                     # run the gateway on 127.0.0.1:18789
+  clawgate call health                 # call a method on the running gateway
+  clawgate devices list                # pending pairing requests and paired devices
+  clawgate doctor                      # check config, state dir and port")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway in the foreground.
+    Gateway(gateway_cmd::GatewayArgs),
+    /// Work with the config file.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Check config, state directory, database and port; print what to fix.
+    Doctor(doctor::DoctorArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("clawgate: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Gateway(args) => gateway_cmd::run(args).await,
+            Command::Config(cmd) => {
+                logging::init_cli();
+                config_cmd::run(cmd)
+            }
+            Command::Doctor(args) => {
+                logging::init_cli();
+                doctor::run(args).await
+            }
+        }
+    });
+    match result {
+        Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("clawgate: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
