@@ -23,6 +23,8 @@ use clawgate_protocol::scopes;
 pub enum Outbound {
     /// A text frame.
     Text(String),
+    /// A WebSocket ping (keepalive; the reader watches for the pong).
+    Ping,
     /// Close the socket with this code and reason, then stop.
     Close(u16, String),
 }
@@ -149,6 +151,11 @@ impl ClientHandle {
     /// Next event sequence number for this client.
     pub fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Ask the writer to send a WebSocket ping.
+    pub fn ping(&self) {
+        let _ = self.tx.send(Outbound::Ping);
     }
 
     /// Ask the writer to close the socket.

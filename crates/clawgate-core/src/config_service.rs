@@ -95,17 +95,18 @@ impl ConfigService {
                 details: Some(json!({"currentHash": old.hash})),
             });
         }
-        let loaded = clawgate_config::parse_str(&text, &self.path).map_err(|e| {
-            let issues: Vec<Value> = e
-                .issues()
-                .iter()
-                .map(|i| json!({"key": i.key, "line": i.line(), "column": i.column(), "message": i.message}))
-                .collect();
-            CoreError::InvalidRequest {
-                message: format!("invalid config: {e}"),
-                details: Some(json!({"issues": issues})),
-            }
-        })?;
+        let loaded =
+            clawgate_config::parse_str_with_env(&text, &self.path, &clawgate_config::Env::process()).map_err(|e| {
+                let issues: Vec<Value> = e
+                    .issues()
+                    .iter()
+                    .map(|i| json!({"key": i.key, "line": i.line(), "column": i.column(), "message": i.message}))
+                    .collect();
+                CoreError::InvalidRequest {
+                    message: format!("invalid config: {e}"),
+                    details: Some(json!({"issues": issues})),
+                }
+            })?;
         let path = self.path.clone();
         let raw = loaded.raw.clone();
         tokio::task::spawn_blocking(move || clawgate_config::write_atomic(&path, &raw))

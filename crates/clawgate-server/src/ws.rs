@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -28,6 +29,10 @@ use clawgate_protocol::{ErrorShape, close};
 
 /// Requests one connection may have running at once; more wait (backpressure on the reader).
 const MAX_INFLIGHT_PER_CONNECTION: usize = 64;
+/// How often an authenticated socket is pinged.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// How long after a ping the peer has to show it is alive (any frame counts, a pong included).
+const PONG_WINDOW: Duration = Duration::from_secs(25);
 
 /// Accept the upgrade with the protocol's frame limits.
 pub fn upgrade(gw: Arc<Gateway>, addr: SocketAddr, headers: &HeaderMap, up: WebSocketUpgrade) -> Response {
@@ -80,6 +85,11 @@ async fn writer(
                 let res = sink.send(Message::Text(Utf8Bytes::from(text))).await;
                 queued.fetch_sub(len, Ordering::AcqRel);
                 if res.is_err() {
+                    break;
+                }
+            }
+            Outbound::Ping => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }
@@ -198,11 +208,24 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     let ctx = CallContext { client: client.clone() };
     let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT_PER_CONNECTION));
     let mut wrong_role_streak = 0u32;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let mut last_seen = tokio::time::Instant::now();
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
+            _ = ping.tick() => {
+                // A peer silent for a whole ping interval plus the pong window is gone.
+                if last_seen.elapsed() > PING_INTERVAL + PONG_WINDOW {
+                    tracing::info!(conn = %meta.conn_id, "no pong within the keepalive window; closing");
+                    client.close(close::NORMAL, "keepalive timeout");
+                    break;
+                }
+                client.ping();
+                continue;
+            }
             _ = shutdown.cancelled() => break,
         };
+        last_seen = tokio::time::Instant::now();
         let text = match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,

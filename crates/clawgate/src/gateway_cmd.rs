@@ -109,6 +109,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, overrides.clone());
     tokio::spawn(gw.clone().run_maintenance());
     spawn_config_watcher(gw.clone(), config_path.clone(), overrides);
+    gw.refresh_health();
 
     let url_host = if ip.is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
     let url_host = if local.is_ipv6() && !ip.is_unspecified() { format!("[{url_host}]") } else { url_host };
@@ -169,7 +170,14 @@ fn generate_token() -> String {
 }
 
 fn spawn_config_watcher(gw: Arc<Gateway>, path: PathBuf, overrides: Overrides) {
-    match clawgate_config::ConfigWatcher::spawn(&path, Duration::from_millis(300)) {
+    // Reloads apply the same environment overlay as the first load, and start from the config
+    // in force so the first event is a real change.
+    let watcher = clawgate_config::ConfigWatcher::builder(&path)
+        .debounce(Duration::from_millis(300))
+        .env(Env::process())
+        .baseline((*gw.config.current()).clone())
+        .spawn();
+    match watcher {
         Ok((watcher, mut rx)) => {
             gw.config.set_watching(true);
             tokio::spawn(async move {

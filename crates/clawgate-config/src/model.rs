@@ -1,0 +1,332 @@
+//! The typed config.
+//!
+//! Every field has a default, so `{}` (or no file) is a complete config. Values are built by
+//! [`crate::decode`], not by `serde::Deserialize`: decoding collects every problem with its key
+//! path instead of stopping at the first. `Serialize` and `JsonSchema` are derived so the
+//! schema and written files follow these definitions; the doc comments become the schema's
+//! descriptions.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::redact::redacted;
+use crate::secret::Secret;
+
+/// A clawgate config file.
+///
+/// `Debug` hides secrets: typed ones print as `***`, and the opaque sections are shown through
+/// [`crate::redacted`].
+#[derive(Clone, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[schemars(title = "clawgate config")]
+pub struct Config {
+    /// Optional JSON Schema reference for editors; ignored by clawgate.
+    #[serde(rename = "$schema", skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The WebSocket/HTTP server.
+    pub gateway: GatewayConfig,
+    /// Log output.
+    pub logging: LoggingConfig,
+    /// Chat channels, one object per channel id (e.g. `telegram`).
+    pub channels: Map<String, Value>,
+    /// Agents (`defaults`, `list`).
+    pub agents: Map<String, Value>,
+    /// Model providers and aliases.
+    pub models: Map<String, Value>,
+    /// Inbound webhooks.
+    pub hooks: Map<String, Value>,
+    /// Session behaviour.
+    pub session: Map<String, Value>,
+    /// Scheduled jobs.
+    pub cron: Map<String, Value>,
+    /// ComfyUI workers, templates and delivery limits.
+    pub comfy: Map<String, Value>,
+    /// Agent tool policy.
+    pub tools: Map<String, Value>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The opaque sections hold channel bot tokens, API keys and the like.
+        let hidden = |section: &Map<String, Value>| redacted(&Value::Object(section.clone()));
+        f.debug_struct("Config")
+            .field("schema", &self.schema)
+            .field("gateway", &self.gateway)
+            .field("logging", &self.logging)
+            .field("channels", &hidden(&self.channels))
+            .field("agents", &hidden(&self.agents))
+            .field("models", &hidden(&self.models))
+            .field("hooks", &hidden(&self.hooks))
+            .field("session", &hidden(&self.session))
+            .field("cron", &hidden(&self.cron))
+            .field("comfy", &hidden(&self.comfy))
+            .field("tools", &hidden(&self.tools))
+            .finish()
+    }
+}
+
+/// `gateway.*`: the WebSocket/HTTP server.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// TCP port for WebSocket and HTTP; 0 picks a free port.
+    pub port: u16,
+    /// Which address to listen on.
+    pub bind: Bind,
+    /// The IP address to listen on when `bind` is `"custom"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_bind_host: Option<IpAddr>,
+    /// How clients authenticate.
+    pub auth: AuthConfig,
+    /// The browser control UI.
+    pub control_ui: ControlUiConfig,
+    /// OpenAI-compatible HTTP endpoints.
+    pub http: HttpConfig,
+    /// What to do when this file changes.
+    pub reload: ReloadConfig,
+    /// How long a new WebSocket connection may take to send `connect`, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Interval between `tick` keep-alive events, in milliseconds.
+    pub tick_interval_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            port: 18789,
+            bind: Bind::Loopback,
+            custom_bind_host: None,
+            auth: AuthConfig::default(),
+            control_ui: ControlUiConfig::default(),
+            http: HttpConfig::default(),
+            reload: ReloadConfig::default(),
+            handshake_timeout_ms: 15_000,
+            tick_interval_ms: 30_000,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The IP address to listen on, or `None` for `bind: "custom"` without a valid
+    /// `customBindHost` (validation rejects that).
+    #[must_use]
+    pub fn bind_host(&self) -> Option<IpAddr> {
+        match self.bind {
+            Bind::Loopback => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Bind::Lan => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            Bind::Custom => self.custom_bind_host,
+            Bind::Ip(ip) => Some(ip),
+        }
+    }
+
+    /// Whether only this machine can connect (the bind address is a loopback address).
+    #[must_use]
+    pub fn is_loopback_only(&self) -> bool {
+        self.bind_host().is_some_and(|ip| ip.is_loopback())
+    }
+}
+
+/// `gateway.bind`: the listen address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Bind {
+    /// `"loopback"`: 127.0.0.1 only.
+    #[default]
+    Loopback,
+    /// `"lan"`: all interfaces (0.0.0.0).
+    Lan,
+    /// `"custom"`: the address in `gateway.customBindHost`.
+    Custom,
+    /// A literal IP address.
+    Ip(IpAddr),
+}
+
+impl Bind {
+    /// The named forms, as written in the config.
+    pub const NAMES: [&'static str; 3] = ["loopback", "lan", "custom"];
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Loopback => f.write_str("loopback"),
+            Self::Lan => f.write_str("lan"),
+            Self::Custom => f.write_str("custom"),
+            Self::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+impl Serialize for Bind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl JsonSchema for Bind {
+    fn schema_name() -> Cow<'static, str> {
+        "Bind".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "\"loopback\" (127.0.0.1), \"lan\" (0.0.0.0), \"custom\" (use customBindHost) or an IP address.",
+            "anyOf": [
+                { "type": "string", "enum": ["loopback", "lan", "custom"] },
+                { "type": "string", "format": "ipv4" },
+                { "type": "string", "format": "ipv6" }
+            ]
+        })
+    }
+}
+
+/// `gateway.auth.*`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How clients prove who they are.
+    pub mode: AuthMode,
+    /// The shared token (`mode: "token"`). Overridden by `CLAWGATE_GATEWAY_TOKEN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// The shared password (`mode: "password"`): plain text or an argon2id PHC hash
+    /// (`$argon2id$…`). Overridden by `CLAWGATE_GATEWAY_PASSWORD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Limits on failed authentication attempts.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `gateway.auth.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authentication; only allowed on a loopback bind.
+    None,
+    /// A shared token.
+    #[default]
+    Token,
+    /// A shared password.
+    Password,
+}
+
+impl AuthMode {
+    /// The values as written in the config.
+    pub const NAMES: [&'static str; 3] = ["none", "token", "password"];
+}
+
+/// `gateway.auth.rateLimit.*`: failed-auth throttling per client address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Failed attempts allowed within `windowMs` before the client is locked out.
+    pub max_attempts: u32,
+    /// The window in which failures are counted, in milliseconds.
+    pub window_ms: u64,
+    /// How long a locked-out client is refused, in milliseconds.
+    pub lockout_ms: u64,
+    /// Whether loopback clients are never rate limited.
+    pub exempt_loopback: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { max_attempts: 10, window_ms: 60_000, lockout_ms: 300_000, exempt_loopback: false }
+    }
+}
+
+/// `gateway.controlUi.*`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ControlUiConfig {
+    /// Whether the control UI is served.
+    pub enabled: bool,
+    /// URL path prefix for the UI, e.g. `"/ui"`; empty serves it at `/`.
+    pub base_path: String,
+    /// Extra browser origins (`scheme://host[:port]`) allowed to open WebSocket connections.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for ControlUiConfig {
+    fn default() -> Self {
+        Self { enabled: true, base_path: String::new(), allowed_origins: Vec::new() }
+    }
+}
+
+/// `gateway.http.*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Optional HTTP endpoints.
+    pub endpoints: HttpEndpointsConfig,
+}
+
+/// `gateway.http.endpoints.*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct HttpEndpointsConfig {
+    /// `POST /v1/chat/completions`.
+    pub chat_completions: EndpointToggle,
+    /// `POST /v1/responses`.
+    pub responses: EndpointToggle,
+}
+
+/// An optional endpoint that is off unless enabled.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct EndpointToggle {
+    /// Whether the endpoint is served.
+    pub enabled: bool,
+}
+
+/// `gateway.reload.*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// `"hybrid"` applies changes live where possible and restarts otherwise; `"off"` ignores
+    /// changes until the next start.
+    pub mode: ReloadMode,
+}
+
+/// `gateway.reload.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadMode {
+    /// Apply what can be applied live; restart for the rest.
+    #[default]
+    Hybrid,
+    /// Do not react to file changes.
+    Off,
+}
+
+impl ReloadMode {
+    /// The values as written in the config.
+    pub const NAMES: [&'static str; 2] = ["hybrid", "off"];
+}
+
+/// `logging.*`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Also write logs to this file (relative to the config file's directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Level (`error`, `warn`, `info`, `debug`, `trace`, `off`), optionally with per-target
+    /// directives: `"info,clawgate_server=debug"`.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { file: None, level: "info".to_owned() }
+    }
+}
+
+/// Names of the sections that are accepted as any JSON object for now.
+pub(crate) const OPAQUE_SECTIONS: [&str; 8] =
+    ["channels", "agents", "models", "hooks", "session", "cron", "comfy", "tools"];

@@ -1,0 +1,322 @@
+//! The config's JSON Schema and the UI hints that go with it (the `config.schema` method).
+
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+use crate::model::Config;
+
+/// JSON Schema (draft-07) of the config file, generated from the typed config. The opaque
+/// sections (`channels`, `agents`, …) accept any object for now.
+#[must_use]
+pub fn config_schema() -> Value {
+    SchemaSettings::draft07().into_generator().into_root_schema_for::<Config>().to_value()
+}
+
+/// One row of the hint table: path, label, help, sensitive, group.
+type Hint = (&'static str, &'static str, &'static str, bool, &'static str);
+
+const HINTS: &[Hint] = &[
+    ("gateway", "Gateway", "The WebSocket and HTTP server.", false, "Gateway"),
+    (
+        "gateway.port",
+        "Port",
+        "TCP port for WebSocket and HTTP. 0 picks a free port. CLAWGATE_GATEWAY_PORT overrides it. Changing it restarts the gateway.",
+        false,
+        "Gateway",
+    ),
+    (
+        "gateway.bind",
+        "Bind address",
+        "\"loopback\" (this machine only), \"lan\" (all interfaces), \"custom\" (use Custom bind host) or an IP address. Anything but loopback requires auth. Changing it restarts the gateway.",
+        false,
+        "Gateway",
+    ),
+    (
+        "gateway.customBindHost",
+        "Custom bind host",
+        "IP address to listen on when the bind address is \"custom\".",
+        false,
+        "Gateway",
+    ),
+    ("gateway.auth", "Authentication", "How clients prove who they are.", false, "Authentication"),
+    (
+        "gateway.auth.mode",
+        "Auth mode",
+        "\"token\" (shared token), \"password\" (shared password) or \"none\" (loopback only). Changing it restarts the gateway.",
+        false,
+        "Authentication",
+    ),
+    (
+        "gateway.auth.token",
+        "Token",
+        "Shared token clients send to connect. A string, {\"env\": \"NAME\"} or {\"file\": \"path\"}. CLAWGATE_GATEWAY_TOKEN overrides it. Applied live; connected clients must reconnect.",
+        true,
+        "Authentication",
+    ),
+    (
+        "gateway.auth.password",
+        "Password",
+        "Shared password (auth mode \"password\"): plain text or an argon2id hash (\"$argon2id$…\"), or {\"env\": \"NAME\"} / {\"file\": \"path\"}. CLAWGATE_GATEWAY_PASSWORD overrides it.",
+        true,
+        "Authentication",
+    ),
+    (
+        "gateway.auth.rateLimit",
+        "Auth rate limit",
+        "Locks out a client address after repeated failed logins.",
+        false,
+        "Authentication",
+    ),
+    (
+        "gateway.auth.rateLimit.maxAttempts",
+        "Max failed attempts",
+        "Failed attempts allowed within the window before a lockout.",
+        false,
+        "Authentication",
+    ),
+    (
+        "gateway.auth.rateLimit.windowMs",
+        "Window (ms)",
+        "Period over which failed attempts are counted.",
+        false,
+        "Authentication",
+    ),
+    (
+        "gateway.auth.rateLimit.lockoutMs",
+        "Lockout (ms)",
+        "How long a locked-out address is refused.",
+        false,
+        "Authentication",
+    ),
+    (
+        "gateway.auth.rateLimit.exemptLoopback",
+        "Exempt loopback",
+        "Never rate limit clients on this machine.",
+        false,
+        "Authentication",
+    ),
+    ("gateway.controlUi", "Control UI", "The browser control UI.", false, "Control UI"),
+    (
+        "gateway.controlUi.enabled",
+        "Serve control UI",
+        "Serve the browser control UI from the gateway.",
+        false,
+        "Control UI",
+    ),
+    (
+        "gateway.controlUi.basePath",
+        "Base path",
+        "URL path prefix for the UI, e.g. \"/ui\". Empty serves it at /.",
+        false,
+        "Control UI",
+    ),
+    (
+        "gateway.controlUi.allowedOrigins",
+        "Allowed origins",
+        "Extra browser origins (scheme://host[:port], no path) allowed to connect over WebSocket.",
+        false,
+        "Control UI",
+    ),
+    ("gateway.http", "HTTP", "Optional HTTP endpoints.", false, "HTTP API"),
+    ("gateway.http.endpoints", "HTTP endpoints", "OpenAI-compatible endpoints, off by default.", false, "HTTP API"),
+    ("gateway.http.endpoints.chatCompletions", "Chat Completions", "POST /v1/chat/completions.", false, "HTTP API"),
+    (
+        "gateway.http.endpoints.chatCompletions.enabled",
+        "Enable Chat Completions",
+        "Serve the OpenAI-compatible POST /v1/chat/completions endpoint.",
+        false,
+        "HTTP API",
+    ),
+    ("gateway.http.endpoints.responses", "Responses", "POST /v1/responses.", false, "HTTP API"),
+    (
+        "gateway.http.endpoints.responses.enabled",
+        "Enable Responses",
+        "Serve the OpenAI-compatible POST /v1/responses endpoint.",
+        false,
+        "HTTP API",
+    ),
+    ("gateway.reload", "Reload", "Reaction to changes of this file.", false, "Gateway"),
+    (
+        "gateway.reload.mode",
+        "Reload mode",
+        "\"hybrid\" applies changes live where possible and restarts for the rest; \"off\" ignores changes until the next start.",
+        false,
+        "Gateway",
+    ),
+    (
+        "gateway.handshakeTimeoutMs",
+        "Handshake timeout (ms)",
+        "How long a new WebSocket connection may take to send connect.",
+        false,
+        "Gateway",
+    ),
+    (
+        "gateway.tickIntervalMs",
+        "Tick interval (ms)",
+        "Interval of tick keep-alive events. Clients treat two missed ticks as a dead connection.",
+        false,
+        "Gateway",
+    ),
+    ("logging", "Logging", "Log output.", false, "Logging"),
+    (
+        "logging.file",
+        "Log file",
+        "Also write logs to this file (relative to the config directory). Changing it restarts the gateway.",
+        false,
+        "Logging",
+    ),
+    (
+        "logging.level",
+        "Log level",
+        "error, warn, info, debug, trace or off; per-target levels like \"info,clawgate_server=debug\". Applied live.",
+        false,
+        "Logging",
+    ),
+    (
+        "channels",
+        "Channels",
+        "Chat channels, one entry per channel id. A change restarts that channel.",
+        false,
+        "Channels",
+    ),
+    ("agents", "Agents", "Agent defaults and the agent list.", false, "Agents"),
+    ("models", "Models", "Model providers and aliases.", false, "Models"),
+    ("hooks", "Hooks", "Inbound webhooks.", false, "Automation"),
+    ("session", "Sessions", "Session behaviour.", false, "Agents"),
+    ("cron", "Cron", "Scheduled jobs.", false, "Automation"),
+    (
+        "comfy",
+        "ComfyUI",
+        "ComfyUI workers, templates and delivery limits. A change restarts the ComfyUI subsystem.",
+        false,
+        "ComfyUI",
+    ),
+    ("tools", "Tools", "Agent tool policy.", false, "Agents"),
+];
+
+/// Labels and help for the config editor, keyed by key path:
+/// `{"gateway.port": {"label": …, "help": …, "group": …}, "gateway.auth.token": {…, "sensitive": true}}`.
+#[must_use]
+pub fn ui_hints() -> Value {
+    let hints: Map<String, Value> = HINTS
+        .iter()
+        .map(|(path, label, help, sensitive, group)| {
+            let mut hint = json!({"label": label, "help": help, "group": group});
+            if *sensitive && let Some(obj) = hint.as_object_mut() {
+                obj.insert("sensitive".to_owned(), Value::Bool(true));
+            }
+            ((*path).to_owned(), hint)
+        })
+        .collect();
+    Value::Object(hints)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::decode::{
+        AUTH_KEYS, CONFIG_KEYS, CONTROL_UI_KEYS, ENDPOINT_KEYS, ENDPOINTS_KEYS, GATEWAY_KEYS, HTTP_KEYS, LOGGING_KEYS,
+        RATE_LIMIT_KEYS, RELOAD_KEYS,
+    };
+
+    /// Follows `$ref`s into `definitions` (draft-07 output wraps them as `allOf: [{$ref}]`
+    /// when the property has a description or default next to it).
+    fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+            let name = reference.trim_start_matches("#/definitions/");
+            return resolve(root, &root["definitions"][name]);
+        }
+        match schema.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+            Some([only]) => resolve(root, only),
+            _ => schema,
+        }
+    }
+
+    /// Every key path the schema describes as an object property.
+    fn schema_paths(root: &Value, schema: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+        let schema = resolve(root, schema);
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (key, sub) in props {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            out.insert(path.clone());
+            // Secrets' object forms are not config keys of their own.
+            if key != "token" && key != "password" {
+                schema_paths(root, sub, &path, out);
+            }
+        }
+    }
+
+    fn property_names(root: &Value, path: &[&str]) -> BTreeSet<String> {
+        let mut schema = resolve(root, root);
+        for key in path {
+            schema = resolve(root, &schema["properties"][*key]);
+        }
+        schema["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn schema_is_draft_07_and_closed() {
+        let schema = config_schema();
+        assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["additionalProperties"], false);
+        let gateway = resolve(&schema, &schema["properties"]["gateway"]);
+        assert_eq!(gateway["additionalProperties"], false);
+        assert_eq!(gateway["properties"]["port"]["default"], 18789);
+    }
+
+    #[test]
+    fn schema_properties_match_the_keys_the_decoder_accepts() {
+        let schema = config_schema();
+        let cases: [(&[&str], &[&str]); 10] = [
+            (&[], CONFIG_KEYS),
+            (&["gateway"], GATEWAY_KEYS),
+            (&["gateway", "auth"], AUTH_KEYS),
+            (&["gateway", "auth", "rateLimit"], RATE_LIMIT_KEYS),
+            (&["gateway", "controlUi"], CONTROL_UI_KEYS),
+            (&["gateway", "http"], HTTP_KEYS),
+            (&["gateway", "http", "endpoints"], ENDPOINTS_KEYS),
+            (&["gateway", "http", "endpoints", "responses"], ENDPOINT_KEYS),
+            (&["gateway", "reload"], RELOAD_KEYS),
+            (&["logging"], LOGGING_KEYS),
+        ];
+        for (path, keys) in cases {
+            let want: BTreeSet<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+            assert_eq!(property_names(&schema, path), want, "at {path:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_string_env_or_file_in_the_schema() {
+        let schema = config_schema();
+        let auth = resolve(&schema, &resolve(&schema, &schema["properties"]["gateway"])["properties"]["auth"]);
+        let secret = resolve(&schema, &schema["definitions"]["Secret"]);
+        assert_eq!(auth["properties"]["token"]["anyOf"][0]["$ref"], "#/definitions/Secret");
+        let text = secret.to_string();
+        assert!(text.contains("\"env\"") && text.contains("\"file\""), "{text}");
+    }
+
+    #[test]
+    fn every_typed_key_has_a_ui_hint_and_every_hint_a_key() {
+        let schema = config_schema();
+        let mut paths = BTreeSet::new();
+        schema_paths(&schema, &schema, "", &mut paths);
+        paths.remove("$schema");
+        let hints = ui_hints();
+        let hinted: BTreeSet<String> = hints.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(hinted, paths);
+    }
+
+    #[test]
+    fn secret_keys_are_marked_sensitive() {
+        let hints = ui_hints();
+        assert_eq!(hints["gateway.auth.token"]["sensitive"], true);
+        assert_eq!(hints["gateway.auth.password"]["sensitive"], true);
+        assert!(hints["gateway.port"].get("sensitive").is_none());
+        assert_eq!(hints["gateway.port"]["label"], "Port");
+    }
+}
