@@ -6,9 +6,9 @@
 //! the slow-consumer rule: past `maxBufferedBytes` a `dropIfSlow` event is skipped (its `seq`
 //! still consumed, so the client sees the gap) and any other frame closes the client with 1008.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -74,6 +74,17 @@ pub struct ClientHandle {
     /// Last event `seq` handed out to this client.
     seq: AtomicU64,
     max_buffered: usize,
+    /// What this client subscribed to (`sessions.subscribe`, `sessions.messages.subscribe`).
+    subs: Mutex<Subscriptions>,
+}
+
+/// A client's event subscriptions.
+#[derive(Debug, Default, Clone)]
+pub struct Subscriptions {
+    /// `sessions.changed` for every session.
+    pub sessions: bool,
+    /// `session.message` for these session keys.
+    pub message_keys: HashSet<String>,
 }
 
 /// Returned when a frame could not be queued.
@@ -108,6 +119,7 @@ impl ClientHandle {
             queued: queued.clone(),
             seq: AtomicU64::new(0),
             max_buffered,
+            subs: Mutex::default(),
         });
         (handle, rx, queued)
     }
@@ -120,7 +132,30 @@ impl ClientHandle {
         max_buffered: usize,
     ) -> Arc<Self> {
         let ClientIdentity { conn_id, role, scopes, device_id, auth_kind } = identity;
-        Arc::new(Self { conn_id, role, scopes, device_id, auth_kind, tx, queued, seq: AtomicU64::new(0), max_buffered })
+        Arc::new(Self {
+            conn_id,
+            role,
+            scopes,
+            device_id,
+            auth_kind,
+            tx,
+            queued,
+            seq: AtomicU64::new(0),
+            max_buffered,
+            subs: Mutex::default(),
+        })
+    }
+
+    /// Change this client's subscriptions.
+    pub fn update_subscriptions(&self, f: impl FnOnce(&mut Subscriptions)) {
+        if let Ok(mut s) = self.subs.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// A copy of this client's subscriptions.
+    pub fn subscriptions(&self) -> Subscriptions {
+        self.subs.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Whether the client holds `scope` (with implications).
@@ -212,6 +247,18 @@ impl Broadcaster {
         state_version: Option<StateVersion>,
         drop_if_slow: bool,
     ) -> usize {
+        self.broadcast_filtered(event, payload, state_version, drop_if_slow, |_| true)
+    }
+
+    /// Like [`Broadcaster::broadcast`], to the admitted clients for which `filter` is true.
+    pub fn broadcast_filtered(
+        &self,
+        event: &str,
+        payload: &Value,
+        state_version: Option<StateVersion>,
+        drop_if_slow: bool,
+        filter: impl Fn(&ClientHandle) -> bool,
+    ) -> usize {
         let guard = events::guard(event);
         if guard == Guard::Nobody {
             tracing::warn!(event, "refusing to broadcast an event without a scope guard");
@@ -226,7 +273,7 @@ impl Broadcaster {
                 Guard::Scope(scope) => client.has_scope(scope),
                 Guard::Nobody => false,
             };
-            if !admitted {
+            if !admitted || !filter(client) {
                 continue;
             }
             let seq = client.next_seq();

@@ -199,6 +199,10 @@ pub fn apply_changes(gw: &crate::Gateway, overrides: &Overrides, changes: &[Conf
         }
         Err(e) => tracing::error!(error = %e, "config change could not be applied; previous settings stay in force"),
     }
+    let base_dir = current.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if let Err(e) = gw.agents.reload(&current.value, &base_dir) {
+        tracing::error!(error = %e, "agents/models config could not be applied; previous ones stay in force");
+    }
     for path in &restart_required {
         tracing::warn!(key = %path, "config key changed that takes effect after a restart of clawgate");
     }

@@ -12,7 +12,7 @@ use clawgate_protocol::connect::ConnectParams;
 use clawgate_protocol::events::names as ev;
 use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
 use clawgate_protocol::{close, events, methods, scopes};
-use clawgate_store::{IdempotencyStore, PairingRequest, PairingStore, SqliteStore};
+use clawgate_store::{IdempotencyStore, PairingRequest, PairingStore, SessionQuery, SessionStore, SqliteStore};
 
 use crate::auth::FailedAuthLimiter;
 use crate::broadcast::{Broadcaster, ClientHandle};
@@ -51,6 +51,8 @@ pub struct Gateway {
     pub limiter: Mutex<FailedAuthLimiter>,
     /// The config file and its edits.
     pub config: ConfigService,
+    /// Agents, providers and runs.
+    pub agents: crate::agent::AgentService,
     overrides: Overrides,
     health: RwLock<Value>,
     shutdown: CancellationToken,
@@ -69,6 +71,7 @@ impl Gateway {
         settings: GatewaySettings,
         store: Store,
         config: ConfigService,
+        agents: crate::agent::AgentService,
         overrides: Overrides,
     ) -> Arc<Self> {
         let boot_id = uuid::Uuid::new_v4().to_string();
@@ -84,7 +87,7 @@ impl Gateway {
             "text": format!("Gateway: {host} · clawgate {version} · mode gateway · reason self"),
             "ts": now,
         });
-        let gw = Arc::new(Self {
+        Arc::new(Self {
             version: version.to_owned(),
             boot_id,
             started: Instant::now(),
@@ -95,12 +98,11 @@ impl Gateway {
             presence: PresenceState::new(self_entry),
             limiter: Mutex::new(FailedAuthLimiter::default()),
             config,
+            agents,
             overrides,
             health: RwLock::new(Value::Null),
             shutdown: CancellationToken::new(),
-        });
-        gw.refresh_health();
-        gw
+        })
     }
 
     /// Current settings.
@@ -142,28 +144,31 @@ impl Gateway {
         self.health.read().map(|h| h.clone()).unwrap_or(Value::Null)
     }
 
-    /// Recompute the health snapshot; returns it.
-    pub fn refresh_health(&self) -> Value {
+    /// Recompute the health snapshot (the `HealthSnapshot` shape of the schema); returns it.
+    pub async fn refresh_health(&self) -> Value {
         let started = Instant::now();
+        let now = now_ms();
+        let sessions = self.store.list_sessions(&SessionQuery { limit: 5, ..SessionQuery::default() }).await;
+        let count = self.store.count_sessions().await.unwrap_or(0);
+        let recent: Vec<Value> = sessions
+            .unwrap_or_default()
+            .iter()
+            .map(|s| json!({"key": s.key, "updatedAt": s.updated_at_ms, "age": (now - s.updated_at_ms).max(0)}))
+            .collect();
+        let sessions = json!({"path": self.settings().state_dir.join("clawgate.db").display().to_string(), "count": count, "recent": recent});
+        let agents = self.agents.agents();
         let snapshot = json!({
             "ok": true,
-            "ts": now_ms(),
+            "ts": now,
             "durationMs": started.elapsed().as_millis() as u64,
+            "configReload": {"hotReloadStatus": if self.config.watching() { "active" } else { "disabled" }},
             "channels": {},
             "channelOrder": [],
             "channelLabels": {},
             "heartbeatSeconds": 0,
-            "defaultAgentId": "main",
+            "defaultAgentId": agents.default_id,
             "agents": [],
-            "sessions": {"count": 0, "recent": []},
-            "configReload": {"hotReloadStatus": if self.config.watching() { "active" } else { "off" }},
-            "modelRuntime": {"degraded": false, "pendingAgents": []},
-            "gateway": {
-                "version": self.version,
-                "bootId": self.boot_id,
-                "uptimeMs": self.uptime().as_millis() as u64,
-                "connections": self.clients.len(),
-            },
+            "sessions": sessions,
         });
         if let Ok(mut h) = self.health.write() {
             *h = snapshot.clone();
@@ -216,8 +221,14 @@ impl Gateway {
         }
     }
 
-    /// Register an admitted client and announce its presence.
+    /// Register an admitted client and announce its presence. Short-lived tool connections (the
+    /// CLI, backends, probes) get no presence entry, as upstream: announcing every one of them to
+    /// every client would make connection storms quadratic.
     pub fn client_connected(&self, client: Arc<ClientHandle>, params: &ConnectParams, ip: &str) {
+        if matches!(params.client.mode.as_str(), "cli" | "backend" | "probe") {
+            self.clients.add(client);
+            return;
+        }
         let entry = crate::presence::client_entry(
             params,
             client.device_id.as_deref(),
@@ -244,6 +255,25 @@ impl Gateway {
     /// Broadcast the presence list with its state version.
     pub fn broadcast_presence(&self, version: clawgate_protocol::frames::StateVersion) {
         self.clients.broadcast(ev::PRESENCE, &json!({"presence": self.presence.list()}), Some(version), true);
+    }
+
+    /// Broadcast an `agent` or `chat` event of a run (operator.read clients).
+    pub fn broadcast_run_event(&self, event: &str, _session_key: &str, payload: &Value, drop_if_slow: bool) {
+        self.clients.broadcast(event, payload, None, drop_if_slow);
+    }
+
+    /// `session.message` to the clients that subscribed to this session's messages.
+    pub fn broadcast_session_message(&self, session_key: &str, message: &Value) {
+        let payload = json!({"sessionKey": session_key, "message": message});
+        self.clients.broadcast_filtered(ev::SESSION_MESSAGE, &payload, None, false, |c| {
+            c.subscriptions().message_keys.contains(session_key)
+        });
+    }
+
+    /// `sessions.changed` to the clients that called `sessions.subscribe`.
+    pub fn broadcast_session_changed(&self, session_key: &str, reason: &str) {
+        let payload = json!({"sessionKey": session_key, "reason": reason, "ts": now_ms()});
+        self.clients.broadcast_filtered(ev::SESSIONS_CHANGED, &payload, None, true, |c| c.subscriptions().sessions);
     }
 
     /// Tell pairing operators about a new or refreshed request.
@@ -297,7 +327,7 @@ impl Gateway {
                     self.clients.broadcast(ev::TICK, &json!({"ts": now_ms()}), None, true);
                 }
                 _ = health.tick() => {
-                    let snapshot = self.refresh_health();
+                    let snapshot = self.refresh_health().await;
                     let version = self.presence.bump_health();
                     self.clients.broadcast(ev::HEALTH, &snapshot, Some(version), true);
                     let now = now_ms();
@@ -314,6 +344,7 @@ impl Gateway {
 
     /// Begin a graceful stop: broadcast `shutdown`, close every socket with 1012.
     pub fn begin_shutdown(&self, reason: &str) {
+        crate::agent::cancel_all(self);
         self.clients.broadcast(ev::SHUTDOWN, &json!({"reason": reason}), None, false);
         self.clients.close_where(|_| true, close::SERVICE_RESTART, close::REASON_SERVICE_RESTART);
         self.shutdown.cancel();

@@ -132,11 +132,11 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
     if let Some(origin) = &meta.origin
         && !origin_allowed(origin, meta.host.as_deref(), meta.remote_ip.is_loopback(), &settings.allowed_origins)
     {
-        let message = format!(
-            "origin not allowed (open the UI from the gateway host or add {origin} to gateway.controlUi.allowedOrigins)"
-        );
+        tracing::warn!(origin = %origin, ip = %meta.remote_ip, "refusing a browser origin not in gateway.controlUi.allowedOrigins");
+        let message = "origin not allowed (open the Control UI from the gateway host or allow it in gateway.controlUi.allowedOrigins)";
         return Err(Rejection::policy(
-            ErrorShape::invalid_request(message).with_details(json!({"code": details::CONTROL_UI_ORIGIN_NOT_ALLOWED})),
+            ErrorShape::invalid_request(message)
+                .with_details(json!({"code": details::CONTROL_UI_ORIGIN_NOT_ALLOWED, "reason": "origin not allowed"})),
         ));
     }
     if let Err(wait) = lockout(gw, meta.remote_ip, &settings) {

@@ -8,6 +8,7 @@
 //! `clawgate-store` traits.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod auth;
 pub mod broadcast;
 pub mod config_service;

@@ -10,6 +10,12 @@ use serde_json::{Value, json};
 use clawgate_protocol::connect::ConnectParams;
 use clawgate_protocol::frames::StateVersion;
 
+/// The gateway's own entry sorts first.
+const SELF_KEY: &str = "\0gateway";
+
+/// Presence lists are capped, as upstream caps them, so one broadcast stays small.
+pub const MAX_PRESENCE_ENTRIES: usize = 200;
+
 /// Presence and health state.
 #[derive(Debug)]
 pub struct PresenceState {
@@ -22,7 +28,7 @@ impl PresenceState {
     /// Start with the gateway's own entry.
     pub fn new(self_entry: Value) -> Self {
         let mut entries = BTreeMap::new();
-        entries.insert("gateway".to_owned(), self_entry);
+        entries.insert(SELF_KEY.to_owned(), self_entry);
         Self { entries: Mutex::new(entries), presence_version: AtomicU64::new(1), health_version: AtomicU64::new(1) }
     }
 
@@ -40,9 +46,14 @@ impl PresenceState {
         self.state_version()
     }
 
-    /// All entries.
+    /// The entries, at most [`MAX_PRESENCE_ENTRIES`] (the gateway's own first).
     pub fn list(&self) -> Vec<Value> {
-        self.entries.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.entries.lock().map(|m| m.values().take(MAX_PRESENCE_ENTRIES).cloned().collect()).unwrap_or_default()
+    }
+
+    /// Whether an entry exists.
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.lock().map(|m| m.contains_key(key)).unwrap_or(false)
     }
 
     /// Insert or replace an entry; returns the new versions.

@@ -12,6 +12,10 @@ pub mod names {
     pub const CONFIG_CHANGED: &str = "config.changed";
     pub const DEVICE_PAIR_REQUESTED: &str = "device.pair.requested";
     pub const DEVICE_PAIR_RESOLVED: &str = "device.pair.resolved";
+    pub const AGENT: &str = "agent";
+    pub const CHAT: &str = "chat";
+    pub const SESSION_MESSAGE: &str = "session.message";
+    pub const SESSIONS_CHANGED: &str = "sessions.changed";
 }
 
 /// Events clawgate emits (`hello-ok.features.events`).
@@ -24,6 +28,10 @@ pub const EMITTED: &[&str] = &[
     names::CONFIG_CHANGED,
     names::DEVICE_PAIR_REQUESTED,
     names::DEVICE_PAIR_RESOLVED,
+    names::AGENT,
+    names::CHAT,
+    names::SESSION_MESSAGE,
+    names::SESSIONS_CHANGED,
 ];
 
 /// Who may receive an event.

@@ -123,10 +123,9 @@ fn check(value: &Value, ty: Ty, path: &str, errors: &mut Vec<String>) {
                 errors.push(prefixed(path, "must be object"));
                 return;
             };
-            for f in fields.iter().filter(|f| f.required) {
-                if !map.contains_key(f.name) {
-                    errors.push(prefixed(path, &format!("must have required property '{}'", f.name)));
-                }
+            // Like AJV without `allErrors`, only the first missing property is named.
+            if let Some(f) = fields.iter().find(|f| f.required && !map.contains_key(f.name)) {
+                errors.push(prefixed(path, &format!("must have required property '{}'", f.name)));
             }
             for f in fields {
                 if let Some(v) = map.get(f.name) {

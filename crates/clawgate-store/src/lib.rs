@@ -9,12 +9,38 @@
 //! role gets, when a request is auto-approved all belong to `clawgate-core` — and it must never
 //! keep or log a device token in plain text, nor panic on what it reads back from disk.
 //!
+//! It also keeps the chat state: sessions ([`SessionStore`]), their transcripts
+//! ([`TranscriptStore`]) and the durable per-session run queue ([`RunStore`]).
+//!
 //! Every timestamp is Unix epoch milliseconds supplied by the caller, so behaviour is
 //! deterministic under test and one clock (core's) decides what "now" is.
+//!
+//! # Transcripts: appends, windows, compaction
+//!
+//! A transcript is the rows of one session id, numbered 1, 2, 3, … by the store. Each append
+//! is one transaction, so after a crash every transcript is a prefix of what was appended:
+//! contiguous seqs, no duplicates, no half-written entry. Core appends a turn's user message
+//! when the run is accepted and the assistant message once, when the run ends (or is aborted,
+//! with the partial text), so a crash mid-turn leaves the reply absent rather than torn.
+//! Queueing a run and appending its user message, and appending its reply and finishing it,
+//! are two transactions each: a crash in between leaves a queued run whose user message is
+//! missing, or a run found interrupted whose reply is already stored. Recovery must accept
+//! both (check [`TranscriptStore::find_by_run`] before appending again).
+//! Transcripts are read in windows ([`TranscriptStore::tail`], paging backwards by seq) and
+//! counted from a per-transcript head row, never loaded or scanned whole.
+//!
+//! Transcripts only grow until they are compacted. The policy is core's; the mechanism is
+//! [`TranscriptStore::compact`]: when a session's current transcript exceeds the configured
+//! cap of entries, core keeps the newest entries (the cap, or less to leave headroom) and the
+//! older ones are deleted for good — there is no archive. Seq numbering carries on from where
+//! it was, so client cursors stay valid and the first seq of a compacted transcript is
+//! simply greater than 1. Transcripts left behind by [`SessionStore::reset_session`] are not
+//! compacted; they go with [`SessionStore::delete_session`] when asked to delete transcripts.
 #![warn(missing_docs)]
 
 mod error;
 mod model;
+mod session;
 mod sqlite;
 mod token;
 mod traits;
@@ -27,8 +53,13 @@ pub use model::{
     DeviceTokenRecord, IdempotencyEntry, InsertOutcome, NewPairingRequest, PairedDevice, PairingDecision,
     PairingRequest, PairingStatus,
 };
+pub use session::{
+    EnqueueOutcome, EntryStatus, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, TranscriptEntry,
+    TranscriptRole,
+};
 pub use sqlite::SqliteStore;
 pub use traits::{DeviceStore, DeviceTokenStore, GatewayStore, IdempotencyStore, KvStore, PairingStore};
+pub use traits::{RunStore, SessionStore, TranscriptStore};
 
 /// Result type of every store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -10,6 +10,10 @@ use crate::{
     DeviceTokenRecord, IdempotencyEntry, InsertOutcome, NewPairingRequest, PairedDevice, PairingDecision,
     PairingRequest, Result,
 };
+use crate::{
+    EnqueueOutcome, EntryStatus, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, TranscriptEntry,
+    TranscriptRole,
+};
 
 /// Small named settings that must survive restarts.
 pub trait KvStore: Send + Sync {
@@ -156,8 +160,161 @@ pub trait IdempotencyStore: Send + Sync {
     fn prune(&self, older_than_ms: i64, keep_max: usize) -> impl Future<Output = Result<u64>> + Send;
 }
 
-/// Everything the gateway foundation needs from one store. Implemented for every type that
-/// has all the capabilities.
-pub trait GatewayStore: KvStore + DeviceStore + PairingStore + DeviceTokenStore + IdempotencyStore {}
+/// Chat sessions: one record per session key, pointing at its current transcript.
+pub trait SessionStore: Send + Sync {
+    /// The session under `key`, created first if absent (with a fresh UUID v4 session id, no
+    /// label and empty meta). Atomic: racing callers all get the one session that was
+    /// created. An existing session is returned as it is, even if `agent_id` differs.
+    fn ensure_session(
+        &self,
+        key: &str,
+        agent_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<SessionRecord>> + Send;
 
-impl<T> GatewayStore for T where T: KvStore + DeviceStore + PairingStore + DeviceTokenStore + IdempotencyStore {}
+    /// The session under `key`.
+    fn get_session(&self, key: &str) -> impl Future<Output = Result<Option<SessionRecord>>> + Send;
+
+    /// Sessions matching `query`, most recently updated first (ties by key).
+    fn list_sessions(&self, query: &SessionQuery) -> impl Future<Output = Result<Vec<SessionRecord>>> + Send;
+
+    /// Applies `patch` (a JSON object) to the session as a JSON merge patch (RFC 7386) of its
+    /// meta — objects merge, `null` deletes — except that a `label` key sets (string) or
+    /// clears (`null`) the label instead of going into meta. Returns the patched session.
+    /// Errors: [`crate::StoreError::NotFound`] for an unknown key,
+    /// [`crate::StoreError::Conflict`] if the patch is not an object or its label is neither
+    /// a string nor `null`.
+    fn patch_session(
+        &self,
+        key: &str,
+        patch: &serde_json::Value,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<SessionRecord>> + Send;
+
+    /// Starts a new transcript: the session gets a fresh session id (so it shows no messages)
+    /// and keeps its label and meta. The old transcript stays stored under the old id.
+    /// [`crate::StoreError::NotFound`] for an unknown key.
+    fn reset_session(&self, key: &str, now_ms: i64) -> impl Future<Output = Result<SessionRecord>> + Send;
+
+    /// Deletes the session. With `delete_transcript`, also deletes, in the same transaction,
+    /// every transcript the key has had (the current one and those left by resets); without,
+    /// they stay stored but unreachable through the key. Queued runs are not touched.
+    /// `false` if there was no such session.
+    fn delete_session(&self, key: &str, delete_transcript: bool) -> impl Future<Output = Result<bool>> + Send;
+
+    /// How many sessions exist, archived ones included.
+    fn count_sessions(&self) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Append-only transcripts, addressed by session id and read in windows.
+///
+/// Every entry is written whole in one transaction, so a crash leaves each transcript a
+/// prefix of what was appended: never a half-written entry, never a gap or a duplicate seq.
+/// The gateway builds turn atomicity on that by appending the user message when a run is
+/// accepted and the assistant message exactly once, when the run ends (final, or aborted
+/// with the partial text): a crash mid-turn leaves the reply absent, never half there.
+pub trait TranscriptStore: Send + Sync {
+    /// Appends an entry with the next seq of `session_id` (1 for the first; seqs are never
+    /// reused, even after [`TranscriptStore::compact`]). If a session currently has this
+    /// session id, its `updated_at_ms`, `last_message_at_ms` and `message_count` follow.
+    fn append(
+        &self,
+        session_id: &str,
+        role: TranscriptRole,
+        content: &serde_json::Value,
+        run_id: Option<&str>,
+        status: EntryStatus,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<TranscriptEntry>> + Send;
+
+    /// The newest `limit` entries of `session_id` with a seq below `before_seq` (all seqs if
+    /// `None`), in ascending seq order. Reads only those entries, whatever the transcript's
+    /// length, so paging backwards with `before_seq = first returned seq` is cheap.
+    fn tail(
+        &self,
+        session_id: &str,
+        limit: usize,
+        before_seq: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<TranscriptEntry>>> + Send;
+
+    /// The entry at `seq`.
+    fn get_entry(&self, session_id: &str, seq: i64) -> impl Future<Output = Result<Option<TranscriptEntry>>> + Send;
+
+    /// How many entries `session_id` holds (after any compaction).
+    fn count_entries(&self, session_id: &str) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Deletes all but the newest `keep_last` entries of `session_id`; returns how many went.
+    /// Later appends continue the seq numbering. See the crate docs for when it is called.
+    fn compact(&self, session_id: &str, keep_last: usize) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Every entry carrying `run_id`, in append order (typically the user message and the
+    /// reply of one run).
+    fn find_by_run(&self, run_id: &str) -> impl Future<Output = Result<Vec<TranscriptEntry>>> + Send;
+}
+
+/// The durable per-session lane queue: runs wait in enqueue order and a session runs one at a
+/// time, across restarts.
+pub trait RunStore: Send + Sync {
+    /// Queues a run, idempotently on `run_id` (the request's idempotency key): of several
+    /// callers with one run id exactly one sees [`EnqueueOutcome::Inserted`]; the others get
+    /// the stored run, untouched, as [`EnqueueOutcome::Existing`].
+    fn enqueue(
+        &self,
+        run_id: &str,
+        session_key: &str,
+        kind: RunKind,
+        request: &serde_json::Value,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<EnqueueOutcome>> + Send;
+
+    /// Atomically starts the session's next run: if none of its runs is running, marks the
+    /// first-enqueued queued one running (`started_at_ms = now_ms`) and returns it. `None` if
+    /// a run is already running or nothing is queued.
+    fn claim_next(&self, session_key: &str, now_ms: i64) -> impl Future<Output = Result<Option<RunRecord>>> + Send;
+
+    /// Ends a queued or running run with a terminal `status` and optional `result`, freeing the
+    /// lane; returns the finished run. Errors: [`crate::StoreError::NotFound`] for an unknown
+    /// run, [`crate::StoreError::Conflict`] if `status` is not terminal or the run is already
+    /// finished.
+    fn finish(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        result: Option<&serde_json::Value>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<RunRecord>> + Send;
+
+    /// The run with this id.
+    fn get_run(&self, run_id: &str) -> impl Future<Output = Result<Option<RunRecord>>> + Send;
+
+    /// Sessions that have queued runs, each once, the one with the oldest queued run first
+    /// (restart recovery: call [`RunStore::claim_next`] for each).
+    fn list_queued_sessions(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// At startup: runs still marked running were cut off by a crash; marks them interrupted
+    /// (`ended_at_ms = now_ms`), freeing their lanes. Returns how many.
+    fn mark_interrupted_running(&self, now_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Deletes finished runs that ended before `older_than_ms`; queued and running runs stay.
+    /// Returns how many were deleted.
+    fn prune_finished(&self, older_than_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Everything the gateway needs from one store. Implemented for every type that has all the
+/// capabilities.
+pub trait GatewayStore:
+    KvStore + DeviceStore + PairingStore + DeviceTokenStore + IdempotencyStore + SessionStore + TranscriptStore + RunStore
+{
+}
+
+impl<T> GatewayStore for T where
+    T: KvStore
+        + DeviceStore
+        + PairingStore
+        + DeviceTokenStore
+        + IdempotencyStore
+        + SessionStore
+        + TranscriptStore
+        + RunStore
+{
+}

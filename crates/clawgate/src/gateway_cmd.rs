@@ -105,11 +105,23 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     settings.listen_addr = local.to_string();
     let auth_mode = settings.auth_mode;
 
+    let base_dir = config_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let agents = match clawgate_core::agent::AgentService::from_config(&loaded.value, &base_dir) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{}: {e}", config_path.display());
+            eprintln!("clawgate: fix the agents/models config above, then start again");
+            return Ok(2);
+        }
+    };
     let config = ConfigService::new(config_path.clone(), loaded);
-    let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, overrides.clone());
+    let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, agents, overrides.clone());
+    if let Err(e) = clawgate_core::agent::recover(&gw).await {
+        tracing::error!(error = %e, "cannot resume queued runs");
+    }
     tokio::spawn(gw.clone().run_maintenance());
     spawn_config_watcher(gw.clone(), config_path.clone(), overrides);
-    gw.refresh_health();
+    gw.refresh_health().await;
 
     let url_host = if ip.is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
     let url_host = if local.is_ipv6() && !ip.is_unspecified() { format!("[{url_host}]") } else { url_host };

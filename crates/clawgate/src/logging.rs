@@ -7,8 +7,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Keeps the file writer flushing; drop it last.
-pub type Guard = Option<tracing_appender::non_blocking::WorkerGuard>;
+/// Keeps the background log writers flushing; drop it last.
+pub struct Guards(#[allow(dead_code)] Vec<tracing_appender::non_blocking::WorkerGuard>);
 
 /// Logging for short CLI commands: warnings and errors on stderr.
 pub fn init_cli() {
@@ -20,9 +20,12 @@ pub fn init_cli() {
 }
 
 /// Logging for the gateway: `level` (or `CLAWGATE_LOG`) on stderr and as JSON into `file`.
-pub fn init_gateway(level: &str, file: Option<&Path>) -> anyhow::Result<Guard> {
+pub fn init_gateway(level: &str, file: Option<&Path>) -> anyhow::Result<Guards> {
     let filter = || EnvFilter::try_from_env("CLAWGATE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // stderr goes through a background writer too: a burst of connection logs must never make a
+    // request wait on the terminal.
+    let (stderr_writer, stderr_guard) = tracing_appender::non_blocking(std::io::stderr());
+    let stderr = tracing_subscriber::fmt::layer().with_writer(stderr_writer);
     match file {
         Some(path) => {
             let dir = path.parent().unwrap_or(Path::new("."));
@@ -42,14 +45,14 @@ pub fn init_gateway(level: &str, file: Option<&Path>) -> anyhow::Result<Guard> {
                 .with(json.with_filter(filter()))
                 .try_init()
                 .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
-            Ok(Some(guard))
+            Ok(Guards(vec![guard, stderr_guard]))
         }
         None => {
             tracing_subscriber::registry()
                 .with(stderr.with_filter(filter()))
                 .try_init()
                 .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
-            Ok(None)
+            Ok(Guards(vec![stderr_guard]))
         }
     }
 }

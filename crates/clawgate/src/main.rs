@@ -1,5 +1,6 @@
 //! `clawgate` — an OpenClaw-compatible gateway in one Rust binary.
 
+mod cli;
 mod config_cmd;
 mod doctor;
 mod gateway_cmd;
@@ -24,6 +25,12 @@ struct Cli {
 enum Command {
     /// Run the gateway in the foreground.
     Gateway(gateway_cmd::GatewayArgs),
+    /// Call any method on a running gateway and print the result.
+    Call(cli::call::CallArgs),
+    /// Show a running gateway's version, uptime, connections and pairing state.
+    Status(cli::status::StatusArgs),
+    /// List, approve, reject and revoke devices.
+    Devices(cli::devices::DevicesArgs),
     /// Work with the config file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -43,6 +50,18 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Gateway(args) => gateway_cmd::run(args).await,
+            Command::Call(args) => {
+                logging::init_cli();
+                cli::call::run(args).await
+            }
+            Command::Status(args) => {
+                logging::init_cli();
+                cli::status::run(args).await
+            }
+            Command::Devices(args) => {
+                logging::init_cli();
+                cli::devices::run(args).await
+            }
             Command::Config(cmd) => {
                 logging::init_cli();
                 config_cmd::run(cmd)

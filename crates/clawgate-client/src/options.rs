@@ -1,0 +1,235 @@
+//! [`ClientOptions`]: everything [`Client::connect`](crate::Client::connect) needs to know.
+
+use std::time::Duration;
+
+use crate::identity::{DeviceIdentity, SignatureVersion};
+
+/// Default gateway address.
+pub const DEFAULT_URL: &str = "ws://127.0.0.1:18789";
+/// Default `client.id`: a backend talking to the gateway on behalf of its own users.
+pub const DEFAULT_CLIENT_ID: &str = "gateway-client";
+/// Default `client.mode`.
+pub const DEFAULT_CLIENT_MODE: &str = "backend";
+
+/// Where `device.signedAt` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignedAtSource {
+    /// The `ts` of the `connect.challenge` (what the upstream Control UI does): immune to a
+    /// skewed local clock, since the gateway checks `|now - signedAt| <= 120 s` against its own.
+    #[default]
+    ChallengeTs,
+    /// The local clock (what `openclaw-node` does).
+    LocalClock,
+}
+
+/// How to connect: address, credentials, self-description, device identity and timeouts.
+///
+/// ```
+/// use clawgate_client::{ClientOptions, DeviceIdentity};
+/// let opts = ClientOptions::new("ws://127.0.0.1:18789")
+///     .token("s3cret")
+///     .scopes(["operator.read", "operator.write"])
+///     .device(DeviceIdentity::generate());
+/// assert_eq!(opts.client_id_ref(), "gateway-client");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub(crate) url: String,
+    pub(crate) token: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) device_token: Option<String>,
+    pub(crate) bootstrap_token: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) mode: String,
+    pub(crate) version: String,
+    pub(crate) platform: String,
+    pub(crate) device_family: Option<String>,
+    pub(crate) display_name: Option<String>,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) role: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) caps: Vec<String>,
+    pub(crate) device: Option<DeviceIdentity>,
+    pub(crate) signature_version: SignatureVersion,
+    pub(crate) signed_at: SignedAtSource,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) event_capacity: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self::new(DEFAULT_URL)
+    }
+}
+
+impl ClientOptions {
+    /// Options for the gateway at `url` (`ws://host:port`), with the defaults: client id
+    /// `gateway-client`, mode `backend`, role `operator`, no scopes, no credentials, v3
+    /// signatures signed at the challenge `ts`, 10 s connect and 30 s request timeouts.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: None,
+            password: None,
+            device_token: None,
+            bootstrap_token: None,
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            mode: DEFAULT_CLIENT_MODE.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            platform: std::env::consts::OS.to_owned(),
+            device_family: None,
+            display_name: None,
+            instance_id: None,
+            role: clawgate_protocol::connect::roles::OPERATOR.to_owned(),
+            scopes: Vec::new(),
+            caps: Vec::new(),
+            device: None,
+            signature_version: SignatureVersion::V3,
+            signed_at: SignedAtSource::ChallengeTs,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            event_capacity: 1024,
+        }
+    }
+
+    /// Gateway URL.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// Shared gateway token (`auth.token`).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Shared gateway password (`auth.password`).
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Device token from an earlier `hello-ok.auth.deviceToken` (`auth.deviceToken`); needs
+    /// [`device`](Self::device) too.
+    pub fn device_token(mut self, token: impl Into<String>) -> Self {
+        self.device_token = Some(token.into());
+        self
+    }
+
+    /// Setup-code bootstrap token (`auth.bootstrapToken`).
+    pub fn bootstrap_token(mut self, token: impl Into<String>) -> Self {
+        self.bootstrap_token = Some(token.into());
+        self
+    }
+
+    /// `client.id`; must be one of the protocol's closed set (`cli`, `gateway-client`, …).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+
+    /// The configured `client.id`.
+    pub fn client_id_ref(&self) -> &str {
+        &self.client_id
+    }
+
+    /// `client.mode` (`backend`, `cli`, `ui`, `node`, …).
+    pub fn mode(mut self, mode: impl Into<String>) -> Self {
+        self.mode = mode.into();
+        self
+    }
+
+    /// `client.version`.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// `client.platform` (default: `std::env::consts::OS`); signed in v3.
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = platform.into();
+        self
+    }
+
+    /// `client.deviceFamily`; signed in v3.
+    pub fn device_family(mut self, family: impl Into<String>) -> Self {
+        self.device_family = Some(family.into());
+        self
+    }
+
+    /// `client.displayName`.
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.display_name = Some(name.into());
+        self
+    }
+
+    /// `client.instanceId` (the presence key).
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
+        self
+    }
+
+    /// Requested role (`operator` or `node`).
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.role = role.into();
+        self
+    }
+
+    /// Requested scopes, in the order to send (and sign).
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Client capabilities (`caps`).
+    pub fn caps<I, S>(mut self, caps: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.caps = caps.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Prove a device identity in `connect`.
+    pub fn device(mut self, identity: DeviceIdentity) -> Self {
+        self.device = Some(identity);
+        self
+    }
+
+    /// Which payload the device signs (v3 by default).
+    pub fn signature_version(mut self, version: SignatureVersion) -> Self {
+        self.signature_version = version;
+        self
+    }
+
+    /// Where `device.signedAt` comes from (the challenge `ts` by default).
+    pub fn signed_at(mut self, source: SignedAtSource) -> Self {
+        self.signed_at = source;
+        self
+    }
+
+    /// Bound on each handshake phase: WebSocket open, `connect.challenge`, `hello-ok`.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Default bound on the first `res` of a request.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How many events a slow subscriber may fall behind before it misses some (default 1024).
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+}

@@ -1,0 +1,338 @@
+//! Agent runs: a durable lane per session (one run at a time, later messages queue in the
+//! store and run in order), abort, timeouts, waiters, and recovery after a restart.
+//!
+//! A run is accepted by writing it to the run queue (idempotent on its run id = the client's
+//! idempotency key), then a lane worker for its session claims runs one by one and executes
+//! them (`run.rs`). Everything a client sees of a run arrives as `agent`/`chat` events.
+
+pub mod config;
+mod run;
+pub mod tools;
+pub mod transcript;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use clawgate_llm::ProviderRegistry;
+use clawgate_store::{EnqueueOutcome, RunKind, RunRecord, RunStatus, RunStore, SessionStore};
+
+use crate::error::CoreError;
+use crate::gateway::Gateway;
+use crate::time::now_ms;
+
+pub use config::AgentsConfig;
+
+/// What a client asked to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// = the idempotency key.
+    pub run_id: String,
+    /// `agent:<agentId>:<key>`.
+    pub session_key: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The user's message.
+    pub message: String,
+    /// chat.send, agent or HTTP.
+    pub kind: RunKind,
+    /// Per-run timeout (defaults to `agents.defaults.timeoutSeconds`).
+    pub timeout: Option<Duration>,
+    /// Extra system prompt text for this run.
+    pub extra_system: Option<String>,
+    /// `{id, mode}` of the client that sent it (kept in the transcript).
+    pub client: Option<Value>,
+}
+
+impl RunRequest {
+    fn to_json(&self) -> Value {
+        json!({
+            "agentId": self.agent_id,
+            "message": self.message,
+            "timeoutMs": self.timeout.map(|d| d.as_millis() as u64),
+            "extraSystemPrompt": self.extra_system,
+            "client": self.client,
+        })
+    }
+
+    fn from_record(r: &RunRecord) -> Self {
+        let q = &r.request;
+        Self {
+            run_id: r.run_id.clone(),
+            session_key: r.session_key.clone(),
+            agent_id: q.get("agentId").and_then(Value::as_str).unwrap_or("main").to_owned(),
+            message: q.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            kind: r.kind,
+            timeout: q.get("timeoutMs").and_then(Value::as_u64).map(Duration::from_millis),
+            extra_system: q.get("extraSystemPrompt").and_then(Value::as_str).map(str::to_owned),
+            client: q.get("client").cloned().filter(|c| !c.is_null()),
+        }
+    }
+}
+
+/// The answer to a submit.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    /// A new run was queued.
+    Started,
+    /// The same run id is queued or running.
+    InFlight,
+    /// The same run id already finished; here is its record.
+    Done(Box<RunRecord>),
+}
+
+/// How a run ended, as `agent.wait` and the `agent` final response report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// Terminal status.
+    pub status: RunStatus,
+    /// Result JSON stored with the run.
+    pub result: Value,
+}
+
+/// A run that is queued or executing in this process.
+#[derive(Debug)]
+struct Active {
+    session_key: String,
+    cancel: CancellationToken,
+    /// Why it was cancelled: "rpc" (chat.abort), "timeout", "shutdown".
+    reason: Mutex<Option<&'static str>>,
+    done: watch::Sender<Option<RunOutcome>>,
+}
+
+/// Agent state of the gateway.
+#[derive(Debug)]
+pub struct AgentService {
+    registry: RwLock<Arc<ProviderRegistry>>,
+    agents: RwLock<Arc<AgentsConfig>>,
+    active: Mutex<HashMap<String, Arc<Active>>>,
+    /// Sessions with a lane worker; the flag says "new work arrived since the worker last looked".
+    lanes: Mutex<HashMap<String, bool>>,
+}
+
+impl AgentService {
+    /// Build from the whole config value.
+    pub fn from_config(root: &Value, base_dir: &std::path::Path) -> Result<Self, String> {
+        Ok(Self {
+            registry: RwLock::new(Arc::new(config::registry_from_config(root, base_dir)?)),
+            agents: RwLock::new(Arc::new(AgentsConfig::from_config(root)?)),
+            active: Mutex::default(),
+            lanes: Mutex::default(),
+        })
+    }
+
+    /// Swap in providers and agents from a new config (hot reload).
+    pub fn reload(&self, root: &Value, base_dir: &std::path::Path) -> Result<(), String> {
+        let registry = config::registry_from_config(root, base_dir)?;
+        let agents = AgentsConfig::from_config(root)?;
+        if let Ok(mut r) = self.registry.write() {
+            *r = Arc::new(registry);
+        }
+        if let Ok(mut a) = self.agents.write() {
+            *a = Arc::new(agents);
+        }
+        Ok(())
+    }
+
+    /// Providers in force.
+    pub fn registry(&self) -> Arc<ProviderRegistry> {
+        self.registry.read().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Agents in force.
+    pub fn agents(&self) -> Arc<AgentsConfig> {
+        self.agents.read().map(|a| a.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Run ids currently queued or running for a session.
+    pub fn active_runs(&self, session_key: &str) -> Vec<String> {
+        self.active
+            .lock()
+            .map(|m| m.iter().filter(|(_, a)| a.session_key == session_key).map(|(id, _)| id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of runs queued or running.
+    pub fn active_count(&self) -> usize {
+        self.active.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn register(&self, run_id: &str, session_key: &str) -> Arc<Active> {
+        let mut map = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(run_id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Active {
+                    session_key: session_key.to_owned(),
+                    cancel: CancellationToken::new(),
+                    reason: Mutex::new(None),
+                    done: watch::channel(None).0,
+                })
+            })
+            .clone()
+    }
+
+    fn lookup(&self, run_id: &str) -> Option<Arc<Active>> {
+        self.active.lock().ok()?.get(run_id).cloned()
+    }
+
+    fn complete(&self, run_id: &str, outcome: RunOutcome) {
+        let active = self.active.lock().ok().and_then(|mut m| m.remove(run_id));
+        if let Some(a) = active {
+            a.done.send_replace(Some(outcome));
+        }
+    }
+}
+
+/// Queue a run (idempotent on `run_id`) and make sure its session's lane is running.
+pub async fn submit(gw: &Arc<Gateway>, req: RunRequest) -> Result<Submitted, CoreError> {
+    let agents = gw.agents.agents();
+    if agents.get(&req.agent_id).is_none() {
+        return Err(CoreError::InvalidRequest {
+            message: format!("unknown agent id \"{}\"", req.agent_id),
+            details: Some(json!({"code": "UNKNOWN_AGENT_ID", "agentId": req.agent_id})),
+        });
+    }
+    let now = now_ms();
+    gw.store.ensure_session(&req.session_key, &req.agent_id, now).await?;
+    // Register before enqueueing so a waiter or an abort never misses the run.
+    let outcome = gw.store.enqueue(&req.run_id, &req.session_key, req.kind, &req.to_json(), now).await;
+    match outcome {
+        Ok(EnqueueOutcome::Inserted(_)) => {
+            gw.agents.register(&req.run_id, &req.session_key);
+            kick_lane(gw, &req.session_key);
+            gw.broadcast_session_changed(&req.session_key, "run-queued");
+            Ok(Submitted::Started)
+        }
+        Ok(EnqueueOutcome::Existing(rec)) if rec.status.is_terminal() => Ok(Submitted::Done(Box::new(rec))),
+        Ok(EnqueueOutcome::Existing(_)) => Ok(Submitted::InFlight),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Start a lane worker for the session unless one runs; tell a running one there is work.
+pub fn kick_lane(gw: &Arc<Gateway>, session_key: &str) {
+    {
+        let mut lanes = gw.agents.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pending) = lanes.get_mut(session_key) {
+            *pending = true;
+            return;
+        }
+        lanes.insert(session_key.to_owned(), false);
+    }
+    let gw = gw.clone();
+    let key = session_key.to_owned();
+    tokio::spawn(async move { lane_worker(gw, key).await });
+}
+
+async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
+    loop {
+        if let Ok(mut lanes) = gw.agents.lanes.lock()
+            && let Some(p) = lanes.get_mut(&session_key)
+        {
+            *p = false;
+        }
+        loop {
+            if gw.shutdown_token().is_cancelled() {
+                break;
+            }
+            match gw.store.claim_next(&session_key, now_ms()).await {
+                Ok(Some(record)) => run::execute(&gw, record).await,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(session = %session_key, error = %e, "cannot claim the next run; lane pauses");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+        let mut lanes = gw.agents.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        match lanes.get(&session_key) {
+            Some(true) if !gw.shutdown_token().is_cancelled() => continue,
+            _ => {
+                lanes.remove(&session_key);
+                return;
+            }
+        }
+    }
+}
+
+/// Cancel runs of a session (one run id, or all of them). Queued runs never start; the running
+/// one stops streaming and ends `aborted` with its partial text. Returns the run ids cancelled.
+pub async fn abort(gw: &Arc<Gateway>, session_key: &str, run_id: Option<&str>, reason: &'static str) -> Vec<String> {
+    let targets: Vec<(String, Arc<Active>)> = {
+        let map = gw.agents.active.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|(id, a)| a.session_key == session_key && run_id.is_none_or(|r| r == id.as_str()))
+            .map(|(id, a)| (id.clone(), a.clone()))
+            .collect()
+    };
+    for (_, a) in &targets {
+        if let Ok(mut r) = a.reason.lock() {
+            r.get_or_insert(reason);
+        }
+        a.cancel.cancel();
+    }
+    targets.into_iter().map(|(id, _)| id).collect()
+}
+
+/// Wait until a run ends or `timeout` passes. `None`: unknown run.
+pub async fn wait(gw: &Arc<Gateway>, run_id: &str, timeout: Duration) -> Result<Option<RunOutcome>, CoreError> {
+    if let Some(active) = gw.agents.lookup(run_id) {
+        let mut rx = active.done.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(o) = rx.borrow_and_update().clone() {
+                    return Some(o);
+                }
+                if rx.changed().await.is_err() {
+                    return rx.borrow().clone();
+                }
+            }
+        })
+        .await;
+        if let Ok(Some(o)) = waited {
+            return Ok(Some(o));
+        }
+        if waited.is_err() {
+            return Ok(Some(RunOutcome { status: RunStatus::Running, result: Value::Null }));
+        }
+    }
+    match gw.store.get_run(run_id).await? {
+        Some(r) if r.status.is_terminal() => {
+            Ok(Some(RunOutcome { status: r.status, result: r.result.unwrap_or(Value::Null) }))
+        }
+        Some(r) => Ok(Some(RunOutcome { status: r.status, result: Value::Null })),
+        None => Ok(None),
+    }
+}
+
+/// After a restart: runs a crash left "running" become "interrupted" (their partial reply was
+/// never stored), and sessions with queued runs get their lanes back.
+pub async fn recover(gw: &Arc<Gateway>) -> Result<(), CoreError> {
+    let now = now_ms();
+    let interrupted = gw.store.mark_interrupted_running(now).await?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "runs were cut short by the last shutdown; marked interrupted");
+    }
+    for key in gw.store.list_queued_sessions().await? {
+        tracing::info!(session = %key, "resuming queued runs");
+        kick_lane(gw, &key);
+    }
+    Ok(())
+}
+
+/// Cancel everything (shutdown): running turns end as aborted, queued ones stay queued.
+pub fn cancel_all(gw: &Gateway) {
+    if let Ok(map) = gw.agents.active.lock() {
+        for a in map.values() {
+            if let Ok(mut r) = a.reason.lock() {
+                r.get_or_insert("shutdown");
+            }
+            a.cancel.cancel();
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Executing one run: context from the transcript tail, the provider stream with the tool-call
+//! loop, the `agent`/`chat` event streams, and the transcript writes that keep a crash from
+//! leaving half a reply behind (the assistant message is written once, at the end).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use clawgate_llm::{
+    ChatMessage, ChatRequest, LlmError, ModelRef, RetryPolicy, StopReason, StreamEvent, ToolCall, Usage,
+    stream_with_retry,
+};
+use clawgate_store::{EntryStatus, RunRecord, RunStatus, RunStore, SessionStore, TranscriptRole, TranscriptStore};
+
+use super::transcript::{self, assistant_message, estimate_tokens, user_message, with_meta};
+use super::{RunOutcome, RunRequest, tools};
+use crate::gateway::Gateway;
+use crate::time::now_ms;
+
+/// Model calls per turn at most (tool round trips included).
+const MAX_TOOL_ROUNDS: usize = 8;
+
+/// Emits the `agent` and `chat` events of one run with its own `seq`.
+struct Emitter<'a> {
+    gw: &'a Arc<Gateway>,
+    run_id: String,
+    session_key: String,
+    agent_id: String,
+    seq: AtomicU64,
+}
+
+impl Emitter<'_> {
+    fn agent(&self, stream: &str, data: Value) {
+        let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        let payload = json!({
+            "runId": self.run_id, "seq": seq, "stream": stream, "ts": now_ms(), "isHeartbeat": false, "data": data,
+        });
+        self.gw.broadcast_run_event("agent", &self.session_key, &payload, stream == "assistant");
+    }
+
+    fn chat(&self, state: &str, extra: Value) {
+        let mut payload = json!({
+            "runId": self.run_id, "sessionKey": self.session_key, "agentId": self.agent_id,
+            "seq": self.seq.load(Ordering::Acquire), "state": state,
+        });
+        if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+        self.gw.broadcast_run_event("chat", &self.session_key, &payload, state == "delta");
+    }
+
+    fn status(&self, phase: &str) {
+        self.chat("status", json!({"phase": phase}));
+        self.agent("run_status", json!({"phase": phase}));
+    }
+}
+
+enum Ending {
+    Completed { text: String, stop: StopReason, usage: Option<Usage> },
+    Aborted { text: String, reason: &'static str },
+    Failed { text: String, error: String, kind: &'static str },
+}
+
+/// Execute a claimed run to its end.
+pub(super) async fn execute(gw: &Arc<Gateway>, record: RunRecord) {
+    let req = RunRequest::from_record(&record);
+    let active = gw.agents.register(&req.run_id, &req.session_key);
+    let started = Instant::now();
+    let started_at = now_ms();
+    let em = Emitter {
+        gw,
+        run_id: req.run_id.clone(),
+        session_key: req.session_key.clone(),
+        agent_id: req.agent_id.clone(),
+        seq: AtomicU64::new(0),
+    };
+    let agents = gw.agents.agents();
+    let agent = agents.get(&req.agent_id).cloned().unwrap_or_else(|| agents.agents[0].clone());
+    let model_str = agents.model_for(&agent);
+    let timeout = req.timeout.unwrap_or(Duration::from_secs(agents.timeout_secs));
+
+    // The user message enters the transcript when its run starts, so the transcript reads in
+    // turn order even when messages queued behind a running turn.
+    let session = match gw.store.ensure_session(&req.session_key, &req.agent_id, now_ms()).await {
+        Ok(s) => s,
+        Err(e) => return finish_failed(gw, &em, &req, started_at, &format!("session store unavailable: {e}")).await,
+    };
+    let user = user_message(&req.message, &req.run_id, req.client.as_ref(), record.created_at_ms);
+    match gw
+        .store
+        .append(&session.session_id, TranscriptRole::User, &user, Some(&req.run_id), EntryStatus::Final, now_ms())
+        .await
+    {
+        Ok(entry) => gw.broadcast_session_message(&req.session_key, &transcript::history_message(&entry)),
+        Err(e) => return finish_failed(gw, &em, &req, started_at, &format!("cannot record the message: {e}")).await,
+    }
+
+    em.status("preparing_context");
+    em.agent("lifecycle", json!({"phase": "start", "startedAt": started_at}));
+
+    let ending = if active.cancel.is_cancelled() {
+        let reason = active.reason.lock().ok().and_then(|r| *r).unwrap_or("rpc");
+        Ending::Aborted { text: String::new(), reason }
+    } else {
+        match ModelRef::parse(&model_str) {
+            Err(e) => Ending::Failed {
+                text: String::new(),
+                error: format!(
+                    "invalid model \"{model_str}\": {e}; set agents.defaults.model.primary to \"<provider>/<model>\""
+                ),
+                kind: "unknown",
+            },
+            Ok(model) => {
+                let deadline = tokio::time::sleep(timeout);
+                tokio::pin!(deadline);
+                let turn = turn(gw, &em, &req, &agents, &agent, &session.session_id, &model, &active.cancel);
+                tokio::pin!(turn);
+                tokio::select! {
+                    ending = &mut turn => ending,
+                    _ = &mut deadline => {
+                        if let Ok(mut r) = active.reason.lock() { r.get_or_insert("timeout"); }
+                        active.cancel.cancel();
+                        turn.await
+                    }
+                }
+            }
+        }
+    };
+    let model_ref = ModelRef::parse(&model_str).ok();
+    let (provider, model) = model_ref.map(|m| (m.provider, m.model)).unwrap_or_default();
+    let api = gw.agents.registry().config(&provider).map(|c| c.api.as_str()).unwrap_or("openai-completions").to_owned();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let ended_at = now_ms();
+
+    let (status, result) = match ending {
+        Ending::Completed { text, stop, usage } => {
+            let msg = with_meta(assistant_message(&text, ended_at), &api, &provider, &model, usage, stop.as_str());
+            store_assistant(gw, &session.session_id, &req, &msg, EntryStatus::Final).await;
+            if let Some(u) = usage {
+                em.agent("usage", json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens}));
+            }
+            em.agent(
+                "lifecycle",
+                json!({"phase": "end", "stopReason": stop.as_str(), "aborted": false, "startedAt": started_at, "endedAt": ended_at,
+                       "terminalReply": {"disposition": "visible", "text": text}}),
+            );
+            em.chat("final", json!({"stopReason": stop.as_str(), "message": assistant_message(&text, ended_at)}));
+            let result = json!({
+                "text": text, "stopReason": stop.as_str(), "provider": provider, "model": model, "durationMs": duration_ms,
+                "endedAt": ended_at, "sessionId": session.session_id, "usage": usage.map(transcript::usage_json),
+            });
+            (RunStatus::Completed, result)
+        }
+        Ending::Aborted { text, reason } => {
+            let msg = assistant_message(&text, ended_at);
+            if !text.is_empty() {
+                store_assistant(gw, &session.session_id, &req, &msg, EntryStatus::Aborted).await;
+            }
+            let stop = if reason == "timeout" { "timeout" } else { "rpc" };
+            em.chat("aborted", json!({"stopReason": stop, "message": msg}));
+            em.agent(
+                "lifecycle",
+                json!({"phase": "end", "status": "cancelled", "aborted": true, "stopReason": stop, "startedAt": started_at, "endedAt": ended_at}),
+            );
+            let result = json!({"text": text, "stopReason": stop, "reason": reason, "provider": provider, "model": model,
+                                "durationMs": duration_ms, "endedAt": ended_at, "sessionId": session.session_id});
+            (RunStatus::Aborted, result)
+        }
+        Ending::Failed { text, error, kind } => {
+            if !text.is_empty() {
+                store_assistant(gw, &session.session_id, &req, &assistant_message(&text, ended_at), EntryStatus::Error)
+                    .await;
+            }
+            tracing::warn!(run = %req.run_id, session = %req.session_key, error = %error, "run failed");
+            em.chat("error", json!({"errorMessage": error, "errorKind": kind}));
+            em.agent(
+                "lifecycle",
+                json!({"phase": "error", "error": error, "startedAt": started_at, "endedAt": ended_at}),
+            );
+            let result = json!({"error": error, "errorKind": kind, "text": text, "provider": provider, "model": model,
+                                "durationMs": duration_ms, "endedAt": ended_at, "sessionId": session.session_id});
+            (RunStatus::Failed, result)
+        }
+    };
+    if let Err(e) = gw.store.finish(&req.run_id, status, Some(&result), now_ms()).await {
+        tracing::error!(run = %req.run_id, error = %e, "cannot record the end of a run");
+    }
+    let max = agents.max_transcript_entries;
+    if session.message_count as usize > max + max / 10 {
+        match gw.store.compact(&session.session_id, max).await {
+            Ok(n) => tracing::info!(session = %req.session_key, removed = n, "compacted transcript"),
+            Err(e) => tracing::warn!(session = %req.session_key, error = %e, "transcript compaction failed"),
+        }
+    }
+    gw.broadcast_session_changed(&req.session_key, "run-finished");
+    gw.agents.complete(&req.run_id, RunOutcome { status, result });
+}
+
+fn add_usage(total: &mut Option<Usage>, u: Usage) {
+    let e = total.get_or_insert_with(Usage::default);
+    e.input_tokens += u.input_tokens;
+    e.output_tokens += u.output_tokens;
+    e.cache_read_tokens += u.cache_read_tokens;
+    e.cache_write_tokens += u.cache_write_tokens;
+}
+
+async fn store_assistant(gw: &Arc<Gateway>, session_id: &str, req: &RunRequest, msg: &Value, status: EntryStatus) {
+    match gw.store.append(session_id, TranscriptRole::Assistant, msg, Some(&req.run_id), status, now_ms()).await {
+        Ok(entry) => gw.broadcast_session_message(&req.session_key, &transcript::history_message(&entry)),
+        Err(e) => tracing::error!(run = %req.run_id, error = %e, "cannot store the assistant message"),
+    }
+}
+
+async fn finish_failed(gw: &Arc<Gateway>, em: &Emitter<'_>, req: &RunRequest, started_at: i64, error: &str) {
+    em.chat("error", json!({"errorMessage": error, "errorKind": "unknown"}));
+    em.agent("lifecycle", json!({"phase": "error", "error": error, "startedAt": started_at, "endedAt": now_ms()}));
+    let result = json!({"error": error, "errorKind": "unknown"});
+    let _ = gw.store.finish(&req.run_id, RunStatus::Failed, Some(&result), now_ms()).await;
+    gw.agents.complete(&req.run_id, RunOutcome { status: RunStatus::Failed, result });
+}
+
+/// The history sent to the model: the newest transcript entries that fit the token budget,
+/// read backwards a page at a time (never the whole transcript).
+async fn context(gw: &Arc<Gateway>, session_id: &str, budget_tokens: usize) -> Result<Vec<ChatMessage>, String> {
+    let mut out: Vec<ChatMessage> = Vec::new();
+    let mut used = 0usize;
+    let mut before: Option<i64> = None;
+    'pages: loop {
+        let page = gw.store.tail(session_id, 50, before).await.map_err(|e| e.to_string())?;
+        if page.is_empty() {
+            break;
+        }
+        before = page.first().map(|e| e.seq);
+        for e in page.iter().rev() {
+            if e.status != EntryStatus::Final {
+                continue;
+            }
+            let Some(m) = transcript::to_chat_message(e) else { continue };
+            let cost = estimate_tokens(&transcript::text_of(&e.content));
+            if (used + cost > budget_tokens && !out.is_empty()) || out.len() >= super::config::MAX_CONTEXT_MESSAGES {
+                break 'pages;
+            }
+            used += cost;
+            out.push(m);
+        }
+        if page.len() < 50 {
+            break;
+        }
+    }
+    out.reverse();
+    // A conversation sent to a model starts with the user; drop leading assistant turns.
+    while matches!(out.first(), Some(ChatMessage::Assistant { .. })) {
+        out.remove(0);
+    }
+    Ok(out)
+}
+
+fn classify(e: &LlmError) -> &'static str {
+    match e {
+        LlmError::RateLimited { .. } => "rate_limit",
+        LlmError::ContextOverflow { .. } => "context_length",
+        LlmError::Timeout { .. } => "timeout",
+        _ => "unknown",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn turn(
+    gw: &Arc<Gateway>,
+    em: &Emitter<'_>,
+    req: &RunRequest,
+    agents: &super::AgentsConfig,
+    agent: &super::config::AgentDef,
+    session_id: &str,
+    model: &ModelRef,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Ending {
+    let registry = gw.agents.registry();
+    let Some(provider) = registry.get(&model.provider) else {
+        let known: Vec<&str> = registry.ids().collect();
+        return Ending::Failed {
+            text: String::new(),
+            error: format!(
+                "no provider \"{}\" is configured (known: {}); add models.providers.{} with baseUrl and api, or set agents.defaults.model.primary",
+                model.provider,
+                known.join(", "),
+                model.provider
+            ),
+            kind: "unknown",
+        };
+    };
+    let budget = registry
+        .model(model)
+        .and_then(|m| m.context_window)
+        .map(|w| (w as usize).saturating_sub(4096) / 2)
+        .unwrap_or(super::config::DEFAULT_CONTEXT_TOKENS);
+    let mut messages = match context(gw, session_id, budget).await {
+        Ok(m) => m,
+        Err(e) => {
+            return Ending::Failed {
+                text: String::new(),
+                error: format!("cannot read the transcript: {e}"),
+                kind: "unknown",
+            };
+        }
+    };
+    let mut system = agents.system_prompt_for(agent);
+    if let Some(extra) = &req.extra_system {
+        system.push_str("\n\n");
+        system.push_str(extra);
+    }
+    em.status("starting_model");
+    em.agent("lifecycle", json!({"phase": "model", "provider": model.provider, "model": model.model}));
+    let mut text = String::new();
+    let mut usage: Option<Usage> = None;
+    let item_id = format!("{}:1", req.run_id);
+    for _round in 0..MAX_TOOL_ROUNDS {
+        let request = ChatRequest {
+            model: model.model.clone(),
+            messages: messages.clone(),
+            system: Some(system.clone()),
+            tools: tools::specs(),
+            max_tokens: None,
+            temperature: None,
+        };
+        let mut stream = stream_with_retry(provider.clone(), request, cancel.child_token(), RetryPolicy::default());
+        let mut round_text = String::new();
+        let mut calls: std::collections::BTreeMap<usize, ToolCall> = Default::default();
+        let mut stop = StopReason::Stop;
+        loop {
+            let next = tokio::select! {
+                n = stream.next() => n,
+                _ = cancel.cancelled() => {
+                    let reason = gw.agents.lookup(&req.run_id).and_then(|a| a.reason.lock().ok().and_then(|r| *r)).unwrap_or("rpc");
+                    return Ending::Aborted { text, reason };
+                }
+            };
+            match next {
+                None => break,
+                Some(Ok(StreamEvent::TextDelta(delta))) => {
+                    if delta.is_empty() {
+                        continue;
+                    }
+                    text.push_str(&delta);
+                    round_text.push_str(&delta);
+                    em.agent("assistant", json!({"text": text, "delta": delta, "itemId": item_id}));
+                    em.chat("delta", json!({"deltaText": delta, "message": assistant_message(&text, now_ms())}));
+                }
+                Some(Ok(StreamEvent::ToolCallStart { index, id, name })) => {
+                    let c = calls.entry(index).or_insert(ToolCall {
+                        id: String::new(),
+                        name: String::new(),
+                        arguments: String::new(),
+                    });
+                    c.id = id;
+                    c.name = name;
+                }
+                Some(Ok(StreamEvent::ToolCallArgsDelta { index, delta })) => {
+                    calls
+                        .entry(index)
+                        .or_insert(ToolCall { id: String::new(), name: String::new(), arguments: String::new() })
+                        .arguments
+                        .push_str(&delta);
+                }
+                Some(Ok(StreamEvent::ToolCallEnd { .. })) => {}
+                Some(Ok(StreamEvent::Usage(u))) => add_usage(&mut usage, u),
+                Some(Ok(StreamEvent::Finish { stop_reason })) => stop = stop_reason,
+                Some(Err(LlmError::Cancelled)) => {
+                    let reason = gw
+                        .agents
+                        .lookup(&req.run_id)
+                        .and_then(|a| a.reason.lock().ok().and_then(|r| *r))
+                        .unwrap_or("rpc");
+                    return Ending::Aborted { text, reason };
+                }
+                Some(Err(e)) => {
+                    let kind = classify(&e);
+                    return Ending::Failed { text, error: e.to_string(), kind };
+                }
+            }
+        }
+        if calls.is_empty() {
+            return Ending::Completed { text, stop, usage };
+        }
+        // Tool round trip: record the call, run each tool, feed the results back.
+        let calls: Vec<ToolCall> = calls.into_values().collect();
+        messages.push(ChatMessage::assistant_with_tools(round_text, calls.clone()));
+        for call in calls {
+            let args = call.arguments_json().unwrap_or(Value::Null);
+            em.agent("tool", json!({"phase": "start", "name": call.name, "toolCallId": call.id, "args": args}));
+            let (result, is_error) = match tools::invoke(gw, &call.name, &args).await {
+                Ok(v) => (v, false),
+                Err(e) => (json!({"error": e}), true),
+            };
+            em.agent(
+                "tool",
+                json!({"phase": "result", "name": call.name, "toolCallId": call.id, "isError": is_error, "result": result, "meta": {}}),
+            );
+            messages.push(ChatMessage::tool_result(call.id.clone(), result.to_string()));
+        }
+    }
+    Ending::Completed { text, stop: StopReason::Other("tool_rounds_exhausted".into()), usage }
+}

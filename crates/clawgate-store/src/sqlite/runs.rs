@@ -1,0 +1,201 @@
+//! [`RunStore`] on the `runs` table.
+
+use serde_json::Value;
+use sqlx::SqliteConnection;
+
+use super::SqliteStore;
+use crate::{EnqueueOutcome, Result, RunKind, RunRecord, RunStatus, RunStore, StoreError};
+
+/// The columns of a run, without the internal queue position.
+const RUN_COLUMNS: &str =
+    "run_id, session_key, kind, status, request, result, created_at_ms, started_at_ms, ended_at_ms";
+
+/// A `runs` row as stored, before its enums and JSON are parsed.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    run_id: String,
+    session_key: String,
+    kind: String,
+    status: String,
+    request: String,
+    result: Option<String>,
+    created_at_ms: i64,
+    started_at_ms: Option<i64>,
+    ended_at_ms: Option<i64>,
+}
+
+impl TryFrom<RunRow> for RunRecord {
+    type Error = StoreError;
+
+    fn try_from(row: RunRow) -> Result<Self> {
+        let json = |column: &str, text: &str| -> Result<Value> {
+            serde_json::from_str(text)
+                .map_err(|e| StoreError::Corrupt(format!("runs.{column} of {:?} is not JSON: {e}", row.run_id)))
+        };
+        let request = json("request", &row.request)?;
+        let result = row.result.as_deref().map(|text| json("result", text)).transpose()?;
+        Ok(RunRecord {
+            kind: row.kind.parse()?,
+            status: row.status.parse()?,
+            request,
+            result,
+            run_id: row.run_id,
+            session_key: row.session_key,
+            created_at_ms: row.created_at_ms,
+            started_at_ms: row.started_at_ms,
+            ended_at_ms: row.ended_at_ms,
+        })
+    }
+}
+
+/// Reads one run on `conn` (so it can take part in a transaction).
+async fn fetch_run(conn: &mut SqliteConnection, run_id: &str) -> Result<Option<RunRecord>> {
+    sqlx::query_as::<_, RunRow>(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"))
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(RunRecord::try_from)
+        .transpose()
+}
+
+impl RunStore for SqliteStore {
+    async fn enqueue(
+        &self,
+        run_id: &str,
+        session_key: &str,
+        kind: RunKind,
+        request: &Value,
+        now_ms: i64,
+    ) -> Result<EnqueueOutcome> {
+        // As for idempotency claims: the insert decides the winner, and the loser reads the
+        // winner's run in the same write transaction.
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO runs (run_id, session_key, kind, status, request, created_at_ms) \
+             VALUES (?, ?, ?, 'queued', ?, ?) ON CONFLICT (run_id) DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(session_key)
+        .bind(kind.as_str())
+        .bind(request.to_string())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let run = fetch_run(&mut tx, run_id).await?.ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(if inserted == 1 { EnqueueOutcome::Inserted(run) } else { EnqueueOutcome::Existing(run) })
+    }
+
+    async fn claim_next(&self, session_key: &str, now_ms: i64) -> Result<Option<RunRecord>> {
+        // One statement, so one write transaction: "no run is running" and "take the first
+        // queued one" cannot be separated by another claimer. The partial unique index on
+        // running runs would refuse a second one anyway.
+        let row = sqlx::query_as::<_, RunRow>(&format!(
+            "UPDATE runs SET status = 'running', started_at_ms = ?1 \
+             WHERE queue_pos = (SELECT queue_pos FROM runs WHERE session_key = ?2 AND status = 'queued' \
+                                ORDER BY queue_pos LIMIT 1) \
+               AND NOT EXISTS (SELECT 1 FROM runs WHERE session_key = ?2 AND status = 'running') \
+             RETURNING {RUN_COLUMNS}"
+        ))
+        .bind(now_ms)
+        .bind(session_key)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(RunRecord::try_from).transpose()
+    }
+
+    async fn finish(&self, run_id: &str, status: RunStatus, result: Option<&Value>, now_ms: i64) -> Result<RunRecord> {
+        if !status.is_terminal() {
+            return Err(StoreError::Conflict(format!("cannot finish run {run_id} as {status}")));
+        }
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let current = fetch_run(&mut tx, run_id).await?.ok_or(StoreError::NotFound)?;
+        if current.status.is_terminal() {
+            return Err(StoreError::Conflict(format!("run {run_id} is already {}", current.status)));
+        }
+        let row = sqlx::query_as::<_, RunRow>(&format!(
+            "UPDATE runs SET status = ?, result = ?, ended_at_ms = ? WHERE run_id = ? RETURNING {RUN_COLUMNS}"
+        ))
+        .bind(status.as_str())
+        .bind(result.map(Value::to_string))
+        .bind(now_ms)
+        .bind(run_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        RunRecord::try_from(row)
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let mut conn = self.pool().acquire().await?;
+        fetch_run(&mut conn, run_id).await
+    }
+
+    async fn list_queued_sessions(&self) -> Result<Vec<String>> {
+        let sessions = sqlx::query_scalar(
+            "SELECT session_key FROM runs WHERE status = 'queued' \
+             GROUP BY session_key ORDER BY MIN(queue_pos)",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(sessions)
+    }
+
+    async fn mark_interrupted_running(&self, now_ms: i64) -> Result<u64> {
+        let interrupted =
+            sqlx::query("UPDATE runs SET status = 'interrupted', ended_at_ms = ? WHERE status = 'running'")
+                .bind(now_ms)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+        if interrupted > 0 {
+            tracing::info!(interrupted, "runs left running by the previous process marked interrupted");
+        }
+        Ok(interrupted)
+    }
+
+    async fn prune_finished(&self, older_than_ms: i64) -> Result<u64> {
+        let pruned = sqlx::query(
+            "DELETE FROM runs WHERE status IN ('completed', 'failed', 'aborted', 'interrupted') \
+             AND ended_at_ms < ?",
+        )
+        .bind(older_than_ms)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(pruned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn second_running_run_per_session_is_refused_by_the_schema() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        for run_id in ["r1", "r2"] {
+            store.enqueue(run_id, "s", RunKind::Chat, &json!({}), 1).await.expect("enqueue");
+        }
+        store.claim_next("s", 2).await.expect("claim").expect("r1 runs");
+        let forced = sqlx::query("UPDATE runs SET status = 'running' WHERE run_id = 'r2'").execute(store.pool()).await;
+        assert!(forced.is_err(), "the partial unique index must refuse a second running run");
+    }
+
+    #[tokio::test]
+    async fn corrupt_run_request_is_reported_not_panicked() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        sqlx::query(
+            "INSERT INTO runs (run_id, session_key, kind, status, request, created_at_ms) \
+             VALUES ('r', 's', 'chat', 'queued', '{broken', 1)",
+        )
+        .execute(store.pool())
+        .await
+        .expect("insert");
+        assert!(matches!(store.get_run("r").await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.claim_next("s", 2).await, Err(StoreError::Corrupt(_))));
+    }
+}

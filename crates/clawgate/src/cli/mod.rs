@@ -1,0 +1,8 @@
+//! Client-side subcommands: they talk to a running gateway over its WebSocket, as any operator
+//! client would, through `clawgate-client`.
+
+pub mod call;
+pub mod conn;
+pub mod devices;
+mod output;
+pub mod status;

@@ -1,0 +1,88 @@
+//! `clawgate status`: is the gateway up, and what is it doing.
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use clawgate_protocol::methods::names;
+
+use super::conn::{self, ConnArgs};
+use super::output;
+
+/// Show a short summary of the running gateway.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  clawgate status
+  clawgate status --json
+  clawgate status --url ws://127.0.0.1:28789 --token s3cret
+
+Exit status: 0 when the gateway is reachable and healthy, 1 otherwise.")]
+pub struct StatusArgs {
+    /// Print {health, status, pairing} as one compact JSON line
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// Run `clawgate status`.
+pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
+    let client = conn::connect_default(&args.conn).await?;
+    let (health, status, pairing) = tokio::join!(
+        client.request(names::HEALTH, json!({})),
+        client.request(names::STATUS, json!({})),
+        client.request(names::DEVICE_PAIR_LIST, json!({})),
+    );
+    let hello = client.hello().clone();
+    client.close().await;
+    let health = health.map_err(|e| anyhow::anyhow!("health failed: {e}"))?;
+    let status = status.map_err(|e| anyhow::anyhow!("status failed: {e}"))?;
+    let healthy = health.get("ok").and_then(Value::as_bool) != Some(false);
+
+    if args.json {
+        let pairing = match &pairing {
+            Ok(p) => json!({
+                "pending": p.get("pending").and_then(Value::as_array).map_or(0, Vec::len),
+                "paired": p.get("paired").and_then(Value::as_array).map_or(0, Vec::len),
+            }),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        output::print_json(&json!({"health": health, "status": status, "pairing": pairing}), true);
+        return Ok(if healthy { 0 } else { 1 });
+    }
+
+    let version = status.get("version").and_then(Value::as_str).unwrap_or(&hello.server.version);
+    let uptime = status.get("uptimeMs").and_then(Value::as_u64).unwrap_or(hello.snapshot.uptime_ms);
+    println!("clawgate {version} at {} — up {}", args.conn.url, output::duration(uptime));
+    let auth_mode =
+        status.get("authMode").and_then(Value::as_str).or(hello.snapshot.auth_mode.as_deref()).unwrap_or("?");
+    println!("auth: {auth_mode}");
+    if let Some(c) = status.get("connections") {
+        let n = |k: &str| c.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let (ops, nodes) = (n("operators"), n("nodes"));
+        println!(
+            "connections: {} ({ops} operator{}, {nodes} node{})",
+            n("total"),
+            plural(ops as usize),
+            plural(nodes as usize)
+        );
+    }
+    match &pairing {
+        Ok(p) => {
+            let pending = p.get("pending").and_then(Value::as_array).map_or(0, Vec::len);
+            let paired = p.get("paired").and_then(Value::as_array).map_or(0, Vec::len);
+            let hint = if pending > 0 { " — review with `clawgate devices list`" } else { "" };
+            println!(
+                "pairing: {pending} pending request{}, {paired} paired device{}{hint}",
+                plural(pending),
+                plural(paired)
+            );
+        }
+        Err(e) => println!("pairing: unknown ({e})"),
+    }
+    println!("health: {}", if healthy { "ok" } else { "NOT OK" });
+    Ok(if healthy { 0 } else { 1 })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

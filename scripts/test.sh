@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every clawgate test: unit, integration, end-to-end over real sockets, and conformance
+# tests that drive the real `openclaw` CLI and `openclaw-node` against clawgate.
+# Installs what it needs on first run (cached outside the repository):
+#   - Node 24 + openclaw@2026.9.6 + openclaw-node@0.14.0 from the npm registry (scripts/install-openclaw.sh)
+#   - cargo-nextest, if missing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if ! command -v npm >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    step "installing nodejs and npm (needed to fetch the real OpenClaw clients)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "test.sh: npm is required for the conformance tests; install Node.js and npm, then rerun" >&2
+    exit 2
+  fi
+fi
+
+step "installing the real OpenClaw clients (cached after the first run)"
+if ! ./scripts/install-openclaw.sh >/dev/null; then
+  echo "test.sh: could not install the OpenClaw clients from the npm registry; the conformance tests need them" >&2
+  exit 3
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+step "building the workspace"
+cargo build --workspace --all-targets
+
+step "running the tests"
+cargo nextest run --workspace --no-fail-fast "$@"
+cargo test --workspace --doc --quiet
