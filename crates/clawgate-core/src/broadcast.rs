@@ -53,6 +53,8 @@ pub struct ClientIdentity {
     pub device_id: Option<String>,
     /// How it authenticated.
     pub auth_kind: AuthKind,
+    /// `client.id` and `client.mode` from `connect`.
+    pub client: (String, String),
 }
 
 /// One authenticated connection as the rest of the gateway sees it.
@@ -68,6 +70,8 @@ pub struct ClientHandle {
     pub device_id: Option<String>,
     /// How it authenticated.
     pub auth_kind: AuthKind,
+    /// `client.id` and `client.mode` from `connect`.
+    pub client: (String, String),
     tx: mpsc::UnboundedSender<Outbound>,
     /// Bytes queued and not yet written to the socket.
     queued: Arc<AtomicUsize>,
@@ -115,6 +119,7 @@ impl ClientHandle {
             scopes,
             device_id,
             auth_kind,
+            client: (String::new(), String::new()),
             tx,
             queued: queued.clone(),
             seq: AtomicU64::new(0),
@@ -131,13 +136,14 @@ impl ClientHandle {
         queued: Arc<AtomicUsize>,
         max_buffered: usize,
     ) -> Arc<Self> {
-        let ClientIdentity { conn_id, role, scopes, device_id, auth_kind } = identity;
+        let ClientIdentity { conn_id, role, scopes, device_id, auth_kind, client } = identity;
         Arc::new(Self {
             conn_id,
             role,
             scopes,
             device_id,
             auth_kind,
+            client,
             tx,
             queued,
             seq: AtomicU64::new(0),

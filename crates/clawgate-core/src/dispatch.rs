@@ -14,11 +14,13 @@ use crate::broadcast::ClientHandle;
 use crate::gateway::Gateway;
 use crate::methods;
 
-/// Who is calling.
+/// Who is calling, and which request this is.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     /// The caller's connection.
     pub client: Arc<ClientHandle>,
+    /// The request id (two-phase methods answer it twice).
+    pub request_id: String,
 }
 
 /// Why a call was refused before reaching a handler.
@@ -30,8 +32,8 @@ pub enum Refusal {
     MissingScope(ErrorShape),
 }
 
-/// Check the caller may call `method` (contract §4.1–4.3).
-pub fn authorize(client: &ClientHandle, method: &str) -> Result<(), Refusal> {
+/// Check the caller may call `method` with `params` (contract §4.1–4.3).
+pub fn authorize(client: &ClientHandle, method: &str, params: &Value) -> Result<(), Refusal> {
     let wrong_role = || Refusal::WrongRole(ErrorShape::invalid_request(format!("unauthorized role: {}", client.role)));
     match requirement(method) {
         Requirement::Exempt => Ok(()),
@@ -40,6 +42,15 @@ pub fn authorize(client: &ClientHandle, method: &str) -> Result<(), Refusal> {
         Requirement::Scope(_) if client.role != roles::OPERATOR => Err(wrong_role()),
         Requirement::Scope(scope) if scopes::satisfied(scope, &client.scopes) => Ok(()),
         Requirement::Scope(scope) => Err(Refusal::MissingScope(ErrorShape::missing_scope(scope, &[scope]))),
+        Requirement::Dynamic if client.role != roles::OPERATOR => Err(wrong_role()),
+        Requirement::Dynamic => {
+            let scope = clawgate_protocol::methods::dynamic_scope(method, params);
+            if scopes::satisfied(scope, &client.scopes) {
+                Ok(())
+            } else {
+                Err(Refusal::MissingScope(ErrorShape::missing_scope(scope, &[scope])))
+            }
+        }
     }
 }
 
@@ -64,6 +75,28 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::DEVICE_TOKEN_ROTATE => methods::devices::device_token_rotate(gw, ctx, params).await,
         m::DEVICE_TOKEN_REVOKE => methods::devices::device_token_revoke(gw, params).await,
         m::CHANNELS_STATUS => methods::channels::channels_status(gw, params).await,
+        m::AGENT => methods::agent::agent(gw, ctx, params).await,
+        m::AGENT_WAIT => methods::agent::agent_wait(gw, params).await,
+        m::AGENT_IDENTITY_GET => methods::agent::agent_identity_get(gw, params).await,
+        m::AGENTS_LIST => methods::agent::agents_list(gw).await,
+        m::CHAT_SEND => methods::chat::chat_send(gw, ctx, params).await,
+        m::CHAT_HISTORY => methods::chat::chat_history(gw, params).await,
+        m::CHAT_ABORT => methods::chat::chat_abort(gw, params).await,
+        m::CHAT_INJECT => methods::chat::chat_inject(gw, params).await,
+        m::SESSIONS_LIST => methods::sessions::sessions_list(gw, params).await,
+        m::SESSIONS_DESCRIBE => methods::sessions::sessions_describe(gw, params).await,
+        m::SESSIONS_PREVIEW => methods::sessions::sessions_preview(gw, params).await,
+        m::SESSIONS_PATCH => methods::sessions::sessions_patch(gw, params).await,
+        m::SESSIONS_RESET => methods::sessions::sessions_reset(gw, params).await,
+        m::SESSIONS_DELETE => methods::sessions::sessions_delete(gw, params).await,
+        m::SESSIONS_SUBSCRIBE => methods::sessions::sessions_subscribe(ctx).await,
+        m::SESSIONS_MESSAGES_SUBSCRIBE => methods::sessions::sessions_messages_subscribe(ctx, params, true).await,
+        m::SESSIONS_MESSAGES_UNSUBSCRIBE => methods::sessions::sessions_messages_subscribe(ctx, params, false).await,
+        m::COMMANDS_LIST => methods::catalog::commands_list().await,
+        m::MODELS_LIST => methods::catalog::models_list(gw).await,
+        m::QUESTION_LIST => Ok(serde_json::json!({"questions": []})),
+        m::PLUGIN_APPROVAL_LIST => Ok(serde_json::json!([])),
+        m::TASK_SUGGESTIONS_LIST => Ok(serde_json::json!({"suggestions": []})),
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),
     };
@@ -90,8 +123,8 @@ mod tests {
     #[test]
     fn probe_without_scopes_may_call_health_but_not_status() {
         let c = client("operator", &[]);
-        assert!(authorize(&c, "health").is_ok());
-        match authorize(&c, "status") {
+        assert!(authorize(&c, "health", &Value::Null).is_ok());
+        match authorize(&c, "status", &Value::Null) {
             Err(Refusal::MissingScope(e)) => {
                 assert_eq!(e.code, "FORBIDDEN");
                 assert_eq!(e.message, "missing scope: operator.read");
@@ -105,19 +138,19 @@ mod tests {
     fn nodes_may_only_call_node_methods() {
         let n = client("node", &[]);
         assert!(
-            matches!(authorize(&n, "status"), Err(Refusal::WrongRole(e)) if e.message == "unauthorized role: node")
+            matches!(authorize(&n, "status", &Value::Null), Err(Refusal::WrongRole(e)) if e.message == "unauthorized role: node")
         );
-        assert!(authorize(&n, "node.event").is_ok());
+        assert!(authorize(&n, "node.event", &Value::Null).is_ok());
         let o = client("operator", &["operator.admin"]);
-        assert!(matches!(authorize(&o, "node.event"), Err(Refusal::WrongRole(_))));
+        assert!(matches!(authorize(&o, "node.event", &Value::Null), Err(Refusal::WrongRole(_))));
     }
 
     #[test]
     fn unknown_methods_need_admin_before_they_are_reported_unknown() {
         assert!(matches!(
-            authorize(&client("operator", &["operator.read"]), "no.such.method"),
+            authorize(&client("operator", &["operator.read"]), "no.such.method", &Value::Null),
             Err(Refusal::MissingScope(_))
         ));
-        assert!(authorize(&client("operator", &["operator.admin"]), "no.such.method").is_ok());
+        assert!(authorize(&client("operator", &["operator.admin"]), "no.such.method", &Value::Null).is_ok());
     }
 }

@@ -17,6 +17,8 @@ pub enum Requirement {
     Scope(&'static str),
     /// Only node-role clients.
     Node,
+    /// Computed from the params by [`dynamic_scope`].
+    Dynamic,
 }
 
 /// One row of the method table.
@@ -55,6 +57,28 @@ pub mod names {
     pub const DEVICE_TOKEN_ROTATE: &str = "device.token.rotate";
     pub const DEVICE_TOKEN_REVOKE: &str = "device.token.revoke";
     pub const CHANNELS_STATUS: &str = "channels.status";
+    pub const AGENT: &str = "agent";
+    pub const AGENT_WAIT: &str = "agent.wait";
+    pub const AGENT_IDENTITY_GET: &str = "agent.identity.get";
+    pub const AGENTS_LIST: &str = "agents.list";
+    pub const CHAT_SEND: &str = "chat.send";
+    pub const CHAT_HISTORY: &str = "chat.history";
+    pub const CHAT_ABORT: &str = "chat.abort";
+    pub const CHAT_INJECT: &str = "chat.inject";
+    pub const SESSIONS_LIST: &str = "sessions.list";
+    pub const SESSIONS_DESCRIBE: &str = "sessions.describe";
+    pub const SESSIONS_PREVIEW: &str = "sessions.preview";
+    pub const SESSIONS_PATCH: &str = "sessions.patch";
+    pub const SESSIONS_RESET: &str = "sessions.reset";
+    pub const SESSIONS_DELETE: &str = "sessions.delete";
+    pub const SESSIONS_SUBSCRIBE: &str = "sessions.subscribe";
+    pub const SESSIONS_MESSAGES_SUBSCRIBE: &str = "sessions.messages.subscribe";
+    pub const SESSIONS_MESSAGES_UNSUBSCRIBE: &str = "sessions.messages.unsubscribe";
+    pub const COMMANDS_LIST: &str = "commands.list";
+    pub const MODELS_LIST: &str = "models.list";
+    pub const QUESTION_LIST: &str = "question.list";
+    pub const PLUGIN_APPROVAL_LIST: &str = "plugin.approval.list";
+    pub const TASK_SUGGESTIONS_LIST: &str = "taskSuggestions.list";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -77,6 +101,28 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::DEVICE_TOKEN_ROTATE, scopes::PAIRING),
     m(names::DEVICE_TOKEN_REVOKE, scopes::PAIRING),
     m(names::CHANNELS_STATUS, scopes::READ),
+    MethodSpec { name: names::AGENT, requirement: Requirement::Dynamic, advertise: true },
+    m(names::AGENT_WAIT, scopes::WRITE),
+    m(names::AGENT_IDENTITY_GET, scopes::READ),
+    m(names::AGENTS_LIST, scopes::READ),
+    m(names::CHAT_SEND, scopes::WRITE),
+    m(names::CHAT_HISTORY, scopes::READ),
+    m(names::CHAT_ABORT, scopes::WRITE),
+    MethodSpec { name: names::CHAT_INJECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },
+    m(names::SESSIONS_LIST, scopes::READ),
+    m(names::SESSIONS_DESCRIBE, scopes::READ),
+    m(names::SESSIONS_PREVIEW, scopes::READ),
+    MethodSpec { name: names::SESSIONS_PATCH, requirement: Requirement::Dynamic, advertise: true },
+    m(names::SESSIONS_RESET, scopes::ADMIN),
+    MethodSpec { name: names::SESSIONS_DELETE, requirement: Requirement::Dynamic, advertise: true },
+    m(names::SESSIONS_SUBSCRIBE, scopes::READ),
+    m(names::SESSIONS_MESSAGES_SUBSCRIBE, scopes::READ),
+    m(names::SESSIONS_MESSAGES_UNSUBSCRIBE, scopes::READ),
+    m(names::COMMANDS_LIST, scopes::READ),
+    m(names::MODELS_LIST, scopes::READ),
+    m(names::QUESTION_LIST, scopes::QUESTIONS),
+    m(names::PLUGIN_APPROVAL_LIST, scopes::APPROVALS),
+    m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     // Valid only as the first frame; a second `connect` is answered by the dispatcher.
     MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },
 ];
@@ -103,12 +149,63 @@ fn upstream_requirement(name: &str) -> Option<Requirement> {
         let scope = cols.nth(1)?;
         Some(match scope {
             "node" => Requirement::Node,
-            // Dynamic methods resolve per call; without an implementation clawgate treats them
-            // as the strictest common case.
-            "dynamic" => Requirement::Scope(scopes::ADMIN),
+            "dynamic" => Requirement::Dynamic,
             other => Requirement::Scope(scopes::ALL.iter().copied().find(|s| *s == other).unwrap_or(scopes::ADMIN)),
         })
     })
+}
+
+/// The scope a dynamic method needs for these params (contract §4.3). Methods clawgate does
+/// not implement resolve to admin.
+pub fn dynamic_scope(method: &str, params: &serde_json::Value) -> &'static str {
+    let keys_within =
+        |allowed: &[&str]| params.as_object().is_none_or(|o| o.keys().all(|k| allowed.contains(&k.as_str())));
+    match method {
+        names::AGENT => {
+            let msg = params.get("message").and_then(|m| m.as_str()).unwrap_or("").trim_start().to_ascii_lowercase();
+            let is_reset = ["/new", "/reset"].iter().any(|c| {
+                msg.strip_prefix(c).is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+            });
+            if is_reset { scopes::ADMIN } else { scopes::WRITE }
+        }
+        names::SESSIONS_PATCH => {
+            const ALLOWED: &[&str] = &[
+                "key",
+                "agentId",
+                "expectedSessionId",
+                "expectedLifecycleRevision",
+                "expectedPermissionMode",
+                "expectedMarkedUnreadAt",
+                "label",
+                "autoLabel",
+                "icon",
+                "color",
+                "category",
+                "boardFace",
+                "boardPresentation",
+                "pinned",
+                "archived",
+                "unread",
+                "model",
+                "agentRuntime",
+                "thinkingLevel",
+                "fastMode",
+                "permissionMode",
+            ];
+            let full = params.get("permissionMode").and_then(|v| v.as_str()) == Some("full");
+            if full || params.get("sandboxMode").is_some() || !keys_within(ALLOWED) {
+                scopes::ADMIN
+            } else {
+                scopes::WRITE
+            }
+        }
+        names::SESSIONS_DELETE => {
+            const ALLOWED: &[&str] = &["key", "agentId", "deleteTranscript", "expectedSessionId", "archivedOnly"];
+            let archived_only = params.get("archivedOnly").and_then(|v| v.as_bool()) == Some(true);
+            if archived_only && keys_within(ALLOWED) { scopes::WRITE } else { scopes::ADMIN }
+        }
+        _ => scopes::ADMIN,
+    }
 }
 
 /// What a caller needs to call `method`: clawgate's table, then upstream's, then admin (unknown
@@ -136,6 +233,18 @@ mod tests {
         assert_eq!(requirement("cron.list"), Requirement::Scope(scopes::READ));
         assert_eq!(requirement("node.event"), Requirement::Node);
         assert_eq!(requirement("no.such.method"), Requirement::Scope(scopes::ADMIN));
+    }
+
+    #[test]
+    fn dynamic_scopes_follow_the_params() {
+        use serde_json::json;
+        assert_eq!(dynamic_scope("agent", &json!({"message": "hi"})), scopes::WRITE);
+        assert_eq!(dynamic_scope("agent", &json!({"message": "/RESET now"})), scopes::ADMIN);
+        assert_eq!(dynamic_scope("agent", &json!({"message": "/newish"})), scopes::WRITE);
+        assert_eq!(dynamic_scope("sessions.patch", &json!({"key": "k", "label": "x"})), scopes::WRITE);
+        assert_eq!(dynamic_scope("sessions.patch", &json!({"key": "k", "sendPolicy": "deny"})), scopes::ADMIN);
+        assert_eq!(dynamic_scope("sessions.delete", &json!({"key": "k", "archivedOnly": true})), scopes::WRITE);
+        assert_eq!(dynamic_scope("sessions.delete", &json!({"key": "k"})), scopes::ADMIN);
     }
 
     #[test]

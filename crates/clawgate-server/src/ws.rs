@@ -197,6 +197,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
         scopes: admission.scopes.clone(),
         device_id: admission.device.as_ref().map(|d| d.device_id.clone()),
         auth_kind: admission.auth_kind,
+        client: (params.client.id.clone(), params.client.mode.clone()),
     };
     let client = ClientHandle::with_queue(identity, tx.clone(), queued.clone(), clawgate_protocol::MAX_BUFFERED_BYTES);
     tracing::info!(conn = %meta.conn_id, ip = %meta.remote_ip, client = %params.client.id, mode = %params.client.mode,
@@ -205,7 +206,6 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     drop(q);
 
     // ---- request loop ----
-    let ctx = CallContext { client: client.clone() };
     let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT_PER_CONNECTION));
     let mut wrong_role_streak = 0u32;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -246,7 +246,8 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
                 continue;
             }
         };
-        match dispatch::authorize(&client, &req.method) {
+        let params = req.params_or_empty();
+        match dispatch::authorize(&client, &req.method, &params) {
             Ok(()) => wrong_role_streak = 0,
             Err(Refusal::MissingScope(err)) => {
                 wrong_role_streak = 0;
@@ -265,10 +266,9 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
         }
         let Ok(permit) = inflight.clone().acquire_owned().await else { break };
         let gw = gw.clone();
-        let ctx = ctx.clone();
+        let ctx = CallContext { client: client.clone(), request_id: req.id.clone() };
         tokio::spawn(async move {
             let _permit = permit;
-            let params = req.params_or_empty();
             let frame = match dispatch::dispatch(&gw, &ctx, &req.method, params).await {
                 Ok(payload) => ResponseFrame::ok(req.id, payload),
                 Err(err) => ResponseFrame::err(req.id, err),
@@ -279,7 +279,6 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
 
     gw.client_disconnected(&meta.conn_id);
     tracing::info!(conn = %meta.conn_id, "client disconnected");
-    drop(ctx);
     drop(client);
     break_out(writer_task, tx).await;
 }

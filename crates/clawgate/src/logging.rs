@@ -1,5 +1,6 @@
 //! Logging: human-readable lines on stderr, JSON lines in the log file (`logs.tail` reads it).
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_subscriber::EnvFilter;
@@ -25,7 +26,7 @@ pub fn init_gateway(level: &str, file: Option<&Path>) -> anyhow::Result<Guards> 
     // stderr goes through a background writer too: a burst of connection logs must never make a
     // request wait on the terminal.
     let (stderr_writer, stderr_guard) = tracing_appender::non_blocking(std::io::stderr());
-    let stderr = tracing_subscriber::fmt::layer().with_writer(stderr_writer);
+    let stderr = tracing_subscriber::fmt::layer().with_ansi(std::io::stderr().is_terminal()).with_writer(stderr_writer);
     match file {
         Some(path) => {
             let dir = path.parent().unwrap_or(Path::new("."));

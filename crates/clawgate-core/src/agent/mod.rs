@@ -104,9 +104,23 @@ struct Active {
     done: watch::Sender<Option<RunOutcome>>,
 }
 
+/// One `agent` or `chat` event of a run, as published in-process (the HTTP API streams from
+/// these; WS clients get the same payloads as frames).
+#[derive(Debug, Clone)]
+pub struct RunEvent {
+    /// The run.
+    pub run_id: String,
+    /// `"agent"` or `"chat"`.
+    pub event: &'static str,
+    /// The event payload.
+    pub payload: Value,
+}
+
 /// Agent state of the gateway.
 #[derive(Debug)]
 pub struct AgentService {
+    /// In-process feed of every run event; receivers filter by run id.
+    events: tokio::sync::broadcast::Sender<Arc<RunEvent>>,
     registry: RwLock<Arc<ProviderRegistry>>,
     agents: RwLock<Arc<AgentsConfig>>,
     active: Mutex<HashMap<String, Arc<Active>>>,
@@ -118,6 +132,7 @@ impl AgentService {
     /// Build from the whole config value.
     pub fn from_config(root: &Value, base_dir: &std::path::Path) -> Result<Self, String> {
         Ok(Self {
+            events: tokio::sync::broadcast::channel(4096).0,
             registry: RwLock::new(Arc::new(config::registry_from_config(root, base_dir)?)),
             agents: RwLock::new(Arc::new(AgentsConfig::from_config(root)?)),
             active: Mutex::default(),
@@ -136,6 +151,18 @@ impl AgentService {
             *a = Arc::new(agents);
         }
         Ok(())
+    }
+
+    /// Subscribe to every run's events (filter by `run_id`). Subscribe *before* submitting so no
+    /// event of the run is missed. A receiver that lags loses events (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<RunEvent>> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn publish(&self, run_id: &str, event: &'static str, payload: &Value) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(Arc::new(RunEvent { run_id: run_id.to_owned(), event, payload: payload.clone() }));
+        }
     }
 
     /// Providers in force.

@@ -38,6 +38,7 @@ impl Emitter<'_> {
         let payload = json!({
             "runId": self.run_id, "seq": seq, "stream": stream, "ts": now_ms(), "isHeartbeat": false, "data": data,
         });
+        self.gw.agents.publish(&self.run_id, "agent", &payload);
         self.gw.broadcast_run_event("agent", &self.session_key, &payload, stream == "assistant");
     }
 
@@ -51,6 +52,7 @@ impl Emitter<'_> {
                 p.insert(k.clone(), v.clone());
             }
         }
+        self.gw.agents.publish(&self.run_id, "chat", &payload);
         self.gw.broadcast_run_event("chat", &self.session_key, &payload, state == "delta");
     }
 

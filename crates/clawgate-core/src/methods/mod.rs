@@ -1,8 +1,12 @@
 //! WS method handlers, one file per method group, one function per method.
 
+pub mod agent;
+pub mod catalog;
 pub mod channels;
+pub mod chat;
 pub mod config;
 pub mod devices;
 pub mod health;
 pub mod logs;
+pub mod sessions;
 pub mod system;
