@@ -189,12 +189,21 @@ pub fn apply_changes(gw: &crate::Gateway, overrides: &Overrides, changes: &[Conf
             let secret_changed = new.token != old.token || new.password != old.password;
             gw.replace_settings(new);
             if secret_changed {
-                let n = gw.clients.close_where(
-                    |c| c.auth_kind == crate::broadcast::AuthKind::SharedSecret,
-                    clawgate_protocol::close::CREDENTIALS_CHANGED,
-                    clawgate_protocol::close::REASON_AUTH_CHANGED,
-                );
-                tracing::info!(closed = n, "gateway auth changed; shared-secret clients must reconnect");
+                // Closed a moment later so a client that made the change over the protocol gets
+                // its response before its own socket is closed.
+                let clients = gw.clients.clients();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    let mut n = 0;
+                    for c in clients.iter().filter(|c| c.auth_kind == crate::broadcast::AuthKind::SharedSecret) {
+                        c.close(
+                            clawgate_protocol::close::CREDENTIALS_CHANGED,
+                            clawgate_protocol::close::REASON_AUTH_CHANGED,
+                        );
+                        n += 1;
+                    }
+                    tracing::info!(closed = n, "gateway auth changed; shared-secret clients must reconnect");
+                });
             }
         }
         Err(e) => tracing::error!(error = %e, "config change could not be applied; previous settings stay in force"),

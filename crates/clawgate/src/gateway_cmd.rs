@@ -125,12 +125,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
 
     let url_host = if ip.is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
     let url_host = if local.is_ipv6() && !ip.is_unspecified() { format!("[{url_host}]") } else { url_host };
-    println!(
-        "clawgate {} listening on ws://{url_host}:{} (http://{url_host}:{}/)",
-        env!("CARGO_PKG_VERSION"),
-        local.port(),
-        local.port()
-    );
     match auth_mode {
         AuthMode::Token if generated_token => {
             println!("auth: token (stored in {}; read it with: cat {})", token_path.display(), token_path.display())
@@ -140,6 +134,13 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         AuthMode::None => println!("auth: none (loopback only)"),
     }
     println!("state: {}  config: {}  log: {}", state_dir.display(), config_path.display(), log_file.display());
+    // Printed last: tools and tests wait for this line to know the gateway is ready.
+    println!(
+        "clawgate {} listening on ws://{url_host}:{} (http://{url_host}:{}/)",
+        env!("CARGO_PKG_VERSION"),
+        local.port(),
+        local.port()
+    );
     tracing::info!(addr = %local, startup_ms = t0.elapsed().as_millis() as u64, "clawgate listening");
 
     let server = tokio::spawn(clawgate_server::serve(listener, gw.clone()));
