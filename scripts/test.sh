@@ -3,6 +3,7 @@
 # tests that drive the real `openclaw` CLI and `openclaw-node` against clawgate.
 # Installs what it needs on first run (cached outside the repository):
 #   - Node 24 + openclaw@2026.9.6 + openclaw-node@0.14.0 from the npm registry (scripts/install-openclaw.sh)
+#   - the official `openai` Python package into a venv (scripts/install-python-peers.sh)
 #   - cargo-nextest, if missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,22 @@ if ! command -v npm >/dev/null 2>&1; then
     echo "test.sh: npm is required for the conformance tests; install Node.js and npm, then rerun" >&2
     exit 2
   fi
+fi
+
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    step "installing python3 and venv (needed for the official openai Python client test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+  else
+    echo "test.sh: python3 with venv is required for the HTTP API tests; install it, then rerun" >&2
+    exit 2
+  fi
+fi
+
+step "installing the official openai Python package (cached after the first run)"
+if ! ./scripts/install-python-peers.sh >/dev/null; then
+  echo "test.sh: could not install the openai Python package from PyPI; the HTTP API tests need it" >&2
+  exit 3
 fi
 
 step "installing the real OpenClaw clients (cached after the first run)"

@@ -1,5 +1,6 @@
 //! The gateway's network face: one axum server on one port carrying the OpenClaw WebSocket
-//! protocol (any path) and the HTTP routes (`/healthz`, `/readyz`, the landing page).
+//! protocol (any path) and the HTTP routes (`/healthz`, `/readyz`, the landing page, and the
+//! HTTP API of `http_api`: `/v1/*`, `/tools/invoke`, the hooks).
 //!
 //! It owns sockets, framing limits and the per-connection reader/writer tasks; what a frame
 //! *means* is decided by `clawgate-core`. Graceful shutdown is driven by the gateway's
@@ -7,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod http;
+mod http_api;
 mod ws;
 
 use std::net::SocketAddr;
@@ -20,14 +22,14 @@ use clawgate_core::Gateway;
 
 /// Build the router for a gateway.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(http::root))
         .route("/healthz", get(http::healthz))
         .route("/health", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/ready", get(http::readyz))
-        .fallback(http::fallback)
-        .with_state(gw)
+        .fallback(http::fallback);
+    http_api::mount(routes, &gw).with_state(gw)
 }
 
 /// Serve until the gateway's shutdown token is cancelled.

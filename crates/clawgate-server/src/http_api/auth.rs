@@ -1,0 +1,98 @@
+//! Bearer authentication for `/v1/*` and `/tools/invoke`: the gateway token (mode `token`) or
+//! password (mode `password`), nothing in mode `none`. Failures count in the same per-address
+//! limiter as WebSocket connects, so guessing over HTTP locks out WS too and the other way round.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, header};
+
+use clawgate_core::Gateway;
+use clawgate_core::auth::{password_matches, secrets_match};
+use clawgate_core::settings::AuthMode;
+
+use super::error::OpenAiError;
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// No or wrong credentials.
+    Unauthorized,
+    /// The address is locked out for this long.
+    RateLimited(Duration),
+}
+
+impl From<Denied> for OpenAiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Unauthorized => OpenAiError::unauthorized(),
+            Denied::RateLimited(wait) => OpenAiError::auth_rate_limited(wait),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Checks the bearer against the gateway's shared secret. A locked-out address is refused before
+/// the secret is compared, even with the right one; a request without credentials is refused
+/// without counting as a guess.
+pub(crate) async fn check(gw: &Gateway, headers: &HeaderMap, ip: IpAddr) -> Result<(), Denied> {
+    let settings = gw.settings();
+    if settings.auth_mode == AuthMode::None {
+        return Ok(());
+    }
+    let locked = gw.limiter.lock().map(|mut l| l.check(ip, &settings.rate_limit, Instant::now())).unwrap_or(Ok(()));
+    if let Err(wait) = locked {
+        return Err(Denied::RateLimited(wait));
+    }
+    let Some(presented) = bearer(headers) else { return Err(Denied::Unauthorized) };
+    let ok = match settings.auth_mode {
+        AuthMode::None => true,
+        AuthMode::Token => settings.token.as_deref().is_some_and(|t| secrets_match(presented, t)),
+        AuthMode::Password => match settings.password.clone() {
+            Some(configured) => {
+                // argon2 is deliberately slow: keep it off the async workers.
+                let presented = presented.to_owned();
+                tokio::task::spawn_blocking(move || password_matches(&presented, &configured)).await.unwrap_or(false)
+            }
+            None => false,
+        },
+    };
+    if ok {
+        gw.clear_failures(ip);
+        return Ok(());
+    }
+    if let Ok(mut limiter) = gw.limiter.lock()
+        && let Some(lockout) = limiter.record_failure(ip, &settings.rate_limit, Instant::now())
+    {
+        tracing::warn!(%ip, lockout_ms = lockout.as_millis() as u64, "too many failed HTTP bearer attempts; locking out");
+    }
+    Err(Denied::Unauthorized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(auth).unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_token_trimmed() {
+        assert_eq!(bearer(&headers("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(&headers("bearer   abc ")), Some("abc"));
+        assert_eq!(bearer(&headers("Basic abc")), None);
+        assert_eq!(bearer(&headers("Bearer ")), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+}
