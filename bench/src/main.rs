@@ -7,6 +7,8 @@
 
 mod conn;
 mod echo_server;
+mod fake_model;
+mod http;
 mod procfs;
 mod progress;
 mod report;
@@ -18,8 +20,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+use scenario::chat::ChatArgs;
+use scenario::direct::DirectArgs;
 use scenario::fanout::FanoutArgs;
 use scenario::handshake::HandshakeArgs;
+use scenario::history::HistoryArgs;
 use scenario::idle::IdleArgs;
 use scenario::ready::ReadyArgs;
 use scenario::rpc::RpcArgs;
@@ -33,6 +38,10 @@ Examples (T is the gateway's shared token; P the server's pid):
   clawgate-bench fanout --url ws://127.0.0.1:18789 --token T --listeners 1000 --rounds 10 --pid P
   clawgate-bench ready --url ws://127.0.0.1:18789 --token T --start-ns \"$(date +%s%N)\" --pid P
   clawgate-bench rss --pid P --json --label clawgate
+  clawgate-bench fake-model --port 28804 --chunks 8 &
+  clawgate-bench chat --url ws://127.0.0.1:18789 --token T --sessions 100 --turns 10 --pid P
+  clawgate-bench direct --model-url http://127.0.0.1:28804/v1 --sessions 100 --turns 10
+  clawgate-bench history --url ws://127.0.0.1:18789 --token T --rows 100000 --limit 50 --pid P
   clawgate-bench table bench/results/2026-11-22.jsonl
 
 Add --json to any scenario for one JSON line on stdout (the summary then goes to stderr);
@@ -83,6 +92,24 @@ enum Command {
     /// The baseline server: canned challenge, hello-ok, results and presence broadcasts.
     #[command(after_help = "Example:\n  taskset -c 0 clawgate-bench echo-server --port 18799")]
     EchoServer(echo_server::EchoArgs),
+    /// A zero-delay OpenAI-compatible model server (SSE chat completions, /v1/models).
+    #[command(after_help = "Example:\n  taskset -c 1 clawgate-bench fake-model --port 28804 --chunks 8 --delay-ms 0")]
+    FakeModel(fake_model::FakeModelArgs),
+    /// Agent chat turns through a gateway: time to first delta, inter-delta, turn latency.
+    #[command(
+        after_help = "Example:\n  clawgate-bench chat --url ws://127.0.0.1:18789 --token T --sessions 100 --turns 10 --pid P"
+    )]
+    Chat(ChatArgs),
+    /// The same turns sent straight to the model (the baseline for gateway overhead).
+    #[command(
+        after_help = "Example:\n  clawgate-bench direct --model-url http://127.0.0.1:28804/v1 --sessions 100 --turns 10"
+    )]
+    Direct(DirectArgs),
+    /// Fill a transcript with chat.inject, then time chat.history.
+    #[command(
+        after_help = "Example:\n  clawgate-bench history --url ws://127.0.0.1:18789 --token T --rows 100000 --limit 50 --pid P"
+    )]
+    History(HistoryArgs),
     /// Markdown table (and target check) from collected JSON lines.
     #[command(after_help = "Example:\n  clawgate-bench table bench/results/2026-11-22.jsonl --run-id 20261122T101500")]
     Table(table::TableArgs),
@@ -133,12 +160,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The load tool's runtime: single-threaded unless `--threads` asks for more.
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    }
+    .context("building the tokio runtime")
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         // These two manage their own threads (or need none).
         Command::EchoServer(a) => return echo_server::run(a),
         Command::Table(a) => return table::run(a),
         Command::Rss(a) => return rss(a),
+        Command::FakeModel(a) => return fake_model::run(a),
         _ => {}
     }
     // What identifies the run in an error line, so the table can show the failure in the
@@ -155,14 +193,25 @@ fn run(cli: Cli) -> Result<()> {
         Command::Idle(a) => (a.common.clone(), "idle", json!({"connections": a.connections})),
         Command::Fanout(a) => (a.common.clone(), "fanout", json!({"listeners": a.listeners, "rounds": a.rounds})),
         Command::Ready(a) => (a.common.clone(), "ready", json!({})),
-        Command::EchoServer(_) | Command::Table(_) | Command::Rss(_) => return Ok(()),
+        Command::Chat(a) => (a.common.clone(), "chat", json!({"sessions": a.sessions, "turns": a.turns})),
+        Command::History(a) => (a.common.clone(), "history", json!({"rows": a.rows, "limit": a.limit})),
+        Command::Direct(a) => {
+            let (json_out, label, run_id) = (a.json, a.label.clone(), a.run_id.clone());
+            let params = json!({"sessions": a.sessions, "turns": a.turns});
+            let rt = runtime(cli.threads)?;
+            let Command::Direct(a) = cli.command else { unreachable!() };
+            let result = rt.block_on(scenario::direct::run(a));
+            if let Err(e) = &result
+                && json_out
+            {
+                report::emit_error("direct", &label, &run_id, params, e);
+            }
+            rt.shutdown_background();
+            return result;
+        }
+        Command::EchoServer(_) | Command::Table(_) | Command::Rss(_) | Command::FakeModel(_) => return Ok(()),
     };
-    let rt = if cli.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()
-    }
-    .context("building the tokio runtime")?;
+    let rt = runtime(cli.threads)?;
     let result = rt.block_on(async move {
         let work = async move {
             match cli.command {
@@ -171,7 +220,13 @@ fn run(cli: Cli) -> Result<()> {
                 Command::Idle(a) => scenario::idle::run(a).await,
                 Command::Fanout(a) => scenario::fanout::run(a).await,
                 Command::Ready(a) => scenario::ready::run(a).await,
-                Command::EchoServer(_) | Command::Table(_) | Command::Rss(_) => Ok(()),
+                Command::Chat(a) => scenario::chat::run(a).await,
+                Command::History(a) => scenario::history::run(a).await,
+                Command::EchoServer(_)
+                | Command::Table(_)
+                | Command::Rss(_)
+                | Command::FakeModel(_)
+                | Command::Direct(_) => Ok(()),
             }
         };
         tokio::select! {

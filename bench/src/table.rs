@@ -39,7 +39,11 @@ impl Line {
     fn p(&self, key: &str) -> Option<u64> {
         self.params.get(key).and_then(Value::as_u64)
     }
+    /// A figure by JSON pointer; `/../params/<key>` reads a parameter instead.
     fn f(&self, path: &str) -> Option<f64> {
+        if let Some(key) = path.strip_prefix("/../params/") {
+            return self.params.get(key).and_then(Value::as_f64);
+        }
         self.figures.pointer(path).and_then(Value::as_f64)
     }
 }
@@ -121,7 +125,7 @@ fn short(err: &str) -> String {
     cut
 }
 
-fn rows() -> Vec<Row> {
+fn rows(lines: &[Line]) -> Vec<Row> {
     let mut rows = vec![
         Row {
             title: "start → TCP listening (ms)".into(),
@@ -206,6 +210,81 @@ fn rows() -> Vec<Row> {
             cells: vec![("", "/server_cpu_per_op_us", Fmt::Us)],
         });
     }
+    rows.extend(chat_rows(lines));
+    rows
+}
+
+/// Chat rows, one block per session count present (gateways' `chat` lines and the model-only
+/// `direct` lines side by side), then the `chat.history` block.
+fn chat_rows(lines: &[Line]) -> Vec<Row> {
+    let is_turns = |l: &Line| l.scenario == "chat" || l.scenario == "direct";
+    let mut counts: Vec<u64> = lines.iter().filter(|l| is_turns(l)).filter_map(|l| l.p("sessions")).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let mut rows = Vec::new();
+    for s in counts {
+        let f = move |l: &Line| (l.scenario == "chat" || l.scenario == "direct") && l.p("sessions") == Some(s);
+        let mut add = |title: String, cells: Vec<(&'static str, &'static str, Fmt)>| {
+            rows.push(Row { title, filter: Box::new(f), cells });
+        };
+        add(format!("chat, {s} concurrent session(s): turns/s"), vec![("", "/turns_per_s", Fmt::Ms)]);
+        add(
+            "  turns per session × sessions; completed / failed".into(),
+            vec![("", "/../params/turns", Fmt::Rate), (" ; ", "/turns", Fmt::Rate), (" / ", "/errors", Fmt::Rate)],
+        );
+        add(
+            "  time to first delta p50 / p99 (ms)".into(),
+            vec![("", "/ttft/p50_ms", Fmt::Ms), (" / ", "/ttft/p99_ms", Fmt::Ms)],
+        );
+        add(
+            "  same, turns after each session's first, p50 / p99 (ms)".into(),
+            vec![("", "/ttft_warm/p50_ms", Fmt::Ms), (" / ", "/ttft_warm/p99_ms", Fmt::Ms)],
+        );
+        add(
+            "  inter-delta p50 / p99 (ms)".into(),
+            vec![("", "/inter_delta/p50_ms", Fmt::Ms), (" / ", "/inter_delta/p99_ms", Fmt::Ms)],
+        );
+        add(
+            "  turn, send → final, p50 / p99 (ms)".into(),
+            vec![("", "/turn/p50_ms", Fmt::Ms), (" / ", "/turn/p99_ms", Fmt::Ms)],
+        );
+        add(
+            "  chat.send ack p50 / p99 (ms)".into(),
+            vec![("", "/ack/p50_ms", Fmt::Ms), (" / ", "/ack/p99_ms", Fmt::Ms)],
+        );
+        add("  deltas received per turn".into(), vec![("", "/deltas_per_turn", Fmt::Ms)]);
+        add(
+            "  server CPU per turn (µs); load tool's CPU (% of its core)".into(),
+            vec![("", "/server_cpu_per_op_us", Fmt::Us), ("; ", "/client_cpu_util", Fmt::Pct)],
+        );
+    }
+    if lines.iter().any(|l| l.scenario == "history") {
+        let f = |l: &Line| l.scenario == "history";
+        rows.push(Row {
+            title: "`chat.history`: messages in the session; returned per call".into(),
+            filter: Box::new(f),
+            cells: vec![("", "/total_messages", Fmt::Rate), ("; ", "/messages_returned", Fmt::Rate)],
+        });
+        rows.push(Row {
+            title: "  latency p50 / p99 / p99.9 (ms)".into(),
+            filter: Box::new(f),
+            cells: vec![
+                ("", "/latency/p50_ms", Fmt::Ms),
+                (" / ", "/latency/p99_ms", Fmt::Ms),
+                (" / ", "/latency/p999_ms", Fmt::Ms),
+            ],
+        });
+        rows.push(Row {
+            title: "  server CPU per call (µs)".into(),
+            filter: Box::new(f),
+            cells: vec![("", "/server_cpu_per_op_us", Fmt::Us)],
+        });
+        rows.push(Row {
+            title: "  fill with `chat.inject`: rows/s; server CPU per row (µs)".into(),
+            filter: Box::new(f),
+            cells: vec![("", "/fill_rows_per_s", Fmt::Rate), ("; ", "/fill_server_cpu_per_row_us", Fmt::Us)],
+        });
+    }
     rows
 }
 
@@ -247,7 +326,7 @@ pub fn run(args: TableArgs) -> Result<()> {
     let mut out = String::new();
     let _ = writeln!(out, "| metric | {} |", labels.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(labels.len()));
-    for row in rows() {
+    for row in rows(&lines) {
         let mut cells = Vec::new();
         for label in &labels {
             let matching: Vec<&Line> = lines.iter().filter(|l| &l.label == label && (row.filter)(l)).collect();
@@ -264,10 +343,17 @@ pub fn run(args: TableArgs) -> Result<()> {
             let mut cell = String::new();
             let ok: Vec<&Line> = matching.iter().copied().filter(|l| l.error.is_none()).collect();
             let matching = ok;
+            let mut any = false;
             for (sep, path, f) in &row.cells {
                 let vals: Vec<f64> = matching.iter().filter_map(|l| l.f(path)).collect();
+                any |= !vals.is_empty();
                 cell.push_str(sep);
                 cell.push_str(&agg(&vals, *f));
+            }
+            if !any {
+                // The scenario ran but has no such figure (e.g. no ack when talking to the
+                // model directly, no fill on a server without chat.inject).
+                cell = "n/a".into();
             }
             if !failed.is_empty() {
                 cell.push_str(&format!(" (+{} failed)", failed.len()));
@@ -278,6 +364,7 @@ pub fn run(args: TableArgs) -> Result<()> {
     }
     out.push('\n');
     out.push_str(&targets(&lines, &args.subject, &args.baseline));
+    out.push_str(&chat_targets(&lines, &args.subject));
     print!("{out}");
     Ok(())
 }
@@ -330,6 +417,58 @@ fn targets(lines: &[Line], subject: &str, baseline: &str) -> String {
         &|v| v < 20.0,
         &|v| format!("p50 {v:.2} ms (p99 {})", p99_all.map_or("?".into(), |p| format!("{p:.2} ms"))),
     );
+    out
+}
+
+/// The chat targets: gateway overhead on time to first delta (gateway − direct-to-model,
+/// same session count, same run) under 1 ms at p50, and `chat.history` under 5 ms.
+fn chat_targets(lines: &[Line], subject: &str) -> String {
+    let med = |label: Option<&str>, scenario: &str, sessions: Option<u64>, path: &str| -> Option<f64> {
+        let v: Vec<f64> = lines
+            .iter()
+            .filter(|l| l.scenario == scenario && label.is_none_or(|x| l.label == x))
+            .filter(|l| sessions.is_none() || l.p("sessions") == sessions)
+            .filter_map(|l| l.f(path))
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    let mut out = String::new();
+    let mut counts: Vec<u64> =
+        lines.iter().filter(|l| l.scenario == "direct").filter_map(|l| l.p("sessions")).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    for s in counts {
+        let gw = med(Some(subject), "chat", Some(s), "/ttft/p50_ms");
+        let direct = med(None, "direct", Some(s), "/ttft/p50_ms");
+        let gw99 = med(Some(subject), "chat", Some(s), "/ttft/p99_ms");
+        let direct99 = med(None, "direct", Some(s), "/ttft/p99_ms");
+        let (mark, text) = match (gw, direct) {
+            (Some(g), Some(d)) => {
+                let p99 = match (gw99, direct99) {
+                    (Some(a), Some(b)) => format!("; p99 {a:.3} − {b:.3} = {:.3} ms", a - b),
+                    _ => String::new(),
+                };
+                (if g - d < 1.0 { "met" } else { "NOT met" }, format!("p50 {g:.3} − {d:.3} = {:.3} ms{p99}", g - d))
+            }
+            _ => ("pending", "not measured".to_owned()),
+        };
+        let name = if s == 1 { "target" } else { "same measure" };
+        let _ = writeln!(
+            out,
+            "- gateway overhead on time to first delta, {s} session(s) ({name}: < 1 ms at p50): {text} — **{mark}**"
+        );
+    }
+    if let Some(p50) = med(Some(subject), "history", None, "/latency/p50_ms") {
+        let p99 = med(Some(subject), "history", None, "/latency/p99_ms").unwrap_or(f64::NAN);
+        let rows = med(Some(subject), "history", None, "/total_messages").unwrap_or(f64::NAN);
+        let mark = if p50 < 5.0 { "met" } else { "NOT met" };
+        let _ = writeln!(
+            out,
+            "- `chat.history` limit 50 on a {rows:.0}-message transcript < 5 ms: p50 {p50:.3} ms, p99 {p99:.3} ms \
+             (p99 {}) — **{mark}**",
+            if p99 < 5.0 { "also under" } else { "over" }
+        );
+    }
     out
 }
 

@@ -1,8 +1,11 @@
 //! The load scenarios. Each one connects with the real handshake, measures, and emits a
 //! [`crate::report::Report`].
 
+pub mod chat;
+pub mod direct;
 pub mod fanout;
 pub mod handshake;
+pub mod history;
 pub mod idle;
 pub mod ready;
 pub mod rpc;

@@ -55,6 +55,8 @@ pub struct ClientIdentity {
     pub auth_kind: AuthKind,
     /// `client.id` and `client.mode` from `connect`.
     pub client: (String, String),
+    /// Capabilities the client declared (`caps`).
+    pub caps: Vec<String>,
 }
 
 /// One authenticated connection as the rest of the gateway sees it.
@@ -72,6 +74,8 @@ pub struct ClientHandle {
     pub auth_kind: AuthKind,
     /// `client.id` and `client.mode` from `connect`.
     pub client: (String, String),
+    /// Capabilities the client declared (`caps`).
+    pub caps: Vec<String>,
     tx: mpsc::UnboundedSender<Outbound>,
     /// Bytes queued and not yet written to the socket.
     queued: Arc<AtomicUsize>,
@@ -120,6 +124,7 @@ impl ClientHandle {
             device_id,
             auth_kind,
             client: (String::new(), String::new()),
+            caps: Vec::new(),
             tx,
             queued: queued.clone(),
             seq: AtomicU64::new(0),
@@ -136,7 +141,7 @@ impl ClientHandle {
         queued: Arc<AtomicUsize>,
         max_buffered: usize,
     ) -> Arc<Self> {
-        let ClientIdentity { conn_id, role, scopes, device_id, auth_kind, client } = identity;
+        let ClientIdentity { conn_id, role, scopes, device_id, auth_kind, client, caps } = identity;
         Arc::new(Self {
             conn_id,
             role,
@@ -144,6 +149,7 @@ impl ClientHandle {
             device_id,
             auth_kind,
             client,
+            caps,
             tx,
             queued,
             seq: AtomicU64::new(0),

@@ -257,9 +257,18 @@ impl Gateway {
         self.clients.broadcast(ev::PRESENCE, &json!({"presence": self.presence.list()}), Some(version), true);
     }
 
-    /// Broadcast an `agent` or `chat` event of a run (operator.read clients).
-    pub fn broadcast_run_event(&self, event: &str, _session_key: &str, payload: &Value, drop_if_slow: bool) {
-        self.clients.broadcast(event, payload, None, drop_if_slow);
+    /// Broadcast an `agent` or `chat` event of a run to operator.read clients. Tool events go
+    /// only to clients that declared the `tool-events` cap or subscribed to the session (tool
+    /// arguments and results can be large and private to the conversation).
+    pub fn broadcast_run_event(&self, event: &str, session_key: &str, payload: &Value, drop_if_slow: bool) {
+        let is_tool = event == ev::AGENT && payload.get("stream").and_then(Value::as_str) == Some("tool");
+        if is_tool {
+            self.clients.broadcast_filtered(event, payload, None, drop_if_slow, |c| {
+                c.caps.iter().any(|cap| cap == "tool-events") || c.subscriptions().message_keys.contains(session_key)
+            });
+        } else {
+            self.clients.broadcast(event, payload, None, drop_if_slow);
+        }
     }
 
     /// `session.message` to the clients that subscribed to this session's messages.

@@ -45,7 +45,10 @@ pub fn upgrade(gw: Arc<Gateway>, addr: SocketAddr, headers: &HeaderMap, up: WebS
         scopes_header: header("x-openclaw-scopes"),
         nonce: uuid::Uuid::new_v4().to_string(),
     };
-    up.max_message_size(clawgate_protocol::MAX_PAYLOAD_BYTES)
+    // Small per-socket buffers (they grow for big frames): idle connections must stay cheap.
+    up.read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(clawgate_protocol::MAX_PAYLOAD_BYTES)
         .max_frame_size(clawgate_protocol::MAX_PAYLOAD_BYTES)
         .on_upgrade(move |socket| run(gw, meta, socket))
 }
@@ -198,6 +201,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
         device_id: admission.device.as_ref().map(|d| d.device_id.clone()),
         auth_kind: admission.auth_kind,
         client: (params.client.id.clone(), params.client.mode.clone()),
+        caps: params.caps.clone(),
     };
     let client = ClientHandle::with_queue(identity, tx.clone(), queued.clone(), clawgate_protocol::MAX_BUFFERED_BYTES);
     tracing::info!(conn = %meta.conn_id, ip = %meta.remote_ip, client = %params.client.id, mode = %params.client.mode,

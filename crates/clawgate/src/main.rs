@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand};
   clawgate gateway                     # run the gateway on 127.0.0.1:18789
   clawgate call health                 # call a method on the running gateway
   clawgate devices list                # pending pairing requests and paired devices
+  clawgate chat --session work         # chat with the default agent in the terminal
+  clawgate sessions list               # chat sessions, most recent first
   clawgate doctor                      # check config, state dir and port")]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +33,10 @@ enum Command {
     Status(cli::status::StatusArgs),
     /// List, approve, reject and revoke devices.
     Devices(cli::devices::DevicesArgs),
+    /// Chat with an agent in the terminal (or send one message with --message).
+    Chat(cli::chat::ChatArgs),
+    /// List chat sessions, show a session's transcript, reset a session.
+    Sessions(cli::sessions::SessionsArgs),
     /// Work with the config file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -61,6 +67,14 @@ fn main() -> std::process::ExitCode {
             Command::Devices(args) => {
                 logging::init_cli();
                 cli::devices::run(args).await
+            }
+            Command::Chat(args) => {
+                logging::init_cli();
+                cli::chat::run(args).await
+            }
+            Command::Sessions(args) => {
+                logging::init_cli();
+                cli::sessions::run(args).await
             }
             Command::Config(cmd) => {
                 logging::init_cli();

@@ -234,6 +234,10 @@ pub async fn submit(gw: &Arc<Gateway>, req: RunRequest) -> Result<Submitted, Cor
             gw.broadcast_session_changed(&req.session_key, "run-queued");
             Ok(Submitted::Started)
         }
+        Ok(EnqueueOutcome::Existing(rec)) if rec.session_key != req.session_key => Err(CoreError::invalid(format!(
+            "idempotencyKey \"{}\" was already used for another session; use a fresh key for each message",
+            req.run_id
+        ))),
         Ok(EnqueueOutcome::Existing(rec)) if rec.status.is_terminal() => Ok(Submitted::Done(Box::new(rec))),
         Ok(EnqueueOutcome::Existing(_)) => Ok(Submitted::InFlight),
         Err(e) => Err(e.into()),
@@ -297,11 +301,28 @@ pub async fn abort(gw: &Arc<Gateway>, session_key: &str, run_id: Option<&str>, r
             .map(|(id, a)| (id.clone(), a.clone()))
             .collect()
     };
-    for (_, a) in &targets {
+    for (id, a) in &targets {
         if let Ok(mut r) = a.reason.lock() {
             r.get_or_insert(reason);
         }
         a.cancel.cancel();
+        // A run still waiting in its lane ends now: it never starts, and its message is never
+        // written to the transcript. (If the lane claimed it meanwhile, the running turn sees the
+        // cancellation and ends as aborted itself; this finish then loses the race harmlessly.)
+        if let Ok(Some(rec)) = gw.store.get_run(id).await
+            && rec.status == RunStatus::Queued
+        {
+            let result =
+                json!({"text": "", "stopReason": "rpc", "reason": reason, "endedAt": now_ms(), "queued": true});
+            if gw.store.finish(id, RunStatus::Aborted, Some(&result), now_ms()).await.is_ok() {
+                let agent_id = rec.request.get("agentId").and_then(Value::as_str).unwrap_or("main").to_owned();
+                let payload = json!({"runId": id, "sessionKey": session_key, "agentId": agent_id, "seq": 1,
+                                     "state": "aborted", "stopReason": "rpc"});
+                gw.agents.publish(id, "chat", &payload);
+                gw.broadcast_run_event("chat", session_key, &payload, false);
+                gw.agents.complete(id, RunOutcome { status: RunStatus::Aborted, result });
+            }
+        }
     }
     targets.into_iter().map(|(id, _)| id).collect()
 }

@@ -35,8 +35,11 @@ struct Emitter<'a> {
 impl Emitter<'_> {
     fn agent(&self, stream: &str, data: Value) {
         let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        // sessionKey/agentId are not in the published AgentEvent schema, but the real gateway
+        // sends them and clients demultiplex sessions by them (openclaw-node, clawgate-client).
         let payload = json!({
             "runId": self.run_id, "seq": seq, "stream": stream, "ts": now_ms(), "isHeartbeat": false, "data": data,
+            "sessionKey": self.session_key, "agentId": self.agent_id,
         });
         self.gw.agents.publish(&self.run_id, "agent", &payload);
         self.gw.broadcast_run_event("agent", &self.session_key, &payload, stream == "assistant");
@@ -45,7 +48,7 @@ impl Emitter<'_> {
     fn chat(&self, state: &str, extra: Value) {
         let mut payload = json!({
             "runId": self.run_id, "sessionKey": self.session_key, "agentId": self.agent_id,
-            "seq": self.seq.load(Ordering::Acquire), "state": state,
+            "seq": self.seq.load(Ordering::Acquire).max(1), "state": state,
         });
         if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
@@ -57,8 +60,8 @@ impl Emitter<'_> {
     }
 
     fn status(&self, phase: &str) {
-        self.chat("status", json!({"phase": phase}));
         self.agent("run_status", json!({"phase": phase}));
+        self.chat("status", json!({"phase": phase}));
     }
 }
 
@@ -143,6 +146,13 @@ pub(super) async fn execute(gw: &Arc<Gateway>, record: RunRecord) {
         Ending::Completed { text, stop, usage } => {
             let msg = with_meta(assistant_message(&text, ended_at), &api, &provider, &model, usage, stop.as_str());
             store_assistant(gw, &session.session_id, &req, &msg, EntryStatus::Final).await;
+            let result = json!({
+                "text": text, "stopReason": stop.as_str(), "provider": provider, "model": model, "durationMs": duration_ms,
+                "endedAt": ended_at, "sessionId": session.session_id, "usage": usage.map(transcript::usage_json),
+            });
+            // The run is recorded as finished before clients hear so: a repeat of its idempotency
+            // key right after `final` must see "ok", not "in_flight".
+            record_finish(gw, &req.run_id, RunStatus::Completed, &result).await;
             if let Some(u) = usage {
                 em.agent("usage", json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens}));
             }
@@ -152,10 +162,6 @@ pub(super) async fn execute(gw: &Arc<Gateway>, record: RunRecord) {
                        "terminalReply": {"disposition": "visible", "text": text}}),
             );
             em.chat("final", json!({"stopReason": stop.as_str(), "message": assistant_message(&text, ended_at)}));
-            let result = json!({
-                "text": text, "stopReason": stop.as_str(), "provider": provider, "model": model, "durationMs": duration_ms,
-                "endedAt": ended_at, "sessionId": session.session_id, "usage": usage.map(transcript::usage_json),
-            });
             (RunStatus::Completed, result)
         }
         Ending::Aborted { text, reason } => {
@@ -164,13 +170,14 @@ pub(super) async fn execute(gw: &Arc<Gateway>, record: RunRecord) {
                 store_assistant(gw, &session.session_id, &req, &msg, EntryStatus::Aborted).await;
             }
             let stop = if reason == "timeout" { "timeout" } else { "rpc" };
+            let result = json!({"text": text, "stopReason": stop, "reason": reason, "provider": provider, "model": model,
+                                "durationMs": duration_ms, "endedAt": ended_at, "sessionId": session.session_id});
+            record_finish(gw, &req.run_id, RunStatus::Aborted, &result).await;
             em.chat("aborted", json!({"stopReason": stop, "message": msg}));
             em.agent(
                 "lifecycle",
                 json!({"phase": "end", "status": "cancelled", "aborted": true, "stopReason": stop, "startedAt": started_at, "endedAt": ended_at}),
             );
-            let result = json!({"text": text, "stopReason": stop, "reason": reason, "provider": provider, "model": model,
-                                "durationMs": duration_ms, "endedAt": ended_at, "sessionId": session.session_id});
             (RunStatus::Aborted, result)
         }
         Ending::Failed { text, error, kind } => {
@@ -179,19 +186,17 @@ pub(super) async fn execute(gw: &Arc<Gateway>, record: RunRecord) {
                     .await;
             }
             tracing::warn!(run = %req.run_id, session = %req.session_key, error = %error, "run failed");
+            let result = json!({"error": error, "errorKind": kind, "text": text, "provider": provider, "model": model,
+                                "durationMs": duration_ms, "endedAt": ended_at, "sessionId": session.session_id});
+            record_finish(gw, &req.run_id, RunStatus::Failed, &result).await;
             em.chat("error", json!({"errorMessage": error, "errorKind": kind}));
             em.agent(
                 "lifecycle",
                 json!({"phase": "error", "error": error, "startedAt": started_at, "endedAt": ended_at}),
             );
-            let result = json!({"error": error, "errorKind": kind, "text": text, "provider": provider, "model": model,
-                                "durationMs": duration_ms, "endedAt": ended_at, "sessionId": session.session_id});
             (RunStatus::Failed, result)
         }
     };
-    if let Err(e) = gw.store.finish(&req.run_id, status, Some(&result), now_ms()).await {
-        tracing::error!(run = %req.run_id, error = %e, "cannot record the end of a run");
-    }
     let max = agents.max_transcript_entries;
     if session.message_count as usize > max + max / 10 {
         match gw.store.compact(&session.session_id, max).await {
@@ -209,6 +214,12 @@ fn add_usage(total: &mut Option<Usage>, u: Usage) {
     e.output_tokens += u.output_tokens;
     e.cache_read_tokens += u.cache_read_tokens;
     e.cache_write_tokens += u.cache_write_tokens;
+}
+
+async fn record_finish(gw: &Arc<Gateway>, run_id: &str, status: RunStatus, result: &Value) {
+    if let Err(e) = gw.store.finish(run_id, status, Some(result), now_ms()).await {
+        tracing::error!(run = %run_id, error = %e, "cannot record the end of a run");
+    }
 }
 
 async fn store_assistant(gw: &Arc<Gateway>, session_id: &str, req: &RunRequest, msg: &Value, status: EntryStatus) {

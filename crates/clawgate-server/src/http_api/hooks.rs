@@ -319,10 +319,16 @@ async fn agent_hook(
 ) -> Result<Response, HookError> {
     let Some(message) = text_field(payload, "message") else { return Err(HookError::bad_request("message required")) };
     let agent_id = target_agent(gw, config, text_field(payload, "agentId"))?;
-    let fallback = format!("hook:{}", uuid::Uuid::new_v4());
+    let idempotency = idempotency_key(headers, payload);
+    // A retried delivery (same idempotency key) must land in the same session as the first, so
+    // the fresh session is named after the key when there is one.
+    let fallback = match &idempotency {
+        Some(key) => format!("hook:{key}"),
+        None => format!("hook:{}", uuid::Uuid::new_v4()),
+    };
     let (session_key, agent_id) = hook_session(gw, config, text_field(payload, "sessionKey"), &agent_id, fallback)?;
     // Prefixed so a hook's key never collides with a WS client's idempotency key.
-    let run_id = match idempotency_key(headers, payload) {
+    let run_id = match idempotency {
         Some(key) => format!("hook:{key}"),
         None => uuid::Uuid::new_v4().to_string(),
     };

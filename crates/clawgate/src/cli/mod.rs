@@ -2,7 +2,9 @@
 //! client would, through `clawgate-client`.
 
 pub mod call;
+pub mod chat;
 pub mod conn;
 pub mod devices;
 mod output;
+pub mod sessions;
 pub mod status;
