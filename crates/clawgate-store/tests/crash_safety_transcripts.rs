@@ -15,12 +15,9 @@
 //! continue each transcript's numbering.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clawgate_store::{
@@ -46,8 +43,19 @@ const COMPACTED_KEY: &str = "agent:main:compacted";
 const COMPACT_KEEP: usize = 25;
 /// The child gives up on its own after this long, so an orphan never runs forever.
 const CHILD_LIFETIME: Duration = Duration::from_secs(60);
+
+mod common;
+use common::{Harness, KillAt};
+
+/// The writer child and its markers.
+const HARNESS: Harness = Harness {
+    child_test: "turn_writer_child_process",
+    db_env: WRITER_DB_ENV,
+    round_env: WRITER_ROUND_ENV,
+    ready_marker: READY_MARKER,
+    progress_marker: PROGRESS_MARKER,
+};
 /// How long the parent waits for the child to reach a kill point before failing.
-const WAIT_LIMIT: Duration = Duration::from_secs(60);
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
@@ -142,79 +150,6 @@ async fn play_one_turn(store: &SqliteStore, round: &str, task: u64, i: u64) {
     }
     if task == 0 && i % 50 == 49 {
         store.reset_session(&chat_key(0), now).await.expect("child: reset");
-    }
-}
-
-/// When the parent pulls the plug.
-#[derive(Debug, Clone, Copy)]
-enum KillAt {
-    /// This long after spawning, whatever the child is doing (start-up, migrations).
-    AfterSpawn(Duration),
-    /// As soon as this many iterations have finished (0: right after the store opened).
-    AfterIterations(u64),
-}
-
-/// Spawns the child writer, waits for `moment`, and SIGKILLs it.
-fn run_and_kill(db: &Path, round: usize, moment: KillAt) {
-    let exe = std::env::current_exe().expect("current test binary");
-    let mut child = Command::new(exe)
-        .args(["turn_writer_child_process", "--exact", "--nocapture", "--test-threads=1"])
-        .env(WRITER_DB_ENV, db)
-        .env(WRITER_ROUND_ENV, round.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child writer");
-    let lines = stdout_lines(&mut child);
-    match moment {
-        KillAt::AfterSpawn(delay) => std::thread::sleep(delay),
-        KillAt::AfterIterations(target) => wait_for_iterations(&mut child, &lines, target),
-    }
-    // `Child::kill` is SIGKILL on Unix: no destructors, no rollback, no checkpoint.
-    child.kill().expect("kill child");
-    let status = child.wait().expect("reap child");
-    eprintln!("round {round}: killed at {moment:?} ({status})");
-}
-
-fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for_iterations(child: &mut Child, lines: &mpsc::Receiver<String>, target: u64) {
-    let started = Instant::now();
-    let mut ready = false;
-    let mut done = 0u64;
-    while !(ready && done >= target) {
-        let left = WAIT_LIMIT.saturating_sub(started.elapsed());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                if line.contains(READY_MARKER) {
-                    ready = true;
-                }
-                if let Some(rest) = line.split(PROGRESS_MARKER).nth(1) {
-                    done = rest.trim().parse().unwrap_or(done);
-                }
-            }
-            Err(err) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!(
-                    "child writer stopped before {target} iterations ({err:?}; ready={ready}, \
-                     done={done}, status={status:?})"
-                );
-            }
-        }
     }
 }
 
@@ -337,7 +272,7 @@ fn killed_turn_writer_leaves_consistent_transcripts_and_runs() {
     // Fresh databases, killed early: during process start-up, file creation and migrations.
     for delay_ms in [0, 10, 40] {
         let db: PathBuf = dir.path().join(format!("fresh-{delay_ms}/gateway.db"));
-        run_and_kill(&db, round, KillAt::AfterSpawn(Duration::from_millis(delay_ms)));
+        HARNESS.run_and_kill(&db, round, KillAt::AfterSpawn(Duration::from_millis(delay_ms)));
         runtime.block_on(check_consistent(&db, round));
         round += 1;
     }
@@ -345,7 +280,7 @@ fn killed_turn_writer_leaves_consistent_transcripts_and_runs() {
     // One database that lives through every crash, killed at different amounts of work.
     let shared = dir.path().join("state/gateway.db");
     for target in [0, 1, 15, 120, 6, 250] {
-        run_and_kill(&shared, round, KillAt::AfterIterations(target));
+        HARNESS.run_and_kill(&shared, round, KillAt::AfterIterations(target));
         runtime.block_on(check_consistent(&shared, round));
         round += 1;
     }
