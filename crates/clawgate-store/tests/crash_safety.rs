@@ -44,7 +44,6 @@ const HARNESS: Harness = Harness {
     ready_marker: READY_MARKER,
     progress_marker: PROGRESS_MARKER,
 };
-/// How long the parent waits for the child to reach a kill point before failing.
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
