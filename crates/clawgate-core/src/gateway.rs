@@ -257,7 +257,8 @@ impl Gateway {
         self.clients.broadcast(ev::PRESENCE, &json!({"presence": self.presence.list()}), Some(version), true);
     }
 
-    /// Broadcast an `agent` or `chat` event of a run to operator.read clients. Tool events go
+    /// Broadcast an `agent` or `chat` event of a run to operator.read clients (contract §7.2).
+    /// Tool events go
     /// only to clients that declared the `tool-events` cap or subscribed to the session (tool
     /// arguments and results can be large and private to the conversation).
     pub fn broadcast_run_event(&self, event: &str, session_key: &str, payload: &Value, drop_if_slow: bool) {
@@ -267,7 +268,11 @@ impl Gateway {
                 c.caps.iter().any(|cap| cap == "tool-events") || c.subscriptions().message_keys.contains(session_key)
             });
         } else {
-            self.clients.broadcast(event, payload, None, drop_if_slow);
+            // Clients that declared `session-scoped-events` only hear the sessions they subscribed to.
+            self.clients.broadcast_filtered(event, payload, None, drop_if_slow, |c| {
+                !c.caps.iter().any(|cap| cap == "session-scoped-events")
+                    || c.subscriptions().message_keys.contains(session_key)
+            });
         }
     }
 

@@ -278,3 +278,45 @@ fn doctor_reports_problems_with_fixes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAIL") && text.contains("fix:") && text.contains("gateway.auth.mode"), "{text}");
 }
+
+#[tokio::test]
+async fn session_scoped_clients_only_hear_subscribed_sessions() {
+    // No model is reachable here: the run ends with a chat `error` event, which is enough to see
+    // who hears about it.
+    let gw =
+        start("{models: {providers: {ollama: {baseUrl: \"http://127.0.0.1:9/v1\", api: \"openai-completions\"}}}}")
+            .await;
+    let token = gw.token().map(str::to_owned);
+    let mut scoped = connected(&gw, token.as_deref(), json!({"caps": ["session-scoped-events"]})).await;
+    let mut plain = connected(&gw, token.as_deref(), json!({})).await;
+    let sub = scoped.request("sessions.messages.subscribe", Some(json!({"key": "agent:main:mine"}))).await.unwrap();
+    assert_eq!(sub["ok"], true, "{sub}");
+    let mut sender = connected(&gw, token.as_deref(), json!({})).await;
+    for (key, idem) in [("agent:main:other", "o-1"), ("agent:main:mine", "m-1")] {
+        let res = sender
+            .request("chat.send", Some(json!({"sessionKey": key, "message": "hi", "idempotencyKey": idem})))
+            .await
+            .unwrap();
+        assert_eq!(res["ok"], true, "{res}");
+    }
+    // The plain client hears both sessions; the scoped one only its own.
+    let mut plain_keys = std::collections::BTreeSet::new();
+    while plain_keys.len() < 2 {
+        let ev = plain.recv_event("chat", Duration::from_secs(10)).await.expect("chat event");
+        plain_keys.insert(ev["payload"]["sessionKey"].as_str().unwrap().to_owned());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut saw_mine = false;
+    while tokio::time::Instant::now() < deadline {
+        match scoped.recv_event("chat", Duration::from_millis(500)).await {
+            Ok(ev) => {
+                let key = ev["payload"]["sessionKey"].as_str().unwrap().to_owned();
+                assert_eq!(key, "agent:main:mine", "a session-scoped client heard another session: {ev}");
+                saw_mine = true;
+            }
+            Err(_) if saw_mine => break,
+            Err(_) => {}
+        }
+    }
+    assert!(saw_mine, "the subscribed session's events still arrive");
+}
