@@ -273,6 +273,11 @@ async fn context(gw: &Arc<Gateway>, session_id: &str, budget_tokens: usize) -> R
     Ok(out)
 }
 
+/// Why a run was cancelled ("rpc" when nobody said).
+fn cancel_reason(gw: &Arc<Gateway>, run_id: &str) -> &'static str {
+    gw.agents.lookup(run_id).and_then(|a| a.reason.lock().ok().and_then(|r| *r)).unwrap_or("rpc")
+}
+
 fn classify(e: &LlmError) -> &'static str {
     match e {
         LlmError::RateLimited { .. } => "rate_limit",
@@ -342,67 +347,44 @@ async fn turn(
             temperature: None,
         };
         let mut stream = stream_with_retry(provider.clone(), request, cancel.child_token(), RetryPolicy::default());
-        let mut round_text = String::new();
-        let mut calls: std::collections::BTreeMap<usize, ToolCall> = Default::default();
-        let mut stop = StopReason::Stop;
+        // The accumulator assembles this round's text, tool calls, usage and stop reason; the
+        // loop adds what only the gateway does with each event (streaming it to clients).
+        let mut round = clawgate_llm::StreamAccumulator::new();
         loop {
             let next = tokio::select! {
                 n = stream.next() => n,
-                _ = cancel.cancelled() => {
-                    let reason = gw.agents.lookup(&req.run_id).and_then(|a| a.reason.lock().ok().and_then(|r| *r)).unwrap_or("rpc");
-                    return Ending::Aborted { text, reason };
-                }
+                _ = cancel.cancelled() => return Ending::Aborted { text, reason: cancel_reason(gw, &req.run_id) },
             };
-            match next {
+            let event = match next {
                 None => break,
-                Some(Ok(StreamEvent::TextDelta(delta))) => {
-                    if delta.is_empty() {
-                        continue;
-                    }
-                    text.push_str(&delta);
-                    round_text.push_str(&delta);
-                    em.agent("assistant", json!({"text": text, "delta": delta, "itemId": item_id}));
-                    em.chat("delta", json!({"deltaText": delta, "message": assistant_message(&text, now_ms())}));
-                }
-                Some(Ok(StreamEvent::ToolCallStart { index, id, name })) => {
-                    let c = calls.entry(index).or_insert(ToolCall {
-                        id: String::new(),
-                        name: String::new(),
-                        arguments: String::new(),
-                    });
-                    c.id = id;
-                    c.name = name;
-                }
-                Some(Ok(StreamEvent::ToolCallArgsDelta { index, delta })) => {
-                    calls
-                        .entry(index)
-                        .or_insert(ToolCall { id: String::new(), name: String::new(), arguments: String::new() })
-                        .arguments
-                        .push_str(&delta);
-                }
-                Some(Ok(StreamEvent::ToolCallEnd { .. })) => {}
-                Some(Ok(StreamEvent::Usage(u))) => add_usage(&mut usage, u),
-                Some(Ok(StreamEvent::Finish { stop_reason })) => stop = stop_reason,
+                Some(Ok(event)) => event,
                 Some(Err(LlmError::Cancelled)) => {
-                    let reason = gw
-                        .agents
-                        .lookup(&req.run_id)
-                        .and_then(|a| a.reason.lock().ok().and_then(|r| *r))
-                        .unwrap_or("rpc");
-                    return Ending::Aborted { text, reason };
+                    return Ending::Aborted { text, reason: cancel_reason(gw, &req.run_id) };
                 }
                 Some(Err(e)) => {
                     let kind = classify(&e);
                     return Ending::Failed { text, error: e.to_string(), kind };
                 }
+            };
+            round.push(&event);
+            match event {
+                StreamEvent::TextDelta(delta) if !delta.is_empty() => {
+                    text.push_str(&delta);
+                    em.agent("assistant", json!({"text": text, "delta": delta, "itemId": item_id}));
+                    em.chat("delta", json!({"deltaText": delta, "message": assistant_message(&text, now_ms())}));
+                }
+                StreamEvent::Usage(u) => add_usage(&mut usage, u),
+                _ => {}
             }
         }
-        if calls.is_empty() {
+        let round = round.finish();
+        let stop = round.stop_reason.clone().unwrap_or(StopReason::Stop);
+        if round.tool_calls.is_empty() {
             return Ending::Completed { text, stop, usage };
         }
         // Tool round trip: record the call, run each tool, feed the results back.
-        let calls: Vec<ToolCall> = calls.into_values().collect();
-        messages.push(ChatMessage::assistant_with_tools(round_text, calls.clone()));
+        let calls: Vec<ToolCall> = round.tool_calls.clone();
+        messages.push(round.to_message());
         for call in calls {
             let args = call.arguments_json().unwrap_or(Value::Null);
             em.agent("tool", json!({"phase": "start", "name": call.name, "toolCallId": call.id, "args": args}));
