@@ -87,7 +87,7 @@ pub struct ClientHandle {
 }
 
 /// A client's event subscriptions.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Subscriptions {
     /// `sessions.changed` for every session.
     pub sessions: bool,
@@ -165,9 +165,20 @@ impl ClientHandle {
         }
     }
 
-    /// A copy of this client's subscriptions.
-    pub fn subscriptions(&self) -> Subscriptions {
-        self.subs.lock().map(|s| s.clone()).unwrap_or_default()
+    /// Whether this client subscribed to `session.message` for `session_key`. Checked per client
+    /// per event, so it reads under the lock instead of copying the subscription set.
+    pub fn hears_messages_of(&self, session_key: &str) -> bool {
+        self.subs.lock().map(|s| s.message_keys.contains(session_key)).unwrap_or(false)
+    }
+
+    /// Whether this client called `sessions.subscribe`.
+    pub fn hears_session_changes(&self) -> bool {
+        self.subs.lock().map(|s| s.sessions).unwrap_or(false)
+    }
+
+    /// Whether the client declared capability `cap` in `connect`.
+    pub fn has_cap(&self, cap: &str) -> bool {
+        self.caps.iter().any(|c| c == cap)
     }
 
     /// Whether the client holds `scope` (with implications).

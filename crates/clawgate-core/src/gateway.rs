@@ -265,13 +265,12 @@ impl Gateway {
         let is_tool = event == ev::AGENT && payload.get("stream").and_then(Value::as_str) == Some("tool");
         if is_tool {
             self.clients.broadcast_filtered(event, payload, None, drop_if_slow, |c| {
-                c.caps.iter().any(|cap| cap == "tool-events") || c.subscriptions().message_keys.contains(session_key)
+                c.has_cap("tool-events") || c.hears_messages_of(session_key)
             });
         } else {
             // Clients that declared `session-scoped-events` only hear the sessions they subscribed to.
             self.clients.broadcast_filtered(event, payload, None, drop_if_slow, |c| {
-                !c.caps.iter().any(|cap| cap == "session-scoped-events")
-                    || c.subscriptions().message_keys.contains(session_key)
+                !c.has_cap("session-scoped-events") || c.hears_messages_of(session_key)
             });
         }
     }
@@ -279,15 +278,14 @@ impl Gateway {
     /// `session.message` to the clients that subscribed to this session's messages.
     pub fn broadcast_session_message(&self, session_key: &str, message: &Value) {
         let payload = json!({"sessionKey": session_key, "message": message});
-        self.clients.broadcast_filtered(ev::SESSION_MESSAGE, &payload, None, false, |c| {
-            c.subscriptions().message_keys.contains(session_key)
-        });
+        self.clients
+            .broadcast_filtered(ev::SESSION_MESSAGE, &payload, None, false, |c| c.hears_messages_of(session_key));
     }
 
     /// `sessions.changed` to the clients that called `sessions.subscribe`.
     pub fn broadcast_session_changed(&self, session_key: &str, reason: &str) {
         let payload = json!({"sessionKey": session_key, "reason": reason, "ts": now_ms()});
-        self.clients.broadcast_filtered(ev::SESSIONS_CHANGED, &payload, None, true, |c| c.subscriptions().sessions);
+        self.clients.broadcast_filtered(ev::SESSIONS_CHANGED, &payload, None, true, |c| c.hears_session_changes());
     }
 
     /// Tell pairing operators about a new or refreshed request.

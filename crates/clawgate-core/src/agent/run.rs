@@ -91,7 +91,9 @@ pub(super) async fn execute(gw: &Arc<Gateway>, record: RunRecord) {
 
     // The user message enters the transcript when its run starts, so the transcript reads in
     // turn order even when messages queued behind a running turn.
-    let session = match gw.store.ensure_session(&req.session_key, &req.agent_id, now_ms()).await {
+    // `submit` created the session; only a session deleted while the run waited (or a run
+    // recovered from an older database) needs creating again, so read first and write rarely.
+    let session = match existing_or_new_session(gw, &req).await {
         Ok(s) => s,
         Err(e) => return finish_failed(gw, &em, &req, started_at, &format!("session store unavailable: {e}")).await,
     };
@@ -214,6 +216,16 @@ fn add_usage(total: &mut Option<Usage>, u: Usage) {
     e.output_tokens += u.output_tokens;
     e.cache_read_tokens += u.cache_read_tokens;
     e.cache_write_tokens += u.cache_write_tokens;
+}
+
+async fn existing_or_new_session(
+    gw: &Arc<Gateway>,
+    req: &RunRequest,
+) -> clawgate_store::Result<clawgate_store::SessionRecord> {
+    match gw.store.get_session(&req.session_key).await? {
+        Some(s) => Ok(s),
+        None => gw.store.ensure_session(&req.session_key, &req.agent_id, now_ms()).await,
+    }
 }
 
 async fn record_finish(gw: &Arc<Gateway>, run_id: &str, status: RunStatus, result: &Value) {
