@@ -33,7 +33,9 @@
 #![warn(missing_docs)]
 
 pub mod fake_anthropic;
+pub mod fake_discord;
 pub mod fake_openai;
+pub mod fake_telegram;
 pub mod gateway;
 pub mod peers;
 pub mod proxy;

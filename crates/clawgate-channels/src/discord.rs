@@ -1,0 +1,1 @@
+//! Discord (twilight-gateway + twilight-http).

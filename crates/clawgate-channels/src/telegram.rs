@@ -1,0 +1,1 @@
+//! Telegram Bot API (long polling and webhooks).

@@ -1,0 +1,1 @@
+//! A fake Discord gateway + REST API.
