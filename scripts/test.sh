@@ -4,6 +4,8 @@
 # Installs what it needs on first run (cached outside the repository):
 #   - Node 24 + openclaw@2026.9.6 + openclaw-node@0.14.0 from the npm registry (scripts/install-openclaw.sh)
 #   - the official `openai` Python package into a venv (scripts/install-python-peers.sh)
+#   - telegram-test-api (a third-party Telegram Bot API emulator) from the npm registry
+#   - Debian chromium (apt-get) and playwright-core from npm, for the web chat browser test
 #   - cargo-nextest, if missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +43,21 @@ if ! ./scripts/install-openclaw.sh >/dev/null; then
   echo "test.sh: could not install the OpenClaw clients from the npm registry; the conformance tests need them" >&2
   exit 3
 fi
+
+step "installing telegram-test-api, the third-party Telegram Bot API emulator (cached after the first run)"
+if ! ./scripts/install-telegram-test-api.sh >/dev/null; then
+  echo "test.sh: could not install telegram-test-api from the npm registry; the Telegram peer test needs it" >&2
+  exit 3
+fi
+
+step "installing Chromium and playwright-core for the web chat browser test (cached after the first run)"
+if ! ./scripts/install-browser.sh >/dev/null; then
+  echo "test.sh: could not install chromium (apt-get) or playwright-core (npm); the web chat browser test needs them" >&2
+  exit 3
+fi
+
+# Everything the peer tests need is installed now: a missing peer is a failure, not a skip.
+export CLAWGATE_REQUIRE_PEERS=1
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"

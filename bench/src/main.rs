@@ -28,6 +28,7 @@ use scenario::history::HistoryArgs;
 use scenario::idle::IdleArgs;
 use scenario::ready::ReadyArgs;
 use scenario::rpc::RpcArgs;
+use scenario::telegram::TelegramArgs;
 
 const EXAMPLES: &str = "\
 Examples (T is the gateway's shared token; P the server's pid):
@@ -42,6 +43,7 @@ Examples (T is the gateway's shared token; P the server's pid):
   clawgate-bench chat --url ws://127.0.0.1:18789 --token T --sessions 100 --turns 10 --pid P
   clawgate-bench direct --model-url http://127.0.0.1:28804/v1 --sessions 100 --turns 10
   clawgate-bench history --url ws://127.0.0.1:18789 --token T --rows 100000 --limit 50 --pid P
+  clawgate-bench telegram --gateway-bin target/release/clawgate --chats 100 --messages 1000
   clawgate-bench table bench/results/2026-11-22.jsonl
 
 Add --json to any scenario for one JSON line on stdout (the summary then goes to stderr);
@@ -110,6 +112,12 @@ enum Command {
         after_help = "Example:\n  clawgate-bench history --url ws://127.0.0.1:18789 --token T --rows 100000 --limit 50 --pid P"
     )]
     History(HistoryArgs),
+    /// Inbound Telegram message → reply latency, throughput and RSS growth, against a fake Bot
+    /// API and a fake model (starts the gateway itself unless --api-root/--pid are given).
+    #[command(
+        after_help = "Example:\n  taskset -c 1 clawgate-bench telegram --gateway-bin target/release/clawgate --gateway-cpus 0 --chats 100 --messages 1000"
+    )]
+    Telegram(TelegramArgs),
     /// Markdown table (and target check) from collected JSON lines.
     #[command(after_help = "Example:\n  clawgate-bench table bench/results/2026-11-22.jsonl --run-id 20261122T101500")]
     Table(table::TableArgs),
@@ -209,6 +217,20 @@ fn run(cli: Cli) -> Result<()> {
             rt.shutdown_background();
             return result;
         }
+        Command::Telegram(a) => {
+            let (json_out, label, run_id) = (a.json, a.label.clone(), a.run_id.clone());
+            let params = json!({"chats": a.chats, "messages": a.messages});
+            let rt = runtime(cli.threads)?;
+            let Command::Telegram(a) = cli.command else { unreachable!() };
+            let result = rt.block_on(scenario::telegram::run(a));
+            if let Err(e) = &result
+                && json_out
+            {
+                report::emit_error("telegram", &label, &run_id, params, e);
+            }
+            rt.shutdown_background();
+            return result;
+        }
         Command::EchoServer(_) | Command::Table(_) | Command::Rss(_) | Command::FakeModel(_) => return Ok(()),
     };
     let rt = runtime(cli.threads)?;
@@ -226,7 +248,8 @@ fn run(cli: Cli) -> Result<()> {
                 | Command::Table(_)
                 | Command::Rss(_)
                 | Command::FakeModel(_)
-                | Command::Direct(_) => Ok(()),
+                | Command::Direct(_)
+                | Command::Telegram(_) => Ok(()),
             }
         };
         tokio::select! {

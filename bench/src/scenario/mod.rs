@@ -9,6 +9,7 @@ pub mod history;
 pub mod idle;
 pub mod ready;
 pub mod rpc;
+pub mod telegram;
 
 use std::time::Duration;
 

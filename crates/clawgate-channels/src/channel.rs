@@ -121,6 +121,52 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Show "typing…" in a chat (and thread) once; best effort.
     async fn typing(&self, chat_id: &str, thread_id: Option<&str>) -> Result<(), SendError>;
+
+    /// For accounts that take updates pushed over HTTP (Telegram webhook mode): the path on
+    /// the gateway's own port they arrive on. `None` (the default): no webhook.
+    fn webhook_path(&self) -> Option<String> {
+        None
+    }
+
+    /// Handle one webhook POST: check its signature or secret, record its messages through
+    /// `ingress`. The gateway answers 200 on `Ok`, so the platform does not redeliver.
+    async fn handle_webhook(&self, request: WebhookRequest<'_>, ingress: &dyn Ingress) -> Result<(), WebhookError> {
+        let _ = (request, ingress);
+        Err(WebhookError::NotFound)
+    }
+}
+
+/// A webhook POST as the gateway received it.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    /// Headers, names lowercase.
+    pub headers: &'a [(String, String)],
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+impl WebhookRequest<'_> {
+    /// The first value of a header (name matched case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a webhook POST was refused; each maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// This account takes no webhooks (404).
+    #[error("no webhook here")]
+    NotFound,
+    /// Missing or wrong secret / signature (401).
+    #[error("webhook secret or signature missing or wrong")]
+    Unauthorized,
+    /// The body is not what the platform sends (400).
+    #[error("malformed webhook body: {0}")]
+    BadRequest(String),
+    /// Could not record it now; the platform should retry (503).
+    #[error("cannot take the update now: {0}")]
+    Unavailable(String),
 }
 
 fn now_ms() -> i64 {

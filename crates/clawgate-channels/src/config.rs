@@ -159,8 +159,11 @@ pub fn accounts_from_config(root: &Value, base_dir: &Path) -> Result<Vec<Account
         let Some(section) = section.as_object() else {
             return Err(err(path, "must be an object"));
         };
-        let base: Map<String, Value> =
-            section.iter().filter(|(k, _)| !ACCOUNT_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let base: Map<String, Value> = section
+            .iter()
+            .filter(|(k, _)| !ACCOUNT_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         match section.get("accounts") {
             None | Some(Value::Null) => out.push(account(name, "default", &base, &path, base_dir)?),
             Some(Value::Object(accounts)) => {

@@ -21,10 +21,12 @@ pub mod telegram;
 
 pub use channel::{
     Accepted, Capabilities, Channel, ChannelError, ChannelSnapshot, Ingress, IngressError, SendError, StatusCell,
-    TextMeasure, backoff,
+    TextMeasure, WebhookError, WebhookRequest, backoff,
 };
 pub use chunk::chunk_text;
-pub use config::{AccountConfig, ChannelConfigError, DmPolicy, GroupPolicy, GroupRule, RateLimits, accounts_from_config};
+pub use config::{
+    AccountConfig, ChannelConfigError, DmPolicy, GroupPolicy, GroupRule, RateLimits, accounts_from_config,
+};
 pub use model::{
     AccountKey, ChatKind, Delivered, InboundMedia, InboundMessage, MediaSource, OutboundMedia, OutboundMessage,
 };

@@ -12,7 +12,9 @@ use clawgate_protocol::connect::ConnectParams;
 use clawgate_protocol::events::names as ev;
 use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
 use clawgate_protocol::{close, events, methods, scopes};
-use clawgate_store::{IdempotencyStore, PairingRequest, PairingStore, SessionQuery, SessionStore, SqliteStore};
+use clawgate_store::{
+    ChannelStore, IdempotencyStore, PairingRequest, PairingStore, SessionQuery, SessionStore, SqliteStore,
+};
 
 use crate::auth::FailedAuthLimiter;
 use crate::broadcast::{Broadcaster, ClientHandle};
@@ -30,6 +32,9 @@ pub type Store = SqliteStore;
 const HEALTH_REFRESH: Duration = Duration::from_secs(60);
 /// Pending pairing requests older than this are dropped.
 const PAIRING_REQUEST_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Finished channel inbox/outbox rows older than this are deleted.
+const CHANNEL_ROW_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// Shared state of one gateway process.
 pub struct Gateway {
@@ -53,6 +58,8 @@ pub struct Gateway {
     pub config: ConfigService,
     /// Agents, providers and runs.
     pub agents: crate::agent::AgentService,
+    /// Chat channel accounts.
+    pub channels: crate::channels::ChannelService,
     overrides: Overrides,
     health: RwLock<Value>,
     shutdown: CancellationToken,
@@ -99,6 +106,7 @@ impl Gateway {
             limiter: Mutex::new(FailedAuthLimiter::default()),
             config,
             agents,
+            channels: crate::channels::ChannelService::default(),
             overrides,
             health: RwLock::new(Value::Null),
             shutdown: CancellationToken::new(),
@@ -346,6 +354,11 @@ impl Gateway {
                     if let Err(e) = self.store.prune(now - clawgate_protocol::DEDUPE_TTL_MS, clawgate_protocol::DEDUPE_MAX).await {
                         tracing::warn!(error = %e, "pruning idempotency keys failed");
                     }
+                    // Answered inbound rows are kept a week: the window in which a platform's
+                    // redelivery of an old update is still recognised as a duplicate.
+                    if let Err(e) = self.store.prune_channel_rows(now - CHANNEL_ROW_TTL_MS).await {
+                        tracing::warn!(error = %e, "pruning channel inbox/outbox rows failed");
+                    }
                     if let Err(e) = self.store.expire_pending(now - PAIRING_REQUEST_TTL_MS).await {
                         tracing::warn!(error = %e, "expiring pairing requests failed");
                     }
@@ -357,6 +370,7 @@ impl Gateway {
     /// Begin a graceful stop: broadcast `shutdown`, close every socket with 1012.
     pub fn begin_shutdown(&self, reason: &str) {
         crate::agent::cancel_all(self);
+        crate::channels::stop_all(self);
         self.clients.broadcast(ev::SHUTDOWN, &json!({"reason": reason}), None, false);
         self.clients.close_where(|_| true, close::SERVICE_RESTART, close::REASON_SERVICE_RESTART);
         self.shutdown.cancel();

@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod auth;
 pub mod broadcast;
+pub mod channels;
 pub mod config_service;
 pub mod dispatch;
 pub mod error;

@@ -57,6 +57,10 @@ pub mod names {
     pub const DEVICE_TOKEN_ROTATE: &str = "device.token.rotate";
     pub const DEVICE_TOKEN_REVOKE: &str = "device.token.revoke";
     pub const CHANNELS_STATUS: &str = "channels.status";
+    pub const CHANNELS_PAIRING_LIST: &str = "channels.pairing.list";
+    pub const CHANNELS_PAIRING_APPROVE: &str = "channels.pairing.approve";
+    pub const CHANNELS_PAIRING_DISMISS: &str = "channels.pairing.dismiss";
+    pub const SEND: &str = "send";
     pub const AGENT: &str = "agent";
     pub const AGENT_WAIT: &str = "agent.wait";
     pub const AGENT_IDENTITY_GET: &str = "agent.identity.get";
@@ -101,6 +105,10 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::DEVICE_TOKEN_ROTATE, scopes::PAIRING),
     m(names::DEVICE_TOKEN_REVOKE, scopes::PAIRING),
     m(names::CHANNELS_STATUS, scopes::READ),
+    m(names::CHANNELS_PAIRING_LIST, scopes::PAIRING),
+    MethodSpec { name: names::CHANNELS_PAIRING_APPROVE, requirement: Requirement::Dynamic, advertise: true },
+    m(names::CHANNELS_PAIRING_DISMISS, scopes::PAIRING),
+    m(names::SEND, scopes::WRITE),
     MethodSpec { name: names::AGENT, requirement: Requirement::Dynamic, advertise: true },
     m(names::AGENT_WAIT, scopes::WRITE),
     m(names::AGENT_IDENTITY_GET, scopes::READ),
@@ -161,6 +169,14 @@ pub fn dynamic_scope(method: &str, params: &serde_json::Value) -> &'static str {
     let keys_within =
         |allowed: &[&str]| params.as_object().is_none_or(|o| o.keys().all(|k| allowed.contains(&k.as_str())));
     match method {
+        // Approving a sender needs pairing; also making them the command owner needs admin.
+        names::CHANNELS_PAIRING_APPROVE => {
+            if params.get("bootstrapCommandOwner").and_then(|v| v.as_bool()) == Some(true) {
+                scopes::ADMIN
+            } else {
+                scopes::PAIRING
+            }
+        }
         names::AGENT => {
             let msg = params.get("message").and_then(|m| m.as_str()).unwrap_or("").trim_start().to_ascii_lowercase();
             let is_reset = ["/new", "/reset"].iter().any(|c| {

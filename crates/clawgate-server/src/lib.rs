@@ -1,14 +1,16 @@
 //! The gateway's network face: one axum server on one port carrying the OpenClaw WebSocket
-//! protocol (any path) and the HTTP routes (`/healthz`, `/readyz`, the landing page, and the
-//! HTTP API of `http_api`: `/v1/*`, `/tools/invoke`, the hooks).
+//! protocol (any path) and the HTTP routes (`/healthz`, `/readyz`, the built-in web chat of
+//! `webchat`, and the HTTP API of `http_api`: `/v1/*`, `/tools/invoke`, the hooks).
 //!
 //! It owns sockets, framing limits and the per-connection reader/writer tasks; what a frame
 //! *means* is decided by `clawgate-core`. Graceful shutdown is driven by the gateway's
 //! cancellation token.
 #![warn(missing_docs)]
 
+mod channel_webhooks;
 mod http;
 mod http_api;
+mod webchat;
 mod ws;
 
 use std::net::SocketAddr;
@@ -29,7 +31,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/readyz", get(http::readyz))
         .route("/ready", get(http::readyz))
         .fallback(http::fallback);
-    http_api::mount(routes, &gw).with_state(gw)
+    // Channel webhooks (Telegram webhook mode) are matched in front of everything, as their
+    // paths come from the running accounts.
+    http_api::mount(routes, &gw)
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), channel_webhooks::layer))
+        .with_state(gw)
 }
 
 /// Serve until the gateway's shutdown token is cancelled.

@@ -10,7 +10,10 @@
 //! keep or log a device token in plain text, nor panic on what it reads back from disk.
 //!
 //! It also keeps the chat state: sessions ([`SessionStore`]), their transcripts
-//! ([`TranscriptStore`]) and the durable per-session run queue ([`RunStore`]).
+//! ([`TranscriptStore`]) and the durable per-session run queue ([`RunStore`]); and the
+//! chat-channel state ([`ChannelStore`]): inbox, outbox and DM pairing requests. And the
+//! ComfyUI work: the job queue and its delivery marks ([`JobStore`]), operator approvals
+//! ([`ApprovalStore`]) and scheduled jobs with one receipt per fired slot ([`CronStore`]).
 //!
 //! Every timestamp is Unix epoch milliseconds supplied by the caller, so behaviour is
 //! deterministic under test and one clock (core's) decides what "now" is.
@@ -36,11 +39,35 @@
 //! it was, so client cursors stay valid and the first seq of a compacted transcript is
 //! simply greater than 1. Transcripts left behind by [`SessionStore::reset_session`] are not
 //! compacted; they go with [`SessionStore::delete_session`] when asked to delete transcripts.
+//!
+//! # Channels: inbox and outbox
+//!
+//! Every inbound platform message is recorded ([`ChannelStore::record_inbound`]) before
+//! anything acts on it, unique on (channel, account, message id), so a redelivered update is
+//! recognised and not processed twice — until the row is pruned: the prune age is the dedup
+//! window. A reply's chunks are queued, each under its own idempotency key, in the same
+//! transaction that marks the inbox row answered, so after a crash a message is either
+//! answered with its whole reply queued or unanswered with none of it, and re-queueing the
+//! same reply is a no-op. Unanswered rows ([`ChannelStore::pending_inbound`]) and accounts
+//! with queued replies ([`ChannelStore::accounts_with_queued_outbound`]) are what a restart
+//! picks up.
+//!
+//! Delivery is at least once, and there is exactly one window for a duplicate: the sender
+//! hands an account's head of queue to the platform, then records it with
+//! [`ChannelStore::mark_outbound_sent`], a single-row UPDATE. A crash after the platform
+//! accepted the message and before that UPDATE committed leaves the row queued, and it is sent
+//! again after the restart. The store cannot close that window (the platform is not part of
+//! its transaction); it keeps it to one statement.
 #![warn(missing_docs)]
 
 mod error;
 mod model;
+// `stored_enum!` is defined in `session` and used by the modules declared after it.
+#[macro_use]
 mod session;
+
+mod channel_model;
+mod comfy_model;
 mod sqlite;
 mod token;
 mod traits;
@@ -48,6 +75,13 @@ mod traits;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use channel_model::{
+    ChannelPairing, ChannelPairingStatus, InboxRecord, InboxStatus, NewOutbound, OutboxCounts, OutboxRecord,
+    OutboxStatus,
+};
+pub use comfy_model::{
+    ApprovalRecord, ApprovalStatus, CronJob, CronRunRecord, JobQuery, JobRecord, JobStatus, NewApproval, NewJob,
+};
 pub use error::StoreError;
 pub use model::{
     DeviceTokenRecord, IdempotencyEntry, InsertOutcome, NewPairingRequest, PairedDevice, PairingDecision,
@@ -58,6 +92,8 @@ pub use session::{
     TranscriptRole,
 };
 pub use sqlite::SqliteStore;
+pub use traits::ChannelStore;
+pub use traits::{ApprovalStore, CronStore, JobStore};
 pub use traits::{DeviceStore, DeviceTokenStore, GatewayStore, IdempotencyStore, KvStore, PairingStore};
 pub use traits::{RunStore, SessionStore, TranscriptStore};
 

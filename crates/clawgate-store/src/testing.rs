@@ -11,6 +11,14 @@ use std::future::Future;
 use serde_json::json;
 
 use crate::{
+    ApprovalRecord, ApprovalStatus, ApprovalStore, CronJob, CronRunRecord, CronStore, JobQuery, JobRecord, JobStatus,
+    JobStore, NewApproval, NewJob,
+};
+use crate::{
+    ChannelPairing, ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatus, NewOutbound, OutboxCounts,
+    OutboxRecord, OutboxStatus,
+};
+use crate::{
     DeviceStore, DeviceTokenStore, GatewayStore, IdempotencyStore, InsertOutcome, KvStore, NewPairingRequest,
     PairedDevice, PairingDecision, PairingStatus, PairingStore, StoreError,
 };
@@ -146,6 +154,41 @@ where
     list_queued_sessions_lists_each_waiting_session_once(&fresh_store().await).await;
     mark_interrupted_running_ends_runs_cut_off_by_a_crash(&fresh_store().await).await;
     prune_finished_drops_only_old_finished_runs(&fresh_store().await).await;
+    // Channels.
+    recorded_inbound_round_trips_and_redelivery_is_none(&fresh_store().await).await;
+    concurrent_record_inbound_has_exactly_one_winner(&fresh_store().await).await;
+    pending_inbound_lists_unfinished_rows_oldest_first(&fresh_store().await).await;
+    set_inbound_status_keeps_columns_given_as_none(&fresh_store().await).await;
+    queue_outbound_is_idempotent_and_answers_atomically(&fresh_store().await).await;
+    next_outbound_keeps_per_account_order_and_retry_keeps_the_head(&fresh_store().await).await;
+    outbound_sent_and_failed_transitions(&fresh_store().await).await;
+    outbox_counts_and_queued_accounts(&fresh_store().await).await;
+    list_outbound_filters_by_status(&fresh_store().await).await;
+    prune_channel_rows_drops_only_old_finished_rows(&fresh_store().await).await;
+    channel_pairing_request_is_reused_until_it_expires(&fresh_store().await).await;
+    channel_pairing_code_collision_is_a_conflict(&fresh_store().await).await;
+    resolving_channel_pairing_by_code(&fresh_store().await).await;
+    list_channel_pairings_filters_and_orders(&fresh_store().await).await;
+    removing_channel_pairing_revokes_it(&fresh_store().await).await;
+    // ComfyUI jobs.
+    inserted_job_round_trips_and_bad_inserts_conflict(&fresh_store().await).await;
+    claim_takes_queued_jobs_in_enqueue_order(&fresh_store().await).await;
+    concurrent_claims_never_share_a_job(&fresh_store().await).await;
+    queue_position_counts_queued_jobs_by_seq(&fresh_store().await).await;
+    requeue_keeps_place_and_respects_max_attempts(&fresh_store().await).await;
+    job_transitions_are_guarded(&fresh_store().await).await;
+    cancel_returns_the_previous_record_of_unfinished_jobs(&fresh_store().await).await;
+    release_approval_queues_or_cancels_held_jobs(&fresh_store().await).await;
+    list_jobs_filters_pages_and_counts(&fresh_store().await).await;
+    output_is_marked_delivered_once(&fresh_store().await).await;
+    prune_finished_jobs_drops_only_old_finished_jobs(&fresh_store().await).await;
+    // Approvals.
+    approval_is_decided_once_and_keeps_its_reason(&fresh_store().await).await;
+    pending_approval_expires_lazily_and_by_sweep(&fresh_store().await).await;
+    // Cron.
+    cron_jobs_upsert_list_enable_and_remove(&fresh_store().await).await;
+    cron_slot_is_claimed_once_under_concurrency(&fresh_store().await).await;
+    cron_run_finishes_once_and_lists_newest_first(&fresh_store().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1266,4 +1309,1040 @@ pub async fn prune_finished_drops_only_old_finished_runs<S: RunStore>(store: &S)
         store.enqueue("old-done", "a", RunKind::Chat, &json!({}), T0 + 60).await.expect("re-enqueue"),
         EnqueueOutcome::Inserted(_)
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// ChannelStore
+
+async fn inbound<S: ChannelStore>(store: &S, message_id: &str, at: i64) -> i64 {
+    store
+        .record_inbound("telegram", "main", message_id, "chat-1", "user-1", &json!({"text": message_id}), at)
+        .await
+        .expect("record_inbound")
+        .expect("new message")
+}
+
+fn outbound(key: &str, account: &str) -> NewOutbound {
+    NewOutbound {
+        idempotency_key: key.to_owned(),
+        channel: "telegram".to_owned(),
+        account: account.to_owned(),
+        chat_id: "chat-1".to_owned(),
+        payload: json!({"text": key}),
+    }
+}
+
+async fn queued_ids<S: ChannelStore>(store: &S, account: &str) -> Vec<String> {
+    let rows = store.list_outbound("telegram", account, Some(OutboxStatus::Queued), 100).await.expect("list");
+    rows.into_iter().map(|r| r.idempotency_key).collect()
+}
+
+async fn pair_request<S: ChannelStore>(store: &S, sender: &str, code: &str, at: i64) -> crate::Result<ChannelPairing> {
+    store
+        .request_channel_pairing("telegram", "main", sender, Some("Ann"), &format!("dm-{sender}"), code, at, at + 100)
+        .await
+}
+
+/// A recorded message reads back as recorded; the same (channel, account, message id) again
+/// is `None` and changes nothing, while the same id on another account or channel is new.
+pub async fn recorded_inbound_round_trips_and_redelivery_is_none<S: ChannelStore>(store: &S) {
+    let message = json!({"text": "hello", "from": {"id": 7}});
+    let id = store
+        .record_inbound("telegram", "main", "m1", "chat-1", "user-7", &message, T0)
+        .await
+        .expect("record")
+        .expect("new");
+    let expected = InboxRecord {
+        id,
+        channel: "telegram".to_owned(),
+        account: "main".to_owned(),
+        message_id: "m1".to_owned(),
+        chat_id: "chat-1".to_owned(),
+        sender_id: "user-7".to_owned(),
+        message: message.clone(),
+        status: InboxStatus::Received,
+        reason: None,
+        run_id: None,
+        session_key: None,
+        received_at_ms: T0,
+        updated_at_ms: T0,
+    };
+    assert_eq!(store.get_inbound(id).await.expect("get"), Some(expected.clone()));
+
+    let again = store.record_inbound("telegram", "main", "m1", "chat-2", "user-8", &json!("x"), T0 + 5).await;
+    assert_eq!(again.expect("redelivery"), None);
+    assert_eq!(store.get_inbound(id).await.expect("get"), Some(expected));
+
+    let other_account = store.record_inbound("telegram", "work", "m1", "c", "u", &message, T0).await.expect("rec");
+    let other_channel = store.record_inbound("discord", "main", "m1", "c", "u", &message, T0).await.expect("rec");
+    let (a, b) = (other_account.expect("new on another account"), other_channel.expect("new on another channel"));
+    assert!(id < a && a < b, "ids ascend: {id} {a} {b}");
+    assert_eq!(store.get_inbound(b + 1000).await.expect("get unknown"), None);
+}
+
+/// Of several concurrent deliveries of one message, exactly one is recorded as new.
+pub async fn concurrent_record_inbound_has_exactly_one_winner<S: ChannelStore>(store: &S) {
+    let message = json!({});
+    let record = || store.record_inbound("telegram", "main", "dup", "c", "u", &message, T0);
+    let racers = tokio::join!(record(), record(), record(), record(), record(), record());
+    let results = [racers.0, racers.1, racers.2, racers.3, racers.4, racers.5].map(|r| r.expect("record"));
+    assert_eq!(results.iter().filter(|r| r.is_some()).count(), 1, "{results:?}");
+    assert_eq!(store.pending_inbound(10).await.expect("pending").len(), 1);
+}
+
+/// Restart recovery sees received and routed rows, oldest first, up to the limit; answered
+/// and dropped rows are done.
+pub async fn pending_inbound_lists_unfinished_rows_oldest_first<S: ChannelStore>(store: &S) {
+    assert!(store.pending_inbound(10).await.expect("empty").is_empty());
+    let ids: Vec<i64> = {
+        let mut ids = Vec::new();
+        for (i, message_id) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            ids.push(inbound(store, message_id, T0 + i64::try_from(i).expect("small")).await);
+        }
+        ids
+    };
+    store.set_inbound_status(ids[0], InboxStatus::Answered, None, None, None, T0 + 10).await.expect("answer a");
+    store.set_inbound_status(ids[1], InboxStatus::Routed, None, Some("run-b"), Some("s"), T0 + 10).await.expect("b");
+    store.set_inbound_status(ids[3], InboxStatus::Dropped, Some("blocked"), None, None, T0 + 10).await.expect("d");
+    let pending: Vec<(String, InboxStatus)> =
+        store.pending_inbound(10).await.expect("pending").into_iter().map(|r| (r.message_id, r.status)).collect();
+    assert_eq!(
+        pending,
+        [
+            ("b".to_owned(), InboxStatus::Routed),
+            ("c".to_owned(), InboxStatus::Received),
+            ("e".to_owned(), InboxStatus::Received)
+        ]
+    );
+    let first_two: Vec<i64> = store.pending_inbound(2).await.expect("limited").into_iter().map(|r| r.id).collect();
+    assert_eq!(first_two, [ids[1], ids[2]]);
+}
+
+/// Setting a status writes the given reason, run id and session key, leaves those given as
+/// `None` alone, and is `NotFound` for an unknown row.
+pub async fn set_inbound_status_keeps_columns_given_as_none<S: ChannelStore>(store: &S) {
+    let id = inbound(store, "m", T0).await;
+    store
+        .set_inbound_status(id, InboxStatus::Routed, Some("first"), Some("run-1"), Some("agent:main:tg"), T0 + 1)
+        .await
+        .expect("route");
+    store.set_inbound_status(id, InboxStatus::Answered, None, None, None, T0 + 2).await.expect("answer");
+    let row = store.get_inbound(id).await.expect("get").expect("row");
+    assert_eq!(row.status, InboxStatus::Answered);
+    assert_eq!(
+        (row.reason.as_deref(), row.run_id.as_deref(), row.session_key.as_deref()),
+        (Some("first"), Some("run-1"), Some("agent:main:tg"))
+    );
+    assert_eq!((row.received_at_ms, row.updated_at_ms), (T0, T0 + 2));
+    store.set_inbound_status(id, InboxStatus::Routed, None, Some("run-2"), None, T0 + 3).await.expect("reroute");
+    let row = store.get_inbound(id).await.expect("get").expect("row");
+    assert_eq!((row.status, row.run_id.as_deref()), (InboxStatus::Routed, Some("run-2")));
+    let unknown = store.set_inbound_status(id + 1, InboxStatus::Dropped, None, None, None, T0).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+}
+
+/// Queueing inserts the chunks in order with the inbox row they answer and marks that row
+/// answered; queueing the same keys again inserts nothing; an unknown inbox row refuses the
+/// whole batch.
+pub async fn queue_outbound_is_idempotent_and_answers_atomically<S: ChannelStore>(store: &S) {
+    let id = inbound(store, "m", T0).await;
+    let items = [outbound("r1:0", "main"), outbound("r1:1", "main"), outbound("r1:2", "main")];
+    assert_eq!(store.queue_outbound(&items, Some(id), T0 + 5).await.expect("queue"), 3);
+    let answered = store.get_inbound(id).await.expect("get").expect("row");
+    assert_eq!((answered.status, answered.updated_at_ms), (InboxStatus::Answered, T0 + 5));
+    let rows = store.list_outbound("telegram", "main", None, 100).await.expect("list");
+    assert_eq!(rows.iter().map(|r| r.idempotency_key.as_str()).collect::<Vec<_>>(), ["r1:0", "r1:1", "r1:2"]);
+    assert!(rows.windows(2).all(|w| w[0].id < w[1].id), "ids ascend in slice order");
+    let expected = OutboxRecord {
+        id: rows[0].id,
+        idempotency_key: "r1:0".to_owned(),
+        channel: "telegram".to_owned(),
+        account: "main".to_owned(),
+        chat_id: "chat-1".to_owned(),
+        payload: json!({"text": "r1:0"}),
+        status: OutboxStatus::Queued,
+        attempts: 0,
+        next_attempt_at_ms: T0 + 5,
+        last_error: None,
+        platform_message_id: None,
+        inbox_id: Some(id),
+        created_at_ms: T0 + 5,
+        updated_at_ms: T0 + 5,
+    };
+    assert_eq!(rows[0], expected);
+    assert_eq!(store.outbound_by_key("r1:0").await.expect("by key"), Some(expected));
+    assert_eq!(store.outbound_by_key("absent").await.expect("by key"), None);
+
+    // A retried "queue the reply" (after a crash, say) adds only what is new.
+    let retried = [outbound("r1:1", "main"), outbound("r1:3", "main")];
+    assert_eq!(store.queue_outbound(&retried, Some(id), T0 + 6).await.expect("requeue"), 1);
+    assert_eq!(queued_ids(store, "main").await, ["r1:0", "r1:1", "r1:2", "r1:3"]);
+
+    // Not a reply: no inbox row is touched.
+    let other = inbound(store, "n", T0).await;
+    assert_eq!(store.queue_outbound(&[outbound("notice", "main")], None, T0 + 7).await.expect("notice"), 1);
+    assert_eq!(store.outbound_by_key("notice").await.expect("get").expect("row").inbox_id, None);
+    assert_eq!(store.get_inbound(other).await.expect("get").expect("row").status, InboxStatus::Received);
+
+    // An unknown inbox row: nothing is queued.
+    let refused = store.queue_outbound(&[outbound("orphan", "main")], Some(other + 1000), T0 + 8).await;
+    assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
+    assert_eq!(store.outbound_by_key("orphan").await.expect("get"), None);
+    assert_eq!(store.queue_outbound(&[], Some(other), T0 + 9).await.expect("empty reply"), 0);
+    assert_eq!(store.get_inbound(other).await.expect("get").expect("row").status, InboxStatus::Answered);
+}
+
+/// Each account's head is its oldest queued row, whatever its retry time; a retry keeps it
+/// the head, and sending or failing it moves on to the next. Accounts do not see each other.
+pub async fn next_outbound_keeps_per_account_order_and_retry_keeps_the_head<S: ChannelStore>(store: &S) {
+    assert_eq!(store.next_outbound("telegram", "main").await.expect("empty"), None);
+    let items = [outbound("a1", "main"), outbound("b1", "work"), outbound("a2", "main"), outbound("a3", "main")];
+    store.queue_outbound(&items, None, T0).await.expect("queue");
+    let head = |account: &'static str| async move {
+        store.next_outbound("telegram", account).await.expect("next").map(|r| r.idempotency_key)
+    };
+    assert_eq!(head("main").await.as_deref(), Some("a1"));
+    assert_eq!(head("work").await.as_deref(), Some("b1"));
+    assert_eq!(store.next_outbound("discord", "main").await.expect("other channel"), None);
+
+    let a1 = store.outbound_by_key("a1").await.expect("get").expect("a1");
+    store.mark_outbound_retry(a1.id, T0 + 60_000, "429 too many requests", T0 + 1).await.expect("retry");
+    let retried = store.next_outbound("telegram", "main").await.expect("next").expect("head");
+    assert_eq!(retried.idempotency_key, "a1", "a retried row stays the head");
+    assert_eq!(
+        (retried.attempts, retried.next_attempt_at_ms, retried.last_error.as_deref(), retried.status),
+        (1, T0 + 60_000, Some("429 too many requests"), OutboxStatus::Queued)
+    );
+    assert_eq!(retried.updated_at_ms, T0 + 1);
+    store.mark_outbound_retry(a1.id, T0 + 120_000, "again", T0 + 2).await.expect("retry again");
+    assert_eq!(store.outbound_by_key("a1").await.expect("get").expect("a1").attempts, 2);
+
+    store.mark_outbound_sent(a1.id, "tg-1", T0 + 3).await.expect("sent");
+    assert_eq!(head("main").await.as_deref(), Some("a2"));
+    let a2 = store.outbound_by_key("a2").await.expect("get").expect("a2");
+    store.mark_outbound_failed(a2.id, "chat not found", T0 + 4).await.expect("failed");
+    assert_eq!(head("main").await.as_deref(), Some("a3"));
+    assert_eq!(head("work").await.as_deref(), Some("b1"));
+}
+
+/// Sent is final and idempotent (the first platform id stays); a sent row cannot be retried
+/// or failed; failing twice is harmless; unknown ids are `NotFound`.
+pub async fn outbound_sent_and_failed_transitions<S: ChannelStore>(store: &S) {
+    store.queue_outbound(&[outbound("s", "main"), outbound("f", "main")], None, T0).await.expect("queue");
+    let s = store.outbound_by_key("s").await.expect("get").expect("s").id;
+    let f = store.outbound_by_key("f").await.expect("get").expect("f").id;
+
+    store.mark_outbound_sent(s, "tg-100", T0 + 1).await.expect("sent");
+    store.mark_outbound_sent(s, "tg-200", T0 + 2).await.expect("sent again is ok");
+    let sent = store.outbound_by_key("s").await.expect("get").expect("s");
+    assert_eq!(
+        (sent.status, sent.platform_message_id.as_deref(), sent.updated_at_ms, sent.attempts),
+        (OutboxStatus::Sent, Some("tg-100"), T0 + 1, 0)
+    );
+    let retry = store.mark_outbound_retry(s, T0 + 10, "late error", T0 + 3).await;
+    assert!(matches!(retry, Err(StoreError::Conflict(_))), "{retry:?}");
+    let fail = store.mark_outbound_failed(s, "late error", T0 + 3).await;
+    assert!(matches!(fail, Err(StoreError::Conflict(_))), "{fail:?}");
+    assert_eq!(store.outbound_by_key("s").await.expect("get").expect("s"), sent, "a sent row never changes");
+
+    store.mark_outbound_failed(f, "forbidden", T0 + 4).await.expect("failed");
+    store.mark_outbound_failed(f, "forbidden again", T0 + 5).await.expect("failed again is ok");
+    let failed = store.outbound_by_key("f").await.expect("get").expect("f");
+    assert_eq!(
+        (failed.status, failed.attempts, failed.last_error.as_deref(), failed.updated_at_ms),
+        (OutboxStatus::Failed, 1, Some("forbidden"), T0 + 4)
+    );
+    let retry = store.mark_outbound_retry(f, T0 + 10, "x", T0 + 6).await;
+    assert!(matches!(retry, Err(StoreError::Conflict(_))), "{retry:?}");
+    // The platform's word wins: a row given up on that turns out delivered is sent.
+    store.mark_outbound_sent(f, "tg-300", T0 + 7).await.expect("sent after all");
+    let late = store.outbound_by_key("f").await.expect("get").expect("f");
+    assert_eq!((late.status, late.platform_message_id.as_deref()), (OutboxStatus::Sent, Some("tg-300")));
+
+    let unknown = f.max(s) + 1000;
+    assert!(matches!(store.mark_outbound_sent(unknown, "x", T0).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.mark_outbound_retry(unknown, T0, "x", T0).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.mark_outbound_failed(unknown, "x", T0).await, Err(StoreError::NotFound)));
+}
+
+/// Counts are per account and per state; the accounts with queued rows are listed once each,
+/// the one waiting longest first.
+pub async fn outbox_counts_and_queued_accounts<S: ChannelStore>(store: &S) {
+    assert_eq!(store.outbox_counts("telegram", "main").await.expect("empty"), OutboxCounts::default());
+    assert!(store.accounts_with_queued_outbound().await.expect("none").is_empty());
+    let items = [
+        outbound("w1", "work"),
+        outbound("m1", "main"),
+        outbound("m2", "main"),
+        outbound("m3", "main"),
+        outbound("m4", "main"),
+        outbound("d1", "done"),
+    ];
+    store.queue_outbound(&items, None, T0).await.expect("queue");
+    let id = |key: &'static str| async move { store.outbound_by_key(key).await.expect("get").expect(key).id };
+    store.mark_outbound_sent(id("m1").await, "p", T0 + 1).await.expect("sent");
+    store.mark_outbound_sent(id("m2").await, "p", T0 + 1).await.expect("sent");
+    store.mark_outbound_failed(id("m3").await, "e", T0 + 1).await.expect("failed");
+    store.mark_outbound_sent(id("d1").await, "p", T0 + 1).await.expect("sent");
+    assert_eq!(
+        store.outbox_counts("telegram", "main").await.expect("counts"),
+        OutboxCounts { queued: 1, failed: 1, sent: 2 }
+    );
+    assert_eq!(
+        store.outbox_counts("telegram", "work").await.expect("counts"),
+        OutboxCounts { queued: 1, failed: 0, sent: 0 }
+    );
+    let accounts = store.accounts_with_queued_outbound().await.expect("accounts");
+    let expected = [("telegram".to_owned(), "work".to_owned()), ("telegram".to_owned(), "main".to_owned())];
+    assert_eq!(accounts, expected);
+}
+
+/// Listing filters by status (or not), keeps id order and honours the limit.
+pub async fn list_outbound_filters_by_status<S: ChannelStore>(store: &S) {
+    let items = [outbound("k1", "main"), outbound("k2", "main"), outbound("k3", "main"), outbound("x", "other")];
+    store.queue_outbound(&items, None, T0).await.expect("queue");
+    let k2 = store.outbound_by_key("k2").await.expect("get").expect("k2").id;
+    store.mark_outbound_sent(k2, "p", T0 + 1).await.expect("sent");
+    let keys = |rows: Vec<OutboxRecord>| rows.into_iter().map(|r| r.idempotency_key).collect::<Vec<_>>();
+    let all = store.list_outbound("telegram", "main", None, 100).await.expect("all");
+    assert_eq!(keys(all), ["k1", "k2", "k3"]);
+    assert_eq!(queued_ids(store, "main").await, ["k1", "k3"]);
+    let sent = store.list_outbound("telegram", "main", Some(OutboxStatus::Sent), 100).await.expect("sent");
+    assert_eq!(keys(sent), ["k2"]);
+    let failed = store.list_outbound("telegram", "main", Some(OutboxStatus::Failed), 100).await.expect("failed");
+    assert!(failed.is_empty());
+    let limited = store.list_outbound("telegram", "main", None, 2).await.expect("limited");
+    assert_eq!(keys(limited), ["k1", "k2"]);
+}
+
+/// Pruning deletes finished rows (answered/dropped inbox, sent/failed outbox) last updated
+/// before the cutoff; unfinished and recent rows stay. A pruned message id is new again.
+pub async fn prune_channel_rows_drops_only_old_finished_rows<S: ChannelStore>(store: &S) {
+    let answered = inbound(store, "answered", T0).await;
+    let dropped = inbound(store, "dropped", T0).await;
+    let routed = inbound(store, "routed", T0).await;
+    let recent = inbound(store, "recent", T0).await;
+    store
+        .queue_outbound(&[outbound("old-sent", "main"), outbound("old-queued", "main")], Some(answered), T0 + 1)
+        .await
+        .expect("answer");
+    store.set_inbound_status(dropped, InboxStatus::Dropped, Some("blocked"), None, None, T0 + 1).await.expect("drop");
+    store.set_inbound_status(routed, InboxStatus::Routed, None, Some("r"), None, T0 + 1).await.expect("route");
+    store.set_inbound_status(recent, InboxStatus::Dropped, None, None, None, T0 + 50).await.expect("drop recent");
+    store.queue_outbound(&[outbound("old-failed", "main"), outbound("new-sent", "main")], None, T0).await.expect("q");
+    let id = |key: &'static str| async move { store.outbound_by_key(key).await.expect("get").expect(key).id };
+    store.mark_outbound_sent(id("old-sent").await, "p", T0 + 2).await.expect("sent");
+    store.mark_outbound_failed(id("old-failed").await, "e", T0 + 2).await.expect("failed");
+    store.mark_outbound_sent(id("new-sent").await, "p", T0 + 50).await.expect("sent");
+
+    assert_eq!(store.prune_channel_rows(T0 + 10).await.expect("prune"), 4);
+    assert_eq!(store.get_inbound(answered).await.expect("get"), None);
+    assert_eq!(store.get_inbound(dropped).await.expect("get"), None);
+    assert!(store.get_inbound(routed).await.expect("get").is_some());
+    assert!(store.get_inbound(recent).await.expect("get").is_some());
+    assert_eq!(store.outbound_by_key("old-sent").await.expect("get"), None);
+    assert_eq!(store.outbound_by_key("old-failed").await.expect("get"), None);
+    assert!(store.outbound_by_key("old-queued").await.expect("get").is_some(), "queued rows are never pruned");
+    assert!(store.outbound_by_key("new-sent").await.expect("get").is_some());
+    assert_eq!(store.prune_channel_rows(T0 + 10).await.expect("prune again"), 0);
+    let again = store.record_inbound("telegram", "main", "answered", "chat-1", "user-1", &json!({}), T0 + 60).await;
+    let new_id = again.expect("record").expect("a pruned message id is new again");
+    assert!(new_id > recent, "ids are not reused: {new_id}");
+}
+
+/// A pending, unexpired request is returned unchanged (whatever the new code); once expired
+/// (or rejected) a new request replaces it. An approved sender gets its approval back.
+pub async fn channel_pairing_request_is_reused_until_it_expires<S: ChannelStore>(store: &S) {
+    let first = pair_request(store, "u1", "ABCD1234", T0).await.expect("request");
+    let expected = ChannelPairing {
+        channel: "telegram".to_owned(),
+        account: "main".to_owned(),
+        sender_id: "u1".to_owned(),
+        sender_name: Some("Ann".to_owned()),
+        chat_id: "dm-u1".to_owned(),
+        code: "ABCD1234".to_owned(),
+        status: ChannelPairingStatus::Pending,
+        created_at_ms: T0,
+        expires_at_ms: T0 + 100,
+        resolved_at_ms: None,
+    };
+    assert_eq!(first, expected);
+    assert!(!store.is_channel_sender_paired("telegram", "main", "u1").await.expect("paired?"));
+    let reused = pair_request(store, "u1", "ZZZZ9999", T0 + 99).await.expect("again");
+    assert_eq!(reused, expected, "a live request is returned unchanged");
+
+    let renewed = pair_request(store, "u1", "EFGH5678", T0 + 100).await.expect("after expiry");
+    assert_eq!(
+        (renewed.code.as_str(), renewed.status, renewed.created_at_ms, renewed.expires_at_ms),
+        ("EFGH5678", ChannelPairingStatus::Pending, T0 + 100, T0 + 200)
+    );
+    assert_eq!(store.resolve_channel_pairing("ABCD1234", None, true, T0 + 101).await.expect("old code"), None);
+
+    let rejected = store.resolve_channel_pairing("EFGH5678", None, false, T0 + 101).await.expect("reject");
+    assert_eq!(rejected.map(|p| p.status), Some(ChannelPairingStatus::Rejected));
+    let retry = pair_request(store, "u1", "IJKL0000", T0 + 102).await.expect("after rejection");
+    assert_eq!(
+        (retry.status, retry.code.as_str(), retry.resolved_at_ms),
+        (ChannelPairingStatus::Pending, "IJKL0000", None)
+    );
+
+    let approved = store.resolve_channel_pairing("IJKL0000", None, true, T0 + 103).await.expect("approve");
+    let approved = approved.expect("resolved");
+    assert_eq!(pair_request(store, "u1", "MNOP1111", T0 + 10_000).await.expect("approved sender"), approved);
+}
+
+/// A code held by another sender's live request is a `Conflict` (case-insensitively) that
+/// changes nothing; an expired request's code may be taken again.
+pub async fn channel_pairing_code_collision_is_a_conflict<S: ChannelStore>(store: &S) {
+    pair_request(store, "u1", "SAME0001", T0).await.expect("first");
+    for code in ["SAME0001", "same0001"] {
+        let clash = pair_request(store, "u2", code, T0 + 1).await;
+        assert!(matches!(clash, Err(StoreError::Conflict(_))), "{code}: {clash:?}");
+    }
+    assert_eq!(store.list_channel_pairings(None, T0 + 1).await.expect("list").len(), 1, "nothing was written");
+    let other = pair_request(store, "u2", "OTHER002", T0 + 2).await.expect("another code");
+    assert_eq!(other.code, "OTHER002");
+    // Once u1's request has expired its code is free.
+    let reused = pair_request(store, "u3", "SAME0001", T0 + 100).await.expect("expired code is free");
+    assert_eq!((reused.sender_id.as_str(), reused.code.as_str()), ("u3", "SAME0001"));
+    let resolved = store.resolve_channel_pairing("SAME0001", None, true, T0 + 101).await.expect("resolve");
+    assert_eq!(resolved.map(|p| p.sender_id).as_deref(), Some("u3"));
+}
+
+/// Codes resolve case-insensitively, once, only while pending and unexpired, and only on
+/// the given channel if one is named. Approval pairs the sender; rejection does not.
+pub async fn resolving_channel_pairing_by_code<S: ChannelStore>(store: &S) {
+    pair_request(store, "u1", "ABCD1234", T0).await.expect("u1");
+    pair_request(store, "u2", "WXYZ9876", T0).await.expect("u2");
+    assert_eq!(store.resolve_channel_pairing("NOPE0000", None, true, T0 + 1).await.expect("unknown"), None);
+    assert_eq!(store.resolve_channel_pairing("abcd1234", Some("discord"), true, T0 + 1).await.expect("x"), None);
+
+    let approved = store.resolve_channel_pairing("abcd1234", Some("telegram"), true, T0 + 2).await.expect("ok");
+    let approved = approved.expect("resolved");
+    assert_eq!(
+        (approved.sender_id.as_str(), approved.status, approved.resolved_at_ms, approved.code.as_str()),
+        ("u1", ChannelPairingStatus::Approved, Some(T0 + 2), "ABCD1234")
+    );
+    assert!(store.is_channel_sender_paired("telegram", "main", "u1").await.expect("paired"));
+    assert!(!store.is_channel_sender_paired("telegram", "other", "u1").await.expect("other account"));
+    assert_eq!(store.resolve_channel_pairing("ABCD1234", None, false, T0 + 3).await.expect("twice"), None);
+    assert!(store.is_channel_sender_paired("telegram", "main", "u1").await.expect("still paired"));
+
+    let rejected = store.resolve_channel_pairing("WxYz9876", None, false, T0 + 4).await.expect("reject");
+    assert_eq!(rejected.map(|p| (p.status, p.resolved_at_ms)), Some((ChannelPairingStatus::Rejected, Some(T0 + 4))));
+    assert!(!store.is_channel_sender_paired("telegram", "main", "u2").await.expect("not paired"));
+
+    pair_request(store, "u3", "LATE0000", T0).await.expect("u3");
+    assert_eq!(store.resolve_channel_pairing("LATE0000", None, true, T0 + 100).await.expect("expired"), None);
+    assert!(!store.is_channel_sender_paired("telegram", "main", "u3").await.expect("not paired"));
+}
+
+/// Listing filters by status (all if none), leaves out expired requests and puts the newest
+/// request first.
+pub async fn list_channel_pairings_filters_and_orders<S: ChannelStore>(store: &S) {
+    pair_request(store, "old", "CODE0001", T0).await.expect("old");
+    pair_request(store, "mid", "CODE0002", T0 + 10).await.expect("mid");
+    pair_request(store, "new", "CODE0003", T0 + 20).await.expect("new");
+    pair_request(store, "gone", "CODE0004", T0 - 100).await.expect("expires at T0");
+    store.resolve_channel_pairing("CODE0002", None, true, T0 + 30).await.expect("approve").expect("mid");
+    let senders = |list: Vec<ChannelPairing>| list.into_iter().map(|p| p.sender_id).collect::<Vec<_>>();
+
+    let pending = store.list_channel_pairings(Some(ChannelPairingStatus::Pending), T0 + 40).await.expect("pending");
+    assert_eq!(senders(pending), ["new", "old"]);
+    let approved = store.list_channel_pairings(Some(ChannelPairingStatus::Approved), T0 + 40).await.expect("ok");
+    assert_eq!(senders(approved), ["mid"]);
+    let all = store.list_channel_pairings(None, T0 + 40).await.expect("all");
+    assert_eq!(senders(all), ["new", "mid", "old"]);
+    let rejected = store.list_channel_pairings(Some(ChannelPairingStatus::Rejected), T0 + 40).await.expect("none");
+    assert!(rejected.is_empty());
+    // Later, old's request has expired too; the approval never expires.
+    let later = store.list_channel_pairings(None, T0 + 105).await.expect("later");
+    assert_eq!(senders(later), ["new", "mid"]);
+}
+
+/// Removing a sender's row revokes an approval (and withdraws a pending request); removing
+/// an absent sender is `false`.
+pub async fn removing_channel_pairing_revokes_it<S: ChannelStore>(store: &S) {
+    pair_request(store, "u1", "ABCD1234", T0).await.expect("request");
+    store.resolve_channel_pairing("ABCD1234", None, true, T0 + 1).await.expect("approve").expect("resolved");
+    pair_request(store, "u2", "EFGH5678", T0).await.expect("request");
+    assert!(store.remove_channel_pairing("telegram", "main", "u1").await.expect("remove"));
+    assert!(!store.is_channel_sender_paired("telegram", "main", "u1").await.expect("revoked"));
+    assert!(!store.remove_channel_pairing("telegram", "main", "u1").await.expect("remove again"));
+    assert!(store.remove_channel_pairing("telegram", "main", "u2").await.expect("withdraw"));
+    assert_eq!(store.resolve_channel_pairing("EFGH5678", None, true, T0 + 2).await.expect("gone"), None);
+    assert!(store.list_channel_pairings(None, T0 + 2).await.expect("list").is_empty());
+    // A revoked sender starts over with a new request.
+    let again = pair_request(store, "u1", "IJKL9012", T0 + 3).await.expect("new request");
+    assert_eq!(again.status, ChannelPairingStatus::Pending);
+}
+
+// ---------------------------------------------------------------------------------------------
+// JobStore
+
+fn new_job(id: &str, status: JobStatus, max_attempts: i64) -> NewJob {
+    NewJob {
+        id: id.to_owned(),
+        template_id: "sdxl-basic".to_owned(),
+        inputs: json!({"prompt": id}),
+        workflow: json!({"3": {"class_type": "KSampler", "inputs": {"seed": 1}}}),
+        deliver_to: Some(json!({"channel": "telegram", "account": "main", "chatId": "c1"})),
+        requested_by: Some(json!({"sender": "u1"})),
+        approval_id: None,
+        max_attempts,
+        status,
+    }
+}
+
+async fn job<S: JobStore>(store: &S, id: &str, at: i64) -> JobRecord {
+    store.insert_job(&new_job(id, JobStatus::Queued, 2), at).await.expect("insert_job")
+}
+
+fn ids(jobs: &[JobRecord]) -> Vec<&str> {
+    jobs.iter().map(|j| j.id.as_str()).collect()
+}
+
+/// An inserted job reads back as inserted (no attempts, empty outputs); a taken id, a status
+/// other than queued or awaiting approval, and `max_attempts < 1` are conflicts that write
+/// nothing.
+pub async fn inserted_job_round_trips_and_bad_inserts_conflict<S: JobStore>(store: &S) {
+    let new = new_job("job_1", JobStatus::Queued, 3);
+    let inserted = store.insert_job(&new, T0).await.expect("insert");
+    let expected = JobRecord {
+        id: "job_1".to_owned(),
+        template_id: new.template_id.clone(),
+        inputs: new.inputs.clone(),
+        workflow: new.workflow.clone(),
+        status: JobStatus::Queued,
+        worker: None,
+        prompt_id: None,
+        attempts: 0,
+        max_attempts: 3,
+        error: None,
+        outputs: json!([]),
+        deliver_to: new.deliver_to.clone(),
+        requested_by: new.requested_by.clone(),
+        approval_id: None,
+        progress: None,
+        created_at_ms: T0,
+        updated_at_ms: T0,
+        started_at_ms: None,
+        ended_at_ms: None,
+        seq: inserted.seq,
+    };
+    assert_eq!(inserted, expected);
+    assert_eq!(store.get_job("job_1").await.expect("get"), Some(expected.clone()));
+    assert_eq!(store.get_job("job_unknown").await.expect("get unknown"), None);
+
+    let mut again = new_job("job_1", JobStatus::AwaitingApproval, 1);
+    again.template_id = "other".to_owned();
+    assert!(matches!(store.insert_job(&again, T0 + 1).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.insert_job(&new_job("job_2", JobStatus::Running, 1), T0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.insert_job(&new_job("job_3", JobStatus::Queued, 0), T0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_job("job_1").await.expect("get"), Some(expected));
+    assert_eq!(store.get_job("job_2").await.expect("get"), None);
+    assert_eq!(store.get_job("job_3").await.expect("get"), None);
+
+    let held = store.insert_job(&new_job("job_4", JobStatus::AwaitingApproval, 1), T0).await.expect("held");
+    assert_eq!(held.status, JobStatus::AwaitingApproval);
+    assert!(held.seq > inserted.seq, "seqs ascend: {} {}", inserted.seq, held.seq);
+}
+
+/// Workers claim queued jobs oldest seq first (whatever their timestamps), each claim counting
+/// an attempt; held jobs are not claimed.
+pub async fn claim_takes_queued_jobs_in_enqueue_order<S: JobStore>(store: &S) {
+    assert_eq!(store.claim_next_queued("w1", T0).await.expect("empty"), None);
+    job(store, "a", T0 + 50).await;
+    store.insert_job(&new_job("held", JobStatus::AwaitingApproval, 1), T0).await.expect("held");
+    job(store, "b", T0).await;
+    job(store, "c", T0 + 10).await;
+
+    let first = store.claim_next_queued("w1", T0 + 100).await.expect("claim").expect("a");
+    assert_eq!(
+        (first.id.as_str(), first.status, first.worker.as_deref(), first.attempts, first.updated_at_ms),
+        ("a", JobStatus::Dispatched, Some("w1"), 1, T0 + 100)
+    );
+    let second = store.claim_next_queued("w2", T0 + 101).await.expect("claim").expect("b");
+    assert_eq!((second.id.as_str(), second.worker.as_deref()), ("b", Some("w2")));
+    let third = store.claim_next_queued("w1", T0 + 102).await.expect("claim").expect("c");
+    assert_eq!(third.id, "c");
+    assert_eq!(store.claim_next_queued("w1", T0 + 103).await.expect("drained"), None);
+    assert_eq!(store.get_job("held").await.expect("get").expect("held").status, JobStatus::AwaitingApproval);
+    assert_eq!(ids(&store.jobs_on_worker("w1").await.expect("on w1")), ["a", "c"]);
+    assert_eq!(ids(&store.active_jobs().await.expect("active")), ["a", "b", "c"]);
+}
+
+/// Concurrent claimers never get the same job, and together they get every queued job.
+pub async fn concurrent_claims_never_share_a_job<S: JobStore>(store: &S) {
+    for id in ["j1", "j2", "j3", "j4", "j5"] {
+        job(store, id, T0).await;
+    }
+    let claim = |worker: &'static str| store.claim_next_queued(worker, T0 + 1);
+    let racers =
+        tokio::join!(claim("w1"), claim("w2"), claim("w3"), claim("w4"), claim("w5"), claim("w6"), claim("w7"));
+    let results = [racers.0, racers.1, racers.2, racers.3, racers.4, racers.5, racers.6];
+    let mut claimed: Vec<JobRecord> = results.into_iter().filter_map(|r| r.expect("claim")).collect();
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(ids(&claimed), ["j1", "j2", "j3", "j4", "j5"], "each job claimed exactly once");
+    assert!(claimed.iter().all(|j| j.attempts == 1 && j.status == JobStatus::Dispatched), "{claimed:?}");
+    let mut workers: Vec<&str> = claimed.iter().filter_map(|j| j.worker.as_deref()).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    assert_eq!(workers.len(), 5, "no worker got two jobs in one claim: {claimed:?}");
+}
+
+/// A queued job's position is its rank among queued jobs by seq; other jobs have none.
+pub async fn queue_position_counts_queued_jobs_by_seq<S: JobStore>(store: &S) {
+    for id in ["a", "b", "c", "d"] {
+        job(store, id, T0).await;
+    }
+    store.insert_job(&new_job("held", JobStatus::AwaitingApproval, 1), T0).await.expect("held");
+    assert_eq!(store.queue_position("a").await.expect("a"), Some((1, 4)));
+    assert_eq!(store.queue_position("d").await.expect("d"), Some((4, 4)));
+    store.claim_next_queued("w", T0 + 1).await.expect("claim").expect("a");
+    assert_eq!(store.queue_position("a").await.expect("a"), None, "dispatched jobs are not queued");
+    assert_eq!(store.queue_position("b").await.expect("b"), Some((1, 3)));
+    store.cancel_job("c", T0 + 2).await.expect("cancel").expect("was queued");
+    assert_eq!(store.queue_position("d").await.expect("d"), Some((2, 2)));
+    assert_eq!(store.queue_position("held").await.expect("held"), None);
+    assert_eq!(store.queue_position("unknown").await.expect("unknown"), None);
+}
+
+/// A requeued job with attempts left goes back to the queue in its old place, without worker,
+/// prompt or progress but with the error; once its attempts are used up, requeueing fails it.
+pub async fn requeue_keeps_place_and_respects_max_attempts<S: JobStore>(store: &S) {
+    let a = job(store, "a", T0).await; // max_attempts 2
+    job(store, "b", T0).await;
+    store.claim_next_queued("w1", T0 + 1).await.expect("claim").expect("a");
+    store.set_job_running("a", "prompt-1", T0 + 2).await.expect("running");
+    store.set_job_progress("a", &json!({"value": 3, "max": 20}), T0 + 3).await.expect("progress");
+
+    assert_eq!(store.requeue_job("a", "worker lost", T0 + 4).await.expect("requeue"), JobStatus::Queued);
+    let requeued = store.get_job("a").await.expect("get").expect("a");
+    assert_eq!(
+        (requeued.status, requeued.worker, requeued.prompt_id, requeued.progress, requeued.started_at_ms),
+        (JobStatus::Queued, None, None, None, None)
+    );
+    assert_eq!((requeued.seq, requeued.attempts, requeued.error.as_deref()), (a.seq, 1, Some("worker lost")));
+    assert_eq!(requeued.ended_at_ms, None);
+    assert_eq!(store.queue_position("a").await.expect("pos"), Some((1, 2)), "keeps its place ahead of b");
+
+    let again = store.claim_next_queued("w2", T0 + 5).await.expect("claim").expect("a again");
+    assert_eq!((again.id.as_str(), again.attempts, again.worker.as_deref()), ("a", 2, Some("w2")));
+    assert_eq!(store.requeue_job("a", "worker lost again", T0 + 6).await.expect("requeue"), JobStatus::Failed);
+    let failed = store.get_job("a").await.expect("get").expect("a");
+    assert_eq!(
+        (failed.status, failed.error.as_deref(), failed.ended_at_ms),
+        (JobStatus::Failed, Some("worker lost again"), Some(T0 + 6))
+    );
+    assert_eq!(store.claim_next_queued("w", T0 + 7).await.expect("claim").expect("b").id, "b");
+
+    // Only a job a worker holds can be requeued.
+    job(store, "c", T0).await;
+    assert!(matches!(store.requeue_job("c", "x", T0 + 8).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.requeue_job("a", "x", T0 + 8).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.requeue_job("unknown", "x", T0 + 8).await, Err(StoreError::NotFound)));
+}
+
+/// Transitions follow the state machine: running and completion need a worker to hold the job,
+/// nothing leaves a terminal status, an unknown id is not found, and a refused transition
+/// changes nothing.
+pub async fn job_transitions_are_guarded<S: JobStore>(store: &S) {
+    job(store, "a", T0).await;
+    let conflict = |r: crate::Result<JobRecord>| matches!(r, Err(StoreError::Conflict(_)));
+    assert!(conflict(store.set_job_running("a", "p", T0 + 1).await), "queued cannot run");
+    assert!(conflict(store.complete_job("a", &json!([]), T0 + 1).await), "queued cannot complete");
+    assert!(conflict(store.set_job_progress("a", &json!({}), T0 + 1).await), "queued has no progress");
+    assert!(conflict(store.release_approval("a", true, T0 + 1).await), "queued is not held");
+    assert_eq!(store.get_job("a").await.expect("get").expect("a").updated_at_ms, T0);
+
+    store.claim_next_queued("w", T0 + 1).await.expect("claim").expect("a");
+    let running = store.set_job_running("a", "prompt-1", T0 + 2).await.expect("running");
+    assert_eq!(
+        (running.status, running.prompt_id.as_deref(), running.started_at_ms),
+        (JobStatus::Running, Some("prompt-1"), Some(T0 + 2))
+    );
+    let again = store.set_job_running("a", "prompt-1", T0 + 3).await.expect("running again");
+    assert_eq!(again.started_at_ms, Some(T0 + 2), "first start is kept");
+    let progress = json!({"node": "3", "value": 10, "max": 20});
+    let with_progress = store.set_job_progress("a", &progress, T0 + 4).await.expect("progress");
+    assert_eq!((with_progress.progress, with_progress.updated_at_ms), (Some(progress), T0 + 4));
+
+    let outputs = json!([{"filename": "a_0001.png", "type": "output"}]);
+    let done = store.complete_job("a", &outputs, T0 + 5).await.expect("complete");
+    assert_eq!((done.status, done.outputs.clone(), done.ended_at_ms), (JobStatus::Completed, outputs, Some(T0 + 5)));
+    assert!(conflict(store.complete_job("a", &json!([]), T0 + 6).await));
+    assert!(conflict(store.fail_job("a", "late", T0 + 6).await));
+    assert!(conflict(store.set_job_running("a", "p2", T0 + 6).await));
+    assert!(conflict(store.set_job_progress("a", &json!({}), T0 + 6).await));
+    assert_eq!(store.get_job("a").await.expect("get"), Some(done));
+
+    // fail_job gives up from any unfinished status, a dispatched job may complete directly.
+    job(store, "b", T0).await;
+    let failed = store.fail_job("b", "template vanished", T0 + 7).await.expect("fail queued");
+    assert_eq!((failed.status, failed.error.as_deref()), (JobStatus::Failed, Some("template vanished")));
+    job(store, "c", T0).await;
+    store.claim_next_queued("w", T0 + 8).await.expect("claim").expect("c");
+    assert_eq!(store.complete_job("c", &json!([]), T0 + 9).await.expect("complete").status, JobStatus::Completed);
+
+    assert!(matches!(store.set_job_running("nope", "p", T0).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.fail_job("nope", "x", T0).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.cancel_job("nope", T0).await, Err(StoreError::NotFound)));
+}
+
+/// Cancelling an unfinished job returns it as it was (so the caller sees the worker to
+/// interrupt) and ends it; cancelling a finished job returns `None` and changes nothing.
+pub async fn cancel_returns_the_previous_record_of_unfinished_jobs<S: JobStore>(store: &S) {
+    job(store, "a", T0).await;
+    store.claim_next_queued("w1", T0 + 1).await.expect("claim").expect("a");
+    let before = store.set_job_running("a", "prompt-a", T0 + 2).await.expect("running");
+    let previous = store.cancel_job("a", T0 + 3).await.expect("cancel").expect("was running");
+    assert_eq!(previous, before);
+    let cancelled = store.get_job("a").await.expect("get").expect("a");
+    assert_eq!((cancelled.status, cancelled.ended_at_ms), (JobStatus::Cancelled, Some(T0 + 3)));
+    assert_eq!(store.cancel_job("a", T0 + 4).await.expect("cancel again"), None);
+    assert_eq!(store.get_job("a").await.expect("get"), Some(cancelled));
+    assert!(store.active_jobs().await.expect("active").is_empty());
+
+    let queued = job(store, "b", T0).await;
+    assert_eq!(store.cancel_job("b", T0 + 5).await.expect("cancel queued"), Some(queued));
+    assert_eq!(store.claim_next_queued("w", T0 + 6).await.expect("claim"), None, "cancelled jobs are not claimed");
+
+    job(store, "c", T0).await;
+    store.claim_next_queued("w", T0 + 7).await.expect("claim").expect("c");
+    store.complete_job("c", &json!([]), T0 + 8).await.expect("complete");
+    assert_eq!(store.cancel_job("c", T0 + 9).await.expect("cancel completed"), None);
+    assert_eq!(store.get_job("c").await.expect("get").expect("c").status, JobStatus::Completed);
+}
+
+/// A held job is released into the queue when approved and cancelled when rejected, once.
+pub async fn release_approval_queues_or_cancels_held_jobs<S: JobStore>(store: &S) {
+    let mut held = new_job("held-1", JobStatus::AwaitingApproval, 1);
+    held.approval_id = Some("appr-1".to_owned());
+    store.insert_job(&held, T0).await.expect("held-1");
+    store.insert_job(&new_job("held-2", JobStatus::AwaitingApproval, 1), T0).await.expect("held-2");
+    assert_eq!(store.claim_next_queued("w", T0).await.expect("claim"), None);
+
+    let released = store.release_approval("held-1", true, T0 + 1).await.expect("approve");
+    assert_eq!(
+        (released.status, released.approval_id.as_deref(), released.ended_at_ms),
+        (JobStatus::Queued, Some("appr-1"), None)
+    );
+    assert!(matches!(store.release_approval("held-1", false, T0 + 2).await, Err(StoreError::Conflict(_))));
+    let rejected = store.release_approval("held-2", false, T0 + 3).await.expect("reject");
+    assert_eq!((rejected.status, rejected.ended_at_ms), (JobStatus::Cancelled, Some(T0 + 3)));
+    assert!(matches!(store.release_approval("held-2", true, T0 + 4).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.release_approval("nope", true, T0 + 4).await, Err(StoreError::NotFound)));
+    assert_eq!(store.claim_next_queued("w", T0 + 5).await.expect("claim").expect("released").id, "held-1");
+}
+
+/// Lists are newest first, filtered by status and paged by seq; counts cover every status.
+pub async fn list_jobs_filters_pages_and_counts<S: JobStore>(store: &S) {
+    for id in ["a", "b", "c", "d", "e"] {
+        job(store, id, T0).await;
+    }
+    store.claim_next_queued("w", T0 + 1).await.expect("claim").expect("a");
+    store.cancel_job("b", T0 + 2).await.expect("cancel").expect("b");
+
+    let all = store.list_jobs(&JobQuery { statuses: vec![], limit: 10, before_seq: None }).await.expect("all");
+    assert_eq!(ids(&all), ["e", "d", "c", "b", "a"]);
+    let page = store.list_jobs(&JobQuery { statuses: vec![], limit: 2, before_seq: None }).await.expect("page");
+    assert_eq!(ids(&page), ["e", "d"]);
+    let next = JobQuery { statuses: vec![], limit: 2, before_seq: Some(page[1].seq) };
+    assert_eq!(ids(&store.list_jobs(&next).await.expect("next page")), ["c", "b"]);
+    let queued = JobQuery { statuses: vec![JobStatus::Queued], limit: 10, before_seq: None };
+    assert_eq!(ids(&store.list_jobs(&queued).await.expect("queued")), ["e", "d", "c"]);
+    let mixed = JobQuery { statuses: vec![JobStatus::Cancelled, JobStatus::Dispatched], limit: 10, before_seq: None };
+    assert_eq!(ids(&store.list_jobs(&mixed).await.expect("mixed")), ["b", "a"]);
+
+    let counts = store.count_by_status().await.expect("counts");
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("awaiting_approval", 0),
+        ("queued", 3),
+        ("dispatched", 1),
+        ("running", 0),
+        ("completed", 0),
+        ("failed", 0),
+        ("cancelled", 1),
+    ]
+    .into_iter()
+    .map(|(s, n)| (s.to_owned(), n))
+    .collect();
+    assert_eq!(counts, expected);
+}
+
+/// Each output of a job is marked delivered once, even by concurrent callers; marking for an
+/// unknown job is not found.
+pub async fn output_is_marked_delivered_once<S: JobStore>(store: &S) {
+    job(store, "a", T0).await;
+    job(store, "b", T0).await;
+    assert!(store.mark_output_delivered("a", "a_0001.png", T0 + 1).await.expect("first"));
+    assert!(!store.mark_output_delivered("a", "a_0001.png", T0 + 2).await.expect("again"));
+    let mark = || store.mark_output_delivered("a", "a_0002.png", T0 + 3);
+    let racers = tokio::join!(mark(), mark(), mark(), mark());
+    let wins = [racers.0, racers.1, racers.2, racers.3].into_iter().filter(|r| *r.as_ref().expect("mark")).count();
+    assert_eq!(wins, 1);
+    assert!(store.mark_output_delivered("b", "a_0001.png", T0 + 4).await.expect("same name, other job"));
+    assert_eq!(store.delivered_outputs("a").await.expect("delivered"), strings(&["a_0001.png", "a_0002.png"]));
+    assert_eq!(store.delivered_outputs("b").await.expect("delivered"), strings(&["a_0001.png"]));
+    assert!(store.delivered_outputs("c").await.expect("none").is_empty());
+    assert!(matches!(store.mark_output_delivered("nope", "x.png", T0).await, Err(StoreError::NotFound)));
+}
+
+/// Pruning deletes finished jobs last changed before the cutoff, with their delivery marks,
+/// and never an unfinished job.
+pub async fn prune_finished_jobs_drops_only_old_finished_jobs<S: JobStore>(store: &S) {
+    job(store, "old-done", T0).await;
+    job(store, "new-done", T0).await;
+    job(store, "old-queued", T0).await;
+    store.claim_next_queued("w", T0).await.expect("claim").expect("old-done");
+    store.complete_job("old-done", &json!([]), T0 + 1).await.expect("complete");
+    store.mark_output_delivered("old-done", "x.png", T0 + 1).await.expect("mark");
+    store.fail_job("new-done", "x", T0 + 100).await.expect("fail");
+    assert_eq!(store.prune_finished_jobs(T0 + 50).await.expect("prune"), 1);
+    assert_eq!(store.get_job("old-done").await.expect("get"), None);
+    assert!(store.delivered_outputs("old-done").await.expect("marks").is_empty());
+    assert!(store.get_job("new-done").await.expect("get").is_some());
+    assert!(store.get_job("old-queued").await.expect("get").is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// ApprovalStore
+
+fn new_approval(id: &str, expires_at_ms: i64) -> NewApproval {
+    NewApproval {
+        id: id.to_owned(),
+        kind: "comfy.run".to_owned(),
+        payload: json!({"templateId": "sdxl-basic", "inputs": {"prompt": "a cat"}}),
+        requested_by: Some(json!({"channel": "telegram", "sender": "u1"})),
+        expires_at_ms,
+    }
+}
+
+/// A pending approval is decided once — approved or rejected, with who, when and the reason —
+/// and of concurrent deciders exactly one wins; an id is used once.
+pub async fn approval_is_decided_once_and_keeps_its_reason<S: ApprovalStore>(store: &S) {
+    let created = store.create_approval(&new_approval("ap-1", T0 + 1_000), T0).await.expect("create");
+    let expected = ApprovalRecord {
+        id: "ap-1".to_owned(),
+        kind: "comfy.run".to_owned(),
+        payload: new_approval("ap-1", 0).payload,
+        requested_by: new_approval("ap-1", 0).requested_by,
+        status: ApprovalStatus::Pending,
+        reason: None,
+        decided_by: None,
+        created_at_ms: T0,
+        expires_at_ms: T0 + 1_000,
+        decided_at_ms: None,
+    };
+    assert_eq!(created, expected);
+    assert_eq!(store.get_approval("ap-1", T0 + 1).await.expect("get"), Some(expected.clone()));
+    assert!(matches!(store.create_approval(&new_approval("ap-1", T0 + 5), T0).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_approval("nope", T0).await.expect("unknown"), None);
+
+    let rejected = store.decide_approval("ap-1", false, "operator", Some("too big"), T0 + 10).await;
+    let rejected = rejected.expect("decide").expect("pending");
+    assert_eq!(
+        (rejected.status, rejected.decided_by.as_deref(), rejected.reason.as_deref(), rejected.decided_at_ms),
+        (ApprovalStatus::Rejected, Some("operator"), Some("too big"), Some(T0 + 10))
+    );
+    assert_eq!(store.decide_approval("ap-1", true, "other", None, T0 + 11).await.expect("again"), None);
+    assert_eq!(store.get_approval("ap-1", T0 + 2_000).await.expect("get"), Some(rejected), "decided never expires");
+    assert_eq!(store.decide_approval("nope", true, "op", None, T0).await.expect("unknown"), None);
+
+    store.create_approval(&new_approval("ap-2", T0 + 1_000), T0).await.expect("create");
+    let decide = |who: &'static str| store.decide_approval("ap-2", true, who, None, T0 + 20);
+    let racers = tokio::join!(decide("a"), decide("b"), decide("c"), decide("d"));
+    let winners: Vec<ApprovalRecord> =
+        [racers.0, racers.1, racers.2, racers.3].into_iter().filter_map(|r| r.expect("decide")).collect();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(winners[0].status, ApprovalStatus::Approved);
+    let stored = store.get_approval("ap-2", T0 + 21).await.expect("get").expect("ap-2");
+    assert_eq!(stored.decided_by, winners[0].decided_by);
+}
+
+/// A pending approval reads as expired from its expiry on, cannot be decided then, and the
+/// sweep writes that down; lists filter by the status as of now.
+pub async fn pending_approval_expires_lazily_and_by_sweep<S: ApprovalStore>(store: &S) {
+    store.create_approval(&new_approval("soon", T0 + 100), T0).await.expect("soon");
+    store.create_approval(&new_approval("later", T0 + 1_000), T0 + 1).await.expect("later");
+    store.create_approval(&new_approval("decided", T0 + 100), T0 + 2).await.expect("decided");
+    store.decide_approval("decided", true, "op", None, T0 + 50).await.expect("decide").expect("pending");
+
+    let pending = |list: Vec<ApprovalRecord>| list.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    let before = store.list_approvals(Some(ApprovalStatus::Pending), T0 + 99).await.expect("list");
+    assert_eq!(pending(before), strings(&["later", "soon"]), "newest first");
+    let at_expiry = store.get_approval("soon", T0 + 100).await.expect("get").expect("soon");
+    assert_eq!(at_expiry.status, ApprovalStatus::Expired);
+    assert_eq!(store.decide_approval("soon", true, "op", None, T0 + 100).await.expect("too late"), None);
+    let expired = store.list_approvals(Some(ApprovalStatus::Expired), T0 + 100).await.expect("expired");
+    assert_eq!(pending(expired), strings(&["soon"]));
+    let all = store.list_approvals(None, T0 + 100).await.expect("all");
+    assert_eq!(pending(all), strings(&["decided", "later", "soon"]));
+
+    assert_eq!(store.expire_approvals(T0 + 100).await.expect("sweep"), 1);
+    assert_eq!(store.expire_approvals(T0 + 100).await.expect("sweep again"), 0);
+    let swept = store.get_approval("soon", T0).await.expect("get").expect("soon");
+    assert_eq!(swept.status, ApprovalStatus::Expired, "written down, whatever the clock says now");
+    assert_eq!(
+        store.get_approval("later", T0 + 100).await.expect("get").expect("later").status,
+        ApprovalStatus::Pending
+    );
+    assert_eq!(
+        store.get_approval("decided", T0 + 100).await.expect("get").expect("d").status,
+        ApprovalStatus::Approved
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// CronStore
+
+fn cron_job(id: &str, name: &str, enabled: bool) -> CronJob {
+    CronJob {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        schedule: "0 9 * * *".to_owned(),
+        timezone: Some("Europe/Berlin".to_owned()),
+        enabled,
+        kind: "comfyRun".to_owned(),
+        payload: json!({"templateId": "sdxl-basic"}),
+        deliver_to: Some(json!({"channel": "telegram", "chatId": "c1"})),
+        catch_up: "once".to_owned(),
+        created_at_ms: T0,
+        updated_at_ms: T0,
+        last_run_at_ms: None,
+        last_status: None,
+        next_run_at_ms: Some(T0 + 3_600_000),
+    }
+}
+
+/// Cron jobs round-trip; an upsert replaces the definition but keeps the creation time and
+/// the scheduler's run state; lists go by name and hide disabled jobs unless asked.
+pub async fn cron_jobs_upsert_list_enable_and_remove<S: CronStore>(store: &S) {
+    let daily = cron_job("c1", "daily", true);
+    store.upsert_cron_job(&daily).await.expect("upsert");
+    assert_eq!(store.get_cron_job("c1").await.expect("get"), Some(daily.clone()));
+    assert!(store.claim_cron_slot("c1", T0 + 10, "run-1", T0 + 11).await.expect("claim"));
+
+    let mut edited = cron_job("c1", "daily", true);
+    edited.schedule = "30 8 * * *".to_owned();
+    edited.catch_up = "skip".to_owned();
+    edited.created_at_ms = T0 + 500;
+    edited.updated_at_ms = T0 + 500;
+    edited.next_run_at_ms = None;
+    store.upsert_cron_job(&edited).await.expect("edit");
+    let stored = store.get_cron_job("c1").await.expect("get").expect("c1");
+    let expected = CronJob {
+        created_at_ms: T0,
+        last_run_at_ms: Some(T0 + 11),
+        last_status: Some("running".to_owned()),
+        ..edited.clone()
+    };
+    assert_eq!(stored, expected);
+
+    let mut bad = cron_job("c9", "bad", true);
+    bad.catch_up = "sometimes".to_owned();
+    assert!(matches!(store.upsert_cron_job(&bad).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_cron_job("c9").await.expect("get"), None);
+
+    store.upsert_cron_job(&cron_job("c2", "alpha", true)).await.expect("alpha");
+    store.upsert_cron_job(&cron_job("c3", "beta", false)).await.expect("beta");
+    let names = |jobs: Vec<CronJob>| jobs.into_iter().map(|j| j.name).collect::<Vec<_>>();
+    assert_eq!(names(store.list_cron_jobs(false).await.expect("enabled")), strings(&["alpha", "daily"]));
+    assert_eq!(names(store.list_cron_jobs(true).await.expect("all")), strings(&["alpha", "beta", "daily"]));
+
+    assert!(store.set_cron_enabled("c3", true, T0 + 600).await.expect("enable"));
+    assert!(store.set_cron_enabled("c2", false, T0 + 600).await.expect("disable"));
+    assert_eq!(names(store.list_cron_jobs(false).await.expect("enabled")), strings(&["beta", "daily"]));
+    assert!(!store.set_cron_enabled("nope", true, T0).await.expect("unknown"));
+    assert!(store.set_cron_next_run("c3", Some(T0 + 9_000), T0 + 700).await.expect("next"));
+    let beta = store.get_cron_job("c3").await.expect("get").expect("c3");
+    assert_eq!((beta.enabled, beta.next_run_at_ms, beta.updated_at_ms), (true, Some(T0 + 9_000), T0 + 700));
+    assert!(!store.set_cron_next_run("nope", None, T0).await.expect("unknown"));
+
+    assert!(store.remove_cron_job("c1").await.expect("remove"));
+    assert!(!store.remove_cron_job("c1").await.expect("remove again"));
+    assert_eq!(store.get_cron_job("c1").await.expect("get"), None);
+    assert!(store.list_cron_runs(Some("c1"), 10).await.expect("runs").is_empty(), "receipts go with the job");
+}
+
+/// Of concurrent claimers of one slot exactly one wins, and a claimed slot stays claimed;
+/// other slots and other jobs are independent; an unknown job is not found.
+pub async fn cron_slot_is_claimed_once_under_concurrency<S: CronStore>(store: &S) {
+    store.upsert_cron_job(&cron_job("c1", "daily", true)).await.expect("c1");
+    store.upsert_cron_job(&cron_job("c2", "other", true)).await.expect("c2");
+    let slot = T0 + 60_000;
+    let claim = |run_id: &'static str| store.claim_cron_slot("c1", slot, run_id, T0 + 60_001);
+    let racers = tokio::join!(claim("r1"), claim("r2"), claim("r3"), claim("r4"), claim("r5"), claim("r6"));
+    let results = [racers.0, racers.1, racers.2, racers.3, racers.4, racers.5].map(|r| r.expect("claim"));
+    assert_eq!(results.iter().filter(|won| **won).count(), 1, "{results:?}");
+    assert!(!store.claim_cron_slot("c1", slot, "late", T0 + 70_000).await.expect("again"));
+    let runs = store.list_cron_runs(Some("c1"), 10).await.expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!((runs[0].slot_ms, runs[0].status.as_str(), runs[0].started_at_ms), (slot, "running", T0 + 60_001));
+    let job = store.get_cron_job("c1").await.expect("get").expect("c1");
+    assert_eq!((job.last_run_at_ms, job.last_status.as_deref()), (Some(T0 + 60_001), Some("running")));
+
+    assert!(store.claim_cron_slot("c1", slot + 60_000, "next", T0 + 120_001).await.expect("next slot"));
+    assert!(store.claim_cron_slot("c2", slot, "c2-run", T0 + 60_002).await.expect("other job"));
+    assert_eq!(store.last_cron_slot("c1").await.expect("last"), Some(slot + 60_000));
+    assert_eq!(store.last_cron_slot("c3").await.expect("none"), None);
+    assert!(matches!(store.claim_cron_slot("c3", slot, "x", T0).await, Err(StoreError::NotFound)));
+}
+
+/// A claimed run finishes once with its outcome, which becomes the job's last status unless a
+/// newer slot was claimed since; receipts list newest first.
+pub async fn cron_run_finishes_once_and_lists_newest_first<S: CronStore>(store: &S) {
+    store.upsert_cron_job(&cron_job("c1", "daily", true)).await.expect("c1");
+    store.upsert_cron_job(&cron_job("c2", "other", true)).await.expect("c2");
+    assert!(store.claim_cron_slot("c1", 1_000, "r1", T0).await.expect("claim"));
+    assert!(store.claim_cron_slot("c1", 2_000, "r2", T0 + 10).await.expect("claim"));
+    assert!(store.claim_cron_slot("c2", 1_000, "o1", T0 + 12).await.expect("claim c2"));
+    // Slot 1000's run ends after slot 2000's began: it must not overwrite the newer status.
+    store.finish_cron_run("c1", 1_000, "ok", Some("posted 1 image"), None, T0 + 15).await.expect("finish");
+    assert_eq!(store.get_cron_job("c1").await.expect("get").expect("c1").last_status.as_deref(), Some("running"));
+    let conflict = store.finish_cron_run("c1", 1_000, "error", None, Some("x"), T0 + 16).await;
+    assert!(matches!(conflict, Err(StoreError::Conflict(_))), "{conflict:?}");
+    assert!(matches!(store.finish_cron_run("c1", 9_999, "ok", None, None, T0).await, Err(StoreError::NotFound)));
+    let bad = store.finish_cron_run("c1", 2_000, "running", None, None, T0 + 17).await;
+    assert!(matches!(bad, Err(StoreError::Conflict(_))), "{bad:?}");
+    store.finish_cron_run("c1", 2_000, "error", None, Some("comfy down"), T0 + 20).await.expect("finish");
+    assert_eq!(store.get_cron_job("c1").await.expect("get").expect("c1").last_status.as_deref(), Some("error"));
+
+    let runs = store.list_cron_runs(Some("c1"), 10).await.expect("runs");
+    let first = CronRunRecord {
+        job_id: "c1".to_owned(),
+        slot_ms: 1_000,
+        run_id: "r1".to_owned(),
+        status: "ok".to_owned(),
+        summary: Some("posted 1 image".to_owned()),
+        error: None,
+        started_at_ms: T0,
+        finished_at_ms: Some(T0 + 15),
+    };
+    let second = CronRunRecord {
+        job_id: "c1".to_owned(),
+        slot_ms: 2_000,
+        run_id: "r2".to_owned(),
+        status: "error".to_owned(),
+        summary: None,
+        error: Some("comfy down".to_owned()),
+        started_at_ms: T0 + 10,
+        finished_at_ms: Some(T0 + 20),
+    };
+    assert_eq!(runs, vec![second.clone(), first]);
+    let all = store.list_cron_runs(None, 2).await.expect("all");
+    assert_eq!(all.iter().map(|r| (r.job_id.as_str(), r.slot_ms)).collect::<Vec<_>>(), [("c2", 1_000), ("c1", 2_000)]);
+
+    // Pruning keeps running receipts and each job's latest, so last_cron_slot survives.
+    assert_eq!(store.prune_cron_runs(T0 + 1_000).await.expect("prune"), 1);
+    assert_eq!(store.list_cron_runs(Some("c1"), 10).await.expect("runs"), vec![second]);
+    assert_eq!(store.last_cron_slot("c1").await.expect("last"), Some(2_000));
+    assert_eq!(store.list_cron_runs(Some("c2"), 10).await.expect("c2 runs").len(), 1);
 }

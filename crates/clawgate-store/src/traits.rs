@@ -4,8 +4,16 @@
 //! Methods return `impl Future + Send` rather than being `async fn` so callers may hold the
 //! futures across `tokio::spawn`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
+use crate::{
+    ApprovalRecord, ApprovalStatus, CronJob, CronRunRecord, JobQuery, JobRecord, JobStatus, NewApproval, NewJob,
+};
+use crate::{
+    ChannelPairing, ChannelPairingStatus, InboxRecord, InboxStatus, NewOutbound, OutboxCounts, OutboxRecord,
+    OutboxStatus,
+};
 use crate::{
     DeviceTokenRecord, IdempotencyEntry, InsertOutcome, NewPairingRequest, PairedDevice, PairingDecision,
     PairingRequest, Result,
@@ -300,10 +308,445 @@ pub trait RunStore: Send + Sync {
     fn prune_finished(&self, older_than_ms: i64) -> impl Future<Output = Result<u64>> + Send;
 }
 
+/// Durable chat-channel state: the inbox, the outbox and DM pairing requests.
+///
+/// # Delivery guarantees
+///
+/// * **Inbound, at most once.** [`ChannelStore::record_inbound`] is unique on (channel,
+///   account, message_id) and is called before anything acts on a message, so a platform that
+///   redelivers an update (webhook retry, long-poll offset lost in a crash) gets `None` and the
+///   message is not processed twice — for as long as the row is kept:
+///   [`ChannelStore::prune_channel_rows`] ends the dedup window of finished rows.
+/// * **Reply queued whole or not at all.** [`ChannelStore::queue_outbound`] inserts every chunk
+///   of a reply and marks the inbox row answered in one transaction: after a crash an inbox row
+///   is either answered with all its chunks queued, or not answered with none of them.
+///   Idempotency keys make queueing the same reply again a no-op.
+/// * **Outbound, at least once; the duplicate window.** The sender hands a queued row to the
+///   platform and then records that with [`ChannelStore::mark_outbound_sent`], a single-row
+///   UPDATE. A crash after the platform accepted the message and before that UPDATE committed
+///   leaves the row queued, and it is sent again after the restart. That window — one network
+///   round trip's result plus one commit, per chunk — is the only place a duplicate message can
+///   come from; the store cannot close it because the platform's send is not part of its
+///   transaction.
+pub trait ChannelStore: Send + Sync {
+    /// Records an inbound message as [`InboxStatus::Received`]. `Some(id)` if it is new;
+    /// `None` if (channel, account, message_id) was recorded before (and not yet pruned), in
+    /// which case nothing changes.
+    #[allow(clippy::too_many_arguments)]
+    fn record_inbound(
+        &self,
+        channel: &str,
+        account: &str,
+        message_id: &str,
+        chat_id: &str,
+        sender_id: &str,
+        message: &serde_json::Value,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
+
+    /// The inbox row with this id.
+    fn get_inbound(&self, id: i64) -> impl Future<Output = Result<Option<InboxRecord>>> + Send;
+
+    /// Sets the row's status and `updated_at_ms`, and `reason`, `run_id` and `session_key`
+    /// where they are `Some` (`None` leaves the column as it is). Any transition is allowed:
+    /// the policy is core's. [`crate::StoreError::NotFound`] for an unknown id.
+    fn set_inbound_status(
+        &self,
+        id: i64,
+        status: InboxStatus,
+        reason: Option<&str>,
+        run_id: Option<&str>,
+        session_key: Option<&str>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Received or routed rows, oldest (lowest id) first, at most `limit`: what a restart must
+    /// pick up again.
+    fn pending_inbound(&self, limit: u32) -> impl Future<Output = Result<Vec<InboxRecord>>> + Send;
+
+    /// In one transaction: inserts every item as [`OutboxStatus::Queued`] (no attempts,
+    /// `next_attempt_at_ms = now_ms`, `inbox_id = answers`) in slice order, so ids ascend with
+    /// it — an item whose idempotency key is already stored is skipped, whatever that row's
+    /// state — and, if `answers` is `Some(id)`, sets that inbox row to
+    /// [`InboxStatus::Answered`]. Returns how many rows were newly inserted.
+    /// [`crate::StoreError::NotFound`] (and nothing written) if `answers` names no inbox row.
+    fn queue_outbound(
+        &self,
+        items: &[NewOutbound],
+        answers: Option<i64>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The oldest (lowest id) queued row of this account, whatever its `next_attempt_at_ms`:
+    /// the sender keeps per-account order, so it waits for the head rather than skipping it.
+    /// `None` if nothing is queued.
+    fn next_outbound(&self, channel: &str, account: &str) -> impl Future<Output = Result<Option<OutboxRecord>>> + Send;
+
+    /// Rows of this account with this status (every status if `None`), oldest first, at most
+    /// `limit`. For status reports and tests.
+    fn list_outbound(
+        &self,
+        channel: &str,
+        account: &str,
+        status: Option<OutboxStatus>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<OutboxRecord>>> + Send;
+
+    /// The row queued under this idempotency key.
+    fn outbound_by_key(&self, idempotency_key: &str) -> impl Future<Output = Result<Option<OutboxRecord>>> + Send;
+
+    /// Records that the platform accepted the row: status sent, `platform_message_id`,
+    /// `updated_at_ms`. Exactly one single-row UPDATE, because the time between the platform's
+    /// answer and this commit is the duplicate window (see the trait docs) and must stay as
+    /// short as one statement. Idempotent: marking a sent row again is `Ok` and keeps the first
+    /// platform id. A failed row becomes sent (the platform's word wins).
+    /// [`crate::StoreError::NotFound`] for an unknown id.
+    fn mark_outbound_sent(
+        &self,
+        id: i64,
+        platform_message_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// A delivery attempt failed and will be retried: `attempts += 1`, `next_attempt_at_ms`,
+    /// `last_error`, `updated_at_ms`; the row stays queued (and stays its account's head).
+    /// Errors: [`crate::StoreError::NotFound`] for an unknown id,
+    /// [`crate::StoreError::Conflict`] if the row is no longer queued (a sent row must never
+    /// go back to the queue).
+    fn mark_outbound_retry(
+        &self,
+        id: i64,
+        next_attempt_at_ms: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Delivery is given up: `attempts += 1`, status failed, `last_error`, `updated_at_ms`.
+    /// Marking a failed row again is `Ok` and changes nothing. Errors:
+    /// [`crate::StoreError::NotFound`] for an unknown id, [`crate::StoreError::Conflict`] for
+    /// a sent row.
+    fn mark_outbound_failed(&self, id: i64, error: &str, now_ms: i64) -> impl Future<Output = Result<()>> + Send;
+
+    /// How many rows of this account are in each state.
+    fn outbox_counts(&self, channel: &str, account: &str) -> impl Future<Output = Result<OutboxCounts>> + Send;
+
+    /// The (channel, account) pairs that have queued rows, the one waiting longest first: at
+    /// restart, each is replayed once its channel is ready.
+    fn accounts_with_queued_outbound(&self) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+
+    /// Deletes answered and dropped inbox rows and sent and failed outbox rows last updated
+    /// before `older_than_ms`, in one transaction. Returns how many rows were deleted. Pruned
+    /// inbox rows no longer dedup redeliveries, so the prune age is the dedup window.
+    fn prune_channel_rows(&self, older_than_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Asks pairing for an unknown DM sender. In one transaction:
+    /// * an approved sender's record, or a pending request that has not expired
+    ///   (`expires_at_ms > now_ms`), is returned unchanged (the caller checks the status);
+    /// * otherwise (no row, an expired request, a rejected one) a pending request with `code`
+    ///   is created or replaces the row, created now and expiring at `expires_at_ms`.
+    ///
+    /// Codes are unique among pending, unexpired requests, compared case-insensitively: if
+    /// another sender's request holds `code`, [`crate::StoreError::Conflict`] and nothing
+    /// changes — the caller generates another code and retries.
+    #[allow(clippy::too_many_arguments)]
+    fn request_channel_pairing(
+        &self,
+        channel: &str,
+        account: &str,
+        sender_id: &str,
+        sender_name: Option<&str>,
+        chat_id: &str,
+        code: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> impl Future<Output = Result<ChannelPairing>> + Send;
+
+    /// Resolves the pending, unexpired request with this code (case-insensitive), of this
+    /// channel if one is given: approved (`approve`) or rejected, `resolved_at_ms = now_ms`.
+    /// Returns the resolved record, or `None` if no such request is pending.
+    fn resolve_channel_pairing(
+        &self,
+        code: &str,
+        channel: Option<&str>,
+        approve: bool,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<ChannelPairing>>> + Send;
+
+    /// Whether the sender is approved.
+    fn is_channel_sender_paired(
+        &self,
+        channel: &str,
+        account: &str,
+        sender_id: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Pairings with this status (all if `None`), newest request first. Expired pending
+    /// requests are left out either way: they can no longer be approved.
+    fn list_channel_pairings(
+        &self,
+        status: Option<ChannelPairingStatus>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<ChannelPairing>>> + Send;
+
+    /// Deletes the sender's row, whatever its status (revoking an approval). `true` if there
+    /// was one.
+    fn remove_channel_pairing(
+        &self,
+        channel: &str,
+        account: &str,
+        sender_id: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// The durable ComfyUI job queue.
+///
+/// # State machine
+///
+/// * `insert_job` creates a job as [`JobStatus::Queued`] or, held for an operator,
+///   [`JobStatus::AwaitingApproval`].
+/// * [`JobStore::release_approval`]: awaiting_approval → queued (approved) or cancelled.
+/// * [`JobStore::claim_next_queued`]: the queued job with the smallest seq → dispatched,
+///   `attempts + 1`, `worker` set. Atomic: a job is claimed by one worker only.
+/// * [`JobStore::set_job_running`]: dispatched or running → running (`prompt_id`).
+/// * [`JobStore::set_job_progress`]: dispatched or running, status unchanged.
+/// * [`JobStore::complete_job`]: dispatched or running → completed.
+/// * [`JobStore::requeue_job`]: dispatched or running → queued (same seq, worker and prompt
+///   cleared) if `attempts < max_attempts`, else → failed.
+/// * [`JobStore::fail_job`]: any non-terminal → failed.
+/// * [`JobStore::cancel_job`]: any non-terminal → cancelled; `Ok(None)` on a terminal job.
+///
+/// Completed, failed and cancelled are terminal. Any other transition is refused with
+/// [`crate::StoreError::Conflict`] and changes nothing; an unknown id is
+/// [`crate::StoreError::NotFound`]. Transitions that succeed return the job as it now is
+/// (`updated_at_ms = now_ms`; entering a terminal status sets `ended_at_ms`).
+pub trait JobStore: Send + Sync {
+    /// Inserts a job: no attempts, empty outputs, the next seq.
+    /// [`crate::StoreError::Conflict`] (and nothing written) if the id is taken, if `status`
+    /// is neither queued nor awaiting approval, or if `max_attempts < 1`.
+    fn insert_job(&self, job: &NewJob, now_ms: i64) -> impl Future<Output = Result<JobRecord>> + Send;
+
+    /// The job with this id.
+    fn get_job(&self, id: &str) -> impl Future<Output = Result<Option<JobRecord>>> + Send;
+
+    /// Jobs matching `query`, newest (highest seq) first.
+    fn list_jobs(&self, query: &JobQuery) -> impl Future<Output = Result<Vec<JobRecord>>> + Send;
+
+    /// Where a queued job stands: (its 1-based position among queued jobs by seq, how many are
+    /// queued). `None` if the job is unknown or not queued.
+    fn queue_position(&self, id: &str) -> impl Future<Output = Result<Option<(u64, u64)>>> + Send;
+
+    /// Atomically claims the oldest queued job for `worker`: dispatched, `attempts + 1`,
+    /// `worker` set. Of concurrent claimers each job goes to one. `None` if nothing is queued.
+    fn claim_next_queued(&self, worker: &str, now_ms: i64) -> impl Future<Output = Result<Option<JobRecord>>> + Send;
+
+    /// ComfyUI accepted the prompt: running, `prompt_id` set, `started_at_ms` set on the first
+    /// call of this attempt. From dispatched or running.
+    fn set_job_running(&self, id: &str, prompt_id: &str, now_ms: i64)
+    -> impl Future<Output = Result<JobRecord>> + Send;
+
+    /// Replaces the progress report of a dispatched or running job.
+    fn set_job_progress(
+        &self,
+        id: &str,
+        progress: &serde_json::Value,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<JobRecord>> + Send;
+
+    /// The job finished with `outputs` (a JSON array): completed, error cleared. From
+    /// dispatched or running.
+    fn complete_job(
+        &self,
+        id: &str,
+        outputs: &serde_json::Value,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<JobRecord>> + Send;
+
+    /// Gives up on a job: failed with `error`. From any non-terminal status.
+    fn fail_job(&self, id: &str, error: &str, now_ms: i64) -> impl Future<Output = Result<JobRecord>> + Send;
+
+    /// Cancels a job that has not ended: cancelled. Returns the job as it was *before*, so the
+    /// caller sees whether a worker held it (and must be told to interrupt ComfyUI), or
+    /// `None` if it had already ended (nothing changes). [`crate::StoreError::NotFound`] for
+    /// an unknown id.
+    fn cancel_job(&self, id: &str, now_ms: i64) -> impl Future<Output = Result<Option<JobRecord>>> + Send;
+
+    /// The worker lost a dispatched or running job (worker gone, ComfyUI restarted). With
+    /// attempts left (`attempts < max_attempts`) the job goes back to queued, keeping its seq
+    /// (so it is next in line again), with `worker`, `prompt_id`, `progress` and
+    /// `started_at_ms` cleared and `error` recorded; otherwise it fails with `error`. Returns
+    /// the new status.
+    fn requeue_job(&self, id: &str, error: &str, now_ms: i64) -> impl Future<Output = Result<JobStatus>> + Send;
+
+    /// The operator decided the job's approval: an awaiting job becomes queued (`approved`) or
+    /// cancelled.
+    fn release_approval(&self, id: &str, approved: bool, now_ms: i64)
+    -> impl Future<Output = Result<JobRecord>> + Send;
+
+    /// Dispatched and running jobs held by `worker`, oldest first.
+    fn jobs_on_worker(&self, worker: &str) -> impl Future<Output = Result<Vec<JobRecord>>> + Send;
+
+    /// Every dispatched and running job, oldest first: what a restart must reconcile with
+    /// the workers.
+    fn active_jobs(&self) -> impl Future<Output = Result<Vec<JobRecord>>> + Send;
+
+    /// How many jobs are in each status, keyed by the stored spelling; every status is
+    /// present, zero if none.
+    fn count_by_status(&self) -> impl Future<Output = Result<BTreeMap<String, u64>>> + Send;
+
+    /// Records that output `filename` of the job was handed to delivery. `true` if this call
+    /// marked it, `false` if it was marked before: of concurrent callers exactly one sees
+    /// `true`, so each output is delivered once. [`crate::StoreError::NotFound`] for an
+    /// unknown job.
+    fn mark_output_delivered(
+        &self,
+        job_id: &str,
+        filename: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The job's delivered outputs, in the order they were marked.
+    fn delivered_outputs(&self, job_id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// Deletes jobs that ended (completed, failed, cancelled) and were last changed before
+    /// `older_than_ms`, with their delivery marks. Returns how many jobs were deleted.
+    fn prune_finished_jobs(&self, older_than_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Operator approvals of actions that need a human's yes (`comfy.run`).
+///
+/// An approval is pending until it is approved or rejected by
+/// [`ApprovalStore::decide_approval`], or until `expires_at_ms`, from which moment on it is
+/// expired: every read reports it so, and it can no longer be decided, whether or not
+/// [`ApprovalStore::expire_approvals`] has rewritten the row yet.
+pub trait ApprovalStore: Send + Sync {
+    /// Creates a pending approval. [`crate::StoreError::Conflict`] if the id is taken.
+    fn create_approval(
+        &self,
+        approval: &NewApproval,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<ApprovalRecord>> + Send;
+
+    /// The approval with this id, as of `now_ms` (a pending one past its expiry is reported
+    /// expired).
+    fn get_approval(&self, id: &str, now_ms: i64) -> impl Future<Output = Result<Option<ApprovalRecord>>> + Send;
+
+    /// Approvals with this status as of `now_ms` (all if `None`), newest first.
+    fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<ApprovalRecord>>> + Send;
+
+    /// Approves or rejects a pending, unexpired approval, recording who decided, `reason`
+    /// and when. Returns the decided record, or `None` if it is unknown, already decided or
+    /// expired (nothing changes). Of concurrent deciders exactly one gets `Some`.
+    fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        decided_by: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<ApprovalRecord>>> + Send;
+
+    /// Marks pending approvals whose expiry is at or before `now_ms` as expired. Returns how
+    /// many.
+    fn expire_approvals(&self, now_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Scheduled jobs and their run receipts.
+///
+/// Exactly-once firing: the scheduler computes a job's due slots (scheduled times) and claims
+/// each with [`CronStore::claim_cron_slot`], which inserts a receipt unique on (job, slot).
+/// Only the caller that gets `true` runs it; a restart, a second scheduler or a retry finds the
+/// receipt and does not. A crash after the claim and before the run finished leaves the
+/// receipt `running` — the slot is not fired again (at most once per slot).
+pub trait CronStore: Send + Sync {
+    /// Stores `job`, or replaces the definition of the stored job with its id: every field
+    /// but `created_at_ms` (kept from the first store), `last_run_at_ms` and `last_status`
+    /// (the scheduler's, kept). [`crate::StoreError::Conflict`] if `catch_up` is not `skip`,
+    /// `once` or `all`.
+    fn upsert_cron_job(&self, job: &CronJob) -> impl Future<Output = Result<()>> + Send;
+
+    /// The cron job with this id.
+    fn get_cron_job(&self, id: &str) -> impl Future<Output = Result<Option<CronJob>>> + Send;
+
+    /// Cron jobs ordered by name (ties by id); disabled ones only if `include_disabled`.
+    fn list_cron_jobs(&self, include_disabled: bool) -> impl Future<Output = Result<Vec<CronJob>>> + Send;
+
+    /// Deletes the job and its run receipts. `false` if there was no such job.
+    fn remove_cron_job(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Enables or disables the job. `false` if there is no such job.
+    fn set_cron_enabled(&self, id: &str, enabled: bool, now_ms: i64) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Records when the job fires next (`None`: not scheduled). `false` if there is no such
+    /// job.
+    fn set_cron_next_run(
+        &self,
+        id: &str,
+        next_run_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Claims the job's slot `slot_ms` for run `run_id`: inserts a `running` receipt and sets
+    /// the job's `last_run_at_ms = now_ms` and `last_status = running`, in one transaction.
+    /// `true` if this caller won the slot; `false` if it was claimed before (ever, across
+    /// restarts — until the receipt is pruned). [`crate::StoreError::NotFound`] for an
+    /// unknown job.
+    fn claim_cron_slot(
+        &self,
+        job_id: &str,
+        slot_ms: i64,
+        run_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Records how the slot's run ended — `status` is `ok`, `error` or `skipped` — on its
+    /// receipt and as the job's `last_status`. Errors: [`crate::StoreError::Conflict`] for
+    /// another status or a receipt that is already finished, [`crate::StoreError::NotFound`]
+    /// if the slot was never claimed.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_cron_run(
+        &self,
+        job_id: &str,
+        slot_ms: i64,
+        status: &str,
+        summary: Option<&str>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Run receipts, of one job or of all, newest claim first, at most `limit`.
+    fn list_cron_runs(
+        &self,
+        job_id: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<CronRunRecord>>> + Send;
+
+    /// The latest claimed slot of the job: where catch-up starts after a restart.
+    fn last_cron_slot(&self, job_id: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
+
+    /// Deletes finished receipts that were claimed before `older_than_ms`, keeping each job's
+    /// latest receipt so [`CronStore::last_cron_slot`] survives. Returns how many.
+    fn prune_cron_runs(&self, older_than_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
 /// Everything the gateway needs from one store. Implemented for every type that has all the
 /// capabilities.
 pub trait GatewayStore:
-    KvStore + DeviceStore + PairingStore + DeviceTokenStore + IdempotencyStore + SessionStore + TranscriptStore + RunStore
+    KvStore
+    + DeviceStore
+    + PairingStore
+    + DeviceTokenStore
+    + IdempotencyStore
+    + SessionStore
+    + TranscriptStore
+    + RunStore
+    + ChannelStore
+    + JobStore
+    + ApprovalStore
+    + CronStore
 {
 }
 
@@ -316,5 +759,9 @@ impl<T> GatewayStore for T where
         + SessionStore
         + TranscriptStore
         + RunStore
+        + ChannelStore
+        + JobStore
+        + ApprovalStore
+        + CronStore
 {
 }

@@ -309,9 +309,15 @@ pub struct Turn {
 #[derive(Debug, Clone, PartialEq)]
 enum TurnKind {
     Answer(Answer),
-    Status { status: u16, headers: Vec<(String, String)>, body: Value },
+    Status {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Value,
+    },
     Raw(Vec<String>),
     Hang,
+    /// Answer with `prefix` + the text of the last user message, in two deltas.
+    Echo(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -328,16 +334,10 @@ struct Answer {
     done_marker: bool,
 }
 
-impl Turn {
-    fn answer(answer: Answer) -> Self {
-        Self { kind: TurnKind::Answer(answer), pace: Pace::default() }
-    }
-
-    /// Streams `parts` as content deltas, then `finish_reason: "stop"`, usage and `[DONE]`.
-    pub fn text<S: Into<String>>(parts: impl IntoIterator<Item = S>) -> Self {
-        let text: Vec<String> = parts.into_iter().map(Into::into).collect();
+impl Answer {
+    fn text(text: Vec<String>) -> Self {
         let completion = text.len() as u64 + 1;
-        Self::answer(Answer {
+        Answer {
             text,
             tool_calls: Vec::new(),
             finish_reason: "stop".into(),
@@ -345,7 +345,24 @@ impl Turn {
             error_after: None,
             hang_after: None,
             done_marker: true,
-        })
+        }
+    }
+}
+
+impl Turn {
+    fn answer(answer: Answer) -> Self {
+        Self { kind: TurnKind::Answer(answer), pace: Pace::default() }
+    }
+
+    /// Streams `parts` as content deltas, then `finish_reason: "stop"`, usage and `[DONE]`.
+    pub fn text<S: Into<String>>(parts: impl IntoIterator<Item = S>) -> Self {
+        Self::answer(Answer::text(parts.into_iter().map(Into::into).collect()))
+    }
+
+    /// Streams `prefix` followed by the last user message of the request (its text content), so
+    /// each reply names the message it answers — what tests of many concurrent chats need.
+    pub fn echo(prefix: impl Into<String>) -> Self {
+        Self { kind: TurnKind::Echo(prefix.into()), pace: Pace::default() }
     }
 
     /// The default answer: [`HELLO_PARTS`].
@@ -661,7 +678,15 @@ async fn respond(state: &State, body: &Value, turn: Turn) -> Response {
         body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     let model = body.get("model").and_then(Value::as_str).unwrap_or("fake-model").to_owned();
     let id = format!("chatcmpl-fake-{}", state.shared.next_id());
-    match turn.kind {
+    let kind = match turn.kind {
+        TurnKind::Echo(prefix) => {
+            let last = last_user_text(body);
+            TurnKind::Answer(Answer::text(vec![prefix, last]))
+        }
+        other => other,
+    };
+    match kind {
+        TurnKind::Echo(_) => openai_error(500, "echo turn was not expanded", "server_error", None),
         TurnKind::Status { status, headers, body } => json_response(status, &headers, &body),
         TurnKind::Hang if stream => sse_response(paced_body(vec![Frame::Hang], turn.pace, Arc::clone(&state.shared))),
         TurnKind::Hang => hang(&state.shared).await,
@@ -679,6 +704,21 @@ async fn respond(state: &State, body: &Value, turn: Turn) -> Response {
             }
             json_response(200, &[], &whole_answer(&answer, &id, &model))
         }
+    }
+}
+
+/// The text of the last `user` message of a chat completion request.
+fn last_user_text(body: &Value) -> String {
+    let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let Some(last) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) else {
+        return String::new();
+    };
+    match last.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
+        }
+        _ => String::new(),
     }
 }
 

@@ -318,6 +318,15 @@ impl TestGateway {
         Ok(status)
     }
 
+    /// Sets (`Some`) or removes (`None`) an environment variable for the next (re)start, e.g. to
+    /// drop a `CLAWGATE_CRASH_AT` crash point before restarting after the crash.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.options.envs.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.options.envs.push((key.to_owned(), v.to_owned()));
+        }
+    }
+
     /// Stops the gateway (SIGTERM) if it runs and starts it again on the same port with the same
     /// state dir, config and token.
     pub async fn restart(&mut self) -> anyhow::Result<()> {

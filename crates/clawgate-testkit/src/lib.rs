@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod fake_anthropic;
+pub mod fake_comfy;
 pub mod fake_discord;
 pub mod fake_openai;
 pub mod fake_telegram;

@@ -34,6 +34,10 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<i32> {
             let path = paths::config_path(args.config.as_deref(), &state_dir);
             match clawgate_config::load_with_env(&path, &clawgate_config::Env::process()) {
                 Ok(loaded) if loaded.exists => {
+                    if let Err(msg) = check_channels(&loaded) {
+                        eprintln!("{msg}");
+                        return Ok(1);
+                    }
                     println!("ok: {} is valid", path.display());
                     Ok(0)
                 }
@@ -48,4 +52,18 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<i32> {
             }
         }
     }
+}
+
+/// Check the `channels` section (its platforms, policies and secrets), naming the file, line and
+/// column of the offending key: `clawgate.json5:7:5: channels.telegram.dmPolicy: …`.
+pub fn check_channels(loaded: &clawgate_config::LoadedConfig) -> Result<(), String> {
+    let Err(e) = clawgate_channels::accounts_from_config(&loaded.value, loaded.base_dir()) else {
+        return Ok(());
+    };
+    let map = clawgate_config::SourceMap::new(&loaded.raw);
+    let pos = clawgate_config::KeyPath::parse(&e.path).and_then(|p| map.location(&p)).map(|l| l.key.unwrap_or(l.value));
+    Err(match pos {
+        Some(p) => format!("{}:{}:{}: {}: {}", loaded.path.display(), p.line, p.column, e.path, e.message),
+        None => format!("{}: {}: {}", loaded.path.display(), e.path, e.message),
+    })
 }

@@ -114,12 +114,18 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
+    if let Err(e) = crate::config_cmd::check_channels(&loaded) {
+        eprintln!("{e}");
+        eprintln!("clawgate: fix the channels config above, then start again");
+        return Ok(2);
+    }
     let config = ConfigService::new(config_path.clone(), loaded);
     let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, agents, overrides.clone());
     if let Err(e) = clawgate_core::agent::recover(&gw).await {
         tracing::error!(error = %e, "cannot resume queued runs");
     }
     tokio::spawn(gw.clone().run_maintenance());
+    clawgate_core::channels::start(&gw).await;
     spawn_config_watcher(gw.clone(), config_path.clone(), overrides);
     gw.refresh_health().await;
 

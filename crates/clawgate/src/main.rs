@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand};
   clawgate gateway                     # run the gateway on 127.0.0.1:18789
   clawgate call health                 # call a method on the running gateway
   clawgate devices list                # pending pairing requests and paired devices
+  clawgate channels status             # Telegram/Discord accounts: connected, last in/out
+  clawgate pairing approve telegram K7M2Q9XA   # let a chat sender in
   clawgate chat --session work         # chat with the default agent in the terminal
   clawgate sessions list               # chat sessions, most recent first
   clawgate doctor                      # check config, state dir and port")]
@@ -33,6 +35,10 @@ enum Command {
     Status(cli::status::StatusArgs),
     /// List, approve, reject and revoke devices.
     Devices(cli::devices::DevicesArgs),
+    /// Chat channels (Telegram, Discord, web chat): status.
+    Channels(cli::channels::ChannelsArgs),
+    /// Approve or reject chat senders who asked for access with a pairing code.
+    Pairing(cli::channels::PairingArgs),
     /// Chat with an agent in the terminal (or send one message with --message).
     Chat(cli::chat::ChatArgs),
     /// List chat sessions, show a session's transcript, reset a session.
@@ -67,6 +73,14 @@ fn main() -> std::process::ExitCode {
             Command::Devices(args) => {
                 logging::init_cli();
                 cli::devices::run(args).await
+            }
+            Command::Channels(args) => {
+                logging::init_cli();
+                cli::channels::run_channels(args).await
+            }
+            Command::Pairing(args) => {
+                logging::init_cli();
+                cli::channels::run_pairing(args).await
             }
             Command::Chat(args) => {
                 logging::init_cli();

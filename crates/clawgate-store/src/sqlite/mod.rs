@@ -5,6 +5,8 @@
 //! transactions: taking the write lock up front means a transaction never has to upgrade a
 //! read snapshot, which SQLite would refuse with `SQLITE_BUSY` without waiting.
 
+mod channels;
+mod comfy;
 mod devices;
 mod idempotency;
 mod kv;

@@ -2,6 +2,7 @@
 //! client would, through `clawgate-client`.
 
 pub mod call;
+pub mod channels;
 pub mod chat;
 pub mod conn;
 pub mod devices;

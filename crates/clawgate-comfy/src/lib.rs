@@ -1,0 +1,17 @@
+//! ComfyUI for the clawgate gateway.
+//!
+//! - [`templates`]: a directory of ComfyUI API-format workflows with `"{{key}}"` placeholders and
+//!   a `manifest.json` (the layout of ComfyUI-OpenClaw's `data/templates`), validated, typed
+//!   inputs, rendering.
+//! - [`client`]: a native ComfyUI server: `POST /prompt`, progress over `/ws`, `/history`,
+//!   `/view`, `/queue`, `/interrupt`, `/system_stats`.
+//! - [`command`]: the chat command grammar (`/run`, `/status`, `/jobs`, `/approve`, …) and the
+//!   reply texts users see.
+//!
+//! It must not touch storage, sessions or chat platforms: the gateway core owns the job queue,
+//! approvals and delivery, and calls into this crate.
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod command;
+pub mod templates;

@@ -1,0 +1,454 @@
+//! Chat channels in the gateway: starting and stopping platform accounts, the durable inbound
+//! path (inbox → gate → command or agent run → reply into the outbox) and the outbox senders.
+//!
+//! ```text
+//! adapter ──deliver──▶ inbox row (unique per platform message) ──▶ router ──▶ gate
+//!     ──▶ /command reply | pairing code | agent run in the chat's session
+//!     ──▶ reply chunks into the outbox (one transaction, idempotency key per chunk)
+//!     ──▶ sender (per account, in order, only while the channel is ready) ──▶ marked sent
+//! ```
+//!
+//! Every step is recorded before the next starts, so after a crash [`recover`] picks each
+//! inbound message up where it stood. The one window no sender can close is between the
+//! platform accepting a send and the outbox row being marked sent: a crash there repeats that
+//! one chunk. That mark is a single-row UPDATE (`ChannelStore::mark_outbound_sent`) directly
+//! after the send returns, so the window is one local write wide.
+
+mod commands;
+mod ingress;
+mod outbox;
+mod router;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use clawgate_channels::{AccountConfig, AccountKey, Channel, ChannelError, backoff};
+use clawgate_store::ChannelStore;
+
+use crate::gateway::Gateway;
+
+pub use ingress::GatewayIngress;
+pub(crate) use router::queue_send;
+pub use router::session_key_for;
+
+/// One running platform account.
+pub struct AccountRuntime {
+    /// Its config.
+    pub cfg: AccountConfig,
+    /// The adapter.
+    pub channel: Arc<dyn Channel>,
+    cancel: CancellationToken,
+    /// Wakes the outbox sender.
+    pub(crate) outbox_kick: Notify,
+    limiter: Mutex<RateWindows>,
+    /// A fatal error from `run` (bad token): the account stays stopped until the config changes.
+    fatal: Mutex<Option<String>>,
+    started_at_ms: i64,
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for AccountRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountRuntime").field("key", &self.cfg.key).finish()
+    }
+}
+
+/// Sliding one-minute windows per sender and per chat.
+#[derive(Default)]
+struct RateWindows {
+    hits: HashMap<String, VecDeque<Instant>>,
+}
+
+impl RateWindows {
+    /// Count a hit for `key`; false if `limit` hits already happened in the last minute.
+    fn allow(&mut self, key: String, limit: u32, now: Instant) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        if self.hits.len() > 10_000 {
+            self.hits.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60)));
+        }
+        let q = self.hits.entry(key).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+            q.pop_front();
+        }
+        if q.len() as u32 >= limit {
+            return false;
+        }
+        q.push_back(now);
+        true
+    }
+}
+
+/// Channel state of the gateway.
+#[derive(Default)]
+pub struct ChannelService {
+    gw: OnceLock<Weak<Gateway>>,
+    accounts: RwLock<BTreeMap<AccountKey, Arc<AccountRuntime>>>,
+    /// Accounts configured but not startable (missing token, bad config), with the reason.
+    problems: RwLock<BTreeMap<AccountKey, String>>,
+    /// Inbound rows being routed now (so recovery and a live delivery never route one twice).
+    in_flight: Mutex<std::collections::HashSet<i64>>,
+}
+
+impl std::fmt::Debug for ChannelService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelService").finish_non_exhaustive()
+    }
+}
+
+impl ChannelService {
+    /// The running account with this key.
+    pub fn account(&self, key: &AccountKey) -> Option<Arc<AccountRuntime>> {
+        self.accounts.read().ok()?.get(key).cloned()
+    }
+
+    /// Every running account.
+    pub fn accounts(&self) -> Vec<Arc<AccountRuntime>> {
+        self.accounts.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    fn gateway(&self) -> Option<Arc<Gateway>> {
+        self.gw.get().and_then(Weak::upgrade)
+    }
+
+    /// Claim an inbox row for routing; false if another task routes it.
+    fn claim(&self, id: i64) -> bool {
+        self.in_flight.lock().map(|mut s| s.insert(id)).unwrap_or(false)
+    }
+
+    fn release(&self, id: i64) {
+        if let Ok(mut s) = self.in_flight.lock() {
+            s.remove(&id);
+        }
+    }
+}
+
+/// Build the adapter for one account.
+fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
+    match cfg.key.channel.as_str() {
+        "telegram" => clawgate_channels::telegram::TelegramChannel::new(cfg)
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string()),
+        "discord" => clawgate_channels::discord::DiscordChannel::new(cfg)
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string()),
+        other => Err(format!("channel \"{other}\" has no adapter in this build")),
+    }
+}
+
+/// Read `channels.*` from the current config.
+fn configured_accounts(gw: &Gateway) -> Result<Vec<AccountConfig>, String> {
+    let current = gw.config.current();
+    clawgate_channels::accounts_from_config(&current.value, current.base_dir()).map_err(|e| e.to_string())
+}
+
+/// Start every enabled account and the recovery of unfinished inbound messages. Called once
+/// at startup, after agent recovery (so interrupted runs are already marked).
+pub async fn start(gw: &Arc<Gateway>) {
+    let _ = gw.channels.gw.set(Arc::downgrade(gw));
+    match configured_accounts(gw) {
+        Ok(accounts) => {
+            for cfg in accounts {
+                start_account(gw, cfg);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "channels config is invalid; no channel started"),
+    }
+    recover(gw).await;
+}
+
+/// After a config change: restart accounts whose config changed, stop removed ones, start new ones.
+pub fn reload(gw: &Gateway) {
+    let Some(gw) = gw.channels.gateway() else { return };
+    let accounts = match configured_accounts(&gw) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "channels config is invalid; channels keep running as they were");
+            return;
+        }
+    };
+    let wanted: BTreeMap<AccountKey, AccountConfig> = accounts.into_iter().map(|a| (a.key.clone(), a)).collect();
+    let running: Vec<Arc<AccountRuntime>> = gw.channels.accounts();
+    for rt in running {
+        let same = wanted.get(&rt.cfg.key).is_some_and(|w| same_config(w, &rt.cfg));
+        if !same {
+            tracing::info!(account = %rt.cfg.key, "channel account config changed; restarting it");
+            stop_account(&gw, &rt.cfg.key);
+        }
+    }
+    if let Ok(mut p) = gw.channels.problems.write() {
+        p.clear();
+    }
+    for (key, cfg) in wanted {
+        if gw.channels.account(&key).is_none() {
+            start_account(&gw, cfg);
+        }
+    }
+}
+
+fn same_config(a: &AccountConfig, b: &AccountConfig) -> bool {
+    a.enabled == b.enabled
+        && a.token == b.token
+        && a.settings == b.settings
+        && a.allow_from == b.allow_from
+        && a.group_allow_from == b.group_allow_from
+        && a.groups == b.groups
+        && a.dm_policy == b.dm_policy
+        && a.group_policy == b.group_policy
+        && a.require_mention == b.require_mention
+        && a.rate_limits == b.rate_limits
+}
+
+fn stop_account(gw: &Gateway, key: &AccountKey) {
+    let removed = gw.channels.accounts.write().ok().and_then(|mut m| m.remove(key));
+    if let Some(rt) = removed {
+        rt.cancel.cancel();
+    }
+}
+
+/// Stop every account (shutdown).
+pub fn stop_all(gw: &Gateway) {
+    for rt in gw.channels.accounts() {
+        rt.cancel.cancel();
+    }
+}
+
+fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
+    let key = cfg.key.clone();
+    if cfg.key.channel == "webchat" {
+        // The web chat is the gateway's own page over WS; nothing to start.
+        return;
+    }
+    if !cfg.enabled {
+        tracing::info!(account = %key, "channel account disabled in config");
+        return;
+    }
+    if cfg.token.is_none() {
+        let what = if key.channel == "telegram" { "botToken" } else { "token" };
+        let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
+        tracing::warn!(account = %key, "{msg}");
+        if let Ok(mut p) = gw.channels.problems.write() {
+            p.insert(key, msg);
+        }
+        return;
+    }
+    let channel = match build_channel(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(account = %key, error = %e, "channel account cannot start");
+            if let Ok(mut p) = gw.channels.problems.write() {
+                p.insert(key, e);
+            }
+            return;
+        }
+    };
+    let rt = Arc::new(AccountRuntime {
+        cfg,
+        channel,
+        cancel: gw.shutdown_token().child_token(),
+        outbox_kick: Notify::new(),
+        limiter: Mutex::new(RateWindows::default()),
+        fatal: Mutex::new(None),
+        started_at_ms: crate::time::now_ms(),
+        running: std::sync::atomic::AtomicBool::new(true),
+    });
+    if let Ok(mut m) = gw.channels.accounts.write() {
+        m.insert(key.clone(), rt.clone());
+    }
+    tracing::info!(account = %key, "channel account starting");
+    tokio::spawn(supervise(gw.clone(), rt.clone()));
+    tokio::spawn(outbox::sender(gw.clone(), rt));
+}
+
+/// Run the adapter's receive loop; restart it with backoff when it ends unexpectedly, stop for
+/// good on a credentials error.
+async fn supervise(gw: Arc<Gateway>, rt: Arc<AccountRuntime>) {
+    let ingress: Arc<dyn clawgate_channels::Ingress> = Arc::new(GatewayIngress::new(&gw));
+    let mut attempt = 0u32;
+    loop {
+        let started = Instant::now();
+        let result = rt.channel.run(ingress.clone(), rt.cancel.clone()).await;
+        if rt.cancel.is_cancelled() {
+            break;
+        }
+        match result {
+            Err(ChannelError::Unauthorized(msg)) | Err(ChannelError::Config(msg)) => {
+                tracing::error!(account = %rt.cfg.key, error = %msg, "channel account stopped");
+                rt.channel.status().mark_disconnected(Some(msg.clone()));
+                if let Ok(mut f) = rt.fatal.lock() {
+                    *f = Some(msg);
+                }
+                break;
+            }
+            Err(ChannelError::Fatal(msg)) => {
+                tracing::warn!(account = %rt.cfg.key, error = %msg, "channel receive loop failed; restarting");
+                rt.channel.status().mark_disconnected(Some(msg));
+            }
+            Ok(()) => {
+                tracing::warn!(account = %rt.cfg.key, "channel receive loop ended; restarting");
+                rt.channel.status().mark_disconnected(None);
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            attempt = 0;
+        }
+        let wait = backoff(attempt, Duration::from_secs(1), Duration::from_secs(60));
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            () = rt.cancel.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+    rt.running.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Pick up inbound messages a previous run of the gateway left unfinished.
+pub async fn recover(gw: &Arc<Gateway>) {
+    let pending = match gw.store.pending_inbound(10_000).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the channel inbox; unfinished messages wait for the next start");
+            return;
+        }
+    };
+    if !pending.is_empty() {
+        tracing::info!(count = pending.len(), "resuming inbound chat messages left unfinished by the last shutdown");
+    }
+    for rec in pending {
+        router::spawn_route(gw, rec);
+    }
+}
+
+/// `channels.status` payload.
+pub async fn status_payload(gw: &Arc<Gateway>) -> Value {
+    let configured = configured_accounts(gw).unwrap_or_default();
+    let running: BTreeMap<AccountKey, Arc<AccountRuntime>> =
+        gw.channels.accounts().into_iter().map(|rt| (rt.cfg.key.clone(), rt)).collect();
+    let problems = gw.channels.problems.read().map(|p| p.clone()).unwrap_or_default();
+    let mut order: Vec<String> = Vec::new();
+    let mut accounts: serde_json::Map<String, Value> = serde_json::Map::new();
+    let mut channels: serde_json::Map<String, Value> = serde_json::Map::new();
+    let mut defaults: serde_json::Map<String, Value> = serde_json::Map::new();
+    let mut issues: Vec<Value> = Vec::new();
+    for cfg in &configured {
+        let ch = cfg.key.channel.clone();
+        if !order.contains(&ch) {
+            order.push(ch.clone());
+        }
+        let rt = running.get(&cfg.key);
+        let counts = gw.store.outbox_counts(&cfg.key.channel, &cfg.key.account).await.ok();
+        let mut entry = json!({
+            "accountId": cfg.key.account,
+            "enabled": cfg.enabled,
+            "configured": cfg.token.is_some() || ch == "webchat",
+            "running": rt.is_some_and(|r| r.running.load(std::sync::atomic::Ordering::Relaxed)),
+            "connected": false,
+            "dmPolicy": dm_policy_str(cfg.dm_policy),
+            "allowFrom": cfg.allow_from,
+            "mode": mode_of(cfg),
+        });
+        if ch == "telegram" {
+            entry["botTokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
+        } else {
+            entry["tokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
+        }
+        if let Some(rt) = rt {
+            let s = rt.channel.status().snapshot();
+            entry["connected"] = json!(s.connected);
+            entry["ready"] = json!(s.ready);
+            entry["reconnectAttempts"] = json!(s.reconnects);
+            entry["lastInboundAt"] = json!(s.last_inbound_at);
+            entry["lastOutboundAt"] = json!(s.last_outbound_at);
+            entry["lastTransportActivityAt"] = json!(s.last_received_at);
+            entry["lastStartAt"] = json!(rt.started_at_ms);
+            entry["inboundCount"] = json!(s.inbound_count);
+            entry["outboundCount"] = json!(s.outbound_count);
+            if let Some(id) = s.bot_id {
+                entry["botId"] = json!(id);
+            }
+            if let Some(u) = s.bot_username {
+                entry["botUsername"] = json!(u);
+            }
+            let fatal = rt.fatal.lock().ok().and_then(|f| f.clone());
+            let last_error = fatal.clone().or(s.last_error);
+            entry["lastError"] = json!(last_error);
+            entry["lastErrorAt"] = json!(s.last_error_at);
+            entry["healthState"] = json!(if fatal.is_some() {
+                "stopped"
+            } else if s.connected {
+                "healthy"
+            } else {
+                "connecting"
+            });
+            if let Some(f) = fatal {
+                issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "auth", "message": f}));
+            }
+        } else if let Some(p) = problems.get(&cfg.key) {
+            entry["lastError"] = json!(p);
+            entry["healthState"] = json!("stopped");
+            issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "config", "message": p}));
+        } else if ch == "webchat" {
+            entry["connected"] = json!(true);
+            entry["healthState"] = json!("healthy");
+        }
+        if let Some(c) = counts {
+            entry["outbox"] = json!({"queued": c.queued, "failed": c.failed, "sent": c.sent});
+        }
+        if let Some(list) = accounts.entry(ch.clone()).or_insert_with(|| json!([])).as_array_mut() {
+            list.push(entry);
+        }
+        defaults.entry(ch.clone()).or_insert_with(|| json!("default"));
+    }
+    for ch in &order {
+        let list = accounts.get(ch).and_then(Value::as_array).cloned().unwrap_or_default();
+        let any_connected = list.iter().any(|a| a["connected"] == true);
+        channels.insert(ch.clone(), json!({"configured": true, "connected": any_connected}));
+    }
+    let labels: serde_json::Map<String, Value> = order.iter().map(|c| (c.clone(), json!(label_of(c)))).collect();
+    let mut out = json!({
+        "ts": crate::time::now_ms(),
+        "channelOrder": order,
+        "channelLabels": labels,
+        "channels": channels,
+        "channelAccounts": accounts,
+        "channelDefaultAccountId": defaults,
+    });
+    if !issues.is_empty() {
+        out["statusIssues"] = json!(issues);
+    }
+    out
+}
+
+fn dm_policy_str(p: clawgate_channels::DmPolicy) -> &'static str {
+    use clawgate_channels::DmPolicy::*;
+    match p {
+        Pairing => "pairing",
+        Allowlist => "allowlist",
+        Open => "open",
+        Disabled => "disabled",
+    }
+}
+
+fn mode_of(cfg: &AccountConfig) -> &'static str {
+    match cfg.key.channel.as_str() {
+        "telegram" if cfg.setting_str("webhookUrl").is_some() => "webhook",
+        "telegram" => "polling",
+        "discord" => "gateway",
+        _ => "builtin",
+    }
+}
+
+fn label_of(channel: &str) -> &'static str {
+    match channel {
+        "telegram" => "Telegram",
+        "discord" => "Discord",
+        "webchat" => "Web chat",
+        _ => "Channel",
+    }
+}

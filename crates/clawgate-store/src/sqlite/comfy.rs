@@ -1,0 +1,890 @@
+//! [`JobStore`], [`ApprovalStore`] and [`CronStore`] on the `comfy_jobs`,
+//! `comfy_job_deliveries`, `approvals`, `cron_jobs` and `cron_runs` tables.
+//!
+//! Every job transition is one conditional UPDATE whose WHERE clause names the statuses it may
+//! start from, so two racing transitions cannot both apply; when it matches nothing, the row is
+//! read again only to tell "unknown" from "wrong status".
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sqlx::SqliteConnection;
+
+use super::SqliteStore;
+use crate::comfy_model::{CRON_CATCH_UP, CRON_FINISHED_STATUSES};
+use crate::{
+    ApprovalRecord, ApprovalStatus, ApprovalStore, CronJob, CronRunRecord, CronStore, JobQuery, JobRecord, JobStatus,
+    JobStore, NewApproval, NewJob, Result, StoreError,
+};
+
+const JOB_COLUMNS: &str = "seq, id, template_id, inputs, workflow, status, worker, prompt_id, attempts, \
+     max_attempts, error, outputs, deliver_to, requested_by, approval_id, progress, created_at_ms, updated_at_ms, \
+     started_at_ms, ended_at_ms";
+
+const APPROVAL_COLUMNS: &str =
+    "id, kind, payload, requested_by, status, reason, decided_by, created_at_ms, expires_at_ms, decided_at_ms";
+
+/// An approval's status as of `?1` (now): a pending one past its expiry reads as expired.
+const APPROVAL_STATUS_AS_OF: &str =
+    "CASE WHEN status = 'pending' AND expires_at_ms <= ?1 THEN 'expired' ELSE status END";
+
+const CRON_COLUMNS: &str = "id, name, schedule, timezone, enabled, kind, payload, deliver_to, catch_up, \
+     created_at_ms, updated_at_ms, last_run_at_ms, last_status, next_run_at_ms";
+
+const CRON_RUN_COLUMNS: &str = "job_id, slot_ms, run_id, status, summary, error, started_at_ms, finished_at_ms";
+
+/// Parses a JSON column, reporting bad text as [`StoreError::Corrupt`] with where it was.
+fn json_column(table: &str, column: &str, id: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{table}.{column} of {id:?} is not JSON: {e}")))
+}
+
+/// Parses a nullable JSON column.
+fn optional_json_column(table: &str, column: &str, id: &str, text: Option<&str>) -> Result<Option<Value>> {
+    text.map(|text| json_column(table, column, id, text)).transpose()
+}
+
+/// A count read back from SQLite; a negative one can only come from a damaged database.
+fn count(what: &str, n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative {what} count {n}")))
+}
+
+/// A `comfy_jobs` row as stored, before its enum and JSON are parsed.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    seq: i64,
+    id: String,
+    template_id: String,
+    inputs: String,
+    workflow: String,
+    status: String,
+    worker: Option<String>,
+    prompt_id: Option<String>,
+    attempts: i64,
+    max_attempts: i64,
+    error: Option<String>,
+    outputs: String,
+    deliver_to: Option<String>,
+    requested_by: Option<String>,
+    approval_id: Option<String>,
+    progress: Option<String>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    started_at_ms: Option<i64>,
+    ended_at_ms: Option<i64>,
+}
+
+impl TryFrom<JobRow> for JobRecord {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> Result<Self> {
+        let json = |column: &str, text: &str| json_column("comfy_jobs", column, &row.id, text);
+        let optional = |column: &str, text: Option<&str>| optional_json_column("comfy_jobs", column, &row.id, text);
+        Ok(JobRecord {
+            inputs: json("inputs", &row.inputs)?,
+            workflow: json("workflow", &row.workflow)?,
+            outputs: json("outputs", &row.outputs)?,
+            deliver_to: optional("deliver_to", row.deliver_to.as_deref())?,
+            requested_by: optional("requested_by", row.requested_by.as_deref())?,
+            progress: optional("progress", row.progress.as_deref())?,
+            status: row.status.parse()?,
+            seq: row.seq,
+            id: row.id,
+            template_id: row.template_id,
+            worker: row.worker,
+            prompt_id: row.prompt_id,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            error: row.error,
+            approval_id: row.approval_id,
+            created_at_ms: row.created_at_ms,
+            updated_at_ms: row.updated_at_ms,
+            started_at_ms: row.started_at_ms,
+            ended_at_ms: row.ended_at_ms,
+        })
+    }
+}
+
+/// An `approvals` row as stored (status possibly already adjusted for expiry).
+#[derive(sqlx::FromRow)]
+struct ApprovalRow {
+    id: String,
+    kind: String,
+    payload: String,
+    requested_by: Option<String>,
+    status: String,
+    reason: Option<String>,
+    decided_by: Option<String>,
+    created_at_ms: i64,
+    expires_at_ms: i64,
+    decided_at_ms: Option<i64>,
+}
+
+impl TryFrom<ApprovalRow> for ApprovalRecord {
+    type Error = StoreError;
+
+    fn try_from(row: ApprovalRow) -> Result<Self> {
+        Ok(ApprovalRecord {
+            payload: json_column("approvals", "payload", &row.id, &row.payload)?,
+            requested_by: optional_json_column("approvals", "requested_by", &row.id, row.requested_by.as_deref())?,
+            status: row.status.parse()?,
+            id: row.id,
+            kind: row.kind,
+            reason: row.reason,
+            decided_by: row.decided_by,
+            created_at_ms: row.created_at_ms,
+            expires_at_ms: row.expires_at_ms,
+            decided_at_ms: row.decided_at_ms,
+        })
+    }
+}
+
+/// A `cron_jobs` row as stored, before its JSON is parsed.
+#[derive(sqlx::FromRow)]
+struct CronRow {
+    id: String,
+    name: String,
+    schedule: String,
+    timezone: Option<String>,
+    enabled: bool,
+    kind: String,
+    payload: String,
+    deliver_to: Option<String>,
+    catch_up: String,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    last_run_at_ms: Option<i64>,
+    last_status: Option<String>,
+    next_run_at_ms: Option<i64>,
+}
+
+impl TryFrom<CronRow> for CronJob {
+    type Error = StoreError;
+
+    fn try_from(row: CronRow) -> Result<Self> {
+        Ok(CronJob {
+            payload: json_column("cron_jobs", "payload", &row.id, &row.payload)?,
+            deliver_to: optional_json_column("cron_jobs", "deliver_to", &row.id, row.deliver_to.as_deref())?,
+            id: row.id,
+            name: row.name,
+            schedule: row.schedule,
+            timezone: row.timezone,
+            enabled: row.enabled,
+            kind: row.kind,
+            catch_up: row.catch_up,
+            created_at_ms: row.created_at_ms,
+            updated_at_ms: row.updated_at_ms,
+            last_run_at_ms: row.last_run_at_ms,
+            last_status: row.last_status,
+            next_run_at_ms: row.next_run_at_ms,
+        })
+    }
+}
+
+/// A `cron_runs` row as stored.
+#[derive(sqlx::FromRow)]
+struct CronRunRow {
+    job_id: String,
+    slot_ms: i64,
+    run_id: String,
+    status: String,
+    summary: Option<String>,
+    error: Option<String>,
+    started_at_ms: i64,
+    finished_at_ms: Option<i64>,
+}
+
+impl From<CronRunRow> for CronRunRecord {
+    fn from(row: CronRunRow) -> Self {
+        CronRunRecord {
+            job_id: row.job_id,
+            slot_ms: row.slot_ms,
+            run_id: row.run_id,
+            status: row.status,
+            summary: row.summary,
+            error: row.error,
+            started_at_ms: row.started_at_ms,
+            finished_at_ms: row.finished_at_ms,
+        }
+    }
+}
+
+/// Reads one job's status on `conn`, to explain why a conditional update matched nothing.
+async fn job_status(conn: &mut SqliteConnection, id: &str) -> Result<Option<JobStatus>> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM comfy_jobs WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await?;
+    status.map(|s| s.parse()).transpose()
+}
+
+/// Reads one job on `conn` (so it can take part in a transaction).
+async fn fetch_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<JobRecord>> {
+    sqlx::query_as::<_, JobRow>(&format!("SELECT {JOB_COLUMNS} FROM comfy_jobs WHERE id = ?1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(JobRecord::try_from)
+        .transpose()
+}
+
+/// The outcome of a guarded transition: the updated row, or why there was none — the job is
+/// unknown, or its status does not allow `what`.
+async fn transitioned(conn: &mut SqliteConnection, id: &str, row: Option<JobRow>, what: &str) -> Result<JobRecord> {
+    if let Some(row) = row {
+        return row.try_into();
+    }
+    match job_status(conn, id).await? {
+        None => Err(StoreError::NotFound),
+        Some(status) => Err(StoreError::Conflict(format!("job {id} is {status}, cannot {what} it"))),
+    }
+}
+
+/// Runs a guarded job UPDATE (`sql` must end in `RETURNING {JOB_COLUMNS}`, with the id as
+/// `?1`) whose remaining parameters are bound by `bind`.
+macro_rules! guarded_update {
+    ($store:expr, $id:expr, $what:expr, $sql:expr, |$q:ident| $bind:expr) => {{
+        let mut conn = $store.pool().acquire().await?;
+        let sql = $sql;
+        let $q = sqlx::query_as::<_, JobRow>(&sql).bind($id);
+        let row = $bind.fetch_optional(&mut *conn).await?;
+        transitioned(&mut conn, $id, row, $what).await
+    }};
+}
+
+impl JobStore for SqliteStore {
+    async fn insert_job(&self, job: &NewJob, now_ms: i64) -> Result<JobRecord> {
+        if !matches!(job.status, JobStatus::Queued | JobStatus::AwaitingApproval) {
+            return Err(StoreError::Conflict(format!("a job cannot be inserted as {}", job.status)));
+        }
+        if job.max_attempts < 1 {
+            return Err(StoreError::Conflict(format!("max_attempts must be at least 1, not {}", job.max_attempts)));
+        }
+        // The unique index on id decides; a taken id inserts (and returns) nothing.
+        let row = sqlx::query_as::<_, JobRow>(&format!(
+            "INSERT INTO comfy_jobs (id, template_id, inputs, workflow, status, attempts, max_attempts, outputs, \
+             deliver_to, requested_by, approval_id, created_at_ms, updated_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, '[]', ?7, ?8, ?9, ?10, ?10) \
+             ON CONFLICT (id) DO NOTHING RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(&job.id)
+        .bind(&job.template_id)
+        .bind(job.inputs.to_string())
+        .bind(job.workflow.to_string())
+        .bind(job.status.as_str())
+        .bind(job.max_attempts)
+        .bind(job.deliver_to.as_ref().map(Value::to_string))
+        .bind(job.requested_by.as_ref().map(Value::to_string))
+        .bind(job.approval_id.as_deref())
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(StoreError::Conflict(format!("job id {:?} is taken", job.id))),
+        }
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
+        let mut conn = self.pool().acquire().await?;
+        fetch_job(&mut conn, id).await
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> Result<Vec<JobRecord>> {
+        let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+        let statuses = serde_json::to_string(&statuses)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode status filter: {e}")))?;
+        let rows = sqlx::query_as::<_, JobRow>(&format!(
+            "SELECT {JOB_COLUMNS} FROM comfy_jobs \
+             WHERE (?1 = '[]' OR status IN (SELECT value FROM json_each(?1))) AND (?2 IS NULL OR seq < ?2) \
+             ORDER BY seq DESC LIMIT ?3"
+        ))
+        .bind(statuses)
+        .bind(query.before_seq)
+        .bind(i64::from(query.limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(JobRecord::try_from).collect()
+    }
+
+    async fn queue_position(&self, id: &str) -> Result<Option<(u64, u64)>> {
+        let counts: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM comfy_jobs AS q WHERE q.status = 'queued' AND q.seq <= j.seq), \
+                    (SELECT COUNT(*) FROM comfy_jobs AS q WHERE q.status = 'queued') \
+             FROM comfy_jobs AS j WHERE j.id = ?1 AND j.status = 'queued'",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        counts.map(|(position, total)| Ok((count("queue position", position)?, count("queued", total)?))).transpose()
+    }
+
+    async fn claim_next_queued(&self, worker: &str, now_ms: i64) -> Result<Option<JobRecord>> {
+        // One statement, so choosing the head and taking it happen under one write lock: two
+        // workers can never both take the same job.
+        sqlx::query_as::<_, JobRow>(&format!(
+            "UPDATE comfy_jobs SET status = 'dispatched', worker = ?1, attempts = attempts + 1, updated_at_ms = ?2 \
+             WHERE seq = (SELECT seq FROM comfy_jobs WHERE status = 'queued' ORDER BY seq LIMIT 1) \
+             RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(worker)
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await?
+        .map(JobRecord::try_from)
+        .transpose()
+    }
+
+    async fn set_job_running(&self, id: &str, prompt_id: &str, now_ms: i64) -> Result<JobRecord> {
+        guarded_update!(
+            self,
+            id,
+            "start",
+            format!(
+                "UPDATE comfy_jobs SET status = 'running', prompt_id = ?2, \
+                 started_at_ms = COALESCE(started_at_ms, ?3), updated_at_ms = ?3 \
+                 WHERE id = ?1 AND status IN ('dispatched', 'running') RETURNING {JOB_COLUMNS}"
+            ),
+            |q| q.bind(prompt_id).bind(now_ms)
+        )
+    }
+
+    async fn set_job_progress(&self, id: &str, progress: &Value, now_ms: i64) -> Result<JobRecord> {
+        guarded_update!(
+            self,
+            id,
+            "report progress of",
+            format!(
+                "UPDATE comfy_jobs SET progress = ?2, updated_at_ms = ?3 \
+                 WHERE id = ?1 AND status IN ('dispatched', 'running') RETURNING {JOB_COLUMNS}"
+            ),
+            |q| q.bind(progress.to_string()).bind(now_ms)
+        )
+    }
+
+    async fn complete_job(&self, id: &str, outputs: &Value, now_ms: i64) -> Result<JobRecord> {
+        guarded_update!(
+            self,
+            id,
+            "complete",
+            format!(
+                "UPDATE comfy_jobs SET status = 'completed', outputs = ?2, error = NULL, ended_at_ms = ?3, \
+                 updated_at_ms = ?3 WHERE id = ?1 AND status IN ('dispatched', 'running') RETURNING {JOB_COLUMNS}"
+            ),
+            |q| q.bind(outputs.to_string()).bind(now_ms)
+        )
+    }
+
+    async fn fail_job(&self, id: &str, error: &str, now_ms: i64) -> Result<JobRecord> {
+        guarded_update!(
+            self,
+            id,
+            "fail",
+            format!(
+                "UPDATE comfy_jobs SET status = 'failed', error = ?2, ended_at_ms = ?3, updated_at_ms = ?3 \
+                 WHERE id = ?1 AND status IN ('awaiting_approval', 'queued', 'dispatched', 'running') \
+                 RETURNING {JOB_COLUMNS}"
+            ),
+            |q| q.bind(error).bind(now_ms)
+        )
+    }
+
+    async fn cancel_job(&self, id: &str, now_ms: i64) -> Result<Option<JobRecord>> {
+        // The caller needs the job as it was (which worker held it), so read and update under
+        // one write lock.
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let Some(before) = fetch_job(&mut tx, id).await? else {
+            return Err(StoreError::NotFound);
+        };
+        if before.status.is_terminal() {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE comfy_jobs SET status = 'cancelled', ended_at_ms = ?2, updated_at_ms = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(before))
+    }
+
+    async fn requeue_job(&self, id: &str, error: &str, now_ms: i64) -> Result<JobStatus> {
+        // SET expressions all see the row as it was, so `attempts < max_attempts` is the same
+        // test in every column. The row (and its seq) stays: the job keeps its place in line.
+        let mut conn = self.pool().acquire().await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE comfy_jobs SET \
+             status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
+             worker = CASE WHEN attempts < max_attempts THEN NULL ELSE worker END, \
+             prompt_id = CASE WHEN attempts < max_attempts THEN NULL ELSE prompt_id END, \
+             progress = CASE WHEN attempts < max_attempts THEN NULL ELSE progress END, \
+             started_at_ms = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at_ms END, \
+             ended_at_ms = CASE WHEN attempts < max_attempts THEN NULL ELSE ?3 END, \
+             error = ?2, updated_at_ms = ?3 \
+             WHERE id = ?1 AND status IN ('dispatched', 'running') RETURNING status",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(now_ms)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match status {
+            Some(status) => status.parse(),
+            None => match job_status(&mut conn, id).await? {
+                None => Err(StoreError::NotFound),
+                Some(status) => Err(StoreError::Conflict(format!("job {id} is {status}, cannot requeue it"))),
+            },
+        }
+    }
+
+    async fn release_approval(&self, id: &str, approved: bool, now_ms: i64) -> Result<JobRecord> {
+        guarded_update!(
+            self,
+            id,
+            "release",
+            format!(
+                "UPDATE comfy_jobs SET status = CASE WHEN ?2 THEN 'queued' ELSE 'cancelled' END, \
+                 ended_at_ms = CASE WHEN ?2 THEN NULL ELSE ?3 END, updated_at_ms = ?3 \
+                 WHERE id = ?1 AND status = 'awaiting_approval' RETURNING {JOB_COLUMNS}"
+            ),
+            |q| q.bind(approved).bind(now_ms)
+        )
+    }
+
+    async fn jobs_on_worker(&self, worker: &str) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query_as::<_, JobRow>(&format!(
+            "SELECT {JOB_COLUMNS} FROM comfy_jobs \
+             WHERE worker = ?1 AND status IN ('dispatched', 'running') ORDER BY seq"
+        ))
+        .bind(worker)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(JobRecord::try_from).collect()
+    }
+
+    async fn active_jobs(&self) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query_as::<_, JobRow>(&format!(
+            "SELECT {JOB_COLUMNS} FROM comfy_jobs WHERE status IN ('dispatched', 'running') ORDER BY seq"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(JobRecord::try_from).collect()
+    }
+
+    async fn count_by_status(&self) -> Result<BTreeMap<String, u64>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM comfy_jobs GROUP BY status").fetch_all(self.pool()).await?;
+        let mut counts: BTreeMap<String, u64> = JobStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
+        for (status, n) in rows {
+            let status: JobStatus = status.parse()?;
+            counts.insert(status.as_str().to_owned(), count("job", n)?);
+        }
+        Ok(counts)
+    }
+
+    async fn mark_output_delivered(&self, job_id: &str, filename: &str, now_ms: i64) -> Result<bool> {
+        // One statement: the unique index decides which caller marks the output.
+        let mut conn = self.pool().acquire().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO comfy_job_deliveries (job_id, filename, delivered_at_ms) \
+             SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM comfy_jobs WHERE id = ?1) \
+             ON CONFLICT (job_id, filename) DO NOTHING",
+        )
+        .bind(job_id)
+        .bind(filename)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(true);
+        }
+        match job_status(&mut conn, job_id).await? {
+            None => Err(StoreError::NotFound),
+            Some(_) => Ok(false),
+        }
+    }
+
+    async fn delivered_outputs(&self, job_id: &str) -> Result<Vec<String>> {
+        let names = sqlx::query_scalar("SELECT filename FROM comfy_job_deliveries WHERE job_id = ?1 ORDER BY rowid")
+            .bind(job_id)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(names)
+    }
+
+    async fn prune_finished_jobs(&self, older_than_ms: i64) -> Result<u64> {
+        // Delivery marks go first and explicitly, not by relying on the cascade (which needs
+        // `foreign_keys` on).
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        const FINISHED: &str =
+            "SELECT id FROM comfy_jobs WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at_ms < ?1";
+        sqlx::query(&format!("DELETE FROM comfy_job_deliveries WHERE job_id IN ({FINISHED})"))
+            .bind(older_than_ms)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query(&format!("DELETE FROM comfy_jobs WHERE id IN ({FINISHED})"))
+            .bind(older_than_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+}
+
+impl ApprovalStore for SqliteStore {
+    async fn create_approval(&self, approval: &NewApproval, now_ms: i64) -> Result<ApprovalRecord> {
+        let inserted = sqlx::query(
+            "INSERT INTO approvals (id, kind, payload, requested_by, status, created_at_ms, expires_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&approval.id)
+        .bind(&approval.kind)
+        .bind(approval.payload.to_string())
+        .bind(approval.requested_by.as_ref().map(Value::to_string))
+        .bind(now_ms)
+        .bind(approval.expires_at_ms)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("approval id {:?} is taken", approval.id)));
+        }
+        Ok(ApprovalRecord {
+            id: approval.id.clone(),
+            kind: approval.kind.clone(),
+            payload: approval.payload.clone(),
+            requested_by: approval.requested_by.clone(),
+            status: if approval.expires_at_ms <= now_ms { ApprovalStatus::Expired } else { ApprovalStatus::Pending },
+            reason: None,
+            decided_by: None,
+            created_at_ms: now_ms,
+            expires_at_ms: approval.expires_at_ms,
+            decided_at_ms: None,
+        })
+    }
+
+    async fn get_approval(&self, id: &str, now_ms: i64) -> Result<Option<ApprovalRecord>> {
+        sqlx::query_as::<_, ApprovalRow>(&format!(
+            "SELECT id, kind, payload, requested_by, {APPROVAL_STATUS_AS_OF} AS status, reason, decided_by, \
+             created_at_ms, expires_at_ms, decided_at_ms FROM approvals WHERE id = ?2"
+        ))
+        .bind(now_ms)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .map(ApprovalRecord::try_from)
+        .transpose()
+    }
+
+    async fn list_approvals(&self, status: Option<ApprovalStatus>, now_ms: i64) -> Result<Vec<ApprovalRecord>> {
+        let rows = sqlx::query_as::<_, ApprovalRow>(&format!(
+            "SELECT id, kind, payload, requested_by, {APPROVAL_STATUS_AS_OF} AS status, reason, decided_by, \
+             created_at_ms, expires_at_ms, decided_at_ms FROM approvals \
+             WHERE ?2 IS NULL OR {APPROVAL_STATUS_AS_OF} = ?2 ORDER BY created_at_ms DESC, id"
+        ))
+        .bind(now_ms)
+        .bind(status.map(ApprovalStatus::as_str))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(ApprovalRecord::try_from).collect()
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        decided_by: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<ApprovalRecord>> {
+        let status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Rejected };
+        // The WHERE clause is the whole rule: pending and not yet expired, decided once.
+        sqlx::query_as::<_, ApprovalRow>(&format!(
+            "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4, decided_at_ms = ?1 \
+             WHERE id = ?5 AND status = 'pending' AND expires_at_ms > ?1 RETURNING {APPROVAL_COLUMNS}"
+        ))
+        .bind(now_ms)
+        .bind(status.as_str())
+        .bind(decided_by)
+        .bind(reason)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .map(ApprovalRecord::try_from)
+        .transpose()
+    }
+
+    async fn expire_approvals(&self, now_ms: i64) -> Result<u64> {
+        let expired =
+            sqlx::query("UPDATE approvals SET status = 'expired' WHERE status = 'pending' AND expires_at_ms <= ?1")
+                .bind(now_ms)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+        Ok(expired)
+    }
+}
+
+impl CronStore for SqliteStore {
+    async fn upsert_cron_job(&self, job: &CronJob) -> Result<()> {
+        if !CRON_CATCH_UP.contains(&job.catch_up.as_str()) {
+            return Err(StoreError::Conflict(format!("unknown cron catch_up {:?}", job.catch_up)));
+        }
+        sqlx::query(
+            "INSERT INTO cron_jobs (id, name, schedule, timezone, enabled, kind, payload, deliver_to, catch_up, \
+             created_at_ms, updated_at_ms, last_run_at_ms, last_status, next_run_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, schedule = excluded.schedule, \
+             timezone = excluded.timezone, enabled = excluded.enabled, kind = excluded.kind, \
+             payload = excluded.payload, deliver_to = excluded.deliver_to, catch_up = excluded.catch_up, \
+             updated_at_ms = excluded.updated_at_ms, next_run_at_ms = excluded.next_run_at_ms",
+        )
+        .bind(&job.id)
+        .bind(&job.name)
+        .bind(&job.schedule)
+        .bind(job.timezone.as_deref())
+        .bind(job.enabled)
+        .bind(&job.kind)
+        .bind(job.payload.to_string())
+        .bind(job.deliver_to.as_ref().map(Value::to_string))
+        .bind(&job.catch_up)
+        .bind(job.created_at_ms)
+        .bind(job.updated_at_ms)
+        .bind(job.last_run_at_ms)
+        .bind(job.last_status.as_deref())
+        .bind(job.next_run_at_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn get_cron_job(&self, id: &str) -> Result<Option<CronJob>> {
+        sqlx::query_as::<_, CronRow>(&format!("SELECT {CRON_COLUMNS} FROM cron_jobs WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .map(CronJob::try_from)
+            .transpose()
+    }
+
+    async fn list_cron_jobs(&self, include_disabled: bool) -> Result<Vec<CronJob>> {
+        let rows = sqlx::query_as::<_, CronRow>(&format!(
+            "SELECT {CRON_COLUMNS} FROM cron_jobs WHERE ?1 OR enabled = 1 ORDER BY name, id"
+        ))
+        .bind(include_disabled)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(CronJob::try_from).collect()
+    }
+
+    async fn remove_cron_job(&self, id: &str) -> Result<bool> {
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        sqlx::query("DELETE FROM cron_runs WHERE job_id = ?1").bind(id).execute(&mut *tx).await?;
+        let removed = sqlx::query("DELETE FROM cron_jobs WHERE id = ?1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(removed.rows_affected() > 0)
+    }
+
+    async fn set_cron_enabled(&self, id: &str, enabled: bool, now_ms: i64) -> Result<bool> {
+        let updated = sqlx::query("UPDATE cron_jobs SET enabled = ?2, updated_at_ms = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(enabled)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn set_cron_next_run(&self, id: &str, next_run_at_ms: Option<i64>, now_ms: i64) -> Result<bool> {
+        let updated = sqlx::query("UPDATE cron_jobs SET next_run_at_ms = ?2, updated_at_ms = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(next_run_at_ms)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn claim_cron_slot(&self, job_id: &str, slot_ms: i64, run_id: &str, now_ms: i64) -> Result<bool> {
+        // The receipt's primary key decides the winner; the job's run state changes with it.
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO cron_runs (job_id, slot_ms, run_id, status, started_at_ms) \
+             SELECT ?1, ?2, ?3, 'running', ?4 WHERE EXISTS (SELECT 1 FROM cron_jobs WHERE id = ?1) \
+             ON CONFLICT (job_id, slot_ms) DO NOTHING",
+        )
+        .bind(job_id)
+        .bind(slot_ms)
+        .bind(run_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let job = sqlx::query(
+            "UPDATE cron_jobs SET last_run_at_ms = CASE WHEN ?2 THEN ?3 ELSE last_run_at_ms END, \
+             last_status = CASE WHEN ?2 THEN 'running' ELSE last_status END WHERE id = ?1",
+        )
+        .bind(job_id)
+        .bind(inserted == 1)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if job == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    async fn finish_cron_run(
+        &self,
+        job_id: &str,
+        slot_ms: i64,
+        status: &str,
+        summary: Option<&str>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        if !CRON_FINISHED_STATUSES.contains(&status) {
+            return Err(StoreError::Conflict(format!("a cron run cannot finish as {status:?}")));
+        }
+        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let finished = sqlx::query(
+            "UPDATE cron_runs SET status = ?3, summary = ?4, error = ?5, finished_at_ms = ?6 \
+             WHERE job_id = ?1 AND slot_ms = ?2 AND status = 'running'",
+        )
+        .bind(job_id)
+        .bind(slot_ms)
+        .bind(status)
+        .bind(summary)
+        .bind(error)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if finished == 0 {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT status FROM cron_runs WHERE job_id = ?1 AND slot_ms = ?2")
+                    .bind(job_id)
+                    .bind(slot_ms)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(match current {
+                None => StoreError::NotFound,
+                Some(current) => {
+                    StoreError::Conflict(format!("cron run {job_id}@{slot_ms} already finished as {current}"))
+                }
+            });
+        }
+        // A late finish of an older slot must not overwrite the status of a newer one.
+        sqlx::query(
+            "UPDATE cron_jobs SET last_status = ?3 WHERE id = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM cron_runs WHERE job_id = ?1 AND slot_ms > ?2)",
+        )
+        .bind(job_id)
+        .bind(slot_ms)
+        .bind(status)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_cron_runs(&self, job_id: Option<&str>, limit: u32) -> Result<Vec<CronRunRecord>> {
+        let rows = sqlx::query_as::<_, CronRunRow>(&format!(
+            "SELECT {CRON_RUN_COLUMNS} FROM cron_runs WHERE ?1 IS NULL OR job_id = ?1 \
+             ORDER BY started_at_ms DESC, slot_ms DESC, job_id LIMIT ?2"
+        ))
+        .bind(job_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(CronRunRecord::from).collect())
+    }
+
+    async fn last_cron_slot(&self, job_id: &str) -> Result<Option<i64>> {
+        let slot = sqlx::query_scalar("SELECT MAX(slot_ms) FROM cron_runs WHERE job_id = ?1")
+            .bind(job_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(slot)
+    }
+
+    async fn prune_cron_runs(&self, older_than_ms: i64) -> Result<u64> {
+        let deleted = sqlx::query(
+            "DELETE FROM cron_runs WHERE status <> 'running' AND started_at_ms < ?1 \
+             AND slot_ms < (SELECT MAX(r.slot_ms) FROM cron_runs AS r WHERE r.job_id = cron_runs.job_id)",
+        )
+        .bind(older_than_ms)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn queued(id: &str) -> NewJob {
+        NewJob {
+            id: id.to_owned(),
+            template_id: "t".to_owned(),
+            inputs: json!({}),
+            workflow: json!({}),
+            deliver_to: None,
+            requested_by: None,
+            approval_id: None,
+            max_attempts: 1,
+            status: JobStatus::Queued,
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_job_json_is_reported_not_panicked() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        store.insert_job(&queued("j"), 1).await.expect("insert");
+        sqlx::query("UPDATE comfy_jobs SET outputs = '[broken' WHERE id = 'j'")
+            .execute(store.pool())
+            .await
+            .expect("damage");
+        assert!(matches!(store.get_job("j").await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.claim_next_queued("w", 2).await, Err(StoreError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn unknown_job_status_is_reported_not_panicked() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        store.insert_job(&queued("j"), 1).await.expect("insert");
+        // The CHECK constraint keeps bad statuses out; bypass it to simulate a damaged row.
+        sqlx::query("PRAGMA ignore_check_constraints = ON").execute(store.pool()).await.expect("pragma");
+        sqlx::query("UPDATE comfy_jobs SET status = 'weird'").execute(store.pool()).await.expect("damage");
+        assert!(matches!(store.get_job("j").await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.count_by_status().await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.fail_job("j", "x", 2).await, Err(StoreError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn schema_refuses_unknown_statuses_and_catch_up() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        let bad_approval = sqlx::query(
+            "INSERT INTO approvals (id, kind, payload, status, created_at_ms, expires_at_ms) \
+             VALUES ('a', 'comfy.run', '{}', 'maybe', 1, 2)",
+        )
+        .execute(store.pool())
+        .await;
+        assert!(bad_approval.is_err());
+        let bad_cron = sqlx::query(
+            "INSERT INTO cron_jobs (id, name, schedule, enabled, kind, payload, catch_up, created_at_ms, \
+             updated_at_ms) VALUES ('c', 'n', '* * * * *', 1, 'agentTurn', '{}', 'sometimes', 1, 1)",
+        )
+        .execute(store.pool())
+        .await;
+        assert!(bad_cron.is_err());
+    }
+}
