@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use scenario::chat::ChatArgs;
+use scenario::comfy::ComfyArgs;
 use scenario::direct::DirectArgs;
 use scenario::fanout::FanoutArgs;
 use scenario::handshake::HandshakeArgs;
@@ -44,6 +45,7 @@ Examples (T is the gateway's shared token; P the server's pid):
   clawgate-bench direct --model-url http://127.0.0.1:28804/v1 --sessions 100 --turns 10
   clawgate-bench history --url ws://127.0.0.1:18789 --token T --rows 100000 --limit 50 --pid P
   clawgate-bench telegram --gateway-bin target/release/clawgate --chats 100 --messages 1000
+  clawgate-bench comfy --gateway-bin target/release/clawgate --workers 4 --jobs 1000
   clawgate-bench table bench/results/2026-11-22.jsonl
 
 Add --json to any scenario for one JSON line on stdout (the summary then goes to stderr);
@@ -118,6 +120,12 @@ enum Command {
         after_help = "Example:\n  taskset -c 1 clawgate-bench telegram --gateway-bin target/release/clawgate --gateway-cpus 0 --chats 100 --messages 1000"
     )]
     Telegram(TelegramArgs),
+    /// ComfyUI job dispatch overhead, throughput, spread and RSS against zero-latency fake
+    /// workers served by this tool (starts the gateway itself).
+    #[command(
+        after_help = "Example:\n  taskset -c 1 clawgate-bench comfy --gateway-bin target/release/clawgate --gateway-cpus 0 --workers 4 --jobs 1000"
+    )]
+    Comfy(ComfyArgs),
     /// Markdown table (and target check) from collected JSON lines.
     #[command(after_help = "Example:\n  clawgate-bench table bench/results/2026-11-22.jsonl --run-id 20261122T101500")]
     Table(table::TableArgs),
@@ -231,6 +239,20 @@ fn run(cli: Cli) -> Result<()> {
             rt.shutdown_background();
             return result;
         }
+        Command::Comfy(a) => {
+            let (json_out, label, run_id) = (a.json, a.label.clone(), a.run_id.clone());
+            let params = json!({"workers": a.workers, "jobs": a.jobs});
+            let rt = runtime(cli.threads)?;
+            let Command::Comfy(a) = cli.command else { unreachable!() };
+            let result = rt.block_on(scenario::comfy::run(a));
+            if let Err(e) = &result
+                && json_out
+            {
+                report::emit_error("comfy", &label, &run_id, params, e);
+            }
+            rt.shutdown_background();
+            return result;
+        }
         Command::EchoServer(_) | Command::Table(_) | Command::Rss(_) | Command::FakeModel(_) => return Ok(()),
     };
     let rt = runtime(cli.threads)?;
@@ -249,7 +271,8 @@ fn run(cli: Cli) -> Result<()> {
                 | Command::Rss(_)
                 | Command::FakeModel(_)
                 | Command::Direct(_)
-                | Command::Telegram(_) => Ok(()),
+                | Command::Telegram(_)
+                | Command::Comfy(_) => Ok(()),
             }
         };
         tokio::select! {

@@ -2,6 +2,7 @@
 //! [`crate::report::Report`].
 
 pub mod chat;
+pub mod comfy;
 pub mod direct;
 pub mod fanout;
 pub mod handshake;

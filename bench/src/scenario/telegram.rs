@@ -22,7 +22,7 @@
 //!
 //! Why not `clawgate-testkit`'s `FakeTelegram`: it is faithful but keeps every call with its
 //! decoded parameters and answer in memory, and a test finds a reply by cloning that list. Over
-//! 100 000 messages that is O(n²) scanning and ~1 GB in this process, on the same two cores as
+//! 100 000 messages that is O(n²) scanning and hundreds of MB in this process, on the same two cores as
 //! the gateway; this fake keeps only the unconfirmed update queue and hands each `sendMessage`
 //! to the driver as it arrives. Only the calls the channel makes are implemented, with the
 //! real envelope; anything else answers `{"ok":true,"result":true}`.

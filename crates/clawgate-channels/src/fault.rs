@@ -13,6 +13,8 @@
 //! | `run.finished` | the agent run finished, its reply not yet queued in the outbox |
 //! | `outbox.queued` | a reply queued in the outbox, not yet sent |
 //! | `outbox.accepted` | the platform accepted a send, the outbox row not yet marked sent (the one window in which a duplicate can arise) |
+//! | `comfy.outputs_stored` | a finished ComfyUI job's images fetched into the state dir, not yet queued for delivery |
+//! | `comfy.delivery_queued` | a finished job's images queued in the outbox, the job not yet marked completed |
 
 use std::sync::OnceLock;
 

@@ -20,6 +20,9 @@ pub enum CoreError {
     /// Temporarily unable; retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The approval id is unknown, already decided or expired (`APPROVAL_NOT_FOUND`).
+    #[error("{0}")]
+    ApprovalNotFound(String),
     /// Something broke inside; details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -47,6 +50,9 @@ impl CoreError {
                 }
             }
             CoreError::NotFound(m) => ErrorShape::invalid_request(m.clone()),
+            CoreError::ApprovalNotFound(m) => {
+                ErrorShape::new(clawgate_protocol::error::codes::APPROVAL_NOT_FOUND, m.clone())
+            }
             CoreError::Unavailable(m) => ErrorShape::unavailable(m.clone()).retry(Some(1000)),
             CoreError::Internal(detail) => {
                 let correlation = uuid::Uuid::new_v4().simple().to_string();

@@ -60,6 +60,10 @@ pub struct Gateway {
     pub agents: crate::agent::AgentService,
     /// Chat channel accounts.
     pub channels: crate::channels::ChannelService,
+    /// ComfyUI workers and jobs.
+    pub comfy: crate::comfy::ComfyService,
+    /// The cron scheduler's wake-up and health.
+    pub cron: crate::cron::CronService,
     overrides: Overrides,
     health: RwLock<Value>,
     shutdown: CancellationToken,
@@ -107,6 +111,8 @@ impl Gateway {
             config,
             agents,
             channels: crate::channels::ChannelService::default(),
+            comfy: crate::comfy::ComfyService::default(),
+            cron: crate::cron::CronService::default(),
             overrides,
             health: RwLock::new(Value::Null),
             shutdown: CancellationToken::new(),

@@ -16,6 +16,9 @@ pub mod names {
     pub const CHAT: &str = "chat";
     pub const SESSION_MESSAGE: &str = "session.message";
     pub const SESSIONS_CHANGED: &str = "sessions.changed";
+    pub const PLUGIN_APPROVAL_REQUESTED: &str = "plugin.approval.requested";
+    pub const PLUGIN_APPROVAL_RESOLVED: &str = "plugin.approval.resolved";
+    pub const CRON: &str = "cron";
 }
 
 /// Events clawgate emits (`hello-ok.features.events`).
@@ -32,6 +35,9 @@ pub const EMITTED: &[&str] = &[
     names::CHAT,
     names::SESSION_MESSAGE,
     names::SESSIONS_CHANGED,
+    names::PLUGIN_APPROVAL_REQUESTED,
+    names::PLUGIN_APPROVAL_RESOLVED,
+    names::CRON,
 ];
 
 /// Who may receive an event.
@@ -61,6 +67,9 @@ pub fn guard(event: &str) -> Guard {
         names::DEVICE_PAIR_REQUESTED | names::DEVICE_PAIR_RESOLVED | "device.pair.changed" => {
             Guard::Scope(scopes::PAIRING)
         }
+        "plugin.approval.requested" | "plugin.approval.resolved" => Guard::Scope(scopes::APPROVALS),
+        // clawgate's own: ComfyUI job state and progress.
+        "comfy.job" => Guard::Scope(scopes::READ),
         _ => Guard::Nobody,
     }
 }

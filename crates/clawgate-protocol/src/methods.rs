@@ -61,6 +61,19 @@ pub mod names {
     pub const CHANNELS_PAIRING_APPROVE: &str = "channels.pairing.approve";
     pub const CHANNELS_PAIRING_DISMISS: &str = "channels.pairing.dismiss";
     pub const SEND: &str = "send";
+    pub const COMFY_RUN: &str = "comfy.run";
+    pub const COMFY_JOBS_GET: &str = "comfy.jobs.get";
+    pub const COMFY_JOBS_LIST: &str = "comfy.jobs.list";
+    pub const COMFY_JOBS_CANCEL: &str = "comfy.jobs.cancel";
+    pub const COMFY_TEMPLATES_LIST: &str = "comfy.templates.list";
+    pub const COMFY_WORKERS_LIST: &str = "comfy.workers.list";
+    pub const CRON_LIST: &str = "cron.list";
+    pub const CRON_STATUS: &str = "cron.status";
+    pub const CRON_ADD: &str = "cron.add";
+    pub const CRON_UPDATE: &str = "cron.update";
+    pub const CRON_REMOVE: &str = "cron.remove";
+    pub const CRON_RUN: &str = "cron.run";
+    pub const CRON_RUNS: &str = "cron.runs";
     pub const AGENT: &str = "agent";
     pub const AGENT_WAIT: &str = "agent.wait";
     pub const AGENT_IDENTITY_GET: &str = "agent.identity.get";
@@ -82,6 +95,9 @@ pub mod names {
     pub const MODELS_LIST: &str = "models.list";
     pub const QUESTION_LIST: &str = "question.list";
     pub const PLUGIN_APPROVAL_LIST: &str = "plugin.approval.list";
+    pub const PLUGIN_APPROVAL_REQUEST: &str = "plugin.approval.request";
+    pub const PLUGIN_APPROVAL_WAIT_DECISION: &str = "plugin.approval.waitDecision";
+    pub const PLUGIN_APPROVAL_RESOLVE: &str = "plugin.approval.resolve";
     pub const TASK_SUGGESTIONS_LIST: &str = "taskSuggestions.list";
 }
 
@@ -109,6 +125,20 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     MethodSpec { name: names::CHANNELS_PAIRING_APPROVE, requirement: Requirement::Dynamic, advertise: true },
     m(names::CHANNELS_PAIRING_DISMISS, scopes::PAIRING),
     m(names::SEND, scopes::WRITE),
+    // clawgate's own (no upstream counterpart): ComfyUI jobs.
+    m(names::COMFY_RUN, scopes::WRITE),
+    m(names::COMFY_JOBS_GET, scopes::READ),
+    m(names::COMFY_JOBS_LIST, scopes::READ),
+    m(names::COMFY_JOBS_CANCEL, scopes::WRITE),
+    m(names::COMFY_TEMPLATES_LIST, scopes::READ),
+    m(names::COMFY_WORKERS_LIST, scopes::READ),
+    m(names::CRON_LIST, scopes::READ),
+    m(names::CRON_STATUS, scopes::READ),
+    m(names::CRON_ADD, scopes::ADMIN),
+    m(names::CRON_UPDATE, scopes::ADMIN),
+    m(names::CRON_REMOVE, scopes::ADMIN),
+    m(names::CRON_RUN, scopes::ADMIN),
+    m(names::CRON_RUNS, scopes::READ),
     MethodSpec { name: names::AGENT, requirement: Requirement::Dynamic, advertise: true },
     m(names::AGENT_WAIT, scopes::WRITE),
     m(names::AGENT_IDENTITY_GET, scopes::READ),
@@ -130,6 +160,9 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::MODELS_LIST, scopes::READ),
     m(names::QUESTION_LIST, scopes::QUESTIONS),
     m(names::PLUGIN_APPROVAL_LIST, scopes::APPROVALS),
+    m(names::PLUGIN_APPROVAL_REQUEST, scopes::APPROVALS),
+    m(names::PLUGIN_APPROVAL_WAIT_DECISION, scopes::APPROVALS),
+    m(names::PLUGIN_APPROVAL_RESOLVE, scopes::APPROVALS),
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     // Valid only as the first frame; a second `connect` is answered by the dispatcher.
     MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },
@@ -266,7 +299,8 @@ mod tests {
     #[test]
     fn implemented_scopes_match_upstream_table() {
         for spec in IMPLEMENTED {
-            if spec.name == names::HEALTH {
+            // health is exempt here; comfy.* are clawgate's own methods.
+            if spec.name == names::HEALTH || spec.name.starts_with("comfy.") {
                 continue;
             }
             assert_eq!(Some(spec.requirement), upstream_requirement(spec.name), "{}", spec.name);

@@ -10,6 +10,7 @@
 mod channel_webhooks;
 mod http;
 mod http_api;
+mod media;
 mod webchat;
 mod ws;
 
@@ -30,6 +31,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/health", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/ready", get(http::readyz))
+        .route("/media/{token}", get(media::get_media))
         .fallback(http::fallback);
     // Channel webhooks (Telegram webhook mode) are matched in front of everything, as their
     // paths come from the running accounts.

@@ -126,6 +126,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     }
     tokio::spawn(gw.clone().run_maintenance());
     clawgate_core::channels::start(&gw).await;
+    clawgate_core::comfy::start(&gw).await;
+    clawgate_core::cron::start(&gw).await;
     spawn_config_watcher(gw.clone(), config_path.clone(), overrides);
     gw.refresh_health().await;
 

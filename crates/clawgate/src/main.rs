@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
   clawgate pairing approve telegram K7M2Q9XA   # let a chat sender in
   clawgate chat --session work         # chat with the default agent in the terminal
   clawgate sessions list               # chat sessions, most recent first
+  clawgate jobs list                   # ComfyUI jobs, newest first
   clawgate doctor                      # check config, state dir and port")]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +40,10 @@ enum Command {
     Channels(cli::channels::ChannelsArgs),
     /// Approve or reject chat senders who asked for access with a pairing code.
     Pairing(cli::channels::PairingArgs),
+    /// ComfyUI jobs: list, show, cancel.
+    Jobs(cli::jobs::JobsArgs),
+    /// ComfyUI workers: health, load, last error.
+    Workers(cli::jobs::WorkersArgs),
     /// Chat with an agent in the terminal (or send one message with --message).
     Chat(cli::chat::ChatArgs),
     /// List chat sessions, show a session's transcript, reset a session.
@@ -81,6 +86,14 @@ fn main() -> std::process::ExitCode {
             Command::Pairing(args) => {
                 logging::init_cli();
                 cli::channels::run_pairing(args).await
+            }
+            Command::Jobs(args) => {
+                logging::init_cli();
+                cli::jobs::run_jobs(args).await
+            }
+            Command::Workers(args) => {
+                logging::init_cli();
+                cli::jobs::run_workers(args).await
             }
             Command::Chat(args) => {
                 logging::init_cli();

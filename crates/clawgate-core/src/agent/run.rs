@@ -354,7 +354,7 @@ async fn turn(
             model: model.model.clone(),
             messages: messages.clone(),
             system: Some(system.clone()),
-            tools: tools::specs(),
+            tools: tools::specs(gw),
             max_tokens: None,
             temperature: None,
         };
@@ -400,7 +400,7 @@ async fn turn(
         for call in calls {
             let args = call.arguments_json().unwrap_or(Value::Null);
             em.agent("tool", json!({"phase": "start", "name": call.name, "toolCallId": call.id, "args": args}));
-            let (result, is_error) = match tools::invoke(gw, &call.name, &args).await {
+            let (result, is_error) = match tools::invoke_for(gw, &call.name, &args, req.client.as_ref()).await {
                 Ok(v) => (v, false),
                 Err(e) => (json!({"error": e}), true),
             };

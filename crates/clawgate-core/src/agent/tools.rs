@@ -15,9 +15,35 @@ pub const SESSIONS_LIST: &str = "sessions_list";
 pub const SESSIONS_HISTORY: &str = "sessions_history";
 /// See [`SESSIONS_LIST`].
 pub const CURRENT_TIME: &str = "current_time";
+/// Queue a ComfyUI job from a template (offered only when ComfyUI is configured).
+pub const COMFY_GENERATE: &str = "comfy_generate";
 
 /// Specs offered to the model.
-pub fn specs() -> Vec<ToolSpec> {
+pub fn specs(gw: &Gateway) -> Vec<ToolSpec> {
+    let mut specs = base_specs();
+    if gw.comfy.enabled() {
+        let templates: Vec<String> = gw
+            .comfy
+            .library()
+            .map(|l| l.list().into_iter().map(|t| format!("{} ({})", t.id, t.allowed_inputs.join(", "))).collect())
+            .unwrap_or_default();
+        specs.push(ToolSpec {
+            name: COMFY_GENERATE.into(),
+            description: format!(
+                "Generate an image with ComfyUI from a workflow template; the image is sent to the current chat \
+                 when it is ready. Templates (inputs): {}.",
+                templates.join("; ")
+            ),
+            parameters: json!({"type": "object", "required": ["template"], "properties": {
+                "template": {"type": "string"},
+                "inputs": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                "prompt": {"type": "string", "description": "free text for the template's prompt input"}}}),
+        });
+    }
+    specs
+}
+
+fn base_specs() -> Vec<ToolSpec> {
     vec![
         ToolSpec {
             name: SESSIONS_LIST.into(),
@@ -40,12 +66,40 @@ pub fn specs() -> Vec<ToolSpec> {
 
 /// Whether a tool exists (for `/tools/invoke`).
 pub fn exists(name: &str) -> bool {
-    matches!(name, SESSIONS_LIST | SESSIONS_HISTORY | CURRENT_TIME)
+    matches!(name, SESSIONS_LIST | SESSIONS_HISTORY | CURRENT_TIME | COMFY_GENERATE)
 }
 
 /// Run a tool. Errors are returned as text for the model (and `isError`), never panics.
 pub async fn invoke(gw: &Arc<Gateway>, name: &str, args: &Value) -> Result<Value, String> {
+    invoke_for(gw, name, args, None).await
+}
+
+/// Run a tool for a run whose origin (`{id, mode, account?, chatId?, threadId?}` of the client
+/// or channel that started it) decides where its outputs go.
+pub async fn invoke_for(gw: &Arc<Gateway>, name: &str, args: &Value, origin: Option<&Value>) -> Result<Value, String> {
     match name {
+        COMFY_GENERATE => {
+            let template = args.get("template").and_then(Value::as_str).ok_or("template is required")?;
+            let mut inputs = std::collections::BTreeMap::new();
+            for (k, v) in args.get("inputs").and_then(Value::as_object).into_iter().flatten() {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                inputs.insert(k.clone(), text);
+            }
+            let deliver_to = origin.filter(|o| o.get("mode").and_then(Value::as_str) == Some("channel")).map(|o| {
+                json!({"channel": o.get("id"), "account": o.get("account"), "chatId": o.get("chatId"),
+                       "threadId": o.get("threadId")})
+            });
+            let prompt = args.get("prompt").and_then(Value::as_str);
+            let (job, pos) = crate::comfy::submit(gw, template, &inputs, prompt, deliver_to, origin.cloned(), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(json!({"jobId": job.id, "status": job.status.as_str(),
+                      "position": pos.map(|(p, t)| json!({"position": p, "total": t})),
+                      "note": "the image is delivered to the chat when it is ready"}))
+        }
         CURRENT_TIME => {
             let now = crate::time::now_ms();
             Ok(json!({"utc": crate::time::rfc3339(now), "unixMs": now}))

@@ -212,6 +212,13 @@ fn stop_account(gw: &Gateway, key: &AccountKey) {
     }
 }
 
+/// Wake an account's outbox sender (something was queued for it).
+pub fn kick_outbox(gw: &Gateway, key: &AccountKey) {
+    if let Some(rt) = gw.channels.account(key) {
+        rt.outbox_kick.notify_one();
+    }
+}
+
 /// Stop every account (shutdown).
 pub fn stop_all(gw: &Gateway) {
     for rt in gw.channels.accounts() {

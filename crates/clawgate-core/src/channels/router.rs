@@ -124,6 +124,9 @@ async fn admit(
     let agent_id =
         rt.cfg.setting_str("agent").map(str::to_owned).unwrap_or_else(|| gw.agents.agents().default_id.clone());
     let session_key = session_key_for(&agent_id, msg);
+    if let Some(reply) = crate::comfy::handle_chat_command(gw, &rt.cfg, msg).await {
+        return queue_reply(gw, rt, rec, msg, &reply).await;
+    }
     if let Some(reply) = super::commands::handle(gw, &session_key, &agent_id, msg).await {
         return queue_reply(gw, rt, rec, msg, &reply).await;
     }
@@ -158,7 +161,7 @@ async fn submit(
         timeout: None,
         extra_system: Some(extra),
         client: Some(json!({"id": msg.channel, "mode": "channel", "account": msg.account, "chatId": msg.chat_id,
-                            "senderId": msg.sender_id})),
+                            "threadId": msg.thread_id, "senderId": msg.sender_id})),
     };
     match agent::submit(gw, req).await {
         Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => Ok(()),

@@ -1,10 +1,13 @@
 //! WS method handlers, one file per method group, one function per method.
 
 pub mod agent;
+pub mod approvals;
 pub mod catalog;
 pub mod channels;
 pub mod chat;
+pub mod comfy;
 pub mod config;
+pub mod cron;
 pub mod devices;
 pub mod health;
 pub mod logs;

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod chat;
 pub mod conn;
 pub mod devices;
+pub mod jobs;
 mod output;
 pub mod sessions;
 pub mod status;

@@ -1,0 +1,465 @@
+//! The cron scheduler: one loop that fires every enabled job at its scheduled slots, exactly
+//! once per (job, slot) across restarts, and runs it (an agent turn whose reply goes to a chat,
+//! or a ComfyUI template run whose images go to a chat).
+//!
+//! ```text
+//! pass: for each enabled job, slots in (anchor, now]   anchor = max(latest claimed slot, updatedAtMs)
+//!   slots at or after this process started → fire each (the loop may wake a little late)
+//!   slots before it (missed while down)      → catch-up policy: skip | once (latest) | all
+//!   fire = claim_cron_slot (a receipt unique on (job, slot); only the winner runs it)
+//!        → `cron` started → agent turn / ComfyUI job → finish_cron_run → `cron` finished
+//! sleep until the earliest next slot (≤ 60 s), or until a job changes
+//! ```
+//!
+//! A receipt left `running` by a crash is never re-run (at most once per slot); at start it is
+//! finished as `error`, as upstream does with runs a restart interrupted.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use clawgate_channels::{AccountKey, OutboundMessage, chunk_text};
+use clawgate_protocol::events::names as ev;
+use clawgate_store::{CronJob, CronStore, RunKind, RunStatus};
+
+use crate::agent::{self, RunRequest};
+use crate::error::CoreError;
+use crate::gateway::Gateway;
+use crate::time::now_ms;
+
+/// Job kind: an agent turn (`{message, agentId?, sessionKey?}`).
+pub const KIND_AGENT_TURN: &str = "agentTurn";
+/// Job kind: a ComfyUI template run (`{templateId, inputs?, prompt?}`).
+pub const KIND_COMFY_RUN: &str = "comfyRun";
+/// Catch-up policies for slots missed while the gateway was down.
+pub const CATCH_UP: [&str; 3] = ["skip", "once", "all"];
+/// The policy when none is given: upstream runs a job that became due during downtime once.
+pub const DEFAULT_CATCH_UP: &str = "once";
+
+/// At most this many slots of one job are considered per pass (and fired by `all`).
+const MAX_SLOTS_PER_PASS: usize = 100;
+/// The loop re-checks at least this often (clock jumps, missed notifications).
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// An agent turn of a job may take this long before the run counts as failed.
+const AGENT_TURN_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// The scheduler's wake-up and what it last saw (for `cron.status`).
+#[derive(Debug, Default)]
+pub struct CronService {
+    /// Job definitions changed or a manual run was asked for: re-plan now.
+    kick: Notify,
+    state: Mutex<SchedulerState>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct SchedulerState {
+    running: bool,
+    /// When this process started planning; slots before it were missed during downtime.
+    started_at_ms: i64,
+    last_pass_at_ms: Option<i64>,
+    next_wake_at_ms: Option<i64>,
+    last_error: Option<String>,
+}
+
+impl CronService {
+    /// Re-plan now (a job was added, changed or removed).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// `{enabled, jobs, nextWakeAtMs, …}` for `cron.status`.
+    pub fn status(&self, jobs: usize) -> Value {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        json!({
+            "enabled": s.running,
+            "storage": "sqlite",
+            "jobs": jobs,
+            "nextWakeAtMs": s.next_wake_at_ms,
+            "lastPassAtMs": s.last_pass_at_ms,
+            "lastError": s.last_error,
+        })
+    }
+
+    fn update(&self, f: impl FnOnce(&mut SchedulerState)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// A parsed schedule: the cron pattern (5 fields, or 6 with seconds first) and its zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: Cron,
+    tz: Option<chrono_tz::Tz>,
+}
+
+impl Schedule {
+    /// Parses `expr` read in the IANA zone `tz` (UTC when `None`).
+    pub fn parse(expr: &str, tz: Option<&str>) -> Result<Self, String> {
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .build()
+            .parse(expr.trim())
+            .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))?;
+        let tz = match tz.map(str::trim).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(name) => Some(name.parse::<chrono_tz::Tz>().map_err(|_| format!("unknown time zone {name:?}"))?),
+        };
+        Ok(Self { cron, tz })
+    }
+
+    /// The first slot strictly after `after_ms`.
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        match self.tz {
+            Some(tz) => next_in(&self.cron, tz, after_ms),
+            None => next_in(&self.cron, Utc, after_ms),
+        }
+    }
+
+    /// Slots in `(after_ms, until_ms]`, oldest first, at most the latest `cap`.
+    pub fn slots_between(&self, after_ms: i64, until_ms: i64, cap: usize) -> Vec<i64> {
+        let mut slots = match self.tz {
+            Some(tz) => latest_in(&self.cron, tz, after_ms, until_ms, cap),
+            None => latest_in(&self.cron, Utc, after_ms, until_ms, cap),
+        };
+        slots.reverse();
+        slots
+    }
+}
+
+fn at<Z: TimeZone>(zone: Z, ms: i64) -> Option<DateTime<Z>> {
+    zone.timestamp_millis_opt(ms).single()
+}
+
+fn next_in<Z: TimeZone>(cron: &Cron, zone: Z, after_ms: i64) -> Option<i64> {
+    let start = at(zone, after_ms)?;
+    cron.find_next_occurrence(&start, false).ok().map(|t| t.timestamp_millis()).filter(|t| *t > after_ms)
+}
+
+/// Newest first, walking back from `until_ms` (inclusive): bounded by `cap` however long the gap.
+fn latest_in<Z: TimeZone>(cron: &Cron, zone: Z, after_ms: i64, until_ms: i64, cap: usize) -> Vec<i64> {
+    // Slots are whole seconds and `iter_before` is exclusive: start one second past the last
+    // whole second so that second itself counts.
+    let Some(end) = at(zone, until_ms.div_euclid(1000) * 1000 + 1000) else { return Vec::new() };
+    let mut out = Vec::new();
+    for t in cron.iter_before(end) {
+        let ms = t.timestamp_millis();
+        if ms <= after_ms || out.len() >= cap {
+            break;
+        }
+        if out.last() != Some(&ms) {
+            out.push(ms);
+        }
+    }
+    out
+}
+
+/// Which of the due `slots` to fire: every slot from this process's lifetime, and of those
+/// missed while down (before `started_at_ms`) what `catch_up` says.
+pub fn slots_to_fire(slots: &[i64], started_at_ms: i64, catch_up: &str) -> Vec<i64> {
+    let (missed, live): (Vec<i64>, Vec<i64>) = slots.iter().partition(|s| **s < started_at_ms);
+    let mut fire = match catch_up {
+        "all" => missed,
+        "once" => missed.last().copied().into_iter().collect(),
+        _ => Vec::new(),
+    };
+    fire.extend(live);
+    fire
+}
+
+/// The run id of a job's slot: stable, so a retried submit finds the same run.
+pub fn run_id_for(job_id: &str, slot_ms: i64) -> String {
+    format!("cron:{job_id}:{slot_ms}")
+}
+
+/// The session an agent-turn job talks in when it names none.
+pub fn default_session_key(agent_id: &str, job_id: &str) -> String {
+    format!("agent:{agent_id}:cron:{job_id}")
+}
+
+/// Start the scheduler: finish receipts a crash left running, then loop until shutdown.
+pub async fn start(gw: &Arc<Gateway>) {
+    let started = now_ms();
+    gw.cron.update(|s| {
+        s.running = true;
+        s.started_at_ms = started;
+    });
+    match gw.store.list_cron_jobs(true).await {
+        Ok(jobs) => {
+            for job in jobs {
+                finish_interrupted(gw, &job.id).await;
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read cron jobs at start"),
+    }
+    tokio::spawn(run_loop(gw.clone(), started));
+}
+
+async fn finish_interrupted(gw: &Arc<Gateway>, job_id: &str) {
+    let runs = match gw.store.list_cron_runs(Some(job_id), 200).await {
+        Ok(r) => r,
+        Err(e) => return tracing::error!(job = job_id, error = %e, "cannot read cron receipts"),
+    };
+    for r in runs.iter().filter(|r| r.status == "running") {
+        let msg = "the gateway restarted while this run was in progress";
+        if let Err(e) = gw.store.finish_cron_run(job_id, r.slot_ms, "error", None, Some(msg), now_ms()).await {
+            tracing::warn!(job = job_id, slot = r.slot_ms, error = %e, "cannot close an interrupted cron run");
+        }
+    }
+}
+
+async fn run_loop(gw: Arc<Gateway>, started_at_ms: i64) {
+    let cancel = gw.shutdown_token();
+    let mut failures: u32 = 0;
+    loop {
+        let sleep = match pass(&gw, started_at_ms).await {
+            Ok(next) => {
+                failures = 0;
+                gw.cron.update(|s| {
+                    s.last_pass_at_ms = Some(now_ms());
+                    s.next_wake_at_ms = next;
+                    s.last_error = None;
+                });
+                next.map(|n| Duration::from_millis((n - now_ms()).max(0) as u64)).unwrap_or(MAX_SLEEP).min(MAX_SLEEP)
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::error!(error = %e, "cron pass failed");
+                gw.cron.update(|s| s.last_error = Some(e.to_string()));
+                backoff(failures)
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = gw.cron.kick.notified() => {}
+            () = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// 1 s doubling to 60 s, with up to 25 % jitter.
+fn backoff(failures: u32) -> Duration {
+    use rand::Rng;
+    let base = 1000u64.saturating_mul(1 << failures.min(6)).min(60_000);
+    Duration::from_millis(base + rand::thread_rng().gen_range(0..=base / 4))
+}
+
+/// One planning pass: fire what is due, record each job's next slot; the earliest of those.
+async fn pass(gw: &Arc<Gateway>, started_at_ms: i64) -> Result<Option<i64>, CoreError> {
+    let now = now_ms();
+    let mut earliest: Option<i64> = None;
+    for job in gw.store.list_cron_jobs(false).await? {
+        let schedule = match Schedule::parse(&job.schedule, job.timezone.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "cron job has an unusable schedule");
+                continue;
+            }
+        };
+        let anchor = gw.store.last_cron_slot(&job.id).await?.unwrap_or(i64::MIN).max(job.updated_at_ms);
+        let due = schedule.slots_between(anchor, now, MAX_SLOTS_PER_PASS);
+        for slot in slots_to_fire(&due, started_at_ms, &job.catch_up) {
+            fire(gw, &job, slot, run_id_for(&job.id, slot)).await?;
+        }
+        let next = schedule.next_after(now);
+        if next != job.next_run_at_ms {
+            // Keep updatedAtMs: it means "definition changed" (and anchors catch-up).
+            gw.store.set_cron_next_run(&job.id, next, job.updated_at_ms).await?;
+        }
+        earliest = match (earliest, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(earliest)
+}
+
+/// Claims `slot` of `job` and, if this caller won it, runs the job in the background. `false`
+/// if the slot was claimed before.
+pub async fn fire(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: String) -> Result<bool, CoreError> {
+    if !gw.store.claim_cron_slot(&job.id, slot_ms, &run_id, now_ms()).await? {
+        return Ok(false);
+    }
+    tracing::info!(job = %job.id, slot = slot_ms, run = %run_id, "cron job fired");
+    let started = now_ms();
+    broadcast(gw, json!({"jobId": job.id, "action": "started", "runId": run_id, "runAtMs": slot_ms}));
+    let (gw, job) = (gw.clone(), job.clone());
+    tokio::spawn(async move {
+        let outcome = match job.kind.as_str() {
+            KIND_AGENT_TURN => run_agent_turn(&gw, &job, slot_ms, &run_id).await,
+            KIND_COMFY_RUN => run_comfy(&gw, &job, slot_ms).await,
+            other => Err(format!("unknown cron job kind {other:?}")),
+        };
+        let (status, summary, error) = match &outcome {
+            Ok(summary) => ("ok", Some(summary.as_str()), None),
+            Err(e) => ("error", None, Some(e.as_str())),
+        };
+        let finished = now_ms();
+        if let Err(e) = gw.store.finish_cron_run(&job.id, slot_ms, status, summary, error, finished).await {
+            tracing::error!(job = %job.id, slot = slot_ms, error = %e, "cannot record the end of a cron run");
+        }
+        let next = gw.store.get_cron_job(&job.id).await.ok().flatten().and_then(|j| j.next_run_at_ms);
+        broadcast(
+            &gw,
+            json!({"jobId": job.id, "action": "finished", "runId": run_id, "runAtMs": slot_ms, "status": status,
+                   "summary": summary, "error": error, "durationMs": finished - started, "nextRunAtMs": next}),
+        );
+    });
+    Ok(true)
+}
+
+/// A `cron` event to operators with `operator.read`; `null` fields left out.
+pub fn broadcast(gw: &Gateway, mut payload: Value) {
+    if let Some(obj) = payload.as_object_mut() {
+        obj.retain(|_, v| !v.is_null());
+    }
+    gw.clients.broadcast(ev::CRON, &payload, None, false);
+}
+
+async fn run_agent_turn(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: &str) -> Result<String, String> {
+    let p = &job.payload;
+    let message = p.get("message").and_then(Value::as_str).filter(|m| !m.trim().is_empty());
+    let Some(message) = message else { return Err("the job's payload has no message".into()) };
+    let agent_param = p.get("agentId").and_then(Value::as_str);
+    let (session_key, agent_id) = match p.get("sessionKey").and_then(Value::as_str) {
+        Some(key) => crate::methods::chat::resolve_session_key(gw, key, agent_param).map_err(|e| e.to_string())?,
+        None => {
+            let agent = agent_param.map(str::to_owned).unwrap_or_else(|| gw.agents.agents().default_id.clone());
+            (default_session_key(&agent, &job.id), agent)
+        }
+    };
+    let req = RunRequest {
+        run_id: run_id.to_owned(),
+        session_key,
+        agent_id,
+        message: message.to_owned(),
+        kind: RunKind::Agent,
+        timeout: None,
+        extra_system: Some(format!("This turn was started by the scheduled automation \"{}\".", job.name)),
+        client: Some(json!({"id": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms})),
+    };
+    agent::submit(gw, req).await.map_err(|e| format!("cannot start the agent turn: {e}"))?;
+    let deadline = tokio::time::Instant::now() + AGENT_TURN_LIMIT;
+    let outcome = loop {
+        match agent::wait(gw, run_id, Duration::from_secs(30)).await {
+            Ok(Some(o)) if o.status.is_terminal() => break o,
+            Ok(Some(_)) if tokio::time::Instant::now() < deadline && !gw.shutdown_token().is_cancelled() => {}
+            Ok(Some(_)) => return Err("the agent turn did not finish in time".into()),
+            Ok(None) => return Err("the agent turn was lost".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let text = outcome.result.get("text").and_then(Value::as_str).unwrap_or_default().trim().to_owned();
+    if outcome.status != RunStatus::Completed {
+        let err = outcome.result.get("error").and_then(Value::as_str).unwrap_or("the agent turn did not complete");
+        return Err(format!("{} ({})", err, outcome.status.as_str()));
+    }
+    if let Some(target) = deliver_target(job)? {
+        deliver_text(gw, &target, &format!("{}:{slot_ms}", job.id), &text).await?;
+    }
+    Ok(summarize(&text))
+}
+
+fn summarize(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+/// Where a job's results go: `deliver_to = {channel, account, chatId, threadId?}`.
+struct Target {
+    key: AccountKey,
+    chat_id: String,
+    thread_id: Option<String>,
+}
+
+fn deliver_target(job: &CronJob) -> Result<Option<Target>, String> {
+    let Some(d) = job.deliver_to.as_ref().filter(|d| !d.is_null()) else { return Ok(None) };
+    let s = |k: &str| d.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
+    let (Some(channel), Some(chat_id)) = (s("channel"), s("chatId")) else {
+        return Err("the job's delivery target needs a channel and a chat".into());
+    };
+    let account = s("account").unwrap_or_else(|| "default".into());
+    Ok(Some(Target { key: AccountKey::new(&channel, &account), chat_id, thread_id: s("threadId") }))
+}
+
+/// Queue `text` for the target chat through the durable outbox (idempotent per job and slot).
+async fn deliver_text(gw: &Arc<Gateway>, t: &Target, idem: &str, text: &str) -> Result<(), String> {
+    let text = if text.is_empty() { "(the assistant gave an empty reply)" } else { text };
+    let chunks = match gw.channels.account(&t.key) {
+        Some(rt) => {
+            let caps = rt.channel.capabilities();
+            chunk_text(text, caps.max_text, caps.measure)
+        }
+        None => return Err(format!("channel account {} is not configured or not running", t.key)),
+    };
+    let messages = chunks.into_iter().map(|c| OutboundMessage::text(&t.chat_id, t.thread_id.clone(), c)).collect();
+    crate::channels::queue_send(gw, &t.key, &format!("cron:{idem}"), messages).await.map(|_| ())
+}
+
+async fn run_comfy(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64) -> Result<String, String> {
+    let p = &job.payload;
+    let template = p.get("templateId").and_then(Value::as_str).filter(|t| !t.is_empty());
+    let Some(template) = template else { return Err("the job's payload has no templateId".into()) };
+    let mut inputs = BTreeMap::new();
+    for (k, v) in p.get("inputs").and_then(Value::as_object).into_iter().flatten() {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        inputs.insert(k.clone(), text);
+    }
+    let deliver_to = deliver_target(job)?.map(
+        |t| json!({"channel": t.key.channel, "account": t.key.account, "chatId": t.chat_id, "threadId": t.thread_id}),
+    );
+    let requested_by = json!({"client": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms});
+    let prompt = p.get("prompt").and_then(Value::as_str);
+    let (queued, _) = crate::comfy::submit(gw, template, &inputs, prompt, deliver_to, Some(requested_by), None)
+        .await
+        .map_err(|e| format!("cannot queue the ComfyUI job: {e}"))?;
+    Ok(format!("queued ComfyUI job {}", queued.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_field_is_optional_and_slots_are_exact() {
+        let every2s = Schedule::parse("*/2 * * * * *", None).expect("6 fields");
+        assert_eq!(every2s.next_after(1_000), Some(2_000));
+        assert_eq!(every2s.next_after(2_000), Some(4_000));
+        assert_eq!(every2s.slots_between(1_000, 8_500, 100), vec![2_000, 4_000, 6_000, 8_000]);
+        assert_eq!(every2s.slots_between(4_000, 8_000, 100), vec![6_000, 8_000]);
+        assert_eq!(every2s.slots_between(0, 20_000, 3), vec![16_000, 18_000, 20_000]);
+        let minutely = Schedule::parse("* * * * *", None).expect("5 fields");
+        assert_eq!(minutely.next_after(1), Some(60_000));
+        assert!(Schedule::parse("not a cron", None).is_err());
+        assert!(Schedule::parse("* * * * *", Some("Mars/Olympus")).is_err());
+    }
+
+    #[test]
+    fn zones_shift_the_slots() {
+        // 09:00 in Berlin on 2024-01-15 (UTC+1) is 08:00 UTC.
+        let s = Schedule::parse("0 9 * * *", Some("Europe/Berlin")).expect("valid");
+        let jan15 = 1_705_276_800_000; // 2024-01-15T00:00:00Z
+        assert_eq!(s.next_after(jan15), Some(jan15 + 8 * 3_600_000));
+    }
+
+    #[test]
+    fn catch_up_policy_applies_only_to_slots_missed_while_down() {
+        let slots = [1_000, 2_000, 3_000, 4_000];
+        assert_eq!(slots_to_fire(&slots, 3_000, "skip"), vec![3_000, 4_000]);
+        assert_eq!(slots_to_fire(&slots, 3_000, "once"), vec![2_000, 3_000, 4_000]);
+        assert_eq!(slots_to_fire(&slots, 3_000, "all"), vec![1_000, 2_000, 3_000, 4_000]);
+        assert_eq!(slots_to_fire(&slots, 9_000, "once"), vec![4_000]);
+        assert!(slots_to_fire(&slots, 9_000, "skip").is_empty());
+    }
+}

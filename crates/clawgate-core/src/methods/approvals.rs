@@ -1,0 +1,342 @@
+//! `plugin.approval.list|request|waitDecision|resolve`: the durable approvals (a `/run` held for
+//! an admin, or a plugin's own request) shown to OpenClaw operator clients, which know them as
+//! plugin approvals.
+//!
+//! A stored [`ApprovalRecord`] `{id, kind, payload, requested_by, status, reason, expires}`
+//! becomes upstream's approval record `{id, approvalKind:"plugin", request, createdAtMs,
+//! expiresAtMs}`, where `request` is a `PluginApprovalRequestParams` (for `comfy.run`: plugin
+//! `comfy`, the template as title, who asked and the job as description, decisions
+//! `allow-once` or `deny`). clawgate adds what the store knows — `status`, `decision`,
+//! `reason`, `resolvedBy`, `resolvedAtMs`, `kind`, `payload` — after upstream's fields.
+//! Decisions map `allow-once` → approved and `deny` → rejected; `allow-always` is not offered
+//! (an approval holds one job).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use clawgate_protocol::events::names as events;
+use clawgate_protocol::frames::ResponseFrame;
+use clawgate_store::{ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval};
+
+use crate::comfy::{APPROVAL_KIND, Decided, decide_approval};
+use crate::dispatch::CallContext;
+use crate::error::CoreError;
+use crate::gateway::Gateway;
+use crate::time::now_ms;
+
+/// The kind of an approval created by `plugin.approval.request`; its payload is `{request}`.
+const PLUGIN_KIND: &str = "plugin";
+/// `plugin.approval.request` without `timeoutMs`: how long the approval stays open.
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 120_000;
+/// Upper bound of `timeoutMs` (the schema's maximum).
+const MAX_TIMEOUT_MS: u64 = 600_000;
+/// How often a waiter re-reads the approval. Polling the store (rather than an in-process
+/// signal) also sees decisions made from chat (`/approve`) and by expiry.
+const WAIT_POLL: Duration = Duration::from_millis(150);
+/// The decisions a held job offers.
+const DECISIONS: [&str; 2] = ["allow-once", "deny"];
+
+fn need_str<'a>(params: &'a Value, key: &str, method: &str) -> Result<&'a str, CoreError> {
+    params
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| CoreError::invalid(format!("invalid {method} params: must have required property '{key}'")))
+}
+
+/// At most `max` characters (the schema bounds titles and descriptions).
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Who asked, for people: `telegram:200 (@guest)`, `client cli`, or `someone`.
+fn requester(rb: Option<&Value>) -> String {
+    let Some(rb) = rb else { return "someone".to_owned() };
+    let field = |k: &str| rb.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    match (field("channel"), field("senderId"), field("client")) {
+        (Some(ch), Some(sender), _) => match field("username") {
+            Some(u) => format!("{ch}:{sender} (@{u})"),
+            None => format!("{ch}:{sender}"),
+        },
+        (_, _, Some(client)) => format!("client {client}"),
+        _ => "someone".to_owned(),
+    }
+}
+
+/// The `PluginApprovalRequestParams` an operator client is shown for a stored approval.
+fn request_of(a: &ApprovalRecord) -> Value {
+    if a.kind == PLUGIN_KIND
+        && let Some(req) = a.payload.get("request").filter(|r| r.is_object())
+    {
+        return req.clone();
+    }
+    let template = a.payload.get("template").and_then(Value::as_str).unwrap_or("?");
+    let job = a.payload.get("jobId").and_then(Value::as_str).unwrap_or("?");
+    let who = requester(a.requested_by.as_ref());
+    let rb = a.requested_by.as_ref();
+    let rb_str = |k: &str| rb.and_then(|r| r.get(k)).and_then(Value::as_str);
+    json!({
+        "pluginId": "comfy",
+        "title": clip(&format!("Run ComfyUI template {template}"), 80),
+        "description": clip(&format!("{who} asked to run the ComfyUI template \"{template}\" (job {job})."), 512),
+        "detail": serde_json::to_string_pretty(&a.payload).unwrap_or_default(),
+        "severity": "warning",
+        "toolName": a.kind,
+        "allowedDecisions": DECISIONS,
+        "turnSourceChannel": rb_str("channel"),
+        "turnSourceTo": rb_str("chatId"),
+    })
+}
+
+/// `allow-once` / `deny` for a decided approval, `null` otherwise (upstream's expired).
+fn decision_of(status: ApprovalStatus) -> Value {
+    match status {
+        ApprovalStatus::Approved => json!("allow-once"),
+        ApprovalStatus::Rejected => json!("deny"),
+        _ => Value::Null,
+    }
+}
+
+/// An approval as operator clients see it (list items and `plugin.approval.requested`).
+pub(crate) fn record_json(a: &ApprovalRecord) -> Value {
+    json!({
+        "id": a.id,
+        "approvalKind": "plugin",
+        "request": request_of(a),
+        "createdAtMs": a.created_at_ms,
+        "expiresAtMs": a.expires_at_ms,
+        "status": a.status.as_str(),
+        "decision": decision_of(a.status),
+        "reason": a.reason,
+        "resolvedBy": a.decided_by,
+        "resolvedAtMs": a.decided_at_ms,
+        "kind": a.kind,
+        "payload": a.payload,
+    })
+}
+
+/// `plugin.approval.resolved` `{id, decision, resolvedBy, ts, reason, status, request}`.
+pub(crate) fn resolved_event(a: &ApprovalRecord) -> Value {
+    json!({
+        "id": a.id,
+        "approvalKind": "plugin",
+        "decision": decision_of(a.status),
+        "resolvedBy": a.decided_by,
+        "ts": a.decided_at_ms.unwrap_or_else(now_ms),
+        "reason": a.reason,
+        "status": a.status.as_str(),
+        "request": request_of(a),
+    })
+}
+
+fn timeout_param(params: &Value, default_ms: u64) -> Result<u64, CoreError> {
+    match params.get("timeoutMs") {
+        None | Some(Value::Null) => Ok(default_ms),
+        Some(v) => match v.as_u64() {
+            Some(ms) if ms >= 1 => Ok(ms.min(MAX_TIMEOUT_MS)),
+            _ => Err(CoreError::invalid("timeoutMs must be an integer of at least 1")),
+        },
+    }
+}
+
+/// Re-read the approval until it is no longer pending, `deadline_ms` passes or the gateway
+/// shuts down; the last record read. `None` if it does not exist.
+async fn wait_until_decided(gw: &Gateway, id: &str, deadline_ms: i64) -> Result<Option<ApprovalRecord>, CoreError> {
+    let shutdown = gw.shutdown_token();
+    loop {
+        let Some(a) = gw.store.get_approval(id, now_ms()).await? else { return Ok(None) };
+        let left = deadline_ms - now_ms();
+        if a.status != ApprovalStatus::Pending || left <= 0 {
+            return Ok(Some(a));
+        }
+        let nap = WAIT_POLL.min(Duration::from_millis(left as u64));
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(Some(a)),
+            () = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+fn decision_json(a: &ApprovalRecord) -> Value {
+    json!({
+        "id": a.id, "decision": decision_of(a.status), "createdAtMs": a.created_at_ms,
+        "expiresAtMs": a.expires_at_ms, "status": a.status.as_str(), "reason": a.reason,
+        "resolvedBy": a.decided_by,
+    })
+}
+
+/// `plugin.approval.list {status?}` → the approvals, newest first. Without `status` only the
+/// pending ones (what upstream lists); `status` (`pending`, `approved`, `rejected`,
+/// `expired` or `all`) is clawgate's, to look back at decisions and their reasons.
+pub async fn plugin_approval_list(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
+    let status = match params.get("status").and_then(Value::as_str) {
+        None => Some(ApprovalStatus::Pending),
+        Some("all") => None,
+        Some(s) => Some(s.parse::<ApprovalStatus>().map_err(|_| {
+            CoreError::invalid(format!("status \"{s}\" is not one of pending, approved, rejected, expired, all"))
+        })?),
+    };
+    let list = gw.store.list_approvals(status, now_ms()).await?;
+    Ok(Value::Array(list.iter().map(record_json).collect()))
+}
+
+/// `plugin.approval.request PluginApprovalRequestParams` → `{id, decision, createdAtMs,
+/// expiresAtMs}` once decided or after `timeoutMs` (decision `null`). With `twoPhase` a first
+/// `res` `{status:"accepted", id, createdAtMs, expiresAtMs}` answers at once.
+pub async fn plugin_approval_request(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
+    const METHOD: &str = "plugin.approval.request";
+    let title = need_str(&params, "title", METHOD)?;
+    let description = need_str(&params, "description", METHOD)?;
+    if title.chars().count() > 80 || description.chars().count() > 512 {
+        return Err(CoreError::invalid(format!(
+            "invalid {METHOD} params: title is at most 80 characters, description at most 512"
+        )));
+    }
+    if let Some(sev) = params.get("severity").filter(|v| !v.is_null())
+        && !matches!(sev.as_str(), Some("info" | "warning" | "critical"))
+    {
+        return Err(CoreError::invalid(format!("invalid {METHOD} params: severity must be info, warning or critical")));
+    }
+    let timeout_ms = timeout_param(&params, DEFAULT_REQUEST_TIMEOUT_MS)?;
+    let two_phase = params.get("twoPhase").and_then(Value::as_bool) == Some(true);
+    let mut request: Map<String, Value> = params.as_object().cloned().unwrap_or_default();
+    request.remove("timeoutMs");
+    request.remove("twoPhase");
+    request.entry("allowedDecisions").or_insert_with(|| json!(DECISIONS));
+    let now = now_ms();
+    let new = NewApproval {
+        id: format!("apr_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        kind: PLUGIN_KIND.into(),
+        payload: json!({"request": request}),
+        requested_by: Some(json!({"client": ctx.client.client.0, "connId": ctx.client.conn_id})),
+        expires_at_ms: now + timeout_ms as i64,
+    };
+    let record = gw.store.create_approval(&new, now).await?;
+    gw.clients.broadcast(events::PLUGIN_APPROVAL_REQUESTED, &record_json(&record), None, true);
+    if two_phase {
+        let accepted = json!({"status": "accepted", "id": record.id, "createdAtMs": record.created_at_ms,
+                              "expiresAtMs": record.expires_at_ms});
+        let _ = ctx.client.send(ResponseFrame::ok(ctx.request_id.clone(), accepted).to_text());
+    }
+    let last = wait_until_decided(gw, &record.id, record.expires_at_ms).await?.unwrap_or(record);
+    Ok(decision_json(&last))
+}
+
+/// `plugin.approval.waitDecision {id, timeoutMs?}` → `{id, decision, createdAtMs, expiresAtMs,
+/// status, reason}`: at once if decided, else when it is decided, expires or `timeoutMs`
+/// (default and at most 600 000 ms) passes — then `decision` is `null`, `status` `pending`.
+pub async fn plugin_approval_wait_decision(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
+    let id = need_str(&params, "id", "plugin.approval.waitDecision")?;
+    let timeout_ms = timeout_param(&params, MAX_TIMEOUT_MS)?;
+    let Some(current) = gw.store.get_approval(id, now_ms()).await? else {
+        return Err(CoreError::ApprovalNotFound(format!("unknown approval id {id}")));
+    };
+    let deadline = (now_ms() + timeout_ms as i64).min(current.expires_at_ms);
+    let last = wait_until_decided(gw, id, deadline).await?.unwrap_or(current);
+    Ok(decision_json(&last))
+}
+
+/// `plugin.approval.resolve {id, decision: "allow-once"|"deny", reviewer?, reason?}` →
+/// `{ok:true, id, decision, status, reason, jobId?, jobStatus?}`. Approving releases a held
+/// job to the queue; denying cancels it and keeps `reason` (clawgate's addition to the params).
+pub async fn plugin_approval_resolve(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
+    const METHOD: &str = "plugin.approval.resolve";
+    let id = need_str(&params, "id", METHOD)?;
+    let approve = match need_str(&params, "decision", METHOD)? {
+        "allow-once" => true,
+        "deny" => false,
+        "allow-always" => {
+            return Err(CoreError::invalid(
+                "invalid decision: allow-always is not offered (an approval holds one job); use allow-once or deny",
+            ));
+        }
+        other => return Err(CoreError::invalid(format!("invalid decision: {other:?}; use allow-once or deny"))),
+    };
+    let reason = params.get("reason").and_then(Value::as_str).map(str::trim).filter(|r| !r.is_empty());
+    let who = match params.get("reviewer") {
+        Some(r) => {
+            let part = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("?");
+            format!("{}:{}:{}", part("channel"), part("accountId"), part("senderId"))
+        }
+        None => match &ctx.client.device_id {
+            Some(device) => format!("device:{device}"),
+            None => format!("client:{}", ctx.client.client.0),
+        },
+    };
+    let Some(Decided { approval, job }) = decide_approval(gw, id, approve, &who, reason).await? else {
+        return Err(CoreError::ApprovalNotFound(format!(
+            "no pending approval {id} (unknown, already decided or expired)"
+        )));
+    };
+    let mut out = json!({"ok": true, "id": approval.id, "decision": decision_of(approval.status),
+                         "status": approval.status.as_str(), "reason": approval.reason});
+    if approval.kind == APPROVAL_KIND {
+        out["jobId"] = approval.payload.get("jobId").cloned().unwrap_or(Value::Null);
+        match job {
+            Some(Ok(j)) => out["jobStatus"] = json!(j.status.as_str()),
+            Some(Err(e)) => out["jobError"] = json!(e),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: ApprovalStatus, reason: Option<&str>) -> ApprovalRecord {
+        ApprovalRecord {
+            id: "apr_1".into(),
+            kind: "comfy.run".into(),
+            payload: json!({"jobId": "job_1", "template": "invert"}),
+            requested_by: Some(json!({"channel": "telegram", "senderId": "200", "chatId": "200", "username": "guest"})),
+            status,
+            reason: reason.map(str::to_owned),
+            decided_by: None,
+            created_at_ms: 10,
+            expires_at_ms: 20,
+            decided_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_held_run_is_a_plugin_approval_request() {
+        let v = record_json(&record(ApprovalStatus::Pending, None));
+        assert_eq!(v["approvalKind"], "plugin");
+        assert_eq!(v["createdAtMs"], 10);
+        assert_eq!(v["expiresAtMs"], 20);
+        let req = &v["request"];
+        assert_eq!(req["pluginId"], "comfy");
+        assert_eq!(req["title"], "Run ComfyUI template invert");
+        assert_eq!(
+            req["description"],
+            "telegram:200 (@guest) asked to run the ComfyUI template \"invert\" (job job_1)."
+        );
+        assert_eq!(req["allowedDecisions"], json!(["allow-once", "deny"]));
+        assert_eq!(req["turnSourceChannel"], "telegram");
+        assert_eq!(v["decision"], Value::Null);
+    }
+
+    #[test]
+    fn decisions_map_onto_upstream_words_and_keep_the_reason() {
+        let v = record_json(&record(ApprovalStatus::Rejected, Some("not today")));
+        assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("deny"), Some("not today")));
+        assert_eq!(resolved_event(&record(ApprovalStatus::Approved, None))["decision"], "allow-once");
+        assert_eq!(decision_of(ApprovalStatus::Expired), Value::Null);
+    }
+
+    #[test]
+    fn long_titles_are_clipped_to_the_schema_bounds() {
+        let long = "x".repeat(200);
+        assert_eq!(clip(&long, 80).chars().count(), 80);
+        assert_eq!(clip("short", 80), "short");
+    }
+}
