@@ -192,3 +192,38 @@ async fn the_agent_tool_turns_plain_language_into_an_image_in_the_same_chat() {
     assert!(tools.contains(&"comfy_generate"), "offered when ComfyUI is configured: {tools:?}");
     assert_eq!(comfy.submitted()[0].prompt["1"]["inputs"]["width"], json!(16));
 }
+
+#[tokio::test]
+async fn schedules_history_and_trace_work_from_chat() {
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let tg = FakeTelegram::start().await.unwrap();
+    let comfy = FakeComfy::start().await.unwrap();
+    let gw = gateway(&model, Some(&tg), &[&comfy], json!({"adminUsers": ["telegram:100"]})).await;
+    let job = call(
+        &gw,
+        "cron.add",
+        json!({"name": "yearly", "schedule": {"kind": "cron", "expr": "0 0 9 1 1 *"}, "sessionTarget": "isolated",
+               "wakeMode": "now", "payload": {"kind": "agentTurn", "message": "hi"},
+               "delivery": {"mode": "announce", "channel": "telegram", "to": "100"}}),
+    )
+    .await;
+    let sched = job["id"].as_str().unwrap().to_owned();
+    tg.push_private_message(100, "owner", "/schedules");
+    tg.wait_for_sent(|c| c.param_str("text").is_some_and(|t| t.contains(&sched)), WAIT).await.expect("listed");
+    tg.push_private_message(100, "owner", &format!("/schedule disable {sched}"));
+    tg.wait_for_sent(|c| c.param_str("text").is_some_and(|t| t.contains("disabled")), WAIT).await.expect("disabled");
+    let listed = call(&gw, "cron.list", json!({"includeDisabled": true})).await;
+    assert_eq!(listed["jobs"][0]["enabled"], false, "{listed}");
+
+    tg.push_private_message(100, "owner", "/run invert");
+    tg.wait_for_sent(|c| c.is("sendPhoto") && c.status == 200, WAIT).await.expect("image");
+    let jobs = call(&gw, "comfy.jobs.list", json!({})).await;
+    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+    tg.push_private_message(100, "owner", &format!("/history {id}"));
+    tg.wait_for_sent(|c| c.param_str("text").is_some_and(|t| t.starts_with(&format!("Job {id}: completed"))), WAIT)
+        .await
+        .expect("history");
+    tg.push_private_message(100, "owner", &format!("/trace {id}"));
+    tg.wait_for_sent(|c| c.param_str("text").is_some_and(|t| t.contains("promptId")), WAIT).await.expect("trace");
+    assert!(model.chat_requests().is_empty());
+}

@@ -9,7 +9,7 @@ use clawgate_channels::{AccountConfig, InboundMessage, policy::listed};
 use clawgate_comfy::command::{self, Command, CommandPolicy, Decision, JobState, QueuePosition, SenderCtx, reply};
 use clawgate_protocol::events::names as events;
 use clawgate_store::{
-    ApprovalRecord, ApprovalStatus, ApprovalStore, JobQuery, JobRecord, JobStatus, JobStore, NewApproval,
+    ApprovalRecord, ApprovalStatus, ApprovalStore, CronStore, JobQuery, JobRecord, JobStatus, JobStore, NewApproval,
 };
 
 use crate::error::CoreError;
@@ -210,6 +210,74 @@ pub async fn handle_chat_command(gw: &Arc<Gateway>, cfg: &AccountConfig, msg: &I
         },
         Command::Approve { id } => decide(gw, &id, true, &who, None).await,
         Command::Reject { id, reason } => decide(gw, &id, false, &who, reason.as_deref()).await,
+        Command::History { job: Some(id) } => match gw.store.get_job(&id).await {
+            Ok(Some(job)) if job.status.is_terminal() => reply::history(
+                &job.id,
+                &command::HistoryEntry {
+                    status: job.status.as_str().to_owned(),
+                    completed: job.status == JobStatus::Completed,
+                    images: job.outputs.as_array().map_or(0, Vec::len),
+                },
+            ),
+            _ => reply::history_not_found(&id),
+        },
+        Command::History { job: None } => {
+            let q = JobQuery {
+                statuses: vec![JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled],
+                limit: 10,
+                before_seq: None,
+            };
+            match gw.store.list_jobs(&q).await {
+                Ok(jobs) => {
+                    let items: Vec<(&str, JobState)> =
+                        jobs.iter().map(|j| (j.id.as_str(), state_of(j.status))).collect();
+                    reply::jobs(jobs.len(), &items)
+                }
+                Err(e) => reply::error(&e.to_string()),
+            }
+        }
+        Command::Trace { id } => match gw.store.get_job(&id).await {
+            Ok(Some(job)) => {
+                let j = super::job_json(gw, &job).await;
+                reply::trace(&id, &serde_json::to_string_pretty(&j).unwrap_or_default())
+            }
+            Ok(None) => reply::error(&format!("no job {id}")),
+            Err(e) => reply::error(&e.to_string()),
+        },
+        Command::Schedules => match gw.store.list_cron_jobs(true).await {
+            Ok(jobs) => {
+                let items: Vec<command::ScheduleSummary> = jobs
+                    .iter()
+                    .map(|j| command::ScheduleSummary {
+                        id: j.id.clone(),
+                        enabled: j.enabled,
+                        cron_expr: Some(j.schedule.clone()),
+                        interval_sec: None,
+                        template_id: j.payload.get("templateId").and_then(Value::as_str).unwrap_or(&j.kind).to_owned(),
+                    })
+                    .collect();
+                reply::schedules(&items)
+            }
+            Err(e) => reply::error(&e.to_string()),
+        },
+        Command::Schedule { action, id } => {
+            let done = match action {
+                command::ScheduleAction::Run => {
+                    crate::methods::cron::cron_run(gw, json!({"id": id})).await.map(|_| true)
+                }
+                command::ScheduleAction::Enable | command::ScheduleAction::Disable => {
+                    let on = action == command::ScheduleAction::Enable;
+                    let r = gw.store.set_cron_enabled(&id, on, now_ms()).await.map_err(crate::error::CoreError::from);
+                    gw.cron.kick();
+                    r
+                }
+            };
+            match done {
+                Ok(true) => reply::schedule_done(action, &id),
+                Ok(false) => reply::action_failed(&format!("no schedule {id}")),
+                Err(e) => reply::action_failed(&e.to_string()),
+            }
+        }
         other => format!("{} is not available in this gateway yet.", other.verb().name()),
     })
 }
