@@ -395,3 +395,29 @@ async fn crash_between_accept_and_mark_repeats_exactly_that_message() {
         assert!(!texts.is_empty() && texts.len() <= 2);
     }
 }
+
+#[tokio::test]
+async fn per_sender_rate_limit_drops_the_excess_without_running_it() {
+    let model = echo_model().await;
+    let tg = FakeTelegram::start().await.unwrap();
+    let _gw = gateway(
+        config(&model, &tg, json!({"dmPolicy": "open", "rateLimit": {"perSenderPerMinute": 2, "perChatPerMinute": 0}})),
+        &[],
+    )
+    .await;
+    for i in 0..4 {
+        tg.push_private_message(71, "flood", &format!("m{i}"));
+    }
+    let deadline = Instant::now() + WAIT;
+    while texts_to(&tg, 71).len() < 2 {
+        assert!(Instant::now() < deadline, "the first two messages were never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tg.push_private_message(72, "calm", "hello");
+    wait_text(&tg, 72, "echo: hello").await;
+    settle().await;
+    let replies = texts_to(&tg, 71);
+    assert_eq!(replies.len(), 2, "two messages a minute per sender, the rest dropped: {replies:?}");
+    assert!(replies.iter().all(|r| r.starts_with("echo: m")), "{replies:?}");
+    assert_eq!(model.chat_requests().len(), 3, "dropped messages never reach the model");
+}
