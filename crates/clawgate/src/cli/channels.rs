@@ -3,10 +3,10 @@
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use clawgate_client::{Client, ClientError};
+use clawgate_client::Client;
 use clawgate_protocol::methods::names;
 
-use super::conn::{self, ConnArgs};
+use super::conn::{self, ConnArgs, call};
 use super::output;
 
 /// Chat channels: Telegram, Discord, web chat.
@@ -85,17 +85,6 @@ pub struct DecideArgs {
     pub json: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
-}
-
-async fn call(client: &Client, method: &str, params: Value, as_json: bool) -> anyhow::Result<Result<Value, i32>> {
-    match client.request(method, params).await {
-        Ok(v) => Ok(Ok(v)),
-        Err(ClientError::Rpc(error)) => {
-            output::print_error(&error, as_json);
-            Ok(Err(1))
-        }
-        Err(e) => Err(anyhow::anyhow!("{method} failed: {e}")),
-    }
 }
 
 /// Run `clawgate channels …`.

@@ -137,6 +137,23 @@ fn explain(err: &ClientError, args: &ConnArgs, cred: &Credential) -> String {
     }
 }
 
+/// Call a method; an error answer is printed (exit 1), a transport failure is an `Err`.
+pub async fn call(
+    client: &Client,
+    method: &str,
+    params: serde_json::Value,
+    as_json: bool,
+) -> anyhow::Result<Result<serde_json::Value, i32>> {
+    match client.request(method, params).await {
+        Ok(v) => Ok(Ok(v)),
+        Err(ClientError::Rpc(error)) => {
+            super::output::print_error(&error, as_json);
+            Ok(Err(1))
+        }
+        Err(e) => Err(anyhow::anyhow!("{method} failed: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

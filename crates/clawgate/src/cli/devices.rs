@@ -3,10 +3,10 @@
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use clawgate_client::{Client, ClientError};
+use clawgate_client::Client;
 use clawgate_protocol::methods::names;
 
-use super::conn::{self, ConnArgs};
+use super::conn::{self, ConnArgs, call};
 use super::output;
 
 /// Manage device pairing: pending requests and paired devices.
@@ -91,18 +91,6 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<i32> {
         DevicesCommand::Approve(a) => decide(a, names::DEVICE_PAIR_APPROVE).await,
         DevicesCommand::Reject(a) => decide(a, names::DEVICE_PAIR_REJECT).await,
         DevicesCommand::Revoke(a) => revoke(a).await,
-    }
-}
-
-/// Call a method; an error answer is printed (exit 1), a transport failure is an `Err`.
-async fn call(client: &Client, method: &str, params: Value, as_json: bool) -> anyhow::Result<Result<Value, i32>> {
-    match client.request(method, params).await {
-        Ok(v) => Ok(Ok(v)),
-        Err(ClientError::Rpc(error)) => {
-            output::print_error(&error, as_json);
-            Ok(Err(1))
-        }
-        Err(e) => Err(anyhow::anyhow!("{method} failed: {e}")),
     }
 }
 
