@@ -33,8 +33,8 @@ use clawgate_store::ChannelStore;
 use crate::gateway::Gateway;
 
 pub use ingress::GatewayIngress;
-pub(crate) use router::queue_send;
 pub use router::session_key_for;
+pub(crate) use router::{PAIRING_TTL_MS, queue_send};
 
 /// One running platform account.
 pub struct AccountRuntime {
@@ -451,7 +451,8 @@ fn mode_of(cfg: &AccountConfig) -> &'static str {
     }
 }
 
-fn label_of(channel: &str) -> &'static str {
+/// The name users see for a platform.
+pub(crate) fn label_of(channel: &str) -> &'static str {
     match channel {
         "telegram" => "Telegram",
         "discord" => "Discord",

@@ -21,7 +21,7 @@ use crate::gateway::Gateway;
 use crate::time::now_ms;
 
 /// How long a pairing code stays valid.
-const PAIRING_TTL_MS: i64 = 60 * 60 * 1000;
+pub(crate) const PAIRING_TTL_MS: i64 = 60 * 60 * 1000;
 
 /// Route a row on its own task (unless another task already routes it).
 pub(crate) fn spawn_route(gw: &Arc<Gateway>, rec: InboxRecord) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use clawgate_channels::{AccountConfig, InboundMessage, policy::listed};
-use clawgate_comfy::command::{self, Command, CommandPolicy, Decision, JobState, QueuePosition, SenderCtx, reply};
+use clawgate_comfy::command::{self, Command, Decision, JobState, QueuePosition, SenderCtx, reply};
 use clawgate_protocol::events::names as events;
 use clawgate_store::{
     ApprovalRecord, ApprovalStatus, ApprovalStore, CronStore, JobQuery, JobRecord, JobStatus, JobStore, NewApproval,
@@ -47,11 +47,7 @@ pub async fn handle_chat_command(gw: &Arc<Gateway>, cfg: &AccountConfig, msg: &I
     if matches!(cmd, Command::Help | Command::Status { job: None }) {
         return None;
     }
-    let policy = gw
-        .comfy
-        .config()
-        .and_then(|c| CommandPolicy::from_config(&c.commands).ok())
-        .unwrap_or_else(|| CommandPolicy::from_config(&Value::Null).unwrap_or_default());
+    let policy = gw.comfy.config().map(|c| c.policy.clone()).unwrap_or_default();
     let trusted = listed(&cfg.allow_from, &msg.sender_id, msg.sender_username.as_deref());
     let sender =
         SenderCtx { platform: &msg.channel, user_id: &msg.sender_id, chat_id: &msg.chat_id, is_admin: false, trusted };

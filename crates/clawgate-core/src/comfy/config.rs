@@ -42,8 +42,8 @@ pub struct ComfyConfig {
     pub max_images: usize,
     /// Largest image delivered.
     pub max_bytes: u64,
-    /// The raw `comfy.commands` section.
-    pub commands: Value,
+    /// Who may run which command (`comfy.commands`), parsed once at load.
+    pub policy: clawgate_comfy::command::CommandPolicy,
 }
 
 impl ComfyConfig {
@@ -81,9 +81,10 @@ impl ComfyConfig {
         let max_images =
             delivery.and_then(|d| d.get("maxImages")).and_then(Value::as_u64).unwrap_or(8).clamp(1, 100) as usize;
         let max_bytes = delivery.and_then(|d| d.get("maxBytes")).and_then(Value::as_u64).unwrap_or(50 * 1024 * 1024);
-        let commands = section.get("commands").cloned().unwrap_or(Value::Null);
-        clawgate_comfy::command::CommandPolicy::from_config(&commands).map_err(|e| format!("comfy.commands: {e}"))?;
-        Ok(Some(Self { workers, templates_dir, max_images, max_bytes, commands }))
+        let commands = section.get("commands").unwrap_or(&Value::Null);
+        let policy = clawgate_comfy::command::CommandPolicy::from_config(commands)
+            .map_err(|e| format!("comfy.commands: {e}"))?;
+        Ok(Some(Self { workers, templates_dir, max_images, max_bytes, policy }))
     }
 }
 

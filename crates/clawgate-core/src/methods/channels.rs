@@ -156,16 +156,7 @@ pub async fn send(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> 
     }
 }
 
-fn label_of(channel: &str) -> &'static str {
-    match channel {
-        "telegram" => "Telegram",
-        "discord" => "Discord",
-        _ => "Chat",
-    }
-}
-
-/// How long a pairing code stays valid (as the router hands them out).
-const PAIRING_TTL_MS: i64 = 60 * 60 * 1000;
+use crate::channels::{PAIRING_TTL_MS, label_of};
 
 fn request_json(p: &clawgate_store::ChannelPairing) -> Value {
     let label = p.sender_name.clone().unwrap_or_else(|| p.sender_id.clone());
