@@ -25,6 +25,12 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The `extra_data` key under which [`ComfyClient::submit_tagged`] stores its tag.
+pub const TAG_KEY: &str = "clawgate_job";
+
+/// History entries [`ComfyClient::find_tagged`] searches (newest first in ComfyUI's order).
+pub const TAG_SEARCH_HISTORY: usize = 256;
+
 /// Default timeout of one HTTP request.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -575,6 +581,36 @@ impl ComfyClient {
             Ok(entries.into_iter().map(|(_, id)| id).collect())
         };
         Ok(QueueState { running: list("queue_running")?, pending: list("queue_pending")? })
+    }
+
+    /// The id of a prompt whose `extra_data` carries `tag` under [`TAG_KEY`] (as
+    /// [`ComfyClient::submit_tagged`] sends it), looked up in the queue (running and pending)
+    /// and then in the newest [`TAG_SEARCH_HISTORY`] history entries. This is how a gateway
+    /// that died between ComfyUI's answer to `POST /prompt` and recording it finds the prompt
+    /// again instead of running the job twice.
+    pub async fn find_tagged(&self, tag: &str) -> Result<Option<String>, ComfyError> {
+        let tagged = |tuple: &Value| tuple.get(3).and_then(|e| e.get(TAG_KEY)).and_then(Value::as_str) == Some(tag);
+        let queue = self.get_json("/queue").await?;
+        for key in ["queue_running", "queue_pending"] {
+            for item in queue.get(key).and_then(Value::as_array).into_iter().flatten() {
+                if tagged(item) {
+                    return Ok(item.get(1).and_then(Value::as_str).map(str::to_owned));
+                }
+            }
+        }
+        let history = self.get_json(&format!("/history?max_items={TAG_SEARCH_HISTORY}")).await?;
+        Ok(history
+            .as_object()
+            .into_iter()
+            .flatten()
+            .find(|(_, entry)| entry.get("prompt").is_some_and(tagged))
+            .map(|(id, _)| id.clone()))
+    }
+
+    /// `POST /prompt` with `extra_data.`[`TAG_KEY`]` = tag`, findable later with
+    /// [`ComfyClient::find_tagged`].
+    pub async fn submit_tagged(&self, prompt: &Value, tag: &str) -> Result<Submitted, ComfyError> {
+        self.submit_with(prompt, Some(&json!({ TAG_KEY: tag }))).await
     }
 
     /// `GET /history/{id}`: `None` while the prompt is pending, running, deleted or unknown.

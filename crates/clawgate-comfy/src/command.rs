@@ -730,6 +730,15 @@ impl CommandPolicy {
         sender.is_admin || self.admin_users.contains(sender.platform, sender.user_id)
     }
 
+    /// The admins (`adminUsers`) with an id on `platform`: entries scoped to it
+    /// (`telegram:123`) and unscoped ones (`123`), sorted, each once.
+    pub fn admins_on(&self, platform: &str) -> Vec<String> {
+        let platform = platform.to_ascii_lowercase();
+        let scoped = self.admin_users.scoped.iter().filter(|(p, _)| *p == platform).map(|(_, id)| id.clone());
+        let all: BTreeSet<String> = self.admin_users.any_platform.iter().cloned().chain(scoped).collect();
+        all.into_iter().collect()
+    }
+
     fn is_trusted(&self, sender: &SenderCtx<'_>) -> bool {
         self.is_admin(sender)
             || sender.trusted
@@ -1547,6 +1556,15 @@ mod tests {
         assert_eq!(authorize(&Command::Help, &sender("7"), &p), Decision::Allow);
         // No list for `run`: untrusted users still get approval.
         assert_eq!(authorize(&run("t", &[], None, false), &sender("8"), &p), Decision::NeedsApproval);
+    }
+
+    #[test]
+    fn admins_on_a_platform_include_unscoped_ids_once() {
+        let p = policy(json!({"adminUsers": ["telegram:5", "discord:6", "7", "Telegram:7"]}));
+        assert_eq!(p.admins_on("telegram"), vec!["5", "7"]);
+        assert_eq!(p.admins_on("discord"), vec!["6", "7"]);
+        assert_eq!(p.admins_on("slack"), vec!["7"]);
+        assert!(CommandPolicy::default().admins_on("telegram").is_empty());
     }
 
     #[test]

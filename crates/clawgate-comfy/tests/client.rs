@@ -281,3 +281,20 @@ async fn two_instances_queue_independently() -> anyhow::Result<()> {
     assert_eq!((a.submitted().len(), b.submitted().len()), (1, 1));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_tagged_prompt_is_found_again_pending_running_and_finished() -> anyhow::Result<()> {
+    let fake = FakeComfy::builder().job_duration(Duration::from_millis(300)).start().await?;
+    let client = client(&fake, "gw-tag");
+    fake.set_paused(true);
+    let first = client.submit_tagged(&solid(8, 8, 1), "job_a:1").await?;
+    let second = client.submit_tagged(&solid(8, 8, 2), "job_b:1").await?;
+    client.submit(&solid(8, 8, 3)).await?;
+    assert_eq!(client.find_tagged("job_b:1").await?, Some(second.prompt_id.clone()), "pending");
+    assert_eq!(client.find_tagged("job_c:1").await?, None, "never submitted");
+    fake.set_paused(false);
+    client.wait_for(&first.prompt_id, WAIT, |_| {}).await?;
+    assert_eq!(client.find_tagged("job_a:1").await?, Some(first.prompt_id), "finished: found in history");
+    assert_eq!(client.find_tagged("job_a:2").await?, None, "another attempt of the same job is another tag");
+    Ok(())
+}

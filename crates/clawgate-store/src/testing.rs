@@ -179,6 +179,7 @@ where
     job_transitions_are_guarded(&fresh_store().await).await;
     cancel_returns_the_previous_record_of_unfinished_jobs(&fresh_store().await).await;
     release_approval_queues_or_cancels_held_jobs(&fresh_store().await).await;
+    adopted_job_runs_on_its_worker_and_is_never_claimed(&fresh_store().await).await;
     list_jobs_filters_pages_and_counts(&fresh_store().await).await;
     output_is_marked_delivered_once(&fresh_store().await).await;
     prune_finished_jobs_drops_only_old_finished_jobs(&fresh_store().await).await;
@@ -1852,6 +1853,27 @@ pub async fn inserted_job_round_trips_and_bad_inserts_conflict<S: JobStore>(stor
     let held = store.insert_job(&new_job("job_4", JobStatus::AwaitingApproval, 1), T0).await.expect("held");
     assert_eq!(held.status, JobStatus::AwaitingApproval);
     assert!(held.seq > inserted.seq, "seqs ascend: {} {}", inserted.seq, held.seq);
+}
+
+/// An adopted job is running on its worker with its prompt from the start, is never claimed,
+/// is reconciled like any active job, and finishes like one; a taken id writes nothing.
+pub async fn adopted_job_runs_on_its_worker_and_is_never_claimed<S: JobStore>(store: &S) {
+    let adopted = store.adopt_job(&new_job("job_a", JobStatus::Queued, 3), "w2", "p-remote", T0).await.expect("adopt");
+    assert_eq!(adopted.status, JobStatus::Running);
+    assert_eq!(adopted.worker.as_deref(), Some("w2"));
+    assert_eq!(adopted.prompt_id.as_deref(), Some("p-remote"));
+    assert_eq!((adopted.attempts, adopted.max_attempts), (1, 1));
+    assert_eq!(adopted.started_at_ms, Some(T0));
+    assert_eq!(store.claim_next_queued("w1", T0 + 1).await.expect("claim"), None, "not queued");
+    assert_eq!(ids(&store.active_jobs().await.expect("active")), vec!["job_a"]);
+    assert_eq!(ids(&store.jobs_on_worker("w2").await.expect("on w2")), vec!["job_a"]);
+    assert!(matches!(
+        store.adopt_job(&new_job("job_a", JobStatus::Queued, 1), "w1", "p-other", T0 + 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let done = store.complete_job("job_a", &json!([{"filename": "x.png"}]), T0 + 3).await.expect("complete");
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.prompt_id.as_deref(), Some("p-remote"));
 }
 
 /// Workers claim queued jobs oldest seq first (whatever their timestamps), each claim counting

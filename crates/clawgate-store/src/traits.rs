@@ -525,6 +525,19 @@ pub trait JobStore: Send + Sync {
     /// is neither queued nor awaiting approval, or if `max_attempts < 1`.
     fn insert_job(&self, job: &NewJob, now_ms: i64) -> impl Future<Output = Result<JobRecord>> + Send;
 
+    /// Records a job that a worker already runs (a prompt started outside this gateway's queue,
+    /// e.g. an approval granted on a ComfyUI-OpenClaw worker): inserted as running on
+    /// `worker` with `prompt_id`, one attempt, `started_at_ms = now_ms`, so it is followed,
+    /// delivered and reconciled like any other. `job.status` is ignored.
+    /// [`crate::StoreError::Conflict`] (and nothing written) if the id is taken.
+    fn adopt_job(
+        &self,
+        job: &NewJob,
+        worker: &str,
+        prompt_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<JobRecord>> + Send;
+
     /// The job with this id.
     fn get_job(&self, id: &str) -> impl Future<Output = Result<Option<JobRecord>>> + Send;
 

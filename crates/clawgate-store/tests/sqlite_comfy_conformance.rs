@@ -50,6 +50,7 @@ sqlite_cases!(
     job_transitions_are_guarded,
     cancel_returns_the_previous_record_of_unfinished_jobs,
     release_approval_queues_or_cancels_held_jobs,
+    adopted_job_runs_on_its_worker_and_is_never_claimed,
     list_jobs_filters_pages_and_counts,
     output_is_marked_delivered_once,
     prune_finished_jobs_drops_only_old_finished_jobs,

@@ -282,6 +282,32 @@ impl JobStore for SqliteStore {
         }
     }
 
+    async fn adopt_job(&self, job: &NewJob, worker: &str, prompt_id: &str, now_ms: i64) -> Result<JobRecord> {
+        let row = sqlx::query_as::<_, JobRow>(&format!(
+            "INSERT INTO comfy_jobs (id, template_id, inputs, workflow, status, worker, prompt_id, attempts, \
+             max_attempts, outputs, deliver_to, requested_by, approval_id, created_at_ms, updated_at_ms, \
+             started_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, 1, 1, '[]', ?7, ?8, ?9, ?10, ?10, ?10) \
+             ON CONFLICT (id) DO NOTHING RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(&job.id)
+        .bind(&job.template_id)
+        .bind(job.inputs.to_string())
+        .bind(job.workflow.to_string())
+        .bind(worker)
+        .bind(prompt_id)
+        .bind(job.deliver_to.as_ref().map(Value::to_string))
+        .bind(job.requested_by.as_ref().map(Value::to_string))
+        .bind(job.approval_id.as_deref())
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(StoreError::Conflict(format!("job id {:?} is taken", job.id))),
+        }
+    }
+
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
         let mut conn = self.pool().acquire().await?;
         fetch_job(&mut conn, id).await
