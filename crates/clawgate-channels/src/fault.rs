@@ -15,6 +15,7 @@
 //! | `outbox.accepted` | the platform accepted a send, the outbox row not yet marked sent (the one window in which a duplicate can arise) |
 //! | `comfy.outputs_stored` | a finished ComfyUI job's images fetched into the state dir, not yet queued for delivery |
 //! | `comfy.delivery_queued` | a finished job's images queued in the outbox, the job not yet marked completed |
+//! | `comfy.prompt_accepted` | a worker accepted a job's prompt, the store not yet told (the job is still dispatched) |
 
 use std::sync::OnceLock;
 

@@ -14,4 +14,5 @@
 
 pub mod client;
 pub mod command;
+pub mod openclaw;
 pub mod templates;

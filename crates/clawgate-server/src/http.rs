@@ -39,6 +39,11 @@ pub async fn root(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if upgrade.is_err()
+        && let Some(token) = webchat::media_token(&gw, &method, uri.path())
+    {
+        return crate::media::serve(&gw, &token).await;
+    }
     upgrade_or_page(gw, addr, &method, &uri, &headers, upgrade)
 }
 
@@ -52,6 +57,11 @@ pub async fn fallback(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if upgrade.is_err()
+        && let Some(token) = webchat::media_token(&gw, &method, uri.path())
+    {
+        return crate::media::serve(&gw, &token).await;
+    }
     upgrade_or_page(gw, addr, &method, &uri, &headers, upgrade)
 }
 

@@ -19,7 +19,13 @@ const CHUNK: usize = 64 * 1024;
 /// `GET /media/{token}` → the file, or 403 (forged, expired, wrong channel) / 404 (gone) with a
 /// plain-text reason.
 pub(crate) async fn get_media(State(gw): State<Arc<Gateway>>, Path(token): Path<String>) -> Response {
-    let file = match media::open(&gw, &token).await {
+    serve(&gw, &token).await
+}
+
+/// The file behind `token`, or the refusal; also reached as `<basePath>/media/{token}` when the
+/// web chat lives below a prefix a proxy keeps (see `webchat::media_token`).
+pub(crate) async fn serve(gw: &Gateway, token: &str) -> Response {
+    let file = match media::open(gw, token).await {
         Ok(f) => f,
         Err(e) => return refuse(&e),
     };

@@ -101,6 +101,22 @@ fn asset(path: &str) -> &'static Asset {
     ASSETS.iter().find(|a| a.path == path).unwrap_or(&INDEX)
 }
 
+/// The token of `<basePath>/media/<token>` when the web chat is served below a prefix (a proxy
+/// that keeps its prefix forwards the page's relative image links there); `None` otherwise —
+/// `/media/<token>` at the root has its own route.
+pub fn media_token(gw: &Gateway, method: &Method, path: &str) -> Option<String> {
+    if method != Method::GET && method != Method::HEAD {
+        return None;
+    }
+    let config = gw.config.current();
+    let base = normalise_base(&config.config.gateway.control_ui.base_path);
+    if base.is_empty() {
+        return None;
+    }
+    let token = path.strip_prefix(base.as_str())?.strip_prefix("/media/")?;
+    (!token.is_empty() && !token.contains('/')).then(|| token.to_owned())
+}
+
 /// The page or asset for a plain (non-upgrade) request, or `None` when the path is not the web
 /// chat's (the caller answers 404) or the web chat is switched off (`gateway.controlUi.enabled`).
 pub fn serve(gw: &Gateway, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {

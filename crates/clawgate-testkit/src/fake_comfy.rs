@@ -70,11 +70,12 @@ pub struct FakeComfyBuilder {
     job_duration: Duration,
     progress_steps: u32,
     extra_classes: Vec<(String, bool)>,
+    extension: Option<Router>,
 }
 
 impl Default for FakeComfyBuilder {
     fn default() -> Self {
-        Self { job_duration: DEFAULT_JOB_DURATION, progress_steps: 2, extra_classes: Vec::new() }
+        Self { job_duration: DEFAULT_JOB_DURATION, progress_steps: 2, extra_classes: Vec::new(), extension: None }
     }
 }
 
@@ -98,6 +99,13 @@ impl FakeComfyBuilder {
         self
     }
 
+    /// More routes served on the same port, as a custom node's routes are served by ComfyUI's own
+    /// server (the fake ComfyUI-OpenClaw extension uses this). They survive a restart.
+    pub fn extension(mut self, routes: Router) -> Self {
+        self.extension = Some(routes);
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving.
     pub async fn start(self) -> anyhow::Result<FakeComfy> {
         let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the fake ComfyUI")?;
@@ -111,6 +119,7 @@ impl FakeComfyBuilder {
             inner: Mutex::new(Inner::new(self.job_duration, self.progress_steps, seed)),
             classes,
             wake: Notify::new(),
+            extension: self.extension,
         });
         let life = Life::start(listener, Arc::clone(&shared));
         Ok(FakeComfy { addr, shared, life: Mutex::new(Some(life)) })
@@ -384,6 +393,8 @@ struct Shared {
     classes: HashMap<String, bool>,
     /// Wakes the worker: a prompt was queued or the queue was unpaused.
     wake: Notify,
+    /// Routes of an emulated custom node, merged into the server's.
+    extension: Option<Router>,
 }
 
 impl Shared {
@@ -559,6 +570,7 @@ fn now_ms() -> u64 {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
+    let extension = shared.extension.clone();
     let native = || {
         Router::new()
             .route("/prompt", post(post_prompt).get(get_prompt))
@@ -571,12 +583,16 @@ fn router(shared: Arc<Shared>) -> Router {
             .route("/object_info", get(get_object_info))
             .route("/ws", get(ws_upgrade))
     };
-    Router::new()
+    let app = Router::new()
         .merge(native())
         .nest("/api", native())
         .route("/api/jobs/{job_id}/cancel", any(method_not_allowed))
         .route("/api/jobs/cancel", any(method_not_allowed))
-        .with_state(shared)
+        .with_state(shared);
+    match extension {
+        Some(ext) => app.merge(ext),
+        None => app,
+    }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {

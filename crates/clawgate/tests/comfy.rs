@@ -102,6 +102,19 @@ async fn untrusted_senders_need_an_admins_approval() {
         .expect("held for approval");
     let text = held.param_str("text").unwrap();
     let id = text.lines().find_map(|l| l.strip_prefix("ID: ")).unwrap().trim().to_owned();
+    // The admin is told in their own chat, with the commands that decide it.
+    let notice = tg
+        .wait_for_sent(
+            |c| c.param_i64("chat_id") == Some(100) && c.param_str("text").is_some_and(|t| t.contains(&id)),
+            WAIT,
+        )
+        .await
+        .expect("the admin is notified");
+    let notice = notice.param_str("text").unwrap();
+    assert!(
+        notice.contains(&format!("Approve: /approve {id}")) && notice.contains("telegram:200 (@guest)"),
+        "{notice}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(comfy.submitted().is_empty(), "nothing runs before the approval");
     tg.push_private_message(100, "owner", &format!("/approve {id}"));
@@ -113,6 +126,7 @@ async fn untrusted_senders_need_an_admins_approval() {
     let approval_ids = |tg: &FakeTelegram| -> Vec<String> {
         tg.calls("sendMessage")
             .iter()
+            .filter(|c| c.param_i64("chat_id") == Some(200))
             .filter_map(|c| c.param_str("text"))
             .filter(|t| t.contains("[Approval Requested]"))
             .filter_map(|t| t.lines().find_map(|l| l.strip_prefix("ID: ")).map(|s| s.trim().to_owned()))
@@ -140,6 +154,7 @@ async fn jobs_spread_over_workers_and_survive_a_worker_dying() {
     let gw = gateway(&model, None, &[&a, &b, &c], Value::Null).await;
     let workers = call(&gw, "comfy.workers.list", json!({})).await;
     assert_eq!(workers["workers"].as_array().unwrap().len(), 3, "{workers}");
+    assert_eq!(workers["workers"][0]["version"], "0.3.64", "from /system_stats: {workers}");
     let templates = call(&gw, "comfy.templates.list", json!({})).await;
     assert_eq!(templates["templates"][0]["id"], "invert");
 
@@ -226,4 +241,37 @@ async fn schedules_history_and_trace_work_from_chat() {
     tg.push_private_message(100, "owner", &format!("/trace {id}"));
     tg.wait_for_sent(|c| c.param_str("text").is_some_and(|t| t.contains("promptId")), WAIT).await.expect("trace");
     assert!(model.chat_requests().is_empty());
+}
+
+#[tokio::test]
+async fn stop_from_chat_interrupts_the_running_job_on_its_worker() {
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let tg = FakeTelegram::start().await.unwrap();
+    let comfy = FakeComfy::start().await.unwrap();
+    comfy.hang();
+    let gw = gateway(&model, Some(&tg), &[&comfy], json!({"adminUsers": ["telegram:100"]})).await;
+    tg.push_private_message(100, "owner", "/run invert color=5");
+    let deadline = Instant::now() + WAIT;
+    while comfy.running_id().is_none() {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let jobs = call(&gw, "comfy.jobs.list", json!({})).await;
+    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+    wait_job(&gw, &id, "running").await;
+    tg.push_private_message(100, "owner", "/stop");
+    tg.wait_for_sent(|c| c.param_str("text").is_some_and(|t| t == format!("Stopped {id}.")), WAIT)
+        .await
+        .expect("stop answered");
+    wait_job(&gw, &id, "cancelled").await;
+    let deadline = Instant::now() + WAIT;
+    while comfy.interrupt_count() == 0 {
+        assert!(Instant::now() < deadline, "ComfyUI was never interrupted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(comfy.running_id().is_none(), "the worker is free again");
+    // Nothing left: a second /stop says so.
+    tg.push_private_message(100, "owner", "/cancel");
+    tg.wait_for_sent(|c| c.param_str("text").as_deref() == Some("Nothing is running."), WAIT).await.expect("nothing");
+    assert!(tg.calls("sendPhoto").is_empty(), "a stopped job delivers nothing");
 }

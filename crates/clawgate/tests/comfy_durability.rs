@@ -261,3 +261,34 @@ async fn a_job_its_restarted_worker_forgot_runs_again_after_a_gateway_restart() 
     assert_eq!(comfy.completed_count(), 1, "only the second run finished");
     assert_eq!(comfy.submitted().len(), 2, "submitted again after the worker lost it");
 }
+
+/// The gateway dies after ComfyUI accepted a job's prompt and before the job was marked
+/// running. After the restart the prompt is found again on the worker by the attempt's tag in
+/// `extra_data`: the job completes, the image arrives once and ComfyUI ran the prompt once.
+#[tokio::test]
+async fn crash_after_the_worker_accepted_the_prompt_does_not_run_it_twice() {
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let tg = FakeTelegram::start().await.unwrap();
+    let comfy = FakeComfy::builder().job_duration(Duration::from_millis(500)).start().await.unwrap();
+    let mut gw = gateway(&model, &tg, &[&comfy], &[("CLAWGATE_CRASH_AT", "comfy.prompt_accepted")]).await;
+    let id = run_job(&gw, 0).await;
+    let status = gw.wait_exit(WAIT).await.expect("the gateway stops at the crash point");
+    assert!(!status.success());
+    assert_eq!(comfy.submitted().len(), 1, "the worker holds the prompt");
+    assert_eq!(
+        comfy.submitted()[0].extra_data["clawgate_job"],
+        json!(format!("{id}-1")),
+        "tagged with job and attempt"
+    );
+    gw.set_env("CLAWGATE_CRASH_AT", None);
+    gw.restart().await.expect("restart after the crash");
+    let done = wait_completed(&gw, 1).await;
+    assert_eq!(done[0]["id"], json!(id));
+    assert_eq!(done[0]["promptId"], json!(comfy.submitted()[0].prompt_id), "the prompt found again");
+    let sent = wait_photos(&tg, 1).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(comfy.submitted().len(), 1, "the prompt was not submitted again");
+    assert_eq!(comfy.completed_count(), 1);
+    assert_eq!(completion_notices(&tg).get(&id), Some(&1));
+}

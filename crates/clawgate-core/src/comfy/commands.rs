@@ -1,5 +1,13 @@
 //! ComfyUI chat commands (`/run`, `/status <job>`, `/jobs`, `/stop`, `/templates`, `/workers`,
-//! `/approvals`, `/approve`, `/reject`) for messages that passed the channel gate.
+//! `/approvals`, `/approve`, `/reject`, `/schedules`, `/schedule`, `/trace`, `/history`) for
+//! messages that passed the channel gate.
+//!
+//! clawgate's own queue, approvals and schedules answer first. Workers in mode `openclaw` add
+//! what their ComfyUI-OpenClaw extension holds: its jobs view (`/openclaw/jobs`, or the coarse
+//! queue count where the host lacks the jobs API), its pending approvals (decided there with
+//! `/approve`/`/reject`; an approved one runs at once and its images come to the approving
+//! chat), its schedules (`/schedule run|enable|disable` on their `sched_…` ids) and its trace of
+//! a job's prompt.
 
 use std::sync::Arc;
 
@@ -7,15 +15,19 @@ use serde_json::{Value, json};
 
 use clawgate_channels::{AccountConfig, InboundMessage, policy::listed};
 use clawgate_comfy::command::{self, Command, Decision, JobState, QueuePosition, SenderCtx, reply};
+use clawgate_comfy::openclaw::{JobsView, RemoteApproval};
 use clawgate_protocol::events::names as events;
 use clawgate_store::{
     ApprovalRecord, ApprovalStatus, ApprovalStore, CronStore, JobQuery, JobRecord, JobStatus, JobStore, NewApproval,
+    NewJob,
 };
 
 use crate::error::CoreError;
 use crate::gateway::Gateway;
 use crate::methods::approvals;
 use crate::time::now_ms;
+
+use super::Worker;
 
 /// The approval kind of a held `/run`; its payload is `{jobId, template}`.
 pub(crate) const APPROVAL_KIND: &str = "comfy.run";
@@ -36,30 +48,68 @@ fn position(p: Option<(u64, u64)>) -> Option<QueuePosition> {
     p.map(|(position, total)| QueuePosition { position: position as usize, total: total as usize })
 }
 
+/// Who sent a ComfyUI command, and where its results go.
+#[derive(Debug, Clone)]
+pub struct CommandCaller {
+    /// `telegram`, `discord`, `webchat`, …
+    pub platform: String,
+    /// The sender's platform id (for a WS client, its device or client id).
+    pub sender_id: String,
+    /// The sender's @username, if the platform has one.
+    pub sender_username: Option<String>,
+    /// The chat it came from (for the web chat, the session key).
+    pub chat_id: String,
+    /// Runs `/run` without approval (a channel's `allowFrom`; an operator WS client).
+    pub trusted: bool,
+    /// May use admin commands whatever `comfy.commands.adminUsers` says (an operator WS client).
+    pub is_admin: bool,
+    /// Where a job's images and notices go (`{channel, account, chatId, threadId}`, or
+    /// `{channel: "webchat", sessionKey}`).
+    pub deliver_to: Value,
+}
+
 /// Answer a ComfyUI command; `None` when the text is not one (or ComfyUI is off), so the
 /// message goes on to the chat commands and the agent. `/help` and a bare `/status` stay with
 /// the chat commands.
 pub async fn handle_chat_command(gw: &Arc<Gateway>, cfg: &AccountConfig, msg: &InboundMessage) -> Option<String> {
+    let caller = CommandCaller {
+        platform: msg.channel.clone(),
+        sender_id: msg.sender_id.clone(),
+        sender_username: msg.sender_username.clone(),
+        chat_id: msg.chat_id.clone(),
+        trusted: listed(&cfg.allow_from, &msg.sender_id, msg.sender_username.as_deref()),
+        is_admin: false,
+        deliver_to: json!({"channel": msg.channel, "account": msg.account, "chatId": msg.chat_id,
+                           "threadId": msg.thread_id}),
+    };
+    handle_command(gw, &caller, &msg.text).await
+}
+
+/// [`handle_chat_command`] for any caller.
+pub async fn handle_command(gw: &Arc<Gateway>, caller: &CommandCaller, text: &str) -> Option<String> {
     if !gw.comfy.enabled() {
         return None;
     }
-    let cmd = command::parse(&msg.text)?;
+    let cmd = command::parse(text)?;
     if matches!(cmd, Command::Help | Command::Status { job: None }) {
         return None;
     }
     let policy = gw.comfy.config().map(|c| c.policy.clone()).unwrap_or_default();
-    let trusted = listed(&cfg.allow_from, &msg.sender_id, msg.sender_username.as_deref());
-    let sender =
-        SenderCtx { platform: &msg.channel, user_id: &msg.sender_id, chat_id: &msg.chat_id, is_admin: false, trusted };
+    let sender = SenderCtx {
+        platform: &caller.platform,
+        user_id: &caller.sender_id,
+        chat_id: &caller.chat_id,
+        is_admin: caller.is_admin,
+        trusted: caller.trusted,
+    };
     let decision = command::authorize(&cmd, &sender, &policy);
     if let Decision::Deny(text) = &decision {
         return Some(text.clone());
     }
-    let deliver_to =
-        json!({"channel": msg.channel, "account": msg.account, "chatId": msg.chat_id, "threadId": msg.thread_id});
-    let requested_by = json!({"channel": msg.channel, "senderId": msg.sender_id, "chatId": msg.chat_id,
-                              "username": msg.sender_username});
-    let who = format!("{}:{}", msg.channel, msg.sender_id);
+    let deliver_to = caller.deliver_to.clone();
+    let requested_by = json!({"channel": caller.platform, "senderId": caller.sender_id, "chatId": caller.chat_id,
+                              "username": caller.sender_username});
+    let who = format!("{}:{}", caller.platform, caller.sender_id);
     Some(match cmd {
         Command::Invalid { verb, problem } => reply::invalid(verb, &problem),
         Command::Run { template, inputs, free_text, require_approval } => {
@@ -101,6 +151,7 @@ pub async fn handle_chat_command(gw: &Arc<Gateway>, cfg: &AccountConfig, msg: &I
                                     None,
                                     true,
                                 );
+                                notify_admins(gw, caller, &policy, &aid, &template).await;
                                 reply::approval_requested(
                                     Some(&aid),
                                     Some(&job.id),
@@ -138,14 +189,19 @@ pub async fn handle_chat_command(gw: &Arc<Gateway>, cfg: &AccountConfig, msg: &I
                 limit: 20,
                 before_seq: None,
             };
-            match gw.store.list_jobs(&q).await {
+            let mut out = match gw.store.list_jobs(&q).await {
                 Ok(jobs) => {
                     let items: Vec<(&str, JobState)> =
                         jobs.iter().map(|j| (j.id.as_str(), state_of(j.status))).collect();
                     reply::jobs(jobs.len(), &items)
                 }
                 Err(e) => reply::error(&e.to_string()),
+            };
+            for line in worker_jobs(gw).await {
+                out.push('\n');
+                out.push_str(&line);
             }
+            out
         }
         Command::Stop { jobs } => {
             let targets: Vec<String> = if jobs.is_empty() {
@@ -187,25 +243,49 @@ pub async fn handle_chat_command(gw: &Arc<Gateway>, cfg: &AccountConfig, msg: &I
         }
         Command::Approvals => match gw.store.list_approvals(Some(ApprovalStatus::Pending), now_ms()).await {
             Ok(list) => {
-                let templates: Vec<String> =
-                    list.iter().map(|a| a.payload["template"].as_str().unwrap_or("?").to_owned()).collect();
-                let items: Vec<command::ApprovalSummary<'_>> = list
+                // (id, template, requested by, source) of clawgate's own, then each worker's.
+                let mut rows: Vec<(String, String, Option<String>, String)> = list
                     .iter()
-                    .zip(&templates)
-                    .map(|(a, t)| command::ApprovalSummary {
-                        id: &a.id,
-                        status: "pending",
-                        template: t,
-                        requested_by: None,
-                        source: "chat",
+                    .map(|a| {
+                        let by = a.requested_by.as_ref().and_then(|r| {
+                            Some(format!("{}:{}", r.get("channel")?.as_str()?, r.get("senderId")?.as_str()?))
+                        });
+                        (a.id.clone(), a.payload["template"].as_str().unwrap_or("?").to_owned(), by, "chat".to_owned())
                     })
                     .collect();
-                reply::approvals(&items, items.len())
+                let mut failures = Vec::new();
+                for (w, found) in worker_approvals(gw).await {
+                    match found {
+                        Ok(remote) => rows.extend(remote.into_iter().map(|a| {
+                            let source =
+                                format!("worker {} ({})", w.cfg.name, a.source.as_deref().unwrap_or("openclaw"));
+                            (a.approval_id, a.template_id, None, source)
+                        })),
+                        Err(e) => failures.push(format!("worker {}: {e}", w.cfg.name)),
+                    }
+                }
+                let items: Vec<command::ApprovalSummary<'_>> = rows
+                    .iter()
+                    .map(|(id, template, by, source)| command::ApprovalSummary {
+                        id,
+                        status: "pending",
+                        template,
+                        requested_by: by.as_deref(),
+                        source,
+                    })
+                    .collect();
+                let mut out = reply::approvals(&items, items.len());
+                for f in failures {
+                    out.push_str(&format!("\n(could not list approvals on {f})"));
+                }
+                out
             }
             Err(e) => reply::approvals_failed(&e.to_string()),
         },
-        Command::Approve { id } => decide(gw, &id, true, &who, None).await,
-        Command::Reject { id, reason } => decide(gw, &id, false, &who, reason.as_deref()).await,
+        Command::Approve { id } => decide(gw, &id, true, &who, None, &deliver_to, &requested_by).await,
+        Command::Reject { id, reason } => {
+            decide(gw, &id, false, &who, reason.as_deref(), &deliver_to, &requested_by).await
+        }
         Command::History { job: Some(id) } => match gw.store.get_job(&id).await {
             Ok(Some(job)) if job.status.is_terminal() => reply::history(
                 &job.id,
@@ -235,7 +315,9 @@ pub async fn handle_chat_command(gw: &Arc<Gateway>, cfg: &AccountConfig, msg: &I
         Command::Trace { id } => match gw.store.get_job(&id).await {
             Ok(Some(job)) => {
                 let j = super::job_json(gw, &job).await;
-                reply::trace(&id, &serde_json::to_string_pretty(&j).unwrap_or_default())
+                let mut text = worker_trace(gw, &job).await.unwrap_or_default();
+                text.push_str(&serde_json::to_string_pretty(&j).unwrap_or_default());
+                reply::trace(&id, &text)
             }
             Ok(None) => reply::error(&format!("no job {id}")),
             Err(e) => reply::error(&e.to_string()),
@@ -252,10 +334,29 @@ pub async fn handle_chat_command(gw: &Arc<Gateway>, cfg: &AccountConfig, msg: &I
                         template_id: j.payload.get("templateId").and_then(Value::as_str).unwrap_or(&j.kind).to_owned(),
                     })
                     .collect();
-                reply::schedules(&items)
+                let mut items = items;
+                let mut failures = Vec::new();
+                for w in openclaw_workers(gw) {
+                    let Some(oc) = w.openclaw() else { continue };
+                    match oc.schedules().await {
+                        // The extension's field names (the Python connector read `id`/`cron`).
+                        Ok(list) => items.extend(list.into_iter().map(|s| command::ScheduleSummary {
+                            id: s.schedule_id,
+                            enabled: s.enabled,
+                            cron_expr: s.cron_expr.filter(|_| s.trigger_type == "cron"),
+                            interval_sec: s.interval_sec,
+                            template_id: format!("{} (worker {})", s.template_id, w.cfg.name),
+                        })),
+                        Err(e) => failures.push(format!("\n(could not list schedules on worker {}: {e})", w.cfg.name)),
+                    }
+                }
+                let mut out = reply::schedules(&items);
+                out.extend(failures);
+                out
             }
             Err(e) => reply::error(&e.to_string()),
         },
+        Command::Schedule { action, id } if !is_local_schedule(gw, &id).await => worker_schedule(gw, action, &id).await,
         Command::Schedule { action, id } => {
             let done = match action {
                 command::ScheduleAction::Run => {
@@ -312,8 +413,22 @@ pub(crate) async fn decide_approval(
     Ok(Some(Decided { approval, job }))
 }
 
-/// Decide an approval from chat and word the outcome for the chat.
-async fn decide(gw: &Arc<Gateway>, id: &str, approve: bool, who: &str, reason: Option<&str>) -> String {
+/// Decide an approval from chat and word the outcome for the chat. An id clawgate does not
+/// hold is looked for on the `openclaw` workers.
+async fn decide(
+    gw: &Arc<Gateway>,
+    id: &str,
+    approve: bool,
+    who: &str,
+    reason: Option<&str>,
+    deliver_to: &Value,
+    requested_by: &Value,
+) -> String {
+    if matches!(gw.store.get_approval(id, now_ms()).await, Ok(None))
+        && let Some(reply) = decide_on_worker(gw, id, approve, who, reason, deliver_to, requested_by).await
+    {
+        return reply;
+    }
     match decide_approval(gw, id, approve, who, reason).await {
         Ok(Some(Decided { job, .. })) => match (approve, job) {
             (true, Some(Ok(job))) => reply::approved(id, Some(&job.id), None),
@@ -324,4 +439,217 @@ async fn decide(gw: &Arc<Gateway>, id: &str, approve: bool, who: &str, reason: O
         Ok(None) => reply::action_failed(&format!("no pending approval {id} (it may have expired or been decided)")),
         Err(e) => reply::action_failed(&e.to_string()),
     }
+}
+
+/// Workers in mode `openclaw`.
+fn openclaw_workers(gw: &Gateway) -> Vec<Arc<Worker>> {
+    gw.comfy.workers().into_iter().filter(|w| w.openclaw().is_some()).collect()
+}
+
+/// One line per `openclaw` worker for `/jobs`: its jobs view, or the coarse queue count where
+/// the host has no jobs API (501/503).
+async fn worker_jobs(gw: &Gateway) -> Vec<String> {
+    let mut lines = Vec::new();
+    for w in openclaw_workers(gw) {
+        let Some(oc) = w.openclaw() else { continue };
+        lines.push(match oc.jobs().await {
+            Ok(JobsView::Jobs { jobs, total }) => {
+                let count = |s: &str| jobs.iter().filter(|j| j.status == s).count();
+                format!(
+                    "Worker {}: {} pending, {} in progress, {} completed ({total} in its jobs list)",
+                    w.cfg.name,
+                    count("pending"),
+                    count("in_progress"),
+                    count("completed")
+                )
+            }
+            Ok(JobsView::QueueOnly { queue_remaining }) => {
+                format!("Worker {}: {}", w.cfg.name, reply::jobs_fallback(Some(queue_remaining)))
+            }
+            Err(e) => format!("Worker {}: jobs unavailable ({e})", w.cfg.name),
+        });
+    }
+    lines
+}
+
+/// Each `openclaw` worker's pending approvals.
+async fn worker_approvals(
+    gw: &Gateway,
+) -> Vec<(Arc<Worker>, Result<Vec<RemoteApproval>, clawgate_comfy::openclaw::OpenClawError>)> {
+    let mut out = Vec::new();
+    for w in openclaw_workers(gw) {
+        let Some(oc) = w.openclaw() else { continue };
+        let found = oc.approvals(Some("pending")).await;
+        out.push((w, found));
+    }
+    out
+}
+
+/// The extension's trace of the job's prompt (only bridge submits record one), as a first line
+/// for `/trace`.
+async fn worker_trace(gw: &Gateway, job: &JobRecord) -> Option<String> {
+    let prompt = job.prompt_id.as_deref()?;
+    let w = gw.comfy.workers().into_iter().find(|w| Some(&w.cfg.name) == job.worker.as_ref())?;
+    let oc = w.openclaw()?;
+    Some(match oc.trace(prompt).await {
+        Ok(Some(t)) => {
+            let events: Vec<String> = t.events.iter().map(|e| e.event.clone()).collect();
+            format!(
+                "worker {} trace {}: {}\n",
+                w.cfg.name,
+                t.trace_id.as_deref().unwrap_or("-"),
+                if events.is_empty() { "no events".to_owned() } else { events.join(", ") }
+            )
+        }
+        Ok(None) => format!("worker {} has no trace of prompt {prompt}\n", w.cfg.name),
+        Err(e) => format!("worker {} trace unavailable: {e}\n", w.cfg.name),
+    })
+}
+
+/// `/approve`/`/reject` of an approval an `openclaw` worker holds; `None` when no worker knows
+/// the id. An approved one runs there at once; clawgate adopts its prompt as a job whose images
+/// come to this chat.
+async fn decide_on_worker(
+    gw: &Arc<Gateway>,
+    id: &str,
+    approve: bool,
+    who: &str,
+    reason: Option<&str>,
+    deliver_to: &Value,
+    requested_by: &Value,
+) -> Option<String> {
+    let mut found = None;
+    for w in openclaw_workers(gw) {
+        let Some(oc) = w.openclaw() else { continue };
+        if let Ok(Some(a)) = oc.approval(id).await {
+            found = Some((w, a));
+            break;
+        }
+    }
+    let (w, approval) = found?;
+    let oc = w.openclaw()?;
+    if !approve {
+        return Some(match oc.reject(id, Some(who), reason).await {
+            Ok(_) => reply::rejected(id, reason),
+            Err(e) => reply::action_failed(&format!("worker {}: {e}", w.cfg.name)),
+        });
+    }
+    let outcome = match oc.approve(id, Some(who), true).await {
+        Ok(o) => o,
+        Err(e) => return Some(reply::action_failed(&format!("worker {}: {e}", w.cfg.name))),
+    };
+    let Some(prompt) = outcome.prompt_id.filter(|_| outcome.executed) else {
+        return Some(reply::approved(id, None, outcome.execution_error.as_deref()));
+    };
+    // A job of ours that the worker held for approval (its trace id is our tag) picks the
+    // prompt up itself and delivers to the chat that asked.
+    if let Some(job) = held_job(gw, &approval).await {
+        return Some(format!(
+            "{}\nJob {} continues on worker {}",
+            reply::approved(id, Some(&prompt), None),
+            job.id,
+            w.cfg.name
+        ));
+    }
+    let new = NewJob {
+        id: format!("job_{}", uuid::Uuid::new_v4().simple()),
+        template_id: approval.template_id.clone(),
+        inputs: approval.inputs.clone(),
+        workflow: Value::Null,
+        deliver_to: Some(deliver_to.clone()),
+        requested_by: Some(requested_by.clone()),
+        approval_id: Some(id.to_owned()),
+        max_attempts: 1,
+        status: JobStatus::Running,
+    };
+    Some(match super::adopt_prompt(gw, &w, &new, &prompt).await {
+        Ok(job) => format!("{}\nJob: {} on worker {}", reply::approved(id, Some(&prompt), None), job.id, w.cfg.name),
+        Err(e) => {
+            format!("{}\n(its images cannot be delivered here: {e})", reply::approved(id, Some(&prompt), None))
+        }
+    })
+}
+
+async fn is_local_schedule(gw: &Gateway, id: &str) -> bool {
+    openclaw_workers(gw).is_empty() || matches!(gw.store.get_cron_job(id).await, Ok(Some(_)))
+}
+
+/// `/schedule run|enable|disable` of a schedule an `openclaw` worker holds.
+async fn worker_schedule(gw: &Gateway, action: command::ScheduleAction, id: &str) -> String {
+    for w in openclaw_workers(gw) {
+        let Some(oc) = w.openclaw() else { continue };
+        let Ok(list) = oc.schedules().await else { continue };
+        let Some(sched) = list.into_iter().find(|s| s.schedule_id == id) else { continue };
+        let done = match action {
+            command::ScheduleAction::Run => oc.run_schedule(id).await,
+            command::ScheduleAction::Enable | command::ScheduleAction::Disable => {
+                let want = action == command::ScheduleAction::Enable;
+                if sched.enabled == want { Ok(()) } else { oc.toggle_schedule(id).await.map(|_| ()) }
+            }
+        };
+        return match done {
+            Ok(()) => format!("{} (worker {})", reply::schedule_done(action, id), w.cfg.name),
+            Err(e) => reply::action_failed(&format!("worker {}: {e}", w.cfg.name)),
+        };
+    }
+    reply::action_failed(&format!("no schedule {id}"))
+}
+
+/// The unfinished job of ours whose start the worker held with `approval` (its trace id is the
+/// job's tag, `<job id>-<attempt>`).
+async fn held_job(gw: &Gateway, approval: &RemoteApproval) -> Option<JobRecord> {
+    let trace = approval.raw.get("trace_id").and_then(Value::as_str)?;
+    let (job_id, _attempt) = trace.rsplit_once('-')?;
+    match gw.store.get_job(job_id).await {
+        Ok(Some(job)) if !job.status.is_terminal() => Some(job),
+        _ => None,
+    }
+}
+
+/// Tells each admin (`comfy.commands.adminUsers`) on the requester's platform about a held
+/// `/run`, with the commands that decide it, through the outbox (once per approval and admin).
+/// Only platforms where a user id is also the id of the private chat with the bot (Telegram)
+/// can be messaged this way; elsewhere admins see requests with `/approvals` and WS clients
+/// through `plugin.approval.requested`.
+async fn notify_admins(
+    gw: &Arc<Gateway>,
+    caller: &CommandCaller,
+    policy: &command::CommandPolicy,
+    approval_id: &str,
+    template: &str,
+) {
+    if caller.platform != "telegram" {
+        return;
+    }
+    let account = caller.deliver_to.get("account").and_then(Value::as_str).unwrap_or("default").to_owned();
+    let who = match &caller.sender_username {
+        Some(u) => format!("{}:{} (@{u})", caller.platform, caller.sender_id),
+        None => format!("{}:{}", caller.platform, caller.sender_id),
+    };
+    let text = format!(
+        "[Approval Requested]\nID: {approval_id}\nTemplate: {template}\nRequested by: {who}\n\
+         Approve: /approve {approval_id}\nReject: /reject {approval_id} <reason>"
+    );
+    let items: Vec<clawgate_store::NewOutbound> = policy
+        .admins_on(&caller.platform)
+        .into_iter()
+        .filter(|admin| *admin != caller.sender_id)
+        .map(|admin| {
+            let msg = clawgate_channels::OutboundMessage::text(&admin, None, text.clone());
+            clawgate_store::NewOutbound {
+                idempotency_key: format!("approval:{approval_id}:{admin}"),
+                channel: caller.platform.clone(),
+                account: account.clone(),
+                chat_id: admin,
+                payload: serde_json::to_value(&msg).unwrap_or(Value::Null),
+            }
+        })
+        .collect();
+    if items.is_empty() {
+        return;
+    }
+    if let Err(e) = clawgate_store::ChannelStore::queue_outbound(&gw.store, &items, None, now_ms()).await {
+        tracing::error!(approval = %approval_id, error = %e, "cannot notify the admins");
+    }
+    crate::channels::kick_outbox(gw, &clawgate_channels::AccountKey::new(&caller.platform, &account));
 }

@@ -11,9 +11,21 @@
 //!
 //! A worker that cannot be reached puts its job back in the queue (bounded attempts); after a
 //! restart, jobs that were dispatched or running are reconciled with the worker's `/history`.
+//!
+//! Workers in mode `openclaw` run the ComfyUI-OpenClaw extension: the job is started through
+//! the extension (its bridge `submit` with a device token, else `triggers/fire` with the admin
+//! token), which renders the template from its own `data/templates`; progress, outputs and
+//! cancelling use the same server's native API as mode `comfyui`.
+//!
+//! Every start carries the job's tag (`<job id>-<attempt>`): in `extra_data` for native
+//! ComfyUI, as the idempotency key / trace id for the extension. A gateway that dies after the
+//! worker accepted a prompt but before recording it finds that prompt again on restart (native:
+//! searched in `/queue` and `/history`; extension: the same key is deduplicated to the same
+//! prompt) instead of running the job twice.
 
 mod commands;
 mod config;
+mod webchat;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +38,7 @@ use tokio::sync::Notify;
 
 use clawgate_channels::{AccountKey, MediaSource, OutboundMedia, OutboundMessage};
 use clawgate_comfy::client::{ComfyClient, ComfyError, ComfyEvent, HistoryEntry, JobStatus as ComfyStatus};
+use clawgate_comfy::openclaw::{BridgeSubmit, DeviceCredentials, FireOutcome, OpenClawClient, OpenClawError};
 use clawgate_comfy::templates::TemplateLibrary;
 use clawgate_store::{ChannelStore, JobRecord, JobStatus, JobStore, NewJob, NewOutbound};
 
@@ -33,24 +46,57 @@ use crate::error::CoreError;
 use crate::gateway::Gateway;
 use crate::time::now_ms;
 
-pub use commands::handle_chat_command;
 pub(crate) use commands::{APPROVAL_KIND, Decided, decide_approval};
-pub use config::{ComfyConfig, WorkerConfig};
+pub use commands::{CommandCaller, handle_chat_command, handle_command};
+pub use config::{ComfyConfig, OpenClawAuth, WorkerConfig};
 
 /// How long one job may run on a worker.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Health probe period.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How often a held job asks an `openclaw` worker whether its approval was decided.
+const WORKER_APPROVAL_POLL: Duration = Duration::from_secs(1);
+/// Tries of a bridge submit the extension rate-limited (429), waiting its `Retry-After`.
+const RATE_LIMITED_TRIES: u32 = 3;
 
 /// One ComfyUI server.
 pub struct Worker {
     /// Its config.
     pub cfg: WorkerConfig,
     client: ComfyClient,
+    /// The extension's endpoints (mode `openclaw`).
+    openclaw: Option<OpenClawClient>,
     healthy: AtomicBool,
     running: AtomicUsize,
     last_error: Mutex<Option<String>>,
     queue_remaining: Mutex<Option<u64>>,
+    /// The extension's version and template ids, from its last probe (mode `openclaw`).
+    remote: Mutex<RemoteInfo>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct RemoteInfo {
+    version: Option<String>,
+    templates: Option<Vec<String>>,
+}
+
+/// Why starting or following a job failed, and whether another try can help.
+#[derive(Debug)]
+struct Failure {
+    transient: bool,
+    message: String,
+}
+
+impl From<ComfyError> for Failure {
+    fn from(e: ComfyError) -> Self {
+        Self { transient: e.is_transient(), message: e.to_string() }
+    }
+}
+
+impl From<OpenClawError> for Failure {
+    fn from(e: OpenClawError) -> Self {
+        Self { transient: e.is_transient(), message: e.to_string() }
+    }
 }
 
 impl std::fmt::Debug for Worker {
@@ -70,9 +116,21 @@ impl Worker {
         self.running.load(Ordering::Relaxed)
     }
 
+    /// The ComfyUI-OpenClaw extension's client (mode `openclaw`).
+    pub fn openclaw(&self) -> Option<&OpenClawClient> {
+        self.openclaw.as_ref()
+    }
+
+    /// The extension's version from the last probe (mode `openclaw`).
+    pub fn remote_version(&self) -> Option<String> {
+        self.remote.lock().unwrap_or_else(|p| p.into_inner()).version.clone()
+    }
+
     /// `{name, url, mode, healthy, queueRemaining, running}`.
     pub fn summary(&self) -> Value {
+        let remote = self.remote.lock().unwrap_or_else(|p| p.into_inner()).clone();
         json!({
+            "version": remote.version, "templates": remote.templates,
             "name": self.cfg.name, "url": self.cfg.url, "mode": self.cfg.mode, "healthy": self.healthy(),
             "queueRemaining": *self.queue_remaining.lock().unwrap_or_else(|p| p.into_inner()),
             "running": self.running(), "maxConcurrent": self.cfg.max_concurrent, "weight": self.cfg.weight,
@@ -157,28 +215,96 @@ pub async fn start(gw: &Arc<Gateway>) {
     let mut workers = Vec::new();
     for w in &cfg.workers {
         match ComfyClient::new(&w.url, client_id.clone()) {
-            Ok(client) => workers.push(Arc::new(Worker {
-                cfg: w.clone(),
-                client,
-                healthy: AtomicBool::new(false),
-                running: AtomicUsize::new(0),
-                last_error: Mutex::new(None),
-                queue_remaining: Mutex::new(None),
-            })),
+            Ok(client) => {
+                let openclaw = match w.openclaw.as_ref().map(|auth| openclaw_client(&w.url, auth)).transpose() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(worker = %w.name, error = %e, "ComfyUI-OpenClaw worker cannot be used");
+                        continue;
+                    }
+                };
+                workers.push(Arc::new(Worker {
+                    cfg: w.clone(),
+                    client,
+                    openclaw,
+                    healthy: AtomicBool::new(false),
+                    running: AtomicUsize::new(0),
+                    last_error: Mutex::new(None),
+                    queue_remaining: Mutex::new(None),
+                    remote: Mutex::new(RemoteInfo::default()),
+                }))
+            }
             Err(e) => tracing::error!(worker = %w.name, error = %e, "ComfyUI worker cannot be used"),
         }
     }
     *gw.comfy.workers.write().unwrap_or_else(|p| p.into_inner()) = workers.clone();
     *gw.comfy.cfg.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cfg));
     for w in &workers {
-        probe(w).await;
+        probe(gw, w).await;
         tokio::spawn(probe_loop(gw.clone(), w.clone()));
     }
     reconcile(gw).await;
     tokio::spawn(dispatcher(gw.clone()));
 }
 
-async fn probe(w: &Worker) {
+fn openclaw_client(url: &str, auth: &OpenClawAuth) -> Result<OpenClawClient, OpenClawError> {
+    let device = match (&auth.device_id, &auth.device_token) {
+        (Some(id), Some(token)) => {
+            Some(DeviceCredentials { id: id.clone(), token: token.clone(), scopes: auth.device_scopes.clone() })
+        }
+        _ => None,
+    };
+    Ok(OpenClawClient::new(url, auth.admin_token.clone(), device)?.with_obs_token(auth.obs_token.clone()))
+}
+
+/// An `openclaw` worker is healthy when its extension answers `/openclaw/health`; its template
+/// list is read when it comes (back) up, and templates clawgate has that it lacks are named.
+async fn probe_extension(gw: &Gateway, w: &Worker, oc: &OpenClawClient) -> Result<(), String> {
+    let health = oc.health().await.map_err(|e| e.to_string())?;
+    let known = w.remote.lock().unwrap_or_else(|p| p.into_inner()).templates.is_some();
+    let templates = if known && w.healthy() {
+        None
+    } else {
+        match oc.templates().await {
+            Ok(list) => Some(list.into_iter().map(|t| t.id).collect::<Vec<_>>()),
+            Err(e) => {
+                tracing::warn!(worker = %w.cfg.name, error = %e, "cannot list the extension's templates");
+                None
+            }
+        }
+    };
+    let mut remote = w.remote.lock().unwrap_or_else(|p| p.into_inner());
+    remote.version = health.version;
+    if let Some(ids) = templates {
+        if let Some(lib) = gw.comfy.library() {
+            let missing: Vec<String> = lib.list().iter().map(|t| t.id.clone()).filter(|id| !ids.contains(id)).collect();
+            if !missing.is_empty() {
+                tracing::warn!(worker = %w.cfg.name, missing = ?missing,
+                    "the worker's ComfyUI-OpenClaw extension lacks these templates; jobs using them fail there — \
+                     copy them into its data/templates");
+            }
+        }
+        remote.templates = Some(ids);
+    }
+    Ok(())
+}
+
+async fn probe(gw: &Gateway, w: &Worker) {
+    if let Some(oc) = &w.openclaw
+        && let Err(e) = probe_extension(gw, w, oc).await
+    {
+        return w.mark(false, Some(e));
+    }
+    if w.openclaw.is_none() && !w.healthy() {
+        // Coming (back) up: `/system_stats` says it is ComfyUI, and which version.
+        match w.client.system_stats().await {
+            Ok(stats) => {
+                let version = stats.pointer("/system/comfyui_version").and_then(Value::as_str).map(str::to_owned);
+                w.remote.lock().unwrap_or_else(|p| p.into_inner()).version = version;
+            }
+            Err(e) => return w.mark(false, Some(e.to_string())),
+        }
+    }
     match w.client.queue().await {
         Ok(q) => {
             *w.queue_remaining.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -197,7 +323,7 @@ async fn probe_loop(gw: Arc<Gateway>, w: Arc<Worker>) {
             () = tokio::time::sleep(PROBE_EVERY) => {}
         }
         let was = w.healthy();
-        probe(&w).await;
+        probe(&gw, &w).await;
         if !was && w.healthy() {
             gw.comfy.kick.notify_one();
         }
@@ -260,24 +386,141 @@ fn job_event(gw: &Gateway, job: &JobRecord, extra: Value) {
     gw.clients.broadcast("comfy.job", &payload, None, true);
 }
 
+/// This attempt's tag: in `extra_data` (native) or as the idempotency key and trace id
+/// (extension). Fits the extension's trace-id pattern `[A-Za-z0-9_-]{1,64}`.
+fn job_tag(job: &JobRecord) -> String {
+    format!("{}-{}", job.id, job.attempts)
+}
+
 async fn execute(gw: &Arc<Gateway>, worker: &Arc<Worker>, job: JobRecord) {
     job_event(gw, &job, json!({}));
-    let submitted = match worker.client.submit(&job.workflow).await {
-        Ok(s) => s,
-        Err(e) => return job_failed_on_worker(gw, worker, &job, e).await,
+    let prompt_id = match start_prompt(gw, worker, &job).await {
+        Ok(Some(p)) => {
+            // The worker has the prompt; the store does not know yet. See `resume_start`.
+            clawgate_channels::fault::crash_point("comfy.prompt_accepted");
+            p
+        }
+        Ok(None) => return,
+        Err(f) => return job_failed_on_worker(gw, worker, &job, f).await,
     };
-    let job = match gw.store.set_job_running(&job.id, &submitted.prompt_id, now_ms()).await {
+    run_prompt(gw, worker, job, prompt_id).await;
+}
+
+/// The worker accepted `prompt_id` for the job: record it and follow it to the end.
+async fn run_prompt(gw: &Arc<Gateway>, worker: &Arc<Worker>, job: JobRecord, prompt_id: String) {
+    let job = match gw.store.set_job_running(&job.id, &prompt_id, now_ms()).await {
         Ok(j) => j,
         Err(e) => {
             // Cancelled meanwhile: take it off the worker again.
             tracing::info!(job = %job.id, error = %e, "job no longer runnable; removing it from the worker");
-            let _ = worker.client.cancel_pending(&submitted.prompt_id).await;
-            let _ = worker.client.interrupt_prompt(&submitted.prompt_id).await;
+            let _ = worker.client.cancel_pending(&prompt_id).await;
+            let _ = worker.client.interrupt_prompt(&prompt_id).await;
             return;
         }
     };
     job_event(gw, &job, json!({}));
-    follow(gw, worker, job, submitted.prompt_id).await;
+    follow(gw, worker, job, prompt_id).await;
+}
+
+/// Starts the job's prompt on the worker; `Ok(None)` when it will not run (its approval on the
+/// worker was refused, or it was cancelled while held there).
+async fn start_prompt(gw: &Arc<Gateway>, worker: &Arc<Worker>, job: &JobRecord) -> Result<Option<String>, Failure> {
+    let tag = job_tag(job);
+    let Some(oc) = &worker.openclaw else {
+        return Ok(Some(worker.client.submit_tagged(&job.workflow, &tag).await?.prompt_id));
+    };
+    if oc.has_device() {
+        let req = BridgeSubmit {
+            template_id: &job.template_id,
+            inputs: &job.inputs,
+            idempotency_key: &tag,
+            session_id: Some(worker.client.client_id()),
+            trace_id: Some(&tag),
+        };
+        let mut tries = 0;
+        let submitted = loop {
+            tries += 1;
+            match oc.bridge_submit(&req).await {
+                // The extension rate-limits before it records the key, so the same key is retried.
+                Err(OpenClawError::Refused { status: 429, retry_after, .. }) if tries < RATE_LIMITED_TRIES => {
+                    let wait = retry_after.unwrap_or(Duration::from_secs(2)).min(Duration::from_secs(60));
+                    tracing::info!(job = %job.id, worker = %worker.cfg.name, ?wait, "bridge submit rate-limited; waiting");
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other?,
+            }
+        };
+        // The extension records a key before it submits: a key whose first submit failed
+        // dedupes to no prompt. A new attempt (a new key) is the only way on.
+        return submitted.prompt_id.map(Some).ok_or_else(|| Failure {
+            transient: true,
+            message: format!("the worker holds submission key {tag} from a try that failed; retrying under a new key"),
+        });
+    }
+    match oc.fire(&job.template_id, &job.inputs, &tag, false).await? {
+        FireOutcome::Triggered { prompt_id, .. } => Ok(Some(prompt_id)),
+        FireOutcome::Pending { approval_id, expires_at, .. } => {
+            wait_for_worker_approval(gw, worker, oc, job, &approval_id, expires_at.as_deref()).await
+        }
+    }
+}
+
+/// The extension holds every trigger for approval (`OPENCLAW_REQUIRE_APPROVAL_FOR_TRIGGERS`):
+/// tell the chat, then wait until it is approved (its executed prompt is the job's), refused or
+/// expired, or the job is cancelled here.
+async fn wait_for_worker_approval(
+    gw: &Arc<Gateway>,
+    worker: &Worker,
+    oc: &OpenClawClient,
+    job: &JobRecord,
+    approval_id: &str,
+    expires_at: Option<&str>,
+) -> Result<Option<String>, Failure> {
+    tracing::info!(job = %job.id, worker = %worker.cfg.name, approval = %approval_id, "the worker holds the job for approval");
+    job_event(gw, job, json!({"workerApproval": approval_id}));
+    let text = format!(
+        "[Approval Requested]\nWorker {} holds job {} for approval.\nApproval ID: {approval_id}\nExpires: {}\nAn admin can /approve {approval_id}",
+        worker.cfg.name,
+        job.id,
+        expires_at.unwrap_or("unknown")
+    );
+    deliver_text(gw, job, &format!("job:{}:worker-approval:{approval_id}", job.id), &text).await;
+    let cancel = gw.shutdown_token();
+    let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(None),
+            () = tokio::time::sleep(WORKER_APPROVAL_POLL) => {}
+        }
+        if !matches!(gw.store.get_job(&job.id).await, Ok(Some(ref j)) if !j.status.is_terminal()) {
+            return Ok(None);
+        }
+        match oc.approval(approval_id).await {
+            Ok(Some(a)) if a.status == "approved" => {
+                if let Some(prompt) = a.executed_prompt_id {
+                    return Ok(Some(prompt));
+                }
+            }
+            Ok(Some(a)) if a.status == "pending" => {}
+            Ok(Some(a)) => {
+                let why = format!("the worker's approval {approval_id} was {}", a.status);
+                let _ = gw.store.fail_job(&job.id, &why, now_ms()).await;
+                notify_failure(gw, job, &why).await;
+                return Ok(None);
+            }
+            Ok(None) => {
+                return Err(Failure { transient: false, message: format!("the worker forgot approval {approval_id}") });
+            }
+            Err(e) if e.is_transient() => tracing::debug!(job = %job.id, error = %e, "approval poll failed"),
+            Err(e) => return Err(e.into()),
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Failure {
+                transient: false,
+                message: format!("approval {approval_id} was not decided in time"),
+            });
+        }
+    }
 }
 
 async fn follow(gw: &Arc<Gateway>, worker: &Arc<Worker>, job: JobRecord, prompt_id: String) {
@@ -301,27 +544,27 @@ async fn follow(gw: &Arc<Gateway>, worker: &Arc<Worker>, job: JobRecord, prompt_
         .await;
     match entry {
         Ok(entry) => finish(gw, worker, job, entry).await,
-        Err(e) => job_failed_on_worker(gw, worker, &job, e).await,
+        Err(e) => job_failed_on_worker(gw, worker, &job, e.into()).await,
     }
 }
 
-async fn job_failed_on_worker(gw: &Arc<Gateway>, worker: &Worker, job: &JobRecord, e: ComfyError) {
-    if e.is_transient() {
-        worker.mark(false, Some(e.to_string()));
-        match gw.store.requeue_job(&job.id, &e.to_string(), now_ms()).await {
+async fn job_failed_on_worker(gw: &Arc<Gateway>, worker: &Worker, job: &JobRecord, e: Failure) {
+    if e.transient {
+        worker.mark(false, Some(e.message.clone()));
+        match gw.store.requeue_job(&job.id, &e.message, now_ms()).await {
             Ok(JobStatus::Queued) => {
-                tracing::warn!(job = %job.id, worker = %worker.cfg.name, error = %e, "worker failed; job requeued");
+                tracing::warn!(job = %job.id, worker = %worker.cfg.name, error = %e.message, "worker failed; job requeued");
                 gw.comfy.kick.notify_one();
             }
             Ok(_) => {
-                tracing::error!(job = %job.id, error = %e, "job failed on every attempt");
-                notify_failure(gw, job, &e.to_string()).await;
+                tracing::error!(job = %job.id, error = %e.message, "job failed on every attempt");
+                notify_failure(gw, job, &e.message).await;
             }
             Err(err) => tracing::error!(job = %job.id, error = %err, "cannot requeue job"),
         }
     } else {
-        let _ = gw.store.fail_job(&job.id, &e.to_string(), now_ms()).await;
-        notify_failure(gw, job, &e.to_string()).await;
+        let _ = gw.store.fail_job(&job.id, &e.message, now_ms()).await;
+        notify_failure(gw, job, &e.message).await;
     }
 }
 
@@ -414,6 +657,9 @@ fn deliver_target(job: &JobRecord) -> Option<(AccountKey, String, Option<String>
 }
 
 async fn deliver_text(gw: &Arc<Gateway>, job: &JobRecord, key: &str, text: &str) {
+    if webchat::is_target(job) {
+        return webchat::deliver_text(gw, job, key, text).await;
+    }
     let Some((account, chat, thread)) = deliver_target(job) else { return };
     let msg = OutboundMessage::text(&chat, thread, text);
     let item = NewOutbound {
@@ -432,6 +678,9 @@ async fn deliver_text(gw: &Arc<Gateway>, job: &JobRecord, key: &str, text: &str)
 /// Queue every stored output of a completed job for its chat (each once: the outbox key is the
 /// job and file), then a summary line naming anything that could not be delivered.
 pub(crate) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems: &[String]) {
+    if webchat::is_target(job) {
+        return webchat::deliver_outputs(gw, job, problems).await;
+    }
     let Some((account, chat, thread)) = deliver_target(job) else { return };
     let mut items = Vec::new();
     for out in job.outputs.as_array().into_iter().flatten() {
@@ -497,12 +746,39 @@ async fn reconcile(gw: &Arc<Gateway>) {
                     gw2.comfy.kick.notify_one();
                 });
             }
+            (Some(w), None) if w.healthy() => {
+                // Dispatched: the gateway may have died after the worker accepted the prompt
+                // and before recording it. The attempt's tag finds that prompt (or the
+                // extension dedupes the same key to it) instead of running the job twice.
+                tracing::info!(job = %job.id, worker = %w.cfg.name, "resuming a job that was being started at the last shutdown");
+                w.running.fetch_add(1, Ordering::Relaxed);
+                let gw2 = gw.clone();
+                tokio::spawn(async move {
+                    resume_start(&gw2, &w, job).await;
+                    w.running.fetch_sub(1, Ordering::Relaxed);
+                    gw2.comfy.kick.notify_one();
+                });
+            }
             _ => {
                 let _ =
                     gw.store.requeue_job(&job.id, "gateway restarted before the worker took the job", now_ms()).await;
             }
         }
     }
+}
+
+async fn resume_start(gw: &Arc<Gateway>, w: &Arc<Worker>, job: JobRecord) {
+    if w.openclaw.is_none() {
+        match w.client.find_tagged(&job_tag(&job)).await {
+            Ok(Some(prompt)) => {
+                tracing::info!(job = %job.id, prompt = %prompt, "found the job's prompt on its worker; following it");
+                return run_prompt(gw, w, job, prompt).await;
+            }
+            Ok(None) => {}
+            Err(e) => return job_failed_on_worker(gw, w, &job, e.into()).await,
+        }
+    }
+    execute(gw, w, job).await;
 }
 
 /// Whether `prompt` is pending, running or finished on `w`. The queue is read before the
@@ -550,6 +826,27 @@ pub async fn submit(
     job_event(gw, &job, json!({}));
     gw.comfy.kick.notify_one();
     Ok((job, pos))
+}
+
+/// Records a prompt a worker already runs (an approval granted on a ComfyUI-OpenClaw worker) as
+/// a running job on it, and follows it like any other: progress, outputs, delivery to
+/// `job.deliver_to`, reconciliation after a restart.
+pub(crate) async fn adopt_prompt(
+    gw: &Arc<Gateway>,
+    worker: &Arc<Worker>,
+    job: &NewJob,
+    prompt_id: &str,
+) -> Result<JobRecord, CoreError> {
+    let record = gw.store.adopt_job(job, &worker.cfg.name, prompt_id, now_ms()).await?;
+    job_event(gw, &record, json!({}));
+    worker.running.fetch_add(1, Ordering::Relaxed);
+    let (gw2, w2, job2, prompt) = (gw.clone(), worker.clone(), record.clone(), prompt_id.to_owned());
+    tokio::spawn(async move {
+        follow(&gw2, &w2, job2, prompt).await;
+        w2.running.fetch_sub(1, Ordering::Relaxed);
+        gw2.comfy.kick.notify_one();
+    });
+    Ok(record)
 }
 
 /// Cancel a job: a queued one never starts, a running one is interrupted on its worker.
@@ -602,14 +899,17 @@ mod tests {
                 name: name.into(),
                 url: "http://127.0.0.1:1".into(),
                 mode: "comfyui".into(),
+                openclaw: None,
                 max_concurrent: max,
                 weight,
             },
             client: ComfyClient::new("http://127.0.0.1:1", "t").unwrap(),
+            openclaw: None,
             healthy: AtomicBool::new(healthy),
             running: AtomicUsize::new(running),
             last_error: Mutex::new(None),
             queue_remaining: Mutex::new(None),
+            remote: Mutex::new(RemoteInfo::default()),
         })
     }
 

@@ -1,13 +1,17 @@
 //! `chat.send`, `chat.history`, `chat.abort`, `chat.inject`.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use clawgate_store::{EntryStatus, RunKind, SessionStore, TranscriptRole, TranscriptStore};
+use clawgate_store::{
+    EntryStatus, JobRecord, JobStore, RunKind, RunStore, SessionStore, TranscriptEntry, TranscriptRole, TranscriptStore,
+};
 
 use crate::agent::{self, RunRequest, Submitted, transcript};
+use crate::comfy::CommandCaller;
 use crate::dispatch::CallContext;
 use crate::error::{CoreError, parse_params};
 use crate::gateway::Gateway;
@@ -37,7 +41,9 @@ fn client_tag(ctx: &CallContext) -> Option<Value> {
 
 /// `chat.send {sessionKey, message, idempotencyKey, agentId?, timeoutMs?, …}` → one ack
 /// `{runId, status:"started"}`; the reply streams as `chat`/`agent` events. A repeated
-/// idempotency key starts nothing: `in_flight` while running, `ok` after.
+/// idempotency key starts nothing: `in_flight` while running, `ok` after. A ComfyUI command is
+/// answered by the gateway instead (`{runId, status:"ok"}` after its `chat` `final`), unless
+/// `suppressCommandInterpretation` is set.
 pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
     let Some(key) = params.get("sessionKey").and_then(Value::as_str) else {
         return Err(CoreError::InvalidRequest {
@@ -52,6 +58,10 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> R
         return Err(CoreError::invalid("invalid chat.send params: must have required property 'idempotencyKey'"));
     };
     let (session_key, agent_id) = resolve_session_key(gw, key, params.get("agentId").and_then(Value::as_str))?;
+    let interpret = params.get("suppressCommandInterpretation").and_then(Value::as_bool) != Some(true);
+    if interpret && let Some(status) = comfy_command(gw, ctx, run_id, &session_key, &agent_id, message).await? {
+        return Ok(json!({"runId": run_id, "status": status}));
+    }
     let timeout =
         params.get("timeoutMs").and_then(Value::as_u64).filter(|t| *t > 0).map(std::time::Duration::from_millis);
     let req = RunRequest {
@@ -70,6 +80,140 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> R
         Submitted::Done(_) => "ok",
     };
     Ok(json!({"runId": run_id, "status": status}))
+}
+
+/// Run ids of ComfyUI commands being answered by this process: a repeat of one is `in_flight`.
+static COMMANDS_IN_FLIGHT: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+
+/// A run id held in [`COMMANDS_IN_FLIGHT`] until dropped.
+struct InFlight(String);
+
+impl InFlight {
+    fn claim(run_id: &str) -> Option<Self> {
+        let mut set = COMMANDS_IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(run_id.to_owned()).then(|| Self(run_id.to_owned()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        COMMANDS_IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
+    }
+}
+
+/// A ComfyUI command (`/run …`, `/status <job>`, `/jobs`, `/approvals`, …) sent with `chat.send`
+/// is answered by the gateway, never the model: the message and the reply enter the transcript
+/// under the run id (= idempotency key), and clients see the reply as a run's `chat` `final`.
+/// `None` when the text is not such a command (the agent takes it).
+///
+/// A repeated idempotency key runs nothing: the transcript already holds that run's entries
+/// (`ok`), or this process is still answering it (`in_flight`). The transcript is the record, so
+/// the answer survives restarts; a key that named an agent run stays with the agent.
+async fn comfy_command(
+    gw: &Arc<Gateway>,
+    ctx: &CallContext,
+    run_id: &str,
+    session_key: &str,
+    agent_id: &str,
+    message: &str,
+) -> Result<Option<&'static str>, CoreError> {
+    if !gw.comfy.enabled() || clawgate_comfy::command::parse(message).is_none() {
+        return Ok(None);
+    }
+    // An unknown agent, or a key an agent run already used: `agent::submit` answers.
+    if gw.agents.agents().get(agent_id).is_none() || gw.store.get_run(run_id).await?.is_some() {
+        return Ok(None);
+    }
+    let Some(_claim) = InFlight::claim(run_id) else { return Ok(Some("in_flight")) };
+    let earlier = gw.store.find_by_run(run_id).await?;
+    let session = gw.store.ensure_session(session_key, agent_id, now_ms()).await?;
+    if let Some(e) = earlier.first() {
+        if e.session_id != session.session_id {
+            return Err(CoreError::invalid(format!(
+                "idempotencyKey \"{run_id}\" was already used for another session; use a fresh key for each message"
+            )));
+        }
+        return Ok(Some("ok"));
+    }
+    // chat.send needs operator write access (or its sessions.write twin), and such a client
+    // already controls the gateway (sessions, config, the ComfyUI queue through comfy.*): it
+    // runs `/run` without approval and may use the admin commands, whatever
+    // `comfy.commands.adminUsers` lists for chat platforms.
+    let caller = CommandCaller {
+        platform: "webchat".into(),
+        sender_id: ctx.client.device_id.clone().unwrap_or_else(|| ctx.client.client.0.clone()),
+        sender_username: None,
+        chat_id: session_key.to_owned(),
+        trusted: true,
+        is_admin: true,
+        deliver_to: json!({"channel": "webchat", "sessionKey": session_key}),
+    };
+    let Some(reply) = crate::comfy::handle_command(gw, &caller, message).await else { return Ok(None) };
+    let user = transcript::user_message(message, run_id, client_tag(ctx).as_ref(), now_ms());
+    let entry = gw
+        .store
+        .append(&session.session_id, TranscriptRole::User, &user, Some(run_id), EntryStatus::Final, now_ms())
+        .await?;
+    gw.broadcast_session_message(session_key, &transcript::history_message(&entry));
+    let mut msg = transcript::assistant_message(&reply, now_ms());
+    msg["stopReason"] = json!("stop");
+    msg["__openclaw"] = json!({"source": "comfy"});
+    let entry = append_reply(gw, &session.session_id, run_id, &msg).await?;
+    announce_reply(gw, session_key, agent_id, run_id, &entry);
+    Ok(Some("ok"))
+}
+
+/// Append an assistant message no model wrote (a command's reply, a job's result) under `run_id`.
+pub(crate) async fn append_reply(
+    gw: &Gateway,
+    session_id: &str,
+    run_id: &str,
+    msg: &Value,
+) -> Result<TranscriptEntry, CoreError> {
+    Ok(gw.store.append(session_id, TranscriptRole::Assistant, msg, Some(run_id), EntryStatus::Final, now_ms()).await?)
+}
+
+/// Tell clients about a reply stored by [`append_reply`] as they hear of a finished run:
+/// `session.message`, one `chat` `final` for `run_id` carrying the message, `sessions.changed`.
+pub(crate) fn announce_reply(gw: &Gateway, session_key: &str, agent_id: &str, run_id: &str, entry: &TranscriptEntry) {
+    gw.broadcast_session_message(session_key, &transcript::history_message(entry));
+    let payload = json!({"runId": run_id, "sessionKey": session_key, "agentId": agent_id, "seq": 1, "state": "final",
+                         "stopReason": "stop", "message": entry.content});
+    gw.agents.publish(run_id, "chat", &payload);
+    gw.broadcast_run_event("chat", session_key, &payload, false);
+    gw.broadcast_session_changed(session_key, "run-finished");
+}
+
+/// ComfyUI results in a transcript carry `/media/<token>` links that expire; blocks that name
+/// their job and file (`jobId`, `filename`) get a fresh link each time history is read, so an
+/// old message's images keep showing while the job and its files exist.
+async fn refresh_media_links(gw: &Gateway, messages: &mut [Value]) {
+    // Plain loops: an iterator adapter over `&mut Value` held across these awaits would make
+    // the handler's future not `Send`.
+    let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
+    for m in messages.iter_mut() {
+        let Some(Value::Array(parts)) = m.get_mut("content") else { continue };
+        for part in parts.iter_mut() {
+            let (Some(job_id), Some(file)) = (
+                part.get("jobId").and_then(Value::as_str).map(str::to_owned),
+                part.get("filename").and_then(Value::as_str).map(str::to_owned),
+            ) else {
+                continue;
+            };
+            if !part.get("url").and_then(Value::as_str).is_some_and(|u| u.starts_with("/media/")) {
+                continue;
+            }
+            if !jobs.contains_key(&job_id) {
+                let job = gw.store.get_job(&job_id).await.ok().flatten();
+                jobs.insert(job_id.clone(), job);
+            }
+            if let Some(Some(job)) = jobs.get(&job_id)
+                && let Some(url) = crate::media::signed_path(gw, job, &file).await
+            {
+                part["url"] = json!(url);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,10 +254,12 @@ pub async fn chat_history(gw: &Arc<Gateway>, params: Value) -> Result<Value, Cor
     let first_seq = rows.first().map(|e| e.seq);
     let has_more = first_seq.is_some_and(|s| s > 1) && (rows.len() as u64) < total;
     let in_flight = gw.agents.active_runs(&key);
+    let mut messages: Vec<Value> = rows.iter().map(transcript::history_message).collect();
+    refresh_media_links(gw, &mut messages).await;
     let mut out = json!({
         "sessionKey": key,
         "sessionId": session.session_id,
-        "messages": rows.iter().map(transcript::history_message).collect::<Vec<_>>(),
+        "messages": messages,
         "pendingInputs": {"items": [], "total": 0},
         "hasMore": has_more,
         "totalMessages": total,

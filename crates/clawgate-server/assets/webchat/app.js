@@ -8,7 +8,9 @@
 // `ts`. On loopback with a valid token the gateway pairs the key silently; elsewhere an operator
 // approves it once (`clawgate devices approve <requestId>`).
 //
-// Model output is only ever put into the page as text (textContent), never as markup.
+// Model output is only ever put into the page as text (textContent), never as markup. The one
+// thing shown besides text: image (and file) blocks whose url is this gateway's own signed
+// `/media/<token>` path (ComfyUI results), as <img> (or a download link); no other URL is used.
 (() => {
   'use strict';
 
@@ -627,6 +629,71 @@
     return '';
   }
 
+  // `/media/<token>`, the token being base64url "." base64url: nothing else is ever loaded.
+  const MEDIA_PATH = /^\/media\/([A-Za-z0-9_-]{1,8192}\.[A-Za-z0-9_-]{1,512})$/;
+
+  /**
+   * The gateway media a message shows: `{kind: 'image'|'file', href, name}` for each image or
+   * file block whose url is a `/media/<token>` path. The path is resolved against the page's own
+   * directory, as the WebSocket URL is, so it works behind a proxy that adds a path prefix.
+   */
+  function mediaOf(message) {
+    const c = message && message.content;
+    if (!Array.isArray(c)) return [];
+    const base = new URL('./', location.href);
+    const out = [];
+    for (const p of c) {
+      if (!p || (p.type !== 'image' && p.type !== 'file') || typeof p.url !== 'string') continue;
+      const m = MEDIA_PATH.exec(p.url);
+      if (!m) continue;
+      const href = new URL('media/' + m[1], base).href;
+      out.push({ kind: p.type, href, name: typeof p.filename === 'string' ? p.filename : '' });
+    }
+    return out;
+  }
+
+  function mediaElement(el, item) {
+    const link = document.createElement('a');
+    link.href = item.href;
+    link.target = '_blank';
+    link.rel = 'noopener noreferrer';
+    if (item.kind !== 'image') {
+      link.className = 'file';
+      link.download = item.name || '';
+      link.textContent = item.name || 'download';
+      return link;
+    }
+    const img = document.createElement('img');
+    img.alt = item.name || 'image';
+    img.loading = 'lazy';
+    img.decoding = 'async';
+    // A result announced the moment its job finished may still be a moment from being served.
+    let tries = 0;
+    img.addEventListener('error', () => {
+      if (++tries <= 2) setTimeout(() => { img.src = item.href; }, 1000 * tries);
+    });
+    img.addEventListener('load', () => {
+      if (el === ui.messages.lastElementChild) scrollDown(true);
+    });
+    img.src = item.href;
+    link.append(img);
+    return link;
+  }
+
+  function setMedia(el, media) {
+    let box = el.querySelector('.media');
+    if (!media || media.length === 0) {
+      if (box) box.remove();
+      return;
+    }
+    if (!box) {
+      box = document.createElement('div');
+      box.className = 'media';
+      el.querySelector('.body').after(box);
+    }
+    box.replaceChildren(...media.map((item) => mediaElement(el, item)));
+  }
+
   function clearMessages() {
     ui.messages.replaceChildren(ui.empty);
     ui.empty.hidden = false;
@@ -640,7 +707,7 @@
     if (force || nearBottom()) ui.messages.scrollTop = ui.messages.scrollHeight;
   }
 
-  function addMessage(role, text, { state: msgState = 'final', runId = null, note = '' } = {}) {
+  function addMessage(role, text, { state: msgState = 'final', runId = null, note = '', media = [] } = {}) {
     const stick = nearBottom();
     ui.empty.hidden = true;
     const el = document.createElement('article');
@@ -654,6 +721,7 @@
     body.className = 'body';
     body.textContent = text;
     el.append(who, body);
+    setMedia(el, media);
     setNote(el, note);
     if (msgState === 'streaming' || msgState === 'pending') el.setAttribute('aria-busy', 'true');
     ui.messages.append(el);
@@ -675,9 +743,10 @@
     n.textContent = note;
   }
 
-  function updateReply(el, text, msgState, note) {
+  function updateReply(el, text, msgState, note, media) {
     const stick = nearBottom();
     el.querySelector('.body').textContent = text;
+    if (media !== undefined) setMedia(el, media);
     el.dataset.state = msgState;
     if (msgState === 'streaming' || msgState === 'pending') el.setAttribute('aria-busy', 'true');
     else el.removeAttribute('aria-busy');
@@ -709,10 +778,11 @@
     for (const m of res.messages || []) {
       if (m.role !== 'user' && m.role !== 'assistant') continue;
       const text = textOf(m);
+      const media = m.role === 'assistant' ? mediaOf(m) : [];
       const status = m.__openclaw && m.__openclaw.status;
-      if (!text && !status) continue;
+      if (!text && !status && media.length === 0) continue;
       const note = status === 'aborted' ? 'Stopped' : status === 'error' ? 'Failed' : '';
-      addMessage(m.role, text, { note });
+      addMessage(m.role, text, { note, media });
     }
     state.runs = new Map();
     for (const [runId, r] of live) {
@@ -755,7 +825,7 @@
         updateReply(run.el, textOf(p.message) || run.el.querySelector('.body').textContent + (p.deltaText || ''), 'streaming');
         break;
       case 'final':
-        updateReply(run.el, textOf(p.message), 'final', '');
+        updateReply(run.el, textOf(p.message), 'final', '', mediaOf(p.message));
         finishRun(runId);
         break;
       case 'aborted':

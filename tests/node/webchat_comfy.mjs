@@ -1,0 +1,182 @@
+// A ComfyUI job from the built-in web chat in a real browser: headless Debian Chromium driven by
+// playwright-core (installed by scripts/install-browser.sh). Driven by
+// crates/clawgate/tests/webchat_comfy.rs, against a gateway with a FakeComfy worker.
+//
+// It opens `GW_HTTP/#token=GW_TOKEN` in a fresh profile and checks, in order:
+//   1. the page connects;
+//   2. RUN_COMMAND typed into the composer is answered with `[Job Submitted]` as the reply;
+//   3. the finished job arrives live as a `[Job Completed]` message showing the image inline: an
+//      <img> loaded from this gateway's `/media/<token>` (alt = the file name, lazy), whose
+//      natural size is the size asked for; a screenshot is saved to SCREENSHOT;
+//   4. after a reload the history shows the same image again;
+//   5. no page errors, failed loads or CSP violations.
+// It prints one JSON line `{ok, naturalWidth, naturalHeight, src, …}` last and exits 0 when every
+// check passed.
+//
+// Env: GW_HTTP (http://127.0.0.1:PORT), GW_TOKEN, RUN_COMMAND, PLAYWRIGHT_DIR (holds
+// node_modules/playwright-core), SCREENSHOT (PNG path), CHROMIUM (default /usr/bin/chromium).
+
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const HARD_TIMEOUT_MS = 120_000;
+const STEP_TIMEOUT_MS = 40_000;
+
+const result = { ok: false, steps: [] };
+let context = null;
+let userDataDir = null;
+
+async function finish(code) {
+  try { if (context) await context.close(); } catch { /* already gone */ }
+  try { if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true }); } catch { /* best effort */ }
+  console.log(JSON.stringify(result));
+  process.exit(code);
+}
+
+function fail(stage, err) {
+  result.stage = stage;
+  result.error = String(err?.stack ?? err?.message ?? err);
+  return finish(1);
+}
+
+setTimeout(() => fail('timeout', `no result within ${HARD_TIMEOUT_MS} ms`), HARD_TIMEOUT_MS).unref();
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.log(JSON.stringify({ ok: false, stage: 'env', error: `${name} is not set` }));
+    process.exit(1);
+  }
+  return v;
+}
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+async function step(name, fn) {
+  try {
+    const value = await fn();
+    result.steps.push(name);
+    return value;
+  } catch (err) {
+    await fail(name, err);
+    throw err;
+  }
+}
+
+const httpBase = need('GW_HTTP');
+const token = need('GW_TOKEN');
+const command = need('RUN_COMMAND');
+const screenshot = need('SCREENSHOT');
+const playwrightDir = need('PLAYWRIGHT_DIR');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const require = createRequire(path.join(playwrightDir, 'package.json'));
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch (err) {
+  await fail('load playwright-core', err);
+}
+
+const pageErrors = [];
+const consoleProblems = [];
+const failedRequests = [];
+
+userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'clawgate-webchat-comfy-profile-'));
+context = await step('launch chromium', () =>
+  chromium.launchPersistentContext(userDataDir, {
+    executablePath,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+    viewport: { width: 1200, height: 760 },
+  }));
+
+const page = context.pages()[0] ?? (await context.newPage());
+page.setDefaultTimeout(STEP_TIMEOUT_MS);
+page.on('pageerror', (err) => pageErrors.push(String(err)));
+page.on('console', (msg) => {
+  const text = msg.text();
+  if (msg.type() === 'error' || /Content Security Policy/i.test(text)) consoleProblems.push(text);
+});
+page.on('response', (res) => {
+  if (res.url().includes('/media/') && res.status() !== 200) failedRequests.push(`${res.status()} ${res.url()}`);
+});
+
+const connected = () => page.waitForSelector('body[data-conn="connected"]', { timeout: STEP_TIMEOUT_MS });
+
+/** The loaded result image in the page, or null. */
+const resultImage = () => page.evaluate(() => {
+  const img = [...document.querySelectorAll('.msg.assistant .media img')].find((i) => i.complete && i.naturalWidth > 0);
+  if (!img) return null;
+  const msg = img.closest('.msg');
+  return {
+    src: img.src,
+    alt: img.alt,
+    loading: img.loading,
+    naturalWidth: img.naturalWidth,
+    naturalHeight: img.naturalHeight,
+    text: msg.querySelector('.body').textContent,
+    images: document.querySelectorAll('.msg .media img').length,
+  };
+});
+
+await step('open the page and connect', async () => {
+  await page.goto(`${httpBase}/#token=${encodeURIComponent(token)}`);
+  await connected();
+});
+
+await step('the command is answered by the gateway', async () => {
+  await page.waitForSelector('#messages:not([aria-busy="true"])');
+  await page.waitForSelector('#send:not([disabled])');
+  await page.locator('#input').fill(command);
+  await page.locator('#input').press('Enter');
+  await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant[data-state="final"] .body')]
+    .some((b) => b.textContent.startsWith('[Job Submitted]')));
+  const userText = await page.locator('.msg.user .body').last().textContent();
+  check(userText === command, `user message shows ${userText}`);
+});
+
+await step('the finished job shows its image inline', async () => {
+  await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .media img')]
+    .some((i) => i.complete && i.naturalWidth > 0), null, { timeout: STEP_TIMEOUT_MS });
+  const img = await resultImage();
+  check(img.text.startsWith('[Job Completed]') && img.text.includes('Images: 1'), `message text ${img.text}`);
+  check(img.src.startsWith(`${httpBase}/media/`), `image source ${img.src}`);
+  check(/\.png$/.test(img.alt), `alt ${img.alt}`);
+  check(img.loading === 'lazy', `loading ${img.loading}`);
+  check(img.images === 1, `${img.images} images in the page`);
+  Object.assign(result, { src: img.src, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight });
+  // Nothing from the message became markup: the text is one text node.
+  const bodies = await page.evaluate(() => [...document.querySelectorAll('.msg .body')].every((b) => b.children.length === 0));
+  check(bodies, 'a message body holds elements');
+  fs.mkdirSync(path.dirname(screenshot), { recursive: true });
+  await page.screenshot({ path: screenshot });
+});
+
+await step('reload shows the image from the history', async () => {
+  await page.reload();
+  await connected();
+  await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .media img')]
+    .some((i) => i.complete && i.naturalWidth > 0), null, { timeout: STEP_TIMEOUT_MS });
+  const img = await resultImage();
+  check(img.naturalWidth === result.naturalWidth && img.naturalHeight === result.naturalHeight, `after reload ${JSON.stringify(img)}`);
+  const texts = await page.locator('.msg .body').allTextContents();
+  check(texts[0] === command && texts[1].startsWith('[Job Submitted]') && texts[2].startsWith('[Job Completed]'),
+    `history ${JSON.stringify(texts)}`);
+});
+
+await step('no page errors, failed media loads or CSP violations', async () => {
+  check(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
+  check(consoleProblems.length === 0, `console errors: ${consoleProblems.join(' | ')}`);
+  check(failedRequests.length === 0, `media requests: ${failedRequests.join(' | ')}`);
+});
+
+result.ok = true;
+await finish(0);
