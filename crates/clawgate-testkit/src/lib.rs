@@ -36,6 +36,7 @@ pub mod fake_anthropic;
 pub mod fake_comfy;
 pub mod fake_discord;
 pub mod fake_openai;
+pub mod fake_openclaw;
 pub mod fake_telegram;
 pub mod gateway;
 pub mod peers;
