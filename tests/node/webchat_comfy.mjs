@@ -111,6 +111,21 @@ page.on('response', (res) => {
 
 const connected = () => page.waitForSelector('body[data-conn="connected"]', { timeout: STEP_TIMEOUT_MS });
 
+/**
+ * The loaded result image, waited for. The page may re-render the conversation (a run's end
+ * reloads the history) between a check that saw the image and the read that follows, so the
+ * check and the read are one step, retried until both hold.
+ */
+const waitResultImage = async () => {
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  for (;;) {
+    const img = await resultImage();
+    if (img) return img;
+    if (Date.now() > deadline) throw new Error('no loaded result image in the page');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
 /** The loaded result image in the page, or null. */
 const resultImage = () => page.evaluate(() => {
   const img = [...document.querySelectorAll('.msg.assistant .media img')].find((i) => i.complete && i.naturalWidth > 0);
@@ -144,9 +159,7 @@ await step('the command is answered by the gateway', async () => {
 });
 
 await step('the finished job shows its image inline', async () => {
-  await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .media img')]
-    .some((i) => i.complete && i.naturalWidth > 0), null, { timeout: STEP_TIMEOUT_MS });
-  const img = await resultImage();
+  const img = await waitResultImage();
   check(img.text.startsWith('[Job Completed]') && img.text.includes('Images: 1'), `message text ${img.text}`);
   check(img.src.startsWith(`${httpBase}/media/`), `image source ${img.src}`);
   check(/\.png$/.test(img.alt), `alt ${img.alt}`);
@@ -163,9 +176,7 @@ await step('the finished job shows its image inline', async () => {
 await step('reload shows the image from the history', async () => {
   await page.reload();
   await connected();
-  await page.waitForFunction(() => [...document.querySelectorAll('.msg.assistant .media img')]
-    .some((i) => i.complete && i.naturalWidth > 0), null, { timeout: STEP_TIMEOUT_MS });
-  const img = await resultImage();
+  const img = await waitResultImage();
   check(img.naturalWidth === result.naturalWidth && img.naturalHeight === result.naturalHeight, `after reload ${JSON.stringify(img)}`);
   const texts = await page.locator('.msg .body').allTextContents();
   check(texts[0] === command && texts[1].startsWith('[Job Submitted]') && texts[2].startsWith('[Job Completed]'),

@@ -81,7 +81,14 @@ pub struct DiscordChannel {
     /// The bot's user id from READY (or `/users/@me`); 0 until known. Used to drop our own
     /// messages and to spot mentions of and replies to the bot.
     bot_id: AtomicU64,
+    /// DM channel per user, for `user:<id>` targets (Discord returns the same channel for a
+    /// recipient every time, so it is asked once per process).
+    dm_channels: std::sync::Mutex<std::collections::HashMap<Id<UserMarker>, Id<ChannelMarker>>>,
 }
+
+/// A send target that names a user instead of a channel: `user:<id>` is that user's DM channel
+/// (how clawgate writes to an admin it has no conversation with yet).
+pub const USER_TARGET_PREFIX: &str = "user:";
 
 impl fmt::Debug for DiscordChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,6 +169,7 @@ impl DiscordChannel {
             http: http.build(),
             status: StatusCell::new(),
             bot_id: AtomicU64::new(0),
+            dm_channels: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -216,6 +224,33 @@ impl DiscordChannel {
     /// Run `request`, letting twilight's rate limiter retry a 429 at most
     /// `MAX_REQUESTS_PER_SEND - 1` times and within [`SEND_DEADLINE`]; past that the outbox
     /// (which persists the message) does the waiting.
+    /// The channel a send goes to: a channel id, or `user:<id>` for that user's DM channel
+    /// (`POST /users/@me/channels`, remembered).
+    async fn channel_for(&self, target: &str) -> Result<Id<ChannelMarker>, SendError> {
+        let Some(user) = target.strip_prefix(USER_TARGET_PREFIX) else {
+            return snowflake(target)
+                .ok_or_else(|| SendError::Permanent(format!("\"{target}\" is not a Discord channel id")));
+        };
+        let user: Id<UserMarker> =
+            snowflake(user).ok_or_else(|| SendError::Permanent(format!("\"{user}\" is not a Discord user id")))?;
+        if let Some(c) = self.dm_channels.lock().unwrap_or_else(|p| p.into_inner()).get(&user) {
+            return Ok(*c);
+        }
+        let request = self.http.create_private_channel(user).into_future();
+        let endpoint = Endpoint { method: Method::Post, path: "users/@me/channels".to_owned() };
+        let response = self.execute(request, endpoint).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| SendError::Transient(format!("discord: cannot read the DM channel: {e}")))?;
+        let channel = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_str).and_then(snowflake::<ChannelMarker>))
+            .ok_or_else(|| SendError::Permanent("discord: the DM channel answer has no id".to_owned()))?;
+        self.dm_channels.lock().unwrap_or_else(|p| p.into_inner()).insert(user, channel);
+        Ok(channel)
+    }
+
     async fn execute<T: Unpin>(
         &self,
         mut request: twilight_http::response::ResponseFuture<T>,
@@ -537,8 +572,7 @@ impl Channel for DiscordChannel {
     /// is a channel). Files go as multipart `files[0]`.
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, SendError> {
         let target = message.thread_id.as_deref().unwrap_or(&message.chat_id);
-        let channel: Id<ChannelMarker> = snowflake(target)
-            .ok_or_else(|| SendError::Permanent(format!("\"{target}\" is not a Discord channel id")))?;
+        let channel = self.channel_for(target).await?;
         if let Some(reply_to) = &message.reply_to
             && snowflake::<MessageMarker>(reply_to).is_none()
         {
@@ -586,8 +620,7 @@ impl Channel for DiscordChannel {
 
     async fn typing(&self, chat_id: &str, thread_id: Option<&str>) -> Result<(), SendError> {
         let target = thread_id.unwrap_or(chat_id);
-        let channel: Id<ChannelMarker> = snowflake(target)
-            .ok_or_else(|| SendError::Permanent(format!("\"{target}\" is not a Discord channel id")))?;
+        let channel = self.channel_for(target).await?;
         let request = self.http.create_typing_trigger(channel).into_future();
         let endpoint = Endpoint { method: Method::Post, path: format!("channels/{channel}/typing") };
         self.execute(request, endpoint).await.map(|_| ())

@@ -463,6 +463,11 @@ impl FakeDiscord {
         id
     }
 
+    /// The DM channel `POST /users/@me/channels` opened for `user`, if the bot opened one.
+    pub fn dm_channel_of(&self, user: &str) -> Option<String> {
+        lock(&self.shared.inner).dm_channels.get(user).cloned()
+    }
+
     /// Dispatch any event.
     pub fn push_dispatch(&self, event: &str, d: Value) {
         self.shared.push(event, d);

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use clawgate_testkit::fake_comfy::FakeComfy;
+use clawgate_testkit::fake_discord::{FakeDiscord, FakeUser};
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_telegram::FakeTelegram;
 use clawgate_testkit::{RawClient, TestGateway};
@@ -274,4 +275,67 @@ async fn stop_from_chat_interrupts_the_running_job_on_its_worker() {
     tg.push_private_message(100, "owner", "/cancel");
     tg.wait_for_sent(|c| c.param_str("text").as_deref() == Some("Nothing is running."), WAIT).await.expect("nothing");
     assert!(tg.calls("sendPhoto").is_empty(), "a stopped job delivers nothing");
+}
+
+/// On Discord the admin has no conversation with the bot yet: the held `/run` is announced in a
+/// DM channel the gateway opens for them, and their `/approve` there releases the job, whose
+/// image goes to the asker's channel.
+#[tokio::test]
+async fn discord_admins_get_the_approval_request_in_a_dm() {
+    const ADMIN: &str = "220000000000000001";
+    const GUEST: &str = "220000000000000002";
+    const GUEST_DM: &str = "320000000000000002";
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let dc = FakeDiscord::start().await.unwrap();
+    let comfy = FakeComfy::start().await.unwrap();
+    let cfg = json!({
+        "models": {"providers": {"fake": {"baseUrl": model.base_url(), "apiKey": "k", "api": "openai-completions",
+                                          "models": [{"id": "m"}]}}},
+        "agents": {"defaults": {"model": {"primary": "fake/m"}}},
+        "comfy": {"templatesDir": templates_dir(), "workers": [{"name": "w0", "url": comfy.base_url()}],
+                  "commands": {"adminUsers": [format!("discord:{ADMIN}")]}},
+        "channels": {"discord": {"token": dc.token(), "gatewayUrl": dc.gateway_url(), "apiRoot": dc.api_root(),
+                                 "dmPolicy": "open"}},
+    });
+    let _gw = TestGateway::builder(BIN).config(cfg.to_string()).start().await.expect("starting clawgate");
+    let guest = FakeUser::new(GUEST, "guest");
+    let deadline = Instant::now() + WAIT;
+    while dc.connection_count() == 0 || !dc.is_session_bound() {
+        assert!(Instant::now() < deadline, "the gateway never connected to Discord");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dc.push_message_create(GUEST_DM, None, &guest, "/run invert color=9", &[]);
+    let sent_to = |channel: &str, needle: &str| {
+        dc.sent_messages()
+            .into_iter()
+            .find(|m| m.channel_id == channel && m.content().is_some_and(|c| c.contains(needle)))
+    };
+    let deadline = Instant::now() + WAIT;
+    let held = loop {
+        if let Some(m) = sent_to(GUEST_DM, "[Approval Requested]") {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no approval request: {:?}", dc.sent_messages());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let id = held.content().unwrap().lines().find_map(|l| l.strip_prefix("ID: ")).unwrap().trim().to_owned();
+    let deadline = Instant::now() + WAIT;
+    let admin_dm = loop {
+        if let Some(dm) = dc.dm_channel_of(ADMIN)
+            && let Some(m) = sent_to(&dm, &format!("Approve: /approve {id}"))
+        {
+            assert!(m.content().unwrap().contains(&format!("discord:{GUEST} (@guest)")), "{m:?}");
+            break dm;
+        }
+        assert!(Instant::now() < deadline, "the admin was not messaged: {:?}", dc.sent_messages());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(comfy.submitted().is_empty(), "nothing runs before the approval");
+    dc.push_message_create(&admin_dm, None, &FakeUser::new(ADMIN, "admin"), &format!("/approve {id}"), &[]);
+    let deadline = Instant::now() + WAIT;
+    while !dc.sent_messages().iter().any(|m| m.channel_id == GUEST_DM && !m.files.is_empty()) {
+        assert!(Instant::now() < deadline, "no image for the guest: {:?}", dc.sent_messages());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(comfy.submitted().len(), 1);
 }

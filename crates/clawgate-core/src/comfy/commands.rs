@@ -607,10 +607,10 @@ async fn held_job(gw: &Gateway, approval: &RemoteApproval) -> Option<JobRecord> 
 }
 
 /// Tells each admin (`comfy.commands.adminUsers`) on the requester's platform about a held
-/// `/run`, with the commands that decide it, through the outbox (once per approval and admin).
-/// Only platforms where a user id is also the id of the private chat with the bot (Telegram)
-/// can be messaged this way; elsewhere admins see requests with `/approvals` and WS clients
-/// through `plugin.approval.requested`.
+/// `/run`, with the commands that decide it, in a private message through the outbox (once per
+/// approval and admin): on Telegram a user id is also the private chat's id; on Discord the
+/// adapter opens the DM channel for a `user:<id>` target. Elsewhere (the web chat) admins see
+/// requests with `/approvals`, and WS clients through `plugin.approval.requested`.
 async fn notify_admins(
     gw: &Arc<Gateway>,
     caller: &CommandCaller,
@@ -618,7 +618,12 @@ async fn notify_admins(
     approval_id: &str,
     template: &str,
 ) {
-    if caller.platform != "telegram" {
+    let private_chat = |admin: &str| match caller.platform.as_str() {
+        "telegram" => Some(admin.to_owned()),
+        "discord" => Some(format!("{}{admin}", clawgate_channels::discord::USER_TARGET_PREFIX)),
+        _ => None,
+    };
+    if private_chat("0").is_none() {
         return;
     }
     let account = caller.deliver_to.get("account").and_then(Value::as_str).unwrap_or("default").to_owned();
@@ -634,15 +639,16 @@ async fn notify_admins(
         .admins_on(&caller.platform)
         .into_iter()
         .filter(|admin| *admin != caller.sender_id)
-        .map(|admin| {
-            let msg = clawgate_channels::OutboundMessage::text(&admin, None, text.clone());
-            clawgate_store::NewOutbound {
+        .filter_map(|admin| {
+            let chat = private_chat(&admin)?;
+            let msg = clawgate_channels::OutboundMessage::text(&chat, None, text.clone());
+            Some(clawgate_store::NewOutbound {
                 idempotency_key: format!("approval:{approval_id}:{admin}"),
                 channel: caller.platform.clone(),
                 account: account.clone(),
-                chat_id: admin,
+                chat_id: chat,
                 payload: serde_json::to_value(&msg).unwrap_or(Value::Null),
-            }
+            })
         })
         .collect();
     if items.is_empty() {
