@@ -289,7 +289,16 @@ impl Client {
             return Err(ClientError::InvalidUrl(format!("{}: scheme must be ws or wss", opts.url)));
         }
         let limit = opts.connect_timeout;
-        let (mut ws, _response) = timeout(limit, tokio_tungstenite::connect_async(opts.url.as_str()))
+        let mut request = tungstenite::client::IntoClientRequest::into_client_request(opts.url.as_str())
+            .map_err(|e| ClientError::InvalidUrl(format!("{}: {e}", opts.url)))?;
+        for (name, value) in &opts.headers {
+            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| ClientError::InvalidUrl(format!("header {name:?}: {e}")))?;
+            let value = tungstenite::http::HeaderValue::from_str(value)
+                .map_err(|e| ClientError::InvalidUrl(format!("header {name}: {e}")))?;
+            request.headers_mut().append(name, value);
+        }
+        let (mut ws, _response) = timeout(limit, tokio_tungstenite::connect_async(request))
             .await
             .map_err(|_| ClientError::Timeout { waiting_for: format!("WebSocket open of {}", opts.url), after: limit })?
             .map_err(connect_error)?;

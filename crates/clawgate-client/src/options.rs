@@ -55,6 +55,7 @@ pub struct ClientOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) event_capacity: usize,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Default for ClientOptions {
@@ -90,6 +91,7 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             event_capacity: 1024,
+            headers: Vec::new(),
         }
     }
 
@@ -218,6 +220,12 @@ impl ClientOptions {
     /// Bound on each handshake phase: WebSocket open, `connect.challenge`, `hello-ok`.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// An extra HTTP header on the WebSocket upgrade (e.g. what a reverse proxy would add).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 

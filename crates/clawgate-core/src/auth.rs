@@ -173,6 +173,36 @@ pub fn verify_device(
     Err(invalid)
 }
 
+/// Where a request comes from, as far as the gateway can tell: the socket's peer address, and
+/// whether a proxy in front of it said it forwarded the request (`X-Forwarded-For`,
+/// `X-Real-IP`, `Forwarded`). A loopback peer that forwarded is a same-host reverse proxy: the
+/// client behind it is anywhere, so it gets none of the trust a local client gets (silent
+/// pairing, the failed-auth exemption).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The socket's peer address.
+    pub ip: IpAddr,
+    /// A proxy's forwarding header was present.
+    pub forwarded: bool,
+}
+
+impl Peer {
+    /// Header names that mark a request as relayed by a proxy.
+    pub const FORWARDING_HEADERS: [&'static str; 3] = ["x-forwarded-for", "x-real-ip", "forwarded"];
+
+    /// A client on this machine talking to the gateway directly.
+    pub fn is_direct_loopback(&self) -> bool {
+        self.ip.is_loopback() && !self.forwarded
+    }
+}
+
+impl From<IpAddr> for Peer {
+    /// A direct connection from `ip`.
+    fn from(ip: IpAddr) -> Self {
+        Self { ip, forwarded: false }
+    }
+}
+
 /// Counts failed authentications per client address and locks an address out after too many.
 /// Hand-written rather than `governor`: the semantics (count failures only, lock out for a
 /// fixed time, report when to retry) are upstream's and a GCRA limiter models request rates.
@@ -189,22 +219,31 @@ struct FailureEntry {
 }
 
 impl FailedAuthLimiter {
-    /// `Err(retry_after)` while `ip` is locked out.
-    pub fn check(&mut self, ip: IpAddr, policy: &RateLimitSettings, now: Instant) -> Result<(), Duration> {
-        if policy.exempt_loopback && ip.is_loopback() {
+    /// `Err(retry_after)` while the peer's address is locked out. Only a direct loopback client
+    /// is exempt (`exemptLoopback`), never one behind a same-host proxy.
+    pub fn check(&mut self, peer: impl Into<Peer>, policy: &RateLimitSettings, now: Instant) -> Result<(), Duration> {
+        let peer = peer.into();
+        if policy.exempt_loopback && peer.is_direct_loopback() {
             return Ok(());
         }
-        match self.entries.get(&ip).and_then(|e| e.locked_until) {
+        match self.entries.get(&peer.ip).and_then(|e| e.locked_until) {
             Some(until) if until > now => Err(until - now),
             _ => Ok(()),
         }
     }
 
     /// Record a failure; returns the lockout if this failure triggered one.
-    pub fn record_failure(&mut self, ip: IpAddr, policy: &RateLimitSettings, now: Instant) -> Option<Duration> {
-        if policy.exempt_loopback && ip.is_loopback() {
+    pub fn record_failure(
+        &mut self,
+        peer: impl Into<Peer>,
+        policy: &RateLimitSettings,
+        now: Instant,
+    ) -> Option<Duration> {
+        let peer = peer.into();
+        if policy.exempt_loopback && peer.is_direct_loopback() {
             return None;
         }
+        let ip = peer.ip;
         if self.entries.len() > 100_000 {
             // Bound memory under an address-spraying attack: forget entries that no longer matter.
             self.entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now) || now - e.window_start < policy.window);
@@ -344,5 +383,27 @@ mod tests {
         assert!(l.check(ip, &policy, t0 + Duration::from_secs(31)).is_ok());
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         assert!(l.check(other, &policy, t0).is_ok());
+    }
+
+    #[test]
+    fn the_loopback_exemption_does_not_cover_a_same_host_proxy() {
+        let policy = RateLimitSettings {
+            max_attempts: 2,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(30),
+            exempt_loopback: true,
+        };
+        let mut l = FailedAuthLimiter::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(l.record_failure(ip, &policy, t0).is_none(), "a direct local client is exempt");
+        }
+        assert!(l.check(ip, &policy, t0).is_ok());
+        let proxied = Peer { ip, forwarded: true };
+        assert!(!proxied.is_direct_loopback());
+        assert!(l.record_failure(proxied, &policy, t0).is_none());
+        assert!(l.record_failure(proxied, &policy, t0).is_some(), "clients behind a proxy are counted");
+        assert!(l.check(proxied, &policy, t0).is_err());
     }
 }

@@ -13,7 +13,7 @@ use clawgate_protocol::connect::{ConnectParams, roles};
 use clawgate_protocol::{ErrorShape, close, codes, details};
 use clawgate_store::{DeviceStore, DeviceTokenStore, NewPairingRequest, PairedDevice, PairingStore};
 
-use crate::auth::{self, VerifiedDevice};
+use crate::auth::{self, Peer, VerifiedDevice};
 use crate::broadcast::AuthKind;
 use crate::gateway::Gateway;
 use crate::settings::{AuthMode, GatewaySettings};
@@ -32,8 +32,17 @@ pub struct ConnMeta {
     pub host: Option<String>,
     /// `x-openclaw-scopes` header of the upgrade, if any (caps granted scopes).
     pub scopes_header: Option<String>,
+    /// A proxy's forwarding header was on the upgrade (see [`crate::auth::Peer`]).
+    pub forwarded: bool,
     /// The nonce sent in `connect.challenge`.
     pub nonce: String,
+}
+
+impl ConnMeta {
+    /// The peer as the auth checks see it.
+    pub fn peer(&self) -> Peer {
+        Peer { ip: self.remote_ip, forwarded: self.forwarded }
+    }
 }
 
 /// A successful admission.
@@ -139,7 +148,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
                 .with_details(json!({"code": details::CONTROL_UI_ORIGIN_NOT_ALLOWED, "reason": "origin not allowed"})),
         ));
     }
-    if let Err(wait) = lockout(gw, meta.remote_ip, &settings) {
+    if let Err(wait) = lockout(gw, meta.peer(), &settings) {
         let mut r = auth_failure(
             details::AUTH_RATE_LIMITED,
             "rate_limited",
@@ -154,7 +163,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
     let device = match auth::verify_device(p, &meta.nonce, now_ms()) {
         Ok(d) => d,
         Err(e) => {
-            record_failure(gw, meta.remote_ip, &settings);
+            record_failure(gw, meta.peer(), &settings);
             return Err(Rejection::policy(
                 ErrorShape::invalid_request(e.message).with_details(json!({"code": e.code, "reason": e.reason})),
             ));
@@ -169,7 +178,9 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
         }
         (SharedSecret::Valid(method), Some(device)) => {
             gw.clear_failures(meta.remote_ip);
-            let silent = meta.remote_ip.is_loopback() && settings.auto_approve_loopback;
+            // Only a direct local client: behind a same-host reverse proxy every remote browser
+            // would come from 127.0.0.1.
+            let silent = meta.peer().is_direct_loopback() && settings.auto_approve_loopback;
             admit_device(gw, meta, p, device, method, silent).await
         }
         (shared, Some(device)) => {
@@ -203,7 +214,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
                     Ok(_) => {}
                     Err(e) => return Err(internal(e)),
                 }
-                record_failure(gw, meta.remote_ip, &settings);
+                record_failure(gw, meta.peer(), &settings);
                 return Err(match shared {
                     SharedSecret::Mismatch { password: true } => password_mismatch(),
                     _ if auth.device_token.is_some() => auth_failure(
@@ -217,7 +228,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
                 });
             }
             if let SharedSecret::Mismatch { password: true } = shared {
-                record_failure(gw, meta.remote_ip, &settings);
+                record_failure(gw, meta.peer(), &settings);
                 return Err(password_mismatch());
             }
             // No credential at all: a paired device is admitted on its signature; an unknown one
@@ -229,7 +240,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
                 .with_details(json!({"code": details::DEVICE_IDENTITY_REQUIRED})),
         )),
         (SharedSecret::Missing, None) => {
-            record_failure(gw, meta.remote_ip, &settings);
+            record_failure(gw, meta.peer(), &settings);
             Err(if settings.auth_mode == AuthMode::Password {
                 auth_failure(
                     details::AUTH_PASSWORD_MISSING,
@@ -249,7 +260,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
             })
         }
         (SharedSecret::Mismatch { password }, None) => {
-            record_failure(gw, meta.remote_ip, &settings);
+            record_failure(gw, meta.peer(), &settings);
             Err(if password { password_mismatch() } else { token_mismatch(false) })
         }
         (SharedSecret::NotConfigured, None) => Err(auth_failure(
@@ -291,13 +302,14 @@ fn internal(e: impl std::fmt::Display) -> Rejection {
     }
 }
 
-fn lockout(gw: &Gateway, ip: IpAddr, s: &GatewaySettings) -> Result<(), std::time::Duration> {
-    gw.limiter.lock().map(|mut l| l.check(ip, &s.rate_limit, Instant::now())).unwrap_or(Ok(()))
+fn lockout(gw: &Gateway, peer: Peer, s: &GatewaySettings) -> Result<(), std::time::Duration> {
+    gw.limiter.lock().map(|mut l| l.check(peer, &s.rate_limit, Instant::now())).unwrap_or(Ok(()))
 }
 
-fn record_failure(gw: &Gateway, ip: IpAddr, s: &GatewaySettings) {
+fn record_failure(gw: &Gateway, peer: Peer, s: &GatewaySettings) {
+    let ip = peer.ip;
     if let Ok(mut l) = gw.limiter.lock()
-        && let Some(lock) = l.record_failure(ip, &s.rate_limit, Instant::now())
+        && let Some(lock) = l.record_failure(peer, &s.rate_limit, Instant::now())
     {
         tracing::warn!(%ip, lockout_ms = lock.as_millis() as u64, "too many failed authentication attempts; locking out");
     }
@@ -362,7 +374,7 @@ fn admit_without_device(
                 .with_details(json!({"code": details::CONTROL_UI_DEVICE_IDENTITY_REQUIRED})),
         ));
     }
-    let local = meta.remote_ip.is_loopback() && meta.origin.is_none();
+    let local = meta.peer().is_direct_loopback() && meta.origin.is_none();
     let trusted_local_client = local
         && ((p.client.id == "cli" && p.client.mode == "cli")
             || (p.client.id == "gateway-client" && p.client.mode == "backend"));

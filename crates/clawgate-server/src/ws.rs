@@ -43,6 +43,7 @@ pub fn upgrade(gw: Arc<Gateway>, addr: SocketAddr, headers: &HeaderMap, up: WebS
         origin: header("origin"),
         host: header("host"),
         scopes_header: header("x-openclaw-scopes"),
+        forwarded: clawgate_core::auth::Peer::FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h)),
         nonce: uuid::Uuid::new_v4().to_string(),
     };
     // Small per-socket buffers (they grow for big frames): idle connections must stay cheap.

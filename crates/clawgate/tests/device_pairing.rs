@@ -283,3 +283,22 @@ async fn cli_explains_a_wrong_token_and_a_gateway_that_is_not_running() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Is `clawgate gateway` running on that port?"), "{stderr}");
 }
+
+/// Silent pairing is for clients on this machine: a device with the right token connecting
+/// straight to loopback is admitted at once, but the same connect relayed by a same-host
+/// reverse proxy (it carries `X-Forwarded-For`) comes from anywhere and must be approved first.
+#[tokio::test]
+async fn loopback_silent_pairing_does_not_extend_to_clients_behind_a_local_proxy() {
+    let gw = Gateway::start();
+    let direct = DeviceIdentity::generate();
+    let client = Client::connect(device_options(&gw, &direct, SignatureVersion::V3).token(TOKEN))
+        .await
+        .expect("a direct local device with the token is paired silently");
+    drop(client);
+
+    let proxied = DeviceIdentity::generate();
+    let opts =
+        device_options(&gw, &proxied, SignatureVersion::V3).token(TOKEN).header("X-Forwarded-For", "203.0.113.7");
+    let request_id = expect_pairing_required(opts, &proxied).await;
+    assert_listed(&gw, &request_id, &proxied).await;
+}

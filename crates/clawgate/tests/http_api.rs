@@ -683,6 +683,38 @@ async fn repeated_wrong_bearers_are_locked_out_with_retry_after() {
     assert_eq!(tools.status, 429);
 }
 
+/// `exemptLoopback` spares clients on this machine, not everyone behind a same-host reverse
+/// proxy: a request that carries a proxy's forwarding header is counted like a remote one.
+#[tokio::test]
+async fn the_loopback_exemption_does_not_cover_requests_through_a_local_proxy() {
+    let (_fake, gw) = start_with(
+        Script::default(),
+        json!({"gateway": {"auth": {"rateLimit": {"maxAttempts": 3, "windowMs": 60000, "lockoutMs": 60000,
+                                                   "exemptLoopback": true}}}}),
+    )
+    .await;
+    let port = gw.port();
+    for attempt in 1..=5 {
+        let r = call(port, "GET", "/v1/models", &[("Authorization", "Bearer WRONG")], "").await;
+        assert_eq!(r.status, 401, "a direct local client is never locked out (attempt {attempt})");
+    }
+    for header in ["X-Forwarded-For", "X-Real-IP", "Forwarded"] {
+        let (_fake, gw) = start_with(
+            Script::default(),
+            json!({"gateway": {"auth": {"rateLimit": {"maxAttempts": 3, "windowMs": 60000, "lockoutMs": 60000,
+                                                       "exemptLoopback": true}}}}),
+        )
+        .await;
+        let proxied = |auth: &'static str| [("Authorization", auth), (header, "203.0.113.9")];
+        for attempt in 1..=3 {
+            let r = call(gw.port(), "GET", "/v1/models", &proxied("Bearer WRONG"), "").await;
+            assert_eq!(r.status, 401, "{header}: attempt {attempt}");
+        }
+        let r = call(gw.port(), "GET", "/v1/models", &proxied("Bearer WRONG"), "").await;
+        assert_eq!(r.status, 429, "{header}: proxied guesses are counted: {r:?}");
+    }
+}
+
 #[tokio::test]
 async fn auth_mode_none_needs_no_bearer() {
     let (_fake, gw) = {

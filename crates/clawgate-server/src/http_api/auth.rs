@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, header};
 
 use clawgate_core::Gateway;
-use clawgate_core::auth::{password_matches, secrets_match};
+use clawgate_core::auth::{Peer, password_matches, secrets_match};
 use clawgate_core::settings::AuthMode;
 
 use super::error::OpenAiError;
@@ -47,7 +47,8 @@ pub(crate) async fn check(gw: &Gateway, headers: &HeaderMap, ip: IpAddr) -> Resu
     if settings.auth_mode == AuthMode::None {
         return Ok(());
     }
-    let locked = gw.limiter.lock().map(|mut l| l.check(ip, &settings.rate_limit, Instant::now())).unwrap_or(Ok(()));
+    let peer = Peer { ip, forwarded: Peer::FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h)) };
+    let locked = gw.limiter.lock().map(|mut l| l.check(peer, &settings.rate_limit, Instant::now())).unwrap_or(Ok(()));
     if let Err(wait) = locked {
         return Err(Denied::RateLimited(wait));
     }
@@ -69,7 +70,7 @@ pub(crate) async fn check(gw: &Gateway, headers: &HeaderMap, ip: IpAddr) -> Resu
         return Ok(());
     }
     if let Ok(mut limiter) = gw.limiter.lock()
-        && let Some(lockout) = limiter.record_failure(ip, &settings.rate_limit, Instant::now())
+        && let Some(lockout) = limiter.record_failure(peer, &settings.rate_limit, Instant::now())
     {
         tracing::warn!(%ip, lockout_ms = lockout.as_millis() as u64, "too many failed HTTP bearer attempts; locking out");
     }
