@@ -18,56 +18,15 @@
 // PLAYWRIGHT_DIR (holds node_modules/playwright-core), SCREENSHOT (PNG path), CHROMIUM
 // (default /usr/bin/chromium).
 
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
-const HARD_TIMEOUT_MS = 120_000;
+import { createHarness } from './browser-harness.mjs';
+
 const STEP_TIMEOUT_MS = 30_000;
 
-const result = { ok: false, steps: [] };
-let context = null;
-let userDataDir = null;
-
-async function finish(code) {
-  try { if (context) await context.close(); } catch { /* already gone */ }
-  try { if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true }); } catch { /* best effort */ }
-  console.log(JSON.stringify(result));
-  process.exit(code);
-}
-
-function fail(stage, err) {
-  result.stage = stage;
-  result.error = String(err?.stack ?? err?.message ?? err);
-  return finish(1);
-}
-
-setTimeout(() => fail('timeout', `no result within ${HARD_TIMEOUT_MS} ms`), HARD_TIMEOUT_MS).unref();
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.log(JSON.stringify({ ok: false, stage: 'env', error: `${name} is not set` }));
-    process.exit(1);
-  }
-  return v;
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-async function step(name, fn) {
-  try {
-    const value = await fn();
-    result.steps.push(name);
-    return value;
-  } catch (err) {
-    await fail(name, err);
-    throw err;
-  }
-}
+const { result, finish, need, check, step, launch } =
+  createHarness({ hardTimeoutMs: 120_000, profilePrefix: 'clawgate-webchat-profile-' });
 
 const httpBase = need('GW_HTTP');
 const token = need('GW_TOKEN');
@@ -76,33 +35,13 @@ const screenshot = need('SCREENSHOT');
 const playwrightDir = need('PLAYWRIGHT_DIR');
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-const require = createRequire(path.join(playwrightDir, 'package.json'));
-let chromium;
-try {
-  ({ chromium } = require('playwright-core'));
-} catch (err) {
-  await fail('load playwright-core', err);
-}
-
 // Everything the page hears on its WebSocket, in order (the protocol-level view of streaming).
 const frames = [];
 const sent = [];
 const pageErrors = [];
 const consoleProblems = [];
 
-userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'clawgate-webchat-profile-'));
-context = await step('launch chromium', () =>
-  chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-    viewport: { width: 1200, height: 760 },
-  }));
-
-const page = context.pages()[0] ?? (await context.newPage());
+const page = await launch(playwrightDir, executablePath);
 page.setDefaultTimeout(STEP_TIMEOUT_MS);
 page.on('pageerror', (err) => pageErrors.push(String(err)));
 page.on('console', (msg) => {

@@ -249,6 +249,47 @@ macro_rules! guarded_update {
     }};
 }
 
+/// Inserts a job row as `status`, on `placement` (worker, prompt) when it already runs (then
+/// `started_at_ms = now_ms`). The unique index on id decides: a taken id inserts (and returns)
+/// nothing, which is a [`StoreError::Conflict`].
+async fn insert_job_row(
+    store: &SqliteStore,
+    job: &NewJob,
+    status: &str,
+    placement: Option<(&str, &str)>,
+    attempts: i64,
+    max_attempts: i64,
+    now_ms: i64,
+) -> Result<JobRecord> {
+    let row = sqlx::query_as::<_, JobRow>(&format!(
+        "INSERT INTO comfy_jobs (id, template_id, inputs, workflow, status, worker, prompt_id, attempts, \
+         max_attempts, outputs, deliver_to, requested_by, approval_id, created_at_ms, updated_at_ms, \
+         started_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '[]', ?10, ?11, ?12, ?13, ?13, ?14) \
+         ON CONFLICT (id) DO NOTHING RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(&job.id)
+    .bind(&job.template_id)
+    .bind(job.inputs.to_string())
+    .bind(job.workflow.to_string())
+    .bind(status)
+    .bind(placement.map(|(worker, _)| worker))
+    .bind(placement.map(|(_, prompt)| prompt))
+    .bind(attempts)
+    .bind(max_attempts)
+    .bind(job.deliver_to.as_ref().map(Value::to_string))
+    .bind(job.requested_by.as_ref().map(Value::to_string))
+    .bind(job.approval_id.as_deref())
+    .bind(now_ms)
+    .bind(placement.map(|_| now_ms))
+    .fetch_optional(store.pool())
+    .await?;
+    match row {
+        Some(row) => row.try_into(),
+        None => Err(StoreError::Conflict(format!("job id {:?} is taken", job.id))),
+    }
+}
+
 impl JobStore for SqliteStore {
     async fn insert_job(&self, job: &NewJob, now_ms: i64) -> Result<JobRecord> {
         if !matches!(job.status, JobStatus::Queued | JobStatus::AwaitingApproval) {
@@ -257,55 +298,11 @@ impl JobStore for SqliteStore {
         if job.max_attempts < 1 {
             return Err(StoreError::Conflict(format!("max_attempts must be at least 1, not {}", job.max_attempts)));
         }
-        // The unique index on id decides; a taken id inserts (and returns) nothing.
-        let row = sqlx::query_as::<_, JobRow>(&format!(
-            "INSERT INTO comfy_jobs (id, template_id, inputs, workflow, status, attempts, max_attempts, outputs, \
-             deliver_to, requested_by, approval_id, created_at_ms, updated_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, '[]', ?7, ?8, ?9, ?10, ?10) \
-             ON CONFLICT (id) DO NOTHING RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(&job.id)
-        .bind(&job.template_id)
-        .bind(job.inputs.to_string())
-        .bind(job.workflow.to_string())
-        .bind(job.status.as_str())
-        .bind(job.max_attempts)
-        .bind(job.deliver_to.as_ref().map(Value::to_string))
-        .bind(job.requested_by.as_ref().map(Value::to_string))
-        .bind(job.approval_id.as_deref())
-        .bind(now_ms)
-        .fetch_optional(self.pool())
-        .await?;
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(StoreError::Conflict(format!("job id {:?} is taken", job.id))),
-        }
+        insert_job_row(self, job, job.status.as_str(), None, 0, job.max_attempts, now_ms).await
     }
 
     async fn adopt_job(&self, job: &NewJob, worker: &str, prompt_id: &str, now_ms: i64) -> Result<JobRecord> {
-        let row = sqlx::query_as::<_, JobRow>(&format!(
-            "INSERT INTO comfy_jobs (id, template_id, inputs, workflow, status, worker, prompt_id, attempts, \
-             max_attempts, outputs, deliver_to, requested_by, approval_id, created_at_ms, updated_at_ms, \
-             started_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, 1, 1, '[]', ?7, ?8, ?9, ?10, ?10, ?10) \
-             ON CONFLICT (id) DO NOTHING RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(&job.id)
-        .bind(&job.template_id)
-        .bind(job.inputs.to_string())
-        .bind(job.workflow.to_string())
-        .bind(worker)
-        .bind(prompt_id)
-        .bind(job.deliver_to.as_ref().map(Value::to_string))
-        .bind(job.requested_by.as_ref().map(Value::to_string))
-        .bind(job.approval_id.as_deref())
-        .bind(now_ms)
-        .fetch_optional(self.pool())
-        .await?;
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(StoreError::Conflict(format!("job id {:?} is taken", job.id))),
-        }
+        insert_job_row(self, job, JobStatus::Running.as_str(), Some((worker, prompt_id)), 1, 1, now_ms).await
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
