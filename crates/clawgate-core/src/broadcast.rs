@@ -311,6 +311,22 @@ impl Broadcaster {
         delivered
     }
 
+    /// Deliver an event whose payload has a private form: `full` to clients holding `scope`,
+    /// `public` to every other client the event's guard admits. Each client gets exactly one of
+    /// the two. Returns how many received it.
+    pub fn broadcast_split(
+        &self,
+        event: &str,
+        scope: &str,
+        full: &Value,
+        public: &Value,
+        state_version: Option<StateVersion>,
+        drop_if_slow: bool,
+    ) -> usize {
+        self.broadcast_filtered(event, full, state_version, drop_if_slow, |c| c.has_scope(scope))
+            + self.broadcast_filtered(event, public, state_version, drop_if_slow, |c| !c.has_scope(scope))
+    }
+
     /// Close every client matching `pred` with a code and reason.
     pub fn close_where(&self, pred: impl Fn(&ClientHandle) -> bool, code: u16, reason: &str) -> usize {
         let mut n = 0;
@@ -346,6 +362,27 @@ mod tests {
             Ok(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
             other => panic!("expected text, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn health_events_carry_private_data_only_to_readers() {
+        let b = Broadcaster::default();
+        let (reader, mut r_rx) = client("a", &["operator.read"], 1 << 20);
+        let (none, mut n_rx) = client("b", &[], 1 << 20);
+        b.add(reader);
+        b.add(none);
+        let full = json!({"ok": true, "ts": 5, "sessions": {"path": "/state/clawgate.db", "count": 1,
+            "recent": [{"key": "agent:main:telegram:direct:4242", "updatedAt": 1, "age": 2}]}});
+        let public = crate::gateway::public_health(&full);
+        let sv = Some(StateVersion { presence: 1, health: 2 });
+        assert_eq!(b.broadcast_split("health", scopes::READ, &full, &public, sv, true), 2);
+        let r = next_text(&mut r_rx);
+        assert_eq!(r["payload"]["sessions"]["path"], "/state/clawgate.db");
+        let n = next_text(&mut n_rx);
+        let text = n.to_string();
+        assert!(!text.contains("clawgate.db") && !text.contains("4242"), "{text}");
+        assert_eq!(n["payload"]["sessions"]["count"], 1);
+        assert!(r_rx.try_recv().is_err() && n_rx.try_recv().is_err(), "one health event each");
     }
 
     #[test]

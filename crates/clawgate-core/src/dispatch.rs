@@ -57,7 +57,7 @@ pub fn authorize(client: &ClientHandle, method: &str, params: &Value) -> Result<
 /// Run an authorized call.
 pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params: Value) -> Result<Value, ErrorShape> {
     let result = match method {
-        m::HEALTH => methods::health::health(gw, params).await,
+        m::HEALTH => methods::health::health(gw, ctx, params).await,
         m::STATUS => methods::health::status(gw, ctx).await,
         m::SYSTEM_PRESENCE => methods::system::system_presence(gw).await,
         m::SYSTEM_EVENT => methods::system::system_event(gw, ctx, params).await,

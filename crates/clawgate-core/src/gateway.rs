@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use clawgate_protocol::connect::ConnectParams;
 use clawgate_protocol::events::names as ev;
+use clawgate_protocol::frames::StateVersion;
 use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
 use clawgate_protocol::{close, events, methods, scopes};
 use clawgate_store::{
@@ -153,9 +154,28 @@ impl Gateway {
         }
     }
 
-    /// The current health snapshot (same shape as the `health` result).
+    /// The current health snapshot (same shape as the `health` result), in full: only for
+    /// callers holding `operator.read` (see [`public_health`] for everyone else).
     pub fn health_snapshot(&self) -> Value {
         self.health.read().map(|h| h.clone()).unwrap_or(Value::Null)
+    }
+
+    /// The health snapshot as `client_scopes` may see it: in full with `operator.read`, else the
+    /// [`public_health`] form.
+    pub fn health_for(&self, role: &str, client_scopes: &[String]) -> Value {
+        let full = self.health_snapshot();
+        if role == clawgate_protocol::connect::roles::OPERATOR && scopes::satisfied(scopes::READ, client_scopes) {
+            full
+        } else {
+            public_health(&full)
+        }
+    }
+
+    /// Broadcast a health snapshot: the full form to `operator.read` holders, the public form to
+    /// everyone else (each client gets exactly one `health` event).
+    pub fn broadcast_health(&self, snapshot: &Value, version: StateVersion) {
+        let public = public_health(snapshot);
+        self.clients.broadcast_split(ev::HEALTH, scopes::READ, snapshot, &public, Some(version), true);
     }
 
     /// Recompute the health snapshot (the `HealthSnapshot` shape of the schema); returns it.
@@ -212,7 +232,7 @@ impl Gateway {
             },
             snapshot: Snapshot {
                 presence: self.presence.list(),
-                health: self.health_snapshot(),
+                health: self.health_for(&admission.role, &admission.scopes),
                 state_version: self.presence.state_version(),
                 uptime_ms: self.uptime().as_millis() as u64,
                 suspension: json!({"phase": "accepting"}),
@@ -355,7 +375,7 @@ impl Gateway {
                 _ = health.tick() => {
                     let snapshot = self.refresh_health().await;
                     let version = self.presence.bump_health();
-                    self.clients.broadcast(ev::HEALTH, &snapshot, Some(version), true);
+                    self.broadcast_health(&snapshot, version);
                     let now = now_ms();
                     if let Err(e) = self.store.prune(now - clawgate_protocol::DEDUPE_TTL_MS, clawgate_protocol::DEDUPE_MAX).await {
                         tracing::warn!(error = %e, "pruning idempotency keys failed");
@@ -390,4 +410,29 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The health snapshot with private data left out, for callers without `operator.read` (probes,
+/// nodes, scope-less clients): the same shape and schema (`sessions.path` is a string, `recent` a
+/// list) but no database path, no session keys (they carry chat-platform user ids), no agent or
+/// channel account details.
+///
+/// Class closed: *state leaking through an exempt method*. `health` is callable without scopes
+/// and its event goes to every client, so everything in it is public unless projected here; the
+/// projection is an allowlist, so a field added to the snapshot later stays private by default.
+pub fn public_health(full: &Value) -> Value {
+    let mut out = json!({
+        "ok": full.get("ok").cloned().unwrap_or(json!(true)),
+        "channels": {},
+        "channelOrder": [],
+        "channelLabels": {},
+        "agents": [],
+        "sessions": {"path": "", "count": full["sessions"]["count"].as_u64().unwrap_or(0), "recent": []},
+    });
+    for key in ["ts", "durationMs", "configReload", "heartbeatSeconds", "defaultAgentId"] {
+        if let Some(v) = full.get(key) {
+            out[key] = v.clone();
+        }
+    }
+    out
 }

@@ -37,6 +37,7 @@ pub struct TestGatewayBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     ready_timeout: Duration,
+    state_dir: Option<PathBuf>,
 }
 
 impl TestGatewayBuilder {
@@ -70,6 +71,14 @@ impl TestGatewayBuilder {
         self
     }
 
+    /// Uses `dir` (which must exist) as the `--state-dir` instead of a fresh one in the temp dir,
+    /// e.g. a small filesystem the test mounted to make the disk fill up. The test owns `dir`; the
+    /// captured output and the config file stay in the gateway's own temp dir.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
     /// How long to wait for readiness.
     pub fn ready_timeout(mut self, wait: Duration) -> Self {
         self.ready_timeout = wait;
@@ -80,7 +89,7 @@ impl TestGatewayBuilder {
     pub async fn start(self) -> anyhow::Result<TestGateway> {
         let root =
             tempfile::Builder::new().prefix("clawgate-test-").tempdir().context("creating the gateway temp dir")?;
-        let state_dir = root.path().join("state");
+        let state_dir = self.state_dir.clone().unwrap_or_else(|| root.path().join("state"));
         std::fs::create_dir_all(&state_dir)?;
         let config_path = match &self.config {
             Some(text) => {
@@ -132,6 +141,7 @@ impl TestGateway {
             args: Vec::new(),
             envs: Vec::new(),
             ready_timeout,
+            state_dir: None,
         }
     }
 

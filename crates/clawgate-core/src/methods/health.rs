@@ -19,10 +19,13 @@ struct HealthParams {
 }
 
 /// `health {probe?}` → the health snapshot; `probe:true` refreshes it first. Extra params are
-/// ignored, as upstream does.
-pub async fn health(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
+/// ignored, as upstream does. `health` needs no scope, so a caller without `operator.read` gets
+/// the public form ([`crate::gateway::public_health`]): no database path, no session keys.
+pub async fn health(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
     let p: HealthParams = serde_json::from_value(params).unwrap_or_default();
-    let mut snapshot = if p.probe == Some(true) { gw.refresh_health().await } else { gw.health_snapshot() };
+    let full = if p.probe == Some(true) { gw.refresh_health().await } else { gw.health_snapshot() };
+    let mut snapshot =
+        if ctx.client.has_scope(clawgate_protocol::scopes::READ) { full } else { crate::gateway::public_health(&full) };
     snapshot["modelRuntime"] = json!({"degraded": false, "pendingAgents": []});
     Ok(snapshot)
 }
