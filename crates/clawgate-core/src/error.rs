@@ -71,6 +71,20 @@ impl From<clawgate_store::StoreError> for CoreError {
         match e {
             clawgate_store::StoreError::NotFound => CoreError::NotFound("not found".into()),
             clawgate_store::StoreError::Conflict(m) => CoreError::invalid(m),
+            // A storage outage (full disk, I/O, busy, closed) is the caller's "retry later", with
+            // the reason, not an internal error: it is logged once per episode by the store's
+            // health record, not once per request here.
+            clawgate_store::StoreError::Unavailable { fault, .. }
+                if matches!(
+                    fault,
+                    clawgate_store::Fault::DiskFull
+                        | clawgate_store::Fault::Io
+                        | clawgate_store::Fault::Busy
+                        | clawgate_store::Fault::Closed
+                ) =>
+            {
+                CoreError::Unavailable(format!("storage unavailable: {fault}; nothing was saved, retry later"))
+            }
             other => CoreError::internal(other),
         }
     }

@@ -18,15 +18,31 @@ pub async fn healthz() -> Response {
     axum::Json(json!({"ok": true, "status": "live"})).into_response()
 }
 
-/// `GET /readyz` — readiness, no auth: 503 while draining.
+/// `GET /readyz` — readiness, no auth: 503 while draining or while storage is degraded (a
+/// write failed for a full disk or an I/O error and none has succeeded since); `reason` then
+/// says why, e.g. `"disk full: …"`. The success shape is unchanged.
 pub async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     let draining = gw.shutdown_token().is_cancelled();
-    let body = json!({
-        "ready": !draining,
-        "failing": if draining { vec!["draining"] } else { vec![] },
+    let degraded = gw.store.degraded();
+    let mut failing = Vec::new();
+    if draining {
+        failing.push("draining");
+    }
+    if degraded.is_some() {
+        failing.push("storage");
+    }
+    let ready = failing.is_empty();
+    let mut body = json!({
+        "ready": ready,
+        "failing": failing,
         "uptimeMs": gw.uptime().as_millis() as u64,
     });
-    let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    if let Some(d) = degraded {
+        body["reason"] = json!(d.reason);
+    } else if draining {
+        body["reason"] = json!("draining");
+    }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
 }
 

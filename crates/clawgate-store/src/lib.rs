@@ -61,6 +61,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod health;
 mod model;
 // `stored_enum!` is defined in `session` and used by the modules declared after it.
 #[macro_use]
@@ -82,7 +83,8 @@ pub use channel_model::{
 pub use comfy_model::{
     ApprovalRecord, ApprovalStatus, CronJob, CronRunRecord, JobQuery, JobRecord, JobStatus, NewApproval, NewJob,
 };
-pub use error::StoreError;
+pub use error::{Fault, StoreError};
+pub use health::{Degraded, StorageHealth};
 pub use model::{
     DeviceTokenRecord, IdempotencyEntry, InsertOutcome, NewPairingRequest, PairedDevice, PairingDecision,
     PairingRequest, PairingStatus,

@@ -2,6 +2,8 @@
 //! crash safety). Each test drives the real binary over real sockets; see `docs/SECURITY.md`,
 //! section "State, health and parsers".
 
+use std::time::Duration;
+
 use clawgate_testkit::{RawClient, TestGateway};
 use serde_json::{Value, json};
 
@@ -70,4 +72,154 @@ async fn health_shows_path_and_session_keys_only_to_operator_read() {
     assert!(hello["snapshot"]["health"].to_string().contains(TELEGRAM_SESSION), "{hello}");
     let res = reader.request("health", None).await.expect("health");
     assert!(ok_payload(&res).to_string().contains("clawgate.db"), "{res}");
+}
+
+// ---- defect 10: a full disk breaks transcript writes until restart ----
+
+/// A tmpfs of `size` mounted for the test's state dir and unmounted when dropped.
+///
+/// Why a real filesystem: the defect is in how production code reacts to `ENOSPC` from the
+/// kernel, through SQLite and its WAL; a test-only knob (`PRAGMA max_page_count`) would produce
+/// `SQLITE_FULL` without the failed WAL write, i.e. not the failure users see. Mounting needs
+/// root, which CI has; without it the test fails and says so rather than passing silently.
+struct SmallDisk {
+    _dir: tempfile::TempDir,
+    mount: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let uid = std::process::Command::new("id").arg("-u").output().expect("run id -u");
+        let uid = String::from_utf8_lossy(&uid.stdout).trim().to_owned();
+        assert_eq!(uid, "0", "this test mounts a small tmpfs to fill the disk and needs root (CI runs as root)");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mount = dir.path().join("state");
+        std::fs::create_dir_all(&mount).expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&mount)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount -t tmpfs failed: {}", String::from_utf8_lossy(&out.stderr));
+        SmallDisk { _dir: dir, mount }
+    }
+
+    /// Writes a filler file until the filesystem refuses with ENOSPC.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.mount.join("filler");
+        let mut f = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        let _ = f.flush();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+async fn get(gw: &TestGateway, path: &str) -> (u16, Value) {
+    let res = reqwest::get(format!("{}{path}", gw.http_url())).await.expect("GET");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits for the `chat` `final` (or `error`) of a run; returns its payload.
+async fn run_end(c: &mut RawClient, run_id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ev = c.recv_event("chat", left).await.unwrap_or_else(|e| panic!("chat event of {run_id}: {e:#}"));
+        let p = &ev["payload"];
+        if p["runId"] == run_id && matches!(p["state"].as_str(), Some("final" | "error" | "aborted")) {
+            return p.clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_reported_and_recovered_from_without_restart() {
+    use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
+    let disk = SmallDisk::mount("8m");
+    // The second turn hangs until the run's timeout: the disk fills while it runs.
+    let script = Script::new().turn(Turn::text(["ok"])).turn(Turn::hang()).otherwise(Turn::text(["ok"]));
+    let fake = FakeOpenAi::start(script).await.expect("fake model");
+    let config = json!({
+        "models": {"providers": {"fake": {"baseUrl": fake.base_url(), "apiKey": "k", "api": "openai-completions",
+            "models": [{"id": "m", "name": "M"}]}}},
+        "agents": {"defaults": {"model": {"primary": "fake/m"}}},
+    });
+    let gw = TestGateway::builder(BIN)
+        .config(config.to_string())
+        .state_dir(&disk.mount)
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("starting clawgate: {e:#}"));
+    let (mut c, _) = connected(&gw, json!({})).await;
+    let send = |key: &str, message: String| json!({"sessionKey": "main", "message": message, "idempotencyKey": key});
+    let res = c.request("chat.send", Some(send("before", "hello".into()))).await.expect("chat.send");
+    ok_payload(&res);
+    assert_eq!(run_end(&mut c, "before").await["state"], "final");
+    let (status, ready) = get(&gw, "/readyz").await;
+    assert_eq!((status, &ready["ready"]), (200, &json!(true)), "{ready}");
+
+    // A turn is running when the disk fills, and is aborted: its end cannot be stored yet. (The
+    // old code forgot it while the store kept it `running`, which wedged the session's lane.)
+    let res = c.request("chat.send", Some(send("mid", "a turn the disk fills under".into()))).await.expect("chat.send");
+    ok_payload(&res);
+    fake.wait_for_requests(2, Duration::from_secs(30)).await.expect("the second turn reached the model");
+    let filler = disk.fill();
+    let res = c.request("chat.abort", Some(json!({"sessionKey": "main", "runId": "mid"}))).await.expect("chat.abort");
+    ok_payload(&res);
+
+    // Writes fail while the disk is full (messages large enough to need new pages).
+    let big = "x".repeat(64 * 1024);
+    let mut refused = None;
+    for i in 0..40 {
+        let res = c.request("chat.send", Some(send(&format!("full-{i}"), big.clone()))).await.expect("chat.send");
+        if res["ok"] != true {
+            refused = Some(res);
+            break;
+        }
+    }
+    let refused = refused.unwrap_or_else(|| panic!("no chat.send failed on a full disk\n{}", gw.describe_output()));
+    assert_eq!(refused["error"]["code"], "UNAVAILABLE", "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("disk full"), "the error says why: {refused}");
+    let (status, ready) = get(&gw, "/readyz").await;
+    assert_eq!(status, 503, "not ready while the disk is full: {ready}");
+    assert_eq!(ready["ready"], false, "{ready}");
+    assert!(ready["reason"].as_str().is_some_and(|r| r.contains("disk full")), "{ready}");
+    // A second failure in the same episode does not log again.
+    let res = c.request("chat.send", Some(send("full-again", big.clone()))).await.expect("chat.send");
+    assert_eq!(res["error"]["code"], "UNAVAILABLE", "{res}");
+    let stderr = || std::fs::read_to_string(gw.stderr_path()).unwrap_or_default();
+    let episodes = stderr().matches("disk full; storage degraded").count();
+    assert_eq!(episodes, 1, "the log says disk full once per episode\n{}", stderr());
+
+    // Free the space: the next write succeeds, without a restart, and readiness comes back.
+    std::fs::remove_file(&filler).expect("free the space");
+    let res = c.request("chat.send", Some(send("after", "hello again".into()))).await.expect("chat.send");
+    ok_payload(&res);
+    assert_eq!(run_end(&mut c, "mid").await["state"], "aborted", "the aborted turn's end is stored late");
+    assert_eq!(run_end(&mut c, "after").await["state"], "final", "the session's lane was not wedged");
+    let (status, ready) = get(&gw, "/readyz").await;
+    assert_eq!((status, &ready["ready"]), (200, &json!(true)), "ready again: {ready}");
+    assert_eq!(ready["failing"], json!([]), "{ready}");
+    let history = c.request("chat.history", Some(json!({"sessionKey": "main", "limit": 100}))).await.expect("history");
+    let texts = ok_payload(&history)["messages"].to_string();
+    assert!(texts.contains("hello again"), "the transcript takes writes again: {texts}");
+    assert!(stderr().contains("storage recovered"), "the log says the episode ended\n{}", stderr());
+    drop(gw);
 }

@@ -266,17 +266,33 @@ async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
         {
             *p = false;
         }
+        // A claim that fails for a storage reason is retried (backoff up to 5 s) rather than
+        // dropping the lane: queued runs must not wait for another message to the session to
+        // start again once the storage recovers.
+        let mut backoff = Duration::from_millis(100);
+        let mut paused = false;
         loop {
             if gw.shutdown_token().is_cancelled() {
                 break;
             }
             match gw.store.claim_next(&session_key, now_ms()).await {
-                Ok(Some(record)) => run::execute(&gw, record).await,
+                Ok(Some(record)) => {
+                    backoff = Duration::from_millis(100);
+                    paused = false;
+                    run::execute(&gw, record).await
+                }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::error!(session = %session_key, error = %e, "cannot claim the next run; lane pauses");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
+                    if !paused {
+                        tracing::warn!(session = %session_key, error = %e, "cannot claim the next run; retrying");
+                        paused = true;
+                    }
+                    let stop = gw.shutdown_token();
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

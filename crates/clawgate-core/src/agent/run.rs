@@ -228,24 +228,83 @@ async fn existing_or_new_session(
     }
 }
 
+/// Records a run's end, retrying while the storage is out (full disk, I/O, busy) until it is
+/// stored or the gateway stops.
+///
+/// Class closed: *memory and the store disagreeing after a failed write*. A run whose end was
+/// not stored stayed `running` in the store after this process had forgotten it, and the
+/// session's lane never claims past a running run — the session was wedged until a restart
+/// (recovery marks such runs interrupted). The lane now holds the session until the end is
+/// durable, and it continues by itself once space returns.
 async fn record_finish(gw: &Arc<Gateway>, run_id: &str, status: RunStatus, result: &Value) {
-    if let Err(e) = gw.store.finish(run_id, status, Some(result), now_ms()).await {
-        tracing::error!(run = %run_id, error = %e, "cannot record the end of a run");
+    let stored = until_stored(gw, run_id, "the end of a run", move || async move {
+        match gw.store.finish(run_id, status, Some(result), now_ms()).await {
+            // Already terminal (e.g. an abort of the queued run won the race): nothing to do.
+            Err(clawgate_store::StoreError::Conflict(_)) => Ok(()),
+            other => other.map(drop),
+        }
+    })
+    .await;
+    if stored.is_none() && !gw.shutdown_token().is_cancelled() {
+        tracing::error!(run = %run_id, "cannot record the end of a run");
     }
 }
 
 async fn store_assistant(gw: &Arc<Gateway>, session_id: &str, req: &RunRequest, msg: &Value, status: EntryStatus) {
-    match gw.store.append(session_id, TranscriptRole::Assistant, msg, Some(&req.run_id), status, now_ms()).await {
-        Ok(entry) => gw.broadcast_session_message(&req.session_key, &transcript::history_message(&entry)),
-        Err(e) => tracing::error!(run = %req.run_id, error = %e, "cannot store the assistant message"),
+    let appended = until_stored(gw, &req.run_id, "the assistant message", move || {
+        gw.store.append(session_id, TranscriptRole::Assistant, msg, Some(&req.run_id), status, now_ms())
+    })
+    .await;
+    if let Some(entry) = appended {
+        gw.broadcast_session_message(&req.session_key, &transcript::history_message(&entry));
+    }
+}
+
+/// Runs a write until it succeeds, retrying with backoff (100 ms doubling to 5 s) while it fails
+/// for a storage reason that clears by itself (full disk, I/O error, busy lock). `None` when it
+/// failed for another reason (logged) or the gateway is stopping. Writes passed here are single
+/// transactions, so a failed attempt left nothing behind and retrying cannot double them.
+async fn until_stored<T, F, Fut>(gw: &Arc<Gateway>, run_id: &str, what: &str, mut write: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = clawgate_store::Result<T>>,
+{
+    use clawgate_store::Fault;
+    let mut delay = Duration::from_millis(100);
+    let mut waited = false;
+    loop {
+        match write().await {
+            Ok(v) => {
+                if waited {
+                    tracing::info!(run = %run_id, what, "stored after the storage recovered");
+                }
+                return Some(v);
+            }
+            Err(e) if matches!(e.fault(), Some(Fault::DiskFull | Fault::Io | Fault::Busy)) => {
+                if !waited {
+                    tracing::warn!(run = %run_id, what, error = %e, "cannot store yet; retrying until the storage recovers");
+                    waited = true;
+                }
+                let stop = gw.shutdown_token();
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(run = %run_id, what, error = ?e, "cannot store");
+                return None;
+            }
+        }
     }
 }
 
 async fn finish_failed(gw: &Arc<Gateway>, em: &Emitter<'_>, req: &RunRequest, started_at: i64, error: &str) {
+    let result = json!({"error": error, "errorKind": "unknown"});
+    record_finish(gw, &req.run_id, RunStatus::Failed, &result).await;
     em.chat("error", json!({"errorMessage": error, "errorKind": "unknown"}));
     em.agent("lifecycle", json!({"phase": "error", "error": error, "startedAt": started_at, "endedAt": now_ms()}));
-    let result = json!({"error": error, "errorKind": "unknown"});
-    let _ = gw.store.finish(&req.run_id, RunStatus::Failed, Some(&result), now_ms()).await;
     gw.agents.complete(&req.run_id, RunOutcome { status: RunStatus::Failed, result });
 }
 

@@ -251,7 +251,7 @@ impl ChannelStore for SqliteStore {
     async fn queue_outbound(&self, items: &[NewOutbound], answers: Option<i64>, now_ms: i64) -> Result<u64> {
         // The reply's chunks and the "answered" mark commit together or not at all, so after a
         // crash an answered inbox row always has its whole reply queued.
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let mut inserted = 0;
         for item in items {
             inserted += sqlx::query(
@@ -283,7 +283,7 @@ impl ChannelStore for SqliteStore {
                 return Err(StoreError::NotFound);
             }
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(inserted)
     }
 
@@ -425,7 +425,7 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn prune_channel_rows(&self, older_than_ms: i64) -> Result<u64> {
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let inbox =
             sqlx::query("DELETE FROM channel_inbox WHERE status IN ('answered', 'dropped') AND updated_at_ms < ?")
                 .bind(older_than_ms)
@@ -437,7 +437,7 @@ impl ChannelStore for SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(inbox + outbox)
     }
 
@@ -454,7 +454,7 @@ impl ChannelStore for SqliteStore {
     ) -> Result<ChannelPairing> {
         // The write lock up front serialises requests, so the code check below cannot race
         // another request taking the same code.
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         if let Some(current) = fetch_pairing(&mut tx, channel, account, sender_id).await? {
             let live = match current.status {
                 ChannelPairingStatus::Approved => true,
@@ -462,7 +462,7 @@ impl ChannelStore for SqliteStore {
                 ChannelPairingStatus::Rejected => false,
             };
             if live {
-                tx.commit().await?;
+                self.commit(tx).await?;
                 return Ok(current);
             }
         }
@@ -497,7 +497,7 @@ impl ChannelStore for SqliteStore {
         .bind(expires_at_ms)
         .fetch_one(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         ChannelPairing::try_from(row)
     }
 

@@ -412,7 +412,7 @@ impl JobStore for SqliteStore {
     async fn cancel_job(&self, id: &str, now_ms: i64) -> Result<Option<JobRecord>> {
         // The caller needs the job as it was (which worker held it), so read and update under
         // one write lock.
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let Some(before) = fetch_job(&mut tx, id).await? else {
             return Err(StoreError::NotFound);
         };
@@ -424,7 +424,7 @@ impl JobStore for SqliteStore {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Some(before))
     }
 
@@ -536,7 +536,7 @@ impl JobStore for SqliteStore {
     async fn prune_finished_jobs(&self, older_than_ms: i64) -> Result<u64> {
         // Delivery marks go first and explicitly, not by relying on the cascade (which needs
         // `foreign_keys` on).
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         const FINISHED: &str =
             "SELECT id FROM comfy_jobs WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at_ms < ?1";
         sqlx::query(&format!("DELETE FROM comfy_job_deliveries WHERE job_id IN ({FINISHED})"))
@@ -548,7 +548,7 @@ impl JobStore for SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(deleted)
     }
 }
@@ -700,10 +700,10 @@ impl CronStore for SqliteStore {
     }
 
     async fn remove_cron_job(&self, id: &str) -> Result<bool> {
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM cron_runs WHERE job_id = ?1").bind(id).execute(&mut *tx).await?;
         let removed = sqlx::query("DELETE FROM cron_jobs WHERE id = ?1").bind(id).execute(&mut *tx).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(removed.rows_affected() > 0)
     }
 
@@ -731,7 +731,7 @@ impl CronStore for SqliteStore {
 
     async fn claim_cron_slot(&self, job_id: &str, slot_ms: i64, run_id: &str, now_ms: i64) -> Result<bool> {
         // The receipt's primary key decides the winner; the job's run state changes with it.
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO cron_runs (job_id, slot_ms, run_id, status, started_at_ms) \
              SELECT ?1, ?2, ?3, 'running', ?4 WHERE EXISTS (SELECT 1 FROM cron_jobs WHERE id = ?1) \
@@ -757,7 +757,7 @@ impl CronStore for SqliteStore {
         if job == 0 {
             return Err(StoreError::NotFound);
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(inserted == 1)
     }
 
@@ -773,7 +773,7 @@ impl CronStore for SqliteStore {
         if !CRON_FINISHED_STATUSES.contains(&status) {
             return Err(StoreError::Conflict(format!("a cron run cannot finish as {status:?}")));
         }
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let finished = sqlx::query(
             "UPDATE cron_runs SET status = ?3, summary = ?4, error = ?5, finished_at_ms = ?6 \
              WHERE job_id = ?1 AND slot_ms = ?2 AND status = 'running'",
@@ -811,7 +811,7 @@ impl CronStore for SqliteStore {
         .bind(status)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

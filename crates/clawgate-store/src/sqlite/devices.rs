@@ -116,7 +116,7 @@ impl DeviceStore for SqliteStore {
     }
 
     async fn remove_paired(&self, device_id: &str) -> Result<bool> {
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let removed = sqlx::query("DELETE FROM paired_devices WHERE device_id = ?")
             .bind(device_id)
             .execute(&mut *tx)
@@ -133,7 +133,7 @@ impl DeviceStore for SqliteStore {
             .bind(device_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         tracing::debug!(device_id, "paired device removed");
         Ok(true)
     }

@@ -48,7 +48,7 @@ impl IdempotencyStore for SqliteStore {
     ) -> Result<InsertOutcome> {
         // One write transaction: the insert decides the winner, and the read of the loser's
         // answer cannot see the entry pruned in between.
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO idempotency (key, status, payload, created_at_ms, updated_at_ms) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
@@ -62,14 +62,14 @@ impl IdempotencyStore for SqliteStore {
         .await?
         .rows_affected();
         if inserted == 1 {
-            tx.commit().await?;
+            self.commit(tx).await?;
             return Ok(InsertOutcome::Inserted);
         }
         let existing = sqlx::query_as::<_, EntryRow>("SELECT * FROM idempotency WHERE key = ?")
             .bind(scope_key)
             .fetch_one(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(InsertOutcome::Existing(IdempotencyEntry::try_from(existing)?))
     }
 
@@ -91,7 +91,7 @@ impl IdempotencyStore for SqliteStore {
     async fn prune(&self, older_than_ms: i64, keep_max: usize) -> Result<u64> {
         // `LIMIT` takes an i64; a cap beyond it is no cap.
         let keep = i64::try_from(keep_max).unwrap_or(i64::MAX);
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let expired = sqlx::query("DELETE FROM idempotency WHERE updated_at_ms < ?")
             .bind(older_than_ms)
             .execute(&mut *tx)
@@ -105,7 +105,7 @@ impl IdempotencyStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(expired + over_cap)
     }
 }

@@ -17,11 +17,13 @@ mod tokens;
 mod transcripts;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::health::{Degraded, StorageHealth};
 use crate::{Result, StoreError};
 
 /// The schema, embedded at compile time from `crates/clawgate-store/migrations/`.
@@ -49,6 +51,7 @@ const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    health: Arc<StorageHealth>,
 }
 
 impl SqliteStore {
@@ -70,7 +73,11 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .pragma("cache_size", (-CACHE_KIB).to_string());
-        let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .after_release(|conn, _| Box::pin(release_only_if_idle(conn)))
+            .connect_with(options)
+            .await?;
         let store = Self::migrated(pool).await?;
         tracing::debug!(path = %path.display(), "sqlite store opened");
         Ok(store)
@@ -93,7 +100,38 @@ impl SqliteStore {
 
     async fn migrated(pool: SqlitePool) -> Result<SqliteStore> {
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, health: Arc::default() })
+    }
+
+    /// `Some(why)` while the storage is degraded: a write failed for a storage reason (disk
+    /// full, I/O) and none has succeeded since. Clears by itself on the next successful write.
+    pub fn degraded(&self) -> Option<Degraded> {
+        self.health.degraded()
+    }
+
+    /// Starts a write transaction (holding the write lock from its first statement); a failure
+    /// to start counts towards the store's health.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        let begun = self.pool.begin_with(BEGIN_IMMEDIATE).await.map_err(StoreError::from);
+        if begun.is_err() {
+            self.health.observe(&begun);
+        }
+        begun
+    }
+
+    /// Commits a write transaction. This is where a full disk shows (WAL pages are written at
+    /// commit), so its outcome decides the store's health: a failure for a storage reason marks
+    /// it degraded, a success clears that.
+    pub(crate) async fn commit(&self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
+        let committed = tx.commit().await.map_err(StoreError::from);
+        self.health.observe(&committed);
+        committed
+    }
+
+    /// Passes the outcome of a single-statement (autocommit) write through the health record.
+    pub(crate) fn observed<T>(&self, outcome: Result<T>) -> Result<T> {
+        self.health.observe(&outcome);
+        outcome
     }
 
     /// Checks the database: SQLite's own `PRAGMA integrity_check` (b-trees, indexes,
@@ -128,6 +166,31 @@ impl SqliteStore {
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Whether a connection going back to the pool is outside any transaction; one that is not is
+/// closed instead of being pooled.
+///
+/// Class closed: *a pooled connection poisoned by a failed transaction*. When `COMMIT` fails
+/// with `SQLITE_FULL` (or an I/O error), SQLite has already rolled the transaction back, so the
+/// driver's rollback-on-drop fails with "no transaction is active" and the driver keeps counting
+/// the connection as inside a transaction: every later `BEGIN` on it failed
+/// (`InvalidSavePointStatement`) for the life of the process, which is why writes stayed broken
+/// after space was freed. Whatever left a connection in that state, it never serves again.
+async fn release_only_if_idle(conn: &mut sqlx::SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
+    use sqlx::TransactionManager;
+    type Manager = sqlx::sqlite::SqliteTransactionManager;
+    if Manager::get_transaction_depth(conn) == 0 {
+        return Ok(true);
+    }
+    // A rollback queued by a dropped transaction may still be on its way through the
+    // connection's worker: taking the handle waits behind it (commands run in order).
+    drop(conn.lock_handle().await?);
+    let idle = Manager::get_transaction_depth(conn) == 0;
+    if !idle {
+        tracing::warn!("closing a database connection left inside a failed transaction");
+    }
+    Ok(idle)
 }
 
 /// Stores a list column as a JSON array of strings.

@@ -145,10 +145,10 @@ impl SqliteStore {
         resolved_by: &str,
         now_ms: i64,
     ) -> Result<(PairingRequest, PairedDevice)> {
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let request = resolve_pending(&mut tx, request_id, PairingStatus::Approved, resolved_by, now_ms).await?;
         let device = pair_device(&mut tx, &request, resolved_by, now_ms).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         tracing::debug!(request_id, device_id = %device.device_id, "pairing request approved");
         Ok((request, device))
     }
@@ -157,7 +157,7 @@ impl SqliteStore {
 impl PairingStore for SqliteStore {
     async fn create_or_refresh_request(&self, new: &NewPairingRequest, now_ms: i64) -> Result<PairingRequest> {
         let scopes = encode_list(&new.scopes)?;
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let pending: Option<String> =
             sqlx::query_scalar("SELECT request_id FROM pairing_requests WHERE device_id = ? AND status = 'pending'")
                 .bind(&new.device_id)
@@ -211,7 +211,7 @@ impl PairingStore for SqliteStore {
                 .await?
             }
         };
-        tx.commit().await?;
+        self.commit(tx).await?;
         PairingRequest::try_from(row)
     }
 
@@ -245,10 +245,10 @@ impl PairingStore for SqliteStore {
                 Ok(request)
             }
             PairingDecision::Reject => {
-                let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+                let mut tx = self.begin_write().await?;
                 let request =
                     resolve_pending(&mut tx, request_id, PairingStatus::Rejected, resolved_by, now_ms).await?;
-                tx.commit().await?;
+                self.commit(tx).await?;
                 tracing::debug!(request_id, "pairing request rejected");
                 Ok(request)
             }

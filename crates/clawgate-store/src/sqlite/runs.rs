@@ -69,7 +69,7 @@ impl RunStore for SqliteStore {
     ) -> Result<EnqueueOutcome> {
         // As for idempotency claims: the insert decides the winner, and the loser reads the
         // winner's run in the same write transaction.
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO runs (run_id, session_key, kind, status, request, created_at_ms) \
              VALUES (?, ?, ?, 'queued', ?, ?) ON CONFLICT (run_id) DO NOTHING",
@@ -83,7 +83,7 @@ impl RunStore for SqliteStore {
         .await?
         .rows_affected();
         let run = fetch_run(&mut tx, run_id).await?.ok_or(StoreError::NotFound)?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(if inserted == 1 { EnqueueOutcome::Inserted(run) } else { EnqueueOutcome::Existing(run) })
     }
 
@@ -101,15 +101,16 @@ impl RunStore for SqliteStore {
         .bind(now_ms)
         .bind(session_key)
         .fetch_optional(self.pool())
-        .await?;
-        row.map(RunRecord::try_from).transpose()
+        .await
+        .map_err(StoreError::from);
+        self.observed(row)?.map(RunRecord::try_from).transpose()
     }
 
     async fn finish(&self, run_id: &str, status: RunStatus, result: Option<&Value>, now_ms: i64) -> Result<RunRecord> {
         if !status.is_terminal() {
             return Err(StoreError::Conflict(format!("cannot finish run {run_id} as {status}")));
         }
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let current = fetch_run(&mut tx, run_id).await?.ok_or(StoreError::NotFound)?;
         if current.status.is_terminal() {
             return Err(StoreError::Conflict(format!("run {run_id} is already {}", current.status)));
@@ -123,7 +124,7 @@ impl RunStore for SqliteStore {
         .bind(run_id)
         .fetch_one(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         RunRecord::try_from(row)
     }
 

@@ -76,7 +76,7 @@ impl SessionStore for SqliteStore {
         if let Some(existing) = self.get_session(key).await? {
             return Ok(existing);
         }
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let created = sqlx::query(
             "INSERT INTO sessions (key, agent_id, session_id, label, meta, created_at_ms, updated_at_ms) \
              VALUES (?, ?, ?, NULL, '{}', ?, ?) ON CONFLICT (key) DO NOTHING",
@@ -90,7 +90,7 @@ impl SessionStore for SqliteStore {
         .await?
         .rows_affected();
         let session = fetch_session(&mut tx, key).await?.ok_or(StoreError::NotFound)?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         if created == 1 {
             tracing::debug!(key, session_id = %session.session_id, "session created");
         }
@@ -126,7 +126,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn patch_session(&self, key: &str, patch: &Value, now_ms: i64) -> Result<SessionRecord> {
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let current = fetch_session(&mut tx, key).await?.ok_or(StoreError::NotFound)?;
         let (label, meta) = apply_session_patch(&current.meta, patch)?;
         let label = label.unwrap_or(current.label);
@@ -138,12 +138,12 @@ impl SessionStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let patched = fetch_session(&mut tx, key).await?.ok_or(StoreError::NotFound)?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(patched)
     }
 
     async fn reset_session(&self, key: &str, now_ms: i64) -> Result<SessionRecord> {
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let reset = sqlx::query("UPDATE sessions SET session_id = ?, updated_at_ms = ? WHERE key = ?")
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(now_ms)
@@ -155,13 +155,13 @@ impl SessionStore for SqliteStore {
             return Err(StoreError::NotFound);
         }
         let session = fetch_session(&mut tx, key).await?.ok_or(StoreError::NotFound)?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         tracing::debug!(key, session_id = %session.session_id, "session reset");
         Ok(session)
     }
 
     async fn delete_session(&self, key: &str, delete_transcript: bool) -> Result<bool> {
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let session_id: Option<String> = sqlx::query_scalar("DELETE FROM sessions WHERE key = ? RETURNING session_id")
             .bind(key)
             .fetch_optional(&mut *tx)
@@ -184,7 +184,7 @@ impl SessionStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         tracing::debug!(key, delete_transcript, "session deleted");
         Ok(true)
     }

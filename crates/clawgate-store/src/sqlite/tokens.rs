@@ -38,7 +38,7 @@ impl DeviceTokenStore for SqliteStore {
         let plain = generate_token();
         let hash = hash_token(&plain);
         let encoded_scopes = encode_list(scopes)?;
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let paired: Option<i64> = sqlx::query_scalar("SELECT 1 FROM paired_devices WHERE device_id = ?")
             .bind(device_id)
             .fetch_optional(&mut *tx)
@@ -65,7 +65,7 @@ impl DeviceTokenStore for SqliteStore {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         tracing::debug!(device_id, role, "device token issued");
         let record = DeviceTokenRecord {
             device_id: device_id.to_owned(),

@@ -69,7 +69,7 @@ impl TranscriptStore for SqliteStore {
     ) -> Result<TranscriptEntry> {
         // One write transaction: the head hands out the seq, the entry is written, the
         // session's activity follows — all or nothing, and no other writer in between.
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO transcript_heads (session_id, session_key, last_seq, entry_count, last_at_ms) \
              VALUES (?1, (SELECT key FROM sessions WHERE session_id = ?1), 1, 1, ?2) \
@@ -102,7 +102,7 @@ impl TranscriptStore for SqliteStore {
             .bind(session_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         TranscriptEntry::try_from(row)
     }
 
@@ -138,7 +138,7 @@ impl TranscriptStore for SqliteStore {
     }
 
     async fn compact(&self, session_id: &str, keep_last: usize) -> Result<u64> {
-        let mut tx = self.pool().begin_with(super::BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         // The newest entry that goes is the one `keep_last` places below the top; it and
         // everything older are deleted. Fewer entries than that: the subquery finds nothing.
         let deleted = sqlx::query(
@@ -163,7 +163,7 @@ impl TranscriptStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         if deleted > 0 {
             tracing::debug!(session_id, deleted, keep_last, "transcript compacted");
         }
