@@ -982,4 +982,91 @@ mod tests {
         assert_eq!(truncate_utf16("😀😀", 3), "😀");
         assert_eq!(truncate_utf16("abc", 5), "abc");
     }
+
+    /// Property tests: any JSON a webhook or `getUpdates` delivers is turned into a message or
+    /// ignored, never a panic, and the message keeps no more than the update carried.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| serde_json::json!(n)),
+                (-1e3f64..1e3).prop_map(|f| serde_json::json!(f)),
+                ".{0,24}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                let key = prop::sample::select(vec![
+                    "message",
+                    "channel_post",
+                    "chat",
+                    "id",
+                    "type",
+                    "title",
+                    "message_id",
+                    "from",
+                    "is_bot",
+                    "username",
+                    "first_name",
+                    "text",
+                    "caption",
+                    "entities",
+                    "offset",
+                    "length",
+                    "user",
+                    "message_thread_id",
+                    "reply_to_message",
+                    "photo",
+                    "date",
+                ]);
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                    prop::collection::btree_map(key, inner, 0..8)
+                        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+                ]
+            })
+        }
+
+        /// A plausible update with arbitrary text, entities and ids.
+        fn update() -> impl Strategy<Value = Value> {
+            (
+                any::<i64>(),
+                any::<i64>(),
+                ".{0,80}",
+                prop::collection::vec((0usize..100, 0usize..100), 0..4),
+                json_value(),
+            )
+                .prop_map(|(chat, from, text, entities, extra)| {
+                    let entities: Vec<Value> = entities
+                        .into_iter()
+                        .map(|(o, l)| serde_json::json!({"type": "mention", "offset": o, "length": l}))
+                        .collect();
+                    serde_json::json!({"update_id": 1, "message": {
+                        "message_id": 7, "date": 1, "chat": {"id": chat, "type": "private"},
+                        "from": {"id": from, "is_bot": false, "first_name": "A"},
+                        "text": text, "entities": entities, "extra": extra,
+                    }})
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_json_never_panics(v in json_value()) {
+                let _ = normalise(&key(), &v, &me());
+                let _ = normalise(&key(), &serde_json::json!({"message": v}), &me());
+            }
+
+            #[test]
+            fn updates_never_panic_and_stay_bounded(u in update()) {
+                if let Some(m) = normalise(&key(), &u, &me()) {
+                    let kept = format!("{m:?}").len();
+                    prop_assert!(kept <= 4 * u.to_string().len() + 512, "{kept} bytes from {}", u);
+                }
+            }
+        }
+    }
 }

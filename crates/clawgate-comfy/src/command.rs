@@ -1803,3 +1803,60 @@ mod tests {
         assert!(!reply::help(&all_public).contains("Admin Only"));
     }
 }
+
+/// Property tests: whatever a chat user types, the command parser answers without panicking and
+/// what it keeps is bounded by what was typed.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text that looks like commands: a verb, arguments, `key=value` pairs, quotes, mentions.
+    fn commandish() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            prop::sample::select(vec![
+                "/run",
+                "/status",
+                "/jobs",
+                "/approvals",
+                "/approve",
+                "/reject",
+                "/cancel",
+                "/templates",
+                "/help",
+                "/run@Claw_Bot",
+                "@Claw_Bot",
+                "@other",
+                "seed=1",
+                "k=",
+                "=v",
+                "\"",
+                "'",
+                "--",
+                "\u{202e}",
+            ])
+            .prop_map(str::to_owned),
+            ".{0,12}",
+        ];
+        prop::collection::vec(word, 0..8).prop_map(|w| w.join(" "))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_never_panics_the_parser(text in ".{0,200}") {
+            let _ = parse(&text);
+            let _ = parse_addressed(&text, Some("Claw_Bot"));
+        }
+
+        #[test]
+        fn parsed_commands_are_bounded_by_their_input(text in commandish()) {
+            for cmd in [parse(&text), parse_addressed(&text, Some("Claw_Bot"))].into_iter().flatten() {
+                let _ = class_of(&cmd);
+                let kept = format!("{cmd:?}").len();
+                prop_assert!(kept <= 4 * text.len() + 256, "{kept} bytes kept from {} typed: {cmd:?}", text.len());
+            }
+        }
+    }
+}

@@ -1215,4 +1215,44 @@ mod tests {
         let err = TemplateLibrary::load(dir.path().join("nope")).expect_err("no dir");
         assert!(matches!(err, TemplateError::Io { .. }));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn library() -> &'static TemplateLibrary {
+            static LIB: std::sync::OnceLock<(tempfile::TempDir, TemplateLibrary)> = std::sync::OnceLock::new();
+            &LIB.get_or_init(prompt_library).1
+        }
+
+        fn input_key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec!["positive_prompt", "negative_prompt", "seed", "cfg", "tag", "nope"])
+                    .prop_map(str::to_owned),
+                "[a-z_]{1,12}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Arbitrary chat inputs never panic the renderer, and a rendered workflow is the
+            /// template plus at most the inputs' size (each placeholder is filled once per use).
+            #[test]
+            fn rendering_never_panics_and_stays_bounded(
+                id in prop::sample::select(vec!["txt", "other"]),
+                inputs in prop::collection::btree_map(input_key(), ".{0,64}", 0..6),
+                free in prop::option::of(".{0,64}"),
+            ) {
+                let lib = library();
+                if let Ok(r) = lib.render(id, &inputs, free.as_deref()) {
+                    let template = lib.get(id).expect("rendered from a known template").workflow().to_string().len();
+                    let typed: usize = inputs.values().map(String::len).sum::<usize>() + free.map_or(0, |f| f.len());
+                    let out = r.workflow.to_string().len();
+                    // Six placeholders in the template: each may take the largest input, escaped.
+                    prop_assert!(out <= template + 6 * (6 * typed + 32), "{out} bytes from {template} + {typed}");
+                }
+            }
+        }
+    }
 }
