@@ -223,3 +223,91 @@ async fn a_full_disk_is_reported_and_recovered_from_without_restart() {
     assert!(stderr().contains("storage recovered"), "the log says the episode ended\n{}", stderr());
     drop(gw);
 }
+
+// ---- media links: forgery and traversal (already refused; kept so) ----
+
+#[tokio::test]
+async fn media_links_refuse_forgery_expiry_traversal_and_overlong_tokens() {
+    use clawgate_core::media::{Grant, KEY_NAME, encode};
+    use clawgate_store::{KvStore, SqliteStore};
+    // Seed the signing key, so this test can mint links exactly as the gateway does: a link
+    // that is correctly signed but names a path outside the media directory must still fail.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let key = [7u8; 32];
+    let store = SqliteStore::open(&state.join("clawgate.db")).await.expect("open the store");
+    store.set(KEY_NAME, &key.iter().map(|b| format!("{b:02x}")).collect::<String>()).await.expect("seed key");
+    store.close().await.expect("close");
+    std::fs::write(state.join("secret.txt"), "TOP-SECRET-STATE").expect("a file outside media/");
+    let gw = TestGateway::builder(BIN)
+        .config("{}")
+        .state_dir(&state)
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("starting clawgate: {e:#}"));
+    let http = reqwest::Client::new();
+    let fetch = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", gw.http_url());
+        async move {
+            let res = http.get(url).send().await.expect("GET");
+            let status = res.status().as_u16();
+            (status, res.text().await.unwrap_or_default())
+        }
+    };
+    let far = i64::MAX / 2;
+    let grant = |job: &str, file: &str, expires_at_ms: i64| Grant {
+        job_id: job.into(),
+        filename: file.into(),
+        binding: "operator".into(),
+        expires_at_ms,
+    };
+    let refused = |what: &str, (status, body): (u16, String)| {
+        assert!(status == 403 || status == 404 || status == 400 || status == 414, "{what}: {status} {body}");
+        assert!(!body.contains("TOP-SECRET") && !body.contains("SQLite format"), "{what} leaked a file: {body}");
+    };
+
+    // Correctly signed, but the names walk out of the media directory.
+    for (job, file) in [
+        ("job1", "../secret.txt"),
+        ("job1", "../../state/secret.txt"),
+        ("..", "secret.txt"),
+        ("job1", "/etc/passwd"),
+        ("job1", "..%2Fsecret.txt"),
+        ("job1/../..", "clawgate.db"),
+        ("job1", ".."),
+        ("job1", "sub/../../secret.txt"),
+    ] {
+        let token = encode(&key, &grant(job, file, far));
+        refused(&format!("signed {job}/{file}"), fetch(format!("/media/{token}")).await);
+    }
+    // A valid link to a job that does not exist is not found, not served.
+    let (status, _) = fetch(format!("/media/{}", encode(&key, &grant("nojob", "out.png", far)))).await;
+    assert_eq!(status, 404);
+    // Expired: refused even though the signature is right.
+    let (status, body) = fetch(format!("/media/{}", encode(&key, &grant("job1", "out.png", 1)))).await;
+    assert_eq!(status, 403, "expired: {body}");
+    // Tampered: another key, a flipped signature, a payload swapped under a valid signature.
+    let other = encode(&[8u8; 32], &grant("job1", "out.png", far));
+    let (status, _) = fetch(format!("/media/{other}")).await;
+    assert_eq!(status, 403, "signed with another key");
+    let good = encode(&key, &grant("job1", "out.png", far));
+    let (payload, sig) = good.split_once('.').expect("payload.sig");
+    let evil_payload = encode(&key, &grant("job1", "../secret.txt", far));
+    let (evil_payload, _) = evil_payload.split_once('.').expect("payload.sig");
+    for forged in [
+        format!("{payload}.{}", sig.chars().rev().collect::<String>()),
+        format!("{evil_payload}.{sig}"),
+        format!("{payload}."),
+        format!(".{sig}"),
+        "%2e%2e%2fsecret.txt".to_owned(),
+        "..%2F..%2Fclawgate.db".to_owned(),
+    ] {
+        refused(&format!("forged {forged}"), fetch(format!("/media/{forged}")).await);
+    }
+    // Overlong tokens are refused without trouble, and the gateway keeps serving.
+    let long = "A".repeat(30 * 1024);
+    refused("overlong", fetch(format!("/media/{long}.{long}")).await);
+    let (status, _) = fetch("/healthz".into()).await;
+    assert_eq!(status, 200, "still serving after hostile media requests");
+}
