@@ -311,3 +311,88 @@ async fn media_links_refuse_forgery_expiry_traversal_and_overlong_tokens() {
     let (status, _) = fetch("/healthz".into()).await;
     assert_eq!(status, 200, "still serving after hostile media requests");
 }
+
+// ---- kill -9 during traffic (already safe; kept so) ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_chat_load_loses_and_doubles_no_transcript_message() {
+    use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
+    const SESSIONS: usize = 4;
+    const PER_SESSION: usize = 10;
+    let fake = FakeOpenAi::start(Script::always(Turn::text(["a", "b", "c"]).chunk_delay(Duration::from_millis(30))))
+        .await
+        .expect("fake model");
+    let config = json!({
+        "models": {"providers": {"fake": {"baseUrl": fake.base_url(), "apiKey": "k", "api": "openai-completions",
+            "models": [{"id": "m", "name": "M"}]}}},
+        "agents": {"defaults": {"model": {"primary": "fake/m"}}},
+    });
+    let mut gw = start(&config.to_string()).await;
+
+    // One client per session sends its messages back to back; each remembers what was acked.
+    let mut senders = Vec::new();
+    for s in 0..SESSIONS {
+        let (mut c, _) = connected(&gw, json!({})).await;
+        senders.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..PER_SESSION {
+                let key = format!("s{s}-m{i}");
+                let params = json!({"sessionKey": format!("load-{s}"), "message": key, "idempotencyKey": key});
+                match c.request("chat.send", Some(params)).await {
+                    Ok(res) if res["ok"] == true => acked.push(key),
+                    _ => break,
+                }
+            }
+            (s, acked)
+        }));
+    }
+    // Kill while turns are streaming.
+    fake.wait_for_requests(SESSIONS + 1, Duration::from_secs(30)).await.expect("turns reached the model");
+    gw.kill9().await.expect("kill -9");
+    let mut acked = Vec::new();
+    for t in senders {
+        acked.push(t.await.expect("sender task"));
+    }
+    gw.restart().await.expect("restart after kill -9");
+
+    // Every acked run ends (queued ones resume, the running ones are interrupted).
+    let (mut c, _) = connected(&gw, json!({})).await;
+    for (_, keys) in &acked {
+        for key in keys {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let res =
+                    c.request("agent.wait", Some(json!({"runId": key, "timeoutMs": 5000}))).await.expect("agent.wait");
+                let status = res["payload"]["status"].as_str().unwrap_or_default().to_owned();
+                if res["ok"] == true && status != "timeout" && status != "pending" {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "run {key} never ended after the restart: {res}");
+            }
+        }
+    }
+    for (s, keys) in &acked {
+        let res = c
+            .request("chat.history", Some(json!({"sessionKey": format!("load-{s}"), "limit": 1000})))
+            .await
+            .expect("chat.history");
+        let messages = ok_payload(&res)["messages"].as_array().cloned().unwrap_or_default();
+        let text = |m: &Value| match &m["content"] {
+            Value::String(t) => t.clone(),
+            Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+            _ => String::new(),
+        };
+        let users: Vec<String> = messages.iter().filter(|m| m["role"] == "user").map(text).collect();
+        let assistants = messages.iter().filter(|m| m["role"] == "assistant").count();
+        for key in keys {
+            let n = users.iter().filter(|u| *u == key).count();
+            assert_eq!(n, 1, "acked message {key} is in the transcript exactly once: {users:?}");
+        }
+        let mut unique = users.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), users.len(), "no user message is doubled: {users:?}");
+        assert!(users.len() <= PER_SESSION, "nothing invented: {users:?}");
+        assert!(assistants <= users.len(), "at most one reply per message: {messages:#?}");
+    }
+}
