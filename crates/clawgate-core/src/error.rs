@@ -24,13 +24,13 @@ pub enum CoreError {
     #[error("{0}")]
     ApprovalNotFound(String),
     /// The caller lacks a scope this call needs for what it asks (`FORBIDDEN "missing scope: S"`
-    /// with `MISSING_SCOPE` details and the reason, e.g. `caller-missing-scope` when a caller
-    /// tries to grant a scope it does not hold).
-    #[error("missing scope: {scope}")]
+    /// with `MISSING_SCOPE` details, the closed shape of the contract). `reason` (e.g.
+    /// `caller-missing-scope` when a caller tries to grant a scope it does not hold) is for logs.
+    #[error("missing scope: {scope} ({reason})")]
     MissingScope {
         /// The scope the caller lacks.
         scope: String,
-        /// `details.reason`.
+        /// Why it is needed (logged, not sent: the wire details are a closed object).
         reason: &'static str,
     },
     /// Something broke inside; details are logged, never sent.
@@ -60,13 +60,7 @@ impl CoreError {
                 }
             }
             CoreError::NotFound(m) => ErrorShape::invalid_request(m.clone()),
-            CoreError::MissingScope { scope, reason } => {
-                let mut e = ErrorShape::missing_scope(scope, &[scope.as_str()]);
-                if let Some(d) = e.details.as_mut() {
-                    d["reason"] = Value::from(*reason);
-                }
-                e
-            }
+            CoreError::MissingScope { scope, .. } => ErrorShape::missing_scope(scope, &[scope.as_str()]),
             CoreError::ApprovalNotFound(m) => {
                 ErrorShape::new(clawgate_protocol::error::codes::APPROVAL_NOT_FOUND, m.clone())
             }

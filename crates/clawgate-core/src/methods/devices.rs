@@ -101,7 +101,8 @@ pub fn grantable_by(ctx: &CallContext, requested: &[String]) -> Result<Vec<Strin
     let requested = clawgate_protocol::scopes::known_only(requested);
     match clawgate_protocol::scopes::first_not_grantable(&requested, &ctx.client.scopes) {
         Some(missing) => {
-            tracing::warn!(conn = %ctx.client.conn_id, scope = missing, "refused a grant of a scope the caller does not hold");
+            tracing::warn!(conn = %ctx.client.conn_id, scope = missing, reason = "caller-missing-scope",
+                "refused a grant of a scope the caller does not hold");
             Err(CoreError::MissingScope { scope: missing.to_owned(), reason: "caller-missing-scope" })
         }
         None => Ok(requested),
@@ -198,7 +199,7 @@ pub async fn device_token_rotate(gw: &Arc<Gateway>, ctx: &CallContext, params: V
         "deviceId": p.device_id,
         "role": p.role,
         "scopes": record.scopes,
-        "issuedAtMs": record.issued_at_ms,
+        "rotatedAtMs": record.issued_at_ms,
         "tokenDelivery": if in_band { "in-band" } else { "withheld-cross-device" },
     });
     if in_band {
