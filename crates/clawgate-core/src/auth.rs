@@ -321,8 +321,9 @@ impl FailedAuthLimiter {
             return Err(until - now);
         }
         if entry.failures >= max {
-            // Every attempt of the budget is in flight: refuse until they are decided.
-            return Err(policy.window.min(policy.lockout).max(Duration::from_secs(1)));
+            // Every attempt of the budget is in flight: refuse until they are decided (a
+            // verification takes well under a second).
+            return Err(Duration::from_secs(1));
         }
         entry.failures += 1;
         Ok(true)
