@@ -2,7 +2,8 @@
 //! signatures (v3 and v2 payloads), and the failed-auth limiter.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -203,9 +204,42 @@ impl From<IpAddr> for Peer {
     }
 }
 
-/// Counts failed authentications per client address and locks an address out after too many.
-/// Hand-written rather than `governor`: the semantics (count failures only, lock out for a
-/// fixed time, report when to retry) are upstream's and a GCRA limiter models request rates.
+/// The limiter bucket an address belongs to (issue 10, defect 9: a lockout keyed on the exact
+/// socket address was bypassed by moving to another address the attacker also owns).
+///
+/// - All of loopback (`127.0.0.0/8`, `::1`, IPv4-mapped loopback) is **one** bucket: any local
+///   process can use any 127.x.y.z source address, so per-address keys would give it sixteen
+///   million buckets. The operator's own CLI is not locked out with the attacker because a client
+///   presenting a valid device token is admitted before the lockout is consulted (see
+///   `handshake::admit`).
+/// - IPv6 is keyed by its /64: one host is routinely handed a whole /64.
+/// - Other IPv4 addresses are keyed exactly.
+pub fn limiter_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            if v6.is_loopback() {
+                return IpAddr::V4(Ipv4Addr::LOCALHOST);
+            }
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return limiter_bucket(IpAddr::V4(v4));
+            }
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(Ipv6Addr::from(segments))
+        }
+    }
+}
+
+/// Counts failed authentications per address bucket ([`limiter_bucket`]) and locks a bucket out
+/// after too many. Hand-written rather than `governor`: the semantics (count failures only, lock
+/// out for a fixed time, report when to retry) are upstream's and a GCRA limiter models request
+/// rates.
+///
+/// Expensive checks (argon2) go through [`begin_attempt`], which counts the attempt *before* the
+/// secret is verified: a check-then-record limiter lets any number of concurrent guesses walk past
+/// it while they are all being verified (issue 10, defect 3).
 #[derive(Debug, Default)]
 pub struct FailedAuthLimiter {
     entries: HashMap<IpAddr, FailureEntry>,
@@ -214,42 +248,33 @@ pub struct FailedAuthLimiter {
 #[derive(Debug)]
 struct FailureEntry {
     window_start: Instant,
+    /// Failures in the window, plus attempts reserved and still being verified.
     failures: u32,
     locked_until: Option<Instant>,
 }
 
+/// What recording a failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recorded {
+    /// The first failure of the bucket's current window: worth one log line.
+    pub first_in_window: bool,
+    /// The lockout this failure started.
+    pub lockout: Option<Duration>,
+}
+
 impl FailedAuthLimiter {
-    /// `Err(retry_after)` while the peer's address is locked out. Only a direct loopback client
-    /// is exempt (`exemptLoopback`), never one behind a same-host proxy.
-    pub fn check(&mut self, peer: impl Into<Peer>, policy: &RateLimitSettings, now: Instant) -> Result<(), Duration> {
-        let peer = peer.into();
-        if policy.exempt_loopback && peer.is_direct_loopback() {
-            return Ok(());
-        }
-        match self.entries.get(&peer.ip).and_then(|e| e.locked_until) {
-            Some(until) if until > now => Err(until - now),
-            _ => Ok(()),
-        }
+    fn exempt(peer: Peer, policy: &RateLimitSettings) -> bool {
+        policy.exempt_loopback && peer.is_direct_loopback()
     }
 
-    /// Record a failure; returns the lockout if this failure triggered one.
-    pub fn record_failure(
-        &mut self,
-        peer: impl Into<Peer>,
-        policy: &RateLimitSettings,
-        now: Instant,
-    ) -> Option<Duration> {
-        let peer = peer.into();
-        if policy.exempt_loopback && peer.is_direct_loopback() {
-            return None;
-        }
-        let ip = peer.ip;
+    /// The bucket's live entry, with an expired lockout or window reset.
+    fn entry(&mut self, key: IpAddr, policy: &RateLimitSettings, now: Instant) -> &mut FailureEntry {
         if self.entries.len() > 100_000 {
             // Bound memory under an address-spraying attack: forget entries that no longer matter.
             self.entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now) || now - e.window_start < policy.window);
         }
         let entry =
-            self.entries.entry(ip).or_insert(FailureEntry { window_start: now, failures: 0, locked_until: None });
+            self.entries.entry(key).or_insert(FailureEntry { window_start: now, failures: 0, locked_until: None });
         if let Some(until) = entry.locked_until
             && until <= now
         {
@@ -261,18 +286,258 @@ impl FailedAuthLimiter {
             entry.window_start = now;
             entry.failures = 0;
         }
-        entry.failures += 1;
-        if entry.failures >= policy.max_attempts.max(1) {
-            entry.locked_until = Some(now + policy.lockout);
-            return Some(policy.lockout);
-        }
-        None
+        entry
     }
 
-    /// A success clears the address's failures.
-    pub fn record_success(&mut self, ip: IpAddr) {
-        self.entries.remove(&ip);
+    /// `Err(retry_after)` while the peer's bucket is locked out. Only a direct loopback client
+    /// is exempt (`exemptLoopback`), never one behind a same-host proxy.
+    pub fn check(&mut self, peer: impl Into<Peer>, policy: &RateLimitSettings, now: Instant) -> Result<(), Duration> {
+        let peer = peer.into();
+        if Self::exempt(peer, policy) {
+            return Ok(());
+        }
+        match self.entries.get(&limiter_bucket(peer.ip)).and_then(|e| e.locked_until) {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(()),
+        }
     }
+
+    /// Count an attempt before its secret is verified. `Err(retry_after)` when the bucket is
+    /// locked out, or when the attempts already counted (failed or still in flight) use up the
+    /// budget; `Ok(true)` when counted, `Ok(false)` when the peer is exempt.
+    pub fn reserve(
+        &mut self,
+        peer: impl Into<Peer>,
+        policy: &RateLimitSettings,
+        now: Instant,
+    ) -> Result<bool, Duration> {
+        let peer = peer.into();
+        if Self::exempt(peer, policy) {
+            return Ok(false);
+        }
+        let max = policy.max_attempts.max(1);
+        let entry = self.entry(limiter_bucket(peer.ip), policy, now);
+        if let Some(until) = entry.locked_until {
+            return Err(until - now);
+        }
+        if entry.failures >= max {
+            // Every attempt of the budget is in flight: refuse until they are decided (a
+            // verification takes well under a second).
+            return Err(Duration::from_secs(1));
+        }
+        entry.failures += 1;
+        Ok(true)
+    }
+
+    /// Give back a reserved attempt that was never verified (no verification slot was free).
+    pub fn release(&mut self, peer: impl Into<Peer>) {
+        if let Some(e) = self.entries.get_mut(&limiter_bucket(peer.into().ip)) {
+            e.failures = e.failures.saturating_sub(1);
+        }
+    }
+
+    /// A reserved attempt failed: lock the bucket out if the budget is used up.
+    pub fn confirm_failure(&mut self, peer: impl Into<Peer>, policy: &RateLimitSettings, now: Instant) -> Recorded {
+        let peer = peer.into();
+        let entry = self.entry(limiter_bucket(peer.ip), policy, now);
+        if entry.failures == 0 {
+            // The bucket was cleared (or its window ended) while this attempt was verified.
+            entry.failures = 1;
+        }
+        let first_in_window = entry.failures == 1;
+        if entry.locked_until.is_none() && entry.failures >= policy.max_attempts.max(1) {
+            entry.locked_until = Some(now + policy.lockout);
+            return Recorded { first_in_window, lockout: Some(policy.lockout) };
+        }
+        Recorded { first_in_window, lockout: None }
+    }
+
+    /// Record a failure of a cheap check (counted after the fact: nothing is spent verifying it);
+    /// reports whether it started a lockout.
+    pub fn record_failure(&mut self, peer: impl Into<Peer>, policy: &RateLimitSettings, now: Instant) -> Recorded {
+        let peer = peer.into();
+        if Self::exempt(peer, policy) {
+            return Recorded::default();
+        }
+        let entry = self.entry(limiter_bucket(peer.ip), policy, now);
+        entry.failures += 1;
+        let first_in_window = entry.failures == 1;
+        if entry.locked_until.is_none() && entry.failures >= policy.max_attempts.max(1) {
+            entry.locked_until = Some(now + policy.lockout);
+            return Recorded { first_in_window, lockout: Some(policy.lockout) };
+        }
+        Recorded { first_in_window, lockout: None }
+    }
+
+    /// A success clears the failures of the client's bucket — except the shared loopback bucket:
+    /// one local client's success does not forgive another local process's guesses (else a
+    /// guesser gets a fresh budget every time the operator's CLI connects).
+    pub fn record_success(&mut self, ip: IpAddr) {
+        let key = limiter_bucket(ip);
+        if key == IpAddr::V4(Ipv4Addr::LOCALHOST) {
+            return;
+        }
+        self.entries.remove(&key);
+    }
+}
+
+/// An attempt counted in a [`FailedAuthLimiter`] before its secret is verified. Dropping it
+/// undecided (the client went away mid-check) counts it as failed.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    limiter: &'a Mutex<FailedAuthLimiter>,
+    peer: Peer,
+    policy: RateLimitSettings,
+    counted: bool,
+    decided: bool,
+}
+
+/// Count an attempt from `peer` before verifying its secret; `Err(retry_after)` when the bucket
+/// may not try now.
+pub fn begin_attempt<'a>(
+    limiter: &'a Mutex<FailedAuthLimiter>,
+    peer: Peer,
+    policy: &RateLimitSettings,
+) -> Result<Attempt<'a>, Duration> {
+    let counted = limiter.lock().unwrap_or_else(|p| p.into_inner()).reserve(peer, policy, Instant::now())?;
+    Ok(Attempt { limiter, peer, policy: *policy, counted, decided: false })
+}
+
+impl Attempt<'_> {
+    /// The secret was right: the bucket's failures are cleared (see
+    /// [`FailedAuthLimiter::record_success`]) and this attempt is not counted.
+    pub fn succeeded(mut self) {
+        self.decided = true;
+        let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        if self.counted {
+            l.release(self.peer);
+        }
+        l.record_success(self.peer.ip);
+    }
+
+    /// The secret was wrong.
+    pub fn failed(mut self) -> Recorded {
+        self.decided = true;
+        self.fail()
+    }
+
+    /// The secret was never verified (no verification slot was free): not counted.
+    pub fn abandoned(mut self) {
+        self.decided = true;
+        if self.counted {
+            self.limiter.lock().unwrap_or_else(|p| p.into_inner()).release(self.peer);
+        }
+    }
+
+    fn fail(&self) -> Recorded {
+        if !self.counted {
+            return Recorded::default();
+        }
+        let recorded = self.limiter.lock().unwrap_or_else(|p| p.into_inner()).confirm_failure(
+            self.peer,
+            &self.policy,
+            Instant::now(),
+        );
+        if let Some(lockout) = recorded.lockout {
+            tracing::warn!(
+                bucket = %limiter_bucket(self.peer.ip),
+                lockout_ms = lockout.as_millis() as u64,
+                "too many failed authentication attempts; locking out"
+            );
+        }
+        recorded
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.decided {
+            self.fail();
+        }
+    }
+}
+
+/// How many argon2 verifications may run at once. Each holds the hash's memory cost (19 MiB
+/// with the default parameters) for its duration; unbounded, sixty concurrent wrong passwords
+/// took 1.2 GB (issue 10, defect 3).
+pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 2;
+
+/// The outcome of a password check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// Right password.
+    Match,
+    /// Wrong password.
+    Mismatch,
+    /// Every verification slot is busy; the attempt was not verified (answer "rate limited").
+    Busy,
+}
+
+/// Verifies passwords against the configured secret with bounded memory: at most
+/// [`MAX_CONCURRENT_PASSWORD_CHECKS`] argon2 runs at a time, each in one of as many reusable
+/// memory areas, so the memory the checks ever take is fixed however many arrive (a freed
+/// 19 MiB block per blocking thread would otherwise stay in that thread's malloc arena).
+#[derive(Debug)]
+pub struct PasswordGate {
+    /// One reusable argon2 memory area per slot; a free slot is one in the pool.
+    slots: Arc<Mutex<Vec<Vec<argon2::Block>>>>,
+}
+
+impl Default for PasswordGate {
+    fn default() -> Self {
+        Self { slots: Arc::new(Mutex::new((0..MAX_CONCURRENT_PASSWORD_CHECKS).map(|_| Vec::new()).collect())) }
+    }
+}
+
+impl PasswordGate {
+    /// Check `presented` against `configured`. A plain password is compared at once; an argon2
+    /// hash is verified on a blocking thread if a slot is free, else [`PasswordCheck::Busy`].
+    pub async fn verify(&self, presented: &str, configured: &PasswordSecret) -> PasswordCheck {
+        let verdict = |ok: bool| if ok { PasswordCheck::Match } else { PasswordCheck::Mismatch };
+        let hash = match configured {
+            PasswordSecret::Plain(p) => return verdict(secrets_match(presented, p)),
+            PasswordSecret::Argon2Hash(hash) => hash.clone(),
+        };
+        let Some(mut memory) = self.slots.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+            return PasswordCheck::Busy;
+        };
+        let slots = self.slots.clone();
+        let presented = presented.to_owned();
+        // The slot goes back when the blocking work ends, even if the caller stopped waiting.
+        let run = tokio::task::spawn_blocking(move || {
+            let ok = verify_argon2_in(&presented, &hash, &mut memory);
+            slots.lock().unwrap_or_else(|p| p.into_inner()).push(memory);
+            ok
+        });
+        verdict(run.await.unwrap_or(false))
+    }
+}
+
+/// Verify an argon2 PHC hash using `memory` as the work area (grown to the hash's memory cost
+/// once, then reused).
+fn verify_argon2_in(presented: &str, hash: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+    let Ok(parsed) = PasswordHash::new(hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else { return false };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else { return false };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params);
+    if argon.hash_password_into_with_memory(presented.as_bytes(), salt, &mut out, &mut memory[..blocks]).is_err() {
+        return false;
+    }
+    out.ct_eq(expected.as_bytes()).into()
 }
 
 #[cfg(test)]
@@ -376,13 +641,85 @@ mod tests {
         let mut l = FailedAuthLimiter::default();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let t0 = Instant::now();
-        assert!(l.record_failure(ip, &policy, t0).is_none());
-        assert!(l.record_failure(ip, &policy, t0).is_none());
-        assert!(l.record_failure(ip, &policy, t0).is_some());
+        assert!(l.record_failure(ip, &policy, t0).lockout.is_none());
+        assert!(l.record_failure(ip, &policy, t0).lockout.is_none());
+        assert!(l.record_failure(ip, &policy, t0).lockout.is_some());
         assert!(l.check(ip, &policy, t0 + Duration::from_secs(1)).is_err());
         assert!(l.check(ip, &policy, t0 + Duration::from_secs(31)).is_ok());
-        let other: IpAddr = "127.0.0.2".parse().unwrap();
-        assert!(l.check(other, &policy, t0).is_ok());
+    }
+
+    #[test]
+    fn loopback_is_one_bucket_and_ipv6_is_keyed_by_its_64() {
+        let policy = RateLimitSettings {
+            max_attempts: 2,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(30),
+            exempt_loopback: false,
+        };
+        let mut l = FailedAuthLimiter::default();
+        let t0 = Instant::now();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        l.record_failure(ip("127.0.0.1"), &policy, t0);
+        assert!(l.record_failure(ip("127.9.8.7"), &policy, t0).lockout.is_some());
+        for other in ["127.0.0.2", "::1", "::ffff:127.0.0.3"] {
+            assert!(l.check(ip(other), &policy, t0).is_err(), "{other} shares the loopback bucket");
+        }
+        assert!(l.check(ip("10.0.0.2"), &policy, t0).is_ok());
+        l.record_failure(ip("2001:db8:1:2::1"), &policy, t0);
+        l.record_failure(ip("2001:db8:1:2:ffff::9"), &policy, t0);
+        assert!(l.check(ip("2001:db8:1:2::77"), &policy, t0).is_err(), "same /64");
+        assert!(l.check(ip("2001:db8:1:3::1"), &policy, t0).is_ok(), "another /64");
+        l.record_success(ip("127.0.0.1"));
+        assert!(l.check(ip("127.0.0.1"), &policy, t0).is_err(), "a local success does not forgive other local guesses");
+    }
+
+    #[test]
+    fn attempts_are_counted_before_they_are_verified() {
+        let policy = RateLimitSettings {
+            max_attempts: 3,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(30),
+            exempt_loopback: false,
+        };
+        let limiter = Mutex::new(FailedAuthLimiter::default());
+        let peer = Peer::from("10.1.2.3".parse::<IpAddr>().unwrap());
+        // Sixty concurrent guesses: only the budget's worth get to be verified.
+        let mut in_flight = Vec::new();
+        let mut refused = 0;
+        for _ in 0..60 {
+            match begin_attempt(&limiter, peer, &policy) {
+                Ok(a) => in_flight.push(a),
+                Err(_) => refused += 1,
+            }
+        }
+        assert_eq!((in_flight.len(), refused), (3, 57));
+        // They all fail (one is dropped undecided, as when the client goes away): locked out.
+        let last = in_flight.pop().unwrap();
+        for a in in_flight {
+            a.failed();
+        }
+        drop(last);
+        assert!(limiter.lock().unwrap().check(peer, &policy, Instant::now()).is_err());
+        // A slot that was never verified gives its attempt back.
+        let other = Peer::from("10.9.9.9".parse::<IpAddr>().unwrap());
+        for _ in 0..10 {
+            begin_attempt(&limiter, other, &policy).unwrap().abandoned();
+        }
+        assert!(begin_attempt(&limiter, other, &policy).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_password_gate_verifies_argon2_in_bounded_slots() {
+        let hash = hash_password("hunter2").unwrap();
+        let configured = PasswordSecret::from_config(hash);
+        let gate = PasswordGate::default();
+        assert_eq!(gate.verify("hunter2", &configured).await, PasswordCheck::Match);
+        assert_eq!(gate.verify("hunter3", &configured).await, PasswordCheck::Mismatch);
+        let checks: Vec<_> = (0..8).map(|_| gate.verify("wrong", &configured)).collect();
+        let outcomes = futures_util::future::join_all(checks).await;
+        assert_eq!(outcomes.iter().filter(|o| **o == PasswordCheck::Busy).count(), 8 - MAX_CONCURRENT_PASSWORD_CHECKS);
+        assert_eq!(gate.verify("hunter2", &configured).await, PasswordCheck::Match, "slots come back");
+        assert_eq!(gate.verify("hunter2", &PasswordSecret::from_config("hunter2".into())).await, PasswordCheck::Match);
     }
 
     #[test]
@@ -397,13 +734,13 @@ mod tests {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let t0 = Instant::now();
         for _ in 0..5 {
-            assert!(l.record_failure(ip, &policy, t0).is_none(), "a direct local client is exempt");
+            assert!(l.record_failure(ip, &policy, t0).lockout.is_none(), "a direct local client is exempt");
         }
         assert!(l.check(ip, &policy, t0).is_ok());
         let proxied = Peer { ip, forwarded: true };
         assert!(!proxied.is_direct_loopback());
-        assert!(l.record_failure(proxied, &policy, t0).is_none());
-        assert!(l.record_failure(proxied, &policy, t0).is_some(), "clients behind a proxy are counted");
+        assert!(l.record_failure(proxied, &policy, t0).lockout.is_none());
+        assert!(l.record_failure(proxied, &policy, t0).lockout.is_some(), "clients behind a proxy are counted");
         assert!(l.check(proxied, &policy, t0).is_err());
     }
 }

@@ -23,6 +23,16 @@ pub enum CoreError {
     /// The approval id is unknown, already decided or expired (`APPROVAL_NOT_FOUND`).
     #[error("{0}")]
     ApprovalNotFound(String),
+    /// The caller lacks a scope this call needs for what it asks (`FORBIDDEN "missing scope: S"`
+    /// with `MISSING_SCOPE` details, the closed shape of the contract). `reason` (e.g.
+    /// `caller-missing-scope` when a caller tries to grant a scope it does not hold) is for logs.
+    #[error("missing scope: {scope} ({reason})")]
+    MissingScope {
+        /// The scope the caller lacks.
+        scope: String,
+        /// Why it is needed (logged, not sent: the wire details are a closed object).
+        reason: &'static str,
+    },
     /// Something broke inside; details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,6 +60,7 @@ impl CoreError {
                 }
             }
             CoreError::NotFound(m) => ErrorShape::invalid_request(m.clone()),
+            CoreError::MissingScope { scope, .. } => ErrorShape::missing_scope(scope, &[scope.as_str()]),
             CoreError::ApprovalNotFound(m) => {
                 ErrorShape::new(clawgate_protocol::error::codes::APPROVAL_NOT_FOUND, m.clone())
             }

@@ -53,8 +53,18 @@ pub struct Gateway {
     pub clients: Broadcaster,
     /// Presence and health versions.
     pub presence: PresenceState,
-    /// Failed-auth lockout per address.
+    /// Failed-auth lockout per address bucket (gateway token/password, device proofs, pairing
+    /// attempts without credentials).
     pub limiter: Mutex<FailedAuthLimiter>,
+    /// Failed chat-platform webhook secrets per address bucket: a different secret with its own
+    /// budget, so a webhook guesser does not lock the operator's connects out.
+    pub webhook_failures: Mutex<FailedAuthLimiter>,
+    /// Bounds concurrent argon2 password checks (and the memory they take).
+    pub password_gate: crate::auth::PasswordGate,
+    /// Serialises writes to pending pairing requests with their approval, so the scopes an
+    /// approver was checked against are the scopes approved (a reconnect refreshes a pending
+    /// request's scopes).
+    pub pairing_lock: tokio::sync::Mutex<()>,
     /// The config file and its edits.
     pub config: ConfigService,
     /// Agents, providers and runs.
@@ -109,6 +119,9 @@ impl Gateway {
             clients: Broadcaster::default(),
             presence: PresenceState::new(self_entry),
             limiter: Mutex::new(FailedAuthLimiter::default()),
+            webhook_failures: Mutex::new(FailedAuthLimiter::default()),
+            password_gate: crate::auth::PasswordGate::default(),
+            pairing_lock: tokio::sync::Mutex::new(()),
             config,
             agents,
             channels: crate::channels::ChannelService::default(),

@@ -148,73 +148,64 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
                 .with_details(json!({"code": details::CONTROL_UI_ORIGIN_NOT_ALLOWED, "reason": "origin not allowed"})),
         ));
     }
-    if let Err(wait) = lockout(gw, meta.peer(), &settings) {
-        let mut r = auth_failure(
-            details::AUTH_RATE_LIMITED,
-            "rate_limited",
-            "unauthorized: too many failed authentication attempts (retry later)",
-            "wait_then_retry",
-            false,
-        );
-        r.error = r.error.retry(Some(wait.as_millis() as u64));
-        return Err(r);
-    }
+    // The lockout is consulted only after the cheap proofs: a paired device that proves its key
+    // and presents its device token is admitted even while its address bucket is locked out
+    // (issue 10, defect 9 — the bucket is all of loopback, so a local guesser would otherwise
+    // lock the operator's own CLI out). Everything else from a locked bucket is refused
+    // unverified.
+    let locked = lockout(gw, meta.peer(), &settings).err();
 
     let device = match auth::verify_device(p, &meta.nonce, now_ms()) {
         Ok(d) => d,
         Err(e) => {
+            if let Some(wait) = locked {
+                return Err(rate_limited(wait));
+            }
             record_failure(gw, meta.peer(), &settings);
             return Err(Rejection::policy(
                 ErrorShape::invalid_request(e.message).with_details(json!({"code": e.code, "reason": e.reason})),
             ));
         }
     };
+    let auth = p.auth.clone().unwrap_or_default();
+    let token_candidate = auth.device_token.clone().or_else(|| auth.token.clone());
 
-    let shared = check_shared_secret(p, &settings).await;
-    match (shared, device) {
-        (SharedSecret::Valid(method), None) => {
-            gw.clear_failures(meta.remote_ip);
-            admit_without_device(p, meta, &settings, method)
+    if let Some(wait) = locked {
+        if let (Some(device), Some(token)) = (&device, &token_candidate)
+            && let Some(admission) = device_token_admission(gw, meta, p, device, token).await?
+        {
+            return Ok(admission);
         }
+        return Err(rate_limited(wait));
+    }
+
+    // The shared-secret attempt is counted before it is verified; it stays undecided until we
+    // know whether the token was this device's token after all.
+    let (shared, attempt) = check_shared_secret(gw, meta.peer(), p, &settings).await;
+    match (shared, device) {
+        (SharedSecret::Throttled(wait), _) => Err(rate_limited(wait)),
+        (SharedSecret::Valid(method), None) => admit_without_device(p, meta, &settings, method),
         (SharedSecret::Valid(method), Some(device)) => {
-            gw.clear_failures(meta.remote_ip);
             // Only a direct local client: behind a same-host reverse proxy every remote browser
             // would come from 127.0.0.1.
             let silent = meta.peer().is_direct_loopback() && settings.auto_approve_loopback;
-            admit_device(gw, meta, p, device, method, silent).await
+            admit_device(gw, meta, p, device, method, silent, true).await
         }
         (shared, Some(device)) => {
             // A device may authenticate with its device token (sent as `auth.deviceToken`, or as
             // `auth.token` by clients such as openclaw-node), or by being paired already.
-            let auth = p.auth.clone().unwrap_or_default();
-            let candidate = auth.device_token.clone().or_else(|| auth.token.clone());
-            if let Some(token) = candidate {
-                match gw.store.verify(&device.device_id, &token).await {
-                    Ok(Some(record)) if record.role == role => {
-                        if !clawgate_protocol::scopes::all_covered(p.requested_scopes(), &record.scopes) {
-                            return Err(auth_failure(
-                                details::AUTH_SCOPE_MISMATCH,
-                                "scope_mismatch",
-                                "unauthorized: device token does not cover the requested scopes (re-pair the device)",
-                                "review_auth_configuration",
-                                false,
-                            ));
-                        }
-                        gw.clear_failures(meta.remote_ip);
-                        let _ = gw.store.touch_last_seen(&device.device_id, now_ms()).await;
-                        return Ok(Admission {
-                            role,
-                            scopes: cap_by_header(p.requested_scopes().to_vec(), meta),
-                            method: "device-token",
-                            auth_kind: AuthKind::Device,
-                            device: Some(device),
-                            device_token: Some((token, record.issued_at_ms)),
-                        });
+            if let Some(token) = token_candidate {
+                if let Some(admission) = device_token_admission(gw, meta, p, &device, &token).await? {
+                    if let Some(attempt) = attempt {
+                        attempt.succeeded();
                     }
-                    Ok(_) => {}
-                    Err(e) => return Err(internal(e)),
+                    return Ok(admission);
                 }
-                record_failure(gw, meta.peer(), &settings);
+                // A wrong shared secret is counted by its attempt (dropped below); a wrong device
+                // token alone is counted here.
+                if attempt.is_none() {
+                    record_failure(gw, meta.peer(), &settings);
+                }
                 return Err(match shared {
                     SharedSecret::Mismatch { password: true } => password_mismatch(),
                     _ if auth.device_token.is_some() => auth_failure(
@@ -228,12 +219,11 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
                 });
             }
             if let SharedSecret::Mismatch { password: true } = shared {
-                record_failure(gw, meta.peer(), &settings);
                 return Err(password_mismatch());
             }
             // No credential at all: a paired device is admitted on its signature; an unknown one
             // gets a pairing request (never silently: nothing vouches for it).
-            admit_device(gw, meta, p, device, "device-token", false).await
+            admit_device(gw, meta, p, device, "device-token", false, false).await
         }
         (SharedSecret::Missing, None) if p.auth.is_none() => Err(Rejection::policy(
             ErrorShape::new(codes::NOT_PAIRED, "device identity required")
@@ -259,8 +249,8 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
                 )
             })
         }
+        // Counted by the attempt, which is dropped undecided here.
         (SharedSecret::Mismatch { password }, None) => {
-            record_failure(gw, meta.peer(), &settings);
             Err(if password { password_mismatch() } else { token_mismatch(false) })
         }
         (SharedSecret::NotConfigured, None) => Err(auth_failure(
@@ -271,6 +261,61 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
             false,
         )),
     }
+}
+
+fn rate_limited(wait: std::time::Duration) -> Rejection {
+    let mut r = auth_failure(
+        details::AUTH_RATE_LIMITED,
+        "rate_limited",
+        "unauthorized: too many failed authentication attempts (retry later)",
+        "wait_then_retry",
+        false,
+    );
+    r.error = r.error.retry(Some(wait.as_millis().max(1) as u64));
+    r
+}
+
+/// Admit a proven device by its device token: `Ok(None)` when the token is not this device's
+/// token for this role.
+async fn device_token_admission(
+    gw: &Gateway,
+    meta: &ConnMeta,
+    p: &ConnectParams,
+    device: &VerifiedDevice,
+    token: &str,
+) -> Result<Option<Admission>, Rejection> {
+    let role = p.role().to_owned();
+    match gw.store.verify(&device.device_id, token).await {
+        Ok(Some(record)) if record.role == role => {
+            let requested = requested_scopes(p);
+            if !clawgate_protocol::scopes::all_covered(&requested, &record.scopes) {
+                return Err(auth_failure(
+                    details::AUTH_SCOPE_MISMATCH,
+                    "scope_mismatch",
+                    "unauthorized: device token does not cover the requested scopes (re-pair the device)",
+                    "review_auth_configuration",
+                    false,
+                ));
+            }
+            gw.clear_failures(meta.remote_ip);
+            let _ = gw.store.touch_last_seen(&device.device_id, now_ms()).await;
+            Ok(Some(Admission {
+                role,
+                scopes: cap_by_header(requested, meta),
+                method: "device-token",
+                auth_kind: AuthKind::Device,
+                device: Some(device.clone()),
+                device_token: Some((token.to_owned(), record.issued_at_ms)),
+            }))
+        }
+        Ok(_) => Ok(None),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// The scopes a connect asks for that exist; the only form of the request any grant sees.
+fn requested_scopes(p: &ConnectParams) -> Vec<String> {
+    clawgate_protocol::scopes::known_only(p.requested_scopes())
 }
 
 fn token_mismatch(with_device: bool) -> Rejection {
@@ -307,39 +352,68 @@ fn lockout(gw: &Gateway, peer: Peer, s: &GatewaySettings) -> Result<(), std::tim
 }
 
 fn record_failure(gw: &Gateway, peer: Peer, s: &GatewaySettings) {
-    let ip = peer.ip;
-    if let Ok(mut l) = gw.limiter.lock()
-        && let Some(lock) = l.record_failure(peer, &s.rate_limit, Instant::now())
+    let recorded = gw.limiter.lock().map(|mut l| l.record_failure(peer, &s.rate_limit, Instant::now()));
+    if let Ok(recorded) = recorded
+        && let Some(lock) = recorded.lockout
     {
-        tracing::warn!(%ip, lockout_ms = lock.as_millis() as u64, "too many failed authentication attempts; locking out");
+        let bucket = auth::limiter_bucket(peer.ip);
+        tracing::warn!(%bucket, lockout_ms = lock.as_millis() as u64, "too many failed authentication attempts; locking out");
     }
 }
 
 enum SharedSecret {
     Valid(&'static str),
     Missing,
-    Mismatch { password: bool },
+    Mismatch {
+        password: bool,
+    },
     NotConfigured,
+    /// Locked out, or no verification slot free: not verified.
+    Throttled(std::time::Duration),
 }
 
-async fn check_shared_secret(p: &ConnectParams, s: &GatewaySettings) -> SharedSecret {
+/// Check the shared secret. A presented secret is counted in the failed-auth limiter *before* it
+/// is verified (issue 10, defect 3: checking the lockout first and recording after let any
+/// number of concurrent guesses through, each verified with 19 MiB of argon2 memory); a right
+/// one settles its attempt at once, a wrong one is handed back undecided (dropping it counts
+/// the failure).
+async fn check_shared_secret<'g>(
+    gw: &'g Gateway,
+    peer: Peer,
+    p: &ConnectParams,
+    s: &GatewaySettings,
+) -> (SharedSecret, Option<auth::Attempt<'g>>) {
     let auth = p.auth.clone().unwrap_or_default();
-    match s.auth_mode {
-        AuthMode::None => SharedSecret::Valid("none"),
-        AuthMode::Token => match (&auth.token, &s.token) {
-            (_, None) => SharedSecret::NotConfigured,
-            (None, _) => SharedSecret::Missing,
-            (Some(given), Some(want)) if auth::secrets_match(given, want) => SharedSecret::Valid("token"),
-            _ => SharedSecret::Mismatch { password: false },
+    let (given, password) = match s.auth_mode {
+        AuthMode::None => return (SharedSecret::Valid("none"), None),
+        AuthMode::Token if s.token.is_none() => return (SharedSecret::NotConfigured, None),
+        AuthMode::Password if s.password.is_none() => return (SharedSecret::NotConfigured, None),
+        AuthMode::Token => (auth.token, false),
+        // Browser clients send the secret as both token and password.
+        AuthMode::Password => (auth.password, true),
+    };
+    let Some(given) = given else { return (SharedSecret::Missing, None) };
+    let attempt = match auth::begin_attempt(&gw.limiter, peer, &s.rate_limit) {
+        Ok(a) => a,
+        Err(wait) => return (SharedSecret::Throttled(wait), None),
+    };
+    let ok = match (&s.token, &s.password) {
+        (Some(want), _) if !password => auth::secrets_match(&given, want),
+        (_, Some(configured)) => match gw.password_gate.verify(&given, configured).await {
+            auth::PasswordCheck::Match => true,
+            auth::PasswordCheck::Mismatch => false,
+            auth::PasswordCheck::Busy => {
+                attempt.abandoned();
+                return (SharedSecret::Throttled(std::time::Duration::from_secs(1)), None);
+            }
         },
-        AuthMode::Password => {
-            let Some(configured) = s.password.clone() else { return SharedSecret::NotConfigured };
-            // Browser clients send the secret as both token and password.
-            let Some(given) = auth.password.clone() else { return SharedSecret::Missing };
-            let ok =
-                tokio::task::spawn_blocking(move || auth::password_matches(&given, &configured)).await.unwrap_or(false);
-            if ok { SharedSecret::Valid("password") } else { SharedSecret::Mismatch { password: true } }
-        }
+        _ => false,
+    };
+    if ok {
+        attempt.succeeded();
+        (SharedSecret::Valid(if password { "password" } else { "token" }), None)
+    } else {
+        (SharedSecret::Mismatch { password }, Some(attempt))
     }
 }
 
@@ -378,8 +452,7 @@ fn admit_without_device(
     let trusted_local_client = local
         && ((p.client.id == "cli" && p.client.mode == "cli")
             || (p.client.id == "gateway-client" && p.client.mode == "backend"));
-    let scopes =
-        if s.auth_mode == AuthMode::None || trusted_local_client { p.requested_scopes().to_vec() } else { Vec::new() };
+    let scopes = if s.auth_mode == AuthMode::None || trusted_local_client { requested_scopes(p) } else { Vec::new() };
     Ok(Admission {
         role: role.to_owned(),
         scopes: cap_by_header(scopes, meta),
@@ -390,8 +463,60 @@ fn admit_without_device(
     })
 }
 
+/// Most pairing requests that may wait for an operator at once, and most from one address
+/// bucket. A request is stored and broadcast before anyone has vouched for its sender (a fresh
+/// Ed25519 key costs nothing), so both are bounded (issue 10, defect 5). Past a bound, new
+/// requests are refused with a retryable error until pending ones are approved, rejected or
+/// expire (after 24 hours); a device already waiting keeps its request.
+pub const MAX_PENDING_PAIRING_REQUESTS: usize = 64;
+/// See [`MAX_PENDING_PAIRING_REQUESTS`].
+pub const MAX_PENDING_PAIRING_REQUESTS_PER_BUCKET: usize = 8;
+
+/// Refuse a new pairing request when the pending ones are at a bound. A new request nothing
+/// vouches for counts as a failed attempt of its address bucket (a device already waiting may
+/// reconnect freely).
+async fn pairing_room(gw: &Gateway, meta: &ConnMeta, device_id: &str, vouched: bool) -> Result<(), Rejection> {
+    // Bounded by the caps themselves, so listing is cheap.
+    let pending = gw.store.list_pending().await.map_err(internal)?;
+    if pending.iter().any(|r| r.device_id == device_id) {
+        return Ok(());
+    }
+    if !vouched {
+        record_failure(gw, meta.peer(), &gw.settings());
+    }
+    let bucket = auth::limiter_bucket(meta.remote_ip);
+    let from_bucket = pending
+        .iter()
+        .filter(|r| {
+            r.remote_ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()).map(auth::limiter_bucket) == Some(bucket)
+        })
+        .count();
+    let full = if pending.len() >= MAX_PENDING_PAIRING_REQUESTS {
+        Some("the gateway")
+    } else if from_bucket >= MAX_PENDING_PAIRING_REQUESTS_PER_BUCKET {
+        Some("this address")
+    } else {
+        None
+    };
+    let Some(whose) = full else { return Ok(()) };
+    tracing::warn!(%bucket, pending = pending.len(), from_bucket, "pairing request refused: too many pending requests");
+    let message = format!(
+        "too many pending pairing requests for {whose}; approve or reject pending ones (clawgate devices list) or retry later"
+    );
+    Err(Rejection {
+        error: ErrorShape::unavailable(message.clone())
+            .with_details(json!({"code": details::PAIRING_REQUIRED, "reason": "too-many-pending-requests"}))
+            .retry(Some(60_000)),
+        close_code: close::TRY_AGAIN_LATER,
+        close_reason: message,
+    })
+}
+
 /// Admit a device with a valid signature: paired and covering the request → in; otherwise a
-/// pairing request, approved on the spot when `silent`.
+/// pairing request, approved on the spot when `silent`. `vouched`: a credential (shared secret)
+/// backs the connect; without one, a new pairing request is bounded ([`pairing_room`]) and
+/// counts as a failed attempt in the failed-auth limiter, so spraying fresh keys locks the
+/// sprayer out.
 async fn admit_device(
     gw: &Gateway,
     meta: &ConnMeta,
@@ -399,12 +524,17 @@ async fn admit_device(
     device: VerifiedDevice,
     method: &'static str,
     silent: bool,
+    vouched: bool,
 ) -> Result<Admission, Rejection> {
     let role = p.role().to_owned();
-    let requested = p.requested_scopes().to_vec();
+    let requested = requested_scopes(p);
     let paired = gw.store.get_paired(&device.device_id).await.map_err(internal)?;
     let reason = pairing_reason(paired.as_ref(), &device, p, &role, &requested);
     if let Some(reason) = reason {
+        let _pairing = gw.pairing_lock.lock().await;
+        if !silent {
+            pairing_room(gw, meta, &device.device_id, vouched).await?;
+        }
         let new = NewPairingRequest {
             device_id: device.device_id.clone(),
             public_key: device.public_key.clone(),

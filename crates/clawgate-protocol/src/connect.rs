@@ -37,25 +37,38 @@ pub mod roles {
     pub const NODE: &str = "node";
 }
 
+/// A bounded descriptive string. Client metadata is stored with every pairing request and
+/// broadcast to every pairing operator before anyone has vouched for the sender, so each field
+/// has a length cap (issue 10, defect 5: 64 KB of metadata per request, 300 requests → 25 MB).
+const fn bounded(max: usize) -> Ty {
+    Ty::Str { min: 1, max: Some(max) }
+}
+
+/// Longest `client.displayName` (characters).
+pub const MAX_DISPLAY_NAME: usize = 256;
+/// Longest short client descriptor (`platform`, `deviceFamily`, `version`, …).
+pub const MAX_DESCRIPTOR: usize = 128;
+
 const CLIENT_FIELDS: &[Field] = &[
     req("id", Ty::Enum(CLIENT_IDS)),
-    opt("displayName", STR1),
-    req("version", STR1),
+    opt("displayName", bounded(MAX_DISPLAY_NAME)),
+    req("version", bounded(MAX_DESCRIPTOR)),
     opt("buildId", Ty::Str { min: 1, max: Some(96) }),
-    req("platform", STR1),
-    opt("deviceFamily", STR1),
-    opt("modelIdentifier", STR1),
+    req("platform", bounded(MAX_DESCRIPTOR)),
+    opt("deviceFamily", bounded(MAX_DESCRIPTOR)),
+    opt("modelIdentifier", bounded(MAX_DESCRIPTOR)),
     opt("timeZone", Ty::Str { min: 1, max: Some(64) }),
     req("mode", Ty::Enum(CLIENT_MODES)),
-    opt("instanceId", STR1),
+    opt("instanceId", bounded(MAX_DESCRIPTOR)),
 ];
 
 const DEVICE_FIELDS: &[Field] = &[
-    req("id", STR1),
-    req("publicKey", STR1),
-    req("signature", STR1),
+    // hex(sha256) is 64 characters; a PEM SPKI Ed25519 key is about 113.
+    req("id", bounded(MAX_DESCRIPTOR)),
+    req("publicKey", bounded(1024)),
+    req("signature", bounded(256)),
     req("signedAt", Ty::Int { min: 0 }),
-    req("nonce", STR1),
+    req("nonce", bounded(256)),
 ];
 
 const AUTH_FIELDS: &[Field] = &[

@@ -49,9 +49,44 @@ pub fn all_covered<A: AsRef<str>, B: AsRef<str>>(requested: &[A], approved: &[B]
     requested.iter().all(|r| satisfied(r.as_ref(), approved))
 }
 
+/// Whether `scope` is one that exists ([`ALL`]).
+pub fn is_known(scope: &str) -> bool {
+    ALL.contains(&scope)
+}
+
+/// The requested scopes that exist, in request order and without repeats. A scope that does not
+/// exist is never granted (issue 10, defect 15: `operator.superuser` used to be echoed back as
+/// granted); dropping it matches "do not grant" without failing clients that ask for scopes a
+/// newer gateway knows.
+pub fn known_only<S: AsRef<str>>(requested: &[S]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(requested.len().min(ALL.len()));
+    for s in requested.iter().map(AsRef::as_ref) {
+        if is_known(s) && !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    }
+    out
+}
+
+/// The one rule for every path that grants or widens scopes (pairing approval, token rotation,
+/// any later grant): a granter may hand out only scopes its own grant satisfies (`operator.admin`
+/// satisfies all). Returns the first requested scope the granter does not hold.
+pub fn first_not_grantable<'a, R: AsRef<str>, G: AsRef<str>>(requested: &'a [R], granter: &[G]) -> Option<&'a str> {
+    requested.iter().map(AsRef::as_ref).find(|r| !satisfied(r, granter))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_scopes_are_dropped_and_grants_need_the_granters_scopes() {
+        assert_eq!(known_only(&["operator.superuser", READ, READ, "x"]), vec![READ.to_owned()]);
+        assert_eq!(first_not_grantable(&[ADMIN], &[PAIRING]), Some(ADMIN));
+        assert_eq!(first_not_grantable(&[READ, PAIRING], &[PAIRING, WRITE]), None);
+        assert_eq!(first_not_grantable(&[APPROVALS, TALK_SECRETS], &[ADMIN]), None);
+        assert_eq!(first_not_grantable(&[WRITE], &[READ]), Some(WRITE));
+    }
 
     #[test]
     fn admin_satisfies_everything_and_write_implies_read() {

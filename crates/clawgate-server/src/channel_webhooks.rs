@@ -6,20 +6,36 @@
 //! gateway's ingress; the answer is 200 only once it is recorded, so the platform redelivers
 //! whatever clawgate could not take.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use clawgate_channels::{WebhookError, WebhookRequest};
 use clawgate_core::Gateway;
+use clawgate_core::auth::{Peer, limiter_bucket};
 use clawgate_core::channels::GatewayIngress;
+use clawgate_core::settings::RateLimitSettings;
 
 /// Largest webhook body taken (a Telegram update is a few KiB).
 const MAX_BODY: usize = 1024 * 1024;
+
+/// Failed webhook secrets per address bucket: ten a minute, then a minute of 429 for every
+/// request from that bucket, right secret or not (issue 10, defect 8: the secret could be
+/// guessed at full speed, and every failure wrote a WARN line to a log that is never rotated).
+/// The platform redelivers what it could not deliver, so a lockout delays updates, never loses
+/// them.
+const WEBHOOK_FAILURES: RateLimitSettings = RateLimitSettings {
+    max_attempts: 10,
+    window: Duration::from_secs(60),
+    lockout: Duration::from_secs(60),
+    exempt_loopback: false,
+};
 
 pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
@@ -30,6 +46,17 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
     else {
         return next.run(req).await;
     };
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let peer = Peer { ip, forwarded: Peer::FORWARDING_HEADERS.iter().any(|h| req.headers().contains_key(*h)) };
+    let locked =
+        gw.webhook_failures.lock().map(|mut l| l.check(peer, &WEBHOOK_FAILURES, Instant::now())).unwrap_or(Ok(()));
+    if let Err(wait) = locked {
+        return throttled(wait);
+    }
     let (parts, body) = req.into_parts();
     let headers: Vec<(String, String)> = parts
         .headers
@@ -45,7 +72,23 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(WebhookError::NotFound) => (StatusCode::NOT_FOUND, "Not Found").into_response(),
         Err(WebhookError::Unauthorized) => {
-            tracing::warn!(account = %rt.cfg.key, "webhook with a missing or wrong secret refused");
+            let recorded = gw
+                .webhook_failures
+                .lock()
+                .map(|mut l| l.record_failure(peer, &WEBHOOK_FAILURES, Instant::now()))
+                .unwrap_or_default();
+            let bucket = limiter_bucket(ip);
+            // One WARN when a bucket starts failing and one when it is locked out; the rest are
+            // counted without a line each.
+            if let Some(lockout) = recorded.lockout {
+                tracing::warn!(account = %rt.cfg.key, %bucket, lockout_ms = lockout.as_millis() as u64,
+                    "too many webhook requests with a wrong secret; refusing this address for a while");
+                return throttled(lockout);
+            } else if recorded.first_in_window {
+                tracing::warn!(account = %rt.cfg.key, %bucket, "webhook with a missing or wrong secret refused");
+            } else {
+                tracing::debug!(account = %rt.cfg.key, %bucket, "webhook with a missing or wrong secret refused");
+            }
             (StatusCode::UNAUTHORIZED, "unauthorized").into_response()
         }
         Err(WebhookError::BadRequest(why)) => (StatusCode::BAD_REQUEST, why).into_response(),
@@ -54,4 +97,10 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
             (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
         }
     }
+}
+
+fn throttled(wait: Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    (StatusCode::TOO_MANY_REQUESTS, [(axum::http::header::RETRY_AFTER, secs.to_string())], "too many requests")
+        .into_response()
 }

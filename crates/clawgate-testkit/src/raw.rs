@@ -106,6 +106,32 @@ impl RawClient {
         Self::connect_with_headers(url, &[]).await?.accepted()
     }
 
+    /// Opens a WebSocket to `url` from the local address `source` (e.g. `127.0.0.2`), for tests
+    /// of per-address policies such as the failed-auth lockout.
+    pub async fn connect_from(url: &str, source: std::net::IpAddr) -> anyhow::Result<RawClient> {
+        let request = url.into_client_request().with_context(|| format!("bad websocket url {url}"))?;
+        let host = request.uri().host().context("websocket url without host")?.trim_matches(['[', ']']).to_owned();
+        let port = request.uri().port_u16().unwrap_or(80);
+        let target = std::net::SocketAddr::new(host.parse().context("websocket url host must be an IP address")?, port);
+        let socket = if source.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(std::net::SocketAddr::new(source, 0)).with_context(|| format!("binding {source}"))?;
+        let connecting = async {
+            let stream = socket.connect(target).await?;
+            Ok::<_, anyhow::Error>(tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await?)
+        };
+        let (ws, _response) = timeout(DEFAULT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| anyhow::anyhow!("websocket upgrade to {url} from {source} timed out"))??;
+        Ok(RawClient {
+            ws,
+            tracker: ConnectionValidator::new(),
+            validate: true,
+            pending: VecDeque::new(),
+            received: Vec::new(),
+            next_id: 1,
+        })
+    }
+
     /// Opens a WebSocket with an `Origin` header (as a browser would send it).
     pub async fn connect_with_origin(url: &str, origin: &str) -> anyhow::Result<Upgrade> {
         Self::connect_with_headers(url, &[("Origin", origin)]).await

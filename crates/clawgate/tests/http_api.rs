@@ -896,9 +896,10 @@ async fn hook_paths_follow_the_config_and_failures_are_throttled() {
     let throttled = call(port, "POST", "/in/wake", &[("x-openclaw-token", "wrong")], r#"{"text":"x"}"#).await;
     assert_eq!((throttled.status, throttled.body.as_str()), (429, "Too Many Requests"));
     assert!(throttled.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| (1..=60).contains(&s)));
-    // The right token still gets through, and the gateway's bearer budget is untouched.
+    // During the lockout the right token is not checked either (issue 10, defect 8: a 200 for it
+    // was an oracle), and the gateway's bearer budget is untouched.
     let right = call(port, "POST", "/in/wake", &[("x-openclaw-token", HOOK_TOKEN)], r#"{"text":"x"}"#).await;
-    assert_eq!(right.status, 200);
+    assert_eq!(right.status, 429);
     assert_eq!(call(port, "GET", "/v1/models", &[BEARER], "").await.status, 200);
 }
 

@@ -92,9 +92,34 @@ fn not_found_request(id: &str) -> impl FnOnce(StoreError) -> CoreError + '_ {
     }
 }
 
+/// The one gate every grant goes through (issue 10, defect 1: a caller holding only
+/// `operator.pairing` approved a request for `operator.admin`, and the new device then rotated its
+/// token at admin scope). Closes the class "a grant path hands out more than its caller holds":
+/// the caller may grant only scopes its own connection satisfies (`operator.admin` satisfies
+/// all), and scopes that do not exist are never granted. Returns the scopes to grant.
+pub fn grantable_by(ctx: &CallContext, requested: &[String]) -> Result<Vec<String>, CoreError> {
+    let requested = clawgate_protocol::scopes::known_only(requested);
+    match clawgate_protocol::scopes::first_not_grantable(&requested, &ctx.client.scopes) {
+        Some(missing) => {
+            tracing::warn!(conn = %ctx.client.conn_id, scope = missing, reason = "caller-missing-scope",
+                "refused a grant of a scope the caller does not hold");
+            Err(CoreError::MissingScope { scope: missing.to_owned(), reason: "caller-missing-scope" })
+        }
+        None => Ok(requested),
+    }
+}
+
 /// `device.pair.approve {requestId}` → pairs the device; broadcasts `device.pair.resolved`.
+/// The caller must hold every scope the request asks for ([`grantable_by`]).
 pub async fn device_pair_approve(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
     let p: RequestIdParams = parse_params("device.pair.approve", params)?;
+    let _pairing = gw.pairing_lock.lock().await;
+    let request = gw
+        .store
+        .get_request(&p.request_id)
+        .await?
+        .ok_or_else(|| CoreError::NotFound(format!("unknown pairing request: {}", p.request_id)))?;
+    grantable_by(ctx, &request.scopes)?;
     let device = gw
         .store
         .approve_request(&p.request_id, &resolved_by(ctx), now_ms())
@@ -151,7 +176,8 @@ struct RotateParams {
 
 /// `device.token.rotate {deviceId, role, scopes?}` → a new device token (the old one stops
 /// working). The token is returned in-band only to the device itself or an admin; anyone else
-/// learns that it was rotated but not the secret.
+/// learns that it was rotated but not the secret. The new token's scopes must be within the
+/// device's approved scopes and within the caller's own ([`grantable_by`]).
 pub async fn device_token_rotate(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
     let p: RotateParams = parse_params("device.token.rotate", params)?;
     let device = gw
@@ -162,7 +188,7 @@ pub async fn device_token_rotate(gw: &Arc<Gateway>, ctx: &CallContext, params: V
     if !device.roles.iter().any(|r| r == &p.role) {
         return Err(CoreError::invalid(format!("device {} is not approved for role {}", p.device_id, p.role)));
     }
-    let scopes = p.scopes.unwrap_or_else(|| device.scopes.clone());
+    let scopes = grantable_by(ctx, &p.scopes.unwrap_or_else(|| device.scopes.clone()))?;
     if !clawgate_protocol::scopes::all_covered(&scopes, &device.scopes) {
         return Err(CoreError::invalid("requested scopes exceed the device's approved scopes"));
     }
@@ -173,7 +199,7 @@ pub async fn device_token_rotate(gw: &Arc<Gateway>, ctx: &CallContext, params: V
         "deviceId": p.device_id,
         "role": p.role,
         "scopes": record.scopes,
-        "issuedAtMs": record.issued_at_ms,
+        "rotatedAtMs": record.issued_at_ms,
         "tokenDelivery": if in_band { "in-band" } else { "withheld-cross-device" },
     });
     if in_band {

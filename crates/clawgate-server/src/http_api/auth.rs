@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, header};
 
 use clawgate_core::Gateway;
-use clawgate_core::auth::{Peer, password_matches, secrets_match};
+use clawgate_core::auth::{PasswordCheck, Peer, begin_attempt, secrets_match};
 use clawgate_core::settings::AuthMode;
 
 use super::error::OpenAiError;
@@ -39,9 +39,13 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Checks the bearer against the gateway's shared secret. A locked-out address is refused before
-/// the secret is compared, even with the right one; a request without credentials is refused
-/// without counting as a guess.
+/// Checks the bearer against the gateway's shared secret. A locked-out address bucket is refused
+/// before the secret is compared, even with the right one; a request without credentials is
+/// refused without counting as a guess. A presented bearer is counted in the limiter before it
+/// is verified, and argon2 checks run in the gateway's bounded [`PasswordGate`]: excess
+/// concurrent guesses get 429 unverified instead of 19 MiB each (issue 10, defect 3).
+///
+/// [`PasswordGate`]: clawgate_core::auth::PasswordGate
 pub(crate) async fn check(gw: &Gateway, headers: &HeaderMap, ip: IpAddr) -> Result<(), Denied> {
     let settings = gw.settings();
     if settings.auth_mode == AuthMode::None {
@@ -53,27 +57,27 @@ pub(crate) async fn check(gw: &Gateway, headers: &HeaderMap, ip: IpAddr) -> Resu
         return Err(Denied::RateLimited(wait));
     }
     let Some(presented) = bearer(headers) else { return Err(Denied::Unauthorized) };
+    let attempt = begin_attempt(&gw.limiter, peer, &settings.rate_limit).map_err(Denied::RateLimited)?;
     let ok = match settings.auth_mode {
         AuthMode::None => true,
         AuthMode::Token => settings.token.as_deref().is_some_and(|t| secrets_match(presented, t)),
-        AuthMode::Password => match settings.password.clone() {
-            Some(configured) => {
-                // argon2 is deliberately slow: keep it off the async workers.
-                let presented = presented.to_owned();
-                tokio::task::spawn_blocking(move || password_matches(&presented, &configured)).await.unwrap_or(false)
-            }
+        AuthMode::Password => match &settings.password {
+            Some(configured) => match gw.password_gate.verify(presented, configured).await {
+                PasswordCheck::Match => true,
+                PasswordCheck::Mismatch => false,
+                PasswordCheck::Busy => {
+                    attempt.abandoned();
+                    return Err(Denied::RateLimited(Duration::from_secs(1)));
+                }
+            },
             None => false,
         },
     };
     if ok {
-        gw.clear_failures(ip);
+        attempt.succeeded();
         return Ok(());
     }
-    if let Ok(mut limiter) = gw.limiter.lock()
-        && let Some(lockout) = limiter.record_failure(peer, &settings.rate_limit, Instant::now())
-    {
-        tracing::warn!(%ip, lockout_ms = lockout.as_millis() as u64, "too many failed HTTP bearer attempts; locking out");
-    }
+    attempt.failed();
     Err(Denied::Unauthorized)
 }
 

@@ -173,19 +173,22 @@ fn query_has_token(query: Option<&str>) -> bool {
     query.unwrap_or_default().split('&').any(|pair| pair.split('=').next() == Some("token"))
 }
 
-/// Token check with the hook failure budget; a right token clears the address's failures.
+/// Token check with the hook failure budget. While the address bucket is locked out, *every*
+/// request from it gets 429 without its token being compared: answering a right token 200 and a
+/// wrong one 429 during the lockout was an oracle that let guessing go on at full speed (issue
+/// 10, defect 8). A right token otherwise clears the bucket's failures.
 fn authorize(api: &Api, headers: &HeaderMap, ip: IpAddr, token: &str) -> Result<(), HookError> {
     let mut limiter = api.hook_failures.lock().unwrap_or_else(|p| p.into_inner());
-    if presented_token(headers).is_some_and(|t| secrets_match(t, token)) {
-        limiter.record_success(ip);
-        return Ok(());
-    }
     let now = Instant::now();
     if let Err(wait) = limiter.check(ip, &HOOK_FAILURES, now) {
         return Err(HookError::Throttled(wait));
     }
-    if let Some(wait) = limiter.record_failure(ip, &HOOK_FAILURES, now) {
-        tracing::warn!(%ip, "too many failed hook tokens; throttling");
+    if presented_token(headers).is_some_and(|t| secrets_match(t, token)) {
+        limiter.record_success(ip);
+        return Ok(());
+    }
+    if let Some(wait) = limiter.record_failure(ip, &HOOK_FAILURES, now).lockout {
+        tracing::warn!(bucket = %clawgate_core::auth::limiter_bucket(ip), "too many failed hook tokens; throttling");
         return Err(HookError::Throttled(wait));
     }
     Err(HookError::Plain(StatusCode::UNAUTHORIZED, "Unauthorized"))
