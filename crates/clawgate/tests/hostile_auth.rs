@@ -575,6 +575,85 @@ async fn the_cli_identity_is_private_and_its_device_token_is_reused() {
     }
 }
 
+/// A same-host reverse proxy in front of `port`: it adds `X-Forwarded-For` to each request and
+/// then relays bytes both ways. Returns its port.
+async fn forwarding_proxy(port: u16) -> u16 {
+    let listener = tokio::net::TcpListener::bind((LOCAL, 0)).await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The request line, byte by byte (the rest is relayed untouched).
+                let mut line = Vec::new();
+                let mut byte = [0u8; 1];
+                while !line.ends_with(b"\r\n") {
+                    if client.read_exact(&mut byte).await.is_err() || line.len() > 8192 {
+                        return;
+                    }
+                    line.push(byte[0]);
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect((LOCAL, port)).await else { return };
+                line.extend_from_slice(b"X-Forwarded-For: 203.0.113.7\r\n");
+                if upstream.write_all(&line).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    proxy_port
+}
+
+#[tokio::test]
+async fn where_pairing_is_not_silent_the_cli_asks_and_works_as_before_until_approved() {
+    let gw = start(json!({})).await;
+    let url = format!("ws://127.0.0.1:{}", forwarding_proxy(gw.port()).await);
+    let run = |args: &'static [&'static str]| {
+        let url = url.clone();
+        let state_dir = gw.state_dir().to_path_buf();
+        async move {
+            let out = tokio::process::Command::new(BIN)
+                .args(args)
+                .args(["--url", &url, "--token", TOKEN, "--state-dir"])
+                .arg(&state_dir)
+                .env_remove("CLAWGATE_STATE_DIR")
+                .kill_on_drop(true)
+                .output();
+            let out = tokio::time::timeout(WAIT, out).await.expect("the CLI finishes").expect("run clawgate");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    // Behind a proxy the CLI's device is not paired silently: it asks, and connects with the
+    // shared secret alone meanwhile (the gateway admits it as before).
+    let (_, _, stderr) = run(&["call", "health", "--json"]).await;
+    assert!(stderr.contains("asked") && stderr.contains("to pair it"), "{stderr}");
+    assert!(!cli_device_auth_file(&gw).exists(), "no token without a pairing");
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let listing = call(&mut admin, "device.pair.list", json!({})).await["payload"].clone();
+    let pending = listing["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{listing}");
+    assert_eq!(pending[0]["displayName"], "clawgate CLI", "{listing}");
+    let request_id = pending[0]["requestId"].as_str().unwrap().to_owned();
+
+    // Once an operator approves it, the CLI gets and keeps a device token for that URL.
+    let approved = call(&mut admin, "device.pair.approve", json!({"requestId": request_id})).await;
+    assert_eq!(approved["ok"], true, "{approved}");
+    let (ok, out, stderr) = run(&["call", "health", "--json"]).await;
+    assert!(ok, "{out}{stderr}");
+    assert!(!stderr.contains("to pair it"), "{stderr}");
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(cli_device_auth_file(&gw)).unwrap()).unwrap();
+    let token = stored["gateways"][&url]["token"].as_str().expect("a token for the proxied URL").to_owned();
+    let (ok, out, stderr) = run(&["call", "health", "--json"]).await;
+    assert!(ok, "{out}{stderr}");
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(cli_device_auth_file(&gw)).unwrap()).unwrap();
+    assert_eq!(again["gateways"][&url]["token"], token.as_str(), "reused");
+    let listing = call(&mut admin, "device.pair.list", json!({})).await["payload"].clone();
+    assert_eq!(listing["pending"], json!([]), "{listing}");
+}
+
 // ---- attacks that already failed, kept failing ----
 
 #[tokio::test]
