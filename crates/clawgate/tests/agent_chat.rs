@@ -797,9 +797,17 @@ async fn the_anthropic_messages_api_streams_the_same_way() {
 
 // ---- the `clawgate chat` and `clawgate sessions` subcommands ----
 
-/// The connection flags every client subcommand gets in these tests.
+/// The connection flags every client subcommand gets in these tests (the gateway's state dir
+/// too: the CLI keeps its device identity there, never in the real home).
 fn conn_flags(gw: &TestGateway) -> Vec<String> {
-    vec!["--url".into(), gw.ws_url(), "--token".into(), gw.expect_token().to_owned()]
+    vec![
+        "--url".into(),
+        gw.ws_url(),
+        "--token".into(),
+        gw.expect_token().to_owned(),
+        "--state-dir".into(),
+        gw.state_dir().to_string_lossy().into_owned(),
+    ]
 }
 
 /// Runs `clawgate ARGS` to completion (bounded) with the gateway's URL and token.

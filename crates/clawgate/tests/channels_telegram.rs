@@ -110,7 +110,8 @@ async fn a_dm_gets_one_reply_with_typing_and_status_shows_the_traffic() {
     assert_eq!(texts_to(&tg, 4242), vec!["echo: hello there"], "one reply, not more");
     // CLI view of the same.
     let out = std::process::Command::new(BIN)
-        .args(["channels", "status", "--url", &gw.ws_url(), "--token", gw.expect_token()])
+        .args(["channels", "status", "--url", &gw.ws_url(), "--token", gw.expect_token(), "--state-dir"])
+        .arg(gw.state_dir())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -145,6 +146,8 @@ async fn strangers_get_no_run_and_pairing_lets_them_in() {
     // The owner approves with the CLI; the next message is answered.
     let out = std::process::Command::new(BIN)
         .args(["pairing", "approve", "telegram", &code, "--url", &gw.ws_url(), "--token", gw.expect_token()])
+        .arg("--state-dir")
+        .arg(gw.state_dir())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

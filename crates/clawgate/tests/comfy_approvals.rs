@@ -180,7 +180,8 @@ async fn wait_decision_gives_up_after_its_timeout() {
 async fn cli(gw: &TestGateway, args: &[&str]) -> (i32, String) {
     let out = tokio::process::Command::new(BIN)
         .args(args)
-        .args(["--url", &gw.ws_url(), "--token", gw.expect_token()])
+        .args(["--url", &gw.ws_url(), "--token", gw.expect_token(), "--state-dir"])
+        .arg(gw.state_dir())
         .kill_on_drop(true)
         .output()
         .await

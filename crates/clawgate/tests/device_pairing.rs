@@ -19,7 +19,8 @@ struct Gateway {
     child: Child,
     url: String,
     stderr: Arc<Mutex<Vec<String>>>,
-    _state: tempfile::TempDir,
+    /// The gateway's state dir; the CLI runs with it too (its device identity lives there).
+    state: tempfile::TempDir,
 }
 
 impl Gateway {
@@ -63,7 +64,7 @@ impl Gateway {
                 }
             }
         });
-        let mut gw = Gateway { child, url: String::new(), stderr, _state: state };
+        let mut gw = Gateway { child, url: String::new(), stderr, state };
         match rx.recv_timeout(READY_TIMEOUT) {
             Ok(url) if url.starts_with("ws://127.0.0.1:") => gw.url = url,
             other => {
@@ -77,10 +78,14 @@ impl Gateway {
         self.stderr.lock().unwrap().join("\n")
     }
 
-    /// Run `clawgate ARGS --url <gw> --token T` and return (exit code, stdout, stderr).
+    /// Run `clawgate ARGS --url <gw> --token T --state-dir <gw's>` and return (exit code, stdout,
+    /// stderr).
     async fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_clawgate"));
-        cmd.args(args).args(["--url", &self.url, "--token", TOKEN]).kill_on_drop(true);
+        cmd.args(args)
+            .args(["--url", &self.url, "--token", TOKEN, "--state-dir"])
+            .arg(self.state.path())
+            .kill_on_drop(true);
         for var in ["CLAWGATE_URL", "CLAWGATE_GATEWAY_TOKEN", "CLAWGATE_GATEWAY_PASSWORD", "CLAWGATE_STATE_DIR"] {
             cmd.env_remove(var);
         }
@@ -261,7 +266,8 @@ async fn cli_call_prints_payloads_and_gateway_errors_with_exit_codes() {
 async fn cli_explains_a_wrong_token_and_a_gateway_that_is_not_running() {
     let gw = Gateway::start();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
-        .args(["call", "health", "--url", &gw.url, "--token", "wrong"])
+        .args(["call", "health", "--url", &gw.url, "--token", "wrong", "--state-dir"])
+        .arg(gw.state.path())
         .env_remove("CLAWGATE_GATEWAY_TOKEN")
         .output()
         .await
@@ -275,7 +281,8 @@ async fn cli_explains_a_wrong_token_and_a_gateway_that_is_not_running() {
         l.local_addr().unwrap().port()
     };
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
-        .args(["status", "--url", &format!("ws://127.0.0.1:{port}"), "--token", "x"])
+        .args(["status", "--url", &format!("ws://127.0.0.1:{port}"), "--token", "x", "--state-dir"])
+        .arg(gw.state.path())
         .output()
         .await
         .unwrap();

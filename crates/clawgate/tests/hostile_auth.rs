@@ -457,6 +457,203 @@ async fn a_paired_device_token_is_admitted_during_a_lockout() {
     assert_eq!(e["details"]["code"], RATE_LIMITED, "{e}");
 }
 
+/// Run `clawgate ARGS` against `gw` as the operator would: the gateway's URL and token, and the
+/// gateway's own state dir (where the CLI keeps its device identity and device token).
+async fn clawgate_cli(gw: &TestGateway, args: &[&str]) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args).args(["--url", &gw.ws_url(), "--token", TOKEN, "--state-dir"]).arg(gw.state_dir());
+    for var in ["CLAWGATE_URL", "CLAWGATE_GATEWAY_TOKEN", "CLAWGATE_GATEWAY_PASSWORD", "CLAWGATE_STATE_DIR"] {
+        cmd.env_remove(var);
+    }
+    let out = tokio::time::timeout(WAIT, cmd.kill_on_drop(true).output())
+        .await
+        .unwrap_or_else(|_| panic!("`clawgate {}` did not finish in time", args.join(" ")))
+        .expect("run clawgate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn cli_identity_file(gw: &TestGateway) -> std::path::PathBuf {
+    gw.state_dir().join("identity").join("device.json")
+}
+
+fn cli_device_auth_file(gw: &TestGateway) -> std::path::PathBuf {
+    gw.state_dir().join("identity").join("device-auth.json")
+}
+
+/// The device token the CLI stored for `gw`.
+fn stored_cli_token(gw: &TestGateway) -> String {
+    let text = std::fs::read_to_string(cli_device_auth_file(gw)).expect("the CLI stored its device token");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["gateways"][gw.ws_url()]["token"].as_str().unwrap_or_else(|| panic!("a token for {}", gw.ws_url())).to_owned()
+}
+
+#[tokio::test]
+async fn the_clawgate_cli_is_not_locked_out_by_another_local_process() {
+    let config = merged(
+        rate_limit(3, 60_000),
+        json!({"gateway": {"http": {"endpoints": {"chatCompletions": {"enabled": true}}}}}),
+    );
+    let gw = start(config).await;
+    // The operator's first CLI run pairs the CLI silently (loopback + gateway token).
+    let (ok, out) = clawgate_cli(&gw, &["call", "health", "--json"]).await;
+    assert!(ok, "{out}");
+
+    // Another local process sends bad bearers until loopback is locked out.
+    for i in 0..3 {
+        let (status, _) = http(gw.port(), LOCAL2, "GET", "/v1/models", &[&bearer(&format!("wrong-{i}"))], "").await;
+        assert_eq!(status, 401);
+    }
+    let res = connect_from(&gw, LOCAL, connect_params(Some(TOKEN), &json!({}))).await;
+    assert_eq!(detail_code(&res), RATE_LIMITED, "a plain shared-secret connect stays refused: {res}");
+
+    // The CLI presents its device token and keeps working, for any subcommand.
+    let (ok, out) = clawgate_cli(&gw, &["call", "health", "--json"]).await;
+    assert!(ok, "the operator's CLI is refused during a lockout: {out}");
+    let (ok, out) = clawgate_cli(&gw, &["status"]).await;
+    assert!(ok, "{out}");
+    // And the lockout still holds for the shared secret.
+    let res = connect_from(&gw, LOCAL, connect_params(Some(TOKEN), &json!({}))).await;
+    assert_eq!(detail_code(&res), RATE_LIMITED, "{res}");
+}
+
+#[tokio::test]
+async fn the_cli_identity_is_private_and_its_device_token_is_reused() {
+    let gw = start(json!({})).await;
+    let (ok, first_out) = clawgate_cli(&gw, &["call", "health", "--json"]).await;
+    assert!(ok, "{first_out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [cli_identity_file(&gw), cli_device_auth_file(&gw)] {
+            let mode =
+                std::fs::metadata(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())).permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{} must be private", file.display());
+        }
+        let dir = std::fs::metadata(gw.state_dir().join("identity")).unwrap().permissions().mode();
+        assert_eq!(dir & 0o077, 0, "the identity directory is private");
+    }
+    let token = stored_cli_token(&gw);
+    let identity: Value = serde_json::from_str(&std::fs::read_to_string(cli_identity_file(&gw)).unwrap()).unwrap();
+    let device_id = identity["deviceId"].as_str().unwrap().to_owned();
+    let private_key = identity["privateKey"].as_str().unwrap().to_owned();
+
+    // The CLI is listed as one paired device, labelled as the clawgate CLI.
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let listing = call(&mut admin, "device.pair.list", json!({})).await["payload"].clone();
+    let paired = listing["paired"].as_array().unwrap();
+    assert_eq!(paired.len(), 1, "{listing}");
+    assert_eq!(paired[0]["deviceId"], device_id.as_str());
+    assert_eq!(paired[0]["displayName"], "clawgate CLI");
+    assert_eq!(paired[0]["clientId"], "cli");
+    let approved_at = paired[0]["approvedAtMs"].clone();
+
+    // A second run presents the stored token: no new pairing, no new token.
+    let (ok, second_out) = clawgate_cli(&gw, &["devices", "list"]).await;
+    assert!(ok, "{second_out}");
+    assert!(second_out.contains("clawgate CLI (cli/cli)"), "devices list labels the CLI: {second_out}");
+    assert_eq!(stored_cli_token(&gw), token, "the device token is reused, not reissued");
+    let listing = call(&mut admin, "device.pair.list", json!({})).await["payload"].clone();
+    assert_eq!(listing["pending"], json!([]), "{listing}");
+    assert_eq!(listing["paired"].as_array().unwrap().len(), 1, "{listing}");
+    assert_eq!(listing["paired"][0]["approvedAtMs"], approved_at, "not paired again: {listing}");
+
+    // Revoked (or a reset gateway): the CLI falls back to the gateway token once and re-stores.
+    let removed = call(&mut admin, "device.pair.remove", json!({"deviceId": device_id})).await;
+    assert_eq!(removed["ok"], true, "{removed}");
+    let (ok, third_out) = clawgate_cli(&gw, &["call", "health", "--json"]).await;
+    assert!(ok, "{third_out}");
+    let renewed = stored_cli_token(&gw);
+    assert_ne!(renewed, token, "a refused token is replaced");
+    let (ok, fourth_out) = clawgate_cli(&gw, &["call", "health", "--json"]).await;
+    assert!(ok, "{fourth_out}");
+    assert_eq!(stored_cli_token(&gw), renewed);
+
+    // Neither secret ever reaches the CLI's output.
+    for out in [&first_out, &second_out, &third_out, &fourth_out] {
+        assert!(!out.contains(&token) && !out.contains(&renewed) && !out.contains(&private_key), "{out}");
+    }
+}
+
+/// A same-host reverse proxy in front of `port`: it adds `X-Forwarded-For` to each request and
+/// then relays bytes both ways. Returns its port.
+async fn forwarding_proxy(port: u16) -> u16 {
+    let listener = tokio::net::TcpListener::bind((LOCAL, 0)).await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // The request line, byte by byte (the rest is relayed untouched).
+                let mut line = Vec::new();
+                let mut byte = [0u8; 1];
+                while !line.ends_with(b"\r\n") {
+                    if client.read_exact(&mut byte).await.is_err() || line.len() > 8192 {
+                        return;
+                    }
+                    line.push(byte[0]);
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect((LOCAL, port)).await else { return };
+                line.extend_from_slice(b"X-Forwarded-For: 203.0.113.7\r\n");
+                if upstream.write_all(&line).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    proxy_port
+}
+
+#[tokio::test]
+async fn where_pairing_is_not_silent_the_cli_asks_and_works_as_before_until_approved() {
+    let gw = start(json!({})).await;
+    let url = format!("ws://127.0.0.1:{}", forwarding_proxy(gw.port()).await);
+    let run = |args: &'static [&'static str]| {
+        let url = url.clone();
+        let state_dir = gw.state_dir().to_path_buf();
+        async move {
+            let out = tokio::process::Command::new(BIN)
+                .args(args)
+                .args(["--url", &url, "--token", TOKEN, "--state-dir"])
+                .arg(&state_dir)
+                .env_remove("CLAWGATE_STATE_DIR")
+                .kill_on_drop(true)
+                .output();
+            let out = tokio::time::timeout(WAIT, out).await.expect("the CLI finishes").expect("run clawgate");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    // Behind a proxy the CLI's device is not paired silently: it asks, and connects with the
+    // shared secret alone meanwhile (the gateway admits it as before).
+    let (_, _, stderr) = run(&["call", "health", "--json"]).await;
+    assert!(stderr.contains("asked") && stderr.contains("to pair it"), "{stderr}");
+    assert!(!cli_device_auth_file(&gw).exists(), "no token without a pairing");
+    let mut admin = operator(&gw, &["operator.admin"]).await;
+    let listing = call(&mut admin, "device.pair.list", json!({})).await["payload"].clone();
+    let pending = listing["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{listing}");
+    assert_eq!(pending[0]["displayName"], "clawgate CLI", "{listing}");
+    let request_id = pending[0]["requestId"].as_str().unwrap().to_owned();
+
+    // Once an operator approves it, the CLI gets and keeps a device token for that URL.
+    let approved = call(&mut admin, "device.pair.approve", json!({"requestId": request_id})).await;
+    assert_eq!(approved["ok"], true, "{approved}");
+    let (ok, out, stderr) = run(&["call", "health", "--json"]).await;
+    assert!(ok, "{out}{stderr}");
+    assert!(!stderr.contains("to pair it"), "{stderr}");
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(cli_device_auth_file(&gw)).unwrap()).unwrap();
+    let token = stored["gateways"][&url]["token"].as_str().expect("a token for the proxied URL").to_owned();
+    let (ok, out, stderr) = run(&["call", "health", "--json"]).await;
+    assert!(ok, "{out}{stderr}");
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(cli_device_auth_file(&gw)).unwrap()).unwrap();
+    assert_eq!(again["gateways"][&url]["token"], token.as_str(), "reused");
+    let listing = call(&mut admin, "device.pair.list", json!({})).await["payload"].clone();
+    assert_eq!(listing["pending"], json!([]), "{listing}");
+}
+
 // ---- attacks that already failed, kept failing ----
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use clap::Args;
 use clawgate_client::{Client, ClientError, ClientOptions};
 use clawgate_protocol::details;
 
+use super::device_auth::{self, CliDevice};
 use crate::paths;
 
 /// Where the gateway is and how to authenticate.
@@ -23,7 +24,8 @@ pub struct ConnArgs {
     /// Gateway password (when the gateway uses password auth)
     #[arg(long, env = "CLAWGATE_GATEWAY_PASSWORD", hide_env_values = true, conflicts_with = "token")]
     pub password: Option<String>,
-    /// State directory holding the generated gateway token [default: ~/.clawgate]
+    /// State directory holding the generated gateway token and the CLI's device identity and
+    /// device token (identity/) [default: ~/.clawgate]
     #[arg(long, env = "CLAWGATE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Bound on connecting and on each request, in milliseconds
@@ -65,20 +67,76 @@ fn credential(args: &ConnArgs) -> anyhow::Result<Credential> {
 }
 
 /// Connect as the local CLI (`client.id:"cli"`, `mode:"cli"`) with the CLI's default scopes.
+///
+/// With a state dir on this machine the CLI is a paired device (see [`device_auth`]): it first
+/// presents its stored device token, which the gateway admits even while another local process
+/// has locked loopback out; a refused token falls back to the shared secret once, which (direct
+/// loopback) pairs the CLI again silently, and the new token is stored.
 pub async fn connect(args: &ConnArgs, scopes: &[&str]) -> anyhow::Result<Client> {
     let cred = credential(args)?;
-    let mut opts = ClientOptions::new(&args.url)
+    let base = ClientOptions::new(&args.url)
         .client_id("cli")
         .mode("cli")
+        .display_name(device_auth::DISPLAY_NAME)
         .version(env!("CARGO_PKG_VERSION"))
         .scopes(scopes.iter().copied())
         .connect_timeout(args.timeout())
         .request_timeout(args.timeout());
-    opts = match &cred {
-        Credential::Token { value, .. } => opts.token(value),
-        Credential::Password(p) => opts.password(p),
+    let device = match CliDevice::load(&paths::state_dir(args.state_dir.as_deref())) {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!(
+                "clawgate: warning: {e}; connecting with the gateway token alone (move the file away to let the CLI create a new identity)"
+            );
+            None
+        }
     };
-    Client::connect(opts).await.map_err(|e| anyhow::anyhow!(explain(&e, args, &cred)))
+    let role = clawgate_protocol::connect::roles::OPERATOR;
+
+    if let Some(device) = &device
+        && let Some(token) = device.token_for(&args.url, role)
+    {
+        let opts = base.clone().device(device.identity().clone()).device_token(token.expose());
+        match Client::connect(opts).await {
+            Ok(client) => return Ok(client),
+            Err(e @ ClientError::Handshake { .. }) => {
+                if e.detail_code() == Some(details::AUTH_DEVICE_TOKEN_MISMATCH) {
+                    // Revoked, or the gateway's state was reset: the token is dead.
+                    let _ = device.forget(&args.url);
+                }
+            }
+            Err(e) => return Err(anyhow::anyhow!(explain(&e, args, &cred))),
+        }
+    }
+
+    let with_secret = match &cred {
+        Credential::Token { value, .. } => base.token(value),
+        Credential::Password(p) => base.password(p),
+    };
+    let Some(device) = device else {
+        return Client::connect(with_secret).await.map_err(|e| anyhow::anyhow!(explain(&e, args, &cred)));
+    };
+    match Client::connect(with_secret.clone().device(device.identity().clone())).await {
+        Ok(client) => {
+            let auth = &client.hello().auth;
+            if let Some(token) = &auth.device_token
+                && let Err(e) = device.store(&args.url, &auth.role, token, &auth.scopes, auth.issued_at_ms)
+            {
+                eprintln!("clawgate: warning: cannot store the CLI's device token: {e}");
+            }
+            Ok(client)
+        }
+        Err(e) if e.detail_code() == Some(details::PAIRING_REQUIRED) => {
+            // Not paired silently (a remote gateway, or `autoApproveLoopback` off): the request
+            // waits for an operator; until then the CLI connects with the shared secret alone.
+            eprintln!(
+                "clawgate: note: this CLI asked {} to pair it (see `clawgate devices list`); once approved it keeps working during a failed-auth lockout",
+                args.url
+            );
+            Client::connect(with_secret).await.map_err(|e| anyhow::anyhow!(explain(&e, args, &cred)))
+        }
+        Err(e) => Err(anyhow::anyhow!(explain(&e, args, &cred))),
+    }
 }
 
 /// Connect with `clawgate_protocol::scopes::CLI_DEFAULT`.

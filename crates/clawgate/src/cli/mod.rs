@@ -5,6 +5,7 @@ pub mod call;
 pub mod channels;
 pub mod chat;
 pub mod conn;
+pub mod device_auth;
 pub mod devices;
 pub mod jobs;
 mod output;
