@@ -139,6 +139,8 @@ impl Worker {
     }
 
     fn mark(&self, healthy: bool, error: Option<String>) {
+        // Errors from the HTTP client may quote the URL; its password never leaves the worker.
+        let error = error.map(|e| self.cfg.url.scrub(&e));
         let was = self.healthy.swap(healthy, Ordering::Relaxed);
         if was != healthy {
             if healthy {
@@ -214,9 +216,9 @@ pub async fn start(gw: &Arc<Gateway>) {
     let client_id = format!("clawgate-{}", gw.boot_id);
     let mut workers = Vec::new();
     for w in &cfg.workers {
-        match ComfyClient::new(&w.url, client_id.clone()) {
+        match ComfyClient::new(w.url.expose(), client_id.clone()) {
             Ok(client) => {
-                let openclaw = match w.openclaw.as_ref().map(|auth| openclaw_client(&w.url, auth)).transpose() {
+                let openclaw = match w.openclaw.as_ref().map(|auth| openclaw_client(w.url.expose(), auth)).transpose() {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(worker = %w.name, error = %e, "ComfyUI-OpenClaw worker cannot be used");
