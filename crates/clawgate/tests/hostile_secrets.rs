@@ -1,0 +1,178 @@
+//! Secrets in configuration and output (issue 10, defects 2, 14, 15 and 16 in part).
+//!
+//! An `operator.read` client, the log file and the CLI must never see a secret from the config:
+//! every secret-typed key the schema knows and every URL password is set to a canary, the real
+//! gateway runs with it, and no read path may contain a canary.
+
+use std::process::Command;
+
+use clawgate_testkit::fake_comfy::FakeComfy;
+use clawgate_testkit::fake_telegram::FakeTelegram;
+use clawgate_testkit::{RawClient, TestGateway};
+use serde_json::{Map, Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
+
+fn ok_payload(res: &Value) -> &Value {
+    assert_eq!(res["ok"], true, "expected ok: {res}");
+    &res["payload"]
+}
+
+/// `http://host…` → `http://canary-user:<password>@host…`.
+fn with_userinfo(url: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    format!("{scheme}://canary-user:{password}@{rest}")
+}
+
+/// The concrete key a `*` of a secret/URL path stands for in the test config, by the key before it.
+fn instance(previous: &str) -> &'static str {
+    match previous {
+        "channels" => "telegram",
+        "accounts" => "work",
+        "providers" => "fake",
+        "workers" | "models" => "0",
+        "headers" => "X-Canary-Header",
+        other => panic!("no test instance for `*` after `{other}`: extend instance()"),
+    }
+}
+
+/// Sets `value` at a dotted path (numeric segments index arrays), creating what is missing.
+fn set_path(root: &mut Value, path: &[String], value: Value) {
+    let (first, rest) = path.split_first().expect("a non-empty path");
+    let slot = if let Ok(i) = first.parse::<usize>() {
+        if !root.is_array() {
+            *root = json!([]);
+        }
+        let items = root.as_array_mut().unwrap();
+        while items.len() <= i {
+            items.push(json!({}));
+        }
+        &mut items[i]
+    } else {
+        if !root.is_object() {
+            *root = Value::Object(Map::new());
+        }
+        root.as_object_mut().unwrap().entry(first.clone()).or_insert(Value::Null)
+    };
+    if rest.is_empty() {
+        *slot = value;
+    } else {
+        set_path(slot, rest, value);
+    }
+}
+
+fn concrete(pattern: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for segment in pattern.split('.') {
+        let s =
+            if segment == "*" { instance(out.last().expect("`*` is never first")).to_owned() } else { segment.into() };
+        out.push(s);
+    }
+    out
+}
+
+#[tokio::test]
+async fn no_read_path_shows_a_secret_from_the_config() {
+    let tg = FakeTelegram::start().await.expect("fake telegram");
+    let comfy = FakeComfy::start().await.expect("fake comfy");
+    // A startable base: the sections whose secrets are set below, pointed at fakes.
+    let mut config = json!({
+        "gateway": {"auth": {"mode": "token"}},
+        "channels": {"telegram": {"pollTimeoutSeconds": 1, "accounts": {"work": {}}}},
+        "models": {"providers": {"fake": {"api": "openai-completions", "models": [{"id": "m"}]}}},
+        "agents": {"defaults": {"model": {"primary": "fake/m"}}},
+        "hooks": {"enabled": true},
+        "comfy": {"workers": [{"name": "gpu", "mode": "openclaw", "device": {"id": "gw"}}]},
+    });
+    let mut canaries = Vec::new();
+    // Every key the schema marks sensitive (the same table redaction uses)…
+    let hints = clawgate_config::ui_hints();
+    let secret_keys: Vec<&String> =
+        hints.as_object().unwrap().iter().filter(|(_, h)| h["sensitive"] == true).map(|(k, _)| k).collect();
+    assert!(secret_keys.len() >= clawgate_config::SECRET_PATHS.len(), "{secret_keys:?}");
+    for key in secret_keys {
+        let canary = format!("canary_{}_secret", canaries.len());
+        set_path(&mut config, &concrete(key), json!(canary));
+        canaries.push((key.clone(), canary));
+    }
+    // …and every URL key, with a password in its userinfo.
+    for key in clawgate_config::URL_PATHS {
+        let canary = format!("canary_{}_urlpass", canaries.len());
+        let target = match *key {
+            k if k.starts_with("comfy.") => comfy.base_url(),
+            k if k.ends_with("apiRoot") => tg.api_root(),
+            k if k.starts_with("models.") => "http://127.0.0.1:9/v1".to_owned(),
+            _ => "https://hooks.invalid/telegram".to_owned(),
+        };
+        set_path(&mut config, &concrete(key), json!(with_userinfo(&target, &canary)));
+        canaries.push(((*key).to_owned(), canary));
+    }
+    let token =
+        canaries.iter().find(|(k, _)| k == "gateway.auth.token").expect("the gateway token is a secret").1.clone();
+    let config_text = serde_json::to_string_pretty(&config).unwrap();
+
+    let gw = TestGateway::builder(BIN).no_token().config(config_text).start().await.expect("start");
+    let mut reader = RawClient::connect(&gw.ws_url()).await.expect("ws");
+    reader
+        .handshake(Some(&token), &json!({"scopes": ["operator.read"]}))
+        .await
+        .unwrap_or_else(|e| panic!("handshake: {e:#}"));
+    let mut shown = Vec::new();
+    for method in ["config.get", "config.schema", "comfy.workers.list", "channels.status", "health", "status"] {
+        let res = reader.request(method, Some(json!({}))).await.expect(method);
+        shown.push((method.to_owned(), res.to_string()));
+    }
+    let got = reader.request("config.get", None).await.unwrap();
+    let got = ok_payload(&got);
+    assert_eq!(got["config"]["channels"]["telegram"]["webhookSecret"], clawgate_config::REDACTED, "{got}");
+    let url = got["config"]["comfy"]["workers"][0]["url"].as_str().unwrap();
+    assert!(url.contains(clawgate_config::REDACTED) && url.contains("canary-user"), "{url}");
+    // The worker has been probed (it answers, its extension does not), so errors exist too.
+    let workers = reader.request("comfy.workers.list", None).await.unwrap();
+    assert!(ok_payload(&workers)["workers"][0]["url"].as_str().unwrap().contains(clawgate_config::REDACTED));
+
+    let validate = Command::new(BIN).args(["config", "validate", "--config"]).arg(gw.config_path().unwrap()).output();
+    let validate = validate.expect("config validate");
+    shown.push(("config validate".into(), String::from_utf8_lossy(&validate.stdout).into_owned()));
+    shown.push(("config validate (stderr)".into(), String::from_utf8_lossy(&validate.stderr).into_owned()));
+    shown.push(("log file".into(), gw.read_log()));
+    shown.push(("gateway output".into(), gw.describe_output()));
+    for (place, text) in &shown {
+        for (key, canary) in &canaries {
+            assert!(!text.contains(canary.as_str()), "{key} shown in clear by {place}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn saving_a_redacted_config_keeps_the_stored_secrets() {
+    let comfy = FakeComfy::start().await.expect("fake comfy");
+    let url = with_userinfo(&comfy.base_url(), "keep_this_pw");
+    let config = json!({
+        "gateway": {"auth": {"mode": "token", "token": "keep-this-token-1"}},
+        "channels": {"telegram": {"enabled": false, "botToken": "1:keep", "webhookSecret": "keep_this_secret"}},
+        "comfy": {"workers": [{"name": "gpu", "url": url}]},
+    });
+    let gw = TestGateway::builder(BIN).no_token().config(config.to_string()).start().await.expect("start");
+    let mut admin = RawClient::connect(&gw.ws_url()).await.expect("ws");
+    admin.handshake(Some("keep-this-token-1"), &json!({})).await.expect("hello");
+    let got = admin.request("config.get", None).await.unwrap();
+    let got = ok_payload(&got).clone();
+    // The Control UI way: send back what config.get gave, with one edit.
+    let mut edited = got["config"].clone();
+    edited["logging"] = json!({"level": "debug"});
+    let res =
+        admin.request("config.set", Some(json!({"raw": edited.to_string(), "baseHash": got["hash"]}))).await.unwrap();
+    ok_payload(&res);
+    let written = std::fs::read_to_string(gw.config_path().unwrap()).unwrap();
+    for secret in ["keep-this-token-1", "1:keep", "keep_this_secret", "keep_this_pw"] {
+        assert!(written.contains(secret), "{secret} kept: {written}");
+    }
+    assert!(!written.contains(clawgate_config::REDACTED), "{written}");
+    // A placeholder with nothing stored behind it is refused, naming the key.
+    let hash = ok_payload(&admin.request("config.get", None).await.unwrap())["hash"].clone();
+    let patch = json!({"hooks": {"token": clawgate_config::REDACTED}});
+    let res = admin.request("config.patch", Some(json!({"raw": patch.to_string(), "baseHash": hash}))).await.unwrap();
+    assert_eq!(res["ok"], false, "{res}");
+    assert!(res["error"]["message"].as_str().unwrap().contains("hooks.token"), "{res}");
+}
