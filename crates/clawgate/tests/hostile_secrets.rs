@@ -5,6 +5,7 @@
 //! gateway runs with it, and no read path may contain a canary.
 
 use std::process::Command;
+use std::time::Duration;
 
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_telegram::FakeTelegram;
@@ -175,4 +176,69 @@ async fn saving_a_redacted_config_keeps_the_stored_secrets() {
     let res = admin.request("config.patch", Some(json!({"raw": patch.to_string(), "baseHash": hash}))).await.unwrap();
     assert_eq!(res["ok"], false, "{res}");
     assert!(res["error"]["message"].as_str().unwrap().contains("hooks.token"), "{res}");
+}
+
+/// ComfyUI-OpenClaw's own `data/templates` layout (contracts/comfy-real.md §5): a manifest naming
+/// `portrait_v1` and `sdxl_basic`, whose shipped files wrap the graph in `"key_idx"`, beside a
+/// good template.
+fn openclaw_templates_copy(dir: &std::path::Path) {
+    let wrapped = json!({"key_idx": {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {}},
+                                     "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{positive_prompt}}"}}}});
+    std::fs::write(dir.join("portrait_v1.json"), wrapped.to_string()).unwrap();
+    std::fs::write(dir.join("sdxl_basic.json"), wrapped.to_string()).unwrap();
+    let solid = json!({"1": {"class_type": "EmptyImage", "inputs": {"width": "{{width}}", "height": 8, "batch_size": 1, "color": 0}},
+                       "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "gw"}}});
+    std::fs::write(dir.join("gw_solid.json"), solid.to_string()).unwrap();
+    let manifest = json!({"version": 1, "templates": {
+        "portrait_v1": {"path": "portrait_v1.json", "allowed_inputs": ["positive_prompt", "seed"], "defaults": {"seed": 0}},
+        "sdxl_basic": {"path": "sdxl_basic.json", "allowed_inputs": ["positive_prompt", "negative_prompt", "seed"],
+                       "defaults": {"seed": 1234}},
+        "gw_solid": {"path": "gw_solid.json", "allowed_inputs": ["width"], "defaults": {"width": 64}}}});
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+}
+
+fn ids(list: &Value, key: &str, field: &str) -> Vec<String> {
+    list[key].as_array().unwrap().iter().map(|t| t[field].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn one_bad_template_never_takes_the_good_ones_down_and_a_fix_is_picked_up() {
+    let comfy = FakeComfy::start().await.expect("fake comfy");
+    let tg = FakeTelegram::start().await.expect("fake telegram");
+    let dir = tempfile::tempdir().unwrap();
+    openclaw_templates_copy(dir.path());
+    let config = json!({
+        "channels": {"telegram": {"botToken": tg.token(), "apiRoot": tg.api_root(), "pollTimeoutSeconds": 1,
+                                  "dmPolicy": "open", "allowFrom": ["100"]}},
+        "comfy": {"templatesDir": dir.path(), "workers": [{"name": "gpu", "url": comfy.base_url()}]},
+    });
+    let gw = TestGateway::builder(BIN).config(config.to_string()).start().await.expect("start");
+    let mut c = RawClient::connect(&gw.ws_url()).await.expect("ws");
+    c.handshake(gw.token(), &json!({})).await.expect("hello");
+
+    let res = c.request("comfy.templates.list", None).await.unwrap();
+    let list = ok_payload(&res);
+    assert_eq!(ids(list, "templates", "id"), ["gw_solid"], "{list}");
+    assert_eq!(ids(list, "errors", "id"), ["portrait_v1", "sdxl_basic"], "{list}");
+    assert!(list["errors"][1]["error"].as_str().unwrap().contains("key_idx"), "{list}");
+    let log = gw.read_log();
+    assert!(log.contains("sdxl_basic") && log.contains("ComfyUI template not loaded"), "{log}");
+
+    // The chat command lists the good one and names the bad ones, without the gateway's paths.
+    tg.push_private_message(100, "owner", "/templates");
+    let sent = tg
+        .wait_for_sent(|c| c.param_str("text").is_some_and(|t| t.contains("gw_solid")), Duration::from_secs(20))
+        .await
+        .expect("a /templates reply");
+    let text = sent.param_str("text").unwrap().to_owned();
+    assert!(text.contains("sdxl_basic could not be loaded") && text.contains("portrait_v1"), "{text}");
+    assert!(!text.contains(&dir.path().display().to_string()), "{text}");
+
+    // Fixing a file is picked up without a restart.
+    let fixed = json!({"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{positive_prompt}}"}}});
+    std::fs::write(dir.path().join("sdxl_basic.json"), fixed.to_string()).unwrap();
+    let res = c.request("comfy.templates.list", None).await.unwrap();
+    let list = ok_payload(&res);
+    assert_eq!(ids(list, "templates", "id"), ["gw_solid", "sdxl_basic"], "{list}");
+    assert_eq!(ids(list, "errors", "id"), ["portrait_v1"], "{list}");
 }
