@@ -10,7 +10,7 @@ use clap::Args;
 
 use clawgate_config::{Env, LoadedConfig};
 use clawgate_core::Gateway;
-use clawgate_core::config_service::{ConfigService, Overrides, apply_changes, settings_from_config};
+use clawgate_core::config_service::{ConfigService, Overrides, apply_changes};
 use clawgate_core::settings::{AuthMode, GatewaySettings};
 use clawgate_store::{KvStore, SqliteStore};
 
@@ -79,8 +79,17 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         listen_addr: SocketAddr::new(ip, port).to_string(),
         ..GatewaySettings::for_tests("", state_dir.clone())
     };
-    let mut settings = settings_from_config(&loaded, &GatewaySettings { token: None, ..base.clone() }, &overrides)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    // The same checks as `clawgate config validate`, with the same file:line messages.
+    let checked = match crate::config_cmd::check(&loaded, &GatewaySettings { token: None, ..base.clone() }, &overrides)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("clawgate: fix the config above (check it with `clawgate config validate`), then start again");
+            return Ok(2);
+        }
+    };
+    let crate::config_cmd::Checked { mut settings, agents } = checked;
     let mut generated_token = false;
     if settings.auth_mode == AuthMode::Token && settings.token.is_none() {
         let token = store.get_or_init(TOKEN_KEY, generate_token).await.context("cannot store the gateway token")?;
@@ -105,20 +114,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     settings.listen_addr = local.to_string();
     let auth_mode = settings.auth_mode;
 
-    let base_dir = config_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    let agents = match clawgate_core::agent::AgentService::from_config(&loaded.value, &base_dir) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{}: {e}", config_path.display());
-            eprintln!("clawgate: fix the agents/models config above, then start again");
-            return Ok(2);
-        }
-    };
-    if let Err(e) = crate::config_cmd::check_channels(&loaded) {
-        eprintln!("{e}");
-        eprintln!("clawgate: fix the channels config above, then start again");
-        return Ok(2);
-    }
     let config = ConfigService::new(config_path.clone(), loaded);
     let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, agents, overrides.clone());
     if let Err(e) = clawgate_core::agent::recover(&gw).await {

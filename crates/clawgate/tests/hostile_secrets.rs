@@ -242,3 +242,64 @@ async fn one_bad_template_never_takes_the_good_ones_down_and_a_fix_is_picked_up(
     assert_eq!(ids(list, "templates", "id"), ["gw_solid", "sdxl_basic"], "{list}");
     assert_eq!(ids(list, "errors", "id"), ["portrait_v1"], "{list}");
 }
+
+/// Runs `clawgate <args…> --config <path>` with no gateway secrets in the environment.
+fn run_cli(args: &[&str], config: &std::path::Path, state: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        .env_remove("CLAWGATE_GATEWAY_TOKEN")
+        .env_remove("CLAWGATE_GATEWAY_PASSWORD")
+        .env_remove("CLAWGATE_CONFIG")
+        .output()
+        .expect("run clawgate");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn config_validate_and_gateway_refuse_the_same_files_with_the_same_file_line_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let path = dir.path().join("clawgate.json5");
+    // (config text, the key the error names, the line it is on)
+    let cases = [
+        (
+            "{\n  gateway: {\n    auth: {\n      token: {env: \"CLAWGATE_TEST_NEVER_SET_VAR\"},\n    },\n  },\n}\n",
+            "gateway.auth.token",
+            4,
+        ),
+        (
+            "{\n  gateway: {auth: {mode: \"password\",\n    password: {file: \"no-such-password.txt\"}}},\n}\n",
+            "gateway.auth.password",
+            3,
+        ),
+        (
+            "{\n  models: {providers: {p: {api: \"openai-completions\", baseUrl: \"http://127.0.0.1:9\",\n    apiKey: {env: \"CLAWGATE_TEST_NEVER_SET_KEY\"}}}},\n}\n",
+            "models.providers.p.apiKey",
+            3,
+        ),
+        (
+            "{\n  channels: {\n    telegram: {botToken: \"1:x\", dmPolicy: \"sometimes\"},\n  },\n}\n",
+            "channels.telegram.dmPolicy",
+            3,
+        ),
+        ("{\n  comfy: {\n    workers: [\n      {url: \"ftp://gpu\"},\n    ],\n  },\n}\n", "comfy.workers[0].url", 4),
+        ("{\n  gateway: {\n    port: \"eighty\",\n  },\n}\n", "gateway.port", 3),
+    ];
+    for (text, key, line) in cases {
+        std::fs::write(&path, text).unwrap();
+        let (code, validate) = run_cli(&["config", "validate"], &path, &state);
+        assert_eq!(code, Some(1), "validate must refuse {key}: {validate}");
+        let first = validate.lines().next().unwrap_or_default().to_owned();
+        assert!(
+            first.contains(&format!("clawgate.json5:{line}:")) && first.contains(key),
+            "validate for {key}: {validate}"
+        );
+        let (code, gateway) = run_cli(&["gateway", "--port", "0"], &path, &state);
+        assert_eq!(code, Some(2), "gateway must refuse {key}: {gateway}");
+        assert_eq!(gateway.lines().next().unwrap_or_default(), first, "same message for {key}: {gateway}");
+    }
+}
