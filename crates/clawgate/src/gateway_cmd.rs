@@ -66,6 +66,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         .unwrap_or_else(|| paths::log_file(&state_dir));
     let _guard = logging::init_gateway(&loaded.config.logging.level, Some(&log_file))?;
 
+    if !loaded.exists {
+        tracing::info!(path = %config_path.display(), "no config file; running with defaults (create this file to configure clawgate)");
+    }
     let overrides = Overrides { token: args.token.clone(), port: args.port, bind: args.bind.clone() };
     let port = args.port.unwrap_or(loaded.config.gateway.port);
     let ip = bind_ip(args.bind.as_deref(), &loaded)?;
@@ -126,8 +129,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     spawn_config_watcher(gw.clone(), config_path.clone(), overrides);
     gw.refresh_health().await;
 
-    let url_host = if ip.is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
-    let url_host = if local.is_ipv6() && !ip.is_unspecified() { format!("[{url_host}]") } else { url_host };
     match auth_mode {
         AuthMode::Token if generated_token => {
             println!("auth: token (stored in {}; read it with: cat {})", token_path.display(), token_path.display())
@@ -138,12 +139,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     }
     println!("state: {}  config: {}  log: {}", state_dir.display(), config_path.display(), log_file.display());
     // Printed last: tools and tests wait for this line to know the gateway is ready.
-    println!(
-        "clawgate {} listening on ws://{url_host}:{} (http://{url_host}:{}/)",
-        env!("CARGO_PKG_VERSION"),
-        local.port(),
-        local.port()
-    );
+    println!("clawgate {} {}", env!("CARGO_PKG_VERSION"), listening_line(local));
     tracing::info!(addr = %local, startup_ms = t0.elapsed().as_millis() as u64, "clawgate listening");
 
     let server = tokio::spawn(clawgate_server::serve(listener, gw.clone()));
@@ -161,6 +157,23 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// `listening on ws://ADDR/ …` naming the real bind address. An unspecified address (`0.0.0.0`,
+/// `::`) is said to be all interfaces, with the loopback URL to use from this machine.
+fn listening_line(local: SocketAddr) -> String {
+    let port = local.port();
+    let ip = local.ip();
+    let host = |ip: IpAddr| if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+    if ip.is_unspecified() {
+        let here = if ip.is_ipv6() { "[::1]".to_owned() } else { "127.0.0.1".to_owned() };
+        format!(
+            "listening on ws://{}:{port}/ (all interfaces; from this machine: ws://{here}:{port}, http://{here}:{port}/)",
+            host(ip)
+        )
+    } else {
+        format!("listening on ws://{h}:{port} (http://{h}:{port}/)", h = host(ip))
+    }
 }
 
 fn resolve_relative(config_path: &std::path::Path, file: PathBuf) -> PathBuf {

@@ -303,3 +303,43 @@ fn config_validate_and_gateway_refuse_the_same_files_with_the_same_file_line_mes
         assert_eq!(gateway.lines().next().unwrap_or_default(), first, "same message for {key}: {gateway}");
     }
 }
+
+#[test]
+fn the_banner_names_the_real_bind_and_a_usable_local_address() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["gateway", "--port", "0", "--bind", "lan", "--state-dir"])
+        .arg(dir.path())
+        .env("CLAWGATE_GATEWAY_TOKEN", "banner-test-token-1")
+        .env_remove("CLAWGATE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    // The gateway prints the line once it listens; a closed stdout (exit) ends the loop.
+    let line = BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("listening on"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("a listening line");
+    assert!(line.contains("ws://0.0.0.0:") && line.contains("all interfaces"), "{line}");
+    assert!(line.contains("ws://127.0.0.1:"), "a usable address for this machine: {line}");
+}
+
+#[tokio::test]
+async fn first_start_without_a_config_file_says_defaults_not_gone() {
+    let gw = TestGateway::builder(BIN).start().await.expect("start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // The watcher's first look at the missing file is logged; wait for it.
+    let log = loop {
+        let log = gw.read_log();
+        if log.contains("no config file yet") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(log.contains("no config file yet"), "{log}");
+    assert!(log.contains("running with defaults"), "{log}");
+    assert!(!log.contains("config file is gone"), "{log}");
+}
