@@ -171,11 +171,12 @@ pub fn redacted(value: &Value) -> Value {
     out
 }
 
-/// [`redacted`] for one top-level section (`name` is e.g. `"channels"`), so paths still match.
+/// [`redacted`] for the object at key path `at` (e.g. `"channels"` or `"channels.telegram"`),
+/// so the secret paths still match.
 #[must_use]
-pub fn redacted_section(name: &str, section: &Map<String, Value>) -> Value {
+pub fn redacted_section(at: &str, section: &Map<String, Value>) -> Value {
     let mut out = Value::Object(section.clone());
-    redact_in_place(&mut out, &mut vec![name.to_owned()]);
+    redact_in_place(&mut out, &mut split_path(at));
     out
 }
 
