@@ -75,8 +75,9 @@ impl Default for RateLimits {
     }
 }
 
-/// One account of one platform, resolved (secrets read, account overrides merged).
-#[derive(Debug, Clone)]
+/// One account of one platform, resolved (secrets read, account overrides merged). `Debug`
+/// hides the token and shows the settings redacted (`webhookSecret`, URL passwords).
+#[derive(Clone)]
 pub struct AccountConfig {
     /// `telegram/default`.
     pub key: AccountKey,
@@ -100,6 +101,25 @@ pub struct AccountConfig {
     pub rate_limits: RateLimits,
     /// The merged raw settings, for platform keys (`apiRoot`, `gatewayUrl`, `webhookUrl`, …).
     pub settings: Map<String, Value>,
+}
+
+impl std::fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let section = format!("channels.{}", self.key.channel);
+        f.debug_struct("AccountConfig")
+            .field("key", &self.key)
+            .field("enabled", &self.enabled)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("dm_policy", &self.dm_policy)
+            .field("allow_from", &self.allow_from)
+            .field("group_policy", &self.group_policy)
+            .field("group_allow_from", &self.group_allow_from)
+            .field("groups", &self.groups)
+            .field("require_mention", &self.require_mention)
+            .field("rate_limits", &self.rate_limits)
+            .field("settings", &clawgate_config::redacted_section(&section, &self.settings))
+            .finish()
+    }
 }
 
 impl AccountConfig {
@@ -332,6 +352,18 @@ fn secret(v: &Value, path: &str, base_dir: &Path) -> Result<String, ChannelConfi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token_or_the_webhook_secret() {
+        let root = serde_json::json!({"channels": {"telegram": {"botToken": "123:tok_canary", "webhookSecret": "ws_canary",
+            "apiRoot": "http://u:pw_canary@127.0.0.1:1"}}});
+        let accounts = accounts_from_config(&root, Path::new("/")).unwrap();
+        let debug = format!("{accounts:?}");
+        for canary in ["tok_canary", "ws_canary", "pw_canary"] {
+            assert!(!debug.contains(canary), "{canary} in {debug}");
+        }
+        assert_eq!(accounts[0].setting_str("webhookSecret"), Some("ws_canary"));
+    }
     use serde_json::json;
 
     #[test]

@@ -824,6 +824,8 @@ impl Hub {
 
 /// Keeps one WebSocket open and forwards its events, reconnecting with capped, jittered backoff.
 async fn ws_task(url: String, connect_timeout: Duration, hub: Hub, tx: broadcast::Sender<ComfyEvent>) {
+    // The URL may carry a password (`ws://user:pass@host`); logs get it masked.
+    let shown = crate::openclaw::redact_url(&url);
     let mut backoff = WS_BACKOFF_MIN;
     loop {
         if hub.abandoned(&tx) {
@@ -850,10 +852,10 @@ async fn ws_task(url: String, connect_timeout: Duration, hub: Hub, tx: broadcast
                         Ok(Some(Ok(_))) => {}
                     }
                 }
-                tracing::debug!(%url, "ComfyUI WebSocket closed; reconnecting");
+                tracing::debug!(url = %shown, "ComfyUI WebSocket closed; reconnecting");
             }
-            Ok(Err(e)) => tracing::debug!(%url, error = %e, "ComfyUI WebSocket connect failed"),
-            Err(_) => tracing::debug!(%url, "ComfyUI WebSocket connect timed out"),
+            Ok(Err(e)) => tracing::debug!(url = %shown, error = %e, "ComfyUI WebSocket connect failed"),
+            Err(_) => tracing::debug!(url = %shown, "ComfyUI WebSocket connect timed out"),
         }
         tokio::time::sleep(jittered(backoff)).await;
         backoff = (backoff * 2).min(WS_BACKOFF_MAX);

@@ -808,7 +808,7 @@ fn malformed(path: &str, reason: String) -> OpenClawError {
 }
 
 /// The URL with any password masked, for messages.
-fn redact_url(text: &str) -> String {
+pub(crate) fn redact_url(text: &str) -> String {
     match Url::parse(text) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("***"));

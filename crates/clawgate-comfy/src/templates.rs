@@ -423,34 +423,64 @@ pub struct Rendered {
     pub inputs: BTreeMap<String, Value>,
 }
 
+/// A template (or the manifest) that could not be loaded, by name, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateProblem {
+    /// The template id, or the file name when there is no id (`manifest.json`).
+    pub name: String,
+    /// Why it was not loaded (names the file).
+    pub error: String,
+}
+
 /// A loaded template directory.
+///
+/// Class closed: *one bad file takes every template down*. Each template loads on its own; a
+/// bad one is kept as a [`TemplateProblem`] (shown by `/templates`, `comfy.templates.list` and
+/// the log) and the others stay usable.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateLibrary {
     templates: BTreeMap<String, Template>,
+    problems: Vec<TemplateProblem>,
 }
 
 impl TemplateLibrary {
     /// Loads `dir/manifest.json` (optional) and the workflows it names, plus any other `*.json`
-    /// in `dir` that is a valid workflow. A bad manifest entry or a workflow it names is an
-    /// error; an unlisted file that is not a workflow is skipped with a warning, as OpenClaw
-    /// keeps files like `manifest.orig.json` beside the templates.
+    /// in `dir` that is a valid workflow. Each template loads on its own: a bad manifest entry,
+    /// a workflow that is not an API-format graph (such as ComfyUI-OpenClaw's shipped
+    /// `sdxl_basic.json`, wrapped in `"key_idx"`), or an unlisted `*.json` that is not a workflow
+    /// becomes a [`TemplateProblem`] and the rest load. A manifest that cannot be read at all is
+    /// a problem named `manifest.json`; the unlisted files still load.
+    ///
+    /// # Errors
+    /// Only when the directory itself cannot be read.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self, TemplateError> {
         let dir = dir.as_ref();
         let manifest_path = dir.join(MANIFEST_FILE);
         let mut templates = BTreeMap::new();
+        let mut problems = Vec::new();
         let mut listed_files = BTreeSet::new();
 
-        match std::fs::read_to_string(&manifest_path) {
-            Ok(text) => {
-                let manifest: Value = serde_json::from_str(&text)
-                    .map_err(|source| TemplateError::Json { path: manifest_path.clone(), source })?;
-                for template in parse_manifest(dir, &manifest_path, &manifest)? {
-                    listed_files.insert(template.file.clone());
-                    templates.insert(template.id.clone(), template);
+        let manifest = match std::fs::read_to_string(&manifest_path) {
+            Ok(text) => serde_json::from_str::<Value>(&text)
+                .map_err(|source| TemplateError::Json { path: manifest_path.clone(), source })
+                .and_then(|manifest| parse_manifest(dir, &manifest_path, &manifest))
+                .map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(TemplateError::Io { path: manifest_path.clone(), source }),
+        };
+        match manifest {
+            Ok(entries) => {
+                for (id, file, result) in entries.into_iter().flatten() {
+                    listed_files.insert(file);
+                    match result {
+                        Ok(template) => {
+                            templates.insert(id, template);
+                        }
+                        Err(e) => problems.push(TemplateProblem { name: id, error: e.to_string() }),
+                    }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(TemplateError::Io { path: manifest_path, source }),
+            Err(e) => problems.push(TemplateProblem { name: MANIFEST_FILE.to_owned(), error: e.to_string() }),
         }
 
         let entries = std::fs::read_dir(dir).map_err(|source| TemplateError::Io { path: dir.to_owned(), source })?;
@@ -469,17 +499,22 @@ impl TemplateLibrary {
             let Some(id) = path.file_stem().and_then(|s| s.to_str()).filter(|s| is_valid_name(s)) else {
                 continue;
             };
-            if templates.contains_key(id) {
+            if templates.contains_key(id) || problems.iter().any(|p| p.name == id) {
                 continue;
             }
             match discovered_template(id, &path) {
                 Ok(template) => {
                     templates.insert(id.to_owned(), template);
                 }
-                Err(e) => tracing::warn!(error = %e, "skipping a file in the templates directory"),
+                Err(e) => problems.push(TemplateProblem { name: id.to_owned(), error: e.to_string() }),
             }
         }
-        Ok(Self { templates })
+        Ok(Self { templates, problems })
+    }
+
+    /// The templates (or the manifest) that could not be loaded, in load order.
+    pub fn problems(&self) -> &[TemplateProblem] {
+        &self.problems
     }
 
     /// Every template, sorted by id.
@@ -677,7 +712,10 @@ fn discovered_template(id: &str, path: &Path) -> Result<Template, TemplateError>
     })
 }
 
-fn parse_manifest(dir: &Path, file: &Path, manifest: &Value) -> Result<Vec<Template>, TemplateError> {
+/// One manifest entry: its id, the workflow file it names, and the template or why it is bad.
+type ManifestEntry = (String, PathBuf, Result<Template, TemplateError>);
+
+fn parse_manifest(dir: &Path, file: &Path, manifest: &Value) -> Result<Vec<ManifestEntry>, TemplateError> {
     let err = |key: &str, reason: &str| TemplateError::Manifest {
         file: file.to_owned(),
         key: key.to_owned(),
@@ -696,7 +734,8 @@ fn parse_manifest(dir: &Path, file: &Path, manifest: &Value) -> Result<Vec<Templ
     };
     let mut out = Vec::with_capacity(entries.len());
     for (id, entry) in entries {
-        out.push(parse_entry(dir, file, id, entry)?);
+        let rel = entry.get("path").and_then(Value::as_str).map_or_else(|| format!("{id}.json"), str::to_owned);
+        out.push((id.clone(), dir.join(rel), parse_entry(dir, file, id, entry)));
     }
     Ok(out)
 }
@@ -918,7 +957,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "t.json", &json!({"1": {"class_type": "X", "inputs": {"a": "{{a}}"}}}));
         write(dir.path(), MANIFEST_FILE, &manifest);
-        TemplateLibrary::load(dir.path()).expect_err("manifest must be refused").to_string()
+        let lib = TemplateLibrary::load(dir.path()).expect("a bad manifest is a problem, not a failure");
+        assert_eq!(lib.problems().len(), 1, "{:?}", lib.problems());
+        lib.problems()[0].error.clone()
     }
 
     #[test]
@@ -1182,31 +1223,54 @@ mod tests {
         }
     }
 
+    /// The only problem of loading `dir`, which must still load.
+    fn only_problem(dir: &Path) -> TemplateProblem {
+        let lib = TemplateLibrary::load(dir).expect("bad templates are problems, not failures");
+        assert_eq!(lib.problems().len(), 1, "{:?}", lib.problems());
+        lib.problems()[0].clone()
+    }
+
     #[test]
-    fn workflow_errors_name_the_file() {
+    fn workflow_errors_name_the_template_and_file_and_keep_the_others() {
         let dir = tempfile::tempdir().expect("tempdir");
+        // ComfyUI-OpenClaw's shipped sdxl_basic.json wraps its graph in "key_idx" (contracts/comfy-real.md §5).
         write(dir.path(), "wrapped.json", &json!({"key_idx": {"1": {"class_type": "X", "inputs": {}}}}));
-        write(dir.path(), MANIFEST_FILE, &json!({"templates": {"wrapped": {}}}));
-        let err = TemplateLibrary::load(dir.path()).expect_err("wrapped graph");
-        assert!(matches!(&err, TemplateError::Workflow { file, .. } if file.ends_with("wrapped.json")), "{err}");
-        assert!(err.to_string().contains("node `key_idx` has no string `class_type`"), "{err}");
+        write(dir.path(), "good.json", &json!({"1": {"class_type": "X", "inputs": {"a": "{{a}}"}}}));
+        write(dir.path(), MANIFEST_FILE, &json!({"templates": {"wrapped": {}, "good": {"allowed_inputs": ["a"]}}}));
+        let lib = TemplateLibrary::load(dir.path()).expect("load");
+        assert!(lib.get("good").is_some(), "the good template survives the bad one");
+        assert_eq!(lib.problems().len(), 1, "{:?}", lib.problems());
+        let p = &lib.problems()[0];
+        assert_eq!(p.name, "wrapped");
+        assert!(
+            p.error.contains("wrapped.json") && p.error.contains("node `key_idx` has no string `class_type`"),
+            "{p:?}"
+        );
+        std::fs::remove_file(dir.path().join("good.json")).expect("rm");
+        // Unlisted, wrapped.json is still reported, by its id.
+        write(dir.path(), MANIFEST_FILE, &json!({"templates": {}}));
+        assert_eq!(only_problem(dir.path()).name, "wrapped");
+        std::fs::remove_file(dir.path().join("wrapped.json")).expect("rm");
 
         write(dir.path(), MANIFEST_FILE, &json!({"templates": {"gone": {}}}));
-        let err = TemplateLibrary::load(dir.path()).expect_err("missing file");
-        assert!(matches!(&err, TemplateError::Io { path, .. } if path.ends_with("gone.json")), "{err}");
+        let p = only_problem(dir.path());
+        assert!(p.name == "gone" && p.error.contains("gone.json"), "{p:?}");
 
         write(dir.path(), "w.json", &json!({"1": {"class_type": "X", "inputs": {"a": "{{secret}}"}}}));
         write(dir.path(), MANIFEST_FILE, &json!({"templates": {"w": {"allowed_inputs": ["b"]}}}));
-        let err = TemplateLibrary::load(dir.path()).expect_err("unfillable placeholder");
-        assert!(err.to_string().contains("{{secret}}"), "{err}");
+        assert!(only_problem(dir.path()).error.contains("{{secret}}"));
 
         for bad in [json!([]), json!({}), json!({"1": 5}), json!({"1": {"class_type": "X", "inputs": []}})] {
             write(dir.path(), "w.json", &bad);
             write(dir.path(), MANIFEST_FILE, &json!({"templates": {"w": {}}}));
-            assert!(matches!(TemplateLibrary::load(dir.path()), Err(TemplateError::Workflow { .. })), "{bad}");
+            assert_eq!(only_problem(dir.path()).name, "w", "{bad}");
         }
         std::fs::write(dir.path().join(MANIFEST_FILE), "{\"templates\":").expect("write");
-        assert!(matches!(TemplateLibrary::load(dir.path()), Err(TemplateError::Json { .. })));
+        write(dir.path(), "w.json", &json!({"1": {"class_type": "X", "inputs": {}}}));
+        let lib = TemplateLibrary::load(dir.path()).expect("load");
+        assert_eq!(lib.problems()[0].name, MANIFEST_FILE);
+        assert!(lib.problems()[0].error.contains("not valid JSON"), "{:?}", lib.problems());
+        assert!(lib.get("w").is_some(), "unlisted workflows still load beside a broken manifest");
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub use model::{
     HttpEndpointsConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode,
 };
 pub use path::{InvalidKeyPath, KeyPath, Segment};
-pub use redact::{REDACTED, redacted, restore_redacted};
+pub use redact::{
+    REDACTED, SECRET_PATHS, SecretUrl, URL_PATHS, is_secret_path, redact_url_userinfo, redacted, redacted_section,
+    restore_redacted,
+};
 pub use reload::{ConfigChange, RULES as RELOAD_RULES, ReloadClass, diff, reload_class, reload_class_of};
 pub use schema::{config_schema, ui_hints};
 pub use secret::{Secret, resolve_path};

@@ -15,13 +15,13 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::redact::redacted;
+use crate::redact::redacted_section;
 use crate::secret::Secret;
 
 /// A clawgate config file.
 ///
-/// `Debug` hides secrets: typed ones print as `***`, and the opaque sections are shown through
-/// [`crate::redacted`].
+/// `Debug` and `Serialize` hide secrets: typed ones are [`Secret`]s, and the sections the core
+/// decodes itself are shown through [`crate::redacted`] (by [`crate::SECRET_PATHS`]).
 #[derive(Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 #[schemars(title = "clawgate config")]
@@ -34,39 +34,76 @@ pub struct Config {
     /// Log output.
     pub logging: LoggingConfig,
     /// Chat channels, one object per channel id (e.g. `telegram`).
+    #[serde(serialize_with = "ser_channels")]
     pub channels: Map<String, Value>,
     /// Agents (`defaults`, `list`).
+    #[serde(serialize_with = "ser_agents")]
     pub agents: Map<String, Value>,
     /// Model providers and aliases.
+    #[serde(serialize_with = "ser_models")]
     pub models: Map<String, Value>,
     /// Inbound webhooks.
+    #[serde(serialize_with = "ser_hooks")]
     pub hooks: Map<String, Value>,
     /// Session behaviour.
+    #[serde(serialize_with = "ser_session")]
     pub session: Map<String, Value>,
     /// Scheduled jobs.
+    #[serde(serialize_with = "ser_cron")]
     pub cron: Map<String, Value>,
     /// ComfyUI workers, templates and delivery limits.
+    #[serde(serialize_with = "ser_comfy")]
     pub comfy: Map<String, Value>,
     /// Agent tool policy.
+    #[serde(serialize_with = "ser_tools")]
     pub tools: Map<String, Value>,
+}
+
+/// Serialises an opaque section with its secrets redacted (see [`crate::SECRET_PATHS`]).
+fn ser_section<S: Serializer>(name: &str, section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    redacted_section(name, section).serialize(s)
+}
+
+fn ser_channels<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    ser_section("channels", section, s)
+}
+fn ser_agents<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    ser_section("agents", section, s)
+}
+fn ser_models<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    ser_section("models", section, s)
+}
+fn ser_hooks<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    ser_section("hooks", section, s)
+}
+fn ser_session<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    ser_section("session", section, s)
+}
+fn ser_cron<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    ser_section("cron", section, s)
+}
+fn ser_comfy<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    ser_section("comfy", section, s)
+}
+fn ser_tools<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    ser_section("tools", section, s)
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The opaque sections hold channel bot tokens, API keys and the like.
-        let hidden = |section: &Map<String, Value>| redacted(&Value::Object(section.clone()));
         f.debug_struct("Config")
             .field("schema", &self.schema)
             .field("gateway", &self.gateway)
             .field("logging", &self.logging)
-            .field("channels", &hidden(&self.channels))
-            .field("agents", &hidden(&self.agents))
-            .field("models", &hidden(&self.models))
-            .field("hooks", &hidden(&self.hooks))
-            .field("session", &hidden(&self.session))
-            .field("cron", &hidden(&self.cron))
-            .field("comfy", &hidden(&self.comfy))
-            .field("tools", &hidden(&self.tools))
+            .field("channels", &redacted_section("channels", &self.channels))
+            .field("agents", &redacted_section("agents", &self.agents))
+            .field("models", &redacted_section("models", &self.models))
+            .field("hooks", &redacted_section("hooks", &self.hooks))
+            .field("session", &redacted_section("session", &self.session))
+            .field("cron", &redacted_section("cron", &self.cron))
+            .field("comfy", &redacted_section("comfy", &self.comfy))
+            .field("tools", &redacted_section("tools", &self.tools))
             .finish()
     }
 }

@@ -4,6 +4,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::model::Config;
+use crate::redact::{SECRET_PATHS, is_secret_path};
 
 /// JSON Schema (draft-07) of the config file, generated from the typed config. The opaque
 /// sections (`channels`, `agents`, …) accept any object for now.
@@ -12,202 +13,175 @@ pub fn config_schema() -> Value {
     SchemaSettings::draft07().into_generator().into_root_schema_for::<Config>().to_value()
 }
 
-/// One row of the hint table: path, label, help, sensitive, group.
-type Hint = (&'static str, &'static str, &'static str, bool, &'static str);
+/// One row of the hint table: path, label, help, group. Whether a key is `sensitive` is not
+/// written here: it comes from [`crate::SECRET_PATHS`], the table redaction uses.
+type Hint = (&'static str, &'static str, &'static str, &'static str);
 
 const HINTS: &[Hint] = &[
-    ("gateway", "Gateway", "The WebSocket and HTTP server.", false, "Gateway"),
+    ("gateway", "Gateway", "The WebSocket and HTTP server.", "Gateway"),
     (
         "gateway.port",
         "Port",
         "TCP port for WebSocket and HTTP. 0 picks a free port. CLAWGATE_GATEWAY_PORT overrides it. Changing it restarts the gateway.",
-        false,
         "Gateway",
     ),
     (
         "gateway.bind",
         "Bind address",
         "\"loopback\" (this machine only), \"lan\" (all interfaces), \"custom\" (use Custom bind host) or an IP address. Anything but loopback requires auth. Changing it restarts the gateway.",
-        false,
         "Gateway",
     ),
     (
         "gateway.customBindHost",
         "Custom bind host",
         "IP address to listen on when the bind address is \"custom\".",
-        false,
         "Gateway",
     ),
-    ("gateway.auth", "Authentication", "How clients prove who they are.", false, "Authentication"),
+    ("gateway.auth", "Authentication", "How clients prove who they are.", "Authentication"),
     (
         "gateway.auth.mode",
         "Auth mode",
         "\"token\" (shared token), \"password\" (shared password) or \"none\" (loopback only). Changing it restarts the gateway.",
-        false,
         "Authentication",
     ),
     (
         "gateway.auth.token",
         "Token",
         "Shared token clients send to connect. A string, {\"env\": \"NAME\"} or {\"file\": \"path\"}. CLAWGATE_GATEWAY_TOKEN overrides it. Applied live; connected clients must reconnect.",
-        true,
         "Authentication",
     ),
     (
         "gateway.auth.password",
         "Password",
         "Shared password (auth mode \"password\"): plain text or an argon2id hash (\"$argon2id$…\"), or {\"env\": \"NAME\"} / {\"file\": \"path\"}. CLAWGATE_GATEWAY_PASSWORD overrides it.",
-        true,
         "Authentication",
     ),
     (
         "gateway.auth.rateLimit",
         "Auth rate limit",
         "Locks out a client address after repeated failed logins.",
-        false,
         "Authentication",
     ),
     (
         "gateway.auth.rateLimit.maxAttempts",
         "Max failed attempts",
         "Failed attempts allowed within the window before a lockout.",
-        false,
         "Authentication",
     ),
     (
         "gateway.auth.rateLimit.windowMs",
         "Window (ms)",
         "Period over which failed attempts are counted.",
-        false,
         "Authentication",
     ),
-    (
-        "gateway.auth.rateLimit.lockoutMs",
-        "Lockout (ms)",
-        "How long a locked-out address is refused.",
-        false,
-        "Authentication",
-    ),
+    ("gateway.auth.rateLimit.lockoutMs", "Lockout (ms)", "How long a locked-out address is refused.", "Authentication"),
     (
         "gateway.auth.rateLimit.exemptLoopback",
         "Exempt loopback",
         "Never rate limit clients on this machine.",
-        false,
         "Authentication",
     ),
-    ("gateway.controlUi", "Control UI", "The browser control UI.", false, "Control UI"),
-    (
-        "gateway.controlUi.enabled",
-        "Serve control UI",
-        "Serve the browser control UI from the gateway.",
-        false,
-        "Control UI",
-    ),
+    ("gateway.controlUi", "Control UI", "The browser control UI.", "Control UI"),
+    ("gateway.controlUi.enabled", "Serve control UI", "Serve the browser control UI from the gateway.", "Control UI"),
     (
         "gateway.controlUi.basePath",
         "Base path",
         "URL path prefix for the UI, e.g. \"/ui\". Empty serves it at /.",
-        false,
         "Control UI",
     ),
     (
         "gateway.controlUi.allowedOrigins",
         "Allowed origins",
         "Extra browser origins (scheme://host[:port], no path) allowed to connect over WebSocket.",
-        false,
         "Control UI",
     ),
-    ("gateway.http", "HTTP", "Optional HTTP endpoints.", false, "HTTP API"),
-    ("gateway.http.endpoints", "HTTP endpoints", "OpenAI-compatible endpoints, off by default.", false, "HTTP API"),
-    ("gateway.http.endpoints.chatCompletions", "Chat Completions", "POST /v1/chat/completions.", false, "HTTP API"),
+    ("gateway.http", "HTTP", "Optional HTTP endpoints.", "HTTP API"),
+    ("gateway.http.endpoints", "HTTP endpoints", "OpenAI-compatible endpoints, off by default.", "HTTP API"),
+    ("gateway.http.endpoints.chatCompletions", "Chat Completions", "POST /v1/chat/completions.", "HTTP API"),
     (
         "gateway.http.endpoints.chatCompletions.enabled",
         "Enable Chat Completions",
         "Serve the OpenAI-compatible POST /v1/chat/completions endpoint.",
-        false,
         "HTTP API",
     ),
-    ("gateway.http.endpoints.responses", "Responses", "POST /v1/responses.", false, "HTTP API"),
+    ("gateway.http.endpoints.responses", "Responses", "POST /v1/responses.", "HTTP API"),
     (
         "gateway.http.endpoints.responses.enabled",
         "Enable Responses",
         "Serve the OpenAI-compatible POST /v1/responses endpoint.",
-        false,
         "HTTP API",
     ),
-    ("gateway.reload", "Reload", "Reaction to changes of this file.", false, "Gateway"),
+    ("gateway.reload", "Reload", "Reaction to changes of this file.", "Gateway"),
     (
         "gateway.reload.mode",
         "Reload mode",
         "\"hybrid\" applies changes live where possible and restarts for the rest; \"off\" ignores changes until the next start.",
-        false,
         "Gateway",
     ),
     (
         "gateway.handshakeTimeoutMs",
         "Handshake timeout (ms)",
         "How long a new WebSocket connection may take to send connect.",
-        false,
         "Gateway",
     ),
     (
         "gateway.tickIntervalMs",
         "Tick interval (ms)",
         "Interval of tick keep-alive events. Clients treat two missed ticks as a dead connection.",
-        false,
         "Gateway",
     ),
-    ("logging", "Logging", "Log output.", false, "Logging"),
+    ("logging", "Logging", "Log output.", "Logging"),
     (
         "logging.file",
         "Log file",
         "Also write logs to this file (relative to the config directory). Changing it restarts the gateway.",
-        false,
         "Logging",
     ),
     (
         "logging.level",
         "Log level",
         "error, warn, info, debug, trace or off; per-target levels like \"info,clawgate_server=debug\". Applied live.",
-        false,
         "Logging",
     ),
-    (
-        "channels",
-        "Channels",
-        "Chat channels, one entry per channel id. A change restarts that channel.",
-        false,
-        "Channels",
-    ),
-    ("agents", "Agents", "Agent defaults and the agent list.", false, "Agents"),
-    ("models", "Models", "Model providers and aliases.", false, "Models"),
-    ("hooks", "Hooks", "Inbound webhooks.", false, "Automation"),
-    ("session", "Sessions", "Session behaviour.", false, "Agents"),
-    ("cron", "Cron", "Scheduled jobs.", false, "Automation"),
+    ("channels", "Channels", "Chat channels, one entry per channel id. A change restarts that channel.", "Channels"),
+    ("agents", "Agents", "Agent defaults and the agent list.", "Agents"),
+    ("models", "Models", "Model providers and aliases.", "Models"),
+    ("hooks", "Hooks", "Inbound webhooks.", "Automation"),
+    ("session", "Sessions", "Session behaviour.", "Agents"),
+    ("cron", "Cron", "Scheduled jobs.", "Automation"),
     (
         "comfy",
         "ComfyUI",
         "ComfyUI workers, templates and delivery limits. A change restarts the ComfyUI subsystem.",
-        false,
         "ComfyUI",
     ),
-    ("tools", "Tools", "Agent tool policy.", false, "Agents"),
+    ("tools", "Tools", "Agent tool policy.", "Agents"),
 ];
 
 /// Labels and help for the config editor, keyed by key path:
 /// `{"gateway.port": {"label": …, "help": …, "group": …}, "gateway.auth.token": {…, "sensitive": true}}`.
 #[must_use]
 pub fn ui_hints() -> Value {
-    let hints: Map<String, Value> = HINTS
+    let mut hints: Map<String, Value> = HINTS
         .iter()
-        .map(|(path, label, help, sensitive, group)| {
-            let mut hint = json!({"label": label, "help": help, "group": group});
-            if *sensitive && let Some(obj) = hint.as_object_mut() {
-                obj.insert("sensitive".to_owned(), Value::Bool(true));
-            }
-            ((*path).to_owned(), hint)
-        })
+        .map(|(path, label, help, group)| ((*path).to_owned(), json!({"label": label, "help": help, "group": group})))
         .collect();
+    // The secrets of the sections the core decodes get a hint of their own, so an editor
+    // masks them too.
+    for pattern in SECRET_PATHS {
+        hints.entry((*pattern).to_owned()).or_insert_with(|| {
+            let key = pattern.rsplit('.').next().unwrap_or(pattern);
+            let label = if key == "*" { "Header value" } else { key };
+            json!({"label": label, "help": "A secret: a string, {\"env\": \"NAME\"} or {\"file\": \"path\"}. Shown redacted."})
+        });
+    }
+    for (path, hint) in &mut hints {
+        if is_secret_path(path)
+            && let Some(obj) = hint.as_object_mut()
+        {
+            obj.insert("sensitive".to_owned(), Value::Bool(true));
+        }
+    }
     Value::Object(hints)
 }
 
@@ -307,7 +281,13 @@ mod tests {
         schema_paths(&schema, &schema, "", &mut paths);
         paths.remove("$schema");
         let hints = ui_hints();
-        let hinted: BTreeSet<String> = hints.as_object().unwrap().keys().cloned().collect();
+        let hinted: BTreeSet<String> = hints
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| paths.contains(*k) || !SECRET_PATHS.contains(&k.as_str()))
+            .cloned()
+            .collect();
         assert_eq!(hinted, paths);
     }
 
@@ -317,6 +297,11 @@ mod tests {
         assert_eq!(hints["gateway.auth.token"]["sensitive"], true);
         assert_eq!(hints["gateway.auth.password"]["sensitive"], true);
         assert!(hints["gateway.port"].get("sensitive").is_none());
+        for pattern in SECRET_PATHS {
+            assert_eq!(hints[*pattern]["sensitive"], true, "{pattern}");
+        }
+        let marked = hints.as_object().unwrap().iter().filter(|(_, h)| h.get("sensitive").is_some()).count();
+        assert_eq!(marked, SECRET_PATHS.len(), "every sensitive hint comes from SECRET_PATHS");
         assert_eq!(hints["gateway.port"]["label"], "Port");
     }
 }

@@ -4,7 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 
 use crate::env::Env;
 use crate::error::ConfigError;
@@ -12,11 +13,10 @@ use crate::error::ConfigError;
 /// A secret value: written inline, or a reference resolved when the secret is needed.
 ///
 /// `Debug` and `Display` never show an inline value (`***`); references show where the value
-/// comes from, which is not secret. `Serialize` writes the config form back (including an
-/// inline value), because it is used to write config files; use [`crate::redacted`] before
-/// showing a config to anyone.
-#[derive(Clone, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(untagged, deny_unknown_fields)]
+/// comes from, which is not secret. `Serialize` writes an inline value as
+/// [`crate::REDACTED`] (class closed: a secret serialised in clear into a reply, a log or an
+/// error); config files are written from the text the user gave, never from this type.
+#[derive(Clone, PartialEq, Eq, JsonSchema)]
 #[schemars(description = "A secret: the value itself, {\"env\": \"NAME\"} (read from that environment \
                    variable) or {\"file\": \"path\"} (read from that file, relative to the config \
                    file's directory).")]
@@ -74,6 +74,24 @@ impl Secret {
     }
 }
 
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Plain(_) => serializer.serialize_str(crate::REDACTED),
+            Self::Env { env } => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("env", env)?;
+                map.end()
+            }
+            Self::File { file } => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("file", file)?;
+                map.end()
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -119,6 +137,8 @@ mod tests {
         let env = Secret::Env { env: "TOKEN_VAR".to_owned() };
         assert!(!format!("{env:?}").contains("hunter2"));
         assert!(format!("{env:?}").contains("TOKEN_VAR"));
+        assert_eq!(serde_json::to_value(&secret).unwrap(), crate::REDACTED);
+        assert_eq!(serde_json::to_value(&env).unwrap(), serde_json::json!({"env": "TOKEN_VAR"}));
     }
 
     #[test]

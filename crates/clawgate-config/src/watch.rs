@@ -290,8 +290,13 @@ impl Reloader {
             Ok(Read::Missing) => {
                 // Often a moment inside an editor's save; otherwise the user deleted the
                 // file. Either way, falling back to defaults live would be a surprise.
+                // A file that never existed is not "gone": the config in force is the defaults.
                 if !self.warned_missing {
-                    tracing::warn!(path = %self.path.display(), "config file is gone; keeping the current config");
+                    if self.baseline.exists {
+                        tracing::warn!(path = %self.path.display(), "config file is gone; keeping the current config");
+                    } else {
+                        tracing::info!(path = %self.path.display(), "no config file yet; watching for it");
+                    }
                     self.warned_missing = true;
                 }
                 return true;

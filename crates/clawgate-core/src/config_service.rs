@@ -95,6 +95,7 @@ impl ConfigService {
                 details: Some(json!({"currentHash": old.hash})),
             });
         }
+        let text = restore_redacted_secrets(text, &old.value)?;
         let loaded =
             clawgate_config::parse_str_with_env(&text, &self.path, &clawgate_config::Env::process()).map_err(|e| {
                 let issues: Vec<Value> = e
@@ -116,6 +117,29 @@ impl ConfigService {
         let changes = self.adopt(loaded);
         Ok((self.current(), changes))
     }
+}
+
+/// A config written by a client that read it through `config.get` carries
+/// [`clawgate_config::REDACTED`] for the secrets it did not edit: put the stored ones back, so
+/// saving an unchanged form keeps the secrets, and refuse a placeholder with nothing behind it.
+/// Text without the placeholder is kept as written (comments and all).
+fn restore_redacted_secrets(text: String, current: &Value) -> Result<String, CoreError> {
+    if !text.contains(clawgate_config::REDACTED) {
+        return Ok(text);
+    }
+    let Ok(mut edited) = json5::from_str::<Value>(&text) else {
+        // Not JSON5: the parser below reports it with line and column.
+        return Ok(text);
+    };
+    let missing = clawgate_config::restore_redacted(&mut edited, current);
+    if !missing.is_empty() {
+        return Err(CoreError::invalid(format!(
+            "invalid config: {} {} the redaction placeholder but no secret is stored there; give the value",
+            missing.join(", "),
+            if missing.len() == 1 { "holds" } else { "hold" }
+        )));
+    }
+    serde_json::to_string_pretty(&edited).map_err(CoreError::internal)
 }
 
 /// Resolve gateway settings from a config, a base (for what the config does not hold), and the

@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use clawgate_config::LoadedConfig;
+use clawgate_core::agent::AgentService;
+use clawgate_core::config_service::{Overrides, settings_from_config};
+use clawgate_core::settings::GatewaySettings;
+
 use crate::paths;
 
 /// Work with the config file.
@@ -32,38 +37,69 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<i32> {
         ConfigCommand::Validate(args) => {
             let state_dir = paths::state_dir(args.state_dir.as_deref());
             let path = paths::config_path(args.config.as_deref(), &state_dir);
-            match clawgate_config::load_with_env(&path, &clawgate_config::Env::process()) {
-                Ok(loaded) if loaded.exists => {
-                    if let Err(msg) = check_channels(&loaded) {
-                        eprintln!("{msg}");
-                        return Ok(1);
-                    }
-                    println!("ok: {} is valid", path.display());
-                    Ok(0)
-                }
-                Ok(_) => {
-                    println!("ok: {} does not exist; clawgate runs with defaults", path.display());
-                    Ok(0)
-                }
+            let loaded = match clawgate_config::load_with_env(&path, &clawgate_config::Env::process()) {
+                Ok(loaded) => loaded,
                 Err(e) => {
                     eprintln!("{e}");
-                    Ok(1)
+                    return Ok(1);
                 }
+            };
+            let base = GatewaySettings::for_tests("", state_dir);
+            if let Err(msg) = check(&loaded, &base, &Overrides::default()) {
+                eprintln!("{msg}");
+                return Ok(1);
             }
+            if loaded.exists {
+                println!("ok: {} is valid", path.display());
+            } else {
+                println!("ok: {} does not exist; clawgate runs with defaults", path.display());
+            }
+            Ok(0)
         }
     }
 }
 
-/// Check the `channels` section (its platforms, policies and secrets), naming the file, line and
-/// column of the offending key: `clawgate.json5:7:5: channels.telegram.dmPolicy: …`.
-pub fn check_channels(loaded: &clawgate_config::LoadedConfig) -> Result<(), String> {
-    let Err(e) = clawgate_channels::accounts_from_config(&loaded.value, loaded.base_dir()) else {
-        return Ok(());
-    };
+/// What gateway startup resolves from a loaded config.
+pub struct Checked {
+    /// Gateway settings, secrets resolved.
+    pub settings: GatewaySettings,
+    /// Providers and agents.
+    pub agents: AgentService,
+}
+
+/// The one validation path of `clawgate config validate` and `clawgate gateway`: everything
+/// startup resolves from the config — gateway settings and their secret references
+/// (`{env}`/`{file}`), providers and agents, channels, ComfyUI — with each error named
+/// `file:line:column: key.path: message`.
+///
+/// Class closed: *validate says ok and the gateway then refuses*. Both commands call this, so
+/// a check added for startup is a check of `config validate` too.
+pub fn check(loaded: &LoadedConfig, base: &GatewaySettings, overrides: &Overrides) -> Result<Checked, String> {
+    let located = |message: String| locate(loaded, &message);
+    let settings = settings_from_config(loaded, base, overrides).map_err(located)?;
+    let agents = AgentService::from_config(&loaded.value, loaded.base_dir()).map_err(located)?;
+    if let Err(e) = clawgate_channels::accounts_from_config(&loaded.value, loaded.base_dir()) {
+        return Err(located(format!("{}: {}", e.path, e.message)));
+    }
+    clawgate_core::comfy::ComfyConfig::from_config(&loaded.value, loaded.base_dir()).map_err(located)?;
+    Ok(Checked { settings, agents })
+}
+
+/// `key.path: message` → `file:line:column: key.path: message` (the key's place in the file,
+/// or its closest existing parent's; just `file: …` when the message names no key).
+fn locate(loaded: &LoadedConfig, message: &str) -> String {
+    let file = loaded.path.display();
+    let Some((head, _)) = message.split_once(": ") else { return format!("{file}: {message}") };
+    let Some(mut path) = clawgate_config::KeyPath::parse(head.trim()) else { return format!("{file}: {message}") };
     let map = clawgate_config::SourceMap::new(&loaded.raw);
-    let pos = clawgate_config::KeyPath::parse(&e.path).and_then(|p| map.location(&p)).map(|l| l.key.unwrap_or(l.value));
-    Err(match pos {
-        Some(p) => format!("{}:{}:{}: {}: {}", loaded.path.display(), p.line, p.column, e.path, e.message),
-        None => format!("{}: {}: {}", loaded.path.display(), e.path, e.message),
-    })
+    loop {
+        if let Some(l) = map.location(&path) {
+            let p = l.key.unwrap_or(l.value);
+            return format!("{file}:{}:{}: {message}", p.line, p.column);
+        }
+        match path.parent() {
+            Some(parent) if !parent.is_root() => path = parent,
+            _ => return format!("{file}: {message}"),
+        }
+    }
 }

@@ -10,7 +10,7 @@ use clap::Args;
 
 use clawgate_config::{Env, LoadedConfig};
 use clawgate_core::Gateway;
-use clawgate_core::config_service::{ConfigService, Overrides, apply_changes, settings_from_config};
+use clawgate_core::config_service::{ConfigService, Overrides, apply_changes};
 use clawgate_core::settings::{AuthMode, GatewaySettings};
 use clawgate_store::{KvStore, SqliteStore};
 
@@ -66,6 +66,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         .unwrap_or_else(|| paths::log_file(&state_dir));
     let _guard = logging::init_gateway(&loaded.config.logging.level, Some(&log_file))?;
 
+    if !loaded.exists {
+        tracing::info!(path = %config_path.display(), "no config file; running with defaults (create this file to configure clawgate)");
+    }
     let overrides = Overrides { token: args.token.clone(), port: args.port, bind: args.bind.clone() };
     let port = args.port.unwrap_or(loaded.config.gateway.port);
     let ip = bind_ip(args.bind.as_deref(), &loaded)?;
@@ -79,8 +82,17 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         listen_addr: SocketAddr::new(ip, port).to_string(),
         ..GatewaySettings::for_tests("", state_dir.clone())
     };
-    let mut settings = settings_from_config(&loaded, &GatewaySettings { token: None, ..base.clone() }, &overrides)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    // The same checks as `clawgate config validate`, with the same file:line messages.
+    let checked = match crate::config_cmd::check(&loaded, &GatewaySettings { token: None, ..base.clone() }, &overrides)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("clawgate: fix the config above (check it with `clawgate config validate`), then start again");
+            return Ok(2);
+        }
+    };
+    let crate::config_cmd::Checked { mut settings, agents } = checked;
     let mut generated_token = false;
     if settings.auth_mode == AuthMode::Token && settings.token.is_none() {
         let token = store.get_or_init(TOKEN_KEY, generate_token).await.context("cannot store the gateway token")?;
@@ -105,20 +117,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     settings.listen_addr = local.to_string();
     let auth_mode = settings.auth_mode;
 
-    let base_dir = config_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    let agents = match clawgate_core::agent::AgentService::from_config(&loaded.value, &base_dir) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{}: {e}", config_path.display());
-            eprintln!("clawgate: fix the agents/models config above, then start again");
-            return Ok(2);
-        }
-    };
-    if let Err(e) = crate::config_cmd::check_channels(&loaded) {
-        eprintln!("{e}");
-        eprintln!("clawgate: fix the channels config above, then start again");
-        return Ok(2);
-    }
     let config = ConfigService::new(config_path.clone(), loaded);
     let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, agents, overrides.clone());
     if let Err(e) = clawgate_core::agent::recover(&gw).await {
@@ -131,8 +129,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     spawn_config_watcher(gw.clone(), config_path.clone(), overrides);
     gw.refresh_health().await;
 
-    let url_host = if ip.is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
-    let url_host = if local.is_ipv6() && !ip.is_unspecified() { format!("[{url_host}]") } else { url_host };
     match auth_mode {
         AuthMode::Token if generated_token => {
             println!("auth: token (stored in {}; read it with: cat {})", token_path.display(), token_path.display())
@@ -143,12 +139,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     }
     println!("state: {}  config: {}  log: {}", state_dir.display(), config_path.display(), log_file.display());
     // Printed last: tools and tests wait for this line to know the gateway is ready.
-    println!(
-        "clawgate {} listening on ws://{url_host}:{} (http://{url_host}:{}/)",
-        env!("CARGO_PKG_VERSION"),
-        local.port(),
-        local.port()
-    );
+    println!("clawgate {} {}", env!("CARGO_PKG_VERSION"), listening_line(local));
     tracing::info!(addr = %local, startup_ms = t0.elapsed().as_millis() as u64, "clawgate listening");
 
     let server = tokio::spawn(clawgate_server::serve(listener, gw.clone()));
@@ -166,6 +157,23 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// `listening on ws://ADDR/ …` naming the real bind address. An unspecified address (`0.0.0.0`,
+/// `::`) is said to be all interfaces, with the loopback URL to use from this machine.
+fn listening_line(local: SocketAddr) -> String {
+    let port = local.port();
+    let ip = local.ip();
+    let host = |ip: IpAddr| if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+    if ip.is_unspecified() {
+        let here = if ip.is_ipv6() { "[::1]".to_owned() } else { "127.0.0.1".to_owned() };
+        format!(
+            "listening on ws://{}:{port}/ (all interfaces; from this machine: ws://{here}:{port}, http://{here}:{port}/)",
+            host(ip)
+        )
+    } else {
+        format!("listening on ws://{h}:{port} (http://{h}:{port}/)", h = host(ip))
+    }
 }
 
 fn resolve_relative(config_path: &std::path::Path, file: PathBuf) -> PathBuf {

@@ -226,7 +226,13 @@ pub async fn handle_command(gw: &Arc<Gateway>, caller: &CommandCaller, text: &st
             }
         }
         Command::Templates => match gw.comfy.library() {
-            Some(lib) => reply::templates(&lib.list()),
+            Some(lib) => {
+                let mut text = reply::templates(&lib.list());
+                for p in lib.problems() {
+                    text.push_str(&format!("\n! {} could not be loaded: {}", p.name, short_error(&p.error)));
+                }
+                text
+            }
             None => reply::error("no templates are loaded"),
         },
         Command::Workers => {
@@ -658,4 +664,17 @@ async fn notify_admins(
         tracing::error!(approval = %approval_id, error = %e, "cannot notify the admins");
     }
     crate::channels::kick_outbox(gw, &clawgate_channels::AccountKey::new(&caller.platform, &account));
+}
+
+/// A template load error for a chat reply: paths are cut to their file name (chat users do not
+/// see the gateway's directories).
+fn short_error(error: &str) -> String {
+    error
+        .split(' ')
+        .map(|word| match word.rfind('/') {
+            Some(i) if word.starts_with('/') || word.contains(":/") => &word[i + 1..],
+            _ => word,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

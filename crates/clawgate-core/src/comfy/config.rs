@@ -26,8 +26,9 @@ use serde_json::Value;
 pub struct WorkerConfig {
     /// Unique name (`gpu-a`).
     pub name: String,
-    /// Base URL of its HTTP API.
-    pub url: String,
+    /// Base URL of its HTTP API. A password in it is a secret: the type shows it redacted
+    /// everywhere (`comfy.workers.list`, logs, `Debug`); only `expose()` gives the real URL.
+    pub url: clawgate_config::SecretUrl,
     /// `comfyui` (clawgate drives native ComfyUI) or `openclaw` (through the ComfyUI-OpenClaw
     /// extension's endpoints on the same server).
     pub mode: String,
@@ -180,7 +181,7 @@ impl ComfyConfig {
             }
             workers.push(WorkerConfig {
                 name,
-                url: url.to_owned(),
+                url: clawgate_config::SecretUrl::new(url),
                 mode: mode.to_owned(),
                 openclaw,
                 max_concurrent,

@@ -139,6 +139,8 @@ impl Worker {
     }
 
     fn mark(&self, healthy: bool, error: Option<String>) {
+        // Errors from the HTTP client may quote the URL; its password never leaves the worker.
+        let error = error.map(|e| self.cfg.url.scrub(&e));
         let was = self.healthy.swap(healthy, Ordering::Relaxed);
         if was != healthy {
             if healthy {
@@ -158,6 +160,8 @@ impl Worker {
 pub struct ComfyService {
     cfg: RwLock<Option<Arc<ComfyConfig>>>,
     library: RwLock<Option<Arc<TemplateLibrary>>>,
+    /// What the templates directory looked like when `library` was loaded.
+    templates_seen: Mutex<Option<DirFingerprint>>,
     workers: RwLock<Vec<Arc<Worker>>>,
     kick: Notify,
 }
@@ -179,8 +183,17 @@ impl ComfyService {
         self.cfg.read().ok().and_then(|c| c.clone())
     }
 
-    /// The loaded templates.
+    /// The loaded templates, reloaded first when a file in the templates directory changed
+    /// (so a fixed template is picked up without a restart or a config change).
     pub fn library(&self) -> Option<Arc<TemplateLibrary>> {
+        if let Some(cfg) = self.config() {
+            let now = dir_fingerprint(&cfg.templates_dir);
+            let mut seen = self.templates_seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.as_ref() != Some(&now) {
+                *self.library.write().unwrap_or_else(|p| p.into_inner()) = load_templates(&cfg.templates_dir);
+                *seen = Some(now);
+            }
+        }
         self.library.read().ok().and_then(|l| l.clone())
     }
 
@@ -202,21 +215,15 @@ pub async fn start(gw: &Arc<Gateway>) {
             return;
         }
     };
-    match TemplateLibrary::load(&cfg.templates_dir) {
-        Ok(lib) => {
-            tracing::info!(dir = %cfg.templates_dir.display(), templates = lib.list().len(), "ComfyUI templates loaded");
-            *gw.comfy.library.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(lib));
-        }
-        Err(e) => {
-            tracing::error!(dir = %cfg.templates_dir.display(), error = %e, "ComfyUI templates could not be loaded")
-        }
-    }
+    let seen = dir_fingerprint(&cfg.templates_dir);
+    *gw.comfy.library.write().unwrap_or_else(|p| p.into_inner()) = load_templates(&cfg.templates_dir);
+    *gw.comfy.templates_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
     let client_id = format!("clawgate-{}", gw.boot_id);
     let mut workers = Vec::new();
     for w in &cfg.workers {
-        match ComfyClient::new(&w.url, client_id.clone()) {
+        match ComfyClient::new(w.url.expose(), client_id.clone()) {
             Ok(client) => {
-                let openclaw = match w.openclaw.as_ref().map(|auth| openclaw_client(&w.url, auth)).transpose() {
+                let openclaw = match w.openclaw.as_ref().map(|auth| openclaw_client(w.url.expose(), auth)).transpose() {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(worker = %w.name, error = %e, "ComfyUI-OpenClaw worker cannot be used");
@@ -245,6 +252,43 @@ pub async fn start(gw: &Arc<Gateway>) {
     }
     reconcile(gw).await;
     tokio::spawn(dispatcher(gw.clone()));
+}
+
+/// Names, sizes and modification times of the files in a directory: when it changes, the
+/// templates are read again.
+type DirFingerprint = Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>;
+
+fn dir_fingerprint(dir: &std::path::Path) -> DirFingerprint {
+    let mut out: DirFingerprint = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((e.file_name(), meta.len(), meta.modified().ok()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Loads the templates directory, template by template: each bad template is logged by name
+/// and the good ones are kept.
+fn load_templates(dir: &std::path::Path) -> Option<Arc<TemplateLibrary>> {
+    match TemplateLibrary::load(dir) {
+        Ok(lib) => {
+            for problem in lib.problems() {
+                tracing::warn!(template = %problem.name, error = %problem.error, "ComfyUI template not loaded");
+            }
+            tracing::info!(dir = %dir.display(), templates = lib.list().len(), bad = lib.problems().len(),
+                "ComfyUI templates loaded");
+            Some(Arc::new(lib))
+        }
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "ComfyUI templates could not be loaded");
+            None
+        }
+    }
 }
 
 fn openclaw_client(url: &str, auth: &OpenClawAuth) -> Result<OpenClawClient, OpenClawError> {
@@ -897,7 +941,7 @@ mod tests {
         Arc::new(Worker {
             cfg: WorkerConfig {
                 name: name.into(),
-                url: "http://127.0.0.1:1".into(),
+                url: clawgate_config::SecretUrl::new("http://127.0.0.1:1"),
                 mode: "comfyui".into(),
                 openclaw: None,
                 max_concurrent: max,

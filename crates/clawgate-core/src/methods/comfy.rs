@@ -101,11 +101,17 @@ pub async fn jobs_cancel(gw: &Arc<Gateway>, params: Value) -> Result<Value, Core
     Ok(json!({"jobId": id, "cancelled": before.is_some(), "status": now}))
 }
 
-/// `comfy.templates.list` → `{templates: [{id, description, allowedInputs, defaults}]}`.
+/// `comfy.templates.list` → `{templates: [{id, description, allowedInputs, defaults}],
+/// errors: [{id, error}]}` (`errors`: templates that could not be loaded, by name).
 pub async fn templates_list(gw: &Arc<Gateway>) -> Result<Value, CoreError> {
-    let list = gw.comfy.library().map(|l| l.list()).unwrap_or_default();
+    let lib = gw.comfy.library();
+    let list = lib.as_ref().map(|l| l.list()).unwrap_or_default();
+    let errors: Vec<Value> = lib
+        .as_ref()
+        .map(|l| l.problems().iter().map(|p| json!({"id": p.name, "error": p.error})).collect())
+        .unwrap_or_default();
     Ok(json!({"templates": list.iter().map(|t| json!({"id": t.id, "description": t.description,
-        "allowedInputs": t.allowed_inputs, "defaults": t.defaults})).collect::<Vec<_>>()}))
+        "allowedInputs": t.allowed_inputs, "defaults": t.defaults})).collect::<Vec<_>>(), "errors": errors}))
 }
 
 /// `comfy.workers.list` → `{workers: [{name, url, mode, healthy, queueRemaining, running}]}`.
