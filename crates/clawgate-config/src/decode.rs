@@ -130,7 +130,8 @@ pub(crate) const GATEWAY_KEYS: &[&str] =
     &["port", "bind", "customBindHost", "auth", "controlUi", "http", "reload", "handshakeTimeoutMs", "tickIntervalMs"];
 pub(crate) const AUTH_KEYS: &[&str] = &["mode", "token", "password", "rateLimit"];
 pub(crate) const RATE_LIMIT_KEYS: &[&str] = &["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"];
-pub(crate) const CONTROL_UI_KEYS: &[&str] = &["enabled", "basePath", "allowedOrigins"];
+pub(crate) const CONTROL_UI_KEYS: &[&str] =
+    &["enabled", "basePath", "allowedOrigins", "dangerouslyAllowHostHeaderOriginFallback"];
 pub(crate) const HTTP_KEYS: &[&str] = &["endpoints"];
 pub(crate) const ENDPOINTS_KEYS: &[&str] = &["chatCompletions", "responses"];
 pub(crate) const ENDPOINT_KEYS: &[&str] = &["enabled"];
@@ -327,6 +328,13 @@ fn control_ui(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ControlUiConfig
             }
         })
     });
+    d.field(
+        obj,
+        p,
+        "dangerouslyAllowHostHeaderOriginFallback",
+        &mut out.dangerously_allow_host_header_origin_fallback,
+        Decoder::boolean,
+    );
     Some(out)
 }
 

@@ -248,13 +248,23 @@ pub struct ControlUiConfig {
     pub enabled: bool,
     /// URL path prefix for the UI, e.g. `"/ui"`; empty serves it at `/`.
     pub base_path: String,
-    /// Extra browser origins (`scheme://host[:port]`) allowed to open WebSocket connections.
+    /// Extra browser origins (`scheme://host[:port]`) allowed to open WebSocket connections and
+    /// to POST to the HTTP API.
     pub allowed_origins: Vec<String>,
+    /// Also accept a browser origin whose `host[:port]` equals the request's `Host` header.
+    /// Off by default: after DNS rebinding a hostile page's origin matches its own `Host`, so
+    /// this re-opens the gateway to any web page when it is reachable without a secret.
+    pub dangerously_allow_host_header_origin_fallback: bool,
 }
 
 impl Default for ControlUiConfig {
     fn default() -> Self {
-        Self { enabled: true, base_path: String::new(), allowed_origins: Vec::new() }
+        Self {
+            enabled: true,
+            base_path: String::new(),
+            allowed_origins: Vec::new(),
+            dangerously_allow_host_header_origin_fallback: false,
+        }
     }
 }
 

@@ -113,7 +113,14 @@ const HINTS: &[Hint] = &[
     (
         "gateway.controlUi.allowedOrigins",
         "Allowed origins",
-        "Extra browser origins (scheme://host[:port], no path) allowed to connect over WebSocket.",
+        "Extra browser origins (scheme://host[:port], no path) allowed to connect over WebSocket and to POST to the HTTP API.",
+        false,
+        "Control UI",
+    ),
+    (
+        "gateway.controlUi.dangerouslyAllowHostHeaderOriginFallback",
+        "Trust the Host header for origins (dangerous)",
+        "Also accept a browser origin equal to the request's Host header. Off: after DNS rebinding any web page matches its own Host.",
         false,
         "Control UI",
     ),

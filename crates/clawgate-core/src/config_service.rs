@@ -156,6 +156,7 @@ pub fn settings_from_config(
             exempt_loopback: rl.exempt_loopback,
         },
         allowed_origins: g.control_ui.allowed_origins.clone(),
+        allow_host_header_origin: g.control_ui.dangerously_allow_host_header_origin_fallback,
         handshake_timeout: std::time::Duration::from_millis(g.handshake_timeout_ms),
         tick_interval_ms: g.tick_interval_ms,
         auto_approve_loopback: base.auto_approve_loopback,

@@ -84,8 +84,11 @@ pub struct GatewaySettings {
     pub password: Option<PasswordSecret>,
     /// Failed-auth lockout.
     pub rate_limit: RateLimitSettings,
-    /// Browser origins allowed besides same-origin and loopback.
+    /// Browser origins allowed besides loopback ones.
     pub allowed_origins: Vec<String>,
+    /// `gateway.controlUi.dangerouslyAllowHostHeaderOriginFallback`: also accept an origin equal
+    /// to the request's `Host` header (off: DNS rebinding makes any page match its own `Host`).
+    pub allow_host_header_origin: bool,
     /// Time a client has to send `connect`.
     pub handshake_timeout: Duration,
     /// `tick` interval.
@@ -110,6 +113,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("password", &self.password)
             .field("rate_limit", &self.rate_limit)
             .field("allowed_origins", &self.allowed_origins)
+            .field("allow_host_header_origin", &self.allow_host_header_origin)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("tick_interval_ms", &self.tick_interval_ms)
             .field("auto_approve_loopback", &self.auto_approve_loopback)
@@ -129,6 +133,7 @@ impl GatewaySettings {
             password: None,
             rate_limit: RateLimitSettings::default(),
             allowed_origins: Vec::new(),
+            allow_host_header_origin: false,
             handshake_timeout: Duration::from_millis(clawgate_protocol::HANDSHAKE_TIMEOUT_MS),
             tick_interval_ms: clawgate_protocol::TICK_INTERVAL_MS,
             auto_approve_loopback: true,

@@ -11,6 +11,7 @@ mod channel_webhooks;
 mod http;
 mod http_api;
 mod media;
+mod origin;
 mod webchat;
 mod ws;
 
@@ -35,8 +36,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .fallback(http::fallback);
     // Channel webhooks (Telegram webhook mode) are matched in front of everything, as their
     // paths come from the running accounts.
+    // The origin gate is outermost: a cross-site browser request is refused before any route,
+    // hook or webhook reads its body.
     http_api::mount(routes, &gw)
         .layer(axum::middleware::from_fn_with_state(gw.clone(), channel_webhooks::layer))
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), origin::guard))
         .with_state(gw)
 }
 

@@ -1,0 +1,179 @@
+//! Hostile tests of the transport: browser origins, sockets, frames and bodies (issue 10,
+//! defects 4, 6, 7, 11, 12 and the close codes of 15), plus the attacks that already failed so
+//! they keep failing. Everything runs against the real binary over loopback, with bounded load.
+//! See docs/SECURITY.md, "Transport: origins, sockets, frames and bodies".
+
+use std::time::Duration;
+
+use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
+use clawgate_testkit::{RawClient, TestGateway, Upgrade, merge_patch};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
+/// Bound for every single wait (generous: CI machines are slow and shared).
+const WAIT: Duration = Duration::from_secs(30);
+
+// ---- setup ----
+
+/// A fake model and a gateway in `auth.mode: none` with the HTTP API on, patched with `extra`.
+async fn open_gateway(extra: Value) -> (FakeOpenAi, TestGateway) {
+    let fake = FakeOpenAi::start(Script::always(Turn::hello())).await.expect("starting the fake model");
+    let mut config = json!({
+        "models": {"providers": {"fake": {
+            "baseUrl": fake.base_url(), "apiKey": "fake-key", "api": "openai-completions",
+            "models": [{"id": "fake-model", "name": "Fake Model"}],
+        }}},
+        "agents": {"defaults": {"model": {"primary": "fake/fake-model"}}},
+        "gateway": {
+            "auth": {"mode": "none"},
+            "http": {"endpoints": {"chatCompletions": {"enabled": true}, "responses": {"enabled": true}}},
+        },
+    });
+    merge_patch(&mut config, &extra);
+    let text = config.to_string();
+    let gw = TestGateway::builder(BIN)
+        .no_token()
+        .config(text.clone())
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("starting clawgate with {text}: {e:#}"));
+    (fake, gw)
+}
+
+/// An HTTP answer read to the end.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`, raw, so every header is exactly what a browser
+/// would send. `headers` come after `Host`.
+async fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let exchange = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let _ = stream.write_all(req.as_bytes()).await;
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw).await;
+        raw
+    };
+    let raw = tokio::time::timeout(WAIT, exchange).await.expect("an answer in time");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {text:?}"));
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.into() };
+    Answer { status, head: head.to_owned(), body }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn chat_body(text: &str) -> String {
+    json!({"model": "openclaw", "messages": [{"role": "user", "content": text}]}).to_string()
+}
+
+// ---- defect 4: DNS rebinding and cross-site requests ----
+
+#[tokio::test]
+async fn dns_rebound_upgrade_is_refused_in_auth_mode_none() {
+    let (_fake, gw) = open_gateway(json!({})).await;
+    // What a browser sends once evil.example resolves to 127.0.0.1: Origin and Host agree.
+    let evil = format!("evil.example:{}", gw.port());
+    let origin = format!("http://{evil}");
+    let upgrade = RawClient::connect_with_headers(&gw.ws_url(), &[("Origin", &origin), ("Host", &evil)])
+        .await
+        .expect("upgrade attempt");
+    let mut client = match upgrade {
+        Upgrade::Accepted(c) => *c,
+        Upgrade::Refused { status, body } => panic!("the origin is refused at connect, got HTTP {status}: {body}"),
+    };
+    let res = client.try_handshake(None, &json!({})).await.expect("a res to connect");
+    assert_eq!(res["ok"], false, "a rebound page must not be admitted: {res}");
+    assert_eq!(res["error"]["details"]["code"], "CONTROL_UI_ORIGIN_NOT_ALLOWED", "{res}");
+    let (code, _) = client.expect_close(WAIT).await.expect("close");
+    assert_eq!(code, 1008);
+}
+
+#[tokio::test]
+async fn host_header_origin_fallback_is_an_explicit_opt_in() {
+    let (_fake, gw) =
+        open_gateway(json!({"gateway": {"controlUi": {"dangerouslyAllowHostHeaderOriginFallback": true}}})).await;
+    let host = format!("gw.example:{}", gw.port());
+    let origin = format!("http://{host}");
+    let mut client = RawClient::connect_with_headers(&gw.ws_url(), &[("Origin", &origin), ("Host", &host)])
+        .await
+        .expect("upgrade attempt")
+        .accepted()
+        .expect("upgrade accepted");
+    let res = client.try_handshake(None, &json!({})).await.expect("a res to connect");
+    assert_eq!(res["ok"], true, "with the opt-in the Host-matching origin is admitted: {res}");
+}
+
+#[tokio::test]
+async fn cross_site_text_plain_posts_are_refused_before_any_run_or_tool() {
+    let (fake, gw) = open_gateway(json!({})).await;
+    let port = gw.port();
+    let chat = chat_body("run for the attacker");
+    let tool = json!({"tool": "current_time"}).to_string();
+    let cross_site: &[(&str, &str)] = &[("Origin", "http://evil.example"), ("Content-Type", "text/plain")];
+    let no_origin_but_cross_site: &[(&str, &str)] = &[("Sec-Fetch-Site", "cross-site"), ("Content-Type", "text/plain")];
+    for (path, body) in [("/v1/chat/completions", &chat), ("/v1/responses", &chat), ("/tools/invoke", &tool)] {
+        for headers in [cross_site, no_origin_but_cross_site] {
+            let answer = http(port, "POST", path, headers, body).await;
+            assert_eq!(answer.status, 403, "{path} with {headers:?}: {answer:?}");
+            let message = answer.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+            assert!(message.contains("gateway.controlUi.allowedOrigins"), "the error says what to change: {message}");
+        }
+    }
+    // The same request from a CLI (no Origin) still runs: the gate only stops browsers.
+    let answer = http(port, "POST", "/tools/invoke", &[("Content-Type", "application/json")], &tool).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(fake.chat_requests().is_empty(), "no refused request may reach the model");
+}
+
+#[tokio::test]
+async fn same_origin_loopback_browser_post_still_works() {
+    let (fake, gw) = open_gateway(json!({})).await;
+    let port = gw.port();
+    let origin = gw.http_url();
+    let answer = http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("Origin", origin.trim_end_matches('/')),
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Content-Type", "application/json"),
+        ],
+        &chat_body("hello"),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.json()["choices"][0]["message"]["content"].is_string(), "{}", answer.head);
+    assert_eq!(fake.chat_requests().len(), 1);
+}
