@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
-use clawgate_testkit::{RawClient, TestGateway, Upgrade, merge_patch};
+use clawgate_testkit::{RawClient, TestGateway, Upgrade, connect_params, merge_patch};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -176,4 +176,143 @@ async fn same_origin_loopback_browser_post_still_works() {
     assert_eq!(answer.status, 200, "{answer:?}");
     assert!(answer.json()["choices"][0]["message"]["content"].is_string(), "{}", answer.head);
     assert_eq!(fake.chat_requests().len(), 1);
+}
+
+// ---- raw WebSocket over TCP (hand-written frames: no client library limits or reads) ----
+
+/// A client frame: FIN set, masked with a zero key (legal, and the payload stays readable).
+fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode];
+    let n = payload.len();
+    if n < 126 {
+        frame.push(0x80 | n as u8);
+    } else if n <= usize::from(u16::MAX) {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        frame.push(0x80 | 127);
+        frame.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+fn text_frame(text: &str) -> Vec<u8> {
+    ws_frame(0x1, text.as_bytes())
+}
+
+/// Opens a TCP connection and completes the WebSocket upgrade by hand.
+async fn raw_ws(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let upgrade = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(upgrade.as_bytes()).await.expect("write upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n =
+            tokio::time::timeout(WAIT, stream.read(&mut byte)).await.expect("upgrade answer in time").expect("read");
+        assert_eq!(n, 1, "the server closed during the upgrade: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    stream
+}
+
+/// A raw socket that has sent `connect` with the gateway's token (answers left unread).
+async fn raw_connected(gw: &TestGateway) -> TcpStream {
+    let mut stream = raw_ws(gw.port()).await;
+    let connect =
+        json!({"type": "req", "id": "c1", "method": "connect", "params": connect_params(gw.token(), &json!({}))});
+    stream.write_all(&text_frame(&connect.to_string())).await.expect("send connect");
+    stream
+}
+
+/// Reads server frames until a close frame; returns its code (`None` when the socket ended
+/// without one).
+#[allow(dead_code)] // used by the close-code tests below
+async fn read_close_code(stream: &mut TcpStream) -> Option<u16> {
+    let read = async {
+        loop {
+            let mut head = [0u8; 2];
+            stream.read_exact(&mut head).await.ok()?;
+            let mut len = u64::from(head[1] & 0x7f);
+            if len == 126 {
+                let mut ext = [0u8; 2];
+                stream.read_exact(&mut ext).await.ok()?;
+                len = u64::from(u16::from_be_bytes(ext));
+            } else if len == 127 {
+                let mut ext = [0u8; 8];
+                stream.read_exact(&mut ext).await.ok()?;
+                len = u64::from_be_bytes(ext);
+            }
+            let mut payload = vec![0u8; usize::try_from(len).ok()?];
+            stream.read_exact(&mut payload).await.ok()?;
+            if head[0] & 0x0f == 0x8 {
+                return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read).await.expect("a close or the end of the socket in time")
+}
+
+/// The gateway's peak and current resident memory, in bytes (`VmHWM`, `VmRSS`).
+fn memory(gw: &TestGateway) -> (u64, u64) {
+    let pid = gw.pid().expect("the gateway runs");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+const MB: u64 = 1024 * 1024;
+/// The issue's bound for the gateway's memory through any attack.
+const RSS_BOUND: u64 = 250 * MB;
+
+// ---- defect 7: slow consumers ----
+
+/// Sends `health` requests as fast as the socket takes them and never reads an answer; returns
+/// once a write fails, i.e. once the gateway has closed the socket.
+async fn flood_without_reading(mut stream: TcpStream) -> usize {
+    let mut batch = Vec::new();
+    for i in 0..500 {
+        batch.extend(text_frame(&json!({"type": "req", "id": format!("h{i}"), "method": "health"}).to_string()));
+    }
+    let mut sent = 0;
+    while stream.write_all(&batch).await.is_ok() {
+        sent += 500;
+    }
+    sent
+}
+
+#[tokio::test]
+async fn clients_that_flood_requests_and_never_read_are_closed_and_memory_stays_bounded() {
+    let gw = TestGateway::start(BIN).await.expect("start");
+    let mut floods = Vec::new();
+    for _ in 0..3 {
+        let stream = raw_connected(&gw).await;
+        floods.push(tokio::spawn(flood_without_reading(stream)));
+    }
+    for flood in floods {
+        let sent = tokio::time::timeout(Duration::from_secs(90), flood)
+            .await
+            .expect("the gateway closes a client that never reads")
+            .expect("flood task");
+        assert!(sent > 0, "the flood got going before the close");
+    }
+    let (peak, _) = memory(&gw);
+    assert!(peak < RSS_BOUND, "peak RSS {} MB through three slow consumers", peak / MB);
+    // The gateway still serves everyone else.
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("connect");
+    client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    assert_eq!(client.request("health", None).await.expect("health")["ok"], true);
 }
