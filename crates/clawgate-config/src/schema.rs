@@ -124,7 +124,21 @@ const HINTS: &[Hint] = &[
         false,
         "Control UI",
     ),
-    ("gateway.http", "HTTP", "Optional HTTP endpoints.", false, "HTTP API"),
+    ("gateway.http", "HTTP", "HTTP limits and optional endpoints.", false, "HTTP API"),
+    (
+        "gateway.http.headerTimeoutMs",
+        "Header timeout (ms)",
+        "Time a connection has to send a complete request head (also the keep-alive idle timeout).",
+        false,
+        "HTTP API",
+    ),
+    (
+        "gateway.http.maxConnections",
+        "Max connections",
+        "Open connections held at once; an eighth is kept for 127.0.0.1/::1 (the local CLI).",
+        false,
+        "HTTP API",
+    ),
     ("gateway.http.endpoints", "HTTP endpoints", "OpenAI-compatible endpoints, off by default.", false, "HTTP API"),
     ("gateway.http.endpoints.chatCompletions", "Chat Completions", "POST /v1/chat/completions.", false, "HTTP API"),
     (

@@ -73,6 +73,21 @@ impl Default for RateLimitSettings {
     }
 }
 
+/// What one listener lets strangers hold (`gateway.http.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Time to send a complete request head (also the keep-alive idle timeout).
+    pub header_timeout: Duration,
+    /// Open connections at once (an eighth kept for 127.0.0.1 and ::1).
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { header_timeout: Duration::from_secs(15), max_connections: 512 }
+    }
+}
+
 /// Everything the connection handling needs to know.
 #[derive(Clone)]
 pub struct GatewaySettings {
@@ -91,6 +106,8 @@ pub struct GatewaySettings {
     pub allow_host_header_origin: bool,
     /// Time a client has to send `connect`.
     pub handshake_timeout: Duration,
+    /// Limits of the listener (`gateway.http.*`; read when it starts).
+    pub http_limits: HttpLimits,
     /// `tick` interval.
     pub tick_interval_ms: u64,
     /// Whether a device presenting a valid shared secret over loopback is paired silently.
@@ -115,6 +132,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("allowed_origins", &self.allowed_origins)
             .field("allow_host_header_origin", &self.allow_host_header_origin)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("http_limits", &self.http_limits)
             .field("tick_interval_ms", &self.tick_interval_ms)
             .field("auto_approve_loopback", &self.auto_approve_loopback)
             .field("state_dir", &self.state_dir)
@@ -135,6 +153,7 @@ impl GatewaySettings {
             allowed_origins: Vec::new(),
             allow_host_header_origin: false,
             handshake_timeout: Duration::from_millis(clawgate_protocol::HANDSHAKE_TIMEOUT_MS),
+            http_limits: HttpLimits::default(),
             tick_interval_ms: clawgate_protocol::TICK_INTERVAL_MS,
             auto_approve_loopback: true,
             config_path: state_dir.join("clawgate.json5"),

@@ -10,12 +10,12 @@
 mod channel_webhooks;
 mod http;
 mod http_api;
+mod listener;
 mod media;
 mod origin;
 mod webchat;
 mod ws;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -44,18 +44,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-/// Serve until the gateway's shutdown token is cancelled.
+/// Serve until the gateway's shutdown token is cancelled (see `listener` for the limits every
+/// connection is held to).
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
     let token = gw.shutdown_token();
-    use axum::serve::ListenerExt;
-    // Frames are small and latency-sensitive (a streamed reply is one frame per delta): never let
-    // Nagle hold one back waiting for the peer's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(gw).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
+    let limits = gw.settings().http_limits;
+    listener::run(listener, router(gw), limits, token).await
 }

@@ -316,3 +316,99 @@ async fn clients_that_flood_requests_and_never_read_are_closed_and_memory_stays_
     client.handshake(gw.token(), &json!({})).await.expect("handshake");
     assert_eq!(client.request("health", None).await.expect("health")["ok"], true);
 }
+
+// ---- defect 6: sockets that never finish a request ----
+
+async fn gateway_with(config: Value) -> TestGateway {
+    let text = config.to_string();
+    TestGateway::builder(BIN)
+        .config(text.clone())
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("starting clawgate with {text}: {e:#}"))
+}
+
+/// Waits until the server ends the connection (EOF or reset), never sending anything itself.
+async fn closed_by_server(mut stream: TcpStream) {
+    let mut buf = [0u8; 1024];
+    let ended = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, ended).await.expect("the server closes the connection");
+}
+
+async fn healthz_ok(port: u16) {
+    let answer = http(port, "GET", "/healthz", &[], "").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+#[tokio::test]
+async fn silent_half_sent_and_trickling_connections_are_closed_while_healthz_answers() {
+    let gw = gateway_with(json!({"gateway": {"http": {"headerTimeoutMs": 1000}}})).await;
+    let port = gw.port();
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(TcpStream::connect(("127.0.0.1", port)).await.expect("connect"));
+        let mut half = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.expect("half a head");
+        held.push(half);
+    }
+    // Slowloris: a head that keeps arriving, one byte at a time, never complete.
+    let mut trickles = Vec::new();
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        trickles.push(tokio::spawn(async move {
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+            let mut interval = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                interval.tick().await;
+                if stream.write_all(b"X").await.is_err() {
+                    return;
+                }
+                let mut probe = [0u8; 1];
+                if let Ok(Ok(0) | Err(_)) =
+                    tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    healthz_ok(port).await;
+    for stream in held {
+        closed_by_server(stream).await;
+    }
+    for trickle in trickles {
+        tokio::time::timeout(WAIT, trickle).await.expect("a trickling head is cut off").expect("task");
+    }
+    healthz_ok(port).await;
+}
+
+#[tokio::test]
+async fn strangers_cannot_take_the_connections_kept_for_the_local_cli() {
+    let gw = gateway_with(json!({"gateway": {"http": {"maxConnections": 16, "headerTimeoutMs": 120000}}})).await;
+    let port = gw.port();
+    // Another local address stands in for any peer that is not the host's own 127.0.0.1.
+    let stranger = || async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.2:0".parse().expect("addr")).expect("bind 127.0.0.2");
+        socket.connect(([127, 0, 0, 1], port).into()).await.expect("connect")
+    };
+    let mut held = Vec::new();
+    for _ in 0..14 {
+        held.push(stranger().await);
+    }
+    // Over the strangers' share: closed on accept.
+    closed_by_server(stranger().await).await;
+    // The local CLI still gets in, over HTTP and WebSocket.
+    healthz_ok(port).await;
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("the CLI connects");
+    client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    assert_eq!(client.request("health", None).await.expect("health")["ok"], true);
+    drop(held);
+}
