@@ -270,6 +270,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     // ---- request loop ----
     let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT_PER_CONNECTION));
     let mut wrong_role_streak = 0u32;
+    let mut last_turn = None;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut last_seen = tokio::time::Instant::now();
     loop {
@@ -337,7 +338,10 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
         };
         let Ok(permit) = permit else { break };
         let gw = gw.clone();
-        let ctx = CallContext { client: client.clone(), request_id: req.id.clone() };
+        // Requests that change a session take their turn now, in arrival order; they run on their
+        // own tasks but each waits for the previous one's ordered part (see `dispatch::is_ordered`).
+        let turn = dispatch::is_ordered(&req.method).then(|| dispatch::Turn::next(&mut last_turn));
+        let ctx = CallContext { client: client.clone(), request_id: req.id.clone(), turn };
         tokio::spawn(async move {
             let _permit = permit;
             let frame = match dispatch::dispatch(&gw, &ctx, &req.method, params).await {

@@ -412,3 +412,55 @@ async fn strangers_cannot_take_the_connections_kept_for_the_local_cli() {
     assert_eq!(client.request("health", None).await.expect("health")["ok"], true);
     drop(held);
 }
+
+// ---- defect 12: pipelined requests keep their order ----
+
+#[tokio::test]
+async fn pipelined_chat_sends_on_one_socket_land_in_send_order() {
+    let (fake, gw) = open_gateway(json!({})).await;
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("connect");
+    client.handshake(None, &json!({})).await.expect("handshake");
+    let session = "main";
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let id = client.next_id();
+        let params =
+            json!({"sessionKey": session, "message": format!("message {i}"), "idempotencyKey": format!("pipe-{i}")});
+        client
+            .send_json(&json!({"type": "req", "id": id, "method": "chat.send", "params": params}))
+            .await
+            .expect("send");
+        ids.push(id);
+    }
+    for id in &ids {
+        let res = client.recv_response(id, WAIT).await.expect("chat.send answered");
+        assert_eq!(res["ok"], true, "{res}");
+    }
+    fake.wait_for_requests(10, WAIT).await.expect("ten runs reach the model");
+    let users = async {
+        loop {
+            let res = client
+                .request("chat.history", Some(json!({"sessionKey": session, "limit": 100})))
+                .await
+                .expect("chat.history");
+            let messages = res["payload"]["messages"].as_array().cloned().unwrap_or_default();
+            let users: Vec<String> = messages
+                .iter()
+                .filter(|m| m["role"] == "user")
+                .map(|m| match &m["content"] {
+                    Value::String(s) => s.clone(),
+                    Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+                    _ => String::new(),
+                })
+                .collect();
+            let assistants = messages.iter().filter(|m| m["role"] == "assistant").count();
+            if users.len() == 10 && assistants == 10 {
+                return users;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let users = tokio::time::timeout(WAIT, users).await.expect("ten exchanges in the transcript");
+    let expected: Vec<String> = (0..10).map(|i| format!("message {i}")).collect();
+    assert_eq!(users, expected, "the transcript keeps the order the socket sent");
+}
