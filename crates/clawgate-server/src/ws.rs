@@ -194,7 +194,14 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
                 ending.finish(tx).await;
                 return;
             }
-            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
+            Ok(Some(Err(e))) => {
+                if let Some((code, reason)) = close_for_read_error(e) {
+                    q.close(code, reason);
+                }
+                ending.finish(tx).await;
+                return;
+            }
+            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => {
                 ending.finish(tx).await;
                 return;
             }
@@ -295,7 +302,13 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
         };
         last_seen = tokio::time::Instant::now();
         let text = match msg {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Err(e)) => {
+                if let Some((code, reason)) = close_for_read_error(e) {
+                    client.close(code, reason);
+                }
+                break;
+            }
+            None | Some(Ok(Message::Close(_))) => break,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Binary(b))) => match Utf8Bytes::try_from(b) {
@@ -356,6 +369,19 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     tracing::info!(conn = %meta.conn_id, "client disconnected");
     drop(client);
     ending.finish(tx).await;
+}
+
+/// The close a frame that could not be read earns (RFC 6455 §7.4.1): over the payload limit 1009
+/// (refused from its header, before the payload is buffered), a text frame that is not UTF-8
+/// 1007, any other broken frame 1002. `None` when the socket itself failed (nothing to say).
+fn close_for_read_error(err: axum::Error) -> Option<(u16, &'static str)> {
+    let err = err.into_inner().downcast::<tungstenite::Error>().ok()?;
+    match *err {
+        tungstenite::Error::Capacity(_) => Some((close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
+        tungstenite::Error::Utf8(_) => Some((close::INVALID_PAYLOAD, close::REASON_INVALID_UTF8)),
+        tungstenite::Error::Protocol(_) => Some((close::PROTOCOL_ERROR, close::REASON_BAD_FRAME)),
+        _ => None,
+    }
 }
 
 /// How a connection ends, whichever side ends it.

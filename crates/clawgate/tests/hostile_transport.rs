@@ -233,7 +233,6 @@ async fn raw_connected(gw: &TestGateway) -> TcpStream {
 
 /// Reads server frames until a close frame; returns its code (`None` when the socket ended
 /// without one).
-#[allow(dead_code)] // used by the close-code tests below
 async fn read_close_code(stream: &mut TcpStream) -> Option<u16> {
     let read = async {
         loop {
@@ -463,4 +462,74 @@ async fn pipelined_chat_sends_on_one_socket_land_in_send_order() {
     let users = tokio::time::timeout(WAIT, users).await.expect("ten exchanges in the transcript");
     let expected: Vec<String> = (0..10).map(|i| format!("message {i}")).collect();
     assert_eq!(users, expected, "the transcript keeps the order the socket sent");
+}
+
+// ---- defect 15 (close codes) and malformed frames ----
+
+/// The protocol's limit on a frame after `connect` (`clawgate-protocol::MAX_PAYLOAD_BYTES`).
+const MAX_PAYLOAD: u64 = 26_214_400;
+
+#[tokio::test]
+async fn a_frame_over_the_payload_limit_closes_1009_without_being_buffered() {
+    let gw = TestGateway::start(BIN).await.expect("start");
+    let mut stream = raw_connected(&gw).await;
+    // Only the header and a few bytes: the frame must be refused from its declared length.
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&(MAX_PAYLOAD + 1).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(b"{\"pad\":\"");
+    stream.write_all(&frame).await.expect("send the header");
+    assert_eq!(read_close_code(&mut stream).await, Some(1009));
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_1007() {
+    let gw = TestGateway::start(BIN).await.expect("start");
+    let mut stream = raw_connected(&gw).await;
+    stream.write_all(&ws_frame(0x1, &[b'"', 0xff, 0xfe, b'"'])).await.expect("send");
+    assert_eq!(read_close_code(&mut stream).await, Some(1007));
+}
+
+#[tokio::test]
+async fn an_oversized_frame_before_connect_closes_1009() {
+    let gw = TestGateway::start(BIN).await.expect("start");
+    let mut stream = raw_ws(gw.port()).await;
+    let text = format!("{{\"pad\":\"{}\"}}", "x".repeat(70 * 1024));
+    stream.write_all(&text_frame(&text)).await.expect("send");
+    assert_eq!(read_close_code(&mut stream).await, Some(1009));
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_connect_is_closed_at_the_handshake_timeout() {
+    let gw = gateway_with(json!({"gateway": {"handshakeTimeoutMs": 500}})).await;
+    let mut stream = raw_ws(gw.port()).await;
+    assert_eq!(read_close_code(&mut stream).await, Some(1000));
+}
+
+#[tokio::test]
+async fn malformed_frames_get_the_documented_answers_and_the_socket_stays_usable() {
+    let gw = TestGateway::start(BIN).await.expect("start");
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("connect");
+    client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    client.set_validation(false);
+    // Not JSON: ignored, as upstream does after connect.
+    client.send_text("this is not json").await.expect("send");
+    client.send_text("{\"type\":\"req\",").await.expect("send");
+    // Wrong types: answered with INVALID_REQUEST.
+    client.send_text(r#"{"type":"req","id":"w1","method":42}"#).await.expect("send");
+    let res = client.recv_response("w1", WAIT).await.expect("an answer");
+    assert_eq!((res["ok"].as_bool(), res["error"]["code"].as_str()), (Some(false), Some("INVALID_REQUEST")), "{res}");
+    client
+        .send_text(r#"{"type":"req","id":"w2","method":"chat.send","params":{"sessionKey":"main","message":7}}"#)
+        .await
+        .expect("send");
+    let res = client.recv_response("w2", WAIT).await.expect("an answer");
+    assert_eq!((res["ok"].as_bool(), res["error"]["code"].as_str()), (Some(false), Some("INVALID_REQUEST")), "{res}");
+    // A huge id is echoed or refused, never a crash.
+    let id = "i".repeat(1024 * 1024);
+    client.send_json(&json!({"type": "req", "id": id, "method": "health"})).await.expect("send");
+    let res = client.recv_response(&id, WAIT).await.expect("an answer");
+    assert!(res["ok"].is_boolean(), "answered");
+    let res = client.request("health", None).await.expect("health");
+    assert_eq!(res["ok"], true, "the socket is still usable: {res}");
 }
