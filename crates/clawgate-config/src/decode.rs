@@ -130,8 +130,9 @@ pub(crate) const GATEWAY_KEYS: &[&str] =
     &["port", "bind", "customBindHost", "auth", "controlUi", "http", "reload", "handshakeTimeoutMs", "tickIntervalMs"];
 pub(crate) const AUTH_KEYS: &[&str] = &["mode", "token", "password", "rateLimit"];
 pub(crate) const RATE_LIMIT_KEYS: &[&str] = &["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"];
-pub(crate) const CONTROL_UI_KEYS: &[&str] = &["enabled", "basePath", "allowedOrigins"];
-pub(crate) const HTTP_KEYS: &[&str] = &["endpoints"];
+pub(crate) const CONTROL_UI_KEYS: &[&str] =
+    &["enabled", "basePath", "allowedOrigins", "dangerouslyAllowHostHeaderOriginFallback"];
+pub(crate) const HTTP_KEYS: &[&str] = &["endpoints", "headerTimeoutMs", "maxConnections"];
 pub(crate) const ENDPOINTS_KEYS: &[&str] = &["chatCompletions", "responses"];
 pub(crate) const ENDPOINT_KEYS: &[&str] = &["enabled"];
 pub(crate) const RELOAD_KEYS: &[&str] = &["mode"];
@@ -327,6 +328,13 @@ fn control_ui(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ControlUiConfig
             }
         })
     });
+    d.field(
+        obj,
+        p,
+        "dangerouslyAllowHostHeaderOriginFallback",
+        &mut out.dangerously_allow_host_header_origin_fallback,
+        Decoder::boolean,
+    );
     Some(out)
 }
 
@@ -339,6 +347,10 @@ fn http(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<HttpConfig> {
         d.field(obj, p, "chatCompletions", &mut out.chat_completions, endpoint);
         d.field(obj, p, "responses", &mut out.responses, endpoint);
         Some(out)
+    });
+    d.field(obj, p, "headerTimeoutMs", &mut out.header_timeout_ms, Decoder::millis);
+    d.field(obj, p, "maxConnections", &mut out.max_connections, |d, v, p| {
+        d.integer(v, p, 16, 1_000_000, "a whole number of connections, at least 16").and_then(|n| u32::try_from(n).ok())
     });
     Some(out)
 }

@@ -285,22 +285,47 @@ pub struct ControlUiConfig {
     pub enabled: bool,
     /// URL path prefix for the UI, e.g. `"/ui"`; empty serves it at `/`.
     pub base_path: String,
-    /// Extra browser origins (`scheme://host[:port]`) allowed to open WebSocket connections.
+    /// Extra browser origins (`scheme://host[:port]`) allowed to open WebSocket connections and
+    /// to POST to the HTTP API.
     pub allowed_origins: Vec<String>,
+    /// Also accept a browser origin whose `host[:port]` equals the request's `Host` header.
+    /// Off by default: after DNS rebinding a hostile page's origin matches its own `Host`, so
+    /// this re-opens the gateway to any web page when it is reachable without a secret.
+    pub dangerously_allow_host_header_origin_fallback: bool,
 }
 
 impl Default for ControlUiConfig {
     fn default() -> Self {
-        Self { enabled: true, base_path: String::new(), allowed_origins: Vec::new() }
+        Self {
+            enabled: true,
+            base_path: String::new(),
+            allowed_origins: Vec::new(),
+            dangerously_allow_host_header_origin_fallback: false,
+        }
     }
 }
 
 /// `gateway.http.*`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Optional HTTP endpoints.
     pub endpoints: HttpEndpointsConfig,
+    /// Time a connection has to send a complete request head, in milliseconds: the first one,
+    /// and on a kept-alive connection the next one (so it is also the idle timeout). A silent or
+    /// half-sent connection is closed when it runs out.
+    pub header_timeout_ms: u64,
+    /// Open TCP connections (HTTP and WebSocket) the gateway holds at once; more are closed on
+    /// accept. An eighth of them is kept for the host's own address (127.0.0.1, ::1), so the local
+    /// CLI still gets in when other peers hold the rest. Also capped below the process's limit
+    /// of open files.
+    pub max_connections: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { endpoints: HttpEndpointsConfig::default(), header_timeout_ms: 15_000, max_connections: 512 }
+    }
 }
 
 /// `gateway.http.endpoints.*`.

@@ -43,6 +43,7 @@ pub const RULES: &[(&str, ReloadClass)] = &[
     ("gateway.auth.password", ReloadClass::Hot),
     ("gateway.auth.rateLimit", ReloadClass::Hot),
     ("gateway.controlUi.allowedOrigins", ReloadClass::Hot),
+    ("gateway.controlUi.dangerouslyAllowHostHeaderOriginFallback", ReloadClass::Hot),
     ("gateway.http.endpoints", ReloadClass::Hot),
     ("logging.level", ReloadClass::Hot),
     ("logging.file", ReloadClass::RestartProcess),

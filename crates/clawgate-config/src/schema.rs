@@ -92,10 +92,28 @@ const HINTS: &[Hint] = &[
     (
         "gateway.controlUi.allowedOrigins",
         "Allowed origins",
-        "Extra browser origins (scheme://host[:port], no path) allowed to connect over WebSocket.",
+        "Extra browser origins (scheme://host[:port], no path) allowed to connect over WebSocket and to POST to the HTTP API.",
         "Control UI",
     ),
-    ("gateway.http", "HTTP", "Optional HTTP endpoints.", "HTTP API"),
+    (
+        "gateway.controlUi.dangerouslyAllowHostHeaderOriginFallback",
+        "Trust the Host header for origins (dangerous)",
+        "Also accept a browser origin equal to the request's Host header. Off: after DNS rebinding any web page matches its own Host.",
+        "Control UI",
+    ),
+    ("gateway.http", "HTTP", "HTTP limits and optional endpoints.", "HTTP API"),
+    (
+        "gateway.http.headerTimeoutMs",
+        "Header timeout (ms)",
+        "Time a connection has to send a complete request head (also the keep-alive idle timeout).",
+        "HTTP API",
+    ),
+    (
+        "gateway.http.maxConnections",
+        "Max connections",
+        "Open connections held at once; an eighth is kept for 127.0.0.1/::1 (the local CLI).",
+        "HTTP API",
+    ),
     ("gateway.http.endpoints", "HTTP endpoints", "OpenAI-compatible endpoints, off by default.", "HTTP API"),
     ("gateway.http.endpoints.chatCompletions", "Chat Completions", "POST /v1/chat/completions.", "HTTP API"),
     (

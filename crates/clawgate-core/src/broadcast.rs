@@ -5,13 +5,18 @@
 //! filters recipients by the event's scope guard, stamps each recipient's own `seq`, and applies
 //! the slow-consumer rule: past `maxBufferedBytes` a `dropIfSlow` event is skipped (its `seq`
 //! still consumed, so the client sees the gap) and any other frame closes the client with 1008.
+//!
+//! A close for cause (slow consumer, dead peer) must not wait behind the very bytes the client
+//! does not read, so it travels out of band ([`QueueState::abort`]): the writer drops the queue,
+//! attempts the close frame briefly and lets go of the socket.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use clawgate_protocol::close;
 use clawgate_protocol::events::{self, Guard};
@@ -27,6 +32,45 @@ pub enum Outbound {
     Ping,
     /// Close the socket with this code and reason, then stop.
     Close(u16, String),
+}
+
+/// The shared side of one connection's outbound queue: what every sender and the writer task
+/// both see. Class closed: a client that does not read must never hold the gateway's memory or
+/// its socket for ever, however it stops reading.
+#[derive(Debug, Default)]
+pub struct QueueState {
+    /// Bytes queued and not yet written to the socket (our `bufferedAmount`); the writer
+    /// subtracts each frame once written, and the reader stops reading requests while it is high.
+    pub queued: AtomicUsize,
+    /// Signalled by the writer after each write, for a reader waiting for the queue to drain.
+    pub drained: Notify,
+    /// Cancelled when the connection must end now: the writer drops every queued frame, tries the
+    /// close frame for a moment and lets go of the socket; the reader stops reading.
+    pub aborted: CancellationToken,
+    /// The close frame to attempt on abort (the first reason wins).
+    abort_close: Mutex<Option<(u16, String)>>,
+}
+
+impl QueueState {
+    /// End the connection at once, jumping the queue, with this close code and reason.
+    pub fn abort(&self, code: u16, reason: &str) {
+        if let Ok(mut slot) = self.abort_close.lock()
+            && slot.is_none()
+        {
+            *slot = Some((code, close::truncate_reason(reason)));
+        }
+        self.aborted.cancel();
+    }
+
+    /// The close frame an abort asked for.
+    pub fn abort_close(&self) -> Option<(u16, String)> {
+        self.abort_close.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
 }
 
 /// How a client authenticated, so credential changes can find the sockets they invalidate.
@@ -77,8 +121,8 @@ pub struct ClientHandle {
     /// Capabilities the client declared (`caps`).
     pub caps: Vec<String>,
     tx: mpsc::UnboundedSender<Outbound>,
-    /// Bytes queued and not yet written to the socket.
-    queued: Arc<AtomicUsize>,
+    /// Bytes queued, and the out-of-band abort, shared with the writer.
+    state: Arc<QueueState>,
     /// Last event `seq` handed out to this client.
     seq: AtomicU64,
     max_buffered: usize,
@@ -105,8 +149,8 @@ pub enum SendError {
 }
 
 impl ClientHandle {
-    /// A handle and the receiving end for the writer task. `queued` is shared with the writer,
-    /// which subtracts each frame's length once written.
+    /// A handle and the receiving end for the writer task. The [`QueueState`] is shared with the
+    /// writer, which subtracts each frame's length once written.
     pub fn new(
         conn_id: String,
         role: String,
@@ -114,9 +158,9 @@ impl ClientHandle {
         device_id: Option<String>,
         auth_kind: AuthKind,
         max_buffered: usize,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Outbound>, Arc<AtomicUsize>) {
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Outbound>, Arc<QueueState>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let state = Arc::new(QueueState::default());
         let handle = Arc::new(Self {
             conn_id,
             role,
@@ -126,19 +170,19 @@ impl ClientHandle {
             client: (String::new(), String::new()),
             caps: Vec::new(),
             tx,
-            queued: queued.clone(),
+            state: state.clone(),
             seq: AtomicU64::new(0),
             max_buffered,
             subs: Mutex::default(),
         });
-        (handle, rx, queued)
+        (handle, rx, state)
     }
 
     /// Wrap an existing queue (the server creates the queue before the handshake finishes).
     pub fn with_queue(
         identity: ClientIdentity,
         tx: mpsc::UnboundedSender<Outbound>,
-        queued: Arc<AtomicUsize>,
+        state: Arc<QueueState>,
         max_buffered: usize,
     ) -> Arc<Self> {
         let ClientIdentity { conn_id, role, scopes, device_id, auth_kind, client, caps } = identity;
@@ -151,7 +195,7 @@ impl ClientHandle {
             client,
             caps,
             tx,
-            queued,
+            state,
             seq: AtomicU64::new(0),
             max_buffered,
             subs: Mutex::default(),
@@ -186,24 +230,39 @@ impl ClientHandle {
         self.role == clawgate_protocol::connect::roles::OPERATOR && scopes::satisfied(scope, &self.scopes)
     }
 
-    /// Queue a frame; past the buffer limit the client is closed as a slow consumer.
+    /// Queue a frame; past the buffer limit the client is aborted as a slow consumer (the close
+    /// jumps the queue and the queue is dropped: it would never drain).
     pub fn send(&self, text: String) -> Result<(), SendError> {
+        if self.state.aborted.is_cancelled() {
+            return Err(SendError::Closed);
+        }
         let len = text.len();
-        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        let before = self.state.queued.fetch_add(len, Ordering::AcqRel);
         if before + len > self.max_buffered {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            self.close(close::POLICY_VIOLATION, close::REASON_SLOW_CONSUMER);
+            self.state.queued.fetch_sub(len, Ordering::AcqRel);
+            tracing::info!(conn = %self.conn_id, queued = before, "slow consumer: closing");
+            self.abort(close::POLICY_VIOLATION, close::REASON_SLOW_CONSUMER);
             return Err(SendError::SlowConsumer);
         }
         self.tx.send(Outbound::Text(text)).map_err(|_| {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.state.queued.fetch_sub(len, Ordering::AcqRel);
             SendError::Closed
         })
     }
 
     /// Whether one more frame of `len` bytes would exceed the buffer limit.
     pub fn would_overflow(&self, len: usize) -> bool {
-        self.queued.load(Ordering::Acquire) + len > self.max_buffered
+        self.state.queued() + len > self.max_buffered
+    }
+
+    /// End the connection now: queued frames are dropped, the close is attempted briefly.
+    pub fn abort(&self, code: u16, reason: &str) {
+        self.state.abort(code, reason);
+    }
+
+    /// Whether the connection was aborted.
+    pub fn is_aborted(&self) -> bool {
+        self.state.aborted.is_cancelled()
     }
 
     /// Next event sequence number for this client.
@@ -415,7 +474,10 @@ mod tests {
         b.broadcast("tick", &json!({"ts": 4}), None, false); // not droppable: closes
         assert_eq!(next_text(&mut rx)["seq"], 1);
         assert_eq!(next_text(&mut rx)["seq"], 2);
-        assert_eq!(rx.try_recv().unwrap(), Outbound::Close(1008, "slow consumer".into()));
+        assert!(rx.try_recv().is_err(), "the close does not queue behind unsent frames");
+        assert!(c.is_aborted(), "it travels out of band");
+        assert_eq!(c.state.abort_close(), Some((1008, "slow consumer".into())));
+        assert_eq!(c.send("late".into()), Err(SendError::Closed), "nothing more is queued");
         assert_eq!(c.next_seq(), 5, "dropped and refused events still consumed their seq");
     }
 }

@@ -180,7 +180,12 @@ pub fn settings_from_config(
             exempt_loopback: rl.exempt_loopback,
         },
         allowed_origins: g.control_ui.allowed_origins.clone(),
+        allow_host_header_origin: g.control_ui.dangerously_allow_host_header_origin_fallback,
         handshake_timeout: std::time::Duration::from_millis(g.handshake_timeout_ms),
+        http_limits: crate::settings::HttpLimits {
+            header_timeout: std::time::Duration::from_millis(g.http.header_timeout_ms),
+            max_connections: g.http.max_connections as usize,
+        },
         tick_interval_ms: g.tick_interval_ms,
         auto_approve_loopback: base.auto_approve_loopback,
         state_dir: base.state_dir.clone(),
@@ -209,6 +214,7 @@ pub fn apply_changes(gw: &crate::Gateway, overrides: &Overrides, changes: &[Conf
             // Keys that need a process restart keep their running values until then.
             new.auth_mode = old.auth_mode;
             new.handshake_timeout = old.handshake_timeout;
+            new.http_limits = old.http_limits;
             new.tick_interval_ms = old.tick_interval_ms;
             let secret_changed = new.token != old.token || new.password != old.password;
             gw.replace_settings(new);

@@ -1,9 +1,10 @@
 //! Authorization from the static method table, then dispatch to the handler named after the
 //! method. The only place that maps a method name to code.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use clawgate_protocol::ErrorShape;
 use clawgate_protocol::connect::roles;
@@ -21,6 +22,70 @@ pub struct CallContext {
     pub client: Arc<ClientHandle>,
     /// The request id (two-phase methods answer it twice).
     pub request_id: String,
+    /// This request's place in its connection's order, for [`is_ordered`] methods.
+    pub turn: Option<Arc<Turn>>,
+}
+
+impl CallContext {
+    /// Let the connection's next ordered request go: called by a handler once its ordered part
+    /// (e.g. the enqueue of a run) is done and only waiting remains. Dropping the context does
+    /// the same.
+    pub fn end_turn(&self) {
+        if let Some(turn) = &self.turn {
+            turn.end();
+        }
+    }
+}
+
+/// Whether a method changes a session's transcript or run queue, so that requests of one
+/// connection must take effect in the order they were sent.
+///
+/// Class closed: reordering of pipelined requests. Every request runs on its own task (a slow one
+/// must not stall the socket), so without this, ten `chat.send` sent in order landed in the
+/// transcript in whatever order their tasks reached the store.
+pub fn is_ordered(method: &str) -> bool {
+    matches!(
+        method,
+        m::CHAT_SEND
+            | m::CHAT_INJECT
+            | m::CHAT_ABORT
+            | m::AGENT
+            | m::SESSIONS_PATCH
+            | m::SESSIONS_RESET
+            | m::SESSIONS_DELETE
+    )
+}
+
+/// One ordered request's turn: it starts once the previous ordered request of its connection has
+/// finished its ordered part, and lets the next one start when it finishes its own.
+#[derive(Debug)]
+pub struct Turn {
+    after: Mutex<Option<oneshot::Receiver<()>>>,
+    done: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Turn {
+    /// The next turn after `last` (the connection's latest turn); `last` becomes this one.
+    pub fn next(last: &mut Option<oneshot::Receiver<()>>) -> Arc<Self> {
+        let (done, next) = oneshot::channel();
+        let after = last.replace(next);
+        Arc::new(Self { after: Mutex::new(after), done: Mutex::new(Some(done)) })
+    }
+
+    /// Wait until the previous ordered request is done (or gone).
+    pub async fn wait(&self) {
+        let after = self.after.lock().map(|mut a| a.take()).unwrap_or(None);
+        if let Some(after) = after {
+            let _ = after.await;
+        }
+    }
+
+    /// Let the next ordered request go.
+    pub fn end(&self) {
+        if let Ok(mut done) = self.done.lock() {
+            done.take();
+        }
+    }
 }
 
 /// Why a call was refused before reaching a handler.
@@ -56,6 +121,9 @@ pub fn authorize(client: &ClientHandle, method: &str, params: &Value) -> Result<
 
 /// Run an authorized call.
 pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params: Value) -> Result<Value, ErrorShape> {
+    if let Some(turn) = &ctx.turn {
+        turn.wait().await;
+    }
     let result = match method {
         m::HEALTH => methods::health::health(gw, ctx, params).await,
         m::STATUS => methods::health::status(gw, ctx).await,
@@ -138,6 +206,26 @@ mod tests {
             1 << 20,
         )
         .0
+    }
+
+    #[tokio::test]
+    async fn turns_run_in_the_order_they_were_taken() {
+        let mut last = None;
+        let turns: Vec<Arc<Turn>> = (0..3).map(|_| Turn::next(&mut last)).collect();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, turn) in turns.into_iter().enumerate().rev() {
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                turn.wait().await;
+                order.lock().unwrap().push(i);
+                turn.end();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
     }
 
     #[test]

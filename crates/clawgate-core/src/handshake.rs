@@ -90,15 +90,33 @@ fn auth_failure(code: &str, reason: &str, message: &str, next: &str, retry_with_
     })))
 }
 
-/// Whether an `Origin` may open a control connection: listed in `allowedOrigins`, the gateway's
-/// own origin (same `Host`), or a loopback origin on a loopback connection.
-pub fn origin_allowed(origin: &str, host: Option<&str>, remote_is_loopback: bool, allowed: &[String]) -> bool {
+/// Whether a browser `Origin` may drive the gateway: open a control connection, or POST to the
+/// HTTP API. The one rule for both (class closed: DNS rebinding and cross-site requests). A page
+/// is trusted only when its origin is
+/// - listed in `gateway.controlUi.allowedOrigins` (or `*`), or
+/// - a loopback origin (`localhost`, `*.localhost`, `127.x.y.z`, `[::1]`) on a loopback connection.
+///
+/// An origin equal to the request's `Host` header is *not* trusted by default: after DNS rebinding
+/// a hostile page at `http://evil.example:P` reaches 127.0.0.1 with `Host: evil.example:P`, so the
+/// two always match. `gateway.controlUi.dangerouslyAllowHostHeaderOriginFallback` (`host_fallback`)
+/// turns that fallback back on for deployments behind a name that has no other protection.
+pub fn origin_allowed(
+    origin: &str,
+    host: Option<&str>,
+    remote_is_loopback: bool,
+    allowed: &[String],
+    host_fallback: bool,
+) -> bool {
     let origin_trimmed = origin.trim_end_matches('/');
     if allowed.iter().any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin_trimmed)) {
         return true;
     }
-    let Some((_, rest)) = origin_trimmed.split_once("://") else { return false };
-    if let Some(host) = host
+    let Some((scheme, rest)) = origin_trimmed.split_once("://") else { return false };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return false;
+    }
+    if host_fallback
+        && let Some(host) = host
         && rest.eq_ignore_ascii_case(host)
     {
         return true;
@@ -108,7 +126,9 @@ pub fn origin_allowed(origin: &str, host: Option<&str>, remote_is_loopback: bool
     } else {
         rest.split(':').next().unwrap_or("")
     };
-    let loopback_origin = hostname.eq_ignore_ascii_case("localhost")
+    let hostname = hostname.to_ascii_lowercase();
+    let loopback_origin = hostname == "localhost"
+        || hostname.ends_with(".localhost")
         || hostname.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
     loopback_origin && remote_is_loopback
 }
@@ -139,7 +159,13 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
         });
     }
     if let Some(origin) = &meta.origin
-        && !origin_allowed(origin, meta.host.as_deref(), meta.remote_ip.is_loopback(), &settings.allowed_origins)
+        && !origin_allowed(
+            origin,
+            meta.host.as_deref(),
+            meta.remote_ip.is_loopback(),
+            &settings.allowed_origins,
+            settings.allow_host_header_origin,
+        )
     {
         tracing::warn!(origin = %origin, ip = %meta.remote_ip, "refusing a browser origin not in gateway.controlUi.allowedOrigins");
         let message = "origin not allowed (open the Control UI from the gateway host or allow it in gateway.controlUi.allowedOrigins)";
@@ -639,15 +665,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn origins_are_allowed_by_list_same_host_or_loopback() {
+    fn origins_are_allowed_by_list_or_loopback() {
         let allowed = vec!["https://chat.example.com".to_owned()];
-        assert!(origin_allowed("https://chat.example.com", None, false, &allowed));
-        assert!(origin_allowed("http://gw.lan:18789", Some("gw.lan:18789"), false, &[]));
-        assert!(origin_allowed("http://127.0.0.1:5173", Some("127.0.0.1:18789"), true, &[]));
-        assert!(origin_allowed("http://localhost:3000", None, true, &[]));
-        assert!(origin_allowed("http://[::1]:3000", None, true, &[]));
-        assert!(!origin_allowed("http://localhost:3000", None, false, &[]), "loopback origin from a remote peer");
-        assert!(!origin_allowed("https://evil.example", Some("127.0.0.1:18789"), true, &allowed));
-        assert!(!origin_allowed("null", None, true, &[]));
+        assert!(origin_allowed("https://chat.example.com", None, false, &allowed, false));
+        assert!(origin_allowed("http://127.0.0.1:5173", Some("127.0.0.1:18789"), true, &[], false));
+        assert!(origin_allowed("http://localhost:3000", None, true, &[], false));
+        assert!(origin_allowed("http://app.localhost:3000", None, true, &[], false));
+        assert!(origin_allowed("http://[::1]:3000", None, true, &[], false));
+        assert!(
+            !origin_allowed("http://localhost:3000", None, false, &[], false),
+            "loopback origin from a remote peer"
+        );
+        assert!(!origin_allowed("https://evil.example", Some("127.0.0.1:18789"), true, &allowed, false));
+        assert!(!origin_allowed("null", None, true, &[], false));
+        assert!(!origin_allowed("file://localhost", None, true, &[], false));
+        assert!(!origin_allowed("http://localhost.evil.example", None, true, &[], false));
+    }
+
+    #[test]
+    fn host_header_fallback_is_opt_in_because_dns_rebinding_matches_it() {
+        // What a browser sends after evil.example was rebound to 127.0.0.1.
+        let (origin, host) = ("http://evil.example:18789", Some("evil.example:18789"));
+        assert!(!origin_allowed(origin, host, true, &[], false));
+        assert!(origin_allowed(origin, host, true, &[], true));
+        assert!(origin_allowed("http://gw.lan:18789", Some("gw.lan:18789"), false, &[], true));
+        assert!(!origin_allowed("http://gw.lan:18789", Some("other:18789"), false, &[], true));
     }
 }

@@ -73,6 +73,21 @@ impl Default for RateLimitSettings {
     }
 }
 
+/// What one listener lets strangers hold (`gateway.http.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Time to send a complete request head (also the keep-alive idle timeout).
+    pub header_timeout: Duration,
+    /// Open connections at once (an eighth kept for 127.0.0.1 and ::1).
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { header_timeout: Duration::from_secs(15), max_connections: 512 }
+    }
+}
+
 /// Everything the connection handling needs to know.
 #[derive(Clone)]
 pub struct GatewaySettings {
@@ -84,10 +99,15 @@ pub struct GatewaySettings {
     pub password: Option<PasswordSecret>,
     /// Failed-auth lockout.
     pub rate_limit: RateLimitSettings,
-    /// Browser origins allowed besides same-origin and loopback.
+    /// Browser origins allowed besides loopback ones.
     pub allowed_origins: Vec<String>,
+    /// `gateway.controlUi.dangerouslyAllowHostHeaderOriginFallback`: also accept an origin equal
+    /// to the request's `Host` header (off: DNS rebinding makes any page match its own `Host`).
+    pub allow_host_header_origin: bool,
     /// Time a client has to send `connect`.
     pub handshake_timeout: Duration,
+    /// Limits of the listener (`gateway.http.*`; read when it starts).
+    pub http_limits: HttpLimits,
     /// `tick` interval.
     pub tick_interval_ms: u64,
     /// Whether a device presenting a valid shared secret over loopback is paired silently.
@@ -110,7 +130,9 @@ impl std::fmt::Debug for GatewaySettings {
             .field("password", &self.password)
             .field("rate_limit", &self.rate_limit)
             .field("allowed_origins", &self.allowed_origins)
+            .field("allow_host_header_origin", &self.allow_host_header_origin)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("http_limits", &self.http_limits)
             .field("tick_interval_ms", &self.tick_interval_ms)
             .field("auto_approve_loopback", &self.auto_approve_loopback)
             .field("state_dir", &self.state_dir)
@@ -129,7 +151,9 @@ impl GatewaySettings {
             password: None,
             rate_limit: RateLimitSettings::default(),
             allowed_origins: Vec::new(),
+            allow_host_header_origin: false,
             handshake_timeout: Duration::from_millis(clawgate_protocol::HANDSHAKE_TIMEOUT_MS),
+            http_limits: HttpLimits::default(),
             tick_interval_ms: clawgate_protocol::TICK_INTERVAL_MS,
             auto_approve_loopback: true,
             config_path: state_dir.join("clawgate.json5"),

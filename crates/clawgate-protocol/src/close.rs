@@ -4,6 +4,8 @@
 pub const NORMAL: u16 = 1000;
 /// Protocol version negotiation failed.
 pub const PROTOCOL_ERROR: u16 = 1002;
+/// A text frame that is not valid UTF-8 (RFC 6455 §7.4.1, "invalid frame payload data").
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// Policy violation: bad handshake, failed auth, device problems, slow consumer, abuse guards.
 pub const POLICY_VIOLATION: u16 = 1008;
 /// A frame too large (before hello: the pre-auth cap).
@@ -16,6 +18,13 @@ pub const SERVICE_RESTART: u16 = 1012;
 pub const TRY_AGAIN_LATER: u16 = 1013;
 /// Credentials were rotated or revoked.
 pub const CREDENTIALS_CHANGED: u16 = 4001;
+
+/// Reason sent with [`MESSAGE_TOO_BIG`] for a frame over the protocol's payload limit.
+pub const REASON_MESSAGE_TOO_BIG: &str = "message too big";
+/// Reason sent with [`INVALID_PAYLOAD`].
+pub const REASON_INVALID_UTF8: &str = "invalid utf-8 in text frame";
+/// Reason sent with [`PROTOCOL_ERROR`] for a frame that breaks RFC 6455.
+pub const REASON_BAD_FRAME: &str = "websocket protocol error";
 
 /// Reason sent with [`PROTOCOL_ERROR`].
 pub const REASON_PROTOCOL_MISMATCH: &str = "protocol mismatch";

@@ -10,11 +10,12 @@
 mod channel_webhooks;
 mod http;
 mod http_api;
+mod listener;
 mod media;
+mod origin;
 mod webchat;
 mod ws;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -35,23 +36,18 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .fallback(http::fallback);
     // Channel webhooks (Telegram webhook mode) are matched in front of everything, as their
     // paths come from the running accounts.
+    // The origin gate is outermost: a cross-site browser request is refused before any route,
+    // hook or webhook reads its body.
     http_api::mount(routes, &gw)
         .layer(axum::middleware::from_fn_with_state(gw.clone(), channel_webhooks::layer))
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), origin::guard))
         .with_state(gw)
 }
 
-/// Serve until the gateway's shutdown token is cancelled.
+/// Serve until the gateway's shutdown token is cancelled (see `listener` for the limits every
+/// connection is held to).
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
     let token = gw.shutdown_token();
-    use axum::serve::ListenerExt;
-    // Frames are small and latency-sensitive (a streamed reply is one frame per delta): never let
-    // Nagle hold one back waiting for the peer's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(gw).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
+    let limits = gw.settings().http_limits;
+    listener::run(listener, router(gw), limits, token).await
 }

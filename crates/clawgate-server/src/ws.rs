@@ -4,10 +4,17 @@
 //! pre-serialized frames; the reader (this task) `select!`s between the next frame and
 //! shutdown, answers the handshake inline, and runs each later request on its own task with a
 //! per-connection bound.
+//!
+//! Class closed here: a peer that stops reading must not keep its socket or the gateway's memory.
+//! Three rules do it. The reader stops reading requests while the client's unsent output is above
+//! [`READ_PAUSE_BYTES`] (backpressure: a flood of requests cannot pile up answers). Every write has
+//! a deadline ([`write_deadline`]); a write that misses it ends the connection. And whatever ends
+//! the connection (abort, write failure, keepalive, the reader finishing) ends both halves: the
+//! queue is dropped and the socket released.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::WebSocketUpgrade;
@@ -17,9 +24,10 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use clawgate_core::Gateway;
-use clawgate_core::broadcast::{ClientHandle, ClientIdentity, Outbound};
+use clawgate_core::broadcast::{ClientHandle, ClientIdentity, Outbound, QueueState};
 use clawgate_core::dispatch::{self, CallContext, Refusal};
 use clawgate_core::handshake::{self, ConnMeta};
 use clawgate_protocol::connect::parse_connect_params;
@@ -33,6 +41,20 @@ const MAX_INFLIGHT_PER_CONNECTION: usize = 64;
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// How long after a ping the peer has to show it is alive (any frame counts, a pong included).
 const PONG_WINDOW: Duration = Duration::from_secs(25);
+/// Unsent output above which the reader stops reading requests until the writer catches up.
+const READ_PAUSE_BYTES: usize = 4 * 1024 * 1024;
+/// Time any one frame may take to reach the socket, on top of [`MIN_WRITE_RATE`]: a client that
+/// accepts nothing for this long is gone or hostile (upstream closes such clients within seconds).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The slowest link a large frame is still given time for (bytes per second).
+const MIN_WRITE_RATE: usize = 64 * 1024;
+/// How long a closing socket is given for its close frame and flush.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Deadline for writing one frame of `len` bytes.
+fn write_deadline(len: usize) -> Duration {
+    WRITE_TIMEOUT + Duration::from_secs((len / MIN_WRITE_RATE) as u64)
+}
 
 /// Accept the upgrade with the protocol's frame limits.
 pub fn upgrade(gw: Arc<Gateway>, addr: SocketAddr, headers: &HeaderMap, up: WebSocketUpgrade) -> Response {
@@ -57,12 +79,12 @@ pub fn upgrade(gw: Arc<Gateway>, addr: SocketAddr, headers: &HeaderMap, up: WebS
 /// Queue side of a connection before it is registered with the broadcaster.
 struct Queue {
     tx: mpsc::UnboundedSender<Outbound>,
-    queued: Arc<AtomicUsize>,
+    state: Arc<QueueState>,
 }
 
 impl Queue {
     fn text(&self, text: String) {
-        self.queued.fetch_add(text.len(), Ordering::AcqRel);
+        self.state.queued.fetch_add(text.len(), Ordering::AcqRel);
         let _ = self.tx.send(Outbound::Text(text));
     }
 
@@ -77,41 +99,75 @@ impl Queue {
     }
 }
 
+/// Drains the queue into the socket until the queue ends, a close is sent, the reader is done and
+/// nothing more is queued, a write fails or misses its deadline, or the connection is aborted.
+/// On the way out it frees whatever is still queued and cancels `state.aborted`, so the reader
+/// lets go of the socket too.
 async fn writer(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
-    queued: Arc<AtomicUsize>,
+    state: Arc<QueueState>,
+    reader_done: CancellationToken,
 ) {
-    while let Some(out) = rx.recv().await {
-        match out {
+    loop {
+        let out = tokio::select! {
+            biased;
+            () = state.aborted.cancelled() => break,
+            out = rx.recv() => out,
+            () = reader_done.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(out) = out else { break };
+        let (message, len, last) = match out {
             Outbound::Text(text) => {
                 let len = text.len();
-                let res = sink.send(Message::Text(Utf8Bytes::from(text))).await;
-                queued.fetch_sub(len, Ordering::AcqRel);
-                if res.is_err() {
-                    break;
-                }
+                (Message::Text(Utf8Bytes::from(text)), len, false)
             }
-            Outbound::Ping => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    break;
-                }
-            }
+            Outbound::Ping => (Message::Ping(Default::default()), 0, false),
             Outbound::Close(code, reason) => {
-                let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }))).await;
+                (Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) })), 0, true)
+            }
+        };
+        let sent = tokio::select! {
+            biased;
+            () = state.aborted.cancelled() => break,
+            sent = tokio::time::timeout(write_deadline(len), sink.send(message)) => sent,
+        };
+        state.queued.fetch_sub(len, Ordering::AcqRel);
+        state.drained.notify_one();
+        match sent {
+            Ok(Ok(())) if !last => {}
+            Ok(Ok(())) | Ok(Err(_)) => break,
+            Err(_elapsed) => {
+                tracing::info!("a write missed its deadline: closing a client that does not read");
+                state.abort(close::POLICY_VIOLATION, close::REASON_SLOW_CONSUMER);
                 break;
             }
         }
     }
-    let _ = sink.close().await;
+    // Nothing queued now will be sent: free it at once rather than when the last handle goes.
+    rx.close();
+    while rx.try_recv().is_ok() {}
+    state.queued.store(0, Ordering::Release);
+    state.drained.notify_one();
+    if state.aborted.is_cancelled()
+        && let Some((code, reason)) = state.abort_close()
+    {
+        let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }));
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    // The writer is done with the socket: the reader must let go of its half too.
+    state.aborted.cancel();
 }
 
 async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let writer_task = tokio::spawn(writer(sink, rx, queued.clone()));
-    let q = Queue { tx: tx.clone(), queued: queued.clone() };
+    let state = Arc::new(QueueState::default());
+    let reader_done = CancellationToken::new();
+    let writer_task = tokio::spawn(writer(sink, rx, state.clone(), reader_done.clone()));
+    let ending = Ending { writer: writer_task, reader_done, state: state.clone() };
+    let q = Queue { tx: tx.clone(), state: state.clone() };
     let shutdown = gw.shutdown_token();
 
     q.text(
@@ -128,17 +184,25 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     let (connect_id, params, admission) = loop {
         let next = tokio::select! {
             n = tokio::time::timeout_at(deadline, stream.next()) => n,
-            _ = shutdown.cancelled() => { q.close(close::SERVICE_RESTART, close::REASON_SERVICE_RESTART); break_out(writer_task, tx).await; return; }
+            () = state.aborted.cancelled() => { ending.finish(tx).await; return; }
+            _ = shutdown.cancelled() => { q.close(close::SERVICE_RESTART, close::REASON_SERVICE_RESTART); ending.finish(tx).await; return; }
         };
         let text = match next {
             Err(_elapsed) => {
                 tracing::debug!(conn = %meta.conn_id, "handshake timeout");
                 q.close(close::NORMAL, "");
-                break_out(writer_task, tx).await;
+                ending.finish(tx).await;
                 return;
             }
-            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
-                break_out(writer_task, tx).await;
+            Ok(Some(Err(e))) => {
+                if let Some((code, reason)) = close_for_read_error(e) {
+                    q.close(code, reason);
+                }
+                ending.finish(tx).await;
+                return;
+            }
+            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => {
+                ending.finish(tx).await;
                 return;
             }
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
@@ -147,7 +211,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
         };
         if text.len() > clawgate_protocol::MAX_PREAUTH_PAYLOAD_BYTES {
             q.close(close::MESSAGE_TOO_BIG, close::REASON_PREAUTH_TOO_LARGE);
-            break_out(writer_task, tx).await;
+            ending.finish(tx).await;
             return;
         }
         let req = match parse_request_frame(&text) {
@@ -155,28 +219,28 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
             Err(FrameError::Json(e)) => {
                 tracing::debug!(conn = %meta.conn_id, error = %e, "parse-error before connect");
                 q.close(close::NORMAL, "");
-                break_out(writer_task, tx).await;
+                ending.finish(tx).await;
                 return;
             }
             Err(e) => {
                 let err = e.to_error_shape();
                 let reason = err.message.clone();
                 q.refuse(e.response_id(), err, close::POLICY_VIOLATION, &reason);
-                break_out(writer_task, tx).await;
+                ending.finish(tx).await;
                 return;
             }
         };
         if req.method != clawgate_protocol::methods::names::CONNECT {
             let msg = "invalid handshake: first request must be connect";
             q.refuse(req.id, ErrorShape::invalid_request(msg), close::POLICY_VIOLATION, msg);
-            break_out(writer_task, tx).await;
+            ending.finish(tx).await;
             return;
         }
         let params = match parse_connect_params(&req.params_or_empty()) {
             Ok(p) => p,
             Err(msg) => {
                 q.refuse(req.id, ErrorShape::invalid_request(msg.clone()), close::POLICY_VIOLATION, &msg);
-                break_out(writer_task, tx).await;
+                ending.finish(tx).await;
                 return;
             }
         };
@@ -185,7 +249,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
             Err(rej) => {
                 tracing::info!(conn = %meta.conn_id, ip = %meta.remote_ip, client = %params.client.id, code = ?rej.error.detail_code(), "connect refused");
                 q.refuse(req.id, rej.error, rej.close_code, &rej.close_reason);
-                break_out(writer_task, tx).await;
+                ending.finish(tx).await;
                 return;
             }
         }
@@ -204,7 +268,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
         client: (params.client.id.clone(), params.client.mode.clone()),
         caps: params.caps.clone(),
     };
-    let client = ClientHandle::with_queue(identity, tx.clone(), queued.clone(), clawgate_protocol::MAX_BUFFERED_BYTES);
+    let client = ClientHandle::with_queue(identity, tx.clone(), state.clone(), clawgate_protocol::MAX_BUFFERED_BYTES);
     tracing::info!(conn = %meta.conn_id, ip = %meta.remote_ip, client = %params.client.id, mode = %params.client.mode,
         role = %admission.role, method = admission.method, scopes = ?admission.scopes, "client connected");
     gw.client_connected(client.clone(), &params, &meta.remote_ip.to_string());
@@ -213,26 +277,38 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     // ---- request loop ----
     let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT_PER_CONNECTION));
     let mut wrong_role_streak = 0u32;
+    let mut last_turn = None;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut last_seen = tokio::time::Instant::now();
     loop {
+        // Backpressure: while the client's answers are not being taken, take no more questions.
+        let paused = state.queued() > READ_PAUSE_BYTES;
         let msg = tokio::select! {
-            m = stream.next() => m,
+            biased;
+            () = state.aborted.cancelled() => break,
+            _ = shutdown.cancelled() => break,
             _ = ping.tick() => {
                 // A peer silent for a whole ping interval plus the pong window is gone.
                 if last_seen.elapsed() > PING_INTERVAL + PONG_WINDOW {
                     tracing::info!(conn = %meta.conn_id, "no pong within the keepalive window; closing");
-                    client.close(close::NORMAL, "keepalive timeout");
+                    client.abort(close::NORMAL, "keepalive timeout");
                     break;
                 }
                 client.ping();
                 continue;
             }
-            _ = shutdown.cancelled() => break,
+            () = state.drained.notified(), if paused => continue,
+            m = stream.next(), if !paused => m,
         };
         last_seen = tokio::time::Instant::now();
         let text = match msg {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Err(e)) => {
+                if let Some((code, reason)) = close_for_read_error(e) {
+                    client.close(code, reason);
+                }
+                break;
+            }
+            None | Some(Ok(Message::Close(_))) => break,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Binary(b))) => match Utf8Bytes::try_from(b) {
@@ -269,9 +345,16 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
                 continue;
             }
         }
-        let Ok(permit) = inflight.clone().acquire_owned().await else { break };
+        let permit = tokio::select! {
+            p = inflight.clone().acquire_owned() => p,
+            () = state.aborted.cancelled() => break,
+        };
+        let Ok(permit) = permit else { break };
         let gw = gw.clone();
-        let ctx = CallContext { client: client.clone(), request_id: req.id.clone() };
+        // Requests that change a session take their turn now, in arrival order; they run on their
+        // own tasks but each waits for the previous one's ordered part (see `dispatch::is_ordered`).
+        let turn = dispatch::is_ordered(&req.method).then(|| dispatch::Turn::next(&mut last_turn));
+        let ctx = CallContext { client: client.clone(), request_id: req.id.clone(), turn };
         tokio::spawn(async move {
             let _permit = permit;
             let frame = match dispatch::dispatch(&gw, &ctx, &req.method, params).await {
@@ -285,11 +368,41 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     gw.client_disconnected(&meta.conn_id);
     tracing::info!(conn = %meta.conn_id, "client disconnected");
     drop(client);
-    break_out(writer_task, tx).await;
+    ending.finish(tx).await;
 }
 
-/// Let the writer flush what is queued (including a close frame) and finish.
-async fn break_out(writer: tokio::task::JoinHandle<()>, tx: mpsc::UnboundedSender<Outbound>) {
-    drop(tx);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+/// The close a frame that could not be read earns (RFC 6455 §7.4.1): over the payload limit 1009
+/// (refused from its header, before the payload is buffered), a text frame that is not UTF-8
+/// 1007, any other broken frame 1002. `None` when the socket itself failed (nothing to say).
+fn close_for_read_error(err: axum::Error) -> Option<(u16, &'static str)> {
+    let err = err.into_inner().downcast::<tungstenite::Error>().ok()?;
+    match *err {
+        tungstenite::Error::Capacity(_) => Some((close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
+        tungstenite::Error::Utf8(_) => Some((close::INVALID_PAYLOAD, close::REASON_INVALID_UTF8)),
+        tungstenite::Error::Protocol(_) => Some((close::PROTOCOL_ERROR, close::REASON_BAD_FRAME)),
+        _ => None,
+    }
+}
+
+/// How a connection ends, whichever side ends it.
+struct Ending {
+    writer: tokio::task::JoinHandle<()>,
+    reader_done: CancellationToken,
+    state: Arc<QueueState>,
+}
+
+impl Ending {
+    /// The reader is done: let the writer flush what is queued (a close frame included) within
+    /// its deadlines, then stop it, so neither half outlives the connection.
+    async fn finish(self, tx: mpsc::UnboundedSender<Outbound>) {
+        drop(tx);
+        self.reader_done.cancel();
+        let mut writer = self.writer;
+        if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+            self.state.abort(close::NORMAL, "");
+            if tokio::time::timeout(CLOSE_GRACE * 2, &mut writer).await.is_err() {
+                writer.abort();
+            }
+        }
+    }
 }

@@ -73,7 +73,10 @@ pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Resul
         extra_system: params.get("extraSystemPrompt").and_then(Value::as_str).map(str::to_owned),
         client: Some(json!({"id": ctx.client.client.0, "mode": ctx.client.client.1})),
     };
-    match agent::submit(gw, req).await? {
+    let submitted = agent::submit(gw, req).await;
+    // Enqueued (or refused): the connection's next ordered request may go while this one waits.
+    ctx.end_turn();
+    match submitted? {
         Submitted::Done(rec) => {
             let outcome = RunOutcome { status: rec.status, result: rec.result.unwrap_or(Value::Null) };
             return final_payload(run_id, &outcome);
