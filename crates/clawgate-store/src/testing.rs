@@ -1262,16 +1262,26 @@ pub async fn list_queued_sessions_lists_each_waiting_session_once<S: RunStore>(s
     assert_eq!(store.list_queued_sessions().await.expect("list"), ["b", "a"]);
 }
 
-/// At startup, runs left running become interrupted (with an end time), their lanes open up,
-/// and nothing else changes.
-pub async fn mark_interrupted_running_ends_runs_cut_off_by_a_crash<S: RunStore>(store: &S) {
+/// At startup, runs left running become interrupted (with an end time) once their turn wrote to
+/// the transcript, their lanes open up, and nothing else changes; a running run that wrote
+/// nothing yet (a crash between the claim and the user message) goes back to the queue at its
+/// place, so an acknowledged message is never lost.
+pub async fn mark_interrupted_running_ends_runs_cut_off_by_a_crash<S: RunStore + TranscriptStore>(store: &S) {
     queued(store, "r1", "s", T0).await;
     queued(store, "r2", "s", T0).await;
     queued(store, "t1", "t", T0).await;
     queued(store, "u1", "u", T0).await;
-    store.claim_next("s", T0 + 1).await.expect("claim").expect("r1");
-    store.claim_next("t", T0 + 1).await.expect("claim").expect("t1");
-    store.claim_next("u", T0 + 1).await.expect("claim").expect("u1");
+    queued(store, "v1", "v", T0).await;
+    queued(store, "v2", "v", T0).await;
+    for (session, run) in [("s", "r1"), ("t", "t1"), ("u", "u1"), ("v", "v1")] {
+        store.claim_next(session, T0 + 1).await.expect("claim").expect(run);
+    }
+    for run in ["r1", "t1"] {
+        store
+            .append(&format!("sid-{run}"), TranscriptRole::User, &json!("hi"), Some(run), EntryStatus::Final, T0 + 1)
+            .await
+            .expect("user message of a started turn");
+    }
     store.finish("u1", RunStatus::Completed, None, T0 + 2).await.expect("finish");
 
     assert_eq!(store.mark_interrupted_running(T0 + 100).await.expect("mark"), 2);
@@ -1279,9 +1289,20 @@ pub async fn mark_interrupted_running_ends_runs_cut_off_by_a_crash<S: RunStore>(
     assert_eq!((r1.status, r1.ended_at_ms), (RunStatus::Interrupted, Some(T0 + 100)));
     let u1 = store.get_run("u1").await.expect("get").expect("u1");
     assert_eq!((u1.status, u1.ended_at_ms), (RunStatus::Completed, Some(T0 + 2)));
+    let v1 = store.get_run("v1").await.expect("get").expect("v1");
+    assert_eq!((v1.status, v1.ended_at_ms), (RunStatus::Queued, None), "claimed but never started: queued again");
+    assert_eq!(store.claim_next("v", T0 + 101).await.expect("claim").map(|r| r.run_id).as_deref(), Some("v1"));
     assert_eq!(store.get_run("r2").await.expect("get").expect("r2").status, RunStatus::Queued);
     assert_eq!(store.claim_next("s", T0 + 101).await.expect("claim").map(|r| r.run_id).as_deref(), Some("r2"));
-    assert_eq!(store.mark_interrupted_running(T0 + 200).await.expect("mark"), 1);
+    store
+        .append("sid-r2", TranscriptRole::User, &json!("hi"), Some("r2"), EntryStatus::Final, T0 + 101)
+        .await
+        .expect("user message");
+    store
+        .append("sid-v1", TranscriptRole::User, &json!("hi"), Some("v1"), EntryStatus::Final, T0 + 101)
+        .await
+        .expect("user message");
+    assert_eq!(store.mark_interrupted_running(T0 + 200).await.expect("mark"), 2);
     assert_eq!(store.mark_interrupted_running(T0 + 300).await.expect("mark again"), 0);
 }
 

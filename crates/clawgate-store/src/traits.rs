@@ -300,7 +300,8 @@ pub trait RunStore: Send + Sync {
     fn list_queued_sessions(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 
     /// At startup: runs still marked running were cut off by a crash; marks them interrupted
-    /// (`ended_at_ms = now_ms`), freeing their lanes. Returns how many.
+    /// (`ended_at_ms = now_ms`), freeing their lanes, and returns how many. A running run with
+    /// no transcript entry never started its turn: it goes back to the queue at its place.
     fn mark_interrupted_running(&self, now_ms: i64) -> impl Future<Output = Result<u64>> + Send;
 
     /// Deletes finished runs that ended before `older_than_ms`; queued and running runs stay.

@@ -144,12 +144,29 @@ impl RunStore for SqliteStore {
     }
 
     async fn mark_interrupted_running(&self, now_ms: i64) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        // A run writes its user message before anything reaches the model (agent::run). A crash
+        // between the claim and that write leaves a running run with no transcript entry: the
+        // message was acknowledged but nothing of it happened yet, so it goes back to the queue
+        // at its old place instead of being lost as "interrupted" (class: an acked message lost
+        // in the gap between two writes).
+        let requeued = sqlx::query(
+            "UPDATE runs SET status = 'queued', started_at_ms = NULL WHERE status = 'running' \
+             AND NOT EXISTS (SELECT 1 FROM transcript_entries t WHERE t.run_id = runs.run_id)",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let interrupted =
             sqlx::query("UPDATE runs SET status = 'interrupted', ended_at_ms = ? WHERE status = 'running'")
                 .bind(now_ms)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        tx.commit().await?;
+        if requeued > 0 {
+            tracing::info!(requeued, "runs claimed but not started by the previous process queued again");
+        }
         if interrupted > 0 {
             tracing::info!(interrupted, "runs left running by the previous process marked interrupted");
         }
