@@ -324,7 +324,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { endpoints: HttpEndpointsConfig::default(), header_timeout_ms: 15_000, max_connections: 512 }
+        Self { endpoints: HttpEndpointsConfig::default(), header_timeout_ms: 15_000, max_connections: 4096 }
     }
 }
 

@@ -84,7 +84,7 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { header_timeout: Duration::from_secs(15), max_connections: 512 }
+        Self { header_timeout: Duration::from_secs(15), max_connections: 4096 }
     }
 }
 
