@@ -339,25 +339,31 @@ async fn context(
             break;
         }
         before = page.first().map(|e| e.seq);
-        for e in page.iter().rev() {
+        let full_page = page.len() >= 50;
+        // Entries are consumed: a message's text is moved out of the page, not copied.
+        for mut e in page.into_iter().rev() {
             if e.status != EntryStatus::Final {
                 continue;
             }
-            let replaced = match &whole {
+            let text = match &whole {
                 Some((run_id, _)) if e.role == TranscriptRole::User && e.run_id.as_deref() == Some(run_id) => {
-                    whole.take().map(|(_, message)| message)
+                    whole.take().map(|(_, message)| message).unwrap_or_default()
                 }
-                _ => None,
+                _ => match e.content.get_mut("content").map(Value::take) {
+                    Some(Value::String(text)) => text,
+                    Some(other) => transcript::text_of(&json!({"content": other})),
+                    None => String::new(),
+                },
             };
-            let (m, cost) = match replaced {
-                Some(message) => {
-                    let cost = estimate_tokens(&message);
-                    (ChatMessage::user(message), cost)
-                }
-                None => {
-                    let Some(m) = transcript::to_chat_message(e) else { continue };
-                    (m, estimate_tokens(&transcript::text_of(&e.content)))
-                }
+            if text.trim().is_empty() {
+                continue;
+            }
+            let cost = estimate_tokens(&text);
+            let m = match e.role {
+                TranscriptRole::User => ChatMessage::user(text),
+                TranscriptRole::Assistant => ChatMessage::assistant(text),
+                TranscriptRole::System => ChatMessage::system(text),
+                TranscriptRole::Tool => continue,
             };
             if (used + cost > budget_tokens && !out.is_empty()) || out.len() >= super::config::MAX_CONTEXT_MESSAGES {
                 break 'pages;
@@ -365,7 +371,7 @@ async fn context(
             used += cost;
             out.push(m);
         }
-        if page.len() < 50 {
+        if !full_page {
             break;
         }
     }
