@@ -165,6 +165,9 @@ async fn a_25_mib_chat_send_frame_stays_under_the_memory_ceiling() {
         .await
         .expect("chat.send answered");
     assert_eq!(res["ok"], true, "{res}");
+    // Printed to tell the cost of receiving the frame from the cost of running the turn.
+    let (acked_peak, _) = memory_kb(pid);
+    eprintln!("one 25 MiB chat.send: VmHWM {acked_peak} kB once acknowledged (read, parsed, queued)");
     let end = loop {
         let ev = c.recv_event("chat", WAIT).await.expect("chat event");
         if matches!(ev["payload"]["state"].as_str(), Some("final" | "error" | "aborted")) {

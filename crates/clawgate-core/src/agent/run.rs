@@ -110,15 +110,15 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
     drop(record);
     // What the model reads of this turn in place of the stored excerpt.
     let whole = full.map(|m| (req.run_id.clone(), m));
-    match gw
+    let appended = gw
         .store
         .append(&session.session_id, TranscriptRole::User, &user, Some(&req.run_id), EntryStatus::Final, now_ms())
-        .await
-    {
-        Ok(entry) => gw.broadcast_session_message(&req.session_key, &transcript::history_message(&entry)),
+        .await;
+    drop(user);
+    match appended {
+        Ok(entry) => gw.broadcast_session_message(&req.session_key, &transcript::into_history_message(entry)),
         Err(e) => return finish_failed(gw, &em, &req, started_at, &format!("cannot record the message: {e}")).await,
     }
-    drop(user);
 
     em.status("preparing_context");
     em.agent("lifecycle", json!({"phase": "start", "startedAt": started_at}));
