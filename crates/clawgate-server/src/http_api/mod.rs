@@ -54,9 +54,9 @@ pub(crate) struct Api {
 /// stream) ends, and a body that does not fit is refused with 503 + `Retry-After` in the route's
 /// error format instead of being buffered. Per request the handlers keep a small multiple of the
 /// body (the bytes, then the parsed value, then the prompt taken out of it), so this budget times
-/// that multiple bounds the API's share of memory. Measured multiple: about 4.5 while the model is
-/// called (the request's messages, the provider's copy and its JSON); 40 MiB admits two bodies
-/// of the 20 MB maximum at once and keeps the gateway under 250 MB resident.
+/// that multiple bounds the API's share of memory. Measured multiple: about 3.5 while the model is
+/// called (the turn's messages, the request kept for retries, the JSON sent); 40 MiB admits two
+/// bodies of the 20 MB maximum at once and keeps the gateway under 250 MB resident.
 pub(crate) const BODY_BUDGET_BYTES: usize = 40 * 1024 * 1024;
 /// Granularity of budget reservations for bodies without a `Content-Length`.
 const BODY_BUDGET_STEP: usize = 256 * 1024;
