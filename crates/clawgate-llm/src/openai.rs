@@ -150,6 +150,10 @@ impl Provider for OpenAiCompatible {
     }
 
     fn stream(&self, request: ChatRequest, cancel: CancellationToken) -> EventStream {
+        self.stream_ref(&request, cancel)
+    }
+
+    fn stream_ref(&self, request: &ChatRequest, cancel: CancellationToken) -> EventStream {
         let mut headers = self.headers.clone();
         if let Some(extra) = self.model_headers.get(&request.model) {
             headers.extend(extra.clone());
@@ -160,7 +164,7 @@ impl Provider for OpenAiCompatible {
             .post(http::join_url(&self.base_url, "chat/completions"))
             .headers(headers)
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&self.request_body(&request));
+            .json(&self.request_body(request));
         http::event_stream(self.ctx.clone(), http_request, OpenAiDecoder::new(self.ctx.redactor.clone()), cancel)
     }
 

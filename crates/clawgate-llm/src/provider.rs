@@ -24,6 +24,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// [`LlmError::Cancelled`].
     fn stream(&self, request: ChatRequest, cancel: CancellationToken) -> EventStream;
 
+    /// [`Provider::stream`] from a borrowed request. Retries call this, so a request that may be
+    /// sent again (a 20 MB prompt) is not copied for each attempt; providers that build their
+    /// HTTP body from a borrow override it.
+    fn stream_ref(&self, request: &ChatRequest, cancel: CancellationToken) -> EventStream {
+        self.stream(request.clone(), cancel)
+    }
+
     /// The models the server offers right now (`GET …/models`), for `clawgate doctor` and model
     /// pickers.
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<RemoteModel>, LlmError>>;

@@ -97,7 +97,7 @@ impl Retrying {
                 return None;
             }
             let stream =
-                self.current.get_or_insert_with(|| self.provider.stream(self.request.clone(), self.cancel.clone()));
+                self.current.get_or_insert_with(|| self.provider.stream_ref(&self.request, self.cancel.clone()));
             match stream.next().await {
                 Some(Ok(event)) => {
                     self.yielded = true;

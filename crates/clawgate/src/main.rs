@@ -5,6 +5,7 @@ mod config_cmd;
 mod doctor;
 mod gateway_cmd;
 mod logging;
+mod malloc;
 mod paths;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Gateway(_)) {
+        // Before any thread starts: the long-running process gets its malloc settings.
+        malloc::pin_mmap_threshold();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

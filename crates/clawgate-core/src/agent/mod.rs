@@ -49,29 +49,59 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
-    fn to_json(&self) -> Value {
+    /// The stored request; `message` is set by the caller (moved, or cut to an excerpt).
+    fn to_json_without_message(&self) -> Value {
         json!({
             "agentId": self.agent_id,
-            "message": self.message,
             "timeoutMs": self.timeout.map(|d| d.as_millis() as u64),
             "extraSystemPrompt": self.extra_system,
             "client": self.client,
         })
     }
 
-    fn from_record(r: &RunRecord) -> Self {
+    /// The request of a claimed run; its message is moved out of the record, not copied.
+    fn from_record(r: &mut RunRecord) -> Self {
+        let message = match r.request.get_mut("message").map(Value::take) {
+            Some(Value::String(m)) => m,
+            _ => String::new(),
+        };
         let q = &r.request;
         Self {
             run_id: r.run_id.clone(),
             session_key: r.session_key.clone(),
             agent_id: q.get("agentId").and_then(Value::as_str).unwrap_or("main").to_owned(),
-            message: q.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            message,
             kind: r.kind,
             timeout: q.get("timeoutMs").and_then(Value::as_u64).map(Duration::from_millis),
             extra_system: q.get("extraSystemPrompt").and_then(Value::as_str).map(str::to_owned),
             client: q.get("client").cloned().filter(|c| !c.is_null()),
         }
     }
+}
+
+/// How much of a stateless request's message is stored: HTTP calls without a session (a fresh
+/// session per request) keep the whole prompt in memory for their one turn and store only this
+/// many bytes of it (its end, where the message to answer is), marked as cut. Closes the class
+/// "storage grows with the size of requests nobody can read back": upstream answers such calls
+/// without keeping them, and a 20 MB prompt must not become 40 MB of database per request.
+pub const STATELESS_STORED_BYTES: usize = 64 * 1024;
+
+/// The stored stand-in for a message longer than `cap`: a note saying so, then the message's
+/// last `cap` bytes (cut at a character boundary).
+pub fn stored_excerpt(message: &str, cap: usize) -> String {
+    if message.len() <= cap {
+        return message.to_owned();
+    }
+    let mut start = message.len() - cap;
+    while !message.is_char_boundary(start) {
+        start += 1;
+    }
+    format!(
+        "[stateless request: {} bytes, only the last {} are stored]\n{}",
+        message.len(),
+        message.len() - start,
+        &message[start..]
+    )
 }
 
 /// The answer to a submit.
@@ -126,6 +156,9 @@ pub struct AgentService {
     active: Mutex<HashMap<String, Arc<Active>>>,
     /// Sessions with a lane worker; the flag says "new work arrived since the worker last looked".
     lanes: Mutex<HashMap<String, bool>>,
+    /// Full messages of queued stateless runs, whose stored message is only an excerpt; taken
+    /// by the run when it starts, dropped when a run ends without starting.
+    unstored: Mutex<HashMap<String, String>>,
 }
 
 impl AgentService {
@@ -137,6 +170,7 @@ impl AgentService {
             agents: RwLock::new(Arc::new(AgentsConfig::from_config(root)?)),
             active: Mutex::default(),
             lanes: Mutex::default(),
+            unstored: Mutex::default(),
         })
     }
 
@@ -202,11 +236,17 @@ impl AgentService {
             .clone()
     }
 
+    /// The full message of a stateless run, if it is still held.
+    fn take_unstored(&self, run_id: &str) -> Option<String> {
+        self.unstored.lock().unwrap_or_else(|p| p.into_inner()).remove(run_id)
+    }
+
     fn lookup(&self, run_id: &str) -> Option<Arc<Active>> {
         self.active.lock().ok()?.get(run_id).cloned()
     }
 
     fn complete(&self, run_id: &str, outcome: RunOutcome) {
+        self.take_unstored(run_id);
         let active = self.active.lock().ok().and_then(|mut m| m.remove(run_id));
         if let Some(a) = active {
             a.done.send_replace(Some(outcome));
@@ -216,6 +256,18 @@ impl AgentService {
 
 /// Queue a run (idempotent on `run_id`) and make sure its session's lane is running.
 pub async fn submit(gw: &Arc<Gateway>, req: RunRequest) -> Result<Submitted, CoreError> {
+    submit_with(gw, req, None).await
+}
+
+/// [`submit`] for a stateless request (a fresh session nobody continues): the model gets the
+/// whole message, the run queue and the transcript store at most [`STATELESS_STORED_BYTES`] of
+/// it. The full message lives in memory only, so a run a restart finds still queued fails
+/// instead of answering the excerpt.
+pub async fn submit_stateless(gw: &Arc<Gateway>, req: RunRequest) -> Result<Submitted, CoreError> {
+    submit_with(gw, req, Some(STATELESS_STORED_BYTES)).await
+}
+
+async fn submit_with(gw: &Arc<Gateway>, mut req: RunRequest, cap: Option<usize>) -> Result<Submitted, CoreError> {
     let agents = gw.agents.agents();
     if agents.get(&req.agent_id).is_none() {
         return Err(CoreError::InvalidRequest {
@@ -225,8 +277,25 @@ pub async fn submit(gw: &Arc<Gateway>, req: RunRequest) -> Result<Submitted, Cor
     }
     let now = now_ms();
     gw.store.ensure_session(&req.session_key, &req.agent_id, now).await?;
+    let mut stored = req.to_json_without_message();
+    let cut = cap.filter(|&cap| req.message.len() > cap);
+    if let Some(cap) = cut {
+        stored["message"] = Value::String(stored_excerpt(&req.message, cap));
+        stored["messageTruncated"] = json!(true);
+        stored["messageBytes"] = json!(req.message.len());
+        // Held before the run is queued: a lane already running for the session may claim it
+        // at once.
+        let full = std::mem::take(&mut req.message);
+        gw.agents.unstored.lock().unwrap_or_else(|p| p.into_inner()).insert(req.run_id.clone(), full);
+    } else {
+        stored["message"] = Value::String(std::mem::take(&mut req.message));
+    }
     // Register before enqueueing so a waiter or an abort never misses the run.
-    let outcome = gw.store.enqueue(&req.run_id, &req.session_key, req.kind, &req.to_json(), now).await;
+    let outcome = gw.store.enqueue(&req.run_id, &req.session_key, req.kind, &stored, now).await;
+    drop(stored);
+    if cut.is_some() && !matches!(outcome, Ok(EnqueueOutcome::Inserted(_))) {
+        gw.agents.take_unstored(&req.run_id);
+    }
     match outcome {
         Ok(EnqueueOutcome::Inserted(_)) => {
             gw.agents.register(&req.run_id, &req.session_key);
@@ -398,5 +467,22 @@ pub fn cancel_all(gw: &Gateway) {
             }
             a.cancel.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_excerpts_keep_the_end_and_say_they_are_cut() {
+        assert_eq!(stored_excerpt("short", 10), "short");
+        let cut = stored_excerpt(&format!("{}END", "x".repeat(100)), 10);
+        assert!(cut.starts_with("[stateless request: 103 bytes, only the last 10 are stored]\n"), "{cut}");
+        assert!(cut.ends_with("xxxxxxxEND"), "{cut}");
+        // Never splits a character: the cut moves forward to the next boundary.
+        let cut = stored_excerpt(&"é".repeat(10), 5);
+        assert!(cut.ends_with("éé") && !cut.ends_with("éééé"), "{cut}");
+        assert!(cut.contains("only the last 4 are stored"), "{cut}");
     }
 }

@@ -72,8 +72,11 @@ enum Ending {
 }
 
 /// Execute a claimed run to its end.
-pub(super) async fn execute(gw: &Arc<Gateway>, record: RunRecord) {
-    let req = RunRequest::from_record(&record);
+pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
+    let mut req = RunRequest::from_record(&mut record);
+    // A stateless run stored only an excerpt; the whole message waits in memory for the model.
+    let full = gw.agents.take_unstored(&req.run_id);
+    let cut = record.request.get("messageTruncated").and_then(Value::as_bool).unwrap_or(false);
     let active = gw.agents.register(&req.run_id, &req.session_key);
     let started = Instant::now();
     let started_at = now_ms();
@@ -97,13 +100,23 @@ pub(super) async fn execute(gw: &Arc<Gateway>, record: RunRecord) {
         Ok(s) => s,
         Err(e) => return finish_failed(gw, &em, &req, started_at, &format!("session store unavailable: {e}")).await,
     };
-    let user = user_message(&req.message, &req.run_id, req.client.as_ref(), record.created_at_ms);
-    match gw
+    if cut && full.is_none() {
+        let error = "the whole prompt of this stateless request was held in memory only and a restart lost it; send the request again";
+        return finish_failed(gw, &em, &req, started_at, error).await;
+    }
+    // The message goes to the store and from there (the transcript) to the model: the request
+    // keeps no copy of it while the turn runs.
+    let user = user_message(&std::mem::take(&mut req.message), &req.run_id, req.client.as_ref(), record.created_at_ms);
+    drop(record);
+    // What the model reads of this turn in place of the stored excerpt.
+    let whole = full.map(|m| (req.run_id.clone(), m));
+    let appended = gw
         .store
         .append(&session.session_id, TranscriptRole::User, &user, Some(&req.run_id), EntryStatus::Final, now_ms())
-        .await
-    {
-        Ok(entry) => gw.broadcast_session_message(&req.session_key, &transcript::history_message(&entry)),
+        .await;
+    drop(user);
+    match appended {
+        Ok(entry) => gw.broadcast_session_message(&req.session_key, &transcript::into_history_message(entry)),
         Err(e) => return finish_failed(gw, &em, &req, started_at, &format!("cannot record the message: {e}")).await,
     }
 
@@ -125,7 +138,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, record: RunRecord) {
             Ok(model) => {
                 let deadline = tokio::time::sleep(timeout);
                 tokio::pin!(deadline);
-                let turn = turn(gw, &em, &req, &agents, &agent, &session.session_id, &model, &active.cancel);
+                let turn = turn(gw, &em, &req, &agents, &agent, &session.session_id, &model, &active.cancel, whole);
                 tokio::pin!(turn);
                 tokio::select! {
                     ending = &mut turn => ending,
@@ -309,8 +322,14 @@ async fn finish_failed(gw: &Arc<Gateway>, em: &Emitter<'_>, req: &RunRequest, st
 }
 
 /// The history sent to the model: the newest transcript entries that fit the token budget,
-/// read backwards a page at a time (never the whole transcript).
-async fn context(gw: &Arc<Gateway>, session_id: &str, budget_tokens: usize) -> Result<Vec<ChatMessage>, String> {
+/// read backwards a page at a time (never the whole transcript). `whole` is `(run id, message)`
+/// of a stateless run: its user entry stored an excerpt, the model reads the whole message.
+async fn context(
+    gw: &Arc<Gateway>,
+    session_id: &str,
+    budget_tokens: usize,
+    mut whole: Option<(String, String)>,
+) -> Result<Vec<ChatMessage>, String> {
     let mut out: Vec<ChatMessage> = Vec::new();
     let mut used = 0usize;
     let mut before: Option<i64> = None;
@@ -320,19 +339,39 @@ async fn context(gw: &Arc<Gateway>, session_id: &str, budget_tokens: usize) -> R
             break;
         }
         before = page.first().map(|e| e.seq);
-        for e in page.iter().rev() {
+        let full_page = page.len() >= 50;
+        // Entries are consumed: a message's text is moved out of the page, not copied.
+        for mut e in page.into_iter().rev() {
             if e.status != EntryStatus::Final {
                 continue;
             }
-            let Some(m) = transcript::to_chat_message(e) else { continue };
-            let cost = estimate_tokens(&transcript::text_of(&e.content));
+            let text = match &whole {
+                Some((run_id, _)) if e.role == TranscriptRole::User && e.run_id.as_deref() == Some(run_id) => {
+                    whole.take().map(|(_, message)| message).unwrap_or_default()
+                }
+                _ => match e.content.get_mut("content").map(Value::take) {
+                    Some(Value::String(text)) => text,
+                    Some(other) => transcript::text_of(&json!({"content": other})),
+                    None => String::new(),
+                },
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let cost = estimate_tokens(&text);
+            let m = match e.role {
+                TranscriptRole::User => ChatMessage::user(text),
+                TranscriptRole::Assistant => ChatMessage::assistant(text),
+                TranscriptRole::System => ChatMessage::system(text),
+                TranscriptRole::Tool => continue,
+            };
             if (used + cost > budget_tokens && !out.is_empty()) || out.len() >= super::config::MAX_CONTEXT_MESSAGES {
                 break 'pages;
             }
             used += cost;
             out.push(m);
         }
-        if page.len() < 50 {
+        if !full_page {
             break;
         }
     }
@@ -368,6 +407,7 @@ async fn turn(
     session_id: &str,
     model: &ModelRef,
     cancel: &tokio_util::sync::CancellationToken,
+    whole: Option<(String, String)>,
 ) -> Ending {
     let registry = gw.agents.registry();
     let Some(provider) = registry.get(&model.provider) else {
@@ -388,7 +428,7 @@ async fn turn(
         .and_then(|m| m.context_window)
         .map(|w| (w as usize).saturating_sub(4096) / 2)
         .unwrap_or(super::config::DEFAULT_CONTEXT_TOKENS);
-    let mut messages = match context(gw, session_id, budget).await {
+    let mut messages = match context(gw, session_id, budget, whole).await {
         Ok(m) => m,
         Err(e) => {
             return Ending::Failed {

@@ -70,7 +70,16 @@ pub fn text_of(message: &Value) -> String {
 
 /// A stored entry as a `chat.history` message: the display message plus its position.
 pub fn history_message(e: &TranscriptEntry) -> Value {
-    let mut m = e.content.clone();
+    with_position(e.content.clone(), e)
+}
+
+/// [`history_message`] of an entry no longer needed: its content is moved, not copied.
+pub fn into_history_message(mut e: TranscriptEntry) -> Value {
+    let content = std::mem::take(&mut e.content);
+    with_position(content, &e)
+}
+
+fn with_position(mut m: Value, e: &TranscriptEntry) -> Value {
     if let Some(obj) = m.as_object_mut() {
         let meta = obj.entry("__openclaw").or_insert_with(|| json!({}));
         if let Some(meta) = meta.as_object_mut() {

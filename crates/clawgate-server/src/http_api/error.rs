@@ -16,7 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::BodyError;
+use super::{BODY_BUDGET_RETRY, BodyError};
 
 /// `text/plain` answer (`Not Found`, `Method Not Allowed`, …), as the real gateway sends them.
 pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response {
@@ -118,6 +118,17 @@ impl OpenAiError {
         Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", "The agent run timed out (agents.defaults.timeoutSeconds).")
     }
 
+    /// 503 + `Retry-After`: the global budget for request bodies in flight is spent.
+    pub(crate) fn busy() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_busy",
+            "Too many large requests in flight; retry after the time in Retry-After.",
+        );
+        e.retry_after = Some(BODY_BUDGET_RETRY);
+        e
+    }
+
     /// The gateway is stopping.
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", message)
@@ -159,40 +170,55 @@ pub(crate) struct ToolsError {
     status: StatusCode,
     kind: &'static str,
     message: String,
+    retry_after: Option<Duration>,
 }
 
 impl ToolsError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), retry_after: None }
+    }
+
     /// 400: the request itself is wrong.
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request", message: message.into() }
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
     /// 404: no such tool, or not allowed over HTTP (the real gateway does not tell them apart).
     pub(crate) fn not_available(name: &str) -> Self {
-        Self { status: StatusCode::NOT_FOUND, kind: "not_found", message: format!("Tool not available: {name}") }
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("Tool not available: {name}"))
     }
 
     /// 413.
     pub(crate) fn too_large() -> Self {
-        Self { status: StatusCode::PAYLOAD_TOO_LARGE, kind: "invalid_request", message: "Payload too large".into() }
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "Payload too large")
     }
 
     /// 408.
     pub(crate) fn body_timeout() -> Self {
-        Self { status: StatusCode::REQUEST_TIMEOUT, kind: "invalid_request", message: "Request body timeout".into() }
+        Self::new(StatusCode::REQUEST_TIMEOUT, "invalid_request", "Request body timeout")
+    }
+
+    /// 503 + `Retry-After`: the global budget for request bodies in flight is spent.
+    pub(crate) fn busy() -> Self {
+        Self {
+            retry_after: Some(BODY_BUDGET_RETRY),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy", "Too many large requests in flight")
+        }
     }
 
     /// 500: the tool ran and failed. Tool errors are written for the model to read (they name
     /// the bad argument or the missing session), so they are sent as they are.
     pub(crate) fn tool_failed(message: String) -> Self {
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "tool_error", message }
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "tool_error", message)
     }
 }
 
 impl IntoResponse for ToolsError {
     fn into_response(self) -> Response {
         let body = json!({"ok": false, "error": {"type": self.kind, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        set_retry_after(&mut response, self.retry_after);
+        response
     }
 }
 
@@ -203,6 +229,8 @@ pub(crate) enum HookError {
     Plain(StatusCode, &'static str),
     /// 429 after too many failed tokens.
     Throttled(Duration),
+    /// 503 + `Retry-After`: the global budget for request bodies in flight is spent.
+    Busy,
     /// A payload problem: `{"ok":false,"error":"…"}`.
     Payload(StatusCode, String),
     /// Something broke inside.
@@ -226,6 +254,11 @@ impl IntoResponse for HookError {
                 set_retry_after(&mut response, Some(wait));
                 response
             }
+            HookError::Busy => {
+                let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+                set_retry_after(&mut response, Some(BODY_BUDGET_RETRY));
+                response
+            }
             HookError::Payload(status, message) => {
                 (status, axum::Json(json!({"ok": false, "error": message}))).into_response()
             }
@@ -244,6 +277,7 @@ impl From<BodyError> for OpenAiError {
             BodyError::TooLarge => OpenAiError::too_large(),
             BodyError::Timeout => OpenAiError::body_timeout(),
             BodyError::Invalid(message) => OpenAiError::invalid(message),
+            BodyError::Busy => OpenAiError::busy(),
         }
     }
 }
@@ -254,6 +288,7 @@ impl From<BodyError> for ToolsError {
             BodyError::TooLarge => ToolsError::too_large(),
             BodyError::Timeout => ToolsError::body_timeout(),
             BodyError::Invalid(message) => ToolsError::invalid(message),
+            BodyError::Busy => ToolsError::busy(),
         }
     }
 }
@@ -264,6 +299,7 @@ impl From<BodyError> for HookError {
             BodyError::TooLarge => HookError::Payload(StatusCode::PAYLOAD_TOO_LARGE, "payload too large".into()),
             BodyError::Timeout => HookError::Payload(StatusCode::REQUEST_TIMEOUT, "request body timeout".into()),
             BodyError::Invalid(message) => HookError::Payload(StatusCode::BAD_REQUEST, message),
+            BodyError::Busy => HookError::Busy,
         }
     }
 }

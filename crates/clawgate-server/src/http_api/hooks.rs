@@ -207,7 +207,8 @@ async fn handle(api: &Api, config: &HooksConfig, sub: &str, req: Request) -> Res
         return Err(HookError::Plain(StatusCode::NOT_FOUND, "Not Found"));
     }
     let (parts, body): (_, Body) = req.into_parts();
-    let payload = match read_json(&parts.headers, body, HOOK_BODY_LIMIT, HOOK_BODY_TIMEOUT).await? {
+    let (payload, _permit) = read_json(&api.bodies, &parts.headers, body, HOOK_BODY_LIMIT, HOOK_BODY_TIMEOUT).await?;
+    let payload = match payload {
         Value::Object(o) => o,
         _ => Map::new(),
     };

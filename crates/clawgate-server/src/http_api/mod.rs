@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use clawgate_core::Gateway;
 use clawgate_core::auth::FailedAuthLimiter;
@@ -44,13 +44,31 @@ pub(crate) struct Api {
     /// Failed hook tokens per address. Separate from the gateway's limiter: the hook token is a
     /// different secret with its own budget (20 failures a minute, as upstream).
     hook_failures: Arc<Mutex<FailedAuthLimiter>>,
+    /// Bytes of request bodies held at once, across every route of the API.
+    bodies: Arc<Semaphore>,
 }
+
+/// The global budget for request bodies in flight (read, parsed, or feeding a run that is still
+/// answering). Closes the class "memory grows with the number of concurrent large bodies": each
+/// body holds permits for its bytes from before it is read until its handler (or its event
+/// stream) ends, and a body that does not fit is refused with 503 + `Retry-After` in the route's
+/// error format instead of being buffered. Per request the handlers keep a small multiple of the
+/// body (the bytes, then the parsed value, then the prompt taken out of it), so this budget times
+/// that multiple bounds the API's share of memory. Measured multiple: about 3.5 while the model is
+/// called (the turn's messages, the request kept for retries, the JSON sent); 40 MiB admits two
+/// bodies of the 20 MB maximum at once and keeps the gateway under 250 MB resident.
+pub(crate) const BODY_BUDGET_BYTES: usize = 40 * 1024 * 1024;
+/// Granularity of budget reservations for bodies without a `Content-Length`.
+const BODY_BUDGET_STEP: usize = 256 * 1024;
+/// What a refused client is told to wait before retrying.
+pub(crate) const BODY_BUDGET_RETRY: Duration = Duration::from_secs(2);
 
 /// Add the HTTP API to the gateway's router. Call after the router's fallback is set: the hooks
 /// are matched in a layer in front of everything (their path is configurable and hot-reloaded),
 /// so they must wrap the fallback too.
 pub(crate) fn mount(router: Router<Arc<Gateway>>, gw: &Arc<Gateway>) -> Router<Arc<Gateway>> {
-    let api = Api { gw: gw.clone(), hook_failures: Arc::default() };
+    let api =
+        Api { gw: gw.clone(), hook_failures: Arc::default(), bodies: Arc::new(Semaphore::new(BODY_BUDGET_BYTES)) };
     let routes = Router::new()
         .route("/v1/models", any(openai::list_models))
         .route("/v1/models/{*id}", any(openai::get_model))
@@ -116,21 +134,65 @@ enum BodyError {
     Timeout,
     /// Not JSON, or the connection broke (400), with a message for the client.
     Invalid(String),
+    /// The global body budget is spent (503 with `Retry-After`).
+    Busy,
 }
 
-/// Read a JSON body of at most `limit` bytes within `within`. An empty body reads as `{}`.
-async fn read_json(headers: &HeaderMap, body: Body, limit: usize, within: Duration) -> Result<Value, BodyError> {
+/// Budget permits of one request body. Keep it alive as long as anything derived from the body
+/// (its parsed value, the prompt built from it) is held; dropping it returns the bytes.
+#[derive(Debug, Default)]
+#[must_use = "the body's budget is released when this is dropped"]
+pub(crate) struct BodyPermit {
+    held: Vec<OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl BodyPermit {
+    /// Reserve `n` more bytes of the budget, without waiting.
+    fn grow(&mut self, budget: &Arc<Semaphore>, n: usize) -> Result<(), BodyError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let n32 = u32::try_from(n).map_err(|_| BodyError::TooLarge)?;
+        let permit = budget.clone().try_acquire_many_owned(n32).map_err(|_| BodyError::Busy)?;
+        self.held.push(permit);
+        self.bytes += n;
+        Ok(())
+    }
+}
+
+/// Read a JSON body of at most `limit` bytes within `within`, inside the global body budget:
+/// a declared length is reserved before anything is read (and sizes the buffer exactly), a
+/// chunked body reserves as it grows. An empty body reads as `{}`. The raw bytes are dropped
+/// once parsed; the permit covers the parsed value and what the caller builds from it.
+async fn read_json(
+    budget: &Arc<Semaphore>,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    within: Duration,
+) -> Result<(Value, BodyPermit), BodyError> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge);
     }
+    let mut permit = BodyPermit::default();
+    let declared = declared.map(|n| n as usize);
+    if let Some(n) = declared {
+        permit.grow(budget, n)?;
+    }
     let read = async {
         let mut stream = body.into_data_stream();
-        let mut buf: Vec<u8> = Vec::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| BodyError::Invalid(format!("cannot read the request body: {e}")))?;
-            if buf.len() + chunk.len() > limit {
+            let len = buf.len() + chunk.len();
+            if len > limit {
                 return Err(BodyError::TooLarge);
+            }
+            if len > permit.bytes {
+                let want = (len - permit.bytes).next_multiple_of(BODY_BUDGET_STEP).min(limit - permit.bytes);
+                permit.grow(budget, want.max(len - permit.bytes))?;
             }
             buf.extend_from_slice(&chunk);
         }
@@ -138,9 +200,10 @@ async fn read_json(headers: &HeaderMap, body: Body, limit: usize, within: Durati
     };
     let bytes = tokio::time::timeout(within, read).await.map_err(|_| BodyError::Timeout)??;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Object(Default::default()));
+        return Ok((Value::Object(Default::default()), permit));
     }
-    serde_json::from_slice(&bytes).map_err(|e| BodyError::Invalid(format!("Invalid JSON body: {e}")))
+    let value = serde_json::from_slice(&bytes).map_err(|e| BodyError::Invalid(format!("Invalid JSON body: {e}")))?;
+    Ok((value, permit))
 }
 
 /// How often an idle event stream gets a comment line, so proxies keep it open and a client
@@ -220,18 +283,38 @@ mod tests {
         h
     }
 
+    async fn read(budget: &Arc<Semaphore>, h: &HeaderMap, body: &str, limit: usize) -> Result<Value, BodyError> {
+        let wait = Duration::from_secs(5);
+        read_json(budget, h, Body::from(body.to_owned()), limit, wait).await.map(|(v, _)| v)
+    }
+
     #[tokio::test]
     async fn bodies_are_bounded_and_empty_reads_as_an_object() {
-        let wait = Duration::from_secs(5);
-        assert_eq!(read_json(&HeaderMap::new(), Body::from(""), 10, wait).await, Ok(serde_json::json!({})));
-        assert_eq!(
-            read_json(&HeaderMap::new(), Body::from("{\"a\":1}"), 10, wait).await,
-            Ok(serde_json::json!({"a": 1}))
-        );
+        let b = Arc::new(Semaphore::new(1 << 20));
+        assert_eq!(read(&b, &HeaderMap::new(), "", 10).await, Ok(serde_json::json!({})));
+        assert_eq!(read(&b, &HeaderMap::new(), "{\"a\":1}", 10).await, Ok(serde_json::json!({"a": 1})));
         // Declared too large: refused before reading.
-        assert_eq!(read_json(&len_headers(11), Body::from("x"), 10, wait).await, Err(BodyError::TooLarge));
+        assert_eq!(read(&b, &len_headers(11), "x", 10).await, Err(BodyError::TooLarge));
         // Undeclared (chunked) and too large: refused while reading.
-        assert_eq!(read_json(&HeaderMap::new(), Body::from("x".repeat(11)), 10, wait).await, Err(BodyError::TooLarge));
-        assert!(matches!(read_json(&HeaderMap::new(), Body::from("{"), 10, wait).await, Err(BodyError::Invalid(_))));
+        assert_eq!(read(&b, &HeaderMap::new(), &"x".repeat(11), 10).await, Err(BodyError::TooLarge));
+        assert!(matches!(read(&b, &HeaderMap::new(), "{", 10).await, Err(BodyError::Invalid(_))));
+        // Every permit came back.
+        assert_eq!(b.available_permits(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn bodies_in_flight_share_one_budget() {
+        let b = Arc::new(Semaphore::new(100));
+        let wait = Duration::from_secs(5);
+        let (_, held) = read_json(&b, &len_headers(60), Body::from(format!("\"{}\"", "x".repeat(58))), 100, wait)
+            .await
+            .expect("fits the budget");
+        // Declared: refused before reading while the first body is held.
+        assert_eq!(read(&b, &len_headers(60), &format!("\"{}\"", "x".repeat(58)), 100).await, Err(BodyError::Busy));
+        // Chunked: refused once it outgrows what is left.
+        assert_eq!(read(&b, &HeaderMap::new(), &format!("\"{}\"", "x".repeat(58)), 100).await, Err(BodyError::Busy));
+        drop(held);
+        assert_eq!(b.available_permits(), 100);
+        assert!(read(&b, &len_headers(60), &format!("\"{}\"", "x".repeat(58)), 100).await.is_ok());
     }
 }

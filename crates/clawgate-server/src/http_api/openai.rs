@@ -1,7 +1,6 @@
 //! `GET /v1/models`, `GET /v1/models/{id}` and `POST /v1/chat/completions`: agents offered as
 //! OpenAI models, and a chat completion as one agent turn.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,7 +16,7 @@ use clawgate_store::RunKind;
 use super::error::OpenAiError;
 use super::prompt::{self, Entry, Role};
 use super::run::{self, LiveRun, Outcome, Step};
-use super::{Api, gate, now_secs, read_json, sse};
+use super::{Api, BodyPermit, gate, now_secs, read_json, sse};
 
 /// Chat requests may carry images as data URLs; upstream allows 20 MB.
 const CHAT_BODY_LIMIT: usize = 20 * 1024 * 1024;
@@ -78,7 +77,7 @@ pub(crate) async fn chat_completions(State(api): State<Api>, req: Request) -> Re
         Ok(ok) => ok,
         Err(refused) => return refused,
     };
-    chat(&api.gw, &parts.headers, body).await.unwrap_or_else(IntoResponse::into_response)
+    chat(&api, &parts.headers, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// What a chat completion request asks for.
@@ -94,7 +93,9 @@ struct ChatRequest {
 impl ChatRequest {
     /// Lenient like the real gateway: a missing `model` means `openclaw`, fields of the wrong
     /// type are ignored, and only the conversation decides whether there is anything to run.
-    fn parse(body: &Value) -> Self {
+    /// Consumes the body: message texts are moved out of it and each message is dropped once
+    /// read, so a 20 MB prompt is never held twice over (see `BODY_BUDGET_BYTES`).
+    fn parse(mut body: Value) -> Self {
         let model = body.get("model").and_then(Value::as_str).unwrap_or("openclaw").to_owned();
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let include_usage =
@@ -102,8 +103,14 @@ impl ChatRequest {
         let user = body.get("user").and_then(Value::as_str).map(str::to_owned);
         let mut system = Vec::new();
         let mut entries = Vec::new();
-        for m in body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
-            let text = m.get("content").map(prompt::content_text).unwrap_or_default().trim().to_owned();
+        let messages = match body.get_mut("messages") {
+            Some(Value::Array(messages)) => std::mem::take(messages),
+            _ => Vec::new(),
+        };
+        drop(body);
+        for mut m in messages {
+            let text =
+                prompt::trimmed(m.get_mut("content").map(Value::take).map(prompt::content_text).unwrap_or_default());
             if text.is_empty() {
                 continue;
             }
@@ -121,34 +128,39 @@ impl ChatRequest {
     }
 }
 
-async fn chat(gw: &Arc<Gateway>, headers: &HeaderMap, body: Body) -> Result<Response, OpenAiError> {
-    let body = read_json(headers, body, CHAT_BODY_LIMIT, BODY_TIMEOUT).await?;
-    let req = ChatRequest::parse(&body);
+async fn chat(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, OpenAiError> {
+    let gw = &api.gw;
+    // The permit lives until the answer is complete (moved into the event stream when streaming):
+    // the prompt taken from the body is held by the run until then.
+    let (body, permit) = read_json(&api.bodies, headers, body, CHAT_BODY_LIMIT, BODY_TIMEOUT).await?;
+    let req = ChatRequest::parse(body);
     let agent_id = run::resolve_agent(gw, headers, &req.model)?;
     let Some(prompt) = req.prompt else {
         return Err(OpenAiError::invalid("Missing user message in `messages`."));
     };
-    let (session_key, agent_id) = run::resolve_session(gw, headers, &agent_id, "openai", req.user.as_deref())?;
+    let session = run::resolve_session(gw, headers, &agent_id, "openai", req.user.as_deref())?;
     let id = format!("chatcmpl_{}", uuid::Uuid::new_v4());
     let live = LiveRun::start(
         gw,
         RunRequest {
             run_id: id,
-            session_key,
-            agent_id,
+            session_key: session.key,
+            agent_id: session.agent_id,
             message: prompt.message,
             kind: RunKind::Http,
             timeout: None,
             extra_system: prompt.extra_system,
             client: Some(run::client_info("openai")),
         },
+        session.stateless,
     )
     .await?;
     if req.stream {
-        return Ok(stream(live, req.model, req.include_usage));
+        return Ok(stream(live, req.model, req.include_usage, permit));
     }
     let id = live.id().to_owned();
     let outcome = live.outcome().await?;
+    drop(permit);
     let text = outcome.reply()?;
     Ok(axum::Json(json!({
         "id": id,
@@ -167,7 +179,7 @@ fn usage_json(o: &Outcome) -> Value {
 
 /// The streamed answer: a role chunk, one chunk per delta, a finish chunk, the usage chunk when
 /// asked for, `[DONE]`. A failed run sends an `error` object instead of the finish chunk.
-fn stream(mut live: LiveRun, model: String, include_usage: bool) -> Response {
+fn stream(mut live: LiveRun, model: String, include_usage: bool, permit: BodyPermit) -> Response {
     let id = live.id().to_owned();
     let created = now_secs();
     let chunk = move |delta: Value, finish: Option<&str>| {
@@ -175,6 +187,7 @@ fn stream(mut live: LiveRun, model: String, include_usage: bool) -> Response {
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
     sse(move |sink| async move {
+        let _permit = permit;
         if !sink.data(&chunk(json!({"role": "assistant"}), None)).await {
             return;
         }
@@ -234,7 +247,7 @@ mod tests {
 
     #[test]
     fn chat_requests_take_the_last_user_message_and_system_text() {
-        let r = ChatRequest::parse(&json!({
+        let r = ChatRequest::parse(json!({
             "model": "openclaw/main", "stream": true, "stream_options": {"include_usage": true}, "user": "u1",
             "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
         }));
@@ -247,9 +260,9 @@ mod tests {
 
     #[test]
     fn a_request_without_user_text_has_nothing_to_run() {
-        assert_eq!(ChatRequest::parse(&json!({"model": "openclaw/default"})).prompt, None);
-        assert_eq!(ChatRequest::parse(&json!({"messages": "nope"})).prompt, None);
-        assert_eq!(ChatRequest::parse(&json!({"messages": [{"role": "user", "content": "  "}]})).prompt, None);
-        assert_eq!(ChatRequest::parse(&json!([])).model, "openclaw");
+        assert_eq!(ChatRequest::parse(json!({"model": "openclaw/default"})).prompt, None);
+        assert_eq!(ChatRequest::parse(json!({"messages": "nope"})).prompt, None);
+        assert_eq!(ChatRequest::parse(json!({"messages": [{"role": "user", "content": "  "}]})).prompt, None);
+        assert_eq!(ChatRequest::parse(json!([])).model, "openclaw");
     }
 }

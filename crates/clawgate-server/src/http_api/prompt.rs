@@ -51,34 +51,77 @@ pub(crate) struct Prompt {
 }
 
 /// Text of an OpenAI content value: a string, or the `text`/`input_text`/`output_text` parts of
-/// an array joined by newlines. Anything else (images, audio) contributes no text.
-pub(crate) fn content_text(content: &Value) -> String {
+/// an array joined by newlines. Anything else (images, audio) contributes no text. Takes the
+/// value so a lone string is moved out, not copied (request bodies may be 20 MB of text).
+pub(crate) fn content_text(content: Value) -> String {
     match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| match p.get("type").and_then(Value::as_str) {
-                Some("text" | "input_text" | "output_text") => p.get("text").and_then(Value::as_str),
-                _ => p.get("input_text").and_then(Value::as_str),
-            })
-            .filter(|t| !t.is_empty())
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Value::String(s) => s,
+        Value::Array(parts) => {
+            let texts: Vec<String> = parts
+                .into_iter()
+                .filter_map(|mut p| {
+                    let key = match p.get("type").and_then(Value::as_str) {
+                        Some("text" | "input_text" | "output_text") => "text",
+                        _ => "input_text",
+                    };
+                    match p.get_mut(key).map(Value::take) {
+                        Some(Value::String(t)) if !t.is_empty() => Some(t),
+                        _ => None,
+                    }
+                })
+                .collect();
+            if texts.len() == 1 { texts.into_iter().next().unwrap_or_default() } else { texts.join("\n") }
+        }
         _ => String::new(),
     }
 }
 
-/// Build the turn. `None` when there is no user or tool entry to answer.
-pub(crate) fn build(system: Vec<String>, entries: Vec<Entry>) -> Option<Prompt> {
+/// `s` without leading and trailing whitespace, trimmed in place (no second copy of the text).
+pub(crate) fn trimmed(mut s: String) -> String {
+    let end = s.trim_end().len();
+    s.truncate(end);
+    let start = s.len() - s.trim_start().len();
+    s.drain(..start);
+    s
+}
+
+/// `s` trimmed in place, or `None` when nothing is left. A message keeps its whitespace when it
+/// has text (as the string form of Responses `input` always did).
+pub(crate) fn trimmed_or_whole(s: String) -> Option<String> {
+    (!s.trim().is_empty()).then_some(s)
+}
+
+/// Build the turn. `None` when there is no user or tool entry to answer. The entries are
+/// consumed: a lone message is moved into the turn, a conversation is written once.
+pub(crate) fn build(system: Vec<String>, mut entries: Vec<Entry>) -> Option<Prompt> {
     let current = entries.iter().rposition(|e| matches!(e.role, Role::User | Role::Tool))?;
     let extra_system = (!system.is_empty()).then(|| system.join("\n\n"));
+    if current == 0 {
+        let message = entries.swap_remove(0).body;
+        return Some(Prompt { message, extra_system });
+    }
     let entry = &entries[current];
-    let message = if current == 0 {
-        entry.body.clone()
-    } else {
-        let history: Vec<String> = entries[..current].iter().map(|e| format!("{}: {}", e.sender, e.body)).collect();
-        format!("{HISTORY_MARKER}\n{}\n\n{CURRENT_MARKER}\n{}: {}", history.join("\n"), entry.sender, entry.body)
-    };
+    let size: usize = entries[..=current].iter().map(|e| e.sender.len() + e.body.len() + 3).sum::<usize>()
+        + HISTORY_MARKER.len()
+        + CURRENT_MARKER.len()
+        + 4;
+    let mut message = String::with_capacity(size);
+    message.push_str(HISTORY_MARKER);
+    message.push('\n');
+    for (i, e) in entries[..current].iter().enumerate() {
+        if i > 0 {
+            message.push('\n');
+        }
+        message.push_str(&e.sender);
+        message.push_str(": ");
+        message.push_str(&e.body);
+    }
+    message.push_str("\n\n");
+    message.push_str(CURRENT_MARKER);
+    message.push('\n');
+    message.push_str(&entry.sender);
+    message.push_str(": ");
+    message.push_str(&entry.body);
     Some(Prompt { message, extra_system })
 }
 
@@ -114,10 +157,12 @@ mod tests {
 
     #[test]
     fn content_text_reads_strings_and_text_parts() {
-        assert_eq!(content_text(&json!("x")), "x");
+        assert_eq!(content_text(json!("x")), "x");
         let parts = json!([{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}},
                            {"type": "input_text", "text": "b"}]);
-        assert_eq!(content_text(&parts), "a\nb");
-        assert_eq!(content_text(&json!(42)), "");
+        assert_eq!(content_text(parts), "a\nb");
+        assert_eq!(content_text(json!(42)), "");
+        assert_eq!(trimmed("  a b \n".into()), "a b");
+        assert_eq!(trimmed(" \t ".into()), "");
     }
 }

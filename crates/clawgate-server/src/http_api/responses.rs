@@ -3,8 +3,6 @@
 //! of that response: the response id is the run id, and the run record keeps its session key,
 //! so the link survives restarts without a map of our own.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method};
@@ -19,7 +17,7 @@ use super::error::OpenAiError;
 use super::openai::BODY_TIMEOUT;
 use super::prompt::{self, Entry, Prompt, Role};
 use super::run::{self, Ending, LiveRun, Outcome, Step};
-use super::{Api, gate, now_secs, read_json, sse};
+use super::{Api, BodyPermit, gate, now_secs, read_json, sse};
 
 /// Input items may carry files and images inline; upstream allows 20 MB.
 const RESPONSES_BODY_LIMIT: usize = 20 * 1024 * 1024;
@@ -35,37 +33,44 @@ pub(crate) async fn create(State(api): State<Api>, req: Request) -> Response {
         Ok(ok) => ok,
         Err(refused) => return refused,
     };
-    respond(&api.gw, &parts.headers, body).await.unwrap_or_else(IntoResponse::into_response)
+    respond(&api, &parts.headers, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The turn in `input`: a string, or message / `function_call_output` items (typed, or the
-/// short `{role, content}` form).
-fn input_prompt(input: Option<&Value>) -> Option<Prompt> {
+/// short `{role, content}` form). Takes `input` so texts are moved out of it, not copied.
+fn input_prompt(input: Option<Value>) -> Option<Prompt> {
     match input? {
-        Value::String(s) if !s.trim().is_empty() => Some(Prompt { message: s.clone(), extra_system: None }),
+        Value::String(s) => {
+            let message = prompt::trimmed_or_whole(s)?;
+            Some(Prompt { message, extra_system: None })
+        }
         Value::Array(items) => {
             let mut system = Vec::new();
             let mut entries = Vec::new();
-            for item in items {
+            for mut item in items {
                 let kind = item.get("type").and_then(Value::as_str);
                 match kind {
                     Some("function_call_output") => {
-                        let output = item.get("output").map(prompt::content_text).unwrap_or_default();
-                        let call = item.get("call_id").and_then(Value::as_str);
-                        if !output.trim().is_empty() {
-                            entries.push(Entry::new(Role::Tool, call, output.trim().to_owned()));
+                        let call = item.get("call_id").and_then(Value::as_str).map(str::to_owned);
+                        let output = prompt::trimmed(
+                            item.get_mut("output").map(Value::take).map(prompt::content_text).unwrap_or_default(),
+                        );
+                        if !output.is_empty() {
+                            entries.push(Entry::new(Role::Tool, call.as_deref(), output));
                         }
                     }
                     Some("message") | None => {
-                        let text = item.get("content").map(prompt::content_text).unwrap_or_default();
-                        let text = text.trim();
+                        let role = item.get("role").and_then(Value::as_str).map(str::to_owned);
+                        let text = prompt::trimmed(
+                            item.get_mut("content").map(Value::take).map(prompt::content_text).unwrap_or_default(),
+                        );
                         if text.is_empty() {
                             continue;
                         }
-                        match item.get("role").and_then(Value::as_str) {
-                            Some("system" | "developer") => system.push(text.to_owned()),
-                            Some("assistant") => entries.push(Entry::new(Role::Assistant, None, text.to_owned())),
-                            Some(_) => entries.push(Entry::new(Role::User, None, text.to_owned())),
+                        match role.as_deref() {
+                            Some("system" | "developer") => system.push(text),
+                            Some("assistant") => entries.push(Entry::new(Role::Assistant, None, text)),
+                            Some(_) => entries.push(Entry::new(Role::User, None, text)),
                             None => {}
                         }
                     }
@@ -80,7 +85,7 @@ fn input_prompt(input: Option<&Value>) -> Option<Prompt> {
 }
 
 /// The session of an earlier response, and the agent that owns it.
-async fn previous_session(gw: &Gateway, id: &str) -> Result<(String, String), OpenAiError> {
+async fn previous_session(gw: &Gateway, id: &str) -> Result<run::Session, OpenAiError> {
     let unknown = || OpenAiError::invalid(format!("Unknown `previous_response_id`: {id}"));
     if !id.starts_with("resp_") {
         return Err(unknown());
@@ -92,46 +97,52 @@ async fn previous_session(gw: &Gateway, id: &str) -> Result<(String, String), Op
         .map_err(|e| OpenAiError::internal("cannot look up a response", e))?
         .ok_or_else(unknown)?;
     let (agent, _) = run::split_agent_key(&record.session_key).ok_or_else(unknown)?;
-    Ok((record.session_key.clone(), agent.to_owned()))
+    Ok(run::Session { key: record.session_key.clone(), agent_id: agent.to_owned(), stateless: false })
 }
 
-async fn respond(gw: &Arc<Gateway>, headers: &HeaderMap, body: Body) -> Result<Response, OpenAiError> {
-    let body = read_json(headers, body, RESPONSES_BODY_LIMIT, BODY_TIMEOUT).await?;
+async fn respond(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, OpenAiError> {
+    let gw = &api.gw;
+    // Held until the answer is complete, like the chat completion's (see `BODY_BUDGET_BYTES`).
+    let (mut body, permit) = read_json(&api.bodies, headers, body, RESPONSES_BODY_LIMIT, BODY_TIMEOUT).await?;
     let model = body.get("model").and_then(Value::as_str).unwrap_or("openclaw").to_owned();
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let agent_id = run::resolve_agent(gw, headers, &model)?;
-    let Some(prompt) = input_prompt(body.get("input")) else {
+    let Some(prompt) = input_prompt(body.get_mut("input").map(Value::take)) else {
         return Err(OpenAiError::invalid("Missing user message in `input`."));
     };
     let instructions = body.get("instructions").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
     let extra: Vec<&str> = instructions.into_iter().chain(prompt.extra_system.as_deref()).collect();
+    let extra_system = (!extra.is_empty()).then(|| extra.join("\n\n"));
     let previous = body.get("previous_response_id").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
-    let (session_key, agent_id) = match previous {
+    let session = match previous {
         Some(id) if headers.get("x-openclaw-session-key").is_none() => previous_session(gw, id).await?,
         _ => {
             let user = body.get("user").and_then(Value::as_str);
             run::resolve_session(gw, headers, &agent_id, "openresponses", user)?
         }
     };
+    drop(body);
     let live = LiveRun::start(
         gw,
         RunRequest {
             run_id: format!("resp_{}", uuid::Uuid::new_v4()),
-            session_key,
-            agent_id,
+            session_key: session.key,
+            agent_id: session.agent_id,
             message: prompt.message,
             kind: RunKind::Http,
             timeout: None,
-            extra_system: (!extra.is_empty()).then(|| extra.join("\n\n")),
+            extra_system,
             client: Some(run::client_info("openresponses")),
         },
+        session.stateless,
     )
     .await?;
     let shape = Shape { id: live.id().to_owned(), item_id: format!("msg_{}", uuid::Uuid::new_v4()), model };
     if stream {
-        return Ok(stream_events(live, shape));
+        return Ok(stream_events(live, shape, permit));
     }
     let outcome = live.outcome().await?;
+    drop(permit);
     let (status, text) = finished(&outcome)?;
     Ok(axum::Json(shape.resource(status, vec![shape.item(text, "completed")], Some(&outcome))).into_response())
 }
@@ -192,8 +203,9 @@ impl Events {
 /// The event stream: created, in_progress, the item and its text part, one delta event per
 /// streamed delta, then the `done` events and `response.completed` (or `response.failed`), and
 /// `[DONE]`.
-fn stream_events(mut live: LiveRun, shape: Shape) -> Response {
+fn stream_events(mut live: LiveRun, shape: Shape, permit: BodyPermit) -> Response {
     sse(move |sink| async move {
+        let _permit = permit;
         let mut ev = Events { next: 0 };
         let start = shape.resource("in_progress", vec![], None);
         let mut pending = vec![
@@ -276,17 +288,17 @@ mod tests {
 
     #[test]
     fn input_is_a_string_or_message_items() {
-        assert_eq!(input_prompt(Some(&json!("hi"))).map(|p| p.message), Some("hi".into()));
-        assert_eq!(input_prompt(Some(&json!("  "))), None);
+        assert_eq!(input_prompt(Some(json!("hi"))).map(|p| p.message), Some("hi".into()));
+        assert_eq!(input_prompt(Some(json!("  "))), None);
         assert_eq!(input_prompt(None), None);
         let items = json!([
             {"type": "message", "role": "developer", "content": "be brief"},
             {"role": "user", "content": [{"type": "input_text", "text": "hello"}]},
         ]);
-        let p = input_prompt(Some(&items)).unwrap();
+        let p = input_prompt(Some(items)).unwrap();
         assert_eq!((p.message.as_str(), p.extra_system.as_deref()), ("hello", Some("be brief")));
         let tool = json!([{"type": "function_call_output", "call_id": "c1", "output": "42"}]);
-        assert_eq!(input_prompt(Some(&tool)).map(|p| p.message), Some("42".into()));
+        assert_eq!(input_prompt(Some(tool)).map(|p| p.message), Some("42".into()));
     }
 
     #[test]

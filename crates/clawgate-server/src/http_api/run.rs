@@ -80,6 +80,18 @@ pub(crate) fn split_agent_key(key: &str) -> Option<(&str, &str)> {
     (!agent.is_empty() && !rest.is_empty()).then_some((agent, rest))
 }
 
+/// The session a request runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Session {
+    /// `agent:<id>:<key>`.
+    pub(crate) key: String,
+    /// The agent that owns it.
+    pub(crate) agent_id: String,
+    /// A fresh session per request, which nobody continues: only an excerpt of the prompt is
+    /// stored (`agent::submit_stateless`).
+    pub(crate) stateless: bool,
+}
+
 /// The session a request runs in, and the agent that owns it:
 /// `x-openclaw-session-key` when sent (a bare key is put under the agent), else a stable
 /// `agent:<id>:<surface>-user:<user>` when `user` is set, else a fresh
@@ -90,7 +102,8 @@ pub(crate) fn resolve_session(
     agent_id: &str,
     surface: &str,
     user: Option<&str>,
-) -> Result<(String, String), OpenAiError> {
+) -> Result<Session, OpenAiError> {
+    let kept = |key: String, agent_id: String| Session { key, agent_id, stateless: false };
     if let Some(key) = header(headers, "x-openclaw-session-key") {
         if key.len() > MAX_KEY_LEN {
             return Err(OpenAiError::invalid(format!(
@@ -109,7 +122,7 @@ pub(crate) fn resolve_session(
             ));
         }
         let owner = known_agent(gw, owner)?;
-        return Ok((format!("agent:{owner}:{rest}"), owner));
+        return Ok(kept(format!("agent:{owner}:{rest}"), owner));
     }
     if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
         if user.len() > MAX_KEY_LEN || user.chars().any(char::is_control) {
@@ -117,9 +130,10 @@ pub(crate) fn resolve_session(
                 "Invalid `user`: at most {MAX_KEY_LEN} bytes, no control characters."
             )));
         }
-        return Ok((format!("agent:{agent_id}:{surface}-user:{user}"), agent_id.to_owned()));
+        return Ok(kept(format!("agent:{agent_id}:{surface}-user:{user}"), agent_id.to_owned()));
     }
-    Ok((format!("agent:{agent_id}:{surface}:{}", uuid::Uuid::new_v4()), agent_id.to_owned()))
+    let key = format!("agent:{agent_id}:{surface}:{}", uuid::Uuid::new_v4());
+    Ok(Session { key, agent_id: agent_id.to_owned(), stateless: true })
 }
 
 /// Token counts of a finished run.
@@ -245,10 +259,12 @@ pub(crate) struct LiveRun {
 
 impl LiveRun {
     /// Queue the run (subscribing first so no event is missed).
-    pub(crate) async fn start(gw: &Arc<Gateway>, req: RunRequest) -> Result<LiveRun, OpenAiError> {
+    /// Start a run; a `stateless` one stores only an excerpt of its message.
+    pub(crate) async fn start(gw: &Arc<Gateway>, req: RunRequest, stateless: bool) -> Result<LiveRun, OpenAiError> {
         let events = gw.agents.subscribe();
         let (run_id, session_key) = (req.run_id.clone(), req.session_key.clone());
-        match agent::submit(gw, req).await {
+        let submitted = if stateless { agent::submit_stateless(gw, req).await } else { agent::submit(gw, req).await };
+        match submitted {
             Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => {}
             Err(CoreError::InvalidRequest { message, .. }) => return Err(OpenAiError::invalid(message)),
             Err(CoreError::Unavailable(message)) => return Err(OpenAiError::unavailable(message)),

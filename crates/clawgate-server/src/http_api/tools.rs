@@ -2,15 +2,12 @@
 //! Always on, bearer-protected. Tools that change things or reach outside are never invocable
 //! over HTTP (the upstream default deny list); clawgate's own tools are read-only views.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use clawgate_core::Gateway;
 use clawgate_core::agent::tools;
 
 use super::error::ToolsError;
@@ -41,7 +38,7 @@ pub(crate) async fn invoke(State(api): State<Api>, req: Request) -> Response {
         Ok(ok) => ok,
         Err(refused) => return refused,
     };
-    run_tool(&api.gw, &parts.headers, body).await.unwrap_or_else(IntoResponse::into_response)
+    run_tool(&api, &parts.headers, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The tool name and arguments of a request.
@@ -57,8 +54,9 @@ fn parse(body: &Value) -> Result<(String, Value), ToolsError> {
     Ok((name.to_owned(), args))
 }
 
-async fn run_tool(gw: &Arc<Gateway>, headers: &HeaderMap, body: Body) -> Result<Response, ToolsError> {
-    let body = read_json(headers, body, TOOLS_BODY_LIMIT, BODY_TIMEOUT).await?;
+async fn run_tool(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, ToolsError> {
+    let gw = &api.gw;
+    let (body, _permit) = read_json(&api.bodies, headers, body, TOOLS_BODY_LIMIT, BODY_TIMEOUT).await?;
     let (name, args) = parse(&body)?;
     if HTTP_DENIED.contains(&name.as_str()) || !tools::exists(&name) {
         return Err(ToolsError::not_available(&name));
