@@ -316,7 +316,11 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
                 Err(_) => continue,
             },
         };
-        let req = match parse_request_frame(&text) {
+        let parsed = parse_request_frame(&text);
+        // Memory per request stays a small multiple of its size: the frame's text is not kept
+        // beside its parsed form, and the params are moved to the handler, not cloned.
+        drop(text);
+        let mut req = match parsed {
             Ok(r) => r,
             Err(FrameError::Json(e)) => {
                 tracing::debug!(conn = %meta.conn_id, error = %e, "ignoring unparseable frame");
@@ -327,7 +331,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
                 continue;
             }
         };
-        let params = req.params_or_empty();
+        let params = req.take_params();
         match dispatch::authorize(&client, &req.method, &params) {
             Ok(()) => wrong_role_streak = 0,
             Err(Refusal::MissingScope(err)) => {

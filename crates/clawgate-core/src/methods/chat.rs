@@ -44,22 +44,25 @@ fn client_tag(ctx: &CallContext) -> Option<Value> {
 /// idempotency key starts nothing: `in_flight` while running, `ok` after. A ComfyUI command is
 /// answered by the gateway instead (`{runId, status:"ok"}` after its `chat` `final`), unless
 /// `suppressCommandInterpretation` is set.
-pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
-    let Some(key) = params.get("sessionKey").and_then(Value::as_str) else {
+pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, mut params: Value) -> Result<Value, CoreError> {
+    if params.get("sessionKey").and_then(Value::as_str).is_none() {
         return Err(CoreError::InvalidRequest {
             message: "session mutation target is unavailable".into(),
             details: Some(json!({"code": "SESSION_MUTATION_TARGET_REQUIRED", "method": "chat.send"})),
         });
+    }
+    // The message is moved out of the params (it may be 25 MiB), never copied.
+    let message = match params.get_mut("message").map(Value::take) {
+        Some(Value::String(m)) => m,
+        _ => return Err(CoreError::invalid("invalid chat.send params: must have required property 'message'")),
     };
-    let Some(message) = params.get("message").and_then(Value::as_str) else {
-        return Err(CoreError::invalid("invalid chat.send params: must have required property 'message'"));
-    };
+    let key = params.get("sessionKey").and_then(Value::as_str).unwrap_or_default();
     let Some(run_id) = params.get("idempotencyKey").and_then(Value::as_str).filter(|k| !k.is_empty()) else {
         return Err(CoreError::invalid("invalid chat.send params: must have required property 'idempotencyKey'"));
     };
     let (session_key, agent_id) = resolve_session_key(gw, key, params.get("agentId").and_then(Value::as_str))?;
     let interpret = params.get("suppressCommandInterpretation").and_then(Value::as_bool) != Some(true);
-    if interpret && let Some(status) = comfy_command(gw, ctx, run_id, &session_key, &agent_id, message).await? {
+    if interpret && let Some(status) = comfy_command(gw, ctx, run_id, &session_key, &agent_id, &message).await? {
         return Ok(json!({"runId": run_id, "status": status}));
     }
     let timeout =
@@ -68,7 +71,7 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> R
         run_id: run_id.to_owned(),
         session_key,
         agent_id,
-        message: message.to_owned(),
+        message,
         kind: RunKind::Chat,
         timeout,
         extra_system: None,
