@@ -144,12 +144,12 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         turn.wait().await;
     }
     let result = match method {
-        m::HEALTH => methods::health::health(gw, ctx, params).await,
-        m::STATUS => methods::health::status(gw, ctx).await,
-        m::SYSTEM_PRESENCE => methods::system::system_presence(gw).await,
-        m::SYSTEM_EVENT => methods::system::system_event(gw, ctx, params).await,
-        m::LAST_HEARTBEAT => methods::system::last_heartbeat(gw).await,
-        m::LOGS_TAIL => methods::logs::logs_tail(gw, params).await,
+        m::HEALTH => typed(method, params, |p| methods::health::health(gw, ctx, p)).await,
+        m::STATUS => typed(method, params, |p| methods::health::status(gw, ctx, p)).await,
+        m::SYSTEM_PRESENCE => typed(method, params, |p| methods::system::system_presence(gw, p)).await,
+        m::SYSTEM_EVENT => typed(method, params, |p| methods::system::system_event(gw, ctx, p)).await,
+        m::LAST_HEARTBEAT => typed(method, params, |p| methods::system::last_heartbeat(gw, p)).await,
+        m::LOGS_TAIL => typed(method, params, |p| methods::logs::logs_tail(gw, p)).await,
         m::CONFIG_GET => methods::config::config_get(gw, ctx).await,
         m::CONFIG_SCHEMA => methods::config::config_schema(gw).await,
         m::CONFIG_SET => methods::config::config_set(gw, params).await,
