@@ -1,8 +1,11 @@
 //! Authorization from the static method table, then dispatch to the handler named after the
 //! method. The only place that maps a method name to code.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -12,6 +15,7 @@ use clawgate_protocol::methods::{Requirement, names as m, requirement};
 use clawgate_protocol::scopes;
 
 use crate::broadcast::ClientHandle;
+use crate::error::{CoreError, parse_params};
 use crate::gateway::Gateway;
 use crate::methods;
 
@@ -119,29 +123,44 @@ pub fn authorize(client: &ClientHandle, method: &str, params: &Value) -> Result<
     }
 }
 
+/// The adapter between the wire and a typed handler: decode `params` into the handler's params
+/// type (a decode error is `INVALID_REQUEST "invalid <method> params: …"`, the one text every
+/// typed method shares), run it, encode its result. A method plugs in with one line in
+/// [`dispatch`]: `m::NAME => typed(method, params, |p| handler(gw, ctx, p)).await`.
+async fn typed<P, R, Fut>(method: &str, params: Value, handler: impl FnOnce(P) -> Fut) -> Result<Value, CoreError>
+where
+    P: DeserializeOwned,
+    R: Serialize,
+    Fut: Future<Output = Result<R, CoreError>>,
+{
+    let params: P = parse_params(method, params)?;
+    let result = handler(params).await?;
+    serde_json::to_value(result).map_err(CoreError::internal)
+}
+
 /// Run an authorized call.
 pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params: Value) -> Result<Value, ErrorShape> {
     if let Some(turn) = &ctx.turn {
         turn.wait().await;
     }
     let result = match method {
-        m::HEALTH => methods::health::health(gw, ctx, params).await,
-        m::STATUS => methods::health::status(gw, ctx).await,
-        m::SYSTEM_PRESENCE => methods::system::system_presence(gw).await,
-        m::SYSTEM_EVENT => methods::system::system_event(gw, ctx, params).await,
-        m::LAST_HEARTBEAT => methods::system::last_heartbeat(gw).await,
-        m::LOGS_TAIL => methods::logs::logs_tail(gw, params).await,
+        m::HEALTH => typed(method, params, |p| methods::health::health(gw, ctx, p)).await,
+        m::STATUS => typed(method, params, |p| methods::health::status(gw, ctx, p)).await,
+        m::SYSTEM_PRESENCE => typed(method, params, |p| methods::system::system_presence(gw, p)).await,
+        m::SYSTEM_EVENT => typed(method, params, |p| methods::system::system_event(gw, ctx, p)).await,
+        m::LAST_HEARTBEAT => typed(method, params, |p| methods::system::last_heartbeat(gw, p)).await,
+        m::LOGS_TAIL => typed(method, params, |p| methods::logs::logs_tail(gw, p)).await,
         m::CONFIG_GET => methods::config::config_get(gw, ctx).await,
         m::CONFIG_SCHEMA => methods::config::config_schema(gw).await,
         m::CONFIG_SET => methods::config::config_set(gw, params).await,
         m::CONFIG_PATCH => methods::config::config_patch(gw, params).await,
         m::CONFIG_APPLY => methods::config::config_apply(gw, params).await,
-        m::DEVICE_PAIR_LIST => methods::devices::device_pair_list(gw).await,
-        m::DEVICE_PAIR_APPROVE => methods::devices::device_pair_approve(gw, ctx, params).await,
-        m::DEVICE_PAIR_REJECT => methods::devices::device_pair_reject(gw, ctx, params).await,
-        m::DEVICE_PAIR_REMOVE => methods::devices::device_pair_remove(gw, params).await,
-        m::DEVICE_TOKEN_ROTATE => methods::devices::device_token_rotate(gw, ctx, params).await,
-        m::DEVICE_TOKEN_REVOKE => methods::devices::device_token_revoke(gw, params).await,
+        m::DEVICE_PAIR_LIST => typed(method, params, |p| methods::devices::device_pair_list(gw, p)).await,
+        m::DEVICE_PAIR_APPROVE => typed(method, params, |p| methods::devices::device_pair_approve(gw, ctx, p)).await,
+        m::DEVICE_PAIR_REJECT => typed(method, params, |p| methods::devices::device_pair_reject(gw, ctx, p)).await,
+        m::DEVICE_PAIR_REMOVE => typed(method, params, |p| methods::devices::device_pair_remove(gw, p)).await,
+        m::DEVICE_TOKEN_ROTATE => typed(method, params, |p| methods::devices::device_token_rotate(gw, ctx, p)).await,
+        m::DEVICE_TOKEN_REVOKE => typed(method, params, |p| methods::devices::device_token_revoke(gw, p)).await,
         m::CHANNELS_STATUS => methods::channels::channels_status(gw, params).await,
         m::CHANNELS_PAIRING_LIST => methods::channels::pairing_list(gw, params).await,
         m::CHANNELS_PAIRING_APPROVE => methods::channels::pairing_resolve(gw, params, true).await,
@@ -226,6 +245,22 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn typed_adapter_decodes_params_and_encodes_results() {
+        use clawgate_protocol::methods::devices::{DevicePairRemoveParams, DevicePairRemoveResult};
+        let remove = |p: DevicePairRemoveParams| async move {
+            Ok(DevicePairRemoveResult { ok: true, device_id: p.device_id, removed: false })
+        };
+        let ok = typed(m::DEVICE_PAIR_REMOVE, serde_json::json!({"deviceId": "d"}), remove).await.unwrap();
+        assert_eq!(ok, serde_json::json!({"ok": true, "deviceId": "d", "removed": false}));
+        let err = typed(m::DEVICE_PAIR_REMOVE, serde_json::json!({"deviceId": "d", "x": 1}), remove)
+            .await
+            .unwrap_err()
+            .to_error_shape(m::DEVICE_PAIR_REMOVE);
+        assert_eq!(err.code, "INVALID_REQUEST");
+        assert_eq!(err.message, "invalid device.pair.remove params: unknown field `x`, expected `deviceId`");
     }
 
     #[test]

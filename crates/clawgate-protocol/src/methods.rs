@@ -5,8 +5,28 @@
 //! implement, authorization still follows upstream's table (vendored from
 //! `openclaw-methods.tsv`): an operator lacking the scope gets `FORBIDDEN`, one holding it gets
 //! `unknown method`, exactly as the real gateway orders those checks.
+//!
+//! The submodules (one per method group, named after it) hold each method's typed params
+//! (`Deserialize`) and result (`Serialize`), following the vendored schema's
+//! `<Method>Params`/`<Method>Result` definitions where upstream has them. The dispatcher decodes
+//! into the params type and encodes the result; a handler never sees raw JSON.
 
 use crate::scopes;
+
+pub mod devices;
+pub mod health;
+pub mod logs;
+pub mod system;
+
+/// Params of a method that takes none and ignores whatever is sent (any JSON value decodes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnyParams;
+
+impl<'de> serde::Deserialize<'de> for AnyParams {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| AnyParams)
+    }
+}
 
 /// What a caller needs to call a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,63 +2,59 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
-
 use clawgate_protocol::close;
+use clawgate_protocol::methods::devices::*;
 use clawgate_store::{
-    DeviceStore, DeviceTokenStore, PairedDevice, PairingDecision, PairingRequest, PairingStore, StoreError,
+    DeviceStore, DeviceTokenStore, PairedDevice, PairingDecision, PairingRequest, PairingStatus, PairingStore,
+    StoreError,
 };
 
 use crate::broadcast::AuthKind;
 use crate::dispatch::CallContext;
-use crate::error::{CoreError, parse_params};
+use crate::error::CoreError;
 use crate::gateway::Gateway;
 use crate::time::now_ms;
 
-fn request_json(r: &PairingRequest) -> Value {
-    let mut v = json!({
-        "requestId": r.request_id,
-        "deviceId": r.device_id,
-        "publicKey": r.public_key,
-        "role": r.role,
-        "scopes": r.scopes,
-        "reason": r.reason,
-        "status": r.status.as_str(),
-        "ts": r.updated_at_ms,
-        "createdAtMs": r.created_at_ms,
-    });
-    for (k, val) in [
-        ("displayName", &r.display_name),
-        ("platform", &r.platform),
-        ("deviceFamily", &r.device_family),
-        ("clientId", &r.client_id),
-        ("clientMode", &r.client_mode),
-        ("remoteIp", &r.remote_ip),
-    ] {
-        if let Some(val) = val {
-            v[k] = json!(val);
-        }
+fn request_entry(r: &PairingRequest) -> PairingRequestEntry {
+    PairingRequestEntry {
+        request_id: r.request_id.clone(),
+        device_id: r.device_id.clone(),
+        public_key: r.public_key.clone(),
+        role: r.role.clone(),
+        scopes: r.scopes.clone(),
+        reason: r.reason.clone(),
+        status: match r.status {
+            PairingStatus::Pending => PairingRequestStatus::Pending,
+            PairingStatus::Approved => PairingRequestStatus::Approved,
+            PairingStatus::Rejected => PairingRequestStatus::Rejected,
+        },
+        ts: r.updated_at_ms,
+        created_at_ms: r.created_at_ms,
+        display_name: r.display_name.clone(),
+        platform: r.platform.clone(),
+        device_family: r.device_family.clone(),
+        client_id: r.client_id.clone(),
+        client_mode: r.client_mode.clone(),
+        remote_ip: r.remote_ip.clone(),
     }
-    v
 }
 
-fn device_json(d: &PairedDevice) -> Value {
-    json!({
-        "deviceId": d.device_id,
-        "publicKey": d.public_key,
-        "displayName": d.display_name,
-        "platform": d.platform,
-        "deviceFamily": d.device_family,
-        "clientId": d.client_id,
-        "clientMode": d.client_mode,
-        "roles": d.roles,
-        "scopes": d.scopes,
-        "approvedVia": d.approved_via,
-        "createdAtMs": d.created_at_ms,
-        "approvedAtMs": d.approved_at_ms,
-        "lastSeenAtMs": d.last_seen_at_ms,
-    })
+fn device_entry(d: PairedDevice) -> PairedDeviceEntry {
+    PairedDeviceEntry {
+        device_id: d.device_id,
+        public_key: d.public_key,
+        display_name: d.display_name,
+        platform: d.platform,
+        device_family: d.device_family,
+        client_id: d.client_id,
+        client_mode: d.client_mode,
+        roles: d.roles,
+        scopes: d.scopes,
+        approved_via: d.approved_via,
+        created_at_ms: d.created_at_ms,
+        approved_at_ms: d.approved_at_ms,
+        last_seen_at_ms: d.last_seen_at_ms,
+    }
 }
 
 fn resolved_by(ctx: &CallContext) -> String {
@@ -69,19 +65,13 @@ fn resolved_by(ctx: &CallContext) -> String {
 }
 
 /// `device.pair.list` → `{pending, paired}`.
-pub async fn device_pair_list(gw: &Arc<Gateway>) -> Result<Value, CoreError> {
+pub async fn device_pair_list(gw: &Arc<Gateway>, _: DevicePairListParams) -> Result<DevicePairListResult, CoreError> {
     let pending = gw.store.list_pending().await?;
     let paired = gw.store.list_paired().await?;
-    Ok(json!({
-        "pending": pending.iter().map(request_json).collect::<Vec<_>>(),
-        "paired": paired.iter().map(device_json).collect::<Vec<_>>(),
-    }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RequestIdParams {
-    request_id: String,
+    Ok(DevicePairListResult {
+        pending: pending.iter().map(request_entry).collect(),
+        paired: paired.into_iter().map(device_entry).collect(),
+    })
 }
 
 fn not_found_request(id: &str) -> impl FnOnce(StoreError) -> CoreError + '_ {
@@ -111,8 +101,11 @@ pub fn grantable_by(ctx: &CallContext, requested: &[String]) -> Result<Vec<Strin
 
 /// `device.pair.approve {requestId}` → pairs the device; broadcasts `device.pair.resolved`.
 /// The caller must hold every scope the request asks for ([`grantable_by`]).
-pub async fn device_pair_approve(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
-    let p: RequestIdParams = parse_params("device.pair.approve", params)?;
+pub async fn device_pair_approve(
+    gw: &Arc<Gateway>,
+    ctx: &CallContext,
+    p: DevicePairApproveParams,
+) -> Result<DevicePairApproveResult, CoreError> {
     let _pairing = gw.pairing_lock.lock().await;
     let request = gw
         .store
@@ -127,14 +120,20 @@ pub async fn device_pair_approve(gw: &Arc<Gateway>, ctx: &CallContext, params: V
         .map_err(not_found_request(&p.request_id))?;
     gw.announce_pair_resolved(&p.request_id, &device.device_id, "approved");
     tracing::info!(request = %p.request_id, device = %device.device_id, "pairing request approved");
-    Ok(
-        json!({"requestId": p.request_id, "deviceId": device.device_id, "decision": "approved", "device": device_json(&device)}),
-    )
+    Ok(DevicePairApproveResult {
+        request_id: p.request_id,
+        device_id: device.device_id.clone(),
+        decision: PairDecision::Approved,
+        device: device_entry(device),
+    })
 }
 
 /// `device.pair.reject {requestId}` → marks the request rejected; broadcasts `device.pair.resolved`.
-pub async fn device_pair_reject(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
-    let p: RequestIdParams = parse_params("device.pair.reject", params)?;
+pub async fn device_pair_reject(
+    gw: &Arc<Gateway>,
+    ctx: &CallContext,
+    p: DevicePairRejectParams,
+) -> Result<DevicePairRejectResult, CoreError> {
     let r = gw
         .store
         .resolve_request(&p.request_id, PairingDecision::Reject, &resolved_by(ctx), now_ms())
@@ -142,19 +141,15 @@ pub async fn device_pair_reject(gw: &Arc<Gateway>, ctx: &CallContext, params: Va
         .map_err(not_found_request(&p.request_id))?;
     gw.announce_pair_resolved(&p.request_id, &r.device_id, "rejected");
     tracing::info!(request = %p.request_id, device = %r.device_id, "pairing request rejected");
-    Ok(json!({"requestId": p.request_id, "deviceId": r.device_id, "decision": "rejected"}))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DeviceIdParams {
-    device_id: String,
+    Ok(DevicePairRejectResult { request_id: p.request_id, device_id: r.device_id, decision: PairDecision::Rejected })
 }
 
 /// `device.pair.remove {deviceId}` → unpairs the device, revokes its tokens and closes its
 /// sockets with 4001.
-pub async fn device_pair_remove(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let p: DeviceIdParams = parse_params("device.pair.remove", params)?;
+pub async fn device_pair_remove(
+    gw: &Arc<Gateway>,
+    p: DevicePairRemoveParams,
+) -> Result<DevicePairRemoveResult, CoreError> {
     let removed = gw.store.remove_paired(&p.device_id).await?;
     let closed = gw.clients.close_where(
         |c| c.device_id.as_deref() == Some(p.device_id.as_str()),
@@ -162,24 +157,18 @@ pub async fn device_pair_remove(gw: &Arc<Gateway>, params: Value) -> Result<Valu
         close::REASON_DEVICE_REVOKED,
     );
     tracing::info!(device = %p.device_id, removed, closed, "device removed");
-    Ok(json!({"ok": true, "deviceId": p.device_id, "removed": removed}))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RotateParams {
-    device_id: String,
-    role: String,
-    #[serde(default)]
-    scopes: Option<Vec<String>>,
+    Ok(DevicePairRemoveResult { ok: true, device_id: p.device_id, removed })
 }
 
 /// `device.token.rotate {deviceId, role, scopes?}` → a new device token (the old one stops
 /// working). The token is returned in-band only to the device itself or an admin; anyone else
 /// learns that it was rotated but not the secret. The new token's scopes must be within the
 /// device's approved scopes and within the caller's own ([`grantable_by`]).
-pub async fn device_token_rotate(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
-    let p: RotateParams = parse_params("device.token.rotate", params)?;
+pub async fn device_token_rotate(
+    gw: &Arc<Gateway>,
+    ctx: &CallContext,
+    p: DeviceTokenRotateParams,
+) -> Result<DeviceTokenRotateResult, CoreError> {
     let device = gw
         .store
         .get_paired(&p.device_id)
@@ -195,35 +184,26 @@ pub async fn device_token_rotate(gw: &Arc<Gateway>, ctx: &CallContext, params: V
     let (token, record) = gw.store.issue(&p.device_id, &p.role, &scopes, now_ms()).await?;
     let same_device = ctx.client.device_id.as_deref() == Some(p.device_id.as_str());
     let in_band = same_device || ctx.client.has_scope(clawgate_protocol::scopes::ADMIN);
-    let mut out = json!({
-        "deviceId": p.device_id,
-        "role": p.role,
-        "scopes": record.scopes,
-        "rotatedAtMs": record.issued_at_ms,
-        "tokenDelivery": if in_band { "in-band" } else { "withheld-cross-device" },
-    });
-    if in_band {
-        out["token"] = json!(token);
-    }
-    Ok(out)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RevokeParams {
-    device_id: String,
-    role: String,
+    Ok(DeviceTokenRotateResult {
+        device_id: p.device_id,
+        role: p.role,
+        scopes: record.scopes,
+        rotated_at_ms: record.issued_at_ms,
+        delivery: if in_band { TokenDelivery::InBand { token } } else { TokenDelivery::WithheldCrossDevice },
+    })
 }
 
 /// `device.token.revoke {deviceId, role}` → the device token stops working; sockets that
 /// authenticated with it are closed with 4001.
-pub async fn device_token_revoke(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let p: RevokeParams = parse_params("device.token.revoke", params)?;
+pub async fn device_token_revoke(
+    gw: &Arc<Gateway>,
+    p: DeviceTokenRevokeParams,
+) -> Result<DeviceTokenRevokeResult, CoreError> {
     let revoked = gw.store.revoke(&p.device_id, &p.role, now_ms()).await?;
     gw.clients.close_where(
         |c| c.device_id.as_deref() == Some(p.device_id.as_str()) && c.role == p.role && c.auth_kind == AuthKind::Device,
         close::CREDENTIALS_CHANGED,
         close::REASON_DEVICE_REVOKED,
     );
-    Ok(json!({"ok": true, "deviceId": p.device_id, "role": p.role, "revoked": revoked}))
+    Ok(DeviceTokenRevokeResult { ok: true, device_id: p.device_id, role: p.role, revoked })
 }

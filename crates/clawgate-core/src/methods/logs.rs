@@ -2,26 +2,13 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use clawgate_protocol::methods::logs::{LogsTailParams, LogsTailResult};
 
-use crate::error::{CoreError, parse_params};
+use crate::error::CoreError;
 use crate::gateway::Gateway;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct LogsTailParams {
-    #[serde(default)]
-    cursor: Option<u64>,
-    #[serde(default)]
-    limit: Option<usize>,
-    #[serde(default)]
-    max_bytes: Option<u64>,
-}
-
 /// `logs.tail {cursor?, limit? (1..5000), maxBytes? (1..1000000)}` → lines of clawgate's log.
-pub async fn logs_tail(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let p: LogsTailParams = parse_params("logs.tail", params)?;
+pub async fn logs_tail(gw: &Arc<Gateway>, p: LogsTailParams) -> Result<LogsTailResult, CoreError> {
     let limit = p.limit.unwrap_or(200);
     let max_bytes = p.max_bytes.unwrap_or(250_000);
     if !(1..=5000).contains(&limit) {
@@ -41,20 +28,13 @@ pub async fn logs_tail(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreEr
     .await
     .map_err(CoreError::internal)?
     .map_err(CoreError::internal)?;
-    let mut out = json!({
-        "file": path.display().to_string(),
-        "cursor": page.cursor,
-        "size": page.size,
-        "lines": page.lines,
-    });
-    if page.truncated {
-        out["truncated"] = json!(true);
-    }
-    if page.reset {
-        out["reset"] = json!(true);
-    }
-    if page.skipped_bytes > 0 {
-        out["skippedBytes"] = json!(page.skipped_bytes);
-    }
-    Ok(out)
+    Ok(LogsTailResult {
+        file: path.display().to_string(),
+        cursor: page.cursor,
+        size: page.size,
+        lines: page.lines,
+        truncated: page.truncated,
+        reset: page.reset,
+        skipped_bytes: page.skipped_bytes,
+    })
 }

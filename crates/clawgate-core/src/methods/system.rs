@@ -2,31 +2,25 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+
+use clawgate_protocol::methods::system::*;
 
 use crate::dispatch::CallContext;
-use crate::error::{CoreError, parse_params};
+use crate::error::CoreError;
 use crate::gateway::Gateway;
 
 /// `system-presence` → the presence entries.
-pub async fn system_presence(gw: &Arc<Gateway>) -> Result<Value, CoreError> {
-    Ok(Value::Array(gw.presence.list()))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SystemEventParams {
-    text: String,
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    tags: Option<Vec<String>>,
+pub async fn system_presence(gw: &Arc<Gateway>, _: SystemPresenceParams) -> Result<SystemPresenceResult, CoreError> {
+    Ok(SystemPresenceResult(gw.presence.list()))
 }
 
 /// `system-event {text}` → updates the caller's presence entry and broadcasts `presence`.
-pub async fn system_event(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
-    let p: SystemEventParams = parse_params("system-event", params)?;
+pub async fn system_event(
+    gw: &Arc<Gateway>,
+    ctx: &CallContext,
+    p: SystemEventParams,
+) -> Result<SystemEventResult, CoreError> {
     if p.text.trim().is_empty() {
         return Err(CoreError::invalid("invalid system-event params: text must not be empty"));
     }
@@ -48,11 +42,11 @@ pub async fn system_event(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -
         })
         .ok_or_else(|| CoreError::invalid("caller has no presence entry"))?;
     gw.broadcast_presence(version);
-    Ok(json!({"ok": true, "ts": now}))
+    Ok(SystemEventResult { ok: true, ts: now })
 }
 
 /// `last-heartbeat` → the last heartbeat event, or `null`: clawgate runs no heartbeat agent yet,
 /// so this is honestly `null`.
-pub async fn last_heartbeat(_gw: &Arc<Gateway>) -> Result<Value, CoreError> {
-    Ok(Value::Null)
+pub async fn last_heartbeat(_gw: &Arc<Gateway>, _: LastHeartbeatParams) -> Result<LastHeartbeatResult, CoreError> {
+    Ok(LastHeartbeatResult)
 }

@@ -1,0 +1,120 @@
+//! `health` and `status`: params and results.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use super::AnyParams;
+use super::system::LastHeartbeatResult;
+
+/// `health {probe?}`. Upstream ignores params it cannot read here, and so does clawgate: any
+/// value decodes, and one that is not `{probe?: bool, …}` reads as no params.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthParams {
+    /// Refresh the snapshot before answering.
+    pub probe: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for HealthParams {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Strict {
+            #[serde(default)]
+            probe: Option<bool>,
+        }
+        let value = Value::deserialize(deserializer)?;
+        Ok(serde_json::from_value::<Strict>(value).map(|s| HealthParams { probe: s.probe }).unwrap_or_default())
+    }
+}
+
+/// The `modelRuntime` block of `health` and `status`. clawgate has no degraded model runtime
+/// to report yet: always `{degraded: false, pendingAgents: []}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRuntime {
+    /// Whether the model runtime is degraded.
+    pub degraded: bool,
+    /// Agents waiting on it.
+    pub pending_agents: Vec<String>,
+}
+
+/// `health` → the health snapshot (the `hello-ok.snapshot.health` shape, built by the gateway's
+/// health monitor) plus `modelRuntime`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthResult {
+    /// The snapshot's fields; typing them is the health monitor's step.
+    #[serde(flatten)]
+    pub snapshot: Map<String, Value>,
+    /// The model runtime's state.
+    pub model_runtime: ModelRuntime,
+}
+
+/// `status` takes no params and ignores any.
+pub type StatusParams = AnyParams;
+
+/// Connection counts in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusConnections {
+    /// All connections.
+    pub total: usize,
+    /// Operator connections.
+    pub operators: usize,
+    /// Node connections.
+    pub nodes: usize,
+}
+
+/// Pairing counts in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusPairing {
+    /// Requests waiting for an operator.
+    pub pending: usize,
+    /// Paired devices.
+    pub paired: usize,
+}
+
+/// Session counts in `status` (not counted yet: always 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusSessions {
+    /// Sessions.
+    pub count: usize,
+}
+
+/// `status` → a summary of the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResult {
+    /// Always `true`.
+    pub ok: bool,
+    /// clawgate's version.
+    pub version: String,
+    /// This process's boot id.
+    pub boot_id: String,
+    /// Process id.
+    pub pid: u32,
+    /// Start time (RFC 3339).
+    pub started_at: String,
+    /// Uptime (ms).
+    pub uptime_ms: u64,
+    /// The listen address.
+    pub listen: String,
+    /// The auth mode (`token`, `password`, `none`, …).
+    pub auth_mode: String,
+    /// Connection counts.
+    pub connections: StatusConnections,
+    /// Pairing counts.
+    pub pairing: StatusPairing,
+    /// Session counts.
+    pub sessions: StatusSessions,
+    /// Per-channel status (empty: channels report through `channels.status`).
+    pub channels: Map<String, Value>,
+    /// The last heartbeat (`null`: no heartbeat agent yet).
+    pub heartbeat: LastHeartbeatResult,
+    /// The model runtime's state.
+    pub model_runtime: ModelRuntime,
+    /// The state directory (admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    /// The config file (admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_path: Option<String>,
+}
