@@ -140,11 +140,19 @@ async fn kill9_mid_queue_completes_every_job_and_delivers_every_image_once() {
         ids.push(run_job(&gw, i).await);
     }
 
-    // Kill once two jobs are done and, mid-job, both workers hold a running one (so six are
-    // either running or still queued in the gateway).
-    eventually(WAIT, "two jobs finish and both workers run another", || {
-        let done = a.completed_count() + b.completed_count() >= 2;
-        (done && a.running_id().is_some() && b.running_id().is_some()).then_some(())
+    // Kill once two jobs are done and told to the chat and, mid-job, both workers hold a job the
+    // gateway has recorded as running (so six are either running or still queued in the
+    // gateway). The kill stays out of two narrower windows that tests of their own cover: the
+    // outbox's send-then-mark step and the step between a worker accepting a prompt and the
+    // gateway recording it as running.
+    wait_until(WAIT, "two jobs are done and told, and both workers run another", || async {
+        let done = a.completed_count() + b.completed_count();
+        let told = completion_notices(&tg).len();
+        if done < 2 || told < done || a.running_id().is_none() || b.running_id().is_none() {
+            return None;
+        }
+        let running = call(&gw, "comfy.jobs.list", json!({"status": ["running"]})).await;
+        (running["jobs"].as_array().map(Vec::len) == Some(2)).then_some(())
     })
     .await
     .unwrap();
