@@ -322,30 +322,9 @@ impl StatusCell {
     }
 }
 
-/// Capped, jittered exponential backoff: `base · 2^attempt`, at most `cap`, with ±20 % jitter.
-pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    use rand::Rng;
-    let exp = base.saturating_mul(1u32 << attempt.min(16));
-    let d = exp.min(cap);
-    let jitter = rand::thread_rng().gen_range(0.8..1.2);
-    d.mul_f64(jitter).min(cap.mul_f64(1.2))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let base = Duration::from_millis(100);
-        let cap = Duration::from_secs(5);
-        assert!(backoff(0, base, cap) <= Duration::from_millis(120));
-        assert!(backoff(3, base, cap) >= Duration::from_millis(640));
-        for a in 0..40 {
-            assert!(backoff(a, base, cap) <= Duration::from_secs(6));
-        }
-        assert!(backoff(30, base, cap) >= Duration::from_secs(4));
-    }
 
     #[tokio::test]
     async fn readiness_follows_connectivity() {

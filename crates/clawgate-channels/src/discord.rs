@@ -35,9 +35,10 @@ use twilight_model::http::attachment::Attachment;
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, MessageMarker, UserMarker};
 
-use crate::channel::{Capabilities, Channel, ChannelError, Ingress, SendError, StatusCell, TextMeasure, backoff};
+use crate::channel::{Capabilities, Channel, ChannelError, Ingress, SendError, StatusCell, TextMeasure};
 use crate::config::AccountConfig;
 use crate::model::{AccountKey, ChatKind, Delivered, InboundMedia, InboundMessage, MediaSource, OutboundMessage};
+use clawgate_backoff::Backoff;
 
 /// Longest message content Discord accepts, in characters.
 pub const MAX_TEXT: usize = 2000;
@@ -49,6 +50,8 @@ pub const INTENTS: Intents = Intents::GUILD_MESSAGES.union(Intents::DIRECT_MESSA
 
 /// How many times one inbound message is offered to the ingress before it is given up.
 const INGRESS_ATTEMPTS: u32 = 4;
+/// The wait between those tries.
+const INGRESS_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
 /// Requests per send, counting retries twilight makes after a 429, before the send is handed
 /// back to the outbox as [`SendError::RetryAfter`].
 const MAX_REQUESTS_PER_SEND: u32 = 3;
@@ -209,7 +212,7 @@ impl DiscordChannel {
                     tracing::warn!(account = %self.key, message_id = %message.message_id, attempt, error = %e, "discord: ingress refused a message");
                     self.status.mark_error(format!("inbound message not recorded: {e}"));
                     if attempt + 1 < INGRESS_ATTEMPTS {
-                        let wait = backoff(attempt, Duration::from_millis(250), Duration::from_secs(2));
+                        let wait = INGRESS_BACKOFF.delay(attempt);
                         tokio::select! {
                             () = cancel.cancelled() => break,
                             () = tokio::time::sleep(wait) => {}

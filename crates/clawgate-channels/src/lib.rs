@@ -21,7 +21,7 @@ pub mod telegram;
 
 pub use channel::{
     Accepted, Capabilities, Channel, ChannelError, ChannelSnapshot, Ingress, IngressError, SendError, StatusCell,
-    TextMeasure, WebhookError, WebhookRequest, backoff,
+    TextMeasure, WebhookError, WebhookRequest,
 };
 pub use chunk::chunk_text;
 pub use config::{

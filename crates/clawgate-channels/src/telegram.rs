@@ -19,9 +19,10 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{Capabilities, Channel, ChannelError, Ingress, SendError, StatusCell, TextMeasure, backoff};
+use crate::channel::{Capabilities, Channel, ChannelError, Ingress, SendError, StatusCell, TextMeasure};
 use crate::config::AccountConfig;
 use crate::model::{AccountKey, ChatKind, Delivered, InboundMedia, InboundMessage, MediaSource, OutboundMessage};
+use clawgate_backoff::Backoff;
 
 /// Where the Bot API lives unless `apiRoot` says otherwise.
 pub const DEFAULT_API_ROOT: &str = "https://api.telegram.org";
@@ -41,8 +42,7 @@ const MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
 /// Update kinds we ask for; edits and the rest are not turned into messages.
 const ALLOWED_UPDATES: &[&str] = &["message", "channel_post"];
 /// Backoff of the receive loop after a failure.
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
+const RECEIVE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 /// An empty poll answer is never followed by the next poll sooner than this: a server that
 /// answers at once instead of holding the poll (an emulator, a proxy) must not make us spin.
 const MIN_EMPTY_POLL_CYCLE: Duration = Duration::from_secs(1);
@@ -509,7 +509,7 @@ impl TelegramChannel {
                 }
             }
             if failed {
-                let wait = backoff(attempt, BACKOFF_BASE, BACKOFF_CAP);
+                let wait = RECEIVE_BACKOFF.delay(attempt);
                 attempt = attempt.saturating_add(1);
                 if sleep_or_cancel(wait, cancel).await {
                     return Ok(());
@@ -589,7 +589,7 @@ fn retry_wait(e: &ApiError, attempt: u32) -> Duration {
         ApiError::Api { code: 429, retry_after: Some(s), .. } => {
             Duration::from_secs(*s).max(Duration::from_millis(100))
         }
-        _ => backoff(attempt, BACKOFF_BASE, BACKOFF_CAP),
+        _ => RECEIVE_BACKOFF.delay(attempt),
     }
 }
 

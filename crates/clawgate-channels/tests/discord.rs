@@ -12,6 +12,7 @@ use clawgate_channels::{
     Accepted, AccountKey, Channel, ChannelError, ChatKind, InboundMessage, Ingress, IngressError, MediaSource,
     OutboundMedia, OutboundMessage, SendError, accounts_from_config,
 };
+use clawgate_testkit::eventually;
 use clawgate_testkit::fake_discord::{FakeDiscord, FakeUser};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -57,15 +58,11 @@ impl MemoryIngress {
     }
 
     async fn wait_for(&self, count: usize) -> Vec<InboundMessage> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let got = self.messages.lock().unwrap().clone();
-            if got.len() >= count {
-                return got;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "waited for {count} messages, got {:?}", self.texts());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let got = eventually(WAIT, format_args!("{count} messages arrive"), || {
+            Some(self.messages.lock().unwrap().clone()).filter(|got| got.len() >= count)
+        })
+        .await;
+        got.unwrap_or_else(|e| panic!("{e:#}: {:?}", self.texts()))
     }
 }
 
@@ -155,8 +152,9 @@ async fn discord_guild_message_and_dm_are_normalised() {
     fake.push_dispatch("MESSAGE_CREATE", bots_own.clone());
     fake.push_message_create(CHANNEL, Some(GUILD), &FakeUser::bot("400000000000000009", "otherbot"), "beep", &[]);
 
+    // Dispatches are handled in order: "beep" came after the bot's own message, so once it is
+    // in, the bot's own message has been seen (and dropped).
     let got = run.ingress.wait_for(4).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         run.ingress.texts(),
         vec![format!("hey <@{}> look", bot.id), "just us".into(), "about that".into(), "beep".into()]
@@ -252,7 +250,7 @@ async fn discord_close_4004_stops_with_unauthorized() {
         Err(ChannelError::Unauthorized(m)) => assert!(m.contains("channels.discord.token"), "{m}"),
         other => panic!("expected Unauthorized, got {other:?}"),
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // `run` has returned, so nothing is left to reconnect.
     assert_eq!(fake.connection_count(), 1, "no reconnect after a fatal close");
     assert!(!run.channel.status().snapshot().connected);
 }

@@ -12,6 +12,7 @@ use clawgate_channels::{
     Accepted, AccountKey, Channel, ChannelError, ChatKind, InboundMessage, Ingress, IngressError, MediaSource,
     OutboundMedia, OutboundMessage, SendError, accounts_from_config, chunk_text,
 };
+use clawgate_testkit::eventually;
 use clawgate_testkit::fake_telegram::{self, FakeError, FakeTelegram, FakeUser};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -35,14 +36,11 @@ impl TestIngress {
     }
 
     async fn wait_for(&self, n: usize) -> Vec<InboundMessage> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let m = self.messages();
-            if m.len() >= n {
-                return m;
-            }
-            assert!(Instant::now() < deadline, "only {} of {n} messages arrived: {m:?}", m.len());
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        match eventually(WAIT, format_args!("{n} messages arrive"), || Some(self.messages()).filter(|m| m.len() >= n))
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => panic!("{e:#}: {:?}", self.messages()),
         }
     }
 }
@@ -195,15 +193,17 @@ async fn exactly_one_get_updates_is_in_flight() {
     let ch = channel(&tg);
     let ingress = Arc::new(TestIngress::default());
     let (cancel, task) = spawn_run(&ch, &ingress);
+    // One message per poll: each is pushed once the previous one has come through.
     for i in 0..5 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         tg.push_private_message(10 + i, "u", "ping");
+        ingress.wait_for(i as usize + 1).await;
     }
-    ingress.wait_for(5).await;
     // A second run of the same channel is refused instead of polling beside the first.
     let second = ch.run(Arc::clone(&ingress) as Arc<dyn Ingress>, CancellationToken::new()).await;
     assert!(matches!(second, Err(ChannelError::Fatal(_))), "{second:?}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The first run goes on polling, still alone: two more polls answered after the refusal.
+    let before = tg.calls("getUpdates").len();
+    eventually(WAIT, "two more polls", || (tg.calls("getUpdates").len() >= before + 2).then_some(())).await.unwrap();
     assert_eq!(tg.max_concurrent_get_updates(), 1);
     assert!(tg.calls("getUpdates").iter().all(|c| c.status == 200));
     stop(cancel, task).await;
@@ -215,17 +215,19 @@ async fn conflicts_back_off_without_a_storm_and_polling_recovers() {
     tg.fail_next("getUpdates", 20, FakeError::conflict());
     let ch = channel(&tg);
     let ingress = Arc::new(TestIngress::default());
-    let started = Instant::now();
     let (cancel, task) = spawn_run(&ch, &ingress);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let polls = tg.calls("getUpdates");
-    // Backoff 0.5 s · 2^n (±20 %): at most ~5 tries in 4 s; a storm would be hundreds.
-    assert!((2..=6).contains(&polls.len()), "{} polls in 4 s", polls.len());
+    // The receive loop's backoff (0.5 s doubling, equal jitter) waits at least half of
+    // 0.5 s · 2^n after failure n: the gaps between tries grow instead of a storm.
+    let polls = eventually(WAIT, "four polls", || Some(tg.calls("getUpdates")).filter(|p| p.len() >= 4)).await.unwrap();
+    for (n, pair) in polls.windows(2).take(3).enumerate() {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        let floor = Duration::from_millis(250) * (1 << n);
+        assert!(gap >= floor, "try {} came {gap:?} after the previous one, before the backoff floor {floor:?}", n + 2);
+    }
     let snap = ch.status().snapshot();
     assert!(!snap.connected);
     assert!(snap.last_error.as_deref().unwrap_or("").contains("Conflict"), "{snap:?}");
     assert_eq!(snap.reconnects, 1, "one disconnect, not one per failed try");
-    assert!(started.elapsed() >= Duration::from_secs(4));
     stop(cancel, task).await;
 }
 
@@ -474,13 +476,7 @@ async fn webhook_mode_registers_checks_the_secret_and_asks_for_redelivery() {
     assert_eq!(hook.url, listener_url);
     assert_eq!(hook.secret_token.as_deref(), Some("s3cr3t-Token_1"));
     assert!(tg.calls("getUpdates").is_empty(), "no polling in webhook mode");
-    tokio::time::timeout(WAIT, async {
-        while !ch.status().is_ready() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    eventually(WAIT, "the channel is ready", || ch.status().is_ready().then_some(())).await.unwrap();
 
     let update = json!({"update_id": 900, "message": {"message_id": 3, "date": 1_700_000_000,
         "chat": {"id": 8, "type": "private", "first_name": "Dan"}, "from": {"id": 8, "is_bot": false, "first_name": "Dan"}, "text": "via hook"}});

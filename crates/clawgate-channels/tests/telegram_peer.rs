@@ -169,14 +169,11 @@ async fn dm_round_trip_through_telegram_test_api() {
     };
 
     emu.command(json!({"cmd": "send", "text": "hello"})).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let inbound = loop {
-        if let Some(m) = ingress.messages.lock().unwrap().first().cloned() {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "the emulator's message never arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let inbound = clawgate_testkit::eventually(Duration::from_secs(15), "the emulator's message arrives", || {
+        ingress.messages.lock().unwrap().first().cloned()
+    })
+    .await
+    .unwrap();
     assert_eq!(inbound.text, "hello");
     assert_eq!(inbound.chat_kind, ChatKind::Direct);
     assert_eq!(inbound.chat_id, "4242");
@@ -199,12 +196,20 @@ async fn dm_round_trip_through_telegram_test_api() {
     assert_eq!(texts, ["hi from clawgate"], "{replies}");
     assert!(ch.status().snapshot().connected);
 
-    // Idle polling against a server that never holds a poll stays slow (~1/s), and the one
-    // update is not delivered twice.
+    // Idle polling against a server that never holds a poll stays slow (an empty answer is
+    // followed by at least a 1 s cycle): three more polls take at least two whole cycles. And the
+    // one update is not delivered twice.
     let before = emu.requests("getUpdates").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let polls = emu.requests("getUpdates").await - before;
-    assert!((1..=5).contains(&polls), "{polls} getUpdates in 3 s");
+    let counted = Instant::now();
+    {
+        let emu = tokio::sync::Mutex::new(&mut emu);
+        clawgate_testkit::wait_until(Duration::from_secs(15), "three more polls", || async {
+            (emu.lock().await.requests("getUpdates").await >= before + 3).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    assert!(counted.elapsed() >= Duration::from_millis(1900), "three polls in {:?}", counted.elapsed());
     assert_eq!(ingress.messages.lock().unwrap().len(), 1);
 
     cancel.cancel();

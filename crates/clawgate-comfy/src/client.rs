@@ -16,9 +16,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
+use clawgate_backoff::Backoff;
 use futures_util::StreamExt;
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
@@ -47,9 +48,8 @@ const EVENT_BUFFER: usize = 256;
 /// the prompt's first events.
 const RECENT_EVENTS: usize = 256;
 
-/// WebSocket reconnect backoff bounds.
-const WS_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const WS_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// WebSocket reconnect backoff: 100 ms doubling to 5 s.
+const WS_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// Why a ComfyUI call failed. [`ComfyError::is_transient`] says whether retrying (later, or on
 /// another worker) can help.
@@ -826,14 +826,14 @@ impl Hub {
 async fn ws_task(url: String, connect_timeout: Duration, hub: Hub, tx: broadcast::Sender<ComfyEvent>) {
     // The URL may carry a password (`ws://user:pass@host`); logs get it masked.
     let shown = crate::openclaw::redact_url(&url);
-    let mut backoff = WS_BACKOFF_MIN;
+    let mut attempt = 0u32;
     loop {
         if hub.abandoned(&tx) {
             return;
         }
         match tokio::time::timeout(connect_timeout, tokio_tungstenite::connect_async(url.as_str())).await {
             Ok(Ok((mut socket, _))) => {
-                backoff = WS_BACKOFF_MIN;
+                attempt = 0;
                 loop {
                     // Wake up now and then to notice that nobody listens any more.
                     match tokio::time::timeout(Duration::from_secs(1), socket.next()).await {
@@ -857,16 +857,9 @@ async fn ws_task(url: String, connect_timeout: Duration, hub: Hub, tx: broadcast
             Ok(Err(e)) => tracing::debug!(url = %shown, error = %e, "ComfyUI WebSocket connect failed"),
             Err(_) => tracing::debug!(url = %shown, "ComfyUI WebSocket connect timed out"),
         }
-        tokio::time::sleep(jittered(backoff)).await;
-        backoff = (backoff * 2).min(WS_BACKOFF_MAX);
+        tokio::time::sleep(WS_BACKOFF.delay(attempt)).await;
+        attempt = attempt.saturating_add(1);
     }
-}
-
-/// `base` plus up to half of it again, so many clients do not reconnect in lockstep.
-fn jittered(base: Duration) -> Duration {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let half = u32::try_from(base.as_millis() / 2).unwrap_or(u32::MAX).max(1);
-    base + Duration::from_millis(u64::from(nanos % half))
 }
 
 #[cfg(test)]

@@ -192,11 +192,10 @@ async fn interrupt_stops_the_running_prompt() -> anyhow::Result<()> {
     let _events = connected(&client).await;
 
     let submitted = client.submit(&solid(8, 8, 12)).await?;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while client.queue().await?.running != vec![submitted.prompt_id.clone()] {
-        assert!(tokio::time::Instant::now() < deadline, "never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    clawgate_testkit::wait_until(WAIT, "the prompt runs", || async {
+        client.queue().await.ok().filter(|q| q.running == vec![submitted.prompt_id.clone()]).map(|_| ())
+    })
+    .await?;
     // Targeting another prompt does nothing; the global interrupt stops it.
     client.interrupt_prompt("not-running").await?;
     assert_eq!(fake.interrupt_count(), 0);

@@ -231,7 +231,7 @@ async fn run_loop(gw: Arc<Gateway>, started_at_ms: i64) {
                 failures = failures.saturating_add(1);
                 tracing::error!(error = %e, "cron pass failed");
                 gw.cron.update(|s| s.last_error = Some(e.to_string()));
-                backoff(failures)
+                PASS_BACKOFF.delay(failures - 1)
             }
         };
         tokio::select! {
@@ -242,12 +242,9 @@ async fn run_loop(gw: Arc<Gateway>, started_at_ms: i64) {
     }
 }
 
-/// 1 s doubling to 60 s, with up to 25 % jitter.
-fn backoff(failures: u32) -> Duration {
-    use rand::Rng;
-    let base = 1000u64.saturating_mul(1 << failures.min(6)).min(60_000);
-    Duration::from_millis(base + rand::thread_rng().gen_range(0..=base / 4))
-}
+/// After a failed pass: 1 s doubling to 60 s.
+const PASS_BACKOFF: clawgate_backoff::Backoff =
+    clawgate_backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 /// One planning pass: fire what is due, record each job's next slot; the earliest of those.
 async fn pass(gw: &Arc<Gateway>, started_at_ms: i64) -> Result<Option<i64>, CoreError> {

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::LlmError;
@@ -35,15 +34,11 @@ impl RetryPolicy {
         Self { max_attempts: 1, ..Self::default() }
     }
 
-    /// The backoff after `failures` failed attempts (1 for the first retry): exponential, capped,
-    /// with "equal jitter" (half fixed, half random) so that gateways rate-limited together do
-    /// not come back together.
+    /// The backoff after `failures` failed attempts (1 for the first retry): the workspace's one
+    /// policy ([`clawgate_backoff::Backoff`]), `base` doubling up to `cap` with equal jitter, so
+    /// that gateways rate-limited together do not come back together.
     pub fn backoff(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(20);
-        let full = self.base.saturating_mul(1u32 << exponent).min(self.cap);
-        let half = full / 2;
-        let jitter_nanos = rand::thread_rng().gen_range(0..=half.as_nanos().min(u128::from(u64::MAX)) as u64);
-        half + Duration::from_nanos(jitter_nanos)
+        clawgate_backoff::Backoff::new(self.base, self.cap).delay(failures.saturating_sub(1))
     }
 
     /// How long to wait before retrying after `error`, or `None` to give up. Honours the
@@ -139,19 +134,6 @@ impl Retrying {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_stays_within_jitter_bounds_and_caps() {
-        let policy = RetryPolicy { max_attempts: 10, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
-        for _ in 0..200 {
-            let first = policy.backoff(1);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100), "{first:?}");
-            let third = policy.backoff(3);
-            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400), "{third:?}");
-            let late = policy.backoff(30);
-            assert!(late >= Duration::from_millis(500) && late <= Duration::from_secs(1), "{late:?}");
-        }
-    }
 
     #[test]
     fn retry_after_is_honoured_unless_longer_than_the_cap() {

@@ -213,7 +213,7 @@ async fn mid_stream_error_is_reported_and_not_retried() -> anyhow::Result<()> {
         Some(LlmError::Upstream { status: None, message }) => assert!(message.contains("The model crashed")),
         other => panic!("expected a mid-stream Upstream error, got {other:?}"),
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The stream has ended, and with it every retry it could have made.
     assert_eq!(fake.chat_requests().len(), 1, "half an answer must not be replayed");
     Ok(())
 }
@@ -291,17 +291,14 @@ async fn cancellation_stops_the_request_promptly() -> anyhow::Result<()> {
     let mut stream = provider.stream(hello_request(), cancel.clone());
 
     assert_eq!(stream.next().await.transpose()?, Some(StreamEvent::TextDelta("first".into())));
+    // The answer hangs after "first": without the cancel nothing more would ever come. The
+    // spawned task runs once this (single-threaded) test is parked in `next()`.
     let canceller = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        canceller.cancel();
-    });
-    let started = Instant::now();
-    let next = stream.next().await;
+    tokio::spawn(async move { canceller.cancel() });
+    let next = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("the cancel ends the wait");
 
     assert!(matches!(next, Some(Err(LlmError::Cancelled))), "{next:?}");
     assert!(stream.next().await.is_none());
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     drop(stream);
     // The connection is really closed: the fake sees its answer cut off.
     fake.wait_for_aborted(1, Duration::from_secs(5)).await?;
@@ -310,20 +307,25 @@ async fn cancellation_stops_the_request_promptly() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn cancellation_during_retry_backoff_returns_at_once() -> anyhow::Result<()> {
-    let fake = FakeOpenAi::start(Script::always(Turn::rate_limited("4"))).await?;
+    // The provider asks for a 300 s pause, which the policy accepts: only the cancel can end it
+    // within the test's bounded wait.
+    let fake = FakeOpenAi::start(Script::always(Turn::rate_limited("300"))).await?;
     let provider = provider(Api::OpenAiCompletions, &fake.base_url(), None, test_timeouts());
+    let patient = RetryPolicy { cap: Duration::from_secs(600), ..fast_retry() };
     let cancel = CancellationToken::new();
     let canceller = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let run = drain(stream_with_retry(provider, hello_request(), cancel, patient));
+    let cancel_once_asked = async {
+        fake.wait_for_requests(1, Duration::from_secs(10)).await.expect("the first attempt");
         canceller.cancel();
-    });
-
-    let started = Instant::now();
-    let (_, error) = drain(stream_with_retry(provider, hello_request(), cancel, fast_retry())).await;
+    };
+    let ((_, error), ()) =
+        tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(run, cancel_once_asked) })
+            .await
+            .expect("the cancel cuts the 300 s backoff short");
 
     assert!(matches!(error, Some(LlmError::Cancelled)), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(fake.chat_requests().len(), 1, "no attempt after the cancel");
     Ok(())
 }
 

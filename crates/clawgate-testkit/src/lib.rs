@@ -43,9 +43,11 @@ pub mod peers;
 pub mod proxy;
 pub mod raw;
 pub mod schema;
+pub mod wait;
 
 pub use gateway::{TestGateway, TestGatewayBuilder};
 pub use peers::{OpenClawPeers, PeerCommand, PeerOutput};
 pub use proxy::{ProxyRecord, RecordingProxy};
 pub use raw::{DEFAULT_TIMEOUT, Incoming, RawClient, Upgrade, connect_params, merge_patch};
 pub use schema::{ConnectionValidator, SchemaValidator, SchemaViolation};
+pub use wait::{eventually, wait_until};

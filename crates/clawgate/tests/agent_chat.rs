@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clawgate_testkit::fake_anthropic::{self, FakeAnthropic};
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
-use clawgate_testkit::{RawClient, TestGateway};
+use clawgate_testkit::{RawClient, TestGateway, eventually, wait_until};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
@@ -336,15 +336,18 @@ async fn a_repeated_idempotency_key_starts_one_run() {
 
     // After the end the repeat answers `ok`. The final event is sent a moment before the run is
     // recorded as finished, so a repeat racing it may still see `in_flight`; never `started`.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let after = chat_send(&mut client, session, "Say hello", "idem-1").await;
-        if after == json!({"runId": "idem-1", "status": "ok"}) {
-            break;
-        }
-        assert_eq!(after, json!({"runId": "idem-1", "status": "in_flight"}), "repeat after the end");
-        assert!(Instant::now() < deadline, "the finished run never answered ok: {after}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    {
+        let client = tokio::sync::Mutex::new(&mut client);
+        wait_until(Duration::from_secs(10), "the finished run answers ok", || async {
+            let after = chat_send(*client.lock().await, session, "Say hello", "idem-1").await;
+            if after == json!({"runId": "idem-1", "status": "ok"}) {
+                return Some(());
+            }
+            assert_eq!(after, json!({"runId": "idem-1", "status": "in_flight"}), "repeat after the end");
+            None
+        })
+        .await
+        .unwrap();
     }
 
     // No second run: nothing more streams, the model was asked once, history has one exchange.
@@ -840,12 +843,14 @@ struct ChatProcess {
     stdin: Option<ChildStdin>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// The drain tasks, which end when their pipe reaches end of file.
+    drains: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn drain(mut from: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
+fn drain(mut from: impl AsyncRead + Unpin + Send + 'static) -> (Arc<Mutex<String>>, tokio::task::JoinHandle<()>) {
     let buf = Arc::new(Mutex::new(String::new()));
     let into = Arc::clone(&buf);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut chunk = [0u8; 4096];
         while let Ok(n) = from.read(&mut chunk).await {
             if n == 0 {
@@ -856,7 +861,7 @@ fn drain(mut from: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>
             }
         }
     });
-    buf
+    (buf, task)
 }
 
 impl ChatProcess {
@@ -874,9 +879,9 @@ impl ChatProcess {
             .spawn()
             .expect("spawning clawgate chat");
         let stdin = child.stdin.take();
-        let stdout = drain(child.stdout.take().expect("stdout"));
-        let stderr = drain(child.stderr.take().expect("stderr"));
-        ChatProcess { child, stdin, stdout, stderr }
+        let (stdout, out_task) = drain(child.stdout.take().expect("stdout"));
+        let (stderr, err_task) = drain(child.stderr.take().expect("stderr"));
+        ChatProcess { child, stdin, stdout, stderr, drains: vec![out_task, err_task] }
     }
 
     fn stdout(&self) -> String {
@@ -899,10 +904,11 @@ impl ChatProcess {
 
     /// Waits until stdout satisfies `pred`.
     async fn wait_stdout(&self, what: &str, pred: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + TURN_WAIT;
-        while !pred(&self.stdout()) {
-            assert!(Instant::now() < deadline, "clawgate chat never printed {what}\n{}", self.describe());
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Err(e) =
+            eventually(TURN_WAIT, format_args!("clawgate chat prints {what}"), || pred(&self.stdout()).then_some(()))
+                .await
+        {
+            panic!("{e:#}\n{}", self.describe());
         }
     }
 
@@ -911,8 +917,10 @@ impl ChatProcess {
             .await
             .unwrap_or_else(|_| panic!("clawgate chat did not exit\n{}", self.describe()))
             .expect("waiting for clawgate chat");
-        // Let the drain tasks pick up the last bytes.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The drain tasks have the last bytes once their pipes reach end of file.
+        for task in self.drains.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
         status.code()
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clawgate_testkit::fake_discord::{FakeDiscord, FakeUser, MAX_CONTENT_CHARS, SentMessage};
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
-use clawgate_testkit::{RawClient, TestGateway};
+use clawgate_testkit::{RawClient, TestGateway, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
@@ -101,9 +101,12 @@ async fn discord_status(gw: &TestGateway) -> Value {
     call(gw, "channels.status", json!({})).await["channelAccounts"]["discord"][0].clone()
 }
 
-/// Let anything that was going to happen happen: no new message, no new model request.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+/// Alice writes once more and is answered ("echo: later"). Dispatches reach the gateway in
+/// order and replies leave through one outbox in insertion order, so by then everything the
+/// earlier input caused has been sent: a duplicate would show up before this answer.
+async fn answered_after(dc: &FakeDiscord) {
+    dc.push_message_create(ALICE_DM, None, &alice(), "later", &[]);
+    wait_text(dc, ALICE_DM, "echo: later").await;
 }
 
 /// Did any model request carry `text`? (Proves a dropped message never reached the agent.)
@@ -129,9 +132,9 @@ async fn an_allowed_dm_gets_one_reply_with_typing_and_status_shows_the_traffic()
 
     let sessions = call(&gw, "sessions.list", json!({})).await;
     assert!(sessions.to_string().contains(&format!("agent:main:discord:direct:{ALICE}")), "{sessions}");
-    settle().await;
-    assert_eq!(texts_in(&dc, ALICE_DM), vec!["echo: hello there"], "one reply, not more");
-    assert_eq!(model.chat_requests().len(), 1);
+    answered_after(&dc).await;
+    assert_eq!(texts_in(&dc, ALICE_DM), vec!["echo: hello there", "echo: later"], "one reply, not more");
+    assert_eq!(model.chat_requests().len(), 2);
     assert_eq!(dc.identify_count(), 1);
 }
 
@@ -172,8 +175,8 @@ async fn only_allowed_senders_in_allowed_places_get_an_agent_run() {
             .await;
     assert_eq!(reply.payload["message_reference"]["message_id"], json!(mid), "{}", reply.payload);
     wait_text(&dc, USERS_CHANNEL, "echo: listed member").await;
+    // Those three were written after the dropped ones, which were therefore processed first.
     wait_text(&dc, ALICE_DM, "echo: listed dm").await;
-    settle().await;
 
     assert!(texts_in(&dc, MALLORY_DM).is_empty(), "no answer to a DM sender not in allowFrom");
     assert_eq!(texts_in(&dc, MENTION_CHANNEL).len(), 1, "the unmentioned message got nothing");
@@ -198,8 +201,9 @@ async fn a_long_reply_is_split_at_2000_characters_without_losing_words() {
     dc.wait_for("three parts", WAIT, |dc| texts_in(dc, ALICE_DM).len() >= 3)
         .await
         .unwrap_or_else(|e| panic!("{e:#}: {:?}", texts_in(&dc, ALICE_DM).iter().map(String::len).collect::<Vec<_>>()));
-    settle().await;
-    let parts = texts_in(&dc, ALICE_DM);
+    answered_after(&dc).await;
+    let mut parts = texts_in(&dc, ALICE_DM);
+    assert_eq!(parts.pop().as_deref(), Some("echo: later"), "no part after the three: {parts:?}");
     assert_eq!(parts.len(), 3, "{:?}", parts.iter().map(|p| p.chars().count()).collect::<Vec<_>>());
     assert!(parts.iter().all(|p| p.chars().count() <= MAX_CONTENT_CHARS));
     assert_eq!(parts.join(" ").split_whitespace().count(), 900, "nothing lost at the cuts");
@@ -227,23 +231,19 @@ async fn a_message_sent_while_disconnected_is_answered_once_after_the_resume() {
     wait_text(&dc, ALICE_DM, "echo: after op 7").await;
     assert!(dc.resume_count() >= 2, "resumed after op 7 too: {}", dc.resume_count());
 
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let acct = discord_status(&gw).await;
-        if acct["connected"] == true {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never reported connected again: {acct}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    settle().await;
+    wait_until(WAIT, "reported connected again", || async {
+        (discord_status(&gw).await["connected"] == true).then_some(())
+    })
+    .await
+    .unwrap();
+    answered_after(&dc).await;
     assert_eq!(
         texts_in(&dc, ALICE_DM),
-        vec!["echo: before the drop", "echo: while away", "echo: after op 7"],
+        vec!["echo: before the drop", "echo: while away", "echo: after op 7", "echo: later"],
         "each message answered exactly once"
     );
     assert_eq!(dc.identify_count(), 1, "resumed every time, never identified again");
-    assert_eq!(model.chat_requests().len(), 3);
+    assert_eq!(model.chat_requests().len(), 4);
 }
 
 #[tokio::test]
@@ -262,7 +262,7 @@ async fn a_429_on_the_reply_is_waited_out_and_the_reply_arrives_once() {
 
     wait_text(&dc, ALICE_DM, "echo: slow down").await;
     assert_eq!(dc.rate_limited_count(), 1, "the reply met the 429");
-    settle().await;
-    assert_eq!(texts_in(&dc, ALICE_DM), vec!["echo: slow down"], "exactly once");
-    assert_eq!(dc.message_calls().len(), 1, "no call was refused besides the 429");
+    answered_after(&dc).await;
+    assert_eq!(texts_in(&dc, ALICE_DM), vec!["echo: slow down", "echo: later"], "exactly once");
+    assert_eq!(dc.message_calls().len(), 2, "no call was refused besides the 429");
 }

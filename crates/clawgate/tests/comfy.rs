@@ -2,13 +2,13 @@
 //! with the weight-free template shipped in `templates/`, takes `/run` from a [`FakeTelegram`]
 //! chat and delivers the image back with `sendPhoto`; clients use `comfy.*` over the protocol.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_discord::{FakeDiscord, FakeUser};
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_telegram::FakeTelegram;
-use clawgate_testkit::{RawClient, TestGateway};
+use clawgate_testkit::{RawClient, TestGateway, eventually, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
@@ -51,15 +51,18 @@ async fn call(gw: &TestGateway, method: &str, params: Value) -> Value {
 }
 
 async fn wait_job(gw: &TestGateway, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_until(WAIT, format_args!("job {id} is {status}"), || async {
         let job = call(gw, "comfy.jobs.get", json!({"jobId": id})).await["job"].clone();
-        if job["status"] == status {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} never reached {status}: {job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (job["status"] == status).then_some(job)
+    })
+    .await
+    .unwrap()
+}
+
+/// The jobs in one status, as `comfy.jobs.list` reports them.
+async fn jobs_in(gw: &TestGateway, status: &str) -> Vec<Value> {
+    let list = call(gw, "comfy.jobs.list", json!({"status": [status]})).await;
+    list["jobs"].as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -95,7 +98,7 @@ async fn untrusted_senders_need_an_admins_approval() {
     let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
     let tg = FakeTelegram::start().await.unwrap();
     let comfy = FakeComfy::start().await.unwrap();
-    let _gw = gateway(&model, Some(&tg), &[&comfy], json!({"adminUsers": ["telegram:100"]})).await;
+    let gw = gateway(&model, Some(&tg), &[&comfy], json!({"adminUsers": ["telegram:100"]})).await;
     tg.push_private_message(200, "guest", "/run invert");
     let held = tg
         .wait_for_sent(|c| c.param_str("text").is_some_and(|t| t.contains("[Approval Requested]")), WAIT)
@@ -116,7 +119,8 @@ async fn untrusted_senders_need_an_admins_approval() {
         notice.contains(&format!("Approve: /approve {id}")) && notice.contains("telegram:200 (@guest)"),
         "{notice}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The request was processed: its job is stored as held, which the dispatcher never takes.
+    assert_eq!(jobs_in(&gw, "awaiting_approval").await.len(), 1, "the job is held");
     assert!(comfy.submitted().is_empty(), "nothing runs before the approval");
     tg.push_private_message(100, "owner", &format!("/approve {id}"));
     let photo =
@@ -133,17 +137,16 @@ async fn untrusted_senders_need_an_admins_approval() {
             .filter_map(|t| t.lines().find_map(|l| l.strip_prefix("ID: ")).map(|s| s.trim().to_owned()))
             .collect()
     };
-    let deadline = Instant::now() + WAIT;
-    while approval_ids(&tg).len() < 2 {
-        assert!(Instant::now() < deadline, "no second approval request");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let second = approval_ids(&tg).into_iter().find(|s| s != &id).expect("a second approval id");
+    let second = eventually(WAIT, "a second approval request", || approval_ids(&tg).into_iter().find(|s| s != &id))
+        .await
+        .unwrap();
     tg.push_private_message(100, "owner", &format!("/reject {second} not today"));
     tg.wait_for_sent(|c| c.param_str("text").is_some_and(|t| t.contains("not today")), WAIT)
         .await
         .expect("reason shown");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The rejection is stored (cancelled is terminal), so the job can never run.
+    assert_eq!(jobs_in(&gw, "cancelled").await.len(), 1, "the rejected job is cancelled");
+    assert!(jobs_in(&gw, "awaiting_approval").await.is_empty());
     assert_eq!(comfy.submitted().len(), 1, "the rejected job never ran");
 }
 
@@ -166,7 +169,7 @@ async fn jobs_spread_over_workers_and_survive_a_worker_dying() {
         ids.push(r["jobId"].as_str().unwrap().to_owned());
     }
     // Kill one worker while jobs run on it; its job goes back to the queue and finishes elsewhere.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(WAIT, "worker a runs a job", || a.running_id()).await.unwrap();
     a.kill();
     for id in &ids {
         let job = wait_job(&gw, id, "completed").await;
@@ -252,11 +255,7 @@ async fn stop_from_chat_interrupts_the_running_job_on_its_worker() {
     comfy.hang();
     let gw = gateway(&model, Some(&tg), &[&comfy], json!({"adminUsers": ["telegram:100"]})).await;
     tg.push_private_message(100, "owner", "/run invert color=5");
-    let deadline = Instant::now() + WAIT;
-    while comfy.running_id().is_none() {
-        assert!(Instant::now() < deadline, "the job never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, "the job starts", || comfy.running_id()).await.unwrap();
     let jobs = call(&gw, "comfy.jobs.list", json!({})).await;
     let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
     wait_job(&gw, &id, "running").await;
@@ -265,11 +264,7 @@ async fn stop_from_chat_interrupts_the_running_job_on_its_worker() {
         .await
         .expect("stop answered");
     wait_job(&gw, &id, "cancelled").await;
-    let deadline = Instant::now() + WAIT;
-    while comfy.interrupt_count() == 0 {
-        assert!(Instant::now() < deadline, "ComfyUI was never interrupted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, "ComfyUI is interrupted", || (comfy.interrupt_count() > 0).then_some(())).await.unwrap();
     assert!(comfy.running_id().is_none(), "the worker is free again");
     // Nothing left: a second /stop says so.
     tg.push_private_message(100, "owner", "/cancel");
@@ -299,43 +294,34 @@ async fn discord_admins_get_the_approval_request_in_a_dm() {
     });
     let _gw = TestGateway::builder(BIN).config(cfg.to_string()).start().await.expect("starting clawgate");
     let guest = FakeUser::new(GUEST, "guest");
-    let deadline = Instant::now() + WAIT;
-    while dc.connection_count() == 0 || !dc.is_session_bound() {
-        assert!(Instant::now() < deadline, "the gateway never connected to Discord");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, "the gateway connects to Discord", || {
+        (dc.connection_count() > 0 && dc.is_session_bound()).then_some(())
+    })
+    .await
+    .unwrap();
     dc.push_message_create(GUEST_DM, None, &guest, "/run invert color=9", &[]);
     let sent_to = |channel: &str, needle: &str| {
         dc.sent_messages()
             .into_iter()
             .find(|m| m.channel_id == channel && m.content().is_some_and(|c| c.contains(needle)))
     };
-    let deadline = Instant::now() + WAIT;
-    let held = loop {
-        if let Some(m) = sent_to(GUEST_DM, "[Approval Requested]") {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "no approval request: {:?}", dc.sent_messages());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let held =
+        eventually(WAIT, "the approval request is sent", || sent_to(GUEST_DM, "[Approval Requested]")).await.unwrap();
     let id = held.content().unwrap().lines().find_map(|l| l.strip_prefix("ID: ")).unwrap().trim().to_owned();
-    let deadline = Instant::now() + WAIT;
-    let admin_dm = loop {
-        if let Some(dm) = dc.dm_channel_of(ADMIN)
-            && let Some(m) = sent_to(&dm, &format!("Approve: /approve {id}"))
-        {
-            assert!(m.content().unwrap().contains(&format!("discord:{GUEST} (@guest)")), "{m:?}");
-            break dm;
-        }
-        assert!(Instant::now() < deadline, "the admin was not messaged: {:?}", dc.sent_messages());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (admin_dm, m) = eventually(WAIT, "the admin is messaged", || {
+        let dm = dc.dm_channel_of(ADMIN)?;
+        let m = sent_to(&dm, &format!("Approve: /approve {id}"))?;
+        Some((dm, m))
+    })
+    .await
+    .unwrap();
+    assert!(m.content().unwrap().contains(&format!("discord:{GUEST} (@guest)")), "{m:?}");
     assert!(comfy.submitted().is_empty(), "nothing runs before the approval");
     dc.push_message_create(&admin_dm, None, &FakeUser::new(ADMIN, "admin"), &format!("/approve {id}"), &[]);
-    let deadline = Instant::now() + WAIT;
-    while !dc.sent_messages().iter().any(|m| m.channel_id == GUEST_DM && !m.files.is_empty()) {
-        assert!(Instant::now() < deadline, "no image for the guest: {:?}", dc.sent_messages());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, "the guest gets the image", || {
+        dc.sent_messages().iter().any(|m| m.channel_id == GUEST_DM && !m.files.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
     assert_eq!(comfy.submitted().len(), 1);
 }

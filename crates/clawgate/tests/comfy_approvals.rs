@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_telegram::FakeTelegram;
-use clawgate_testkit::{RawClient, TestGateway};
+use clawgate_testkit::{RawClient, TestGateway, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
@@ -52,30 +52,24 @@ async fn call(gw: &TestGateway, method: &str, params: Value) -> Value {
 }
 
 async fn wait_job(gw: &TestGateway, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_until(WAIT, format_args!("job {id} is {status}"), || async {
         let job = call(gw, "comfy.jobs.get", json!({"jobId": id})).await["job"].clone();
-        if job["status"] == status {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} never reached {status}: {job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (job["status"] == status).then_some(job)
+    })
+    .await
+    .unwrap()
 }
 
 /// `/run invert` from the untrusted sender 200, and the pending plugin approval it made.
 async fn held_run(gw: &TestGateway, tg: &FakeTelegram, seen: &[String]) -> Value {
     tg.push_private_message(200, "guest", "/run invert");
-    let deadline = Instant::now() + WAIT;
-    loop {
+    wait_until(WAIT, "a new approval is listed", || async {
         let list = call(gw, "plugin.approval.list", json!({})).await;
         let items = list.as_array().expect("plugin.approval.list answers an array").clone();
-        if let Some(new) = items.into_iter().find(|a| !seen.iter().any(|s| a["id"] == s.as_str())) {
-            return new;
-        }
-        assert!(Instant::now() < deadline, "no approval was listed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        items.into_iter().find(|a| !seen.iter().any(|s| a["id"] == s.as_str()))
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -116,21 +110,21 @@ async fn held_runs_are_plugin_approvals_that_operators_resolve() {
     assert_eq!(requested["id"], id.as_str());
     assert_eq!(requested["request"]["pluginId"], "comfy");
 
-    // A waiter started before the decision gets it.
-    let waiter = {
-        let mut c = client(&gw).await;
-        let id = id.clone();
-        tokio::spawn(async move {
-            c.request_with_timeout("plugin.approval.waitDecision", Some(json!({"id": id, "timeoutMs": 30000})), WAIT)
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A waiter started before the decision gets it. The gateway reads a connection's requests in
+    // order, so once a later request on the same connection is answered (and still lists the
+    // approval as pending), the wait has started before the decision.
+    let mut waiter = client(&gw).await;
+    let wait_req = waiter.next_id();
+    let frame = json!({"type": "req", "id": wait_req, "method": "plugin.approval.waitDecision",
+                       "params": {"id": id, "timeoutMs": 30000}});
+    waiter.send_json(&frame).await.expect("send waitDecision");
+    let listed = waiter.request("plugin.approval.list", Some(json!({}))).await.expect("list");
+    assert!(listed["payload"].as_array().is_some_and(|a| a.iter().any(|x| x["id"] == id.as_str())), "{listed}");
     let resolved = call(&gw, "plugin.approval.resolve", json!({"id": id, "decision": "allow-once"})).await;
     assert_eq!(resolved["status"], "approved", "{resolved}");
     assert_eq!(resolved["jobId"], job_id.as_str());
     assert_eq!(resolved["jobStatus"], "queued");
-    let waited = waiter.await.unwrap().expect("waitDecision answers");
+    let waited = waiter.recv_response(&wait_req, WAIT).await.expect("waitDecision answers");
     assert_eq!(waited["ok"], true, "{waited}");
     assert_eq!(waited["payload"]["decision"], "allow-once", "{waited}");
     let photo =
@@ -157,7 +151,7 @@ async fn held_runs_are_plugin_approvals_that_operators_resolve() {
     assert_eq!(again["error"]["code"], "APPROVAL_NOT_FOUND", "{again}");
     let bad = request(&gw, "plugin.approval.resolve", json!({"id": "apr_x", "decision": "maybe"})).await;
     assert_eq!(bad["error"]["code"], "INVALID_REQUEST", "{bad}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The denied job was seen cancelled above, a terminal state: it can never run.
     assert_eq!(comfy.submitted().len(), 1, "the denied job never ran");
 }
 

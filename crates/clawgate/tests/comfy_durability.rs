@@ -5,12 +5,12 @@
 //! second run of the same job on a worker shows up as `<prefix>_00002_.png`).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_telegram::FakeTelegram;
-use clawgate_testkit::{RawClient, TestGateway};
+use clawgate_testkit::{RawClient, TestGateway, eventually, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
@@ -66,16 +66,15 @@ async fn run_job(gw: &TestGateway, i: usize) -> String {
 
 /// Waits until `comfy.jobs.list` shows exactly `n` completed jobs; returns them.
 async fn wait_completed(gw: &TestGateway, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let done = wait_until(WAIT, format_args!("{n} jobs completed"), || async {
         let list = call(gw, "comfy.jobs.list", json!({"status": ["completed"]})).await;
         let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
-        if jobs.len() >= n {
-            return jobs;
-        }
-        let all = call(gw, "comfy.jobs.list", json!({})).await;
-        assert!(Instant::now() < deadline, "only {} of {n} jobs completed: {all}", jobs.len());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        (jobs.len() >= n).then_some(jobs)
+    })
+    .await;
+    match done {
+        Ok(jobs) => jobs,
+        Err(e) => panic!("{e:#}: {}", call(gw, "comfy.jobs.list", json!({})).await),
     }
 }
 
@@ -105,14 +104,21 @@ fn completion_notices(tg: &FakeTelegram) -> BTreeMap<String, usize> {
     out
 }
 
-/// Waits until `n` photos were sent, then a moment longer for any duplicate.
+/// Waits until `n` photos were sent and then until the outbox has sent everything queued before
+/// now, so that any duplicate delivery would have shown up: the chat's outbox sends its rows one
+/// at a time in insertion order, and a message sent now is answered through it (the model
+/// echoes it) only after every earlier row.
 async fn wait_photos(tg: &FakeTelegram, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + WAIT;
-    while photos(tg).len() < n {
-        assert!(Instant::now() < deadline, "only these photos arrived: {:?}", photos(tg));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(e) =
+        eventually(WAIT, format_args!("{n} photos are sent"), || (photos(tg).len() >= n).then_some(())).await
+    {
+        panic!("{e:#}; only these photos arrived: {:?}", photos(tg));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let marker = format!("after {n} photos");
+    tg.push_private_message(CHAT, "owner", &marker);
+    tg.wait_for_sent(|c| c.status == 200 && c.param_str("text").is_some_and(|t| t.contains(&marker)), WAIT)
+        .await
+        .expect("a later reply comes through the same outbox");
     photos(tg)
 }
 
@@ -134,20 +140,33 @@ async fn kill9_mid_queue_completes_every_job_and_delivers_every_image_once() {
         ids.push(run_job(&gw, i).await);
     }
 
-    // Kill once two jobs are done and, mid-job, both workers hold a running one (so six are
-    // either running or still queued in the gateway).
-    let deadline = Instant::now() + WAIT;
-    while a.completed_count() + b.completed_count() < 2 {
-        assert!(Instant::now() < deadline, "no job finished on the workers");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    // Kill once two jobs are done and told to the chat and, mid-job, both workers hold a job the
+    // gateway has recorded as running (so six are either running or still queued in the
+    // gateway). The kill stays out of two narrower windows that tests of their own cover: the
+    // outbox's send-then-mark step and the step between a worker accepting a prompt and the
+    // gateway recording it as running.
+    wait_until(WAIT, "two jobs are done and told, and both workers run another", || async {
+        let done = a.completed_count() + b.completed_count();
+        let told = completion_notices(&tg).len();
+        if done < 2 || told < done || a.running_id().is_none() || b.running_id().is_none() {
+            return None;
+        }
+        let running = call(&gw, "comfy.jobs.list", json!({"status": ["running"]})).await;
+        (running["jobs"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await
+    .unwrap();
     let running_at_kill = [a.running_id(), b.running_id()].iter().flatten().count();
     let done_at_kill = a.completed_count() + b.completed_count();
     gw.kill9().await.expect("kill -9");
-    // Long enough for the jobs running at the kill to finish on the workers while nobody
-    // watches: after the restart only /history can tell the gateway about them.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The jobs running at the kill finish on the workers while nobody watches: after the
+    // restart only /history can tell the gateway about them.
+    eventually(WAIT, "both workers are idle", || {
+        let idle = |w: &FakeComfy| w.running_id().is_none() && w.pending_ids().is_empty();
+        (idle(&a) && idle(&b)).then_some(())
+    })
+    .await
+    .unwrap();
     let status = call_while_down(&a, &b);
     gw.restart().await.expect("restart after kill -9");
 
@@ -236,22 +255,12 @@ async fn a_job_its_restarted_worker_forgot_runs_again_after_a_gateway_restart() 
     let comfy = FakeComfy::builder().job_duration(Duration::from_secs(3)).start().await.unwrap();
     let mut gw = gateway(&model, &tg, &[&comfy], &[]).await;
     let id = run_job(&gw, 0).await;
-    let deadline = Instant::now() + WAIT;
-    while comfy.running_id().is_none() {
-        assert!(Instant::now() < deadline, "the job never started on the worker");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(WAIT, "the job starts on the worker", || comfy.running_id()).await.unwrap();
     gw.kill9().await.expect("kill -9");
     // The killed listener's task lets go of the port a moment later.
-    let mut restarted = comfy.restart().await;
-    for _ in 0..50 {
-        if restarted.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        restarted = comfy.restart().await;
-    }
-    restarted.expect("worker restart");
+    wait_until(WAIT, "the worker restarts on its port", || async { comfy.restart().await.ok() })
+        .await
+        .expect("worker restart");
     comfy.set_job_duration(Duration::from_millis(100));
     gw.restart().await.expect("gateway restart");
     let done = wait_completed(&gw, 1).await;
@@ -287,7 +296,6 @@ async fn crash_after_the_worker_accepted_the_prompt_does_not_run_it_twice() {
     assert_eq!(done[0]["promptId"], json!(comfy.submitted()[0].prompt_id), "the prompt found again");
     let sent = wait_photos(&tg, 1).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(comfy.submitted().len(), 1, "the prompt was not submitted again");
     assert_eq!(comfy.completed_count(), 1);
     assert_eq!(completion_notices(&tg).get(&id), Some(&1));

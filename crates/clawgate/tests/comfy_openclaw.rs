@@ -4,12 +4,12 @@
 //! schedules, jobs view and trace reachable from chat, and a crash between the worker accepting
 //! a job and clawgate recording it that does not run the job twice.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_openclaw::{FakeOpenClaw, JobsMode, OpenClawRequest};
 use clawgate_testkit::fake_telegram::FakeTelegram;
-use clawgate_testkit::{RawClient, TestGateway};
+use clawgate_testkit::{RawClient, TestGateway, eventually};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
@@ -92,16 +92,21 @@ fn posts(worker: &FakeOpenClaw, path: &str) -> Vec<OpenClawRequest> {
 }
 
 async fn wait_photos(tg: &FakeTelegram, chat: i64, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let photos =
-            tg.calls("sendPhoto").iter().filter(|c| c.status == 200 && c.param_i64("chat_id") == Some(chat)).count();
-        if photos >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{photos} of {n} photos reached chat {chat}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let photos =
+        || tg.calls("sendPhoto").iter().filter(|c| c.status == 200 && c.param_i64("chat_id") == Some(chat)).count();
+    if let Err(e) =
+        eventually(WAIT, format_args!("{n} photos reach chat {chat}"), || (photos() >= n).then_some(())).await
+    {
+        panic!("{e:#}; {} arrived", photos());
     }
+}
+
+/// Returns once the chat's outbox has sent everything queued before now, so that a duplicate
+/// delivery would have shown up: the outbox sends one row at a time in insertion order, and a
+/// message sent now is answered through it (the model echoes it) only after every earlier row.
+async fn outbox_drained(tg: &FakeTelegram, marker: &str) {
+    tg.push_private_message(OWNER, "owner", marker);
+    reply_containing(tg, OWNER, &format!("echo: {marker}")).await;
 }
 
 fn texts(tg: &FakeTelegram) -> Vec<String> {
@@ -228,11 +233,11 @@ async fn the_extensions_approvals_and_schedules_are_handled_from_chat() {
     assert_eq!(posts(&worker, &format!("/openclaw/schedules/{sched}/toggle")).len(), 1);
     tg.push_private_message(OWNER, "owner", &format!("/schedule disable {sched}"));
     let done = format!("Schedule {sched} disabled. (worker studio)");
-    let deadline = Instant::now() + WAIT;
-    while texts(&tg).iter().filter(|t| t.contains(&done)).count() < 2 {
-        assert!(Instant::now() < deadline, "no answer to the second disable");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "the second disable is answered", || {
+        (texts(&tg).iter().filter(|t| t.contains(&done)).count() >= 2).then_some(())
+    })
+    .await
+    .unwrap();
     assert_eq!(posts(&worker, &format!("/openclaw/schedules/{sched}/toggle")).len(), 1, "already off: no toggle");
     assert!(model.chat_requests().is_empty());
 }
@@ -261,19 +266,27 @@ async fn a_worker_that_holds_every_trigger_for_approval_releases_the_job_when_ap
     let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
     let tg = FakeTelegram::start().await.unwrap();
     let worker = FakeOpenClaw::builder().require_approval_for_triggers(true).start().await.unwrap();
-    let _gw = gateway(&model, &tg, &worker, Auth::AdminOnly).await;
+    let gw = gateway(&model, &tg, &worker, Auth::AdminOnly).await;
     // A trusted user's job; the extension itself insists on an approval.
     tg.push_private_message(OWNER, "owner", "/run invert color=3 width=8 height=8");
     let held = reply_containing(&tg, OWNER, "holds job").await;
     let apr = approval_id(&held);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The gateway is waiting on the worker's decision: it asks the extension about the approval.
+    let asked = format!("/openclaw/approvals/{apr}");
+    eventually(WAIT, "the gateway polls the worker's approval", || {
+        worker.requests().iter().any(|r| r.method == "GET" && r.path == asked).then_some(())
+    })
+    .await
+    .unwrap();
     assert!(worker.comfy().submitted().is_empty(), "nothing runs before the approval");
     tg.push_private_message(OWNER, "owner", &format!("/approve {apr}"));
     let approved = reply_containing(&tg, OWNER, "[Approved]").await;
     assert!(approved.contains("continues on worker studio"), "the held job picks it up: {approved}");
     wait_photos(&tg, OWNER, 1).await;
     reply_containing(&tg, OWNER, "[Job Completed]").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let jobs = call(&gw, "comfy.jobs.list", json!({})).await;
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "the approval made no second job: {jobs}");
+    outbox_drained(&tg, "after the held job").await;
     let photos = tg.calls("sendPhoto").iter().filter(|c| c.status == 200).count();
     assert_eq!(photos, 1, "delivered once, by the held job only");
     assert_eq!(worker.comfy().submitted().len(), 1);
@@ -299,7 +312,7 @@ async fn crash_after_the_bridge_accepted_the_job_does_not_run_it_twice() {
     let submits = posts(&worker, "/openclaw/bridge/submit");
     assert_eq!(submits.len(), 2, "submitted again after the restart: {submits:?}");
     assert_eq!(submits[0].body["idempotency_key"], submits[1].body["idempotency_key"], "with the same key");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    outbox_drained(&tg, "after the crash").await;
     assert_eq!(worker.comfy().submitted().len(), 1, "the extension deduped it: the prompt ran once");
     let photos = tg.calls("sendPhoto").iter().filter(|c| c.status == 200).count();
     assert_eq!(photos, 1);

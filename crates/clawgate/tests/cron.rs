@@ -3,12 +3,12 @@
 //! [`FakeComfy`], delivers to a [`FakeTelegram`] chat, and answers `cron.*` — also to the real
 //! `openclaw` CLI. Every frame a [`RawClient`] receives is checked against the protocol schema.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_telegram::FakeTelegram;
-use clawgate_testkit::{OpenClawPeers, RawClient, TestGateway};
+use clawgate_testkit::{OpenClawPeers, RawClient, TestGateway, eventually, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
@@ -56,15 +56,28 @@ async fn runs(c: &mut RawClient, job_id: &str) -> Vec<Value> {
 }
 
 async fn wait_runs(c: &mut RawClient, job_id: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let r = runs(c, job_id).await;
-        if r.len() >= n {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "job {job_id} has {} runs, expected {n}: {r:?}", r.len());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let shared = tokio::sync::Mutex::new(&mut *c);
+    let done = wait_until(WAIT, format_args!("job {job_id} has {n} runs"), || async {
+        let r = runs(*shared.lock().await, job_id).await;
+        (r.len() >= n).then_some(r)
+    })
+    .await;
+    match done {
+        Ok(r) => r,
+        Err(e) => panic!("{e:#}: {:?}", runs(c, job_id).await),
     }
+}
+
+/// Waits for a scheduler pass that ended at or after `after_ms` (`cron.status.lastPassAtMs`):
+/// every slot due by then has been claimed and its run started.
+async fn wait_pass(gw: &TestGateway, after_ms: i64) {
+    wait_until(WAIT, format_args!("a scheduler pass after {after_ms}"), || async {
+        let mut c = client(gw).await;
+        let status = call(&mut c, "cron.status", json!({})).await;
+        status["lastPassAtMs"].as_i64().filter(|t| *t >= after_ms).map(|_| ())
+    })
+    .await
+    .unwrap();
 }
 
 fn model_turns_with(model: &FakeOpenAi, marker: &str) -> usize {
@@ -167,18 +180,23 @@ async fn slots_due_during_downtime_follow_the_catch_up_policy_and_fire_once() {
     }
     drop(c);
     gw.kill9().await.expect("kill -9");
+    // The fact to wait for is the clock: both slots pass while the gateway is down.
     let resume = slots[1] + 1_500;
-    tokio::time::sleep(Duration::from_millis((resume - now_ms()).max(0) as u64)).await;
+    eventually(WAIT, "both slots are past", || (now_ms() >= resume).then_some(())).await.unwrap();
     gw.restart().await.expect("restart");
     let mut c = client(&gw).await;
 
     let once = wait_runs(&mut c, &ids[0], 1).await;
     let all = wait_runs(&mut c, &ids[2], 2).await;
-    // Give a wrongly repeated fire time to show up, then restart again: receipts hold.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A later pass (an update re-plans at once) must not fire a slot again; then restart
+    // again and wait for the new process's first pass: receipts hold.
+    let replan = now_ms();
+    call(&mut c, "cron.update", json!({"id": ids[1], "patch": {"name": "skip"}})).await;
+    wait_pass(&gw, replan).await;
+    let restarted = now_ms();
     gw.restart().await.expect("second restart");
     let mut c = client(&gw).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_pass(&gw, restarted).await;
 
     let once_after = runs(&mut c, &ids[0]).await;
     assert_eq!(once_after.len(), 1, "once fires the latest missed slot, once: {once_after:?}");
@@ -216,15 +234,21 @@ async fn a_live_every_two_seconds_job_fires_each_slot_once() {
     let id = job["id"].as_str().unwrap().to_owned();
     let r = wait_runs(&mut c, &id, 3).await;
     call(&mut c, "cron.update", json!({"id": id, "patch": {"enabled": false}})).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let disabled_at = now_ms();
     let r_all = runs(&mut c, &id).await;
     let mut slots: Vec<i64> = r_all.iter().filter_map(|e| e["runAtMs"].as_i64()).collect();
     slots.sort_unstable();
     assert!(slots.windows(2).all(|w| w[1] - w[0] == 2_000), "consecutive even seconds, no repeats: {slots:?} {r:?}");
     assert!(slots.iter().all(|s| s % 2_000 == 0), "{slots:?}");
-    let settled = runs(&mut c, &id).await.len();
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(runs(&mut c, &id).await.len(), settled, "a disabled job does not fire");
+    // A witness on the same schedule, added after the disable: once it has run twice, the
+    // scheduler has handled two slots at which the disabled job would have fired too.
+    let witness = call(&mut c, "cron.add", agent_job("witness", "*/2 * * * * *", "witness-marker", "skip")).await;
+    wait_runs(&mut c, witness["id"].as_str().unwrap(), 2).await;
+    let after: Vec<i64> = runs(&mut c, &id).await.iter().filter_map(|e| e["runAtMs"].as_i64()).collect();
+    assert!(
+        after.iter().all(|s| *s <= disabled_at),
+        "a disabled job does not fire: {after:?} (disabled at {disabled_at})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

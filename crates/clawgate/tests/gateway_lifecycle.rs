@@ -200,7 +200,11 @@ async fn editing_the_config_file_is_picked_up_by_the_watcher() {
     connected(&gw, Some("watch-token-2"), json!({})).await;
     // A broken edit keeps the previous config in force.
     std::fs::write(gw.config_path().unwrap(), "{gateway: {auth: {mode: ").unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    clawgate_testkit::eventually(Duration::from_secs(10), "the broken edit is noticed", || {
+        gw.read_log().contains("config file changed but is invalid").then_some(())
+    })
+    .await
+    .unwrap();
     connected(&gw, Some("watch-token-2"), json!({})).await;
 }
 

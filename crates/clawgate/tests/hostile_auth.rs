@@ -5,12 +5,12 @@
 //! scopes") names the rule each test keeps.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clawgate_client::{Client, ClientError, ClientOptions, DeviceIdentity};
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_telegram::FakeTelegram;
-use clawgate_testkit::{RawClient, TestGateway, connect_params};
+use clawgate_testkit::{RawClient, TestGateway, connect_params, eventually, wait_until};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -271,17 +271,17 @@ async fn sixty_concurrent_wrong_passwords_keep_memory_flat_and_the_lockout_expir
     let res = connect_from(&gw, LOCAL, right.clone()).await;
     assert_eq!(detail_code(&res), RATE_LIMITED, "{res}");
     // ... and works once the (3 s) lockout is over.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let res = wait_until(WAIT, "the lockout expires", || async {
         let res = connect_from(&gw, LOCAL, right.clone()).await;
         if res["ok"] == true {
-            assert_eq!(res["payload"]["auth"]["method"], "password", "{res}");
-            break;
+            return Some(res);
         }
         assert_eq!(detail_code(&res), RATE_LIMITED, "{res}");
-        assert!(Instant::now() < deadline, "the lockout never expired: {res}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(res["payload"]["auth"]["method"], "password", "{res}");
     let (status, body) = http(port, LOCAL, "GET", "/v1/models", &[&bearer("correct horse")], "").await;
     assert_eq!(status, 200, "{body}");
 }
@@ -378,11 +378,7 @@ async fn telegram_webhook_secret_guessing_is_locked_out_and_logged_once() {
         "webhookSecret": "s3cret-token_ok"}}});
     let res = call(&mut admin, "config.patch", json!({"raw": patch.to_string(), "baseHash": hash})).await;
     assert_eq!(res["ok"], true, "{res}");
-    let deadline = Instant::now() + WAIT;
-    while tg.webhook().is_none() {
-        assert!(Instant::now() < deadline, "setWebhook never called");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "setWebhook is called", || tg.webhook()).await.unwrap();
 
     let port = gw.port();
     let update = r#"{"update_id": 5, "message": {"message_id": 1, "date": 1, "chat": {"id": 7, "type": "private"},
@@ -399,17 +395,12 @@ async fn telegram_webhook_secret_guessing_is_locked_out_and_logged_once() {
     assert_eq!(status, 429, "the right secret is not checked during the lockout either");
 
     // Thirty failures, two WARN lines: when the bucket started failing and when it was locked.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let log = gw.read_log();
-        let warned = log.lines().filter(|l| l.contains("WARN") && l.contains("wrong secret")).count();
-        if warned >= 2 {
-            assert_eq!(warned, 2, "one WARN per bucket per window, not per failure:\n{log}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no webhook WARN lines in the log:\n{log}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let warned = |log: &str| log.lines().filter(|l| l.contains("WARN") && l.contains("wrong secret")).count();
+    if let Err(e) = eventually(WAIT, "two webhook WARN lines", || (warned(&gw.read_log()) >= 2).then_some(())).await {
+        panic!("{e:#}:\n{}", gw.read_log());
     }
+    let log = gw.read_log();
+    assert_eq!(warned(&log), 2, "one WARN per bucket per window, not per failure:\n{log}");
     assert!(tg.calls("sendMessage").is_empty(), "no forged update was run");
 }
 

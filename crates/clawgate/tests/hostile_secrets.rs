@@ -330,15 +330,13 @@ fn the_banner_names_the_real_bind_and_a_usable_local_address() {
 #[tokio::test]
 async fn first_start_without_a_config_file_says_defaults_not_gone() {
     let gw = TestGateway::builder(BIN).start().await.expect("start");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     // The watcher's first look at the missing file is logged; wait for it.
-    let log = loop {
-        let log = gw.read_log();
-        if log.contains("no config file yet") || std::time::Instant::now() > deadline {
-            break log;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let seen = clawgate_testkit::eventually(Duration::from_secs(20), "the watcher logs the missing file", || {
+        gw.read_log().contains("no config file yet").then_some(())
+    })
+    .await;
+    let log = gw.read_log();
+    assert!(seen.is_ok(), "{log}");
     assert!(log.contains("no config file yet"), "{log}");
     assert!(log.contains("running with defaults"), "{log}");
     assert!(!log.contains("config file is gone"), "{log}");

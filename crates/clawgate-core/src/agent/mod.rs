@@ -25,6 +25,11 @@ use crate::error::CoreError;
 use crate::gateway::Gateway;
 use crate::time::now_ms;
 
+/// Between tries of a storage write or claim that failed for a reason that clears by itself
+/// (full disk, I/O error, busy lock): 100 ms doubling to 5 s.
+const STORAGE_BACKOFF: clawgate_backoff::Backoff =
+    clawgate_backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
 pub use config::AgentsConfig;
 
 /// What a client asked to run.
@@ -338,7 +343,7 @@ async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
         // A claim that fails for a storage reason is retried (backoff up to 5 s) rather than
         // dropping the lane: queued runs must not wait for another message to the session to
         // start again once the storage recovers.
-        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0u32;
         let mut paused = false;
         loop {
             if gw.shutdown_token().is_cancelled() {
@@ -346,7 +351,7 @@ async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
             }
             match gw.store.claim_next(&session_key, now_ms()).await {
                 Ok(Some(record)) => {
-                    backoff = Duration::from_millis(100);
+                    attempt = 0;
                     paused = false;
                     run::execute(&gw, record).await
                 }
@@ -359,9 +364,9 @@ async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
                     let stop = gw.shutdown_token();
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(STORAGE_BACKOFF.delay(attempt)) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    attempt = attempt.saturating_add(1);
                 }
             }
         }

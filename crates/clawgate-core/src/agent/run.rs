@@ -283,7 +283,7 @@ where
     Fut: std::future::Future<Output = clawgate_store::Result<T>>,
 {
     use clawgate_store::Fault;
-    let mut delay = Duration::from_millis(100);
+    let mut attempt = 0u32;
     let mut waited = false;
     loop {
         match write().await {
@@ -301,9 +301,9 @@ where
                 let stop = gw.shutdown_token();
                 tokio::select! {
                     _ = stop.cancelled() => return None,
-                    _ = tokio::time::sleep(delay) => {}
+                    _ = tokio::time::sleep(super::STORAGE_BACKOFF.delay(attempt)) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt = attempt.saturating_add(1);
             }
             Err(e) => {
                 tracing::error!(run = %run_id, what, error = ?e, "cannot store");

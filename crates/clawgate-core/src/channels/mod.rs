@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use clawgate_channels::{AccountConfig, AccountKey, Channel, ChannelError, backoff};
+use clawgate_backoff::Backoff;
+use clawgate_channels::{AccountConfig, AccountKey, Channel, ChannelError};
 use clawgate_store::ChannelStore;
 
 use crate::gateway::Gateway;
@@ -305,7 +306,7 @@ async fn supervise(gw: Arc<Gateway>, rt: Arc<AccountRuntime>) {
         if started.elapsed() > Duration::from_secs(60) {
             attempt = 0;
         }
-        let wait = backoff(attempt, Duration::from_secs(1), Duration::from_secs(60));
+        let wait = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).delay(attempt);
         attempt = attempt.saturating_add(1);
         tokio::select! {
             () = rt.cancel.cancelled() => break,

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use clawgate_backoff::Backoff;
 use clawgate_channels::fault::crash_point;
-use clawgate_channels::{OutboundMessage, SendError, backoff};
+use clawgate_channels::{OutboundMessage, SendError};
 use clawgate_store::{ChannelStore, OutboxRecord};
 
 use super::AccountRuntime;
@@ -16,6 +17,10 @@ use crate::time::now_ms;
 const MAX_ATTEMPTS: i64 = 12;
 /// Longest wait between two attempts of one row.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Between transient failures of one row: 1 s doubling to [`MAX_BACKOFF`].
+const SEND_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
+/// Added to a platform's retry-after so that many rows do not return at once.
+const RETRY_AFTER_SPREAD: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(250));
 /// How often an idle sender looks at the store even without a kick.
 const IDLE_POLL: Duration = Duration::from_secs(30);
 
@@ -91,7 +96,7 @@ async fn send_one(gw: &Gateway, rt: &AccountRuntime, row: OutboxRecord) {
         }
         Err(SendError::RetryAfter(after, why)) => {
             // The platform's own wait, plus a little jitter so many rows don't return at once.
-            let jitter = backoff(0, Duration::from_millis(50), Duration::from_millis(250));
+            let jitter = RETRY_AFTER_SPREAD.delay(0);
             let next = now_ms() + (after + jitter).min(MAX_BACKOFF).as_millis() as i64;
             tracing::warn!(account = %key, id = row.id, retry_after_ms = after.as_millis() as u64, "platform rate limit; waiting");
             let _ = gw.store.mark_outbound_retry(row.id, next, &why, now_ms()).await;
@@ -100,7 +105,7 @@ async fn send_one(gw: &Gateway, rt: &AccountRuntime, row: OutboxRecord) {
             if row.attempts + 1 >= MAX_ATTEMPTS {
                 report_failure(gw, rt, &row, &format!("gave up after {} attempts: {why}", row.attempts + 1)).await;
             } else {
-                let wait = backoff(row.attempts.clamp(0, 30) as u32, Duration::from_secs(1), MAX_BACKOFF);
+                let wait = SEND_BACKOFF.delay(u32::try_from(row.attempts).unwrap_or(0));
                 tracing::warn!(account = %key, id = row.id, attempt = row.attempts + 1, error = %why,
                                retry_in_ms = wait.as_millis() as u64, "send failed; will retry");
                 let _ = gw.store.mark_outbound_retry(row.id, now_ms() + wait.as_millis() as i64, &why, now_ms()).await;
