@@ -106,7 +106,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
     }
     // The message goes to the store and from there (the transcript) to the model: the request
     // keeps no copy of it while the turn runs.
-    let user = user_message(&std::mem::take(&mut req.message), &req.run_id, req.client.as_ref(), record.created_at_ms);
+    let user = user_message(std::mem::take(&mut req.message), &req.run_id, req.client.as_ref(), record.created_at_ms);
     drop(record);
     // What the model reads of this turn in place of the stored excerpt.
     let whole = full.map(|m| (req.run_id.clone(), m));

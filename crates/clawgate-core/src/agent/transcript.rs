@@ -6,10 +6,11 @@ use clawgate_llm::{ChatMessage, Usage};
 use clawgate_store::{TranscriptEntry, TranscriptRole};
 
 /// The stored/display form of a user message.
-pub fn user_message(text: &str, run_id: &str, client: Option<&Value>, ts: i64) -> Value {
+pub fn user_message(text: impl Into<String>, run_id: &str, client: Option<&Value>, ts: i64) -> Value {
+    // Taken by value: a long message is moved into the transcript entry, not copied.
     let mut m = json!({
         "role": "user",
-        "content": text,
+        "content": Value::String(text.into()),
         "timestamp": ts,
         "idempotencyKey": format!("{run_id}:user"),
     });
