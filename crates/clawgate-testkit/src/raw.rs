@@ -101,6 +101,18 @@ impl std::fmt::Debug for RawClient {
 }
 
 impl RawClient {
+    /// A client over an open WebSocket, validating every frame it receives.
+    fn over(ws: WsStream) -> RawClient {
+        RawClient {
+            ws,
+            tracker: ConnectionValidator::new(),
+            validate: true,
+            pending: VecDeque::new(),
+            received: Vec::new(),
+            next_id: 1,
+        }
+    }
+
     /// Opens a WebSocket to `url` with no extra headers.
     pub async fn connect(url: &str) -> anyhow::Result<RawClient> {
         Self::connect_with_headers(url, &[]).await?.accepted()
@@ -122,14 +134,7 @@ impl RawClient {
         let (ws, _response) = timeout(DEFAULT_TIMEOUT, connecting)
             .await
             .map_err(|_| anyhow::anyhow!("websocket upgrade to {url} from {source} timed out"))??;
-        Ok(RawClient {
-            ws,
-            tracker: ConnectionValidator::new(),
-            validate: true,
-            pending: VecDeque::new(),
-            received: Vec::new(),
-            next_id: 1,
-        })
+        Ok(RawClient::over(ws))
     }
 
     /// Opens a WebSocket with an `Origin` header (as a browser would send it).
@@ -149,14 +154,7 @@ impl RawClient {
         let connecting = tokio_tungstenite::connect_async(request);
         match timeout(DEFAULT_TIMEOUT, connecting).await {
             Err(_) => bail!("websocket upgrade to {url} timed out"),
-            Ok(Ok((ws, _response))) => Ok(Upgrade::Accepted(Box::new(RawClient {
-                ws,
-                tracker: ConnectionValidator::new(),
-                validate: true,
-                pending: VecDeque::new(),
-                received: Vec::new(),
-                next_id: 1,
-            }))),
+            Ok(Ok((ws, _response))) => Ok(Upgrade::Accepted(Box::new(RawClient::over(ws)))),
             Ok(Err(tungstenite::Error::Http(response))) => {
                 let status = response.status().as_u16();
                 let body =
