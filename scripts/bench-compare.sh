@@ -2,7 +2,7 @@
 # Side-by-side benchmark on this machine, in one go: the canned-JSON echo server (the
 # physical-limit baseline), clawgate, and the real OpenClaw gateway (openclaw@2026.9.6).
 #
-# Method (same as /work/shared/perf/upstream-baseline.md): each server runs pinned to CPU 0
+# Method (same as ../shared/perf/upstream-baseline.md): each server runs pinned to CPU 0
 # (`taskset -c 0`), the load tool pinned to CPU 1 (`taskset -c 1`), loopback only, shared token.
 # For each server: start → listening / first hello-ok, idle RSS after a settle period, RSS per
 # idle connection (1000, on the fresh process), handshakes (concurrency 1 and 16), `health` rpc
