@@ -547,6 +547,16 @@ mod tests {
     use ed25519_dalek::{Signer, SigningKey};
     use serde_json::json;
 
+    /// A 60 s window and a 30 s lockout after `max_attempts` failures.
+    fn policy(max_attempts: u32, exempt_loopback: bool) -> RateLimitSettings {
+        RateLimitSettings {
+            max_attempts,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(30),
+            exempt_loopback,
+        }
+    }
+
     fn signed_params(version: u8, nonce: &str, signed_at: i64) -> (ConnectParams, SigningKey) {
         let key = SigningKey::from_bytes(&[7u8; 32]);
         let raw = key.verifying_key().to_bytes();
@@ -632,12 +642,7 @@ mod tests {
 
     #[test]
     fn limiter_locks_out_after_max_failures_including_loopback() {
-        let policy = RateLimitSettings {
-            max_attempts: 3,
-            window: Duration::from_secs(60),
-            lockout: Duration::from_secs(30),
-            exempt_loopback: false,
-        };
+        let policy = policy(3, false);
         let mut l = FailedAuthLimiter::default();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let t0 = Instant::now();
@@ -650,12 +655,7 @@ mod tests {
 
     #[test]
     fn loopback_is_one_bucket_and_ipv6_is_keyed_by_its_64() {
-        let policy = RateLimitSettings {
-            max_attempts: 2,
-            window: Duration::from_secs(60),
-            lockout: Duration::from_secs(30),
-            exempt_loopback: false,
-        };
+        let policy = policy(2, false);
         let mut l = FailedAuthLimiter::default();
         let t0 = Instant::now();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
@@ -675,12 +675,7 @@ mod tests {
 
     #[test]
     fn attempts_are_counted_before_they_are_verified() {
-        let policy = RateLimitSettings {
-            max_attempts: 3,
-            window: Duration::from_secs(60),
-            lockout: Duration::from_secs(30),
-            exempt_loopback: false,
-        };
+        let policy = policy(3, false);
         let limiter = Mutex::new(FailedAuthLimiter::default());
         let peer = Peer::from("10.1.2.3".parse::<IpAddr>().unwrap());
         // Sixty concurrent guesses: only the budget's worth get to be verified.
@@ -724,12 +719,7 @@ mod tests {
 
     #[test]
     fn the_loopback_exemption_does_not_cover_a_same_host_proxy() {
-        let policy = RateLimitSettings {
-            max_attempts: 2,
-            window: Duration::from_secs(60),
-            lockout: Duration::from_secs(30),
-            exempt_loopback: true,
-        };
+        let policy = policy(2, true);
         let mut l = FailedAuthLimiter::default();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let t0 = Instant::now();
