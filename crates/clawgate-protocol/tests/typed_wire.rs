@@ -10,9 +10,8 @@
 //! The schema is the copy vendored in the testkit (`clawgate-testkit/data/`), read from the
 //! workspace: this crate cannot depend on the testkit, and one vendored copy is enough.
 
-use std::sync::OnceLock;
+mod support;
 
-use jsonschema::{Draft, Registry, Validator};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
@@ -20,62 +19,7 @@ use clawgate_protocol::methods::devices::*;
 use clawgate_protocol::methods::health::*;
 use clawgate_protocol::methods::logs::*;
 use clawgate_protocol::methods::system::*;
-
-const SCHEMA_JSON: &str =
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../clawgate-testkit/data/openclaw-protocol.schema.json"));
-const ROOT_URI: &str = "https://clawgate.invalid/protocol/openclaw-protocol.json";
-
-struct Schema {
-    registry: Registry<'static>,
-    names: Vec<String>,
-}
-
-/// The 2026.9.6 definitions merged over the 2026.9.1 ones (as the testkit's validator does).
-fn schema() -> &'static Schema {
-    static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let doc: Value = serde_json::from_str(SCHEMA_JSON).expect("vendored schema parses");
-        let mut merged: Map<String, Value> = doc["definitions"].as_object().expect("definitions").clone();
-        for (name, def) in doc["x-openclaw-2026.9.6-definitions"].as_object().expect("9.6 definitions") {
-            merged.insert(name.clone(), def.clone());
-        }
-        let names = merged.keys().cloned().collect();
-        let root = json!({
-            "$schema": "http://json-schema.org/draft-07/schema#",
-            "$id": ROOT_URI,
-            "definitions": Value::Object(merged),
-        });
-        let registry = Registry::new().add(ROOT_URI, root).and_then(|b| b.prepare()).expect("schema registers");
-        Schema { registry, names }
-    })
-}
-
-fn has_definition(name: &str) -> bool {
-    schema().names.iter().any(|n| n == name)
-}
-
-fn validator(name: &str) -> Validator {
-    jsonschema::options()
-        .with_draft(Draft::Draft7)
-        .with_registry(&schema().registry)
-        .build(&json!({"$ref": format!("{ROOT_URI}#/definitions/{name}")}))
-        .unwrap_or_else(|e| panic!("compiling {name}: {e}"))
-}
-
-fn schema_errors(name: &str, instance: &Value) -> Vec<String> {
-    validator(name).iter_errors(instance).map(|e| format!("at {:?}: {e}", e.instance_path().as_str())).collect()
-}
-
-/// `device.pair.approve` → `DevicePairApprove`.
-fn pascal(method: &str) -> String {
-    method
-        .split(['.', '-'])
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-        })
-        .collect()
-}
+use support::schema::{has_definition, pascal, schema_errors};
 
 /// Methods whose results upstream does not define; their shapes are pinned by the snapshots.
 const RESULTS_WITHOUT_DEFINITION: &[&str] = &[

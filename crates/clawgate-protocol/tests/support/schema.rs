@@ -1,0 +1,67 @@
+//! Shared by the typed-wire tests (`typed_wire*.rs`): the vendored OpenClaw schema (2026.9.6
+//! definitions merged over 2026.9.1), validators for its definitions, and name helpers.
+//!
+//! The schema is the copy vendored in the testkit (`clawgate-testkit/data/`), read from the
+//! workspace: this crate cannot depend on the testkit, and one vendored copy is enough.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use jsonschema::{Draft, Registry, Validator};
+use serde_json::{Map, Value, json};
+
+const SCHEMA_JSON: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../clawgate-testkit/data/openclaw-protocol.schema.json"));
+const ROOT_URI: &str = "https://clawgate.invalid/protocol/openclaw-protocol.json";
+
+pub struct Schema {
+    pub registry: Registry<'static>,
+    pub names: Vec<String>,
+}
+
+/// The 2026.9.6 definitions merged over the 2026.9.1 ones (as the testkit's validator does).
+pub fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let doc: Value = serde_json::from_str(SCHEMA_JSON).expect("vendored schema parses");
+        let mut merged: Map<String, Value> = doc["definitions"].as_object().expect("definitions").clone();
+        for (name, def) in doc["x-openclaw-2026.9.6-definitions"].as_object().expect("9.6 definitions") {
+            merged.insert(name.clone(), def.clone());
+        }
+        let names = merged.keys().cloned().collect();
+        let root = json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "$id": ROOT_URI,
+            "definitions": Value::Object(merged),
+        });
+        let registry = Registry::new().add(ROOT_URI, root).and_then(|b| b.prepare()).expect("schema registers");
+        Schema { registry, names }
+    })
+}
+
+pub fn has_definition(name: &str) -> bool {
+    schema().names.iter().any(|n| n == name)
+}
+
+pub fn validator(name: &str) -> Validator {
+    jsonschema::options()
+        .with_draft(Draft::Draft7)
+        .with_registry(&schema().registry)
+        .build(&json!({"$ref": format!("{ROOT_URI}#/definitions/{name}")}))
+        .unwrap_or_else(|e| panic!("compiling {name}: {e}"))
+}
+
+pub fn schema_errors(name: &str, instance: &Value) -> Vec<String> {
+    validator(name).iter_errors(instance).map(|e| format!("at {:?}: {e}", e.instance_path().as_str())).collect()
+}
+
+/// `device.pair.approve` → `DevicePairApprove`.
+pub fn pascal(method: &str) -> String {
+    method
+        .split(['.', '-'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
