@@ -33,9 +33,27 @@ pub enum CoreError {
         /// Why it is needed (logged, not sent: the wire details are a closed object).
         reason: &'static str,
     },
-    /// Something broke inside; details are logged, never sent.
+    /// Something broke inside; the source is kept for the log (with its chain), never sent.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// What kind of failure a [`CoreError`] is, for the error mappers of each wire (WS
+/// `ErrorShape`, the HTTP APIs' formats): they decide by kind, never by message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The caller sent something wrong; the message says what.
+    InvalidRequest,
+    /// The thing named does not exist.
+    NotFound,
+    /// Temporarily unable; retrying later may work.
+    Unavailable,
+    /// The approval id is unknown, decided or expired.
+    ApprovalNotFound,
+    /// The caller lacks a scope.
+    Forbidden,
+    /// A fault inside the gateway.
+    Internal,
 }
 
 impl CoreError {
@@ -44,9 +62,41 @@ impl CoreError {
         CoreError::InvalidRequest { message: message.into(), details: None }
     }
 
-    /// Wrap an internal failure (storage, I/O).
+    /// An internal failure described by a message (the text is logged, never sent).
     pub fn internal(e: impl std::fmt::Display) -> Self {
-        CoreError::Internal(e.to_string())
+        CoreError::Internal(e.to_string().into())
+    }
+
+    /// An internal failure that keeps its source error (and its chain) for the log.
+    pub fn internal_source(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CoreError::Internal(Box::new(e))
+    }
+
+    /// The kind of failure, for the wire mappers.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CoreError::InvalidRequest { .. } => ErrorKind::InvalidRequest,
+            CoreError::NotFound(_) => ErrorKind::NotFound,
+            CoreError::Unavailable(_) => ErrorKind::Unavailable,
+            CoreError::ApprovalNotFound(_) => ErrorKind::ApprovalNotFound,
+            CoreError::MissingScope { .. } => ErrorKind::Forbidden,
+            CoreError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The internal failure with its whole source chain, for a log line.
+    pub fn log_chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            let next = e.to_string();
+            if !text.ends_with(&next) {
+                text.push_str(": ");
+                text.push_str(&next);
+            }
+            source = e.source();
+        }
+        text
     }
 
     /// The wire error. Internal failures get a correlation id that also goes to the log.
@@ -65,10 +115,10 @@ impl CoreError {
                 ErrorShape::new(clawgate_protocol::error::codes::APPROVAL_NOT_FOUND, m.clone())
             }
             CoreError::Unavailable(m) => ErrorShape::unavailable(m.clone()).retry(Some(1000)),
-            CoreError::Internal(detail) => {
+            CoreError::Internal(_) => {
                 let correlation = uuid::Uuid::new_v4().simple().to_string();
                 let correlation = &correlation[..12];
-                tracing::error!(method, correlation, error = %detail, "request failed");
+                tracing::error!(method, correlation, error = %self.log_chain(), "request failed");
                 ErrorShape::unavailable(format!(
                     "internal error while handling {method} (ref {correlation}); see the gateway log"
                 ))
@@ -96,7 +146,7 @@ impl From<clawgate_store::StoreError> for CoreError {
             {
                 CoreError::Unavailable(format!("storage unavailable: {fault}; nothing was saved, retry later"))
             }
-            other => CoreError::internal(other),
+            other => CoreError::internal_source(other),
         }
     }
 }
@@ -104,4 +154,37 @@ impl From<clawgate_store::StoreError> for CoreError {
 /// Decode method params into a typed struct, with upstream-style messages on failure.
 pub fn parse_params<T: serde::de::DeserializeOwned>(method: &str, params: Value) -> Result<T, CoreError> {
     serde_json::from_value(params).map_err(|e| CoreError::invalid(format!("invalid {method} params: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_fault_keeps_its_source_and_kind() {
+        let e = CoreError::from(clawgate_store::StoreError::Corrupt("bad row in runs".into()));
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        assert!(std::error::Error::source(&e).is_some(), "the store error is kept as the source");
+        assert!(e.log_chain().contains("bad row in runs"), "{}", e.log_chain());
+    }
+
+    #[test]
+    fn internal_details_are_logged_but_never_sent() {
+        let e = CoreError::internal("secret path /var/lib/x");
+        let shape = e.to_error_shape("status");
+        assert_eq!(shape.code, "UNAVAILABLE");
+        assert!(!shape.message.contains("/var/lib/x"), "{}", shape.message);
+        assert!(shape.message.starts_with("internal error while handling status (ref "), "{}", shape.message);
+    }
+
+    #[test]
+    fn kinds_follow_the_variant() {
+        assert_eq!(CoreError::invalid("x").kind(), ErrorKind::InvalidRequest);
+        assert_eq!(CoreError::NotFound("x".into()).kind(), ErrorKind::NotFound);
+        assert_eq!(CoreError::Unavailable("x".into()).kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            CoreError::MissingScope { scope: "operator.admin".into(), reason: "r" }.kind(),
+            ErrorKind::Forbidden
+        );
+    }
 }

@@ -26,5 +26,5 @@ pub mod presence;
 pub mod settings;
 pub mod time;
 
-pub use error::CoreError;
+pub use error::{CoreError, ErrorKind};
 pub use gateway::Gateway;

@@ -304,6 +304,48 @@ impl From<BodyError> for HookError {
     }
 }
 
+// The core's errors, mapped by kind in one place per wire format. Messages of caller errors
+// are sent as they are (they say what to change); internal ones only as a correlation id.
+
+impl From<clawgate_core::CoreError> for OpenAiError {
+    fn from(e: clawgate_core::CoreError) -> Self {
+        use clawgate_core::ErrorKind as K;
+        match e.kind() {
+            K::InvalidRequest | K::NotFound | K::ApprovalNotFound => OpenAiError::invalid(e.to_string()),
+            K::Unavailable => OpenAiError::unavailable(e.to_string()),
+            K::Forbidden => OpenAiError::new(StatusCode::FORBIDDEN, "permission_error", e.to_string()),
+            K::Internal => OpenAiError::internal("request failed", e.log_chain()),
+        }
+    }
+}
+
+impl From<clawgate_core::CoreError> for HookError {
+    fn from(e: clawgate_core::CoreError) -> Self {
+        use clawgate_core::ErrorKind as K;
+        match e.kind() {
+            K::InvalidRequest | K::NotFound | K::ApprovalNotFound => HookError::bad_request(e.to_string()),
+            K::Unavailable => HookError::Payload(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            K::Forbidden => HookError::Payload(StatusCode::FORBIDDEN, e.to_string()),
+            K::Internal => HookError::Internal(e.log_chain()),
+        }
+    }
+}
+
+impl From<clawgate_core::CoreError> for ToolsError {
+    fn from(e: clawgate_core::CoreError) -> Self {
+        use clawgate_core::ErrorKind as K;
+        match e.kind() {
+            K::InvalidRequest | K::NotFound | K::ApprovalNotFound => ToolsError::invalid(e.to_string()),
+            K::Unavailable => ToolsError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+            K::Forbidden => ToolsError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            K::Internal => {
+                let id = log_internal("tool request failed", &e.log_chain());
+                ToolsError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("internal error (id {id})"))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +362,25 @@ mod tests {
         assert_eq!(OpenAiError::run_failed("unknown", "x").status, StatusCode::BAD_GATEWAY);
         assert_eq!(OpenAiError::run_failed("rate_limit", "x").status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(OpenAiError::run_failed("timeout", "x").status, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn core_errors_map_by_kind_and_never_leak_internal_text() {
+        use clawgate_core::CoreError;
+        let e = OpenAiError::from(CoreError::invalid("sessionKey must be 1 to 512 characters"));
+        assert_eq!((e.status, e.kind), (StatusCode::BAD_REQUEST, "invalid_request_error"));
+        assert_eq!(e.message, "sessionKey must be 1 to 512 characters");
+        let e = OpenAiError::from(CoreError::Unavailable("gateway stopping".into()));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        let e = OpenAiError::from(CoreError::internal("disk path /srv/secret"));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.message.contains("/srv/secret"), "{}", e.message);
+        assert!(
+            matches!(HookError::from(CoreError::invalid("bad")), HookError::Payload(StatusCode::BAD_REQUEST, m) if m == "bad")
+        );
+        assert!(matches!(HookError::from(CoreError::internal("x")), HookError::Internal(_)));
+        let t = ToolsError::from(CoreError::internal("db path /srv/secret"));
+        assert_eq!(t.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!t.message.contains("/srv/secret"));
     }
 }
