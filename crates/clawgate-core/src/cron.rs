@@ -73,17 +73,17 @@ impl CronService {
         self.kick.notify_one();
     }
 
-    /// `{enabled, jobs, nextWakeAtMs, …}` for `cron.status`.
-    pub fn status(&self, jobs: usize) -> Value {
+    /// The scheduler's state for `cron.status`.
+    pub fn status(&self, jobs: usize) -> clawgate_protocol::methods::cron::CronStatusResult {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        json!({
-            "enabled": s.running,
-            "storage": "sqlite",
-            "jobs": jobs,
-            "nextWakeAtMs": s.next_wake_at_ms,
-            "lastPassAtMs": s.last_pass_at_ms,
-            "lastError": s.last_error,
-        })
+        clawgate_protocol::methods::cron::CronStatusResult {
+            enabled: s.running,
+            storage: "sqlite",
+            jobs,
+            next_wake_at_ms: s.next_wake_at_ms,
+            last_pass_at_ms: s.last_pass_at_ms,
+            last_error: s.last_error,
+        }
     }
 
     fn update(&self, f: impl FnOnce(&mut SchedulerState)) {

@@ -13,6 +13,11 @@
 
 use crate::scopes;
 
+pub mod approvals;
+pub mod channels;
+pub mod comfy;
+pub mod config;
+pub mod cron;
 pub mod devices;
 pub mod health;
 pub mod logs;
@@ -26,6 +31,43 @@ impl<'de> serde::Deserialize<'de> for AnyParams {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         serde::de::IgnoredAny::deserialize(deserializer).map(|_| AnyParams)
     }
+}
+
+/// Decode an optional field leniently: a value of the wrong type reads as absent (`None`), as
+/// the hand-written readers (`params.get(k).and_then(Value::as_…)`) always treated it. For
+/// fields whose wrong types clients have always been able to send without an error.
+pub(crate) fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// Like [`lenient`], keeping presence: absent is `None` (with `#[serde(default)]`), present is
+/// `Some(value)`, where `null` or a value of the wrong type is `Some(None)` — for patch fields
+/// where `null` clears.
+pub(crate) fn lenient_present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    lenient(deserializer).map(Some)
+}
+
+/// Like [`lenient`] for a chat or thread id, which clients send as a string or a number (read
+/// as its decimal text). Anything else reads as absent; an empty string stays (handlers decide).
+pub(crate) fn lenient_id<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde_json::Value;
+    Ok(match <Value as serde::Deserialize>::deserialize(deserializer)? {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
 }
 
 /// What a caller needs to call a method.

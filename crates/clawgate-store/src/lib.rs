@@ -69,6 +69,7 @@ mod session;
 
 mod channel_model;
 mod comfy_model;
+mod cron_model;
 mod sqlite;
 mod token;
 mod traits;
@@ -80,9 +81,8 @@ pub use channel_model::{
     ChannelPairing, ChannelPairingStatus, InboxRecord, InboxStatus, NewOutbound, OutboxCounts, OutboxRecord,
     OutboxStatus,
 };
-pub use comfy_model::{
-    ApprovalRecord, ApprovalStatus, CronJob, CronRunRecord, JobQuery, JobRecord, JobStatus, NewApproval, NewJob,
-};
+pub use comfy_model::{ApprovalRecord, ApprovalStatus, JobQuery, JobRecord, JobStatus, NewApproval, NewJob};
+pub use cron_model::{CronJob, CronRunRecord};
 pub use error::{Fault, StoreError};
 pub use health::{Degraded, StorageHealth};
 pub use model::{

@@ -366,7 +366,9 @@ pub async fn handle_command(gw: &Arc<Gateway>, caller: &CommandCaller, text: &st
         Command::Schedule { action, id } => {
             let done = match action {
                 command::ScheduleAction::Run => {
-                    crate::methods::cron::cron_run(gw, json!({"id": id})).await.map(|_| true)
+                    let run =
+                        clawgate_protocol::methods::cron::CronRunParams { id: Some(id.clone()), ..Default::default() };
+                    crate::methods::cron::cron_run(gw, run).await.map(|_| true)
                 }
                 command::ScheduleAction::Enable | command::ScheduleAction::Disable => {
                     let on = action == command::ScheduleAction::Enable;

@@ -18,6 +18,13 @@ use serde_json::{Map, Value, json};
 
 use clawgate_protocol::events::names as events;
 use clawgate_protocol::frames::ResponseFrame;
+use clawgate_protocol::methods::approvals::{
+    ApprovalDecision, ApprovalRequestView, Checked, HeldRunRequest, PluginApprovalAccepted,
+    PluginApprovalDecisionResult, PluginApprovalEntry, PluginApprovalListParams, PluginApprovalListResult,
+    PluginApprovalRequestParams, PluginApprovalRequestResult, PluginApprovalResolveParams, PluginApprovalResolveResult,
+    PluginApprovalResolvedEvent, PluginApprovalSeverity, PluginApprovalWaitDecisionParams,
+    PluginApprovalWaitDecisionResult,
+};
 use clawgate_store::{ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval};
 
 use crate::comfy::{APPROVAL_KIND, Decided, decide_approval};
@@ -38,10 +45,10 @@ const WAIT_POLL: Duration = Duration::from_millis(150);
 /// The decisions a held job offers.
 const DECISIONS: [&str; 2] = ["allow-once", "deny"];
 
-fn need_str<'a>(params: &'a Value, key: &str, method: &str) -> Result<&'a str, CoreError> {
-    params
-        .get(key)
-        .and_then(Value::as_str)
+/// A required, non-empty string param, refused with upstream's wording.
+fn required<'a>(value: &'a Option<String>, key: &str, method: &str) -> Result<&'a str, CoreError> {
+    value
+        .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| CoreError::invalid(format!("invalid {method} params: must have required property '{key}'")))
 }
@@ -71,78 +78,81 @@ fn requester(rb: Option<&Value>) -> String {
 }
 
 /// The `PluginApprovalRequestParams` an operator client is shown for a stored approval.
-fn request_of(a: &ApprovalRecord) -> Value {
+fn request_of(a: &ApprovalRecord) -> ApprovalRequestView {
     if a.kind == PLUGIN_KIND
-        && let Some(req) = a.payload.get("request").filter(|r| r.is_object())
+        && let Some(Value::Object(req)) = a.payload.get("request")
     {
-        return req.clone();
+        return ApprovalRequestView::Requested(req.clone());
     }
     let template = a.payload.get("template").and_then(Value::as_str).unwrap_or("?");
     let job = a.payload.get("jobId").and_then(Value::as_str).unwrap_or("?");
     let who = requester(a.requested_by.as_ref());
-    let rb = a.requested_by.as_ref();
-    let rb_str = |k: &str| rb.and_then(|r| r.get(k)).and_then(Value::as_str);
-    json!({
-        "pluginId": "comfy",
-        "title": clip(&format!("Run ComfyUI template {template}"), 80),
-        "description": clip(&format!("{who} asked to run the ComfyUI template \"{template}\" (job {job})."), 512),
-        "detail": serde_json::to_string_pretty(&a.payload).unwrap_or_default(),
-        "severity": "warning",
-        "toolName": a.kind,
-        "allowedDecisions": DECISIONS,
-        "turnSourceChannel": rb_str("channel"),
-        "turnSourceTo": rb_str("chatId"),
+    let rb_str = |k: &str| a.requested_by.as_ref().and_then(|r| r.get(k)).and_then(Value::as_str).map(str::to_owned);
+    ApprovalRequestView::HeldRun(HeldRunRequest {
+        plugin_id: "comfy",
+        title: clip(&format!("Run ComfyUI template {template}"), 80),
+        description: clip(&format!("{who} asked to run the ComfyUI template \"{template}\" (job {job})."), 512),
+        detail: serde_json::to_string_pretty(&a.payload).unwrap_or_default(),
+        severity: PluginApprovalSeverity::Warning,
+        tool_name: a.kind.clone(),
+        allowed_decisions: DECISIONS,
+        turn_source_channel: rb_str("channel"),
+        turn_source_to: rb_str("chatId"),
     })
 }
 
-/// `allow-once` / `deny` for a decided approval, `null` otherwise (upstream's expired).
-fn decision_of(status: ApprovalStatus) -> Value {
+/// `allow-once` / `deny` for a decided approval, `None` otherwise (upstream's expired).
+fn decision_of(status: ApprovalStatus) -> Option<ApprovalDecision> {
     match status {
-        ApprovalStatus::Approved => json!("allow-once"),
-        ApprovalStatus::Rejected => json!("deny"),
-        _ => Value::Null,
+        ApprovalStatus::Approved => Some(ApprovalDecision::AllowOnce),
+        ApprovalStatus::Rejected => Some(ApprovalDecision::Deny),
+        _ => None,
     }
 }
 
 /// An approval as operator clients see it (list items and `plugin.approval.requested`).
+fn entry(a: &ApprovalRecord) -> PluginApprovalEntry {
+    PluginApprovalEntry {
+        id: a.id.clone(),
+        approval_kind: "plugin",
+        request: request_of(a),
+        created_at_ms: a.created_at_ms,
+        expires_at_ms: a.expires_at_ms,
+        status: a.status.as_str().to_owned(),
+        decision: decision_of(a.status),
+        reason: a.reason.clone(),
+        resolved_by: a.decided_by.clone(),
+        resolved_at_ms: a.decided_at_ms,
+        kind: a.kind.clone(),
+        payload: a.payload.clone(),
+    }
+}
+
+/// [`entry`] as the `plugin.approval.requested` event payload.
 pub(crate) fn record_json(a: &ApprovalRecord) -> Value {
-    json!({
-        "id": a.id,
-        "approvalKind": "plugin",
-        "request": request_of(a),
-        "createdAtMs": a.created_at_ms,
-        "expiresAtMs": a.expires_at_ms,
-        "status": a.status.as_str(),
-        "decision": decision_of(a.status),
-        "reason": a.reason,
-        "resolvedBy": a.decided_by,
-        "resolvedAtMs": a.decided_at_ms,
-        "kind": a.kind,
-        "payload": a.payload,
-    })
+    serde_json::to_value(entry(a)).unwrap_or_default()
 }
 
 /// `plugin.approval.resolved` `{id, decision, resolvedBy, ts, reason, status, request}`.
 pub(crate) fn resolved_event(a: &ApprovalRecord) -> Value {
-    json!({
-        "id": a.id,
-        "approvalKind": "plugin",
-        "decision": decision_of(a.status),
-        "resolvedBy": a.decided_by,
-        "ts": a.decided_at_ms.unwrap_or_else(now_ms),
-        "reason": a.reason,
-        "status": a.status.as_str(),
-        "request": request_of(a),
-    })
+    let event = PluginApprovalResolvedEvent {
+        id: a.id.clone(),
+        approval_kind: "plugin",
+        decision: decision_of(a.status),
+        resolved_by: a.decided_by.clone(),
+        ts: a.decided_at_ms.unwrap_or_else(now_ms),
+        reason: a.reason.clone(),
+        status: a.status.as_str().to_owned(),
+        request: request_of(a),
+    };
+    serde_json::to_value(event).unwrap_or_default()
 }
 
-fn timeout_param(params: &Value, default_ms: u64) -> Result<u64, CoreError> {
-    match params.get("timeoutMs") {
-        None | Some(Value::Null) => Ok(default_ms),
-        Some(v) => match v.as_u64() {
-            Some(ms) if ms >= 1 => Ok(ms.min(MAX_TIMEOUT_MS)),
-            _ => Err(CoreError::invalid("timeoutMs must be an integer of at least 1")),
-        },
+fn timeout_param(timeout_ms: &Checked<u64>, default_ms: u64) -> Result<u64, CoreError> {
+    match timeout_ms {
+        Checked::Absent | Checked::Null => Ok(default_ms),
+        Checked::Valid(ms) if *ms >= 1 => Ok((*ms).min(MAX_TIMEOUT_MS)),
+        _ => Err(CoreError::invalid("timeoutMs must be an integer of at least 1")),
     }
 }
 
@@ -164,19 +174,26 @@ async fn wait_until_decided(gw: &Gateway, id: &str, deadline_ms: i64) -> Result<
     }
 }
 
-fn decision_json(a: &ApprovalRecord) -> Value {
-    json!({
-        "id": a.id, "decision": decision_of(a.status), "createdAtMs": a.created_at_ms,
-        "expiresAtMs": a.expires_at_ms, "status": a.status.as_str(), "reason": a.reason,
-        "resolvedBy": a.decided_by,
-    })
+fn decision_result(a: &ApprovalRecord) -> PluginApprovalDecisionResult {
+    PluginApprovalDecisionResult {
+        id: a.id.clone(),
+        decision: decision_of(a.status),
+        created_at_ms: a.created_at_ms,
+        expires_at_ms: a.expires_at_ms,
+        status: a.status.as_str().to_owned(),
+        reason: a.reason.clone(),
+        resolved_by: a.decided_by.clone(),
+    }
 }
 
 /// `plugin.approval.list {status?}` → the approvals, newest first. Without `status` only the
 /// pending ones (what upstream lists); `status` (`pending`, `approved`, `rejected`,
 /// `expired` or `all`) is clawgate's, to look back at decisions and their reasons.
-pub async fn plugin_approval_list(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let status = match params.get("status").and_then(Value::as_str) {
+pub async fn plugin_approval_list(
+    gw: &Arc<Gateway>,
+    params: PluginApprovalListParams,
+) -> Result<PluginApprovalListResult, CoreError> {
+    let status = match params.status.as_deref() {
         None => Some(ApprovalStatus::Pending),
         Some("all") => None,
         Some(s) => Some(s.parse::<ApprovalStatus>().map_err(|_| {
@@ -184,31 +201,38 @@ pub async fn plugin_approval_list(gw: &Arc<Gateway>, params: Value) -> Result<Va
         })?),
     };
     let list = gw.store.list_approvals(status, now_ms()).await?;
-    Ok(Value::Array(list.iter().map(record_json).collect()))
+    Ok(list.iter().map(entry).collect())
 }
 
 /// `plugin.approval.request PluginApprovalRequestParams` → `{id, decision, createdAtMs,
 /// expiresAtMs}` once decided or after `timeoutMs` (decision `null`). With `twoPhase` a first
 /// `res` `{status:"accepted", id, createdAtMs, expiresAtMs}` answers at once.
-pub async fn plugin_approval_request(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
+pub async fn plugin_approval_request(
+    gw: &Arc<Gateway>,
+    ctx: &CallContext,
+    params: PluginApprovalRequestParams,
+) -> Result<PluginApprovalRequestResult, CoreError> {
     const METHOD: &str = "plugin.approval.request";
-    let title = need_str(&params, "title", METHOD)?;
-    let description = need_str(&params, "description", METHOD)?;
+    let title = required(&params.title, "title", METHOD)?;
+    let description = required(&params.description, "description", METHOD)?;
     if title.chars().count() > 80 || description.chars().count() > 512 {
         return Err(CoreError::invalid(format!(
             "invalid {METHOD} params: title is at most 80 characters, description at most 512"
         )));
     }
-    if let Some(sev) = params.get("severity").filter(|v| !v.is_null())
-        && !matches!(sev.as_str(), Some("info" | "warning" | "critical"))
-    {
+    if params.severity == Checked::Invalid {
         return Err(CoreError::invalid(format!("invalid {METHOD} params: severity must be info, warning or critical")));
     }
-    let timeout_ms = timeout_param(&params, DEFAULT_REQUEST_TIMEOUT_MS)?;
-    let two_phase = params.get("twoPhase").and_then(Value::as_bool) == Some(true);
-    let mut request: Map<String, Value> = params.as_object().cloned().unwrap_or_default();
-    request.remove("timeoutMs");
-    request.remove("twoPhase");
+    let timeout_ms = timeout_param(&params.timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS)?;
+    // The request as sent, without the call's own `timeoutMs` and `twoPhase`.
+    let mut request: Map<String, Value> = params.rest.clone();
+    request.insert("title".into(), json!(title));
+    request.insert("description".into(), json!(description));
+    match params.severity {
+        Checked::Valid(s) => request.insert("severity".into(), json!(s)),
+        Checked::Null => request.insert("severity".into(), Value::Null),
+        Checked::Absent | Checked::Invalid => None,
+    };
     request.entry("allowedDecisions").or_insert_with(|| json!(DECISIONS));
     let now = now_ms();
     let new = NewApproval {
@@ -220,36 +244,48 @@ pub async fn plugin_approval_request(gw: &Arc<Gateway>, ctx: &CallContext, param
     };
     let record = gw.store.create_approval(&new, now).await?;
     gw.clients.broadcast(events::PLUGIN_APPROVAL_REQUESTED, &record_json(&record), None, true);
-    if two_phase {
-        let accepted = json!({"status": "accepted", "id": record.id, "createdAtMs": record.created_at_ms,
-                              "expiresAtMs": record.expires_at_ms});
+    if params.two_phase == Some(true) {
+        let accepted = PluginApprovalAccepted {
+            status: "accepted",
+            id: record.id.clone(),
+            created_at_ms: record.created_at_ms,
+            expires_at_ms: record.expires_at_ms,
+        };
+        let accepted = serde_json::to_value(accepted).map_err(CoreError::internal)?;
         let _ = ctx.client.send(ResponseFrame::ok(ctx.request_id.clone(), accepted).to_text());
     }
     let last = wait_until_decided(gw, &record.id, record.expires_at_ms).await?.unwrap_or(record);
-    Ok(decision_json(&last))
+    Ok(decision_result(&last))
 }
 
 /// `plugin.approval.waitDecision {id, timeoutMs?}` → `{id, decision, createdAtMs, expiresAtMs,
 /// status, reason}`: at once if decided, else when it is decided, expires or `timeoutMs`
 /// (default and at most 600 000 ms) passes — then `decision` is `null`, `status` `pending`.
-pub async fn plugin_approval_wait_decision(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let id = need_str(&params, "id", "plugin.approval.waitDecision")?;
-    let timeout_ms = timeout_param(&params, MAX_TIMEOUT_MS)?;
+pub async fn plugin_approval_wait_decision(
+    gw: &Arc<Gateway>,
+    params: PluginApprovalWaitDecisionParams,
+) -> Result<PluginApprovalWaitDecisionResult, CoreError> {
+    let id = required(&params.id, "id", "plugin.approval.waitDecision")?;
+    let timeout_ms = timeout_param(&params.timeout_ms, MAX_TIMEOUT_MS)?;
     let Some(current) = gw.store.get_approval(id, now_ms()).await? else {
         return Err(CoreError::ApprovalNotFound(format!("unknown approval id {id}")));
     };
     let deadline = (now_ms() + timeout_ms as i64).min(current.expires_at_ms);
     let last = wait_until_decided(gw, id, deadline).await?.unwrap_or(current);
-    Ok(decision_json(&last))
+    Ok(decision_result(&last))
 }
 
 /// `plugin.approval.resolve {id, decision: "allow-once"|"deny", reviewer?, reason?}` →
 /// `{ok:true, id, decision, status, reason, jobId?, jobStatus?}`. Approving releases a held
 /// job to the queue; denying cancels it and keeps `reason` (clawgate's addition to the params).
-pub async fn plugin_approval_resolve(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
+pub async fn plugin_approval_resolve(
+    gw: &Arc<Gateway>,
+    ctx: &CallContext,
+    params: PluginApprovalResolveParams,
+) -> Result<PluginApprovalResolveResult, CoreError> {
     const METHOD: &str = "plugin.approval.resolve";
-    let id = need_str(&params, "id", METHOD)?;
-    let approve = match need_str(&params, "decision", METHOD)? {
+    let id = required(&params.id, "id", METHOD)?;
+    let approve = match required(&params.decision, "decision", METHOD)? {
         "allow-once" => true,
         "deny" => false,
         "allow-always" => {
@@ -259,11 +295,11 @@ pub async fn plugin_approval_resolve(gw: &Arc<Gateway>, ctx: &CallContext, param
         }
         other => return Err(CoreError::invalid(format!("invalid decision: {other:?}; use allow-once or deny"))),
     };
-    let reason = params.get("reason").and_then(Value::as_str).map(str::trim).filter(|r| !r.is_empty());
-    let who = match params.get("reviewer") {
+    let reason = params.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    let who = match &params.reviewer {
         Some(r) => {
-            let part = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("?");
-            format!("{}:{}:{}", part("channel"), part("accountId"), part("senderId"))
+            let part = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".to_owned());
+            format!("{}:{}:{}", part(&r.channel), part(&r.account_id), part(&r.sender_id))
         }
         None => match &ctx.client.device_id {
             Some(device) => format!("device:{device}"),
@@ -275,13 +311,21 @@ pub async fn plugin_approval_resolve(gw: &Arc<Gateway>, ctx: &CallContext, param
             "no pending approval {id} (unknown, already decided or expired)"
         )));
     };
-    let mut out = json!({"ok": true, "id": approval.id, "decision": decision_of(approval.status),
-                         "status": approval.status.as_str(), "reason": approval.reason});
+    let mut out = PluginApprovalResolveResult {
+        ok: true,
+        id: approval.id.clone(),
+        decision: decision_of(approval.status),
+        status: approval.status.as_str().to_owned(),
+        reason: approval.reason.clone(),
+        job_id: None,
+        job_status: None,
+        job_error: None,
+    };
     if approval.kind == APPROVAL_KIND {
-        out["jobId"] = approval.payload.get("jobId").cloned().unwrap_or(Value::Null);
+        out.job_id = Some(approval.payload.get("jobId").and_then(Value::as_str).map(str::to_owned));
         match job {
-            Some(Ok(j)) => out["jobStatus"] = json!(j.status.as_str()),
-            Some(Err(e)) => out["jobError"] = json!(e),
+            Some(Ok(j)) => out.job_status = Some(j.status.as_str().to_owned()),
+            Some(Err(e)) => out.job_error = Some(e),
             None => {}
         }
     }
@@ -330,7 +374,7 @@ mod tests {
         let v = record_json(&record(ApprovalStatus::Rejected, Some("not today")));
         assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("deny"), Some("not today")));
         assert_eq!(resolved_event(&record(ApprovalStatus::Approved, None))["decision"], "allow-once");
-        assert_eq!(decision_of(ApprovalStatus::Expired), Value::Null);
+        assert_eq!(decision_of(ApprovalStatus::Expired), None);
     }
 
     #[test]

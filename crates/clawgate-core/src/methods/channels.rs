@@ -6,6 +6,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use clawgate_channels::{AccountKey, MediaSource, OutboundMedia, OutboundMessage, chunk_text};
+use clawgate_protocol::methods::channels::{
+    ChannelPairingRequest, ChannelsPairingApproveParams, ChannelsPairingApproveResult, ChannelsPairingDismissParams,
+    ChannelsPairingDismissResult, ChannelsPairingListParams, ChannelsPairingListResult, ChannelsStatusParams,
+    ChannelsStatusResult, CommandOwnerBootstrap, PairingAccount, PairingLimits, PairingNotification,
+    PairingRequestMetadata, SendParams, SendResult, SendStatus,
+};
 use clawgate_store::{ChannelPairingStatus, ChannelStore, OutboxStatus};
 
 use crate::error::CoreError;
@@ -14,23 +20,28 @@ use crate::time::now_ms;
 
 /// `channels.status {probe?, timeoutMs?, channel?}` → per account: configured, running,
 /// connected, last inbound/outbound/transport activity, last error, outbox counts.
-pub async fn channels_status(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let mut out = crate::channels::status_payload(gw).await;
-    if let Some(only) = params.get("channel").and_then(Value::as_str) {
+pub async fn channels_status(
+    gw: &Arc<Gateway>,
+    params: ChannelsStatusParams,
+) -> Result<ChannelsStatusResult, CoreError> {
+    let out = crate::channels::status_payload(gw).await;
+    let Value::Object(mut out) = out else { return Err(CoreError::internal("the channel snapshot is not an object")) };
+    if let Some(only) = params.channel {
         for key in ["channelAccounts", "channels", "channelLabels", "channelDefaultAccountId"] {
             if let Some(m) = out.get_mut(key).and_then(Value::as_object_mut) {
-                m.retain(|k, _| k == only);
+                m.retain(|k, _| *k == only);
             }
         }
         if let Some(order) = out.get_mut("channelOrder").and_then(Value::as_array_mut) {
-            order.retain(|c| c == only);
+            order.retain(|c| *c == only);
         }
     }
-    Ok(out)
+    Ok(ChannelsStatusResult(out))
 }
 
-fn str_param<'a>(params: &'a Value, key: &str) -> Option<&'a str> {
-    params.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+/// A string param, trimmed; blank reads as absent.
+fn trimmed(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// `send {to, message?, mediaUrl?, channel?, accountId?, threadId?, replyToId?, silent?,
@@ -39,15 +50,15 @@ fn str_param<'a>(params: &'a Value, key: &str) -> Option<&'a str> {
 /// The message goes through the durable outbox (so a repeated idempotency key sends nothing
 /// twice, and a restart does not lose it); the call waits up to `timeoutMs` (default 10 s) for
 /// the platform to accept it and answers `status: "queued"` if it has not yet.
-pub async fn send(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let Some(idem) = str_param(&params, "idempotencyKey") else {
+pub async fn send(gw: &Arc<Gateway>, params: SendParams) -> Result<SendResult, CoreError> {
+    let Some(idem) = trimmed(&params.idempotency_key) else {
         return Err(CoreError::invalid("invalid send params: must have required property 'idempotencyKey'"));
     };
-    let Some(to) = str_param(&params, "to") else {
+    let Some(to) = trimmed(&params.to) else {
         return Err(CoreError::invalid("invalid send params: must have required property 'to'"));
     };
     let running = gw.channels.accounts();
-    let (channel, chat_id) = match (str_param(&params, "channel"), to.split_once(':')) {
+    let (channel, chat_id) = match (trimmed(&params.channel), to.split_once(':')) {
         (Some(c), _) => (c.to_owned(), to.to_owned()),
         (None, Some((prefix, rest))) if running.iter().any(|r| r.cfg.key.channel == prefix) => {
             (prefix.to_owned(), rest.to_owned())
@@ -71,25 +82,16 @@ pub async fn send(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> 
             }
         }
     };
-    let account = str_param(&params, "accountId").unwrap_or("default").to_owned();
+    let account = trimmed(&params.account_id).unwrap_or("default").to_owned();
     let key = AccountKey::new(&channel, &account);
     let Some(rt) = gw.channels.account(&key) else {
         return Err(CoreError::invalid(format!("channel account {key} is not configured or not running")));
     };
-    let text = params.get("message").and_then(Value::as_str).unwrap_or_default();
-    let thread_id = params.get("threadId").and_then(|v| match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
-    let media_urls: Vec<String> = str_param(&params, "mediaUrl")
+    let text = params.message.as_deref().unwrap_or_default();
+    let thread_id = params.thread_id.clone().filter(|t| !t.is_empty());
+    let media_urls: Vec<String> = trimmed(&params.media_url)
         .map(|u| vec![u.to_owned()])
-        .or_else(|| {
-            params
-                .get("mediaUrls")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        })
+        .or_else(|| params.media_urls.clone())
         .unwrap_or_default();
     if text.trim().is_empty() && media_urls.is_empty() {
         return Err(CoreError::invalid("invalid send params: give \"message\" text or a \"mediaUrl\""));
@@ -100,30 +102,26 @@ pub async fn send(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> 
         let filename = url.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or("file").to_owned();
         let mut m = OutboundMessage::text(&chat_id, thread_id.clone(), "");
         m.media = Some(OutboundMedia {
-            content_type: params
-                .get("contentType")
-                .and_then(Value::as_str)
-                .unwrap_or("application/octet-stream")
-                .to_owned(),
+            content_type: params.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned()),
             filename,
             source: MediaSource::Url { url: url.clone() },
             size: None,
-            force_document: params.get("forceDocument").and_then(Value::as_bool).unwrap_or(false),
+            force_document: params.force_document.unwrap_or(false),
         });
         messages.push(m);
     }
     for chunk in chunk_text(text, caps.max_text, caps.measure) {
         messages.push(OutboundMessage::text(&chat_id, thread_id.clone(), chunk));
     }
-    let silent = params.get("silent").and_then(Value::as_bool).unwrap_or(false);
+    let silent = params.silent.unwrap_or(false);
     for (i, m) in messages.iter_mut().enumerate() {
         m.silent = silent;
         if i == 0 {
-            m.reply_to = str_param(&params, "replyToId").map(str::to_owned);
+            m.reply_to = trimmed(&params.reply_to_id).map(str::to_owned);
         }
     }
     let keys = crate::channels::queue_send(gw, &key, idem, messages).await.map_err(CoreError::Unavailable)?;
-    let timeout = Duration::from_millis(params.get("timeoutMs").and_then(Value::as_u64).unwrap_or(10_000).min(120_000));
+    let timeout = Duration::from_millis(params.timeout_ms.unwrap_or(10_000).min(120_000));
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut rows = Vec::new();
@@ -140,17 +138,13 @@ pub async fn send(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> 
         }
         let all_sent = rows.len() == keys.len() && rows.iter().all(|r| r.status == OutboxStatus::Sent);
         if all_sent || tokio::time::Instant::now() >= deadline {
-            let message_id = rows.last().and_then(|r| r.platform_message_id.clone());
-            let mut out = json!({
-                "runId": idem,
-                "channel": channel,
-                "chatId": chat_id,
-                "status": if all_sent { "sent" } else { "queued" },
+            return Ok(SendResult {
+                run_id: idem.to_owned(),
+                channel,
+                chat_id,
+                status: if all_sent { SendStatus::Sent } else { SendStatus::Queued },
+                message_id: rows.last().and_then(|r| r.platform_message_id.clone()),
             });
-            if let Some(id) = message_id {
-                out["messageId"] = json!(id);
-            }
-            return Ok(out);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -158,40 +152,51 @@ pub async fn send(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> 
 
 use crate::channels::{PAIRING_TTL_MS, label_of};
 
-fn request_json(p: &clawgate_store::ChannelPairing) -> Value {
-    let label = p.sender_name.clone().unwrap_or_else(|| p.sender_id.clone());
-    json!({
-        "requestId": p.code, "channel": p.channel, "channelLabel": label_of(&p.channel), "accountId": p.account,
-        "senderId": p.sender_id, "senderLabel": label, "metadata": {"chatId": p.chat_id},
-        "createdAt": crate::time::rfc3339(p.created_at_ms), "lastSeenAt": crate::time::rfc3339(p.created_at_ms),
-        "expiresAt": crate::time::rfc3339(p.expires_at_ms), "notifySupported": true,
-    })
+fn pairing_request(p: &clawgate_store::ChannelPairing) -> ChannelPairingRequest {
+    ChannelPairingRequest {
+        request_id: p.code.clone(),
+        channel: p.channel.clone(),
+        channel_label: label_of(&p.channel).to_owned(),
+        account_id: p.account.clone(),
+        sender_id: p.sender_id.clone(),
+        sender_label: p.sender_name.clone().unwrap_or_else(|| p.sender_id.clone()),
+        metadata: PairingRequestMetadata { chat_id: p.chat_id.clone() },
+        created_at: crate::time::rfc3339(p.created_at_ms),
+        last_seen_at: crate::time::rfc3339(p.created_at_ms),
+        expires_at: crate::time::rfc3339(p.expires_at_ms),
+        notify_supported: true,
+    }
 }
 
 /// `channels.pairing.list {channel?, accountId?}` → `{accounts, requests, commandOwnerConfigured,
 /// limits}`: the pending requests of senders who got a pairing code (`requestId` is the code).
-pub async fn pairing_list(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let channel = str_param(&params, "channel");
-    let account = str_param(&params, "accountId");
+pub async fn pairing_list(
+    gw: &Arc<Gateway>,
+    params: ChannelsPairingListParams,
+) -> Result<ChannelsPairingListResult, CoreError> {
+    let channel = trimmed(&params.channel);
+    let account = trimmed(&params.account_id);
     let wanted = |c: &str, a: &str| channel.is_none_or(|x| x == c) && account.is_none_or(|x| x == a);
     let list = gw.store.list_channel_pairings(Some(ChannelPairingStatus::Pending), now_ms()).await?;
-    let accounts: Vec<Value> = gw
+    let accounts = gw
         .channels
         .accounts()
         .iter()
         .filter(|rt| wanted(&rt.cfg.key.channel, &rt.cfg.key.account))
-        .map(|rt| {
-            json!({"channel": rt.cfg.key.channel, "channelLabel": label_of(&rt.cfg.key.channel),
-                   "accountId": rt.cfg.key.account, "notifySupported": true})
+        .map(|rt| PairingAccount {
+            channel: rt.cfg.key.channel.clone(),
+            channel_label: label_of(&rt.cfg.key.channel).to_owned(),
+            account_id: rt.cfg.key.account.clone(),
+            notify_supported: true,
         })
         .collect();
-    let requests: Vec<Value> = list.iter().filter(|p| wanted(&p.channel, &p.account)).map(request_json).collect();
-    Ok(json!({
-        "accounts": accounts,
-        "requests": requests,
-        "commandOwnerConfigured": false,
-        "limits": {"pendingPerAccount": 1000, "ttlMs": PAIRING_TTL_MS},
-    }))
+    let requests = list.iter().filter(|p| wanted(&p.channel, &p.account)).map(pairing_request).collect();
+    Ok(ChannelsPairingListResult {
+        accounts,
+        requests,
+        command_owner_configured: false,
+        limits: PairingLimits { pending_per_account: 1000, ttl_ms: PAIRING_TTL_MS },
+    })
 }
 
 fn unknown_code(code: &str) -> CoreError {
@@ -204,19 +209,22 @@ fn unknown_code(code: &str) -> CoreError {
     }
 }
 
-/// `channels.pairing.approve {channel, accountId, requestId, notify?}` → `{requestId, senderId,
-/// notification, commandOwnerBootstrap}`; with `notify`, the sender is told through the channel.
-/// `channels.pairing.dismiss {channel, accountId, requestId}` → `{requestId, senderId}`.
-pub async fn pairing_resolve(gw: &Arc<Gateway>, params: Value, approve: bool) -> Result<Value, CoreError> {
-    let method = if approve { "channels.pairing.approve" } else { "channels.pairing.dismiss" };
-    for key in ["channel", "accountId", "requestId"] {
-        if str_param(&params, key).is_none() {
+/// Resolve the pending request `request_id` of `channel`/`account_id` (each required, with
+/// upstream's wording).
+async fn resolve(
+    gw: &Arc<Gateway>,
+    method: &str,
+    [channel, account_id, request_id]: [&Option<String>; 3],
+    approve: bool,
+) -> Result<clawgate_store::ChannelPairing, CoreError> {
+    for (key, value) in [("channel", channel), ("accountId", account_id), ("requestId", request_id)] {
+        if trimmed(value).is_none() {
             return Err(CoreError::invalid(format!("invalid {method} params: must have required property '{key}'")));
         }
     }
-    let code = str_param(&params, "requestId").unwrap_or_default();
-    let channel = str_param(&params, "channel");
-    let account = str_param(&params, "accountId").unwrap_or("default");
+    let code = trimmed(request_id).unwrap_or_default();
+    let channel = trimmed(channel);
+    let account = trimmed(account_id).unwrap_or("default");
     // Codes are unique among pending requests; check the account before resolving.
     let pending = gw.store.list_channel_pairings(Some(ChannelPairingStatus::Pending), now_ms()).await?;
     if !pending
@@ -229,19 +237,41 @@ pub async fn pairing_resolve(gw: &Arc<Gateway>, params: Value, approve: bool) ->
         return Err(unknown_code(code));
     };
     tracing::info!(channel = %p.channel, account = %p.account, sender = %p.sender_id, approve, "channel pairing resolved");
-    if !approve {
-        return Ok(json!({"requestId": p.code, "senderId": p.sender_id}));
-    }
-    let notification = if params.get("notify").and_then(Value::as_bool) == Some(true) {
+    Ok(p)
+}
+
+/// `channels.pairing.approve {channel, accountId, requestId, notify?}` → `{requestId, senderId,
+/// notification, commandOwnerBootstrap}`; with `notify`, the sender is told through the channel.
+pub async fn pairing_approve(
+    gw: &Arc<Gateway>,
+    params: ChannelsPairingApproveParams,
+) -> Result<ChannelsPairingApproveResult, CoreError> {
+    let fields = [&params.channel, &params.account_id, &params.request_id];
+    let p = resolve(gw, "channels.pairing.approve", fields, true).await?;
+    let notification = if params.notify == Some(true) {
         let key = AccountKey::new(&p.channel, &p.account);
         let msg = OutboundMessage::text(&p.chat_id, None, "You're approved — send your message again and I'll answer.");
         match crate::channels::queue_send(gw, &key, &format!("pairing:{}", p.code), vec![msg]).await {
-            Ok(_) => "sent",
-            Err(_) => "failed",
+            Ok(_) => PairingNotification::Sent,
+            Err(_) => PairingNotification::Failed,
         }
     } else {
-        "not-requested"
+        PairingNotification::NotRequested
     };
-    Ok(json!({"requestId": p.code, "senderId": p.sender_id, "notification": notification,
-              "commandOwnerBootstrap": "not-requested"}))
+    Ok(ChannelsPairingApproveResult {
+        request_id: p.code,
+        sender_id: p.sender_id,
+        notification,
+        command_owner_bootstrap: CommandOwnerBootstrap::NotRequested,
+    })
+}
+
+/// `channels.pairing.dismiss {channel, accountId, requestId}` → `{requestId, senderId}`.
+pub async fn pairing_dismiss(
+    gw: &Arc<Gateway>,
+    params: ChannelsPairingDismissParams,
+) -> Result<ChannelsPairingDismissResult, CoreError> {
+    let fields = [&params.channel, &params.account_id, &params.request_id];
+    let p = resolve(gw, "channels.pairing.dismiss", fields, false).await?;
+    Ok(ChannelsPairingDismissResult { request_id: p.code, sender_id: p.sender_id })
 }

@@ -14,6 +14,13 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use clawgate_protocol::methods::cron::{
+    AgentTurnPayload, CronAddParams, CronAddResult, CronDelivery, CronDeliveryParams, CronEnabledFilter,
+    CronJob as WireJob, CronJobFields, CronJobState, CronListEntry, CronListParams, CronListResult, CronPayload,
+    CronRemoveParams, CronRemoveResult, CronRunLogEntry, CronRunParams, CronRunResult, CronRunStatus, CronRunsParams,
+    CronRunsResult, CronSchedule, CronSortBy, CronStatusParams, CronStatusResult, CronUpdateParams, CronUpdateResult,
+    SortDir,
+};
 use clawgate_store::{CronJob, CronRunRecord, CronStore};
 
 use crate::cron::{self, CATCH_UP, DEFAULT_CATCH_UP, KIND_AGENT_TURN, KIND_COMFY_RUN, Schedule};
@@ -35,127 +42,115 @@ fn not_found(job_id: &str) -> CoreError {
     }
 }
 
-fn job_id_param<'a>(params: &'a Value, method: &str) -> Result<&'a str, CoreError> {
-    params
-        .get("id")
-        .or_else(|| params.get("jobId"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| invalid(method, "missing id"))
+/// `id`, else `jobId`; a non-empty one.
+fn job_id_param(id: Option<String>, job_id: Option<String>, method: &str) -> Result<String, CoreError> {
+    id.or(job_id).filter(|s| !s.is_empty()).ok_or_else(|| invalid(method, "missing id"))
 }
 
-fn page_bounds(params: &Value) -> (usize, usize) {
-    let limit = params.get("limit").and_then(Value::as_u64).map_or(50, |l| l.clamp(1, MAX_PAGE as u64)) as usize;
-    let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
-    (limit, offset)
+fn page_bounds(limit: Option<u64>, offset: Option<u64>) -> (usize, usize) {
+    let limit = limit.map_or(50, |l| l.clamp(1, MAX_PAGE as u64)) as usize;
+    (limit, offset.unwrap_or(0) as usize)
+}
+
+fn run_status(s: &str) -> Option<CronRunStatus> {
+    match s {
+        "ok" => Some(CronRunStatus::Ok),
+        "error" => Some(CronRunStatus::Error),
+        "skipped" => Some(CronRunStatus::Skipped),
+        _ => None,
+    }
 }
 
 /// The job as upstream's `CronJob` shapes it.
-pub fn job_json(job: &CronJob) -> Value {
-    let mut schedule = json!({"kind": "cron", "expr": job.schedule});
-    if let Some(tz) = &job.timezone {
-        schedule["tz"] = json!(tz);
-    }
+pub fn job_wire(job: &CronJob) -> WireJob {
     let p = &job.payload;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let payload = match job.kind.as_str() {
-        KIND_AGENT_TURN => {
-            let mut out = json!({"kind": KIND_AGENT_TURN, "message": p.get("message").cloned().unwrap_or(json!(""))});
-            if let Some(m) = p.get("model").filter(|m| m.is_string()) {
-                out["model"] = m.clone();
-            }
-            out
-        }
-        other => {
-            let mut out = p.as_object().cloned().unwrap_or_default();
-            out.insert("kind".into(), json!(other));
-            Value::Object(out)
-        }
+        KIND_AGENT_TURN => CronPayload::AgentTurn(AgentTurnPayload {
+            kind: KIND_AGENT_TURN,
+            message: text(p.get("message")).unwrap_or_default(),
+            model: text(p.get("model")),
+        }),
+        other => CronPayload::Stored {
+            kind: other.to_owned(),
+            fields: p.as_object().cloned().unwrap_or_default().into_iter().filter(|(k, _)| k != "kind").collect(),
+        },
     };
     let session_target = match p.get("sessionKey").and_then(Value::as_str) {
         Some("main") => "main".to_owned(),
         Some(key) => format!("session:{key}"),
         None => "isolated".to_owned(),
     };
-    let mut state = Map::new();
-    if let Some(n) = job.next_run_at_ms.filter(|_| job.enabled) {
-        state.insert("nextRunAtMs".into(), json!(n));
-    }
-    if let Some(l) = job.last_run_at_ms {
-        state.insert("lastRunAtMs".into(), json!(l));
-    }
+    let mut state = CronJobState {
+        next_run_at_ms: job.next_run_at_ms.filter(|_| job.enabled),
+        last_run_at_ms: job.last_run_at_ms,
+        ..CronJobState::default()
+    };
     match job.last_status.as_deref() {
-        Some("running") => {
-            state.insert("runningAtMs".into(), json!(job.last_run_at_ms.unwrap_or(job.updated_at_ms)));
+        Some("running") => state.running_at_ms = Some(job.last_run_at_ms.unwrap_or(job.updated_at_ms)),
+        Some(s) => {
+            state.last_run_status = run_status(s);
+            state.last_status = state.last_run_status;
         }
-        Some(s @ ("ok" | "error" | "skipped")) => {
-            state.insert("lastRunStatus".into(), json!(s));
-            state.insert("lastStatus".into(), json!(s));
-        }
-        _ => {}
+        None => {}
     }
-    let mut out = json!({
-        "id": job.id,
-        "name": job.name,
-        "enabled": job.enabled,
-        "createdAtMs": job.created_at_ms,
-        "updatedAtMs": job.updated_at_ms,
-        "schedule": schedule,
-        "sessionTarget": session_target,
-        "wakeMode": "now",
-        "payload": payload,
-        "state": Value::Object(state),
+    let delivery = job.deliver_to.as_ref().filter(|d| !d.is_null()).map(|d| CronDelivery {
+        mode: "announce",
+        channel: text(d.get("channel")),
+        to: text(d.get("chatId")),
+        account_id: text(d.get("account")),
+        thread_id: text(d.get("threadId")),
     });
-    if let Some(agent) = p.get("agentId").and_then(Value::as_str) {
-        out["agentId"] = json!(agent);
+    WireJob {
+        id: job.id.clone(),
+        agent_id: text(p.get("agentId")),
+        name: job.name.clone(),
+        enabled: job.enabled,
+        created_at_ms: job.created_at_ms,
+        updated_at_ms: job.updated_at_ms,
+        schedule: CronSchedule::Cron { expr: job.schedule.clone(), tz: job.timezone.clone() },
+        session_target,
+        wake_mode: "now",
+        payload,
+        delivery,
+        state,
     }
-    if let Some(d) = job.deliver_to.as_ref().filter(|d| !d.is_null()) {
-        let mut delivery = json!({"mode": "announce", "channel": d.get("channel"), "to": d.get("chatId")});
-        if let Some(a) = d.get("account").filter(|a| a.is_string()) {
-            delivery["accountId"] = a.clone();
-        }
-        if let Some(t) = d.get("threadId").filter(|t| t.is_string()) {
-            delivery["threadId"] = t.clone();
-        }
-        out["delivery"] = delivery;
-    }
-    out
 }
 
 /// Applies upstream-shaped fields of `src` (a `cron.add` params object or a `cron.update`
 /// patch) onto `job`. `null` clears optional fields.
-fn apply(job: &mut CronJob, src: &Value, method: &str) -> Result<(), CoreError> {
-    if let Some(name) = src.get("name") {
-        job.name = name
-            .as_str()
-            .filter(|n| !n.trim().is_empty())
-            .ok_or_else(|| invalid(method, "name must be a non-empty string"))?
-            .to_owned();
+fn apply(job: &mut CronJob, src: CronJobFields, method: &str) -> Result<(), CoreError> {
+    if let Some(name) = src.name {
+        job.name =
+            name.filter(|n| !n.trim().is_empty()).ok_or_else(|| invalid(method, "name must be a non-empty string"))?;
     }
-    if let Some(enabled) = src.get("enabled") {
-        job.enabled = enabled.as_bool().ok_or_else(|| invalid(method, "enabled must be a boolean"))?;
+    if let Some(enabled) = src.enabled {
+        job.enabled = enabled.ok_or_else(|| invalid(method, "enabled must be a boolean"))?;
     }
-    if let Some(s) = src.get("schedule") {
-        if s.get("kind").and_then(Value::as_str) != Some("cron") {
+    if let Some(s) = src.schedule {
+        let s = s.unwrap_or_default();
+        if s.kind.as_deref() != Some("cron") {
             return Err(invalid(method, "clawgate runs schedule.kind \"cron\" only ({kind:\"cron\", expr, tz?})"));
         }
-        let expr = s.get("expr").and_then(Value::as_str).ok_or_else(|| invalid(method, "schedule.expr is required"))?;
-        let tz = s.get("tz").and_then(Value::as_str).filter(|t| !t.is_empty());
-        Schedule::parse(expr, tz).map_err(|e| invalid(method, e))?;
+        let expr = s.expr.ok_or_else(|| invalid(method, "schedule.expr is required"))?;
+        let tz = s.tz.filter(|t| !t.is_empty());
+        Schedule::parse(&expr, tz.as_deref()).map_err(|e| invalid(method, e))?;
         job.schedule = expr.trim().to_owned();
-        job.timezone = tz.map(str::to_owned);
+        job.timezone = tz;
     }
-    if let Some(p) = src.get("payload") {
+    if let Some(p) = src.payload {
+        let p = p.ok_or_else(|| invalid(method, "payload must be an object"))?;
         let kind = p.get("kind").and_then(Value::as_str).unwrap_or(job.kind.as_str()).to_owned();
         let mut merged =
             if kind == job.kind { job.payload.as_object().cloned().unwrap_or_default() } else { Map::new() };
-        for (k, v) in p.as_object().ok_or_else(|| invalid(method, "payload must be an object"))? {
+        for (k, v) in p {
             if k == "kind" {
                 continue;
             }
             if v.is_null() {
-                merged.remove(k)
+                merged.remove(&k)
             } else {
-                merged.insert(k.clone(), v.clone())
+                merged.insert(k, v)
             };
         }
         match kind.as_str() {
@@ -187,11 +182,11 @@ fn apply(job: &mut CronJob, src: &Value, method: &str) -> Result<(), CoreError> 
             };
         }
     };
-    if let Some(a) = src.get("agentId") {
-        set_payload("agentId", a.as_str().filter(|s| !s.is_empty()));
+    if let Some(a) = src.agent_id {
+        set_payload("agentId", a.as_deref().filter(|s| !s.is_empty()));
     }
-    if let Some(t) = src.get("sessionTarget").and_then(Value::as_str) {
-        match t {
+    if let Some(t) = src.session_target {
+        match t.as_str() {
             "isolated" => set_payload("sessionKey", None),
             "main" => set_payload("sessionKey", Some("main")),
             "current" => return Err(invalid(method, "sessionTarget \"current\" needs a calling session; name one")),
@@ -201,47 +196,38 @@ fn apply(job: &mut CronJob, src: &Value, method: &str) -> Result<(), CoreError> 
             },
         }
     }
-    if let Some(k) = src.get("sessionKey") {
-        set_payload("sessionKey", k.as_str().filter(|s| !s.is_empty()));
+    if let Some(k) = src.session_key {
+        set_payload("sessionKey", k.as_deref().filter(|s| !s.is_empty()));
     }
-    if let Some(d) = src.get("delivery") {
-        job.deliver_to = delivery_to_target(d, method)?;
+    if let Some(d) = src.delivery {
+        job.deliver_to = d.map(|d| delivery_to_target(d, method)).transpose()?.flatten();
     }
-    if let Some(c) = src.get("catchUp") {
+    if let Some(c) = src.catch_up {
         let c = c
-            .as_str()
-            .filter(|c| CATCH_UP.contains(c))
+            .filter(|c| CATCH_UP.contains(&c.as_str()))
             .ok_or_else(|| invalid(method, "catchUp must be skip, once or all"))?;
-        job.catch_up = c.to_owned();
+        job.catch_up = c;
     }
     Ok(())
 }
 
-fn delivery_to_target(d: &Value, method: &str) -> Result<Option<Value>, CoreError> {
-    if d.is_null() {
-        return Ok(None);
-    }
-    match d.get("mode").and_then(Value::as_str) {
+/// The stored delivery target of a `delivery` object (`None` for `mode: "none"`).
+fn delivery_to_target(d: CronDeliveryParams, method: &str) -> Result<Option<Value>, CoreError> {
+    match d.mode.as_deref() {
         Some("none") => Ok(None),
         Some("announce") => {
-            let channel = d.get("channel").and_then(Value::as_str).filter(|c| !c.is_empty() && *c != "last");
-            let Some(channel) = channel else {
+            let Some(channel) = d.channel.filter(|c| !c.is_empty() && c != "last") else {
                 return Err(invalid(
                     method,
                     "delivery.channel must name a channel (\"last\" is not tracked by clawgate)",
                 ));
             };
-            let to = match d.get("to") {
-                Some(Value::String(s)) if !s.is_empty() => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => return Err(invalid(method, "delivery.to (the chat id) is required")),
+            let Some(to) = d.to.filter(|t| !t.is_empty()) else {
+                return Err(invalid(method, "delivery.to (the chat id) is required"));
             };
-            let thread = match d.get("threadId") {
-                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            };
-            let account = d.get("accountId").and_then(Value::as_str).unwrap_or("default");
+            let thread = d.thread_id.filter(|t| !t.is_empty());
+            let account = d.account_id.unwrap_or_else(|| "default".to_owned());
+            // The store's delivery target (`chatId`/`account`), the same one `comfy.run` stores.
             Ok(Some(json!({"channel": channel, "account": account, "chatId": to, "threadId": thread})))
         }
         Some(other) => Err(invalid(method, format!("delivery.mode {other:?} is not supported (use announce or none)"))),
@@ -255,77 +241,77 @@ async fn load(gw: &Gateway, id: &str) -> Result<CronJob, CoreError> {
 
 /// `cron.list {includeDisabled?, limit?, offset?, query?, enabled?, agentId?, sortBy?, sortDir?}`
 /// → `{jobs, total, offset, limit, hasMore, nextOffset, snapshotRevision}`.
-pub async fn cron_list(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let include_disabled = params.get("includeDisabled").and_then(Value::as_bool).unwrap_or(false);
+pub async fn cron_list(gw: &Arc<Gateway>, params: CronListParams) -> Result<CronListResult, CoreError> {
+    let include_disabled = params.include_disabled.unwrap_or(false);
     let filter =
-        params.get("enabled").and_then(Value::as_str).unwrap_or(if include_disabled { "all" } else { "enabled" });
-    let query = params.get("query").and_then(Value::as_str).map(str::to_lowercase).filter(|q| !q.is_empty());
-    let agent = params.get("agentId").and_then(Value::as_str);
+        params.enabled.unwrap_or(if include_disabled { CronEnabledFilter::All } else { CronEnabledFilter::Enabled });
+    let query = params.query.map(|q| q.to_lowercase()).filter(|q| !q.is_empty());
+    let agent = params.agent_id.as_deref();
     let default_agent = gw.agents.agents().default_id.clone();
+    let agent_of = |j: &CronJob| j.payload.get("agentId").and_then(Value::as_str).unwrap_or(&default_agent).to_owned();
     let mut jobs: Vec<CronJob> = gw
         .store
         .list_cron_jobs(true)
         .await?
         .into_iter()
         .filter(|j| match filter {
-            "enabled" => j.enabled,
-            "disabled" => !j.enabled,
-            _ => true,
+            CronEnabledFilter::Enabled => j.enabled,
+            CronEnabledFilter::Disabled => !j.enabled,
+            CronEnabledFilter::All => true,
         })
         .filter(|j| query.as_ref().is_none_or(|q| j.name.to_lowercase().contains(q) || j.id.to_lowercase().contains(q)))
-        .filter(|j| {
-            agent.is_none_or(|a| j.payload.get("agentId").and_then(Value::as_str).unwrap_or(&default_agent) == a)
-        })
+        .filter(|j| agent.is_none_or(|a| agent_of(j) == a))
         .collect();
-    match params.get("sortBy").and_then(Value::as_str).unwrap_or("nextRunAtMs") {
-        "name" => {}
-        "updatedAtMs" => jobs.sort_by_key(|j| j.updated_at_ms),
-        _ => jobs.sort_by_key(|j| (j.next_run_at_ms.filter(|_| j.enabled).unwrap_or(i64::MAX), j.name.clone())),
+    match params.sort_by.unwrap_or(CronSortBy::NextRunAtMs) {
+        CronSortBy::Name => {}
+        CronSortBy::UpdatedAtMs => jobs.sort_by_key(|j| j.updated_at_ms),
+        CronSortBy::NextRunAtMs => {
+            jobs.sort_by_key(|j| (j.next_run_at_ms.filter(|_| j.enabled).unwrap_or(i64::MAX), j.name.clone()))
+        }
     }
-    if params.get("sortDir").and_then(Value::as_str) == Some("desc") {
+    if params.sort_dir == Some(SortDir::Desc) {
         jobs.reverse();
     }
     // Changes whenever a listed job is added, removed or edited: lets a paging client notice.
     let revision = jobs.iter().map(|j| j.updated_at_ms).max().unwrap_or(0);
-    let revision = format!("{}-{revision}", jobs.len());
-    let (limit, offset) = page_bounds(&params);
+    let snapshot_revision = format!("{}-{revision}", jobs.len());
+    let (limit, offset) = page_bounds(params.limit, params.offset);
     let total = jobs.len();
-    let page: Vec<Value> = jobs
+    let page: Vec<CronListEntry> = jobs
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|j| {
-            let mut v = job_json(j);
-            v["effectiveAgentId"] = json!(j.payload.get("agentId").and_then(Value::as_str).unwrap_or(&default_agent));
-            v
-        })
+        .map(|j| CronListEntry { job: job_wire(j), effective_agent_id: agent_of(j) })
         .collect();
     let next = offset.min(total) + page.len();
-    Ok(json!({
-        "jobs": page,
-        "total": total,
-        "offset": offset.min(total),
-        "limit": limit,
-        "hasMore": next < total,
-        "nextOffset": if next < total { json!(next) } else { Value::Null },
-        "snapshotRevision": revision,
-    }))
+    Ok(CronListResult {
+        jobs: page,
+        total,
+        offset: offset.min(total),
+        limit,
+        has_more: next < total,
+        next_offset: (next < total).then_some(next),
+        snapshot_revision,
+    })
 }
 
 /// `cron.status {}` → `{enabled, storage, jobs, nextWakeAtMs, …}`.
-pub async fn cron_status(gw: &Arc<Gateway>) -> Result<Value, CoreError> {
+pub async fn cron_status(gw: &Arc<Gateway>, _: CronStatusParams) -> Result<CronStatusResult, CoreError> {
     let jobs = gw.store.list_cron_jobs(true).await?.len();
     Ok(gw.cron.status(jobs))
 }
 
 /// `cron.add {name, schedule, payload, sessionTarget?, wakeMode?, delivery?, enabled?,
 /// agentId?, catchUp?}` → the `CronJob`.
-pub async fn cron_add(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
+pub async fn cron_add(gw: &Arc<Gateway>, params: CronAddParams) -> Result<CronAddResult, CoreError> {
     const METHOD: &str = "cron.add";
-    for required in ["name", "schedule", "payload"] {
-        if params.get(required).is_none() {
-            return Err(invalid(METHOD, format!("must have required property '{required}'")));
-        }
+    let present = [
+        ("name", params.name.is_some()),
+        ("schedule", params.schedule.is_some()),
+        ("payload", params.payload.is_some()),
+    ];
+    if let Some((required, _)) = present.iter().find(|(_, here)| !here) {
+        return Err(invalid(METHOD, format!("must have required property '{required}'")));
     }
     let now = now_ms();
     let mut job = CronJob {
@@ -344,53 +330,54 @@ pub async fn cron_add(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreErr
         last_status: None,
         next_run_at_ms: None,
     };
-    apply(&mut job, &params, METHOD)?;
+    apply(&mut job, params, METHOD)?;
     job.next_run_at_ms = Schedule::parse(&job.schedule, job.timezone.as_deref()).ok().and_then(|s| s.next_after(now));
     gw.store.upsert_cron_job(&job).await?;
     let job = load(gw, &job.id).await?;
     tracing::info!(job = %job.id, name = %job.name, schedule = %job.schedule, "cron job added");
     gw.cron.kick();
     cron::broadcast(gw, json!({"jobId": job.id, "action": "added", "nextRunAtMs": job.next_run_at_ms}));
-    Ok(job_json(&job))
+    Ok(job_wire(&job))
 }
 
 /// `cron.update {id|jobId, patch}` → the `CronJob`.
-pub async fn cron_update(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
+pub async fn cron_update(gw: &Arc<Gateway>, params: CronUpdateParams) -> Result<CronUpdateResult, CoreError> {
     const METHOD: &str = "cron.update";
-    let id = job_id_param(&params, METHOD)?;
-    let patch = params.get("patch").filter(|p| p.is_object()).ok_or_else(|| invalid(METHOD, "patch is required"))?;
-    let mut job = load(gw, id).await?;
+    let id = job_id_param(params.id, params.job_id, METHOD)?;
+    let patch = params.patch.ok_or_else(|| invalid(METHOD, "patch is required"))?;
+    let mut job = load(gw, &id).await?;
     apply(&mut job, patch, METHOD)?;
     let now = now_ms();
     job.updated_at_ms = now;
     job.next_run_at_ms = Schedule::parse(&job.schedule, job.timezone.as_deref()).ok().and_then(|s| s.next_after(now));
     gw.store.upsert_cron_job(&job).await?;
-    let job = load(gw, id).await?;
+    let job = load(gw, &id).await?;
     gw.cron.kick();
     cron::broadcast(gw, json!({"jobId": job.id, "action": "updated", "nextRunAtMs": job.next_run_at_ms}));
-    Ok(job_json(&job))
+    Ok(job_wire(&job))
 }
 
 /// `cron.remove {id|jobId}` → `{ok, removed}`; its receipts go with it.
-pub async fn cron_remove(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let id = job_id_param(&params, "cron.remove")?;
-    if !gw.store.remove_cron_job(id).await? {
-        return Err(not_found(id));
+pub async fn cron_remove(gw: &Arc<Gateway>, params: CronRemoveParams) -> Result<CronRemoveResult, CoreError> {
+    let id = job_id_param(params.id, params.job_id, "cron.remove")?;
+    if !gw.store.remove_cron_job(&id).await? {
+        return Err(not_found(&id));
     }
     gw.cron.kick();
     cron::broadcast(gw, json!({"jobId": id, "action": "removed"}));
-    Ok(json!({"ok": true, "removed": true}))
+    Ok(CronRemoveResult { ok: true, removed: true })
 }
 
 /// `cron.run {id|jobId, mode?: force|due|if-enabled}` → `{ok, enqueued, runId}` or
 /// `{ok, ran:false, reason}`. A manual run gets its own slot (now), with its own receipt.
-pub async fn cron_run(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
+pub async fn cron_run(gw: &Arc<Gateway>, params: CronRunParams) -> Result<CronRunResult, CoreError> {
     const METHOD: &str = "cron.run";
-    let id = job_id_param(&params, METHOD)?;
-    let job = load(gw, id).await?;
+    let id = job_id_param(params.id, params.job_id, METHOD)?;
+    let job = load(gw, &id).await?;
     let now = now_ms();
-    let skip = |reason: &str| Ok(json!({"ok": true, "ran": false, "reason": reason, "processInstanceId": gw.boot_id}));
-    match params.get("mode").and_then(Value::as_str).unwrap_or("force") {
+    let skip =
+        |reason| Ok(CronRunResult::NotRun { ok: true, ran: false, reason, process_instance_id: gw.boot_id.clone() });
+    match params.mode.as_deref().unwrap_or("force") {
         "force" => {}
         "if-enabled" if !job.enabled => return skip("disabled"),
         "if-enabled" => {}
@@ -403,87 +390,81 @@ pub async fn cron_run(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreErr
     if !cron::fire(gw, &job, now, run_id.clone()).await? {
         return skip("already-running");
     }
-    Ok(json!({"ok": true, "enqueued": true, "runId": run_id, "processInstanceId": gw.boot_id}))
+    Ok(CronRunResult::Enqueued { ok: true, enqueued: true, run_id, process_instance_id: gw.boot_id.clone() })
 }
 
-fn run_entry(r: &CronRunRecord, job_name: Option<&str>) -> Value {
-    let mut e = json!({
-        "ts": r.finished_at_ms.unwrap_or(r.started_at_ms),
-        "jobId": r.job_id,
-        "action": "finished",
-        "status": r.status,
-        "runId": r.run_id,
-        "runAtMs": r.slot_ms,
-    });
-    if let Some(f) = r.finished_at_ms {
-        e["durationMs"] = json!((f - r.started_at_ms).max(0));
+fn run_entry(r: &CronRunRecord, job_name: Option<&str>) -> CronRunLogEntry {
+    CronRunLogEntry {
+        ts: r.finished_at_ms.unwrap_or(r.started_at_ms),
+        job_id: r.job_id.clone(),
+        action: "finished",
+        status: r.status.clone(),
+        run_id: r.run_id.clone(),
+        run_at_ms: r.slot_ms,
+        duration_ms: r.finished_at_ms.map(|f| (f - r.started_at_ms).max(0)),
+        summary: r.summary.clone(),
+        error: r.error.clone(),
+        job_name: job_name.map(str::to_owned),
     }
-    if let Some(s) = &r.summary {
-        e["summary"] = json!(s);
-    }
-    if let Some(err) = &r.error {
-        e["error"] = json!(err);
-    }
-    if let Some(n) = job_name {
-        e["jobName"] = json!(n);
-    }
-    e
 }
 
 /// `cron.runs {id|jobId?, scope?, limit?, offset?, status?, statuses?, sortDir?}` → a page of
 /// `CronRunLogEntry` (finished runs; `runAtMs` is the scheduled slot) `{entries, total, offset,
 /// limit, hasMore, nextOffset}`.
-pub async fn cron_runs(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
+pub async fn cron_runs(gw: &Arc<Gateway>, params: CronRunsParams) -> Result<CronRunsResult, CoreError> {
     const METHOD: &str = "cron.runs";
-    let job_id = params.get("id").or_else(|| params.get("jobId")).and_then(Value::as_str);
-    let scope = params.get("scope").and_then(Value::as_str).unwrap_or(if job_id.is_some() { "job" } else { "all" });
+    let job_id = params.id.or(params.job_id);
+    let scope = params.scope.as_deref().unwrap_or(if job_id.is_some() { "job" } else { "all" });
     let job_id = match scope {
         "all" => None,
         _ => Some(job_id.ok_or_else(|| invalid(METHOD, "missing id"))?),
     };
     let names: std::collections::HashMap<String, String> =
         gw.store.list_cron_jobs(true).await?.into_iter().map(|j| (j.id, j.name)).collect();
-    if let Some(id) = job_id
+    if let Some(id) = &job_id
         && !names.contains_key(id)
     {
         return Err(not_found(id));
     }
-    let mut statuses: Vec<&str> =
-        params.get("statuses").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-    if let Some(s) = params.get("status").and_then(Value::as_str).filter(|s| *s != "all") {
+    let mut statuses: Vec<String> = params.statuses.unwrap_or_default();
+    if let Some(s) = params.status.filter(|s| s != "all") {
         statuses.push(s);
     }
-    let (limit, offset) = page_bounds(&params);
-    let run_id = params.get("runId").and_then(Value::as_str);
+    let (limit, offset) = page_bounds(params.limit, params.offset);
+    let run_id = params.run_id.as_deref();
     let mut runs: Vec<CronRunRecord> = gw
         .store
-        .list_cron_runs(job_id, 1000)
+        .list_cron_runs(job_id.as_deref(), 1000)
         .await?
         .into_iter()
         .filter(|r| r.status != "running")
-        .filter(|r| statuses.is_empty() || statuses.contains(&r.status.as_str()))
+        .filter(|r| statuses.is_empty() || statuses.contains(&r.status))
         .filter(|r| run_id.is_none_or(|id| r.run_id == id))
         .collect();
-    if params.get("sortDir").and_then(Value::as_str) == Some("asc") {
+    if params.sort_dir == Some(SortDir::Asc) {
         runs.reverse();
     }
     let total = runs.len();
-    let entries: Vec<Value> =
+    let entries: Vec<CronRunLogEntry> =
         runs.iter().skip(offset).take(limit).map(|r| run_entry(r, names.get(&r.job_id).map(String::as_str))).collect();
     let next = offset.min(total) + entries.len();
-    Ok(json!({
-        "entries": entries,
-        "total": total,
-        "offset": offset.min(total),
-        "limit": limit,
-        "hasMore": next < total,
-        "nextOffset": if next < total { json!(next) } else { Value::Null },
-    }))
+    Ok(CronRunsResult {
+        entries,
+        total,
+        offset: offset.min(total),
+        limit,
+        has_more: next < total,
+        next_offset: (next < total).then_some(next),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields(v: Value) -> CronJobFields {
+        serde_json::from_value(v).expect("decodes")
+    }
 
     fn blank() -> CronJob {
         CronJob {
@@ -514,7 +495,7 @@ mod tests {
             "delivery": {"mode": "announce", "channel": "telegram", "to": "42", "threadId": "7"},
             "catchUp": "skip",
         });
-        apply(&mut job, &params, "cron.add").expect("valid");
+        apply(&mut job, fields(params), "cron.add").expect("valid");
         assert_eq!((job.schedule.as_str(), job.timezone.as_deref()), ("0 9 * * *", Some("Europe/Berlin")));
         assert_eq!(job.kind, "agentTurn");
         assert_eq!(job.payload, json!({"message": "summarize", "agentId": "ops"}));
@@ -523,7 +504,7 @@ mod tests {
             job.deliver_to,
             Some(json!({"channel": "telegram", "account": "default", "chatId": "42", "threadId": "7"}))
         );
-        let wire = job_json(&job);
+        let wire = serde_json::to_value(job_wire(&job)).unwrap();
         assert_eq!(wire["schedule"], json!({"kind": "cron", "expr": "0 9 * * *", "tz": "Europe/Berlin"}));
         assert_eq!(wire["payload"], json!({"kind": "agentTurn", "message": "summarize"}));
         assert_eq!(wire["agentId"], "ops");
@@ -545,7 +526,7 @@ mod tests {
             json!({"catchUp": "twice"}),
         ];
         for c in cases {
-            assert!(apply(&mut blank(), &c, "cron.add").is_err(), "{c}");
+            assert!(apply(&mut blank(), fields(c.clone()), "cron.add").is_err(), "{c}");
         }
     }
 
@@ -554,12 +535,13 @@ mod tests {
         let mut job = blank();
         apply(
             &mut job,
-            &json!({"payload": {"kind": "comfyRun", "templateId": "t", "inputs": {"a": 1}},
-                    "delivery": {"mode": "announce", "channel": "telegram", "to": 5}}),
+            fields(json!({"payload": {"kind": "comfyRun", "templateId": "t", "inputs": {"a": 1}},
+                    "delivery": {"mode": "announce", "channel": "telegram", "to": 5}})),
             "cron.add",
         )
         .expect("valid");
-        apply(&mut job, &json!({"payload": {"inputs": {"a": 2}}, "delivery": null}), "cron.update").expect("valid");
+        apply(&mut job, fields(json!({"payload": {"inputs": {"a": 2}}, "delivery": null})), "cron.update")
+            .expect("valid");
         assert_eq!(job.payload, json!({"templateId": "t", "inputs": {"a": 2}}));
         assert_eq!(job.deliver_to, None);
     }

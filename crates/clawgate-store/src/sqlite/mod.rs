@@ -5,10 +5,12 @@
 //! transactions: taking the write lock up front means a transaction never has to upgrade a
 //! read snapshot, which SQLite would refuse with `SQLITE_BUSY` without waiting.
 
+mod approvals;
 mod channels;
-mod comfy;
+mod cron;
 mod devices;
 mod idempotency;
+mod jobs;
 mod kv;
 mod pairing;
 mod runs;
@@ -202,6 +204,26 @@ pub(crate) fn encode_list(list: &[String]) -> Result<String> {
 pub(crate) fn decode_list(table: &str, column: &str, text: &str) -> Result<Vec<String>> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("{table}.{column} is not a JSON string list: {e}")))
+}
+
+/// Parses a JSON column, reporting bad text as [`StoreError::Corrupt`] with where it was.
+pub(crate) fn json_column(table: &str, column: &str, id: &str, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{table}.{column} of {id:?} is not JSON: {e}")))
+}
+
+/// Parses a nullable JSON column.
+pub(crate) fn optional_json_column(
+    table: &str,
+    column: &str,
+    id: &str,
+    text: Option<&str>,
+) -> Result<Option<serde_json::Value>> {
+    text.map(|text| json_column(table, column, id, text)).transpose()
+}
+
+/// A count read back from SQLite; a negative one can only come from a damaged database.
+pub(crate) fn count(what: &str, n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative {what} count {n}")))
 }
 
 /// Union of two lists, keeping `base`'s order and appending what `extra` adds.

@@ -1,0 +1,272 @@
+//! `channels.status`, `channels.pairing.list|approve|dismiss` and `send`: params and results
+//! (schema `Channels*Params`/`Channels*Result`, `SendParams`).
+//!
+//! Params ignore unknown fields and read a field of the wrong type as absent, as the
+//! hand-written readers did; the handler refuses what is missing with upstream's wording
+//! (`invalid send params: must have required property 'to'`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{lenient, lenient_id};
+
+/// `channels.status {probe?, timeoutMs?, channel?}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsStatusParams {
+    /// Probe the platforms first (clawgate's status is always live; accepted and ignored).
+    #[serde(default, deserialize_with = "lenient")]
+    pub probe: Option<bool>,
+    /// The probe's bound (ignored, as `probe`).
+    #[serde(default, deserialize_with = "lenient")]
+    pub timeout_ms: Option<u64>,
+    /// Only this channel.
+    #[serde(default, deserialize_with = "lenient")]
+    pub channel: Option<String>,
+}
+
+/// `channels.status` → the channel snapshot (`ts`, `channelOrder`, `channelLabels`, `channels`,
+/// `channelAccounts`, `channelDefaultAccountId`, …). The snapshot is built by the channel
+/// service (the same one `hello-ok` and `status` carry); typing it is that service's step, so it
+/// is carried as a JSON object here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ChannelsStatusResult(pub Map<String, Value>);
+
+/// `channels.pairing.list {channel?, accountId?}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsPairingListParams {
+    /// Only this channel.
+    #[serde(default, deserialize_with = "lenient")]
+    pub channel: Option<String>,
+    /// Only this account.
+    #[serde(default, deserialize_with = "lenient")]
+    pub account_id: Option<String>,
+}
+
+/// An account that can pair senders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairingAccount {
+    /// The channel.
+    pub channel: String,
+    /// Its label (`Telegram`).
+    pub channel_label: String,
+    /// The account.
+    pub account_id: String,
+    /// Whether an approved sender can be told.
+    pub notify_supported: bool,
+}
+
+/// What a pairing request knows of its chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairingRequestMetadata {
+    /// The chat the sender wrote from.
+    pub chat_id: String,
+}
+
+/// A sender waiting for approval (`requestId` is the code they were given).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelPairingRequest {
+    /// The pairing code.
+    pub request_id: String,
+    /// The channel.
+    pub channel: String,
+    /// Its label.
+    pub channel_label: String,
+    /// The account.
+    pub account_id: String,
+    /// The sender.
+    pub sender_id: String,
+    /// The sender's name, else their id.
+    pub sender_label: String,
+    /// Where they wrote from.
+    pub metadata: PairingRequestMetadata,
+    /// When they asked (RFC 3339).
+    pub created_at: String,
+    /// When they were last seen (RFC 3339).
+    pub last_seen_at: String,
+    /// When the code expires (RFC 3339).
+    pub expires_at: String,
+    /// Whether they can be told once approved.
+    pub notify_supported: bool,
+}
+
+/// The bounds of channel pairing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairingLimits {
+    /// Most pending requests per account.
+    pub pending_per_account: u64,
+    /// How long a code lives.
+    pub ttl_ms: i64,
+}
+
+/// `channels.pairing.list` → `{accounts, requests, commandOwnerConfigured, limits}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsPairingListResult {
+    /// The running accounts.
+    pub accounts: Vec<PairingAccount>,
+    /// The pending requests.
+    pub requests: Vec<ChannelPairingRequest>,
+    /// Whether a command owner is configured (clawgate has none: `false`).
+    pub command_owner_configured: bool,
+    /// The bounds.
+    pub limits: PairingLimits,
+}
+
+/// `channels.pairing.approve {channel, accountId, requestId, notify?, bootstrapCommandOwner?}`
+/// (the last only changes the scope the call needs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsPairingApproveParams {
+    /// The channel (required by the handler).
+    #[serde(default, deserialize_with = "lenient")]
+    pub channel: Option<String>,
+    /// The account (required by the handler).
+    #[serde(default, deserialize_with = "lenient")]
+    pub account_id: Option<String>,
+    /// The pairing code (required by the handler).
+    #[serde(default, deserialize_with = "lenient")]
+    pub request_id: Option<String>,
+    /// Tell the sender through the channel.
+    #[serde(default, deserialize_with = "lenient")]
+    pub notify: Option<bool>,
+}
+
+/// `channels.pairing.dismiss {channel, accountId, requestId}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsPairingDismissParams {
+    /// The channel (required by the handler).
+    #[serde(default, deserialize_with = "lenient")]
+    pub channel: Option<String>,
+    /// The account (required by the handler).
+    #[serde(default, deserialize_with = "lenient")]
+    pub account_id: Option<String>,
+    /// The pairing code (required by the handler).
+    #[serde(default, deserialize_with = "lenient")]
+    pub request_id: Option<String>,
+}
+
+/// Whether the approved sender was told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairingNotification {
+    /// Not asked for.
+    NotRequested,
+    /// Queued to the channel.
+    Sent,
+    /// The channel could not take it.
+    Failed,
+}
+
+/// What became of `bootstrapCommandOwner` (clawgate has no command owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandOwnerBootstrap {
+    /// Not asked for (always, for now).
+    NotRequested,
+}
+
+/// `channels.pairing.approve` → `{requestId, senderId, notification, commandOwnerBootstrap}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsPairingApproveResult {
+    /// The code.
+    pub request_id: String,
+    /// The approved sender.
+    pub sender_id: String,
+    /// Whether they were told.
+    pub notification: PairingNotification,
+    /// Always [`CommandOwnerBootstrap::NotRequested`].
+    pub command_owner_bootstrap: CommandOwnerBootstrap,
+}
+
+/// `channels.pairing.dismiss` → `{requestId, senderId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsPairingDismissResult {
+    /// The code.
+    pub request_id: String,
+    /// The dismissed sender.
+    pub sender_id: String,
+}
+
+/// `send {to, idempotencyKey, message?, mediaUrl?, mediaUrls?, contentType?, channel?,
+/// accountId?, threadId?, replyToId?, silent?, forceDocument?, timeoutMs?}` (schema
+/// `SendParams`; its other fields are ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendParams {
+    /// The chat (`<channel>:<chat>` picks the channel; required by the handler).
+    #[serde(default, deserialize_with = "lenient")]
+    pub to: Option<String>,
+    /// Makes a repeated send a no-op (required by the handler).
+    #[serde(default, deserialize_with = "lenient")]
+    pub idempotency_key: Option<String>,
+    /// The text.
+    #[serde(default, deserialize_with = "lenient")]
+    pub message: Option<String>,
+    /// One media URL.
+    #[serde(default, deserialize_with = "lenient")]
+    pub media_url: Option<String>,
+    /// Media URLs (when `mediaUrl` is absent).
+    #[serde(default, deserialize_with = "lenient")]
+    pub media_urls: Option<Vec<String>>,
+    /// The media's type (default `application/octet-stream`).
+    #[serde(default, deserialize_with = "lenient")]
+    pub content_type: Option<String>,
+    /// The channel (when `to` does not say it and several run).
+    #[serde(default, deserialize_with = "lenient")]
+    pub channel: Option<String>,
+    /// The channel account (default `default`).
+    #[serde(default, deserialize_with = "lenient")]
+    pub account_id: Option<String>,
+    /// The thread, a string or a number.
+    #[serde(default, deserialize_with = "lenient_id")]
+    pub thread_id: Option<String>,
+    /// The message the first part replies to.
+    #[serde(default, deserialize_with = "lenient")]
+    pub reply_to_id: Option<String>,
+    /// Send without a notification.
+    #[serde(default, deserialize_with = "lenient")]
+    pub silent: Option<bool>,
+    /// Send media as a document.
+    #[serde(default, deserialize_with = "lenient")]
+    pub force_document: Option<bool>,
+    /// How long to wait for the platform (default 10 s, at most 120 s).
+    #[serde(default, deserialize_with = "lenient")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Where a sent message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendStatus {
+    /// The platform accepted every part.
+    Sent,
+    /// Still in the outbox when the wait ended.
+    Queued,
+}
+
+/// `send` → `{runId, channel, chatId, status, messageId?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendResult {
+    /// The idempotency key.
+    pub run_id: String,
+    /// The channel used.
+    pub channel: String,
+    /// The chat.
+    pub chat_id: String,
+    /// Where it stands.
+    pub status: SendStatus,
+    /// The platform's id of the last part, once sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
