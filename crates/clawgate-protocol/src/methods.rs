@@ -13,9 +13,13 @@
 
 use crate::scopes;
 
+pub mod agent;
+pub mod catalog;
+pub mod chat;
 pub mod devices;
 pub mod health;
 pub mod logs;
+pub mod sessions;
 pub mod system;
 
 /// Params of a method that takes none and ignores whatever is sent (any JSON value decodes).
@@ -25,6 +29,37 @@ pub struct AnyParams;
 impl<'de> serde::Deserialize<'de> for AnyParams {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         serde::de::IgnoredAny::deserialize(deserializer).map(|_| AnyParams)
+    }
+}
+
+/// Field decoders for methods that have always read a field only when it has the expected JSON
+/// type and ignored it otherwise (`sessionKey: 5` counts as absent, as it always did). Each is
+/// used as `#[serde(default, deserialize_with = "lenient::…")]`.
+pub(crate) mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    /// A string, or `None` for any other value.
+    pub(crate) fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// A non-negative integer, or `None` for any other value.
+    pub(crate) fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(Value::deserialize(d)?.as_u64())
+    }
+
+    /// Any value, `null` included (`None` only when the field is absent).
+    pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        Value::deserialize(d).map(Some)
+    }
+
+    /// A boolean, or `None` for any other value.
+    pub(crate) fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Ok(Value::deserialize(d)?.as_bool())
     }
 }
 
