@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 use clawgate_channels::{AccountKey, OutboundMessage, chunk_text};
 use clawgate_protocol::events::names as ev;
-use clawgate_store::{CronJob, CronStore, RunKind, RunStatus};
+use clawgate_store::{CronJob, CronStore, RunKind};
 
 use crate::agent::{self, RunRequest};
 use crate::error::CoreError;
@@ -344,17 +344,20 @@ async fn run_agent_turn(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: 
     let deadline = tokio::time::Instant::now() + AGENT_TURN_LIMIT;
     let outcome = loop {
         match agent::wait(gw, run_id, Duration::from_secs(30)).await {
-            Ok(Some(o)) if o.status.is_terminal() => break o,
+            Ok(Some(o)) if o.is_terminal() => break o,
             Ok(Some(_)) if tokio::time::Instant::now() < deadline && !gw.shutdown_token().is_cancelled() => {}
             Ok(Some(_)) => return Err("the agent turn did not finish in time".into()),
             Ok(None) => return Err("the agent turn was lost".into()),
             Err(e) => return Err(e.to_string()),
         }
     };
-    let text = outcome.result.get("text").and_then(Value::as_str).unwrap_or_default().trim().to_owned();
-    if outcome.status != RunStatus::Completed {
-        let err = outcome.result.get("error").and_then(Value::as_str).unwrap_or("the agent turn did not complete");
-        return Err(format!("{} ({})", err, outcome.status.as_str()));
+    let text = outcome.text().trim().to_owned();
+    if !matches!(outcome, agent::RunOutcome::Completed(_)) {
+        let err = match &outcome {
+            agent::RunOutcome::Failed(f) if !f.error.is_empty() => f.error.as_str(),
+            _ => "the agent turn did not complete",
+        };
+        return Err(format!("{} ({})", err, outcome.status().as_str()));
     }
     if let Some(target) = deliver_target(job)? {
         deliver_text(gw, &target, &format!("{}:{slot_ms}", job.id), &text).await?;

@@ -179,26 +179,30 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::CRON_REMOVE => typed(method, params, |p| methods::cron::cron_remove(gw, p)).await,
         m::CRON_RUN => typed(method, params, |p| methods::cron::cron_run(gw, p)).await,
         m::CRON_RUNS => typed(method, params, |p| methods::cron::cron_runs(gw, p)).await,
-        m::AGENT => methods::agent::agent(gw, ctx, params).await,
-        m::AGENT_WAIT => methods::agent::agent_wait(gw, params).await,
-        m::AGENT_IDENTITY_GET => methods::agent::agent_identity_get(gw, params).await,
-        m::AGENTS_LIST => methods::agent::agents_list(gw).await,
-        m::CHAT_SEND => methods::chat::chat_send(gw, ctx, params).await,
-        m::CHAT_HISTORY => methods::chat::chat_history(gw, params).await,
-        m::CHAT_ABORT => methods::chat::chat_abort(gw, params).await,
-        m::CHAT_INJECT => methods::chat::chat_inject(gw, params).await,
-        m::SESSIONS_LIST => methods::sessions::sessions_list(gw, params).await,
-        m::SESSIONS_DESCRIBE => methods::sessions::sessions_describe(gw, params).await,
-        m::SESSIONS_PREVIEW => methods::sessions::sessions_preview(gw, params).await,
-        m::SESSIONS_PATCH => methods::sessions::sessions_patch(gw, params).await,
-        m::SESSIONS_RESET => methods::sessions::sessions_reset(gw, params).await,
-        m::SESSIONS_DELETE => methods::sessions::sessions_delete(gw, params).await,
-        m::SESSIONS_SUBSCRIBE => methods::sessions::sessions_subscribe(ctx).await,
-        m::SESSIONS_MESSAGES_SUBSCRIBE => methods::sessions::sessions_messages_subscribe(ctx, params, true).await,
-        m::SESSIONS_MESSAGES_UNSUBSCRIBE => methods::sessions::sessions_messages_subscribe(ctx, params, false).await,
-        m::COMMANDS_LIST => methods::catalog::commands_list().await,
-        m::MODELS_LIST => methods::catalog::models_list(gw).await,
-        m::QUESTION_LIST => Ok(serde_json::json!({"questions": []})),
+        m::AGENT => typed(method, params, |p| methods::agent::agent(gw, ctx, p)).await,
+        m::AGENT_WAIT => typed(method, params, |p| methods::agent::agent_wait(gw, p)).await,
+        m::AGENT_IDENTITY_GET => typed(method, params, |p| methods::agent::agent_identity_get(gw, p)).await,
+        m::AGENTS_LIST => typed(method, params, |p| methods::agent::agents_list(gw, p)).await,
+        m::CHAT_SEND => typed(method, params, |p| methods::chat::chat_send(gw, ctx, p)).await,
+        m::CHAT_HISTORY => typed(method, params, |p| methods::chat::chat_history(gw, p)).await,
+        m::CHAT_ABORT => typed(method, params, |p| methods::chat::chat_abort(gw, p)).await,
+        m::CHAT_INJECT => typed(method, params, |p| methods::chat::chat_inject(gw, p)).await,
+        m::SESSIONS_LIST => typed(method, params, |p| methods::sessions::sessions_list(gw, p)).await,
+        m::SESSIONS_DESCRIBE => typed(method, params, |p| methods::sessions::sessions_describe(gw, p)).await,
+        m::SESSIONS_PREVIEW => typed(method, params, |p| methods::sessions::sessions_preview(gw, p)).await,
+        m::SESSIONS_PATCH => typed(method, params, |p| methods::sessions::sessions_patch(gw, p)).await,
+        m::SESSIONS_RESET => typed(method, params, |p| methods::sessions::sessions_reset(gw, p)).await,
+        m::SESSIONS_DELETE => typed(method, params, |p| methods::sessions::sessions_delete(gw, p)).await,
+        m::SESSIONS_SUBSCRIBE => typed(method, params, |p| methods::sessions::sessions_subscribe(ctx, p)).await,
+        m::SESSIONS_MESSAGES_SUBSCRIBE => {
+            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(ctx, p, true)).await
+        }
+        m::SESSIONS_MESSAGES_UNSUBSCRIBE => {
+            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(ctx, p, false)).await
+        }
+        m::COMMANDS_LIST => typed(method, params, methods::catalog::commands_list).await,
+        m::MODELS_LIST => typed(method, params, |p| methods::catalog::models_list(gw, p)).await,
+        m::QUESTION_LIST => typed(method, params, methods::catalog::question_list).await,
         m::PLUGIN_APPROVAL_LIST => typed(method, params, |p| methods::approvals::plugin_approval_list(gw, p)).await,
         m::PLUGIN_APPROVAL_REQUEST => {
             typed(method, params, |p| methods::approvals::plugin_approval_request(gw, ctx, p)).await
@@ -209,7 +213,7 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::PLUGIN_APPROVAL_RESOLVE => {
             typed(method, params, |p| methods::approvals::plugin_approval_resolve(gw, ctx, p)).await
         }
-        m::TASK_SUGGESTIONS_LIST => Ok(serde_json::json!({"suggestions": []})),
+        m::TASK_SUGGESTIONS_LIST => typed(method, params, methods::catalog::task_suggestions_list).await,
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),
     };

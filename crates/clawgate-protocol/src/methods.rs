@@ -13,14 +13,18 @@
 
 use crate::scopes;
 
+pub mod agent;
 pub mod approvals;
+pub mod catalog;
 pub mod channels;
+pub mod chat;
 pub mod comfy;
 pub mod config;
 pub mod cron;
 pub mod devices;
 pub mod health;
 pub mod logs;
+pub mod sessions;
 pub mod system;
 
 /// Params of a method that takes none and ignores whatever is sent (any JSON value decodes).
@@ -33,41 +37,43 @@ impl<'de> serde::Deserialize<'de> for AnyParams {
     }
 }
 
-/// Decode an optional field leniently: a value of the wrong type reads as absent (`None`), as
-/// the hand-written readers (`params.get(k).and_then(Value::as_…)`) always treated it. For
-/// fields whose wrong types clients have always been able to send without an error.
-pub(crate) fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
-    Ok(serde_json::from_value(value).ok())
-}
-
-/// Like [`lenient`], keeping presence: absent is `None` (with `#[serde(default)]`), present is
-/// `Some(value)`, where `null` or a value of the wrong type is `Some(None)` — for patch fields
-/// where `null` clears.
-pub(crate) fn lenient_present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    lenient(deserializer).map(Some)
-}
-
-/// Like [`lenient`] for a chat or thread id, which clients send as a string or a number (read
-/// as its decimal text). Anything else reads as absent; an empty string stays (handlers decide).
-pub(crate) fn lenient_id<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
+/// Field decoders for methods that have always read a field only when it has the expected JSON
+/// type and ignored it otherwise (`sessionKey: 5` counts as absent, as the hand readers
+/// `params.get(k).and_then(Value::as_…)` always treated it). Each is used as
+/// `#[serde(default, deserialize_with = "lenient::…")]`.
+pub(crate) mod lenient {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer};
     use serde_json::Value;
-    Ok(match <Value as serde::Deserialize>::deserialize(deserializer)? {
-        Value::String(s) => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+
+    /// The value if it decodes as `T`, else `None`.
+    pub(crate) fn any<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+        Ok(serde_json::from_value(Value::deserialize(d)?).ok())
+    }
+
+    /// Like [`any`], keeping presence: absent is `None` (with `#[serde(default)]`), present is
+    /// `Some(value)`, where `null` or a value of the wrong type is `Some(None)` — for patch fields
+    /// where `null` clears.
+    pub(crate) fn nullable<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        any(d).map(Some)
+    }
+
+    /// A chat or thread id, which clients send as a string or a number (read as its decimal
+    /// text). Anything else reads as absent; an empty string stays (handlers decide).
+    pub(crate) fn id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    }
+
+    /// Any value, `null` included (`None` only when the field is absent).
+    pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        Value::deserialize(d).map(Some)
+    }
 }
 
 /// What a caller needs to call a method.

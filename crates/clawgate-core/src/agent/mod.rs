@@ -14,11 +14,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use clawgate_llm::ProviderRegistry;
+use clawgate_protocol::methods::agent::RunUsage;
 use clawgate_store::{EnqueueOutcome, RunKind, RunRecord, RunStatus, RunStore, SessionStore};
 
 use crate::error::CoreError;
@@ -120,13 +122,220 @@ pub enum Submitted {
     Done(Box<RunRecord>),
 }
 
-/// How a run ended, as `agent.wait` and the `agent` final response report it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunOutcome {
-    /// Terminal status.
-    pub status: RunStatus,
-    /// Result JSON stored with the run.
-    pub result: Value,
+/// Why a run was cancelled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AbortReason {
+    /// Someone stopped it (`chat.abort`, `sessions.reset`, an HTTP client that went away).
+    #[default]
+    Rpc,
+    /// Its timeout passed.
+    Timeout,
+    /// The gateway is stopping.
+    Shutdown,
+}
+
+impl AbortReason {
+    /// The `stopReason` clients see: `timeout`, else `rpc`.
+    pub fn stop_reason(self) -> &'static str {
+        match self {
+            AbortReason::Timeout => "timeout",
+            AbortReason::Rpc | AbortReason::Shutdown => "rpc",
+        }
+    }
+}
+
+/// What kind of failure ended a run (`errorKind` of its `chat` `error` event).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The provider refused for rate or quota.
+    RateLimit,
+    /// The context did not fit the model.
+    ContextLength,
+    /// The provider did not answer in time.
+    Timeout,
+    /// Anything else.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::RateLimit => "rate_limit",
+            ErrorKind::ContextLength => "context_length",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// A completed run, as stored with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CompletedRun {
+    /// The reply.
+    pub text: String,
+    /// Why the model stopped (`stop`, `length`, …).
+    pub stop_reason: String,
+    /// Provider id.
+    pub provider: String,
+    /// Model id.
+    pub model: String,
+    /// How long the turn took.
+    pub duration_ms: u64,
+    /// When it ended (ms since the epoch).
+    pub ended_at: i64,
+    /// The transcript it was written to.
+    pub session_id: String,
+    /// Tokens used, when the provider said.
+    pub usage: Option<RunUsage>,
+}
+
+/// An aborted run, as stored with it. A run aborted while still queued never started: it has
+/// no provider, model, duration or transcript, and says `queued`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AbortedRun {
+    /// What was streamed before the abort.
+    pub text: String,
+    /// `timeout` or `rpc` (see [`AbortReason::stop_reason`]).
+    pub stop_reason: String,
+    /// Why it was cancelled.
+    pub reason: AbortReason,
+    /// Provider id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Model id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// How long it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// When it ended (ms since the epoch).
+    pub ended_at: i64,
+    /// The transcript it was written to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// It never left the queue.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
+}
+
+/// A failed run, as stored with it. A run that failed before its turn began (no session, a
+/// lost stateless prompt) has only `error` and `errorKind`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FailedRun {
+    /// What went wrong (safe to show).
+    pub error: String,
+    /// Its kind.
+    pub error_kind: ErrorKind,
+    /// What was streamed before the failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Provider id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Model id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// How long it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// When it ended (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<i64>,
+    /// The transcript it was written to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+/// Where a run stands, and how it ended: what `agent.wait`, the `agent` final response, the HTTP
+/// API, channels and cron read. The terminal variants carry the result stored with the run
+/// (the JSON in the run record is their serialisation), so no reader decodes it by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Waiting in its session's lane.
+    Queued,
+    /// Executing (or the wait for it ended first).
+    Running,
+    /// Answered.
+    Completed(CompletedRun),
+    /// Cancelled.
+    Aborted(AbortedRun),
+    /// Failed.
+    Failed(FailedRun),
+    /// Cut short by a gateway restart (nothing was stored of its end).
+    Interrupted,
+}
+
+impl RunOutcome {
+    /// The status stored for this outcome.
+    pub fn status(&self) -> RunStatus {
+        match self {
+            RunOutcome::Queued => RunStatus::Queued,
+            RunOutcome::Running => RunStatus::Running,
+            RunOutcome::Completed(_) => RunStatus::Completed,
+            RunOutcome::Aborted(_) => RunStatus::Aborted,
+            RunOutcome::Failed(_) => RunStatus::Failed,
+            RunOutcome::Interrupted => RunStatus::Interrupted,
+        }
+    }
+
+    /// Whether the run is over.
+    pub fn is_terminal(&self) -> bool {
+        self.status().is_terminal()
+    }
+
+    /// What the run produced: the reply, or the partial text of an aborted or failed run.
+    pub fn text(&self) -> &str {
+        match self {
+            RunOutcome::Completed(c) => &c.text,
+            RunOutcome::Aborted(a) => &a.text,
+            RunOutcome::Failed(f) => f.text.as_deref().unwrap_or_default(),
+            RunOutcome::Queued | RunOutcome::Running | RunOutcome::Interrupted => "",
+        }
+    }
+
+    /// The outcome of a run record (status and stored result). A result that does not decode
+    /// (written by hand, or damaged) reads as its status with default facts, and is logged.
+    pub fn from_record(rec: &RunRecord) -> Self {
+        fn decode<T: serde::de::DeserializeOwned + Default>(run_id: &str, result: Option<&Value>) -> T {
+            match result.filter(|r| !r.is_null()).map(|r| T::deserialize(r)) {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    tracing::warn!(run = %run_id, error = %e, "stored run result does not decode; reading defaults");
+                    T::default()
+                }
+                None => T::default(),
+            }
+        }
+        let result = rec.result.as_ref();
+        match rec.status {
+            RunStatus::Queued => RunOutcome::Queued,
+            RunStatus::Running => RunOutcome::Running,
+            RunStatus::Completed => RunOutcome::Completed(decode(&rec.run_id, result)),
+            RunStatus::Aborted => RunOutcome::Aborted(decode(&rec.run_id, result)),
+            RunStatus::Failed => RunOutcome::Failed(decode(&rec.run_id, result)),
+            RunStatus::Interrupted => RunOutcome::Interrupted,
+        }
+    }
+
+    /// The result JSON stored with a terminal run (`None` for the others).
+    pub fn to_stored(&self) -> Option<Value> {
+        let value = match self {
+            RunOutcome::Completed(c) => serde_json::to_value(c),
+            RunOutcome::Aborted(a) => serde_json::to_value(a),
+            RunOutcome::Failed(f) => serde_json::to_value(f),
+            RunOutcome::Queued | RunOutcome::Running | RunOutcome::Interrupted => return None,
+        };
+        // Plain structs of strings and numbers: serialising cannot fail.
+        value.ok()
+    }
 }
 
 /// A run that is queued or executing in this process.
@@ -134,8 +343,8 @@ pub struct RunOutcome {
 struct Active {
     session_key: String,
     cancel: CancellationToken,
-    /// Why it was cancelled: "rpc" (chat.abort), "timeout", "shutdown".
-    reason: Mutex<Option<&'static str>>,
+    /// Why it was cancelled.
+    reason: Mutex<Option<AbortReason>>,
     done: watch::Sender<Option<RunOutcome>>,
 }
 
@@ -383,7 +592,7 @@ async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
 
 /// Cancel runs of a session (one run id, or all of them). Queued runs never start; the running
 /// one stops streaming and ends `aborted` with its partial text. Returns the run ids cancelled.
-pub async fn abort(gw: &Arc<Gateway>, session_key: &str, run_id: Option<&str>, reason: &'static str) -> Vec<String> {
+pub async fn abort(gw: &Arc<Gateway>, session_key: &str, run_id: Option<&str>, reason: AbortReason) -> Vec<String> {
     let targets: Vec<(String, Arc<Active>)> = {
         let map = gw.agents.active.lock().unwrap_or_else(|p| p.into_inner());
         map.iter()
@@ -402,15 +611,20 @@ pub async fn abort(gw: &Arc<Gateway>, session_key: &str, run_id: Option<&str>, r
         if let Ok(Some(rec)) = gw.store.get_run(id).await
             && rec.status == RunStatus::Queued
         {
-            let result =
-                json!({"text": "", "stopReason": "rpc", "reason": reason, "endedAt": now_ms(), "queued": true});
-            if gw.store.finish(id, RunStatus::Aborted, Some(&result), now_ms()).await.is_ok() {
+            let outcome = RunOutcome::Aborted(AbortedRun {
+                stop_reason: "rpc".into(),
+                reason,
+                ended_at: now_ms(),
+                queued: true,
+                ..AbortedRun::default()
+            });
+            if gw.store.finish(id, RunStatus::Aborted, outcome.to_stored().as_ref(), now_ms()).await.is_ok() {
                 let agent_id = rec.request.get("agentId").and_then(Value::as_str).unwrap_or("main").to_owned();
                 let payload = json!({"runId": id, "sessionKey": session_key, "agentId": agent_id, "seq": 1,
                                      "state": "aborted", "stopReason": "rpc"});
                 gw.agents.publish(id, "chat", &payload);
                 gw.broadcast_run_event("chat", session_key, &payload, false);
-                gw.agents.complete(id, RunOutcome { status: RunStatus::Aborted, result });
+                gw.agents.complete(id, outcome);
             }
         }
     }
@@ -436,16 +650,10 @@ pub async fn wait(gw: &Arc<Gateway>, run_id: &str, timeout: Duration) -> Result<
             return Ok(Some(o));
         }
         if waited.is_err() {
-            return Ok(Some(RunOutcome { status: RunStatus::Running, result: Value::Null }));
+            return Ok(Some(RunOutcome::Running));
         }
     }
-    match gw.store.get_run(run_id).await? {
-        Some(r) if r.status.is_terminal() => {
-            Ok(Some(RunOutcome { status: r.status, result: r.result.unwrap_or(Value::Null) }))
-        }
-        Some(r) => Ok(Some(RunOutcome { status: r.status, result: Value::Null })),
-        None => Ok(None),
-    }
+    Ok(gw.store.get_run(run_id).await?.map(|r| RunOutcome::from_record(&r)))
 }
 
 /// After a restart: runs a crash left "running" become "interrupted" (their partial reply was
@@ -468,7 +676,7 @@ pub fn cancel_all(gw: &Gateway) {
     if let Ok(map) = gw.agents.active.lock() {
         for a in map.values() {
             if let Ok(mut r) = a.reason.lock() {
-                r.get_or_insert("shutdown");
+                r.get_or_insert(AbortReason::Shutdown);
             }
             a.cancel.cancel();
         }

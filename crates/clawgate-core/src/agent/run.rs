@@ -13,10 +13,11 @@ use clawgate_llm::{
     ChatMessage, ChatRequest, LlmError, ModelRef, RetryPolicy, StopReason, StreamEvent, ToolCall, Usage,
     stream_with_retry,
 };
-use clawgate_store::{EntryStatus, RunRecord, RunStatus, RunStore, SessionStore, TranscriptRole, TranscriptStore};
+use clawgate_protocol::methods::agent::RunUsage;
+use clawgate_store::{EntryStatus, RunRecord, RunStore, SessionStore, TranscriptRole, TranscriptStore};
 
 use super::transcript::{self, assistant_message, estimate_tokens, user_message, with_meta};
-use super::{RunOutcome, RunRequest, tools};
+use super::{AbortReason, AbortedRun, CompletedRun, ErrorKind, FailedRun, RunOutcome, RunRequest, tools};
 use crate::gateway::Gateway;
 use crate::time::now_ms;
 
@@ -67,8 +68,8 @@ impl Emitter<'_> {
 
 enum Ending {
     Completed { text: String, stop: StopReason, usage: Option<Usage> },
-    Aborted { text: String, reason: &'static str },
-    Failed { text: String, error: String, kind: &'static str },
+    Aborted { text: String, reason: AbortReason },
+    Failed { text: String, error: String, kind: ErrorKind },
 }
 
 /// Execute a claimed run to its end.
@@ -124,7 +125,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
     em.agent("lifecycle", json!({"phase": "start", "startedAt": started_at}));
 
     let ending = if active.cancel.is_cancelled() {
-        let reason = active.reason.lock().ok().and_then(|r| *r).unwrap_or("rpc");
+        let reason = active.reason.lock().ok().and_then(|r| *r).unwrap_or_default();
         Ending::Aborted { text: String::new(), reason }
     } else {
         match ModelRef::parse(&model_str) {
@@ -133,7 +134,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
                 error: format!(
                     "invalid model \"{model_str}\": {e}; set agents.defaults.model.primary to \"<provider>/<model>\""
                 ),
-                kind: "unknown",
+                kind: ErrorKind::Unknown,
             },
             Ok(model) => {
                 let deadline = tokio::time::sleep(timeout);
@@ -143,7 +144,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
                 tokio::select! {
                     ending = &mut turn => ending,
                     _ = &mut deadline => {
-                        if let Ok(mut r) = active.reason.lock() { r.get_or_insert("timeout"); }
+                        if let Ok(mut r) = active.reason.lock() { r.get_or_insert(AbortReason::Timeout); }
                         active.cancel.cancel();
                         turn.await
                     }
@@ -157,43 +158,59 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
     let duration_ms = started.elapsed().as_millis() as u64;
     let ended_at = now_ms();
 
-    let (status, result) = match ending {
+    let outcome = match ending {
         Ending::Completed { text, stop, usage } => {
             let msg = with_meta(assistant_message(&text, ended_at), &api, &provider, &model, usage, stop.as_str());
             store_assistant(gw, &session.session_id, &req, &msg, EntryStatus::Final).await;
-            let result = json!({
-                "text": text, "stopReason": stop.as_str(), "provider": provider, "model": model, "durationMs": duration_ms,
-                "endedAt": ended_at, "sessionId": session.session_id, "usage": usage.map(transcript::usage_json),
+            let outcome = RunOutcome::Completed(CompletedRun {
+                text,
+                stop_reason: stop.as_str().to_owned(),
+                provider,
+                model,
+                duration_ms,
+                ended_at,
+                session_id: session.session_id.clone(),
+                usage: usage.map(run_usage),
             });
             // The run is recorded as finished before clients hear so: a repeat of its idempotency
             // key right after `final` must see "ok", not "in_flight".
-            record_finish(gw, &req.run_id, RunStatus::Completed, &result).await;
+            record_finish(gw, &req.run_id, &outcome).await;
             if let Some(u) = usage {
                 em.agent("usage", json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens}));
             }
+            let text = outcome.text();
             em.agent(
                 "lifecycle",
                 json!({"phase": "end", "stopReason": stop.as_str(), "aborted": false, "startedAt": started_at, "endedAt": ended_at,
                        "terminalReply": {"disposition": "visible", "text": text}}),
             );
-            em.chat("final", json!({"stopReason": stop.as_str(), "message": assistant_message(&text, ended_at)}));
-            (RunStatus::Completed, result)
+            em.chat("final", json!({"stopReason": stop.as_str(), "message": assistant_message(text, ended_at)}));
+            outcome
         }
         Ending::Aborted { text, reason } => {
             let msg = assistant_message(&text, ended_at);
             if !text.is_empty() {
                 store_assistant(gw, &session.session_id, &req, &msg, EntryStatus::Aborted).await;
             }
-            let stop = if reason == "timeout" { "timeout" } else { "rpc" };
-            let result = json!({"text": text, "stopReason": stop, "reason": reason, "provider": provider, "model": model,
-                                "durationMs": duration_ms, "endedAt": ended_at, "sessionId": session.session_id});
-            record_finish(gw, &req.run_id, RunStatus::Aborted, &result).await;
+            let stop = reason.stop_reason();
+            let outcome = RunOutcome::Aborted(AbortedRun {
+                text,
+                stop_reason: stop.to_owned(),
+                reason,
+                provider: Some(provider),
+                model: Some(model),
+                duration_ms: Some(duration_ms),
+                ended_at,
+                session_id: Some(session.session_id.clone()),
+                queued: false,
+            });
+            record_finish(gw, &req.run_id, &outcome).await;
             em.chat("aborted", json!({"stopReason": stop, "message": msg}));
             em.agent(
                 "lifecycle",
                 json!({"phase": "end", "status": "cancelled", "aborted": true, "stopReason": stop, "startedAt": started_at, "endedAt": ended_at}),
             );
-            (RunStatus::Aborted, result)
+            outcome
         }
         Ending::Failed { text, error, kind } => {
             if !text.is_empty() {
@@ -201,15 +218,23 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
                     .await;
             }
             tracing::warn!(run = %req.run_id, session = %req.session_key, error = %error, "run failed");
-            let result = json!({"error": error, "errorKind": kind, "text": text, "provider": provider, "model": model,
-                                "durationMs": duration_ms, "endedAt": ended_at, "sessionId": session.session_id});
-            record_finish(gw, &req.run_id, RunStatus::Failed, &result).await;
-            em.chat("error", json!({"errorMessage": error, "errorKind": kind}));
+            let outcome = RunOutcome::Failed(FailedRun {
+                error: error.clone(),
+                error_kind: kind,
+                text: Some(text),
+                provider: Some(provider),
+                model: Some(model),
+                duration_ms: Some(duration_ms),
+                ended_at: Some(ended_at),
+                session_id: Some(session.session_id.clone()),
+            });
+            record_finish(gw, &req.run_id, &outcome).await;
+            em.chat("error", json!({"errorMessage": error, "errorKind": kind.as_str()}));
             em.agent(
                 "lifecycle",
                 json!({"phase": "error", "error": error, "startedAt": started_at, "endedAt": ended_at}),
             );
-            (RunStatus::Failed, result)
+            outcome
         }
     };
     let max = agents.max_transcript_entries;
@@ -220,7 +245,18 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
         }
     }
     gw.broadcast_session_changed(&req.session_key, "run-finished");
-    gw.agents.complete(&req.run_id, RunOutcome { status, result });
+    gw.agents.complete(&req.run_id, outcome);
+}
+
+/// A provider's token counts as a run result reports them.
+fn run_usage(u: Usage) -> RunUsage {
+    RunUsage {
+        input: u.input_tokens,
+        output: u.output_tokens,
+        cache_read: u.cache_read_tokens,
+        cache_write: u.cache_write_tokens,
+        total_tokens: u.input_tokens + u.output_tokens,
+    }
 }
 
 fn add_usage(total: &mut Option<Usage>, u: Usage) {
@@ -249,9 +285,12 @@ async fn existing_or_new_session(
 /// session's lane never claims past a running run — the session was wedged until a restart
 /// (recovery marks such runs interrupted). The lane now holds the session until the end is
 /// durable, and it continues by itself once space returns.
-async fn record_finish(gw: &Arc<Gateway>, run_id: &str, status: RunStatus, result: &Value) {
+async fn record_finish(gw: &Arc<Gateway>, run_id: &str, outcome: &RunOutcome) {
+    let status = outcome.status();
+    let result = outcome.to_stored();
+    let result = result.as_ref();
     let stored = until_stored(gw, run_id, "the end of a run", move || async move {
-        match gw.store.finish(run_id, status, Some(result), now_ms()).await {
+        match gw.store.finish(run_id, status, result, now_ms()).await {
             // Already terminal (e.g. an abort of the queued run won the race): nothing to do.
             Err(clawgate_store::StoreError::Conflict(_)) => Ok(()),
             other => other.map(drop),
@@ -314,11 +353,11 @@ where
 }
 
 async fn finish_failed(gw: &Arc<Gateway>, em: &Emitter<'_>, req: &RunRequest, started_at: i64, error: &str) {
-    let result = json!({"error": error, "errorKind": "unknown"});
-    record_finish(gw, &req.run_id, RunStatus::Failed, &result).await;
-    em.chat("error", json!({"errorMessage": error, "errorKind": "unknown"}));
+    let outcome = RunOutcome::Failed(FailedRun { error: error.to_owned(), ..FailedRun::default() });
+    record_finish(gw, &req.run_id, &outcome).await;
+    em.chat("error", json!({"errorMessage": error, "errorKind": ErrorKind::Unknown.as_str()}));
     em.agent("lifecycle", json!({"phase": "error", "error": error, "startedAt": started_at, "endedAt": now_ms()}));
-    gw.agents.complete(&req.run_id, RunOutcome { status: RunStatus::Failed, result });
+    gw.agents.complete(&req.run_id, outcome);
 }
 
 /// The history sent to the model: the newest transcript entries that fit the token budget,
@@ -383,17 +422,17 @@ async fn context(
     Ok(out)
 }
 
-/// Why a run was cancelled ("rpc" when nobody said).
-fn cancel_reason(gw: &Arc<Gateway>, run_id: &str) -> &'static str {
-    gw.agents.lookup(run_id).and_then(|a| a.reason.lock().ok().and_then(|r| *r)).unwrap_or("rpc")
+/// Why a run was cancelled ([`AbortReason::Rpc`] when nobody said).
+fn cancel_reason(gw: &Arc<Gateway>, run_id: &str) -> AbortReason {
+    gw.agents.lookup(run_id).and_then(|a| a.reason.lock().ok().and_then(|r| *r)).unwrap_or_default()
 }
 
-fn classify(e: &LlmError) -> &'static str {
+fn classify(e: &LlmError) -> ErrorKind {
     match e {
-        LlmError::RateLimited { .. } => "rate_limit",
-        LlmError::ContextOverflow { .. } => "context_length",
-        LlmError::Timeout { .. } => "timeout",
-        _ => "unknown",
+        LlmError::RateLimited { .. } => ErrorKind::RateLimit,
+        LlmError::ContextOverflow { .. } => ErrorKind::ContextLength,
+        LlmError::Timeout { .. } => ErrorKind::Timeout,
+        _ => ErrorKind::Unknown,
     }
 }
 
@@ -420,7 +459,7 @@ async fn turn(
                 known.join(", "),
                 model.provider
             ),
-            kind: "unknown",
+            kind: ErrorKind::Unknown,
         };
     };
     let budget = registry
@@ -434,7 +473,7 @@ async fn turn(
             return Ending::Failed {
                 text: String::new(),
                 error: format!("cannot read the transcript: {e}"),
-                kind: "unknown",
+                kind: ErrorKind::Unknown,
             };
         }
     };

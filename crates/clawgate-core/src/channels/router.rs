@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 
 use clawgate_channels::fault::crash_point;
 use clawgate_channels::{AccountKey, ChatKind, InboundMessage, OutboundMessage, Verdict, chunk_text, gate};
-use clawgate_store::{ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatus, NewOutbound, RunKind, RunStatus};
+use clawgate_store::{ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatus, NewOutbound, RunKind};
 
 use super::AccountRuntime;
 use super::ingress::inbound_of;
-use crate::agent::{self, RunRequest, Submitted};
+use crate::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted};
 use crate::gateway::Gateway;
 use crate::time::now_ms;
 
@@ -192,7 +192,7 @@ async fn follow_run(
             }
             let wait = if caps.typing { caps.typing_interval } else { Duration::from_secs(30) };
             match agent::wait(gw, &run_id, wait).await {
-                Ok(Some(o)) if o.status.is_terminal() => break Some(o),
+                Ok(Some(o)) if o.is_terminal() => break Some(o),
                 Ok(Some(_)) => {}
                 Ok(None) => break None,
                 Err(e) => return Err(e.to_string()),
@@ -202,13 +202,13 @@ async fn follow_run(
             }
         };
         let text = match outcome {
-            Some(o) if o.status == RunStatus::Completed => {
-                let t = o.result.get("text").and_then(Value::as_str).unwrap_or_default().trim().to_owned();
+            Some(RunOutcome::Completed(c)) => {
+                let t = c.text.trim().to_owned();
                 if t.is_empty() { "(the assistant gave an empty reply)".to_owned() } else { t }
             }
-            Some(o) if o.status == RunStatus::Aborted => {
-                let partial = o.result.get("text").and_then(Value::as_str).unwrap_or_default().trim().to_owned();
-                if o.result.get("reason").and_then(Value::as_str) == Some("timeout") {
+            Some(RunOutcome::Aborted(a)) => {
+                let partial = a.text.trim().to_owned();
+                if a.reason == AbortReason::Timeout {
                     format!("{partial}\n\n(The reply took too long and was cut off.)").trim().to_owned()
                 } else if partial.is_empty() {
                     // Stopped on purpose (/stop, chat.abort): nothing to say.
@@ -218,7 +218,7 @@ async fn follow_run(
                     partial
                 }
             }
-            Some(o) if o.status == RunStatus::Interrupted || o.status == RunStatus::Queued => {
+            Some(RunOutcome::Interrupted | RunOutcome::Queued) => {
                 // The gateway died mid-turn: run it again once.
                 if attempt >= 1 {
                     "Sorry — the gateway restarted twice while answering this. Please send it again.".to_owned()
@@ -235,7 +235,10 @@ async fn follow_run(
                 }
             }
             Some(o) => {
-                let err = o.result.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+                let err = match &o {
+                    RunOutcome::Failed(f) if !f.error.is_empty() => f.error.as_str(),
+                    _ => "unknown error",
+                };
                 format!("Sorry, I could not answer that: {err}")
             }
             None => {

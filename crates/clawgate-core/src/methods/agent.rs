@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use clawgate_protocol::frames::ResponseFrame;
-use clawgate_store::{RunKind, RunStatus};
+use clawgate_protocol::methods::agent::*;
+use clawgate_store::RunKind;
 
-use crate::agent::{self, RunOutcome, RunRequest, Submitted};
+use crate::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::gateway::Gateway;
@@ -18,78 +19,80 @@ use crate::time::now_ms;
 /// How long `agent` waits for the end of a run it accepted, beyond the run's own timeout.
 const AGENT_FINAL_GRACE: Duration = Duration::from_secs(30);
 
-fn final_payload(run_id: &str, outcome: &RunOutcome) -> Result<Value, CoreError> {
-    let r = &outcome.result;
-    let text = r.get("text").and_then(Value::as_str).unwrap_or("");
-    match outcome.status {
-        RunStatus::Completed => Ok(json!({
-            "runId": run_id,
-            "status": "ok",
-            "summary": "completed",
-            "result": {
-                "payloads": [{"text": text, "mediaUrl": null}],
-                "meta": {
-                    "durationMs": r.get("durationMs"),
-                    "agentMeta": {"sessionId": r.get("sessionId"), "provider": r.get("provider"), "model": r.get("model"), "usage": r.get("usage")},
+/// The final response of a terminal run; a failed one is an error response.
+fn final_result(run_id: &str, outcome: RunOutcome) -> Result<AgentResult, CoreError> {
+    match outcome {
+        RunOutcome::Completed(c) => Ok(AgentResult::Ok {
+            run_id: run_id.to_owned(),
+            summary: AgentSummary::Completed,
+            result: AgentRunResult {
+                payloads: vec![AgentPayload { text: c.text, media_url: None }],
+                meta: AgentRunMeta {
+                    duration_ms: c.duration_ms,
+                    agent_meta: AgentMeta {
+                        session_id: c.session_id,
+                        provider: c.provider,
+                        model: c.model,
+                        usage: c.usage,
+                    },
                 },
             },
-        })),
-        RunStatus::Aborted => Ok(json!({
-            "runId": run_id, "status": "timeout", "summary": "aborted",
-            "stopReason": r.get("stopReason"), "timeoutPhase": if r.get("reason").and_then(Value::as_str) == Some("timeout") { "run" } else { "aborted" },
-            "providerStarted": !text.is_empty(),
-        })),
-        RunStatus::Interrupted => {
+        }),
+        RunOutcome::Aborted(a) => Ok(AgentResult::Timeout {
+            run_id: run_id.to_owned(),
+            summary: AgentSummary::Aborted,
+            stop_reason: a.stop_reason,
+            timeout_phase: if a.reason == AbortReason::Timeout { TimeoutPhase::Run } else { TimeoutPhase::Aborted },
+            provider_started: !a.text.is_empty(),
+        }),
+        RunOutcome::Interrupted => {
             Err(CoreError::Unavailable("the run was interrupted by a gateway restart; send it again".into()))
         }
-        _ => Err(CoreError::Unavailable(
-            r.get("error").and_then(Value::as_str).unwrap_or("the agent run failed").to_owned(),
-        )),
+        RunOutcome::Failed(f) if !f.error.is_empty() => Err(CoreError::Unavailable(f.error)),
+        RunOutcome::Failed(_) => Err(CoreError::Unavailable("the agent run failed".into())),
+        RunOutcome::Queued | RunOutcome::Running => Err(CoreError::Unavailable("the agent run failed".into())),
     }
 }
 
 /// `agent {message, idempotencyKey, agentId?, sessionKey?, timeout? (s), extraSystemPrompt?}`:
 /// first `res` `{runId, sessionKey, agentId, status:"accepted", acceptedAt}`, then (same id) the
 /// final result. `runId` = the idempotency key; a repeated key replays the stored result.
-pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Result<Value, CoreError> {
-    let message = params.get("message").and_then(Value::as_str).filter(|m| !m.is_empty());
-    let Some(message) = message else {
-        return Err(CoreError::invalid("invalid agent params: must have required property 'message'"));
-    };
-    let Some(run_id) = params.get("idempotencyKey").and_then(Value::as_str).filter(|k| !k.is_empty()) else {
-        return Err(CoreError::invalid("invalid agent params: must have required property 'idempotencyKey'"));
-    };
-    let agent_param = params.get("agentId").and_then(Value::as_str);
-    let key_param = params.get("sessionKey").and_then(Value::as_str).filter(|k| !k.is_empty()).unwrap_or("main");
-    let (session_key, agent_id) = resolve_session_key(gw, key_param, agent_param)?;
-    let timeout = params.get("timeout").and_then(Value::as_u64).filter(|t| *t > 0).map(Duration::from_secs);
+pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, p: AgentParams) -> Result<AgentResult, CoreError> {
+    let run_id = p.idempotency_key;
+    let key_param = p.session_key.as_deref().unwrap_or("main");
+    let (session_key, agent_id) = resolve_session_key(gw, key_param, p.agent_id.as_deref())?;
+    let timeout = p.timeout.map(Duration::from_secs);
     let req = RunRequest {
-        run_id: run_id.to_owned(),
+        run_id: run_id.clone(),
         session_key: session_key.clone(),
         agent_id: agent_id.clone(),
-        message: message.to_owned(),
+        message: p.message,
         kind: RunKind::Agent,
         timeout,
-        extra_system: params.get("extraSystemPrompt").and_then(Value::as_str).map(str::to_owned),
+        extra_system: p.extra_system_prompt,
         client: Some(json!({"id": ctx.client.client.0, "mode": ctx.client.client.1})),
     };
     let submitted = agent::submit(gw, req).await;
     // Enqueued (or refused): the connection's next ordered request may go while this one waits.
     ctx.end_turn();
     match submitted? {
-        Submitted::Done(rec) => {
-            let outcome = RunOutcome { status: rec.status, result: rec.result.unwrap_or(Value::Null) };
-            return final_payload(run_id, &outcome);
-        }
+        Submitted::Done(rec) => return final_result(&run_id, RunOutcome::from_record(&rec)),
         Submitted::Started | Submitted::InFlight => {}
     }
-    let accepted = json!({"runId": run_id, "sessionKey": session_key, "agentId": agent_id, "status": "accepted", "acceptedAt": now_ms()});
+    let accepted = AgentAccepted {
+        run_id: run_id.clone(),
+        session_key,
+        agent_id,
+        status: AcceptedStatus::Accepted,
+        accepted_at: now_ms(),
+    };
+    let accepted = serde_json::to_value(accepted).map_err(CoreError::internal)?;
     let _ = ctx.client.send(ResponseFrame::ok(ctx.request_id.clone(), accepted).to_text());
     let limit = timeout.unwrap_or(Duration::from_secs(gw.agents.agents().timeout_secs)) + AGENT_FINAL_GRACE;
     // A queued run may wait for earlier ones in its lane; keep waiting while it is alive.
     loop {
-        match agent::wait(gw, run_id, limit).await? {
-            Some(o) if o.status.is_terminal() => return final_payload(run_id, &o),
+        match agent::wait(gw, &run_id, limit).await? {
+            Some(o) if o.is_terminal() => return final_result(&run_id, o),
             Some(_) if !gw.shutdown_token().is_cancelled() => continue,
             _ => return Err(CoreError::Unavailable("the gateway is stopping; the run did not finish".into())),
         }
@@ -97,36 +100,35 @@ pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, params: Value) -> Resul
 }
 
 /// `agent.wait {runId, timeoutMs?}` → `{runId, status: "ok"|"error"|"timeout"|"pending", …}`.
-pub async fn agent_wait(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let Some(run_id) = params.get("runId").and_then(Value::as_str).filter(|r| !r.is_empty()) else {
-        return Err(CoreError::invalid("invalid agent.wait params: must have required property 'runId'"));
-    };
-    let timeout = Duration::from_millis(params.get("timeoutMs").and_then(Value::as_u64).unwrap_or(30_000).min(600_000));
-    let Some(o) = agent::wait(gw, run_id, timeout).await? else {
+pub async fn agent_wait(gw: &Arc<Gateway>, p: AgentWaitParams) -> Result<AgentWaitResult, CoreError> {
+    let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000).min(600_000));
+    let Some(o) = agent::wait(gw, &p.run_id, timeout).await? else {
         return Err(CoreError::invalid("agent run was not found"));
     };
-    let r = &o.result;
-    Ok(match o.status {
-        RunStatus::Completed => json!({
-            "runId": run_id, "status": "ok", "endedAt": r.get("endedAt"), "stopReason": r.get("stopReason"),
-            "terminalReply": {"disposition": "visible", "text": r.get("text")},
-        }),
-        RunStatus::Aborted => {
-            json!({"runId": run_id, "status": "timeout", "endedAt": r.get("endedAt"), "stopReason": r.get("stopReason")})
-        }
-        RunStatus::Failed | RunStatus::Interrupted => {
-            json!({"runId": run_id, "status": "error", "endedAt": r.get("endedAt"), "error": r.get("error")})
-        }
-        RunStatus::Queued | RunStatus::Running => json!({"runId": run_id, "status": "pending"}),
+    let run_id = p.run_id;
+    Ok(match o {
+        RunOutcome::Completed(c) => AgentWaitResult::Ok {
+            run_id,
+            ended_at: c.ended_at,
+            stop_reason: c.stop_reason,
+            terminal_reply: TerminalReply { disposition: Disposition::Visible, text: c.text },
+        },
+        RunOutcome::Aborted(a) => AgentWaitResult::Timeout { run_id, ended_at: a.ended_at, stop_reason: a.stop_reason },
+        RunOutcome::Failed(f) => AgentWaitResult::Error { run_id, ended_at: f.ended_at, error: Some(f.error) },
+        RunOutcome::Interrupted => AgentWaitResult::Error { run_id, ended_at: None, error: None },
+        RunOutcome::Queued | RunOutcome::Running => AgentWaitResult::Pending { run_id },
     })
 }
 
 /// `agent.identity.get {agentId?, sessionKey?}` → `{agentId, name, nameSource}`.
-pub async fn agent_identity_get(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
+pub async fn agent_identity_get(
+    gw: &Arc<Gateway>,
+    p: AgentIdentityGetParams,
+) -> Result<AgentIdentityGetResult, CoreError> {
     let agents = gw.agents.agents();
-    let id = match (params.get("agentId").and_then(Value::as_str), params.get("sessionKey").and_then(Value::as_str)) {
-        (Some(id), _) => id.to_owned(),
-        (None, Some(key)) => resolve_session_key(gw, key, None)?.1,
+    let id = match (p.agent_id, p.session_key) {
+        (Some(id), _) => id,
+        (None, Some(key)) => resolve_session_key(gw, &key, None)?.1,
         (None, None) => agents.default_id.clone(),
     };
     let Some(a) = agents.get(&id) else {
@@ -136,26 +138,30 @@ pub async fn agent_identity_get(gw: &Arc<Gateway>, params: Value) -> Result<Valu
         });
     };
     Ok(match &a.name {
-        Some(n) => json!({"agentId": a.id, "name": n, "nameSource": "config"}),
-        None => json!({"agentId": a.id, "name": a.id, "nameSource": "default"}),
+        Some(n) => AgentIdentityGetResult { agent_id: a.id.clone(), name: n.clone(), name_source: NameSource::Config },
+        None => AgentIdentityGetResult { agent_id: a.id.clone(), name: a.id.clone(), name_source: NameSource::Default },
     })
 }
 
 /// `agents.list` → `{defaultId, mainKey, scope, agents:[{id, name?, model:{primary}}]}`.
-pub async fn agents_list(gw: &Arc<Gateway>) -> Result<Value, CoreError> {
+pub async fn agents_list(gw: &Arc<Gateway>, _: AgentsListParams) -> Result<AgentsListResult, CoreError> {
     let agents = gw.agents.agents();
-    let list: Vec<Value> = agents
+    let list = agents
         .agents
         .iter()
-        .map(|a| {
-            let mut v = json!({"id": a.id, "kind": "agent", "model": {"primary": agents.model_for(a)}});
-            if let Some(n) = &a.name {
-                v["name"] = json!(n);
-            }
-            v
+        .map(|a| AgentEntry {
+            id: a.id.clone(),
+            kind: AgentKind::Agent,
+            name: a.name.clone(),
+            model: AgentModel { primary: agents.model_for(a) },
         })
         .collect();
-    Ok(
-        json!({"defaultId": agents.default_id, "ownership": "sole", "selectionRequired": false, "mainKey": "main", "scope": "per-sender", "agents": list}),
-    )
+    Ok(AgentsListResult {
+        default_id: agents.default_id.clone(),
+        ownership: AgentOwnership::Sole,
+        selection_required: false,
+        main_key: "main".into(),
+        scope: SessionScope::PerSender,
+        agents: list,
+    })
 }

@@ -3,8 +3,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
+
+use clawgate_protocol::methods::chat::*;
+use clawgate_protocol::methods::sessions::{SessionInfo, UnsavedSession};
 
 use clawgate_store::{
     EntryStatus, JobRecord, JobStore, RunKind, RunStore, SessionStore, TranscriptEntry, TranscriptRole, TranscriptStore,
@@ -13,7 +15,7 @@ use clawgate_store::{
 use crate::agent::{self, RunRequest, Submitted, transcript};
 use crate::comfy::CommandCaller;
 use crate::dispatch::CallContext;
-use crate::error::{CoreError, parse_params};
+use crate::error::CoreError;
 use crate::gateway::Gateway;
 use crate::time::now_ms;
 
@@ -44,31 +46,28 @@ fn client_tag(ctx: &CallContext) -> Option<Value> {
 /// idempotency key starts nothing: `in_flight` while running, `ok` after. A ComfyUI command is
 /// answered by the gateway instead (`{runId, status:"ok"}` after its `chat` `final`), unless
 /// `suppressCommandInterpretation` is set.
-pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, mut params: Value) -> Result<Value, CoreError> {
-    if params.get("sessionKey").and_then(Value::as_str).is_none() {
+pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, p: ChatSendParams) -> Result<ChatSendResult, CoreError> {
+    let Some(key) = p.session_key else {
         return Err(CoreError::InvalidRequest {
             message: "session mutation target is unavailable".into(),
             details: Some(json!({"code": "SESSION_MUTATION_TARGET_REQUIRED", "method": "chat.send"})),
         });
-    }
-    // The message is moved out of the params (it may be 25 MiB), never copied.
-    let message = match params.get_mut("message").map(Value::take) {
-        Some(Value::String(m)) => m,
-        _ => return Err(CoreError::invalid("invalid chat.send params: must have required property 'message'")),
     };
-    let key = params.get("sessionKey").and_then(Value::as_str).unwrap_or_default();
-    let Some(run_id) = params.get("idempotencyKey").and_then(Value::as_str).filter(|k| !k.is_empty()) else {
+    // The message was moved out of the request (it may be 25 MiB), never copied.
+    let Some(message) = p.message else {
+        return Err(CoreError::invalid("invalid chat.send params: must have required property 'message'"));
+    };
+    let Some(run_id) = p.idempotency_key.filter(|k| !k.is_empty()) else {
         return Err(CoreError::invalid("invalid chat.send params: must have required property 'idempotencyKey'"));
     };
-    let (session_key, agent_id) = resolve_session_key(gw, key, params.get("agentId").and_then(Value::as_str))?;
-    let interpret = params.get("suppressCommandInterpretation").and_then(Value::as_bool) != Some(true);
-    if interpret && let Some(status) = comfy_command(gw, ctx, run_id, &session_key, &agent_id, &message).await? {
-        return Ok(json!({"runId": run_id, "status": status}));
+    let (session_key, agent_id) = resolve_session_key(gw, &key, p.agent_id.as_deref())?;
+    let interpret = p.suppress_command_interpretation != Some(true);
+    if interpret && let Some(status) = comfy_command(gw, ctx, &run_id, &session_key, &agent_id, &message).await? {
+        return Ok(ChatSendResult { run_id, status });
     }
-    let timeout =
-        params.get("timeoutMs").and_then(Value::as_u64).filter(|t| *t > 0).map(std::time::Duration::from_millis);
+    let timeout = p.timeout_ms.filter(|t| *t > 0).map(std::time::Duration::from_millis);
     let req = RunRequest {
-        run_id: run_id.to_owned(),
+        run_id: run_id.clone(),
         session_key,
         agent_id,
         message,
@@ -78,11 +77,11 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, mut params: Value) 
         client: client_tag(ctx),
     };
     let status = match agent::submit(gw, req).await? {
-        Submitted::Started => "started",
-        Submitted::InFlight => "in_flight",
-        Submitted::Done(_) => "ok",
+        Submitted::Started => ChatSendStatus::Started,
+        Submitted::InFlight => ChatSendStatus::InFlight,
+        Submitted::Done(_) => ChatSendStatus::Ok,
     };
-    Ok(json!({"runId": run_id, "status": status}))
+    Ok(ChatSendResult { run_id, status })
 }
 
 /// Run ids of ComfyUI commands being answered by this process: a repeat of one is `in_flight`.
@@ -119,7 +118,7 @@ async fn comfy_command(
     session_key: &str,
     agent_id: &str,
     message: &str,
-) -> Result<Option<&'static str>, CoreError> {
+) -> Result<Option<ChatSendStatus>, CoreError> {
     if !gw.comfy.enabled() || clawgate_comfy::command::parse(message).is_none() {
         return Ok(None);
     }
@@ -127,7 +126,7 @@ async fn comfy_command(
     if gw.agents.agents().get(agent_id).is_none() || gw.store.get_run(run_id).await?.is_some() {
         return Ok(None);
     }
-    let Some(_claim) = InFlight::claim(run_id) else { return Ok(Some("in_flight")) };
+    let Some(_claim) = InFlight::claim(run_id) else { return Ok(Some(ChatSendStatus::InFlight)) };
     let earlier = gw.store.find_by_run(run_id).await?;
     let session = gw.store.ensure_session(session_key, agent_id, now_ms()).await?;
     if let Some(e) = earlier.first() {
@@ -136,7 +135,7 @@ async fn comfy_command(
                 "idempotencyKey \"{run_id}\" was already used for another session; use a fresh key for each message"
             )));
         }
-        return Ok(Some("ok"));
+        return Ok(Some(ChatSendStatus::Ok));
     }
     // chat.send needs operator write access (or its sessions.write twin), and such a client
     // already controls the gateway (sessions, config, the ComfyUI queue through comfy.*): it
@@ -163,7 +162,7 @@ async fn comfy_command(
     msg["__openclaw"] = json!({"source": "comfy"});
     let entry = append_reply(gw, &session.session_id, run_id, &msg).await?;
     announce_reply(gw, session_key, agent_id, run_id, &entry);
-    Ok(Some("ok"))
+    Ok(Some(ChatSendStatus::Ok))
 }
 
 /// Append an assistant message no model wrote (a command's reply, a job's result) under `run_id`.
@@ -219,23 +218,9 @@ async fn refresh_media_links(gw: &Gateway, messages: &mut [Value]) {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct HistoryParams {
-    session_key: String,
-    #[serde(default)]
-    agent_id: Option<String>,
-    #[serde(default)]
-    limit: Option<usize>,
-    /// Return entries before this transcript seq (paging backwards).
-    #[serde(default)]
-    pending_before: Option<i64>,
-}
-
 /// `chat.history {sessionKey, limit? (1..1000)}` → the last messages, oldest first. Reads one
 /// window of the transcript by index; never the whole transcript.
-pub async fn chat_history(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let p: HistoryParams = parse_params("chat.history", params)?;
+pub async fn chat_history(gw: &Arc<Gateway>, p: ChatHistoryParams) -> Result<ChatHistoryResult, CoreError> {
     let limit = p.limit.unwrap_or(200);
     if !(1..=1000).contains(&limit) {
         return Err(CoreError::invalid("invalid chat.history params: limit must be between 1 and 1000"));
@@ -243,14 +228,33 @@ pub async fn chat_history(gw: &Arc<Gateway>, params: Value) -> Result<Value, Cor
     let (key, agent_id) = resolve_session_key(gw, &p.session_key, p.agent_id.as_deref())?;
     let agents = gw.agents.agents();
     let model = agents.get(&agent_id).map(|a| agents.model_for(a)).unwrap_or_default();
-    let (provider, model_id) = model.split_once('/').map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap_or_default();
-    let defaults = json!({"modelProvider": provider, "model": model_id});
+    let defaults = model
+        .split_once('/')
+        .map(|(provider, model)| HistoryDefaults { model_provider: provider.to_owned(), model: model.to_owned() })
+        .unwrap_or_default();
     let Some(session) = gw.store.get_session(&key).await? else {
-        return Ok(json!({
-            "sessionKey": key, "messages": [], "pendingInputs": {"items": [], "total": 0}, "hasMore": false,
-            "totalMessages": 0, "defaults": defaults,
-            "sessionInfo": {"key": key, "agentId": agent_id, "archived": false, "pinned": false, "updatedAt": null},
-        }));
+        let session_info = SessionInfo::Unsaved(UnsavedSession {
+            key: key.clone(),
+            agent_id,
+            kind: None,
+            message_count: None,
+            archived: false,
+            pinned: false,
+            unread: None,
+            updated_at: None,
+        });
+        return Ok(ChatHistoryResult {
+            session_key: key,
+            session_id: None,
+            messages: Vec::new(),
+            pending_inputs: PendingInputs::none(),
+            has_more: false,
+            total_messages: 0,
+            defaults,
+            session_info,
+            next_before: None,
+            in_flight_run: None,
+        });
     };
     let rows = gw.store.tail(&session.session_id, limit, p.pending_before).await?;
     let total = session.message_count;
@@ -259,65 +263,34 @@ pub async fn chat_history(gw: &Arc<Gateway>, params: Value) -> Result<Value, Cor
     let in_flight = gw.agents.active_runs(&key);
     let mut messages: Vec<Value> = rows.iter().map(transcript::history_message).collect();
     refresh_media_links(gw, &mut messages).await;
-    let mut out = json!({
-        "sessionKey": key,
-        "sessionId": session.session_id,
-        "messages": messages,
-        "pendingInputs": {"items": [], "total": 0},
-        "hasMore": has_more,
-        "totalMessages": total,
-        "defaults": defaults,
-        "sessionInfo": super::sessions::session_info(&session),
-    });
-    if has_more && let Some(s) = first_seq {
-        out["nextBefore"] = json!(s);
-    }
-    if let Some(run) = in_flight.first() {
-        out["inFlightRun"] = json!({"runId": run});
-    }
-    Ok(out)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AbortParams {
-    session_key: String,
-    #[serde(default)]
-    agent_id: Option<String>,
-    #[serde(default)]
-    run_id: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    preserve_side_runs: Option<bool>,
+    Ok(ChatHistoryResult {
+        session_key: key,
+        session_id: Some(session.session_id.clone()),
+        messages,
+        pending_inputs: PendingInputs::none(),
+        has_more,
+        total_messages: total,
+        defaults,
+        session_info: SessionInfo::Stored(Box::new(super::sessions::session_entry(&session))),
+        next_before: first_seq.filter(|_| has_more),
+        in_flight_run: in_flight.into_iter().next().map(|run_id| InFlightRun { run_id }),
+    })
 }
 
 /// `chat.abort {sessionKey, runId?}` → `{ok, aborted, runIds}`; the run ends with a `chat`
 /// `aborted` event carrying the partial text.
-pub async fn chat_abort(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let p: AbortParams = parse_params("chat.abort", params)?;
+pub async fn chat_abort(gw: &Arc<Gateway>, p: ChatAbortParams) -> Result<ChatAbortResult, CoreError> {
     let (key, _) = resolve_session_key(gw, &p.session_key, p.agent_id.as_deref())?;
-    let run_ids = agent::abort(gw, &key, p.run_id.as_deref(), "rpc").await;
+    let run_ids = agent::abort(gw, &key, p.run_id.as_deref(), agent::AbortReason::Rpc).await;
     for id in &run_ids {
         let _ = agent::wait(gw, id, std::time::Duration::from_secs(5)).await;
     }
-    Ok(json!({"ok": true, "aborted": !run_ids.is_empty(), "runIds": run_ids}))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct InjectParams {
-    session_key: String,
-    #[serde(default)]
-    agent_id: Option<String>,
-    message: String,
-    #[serde(default)]
-    label: Option<String>,
+    Ok(ChatAbortResult { ok: true, aborted: !run_ids.is_empty(), run_ids })
 }
 
 /// `chat.inject {sessionKey, message, label?}` → appends an assistant message without running
 /// the model; `chat` final with `runId: "inject-<messageId>"`.
-pub async fn chat_inject(gw: &Arc<Gateway>, params: Value) -> Result<Value, CoreError> {
-    let p: InjectParams = parse_params("chat.inject", params)?;
+pub async fn chat_inject(gw: &Arc<Gateway>, p: ChatInjectParams) -> Result<ChatInjectResult, CoreError> {
     if p.message.is_empty() {
         return Err(CoreError::invalid("invalid chat.inject params: message must not be empty"));
     }
@@ -341,5 +314,5 @@ pub async fn chat_inject(gw: &Arc<Gateway>, params: Value) -> Result<Value, Core
         &json!({"runId": run_id, "sessionKey": key, "agentId": agent_id, "seq": 1, "state": "final", "message": msg}),
         false,
     );
-    Ok(json!({"ok": true, "messageId": message_id}))
+    Ok(ChatInjectResult { ok: true, message_id })
 }

@@ -38,7 +38,7 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Checked<T> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct PluginApprovalListParams {
     /// Which approvals.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub status: Option<String>,
 }
 
@@ -59,10 +59,10 @@ pub enum PluginApprovalSeverity {
 #[serde(rename_all = "camelCase")]
 pub struct PluginApprovalRequestParams {
     /// At most 80 characters (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub title: Option<String>,
     /// At most 512 characters (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub description: Option<String>,
     /// `info`, `warning` or `critical` (`null`: none).
     #[serde(default)]
@@ -71,7 +71,7 @@ pub struct PluginApprovalRequestParams {
     #[serde(default)]
     pub timeout_ms: Checked<u64>,
     /// Answer `{status:"accepted", …}` at once, then the decision.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub two_phase: Option<bool>,
     /// The request's other fields (`pluginId`, `detail`, `toolName`, `allowedDecisions`,
     /// `scope`, `turnSource*`, …), stored and shown to operators as sent: an open object on
@@ -85,7 +85,7 @@ pub struct PluginApprovalRequestParams {
 #[serde(rename_all = "camelCase")]
 pub struct PluginApprovalWaitDecisionParams {
     /// The approval (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub id: Option<String>,
     /// How long to wait (default and at most 600 000 ms).
     #[serde(default)]
@@ -97,13 +97,13 @@ pub struct PluginApprovalWaitDecisionParams {
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalReviewer {
     /// The channel (`?` when missing).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub channel: Option<String>,
     /// The account (`?` when missing).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub account_id: Option<String>,
     /// The sender (`?` when missing).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub sender_id: Option<String>,
 }
 
@@ -113,16 +113,16 @@ pub struct ApprovalReviewer {
 #[serde(rename_all = "camelCase")]
 pub struct PluginApprovalResolveParams {
     /// The approval (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub id: Option<String>,
     /// `allow-once` or `deny` (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub decision: Option<String>,
     /// Who decided, when not the caller (any value that is not an object names nobody: `?:?:?`).
     #[serde(default, deserialize_with = "reviewer")]
     pub reviewer: Option<ApprovalReviewer>,
     /// Why (kept with the decision).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub reason: Option<String>,
 }
 

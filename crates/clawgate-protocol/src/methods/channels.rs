@@ -8,20 +8,20 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{lenient, lenient_id};
+use super::lenient;
 
 /// `channels.status {probe?, timeoutMs?, channel?}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelsStatusParams {
     /// Probe the platforms first (clawgate's status is always live; accepted and ignored).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub probe: Option<bool>,
     /// The probe's bound (ignored, as `probe`).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub timeout_ms: Option<u64>,
     /// Only this channel.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub channel: Option<String>,
 }
 
@@ -38,10 +38,10 @@ pub struct ChannelsStatusResult(pub Map<String, Value>);
 #[serde(rename_all = "camelCase")]
 pub struct ChannelsPairingListParams {
     /// Only this channel.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub channel: Option<String>,
     /// Only this account.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub account_id: Option<String>,
 }
 
@@ -125,16 +125,16 @@ pub struct ChannelsPairingListResult {
 #[serde(rename_all = "camelCase")]
 pub struct ChannelsPairingApproveParams {
     /// The channel (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub channel: Option<String>,
     /// The account (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub account_id: Option<String>,
     /// The pairing code (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub request_id: Option<String>,
     /// Tell the sender through the channel.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub notify: Option<bool>,
 }
 
@@ -143,13 +143,13 @@ pub struct ChannelsPairingApproveParams {
 #[serde(rename_all = "camelCase")]
 pub struct ChannelsPairingDismissParams {
     /// The channel (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub channel: Option<String>,
     /// The account (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub account_id: Option<String>,
     /// The pairing code (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub request_id: Option<String>,
 }
 
@@ -204,43 +204,43 @@ pub struct ChannelsPairingDismissResult {
 #[serde(rename_all = "camelCase")]
 pub struct SendParams {
     /// The chat (`<channel>:<chat>` picks the channel; required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub to: Option<String>,
     /// Makes a repeated send a no-op (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub idempotency_key: Option<String>,
     /// The text.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub message: Option<String>,
     /// One media URL.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub media_url: Option<String>,
     /// Media URLs (when `mediaUrl` is absent).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub media_urls: Option<Vec<String>>,
     /// The media's type (default `application/octet-stream`).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub content_type: Option<String>,
     /// The channel (when `to` does not say it and several run).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub channel: Option<String>,
     /// The channel account (default `default`).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub account_id: Option<String>,
     /// The thread, a string or a number.
-    #[serde(default, deserialize_with = "lenient_id")]
+    #[serde(default, deserialize_with = "lenient::id")]
     pub thread_id: Option<String>,
     /// The message the first part replies to.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub reply_to_id: Option<String>,
     /// Send without a notification.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub silent: Option<bool>,
     /// Send media as a document.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub force_document: Option<bool>,
     /// How long to wait for the platform (default 10 s, at most 120 s).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub timeout_ms: Option<u64>,
 }
 

@@ -7,26 +7,26 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{AnyParams, lenient, lenient_id, lenient_present};
+use super::{AnyParams, lenient};
 
 /// `deliverTo` of `comfy.run`: the chat the results go to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ComfyDeliverTo {
     /// The channel (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub channel: Option<String>,
     /// The chat id, a string or a number.
-    #[serde(default, deserialize_with = "lenient_id")]
+    #[serde(default, deserialize_with = "lenient::id")]
     pub chat_id: Option<String>,
     /// The chat id, upstream's spelling (when `chatId` is absent).
-    #[serde(default, deserialize_with = "lenient_id")]
+    #[serde(default, deserialize_with = "lenient::id")]
     pub to: Option<String>,
     /// The channel account (default `default`).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub account_id: Option<String>,
     /// The thread.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub thread_id: Option<String>,
 }
 
@@ -48,14 +48,14 @@ where
 #[serde(rename_all = "camelCase")]
 pub struct ComfyRunParams {
     /// The template to run (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub template_id: Option<String>,
     /// The template's inputs, key → string, number or boolean (`Some(None)`: sent, but not an
     /// object). Open on purpose: the keys are the template's; the handler checks the values.
-    #[serde(default, deserialize_with = "lenient_present")]
+    #[serde(default, deserialize_with = "lenient::nullable")]
     pub inputs: Option<Option<Map<String, Value>>>,
     /// Free text for the template's prompt input.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub prompt: Option<String>,
     /// Where the results go.
     #[serde(default, deserialize_with = "object_or_default")]
@@ -88,7 +88,7 @@ pub struct ComfyRunResult {
 #[serde(rename_all = "camelCase")]
 pub struct ComfyJobIdParams {
     /// The job (required by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub job_id: Option<String>,
 }
 
@@ -110,10 +110,10 @@ pub struct ComfyJobsGetResult {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ComfyJobsListParams {
     /// Only jobs in these statuses (each must be a job status).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub status: Option<Vec<String>>,
     /// Most jobs (default 50, clamped to 1..=500).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub limit: Option<u64>,
 }
 

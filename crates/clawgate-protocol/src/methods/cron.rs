@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{AnyParams, lenient, lenient_id, lenient_present};
+use super::{AnyParams, lenient};
 
 /// Which jobs `cron.list` shows by their `enabled` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -53,28 +53,28 @@ pub enum SortDir {
 #[serde(rename_all = "camelCase")]
 pub struct CronListParams {
     /// Show disabled jobs too (when `enabled` is absent).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub include_disabled: Option<bool>,
     /// Filter by the enabled flag.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub enabled: Option<CronEnabledFilter>,
     /// Case-insensitive substring of the name or id.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub query: Option<String>,
     /// Only jobs running as this agent (the default agent for jobs that name none).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub agent_id: Option<String>,
     /// Order.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub sort_by: Option<CronSortBy>,
     /// Direction.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub sort_dir: Option<SortDir>,
     /// Page size (default 50, clamped to 1..=200).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub limit: Option<u64>,
     /// Page start.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub offset: Option<u64>,
 }
 
@@ -86,13 +86,13 @@ pub type CronStatusParams = AnyParams;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct CronScheduleParams {
     /// `cron` (anything else is refused by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub kind: Option<String>,
     /// The cron expression (5 fields, or 6 with seconds first).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub expr: Option<String>,
     /// IANA zone (UTC when absent or empty).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub tz: Option<String>,
 }
 
@@ -102,19 +102,19 @@ pub struct CronScheduleParams {
 #[serde(rename_all = "camelCase")]
 pub struct CronDeliveryParams {
     /// `announce` or `none` (others are refused by the handler).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub mode: Option<String>,
     /// The channel (`last` is not tracked by clawgate).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub channel: Option<String>,
     /// The chat id, a string or a number.
-    #[serde(default, deserialize_with = "lenient_id")]
+    #[serde(default, deserialize_with = "lenient::id")]
     pub to: Option<String>,
     /// The channel account (default `default`).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub account_id: Option<String>,
     /// The thread, a string or a number.
-    #[serde(default, deserialize_with = "lenient_id")]
+    #[serde(default, deserialize_with = "lenient::id")]
     pub thread_id: Option<String>,
 }
 
@@ -124,28 +124,28 @@ pub struct CronDeliveryParams {
 #[serde(rename_all = "camelCase")]
 pub struct CronJobFields {
     /// The job's name (non-empty; `Some(None)`: sent, but not a string).
-    #[serde(default, deserialize_with = "lenient_present")]
+    #[serde(default, deserialize_with = "lenient::nullable")]
     pub name: Option<Option<String>>,
     /// Whether it fires (`Some(None)`: sent, but not a boolean).
-    #[serde(default, deserialize_with = "lenient_present")]
+    #[serde(default, deserialize_with = "lenient::nullable")]
     pub enabled: Option<Option<bool>>,
     /// When it fires (`Some(None)`: sent, but not an object).
-    #[serde(default, deserialize_with = "lenient_present")]
+    #[serde(default, deserialize_with = "lenient::nullable")]
     pub schedule: Option<Option<CronScheduleParams>>,
     /// What it runs: `{kind, …}` (`Some(None)`: sent, but not an object). An open object on
     /// purpose: a patch merges it key by key into the stored payload (`null` removes a key), and
     /// a `comfyRun` payload's keys are the template's; the handler checks the kind and its
     /// required keys.
-    #[serde(default, deserialize_with = "lenient_present")]
+    #[serde(default, deserialize_with = "lenient::nullable")]
     pub payload: Option<Option<Map<String, Value>>>,
     /// The agent it runs as (`null`, empty or not a string: the default agent).
-    #[serde(default, deserialize_with = "lenient_present")]
+    #[serde(default, deserialize_with = "lenient::nullable")]
     pub agent_id: Option<Option<String>>,
     /// `isolated`, `main`, `session:<key>` (`current` is refused: there is no calling session).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub session_target: Option<String>,
     /// The session it runs in (`null`, empty or not a string: its own).
-    #[serde(default, deserialize_with = "lenient_present")]
+    #[serde(default, deserialize_with = "lenient::nullable")]
     pub session_key: Option<Option<String>>,
     /// Where its results are announced: `Some(None)` for `null` (nowhere); any other value is
     /// read as a delivery object (a non-object one has no `mode`, which the handler refuses).
@@ -153,7 +153,7 @@ pub struct CronJobFields {
     pub delivery: Option<Option<CronDeliveryParams>>,
     /// clawgate's catch-up policy for missed slots: `skip`, `once` or `all` (`Some(None)`: sent,
     /// but not a string).
-    #[serde(default, deserialize_with = "lenient_present")]
+    #[serde(default, deserialize_with = "lenient::nullable")]
     pub catch_up: Option<Option<String>>,
 }
 
@@ -179,13 +179,13 @@ pub type CronAddParams = CronJobFields;
 #[serde(rename_all = "camelCase")]
 pub struct CronUpdateParams {
     /// The job (`id` wins over `jobId`).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub id: Option<String>,
     /// The job, upstream's other spelling.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub job_id: Option<String>,
     /// The fields to change (required by the handler; not an object reads as absent).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub patch: Option<CronJobFields>,
 }
 
@@ -194,10 +194,10 @@ pub struct CronUpdateParams {
 #[serde(rename_all = "camelCase")]
 pub struct CronRemoveParams {
     /// The job (`id` wins over `jobId`).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub id: Option<String>,
     /// The job, upstream's other spelling.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub job_id: Option<String>,
 }
 
@@ -206,13 +206,13 @@ pub struct CronRemoveParams {
 #[serde(rename_all = "camelCase")]
 pub struct CronRunParams {
     /// The job (`id` wins over `jobId`).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub id: Option<String>,
     /// The job, upstream's other spelling.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub job_id: Option<String>,
     /// `force` (default), `due` or `if-enabled`; others are refused by the handler by name.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub mode: Option<String>,
 }
 
@@ -222,31 +222,31 @@ pub struct CronRunParams {
 #[serde(rename_all = "camelCase")]
 pub struct CronRunsParams {
     /// The job (`id` wins over `jobId`).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub id: Option<String>,
     /// The job, upstream's other spelling.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub job_id: Option<String>,
     /// `all`, or one job (the default when a job is named).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub scope: Option<String>,
     /// Only this run.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub run_id: Option<String>,
     /// Only runs with this status (`all`: any).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub status: Option<String>,
     /// Only runs with one of these statuses.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub statuses: Option<Vec<String>>,
     /// Newest first (default) or `asc`.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub sort_dir: Option<SortDir>,
     /// Page size (default 50, clamped to 1..=200).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub limit: Option<u64>,
     /// Page start.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::any")]
     pub offset: Option<u64>,
 }
 

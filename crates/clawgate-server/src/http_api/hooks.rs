@@ -21,11 +21,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use clawgate_core::Gateway;
-use clawgate_core::agent::{self, RunRequest, Submitted, transcript};
+use clawgate_core::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted, transcript};
 use clawgate_core::auth::secrets_match;
 use clawgate_core::settings::RateLimitSettings;
 use clawgate_core::{CoreError, time::now_ms};
-use clawgate_store::{EntryStatus, RunKind, RunStatus, SessionStore, TranscriptRole, TranscriptStore};
+use clawgate_store::{EntryStatus, RunKind, SessionStore, TranscriptRole, TranscriptStore};
 
 use super::error::HookError;
 use super::{Api, client_ip, read_json, run, security_headers};
@@ -372,16 +372,13 @@ async fn completion(gw: &Arc<Gateway>, run_id: &str, bound: Duration) -> Result<
     let outcome = agent::wait(gw, run_id, bound).await.map_err(|e| HookError::Internal(e.to_string()))?;
     let mut c = json!({"replyDisposition": "visible", "delivered": false, "deliveryAttempted": false});
     let (status, error) = match outcome {
-        Some(o) => match o.status {
-            RunStatus::Completed => ("ok", None),
-            RunStatus::Aborted if o.result.get("reason").and_then(Value::as_str) == Some("timeout") => {
-                ("timeout", None)
-            }
-            RunStatus::Aborted => ("aborted", None),
-            RunStatus::Failed | RunStatus::Interrupted => {
-                ("error", Some(o.result.get("error").and_then(Value::as_str).unwrap_or("the run failed").to_owned()))
-            }
-            RunStatus::Queued | RunStatus::Running => ("pending", None),
+        Some(o) => match o {
+            RunOutcome::Completed(_) => ("ok", None),
+            RunOutcome::Aborted(a) if a.reason == AbortReason::Timeout => ("timeout", None),
+            RunOutcome::Aborted(_) => ("aborted", None),
+            RunOutcome::Failed(f) if !f.error.is_empty() => ("error", Some(f.error)),
+            RunOutcome::Failed(_) | RunOutcome::Interrupted => ("error", Some("the run failed".to_owned())),
+            RunOutcome::Queued | RunOutcome::Running => ("pending", None),
         },
         None => ("pending", None),
     };

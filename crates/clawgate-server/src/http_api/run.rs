@@ -8,9 +8,8 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use clawgate_core::agent::{self, RunEvent, RunOutcome, RunRequest, Submitted};
+use clawgate_core::agent::{self, AbortReason, ErrorKind, RunEvent, RunOutcome, RunRequest, Submitted};
 use clawgate_core::{CoreError, Gateway};
-use clawgate_store::RunStatus;
 
 use super::error::OpenAiError;
 
@@ -150,10 +149,12 @@ pub(crate) struct Usage {
 pub(crate) enum Ending {
     /// Normal end.
     Completed { text: String },
-    /// Aborted (`rpc`: someone stopped it; `timeout`; `shutdown`), with what was streamed.
-    Aborted { text: String, reason: String },
-    /// The provider (or clawgate) failed; `kind` is the run's `errorKind`.
-    Failed { error: String, kind: String },
+    /// Aborted (someone stopped it, its timeout, shutdown), with what was streamed.
+    Aborted { text: String, reason: AbortReason },
+    /// The provider (or clawgate) failed.
+    Failed { error: String, kind: ErrorKind },
+    /// A gateway restart cut it short.
+    Interrupted,
 }
 
 /// A finished run as the HTTP surfaces report it.
@@ -164,36 +165,25 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    /// Read the run record's result.
-    pub(crate) fn from_run(o: &RunOutcome) -> Self {
-        let r = &o.result;
-        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let n = |u: &Value, k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let usage = match r.get("usage").filter(|u| u.is_object()) {
-            Some(u) => Usage {
-                input: n(u, "input"),
-                output: n(u, "output"),
-                cache_read: n(u, "cacheRead"),
-                total: u.get("totalTokens").and_then(Value::as_u64).unwrap_or(n(u, "input") + n(u, "output")),
-            },
-            None => Usage::default(),
-        };
-        let ending = match o.status {
-            RunStatus::Completed => Ending::Completed { text: s("text") },
-            RunStatus::Aborted => {
-                let reason = r.get("reason").or_else(|| r.get("stopReason")).and_then(Value::as_str).unwrap_or("rpc");
-                Ending::Aborted { text: s("text"), reason: reason.to_owned() }
+    /// What the run's typed outcome says.
+    pub(crate) fn from_run(o: RunOutcome) -> Self {
+        let mut usage = Usage::default();
+        let ending = match o {
+            RunOutcome::Completed(c) => {
+                if let Some(u) = c.usage {
+                    usage = Usage { input: u.input, output: u.output, cache_read: u.cache_read, total: u.total_tokens };
+                }
+                Ending::Completed { text: c.text }
             }
-            RunStatus::Failed => {
-                let error = r.get("error").and_then(Value::as_str).unwrap_or("the run failed").to_owned();
-                Ending::Failed { error, kind: r.get("errorKind").and_then(Value::as_str).unwrap_or("unknown").into() }
+            RunOutcome::Aborted(a) => Ending::Aborted { text: a.text, reason: a.reason },
+            RunOutcome::Failed(f) => {
+                let error = if f.error.is_empty() { "the run failed".to_owned() } else { f.error };
+                Ending::Failed { error, kind: f.error_kind }
             }
-            RunStatus::Interrupted => Ending::Failed {
-                error: "the run was interrupted by a gateway restart".into(),
-                kind: "interrupted".into(),
-            },
-            RunStatus::Queued | RunStatus::Running => {
-                Ending::Failed { error: "the run has not finished".into(), kind: "unknown".into() }
+            RunOutcome::Interrupted => Ending::Interrupted,
+            // Never handed here (callers wait for a terminal outcome), but the match must say.
+            RunOutcome::Queued | RunOutcome::Running => {
+                Ending::Failed { error: "the run has not finished".into(), kind: ErrorKind::Unknown }
             }
         };
         Outcome { ending, usage }
@@ -204,13 +194,13 @@ impl Outcome {
     pub(crate) fn reply(&self) -> Result<&str, OpenAiError> {
         match &self.ending {
             Ending::Completed { text } => Ok(text),
-            Ending::Aborted { reason, .. } if reason == "timeout" => Err(OpenAiError::run_timed_out()),
-            Ending::Aborted { reason, .. } if reason == "shutdown" => {
+            Ending::Aborted { reason: AbortReason::Timeout, .. } => Err(OpenAiError::run_timed_out()),
+            Ending::Aborted { reason: AbortReason::Shutdown, .. } => {
                 Err(OpenAiError::unavailable("The gateway is shutting down; retry shortly."))
             }
-            Ending::Aborted { text, .. } => Ok(text),
-            Ending::Failed { error, kind } if kind == "interrupted" => Err(OpenAiError::unavailable(error.clone())),
-            Ending::Failed { error, kind } => Err(OpenAiError::run_failed(kind, error)),
+            Ending::Aborted { text, reason: AbortReason::Rpc } => Ok(text),
+            Ending::Interrupted => Err(OpenAiError::unavailable("the run was interrupted by a gateway restart")),
+            Ending::Failed { error, kind } => Err(OpenAiError::run_failed(kind.as_str(), error)),
         }
     }
 }
@@ -234,7 +224,7 @@ impl Drop for AbortOnDrop {
         let (gw, key, id) = (self.gw.clone(), std::mem::take(&mut self.session_key), std::mem::take(&mut self.run_id));
         tracing::info!(run = %id, session = %key, "HTTP client went away; aborting its run");
         handle.spawn(async move {
-            agent::abort(&gw, &key, Some(&id), "rpc").await;
+            agent::abort(&gw, &key, Some(&id), AbortReason::Rpc).await;
         });
     }
 }
@@ -304,10 +294,10 @@ impl LiveRun {
                     if let Some(o) = agent::wait(&self.gw, &self.run_id, Duration::ZERO)
                         .await
                         .map_err(|e| OpenAiError::internal("cannot read a run", e))?
-                        .filter(|o| o.status.is_terminal())
+                        .filter(|o| o.is_terminal())
                     {
                         self.guard.armed = false;
-                        return Ok(Step::Done(Outcome::from_run(&o)));
+                        return Ok(Step::Done(Outcome::from_run(o)));
                     }
                 }
                 Err(RecvError::Closed) => return self.settle(SETTLE_WAIT).await.map(Step::Done),
@@ -327,9 +317,9 @@ impl LiveRun {
                 .await
                 .map_err(|e| OpenAiError::internal("cannot read a run", e))?;
             match waited {
-                Some(o) if o.status.is_terminal() => {
+                Some(o) if o.is_terminal() => {
                     self.guard.armed = false;
-                    return Ok(Outcome::from_run(&o));
+                    return Ok(Outcome::from_run(o));
                 }
                 Some(_) => {}
                 None => return Err(OpenAiError::internal("run vanished", format!("no run {}", self.run_id))),
@@ -372,21 +362,23 @@ mod tests {
 
     #[test]
     fn run_results_become_outcomes() {
-        let done = RunOutcome {
-            status: RunStatus::Completed,
-            result: json!({"text": "hi", "usage": {"input": 42, "output": 6, "cacheRead": 1, "totalTokens": 48}}),
-        };
-        let o = Outcome::from_run(&done);
+        use clawgate_core::agent::{AbortedRun, CompletedRun, FailedRun};
+        use clawgate_protocol::methods::agent::RunUsage;
+        let usage = RunUsage { input: 42, output: 6, cache_read: 1, cache_write: 0, total_tokens: 48 };
+        let done = RunOutcome::Completed(CompletedRun { text: "hi".into(), usage: Some(usage), ..Default::default() });
+        let o = Outcome::from_run(done);
         assert_eq!(o.ending, Ending::Completed { text: "hi".into() });
         assert_eq!(o.usage, Usage { input: 42, output: 6, cache_read: 1, total: 48 });
         assert_eq!(o.reply().ok(), Some("hi"));
 
-        let failed =
-            RunOutcome { status: RunStatus::Failed, result: json!({"error": "no key", "errorKind": "unknown"}) };
-        assert!(Outcome::from_run(&failed).reply().is_err());
-        let timeout = RunOutcome { status: RunStatus::Aborted, result: json!({"text": "par", "reason": "timeout"}) };
-        assert!(Outcome::from_run(&timeout).reply().is_err());
-        let stopped = RunOutcome { status: RunStatus::Aborted, result: json!({"text": "par", "reason": "rpc"}) };
-        assert_eq!(Outcome::from_run(&stopped).reply().ok(), Some("par"));
+        let failed = RunOutcome::Failed(FailedRun { error: "no key".into(), ..Default::default() });
+        assert!(Outcome::from_run(failed).reply().is_err());
+        let aborted = |reason| {
+            Outcome::from_run(RunOutcome::Aborted(AbortedRun { text: "par".into(), reason, ..Default::default() }))
+        };
+        assert!(aborted(AbortReason::Timeout).reply().is_err());
+        assert!(aborted(AbortReason::Shutdown).reply().is_err());
+        assert_eq!(aborted(AbortReason::Rpc).reply().ok(), Some("par"));
+        assert!(Outcome::from_run(RunOutcome::Interrupted).reply().is_err());
     }
 }
