@@ -10,15 +10,16 @@
 //! `/jobs` (`/queue`), `/history [job]`, `/stop` (`/cancel`, `/interrupt`) `[job ...]`,
 //! `/trace <id>`, `/approvals`, `/approve <id>`, `/reject <id> [reason]`, `/schedules`,
 //! `/schedule run|enable|disable <id>`, `/templates`, `/workers`, `/help` (`/start`).
-//! Names are case-insensitive and may carry a `@botname` suffix (`/help@MyBot`); `@bot /status`
-//! works too. Arguments split like Python's `shlex` in POSIX mode with only `"` as a quote
+//! The gateway core's chat-command registry recognises the names (case-insensitive, with a
+//! `@botname` suffix or a leading `@bot` mention) and hands the rest to [`parse_args`]; the names
+//! and aliases come from [`Verb`]. Arguments split like Python's `shlex` in POSIX mode with only `"` as a quote
 //! (`k="a b"` is `k=a b`; `'` is an ordinary character; a backslash escapes the next character
 //! outside quotes and `"` or `\` inside them). Typographic quotes `“ ”`, which phone keyboards
 //! substitute for `"`, count as `"`.
 //!
 //! # Authorization ([`authorize`])
 //!
-//! Every command has a class, `public`, `run` or `admin` ([`class_of`]), which configuration can
+//! Every command has a class, `public`, `run` or `admin` ([`Verb::default_class`]), which configuration can
 //! override per command. If the class has an `allowFrom` list, the sender must be on it (admins are
 //! not exempt). Admin-class commands need an admin. A `/run` from a trusted sender (an admin, a
 //! sender the channel marks trusted, or one on `trustedUsers`/`trustedChats`) runs directly;
@@ -54,11 +55,11 @@
 //!   from the template's `allowed_inputs` as intended.
 //! - §3.10.4: the `/reject` reason was lost; it is kept in [`Command::Reject`] and echoed in
 //!   [`reply::rejected`] so the gateway, which owns approvals, can record it.
-//! - §3.10.5: every ordinary message got `Unknown command`; [`parse`] returns `None` for anything
-//!   that is not a known slash command, so it goes to the agent. Commands without the slash
-//!   (`status`, `queue`) are no longer commands, as they would capture ordinary words.
-//! - `/help` listed `/stop` as a general command although it is admin-only; [`reply::help`] groups
-//!   commands by their effective class, overrides included.
+//! - §3.10.5: every ordinary message got `Unknown command`; anything that is not a known slash
+//!   command goes to the agent. Commands without the slash (`status`, `queue`) are no longer
+//!   commands, as they would capture ordinary words.
+//! - `/help` listed `/stop` as a general command although it is admin-only; the registry's
+//!   `/help` lists only what the sender may use ([`CommandPolicy::may_use`]), overrides included.
 //! - Overrides keyed by an alias (`/cancel`) never applied; they now resolve to the command.
 //! - `/schedule` answered `Not implemented yet.` to anything but `run`; `enable` and `disable`
 //!   are parsed, and the usage text names them.
@@ -272,26 +273,21 @@ impl Verb {
         }
     }
 
+    /// Its other names, with their slash.
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Verb::Jobs => &["/queue"],
+            Verb::Stop => &["/cancel", "/interrupt"],
+            Verb::Help => &["/start"],
+            _ => &[],
+        }
+    }
+
     /// Looks a command up by name or alias, with or without the slash, in any case.
     pub fn from_name(name: &str) -> Option<Verb> {
-        let name = name.strip_prefix('/').unwrap_or(name).to_lowercase();
-        Some(match name.as_str() {
-            "run" => Verb::Run,
-            "status" => Verb::Status,
-            "jobs" | "queue" => Verb::Jobs,
-            "history" => Verb::History,
-            "stop" | "cancel" | "interrupt" => Verb::Stop,
-            "trace" => Verb::Trace,
-            "approvals" => Verb::Approvals,
-            "approve" => Verb::Approve,
-            "reject" => Verb::Reject,
-            "schedules" => Verb::Schedules,
-            "schedule" => Verb::Schedule,
-            "templates" => Verb::Templates,
-            "workers" => Verb::Workers,
-            "help" | "start" => Verb::Help,
-            _ => return None,
-        })
+        let name = name.strip_prefix('/').unwrap_or(name);
+        let is = |n: &str| n.strip_prefix('/').is_some_and(|n| n.eq_ignore_ascii_case(name));
+        Verb::ALL.into_iter().find(|v| is(v.name()) || v.aliases().iter().any(|a| is(a)))
     }
 
     /// The class before overrides (the connector's table; `/templates` is public like `/help`,
@@ -313,7 +309,7 @@ impl Verb {
     }
 
     /// The one-line description in `/help`.
-    fn help_line(self) -> &'static str {
+    pub fn help_line(self) -> &'static str {
         match self {
             Verb::Status => "/status [job] - System status, or one job's",
             Verb::Run => "/run <template> [key=value ...] [prompt text] [--approval] - Run a template",
@@ -367,54 +363,14 @@ impl CommandClass {
     }
 }
 
-/// The class of a command before configuration overrides; see [`CommandPolicy::class_of`].
-pub fn class_of(cmd: &Command) -> CommandClass {
-    cmd.verb().default_class()
-}
-
-/// Parses a chat message. `None` when it is not one of our commands: it goes to the agent.
-pub fn parse(text: &str) -> Option<Command> {
-    parse_addressed(text, None)
-}
-
-/// Like [`parse`], but when the bot's username is known, `/cmd@otherbot` and `@otherbot /cmd`
-/// are left alone: in a group they address another bot.
-pub fn parse_addressed(text: &str, bot_username: Option<&str>) -> Option<Command> {
-    let text = text.trim();
-    let (mut first, mut rest) = split_word(text);
-    if let Some(mention) = first.strip_prefix('@') {
-        let (next, after) = split_word(rest);
-        if !next.starts_with('/') || !addressed_to(mention, bot_username) {
-            return None;
-        }
-        (first, rest) = (next, after);
-    }
-    let name = first.strip_prefix('/')?;
-    let (name, suffix) = match name.split_once('@') {
-        Some((name, bot)) => (name, Some(bot)),
-        None => (name, None),
+/// Reads the arguments of `verb` (the text after the command's name; the core's command
+/// registry recognises the name). A known command with unusable arguments is
+/// [`Command::Invalid`], answered after authorization.
+pub fn parse_args(verb: Verb, args: &str) -> Command {
+    let Some(args) = tokenize(args) else {
+        return Command::Invalid { verb, problem: Problem::UnbalancedQuotes };
     };
-    if suffix.is_some_and(|bot| !addressed_to(bot, bot_username)) {
-        return None;
-    }
-    let verb = Verb::from_name(name).filter(|_| !name.is_empty() && !name.starts_with('/'))?;
-    let Some(args) = tokenize(rest) else {
-        return Some(Command::Invalid { verb, problem: Problem::UnbalancedQuotes });
-    };
-    Some(build(verb, args).unwrap_or_else(|problem| Command::Invalid { verb, problem }))
-}
-
-fn addressed_to(name: &str, bot_username: Option<&str>) -> bool {
-    bot_username.is_none_or(|bot| bot.trim_start_matches('@').eq_ignore_ascii_case(name))
-}
-
-/// The first whitespace-separated word and the rest.
-fn split_word(s: &str) -> (&str, &str) {
-    let s = s.trim_start();
-    match s.find(char::is_whitespace) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, ""),
-    }
+    build(verb, args).unwrap_or_else(|problem| Command::Invalid { verb, problem })
 }
 
 fn is_quote(c: char) -> bool {
@@ -739,6 +695,22 @@ impl CommandPolicy {
         all.into_iter().collect()
     }
 
+    /// Whether `sender` may use `verb` at all (its class's `allowFrom` list, admin-only
+    /// classes); `Err` holds the refusal users see. A `/run` allowed here may still need
+    /// approval ([`authorize`]).
+    pub fn may_use(&self, verb: Verb, sender: &SenderCtx<'_>) -> Result<(), &'static str> {
+        let class = self.class_of(verb);
+        if let Some(allowed) = self.allow_from.get(&class).filter(|set| !set.is_empty())
+            && !allowed.contains(sender.platform, sender.user_id)
+        {
+            return Err(reply::ACCESS_DENIED_ALLOW_LIST);
+        }
+        if class == CommandClass::Admin && !self.is_admin(sender) {
+            return Err(reply::ACCESS_DENIED_ADMIN);
+        }
+        Ok(())
+    }
+
     fn is_trusted(&self, sender: &SenderCtx<'_>) -> bool {
         self.is_admin(sender)
             || sender.trusted
@@ -749,14 +721,8 @@ impl CommandPolicy {
 
 /// Decides whether `sender` may run `cmd` now, must go through approval, or is refused.
 pub fn authorize(cmd: &Command, sender: &SenderCtx<'_>, policy: &CommandPolicy) -> Decision {
-    let class = policy.class_of(cmd.verb());
-    if let Some(allowed) = policy.allow_from.get(&class).filter(|set| !set.is_empty())
-        && !allowed.contains(sender.platform, sender.user_id)
-    {
-        return Decision::Deny(reply::ACCESS_DENIED_ALLOW_LIST.to_owned());
-    }
-    if class == CommandClass::Admin && !policy.is_admin(sender) {
-        return Decision::Deny(reply::ACCESS_DENIED_ADMIN.to_owned());
+    if let Err(denied) = policy.may_use(cmd.verb(), sender) {
+        return Decision::Deny(denied.to_owned());
     }
     if let Command::Run { require_approval, .. } = cmd
         && (*require_approval || !policy.is_trusted(sender))
@@ -949,8 +915,8 @@ pub struct WorkerSummary<'a> {
 /// The texts users see. Where the connector had a fixed string, it is reproduced exactly.
 pub mod reply {
     use super::{
-        ApprovalSummary, CommandClass, CommandPolicy, HistoryEntry, JobState, JobSubmitted, JobView, Problem,
-        QueuePosition, ScheduleAction, ScheduleSummary, StopOutcome, Verb, WorkerSummary,
+        ApprovalSummary, HistoryEntry, JobState, JobSubmitted, JobView, Problem, QueuePosition, ScheduleAction,
+        ScheduleSummary, StopOutcome, Verb, WorkerSummary,
     };
     use crate::templates::TemplateInfo;
 
@@ -1279,31 +1245,6 @@ pub mod reply {
         }
         out
     }
-
-    /// `/help`, listing each command under its effective class.
-    pub fn help(policy: &CommandPolicy) -> String {
-        let lines = |admin: bool| -> Vec<&'static str> {
-            Verb::ALL
-                .iter()
-                .filter(|v| (policy.class_of(**v) == CommandClass::Admin) == admin)
-                .map(|v| v.help_line())
-                .collect()
-        };
-        let mut out = "OpenClaw Commands:".to_owned();
-        for line in lines(false) {
-            out.push('\n');
-            out.push_str(line);
-        }
-        let admin = lines(true);
-        if !admin.is_empty() {
-            out.push_str("\n\nAdmin Only:");
-            for line in admin {
-                out.push('\n');
-                out.push_str(line);
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]
@@ -1324,16 +1265,18 @@ mod tests {
         SenderCtx { platform: "telegram", user_id: user, chat_id: "-100", is_admin: false, trusted: false }
     }
 
-    fn policy(section: Value) -> CommandPolicy {
-        CommandPolicy::from_config(&section).expect("valid policy")
+    /// `/verb args` → the command, as the core's registry hands it over.
+    fn parse(text: &str) -> Option<Command> {
+        let (name, args) = text.split_once(' ').unwrap_or((text, ""));
+        Some(parse_args(Verb::from_name(name.strip_prefix('/')?)?, args))
     }
 
-    #[test]
-    fn ordinary_messages_are_not_commands() {
-        for text in ["", "   ", "hello", "status", "queue please", "/", "/ run x", "/unknown arg", "// run", "@bot hi"]
-        {
-            assert_eq!(parse(text), None, "{text:?}");
-        }
+    fn class_of(cmd: &Command) -> CommandClass {
+        cmd.verb().default_class()
+    }
+
+    fn policy(section: Value) -> CommandPolicy {
+        CommandPolicy::from_config(&section).expect("valid policy")
     }
 
     #[test]
@@ -1390,15 +1333,17 @@ mod tests {
     }
 
     #[test]
-    fn names_are_case_insensitive_with_bot_suffix_and_mentions() {
-        assert_eq!(parse("/HELP"), Some(Command::Help));
-        assert_eq!(parse("/help@MyBot"), Some(Command::Help));
-        assert_eq!(parse("/start"), Some(Command::Help));
-        assert_eq!(parse("@MyBot /status p-1"), Some(Command::Status { job: Some("p-1".to_owned()) }));
-        assert_eq!(parse_addressed("/help@OtherBot", Some("mybot")), None);
-        assert_eq!(parse_addressed("/help@mybot", Some("@MyBot")), Some(Command::Help));
-        assert_eq!(parse_addressed("@other /status", Some("mybot")), None);
-        assert_eq!(parse_addressed("@MyBot /jobs", Some("mybot")), Some(Command::Jobs));
+    fn names_and_aliases_are_found_in_any_case() {
+        assert_eq!(Verb::from_name("/HELP"), Some(Verb::Help));
+        assert_eq!(Verb::from_name("start"), Some(Verb::Help));
+        assert_eq!(Verb::from_name("/Queue"), Some(Verb::Jobs));
+        assert_eq!(Verb::from_name("interrupt"), Some(Verb::Stop));
+        for name in ["", "/", "//run", "new", "/unknown"] {
+            assert_eq!(Verb::from_name(name), None, "{name:?}");
+        }
+        for verb in Verb::ALL {
+            assert_eq!(Verb::from_name(verb.name()), Some(verb));
+        }
     }
 
     #[test]
@@ -1780,28 +1725,6 @@ mod tests {
         assert_eq!(reply::workers(&workers), "Workers:\n- a: online, queue 2\n- b: offline");
         assert_eq!(reply::workers(&[]), reply::NO_WORKERS);
     }
-
-    #[test]
-    fn help_groups_commands_by_effective_class() {
-        let text = reply::help(&CommandPolicy::default());
-        let (general, admin) = text.split_once("\n\nAdmin Only:\n").expect("two sections");
-        for name in ["/status", "/run", "/history", "/templates", "/help"] {
-            assert!(general.contains(&format!("\n{name} ")), "{name} in general: {text}");
-        }
-        for name in
-            ["/jobs", "/approvals", "/approve", "/reject", "/schedules", "/schedule ", "/trace", "/stop", "/workers"]
-        {
-            assert!(admin.contains(name), "{name} in admin: {text}");
-            assert!(!general.contains(&format!("\n{name}")), "{name} not general: {text}");
-        }
-        let open = policy(json!({"overrides": {"stop": "public"}}));
-        let text = reply::help(&open);
-        let (general, _) = text.split_once("\n\nAdmin Only:\n").expect("two sections");
-        assert!(general.contains("\n/stop "), "{text}");
-        let overrides: BTreeMap<&str, &str> = Verb::ALL.iter().map(|v| (v.name(), "public")).collect();
-        let all_public = policy(json!({ "overrides": overrides }));
-        assert!(!reply::help(&all_public).contains("Admin Only"));
-    }
 }
 
 /// Property tests: whatever a chat user types, the command parser answers without panicking and
@@ -1846,14 +1769,14 @@ mod props {
 
         #[test]
         fn arbitrary_text_never_panics_the_parser(text in ".{0,200}") {
-            let _ = parse(&text);
-            let _ = parse_addressed(&text, Some("Claw_Bot"));
+            for verb in Verb::ALL {
+                let _ = parse_args(verb, &text);
+            }
         }
 
         #[test]
         fn parsed_commands_are_bounded_by_their_input(text in commandish()) {
-            for cmd in [parse(&text), parse_addressed(&text, Some("Claw_Bot"))].into_iter().flatten() {
-                let _ = class_of(&cmd);
+            for cmd in Verb::ALL.map(|verb| parse_args(verb, &text)) {
                 let kept = format!("{cmd:?}").len();
                 prop_assert!(kept <= 4 * text.len() + 256, "{kept} bytes kept from {} typed: {cmd:?}", text.len());
             }
