@@ -30,6 +30,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer};
 use serde_json::{Map, Value, json};
 
 /// Scopes a bridge device asks for by default: what `bridge/submit` and job status need.
@@ -171,13 +173,15 @@ pub struct Health {
 }
 
 /// One entry of `GET /openclaw/templates`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RemoteTemplate {
     /// The template id.
     pub id: String,
     /// Input names the manifest lists (the server does not enforce them).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub allowed_inputs: Vec<String>,
     /// Manifest defaults, merged under a request's inputs by the server.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub defaults: Map<String, Value>,
 }
 
@@ -273,15 +277,17 @@ pub struct ApproveOutcome {
 }
 
 /// One entry of `GET /openclaw/schedules`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RemoteSchedule {
     /// `sched_<12 hex>`.
     pub schedule_id: String,
     /// Display name.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     /// The template it fires.
     pub template_id: String,
     /// `cron` or `interval`.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub trigger_type: String,
     /// For `cron`.
     pub cron_expr: Option<String>,
@@ -294,6 +300,7 @@ pub struct RemoteSchedule {
     /// The last run record.
     pub last_run_id: Option<String>,
     /// The whole object.
+    #[serde(skip)]
     pub raw: Value,
 }
 
@@ -309,13 +316,15 @@ pub struct Trace {
 }
 
 /// One trace event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TraceEvent {
-    /// Unix seconds.
+    /// Unix seconds (0 when absent).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ts: f64,
     /// `queued`, `completed`, `error`, `delivered`, …
     pub event: String,
     /// Redacted details (`{}` when absent).
+    #[serde(default = "empty_object", deserialize_with = "null_as_empty_object")]
     pub meta: Value,
 }
 
@@ -337,7 +346,7 @@ pub enum JobsView {
 }
 
 /// One job of a jobs v1 snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RemoteJob {
     /// The ComfyUI prompt id.
     pub id: String,
@@ -539,7 +548,7 @@ impl OpenClawClient {
     pub async fn bridge_health(&self) -> Result<Value, OpenClawError> {
         let url = self.endpoint(&["openclaw", "bridge", "health"])?;
         let (_, body) = self.call(Method::GET, url, None, HeaderMap::new(), self.timeout).await?;
-        Ok(Value::Object(body))
+        Ok(body)
     }
 
     /// `POST /openclaw/bridge/submit` with the device headers (scope `job:submit`). Fails with
@@ -590,8 +599,7 @@ impl OpenClawClient {
     pub async fn approval(&self, id: &str) -> Result<Option<RemoteApproval>, OpenClawError> {
         let url = self.endpoint(&["openclaw", "approvals", id])?;
         let Some((path, body)) = self.call_or_none(url).await? else { return Ok(None) };
-        let approval = body.get("approval").ok_or_else(|| malformed(&path, "no approval".into()))?;
-        parse_approval(approval, "approval").map(Some).map_err(|reason| malformed(&path, reason))
+        parse_approval_envelope(&body).map(Some).map_err(|reason| malformed(&path, reason))
     }
 
     /// `POST /openclaw/approvals/{id}/approve` (admin) with `auto_execute` and `actor` (which
@@ -628,8 +636,7 @@ impl OpenClawClient {
             body["reason"] = json!(reason);
         }
         let (path, body) = self.call(Method::POST, url, Some(&body), HeaderMap::new(), self.timeout).await?;
-        let approval = body.get("approval").ok_or_else(|| malformed(&path, "no approval".into()))?;
-        parse_approval(approval, "approval").map_err(|reason| malformed(&path, reason))
+        parse_approval_envelope(&body).map_err(|reason| malformed(&path, reason))
     }
 
     /// `GET /openclaw/schedules` (admin).
@@ -653,10 +660,7 @@ impl OpenClawClient {
     pub async fn toggle_schedule(&self, id: &str) -> Result<bool, OpenClawError> {
         let url = self.endpoint(&["openclaw", "schedules", id, "toggle"])?;
         let (path, body) = self.call(Method::POST, url, Some(&json!({})), HeaderMap::new(), self.timeout).await?;
-        match body.get("enabled") {
-            Some(Value::Bool(enabled)) => Ok(*enabled),
-            _ => Err(malformed(&path, "enabled: missing or not a bool".into())),
-        }
+        decode::<Toggled>(&body).map(|t| t.enabled).map_err(|reason| malformed(&path, reason))
     }
 
     /// `GET /openclaw/trace/{prompt_id}` (admin); `None` for a prompt without a trace (only bridge
@@ -749,7 +753,7 @@ impl OpenClawClient {
         body: Option<&Value>,
         headers: HeaderMap,
         timeout: Duration,
-    ) -> Result<(String, Map<String, Value>), OpenClawError> {
+    ) -> Result<(String, Value), OpenClawError> {
         let path = url.path().to_owned();
         let answer = self.exchange(method, url, body, headers, timeout).await?;
         let object = self.success_object(&path, answer)?;
@@ -757,7 +761,7 @@ impl OpenClawClient {
     }
 
     /// A `GET` where a JSON `404` means "no such thing".
-    async fn call_or_none(&self, url: Url) -> Result<Option<(String, Map<String, Value>)>, OpenClawError> {
+    async fn call_or_none(&self, url: Url) -> Result<Option<(String, Value)>, OpenClawError> {
         let path = url.path().to_owned();
         let answer = self.exchange(Method::GET, url, None, HeaderMap::new(), self.timeout).await?;
         if answer.status == StatusCode::NOT_FOUND && parse_object(&answer.body).is_ok() {
@@ -767,7 +771,7 @@ impl OpenClawClient {
         Ok(Some((path, object)))
     }
 
-    fn success_object(&self, path: &str, answer: Answer) -> Result<Map<String, Value>, OpenClawError> {
+    fn success_object(&self, path: &str, answer: Answer) -> Result<Value, OpenClawError> {
         if !is_success(answer.status) {
             return Err(self.refused(path, &answer));
         }
@@ -887,285 +891,315 @@ fn error_field(body: &[u8]) -> Option<String> {
     }
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
+/// The answer as a JSON object (every success answer of the extension is one).
+fn parse_object(body: &[u8]) -> Result<Value, String> {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(value @ Value::Object(_)) => Ok(value),
         Ok(_) => Err("not a JSON object".into()),
         Err(e) => Err(format!("not JSON: {e}")),
     }
 }
 
-/// `at.key`, or `key` at the top level.
-fn name(at: &str, key: &str) -> String {
-    if at.is_empty() { key.to_owned() } else { format!("{at}.{key}") }
+/// Reads an answer as `T`. The reason names the field that does not fit, as a path from the top
+/// (`stats.logs_processed: invalid type…`, `templates[0].id: missing`).
+fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
+    decode_at(value, "")
 }
 
-fn as_object<'a>(value: &'a Value, at: &str) -> Result<&'a Map<String, Value>, String> {
-    value.as_object().ok_or_else(|| format!("{at}: not an object"))
+/// [`decode`] for the part of an answer found at `at` (`approvals[2]`).
+fn decode_at<T: DeserializeOwned>(value: &Value, at: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = match e.path().to_string() {
+            root if root == "." => at.to_owned(),
+            path if at.is_empty() => path,
+            path => format!("{at}.{path}"),
+        };
+        let inner = e.into_inner().to_string();
+        let missing = inner.strip_prefix("missing field `").and_then(|f| f.strip_suffix('`'));
+        match (path.is_empty(), missing) {
+            (true, Some(field)) => format!("{field}: missing"),
+            (false, Some(field)) => format!("{path}.{field}: missing"),
+            (true, None) => inner,
+            (false, None) => format!("{path}: {inner}"),
+        }
+    })
 }
 
-fn req_str(map: &Map<String, Value>, key: &str, at: &str) -> Result<String, String> {
-    match map.get(key) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        _ => Err(format!("{}: missing or not a string", name(at, key))),
+/// `null` reads as the type's default (the extension writes `null` for "none").
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A missing or `null` JSON value reads as `{}`.
+fn null_as_empty_object<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.filter(|v| !v.is_null()).unwrap_or_else(|| json!({})))
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+/// `GET /openclaw/health`: only `pack.version` and two counters are read.
+#[derive(Deserialize)]
+struct HealthReply {
+    pack: Option<HealthPack>,
+    stats: Option<HealthStats>,
+}
+
+#[derive(Deserialize)]
+struct HealthPack {
+    version: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HealthStats {
+    logs_processed: Option<u64>,
+    errors_captured: Option<u64>,
+}
+
+fn parse_health(body: Value) -> Result<Health, String> {
+    let reply: HealthReply = decode(&body)?;
+    let stats = reply.stats.map_or((0, 0), |s| (s.logs_processed.unwrap_or(0), s.errors_captured.unwrap_or(0)));
+    Ok(Health {
+        version: reply.pack.and_then(|p| p.version),
+        logs_processed: stats.0,
+        errors_captured: stats.1,
+        raw: body,
+    })
+}
+
+#[derive(Deserialize)]
+struct TemplatesReply {
+    templates: Vec<RemoteTemplate>,
+}
+
+fn parse_templates(body: &Value) -> Result<Vec<RemoteTemplate>, String> {
+    decode::<TemplatesReply>(body).map(|r| r.templates)
+}
+
+/// `POST /openclaw/triggers/fire`: 200 `{triggered, prompt_id, trace_id, deduped}` or 202
+/// `{pending, approval_id, trace_id, expires_at}`.
+#[derive(Deserialize)]
+struct FireReply {
+    triggered: Option<bool>,
+    pending: Option<bool>,
+    prompt_id: Option<String>,
+    approval_id: Option<String>,
+    trace_id: Option<String>,
+    expires_at: Option<String>,
+    deduped: Option<bool>,
+}
+
+fn parse_fire(status: StatusCode, body: &Value, sent_trace: &str) -> Result<FireOutcome, String> {
+    let reply: FireReply = decode(body)?;
+    let trace_id = reply.trace_id.unwrap_or_else(|| sent_trace.to_owned());
+    if status == StatusCode::ACCEPTED || reply.pending == Some(true) {
+        return Ok(FireOutcome::Pending {
+            approval_id: reply.approval_id.ok_or("approval_id: missing")?,
+            trace_id,
+            expires_at: reply.expires_at,
+        });
+    }
+    if reply.triggered == Some(false) {
+        return Err("triggered: false".into());
+    }
+    Ok(FireOutcome::Triggered {
+        prompt_id: reply.prompt_id.ok_or("prompt_id: missing")?,
+        trace_id,
+        deduped: reply.deduped.unwrap_or(false),
+    })
+}
+
+/// `POST /openclaw/bridge/submit`.
+#[derive(Deserialize)]
+struct BridgeReply {
+    ok: Option<bool>,
+    deduped: Option<bool>,
+    prompt_id: Option<String>,
+    trace_id: Option<String>,
+}
+
+fn parse_bridge_submitted(body: &Value) -> Result<BridgeSubmitted, String> {
+    let reply: BridgeReply = decode(body)?;
+    if reply.ok == Some(false) {
+        return Err("ok: false".into());
+    }
+    let deduped = reply.deduped.unwrap_or(false);
+    if reply.prompt_id.is_none() && !deduped {
+        return Err("prompt_id: missing on a submit that was not deduplicated".into());
+    }
+    Ok(BridgeSubmitted { prompt_id: reply.prompt_id, trace_id: reply.trace_id, deduped })
+}
+
+/// One approval as the extension sends it.
+#[derive(Deserialize)]
+struct ApprovalWire {
+    approval_id: String,
+    template_id: String,
+    #[serde(default = "empty_object", deserialize_with = "null_as_empty_object")]
+    inputs: Value,
+    source: Option<String>,
+    status: String,
+    requested_at: Option<String>,
+    expires_at: Option<String>,
+    decision_by: Option<String>,
+    metadata: Option<ApprovalMetadata>,
+    prompt_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApprovalMetadata {
+    executed_prompt_id: Option<String>,
+    prompt_id: Option<String>,
+}
+
+impl ApprovalWire {
+    fn into_approval(self, raw: Value) -> RemoteApproval {
+        let metadata = self.metadata.and_then(|m| m.executed_prompt_id.or(m.prompt_id));
+        RemoteApproval {
+            approval_id: self.approval_id,
+            template_id: self.template_id,
+            inputs: self.inputs,
+            source: self.source,
+            status: self.status,
+            requested_at: self.requested_at,
+            expires_at: self.expires_at,
+            decision_by: self.decision_by,
+            executed_prompt_id: metadata.or(self.prompt_id),
+            raw,
+        }
     }
 }
 
-/// A string, or `None` when missing or null.
-fn opt_str(map: &Map<String, Value>, key: &str, at: &str) -> Result<Option<String>, String> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("{}: not a string", name(at, key))),
-    }
+/// `{approval: {…}}` (`GET /openclaw/approvals/{id}`, the reject reply).
+#[derive(Deserialize)]
+struct ApprovalEnvelope {
+    approval: Value,
 }
 
-/// A non-negative integer, or `None` when missing or null.
-fn opt_u64(map: &Map<String, Value>, key: &str, at: &str) -> Result<Option<u64>, String> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
-        Some(_) => Err(format!("{}: not a non-negative integer", name(at, key))),
-    }
+fn parse_approval_envelope(body: &Value) -> Result<RemoteApproval, String> {
+    let envelope: ApprovalEnvelope = decode(body)?;
+    let wire: ApprovalWire = decode_at(&envelope.approval, "approval")?;
+    Ok(wire.into_approval(envelope.approval))
 }
 
-/// A bool, or `default` when missing or null.
-fn bool_or(map: &Map<String, Value>, key: &str, at: &str, default: bool) -> Result<bool, String> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(format!("{}: not a bool", name(at, key))),
-    }
+#[derive(Deserialize)]
+struct ApprovalsReply {
+    approvals: Vec<Value>,
 }
 
-fn req_array<'a>(map: &'a Map<String, Value>, key: &str, at: &str) -> Result<&'a Vec<Value>, String> {
-    match map.get(key) {
-        Some(Value::Array(items)) => Ok(items),
-        _ => Err(format!("{}: missing or not an array", name(at, key))),
-    }
-}
-
-fn parse_health(body: Map<String, Value>) -> Result<Health, String> {
-    let version = match body.get("pack") {
-        Some(Value::Object(pack)) => opt_str(pack, "version", "pack")?,
-        None | Some(Value::Null) => None,
-        Some(_) => return Err("pack: not an object".into()),
-    };
-    let (logs_processed, errors_captured) = match body.get("stats") {
-        Some(Value::Object(stats)) => (
-            opt_u64(stats, "logs_processed", "stats")?.unwrap_or(0),
-            opt_u64(stats, "errors_captured", "stats")?.unwrap_or(0),
-        ),
-        None | Some(Value::Null) => (0, 0),
-        Some(_) => return Err("stats: not an object".into()),
-    };
-    Ok(Health { version, logs_processed, errors_captured, raw: Value::Object(body) })
-}
-
-fn parse_templates(body: &Map<String, Value>) -> Result<Vec<RemoteTemplate>, String> {
-    let items = req_array(body, "templates", "")?;
-    items
-        .iter()
+fn parse_approvals(body: &Value) -> Result<Vec<RemoteApproval>, String> {
+    let reply: ApprovalsReply = decode(body)?;
+    reply
+        .approvals
+        .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            let at = format!("templates[{i}]");
-            let map = as_object(item, &at)?;
-            let allowed_inputs = match map.get("allowed_inputs") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(names)) => names
-                    .iter()
-                    .map(|n| n.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| format!("{at}.allowed_inputs: not all strings"))?,
-                Some(_) => return Err(format!("{at}.allowed_inputs: not an array")),
-            };
-            let defaults = match map.get("defaults") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(defaults)) => defaults.clone(),
-                Some(_) => return Err(format!("{at}.defaults: not an object")),
-            };
-            Ok(RemoteTemplate { id: req_str(map, "id", &at)?, allowed_inputs, defaults })
+        .map(|(i, raw)| {
+            let wire: ApprovalWire = decode_at(&raw, &format!("approvals[{i}]"))?;
+            Ok(wire.into_approval(raw))
         })
         .collect()
 }
 
-fn parse_fire(status: StatusCode, body: &Map<String, Value>, sent_trace: &str) -> Result<FireOutcome, String> {
-    let trace_id = opt_str(body, "trace_id", "")?.unwrap_or_else(|| sent_trace.to_owned());
-    if status == StatusCode::ACCEPTED || bool_or(body, "pending", "", false)? {
-        return Ok(FireOutcome::Pending {
-            approval_id: req_str(body, "approval_id", "")?,
-            trace_id,
-            expires_at: opt_str(body, "expires_at", "")?,
-        });
-    }
-    if !bool_or(body, "triggered", "", true)? {
-        return Err("triggered: false".into());
-    }
-    Ok(FireOutcome::Triggered {
-        prompt_id: req_str(body, "prompt_id", "")?,
-        trace_id,
-        deduped: bool_or(body, "deduped", "", false)?,
-    })
+/// `POST /openclaw/approvals/{id}/approve`.
+#[derive(Deserialize)]
+struct ApproveReply {
+    approved: Option<bool>,
+    approval: Option<Value>,
+    executed: Option<bool>,
+    prompt_id: Option<String>,
+    trace_id: Option<String>,
+    execution_error: Option<String>,
 }
 
-fn parse_bridge_submitted(body: &Map<String, Value>) -> Result<BridgeSubmitted, String> {
-    if !bool_or(body, "ok", "", true)? {
-        return Err("ok: false".into());
-    }
-    let deduped = bool_or(body, "deduped", "", false)?;
-    let prompt_id = opt_str(body, "prompt_id", "")?;
-    if prompt_id.is_none() && !deduped {
-        return Err("prompt_id: missing on a submit that was not deduplicated".into());
-    }
-    Ok(BridgeSubmitted { prompt_id, trace_id: opt_str(body, "trace_id", "")?, deduped })
-}
-
-fn parse_approval(value: &Value, at: &str) -> Result<RemoteApproval, String> {
-    let map = as_object(value, at)?;
-    let metadata = match map.get("metadata") {
-        Some(Value::Object(metadata)) => Some(metadata),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err(format!("{at}.metadata: not an object")),
-    };
-    let meta_at = name(at, "metadata");
-    let executed_prompt_id = match metadata {
-        Some(m) => opt_str(m, "executed_prompt_id", &meta_at)?.or(opt_str(m, "prompt_id", &meta_at)?),
-        None => None,
-    }
-    .or(opt_str(map, "prompt_id", at)?);
-    Ok(RemoteApproval {
-        approval_id: req_str(map, "approval_id", at)?,
-        template_id: req_str(map, "template_id", at)?,
-        inputs: match map.get("inputs") {
-            None | Some(Value::Null) => json!({}),
-            Some(inputs) => inputs.clone(),
-        },
-        source: opt_str(map, "source", at)?,
-        status: req_str(map, "status", at)?,
-        requested_at: opt_str(map, "requested_at", at)?,
-        expires_at: opt_str(map, "expires_at", at)?,
-        decision_by: opt_str(map, "decision_by", at)?,
-        executed_prompt_id,
-        raw: value.clone(),
-    })
-}
-
-fn parse_approvals(body: &Map<String, Value>) -> Result<Vec<RemoteApproval>, String> {
-    req_array(body, "approvals", "")?
-        .iter()
-        .enumerate()
-        .map(|(i, item)| parse_approval(item, &format!("approvals[{i}]")))
-        .collect()
-}
-
-fn parse_approve(body: &Map<String, Value>) -> Result<ApproveOutcome, String> {
-    if !bool_or(body, "approved", "", true)? {
+fn parse_approve(body: &Value) -> Result<ApproveOutcome, String> {
+    let reply: ApproveReply = decode(body)?;
+    if reply.approved == Some(false) {
         return Err("approved: false".into());
     }
     // The approval is informative; the execution fields are what matters, so an odd one is
     // dropped rather than failing a decision the server already took.
-    let approval = body.get("approval").and_then(|a| match parse_approval(a, "approval") {
-        Ok(approval) => Some(approval),
-        Err(reason) => {
-            tracing::debug!(%reason, "OpenClaw approve reply carries an unusable approval");
-            None
-        }
-    });
-    let prompt_id =
-        opt_str(body, "prompt_id", "")?.or_else(|| approval.as_ref().and_then(|a| a.executed_prompt_id.clone()));
+    let approval =
+        reply.approval.filter(|a| !a.is_null()).and_then(|raw| match decode_at::<ApprovalWire>(&raw, "approval") {
+            Ok(wire) => Some(wire.into_approval(raw)),
+            Err(reason) => {
+                tracing::debug!(%reason, "OpenClaw approve reply carries an unusable approval");
+                None
+            }
+        });
+    let prompt_id = reply.prompt_id.or_else(|| approval.as_ref().and_then(|a| a.executed_prompt_id.clone()));
     Ok(ApproveOutcome {
-        executed: bool_or(body, "executed", "", false)?,
+        executed: reply.executed.unwrap_or(false),
         prompt_id,
-        trace_id: opt_str(body, "trace_id", "")?,
-        execution_error: opt_str(body, "execution_error", "")?,
+        trace_id: reply.trace_id,
+        execution_error: reply.execution_error,
         approval,
     })
 }
 
-fn parse_schedule(value: &Value, at: &str) -> Result<RemoteSchedule, String> {
-    let map = as_object(value, at)?;
-    let enabled = match map.get("enabled") {
-        Some(Value::Bool(enabled)) => *enabled,
-        _ => return Err(format!("{at}.enabled: missing or not a bool")),
-    };
-    Ok(RemoteSchedule {
-        schedule_id: req_str(map, "schedule_id", at)?,
-        name: opt_str(map, "name", at)?.unwrap_or_default(),
-        template_id: req_str(map, "template_id", at)?,
-        trigger_type: opt_str(map, "trigger_type", at)?.unwrap_or_default(),
-        cron_expr: opt_str(map, "cron_expr", at)?,
-        interval_sec: opt_u64(map, "interval_sec", at)?,
-        enabled,
-        timezone: opt_str(map, "timezone", at)?,
-        last_run_id: opt_str(map, "last_run_id", at)?,
-        raw: value.clone(),
-    })
+#[derive(Deserialize)]
+struct SchedulesReply {
+    schedules: Vec<Value>,
 }
 
-fn parse_schedules(body: &Map<String, Value>) -> Result<Vec<RemoteSchedule>, String> {
-    req_array(body, "schedules", "")?
-        .iter()
+fn parse_schedules(body: &Value) -> Result<Vec<RemoteSchedule>, String> {
+    let reply: SchedulesReply = decode(body)?;
+    reply
+        .schedules
+        .into_iter()
         .enumerate()
-        .map(|(i, item)| parse_schedule(item, &format!("schedules[{i}]")))
+        .map(|(i, raw)| {
+            let schedule: RemoteSchedule = decode_at(&raw, &format!("schedules[{i}]"))?;
+            Ok(RemoteSchedule { raw, ..schedule })
+        })
         .collect()
 }
 
-fn parse_trace(body: &Map<String, Value>, requested: &str) -> Result<Trace, String> {
-    let trace = as_object(body.get("trace").unwrap_or(&Value::Null), "trace")?;
-    let events = match trace.get("events") {
-        None | Some(Value::Null) => &[][..],
-        Some(Value::Array(events)) => events.as_slice(),
-        Some(_) => return Err("trace.events: not an array".into()),
-    };
-    let events = events
-        .iter()
-        .enumerate()
-        .map(|(i, event)| {
-            let at = format!("trace.events[{i}]");
-            let map = as_object(event, &at)?;
-            Ok(TraceEvent {
-                ts: match map.get("ts") {
-                    Some(Value::Number(n)) => n.as_f64().unwrap_or_default(),
-                    None | Some(Value::Null) => 0.0,
-                    Some(_) => return Err(format!("{at}.ts: not a number")),
-                },
-                event: req_str(map, "event", &at)?,
-                meta: match map.get("meta") {
-                    None | Some(Value::Null) => json!({}),
-                    Some(meta) => meta.clone(),
-                },
-            })
-        })
-        .collect::<Result<_, String>>()?;
+/// `POST /openclaw/schedules/{id}/toggle`.
+#[derive(Deserialize)]
+struct Toggled {
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+struct TraceReply {
+    trace: TraceWire,
+}
+
+#[derive(Deserialize)]
+struct TraceWire {
+    prompt_id: Option<String>,
+    trace_id: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    events: Vec<TraceEvent>,
+}
+
+fn parse_trace(body: &Value, requested: &str) -> Result<Trace, String> {
+    let TraceReply { trace } = decode(body)?;
     Ok(Trace {
-        prompt_id: opt_str(trace, "prompt_id", "trace")?.unwrap_or_else(|| requested.to_owned()),
-        trace_id: opt_str(trace, "trace_id", "trace")?,
-        events,
+        prompt_id: trace.prompt_id.unwrap_or_else(|| requested.to_owned()),
+        trace_id: trace.trace_id,
+        events: trace.events,
     })
 }
 
-/// `exec_info.queue_remaining` of `GET /api/prompt`: an integer in `0..=1_000_000`.
-fn parse_queue_remaining(body: &Map<String, Value>) -> Result<u64, String> {
-    let exec_info = as_object(body.get("exec_info").unwrap_or(&Value::Null), "exec_info")?;
-    match exec_info.get("queue_remaining").and_then(Value::as_u64) {
-        Some(n) if n <= MAX_QUEUE_REMAINING => Ok(n),
-        Some(_) => Err("exec_info.queue_remaining: out of range".into()),
-        None => Err("exec_info.queue_remaining: missing or not a non-negative integer".into()),
-    }
+/// `GET /api/prompt`.
+#[derive(Deserialize)]
+struct PromptInfo {
+    exec_info: ExecInfo,
 }
 
-/// An integer field (bools and floats are not integers) within `lo..=hi`.
-fn int_in(map: &Map<String, Value>, key: &str, at: &str, lo: i64, hi: i64) -> Result<i64, String> {
-    let field = name(at, key);
-    match map.get(key) {
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(v) if (lo..=hi).contains(&v) => Ok(v),
-            Some(v) => Err(format!("{field}: {v} outside {lo}..={hi}")),
-            None if n.is_u64() => Err(format!("{field}: outside {lo}..={hi}")),
-            None => Err(format!("{field}: not an integer")),
-        },
-        Some(_) => Err(format!("{field}: not an integer")),
-        None => Err(format!("{field}: missing")),
+#[derive(Deserialize)]
+struct ExecInfo {
+    queue_remaining: u64,
+}
+
+/// `exec_info.queue_remaining` of `GET /api/prompt`: an integer in `0..=1_000_000`.
+fn parse_queue_remaining(body: &Value) -> Result<u64, String> {
+    let info: PromptInfo = decode(body)?;
+    match info.exec_info.queue_remaining {
+        n if n <= MAX_QUEUE_REMAINING => Ok(n),
+        _ => Err("exec_info.queue_remaining: out of range".into()),
     }
 }
 
@@ -1178,51 +1212,61 @@ fn is_job_id(id: &str) -> bool {
 
 const JOB_STATUSES: [&str; 5] = ["pending", "in_progress", "completed", "failed", "cancelled"];
 
+/// The jobs v1 envelope. `source` and `scan` must be objects; their contents are not read.
+#[derive(Deserialize)]
+struct JobsReply {
+    ok: Option<bool>,
+    contract_version: Option<u64>,
+    jobs: Vec<RemoteJob>,
+    pagination: Option<Pagination>,
+    source: Option<Map<String, Value>>,
+    scan: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct Pagination {
+    offset: i64,
+    limit: i64,
+    total: i64,
+    has_more: bool,
+    warnings: Vec<Value>,
+}
+
+/// `value` when within `lo..=hi`.
+fn within(value: i64, field: &str, lo: i64, hi: i64) -> Result<i64, String> {
+    if (lo..=hi).contains(&value) { Ok(value) } else { Err(format!("{field}: {value} outside {lo}..={hi}")) }
+}
+
 /// The jobs v1 envelope, checked like the connector's `jobs_summary.py`: the page's jobs and
 /// `pagination.total`, or the first violated field.
-fn validate_jobs(body: &Map<String, Value>) -> Result<(Vec<RemoteJob>, u64), String> {
-    if body.get("ok") != Some(&Value::Bool(true)) {
+fn validate_jobs(body: &Value) -> Result<(Vec<RemoteJob>, u64), String> {
+    let reply: JobsReply = decode(body)?;
+    if reply.ok != Some(true) {
         return Err("ok: not true".into());
     }
-    match body.get("contract_version") {
-        Some(Value::Number(n)) if n.as_u64() == Some(1) => {}
-        _ => return Err("contract_version: not 1".into()),
+    if reply.contract_version != Some(1) {
+        return Err("contract_version: not 1".into());
     }
-    let jobs = req_array(body, "jobs", "")?;
+    let jobs = reply.jobs;
     if jobs.len() > MAX_JOBS {
         return Err(format!("jobs: {} entries, more than {MAX_JOBS}", jobs.len()));
     }
-    let pagination = as_object(body.get("pagination").unwrap_or(&Value::Null), "pagination")?;
-    as_object(body.get("source").unwrap_or(&Value::Null), "source")?;
-    as_object(body.get("scan").unwrap_or(&Value::Null), "scan")?;
-    let jobs = jobs
-        .iter()
-        .enumerate()
-        .map(|(i, job)| {
-            let at = format!("jobs[{i}]");
-            let map = as_object(job, &at)?;
-            let id = req_str(map, "id", &at)?;
-            if !is_job_id(&id) {
-                return Err(format!("{at}.id: not a valid job id"));
-            }
-            let status = req_str(map, "status", &at)?;
-            if !JOB_STATUSES.contains(&status.as_str()) {
-                return Err(format!("{at}.status: unknown status {status:?}"));
-            }
-            Ok(RemoteJob { id, status })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let offset = int_in(pagination, "offset", "pagination", 0, 10_000)?;
-    let limit = int_in(pagination, "limit", "pagination", 1, 200)?;
-    let total = int_in(pagination, "total", "pagination", 0, 10_000)?;
-    let has_more = match pagination.get("has_more") {
-        Some(Value::Bool(b)) => *b,
-        _ => return Err("pagination.has_more: missing or not a bool".into()),
-    };
-    match pagination.get("warnings") {
-        Some(Value::Array(w)) if w.len() <= 2 => {}
-        Some(Value::Array(_)) => return Err("pagination.warnings: more than 2 entries".into()),
-        _ => return Err("pagination.warnings: missing or not an array".into()),
+    let pagination = reply.pagination.ok_or("pagination: not an object")?;
+    reply.source.ok_or("source: not an object")?;
+    reply.scan.ok_or("scan: not an object")?;
+    for (i, job) in jobs.iter().enumerate() {
+        if !is_job_id(&job.id) {
+            return Err(format!("jobs[{i}].id: not a valid job id"));
+        }
+        if !JOB_STATUSES.contains(&job.status.as_str()) {
+            return Err(format!("jobs[{i}].status: unknown status {:?}", job.status));
+        }
+    }
+    let offset = within(pagination.offset, "pagination.offset", 0, 10_000)?;
+    let limit = within(pagination.limit, "pagination.limit", 1, 200)?;
+    let total = within(pagination.total, "pagination.total", 0, 10_000)?;
+    if pagination.warnings.len() > 2 {
+        return Err("pagination.warnings: more than 2 entries".into());
     }
     // At most 200 entries, checked above.
     let returned = jobs.len() as i64;
@@ -1232,7 +1276,7 @@ fn validate_jobs(body: &Map<String, Value>) -> Result<(Vec<RemoteJob>, u64), Str
     if offset + returned > total {
         return Err(format!("pagination.total: offset {offset} + {returned} returned exceeds total {total}"));
     }
-    if has_more != (offset + returned < total) {
+    if pagination.has_more != (offset + returned < total) {
         return Err("pagination.has_more: inconsistent with offset, returned and total".into());
     }
     Ok((jobs, u64::try_from(total).unwrap_or_default()))
@@ -1242,11 +1286,9 @@ fn validate_jobs(body: &Map<String, Value>) -> Result<(Vec<RemoteJob>, u64), Str
 mod tests {
     use super::*;
 
-    fn obj(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
+    fn obj(value: Value) -> Value {
+        assert!(value.is_object(), "not an object: {value}");
+        value
     }
 
     /// `b_graft_jobs` of comfy-real.md.
@@ -1544,13 +1586,24 @@ mod tests {
             "approved",
             json!({"executed_prompt_id": "f0eca33c-5741-433a-b625-16f5ee9598a1", "executed_trace_id": "bbf595f2", "executed_at": "x"}),
         );
-        let after = parse_approval(&after, "approval").expect("approval");
+        let after = parse_approval_envelope(&json!({"approval": after})).expect("approval");
         assert_eq!(after.executed_prompt_id.as_deref(), Some("f0eca33c-5741-433a-b625-16f5ee9598a1"));
 
         let mut bad = recorded_approval("pending", json!({}));
         bad["status"] = json!(null);
         assert!(parse_approvals(&obj(json!({"approvals": [bad]}))).unwrap_err().starts_with("approvals[0].status"));
         assert!(parse_approvals(&obj(json!({"items": []}))).is_err());
+        assert_eq!(parse_approval_envelope(&json!({"ok": true})).unwrap_err(), "approval: missing");
+        let mut odd = recorded_approval("pending", json!([]));
+        assert!(
+            parse_approval_envelope(&json!({"approval": odd.clone()})).unwrap_err().starts_with("approval.metadata")
+        );
+        odd["metadata"] = json!({"executed_prompt_id": 5});
+        assert!(
+            parse_approval_envelope(&json!({"approval": odd}))
+                .unwrap_err()
+                .starts_with("approval.metadata.executed_prompt_id")
+        );
     }
 
     #[test]

@@ -1,79 +1,375 @@
-//! Chat commands every channel understands: `/new`, `/reset`, `/status`, `/help` (and
-//! Telegram's `/start`). Anything else starting with `/` goes to the agent as text.
+//! The chat-command registry: every command a chat user can type, registered once (name,
+//! aliases, `/help` line, who may use it), one parser, one dispatch for every surface (Telegram,
+//! Discord, the web chat's `chat.send`, and any later channel).
+//!
+//! - Conversation commands, for everyone: `/new` (`/reset`), `/status`, `/help` (`/start`).
+//! - ComfyUI commands, while ComfyUI is configured: [`Verb`]'s table (`/run`, `/jobs`, …), each
+//!   governed by the `comfy.commands` policy ([`CommandPolicy::may_use`]). `/status <job>` is
+//!   ComfyUI's; a bare `/status` is the conversation's.
+//!
+//! `/help` lists exactly the commands its sender may use. Anything that is not a registered
+//! command (an unknown `/word`, a path like `/tmp/x`, ordinary text) goes to the agent.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use clawgate_channels::InboundMessage;
+use serde_json::{Value, json};
+
+use clawgate_channels::{AccountConfig, InboundMessage, policy::listed};
+use clawgate_comfy::command::{Command, CommandPolicy, SenderCtx, Verb, parse_args};
 use clawgate_store::{SessionStore, StoreError};
 
 use crate::gateway::Gateway;
 use crate::time::now_ms;
 
-/// `/cmd@botname args` → ("cmd", "args"), lowercased command.
-pub(crate) fn parse(text: &str) -> Option<(String, &str)> {
-    let t = text.trim_start();
-    let rest = t.strip_prefix('/')?;
-    let (head, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    let cmd = head.split('@').next().unwrap_or(head);
-    if cmd.is_empty() || !cmd.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return None;
-    }
-    Some((cmd.to_ascii_lowercase(), args.trim()))
+/// Who sent a command, the conversation it belongs to, and where a job's results go.
+#[derive(Debug, Clone)]
+pub struct CommandCaller {
+    /// `telegram`, `discord`, `webchat`, …
+    pub platform: String,
+    /// The sender's platform id (for a WS client, its device or client id).
+    pub sender_id: String,
+    /// The sender's @username, if the platform has one.
+    pub sender_username: Option<String>,
+    /// The chat it came from (for the web chat, the session key).
+    pub chat_id: String,
+    /// Runs `/run` without approval (a channel's `allowFrom`; an operator WS client).
+    pub trusted: bool,
+    /// May use admin commands whatever `comfy.commands.adminUsers` says (an operator WS client).
+    pub is_admin: bool,
+    /// Where a job's images and notices go (`{channel, account, chatId, threadId}`, or
+    /// `{channel: "webchat", sessionKey}`).
+    pub deliver_to: Value,
+    /// The conversation's session (`/new`, `/status`).
+    pub session_key: String,
+    /// The agent that answers in it.
+    pub agent_id: String,
 }
 
-const HELP: &str = "Commands:\n/new or /reset — start a fresh conversation\n/status — this conversation's session and model\n/help — this list\n\nAnything else is sent to the assistant.";
-
-/// Answer a command; `None` if the text is not one of ours.
-pub(crate) async fn handle(
-    gw: &Arc<Gateway>,
-    session_key: &str,
-    agent_id: &str,
-    msg: &InboundMessage,
-) -> Option<String> {
-    let (cmd, _args) = parse(&msg.text)?;
-    match cmd.as_str() {
-        "help" | "start" => Some(HELP.to_owned()),
-        "new" | "reset" => {
-            let now = now_ms();
-            let r = match gw.store.reset_session(session_key, now).await {
-                Ok(_) => Ok(()),
-                Err(StoreError::NotFound) => gw.store.ensure_session(session_key, agent_id, now).await.map(|_| ()),
-                Err(e) => Err(e),
-            };
-            match r {
-                Ok(()) => {
-                    gw.broadcast_session_changed(session_key, "reset");
-                    Some("Started a new conversation. Earlier messages are no longer part of the context.".to_owned())
-                }
-                Err(e) => Some(format!("Could not reset the conversation: {e}")),
-            }
+impl CommandCaller {
+    /// The sender of a channel message that passed the gate; trusted when the account's
+    /// `allowFrom` lists them.
+    pub(crate) fn from_channel(cfg: &AccountConfig, msg: &InboundMessage, session_key: &str, agent_id: &str) -> Self {
+        Self {
+            platform: msg.channel.clone(),
+            sender_id: msg.sender_id.clone(),
+            sender_username: msg.sender_username.clone(),
+            chat_id: msg.chat_id.clone(),
+            trusted: listed(&cfg.allow_from, &msg.sender_id, msg.sender_username.as_deref()),
+            is_admin: false,
+            deliver_to: json!({"channel": msg.channel, "account": msg.account, "chatId": msg.chat_id,
+                               "threadId": msg.thread_id}),
+            session_key: session_key.to_owned(),
+            agent_id: agent_id.to_owned(),
         }
-        "status" => {
-            let agents = gw.agents.agents();
-            let model = agents.get(agent_id).map(|a| agents.model_for(a)).unwrap_or_else(|| "(unknown)".to_owned());
-            let (count, active) = match gw.store.get_session(session_key).await {
-                Ok(Some(s)) => (s.message_count, gw.agents.active_runs(session_key).len()),
-                _ => (0, 0),
-            };
-            Some(format!(
-                "Session: {session_key}\nAgent: {agent_id}\nModel: {model}\nMessages: {count}\nRunning: {active}\nGateway: clawgate {}",
-                gw.version
-            ))
-        }
-        _ => None,
     }
+
+    /// The sender as the `comfy.commands` policy sees them.
+    pub(crate) fn sender(&self) -> SenderCtx<'_> {
+        SenderCtx {
+            platform: &self.platform,
+            user_id: &self.sender_id,
+            chat_id: &self.chat_id,
+            is_admin: self.is_admin,
+            trusted: self.trusted,
+        }
+    }
+}
+
+/// What a registered command does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// The commands this sender may use.
+    Help,
+    /// A fresh conversation.
+    Reset,
+    /// The conversation's session and model; with an argument, a ComfyUI job's state.
+    Status,
+    /// A ComfyUI command.
+    Comfy(Verb),
+}
+
+/// One registered command.
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    /// Its name, with the slash.
+    name: &'static str,
+    /// Its other names, with the slash.
+    aliases: &'static [&'static str],
+    /// Its line in `/help`.
+    help: &'static str,
+    action: Action,
+}
+
+impl Spec {
+    /// Who may use it: conversation commands are everyone's; a ComfyUI command is its
+    /// `comfy.commands` class's (`/status <job>` included, checked when it runs).
+    fn may_use(&self, sender: &SenderCtx<'_>, policy: &CommandPolicy) -> bool {
+        match self.action {
+            Action::Help | Action::Reset | Action::Status => true,
+            Action::Comfy(verb) => policy.may_use(verb, sender).is_ok(),
+        }
+    }
+
+    fn is_named(&self, name: &str) -> bool {
+        let is = |n: &str| n.strip_prefix('/').is_some_and(|n| n.eq_ignore_ascii_case(name));
+        is(self.name) || self.aliases.iter().any(|a| is(a))
+    }
+}
+
+/// The conversation commands.
+const CONVERSATION: [Spec; 3] = [
+    Spec {
+        name: "/new",
+        aliases: &["/reset"],
+        help: "/new or /reset — start a fresh conversation",
+        action: Action::Reset,
+    },
+    Spec {
+        name: "/status",
+        aliases: &[],
+        help: "/status — this conversation's session and model",
+        action: Action::Status,
+    },
+    Spec { name: "/help", aliases: &["/start"], help: "/help — this list", action: Action::Help },
+];
+
+/// `/status`'s line in `/help` for a sender who may also ask about a ComfyUI job.
+const STATUS_WITH_JOBS: &str = "/status [job] — this conversation's session and model, or a ComfyUI job's state";
+
+/// The commands known while ComfyUI is configured or not.
+#[derive(Debug)]
+struct Registry {
+    specs: Vec<Spec>,
+}
+
+static PLAIN: LazyLock<Registry> = LazyLock::new(|| Registry::new(false));
+static WITH_COMFY: LazyLock<Registry> = LazyLock::new(|| Registry::new(true));
+
+fn registry(comfy: bool) -> &'static Registry {
+    if comfy { &WITH_COMFY } else { &PLAIN }
+}
+
+impl Registry {
+    fn new(comfy: bool) -> Self {
+        let mut specs = CONVERSATION.to_vec();
+        if comfy {
+            // `/help` and `/status` are registered above; ComfyUI's policy still governs
+            // `/status <job>`.
+            let comfy_verbs = Verb::ALL.into_iter().filter(|v| !matches!(v, Verb::Help | Verb::Status));
+            specs.extend(comfy_verbs.map(|verb| Spec {
+                name: verb.name(),
+                aliases: verb.aliases(),
+                help: verb.help_line(),
+                action: Action::Comfy(verb),
+            }));
+        }
+        Self { specs }
+    }
+
+    /// `[@bot] /name[@bot] args` → the command and its argument text. `None` when the text is not
+    /// a registered command.
+    fn parse<'t>(&self, text: &'t str) -> Option<(&Spec, &'t str)> {
+        let (mut head, mut rest) = split_word(text);
+        if head.starts_with('@') {
+            // `@bot /status` in a group.
+            (head, rest) = split_word(rest);
+        }
+        let name = head.strip_prefix('/')?;
+        let name = name.split_once('@').map_or(name, |(name, _bot)| name);
+        if name.is_empty() {
+            return None;
+        }
+        let spec = self.specs.iter().find(|s| s.is_named(name))?;
+        Some((spec, rest.trim()))
+    }
+
+    /// The `/help` text: the commands `sender` may use, conversation ones first, then ComfyUI's
+    /// by class (admin-only ones last).
+    fn help(&self, sender: &SenderCtx<'_>, policy: &CommandPolicy) -> String {
+        let comfy = self.specs.iter().any(|s| matches!(s.action, Action::Comfy(_)));
+        let mut usable: Vec<&Spec> = self.specs.iter().filter(|s| s.may_use(sender, policy)).collect();
+        usable.sort_by_key(|s| match s.action {
+            Action::Comfy(verb) => 1 + policy.class_of(verb) as u8,
+            _ => 0,
+        });
+        let mut out = "Commands:".to_owned();
+        for spec in usable {
+            out.push('\n');
+            out.push_str(match spec.action {
+                Action::Status if comfy && policy.may_use(Verb::Status, sender).is_ok() => STATUS_WITH_JOBS,
+                _ => spec.help,
+            });
+        }
+        out.push_str("\n\nAnything else is sent to the assistant.");
+        out
+    }
+}
+
+/// The first whitespace-separated word and the rest.
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    s.split_at(s.find(char::is_whitespace).unwrap_or(s.len()))
+}
+
+/// Whether `text` is a command the gateway answers (ComfyUI's count only while it is
+/// configured).
+pub(crate) fn is_command(gw: &Gateway, text: &str) -> bool {
+    registry(gw.comfy.enabled()).parse(text).is_some()
+}
+
+/// Answers a command; `None` when the text is not one (the agent takes it).
+pub(crate) async fn handle(gw: &Arc<Gateway>, caller: &CommandCaller, text: &str) -> Option<String> {
+    let comfy = gw.comfy.enabled();
+    let (spec, args) = registry(comfy).parse(text)?;
+    let policy = || gw.comfy.config().map(|c| c.policy.clone()).unwrap_or_default();
+    Some(match spec.action {
+        Action::Help => registry(comfy).help(&caller.sender(), &policy()),
+        Action::Reset => reset(gw, caller).await,
+        Action::Status => match comfy.then(|| parse_args(Verb::Status, args)) {
+            None | Some(Command::Status { job: None }) => status(gw, caller).await,
+            Some(cmd) => crate::comfy::run_command(gw, caller, &policy(), cmd).await,
+        },
+        Action::Comfy(verb) => crate::comfy::run_command(gw, caller, &policy(), parse_args(verb, args)).await,
+    })
+}
+
+/// `/new`: the session starts a new transcript (or is created).
+async fn reset(gw: &Gateway, caller: &CommandCaller) -> String {
+    let now = now_ms();
+    let key = &caller.session_key;
+    let r = match gw.store.reset_session(key, now).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::NotFound) => gw.store.ensure_session(key, &caller.agent_id, now).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(()) => {
+            gw.broadcast_session_changed(key, "reset");
+            "Started a new conversation. Earlier messages are no longer part of the context.".to_owned()
+        }
+        Err(e) => format!("Could not reset the conversation: {e}"),
+    }
+}
+
+/// A bare `/status`: the conversation's session, agent, model and runs.
+async fn status(gw: &Gateway, caller: &CommandCaller) -> String {
+    let (key, agent_id) = (&caller.session_key, &caller.agent_id);
+    let agents = gw.agents.agents();
+    let model = agents.get(agent_id).map(|a| agents.model_for(a)).unwrap_or_else(|| "(unknown)".to_owned());
+    let (count, active) = match gw.store.get_session(key).await {
+        Ok(Some(s)) => (s.message_count, gw.agents.active_runs(key).len()),
+        _ => (0, 0),
+    };
+    format!(
+        "Session: {key}\nAgent: {agent_id}\nModel: {model}\nMessages: {count}\nRunning: {active}\nGateway: clawgate {}",
+        gw.version
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use serde_json::json;
+
+    use super::*;
+
+    fn names(text: &str, comfy: bool) -> Option<(&'static str, &str)> {
+        registry(comfy).parse(text).map(|(spec, args)| (spec.name, args))
+    }
+
+    fn sender(user: &str) -> SenderCtx<'_> {
+        SenderCtx { platform: "telegram", user_id: user, chat_id: "-100", is_admin: false, trusted: false }
+    }
+
+    fn policy(section: Value) -> CommandPolicy {
+        CommandPolicy::from_config(&section).expect("valid policy")
+    }
 
     #[test]
-    fn parses_commands_with_bot_suffix_and_args() {
-        assert_eq!(parse("/new"), Some(("new".into(), "")));
-        assert_eq!(parse("  /Status@my_bot extra words "), Some(("status".into(), "extra words")));
-        assert_eq!(parse("hello /new"), None);
-        assert_eq!(parse("/"), None);
-        assert_eq!(parse("/path/to/file"), None);
+    fn parses_names_aliases_bot_suffixes_and_mentions() {
+        assert_eq!(names("/new", false), Some(("/new", "")));
+        assert_eq!(names("/RESET", false), Some(("/new", "")));
+        assert_eq!(names("  /Status@my_bot extra words ", false), Some(("/status", "extra words")));
+        assert_eq!(names("@my_bot /status p-1", true), Some(("/status", "p-1")));
+        assert_eq!(names("/start", false), Some(("/help", "")));
+        assert_eq!(names("/help@MyBot", true), Some(("/help", "")));
+        assert_eq!(names("/queue", true), Some(("/jobs", "")));
+        assert_eq!(names("/cancel p-1,p-2", true), Some(("/stop", "p-1,p-2")));
+        assert_eq!(names("/interrupt", true), Some(("/stop", "")));
+        assert_eq!(names(r#"/run t k="a b""#, true), Some(("/run", r#"t k="a b""#)));
+    }
+
+    #[test]
+    fn ordinary_text_unknown_commands_and_paths_go_to_the_agent() {
+        for text in
+            ["", "   ", "hello /new", "status", "/", "/ run x", "/unknown arg", "// run", "@bot hi", "/path/to/file"]
+        {
+            assert_eq!(names(text, true), None, "{text:?}");
+        }
+        // ComfyUI's commands exist only while ComfyUI is configured.
+        for text in ["/run invert", "/jobs", "/approve apr_1", "/queue"] {
+            assert_eq!(names(text, false), None, "{text:?}");
+            assert!(names(text, true).is_some(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_command_and_alias_is_registered_once() {
+        let reg = registry(true);
+        let mut seen = std::collections::BTreeSet::new();
+        for spec in &reg.specs {
+            for name in std::iter::once(&spec.name).chain(spec.aliases) {
+                assert!(seen.insert(name.to_ascii_lowercase()), "{name} registered twice");
+                assert_eq!(names(name, true).map(|(n, _)| n), Some(spec.name), "{name}");
+            }
+        }
+        for verb in Verb::ALL {
+            assert!(seen.contains(verb.name()), "{} is reachable", verb.name());
+        }
+    }
+
+    #[test]
+    fn help_without_comfy_lists_the_conversation_commands() {
+        assert_eq!(
+            registry(false).help(&sender("1"), &CommandPolicy::default()),
+            "Commands:\n/new or /reset — start a fresh conversation\n/status — this conversation's session and model\n\
+             /help — this list\n\nAnything else is sent to the assistant."
+        );
+    }
+
+    #[test]
+    fn help_lists_what_each_sender_may_use() {
+        let p = policy(json!({"adminUsers": ["telegram:1"]}));
+        let reg = registry(true);
+        let lines = |s: &SenderCtx<'_>| -> Vec<String> {
+            reg.help(s, &p)
+                .lines()
+                .filter(|l| l.starts_with('/'))
+                .map(|l| l.split(' ').next().unwrap_or("").to_owned())
+                .collect()
+        };
+        let guest = lines(&sender("2"));
+        assert_eq!(guest, ["/new", "/status", "/help", "/history", "/templates", "/run"], "{guest:?}");
+        let admin = lines(&sender("1"));
+        for name in ["/new", "/run", "/jobs", "/approvals", "/approve", "/reject", "/stop", "/workers", "/trace"] {
+            assert!(admin.iter().any(|l| l == name), "{name} for the admin: {admin:?}");
+        }
+        assert!(admin.iter().position(|l| l == "/run") < admin.iter().position(|l| l == "/approve"), "admin-only last");
+        let web = SenderCtx { platform: "webchat", is_admin: true, ..sender("device") };
+        assert_eq!(lines(&web).len(), reg.specs.len(), "an operator client may use everything");
+        assert!(reg.help(&sender("2"), &p).contains(STATUS_WITH_JOBS));
+    }
+
+    #[test]
+    fn help_follows_overrides_and_allow_lists() {
+        let reg = registry(true);
+        let open = policy(json!({"overrides": {"stop": "public", "run": "admin"}}));
+        let text = reg.help(&sender("2"), &open);
+        assert!(text.contains("\n/stop "), "{text}");
+        assert!(!text.contains("\n/run "), "{text}");
+        let listed = policy(json!({"allowFrom": {"public": ["telegram:7"]}}));
+        let text = reg.help(&sender("8"), &listed);
+        assert!(!text.contains("/templates") && !text.contains("job"), "{text}");
+        assert!(text.contains("\n/new ") && text.contains("\n/status — "), "conversation commands stay: {text}");
+        assert!(reg.help(&sender("7"), &listed).contains("/templates"));
     }
 }

@@ -14,7 +14,7 @@
 //! one chunk. That mark is a single-row UPDATE (`ChannelStore::mark_outbound_sent`) directly
 //! after the send returns, so the window is one local write wide.
 
-mod commands;
+pub(crate) mod commands;
 mod ingress;
 mod outbox;
 mod router;

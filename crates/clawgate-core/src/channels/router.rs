@@ -124,10 +124,8 @@ async fn admit(
     let agent_id =
         rt.cfg.setting_str("agent").map(str::to_owned).unwrap_or_else(|| gw.agents.agents().default_id.clone());
     let session_key = session_key_for(&agent_id, msg);
-    if let Some(reply) = crate::comfy::handle_chat_command(gw, &rt.cfg, msg).await {
-        return queue_reply(gw, rt, rec, msg, &reply).await;
-    }
-    if let Some(reply) = super::commands::handle(gw, &session_key, &agent_id, msg).await {
+    let caller = super::commands::CommandCaller::from_channel(&rt.cfg, msg, &session_key, &agent_id);
+    if let Some(reply) = super::commands::handle(gw, &caller, &msg.text).await {
         return queue_reply(gw, rt, rec, msg, &reply).await;
     }
     let run_id = run_id_for(rec.id, 0);

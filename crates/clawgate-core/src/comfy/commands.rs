@@ -1,6 +1,6 @@
-//! ComfyUI chat commands (`/run`, `/status <job>`, `/jobs`, `/stop`, `/templates`, `/workers`,
-//! `/approvals`, `/approve`, `/reject`, `/schedules`, `/schedule`, `/trace`, `/history`) for
-//! messages that passed the channel gate.
+//! What the ComfyUI chat commands (`/run`, `/status <job>`, `/jobs`, `/stop`, `/templates`,
+//! `/workers`, `/approvals`, `/approve`, `/reject`, `/schedules`, `/schedule`, `/trace`,
+//! `/history`) do; the command registry ([`crate::channels::commands`]) recognises them.
 //!
 //! clawgate's own queue, approvals and schedules answer first. Workers in mode `openclaw` add
 //! what their ComfyUI-OpenClaw extension holds: its jobs view (`/openclaw/jobs`, or the coarse
@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use clawgate_channels::{AccountConfig, InboundMessage, policy::listed};
-use clawgate_comfy::command::{self, Command, Decision, JobState, QueuePosition, SenderCtx, reply};
+use clawgate_comfy::command::{self, Command, Decision, JobState, QueuePosition, reply};
 use clawgate_comfy::openclaw::{JobsView, RemoteApproval};
 use clawgate_protocol::events::names as events;
 use clawgate_store::{
@@ -22,6 +21,7 @@ use clawgate_store::{
     NewJob,
 };
 
+use crate::channels::commands::CommandCaller;
 use crate::error::CoreError;
 use crate::gateway::Gateway;
 use crate::methods::approvals;
@@ -48,69 +48,24 @@ fn position(p: Option<(u64, u64)>) -> Option<QueuePosition> {
     p.map(|(position, total)| QueuePosition { position: position as usize, total: total as usize })
 }
 
-/// Who sent a ComfyUI command, and where its results go.
-#[derive(Debug, Clone)]
-pub struct CommandCaller {
-    /// `telegram`, `discord`, `webchat`, …
-    pub platform: String,
-    /// The sender's platform id (for a WS client, its device or client id).
-    pub sender_id: String,
-    /// The sender's @username, if the platform has one.
-    pub sender_username: Option<String>,
-    /// The chat it came from (for the web chat, the session key).
-    pub chat_id: String,
-    /// Runs `/run` without approval (a channel's `allowFrom`; an operator WS client).
-    pub trusted: bool,
-    /// May use admin commands whatever `comfy.commands.adminUsers` says (an operator WS client).
-    pub is_admin: bool,
-    /// Where a job's images and notices go (`{channel, account, chatId, threadId}`, or
-    /// `{channel: "webchat", sessionKey}`).
-    pub deliver_to: Value,
-}
-
-/// Answer a ComfyUI command; `None` when the text is not one (or ComfyUI is off), so the
-/// message goes on to the chat commands and the agent. `/help` and a bare `/status` stay with
-/// the chat commands.
-pub async fn handle_chat_command(gw: &Arc<Gateway>, cfg: &AccountConfig, msg: &InboundMessage) -> Option<String> {
-    let caller = CommandCaller {
-        platform: msg.channel.clone(),
-        sender_id: msg.sender_id.clone(),
-        sender_username: msg.sender_username.clone(),
-        chat_id: msg.chat_id.clone(),
-        trusted: listed(&cfg.allow_from, &msg.sender_id, msg.sender_username.as_deref()),
-        is_admin: false,
-        deliver_to: json!({"channel": msg.channel, "account": msg.account, "chatId": msg.chat_id,
-                           "threadId": msg.thread_id}),
-    };
-    handle_command(gw, &caller, &msg.text).await
-}
-
-/// [`handle_chat_command`] for any caller.
-pub async fn handle_command(gw: &Arc<Gateway>, caller: &CommandCaller, text: &str) -> Option<String> {
-    if !gw.comfy.enabled() {
-        return None;
-    }
-    let cmd = command::parse(text)?;
-    if matches!(cmd, Command::Help | Command::Status { job: None }) {
-        return None;
-    }
-    let policy = gw.comfy.config().map(|c| c.policy.clone()).unwrap_or_default();
-    let sender = SenderCtx {
-        platform: &caller.platform,
-        user_id: &caller.sender_id,
-        chat_id: &caller.chat_id,
-        is_admin: caller.is_admin,
-        trusted: caller.trusted,
-    };
-    let decision = command::authorize(&cmd, &sender, &policy);
+/// Runs a ComfyUI command the registry ([`crate::channels::commands`]) recognised: authorized
+/// by `policy` first, then answered from clawgate's queue, approvals and schedules and the
+/// `openclaw` workers.
+pub(crate) async fn run_command(
+    gw: &Arc<Gateway>,
+    caller: &CommandCaller,
+    policy: &command::CommandPolicy,
+    cmd: Command,
+) -> String {
+    let decision = command::authorize(&cmd, &caller.sender(), policy);
     if let Decision::Deny(text) = &decision {
-        return Some(text.clone());
+        return text.clone();
     }
     let deliver_to = caller.deliver_to.clone();
     let requested_by = json!({"channel": caller.platform, "senderId": caller.sender_id, "chatId": caller.chat_id,
                               "username": caller.sender_username});
     let who = format!("{}:{}", caller.platform, caller.sender_id);
-    Some(match cmd {
+    match cmd {
         Command::Invalid { verb, problem } => reply::invalid(verb, &problem),
         Command::Run { template, inputs, free_text, require_approval } => {
             let hold = decision == Decision::NeedsApproval || require_approval;
@@ -151,7 +106,7 @@ pub async fn handle_command(gw: &Arc<Gateway>, caller: &CommandCaller, text: &st
                                     None,
                                     true,
                                 );
-                                notify_admins(gw, caller, &policy, &aid, &template).await;
+                                notify_admins(gw, caller, policy, &aid, &template).await;
                                 reply::approval_requested(
                                     Some(&aid),
                                     Some(&job.id),
@@ -384,7 +339,7 @@ pub async fn handle_command(gw: &Arc<Gateway>, caller: &CommandCaller, text: &st
             }
         }
         other => format!("{} is not available in this gateway yet.", other.verb().name()),
-    })
+    }
 }
 
 /// What deciding an approval did.

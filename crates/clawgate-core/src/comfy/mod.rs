@@ -46,8 +46,7 @@ use crate::error::CoreError;
 use crate::gateway::Gateway;
 use crate::time::now_ms;
 
-pub(crate) use commands::{APPROVAL_KIND, Decided, decide_approval};
-pub use commands::{CommandCaller, handle_chat_command, handle_command};
+pub(crate) use commands::{APPROVAL_KIND, Decided, decide_approval, run_command};
 pub use config::{ComfyConfig, OpenClawAuth, WorkerConfig};
 
 /// How long one job may run on a worker.

@@ -13,7 +13,7 @@ use clawgate_store::{
 };
 
 use crate::agent::{self, RunRequest, Submitted, transcript};
-use crate::comfy::CommandCaller;
+use crate::channels::commands::{self, CommandCaller};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::gateway::Gateway;
@@ -62,7 +62,7 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, p: ChatSendParams) 
     };
     let (session_key, agent_id) = resolve_session_key(gw, &key, p.agent_id.as_deref())?;
     let interpret = p.suppress_command_interpretation != Some(true);
-    if interpret && let Some(status) = comfy_command(gw, ctx, &run_id, &session_key, &agent_id, &message).await? {
+    if interpret && let Some(status) = chat_command(gw, ctx, &run_id, &session_key, &agent_id, &message).await? {
         return Ok(ChatSendResult { run_id, status });
     }
     let timeout = p.timeout_ms.filter(|t| *t > 0).map(std::time::Duration::from_millis);
@@ -103,15 +103,16 @@ impl Drop for InFlight {
     }
 }
 
-/// A ComfyUI command (`/run …`, `/status <job>`, `/jobs`, `/approvals`, …) sent with `chat.send`
-/// is answered by the gateway, never the model: the message and the reply enter the transcript
-/// under the run id (= idempotency key), and clients see the reply as a run's `chat` `final`.
+/// A chat command (`/new`, `/status`, `/help`, and while ComfyUI is configured `/run …`,
+/// `/jobs`, `/approvals`, …; see [`commands`]) sent with `chat.send` is answered by the gateway,
+/// never the model: the message and the reply enter the transcript under the run id
+/// (= idempotency key), and clients see the reply as a run's `chat` `final`.
 /// `None` when the text is not such a command (the agent takes it).
 ///
 /// A repeated idempotency key runs nothing: the transcript already holds that run's entries
 /// (`ok`), or this process is still answering it (`in_flight`). The transcript is the record, so
 /// the answer survives restarts; a key that named an agent run stays with the agent.
-async fn comfy_command(
+async fn chat_command(
     gw: &Arc<Gateway>,
     ctx: &CallContext,
     run_id: &str,
@@ -119,7 +120,7 @@ async fn comfy_command(
     agent_id: &str,
     message: &str,
 ) -> Result<Option<ChatSendStatus>, CoreError> {
-    if !gw.comfy.enabled() || clawgate_comfy::command::parse(message).is_none() {
+    if !commands::is_command(gw, message) {
         return Ok(None);
     }
     // An unknown agent, or a key an agent run already used: `agent::submit` answers.
@@ -149,8 +150,12 @@ async fn comfy_command(
         trusted: true,
         is_admin: true,
         deliver_to: json!({"channel": "webchat", "sessionKey": session_key}),
+        session_key: session_key.to_owned(),
+        agent_id: agent_id.to_owned(),
     };
-    let Some(reply) = crate::comfy::handle_command(gw, &caller, message).await else { return Ok(None) };
+    let Some(reply) = commands::handle(gw, &caller, message).await else { return Ok(None) };
+    // `/new` gave the session a new transcript: the command and its reply start it.
+    let session = gw.store.ensure_session(session_key, agent_id, now_ms()).await?;
     let user = transcript::user_message(message, run_id, client_tag(ctx).as_ref(), now_ms());
     let entry = gw
         .store
