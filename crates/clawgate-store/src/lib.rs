@@ -60,11 +60,13 @@
 //! its transaction); it keeps it to one statement.
 #![warn(missing_docs)]
 
+// `stored_enum!` is used by the model modules declared after it.
+#[macro_use]
+mod stored_enum;
+
 mod error;
 mod health;
 mod model;
-// `stored_enum!` is defined in `session` and used by the modules declared after it.
-#[macro_use]
 mod session;
 
 mod channel_model;
