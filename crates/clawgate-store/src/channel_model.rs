@@ -1,12 +1,7 @@
 //! Records of chat-channel state: inbound messages, queued replies and DM pairing requests.
 //! Plain data: no I/O, no policy.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde_json::Value;
-
-use crate::StoreError;
 
 stored_enum! {
     /// How far the gateway got with an inbound message.
@@ -47,7 +42,7 @@ stored_enum! {
 }
 
 /// An inbound platform message as recorded in the inbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct InboxRecord {
     /// Store-assigned, ascending in arrival order and never reused.
     pub id: i64,
@@ -94,7 +89,7 @@ pub struct NewOutbound {
 }
 
 /// A queued (or delivered, or abandoned) reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OutboxRecord {
     /// Store-assigned; an account's rows are delivered in id order.
     pub id: i64,
@@ -127,7 +122,7 @@ pub struct OutboxRecord {
 }
 
 /// A DM sender's pairing: a pending request with its code, or the operator's decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ChannelPairing {
     /// Channel kind.
     pub channel: String,

@@ -1,12 +1,7 @@
 //! Records of ComfyUI work: jobs and the operator approvals that may hold them. Plain data: no
 //! I/O, no policy.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde_json::Value;
-
-use crate::StoreError;
 
 stored_enum! {
     /// Where a ComfyUI job stands. See [`crate::JobStore`] for the allowed transitions.
@@ -76,7 +71,7 @@ pub struct NewJob {
 }
 
 /// A ComfyUI job as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct JobRecord {
     /// The caller's id.
     pub id: String,
@@ -164,7 +159,7 @@ pub struct NewApproval {
 }
 
 /// An operator approval as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ApprovalRecord {
     /// The caller's id.
     pub id: String,

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 /// A scheduled job.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CronJob {
     /// Stable id.
     pub id: String,
@@ -37,7 +37,7 @@ pub struct CronJob {
 }
 
 /// The receipt of one scheduled slot of a cron job: proof that it fired, and how that went.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CronRunRecord {
     /// The cron job.
     pub job_id: String,

@@ -146,9 +146,14 @@ fn classify(err: &sqlx::Error) -> Fault {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match err {
+            // A stored enum refused its text: keep the store's own error (it names the enum and
+            // the spelling) rather than the driver's wrapper.
+            sqlx::Error::ColumnDecode { index, source } => match source.downcast::<StoreError>() {
+                Ok(ours) => *ours,
+                Err(source) => StoreError::Corrupt(format!("cannot decode column {index}: {source}")),
+            },
             // Reading a row back failed: the data, not the database, is at fault.
-            sqlx::Error::ColumnDecode { .. }
-            | sqlx::Error::Decode(_)
+            sqlx::Error::Decode(_)
             | sqlx::Error::ColumnNotFound(_)
             | sqlx::Error::ColumnIndexOutOfBounds { .. }
             | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(err.to_string()),

@@ -1,19 +1,44 @@
 //! Durable storage for the clawgate gateway.
 //!
-//! This crate owns what must survive a restart of the gateway's foundation: small settings
-//! (the generated gateway token), paired devices, pairing requests, device tokens and
-//! idempotency entries. It exposes them as capability traits ([`KvStore`], [`DeviceStore`],
-//! [`PairingStore`], [`DeviceTokenStore`], [`IdempotencyStore`]) that the rest of the
-//! gateway depends on, and implements them on SQLite ([`SqliteStore`], WAL mode, embedded
+//! This crate owns what must survive a restart of the gateway: settings, devices and their
+//! tokens, chat sessions with their transcripts and runs, chat-channel state, and the ComfyUI
+//! and cron work. It exposes them as capability traits that the rest of the gateway depends on,
+//! and implements every one of them on SQLite ([`SqliteStore`], WAL mode, embedded
 //! migrations). It must not make protocol or policy decisions — who may pair, which scopes a
 //! role gets, when a request is auto-approved all belong to `clawgate-core` — and it must never
-//! keep or log a device token in plain text, nor panic on what it reads back from disk.
+//! keep or log a device token in plain text, nor panic on what it reads back from disk (a row
+//! it cannot understand is [`StoreError::Corrupt`]).
 //!
-//! It also keeps the chat state: sessions ([`SessionStore`]), their transcripts
-//! ([`TranscriptStore`]) and the durable per-session run queue ([`RunStore`]); and the
-//! chat-channel state ([`ChannelStore`]): inbox, outbox and DM pairing requests. And the
-//! ComfyUI work: the job queue and its delivery marks ([`JobStore`]), operator approvals
-//! ([`ApprovalStore`]) and scheduled jobs with one receipt per fired slot ([`CronStore`]).
+//! # Capability traits
+//!
+//! Each trait is one thing a service may need from storage; a service asks for the few it uses.
+//!
+//! | Trait | For |
+//! |---|---|
+//! | [`KvStore`] | small named settings (the generated gateway token) |
+//! | [`DeviceStore`] | paired devices, allowed to connect with their own key |
+//! | [`PairingStore`] | device pairing requests waiting for (or resolved by) an operator |
+//! | [`DeviceTokenStore`] | per-device bearer tokens, kept only as hashes |
+//! | [`IdempotencyStore`] | request results replayed on a retried idempotency key |
+//! | [`SessionStore`] | chat sessions: key → current transcript, label, meta |
+//! | [`TranscriptStore`] | the append-only messages of a transcript, read in windows |
+//! | [`RunStore`] | the durable per-session queue of agent runs |
+//! | [`ChannelStore`] | chat-channel inbox, outbox and DM pairing requests |
+//! | [`JobStore`] | the ComfyUI job queue and its delivery marks |
+//! | [`ApprovalStore`] | operator approvals of actions that need a human's yes |
+//! | [`CronStore`] | scheduled jobs, with one receipt per fired slot |
+//! | [`GatewayStore`] | all of the above: what the composition root opens |
+//!
+//! A service is generic over the traits it needs and owns a clone of the store
+//! (`struct CronService<S: CronStore + JobStore> { store: S, .. }`); [`SqliteStore`] clones
+//! share one pool, and every trait future is `Send`, so the service can hand store calls to
+//! spawned tasks. Tests build the same service on [`SqliteStore::open_in_memory`]. Every
+//! backend must pass the one conformance suite (`testing`, behind the `testing` feature), which
+//! SQLite runs on in-memory and on file-backed stores.
+//!
+//! Records ([`JobRecord`], [`SessionRecord`], …) are plain data that decode themselves from a
+//! row (`sqlx::FromRow`): JSON columns as `serde_json::Value` or JSON lists, stored enums as
+//! text; a value that does not decode is [`StoreError::Corrupt`].
 //!
 //! Every timestamp is Unix epoch milliseconds supplied by the caller, so behaviour is
 //! deterministic under test and one clock (core's) decides what "now" is.
@@ -60,11 +85,13 @@
 //! its transaction); it keeps it to one statement.
 #![warn(missing_docs)]
 
+// `stored_enum!` is used by the model modules declared after it.
+#[macro_use]
+mod stored_enum;
+
 mod error;
 mod health;
 mod model;
-// `stored_enum!` is defined in `session` and used by the modules declared after it.
-#[macro_use]
 mod session;
 
 mod channel_model;

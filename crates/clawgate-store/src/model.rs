@@ -1,12 +1,7 @@
 //! Records the store keeps. Plain data: no I/O, no policy.
 
-use std::fmt;
-use std::str::FromStr;
-
-use crate::StoreError;
-
 /// A device whose public key an operator (or the silent local policy) approved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PairedDevice {
     /// Stable device id (derived from the public key by the client).
     pub device_id: String,
@@ -23,8 +18,10 @@ pub struct PairedDevice {
     /// `client.mode` of the connection that was approved.
     pub client_mode: Option<String>,
     /// Roles the device may connect as (`operator`, `node`).
+    #[sqlx(json)]
     pub roles: Vec<String>,
     /// Scopes the device was approved for; asking for more is a `scope-upgrade`.
+    #[sqlx(json)]
     pub scopes: Vec<String>,
     /// How the approval happened: `silent`, `cli` or `rpc`.
     pub approved_via: String,
@@ -36,44 +33,15 @@ pub struct PairedDevice {
     pub last_seen_at_ms: Option<i64>,
 }
 
-/// Where a pairing request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PairingStatus {
-    /// Waiting for an operator.
-    Pending,
-    /// Approved; the device is paired.
-    Approved,
-    /// Rejected by an operator.
-    Rejected,
-}
-
-impl PairingStatus {
-    /// The stored (and displayed) spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PairingStatus::Pending => "pending",
-            PairingStatus::Approved => "approved",
-            PairingStatus::Rejected => "rejected",
-        }
-    }
-}
-
-impl fmt::Display for PairingStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PairingStatus {
-    type Err = StoreError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pending" => Ok(PairingStatus::Pending),
-            "approved" => Ok(PairingStatus::Approved),
-            "rejected" => Ok(PairingStatus::Rejected),
-            other => Err(StoreError::Corrupt(format!("unknown pairing status {other:?}"))),
-        }
+stored_enum! {
+    /// Where a pairing request stands.
+    PairingStatus ("pairing status") {
+        /// Waiting for an operator.
+        Pending => "pending",
+        /// Approved; the device is paired.
+        Approved => "approved",
+        /// Rejected by an operator.
+        Rejected => "rejected",
     }
 }
 
@@ -116,7 +84,7 @@ pub struct NewPairingRequest {
 }
 
 /// A request to pair (or upgrade) a device, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PairingRequest {
     /// Random UUID v4, reported to the client in `PAIRING_REQUIRED` details.
     pub request_id: String,
@@ -137,6 +105,7 @@ pub struct PairingRequest {
     /// Requested role.
     pub role: String,
     /// Requested scopes.
+    #[sqlx(json)]
     pub scopes: Vec<String>,
     /// Peer address of the (latest) connect.
     pub remote_ip: Option<String>,
@@ -156,13 +125,14 @@ pub struct PairingRequest {
 }
 
 /// A device token as stored; the token itself is never kept, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeviceTokenRecord {
     /// Device the token belongs to.
     pub device_id: String,
     /// Role the token was issued for (one live token per device and role).
     pub role: String,
     /// Scopes the token grants.
+    #[sqlx(json)]
     pub scopes: Vec<String>,
     /// When it was issued (or last rotated).
     pub issued_at_ms: i64,
@@ -171,7 +141,7 @@ pub struct DeviceTokenRecord {
 }
 
 /// A remembered outcome of an idempotent request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct IdempotencyEntry {
     /// Scoped key, e.g. `chat.send:<client idempotency key>`.
     pub key: String,

@@ -2,59 +2,12 @@
 //! (apart from [`merge_patch`], the pure function every backend applies for
 //! [`crate::SessionStore::patch_session`]).
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde_json::{Map, Value};
 
 use crate::StoreError;
 
-/// Declares a closed set of stored strings as an enum with `as_str`, `Display` and a
-/// `FromStr` that reports an unknown spelling as [`StoreError::Corrupt`] (it can only come
-/// from a damaged row: the schema's CHECK constraints keep others out).
-macro_rules! stored_enum {
-    (
-        $(#[$meta:meta])*
-        $name:ident ($what:literal) {
-            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl $name {
-            /// The stored (and displayed) spelling.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = StoreError;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(StoreError::Corrupt(format!(concat!("unknown ", $what, " {:?}"), other))),
-                }
-            }
-        }
-    };
-}
-
 /// A chat session as stored: one per session key, pointing at its current transcript.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SessionRecord {
     /// The session key clients address, e.g. `agent:main:main`.
     pub key: String,
@@ -68,6 +21,7 @@ pub struct SessionRecord {
     /// Everything else `sessions.patch` sets (model override, `thinkingLevel`, `pinned`,
     /// `archived`, …), always a JSON object. The store only reads `archived` (to hide
     /// archived sessions from lists); the rest means something to core alone.
+    #[sqlx(json, try_from = "Map<String, Value>")]
     pub meta: Value,
     /// When the key was first used.
     pub created_at_ms: i64,
@@ -77,6 +31,7 @@ pub struct SessionRecord {
     /// When the newest entry of the current transcript was appended; `None` while empty.
     pub last_message_at_ms: Option<i64>,
     /// Entries stored in the current transcript (after any compaction).
+    #[sqlx(try_from = "i64")]
     pub message_count: u64,
 }
 
@@ -129,7 +84,7 @@ stored_enum! {
 }
 
 /// One stored transcript entry. Entries are only ever appended whole, never edited.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TranscriptEntry {
     /// The transcript (session id, not key) it belongs to.
     pub session_id: String,
@@ -188,7 +143,7 @@ impl RunStatus {
 }
 
 /// A run in the durable per-session queue.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct RunRecord {
     /// The run id, which is the request's idempotency key.
     pub run_id: String,

@@ -3,8 +3,9 @@
 //!
 //! A backend's tests call [`conformance_suite`] with a function that yields a fresh, empty
 //! store; each case gets its own store, so cases never see each other's rows. The cases are
-//! also public one by one, so a backend can run each as its own named test. They panic on a
-//! failed expectation, like any test.
+//! also public one by one, and [`for_each_conformance_case!`](crate::for_each_conformance_case)
+//! names them all, so a backend runs each as its own named test from the one list. They panic
+//! on a failed expectation, like any test.
 
 use std::future::Future;
 
@@ -81,115 +82,144 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    // Key/value.
-    kv_get_of_missing_key_is_none(&fresh_store().await).await;
-    kv_set_overwrites_previous_value(&fresh_store().await).await;
-    kv_get_or_init_keeps_the_first_value(&fresh_store().await).await;
-    concurrent_get_or_init_agrees_on_one_value(&fresh_store().await).await;
-    // Paired devices.
-    upserted_device_round_trips(&fresh_store().await).await;
-    upsert_replaces_every_field_but_keeps_tokens(&fresh_store().await).await;
-    list_paired_returns_every_device(&fresh_store().await).await;
-    removing_device_revokes_tokens_and_drops_pending_requests(&fresh_store().await).await;
-    removing_unpaired_device_returns_false(&fresh_store().await).await;
-    touch_last_seen_records_connect_time(&fresh_store().await).await;
-    // Pairing requests.
-    new_request_is_pending_with_uuid_id(&fresh_store().await).await;
-    duplicate_pending_request_is_refreshed_not_duplicated(&fresh_store().await).await;
-    resolved_request_is_not_refreshed(&fresh_store().await).await;
-    unknown_request_is_none(&fresh_store().await).await;
-    list_pending_shows_only_pending_requests(&fresh_store().await).await;
-    rejecting_request_records_resolution_without_pairing(&fresh_store().await).await;
-    resolving_twice_is_a_conflict(&fresh_store().await).await;
-    resolving_unknown_request_is_not_found(&fresh_store().await).await;
-    approving_request_pairs_device_atomically(&fresh_store().await).await;
-    approving_upgrade_merges_roles_and_scopes(&fresh_store().await).await;
-    resolve_with_approve_pairs_device(&fresh_store().await).await;
-    expire_pending_drops_only_stale_pending_requests(&fresh_store().await).await;
-    // Device tokens.
-    issued_token_verifies_for_its_device(&fresh_store().await).await;
-    issuing_for_unpaired_device_is_not_found(&fresh_store().await).await;
-    rotated_token_invalidates_previous(&fresh_store().await).await;
-    tokens_for_different_roles_coexist(&fresh_store().await).await;
-    revoked_token_no_longer_verifies(&fresh_store().await).await;
-    token_does_not_verify_for_another_device(&fresh_store().await).await;
-    wrong_token_does_not_verify(&fresh_store().await).await;
-    list_for_device_includes_revoked_tokens(&fresh_store().await).await;
-    // Idempotency.
-    idempotency_get_of_missing_key_is_none(&fresh_store().await).await;
-    insert_if_absent_inserts_once_then_returns_existing(&fresh_store().await).await;
-    concurrent_insert_if_absent_has_exactly_one_winner(&fresh_store().await).await;
-    update_replaces_status_and_payload(&fresh_store().await).await;
-    update_of_missing_key_is_not_found(&fresh_store().await).await;
-    prune_drops_expired_entries_then_caps_count(&fresh_store().await).await;
-    // Sessions.
-    ensure_session_creates_once_with_uuid_session_id(&fresh_store().await).await;
-    concurrent_ensure_session_creates_one_session(&fresh_store().await).await;
-    get_session_of_unknown_key_is_none(&fresh_store().await).await;
-    list_sessions_orders_by_most_recent_update(&fresh_store().await).await;
-    list_sessions_filters_by_agent_and_search(&fresh_store().await).await;
-    list_sessions_hides_archived_unless_asked(&fresh_store().await).await;
-    patch_session_merges_meta_and_sets_label(&fresh_store().await).await;
-    bad_or_misdirected_session_patch_is_refused(&fresh_store().await).await;
-    reset_session_starts_a_new_transcript_and_keeps_the_old(&fresh_store().await).await;
-    delete_session_keeps_transcript_unless_asked(&fresh_store().await).await;
-    delete_session_with_transcript_removes_every_generation(&fresh_store().await).await;
-    appending_updates_session_activity_and_count(&fresh_store().await).await;
-    // Transcripts.
-    append_assigns_contiguous_seqs_per_session(&fresh_store().await).await;
-    concurrent_appends_never_duplicate_seqs(&fresh_store().await).await;
-    appended_entry_round_trips(&fresh_store().await).await;
-    get_entry_of_unknown_seq_is_none(&fresh_store().await).await;
-    tail_returns_newest_entries_in_ascending_order(&fresh_store().await).await;
-    compact_keeps_newest_entries_and_numbering_continues(&fresh_store().await).await;
-    find_by_run_returns_the_runs_entries_in_order(&fresh_store().await).await;
-    // Runs.
-    enqueue_is_idempotent_on_run_id(&fresh_store().await).await;
-    concurrent_enqueue_has_exactly_one_winner(&fresh_store().await).await;
-    claim_next_starts_runs_one_at_a_time_in_enqueue_order(&fresh_store().await).await;
-    concurrent_claims_start_one_run_per_session(&fresh_store().await).await;
-    finish_records_outcome_and_frees_the_lane(&fresh_store().await).await;
-    finish_refuses_non_terminal_status_and_second_finish(&fresh_store().await).await;
-    get_run_of_unknown_id_is_none(&fresh_store().await).await;
-    list_queued_sessions_lists_each_waiting_session_once(&fresh_store().await).await;
-    mark_interrupted_running_ends_runs_cut_off_by_a_crash(&fresh_store().await).await;
-    prune_finished_drops_only_old_finished_runs(&fresh_store().await).await;
-    // Channels.
-    recorded_inbound_round_trips_and_redelivery_is_none(&fresh_store().await).await;
-    concurrent_record_inbound_has_exactly_one_winner(&fresh_store().await).await;
-    pending_inbound_lists_unfinished_rows_oldest_first(&fresh_store().await).await;
-    set_inbound_status_keeps_columns_given_as_none(&fresh_store().await).await;
-    queue_outbound_is_idempotent_and_answers_atomically(&fresh_store().await).await;
-    next_outbound_keeps_per_account_order_and_retry_keeps_the_head(&fresh_store().await).await;
-    outbound_sent_and_failed_transitions(&fresh_store().await).await;
-    outbox_counts_and_queued_accounts(&fresh_store().await).await;
-    list_outbound_filters_by_status(&fresh_store().await).await;
-    prune_channel_rows_drops_only_old_finished_rows(&fresh_store().await).await;
-    channel_pairing_request_is_reused_until_it_expires(&fresh_store().await).await;
-    channel_pairing_code_collision_is_a_conflict(&fresh_store().await).await;
-    resolving_channel_pairing_by_code(&fresh_store().await).await;
-    list_channel_pairings_filters_and_orders(&fresh_store().await).await;
-    removing_channel_pairing_revokes_it(&fresh_store().await).await;
-    // ComfyUI jobs.
-    inserted_job_round_trips_and_bad_inserts_conflict(&fresh_store().await).await;
-    claim_takes_queued_jobs_in_enqueue_order(&fresh_store().await).await;
-    concurrent_claims_never_share_a_job(&fresh_store().await).await;
-    queue_position_counts_queued_jobs_by_seq(&fresh_store().await).await;
-    requeue_keeps_place_and_respects_max_attempts(&fresh_store().await).await;
-    job_transitions_are_guarded(&fresh_store().await).await;
-    cancel_returns_the_previous_record_of_unfinished_jobs(&fresh_store().await).await;
-    release_approval_queues_or_cancels_held_jobs(&fresh_store().await).await;
-    adopted_job_runs_on_its_worker_and_is_never_claimed(&fresh_store().await).await;
-    list_jobs_filters_pages_and_counts(&fresh_store().await).await;
-    output_is_marked_delivered_once(&fresh_store().await).await;
-    prune_finished_jobs_drops_only_old_finished_jobs(&fresh_store().await).await;
-    // Approvals.
-    approval_is_decided_once_and_keeps_its_reason(&fresh_store().await).await;
-    pending_approval_expires_lazily_and_by_sweep(&fresh_store().await).await;
-    // Cron.
-    cron_jobs_upsert_list_enable_and_remove(&fresh_store().await).await;
-    cron_slot_is_claimed_once_under_concurrency(&fresh_store().await).await;
-    cron_run_finishes_once_and_lists_newest_first(&fresh_store().await).await;
+    macro_rules! run_each {
+        ($($case:ident),* $(,)?) => {
+            $($case(&fresh_store().await).await;)*
+        };
+    }
+    crate::for_each_conformance_case!(run_each);
+}
+
+/// Calls `$callback! { case, case, … }` with the name of every conformance case in this module,
+/// so a backend's test file runs each case as its own named test (on each of its store kinds)
+/// and a case added here is picked up everywhere without editing any list:
+///
+/// ```ignore
+/// macro_rules! sqlite_cases {
+///     ($($case:ident),* $(,)?) => {
+///         $(#[tokio::test]
+///         async fn $case() {
+///             clawgate_store::testing::$case(&SqliteStore::open_in_memory().await.unwrap()).await;
+///         })*
+///     };
+/// }
+/// clawgate_store::for_each_conformance_case!(sqlite_cases);
+/// ```
+#[macro_export]
+macro_rules! for_each_conformance_case {
+    ($callback:ident) => {
+        $callback! {
+            // Key/value.
+            kv_get_of_missing_key_is_none,
+            kv_set_overwrites_previous_value,
+            kv_get_or_init_keeps_the_first_value,
+            concurrent_get_or_init_agrees_on_one_value,
+            // Paired devices.
+            upserted_device_round_trips,
+            upsert_replaces_every_field_but_keeps_tokens,
+            list_paired_returns_every_device,
+            removing_device_revokes_tokens_and_drops_pending_requests,
+            removing_unpaired_device_returns_false,
+            touch_last_seen_records_connect_time,
+            // Pairing requests.
+            new_request_is_pending_with_uuid_id,
+            duplicate_pending_request_is_refreshed_not_duplicated,
+            resolved_request_is_not_refreshed,
+            unknown_request_is_none,
+            list_pending_shows_only_pending_requests,
+            rejecting_request_records_resolution_without_pairing,
+            resolving_twice_is_a_conflict,
+            resolving_unknown_request_is_not_found,
+            approving_request_pairs_device_atomically,
+            approving_upgrade_merges_roles_and_scopes,
+            resolve_with_approve_pairs_device,
+            expire_pending_drops_only_stale_pending_requests,
+            // Device tokens.
+            issued_token_verifies_for_its_device,
+            issuing_for_unpaired_device_is_not_found,
+            rotated_token_invalidates_previous,
+            tokens_for_different_roles_coexist,
+            revoked_token_no_longer_verifies,
+            token_does_not_verify_for_another_device,
+            wrong_token_does_not_verify,
+            list_for_device_includes_revoked_tokens,
+            // Idempotency.
+            idempotency_get_of_missing_key_is_none,
+            insert_if_absent_inserts_once_then_returns_existing,
+            concurrent_insert_if_absent_has_exactly_one_winner,
+            update_replaces_status_and_payload,
+            update_of_missing_key_is_not_found,
+            prune_drops_expired_entries_then_caps_count,
+            // Sessions.
+            ensure_session_creates_once_with_uuid_session_id,
+            concurrent_ensure_session_creates_one_session,
+            get_session_of_unknown_key_is_none,
+            list_sessions_orders_by_most_recent_update,
+            list_sessions_filters_by_agent_and_search,
+            list_sessions_hides_archived_unless_asked,
+            patch_session_merges_meta_and_sets_label,
+            bad_or_misdirected_session_patch_is_refused,
+            reset_session_starts_a_new_transcript_and_keeps_the_old,
+            delete_session_keeps_transcript_unless_asked,
+            delete_session_with_transcript_removes_every_generation,
+            appending_updates_session_activity_and_count,
+            // Transcripts.
+            append_assigns_contiguous_seqs_per_session,
+            concurrent_appends_never_duplicate_seqs,
+            appended_entry_round_trips,
+            get_entry_of_unknown_seq_is_none,
+            tail_returns_newest_entries_in_ascending_order,
+            compact_keeps_newest_entries_and_numbering_continues,
+            find_by_run_returns_the_runs_entries_in_order,
+            // Runs.
+            enqueue_is_idempotent_on_run_id,
+            concurrent_enqueue_has_exactly_one_winner,
+            claim_next_starts_runs_one_at_a_time_in_enqueue_order,
+            concurrent_claims_start_one_run_per_session,
+            finish_records_outcome_and_frees_the_lane,
+            finish_refuses_non_terminal_status_and_second_finish,
+            get_run_of_unknown_id_is_none,
+            list_queued_sessions_lists_each_waiting_session_once,
+            mark_interrupted_running_ends_runs_cut_off_by_a_crash,
+            prune_finished_drops_only_old_finished_runs,
+            // Channels.
+            recorded_inbound_round_trips_and_redelivery_is_none,
+            concurrent_record_inbound_has_exactly_one_winner,
+            pending_inbound_lists_unfinished_rows_oldest_first,
+            set_inbound_status_keeps_columns_given_as_none,
+            queue_outbound_is_idempotent_and_answers_atomically,
+            next_outbound_keeps_per_account_order_and_retry_keeps_the_head,
+            outbound_sent_and_failed_transitions,
+            outbox_counts_and_queued_accounts,
+            list_outbound_filters_by_status,
+            prune_channel_rows_drops_only_old_finished_rows,
+            channel_pairing_request_is_reused_until_it_expires,
+            channel_pairing_code_collision_is_a_conflict,
+            resolving_channel_pairing_by_code,
+            list_channel_pairings_filters_and_orders,
+            removing_channel_pairing_revokes_it,
+            // ComfyUI jobs.
+            inserted_job_round_trips_and_bad_inserts_conflict,
+            claim_takes_queued_jobs_in_enqueue_order,
+            concurrent_claims_never_share_a_job,
+            queue_position_counts_queued_jobs_by_seq,
+            requeue_keeps_place_and_respects_max_attempts,
+            job_transitions_are_guarded,
+            cancel_returns_the_previous_record_of_unfinished_jobs,
+            release_approval_queues_or_cancels_held_jobs,
+            adopted_job_runs_on_its_worker_and_is_never_claimed,
+            list_jobs_filters_pages_and_counts,
+            output_is_marked_delivered_once,
+            prune_finished_jobs_drops_only_old_finished_jobs,
+            // Approvals.
+            approval_is_decided_once_and_keeps_its_reason,
+            pending_approval_expires_lazily_and_by_sweep,
+            // Cron.
+            cron_jobs_upsert_list_enable_and_remove,
+            cron_slot_is_claimed_once_under_concurrency,
+            cron_run_finishes_once_and_lists_newest_first,
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------------------------

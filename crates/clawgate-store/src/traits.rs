@@ -1,5 +1,6 @@
 //! The capabilities the gateway needs from storage. The rest of the gateway depends on these
 //! traits, never on a backend, so SQLite and Postgres (and test fakes) are interchangeable.
+//! What each one is for is tabled in the crate docs.
 //!
 //! Methods return `impl Future + Send` rather than being `async fn` so callers may hold the
 //! futures across `tokio::spawn`.

@@ -1,8 +1,6 @@
 //! [`ApprovalStore`] on the `approvals` table.
 
-use serde_json::Value;
-
-use super::{SqliteStore, json_column, optional_json_column};
+use super::SqliteStore;
 use crate::{ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval, Result, StoreError};
 
 const APPROVAL_COLUMNS: &str =
@@ -12,40 +10,6 @@ const APPROVAL_COLUMNS: &str =
 const APPROVAL_STATUS_AS_OF: &str =
     "CASE WHEN status = 'pending' AND expires_at_ms <= ?1 THEN 'expired' ELSE status END";
 
-/// An `approvals` row as stored (status possibly already adjusted for expiry).
-#[derive(sqlx::FromRow)]
-struct ApprovalRow {
-    id: String,
-    kind: String,
-    payload: String,
-    requested_by: Option<String>,
-    status: String,
-    reason: Option<String>,
-    decided_by: Option<String>,
-    created_at_ms: i64,
-    expires_at_ms: i64,
-    decided_at_ms: Option<i64>,
-}
-
-impl TryFrom<ApprovalRow> for ApprovalRecord {
-    type Error = StoreError;
-
-    fn try_from(row: ApprovalRow) -> Result<Self> {
-        Ok(ApprovalRecord {
-            payload: json_column("approvals", "payload", &row.id, &row.payload)?,
-            requested_by: optional_json_column("approvals", "requested_by", &row.id, row.requested_by.as_deref())?,
-            status: row.status.parse()?,
-            id: row.id,
-            kind: row.kind,
-            reason: row.reason,
-            decided_by: row.decided_by,
-            created_at_ms: row.created_at_ms,
-            expires_at_ms: row.expires_at_ms,
-            decided_at_ms: row.decided_at_ms,
-        })
-    }
-}
-
 impl ApprovalStore for SqliteStore {
     async fn create_approval(&self, approval: &NewApproval, now_ms: i64) -> Result<ApprovalRecord> {
         let inserted = sqlx::query(
@@ -54,8 +18,8 @@ impl ApprovalStore for SqliteStore {
         )
         .bind(&approval.id)
         .bind(&approval.kind)
-        .bind(approval.payload.to_string())
-        .bind(approval.requested_by.as_ref().map(Value::to_string))
+        .bind(&approval.payload)
+        .bind(&approval.requested_by)
         .bind(now_ms)
         .bind(approval.expires_at_ms)
         .execute(self.pool())
@@ -79,29 +43,28 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn get_approval(&self, id: &str, now_ms: i64) -> Result<Option<ApprovalRecord>> {
-        sqlx::query_as::<_, ApprovalRow>(&format!(
+        sqlx::query_as::<_, ApprovalRecord>(&format!(
             "SELECT id, kind, payload, requested_by, {APPROVAL_STATUS_AS_OF} AS status, reason, decided_by, \
              created_at_ms, expires_at_ms, decided_at_ms FROM approvals WHERE id = ?2"
         ))
         .bind(now_ms)
         .bind(id)
         .fetch_optional(self.pool())
-        .await?
-        .map(ApprovalRecord::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn list_approvals(&self, status: Option<ApprovalStatus>, now_ms: i64) -> Result<Vec<ApprovalRecord>> {
-        let rows = sqlx::query_as::<_, ApprovalRow>(&format!(
+        sqlx::query_as::<_, ApprovalRecord>(&format!(
             "SELECT id, kind, payload, requested_by, {APPROVAL_STATUS_AS_OF} AS status, reason, decided_by, \
              created_at_ms, expires_at_ms, decided_at_ms FROM approvals \
              WHERE ?2 IS NULL OR {APPROVAL_STATUS_AS_OF} = ?2 ORDER BY created_at_ms DESC, id"
         ))
         .bind(now_ms)
-        .bind(status.map(ApprovalStatus::as_str))
+        .bind(status)
         .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(ApprovalRecord::try_from).collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn decide_approval(
@@ -114,19 +77,18 @@ impl ApprovalStore for SqliteStore {
     ) -> Result<Option<ApprovalRecord>> {
         let status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Rejected };
         // The WHERE clause is the whole rule: pending and not yet expired, decided once.
-        sqlx::query_as::<_, ApprovalRow>(&format!(
+        sqlx::query_as::<_, ApprovalRecord>(&format!(
             "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4, decided_at_ms = ?1 \
              WHERE id = ?5 AND status = 'pending' AND expires_at_ms > ?1 RETURNING {APPROVAL_COLUMNS}"
         ))
         .bind(now_ms)
-        .bind(status.as_str())
+        .bind(status)
         .bind(decided_by)
         .bind(reason)
         .bind(id)
         .fetch_optional(self.pool())
-        .await?
-        .map(ApprovalRecord::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn expire_approvals(&self, now_ms: i64) -> Result<u64> {

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use sqlx::SqliteConnection;
 
-use super::SqliteStore;
+use super::{SqliteStore, count};
 use crate::{
     ChannelPairing, ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatus, NewOutbound, OutboxCounts,
     OutboxRecord, OutboxStatus, Result, StoreError,
@@ -18,136 +18,11 @@ const OUTBOX_COLUMNS: &str = "id, idempotency_key, channel, account, chat_id, pa
 const PAIRING_COLUMNS: &str =
     "channel, account, sender_id, sender_name, chat_id, code, status, created_at_ms, expires_at_ms, resolved_at_ms";
 
-/// Parses a JSON column, reporting bad text as [`StoreError::Corrupt`] with where it was.
-fn json_column(table: &str, column: &str, id: i64, text: &str) -> Result<Value> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("{table}.{column} of row {id} is not JSON: {e}")))
-}
-
-/// A `channel_inbox` row as stored, before its enum and JSON are parsed.
-#[derive(sqlx::FromRow)]
-struct InboxRow {
-    id: i64,
-    channel: String,
-    account: String,
-    message_id: String,
-    chat_id: String,
-    sender_id: String,
-    message: String,
-    status: String,
-    reason: Option<String>,
-    run_id: Option<String>,
-    session_key: Option<String>,
-    received_at_ms: i64,
-    updated_at_ms: i64,
-}
-
-impl TryFrom<InboxRow> for InboxRecord {
-    type Error = StoreError;
-
-    fn try_from(row: InboxRow) -> Result<Self> {
-        Ok(InboxRecord {
-            message: json_column("channel_inbox", "message", row.id, &row.message)?,
-            status: row.status.parse()?,
-            id: row.id,
-            channel: row.channel,
-            account: row.account,
-            message_id: row.message_id,
-            chat_id: row.chat_id,
-            sender_id: row.sender_id,
-            reason: row.reason,
-            run_id: row.run_id,
-            session_key: row.session_key,
-            received_at_ms: row.received_at_ms,
-            updated_at_ms: row.updated_at_ms,
-        })
-    }
-}
-
-/// A `channel_outbox` row as stored, before its enum and JSON are parsed.
-#[derive(sqlx::FromRow)]
-struct OutboxRow {
-    id: i64,
-    idempotency_key: String,
-    channel: String,
-    account: String,
-    chat_id: String,
-    payload: String,
-    status: String,
-    attempts: i64,
-    next_attempt_at_ms: i64,
-    last_error: Option<String>,
-    platform_message_id: Option<String>,
-    inbox_id: Option<i64>,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-}
-
-impl TryFrom<OutboxRow> for OutboxRecord {
-    type Error = StoreError;
-
-    fn try_from(row: OutboxRow) -> Result<Self> {
-        Ok(OutboxRecord {
-            payload: json_column("channel_outbox", "payload", row.id, &row.payload)?,
-            status: row.status.parse()?,
-            id: row.id,
-            idempotency_key: row.idempotency_key,
-            channel: row.channel,
-            account: row.account,
-            chat_id: row.chat_id,
-            attempts: row.attempts,
-            next_attempt_at_ms: row.next_attempt_at_ms,
-            last_error: row.last_error,
-            platform_message_id: row.platform_message_id,
-            inbox_id: row.inbox_id,
-            created_at_ms: row.created_at_ms,
-            updated_at_ms: row.updated_at_ms,
-        })
-    }
-}
-
-/// A `channel_pairings` row as stored, before its status is parsed.
-#[derive(sqlx::FromRow)]
-struct PairingRow {
-    channel: String,
-    account: String,
-    sender_id: String,
-    sender_name: Option<String>,
-    chat_id: String,
-    code: String,
-    status: String,
-    created_at_ms: i64,
-    expires_at_ms: i64,
-    resolved_at_ms: Option<i64>,
-}
-
-impl TryFrom<PairingRow> for ChannelPairing {
-    type Error = StoreError;
-
-    fn try_from(row: PairingRow) -> Result<Self> {
-        Ok(ChannelPairing {
-            status: row.status.parse()?,
-            channel: row.channel,
-            account: row.account,
-            sender_id: row.sender_id,
-            sender_name: row.sender_name,
-            chat_id: row.chat_id,
-            code: row.code,
-            created_at_ms: row.created_at_ms,
-            expires_at_ms: row.expires_at_ms,
-            resolved_at_ms: row.resolved_at_ms,
-        })
-    }
-}
-
 /// Reads one outbox row's status on `conn`, to explain why a conditional update matched
 /// nothing.
 async fn outbox_status(conn: &mut SqliteConnection, id: i64) -> Result<Option<OutboxStatus>> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM channel_outbox WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    status.map(|s| s.parse()).transpose()
+    let status = sqlx::query_scalar("SELECT status FROM channel_outbox WHERE id = ?").bind(id);
+    Ok(status.fetch_optional(&mut *conn).await?)
 }
 
 /// Reads one pairing on `conn` (so it can take part in a transaction).
@@ -157,21 +32,15 @@ async fn fetch_pairing(
     account: &str,
     sender_id: &str,
 ) -> Result<Option<ChannelPairing>> {
-    sqlx::query_as::<_, PairingRow>(&format!(
+    sqlx::query_as::<_, ChannelPairing>(&format!(
         "SELECT {PAIRING_COLUMNS} FROM channel_pairings WHERE channel = ? AND account = ? AND sender_id = ?"
     ))
     .bind(channel)
     .bind(account)
     .bind(sender_id)
     .fetch_optional(&mut *conn)
-    .await?
-    .map(ChannelPairing::try_from)
-    .transpose()
-}
-
-/// A count read back from SQLite; a negative one can only come from a damaged database.
-fn count(what: &str, n: i64) -> Result<u64> {
-    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative {what} count {n}")))
+    .await
+    .map_err(StoreError::from)
 }
 
 impl ChannelStore for SqliteStore {
@@ -197,7 +66,7 @@ impl ChannelStore for SqliteStore {
         .bind(message_id)
         .bind(chat_id)
         .bind(sender_id)
-        .bind(message.to_string())
+        .bind(message)
         .bind(now_ms)
         .fetch_optional(self.pool())
         .await?;
@@ -205,12 +74,11 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboxRecord>> {
-        sqlx::query_as::<_, InboxRow>(&format!("SELECT {INBOX_COLUMNS} FROM channel_inbox WHERE id = ?"))
+        sqlx::query_as::<_, InboxRecord>(&format!("SELECT {INBOX_COLUMNS} FROM channel_inbox WHERE id = ?"))
             .bind(id)
             .fetch_optional(self.pool())
-            .await?
-            .map(InboxRecord::try_from)
-            .transpose()
+            .await
+            .map_err(StoreError::from)
     }
 
     async fn set_inbound_status(
@@ -226,7 +94,7 @@ impl ChannelStore for SqliteStore {
             "UPDATE channel_inbox SET status = ?, reason = COALESCE(?, reason), run_id = COALESCE(?, run_id), \
              session_key = COALESCE(?, session_key), updated_at_ms = ? WHERE id = ?",
         )
-        .bind(status.as_str())
+        .bind(status)
         .bind(reason)
         .bind(run_id)
         .bind(session_key)
@@ -239,13 +107,13 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn pending_inbound(&self, limit: u32) -> Result<Vec<InboxRecord>> {
-        let rows = sqlx::query_as::<_, InboxRow>(&format!(
+        sqlx::query_as::<_, InboxRecord>(&format!(
             "SELECT {INBOX_COLUMNS} FROM channel_inbox WHERE status IN ('received', 'routed') ORDER BY id LIMIT ?"
         ))
         .bind(i64::from(limit))
         .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(InboxRecord::try_from).collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn queue_outbound(&self, items: &[NewOutbound], answers: Option<i64>, now_ms: i64) -> Result<u64> {
@@ -264,7 +132,7 @@ impl ChannelStore for SqliteStore {
             .bind(&item.channel)
             .bind(&item.account)
             .bind(&item.chat_id)
-            .bind(item.payload.to_string())
+            .bind(&item.payload)
             .bind(now_ms)
             .bind(answers)
             .execute(&mut *tx)
@@ -288,16 +156,15 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn next_outbound(&self, channel: &str, account: &str) -> Result<Option<OutboxRecord>> {
-        sqlx::query_as::<_, OutboxRow>(&format!(
+        sqlx::query_as::<_, OutboxRecord>(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM channel_outbox \
              WHERE channel = ? AND account = ? AND status = 'queued' ORDER BY id LIMIT 1"
         ))
         .bind(channel)
         .bind(account)
         .fetch_optional(self.pool())
-        .await?
-        .map(OutboxRecord::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn list_outbound(
@@ -307,28 +174,27 @@ impl ChannelStore for SqliteStore {
         status: Option<OutboxStatus>,
         limit: u32,
     ) -> Result<Vec<OutboxRecord>> {
-        let rows = sqlx::query_as::<_, OutboxRow>(&format!(
+        sqlx::query_as::<_, OutboxRecord>(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM channel_outbox \
              WHERE channel = ?1 AND account = ?2 AND (?3 IS NULL OR status = ?3) ORDER BY id LIMIT ?4"
         ))
         .bind(channel)
         .bind(account)
-        .bind(status.map(OutboxStatus::as_str))
+        .bind(status)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(OutboxRecord::try_from).collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn outbound_by_key(&self, idempotency_key: &str) -> Result<Option<OutboxRecord>> {
-        sqlx::query_as::<_, OutboxRow>(&format!(
+        sqlx::query_as::<_, OutboxRecord>(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM channel_outbox WHERE idempotency_key = ?"
         ))
         .bind(idempotency_key)
         .fetch_optional(self.pool())
-        .await?
-        .map(OutboxRecord::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn mark_outbound_sent(&self, id: i64, platform_message_id: &str, now_ms: i64) -> Result<()> {
@@ -395,7 +261,7 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn outbox_counts(&self, channel: &str, account: &str) -> Result<OutboxCounts> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+        let rows: Vec<(OutboxStatus, i64)> = sqlx::query_as(
             "SELECT status, COUNT(*) FROM channel_outbox WHERE channel = ? AND account = ? GROUP BY status",
         )
         .bind(channel)
@@ -405,7 +271,7 @@ impl ChannelStore for SqliteStore {
         let mut counts = OutboxCounts::default();
         for (status, n) in rows {
             let n = count("outbox", n)?;
-            match status.parse()? {
+            match status {
                 OutboxStatus::Queued => counts.queued = n,
                 OutboxStatus::Sent => counts.sent = n,
                 OutboxStatus::Failed => counts.failed = n,
@@ -480,7 +346,7 @@ impl ChannelStore for SqliteStore {
         if taken.is_some() {
             return Err(StoreError::Conflict(format!("pairing code {code:?} is already pending")));
         }
-        let row = sqlx::query_as::<_, PairingRow>(&format!(
+        let row = sqlx::query_as::<_, ChannelPairing>(&format!(
             "INSERT INTO channel_pairings ({PAIRING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, NULL) \
              ON CONFLICT (channel, account, sender_id) DO UPDATE SET sender_name = excluded.sender_name, \
              chat_id = excluded.chat_id, code = excluded.code, status = 'pending', \
@@ -498,7 +364,7 @@ impl ChannelStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         self.commit(tx).await?;
-        ChannelPairing::try_from(row)
+        Ok(row)
     }
 
     async fn resolve_channel_pairing(
@@ -511,7 +377,7 @@ impl ChannelStore for SqliteStore {
         let status = if approve { ChannelPairingStatus::Approved } else { ChannelPairingStatus::Rejected };
         // One statement: finding the pending request and resolving it cannot be separated by
         // a second resolver, so a code is resolved at most once.
-        sqlx::query_as::<_, PairingRow>(&format!(
+        sqlx::query_as::<_, ChannelPairing>(&format!(
             "UPDATE channel_pairings SET status = ?1, resolved_at_ms = ?2 \
              WHERE rowid = (SELECT rowid FROM channel_pairings \
                             WHERE code = ?3 COLLATE NOCASE AND status = 'pending' AND expires_at_ms > ?2 \
@@ -519,14 +385,13 @@ impl ChannelStore for SqliteStore {
                             ORDER BY created_at_ms DESC LIMIT 1) \
              RETURNING {PAIRING_COLUMNS}"
         ))
-        .bind(status.as_str())
+        .bind(status)
         .bind(now_ms)
         .bind(code)
         .bind(channel)
         .fetch_optional(self.pool())
-        .await?
-        .map(ChannelPairing::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn is_channel_sender_paired(&self, channel: &str, account: &str, sender_id: &str) -> Result<bool> {
@@ -547,16 +412,16 @@ impl ChannelStore for SqliteStore {
         status: Option<ChannelPairingStatus>,
         now_ms: i64,
     ) -> Result<Vec<ChannelPairing>> {
-        let rows = sqlx::query_as::<_, PairingRow>(&format!(
+        sqlx::query_as::<_, ChannelPairing>(&format!(
             "SELECT {PAIRING_COLUMNS} FROM channel_pairings \
              WHERE (?1 IS NULL OR status = ?1) AND NOT (status = 'pending' AND expires_at_ms <= ?2) \
              ORDER BY created_at_ms DESC, channel, account, sender_id"
         ))
-        .bind(status.map(ChannelPairingStatus::as_str))
+        .bind(status)
         .bind(now_ms)
         .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(ChannelPairing::try_from).collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn remove_channel_pairing(&self, channel: &str, account: &str, sender_id: &str) -> Result<bool> {

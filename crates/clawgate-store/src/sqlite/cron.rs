@@ -1,9 +1,7 @@
 //! [`CronStore`] on the `cron_jobs` and `cron_runs` tables: scheduled jobs and one receipt per
 //! fired slot.
 
-use serde_json::Value;
-
-use super::{SqliteStore, json_column, optional_json_column};
+use super::SqliteStore;
 use crate::cron_model::{CRON_CATCH_UP, CRON_FINISHED_STATUSES};
 use crate::{CronJob, CronRunRecord, CronStore, Result, StoreError};
 
@@ -11,76 +9,6 @@ const CRON_COLUMNS: &str = "id, name, schedule, timezone, enabled, kind, payload
      created_at_ms, updated_at_ms, last_run_at_ms, last_status, next_run_at_ms";
 
 const CRON_RUN_COLUMNS: &str = "job_id, slot_ms, run_id, status, summary, error, started_at_ms, finished_at_ms";
-
-/// A `cron_jobs` row as stored, before its JSON is parsed.
-#[derive(sqlx::FromRow)]
-struct CronRow {
-    id: String,
-    name: String,
-    schedule: String,
-    timezone: Option<String>,
-    enabled: bool,
-    kind: String,
-    payload: String,
-    deliver_to: Option<String>,
-    catch_up: String,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-    last_run_at_ms: Option<i64>,
-    last_status: Option<String>,
-    next_run_at_ms: Option<i64>,
-}
-
-impl TryFrom<CronRow> for CronJob {
-    type Error = StoreError;
-
-    fn try_from(row: CronRow) -> Result<Self> {
-        Ok(CronJob {
-            payload: json_column("cron_jobs", "payload", &row.id, &row.payload)?,
-            deliver_to: optional_json_column("cron_jobs", "deliver_to", &row.id, row.deliver_to.as_deref())?,
-            id: row.id,
-            name: row.name,
-            schedule: row.schedule,
-            timezone: row.timezone,
-            enabled: row.enabled,
-            kind: row.kind,
-            catch_up: row.catch_up,
-            created_at_ms: row.created_at_ms,
-            updated_at_ms: row.updated_at_ms,
-            last_run_at_ms: row.last_run_at_ms,
-            last_status: row.last_status,
-            next_run_at_ms: row.next_run_at_ms,
-        })
-    }
-}
-
-/// A `cron_runs` row as stored.
-#[derive(sqlx::FromRow)]
-struct CronRunRow {
-    job_id: String,
-    slot_ms: i64,
-    run_id: String,
-    status: String,
-    summary: Option<String>,
-    error: Option<String>,
-    started_at_ms: i64,
-    finished_at_ms: Option<i64>,
-}
-
-impl From<CronRunRow> for CronRunRecord {
-    fn from(row: CronRunRow) -> Self {
-        CronRunRecord {
-            job_id: row.job_id,
-            slot_ms: row.slot_ms,
-            run_id: row.run_id,
-            status: row.status,
-            summary: row.summary,
-            error: row.error,
-            started_at_ms: row.started_at_ms,
-            finished_at_ms: row.finished_at_ms,
-        }
-    }
-}
 
 impl CronStore for SqliteStore {
     async fn upsert_cron_job(&self, job: &CronJob) -> Result<()> {
@@ -102,8 +30,8 @@ impl CronStore for SqliteStore {
         .bind(job.timezone.as_deref())
         .bind(job.enabled)
         .bind(&job.kind)
-        .bind(job.payload.to_string())
-        .bind(job.deliver_to.as_ref().map(Value::to_string))
+        .bind(&job.payload)
+        .bind(&job.deliver_to)
         .bind(&job.catch_up)
         .bind(job.created_at_ms)
         .bind(job.updated_at_ms)
@@ -116,22 +44,21 @@ impl CronStore for SqliteStore {
     }
 
     async fn get_cron_job(&self, id: &str) -> Result<Option<CronJob>> {
-        sqlx::query_as::<_, CronRow>(&format!("SELECT {CRON_COLUMNS} FROM cron_jobs WHERE id = ?1"))
+        sqlx::query_as::<_, CronJob>(&format!("SELECT {CRON_COLUMNS} FROM cron_jobs WHERE id = ?1"))
             .bind(id)
             .fetch_optional(self.pool())
-            .await?
-            .map(CronJob::try_from)
-            .transpose()
+            .await
+            .map_err(StoreError::from)
     }
 
     async fn list_cron_jobs(&self, include_disabled: bool) -> Result<Vec<CronJob>> {
-        let rows = sqlx::query_as::<_, CronRow>(&format!(
+        sqlx::query_as::<_, CronJob>(&format!(
             "SELECT {CRON_COLUMNS} FROM cron_jobs WHERE ?1 OR enabled = 1 ORDER BY name, id"
         ))
         .bind(include_disabled)
         .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(CronJob::try_from).collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn remove_cron_job(&self, id: &str) -> Result<bool> {
@@ -251,15 +178,15 @@ impl CronStore for SqliteStore {
     }
 
     async fn list_cron_runs(&self, job_id: Option<&str>, limit: u32) -> Result<Vec<CronRunRecord>> {
-        let rows = sqlx::query_as::<_, CronRunRow>(&format!(
+        sqlx::query_as::<_, CronRunRecord>(&format!(
             "SELECT {CRON_RUN_COLUMNS} FROM cron_runs WHERE ?1 IS NULL OR job_id = ?1 \
              ORDER BY started_at_ms DESC, slot_ms DESC, job_id LIMIT ?2"
         ))
         .bind(job_id)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(CronRunRecord::from).collect())
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn last_cron_slot(&self, job_id: &str) -> Result<Option<i64>> {

@@ -2,57 +2,18 @@
 
 use sqlx::SqliteConnection;
 
-use super::{SqliteStore, decode_list, encode_list};
-use crate::{DeviceStore, PairedDevice, Result};
+use sqlx::types::Json;
 
-/// A `paired_devices` row as stored, before its list columns are parsed.
-#[derive(sqlx::FromRow)]
-pub(super) struct DeviceRow {
-    device_id: String,
-    public_key: String,
-    display_name: Option<String>,
-    platform: Option<String>,
-    device_family: Option<String>,
-    client_id: Option<String>,
-    client_mode: Option<String>,
-    roles: String,
-    scopes: String,
-    approved_via: String,
-    created_at_ms: i64,
-    approved_at_ms: i64,
-    last_seen_at_ms: Option<i64>,
-}
-
-impl TryFrom<DeviceRow> for PairedDevice {
-    type Error = crate::StoreError;
-
-    fn try_from(row: DeviceRow) -> Result<Self> {
-        Ok(PairedDevice {
-            roles: decode_list("paired_devices", "roles", &row.roles)?,
-            scopes: decode_list("paired_devices", "scopes", &row.scopes)?,
-            device_id: row.device_id,
-            public_key: row.public_key,
-            display_name: row.display_name,
-            platform: row.platform,
-            device_family: row.device_family,
-            client_id: row.client_id,
-            client_mode: row.client_mode,
-            approved_via: row.approved_via,
-            created_at_ms: row.created_at_ms,
-            approved_at_ms: row.approved_at_ms,
-            last_seen_at_ms: row.last_seen_at_ms,
-        })
-    }
-}
+use super::SqliteStore;
+use crate::{DeviceStore, PairedDevice, Result, StoreError};
 
 /// Reads one paired device on `conn` (so it can take part in a transaction).
 pub(super) async fn fetch_device(conn: &mut SqliteConnection, device_id: &str) -> Result<Option<PairedDevice>> {
-    sqlx::query_as::<_, DeviceRow>("SELECT * FROM paired_devices WHERE device_id = ?")
+    sqlx::query_as::<_, PairedDevice>("SELECT * FROM paired_devices WHERE device_id = ?")
         .bind(device_id)
         .fetch_optional(&mut *conn)
-        .await?
-        .map(PairedDevice::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
 }
 
 /// Inserts or fully replaces a device row on `conn`. An UPSERT rather than `INSERT OR
@@ -84,8 +45,8 @@ pub(super) async fn write_device(conn: &mut SqliteConnection, device: &PairedDev
     .bind(&device.device_family)
     .bind(&device.client_id)
     .bind(&device.client_mode)
-    .bind(encode_list(&device.roles)?)
-    .bind(encode_list(&device.scopes)?)
+    .bind(Json(&device.roles))
+    .bind(Json(&device.scopes))
     .bind(&device.approved_via)
     .bind(device.created_at_ms)
     .bind(device.approved_at_ms)
@@ -107,12 +68,10 @@ impl DeviceStore for SqliteStore {
     }
 
     async fn list_paired(&self) -> Result<Vec<PairedDevice>> {
-        sqlx::query_as::<_, DeviceRow>("SELECT * FROM paired_devices ORDER BY created_at_ms, device_id")
+        sqlx::query_as::<_, PairedDevice>("SELECT * FROM paired_devices ORDER BY created_at_ms, device_id")
             .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .map(PairedDevice::try_from)
-            .collect()
+            .await
+            .map_err(StoreError::from)
     }
 
     async fn remove_paired(&self, device_id: &str) -> Result<bool> {

@@ -3,40 +3,13 @@
 use super::SqliteStore;
 use crate::{IdempotencyEntry, IdempotencyStore, InsertOutcome, Result, StoreError};
 
-/// An `idempotency` row as stored, before its payload is parsed.
-#[derive(sqlx::FromRow)]
-struct EntryRow {
-    key: String,
-    status: String,
-    payload: String,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-}
-
-impl TryFrom<EntryRow> for IdempotencyEntry {
-    type Error = StoreError;
-
-    fn try_from(row: EntryRow) -> Result<Self> {
-        let payload = serde_json::from_str(&row.payload)
-            .map_err(|e| StoreError::Corrupt(format!("idempotency.payload of {:?} is not JSON: {e}", row.key)))?;
-        Ok(IdempotencyEntry {
-            key: row.key,
-            payload,
-            status: row.status,
-            created_at_ms: row.created_at_ms,
-            updated_at_ms: row.updated_at_ms,
-        })
-    }
-}
-
 impl IdempotencyStore for SqliteStore {
     async fn get(&self, scope_key: &str) -> Result<Option<IdempotencyEntry>> {
-        sqlx::query_as::<_, EntryRow>("SELECT * FROM idempotency WHERE key = ?")
+        sqlx::query_as::<_, IdempotencyEntry>("SELECT * FROM idempotency WHERE key = ?")
             .bind(scope_key)
             .fetch_optional(self.pool())
-            .await?
-            .map(IdempotencyEntry::try_from)
-            .transpose()
+            .await
+            .map_err(StoreError::from)
     }
 
     async fn insert_if_absent(
@@ -55,7 +28,7 @@ impl IdempotencyStore for SqliteStore {
         )
         .bind(scope_key)
         .bind(status)
-        .bind(payload.to_string())
+        .bind(payload)
         .bind(now_ms)
         .bind(now_ms)
         .execute(&mut *tx)
@@ -65,18 +38,18 @@ impl IdempotencyStore for SqliteStore {
             self.commit(tx).await?;
             return Ok(InsertOutcome::Inserted);
         }
-        let existing = sqlx::query_as::<_, EntryRow>("SELECT * FROM idempotency WHERE key = ?")
+        let existing = sqlx::query_as::<_, IdempotencyEntry>("SELECT * FROM idempotency WHERE key = ?")
             .bind(scope_key)
             .fetch_one(&mut *tx)
             .await?;
         self.commit(tx).await?;
-        Ok(InsertOutcome::Existing(IdempotencyEntry::try_from(existing)?))
+        Ok(InsertOutcome::Existing(existing))
     }
 
     async fn update(&self, scope_key: &str, status: &str, payload: &serde_json::Value, now_ms: i64) -> Result<()> {
         let updated = sqlx::query("UPDATE idempotency SET status = ?, payload = ?, updated_at_ms = ? WHERE key = ?")
             .bind(status)
-            .bind(payload.to_string())
+            .bind(payload)
             .bind(now_ms)
             .bind(scope_key)
             .execute(self.pool())

@@ -8,92 +8,31 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use sqlx::SqliteConnection;
+use sqlx::types::Json;
 
-use super::{SqliteStore, count, json_column, optional_json_column};
+use super::{SqliteStore, count};
 use crate::{JobQuery, JobRecord, JobStatus, JobStore, NewJob, Result, StoreError};
 
 const JOB_COLUMNS: &str = "seq, id, template_id, inputs, workflow, status, worker, prompt_id, attempts, \
      max_attempts, error, outputs, deliver_to, requested_by, approval_id, progress, created_at_ms, updated_at_ms, \
      started_at_ms, ended_at_ms";
 
-/// A `comfy_jobs` row as stored, before its enum and JSON are parsed.
-#[derive(sqlx::FromRow)]
-struct JobRow {
-    seq: i64,
-    id: String,
-    template_id: String,
-    inputs: String,
-    workflow: String,
-    status: String,
-    worker: Option<String>,
-    prompt_id: Option<String>,
-    attempts: i64,
-    max_attempts: i64,
-    error: Option<String>,
-    outputs: String,
-    deliver_to: Option<String>,
-    requested_by: Option<String>,
-    approval_id: Option<String>,
-    progress: Option<String>,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-    started_at_ms: Option<i64>,
-    ended_at_ms: Option<i64>,
-}
-
-impl TryFrom<JobRow> for JobRecord {
-    type Error = StoreError;
-
-    fn try_from(row: JobRow) -> Result<Self> {
-        let json = |column: &str, text: &str| json_column("comfy_jobs", column, &row.id, text);
-        let optional = |column: &str, text: Option<&str>| optional_json_column("comfy_jobs", column, &row.id, text);
-        Ok(JobRecord {
-            inputs: json("inputs", &row.inputs)?,
-            workflow: json("workflow", &row.workflow)?,
-            outputs: json("outputs", &row.outputs)?,
-            deliver_to: optional("deliver_to", row.deliver_to.as_deref())?,
-            requested_by: optional("requested_by", row.requested_by.as_deref())?,
-            progress: optional("progress", row.progress.as_deref())?,
-            status: row.status.parse()?,
-            seq: row.seq,
-            id: row.id,
-            template_id: row.template_id,
-            worker: row.worker,
-            prompt_id: row.prompt_id,
-            attempts: row.attempts,
-            max_attempts: row.max_attempts,
-            error: row.error,
-            approval_id: row.approval_id,
-            created_at_ms: row.created_at_ms,
-            updated_at_ms: row.updated_at_ms,
-            started_at_ms: row.started_at_ms,
-            ended_at_ms: row.ended_at_ms,
-        })
-    }
-}
-
 /// Reads one job's status on `conn`, to explain why a conditional update matched nothing.
 async fn job_status(conn: &mut SqliteConnection, id: &str) -> Result<Option<JobStatus>> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM comfy_jobs WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await?;
-    status.map(|s| s.parse()).transpose()
+    Ok(sqlx::query_scalar("SELECT status FROM comfy_jobs WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await?)
 }
 
 /// Reads one job on `conn` (so it can take part in a transaction).
 async fn fetch_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<JobRecord>> {
-    sqlx::query_as::<_, JobRow>(&format!("SELECT {JOB_COLUMNS} FROM comfy_jobs WHERE id = ?1"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(JobRecord::try_from)
-        .transpose()
+    let sql = format!("SELECT {JOB_COLUMNS} FROM comfy_jobs WHERE id = ?1");
+    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&mut *conn).await?)
 }
 
 /// The outcome of a guarded transition: the updated row, or why there was none — the job is
 /// unknown, or its status does not allow `what`.
-async fn transitioned(conn: &mut SqliteConnection, id: &str, row: Option<JobRow>, what: &str) -> Result<JobRecord> {
+async fn transitioned(conn: &mut SqliteConnection, id: &str, row: Option<JobRecord>, what: &str) -> Result<JobRecord> {
     if let Some(row) = row {
-        return row.try_into();
+        return Ok(row);
     }
     match job_status(conn, id).await? {
         None => Err(StoreError::NotFound),
@@ -107,7 +46,7 @@ macro_rules! guarded_update {
     ($store:expr, $id:expr, $what:expr, $sql:expr, |$q:ident| $bind:expr) => {{
         let mut conn = $store.pool().acquire().await?;
         let sql = $sql;
-        let $q = sqlx::query_as::<_, JobRow>(&sql).bind($id);
+        let $q = sqlx::query_as::<_, JobRecord>(&sql).bind($id);
         let row = $bind.fetch_optional(&mut *conn).await?;
         transitioned(&mut conn, $id, row, $what).await
     }};
@@ -119,13 +58,13 @@ macro_rules! guarded_update {
 async fn insert_job_row(
     store: &SqliteStore,
     job: &NewJob,
-    status: &str,
+    status: JobStatus,
     placement: Option<(&str, &str)>,
     attempts: i64,
     max_attempts: i64,
     now_ms: i64,
 ) -> Result<JobRecord> {
-    let row = sqlx::query_as::<_, JobRow>(&format!(
+    let row = sqlx::query_as::<_, JobRecord>(&format!(
         "INSERT INTO comfy_jobs (id, template_id, inputs, workflow, status, worker, prompt_id, attempts, \
          max_attempts, outputs, deliver_to, requested_by, approval_id, created_at_ms, updated_at_ms, \
          started_at_ms) \
@@ -134,22 +73,22 @@ async fn insert_job_row(
     ))
     .bind(&job.id)
     .bind(&job.template_id)
-    .bind(job.inputs.to_string())
-    .bind(job.workflow.to_string())
+    .bind(&job.inputs)
+    .bind(&job.workflow)
     .bind(status)
     .bind(placement.map(|(worker, _)| worker))
     .bind(placement.map(|(_, prompt)| prompt))
     .bind(attempts)
     .bind(max_attempts)
-    .bind(job.deliver_to.as_ref().map(Value::to_string))
-    .bind(job.requested_by.as_ref().map(Value::to_string))
+    .bind(&job.deliver_to)
+    .bind(&job.requested_by)
     .bind(job.approval_id.as_deref())
     .bind(now_ms)
     .bind(placement.map(|_| now_ms))
     .fetch_optional(store.pool())
     .await?;
     match row {
-        Some(row) => row.try_into(),
+        Some(row) => Ok(row),
         None => Err(StoreError::Conflict(format!("job id {:?} is taken", job.id))),
     }
 }
@@ -162,11 +101,11 @@ impl JobStore for SqliteStore {
         if job.max_attempts < 1 {
             return Err(StoreError::Conflict(format!("max_attempts must be at least 1, not {}", job.max_attempts)));
         }
-        insert_job_row(self, job, job.status.as_str(), None, 0, job.max_attempts, now_ms).await
+        insert_job_row(self, job, job.status, None, 0, job.max_attempts, now_ms).await
     }
 
     async fn adopt_job(&self, job: &NewJob, worker: &str, prompt_id: &str, now_ms: i64) -> Result<JobRecord> {
-        insert_job_row(self, job, JobStatus::Running.as_str(), Some((worker, prompt_id)), 1, 1, now_ms).await
+        insert_job_row(self, job, JobStatus::Running, Some((worker, prompt_id)), 1, 1, now_ms).await
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
@@ -176,19 +115,17 @@ impl JobStore for SqliteStore {
 
     async fn list_jobs(&self, query: &JobQuery) -> Result<Vec<JobRecord>> {
         let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
-        let statuses = serde_json::to_string(&statuses)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode status filter: {e}")))?;
-        let rows = sqlx::query_as::<_, JobRow>(&format!(
+        sqlx::query_as::<_, JobRecord>(&format!(
             "SELECT {JOB_COLUMNS} FROM comfy_jobs \
              WHERE (?1 = '[]' OR status IN (SELECT value FROM json_each(?1))) AND (?2 IS NULL OR seq < ?2) \
              ORDER BY seq DESC LIMIT ?3"
         ))
-        .bind(statuses)
+        .bind(Json(statuses))
         .bind(query.before_seq)
         .bind(i64::from(query.limit))
         .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(JobRecord::try_from).collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn queue_position(&self, id: &str) -> Result<Option<(u64, u64)>> {
@@ -206,7 +143,7 @@ impl JobStore for SqliteStore {
     async fn claim_next_queued(&self, worker: &str, now_ms: i64) -> Result<Option<JobRecord>> {
         // One statement, so choosing the head and taking it happen under one write lock: two
         // workers can never both take the same job.
-        sqlx::query_as::<_, JobRow>(&format!(
+        sqlx::query_as::<_, JobRecord>(&format!(
             "UPDATE comfy_jobs SET status = 'dispatched', worker = ?1, attempts = attempts + 1, updated_at_ms = ?2 \
              WHERE seq = (SELECT seq FROM comfy_jobs WHERE status = 'queued' ORDER BY seq LIMIT 1) \
              RETURNING {JOB_COLUMNS}"
@@ -214,9 +151,8 @@ impl JobStore for SqliteStore {
         .bind(worker)
         .bind(now_ms)
         .fetch_optional(self.pool())
-        .await?
-        .map(JobRecord::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn set_job_running(&self, id: &str, prompt_id: &str, now_ms: i64) -> Result<JobRecord> {
@@ -242,7 +178,7 @@ impl JobStore for SqliteStore {
                 "UPDATE comfy_jobs SET progress = ?2, updated_at_ms = ?3 \
                  WHERE id = ?1 AND status IN ('dispatched', 'running') RETURNING {JOB_COLUMNS}"
             ),
-            |q| q.bind(progress.to_string()).bind(now_ms)
+            |q| q.bind(progress).bind(now_ms)
         )
     }
 
@@ -255,7 +191,7 @@ impl JobStore for SqliteStore {
                 "UPDATE comfy_jobs SET status = 'completed', outputs = ?2, error = NULL, ended_at_ms = ?3, \
                  updated_at_ms = ?3 WHERE id = ?1 AND status IN ('dispatched', 'running') RETURNING {JOB_COLUMNS}"
             ),
-            |q| q.bind(outputs.to_string()).bind(now_ms)
+            |q| q.bind(outputs).bind(now_ms)
         )
     }
 
@@ -296,7 +232,7 @@ impl JobStore for SqliteStore {
         // SET expressions all see the row as it was, so `attempts < max_attempts` is the same
         // test in every column. The row (and its seq) stays: the job keeps its place in line.
         let mut conn = self.pool().acquire().await?;
-        let status: Option<String> = sqlx::query_scalar(
+        let status: Option<JobStatus> = sqlx::query_scalar(
             "UPDATE comfy_jobs SET \
              status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
              worker = CASE WHEN attempts < max_attempts THEN NULL ELSE worker END, \
@@ -313,7 +249,7 @@ impl JobStore for SqliteStore {
         .fetch_optional(&mut *conn)
         .await?;
         match status {
-            Some(status) => status.parse(),
+            Some(status) => Ok(status),
             None => match job_status(&mut conn, id).await? {
                 None => Err(StoreError::NotFound),
                 Some(status) => Err(StoreError::Conflict(format!("job {id} is {status}, cannot requeue it"))),
@@ -336,31 +272,30 @@ impl JobStore for SqliteStore {
     }
 
     async fn jobs_on_worker(&self, worker: &str) -> Result<Vec<JobRecord>> {
-        let rows = sqlx::query_as::<_, JobRow>(&format!(
+        sqlx::query_as::<_, JobRecord>(&format!(
             "SELECT {JOB_COLUMNS} FROM comfy_jobs \
              WHERE worker = ?1 AND status IN ('dispatched', 'running') ORDER BY seq"
         ))
         .bind(worker)
         .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(JobRecord::try_from).collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn active_jobs(&self) -> Result<Vec<JobRecord>> {
-        let rows = sqlx::query_as::<_, JobRow>(&format!(
+        sqlx::query_as::<_, JobRecord>(&format!(
             "SELECT {JOB_COLUMNS} FROM comfy_jobs WHERE status IN ('dispatched', 'running') ORDER BY seq"
         ))
         .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(JobRecord::try_from).collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn count_by_status(&self) -> Result<BTreeMap<String, u64>> {
-        let rows: Vec<(String, i64)> =
+        let rows: Vec<(JobStatus, i64)> =
             sqlx::query_as("SELECT status, COUNT(*) FROM comfy_jobs GROUP BY status").fetch_all(self.pool()).await?;
         let mut counts: BTreeMap<String, u64> = JobStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
         for (status, n) in rows {
-            let status: JobStatus = status.parse()?;
             counts.insert(status.as_str().to_owned(), count("job", n)?);
         }
         Ok(counts)
@@ -456,7 +391,9 @@ mod tests {
         // The CHECK constraint keeps bad statuses out; bypass it to simulate a damaged row.
         sqlx::query("PRAGMA ignore_check_constraints = ON").execute(store.pool()).await.expect("pragma");
         sqlx::query("UPDATE comfy_jobs SET status = 'weird'").execute(store.pool()).await.expect("damage");
-        assert!(matches!(store.get_job("j").await, Err(StoreError::Corrupt(_))));
+        // The row decode keeps the enum's own message, not the driver's wrapper.
+        let err = store.get_job("j").await.expect_err("damaged row");
+        assert_eq!(err.to_string(), r#"corrupt stored data: unknown job status "weird""#);
         assert!(matches!(store.count_by_status().await, Err(StoreError::Corrupt(_))));
         assert!(matches!(store.fail_job("j", "x", 2).await, Err(StoreError::Corrupt(_))));
     }

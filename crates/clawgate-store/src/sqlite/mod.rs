@@ -195,32 +195,6 @@ async fn release_only_if_idle(conn: &mut sqlx::SqliteConnection) -> std::result:
     Ok(idle)
 }
 
-/// Stores a list column as a JSON array of strings.
-pub(crate) fn encode_list(list: &[String]) -> Result<String> {
-    serde_json::to_string(list).map_err(|e| StoreError::Corrupt(format!("cannot encode string list: {e}")))
-}
-
-/// Reads a list column back; anything but a JSON array of strings is [`StoreError::Corrupt`].
-pub(crate) fn decode_list(table: &str, column: &str, text: &str) -> Result<Vec<String>> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("{table}.{column} is not a JSON string list: {e}")))
-}
-
-/// Parses a JSON column, reporting bad text as [`StoreError::Corrupt`] with where it was.
-pub(crate) fn json_column(table: &str, column: &str, id: &str, text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{table}.{column} of {id:?} is not JSON: {e}")))
-}
-
-/// Parses a nullable JSON column.
-pub(crate) fn optional_json_column(
-    table: &str,
-    column: &str,
-    id: &str,
-    text: Option<&str>,
-) -> Result<Option<serde_json::Value>> {
-    text.map(|text| json_column(table, column, id, text)).transpose()
-}
-
 /// A count read back from SQLite; a negative one can only come from a damaged database.
 pub(crate) fn count(what: &str, n: i64) -> Result<u64> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative {what} count {n}")))
@@ -250,13 +224,6 @@ mod tests {
     fn union_keeps_order_and_drops_duplicates() {
         let merged = union(&strings(&["a", "b"]), &strings(&["b", "c", "a", "d"]));
         assert_eq!(merged, strings(&["a", "b", "c", "d"]));
-    }
-
-    #[test]
-    fn decode_list_rejects_non_string_lists() {
-        assert!(matches!(decode_list("t", "c", "[1,2]"), Err(StoreError::Corrupt(_))));
-        assert!(matches!(decode_list("t", "c", "not json"), Err(StoreError::Corrupt(_))));
-        assert_eq!(decode_list("t", "c", r#"["x"]"#).ok(), Some(strings(&["x"])));
     }
 
     #[tokio::test]

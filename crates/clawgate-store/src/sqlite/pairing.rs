@@ -1,68 +1,20 @@
 //! [`PairingStore`] on the `pairing_requests` table (and `paired_devices` on approval).
 
 use sqlx::SqliteConnection;
+use sqlx::types::Json;
 
 use super::devices::{fetch_device, write_device};
-use super::{SqliteStore, decode_list, encode_list, union};
+use super::{SqliteStore, union};
 use crate::{
     NewPairingRequest, PairedDevice, PairingDecision, PairingRequest, PairingStatus, PairingStore, Result, StoreError,
 };
 
-/// A `pairing_requests` row as stored.
-#[derive(sqlx::FromRow)]
-struct RequestRow {
-    request_id: String,
-    device_id: String,
-    public_key: String,
-    display_name: Option<String>,
-    platform: Option<String>,
-    device_family: Option<String>,
-    client_id: Option<String>,
-    client_mode: Option<String>,
-    role: String,
-    scopes: String,
-    remote_ip: Option<String>,
-    reason: String,
-    status: String,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-    resolved_at_ms: Option<i64>,
-    resolved_by: Option<String>,
-}
-
-impl TryFrom<RequestRow> for PairingRequest {
-    type Error = StoreError;
-
-    fn try_from(row: RequestRow) -> Result<Self> {
-        Ok(PairingRequest {
-            scopes: decode_list("pairing_requests", "scopes", &row.scopes)?,
-            status: row.status.parse()?,
-            request_id: row.request_id,
-            device_id: row.device_id,
-            public_key: row.public_key,
-            display_name: row.display_name,
-            platform: row.platform,
-            device_family: row.device_family,
-            client_id: row.client_id,
-            client_mode: row.client_mode,
-            role: row.role,
-            remote_ip: row.remote_ip,
-            reason: row.reason,
-            created_at_ms: row.created_at_ms,
-            updated_at_ms: row.updated_at_ms,
-            resolved_at_ms: row.resolved_at_ms,
-            resolved_by: row.resolved_by,
-        })
-    }
-}
-
 async fn fetch_request(conn: &mut SqliteConnection, request_id: &str) -> Result<Option<PairingRequest>> {
-    sqlx::query_as::<_, RequestRow>("SELECT * FROM pairing_requests WHERE request_id = ?")
+    sqlx::query_as::<_, PairingRequest>("SELECT * FROM pairing_requests WHERE request_id = ?")
         .bind(request_id)
         .fetch_optional(&mut *conn)
-        .await?
-        .map(PairingRequest::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
 }
 
 /// Marks a pending request resolved and returns it. NotFound / Conflict otherwise.
@@ -77,17 +29,17 @@ async fn resolve_pending(
     if current.status != PairingStatus::Pending {
         return Err(StoreError::Conflict(format!("pairing request {request_id} is already {}", current.status)));
     }
-    let row = sqlx::query_as::<_, RequestRow>(
+    let row = sqlx::query_as::<_, PairingRequest>(
         "UPDATE pairing_requests SET status = ?, resolved_at_ms = ?, resolved_by = ? \
          WHERE request_id = ? AND status = 'pending' RETURNING *",
     )
-    .bind(status.as_str())
+    .bind(status)
     .bind(now_ms)
     .bind(resolved_by)
     .bind(request_id)
     .fetch_one(&mut *conn)
     .await?;
-    PairingRequest::try_from(row)
+    Ok(row)
 }
 
 /// Creates or upgrades the paired device an approved request stands for.
@@ -156,7 +108,7 @@ impl SqliteStore {
 
 impl PairingStore for SqliteStore {
     async fn create_or_refresh_request(&self, new: &NewPairingRequest, now_ms: i64) -> Result<PairingRequest> {
-        let scopes = encode_list(&new.scopes)?;
+        let scopes = Json(&new.scopes);
         let mut tx = self.begin_write().await?;
         let pending: Option<String> =
             sqlx::query_scalar("SELECT request_id FROM pairing_requests WHERE device_id = ? AND status = 'pending'")
@@ -165,7 +117,7 @@ impl PairingStore for SqliteStore {
                 .await?;
         let row = match pending {
             Some(request_id) => {
-                sqlx::query_as::<_, RequestRow>(
+                sqlx::query_as::<_, PairingRequest>(
                     "UPDATE pairing_requests SET public_key = ?, display_name = ?, platform = ?, \
                          device_family = ?, client_id = ?, client_mode = ?, role = ?, scopes = ?, \
                          remote_ip = ?, reason = ?, updated_at_ms = ? \
@@ -178,7 +130,7 @@ impl PairingStore for SqliteStore {
                 .bind(&new.client_id)
                 .bind(&new.client_mode)
                 .bind(&new.role)
-                .bind(&scopes)
+                .bind(scopes)
                 .bind(&new.remote_ip)
                 .bind(&new.reason)
                 .bind(now_ms)
@@ -187,7 +139,7 @@ impl PairingStore for SqliteStore {
                 .await?
             }
             None => {
-                sqlx::query_as::<_, RequestRow>(
+                sqlx::query_as::<_, PairingRequest>(
                     "INSERT INTO pairing_requests (request_id, device_id, public_key, \
                          display_name, platform, device_family, client_id, client_mode, role, \
                          scopes, remote_ip, reason, status, created_at_ms, updated_at_ms) \
@@ -202,7 +154,7 @@ impl PairingStore for SqliteStore {
                 .bind(&new.client_id)
                 .bind(&new.client_mode)
                 .bind(&new.role)
-                .bind(&scopes)
+                .bind(scopes)
                 .bind(&new.remote_ip)
                 .bind(&new.reason)
                 .bind(now_ms)
@@ -212,7 +164,7 @@ impl PairingStore for SqliteStore {
             }
         };
         self.commit(tx).await?;
-        PairingRequest::try_from(row)
+        Ok(row)
     }
 
     async fn get_request(&self, request_id: &str) -> Result<Option<PairingRequest>> {
@@ -221,15 +173,13 @@ impl PairingStore for SqliteStore {
     }
 
     async fn list_pending(&self) -> Result<Vec<PairingRequest>> {
-        sqlx::query_as::<_, RequestRow>(
+        sqlx::query_as::<_, PairingRequest>(
             "SELECT * FROM pairing_requests WHERE status = 'pending' \
              ORDER BY created_at_ms, request_id",
         )
         .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(PairingRequest::try_from)
-        .collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn resolve_request(

@@ -10,52 +10,13 @@ use crate::{EnqueueOutcome, Result, RunKind, RunRecord, RunStatus, RunStore, Sto
 const RUN_COLUMNS: &str =
     "run_id, session_key, kind, status, request, result, created_at_ms, started_at_ms, ended_at_ms";
 
-/// A `runs` row as stored, before its enums and JSON are parsed.
-#[derive(sqlx::FromRow)]
-struct RunRow {
-    run_id: String,
-    session_key: String,
-    kind: String,
-    status: String,
-    request: String,
-    result: Option<String>,
-    created_at_ms: i64,
-    started_at_ms: Option<i64>,
-    ended_at_ms: Option<i64>,
-}
-
-impl TryFrom<RunRow> for RunRecord {
-    type Error = StoreError;
-
-    fn try_from(row: RunRow) -> Result<Self> {
-        let json = |column: &str, text: &str| -> Result<Value> {
-            serde_json::from_str(text)
-                .map_err(|e| StoreError::Corrupt(format!("runs.{column} of {:?} is not JSON: {e}", row.run_id)))
-        };
-        let request = json("request", &row.request)?;
-        let result = row.result.as_deref().map(|text| json("result", text)).transpose()?;
-        Ok(RunRecord {
-            kind: row.kind.parse()?,
-            status: row.status.parse()?,
-            request,
-            result,
-            run_id: row.run_id,
-            session_key: row.session_key,
-            created_at_ms: row.created_at_ms,
-            started_at_ms: row.started_at_ms,
-            ended_at_ms: row.ended_at_ms,
-        })
-    }
-}
-
 /// Reads one run on `conn` (so it can take part in a transaction).
 async fn fetch_run(conn: &mut SqliteConnection, run_id: &str) -> Result<Option<RunRecord>> {
-    sqlx::query_as::<_, RunRow>(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"))
+    sqlx::query_as::<_, RunRecord>(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"))
         .bind(run_id)
         .fetch_optional(&mut *conn)
-        .await?
-        .map(RunRecord::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
 }
 
 impl RunStore for SqliteStore {
@@ -76,8 +37,8 @@ impl RunStore for SqliteStore {
         )
         .bind(run_id)
         .bind(session_key)
-        .bind(kind.as_str())
-        .bind(request.to_string())
+        .bind(kind)
+        .bind(request)
         .bind(now_ms)
         .execute(&mut *tx)
         .await?
@@ -91,7 +52,7 @@ impl RunStore for SqliteStore {
         // One statement, so one write transaction: "no run is running" and "take the first
         // queued one" cannot be separated by another claimer. The partial unique index on
         // running runs would refuse a second one anyway.
-        let row = sqlx::query_as::<_, RunRow>(&format!(
+        let row = sqlx::query_as::<_, RunRecord>(&format!(
             "UPDATE runs SET status = 'running', started_at_ms = ?1 \
              WHERE queue_pos = (SELECT queue_pos FROM runs WHERE session_key = ?2 AND status = 'queued' \
                                 ORDER BY queue_pos LIMIT 1) \
@@ -103,7 +64,7 @@ impl RunStore for SqliteStore {
         .fetch_optional(self.pool())
         .await
         .map_err(StoreError::from);
-        self.observed(row)?.map(RunRecord::try_from).transpose()
+        self.observed(row)
     }
 
     async fn finish(&self, run_id: &str, status: RunStatus, result: Option<&Value>, now_ms: i64) -> Result<RunRecord> {
@@ -115,17 +76,17 @@ impl RunStore for SqliteStore {
         if current.status.is_terminal() {
             return Err(StoreError::Conflict(format!("run {run_id} is already {}", current.status)));
         }
-        let row = sqlx::query_as::<_, RunRow>(&format!(
+        let row = sqlx::query_as::<_, RunRecord>(&format!(
             "UPDATE runs SET status = ?, result = ?, ended_at_ms = ? WHERE run_id = ? RETURNING {RUN_COLUMNS}"
         ))
-        .bind(status.as_str())
-        .bind(result.map(Value::to_string))
+        .bind(status)
+        .bind(result)
         .bind(now_ms)
         .bind(run_id)
         .fetch_one(&mut *tx)
         .await?;
         self.commit(tx).await?;
-        RunRecord::try_from(row)
+        Ok(row)
     }
 
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {

@@ -14,54 +14,13 @@ const SELECT_SESSION: &str = "SELECT s.key, s.agent_id, s.session_id, s.label, s
          COALESCE(h.entry_count, 0) AS message_count \
      FROM sessions s LEFT JOIN transcript_heads h ON h.session_id = s.session_id";
 
-/// A `sessions` row with its head's counts, before meta is parsed.
-#[derive(sqlx::FromRow)]
-struct SessionRow {
-    key: String,
-    agent_id: String,
-    session_id: String,
-    label: Option<String>,
-    meta: String,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-    last_message_at_ms: Option<i64>,
-    message_count: i64,
-}
-
-impl TryFrom<SessionRow> for SessionRecord {
-    type Error = StoreError;
-
-    fn try_from(row: SessionRow) -> Result<Self> {
-        let meta: Value = serde_json::from_str(&row.meta)
-            .map_err(|e| StoreError::Corrupt(format!("sessions.meta of {:?} is not JSON: {e}", row.key)))?;
-        if !meta.is_object() {
-            return Err(StoreError::Corrupt(format!("sessions.meta of {:?} is not a JSON object", row.key)));
-        }
-        let message_count = u64::try_from(row.message_count).map_err(|_| {
-            StoreError::Corrupt(format!("transcript_heads.entry_count of {:?} is negative", row.session_id))
-        })?;
-        Ok(SessionRecord {
-            key: row.key,
-            agent_id: row.agent_id,
-            session_id: row.session_id,
-            label: row.label,
-            meta,
-            created_at_ms: row.created_at_ms,
-            updated_at_ms: row.updated_at_ms,
-            last_message_at_ms: row.last_message_at_ms,
-            message_count,
-        })
-    }
-}
-
 /// Reads one session on `conn` (so it can take part in a transaction).
 async fn fetch_session(conn: &mut SqliteConnection, key: &str) -> Result<Option<SessionRecord>> {
-    sqlx::query_as::<_, SessionRow>(&format!("{SELECT_SESSION} WHERE s.key = ?"))
+    sqlx::query_as::<_, SessionRecord>(&format!("{SELECT_SESSION} WHERE s.key = ?"))
         .bind(key)
         .fetch_optional(&mut *conn)
-        .await?
-        .map(SessionRecord::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
 }
 
 /// `LIMIT`/`OFFSET` take an i64; anything beyond it is no bound.
@@ -104,7 +63,7 @@ impl SessionStore for SqliteStore {
 
     async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<SessionRecord>> {
         // `instr` rather than LIKE, so `%` and `_` in a search are plain text.
-        sqlx::query_as::<_, SessionRow>(&format!(
+        sqlx::query_as::<_, SessionRecord>(&format!(
             "{SELECT_SESSION} \
              WHERE (?1 IS NULL OR s.agent_id = ?1) \
                AND (?2 IS NULL OR instr(lower(s.key), lower(?2)) > 0 \
@@ -119,10 +78,8 @@ impl SessionStore for SqliteStore {
         .bind(sql_count(query.limit))
         .bind(sql_count(query.offset))
         .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(SessionRecord::try_from)
-        .collect()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn patch_session(&self, key: &str, patch: &Value, now_ms: i64) -> Result<SessionRecord> {
@@ -132,7 +89,7 @@ impl SessionStore for SqliteStore {
         let label = label.unwrap_or(current.label);
         sqlx::query("UPDATE sessions SET label = ?, meta = ?, updated_at_ms = ? WHERE key = ?")
             .bind(&label)
-            .bind(meta.to_string())
+            .bind(&meta)
             .bind(now_ms)
             .bind(key)
             .execute(&mut *tx)
@@ -207,5 +164,19 @@ mod tests {
             sqlx::query("UPDATE sessions SET meta = ?").bind(bad).execute(store.pool()).await.expect("update");
             assert!(matches!(store.get_session("agent:main:main").await, Err(StoreError::Corrupt(_))), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn negative_stored_count_is_reported_not_panicked() {
+        let store = SqliteStore::open_in_memory().await.expect("open");
+        let session = store.ensure_session("agent:main:main", "main", 1).await.expect("ensure");
+        sqlx::query(
+            "INSERT INTO transcript_heads (session_id, last_seq, entry_count, last_at_ms) VALUES (?, 1, -1, 1)",
+        )
+        .bind(&session.session_id)
+        .execute(store.pool())
+        .await
+        .expect("damage");
+        assert!(matches!(store.get_session("agent:main:main").await, Err(StoreError::Corrupt(_))));
     }
 }

@@ -1,30 +1,17 @@
 //! [`DeviceTokenStore`] on the `device_tokens` table.
 
-use super::{SqliteStore, decode_list, encode_list};
+use sqlx::types::Json;
+
+use super::SqliteStore;
 use crate::token::{generate_token, hash_matches, hash_token};
 use crate::{DeviceTokenRecord, DeviceTokenStore, Result, StoreError};
 
-/// A `device_tokens` row as stored.
+/// A `device_tokens` row: the record and the hash a presented token is checked against.
 #[derive(sqlx::FromRow)]
 struct TokenRow {
-    device_id: String,
-    role: String,
     token_hash: Vec<u8>,
-    scopes: String,
-    issued_at_ms: i64,
-    revoked_at_ms: Option<i64>,
-}
-
-impl TokenRow {
-    fn into_record(self) -> Result<DeviceTokenRecord> {
-        Ok(DeviceTokenRecord {
-            scopes: decode_list("device_tokens", "scopes", &self.scopes)?,
-            device_id: self.device_id,
-            role: self.role,
-            issued_at_ms: self.issued_at_ms,
-            revoked_at_ms: self.revoked_at_ms,
-        })
-    }
+    #[sqlx(flatten)]
+    record: DeviceTokenRecord,
 }
 
 impl DeviceTokenStore for SqliteStore {
@@ -37,7 +24,6 @@ impl DeviceTokenStore for SqliteStore {
     ) -> Result<(String, DeviceTokenRecord)> {
         let plain = generate_token();
         let hash = hash_token(&plain);
-        let encoded_scopes = encode_list(scopes)?;
         let mut tx = self.begin_write().await?;
         let paired: Option<i64> = sqlx::query_scalar("SELECT 1 FROM paired_devices WHERE device_id = ?")
             .bind(device_id)
@@ -61,7 +47,7 @@ impl DeviceTokenStore for SqliteStore {
         .bind(device_id)
         .bind(role)
         .bind(hash.as_slice())
-        .bind(&encoded_scopes)
+        .bind(Json(scopes))
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
@@ -92,7 +78,7 @@ impl DeviceTokenStore for SqliteStore {
                 matched = Some(row);
             }
         }
-        matched.map(TokenRow::into_record).transpose()
+        Ok(matched.map(|row| row.record))
     }
 
     async fn revoke(&self, device_id: &str, role: &str, now_ms: i64) -> Result<bool> {
@@ -113,12 +99,10 @@ impl DeviceTokenStore for SqliteStore {
     }
 
     async fn list_for_device(&self, device_id: &str) -> Result<Vec<DeviceTokenRecord>> {
-        sqlx::query_as::<_, TokenRow>("SELECT * FROM device_tokens WHERE device_id = ? ORDER BY role")
+        sqlx::query_as::<_, DeviceTokenRecord>("SELECT * FROM device_tokens WHERE device_id = ? ORDER BY role")
             .bind(device_id)
             .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .map(TokenRow::into_record)
-            .collect()
+            .await
+            .map_err(StoreError::from)
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::SqliteStore;
+use super::{SqliteStore, count};
 use crate::{EntryStatus, Result, StoreError, TranscriptEntry, TranscriptRole, TranscriptStore};
 
 /// The columns of an entry, without the internal rowid.
@@ -13,49 +13,6 @@ const ENTRY_COLUMNS: &str = "session_id, seq, role, content, run_id, status, cre
 /// Reversed in Rust rather than by an outer `ORDER BY`, which would sort through a temp b-tree.
 const TAIL_SQL: &str = "SELECT session_id, seq, role, content, run_id, status, created_at_ms \
      FROM transcript_entries WHERE session_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?";
-
-/// A `transcript_entries` row as stored, before its enums and content are parsed.
-#[derive(sqlx::FromRow)]
-struct EntryRow {
-    session_id: String,
-    seq: i64,
-    role: String,
-    content: String,
-    run_id: Option<String>,
-    status: String,
-    created_at_ms: i64,
-}
-
-impl TryFrom<EntryRow> for TranscriptEntry {
-    type Error = StoreError;
-
-    fn try_from(row: EntryRow) -> Result<Self> {
-        let content = serde_json::from_str(&row.content).map_err(|e| {
-            StoreError::Corrupt(format!(
-                "transcript_entries.content of {:?} #{} is not JSON: {e}",
-                row.session_id, row.seq
-            ))
-        })?;
-        Ok(TranscriptEntry {
-            role: row.role.parse()?,
-            status: row.status.parse()?,
-            content,
-            session_id: row.session_id,
-            seq: row.seq,
-            run_id: row.run_id,
-            created_at_ms: row.created_at_ms,
-        })
-    }
-}
-
-fn decode_all(rows: Vec<EntryRow>) -> Result<Vec<TranscriptEntry>> {
-    rows.into_iter().map(TranscriptEntry::try_from).collect()
-}
-
-/// Turns a stored count into the API's unsigned one.
-fn stored_count(count: i64) -> Result<u64> {
-    u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("negative transcript count {count}")))
-}
 
 impl TranscriptStore for SqliteStore {
     async fn append(
@@ -90,10 +47,10 @@ impl TranscriptStore for SqliteStore {
         sqlx::query(&format!("INSERT INTO transcript_entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
             .bind(session_id)
             .bind(seq)
-            .bind(role.as_str())
-            .bind(content.to_string())
+            .bind(role)
+            .bind(content)
             .bind(run_id)
-            .bind(status.as_str())
+            .bind(status)
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
@@ -115,34 +72,33 @@ impl TranscriptStore for SqliteStore {
     }
 
     async fn tail(&self, session_id: &str, limit: usize, before_seq: Option<i64>) -> Result<Vec<TranscriptEntry>> {
-        let mut rows = sqlx::query_as::<_, EntryRow>(TAIL_SQL)
+        let mut rows = sqlx::query_as::<_, TranscriptEntry>(TAIL_SQL)
             .bind(session_id)
             .bind(before_seq.unwrap_or(i64::MAX))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(self.pool())
             .await?;
         rows.reverse();
-        decode_all(rows)
+        Ok(rows)
     }
 
     async fn get_entry(&self, session_id: &str, seq: i64) -> Result<Option<TranscriptEntry>> {
-        sqlx::query_as::<_, EntryRow>(&format!(
+        sqlx::query_as::<_, TranscriptEntry>(&format!(
             "SELECT {ENTRY_COLUMNS} FROM transcript_entries WHERE session_id = ? AND seq = ?"
         ))
         .bind(session_id)
         .bind(seq)
         .fetch_optional(self.pool())
-        .await?
-        .map(TranscriptEntry::try_from)
-        .transpose()
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn count_entries(&self, session_id: &str) -> Result<u64> {
-        let count: Option<i64> = sqlx::query_scalar("SELECT entry_count FROM transcript_heads WHERE session_id = ?")
+        let entries: Option<i64> = sqlx::query_scalar("SELECT entry_count FROM transcript_heads WHERE session_id = ?")
             .bind(session_id)
             .fetch_optional(self.pool())
             .await?;
-        stored_count(count.unwrap_or(0))
+        count("transcript entry", entries.unwrap_or(0))
     }
 
     async fn compact(&self, session_id: &str, keep_last: usize) -> Result<u64> {
@@ -179,13 +135,13 @@ impl TranscriptStore for SqliteStore {
     }
 
     async fn find_by_run(&self, run_id: &str) -> Result<Vec<TranscriptEntry>> {
-        let rows = sqlx::query_as::<_, EntryRow>(&format!(
+        sqlx::query_as::<_, TranscriptEntry>(&format!(
             "SELECT {ENTRY_COLUMNS} FROM transcript_entries WHERE run_id = ? ORDER BY id"
         ))
         .bind(run_id)
         .fetch_all(self.pool())
-        .await?;
-        decode_all(rows)
+        .await
+        .map_err(StoreError::from)
     }
 }
 

@@ -1,65 +1,15 @@
-//! The ComfyUI job, approval and cron cases of the conformance suite
-//! (`clawgate_store::testing`) run against SQLite, each as its own test on a fresh in-memory
-//! store and again on a file-backed one (WAL, a real pool of connections, so the concurrency
-//! cases really race); plus what only a file can show: a claimed cron slot and a delivery mark
-//! stay claimed across reopening the database, and across two stores open on it at once.
+//! What only a database file can show for the ComfyUI and cron tables: a claimed cron slot and
+//! a delivery mark stay claimed across reopening the database, and across two stores open on it
+//! at once. (Their conformance cases run in `sqlite_conformance.rs`.)
 
 use std::path::Path;
 
 use clawgate_store::{CronJob, CronStore, JobStatus, JobStore, NewJob, SqliteStore};
 use serde_json::json;
 
-async fn in_memory() -> SqliteStore {
-    SqliteStore::open_in_memory().await.expect("open in-memory store")
-}
-
 async fn on_file(path: &Path) -> SqliteStore {
     SqliteStore::open(path).await.expect("open file store")
 }
-
-macro_rules! sqlite_cases {
-    ($($case:ident),* $(,)?) => {
-        mod in_memory {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    clawgate_store::testing::$case(&super::in_memory().await).await;
-                }
-            )*
-        }
-        mod file_backed {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let store = super::on_file(&dir.path().join("gateway.db")).await;
-                    clawgate_store::testing::$case(&store).await;
-                    store.close().await.expect("close");
-                }
-            )*
-        }
-    };
-}
-
-sqlite_cases!(
-    inserted_job_round_trips_and_bad_inserts_conflict,
-    claim_takes_queued_jobs_in_enqueue_order,
-    concurrent_claims_never_share_a_job,
-    queue_position_counts_queued_jobs_by_seq,
-    requeue_keeps_place_and_respects_max_attempts,
-    job_transitions_are_guarded,
-    cancel_returns_the_previous_record_of_unfinished_jobs,
-    release_approval_queues_or_cancels_held_jobs,
-    adopted_job_runs_on_its_worker_and_is_never_claimed,
-    list_jobs_filters_pages_and_counts,
-    output_is_marked_delivered_once,
-    prune_finished_jobs_drops_only_old_finished_jobs,
-    approval_is_decided_once_and_keeps_its_reason,
-    pending_approval_expires_lazily_and_by_sweep,
-    cron_jobs_upsert_list_enable_and_remove,
-    cron_slot_is_claimed_once_under_concurrency,
-    cron_run_finishes_once_and_lists_newest_first,
-);
 
 const T0: i64 = 1_700_000_000_000;
 
