@@ -70,6 +70,52 @@ where
     })
 }
 
+/// Like [`lenient`] for a list of strings: an array keeps its strings (other items are
+/// dropped, as `filter_map(Value::as_str)` did); anything else reads as absent.
+pub(crate) fn lenient_strings<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde_json::Value;
+    Ok(match <Value as serde::Deserialize>::deserialize(deserializer)? {
+        Value::Array(items) => Some(
+            items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
+/// A param that may be left out, sent as `null`, sent as a `T`, or sent as something else — for
+/// params whose wrong values the handler refuses with its own message while `null` means absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Checked<T> {
+    /// Left out.
+    #[default]
+    Absent,
+    /// Sent as `null`.
+    Null,
+    /// Sent as a `T`.
+    Valid(T),
+    /// Sent as something else.
+    Invalid,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for Checked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde_json::Value;
+        Ok(match Value::deserialize(deserializer)? {
+            Value::Null => Checked::Null,
+            v => serde_json::from_value(v).map_or(Checked::Invalid, Checked::Valid),
+        })
+    }
+}
+
 /// What a caller needs to call a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement {

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{lenient, lenient_id};
+use super::{lenient, lenient_id, lenient_strings};
 
 /// `channels.status {probe?, timeoutMs?, channel?}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -216,7 +216,7 @@ pub struct SendParams {
     #[serde(default, deserialize_with = "lenient")]
     pub media_url: Option<String>,
     /// Media URLs (when `mediaUrl` is absent).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_strings")]
     pub media_urls: Option<Vec<String>>,
     /// The media's type (default `application/octet-stream`).
     #[serde(default, deserialize_with = "lenient")]

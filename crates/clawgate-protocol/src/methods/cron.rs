@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{AnyParams, lenient, lenient_id, lenient_present};
+use super::{AnyParams, lenient, lenient_id, lenient_present, lenient_strings};
 
 /// Which jobs `cron.list` shows by their `enabled` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -237,7 +237,7 @@ pub struct CronRunsParams {
     #[serde(default, deserialize_with = "lenient")]
     pub status: Option<String>,
     /// Only runs with one of these statuses.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_strings")]
     pub statuses: Option<Vec<String>>,
     /// Newest first (default) or `asc`.
     #[serde(default, deserialize_with = "lenient")]
