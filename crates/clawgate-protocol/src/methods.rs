@@ -33,6 +33,24 @@ impl<'de> serde::Deserialize<'de> for AnyParams {
     }
 }
 
+/// Params read as the hand-written readers read them (`params.get(k)` on whatever was sent): a
+/// value that is not an object (`null`, a string, an array) has no fields, so it decodes as `{}`
+/// and the handler names what is missing in its own words. The dispatcher decodes into
+/// `FieldsOf<P>` for the methods that always answered so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldsOf<P>(pub P);
+
+impl<'de, P: serde::de::DeserializeOwned> serde::Deserialize<'de> for FieldsOf<P> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde_json::Value;
+        let value = match Value::deserialize(deserializer)? {
+            object @ Value::Object(_) => object,
+            _ => Value::Object(serde_json::Map::new()),
+        };
+        serde_json::from_value(value).map(FieldsOf).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Decode an optional field leniently: a value of the wrong type reads as absent (`None`), as
 /// the hand-written readers (`params.get(k).and_then(Value::as_…)`) always treated it. For
 /// fields whose wrong types clients have always been able to send without an error.

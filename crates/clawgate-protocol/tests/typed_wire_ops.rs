@@ -762,3 +762,18 @@ fn result_shapes() {
         }
     }
 }
+
+#[test]
+fn params_that_are_not_an_object_read_as_no_fields() {
+    // The dispatcher decodes these methods' params through `FieldsOf`: `params.get(k)` on a
+    // string or `null` found nothing, so the handler answered as for `{}`.
+    use clawgate_protocol::methods::FieldsOf;
+    for sent in [Value::Null, json!("x"), json!([1]), json!(3)] {
+        let FieldsOf(p) = decodes::<FieldsOf<CronRemoveParams>>(&sent).unwrap();
+        assert_eq!(p, CronRemoveParams::default(), "{sent}");
+        let FieldsOf(p) = decodes::<FieldsOf<CronListParams>>(&sent).unwrap();
+        assert_eq!(p, CronListParams::default(), "{sent}");
+    }
+    let FieldsOf(p) = decodes::<FieldsOf<CronRemoveParams>>(&json!({"jobId": "j"})).unwrap();
+    assert_eq!(p.job_id.as_deref(), Some("j"));
+}
