@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use clawgate_protocol::ErrorShape;
 use clawgate_protocol::connect::roles;
-use clawgate_protocol::methods::{Requirement, names as m, requirement};
+use clawgate_protocol::methods::{FieldsOf, Requirement, names as m, requirement};
 use clawgate_protocol::scopes;
 
 use crate::broadcast::ClientHandle;
@@ -161,24 +161,28 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::DEVICE_PAIR_REMOVE => typed(method, params, |p| methods::devices::device_pair_remove(gw, p)).await,
         m::DEVICE_TOKEN_ROTATE => typed(method, params, |p| methods::devices::device_token_rotate(gw, ctx, p)).await,
         m::DEVICE_TOKEN_REVOKE => typed(method, params, |p| methods::devices::device_token_revoke(gw, p)).await,
-        m::CHANNELS_STATUS => typed(method, params, |p| methods::channels::channels_status(gw, p)).await,
-        m::CHANNELS_PAIRING_LIST => typed(method, params, |p| methods::channels::pairing_list(gw, p)).await,
-        m::CHANNELS_PAIRING_APPROVE => typed(method, params, |p| methods::channels::pairing_approve(gw, p)).await,
-        m::CHANNELS_PAIRING_DISMISS => typed(method, params, |p| methods::channels::pairing_dismiss(gw, p)).await,
-        m::SEND => typed(method, params, |p| methods::channels::send(gw, p)).await,
-        m::COMFY_RUN => typed(method, params, |p| methods::comfy::run(gw, ctx, p)).await,
-        m::COMFY_JOBS_GET => typed(method, params, |p| methods::comfy::jobs_get(gw, p)).await,
-        m::COMFY_JOBS_LIST => typed(method, params, |p| methods::comfy::jobs_list(gw, p)).await,
-        m::COMFY_JOBS_CANCEL => typed(method, params, |p| methods::comfy::jobs_cancel(gw, p)).await,
+        m::CHANNELS_STATUS => typed(method, params, |FieldsOf(p)| methods::channels::channels_status(gw, p)).await,
+        m::CHANNELS_PAIRING_LIST => typed(method, params, |FieldsOf(p)| methods::channels::pairing_list(gw, p)).await,
+        m::CHANNELS_PAIRING_APPROVE => {
+            typed(method, params, |FieldsOf(p)| methods::channels::pairing_approve(gw, p)).await
+        }
+        m::CHANNELS_PAIRING_DISMISS => {
+            typed(method, params, |FieldsOf(p)| methods::channels::pairing_dismiss(gw, p)).await
+        }
+        m::SEND => typed(method, params, |FieldsOf(p)| methods::channels::send(gw, p)).await,
+        m::COMFY_RUN => typed(method, params, |FieldsOf(p)| methods::comfy::run(gw, ctx, p)).await,
+        m::COMFY_JOBS_GET => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_get(gw, p)).await,
+        m::COMFY_JOBS_LIST => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_list(gw, p)).await,
+        m::COMFY_JOBS_CANCEL => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_cancel(gw, p)).await,
         m::COMFY_TEMPLATES_LIST => typed(method, params, |p| methods::comfy::templates_list(gw, p)).await,
         m::COMFY_WORKERS_LIST => typed(method, params, |p| methods::comfy::workers_list(gw, p)).await,
-        m::CRON_LIST => typed(method, params, |p| methods::cron::cron_list(gw, p)).await,
+        m::CRON_LIST => typed(method, params, |FieldsOf(p)| methods::cron::cron_list(gw, p)).await,
         m::CRON_STATUS => typed(method, params, |p| methods::cron::cron_status(gw, p)).await,
-        m::CRON_ADD => typed(method, params, |p| methods::cron::cron_add(gw, p)).await,
-        m::CRON_UPDATE => typed(method, params, |p| methods::cron::cron_update(gw, p)).await,
-        m::CRON_REMOVE => typed(method, params, |p| methods::cron::cron_remove(gw, p)).await,
-        m::CRON_RUN => typed(method, params, |p| methods::cron::cron_run(gw, p)).await,
-        m::CRON_RUNS => typed(method, params, |p| methods::cron::cron_runs(gw, p)).await,
+        m::CRON_ADD => typed(method, params, |FieldsOf(p)| methods::cron::cron_add(gw, p)).await,
+        m::CRON_UPDATE => typed(method, params, |FieldsOf(p)| methods::cron::cron_update(gw, p)).await,
+        m::CRON_REMOVE => typed(method, params, |FieldsOf(p)| methods::cron::cron_remove(gw, p)).await,
+        m::CRON_RUN => typed(method, params, |FieldsOf(p)| methods::cron::cron_run(gw, p)).await,
+        m::CRON_RUNS => typed(method, params, |FieldsOf(p)| methods::cron::cron_runs(gw, p)).await,
         m::AGENT => typed(method, params, |p| methods::agent::agent(gw, ctx, p)).await,
         m::AGENT_WAIT => typed(method, params, |p| methods::agent::agent_wait(gw, p)).await,
         m::AGENT_IDENTITY_GET => typed(method, params, |p| methods::agent::agent_identity_get(gw, p)).await,
@@ -203,15 +207,17 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::COMMANDS_LIST => typed(method, params, methods::catalog::commands_list).await,
         m::MODELS_LIST => typed(method, params, |p| methods::catalog::models_list(gw, p)).await,
         m::QUESTION_LIST => typed(method, params, methods::catalog::question_list).await,
-        m::PLUGIN_APPROVAL_LIST => typed(method, params, |p| methods::approvals::plugin_approval_list(gw, p)).await,
+        m::PLUGIN_APPROVAL_LIST => {
+            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_list(gw, p)).await
+        }
         m::PLUGIN_APPROVAL_REQUEST => {
-            typed(method, params, |p| methods::approvals::plugin_approval_request(gw, ctx, p)).await
+            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_request(gw, ctx, p)).await
         }
         m::PLUGIN_APPROVAL_WAIT_DECISION => {
-            typed(method, params, |p| methods::approvals::plugin_approval_wait_decision(gw, p)).await
+            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_wait_decision(gw, p)).await
         }
         m::PLUGIN_APPROVAL_RESOLVE => {
-            typed(method, params, |p| methods::approvals::plugin_approval_resolve(gw, ctx, p)).await
+            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_resolve(gw, ctx, p)).await
         }
         m::TASK_SUGGESTIONS_LIST => typed(method, params, methods::catalog::task_suggestions_list).await,
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),

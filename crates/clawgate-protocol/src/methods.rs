@@ -37,6 +37,24 @@ impl<'de> serde::Deserialize<'de> for AnyParams {
     }
 }
 
+/// Params read as the hand-written readers read them (`params.get(k)` on whatever was sent): a
+/// value that is not an object (`null`, a string, an array) has no fields, so it decodes as `{}`
+/// and the handler names what is missing in its own words. The dispatcher decodes into
+/// `FieldsOf<P>` for the methods that always answered so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldsOf<P>(pub P);
+
+impl<'de, P: serde::de::DeserializeOwned> serde::Deserialize<'de> for FieldsOf<P> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde_json::Value;
+        let value = match Value::deserialize(deserializer)? {
+            object @ Value::Object(_) => object,
+            _ => Value::Object(serde_json::Map::new()),
+        };
+        serde_json::from_value(value).map(FieldsOf).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Field decoders for methods that have always read a field only when it has the expected JSON
 /// type and ignored it otherwise (`sessionKey: 5` counts as absent, as the hand readers
 /// `params.get(k).and_then(Value::as_…)` always treated it). Each is used as
@@ -70,9 +88,54 @@ pub(crate) mod lenient {
         })
     }
 
+    /// Like [`any`] for a list of strings: an array keeps its strings (other items are
+    /// dropped, as `filter_map(Value::as_str)` did); anything else reads as absent.
+    pub(crate) fn strings<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        Ok(match <Value as serde::Deserialize>::deserialize(deserializer)? {
+            Value::Array(items) => Some(
+                items
+                    .into_iter()
+                    .filter_map(|v| match v {
+                        Value::String(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
+
     /// Any value, `null` included (`None` only when the field is absent).
     pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
         Value::deserialize(d).map(Some)
+    }
+}
+
+/// A param that may be left out, sent as `null`, sent as a `T`, or sent as something else — for
+/// params whose wrong values the handler refuses with its own message while `null` means absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Checked<T> {
+    /// Left out.
+    #[default]
+    Absent,
+    /// Sent as `null`.
+    Null,
+    /// Sent as a `T`.
+    Valid(T),
+    /// Sent as something else.
+    Invalid,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for Checked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde_json::Value;
+        Ok(match Value::deserialize(deserializer)? {
+            Value::Null => Checked::Null,
+            v => serde_json::from_value(v).map_or(Checked::Invalid, Checked::Valid),
+        })
     }
 }
 

@@ -710,6 +710,13 @@ fn wrong_types_read_as_absent_where_they_always_did() {
     assert_eq!((delivery.to.as_deref(), delivery.thread_id.as_deref()), (Some("42"), Some("7.5")));
     let send: SendParams = decodes(&json!({"to": 42, "idempotencyKey": "k", "threadId": 9, "silent": "yes"})).unwrap();
     assert_eq!((send.to, send.thread_id.as_deref(), send.silent), (None, Some("9"), None));
+    // Lists keep their strings and drop the rest; comfy's job statuses keep the rest to refuse it.
+    let runs: CronRunsParams = decodes(&json!({"statuses": ["ok", 1, "error"]})).unwrap();
+    assert_eq!(runs.statuses, Some(vec!["ok".to_owned(), "error".to_owned()]));
+    let send: SendParams = decodes(&json!({"mediaUrls": ["https://x/a.png", null]})).unwrap();
+    assert_eq!(send.media_urls, Some(vec!["https://x/a.png".to_owned()]));
+    let jobs: ComfyJobsListParams = decodes(&json!({"status": ["queued", 1], "limit": "5"})).unwrap();
+    assert_eq!((jobs.status, jobs.limit), (Some(vec![Checked::Valid("queued".to_owned()), Checked::Invalid]), None));
     let run: ComfyRunParams = decodes(&json!({"templateId": "t", "inputs": null, "deliverTo": "x"})).unwrap();
     assert_eq!(run.inputs, Some(None));
     assert_eq!(run.deliver_to, Some(ComfyDeliverTo::default()));
@@ -754,4 +761,19 @@ fn result_shapes() {
             insta::assert_json_snapshot!(example, value);
         }
     }
+}
+
+#[test]
+fn params_that_are_not_an_object_read_as_no_fields() {
+    // The dispatcher decodes these methods' params through `FieldsOf`: `params.get(k)` on a
+    // string or `null` found nothing, so the handler answered as for `{}`.
+    use clawgate_protocol::methods::FieldsOf;
+    for sent in [Value::Null, json!("x"), json!([1]), json!(3)] {
+        let FieldsOf(p) = decodes::<FieldsOf<CronRemoveParams>>(&sent).unwrap();
+        assert_eq!(p, CronRemoveParams::default(), "{sent}");
+        let FieldsOf(p) = decodes::<FieldsOf<CronListParams>>(&sent).unwrap();
+        assert_eq!(p, CronListParams::default(), "{sent}");
+    }
+    let FieldsOf(p) = decodes::<FieldsOf<CronRemoveParams>>(&json!({"jobId": "j"})).unwrap();
+    assert_eq!(p.job_id.as_deref(), Some("j"));
 }

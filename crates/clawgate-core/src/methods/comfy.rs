@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use clawgate_protocol::methods::Checked;
 use clawgate_protocol::methods::comfy::{
     ComfyJobsCancelParams, ComfyJobsCancelResult, ComfyJobsGetParams, ComfyJobsGetResult, ComfyJobsListParams,
     ComfyJobsListResult, ComfyRunParams, ComfyRunResult, ComfyTemplateEntry, ComfyTemplateProblem,
@@ -79,6 +80,10 @@ pub async fn jobs_get(gw: &Arc<Gateway>, params: ComfyJobsGetParams) -> Result<C
 pub async fn jobs_list(gw: &Arc<Gateway>, params: ComfyJobsListParams) -> Result<ComfyJobsListResult, CoreError> {
     let mut statuses = Vec::new();
     for name in params.status.unwrap_or_default() {
+        let name = match name {
+            Checked::Valid(name) => name,
+            _ => String::new(),
+        };
         statuses.push(
             name.parse::<JobStatus>()
                 .map_err(|_| CoreError::invalid(format!("status \"{name}\" is not a job status")))?,

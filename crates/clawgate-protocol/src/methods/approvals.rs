@@ -7,31 +7,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::Checked;
 use super::lenient;
-
-/// A param that may be left out, sent as `null`, sent as a `T`, or sent as something else — for
-/// params whose wrong values the handler refuses with its own message while `null` means absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Checked<T> {
-    /// Left out.
-    #[default]
-    Absent,
-    /// Sent as `null`.
-    Null,
-    /// Sent as a `T`.
-    Valid(T),
-    /// Sent as something else.
-    Invalid,
-}
-
-impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Checked<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match Value::deserialize(deserializer)? {
-            Value::Null => Checked::Null,
-            v => serde_json::from_value(v).map_or(Checked::Invalid, Checked::Valid),
-        })
-    }
-}
 
 /// `plugin.approval.list {status?}`: `pending` (the default, what upstream lists), `approved`,
 /// `rejected`, `expired` or `all` (clawgate's, to look back at decisions).

@@ -216,7 +216,7 @@ pub struct SendParams {
     #[serde(default, deserialize_with = "lenient::any")]
     pub media_url: Option<String>,
     /// Media URLs (when `mediaUrl` is absent).
-    #[serde(default, deserialize_with = "lenient::any")]
+    #[serde(default, deserialize_with = "lenient::strings")]
     pub media_urls: Option<Vec<String>>,
     /// The media's type (default `application/octet-stream`).
     #[serde(default, deserialize_with = "lenient::any")]

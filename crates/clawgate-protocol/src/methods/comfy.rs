@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{AnyParams, lenient};
+use super::{AnyParams, Checked, lenient};
 
 /// `deliverTo` of `comfy.run`: the chat the results go to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -109,9 +109,10 @@ pub struct ComfyJobsGetResult {
 /// `comfy.jobs.list {status?, limit?}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ComfyJobsListParams {
-    /// Only jobs in these statuses (each must be a job status).
+    /// Only jobs in these statuses (each must be a job status: an item that is not a string is
+    /// refused by the handler, as one that names no status).
     #[serde(default, deserialize_with = "lenient::any")]
-    pub status: Option<Vec<String>>,
+    pub status: Option<Vec<Checked<String>>>,
     /// Most jobs (default 50, clamped to 1..=500).
     #[serde(default, deserialize_with = "lenient::any")]
     pub limit: Option<u64>,

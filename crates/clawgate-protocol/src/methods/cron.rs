@@ -237,7 +237,7 @@ pub struct CronRunsParams {
     #[serde(default, deserialize_with = "lenient::any")]
     pub status: Option<String>,
     /// Only runs with one of these statuses.
-    #[serde(default, deserialize_with = "lenient::any")]
+    #[serde(default, deserialize_with = "lenient::strings")]
     pub statuses: Option<Vec<String>>,
     /// Newest first (default) or `asc`.
     #[serde(default, deserialize_with = "lenient::any")]
