@@ -317,3 +317,50 @@ pub fn apply_changes(gw: &crate::Gateway, overrides: &Overrides, changes: &[Conf
     gw.clients.broadcast(clawgate_protocol::events::names::CONFIG_CHANGED, &payload, None, false);
     payload
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(dir: &Path) -> ConfigService {
+        let path = dir.join("clawgate.json5");
+        ConfigService::new(path.clone(), LoadedConfig::defaults(&path))
+    }
+
+    /// Class: a config edit accepted over the protocol that startup would refuse. The model
+    /// reference rule is the gateway's (not the decoder's), and it now refuses the write too.
+    #[tokio::test]
+    async fn a_write_is_refused_by_the_checks_startup_makes_with_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let text = "{\n  agents: {\n    defaults: { model: 'nomodel' },\n  },\n}".to_owned();
+        let err = svc.write(text, None).await.unwrap_err();
+        let CoreError::InvalidRequest { message, details } = err else { panic!("{err:?}") };
+        assert!(message.contains("agents.defaults.model.primary"), "{message}");
+        assert_eq!(details.unwrap()["issues"][0]["line"], 3, "placed at the key's line");
+        assert!(!dir.path().join("clawgate.json5").exists(), "nothing written");
+
+        let text = "{ comfy: { workers: [{ url: 'http://c', mode: 'openclaw', adminToken: { env: 'CLAWGATE_TEST_UNSET_ADMIN' } }] } }";
+        let err = svc.write(text.to_owned(), None).await.unwrap_err();
+        assert!(err.to_string().contains("comfy.workers[0].adminToken"), "{err}");
+
+        let ok = "{ agents: { defaults: { model: 'ollama/llama3.2', workspace: '~/w' } } }".to_owned();
+        let (loaded, _) = svc.write(ok, None).await.unwrap();
+        assert_eq!(loaded.config.agents.defaults.extra["workspace"], "~/w", "OpenClaw keys are kept");
+    }
+
+    #[test]
+    fn check_collects_problems_of_every_section() {
+        let loaded = clawgate_config::parse_str(
+            "{ agents: { list: [{ id: 'a', model: 'x' }] }, comfy: { commands: 5 } }",
+            Path::new("c.json5"),
+        )
+        .unwrap();
+        let err = validate(&loaded).unwrap_err();
+        let keys: Vec<&str> = err.issues().iter().map(|i| i.key.as_str()).collect();
+        assert!(
+            keys.contains(&"agents.list[0].model") && keys.iter().any(|k| k.starts_with("comfy.commands")),
+            "{err}"
+        );
+    }
+}
