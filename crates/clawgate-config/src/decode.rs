@@ -4,6 +4,7 @@
 //! recorded with its key path, so one run reports everything that needs fixing. Positions are
 //! added afterwards from the [`SourceMap`], which keeps this module independent of text.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ use crate::model::{
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
+use crate::sections;
 use crate::source_map::Position;
 use crate::source_map::SourceMap;
 use crate::suggest::suggest;
@@ -79,6 +81,11 @@ pub(crate) fn unlocated(issues: Vec<Issue>) -> ConfigError {
 /// Builds the error for issues found in `file`, pointing each at its source position and
 /// listing them in document order.
 pub(crate) fn located(issues: Vec<Issue>, map: &SourceMap, file: &Path) -> ConfigError {
+    ConfigError::Invalid { issues: placed(issues, map, file) }
+}
+
+/// The issues pointed at their source positions, in document order.
+pub(crate) fn placed(issues: Vec<Issue>, map: &SourceMap, file: &Path) -> Vec<ConfigIssue> {
     let mut out: Vec<ConfigIssue> = issues
         .into_iter()
         .map(|issue| ConfigIssue {
@@ -90,7 +97,12 @@ pub(crate) fn located(issues: Vec<Issue>, map: &SourceMap, file: &Path) -> Confi
         .collect();
     // Stable: issues at the same place keep their decoding order; unplaced ones go last.
     out.sort_by_key(|issue| (issue.position.is_none(), issue.position));
-    ConfigError::Invalid { issues: out }
+    out
+}
+
+/// An issue about `key` found outside the decoder, placed in `map` like the decoder's own.
+pub(crate) fn place_key(key: KeyPath, message: String, map: &SourceMap, file: &Path) -> ConfigIssue {
+    placed(vec![Issue::at_value(key, message)], map, file).remove(0)
 }
 
 /// The position for an issue: its anchor if present in the source, else the key of the
@@ -184,6 +196,12 @@ const OPENCLAW_ONLY: &[(&str, &[&str])] = &[
 
 /// Decodes `value` into a config without semantic checks. Bad fields keep their defaults.
 pub(crate) fn decode(value: &Value) -> (Config, Vec<Issue>) {
+    let (config, issues, _) = decode_with_warnings(value);
+    (config, issues)
+}
+
+/// [`decode`], also returning the warnings (problems that do not make the config invalid).
+pub(crate) fn decode_with_warnings(value: &Value) -> (Config, Vec<Issue>, Vec<Issue>) {
     let mut d = Decoder::default();
     let mut config = Config::default();
     let root = KeyPath::root();
@@ -191,21 +209,19 @@ pub(crate) fn decode(value: &Value) -> (Config, Vec<Issue>) {
         d.field(obj, &root, "$schema", &mut config.schema, |d, v, p| d.string(v, p).map(Some));
         d.field(obj, &root, "gateway", &mut config.gateway, gateway);
         d.field(obj, &root, "logging", &mut config.logging, logging);
-        let sections = [
-            &mut config.channels,
-            &mut config.agents,
-            &mut config.models,
-            &mut config.hooks,
-            &mut config.session,
-            &mut config.cron,
-            &mut config.comfy,
-            &mut config.tools,
-        ];
+        d.field(obj, &root, "agents", &mut config.agents, sections::agents);
+        d.field(obj, &root, "models", &mut config.models, sections::models);
+        d.field(obj, &root, "session", &mut config.session, sections::session);
+        d.field(obj, &root, "comfy", &mut config.comfy, sections::comfy);
+        d.field(obj, &root, "hooks", &mut config.hooks, sections::hooks);
+        d.field(obj, &root, "cron", &mut config.cron, sections::cron);
+        d.field(obj, &root, "tools", &mut config.tools, sections::tools);
+        let sections = [&mut config.channels];
         for (name, slot) in OPAQUE_SECTIONS.iter().zip(sections) {
             d.field(obj, &root, name, slot, Decoder::opaque_object);
         }
     }
-    (config, d.issues)
+    (config, d.issues, d.warnings)
 }
 
 /// Cross-field checks. A check is skipped when one of its inputs already failed to decode,
@@ -436,7 +452,7 @@ fn ip_address(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<IpAddr> {
     }
 }
 
-fn secret(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Secret> {
+pub(crate) fn secret(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Secret> {
     match v {
         Value::String(value) if value.is_empty() => d.fail(
             p,
@@ -491,20 +507,23 @@ fn secret(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Secret> {
 }
 
 #[derive(Default)]
-struct Decoder {
-    issues: Vec<Issue>,
+pub(crate) struct Decoder {
+    pub(crate) issues: Vec<Issue>,
+    /// Things worth saying that do not make the config invalid (a likely typo among the keys
+    /// that are kept for OpenClaw).
+    pub(crate) warnings: Vec<Issue>,
 }
 
 impl Decoder {
     /// Records a problem with the value at `path`; returns `None` so callers can `return` it.
-    fn fail<T>(&mut self, path: &KeyPath, message: String) -> Option<T> {
+    pub(crate) fn fail<T>(&mut self, path: &KeyPath, message: String) -> Option<T> {
         self.issues.push(Issue::at_value(path.clone(), message));
         None
     }
 
     /// Decodes `obj[key]` with `decode` into `slot`. Absent or `null` keeps the default; a
     /// value that fails to decode keeps it too (the problem has been recorded).
-    fn field<T>(
+    pub(crate) fn field<T>(
         &mut self,
         obj: &Map<String, Value>,
         parent: &KeyPath,
@@ -521,7 +540,12 @@ impl Decoder {
 
     /// Checks that `v` is an object whose keys are all in `known`, reporting every unknown
     /// key with a hint.
-    fn object<'v>(&mut self, v: &'v Value, path: &KeyPath, known: &[&str]) -> Option<&'v Map<String, Value>> {
+    pub(crate) fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &KeyPath,
+        known: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
         let Value::Object(obj) = v else {
             return self.fail(path, format!("expected an object {{ … }}, found {}", kind(v)));
         };
@@ -548,7 +572,71 @@ impl Decoder {
         }
     }
 
-    fn boolean(&mut self, v: &Value, p: &KeyPath) -> Option<bool> {
+    /// Checks that `v` is an object of a section OpenClaw shares with clawgate. Keys in `known`
+    /// are the caller's to decode; every other key is kept as written in `extra`, so an OpenClaw
+    /// config keeps working and is written back whole. Such a key close to a known one that is
+    /// not an OpenClaw key (`upstream`) is likely a typo: it gets a warning with the hint.
+    pub(crate) fn open_object<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &KeyPath,
+        known: &[&str],
+        upstream: &[&str],
+        extra: &mut Map<String, Value>,
+    ) -> Option<&'v Map<String, Value>> {
+        let Value::Object(obj) = v else {
+            return self.fail(path, format!("expected an object {{ … }}, found {}", kind(v)));
+        };
+        for (key, value) in obj.iter().filter(|(k, _)| !known.contains(&k.as_str())) {
+            if !upstream.contains(&key.as_str())
+                && let Some(s) = suggest(key, known)
+            {
+                self.warnings.push(Issue::at_key(
+                    path.child(key),
+                    format!("unknown key {key:?} is kept but not used by clawgate; did you mean \"{s}\"?"),
+                ));
+            }
+            extra.insert(key.clone(), value.clone());
+        }
+        Some(obj)
+    }
+
+    /// An optional string: `Some` of the text as written.
+    pub(crate) fn opt_string(&mut self, v: &Value, p: &KeyPath) -> Option<Option<String>> {
+        self.string(v, p).map(Some)
+    }
+
+    /// A list of strings.
+    pub(crate) fn strings(&mut self, v: &Value, p: &KeyPath) -> Option<Vec<String>> {
+        self.list(v, p, Self::string)
+    }
+
+    /// An object of strings (`headers`).
+    pub(crate) fn string_map(&mut self, v: &Value, p: &KeyPath) -> Option<BTreeMap<String, String>> {
+        let Value::Object(obj) = v else {
+            return self.fail(p, format!("expected an object of strings {{ … }}, found {}", kind(v)));
+        };
+        let mut out = BTreeMap::new();
+        for (key, value) in obj {
+            if let Some(text) = self.string(value, &p.child(key)) {
+                out.insert(key.clone(), text);
+            }
+        }
+        Some(out)
+    }
+
+    /// A finite number.
+    pub(crate) fn number(&mut self, v: &Value, p: &KeyPath) -> Option<f64> {
+        match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) if s.trim().parse::<f64>().is_ok() => {
+                self.fail(p, format!("expected a number, found string {s:?}; remove the quotes"))
+            }
+            other => self.fail(p, format!("expected a number, found {}", describe(other))),
+        }
+    }
+
+    pub(crate) fn boolean(&mut self, v: &Value, p: &KeyPath) -> Option<bool> {
         match v {
             Value::Bool(b) => Some(*b),
             Value::String(s) if s == "true" || s == "false" => {
@@ -558,19 +646,19 @@ impl Decoder {
         }
     }
 
-    fn string(&mut self, v: &Value, p: &KeyPath) -> Option<String> {
+    pub(crate) fn string(&mut self, v: &Value, p: &KeyPath) -> Option<String> {
         match v {
             Value::String(s) => Some(s.clone()),
             other => self.fail(p, format!("expected a string, found {}", describe(other))),
         }
     }
 
-    fn millis(&mut self, v: &Value, p: &KeyPath) -> Option<u64> {
+    pub(crate) fn millis(&mut self, v: &Value, p: &KeyPath) -> Option<u64> {
         self.integer(v, p, 1, u64::MAX, "a duration in milliseconds (a whole number, at least 1)")
     }
 
     /// A whole number in `min..=max`; `what` describes the expected value in messages.
-    fn integer(&mut self, v: &Value, p: &KeyPath, min: u64, max: u64, what: &str) -> Option<u64> {
+    pub(crate) fn integer(&mut self, v: &Value, p: &KeyPath, min: u64, max: u64, what: &str) -> Option<u64> {
         let number = match v {
             Value::Number(n) => n,
             Value::String(s) if s.trim().parse::<f64>().is_ok() => {
@@ -605,7 +693,7 @@ impl Decoder {
 
     /// One of `names` (returns its index). `unsupported` lists OpenClaw values clawgate knows
     /// but does not implement, for a clearer message.
-    fn choice(&mut self, v: &Value, p: &KeyPath, names: &[&str], unsupported: &[&str]) -> Option<usize> {
+    pub(crate) fn choice(&mut self, v: &Value, p: &KeyPath, names: &[&str], unsupported: &[&str]) -> Option<usize> {
         let expected = format!("expected one of: {}", names.join(", "));
         let Value::String(text) = v else {
             return self.fail(p, format!("{expected}; found {}", describe(v)));
@@ -625,7 +713,7 @@ impl Decoder {
     }
 
     /// An array whose elements decode with `item`; bad elements are reported at their index.
-    fn list<T>(
+    pub(crate) fn list<T>(
         &mut self,
         v: &Value,
         p: &KeyPath,
@@ -638,12 +726,12 @@ impl Decoder {
     }
 }
 
-fn suggestion(input: &str, names: &[&str]) -> String {
+pub(crate) fn suggestion(input: &str, names: &[&str]) -> String {
     suggest(input, names).map_or_else(String::new, |s| format!(" (did you mean \"{s}\"?)"))
 }
 
 /// A short description of a value for messages: its type and, for scalars, the value.
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".to_owned(),
         Value::Bool(b) => b.to_string(),
@@ -660,7 +748,7 @@ fn describe(v: &Value) -> String {
 
 /// The type of a value, without the value: for secrets, and for places where a whole object
 /// was expected (a string there may well be a misplaced secret, e.g. `auth: "token"`).
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -847,7 +935,8 @@ mod tests {
     fn serialized_config_decodes_back_to_itself() {
         let (config, issues) = decode(&json!({
             "gateway": {"bind": "192.168.1.5", "auth": {"token": {"file": "t"}}},
-            "logging": {"file": "x.log"}, "agents": {"list": [1]}
+            "logging": {"file": "x.log"}, "agents": {"list": [{"id": "a", "model": "p/m", "workspace": "~/w"}]},
+            "hooks": {"enabled": true, "token": {"env": "HOOK"}, "mappings": []}, "comfy": {"workers": [{"url": "http://c"}]}
         }));
         assert!(issues.is_empty());
         let value = serde_json::to_value(&config).unwrap();

@@ -24,6 +24,7 @@ mod redact;
 mod reload;
 mod schema;
 mod secret;
+mod sections;
 mod source_map;
 mod suggest;
 mod watch;
@@ -44,5 +45,9 @@ pub use redact::{
 pub use reload::{ConfigChange, RULES as RELOAD_RULES, ReloadClass, diff, reload_class, reload_class_of};
 pub use schema::{config_schema, ui_hints};
 pub use secret::{Secret, resolve_path};
+pub use sections::{
+    AgentDefaults, AgentEntry, AgentsSection, ComfyDelivery, ComfyDevice, ComfyMedia, ComfySection, ComfyWorker,
+    CronSection, HooksSection, ModelChoice, ModelsSection, ProviderSection, SessionSection, ToolsSection, WorkerMode,
+};
 pub use source_map::{Location, Position, SourceMap};
 pub use watch::{ConfigWatcher, ConfigWatcherBuilder, WatchEvent};

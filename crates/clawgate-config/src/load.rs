@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::decode::{decode, located, validate};
+use crate::decode::{decode_with_warnings, located, place_key, placed, validate};
 use crate::env::{Env, overlay};
 use crate::error::{ConfigError, ConfigIssue};
 use crate::model::Config;
+use crate::path::KeyPath;
 use crate::secret::Secret;
 use crate::source_map::{SourceMap, from_json5};
 
@@ -30,6 +31,9 @@ pub struct LoadedConfig {
     pub path: PathBuf,
     /// Whether the file exists; `false` means everything is a default.
     pub exists: bool,
+    /// What is worth fixing but does not make the config invalid, placed like errors (e.g. a
+    /// key clawgate ignores that looks like a typo of one it reads).
+    pub warnings: Vec<ConfigIssue>,
 }
 
 impl LoadedConfig {
@@ -43,6 +47,7 @@ impl LoadedConfig {
             hash: hash_text(""),
             path: path.to_path_buf(),
             exists: false,
+            warnings: Vec::new(),
         }
     }
 
@@ -61,6 +66,28 @@ impl LoadedConfig {
     /// As [`Secret::resolve`].
     pub fn resolve_secret(&self, secret: &Secret) -> Result<String, ConfigError> {
         secret.resolve(self.base_dir())
+    }
+
+    /// A problem with `key` (a key path such as `agents.list[0].model`) found by a check this
+    /// crate cannot make (the gateway's: a model reference, a secret that cannot be read),
+    /// placed at the key's position in the file like the decoder's own issues, or at its
+    /// closest parent's. A key that does not parse leaves the issue without key and position.
+    #[must_use]
+    pub fn issue_at(&self, key: &str, message: impl Into<String>) -> ConfigIssue {
+        let message = message.into();
+        match KeyPath::parse(key) {
+            Some(path) => place_key(path, message, &SourceMap::new(&self.raw), &self.path),
+            None => ConfigIssue { file: self.path.clone(), position: None, key: String::new(), message },
+        }
+    }
+
+    /// [`issue_at`](Self::issue_at) for a message written `key.path: what is wrong`.
+    #[must_use]
+    pub fn issue_from_message(&self, text: &str) -> ConfigIssue {
+        match text.split_once(": ") {
+            Some((key, message)) if KeyPath::parse(key.trim()).is_some() => self.issue_at(key.trim(), message),
+            _ => self.issue_at("", text),
+        }
     }
 }
 
@@ -130,12 +157,13 @@ pub fn parse_str_with_env(text: &str, path: &Path, env: &Env) -> Result<LoadedCo
     } else {
         json5::from_str::<Value>(text).map_err(|e| syntax_error(&e, &map, path))?
     };
-    let (mut config, mut issues) = decode(&value);
+    let (mut config, mut issues, warnings) = decode_with_warnings(&value);
     issues.extend(overlay(&mut config, env));
     validate(&config, &mut issues);
     if !issues.is_empty() {
         return Err(located(issues, &map, path));
     }
+    let warnings = placed(warnings, &map, path);
     Ok(LoadedConfig {
         config,
         raw: text.to_owned(),
@@ -143,6 +171,7 @@ pub fn parse_str_with_env(text: &str, path: &Path, env: &Env) -> Result<LoadedCo
         hash: hash_text(text),
         path: path.to_path_buf(),
         exists: true,
+        warnings,
     })
 }
 

@@ -17,6 +17,10 @@ use serde_json::{Map, Value};
 
 use crate::redact::redacted_section;
 use crate::secret::Secret;
+use crate::sections::{
+    AgentsSection, ComfySection, CronSection, HooksSection, ModelsSection, SessionSection, ToolsSection, ser_shown,
+    shown,
+};
 
 /// A clawgate config file.
 ///
@@ -38,25 +42,25 @@ pub struct Config {
     pub channels: Map<String, Value>,
     /// Agents (`defaults`, `list`).
     #[serde(serialize_with = "ser_agents")]
-    pub agents: Map<String, Value>,
-    /// Model providers and aliases.
+    pub agents: AgentsSection,
+    /// Model providers.
     #[serde(serialize_with = "ser_models")]
-    pub models: Map<String, Value>,
+    pub models: ModelsSection,
     /// Inbound webhooks.
     #[serde(serialize_with = "ser_hooks")]
-    pub hooks: Map<String, Value>,
+    pub hooks: HooksSection,
     /// Session behaviour.
     #[serde(serialize_with = "ser_session")]
-    pub session: Map<String, Value>,
+    pub session: SessionSection,
     /// Scheduled jobs.
     #[serde(serialize_with = "ser_cron")]
-    pub cron: Map<String, Value>,
-    /// ComfyUI workers, templates and delivery limits.
-    #[serde(serialize_with = "ser_comfy")]
-    pub comfy: Map<String, Value>,
+    pub cron: CronSection,
+    /// ComfyUI workers, templates and delivery limits; `None` (no section) leaves ComfyUI off.
+    #[serde(serialize_with = "ser_comfy", skip_serializing_if = "Option::is_none")]
+    pub comfy: Option<ComfySection>,
     /// Agent tool policy.
     #[serde(serialize_with = "ser_tools")]
-    pub tools: Map<String, Value>,
+    pub tools: ToolsSection,
 }
 
 /// Serialises an opaque section with its secrets redacted (see [`crate::SECRET_PATHS`]).
@@ -67,26 +71,26 @@ fn ser_section<S: Serializer>(name: &str, section: &Map<String, Value>, s: S) ->
 fn ser_channels<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
     ser_section("channels", section, s)
 }
-fn ser_agents<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    ser_section("agents", section, s)
+fn ser_agents<S: Serializer>(section: &AgentsSection, s: S) -> Result<S::Ok, S::Error> {
+    ser_shown("agents", section, s)
 }
-fn ser_models<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    ser_section("models", section, s)
+fn ser_models<S: Serializer>(section: &ModelsSection, s: S) -> Result<S::Ok, S::Error> {
+    ser_shown("models", section, s)
 }
-fn ser_hooks<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    ser_section("hooks", section, s)
+fn ser_hooks<S: Serializer>(section: &HooksSection, s: S) -> Result<S::Ok, S::Error> {
+    ser_shown("hooks", section, s)
 }
-fn ser_session<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    ser_section("session", section, s)
+fn ser_session<S: Serializer>(section: &SessionSection, s: S) -> Result<S::Ok, S::Error> {
+    ser_shown("session", section, s)
 }
-fn ser_cron<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    ser_section("cron", section, s)
+fn ser_cron<S: Serializer>(section: &CronSection, s: S) -> Result<S::Ok, S::Error> {
+    ser_shown("cron", section, s)
 }
-fn ser_comfy<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    ser_section("comfy", section, s)
+fn ser_comfy<S: Serializer>(section: &Option<ComfySection>, s: S) -> Result<S::Ok, S::Error> {
+    ser_shown("comfy", section, s)
 }
-fn ser_tools<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    ser_section("tools", section, s)
+fn ser_tools<S: Serializer>(section: &ToolsSection, s: S) -> Result<S::Ok, S::Error> {
+    ser_shown("tools", section, s)
 }
 
 impl fmt::Debug for Config {
@@ -97,13 +101,13 @@ impl fmt::Debug for Config {
             .field("gateway", &self.gateway)
             .field("logging", &self.logging)
             .field("channels", &redacted_section("channels", &self.channels))
-            .field("agents", &redacted_section("agents", &self.agents))
-            .field("models", &redacted_section("models", &self.models))
-            .field("hooks", &redacted_section("hooks", &self.hooks))
-            .field("session", &redacted_section("session", &self.session))
-            .field("cron", &redacted_section("cron", &self.cron))
-            .field("comfy", &redacted_section("comfy", &self.comfy))
-            .field("tools", &redacted_section("tools", &self.tools))
+            .field("agents", &shown("agents", &self.agents))
+            .field("models", &shown("models", &self.models))
+            .field("hooks", &shown("hooks", &self.hooks))
+            .field("session", &shown("session", &self.session))
+            .field("cron", &shown("cron", &self.cron))
+            .field("comfy", &shown("comfy", &self.comfy))
+            .field("tools", &shown("tools", &self.tools))
             .finish()
     }
 }
@@ -390,5 +394,4 @@ impl Default for LoggingConfig {
 }
 
 /// Names of the sections that are accepted as any JSON object for now.
-pub(crate) const OPAQUE_SECTIONS: [&str; 8] =
-    ["channels", "agents", "models", "hooks", "session", "cron", "comfy", "tools"];
+pub(crate) const OPAQUE_SECTIONS: [&str; 1] = ["channels"];

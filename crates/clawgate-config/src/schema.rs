@@ -6,8 +6,9 @@ use serde_json::{Map, Value, json};
 use crate::model::Config;
 use crate::redact::{SECRET_PATHS, is_secret_path};
 
-/// JSON Schema (draft-07) of the config file, generated from the typed config. The opaque
-/// sections (`channels`, `agents`, …) accept any object for now.
+/// JSON Schema (draft-07) of the config file, generated from the typed config. The sections
+/// shared with OpenClaw (`agents`, `models`, …) are open objects: keys clawgate does not read
+/// are kept. `channels` accepts any object for now.
 #[must_use]
 pub fn config_schema() -> Value {
     SchemaSettings::draft07().into_generator().into_root_schema_for::<Config>().to_value()
@@ -163,9 +164,53 @@ const HINTS: &[Hint] = &[
     ),
     ("channels", "Channels", "Chat channels, one entry per channel id. A change restarts that channel.", "Channels"),
     ("agents", "Agents", "Agent defaults and the agent list.", "Agents"),
+    ("agents.default", "Default agent", "The id of the agent used when none is named (default \"main\").", "Agents"),
+    ("agents.defaults", "Agent defaults", "Settings every agent inherits.", "Agents"),
+    (
+        "agents.defaults.model",
+        "Default model",
+        "\"provider/model\" (e.g. \"ollama/llama3.2\") or {\"primary\": \"provider/model\"}. Applied live.",
+        "Agents",
+    ),
+    ("agents.defaults.systemPrompt", "Default system prompt", "The system prompt of agents that set none.", "Agents"),
+    (
+        "agents.defaults.timeoutSeconds",
+        "Run timeout",
+        "How long one agent run may take, in seconds (default 600).",
+        "Agents",
+    ),
+    (
+        "agents.list",
+        "Agents",
+        "The agents: {id, name?, model?, systemPrompt?}; \"main\" exists even when not listed.",
+        "Agents",
+    ),
     ("models", "Models", "Model providers and aliases.", "Models"),
+    (
+        "models.providers",
+        "Providers",
+        "Model providers by id: {baseUrl, api?, apiKey?, headers?, models?}. A built-in \"ollama\" is there unless defined here.",
+        "Models",
+    ),
     ("hooks", "Hooks", "Inbound webhooks.", "Automation"),
+    ("hooks.enabled", "Hooks on", "Serve the hooks (they also need a token).", "Automation"),
+    ("hooks.path", "Hooks path", "URL path of the hooks (default \"/hooks\").", "Automation"),
+    ("hooks.allowedAgentIds", "Allowed agents", "Agents a hook may target; \"*\" or unset: any.", "Automation"),
+    ("hooks.defaultSessionKey", "Default session", "The session of hook runs that name none.", "Automation"),
+    ("hooks.allowRequestSessionKey", "Request sessions", "Whether a hook request may name its session.", "Automation"),
+    (
+        "hooks.allowedSessionKeyPrefixes",
+        "Session prefixes",
+        "Prefixes a requested session key must have; unset: any.",
+        "Automation",
+    ),
     ("session", "Sessions", "Session behaviour.", "Agents"),
+    (
+        "session.maxTranscriptEntries",
+        "Transcript limit",
+        "Transcript entries kept per session before older ones are compacted (default 50000).",
+        "Agents",
+    ),
     ("cron", "Cron", "Scheduled jobs.", "Automation"),
     (
         "comfy",

@@ -4,8 +4,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
+use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::env::Env;
 use crate::error::ConfigError;
@@ -92,6 +93,73 @@ impl Serialize for Secret {
     }
 }
 
+/// Accepts the three forms the config file allows: `"value"`, `{"env": "NAME"}` and
+/// `{"file": "path"}` (exactly one key). The config file itself is decoded by [`crate::load`],
+/// which reports every problem with its place; this is for secrets that arrive elsewhere (a
+/// typed request, a test). An error never echoes the value.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+struct SecretVisitor;
+
+const SECRET_FORMS: &str = "a string, {\"env\": \"NAME\"} or {\"file\": \"path\"}";
+
+impl<'de> Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(SECRET_FORMS)
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Secret, E> {
+        if value.is_empty() {
+            return Err(E::custom(format!("secret is empty; expected {SECRET_FORMS}")));
+        }
+        Ok(Secret::Plain(value.to_owned()))
+    }
+
+    // The default type errors quote the value; a secret's never is.
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
+        Err(E::custom(format!("expected {SECRET_FORMS}, found a boolean")))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
+        Err(E::custom(format!("expected {SECRET_FORMS}, found a number")))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
+        Err(E::custom(format!("expected {SECRET_FORMS}, found a number")))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
+        Err(E::custom(format!("expected {SECRET_FORMS}, found a number")))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
+        let mut found: Option<Secret> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let secret = match key.as_str() {
+                "env" => Secret::Env { env: map.next_value()? },
+                "file" => Secret::File { file: map.next_value()? },
+                other => return Err(de::Error::unknown_field(other, &["env", "file"])),
+            };
+            if found.replace(secret).is_some() {
+                return Err(de::Error::custom("a secret has both \"env\" and \"file\"; keep one of them"));
+            }
+        }
+        match found {
+            Some(Secret::Env { env }) if env.is_empty() || env.contains(['=', '\0']) => {
+                Err(de::Error::custom(format!("{env:?} is not an environment variable name")))
+            }
+            Some(secret) => Ok(secret),
+            None => Err(de::Error::custom(format!("empty object; expected {SECRET_FORMS}"))),
+        }
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -138,6 +206,7 @@ mod tests {
         assert!(!format!("{env:?}").contains("hunter2"));
         assert!(format!("{env:?}").contains("TOKEN_VAR"));
         assert_eq!(serde_json::to_value(&secret).unwrap(), crate::REDACTED);
+        assert!(!format!("{secret:?}").contains("hunter2"));
         assert_eq!(serde_json::to_value(&env).unwrap(), serde_json::json!({"env": "TOKEN_VAR"}));
     }
 
@@ -185,5 +254,33 @@ mod tests {
         let abs = if cfg!(windows) { "C:\\x\\y" } else { "/x/y" };
         assert_eq!(resolve_path(Path::new("/base"), Path::new(abs)), PathBuf::from(abs));
         assert_eq!(resolve_path(Path::new("/base"), Path::new("rel/f")), Path::new("/base").join("rel/f"));
+    }
+
+    #[test]
+    fn deserializes_the_three_forms_and_nothing_else() {
+        let from = |v: serde_json::Value| serde_json::from_value::<Secret>(v);
+        assert_eq!(from(serde_json::json!("s3cret")).unwrap(), Secret::Plain("s3cret".into()));
+        assert_eq!(from(serde_json::json!({"env": "TOK"})).unwrap(), Secret::Env { env: "TOK".into() });
+        assert_eq!(from(serde_json::json!({"file": "t.txt"})).unwrap(), Secret::File { file: "t.txt".into() });
+        for bad in [
+            serde_json::json!(""),
+            serde_json::json!({}),
+            serde_json::json!({"env": "A", "file": "b"}),
+            serde_json::json!({"evn": "A"}),
+            serde_json::json!({"env": ""}),
+            serde_json::json!(123_456_789),
+        ] {
+            let err = from(bad.clone()).unwrap_err().to_string();
+            assert!(!err.contains("123456789"), "{err}");
+            assert!(from(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn a_deserialized_secret_serializes_redacted_or_as_its_reference() {
+        let plain: Secret = serde_json::from_str("\"hunter2\"").unwrap();
+        assert_eq!(serde_json::to_string(&plain).unwrap(), format!("\"{}\"", crate::REDACTED));
+        let env: Secret = serde_json::from_str("{\"env\": \"X\"}").unwrap();
+        assert_eq!(serde_json::to_value(&env).unwrap(), serde_json::json!({"env": "X"}));
     }
 }

@@ -7,8 +7,9 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Value, json};
 
-use clawgate_config::{ConfigChange, LoadedConfig, ReloadClass};
+use clawgate_config::{ConfigChange, ConfigError, LoadedConfig, ReloadClass};
 
+use crate::agent::AgentService;
 use crate::error::CoreError;
 use crate::settings::{AuthMode, GatewaySettings, PasswordSecret, RateLimitSettings};
 
@@ -78,6 +79,14 @@ impl ConfigService {
         changes
     }
 
+    /// Adopt a config the file watcher loaded, if it passes [`validate`]; the previous config
+    /// stays in force otherwise.
+    pub fn adopt_checked(&self, loaded: LoadedConfig) -> Result<Vec<ConfigChange>, ConfigError> {
+        validate(&loaded)?;
+        log_warnings(&loaded);
+        Ok(self.adopt(loaded))
+    }
+
     /// Validate `text` as the whole new config, write it atomically and make it current.
     /// `base_hash`, when given, must match the config in force (optimistic concurrency).
     pub async fn write(
@@ -96,18 +105,10 @@ impl ConfigService {
             });
         }
         let text = restore_redacted_secrets(text, &old.value)?;
-        let loaded =
-            clawgate_config::parse_str_with_env(&text, &self.path, &clawgate_config::Env::process()).map_err(|e| {
-                let issues: Vec<Value> = e
-                    .issues()
-                    .iter()
-                    .map(|i| json!({"key": i.key, "line": i.line(), "column": i.column(), "message": i.message}))
-                    .collect();
-                CoreError::InvalidRequest {
-                    message: format!("invalid config: {e}"),
-                    details: Some(json!({"issues": issues})),
-                }
-            })?;
+        let loaded = clawgate_config::parse_str_with_env(&text, &self.path, &clawgate_config::Env::process())
+            .map_err(|e| invalid_config(&e))?;
+        validate(&loaded).map_err(|e| invalid_config(&e))?;
+        log_warnings(&loaded);
         let path = self.path.clone();
         let raw = loaded.raw.clone();
         tokio::task::spawn_blocking(move || clawgate_config::write_atomic(&path, &raw))
@@ -117,6 +118,65 @@ impl ConfigService {
         let changes = self.adopt(loaded);
         Ok((self.current(), changes))
     }
+}
+
+/// The refusal of a config edit: every issue, with key and place, in the message and in
+/// `details.issues`.
+fn invalid_config(e: &ConfigError) -> CoreError {
+    let issues: Vec<Value> = e
+        .issues()
+        .iter()
+        .map(|i| json!({"key": i.key, "line": i.line(), "column": i.column(), "message": i.message}))
+        .collect();
+    CoreError::InvalidRequest { message: format!("invalid config: {e}"), details: Some(json!({"issues": issues})) }
+}
+
+/// Logs what the config accepts but would rather see fixed (see [`LoadedConfig::warnings`]).
+pub fn log_warnings(loaded: &LoadedConfig) {
+    for warning in &loaded.warnings {
+        tracing::warn!(%warning, "config");
+    }
+}
+
+/// What startup resolves from a config: gateway settings (secrets read) and the agents.
+pub struct Checked {
+    /// Gateway settings, secrets resolved.
+    pub settings: GatewaySettings,
+    /// Providers and agents.
+    pub agents: AgentService,
+}
+
+/// The one validation path of a config beyond what [`clawgate_config`] decodes by itself: the
+/// checks only the gateway can make (secret references that must resolve, model references
+/// and provider entries the LLM client must accept, channel accounts, ComfyUI workers), each
+/// issue placed `file:line:column: key.path: message` like the decoder's.
+///
+/// Class closed: *one entry point accepts a config another refuses*. `clawgate config
+/// validate` and startup call this; `config.set`/`config.patch`/`config.apply` and the file
+/// watcher call [`validate`], which is this with what `config validate` assumes.
+pub fn check(loaded: &LoadedConfig, base: &GatewaySettings, overrides: &Overrides) -> Result<Checked, ConfigError> {
+    let mut issues = Vec::new();
+    let settings =
+        settings_from_config(loaded, base, overrides).map_err(|m| issues.push(loaded.issue_from_message(&m)));
+    let agents = AgentService::from_config(&loaded.config, loaded.base_dir())
+        .map_err(|m| issues.push(loaded.issue_from_message(&m)));
+    if let Err(e) = clawgate_channels::accounts_from_config(&loaded.value, loaded.base_dir()) {
+        issues.push(loaded.issue_at(&e.path, e.message));
+    }
+    if let Err(m) = crate::comfy::ComfyConfig::from_config(&loaded.config, loaded.base_dir()) {
+        issues.push(loaded.issue_from_message(&m));
+    }
+    match (settings, agents) {
+        (Ok(settings), Ok(agents)) if issues.is_empty() => Ok(Checked { settings, agents }),
+        _ => Err(ConfigError::Invalid { issues }),
+    }
+}
+
+/// [`check`] as `clawgate config validate` runs it (no command-line overrides), for configs
+/// that arrive while the gateway runs.
+pub fn validate(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    let base = GatewaySettings::for_tests("", loaded.base_dir().to_path_buf());
+    check(loaded, &base, &Overrides::default()).map(drop)
 }
 
 /// A config written by a client that read it through `config.get` carries
@@ -239,7 +299,7 @@ pub fn apply_changes(gw: &crate::Gateway, overrides: &Overrides, changes: &[Conf
         Err(e) => tracing::error!(error = %e, "config change could not be applied; previous settings stay in force"),
     }
     let base_dir = current.path.parent().map(Path::to_path_buf).unwrap_or_default();
-    if let Err(e) = gw.agents.reload(&current.value, &base_dir) {
+    if let Err(e) = gw.agents.reload(&current.config, &base_dir) {
         tracing::error!(error = %e, "agents/models config could not be applied; previous ones stay in force");
     }
     if changes.iter().any(|c| c.path.to_string().starts_with("channels")) {
@@ -256,4 +316,51 @@ pub fn apply_changes(gw: &crate::Gateway, overrides: &Overrides, changes: &[Conf
     });
     gw.clients.broadcast(clawgate_protocol::events::names::CONFIG_CHANGED, &payload, None, false);
     payload
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(dir: &Path) -> ConfigService {
+        let path = dir.join("clawgate.json5");
+        ConfigService::new(path.clone(), LoadedConfig::defaults(&path))
+    }
+
+    /// Class: a config edit accepted over the protocol that startup would refuse. The model
+    /// reference rule is the gateway's (not the decoder's), and it now refuses the write too.
+    #[tokio::test]
+    async fn a_write_is_refused_by_the_checks_startup_makes_with_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let text = "{\n  agents: {\n    defaults: { model: 'nomodel' },\n  },\n}".to_owned();
+        let err = svc.write(text, None).await.unwrap_err();
+        let CoreError::InvalidRequest { message, details } = err else { panic!("{err:?}") };
+        assert!(message.contains("agents.defaults.model.primary"), "{message}");
+        assert_eq!(details.unwrap()["issues"][0]["line"], 3, "placed at the key's line");
+        assert!(!dir.path().join("clawgate.json5").exists(), "nothing written");
+
+        let text = "{ comfy: { workers: [{ url: 'http://c', mode: 'openclaw', adminToken: { env: 'CLAWGATE_TEST_UNSET_ADMIN' } }] } }";
+        let err = svc.write(text.to_owned(), None).await.unwrap_err();
+        assert!(err.to_string().contains("comfy.workers[0].adminToken"), "{err}");
+
+        let ok = "{ agents: { defaults: { model: 'ollama/llama3.2', workspace: '~/w' } } }".to_owned();
+        let (loaded, _) = svc.write(ok, None).await.unwrap();
+        assert_eq!(loaded.config.agents.defaults.extra["workspace"], "~/w", "OpenClaw keys are kept");
+    }
+
+    #[test]
+    fn check_collects_problems_of_every_section() {
+        let loaded = clawgate_config::parse_str(
+            "{ agents: { list: [{ id: 'a', model: 'x' }] }, comfy: { commands: 5 } }",
+            Path::new("c.json5"),
+        )
+        .unwrap();
+        let err = validate(&loaded).unwrap_err();
+        let keys: Vec<&str> = err.issues().iter().map(|i| i.key.as_str()).collect();
+        assert!(
+            keys.contains(&"agents.list[0].model") && keys.iter().any(|k| k.starts_with("comfy.commands")),
+            "{err}"
+        );
+    }
 }

@@ -166,7 +166,7 @@ async fn key(gw: &Gateway) -> Result<Vec<u8>, MediaError> {
 /// How long new links last: `comfy.media.ttlSeconds` (1 s … 7 days), else a day.
 fn ttl_ms(gw: &Gateway) -> i64 {
     let cfg = gw.config.current();
-    let secs = cfg.value.pointer("/comfy/media/ttlSeconds").and_then(Value::as_u64).unwrap_or(DEFAULT_TTL_SECS);
+    let secs = cfg.config.comfy.as_ref().and_then(|c| c.media.ttl_seconds).unwrap_or(DEFAULT_TTL_SECS);
     (secs.clamp(1, MAX_TTL_SECS) * 1000) as i64
 }
 

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use clawgate_config::LoadedConfig;
-use clawgate_core::agent::AgentService;
-use clawgate_core::config_service::{Overrides, settings_from_config};
+use clawgate_core::config_service::Overrides;
 use clawgate_core::settings::GatewaySettings;
 
 use crate::paths;
@@ -49,6 +48,9 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<i32> {
                 eprintln!("{msg}");
                 return Ok(1);
             }
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
             if loaded.exists {
                 println!("ok: {} is valid", path.display());
             } else {
@@ -60,46 +62,11 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<i32> {
 }
 
 /// What gateway startup resolves from a loaded config.
-pub struct Checked {
-    /// Gateway settings, secrets resolved.
-    pub settings: GatewaySettings,
-    /// Providers and agents.
-    pub agents: AgentService,
-}
+pub use clawgate_core::config_service::Checked;
 
-/// The one validation path of `clawgate config validate` and `clawgate gateway`: everything
-/// startup resolves from the config — gateway settings and their secret references
-/// (`{env}`/`{file}`), providers and agents, channels, ComfyUI — with each error named
-/// `file:line:column: key.path: message`.
-///
-/// Class closed: *validate says ok and the gateway then refuses*. Both commands call this, so
-/// a check added for startup is a check of `config validate` too.
+/// The one validation path of `clawgate config validate` and `clawgate gateway` (and, through
+/// [`clawgate_core::config_service::validate`], of config edits and the file watcher): every
+/// problem as `file:line:column: key.path: message`.
 pub fn check(loaded: &LoadedConfig, base: &GatewaySettings, overrides: &Overrides) -> Result<Checked, String> {
-    let located = |message: String| locate(loaded, &message);
-    let settings = settings_from_config(loaded, base, overrides).map_err(located)?;
-    let agents = AgentService::from_config(&loaded.value, loaded.base_dir()).map_err(located)?;
-    if let Err(e) = clawgate_channels::accounts_from_config(&loaded.value, loaded.base_dir()) {
-        return Err(located(format!("{}: {}", e.path, e.message)));
-    }
-    clawgate_core::comfy::ComfyConfig::from_config(&loaded.value, loaded.base_dir()).map_err(located)?;
-    Ok(Checked { settings, agents })
-}
-
-/// `key.path: message` → `file:line:column: key.path: message` (the key's place in the file,
-/// or its closest existing parent's; just `file: …` when the message names no key).
-fn locate(loaded: &LoadedConfig, message: &str) -> String {
-    let file = loaded.path.display();
-    let Some((head, _)) = message.split_once(": ") else { return format!("{file}: {message}") };
-    let Some(mut path) = clawgate_config::KeyPath::parse(head.trim()) else { return format!("{file}: {message}") };
-    let map = clawgate_config::SourceMap::new(&loaded.raw);
-    loop {
-        if let Some(l) = map.location(&path) {
-            let p = l.key.unwrap_or(l.value);
-            return format!("{file}:{}:{}: {message}", p.line, p.column);
-        }
-        match path.parent() {
-            Some(parent) if !parent.is_root() => path = parent,
-            _ => return format!("{file}: {message}"),
-        }
-    }
+    clawgate_core::config_service::check(loaded, base, overrides).map_err(|e| e.to_string())
 }

@@ -223,9 +223,16 @@ fn spawn_config_watcher(gw: Arc<Gateway>, path: PathBuf, overrides: Overrides) {
                             if config.hash == gw.config.current().hash {
                                 continue;
                             }
-                            let changes = gw.config.adopt(config);
-                            tracing::info!(changes = changes.len(), "config file changed; applying");
-                            apply_changes(&gw, &overrides, &changes);
+                            match gw.config.adopt_checked(config) {
+                                Ok(changes) => {
+                                    tracing::info!(changes = changes.len(), "config file changed; applying");
+                                    apply_changes(&gw, &overrides, &changes);
+                                }
+                                Err(e) => tracing::error!(
+                                    error = %e,
+                                    "config file changed but is invalid; keeping the previous config"
+                                ),
+                            }
                         }
                         Some(clawgate_config::WatchEvent::Invalid(e)) => {
                             tracing::error!(error = %e, "config file changed but is invalid; keeping the previous config");

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use clawgate_llm::{ModelRef, ProviderRegistry};
+use clawgate_llm::{ModelRef, ProviderConfig, ProviderRegistry};
 
 /// The model used when neither the agent nor `agents.defaults.model.primary` names one: the
 /// built-in Ollama provider with a small common model.
@@ -43,68 +43,44 @@ pub struct AgentsConfig {
     pub max_transcript_entries: usize,
 }
 
-fn model_string(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        Value::Object(o) => o.get("primary").and_then(Value::as_str).map(str::to_owned),
-        _ => None,
-    }
-}
-
 impl AgentsConfig {
-    /// Read `agents.*` and `session.*` from the whole config value.
-    pub fn from_config(root: &Value) -> Result<Self, String> {
-        let agents_v = root.get("agents").cloned().unwrap_or(Value::Null);
-        let defaults = agents_v.get("defaults").cloned().unwrap_or(Value::Null);
-        let mut agents = Vec::new();
-        if let Some(list) = agents_v.get("list") {
-            let Some(items) = list.as_array() else { return Err("agents.list: must be an array".into()) };
-            for (i, item) in items.iter().enumerate() {
-                let id = item
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.trim().is_empty())
-                    .ok_or_else(|| format!("agents.list[{i}].id: required (a short name such as \"main\")"))?;
-                if agents.iter().any(|a: &AgentDef| a.id == id) {
-                    return Err(format!("agents.list[{i}].id: duplicate agent id \"{id}\""));
-                }
-                let model = model_string(item.get("model"));
-                if let Some(m) = &model {
-                    ModelRef::parse(m).map_err(|e| format!("agents.list[{i}].model: {e}"))?;
-                }
-                agents.push(AgentDef {
-                    id: id.to_owned(),
-                    name: item.get("name").and_then(Value::as_str).map(str::to_owned),
-                    model,
-                    system_prompt: item.get("systemPrompt").and_then(Value::as_str).map(str::to_owned),
-                });
+    /// Resolve `agents.*` and `session.*` of a decoded config. The types were checked when the
+    /// config was decoded; what is left is the model reference rule, which is the LLM client's.
+    pub fn from_config(config: &clawgate_config::Config) -> Result<Self, String> {
+        let section = &config.agents;
+        let model_of = |choice: &Option<clawgate_config::ModelChoice>, at: &str| -> Result<Option<String>, String> {
+            let model = choice.as_ref().and_then(|c| c.primary.clone());
+            if let Some(m) = &model {
+                ModelRef::parse(m).map_err(|e| format!("{at}: {e}"))?;
             }
+            Ok(model)
+        };
+        let mut agents = Vec::new();
+        for (i, item) in section.list.iter().enumerate() {
+            agents.push(AgentDef {
+                id: item.id.clone(),
+                name: item.name.clone(),
+                model: model_of(&item.model, &format!("agents.list[{i}].model"))?,
+                system_prompt: item.system_prompt.clone(),
+            });
         }
         if !agents.iter().any(|a| a.id == "main") {
             agents.insert(0, AgentDef { id: "main".into(), name: None, model: None, system_prompt: None });
         }
-        let default_model = model_string(defaults.get("model"));
-        if let Some(m) = &default_model {
-            ModelRef::parse(m).map_err(|e| format!("agents.defaults.model.primary: {e}"))?;
-        }
-        let default_id = agents_v
-            .get("default")
-            .and_then(Value::as_str)
-            .filter(|id| agents.iter().any(|a| a.id == *id))
-            .unwrap_or("main")
-            .to_owned();
+        let defaults = &section.defaults;
+        let default_model = model_of(&defaults.model, "agents.defaults.model.primary")?;
+        let default_id =
+            section.default.as_deref().filter(|id| agents.iter().any(|a| a.id == *id)).unwrap_or("main").to_owned();
         Ok(Self {
             agents,
             default_id,
             default_model,
-            default_system_prompt: defaults.get("systemPrompt").and_then(Value::as_str).map(str::to_owned),
-            timeout_secs: defaults.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(600),
-            max_transcript_entries: root
-                .get("session")
-                .and_then(|s| s.get("maxTranscriptEntries"))
-                .and_then(Value::as_u64)
-                .map(|n| n as usize)
-                .unwrap_or(50_000),
+            default_system_prompt: defaults.system_prompt.clone(),
+            timeout_secs: defaults.timeout_seconds.unwrap_or(600),
+            max_transcript_entries: config
+                .session
+                .max_transcript_entries
+                .map_or(50_000, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         })
     }
 
@@ -129,36 +105,30 @@ impl AgentsConfig {
     }
 }
 
-/// Resolve `{env: NAME}` / `{file: PATH}` API keys in `models.providers.*` so the LLM crate
-/// only ever sees strings.
-pub fn resolve_provider_secrets(root: &Value, base_dir: &std::path::Path) -> Result<Value, String> {
-    let mut root = root.clone();
-    if let Some(providers) = root.get_mut("models").and_then(|m| m.get_mut("providers")).and_then(Value::as_object_mut)
-    {
-        for (id, p) in providers.iter_mut() {
-            if let Some(key) = p.get_mut("apiKey")
-                && key.is_object()
-            {
-                let secret = match (key.get("env").and_then(Value::as_str), key.get("file").and_then(Value::as_str)) {
-                    (Some(env), None) => clawgate_config::Secret::Env { env: env.to_owned() },
-                    (None, Some(file)) => clawgate_config::Secret::File { file: file.into() },
-                    _ => {
-                        return Err(format!(
-                            "models.providers.{id}.apiKey: expected a string, {{env: NAME}} or {{file: PATH}}"
-                        ));
-                    }
-                };
-                *key =
+/// Build the provider registry from `models.providers`, reading each `apiKey` secret. What a
+/// provider entry means (`api` defaults, the Ollama URL, which URLs are usable) is the LLM
+/// client's rule: it is given the entry with the key resolved.
+pub fn registry_from_config(
+    models: &clawgate_config::ModelsSection,
+    base_dir: &std::path::Path,
+) -> Result<ProviderRegistry, String> {
+    let mut providers = Vec::with_capacity(models.providers.len());
+    for (id, section) in &models.providers {
+        let mut entry = serde_json::to_value(section).map_err(|e| format!("models.providers.{id}: {e}"))?;
+        match &section.api_key {
+            Some(secret) => {
+                entry["apiKey"] =
                     Value::String(secret.resolve(base_dir).map_err(|e| format!("models.providers.{id}.apiKey: {e}"))?);
             }
+            None => {
+                if let Some(o) = entry.as_object_mut() {
+                    o.remove("apiKey");
+                }
+            }
         }
+        providers.push(ProviderConfig::from_json(id, &entry).map_err(|e| e.to_string())?);
     }
-    Ok(root)
-}
-
-/// Build the provider registry from the whole config value.
-pub fn registry_from_config(root: &Value, base_dir: &std::path::Path) -> Result<ProviderRegistry, String> {
-    ProviderRegistry::from_config(&resolve_provider_secrets(root, base_dir)?)
+    ProviderRegistry::from_providers(providers).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -166,16 +136,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn agents(value: Value) -> Result<AgentsConfig, String> {
+        let config = clawgate_config::Config::from_value(&value).map_err(|e| e.to_string())?;
+        AgentsConfig::from_config(&config)
+    }
+
     #[test]
     fn main_agent_exists_without_config_and_uses_fallback_model() {
-        let a = AgentsConfig::from_config(&json!({})).unwrap();
+        let a = agents(json!({})).unwrap();
         assert_eq!(a.default_id, "main");
         assert_eq!(a.model_for(a.get("main").unwrap()), FALLBACK_MODEL);
     }
 
     #[test]
     fn agent_model_overrides_default_model() {
-        let a = AgentsConfig::from_config(&json!({
+        let a = agents(json!({
             "agents": {"defaults": {"model": {"primary": "fake/fake-model"}},
                        "list": [{"id": "coder", "model": "other/m2", "systemPrompt": "be terse"}]}
         }))
@@ -187,9 +162,36 @@ mod tests {
 
     #[test]
     fn bad_agent_entries_name_the_key() {
-        let err = AgentsConfig::from_config(&json!({"agents": {"list": [{"name": "x"}]}})).unwrap_err();
-        assert!(err.starts_with("agents.list[0].id"), "{err}");
-        let err = AgentsConfig::from_config(&json!({"agents": {"defaults": {"model": "nomodel"}}})).unwrap_err();
+        let err = agents(json!({"agents": {"list": [{"name": "x"}]}})).unwrap_err();
+        assert!(err.starts_with("agents.list[0].id: required"), "{err}");
+        let err = agents(json!({"agents": {"list": [{"id": "a"}, {"id": "a"}]}})).unwrap_err();
+        assert!(err.starts_with("agents.list[1].id: duplicate agent id \"a\""), "{err}");
+        let err = agents(json!({"agents": {"defaults": {"model": "nomodel"}}})).unwrap_err();
         assert!(err.starts_with("agents.defaults.model.primary"), "{err}");
+    }
+
+    #[test]
+    fn session_and_timeouts_come_from_the_typed_sections() {
+        let a = agents(json!({"agents": {"defaults": {"timeoutSeconds": 5, "workspace": "~/w"}},
+                              "session": {"maxTranscriptEntries": 10, "scope": "per-sender"}}))
+        .unwrap();
+        assert_eq!((a.timeout_secs, a.max_transcript_entries), (5, 10));
+        let err = agents(json!({"agents": {"defaults": {"timeoutSeconds": "5"}}})).unwrap_err();
+        assert!(err.starts_with("agents.defaults.timeoutSeconds"), "{err}");
+    }
+
+    #[test]
+    fn provider_keys_are_resolved_before_the_llm_client_sees_them() {
+        let config = clawgate_config::Config::from_value(&json!({"models": {"providers": {
+            "p": {"baseUrl": "http://127.0.0.1:1/v1", "apiKey": {"env": "CLAWGATE_TEST_UNSET_PROVIDER_KEY"}}}}}))
+        .unwrap();
+        let err = registry_from_config(&config.models, std::path::Path::new("/")).unwrap_err();
+        assert!(err.starts_with("models.providers.p.apiKey"), "{err}");
+        let config = clawgate_config::Config::from_value(&json!({"models": {"providers": {
+            "p": {"baseUrl": "http://127.0.0.1:1/v1", "apiKey": "k", "models": [{"id": "m", "contextWindow": 8}]}}}}))
+        .unwrap();
+        let registry = registry_from_config(&config.models, std::path::Path::new("/")).unwrap();
+        assert_eq!(registry.config("p").unwrap().api_key.as_deref(), Some("k"));
+        assert_eq!(registry.config("p").unwrap().models[0].context_window, Some(8));
     }
 }

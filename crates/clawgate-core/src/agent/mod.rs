@@ -376,12 +376,12 @@ pub struct AgentService {
 }
 
 impl AgentService {
-    /// Build from the whole config value.
-    pub fn from_config(root: &Value, base_dir: &std::path::Path) -> Result<Self, String> {
+    /// Build from the decoded config (`agents`, `models`, `session`).
+    pub fn from_config(cfg: &clawgate_config::Config, base_dir: &std::path::Path) -> Result<Self, String> {
         Ok(Self {
             events: tokio::sync::broadcast::channel(4096).0,
-            registry: RwLock::new(Arc::new(config::registry_from_config(root, base_dir)?)),
-            agents: RwLock::new(Arc::new(AgentsConfig::from_config(root)?)),
+            registry: RwLock::new(Arc::new(config::registry_from_config(&cfg.models, base_dir)?)),
+            agents: RwLock::new(Arc::new(AgentsConfig::from_config(cfg)?)),
             active: Mutex::default(),
             lanes: Mutex::default(),
             unstored: Mutex::default(),
@@ -389,9 +389,9 @@ impl AgentService {
     }
 
     /// Swap in providers and agents from a new config (hot reload).
-    pub fn reload(&self, root: &Value, base_dir: &std::path::Path) -> Result<(), String> {
-        let registry = config::registry_from_config(root, base_dir)?;
-        let agents = AgentsConfig::from_config(root)?;
+    pub fn reload(&self, cfg: &clawgate_config::Config, base_dir: &std::path::Path) -> Result<(), String> {
+        let registry = config::registry_from_config(&cfg.models, base_dir)?;
+        let agents = AgentsConfig::from_config(cfg)?;
         if let Ok(mut r) = self.registry.write() {
             *r = Arc::new(registry);
         }

@@ -19,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use clawgate_config::{ComfyWorker, Secret, WorkerMode};
 
 /// One ComfyUI server.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,62 +70,22 @@ impl std::fmt::Debug for OpenClawAuth {
     }
 }
 
-/// A secret value: a string, `{env: "NAME"}` or `{file: "path"}`.
-fn secret(v: Option<&Value>, path: &str, base_dir: &Path) -> Result<Option<String>, String> {
-    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
-    let shape = || format!("{path}: expected a string, {{env: \"NAME\"}} or {{file: \"path\"}}");
-    let parsed = match v {
-        Value::String(s) => clawgate_config::Secret::Plain(s.clone()),
-        Value::Object(o) => match (o.get("env").and_then(Value::as_str), o.get("file").and_then(Value::as_str)) {
-            (Some(env), None) => clawgate_config::Secret::Env { env: env.to_owned() },
-            (None, Some(file)) => clawgate_config::Secret::File { file: file.into() },
-            _ => return Err(shape()),
-        },
-        _ => return Err(shape()),
-    };
-    let value = parsed.resolve(base_dir).map_err(|e| format!("{path}: {e}"))?;
-    if value.is_empty() {
-        return Err(format!("{path}: is empty; set it or remove the key"));
-    }
-    Ok(Some(value))
+/// A secret of a worker, read now; `path` names it in errors.
+fn secret(secret: Option<&Secret>, path: &str, base_dir: &Path) -> Result<Option<String>, String> {
+    secret.map(|s| s.resolve(base_dir).map_err(|e| format!("{path}: {e}"))).transpose()
 }
 
-fn openclaw_auth(w: &Value, path: &str, base_dir: &Path) -> Result<OpenClawAuth, String> {
+fn openclaw_auth(w: &ComfyWorker, path: &str, base_dir: &Path) -> Result<OpenClawAuth, String> {
     let mut auth = OpenClawAuth {
-        admin_token: secret(w.get("adminToken"), &format!("{path}.adminToken"), base_dir)?,
-        obs_token: secret(w.get("obsToken"), &format!("{path}.obsToken"), base_dir)?,
+        admin_token: secret(w.admin_token.as_ref(), &format!("{path}.adminToken"), base_dir)?,
+        obs_token: secret(w.obs_token.as_ref(), &format!("{path}.obsToken"), base_dir)?,
         ..OpenClawAuth::default()
     };
-    if let Some(device) = w.get("device").filter(|d| !d.is_null()) {
-        let dpath = format!("{path}.device");
-        if !device.is_object() {
-            return Err(format!(
-                "{dpath}: must be an object like {{id: \"clawgate\", token: {{env: \"OPENCLAW_BRIDGE_DEVICE_TOKEN\"}}}}"
-            ));
-        }
-        let id = device.get("id").and_then(Value::as_str).filter(|s| !s.is_empty());
-        let Some(id) = id else { return Err(format!("{dpath}.id: give the device id the extension knows")) };
-        let Some(token) = secret(device.get("token"), &format!("{dpath}.token"), base_dir)? else {
-            return Err(format!(
-                "{dpath}.token: give the device token (OPENCLAW_BRIDGE_DEVICE_TOKEN on the extension)"
-            ));
-        };
-        auth.device_id = Some(id.to_owned());
-        auth.device_token = Some(token);
-        auth.device_scopes = match device.get("scopes") {
-            None | Some(Value::Null) => vec!["job:submit".to_owned(), "job:status".to_owned()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|s| s.as_str().map(str::to_owned).ok_or_else(|| format!("{dpath}.scopes: must be strings")))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(format!("{dpath}.scopes: must be a list like [\"job:submit\", \"job:status\"]")),
-        };
-    }
-    if auth.admin_token.is_none() && auth.device_token.is_none() {
-        return Err(format!(
-            "{path}: mode \"openclaw\" needs adminToken (the extension's OPENCLAW_ADMIN_TOKEN) to fire templates, \
-             or device {{id, token}} for its bridge API"
-        ));
+    if let Some(device) = &w.device {
+        auth.device_id = Some(device.id.clone());
+        auth.device_token = secret(device.token.as_ref(), &format!("{path}.device.token"), base_dir)?;
+        auth.device_scopes =
+            device.scopes.clone().unwrap_or_else(|| vec!["job:submit".to_owned(), "job:status".to_owned()]);
     }
     Ok(auth)
 }
@@ -146,56 +106,32 @@ pub struct ComfyConfig {
 }
 
 impl ComfyConfig {
-    /// `None` when there is no `comfy` section (ComfyUI off). Errors name the key.
-    pub fn from_config(root: &Value, base_dir: &Path) -> Result<Option<Self>, String> {
-        let Some(section) = root.get("comfy").filter(|v| !v.is_null()) else { return Ok(None) };
-        let Some(section) = section.as_object() else { return Err("comfy: must be an object".into()) };
-        let mut workers: Vec<WorkerConfig> = Vec::new();
-        for (i, w) in section.get("workers").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    /// `None` when there is no `comfy` section (ComfyUI off). The section's shape was checked
+    /// when the config was decoded; this reads the secrets and the command policy. Errors name
+    /// the key.
+    pub fn from_config(config: &clawgate_config::Config, base_dir: &Path) -> Result<Option<Self>, String> {
+        let Some(section) = &config.comfy else { return Ok(None) };
+        let mut workers = Vec::with_capacity(section.workers.len());
+        for (i, w) in section.workers.iter().enumerate() {
             let path = format!("comfy.workers[{i}]");
-            let url =
-                w.get("url").and_then(Value::as_str).filter(|u| u.starts_with("http://") || u.starts_with("https://"));
-            let Some(url) = url else {
-                return Err(format!("{path}.url: give the ComfyUI server's base URL, e.g. \"http://127.0.0.1:8188\""));
+            let (mode, openclaw) = match w.mode {
+                WorkerMode::Comfyui => ("comfyui", None),
+                WorkerMode::Openclaw => ("openclaw", Some(openclaw_auth(w, &path, base_dir)?)),
             };
-            let name =
-                w.get("name").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("worker-{}", i + 1));
-            if workers.iter().any(|x| x.name == name) {
-                return Err(format!("{path}.name: \"{name}\" is used twice; worker names must be unique"));
-            }
-            let mode = w.get("mode").and_then(Value::as_str).unwrap_or("comfyui");
-            let openclaw = match mode {
-                "comfyui" => None,
-                "openclaw" => Some(openclaw_auth(w, &path, base_dir)?),
-                other => {
-                    return Err(format!(
-                        "{path}.mode: \"{other}\" is not a worker mode; use \"comfyui\" (native ComfyUI) or \
-                         \"openclaw\" (ComfyUI with the ComfyUI-OpenClaw extension)"
-                    ));
-                }
-            };
-            let max_concurrent = w.get("maxConcurrent").and_then(Value::as_u64).unwrap_or(1).clamp(1, 64) as usize;
-            let weight = w.get("weight").and_then(Value::as_f64).unwrap_or(1.0);
-            if !(weight > 0.0 && weight.is_finite()) {
-                return Err(format!("{path}.weight: must be a positive number"));
-            }
             workers.push(WorkerConfig {
-                name,
-                url: clawgate_config::SecretUrl::new(url),
+                name: w.name.clone(),
+                url: clawgate_config::SecretUrl::new(w.url.clone()),
                 mode: mode.to_owned(),
                 openclaw,
-                max_concurrent,
-                weight,
+                max_concurrent: usize::try_from(w.max_concurrent.unwrap_or(1).clamp(1, 64)).unwrap_or(1),
+                weight: w.weight.unwrap_or(1.0),
             });
         }
-        let dir = section.get("templatesDir").and_then(Value::as_str).unwrap_or("templates");
+        let dir = section.templates_dir.as_deref().unwrap_or("templates");
         let templates_dir = clawgate_config::resolve_path(base_dir, Path::new(dir));
-        let delivery = section.get("delivery");
-        let max_images =
-            delivery.and_then(|d| d.get("maxImages")).and_then(Value::as_u64).unwrap_or(8).clamp(1, 100) as usize;
-        let max_bytes = delivery.and_then(|d| d.get("maxBytes")).and_then(Value::as_u64).unwrap_or(50 * 1024 * 1024);
-        let commands = section.get("commands").unwrap_or(&Value::Null);
-        let policy = clawgate_comfy::command::CommandPolicy::from_config(commands)
+        let max_images = usize::try_from(section.delivery.max_images.unwrap_or(8).clamp(1, 100)).unwrap_or(8);
+        let max_bytes = section.delivery.max_bytes.unwrap_or(50 * 1024 * 1024);
+        let policy = clawgate_comfy::command::CommandPolicy::from_config(&section.commands)
             .map_err(|e| format!("comfy.commands: {e}"))?;
         Ok(Some(Self { workers, templates_dir, max_images, max_bytes, policy }))
     }
@@ -204,12 +140,19 @@ impl ComfyConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// Decodes `value` as a whole config, then resolves its `comfy` section; either step's
+    /// first error as `key: message`.
+    fn comfy(value: Value, base_dir: &Path) -> Result<Option<ComfyConfig>, String> {
+        let config = clawgate_config::Config::from_value(&value).map_err(|e| e.to_string())?;
+        ComfyConfig::from_config(&config, base_dir)
+    }
 
     #[test]
     fn workers_and_defaults() {
-        let c = ComfyConfig::from_config(
-            &json!({"comfy": {"workers": [{"url": "http://a:8188"}, {"name": "b", "url": "http://b", "maxConcurrent": 2, "weight": 2}]}}),
+        let c = comfy(
+            json!({"comfy": {"workers": [{"url": "http://a:8188"}, {"name": "b", "url": "http://b", "maxConcurrent": 2, "weight": 2}]}}),
             Path::new("/etc/clawgate"),
         )
         .unwrap()
@@ -217,15 +160,14 @@ mod tests {
         assert_eq!(c.workers[0].name, "worker-1");
         assert_eq!(c.workers[1].max_concurrent, 2);
         assert_eq!(c.templates_dir, PathBuf::from("/etc/clawgate/templates"));
-        assert!(ComfyConfig::from_config(&json!({}), Path::new("/")).unwrap().is_none());
-        let e =
-            ComfyConfig::from_config(&json!({"comfy": {"workers": [{"url": "ftp://x"}]}}), Path::new("/")).unwrap_err();
+        assert!(comfy(json!({}), Path::new("/")).unwrap().is_none());
+        let e = comfy(json!({"comfy": {"workers": [{"url": "ftp://x"}]}}), Path::new("/")).unwrap_err();
         assert!(e.starts_with("comfy.workers[0].url"), "{e}");
     }
 
     #[test]
     fn openclaw_workers_need_a_credential_and_keep_secrets_out_of_debug() {
-        let cfg = |w: Value| ComfyConfig::from_config(&json!({"comfy": {"workers": [w]}}), Path::new("/"));
+        let cfg = |w: Value| comfy(json!({"comfy": {"workers": [w]}}), Path::new("/"));
         let c = cfg(json!({"name": "studio", "url": "http://s:8188", "mode": "openclaw", "adminToken": "adm-secret",
                            "device": {"id": "gw", "token": "dev-secret"}}))
         .unwrap()

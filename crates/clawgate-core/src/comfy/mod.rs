@@ -206,7 +206,7 @@ impl ComfyService {
 /// previous run left dispatched or running.
 pub async fn start(gw: &Arc<Gateway>) {
     let current = gw.config.current();
-    let cfg = match ComfyConfig::from_config(&current.value, current.base_dir()) {
+    let cfg = match ComfyConfig::from_config(&current.config, current.base_dir()) {
         Ok(Some(c)) => c,
         Ok(None) => return,
         Err(e) => {

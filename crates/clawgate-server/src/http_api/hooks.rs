@@ -76,15 +76,9 @@ fn sub_path<'a>(base: &str, path: &'a str) -> Option<&'a str> {
     (rest.is_empty() || rest.starts_with('/')).then(|| rest.trim_start_matches('/'))
 }
 
-fn strings(v: Option<&Value>) -> Option<Vec<String>> {
-    Some(
-        v?.as_array()?
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect(),
-    )
+/// A configured list with blanks dropped.
+fn strings(v: Option<&Vec<String>>) -> Option<Vec<String>> {
+    Some(v?.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
 }
 
 impl HooksConfig {
@@ -92,40 +86,29 @@ impl HooksConfig {
     /// cannot be resolved leaves the hooks off (and says why in the log).
     fn for_path(gw: &Gateway, path: &str) -> Option<(HooksConfig, String)> {
         let loaded = gw.config.current();
-        let hooks: &Map<String, Value> = &loaded.config.hooks;
-        if hooks.get("enabled").and_then(Value::as_bool) != Some(true) {
+        let hooks = &loaded.config.hooks;
+        if !hooks.enabled {
             return None;
         }
         // `hooks.path: "/"` would swallow every route; such hooks stay off (config validation is
         // the place to say so, not every request's log line).
-        let base_path = normalise_path(hooks.get("path").and_then(Value::as_str))?;
+        let base_path = normalise_path(hooks.path.as_deref())?;
         let sub = sub_path(&base_path, path)?.to_owned();
-        let token = match hooks.get("token") {
-            Some(Value::String(s)) => Some(s.trim().to_owned()),
-            Some(Value::Object(o)) => {
-                let secret = match (o.get("env").and_then(Value::as_str), o.get("file").and_then(Value::as_str)) {
-                    (Some(env), None) => Some(clawgate_config::Secret::Env { env: env.to_owned() }),
-                    (None, Some(file)) => Some(clawgate_config::Secret::File { file: file.into() }),
-                    _ => None,
-                };
-                secret.and_then(|s| match s.resolve(loaded.base_dir()) {
-                    Ok(v) => Some(v.trim().to_owned()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "hooks.token cannot be read; hooks are off");
-                        None
-                    }
-                })
+        let token = hooks.token.as_ref().and_then(|secret| match loaded.resolve_secret(secret) {
+            Ok(v) => Some(v.trim().to_owned()),
+            Err(e) => {
+                tracing::warn!(error = %e, "hooks.token cannot be read; hooks are off");
+                None
             }
-            _ => None,
-        };
+        });
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             tracing::warn!("hooks.enabled is true but hooks.token is empty; hooks are off");
             return None;
         };
-        let allowed_agents = strings(hooks.get("allowedAgentIds"))
+        let allowed_agents = strings(hooks.allowed_agent_ids.as_ref())
             .filter(|ids| !ids.iter().any(|id| id == "*"))
             .map(|ids| ids.into_iter().collect());
-        let allowed_session_prefixes = strings(hooks.get("allowedSessionKeyPrefixes"))
+        let allowed_session_prefixes = strings(hooks.allowed_session_key_prefixes.as_ref())
             .map(|p| p.into_iter().map(|s| s.to_lowercase()).collect::<Vec<_>>())
             .filter(|p| !p.is_empty());
         let config = HooksConfig {
@@ -133,12 +116,12 @@ impl HooksConfig {
             token,
             allowed_agents,
             default_session_key: hooks
-                .get("defaultSessionKey")
-                .and_then(Value::as_str)
+                .default_session_key
+                .as_deref()
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
-            allow_request_session_key: hooks.get("allowRequestSessionKey").and_then(Value::as_bool) == Some(true),
+            allow_request_session_key: hooks.allow_request_session_key,
             allowed_session_prefixes,
         };
         Some((config, sub))
