@@ -199,10 +199,10 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::SESSIONS_DELETE => typed(method, params, |p| methods::sessions::sessions_delete(gw, p)).await,
         m::SESSIONS_SUBSCRIBE => typed(method, params, |p| methods::sessions::sessions_subscribe(ctx, p)).await,
         m::SESSIONS_MESSAGES_SUBSCRIBE => {
-            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(ctx, p, true)).await
+            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(gw, ctx, p, true)).await
         }
         m::SESSIONS_MESSAGES_UNSUBSCRIBE => {
-            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(ctx, p, false)).await
+            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(gw, ctx, p, false)).await
         }
         m::COMMANDS_LIST => typed(method, params, methods::catalog::commands_list).await,
         m::MODELS_LIST => typed(method, params, |p| methods::catalog::models_list(gw, p)).await,

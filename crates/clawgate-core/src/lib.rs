@@ -23,8 +23,10 @@ pub mod logs;
 pub mod media;
 pub mod methods;
 pub mod presence;
+pub mod session_key;
 pub mod settings;
 pub mod time;
 
 pub use error::{CoreError, ErrorKind};
 pub use gateway::Gateway;
+pub use session_key::SessionKey;

@@ -473,6 +473,9 @@ fn decode_errors_keep_the_texts_clients_see_today() {
             "invalid type: string \"x\", expected struct InjectParams",
         ),
         (decodes::<ChatHistoryParams>(&json!({})).map(drop), "missing field `sessionKey`"),
+        // Params that are not an object name the params type, never a private helper.
+        (decodes::<AgentParams>(&json!("x")).map(drop), "invalid type: string \"x\", expected struct AgentParams"),
+        (decodes::<AgentWaitParams>(&json!(1)).map(drop), "invalid type: integer `1`, expected struct AgentWaitParams"),
         (
             decodes::<SessionsDescribeParams>(&json!(5)).map(drop),
             "invalid type: integer `5`, expected struct KeyParams",

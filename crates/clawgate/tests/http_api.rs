@@ -428,6 +428,38 @@ async fn session_key_header_routes_the_run() {
     assert_eq!(messages[0]["text"], "into the team room", "{messages}");
 }
 
+/// The HTTP header follows the one session-key rule of every surface (`SessionKey`): up to 512
+/// characters (it stopped at 256 bytes before), and `agent:<id>` names that agent's main session
+/// (it was refused before), as on the WS methods.
+#[tokio::test]
+async fn session_key_header_follows_the_one_session_key_rule() {
+    let (_fake, gw) = start(Script::default()).await;
+    let send = |key: String| {
+        let port = gw.port();
+        async move {
+            call(
+                port,
+                "POST",
+                "/v1/chat/completions",
+                &[BEARER, ("x-openclaw-session-key", key.as_str())],
+                &chat_body("hello main").to_string(),
+            )
+            .await
+        }
+    };
+    let main = send("agent:main".into()).await;
+    assert_eq!(main.status, 200, "{main:?}");
+    let history =
+        post(&gw, "/tools/invoke", &json!({"tool": "sessions_history", "args": {"sessionKey": "agent:main:main"}}))
+            .await;
+    assert_eq!(history.json()["result"]["details"]["messages"][0]["text"], "hello main", "{history:?}");
+    let long = send("k".repeat(512)).await;
+    assert_eq!(long.status, 200, "{long:?}");
+    let too_long = send("k".repeat(513)).await;
+    assert_eq!(too_long.status, 400, "{too_long:?}");
+    assert_eq!(too_long.json()["error"]["message"], "Invalid `x-openclaw-session-key`: at most 512 characters.");
+}
+
 #[tokio::test]
 async fn streamed_chat_completion_sends_role_deltas_finish_and_done() {
     let (_fake, gw) = start(Script::default()).await;

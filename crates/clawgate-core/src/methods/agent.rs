@@ -13,7 +13,7 @@ use crate::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::gateway::Gateway;
-use crate::methods::chat::resolve_session_key;
+use crate::methods::chat::{client_tag, resolve_session_key};
 use crate::time::now_ms;
 
 /// How long `agent` waits for the end of a run it accepted, beyond the run's own timeout.
@@ -70,7 +70,7 @@ pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, p: AgentParams) -> Resu
         kind: RunKind::Agent,
         timeout,
         extra_system: p.extra_system_prompt,
-        client: Some(json!({"id": ctx.client.client.0, "mode": ctx.client.client.1})),
+        client: client_tag(ctx),
     };
     let submitted = agent::submit(gw, req).await;
     // Enqueued (or refused): the connection's next ordered request may go while this one waits.

@@ -17,27 +17,30 @@ use crate::channels::commands::{self, CommandCaller};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::gateway::Gateway;
+use crate::session_key::SessionKey;
 use crate::time::now_ms;
 
-/// Normalise a session key to `agent:<agentId>:<rest>` (bare keys belong to the given or
-/// default agent), and return the agent id it names.
-pub fn resolve_session_key(gw: &Gateway, key: &str, agent_id: Option<&str>) -> Result<(String, String), CoreError> {
-    let key = key.trim();
-    if key.is_empty() || key.len() > 512 {
-        return Err(CoreError::invalid("sessionKey must be 1 to 512 characters"));
-    }
-    if let Some(rest) = key.strip_prefix("agent:") {
-        let (id, tail) = rest.split_once(':').unwrap_or((rest, "main"));
-        if id.is_empty() || tail.is_empty() {
-            return Err(CoreError::invalid(format!("invalid session key \"{key}\": expected agent:<agentId>:<key>")));
+/// The session a WS client names ([`SessionKey`]'s rule): a bare key belongs to `agent_id`, or
+/// the default agent.
+pub fn session_key(gw: &Gateway, key: &str, agent_id: Option<&str>) -> Result<SessionKey, CoreError> {
+    let default_id;
+    let agent_id = match agent_id {
+        Some(id) => id,
+        None => {
+            default_id = gw.agents.agents().default_id.clone();
+            &default_id
         }
-        return Ok((format!("agent:{id}:{tail}"), id.to_owned()));
-    }
-    let agent = agent_id.map(str::to_owned).unwrap_or_else(|| gw.agents.agents().default_id.clone());
-    Ok((format!("agent:{agent}:{key}"), agent))
+    };
+    SessionKey::parse(key, agent_id).map_err(|e| CoreError::invalid(e.to_string()))
 }
 
-fn client_tag(ctx: &CallContext) -> Option<Value> {
+/// [`session_key`] as `(key, agent id)`, for callers that keep both as strings.
+pub fn resolve_session_key(gw: &Gateway, key: &str, agent_id: Option<&str>) -> Result<(String, String), CoreError> {
+    session_key(gw, key, agent_id).map(SessionKey::into_parts)
+}
+
+/// `{id, mode}` of the calling client, kept with its message in the transcript.
+pub(crate) fn client_tag(ctx: &CallContext) -> Option<Value> {
     Some(json!({"id": ctx.client.client.0, "mode": ctx.client.client.1}))
 }
 

@@ -198,11 +198,14 @@ pub async fn sessions_subscribe(
 
 /// `sessions.messages.subscribe|unsubscribe {key}` → `session.message` events for that session.
 pub async fn sessions_messages_subscribe(
+    gw: &Arc<Gateway>,
     ctx: &CallContext,
     p: SessionsMessagesParams,
     on: bool,
 ) -> Result<SessionsMessagesResult, CoreError> {
-    let key = if p.key.starts_with("agent:") { p.key } else { format!("agent:main:{}", p.key) };
+    // The key events are sent under: a bare key is the default agent's (it used to be put under
+    // `main` whatever the default agent, and `agent:x` was kept as is, so neither heard a thing).
+    let (key, _) = resolve_session_key(gw, &p.key, None)?;
     ctx.client.update_subscriptions(|s| {
         if on {
             s.message_keys.insert(key.clone());

@@ -11,7 +11,7 @@ use super::{AnyParams, lenient};
 
 /// What `agent` read before checking it.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", expecting = "struct AgentParams")]
 struct AgentRaw {
     #[serde(default, deserialize_with = "lenient::any")]
     message: Option<String>,
@@ -198,7 +198,7 @@ pub enum AgentResult {
 
 /// What `agent.wait` read before checking it.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", expecting = "struct AgentWaitParams")]
 struct AgentWaitRaw {
     #[serde(default, deserialize_with = "lenient::any")]
     run_id: Option<String>,

@@ -367,7 +367,7 @@ pub struct SessionsSubscribeResult {
 /// What `sessions.messages.subscribe|unsubscribe` read before checking it: `key`, or its
 /// `sessionKey` alias when `key` is absent.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", expecting = "struct SessionsMessagesParams")]
 struct MessagesKeyRaw {
     #[serde(default, deserialize_with = "lenient::present")]
     key: Option<Value>,

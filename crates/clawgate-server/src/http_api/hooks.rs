@@ -20,11 +20,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use clawgate_core::Gateway;
 use clawgate_core::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted, transcript};
 use clawgate_core::auth::secrets_match;
+use clawgate_core::session_key::SessionKeyError;
 use clawgate_core::settings::RateLimitSettings;
 use clawgate_core::{CoreError, time::now_ms};
+use clawgate_core::{Gateway, SessionKey};
 use clawgate_store::{EntryStatus, RunKind, SessionStore, TranscriptRole, TranscriptStore};
 
 use super::error::HookError;
@@ -248,17 +249,20 @@ fn hook_session(
     {
         return Err(HookError::bad_request(format!("sessionKey must start with one of: {}", prefixes.join(", "))));
     }
-    match run::split_agent_key(&key) {
-        Some((owner, _)) => {
-            if gw.agents.agents().get(owner).is_none() {
-                return Err(HookError::bad_request(format!("unknown agent in sessionKey: {owner}")));
-            }
-            check_allowed(config, owner)?;
-            Ok((key.clone(), owner.to_owned()))
+    let parsed = SessionKey::parse(&key, agent_id).map_err(|e| match e {
+        SessionKeyError::Length => HookError::bad_request(e.to_string()),
+        SessionKeyError::Malformed(_) => HookError::bad_request("sessionKey must be agent:<agentId>:<key>"),
+    })?;
+    // A key naming its agent must name one that exists and that hooks may target; a bare key
+    // went under `agent_id`, which the caller already checked.
+    if SessionKey::is_qualified(&key) {
+        let owner = parsed.agent_id();
+        if gw.agents.agents().get(owner).is_none() {
+            return Err(HookError::bad_request(format!("unknown agent in sessionKey: {owner}")));
         }
-        None if key.starts_with("agent:") => Err(HookError::bad_request("sessionKey must be agent:<agentId>:<key>")),
-        None => Ok((format!("agent:{agent_id}:{key}"), agent_id.to_owned())),
+        check_allowed(config, owner)?;
     }
+    Ok(parsed.into_parts())
 }
 
 /// `POST <path>/wake {text, mode?}`. clawgate has no heartbeat runner yet, so the event is

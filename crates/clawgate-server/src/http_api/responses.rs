@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use clawgate_core::Gateway;
 use clawgate_core::agent::RunRequest;
+use clawgate_core::{Gateway, SessionKey};
 use clawgate_store::{RunKind, RunStore};
 
 use super::error::OpenAiError;
@@ -96,8 +96,8 @@ async fn previous_session(gw: &Gateway, id: &str) -> Result<run::Session, OpenAi
         .await
         .map_err(|e| OpenAiError::internal("cannot look up a response", e))?
         .ok_or_else(unknown)?;
-    let (agent, _) = run::split_agent_key(&record.session_key).ok_or_else(unknown)?;
-    Ok(run::Session { key: record.session_key.clone(), agent_id: agent.to_owned(), stateless: false })
+    let (key, agent_id) = SessionKey::from_canonical(&record.session_key).ok_or_else(unknown)?.into_parts();
+    Ok(run::Session { key, agent_id, stateless: false })
 }
 
 async fn respond(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, OpenAiError> {

@@ -9,14 +9,15 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use clawgate_core::agent::{self, AbortReason, ErrorKind, RunEvent, RunOutcome, RunRequest, Submitted};
-use clawgate_core::{CoreError, Gateway};
+use clawgate_core::session_key::SessionKeyError;
+use clawgate_core::{CoreError, Gateway, SessionKey};
 
 use super::error::OpenAiError;
 
-/// Session-key prefixes reserved for the gateway's own sessions (contract §8).
-const RESERVED_SESSION_PREFIXES: [&str; 3] = ["subagent:", "cron:", "acp:"];
-/// Longest `user` or session key a client may name.
-const MAX_KEY_LEN: usize = 256;
+/// Longest OpenAI `user` field, in bytes. It is not a session key but part of one
+/// (`agent:<id>:<surface>-user:<user>`), and this bound keeps that key within
+/// [`SessionKey::MAX_LEN`]; session keys themselves follow [`SessionKey`]'s one rule.
+const MAX_USER_LEN: usize = 256;
 /// How long to wait for a run's record once its terminal event was seen.
 const SETTLE_WAIT: Duration = Duration::from_secs(30);
 /// How long one `agent::wait` call waits before looping (the run's own timeout bounds it).
@@ -73,12 +74,6 @@ pub(crate) fn resolve_agent(gw: &Gateway, headers: &HeaderMap, model: &str) -> R
     }
 }
 
-/// `agent:<id>:<rest>` split; `None` if the key is not in that form.
-pub(crate) fn split_agent_key(key: &str) -> Option<(&str, &str)> {
-    let (agent, rest) = key.strip_prefix("agent:")?.split_once(':')?;
-    (!agent.is_empty() && !rest.is_empty()).then_some((agent, rest))
-}
-
 /// The session a request runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Session {
@@ -102,34 +97,35 @@ pub(crate) fn resolve_session(
     surface: &str,
     user: Option<&str>,
 ) -> Result<Session, OpenAiError> {
-    let kept = |key: String, agent_id: String| Session { key, agent_id, stateless: false };
-    if let Some(key) = header(headers, "x-openclaw-session-key") {
-        if key.len() > MAX_KEY_LEN {
-            return Err(OpenAiError::invalid(format!(
-                "Invalid `x-openclaw-session-key`: at most {MAX_KEY_LEN} bytes."
-            )));
-        }
-        let (owner, rest) = match key.strip_prefix("agent:") {
-            Some(_) => split_agent_key(key).ok_or_else(|| {
+    let kept = |key: SessionKey| {
+        let (key, agent_id) = key.into_parts();
+        Session { key, agent_id, stateless: false }
+    };
+    if let Some(raw) = header(headers, "x-openclaw-session-key") {
+        let key = SessionKey::parse(raw, agent_id).map_err(|e| match e {
+            SessionKeyError::Length => OpenAiError::invalid(format!(
+                "Invalid `x-openclaw-session-key`: at most {} characters.",
+                SessionKey::MAX_LEN
+            )),
+            SessionKeyError::Malformed(_) => {
                 OpenAiError::invalid("Invalid `x-openclaw-session-key`: use `agent:<agentId>:<key>` or a plain key.")
-            })?,
-            None => (agent_id, key),
-        };
-        if RESERVED_SESSION_PREFIXES.iter().any(|p| rest.starts_with(p)) {
+            }
+        })?;
+        if key.is_reserved() {
             return Err(OpenAiError::invalid(
                 "Invalid `x-openclaw-session-key`: the `subagent:`, `cron:` and `acp:` prefixes are reserved.",
             ));
         }
-        let owner = known_agent(gw, owner)?;
-        return Ok(kept(format!("agent:{owner}:{rest}"), owner));
+        known_agent(gw, key.agent_id())?;
+        return Ok(kept(key));
     }
     if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
-        if user.len() > MAX_KEY_LEN || user.chars().any(char::is_control) {
-            return Err(OpenAiError::invalid(format!(
-                "Invalid `user`: at most {MAX_KEY_LEN} bytes, no control characters."
-            )));
+        let invalid =
+            || OpenAiError::invalid(format!("Invalid `user`: at most {MAX_USER_LEN} bytes, no control characters."));
+        if user.len() > MAX_USER_LEN || user.chars().any(char::is_control) {
+            return Err(invalid());
         }
-        return Ok(kept(format!("agent:{agent_id}:{surface}-user:{user}"), agent_id.to_owned()));
+        return SessionKey::for_agent(agent_id, &format!("{surface}-user:{user}")).map(kept).map_err(|_| invalid());
     }
     let key = format!("agent:{agent_id}:{surface}:{}", uuid::Uuid::new_v4());
     Ok(Session { key, agent_id: agent_id.to_owned(), stateless: true })
@@ -350,14 +346,6 @@ mod tests {
         for bad in ["gpt-4", "openclaw/", "openclaw/a/b", "agent:", "openclawx", "agent:a b"] {
             assert_eq!(parse_target(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn agent_session_keys_split_into_agent_and_rest() {
-        assert_eq!(split_agent_key("agent:main:openai:x"), Some(("main", "openai:x")));
-        assert_eq!(split_agent_key("agent::x"), None);
-        assert_eq!(split_agent_key("agent:main:"), None);
-        assert_eq!(split_agent_key("main"), None);
     }
 
     #[test]
