@@ -557,7 +557,7 @@ async fn admit_device(
     let paired = gw.store.get_paired(&device.device_id).await.map_err(internal)?;
     let reason = pairing_reason(paired.as_ref(), &device, p, &role, &requested);
     if let Some(reason) = reason {
-        let _pairing = gw.pairing_lock.lock().await;
+        let _pairing = gw.pairing.lock().lock().await;
         if !silent {
             pairing_room(gw, meta, &device.device_id, vouched).await?;
         }
@@ -574,11 +574,8 @@ async fn admit_device(
             remote_ip: Some(meta.remote_ip.to_string()),
             reason: reason.to_owned(),
         };
-        let request = gw.store.create_or_refresh_request(&new, now_ms()).await.map_err(internal)?;
-        gw.announce_pair_request(&request, silent);
+        let request = gw.pairing.request(&new, silent).await.map_err(internal)?;
         if silent {
-            gw.store.approve_request(&request.request_id, "silent", now_ms()).await.map_err(internal)?;
-            gw.announce_pair_resolved(&request.request_id, &request.device_id, "approved");
             tracing::info!(device = %short(&device.device_id), client = %p.client.id, "paired device silently (loopback with valid credentials)");
         } else {
             let requirement = match reason {

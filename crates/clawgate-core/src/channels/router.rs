@@ -28,8 +28,9 @@ pub(crate) fn spawn_route(gw: &Arc<Gateway>, rec: InboxRecord) {
     if !gw.channels.claim(rec.id) {
         return;
     }
-    let gw = gw.clone();
-    tokio::spawn(async move {
+    let gw2 = gw.clone();
+    gw.tasks().spawn("channels", async move {
+        let gw = gw2;
         let id = rec.id;
         if let Err(e) = route(&gw, rec).await {
             tracing::error!(inbox = id, error = %e, "routing an inbound message failed; it is retried at the next start");
@@ -112,7 +113,7 @@ async fn admit(
     }
     let limits = rt.cfg.rate_limits;
     let allowed = {
-        let mut l = rt.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        let mut l = rt.limiter.lock();
         let now = Instant::now();
         l.allow(format!("s:{}", msg.sender_id), limits.per_sender_per_minute, now)
             && l.allow(format!("c:{}", msg.chat_id), limits.per_chat_per_minute, now)
@@ -184,7 +185,7 @@ async fn follow_run(
             if caps.typing {
                 let ch = rt.channel.clone();
                 let (chat, thread) = (msg.chat_id.clone(), msg.thread_id.clone());
-                tokio::spawn(async move {
+                gw.tasks().spawn("channels", async move {
                     if let Err(e) = ch.typing(&chat, thread.as_deref()).await {
                         tracing::debug!(error = %e, "typing indicator failed (harmless)");
                     }
