@@ -15,12 +15,13 @@
 //! finished as `error`, as upstream does with runs a restart interrupted.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -74,7 +75,7 @@ impl CronService {
 
     /// `{enabled, jobs, nextWakeAtMs, …}` for `cron.status`.
     pub fn status(&self, jobs: usize) -> Value {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let s = self.state.lock().clone();
         json!({
             "enabled": s.running,
             "storage": "sqlite",
@@ -86,7 +87,7 @@ impl CronService {
     }
 
     fn update(&self, f: impl FnOnce(&mut SchedulerState)) {
-        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        f(&mut self.state.lock());
     }
 }
 

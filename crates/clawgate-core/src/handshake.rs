@@ -374,14 +374,12 @@ fn internal(e: impl std::fmt::Display) -> Rejection {
 }
 
 fn lockout(gw: &Gateway, peer: Peer, s: &GatewaySettings) -> Result<(), std::time::Duration> {
-    gw.limiter.lock().map(|mut l| l.check(peer, &s.rate_limit, Instant::now())).unwrap_or(Ok(()))
+    gw.limiter.lock().check(peer, &s.rate_limit, Instant::now())
 }
 
 fn record_failure(gw: &Gateway, peer: Peer, s: &GatewaySettings) {
-    let recorded = gw.limiter.lock().map(|mut l| l.record_failure(peer, &s.rate_limit, Instant::now()));
-    if let Ok(recorded) = recorded
-        && let Some(lock) = recorded.lockout
-    {
+    let recorded = gw.limiter.lock().record_failure(peer, &s.rate_limit, Instant::now());
+    if let Some(lock) = recorded.lockout {
         let bucket = auth::limiter_bucket(peer.ip);
         tracing::warn!(%bucket, lockout_ms = lock.as_millis() as u64, "too many failed authentication attempts; locking out");
     }

@@ -32,7 +32,8 @@ use clawgate_backoff::Backoff;
 use clawgate_channels::{AccountConfig, AccountKey, Channel, ChannelError};
 use clawgate_store::ChannelStore;
 
-use crate::gateway::Gateway;
+use crate::config_service::ConfigService;
+use crate::gateway::{Gateway, Store};
 
 pub use ingress::GatewayIngress;
 pub use router::session_key_for;
@@ -170,15 +171,15 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
 }
 
 /// Read `channels.*` from the current config.
-fn configured_accounts(gw: &Gateway) -> Result<Vec<AccountConfig>, String> {
-    let current = gw.config.current();
+fn configured_accounts(config: &ConfigService) -> Result<Vec<AccountConfig>, String> {
+    let current = config.current();
     clawgate_channels::accounts_from_config(&current.value, current.base_dir()).map_err(|e| e.to_string())
 }
 
 /// Start every enabled account and the recovery of unfinished inbound messages. Called once
 /// at startup, after agent recovery (so interrupted runs are already marked).
 pub async fn start(gw: &Arc<Gateway>) {
-    match configured_accounts(gw) {
+    match configured_accounts(&gw.config) {
         Ok(accounts) => {
             for cfg in accounts {
                 start_account(gw, cfg);
@@ -205,7 +206,7 @@ pub fn reload(gw: &Gateway) {
 
 /// Restart accounts whose config changed, stop removed ones, start new ones.
 fn apply_reload(gw: &Arc<Gateway>) {
-    let accounts = match configured_accounts(gw) {
+    let accounts = match configured_accounts(&gw.config) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "channels config is invalid; channels keep running as they were");
@@ -285,7 +286,7 @@ fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
     gw.channels.accounts.write().insert(key.clone(), rt.clone());
     tracing::info!(account = %key, "channel account starting");
     gw.tasks().spawn("channels", supervise(gw.clone(), rt.clone()));
-    gw.tasks().spawn("channels", outbox::sender(gw.clone(), rt));
+    gw.tasks().spawn("channels", outbox::sender(gw.store.clone(), rt));
 }
 
 /// Run the adapter's receive loop; restart it with backoff when it ends unexpectedly, stop for
@@ -345,104 +346,111 @@ pub async fn recover(gw: &Arc<Gateway>) {
     }
 }
 
-/// `channels.status` payload.
+/// `channels.status` payload (forwards to [`ChannelService::status`]).
 pub async fn status_payload(gw: &Arc<Gateway>) -> Value {
-    let configured = configured_accounts(gw).unwrap_or_default();
-    let running: BTreeMap<AccountKey, Arc<AccountRuntime>> =
-        gw.channels.accounts().into_iter().map(|rt| (rt.cfg.key.clone(), rt)).collect();
-    let problems = gw.channels.problems.read().clone();
-    let mut order: Vec<String> = Vec::new();
-    let mut accounts: serde_json::Map<String, Value> = serde_json::Map::new();
-    let mut channels: serde_json::Map<String, Value> = serde_json::Map::new();
-    let mut defaults: serde_json::Map<String, Value> = serde_json::Map::new();
-    let mut issues: Vec<Value> = Vec::new();
-    for cfg in &configured {
-        let ch = cfg.key.channel.clone();
-        if !order.contains(&ch) {
-            order.push(ch.clone());
-        }
-        let rt = running.get(&cfg.key);
-        let counts = gw.store.outbox_counts(&cfg.key.channel, &cfg.key.account).await.ok();
-        let mut entry = json!({
-            "accountId": cfg.key.account,
-            "enabled": cfg.enabled,
-            "configured": cfg.token.is_some() || ch == "webchat",
-            "running": rt.is_some_and(|r| r.running.load(std::sync::atomic::Ordering::Relaxed)),
-            "connected": false,
-            "dmPolicy": dm_policy_str(cfg.dm_policy),
-            "allowFrom": cfg.allow_from,
-            "mode": mode_of(cfg),
-        });
-        if ch == "telegram" {
-            entry["botTokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
-        } else {
-            entry["tokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
-        }
-        if let Some(rt) = rt {
-            let s = rt.channel.status().snapshot();
-            entry["connected"] = json!(s.connected);
-            entry["ready"] = json!(s.ready);
-            entry["reconnectAttempts"] = json!(s.reconnects);
-            entry["lastInboundAt"] = json!(s.last_inbound_at);
-            entry["lastOutboundAt"] = json!(s.last_outbound_at);
-            entry["lastTransportActivityAt"] = json!(s.last_received_at);
-            entry["lastStartAt"] = json!(rt.started_at_ms);
-            entry["inboundCount"] = json!(s.inbound_count);
-            entry["outboundCount"] = json!(s.outbound_count);
-            if let Some(id) = s.bot_id {
-                entry["botId"] = json!(id);
+    gw.channels.status(&gw.config, &gw.store).await
+}
+
+impl ChannelService {
+    /// `channels.status` payload: the configured accounts, how each runs, its outbox counts.
+    pub async fn status(&self, config: &ConfigService, store: &Store) -> Value {
+        let configured = configured_accounts(config).unwrap_or_default();
+        let running: BTreeMap<AccountKey, Arc<AccountRuntime>> =
+            self.accounts().into_iter().map(|rt| (rt.cfg.key.clone(), rt)).collect();
+        let problems = self.problems.read().clone();
+        let mut order: Vec<String> = Vec::new();
+        let mut accounts: serde_json::Map<String, Value> = serde_json::Map::new();
+        let mut channels: serde_json::Map<String, Value> = serde_json::Map::new();
+        let mut defaults: serde_json::Map<String, Value> = serde_json::Map::new();
+        let mut issues: Vec<Value> = Vec::new();
+        for cfg in &configured {
+            let ch = cfg.key.channel.clone();
+            if !order.contains(&ch) {
+                order.push(ch.clone());
             }
-            if let Some(u) = s.bot_username {
-                entry["botUsername"] = json!(u);
-            }
-            let fatal = rt.fatal.lock().clone();
-            let last_error = fatal.clone().or(s.last_error);
-            entry["lastError"] = json!(last_error);
-            entry["lastErrorAt"] = json!(s.last_error_at);
-            entry["healthState"] = json!(if fatal.is_some() {
-                "stopped"
-            } else if s.connected {
-                "healthy"
-            } else {
-                "connecting"
+            let rt = running.get(&cfg.key);
+            let counts = store.outbox_counts(&cfg.key.channel, &cfg.key.account).await.ok();
+            let mut entry = json!({
+                "accountId": cfg.key.account,
+                "enabled": cfg.enabled,
+                "configured": cfg.token.is_some() || ch == "webchat",
+                "running": rt.is_some_and(|r| r.running.load(std::sync::atomic::Ordering::Relaxed)),
+                "connected": false,
+                "dmPolicy": dm_policy_str(cfg.dm_policy),
+                "allowFrom": cfg.allow_from,
+                "mode": mode_of(cfg),
             });
-            if let Some(f) = fatal {
-                issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "auth", "message": f}));
+            if ch == "telegram" {
+                entry["botTokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
+            } else {
+                entry["tokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
             }
-        } else if let Some(p) = problems.get(&cfg.key) {
-            entry["lastError"] = json!(p);
-            entry["healthState"] = json!("stopped");
-            issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "config", "message": p}));
-        } else if ch == "webchat" {
-            entry["connected"] = json!(true);
-            entry["healthState"] = json!("healthy");
+            if let Some(rt) = rt {
+                let s = rt.channel.status().snapshot();
+                entry["connected"] = json!(s.connected);
+                entry["ready"] = json!(s.ready);
+                entry["reconnectAttempts"] = json!(s.reconnects);
+                entry["lastInboundAt"] = json!(s.last_inbound_at);
+                entry["lastOutboundAt"] = json!(s.last_outbound_at);
+                entry["lastTransportActivityAt"] = json!(s.last_received_at);
+                entry["lastStartAt"] = json!(rt.started_at_ms);
+                entry["inboundCount"] = json!(s.inbound_count);
+                entry["outboundCount"] = json!(s.outbound_count);
+                if let Some(id) = s.bot_id {
+                    entry["botId"] = json!(id);
+                }
+                if let Some(u) = s.bot_username {
+                    entry["botUsername"] = json!(u);
+                }
+                let fatal = rt.fatal.lock().clone();
+                let last_error = fatal.clone().or(s.last_error);
+                entry["lastError"] = json!(last_error);
+                entry["lastErrorAt"] = json!(s.last_error_at);
+                entry["healthState"] = json!(if fatal.is_some() {
+                    "stopped"
+                } else if s.connected {
+                    "healthy"
+                } else {
+                    "connecting"
+                });
+                if let Some(f) = fatal {
+                    issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "auth", "message": f}));
+                }
+            } else if let Some(p) = problems.get(&cfg.key) {
+                entry["lastError"] = json!(p);
+                entry["healthState"] = json!("stopped");
+                issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "config", "message": p}));
+            } else if ch == "webchat" {
+                entry["connected"] = json!(true);
+                entry["healthState"] = json!("healthy");
+            }
+            if let Some(c) = counts {
+                entry["outbox"] = json!({"queued": c.queued, "failed": c.failed, "sent": c.sent});
+            }
+            if let Some(list) = accounts.entry(ch.clone()).or_insert_with(|| json!([])).as_array_mut() {
+                list.push(entry);
+            }
+            defaults.entry(ch.clone()).or_insert_with(|| json!("default"));
         }
-        if let Some(c) = counts {
-            entry["outbox"] = json!({"queued": c.queued, "failed": c.failed, "sent": c.sent});
+        for ch in &order {
+            let list = accounts.get(ch).and_then(Value::as_array).cloned().unwrap_or_default();
+            let any_connected = list.iter().any(|a| a["connected"] == true);
+            channels.insert(ch.clone(), json!({"configured": true, "connected": any_connected}));
         }
-        if let Some(list) = accounts.entry(ch.clone()).or_insert_with(|| json!([])).as_array_mut() {
-            list.push(entry);
+        let labels: serde_json::Map<String, Value> = order.iter().map(|c| (c.clone(), json!(label_of(c)))).collect();
+        let mut out = json!({
+            "ts": crate::time::now_ms(),
+            "channelOrder": order,
+            "channelLabels": labels,
+            "channels": channels,
+            "channelAccounts": accounts,
+            "channelDefaultAccountId": defaults,
+        });
+        if !issues.is_empty() {
+            out["statusIssues"] = json!(issues);
         }
-        defaults.entry(ch.clone()).or_insert_with(|| json!("default"));
+        out
     }
-    for ch in &order {
-        let list = accounts.get(ch).and_then(Value::as_array).cloned().unwrap_or_default();
-        let any_connected = list.iter().any(|a| a["connected"] == true);
-        channels.insert(ch.clone(), json!({"configured": true, "connected": any_connected}));
-    }
-    let labels: serde_json::Map<String, Value> = order.iter().map(|c| (c.clone(), json!(label_of(c)))).collect();
-    let mut out = json!({
-        "ts": crate::time::now_ms(),
-        "channelOrder": order,
-        "channelLabels": labels,
-        "channels": channels,
-        "channelAccounts": accounts,
-        "channelDefaultAccountId": defaults,
-    });
-    if !issues.is_empty() {
-        out["statusIssues"] = json!(issues);
-    }
-    out
 }
 
 fn dm_policy_str(p: clawgate_channels::DmPolicy) -> &'static str {
