@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use base64::Engine;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
@@ -399,7 +401,7 @@ pub fn begin_attempt<'a>(
     peer: Peer,
     policy: &RateLimitSettings,
 ) -> Result<Attempt<'a>, Duration> {
-    let counted = limiter.lock().unwrap_or_else(|p| p.into_inner()).reserve(peer, policy, Instant::now())?;
+    let counted = limiter.lock().reserve(peer, policy, Instant::now())?;
     Ok(Attempt { limiter, peer, policy: *policy, counted, decided: false })
 }
 
@@ -408,7 +410,7 @@ impl Attempt<'_> {
     /// [`FailedAuthLimiter::record_success`]) and this attempt is not counted.
     pub fn succeeded(mut self) {
         self.decided = true;
-        let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        let mut l = self.limiter.lock();
         if self.counted {
             l.release(self.peer);
         }
@@ -425,7 +427,7 @@ impl Attempt<'_> {
     pub fn abandoned(mut self) {
         self.decided = true;
         if self.counted {
-            self.limiter.lock().unwrap_or_else(|p| p.into_inner()).release(self.peer);
+            self.limiter.lock().release(self.peer);
         }
     }
 
@@ -433,11 +435,7 @@ impl Attempt<'_> {
         if !self.counted {
             return Recorded::default();
         }
-        let recorded = self.limiter.lock().unwrap_or_else(|p| p.into_inner()).confirm_failure(
-            self.peer,
-            &self.policy,
-            Instant::now(),
-        );
+        let recorded = self.limiter.lock().confirm_failure(self.peer, &self.policy, Instant::now());
         if let Some(lockout) = recorded.lockout {
             tracing::warn!(
                 bucket = %limiter_bucket(self.peer.ip),
@@ -498,7 +496,7 @@ impl PasswordGate {
             PasswordSecret::Plain(p) => return verdict(secrets_match(presented, p)),
             PasswordSecret::Argon2Hash(hash) => hash.clone(),
         };
-        let Some(mut memory) = self.slots.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+        let Some(mut memory) = self.slots.lock().pop() else {
             return PasswordCheck::Busy;
         };
         let slots = self.slots.clone();
@@ -506,7 +504,7 @@ impl PasswordGate {
         // The slot goes back when the blocking work ends, even if the caller stopped waiting.
         let run = tokio::task::spawn_blocking(move || {
             let ok = verify_argon2_in(&presented, &hash, &mut memory);
-            slots.lock().unwrap_or_else(|p| p.into_inner()).push(memory);
+            slots.lock().push(memory);
             ok
         });
         verdict(run.await.unwrap_or(false))
@@ -694,7 +692,7 @@ mod tests {
             a.failed();
         }
         drop(last);
-        assert!(limiter.lock().unwrap().check(peer, &policy, Instant::now()).is_err());
+        assert!(limiter.lock().check(peer, &policy, Instant::now()).is_err());
         // A slot that was never verified gives its attempt back.
         let other = Peer::from("10.9.9.9".parse::<IpAddr>().unwrap());
         for _ in 0..10 {

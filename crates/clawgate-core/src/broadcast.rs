@@ -11,9 +11,10 @@
 //! attempts the close frame briefly and lets go of the socket.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 
+use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -54,17 +55,17 @@ pub struct QueueState {
 impl QueueState {
     /// End the connection at once, jumping the queue, with this close code and reason.
     pub fn abort(&self, code: u16, reason: &str) {
-        if let Ok(mut slot) = self.abort_close.lock()
-            && slot.is_none()
-        {
+        let mut slot = self.abort_close.lock();
+        if slot.is_none() {
             *slot = Some((code, close::truncate_reason(reason)));
         }
+        drop(slot);
         self.aborted.cancel();
     }
 
     /// The close frame an abort asked for.
     pub fn abort_close(&self) -> Option<(u16, String)> {
-        self.abort_close.lock().ok().and_then(|s| s.clone())
+        self.abort_close.lock().clone()
     }
 
     /// Bytes queued and not yet written.
@@ -204,20 +205,18 @@ impl ClientHandle {
 
     /// Change this client's subscriptions.
     pub fn update_subscriptions(&self, f: impl FnOnce(&mut Subscriptions)) {
-        if let Ok(mut s) = self.subs.lock() {
-            f(&mut s);
-        }
+        f(&mut self.subs.lock());
     }
 
     /// Whether this client subscribed to `session.message` for `session_key`. Checked per client
     /// per event, so it reads under the lock instead of copying the subscription set.
     pub fn hears_messages_of(&self, session_key: &str) -> bool {
-        self.subs.lock().map(|s| s.message_keys.contains(session_key)).unwrap_or(false)
+        self.subs.lock().message_keys.contains(session_key)
     }
 
     /// Whether this client called `sessions.subscribe`.
     pub fn hears_session_changes(&self) -> bool {
-        self.subs.lock().map(|s| s.sessions).unwrap_or(false)
+        self.subs.lock().sessions
     }
 
     /// Whether the client declared capability `cap` in `connect`.
@@ -296,19 +295,17 @@ pub struct Broadcaster {
 impl Broadcaster {
     /// Register a client after `hello-ok`.
     pub fn add(&self, client: Arc<ClientHandle>) {
-        if let Ok(mut map) = self.clients.write() {
-            map.insert(client.conn_id.clone(), client);
-        }
+        self.clients.write().insert(client.conn_id.clone(), client);
     }
 
     /// Forget a client (on disconnect).
     pub fn remove(&self, conn_id: &str) -> Option<Arc<ClientHandle>> {
-        self.clients.write().ok()?.remove(conn_id)
+        self.clients.write().remove(conn_id)
     }
 
     /// Number of connected clients.
     pub fn len(&self) -> usize {
-        self.clients.read().map(|m| m.len()).unwrap_or(0)
+        self.clients.read().len()
     }
 
     /// Whether nobody is connected.
@@ -318,7 +315,7 @@ impl Broadcaster {
 
     /// A snapshot of the connected clients.
     pub fn clients(&self) -> Vec<Arc<ClientHandle>> {
-        self.clients.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.clients.read().values().cloned().collect()
     }
 
     /// Deliver an event to every client its guard admits. Returns how many received it.
@@ -347,7 +344,7 @@ impl Broadcaster {
             return 0;
         }
         let payload_json = serde_json::to_string(payload).unwrap_or_else(|_| "null".into());
-        let Ok(map) = self.clients.read() else { return 0 };
+        let map = self.clients.read();
         let mut delivered = 0;
         for client in map.values() {
             let admitted = match guard {

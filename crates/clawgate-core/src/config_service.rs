@@ -282,7 +282,7 @@ pub fn apply_changes(gw: &crate::Gateway, overrides: &Overrides, changes: &[Conf
                 // Closed a moment later so a client that made the change over the protocol gets
                 // its response before its own socket is closed.
                 let clients = gw.clients.clients();
-                tokio::spawn(async move {
+                gw.tasks().spawn("config", async move {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     let mut n = 0;
                     for c in clients.iter().filter(|c| c.auth_kind == crate::broadcast::AuthKind::SharedSecret) {

@@ -15,17 +15,17 @@
 //! finished as `error`, as upstream does with runs a restart interrupted.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use clawgate_channels::{AccountKey, OutboundMessage, chunk_text};
-use clawgate_protocol::events::names as ev;
 use clawgate_store::{CronJob, CronStore, RunKind};
 
 use crate::agent::{self, RunRequest};
@@ -75,7 +75,7 @@ impl CronService {
 
     /// The scheduler's state for `cron.status`.
     pub fn status(&self, jobs: usize) -> clawgate_protocol::methods::cron::CronStatusResult {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let s = self.state.lock().clone();
         clawgate_protocol::methods::cron::CronStatusResult {
             enabled: s.running,
             storage: "sqlite",
@@ -87,7 +87,7 @@ impl CronService {
     }
 
     fn update(&self, f: impl FnOnce(&mut SchedulerState)) {
-        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        f(&mut self.state.lock());
     }
 }
 
@@ -197,7 +197,7 @@ pub async fn start(gw: &Arc<Gateway>) {
         }
         Err(e) => tracing::error!(error = %e, "cannot read cron jobs at start"),
     }
-    tokio::spawn(run_loop(gw.clone(), started));
+    gw.tasks().spawn("cron", run_loop(gw.clone(), started));
 }
 
 async fn finish_interrupted(gw: &Arc<Gateway>, job_id: &str) {
@@ -286,7 +286,7 @@ pub async fn fire(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: String
     let started = now_ms();
     broadcast(gw, json!({"jobId": job.id, "action": "started", "runId": run_id, "runAtMs": slot_ms}));
     let (gw, job) = (gw.clone(), job.clone());
-    tokio::spawn(async move {
+    gw.clone().tasks().spawn("cron", async move {
         let outcome = match job.kind.as_str() {
             KIND_AGENT_TURN => run_agent_turn(&gw, &job, slot_ms, &run_id).await,
             KIND_COMFY_RUN => run_comfy(&gw, &job, slot_ms).await,
@@ -311,11 +311,8 @@ pub async fn fire(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: String
 }
 
 /// A `cron` event to operators with `operator.read`; `null` fields left out.
-pub fn broadcast(gw: &Gateway, mut payload: Value) {
-    if let Some(obj) = payload.as_object_mut() {
-        obj.retain(|_, v| !v.is_null());
-    }
-    gw.clients.broadcast(ev::CRON, &payload, None, false);
+pub fn broadcast(gw: &Gateway, payload: Value) {
+    gw.events.cron(payload);
 }
 
 async fn run_agent_turn(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: &str) -> Result<String, String> {

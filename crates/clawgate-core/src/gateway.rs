@@ -2,27 +2,29 @@
 //! `hello-ok` it sends.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use clawgate_protocol::connect::ConnectParams;
-use clawgate_protocol::events::names as ev;
+use clawgate_protocol::events::pairing::PairDecision;
 use clawgate_protocol::frames::StateVersion;
 use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
-use clawgate_protocol::{close, events, methods, scopes};
-use clawgate_store::{
-    ChannelStore, IdempotencyStore, PairingRequest, PairingStore, SessionQuery, SessionStore, SqliteStore,
-};
+use clawgate_protocol::{events, methods, scopes};
+use clawgate_store::{ChannelStore, IdempotencyStore, PairingRequest, SessionQuery, SessionStore, SqliteStore};
 
 use crate::auth::FailedAuthLimiter;
 use crate::broadcast::{Broadcaster, ClientHandle};
 use crate::config_service::{ConfigService, Overrides};
+use crate::events::Events;
 use crate::handshake::Admission;
+use crate::pairing::PairingService;
 use crate::presence::PresenceState;
 use crate::settings::GatewaySettings;
+use crate::tasks::Tasks;
 use crate::time::now_ms;
 
 /// The storage backend. Handlers only use the `clawgate-store` traits; this alias is the one
@@ -31,8 +33,6 @@ pub type Store = SqliteStore;
 
 /// How often the health snapshot is refreshed and broadcast.
 const HEALTH_REFRESH: Duration = Duration::from_secs(60);
-/// Pending pairing requests older than this are dropped.
-const PAIRING_REQUEST_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Finished channel inbox/outbox rows older than this are deleted.
 const CHANNEL_ROW_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -49,10 +49,12 @@ pub struct Gateway {
     settings: RwLock<Arc<GatewaySettings>>,
     /// Durable state.
     pub store: Store,
-    /// Connected clients.
-    pub clients: Broadcaster,
-    /// Presence and health versions.
-    pub presence: PresenceState,
+    /// Connected clients (shared with [`Gateway::events`]).
+    pub clients: Arc<Broadcaster>,
+    /// Presence and health versions (shared with [`Gateway::events`]).
+    pub presence: Arc<PresenceState>,
+    /// Every broadcast goes through this handle; services hold a clone of it.
+    pub events: Events,
     /// Failed-auth lockout per address bucket (gateway token/password, device proofs, pairing
     /// attempts without credentials).
     pub limiter: Mutex<FailedAuthLimiter>,
@@ -61,10 +63,10 @@ pub struct Gateway {
     pub webhook_failures: Mutex<FailedAuthLimiter>,
     /// Bounds concurrent argon2 password checks (and the memory they take).
     pub password_gate: crate::auth::PasswordGate,
-    /// Serialises writes to pending pairing requests with their approval, so the scopes an
-    /// approver was checked against are the scopes approved (a reconnect refreshes a pending
-    /// request's scopes).
-    pub pairing_lock: tokio::sync::Mutex<()>,
+    /// Device pairing requests and decisions.
+    pub pairing: PairingService,
+    /// The same lock as [`PairingService::lock`] (for callers not yet moved to the service).
+    pub pairing_lock: Arc<tokio::sync::Mutex<()>>,
     /// The config file and its edits.
     pub config: ConfigService,
     /// Agents, providers and runs.
@@ -77,7 +79,7 @@ pub struct Gateway {
     pub cron: crate::cron::CronService,
     overrides: Overrides,
     health: RwLock<Value>,
-    shutdown: CancellationToken,
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -109,6 +111,10 @@ impl Gateway {
             "text": format!("Gateway: {host} · clawgate {version} · mode gateway · reason self"),
             "ts": now,
         });
+        let clients = Arc::new(Broadcaster::default());
+        let presence = Arc::new(PresenceState::new(self_entry));
+        let events = Events::new(clients.clone(), presence.clone());
+        let pairing = PairingService::new(store.clone(), events.clone());
         Arc::new(Self {
             version: version.to_owned(),
             boot_id,
@@ -116,12 +122,14 @@ impl Gateway {
             started_at_ms: now,
             settings: RwLock::new(Arc::new(settings)),
             store,
-            clients: Broadcaster::default(),
-            presence: PresenceState::new(self_entry),
+            clients,
+            presence,
+            events,
             limiter: Mutex::new(FailedAuthLimiter::default()),
             webhook_failures: Mutex::new(FailedAuthLimiter::default()),
             password_gate: crate::auth::PasswordGate::default(),
-            pairing_lock: tokio::sync::Mutex::new(()),
+            pairing_lock: pairing.lock().clone(),
+            pairing,
             config,
             agents,
             channels: crate::channels::ChannelService::default(),
@@ -129,20 +137,18 @@ impl Gateway {
             cron: crate::cron::CronService::default(),
             overrides,
             health: RwLock::new(Value::Null),
-            shutdown: CancellationToken::new(),
+            tasks: Tasks::new(),
         })
     }
 
     /// Current settings.
     pub fn settings(&self) -> Arc<GatewaySettings> {
-        self.settings.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.settings.read().clone()
     }
 
     /// Swap in new settings (hot reload).
     pub fn replace_settings(&self, new: GatewaySettings) {
-        if let Ok(mut s) = self.settings.write() {
-            *s = Arc::new(new);
-        }
+        *self.settings.write() = Arc::new(new);
     }
 
     /// The command-line overrides (kept across config reloads).
@@ -157,20 +163,23 @@ impl Gateway {
 
     /// Cancelled when the gateway is stopping.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.tasks.token()
+    }
+
+    /// The tracker every long-lived task runs under (see [`Tasks`]).
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
     /// A successful authentication clears the address's failure count.
     pub fn clear_failures(&self, ip: IpAddr) {
-        if let Ok(mut l) = self.limiter.lock() {
-            l.record_success(ip);
-        }
+        self.limiter.lock().record_success(ip);
     }
 
     /// The current health snapshot (same shape as the `health` result), in full: only for
     /// callers holding `operator.read` (see [`public_health`] for everyone else).
     pub fn health_snapshot(&self) -> Value {
-        self.health.read().map(|h| h.clone()).unwrap_or(Value::Null)
+        self.health.read().clone()
     }
 
     /// The health snapshot as `client_scopes` may see it: in full with `operator.read`, else the
@@ -184,11 +193,9 @@ impl Gateway {
         }
     }
 
-    /// Broadcast a health snapshot: the full form to `operator.read` holders, the public form to
-    /// everyone else (each client gets exactly one `health` event).
+    /// Broadcast a health snapshot (forwards to [`Events::health`]).
     pub fn broadcast_health(&self, snapshot: &Value, version: StateVersion) {
-        let public = public_health(snapshot);
-        self.clients.broadcast_split(ev::HEALTH, scopes::READ, snapshot, &public, Some(version), true);
+        self.events.health(snapshot, version);
     }
 
     /// Recompute the health snapshot (the `HealthSnapshot` shape of the schema); returns it.
@@ -217,9 +224,7 @@ impl Gateway {
             "agents": [],
             "sessions": sessions,
         });
-        if let Ok(mut h) = self.health.write() {
-            *h = snapshot.clone();
-        }
+        *self.health.write() = snapshot.clone();
         snapshot
     }
 
@@ -287,7 +292,7 @@ impl Gateway {
         let key = client.conn_id.clone();
         self.clients.add(client);
         let version = self.presence.upsert(&key, entry);
-        self.broadcast_presence(version);
+        self.events.presence_changed(version);
     }
 
     /// Forget a client and announce it.
@@ -295,82 +300,39 @@ impl Gateway {
         if self.clients.remove(conn_id).is_some()
             && let Some(version) = self.presence.remove(conn_id)
         {
-            self.broadcast_presence(version);
+            self.events.presence_changed(version);
         }
     }
 
-    /// Broadcast the presence list with its state version.
-    pub fn broadcast_presence(&self, version: clawgate_protocol::frames::StateVersion) {
-        self.clients.broadcast(ev::PRESENCE, &json!({"presence": self.presence.list()}), Some(version), true);
+    /// Broadcast the presence list (forwards to [`Events::presence_changed`]).
+    pub fn broadcast_presence(&self, version: StateVersion) {
+        self.events.presence_changed(version);
     }
 
-    /// Broadcast an `agent` or `chat` event of a run to operator.read clients (contract §7.2).
-    /// Tool events go
-    /// only to clients that declared the `tool-events` cap or subscribed to the session (tool
-    /// arguments and results can be large and private to the conversation).
+    /// Forwards to [`Events::run_event`].
     pub fn broadcast_run_event(&self, event: &str, session_key: &str, payload: &Value, drop_if_slow: bool) {
-        let is_tool = event == ev::AGENT && payload.get("stream").and_then(Value::as_str) == Some("tool");
-        if is_tool {
-            self.clients.broadcast_filtered(event, payload, None, drop_if_slow, |c| {
-                c.has_cap("tool-events") || c.hears_messages_of(session_key)
-            });
-        } else {
-            // Clients that declared `session-scoped-events` only hear the sessions they subscribed to.
-            self.clients.broadcast_filtered(event, payload, None, drop_if_slow, |c| {
-                !c.has_cap("session-scoped-events") || c.hears_messages_of(session_key)
-            });
-        }
+        self.events.run_event(event, session_key, payload, drop_if_slow);
     }
 
-    /// `session.message` to the clients that subscribed to this session's messages.
+    /// Forwards to [`Events::session_message`].
     pub fn broadcast_session_message(&self, session_key: &str, message: &Value) {
-        let payload = json!({"sessionKey": session_key, "message": message});
-        self.clients
-            .broadcast_filtered(ev::SESSION_MESSAGE, &payload, None, false, |c| c.hears_messages_of(session_key));
+        self.events.session_message(session_key, message);
     }
 
-    /// `sessions.changed` to the clients that called `sessions.subscribe`.
+    /// Forwards to [`Events::session_changed`].
     pub fn broadcast_session_changed(&self, session_key: &str, reason: &str) {
-        let payload = json!({"sessionKey": session_key, "reason": reason, "ts": now_ms()});
-        self.clients.broadcast_filtered(ev::SESSIONS_CHANGED, &payload, None, true, |c| c.hears_session_changes());
+        self.events.session_changed(session_key, reason);
     }
 
-    /// Tell pairing operators about a new or refreshed request.
+    /// Forwards to [`Events::pair_requested`].
     pub fn announce_pair_request(&self, r: &PairingRequest, silent: bool) {
-        let mut payload = json!({
-            "requestId": r.request_id,
-            "deviceId": r.device_id,
-            "publicKey": r.public_key,
-            "role": r.role,
-            "roles": [r.role],
-            "scopes": r.scopes,
-            "silent": silent,
-            "isRepair": r.reason != "not-paired",
-            "ts": r.updated_at_ms,
-        });
-        for (k, v) in [
-            ("displayName", &r.display_name),
-            ("platform", &r.platform),
-            ("deviceFamily", &r.device_family),
-            ("clientId", &r.client_id),
-            ("clientMode", &r.client_mode),
-            ("remoteIp", &r.remote_ip),
-        ] {
-            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
-                payload[k] = json!(v);
-            }
-        }
-        self.clients.broadcast(ev::DEVICE_PAIR_REQUESTED, &payload, None, false);
+        self.events.pair_requested(r, silent);
     }
 
-    /// Tell pairing operators a request was decided.
+    /// Forwards to [`Events::pair_resolved`] (`decision`: `"approved"` or `"rejected"`).
     pub fn announce_pair_resolved(&self, request_id: &str, device_id: &str, decision: &str) {
-        self.clients.broadcast(
-            ev::DEVICE_PAIR_RESOLVED,
-            &json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": now_ms()}),
-            None,
-            false,
-        );
+        let decision = if decision == "rejected" { PairDecision::Rejected } else { PairDecision::Approved };
+        self.events.pair_resolved(request_id, device_id, decision);
     }
 
     /// Run the periodic duties until shutdown: `tick`, health refresh + broadcast, pruning.
@@ -378,17 +340,15 @@ impl Gateway {
         let tick_every = Duration::from_millis(self.settings().tick_interval_ms.max(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
         let mut health = tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_REFRESH, HEALTH_REFRESH);
-        let cancel = self.shutdown.clone();
+        let cancel = self.tasks.token();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tick.tick() => {
-                    self.clients.broadcast(ev::TICK, &json!({"ts": now_ms()}), None, true);
-                }
+                _ = tick.tick() => self.events.tick(),
                 _ = health.tick() => {
                     let snapshot = self.refresh_health().await;
                     let version = self.presence.bump_health();
-                    self.broadcast_health(&snapshot, version);
+                    self.events.health(&snapshot, version);
                     let now = now_ms();
                     if let Err(e) = self.store.prune(now - clawgate_protocol::DEDUPE_TTL_MS, clawgate_protocol::DEDUPE_MAX).await {
                         tracing::warn!(error = %e, "pruning idempotency keys failed");
@@ -398,7 +358,7 @@ impl Gateway {
                     if let Err(e) = self.store.prune_channel_rows(now - CHANNEL_ROW_TTL_MS).await {
                         tracing::warn!(error = %e, "pruning channel inbox/outbox rows failed");
                     }
-                    if let Err(e) = self.store.expire_pending(now - PAIRING_REQUEST_TTL_MS).await {
+                    if let Err(e) = self.pairing.expire(now).await {
                         tracing::warn!(error = %e, "expiring pairing requests failed");
                     }
                 }
@@ -406,13 +366,13 @@ impl Gateway {
         }
     }
 
-    /// Begin a graceful stop: broadcast `shutdown`, close every socket with 1012.
+    /// Begin a graceful stop: broadcast `shutdown`, close every socket with 1012, cancel every
+    /// task. The caller then awaits them with [`Tasks::shutdown`] and closes the store.
     pub fn begin_shutdown(&self, reason: &str) {
         crate::agent::cancel_all(self);
-        crate::channels::stop_all(self);
-        self.clients.broadcast(ev::SHUTDOWN, &json!({"reason": reason}), None, false);
-        self.clients.close_where(|_| true, close::SERVICE_RESTART, close::REASON_SERVICE_RESTART);
-        self.shutdown.cancel();
+        self.channels.stop_all();
+        self.events.shutdown(reason);
+        self.tasks.cancel();
     }
 }
 

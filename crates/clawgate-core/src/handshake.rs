@@ -374,14 +374,12 @@ fn internal(e: impl std::fmt::Display) -> Rejection {
 }
 
 fn lockout(gw: &Gateway, peer: Peer, s: &GatewaySettings) -> Result<(), std::time::Duration> {
-    gw.limiter.lock().map(|mut l| l.check(peer, &s.rate_limit, Instant::now())).unwrap_or(Ok(()))
+    gw.limiter.lock().check(peer, &s.rate_limit, Instant::now())
 }
 
 fn record_failure(gw: &Gateway, peer: Peer, s: &GatewaySettings) {
-    let recorded = gw.limiter.lock().map(|mut l| l.record_failure(peer, &s.rate_limit, Instant::now()));
-    if let Ok(recorded) = recorded
-        && let Some(lock) = recorded.lockout
-    {
+    let recorded = gw.limiter.lock().record_failure(peer, &s.rate_limit, Instant::now());
+    if let Some(lock) = recorded.lockout {
         let bucket = auth::limiter_bucket(peer.ip);
         tracing::warn!(%bucket, lockout_ms = lock.as_millis() as u64, "too many failed authentication attempts; locking out");
     }
@@ -557,7 +555,7 @@ async fn admit_device(
     let paired = gw.store.get_paired(&device.device_id).await.map_err(internal)?;
     let reason = pairing_reason(paired.as_ref(), &device, p, &role, &requested);
     if let Some(reason) = reason {
-        let _pairing = gw.pairing_lock.lock().await;
+        let _pairing = gw.pairing.lock().lock().await;
         if !silent {
             pairing_room(gw, meta, &device.device_id, vouched).await?;
         }
@@ -574,11 +572,8 @@ async fn admit_device(
             remote_ip: Some(meta.remote_ip.to_string()),
             reason: reason.to_owned(),
         };
-        let request = gw.store.create_or_refresh_request(&new, now_ms()).await.map_err(internal)?;
-        gw.announce_pair_request(&request, silent);
+        let request = gw.pairing.request(&new, silent).await.map_err(internal)?;
         if silent {
-            gw.store.approve_request(&request.request_id, "silent", now_ms()).await.map_err(internal)?;
-            gw.announce_pair_resolved(&request.request_id, &request.device_id, "approved");
             tracing::info!(device = %short(&device.device_id), client = %p.client.id, "paired device silently (loopback with valid credentials)");
         } else {
             let requirement = match reason {

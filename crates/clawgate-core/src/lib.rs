@@ -17,14 +17,17 @@ pub mod config_service;
 pub mod cron;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod gateway;
 pub mod handshake;
 pub mod logs;
 pub mod media;
 pub mod methods;
+pub mod pairing;
 pub mod presence;
 pub mod session_key;
 pub mod settings;
+pub mod tasks;
 pub mod time;
 
 pub use error::{CoreError, ErrorKind};

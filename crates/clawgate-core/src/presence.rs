@@ -2,9 +2,9 @@
 //! bumped on change and attached to the corresponding broadcast as `stateVersion`.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use clawgate_protocol::connect::ConnectParams;
@@ -48,26 +48,24 @@ impl PresenceState {
 
     /// The entries, at most [`MAX_PRESENCE_ENTRIES`] (the gateway's own first).
     pub fn list(&self) -> Vec<Value> {
-        self.entries.lock().map(|m| m.values().take(MAX_PRESENCE_ENTRIES).cloned().collect()).unwrap_or_default()
+        self.entries.lock().values().take(MAX_PRESENCE_ENTRIES).cloned().collect()
     }
 
     /// Whether an entry exists.
     pub fn contains(&self, key: &str) -> bool {
-        self.entries.lock().map(|m| m.contains_key(key)).unwrap_or(false)
+        self.entries.lock().contains_key(key)
     }
 
     /// Insert or replace an entry; returns the new versions.
     pub fn upsert(&self, key: &str, entry: Value) -> StateVersion {
-        if let Ok(mut m) = self.entries.lock() {
-            m.insert(key.to_owned(), entry);
-        }
+        self.entries.lock().insert(key.to_owned(), entry);
         self.presence_version.fetch_add(1, Ordering::AcqRel);
         self.state_version()
     }
 
     /// Update fields of an existing entry (e.g. `system-event` text); false if absent.
     pub fn update(&self, key: &str, f: impl FnOnce(&mut Value)) -> Option<StateVersion> {
-        let mut m = self.entries.lock().ok()?;
+        let mut m = self.entries.lock();
         let entry = m.get_mut(key)?;
         f(entry);
         drop(m);
@@ -77,7 +75,7 @@ impl PresenceState {
 
     /// Remove an entry; returns the new versions if something was removed.
     pub fn remove(&self, key: &str) -> Option<StateVersion> {
-        let removed = self.entries.lock().ok()?.remove(key).is_some();
+        let removed = self.entries.lock().remove(key).is_some();
         if removed {
             self.presence_version.fetch_add(1, Ordering::AcqRel);
             Some(self.state_version())

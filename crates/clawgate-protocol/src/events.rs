@@ -2,6 +2,8 @@
 
 use crate::scopes;
 
+pub mod pairing;
+
 #[allow(missing_docs)]
 pub mod names {
     pub const CONNECT_CHALLENGE: &str = "connect.challenge";

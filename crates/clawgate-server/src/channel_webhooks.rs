@@ -52,8 +52,7 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let peer = Peer { ip, forwarded: Peer::FORWARDING_HEADERS.iter().any(|h| req.headers().contains_key(*h)) };
-    let locked =
-        gw.webhook_failures.lock().map(|mut l| l.check(peer, &WEBHOOK_FAILURES, Instant::now())).unwrap_or(Ok(()));
+    let locked = gw.webhook_failures.lock().check(peer, &WEBHOOK_FAILURES, Instant::now());
     if let Err(wait) = locked {
         return throttled(wait);
     }
@@ -72,11 +71,7 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(WebhookError::NotFound) => (StatusCode::NOT_FOUND, "Not Found").into_response(),
         Err(WebhookError::Unauthorized) => {
-            let recorded = gw
-                .webhook_failures
-                .lock()
-                .map(|mut l| l.record_failure(peer, &WEBHOOK_FAILURES, Instant::now()))
-                .unwrap_or_default();
+            let recorded = gw.webhook_failures.lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());
             let bucket = limiter_bucket(ip);
             // One WARN when a bucket starts failing and one when it is locked out; the rest are
             // counted without a line each.

@@ -359,7 +359,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
         // own tasks but each waits for the previous one's ordered part (see `dispatch::is_ordered`).
         let turn = dispatch::is_ordered(&req.method).then(|| dispatch::Turn::next(&mut last_turn));
         let ctx = CallContext { client: client.clone(), request_id: req.id.clone(), turn };
-        tokio::spawn(async move {
+        gw.clone().tasks().spawn("ws-requests", async move {
             let _permit = permit;
             let frame = match dispatch::dispatch(&gw, &ctx, &req.method, params).await {
                 Ok(payload) => ResponseFrame::ok(req.id, payload),

@@ -42,6 +42,9 @@ pub struct GatewayArgs {
 }
 
 const TOKEN_KEY: &str = "gateway.token";
+/// How long the stop waits for every service's tasks (connections closing, runs recording their
+/// end) before the store is closed anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     let t0 = Instant::now();
@@ -122,7 +125,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     if let Err(e) = clawgate_core::agent::recover(&gw).await {
         tracing::error!(error = %e, "cannot resume queued runs");
     }
-    tokio::spawn(gw.clone().run_maintenance());
+    gw.tasks().spawn("maintenance", gw.clone().run_maintenance());
     clawgate_core::channels::start(&gw).await;
     clawgate_core::comfy::start(&gw).await;
     clawgate_core::cron::start(&gw).await;
@@ -142,15 +145,19 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     println!("clawgate {} {}", env!("CARGO_PKG_VERSION"), listening_line(local));
     tracing::info!(addr = %local, startup_ms = t0.elapsed().as_millis() as u64, "clawgate listening");
 
-    let server = tokio::spawn(clawgate_server::serve(listener, gw.clone()));
+    let server = clawgate_server::serve(listener, gw.clone());
+    gw.tasks().spawn("server", async move {
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "server stopped with an error");
+        }
+    });
     wait_for_signal().await;
     tracing::info!("stopping: telling clients, closing sockets with 1012");
     gw.begin_shutdown("gateway stopping");
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
-        Err(_) => tracing::warn!("connections did not close within 5 s; stopping anyway"),
+    // Every service's tasks end before the store closes: nothing writes after the checkpoint.
+    let stuck = gw.tasks().shutdown(SHUTDOWN_GRACE).await;
+    if !stuck.is_empty() {
+        tracing::warn!(?stuck, "stopping with tasks still running; their unfinished work resumes at the next start");
     }
     if let Err(e) = store.close().await {
         tracing::warn!(error = %e, "closing the state database failed");
@@ -209,7 +216,7 @@ fn spawn_config_watcher(gw: Arc<Gateway>, path: PathBuf, overrides: Overrides) {
     match watcher {
         Ok((watcher, mut rx)) => {
             gw.config.set_watching(true);
-            tokio::spawn(async move {
+            gw.clone().tasks().spawn("config-watcher", async move {
                 let _watcher = watcher;
                 let cancel = gw.shutdown_token();
                 loop {

@@ -324,3 +324,81 @@ async fn session_scoped_clients_only_hear_subscribed_sessions() {
     }
     assert!(saw_mine, "the subscribed session's events still arrive");
 }
+
+/// Services named in the log's "service stopped" lines (the log file is JSON lines).
+fn stopped_services(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "service stopped")
+        .filter_map(|l| l["service"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// SIGTERM while a chat run streams (its model never answers) and a cron job fires every second:
+/// the stop waits for every service's tasks, so each run records how it ended *before* the store
+/// closes. Facts checked: a clean exit, one "service stopped" line per service and none left
+/// running, the WAL folded into the database, and after a restart no run or cron receipt that
+/// the last process left unfinished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_activity_waits_for_every_service_then_closes_the_store() {
+    use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
+    let model = FakeOpenAi::start(Script::new().turn(Turn::hang()).otherwise(Turn::echo("echo: "))).await.unwrap();
+    let cfg = json!({
+        "models": {"providers": {"fake": {"baseUrl": model.base_url(), "apiKey": "k", "api": "openai-completions",
+                                          "models": [{"id": "m"}]}}},
+        "agents": {"defaults": {"model": {"primary": "fake/m"}}},
+    });
+    let mut gw = start(&cfg.to_string()).await;
+    let token = gw.token().map(str::to_owned);
+    let mut c = connected(&gw, token.as_deref(), json!({})).await;
+    let res = c
+        .request(
+            "chat.send",
+            Some(json!({"sessionKey": "agent:main:main", "message": "never answered", "idempotencyKey": "k1"})),
+        )
+        .await
+        .expect("chat.send");
+    ok_payload(&res);
+    model.wait_for_requests(1, Duration::from_secs(20)).await.expect("the chat run reached the model");
+    let job = json!({
+        "name": "busy", "schedule": {"kind": "cron", "expr": "* * * * * *"}, "sessionTarget": "isolated",
+        "wakeMode": "now", "payload": {"kind": "agentTurn", "message": "tick"}, "catchUp": "skip",
+    });
+    let res = c.request("cron.add", Some(job)).await.expect("cron.add");
+    let job_id = ok_payload(&res)["id"].as_str().expect("job id").to_owned();
+    // One slot fully run, and the scheduler still going when the signal lands.
+    loop {
+        let ev = c.recv_event("cron", Duration::from_secs(20)).await.expect("cron event");
+        if ev["payload"]["action"] == "finished" {
+            break;
+        }
+    }
+
+    let status = gw.terminate().await.expect("SIGTERM");
+    assert!(status.success(), "clean exit: {status:?}\n{}", gw.describe_output());
+    let log = gw.read_log();
+    let stopped = stopped_services(&log);
+    for service in ["server", "maintenance", "agent", "cron", "ws-requests"] {
+        assert!(stopped.iter().any(|s| s == service), "{service} stopped: {stopped:?}");
+    }
+    assert!(!log.contains("service did not stop in time"), "{}", gw.describe_output());
+    assert!(log.contains("every service stopped"), "{}", gw.describe_output());
+    let wal = gw.state_dir().join("clawgate.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "the WAL was checkpointed into the database at close");
+
+    let before = log.len();
+    gw.restart().await.expect("restart on the same state dir");
+    let mut c = connected(&gw, token.as_deref(), json!({})).await;
+    let res = c.request("cron.runs", Some(json!({"id": job_id}))).await.expect("cron.runs");
+    let runs = ok_payload(&res)["entries"].as_array().cloned().unwrap_or_default();
+    assert!(!runs.is_empty());
+    for r in &runs {
+        let err = r["error"].as_str().unwrap_or_default();
+        assert!(!err.contains("restarted while this run was in progress"), "receipt left unfinished: {r}");
+    }
+    let log = gw.read_log();
+    let restarted = log.get(before..).unwrap_or_default();
+    assert!(!restarted.contains("runs were cut short by the last shutdown"), "{restarted}");
+    assert!(!restarted.contains("database is locked"), "{restarted}");
+}

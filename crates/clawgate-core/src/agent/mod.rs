@@ -539,7 +539,7 @@ pub fn kick_lane(gw: &Arc<Gateway>, session_key: &str) {
     }
     let gw = gw.clone();
     let key = session_key.to_owned();
-    tokio::spawn(async move { lane_worker(gw, key).await });
+    gw.clone().tasks().spawn("agent", async move { lane_worker(gw, key).await });
 }
 
 async fn lane_worker(gw: Arc<Gateway>, session_key: String) {

@@ -20,9 +20,10 @@ mod outbox;
 mod router;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,8 @@ use clawgate_backoff::Backoff;
 use clawgate_channels::{AccountConfig, AccountKey, Channel, ChannelError};
 use clawgate_store::ChannelStore;
 
-use crate::gateway::Gateway;
+use crate::config_service::ConfigService;
+use crate::gateway::{Gateway, Store};
 
 pub use ingress::GatewayIngress;
 pub use router::session_key_for;
@@ -86,10 +88,15 @@ impl RateWindows {
     }
 }
 
-/// Channel state of the gateway.
+/// Channel state of the gateway: the running accounts and what keeps them from starting.
+///
+/// It holds no pointer back to the gateway: the tasks [`start`] spawns own what they use, and a
+/// config change reaches them as a [`ChannelService::request_reload`] that the reload loop
+/// (one task, so two changes never interleave their stops and starts) applies.
 #[derive(Default)]
 pub struct ChannelService {
-    gw: OnceLock<Weak<Gateway>>,
+    /// A config change touched `channels.*`: the reload loop re-reads it.
+    reload: Notify,
     accounts: RwLock<BTreeMap<AccountKey, Arc<AccountRuntime>>>,
     /// Accounts configured but not startable (missing token, bad config), with the reason.
     problems: RwLock<BTreeMap<AccountKey, String>>,
@@ -106,27 +113,47 @@ impl std::fmt::Debug for ChannelService {
 impl ChannelService {
     /// The running account with this key.
     pub fn account(&self, key: &AccountKey) -> Option<Arc<AccountRuntime>> {
-        self.accounts.read().ok()?.get(key).cloned()
+        self.accounts.read().get(key).cloned()
     }
 
     /// Every running account.
     pub fn accounts(&self) -> Vec<Arc<AccountRuntime>> {
-        self.accounts.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.accounts.read().values().cloned().collect()
     }
 
-    fn gateway(&self) -> Option<Arc<Gateway>> {
-        self.gw.get().and_then(Weak::upgrade)
+    /// Ask the reload loop to apply the current `channels.*` config (restart changed accounts,
+    /// stop removed ones, start new ones). Requests made while one is applied coalesce.
+    pub fn request_reload(&self) {
+        self.reload.notify_one();
+    }
+
+    /// Wake an account's outbox sender (something was queued for it).
+    pub fn kick_outbox(&self, key: &AccountKey) {
+        if let Some(rt) = self.account(key) {
+            rt.outbox_kick.notify_one();
+        }
+    }
+
+    /// Stop every account (shutdown).
+    pub fn stop_all(&self) {
+        for rt in self.accounts() {
+            rt.cancel.cancel();
+        }
+    }
+
+    fn stop_account(&self, key: &AccountKey) {
+        if let Some(rt) = self.accounts.write().remove(key) {
+            rt.cancel.cancel();
+        }
     }
 
     /// Claim an inbox row for routing; false if another task routes it.
     fn claim(&self, id: i64) -> bool {
-        self.in_flight.lock().map(|mut s| s.insert(id)).unwrap_or(false)
+        self.in_flight.lock().insert(id)
     }
 
     fn release(&self, id: i64) {
-        if let Ok(mut s) = self.in_flight.lock() {
-            s.remove(&id);
-        }
+        self.in_flight.lock().remove(&id);
     }
 }
 
@@ -144,16 +171,15 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
 }
 
 /// Read `channels.*` from the current config.
-fn configured_accounts(gw: &Gateway) -> Result<Vec<AccountConfig>, String> {
-    let current = gw.config.current();
+fn configured_accounts(config: &ConfigService) -> Result<Vec<AccountConfig>, String> {
+    let current = config.current();
     clawgate_channels::accounts_from_config(&current.value, current.base_dir()).map_err(|e| e.to_string())
 }
 
 /// Start every enabled account and the recovery of unfinished inbound messages. Called once
 /// at startup, after agent recovery (so interrupted runs are already marked).
 pub async fn start(gw: &Arc<Gateway>) {
-    let _ = gw.channels.gw.set(Arc::downgrade(gw));
-    match configured_accounts(gw) {
+    match configured_accounts(&gw.config) {
         Ok(accounts) => {
             for cfg in accounts {
                 start_account(gw, cfg);
@@ -162,12 +188,25 @@ pub async fn start(gw: &Arc<Gateway>) {
         Err(e) => tracing::error!(error = %e, "channels config is invalid; no channel started"),
     }
     recover(gw).await;
+    let (cancel, gw2) = (gw.shutdown_token(), gw.clone());
+    gw.tasks().spawn("channels", async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = gw2.channels.reload.notified() => apply_reload(&gw2),
+            }
+        }
+    });
 }
 
-/// After a config change: restart accounts whose config changed, stop removed ones, start new ones.
+/// After a config change (forwards to [`ChannelService::request_reload`]).
 pub fn reload(gw: &Gateway) {
-    let Some(gw) = gw.channels.gateway() else { return };
-    let accounts = match configured_accounts(&gw) {
+    gw.channels.request_reload();
+}
+
+/// Restart accounts whose config changed, stop removed ones, start new ones.
+fn apply_reload(gw: &Arc<Gateway>) {
+    let accounts = match configured_accounts(&gw.config) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "channels config is invalid; channels keep running as they were");
@@ -180,15 +219,13 @@ pub fn reload(gw: &Gateway) {
         let same = wanted.get(&rt.cfg.key).is_some_and(|w| same_config(w, &rt.cfg));
         if !same {
             tracing::info!(account = %rt.cfg.key, "channel account config changed; restarting it");
-            stop_account(&gw, &rt.cfg.key);
+            gw.channels.stop_account(&rt.cfg.key);
         }
     }
-    if let Ok(mut p) = gw.channels.problems.write() {
-        p.clear();
-    }
+    gw.channels.problems.write().clear();
     for (key, cfg) in wanted {
         if gw.channels.account(&key).is_none() {
-            start_account(&gw, cfg);
+            start_account(gw, cfg);
         }
     }
 }
@@ -206,25 +243,9 @@ fn same_config(a: &AccountConfig, b: &AccountConfig) -> bool {
         && a.rate_limits == b.rate_limits
 }
 
-fn stop_account(gw: &Gateway, key: &AccountKey) {
-    let removed = gw.channels.accounts.write().ok().and_then(|mut m| m.remove(key));
-    if let Some(rt) = removed {
-        rt.cancel.cancel();
-    }
-}
-
-/// Wake an account's outbox sender (something was queued for it).
+/// Wake an account's outbox sender (forwards to [`ChannelService::kick_outbox`]).
 pub fn kick_outbox(gw: &Gateway, key: &AccountKey) {
-    if let Some(rt) = gw.channels.account(key) {
-        rt.outbox_kick.notify_one();
-    }
-}
-
-/// Stop every account (shutdown).
-pub fn stop_all(gw: &Gateway) {
-    for rt in gw.channels.accounts() {
-        rt.cancel.cancel();
-    }
+    gw.channels.kick_outbox(key);
 }
 
 fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
@@ -241,18 +262,14 @@ fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
         let what = if key.channel == "telegram" { "botToken" } else { "token" };
         let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
         tracing::warn!(account = %key, "{msg}");
-        if let Ok(mut p) = gw.channels.problems.write() {
-            p.insert(key, msg);
-        }
+        gw.channels.problems.write().insert(key, msg);
         return;
     }
     let channel = match build_channel(&cfg) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(account = %key, error = %e, "channel account cannot start");
-            if let Ok(mut p) = gw.channels.problems.write() {
-                p.insert(key, e);
-            }
+            gw.channels.problems.write().insert(key, e);
             return;
         }
     };
@@ -266,12 +283,10 @@ fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
         started_at_ms: crate::time::now_ms(),
         running: std::sync::atomic::AtomicBool::new(true),
     });
-    if let Ok(mut m) = gw.channels.accounts.write() {
-        m.insert(key.clone(), rt.clone());
-    }
+    gw.channels.accounts.write().insert(key.clone(), rt.clone());
     tracing::info!(account = %key, "channel account starting");
-    tokio::spawn(supervise(gw.clone(), rt.clone()));
-    tokio::spawn(outbox::sender(gw.clone(), rt));
+    gw.tasks().spawn("channels", supervise(gw.clone(), rt.clone()));
+    gw.tasks().spawn("channels", outbox::sender(gw.store.clone(), rt));
 }
 
 /// Run the adapter's receive loop; restart it with backoff when it ends unexpectedly, stop for
@@ -289,9 +304,7 @@ async fn supervise(gw: Arc<Gateway>, rt: Arc<AccountRuntime>) {
             Err(ChannelError::Unauthorized(msg)) | Err(ChannelError::Config(msg)) => {
                 tracing::error!(account = %rt.cfg.key, error = %msg, "channel account stopped");
                 rt.channel.status().mark_disconnected(Some(msg.clone()));
-                if let Ok(mut f) = rt.fatal.lock() {
-                    *f = Some(msg);
-                }
+                *rt.fatal.lock() = Some(msg);
                 break;
             }
             Err(ChannelError::Fatal(msg)) => {
@@ -333,104 +346,111 @@ pub async fn recover(gw: &Arc<Gateway>) {
     }
 }
 
-/// `channels.status` payload.
+/// `channels.status` payload (forwards to [`ChannelService::status`]).
 pub async fn status_payload(gw: &Arc<Gateway>) -> Value {
-    let configured = configured_accounts(gw).unwrap_or_default();
-    let running: BTreeMap<AccountKey, Arc<AccountRuntime>> =
-        gw.channels.accounts().into_iter().map(|rt| (rt.cfg.key.clone(), rt)).collect();
-    let problems = gw.channels.problems.read().map(|p| p.clone()).unwrap_or_default();
-    let mut order: Vec<String> = Vec::new();
-    let mut accounts: serde_json::Map<String, Value> = serde_json::Map::new();
-    let mut channels: serde_json::Map<String, Value> = serde_json::Map::new();
-    let mut defaults: serde_json::Map<String, Value> = serde_json::Map::new();
-    let mut issues: Vec<Value> = Vec::new();
-    for cfg in &configured {
-        let ch = cfg.key.channel.clone();
-        if !order.contains(&ch) {
-            order.push(ch.clone());
-        }
-        let rt = running.get(&cfg.key);
-        let counts = gw.store.outbox_counts(&cfg.key.channel, &cfg.key.account).await.ok();
-        let mut entry = json!({
-            "accountId": cfg.key.account,
-            "enabled": cfg.enabled,
-            "configured": cfg.token.is_some() || ch == "webchat",
-            "running": rt.is_some_and(|r| r.running.load(std::sync::atomic::Ordering::Relaxed)),
-            "connected": false,
-            "dmPolicy": dm_policy_str(cfg.dm_policy),
-            "allowFrom": cfg.allow_from,
-            "mode": mode_of(cfg),
-        });
-        if ch == "telegram" {
-            entry["botTokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
-        } else {
-            entry["tokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
-        }
-        if let Some(rt) = rt {
-            let s = rt.channel.status().snapshot();
-            entry["connected"] = json!(s.connected);
-            entry["ready"] = json!(s.ready);
-            entry["reconnectAttempts"] = json!(s.reconnects);
-            entry["lastInboundAt"] = json!(s.last_inbound_at);
-            entry["lastOutboundAt"] = json!(s.last_outbound_at);
-            entry["lastTransportActivityAt"] = json!(s.last_received_at);
-            entry["lastStartAt"] = json!(rt.started_at_ms);
-            entry["inboundCount"] = json!(s.inbound_count);
-            entry["outboundCount"] = json!(s.outbound_count);
-            if let Some(id) = s.bot_id {
-                entry["botId"] = json!(id);
+    gw.channels.status(&gw.config, &gw.store).await
+}
+
+impl ChannelService {
+    /// `channels.status` payload: the configured accounts, how each runs, its outbox counts.
+    pub async fn status(&self, config: &ConfigService, store: &Store) -> Value {
+        let configured = configured_accounts(config).unwrap_or_default();
+        let running: BTreeMap<AccountKey, Arc<AccountRuntime>> =
+            self.accounts().into_iter().map(|rt| (rt.cfg.key.clone(), rt)).collect();
+        let problems = self.problems.read().clone();
+        let mut order: Vec<String> = Vec::new();
+        let mut accounts: serde_json::Map<String, Value> = serde_json::Map::new();
+        let mut channels: serde_json::Map<String, Value> = serde_json::Map::new();
+        let mut defaults: serde_json::Map<String, Value> = serde_json::Map::new();
+        let mut issues: Vec<Value> = Vec::new();
+        for cfg in &configured {
+            let ch = cfg.key.channel.clone();
+            if !order.contains(&ch) {
+                order.push(ch.clone());
             }
-            if let Some(u) = s.bot_username {
-                entry["botUsername"] = json!(u);
-            }
-            let fatal = rt.fatal.lock().ok().and_then(|f| f.clone());
-            let last_error = fatal.clone().or(s.last_error);
-            entry["lastError"] = json!(last_error);
-            entry["lastErrorAt"] = json!(s.last_error_at);
-            entry["healthState"] = json!(if fatal.is_some() {
-                "stopped"
-            } else if s.connected {
-                "healthy"
-            } else {
-                "connecting"
+            let rt = running.get(&cfg.key);
+            let counts = store.outbox_counts(&cfg.key.channel, &cfg.key.account).await.ok();
+            let mut entry = json!({
+                "accountId": cfg.key.account,
+                "enabled": cfg.enabled,
+                "configured": cfg.token.is_some() || ch == "webchat",
+                "running": rt.is_some_and(|r| r.running.load(std::sync::atomic::Ordering::Relaxed)),
+                "connected": false,
+                "dmPolicy": dm_policy_str(cfg.dm_policy),
+                "allowFrom": cfg.allow_from,
+                "mode": mode_of(cfg),
             });
-            if let Some(f) = fatal {
-                issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "auth", "message": f}));
+            if ch == "telegram" {
+                entry["botTokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
+            } else {
+                entry["tokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
             }
-        } else if let Some(p) = problems.get(&cfg.key) {
-            entry["lastError"] = json!(p);
-            entry["healthState"] = json!("stopped");
-            issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "config", "message": p}));
-        } else if ch == "webchat" {
-            entry["connected"] = json!(true);
-            entry["healthState"] = json!("healthy");
+            if let Some(rt) = rt {
+                let s = rt.channel.status().snapshot();
+                entry["connected"] = json!(s.connected);
+                entry["ready"] = json!(s.ready);
+                entry["reconnectAttempts"] = json!(s.reconnects);
+                entry["lastInboundAt"] = json!(s.last_inbound_at);
+                entry["lastOutboundAt"] = json!(s.last_outbound_at);
+                entry["lastTransportActivityAt"] = json!(s.last_received_at);
+                entry["lastStartAt"] = json!(rt.started_at_ms);
+                entry["inboundCount"] = json!(s.inbound_count);
+                entry["outboundCount"] = json!(s.outbound_count);
+                if let Some(id) = s.bot_id {
+                    entry["botId"] = json!(id);
+                }
+                if let Some(u) = s.bot_username {
+                    entry["botUsername"] = json!(u);
+                }
+                let fatal = rt.fatal.lock().clone();
+                let last_error = fatal.clone().or(s.last_error);
+                entry["lastError"] = json!(last_error);
+                entry["lastErrorAt"] = json!(s.last_error_at);
+                entry["healthState"] = json!(if fatal.is_some() {
+                    "stopped"
+                } else if s.connected {
+                    "healthy"
+                } else {
+                    "connecting"
+                });
+                if let Some(f) = fatal {
+                    issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "auth", "message": f}));
+                }
+            } else if let Some(p) = problems.get(&cfg.key) {
+                entry["lastError"] = json!(p);
+                entry["healthState"] = json!("stopped");
+                issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "config", "message": p}));
+            } else if ch == "webchat" {
+                entry["connected"] = json!(true);
+                entry["healthState"] = json!("healthy");
+            }
+            if let Some(c) = counts {
+                entry["outbox"] = json!({"queued": c.queued, "failed": c.failed, "sent": c.sent});
+            }
+            if let Some(list) = accounts.entry(ch.clone()).or_insert_with(|| json!([])).as_array_mut() {
+                list.push(entry);
+            }
+            defaults.entry(ch.clone()).or_insert_with(|| json!("default"));
         }
-        if let Some(c) = counts {
-            entry["outbox"] = json!({"queued": c.queued, "failed": c.failed, "sent": c.sent});
+        for ch in &order {
+            let list = accounts.get(ch).and_then(Value::as_array).cloned().unwrap_or_default();
+            let any_connected = list.iter().any(|a| a["connected"] == true);
+            channels.insert(ch.clone(), json!({"configured": true, "connected": any_connected}));
         }
-        if let Some(list) = accounts.entry(ch.clone()).or_insert_with(|| json!([])).as_array_mut() {
-            list.push(entry);
+        let labels: serde_json::Map<String, Value> = order.iter().map(|c| (c.clone(), json!(label_of(c)))).collect();
+        let mut out = json!({
+            "ts": crate::time::now_ms(),
+            "channelOrder": order,
+            "channelLabels": labels,
+            "channels": channels,
+            "channelAccounts": accounts,
+            "channelDefaultAccountId": defaults,
+        });
+        if !issues.is_empty() {
+            out["statusIssues"] = json!(issues);
         }
-        defaults.entry(ch.clone()).or_insert_with(|| json!("default"));
+        out
     }
-    for ch in &order {
-        let list = accounts.get(ch).and_then(Value::as_array).cloned().unwrap_or_default();
-        let any_connected = list.iter().any(|a| a["connected"] == true);
-        channels.insert(ch.clone(), json!({"configured": true, "connected": any_connected}));
-    }
-    let labels: serde_json::Map<String, Value> = order.iter().map(|c| (c.clone(), json!(label_of(c)))).collect();
-    let mut out = json!({
-        "ts": crate::time::now_ms(),
-        "channelOrder": order,
-        "channelLabels": labels,
-        "channels": channels,
-        "channelAccounts": accounts,
-        "channelDefaultAccountId": defaults,
-    });
-    if !issues.is_empty() {
-        out["statusIssues"] = json!(issues);
-    }
-    out
 }
 
 fn dm_policy_str(p: clawgate_channels::DmPolicy) -> &'static str {

@@ -10,7 +10,7 @@ use clawgate_channels::{OutboundMessage, SendError};
 use clawgate_store::{ChannelStore, OutboxRecord};
 
 use super::AccountRuntime;
-use crate::gateway::Gateway;
+use crate::gateway::Store;
 use crate::time::now_ms;
 
 /// Give up on a row after this many transient failures (it is then reported as failed).
@@ -24,7 +24,8 @@ const RETRY_AFTER_SPREAD: Backoff = Backoff::new(Duration::from_millis(50), Dura
 /// How often an idle sender looks at the store even without a kick.
 const IDLE_POLL: Duration = Duration::from_secs(30);
 
-pub(crate) async fn sender(gw: Arc<Gateway>, rt: Arc<AccountRuntime>) {
+/// Needs only the store and its account: no gateway.
+pub(crate) async fn sender(store: Store, rt: Arc<AccountRuntime>) {
     let key = rt.cfg.key.clone();
     let mut ready = rt.channel.status().ready();
     loop {
@@ -35,7 +36,7 @@ pub(crate) async fn sender(gw: Arc<Gateway>, rt: Arc<AccountRuntime>) {
                 r = ready.changed() => if r.is_err() { return },
             }
         }
-        let row = match gw.store.next_outbound(&key.channel, &key.account).await {
+        let row = match store.next_outbound(&key.channel, &key.account).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(account = %key, error = %e, "cannot read the outbox; retrying");
@@ -61,7 +62,7 @@ pub(crate) async fn sender(gw: Arc<Gateway>, rt: Arc<AccountRuntime>) {
             }
             continue;
         }
-        send_one(&gw, &rt, row).await;
+        send_one(&store, &rt, row).await;
     }
 }
 
@@ -72,14 +73,14 @@ async fn sleep_or_cancel(rt: &AccountRuntime, d: Duration) -> bool {
     }
 }
 
-async fn send_one(gw: &Gateway, rt: &AccountRuntime, row: OutboxRecord) {
+async fn send_one(store: &Store, rt: &AccountRuntime, row: OutboxRecord) {
     let key = &rt.cfg.key;
     let message: OutboundMessage = match serde_json::from_value(row.payload.clone()) {
         Ok(m) => m,
         Err(e) => {
             let err = format!("outbox row is not a message: {e}");
             tracing::error!(account = %key, id = row.id, "{err}");
-            let _ = gw.store.mark_outbound_failed(row.id, &err, now_ms()).await;
+            let _ = store.mark_outbound_failed(row.id, &err, now_ms()).await;
             return;
         }
     };
@@ -88,7 +89,7 @@ async fn send_one(gw: &Gateway, rt: &AccountRuntime, row: OutboxRecord) {
             crash_point("outbox.accepted");
             // The duplicate window: the platform has the message; until this one-row write
             // lands, a crash would send it again.
-            if let Err(e) = gw.store.mark_outbound_sent(row.id, &delivered.message_id, now_ms()).await {
+            if let Err(e) = store.mark_outbound_sent(row.id, &delivered.message_id, now_ms()).await {
                 tracing::error!(account = %key, id = row.id, error = %e,
                                 "message sent but not marked; it may be sent again after a restart");
             }
@@ -99,24 +100,24 @@ async fn send_one(gw: &Gateway, rt: &AccountRuntime, row: OutboxRecord) {
             let jitter = RETRY_AFTER_SPREAD.delay(0);
             let next = now_ms() + (after + jitter).min(MAX_BACKOFF).as_millis() as i64;
             tracing::warn!(account = %key, id = row.id, retry_after_ms = after.as_millis() as u64, "platform rate limit; waiting");
-            let _ = gw.store.mark_outbound_retry(row.id, next, &why, now_ms()).await;
+            let _ = store.mark_outbound_retry(row.id, next, &why, now_ms()).await;
         }
         Err(SendError::Transient(why)) => {
             if row.attempts + 1 >= MAX_ATTEMPTS {
-                report_failure(gw, rt, &row, &format!("gave up after {} attempts: {why}", row.attempts + 1)).await;
+                report_failure(store, rt, &row, &format!("gave up after {} attempts: {why}", row.attempts + 1)).await;
             } else {
                 let wait = SEND_BACKOFF.delay(u32::try_from(row.attempts).unwrap_or(0));
                 tracing::warn!(account = %key, id = row.id, attempt = row.attempts + 1, error = %why,
                                retry_in_ms = wait.as_millis() as u64, "send failed; will retry");
-                let _ = gw.store.mark_outbound_retry(row.id, now_ms() + wait.as_millis() as i64, &why, now_ms()).await;
+                let _ = store.mark_outbound_retry(row.id, now_ms() + wait.as_millis() as i64, &why, now_ms()).await;
             }
         }
-        Err(SendError::Permanent(why)) => report_failure(gw, rt, &row, &why).await,
+        Err(SendError::Permanent(why)) => report_failure(store, rt, &row, &why).await,
     }
 }
 
-async fn report_failure(gw: &Gateway, rt: &AccountRuntime, row: &OutboxRecord, why: &str) {
+async fn report_failure(store: &Store, rt: &AccountRuntime, row: &OutboxRecord, why: &str) {
     tracing::error!(account = %rt.cfg.key, id = row.id, chat = %row.chat_id, error = %why, "message could not be delivered");
     rt.channel.status().mark_error(format!("delivery to chat {} failed: {why}", row.chat_id));
-    let _ = gw.store.mark_outbound_failed(row.id, why, now_ms()).await;
+    let _ = store.mark_outbound_failed(row.id, why, now_ms()).await;
 }

@@ -17,7 +17,7 @@ use clawgate_store::{ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatu
 use super::AccountRuntime;
 use super::ingress::inbound_of;
 use crate::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Store};
 use crate::time::now_ms;
 
 /// How long a pairing code stays valid.
@@ -28,8 +28,9 @@ pub(crate) fn spawn_route(gw: &Arc<Gateway>, rec: InboxRecord) {
     if !gw.channels.claim(rec.id) {
         return;
     }
-    let gw = gw.clone();
-    tokio::spawn(async move {
+    let gw2 = gw.clone();
+    gw.tasks().spawn("channels", async move {
+        let gw = gw2;
         let id = rec.id;
         if let Err(e) = route(&gw, rec).await {
             tracing::error!(inbox = id, error = %e, "routing an inbound message failed; it is retried at the next start");
@@ -60,13 +61,13 @@ fn run_id_for(id: i64, attempt: u32) -> String {
 
 async fn route(gw: &Arc<Gateway>, rec: InboxRecord) -> Result<(), String> {
     let Some(msg) = inbound_of(&rec) else {
-        return set_status(gw, rec.id, InboxStatus::Dropped, Some("unreadable"), None, None).await;
+        return set_status(&gw.store, rec.id, InboxStatus::Dropped, Some("unreadable"), None, None).await;
     };
     let key = msg.account_key();
     let Some(rt) = gw.channels.account(&key) else {
         // The account is gone from the config: nothing can answer.
         tracing::warn!(account = %key, inbox = rec.id, "inbound message for an account that is not running; dropped");
-        return set_status(gw, rec.id, InboxStatus::Dropped, Some("account not running"), None, None).await;
+        return set_status(&gw.store, rec.id, InboxStatus::Dropped, Some("account not running"), None, None).await;
     };
     match rec.status {
         InboxStatus::Received => admit(gw, &rt, &rec, &msg).await,
@@ -79,14 +80,14 @@ async fn route(gw: &Arc<Gateway>, rec: InboxRecord) -> Result<(), String> {
 }
 
 async fn set_status(
-    gw: &Gateway,
+    store: &Store,
     id: i64,
     status: InboxStatus,
     reason: Option<&str>,
     run_id: Option<&str>,
     session_key: Option<&str>,
 ) -> Result<(), String> {
-    gw.store.set_inbound_status(id, status, reason, run_id, session_key, now_ms()).await.map_err(|e| e.to_string())
+    store.set_inbound_status(id, status, reason, run_id, session_key, now_ms()).await.map_err(|e| e.to_string())
 }
 
 /// Gate the message, then answer a command or start the agent run.
@@ -105,21 +106,21 @@ async fn admit(
         Verdict::Drop(reason) => {
             tracing::info!(account = %rt.cfg.key, sender = %msg.sender_id, chat = %msg.chat_id, reason,
                            "inbound message not acted on");
-            return set_status(gw, rec.id, InboxStatus::Dropped, Some(reason), None, None).await;
+            return set_status(&gw.store, rec.id, InboxStatus::Dropped, Some(reason), None, None).await;
         }
         Verdict::Pair => return pairing_reply(gw, rt, rec, msg).await,
         Verdict::Allow => {}
     }
     let limits = rt.cfg.rate_limits;
     let allowed = {
-        let mut l = rt.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        let mut l = rt.limiter.lock();
         let now = Instant::now();
         l.allow(format!("s:{}", msg.sender_id), limits.per_sender_per_minute, now)
             && l.allow(format!("c:{}", msg.chat_id), limits.per_chat_per_minute, now)
     };
     if !allowed {
         tracing::warn!(account = %rt.cfg.key, sender = %msg.sender_id, chat = %msg.chat_id, "inbound rate limit hit");
-        return set_status(gw, rec.id, InboxStatus::Dropped, Some("rate limited"), None, None).await;
+        return set_status(&gw.store, rec.id, InboxStatus::Dropped, Some("rate limited"), None, None).await;
     }
     let agent_id =
         rt.cfg.setting_str("agent").map(str::to_owned).unwrap_or_else(|| gw.agents.agents().default_id.clone());
@@ -130,7 +131,7 @@ async fn admit(
     }
     let run_id = run_id_for(rec.id, 0);
     submit(gw, msg, &run_id, &session_key, &agent_id).await?;
-    set_status(gw, rec.id, InboxStatus::Routed, None, Some(&run_id), Some(&session_key)).await?;
+    set_status(&gw.store, rec.id, InboxStatus::Routed, None, Some(&run_id), Some(&session_key)).await?;
     follow_run(gw, rt, rec, msg, run_id).await
 }
 
@@ -182,7 +183,7 @@ async fn follow_run(
             if caps.typing {
                 let ch = rt.channel.clone();
                 let (chat, thread) = (msg.chat_id.clone(), msg.thread_id.clone());
-                tokio::spawn(async move {
+                gw.tasks().spawn("channels", async move {
                     if let Err(e) = ch.typing(&chat, thread.as_deref()).await {
                         tracing::debug!(error = %e, "typing indicator failed (harmless)");
                     }
@@ -210,7 +211,7 @@ async fn follow_run(
                     format!("{partial}\n\n(The reply took too long and was cut off.)").trim().to_owned()
                 } else if partial.is_empty() {
                     // Stopped on purpose (/stop, chat.abort): nothing to say.
-                    set_status(gw, rec.id, InboxStatus::Answered, Some("aborted"), None, None).await?;
+                    set_status(&gw.store, rec.id, InboxStatus::Answered, Some("aborted"), None, None).await?;
                     return Ok(());
                 } else {
                     partial
@@ -227,8 +228,15 @@ async fn follow_run(
                         rec.session_key.as_deref().and_then(|k| k.split(':').nth(1)).unwrap_or("main").to_owned();
                     let session_key = rec.session_key.clone().unwrap_or_else(|| session_key_for(&agent_id, msg));
                     submit(gw, msg, &run_id, &session_key, &agent_id).await?;
-                    set_status(gw, rec.id, InboxStatus::Routed, Some("rerun after restart"), Some(&run_id), None)
-                        .await?;
+                    set_status(
+                        &gw.store,
+                        rec.id,
+                        InboxStatus::Routed,
+                        Some("rerun after restart"),
+                        Some(&run_id),
+                        None,
+                    )
+                    .await?;
                     continue;
                 }
             }
@@ -242,14 +250,14 @@ async fn follow_run(
             None => {
                 // The run is unknown (pruned, or never stored): start it (again).
                 if attempt >= 2 {
-                    return set_status(gw, rec.id, InboxStatus::Dropped, Some("run lost"), None, None).await;
+                    return set_status(&gw.store, rec.id, InboxStatus::Dropped, Some("run lost"), None, None).await;
                 }
                 attempt += 1;
                 run_id = run_id_for(rec.id, attempt);
                 let agent_id = gw.agents.agents().default_id.clone();
                 let session_key = rec.session_key.clone().unwrap_or_else(|| session_key_for(&agent_id, msg));
                 submit(gw, msg, &run_id, &session_key, &agent_id).await?;
-                set_status(gw, rec.id, InboxStatus::Routed, None, Some(&run_id), Some(&session_key)).await?;
+                set_status(&gw.store, rec.id, InboxStatus::Routed, None, Some(&run_id), Some(&session_key)).await?;
                 continue;
             }
         };
@@ -328,11 +336,13 @@ async fn pairing_reply(
     let Some(p) = pairing else { return Err("could not allocate a pairing code".into()) };
     if p.status == ChannelPairingStatus::Approved {
         // Approved between the gate and here: treat as allowed next time; answer nothing now.
-        return set_status(gw, rec.id, InboxStatus::Dropped, Some("pairing approved meanwhile"), None, None).await;
+        return set_status(&gw.store, rec.id, InboxStatus::Dropped, Some("pairing approved meanwhile"), None, None)
+            .await;
     }
     if p.created_at_ms != now {
         tracing::info!(account = %rt.cfg.key, sender = %msg.sender_id, "unpaired sender wrote again; code already sent");
-        return set_status(gw, rec.id, InboxStatus::Dropped, Some("awaiting pairing approval"), None, None).await;
+        return set_status(&gw.store, rec.id, InboxStatus::Dropped, Some("awaiting pairing approval"), None, None)
+            .await;
     }
     tracing::info!(account = %rt.cfg.key, sender = %msg.sender_id, code = %p.code, "pairing requested by an unknown sender");
     let text = format!(

@@ -52,7 +52,7 @@ pub(crate) async fn check(gw: &Gateway, headers: &HeaderMap, ip: IpAddr) -> Resu
         return Ok(());
     }
     let peer = Peer { ip, forwarded: Peer::FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h)) };
-    let locked = gw.limiter.lock().map(|mut l| l.check(peer, &settings.rate_limit, Instant::now())).unwrap_or(Ok(()));
+    let locked = gw.limiter.lock().check(peer, &settings.rate_limit, Instant::now());
     if let Err(wait) = locked {
         return Err(Denied::RateLimited(wait));
     }

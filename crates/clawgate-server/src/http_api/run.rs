@@ -216,10 +216,12 @@ impl Drop for AbortOnDrop {
         if !self.armed {
             return;
         }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let (gw, key, id) = (self.gw.clone(), std::mem::take(&mut self.session_key), std::mem::take(&mut self.run_id));
         tracing::info!(run = %id, session = %key, "HTTP client went away; aborting its run");
-        handle.spawn(async move {
+        self.gw.tasks().spawn("http-api", async move {
             agent::abort(&gw, &key, Some(&id), AbortReason::Rpc).await;
         });
     }
