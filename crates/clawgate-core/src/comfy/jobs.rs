@@ -348,7 +348,7 @@ pub(super) async fn reconcile(gw: &Arc<Gateway>) {
         let worker = gw.comfy.workers().into_iter().find(|w| Some(&w.cfg.name) == job.worker.as_ref());
         match (worker, job.prompt_id.clone()) {
             (Some(w), Some(prompt)) if w.healthy() => {
-                if !worker_knows(&w, &prompt).await {
+                if !w.client.knows_prompt(&prompt).await {
                     // Following it would wait JOB_TIMEOUT for a prompt that never finishes.
                     tracing::warn!(job = %job.id, worker = %w.cfg.name, "the worker no longer knows the job's prompt; requeued");
                     let _ = gw.store.requeue_job(&job.id, "the worker lost the job (restarted?)", now_ms()).await;
@@ -396,16 +396,4 @@ async fn resume_start(gw: &Arc<Gateway>, w: &Arc<Worker>, job: JobRecord) {
         }
     }
     execute(gw, w, job).await;
-}
-
-/// Whether `prompt` is pending, running or finished on `w`. The queue is read before the
-/// history: a prompt leaves the queue only into the history, so one finishing in between is not
-/// missed. An unreachable worker counts as knowing it (following then fails over as usual).
-async fn worker_knows(w: &Worker, prompt: &str) -> bool {
-    match w.client.queue().await {
-        Ok(q) if q.running.iter().chain(&q.pending).any(|p| p == prompt) => return true,
-        Ok(_) => {}
-        Err(_) => return true,
-    }
-    !matches!(w.client.history(prompt).await, Ok(None))
 }
