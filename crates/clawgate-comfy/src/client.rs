@@ -607,6 +607,19 @@ impl ComfyClient {
             .map(|(id, _)| id.clone()))
     }
 
+    /// Whether `prompt_id` is pending, running or finished here. The queue is read before the
+    /// history: a prompt leaves the queue only into the history, so one finishing in between is
+    /// not missed. A server that cannot be asked counts as knowing it (following the prompt then
+    /// fails over as usual).
+    pub async fn knows_prompt(&self, prompt_id: &str) -> bool {
+        match self.queue().await {
+            Ok(q) if q.running.iter().chain(&q.pending).any(|p| p == prompt_id) => return true,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+        !matches!(self.history(prompt_id).await, Ok(None))
+    }
+
     /// `POST /prompt` with `extra_data.`[`TAG_KEY`]` = tag`, findable later with
     /// [`ComfyClient::find_tagged`].
     pub async fn submit_tagged(&self, prompt: &Value, tag: &str) -> Result<Submitted, ComfyError> {

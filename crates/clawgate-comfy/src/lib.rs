@@ -5,8 +5,10 @@
 //!   inputs, rendering.
 //! - [`client`]: a native ComfyUI server: `POST /prompt`, progress over `/ws`, `/history`,
 //!   `/view`, `/queue`, `/interrupt`, `/system_stats`.
-//! - [`command`]: the chat command grammar (`/run`, `/status`, `/jobs`, `/approve`, …) and the
-//!   reply texts users see.
+//! - [`command`]: the ComfyUI chat commands' names, argument grammar and `comfy.commands` policy
+//!   (`/run`, `/status`, `/jobs`, `/approve`, …) and the reply texts users see; the gateway
+//!   core's command registry recognises them.
+//! - [`openclaw`]: the ComfyUI-OpenClaw extension's endpoints and bridge API.
 //!
 //! It must not touch storage, sessions or chat platforms: the gateway core owns the job queue,
 //! approvals and delivery, and calls into this crate.

@@ -297,3 +297,20 @@ async fn a_tagged_prompt_is_found_again_pending_running_and_finished() -> anyhow
     assert_eq!(client.find_tagged("job_a:2").await?, None, "another attempt of the same job is another tag");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_prompt_is_known_while_pending_and_after_it_finished_and_an_unreachable_server_is_not_asked()
+-> anyhow::Result<()> {
+    let fake = FakeComfy::builder().job_duration(Duration::from_millis(50)).start().await?;
+    let client = client(&fake, "gw-knows");
+    fake.set_paused(true);
+    let queued = client.submit(&solid(8, 8, 1)).await?;
+    assert!(client.knows_prompt(&queued.prompt_id).await, "pending");
+    assert!(!client.knows_prompt("no-such-prompt").await, "never submitted");
+    fake.set_paused(false);
+    client.wait_for(&queued.prompt_id, WAIT, |_| {}).await?;
+    assert!(client.knows_prompt(&queued.prompt_id).await, "finished: in history");
+    let dead = ComfyClient::new("http://127.0.0.1:1", "gw-dead")?;
+    assert!(dead.knows_prompt("anything").await, "a server that cannot answer is assumed to know it");
+    Ok(())
+}

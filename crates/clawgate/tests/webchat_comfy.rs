@@ -378,3 +378,31 @@ async fn media_links_also_resolve_below_the_web_chats_base_path() {
     assert_eq!(get(&gw, &url).await.0, 200, "the root route still works");
     assert_eq!(get(&gw, "/other/media/x.y").await.0, 404, "only below the configured base path");
 }
+
+/// The web chat gets the same commands as Telegram and Discord, through the same registry:
+/// `/help` lists the conversation commands and (for an operator client) every ComfyUI one, and
+/// `/new` starts a fresh transcript that holds the command and its answer.
+#[tokio::test]
+async fn the_web_chat_gets_the_conversation_commands_too() {
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let comfy = FakeComfy::start().await.unwrap();
+    let gw = gateway(&model, &comfy, &[]).await;
+    let mut c = client(&gw).await;
+    assert_eq!(chat_send(&mut c, "hello", "web-first").await["status"], "started");
+    chat_final(&mut c, "from the model", |p| p["runId"] == "web-first").await;
+
+    assert_eq!(chat_send(&mut c, "/help", "web-help").await["status"], "ok");
+    let help = text_of(&chat_final(&mut c, "for /help", |p| p["runId"] == "web-help").await["message"]);
+    for name in ["/new or /reset", "/status [job]", "/run ", "/approvals", "/workers"] {
+        assert!(help.contains(name), "{name} in {help}");
+    }
+
+    assert_eq!(chat_send(&mut c, "/new", "web-new").await["status"], "ok");
+    let reset = text_of(&chat_final(&mut c, "for /new", |p| p["runId"] == "web-new").await["message"]);
+    assert!(reset.starts_with("Started a new conversation"), "{reset}");
+    let history = call(&mut c, "chat.history", json!({"sessionKey": "main"})).await;
+    let texts: Vec<String> = history["messages"].as_array().expect("messages").iter().map(text_of).collect();
+    assert_eq!(texts.len(), 2, "the fresh transcript holds /new and its answer: {texts:?}");
+    assert_eq!(texts[0], "/new");
+    assert_eq!(model.chat_requests().len(), 1, "only `hello` reached the model");
+}

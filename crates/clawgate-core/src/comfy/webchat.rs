@@ -63,7 +63,7 @@ pub(crate) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems
     let mut content = vec![json!({"type": "text", "text": text})];
     content.extend(blocks);
     let Some(d) = deliver(gw, job, &format!("job:{}:done", job.id), &message(content)).await else { return };
-    // The job is delivered before it is marked completed (see `comfy::finish`), and its files are
+    // The job is delivered before it is marked completed (see `jobs::finish`), and its files are
     // served only after: clients hear of the message once the links work.
     let gw = gw.clone();
     let job_id = job.id.clone();

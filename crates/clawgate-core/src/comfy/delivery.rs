@@ -1,0 +1,91 @@
+//! Delivering a job's notices and outputs to the chat that asked: a channel's outbox, or a web
+//! chat session ([`super::webchat`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use clawgate_channels::{AccountKey, MediaSource, OutboundMedia, OutboundMessage};
+use clawgate_store::{ChannelStore, JobRecord, NewOutbound};
+
+use crate::gateway::Gateway;
+use crate::time::now_ms;
+
+use super::webchat;
+
+fn deliver_target(job: &JobRecord) -> Option<(AccountKey, String, Option<String>)> {
+    let d = job.deliver_to.as_ref()?;
+    let channel = d.get("channel")?.as_str()?;
+    let account = d.get("account").and_then(Value::as_str).unwrap_or("default");
+    let chat = d.get("chatId")?.as_str()?.to_owned();
+    let thread = d.get("threadId").and_then(Value::as_str).map(str::to_owned);
+    Some((AccountKey::new(channel, account), chat, thread))
+}
+
+pub(super) async fn deliver_text(gw: &Arc<Gateway>, job: &JobRecord, key: &str, text: &str) {
+    if webchat::is_target(job) {
+        return webchat::deliver_text(gw, job, key, text).await;
+    }
+    let Some((account, chat, thread)) = deliver_target(job) else { return };
+    let msg = OutboundMessage::text(&chat, thread, text);
+    let item = NewOutbound {
+        idempotency_key: key.to_owned(),
+        channel: account.channel.clone(),
+        account: account.account.clone(),
+        chat_id: chat,
+        payload: serde_json::to_value(&msg).unwrap_or(Value::Null),
+    };
+    if let Err(e) = gw.store.queue_outbound(&[item], None, now_ms()).await {
+        tracing::error!(job = %job.id, error = %e, "cannot queue the job notice");
+    }
+    crate::channels::kick_outbox(gw, &account);
+}
+
+/// Queue every stored output of a completed job for its chat (each once: the outbox key is the
+/// job and file), then a summary line naming anything that could not be delivered.
+pub(super) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems: &[String]) {
+    if webchat::is_target(job) {
+        return webchat::deliver_outputs(gw, job, problems).await;
+    }
+    let Some((account, chat, thread)) = deliver_target(job) else { return };
+    let mut items = Vec::new();
+    for out in job.outputs.as_array().into_iter().flatten() {
+        let (Some(name), Some(path)) =
+            (out.get("filename").and_then(Value::as_str), out.get("path").and_then(Value::as_str))
+        else {
+            continue;
+        };
+        let mut msg = OutboundMessage::text(&chat, thread.clone(), "");
+        msg.media = Some(OutboundMedia {
+            filename: name.to_owned(),
+            content_type: if name.ends_with(".png") { "image/png".into() } else { "application/octet-stream".into() },
+            source: MediaSource::Path { path: PathBuf::from(path) },
+            size: out.get("bytes").and_then(Value::as_u64),
+            force_document: false,
+        });
+        items.push(NewOutbound {
+            idempotency_key: format!("job:{}:{name}", job.id),
+            channel: account.channel.clone(),
+            account: account.account.clone(),
+            chat_id: chat.clone(),
+            payload: serde_json::to_value(&msg).unwrap_or(Value::Null),
+        });
+    }
+    let mut text = format!("[Job Completed]\nID: {}\nTemplate: {}\nImages: {}", job.id, job.template_id, items.len());
+    for p in problems {
+        text.push_str(&format!("\nNot delivered: {p}"));
+    }
+    let msg = OutboundMessage::text(&chat, thread, text);
+    items.push(NewOutbound {
+        idempotency_key: format!("job:{}:done", job.id),
+        channel: account.channel.clone(),
+        account: account.account.clone(),
+        chat_id: chat,
+        payload: serde_json::to_value(&msg).unwrap_or(Value::Null),
+    });
+    if let Err(e) = gw.store.queue_outbound(&items, None, now_ms()).await {
+        tracing::error!(job = %job.id, error = %e, "cannot queue the job's images");
+    }
+    crate::channels::kick_outbox(gw, &account);
+}
