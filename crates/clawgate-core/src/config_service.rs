@@ -2,8 +2,10 @@
 //! atomically, and how a change is applied (hot keys live, restart keys reported).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+
+use parking_lot::RwLock;
 
 use serde_json::{Value, json};
 
@@ -56,7 +58,7 @@ impl ConfigService {
 
     /// The config in force.
     pub fn current(&self) -> Arc<LoadedConfig> {
-        self.current.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.current.read().clone()
     }
 
     /// Whether the file watcher runs.
@@ -73,9 +75,7 @@ impl ConfigService {
     pub fn adopt(&self, loaded: LoadedConfig) -> Vec<ConfigChange> {
         let old = self.current();
         let changes = clawgate_config::diff(&old.value, &loaded.value);
-        if let Ok(mut c) = self.current.write() {
-            *c = Arc::new(loaded);
-        }
+        *self.current.write() = Arc::new(loaded);
         changes
     }
 

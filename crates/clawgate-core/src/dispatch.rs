@@ -2,7 +2,9 @@
 //! method. The only place that maps a method name to code.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -78,7 +80,7 @@ impl Turn {
 
     /// Wait until the previous ordered request is done (or gone).
     pub async fn wait(&self) {
-        let after = self.after.lock().map(|mut a| a.take()).unwrap_or(None);
+        let after = self.after.lock().take();
         if let Some(after) = after {
             let _ = after.await;
         }
@@ -86,9 +88,7 @@ impl Turn {
 
     /// Let the next ordered request go.
     pub fn end(&self) {
-        if let Ok(mut done) = self.done.lock() {
-            done.take();
-        }
+        self.done.lock().take();
     }
 }
 
@@ -253,14 +253,14 @@ mod tests {
             let order = order.clone();
             tasks.push(tokio::spawn(async move {
                 turn.wait().await;
-                order.lock().unwrap().push(i);
+                order.lock().push(i);
                 turn.end();
             }));
         }
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+        assert_eq!(*order.lock(), [0, 1, 2]);
     }
 
     #[tokio::test]

@@ -11,7 +11,9 @@ pub mod tools;
 pub mod transcript;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -392,12 +394,8 @@ impl AgentService {
     pub fn reload(&self, cfg: &clawgate_config::Config, base_dir: &std::path::Path) -> Result<(), String> {
         let registry = config::registry_from_config(&cfg.models, base_dir)?;
         let agents = AgentsConfig::from_config(cfg)?;
-        if let Ok(mut r) = self.registry.write() {
-            *r = Arc::new(registry);
-        }
-        if let Ok(mut a) = self.agents.write() {
-            *a = Arc::new(agents);
-        }
+        *self.registry.write() = Arc::new(registry);
+        *self.agents.write() = Arc::new(agents);
         Ok(())
     }
 
@@ -415,29 +413,26 @@ impl AgentService {
 
     /// Providers in force.
     pub fn registry(&self) -> Arc<ProviderRegistry> {
-        self.registry.read().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.registry.read().clone()
     }
 
     /// Agents in force.
     pub fn agents(&self) -> Arc<AgentsConfig> {
-        self.agents.read().map(|a| a.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.agents.read().clone()
     }
 
     /// Run ids currently queued or running for a session.
     pub fn active_runs(&self, session_key: &str) -> Vec<String> {
-        self.active
-            .lock()
-            .map(|m| m.iter().filter(|(_, a)| a.session_key == session_key).map(|(id, _)| id.clone()).collect())
-            .unwrap_or_default()
+        self.active.lock().iter().filter(|(_, a)| a.session_key == session_key).map(|(id, _)| id.clone()).collect()
     }
 
     /// Number of runs queued or running.
     pub fn active_count(&self) -> usize {
-        self.active.lock().map(|m| m.len()).unwrap_or(0)
+        self.active.lock().len()
     }
 
     fn register(&self, run_id: &str, session_key: &str) -> Arc<Active> {
-        let mut map = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.active.lock();
         map.entry(run_id.to_owned())
             .or_insert_with(|| {
                 Arc::new(Active {
@@ -452,16 +447,16 @@ impl AgentService {
 
     /// The full message of a stateless run, if it is still held.
     fn take_unstored(&self, run_id: &str) -> Option<String> {
-        self.unstored.lock().unwrap_or_else(|p| p.into_inner()).remove(run_id)
+        self.unstored.lock().remove(run_id)
     }
 
     fn lookup(&self, run_id: &str) -> Option<Arc<Active>> {
-        self.active.lock().ok()?.get(run_id).cloned()
+        self.active.lock().get(run_id).cloned()
     }
 
     fn complete(&self, run_id: &str, outcome: RunOutcome) {
         self.take_unstored(run_id);
-        let active = self.active.lock().ok().and_then(|mut m| m.remove(run_id));
+        let active = self.active.lock().remove(run_id);
         if let Some(a) = active {
             a.done.send_replace(Some(outcome));
         }
@@ -500,7 +495,7 @@ async fn submit_with(gw: &Arc<Gateway>, mut req: RunRequest, cap: Option<usize>)
         // Held before the run is queued: a lane already running for the session may claim it
         // at once.
         let full = std::mem::take(&mut req.message);
-        gw.agents.unstored.lock().unwrap_or_else(|p| p.into_inner()).insert(req.run_id.clone(), full);
+        gw.agents.unstored.lock().insert(req.run_id.clone(), full);
     } else {
         stored["message"] = Value::String(std::mem::take(&mut req.message));
     }
@@ -530,7 +525,7 @@ async fn submit_with(gw: &Arc<Gateway>, mut req: RunRequest, cap: Option<usize>)
 /// Start a lane worker for the session unless one runs; tell a running one there is work.
 pub fn kick_lane(gw: &Arc<Gateway>, session_key: &str) {
     {
-        let mut lanes = gw.agents.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lanes = gw.agents.lanes.lock();
         if let Some(pending) = lanes.get_mut(session_key) {
             *pending = true;
             return;
@@ -544,9 +539,7 @@ pub fn kick_lane(gw: &Arc<Gateway>, session_key: &str) {
 
 async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
     loop {
-        if let Ok(mut lanes) = gw.agents.lanes.lock()
-            && let Some(p) = lanes.get_mut(&session_key)
-        {
+        if let Some(p) = gw.agents.lanes.lock().get_mut(&session_key) {
             *p = false;
         }
         // A claim that fails for a storage reason is retried (backoff up to 5 s) rather than
@@ -579,7 +572,7 @@ async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
                 }
             }
         }
-        let mut lanes = gw.agents.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lanes = gw.agents.lanes.lock();
         match lanes.get(&session_key) {
             Some(true) if !gw.shutdown_token().is_cancelled() => continue,
             _ => {
@@ -594,16 +587,14 @@ async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
 /// one stops streaming and ends `aborted` with its partial text. Returns the run ids cancelled.
 pub async fn abort(gw: &Arc<Gateway>, session_key: &str, run_id: Option<&str>, reason: AbortReason) -> Vec<String> {
     let targets: Vec<(String, Arc<Active>)> = {
-        let map = gw.agents.active.lock().unwrap_or_else(|p| p.into_inner());
+        let map = gw.agents.active.lock();
         map.iter()
             .filter(|(id, a)| a.session_key == session_key && run_id.is_none_or(|r| r == id.as_str()))
             .map(|(id, a)| (id.clone(), a.clone()))
             .collect()
     };
     for (id, a) in &targets {
-        if let Ok(mut r) = a.reason.lock() {
-            r.get_or_insert(reason);
-        }
+        a.reason.lock().get_or_insert(reason);
         a.cancel.cancel();
         // A run still waiting in its lane ends now: it never starts, and its message is never
         // written to the transcript. (If the lane claimed it meanwhile, the running turn sees the
@@ -673,13 +664,9 @@ pub async fn recover(gw: &Arc<Gateway>) -> Result<(), CoreError> {
 
 /// Cancel everything (shutdown): running turns end as aborted, queued ones stay queued.
 pub fn cancel_all(gw: &Gateway) {
-    if let Ok(map) = gw.agents.active.lock() {
-        for a in map.values() {
-            if let Ok(mut r) = a.reason.lock() {
-                r.get_or_insert(AbortReason::Shutdown);
-            }
-            a.cancel.cancel();
-        }
+    for a in gw.agents.active.lock().values() {
+        a.reason.lock().get_or_insert(AbortReason::Shutdown);
+        a.cancel.cancel();
     }
 }
 

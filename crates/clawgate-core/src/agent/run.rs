@@ -125,7 +125,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
     em.agent("lifecycle", json!({"phase": "start", "startedAt": started_at}));
 
     let ending = if active.cancel.is_cancelled() {
-        let reason = active.reason.lock().ok().and_then(|r| *r).unwrap_or_default();
+        let reason = (*active.reason.lock()).unwrap_or_default();
         Ending::Aborted { text: String::new(), reason }
     } else {
         match ModelRef::parse(&model_str) {
@@ -144,7 +144,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
                 tokio::select! {
                     ending = &mut turn => ending,
                     _ = &mut deadline => {
-                        if let Ok(mut r) = active.reason.lock() { r.get_or_insert(AbortReason::Timeout); }
+                        active.reason.lock().get_or_insert(AbortReason::Timeout);
                         active.cancel.cancel();
                         turn.await
                     }
@@ -424,7 +424,7 @@ async fn context(
 
 /// Why a run was cancelled ([`AbortReason::Rpc`] when nobody said).
 fn cancel_reason(gw: &Arc<Gateway>, run_id: &str) -> AbortReason {
-    gw.agents.lookup(run_id).and_then(|a| a.reason.lock().ok().and_then(|r| *r)).unwrap_or_default()
+    gw.agents.lookup(run_id).and_then(|a| *a.reason.lock()).unwrap_or_default()
 }
 
 fn classify(e: &LlmError) -> ErrorKind {

@@ -58,7 +58,7 @@ pub(super) async fn dispatcher(gw: Arc<Gateway>) {
                 Ok(Some(job)) => {
                     worker.running.fetch_add(1, Ordering::Relaxed);
                     let (gw2, w2) = (gw.clone(), worker.clone());
-                    tokio::spawn(async move {
+                    gw.tasks().spawn("comfy", async move {
                         execute(&gw2, &w2, job).await;
                         w2.running.fetch_sub(1, Ordering::Relaxed);
                         gw2.comfy.kick.notify_one();
@@ -228,7 +228,8 @@ pub(super) async fn follow(gw: &Arc<Gateway>, worker: &Arc<Worker>, job: JobReco
                 let (store, id) = (store.clone(), job2.id.clone());
                 let gw = gw2.clone();
                 let job = job2.clone();
-                tokio::spawn(async move {
+                let tasks = gw.tasks().clone();
+                tasks.spawn("comfy", async move {
                     let _ = store.set_job_progress(&id, &progress, now_ms()).await;
                     job_event(&gw, &job, json!({"progress": progress}));
                 });
@@ -357,7 +358,7 @@ pub(super) async fn reconcile(gw: &Arc<Gateway>) {
                 tracing::info!(job = %job.id, worker = %w.cfg.name, "resuming a job that was running at the last shutdown");
                 w.running.fetch_add(1, Ordering::Relaxed);
                 let gw2 = gw.clone();
-                tokio::spawn(async move {
+                gw.tasks().spawn("comfy", async move {
                     follow(&gw2, &w, job, prompt).await;
                     w.running.fetch_sub(1, Ordering::Relaxed);
                     gw2.comfy.kick.notify_one();
@@ -370,7 +371,7 @@ pub(super) async fn reconcile(gw: &Arc<Gateway>) {
                 tracing::info!(job = %job.id, worker = %w.cfg.name, "resuming a job that was being started at the last shutdown");
                 w.running.fetch_add(1, Ordering::Relaxed);
                 let gw2 = gw.clone();
-                tokio::spawn(async move {
+                gw.tasks().spawn("comfy", async move {
                     resume_start(&gw2, &w, job).await;
                     w.running.fetch_sub(1, Ordering::Relaxed);
                     gw2.comfy.kick.notify_one();

@@ -36,8 +36,10 @@ mod webchat;
 mod worker;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+
+use parking_lot::{Mutex, RwLock};
 
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -76,12 +78,12 @@ impl std::fmt::Debug for ComfyService {
 impl ComfyService {
     /// Is ComfyUI configured (any worker)?
     pub fn enabled(&self) -> bool {
-        self.cfg.read().map(|c| c.is_some()).unwrap_or(false)
+        self.cfg.read().is_some()
     }
 
     /// The config in force.
     pub fn config(&self) -> Option<Arc<ComfyConfig>> {
-        self.cfg.read().ok().and_then(|c| c.clone())
+        self.cfg.read().clone()
     }
 
     /// The loaded templates, reloaded first when a file in the templates directory changed
@@ -89,18 +91,18 @@ impl ComfyService {
     pub fn library(&self) -> Option<Arc<TemplateLibrary>> {
         if let Some(cfg) = self.config() {
             let now = dir_fingerprint(&cfg.templates_dir);
-            let mut seen = self.templates_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = self.templates_seen.lock();
             if seen.as_ref() != Some(&now) {
-                *self.library.write().unwrap_or_else(|p| p.into_inner()) = load_templates(&cfg.templates_dir);
+                *self.library.write() = load_templates(&cfg.templates_dir);
                 *seen = Some(now);
             }
         }
-        self.library.read().ok().and_then(|l| l.clone())
+        self.library.read().clone()
     }
 
     /// The workers.
     pub fn workers(&self) -> Vec<Arc<Worker>> {
-        self.workers.read().map(|w| w.clone()).unwrap_or_default()
+        self.workers.read().clone()
     }
 }
 
@@ -117,8 +119,8 @@ pub async fn start(gw: &Arc<Gateway>) {
         }
     };
     let seen = dir_fingerprint(&cfg.templates_dir);
-    *gw.comfy.library.write().unwrap_or_else(|p| p.into_inner()) = load_templates(&cfg.templates_dir);
-    *gw.comfy.templates_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
+    *gw.comfy.library.write() = load_templates(&cfg.templates_dir);
+    *gw.comfy.templates_seen.lock() = Some(seen);
     let client_id = format!("clawgate-{}", gw.boot_id);
     let mut workers = Vec::new();
     for w in &cfg.workers {
@@ -145,14 +147,14 @@ pub async fn start(gw: &Arc<Gateway>) {
             Err(e) => tracing::error!(worker = %w.name, error = %e, "ComfyUI worker cannot be used"),
         }
     }
-    *gw.comfy.workers.write().unwrap_or_else(|p| p.into_inner()) = workers.clone();
-    *gw.comfy.cfg.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cfg));
+    *gw.comfy.workers.write() = workers.clone();
+    *gw.comfy.cfg.write() = Some(Arc::new(cfg));
     for w in &workers {
         probe(gw, w).await;
-        tokio::spawn(probe_loop(gw.clone(), w.clone()));
+        gw.tasks().spawn("comfy", probe_loop(gw.clone(), w.clone()));
     }
     reconcile(gw).await;
-    tokio::spawn(dispatcher(gw.clone()));
+    gw.tasks().spawn("comfy", dispatcher(gw.clone()));
 }
 
 /// Names, sizes and modification times of the files in a directory: when it changes, the
@@ -252,7 +254,7 @@ pub(crate) async fn adopt_prompt(
     job_event(gw, &record, json!({}));
     worker.running.fetch_add(1, Ordering::Relaxed);
     let (gw2, w2, job2, prompt) = (gw.clone(), worker.clone(), record.clone(), prompt_id.to_owned());
-    tokio::spawn(async move {
+    gw.tasks().spawn("comfy", async move {
         follow(&gw2, &w2, job2, prompt).await;
         w2.running.fetch_sub(1, Ordering::Relaxed);
         gw2.comfy.kick.notify_one();

@@ -67,7 +67,8 @@ pub(crate) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems
     // served only after: clients hear of the message once the links work.
     let gw = gw.clone();
     let job_id = job.id.clone();
-    tokio::spawn(async move {
+    let tasks = gw.tasks().clone();
+    tasks.spawn("comfy", async move {
         let shutdown = gw.shutdown_token();
         let deadline = tokio::time::Instant::now() + COMPLETION_WAIT;
         loop {

@@ -1,8 +1,10 @@
 //! The ComfyUI workers: each one's client, health and load, the probes that keep them current,
 //! and the choice of a worker for the next job.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -62,18 +64,18 @@ impl Worker {
 
     /// The extension's version from the last probe (mode `openclaw`).
     pub fn remote_version(&self) -> Option<String> {
-        self.remote.lock().unwrap_or_else(|p| p.into_inner()).version.clone()
+        self.remote.lock().version.clone()
     }
 
     /// `{name, url, mode, healthy, queueRemaining, running}`.
     pub fn summary(&self) -> Value {
-        let remote = self.remote.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let remote = self.remote.lock().clone();
         json!({
             "version": remote.version, "templates": remote.templates,
             "name": self.cfg.name, "url": self.cfg.url, "mode": self.cfg.mode, "healthy": self.healthy(),
-            "queueRemaining": *self.queue_remaining.lock().unwrap_or_else(|p| p.into_inner()),
+            "queueRemaining": *self.queue_remaining.lock(),
             "running": self.running(), "maxConcurrent": self.cfg.max_concurrent, "weight": self.cfg.weight,
-            "lastError": *self.last_error.lock().unwrap_or_else(|p| p.into_inner()),
+            "lastError": *self.last_error.lock(),
         })
     }
 
@@ -89,7 +91,7 @@ impl Worker {
             }
         }
         if let Some(e) = error {
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            *self.last_error.lock() = Some(e);
         }
     }
 }
@@ -108,7 +110,7 @@ pub(super) fn openclaw_client(url: &str, auth: &OpenClawAuth) -> Result<OpenClaw
 /// list is read when it comes (back) up, and templates clawgate has that it lacks are named.
 async fn probe_extension(gw: &Gateway, w: &Worker, oc: &OpenClawClient) -> Result<(), String> {
     let health = oc.health().await.map_err(|e| e.to_string())?;
-    let known = w.remote.lock().unwrap_or_else(|p| p.into_inner()).templates.is_some();
+    let known = w.remote.lock().templates.is_some();
     let templates = if known && w.healthy() {
         None
     } else {
@@ -120,7 +122,7 @@ async fn probe_extension(gw: &Gateway, w: &Worker, oc: &OpenClawClient) -> Resul
             }
         }
     };
-    let mut remote = w.remote.lock().unwrap_or_else(|p| p.into_inner());
+    let mut remote = w.remote.lock();
     remote.version = health.version;
     if let Some(ids) = templates {
         if let Some(lib) = gw.comfy.library() {
@@ -147,15 +149,14 @@ pub(super) async fn probe(gw: &Gateway, w: &Worker) {
         match w.client.system_stats().await {
             Ok(stats) => {
                 let version = stats.pointer("/system/comfyui_version").and_then(Value::as_str).map(str::to_owned);
-                w.remote.lock().unwrap_or_else(|p| p.into_inner()).version = version;
+                w.remote.lock().version = version;
             }
             Err(e) => return w.mark(false, Some(e.to_string())),
         }
     }
     match w.client.queue().await {
         Ok(q) => {
-            *w.queue_remaining.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((q.running.len() + q.pending.len()) as u64);
+            *w.queue_remaining.lock() = Some((q.running.len() + q.pending.len()) as u64);
             w.mark(true, None);
         }
         Err(e) => w.mark(false, Some(e.to_string())),

@@ -1,7 +1,9 @@
 //! `chat.send`, `chat.history`, `chat.abort`, `chat.inject`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::Mutex;
 
 use serde_json::{Value, json};
 
@@ -95,14 +97,14 @@ struct InFlight(String);
 
 impl InFlight {
     fn claim(run_id: &str) -> Option<Self> {
-        let mut set = COMMANDS_IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = COMMANDS_IN_FLIGHT.lock();
         set.insert(run_id.to_owned()).then(|| Self(run_id.to_owned()))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        COMMANDS_IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
+        COMMANDS_IN_FLIGHT.lock().remove(&self.0);
     }
 }
 

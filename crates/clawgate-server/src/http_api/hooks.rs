@@ -162,7 +162,7 @@ fn query_has_token(query: Option<&str>) -> bool {
 /// wrong one 429 during the lockout was an oracle that let guessing go on at full speed (issue
 /// 10, defect 8). A right token otherwise clears the bucket's failures.
 fn authorize(api: &Api, headers: &HeaderMap, ip: IpAddr, token: &str) -> Result<(), HookError> {
-    let mut limiter = api.hook_failures.lock().unwrap_or_else(|p| p.into_inner());
+    let mut limiter = api.hook_failures.lock();
     let now = Instant::now();
     if let Err(wait) = limiter.check(ip, &HOOK_FAILURES, now) {
         return Err(HookError::Throttled(wait));
