@@ -6,14 +6,13 @@
 
 mod support;
 
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use clawgate_protocol::methods::agent::*;
 use clawgate_protocol::methods::catalog::*;
 use clawgate_protocol::methods::chat::*;
 use clawgate_protocol::methods::sessions::*;
-use support::schema::{has_definition, pascal, schema_errors};
+use support::schema::{Decode, check_params, check_results, decodes, schema_errors};
 
 /// Methods whose results upstream does not define; their shapes are pinned by the snapshots
 /// (and their parts checked against the definitions upstream has, below).
@@ -328,33 +327,12 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
 
 #[test]
 fn every_typed_result_matches_its_schema_definition() {
-    for (method, example, value) in result_examples() {
-        let name = format!("{}Result", pascal(method));
-        if has_definition(&name) {
-            assert!(
-                !RESULTS_WITHOUT_DEFINITION.contains(&method),
-                "{method} has {name} upstream: take it off RESULTS_WITHOUT_DEFINITION"
-            );
-            let errors = schema_errors(&name, &value);
-            assert!(errors.is_empty(), "{example} does not match {name}: {errors:?}\n{value:#}");
-        } else {
-            assert!(RESULTS_WITHOUT_DEFINITION.contains(&method), "{method}: no {name} upstream and not listed");
-        }
-    }
+    check_results(&result_examples(), RESULTS_WITHOUT_DEFINITION);
 }
-
-fn decodes<P: DeserializeOwned>(v: &Value) -> Result<P, String> {
-    serde_json::from_value(v.clone()).map_err(|e| e.to_string())
-}
-
-/// Decode a params example into its type.
-type Decode = fn(&Value) -> Result<(), String>;
 
 /// `(method, schema-valid example, decode into the params type, closed)`.
 fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
-    fn d<P: DeserializeOwned>(v: &Value) -> Result<(), String> {
-        decodes::<P>(v).map(|_| ())
-    }
+    use support::schema::decoder as d;
     vec![
         (
             "agent",
@@ -399,23 +377,7 @@ fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
 
 #[test]
 fn every_params_type_decodes_schema_valid_params_and_refuses_what_the_closed_schema_refuses() {
-    for (method, example, decode, closed) in params_examples() {
-        let name = format!("{}Params", pascal(method));
-        if has_definition(&name) {
-            let errors = schema_errors(&name, &example);
-            assert!(errors.is_empty(), "{method}: example is not a valid {name}: {errors:?}");
-        }
-        decode(&example).unwrap_or_else(|e| panic!("{method}: {example} does not decode: {e}"));
-        let mut extra = example.clone();
-        extra["unexpected"] = json!(1);
-        if closed {
-            assert!(has_definition(&name), "{method}: closed without an upstream {name}");
-            assert!(!schema_errors(&name, &extra).is_empty(), "{method}: the schema takes {extra}");
-            assert!(decode(&extra).is_err(), "{method}: the type takes {extra}");
-        } else {
-            decode(&extra).unwrap_or_else(|e| panic!("{method}: {extra} should be ignored: {e}"));
-        }
-    }
+    check_params(&params_examples());
 }
 
 #[test]

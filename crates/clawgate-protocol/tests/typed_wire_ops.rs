@@ -11,7 +11,6 @@
 
 mod support;
 
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use clawgate_protocol::methods::approvals::*;
@@ -19,7 +18,7 @@ use clawgate_protocol::methods::channels::*;
 use clawgate_protocol::methods::comfy::*;
 use clawgate_protocol::methods::config::*;
 use clawgate_protocol::methods::cron::*;
-use support::schema::{has_definition, pascal, schema_errors};
+use support::schema::{Decode, check_results, decodes, has_definition, pascal, schema_errors};
 
 /// Methods whose results upstream does not define (as `<Method>Result`); their shapes are
 /// pinned by the snapshots, and by the definitions they embed where upstream has those.
@@ -484,19 +483,7 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
 
 #[test]
 fn every_typed_result_matches_its_schema_definition() {
-    for (method, example, value) in result_examples() {
-        let name = format!("{}Result", pascal(method));
-        if has_definition(&name) {
-            assert!(
-                !RESULTS_WITHOUT_DEFINITION.contains(&method),
-                "{method} has {name} upstream: take it off RESULTS_WITHOUT_DEFINITION"
-            );
-            let errors = schema_errors(&name, &value);
-            assert!(errors.is_empty(), "{example} does not match {name}: {errors:?}\n{value:#}");
-        } else {
-            assert!(RESULTS_WITHOUT_DEFINITION.contains(&method), "{method}: no {name} upstream and not listed");
-        }
-    }
+    check_results(&result_examples(), RESULTS_WITHOUT_DEFINITION);
 }
 
 #[test]
@@ -549,17 +536,9 @@ fn optional_facts_keep_their_null_or_absent_wire_form() {
     );
 }
 
-fn decodes<P: DeserializeOwned>(v: &Value) -> Result<P, String> {
-    serde_json::from_value(v.clone()).map_err(|e| e.to_string())
-}
-
-type Decode = fn(&Value) -> Result<(), String>;
-
 /// `(method, schema-valid example, decode into the params type)` for every typed params type.
 fn params_examples() -> Vec<(&'static str, Value, Decode)> {
-    fn d<P: DeserializeOwned>(v: &Value) -> Result<(), String> {
-        decodes::<P>(v).map(|_| ())
-    }
+    use support::schema::decoder as d;
     vec![
         ("config.get", json!({}), d::<ConfigGetParams>),
         ("config.schema", json!({}), d::<ConfigSchemaParams>),

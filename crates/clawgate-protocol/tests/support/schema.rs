@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 
 use jsonschema::{Draft, Registry, Validator};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 const SCHEMA_JSON: &str =
@@ -64,4 +65,59 @@ pub fn pascal(method: &str) -> String {
             chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
         })
         .collect()
+}
+
+/// Decode `v` as a `P`, with serde's message on failure.
+pub fn decodes<P: DeserializeOwned>(v: &Value) -> Result<P, String> {
+    serde_json::from_value(v.clone()).map_err(|e| e.to_string())
+}
+
+/// Decode a params example into its type (the value is dropped).
+pub type Decode = fn(&Value) -> Result<(), String>;
+
+/// A [`Decode`] for `P`.
+pub fn decoder<P: DeserializeOwned>(v: &Value) -> Result<(), String> {
+    decodes::<P>(v).map(|_| ())
+}
+
+/// Every `(method, example name, serialised result)` matches upstream's `<Method>Result` when it
+/// has one; a method without one must be listed in `without_definition` (so adding a type for a
+/// method upstream defines cannot skip the check), and a listed one must not have one.
+pub fn check_results(examples: &[(&str, &str, Value)], without_definition: &[&str]) {
+    for (method, example, value) in examples {
+        let name = format!("{}Result", pascal(method));
+        if has_definition(&name) {
+            assert!(
+                !without_definition.contains(method),
+                "{method} has {name} upstream: take it off RESULTS_WITHOUT_DEFINITION"
+            );
+            let errors = schema_errors(&name, value);
+            assert!(errors.is_empty(), "{example} does not match {name}: {errors:?}\n{value:#}");
+        } else {
+            assert!(without_definition.contains(method), "{method}: no {name} upstream and not listed");
+        }
+    }
+}
+
+/// Every `(method, schema-valid example, decode, closed)`: the example is valid against
+/// upstream's `<Method>Params` when there is one and decodes; with an extra field it is refused
+/// by both the schema and the type when `closed`, and still decodes otherwise.
+pub fn check_params(examples: &[(&str, Value, Decode, bool)]) {
+    for (method, example, decode, closed) in examples {
+        let name = format!("{}Params", pascal(method));
+        if has_definition(&name) {
+            let errors = schema_errors(&name, example);
+            assert!(errors.is_empty(), "{method}: example is not a valid {name}: {errors:?}");
+        }
+        decode(example).unwrap_or_else(|e| panic!("{method}: {example} does not decode: {e}"));
+        let mut extra = example.clone();
+        extra["unexpected"] = json!(1);
+        if *closed {
+            assert!(has_definition(&name), "{method}: closed without an upstream {name}");
+            assert!(!schema_errors(&name, &extra).is_empty(), "{method}: the schema takes {extra}");
+            assert!(decode(&extra).is_err(), "{method}: the type takes {extra}");
+        } else {
+            decode(&extra).unwrap_or_else(|e| panic!("{method}: {extra} should be ignored: {e}"));
+        }
+    }
 }
