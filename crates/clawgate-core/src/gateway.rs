@@ -10,11 +10,10 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use clawgate_protocol::connect::ConnectParams;
-use clawgate_protocol::events::pairing::PairDecision;
 use clawgate_protocol::frames::StateVersion;
 use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
 use clawgate_protocol::{events, methods, scopes};
-use clawgate_store::{ChannelStore, IdempotencyStore, PairingRequest, SessionQuery, SessionStore, SqliteStore};
+use clawgate_store::{ChannelStore, IdempotencyStore, SessionQuery, SessionStore, SqliteStore};
 
 use crate::auth::FailedAuthLimiter;
 use crate::broadcast::{Broadcaster, ClientHandle};
@@ -65,8 +64,6 @@ pub struct Gateway {
     pub password_gate: crate::auth::PasswordGate,
     /// Device pairing requests and decisions.
     pub pairing: PairingService,
-    /// The same lock as [`PairingService::lock`] (for callers not yet moved to the service).
-    pub pairing_lock: Arc<tokio::sync::Mutex<()>>,
     /// The config file and its edits.
     pub config: ConfigService,
     /// Agents, providers and runs.
@@ -128,7 +125,6 @@ impl Gateway {
             limiter: Mutex::new(FailedAuthLimiter::default()),
             webhook_failures: Mutex::new(FailedAuthLimiter::default()),
             password_gate: crate::auth::PasswordGate::default(),
-            pairing_lock: pairing.lock().clone(),
             pairing,
             config,
             agents,
@@ -322,17 +318,6 @@ impl Gateway {
     /// Forwards to [`Events::session_changed`].
     pub fn broadcast_session_changed(&self, session_key: &str, reason: &str) {
         self.events.session_changed(session_key, reason);
-    }
-
-    /// Forwards to [`Events::pair_requested`].
-    pub fn announce_pair_request(&self, r: &PairingRequest, silent: bool) {
-        self.events.pair_requested(r, silent);
-    }
-
-    /// Forwards to [`Events::pair_resolved`] (`decision`: `"approved"` or `"rejected"`).
-    pub fn announce_pair_resolved(&self, request_id: &str, device_id: &str, decision: &str) {
-        let decision = if decision == "rejected" { PairDecision::Rejected } else { PairDecision::Approved };
-        self.events.pair_resolved(request_id, device_id, decision);
     }
 
     /// Run the periodic duties until shutdown: `tick`, health refresh + broadcast, pruning.

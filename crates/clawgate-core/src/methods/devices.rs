@@ -5,8 +5,7 @@ use std::sync::Arc;
 use clawgate_protocol::close;
 use clawgate_protocol::methods::devices::*;
 use clawgate_store::{
-    DeviceStore, DeviceTokenStore, PairedDevice, PairingDecision, PairingRequest, PairingStatus, PairingStore,
-    StoreError,
+    DeviceStore, DeviceTokenStore, PairedDevice, PairingRequest, PairingStatus, PairingStore, StoreError,
 };
 
 use crate::broadcast::AuthKind;
@@ -106,19 +105,15 @@ pub async fn device_pair_approve(
     ctx: &CallContext,
     p: DevicePairApproveParams,
 ) -> Result<DevicePairApproveResult, CoreError> {
-    let _pairing = gw.pairing_lock.lock().await;
+    let _pairing = gw.pairing.lock().lock().await;
     let request = gw
         .store
         .get_request(&p.request_id)
         .await?
         .ok_or_else(|| CoreError::NotFound(format!("unknown pairing request: {}", p.request_id)))?;
     grantable_by(ctx, &request.scopes)?;
-    let device = gw
-        .store
-        .approve_request(&p.request_id, &resolved_by(ctx), now_ms())
-        .await
-        .map_err(not_found_request(&p.request_id))?;
-    gw.announce_pair_resolved(&p.request_id, &device.device_id, "approved");
+    let device =
+        gw.pairing.approve(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
     tracing::info!(request = %p.request_id, device = %device.device_id, "pairing request approved");
     Ok(DevicePairApproveResult {
         request_id: p.request_id,
@@ -134,12 +129,7 @@ pub async fn device_pair_reject(
     ctx: &CallContext,
     p: DevicePairRejectParams,
 ) -> Result<DevicePairRejectResult, CoreError> {
-    let r = gw
-        .store
-        .resolve_request(&p.request_id, PairingDecision::Reject, &resolved_by(ctx), now_ms())
-        .await
-        .map_err(not_found_request(&p.request_id))?;
-    gw.announce_pair_resolved(&p.request_id, &r.device_id, "rejected");
+    let r = gw.pairing.reject(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
     tracing::info!(request = %p.request_id, device = %r.device_id, "pairing request rejected");
     Ok(DevicePairRejectResult { request_id: p.request_id, device_id: r.device_id, decision: PairDecision::Rejected })
 }
