@@ -153,3 +153,22 @@ async fn the_store_is_the_in_memory_one() {
     h.ok("chat.inject", json!({"sessionKey": "agent:main:x", "message": "m"})).await;
     assert!(!Path::new(&h.gw.settings().state_dir.join("clawgate.db")).exists());
 }
+
+#[tokio::test]
+async fn waiting_on_a_run_queued_before_a_restart_sleeps_on_it_instead_of_answering_queued() {
+    use clawgate_store::{RunKind, RunStore};
+    let h = Harness::new("{}").await;
+    // Queued as a restart leaves it: stored, but no lane has claimed it in this process.
+    h.gw.store
+        .enqueue("old-run", "agent:main:later", RunKind::Agent, &json!({"message": "hi"}), 1)
+        .await
+        .expect("enqueue");
+    let outcome = clawgate_core::agent::wait(&h.gw, "old-run", std::time::Duration::from_millis(50))
+        .await
+        .expect("wait")
+        .expect("the run exists");
+    // `Running` is what a wait that ran out answers; `Queued` came back at once before, and a
+    // caller waiting in a loop (cron) spun on the store.
+    assert!(matches!(outcome, clawgate_core::agent::RunOutcome::Running), "{outcome:?}");
+    assert_eq!(h.gw.agents.active_runs("agent:main:later"), ["old-run"]);
+}

@@ -624,7 +624,27 @@ pub async fn abort(gw: &Arc<Gateway>, session_key: &str, run_id: Option<&str>, r
 
 /// Wait until a run ends or `timeout` passes. `None`: unknown run.
 pub async fn wait(gw: &Arc<Gateway>, run_id: &str, timeout: Duration) -> Result<Option<RunOutcome>, CoreError> {
-    if let Some(active) = gw.agents.lookup(run_id) {
+    let active = match gw.agents.lookup(run_id) {
+        Some(active) => Some(active),
+        None => match gw.store.get_run(run_id).await? {
+            // A run queued before a restart is registered only once its lane claims it. Without
+            // a registration this wait answered "queued" at once, and a caller waiting in a loop
+            // (a cron turn behind another run of its session) spun on the store. Register it and
+            // sleep on its outcome like any other run.
+            Some(r) if !r.status.is_terminal() => {
+                let active = gw.agents.register(run_id, &r.session_key);
+                // It may have ended between the read and the registration: then nobody will
+                // complete this registration, so drop it and answer from the store.
+                if let Some(done) = gw.store.get_run(run_id).await?.filter(|r| r.status.is_terminal()) {
+                    gw.agents.active.lock().remove(run_id);
+                    return Ok(Some(RunOutcome::from_record(&done)));
+                }
+                Some(active)
+            }
+            other => return Ok(other.map(|r| RunOutcome::from_record(&r))),
+        },
+    };
+    if let Some(active) = active {
         let mut rx = active.done.subscribe();
         let waited = tokio::time::timeout(timeout, async {
             loop {
