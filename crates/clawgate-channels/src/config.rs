@@ -374,4 +374,27 @@ mod tests {
         let e = accounts_from_value(&root, Path::new("/")).unwrap_err();
         assert_eq!(e.path, "channels.telegram.botToken");
     }
+    #[test]
+    fn accounts_inherit_typed_settings_and_secrets_are_placed_where_written() {
+        let root = json!({"channels": {"telegram": {
+            "botToken": "1:a", "webhookUrl": "https://x/h", "webhookSecret": "s1", "rateLimit": {"perChatPerMinute": 5},
+            "groups": {"-1": {"requireMention": false, "topics": {"7": {"enabled": false}}}}, "streaming": "off",
+            "accounts": {"work": {"webhookSecret": {"env": "CLAWGATE_TEST_SURELY_UNSET_VAR"}}, "home": {"agent": "coder", "apiRoot": ""}}
+        }}});
+        let e = accounts_from_value(&root, Path::new("/")).unwrap_err();
+        assert_eq!(e.path, "channels.telegram.accounts.work.webhookSecret");
+        let mut root = root;
+        root["channels"]["telegram"]["accounts"]["work"]["webhookSecret"] = json!("s2");
+        let accts = accounts_from_value(&root, Path::new("/")).unwrap();
+        let home = accts.iter().find(|a| a.key.account == "home").unwrap();
+        assert_eq!(home.token.as_deref(), Some("1:a"));
+        assert_eq!(home.settings.agent.as_deref(), Some("coder"));
+        assert_eq!(home.settings.api_root, None, "an empty string is unset");
+        assert_eq!(home.settings.webhook_secret.as_deref(), Some("s1"));
+        assert_eq!(home.settings.extra["streaming"], "off");
+        assert_eq!(home.rate_limits, RateLimits { per_sender_per_minute: 20, per_chat_per_minute: 5 });
+        assert!(!home.groups["-1"].channels["7"].enabled);
+        let work = accts.iter().find(|a| a.key.account == "work").unwrap();
+        assert_eq!(work.settings.webhook_secret.as_deref(), Some("s2"));
+    }
 }
