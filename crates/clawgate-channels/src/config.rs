@@ -17,35 +17,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use clawgate_config::{ChannelAccount, ChannelSection, ChannelsSection, Config, ConfigError, GroupSection, Secret};
 use serde_json::{Map, Value};
 
 use crate::model::AccountKey;
 
-/// Who may talk to the bot in direct messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DmPolicy {
-    /// Unknown senders get a pairing code; the owner approves it (`clawgate pairing approve`).
-    #[default]
-    Pairing,
-    /// Only `allowFrom` (and approved pairings).
-    Allowlist,
-    /// Anyone.
-    Open,
-    /// No direct messages at all.
-    Disabled,
-}
-
-/// Which groups the bot answers in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GroupPolicy {
-    /// Any group the bot is in.
-    Open,
-    /// Only groups listed in `groups` (a `"*"` entry lists all).
-    #[default]
-    Allowlist,
-    /// Never in groups.
-    Disabled,
-}
+pub use clawgate_config::{DmPolicy, GroupPolicy};
 
 /// Rules for one group (Telegram chat id) or guild (Discord), and its channels.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -75,6 +52,51 @@ impl Default for RateLimits {
     }
 }
 
+/// The platform settings of one account, merged and resolved. Empty strings count as unset.
+#[derive(Clone, Default, PartialEq)]
+pub struct AccountSettings {
+    /// The agent that answers; `None`: the default agent.
+    pub agent: Option<String>,
+    /// The platform API root.
+    pub api_root: Option<String>,
+    /// Telegram: the public webhook URL (webhook mode when set).
+    pub webhook_url: Option<String>,
+    /// Telegram: the webhook secret, resolved. Never logged.
+    pub webhook_secret: Option<String>,
+    /// Telegram: the local webhook path.
+    pub webhook_path: Option<String>,
+    /// Telegram: long-poll timeout in seconds.
+    pub poll_timeout_seconds: Option<u64>,
+    /// Discord: the gateway WebSocket URL.
+    pub gateway_url: Option<String>,
+    /// OpenClaw keys clawgate does not use, merged like the rest.
+    pub extra: Map<String, Value>,
+}
+
+impl AccountSettings {
+    /// The settings as written, for showing them redacted.
+    fn shown(&self) -> Map<String, Value> {
+        let mut out = self.extra.clone();
+        let strings = [
+            ("agent", &self.agent),
+            ("apiRoot", &self.api_root),
+            ("webhookUrl", &self.webhook_url),
+            ("webhookSecret", &self.webhook_secret),
+            ("webhookPath", &self.webhook_path),
+            ("gatewayUrl", &self.gateway_url),
+        ];
+        for (key, value) in strings {
+            if let Some(value) = value {
+                out.insert(key.to_owned(), Value::String(value.clone()));
+            }
+        }
+        if let Some(n) = self.poll_timeout_seconds {
+            out.insert("pollTimeoutSeconds".to_owned(), n.into());
+        }
+        out
+    }
+}
+
 /// One account of one platform, resolved (secrets read, account overrides merged). `Debug`
 /// hides the token and shows the settings redacted (`webhookSecret`, URL passwords).
 #[derive(Clone)]
@@ -99,8 +121,8 @@ pub struct AccountConfig {
     pub require_mention: bool,
     /// Inbound limits.
     pub rate_limits: RateLimits,
-    /// The merged raw settings, for platform keys (`apiRoot`, `gatewayUrl`, `webhookUrl`, …).
-    pub settings: Map<String, Value>,
+    /// The platform settings (`apiRoot`, `gatewayUrl`, `webhookUrl`, …).
+    pub settings: AccountSettings,
 }
 
 impl std::fmt::Debug for AccountConfig {
@@ -117,25 +139,8 @@ impl std::fmt::Debug for AccountConfig {
             .field("groups", &self.groups)
             .field("require_mention", &self.require_mention)
             .field("rate_limits", &self.rate_limits)
-            .field("settings", &clawgate_config::redacted_section(&section, &self.settings))
+            .field("settings", &clawgate_config::redacted_section(&section, &self.settings.shown()))
             .finish()
-    }
-}
-
-impl AccountConfig {
-    /// A string setting of the merged account config.
-    pub fn setting_str(&self, key: &str) -> Option<&str> {
-        self.settings.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
-    }
-
-    /// A numeric setting.
-    pub fn setting_u64(&self, key: &str) -> Option<u64> {
-        self.settings.get(key).and_then(Value::as_u64)
-    }
-
-    /// A boolean setting.
-    pub fn setting_bool(&self, key: &str) -> Option<bool> {
-        self.settings.get(key).and_then(Value::as_bool)
     }
 }
 
@@ -143,7 +148,7 @@ impl AccountConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct ChannelConfigError {
-    /// `channels.telegram.accounts.work.dmPolicy`.
+    /// `channels.telegram.accounts.work.botToken`.
     pub path: String,
     /// What is wrong and what to write instead.
     pub message: String,
@@ -156,197 +161,156 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ChannelConfigErro
 /// Platforms this build knows, in the order they are started.
 pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat"];
 
-/// Keys that are about accounts rather than settings.
-const ACCOUNT_KEYS: &[&str] = &["accounts", "defaultAccount"];
-
-/// Read every configured account of every platform under `channels` (the whole config root is
-/// passed). Secrets (`botToken`, `token`, `webhookSecret` given as `{env}`/`{file}`) are
-/// resolved against `base_dir`. Unknown platforms are an error naming the ones known.
-pub fn accounts_from_config(root: &Value, base_dir: &Path) -> Result<Vec<AccountConfig>, ChannelConfigError> {
-    let Some(channels) = root.get("channels") else { return Ok(Vec::new()) };
-    let Some(channels) = channels.as_object() else {
-        return Err(err("channels", "must be an object like { telegram: { botToken: … } }"));
-    };
+/// Every configured account of every platform, from the decoded `channels` section (the
+/// decoder has already placed every wrong key and value at its file:line). What is left to
+/// refuse here needs more than the text: a channel this build has no adapter for, and secrets
+/// (`botToken`, `token`, `webhookSecret` as `{env}`/`{file}`) that do not resolve against
+/// `base_dir`.
+pub fn accounts_from_config(
+    channels: &ChannelsSection,
+    base_dir: &Path,
+) -> Result<Vec<AccountConfig>, ChannelConfigError> {
+    if let Some(name) = channels.extra.keys().find(|name| *name != "defaults") {
+        return Err(err(
+            format!("channels.{name}"),
+            format!("unknown channel; known channels are {}", KNOWN_CHANNELS.join(", ")),
+        ));
+    }
     let mut out = Vec::new();
-    for (name, section) in channels {
-        let path = format!("channels.{name}");
-        if name == "defaults" {
-            continue;
-        }
-        if !KNOWN_CHANNELS.contains(&name.as_str()) {
-            return Err(err(path, format!("unknown channel; known channels are {}", KNOWN_CHANNELS.join(", "))));
-        }
-        let Some(section) = section.as_object() else {
-            return Err(err(path, "must be an object"));
-        };
-        let base: Map<String, Value> = section
-            .iter()
-            .filter(|(k, _)| !ACCOUNT_KEYS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        match section.get("accounts") {
-            None | Some(Value::Null) => out.push(account(name, "default", &base, &path, base_dir)?),
-            Some(Value::Object(accounts)) => {
-                let has_base_token = base.contains_key("botToken") || base.contains_key("token");
-                if has_base_token && !accounts.contains_key("default") {
-                    out.push(account(name, "default", &base, &path, base_dir)?);
-                }
-                for (id, over) in accounts {
-                    let apath = format!("{path}.accounts.{id}");
-                    let Some(over) = over.as_object() else { return Err(err(apath, "must be an object")) };
-                    let mut merged = base.clone();
-                    for (k, v) in over {
-                        merged.insert(k.clone(), v.clone());
-                    }
-                    out.push(account(name, id, &merged, &apath, base_dir)?);
-                }
-            }
-            Some(_) => return Err(err(format!("{path}.accounts"), "must be an object of account id → settings")),
+    for (name, section) in channels.known() {
+        if let Some(section) = section {
+            channel_accounts(name, section, base_dir, &mut out)?;
         }
     }
     Ok(out)
 }
 
+/// [`accounts_from_config`] for a whole config given as JSON (tests, tools): decoded first,
+/// the first problem returned with its key path.
+pub fn accounts_from_value(root: &Value, base_dir: &Path) -> Result<Vec<AccountConfig>, ChannelConfigError> {
+    let config = Config::from_value(root).map_err(|e| match e {
+        ConfigError::Invalid { issues } if !issues.is_empty() => {
+            let first = &issues[0];
+            err(first.key.clone(), first.message.clone())
+        }
+        other => err("channels", other.to_string()),
+    })?;
+    accounts_from_config(&config.channels, base_dir)
+}
+
+fn channel_accounts(
+    name: &str,
+    section: &ChannelSection,
+    base_dir: &Path,
+    out: &mut Vec<AccountConfig>,
+) -> Result<(), ChannelConfigError> {
+    let path = format!("channels.{name}");
+    let base = &section.base;
+    let Some(accounts) = &section.accounts else {
+        out.push(account(name, "default", base, None, &path, base_dir)?);
+        return Ok(());
+    };
+    let has_base_token = base.bot_token.is_some() || base.token.is_some();
+    if has_base_token && !accounts.contains_key("default") {
+        out.push(account(name, "default", base, None, &path, base_dir)?);
+    }
+    for (id, over) in accounts {
+        out.push(account(name, id, base, Some(over), &path, base_dir)?);
+    }
+    Ok(())
+}
+
+/// One account: `over` (an `accounts.<id>` entry) over the channel's top-level `base`.
 fn account(
     channel: &str,
     id: &str,
-    s: &Map<String, Value>,
+    base: &ChannelAccount,
+    over: Option<&ChannelAccount>,
     path: &str,
     base_dir: &Path,
 ) -> Result<AccountConfig, ChannelConfigError> {
-    let enabled = match s.get("enabled") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(err(format!("{path}.enabled"), "must be true or false")),
+    let account_path = over.map(|_| format!("{path}.accounts.{id}"));
+    // A value set in the account wins; the path names where it is written.
+    let pick = |get: fn(&ChannelAccount) -> bool| match over {
+        Some(o) if get(o) => (o, account_path.as_deref().unwrap_or(path)),
+        _ => (base, path),
     };
-    let token_key = if s.contains_key("botToken") { "botToken" } else { "token" };
-    let token = match s.get(token_key) {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(secret(v, &format!("{path}.{token_key}"), base_dir)?),
+    let merged = |get: fn(&ChannelAccount) -> bool| pick(get).0;
+    // `botToken` (Telegram's name) wins over `token` wherever either is written.
+    let (token, token_at, token_key) = if over.is_some_and(|o| o.bot_token.is_some()) || base.bot_token.is_some() {
+        let (a, at) = pick(|a| a.bot_token.is_some());
+        (a.bot_token.as_ref(), at, "botToken")
+    } else {
+        let (a, at) = pick(|a| a.token.is_some());
+        (a.token.as_ref(), at, "token")
     };
-    let mut settings = s.clone();
-    if let Some(v) = s.get("webhookSecret").filter(|v| !v.is_null()) {
-        let resolved = secret(v, &format!("{path}.webhookSecret"), base_dir)?;
-        settings.insert("webhookSecret".into(), Value::String(resolved));
-    }
-    settings.remove("botToken");
-    settings.remove("token");
-    let dm_policy = match s.get("dmPolicy").and_then(Value::as_str) {
-        None => DmPolicy::default(),
-        Some("pairing") => DmPolicy::Pairing,
-        Some("allowlist") => DmPolicy::Allowlist,
-        Some("open") => DmPolicy::Open,
-        Some("disabled") => DmPolicy::Disabled,
-        Some(other) => {
-            return Err(err(
-                format!("{path}.dmPolicy"),
-                format!("\"{other}\" is not a DM policy; use \"pairing\", \"allowlist\", \"open\" or \"disabled\""),
-            ));
-        }
+    let token = token.map(|s| resolve(s, &format!("{token_at}.{token_key}"), base_dir)).transpose()?;
+    let (secret_owner, secret_at) = pick(|a| a.webhook_secret.is_some());
+    let webhook_secret = secret_owner
+        .webhook_secret
+        .as_ref()
+        .map(|s| resolve(s, &format!("{secret_at}.webhookSecret"), base_dir))
+        .transpose()?;
+
+    let text = |get: fn(&ChannelAccount) -> &Option<String>| {
+        over.and_then(|o| get(o).as_ref()).or(get(base).as_ref()).filter(|s| !s.is_empty()).cloned()
     };
-    let group_policy = match s.get("groupPolicy").and_then(Value::as_str) {
-        None => GroupPolicy::default(),
-        Some("open") => GroupPolicy::Open,
-        Some("allowlist") => GroupPolicy::Allowlist,
-        Some("disabled") => GroupPolicy::Disabled,
-        Some(other) => {
-            return Err(err(
-                format!("{path}.groupPolicy"),
-                format!("\"{other}\" is not a group policy; use \"open\", \"allowlist\" or \"disabled\""),
-            ));
-        }
-    };
-    let allow_from = id_list(s.get("allowFrom"), &format!("{path}.allowFrom"))?;
-    let group_allow_from = id_list(s.get("groupAllowFrom"), &format!("{path}.groupAllowFrom"))?;
-    let groups_key = if channel == "discord" { "guilds" } else { "groups" };
-    let groups = match s.get(groups_key) {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(m)) => {
-            let mut g = BTreeMap::new();
-            for (gid, rule) in m {
-                g.insert(gid.clone(), group_rule(rule, &format!("{path}.{groups_key}.{gid}"))?);
-            }
-            g
-        }
-        Some(_) => return Err(err(format!("{path}.{groups_key}"), "must be an object of id → rules")),
-    };
-    let require_mention = match s.get("requireMention") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(err(format!("{path}.requireMention"), "must be true or false")),
-    };
+    let groups: fn(&ChannelAccount) -> &Option<BTreeMap<String, GroupSection>> =
+        if channel == "discord" { |a| &a.guilds } else { |a| &a.groups };
+    let groups = over.and_then(|o| groups(o).as_ref()).or(groups(base).as_ref());
     let mut rate_limits = RateLimits::default();
-    if let Some(r) = s.get("rateLimit").and_then(Value::as_object) {
-        if let Some(n) = r.get("perSenderPerMinute").and_then(Value::as_u64) {
-            rate_limits.per_sender_per_minute = n.min(u32::MAX as u64) as u32;
+    if let Some(r) = &merged(|a| a.rate_limit.is_some()).rate_limit {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        if let Some(n) = r.per_sender_per_minute {
+            rate_limits.per_sender_per_minute = clamp(n);
         }
-        if let Some(n) = r.get("perChatPerMinute").and_then(Value::as_u64) {
-            rate_limits.per_chat_per_minute = n.min(u32::MAX as u64) as u32;
+        if let Some(n) = r.per_chat_per_minute {
+            rate_limits.per_chat_per_minute = clamp(n);
         }
+    }
+    let mut extra = base.extra.clone();
+    if let Some(o) = over {
+        extra.extend(o.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     Ok(AccountConfig {
         key: AccountKey::new(channel, id),
-        enabled,
+        enabled: merged(|a| a.enabled.is_some()).enabled.unwrap_or(true),
         token,
-        dm_policy,
-        allow_from,
-        group_policy,
-        group_allow_from,
-        groups,
-        require_mention,
+        dm_policy: merged(|a| a.dm_policy.is_some()).dm_policy.unwrap_or_default(),
+        allow_from: merged(|a| a.allow_from.is_some()).allow_from.clone().unwrap_or_default(),
+        group_policy: merged(|a| a.group_policy.is_some()).group_policy.unwrap_or_default(),
+        group_allow_from: merged(|a| a.group_allow_from.is_some()).group_allow_from.clone().unwrap_or_default(),
+        groups: groups.map(|g| g.iter().map(|(id, rule)| (id.clone(), group_rule(rule))).collect()).unwrap_or_default(),
+        require_mention: merged(|a| a.require_mention.is_some()).require_mention.unwrap_or(true),
         rate_limits,
-        settings,
+        settings: AccountSettings {
+            agent: text(|a| &a.agent),
+            api_root: text(|a| &a.api_root),
+            webhook_url: text(|a| &a.webhook_url),
+            webhook_secret: webhook_secret.filter(|s| !s.is_empty()),
+            webhook_path: text(|a| &a.webhook_path),
+            poll_timeout_seconds: merged(|a| a.poll_timeout_seconds.is_some()).poll_timeout_seconds,
+            gateway_url: text(|a| &a.gateway_url),
+            extra,
+        },
     })
 }
 
-fn group_rule(v: &Value, path: &str) -> Result<GroupRule, ChannelConfigError> {
-    let Some(o) = v.as_object() else {
-        return Err(err(path, "must be an object like { requireMention: true }"));
-    };
-    let enabled = o.get("enabled").or_else(|| o.get("allow")).and_then(Value::as_bool).unwrap_or(true);
-    let require_mention = o.get("requireMention").and_then(Value::as_bool);
-    let allow_from = match o.get("allowFrom").or_else(|| o.get("users")) {
-        None | Some(Value::Null) => None,
-        Some(list) => Some(id_list(Some(list), &format!("{path}.allowFrom"))?),
-    };
+fn group_rule(g: &GroupSection) -> GroupRule {
     let mut channels = BTreeMap::new();
-    for key in ["channels", "topics"] {
-        if let Some(m) = o.get(key).and_then(Value::as_object) {
-            for (cid, rule) in m {
-                channels.insert(cid.clone(), group_rule(rule, &format!("{path}.{key}.{cid}"))?);
-            }
-        }
+    for rules in [&g.channels, &g.topics].into_iter().flatten() {
+        channels.extend(rules.iter().map(|(id, rule)| (id.clone(), group_rule(rule))));
     }
-    Ok(GroupRule { enabled, require_mention, allow_from, channels })
-}
-
-fn id_list(v: Option<&Value>, path: &str) -> Result<Vec<String>, ChannelConfigError> {
-    match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) => Ok(s.trim().to_owned()),
-                Value::Number(n) => Ok(n.to_string()),
-                _ => Err(err(path, "entries must be user ids (strings or numbers), @usernames or \"*\"")),
-            })
-            .collect(),
-        Some(_) => Err(err(path, "must be a list like [\"123456789\", \"@alice\"]")),
+    GroupRule {
+        enabled: g.enabled.or(g.allow).unwrap_or(true),
+        require_mention: g.require_mention,
+        allow_from: g.allow_from.clone().or_else(|| g.users.clone()),
+        channels,
     }
 }
 
-fn secret(v: &Value, path: &str, base_dir: &Path) -> Result<String, ChannelConfigError> {
-    let s = match v {
-        Value::String(s) if s.is_empty() => return Err(err(path, "is empty; set the token or remove the key")),
-        Value::String(s) => return Ok(s.clone()),
-        Value::Object(o) => match (o.get("env").and_then(Value::as_str), o.get("file").and_then(Value::as_str)) {
-            (Some(env), None) => clawgate_config::Secret::Env { env: env.to_owned() },
-            (None, Some(file)) => clawgate_config::Secret::File { file: file.into() },
-            _ => return Err(err(path, "expected a string, {env: \"NAME\"} or {file: \"path\"}")),
-        },
-        _ => return Err(err(path, "expected a string, {env: \"NAME\"} or {file: \"path\"}")),
-    };
-    s.resolve(base_dir).map_err(|e| err(path, e.to_string()))
+fn resolve(secret: &Secret, path: &str, base_dir: &Path) -> Result<String, ChannelConfigError> {
+    secret.resolve(base_dir).map_err(|e| err(path, e.to_string()))
 }
 
 #[cfg(test)]
@@ -357,12 +321,12 @@ mod tests {
     fn debug_never_shows_the_token_or_the_webhook_secret() {
         let root = serde_json::json!({"channels": {"telegram": {"botToken": "123:tok_canary", "webhookSecret": "ws_canary",
             "apiRoot": "http://u:pw_canary@127.0.0.1:1"}}});
-        let accounts = accounts_from_config(&root, Path::new("/")).unwrap();
+        let accounts = accounts_from_value(&root, Path::new("/")).unwrap();
         let debug = format!("{accounts:?}");
         for canary in ["tok_canary", "ws_canary", "pw_canary"] {
             assert!(!debug.contains(canary), "{canary} in {debug}");
         }
-        assert_eq!(accounts[0].setting_str("webhookSecret"), Some("ws_canary"));
+        assert_eq!(accounts[0].settings.webhook_secret.as_deref(), Some("ws_canary"));
     }
     use serde_json::json;
 
@@ -373,7 +337,7 @@ mod tests {
             "apiRoot": "http://127.0.0.1:1",
             "accounts": {"work": {"botToken": "456:def", "dmPolicy": "open"}}
         }}});
-        let accts = accounts_from_config(&root, Path::new("/")).unwrap();
+        let accts = accounts_from_value(&root, Path::new("/")).unwrap();
         assert_eq!(accts.len(), 2);
         let d = accts.iter().find(|a| a.key.account == "default").unwrap();
         assert_eq!(d.token.as_deref(), Some("123:abc"));
@@ -382,15 +346,15 @@ mod tests {
         let w = accts.iter().find(|a| a.key.account == "work").unwrap();
         assert_eq!(w.token.as_deref(), Some("456:def"));
         assert_eq!(w.dm_policy, DmPolicy::Open);
-        assert_eq!(w.setting_str("apiRoot"), Some("http://127.0.0.1:1"));
-        assert!(w.settings.get("botToken").is_none(), "tokens are not kept in settings");
+        assert_eq!(w.settings.api_root.as_deref(), Some("http://127.0.0.1:1"));
+        assert!(w.settings.extra.is_empty(), "tokens are not kept in settings");
     }
 
     #[test]
     fn discord_guilds_are_groups() {
         let root = json!({"channels": {"discord": {"token": "t", "guilds": {"g1": {
             "requireMention": false, "users": ["u1"], "channels": {"c1": {"allow": false}}}}}}});
-        let a = &accounts_from_config(&root, Path::new("/")).unwrap()[0];
+        let a = &accounts_from_value(&root, Path::new("/")).unwrap()[0];
         let g = &a.groups["g1"];
         assert_eq!(g.require_mention, Some(false));
         assert_eq!(g.allow_from.as_deref(), Some(&["u1".to_owned()][..]));
@@ -400,14 +364,37 @@ mod tests {
     #[test]
     fn errors_name_the_key_and_the_fix() {
         let root = json!({"channels": {"telegram": {"botToken": "x", "dmPolicy": "friends"}}});
-        let e = accounts_from_config(&root, Path::new("/")).unwrap_err();
+        let e = accounts_from_value(&root, Path::new("/")).unwrap_err();
         assert_eq!(e.path, "channels.telegram.dmPolicy");
         assert!(e.message.contains("\"pairing\""));
         let root = json!({"channels": {"telegrm": {}}});
-        let e = accounts_from_config(&root, Path::new("/")).unwrap_err();
+        let e = accounts_from_value(&root, Path::new("/")).unwrap_err();
         assert!(e.message.contains("telegram"), "{e}");
         let root = json!({"channels": {"telegram": {"botToken": {"env": "CLAWGATE_TEST_SURELY_UNSET_VAR"}}}});
-        let e = accounts_from_config(&root, Path::new("/")).unwrap_err();
+        let e = accounts_from_value(&root, Path::new("/")).unwrap_err();
         assert_eq!(e.path, "channels.telegram.botToken");
+    }
+    #[test]
+    fn accounts_inherit_typed_settings_and_secrets_are_placed_where_written() {
+        let root = json!({"channels": {"telegram": {
+            "botToken": "1:a", "webhookUrl": "https://x/h", "webhookSecret": "s1", "rateLimit": {"perChatPerMinute": 5},
+            "groups": {"-1": {"requireMention": false, "topics": {"7": {"enabled": false}}}}, "streaming": "off",
+            "accounts": {"work": {"webhookSecret": {"env": "CLAWGATE_TEST_SURELY_UNSET_VAR"}}, "home": {"agent": "coder", "apiRoot": ""}}
+        }}});
+        let e = accounts_from_value(&root, Path::new("/")).unwrap_err();
+        assert_eq!(e.path, "channels.telegram.accounts.work.webhookSecret");
+        let mut root = root;
+        root["channels"]["telegram"]["accounts"]["work"]["webhookSecret"] = json!("s2");
+        let accts = accounts_from_value(&root, Path::new("/")).unwrap();
+        let home = accts.iter().find(|a| a.key.account == "home").unwrap();
+        assert_eq!(home.token.as_deref(), Some("1:a"));
+        assert_eq!(home.settings.agent.as_deref(), Some("coder"));
+        assert_eq!(home.settings.api_root, None, "an empty string is unset");
+        assert_eq!(home.settings.webhook_secret.as_deref(), Some("s1"));
+        assert_eq!(home.settings.extra["streaming"], "off");
+        assert_eq!(home.rate_limits, RateLimits { per_sender_per_minute: 20, per_chat_per_minute: 5 });
+        assert!(!home.groups["-1"].channels["7"].enabled);
+        let work = accts.iter().find(|a| a.key.account == "work").unwrap();
+        assert_eq!(work.settings.webhook_secret.as_deref(), Some("s2"));
     }
 }

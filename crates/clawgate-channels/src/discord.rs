@@ -140,14 +140,14 @@ impl DiscordChannel {
         let token = config.token.clone().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
             ChannelError::Config(format!("{path}.token is not set; give the bot token of the Discord application"))
         })?;
-        let gateway_url = match config.setting_str("gatewayUrl") {
+        let gateway_url = match config.settings.gateway_url.as_deref() {
             None => None,
             Some(u) if u.starts_with("ws://") || u.starts_with("wss://") => Some(u.trim_end_matches('/').to_owned()),
             Some(u) => {
                 return Err(ChannelError::Config(format!("{path}.gatewayUrl \"{u}\" must start with ws:// or wss://")));
             }
         };
-        let api_root = config.setting_str("apiRoot").map(str::to_owned);
+        let api_root = config.settings.api_root.clone();
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ChannelError::Fatal("the Discord channel must be created inside a Tokio runtime".to_owned()));
         }
@@ -666,7 +666,7 @@ mod tests {
     #[tokio::test]
     async fn debug_does_not_print_the_token() {
         let root = json!({"channels": {"discord": {"token": "sekrit-token-value", "apiRoot": "http://127.0.0.1:9"}}});
-        let cfg = crate::config::accounts_from_config(&root, std::path::Path::new("/")).unwrap();
+        let cfg = crate::config::accounts_from_value(&root, std::path::Path::new("/")).unwrap();
         let ch = DiscordChannel::new(&cfg[0]).unwrap();
         let dbg = format!("{ch:?}");
         assert!(!dbg.contains("sekrit"), "{dbg}");
@@ -676,8 +676,7 @@ mod tests {
     #[test]
     fn missing_token_and_bad_urls_are_config_errors_naming_the_key() {
         let cfg = |v: Value| {
-            crate::config::accounts_from_config(&json!({"channels": {"discord": v}}), std::path::Path::new("/"))
-                .unwrap()
+            crate::config::accounts_from_value(&json!({"channels": {"discord": v}}), std::path::Path::new("/")).unwrap()
         };
         let e = DiscordChannel::new(&cfg(json!({}))[0]).unwrap_err();
         assert!(matches!(&e, ChannelError::Config(m) if m.contains("channels.discord.token")), "{e}");

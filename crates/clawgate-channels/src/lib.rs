@@ -25,7 +25,8 @@ pub use channel::{
 };
 pub use chunk::chunk_text;
 pub use config::{
-    AccountConfig, ChannelConfigError, DmPolicy, GroupPolicy, GroupRule, RateLimits, accounts_from_config,
+    AccountConfig, AccountSettings, ChannelConfigError, DmPolicy, GroupPolicy, GroupRule, RateLimits,
+    accounts_from_config, accounts_from_value,
 };
 pub use model::{
     AccountKey, ChatKind, Delivered, InboundMedia, InboundMessage, MediaSource, OutboundMedia, OutboundMessage,

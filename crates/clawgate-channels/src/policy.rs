@@ -111,12 +111,12 @@ pub fn gate(cfg: &AccountConfig, msg: &InboundMessage, paired: bool) -> Verdict 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::accounts_from_config;
+    use crate::config::accounts_from_value;
     use serde_json::json;
     use std::path::Path;
 
     fn cfg(v: serde_json::Value) -> AccountConfig {
-        accounts_from_config(&json!({"channels": {"telegram": v}}), Path::new("/")).unwrap().remove(0)
+        accounts_from_value(&json!({"channels": {"telegram": v}}), Path::new("/")).unwrap().remove(0)
     }
 
     fn dm(sender: &str) -> InboundMessage {

@@ -242,16 +242,16 @@ impl TelegramChannel {
         if token.contains('/') || token.chars().any(char::is_whitespace) {
             return Err(config_err(&key, "botToken contains '/' or spaces; copy it exactly as @BotFather gave it"));
         }
-        let root = cfg.setting_str("apiRoot").unwrap_or(DEFAULT_API_ROOT).trim_end_matches('/').to_owned();
+        let root = cfg.settings.api_root.as_deref().unwrap_or(DEFAULT_API_ROOT).trim_end_matches('/').to_owned();
         if !(root.starts_with("https://") || root.starts_with("http://")) {
             return Err(config_err(&key, format!("apiRoot {root:?} must be an http(s) URL")));
         }
-        let mode = match cfg.setting_str("webhookUrl") {
+        let mode = match cfg.settings.webhook_url.as_deref() {
             None => Mode::Polling {
-                timeout_secs: cfg.setting_u64("pollTimeoutSeconds").unwrap_or(DEFAULT_POLL_TIMEOUT_SECS).clamp(1, 50),
+                timeout_secs: cfg.settings.poll_timeout_seconds.unwrap_or(DEFAULT_POLL_TIMEOUT_SECS).clamp(1, 50),
             },
             Some(url) => {
-                let secret = cfg.setting_str("webhookSecret").ok_or_else(|| {
+                let secret = cfg.settings.webhook_secret.as_deref().ok_or_else(|| {
                     config_err(
                         &key,
                         "webhookUrl is set but webhookSecret is not; set a secret of 1-256 characters A-Z a-z 0-9 _ -",
@@ -260,10 +260,8 @@ impl TelegramChannel {
                 if secret.len() > 256 || !secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                     return Err(config_err(&key, "webhookSecret must be 1-256 characters of A-Z a-z 0-9 _ -"));
                 }
-                let path = cfg
-                    .setting_str("webhookPath")
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("/telegram-webhook/{}", key.account));
+                let path =
+                    cfg.settings.webhook_path.clone().unwrap_or_else(|| format!("/telegram-webhook/{}", key.account));
                 Mode::Webhook { url: url.to_owned(), secret: secret.to_owned(), path }
             }
         };
@@ -962,7 +960,7 @@ mod tests {
 
     #[test]
     fn debug_and_errors_never_show_the_token() {
-        let mut cfg = crate::config::accounts_from_config(
+        let mut cfg = crate::config::accounts_from_value(
             &json!({"channels": {"telegram": {"botToken": "123:SECRETSECRET", "webhookUrl": "https://x/y", "webhookSecret": "hooksecret"}}}),
             std::path::Path::new("/"),
         )

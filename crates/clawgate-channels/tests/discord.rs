@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use clawgate_channels::discord::DiscordChannel;
 use clawgate_channels::{
     Accepted, AccountKey, Channel, ChannelError, ChatKind, InboundMessage, Ingress, IngressError, MediaSource,
-    OutboundMedia, OutboundMessage, SendError, accounts_from_config,
+    OutboundMedia, OutboundMessage, SendError, accounts_from_value,
 };
 use clawgate_testkit::eventually;
 use clawgate_testkit::fake_discord::{FakeDiscord, FakeUser};
@@ -70,7 +70,7 @@ fn channel_with_token(fake: &FakeDiscord, token: &str) -> DiscordChannel {
     let root = json!({"channels": {"discord": {
         "token": token, "gatewayUrl": fake.gateway_url(), "apiRoot": fake.api_root(),
     }}});
-    let accounts = accounts_from_config(&root, std::path::Path::new("/")).unwrap();
+    let accounts = accounts_from_value(&root, std::path::Path::new("/")).unwrap();
     DiscordChannel::new(&accounts[0]).unwrap()
 }
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use clawgate_channels::telegram::{TelegramChannel, WebhookError};
 use clawgate_channels::{
     Accepted, AccountKey, Channel, ChannelError, ChatKind, InboundMessage, Ingress, IngressError, MediaSource,
-    OutboundMedia, OutboundMessage, SendError, accounts_from_config, chunk_text,
+    OutboundMedia, OutboundMessage, SendError, accounts_from_value, chunk_text,
 };
 use clawgate_testkit::eventually;
 use clawgate_testkit::fake_telegram::{self, FakeError, FakeTelegram, FakeUser};
@@ -77,7 +77,7 @@ fn channel_with(tg: &FakeTelegram, token: &str, extra: Value) -> TelegramChannel
     for (k, v) in extra.as_object().unwrap() {
         section[k] = v.clone();
     }
-    let cfg = accounts_from_config(&json!({"channels": {"telegram": section}}), Path::new("/")).unwrap().remove(0);
+    let cfg = accounts_from_value(&json!({"channels": {"telegram": section}}), Path::new("/")).unwrap().remove(0);
     TelegramChannel::new(&cfg).unwrap()
 }
 
@@ -400,7 +400,7 @@ async fn a_wrong_token_stops_run_with_a_hint_and_never_leaks_the_token() {
     // A network failure's text is token-free too.
     let addr = tg.addr();
     drop(tg);
-    let cfg = accounts_from_config(
+    let cfg = accounts_from_value(
         &json!({"channels": {"telegram": {"botToken": token, "apiRoot": format!("http://{addr}")}}}),
         Path::new("/"),
     )

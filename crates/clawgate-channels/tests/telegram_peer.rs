@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use clawgate_channels::telegram::TelegramChannel;
 use clawgate_channels::{
     Accepted, AccountKey, Channel, ChatKind, InboundMessage, Ingress, IngressError, OutboundMessage, SendError,
-    accounts_from_config,
+    accounts_from_value,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -153,7 +153,7 @@ async fn dm_round_trip_through_telegram_test_api() {
         return;
     };
     let mut emu = Emulator::start(&dir).await;
-    let cfg = accounts_from_config(
+    let cfg = accounts_from_value(
         // The real poll timeout: the emulator answers at once anyway, which must not make us spin.
         &json!({"channels": {"telegram": {"botToken": TOKEN, "apiRoot": emu.api_root, "pollTimeoutSeconds": 25}}}),
         Path::new("/"),

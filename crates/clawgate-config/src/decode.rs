@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{ConfigError, ConfigIssue};
 use crate::model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, LoggingConfig, OPAQUE_SECTIONS, RateLimitConfig, ReloadConfig, ReloadMode,
+    HttpEndpointsConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode,
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
@@ -216,10 +216,7 @@ pub(crate) fn decode_with_warnings(value: &Value) -> (Config, Vec<Issue>, Vec<Is
         d.field(obj, &root, "hooks", &mut config.hooks, sections::hooks);
         d.field(obj, &root, "cron", &mut config.cron, sections::cron);
         d.field(obj, &root, "tools", &mut config.tools, sections::tools);
-        let sections = [&mut config.channels];
-        for (name, slot) in OPAQUE_SECTIONS.iter().zip(sections) {
-            d.field(obj, &root, name, slot, Decoder::opaque_object);
-        }
+        d.field(obj, &root, "channels", &mut config.channels, sections::channels);
     }
     (config, d.issues, d.warnings)
 }
@@ -563,13 +560,6 @@ impl Decoder {
             self.issues.push(Issue::at_key(path.child(key), format!("unknown key {key:?}{hint}")));
         }
         Some(obj)
-    }
-
-    fn opaque_object(&mut self, v: &Value, p: &KeyPath) -> Option<Map<String, Value>> {
-        match v {
-            Value::Object(obj) => Some(obj.clone()),
-            other => self.fail(p, format!("expected an object {{ … }}, found {}", kind(other))),
-        }
     }
 
     /// Checks that `v` is an object of a section OpenClaw shares with clawgate. Keys in `known`
@@ -927,7 +917,8 @@ mod tests {
         assert!(g.http.endpoints.chat_completions.enabled);
         assert_eq!(g.reload.mode, ReloadMode::Off);
         assert_eq!(config.logging.file, Some(PathBuf::from("logs/gw.log")));
-        assert_eq!(config.channels["telegram"]["botToken"], "x");
+        let telegram = config.channels.telegram.as_ref().unwrap();
+        assert_eq!(telegram.base.bot_token, Some(Secret::Plain("x".into())));
         assert_eq!(config.schema.as_deref(), Some("./schema.json"));
     }
 

@@ -46,8 +46,9 @@ pub use reload::{ConfigChange, RULES as RELOAD_RULES, ReloadClass, diff, reload_
 pub use schema::{config_schema, ui_hints};
 pub use secret::{Secret, resolve_path};
 pub use sections::{
-    AgentDefaults, AgentEntry, AgentsSection, ComfyDelivery, ComfyDevice, ComfyMedia, ComfySection, ComfyWorker,
-    CronSection, HooksSection, ModelChoice, ModelsSection, ProviderSection, SessionSection, ToolsSection, WorkerMode,
+    AgentDefaults, AgentEntry, AgentsSection, ChannelAccount, ChannelRateLimit, ChannelSection, ChannelsSection,
+    ComfyDelivery, ComfyDevice, ComfyMedia, ComfySection, ComfyWorker, CronSection, DmPolicy, GroupPolicy,
+    GroupSection, HooksSection, ModelChoice, ModelsSection, ProviderSection, SessionSection, ToolsSection, WorkerMode,
 };
 pub use source_map::{Location, Position, SourceMap};
 pub use watch::{ConfigWatcher, ConfigWatcherBuilder, WatchEvent};

@@ -13,13 +13,11 @@ use std::path::PathBuf;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
-use serde_json::{Map, Value};
 
-use crate::redact::redacted_section;
 use crate::secret::Secret;
 use crate::sections::{
-    AgentsSection, ComfySection, CronSection, HooksSection, ModelsSection, SessionSection, ToolsSection, ser_shown,
-    shown,
+    AgentsSection, ChannelsSection, ComfySection, CronSection, HooksSection, ModelsSection, SessionSection,
+    ToolsSection, ser_shown, shown,
 };
 
 /// A clawgate config file.
@@ -39,7 +37,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// Chat channels, one object per channel id (e.g. `telegram`).
     #[serde(serialize_with = "ser_channels")]
-    pub channels: Map<String, Value>,
+    pub channels: ChannelsSection,
     /// Agents (`defaults`, `list`).
     #[serde(serialize_with = "ser_agents")]
     pub agents: AgentsSection,
@@ -63,13 +61,8 @@ pub struct Config {
     pub tools: ToolsSection,
 }
 
-/// Serialises an opaque section with its secrets redacted (see [`crate::SECRET_PATHS`]).
-fn ser_section<S: Serializer>(name: &str, section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    redacted_section(name, section).serialize(s)
-}
-
-fn ser_channels<S: Serializer>(section: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
-    ser_section("channels", section, s)
+fn ser_channels<S: Serializer>(section: &ChannelsSection, s: S) -> Result<S::Ok, S::Error> {
+    ser_shown("channels", section, s)
 }
 fn ser_agents<S: Serializer>(section: &AgentsSection, s: S) -> Result<S::Ok, S::Error> {
     ser_shown("agents", section, s)
@@ -100,7 +93,7 @@ impl fmt::Debug for Config {
             .field("schema", &self.schema)
             .field("gateway", &self.gateway)
             .field("logging", &self.logging)
-            .field("channels", &redacted_section("channels", &self.channels))
+            .field("channels", &shown("channels", &self.channels))
             .field("agents", &shown("agents", &self.agents))
             .field("models", &shown("models", &self.models))
             .field("hooks", &shown("hooks", &self.hooks))
@@ -392,6 +385,3 @@ impl Default for LoggingConfig {
         Self { file: None, level: "info".to_owned() }
     }
 }
-
-/// Names of the sections that are accepted as any JSON object for now.
-pub(crate) const OPAQUE_SECTIONS: [&str; 1] = ["channels"];

@@ -8,7 +8,7 @@ use crate::redact::{SECRET_PATHS, is_secret_path};
 
 /// JSON Schema (draft-07) of the config file, generated from the typed config. The sections
 /// shared with OpenClaw (`agents`, `models`, …) are open objects: keys clawgate does not read
-/// are kept. `channels` accepts any object for now.
+/// are kept.
 #[must_use]
 pub fn config_schema() -> Value {
     SchemaSettings::draft07().into_generator().into_root_schema_for::<Config>().to_value()
@@ -163,6 +163,19 @@ const HINTS: &[Hint] = &[
         "Logging",
     ),
     ("channels", "Channels", "Chat channels, one entry per channel id. A change restarts that channel.", "Channels"),
+    (
+        "channels.telegram",
+        "Telegram",
+        "Telegram bots: {botToken, dmPolicy?, allowFrom?, groupPolicy?, groups?, webhookUrl?, …}; more bots under accounts.",
+        "Channels",
+    ),
+    (
+        "channels.discord",
+        "Discord",
+        "Discord bots: {token, dmPolicy?, allowFrom?, groupPolicy?, guilds?, …}; more bots under accounts.",
+        "Channels",
+    ),
+    ("channels.webchat", "Web chat", "The gateway's own web chat page.", "Channels"),
     ("agents", "Agents", "Agent defaults and the agent list.", "Agents"),
     ("agents.default", "Default agent", "The id of the agent used when none is named (default \"main\").", "Agents"),
     ("agents.defaults", "Agent defaults", "Settings every agent inherits.", "Agents"),

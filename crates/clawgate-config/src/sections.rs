@@ -18,7 +18,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::decode::{Decoder, describe, kind, secret};
+use crate::decode::{Decoder, describe, kind, secret, suggestion};
 use crate::path::KeyPath;
 use crate::secret::Secret;
 
@@ -669,6 +669,384 @@ pub(crate) fn tools(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ToolsSect
     Some(out)
 }
 
+// ---------------------------------------------------------------------------------------------
+// channels
+
+/// `channels.*`: the chat channels, shaped like OpenClaw's. In each channel the top-level keys
+/// are the `default` account; `accounts.<id>` entries inherit them and override what they set.
+///
+/// Channels this build has no adapter for (and OpenClaw's `defaults`) are kept in `extra`;
+/// starting the channels refuses the unknown ones (`clawgate_channels::accounts_from_config`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsSection {
+    /// Telegram bots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telegram: Option<ChannelSection>,
+    /// Discord bots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discord: Option<ChannelSection>,
+    /// The gateway's own web chat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webchat: Option<ChannelSection>,
+    /// Other keys (OpenClaw's `defaults`, channels this build has no adapter for), kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChannelsSection {
+    /// The channels this build has an adapter for, by name, in start order.
+    #[must_use]
+    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 3] {
+        [("telegram", self.telegram.as_ref()), ("discord", self.discord.as_ref()), ("webchat", self.webchat.as_ref())]
+    }
+}
+
+/// `channels.<name>`: the `default` account's settings at the top level, other accounts under
+/// `accounts`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelSection {
+    /// The top-level settings: the `default` account, and what every account inherits.
+    #[serde(flatten)]
+    pub base: ChannelAccount,
+    /// More accounts by id; each inherits the top-level settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<BTreeMap<String, ChannelAccount>>,
+    /// OpenClaw's default account id (not used by clawgate: `default` is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_account: Option<String>,
+}
+
+/// The settings of one channel account as written; unset ones inherit (see [`ChannelSection`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelAccount {
+    /// `false` keeps the account configured but stopped (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The bot token (Telegram's name for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bot_token: Option<Secret>,
+    /// The bot token (Discord's name for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Who may talk to the bot in direct messages (default `pairing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dm_policy: Option<DmPolicy>,
+    /// Allowed DM senders: user ids, `@usernames`, `"*"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_from: Option<Vec<String>>,
+    /// Which groups the bot answers in (default `allowlist`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_policy: Option<GroupPolicy>,
+    /// Allowed group senders (unset: anyone in an allowed group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_allow_from: Option<Vec<String>>,
+    /// Telegram (and web chat): rules per group chat id (`"*"`: every group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<BTreeMap<String, GroupSection>>,
+    /// Discord: rules per guild id (`"*"`: every guild).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guilds: Option<BTreeMap<String, GroupSection>>,
+    /// Answer in groups only when mentioned (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_mention: Option<bool>,
+    /// Inbound limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<ChannelRateLimit>,
+    /// The agent that answers (default: the default agent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The platform API root (Telegram `https://api.telegram.org`, Discord's REST API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_root: Option<String>,
+    /// Telegram: receive updates by webhook at this public URL instead of polling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Telegram: the secret Telegram sends with each webhook call (1–256 of A-Z a-z 0-9 _ -).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
+    /// Telegram: the local path the webhook is served at (default `/telegram-webhook/<account>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_path: Option<String>,
+    /// Telegram: long-poll timeout in seconds (1–50, default 30).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_timeout_seconds: Option<u64>,
+    /// Discord: the gateway WebSocket URL (`ws://` or `wss://`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_url: Option<String>,
+    /// OpenClaw keys clawgate does not use, kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Who may talk to the bot in direct messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DmPolicy {
+    /// Unknown senders get a pairing code; the owner approves it (`clawgate pairing approve`).
+    #[default]
+    Pairing,
+    /// Only `allowFrom` (and approved pairings).
+    Allowlist,
+    /// Anyone.
+    Open,
+    /// No direct messages at all.
+    Disabled,
+}
+
+impl DmPolicy {
+    /// The values as written in the config.
+    pub const NAMES: [&'static str; 4] = ["pairing", "allowlist", "open", "disabled"];
+}
+
+/// Which groups the bot answers in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupPolicy {
+    /// Any group the bot is in.
+    Open,
+    /// Only groups listed in `groups`/`guilds` (a `"*"` entry lists all).
+    #[default]
+    Allowlist,
+    /// Never in groups.
+    Disabled,
+}
+
+impl GroupPolicy {
+    /// The values as written in the config.
+    pub const NAMES: [&'static str; 3] = ["open", "allowlist", "disabled"];
+}
+
+/// Rules for one group (Telegram chat id) or guild (Discord), and its channels or topics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSection {
+    /// `false` silences it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Discord's name for `enabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow: Option<bool>,
+    /// Answer only when mentioned; unset inherits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_mention: Option<bool>,
+    /// Senders allowed here; unset inherits `groupAllowFrom`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_from: Option<Vec<String>>,
+    /// Discord's name for `allowFrom`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
+    /// Discord: rules per channel of the guild.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<BTreeMap<String, GroupSection>>,
+    /// Telegram: rules per forum topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topics: Option<BTreeMap<String, GroupSection>>,
+    /// OpenClaw keys clawgate does not use, kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `channels.<name>.rateLimit`: inbound messages per minute; 0 disables a limit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelRateLimit {
+    /// Messages one sender may send per minute (default 20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_sender_per_minute: Option<u64>,
+    /// Messages one chat may send per minute (default 60).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_chat_per_minute: Option<u64>,
+    /// Keys clawgate does not use, kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat"];
+/// The keys of an account every channel reads; `groups` or `guilds` is added per channel.
+const CHANNEL_ACCOUNT_KEYS: &[&str] = &[
+    "enabled",
+    "botToken",
+    "token",
+    "dmPolicy",
+    "allowFrom",
+    "groupPolicy",
+    "groupAllowFrom",
+    "requireMention",
+    "rateLimit",
+    "agent",
+    "apiRoot",
+    "webhookUrl",
+    "webhookSecret",
+    "webhookPath",
+    "pollTimeoutSeconds",
+    "gatewayUrl",
+];
+/// The keys only the top level of a channel has.
+const CHANNEL_TOP_KEYS: &[&str] = &["accounts", "defaultAccount"];
+const GROUP_KEYS: &[&str] = &["enabled", "allow", "requireMention", "allowFrom", "users", "channels", "topics"];
+const CHANNEL_RATE_KEYS: &[&str] = &["perSenderPerMinute", "perChatPerMinute"];
+/// OpenClaw channel keys near a clawgate one that must not be taken for its typo.
+const CHANNEL_UPSTREAM: &[&str] = &[
+    "name",
+    "dms",
+    "webhookHost",
+    "webhookPort",
+    "streaming",
+    "proxy",
+    "commands",
+    "configWrites",
+    "historyLimit",
+    "dmHistoryLimit",
+    "textChunkLimit",
+    "mediaMaxMb",
+    "replyToMode",
+    "actions",
+    "retry",
+    "network",
+    "timeoutSeconds",
+    "chunkMode",
+    "blockStreaming",
+    "linkPreview",
+    "allowBots",
+    "intents",
+    "responsePrefix",
+    "groups",
+    "guilds",
+];
+const GROUP_UPSTREAM: &[&str] = &["systemPrompt", "skills", "tools", "toolsBySender", "slug", "groupPolicy", "roles"];
+
+pub(crate) fn channels(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ChannelsSection> {
+    let mut out = ChannelsSection::default();
+    let obj = d.open_object(v, p, CHANNELS_KEYS, &["defaults"], &mut out.extra)?;
+    d.field(obj, p, "telegram", &mut out.telegram, |d, v, p| channel(d, v, p, "groups").map(Some));
+    d.field(obj, p, "discord", &mut out.discord, |d, v, p| channel(d, v, p, "guilds").map(Some));
+    d.field(obj, p, "webchat", &mut out.webchat, |d, v, p| channel(d, v, p, "groups").map(Some));
+    Some(out)
+}
+
+/// One channel; `groups_key` is where its group rules are (`groups`, Discord `guilds`).
+fn channel(d: &mut Decoder, v: &Value, p: &KeyPath, groups_key: &'static str) -> Option<ChannelSection> {
+    let mut out = ChannelSection::default();
+    let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, CHANNEL_TOP_KEYS, &[groups_key]].concat();
+    let obj = d.open_object(v, p, &known, CHANNEL_UPSTREAM, &mut out.base.extra)?;
+    account_fields(d, obj, p, groups_key, &mut out.base);
+    d.field(obj, p, "accounts", &mut out.accounts, |d, v, p| {
+        let Value::Object(accounts) = v else {
+            return d.fail(p, format!("expected an object of account id → settings, found {}", kind(v)));
+        };
+        let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, &[groups_key]].concat();
+        let mut out = BTreeMap::new();
+        for (id, v) in accounts {
+            let at = p.child(id);
+            let mut account = ChannelAccount::default();
+            let Some(obj) = d.open_object(v, &at, &known, CHANNEL_UPSTREAM, &mut account.extra) else { continue };
+            account_fields(d, obj, &at, groups_key, &mut account);
+            out.insert(id.clone(), account);
+        }
+        Some(Some(out))
+    });
+    d.field(obj, p, "defaultAccount", &mut out.default_account, Decoder::opt_string);
+    Some(out)
+}
+
+fn account_fields(
+    d: &mut Decoder,
+    obj: &Map<String, Value>,
+    p: &KeyPath,
+    groups_key: &'static str,
+    out: &mut ChannelAccount,
+) {
+    let flag = |d: &mut Decoder, v: &Value, p: &KeyPath| d.boolean(v, p).map(Some);
+    d.field(obj, p, "enabled", &mut out.enabled, flag);
+    d.field(obj, p, "botToken", &mut out.bot_token, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "token", &mut out.token, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "dmPolicy", &mut out.dm_policy, |d, v, p| {
+        const ALL: [DmPolicy; 4] = [DmPolicy::Pairing, DmPolicy::Allowlist, DmPolicy::Open, DmPolicy::Disabled];
+        let i =
+            policy(d, v, p, &DmPolicy::NAMES, "a DM policy", "\"pairing\", \"allowlist\", \"open\" or \"disabled\"")?;
+        ALL.get(i).copied().map(Some)
+    });
+    d.field(obj, p, "groupPolicy", &mut out.group_policy, |d, v, p| {
+        const ALL: [GroupPolicy; 3] = [GroupPolicy::Open, GroupPolicy::Allowlist, GroupPolicy::Disabled];
+        let i = policy(d, v, p, &GroupPolicy::NAMES, "a group policy", "\"open\", \"allowlist\" or \"disabled\"")?;
+        ALL.get(i).copied().map(Some)
+    });
+    d.field(obj, p, "allowFrom", &mut out.allow_from, |d, v, p| id_list(d, v, p).map(Some));
+    d.field(obj, p, "groupAllowFrom", &mut out.group_allow_from, |d, v, p| id_list(d, v, p).map(Some));
+    let groups = if groups_key == "guilds" { &mut out.guilds } else { &mut out.groups };
+    d.field(obj, p, groups_key, groups, |d, v, p| group_rules(d, v, p).map(Some));
+    d.field(obj, p, "requireMention", &mut out.require_mention, flag);
+    d.field(obj, p, "rateLimit", &mut out.rate_limit, |d, v, p| {
+        let mut out = ChannelRateLimit::default();
+        let obj = d.open_object(v, p, CHANNEL_RATE_KEYS, &[], &mut out.extra)?;
+        let per_minute = |d: &mut Decoder, v: &Value, p: &KeyPath| {
+            d.integer(v, p, 0, u64::MAX, "a whole number of messages per minute (0: no limit)").map(Some)
+        };
+        d.field(obj, p, "perSenderPerMinute", &mut out.per_sender_per_minute, per_minute);
+        d.field(obj, p, "perChatPerMinute", &mut out.per_chat_per_minute, per_minute);
+        Some(Some(out))
+    });
+    d.field(obj, p, "agent", &mut out.agent, Decoder::opt_string);
+    d.field(obj, p, "apiRoot", &mut out.api_root, Decoder::opt_string);
+    d.field(obj, p, "webhookUrl", &mut out.webhook_url, Decoder::opt_string);
+    d.field(obj, p, "webhookSecret", &mut out.webhook_secret, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "webhookPath", &mut out.webhook_path, Decoder::opt_string);
+    d.field(obj, p, "pollTimeoutSeconds", &mut out.poll_timeout_seconds, |d, v, p| {
+        d.integer(v, p, 0, u64::MAX, "a whole number of seconds").map(Some)
+    });
+    d.field(obj, p, "gatewayUrl", &mut out.gateway_url, Decoder::opt_string);
+}
+
+/// A policy name; the message names every value (`use` lists them as the user writes them).
+fn policy(d: &mut Decoder, v: &Value, p: &KeyPath, names: &[&str], what: &str, usage: &str) -> Option<usize> {
+    match v {
+        Value::String(text) => match names.iter().position(|n| n == text) {
+            Some(i) => Some(i),
+            None => d.fail(p, format!("\"{text}\" is not {what}; use {usage}{}", suggestion(text, names))),
+        },
+        other => d.fail(p, format!("{} is not {what}; use {usage}", describe(other))),
+    }
+}
+
+/// Sender ids: user ids (strings or numbers), `@usernames` or `"*"`; strings are trimmed.
+fn id_list(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Vec<String>> {
+    if !v.is_array() {
+        return d.fail(p, "must be a list like [\"123456789\", \"@alice\"]".to_owned());
+    }
+    d.list(v, p, |d, v, p| match v {
+        Value::String(s) => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => d.fail(p, "entries must be user ids (strings or numbers), @usernames or \"*\"".to_owned()),
+    })
+}
+
+fn group_rules(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<BTreeMap<String, GroupSection>> {
+    let Value::Object(rules) = v else {
+        return d.fail(p, format!("must be an object of id → rules, found {}", kind(v)));
+    };
+    Some(rules.iter().filter_map(|(id, v)| Some((id.clone(), group_rule(d, v, &p.child(id))?))).collect())
+}
+
+fn group_rule(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<GroupSection> {
+    if !v.is_object() {
+        return d.fail(p, "must be an object like { requireMention: true }".to_owned());
+    }
+    let mut out = GroupSection::default();
+    let obj = d.open_object(v, p, GROUP_KEYS, GROUP_UPSTREAM, &mut out.extra)?;
+    let flag = |d: &mut Decoder, v: &Value, p: &KeyPath| d.boolean(v, p).map(Some);
+    d.field(obj, p, "enabled", &mut out.enabled, flag);
+    d.field(obj, p, "allow", &mut out.allow, flag);
+    d.field(obj, p, "requireMention", &mut out.require_mention, flag);
+    d.field(obj, p, "allowFrom", &mut out.allow_from, |d, v, p| id_list(d, v, p).map(Some));
+    d.field(obj, p, "users", &mut out.users, |d, v, p| id_list(d, v, p).map(Some));
+    d.field(obj, p, "channels", &mut out.channels, |d, v, p| group_rules(d, v, p).map(Some));
+    d.field(obj, p, "topics", &mut out.topics, |d, v, p| group_rules(d, v, p).map(Some));
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -756,5 +1134,70 @@ mod tests {
         // An empty key means none (OpenClaw configs write `apiKey: ""` for local servers).
         let c = Config::from_value(&json!({"models": {"providers": {"p": {"apiKey": ""}}}})).unwrap();
         assert_eq!(c.models.providers["p"].api_key, None);
+    }
+    #[test]
+    fn a_bad_channel_value_is_an_issue_at_its_file_line_column_and_key() {
+        let all = issues(
+            "{\n  channels: {\n    telegram: {\n      botToken: 'x',\n      dmPolicy: 'friends',\n      \
+             accounts: { work: { allowFrom: [true], rateLimit: { perSenderPerMinute: -1 } } },\n    },\n    \
+             discord: { guilds: { g: { channels: { c: 'on' } } } },\n  },\n}",
+        );
+        for want in [
+            "c.json5:5:17: channels.telegram.dmPolicy: \"friends\" is not a DM policy; use \"pairing\", \"allowlist\", \
+             \"open\" or \"disabled\"",
+            "c.json5:6:39: channels.telegram.accounts.work.allowFrom[0]: entries must be user ids",
+            "channels.telegram.accounts.work.rateLimit.perSenderPerMinute: -1 is negative",
+            "channels.discord.guilds.g.channels.c: must be an object like { requireMention: true }",
+        ] {
+            assert!(all.iter().any(|i| i.contains(want)), "missing {want:?} in {all:#?}");
+        }
+    }
+
+    #[test]
+    fn channel_keys_clawgate_does_not_read_are_kept_and_written_back() {
+        let text = r#"{
+          channels: {
+            defaults: { groupPolicy: "open" },
+            slack: { botToken: "xoxb-secret-1" },
+            telegram: { botToken: "123:secret-2", streaming: "partial", allowFrom: [42, " @al "],
+                        groups: { "-100": { requireMention: false, skills: ["a"] } },
+                        accounts: { work: { token: "t", textChunkLimit: 2000 } } },
+          },
+        }"#;
+        let loaded = parse_str(text, Path::new("c.json5")).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let channels = &loaded.config.channels;
+        let telegram = channels.telegram.as_ref().unwrap();
+        assert_eq!(telegram.base.extra["streaming"], "partial");
+        assert_eq!(telegram.base.allow_from.as_deref(), Some(&["42".to_owned(), "@al".to_owned()][..]));
+        assert_eq!(telegram.base.groups.as_ref().unwrap()["-100"].extra["skills"], json!(["a"]));
+        assert_eq!(telegram.accounts.as_ref().unwrap()["work"].extra["textChunkLimit"], 2000);
+        assert_eq!(channels.extra["defaults"]["groupPolicy"], "open");
+        let shown = serde_json::to_value(&loaded.config).unwrap();
+        assert_eq!(shown["channels"]["telegram"]["streaming"], "partial");
+        assert_eq!(shown["channels"]["telegram"]["accounts"]["work"]["textChunkLimit"], 2000);
+        assert_eq!(shown["channels"]["telegram"]["groups"]["-100"]["requireMention"], false);
+        assert_eq!(shown["channels"]["telegram"]["dmPolicy"], Value::Null, "unset keys are not written");
+        let text = format!("{shown} {:?}", loaded.config);
+        for secret in ["xoxb-secret-1", "123:secret-2"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
+    #[test]
+    fn a_likely_typo_of_a_channel_key_is_a_warning_with_did_you_mean() {
+        let loaded = parse_str(
+            "{\n  channels: {\n    telegram: { botToken: 'x', webhookSecert: 's' },\n    telegrm: {},\n  },\n}",
+            Path::new("c.json5"),
+        )
+        .unwrap();
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings.iter().any(|w| w.starts_with("c.json5:3:32: channels.telegram.webhookSecert: unknown key")
+                && w.contains("did you mean \"webhookSecret\"")),
+            "{warnings:#?}"
+        );
+        assert!(warnings.iter().any(|w| w.contains("channels.telegrm") && w.contains("\"telegram\"")), "{warnings:#?}");
+        assert_eq!(loaded.config.channels.telegram.as_ref().unwrap().base.extra["webhookSecert"], "s");
     }
 }

@@ -178,10 +178,10 @@ fn argon2_password_hashes_are_stored_verbatim() {
 }
 
 #[test]
-fn opaque_sections_accept_any_object() {
+fn open_sections_keep_keys_clawgate_does_not_read() {
     let text = "{channels: {telegram: {botToken: 'x', anything: [1, {deep: true}]}}, comfy: {workers: []}, tools: {}}";
     let loaded = parse_str(text, Path::new("c.json5")).unwrap();
-    assert_eq!(loaded.config.channels["telegram"]["anything"][1]["deep"], true);
+    assert_eq!(loaded.config.channels.telegram.as_ref().unwrap().base.extra["anything"][1]["deep"], true);
     let err = parse_str("{\n  agents: 'main',\n}", Path::new("c.json5")).unwrap_err();
     assert_eq!(err.issues()[0].key, "agents");
     assert_eq!(err.issues()[0].line(), Some(2));

@@ -160,7 +160,7 @@ pub fn check(loaded: &LoadedConfig, base: &GatewaySettings, overrides: &Override
         settings_from_config(loaded, base, overrides).map_err(|m| issues.push(loaded.issue_from_message(&m)));
     let agents = AgentService::from_config(&loaded.config, loaded.base_dir())
         .map_err(|m| issues.push(loaded.issue_from_message(&m)));
-    if let Err(e) = clawgate_channels::accounts_from_config(&loaded.value, loaded.base_dir()) {
+    if let Err(e) = clawgate_channels::accounts_from_config(&loaded.config.channels, loaded.base_dir()) {
         issues.push(loaded.issue_at(&e.path, e.message));
     }
     if let Err(m) = crate::comfy::ComfyConfig::from_config(&loaded.config, loaded.base_dir()) {

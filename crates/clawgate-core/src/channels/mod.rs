@@ -173,7 +173,7 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
 /// Read `channels.*` from the current config.
 fn configured_accounts(config: &ConfigService) -> Result<Vec<AccountConfig>, String> {
     let current = config.current();
-    clawgate_channels::accounts_from_config(&current.value, current.base_dir()).map_err(|e| e.to_string())
+    clawgate_channels::accounts_from_config(&current.config.channels, current.base_dir()).map_err(|e| e.to_string())
 }
 
 /// Start every enabled account and the recovery of unfinished inbound messages. Called once
@@ -465,7 +465,7 @@ fn dm_policy_str(p: clawgate_channels::DmPolicy) -> &'static str {
 
 fn mode_of(cfg: &AccountConfig) -> &'static str {
     match cfg.key.channel.as_str() {
-        "telegram" if cfg.setting_str("webhookUrl").is_some() => "webhook",
+        "telegram" if cfg.settings.webhook_url.is_some() => "webhook",
         "telegram" => "polling",
         "discord" => "gateway",
         _ => "builtin",

@@ -122,8 +122,7 @@ async fn admit(
         tracing::warn!(account = %rt.cfg.key, sender = %msg.sender_id, chat = %msg.chat_id, "inbound rate limit hit");
         return set_status(&gw.store, rec.id, InboxStatus::Dropped, Some("rate limited"), None, None).await;
     }
-    let agent_id =
-        rt.cfg.setting_str("agent").map(str::to_owned).unwrap_or_else(|| gw.agents.agents().default_id.clone());
+    let agent_id = rt.cfg.settings.agent.clone().unwrap_or_else(|| gw.agents.agents().default_id.clone());
     let session_key = session_key_for(&agent_id, msg);
     let caller = super::commands::CommandCaller::from_channel(&rt.cfg, msg, &session_key, &agent_id);
     if let Some(reply) = super::commands::handle(gw, &caller, &msg.text).await {
