@@ -13,7 +13,7 @@ use crate::error::{ConfigError, ConfigIssue};
 use crate::model::Config;
 use crate::path::KeyPath;
 use crate::secret::Secret;
-use crate::source_map::{SourceMap, from_json5};
+use crate::source_map::{Position, SourceMap, from_json5};
 
 /// A config as loaded from a file, with what is needed to edit and watch it.
 #[derive(Clone)]
@@ -155,7 +155,7 @@ pub fn parse_str_with_env(text: &str, path: &Path, env: &Env) -> Result<LoadedCo
     let value = if map.is_blank() {
         Value::Object(Map::new())
     } else {
-        json5::from_str::<Value>(text).map_err(|e| syntax_error(&e, &map, path))?
+        json5::from_str::<Value>(text).map_err(|e| syntax_error(&e, &map, path, text))?
     };
     let (mut config, mut issues, warnings) = decode_with_warnings(&value);
     issues.extend(overlay(&mut config, env));
@@ -192,8 +192,10 @@ pub(crate) fn read_text(path: &Path) -> Result<Option<String>, ConfigError> {
     })
 }
 
-fn syntax_error(err: &json5::Error, map: &SourceMap, path: &Path) -> ConfigError {
-    let position = err.position().map(from_json5);
+fn syntax_error(err: &json5::Error, map: &SourceMap, path: &Path, text: &str) -> ConfigError {
+    // The parser gives no position when the text ends inside a string or a comment: point at
+    // the end of the file, where the missing quote or `*/` goes.
+    let position = Some(err.position().map(from_json5).unwrap_or_else(|| end_of(text)));
     let key = position.and_then(|pos| map.enclosing_container(pos)).map(ToString::to_string).unwrap_or_default();
     ConfigError::Syntax {
         issue: Box::new(ConfigIssue {
@@ -203,6 +205,13 @@ fn syntax_error(err: &json5::Error, map: &SourceMap, path: &Path) -> ConfigError
             message: format!("syntax error: {}", syntax_message(err)),
         }),
     }
+}
+
+/// The position just after the last character of `text`.
+fn end_of(text: &str) -> Position {
+    let line = text.matches('\n').count() + 1;
+    let last_line = text.rsplit('\n').next().unwrap_or("");
+    Position { line, column: last_line.chars().count() + 1 }
 }
 
 /// The parser's complaint, with advice for the usual mistakes.
@@ -259,6 +268,17 @@ mod tests {
             Err(ConfigError::Syntax { issue }) => *issue,
             other => panic!("expected a syntax error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_file_ending_inside_a_string_or_comment_points_at_its_end() {
+        // The parser gives these no position; the issue still says where to look (found by the
+        // property test `arbitrary_text_never_panics_and_errors_carry_a_location`).
+        let issue = syntax("{a: 1}\n/* open");
+        assert_eq!(issue.position, Some(Position { line: 2, column: 8 }), "{issue:?}");
+        assert!(issue.message.contains("inside a /* comment */"), "{}", issue.message);
+        let issue = syntax("'[]");
+        assert_eq!(issue.position, Some(Position { line: 1, column: 4 }), "{issue:?}");
     }
 
     #[test]
