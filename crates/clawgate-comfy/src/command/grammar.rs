@@ -432,15 +432,7 @@ fn build_run(args: Vec<String>) -> Result<Command, Problem> {
 mod tests {
     use super::*;
     use crate::command::reply;
-
-    fn run(template: &str, inputs: &[(&str, &str)], free: Option<&str>, approval: bool) -> Command {
-        Command::Run {
-            template: template.to_owned(),
-            inputs: inputs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            free_text: free.map(str::to_owned),
-            require_approval: approval,
-        }
-    }
+    use crate::command::test_support::run;
 
     /// `/verb args` → the command, as the core's registry hands it over.
     fn parse(text: &str) -> Option<Command> {

@@ -84,3 +84,18 @@ pub use policy::{CommandClass, CommandPolicy, Decision, PolicyError, SenderCtx, 
 pub use reply::{
     ApprovalSummary, HistoryEntry, JobState, JobSubmitted, JobView, QueuePosition, ScheduleSummary, WorkerSummary,
 };
+
+#[cfg(test)]
+mod test_support {
+    use super::Command;
+
+    /// A `/run` command as the grammar builds it.
+    pub(super) fn run(template: &str, inputs: &[(&str, &str)], free: Option<&str>, approval: bool) -> Command {
+        Command::Run {
+            template: template.to_owned(),
+            inputs: inputs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            free_text: free.map(str::to_owned),
+            require_approval: approval,
+        }
+    }
+}

@@ -249,15 +249,7 @@ mod tests {
     use super::*;
     use crate::command::Problem;
     use crate::command::reply;
-
-    fn run(template: &str, inputs: &[(&str, &str)], free: Option<&str>, approval: bool) -> Command {
-        Command::Run {
-            template: template.to_owned(),
-            inputs: inputs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            free_text: free.map(str::to_owned),
-            require_approval: approval,
-        }
-    }
+    use crate::command::test_support::run;
 
     fn sender(user: &str) -> SenderCtx<'_> {
         SenderCtx { platform: "telegram", user_id: user, chat_id: "-100", is_admin: false, trusted: false }
