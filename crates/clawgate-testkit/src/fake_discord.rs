@@ -327,7 +327,7 @@ impl FakeDiscordBuilder {
         self
     }
 
-    /// Hello's `heartbeat_interval` (default 1 s; Discord's is 41.25 s).
+    /// Hello's `heartbeat_interval` (default 10 s; Discord's is 41.25 s).
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = interval;
         self
@@ -396,7 +396,10 @@ impl FakeDiscord {
     pub fn builder() -> FakeDiscordBuilder {
         FakeDiscordBuilder {
             token: DEFAULT_TOKEN.to_owned(),
-            heartbeat_interval: Duration::from_secs(1),
+            // Long enough that a loaded test machine never misses an ACK by accident (a missed one
+            // makes the client drop the connection as a zombie and identify again); the zombie
+            // test sets its own short interval.
+            heartbeat_interval: Duration::from_secs(10),
             bot: FakeUser::bot("900000000000000001", "clawbot"),
         }
     }
@@ -1305,7 +1308,7 @@ mod tests {
         let mut ws = connect(&format!("{}/?v=10&encoding=json", fake.gateway_url())).await;
         let hello = next_json(&mut ws).await;
         assert_eq!(hello["op"], 10);
-        assert_eq!(hello["d"]["heartbeat_interval"], 1000);
+        assert_eq!(hello["d"]["heartbeat_interval"], 10_000);
         send(&mut ws, identify(fake.token())).await;
         let ready = next_json(&mut ws).await;
         assert_eq!((ready["t"].as_str(), ready["s"].as_u64()), (Some("READY"), Some(1)));
