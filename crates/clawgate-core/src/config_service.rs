@@ -303,7 +303,7 @@ pub fn apply_changes(gw: &crate::Gateway, overrides: &Overrides, changes: &[Conf
         tracing::error!(error = %e, "agents/models config could not be applied; previous ones stay in force");
     }
     if changes.iter().any(|c| c.path.to_string().starts_with("channels")) {
-        crate::channels::reload(gw);
+        gw.channels.request_reload();
     }
     for path in &restart_required {
         tracing::warn!(key = %path, "config key changed that takes effect after a restart of clawgate");

@@ -284,7 +284,7 @@ pub async fn fire(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: String
     }
     tracing::info!(job = %job.id, slot = slot_ms, run = %run_id, "cron job fired");
     let started = now_ms();
-    broadcast(gw, json!({"jobId": job.id, "action": "started", "runId": run_id, "runAtMs": slot_ms}));
+    gw.events.cron(json!({"jobId": job.id, "action": "started", "runId": run_id, "runAtMs": slot_ms}));
     let (gw, job) = (gw.clone(), job.clone());
     gw.clone().tasks().spawn("cron", async move {
         let outcome = match job.kind.as_str() {
@@ -301,18 +301,11 @@ pub async fn fire(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: String
             tracing::error!(job = %job.id, slot = slot_ms, error = %e, "cannot record the end of a cron run");
         }
         let next = gw.store.get_cron_job(&job.id).await.ok().flatten().and_then(|j| j.next_run_at_ms);
-        broadcast(
-            &gw,
-            json!({"jobId": job.id, "action": "finished", "runId": run_id, "runAtMs": slot_ms, "status": status,
-                   "summary": summary, "error": error, "durationMs": finished - started, "nextRunAtMs": next}),
-        );
+        gw.events
+            .cron(json!({"jobId": job.id, "action": "finished", "runId": run_id, "runAtMs": slot_ms, "status": status,
+                   "summary": summary, "error": error, "durationMs": finished - started, "nextRunAtMs": next}));
     });
     Ok(true)
-}
-
-/// A `cron` event to operators with `operator.read`; `null` fields left out.
-pub fn broadcast(gw: &Gateway, payload: Value) {
-    gw.events.cron(payload);
 }
 
 async fn run_agent_turn(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: &str) -> Result<String, String> {

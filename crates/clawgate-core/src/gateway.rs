@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use clawgate_protocol::connect::ConnectParams;
-use clawgate_protocol::frames::StateVersion;
 use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
 use clawgate_protocol::{events, methods, scopes};
 use clawgate_store::{ChannelStore, IdempotencyStore, SessionQuery, SessionStore, SqliteStore};
@@ -189,11 +188,6 @@ impl Gateway {
         }
     }
 
-    /// Broadcast a health snapshot (forwards to [`Events::health`]).
-    pub fn broadcast_health(&self, snapshot: &Value, version: StateVersion) {
-        self.events.health(snapshot, version);
-    }
-
     /// Recompute the health snapshot (the `HealthSnapshot` shape of the schema); returns it.
     pub async fn refresh_health(&self) -> Value {
         let started = Instant::now();
@@ -298,26 +292,6 @@ impl Gateway {
         {
             self.events.presence_changed(version);
         }
-    }
-
-    /// Broadcast the presence list (forwards to [`Events::presence_changed`]).
-    pub fn broadcast_presence(&self, version: StateVersion) {
-        self.events.presence_changed(version);
-    }
-
-    /// Forwards to [`Events::run_event`].
-    pub fn broadcast_run_event(&self, event: &str, session_key: &str, payload: &Value, drop_if_slow: bool) {
-        self.events.run_event(event, session_key, payload, drop_if_slow);
-    }
-
-    /// Forwards to [`Events::session_message`].
-    pub fn broadcast_session_message(&self, session_key: &str, message: &Value) {
-        self.events.session_message(session_key, message);
-    }
-
-    /// Forwards to [`Events::session_changed`].
-    pub fn broadcast_session_changed(&self, session_key: &str, reason: &str) {
-        self.events.session_changed(session_key, reason);
     }
 
     /// Run the periodic duties until shutdown: `tick`, health refresh + broadcast, pruning.

@@ -509,7 +509,7 @@ async fn submit_with(gw: &Arc<Gateway>, mut req: RunRequest, cap: Option<usize>)
         Ok(EnqueueOutcome::Inserted(_)) => {
             gw.agents.register(&req.run_id, &req.session_key);
             kick_lane(gw, &req.session_key);
-            gw.broadcast_session_changed(&req.session_key, "run-queued");
+            gw.events.session_changed(&req.session_key, "run-queued");
             Ok(Submitted::Started)
         }
         Ok(EnqueueOutcome::Existing(rec)) if rec.session_key != req.session_key => Err(CoreError::invalid(format!(
@@ -614,7 +614,7 @@ pub async fn abort(gw: &Arc<Gateway>, session_key: &str, run_id: Option<&str>, r
                 let payload = json!({"runId": id, "sessionKey": session_key, "agentId": agent_id, "seq": 1,
                                      "state": "aborted", "stopReason": "rpc"});
                 gw.agents.publish(id, "chat", &payload);
-                gw.broadcast_run_event("chat", session_key, &payload, false);
+                gw.events.run_event("chat", session_key, &payload, false);
                 gw.agents.complete(id, outcome);
             }
         }

@@ -43,7 +43,7 @@ impl Emitter<'_> {
             "sessionKey": self.session_key, "agentId": self.agent_id,
         });
         self.gw.agents.publish(&self.run_id, "agent", &payload);
-        self.gw.broadcast_run_event("agent", &self.session_key, &payload, stream == "assistant");
+        self.gw.events.run_event("agent", &self.session_key, &payload, stream == "assistant");
     }
 
     fn chat(&self, state: &str, extra: Value) {
@@ -57,7 +57,7 @@ impl Emitter<'_> {
             }
         }
         self.gw.agents.publish(&self.run_id, "chat", &payload);
-        self.gw.broadcast_run_event("chat", &self.session_key, &payload, state == "delta");
+        self.gw.events.run_event("chat", &self.session_key, &payload, state == "delta");
     }
 
     fn status(&self, phase: &str) {
@@ -117,7 +117,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
         .await;
     drop(user);
     match appended {
-        Ok(entry) => gw.broadcast_session_message(&req.session_key, &transcript::into_history_message(entry)),
+        Ok(entry) => gw.events.session_message(&req.session_key, &transcript::into_history_message(entry)),
         Err(e) => return finish_failed(gw, &em, &req, started_at, &format!("cannot record the message: {e}")).await,
     }
 
@@ -244,7 +244,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
             Err(e) => tracing::warn!(session = %req.session_key, error = %e, "transcript compaction failed"),
         }
     }
-    gw.broadcast_session_changed(&req.session_key, "run-finished");
+    gw.events.session_changed(&req.session_key, "run-finished");
     gw.agents.complete(&req.run_id, outcome);
 }
 
@@ -308,7 +308,7 @@ async fn store_assistant(gw: &Arc<Gateway>, session_id: &str, req: &RunRequest, 
     })
     .await;
     if let Some(entry) = appended {
-        gw.broadcast_session_message(&req.session_key, &transcript::history_message(&entry));
+        gw.events.session_message(&req.session_key, &transcript::history_message(&entry));
     }
 }
 

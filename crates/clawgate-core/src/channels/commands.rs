@@ -244,7 +244,7 @@ async fn reset(gw: &Gateway, caller: &CommandCaller) -> String {
     };
     match r {
         Ok(()) => {
-            gw.broadcast_session_changed(key, "reset");
+            gw.events.session_changed(key, "reset");
             "Started a new conversation. Earlier messages are no longer part of the context.".to_owned()
         }
         Err(e) => format!("Could not reset the conversation: {e}"),

@@ -199,11 +199,6 @@ pub async fn start(gw: &Arc<Gateway>) {
     });
 }
 
-/// After a config change (forwards to [`ChannelService::request_reload`]).
-pub fn reload(gw: &Gateway) {
-    gw.channels.request_reload();
-}
-
 /// Restart accounts whose config changed, stop removed ones, start new ones.
 fn apply_reload(gw: &Arc<Gateway>) {
     let accounts = match configured_accounts(&gw.config) {
@@ -241,11 +236,6 @@ fn same_config(a: &AccountConfig, b: &AccountConfig) -> bool {
         && a.group_policy == b.group_policy
         && a.require_mention == b.require_mention
         && a.rate_limits == b.rate_limits
-}
-
-/// Wake an account's outbox sender (forwards to [`ChannelService::kick_outbox`]).
-pub fn kick_outbox(gw: &Gateway, key: &AccountKey) {
-    gw.channels.kick_outbox(key);
 }
 
 fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
@@ -344,11 +334,6 @@ pub async fn recover(gw: &Arc<Gateway>) {
     for rec in pending {
         router::spawn_route(gw, rec);
     }
-}
-
-/// `channels.status` payload (forwards to [`ChannelService::status`]).
-pub async fn status_payload(gw: &Arc<Gateway>) -> Value {
-    gw.channels.status(&gw.config, &gw.store).await
 }
 
 impl ChannelService {

@@ -620,7 +620,7 @@ async fn notify_admins(
     if let Err(e) = clawgate_store::ChannelStore::queue_outbound(&gw.store, &items, None, now_ms()).await {
         tracing::error!(approval = %approval_id, error = %e, "cannot notify the admins");
     }
-    crate::channels::kick_outbox(gw, &clawgate_channels::AccountKey::new(&caller.platform, &account));
+    gw.channels.kick_outbox(&clawgate_channels::AccountKey::new(&caller.platform, &account));
 }
 
 /// A template load error for a chat reply: paths are cut to their file name (chat users do not

@@ -39,7 +39,7 @@ pub(super) async fn deliver_text(gw: &Arc<Gateway>, job: &JobRecord, key: &str, 
     if let Err(e) = gw.store.queue_outbound(&[item], None, now_ms()).await {
         tracing::error!(job = %job.id, error = %e, "cannot queue the job notice");
     }
-    crate::channels::kick_outbox(gw, &account);
+    gw.channels.kick_outbox(&account);
 }
 
 /// Queue every stored output of a completed job for its chat (each once: the outbox key is the
@@ -87,5 +87,5 @@ pub(super) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems
     if let Err(e) = gw.store.queue_outbound(&items, None, now_ms()).await {
         tracing::error!(job = %job.id, error = %e, "cannot queue the job's images");
     }
-    crate::channels::kick_outbox(gw, &account);
+    gw.channels.kick_outbox(&account);
 }

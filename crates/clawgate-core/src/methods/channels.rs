@@ -24,7 +24,7 @@ pub async fn channels_status(
     gw: &Arc<Gateway>,
     params: ChannelsStatusParams,
 ) -> Result<ChannelsStatusResult, CoreError> {
-    let out = crate::channels::status_payload(gw).await;
+    let out = gw.channels.status(&gw.config, &gw.store).await;
     let Value::Object(mut out) = out else { return Err(CoreError::internal("the channel snapshot is not an object")) };
     if let Some(only) = params.channel {
         for key in ["channelAccounts", "channels", "channelLabels", "channelDefaultAccountId"] {

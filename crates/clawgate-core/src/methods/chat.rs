@@ -166,7 +166,7 @@ async fn chat_command(
         .store
         .append(&session.session_id, TranscriptRole::User, &user, Some(run_id), EntryStatus::Final, now_ms())
         .await?;
-    gw.broadcast_session_message(session_key, &transcript::history_message(&entry));
+    gw.events.session_message(session_key, &transcript::history_message(&entry));
     let mut msg = transcript::assistant_message(&reply, now_ms());
     msg["stopReason"] = json!("stop");
     msg["__openclaw"] = json!({"source": "comfy"});
@@ -188,12 +188,12 @@ pub(crate) async fn append_reply(
 /// Tell clients about a reply stored by [`append_reply`] as they hear of a finished run:
 /// `session.message`, one `chat` `final` for `run_id` carrying the message, `sessions.changed`.
 pub(crate) fn announce_reply(gw: &Gateway, session_key: &str, agent_id: &str, run_id: &str, entry: &TranscriptEntry) {
-    gw.broadcast_session_message(session_key, &transcript::history_message(entry));
+    gw.events.session_message(session_key, &transcript::history_message(entry));
     let payload = json!({"runId": run_id, "sessionKey": session_key, "agentId": agent_id, "seq": 1, "state": "final",
                          "stopReason": "stop", "message": entry.content});
     gw.agents.publish(run_id, "chat", &payload);
-    gw.broadcast_run_event("chat", session_key, &payload, false);
-    gw.broadcast_session_changed(session_key, "run-finished");
+    gw.events.run_event("chat", session_key, &payload, false);
+    gw.events.session_changed(session_key, "run-finished");
 }
 
 /// ComfyUI results in a transcript carry `/media/<token>` links that expire; blocks that name
@@ -317,8 +317,8 @@ pub async fn chat_inject(gw: &Arc<Gateway>, p: ChatInjectParams) -> Result<ChatI
         .store
         .append(&session.session_id, TranscriptRole::Assistant, &msg, Some(&run_id), EntryStatus::Final, now_ms())
         .await?;
-    gw.broadcast_session_message(&key, &transcript::history_message(&entry));
-    gw.broadcast_run_event(
+    gw.events.session_message(&key, &transcript::history_message(&entry));
+    gw.events.run_event(
         "chat",
         &key,
         &json!({"runId": run_id, "sessionKey": key, "agentId": agent_id, "seq": 1, "state": "final", "message": msg}),

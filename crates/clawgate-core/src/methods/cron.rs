@@ -336,7 +336,7 @@ pub async fn cron_add(gw: &Arc<Gateway>, params: CronAddParams) -> Result<CronAd
     let job = load(gw, &job.id).await?;
     tracing::info!(job = %job.id, name = %job.name, schedule = %job.schedule, "cron job added");
     gw.cron.kick();
-    cron::broadcast(gw, json!({"jobId": job.id, "action": "added", "nextRunAtMs": job.next_run_at_ms}));
+    gw.events.cron(json!({"jobId": job.id, "action": "added", "nextRunAtMs": job.next_run_at_ms}));
     Ok(job_wire(&job))
 }
 
@@ -353,7 +353,7 @@ pub async fn cron_update(gw: &Arc<Gateway>, params: CronUpdateParams) -> Result<
     gw.store.upsert_cron_job(&job).await?;
     let job = load(gw, &id).await?;
     gw.cron.kick();
-    cron::broadcast(gw, json!({"jobId": job.id, "action": "updated", "nextRunAtMs": job.next_run_at_ms}));
+    gw.events.cron(json!({"jobId": job.id, "action": "updated", "nextRunAtMs": job.next_run_at_ms}));
     Ok(job_wire(&job))
 }
 
@@ -364,7 +364,7 @@ pub async fn cron_remove(gw: &Arc<Gateway>, params: CronRemoveParams) -> Result<
         return Err(not_found(&id));
     }
     gw.cron.kick();
-    cron::broadcast(gw, json!({"jobId": id, "action": "removed"}));
+    gw.events.cron(json!({"jobId": id, "action": "removed"}));
     Ok(CronRemoveResult { ok: true, removed: true })
 }
 

@@ -157,7 +157,7 @@ pub async fn sessions_patch(gw: &Arc<Gateway>, p: SessionsPatchParams) -> Result
             .map_err(|e| CoreError::invalid(format!("invalid sessions.patch params: model: {e}")))?;
     }
     let updated = gw.store.patch_session(&s.key, &Value::Object(p.patch), now_ms()).await?;
-    gw.broadcast_session_changed(&s.key, "patched");
+    gw.events.session_changed(&s.key, "patched");
     Ok(SessionsPatchResult { ok: true, session: session_entry(&updated), key: s.key })
 }
 
@@ -168,7 +168,7 @@ pub async fn sessions_reset(gw: &Arc<Gateway>, p: SessionsResetParams) -> Result
     crate::agent::abort(gw, &key, None, crate::agent::AbortReason::Rpc).await;
     gw.store.ensure_session(&key, &agent_id, now_ms()).await?;
     let s = gw.store.reset_session(&key, now_ms()).await?;
-    gw.broadcast_session_changed(&key, "reset");
+    gw.events.session_changed(&key, "reset");
     Ok(SessionsResetResult { ok: true, key, session_id: s.session_id.clone(), session: session_entry(&s) })
 }
 
@@ -183,7 +183,7 @@ pub async fn sessions_delete(gw: &Arc<Gateway>, p: SessionsDeleteParams) -> Resu
     }
     crate::agent::abort(gw, &key, None, crate::agent::AbortReason::Rpc).await;
     let deleted = gw.store.delete_session(&key, p.delete_transcript.unwrap_or(true)).await?;
-    gw.broadcast_session_changed(&key, "deleted");
+    gw.events.session_changed(&key, "deleted");
     Ok(SessionsDeleteResult { ok: true, key, deleted, archived: Vec::new() })
 }
 

@@ -41,7 +41,7 @@ pub async fn system_event(
             }
         })
         .ok_or_else(|| CoreError::invalid("caller has no presence entry"))?;
-    gw.broadcast_presence(version);
+    gw.events.presence_changed(version);
     Ok(SystemEventResult { ok: true, ts: now })
 }
 

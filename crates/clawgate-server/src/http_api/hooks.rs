@@ -284,8 +284,8 @@ async fn wake(gw: &Arc<Gateway>, config: &HooksConfig, payload: &Map<String, Val
         .append(&session.session_id, TranscriptRole::System, &event, None, EntryStatus::Final, now)
         .await
         .map_err(|e| HookError::Internal(e.to_string()))?;
-    gw.broadcast_session_message(&key, &transcript::history_message(&entry));
-    gw.broadcast_session_changed(&key, "system-event");
+    gw.events.session_message(&key, &transcript::history_message(&entry));
+    gw.events.session_changed(&key, "system-event");
     tracing::info!(session = %key, mode, "hook wake event queued in the session transcript");
     Ok(axum::Json(json!({"ok": true, "mode": mode, "eventOutcome": "queued"})).into_response())
 }
