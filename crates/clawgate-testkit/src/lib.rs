@@ -35,6 +35,7 @@
 pub mod fake_anthropic;
 pub mod fake_comfy;
 pub mod fake_discord;
+pub mod fake_line;
 pub mod fake_openai;
 pub mod fake_openclaw;
 pub mod fake_telegram;
