@@ -203,7 +203,7 @@ fn job_event(gw: &Gateway, job: &JobRecord, extra: Value) {
             p.insert(k.clone(), v.clone());
         }
     }
-    gw.clients.broadcast("comfy.job", &payload, None, true);
+    gw.events.clients().broadcast("comfy.job", &payload, None, true);
 }
 
 /// Render a template and queue a job. Returns the job and its queue position.
