@@ -330,10 +330,10 @@ async fn run_agent_turn(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: 
         extra_system: Some(format!("This turn was started by the scheduled automation \"{}\".", job.name)),
         client: Some(json!({"id": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms})),
     };
-    agent::submit(gw, req).await.map_err(|e| format!("cannot start the agent turn: {e}"))?;
+    gw.agents.submit(req).await.map_err(|e| format!("cannot start the agent turn: {e}"))?;
     let deadline = tokio::time::Instant::now() + AGENT_TURN_LIMIT;
     let outcome = loop {
-        match agent::wait(gw, run_id, Duration::from_secs(30)).await {
+        match gw.agents.wait(run_id, Duration::from_secs(30)).await {
             Ok(Some(o)) if o.is_terminal() => break o,
             Ok(Some(_)) if tokio::time::Instant::now() < deadline && !gw.shutdown_token().is_cancelled() => {}
             Ok(Some(_)) => return Err("the agent turn did not finish in time".into()),

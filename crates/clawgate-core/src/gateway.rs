@@ -14,6 +14,8 @@ use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, Serve
 use clawgate_protocol::{events, methods, scopes};
 use clawgate_store::{ChannelStore, IdempotencyStore, SessionQuery, SessionStore, SqliteStore};
 
+use crate::agent::AgentService;
+use crate::agent::tools::{ComfyGenerate, ComfyQueued, TemplateInfo, ToolHost};
 use crate::auth::FailedAuthLimiter;
 use crate::broadcast::{Broadcaster, ClientHandle};
 use crate::config_service::{ConfigService, Overrides};
@@ -66,11 +68,11 @@ pub struct Gateway {
     /// The config file and its edits.
     pub config: ConfigService,
     /// Agents, providers and runs.
-    pub agents: crate::agent::AgentService,
+    pub agents: AgentService,
     /// Chat channel accounts.
     pub channels: crate::channels::ChannelService,
-    /// ComfyUI workers and jobs.
-    pub comfy: crate::comfy::ComfyService,
+    /// ComfyUI workers and jobs (shared with the agent's tools, see [`ComfyTools`]).
+    pub comfy: Arc<crate::comfy::ComfyService>,
     /// The cron scheduler's wake-up and health.
     pub cron: crate::cron::CronService,
     overrides: Overrides,
@@ -91,7 +93,7 @@ impl Gateway {
         settings: GatewaySettings,
         store: Store,
         config: ConfigService,
-        agents: crate::agent::AgentService,
+        agents: crate::agent::AgentSetup,
         overrides: Overrides,
     ) -> Arc<Self> {
         let boot_id = uuid::Uuid::new_v4().to_string();
@@ -111,6 +113,10 @@ impl Gateway {
         let presence = Arc::new(PresenceState::new(self_entry));
         let events = Events::new(clients.clone(), presence.clone());
         let pairing = PairingService::new(store.clone(), events.clone());
+        let tasks = Tasks::new();
+        let comfy = Arc::new(crate::comfy::ComfyService::default());
+        let tools = ComfyTools { comfy: comfy.clone(), store: store.clone(), events: events.clone() };
+        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, Arc::new(tools));
         Arc::new(Self {
             version: version.to_owned(),
             boot_id,
@@ -128,11 +134,11 @@ impl Gateway {
             config,
             agents,
             channels: crate::channels::ChannelService::default(),
-            comfy: crate::comfy::ComfyService::default(),
+            comfy,
             cron: crate::cron::CronService::default(),
             overrides,
             health: RwLock::new(Value::Null),
-            tasks: Tasks::new(),
+            tasks,
         })
     }
 
@@ -328,10 +334,49 @@ impl Gateway {
     /// Begin a graceful stop: broadcast `shutdown`, close every socket with 1012, cancel every
     /// task. The caller then awaits them with [`Tasks::shutdown`] and closes the store.
     pub fn begin_shutdown(&self, reason: &str) {
-        crate::agent::cancel_all(self);
+        self.agents.cancel_all();
         self.channels.stop_all();
         self.events.shutdown(reason);
         self.tasks.cancel();
+    }
+}
+
+/// The agent's tools reach ComfyUI through the comfy service: the [`ToolHost`] the composition
+/// wires into the agent service (the agent never holds the gateway or the comfy service).
+struct ComfyTools {
+    comfy: Arc<crate::comfy::ComfyService>,
+    store: Store,
+    events: Events,
+}
+
+#[async_trait::async_trait]
+impl ToolHost for ComfyTools {
+    fn comfy_templates(&self) -> Option<Vec<TemplateInfo>> {
+        if !self.comfy.enabled() {
+            return None;
+        }
+        let library = self.comfy.library();
+        let list = library.map(|l| {
+            l.list().into_iter().map(|t| TemplateInfo { id: t.id.clone(), inputs: t.allowed_inputs.clone() }).collect()
+        });
+        Some(list.unwrap_or_default())
+    }
+
+    async fn comfy_generate(&self, job: ComfyGenerate) -> Result<ComfyQueued, String> {
+        let (job, position) = crate::comfy::submit_job(
+            &self.comfy,
+            &self.store,
+            &self.events,
+            &job.template,
+            &job.inputs,
+            job.prompt.as_deref(),
+            job.deliver_to,
+            job.requested_by,
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(ComfyQueued { job_id: job.id, status: job.status.as_str().to_owned(), position })
     }
 }
 

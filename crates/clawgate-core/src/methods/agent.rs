@@ -9,7 +9,7 @@ use clawgate_protocol::frames::ResponseFrame;
 use clawgate_protocol::methods::agent::*;
 use clawgate_store::RunKind;
 
-use crate::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted};
+use crate::agent::{AbortReason, RunOutcome, RunRequest, Submitted};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::gateway::Gateway;
@@ -72,7 +72,7 @@ pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, p: AgentParams) -> Resu
         extra_system: p.extra_system_prompt,
         client: client_tag(ctx),
     };
-    let submitted = agent::submit(gw, req).await;
+    let submitted = gw.agents.submit(req).await;
     // Enqueued (or refused): the connection's next ordered request may go while this one waits.
     ctx.end_turn();
     match submitted? {
@@ -91,7 +91,7 @@ pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, p: AgentParams) -> Resu
     let limit = timeout.unwrap_or(Duration::from_secs(gw.agents.agents().timeout_secs)) + AGENT_FINAL_GRACE;
     // A queued run may wait for earlier ones in its lane; keep waiting while it is alive.
     loop {
-        match agent::wait(gw, &run_id, limit).await? {
+        match gw.agents.wait(&run_id, limit).await? {
             Some(o) if o.is_terminal() => return final_result(&run_id, o),
             Some(_) if !gw.shutdown_token().is_cancelled() => continue,
             _ => return Err(CoreError::Unavailable("the gateway is stopping; the run did not finish".into())),
@@ -102,7 +102,7 @@ pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, p: AgentParams) -> Resu
 /// `agent.wait {runId, timeoutMs?}` → `{runId, status: "ok"|"error"|"timeout"|"pending", …}`.
 pub async fn agent_wait(gw: &Arc<Gateway>, p: AgentWaitParams) -> Result<AgentWaitResult, CoreError> {
     let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000).min(600_000));
-    let Some(o) = agent::wait(gw, &p.run_id, timeout).await? else {
+    let Some(o) = gw.agents.wait(&p.run_id, timeout).await? else {
         return Err(CoreError::invalid("agent run was not found"));
     };
     let run_id = p.run_id;

@@ -81,7 +81,7 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, p: ChatSendParams) 
         extra_system: None,
         client: client_tag(ctx),
     };
-    let status = match agent::submit(gw, req).await? {
+    let status = match gw.agents.submit(req).await? {
         Submitted::Started => ChatSendStatus::Started,
         Submitted::InFlight => ChatSendStatus::InFlight,
         Submitted::Done(_) => ChatSendStatus::Ok,
@@ -291,9 +291,9 @@ pub async fn chat_history(gw: &Arc<Gateway>, p: ChatHistoryParams) -> Result<Cha
 /// `aborted` event carrying the partial text.
 pub async fn chat_abort(gw: &Arc<Gateway>, p: ChatAbortParams) -> Result<ChatAbortResult, CoreError> {
     let (key, _) = resolve_session_key(gw, &p.session_key, p.agent_id.as_deref())?;
-    let run_ids = agent::abort(gw, &key, p.run_id.as_deref(), agent::AbortReason::Rpc).await;
+    let run_ids = gw.agents.abort(&key, p.run_id.as_deref(), agent::AbortReason::Rpc).await;
     for id in &run_ids {
-        let _ = agent::wait(gw, id, std::time::Duration::from_secs(5)).await;
+        let _ = gw.agents.wait(id, std::time::Duration::from_secs(5)).await;
     }
     Ok(ChatAbortResult { ok: true, aborted: !run_ids.is_empty(), run_ids })
 }

@@ -165,7 +165,7 @@ pub async fn sessions_patch(gw: &Arc<Gateway>, p: SessionsPatchParams) -> Result
 /// no longer shown or sent to the model).
 pub async fn sessions_reset(gw: &Arc<Gateway>, p: SessionsResetParams) -> Result<SessionsResetResult, CoreError> {
     let (key, agent_id) = resolve_session_key(gw, &p.key, p.agent_id.as_deref())?;
-    crate::agent::abort(gw, &key, None, crate::agent::AbortReason::Rpc).await;
+    gw.agents.abort(&key, None, crate::agent::AbortReason::Rpc).await;
     gw.store.ensure_session(&key, &agent_id, now_ms()).await?;
     let s = gw.store.reset_session(&key, now_ms()).await?;
     gw.events.session_changed(&key, "reset");
@@ -181,7 +181,7 @@ pub async fn sessions_delete(gw: &Arc<Gateway>, p: SessionsDeleteParams) -> Resu
     {
         return Err(CoreError::invalid("session is not archived (archivedOnly)"));
     }
-    crate::agent::abort(gw, &key, None, crate::agent::AbortReason::Rpc).await;
+    gw.agents.abort(&key, None, crate::agent::AbortReason::Rpc).await;
     let deleted = gw.store.delete_session(&key, p.delete_transcript.unwrap_or(true)).await?;
     gw.events.session_changed(&key, "deleted");
     Ok(SessionsDeleteResult { ok: true, key, deleted, archived: Vec::new() })
