@@ -65,8 +65,10 @@ pub struct Gateway {
     pub password_gate: crate::auth::PasswordGate,
     /// Device pairing requests and decisions.
     pub pairing: PairingService,
-    /// The config file and its edits.
-    pub config: ConfigService,
+    /// The config file and its edits (shared with the services that read their sections).
+    pub config: Arc<ConfigService>,
+    /// Signed `/media/<token>` links to job outputs.
+    pub media: crate::media::MediaSigner,
     /// Agents, providers and runs.
     pub agents: AgentService,
     /// Chat channel accounts.
@@ -117,6 +119,11 @@ impl Gateway {
         let comfy = Arc::new(crate::comfy::ComfyService::default());
         let tools = ComfyTools { comfy: comfy.clone(), store: store.clone(), events: events.clone() };
         let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, Arc::new(tools));
+        let outbox = crate::channels::Outbox::new(store.clone());
+        let config = Arc::new(config);
+        let media = crate::media::MediaSigner::new(store.clone(), &settings.state_dir, config.clone());
+        let channels =
+            crate::channels::ChannelService::new(store.clone(), events.clone(), tasks.clone(), config.clone(), outbox);
         Arc::new(Self {
             version: version.to_owned(),
             boot_id,
@@ -132,8 +139,9 @@ impl Gateway {
             password_gate: crate::auth::PasswordGate::default(),
             pairing,
             config,
+            media,
             agents,
-            channels: crate::channels::ChannelService::default(),
+            channels,
             comfy,
             cron: crate::cron::CronService::default(),
             overrides,
