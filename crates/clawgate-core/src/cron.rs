@@ -314,7 +314,9 @@ async fn run_agent_turn(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: 
     let Some(message) = message else { return Err("the job's payload has no message".into()) };
     let agent_param = p.get("agentId").and_then(Value::as_str);
     let (session_key, agent_id) = match p.get("sessionKey").and_then(Value::as_str) {
-        Some(key) => crate::methods::chat::resolve_session_key(gw, key, agent_param).map_err(|e| e.to_string())?,
+        Some(key) => {
+            crate::methods::chat::resolve_session_key(&gw.agents, key, agent_param).map_err(|e| e.to_string())?
+        }
         None => {
             let agent = agent_param.map(str::to_owned).unwrap_or_else(|| gw.agents.agents().default_id.clone());
             (default_session_key(&agent, &job.id), agent)
