@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use clawgate_config::{ConfigChange, ConfigError, LoadedConfig, ReloadClass};
 
-use crate::agent::AgentService;
+use crate::agent::{AgentService, AgentSetup};
 use crate::channels::ChannelService;
 use crate::error::CoreError;
 use crate::events::Events;
@@ -154,7 +154,7 @@ pub struct Checked {
     /// Gateway settings, secrets resolved.
     pub settings: GatewaySettings,
     /// Providers and agents.
-    pub agents: AgentService,
+    pub agents: AgentSetup,
 }
 
 /// The one validation path of a config beyond what [`clawgate_config`] decodes by itself: the
@@ -169,7 +169,7 @@ pub fn check(loaded: &LoadedConfig, base: &GatewaySettings, overrides: &Override
     let mut issues = Vec::new();
     let settings =
         settings_from_config(loaded, base, overrides).map_err(|m| issues.push(loaded.issue_from_message(&m)));
-    let agents = AgentService::from_config(&loaded.config, loaded.base_dir())
+    let agents = AgentSetup::from_config(&loaded.config, loaded.base_dir())
         .map_err(|m| issues.push(loaded.issue_from_message(&m)));
     if let Err(e) = clawgate_channels::accounts_from_config(&loaded.config.channels, loaded.base_dir()) {
         issues.push(loaded.issue_at(&e.path, e.message));

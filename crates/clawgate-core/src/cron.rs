@@ -314,7 +314,9 @@ async fn run_agent_turn(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: 
     let Some(message) = message else { return Err("the job's payload has no message".into()) };
     let agent_param = p.get("agentId").and_then(Value::as_str);
     let (session_key, agent_id) = match p.get("sessionKey").and_then(Value::as_str) {
-        Some(key) => crate::methods::chat::resolve_session_key(gw, key, agent_param).map_err(|e| e.to_string())?,
+        Some(key) => {
+            crate::methods::chat::resolve_session_key(&gw.agents, key, agent_param).map_err(|e| e.to_string())?
+        }
         None => {
             let agent = agent_param.map(str::to_owned).unwrap_or_else(|| gw.agents.agents().default_id.clone());
             (default_session_key(&agent, &job.id), agent)
@@ -330,10 +332,10 @@ async fn run_agent_turn(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: 
         extra_system: Some(format!("This turn was started by the scheduled automation \"{}\".", job.name)),
         client: Some(json!({"id": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms})),
     };
-    agent::submit(gw, req).await.map_err(|e| format!("cannot start the agent turn: {e}"))?;
+    gw.agents.submit(req).await.map_err(|e| format!("cannot start the agent turn: {e}"))?;
     let deadline = tokio::time::Instant::now() + AGENT_TURN_LIMIT;
     let outcome = loop {
-        match agent::wait(gw, run_id, Duration::from_secs(30)).await {
+        match gw.agents.wait(run_id, Duration::from_secs(30)).await {
             Ok(Some(o)) if o.is_terminal() => break o,
             Ok(Some(_)) if tokio::time::Instant::now() < deadline && !gw.shutdown_token().is_cancelled() => {}
             Ok(Some(_)) => return Err("the agent turn did not finish in time".into()),

@@ -221,26 +221,40 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::CRON_REMOVE => typed(method, params, |FieldsOf(p)| methods::cron::cron_remove(gw, p)).await,
         m::CRON_RUN => typed(method, params, |FieldsOf(p)| methods::cron::cron_run(gw, p)).await,
         m::CRON_RUNS => typed(method, params, |FieldsOf(p)| methods::cron::cron_runs(gw, p)).await,
-        m::AGENT => typed(method, params, |p| methods::agent::agent(gw, ctx, p)).await,
-        m::AGENT_WAIT => typed(method, params, |p| methods::agent::agent_wait(gw, p)).await,
-        m::AGENT_IDENTITY_GET => typed(method, params, |p| methods::agent::agent_identity_get(gw, p)).await,
-        m::AGENTS_LIST => typed(method, params, |p| methods::agent::agents_list(gw, p)).await,
+        m::AGENT => typed(method, params, |p| methods::agent::agent(&gw.agents, ctx, p)).await,
+        m::AGENT_WAIT => typed(method, params, |p| methods::agent::agent_wait(&gw.agents, p)).await,
+        m::AGENT_IDENTITY_GET => typed(method, params, |p| methods::agent::agent_identity_get(&gw.agents, p)).await,
+        m::AGENTS_LIST => typed(method, params, |p| methods::agent::agents_list(&gw.agents, p)).await,
         m::CHAT_SEND => typed(method, params, |p| methods::chat::chat_send(gw, ctx, p)).await,
-        m::CHAT_HISTORY => typed(method, params, |p| methods::chat::chat_history(gw, p)).await,
-        m::CHAT_ABORT => typed(method, params, |p| methods::chat::chat_abort(gw, p)).await,
-        m::CHAT_INJECT => typed(method, params, |p| methods::chat::chat_inject(gw, p)).await,
-        m::SESSIONS_LIST => typed(method, params, |p| methods::sessions::sessions_list(gw, p)).await,
-        m::SESSIONS_DESCRIBE => typed(method, params, |p| methods::sessions::sessions_describe(gw, p)).await,
-        m::SESSIONS_PREVIEW => typed(method, params, |p| methods::sessions::sessions_preview(gw, p)).await,
-        m::SESSIONS_PATCH => typed(method, params, |p| methods::sessions::sessions_patch(gw, p)).await,
-        m::SESSIONS_RESET => typed(method, params, |p| methods::sessions::sessions_reset(gw, p)).await,
-        m::SESSIONS_DELETE => typed(method, params, |p| methods::sessions::sessions_delete(gw, p)).await,
+        m::CHAT_HISTORY => {
+            typed(method, params, |p| methods::chat::chat_history(&gw.agents, &gw.store, &gw.media, p)).await
+        }
+        m::CHAT_ABORT => typed(method, params, |p| methods::chat::chat_abort(&gw.agents, p)).await,
+        m::CHAT_INJECT => {
+            typed(method, params, |p| methods::chat::chat_inject(&gw.agents, &gw.store, &gw.events, p)).await
+        }
+        m::SESSIONS_LIST => typed(method, params, |p| methods::sessions::sessions_list(&gw.store, p)).await,
+        m::SESSIONS_DESCRIBE => {
+            typed(method, params, |p| methods::sessions::sessions_describe(&gw.agents, &gw.store, p)).await
+        }
+        m::SESSIONS_PREVIEW => {
+            typed(method, params, |p| methods::sessions::sessions_preview(&gw.agents, &gw.store, p)).await
+        }
+        m::SESSIONS_PATCH => {
+            typed(method, params, |p| methods::sessions::sessions_patch(&gw.agents, &gw.store, &gw.events, p)).await
+        }
+        m::SESSIONS_RESET => {
+            typed(method, params, |p| methods::sessions::sessions_reset(&gw.agents, &gw.store, &gw.events, p)).await
+        }
+        m::SESSIONS_DELETE => {
+            typed(method, params, |p| methods::sessions::sessions_delete(&gw.agents, &gw.store, &gw.events, p)).await
+        }
         m::SESSIONS_SUBSCRIBE => typed(method, params, |p| methods::sessions::sessions_subscribe(ctx, p)).await,
         m::SESSIONS_MESSAGES_SUBSCRIBE => {
-            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(gw, ctx, p, true)).await
+            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(&gw.agents, ctx, p, true)).await
         }
         m::SESSIONS_MESSAGES_UNSUBSCRIBE => {
-            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(gw, ctx, p, false)).await
+            typed(method, params, |p| methods::sessions::sessions_messages_subscribe(&gw.agents, ctx, p, false)).await
         }
         m::COMMANDS_LIST => typed(method, params, methods::catalog::commands_list).await,
         m::MODELS_LIST => typed(method, params, |p| methods::catalog::models_list(&gw.agents, p)).await,

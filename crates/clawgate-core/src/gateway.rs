@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use clawgate_store::{ChannelStore, IdempotencyStore, SqliteStore};
 
+use crate::agent::AgentService;
+use crate::agent::tools::{ComfyGenerate, ComfyQueued, TemplateInfo, ToolHost};
 use crate::broadcast::Broadcaster;
 use crate::config_service::{ConfigService, Overrides, Reconfigure};
 use crate::events::Events;
@@ -57,11 +59,11 @@ pub struct Gateway {
     /// Signed `/media/<token>` links to job outputs.
     pub media: crate::media::MediaSigner,
     /// Agents, providers and runs.
-    pub agents: crate::agent::AgentService,
+    pub agents: AgentService,
     /// Chat channel accounts.
     pub channels: crate::channels::ChannelService,
-    /// ComfyUI workers and jobs.
-    pub comfy: crate::comfy::ComfyService,
+    /// ComfyUI workers and jobs (shared with the agent's tools, see [`ComfyTools`]).
+    pub comfy: Arc<crate::comfy::ComfyService>,
     /// The cron scheduler's wake-up and health.
     pub cron: crate::cron::CronService,
     overrides: Overrides,
@@ -84,7 +86,7 @@ impl Gateway {
         settings: GatewaySettings,
         store: Store,
         config: ConfigService,
-        agents: crate::agent::AgentService,
+        agents: crate::agent::AgentSetup,
         overrides: Overrides,
     ) -> Arc<Self> {
         let info = GatewayInfo::starting_now(version);
@@ -103,6 +105,9 @@ impl Gateway {
         let settings = SharedSettings::new(settings);
         let pairing = PairingService::new(store.clone(), events.clone());
         let tasks = Tasks::new();
+        let comfy = Arc::new(crate::comfy::ComfyService::default());
+        let tools = ComfyTools { comfy: comfy.clone(), store: store.clone(), events: events.clone() };
+        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, Arc::new(tools));
         let outbox = crate::channels::Outbox::new(store.clone());
         let media = crate::media::MediaSigner::new(store.clone(), &settings.get().state_dir, config.clone());
         let channels =
@@ -123,7 +128,7 @@ impl Gateway {
             media,
             agents,
             channels,
-            comfy: crate::comfy::ComfyService::default(),
+            comfy,
             cron: crate::cron::CronService::default(),
             overrides,
             tasks,
@@ -200,10 +205,49 @@ impl Gateway {
     /// Begin a graceful stop: broadcast `shutdown`, close every socket with 1012, cancel every
     /// task. The caller then awaits them with [`Tasks::shutdown`] and closes the store.
     pub fn begin_shutdown(&self, reason: &str) {
-        crate::agent::cancel_all(self);
+        self.agents.cancel_all();
         self.channels.stop_all();
         self.events.shutdown(reason);
         self.tasks.cancel();
+    }
+}
+
+/// The agent's tools reach ComfyUI through the comfy service: the [`ToolHost`] the composition
+/// wires into the agent service (the agent never holds the gateway or the comfy service).
+struct ComfyTools {
+    comfy: Arc<crate::comfy::ComfyService>,
+    store: Store,
+    events: Events,
+}
+
+#[async_trait::async_trait]
+impl ToolHost for ComfyTools {
+    fn comfy_templates(&self) -> Option<Vec<TemplateInfo>> {
+        if !self.comfy.enabled() {
+            return None;
+        }
+        let library = self.comfy.library();
+        let list = library.map(|l| {
+            l.list().into_iter().map(|t| TemplateInfo { id: t.id.clone(), inputs: t.allowed_inputs.clone() }).collect()
+        });
+        Some(list.unwrap_or_default())
+    }
+
+    async fn comfy_generate(&self, job: ComfyGenerate) -> Result<ComfyQueued, String> {
+        let (job, position) = crate::comfy::submit_job(
+            &self.comfy,
+            &self.store,
+            &self.events,
+            &job.template,
+            &job.inputs,
+            job.prompt.as_deref(),
+            job.deliver_to,
+            job.requested_by,
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(ComfyQueued { job_id: job.id, status: job.status.as_str().to_owned(), position })
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use clawgate_core::Gateway;
-use clawgate_core::agent::AgentService;
+use clawgate_core::agent::AgentSetup;
 use clawgate_core::broadcast::{AuthKind, ClientHandle, Outbound};
 use clawgate_core::config_service::{ConfigService, Overrides};
 use clawgate_core::dispatch::{CallContext, dispatch};
@@ -31,7 +31,7 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("clawgate.json5");
         let loaded = clawgate_config::parse_str(config, &path).expect("config parses");
-        let agents = AgentService::from_config(&loaded.config, dir.path()).expect("agents");
+        let agents = AgentSetup::from_config(&loaded.config, dir.path()).expect("agents");
         let store = SqliteStore::open_in_memory().await.expect("in-memory store");
         let settings = GatewaySettings::for_tests("", dir.path().to_path_buf());
         let gw = Gateway::new("test", settings, store, ConfigService::new(path, loaded), agents, Overrides::default());
@@ -152,23 +152,4 @@ async fn the_store_is_the_in_memory_one() {
     let h = Harness::new("{}").await;
     h.ok("chat.inject", json!({"sessionKey": "agent:main:x", "message": "m"})).await;
     assert!(!Path::new(&h.gw.settings().state_dir.join("clawgate.db")).exists());
-}
-
-#[tokio::test]
-async fn waiting_on_a_run_queued_before_a_restart_sleeps_on_it_instead_of_answering_queued() {
-    use clawgate_store::{RunKind, RunStore};
-    let h = Harness::new("{}").await;
-    // Queued as a restart leaves it: stored, but no lane has claimed it in this process.
-    h.gw.store
-        .enqueue("old-run", "agent:main:later", RunKind::Agent, &json!({"message": "hi"}), 1)
-        .await
-        .expect("enqueue");
-    let outcome = clawgate_core::agent::wait(&h.gw, "old-run", std::time::Duration::from_millis(50))
-        .await
-        .expect("wait")
-        .expect("the run exists");
-    // `Running` is what a wait that ran out answers; `Queued` came back at once before, and a
-    // caller waiting in a loop (cron) spun on the store.
-    assert!(matches!(outcome, clawgate_core::agent::RunOutcome::Running), "{outcome:?}");
-    assert_eq!(h.gw.agents.active_runs("agent:main:later"), ["old-run"]);
 }

@@ -180,6 +180,7 @@ macro_rules! for_each_conformance_case {
             finish_refuses_non_terminal_status_and_second_finish,
             get_run_of_unknown_id_is_none,
             list_queued_sessions_lists_each_waiting_session_once,
+            list_queued_runs_lists_waiting_runs_in_queue_order,
             mark_interrupted_running_ends_runs_cut_off_by_a_crash,
             prune_finished_drops_only_old_finished_runs,
             // Channels.
@@ -1290,6 +1291,19 @@ pub async fn list_queued_sessions_lists_each_waiting_session_once<S: RunStore>(s
     store.claim_next("c", T0).await.expect("claim").expect("c1 runs");
     store.finish("d1", RunStatus::Aborted, None, T0).await.expect("abort d1");
     assert_eq!(store.list_queued_sessions().await.expect("list"), ["b", "a"]);
+}
+
+/// Queued runs are listed with their sessions in queue order; running and finished ones are not.
+pub async fn list_queued_runs_lists_waiting_runs_in_queue_order<S: RunStore>(store: &S) {
+    assert!(store.list_queued_runs().await.expect("empty").is_empty());
+    queued(store, "b1", "b", T0).await;
+    queued(store, "a1", "a", T0).await;
+    queued(store, "b2", "b", T0).await;
+    queued(store, "c1", "c", T0).await;
+    store.claim_next("b", T0).await.expect("claim").expect("b1 runs");
+    store.finish("c1", RunStatus::Aborted, None, T0).await.expect("abort c1");
+    let pair = |r: &str, s: &str| (r.to_owned(), s.to_owned());
+    assert_eq!(store.list_queued_runs().await.expect("list"), [pair("a1", "a"), pair("b2", "b")]);
 }
 
 /// At startup, runs left running become interrupted (with an end time) once their turn wrote to

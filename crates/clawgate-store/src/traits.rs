@@ -300,6 +300,10 @@ pub trait RunStore: Send + Sync {
     /// (restart recovery: call [`RunStore::claim_next`] for each).
     fn list_queued_sessions(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 
+    /// Every queued run as `(run id, session key)`, in queue order (restart recovery: each is
+    /// registered so a waiter or an abort finds it before its lane claims it).
+    fn list_queued_runs(&self) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+
     /// At startup: runs still marked running were cut off by a crash; marks them interrupted
     /// (`ended_at_ms = now_ms`), freeing their lanes, and returns how many. A running run with
     /// no transcript entry never started its turn: it goes back to the queue at its place.

@@ -122,7 +122,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
 
     let config = ConfigService::new(config_path.clone(), loaded);
     let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, agents, overrides.clone());
-    if let Err(e) = clawgate_core::agent::recover(&gw).await {
+    if let Err(e) = gw.agents.recover().await {
         tracing::error!(error = %e, "cannot resume queued runs");
     }
     gw.tasks().spawn("maintenance", gw.clone().run_maintenance());

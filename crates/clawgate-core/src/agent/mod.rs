@@ -26,7 +26,9 @@ use clawgate_protocol::methods::agent::RunUsage;
 use clawgate_store::{EnqueueOutcome, RunKind, RunRecord, RunStatus, RunStore, SessionStore};
 
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::events::Events;
+use crate::gateway::Store;
+use crate::tasks::Tasks;
 use crate::time::now_ms;
 
 /// Between tries of a storage write or claim that failed for a reason that clears by itself
@@ -35,6 +37,7 @@ const STORAGE_BACKOFF: clawgate_backoff::Backoff =
     clawgate_backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 pub use config::AgentsConfig;
+pub use tools::{NoComfy, ToolHost};
 
 /// What a client asked to run.
 #[derive(Debug, Clone)]
@@ -57,34 +60,74 @@ pub struct RunRequest {
     pub client: Option<Value>,
 }
 
+/// A run's request as the run queue stores it: the one shape [`AgentService::submit`] writes
+/// and a claim, an abort or the recovery reads back (JSON in the run record).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredRequest {
+    #[serde(default = "main_agent")]
+    agent_id: String,
+    timeout_ms: Option<u64>,
+    extra_system_prompt: Option<String>,
+    client: Option<Value>,
+    /// The message, or for a stateless run the stored excerpt of it.
+    #[serde(default)]
+    message: String,
+    /// The message is an excerpt; the whole one is held in memory only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    message_truncated: bool,
+    /// Size of the whole message, when cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_bytes: Option<usize>,
+}
+
+fn main_agent() -> String {
+    "main".to_owned()
+}
+
+impl StoredRequest {
+    /// The agent of a stored request, without reading (or copying) the rest of it.
+    fn agent_of(stored: &Value) -> String {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct AgentOnly {
+            #[serde(default = "main_agent")]
+            agent_id: String,
+        }
+        AgentOnly::deserialize(stored).map(|a| a.agent_id).unwrap_or_else(|_| main_agent())
+    }
+}
+
 impl RunRequest {
-    /// The stored request; `message` is set by the caller (moved, or cut to an excerpt).
-    fn to_json_without_message(&self) -> Value {
-        json!({
-            "agentId": self.agent_id,
-            "timeoutMs": self.timeout.map(|d| d.as_millis() as u64),
-            "extraSystemPrompt": self.extra_system,
-            "client": self.client,
-        })
+    /// The stored request, with `message` (moved in: the whole message, or a stateless run's
+    /// excerpt with `whole_bytes` the size of what was cut).
+    fn to_stored(&self, message: String, whole_bytes: Option<usize>) -> StoredRequest {
+        StoredRequest {
+            agent_id: self.agent_id.clone(),
+            timeout_ms: self.timeout.map(|d| d.as_millis() as u64),
+            extra_system_prompt: self.extra_system.clone(),
+            client: self.client.clone(),
+            message,
+            message_truncated: whole_bytes.is_some(),
+            message_bytes: whole_bytes,
+        }
     }
 
-    /// The request of a claimed run; its message is moved out of the record, not copied.
-    fn from_record(r: &mut RunRecord) -> Self {
-        let message = match r.request.get_mut("message").map(Value::take) {
-            Some(Value::String(m)) => m,
-            _ => String::new(),
-        };
-        let q = &r.request;
-        Self {
+    /// The request of a claimed run, and whether its stored message is only an excerpt. The
+    /// request is moved out of the record, not copied.
+    fn from_record(r: &mut RunRecord) -> Result<(Self, bool), serde_json::Error> {
+        let q = StoredRequest::deserialize(r.request.take())?;
+        let req = Self {
             run_id: r.run_id.clone(),
             session_key: r.session_key.clone(),
-            agent_id: q.get("agentId").and_then(Value::as_str).unwrap_or("main").to_owned(),
-            message,
+            agent_id: q.agent_id,
+            message: q.message,
             kind: r.kind,
-            timeout: q.get("timeoutMs").and_then(Value::as_u64).map(Duration::from_millis),
-            extra_system: q.get("extraSystemPrompt").and_then(Value::as_str).map(str::to_owned),
-            client: q.get("client").cloned().filter(|c| !c.is_null()),
-        }
+            timeout: q.timeout_ms.map(Duration::from_millis),
+            extra_system: q.extra_system_prompt,
+            client: q.client,
+        };
+        Ok((req, q.message_truncated))
     }
 }
 
@@ -362,11 +405,45 @@ pub struct RunEvent {
     pub payload: Value,
 }
 
-/// Agent state of the gateway.
+/// What the agent service is built from: the providers and agents a config resolves to. Built
+/// (and so checked) once by `config_service::check`, handed to [`AgentService::new`].
 #[derive(Debug)]
+pub struct AgentSetup {
+    registry: ProviderRegistry,
+    agents: AgentsConfig,
+}
+
+impl AgentSetup {
+    /// Resolve `models` and `agents` (and `session`) of a decoded config.
+    pub fn from_config(cfg: &clawgate_config::Config, base_dir: &std::path::Path) -> Result<Self, String> {
+        Ok(Self {
+            registry: config::registry_from_config(&cfg.models, base_dir)?,
+            agents: AgentsConfig::from_config(cfg)?,
+        })
+    }
+}
+
+/// Agents, providers and runs: one lane per session, run outcomes, the in-process run feed.
+///
+/// A cheap-clone handle: clones share one service. Built with exactly what runs need (the
+/// store, the broadcasts, the task tracker its lanes run under, the tool host), never the
+/// gateway, so it is tested on an in-memory store without one.
+#[derive(Clone)]
 pub struct AgentService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Run queue, sessions and transcripts.
+    store: Store,
+    /// `agent`/`chat`/session broadcasts to connected clients.
+    events: Events,
+    /// Lane workers run under it; its token tells them the gateway is stopping.
+    tasks: Tasks,
+    /// What the built-in tools reach outside the agent (ComfyUI).
+    tools: Arc<dyn ToolHost>,
     /// In-process feed of every run event; receivers filter by run id.
-    events: tokio::sync::broadcast::Sender<Arc<RunEvent>>,
+    feed: tokio::sync::broadcast::Sender<Arc<RunEvent>>,
     registry: RwLock<Arc<ProviderRegistry>>,
     agents: RwLock<Arc<AgentsConfig>>,
     active: Mutex<HashMap<String, Arc<Active>>>,
@@ -377,62 +454,94 @@ pub struct AgentService {
     unstored: Mutex<HashMap<String, String>>,
 }
 
+impl std::fmt::Debug for AgentService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentService")
+            .field("active", &self.active_count())
+            .field("lanes", &self.inner.lanes.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl AgentService {
-    /// Build from the decoded config (`agents`, `models`, `session`).
-    pub fn from_config(cfg: &clawgate_config::Config, base_dir: &std::path::Path) -> Result<Self, String> {
-        Ok(Self {
-            events: tokio::sync::broadcast::channel(4096).0,
-            registry: RwLock::new(Arc::new(config::registry_from_config(&cfg.models, base_dir)?)),
-            agents: RwLock::new(Arc::new(AgentsConfig::from_config(cfg)?)),
-            active: Mutex::default(),
-            lanes: Mutex::default(),
-            unstored: Mutex::default(),
-        })
+    /// A service over `store`, broadcasting through `events`, running its lanes under `tasks`,
+    /// with the providers and agents of `setup`; its tools reach ComfyUI through `tools`.
+    pub fn new(store: Store, events: Events, tasks: Tasks, setup: AgentSetup, tools: Arc<dyn ToolHost>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                events,
+                tasks,
+                tools,
+                feed: tokio::sync::broadcast::channel(4096).0,
+                registry: RwLock::new(Arc::new(setup.registry)),
+                agents: RwLock::new(Arc::new(setup.agents)),
+                active: Mutex::default(),
+                lanes: Mutex::default(),
+                unstored: Mutex::default(),
+            }),
+        }
     }
 
     /// Swap in providers and agents from a new config (hot reload).
     pub fn reload(&self, cfg: &clawgate_config::Config, base_dir: &std::path::Path) -> Result<(), String> {
-        let registry = config::registry_from_config(&cfg.models, base_dir)?;
-        let agents = AgentsConfig::from_config(cfg)?;
-        *self.registry.write() = Arc::new(registry);
-        *self.agents.write() = Arc::new(agents);
+        let setup = AgentSetup::from_config(cfg, base_dir)?;
+        *self.inner.registry.write() = Arc::new(setup.registry);
+        *self.inner.agents.write() = Arc::new(setup.agents);
         Ok(())
     }
 
     /// Subscribe to every run's events (filter by `run_id`). Subscribe *before* submitting so no
     /// event of the run is missed. A receiver that lags loses events (`RecvError::Lagged`).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<RunEvent>> {
-        self.events.subscribe()
+        self.inner.feed.subscribe()
     }
 
     pub(crate) fn publish(&self, run_id: &str, event: &'static str, payload: &Value) {
-        if self.events.receiver_count() > 0 {
-            let _ = self.events.send(Arc::new(RunEvent { run_id: run_id.to_owned(), event, payload: payload.clone() }));
+        if self.inner.feed.receiver_count() > 0 {
+            let _ =
+                self.inner.feed.send(Arc::new(RunEvent { run_id: run_id.to_owned(), event, payload: payload.clone() }));
         }
     }
 
     /// Providers in force.
     pub fn registry(&self) -> Arc<ProviderRegistry> {
-        self.registry.read().clone()
+        self.inner.registry.read().clone()
     }
 
     /// Agents in force.
     pub fn agents(&self) -> Arc<AgentsConfig> {
-        self.agents.read().clone()
+        self.inner.agents.read().clone()
+    }
+
+    /// Whether the gateway is stopping (no new turn starts, waits end).
+    pub fn is_stopping(&self) -> bool {
+        self.inner.tasks.is_stopping()
     }
 
     /// Run ids currently queued or running for a session.
     pub fn active_runs(&self, session_key: &str) -> Vec<String> {
-        self.active.lock().iter().filter(|(_, a)| a.session_key == session_key).map(|(id, _)| id.clone()).collect()
+        self.inner
+            .active
+            .lock()
+            .iter()
+            .filter(|(_, a)| a.session_key == session_key)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Number of runs queued or running.
     pub fn active_count(&self) -> usize {
-        self.active.lock().len()
+        self.inner.active.lock().len()
+    }
+
+    /// Run a built-in tool outside a run (`/tools/invoke`). Errors are text for the caller.
+    pub async fn invoke_tool(&self, name: &str, args: &Value) -> Result<Value, String> {
+        tools::invoke_for(self, name, args, None).await
     }
 
     fn register(&self, run_id: &str, session_key: &str) -> Arc<Active> {
-        let mut map = self.active.lock();
+        let mut map = self.inner.active.lock();
         map.entry(run_id.to_owned())
             .or_insert_with(|| {
                 Arc::new(Active {
@@ -447,246 +556,243 @@ impl AgentService {
 
     /// The full message of a stateless run, if it is still held.
     fn take_unstored(&self, run_id: &str) -> Option<String> {
-        self.unstored.lock().remove(run_id)
+        self.inner.unstored.lock().remove(run_id)
     }
 
     fn lookup(&self, run_id: &str) -> Option<Arc<Active>> {
-        self.active.lock().get(run_id).cloned()
+        self.inner.active.lock().get(run_id).cloned()
     }
 
     fn complete(&self, run_id: &str, outcome: RunOutcome) {
         self.take_unstored(run_id);
-        let active = self.active.lock().remove(run_id);
+        let active = self.inner.active.lock().remove(run_id);
         if let Some(a) = active {
             a.done.send_replace(Some(outcome));
         }
     }
-}
 
-/// Queue a run (idempotent on `run_id`) and make sure its session's lane is running.
-pub async fn submit(gw: &Arc<Gateway>, req: RunRequest) -> Result<Submitted, CoreError> {
-    submit_with(gw, req, None).await
-}
+    /// Queue a run (idempotent on `run_id`) and make sure its session's lane is running.
+    pub async fn submit(&self, req: RunRequest) -> Result<Submitted, CoreError> {
+        self.submit_with(req, None).await
+    }
 
-/// [`submit`] for a stateless request (a fresh session nobody continues): the model gets the
-/// whole message, the run queue and the transcript store at most [`STATELESS_STORED_BYTES`] of
-/// it. The full message lives in memory only, so a run a restart finds still queued fails
-/// instead of answering the excerpt.
-pub async fn submit_stateless(gw: &Arc<Gateway>, req: RunRequest) -> Result<Submitted, CoreError> {
-    submit_with(gw, req, Some(STATELESS_STORED_BYTES)).await
-}
+    /// [`AgentService::submit`] for a stateless request (a fresh session nobody continues): the
+    /// model gets the whole message, the run queue and the transcript store at most
+    /// [`STATELESS_STORED_BYTES`] of it. The full message lives in memory only, so a run a
+    /// restart finds still queued fails instead of answering the excerpt.
+    pub async fn submit_stateless(&self, req: RunRequest) -> Result<Submitted, CoreError> {
+        self.submit_with(req, Some(STATELESS_STORED_BYTES)).await
+    }
 
-async fn submit_with(gw: &Arc<Gateway>, mut req: RunRequest, cap: Option<usize>) -> Result<Submitted, CoreError> {
-    let agents = gw.agents.agents();
-    if agents.get(&req.agent_id).is_none() {
-        return Err(CoreError::InvalidRequest {
-            message: format!("unknown agent id \"{}\"", req.agent_id),
-            details: Some(json!({"code": "UNKNOWN_AGENT_ID", "agentId": req.agent_id})),
-        });
-    }
-    let now = now_ms();
-    gw.store.ensure_session(&req.session_key, &req.agent_id, now).await?;
-    let mut stored = req.to_json_without_message();
-    let cut = cap.filter(|&cap| req.message.len() > cap);
-    if let Some(cap) = cut {
-        stored["message"] = Value::String(stored_excerpt(&req.message, cap));
-        stored["messageTruncated"] = json!(true);
-        stored["messageBytes"] = json!(req.message.len());
-        // Held before the run is queued: a lane already running for the session may claim it
-        // at once.
-        let full = std::mem::take(&mut req.message);
-        gw.agents.unstored.lock().insert(req.run_id.clone(), full);
-    } else {
-        stored["message"] = Value::String(std::mem::take(&mut req.message));
-    }
-    // Register before enqueueing so a waiter or an abort never misses the run.
-    let outcome = gw.store.enqueue(&req.run_id, &req.session_key, req.kind, &stored, now).await;
-    drop(stored);
-    if cut.is_some() && !matches!(outcome, Ok(EnqueueOutcome::Inserted(_))) {
-        gw.agents.take_unstored(&req.run_id);
-    }
-    match outcome {
-        Ok(EnqueueOutcome::Inserted(_)) => {
-            gw.agents.register(&req.run_id, &req.session_key);
-            kick_lane(gw, &req.session_key);
-            gw.events.session_changed(&req.session_key, "run-queued");
-            Ok(Submitted::Started)
+    async fn submit_with(&self, mut req: RunRequest, cap: Option<usize>) -> Result<Submitted, CoreError> {
+        let store = &self.inner.store;
+        if self.agents().get(&req.agent_id).is_none() {
+            return Err(CoreError::InvalidRequest {
+                message: format!("unknown agent id \"{}\"", req.agent_id),
+                details: Some(json!({"code": "UNKNOWN_AGENT_ID", "agentId": req.agent_id})),
+            });
         }
-        Ok(EnqueueOutcome::Existing(rec)) if rec.session_key != req.session_key => Err(CoreError::invalid(format!(
-            "idempotencyKey \"{}\" was already used for another session; use a fresh key for each message",
-            req.run_id
-        ))),
-        Ok(EnqueueOutcome::Existing(rec)) if rec.status.is_terminal() => Ok(Submitted::Done(Box::new(rec))),
-        Ok(EnqueueOutcome::Existing(_)) => Ok(Submitted::InFlight),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Start a lane worker for the session unless one runs; tell a running one there is work.
-pub fn kick_lane(gw: &Arc<Gateway>, session_key: &str) {
-    {
-        let mut lanes = gw.agents.lanes.lock();
-        if let Some(pending) = lanes.get_mut(session_key) {
-            *pending = true;
-            return;
-        }
-        lanes.insert(session_key.to_owned(), false);
-    }
-    let gw = gw.clone();
-    let key = session_key.to_owned();
-    gw.clone().tasks().spawn("agent", async move { lane_worker(gw, key).await });
-}
-
-async fn lane_worker(gw: Arc<Gateway>, session_key: String) {
-    loop {
-        if let Some(p) = gw.agents.lanes.lock().get_mut(&session_key) {
-            *p = false;
-        }
-        // A claim that fails for a storage reason is retried (backoff up to 5 s) rather than
-        // dropping the lane: queued runs must not wait for another message to the session to
-        // start again once the storage recovers.
-        let mut attempt = 0u32;
-        let mut paused = false;
-        loop {
-            if gw.shutdown_token().is_cancelled() {
-                break;
+        let now = now_ms();
+        store.ensure_session(&req.session_key, &req.agent_id, now).await?;
+        let message = std::mem::take(&mut req.message);
+        let whole_bytes = message.len();
+        let cut = cap.filter(|&cap| whole_bytes > cap);
+        let stored = match cut {
+            Some(cap) => {
+                let excerpt = stored_excerpt(&message, cap);
+                // Held before the run is queued: a lane already running for the session may
+                // claim it at once.
+                self.inner.unstored.lock().insert(req.run_id.clone(), message);
+                req.to_stored(excerpt, Some(whole_bytes))
             }
-            match gw.store.claim_next(&session_key, now_ms()).await {
-                Ok(Some(record)) => {
-                    attempt = 0;
-                    paused = false;
-                    run::execute(&gw, record).await
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    if !paused {
-                        tracing::warn!(session = %session_key, error = %e, "cannot claim the next run; retrying");
-                        paused = true;
-                    }
-                    let stop = gw.shutdown_token();
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(STORAGE_BACKOFF.delay(attempt)) => {}
-                    }
-                    attempt = attempt.saturating_add(1);
-                }
-            }
+            None => req.to_stored(message, None),
+        };
+        let stored = serde_json::to_value(stored).map_err(CoreError::internal)?;
+        // Registered once queued and before the caller hears of it, so its waiters and aborts find it.
+        let outcome = store.enqueue(&req.run_id, &req.session_key, req.kind, &stored, now).await;
+        drop(stored);
+        if cut.is_some() && !matches!(outcome, Ok(EnqueueOutcome::Inserted(_))) {
+            self.take_unstored(&req.run_id);
         }
-        let mut lanes = gw.agents.lanes.lock();
-        match lanes.get(&session_key) {
-            Some(true) if !gw.shutdown_token().is_cancelled() => continue,
-            _ => {
-                lanes.remove(&session_key);
+        match outcome {
+            Ok(EnqueueOutcome::Inserted(_)) => {
+                self.register(&req.run_id, &req.session_key);
+                self.kick_lane(&req.session_key);
+                self.inner.events.session_changed(&req.session_key, "run-queued");
+                Ok(Submitted::Started)
+            }
+            Ok(EnqueueOutcome::Existing(rec)) if rec.session_key != req.session_key => {
+                Err(CoreError::invalid(format!(
+                    "idempotencyKey \"{}\" was already used for another session; use a fresh key for each message",
+                    req.run_id
+                )))
+            }
+            Ok(EnqueueOutcome::Existing(rec)) if rec.status.is_terminal() => Ok(Submitted::Done(Box::new(rec))),
+            Ok(EnqueueOutcome::Existing(_)) => Ok(Submitted::InFlight),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Start a lane worker for the session unless one runs; tell a running one there is work.
+    fn kick_lane(&self, session_key: &str) {
+        {
+            let mut lanes = self.inner.lanes.lock();
+            if let Some(pending) = lanes.get_mut(session_key) {
+                *pending = true;
                 return;
             }
+            lanes.insert(session_key.to_owned(), false);
         }
+        let (svc, key) = (self.clone(), session_key.to_owned());
+        self.inner.tasks.spawn("agent", async move { svc.lane_worker(key).await });
     }
-}
 
-/// Cancel runs of a session (one run id, or all of them). Queued runs never start; the running
-/// one stops streaming and ends `aborted` with its partial text. Returns the run ids cancelled.
-pub async fn abort(gw: &Arc<Gateway>, session_key: &str, run_id: Option<&str>, reason: AbortReason) -> Vec<String> {
-    let targets: Vec<(String, Arc<Active>)> = {
-        let map = gw.agents.active.lock();
-        map.iter()
-            .filter(|(id, a)| a.session_key == session_key && run_id.is_none_or(|r| r == id.as_str()))
-            .map(|(id, a)| (id.clone(), a.clone()))
-            .collect()
-    };
-    for (id, a) in &targets {
-        a.reason.lock().get_or_insert(reason);
-        a.cancel.cancel();
-        // A run still waiting in its lane ends now: it never starts, and its message is never
-        // written to the transcript. (If the lane claimed it meanwhile, the running turn sees the
-        // cancellation and ends as aborted itself; this finish then loses the race harmlessly.)
-        if let Ok(Some(rec)) = gw.store.get_run(id).await
-            && rec.status == RunStatus::Queued
-        {
-            let outcome = RunOutcome::Aborted(AbortedRun {
-                stop_reason: "rpc".into(),
-                reason,
-                ended_at: now_ms(),
-                queued: true,
-                ..AbortedRun::default()
-            });
-            if gw.store.finish(id, RunStatus::Aborted, outcome.to_stored().as_ref(), now_ms()).await.is_ok() {
-                let agent_id = rec.request.get("agentId").and_then(Value::as_str).unwrap_or("main").to_owned();
-                let payload = json!({"runId": id, "sessionKey": session_key, "agentId": agent_id, "seq": 1,
-                                     "state": "aborted", "stopReason": "rpc"});
-                gw.agents.publish(id, "chat", &payload);
-                gw.events.run_event("chat", session_key, &payload, false);
-                gw.agents.complete(id, outcome);
+    async fn lane_worker(self, session_key: String) {
+        let stop = self.inner.tasks.token();
+        loop {
+            if let Some(p) = self.inner.lanes.lock().get_mut(&session_key) {
+                *p = false;
             }
-        }
-    }
-    targets.into_iter().map(|(id, _)| id).collect()
-}
-
-/// Wait until a run ends or `timeout` passes. `None`: unknown run.
-pub async fn wait(gw: &Arc<Gateway>, run_id: &str, timeout: Duration) -> Result<Option<RunOutcome>, CoreError> {
-    let active = match gw.agents.lookup(run_id) {
-        Some(active) => Some(active),
-        None => match gw.store.get_run(run_id).await? {
-            // A run queued before a restart is registered only once its lane claims it. Without
-            // a registration this wait answered "queued" at once, and a caller waiting in a loop
-            // (a cron turn behind another run of its session) spun on the store. Register it and
-            // sleep on its outcome like any other run.
-            Some(r) if !r.status.is_terminal() => {
-                let active = gw.agents.register(run_id, &r.session_key);
-                // It may have ended between the read and the registration: then nobody will
-                // complete this registration, so drop it and answer from the store.
-                if let Some(done) = gw.store.get_run(run_id).await?.filter(|r| r.status.is_terminal()) {
-                    gw.agents.active.lock().remove(run_id);
-                    return Ok(Some(RunOutcome::from_record(&done)));
-                }
-                Some(active)
-            }
-            other => return Ok(other.map(|r| RunOutcome::from_record(&r))),
-        },
-    };
-    if let Some(active) = active {
-        let mut rx = active.done.subscribe();
-        let waited = tokio::time::timeout(timeout, async {
+            // A claim that fails for a storage reason is retried (backoff up to 5 s) rather than
+            // dropping the lane: queued runs must not wait for another message to the session to
+            // start again once the storage recovers.
+            let mut attempt = 0u32;
+            let mut paused = false;
             loop {
-                if let Some(o) = rx.borrow_and_update().clone() {
-                    return Some(o);
+                if stop.is_cancelled() {
+                    break;
                 }
-                if rx.changed().await.is_err() {
-                    return rx.borrow().clone();
+                match self.inner.store.claim_next(&session_key, now_ms()).await {
+                    Ok(Some(record)) => {
+                        attempt = 0;
+                        paused = false;
+                        run::execute(&self, record).await
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        if !paused {
+                            tracing::warn!(session = %session_key, error = %e, "cannot claim the next run; retrying");
+                            paused = true;
+                        }
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(STORAGE_BACKOFF.delay(attempt)) => {}
+                        }
+                        attempt = attempt.saturating_add(1);
+                    }
                 }
             }
-        })
-        .await;
-        if let Ok(Some(o)) = waited {
-            return Ok(Some(o));
+            let mut lanes = self.inner.lanes.lock();
+            match lanes.get(&session_key) {
+                Some(true) if !stop.is_cancelled() => continue,
+                _ => {
+                    lanes.remove(&session_key);
+                    return;
+                }
+            }
         }
-        if waited.is_err() {
-            return Ok(Some(RunOutcome::Running));
+    }
+
+    /// Cancel runs of a session (one run id, or all of them). Queued runs never start; the
+    /// running one stops streaming and ends `aborted` with its partial text. Returns the run ids
+    /// cancelled.
+    pub async fn abort(&self, session_key: &str, run_id: Option<&str>, reason: AbortReason) -> Vec<String> {
+        let store = &self.inner.store;
+        let targets: Vec<(String, Arc<Active>)> = {
+            let map = self.inner.active.lock();
+            map.iter()
+                .filter(|(id, a)| a.session_key == session_key && run_id.is_none_or(|r| r == id.as_str()))
+                .map(|(id, a)| (id.clone(), a.clone()))
+                .collect()
+        };
+        for (id, a) in &targets {
+            a.reason.lock().get_or_insert(reason);
+            a.cancel.cancel();
+            // A run still waiting in its lane ends now: it never starts, and its message is never
+            // written to the transcript. (If the lane claimed it meanwhile, the running turn sees
+            // the cancellation and ends as aborted itself; this finish then loses the race
+            // harmlessly.)
+            if let Ok(Some(rec)) = store.get_run(id).await
+                && rec.status == RunStatus::Queued
+            {
+                let outcome = RunOutcome::Aborted(AbortedRun {
+                    stop_reason: "rpc".into(),
+                    reason,
+                    ended_at: now_ms(),
+                    queued: true,
+                    ..AbortedRun::default()
+                });
+                if store.finish(id, RunStatus::Aborted, outcome.to_stored().as_ref(), now_ms()).await.is_ok() {
+                    let agent_id = StoredRequest::agent_of(&rec.request);
+                    let payload = json!({"runId": id, "sessionKey": session_key, "agentId": agent_id, "seq": 1,
+                                         "state": "aborted", "stopReason": "rpc"});
+                    self.publish(id, "chat", &payload);
+                    self.inner.events.run_event("chat", session_key, &payload, false);
+                    self.complete(id, outcome);
+                }
+            }
         }
+        targets.into_iter().map(|(id, _)| id).collect()
     }
-    Ok(gw.store.get_run(run_id).await?.map(|r| RunOutcome::from_record(&r)))
-}
 
-/// After a restart: runs a crash left "running" become "interrupted" (their partial reply was
-/// never stored), and sessions with queued runs get their lanes back.
-pub async fn recover(gw: &Arc<Gateway>) -> Result<(), CoreError> {
-    let now = now_ms();
-    let interrupted = gw.store.mark_interrupted_running(now).await?;
-    if interrupted > 0 {
-        tracing::warn!(interrupted, "runs were cut short by the last shutdown; marked interrupted");
+    /// Wait until a run ends or `timeout` passes (then: `Running`). `None`: unknown run.
+    ///
+    /// Every queued or running run of this process is registered ([`AgentService::submit`],
+    /// and [`AgentService::recover`] for the runs a restart found queued), so a wait sleeps on
+    /// the run's outcome; the store answers for runs that ended (or were never here).
+    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<Option<RunOutcome>, CoreError> {
+        if let Some(active) = self.lookup(run_id) {
+            let mut rx = active.done.subscribe();
+            let waited = tokio::time::timeout(timeout, async {
+                loop {
+                    if let Some(o) = rx.borrow_and_update().clone() {
+                        return Some(o);
+                    }
+                    if rx.changed().await.is_err() {
+                        return rx.borrow().clone();
+                    }
+                }
+            })
+            .await;
+            match waited {
+                Ok(Some(o)) => return Ok(Some(o)),
+                Err(_) => return Ok(Some(RunOutcome::Running)),
+                Ok(None) => {}
+            }
+        }
+        Ok(self.inner.store.get_run(run_id).await?.map(|r| RunOutcome::from_record(&r)))
     }
-    for key in gw.store.list_queued_sessions().await? {
-        tracing::info!(session = %key, "resuming queued runs");
-        kick_lane(gw, &key);
-    }
-    Ok(())
-}
 
-/// Cancel everything (shutdown): running turns end as aborted, queued ones stay queued.
-pub fn cancel_all(gw: &Gateway) {
-    for a in gw.agents.active.lock().values() {
-        a.reason.lock().get_or_insert(AbortReason::Shutdown);
-        a.cancel.cancel();
+    /// After a restart: runs a crash left "running" become "interrupted" (their partial reply
+    /// was never stored); every queued run is registered (a waiter sleeps on it, an abort finds
+    /// it) and its session gets its lane back.
+    pub async fn recover(&self) -> Result<(), CoreError> {
+        let store = &self.inner.store;
+        let interrupted = store.mark_interrupted_running(now_ms()).await?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "runs were cut short by the last shutdown; marked interrupted");
+        }
+        let queued = store.list_queued_runs().await?;
+        let mut sessions: Vec<&str> = Vec::new();
+        for (run_id, session_key) in &queued {
+            self.register(run_id, session_key);
+            if !sessions.contains(&session_key.as_str()) {
+                sessions.push(session_key);
+            }
+        }
+        for key in sessions {
+            tracing::info!(session = %key, "resuming queued runs");
+            self.kick_lane(key);
+        }
+        Ok(())
+    }
+
+    /// Cancel everything (shutdown): running turns end as aborted, queued ones stay queued.
+    pub fn cancel_all(&self) {
+        for a in self.inner.active.lock().values() {
+            a.reason.lock().get_or_insert(AbortReason::Shutdown);
+            a.cancel.cancel();
+        }
     }
 }
 

@@ -2,7 +2,6 @@
 //! loop, the `agent`/`chat` event streams, and the transcript writes that keep a crash from
 //! leaving half a reply behind (the assistant message is written once, at the end).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,7 @@ use clawgate_protocol::methods::agent::RunUsage;
 use clawgate_store::{EntryStatus, RunRecord, RunStore, SessionStore, TranscriptRole, TranscriptStore};
 
 use super::transcript::{self, assistant_message, estimate_tokens, user_message, with_meta};
-use super::{AbortReason, AbortedRun, CompletedRun, ErrorKind, FailedRun, RunOutcome, RunRequest, tools};
-use crate::gateway::Gateway;
+use super::{AbortReason, AbortedRun, AgentService, CompletedRun, ErrorKind, FailedRun, RunOutcome, RunRequest, tools};
 use crate::time::now_ms;
 
 /// Model calls per turn at most (tool round trips included).
@@ -26,7 +24,7 @@ const MAX_TOOL_ROUNDS: usize = 8;
 
 /// Emits the `agent` and `chat` events of one run with its own `seq`.
 struct Emitter<'a> {
-    gw: &'a Arc<Gateway>,
+    svc: &'a AgentService,
     run_id: String,
     session_key: String,
     agent_id: String,
@@ -42,8 +40,8 @@ impl Emitter<'_> {
             "runId": self.run_id, "seq": seq, "stream": stream, "ts": now_ms(), "isHeartbeat": false, "data": data,
             "sessionKey": self.session_key, "agentId": self.agent_id,
         });
-        self.gw.agents.publish(&self.run_id, "agent", &payload);
-        self.gw.events.run_event("agent", &self.session_key, &payload, stream == "assistant");
+        self.svc.publish(&self.run_id, "agent", &payload);
+        self.svc.inner.events.run_event("agent", &self.session_key, &payload, stream == "assistant");
     }
 
     fn chat(&self, state: &str, extra: Value) {
@@ -56,8 +54,8 @@ impl Emitter<'_> {
                 p.insert(k.clone(), v.clone());
             }
         }
-        self.gw.agents.publish(&self.run_id, "chat", &payload);
-        self.gw.events.run_event("chat", &self.session_key, &payload, state == "delta");
+        self.svc.publish(&self.run_id, "chat", &payload);
+        self.svc.inner.events.run_event("chat", &self.session_key, &payload, state == "delta");
     }
 
     fn status(&self, phase: &str) {
@@ -73,22 +71,41 @@ enum Ending {
 }
 
 /// Execute a claimed run to its end.
-pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
-    let mut req = RunRequest::from_record(&mut record);
+pub(super) async fn execute(svc: &AgentService, mut record: RunRecord) {
+    let (mut req, cut, unreadable) = match RunRequest::from_record(&mut record) {
+        Ok((req, cut)) => (req, cut, None),
+        Err(e) => {
+            let req = RunRequest {
+                run_id: record.run_id.clone(),
+                session_key: record.session_key.clone(),
+                agent_id: super::main_agent(),
+                message: String::new(),
+                kind: record.kind,
+                timeout: None,
+                extra_system: None,
+                client: None,
+            };
+            (req, false, Some(e))
+        }
+    };
     // A stateless run stored only an excerpt; the whole message waits in memory for the model.
-    let full = gw.agents.take_unstored(&req.run_id);
-    let cut = record.request.get("messageTruncated").and_then(Value::as_bool).unwrap_or(false);
-    let active = gw.agents.register(&req.run_id, &req.session_key);
+    let full = svc.take_unstored(&req.run_id);
+    let active = svc.register(&req.run_id, &req.session_key);
     let started = Instant::now();
     let started_at = now_ms();
     let em = Emitter {
-        gw,
+        svc,
         run_id: req.run_id.clone(),
         session_key: req.session_key.clone(),
         agent_id: req.agent_id.clone(),
         seq: AtomicU64::new(0),
     };
-    let agents = gw.agents.agents();
+    if let Some(e) = unreadable {
+        tracing::warn!(run = %req.run_id, error = %e, "the stored request of a run does not decode");
+        let error = format!("the stored request of this run cannot be read ({e}); send the message again");
+        return finish_failed(svc, &em, &req, started_at, &error).await;
+    }
+    let agents = svc.agents();
     let agent = agents.get(&req.agent_id).cloned().unwrap_or_else(|| agents.agents[0].clone());
     let model_str = agents.model_for(&agent);
     let timeout = req.timeout.unwrap_or(Duration::from_secs(agents.timeout_secs));
@@ -97,13 +114,13 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
     // turn order even when messages queued behind a running turn.
     // `submit` created the session; only a session deleted while the run waited (or a run
     // recovered from an older database) needs creating again, so read first and write rarely.
-    let session = match existing_or_new_session(gw, &req).await {
+    let session = match existing_or_new_session(svc, &req).await {
         Ok(s) => s,
-        Err(e) => return finish_failed(gw, &em, &req, started_at, &format!("session store unavailable: {e}")).await,
+        Err(e) => return finish_failed(svc, &em, &req, started_at, &format!("session store unavailable: {e}")).await,
     };
     if cut && full.is_none() {
         let error = "the whole prompt of this stateless request was held in memory only and a restart lost it; send the request again";
-        return finish_failed(gw, &em, &req, started_at, error).await;
+        return finish_failed(svc, &em, &req, started_at, error).await;
     }
     // The message goes to the store and from there (the transcript) to the model: the request
     // keeps no copy of it while the turn runs.
@@ -111,14 +128,15 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
     drop(record);
     // What the model reads of this turn in place of the stored excerpt.
     let whole = full.map(|m| (req.run_id.clone(), m));
-    let appended = gw
+    let appended = svc
+        .inner
         .store
         .append(&session.session_id, TranscriptRole::User, &user, Some(&req.run_id), EntryStatus::Final, now_ms())
         .await;
     drop(user);
     match appended {
-        Ok(entry) => gw.events.session_message(&req.session_key, &transcript::into_history_message(entry)),
-        Err(e) => return finish_failed(gw, &em, &req, started_at, &format!("cannot record the message: {e}")).await,
+        Ok(entry) => svc.inner.events.session_message(&req.session_key, &transcript::into_history_message(entry)),
+        Err(e) => return finish_failed(svc, &em, &req, started_at, &format!("cannot record the message: {e}")).await,
     }
 
     em.status("preparing_context");
@@ -139,7 +157,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
             Ok(model) => {
                 let deadline = tokio::time::sleep(timeout);
                 tokio::pin!(deadline);
-                let turn = turn(gw, &em, &req, &agents, &agent, &session.session_id, &model, &active.cancel, whole);
+                let turn = turn(svc, &em, &req, &agents, &agent, &session.session_id, &model, &active.cancel, whole);
                 tokio::pin!(turn);
                 tokio::select! {
                     ending = &mut turn => ending,
@@ -154,14 +172,14 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
     };
     let model_ref = ModelRef::parse(&model_str).ok();
     let (provider, model) = model_ref.map(|m| (m.provider, m.model)).unwrap_or_default();
-    let api = gw.agents.registry().config(&provider).map(|c| c.api.as_str()).unwrap_or("openai-completions").to_owned();
+    let api = svc.registry().config(&provider).map(|c| c.api.as_str()).unwrap_or("openai-completions").to_owned();
     let duration_ms = started.elapsed().as_millis() as u64;
     let ended_at = now_ms();
 
     let outcome = match ending {
         Ending::Completed { text, stop, usage } => {
             let msg = with_meta(assistant_message(&text, ended_at), &api, &provider, &model, usage, stop.as_str());
-            store_assistant(gw, &session.session_id, &req, &msg, EntryStatus::Final).await;
+            store_assistant(svc, &session.session_id, &req, &msg, EntryStatus::Final).await;
             let outcome = RunOutcome::Completed(CompletedRun {
                 text,
                 stop_reason: stop.as_str().to_owned(),
@@ -174,7 +192,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
             });
             // The run is recorded as finished before clients hear so: a repeat of its idempotency
             // key right after `final` must see "ok", not "in_flight".
-            record_finish(gw, &req.run_id, &outcome).await;
+            record_finish(svc, &req.run_id, &outcome).await;
             if let Some(u) = usage {
                 em.agent("usage", json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens}));
             }
@@ -190,7 +208,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
         Ending::Aborted { text, reason } => {
             let msg = assistant_message(&text, ended_at);
             if !text.is_empty() {
-                store_assistant(gw, &session.session_id, &req, &msg, EntryStatus::Aborted).await;
+                store_assistant(svc, &session.session_id, &req, &msg, EntryStatus::Aborted).await;
             }
             let stop = reason.stop_reason();
             let outcome = RunOutcome::Aborted(AbortedRun {
@@ -204,7 +222,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
                 session_id: Some(session.session_id.clone()),
                 queued: false,
             });
-            record_finish(gw, &req.run_id, &outcome).await;
+            record_finish(svc, &req.run_id, &outcome).await;
             em.chat("aborted", json!({"stopReason": stop, "message": msg}));
             em.agent(
                 "lifecycle",
@@ -214,8 +232,14 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
         }
         Ending::Failed { text, error, kind } => {
             if !text.is_empty() {
-                store_assistant(gw, &session.session_id, &req, &assistant_message(&text, ended_at), EntryStatus::Error)
-                    .await;
+                store_assistant(
+                    svc,
+                    &session.session_id,
+                    &req,
+                    &assistant_message(&text, ended_at),
+                    EntryStatus::Error,
+                )
+                .await;
             }
             tracing::warn!(run = %req.run_id, session = %req.session_key, error = %error, "run failed");
             let outcome = RunOutcome::Failed(FailedRun {
@@ -228,7 +252,7 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
                 ended_at: Some(ended_at),
                 session_id: Some(session.session_id.clone()),
             });
-            record_finish(gw, &req.run_id, &outcome).await;
+            record_finish(svc, &req.run_id, &outcome).await;
             em.chat("error", json!({"errorMessage": error, "errorKind": kind.as_str()}));
             em.agent(
                 "lifecycle",
@@ -239,13 +263,13 @@ pub(super) async fn execute(gw: &Arc<Gateway>, mut record: RunRecord) {
     };
     let max = agents.max_transcript_entries;
     if session.message_count as usize > max + max / 10 {
-        match gw.store.compact(&session.session_id, max).await {
+        match svc.inner.store.compact(&session.session_id, max).await {
             Ok(n) => tracing::info!(session = %req.session_key, removed = n, "compacted transcript"),
             Err(e) => tracing::warn!(session = %req.session_key, error = %e, "transcript compaction failed"),
         }
     }
-    gw.events.session_changed(&req.session_key, "run-finished");
-    gw.agents.complete(&req.run_id, outcome);
+    svc.inner.events.session_changed(&req.session_key, "run-finished");
+    svc.complete(&req.run_id, outcome);
 }
 
 /// A provider's token counts as a run result reports them.
@@ -268,12 +292,13 @@ fn add_usage(total: &mut Option<Usage>, u: Usage) {
 }
 
 async fn existing_or_new_session(
-    gw: &Arc<Gateway>,
+    svc: &AgentService,
     req: &RunRequest,
 ) -> clawgate_store::Result<clawgate_store::SessionRecord> {
-    match gw.store.get_session(&req.session_key).await? {
+    let store = &svc.inner.store;
+    match store.get_session(&req.session_key).await? {
         Some(s) => Ok(s),
-        None => gw.store.ensure_session(&req.session_key, &req.agent_id, now_ms()).await,
+        None => store.ensure_session(&req.session_key, &req.agent_id, now_ms()).await,
     }
 }
 
@@ -285,30 +310,30 @@ async fn existing_or_new_session(
 /// session's lane never claims past a running run — the session was wedged until a restart
 /// (recovery marks such runs interrupted). The lane now holds the session until the end is
 /// durable, and it continues by itself once space returns.
-async fn record_finish(gw: &Arc<Gateway>, run_id: &str, outcome: &RunOutcome) {
+async fn record_finish(svc: &AgentService, run_id: &str, outcome: &RunOutcome) {
     let status = outcome.status();
     let result = outcome.to_stored();
     let result = result.as_ref();
-    let stored = until_stored(gw, run_id, "the end of a run", move || async move {
-        match gw.store.finish(run_id, status, result, now_ms()).await {
+    let stored = until_stored(svc, run_id, "the end of a run", move || async move {
+        match svc.inner.store.finish(run_id, status, result, now_ms()).await {
             // Already terminal (e.g. an abort of the queued run won the race): nothing to do.
             Err(clawgate_store::StoreError::Conflict(_)) => Ok(()),
             other => other.map(drop),
         }
     })
     .await;
-    if stored.is_none() && !gw.shutdown_token().is_cancelled() {
+    if stored.is_none() && !svc.is_stopping() {
         tracing::error!(run = %run_id, "cannot record the end of a run");
     }
 }
 
-async fn store_assistant(gw: &Arc<Gateway>, session_id: &str, req: &RunRequest, msg: &Value, status: EntryStatus) {
-    let appended = until_stored(gw, &req.run_id, "the assistant message", move || {
-        gw.store.append(session_id, TranscriptRole::Assistant, msg, Some(&req.run_id), status, now_ms())
+async fn store_assistant(svc: &AgentService, session_id: &str, req: &RunRequest, msg: &Value, status: EntryStatus) {
+    let appended = until_stored(svc, &req.run_id, "the assistant message", move || {
+        svc.inner.store.append(session_id, TranscriptRole::Assistant, msg, Some(&req.run_id), status, now_ms())
     })
     .await;
     if let Some(entry) = appended {
-        gw.events.session_message(&req.session_key, &transcript::history_message(&entry));
+        svc.inner.events.session_message(&req.session_key, &transcript::history_message(&entry));
     }
 }
 
@@ -316,7 +341,7 @@ async fn store_assistant(gw: &Arc<Gateway>, session_id: &str, req: &RunRequest, 
 /// for a storage reason that clears by itself (full disk, I/O error, busy lock). `None` when it
 /// failed for another reason (logged) or the gateway is stopping. Writes passed here are single
 /// transactions, so a failed attempt left nothing behind and retrying cannot double them.
-async fn until_stored<T, F, Fut>(gw: &Arc<Gateway>, run_id: &str, what: &str, mut write: F) -> Option<T>
+async fn until_stored<T, F, Fut>(svc: &AgentService, run_id: &str, what: &str, mut write: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = clawgate_store::Result<T>>,
@@ -337,7 +362,7 @@ where
                     tracing::warn!(run = %run_id, what, error = %e, "cannot store yet; retrying until the storage recovers");
                     waited = true;
                 }
-                let stop = gw.shutdown_token();
+                let stop = svc.inner.tasks.token();
                 tokio::select! {
                     _ = stop.cancelled() => return None,
                     _ = tokio::time::sleep(super::STORAGE_BACKOFF.delay(attempt)) => {}
@@ -352,19 +377,19 @@ where
     }
 }
 
-async fn finish_failed(gw: &Arc<Gateway>, em: &Emitter<'_>, req: &RunRequest, started_at: i64, error: &str) {
+async fn finish_failed(svc: &AgentService, em: &Emitter<'_>, req: &RunRequest, started_at: i64, error: &str) {
     let outcome = RunOutcome::Failed(FailedRun { error: error.to_owned(), ..FailedRun::default() });
-    record_finish(gw, &req.run_id, &outcome).await;
+    record_finish(svc, &req.run_id, &outcome).await;
     em.chat("error", json!({"errorMessage": error, "errorKind": ErrorKind::Unknown.as_str()}));
     em.agent("lifecycle", json!({"phase": "error", "error": error, "startedAt": started_at, "endedAt": now_ms()}));
-    gw.agents.complete(&req.run_id, outcome);
+    svc.complete(&req.run_id, outcome);
 }
 
 /// The history sent to the model: the newest transcript entries that fit the token budget,
 /// read backwards a page at a time (never the whole transcript). `whole` is `(run id, message)`
 /// of a stateless run: its user entry stored an excerpt, the model reads the whole message.
 async fn context(
-    gw: &Arc<Gateway>,
+    svc: &AgentService,
     session_id: &str,
     budget_tokens: usize,
     mut whole: Option<(String, String)>,
@@ -373,7 +398,7 @@ async fn context(
     let mut used = 0usize;
     let mut before: Option<i64> = None;
     'pages: loop {
-        let page = gw.store.tail(session_id, 50, before).await.map_err(|e| e.to_string())?;
+        let page = svc.inner.store.tail(session_id, 50, before).await.map_err(|e| e.to_string())?;
         if page.is_empty() {
             break;
         }
@@ -423,8 +448,8 @@ async fn context(
 }
 
 /// Why a run was cancelled ([`AbortReason::Rpc`] when nobody said).
-fn cancel_reason(gw: &Arc<Gateway>, run_id: &str) -> AbortReason {
-    gw.agents.lookup(run_id).and_then(|a| *a.reason.lock()).unwrap_or_default()
+fn cancel_reason(svc: &AgentService, run_id: &str) -> AbortReason {
+    svc.lookup(run_id).and_then(|a| *a.reason.lock()).unwrap_or_default()
 }
 
 fn classify(e: &LlmError) -> ErrorKind {
@@ -438,7 +463,7 @@ fn classify(e: &LlmError) -> ErrorKind {
 
 #[allow(clippy::too_many_arguments)]
 async fn turn(
-    gw: &Arc<Gateway>,
+    svc: &AgentService,
     em: &Emitter<'_>,
     req: &RunRequest,
     agents: &super::AgentsConfig,
@@ -448,7 +473,7 @@ async fn turn(
     cancel: &tokio_util::sync::CancellationToken,
     whole: Option<(String, String)>,
 ) -> Ending {
-    let registry = gw.agents.registry();
+    let registry = svc.registry();
     let Some(provider) = registry.get(&model.provider) else {
         let known: Vec<&str> = registry.ids().collect();
         return Ending::Failed {
@@ -467,7 +492,7 @@ async fn turn(
         .and_then(|m| m.context_window)
         .map(|w| (w as usize).saturating_sub(4096) / 2)
         .unwrap_or(super::config::DEFAULT_CONTEXT_TOKENS);
-    let mut messages = match context(gw, session_id, budget, whole).await {
+    let mut messages = match context(svc, session_id, budget, whole).await {
         Ok(m) => m,
         Err(e) => {
             return Ending::Failed {
@@ -492,7 +517,7 @@ async fn turn(
             model: model.model.clone(),
             messages: messages.clone(),
             system: Some(system.clone()),
-            tools: tools::specs(gw),
+            tools: tools::specs(&*svc.inner.tools),
             max_tokens: None,
             temperature: None,
         };
@@ -503,13 +528,13 @@ async fn turn(
         loop {
             let next = tokio::select! {
                 n = stream.next() => n,
-                _ = cancel.cancelled() => return Ending::Aborted { text, reason: cancel_reason(gw, &req.run_id) },
+                _ = cancel.cancelled() => return Ending::Aborted { text, reason: cancel_reason(svc, &req.run_id) },
             };
             let event = match next {
                 None => break,
                 Some(Ok(event)) => event,
                 Some(Err(LlmError::Cancelled)) => {
-                    return Ending::Aborted { text, reason: cancel_reason(gw, &req.run_id) };
+                    return Ending::Aborted { text, reason: cancel_reason(svc, &req.run_id) };
                 }
                 Some(Err(e)) => {
                     let kind = classify(&e);
@@ -538,7 +563,7 @@ async fn turn(
         for call in calls {
             let args = call.arguments_json().unwrap_or(Value::Null);
             em.agent("tool", json!({"phase": "start", "name": call.name, "toolCallId": call.id, "args": args}));
-            let (result, is_error) = match tools::invoke_for(gw, &call.name, &args, req.client.as_ref()).await {
+            let (result, is_error) = match tools::invoke_for(svc, &call.name, &args, req.client.as_ref()).await {
                 Ok(v) => (v, false),
                 Err(e) => (json!({"error": e}), true),
             };

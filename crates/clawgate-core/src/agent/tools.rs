@@ -1,13 +1,14 @@
-//! Built-in tools the model may call: real, read-only views of clawgate's own state.
+//! Built-in tools the model may call: real, read-only views of clawgate's own state, and
+//! ComfyUI image generation through [`ToolHost`].
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use clawgate_llm::ToolSpec;
 use clawgate_store::{SessionQuery, SessionStore, TranscriptStore};
 
-use crate::gateway::Gateway;
+use super::AgentService;
 
 /// Names of the built-in tools.
 pub const SESSIONS_LIST: &str = "sessions_list";
@@ -18,15 +19,76 @@ pub const CURRENT_TIME: &str = "current_time";
 /// Queue a ComfyUI job from a template (offered only when ComfyUI is configured).
 pub const COMFY_GENERATE: &str = "comfy_generate";
 
+/// What the built-in tools reach outside the agent: ComfyUI. The agent defines this narrow
+/// trait and the composition root implements it with the comfy service, so the agent never
+/// holds the gateway or the comfy service (dependencies point one way: comfy and channels may
+/// call the agent, the agent calls only this).
+#[async_trait::async_trait]
+pub trait ToolHost: Send + Sync + 'static {
+    /// The ComfyUI templates the model may use; `None` while ComfyUI is not configured (the
+    /// tool is then not offered).
+    fn comfy_templates(&self) -> Option<Vec<TemplateInfo>>;
+
+    /// Queue a ComfyUI job from a template. The error is text for the model.
+    async fn comfy_generate(&self, job: ComfyGenerate) -> Result<ComfyQueued, String>;
+}
+
+/// A template offered to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateInfo {
+    /// Its id.
+    pub id: String,
+    /// The inputs a caller may set.
+    pub inputs: Vec<String>,
+}
+
+/// A `comfy_generate` call, as the tool host receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComfyGenerate {
+    /// The template id.
+    pub template: String,
+    /// Its inputs, as text.
+    pub inputs: BTreeMap<String, String>,
+    /// Free text for the template's prompt input.
+    pub prompt: Option<String>,
+    /// Where the image goes when ready (`{channel, account, chatId, threadId}` of a channel run).
+    pub deliver_to: Option<Value>,
+    /// The run's origin, kept with the job.
+    pub requested_by: Option<Value>,
+}
+
+/// A queued ComfyUI job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComfyQueued {
+    /// The job id.
+    pub job_id: String,
+    /// Its status (`queued`, …).
+    pub status: String,
+    /// `(position, total)` in the queue, when known.
+    pub position: Option<(u64, u64)>,
+}
+
+/// The tool host of a gateway without ComfyUI: `comfy_generate` is not offered, and a direct
+/// call says ComfyUI is not configured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoComfy;
+
+#[async_trait::async_trait]
+impl ToolHost for NoComfy {
+    fn comfy_templates(&self) -> Option<Vec<TemplateInfo>> {
+        None
+    }
+
+    async fn comfy_generate(&self, _: ComfyGenerate) -> Result<ComfyQueued, String> {
+        Err("ComfyUI is not configured; add comfy.workers to the config".into())
+    }
+}
+
 /// Specs offered to the model.
-pub fn specs(gw: &Gateway) -> Vec<ToolSpec> {
+pub fn specs(host: &dyn ToolHost) -> Vec<ToolSpec> {
     let mut specs = base_specs();
-    if gw.comfy.enabled() {
-        let templates: Vec<String> = gw
-            .comfy
-            .library()
-            .map(|l| l.list().into_iter().map(|t| format!("{} ({})", t.id, t.allowed_inputs.join(", "))).collect())
-            .unwrap_or_default();
+    if let Some(templates) = host.comfy_templates() {
+        let templates: Vec<String> = templates.iter().map(|t| format!("{} ({})", t.id, t.inputs.join(", "))).collect();
         specs.push(ToolSpec {
             name: COMFY_GENERATE.into(),
             description: format!(
@@ -69,18 +131,20 @@ pub fn exists(name: &str) -> bool {
     matches!(name, SESSIONS_LIST | SESSIONS_HISTORY | CURRENT_TIME | COMFY_GENERATE)
 }
 
-/// Run a tool. Errors are returned as text for the model (and `isError`), never panics.
-pub async fn invoke(gw: &Arc<Gateway>, name: &str, args: &Value) -> Result<Value, String> {
-    invoke_for(gw, name, args, None).await
-}
-
 /// Run a tool for a run whose origin (`{id, mode, account?, chatId?, threadId?}` of the client
-/// or channel that started it) decides where its outputs go.
-pub async fn invoke_for(gw: &Arc<Gateway>, name: &str, args: &Value, origin: Option<&Value>) -> Result<Value, String> {
+/// or channel that started it) decides where its outputs go. Errors are returned as text for
+/// the model (and `isError`), never panics.
+pub(crate) async fn invoke_for(
+    agents: &AgentService,
+    name: &str,
+    args: &Value,
+    origin: Option<&Value>,
+) -> Result<Value, String> {
+    let store = &agents.inner.store;
     match name {
         COMFY_GENERATE => {
             let template = args.get("template").and_then(Value::as_str).ok_or("template is required")?;
-            let mut inputs = std::collections::BTreeMap::new();
+            let mut inputs = BTreeMap::new();
             for (k, v) in args.get("inputs").and_then(Value::as_object).into_iter().flatten() {
                 let text = match v {
                     Value::String(s) => s.clone(),
@@ -92,12 +156,16 @@ pub async fn invoke_for(gw: &Arc<Gateway>, name: &str, args: &Value, origin: Opt
                 json!({"channel": o.get("id"), "account": o.get("account"), "chatId": o.get("chatId"),
                        "threadId": o.get("threadId")})
             });
-            let prompt = args.get("prompt").and_then(Value::as_str);
-            let (job, pos) = crate::comfy::submit(gw, template, &inputs, prompt, deliver_to, origin.cloned(), None)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(json!({"jobId": job.id, "status": job.status.as_str(),
-                      "position": pos.map(|(p, t)| json!({"position": p, "total": t})),
+            let job = ComfyGenerate {
+                template: template.to_owned(),
+                inputs,
+                prompt: args.get("prompt").and_then(Value::as_str).map(str::to_owned),
+                deliver_to,
+                requested_by: origin.cloned(),
+            };
+            let queued = agents.inner.tools.comfy_generate(job).await?;
+            Ok(json!({"jobId": queued.job_id, "status": queued.status,
+                      "position": queued.position.map(|(p, t)| json!({"position": p, "total": t})),
                       "note": "the image is delivered to the chat when it is ready"}))
         }
         CURRENT_TIME => {
@@ -106,8 +174,7 @@ pub async fn invoke_for(gw: &Arc<Gateway>, name: &str, args: &Value, origin: Opt
         }
         SESSIONS_LIST => {
             let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(20).clamp(1, 100) as usize;
-            let rows = gw
-                .store
+            let rows = store
                 .list_sessions(&SessionQuery { limit, ..SessionQuery::default() })
                 .await
                 .map_err(|e| format!("cannot list sessions: {e}"))?;
@@ -119,10 +186,10 @@ pub async fn invoke_for(gw: &Arc<Gateway>, name: &str, args: &Value, origin: Opt
         SESSIONS_HISTORY => {
             let key = args.get("sessionKey").and_then(Value::as_str).ok_or("sessionKey is required")?;
             let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(20).clamp(1, 50) as usize;
-            let Some(session) = gw.store.get_session(key).await.map_err(|e| e.to_string())? else {
+            let Some(session) = store.get_session(key).await.map_err(|e| e.to_string())? else {
                 return Err(format!("no session with key {key}"));
             };
-            let rows = gw.store.tail(&session.session_id, limit, None).await.map_err(|e| e.to_string())?;
+            let rows = store.tail(&session.session_id, limit, None).await.map_err(|e| e.to_string())?;
             Ok(json!({"sessionKey": key, "messages": rows.iter().map(|e| json!({
                 "role": e.role.as_str(), "text": super::transcript::text_of(&e.content), "seq": e.seq,
             })).collect::<Vec<_>>()}))

@@ -16,7 +16,7 @@ use clawgate_store::{ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatu
 
 use super::AccountRuntime;
 use super::ingress::inbound_of;
-use crate::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted};
+use crate::agent::{AbortReason, RunOutcome, RunRequest, Submitted};
 use crate::gateway::{Gateway, Store};
 use crate::time::now_ms;
 
@@ -161,7 +161,7 @@ async fn submit(
         client: Some(json!({"id": msg.channel, "mode": "channel", "account": msg.account, "chatId": msg.chat_id,
                             "threadId": msg.thread_id, "senderId": msg.sender_id})),
     };
-    match agent::submit(gw, req).await {
+    match gw.agents.submit(req).await {
         Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => Ok(()),
         Err(e) => Err(format!("cannot start the agent run: {e}")),
     }
@@ -189,7 +189,7 @@ async fn follow_run(
                 });
             }
             let wait = if caps.typing { caps.typing_interval } else { Duration::from_secs(30) };
-            match agent::wait(gw, &run_id, wait).await {
+            match gw.agents.wait(&run_id, wait).await {
                 Ok(Some(o)) if o.is_terminal() => break Some(o),
                 Ok(Some(_)) => {}
                 Ok(None) => break None,

@@ -196,6 +196,10 @@ fn load_templates(dir: &std::path::Path) -> Option<Arc<TemplateLibrary>> {
 
 /// Broadcast a `comfy.job` event (state and progress) to operator clients.
 fn job_event(gw: &Gateway, job: &JobRecord, extra: Value) {
+    job_event_to(&gw.events, job, extra);
+}
+
+fn job_event_to(events: &crate::events::Events, job: &JobRecord, extra: Value) {
     let mut payload = json!({"jobId": job.id, "status": job.status.as_str(), "template": job.template_id,
                              "worker": job.worker, "promptId": job.prompt_id, "ts": now_ms()});
     if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
@@ -203,7 +207,7 @@ fn job_event(gw: &Gateway, job: &JobRecord, extra: Value) {
             p.insert(k.clone(), v.clone());
         }
     }
-    gw.events.clients().broadcast("comfy.job", &payload, None, true);
+    events.clients().broadcast("comfy.job", &payload, None, true);
 }
 
 /// Render a template and queue a job. Returns the job and its queue position.
@@ -216,10 +220,37 @@ pub async fn submit(
     requested_by: Option<Value>,
     hold_for_approval: Option<String>,
 ) -> Result<(JobRecord, Option<(u64, u64)>), CoreError> {
-    if !gw.comfy.enabled() {
+    submit_job(
+        &gw.comfy,
+        &gw.store,
+        &gw.events,
+        template,
+        inputs,
+        free_text,
+        deliver_to,
+        requested_by,
+        hold_for_approval,
+    )
+    .await
+}
+
+/// [`submit`] with the handles it uses (the agent's `comfy_generate` tool calls it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn submit_job(
+    comfy: &ComfyService,
+    store: &crate::gateway::Store,
+    events: &crate::events::Events,
+    template: &str,
+    inputs: &BTreeMap<String, String>,
+    free_text: Option<&str>,
+    deliver_to: Option<Value>,
+    requested_by: Option<Value>,
+    hold_for_approval: Option<String>,
+) -> Result<(JobRecord, Option<(u64, u64)>), CoreError> {
+    if !comfy.enabled() {
         return Err(CoreError::Unavailable("ComfyUI is not configured; add comfy.workers to the config".into()));
     }
-    let lib = gw.comfy.library().ok_or_else(|| CoreError::Unavailable("no ComfyUI templates are loaded".into()))?;
+    let lib = comfy.library().ok_or_else(|| CoreError::Unavailable("no ComfyUI templates are loaded".into()))?;
     let rendered = lib.render(template, inputs, free_text).map_err(|e| CoreError::invalid(e.to_string()))?;
     let id = format!("job_{}", uuid::Uuid::new_v4().simple());
     let status = if hold_for_approval.is_some() { JobStatus::AwaitingApproval } else { JobStatus::Queued };
@@ -234,10 +265,10 @@ pub async fn submit(
         max_attempts: 3,
         status,
     };
-    let job = gw.store.insert_job(&new, now_ms()).await?;
-    let pos = gw.store.queue_position(&job.id).await.ok().flatten();
-    job_event(gw, &job, json!({}));
-    gw.comfy.kick.notify_one();
+    let job = store.insert_job(&new, now_ms()).await?;
+    let pos = store.queue_position(&job.id).await.ok().flatten();
+    job_event_to(events, &job, json!({}));
+    comfy.kick.notify_one();
     Ok((job, pos))
 }
 

@@ -39,7 +39,7 @@ pub(crate) fn is_target(job: &JobRecord) -> bool {
 pub(crate) async fn deliver_text(gw: &Arc<Gateway>, job: &JobRecord, key: &str, text: &str) {
     let msg = message(vec![json!({"type": "text", "text": text})]);
     if let Some(d) = deliver(gw, job, key, &msg).await {
-        announce_reply(gw, &d.session_key, &d.agent_id, &d.run_id, &d.entry);
+        announce_reply(&gw.agents, &gw.events, &d.session_key, &d.agent_id, &d.run_id, &d.entry);
     }
 }
 
@@ -81,7 +81,7 @@ pub(crate) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems
                 _ = tokio::time::sleep(Duration::from_millis(25)) => {}
             }
         }
-        announce_reply(&gw, &d.session_key, &d.agent_id, &d.run_id, &d.entry);
+        announce_reply(&gw.agents, &gw.events, &d.session_key, &d.agent_id, &d.run_id, &d.entry);
     });
 }
 
@@ -102,7 +102,7 @@ struct Delivered {
 /// deliver to, the key was delivered before, or the store failed (logged).
 async fn deliver(gw: &Arc<Gateway>, job: &JobRecord, key: &str, msg: &Value) -> Option<Delivered> {
     let target = job.deliver_to.as_ref().and_then(|d| d.get("sessionKey")).and_then(Value::as_str);
-    let Some((session_key, agent_id)) = target.and_then(|k| resolve_session_key(gw, k, None).ok()) else {
+    let Some((session_key, agent_id)) = target.and_then(|k| resolve_session_key(&gw.agents, k, None).ok()) else {
         tracing::warn!(job = %job.id, "web chat delivery without a valid sessionKey; dropped");
         return None;
     };
@@ -117,7 +117,7 @@ async fn deliver(gw: &Arc<Gateway>, job: &JobRecord, key: &str, msg: &Value) -> 
         }
     }
     let appended = match gw.store.ensure_session(&session_key, &agent_id, now_ms()).await {
-        Ok(session) => append_reply(gw, &session.session_id, &run_id, msg).await,
+        Ok(session) => append_reply(&gw.store, &session.session_id, &run_id, msg).await,
         Err(e) => Err(e.into()),
     };
     match appended {

@@ -1,6 +1,5 @@
 //! `agent` (two responses), `agent.wait`, `agent.identity.get`, `agents.list`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -9,10 +8,9 @@ use clawgate_protocol::frames::ResponseFrame;
 use clawgate_protocol::methods::agent::*;
 use clawgate_store::RunKind;
 
-use crate::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted};
+use crate::agent::{AbortReason, AgentService, RunOutcome, RunRequest, Submitted};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
 use crate::methods::chat::{client_tag, resolve_session_key};
 use crate::time::now_ms;
 
@@ -57,10 +55,10 @@ fn final_result(run_id: &str, outcome: RunOutcome) -> Result<AgentResult, CoreEr
 /// `agent {message, idempotencyKey, agentId?, sessionKey?, timeout? (s), extraSystemPrompt?}`:
 /// first `res` `{runId, sessionKey, agentId, status:"accepted", acceptedAt}`, then (same id) the
 /// final result. `runId` = the idempotency key; a repeated key replays the stored result.
-pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, p: AgentParams) -> Result<AgentResult, CoreError> {
+pub async fn agent(agents: &AgentService, ctx: &CallContext, p: AgentParams) -> Result<AgentResult, CoreError> {
     let run_id = p.idempotency_key;
     let key_param = p.session_key.as_deref().unwrap_or("main");
-    let (session_key, agent_id) = resolve_session_key(gw, key_param, p.agent_id.as_deref())?;
+    let (session_key, agent_id) = resolve_session_key(agents, key_param, p.agent_id.as_deref())?;
     let timeout = p.timeout.map(Duration::from_secs);
     let req = RunRequest {
         run_id: run_id.clone(),
@@ -72,7 +70,7 @@ pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, p: AgentParams) -> Resu
         extra_system: p.extra_system_prompt,
         client: client_tag(ctx),
     };
-    let submitted = agent::submit(gw, req).await;
+    let submitted = agents.submit(req).await;
     // Enqueued (or refused): the connection's next ordered request may go while this one waits.
     ctx.end_turn();
     match submitted? {
@@ -88,21 +86,21 @@ pub async fn agent(gw: &Arc<Gateway>, ctx: &CallContext, p: AgentParams) -> Resu
     };
     let accepted = serde_json::to_value(accepted).map_err(CoreError::internal)?;
     let _ = ctx.client.send(ResponseFrame::ok(ctx.request_id.clone(), accepted).to_text());
-    let limit = timeout.unwrap_or(Duration::from_secs(gw.agents.agents().timeout_secs)) + AGENT_FINAL_GRACE;
+    let limit = timeout.unwrap_or(Duration::from_secs(agents.agents().timeout_secs)) + AGENT_FINAL_GRACE;
     // A queued run may wait for earlier ones in its lane; keep waiting while it is alive.
     loop {
-        match agent::wait(gw, &run_id, limit).await? {
+        match agents.wait(&run_id, limit).await? {
             Some(o) if o.is_terminal() => return final_result(&run_id, o),
-            Some(_) if !gw.shutdown_token().is_cancelled() => continue,
+            Some(_) if !agents.is_stopping() => continue,
             _ => return Err(CoreError::Unavailable("the gateway is stopping; the run did not finish".into())),
         }
     }
 }
 
 /// `agent.wait {runId, timeoutMs?}` → `{runId, status: "ok"|"error"|"timeout"|"pending", …}`.
-pub async fn agent_wait(gw: &Arc<Gateway>, p: AgentWaitParams) -> Result<AgentWaitResult, CoreError> {
+pub async fn agent_wait(agents: &AgentService, p: AgentWaitParams) -> Result<AgentWaitResult, CoreError> {
     let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000).min(600_000));
-    let Some(o) = agent::wait(gw, &p.run_id, timeout).await? else {
+    let Some(o) = agents.wait(&p.run_id, timeout).await? else {
         return Err(CoreError::invalid("agent run was not found"));
     };
     let run_id = p.run_id;
@@ -122,16 +120,16 @@ pub async fn agent_wait(gw: &Arc<Gateway>, p: AgentWaitParams) -> Result<AgentWa
 
 /// `agent.identity.get {agentId?, sessionKey?}` → `{agentId, name, nameSource}`.
 pub async fn agent_identity_get(
-    gw: &Arc<Gateway>,
+    agents: &AgentService,
     p: AgentIdentityGetParams,
 ) -> Result<AgentIdentityGetResult, CoreError> {
-    let agents = gw.agents.agents();
+    let config = agents.agents();
     let id = match (p.agent_id, p.session_key) {
         (Some(id), _) => id,
-        (None, Some(key)) => resolve_session_key(gw, &key, None)?.1,
-        (None, None) => agents.default_id.clone(),
+        (None, Some(key)) => resolve_session_key(agents, &key, None)?.1,
+        (None, None) => config.default_id.clone(),
     };
-    let Some(a) = agents.get(&id) else {
+    let Some(a) = config.get(&id) else {
         return Err(CoreError::InvalidRequest {
             message: format!("unknown agent id \"{id}\""),
             details: Some(json!({"code": "UNKNOWN_AGENT_ID", "agentId": id})),
@@ -144,8 +142,8 @@ pub async fn agent_identity_get(
 }
 
 /// `agents.list` → `{defaultId, mainKey, scope, agents:[{id, name?, model:{primary}}]}`.
-pub async fn agents_list(gw: &Arc<Gateway>, _: AgentsListParams) -> Result<AgentsListResult, CoreError> {
-    let agents = gw.agents.agents();
+pub async fn agents_list(agents: &AgentService, _: AgentsListParams) -> Result<AgentsListResult, CoreError> {
+    let agents = agents.agents();
     let list = agents
         .agents
         .iter()

@@ -14,22 +14,24 @@ use clawgate_store::{
     EntryStatus, JobRecord, JobStore, RunKind, RunStore, SessionStore, TranscriptEntry, TranscriptRole, TranscriptStore,
 };
 
-use crate::agent::{self, RunRequest, Submitted, transcript};
+use crate::agent::{self, AgentService, RunRequest, Submitted, transcript};
 use crate::channels::commands::{self, CommandCaller};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::events::Events;
+use crate::gateway::{Gateway, Store};
+use crate::media::MediaSigner;
 use crate::session_key::SessionKey;
 use crate::time::now_ms;
 
 /// The session a WS client names ([`SessionKey`]'s rule): a bare key belongs to `agent_id`, or
 /// the default agent.
-pub fn session_key(gw: &Gateway, key: &str, agent_id: Option<&str>) -> Result<SessionKey, CoreError> {
+pub fn session_key(agents: &AgentService, key: &str, agent_id: Option<&str>) -> Result<SessionKey, CoreError> {
     let default_id;
     let agent_id = match agent_id {
         Some(id) => id,
         None => {
-            default_id = gw.agents.agents().default_id.clone();
+            default_id = agents.agents().default_id.clone();
             &default_id
         }
     };
@@ -37,8 +39,12 @@ pub fn session_key(gw: &Gateway, key: &str, agent_id: Option<&str>) -> Result<Se
 }
 
 /// [`session_key`] as `(key, agent id)`, for callers that keep both as strings.
-pub fn resolve_session_key(gw: &Gateway, key: &str, agent_id: Option<&str>) -> Result<(String, String), CoreError> {
-    session_key(gw, key, agent_id).map(SessionKey::into_parts)
+pub fn resolve_session_key(
+    agents: &AgentService,
+    key: &str,
+    agent_id: Option<&str>,
+) -> Result<(String, String), CoreError> {
+    session_key(agents, key, agent_id).map(SessionKey::into_parts)
 }
 
 /// `{id, mode}` of the calling client, kept with its message in the transcript.
@@ -65,7 +71,7 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, p: ChatSendParams) 
     let Some(run_id) = p.idempotency_key.filter(|k| !k.is_empty()) else {
         return Err(CoreError::invalid("invalid chat.send params: must have required property 'idempotencyKey'"));
     };
-    let (session_key, agent_id) = resolve_session_key(gw, &key, p.agent_id.as_deref())?;
+    let (session_key, agent_id) = resolve_session_key(&gw.agents, &key, p.agent_id.as_deref())?;
     let interpret = p.suppress_command_interpretation != Some(true);
     if interpret && let Some(status) = chat_command(gw, ctx, &run_id, &session_key, &agent_id, &message).await? {
         return Ok(ChatSendResult { run_id, status });
@@ -81,7 +87,7 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, p: ChatSendParams) 
         extra_system: None,
         client: client_tag(ctx),
     };
-    let status = match agent::submit(gw, req).await? {
+    let status = match gw.agents.submit(req).await? {
         Submitted::Started => ChatSendStatus::Started,
         Submitted::InFlight => ChatSendStatus::InFlight,
         Submitted::Done(_) => ChatSendStatus::Ok,
@@ -170,36 +176,43 @@ async fn chat_command(
     let mut msg = transcript::assistant_message(&reply, now_ms());
     msg["stopReason"] = json!("stop");
     msg["__openclaw"] = json!({"source": "comfy"});
-    let entry = append_reply(gw, &session.session_id, run_id, &msg).await?;
-    announce_reply(gw, session_key, agent_id, run_id, &entry);
+    let entry = append_reply(&gw.store, &session.session_id, run_id, &msg).await?;
+    announce_reply(&gw.agents, &gw.events, session_key, agent_id, run_id, &entry);
     Ok(Some(ChatSendStatus::Ok))
 }
 
 /// Append an assistant message no model wrote (a command's reply, a job's result) under `run_id`.
 pub(crate) async fn append_reply(
-    gw: &Gateway,
+    store: &Store,
     session_id: &str,
     run_id: &str,
     msg: &Value,
 ) -> Result<TranscriptEntry, CoreError> {
-    Ok(gw.store.append(session_id, TranscriptRole::Assistant, msg, Some(run_id), EntryStatus::Final, now_ms()).await?)
+    Ok(store.append(session_id, TranscriptRole::Assistant, msg, Some(run_id), EntryStatus::Final, now_ms()).await?)
 }
 
 /// Tell clients about a reply stored by [`append_reply`] as they hear of a finished run:
 /// `session.message`, one `chat` `final` for `run_id` carrying the message, `sessions.changed`.
-pub(crate) fn announce_reply(gw: &Gateway, session_key: &str, agent_id: &str, run_id: &str, entry: &TranscriptEntry) {
-    gw.events.session_message(session_key, &transcript::history_message(entry));
+pub(crate) fn announce_reply(
+    agents: &AgentService,
+    events: &Events,
+    session_key: &str,
+    agent_id: &str,
+    run_id: &str,
+    entry: &TranscriptEntry,
+) {
+    events.session_message(session_key, &transcript::history_message(entry));
     let payload = json!({"runId": run_id, "sessionKey": session_key, "agentId": agent_id, "seq": 1, "state": "final",
                          "stopReason": "stop", "message": entry.content});
-    gw.agents.publish(run_id, "chat", &payload);
-    gw.events.run_event("chat", session_key, &payload, false);
-    gw.events.session_changed(session_key, "run-finished");
+    agents.publish(run_id, "chat", &payload);
+    events.run_event("chat", session_key, &payload, false);
+    events.session_changed(session_key, "run-finished");
 }
 
 /// ComfyUI results in a transcript carry `/media/<token>` links that expire; blocks that name
 /// their job and file (`jobId`, `filename`) get a fresh link each time history is read, so an
 /// old message's images keep showing while the job and its files exist.
-async fn refresh_media_links(gw: &Gateway, messages: &mut [Value]) {
+async fn refresh_media_links(store: &Store, media: &MediaSigner, messages: &mut [Value]) {
     // Plain loops: an iterator adapter over `&mut Value` held across these awaits would make
     // the handler's future not `Send`.
     let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
@@ -216,11 +229,11 @@ async fn refresh_media_links(gw: &Gateway, messages: &mut [Value]) {
                 continue;
             }
             if !jobs.contains_key(&job_id) {
-                let job = gw.store.get_job(&job_id).await.ok().flatten();
+                let job = store.get_job(&job_id).await.ok().flatten();
                 jobs.insert(job_id.clone(), job);
             }
             if let Some(Some(job)) = jobs.get(&job_id)
-                && let Some(url) = gw.media.signed_path(job, &file).await
+                && let Some(url) = media.signed_path(job, &file).await
             {
                 part["url"] = json!(url);
             }
@@ -230,19 +243,24 @@ async fn refresh_media_links(gw: &Gateway, messages: &mut [Value]) {
 
 /// `chat.history {sessionKey, limit? (1..1000)}` → the last messages, oldest first. Reads one
 /// window of the transcript by index; never the whole transcript.
-pub async fn chat_history(gw: &Arc<Gateway>, p: ChatHistoryParams) -> Result<ChatHistoryResult, CoreError> {
+pub async fn chat_history(
+    agents: &AgentService,
+    store: &Store,
+    media: &MediaSigner,
+    p: ChatHistoryParams,
+) -> Result<ChatHistoryResult, CoreError> {
     let limit = p.limit.unwrap_or(200);
     if !(1..=1000).contains(&limit) {
         return Err(CoreError::invalid("invalid chat.history params: limit must be between 1 and 1000"));
     }
-    let (key, agent_id) = resolve_session_key(gw, &p.session_key, p.agent_id.as_deref())?;
-    let agents = gw.agents.agents();
-    let model = agents.get(&agent_id).map(|a| agents.model_for(a)).unwrap_or_default();
+    let (key, agent_id) = resolve_session_key(agents, &p.session_key, p.agent_id.as_deref())?;
+    let config = agents.agents();
+    let model = config.get(&agent_id).map(|a| config.model_for(a)).unwrap_or_default();
     let defaults = model
         .split_once('/')
         .map(|(provider, model)| HistoryDefaults { model_provider: provider.to_owned(), model: model.to_owned() })
         .unwrap_or_default();
-    let Some(session) = gw.store.get_session(&key).await? else {
+    let Some(session) = store.get_session(&key).await? else {
         let session_info = SessionInfo::Unsaved(UnsavedSession {
             key: key.clone(),
             agent_id,
@@ -266,13 +284,13 @@ pub async fn chat_history(gw: &Arc<Gateway>, p: ChatHistoryParams) -> Result<Cha
             in_flight_run: None,
         });
     };
-    let rows = gw.store.tail(&session.session_id, limit, p.pending_before).await?;
+    let rows = store.tail(&session.session_id, limit, p.pending_before).await?;
     let total = session.message_count;
     let first_seq = rows.first().map(|e| e.seq);
     let has_more = first_seq.is_some_and(|s| s > 1) && (rows.len() as u64) < total;
-    let in_flight = gw.agents.active_runs(&key);
+    let in_flight = agents.active_runs(&key);
     let mut messages: Vec<Value> = rows.iter().map(transcript::history_message).collect();
-    refresh_media_links(gw, &mut messages).await;
+    refresh_media_links(store, media, &mut messages).await;
     Ok(ChatHistoryResult {
         session_key: key,
         session_id: Some(session.session_id.clone()),
@@ -289,36 +307,40 @@ pub async fn chat_history(gw: &Arc<Gateway>, p: ChatHistoryParams) -> Result<Cha
 
 /// `chat.abort {sessionKey, runId?}` → `{ok, aborted, runIds}`; the run ends with a `chat`
 /// `aborted` event carrying the partial text.
-pub async fn chat_abort(gw: &Arc<Gateway>, p: ChatAbortParams) -> Result<ChatAbortResult, CoreError> {
-    let (key, _) = resolve_session_key(gw, &p.session_key, p.agent_id.as_deref())?;
-    let run_ids = agent::abort(gw, &key, p.run_id.as_deref(), agent::AbortReason::Rpc).await;
+pub async fn chat_abort(agents: &AgentService, p: ChatAbortParams) -> Result<ChatAbortResult, CoreError> {
+    let (key, _) = resolve_session_key(agents, &p.session_key, p.agent_id.as_deref())?;
+    let run_ids = agents.abort(&key, p.run_id.as_deref(), agent::AbortReason::Rpc).await;
     for id in &run_ids {
-        let _ = agent::wait(gw, id, std::time::Duration::from_secs(5)).await;
+        let _ = agents.wait(id, std::time::Duration::from_secs(5)).await;
     }
     Ok(ChatAbortResult { ok: true, aborted: !run_ids.is_empty(), run_ids })
 }
 
 /// `chat.inject {sessionKey, message, label?}` → appends an assistant message without running
 /// the model; `chat` final with `runId: "inject-<messageId>"`.
-pub async fn chat_inject(gw: &Arc<Gateway>, p: ChatInjectParams) -> Result<ChatInjectResult, CoreError> {
+pub async fn chat_inject(
+    agents: &AgentService,
+    store: &Store,
+    events: &Events,
+    p: ChatInjectParams,
+) -> Result<ChatInjectResult, CoreError> {
     if p.message.is_empty() {
         return Err(CoreError::invalid("invalid chat.inject params: message must not be empty"));
     }
     if p.label.as_ref().is_some_and(|l| l.chars().count() > 100) {
         return Err(CoreError::invalid("invalid chat.inject params: label must be at most 100 characters"));
     }
-    let (key, agent_id) = resolve_session_key(gw, &p.session_key, p.agent_id.as_deref())?;
-    let session = gw.store.ensure_session(&key, &agent_id, now_ms()).await?;
+    let (key, agent_id) = resolve_session_key(agents, &p.session_key, p.agent_id.as_deref())?;
+    let session = store.ensure_session(&key, &agent_id, now_ms()).await?;
     let message_id = uuid::Uuid::new_v4().to_string();
     let mut msg = transcript::assistant_message(&p.message, now_ms());
     msg["__openclaw"] = json!({"id": message_id, "injected": true, "label": p.label});
     let run_id = format!("inject-{message_id}");
-    let entry = gw
-        .store
+    let entry = store
         .append(&session.session_id, TranscriptRole::Assistant, &msg, Some(&run_id), EntryStatus::Final, now_ms())
         .await?;
-    gw.events.session_message(&key, &transcript::history_message(&entry));
-    gw.events.run_event(
+    events.session_message(&key, &transcript::history_message(&entry));
+    events.run_event(
         "chat",
         &key,
         &json!({"runId": run_id, "sessionKey": key, "agentId": agent_id, "seq": 1, "state": "final", "message": msg}),

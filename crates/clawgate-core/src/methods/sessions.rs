@@ -1,16 +1,15 @@
 //! `sessions.list|describe|preview|patch|reset|delete|subscribe`, `sessions.messages.*`.
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
 
 use clawgate_protocol::methods::sessions::*;
 use clawgate_store::{SessionQuery, SessionRecord, SessionStore, TranscriptStore};
 
-use crate::agent::transcript;
+use crate::agent::{AbortReason, AgentService, transcript};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::events::Events;
+use crate::gateway::Store;
 use crate::methods::chat::resolve_session_key;
 use crate::time::now_ms;
 
@@ -53,7 +52,7 @@ pub fn session_entry(s: &SessionRecord) -> SessionEntry {
 }
 
 /// `sessions.list {limit?, offset?, agentId?, search?, archived?, includeLastMessage?}`.
-pub async fn sessions_list(gw: &Arc<Gateway>, p: SessionsListParams) -> Result<SessionsListResult, CoreError> {
+pub async fn sessions_list(store: &Store, p: SessionsListParams) -> Result<SessionsListResult, CoreError> {
     let limit = p.limit.unwrap_or(50).clamp(1, 1000);
     let offset = p.offset.unwrap_or(0);
     let query = SessionQuery {
@@ -63,15 +62,15 @@ pub async fn sessions_list(gw: &Arc<Gateway>, p: SessionsListParams) -> Result<S
         search: p.search,
         include_archived: p.archived.0,
     };
-    let mut rows = gw.store.list_sessions(&query).await?;
+    let mut rows = store.list_sessions(&query).await?;
     let has_more = rows.len() > limit;
     rows.truncate(limit);
-    let total = gw.store.count_sessions().await?;
+    let total = store.count_sessions().await?;
     let mut sessions = Vec::with_capacity(rows.len());
     for s in &rows {
         let mut entry = session_entry(s);
         if p.include_last_message == Some(true)
-            && let Some(last) = gw.store.tail(&s.session_id, 1, None).await?.pop()
+            && let Some(last) = store.tail(&s.session_id, 1, None).await?.pop()
         {
             entry.meta.remove("lastMessage");
             entry.last_message = Some(transcript::history_message(&last));
@@ -89,18 +88,24 @@ pub async fn sessions_list(gw: &Arc<Gateway>, p: SessionsListParams) -> Result<S
     })
 }
 
-async fn existing(gw: &Arc<Gateway>, key: &str, agent_id: Option<&str>) -> Result<SessionRecord, CoreError> {
-    let (key, _) = resolve_session_key(gw, key, agent_id)?;
-    gw.store.get_session(&key).await?.ok_or_else(|| CoreError::NotFound(format!("session not found: {key}")))
+async fn existing(
+    agents: &AgentService,
+    store: &Store,
+    key: &str,
+    agent_id: Option<&str>,
+) -> Result<SessionRecord, CoreError> {
+    let (key, _) = resolve_session_key(agents, key, agent_id)?;
+    store.get_session(&key).await?.ok_or_else(|| CoreError::NotFound(format!("session not found: {key}")))
 }
 
 /// `sessions.describe {key}` → `{session}`.
 pub async fn sessions_describe(
-    gw: &Arc<Gateway>,
+    agents: &AgentService,
+    store: &Store,
     p: SessionsDescribeParams,
 ) -> Result<SessionsDescribeResult, CoreError> {
-    let (key, agent_id) = resolve_session_key(gw, &p.key, p.agent_id.as_deref())?;
-    let session = match gw.store.get_session(&key).await? {
+    let (key, agent_id) = resolve_session_key(agents, &p.key, p.agent_id.as_deref())?;
+    let session = match store.get_session(&key).await? {
         Some(s) => SessionInfo::Stored(Box::new(session_entry(&s))),
         // A session the TUI is about to create: describe it as new and empty.
         None => SessionInfo::Unsaved(UnsavedSession {
@@ -118,17 +123,21 @@ pub async fn sessions_describe(
 }
 
 /// `sessions.preview {keys, limit?, maxChars? (≥20)}` → the last messages of each session.
-pub async fn sessions_preview(gw: &Arc<Gateway>, p: SessionsPreviewParams) -> Result<SessionsPreviewResult, CoreError> {
+pub async fn sessions_preview(
+    agents: &AgentService,
+    store: &Store,
+    p: SessionsPreviewParams,
+) -> Result<SessionsPreviewResult, CoreError> {
     let limit = p.limit.unwrap_or(3).clamp(1, 50);
     let max_chars = p.max_chars.unwrap_or(200).max(20);
     let mut previews = Vec::new();
     for raw in p.keys.iter().take(100) {
-        let (key, _) = resolve_session_key(gw, raw, None)?;
-        let Some(s) = gw.store.get_session(&key).await? else {
+        let (key, _) = resolve_session_key(agents, raw, None)?;
+        let Some(s) = store.get_session(&key).await? else {
             previews.push(SessionPreview { key, status: PreviewStatus::Missing, items: Vec::new() });
             continue;
         };
-        let rows = gw.store.tail(&s.session_id, limit, None).await?;
+        let rows = store.tail(&s.session_id, limit, None).await?;
         let items: Vec<PreviewItem> = rows
             .iter()
             .map(|e| PreviewItem {
@@ -145,8 +154,13 @@ pub async fn sessions_preview(gw: &Arc<Gateway>, p: SessionsPreviewParams) -> Re
 
 /// `sessions.patch {key, label?, pinned?, archived?, unread?, model?, thinkingLevel?, …}` →
 /// merges into the session (null clears); broadcasts `sessions.changed`.
-pub async fn sessions_patch(gw: &Arc<Gateway>, p: SessionsPatchParams) -> Result<SessionsPatchResult, CoreError> {
-    let s = existing(gw, &p.key, p.agent_id.as_deref()).await?;
+pub async fn sessions_patch(
+    agents: &AgentService,
+    store: &Store,
+    events: &Events,
+    p: SessionsPatchParams,
+) -> Result<SessionsPatchResult, CoreError> {
+    let s = existing(agents, store, &p.key, p.agent_id.as_deref()).await?;
     if let Some(expected) = &p.expected_session_id
         && *expected != s.session_id
     {
@@ -156,34 +170,44 @@ pub async fn sessions_patch(gw: &Arc<Gateway>, p: SessionsPatchParams) -> Result
         clawgate_llm::ModelRef::parse(model)
             .map_err(|e| CoreError::invalid(format!("invalid sessions.patch params: model: {e}")))?;
     }
-    let updated = gw.store.patch_session(&s.key, &Value::Object(p.patch), now_ms()).await?;
-    gw.events.session_changed(&s.key, "patched");
+    let updated = store.patch_session(&s.key, &Value::Object(p.patch), now_ms()).await?;
+    events.session_changed(&s.key, "patched");
     Ok(SessionsPatchResult { ok: true, session: session_entry(&updated), key: s.key })
 }
 
 /// `sessions.reset {key, reason?}` → a fresh session id (the old transcript is kept on disk but
 /// no longer shown or sent to the model).
-pub async fn sessions_reset(gw: &Arc<Gateway>, p: SessionsResetParams) -> Result<SessionsResetResult, CoreError> {
-    let (key, agent_id) = resolve_session_key(gw, &p.key, p.agent_id.as_deref())?;
-    crate::agent::abort(gw, &key, None, crate::agent::AbortReason::Rpc).await;
-    gw.store.ensure_session(&key, &agent_id, now_ms()).await?;
-    let s = gw.store.reset_session(&key, now_ms()).await?;
-    gw.events.session_changed(&key, "reset");
+pub async fn sessions_reset(
+    agents: &AgentService,
+    store: &Store,
+    events: &Events,
+    p: SessionsResetParams,
+) -> Result<SessionsResetResult, CoreError> {
+    let (key, agent_id) = resolve_session_key(agents, &p.key, p.agent_id.as_deref())?;
+    agents.abort(&key, None, AbortReason::Rpc).await;
+    store.ensure_session(&key, &agent_id, now_ms()).await?;
+    let s = store.reset_session(&key, now_ms()).await?;
+    events.session_changed(&key, "reset");
     Ok(SessionsResetResult { ok: true, key, session_id: s.session_id.clone(), session: session_entry(&s) })
 }
 
 /// `sessions.delete {key, deleteTranscript?, archivedOnly?}` → `{ok, key, deleted, archived}`.
-pub async fn sessions_delete(gw: &Arc<Gateway>, p: SessionsDeleteParams) -> Result<SessionsDeleteResult, CoreError> {
-    let (key, _) = resolve_session_key(gw, &p.key, p.agent_id.as_deref())?;
+pub async fn sessions_delete(
+    agents: &AgentService,
+    store: &Store,
+    events: &Events,
+    p: SessionsDeleteParams,
+) -> Result<SessionsDeleteResult, CoreError> {
+    let (key, _) = resolve_session_key(agents, &p.key, p.agent_id.as_deref())?;
     if p.archived_only == Some(true)
-        && let Some(s) = gw.store.get_session(&key).await?
+        && let Some(s) = store.get_session(&key).await?
         && !meta_bool(&s, "archived")
     {
         return Err(CoreError::invalid("session is not archived (archivedOnly)"));
     }
-    crate::agent::abort(gw, &key, None, crate::agent::AbortReason::Rpc).await;
-    let deleted = gw.store.delete_session(&key, p.delete_transcript.unwrap_or(true)).await?;
-    gw.events.session_changed(&key, "deleted");
+    agents.abort(&key, None, AbortReason::Rpc).await;
+    let deleted = store.delete_session(&key, p.delete_transcript.unwrap_or(true)).await?;
+    events.session_changed(&key, "deleted");
     Ok(SessionsDeleteResult { ok: true, key, deleted, archived: Vec::new() })
 }
 
@@ -198,14 +222,14 @@ pub async fn sessions_subscribe(
 
 /// `sessions.messages.subscribe|unsubscribe {key}` → `session.message` events for that session.
 pub async fn sessions_messages_subscribe(
-    gw: &Arc<Gateway>,
+    agents: &AgentService,
     ctx: &CallContext,
     p: SessionsMessagesParams,
     on: bool,
 ) -> Result<SessionsMessagesResult, CoreError> {
     // The key events are sent under: a bare key is the default agent's (it used to be put under
     // `main` whatever the default agent, and `agent:x` was kept as is, so neither heard a thing).
-    let (key, _) = resolve_session_key(gw, &p.key, None)?;
+    let (key, _) = resolve_session_key(agents, &p.key, None)?;
     ctx.client.update_subscriptions(|s| {
         if on {
             s.message_keys.insert(key.clone());

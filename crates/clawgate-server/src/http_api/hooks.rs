@@ -20,7 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use clawgate_core::agent::{self, AbortReason, RunOutcome, RunRequest, Submitted, transcript};
+use clawgate_core::agent::{AbortReason, RunOutcome, RunRequest, Submitted, transcript};
 use clawgate_core::auth::secrets_match;
 use clawgate_core::session_key::SessionKeyError;
 use clawgate_core::settings::RateLimitSettings;
@@ -339,7 +339,7 @@ async fn agent_hook(
     };
     let wait_bound =
         req.timeout.unwrap_or(Duration::from_secs(gw.agents.agents().timeout_secs)) + Duration::from_secs(60);
-    match agent::submit(gw, req).await {
+    match gw.agents.submit(req).await {
         Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => {}
         Err(CoreError::InvalidRequest { message, .. }) => return Err(HookError::bad_request(message)),
         Err(CoreError::Unavailable(message)) => {
@@ -356,7 +356,7 @@ async fn agent_hook(
 
 /// The `completion` object of a waited-for hook run.
 async fn completion(gw: &Arc<Gateway>, run_id: &str, bound: Duration) -> Result<Value, HookError> {
-    let outcome = agent::wait(gw, run_id, bound).await.map_err(|e| HookError::Internal(e.to_string()))?;
+    let outcome = gw.agents.wait(run_id, bound).await.map_err(|e| HookError::Internal(e.to_string()))?;
     let mut c = json!({"replyDisposition": "visible", "delivered": false, "deliveryAttempted": false});
     let (status, error) = match outcome {
         Some(o) => match o {

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use clawgate_core::agent::{self, AbortReason, ErrorKind, RunEvent, RunOutcome, RunRequest, Submitted};
+use clawgate_core::agent::{AbortReason, ErrorKind, RunEvent, RunOutcome, RunRequest, Submitted};
 use clawgate_core::session_key::SessionKeyError;
 use clawgate_core::{CoreError, Gateway, SessionKey};
 
@@ -20,7 +20,7 @@ use super::error::OpenAiError;
 const MAX_USER_LEN: usize = 256;
 /// How long to wait for a run's record once its terminal event was seen.
 const SETTLE_WAIT: Duration = Duration::from_secs(30);
-/// How long one `agent::wait` call waits before looping (the run's own timeout bounds it).
+/// How long one `AgentService::wait` call waits before looping (the run's own timeout bounds it).
 const WAIT_SLICE: Duration = Duration::from_secs(60);
 
 /// What the `model` field names.
@@ -82,7 +82,7 @@ pub(crate) struct Session {
     /// The agent that owns it.
     pub(crate) agent_id: String,
     /// A fresh session per request, which nobody continues: only an excerpt of the prompt is
-    /// stored (`agent::submit_stateless`).
+    /// stored (`AgentService::submit_stateless`).
     pub(crate) stateless: bool,
 }
 
@@ -222,7 +222,7 @@ impl Drop for AbortOnDrop {
         let (gw, key, id) = (self.gw.clone(), std::mem::take(&mut self.session_key), std::mem::take(&mut self.run_id));
         tracing::info!(run = %id, session = %key, "HTTP client went away; aborting its run");
         self.gw.tasks().spawn("http-api", async move {
-            agent::abort(&gw, &key, Some(&id), AbortReason::Rpc).await;
+            gw.agents.abort(&key, Some(&id), AbortReason::Rpc).await;
         });
     }
 }
@@ -251,7 +251,7 @@ impl LiveRun {
     pub(crate) async fn start(gw: &Arc<Gateway>, req: RunRequest, stateless: bool) -> Result<LiveRun, OpenAiError> {
         let events = gw.agents.subscribe();
         let (run_id, session_key) = (req.run_id.clone(), req.session_key.clone());
-        let submitted = if stateless { agent::submit_stateless(gw, req).await } else { agent::submit(gw, req).await };
+        let submitted = if stateless { gw.agents.submit_stateless(req).await } else { gw.agents.submit(req).await };
         match submitted {
             Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => {}
             Err(CoreError::InvalidRequest { message, .. }) => return Err(OpenAiError::invalid(message)),
@@ -289,7 +289,10 @@ impl LiveRun {
                     // Deltas were lost; the caller reconciles with the final text. If the end was
                     // lost too, the run record has it.
                     tracing::warn!(run = %self.run_id, missed, "HTTP stream fell behind the run's events");
-                    if let Some(o) = agent::wait(&self.gw, &self.run_id, Duration::ZERO)
+                    if let Some(o) = self
+                        .gw
+                        .agents
+                        .wait(&self.run_id, Duration::ZERO)
                         .await
                         .map_err(|e| OpenAiError::internal("cannot read a run", e))?
                         .filter(|o| o.is_terminal())
@@ -311,7 +314,10 @@ impl LiveRun {
     async fn settle(&mut self, bound: Duration) -> Result<Outcome, OpenAiError> {
         let deadline = tokio::time::Instant::now().checked_add(bound);
         loop {
-            let waited = agent::wait(&self.gw, &self.run_id, WAIT_SLICE)
+            let waited = self
+                .gw
+                .agents
+                .wait(&self.run_id, WAIT_SLICE)
                 .await
                 .map_err(|e| OpenAiError::internal("cannot read a run", e))?;
             match waited {

@@ -104,6 +104,13 @@ impl RunStore for SqliteStore {
         Ok(sessions)
     }
 
+    async fn list_queued_runs(&self) -> Result<Vec<(String, String)>> {
+        let runs = sqlx::query_as("SELECT run_id, session_key FROM runs WHERE status = 'queued' ORDER BY queue_pos")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(runs)
+    }
+
     async fn mark_interrupted_running(&self, now_ms: i64) -> Result<u64> {
         let mut tx = self.pool().begin().await?;
         // A run writes its user message before anything reaches the model (agent::run). A crash
