@@ -52,8 +52,10 @@ pub struct Gateway {
     pub health: HealthService,
     /// Device pairing requests and decisions.
     pub pairing: PairingService,
-    /// The config file and its edits.
+    /// The config file and its edits (shared with the services that read their sections).
     pub config: ConfigService,
+    /// Signed `/media/<token>` links to job outputs.
+    pub media: crate::media::MediaSigner,
     /// Agents, providers and runs.
     pub agents: crate::agent::AgentService,
     /// Chat channel accounts.
@@ -100,6 +102,11 @@ impl Gateway {
         let events = Events::new(Arc::new(Broadcaster::default()), Arc::new(PresenceState::new(self_entry)));
         let settings = SharedSettings::new(settings);
         let pairing = PairingService::new(store.clone(), events.clone());
+        let tasks = Tasks::new();
+        let outbox = crate::channels::Outbox::new(store.clone());
+        let media = crate::media::MediaSigner::new(store.clone(), &settings.get().state_dir, config.clone());
+        let channels =
+            crate::channels::ChannelService::new(store.clone(), events.clone(), tasks.clone(), config.clone(), outbox);
         let auth = AuthService::new(settings.clone(), pairing.clone());
         let health = HealthService::new(info.clone(), settings.clone(), store.clone(), config.clone(), events.clone());
         Arc::new(Self {
@@ -113,12 +120,13 @@ impl Gateway {
             health,
             pairing,
             config,
+            media,
             agents,
-            channels: crate::channels::ChannelService::default(),
+            channels,
             comfy: crate::comfy::ComfyService::default(),
             cron: crate::cron::CronService::default(),
             overrides,
-            tasks: Tasks::new(),
+            tasks,
         })
     }
 

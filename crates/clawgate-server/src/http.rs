@@ -79,7 +79,7 @@ pub(crate) async fn root(
     if upgrade.is_err()
         && let Some(token) = webchat::media_token(&front.config, &method, uri.path())
     {
-        return crate::media::serve(&front.gw, &token).await;
+        return crate::media::serve(&front.gw.media, &token).await;
     }
     upgrade_or_page(front, addr, &method, &uri, &headers, upgrade)
 }
@@ -97,7 +97,7 @@ pub(crate) async fn fallback(
     if upgrade.is_err()
         && let Some(token) = webchat::media_token(&front.config, &method, uri.path())
     {
-        return crate::media::serve(&front.gw, &token).await;
+        return crate::media::serve(&front.gw.media, &token).await;
     }
     upgrade_or_page(front, addr, &method, &uri, &headers, upgrade)
 }

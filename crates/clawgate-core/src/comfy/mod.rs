@@ -289,7 +289,7 @@ pub async fn job_json(gw: &Gateway, job: &JobRecord) -> Value {
     let mut outputs = Vec::new();
     for o in job.outputs.as_array().into_iter().flatten() {
         let url = match o.get("filename").and_then(Value::as_str) {
-            Some(name) => crate::media::signed_path(gw, job, name).await,
+            Some(name) => gw.media.signed_path(job, name).await,
             None => None,
         };
         outputs.push(json!({"filename": o.get("filename"), "mediaUrl": url, "bytes": o.get("bytes")}));
