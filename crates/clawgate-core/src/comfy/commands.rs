@@ -197,7 +197,7 @@ pub(crate) async fn run_command(
                 .map(|w| command::WorkerSummary {
                     name: &w.cfg.name,
                     online: w.healthy(),
-                    queue_remaining: w.summary()["queueRemaining"].as_u64(),
+                    queue_remaining: w.summary().queue_remaining,
                 })
                 .collect();
             reply::workers(&items)

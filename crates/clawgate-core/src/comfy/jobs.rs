@@ -338,7 +338,7 @@ async fn finish(gw: &Arc<Gateway>, worker: &Worker, job: JobRecord, entry: Histo
     };
     // Clients see the outputs as `job_json` shows them (signed media URLs, no local paths).
     let public = job_json(gw, &job).await;
-    job_event(gw, &job, json!({"outputs": public["outputs"]}));
+    job_event(gw, &job, json!({"outputs": public.outputs}));
 }
 
 /// After a restart: jobs left dispatched or running are checked against their worker — finished

@@ -46,6 +46,7 @@ use tokio::sync::Notify;
 
 use clawgate_comfy::client::ComfyClient;
 use clawgate_comfy::templates::TemplateLibrary;
+use clawgate_protocol::methods::comfy::{ComfyJob, ComfyJobOutput, QueuePosition};
 use clawgate_store::{JobRecord, JobStatus, JobStore, NewJob};
 
 use crate::error::CoreError;
@@ -278,26 +279,37 @@ pub async fn cancel(gw: &Arc<Gateway>, job_id: &str) -> Result<Option<JobRecord>
     Ok(before)
 }
 
-/// The JSON clients see for a job.
-pub async fn job_json(gw: &Gateway, job: &JobRecord) -> Value {
+/// A job as clients see it.
+pub async fn job_json(gw: &Gateway, job: &JobRecord) -> ComfyJob {
     let position = if job.status == JobStatus::Queued {
-        gw.store.queue_position(&job.id).await.ok().flatten().map(|(p, t)| json!({"position": p, "total": t}))
+        gw.store.queue_position(&job.id).await.ok().flatten().map(|(position, total)| QueuePosition { position, total })
     } else {
         None
     };
     // Each output's URL is a signed `/media/<token>`, good until its expiry, for this job only.
     let mut outputs = Vec::new();
     for o in job.outputs.as_array().into_iter().flatten() {
-        let url = match o.get("filename").and_then(Value::as_str) {
+        let filename = o.get("filename").and_then(Value::as_str).map(str::to_owned);
+        let media_url = match &filename {
             Some(name) => crate::media::signed_path(gw, job, name).await,
             None => None,
         };
-        outputs.push(json!({"filename": o.get("filename"), "mediaUrl": url, "bytes": o.get("bytes")}));
+        outputs.push(ComfyJobOutput { bytes: o.get("bytes").and_then(Value::as_u64), filename, media_url });
     }
-    json!({
-        "id": job.id, "status": job.status.as_str(), "template": job.template_id, "inputs": job.inputs,
-        "worker": job.worker, "promptId": job.prompt_id, "position": position, "attempts": job.attempts,
-        "error": job.error, "progress": job.progress, "outputs": outputs,
-        "createdAt": job.created_at_ms, "startedAt": job.started_at_ms, "endedAt": job.ended_at_ms,
-    })
+    ComfyJob {
+        attempts: job.attempts,
+        created_at: job.created_at_ms,
+        ended_at: job.ended_at_ms,
+        error: job.error.clone(),
+        id: job.id.clone(),
+        inputs: job.inputs.clone(),
+        outputs,
+        position,
+        progress: job.progress.clone(),
+        prompt_id: job.prompt_id.clone(),
+        started_at: job.started_at_ms,
+        status: job.status.as_str().to_owned(),
+        template: job.template_id.clone(),
+        worker: job.worker.clone(),
+    }
 }

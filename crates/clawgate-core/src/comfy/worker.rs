@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use clawgate_protocol::methods::comfy::ComfyWorker;
 
 use clawgate_comfy::client::ComfyClient;
 use clawgate_comfy::openclaw::{DeviceCredentials, OpenClawClient, OpenClawError};
@@ -67,16 +69,22 @@ impl Worker {
         self.remote.lock().version.clone()
     }
 
-    /// `{name, url, mode, healthy, queueRemaining, running}`.
-    pub fn summary(&self) -> Value {
+    /// What `comfy.workers.list` shows of it.
+    pub fn summary(&self) -> ComfyWorker {
         let remote = self.remote.lock().clone();
-        json!({
-            "version": remote.version, "templates": remote.templates,
-            "name": self.cfg.name, "url": self.cfg.url, "mode": self.cfg.mode, "healthy": self.healthy(),
-            "queueRemaining": *self.queue_remaining.lock(),
-            "running": self.running(), "maxConcurrent": self.cfg.max_concurrent, "weight": self.cfg.weight,
-            "lastError": *self.last_error.lock(),
-        })
+        ComfyWorker {
+            healthy: self.healthy(),
+            last_error: self.last_error.lock().clone(),
+            max_concurrent: self.cfg.max_concurrent,
+            mode: self.cfg.mode.clone(),
+            name: self.cfg.name.clone(),
+            queue_remaining: *self.queue_remaining.lock(),
+            running: self.running(),
+            templates: remote.templates,
+            url: self.cfg.url.to_string(),
+            version: remote.version,
+            weight: self.cfg.weight,
+        }
     }
 
     pub(super) fn mark(&self, healthy: bool, error: Option<String>) {
