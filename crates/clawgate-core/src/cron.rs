@@ -391,7 +391,7 @@ async fn deliver_text(gw: &Arc<Gateway>, t: &Target, idem: &str, text: &str) -> 
         None => return Err(format!("channel account {} is not configured or not running", t.key)),
     };
     let messages = chunks.into_iter().map(|c| OutboundMessage::text(&t.chat_id, t.thread_id.clone(), c)).collect();
-    crate::channels::queue_send(gw, &t.key, &format!("cron:{idem}"), messages).await.map(|_| ())
+    gw.channels.outbox().send(&t.key, &format!("cron:{idem}"), messages).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 async fn run_comfy(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64) -> Result<String, String> {

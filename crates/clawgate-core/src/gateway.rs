@@ -111,6 +111,7 @@ impl Gateway {
         let presence = Arc::new(PresenceState::new(self_entry));
         let events = Events::new(clients.clone(), presence.clone());
         let pairing = PairingService::new(store.clone(), events.clone());
+        let outbox = crate::channels::Outbox::new(store.clone());
         Arc::new(Self {
             version: version.to_owned(),
             boot_id,
@@ -127,7 +128,7 @@ impl Gateway {
             pairing,
             config,
             agents,
-            channels: crate::channels::ChannelService::default(),
+            channels: crate::channels::ChannelService::new(outbox),
             comfy: crate::comfy::ComfyService::default(),
             cron: crate::cron::CronService::default(),
             overrides,

@@ -35,9 +35,11 @@
 pub mod fake_anthropic;
 pub mod fake_comfy;
 pub mod fake_discord;
+pub mod fake_line;
 pub mod fake_openai;
 pub mod fake_openclaw;
 pub mod fake_telegram;
+pub mod fake_whatsapp;
 pub mod gateway;
 pub mod peers;
 pub mod proxy;

@@ -4,6 +4,7 @@ mod cli;
 mod config_cmd;
 mod doctor;
 mod gateway_cmd;
+mod import_cmd;
 mod logging;
 mod malloc;
 mod paths;
@@ -21,7 +22,8 @@ use clap::{Parser, Subcommand};
   clawgate chat --session work         # chat with the default agent in the terminal
   clawgate sessions list               # chat sessions, most recent first
   clawgate jobs list                   # ComfyUI jobs, newest first
-  clawgate doctor                      # check config, state dir and port")]
+  clawgate doctor                      # check config, state dir and port
+  clawgate import connector-env .env   # migrate from the ComfyUI-OpenClaw connector")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,6 +56,9 @@ enum Command {
     Config(config_cmd::ConfigCommand),
     /// Check config, state directory, database and port; print what to fix.
     Doctor(doctor::DoctorArgs),
+    /// Bring configuration over from other tools (the ComfyUI-OpenClaw connector's .env).
+    #[command(subcommand)]
+    Import(import_cmd::ImportCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -115,6 +120,10 @@ fn main() -> std::process::ExitCode {
             Command::Doctor(args) => {
                 logging::init_cli();
                 doctor::run(args).await
+            }
+            Command::Import(cmd) => {
+                logging::init_cli();
+                import_cmd::run(cmd)
             }
         }
     });

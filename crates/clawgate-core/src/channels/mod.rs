@@ -36,8 +36,9 @@ use crate::config_service::ConfigService;
 use crate::gateway::{Gateway, Store};
 
 pub use ingress::GatewayIngress;
+pub use outbox::Outbox;
+pub(crate) use router::PAIRING_TTL_MS;
 pub use router::session_key_for;
-pub(crate) use router::{PAIRING_TTL_MS, queue_send};
 
 /// One running platform account.
 pub struct AccountRuntime {
@@ -46,8 +47,8 @@ pub struct AccountRuntime {
     /// The adapter.
     pub channel: Arc<dyn Channel>,
     cancel: CancellationToken,
-    /// Wakes the outbox sender.
-    pub(crate) outbox_kick: Notify,
+    /// Wakes the outbox sender (shared with the [`Outbox`] while the account runs).
+    pub(crate) outbox_kick: Arc<Notify>,
     limiter: Mutex<RateWindows>,
     /// A fatal error from `run` (bad token): the account stays stopped until the config changes.
     fatal: Mutex<Option<String>>,
@@ -93,8 +94,9 @@ impl RateWindows {
 /// It holds no pointer back to the gateway: the tasks [`start`] spawns own what they use, and a
 /// config change reaches them as a [`ChannelService::request_reload`] that the reload loop
 /// (one task, so two changes never interleave their stops and starts) applies.
-#[derive(Default)]
 pub struct ChannelService {
+    /// The durable outbox; each running account's sender is attached to it.
+    outbox: Outbox,
     /// A config change touched `channels.*`: the reload loop re-reads it.
     reload: Notify,
     accounts: RwLock<BTreeMap<AccountKey, Arc<AccountRuntime>>>,
@@ -111,6 +113,22 @@ impl std::fmt::Debug for ChannelService {
 }
 
 impl ChannelService {
+    /// No account running yet; replies go out through `outbox`.
+    pub fn new(outbox: Outbox) -> Self {
+        Self {
+            outbox,
+            reload: Notify::new(),
+            accounts: RwLock::default(),
+            problems: RwLock::default(),
+            in_flight: Mutex::default(),
+        }
+    }
+
+    /// The outbox handle (for services that deliver to chats).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
     /// The running account with this key.
     pub fn account(&self, key: &AccountKey) -> Option<Arc<AccountRuntime>> {
         self.accounts.read().get(key).cloned()
@@ -129,9 +147,7 @@ impl ChannelService {
 
     /// Wake an account's outbox sender (something was queued for it).
     pub fn kick_outbox(&self, key: &AccountKey) {
-        if let Some(rt) = self.account(key) {
-            rt.outbox_kick.notify_one();
-        }
+        self.outbox.wake(key);
     }
 
     /// Stop every account (shutdown).
@@ -142,7 +158,9 @@ impl ChannelService {
     }
 
     fn stop_account(&self, key: &AccountKey) {
-        if let Some(rt) = self.accounts.write().remove(key) {
+        let stopped = self.accounts.write().remove(key);
+        if let Some(rt) = stopped {
+            self.outbox.detach(key, &rt.outbox_kick);
             rt.cancel.cancel();
         }
     }
@@ -267,13 +285,14 @@ fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
         cfg,
         channel,
         cancel: gw.shutdown_token().child_token(),
-        outbox_kick: Notify::new(),
+        outbox_kick: Arc::new(Notify::new()),
         limiter: Mutex::new(RateWindows::default()),
         fatal: Mutex::new(None),
         started_at_ms: crate::time::now_ms(),
         running: std::sync::atomic::AtomicBool::new(true),
     });
     gw.channels.accounts.write().insert(key.clone(), rt.clone());
+    gw.channels.outbox.attach(key.clone(), rt.outbox_kick.clone(), rt.channel.capabilities());
     tracing::info!(account = %key, "channel account starting");
     gw.tasks().spawn("channels", supervise(gw.clone(), rt.clone()));
     gw.tasks().spawn("channels", outbox::sender(gw.store.clone(), rt));

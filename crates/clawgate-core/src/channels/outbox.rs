@@ -1,17 +1,119 @@
-//! The outbox sender of one account: sends queued rows in order, only while the channel is
-//! ready, honouring the platform's retry-after with capped, jittered backoff.
+//! The durable outbox: the [`Outbox`] handle other services queue replies with, and the
+//! sender of one account, which sends queued rows in order, only while the channel is ready,
+//! honouring the platform's retry-after with capped, jittered backoff.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
+use serde_json::Value;
+use tokio::sync::Notify;
+
 use clawgate_backoff::Backoff;
 use clawgate_channels::fault::crash_point;
-use clawgate_channels::{OutboundMessage, SendError};
-use clawgate_store::{ChannelStore, OutboxRecord};
+use clawgate_channels::{AccountKey, Capabilities, OutboundMessage, SendError};
+use clawgate_store::{ChannelStore, NewOutbound, OutboxRecord, StoreError};
 
 use super::AccountRuntime;
 use crate::gateway::Store;
 use crate::time::now_ms;
+
+/// The outbox as a service that only delivers sees it: rows go into the store, then the
+/// account's sender is woken. Cheap to clone; built with the store alone, so a service that
+/// sends to chats (ComfyUI results, cron replies, `send`) needs neither the channel service nor
+/// the gateway. The channel service attaches each running account's sender to it.
+#[derive(Clone)]
+pub struct Outbox {
+    store: Store,
+    /// The running accounts' senders: how to wake each, and how its platform measures text.
+    senders: Arc<RwLock<HashMap<AccountKey, Attached>>>,
+}
+
+/// One running account's sender, as the outbox knows it.
+#[derive(Clone)]
+struct Attached {
+    wake: Arc<Notify>,
+    caps: Capabilities,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("accounts", &self.senders.read().len()).finish()
+    }
+}
+
+impl Outbox {
+    /// An outbox over `store` with no sender attached yet.
+    pub fn new(store: Store) -> Self {
+        Self { store, senders: Arc::default() }
+    }
+
+    /// Queue `items` in one transaction (a row whose idempotency key exists already is not
+    /// queued again), then wake the sender of every account they are for. `inbound` is the
+    /// inbox row they answer: it is marked answered in the same transaction. Returns how many
+    /// rows were new.
+    pub async fn queue(&self, items: &[NewOutbound], inbound: Option<i64>) -> Result<u64, StoreError> {
+        let result = self.store.queue_outbound(items, inbound, now_ms()).await;
+        let accounts: BTreeSet<(&str, &str)> = items.iter().map(|i| (i.channel.as_str(), i.account.as_str())).collect();
+        for (channel, account) in accounts {
+            self.wake(&AccountKey::new(channel, account));
+        }
+        result
+    }
+
+    /// Queue `messages` for one account under `send:<idempotency_key>:<n>` (so repeating a
+    /// call queues nothing twice); the row keys, in order.
+    pub async fn send(
+        &self,
+        key: &AccountKey,
+        idempotency_key: &str,
+        messages: Vec<OutboundMessage>,
+    ) -> Result<Vec<String>, StoreError> {
+        let items: Vec<NewOutbound> = messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| NewOutbound {
+                idempotency_key: format!("send:{idempotency_key}:{i}"),
+                channel: key.channel.clone(),
+                account: key.account.clone(),
+                chat_id: m.chat_id.clone(),
+                payload: serde_json::to_value(&m).unwrap_or(Value::Null),
+            })
+            .collect();
+        let keys = items.iter().map(|i| i.idempotency_key.clone()).collect();
+        self.queue(&items, None).await?;
+        Ok(keys)
+    }
+
+    /// Wake the sender of `key` (something was queued for it). A sender that is not waiting
+    /// keeps the wake-up for its next look; an account that is not running has no sender and
+    /// finds its rows when it starts.
+    pub fn wake(&self, key: &AccountKey) {
+        if let Some(s) = self.senders.read().get(key) {
+            s.wake.notify_one();
+        }
+    }
+
+    /// How the running account `key` measures and bounds text (to chunk a reply before
+    /// queueing it); `None` while the account is not running.
+    pub fn capabilities(&self, key: &AccountKey) -> Option<Capabilities> {
+        self.senders.read().get(key).map(|s| s.caps)
+    }
+
+    /// The sender of `key` now listens on `wake`.
+    pub(crate) fn attach(&self, key: AccountKey, wake: Arc<Notify>, caps: Capabilities) {
+        self.senders.write().insert(key, Attached { wake, caps });
+    }
+
+    /// The sender listening on `wake` stopped (a newer one of the same account stays).
+    pub(crate) fn detach(&self, key: &AccountKey, wake: &Arc<Notify>) {
+        let mut senders = self.senders.write();
+        if senders.get(key).is_some_and(|s| Arc::ptr_eq(&s.wake, wake)) {
+            senders.remove(key);
+        }
+    }
+}
 
 /// Give up on a row after this many transient failures (it is then reported as failed).
 const MAX_ATTEMPTS: i64 = 12;
@@ -120,4 +222,66 @@ async fn report_failure(store: &Store, rt: &AccountRuntime, row: &OutboxRecord, 
     tracing::error!(account = %rt.cfg.key, id = row.id, chat = %row.chat_id, error = %why, "message could not be delivered");
     rt.channel.status().mark_error(format!("delivery to chat {} failed: {why}", row.chat_id));
     let _ = store.mark_outbound_failed(row.id, why, now_ms()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clawgate_channels::TextMeasure;
+    use clawgate_store::{OutboxStatus, SqliteStore};
+
+    use super::*;
+
+    fn caps() -> Capabilities {
+        Capabilities {
+            max_text: 4096,
+            measure: TextMeasure::Utf16,
+            max_caption: 1024,
+            max_photo_bytes: 10 << 20,
+            max_upload_bytes: 50 << 20,
+            threads: true,
+            typing: true,
+            typing_interval: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn send_queues_once_per_key_and_wakes_only_that_accounts_sender() {
+        let store = SqliteStore::open_in_memory().await.expect("store");
+        let outbox = Outbox::new(store.clone());
+        let (tg, dc) = (AccountKey::new("telegram", "default"), AccountKey::new("discord", "default"));
+        let (tg_wake, dc_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        outbox.attach(tg.clone(), tg_wake.clone(), caps());
+        outbox.attach(dc.clone(), dc_wake.clone(), caps());
+        assert_eq!(outbox.capabilities(&tg), Some(caps()));
+
+        let msgs = || vec![OutboundMessage::text("200", None, "one"), OutboundMessage::text("200", None, "two")];
+        let keys = outbox.send(&tg, "k1", msgs()).await.expect("queued");
+        assert_eq!(keys, ["send:k1:0", "send:k1:1"]);
+        // The wake-up is kept for a sender that was not waiting.
+        tg_wake.notified().await;
+        let row = store.next_outbound("telegram", "default").await.expect("read").expect("a row");
+        assert_eq!((row.chat_id.as_str(), row.status), ("200", OutboxStatus::Queued));
+        // The same idempotency key queues nothing more.
+        outbox.send(&tg, "k1", msgs()).await.expect("repeat");
+        assert_eq!(store.outbox_counts("telegram", "default").await.expect("counts").queued, 2);
+        assert_eq!(store.outbox_counts("discord", "default").await.expect("counts").queued, 0);
+        let discord_woken = tokio::time::timeout(Duration::ZERO, dc_wake.notified()).await;
+        assert!(discord_woken.is_err(), "another account's sender is left alone");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_sender_is_detached_but_a_newer_one_stays() {
+        let store = SqliteStore::open_in_memory().await.expect("store");
+        let outbox = Outbox::new(store);
+        let key = AccountKey::new("telegram", "default");
+        let (old, new) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        outbox.attach(key.clone(), old.clone(), caps());
+        outbox.attach(key.clone(), new.clone(), caps());
+        outbox.detach(&key, &old);
+        assert!(outbox.capabilities(&key).is_some(), "the restarted account keeps its sender");
+        outbox.detach(&key, &new);
+        assert_eq!(outbox.capabilities(&key), None);
+        // Waking an account that is not running is harmless: its rows wait for its start.
+        outbox.wake(&key);
+    }
 }

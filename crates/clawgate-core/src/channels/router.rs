@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use clawgate_channels::fault::crash_point;
-use clawgate_channels::{AccountKey, ChatKind, InboundMessage, OutboundMessage, Verdict, chunk_text, gate};
+use clawgate_channels::{ChatKind, InboundMessage, OutboundMessage, Verdict, chunk_text, gate};
 use clawgate_store::{ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatus, NewOutbound, RunKind};
 
 use super::AccountRuntime;
@@ -294,8 +294,9 @@ pub(crate) async fn queue_reply(
         })
         .collect();
     gw.store.queue_outbound(&items, Some(rec.id), now_ms()).await.map_err(|e| e.to_string())?;
+    // Before the wake-up: a crash here must find the reply queued and not yet sent.
     crash_point("outbox.queued");
-    rt.outbox_kick.notify_one();
+    gw.channels.outbox().wake(&rt.cfg.key);
     Ok(())
 }
 
@@ -358,32 +359,6 @@ fn new_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
     (0..8).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
-}
-
-/// Queue a message from a client (`send`) on an account.
-pub(crate) async fn queue_send(
-    gw: &Arc<Gateway>,
-    key: &AccountKey,
-    idempotency_key: &str,
-    messages: Vec<OutboundMessage>,
-) -> Result<Vec<String>, String> {
-    let items: Vec<NewOutbound> = messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| NewOutbound {
-            idempotency_key: format!("send:{idempotency_key}:{i}"),
-            channel: key.channel.clone(),
-            account: key.account.clone(),
-            chat_id: m.chat_id.clone(),
-            payload: serde_json::to_value(&m).unwrap_or(Value::Null),
-        })
-        .collect();
-    let keys = items.iter().map(|i| i.idempotency_key.clone()).collect();
-    gw.store.queue_outbound(&items, None, now_ms()).await.map_err(|e| e.to_string())?;
-    if let Some(rt) = gw.channels.account(key) {
-        rt.outbox_kick.notify_one();
-    }
-    Ok(keys)
 }
 
 #[cfg(test)]

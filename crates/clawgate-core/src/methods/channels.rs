@@ -120,7 +120,8 @@ pub async fn send(gw: &Arc<Gateway>, params: SendParams) -> Result<SendResult, C
             m.reply_to = trimmed(&params.reply_to_id).map(str::to_owned);
         }
     }
-    let keys = crate::channels::queue_send(gw, &key, idem, messages).await.map_err(CoreError::Unavailable)?;
+    let keys =
+        gw.channels.outbox().send(&key, idem, messages).await.map_err(|e| CoreError::Unavailable(e.to_string()))?;
     let timeout = Duration::from_millis(params.timeout_ms.unwrap_or(10_000).min(120_000));
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -251,7 +252,7 @@ pub async fn pairing_approve(
     let notification = if params.notify == Some(true) {
         let key = AccountKey::new(&p.channel, &p.account);
         let msg = OutboundMessage::text(&p.chat_id, None, "You're approved — send your message again and I'll answer.");
-        match crate::channels::queue_send(gw, &key, &format!("pairing:{}", p.code), vec![msg]).await {
+        match gw.channels.outbox().send(&key, &format!("pairing:{}", p.code), vec![msg]).await {
             Ok(_) => PairingNotification::Sent,
             Err(_) => PairingNotification::Failed,
         }
