@@ -161,15 +161,19 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::DEVICE_PAIR_REMOVE => typed(method, params, |p| methods::devices::device_pair_remove(gw, p)).await,
         m::DEVICE_TOKEN_ROTATE => typed(method, params, |p| methods::devices::device_token_rotate(gw, ctx, p)).await,
         m::DEVICE_TOKEN_REVOKE => typed(method, params, |p| methods::devices::device_token_revoke(gw, p)).await,
-        m::CHANNELS_STATUS => typed(method, params, |FieldsOf(p)| methods::channels::channels_status(gw, p)).await,
-        m::CHANNELS_PAIRING_LIST => typed(method, params, |FieldsOf(p)| methods::channels::pairing_list(gw, p)).await,
+        m::CHANNELS_STATUS => {
+            typed(method, params, |FieldsOf(p)| methods::channels::channels_status(&gw.channels, p)).await
+        }
+        m::CHANNELS_PAIRING_LIST => {
+            typed(method, params, |FieldsOf(p)| methods::channels::pairing_list(&gw.channels, p)).await
+        }
         m::CHANNELS_PAIRING_APPROVE => {
-            typed(method, params, |FieldsOf(p)| methods::channels::pairing_approve(gw, p)).await
+            typed(method, params, |FieldsOf(p)| methods::channels::pairing_approve(&gw.channels, p)).await
         }
         m::CHANNELS_PAIRING_DISMISS => {
-            typed(method, params, |FieldsOf(p)| methods::channels::pairing_dismiss(gw, p)).await
+            typed(method, params, |FieldsOf(p)| methods::channels::pairing_dismiss(&gw.channels, p)).await
         }
-        m::SEND => typed(method, params, |FieldsOf(p)| methods::channels::send(gw, p)).await,
+        m::SEND => typed(method, params, |FieldsOf(p)| methods::channels::send(&gw.channels, p)).await,
         m::COMFY_RUN => typed(method, params, |FieldsOf(p)| methods::comfy::run(gw, ctx, p)).await,
         m::COMFY_JOBS_GET => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_get(gw, p)).await,
         m::COMFY_JOBS_LIST => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_list(gw, p)).await,

@@ -63,8 +63,10 @@ pub struct Gateway {
     pub password_gate: crate::auth::PasswordGate,
     /// Device pairing requests and decisions.
     pub pairing: PairingService,
-    /// The config file and its edits.
-    pub config: ConfigService,
+    /// The config file and its edits (shared with the services that read their sections).
+    pub config: Arc<ConfigService>,
+    /// Signed `/media/<token>` links to job outputs.
+    pub media: crate::media::MediaSigner,
     /// Agents, providers and runs.
     pub agents: crate::agent::AgentService,
     /// Chat channel accounts.
@@ -111,7 +113,12 @@ impl Gateway {
         let presence = Arc::new(PresenceState::new(self_entry));
         let events = Events::new(clients.clone(), presence.clone());
         let pairing = PairingService::new(store.clone(), events.clone());
+        let tasks = Tasks::new();
         let outbox = crate::channels::Outbox::new(store.clone());
+        let config = Arc::new(config);
+        let media = crate::media::MediaSigner::new(store.clone(), &settings.state_dir, config.clone());
+        let channels =
+            crate::channels::ChannelService::new(store.clone(), events.clone(), tasks.clone(), config.clone(), outbox);
         Arc::new(Self {
             version: version.to_owned(),
             boot_id,
@@ -127,13 +134,14 @@ impl Gateway {
             password_gate: crate::auth::PasswordGate::default(),
             pairing,
             config,
+            media,
             agents,
-            channels: crate::channels::ChannelService::new(outbox),
+            channels,
             comfy: crate::comfy::ComfyService::default(),
             cron: crate::cron::CronService::default(),
             overrides,
             health: RwLock::new(Value::Null),
-            tasks: Tasks::new(),
+            tasks,
         })
     }
 

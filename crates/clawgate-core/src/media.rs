@@ -11,7 +11,8 @@
 //! inside `<state_dir>/media/<job>/`. Forged, expired and wrongly bound links are refused
 //! (403); links to jobs or files that are gone are not found (404).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -22,7 +23,8 @@ use sha2::Sha256;
 
 use clawgate_store::{JobRecord, JobStore, KvStore};
 
-use crate::gateway::Gateway;
+use crate::config_service::ConfigService;
+use crate::gateway::Store;
 use crate::time::now_ms;
 
 /// KvStore key of the hex-encoded signing key.
@@ -149,43 +151,104 @@ pub fn decode(key: &[u8], token: &str, now_ms: i64) -> Result<Grant, MediaError>
     Ok(Grant { job_id: job.to_owned(), filename: file.to_owned(), binding: binding.to_owned(), expires_at_ms })
 }
 
-/// The signing key, made on first use.
-async fn key(gw: &Gateway) -> Result<Vec<u8>, MediaError> {
-    let stored = gw
-        .store
-        .get_or_init(KEY_NAME, || {
-            let mut bytes = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut bytes);
-            hex::encode(bytes)
-        })
-        .await
-        .map_err(|e| MediaError::Unavailable(e.to_string()))?;
-    hex::decode(stored.trim()).map_err(|_| MediaError::Unavailable(format!("{KEY_NAME} in the store is not hex")))
+/// Signs links to job outputs and opens the file a link grants. Cheap to clone; built with
+/// what it reads: the store (the signing key, the jobs), the media directory and the config
+/// (`comfy.media.ttlSeconds`, read when a link is made, so a changed TTL applies at once).
+#[derive(Clone)]
+pub struct MediaSigner {
+    store: Store,
+    /// `<state_dir>/media`: every served file lies in `<media_dir>/<job>/`.
+    media_dir: Arc<Path>,
+    config: Arc<ConfigService>,
 }
 
-/// How long new links last: `comfy.media.ttlSeconds` (1 s … 7 days), else a day.
-fn ttl_ms(gw: &Gateway) -> i64 {
-    let cfg = gw.config.current();
-    let secs = cfg.config.comfy.as_ref().and_then(|c| c.media.ttl_seconds).unwrap_or(DEFAULT_TTL_SECS);
-    (secs.clamp(1, MAX_TTL_SECS) * 1000) as i64
+impl std::fmt::Debug for MediaSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSigner").field("media_dir", &self.media_dir).finish_non_exhaustive()
+    }
 }
 
-/// `/media/<token>` for one stored output of `job`, or `None` if no key can be had (logged).
-pub async fn signed_path(gw: &Gateway, job: &JobRecord, filename: &str) -> Option<String> {
-    match key(gw).await {
-        Ok(k) => {
-            let grant = Grant {
-                job_id: job.id.clone(),
-                filename: filename.to_owned(),
-                binding: binding_for(job),
-                expires_at_ms: now_ms() + ttl_ms(gw),
+impl MediaSigner {
+    /// A signer over `store` serving files under `<state_dir>/media`.
+    pub fn new(store: Store, state_dir: &Path, config: Arc<ConfigService>) -> Self {
+        Self { store, media_dir: state_dir.join("media").into(), config }
+    }
+
+    /// The signing key, made on first use.
+    async fn key(&self) -> Result<Vec<u8>, MediaError> {
+        let stored = self
+            .store
+            .get_or_init(KEY_NAME, || {
+                let mut bytes = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                hex::encode(bytes)
+            })
+            .await
+            .map_err(|e| MediaError::Unavailable(e.to_string()))?;
+        hex::decode(stored.trim()).map_err(|_| MediaError::Unavailable(format!("{KEY_NAME} in the store is not hex")))
+    }
+
+    /// How long new links last: `comfy.media.ttlSeconds` (1 s … 7 days), else a day.
+    fn ttl_ms(&self) -> i64 {
+        let cfg = self.config.current();
+        let secs = cfg.config.comfy.as_ref().and_then(|c| c.media.ttl_seconds).unwrap_or(DEFAULT_TTL_SECS);
+        (secs.clamp(1, MAX_TTL_SECS) * 1000) as i64
+    }
+
+    /// `/media/<token>` for one stored output of `job`, or `None` if no key can be had (logged).
+    pub async fn signed_path(&self, job: &JobRecord, filename: &str) -> Option<String> {
+        match self.key().await {
+            Ok(k) => {
+                let grant = Grant {
+                    job_id: job.id.clone(),
+                    filename: filename.to_owned(),
+                    binding: binding_for(job),
+                    expires_at_ms: now_ms() + self.ttl_ms(),
+                };
+                Some(format!("/media/{}", encode(&k, &grant)))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign a media URL");
+                None
+            }
+        }
+    }
+
+    /// The file a token grants, after every check in the module docs.
+    pub async fn open(&self, token: &str) -> Result<MediaFile, MediaError> {
+        let grant = decode(&self.key().await?, token, now_ms())?;
+        let job = self
+            .store
+            .get_job(&grant.job_id)
+            .await
+            .map_err(|e| MediaError::Unavailable(e.to_string()))?
+            .ok_or(MediaError::NotFound)?;
+        if binding_for(&job) != grant.binding {
+            return Err(MediaError::WrongBinding);
+        }
+        let recorded = job
+            .outputs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|o| o.get("filename").and_then(Value::as_str) == Some(grant.filename.as_str()));
+        if !recorded {
+            return Err(MediaError::NotFound);
+        }
+        let dir = self.media_dir.join(&grant.job_id);
+        let (dir, path) =
+            match (tokio::fs::canonicalize(&dir).await, tokio::fs::canonicalize(dir.join(&grant.filename)).await) {
+                (Ok(d), Ok(p)) => (d, p),
+                _ => return Err(MediaError::NotFound),
             };
-            Some(format!("/media/{}", encode(&k, &grant)))
+        if path.parent() != Some(dir.as_path()) {
+            return Err(MediaError::NotFound);
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot sign a media URL");
-            None
+        let meta = tokio::fs::metadata(&path).await.map_err(|_| MediaError::NotFound)?;
+        if !meta.is_file() {
+            return Err(MediaError::NotFound);
         }
+        Ok(MediaFile { path, content_type: content_type(&grant.filename), filename: grant.filename, size: meta.len() })
     }
 }
 
@@ -205,43 +268,6 @@ pub fn content_type(filename: &str) -> &'static str {
         "flac" => "audio/flac",
         _ => "application/octet-stream",
     }
-}
-
-/// The file a token grants, after every check in the module docs.
-pub async fn open(gw: &Gateway, token: &str) -> Result<MediaFile, MediaError> {
-    let grant = decode(&key(gw).await?, token, now_ms())?;
-    let job = gw
-        .store
-        .get_job(&grant.job_id)
-        .await
-        .map_err(|e| MediaError::Unavailable(e.to_string()))?
-        .ok_or(MediaError::NotFound)?;
-    if binding_for(&job) != grant.binding {
-        return Err(MediaError::WrongBinding);
-    }
-    let recorded = job
-        .outputs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|o| o.get("filename").and_then(Value::as_str) == Some(grant.filename.as_str()));
-    if !recorded {
-        return Err(MediaError::NotFound);
-    }
-    let dir = gw.settings().state_dir.join("media").join(&grant.job_id);
-    let (dir, path) =
-        match (tokio::fs::canonicalize(&dir).await, tokio::fs::canonicalize(dir.join(&grant.filename)).await) {
-            (Ok(d), Ok(p)) => (d, p),
-            _ => return Err(MediaError::NotFound),
-        };
-    if path.parent() != Some(dir.as_path()) {
-        return Err(MediaError::NotFound);
-    }
-    let meta = tokio::fs::metadata(&path).await.map_err(|_| MediaError::NotFound)?;
-    if !meta.is_file() {
-        return Err(MediaError::NotFound);
-    }
-    Ok(MediaFile { path, content_type: content_type(&grant.filename), filename: grant.filename, size: meta.len() })
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ pub async fn root(
     if upgrade.is_err()
         && let Some(token) = webchat::media_token(&gw, &method, uri.path())
     {
-        return crate::media::serve(&gw, &token).await;
+        return crate::media::serve(&gw.media, &token).await;
     }
     upgrade_or_page(gw, addr, &method, &uri, &headers, upgrade)
 }
@@ -76,7 +76,7 @@ pub async fn fallback(
     if upgrade.is_err()
         && let Some(token) = webchat::media_token(&gw, &method, uri.path())
     {
-        return crate::media::serve(&gw, &token).await;
+        return crate::media::serve(&gw.media, &token).await;
     }
     upgrade_or_page(gw, addr, &method, &uri, &headers, upgrade)
 }

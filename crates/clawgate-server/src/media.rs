@@ -11,7 +11,7 @@ use futures_util::stream;
 use tokio::io::AsyncReadExt;
 
 use clawgate_core::Gateway;
-use clawgate_core::media::{self, MediaError};
+use clawgate_core::media::{MediaError, MediaSigner};
 
 /// Bytes read per chunk.
 const CHUNK: usize = 64 * 1024;
@@ -19,13 +19,13 @@ const CHUNK: usize = 64 * 1024;
 /// `GET /media/{token}` → the file, or 403 (forged, expired, wrong channel) / 404 (gone) with a
 /// plain-text reason.
 pub(crate) async fn get_media(State(gw): State<Arc<Gateway>>, Path(token): Path<String>) -> Response {
-    serve(&gw, &token).await
+    serve(&gw.media, &token).await
 }
 
 /// The file behind `token`, or the refusal; also reached as `<basePath>/media/{token}` when the
 /// web chat lives below a prefix a proxy keeps (see `webchat::media_token`).
-pub(crate) async fn serve(gw: &Gateway, token: &str) -> Response {
-    let file = match media::open(gw, token).await {
+pub(crate) async fn serve(media: &MediaSigner, token: &str) -> Response {
+    let file = match media.open(token).await {
         Ok(f) => f,
         Err(e) => return refuse(&e),
     };

@@ -224,7 +224,7 @@ pub(crate) async fn handle(gw: &Arc<Gateway>, caller: &CommandCaller, text: &str
     let policy = || gw.comfy.config().map(|c| c.policy.clone()).unwrap_or_default();
     Some(match spec.action {
         Action::Help => registry(comfy).help(&caller.sender(), &policy()),
-        Action::Reset => reset(gw, caller).await,
+        Action::Reset => reset(&gw.channels, caller).await,
         Action::Status => match comfy.then(|| parse_args(Verb::Status, args)) {
             None | Some(Command::Status { job: None }) => status(gw, caller).await,
             Some(cmd) => crate::comfy::run_command(gw, caller, &policy(), cmd).await,
@@ -234,17 +234,17 @@ pub(crate) async fn handle(gw: &Arc<Gateway>, caller: &CommandCaller, text: &str
 }
 
 /// `/new`: the session starts a new transcript (or is created).
-async fn reset(gw: &Gateway, caller: &CommandCaller) -> String {
-    let now = now_ms();
+async fn reset(channels: &super::ChannelService, caller: &CommandCaller) -> String {
+    let (store, now) = (channels.store(), now_ms());
     let key = &caller.session_key;
-    let r = match gw.store.reset_session(key, now).await {
+    let r = match store.reset_session(key, now).await {
         Ok(_) => Ok(()),
-        Err(StoreError::NotFound) => gw.store.ensure_session(key, &caller.agent_id, now).await.map(|_| ()),
+        Err(StoreError::NotFound) => store.ensure_session(key, &caller.agent_id, now).await.map(|_| ()),
         Err(e) => Err(e),
     };
     match r {
         Ok(()) => {
-            gw.events.session_changed(key, "reset");
+            channels.events().session_changed(key, "reset");
             "Started a new conversation. Earlier messages are no longer part of the context.".to_owned()
         }
         Err(e) => format!("Could not reset the conversation: {e}"),

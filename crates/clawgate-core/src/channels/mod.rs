@@ -33,7 +33,9 @@ use clawgate_channels::{AccountConfig, AccountKey, Channel, ChannelError};
 use clawgate_store::ChannelStore;
 
 use crate::config_service::ConfigService;
+use crate::events::Events;
 use crate::gateway::{Gateway, Store};
+use crate::tasks::Tasks;
 
 pub use ingress::GatewayIngress;
 pub use outbox::Outbox;
@@ -89,12 +91,25 @@ impl RateWindows {
     }
 }
 
-/// Channel state of the gateway: the running accounts and what keeps them from starting.
+/// The chat channels: the running accounts, what keeps others from starting, the inbound
+/// routing and the outbox. Cheap to clone (clones share one state).
 ///
-/// It holds no pointer back to the gateway: the tasks [`start`] spawns own what they use, and a
-/// config change reaches them as a [`ChannelService::request_reload`] that the reload loop
-/// (one task, so two changes never interleave their stops and starts) applies.
+/// It holds no pointer back to the gateway: it is built with what it uses, the tasks [`start`]
+/// spawns own clones of it, and a config change reaches them as a
+/// [`ChannelService::request_reload`] that the reload loop (one task, so two changes never
+/// interleave their stops and starts) applies.
+#[derive(Clone)]
 pub struct ChannelService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    events: Events,
+    /// Every account's receive loop, sender and routing task runs under it.
+    tasks: Tasks,
+    /// Where `channels.*` is read from (at start and at each reload).
+    config: Arc<ConfigService>,
     /// The durable outbox; each running account's sender is attached to it.
     outbox: Outbox,
     /// A config change touched `channels.*`: the reload loop re-reads it.
@@ -108,46 +123,60 @@ pub struct ChannelService {
 
 impl std::fmt::Debug for ChannelService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelService").finish_non_exhaustive()
+        f.debug_struct("ChannelService").field("accounts", &self.inner.accounts.read().len()).finish_non_exhaustive()
     }
 }
 
 impl ChannelService {
-    /// No account running yet; replies go out through `outbox`.
-    pub fn new(outbox: Outbox) -> Self {
+    /// No account running yet; [`start`] starts the configured ones.
+    pub fn new(store: Store, events: Events, tasks: Tasks, config: Arc<ConfigService>, outbox: Outbox) -> Self {
         Self {
-            outbox,
-            reload: Notify::new(),
-            accounts: RwLock::default(),
-            problems: RwLock::default(),
-            in_flight: Mutex::default(),
+            inner: Arc::new(Inner {
+                store,
+                events,
+                tasks,
+                config,
+                outbox,
+                reload: Notify::new(),
+                accounts: RwLock::default(),
+                problems: RwLock::default(),
+                in_flight: Mutex::default(),
+            }),
         }
     }
 
     /// The outbox handle (for services that deliver to chats).
     pub fn outbox(&self) -> &Outbox {
-        &self.outbox
+        &self.inner.outbox
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn events(&self) -> &Events {
+        &self.inner.events
     }
 
     /// The running account with this key.
     pub fn account(&self, key: &AccountKey) -> Option<Arc<AccountRuntime>> {
-        self.accounts.read().get(key).cloned()
+        self.inner.accounts.read().get(key).cloned()
     }
 
     /// Every running account.
     pub fn accounts(&self) -> Vec<Arc<AccountRuntime>> {
-        self.accounts.read().values().cloned().collect()
+        self.inner.accounts.read().values().cloned().collect()
     }
 
     /// Ask the reload loop to apply the current `channels.*` config (restart changed accounts,
     /// stop removed ones, start new ones). Requests made while one is applied coalesce.
     pub fn request_reload(&self) {
-        self.reload.notify_one();
+        self.inner.reload.notify_one();
     }
 
     /// Wake an account's outbox sender (something was queued for it).
     pub fn kick_outbox(&self, key: &AccountKey) {
-        self.outbox.wake(key);
+        self.inner.outbox.wake(key);
     }
 
     /// Stop every account (shutdown).
@@ -158,20 +187,26 @@ impl ChannelService {
     }
 
     fn stop_account(&self, key: &AccountKey) {
-        let stopped = self.accounts.write().remove(key);
+        let stopped = self.inner.accounts.write().remove(key);
         if let Some(rt) = stopped {
-            self.outbox.detach(key, &rt.outbox_kick);
+            self.inner.outbox.detach(key, &rt.outbox_kick);
             rt.cancel.cancel();
         }
     }
 
     /// Claim an inbox row for routing; false if another task routes it.
     fn claim(&self, id: i64) -> bool {
-        self.in_flight.lock().insert(id)
+        self.inner.in_flight.lock().insert(id)
     }
 
     fn release(&self, id: i64) {
-        self.in_flight.lock().remove(&id);
+        self.inner.in_flight.lock().remove(&id);
+    }
+
+    /// Read `channels.*` from the current config.
+    fn configured_accounts(&self) -> Result<Vec<AccountConfig>, String> {
+        let current = self.inner.config.current();
+        clawgate_channels::accounts_from_config(&current.config.channels, current.base_dir()).map_err(|e| e.to_string())
     }
 }
 
@@ -188,16 +223,10 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
     }
 }
 
-/// Read `channels.*` from the current config.
-fn configured_accounts(config: &ConfigService) -> Result<Vec<AccountConfig>, String> {
-    let current = config.current();
-    clawgate_channels::accounts_from_config(&current.config.channels, current.base_dir()).map_err(|e| e.to_string())
-}
-
 /// Start every enabled account and the recovery of unfinished inbound messages. Called once
 /// at startup, after agent recovery (so interrupted runs are already marked).
 pub async fn start(gw: &Arc<Gateway>) {
-    match configured_accounts(&gw.config) {
+    match gw.channels.configured_accounts() {
         Ok(accounts) => {
             for cfg in accounts {
                 start_account(gw, cfg);
@@ -207,11 +236,11 @@ pub async fn start(gw: &Arc<Gateway>) {
     }
     recover(gw).await;
     let (cancel, gw2) = (gw.shutdown_token(), gw.clone());
-    gw.tasks().spawn("channels", async move {
+    gw.channels.inner.tasks.spawn("channels", async move {
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
-                () = gw2.channels.reload.notified() => apply_reload(&gw2),
+                () = gw2.channels.inner.reload.notified() => apply_reload(&gw2),
             }
         }
     });
@@ -219,7 +248,7 @@ pub async fn start(gw: &Arc<Gateway>) {
 
 /// Restart accounts whose config changed, stop removed ones, start new ones.
 fn apply_reload(gw: &Arc<Gateway>) {
-    let accounts = match configured_accounts(&gw.config) {
+    let accounts = match gw.channels.configured_accounts() {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "channels config is invalid; channels keep running as they were");
@@ -235,7 +264,7 @@ fn apply_reload(gw: &Arc<Gateway>) {
             gw.channels.stop_account(&rt.cfg.key);
         }
     }
-    gw.channels.problems.write().clear();
+    gw.channels.inner.problems.write().clear();
     for (key, cfg) in wanted {
         if gw.channels.account(&key).is_none() {
             start_account(gw, cfg);
@@ -270,14 +299,14 @@ fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
         let what = if key.channel == "telegram" { "botToken" } else { "token" };
         let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
         tracing::warn!(account = %key, "{msg}");
-        gw.channels.problems.write().insert(key, msg);
+        gw.channels.inner.problems.write().insert(key, msg);
         return;
     }
     let channel = match build_channel(&cfg) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(account = %key, error = %e, "channel account cannot start");
-            gw.channels.problems.write().insert(key, e);
+            gw.channels.inner.problems.write().insert(key, e);
             return;
         }
     };
@@ -291,11 +320,12 @@ fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
         started_at_ms: crate::time::now_ms(),
         running: std::sync::atomic::AtomicBool::new(true),
     });
-    gw.channels.accounts.write().insert(key.clone(), rt.clone());
-    gw.channels.outbox.attach(key.clone(), rt.outbox_kick.clone(), rt.channel.capabilities());
+    gw.channels.inner.accounts.write().insert(key.clone(), rt.clone());
+    gw.channels.inner.outbox.attach(key.clone(), rt.outbox_kick.clone(), rt.channel.capabilities());
     tracing::info!(account = %key, "channel account starting");
-    gw.tasks().spawn("channels", supervise(gw.clone(), rt.clone()));
-    gw.tasks().spawn("channels", outbox::sender(gw.store.clone(), rt));
+    let tasks = &gw.channels.inner.tasks;
+    tasks.spawn("channels", supervise(gw.clone(), rt.clone()));
+    tasks.spawn("channels", outbox::sender(gw.channels.inner.store.clone(), rt));
 }
 
 /// Run the adapter's receive loop; restart it with backoff when it ends unexpectedly, stop for
@@ -357,11 +387,12 @@ pub async fn recover(gw: &Arc<Gateway>) {
 
 impl ChannelService {
     /// `channels.status` payload: the configured accounts, how each runs, its outbox counts.
-    pub async fn status(&self, config: &ConfigService, store: &Store) -> Value {
-        let configured = configured_accounts(config).unwrap_or_default();
+    pub async fn status(&self) -> Value {
+        let store = &self.inner.store;
+        let configured = self.configured_accounts().unwrap_or_default();
         let running: BTreeMap<AccountKey, Arc<AccountRuntime>> =
             self.accounts().into_iter().map(|rt| (rt.cfg.key.clone(), rt)).collect();
-        let problems = self.problems.read().clone();
+        let problems = self.inner.problems.read().clone();
         let mut order: Vec<String> = Vec::new();
         let mut accounts: serde_json::Map<String, Value> = serde_json::Map::new();
         let mut channels: serde_json::Map<String, Value> = serde_json::Map::new();

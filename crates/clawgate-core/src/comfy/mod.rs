@@ -291,7 +291,7 @@ pub async fn job_json(gw: &Gateway, job: &JobRecord) -> ComfyJob {
     for o in job.outputs.as_array().into_iter().flatten() {
         let filename = o.get("filename").and_then(Value::as_str).map(str::to_owned);
         let media_url = match &filename {
-            Some(name) => crate::media::signed_path(gw, job, name).await,
+            Some(name) => gw.media.signed_path(job, name).await,
             None => None,
         };
         outputs.push(ComfyJobOutput { bytes: o.get("bytes").and_then(Value::as_u64), filename, media_url });

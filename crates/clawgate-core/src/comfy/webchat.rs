@@ -48,7 +48,7 @@ pub(crate) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems
     let mut problems = problems.to_vec();
     let mut blocks = Vec::new();
     for name in job.outputs.as_array().into_iter().flatten().filter_map(|o| o.get("filename")?.as_str()) {
-        let Some(url) = crate::media::signed_path(gw, job, name).await else {
+        let Some(url) = gw.media.signed_path(job, name).await else {
             problems.push(format!("{name}: cannot sign a link to it"));
             continue;
         };

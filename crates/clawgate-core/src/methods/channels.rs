@@ -1,6 +1,5 @@
 //! `channels.status`, `send`, and the channel pairing methods (`channels.pairing.*`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,17 +13,18 @@ use clawgate_protocol::methods::channels::{
 };
 use clawgate_store::{ChannelPairingStatus, ChannelStore, OutboxStatus};
 
+use crate::channels::ChannelService;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::gateway::Store;
 use crate::time::now_ms;
 
 /// `channels.status {probe?, timeoutMs?, channel?}` → per account: configured, running,
 /// connected, last inbound/outbound/transport activity, last error, outbox counts.
 pub async fn channels_status(
-    gw: &Arc<Gateway>,
+    channels: &ChannelService,
     params: ChannelsStatusParams,
 ) -> Result<ChannelsStatusResult, CoreError> {
-    let out = gw.channels.status(&gw.config, &gw.store).await;
+    let out = channels.status().await;
     let Value::Object(mut out) = out else { return Err(CoreError::internal("the channel snapshot is not an object")) };
     if let Some(only) = params.channel {
         for key in ["channelAccounts", "channels", "channelLabels", "channelDefaultAccountId"] {
@@ -50,14 +50,14 @@ fn trimmed(value: &Option<String>) -> Option<&str> {
 /// The message goes through the durable outbox (so a repeated idempotency key sends nothing
 /// twice, and a restart does not lose it); the call waits up to `timeoutMs` (default 10 s) for
 /// the platform to accept it and answers `status: "queued"` if it has not yet.
-pub async fn send(gw: &Arc<Gateway>, params: SendParams) -> Result<SendResult, CoreError> {
+pub async fn send(channels: &ChannelService, params: SendParams) -> Result<SendResult, CoreError> {
     let Some(idem) = trimmed(&params.idempotency_key) else {
         return Err(CoreError::invalid("invalid send params: must have required property 'idempotencyKey'"));
     };
     let Some(to) = trimmed(&params.to) else {
         return Err(CoreError::invalid("invalid send params: must have required property 'to'"));
     };
-    let running = gw.channels.accounts();
+    let running = channels.accounts();
     let (channel, chat_id) = match (trimmed(&params.channel), to.split_once(':')) {
         (Some(c), _) => (c.to_owned(), to.to_owned()),
         (None, Some((prefix, rest))) if running.iter().any(|r| r.cfg.key.channel == prefix) => {
@@ -84,7 +84,7 @@ pub async fn send(gw: &Arc<Gateway>, params: SendParams) -> Result<SendResult, C
     };
     let account = trimmed(&params.account_id).unwrap_or("default").to_owned();
     let key = AccountKey::new(&channel, &account);
-    let Some(rt) = gw.channels.account(&key) else {
+    let Some(rt) = channels.account(&key) else {
         return Err(CoreError::invalid(format!("channel account {key} is not configured or not running")));
     };
     let text = params.message.as_deref().unwrap_or_default();
@@ -120,14 +120,13 @@ pub async fn send(gw: &Arc<Gateway>, params: SendParams) -> Result<SendResult, C
             m.reply_to = trimmed(&params.reply_to_id).map(str::to_owned);
         }
     }
-    let keys =
-        gw.channels.outbox().send(&key, idem, messages).await.map_err(|e| CoreError::Unavailable(e.to_string()))?;
+    let keys = channels.outbox().send(&key, idem, messages).await.map_err(|e| CoreError::Unavailable(e.to_string()))?;
     let timeout = Duration::from_millis(params.timeout_ms.unwrap_or(10_000).min(120_000));
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut rows = Vec::new();
         for k in &keys {
-            if let Ok(Some(r)) = gw.store.outbound_by_key(k).await {
+            if let Ok(Some(r)) = channels.store().outbound_by_key(k).await {
                 rows.push(r);
             }
         }
@@ -172,15 +171,14 @@ fn pairing_request(p: &clawgate_store::ChannelPairing) -> ChannelPairingRequest 
 /// `channels.pairing.list {channel?, accountId?}` → `{accounts, requests, commandOwnerConfigured,
 /// limits}`: the pending requests of senders who got a pairing code (`requestId` is the code).
 pub async fn pairing_list(
-    gw: &Arc<Gateway>,
+    channels: &ChannelService,
     params: ChannelsPairingListParams,
 ) -> Result<ChannelsPairingListResult, CoreError> {
     let channel = trimmed(&params.channel);
     let account = trimmed(&params.account_id);
     let wanted = |c: &str, a: &str| channel.is_none_or(|x| x == c) && account.is_none_or(|x| x == a);
-    let list = gw.store.list_channel_pairings(Some(ChannelPairingStatus::Pending), now_ms()).await?;
-    let accounts = gw
-        .channels
+    let list = channels.store().list_channel_pairings(Some(ChannelPairingStatus::Pending), now_ms()).await?;
+    let accounts = channels
         .accounts()
         .iter()
         .filter(|rt| wanted(&rt.cfg.key.channel, &rt.cfg.key.account))
@@ -213,7 +211,7 @@ fn unknown_code(code: &str) -> CoreError {
 /// Resolve the pending request `request_id` of `channel`/`account_id` (each required, with
 /// upstream's wording).
 async fn resolve(
-    gw: &Arc<Gateway>,
+    store: &Store,
     method: &str,
     [channel, account_id, request_id]: [&Option<String>; 3],
     approve: bool,
@@ -227,14 +225,14 @@ async fn resolve(
     let channel = trimmed(channel);
     let account = trimmed(account_id).unwrap_or("default");
     // Codes are unique among pending requests; check the account before resolving.
-    let pending = gw.store.list_channel_pairings(Some(ChannelPairingStatus::Pending), now_ms()).await?;
+    let pending = store.list_channel_pairings(Some(ChannelPairingStatus::Pending), now_ms()).await?;
     if !pending
         .iter()
         .any(|p| p.code.eq_ignore_ascii_case(code) && p.account == account && channel == Some(p.channel.as_str()))
     {
         return Err(unknown_code(code));
     }
-    let Some(p) = gw.store.resolve_channel_pairing(code, channel, approve, now_ms()).await? else {
+    let Some(p) = store.resolve_channel_pairing(code, channel, approve, now_ms()).await? else {
         return Err(unknown_code(code));
     };
     tracing::info!(channel = %p.channel, account = %p.account, sender = %p.sender_id, approve, "channel pairing resolved");
@@ -244,15 +242,15 @@ async fn resolve(
 /// `channels.pairing.approve {channel, accountId, requestId, notify?}` → `{requestId, senderId,
 /// notification, commandOwnerBootstrap}`; with `notify`, the sender is told through the channel.
 pub async fn pairing_approve(
-    gw: &Arc<Gateway>,
+    channels: &ChannelService,
     params: ChannelsPairingApproveParams,
 ) -> Result<ChannelsPairingApproveResult, CoreError> {
     let fields = [&params.channel, &params.account_id, &params.request_id];
-    let p = resolve(gw, "channels.pairing.approve", fields, true).await?;
+    let p = resolve(channels.store(), "channels.pairing.approve", fields, true).await?;
     let notification = if params.notify == Some(true) {
         let key = AccountKey::new(&p.channel, &p.account);
         let msg = OutboundMessage::text(&p.chat_id, None, "You're approved — send your message again and I'll answer.");
-        match gw.channels.outbox().send(&key, &format!("pairing:{}", p.code), vec![msg]).await {
+        match channels.outbox().send(&key, &format!("pairing:{}", p.code), vec![msg]).await {
             Ok(_) => PairingNotification::Sent,
             Err(_) => PairingNotification::Failed,
         }
@@ -269,10 +267,10 @@ pub async fn pairing_approve(
 
 /// `channels.pairing.dismiss {channel, accountId, requestId}` → `{requestId, senderId}`.
 pub async fn pairing_dismiss(
-    gw: &Arc<Gateway>,
+    channels: &ChannelService,
     params: ChannelsPairingDismissParams,
 ) -> Result<ChannelsPairingDismissResult, CoreError> {
     let fields = [&params.channel, &params.account_id, &params.request_id];
-    let p = resolve(gw, "channels.pairing.dismiss", fields, false).await?;
+    let p = resolve(channels.store(), "channels.pairing.dismiss", fields, false).await?;
     Ok(ChannelsPairingDismissResult { request_id: p.code, sender_id: p.sender_id })
 }

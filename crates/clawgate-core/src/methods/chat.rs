@@ -220,7 +220,7 @@ async fn refresh_media_links(gw: &Gateway, messages: &mut [Value]) {
                 jobs.insert(job_id.clone(), job);
             }
             if let Some(Some(job)) = jobs.get(&job_id)
-                && let Some(url) = crate::media::signed_path(gw, job, &file).await
+                && let Some(url) = gw.media.signed_path(job, &file).await
             {
                 part["url"] = json!(url);
             }
