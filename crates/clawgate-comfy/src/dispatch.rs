@@ -457,9 +457,7 @@ impl<H: JobHost> Dispatcher<H> {
             }
             ComfyStatus::Other { status_str } => {
                 let _ = self.jobs().fail_job(&job.id, &format!("ComfyUI status {status_str}"), now_ms()).await;
-                return self
-                    .notify_failure(&job, &format!("ComfyUI ended the job with status {status_str:?}"))
-                    .await;
+                return self.notify_failure(&job, &format!("ComfyUI ended the job with status {status_str:?}")).await;
             }
         }
         let limits = &self.inner.limits;
@@ -519,7 +517,8 @@ impl<H: JobHost> Dispatcher<H> {
                     if !w.client.knows_prompt(&prompt).await {
                         // Following it would wait JOB_TIMEOUT for a prompt that never finishes.
                         tracing::warn!(job = %job.id, worker = %w.cfg.name, "the worker no longer knows the job's prompt; requeued");
-                        let _ = self.jobs().requeue_job(&job.id, "the worker lost the job (restarted?)", now_ms()).await;
+                        let _ =
+                            self.jobs().requeue_job(&job.id, "the worker lost the job (restarted?)", now_ms()).await;
                         continue;
                     }
                     tracing::info!(job = %job.id, worker = %w.cfg.name, "resuming a job that was running at the last shutdown");

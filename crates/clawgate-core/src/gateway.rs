@@ -117,6 +117,14 @@ impl Gateway {
         let outbox = crate::channels::Outbox::new(store.clone());
         let config = Arc::new(config);
         let media = crate::media::MediaSigner::new(store.clone(), &settings.state_dir, config.clone());
+        let comfy = crate::comfy::ComfyService::new(
+            store.clone(),
+            events.clone(),
+            tasks.clone(),
+            outbox.clone(),
+            media.clone(),
+            config.clone(),
+        );
         let channels =
             crate::channels::ChannelService::new(store.clone(), events.clone(), tasks.clone(), config.clone(), outbox);
         Arc::new(Self {
@@ -137,7 +145,7 @@ impl Gateway {
             media,
             agents,
             channels,
-            comfy: crate::comfy::ComfyService::default(),
+            comfy,
             cron: crate::cron::CronService::default(),
             overrides,
             health: RwLock::new(Value::Null),
@@ -341,6 +349,21 @@ impl Gateway {
         self.channels.stop_all();
         self.events.shutdown(reason);
         self.tasks.cancel();
+    }
+}
+
+/// `/schedule run|enable|disable` of the gateway's own schedules, lent to the ComfyUI commands
+/// (the cron service runs ComfyUI jobs, so the comfy service cannot hold it).
+impl crate::comfy::LocalSchedules for Arc<Gateway> {
+    async fn run_now(&self, id: &str) -> Result<bool, crate::error::CoreError> {
+        let run = clawgate_protocol::methods::cron::CronRunParams { id: Some(id.to_owned()), ..Default::default() };
+        crate::methods::cron::cron_run(self, run).await.map(|_| true)
+    }
+
+    async fn set_enabled(&self, id: &str, on: bool) -> Result<bool, crate::error::CoreError> {
+        let r = clawgate_store::CronStore::set_cron_enabled(&self.store, id, on, now_ms()).await;
+        self.cron.kick();
+        Ok(r?)
     }
 }
 

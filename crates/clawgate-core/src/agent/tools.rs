@@ -93,7 +93,9 @@ pub async fn invoke_for(gw: &Arc<Gateway>, name: &str, args: &Value, origin: Opt
                        "threadId": o.get("threadId")})
             });
             let prompt = args.get("prompt").and_then(Value::as_str);
-            let (job, pos) = crate::comfy::submit(gw, template, &inputs, prompt, deliver_to, origin.cloned(), None)
+            let (job, pos) = gw
+                .comfy
+                .submit(template, &inputs, prompt, deliver_to, origin.cloned(), None)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(json!({"jobId": job.id, "status": job.status.as_str(),
