@@ -3,7 +3,6 @@
 //! outbox ([`super::delivery`]) or a web chat session ([`super::webchat`]).
 
 use std::future::Future;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -33,7 +32,7 @@ pub(crate) struct Host {
     /// Links to stored outputs.
     pub(super) media: MediaSigner,
     /// The agents' default (a web chat session key without an agent belongs to it).
-    pub(super) config: Arc<ConfigService>,
+    pub(super) config: ConfigService,
 }
 
 impl Host {
@@ -43,7 +42,7 @@ impl Host {
         tasks: Tasks,
         outbox: Outbox,
         media: MediaSigner,
-        config: Arc<ConfigService>,
+        config: ConfigService,
     ) -> Self {
         Self { store, events, tasks, outbox, media, config }
     }

@@ -55,7 +55,7 @@ pub struct ComfyService {
 
 struct Inner {
     host: Host,
-    config: Arc<ConfigService>,
+    config: ConfigService,
     /// Set by [`ComfyService::start`] when `comfy.*` is configured.
     running: RwLock<Option<Running>>,
 }
@@ -80,7 +80,7 @@ impl ComfyService {
         tasks: Tasks,
         outbox: Outbox,
         media: MediaSigner,
-        config: Arc<ConfigService>,
+        config: ConfigService,
     ) -> Self {
         let host = Host::new(store, events, tasks, outbox, media, config.clone());
         Self { inner: Arc::new(Inner { host, config, running: RwLock::new(None) }) }
