@@ -3,6 +3,7 @@
 //! outbox ([`super::delivery`]) or a web chat session ([`super::webchat`]).
 
 use std::future::Future;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,9 @@ pub(crate) struct Host {
     pub(super) media: MediaSigner,
     /// The agents' default (a web chat session key without an agent belongs to it).
     pub(super) config: ConfigService,
+    /// Web chat deliveries check the transcript and append one at a time, so two deliveries of
+    /// one key never both find it missing.
+    pub(super) webchat_delivering: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Host {
@@ -44,7 +48,7 @@ impl Host {
         media: MediaSigner,
         config: ConfigService,
     ) -> Self {
-        Self { store, events, tasks, outbox, media, config }
+        Self { store, events, tasks, outbox, media, config, webchat_delivering: Arc::default() }
     }
 
     pub(super) fn store(&self) -> &Store {

@@ -28,10 +28,6 @@ use crate::time::now_ms;
 
 use super::host::Host;
 
-/// Deliveries check the transcript and append one at a time, so two deliveries of one key never
-/// both find it missing.
-static DELIVERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// How long a finished job's message waits to be announced for the job to be marked completed
 /// (its media links are served only then).
 const COMPLETION_WAIT: Duration = Duration::from_secs(30);
@@ -133,7 +129,7 @@ async fn deliver(host: &Host, job: &JobRecord, key: &str, msg: &Value) -> Option
         return None;
     };
     let run_id = format!("comfy-{key}");
-    let _one_at_a_time = DELIVERING.lock().await;
+    let _one_at_a_time = host.webchat_delivering.lock().await;
     let store = host.store();
     match store.find_by_run(&run_id).await {
         Ok(done) if !done.is_empty() => return None,
