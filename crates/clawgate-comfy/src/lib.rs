@@ -9,12 +9,19 @@
 //!   (`/run`, `/status`, `/jobs`, `/approve`, …) and the reply texts users see; the gateway
 //!   core's command registry recognises them.
 //! - [`openclaw`]: the ComfyUI-OpenClaw extension's endpoints and bridge API.
+//! - [`pool`]: the configured workers, their probes and health, the choice of a worker, and the
+//!   templates directory.
+//! - [`dispatch`]: the durable queue's dispatcher: a job's run on a worker, its outputs, failing
+//!   over, and reconciling after a restart.
 //!
-//! It must not touch storage, sessions or chat platforms: the gateway core owns the job queue,
-//! approvals and delivery, and calls into this crate.
+//! It must not know sessions, chat platforms or the gateway: the job queue is reached through
+//! `clawgate-store`'s `JobStore` trait, and telling clients and delivering results go through
+//! the [`dispatch::JobHost`] the core implements.
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod command;
+pub mod dispatch;
 pub mod openclaw;
+pub mod pool;
 pub mod templates;

@@ -413,7 +413,9 @@ async fn run_comfy(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64) -> Result<Str
     );
     let requested_by = json!({"client": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms});
     let prompt = p.get("prompt").and_then(Value::as_str);
-    let (queued, _) = crate::comfy::submit(gw, template, &inputs, prompt, deliver_to, Some(requested_by), None)
+    let (queued, _) = gw
+        .comfy
+        .submit(template, &inputs, prompt, deliver_to, Some(requested_by), None)
         .await
         .map_err(|e| format!("cannot queue the ComfyUI job: {e}"))?;
     Ok(format!("queued ComfyUI job {}", queued.id))

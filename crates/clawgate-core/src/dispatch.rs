@@ -208,12 +208,12 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
             typed(method, params, |FieldsOf(p)| methods::channels::pairing_dismiss(&gw.channels, p)).await
         }
         m::SEND => typed(method, params, |FieldsOf(p)| methods::channels::send(&gw.channels, p)).await,
-        m::COMFY_RUN => typed(method, params, |FieldsOf(p)| methods::comfy::run(gw, ctx, p)).await,
-        m::COMFY_JOBS_GET => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_get(gw, p)).await,
-        m::COMFY_JOBS_LIST => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_list(gw, p)).await,
-        m::COMFY_JOBS_CANCEL => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_cancel(gw, p)).await,
-        m::COMFY_TEMPLATES_LIST => typed(method, params, |p| methods::comfy::templates_list(gw, p)).await,
-        m::COMFY_WORKERS_LIST => typed(method, params, |p| methods::comfy::workers_list(gw, p)).await,
+        m::COMFY_RUN => typed(method, params, |FieldsOf(p)| methods::comfy::run(&gw.comfy, ctx, p)).await,
+        m::COMFY_JOBS_GET => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_get(&gw.comfy, p)).await,
+        m::COMFY_JOBS_LIST => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_list(&gw.comfy, p)).await,
+        m::COMFY_JOBS_CANCEL => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_cancel(&gw.comfy, p)).await,
+        m::COMFY_TEMPLATES_LIST => typed(method, params, |p| methods::comfy::templates_list(&gw.comfy, p)).await,
+        m::COMFY_WORKERS_LIST => typed(method, params, |p| methods::comfy::workers_list(&gw.comfy, p)).await,
         m::CRON_LIST => typed(method, params, |FieldsOf(p)| methods::cron::cron_list(gw, p)).await,
         m::CRON_STATUS => typed(method, params, |p| methods::cron::cron_status(gw, p)).await,
         m::CRON_ADD => typed(method, params, |FieldsOf(p)| methods::cron::cron_add(gw, p)).await,
@@ -260,16 +260,22 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::MODELS_LIST => typed(method, params, |p| methods::catalog::models_list(&gw.agents, p)).await,
         m::QUESTION_LIST => typed(method, params, methods::catalog::question_list).await,
         m::PLUGIN_APPROVAL_LIST => {
-            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_list(gw, p)).await
+            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_list(&gw.store, p)).await
         }
         m::PLUGIN_APPROVAL_REQUEST => {
-            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_request(gw, ctx, p)).await
+            typed(method, params, |FieldsOf(p)| {
+                methods::approvals::plugin_approval_request(&gw.store, &gw.events, gw.tasks(), ctx, p)
+            })
+            .await
         }
         m::PLUGIN_APPROVAL_WAIT_DECISION => {
-            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_wait_decision(gw, p)).await
+            typed(method, params, |FieldsOf(p)| {
+                methods::approvals::plugin_approval_wait_decision(&gw.store, gw.tasks(), p)
+            })
+            .await
         }
         m::PLUGIN_APPROVAL_RESOLVE => {
-            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_resolve(gw, ctx, p)).await
+            typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_resolve(&gw.comfy, ctx, p)).await
         }
         m::TASK_SUGGESTIONS_LIST => typed(method, params, methods::catalog::task_suggestions_list).await,
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),

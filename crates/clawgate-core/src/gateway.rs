@@ -63,7 +63,7 @@ pub struct Gateway {
     /// Chat channel accounts.
     pub channels: crate::channels::ChannelService,
     /// ComfyUI workers and jobs (shared with the agent's tools, see [`ComfyTools`]).
-    pub comfy: Arc<crate::comfy::ComfyService>,
+    pub comfy: crate::comfy::ComfyService,
     /// The cron scheduler's wake-up and health.
     pub cron: crate::cron::CronService,
     overrides: Overrides,
@@ -105,11 +105,18 @@ impl Gateway {
         let settings = SharedSettings::new(settings);
         let pairing = PairingService::new(store.clone(), events.clone());
         let tasks = Tasks::new();
-        let comfy = Arc::new(crate::comfy::ComfyService::default());
-        let tools = ComfyTools { comfy: comfy.clone(), store: store.clone(), events: events.clone() };
-        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, Arc::new(tools));
         let outbox = crate::channels::Outbox::new(store.clone());
         let media = crate::media::MediaSigner::new(store.clone(), &settings.get().state_dir, config.clone());
+        let comfy = crate::comfy::ComfyService::new(
+            store.clone(),
+            events.clone(),
+            tasks.clone(),
+            outbox.clone(),
+            media.clone(),
+            config.clone(),
+        );
+        let tools = ComfyTools { comfy: comfy.clone() };
+        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, Arc::new(tools));
         let channels =
             crate::channels::ChannelService::new(store.clone(), events.clone(), tasks.clone(), config.clone(), outbox);
         let auth = AuthService::new(settings.clone(), pairing.clone());
@@ -215,9 +222,7 @@ impl Gateway {
 /// The agent's tools reach ComfyUI through the comfy service: the [`ToolHost`] the composition
 /// wires into the agent service (the agent never holds the gateway or the comfy service).
 struct ComfyTools {
-    comfy: Arc<crate::comfy::ComfyService>,
-    store: Store,
-    events: Events,
+    comfy: crate::comfy::ComfyService,
 }
 
 #[async_trait::async_trait]
@@ -234,20 +239,27 @@ impl ToolHost for ComfyTools {
     }
 
     async fn comfy_generate(&self, job: ComfyGenerate) -> Result<ComfyQueued, String> {
-        let (job, position) = crate::comfy::submit_job(
-            &self.comfy,
-            &self.store,
-            &self.events,
-            &job.template,
-            &job.inputs,
-            job.prompt.as_deref(),
-            job.deliver_to,
-            job.requested_by,
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let (job, position) = self
+            .comfy
+            .submit(&job.template, &job.inputs, job.prompt.as_deref(), job.deliver_to, job.requested_by, None)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(ComfyQueued { job_id: job.id, status: job.status.as_str().to_owned(), position })
+    }
+}
+
+/// `/schedule run|enable|disable` of the gateway's own schedules, lent to the ComfyUI commands
+/// (the cron service runs ComfyUI jobs, so the comfy service cannot hold it).
+impl crate::comfy::LocalSchedules for Arc<Gateway> {
+    async fn run_now(&self, id: &str) -> Result<bool, crate::error::CoreError> {
+        let run = clawgate_protocol::methods::cron::CronRunParams { id: Some(id.to_owned()), ..Default::default() };
+        crate::methods::cron::cron_run(self, run).await.map(|_| true)
+    }
+
+    async fn set_enabled(&self, id: &str, on: bool) -> Result<bool, crate::error::CoreError> {
+        let r = clawgate_store::CronStore::set_cron_enabled(&self.store, id, on, now_ms()).await;
+        self.cron.kick();
+        Ok(r?)
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use clawgate_core::Gateway;
-use clawgate_core::agent::AgentService;
+use clawgate_core::agent::AgentSetup;
 use clawgate_core::broadcast::{AuthKind, ClientHandle, Outbound};
 use clawgate_core::config_service::{ConfigService, Overrides};
 use clawgate_core::dispatch::{CallContext, dispatch};
@@ -25,7 +25,7 @@ const NEW_TOKEN: &str = "T-new-admission-token";
 async fn gateway(dir: &tempfile::TempDir) -> Arc<Gateway> {
     let path = dir.path().join("clawgate.json5");
     let loaded = clawgate_config::parse_str("{}", &path).expect("config parses");
-    let agents = AgentService::from_config(&loaded.config, dir.path()).expect("agents");
+    let agents = AgentSetup::from_config(&loaded.config, dir.path()).expect("agents");
     let store = SqliteStore::open_in_memory().await.expect("in-memory store");
     let settings = GatewaySettings::for_tests(OLD_TOKEN, dir.path().to_path_buf());
     Gateway::new("test", settings, store, ConfigService::new(path, loaded), agents, Overrides::default())

@@ -84,6 +84,30 @@ fn agent_job() -> CronJob {
     }
 }
 
+/// A completed ComfyUI job as `comfy.jobs.get|list` show it.
+fn comfy_job_view() -> ComfyJob {
+    ComfyJob {
+        attempts: 1,
+        created_at: 1_700_000_000_000,
+        ended_at: Some(1_700_000_004_000),
+        error: None,
+        id: "job_1".into(),
+        inputs: json!({"seed": "7"}),
+        outputs: vec![ComfyJobOutput {
+            bytes: Some(1234),
+            filename: Some("out_00001_.png".into()),
+            media_url: Some("/media/token".into()),
+        }],
+        position: None,
+        progress: Some(json!({"value": 4, "max": 4})),
+        prompt_id: Some("p-1".into()),
+        started_at: Some(1_700_000_001_000),
+        status: "completed".into(),
+        template: "invert".into(),
+        worker: Some("local".into()),
+    }
+}
+
 fn comfy_job() -> CronJob {
     let mut fields = Map::new();
     fields.insert("templateId".into(), json!("invert"));
@@ -339,16 +363,8 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
             "comfy_run_held",
             enc(&ComfyRunResult { job_id: "job_2".into(), status: "held".into(), position: None }),
         ),
-        (
-            "comfy.jobs.get",
-            "comfy_jobs_get",
-            enc(&ComfyJobsGetResult { job: json!({"id": "job_1", "status": "done"}) }),
-        ),
-        (
-            "comfy.jobs.list",
-            "comfy_jobs_list",
-            enc(&ComfyJobsListResult { jobs: vec![json!({"id": "job_1", "status": "done"})] }),
-        ),
+        ("comfy.jobs.get", "comfy_jobs_get", enc(&ComfyJobsGetResult { job: comfy_job_view() })),
+        ("comfy.jobs.list", "comfy_jobs_list", enc(&ComfyJobsListResult { jobs: vec![comfy_job_view()] })),
         (
             "comfy.jobs.cancel",
             "comfy_jobs_cancel",
@@ -383,7 +399,21 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
         (
             "comfy.workers.list",
             "comfy_workers_list",
-            enc(&ComfyWorkersListResult { workers: vec![json!({"name": "local", "healthy": true})] }),
+            enc(&ComfyWorkersListResult {
+                workers: vec![ComfyWorker {
+                    healthy: true,
+                    last_error: None,
+                    max_concurrent: 1,
+                    mode: "comfyui".into(),
+                    name: "local".into(),
+                    queue_remaining: Some(0),
+                    running: 0,
+                    templates: None,
+                    url: "http://127.0.0.1:8188".into(),
+                    version: Some("0.3.40".into()),
+                    weight: 1.0,
+                }],
+            }),
         ),
         (
             "cron.list",

@@ -127,7 +127,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     }
     gw.tasks().spawn("maintenance", gw.clone().run_maintenance());
     clawgate_core::channels::start(&gw).await;
-    clawgate_core::comfy::start(&gw).await;
+    gw.comfy.start(&gw.boot_id, &gw.settings().state_dir).await;
     clawgate_core::cron::start(&gw).await;
     spawn_config_watcher(gw.clone(), config_path.clone());
     gw.health.refresh(&gw.agents.agents().default_id).await;

@@ -227,9 +227,9 @@ pub(crate) async fn handle(gw: &Arc<Gateway>, caller: &CommandCaller, text: &str
         Action::Reset => reset(&gw.channels, caller).await,
         Action::Status => match comfy.then(|| parse_args(Verb::Status, args)) {
             None | Some(Command::Status { job: None }) => status(gw, caller).await,
-            Some(cmd) => crate::comfy::run_command(gw, caller, &policy(), cmd).await,
+            Some(cmd) => gw.comfy.run_command(caller, &policy(), cmd, gw).await,
         },
-        Action::Comfy(verb) => crate::comfy::run_command(gw, caller, &policy(), parse_args(verb, args)).await,
+        Action::Comfy(verb) => gw.comfy.run_command(caller, &policy(), parse_args(verb, args), gw).await,
     })
 }
 

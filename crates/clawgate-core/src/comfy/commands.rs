@@ -23,11 +23,19 @@ use clawgate_store::{
 
 use crate::channels::commands::CommandCaller;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
 use crate::methods::approvals;
 use crate::time::now_ms;
 
-use super::Worker;
+use super::{ComfyService, Worker};
+
+/// The gateway's own schedules as `/schedule run|enable|disable` reaches them. The cron service
+/// runs ComfyUI jobs, so it stands above this one: the command's caller lends it for the call.
+pub(crate) trait LocalSchedules: Sync {
+    /// Run the schedule now; `false` if there is no such schedule.
+    fn run_now(&self, id: &str) -> impl std::future::Future<Output = Result<bool, CoreError>> + Send;
+    /// Enable or disable it; `false` if there is no such schedule.
+    fn set_enabled(&self, id: &str, on: bool) -> impl std::future::Future<Output = Result<bool, CoreError>> + Send;
+}
 
 /// The approval kind of a held `/run`; its payload is `{jobId, template}`.
 pub(crate) const APPROVAL_KIND: &str = "comfy.run";
@@ -48,297 +56,310 @@ fn position(p: Option<(u64, u64)>) -> Option<QueuePosition> {
     p.map(|(position, total)| QueuePosition { position: position as usize, total: total as usize })
 }
 
-/// Runs a ComfyUI command the registry ([`crate::channels::commands`]) recognised: authorized
-/// by `policy` first, then answered from clawgate's queue, approvals and schedules and the
-/// `openclaw` workers.
-pub(crate) async fn run_command(
-    gw: &Arc<Gateway>,
-    caller: &CommandCaller,
-    policy: &command::CommandPolicy,
-    cmd: Command,
-) -> String {
-    let decision = command::authorize(&cmd, &caller.sender(), policy);
-    if let Decision::Deny(text) = &decision {
-        return text.clone();
-    }
-    let deliver_to = caller.deliver_to.clone();
-    let requested_by = json!({"channel": caller.platform, "senderId": caller.sender_id, "chatId": caller.chat_id,
+impl ComfyService {
+    /// Runs a ComfyUI command the registry ([`crate::channels::commands`]) recognised: authorized
+    /// by `policy` first, then answered from clawgate's queue, approvals and schedules and the
+    /// `openclaw` workers.
+    pub(crate) async fn run_command(
+        &self,
+        caller: &CommandCaller,
+        policy: &command::CommandPolicy,
+        cmd: Command,
+        schedules: &impl LocalSchedules,
+    ) -> String {
+        let decision = command::authorize(&cmd, &caller.sender(), policy);
+        if let Decision::Deny(text) = &decision {
+            return text.clone();
+        }
+        let deliver_to = caller.deliver_to.clone();
+        let requested_by = json!({"channel": caller.platform, "senderId": caller.sender_id, "chatId": caller.chat_id,
                               "username": caller.sender_username});
-    let who = format!("{}:{}", caller.platform, caller.sender_id);
-    match cmd {
-        Command::Invalid { verb, problem } => reply::invalid(verb, &problem),
-        Command::Run { template, inputs, free_text, require_approval } => {
-            let hold = decision == Decision::NeedsApproval || require_approval;
-            let approval_id = hold.then(|| format!("apr_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-            match super::submit(
-                gw,
-                &template,
-                &inputs,
-                free_text.as_deref(),
-                Some(deliver_to),
-                Some(requested_by.clone()),
-                approval_id.clone(),
-            )
-            .await
-            {
-                Err(e) => reply::submission_failed(&e.to_string()),
-                Ok((job, pos)) => match approval_id {
-                    None => reply::job_submitted(&command::JobSubmitted {
-                        prompt_id: Some(&job.id),
-                        template: &template,
-                        trace_id: Some(&job.id),
-                        queue: position(pos),
-                    }),
-                    Some(aid) => {
-                        let expires = now_ms() + APPROVAL_TTL_MS;
-                        let new = NewApproval {
-                            id: aid.clone(),
-                            kind: APPROVAL_KIND.into(),
-                            payload: json!({"jobId": job.id, "template": template}),
-                            requested_by: Some(requested_by),
-                            expires_at_ms: expires,
-                        };
-                        match gw.store.create_approval(&new, now_ms()).await {
-                            Ok(record) => {
-                                gw.events.clients().broadcast(
-                                    events::PLUGIN_APPROVAL_REQUESTED,
-                                    &approvals::record_json(&record),
-                                    None,
-                                    true,
-                                );
-                                notify_admins(gw, caller, policy, &aid, &template).await;
-                                reply::approval_requested(
-                                    Some(&aid),
-                                    Some(&job.id),
-                                    Some(&crate::time::rfc3339(expires)),
-                                )
+        let who = format!("{}:{}", caller.platform, caller.sender_id);
+        match cmd {
+            Command::Invalid { verb, problem } => reply::invalid(verb, &problem),
+            Command::Run { template, inputs, free_text, require_approval } => {
+                let hold = decision == Decision::NeedsApproval || require_approval;
+                let approval_id = hold.then(|| format!("apr_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+                match self
+                    .submit(
+                        &template,
+                        &inputs,
+                        free_text.as_deref(),
+                        Some(deliver_to),
+                        Some(requested_by.clone()),
+                        approval_id.clone(),
+                    )
+                    .await
+                {
+                    Err(e) => reply::submission_failed(&e.to_string()),
+                    Ok((job, pos)) => match approval_id {
+                        None => reply::job_submitted(&command::JobSubmitted {
+                            prompt_id: Some(&job.id),
+                            template: &template,
+                            trace_id: Some(&job.id),
+                            queue: position(pos),
+                        }),
+                        Some(aid) => {
+                            let expires = now_ms() + APPROVAL_TTL_MS;
+                            let new = NewApproval {
+                                id: aid.clone(),
+                                kind: APPROVAL_KIND.into(),
+                                payload: json!({"jobId": job.id, "template": template}),
+                                requested_by: Some(requested_by),
+                                expires_at_ms: expires,
+                            };
+                            match self.store().create_approval(&new, now_ms()).await {
+                                Ok(record) => {
+                                    self.events().clients().broadcast(
+                                        events::PLUGIN_APPROVAL_REQUESTED,
+                                        &approvals::record_json(&record),
+                                        None,
+                                        true,
+                                    );
+                                    self.notify_admins(caller, policy, &aid, &template).await;
+                                    reply::approval_requested(
+                                        Some(&aid),
+                                        Some(&job.id),
+                                        Some(&crate::time::rfc3339(expires)),
+                                    )
+                                }
+                                Err(e) => reply::submission_failed(&e.to_string()),
                             }
-                            Err(e) => reply::submission_failed(&e.to_string()),
+                        }
+                    },
+                }
+            }
+            Command::Status { job: Some(id) } => match self.store().get_job(&id).await {
+                Ok(Some(job)) => {
+                    let pos = self.store().queue_position(&job.id).await.ok().flatten();
+                    reply::job_status(&command::JobView {
+                        id: &job.id,
+                        state: state_of(job.status),
+                        template: Some(&job.template_id),
+                        queue: position(pos),
+                        error: job.error.as_deref(),
+                    })
+                }
+                Ok(None) => reply::error(&format!("no job {id}")),
+                Err(e) => reply::error(&e.to_string()),
+            },
+            Command::Jobs => {
+                let q = JobQuery {
+                    statuses: vec![
+                        JobStatus::Queued,
+                        JobStatus::Dispatched,
+                        JobStatus::Running,
+                        JobStatus::AwaitingApproval,
+                    ],
+                    limit: 20,
+                    before_seq: None,
+                };
+                let mut out = match self.store().list_jobs(&q).await {
+                    Ok(jobs) => {
+                        let items: Vec<(&str, JobState)> =
+                            jobs.iter().map(|j| (j.id.as_str(), state_of(j.status))).collect();
+                        reply::jobs(jobs.len(), &items)
+                    }
+                    Err(e) => reply::error(&e.to_string()),
+                };
+                for line in self.worker_jobs().await {
+                    out.push('\n');
+                    out.push_str(&line);
+                }
+                out
+            }
+            Command::Stop { jobs } => {
+                let targets: Vec<String> = if jobs.is_empty() {
+                    let q = JobQuery {
+                        statuses: vec![JobStatus::Running, JobStatus::Dispatched],
+                        limit: 1,
+                        before_seq: None,
+                    };
+                    self.store().list_jobs(&q).await.unwrap_or_default().into_iter().map(|j| j.id).collect()
+                } else {
+                    jobs
+                };
+                if targets.is_empty() {
+                    "Nothing is running.".to_owned()
+                } else {
+                    let mut lines = Vec::new();
+                    for id in targets {
+                        match self.cancel(&id).await {
+                            Ok(Some(_)) => lines.push(format!("Stopped {id}.")),
+                            Ok(None) => lines.push(format!("{id} had already finished.")),
+                            Err(e) => lines.push(format!("{id}: {e}")),
                         }
                     }
-                },
+                    lines.join("\n")
+                }
             }
-        }
-        Command::Status { job: Some(id) } => match gw.store.get_job(&id).await {
-            Ok(Some(job)) => {
-                let pos = gw.store.queue_position(&job.id).await.ok().flatten();
-                reply::job_status(&command::JobView {
-                    id: &job.id,
-                    state: state_of(job.status),
-                    template: Some(&job.template_id),
-                    queue: position(pos),
-                    error: job.error.as_deref(),
-                })
+            Command::Templates => match self.library() {
+                Some(lib) => {
+                    let mut text = reply::templates(&lib.list());
+                    for p in lib.problems() {
+                        text.push_str(&format!("\n! {} could not be loaded: {}", p.name, short_error(&p.error)));
+                    }
+                    text
+                }
+                None => reply::error("no templates are loaded"),
+            },
+            Command::Workers => {
+                let workers = self.workers();
+                let items: Vec<command::WorkerSummary<'_>> = workers
+                    .iter()
+                    .map(|w| command::WorkerSummary {
+                        name: &w.cfg.name,
+                        online: w.healthy(),
+                        queue_remaining: w.summary().queue_remaining,
+                    })
+                    .collect();
+                reply::workers(&items)
             }
-            Ok(None) => reply::error(&format!("no job {id}")),
-            Err(e) => reply::error(&e.to_string()),
-        },
-        Command::Jobs => {
-            let q = JobQuery {
-                statuses: vec![
-                    JobStatus::Queued,
-                    JobStatus::Dispatched,
-                    JobStatus::Running,
-                    JobStatus::AwaitingApproval,
-                ],
-                limit: 20,
-                before_seq: None,
-            };
-            let mut out = match gw.store.list_jobs(&q).await {
+            Command::Approvals => match self.store().list_approvals(Some(ApprovalStatus::Pending), now_ms()).await {
+                Ok(list) => {
+                    // (id, template, requested by, source) of clawgate's own, then each worker's.
+                    let mut rows: Vec<(String, String, Option<String>, String)> = list
+                        .iter()
+                        .map(|a| {
+                            let by = a.requested_by.as_ref().and_then(|r| {
+                                Some(format!("{}:{}", r.get("channel")?.as_str()?, r.get("senderId")?.as_str()?))
+                            });
+                            (
+                                a.id.clone(),
+                                a.payload["template"].as_str().unwrap_or("?").to_owned(),
+                                by,
+                                "chat".to_owned(),
+                            )
+                        })
+                        .collect();
+                    let mut failures = Vec::new();
+                    for (w, found) in self.worker_approvals().await {
+                        match found {
+                            Ok(remote) => rows.extend(remote.into_iter().map(|a| {
+                                let source =
+                                    format!("worker {} ({})", w.cfg.name, a.source.as_deref().unwrap_or("openclaw"));
+                                (a.approval_id, a.template_id, None, source)
+                            })),
+                            Err(e) => failures.push(format!("worker {}: {e}", w.cfg.name)),
+                        }
+                    }
+                    let items: Vec<command::ApprovalSummary<'_>> = rows
+                        .iter()
+                        .map(|(id, template, by, source)| command::ApprovalSummary {
+                            id,
+                            status: "pending",
+                            template,
+                            requested_by: by.as_deref(),
+                            source,
+                        })
+                        .collect();
+                    let mut out = reply::approvals(&items, items.len());
+                    for f in failures {
+                        out.push_str(&format!("\n(could not list approvals on {f})"));
+                    }
+                    out
+                }
+                Err(e) => reply::approvals_failed(&e.to_string()),
+            },
+            Command::Approve { id } => self.decide(&id, true, &who, None, &deliver_to, &requested_by).await,
+            Command::Reject { id, reason } => {
+                self.decide(&id, false, &who, reason.as_deref(), &deliver_to, &requested_by).await
+            }
+            Command::History { job: Some(id) } => match self.store().get_job(&id).await {
+                Ok(Some(job)) if job.status.is_terminal() => reply::history(
+                    &job.id,
+                    &command::HistoryEntry {
+                        status: job.status.as_str().to_owned(),
+                        completed: job.status == JobStatus::Completed,
+                        images: job.outputs.as_array().map_or(0, Vec::len),
+                    },
+                ),
+                _ => reply::history_not_found(&id),
+            },
+            Command::History { job: None } => {
+                let q = JobQuery {
+                    statuses: vec![JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled],
+                    limit: 10,
+                    before_seq: None,
+                };
+                match self.store().list_jobs(&q).await {
+                    Ok(jobs) => {
+                        let items: Vec<(&str, JobState)> =
+                            jobs.iter().map(|j| (j.id.as_str(), state_of(j.status))).collect();
+                        reply::jobs(jobs.len(), &items)
+                    }
+                    Err(e) => reply::error(&e.to_string()),
+                }
+            }
+            Command::Trace { id } => match self.store().get_job(&id).await {
+                Ok(Some(job)) => {
+                    let j = self.job_view(&job).await;
+                    let mut text = self.worker_trace(&job).await.unwrap_or_default();
+                    text.push_str(&serde_json::to_string_pretty(&j).unwrap_or_default());
+                    reply::trace(&id, &text)
+                }
+                Ok(None) => reply::error(&format!("no job {id}")),
+                Err(e) => reply::error(&e.to_string()),
+            },
+            Command::Schedules => match self.store().list_cron_jobs(true).await {
                 Ok(jobs) => {
-                    let items: Vec<(&str, JobState)> =
-                        jobs.iter().map(|j| (j.id.as_str(), state_of(j.status))).collect();
-                    reply::jobs(jobs.len(), &items)
+                    let items: Vec<command::ScheduleSummary> = jobs
+                        .iter()
+                        .map(|j| command::ScheduleSummary {
+                            id: j.id.clone(),
+                            enabled: j.enabled,
+                            cron_expr: Some(j.schedule.clone()),
+                            interval_sec: None,
+                            template_id: j
+                                .payload
+                                .get("templateId")
+                                .and_then(Value::as_str)
+                                .unwrap_or(&j.kind)
+                                .to_owned(),
+                        })
+                        .collect();
+                    let mut items = items;
+                    let mut failures = Vec::new();
+                    for w in self.openclaw_workers() {
+                        let Some(oc) = w.openclaw() else { continue };
+                        match oc.schedules().await {
+                            // The extension's field names (the Python connector read `id`/`cron`).
+                            Ok(list) => items.extend(list.into_iter().map(|s| command::ScheduleSummary {
+                                id: s.schedule_id,
+                                enabled: s.enabled,
+                                cron_expr: s.cron_expr.filter(|_| s.trigger_type == "cron"),
+                                interval_sec: s.interval_sec,
+                                template_id: format!("{} (worker {})", s.template_id, w.cfg.name),
+                            })),
+                            Err(e) => {
+                                failures.push(format!("\n(could not list schedules on worker {}: {e})", w.cfg.name))
+                            }
+                        }
+                    }
+                    let mut out = reply::schedules(&items);
+                    out.extend(failures);
+                    out
                 }
                 Err(e) => reply::error(&e.to_string()),
-            };
-            for line in worker_jobs(gw).await {
-                out.push('\n');
-                out.push_str(&line);
+            },
+            Command::Schedule { action, id } if !self.is_local_schedule(&id).await => {
+                self.worker_schedule(action, &id).await
             }
-            out
-        }
-        Command::Stop { jobs } => {
-            let targets: Vec<String> = if jobs.is_empty() {
-                let q =
-                    JobQuery { statuses: vec![JobStatus::Running, JobStatus::Dispatched], limit: 1, before_seq: None };
-                gw.store.list_jobs(&q).await.unwrap_or_default().into_iter().map(|j| j.id).collect()
-            } else {
-                jobs
-            };
-            if targets.is_empty() {
-                "Nothing is running.".to_owned()
-            } else {
-                let mut lines = Vec::new();
-                for id in targets {
-                    match super::cancel(gw, &id).await {
-                        Ok(Some(_)) => lines.push(format!("Stopped {id}.")),
-                        Ok(None) => lines.push(format!("{id} had already finished.")),
-                        Err(e) => lines.push(format!("{id}: {e}")),
+            Command::Schedule { action, id } => {
+                let done = match action {
+                    command::ScheduleAction::Run => schedules.run_now(&id).await,
+                    command::ScheduleAction::Enable | command::ScheduleAction::Disable => {
+                        schedules.set_enabled(&id, action == command::ScheduleAction::Enable).await
                     }
+                };
+                match done {
+                    Ok(true) => reply::schedule_done(action, &id),
+                    Ok(false) => reply::action_failed(&format!("no schedule {id}")),
+                    Err(e) => reply::action_failed(&e.to_string()),
                 }
-                lines.join("\n")
             }
+            other => format!("{} is not available in this gateway yet.", other.verb().name()),
         }
-        Command::Templates => match gw.comfy.library() {
-            Some(lib) => {
-                let mut text = reply::templates(&lib.list());
-                for p in lib.problems() {
-                    text.push_str(&format!("\n! {} could not be loaded: {}", p.name, short_error(&p.error)));
-                }
-                text
-            }
-            None => reply::error("no templates are loaded"),
-        },
-        Command::Workers => {
-            let workers = gw.comfy.workers();
-            let items: Vec<command::WorkerSummary<'_>> = workers
-                .iter()
-                .map(|w| command::WorkerSummary {
-                    name: &w.cfg.name,
-                    online: w.healthy(),
-                    queue_remaining: w.summary()["queueRemaining"].as_u64(),
-                })
-                .collect();
-            reply::workers(&items)
-        }
-        Command::Approvals => match gw.store.list_approvals(Some(ApprovalStatus::Pending), now_ms()).await {
-            Ok(list) => {
-                // (id, template, requested by, source) of clawgate's own, then each worker's.
-                let mut rows: Vec<(String, String, Option<String>, String)> = list
-                    .iter()
-                    .map(|a| {
-                        let by = a.requested_by.as_ref().and_then(|r| {
-                            Some(format!("{}:{}", r.get("channel")?.as_str()?, r.get("senderId")?.as_str()?))
-                        });
-                        (a.id.clone(), a.payload["template"].as_str().unwrap_or("?").to_owned(), by, "chat".to_owned())
-                    })
-                    .collect();
-                let mut failures = Vec::new();
-                for (w, found) in worker_approvals(gw).await {
-                    match found {
-                        Ok(remote) => rows.extend(remote.into_iter().map(|a| {
-                            let source =
-                                format!("worker {} ({})", w.cfg.name, a.source.as_deref().unwrap_or("openclaw"));
-                            (a.approval_id, a.template_id, None, source)
-                        })),
-                        Err(e) => failures.push(format!("worker {}: {e}", w.cfg.name)),
-                    }
-                }
-                let items: Vec<command::ApprovalSummary<'_>> = rows
-                    .iter()
-                    .map(|(id, template, by, source)| command::ApprovalSummary {
-                        id,
-                        status: "pending",
-                        template,
-                        requested_by: by.as_deref(),
-                        source,
-                    })
-                    .collect();
-                let mut out = reply::approvals(&items, items.len());
-                for f in failures {
-                    out.push_str(&format!("\n(could not list approvals on {f})"));
-                }
-                out
-            }
-            Err(e) => reply::approvals_failed(&e.to_string()),
-        },
-        Command::Approve { id } => decide(gw, &id, true, &who, None, &deliver_to, &requested_by).await,
-        Command::Reject { id, reason } => {
-            decide(gw, &id, false, &who, reason.as_deref(), &deliver_to, &requested_by).await
-        }
-        Command::History { job: Some(id) } => match gw.store.get_job(&id).await {
-            Ok(Some(job)) if job.status.is_terminal() => reply::history(
-                &job.id,
-                &command::HistoryEntry {
-                    status: job.status.as_str().to_owned(),
-                    completed: job.status == JobStatus::Completed,
-                    images: job.outputs.as_array().map_or(0, Vec::len),
-                },
-            ),
-            _ => reply::history_not_found(&id),
-        },
-        Command::History { job: None } => {
-            let q = JobQuery {
-                statuses: vec![JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled],
-                limit: 10,
-                before_seq: None,
-            };
-            match gw.store.list_jobs(&q).await {
-                Ok(jobs) => {
-                    let items: Vec<(&str, JobState)> =
-                        jobs.iter().map(|j| (j.id.as_str(), state_of(j.status))).collect();
-                    reply::jobs(jobs.len(), &items)
-                }
-                Err(e) => reply::error(&e.to_string()),
-            }
-        }
-        Command::Trace { id } => match gw.store.get_job(&id).await {
-            Ok(Some(job)) => {
-                let j = super::job_json(gw, &job).await;
-                let mut text = worker_trace(gw, &job).await.unwrap_or_default();
-                text.push_str(&serde_json::to_string_pretty(&j).unwrap_or_default());
-                reply::trace(&id, &text)
-            }
-            Ok(None) => reply::error(&format!("no job {id}")),
-            Err(e) => reply::error(&e.to_string()),
-        },
-        Command::Schedules => match gw.store.list_cron_jobs(true).await {
-            Ok(jobs) => {
-                let items: Vec<command::ScheduleSummary> = jobs
-                    .iter()
-                    .map(|j| command::ScheduleSummary {
-                        id: j.id.clone(),
-                        enabled: j.enabled,
-                        cron_expr: Some(j.schedule.clone()),
-                        interval_sec: None,
-                        template_id: j.payload.get("templateId").and_then(Value::as_str).unwrap_or(&j.kind).to_owned(),
-                    })
-                    .collect();
-                let mut items = items;
-                let mut failures = Vec::new();
-                for w in openclaw_workers(gw) {
-                    let Some(oc) = w.openclaw() else { continue };
-                    match oc.schedules().await {
-                        // The extension's field names (the Python connector read `id`/`cron`).
-                        Ok(list) => items.extend(list.into_iter().map(|s| command::ScheduleSummary {
-                            id: s.schedule_id,
-                            enabled: s.enabled,
-                            cron_expr: s.cron_expr.filter(|_| s.trigger_type == "cron"),
-                            interval_sec: s.interval_sec,
-                            template_id: format!("{} (worker {})", s.template_id, w.cfg.name),
-                        })),
-                        Err(e) => failures.push(format!("\n(could not list schedules on worker {}: {e})", w.cfg.name)),
-                    }
-                }
-                let mut out = reply::schedules(&items);
-                out.extend(failures);
-                out
-            }
-            Err(e) => reply::error(&e.to_string()),
-        },
-        Command::Schedule { action, id } if !is_local_schedule(gw, &id).await => worker_schedule(gw, action, &id).await,
-        Command::Schedule { action, id } => {
-            let done = match action {
-                command::ScheduleAction::Run => {
-                    let run =
-                        clawgate_protocol::methods::cron::CronRunParams { id: Some(id.clone()), ..Default::default() };
-                    crate::methods::cron::cron_run(gw, run).await.map(|_| true)
-                }
-                command::ScheduleAction::Enable | command::ScheduleAction::Disable => {
-                    let on = action == command::ScheduleAction::Enable;
-                    let r = gw.store.set_cron_enabled(&id, on, now_ms()).await.map_err(crate::error::CoreError::from);
-                    gw.cron.kick();
-                    r
-                }
-            };
-            match done {
-                Ok(true) => reply::schedule_done(action, &id),
-                Ok(false) => reply::action_failed(&format!("no schedule {id}")),
-                Err(e) => reply::action_failed(&e.to_string()),
-            }
-        }
-        other => format!("{} is not available in this gateway yet.", other.verb().name()),
     }
 }
 
@@ -352,275 +373,280 @@ pub(crate) struct Decided {
     pub job: Option<Result<JobRecord, String>>,
 }
 
-/// Decide a pending approval, release (approved) or cancel (rejected) the job it holds, and
-/// announce `plugin.approval.resolved`. `None` if the approval is unknown, already decided or
-/// expired. Shared by the chat commands and `plugin.approval.resolve`.
-pub(crate) async fn decide_approval(
-    gw: &Arc<Gateway>,
-    id: &str,
-    approve: bool,
-    who: &str,
-    reason: Option<&str>,
-) -> Result<Option<Decided>, CoreError> {
-    let Some(approval) = gw.store.decide_approval(id, approve, who, reason, now_ms()).await? else {
-        return Ok(None);
-    };
-    let job = match (approval.kind.as_str(), approval.payload["jobId"].as_str()) {
-        (APPROVAL_KIND, Some(job_id)) => {
-            Some(gw.store.release_approval(job_id, approve, now_ms()).await.map_err(|e| e.to_string()))
+impl ComfyService {
+    /// Decide a pending approval, release (approved) or cancel (rejected) the job it holds, and
+    /// announce `plugin.approval.resolved`. `None` if the approval is unknown, already decided or
+    /// expired. Shared by the chat commands and `plugin.approval.resolve`.
+    pub(crate) async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        who: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<Decided>, CoreError> {
+        let Some(approval) = self.store().decide_approval(id, approve, who, reason, now_ms()).await? else {
+            return Ok(None);
+        };
+        let job = match (approval.kind.as_str(), approval.payload["jobId"].as_str()) {
+            (APPROVAL_KIND, Some(job_id)) => {
+                Some(self.store().release_approval(job_id, approve, now_ms()).await.map_err(|e| e.to_string()))
+            }
+            _ => None,
+        };
+        self.events().clients().broadcast(
+            events::PLUGIN_APPROVAL_RESOLVED,
+            &approvals::resolved_event(&approval),
+            None,
+            true,
+        );
+        self.kick();
+        Ok(Some(Decided { approval, job }))
+    }
+
+    /// Decide an approval from chat and word the outcome for the chat. An id clawgate does not
+    /// hold is looked for on the `openclaw` workers.
+    async fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        who: &str,
+        reason: Option<&str>,
+        deliver_to: &Value,
+        requested_by: &Value,
+    ) -> String {
+        if matches!(self.store().get_approval(id, now_ms()).await, Ok(None))
+            && let Some(reply) = self.decide_on_worker(id, approve, who, reason, deliver_to, requested_by).await
+        {
+            return reply;
         }
-        _ => None,
-    };
-    gw.events.clients().broadcast(events::PLUGIN_APPROVAL_RESOLVED, &approvals::resolved_event(&approval), None, true);
-    gw.comfy.kick.notify_one();
-    Ok(Some(Decided { approval, job }))
-}
-
-/// Decide an approval from chat and word the outcome for the chat. An id clawgate does not
-/// hold is looked for on the `openclaw` workers.
-async fn decide(
-    gw: &Arc<Gateway>,
-    id: &str,
-    approve: bool,
-    who: &str,
-    reason: Option<&str>,
-    deliver_to: &Value,
-    requested_by: &Value,
-) -> String {
-    if matches!(gw.store.get_approval(id, now_ms()).await, Ok(None))
-        && let Some(reply) = decide_on_worker(gw, id, approve, who, reason, deliver_to, requested_by).await
-    {
-        return reply;
+        match self.decide_approval(id, approve, who, reason).await {
+            Ok(Some(Decided { job, .. })) => match (approve, job) {
+                (true, Some(Ok(job))) => reply::approved(id, Some(&job.id), None),
+                (true, Some(Err(e))) => reply::approved(id, None, Some(&e)),
+                (true, None) => reply::approved(id, None, None),
+                (false, _) => reply::rejected(id, reason),
+            },
+            Ok(None) => {
+                reply::action_failed(&format!("no pending approval {id} (it may have expired or been decided)"))
+            }
+            Err(e) => reply::action_failed(&e.to_string()),
+        }
     }
-    match decide_approval(gw, id, approve, who, reason).await {
-        Ok(Some(Decided { job, .. })) => match (approve, job) {
-            (true, Some(Ok(job))) => reply::approved(id, Some(&job.id), None),
-            (true, Some(Err(e))) => reply::approved(id, None, Some(&e)),
-            (true, None) => reply::approved(id, None, None),
-            (false, _) => reply::rejected(id, reason),
-        },
-        Ok(None) => reply::action_failed(&format!("no pending approval {id} (it may have expired or been decided)")),
-        Err(e) => reply::action_failed(&e.to_string()),
+
+    /// One line per `openclaw` worker for `/jobs`: its jobs view, or the coarse queue count where
+    /// the host has no jobs API (501/503).
+    async fn worker_jobs(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for w in self.openclaw_workers() {
+            let Some(oc) = w.openclaw() else { continue };
+            lines.push(match oc.jobs().await {
+                Ok(JobsView::Jobs { jobs, total }) => {
+                    let count = |s: &str| jobs.iter().filter(|j| j.status == s).count();
+                    format!(
+                        "Worker {}: {} pending, {} in progress, {} completed ({total} in its jobs list)",
+                        w.cfg.name,
+                        count("pending"),
+                        count("in_progress"),
+                        count("completed")
+                    )
+                }
+                Ok(JobsView::QueueOnly { queue_remaining }) => {
+                    format!("Worker {}: {}", w.cfg.name, reply::jobs_fallback(Some(queue_remaining)))
+                }
+                Err(e) => format!("Worker {}: jobs unavailable ({e})", w.cfg.name),
+            });
+        }
+        lines
     }
-}
 
-/// Workers in mode `openclaw`.
-fn openclaw_workers(gw: &Gateway) -> Vec<Arc<Worker>> {
-    gw.comfy.workers().into_iter().filter(|w| w.openclaw().is_some()).collect()
-}
+    /// Each `openclaw` worker's pending approvals.
+    async fn worker_approvals(
+        &self,
+    ) -> Vec<(Arc<Worker>, Result<Vec<RemoteApproval>, clawgate_comfy::openclaw::OpenClawError>)> {
+        let mut out = Vec::new();
+        for w in self.openclaw_workers() {
+            let Some(oc) = w.openclaw() else { continue };
+            let found = oc.approvals(Some("pending")).await;
+            out.push((w, found));
+        }
+        out
+    }
 
-/// One line per `openclaw` worker for `/jobs`: its jobs view, or the coarse queue count where
-/// the host has no jobs API (501/503).
-async fn worker_jobs(gw: &Gateway) -> Vec<String> {
-    let mut lines = Vec::new();
-    for w in openclaw_workers(gw) {
-        let Some(oc) = w.openclaw() else { continue };
-        lines.push(match oc.jobs().await {
-            Ok(JobsView::Jobs { jobs, total }) => {
-                let count = |s: &str| jobs.iter().filter(|j| j.status == s).count();
+    /// The extension's trace of the job's prompt (only bridge submits record one), as a first line
+    /// for `/trace`.
+    async fn worker_trace(&self, job: &JobRecord) -> Option<String> {
+        let prompt = job.prompt_id.as_deref()?;
+        let w = self.workers().into_iter().find(|w| Some(&w.cfg.name) == job.worker.as_ref())?;
+        let oc = w.openclaw()?;
+        Some(match oc.trace(prompt).await {
+            Ok(Some(t)) => {
+                let events: Vec<String> = t.events.iter().map(|e| e.event.clone()).collect();
                 format!(
-                    "Worker {}: {} pending, {} in progress, {} completed ({total} in its jobs list)",
+                    "worker {} trace {}: {}\n",
                     w.cfg.name,
-                    count("pending"),
-                    count("in_progress"),
-                    count("completed")
+                    t.trace_id.as_deref().unwrap_or("-"),
+                    if events.is_empty() { "no events".to_owned() } else { events.join(", ") }
                 )
             }
-            Ok(JobsView::QueueOnly { queue_remaining }) => {
-                format!("Worker {}: {}", w.cfg.name, reply::jobs_fallback(Some(queue_remaining)))
-            }
-            Err(e) => format!("Worker {}: jobs unavailable ({e})", w.cfg.name),
-        });
-    }
-    lines
-}
-
-/// Each `openclaw` worker's pending approvals.
-async fn worker_approvals(
-    gw: &Gateway,
-) -> Vec<(Arc<Worker>, Result<Vec<RemoteApproval>, clawgate_comfy::openclaw::OpenClawError>)> {
-    let mut out = Vec::new();
-    for w in openclaw_workers(gw) {
-        let Some(oc) = w.openclaw() else { continue };
-        let found = oc.approvals(Some("pending")).await;
-        out.push((w, found));
-    }
-    out
-}
-
-/// The extension's trace of the job's prompt (only bridge submits record one), as a first line
-/// for `/trace`.
-async fn worker_trace(gw: &Gateway, job: &JobRecord) -> Option<String> {
-    let prompt = job.prompt_id.as_deref()?;
-    let w = gw.comfy.workers().into_iter().find(|w| Some(&w.cfg.name) == job.worker.as_ref())?;
-    let oc = w.openclaw()?;
-    Some(match oc.trace(prompt).await {
-        Ok(Some(t)) => {
-            let events: Vec<String> = t.events.iter().map(|e| e.event.clone()).collect();
-            format!(
-                "worker {} trace {}: {}\n",
-                w.cfg.name,
-                t.trace_id.as_deref().unwrap_or("-"),
-                if events.is_empty() { "no events".to_owned() } else { events.join(", ") }
-            )
-        }
-        Ok(None) => format!("worker {} has no trace of prompt {prompt}\n", w.cfg.name),
-        Err(e) => format!("worker {} trace unavailable: {e}\n", w.cfg.name),
-    })
-}
-
-/// `/approve`/`/reject` of an approval an `openclaw` worker holds; `None` when no worker knows
-/// the id. An approved one runs there at once; clawgate adopts its prompt as a job whose images
-/// come to this chat.
-async fn decide_on_worker(
-    gw: &Arc<Gateway>,
-    id: &str,
-    approve: bool,
-    who: &str,
-    reason: Option<&str>,
-    deliver_to: &Value,
-    requested_by: &Value,
-) -> Option<String> {
-    let mut found = None;
-    for w in openclaw_workers(gw) {
-        let Some(oc) = w.openclaw() else { continue };
-        if let Ok(Some(a)) = oc.approval(id).await {
-            found = Some((w, a));
-            break;
-        }
-    }
-    let (w, approval) = found?;
-    let oc = w.openclaw()?;
-    if !approve {
-        return Some(match oc.reject(id, Some(who), reason).await {
-            Ok(_) => reply::rejected(id, reason),
-            Err(e) => reply::action_failed(&format!("worker {}: {e}", w.cfg.name)),
-        });
-    }
-    let outcome = match oc.approve(id, Some(who), true).await {
-        Ok(o) => o,
-        Err(e) => return Some(reply::action_failed(&format!("worker {}: {e}", w.cfg.name))),
-    };
-    let Some(prompt) = outcome.prompt_id.filter(|_| outcome.executed) else {
-        return Some(reply::approved(id, None, outcome.execution_error.as_deref()));
-    };
-    // A job of ours that the worker held for approval (its trace id is our tag) picks the
-    // prompt up itself and delivers to the chat that asked.
-    if let Some(job) = held_job(gw, &approval).await {
-        return Some(format!(
-            "{}\nJob {} continues on worker {}",
-            reply::approved(id, Some(&prompt), None),
-            job.id,
-            w.cfg.name
-        ));
-    }
-    let new = NewJob {
-        id: format!("job_{}", uuid::Uuid::new_v4().simple()),
-        template_id: approval.template_id.clone(),
-        inputs: approval.inputs.clone(),
-        workflow: Value::Null,
-        deliver_to: Some(deliver_to.clone()),
-        requested_by: Some(requested_by.clone()),
-        approval_id: Some(id.to_owned()),
-        max_attempts: 1,
-        status: JobStatus::Running,
-    };
-    Some(match super::adopt_prompt(gw, &w, &new, &prompt).await {
-        Ok(job) => format!("{}\nJob: {} on worker {}", reply::approved(id, Some(&prompt), None), job.id, w.cfg.name),
-        Err(e) => {
-            format!("{}\n(its images cannot be delivered here: {e})", reply::approved(id, Some(&prompt), None))
-        }
-    })
-}
-
-async fn is_local_schedule(gw: &Gateway, id: &str) -> bool {
-    openclaw_workers(gw).is_empty() || matches!(gw.store.get_cron_job(id).await, Ok(Some(_)))
-}
-
-/// `/schedule run|enable|disable` of a schedule an `openclaw` worker holds.
-async fn worker_schedule(gw: &Gateway, action: command::ScheduleAction, id: &str) -> String {
-    for w in openclaw_workers(gw) {
-        let Some(oc) = w.openclaw() else { continue };
-        let Ok(list) = oc.schedules().await else { continue };
-        let Some(sched) = list.into_iter().find(|s| s.schedule_id == id) else { continue };
-        let done = match action {
-            command::ScheduleAction::Run => oc.run_schedule(id).await,
-            command::ScheduleAction::Enable | command::ScheduleAction::Disable => {
-                let want = action == command::ScheduleAction::Enable;
-                if sched.enabled == want { Ok(()) } else { oc.toggle_schedule(id).await.map(|_| ()) }
-            }
-        };
-        return match done {
-            Ok(()) => format!("{} (worker {})", reply::schedule_done(action, id), w.cfg.name),
-            Err(e) => reply::action_failed(&format!("worker {}: {e}", w.cfg.name)),
-        };
-    }
-    reply::action_failed(&format!("no schedule {id}"))
-}
-
-/// The unfinished job of ours whose start the worker held with `approval` (its trace id is the
-/// job's tag, `<job id>-<attempt>`).
-async fn held_job(gw: &Gateway, approval: &RemoteApproval) -> Option<JobRecord> {
-    let trace = approval.raw.get("trace_id").and_then(Value::as_str)?;
-    let (job_id, _attempt) = trace.rsplit_once('-')?;
-    match gw.store.get_job(job_id).await {
-        Ok(Some(job)) if !job.status.is_terminal() => Some(job),
-        _ => None,
-    }
-}
-
-/// Tells each admin (`comfy.commands.adminUsers`) on the requester's platform about a held
-/// `/run`, with the commands that decide it, in a private message through the outbox (once per
-/// approval and admin): on Telegram a user id is also the private chat's id; on Discord the
-/// adapter opens the DM channel for a `user:<id>` target. Elsewhere (the web chat) admins see
-/// requests with `/approvals`, and WS clients through `plugin.approval.requested`.
-async fn notify_admins(
-    gw: &Arc<Gateway>,
-    caller: &CommandCaller,
-    policy: &command::CommandPolicy,
-    approval_id: &str,
-    template: &str,
-) {
-    let private_chat = |admin: &str| match caller.platform.as_str() {
-        "telegram" => Some(admin.to_owned()),
-        "discord" => Some(format!("{}{admin}", clawgate_channels::discord::USER_TARGET_PREFIX)),
-        _ => None,
-    };
-    if private_chat("0").is_none() {
-        return;
-    }
-    let account = caller.deliver_to.get("account").and_then(Value::as_str).unwrap_or("default").to_owned();
-    let who = match &caller.sender_username {
-        Some(u) => format!("{}:{} (@{u})", caller.platform, caller.sender_id),
-        None => format!("{}:{}", caller.platform, caller.sender_id),
-    };
-    let text = format!(
-        "[Approval Requested]\nID: {approval_id}\nTemplate: {template}\nRequested by: {who}\n\
-         Approve: /approve {approval_id}\nReject: /reject {approval_id} <reason>"
-    );
-    let items: Vec<clawgate_store::NewOutbound> = policy
-        .admins_on(&caller.platform)
-        .into_iter()
-        .filter(|admin| *admin != caller.sender_id)
-        .filter_map(|admin| {
-            let chat = private_chat(&admin)?;
-            let msg = clawgate_channels::OutboundMessage::text(&chat, None, text.clone());
-            Some(clawgate_store::NewOutbound {
-                idempotency_key: format!("approval:{approval_id}:{admin}"),
-                channel: caller.platform.clone(),
-                account: account.clone(),
-                chat_id: chat,
-                payload: serde_json::to_value(&msg).unwrap_or(Value::Null),
-            })
+            Ok(None) => format!("worker {} has no trace of prompt {prompt}\n", w.cfg.name),
+            Err(e) => format!("worker {} trace unavailable: {e}\n", w.cfg.name),
         })
-        .collect();
-    if items.is_empty() {
-        return;
     }
-    if let Err(e) = clawgate_store::ChannelStore::queue_outbound(&gw.store, &items, None, now_ms()).await {
-        tracing::error!(approval = %approval_id, error = %e, "cannot notify the admins");
+
+    /// `/approve`/`/reject` of an approval an `openclaw` worker holds; `None` when no worker knows
+    /// the id. An approved one runs there at once; clawgate adopts its prompt as a job whose images
+    /// come to this chat.
+    async fn decide_on_worker(
+        &self,
+        id: &str,
+        approve: bool,
+        who: &str,
+        reason: Option<&str>,
+        deliver_to: &Value,
+        requested_by: &Value,
+    ) -> Option<String> {
+        let mut found = None;
+        for w in self.openclaw_workers() {
+            let Some(oc) = w.openclaw() else { continue };
+            if let Ok(Some(a)) = oc.approval(id).await {
+                found = Some((w, a));
+                break;
+            }
+        }
+        let (w, approval) = found?;
+        let oc = w.openclaw()?;
+        if !approve {
+            return Some(match oc.reject(id, Some(who), reason).await {
+                Ok(_) => reply::rejected(id, reason),
+                Err(e) => reply::action_failed(&format!("worker {}: {e}", w.cfg.name)),
+            });
+        }
+        let outcome = match oc.approve(id, Some(who), true).await {
+            Ok(o) => o,
+            Err(e) => return Some(reply::action_failed(&format!("worker {}: {e}", w.cfg.name))),
+        };
+        let Some(prompt) = outcome.prompt_id.filter(|_| outcome.executed) else {
+            return Some(reply::approved(id, None, outcome.execution_error.as_deref()));
+        };
+        // A job of ours that the worker held for approval (its trace id is our tag) picks the
+        // prompt up itself and delivers to the chat that asked.
+        if let Some(job) = self.held_job(&approval).await {
+            return Some(format!(
+                "{}\nJob {} continues on worker {}",
+                reply::approved(id, Some(&prompt), None),
+                job.id,
+                w.cfg.name
+            ));
+        }
+        let new = NewJob {
+            id: format!("job_{}", uuid::Uuid::new_v4().simple()),
+            template_id: approval.template_id.clone(),
+            inputs: approval.inputs.clone(),
+            workflow: Value::Null,
+            deliver_to: Some(deliver_to.clone()),
+            requested_by: Some(requested_by.clone()),
+            approval_id: Some(id.to_owned()),
+            max_attempts: 1,
+            status: JobStatus::Running,
+        };
+        Some(match self.adopt_prompt(&w, &new, &prompt).await {
+            Ok(job) => {
+                format!("{}\nJob: {} on worker {}", reply::approved(id, Some(&prompt), None), job.id, w.cfg.name)
+            }
+            Err(e) => {
+                format!("{}\n(its images cannot be delivered here: {e})", reply::approved(id, Some(&prompt), None))
+            }
+        })
     }
-    gw.channels.kick_outbox(&clawgate_channels::AccountKey::new(&caller.platform, &account));
+
+    async fn is_local_schedule(&self, id: &str) -> bool {
+        self.openclaw_workers().is_empty() || matches!(self.store().get_cron_job(id).await, Ok(Some(_)))
+    }
+
+    /// `/schedule run|enable|disable` of a schedule an `openclaw` worker holds.
+    async fn worker_schedule(&self, action: command::ScheduleAction, id: &str) -> String {
+        for w in self.openclaw_workers() {
+            let Some(oc) = w.openclaw() else { continue };
+            let Ok(list) = oc.schedules().await else { continue };
+            let Some(sched) = list.into_iter().find(|s| s.schedule_id == id) else { continue };
+            let done = match action {
+                command::ScheduleAction::Run => oc.run_schedule(id).await,
+                command::ScheduleAction::Enable | command::ScheduleAction::Disable => {
+                    let want = action == command::ScheduleAction::Enable;
+                    if sched.enabled == want { Ok(()) } else { oc.toggle_schedule(id).await.map(|_| ()) }
+                }
+            };
+            return match done {
+                Ok(()) => format!("{} (worker {})", reply::schedule_done(action, id), w.cfg.name),
+                Err(e) => reply::action_failed(&format!("worker {}: {e}", w.cfg.name)),
+            };
+        }
+        reply::action_failed(&format!("no schedule {id}"))
+    }
+
+    /// The unfinished job of ours whose start the worker held with `approval` (its trace id is the
+    /// job's tag, `<job id>-<attempt>`).
+    async fn held_job(&self, approval: &RemoteApproval) -> Option<JobRecord> {
+        let trace = approval.raw.get("trace_id").and_then(Value::as_str)?;
+        let (job_id, _attempt) = trace.rsplit_once('-')?;
+        match self.store().get_job(job_id).await {
+            Ok(Some(job)) if !job.status.is_terminal() => Some(job),
+            _ => None,
+        }
+    }
+
+    /// Tells each admin (`comfy.commands.adminUsers`) on the requester's platform about a held
+    /// `/run`, with the commands that decide it, in a private message through the outbox (once per
+    /// approval and admin): on Telegram a user id is also the private chat's id; on Discord the
+    /// adapter opens the DM channel for a `user:<id>` target. Elsewhere (the web chat) admins see
+    /// requests with `/approvals`, and WS clients through `plugin.approval.requested`.
+    async fn notify_admins(
+        &self,
+        caller: &CommandCaller,
+        policy: &command::CommandPolicy,
+        approval_id: &str,
+        template: &str,
+    ) {
+        let private_chat = |admin: &str| match caller.platform.as_str() {
+            "telegram" => Some(admin.to_owned()),
+            "discord" => Some(format!("{}{admin}", clawgate_channels::discord::USER_TARGET_PREFIX)),
+            _ => None,
+        };
+        if private_chat("0").is_none() {
+            return;
+        }
+        let account = caller.deliver_to.get("account").and_then(Value::as_str).unwrap_or("default").to_owned();
+        let who = match &caller.sender_username {
+            Some(u) => format!("{}:{} (@{u})", caller.platform, caller.sender_id),
+            None => format!("{}:{}", caller.platform, caller.sender_id),
+        };
+        let text = format!(
+            "[Approval Requested]\nID: {approval_id}\nTemplate: {template}\nRequested by: {who}\n\
+         Approve: /approve {approval_id}\nReject: /reject {approval_id} <reason>"
+        );
+        let items: Vec<clawgate_store::NewOutbound> = policy
+            .admins_on(&caller.platform)
+            .into_iter()
+            .filter(|admin| *admin != caller.sender_id)
+            .filter_map(|admin| {
+                let chat = private_chat(&admin)?;
+                let msg = clawgate_channels::OutboundMessage::text(&chat, None, text.clone());
+                Some(clawgate_store::NewOutbound {
+                    idempotency_key: format!("approval:{approval_id}:{admin}"),
+                    channel: caller.platform.clone(),
+                    account: account.clone(),
+                    chat_id: chat,
+                    payload: serde_json::to_value(&msg).unwrap_or(Value::Null),
+                })
+            })
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        if let Err(e) = self.inner.host.outbox.queue(&items, None).await {
+            tracing::error!(approval = %approval_id, error = %e, "cannot notify the admins");
+        }
+    }
 }
 
 /// A template load error for a chat reply: paths are cut to their file name (chat users do not

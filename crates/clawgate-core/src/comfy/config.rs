@@ -19,56 +19,8 @@
 
 use std::path::{Path, PathBuf};
 
+use clawgate_comfy::pool::{OpenClawAuth, WorkerConfig};
 use clawgate_config::{ComfyWorker, Secret, WorkerMode};
-
-/// One ComfyUI server.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkerConfig {
-    /// Unique name (`gpu-a`).
-    pub name: String,
-    /// Base URL of its HTTP API. A password in it is a secret: the type shows it redacted
-    /// everywhere (`comfy.workers.list`, logs, `Debug`); only `expose()` gives the real URL.
-    pub url: clawgate_config::SecretUrl,
-    /// `comfyui` (clawgate drives native ComfyUI) or `openclaw` (through the ComfyUI-OpenClaw
-    /// extension's endpoints on the same server).
-    pub mode: String,
-    /// Credentials of an `openclaw` worker (`None` for `comfyui`).
-    pub openclaw: Option<OpenClawAuth>,
-    /// Jobs this gateway runs on it at once.
-    pub max_concurrent: usize,
-    /// Relative capacity when spreading jobs.
-    pub weight: f64,
-}
-
-/// How clawgate authenticates to a ComfyUI-OpenClaw extension. Debug output names which
-/// secrets are set, never their values.
-#[derive(Clone, PartialEq, Default)]
-pub struct OpenClawAuth {
-    /// `adminToken`: sent as `X-OpenClaw-Admin-Token` (triggers, approvals, schedules, trace,
-    /// jobs) — the extension's `OPENCLAW_ADMIN_TOKEN`.
-    pub admin_token: Option<String>,
-    /// `obsToken`: `X-OpenClaw-Obs-Token` for `/openclaw/templates` from a remote host.
-    pub obs_token: Option<String>,
-    /// `device.id`: `X-OpenClaw-Device-Id` for the bridge API.
-    pub device_id: Option<String>,
-    /// `device.token`: `X-OpenClaw-Device-Token` (the extension's
-    /// `OPENCLAW_BRIDGE_DEVICE_TOKEN` or an issued device token).
-    pub device_token: Option<String>,
-    /// `device.scopes`: `X-OpenClaw-Scopes` (default `job:submit`, `job:status`).
-    pub device_scopes: Vec<String>,
-}
-
-impl std::fmt::Debug for OpenClawAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenClawAuth")
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
-            .field("obs_token", &self.obs_token.as_ref().map(|_| "***"))
-            .field("device_id", &self.device_id)
-            .field("device_token", &self.device_token.as_ref().map(|_| "***"))
-            .field("device_scopes", &self.device_scopes)
-            .finish()
-    }
-}
 
 /// A secret of a worker, read now; `path` names it in errors.
 fn secret(secret: Option<&Secret>, path: &str, base_dir: &Path) -> Result<Option<String>, String> {

@@ -1,18 +1,15 @@
-//! Delivering a job's notices and outputs to the chat that asked: a channel's outbox, or a web
-//! chat session ([`super::webchat`]).
+//! Delivering a job's notices and outputs to a chat platform's chat (`deliver_to = {channel,
+//! account, chatId, threadId?}`) through the outbox: each item once per idempotency key. A web
+//! chat session is [`super::webchat`]'s.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde_json::Value;
 
 use clawgate_channels::{AccountKey, MediaSource, OutboundMedia, OutboundMessage};
-use clawgate_store::{ChannelStore, JobRecord, NewOutbound};
+use clawgate_store::{JobRecord, NewOutbound};
 
-use crate::gateway::Gateway;
-use crate::time::now_ms;
-
-use super::webchat;
+use crate::channels::Outbox;
 
 fn deliver_target(job: &JobRecord) -> Option<(AccountKey, String, Option<String>)> {
     let d = job.deliver_to.as_ref()?;
@@ -23,10 +20,7 @@ fn deliver_target(job: &JobRecord) -> Option<(AccountKey, String, Option<String>
     Some((AccountKey::new(channel, account), chat, thread))
 }
 
-pub(super) async fn deliver_text(gw: &Arc<Gateway>, job: &JobRecord, key: &str, text: &str) {
-    if webchat::is_target(job) {
-        return webchat::deliver_text(gw, job, key, text).await;
-    }
+pub(super) async fn deliver_text(outbox: &Outbox, job: &JobRecord, key: &str, text: &str) {
     let Some((account, chat, thread)) = deliver_target(job) else { return };
     let msg = OutboundMessage::text(&chat, thread, text);
     let item = NewOutbound {
@@ -36,18 +30,14 @@ pub(super) async fn deliver_text(gw: &Arc<Gateway>, job: &JobRecord, key: &str, 
         chat_id: chat,
         payload: serde_json::to_value(&msg).unwrap_or(Value::Null),
     };
-    if let Err(e) = gw.store.queue_outbound(&[item], None, now_ms()).await {
+    if let Err(e) = outbox.queue(&[item], None).await {
         tracing::error!(job = %job.id, error = %e, "cannot queue the job notice");
     }
-    gw.channels.kick_outbox(&account);
 }
 
 /// Queue every stored output of a completed job for its chat (each once: the outbox key is the
 /// job and file), then a summary line naming anything that could not be delivered.
-pub(super) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems: &[String]) {
-    if webchat::is_target(job) {
-        return webchat::deliver_outputs(gw, job, problems).await;
-    }
+pub(super) async fn deliver_outputs(outbox: &Outbox, job: &JobRecord, problems: &[String]) {
     let Some((account, chat, thread)) = deliver_target(job) else { return };
     let mut items = Vec::new();
     for out in job.outputs.as_array().into_iter().flatten() {
@@ -84,8 +74,7 @@ pub(super) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems
         chat_id: chat,
         payload: serde_json::to_value(&msg).unwrap_or(Value::Null),
     });
-    if let Err(e) = gw.store.queue_outbound(&items, None, now_ms()).await {
+    if let Err(e) = outbox.queue(&items, None).await {
         tracing::error!(job = %job.id, error = %e, "cannot queue the job's images");
     }
-    gw.channels.kick_outbox(&account);
 }

@@ -11,7 +11,6 @@
 //! Decisions map `allow-once` → approved and `deny` → rejected; `allow-always` is not offered
 //! (an approval holds one job).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -27,10 +26,12 @@ use clawgate_protocol::methods::approvals::{
 };
 use clawgate_store::{ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval};
 
-use crate::comfy::{APPROVAL_KIND, Decided, decide_approval};
+use crate::comfy::{APPROVAL_KIND, ComfyService, Decided};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::events::Events;
+use crate::gateway::Store;
+use crate::tasks::Tasks;
 use crate::time::now_ms;
 
 /// The kind of an approval created by `plugin.approval.request`; its payload is `{request}`.
@@ -158,10 +159,15 @@ fn timeout_param(timeout_ms: &Checked<u64>, default_ms: u64) -> Result<u64, Core
 
 /// Re-read the approval until it is no longer pending, `deadline_ms` passes or the gateway
 /// shuts down; the last record read. `None` if it does not exist.
-async fn wait_until_decided(gw: &Gateway, id: &str, deadline_ms: i64) -> Result<Option<ApprovalRecord>, CoreError> {
-    let shutdown = gw.shutdown_token();
+async fn wait_until_decided(
+    store: &Store,
+    tasks: &Tasks,
+    id: &str,
+    deadline_ms: i64,
+) -> Result<Option<ApprovalRecord>, CoreError> {
+    let shutdown = tasks.token();
     loop {
-        let Some(a) = gw.store.get_approval(id, now_ms()).await? else { return Ok(None) };
+        let Some(a) = store.get_approval(id, now_ms()).await? else { return Ok(None) };
         let left = deadline_ms - now_ms();
         if a.status != ApprovalStatus::Pending || left <= 0 {
             return Ok(Some(a));
@@ -190,7 +196,7 @@ fn decision_result(a: &ApprovalRecord) -> PluginApprovalDecisionResult {
 /// pending ones (what upstream lists); `status` (`pending`, `approved`, `rejected`,
 /// `expired` or `all`) is clawgate's, to look back at decisions and their reasons.
 pub async fn plugin_approval_list(
-    gw: &Arc<Gateway>,
+    store: &Store,
     params: PluginApprovalListParams,
 ) -> Result<PluginApprovalListResult, CoreError> {
     let status = match params.status.as_deref() {
@@ -200,7 +206,7 @@ pub async fn plugin_approval_list(
             CoreError::invalid(format!("status \"{s}\" is not one of pending, approved, rejected, expired, all"))
         })?),
     };
-    let list = gw.store.list_approvals(status, now_ms()).await?;
+    let list = store.list_approvals(status, now_ms()).await?;
     Ok(list.iter().map(entry).collect())
 }
 
@@ -208,7 +214,9 @@ pub async fn plugin_approval_list(
 /// expiresAtMs}` once decided or after `timeoutMs` (decision `null`). With `twoPhase` a first
 /// `res` `{status:"accepted", id, createdAtMs, expiresAtMs}` answers at once.
 pub async fn plugin_approval_request(
-    gw: &Arc<Gateway>,
+    store: &Store,
+    events: &Events,
+    tasks: &Tasks,
     ctx: &CallContext,
     params: PluginApprovalRequestParams,
 ) -> Result<PluginApprovalRequestResult, CoreError> {
@@ -242,8 +250,8 @@ pub async fn plugin_approval_request(
         requested_by: Some(json!({"client": ctx.client.client.0, "connId": ctx.client.conn_id})),
         expires_at_ms: now + timeout_ms as i64,
     };
-    let record = gw.store.create_approval(&new, now).await?;
-    gw.events.clients().broadcast(events::PLUGIN_APPROVAL_REQUESTED, &record_json(&record), None, true);
+    let record = store.create_approval(&new, now).await?;
+    events.clients().broadcast(events::PLUGIN_APPROVAL_REQUESTED, &record_json(&record), None, true);
     if params.two_phase == Some(true) {
         let accepted = PluginApprovalAccepted {
             status: "accepted",
@@ -254,7 +262,7 @@ pub async fn plugin_approval_request(
         let accepted = serde_json::to_value(accepted).map_err(CoreError::internal)?;
         let _ = ctx.client.send(ResponseFrame::ok(ctx.request_id.clone(), accepted).to_text());
     }
-    let last = wait_until_decided(gw, &record.id, record.expires_at_ms).await?.unwrap_or(record);
+    let last = wait_until_decided(store, tasks, &record.id, record.expires_at_ms).await?.unwrap_or(record);
     Ok(decision_result(&last))
 }
 
@@ -262,16 +270,17 @@ pub async fn plugin_approval_request(
 /// status, reason}`: at once if decided, else when it is decided, expires or `timeoutMs`
 /// (default and at most 600 000 ms) passes — then `decision` is `null`, `status` `pending`.
 pub async fn plugin_approval_wait_decision(
-    gw: &Arc<Gateway>,
+    store: &Store,
+    tasks: &Tasks,
     params: PluginApprovalWaitDecisionParams,
 ) -> Result<PluginApprovalWaitDecisionResult, CoreError> {
     let id = required(&params.id, "id", "plugin.approval.waitDecision")?;
     let timeout_ms = timeout_param(&params.timeout_ms, MAX_TIMEOUT_MS)?;
-    let Some(current) = gw.store.get_approval(id, now_ms()).await? else {
+    let Some(current) = store.get_approval(id, now_ms()).await? else {
         return Err(CoreError::ApprovalNotFound(format!("unknown approval id {id}")));
     };
     let deadline = (now_ms() + timeout_ms as i64).min(current.expires_at_ms);
-    let last = wait_until_decided(gw, id, deadline).await?.unwrap_or(current);
+    let last = wait_until_decided(store, tasks, id, deadline).await?.unwrap_or(current);
     Ok(decision_result(&last))
 }
 
@@ -279,7 +288,7 @@ pub async fn plugin_approval_wait_decision(
 /// `{ok:true, id, decision, status, reason, jobId?, jobStatus?}`. Approving releases a held
 /// job to the queue; denying cancels it and keeps `reason` (clawgate's addition to the params).
 pub async fn plugin_approval_resolve(
-    gw: &Arc<Gateway>,
+    comfy: &ComfyService,
     ctx: &CallContext,
     params: PluginApprovalResolveParams,
 ) -> Result<PluginApprovalResolveResult, CoreError> {
@@ -306,7 +315,7 @@ pub async fn plugin_approval_resolve(
             None => format!("client:{}", ctx.client.client.0),
         },
     };
-    let Some(Decided { approval, job }) = decide_approval(gw, id, approve, &who, reason).await? else {
+    let Some(Decided { approval, job }) = comfy.decide_approval(id, approve, &who, reason).await? else {
         return Err(CoreError::ApprovalNotFound(format!(
             "no pending approval {id} (unknown, already decided or expired)"
         )));

@@ -2,7 +2,6 @@
 //! clawgate's own methods for ComfyUI jobs (there is no upstream counterpart).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -12,11 +11,11 @@ use clawgate_protocol::methods::comfy::{
     ComfyJobsListResult, ComfyRunParams, ComfyRunResult, ComfyTemplateEntry, ComfyTemplateProblem,
     ComfyTemplatesListParams, ComfyTemplatesListResult, ComfyWorkersListParams, ComfyWorkersListResult, QueuePosition,
 };
-use clawgate_store::{JobQuery, JobStatus, JobStore};
+use clawgate_store::{JobQuery, JobStatus};
 
+use crate::comfy::ComfyService;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
 
 /// A required, non-empty string param, refused with upstream's wording.
 fn required(value: Option<String>, key: &str, method: &str) -> Result<String, CoreError> {
@@ -27,7 +26,7 @@ fn required(value: Option<String>, key: &str, method: &str) -> Result<String, Co
 
 /// `comfy.run {templateId, inputs?, prompt?, deliverTo?: {channel, accountId?, chatId, threadId?}}`
 /// → `{jobId, status, position}`.
-pub async fn run(gw: &Arc<Gateway>, ctx: &CallContext, params: ComfyRunParams) -> Result<ComfyRunResult, CoreError> {
+pub async fn run(comfy: &ComfyService, ctx: &CallContext, params: ComfyRunParams) -> Result<ComfyRunResult, CoreError> {
     let template = required(params.template_id, "templateId", "comfy.run")?;
     let mut inputs = BTreeMap::new();
     if let Some(obj) = params.inputs {
@@ -55,8 +54,7 @@ pub async fn run(gw: &Arc<Gateway>, ctx: &CallContext, params: ComfyRunParams) -
     };
     let requested_by = json!({"client": ctx.client.client.0, "mode": ctx.client.client.1});
     let (job, pos) =
-        crate::comfy::submit(gw, &template, &inputs, params.prompt.as_deref(), deliver_to, Some(requested_by), None)
-            .await?;
+        comfy.submit(&template, &inputs, params.prompt.as_deref(), deliver_to, Some(requested_by), None).await?;
     Ok(ComfyRunResult {
         job_id: job.id,
         status: job.status.as_str().to_owned(),
@@ -65,10 +63,10 @@ pub async fn run(gw: &Arc<Gateway>, ctx: &CallContext, params: ComfyRunParams) -
 }
 
 /// `comfy.jobs.get {jobId}` → `{job}`.
-pub async fn jobs_get(gw: &Arc<Gateway>, params: ComfyJobsGetParams) -> Result<ComfyJobsGetResult, CoreError> {
+pub async fn jobs_get(comfy: &ComfyService, params: ComfyJobsGetParams) -> Result<ComfyJobsGetResult, CoreError> {
     let id = required(params.job_id, "jobId", "comfy.jobs.get")?;
-    match gw.store.get_job(&id).await? {
-        Some(job) => Ok(ComfyJobsGetResult { job: crate::comfy::job_json(gw, &job).await }),
+    match comfy.get_job(&id).await? {
+        Some(job) => Ok(ComfyJobsGetResult { job: comfy.job_view(&job).await }),
         None => Err(CoreError::InvalidRequest {
             message: format!("no job {id}"),
             details: Some(json!({"code": "JOB_NOT_FOUND"})),
@@ -77,7 +75,7 @@ pub async fn jobs_get(gw: &Arc<Gateway>, params: ComfyJobsGetParams) -> Result<C
 }
 
 /// `comfy.jobs.list {status?: [..], limit?}` → `{jobs}` newest first.
-pub async fn jobs_list(gw: &Arc<Gateway>, params: ComfyJobsListParams) -> Result<ComfyJobsListResult, CoreError> {
+pub async fn jobs_list(comfy: &ComfyService, params: ComfyJobsListParams) -> Result<ComfyJobsListResult, CoreError> {
     let mut statuses = Vec::new();
     for name in params.status.unwrap_or_default() {
         let name = match name {
@@ -90,29 +88,32 @@ pub async fn jobs_list(gw: &Arc<Gateway>, params: ComfyJobsListParams) -> Result
         );
     }
     let limit = params.limit.unwrap_or(50).clamp(1, 500) as u32;
-    let jobs = gw.store.list_jobs(&JobQuery { statuses, limit, before_seq: None }).await?;
+    let jobs = comfy.list_jobs(&JobQuery { statuses, limit, before_seq: None }).await?;
     let mut out = Vec::with_capacity(jobs.len());
     for j in &jobs {
-        out.push(crate::comfy::job_json(gw, j).await);
+        out.push(comfy.job_view(j).await);
     }
     Ok(ComfyJobsListResult { jobs: out })
 }
 
 /// `comfy.jobs.cancel {jobId}` → `{jobId, cancelled, status}`.
-pub async fn jobs_cancel(gw: &Arc<Gateway>, params: ComfyJobsCancelParams) -> Result<ComfyJobsCancelResult, CoreError> {
+pub async fn jobs_cancel(
+    comfy: &ComfyService,
+    params: ComfyJobsCancelParams,
+) -> Result<ComfyJobsCancelResult, CoreError> {
     let id = required(params.job_id, "jobId", "comfy.jobs.cancel")?;
-    let before = crate::comfy::cancel(gw, &id).await?;
-    let status = gw.store.get_job(&id).await?.map(|j| j.status.as_str().to_owned());
+    let before = comfy.cancel(&id).await?;
+    let status = comfy.get_job(&id).await?.map(|j| j.status.as_str().to_owned());
     Ok(ComfyJobsCancelResult { job_id: id, cancelled: before.is_some(), status })
 }
 
 /// `comfy.templates.list` → `{templates: [{id, description, allowedInputs, defaults}],
 /// errors: [{id, error}]}` (`errors`: templates that could not be loaded, by name).
 pub async fn templates_list(
-    gw: &Arc<Gateway>,
+    comfy: &ComfyService,
     _: ComfyTemplatesListParams,
 ) -> Result<ComfyTemplatesListResult, CoreError> {
-    let lib = gw.comfy.library();
+    let lib = comfy.library();
     let templates = lib
         .as_ref()
         .map(|l| l.list())
@@ -135,6 +136,9 @@ pub async fn templates_list(
 }
 
 /// `comfy.workers.list` → `{workers: [{name, url, mode, healthy, queueRemaining, running}]}`.
-pub async fn workers_list(gw: &Arc<Gateway>, _: ComfyWorkersListParams) -> Result<ComfyWorkersListResult, CoreError> {
-    Ok(ComfyWorkersListResult { workers: gw.comfy.workers().iter().map(|w| w.summary()).collect() })
+pub async fn workers_list(
+    comfy: &ComfyService,
+    _: ComfyWorkersListParams,
+) -> Result<ComfyWorkersListResult, CoreError> {
+    Ok(ComfyWorkersListResult { workers: comfy.workers().iter().map(|w| w.summary()).collect() })
 }

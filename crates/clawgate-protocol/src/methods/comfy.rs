@@ -98,12 +98,59 @@ pub type ComfyJobsGetParams = ComfyJobIdParams;
 /// `comfy.jobs.cancel {jobId}`.
 pub type ComfyJobsCancelParams = ComfyJobIdParams;
 
-/// `comfy.jobs.get` → `{job}`. The job object is built by the comfy service (signed media
-/// URLs, worker, outputs); typing it is that service's step, so it is carried as JSON here.
+/// A job as clients see it (`comfy.jobs.get|list`, `/trace`). Fields are declared in the
+/// order of their wire names, so the object reads as it did when it was built as a JSON map.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComfyJob {
+    /// Dispatches so far.
+    pub attempts: i64,
+    /// When it was queued (ms since epoch).
+    pub created_at: i64,
+    /// When it reached a terminal status.
+    pub ended_at: Option<i64>,
+    /// The last failure.
+    pub error: Option<String>,
+    /// The job id.
+    pub id: String,
+    /// The inputs the template was rendered with.
+    pub inputs: Value,
+    /// Its stored outputs (empty until completed).
+    pub outputs: Vec<ComfyJobOutput>,
+    /// Its place in the queue while queued, else `null`.
+    pub position: Option<QueuePosition>,
+    /// The latest progress report (`{value, max}`), `null` before the first.
+    pub progress: Option<Value>,
+    /// ComfyUI's id of its prompt.
+    pub prompt_id: Option<String>,
+    /// When ComfyUI started the current attempt.
+    pub started_at: Option<i64>,
+    /// Where it stands (`queued`, `running`, `completed`, …).
+    pub status: String,
+    /// The template it was rendered from.
+    pub template: String,
+    /// The worker that holds (or last held) it.
+    pub worker: Option<String>,
+}
+
+/// One stored output of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComfyJobOutput {
+    /// Its size.
+    pub bytes: Option<u64>,
+    /// Its stored file name.
+    pub filename: Option<String>,
+    /// A signed `/media/<token>` link to it, good until the token's expiry; `null` when no
+    /// link could be signed.
+    pub media_url: Option<String>,
+}
+
+/// `comfy.jobs.get` → `{job}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComfyJobsGetResult {
     /// The job.
-    pub job: Value,
+    pub job: ComfyJob,
 }
 
 /// `comfy.jobs.list {status?, limit?}`.
@@ -121,8 +168,8 @@ pub struct ComfyJobsListParams {
 /// `comfy.jobs.list` → `{jobs}`, newest first (each as in [`ComfyJobsGetResult`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComfyJobsListResult {
-    /// The jobs, as the comfy service shows them.
-    pub jobs: Vec<Value>,
+    /// The jobs.
+    pub jobs: Vec<ComfyJob>,
 }
 
 /// `comfy.jobs.cancel` → `{jobId, cancelled, status}`.
@@ -175,11 +222,38 @@ pub struct ComfyTemplatesListResult {
 /// `comfy.workers.list` takes no params and ignores any.
 pub type ComfyWorkersListParams = AnyParams;
 
-/// `comfy.workers.list` → `{workers}`. Each worker's summary (`name`, `url`, `mode`, `healthy`,
-/// `queueRemaining`, `running`, …) is built by the comfy service's worker pool; typing it is
-/// that service's step, so it is carried as JSON here.
+/// One worker as `comfy.workers.list` shows it. Fields are declared in the order of their wire
+/// names, so the object reads as it did when it was built as a JSON map.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComfyWorker {
+    /// Whether its last probe succeeded.
+    pub healthy: bool,
+    /// The last probe or job error (URL passwords scrubbed), kept after it recovers.
+    pub last_error: Option<String>,
+    /// Jobs this gateway runs on it at once.
+    pub max_concurrent: usize,
+    /// `comfyui` or `openclaw`.
+    pub mode: String,
+    /// Its configured name.
+    pub name: String,
+    /// Prompts in its own queue (running and pending) at the last probe.
+    pub queue_remaining: Option<u64>,
+    /// Jobs this gateway runs on it now.
+    pub running: usize,
+    /// The extension's template ids (mode `openclaw`), once read.
+    pub templates: Option<Vec<String>>,
+    /// Its base URL, any password redacted.
+    pub url: String,
+    /// ComfyUI's or the extension's version, from its last probe.
+    pub version: Option<String>,
+    /// Its relative capacity when jobs are spread.
+    pub weight: f64,
+}
+
+/// `comfy.workers.list` → `{workers}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComfyWorkersListResult {
     /// One summary per configured worker.
-    pub workers: Vec<Value>,
+    pub workers: Vec<ComfyWorker>,
 }

@@ -1,0 +1,204 @@
+//! The worker pool and the dispatcher against fake ComfyUI servers on loopback, with an
+//! in-memory job store: failing over to the next worker, and reconciling after a restart.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use clawgate_comfy::client::ComfyClient;
+use clawgate_comfy::dispatch::{Dispatcher, JobChange, JobHost, OutputLimits};
+use clawgate_comfy::pool::{Pool, WorkerConfig};
+use clawgate_config::SecretUrl;
+use clawgate_store::{JobRecord, JobStatus, JobStore, NewJob, SqliteStore};
+use clawgate_testkit::fake_comfy::FakeComfy;
+use clawgate_testkit::wait::wait_until;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Per job, the output file names delivered.
+type Deliveries = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
+/// What the gateway would do, recorded: the changes told to clients and the deliveries.
+#[derive(Clone)]
+struct TestHost {
+    store: SqliteStore,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    changes: Arc<Mutex<Vec<(String, JobChange)>>>,
+    delivered: Deliveries,
+}
+
+impl TestHost {
+    async fn new() -> Self {
+        Self {
+            store: SqliteStore::open_in_memory().await.expect("in-memory store"),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            changes: Arc::default(),
+            delivered: Arc::default(),
+        }
+    }
+
+    /// The output file names delivered for `job_id`, once delivered.
+    fn delivered(&self, job_id: &str) -> Option<Vec<String>> {
+        let delivered = self.delivered.lock().unwrap_or_else(PoisonError::into_inner);
+        delivered.iter().find(|(id, _)| id == job_id).map(|(_, files)| files.clone())
+    }
+
+    fn completed(&self, job_id: &str) -> bool {
+        let changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        changes.iter().any(|(id, c)| id == job_id && *c == JobChange::Completed)
+    }
+
+    async fn stop(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl JobHost for TestHost {
+    type Jobs = SqliteStore;
+
+    fn jobs(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    fn shutdown(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    async fn job_changed(&self, job: &JobRecord, change: JobChange) {
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner).push((job.id.clone(), change));
+    }
+
+    async fn deliver_text(&self, _job: &JobRecord, _key: &str, _text: &str) {}
+
+    async fn deliver_outputs(&self, job: &JobRecord, _problems: &[String]) {
+        let files = job
+            .outputs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| Some(o.get("filename")?.as_str()?.to_owned()))
+            .collect();
+        self.delivered.lock().unwrap_or_else(PoisonError::into_inner).push((job.id.clone(), files));
+    }
+}
+
+fn workflow(color: u32) -> Value {
+    json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": color}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "pool"}}
+    })
+}
+
+fn worker(name: &str, fake: &FakeComfy) -> WorkerConfig {
+    WorkerConfig {
+        name: name.into(),
+        url: SecretUrl::new(fake.base_url()),
+        mode: "comfyui".into(),
+        openclaw: None,
+        max_concurrent: 1,
+        weight: 1.0,
+    }
+}
+
+fn dispatcher(host: &TestHost, workers: &[WorkerConfig], media: &Path) -> Dispatcher<TestHost> {
+    let pool = Arc::new(Pool::new(workers, &media.join("no-templates"), "clawgate-test"));
+    let limits = OutputLimits { media_dir: media.to_owned(), max_images: 8, max_bytes: 1 << 20 };
+    Dispatcher::new(pool, host.clone(), limits)
+}
+
+fn new_job(id: &str, color: u32) -> NewJob {
+    NewJob {
+        id: id.into(),
+        template_id: "solid".into(),
+        inputs: json!({}),
+        workflow: workflow(color),
+        deliver_to: None,
+        requested_by: None,
+        approval_id: None,
+        max_attempts: 3,
+        status: JobStatus::Queued,
+    }
+}
+
+async fn job(host: &TestHost, id: &str) -> JobRecord {
+    host.store.get_job(id).await.expect("store").expect("job")
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_runs_on_the_next_worker() -> anyhow::Result<()> {
+    let (first, second) = (FakeComfy::start().await?, FakeComfy::start().await?);
+    let media = tempfile::tempdir()?;
+    let host = TestHost::new().await;
+    let d = dispatcher(&host, &[worker("first", &first), worker("second", &second)], media.path());
+    d.start().await;
+    assert!(d.pool().workers().iter().all(|w| w.healthy()), "both answered the first probe");
+
+    // The first worker dies after its probe: the pool still thinks it healthy and tries it.
+    first.kill();
+    host.store.insert_job(&new_job("job_a", 0x00FF00), 0).await?;
+    d.pool().kick();
+
+    wait_until(WAIT, "the job completed", || async { host.completed("job_a").then_some(()) }).await?;
+    let done = job(&host, "job_a").await;
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.worker.as_deref(), Some("second"));
+    assert_eq!(done.attempts, 2, "one try on the dead worker, one on the next");
+    assert_eq!(second.completed_count(), 1);
+    let dead = d.pool().worker("first").expect("first");
+    assert!(!dead.healthy(), "the failed try marked it down");
+    assert!(dead.summary().last_error.is_some());
+    let files = host.delivered("job_a").expect("delivered");
+    assert_eq!(files.len(), 1);
+    assert!(media.path().join("job_a").join(&files[0]).is_file(), "the output is stored");
+    host.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn after_a_restart_a_finished_prompt_is_completed_and_a_lost_one_runs_again() -> anyhow::Result<()> {
+    let fake = FakeComfy::start().await?;
+    let media = tempfile::tempdir()?;
+    let host = TestHost::new().await;
+    let client = ComfyClient::new(&fake.base_url(), "previous-gateway")?;
+
+    // A previous gateway started `job_done` on the worker and died before hearing it finish;
+    // `job_lost` it recorded as running on a prompt the worker no longer knows.
+    host.store.insert_job(&new_job("job_done", 0x0000FF), 0).await?;
+    host.store.claim_next_queued("gpu", 1).await?.expect("claimed");
+    let prompt = client.submit(&workflow(0x0000FF)).await?.prompt_id;
+    client.wait_for(&prompt, WAIT, |_| {}).await?;
+    host.store.set_job_running("job_done", &prompt, 2).await?;
+    host.store.insert_job(&new_job("job_lost", 0xFF0000), 3).await?;
+    host.store.claim_next_queued("gpu", 4).await?.expect("claimed");
+    host.store.set_job_running("job_lost", "prompt-from-before-a-worker-restart", 5).await?;
+
+    let d = dispatcher(&host, &[worker("gpu", &fake)], media.path());
+    d.start().await;
+
+    wait_until(WAIT, "both jobs completed", || async {
+        (host.completed("job_done") && host.completed("job_lost")).then_some(())
+    })
+    .await?;
+    let done = job(&host, "job_done").await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Completed, 1), "followed, not run again");
+    assert_eq!(done.prompt_id.as_deref(), Some(prompt.as_str()));
+    let lost = job(&host, "job_lost").await;
+    assert_eq!((lost.status, lost.attempts), (JobStatus::Completed, 2), "requeued and run again");
+    assert_eq!(fake.submitted().len(), 2, "the finished prompt was not submitted again");
+    assert!(host.delivered("job_done").is_some_and(|f| f.len() == 1));
+    host.stop().await;
+    Ok(())
+}
