@@ -20,6 +20,7 @@ use clawgate_channels::{WebhookError, WebhookRequest};
 use clawgate_core::Gateway;
 use clawgate_core::auth::{Peer, limiter_bucket};
 use clawgate_core::channels::GatewayIngress;
+use clawgate_core::handshake::AuthService;
 use clawgate_core::settings::RateLimitSettings;
 
 /// Largest webhook body taken (a Telegram update is a few KiB).
@@ -37,7 +38,12 @@ const WEBHOOK_FAILURES: RateLimitSettings = RateLimitSettings {
     exempt_loopback: false,
 };
 
-pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+pub(crate) async fn layer(
+    State(auth): State<AuthService>,
+    State(gw): State<Arc<Gateway>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }
@@ -52,7 +58,7 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let peer = Peer { ip, forwarded: Peer::FORWARDING_HEADERS.iter().any(|h| req.headers().contains_key(*h)) };
-    let locked = gw.webhook_failures.lock().check(peer, &WEBHOOK_FAILURES, Instant::now());
+    let locked = auth.webhook_failures().lock().check(peer, &WEBHOOK_FAILURES, Instant::now());
     if let Err(wait) = locked {
         return throttled(wait);
     }
@@ -71,7 +77,7 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(WebhookError::NotFound) => (StatusCode::NOT_FOUND, "Not Found").into_response(),
         Err(WebhookError::Unauthorized) => {
-            let recorded = gw.webhook_failures.lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());
+            let recorded = auth.webhook_failures().lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());
             let bucket = limiter_bucket(ip);
             // One WARN when a bucket starts failing and one when it is locked out; the rest are
             // counted without a line each.

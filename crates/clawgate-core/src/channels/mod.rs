@@ -109,7 +109,7 @@ struct Inner {
     /// Every account's receive loop, sender and routing task runs under it.
     tasks: Tasks,
     /// Where `channels.*` is read from (at start and at each reload).
-    config: Arc<ConfigService>,
+    config: ConfigService,
     /// The durable outbox; each running account's sender is attached to it.
     outbox: Outbox,
     /// A config change touched `channels.*`: the reload loop re-reads it.
@@ -129,7 +129,7 @@ impl std::fmt::Debug for ChannelService {
 
 impl ChannelService {
     /// No account running yet; [`start`] starts the configured ones.
-    pub fn new(store: Store, events: Events, tasks: Tasks, config: Arc<ConfigService>, outbox: Outbox) -> Self {
+    pub fn new(store: Store, events: Events, tasks: Tasks, config: ConfigService, outbox: Outbox) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,

@@ -1,7 +1,5 @@
 //! `device.pair.*` and `device.token.*`.
 
-use std::sync::Arc;
-
 use clawgate_protocol::close;
 use clawgate_protocol::methods::devices::*;
 use clawgate_store::{
@@ -11,7 +9,8 @@ use clawgate_store::{
 use crate::broadcast::AuthKind;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::events::Events;
+use crate::pairing::PairingService;
 use crate::time::now_ms;
 
 fn request_entry(r: &PairingRequest) -> PairingRequestEntry {
@@ -64,9 +63,12 @@ fn resolved_by(ctx: &CallContext) -> String {
 }
 
 /// `device.pair.list` → `{pending, paired}`.
-pub async fn device_pair_list(gw: &Arc<Gateway>, _: DevicePairListParams) -> Result<DevicePairListResult, CoreError> {
-    let pending = gw.store.list_pending().await?;
-    let paired = gw.store.list_paired().await?;
+pub async fn device_pair_list(
+    pairing: &PairingService,
+    _: DevicePairListParams,
+) -> Result<DevicePairListResult, CoreError> {
+    let pending = pairing.store().list_pending().await?;
+    let paired = pairing.store().list_paired().await?;
     Ok(DevicePairListResult {
         pending: pending.iter().map(request_entry).collect(),
         paired: paired.into_iter().map(device_entry).collect(),
@@ -101,19 +103,18 @@ pub fn grantable_by(ctx: &CallContext, requested: &[String]) -> Result<Vec<Strin
 /// `device.pair.approve {requestId}` → pairs the device; broadcasts `device.pair.resolved`.
 /// The caller must hold every scope the request asks for ([`grantable_by`]).
 pub async fn device_pair_approve(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
     ctx: &CallContext,
     p: DevicePairApproveParams,
 ) -> Result<DevicePairApproveResult, CoreError> {
-    let _pairing = gw.pairing.lock().lock().await;
-    let request = gw
-        .store
+    let _pairing = pairing.lock().lock().await;
+    let request = pairing
+        .store()
         .get_request(&p.request_id)
         .await?
         .ok_or_else(|| CoreError::NotFound(format!("unknown pairing request: {}", p.request_id)))?;
     grantable_by(ctx, &request.scopes)?;
-    let device =
-        gw.pairing.approve(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
+    let device = pairing.approve(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
     tracing::info!(request = %p.request_id, device = %device.device_id, "pairing request approved");
     Ok(DevicePairApproveResult {
         request_id: p.request_id,
@@ -125,11 +126,11 @@ pub async fn device_pair_approve(
 
 /// `device.pair.reject {requestId}` → marks the request rejected; broadcasts `device.pair.resolved`.
 pub async fn device_pair_reject(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
     ctx: &CallContext,
     p: DevicePairRejectParams,
 ) -> Result<DevicePairRejectResult, CoreError> {
-    let r = gw.pairing.reject(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
+    let r = pairing.reject(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
     tracing::info!(request = %p.request_id, device = %r.device_id, "pairing request rejected");
     Ok(DevicePairRejectResult { request_id: p.request_id, device_id: r.device_id, decision: PairDecision::Rejected })
 }
@@ -137,11 +138,12 @@ pub async fn device_pair_reject(
 /// `device.pair.remove {deviceId}` → unpairs the device, revokes its tokens and closes its
 /// sockets with 4001.
 pub async fn device_pair_remove(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
+    events: &Events,
     p: DevicePairRemoveParams,
 ) -> Result<DevicePairRemoveResult, CoreError> {
-    let removed = gw.store.remove_paired(&p.device_id).await?;
-    let closed = gw.clients.close_where(
+    let removed = pairing.store().remove_paired(&p.device_id).await?;
+    let closed = events.clients().close_where(
         |c| c.device_id.as_deref() == Some(p.device_id.as_str()),
         close::CREDENTIALS_CHANGED,
         close::REASON_DEVICE_REVOKED,
@@ -155,12 +157,12 @@ pub async fn device_pair_remove(
 /// learns that it was rotated but not the secret. The new token's scopes must be within the
 /// device's approved scopes and within the caller's own ([`grantable_by`]).
 pub async fn device_token_rotate(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
     ctx: &CallContext,
     p: DeviceTokenRotateParams,
 ) -> Result<DeviceTokenRotateResult, CoreError> {
-    let device = gw
-        .store
+    let device = pairing
+        .store()
         .get_paired(&p.device_id)
         .await?
         .ok_or_else(|| CoreError::NotFound(format!("unknown device: {}", p.device_id)))?;
@@ -171,7 +173,7 @@ pub async fn device_token_rotate(
     if !clawgate_protocol::scopes::all_covered(&scopes, &device.scopes) {
         return Err(CoreError::invalid("requested scopes exceed the device's approved scopes"));
     }
-    let (token, record) = gw.store.issue(&p.device_id, &p.role, &scopes, now_ms()).await?;
+    let (token, record) = pairing.store().issue(&p.device_id, &p.role, &scopes, now_ms()).await?;
     let same_device = ctx.client.device_id.as_deref() == Some(p.device_id.as_str());
     let in_band = same_device || ctx.client.has_scope(clawgate_protocol::scopes::ADMIN);
     Ok(DeviceTokenRotateResult {
@@ -186,11 +188,12 @@ pub async fn device_token_rotate(
 /// `device.token.revoke {deviceId, role}` → the device token stops working; sockets that
 /// authenticated with it are closed with 4001.
 pub async fn device_token_revoke(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
+    events: &Events,
     p: DeviceTokenRevokeParams,
 ) -> Result<DeviceTokenRevokeResult, CoreError> {
-    let revoked = gw.store.revoke(&p.device_id, &p.role, now_ms()).await?;
-    gw.clients.close_where(
+    let revoked = pairing.store().revoke(&p.device_id, &p.role, now_ms()).await?;
+    events.clients().close_where(
         |c| c.device_id.as_deref() == Some(p.device_id.as_str()) && c.role == p.role && c.auth_kind == AuthKind::Device,
         close::CREDENTIALS_CHANGED,
         close::REASON_DEVICE_REVOKED,
