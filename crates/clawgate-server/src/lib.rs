@@ -73,7 +73,13 @@ impl AppState {
             settings: gw.shared_settings().clone(),
             store: gw.store.clone(),
             tasks: gw.tasks().clone(),
-            api: http_api::Api::new(&gw),
+            api: http_api::Api::new(
+                gw.agents.clone(),
+                gw.store.clone(),
+                gw.events.clone(),
+                gw.config.clone(),
+                gw.auth.clone(),
+            ),
             gw,
         }
     }

@@ -143,7 +143,7 @@ pub(crate) async fn intercept(State(api): State<Api>, req: Request, next: Next) 
     if websocket {
         return next.run(req).await;
     }
-    let Some((config, sub)) = HooksConfig::for_path(&api.gw.config, req.uri().path()) else {
+    let Some((config, sub)) = HooksConfig::for_path(&api.config, req.uri().path()) else {
         return next.run(req).await;
     };
     let response = handle(&api, &config, &sub, req).await.unwrap_or_else(IntoResponse::into_response);
@@ -200,9 +200,9 @@ async fn handle(api: &Api, config: &HooksConfig, sub: &str, req: Request) -> Res
         _ => Map::new(),
     };
     if sub == "wake" {
-        wake(&api.gw.agents, &api.gw.store, &api.gw.events, config, &payload).await
+        wake(&api.agents, &api.store, &api.events, config, &payload).await
     } else {
-        agent_hook(&api.gw.agents, config, &parts.headers, &payload).await
+        agent_hook(&api.agents, config, &parts.headers, &payload).await
     }
 }
 

@@ -50,21 +50,21 @@ fn model_ids(agents: &AgentService) -> Vec<String> {
 
 /// `GET /v1/models` — the agent targets, in the real gateway's shape.
 pub(crate) async fn list_models(State(api): State<Api>, req: Request) -> Response {
-    let enabled = models_enabled(&api.gw.config);
+    let enabled = models_enabled(&api.config);
     if let Err(refused) = gate(&api, req, enabled, Method::GET).await {
         return refused;
     }
-    let data: Vec<Value> = model_ids(&api.gw.agents).iter().map(|id| model_object(id)).collect();
+    let data: Vec<Value> = model_ids(&api.agents).iter().map(|id| model_object(id)).collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 /// `GET /v1/models/{id}` — one agent target (the id may contain `/`, sent raw or as `%2F`).
 pub(crate) async fn get_model(State(api): State<Api>, Path(id): Path<String>, req: Request) -> Response {
-    let enabled = models_enabled(&api.gw.config);
+    let enabled = models_enabled(&api.config);
     if let Err(refused) = gate(&api, req, enabled, Method::GET).await {
         return refused;
     }
-    if model_ids(&api.gw.agents).contains(&id) {
+    if model_ids(&api.agents).contains(&id) {
         axum::Json(model_object(&id)).into_response()
     } else {
         OpenAiError::model_not_found(&id).into_response()
@@ -73,7 +73,7 @@ pub(crate) async fn get_model(State(api): State<Api>, Path(id): Path<String>, re
 
 /// `POST /v1/chat/completions` — run the last user message as one agent turn.
 pub(crate) async fn chat_completions(State(api): State<Api>, req: Request) -> Response {
-    let enabled = chat_enabled(&api.gw.config);
+    let enabled = chat_enabled(&api.config);
     let (parts, body) = match gate(&api, req, enabled, Method::POST).await {
         Ok(ok) => ok,
         Err(refused) => return refused,
@@ -130,19 +130,18 @@ impl ChatRequest {
 }
 
 async fn chat(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, OpenAiError> {
-    let gw = &api.gw;
     // The permit lives until the answer is complete (moved into the event stream when streaming):
     // the prompt taken from the body is held by the run until then.
     let (body, permit) = read_json(&api.bodies, headers, body, CHAT_BODY_LIMIT, BODY_TIMEOUT).await?;
     let req = ChatRequest::parse(body);
-    let agent_id = run::resolve_agent(&gw.agents, headers, &req.model)?;
+    let agent_id = run::resolve_agent(&api.agents, headers, &req.model)?;
     let Some(prompt) = req.prompt else {
         return Err(OpenAiError::invalid("Missing user message in `messages`."));
     };
-    let session = run::resolve_session(&gw.agents, headers, &agent_id, "openai", req.user.as_deref())?;
+    let session = run::resolve_session(&api.agents, headers, &agent_id, "openai", req.user.as_deref())?;
     let id = format!("chatcmpl_{}", uuid::Uuid::new_v4());
     let live = LiveRun::start(
-        &gw.agents,
+        &api.agents,
         RunRequest {
             run_id: id,
             session_key: session.key,

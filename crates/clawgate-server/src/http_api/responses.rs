@@ -30,7 +30,7 @@ fn enabled(config: &ConfigService) -> bool {
 
 /// `POST /v1/responses`.
 pub(crate) async fn create(State(api): State<Api>, req: Request) -> Response {
-    let on = enabled(&api.gw.config);
+    let on = enabled(&api.config);
     let (parts, body) = match gate(&api, req, on, Method::POST).await {
         Ok(ok) => ok,
         Err(refused) => return refused,
@@ -102,12 +102,11 @@ async fn previous_session(store: &Store, id: &str) -> Result<run::Session, OpenA
 }
 
 async fn respond(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, OpenAiError> {
-    let gw = &api.gw;
     // Held until the answer is complete, like the chat completion's (see `BODY_BUDGET_BYTES`).
     let (mut body, permit) = read_json(&api.bodies, headers, body, RESPONSES_BODY_LIMIT, BODY_TIMEOUT).await?;
     let model = body.get("model").and_then(Value::as_str).unwrap_or("openclaw").to_owned();
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let agent_id = run::resolve_agent(&gw.agents, headers, &model)?;
+    let agent_id = run::resolve_agent(&api.agents, headers, &model)?;
     let Some(prompt) = input_prompt(body.get_mut("input").map(Value::take)) else {
         return Err(OpenAiError::invalid("Missing user message in `input`."));
     };
@@ -116,15 +115,15 @@ async fn respond(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response,
     let extra_system = (!extra.is_empty()).then(|| extra.join("\n\n"));
     let previous = body.get("previous_response_id").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
     let session = match previous {
-        Some(id) if headers.get("x-openclaw-session-key").is_none() => previous_session(&gw.store, id).await?,
+        Some(id) if headers.get("x-openclaw-session-key").is_none() => previous_session(&api.store, id).await?,
         _ => {
             let user = body.get("user").and_then(Value::as_str);
-            run::resolve_session(&gw.agents, headers, &agent_id, "openresponses", user)?
+            run::resolve_session(&api.agents, headers, &agent_id, "openresponses", user)?
         }
     };
     drop(body);
     let live = LiveRun::start(
-        &gw.agents,
+        &api.agents,
         RunRequest {
             run_id: format!("resp_{}", uuid::Uuid::new_v4()),
             session_key: session.key,
