@@ -85,7 +85,8 @@ impl AuthService {
         self.inner.limiter.lock().record_success(ip);
     }
 
-    /// Decide whether a `connect` is admitted (see [`admit`]).
+    /// Decide whether a `connect` is admitted: an [`Admission`] (what `hello-ok.auth` reports),
+    /// or the [`Rejection`] to answer and close with.
     pub async fn admit(&self, meta: &ConnMeta, p: &ConnectParams) -> Result<Admission, Rejection> {
         admit(&self.inner, meta, p).await
     }

@@ -7,7 +7,6 @@
 //! whatever clawgate could not take.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, to_bytes};
@@ -17,9 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use clawgate_channels::{WebhookError, WebhookRequest};
-use clawgate_core::Gateway;
 use clawgate_core::auth::{Peer, limiter_bucket};
-use clawgate_core::channels::GatewayIngress;
+use clawgate_core::channels::{ChannelService, GatewayIngress};
 use clawgate_core::handshake::AuthService;
 use clawgate_core::settings::RateLimitSettings;
 
@@ -40,7 +38,8 @@ const WEBHOOK_FAILURES: RateLimitSettings = RateLimitSettings {
 
 pub(crate) async fn layer(
     State(auth): State<AuthService>,
-    State(gw): State<Arc<Gateway>>,
+    State(channels): State<ChannelService>,
+    State(ingress): State<GatewayIngress>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -48,7 +47,7 @@ pub(crate) async fn layer(
         return next.run(req).await;
     }
     let path = req.uri().path().to_owned();
-    let Some(rt) = gw.channels.accounts().into_iter().find(|rt| rt.channel.webhook_path().as_deref() == Some(&path))
+    let Some(rt) = channels.accounts().into_iter().find(|rt| rt.channel.webhook_path().as_deref() == Some(&path))
     else {
         return next.run(req).await;
     };
@@ -72,7 +71,6 @@ pub(crate) async fn layer(
         Ok(b) => b,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "webhook body too large").into_response(),
     };
-    let ingress = GatewayIngress::new(&gw);
     match rt.channel.handle_webhook(WebhookRequest { headers: &headers, body: &bytes }, &ingress).await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(WebhookError::NotFound) => (StatusCode::NOT_FOUND, "Not Found").into_response(),

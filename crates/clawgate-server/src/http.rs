@@ -1,7 +1,6 @@
 //! Plain HTTP routes on the gateway port.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
@@ -9,10 +8,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use clawgate_core::Gateway;
 use clawgate_core::config_service::ConfigService;
 use clawgate_core::gateway::Store;
 use clawgate_core::health::HealthService;
+use clawgate_core::media::MediaSigner;
 use clawgate_core::tasks::Tasks;
 
 use crate::{webchat, ws};
@@ -25,9 +24,8 @@ pub(crate) struct Front {
     pub(crate) ws: ws::Connections,
     /// The web chat's settings (`gateway.controlUi.*`).
     pub(crate) config: ConfigService,
-    /// Media below the web chat's base path: `media::open` still takes the gateway until the
-    /// channels step of issue 11 gives it a handle.
-    pub(crate) gw: Arc<Gateway>,
+    /// Media links below the web chat's base path.
+    pub(crate) media: MediaSigner,
 }
 
 /// `GET /healthz` — liveness, no auth.
@@ -79,7 +77,7 @@ pub(crate) async fn root(
     if upgrade.is_err()
         && let Some(token) = webchat::media_token(&front.config, &method, uri.path())
     {
-        return crate::media::serve(&front.gw.media, &token).await;
+        return crate::media::serve(&front.media, &token).await;
     }
     upgrade_or_page(front, addr, &method, &uri, &headers, upgrade)
 }
@@ -97,7 +95,7 @@ pub(crate) async fn fallback(
     if upgrade.is_err()
         && let Some(token) = webchat::media_token(&front.config, &method, uri.path())
     {
-        return crate::media::serve(&front.gw.media, &token).await;
+        return crate::media::serve(&front.media, &token).await;
     }
     upgrade_or_page(front, addr, &method, &uri, &headers, upgrade)
 }

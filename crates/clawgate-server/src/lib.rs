@@ -24,10 +24,12 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use clawgate_core::Gateway;
+use clawgate_core::channels::{ChannelService, GatewayIngress};
 use clawgate_core::dispatch::Dispatcher;
 use clawgate_core::gateway::Store;
 use clawgate_core::handshake::AuthService;
 use clawgate_core::health::HealthService;
+use clawgate_core::media::MediaSigner;
 use clawgate_core::settings::SharedSettings;
 use clawgate_core::tasks::Tasks;
 
@@ -49,9 +51,11 @@ pub(crate) struct AppState {
     tasks: Tasks,
     /// The HTTP API's handles.
     api: http_api::Api,
-    /// `/media/{token}` and channel webhooks: their core entry points (`media::open`, the channel
-    /// ingress) still take the gateway until the channels step of issue 11 gives them handles.
-    gw: Arc<Gateway>,
+    /// `/media/{token}`.
+    media: MediaSigner,
+    /// Channel webhooks: the running accounts (their webhook paths) and where updates go.
+    channels: ChannelService,
+    ingress: GatewayIngress,
 }
 
 impl AppState {
@@ -66,7 +70,7 @@ impl AppState {
                     dispatcher: Dispatcher::new(gw.clone()),
                 },
                 config: gw.config.clone(),
-                gw: gw.clone(),
+                media: gw.media.clone(),
             },
             auth: gw.auth.clone(),
             health: gw.health.clone(),
@@ -80,7 +84,9 @@ impl AppState {
                 gw.config.clone(),
                 gw.auth.clone(),
             ),
-            gw,
+            media: gw.media.clone(),
+            channels: gw.channels.clone(),
+            ingress: GatewayIngress::new(&gw),
         }
     }
 }
@@ -103,7 +109,9 @@ state_parts! {
     store: Store,
     tasks: Tasks,
     api: http_api::Api,
-    gw: Arc<Gateway>,
+    media: MediaSigner,
+    channels: ChannelService,
+    ingress: GatewayIngress,
 }
 
 /// Build the router for a gateway.

@@ -2,40 +2,14 @@
 
 use clawgate_protocol::close;
 use clawgate_protocol::methods::devices::*;
-use clawgate_store::{
-    DeviceStore, DeviceTokenStore, PairedDevice, PairingRequest, PairingStatus, PairingStore, StoreError,
-};
+use clawgate_store::{DeviceStore, DeviceTokenStore, PairedDevice, PairingStore, StoreError};
 
 use crate::broadcast::AuthKind;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::events::Events;
+use crate::events::{Events, pair_requested_payload};
 use crate::pairing::PairingService;
 use crate::time::now_ms;
-
-fn request_entry(r: &PairingRequest) -> PairingRequestEntry {
-    PairingRequestEntry {
-        request_id: r.request_id.clone(),
-        device_id: r.device_id.clone(),
-        public_key: r.public_key.clone(),
-        role: r.role.clone(),
-        scopes: r.scopes.clone(),
-        reason: r.reason.clone(),
-        status: match r.status {
-            PairingStatus::Pending => PairingRequestStatus::Pending,
-            PairingStatus::Approved => PairingRequestStatus::Approved,
-            PairingStatus::Rejected => PairingRequestStatus::Rejected,
-        },
-        ts: r.updated_at_ms,
-        created_at_ms: r.created_at_ms,
-        display_name: r.display_name.clone(),
-        platform: r.platform.clone(),
-        device_family: r.device_family.clone(),
-        client_id: r.client_id.clone(),
-        client_mode: r.client_mode.clone(),
-        remote_ip: r.remote_ip.clone(),
-    }
-}
 
 fn device_entry(d: PairedDevice) -> PairedDeviceEntry {
     PairedDeviceEntry {
@@ -62,7 +36,8 @@ fn resolved_by(ctx: &CallContext) -> String {
     }
 }
 
-/// `device.pair.list` → `{pending, paired}`.
+/// `device.pair.list` → `{pending, paired}`; a pending entry is the request as
+/// `device.pair.requested` announced it (schema `DevicePairRequestedEvent`).
 pub async fn device_pair_list(
     pairing: &PairingService,
     _: DevicePairListParams,
@@ -70,7 +45,8 @@ pub async fn device_pair_list(
     let pending = pairing.store().list_pending().await?;
     let paired = pairing.store().list_paired().await?;
     Ok(DevicePairListResult {
-        pending: pending.iter().map(request_entry).collect(),
+        // A pending request is never silent: silent ones are approved as they are made.
+        pending: pending.iter().map(|r| pair_requested_payload(r, false)).collect(),
         paired: paired.into_iter().map(device_entry).collect(),
     })
 }
