@@ -99,18 +99,21 @@ impl StoredRequest {
 }
 
 impl RunRequest {
-    /// The stored request, with `message` (moved in: the whole message, or a stateless run's
-    /// excerpt with `whole_bytes` the size of what was cut).
-    fn to_stored(&self, message: String, whole_bytes: Option<usize>) -> StoredRequest {
-        StoredRequest {
+    /// The stored request as JSON, with `message` (the whole message, or a stateless run's
+    /// excerpt with `whole_bytes` the size of what was cut) moved in: serialising a
+    /// [`StoredRequest`] holding it would copy a message of up to 25 MiB once more.
+    fn to_stored(&self, message: String, whole_bytes: Option<usize>) -> Result<Value, serde_json::Error> {
+        let mut stored = serde_json::to_value(StoredRequest {
             agent_id: self.agent_id.clone(),
             timeout_ms: self.timeout.map(|d| d.as_millis() as u64),
             extra_system_prompt: self.extra_system.clone(),
             client: self.client.clone(),
-            message,
+            message: String::new(),
             message_truncated: whole_bytes.is_some(),
             message_bytes: whole_bytes,
-        }
+        })?;
+        stored["message"] = Value::String(message);
+        Ok(stored)
     }
 
     /// The request of a claimed run, and whether its stored message is only an excerpt. The
@@ -607,7 +610,7 @@ impl AgentService {
             }
             None => req.to_stored(message, None),
         };
-        let stored = serde_json::to_value(stored).map_err(CoreError::internal)?;
+        let stored = stored.map_err(CoreError::internal)?;
         // Registered once queued and before the caller hears of it, so its waiters and aborts find it.
         let outcome = store.enqueue(&req.run_id, &req.session_key, req.kind, &stored, now).await;
         drop(stored);
@@ -733,6 +736,15 @@ impl AgentService {
             }
         }
         targets.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// [`AgentService::abort`] of one run, from code that cannot wait (a `Drop`): runs as a task
+    /// of the service, so the shutdown waits for it.
+    pub fn abort_in_background(&self, session_key: String, run_id: String, reason: AbortReason) {
+        let svc = self.clone();
+        self.inner.tasks.spawn("agent", async move {
+            svc.abort(&session_key, Some(&run_id), reason).await;
+        });
     }
 
     /// Wait until a run ends or `timeout` passes (then: `Running`). `None`: unknown run.

@@ -10,7 +10,6 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -20,12 +19,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use clawgate_core::SessionKey;
+use clawgate_core::agent::AgentService;
 use clawgate_core::agent::{AbortReason, RunOutcome, RunRequest, Submitted, transcript};
 use clawgate_core::auth::secrets_match;
+use clawgate_core::config_service::ConfigService;
+use clawgate_core::events::Events;
+use clawgate_core::gateway::Store;
 use clawgate_core::session_key::SessionKeyError;
 use clawgate_core::settings::RateLimitSettings;
 use clawgate_core::{CoreError, time::now_ms};
-use clawgate_core::{Gateway, SessionKey};
 use clawgate_store::{EntryStatus, RunKind, SessionStore, TranscriptRole, TranscriptStore};
 
 use super::error::HookError;
@@ -85,8 +88,8 @@ fn strings(v: Option<&Vec<String>>) -> Option<Vec<String>> {
 impl HooksConfig {
     /// The hook settings in force, when the hooks are on and `path` is theirs. A token that
     /// cannot be resolved leaves the hooks off (and says why in the log).
-    fn for_path(gw: &Gateway, path: &str) -> Option<(HooksConfig, String)> {
-        let loaded = gw.config.current();
+    fn for_path(config: &ConfigService, path: &str) -> Option<(HooksConfig, String)> {
+        let loaded = config.current();
         let hooks = &loaded.config.hooks;
         if !hooks.enabled {
             return None;
@@ -140,7 +143,7 @@ pub(crate) async fn intercept(State(api): State<Api>, req: Request, next: Next) 
     if websocket {
         return next.run(req).await;
     }
-    let Some((config, sub)) = HooksConfig::for_path(&api.gw, req.uri().path()) else {
+    let Some((config, sub)) = HooksConfig::for_path(&api.config, req.uri().path()) else {
         return next.run(req).await;
     };
     let response = handle(&api, &config, &sub, req).await.unwrap_or_else(IntoResponse::into_response);
@@ -197,9 +200,9 @@ async fn handle(api: &Api, config: &HooksConfig, sub: &str, req: Request) -> Res
         _ => Map::new(),
     };
     if sub == "wake" {
-        wake(&api.gw, config, &payload).await
+        wake(&api.agents, &api.store, &api.events, config, &payload).await
     } else {
-        agent_hook(&api.gw, config, &parts.headers, &payload).await
+        agent_hook(&api.agents, config, &parts.headers, &payload).await
     }
 }
 
@@ -209,8 +212,8 @@ fn text_field<'a>(payload: &'a Map<String, Value>, key: &str) -> Option<&'a str>
 
 /// The agent a hook targets: a known `agentId`, else the default agent (as upstream), subject
 /// to `hooks.allowedAgentIds`.
-fn target_agent(gw: &Gateway, config: &HooksConfig, requested: Option<&str>) -> Result<String, HookError> {
-    let agents = gw.agents.agents();
+fn target_agent(agents: &AgentService, config: &HooksConfig, requested: Option<&str>) -> Result<String, HookError> {
+    let agents = agents.agents();
     let id = requested.filter(|id| agents.get(id).is_some()).unwrap_or(&agents.default_id).to_owned();
     check_allowed(config, &id)?;
     Ok(id)
@@ -229,7 +232,7 @@ fn check_allowed(config: &HooksConfig, agent_id: &str) -> Result<(), HookError> 
 /// `hooks.defaultSessionKey`, else `fallback`; a bare key goes under the target agent.
 /// Returns the full `agent:<id>:<rest>` key and its agent.
 fn hook_session(
-    gw: &Gateway,
+    agents: &AgentService,
     config: &HooksConfig,
     requested: Option<&str>,
     agent_id: &str,
@@ -257,7 +260,7 @@ fn hook_session(
     // went under `agent_id`, which the caller already checked.
     if SessionKey::is_qualified(&key) {
         let owner = parsed.agent_id();
-        if gw.agents.agents().get(owner).is_none() {
+        if agents.agents().get(owner).is_none() {
             return Err(HookError::bad_request(format!("unknown agent in sessionKey: {owner}")));
         }
         check_allowed(config, owner)?;
@@ -268,24 +271,28 @@ fn hook_session(
 /// `POST <path>/wake {text, mode?}`. clawgate has no heartbeat runner yet, so the event is
 /// queued the durable way: appended as a system entry to the agent's main session, where the
 /// next turn in that session reads it as context. `mode` is echoed; "now" does not start a turn.
-async fn wake(gw: &Arc<Gateway>, config: &HooksConfig, payload: &Map<String, Value>) -> Result<Response, HookError> {
+async fn wake(
+    agents: &AgentService,
+    store: &Store,
+    events: &Events,
+    config: &HooksConfig,
+    payload: &Map<String, Value>,
+) -> Result<Response, HookError> {
     let Some(text) = text_field(payload, "text") else { return Err(HookError::bad_request("text required")) };
     let mode = if text_field(payload, "mode") == Some("next-heartbeat") { "next-heartbeat" } else { "now" };
-    let agent_id = target_agent(gw, config, text_field(payload, "agentId"))?;
+    let agent_id = target_agent(agents, config, text_field(payload, "agentId"))?;
     let main = "main".to_owned();
-    let (key, agent_id) = hook_session(gw, config, text_field(payload, "sessionKey"), &agent_id, main)?;
+    let (key, agent_id) = hook_session(agents, config, text_field(payload, "sessionKey"), &agent_id, main)?;
     let now = now_ms();
-    let session =
-        gw.store.ensure_session(&key, &agent_id, now).await.map_err(|e| HookError::Internal(e.to_string()))?;
+    let session = store.ensure_session(&key, &agent_id, now).await.map_err(|e| HookError::Internal(e.to_string()))?;
     let event = json!({"role": "system", "content": text, "timestamp": now,
                        "__openclaw": {"source": "hooks.wake", "mode": mode}});
-    let entry = gw
-        .store
+    let entry = store
         .append(&session.session_id, TranscriptRole::System, &event, None, EntryStatus::Final, now)
         .await
         .map_err(|e| HookError::Internal(e.to_string()))?;
-    gw.events.session_message(&key, &transcript::history_message(&entry));
-    gw.events.session_changed(&key, "system-event");
+    events.session_message(&key, &transcript::history_message(&entry));
+    events.session_changed(&key, "system-event");
     tracing::info!(session = %key, mode, "hook wake event queued in the session transcript");
     Ok(axum::Json(json!({"ok": true, "mode": mode, "eventOutcome": "queued"})).into_response())
 }
@@ -303,13 +310,13 @@ fn idempotency_key<'a>(headers: &'a HeaderMap, payload: &'a Map<String, Value>) 
 /// Delivery to a channel (`deliver`, `channel`, `to`) is not done: clawgate has no outbound
 /// channels for hooks yet, which `completion.delivered: false` says.
 async fn agent_hook(
-    gw: &Arc<Gateway>,
+    agents: &AgentService,
     config: &HooksConfig,
     headers: &HeaderMap,
     payload: &Map<String, Value>,
 ) -> Result<Response, HookError> {
     let Some(message) = text_field(payload, "message") else { return Err(HookError::bad_request("message required")) };
-    let agent_id = target_agent(gw, config, text_field(payload, "agentId"))?;
+    let agent_id = target_agent(agents, config, text_field(payload, "agentId"))?;
     let idempotency = idempotency_key(headers, payload);
     // A retried delivery (same idempotency key) must land in the same session as the first, so
     // the fresh session is named after the key when there is one.
@@ -317,7 +324,7 @@ async fn agent_hook(
         Some(key) => format!("hook:{key}"),
         None => format!("hook:{}", uuid::Uuid::new_v4()),
     };
-    let (session_key, agent_id) = hook_session(gw, config, text_field(payload, "sessionKey"), &agent_id, fallback)?;
+    let (session_key, agent_id) = hook_session(agents, config, text_field(payload, "sessionKey"), &agent_id, fallback)?;
     // Prefixed so a hook's key never collides with a WS client's idempotency key.
     let run_id = match idempotency {
         Some(key) => format!("hook:{key}"),
@@ -337,9 +344,8 @@ async fn agent_hook(
         )),
         client: Some(run::client_info("hooks")),
     };
-    let wait_bound =
-        req.timeout.unwrap_or(Duration::from_secs(gw.agents.agents().timeout_secs)) + Duration::from_secs(60);
-    match gw.agents.submit(req).await {
+    let wait_bound = req.timeout.unwrap_or(Duration::from_secs(agents.agents().timeout_secs)) + Duration::from_secs(60);
+    match agents.submit(req).await {
         Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => {}
         Err(CoreError::InvalidRequest { message, .. }) => return Err(HookError::bad_request(message)),
         Err(CoreError::Unavailable(message)) => {
@@ -349,14 +355,14 @@ async fn agent_hook(
     }
     let mut body = json!({"ok": true, "runId": run_id});
     if payload.get("waitForCompletion").and_then(Value::as_bool) == Some(true) {
-        body["completion"] = completion(gw, &run_id, wait_bound).await?;
+        body["completion"] = completion(agents, &run_id, wait_bound).await?;
     }
     Ok(axum::Json(body).into_response())
 }
 
 /// The `completion` object of a waited-for hook run.
-async fn completion(gw: &Arc<Gateway>, run_id: &str, bound: Duration) -> Result<Value, HookError> {
-    let outcome = gw.agents.wait(run_id, bound).await.map_err(|e| HookError::Internal(e.to_string()))?;
+async fn completion(agents: &AgentService, run_id: &str, bound: Duration) -> Result<Value, HookError> {
+    let outcome = agents.wait(run_id, bound).await.map_err(|e| HookError::Internal(e.to_string()))?;
     let mut c = json!({"replyDisposition": "visible", "delivered": false, "deliveryAttempted": false});
     let (status, error) = match outcome {
         Some(o) => match o {

@@ -34,8 +34,11 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use clawgate_core::Gateway;
+use clawgate_core::agent::AgentService;
 use clawgate_core::auth::FailedAuthLimiter;
+use clawgate_core::config_service::ConfigService;
+use clawgate_core::events::Events;
+use clawgate_core::gateway::Store;
 use clawgate_core::handshake::AuthService;
 
 use crate::AppState;
@@ -46,9 +49,14 @@ use run::{LiveRun, Step};
 /// State of the HTTP API handlers.
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
-    /// The agent runs, sessions and config the endpoints use: their bodies still reach them
-    /// through the gateway until the agent step of issue 11 gives them the agent service.
-    gw: Arc<Gateway>,
+    /// Agent runs: chat completions, responses, hook runs, `/tools/invoke`.
+    agents: AgentService,
+    /// Runs read back (`previous_response_id`) and the sessions hook wake events land in.
+    store: Store,
+    /// Broadcasts of hook wake events.
+    events: Events,
+    /// Endpoint switches and hook settings, read per request (hot-reloaded).
+    config: ConfigService,
     /// Bearer checks (the gateway secret and its failed-auth limiter).
     auth: AuthService,
     /// Failed hook tokens per address. Separate from the gateway's limiter: the hook token is a
@@ -75,10 +83,19 @@ pub(crate) const BODY_BUDGET_RETRY: Duration = Duration::from_secs(2);
 
 impl Api {
     /// The API's state, with an empty hook limiter and a full body budget.
-    pub(crate) fn new(gw: &Arc<Gateway>) -> Self {
+    pub(crate) fn new(
+        agents: AgentService,
+        store: Store,
+        events: Events,
+        config: ConfigService,
+        auth: AuthService,
+    ) -> Self {
         Self {
-            gw: gw.clone(),
-            auth: gw.auth.clone(),
+            agents,
+            store,
+            events,
+            config,
+            auth,
             hook_failures: Arc::default(),
             bodies: Arc::new(Semaphore::new(BODY_BUDGET_BYTES)),
         }

@@ -9,8 +9,9 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use clawgate_core::Gateway;
+use clawgate_core::agent::AgentService;
 use clawgate_core::agent::RunRequest;
+use clawgate_core::config_service::ConfigService;
 use clawgate_store::RunKind;
 
 use super::error::OpenAiError;
@@ -24,14 +25,14 @@ const CHAT_BODY_LIMIT: usize = 20 * 1024 * 1024;
 pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whether either OpenAI-compatible surface is on (`/v1/models` serves both).
-fn models_enabled(gw: &Gateway) -> bool {
-    let cfg = gw.config.current();
+fn models_enabled(config: &ConfigService) -> bool {
+    let cfg = config.current();
     let e = &cfg.config.gateway.http.endpoints;
     e.chat_completions.enabled || e.responses.enabled
 }
 
-fn chat_enabled(gw: &Gateway) -> bool {
-    gw.config.current().config.gateway.http.endpoints.chat_completions.enabled
+fn chat_enabled(config: &ConfigService) -> bool {
+    config.current().config.gateway.http.endpoints.chat_completions.enabled
 }
 
 fn model_object(id: &str) -> Value {
@@ -39,8 +40,8 @@ fn model_object(id: &str) -> Value {
 }
 
 /// `openclaw`, `openclaw/default`, then `openclaw/<agentId>` for every agent.
-fn model_ids(gw: &Gateway) -> Vec<String> {
-    let agents = gw.agents.agents();
+fn model_ids(agents: &AgentService) -> Vec<String> {
+    let agents = agents.agents();
     ["openclaw".to_owned(), "openclaw/default".to_owned()]
         .into_iter()
         .chain(agents.agents.iter().map(|a| format!("openclaw/{}", a.id)))
@@ -49,21 +50,21 @@ fn model_ids(gw: &Gateway) -> Vec<String> {
 
 /// `GET /v1/models` — the agent targets, in the real gateway's shape.
 pub(crate) async fn list_models(State(api): State<Api>, req: Request) -> Response {
-    let enabled = models_enabled(&api.gw);
+    let enabled = models_enabled(&api.config);
     if let Err(refused) = gate(&api, req, enabled, Method::GET).await {
         return refused;
     }
-    let data: Vec<Value> = model_ids(&api.gw).iter().map(|id| model_object(id)).collect();
+    let data: Vec<Value> = model_ids(&api.agents).iter().map(|id| model_object(id)).collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 /// `GET /v1/models/{id}` — one agent target (the id may contain `/`, sent raw or as `%2F`).
 pub(crate) async fn get_model(State(api): State<Api>, Path(id): Path<String>, req: Request) -> Response {
-    let enabled = models_enabled(&api.gw);
+    let enabled = models_enabled(&api.config);
     if let Err(refused) = gate(&api, req, enabled, Method::GET).await {
         return refused;
     }
-    if model_ids(&api.gw).contains(&id) {
+    if model_ids(&api.agents).contains(&id) {
         axum::Json(model_object(&id)).into_response()
     } else {
         OpenAiError::model_not_found(&id).into_response()
@@ -72,7 +73,7 @@ pub(crate) async fn get_model(State(api): State<Api>, Path(id): Path<String>, re
 
 /// `POST /v1/chat/completions` — run the last user message as one agent turn.
 pub(crate) async fn chat_completions(State(api): State<Api>, req: Request) -> Response {
-    let enabled = chat_enabled(&api.gw);
+    let enabled = chat_enabled(&api.config);
     let (parts, body) = match gate(&api, req, enabled, Method::POST).await {
         Ok(ok) => ok,
         Err(refused) => return refused,
@@ -129,19 +130,18 @@ impl ChatRequest {
 }
 
 async fn chat(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, OpenAiError> {
-    let gw = &api.gw;
     // The permit lives until the answer is complete (moved into the event stream when streaming):
     // the prompt taken from the body is held by the run until then.
     let (body, permit) = read_json(&api.bodies, headers, body, CHAT_BODY_LIMIT, BODY_TIMEOUT).await?;
     let req = ChatRequest::parse(body);
-    let agent_id = run::resolve_agent(gw, headers, &req.model)?;
+    let agent_id = run::resolve_agent(&api.agents, headers, &req.model)?;
     let Some(prompt) = req.prompt else {
         return Err(OpenAiError::invalid("Missing user message in `messages`."));
     };
-    let session = run::resolve_session(gw, headers, &agent_id, "openai", req.user.as_deref())?;
+    let session = run::resolve_session(&api.agents, headers, &agent_id, "openai", req.user.as_deref())?;
     let id = format!("chatcmpl_{}", uuid::Uuid::new_v4());
     let live = LiveRun::start(
-        gw,
+        &api.agents,
         RunRequest {
             run_id: id,
             session_key: session.key,

@@ -9,8 +9,10 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use clawgate_core::SessionKey;
 use clawgate_core::agent::RunRequest;
-use clawgate_core::{Gateway, SessionKey};
+use clawgate_core::config_service::ConfigService;
+use clawgate_core::gateway::Store;
 use clawgate_store::{RunKind, RunStore};
 
 use super::error::OpenAiError;
@@ -22,13 +24,13 @@ use super::{Api, BodyPermit, gate, now_secs, read_json, sse};
 /// Input items may carry files and images inline; upstream allows 20 MB.
 const RESPONSES_BODY_LIMIT: usize = 20 * 1024 * 1024;
 
-fn enabled(gw: &Gateway) -> bool {
-    gw.config.current().config.gateway.http.endpoints.responses.enabled
+fn enabled(config: &ConfigService) -> bool {
+    config.current().config.gateway.http.endpoints.responses.enabled
 }
 
 /// `POST /v1/responses`.
 pub(crate) async fn create(State(api): State<Api>, req: Request) -> Response {
-    let on = enabled(&api.gw);
+    let on = enabled(&api.config);
     let (parts, body) = match gate(&api, req, on, Method::POST).await {
         Ok(ok) => ok,
         Err(refused) => return refused,
@@ -85,13 +87,12 @@ fn input_prompt(input: Option<Value>) -> Option<Prompt> {
 }
 
 /// The session of an earlier response, and the agent that owns it.
-async fn previous_session(gw: &Gateway, id: &str) -> Result<run::Session, OpenAiError> {
+async fn previous_session(store: &Store, id: &str) -> Result<run::Session, OpenAiError> {
     let unknown = || OpenAiError::invalid(format!("Unknown `previous_response_id`: {id}"));
     if !id.starts_with("resp_") {
         return Err(unknown());
     }
-    let record = gw
-        .store
+    let record = store
         .get_run(id)
         .await
         .map_err(|e| OpenAiError::internal("cannot look up a response", e))?
@@ -101,12 +102,11 @@ async fn previous_session(gw: &Gateway, id: &str) -> Result<run::Session, OpenAi
 }
 
 async fn respond(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, OpenAiError> {
-    let gw = &api.gw;
     // Held until the answer is complete, like the chat completion's (see `BODY_BUDGET_BYTES`).
     let (mut body, permit) = read_json(&api.bodies, headers, body, RESPONSES_BODY_LIMIT, BODY_TIMEOUT).await?;
     let model = body.get("model").and_then(Value::as_str).unwrap_or("openclaw").to_owned();
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let agent_id = run::resolve_agent(gw, headers, &model)?;
+    let agent_id = run::resolve_agent(&api.agents, headers, &model)?;
     let Some(prompt) = input_prompt(body.get_mut("input").map(Value::take)) else {
         return Err(OpenAiError::invalid("Missing user message in `input`."));
     };
@@ -115,15 +115,15 @@ async fn respond(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response,
     let extra_system = (!extra.is_empty()).then(|| extra.join("\n\n"));
     let previous = body.get("previous_response_id").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
     let session = match previous {
-        Some(id) if headers.get("x-openclaw-session-key").is_none() => previous_session(gw, id).await?,
+        Some(id) if headers.get("x-openclaw-session-key").is_none() => previous_session(&api.store, id).await?,
         _ => {
             let user = body.get("user").and_then(Value::as_str);
-            run::resolve_session(gw, headers, &agent_id, "openresponses", user)?
+            run::resolve_session(&api.agents, headers, &agent_id, "openresponses", user)?
         }
     };
     drop(body);
     let live = LiveRun::start(
-        gw,
+        &api.agents,
         RunRequest {
             run_id: format!("resp_{}", uuid::Uuid::new_v4()),
             session_key: session.key,

@@ -8,9 +8,10 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use clawgate_core::agent::AgentService;
 use clawgate_core::agent::{AbortReason, ErrorKind, RunEvent, RunOutcome, RunRequest, Submitted};
 use clawgate_core::session_key::SessionKeyError;
-use clawgate_core::{CoreError, Gateway, SessionKey};
+use clawgate_core::{CoreError, SessionKey};
 
 use super::error::OpenAiError;
 
@@ -52,8 +53,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
-fn known_agent(gw: &Gateway, id: &str) -> Result<String, OpenAiError> {
-    if gw.agents.agents().get(id).is_some() {
+fn known_agent(agents: &AgentService, id: &str) -> Result<String, OpenAiError> {
+    if agents.agents().get(id).is_some() {
         Ok(id.to_owned())
     } else {
         Err(OpenAiError::invalid(format!(
@@ -63,14 +64,14 @@ fn known_agent(gw: &Gateway, id: &str) -> Result<String, OpenAiError> {
 }
 
 /// The agent a request runs on: `x-openclaw-agent-id`, else the `model` target.
-pub(crate) fn resolve_agent(gw: &Gateway, headers: &HeaderMap, model: &str) -> Result<String, OpenAiError> {
+pub(crate) fn resolve_agent(agents: &AgentService, headers: &HeaderMap, model: &str) -> Result<String, OpenAiError> {
     let target = parse_target(model).ok_or_else(|| OpenAiError::invalid(INVALID_MODEL))?;
     if let Some(id) = header(headers, "x-openclaw-agent-id") {
-        return known_agent(gw, id);
+        return known_agent(agents, id);
     }
     match target {
-        Target::Default => Ok(gw.agents.agents().default_id.clone()),
-        Target::Agent(id) => known_agent(gw, &id),
+        Target::Default => Ok(agents.agents().default_id.clone()),
+        Target::Agent(id) => known_agent(agents, &id),
     }
 }
 
@@ -91,7 +92,7 @@ pub(crate) struct Session {
 /// `agent:<id>:<surface>-user:<user>` when `user` is set, else a fresh
 /// `agent:<id>:<surface>:<uuid>` (stateless per request, as upstream).
 pub(crate) fn resolve_session(
-    gw: &Gateway,
+    agents: &AgentService,
     headers: &HeaderMap,
     agent_id: &str,
     surface: &str,
@@ -116,7 +117,7 @@ pub(crate) fn resolve_session(
                 "Invalid `x-openclaw-session-key`: the `subagent:`, `cron:` and `acp:` prefixes are reserved.",
             ));
         }
-        known_agent(gw, key.agent_id())?;
+        known_agent(agents, key.agent_id())?;
         return Ok(kept(key));
     }
     if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
@@ -205,7 +206,7 @@ impl Outcome {
 /// body stream was dropped), so nobody will read the answer and the model call should stop.
 #[derive(Debug)]
 struct AbortOnDrop {
-    gw: Arc<Gateway>,
+    agents: AgentService,
     session_key: String,
     run_id: String,
     armed: bool,
@@ -219,11 +220,9 @@ impl Drop for AbortOnDrop {
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        let (gw, key, id) = (self.gw.clone(), std::mem::take(&mut self.session_key), std::mem::take(&mut self.run_id));
+        let (key, id) = (std::mem::take(&mut self.session_key), std::mem::take(&mut self.run_id));
         tracing::info!(run = %id, session = %key, "HTTP client went away; aborting its run");
-        self.gw.tasks().spawn("http-api", async move {
-            gw.agents.abort(&key, Some(&id), AbortReason::Rpc).await;
-        });
+        self.agents.abort_in_background(key, id, AbortReason::Rpc);
     }
 }
 
@@ -239,7 +238,7 @@ pub(crate) enum Step {
 /// A run this request started and follows. Dropping it before the run ended aborts the run.
 #[derive(Debug)]
 pub(crate) struct LiveRun {
-    gw: Arc<Gateway>,
+    agents: AgentService,
     run_id: String,
     events: broadcast::Receiver<Arc<RunEvent>>,
     guard: AbortOnDrop,
@@ -248,18 +247,18 @@ pub(crate) struct LiveRun {
 impl LiveRun {
     /// Queue the run (subscribing first so no event is missed).
     /// Start a run; a `stateless` one stores only an excerpt of its message.
-    pub(crate) async fn start(gw: &Arc<Gateway>, req: RunRequest, stateless: bool) -> Result<LiveRun, OpenAiError> {
-        let events = gw.agents.subscribe();
+    pub(crate) async fn start(agents: &AgentService, req: RunRequest, stateless: bool) -> Result<LiveRun, OpenAiError> {
+        let events = agents.subscribe();
         let (run_id, session_key) = (req.run_id.clone(), req.session_key.clone());
-        let submitted = if stateless { gw.agents.submit_stateless(req).await } else { gw.agents.submit(req).await };
+        let submitted = if stateless { agents.submit_stateless(req).await } else { agents.submit(req).await };
         match submitted {
             Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => {}
             Err(CoreError::InvalidRequest { message, .. }) => return Err(OpenAiError::invalid(message)),
             Err(CoreError::Unavailable(message)) => return Err(OpenAiError::unavailable(message)),
             Err(e) => return Err(OpenAiError::internal("cannot queue an HTTP run", e)),
         }
-        let guard = AbortOnDrop { gw: gw.clone(), session_key, run_id: run_id.clone(), armed: true };
-        Ok(LiveRun { gw: gw.clone(), run_id, events, guard })
+        let guard = AbortOnDrop { agents: agents.clone(), session_key, run_id: run_id.clone(), armed: true };
+        Ok(LiveRun { agents: agents.clone(), run_id, events, guard })
     }
 
     /// The run id.
@@ -290,7 +289,6 @@ impl LiveRun {
                     // lost too, the run record has it.
                     tracing::warn!(run = %self.run_id, missed, "HTTP stream fell behind the run's events");
                     if let Some(o) = self
-                        .gw
                         .agents
                         .wait(&self.run_id, Duration::ZERO)
                         .await
@@ -315,7 +313,6 @@ impl LiveRun {
         let deadline = tokio::time::Instant::now().checked_add(bound);
         loop {
             let waited = self
-                .gw
                 .agents
                 .wait(&self.run_id, WAIT_SLICE)
                 .await

@@ -55,13 +55,12 @@ fn parse(body: &Value) -> Result<(String, Value), ToolsError> {
 }
 
 async fn run_tool(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, ToolsError> {
-    let gw = &api.gw;
     let (body, _permit) = read_json(&api.bodies, headers, body, TOOLS_BODY_LIMIT, BODY_TIMEOUT).await?;
     let (name, args) = parse(&body)?;
     if HTTP_DENIED.contains(&name.as_str()) || !tools::exists(&name) {
         return Err(ToolsError::not_available(&name));
     }
-    let result = gw.agents.invoke_tool(&name, &args).await.map_err(ToolsError::tool_failed)?;
+    let result = api.agents.invoke_tool(&name, &args).await.map_err(ToolsError::tool_failed)?;
     // The real gateway returns the tool result as agents see it: a text part holding the
     // pretty-printed JSON, plus the JSON itself as `details`.
     let text = serde_json::to_string_pretty(&result).unwrap_or_else(|_| result.to_string());
