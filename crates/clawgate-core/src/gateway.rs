@@ -18,6 +18,8 @@ use crate::agent::AgentService;
 use crate::agent::tools::{ComfyGenerate, ComfyQueued, TemplateInfo, ToolHost};
 use crate::auth::FailedAuthLimiter;
 use crate::broadcast::{Broadcaster, ClientHandle};
+use crate::channels::ComfyCommands;
+use crate::channels::commands::CommandCaller;
 use crate::config_service::{ConfigService, Overrides};
 use crate::events::Events;
 use crate::handshake::Admission;
@@ -26,6 +28,7 @@ use crate::presence::PresenceState;
 use crate::settings::GatewaySettings;
 use crate::tasks::Tasks;
 use crate::time::now_ms;
+use clawgate_comfy::command::{Command, CommandPolicy};
 
 /// The storage backend. Handlers only use the `clawgate-store` traits; this alias is the one
 /// place that names the implementation.
@@ -117,36 +120,57 @@ impl Gateway {
         let pairing = PairingService::new(store.clone(), events.clone());
         let tasks = Tasks::new();
         let comfy = Arc::new(crate::comfy::ComfyService::default());
-        let tools = ComfyTools { comfy: comfy.clone(), store: store.clone(), events: events.clone() };
-        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, Arc::new(tools));
+        let tools: Arc<dyn ToolHost> =
+            Arc::new(ComfyTools { comfy: comfy.clone(), store: store.clone(), events: events.clone() });
+        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, tools.clone());
         let outbox = crate::channels::Outbox::new(store.clone());
         let config = Arc::new(config);
         let media = crate::media::MediaSigner::new(store.clone(), &settings.state_dir, config.clone());
-        let channels =
-            crate::channels::ChannelService::new(store.clone(), events.clone(), tasks.clone(), config.clone(), outbox);
-        Arc::new(Self {
-            version: version.to_owned(),
-            boot_id,
-            started: Instant::now(),
-            started_at_ms: now,
-            settings: RwLock::new(Arc::new(settings)),
-            store,
-            clients,
-            presence,
-            events,
-            limiter: Mutex::new(FailedAuthLimiter::default()),
-            webhook_failures: Mutex::new(FailedAuthLimiter::default()),
-            password_gate: crate::auth::PasswordGate::default(),
-            pairing,
-            config,
-            media,
-            agents,
-            channels,
-            comfy,
-            cron: crate::cron::CronService::default(),
-            overrides,
-            health: RwLock::new(Value::Null),
-            tasks,
+        let cron = crate::cron::CronService::new(
+            store.clone(),
+            events.clone(),
+            tasks.clone(),
+            agents.clone(),
+            outbox.clone(),
+            tools,
+            boot_id.clone(),
+        );
+        Arc::new_cyclic(|gw| {
+            let comfy_commands = Arc::new(ComfyCommandsBridge { comfy: comfy.clone(), gw: gw.clone() });
+            let commands =
+                crate::channels::Commands::new(store.clone(), events.clone(), agents.clone(), comfy_commands, version);
+            let channels = crate::channels::ChannelService::new(
+                store.clone(),
+                tasks.clone(),
+                config.clone(),
+                outbox,
+                agents.clone(),
+                commands,
+            );
+            Self {
+                version: version.to_owned(),
+                boot_id,
+                started: Instant::now(),
+                started_at_ms: now,
+                settings: RwLock::new(Arc::new(settings)),
+                store,
+                clients,
+                presence,
+                events,
+                limiter: Mutex::new(FailedAuthLimiter::default()),
+                webhook_failures: Mutex::new(FailedAuthLimiter::default()),
+                password_gate: crate::auth::PasswordGate::default(),
+                pairing,
+                config,
+                media,
+                agents,
+                channels,
+                comfy,
+                cron,
+                overrides,
+                health: RwLock::new(Value::Null),
+                tasks,
+            }
         })
     }
 
@@ -385,6 +409,34 @@ impl ToolHost for ComfyTools {
         .await
         .map_err(|e| e.to_string())?;
         Ok(ComfyQueued { job_id: job.id, status: job.status.as_str().to_owned(), position })
+    }
+}
+
+/// Chat commands reach ComfyUI's command handler through this [`ComfyCommands`] bridge.
+///
+/// `comfy::run_command` still takes the gateway (the comfy step turns it into a method of the
+/// comfy service); until then this bridge holds the one weak pointer to the gateway, here in
+/// the composition root, so the channel service and the command registry hold no gateway.
+struct ComfyCommandsBridge {
+    comfy: Arc<crate::comfy::ComfyService>,
+    gw: std::sync::Weak<Gateway>,
+}
+
+#[async_trait::async_trait]
+impl ComfyCommands for ComfyCommandsBridge {
+    fn enabled(&self) -> bool {
+        self.comfy.enabled()
+    }
+
+    fn policy(&self) -> CommandPolicy {
+        self.comfy.config().map(|c| c.policy.clone()).unwrap_or_default()
+    }
+
+    async fn run(&self, caller: &CommandCaller, policy: &CommandPolicy, cmd: Command) -> String {
+        match self.gw.upgrade() {
+            Some(gw) => crate::comfy::run_command(&gw, caller, policy, cmd).await,
+            None => "The gateway is stopping; try again in a moment.".to_owned(),
+        }
     }
 }
 

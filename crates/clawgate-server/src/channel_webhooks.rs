@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use clawgate_channels::{WebhookError, WebhookRequest};
 use clawgate_core::Gateway;
 use clawgate_core::auth::{Peer, limiter_bucket};
-use clawgate_core::channels::GatewayIngress;
 use clawgate_core::settings::RateLimitSettings;
 
 /// Largest webhook body taken (a Telegram update is a few KiB).
@@ -66,7 +65,7 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
         Ok(b) => b,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "webhook body too large").into_response(),
     };
-    let ingress = GatewayIngress::new(&gw);
+    let ingress = gw.channels.ingress();
     match rt.channel.handle_webhook(WebhookRequest { headers: &headers, body: &bytes }, &ingress).await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(WebhookError::NotFound) => (StatusCode::NOT_FOUND, "Not Found").into_response(),

@@ -323,7 +323,7 @@ pub(crate) async fn run_command(
                 command::ScheduleAction::Run => {
                     let run =
                         clawgate_protocol::methods::cron::CronRunParams { id: Some(id.clone()), ..Default::default() };
-                    crate::methods::cron::cron_run(gw, run).await.map(|_| true)
+                    crate::methods::cron::cron_run(&gw.cron, run).await.map(|_| true)
                 }
                 command::ScheduleAction::Enable | command::ScheduleAction::Disable => {
                     let on = action == command::ScheduleAction::Enable;
