@@ -56,7 +56,7 @@ pub async fn root(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if upgrade.is_err()
-        && let Some(token) = webchat::media_token(&gw, &method, uri.path())
+        && let Some(token) = webchat::media_token(&gw.config, &method, uri.path())
     {
         return crate::media::serve(&gw.media, &token).await;
     }
@@ -74,7 +74,7 @@ pub async fn fallback(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if upgrade.is_err()
-        && let Some(token) = webchat::media_token(&gw, &method, uri.path())
+        && let Some(token) = webchat::media_token(&gw.config, &method, uri.path())
     {
         return crate::media::serve(&gw.media, &token).await;
     }
@@ -91,7 +91,7 @@ fn upgrade_or_page(
 ) -> Response {
     match upgrade {
         Ok(up) => ws::upgrade(gw, addr, headers, up),
-        Err(_) => webchat::serve(&gw, method, uri.path(), headers)
+        Err(_) => webchat::serve(&gw.config, method, uri.path(), headers)
             .unwrap_or_else(|| (StatusCode::NOT_FOUND, "Not Found").into_response()),
     }
 }

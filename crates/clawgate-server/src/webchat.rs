@@ -14,7 +14,7 @@
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use clawgate_core::Gateway;
+use clawgate_core::config_service::ConfigService;
 
 /// One embedded file.
 struct Asset {
@@ -104,11 +104,11 @@ fn asset(path: &str) -> &'static Asset {
 /// The token of `<basePath>/media/<token>` when the web chat is served below a prefix (a proxy
 /// that keeps its prefix forwards the page's relative image links there); `None` otherwise —
 /// `/media/<token>` at the root has its own route.
-pub fn media_token(gw: &Gateway, method: &Method, path: &str) -> Option<String> {
+pub fn media_token(config: &ConfigService, method: &Method, path: &str) -> Option<String> {
     if method != Method::GET && method != Method::HEAD {
         return None;
     }
-    let config = gw.config.current();
+    let config = config.current();
     let base = normalise_base(&config.config.gateway.control_ui.base_path);
     if base.is_empty() {
         return None;
@@ -119,11 +119,11 @@ pub fn media_token(gw: &Gateway, method: &Method, path: &str) -> Option<String> 
 
 /// The page or asset for a plain (non-upgrade) request, or `None` when the path is not the web
 /// chat's (the caller answers 404) or the web chat is switched off (`gateway.controlUi.enabled`).
-pub fn serve(gw: &Gateway, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
+pub fn serve(config: &ConfigService, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
     if method != Method::GET && method != Method::HEAD {
         return None;
     }
-    let config = gw.config.current();
+    let config = config.current();
     let ui = &config.config.gateway.control_ui;
     if !ui.enabled {
         return None;
