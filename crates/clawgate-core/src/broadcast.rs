@@ -429,7 +429,7 @@ mod tests {
         b.add(none);
         let full = json!({"ok": true, "ts": 5, "sessions": {"path": "/state/clawgate.db", "count": 1,
             "recent": [{"key": "agent:main:telegram:direct:4242", "updatedAt": 1, "age": 2}]}});
-        let public = crate::gateway::public_health(&full);
+        let public = crate::health::public_health(&full);
         let sv = Some(StateVersion { presence: 1, health: 2 });
         assert_eq!(b.broadcast_split("health", scopes::READ, &full, &public, sv, true), 2);
         let r = next_text(&mut r_rx);

@@ -11,9 +11,12 @@ use serde_json::{Value, json};
 
 use clawgate_config::{ConfigChange, ConfigError, LoadedConfig, ReloadClass};
 
-use crate::agent::AgentSetup;
+use crate::agent::{AgentService, AgentSetup};
+use crate::channels::ChannelService;
 use crate::error::CoreError;
-use crate::settings::{AuthMode, GatewaySettings, PasswordSecret, RateLimitSettings};
+use crate::events::Events;
+use crate::settings::{AuthMode, GatewaySettings, PasswordSecret, RateLimitSettings, SharedSettings};
+use crate::tasks::Tasks;
 
 /// What the command line overrides; kept so a reload does not undo a flag.
 #[derive(Debug, Clone, Default)]
@@ -26,17 +29,23 @@ pub struct Overrides {
     pub bind: Option<String>,
 }
 
-/// Owner of the config file.
+/// Owner of the config file. Cheap to clone: clones share the config in force.
+#[derive(Clone)]
 pub struct ConfigService {
+    inner: Arc<ConfigInner>,
+}
+
+struct ConfigInner {
     path: PathBuf,
     current: RwLock<Arc<LoadedConfig>>,
     watching: AtomicBool,
+    /// One edit at a time: `baseHash` is checked and the file written under it.
     write_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ConfigService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigService").field("path", &self.path).finish()
+        f.debug_struct("ConfigService").field("path", &self.inner.path).finish()
     }
 }
 
@@ -44,38 +53,40 @@ impl ConfigService {
     /// Start with the config loaded at startup.
     pub fn new(path: PathBuf, loaded: LoadedConfig) -> Self {
         Self {
-            path,
-            current: RwLock::new(Arc::new(loaded)),
-            watching: AtomicBool::new(false),
-            write_lock: Default::default(),
+            inner: Arc::new(ConfigInner {
+                path,
+                current: RwLock::new(Arc::new(loaded)),
+                watching: AtomicBool::new(false),
+                write_lock: Default::default(),
+            }),
         }
     }
 
     /// The config file path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// The config in force.
     pub fn current(&self) -> Arc<LoadedConfig> {
-        self.current.read().clone()
+        self.inner.current.read().clone()
     }
 
     /// Whether the file watcher runs.
     pub fn watching(&self) -> bool {
-        self.watching.load(Ordering::Relaxed)
+        self.inner.watching.load(Ordering::Relaxed)
     }
 
     /// Record that the file watcher runs.
     pub fn set_watching(&self, on: bool) {
-        self.watching.store(on, Ordering::Relaxed);
+        self.inner.watching.store(on, Ordering::Relaxed);
     }
 
     /// Adopt a config loaded elsewhere (the file watcher); returns what changed.
     pub fn adopt(&self, loaded: LoadedConfig) -> Vec<ConfigChange> {
         let old = self.current();
         let changes = clawgate_config::diff(&old.value, &loaded.value);
-        *self.current.write() = Arc::new(loaded);
+        *self.inner.current.write() = Arc::new(loaded);
         changes
     }
 
@@ -94,7 +105,7 @@ impl ConfigService {
         text: String,
         base_hash: Option<&str>,
     ) -> Result<(Arc<LoadedConfig>, Vec<ConfigChange>), CoreError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.inner.write_lock.lock().await;
         let old = self.current();
         if let Some(base) = base_hash
             && base != old.hash
@@ -105,11 +116,11 @@ impl ConfigService {
             });
         }
         let text = restore_redacted_secrets(text, &old.value)?;
-        let loaded = clawgate_config::parse_str_with_env(&text, &self.path, &clawgate_config::Env::process())
+        let loaded = clawgate_config::parse_str_with_env(&text, self.path(), &clawgate_config::Env::process())
             .map_err(|e| invalid_config(&e))?;
         validate(&loaded).map_err(|e| invalid_config(&e))?;
         log_warnings(&loaded);
-        let path = self.path.clone();
+        let path = self.inner.path.clone();
         let raw = loaded.raw.clone();
         tokio::task::spawn_blocking(move || clawgate_config::write_atomic(&path, &raw))
             .await
@@ -255,67 +266,90 @@ pub fn settings_from_config(
     })
 }
 
-/// Apply a config change to a running gateway: hot keys take effect now (shared-secret clients
-/// are closed with 4001 when the secret changes), restart keys are logged and reported.
-pub fn apply_changes(gw: &crate::Gateway, overrides: &Overrides, changes: &[ConfigChange]) -> Value {
-    let current = gw.config.current();
-    let old = gw.settings();
-    let mut restart_required: Vec<String> = Vec::new();
-    let mut applied: Vec<String> = Vec::new();
-    for c in changes {
-        match c.class {
-            ReloadClass::Hot => applied.push(c.path.to_string()),
-            ReloadClass::RestartSubsystem => applied.push(c.path.to_string()),
-            ReloadClass::RestartProcess => restart_required.push(c.path.to_string()),
-        }
-    }
-    match settings_from_config(&current, &old, overrides) {
-        Ok(mut new) => {
-            // Keys that need a process restart keep their running values until then.
-            new.auth_mode = old.auth_mode;
-            new.handshake_timeout = old.handshake_timeout;
-            new.http_limits = old.http_limits;
-            new.tick_interval_ms = old.tick_interval_ms;
-            let secret_changed = new.token != old.token || new.password != old.password;
-            gw.replace_settings(new);
-            if secret_changed {
-                // Closed a moment later so a client that made the change over the protocol gets
-                // its response before its own socket is closed.
-                let clients = gw.clients.clients();
-                gw.tasks().spawn("config", async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    let mut n = 0;
-                    for c in clients.iter().filter(|c| c.auth_kind == crate::broadcast::AuthKind::SharedSecret) {
-                        c.close(
-                            clawgate_protocol::close::CREDENTIALS_CHANGED,
-                            clawgate_protocol::close::REASON_AUTH_CHANGED,
-                        );
-                        n += 1;
-                    }
-                    tracing::info!(closed = n, "gateway auth changed; shared-secret clients must reconnect");
-                });
+/// What a config change reconfigures in a running gateway: the handles
+/// [`ConfigService::apply_changes`] touches, and nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct Reconfigure<'a> {
+    /// The settings in force (swapped when gateway keys change).
+    pub settings: &'a SharedSettings,
+    /// The command-line overrides, kept across reloads.
+    pub overrides: &'a Overrides,
+    /// Providers and agents (reloaded in place).
+    pub agents: &'a AgentService,
+    /// Channel accounts (asked to reload when `channels.*` changed).
+    pub channels: &'a ChannelService,
+    /// Clients: shared-secret ones are closed when the secret changes; `config.changed` goes out.
+    pub events: &'a Events,
+    /// Where the delayed close runs.
+    pub tasks: &'a Tasks,
+}
+
+impl ConfigService {
+    /// Apply a change of the config in force to a running gateway: hot keys take effect now
+    /// (shared-secret clients are closed with 4001 when the secret changes), restart keys are
+    /// logged and reported. Broadcasts `config.changed` and returns its payload.
+    pub fn apply_changes(&self, to: Reconfigure<'_>, changes: &[ConfigChange]) -> Value {
+        let current = self.current();
+        let old = to.settings.get();
+        let mut restart_required: Vec<String> = Vec::new();
+        let mut applied: Vec<String> = Vec::new();
+        for c in changes {
+            match c.class {
+                ReloadClass::Hot => applied.push(c.path.to_string()),
+                ReloadClass::RestartSubsystem => applied.push(c.path.to_string()),
+                ReloadClass::RestartProcess => restart_required.push(c.path.to_string()),
             }
         }
-        Err(e) => tracing::error!(error = %e, "config change could not be applied; previous settings stay in force"),
+        match settings_from_config(&current, &old, to.overrides) {
+            Ok(mut new) => {
+                // Keys that need a process restart keep their running values until then.
+                new.auth_mode = old.auth_mode;
+                new.handshake_timeout = old.handshake_timeout;
+                new.http_limits = old.http_limits;
+                new.tick_interval_ms = old.tick_interval_ms;
+                let secret_changed = new.token != old.token || new.password != old.password;
+                to.settings.replace(new);
+                if secret_changed {
+                    // Closed a moment later so a client that made the change over the protocol
+                    // gets its response before its own socket is closed.
+                    let clients = to.events.clients().clients();
+                    to.tasks.spawn("config", async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        let mut n = 0;
+                        for c in clients.iter().filter(|c| c.auth_kind == crate::broadcast::AuthKind::SharedSecret) {
+                            c.close(
+                                clawgate_protocol::close::CREDENTIALS_CHANGED,
+                                clawgate_protocol::close::REASON_AUTH_CHANGED,
+                            );
+                            n += 1;
+                        }
+                        tracing::info!(closed = n, "gateway auth changed; shared-secret clients must reconnect");
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config change could not be applied; previous settings stay in force")
+            }
+        }
+        let base_dir = current.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Err(e) = to.agents.reload(&current.config, &base_dir) {
+            tracing::error!(error = %e, "agents/models config could not be applied; previous ones stay in force");
+        }
+        if changes.iter().any(|c| c.path.to_string().starts_with("channels")) {
+            to.channels.request_reload();
+        }
+        for path in &restart_required {
+            tracing::warn!(key = %path, "config key changed that takes effect after a restart of clawgate");
+        }
+        let payload = json!({
+            "hash": current.hash,
+            "changes": changes.iter().map(|c| json!({"path": c.path.to_string(), "class": c.class.to_string()})).collect::<Vec<_>>(),
+            "restartRequired": restart_required,
+            "applied": applied,
+        });
+        to.events.config_changed(&payload);
+        payload
     }
-    let base_dir = current.path.parent().map(Path::to_path_buf).unwrap_or_default();
-    if let Err(e) = gw.agents.reload(&current.config, &base_dir) {
-        tracing::error!(error = %e, "agents/models config could not be applied; previous ones stay in force");
-    }
-    if changes.iter().any(|c| c.path.to_string().starts_with("channels")) {
-        gw.channels.request_reload();
-    }
-    for path in &restart_required {
-        tracing::warn!(key = %path, "config key changed that takes effect after a restart of clawgate");
-    }
-    let payload = json!({
-        "hash": current.hash,
-        "changes": changes.iter().map(|c| json!({"path": c.path.to_string(), "class": c.class.to_string()})).collect::<Vec<_>>(),
-        "restartRequired": restart_required,
-        "applied": applied,
-    });
-    gw.clients.broadcast(clawgate_protocol::events::names::CONFIG_CHANGED, &payload, None, false);
-    payload
 }
 
 #[cfg(test)]

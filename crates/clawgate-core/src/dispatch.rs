@@ -138,29 +138,63 @@ where
     serde_json::to_value(result).map_err(CoreError::internal)
 }
 
+/// The method router as the server holds it: the one handle that carries the gateway (the set
+/// of services), so it can hand each handler exactly the handles that handler takes. Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    gw: Arc<Gateway>,
+}
+
+impl Dispatcher {
+    /// The router over a gateway's services.
+    pub fn new(gw: Arc<Gateway>) -> Self {
+        Self { gw }
+    }
+
+    /// Run an authorized call (see [`dispatch`]).
+    pub async fn dispatch(&self, ctx: &CallContext, method: &str, params: Value) -> Result<Value, ErrorShape> {
+        dispatch(&self.gw, ctx, method, params).await
+    }
+}
+
 /// Run an authorized call.
 pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params: Value) -> Result<Value, ErrorShape> {
     if let Some(turn) = &ctx.turn {
         turn.wait().await;
     }
     let result = match method {
-        m::HEALTH => typed(method, params, |p| methods::health::health(gw, ctx, p)).await,
-        m::STATUS => typed(method, params, |p| methods::health::status(gw, ctx, p)).await,
-        m::SYSTEM_PRESENCE => typed(method, params, |p| methods::system::system_presence(gw, p)).await,
-        m::SYSTEM_EVENT => typed(method, params, |p| methods::system::system_event(gw, ctx, p)).await,
-        m::LAST_HEARTBEAT => typed(method, params, |p| methods::system::last_heartbeat(gw, p)).await,
-        m::LOGS_TAIL => typed(method, params, |p| methods::logs::logs_tail(gw, p)).await,
-        m::CONFIG_GET => typed(method, params, |p| methods::config::config_get(gw, ctx, p)).await,
-        m::CONFIG_SCHEMA => typed(method, params, |p| methods::config::config_schema(gw, p)).await,
-        m::CONFIG_SET => typed(method, params, |p| methods::config::config_set(gw, p)).await,
-        m::CONFIG_PATCH => typed(method, params, |p| methods::config::config_patch(gw, p)).await,
-        m::CONFIG_APPLY => typed(method, params, |p| methods::config::config_apply(gw, p)).await,
-        m::DEVICE_PAIR_LIST => typed(method, params, |p| methods::devices::device_pair_list(gw, p)).await,
-        m::DEVICE_PAIR_APPROVE => typed(method, params, |p| methods::devices::device_pair_approve(gw, ctx, p)).await,
-        m::DEVICE_PAIR_REJECT => typed(method, params, |p| methods::devices::device_pair_reject(gw, ctx, p)).await,
-        m::DEVICE_PAIR_REMOVE => typed(method, params, |p| methods::devices::device_pair_remove(gw, p)).await,
-        m::DEVICE_TOKEN_ROTATE => typed(method, params, |p| methods::devices::device_token_rotate(gw, ctx, p)).await,
-        m::DEVICE_TOKEN_REVOKE => typed(method, params, |p| methods::devices::device_token_revoke(gw, p)).await,
+        m::HEALTH => typed(method, params, |p| methods::health::health(&gw.health, &gw.agents, ctx, p)).await,
+        m::STATUS => typed(method, params, |p| methods::health::status(&gw.health, &gw.pairing, ctx, p)).await,
+        m::SYSTEM_PRESENCE => typed(method, params, |p| methods::system::system_presence(&gw.events, p)).await,
+        m::SYSTEM_EVENT => typed(method, params, |p| methods::system::system_event(&gw.events, ctx, p)).await,
+        m::LAST_HEARTBEAT => typed(method, params, methods::system::last_heartbeat).await,
+        m::LOGS_TAIL => typed(method, params, |p| methods::logs::logs_tail(gw.shared_settings(), p)).await,
+        m::CONFIG_GET => typed(method, params, |p| methods::config::config_get(&gw.config, ctx, p)).await,
+        m::CONFIG_SCHEMA => typed(method, params, |p| methods::config::config_schema(gw.health.info(), p)).await,
+        m::CONFIG_SET => typed(method, params, |p| methods::config::config_set(&gw.config, gw.reconfigure(), p)).await,
+        m::CONFIG_PATCH => {
+            typed(method, params, |p| methods::config::config_patch(&gw.config, gw.reconfigure(), p)).await
+        }
+        m::CONFIG_APPLY => {
+            typed(method, params, |p| methods::config::config_apply(&gw.config, gw.reconfigure(), p)).await
+        }
+        m::DEVICE_PAIR_LIST => typed(method, params, |p| methods::devices::device_pair_list(&gw.pairing, p)).await,
+        m::DEVICE_PAIR_APPROVE => {
+            typed(method, params, |p| methods::devices::device_pair_approve(&gw.pairing, ctx, p)).await
+        }
+        m::DEVICE_PAIR_REJECT => {
+            typed(method, params, |p| methods::devices::device_pair_reject(&gw.pairing, ctx, p)).await
+        }
+        m::DEVICE_PAIR_REMOVE => {
+            typed(method, params, |p| methods::devices::device_pair_remove(&gw.pairing, &gw.events, p)).await
+        }
+        m::DEVICE_TOKEN_ROTATE => {
+            typed(method, params, |p| methods::devices::device_token_rotate(&gw.pairing, ctx, p)).await
+        }
+        m::DEVICE_TOKEN_REVOKE => {
+            typed(method, params, |p| methods::devices::device_token_revoke(&gw.pairing, &gw.events, p)).await
+        }
         m::CHANNELS_STATUS => {
             typed(method, params, |FieldsOf(p)| methods::channels::channels_status(&gw.channels, p)).await
         }
@@ -223,7 +257,7 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
             typed(method, params, |p| methods::sessions::sessions_messages_subscribe(&gw.agents, ctx, p, false)).await
         }
         m::COMMANDS_LIST => typed(method, params, methods::catalog::commands_list).await,
-        m::MODELS_LIST => typed(method, params, |p| methods::catalog::models_list(gw, p)).await,
+        m::MODELS_LIST => typed(method, params, |p| methods::catalog::models_list(&gw.agents, p)).await,
         m::QUESTION_LIST => typed(method, params, methods::catalog::question_list).await,
         m::PLUGIN_APPROVAL_LIST => {
             typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_list(gw, p)).await

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use clawgate_protocol::connect::ConnectParams;
 use clawgate_protocol::events::names as ev;
 use clawgate_protocol::events::pairing::{DevicePairRequested, DevicePairResolved, PairDecision};
 use clawgate_protocol::frames::StateVersion;
 use clawgate_protocol::{close, scopes};
 use clawgate_store::PairingRequest;
 
-use crate::broadcast::Broadcaster;
+use crate::broadcast::{Broadcaster, ClientHandle};
 use crate::presence::PresenceState;
 use crate::time::now_ms;
 
@@ -60,7 +61,7 @@ impl Events {
     /// A health snapshot: the full form to `operator.read` holders, the public form to everyone
     /// else (each client gets exactly one `health` event).
     pub fn health(&self, snapshot: &Value, version: StateVersion) {
-        let public = crate::gateway::public_health(snapshot);
+        let public = crate::health::public_health(snapshot);
         self.clients.broadcast_split(ev::HEALTH, scopes::READ, snapshot, &public, Some(version), true);
     }
 
@@ -92,6 +93,42 @@ impl Events {
     pub fn session_changed(&self, session_key: &str, reason: &str) {
         let payload = json!({"sessionKey": session_key, "reason": reason, "ts": now_ms()});
         self.clients.broadcast_filtered(ev::SESSIONS_CHANGED, &payload, None, true, |c| c.hears_session_changes());
+    }
+
+    /// `config.changed` to everyone allowed to hear it: what a config edit or reload applied.
+    pub fn config_changed(&self, payload: &Value) {
+        self.clients.broadcast(ev::CONFIG_CHANGED, payload, None, false);
+    }
+
+    /// Register an admitted client and announce its presence. Short-lived tool connections (the
+    /// CLI, backends, probes) get no presence entry, as upstream: announcing every one of them
+    /// to every client would make connection storms quadratic.
+    pub fn client_connected(&self, client: Arc<ClientHandle>, params: &ConnectParams, ip: &str) {
+        if matches!(params.client.mode.as_str(), "cli" | "backend" | "probe") {
+            self.clients.add(client);
+            return;
+        }
+        let entry = crate::presence::client_entry(
+            params,
+            client.device_id.as_deref(),
+            &client.role,
+            &client.scopes,
+            ip,
+            now_ms(),
+        );
+        let key = client.conn_id.clone();
+        self.clients.add(client);
+        let version = self.presence.upsert(&key, entry);
+        self.presence_changed(version);
+    }
+
+    /// Forget a client and announce it.
+    pub fn client_disconnected(&self, conn_id: &str) {
+        if self.clients.remove(conn_id).is_some()
+            && let Some(version) = self.presence.remove(conn_id)
+        {
+            self.presence_changed(version);
+        }
     }
 
     /// A `cron` event to operators with `operator.read`; `null` fields left out.

@@ -1,31 +1,26 @@
-//! The gateway's shared state and long-running duties (tick, health refresh, pruning), and the
-//! `hello-ok` it sends.
+//! The gateway: the set of services the composition root builds, and its own long-running
+//! duties (tick, health refresh, pruning).
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use clawgate_protocol::connect::ConnectParams;
-use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
-use clawgate_protocol::{events, methods, scopes};
-use clawgate_store::{ChannelStore, IdempotencyStore, SessionQuery, SessionStore, SqliteStore};
+use clawgate_store::{ChannelStore, IdempotencyStore, SqliteStore};
 
 use crate::agent::AgentService;
 use crate::agent::tools::{ComfyGenerate, ComfyQueued, TemplateInfo, ToolHost};
-use crate::auth::FailedAuthLimiter;
-use crate::broadcast::{Broadcaster, ClientHandle};
+use crate::broadcast::Broadcaster;
 use crate::channels::ComfyCommands;
 use crate::channels::commands::CommandCaller;
-use crate::config_service::{ConfigService, Overrides};
+use crate::config_service::{ConfigService, Overrides, Reconfigure};
 use crate::events::Events;
-use crate::handshake::Admission;
+use crate::handshake::AuthService;
+use crate::health::{GatewayInfo, HealthService};
 use crate::pairing::PairingService;
 use crate::presence::PresenceState;
-use crate::settings::GatewaySettings;
+use crate::settings::{GatewaySettings, SharedSettings};
 use crate::tasks::Tasks;
 use crate::time::now_ms;
 use clawgate_comfy::command::{Command, CommandPolicy};
@@ -40,36 +35,30 @@ const HEALTH_REFRESH: Duration = Duration::from_secs(60);
 /// Finished channel inbox/outbox rows older than this are deleted.
 const CHANNEL_ROW_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
-/// Shared state of one gateway process.
+/// The services of one gateway process. Only the composition root, the dispatcher (it routes a
+/// method to the handles its handler takes) and the server's router setup name it; everything
+/// else takes the handles it uses.
 pub struct Gateway {
     /// clawgate's version.
     pub version: String,
     /// Changes on every start.
     pub boot_id: String,
-    started: Instant,
     /// Start time (ms since epoch).
     pub started_at_ms: i64,
-    settings: RwLock<Arc<GatewaySettings>>,
+    settings: SharedSettings,
     /// Durable state.
     pub store: Store,
-    /// Connected clients (shared with [`Gateway::events`]).
-    pub clients: Arc<Broadcaster>,
-    /// Presence and health versions (shared with [`Gateway::events`]).
-    pub presence: Arc<PresenceState>,
-    /// Every broadcast goes through this handle; services hold a clone of it.
+    /// Every broadcast, the connected clients and presence go through this handle; services
+    /// hold a clone of it.
     pub events: Events,
-    /// Failed-auth lockout per address bucket (gateway token/password, device proofs, pairing
-    /// attempts without credentials).
-    pub limiter: Mutex<FailedAuthLimiter>,
-    /// Failed chat-platform webhook secrets per address bucket: a different secret with its own
-    /// budget, so a webhook guesser does not lock the operator's connects out.
-    pub webhook_failures: Mutex<FailedAuthLimiter>,
-    /// Bounds concurrent argon2 password checks (and the memory they take).
-    pub password_gate: crate::auth::PasswordGate,
+    /// Who may connect: secrets, device proofs, pairing, the failed-auth limiters.
+    pub auth: AuthService,
+    /// The health snapshot and the `hello-ok` an admitted client gets.
+    pub health: HealthService,
     /// Device pairing requests and decisions.
     pub pairing: PairingService,
     /// The config file and its edits (shared with the services that read their sections).
-    pub config: Arc<ConfigService>,
+    pub config: ConfigService,
     /// Signed `/media/<token>` links to job outputs.
     pub media: crate::media::MediaSigner,
     /// Agents, providers and runs.
@@ -81,13 +70,15 @@ pub struct Gateway {
     /// The cron scheduler's wake-up and health.
     pub cron: crate::cron::CronService,
     overrides: Overrides,
-    health: RwLock<Value>,
     tasks: Tasks,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("boot_id", &self.boot_id).field("clients", &self.clients.len()).finish()
+        f.debug_struct("Gateway")
+            .field("boot_id", &self.boot_id)
+            .field("clients", &self.events.clients().len())
+            .finish()
     }
 }
 
@@ -101,8 +92,7 @@ impl Gateway {
         agents: crate::agent::AgentSetup,
         overrides: Overrides,
     ) -> Arc<Self> {
-        let boot_id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
+        let info = GatewayInfo::starting_now(version);
         let host = hostname();
         let self_entry = json!({
             "host": host,
@@ -110,13 +100,12 @@ impl Gateway {
             "platform": std::env::consts::OS,
             "mode": "gateway",
             "reason": "self",
-            "instanceId": boot_id,
+            "instanceId": info.boot_id,
             "text": format!("Gateway: {host} · clawgate {version} · mode gateway · reason self"),
-            "ts": now,
+            "ts": info.started_at_ms,
         });
-        let clients = Arc::new(Broadcaster::default());
-        let presence = Arc::new(PresenceState::new(self_entry));
-        let events = Events::new(clients.clone(), presence.clone());
+        let events = Events::new(Arc::new(Broadcaster::default()), Arc::new(PresenceState::new(self_entry)));
+        let settings = SharedSettings::new(settings);
         let pairing = PairingService::new(store.clone(), events.clone());
         let tasks = Tasks::new();
         let comfy = Arc::new(crate::comfy::ComfyService::default());
@@ -124,8 +113,7 @@ impl Gateway {
             Arc::new(ComfyTools { comfy: comfy.clone(), store: store.clone(), events: events.clone() });
         let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, tools.clone());
         let outbox = crate::channels::Outbox::new(store.clone());
-        let config = Arc::new(config);
-        let media = crate::media::MediaSigner::new(store.clone(), &settings.state_dir, config.clone());
+        let media = crate::media::MediaSigner::new(store.clone(), &settings.get().state_dir, config.clone());
         let cron = crate::cron::CronService::new(
             store.clone(),
             events.clone(),
@@ -133,8 +121,10 @@ impl Gateway {
             agents.clone(),
             outbox.clone(),
             tools,
-            boot_id.clone(),
+            info.boot_id.clone(),
         );
+        let auth = AuthService::new(settings.clone(), pairing.clone());
+        let health = HealthService::new(info.clone(), settings.clone(), store.clone(), config.clone(), events.clone());
         Arc::new_cyclic(|gw| {
             let comfy_commands = Arc::new(ComfyCommandsBridge { comfy: comfy.clone(), gw: gw.clone() });
             let commands =
@@ -148,18 +138,14 @@ impl Gateway {
                 commands,
             );
             Self {
-                version: version.to_owned(),
-                boot_id,
-                started: Instant::now(),
-                started_at_ms: now,
-                settings: RwLock::new(Arc::new(settings)),
+                version: info.version,
+                boot_id: info.boot_id,
+                started_at_ms: info.started_at_ms,
+                settings,
                 store,
-                clients,
-                presence,
                 events,
-                limiter: Mutex::new(FailedAuthLimiter::default()),
-                webhook_failures: Mutex::new(FailedAuthLimiter::default()),
-                password_gate: crate::auth::PasswordGate::default(),
+                auth,
+                health,
                 pairing,
                 config,
                 media,
@@ -168,7 +154,6 @@ impl Gateway {
                 comfy,
                 cron,
                 overrides,
-                health: RwLock::new(Value::Null),
                 tasks,
             }
         })
@@ -176,12 +161,12 @@ impl Gateway {
 
     /// Current settings.
     pub fn settings(&self) -> Arc<GatewaySettings> {
-        self.settings.read().clone()
+        self.settings.get()
     }
 
-    /// Swap in new settings (hot reload).
-    pub fn replace_settings(&self, new: GatewaySettings) {
-        *self.settings.write() = Arc::new(new);
+    /// The settings handle services share (swapped on a hot reload).
+    pub fn shared_settings(&self) -> &SharedSettings {
+        &self.settings
     }
 
     /// The command-line overrides (kept across config reloads).
@@ -189,9 +174,16 @@ impl Gateway {
         self.overrides.clone()
     }
 
-    /// Time since start.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
+    /// What a config change reconfigures (see [`ConfigService::apply_changes`]).
+    pub fn reconfigure(&self) -> Reconfigure<'_> {
+        Reconfigure {
+            settings: &self.settings,
+            overrides: &self.overrides,
+            agents: &self.agents,
+            channels: &self.channels,
+            events: &self.events,
+            tasks: &self.tasks,
+        }
     }
 
     /// Cancelled when the gateway is stopping.
@@ -202,134 +194,6 @@ impl Gateway {
     /// The tracker every long-lived task runs under (see [`Tasks`]).
     pub fn tasks(&self) -> &Tasks {
         &self.tasks
-    }
-
-    /// A successful authentication clears the address's failure count.
-    pub fn clear_failures(&self, ip: IpAddr) {
-        self.limiter.lock().record_success(ip);
-    }
-
-    /// The current health snapshot (same shape as the `health` result), in full: only for
-    /// callers holding `operator.read` (see [`public_health`] for everyone else).
-    pub fn health_snapshot(&self) -> Value {
-        self.health.read().clone()
-    }
-
-    /// The health snapshot as `client_scopes` may see it: in full with `operator.read`, else the
-    /// [`public_health`] form.
-    pub fn health_for(&self, role: &str, client_scopes: &[String]) -> Value {
-        let full = self.health_snapshot();
-        if role == clawgate_protocol::connect::roles::OPERATOR && scopes::satisfied(scopes::READ, client_scopes) {
-            full
-        } else {
-            public_health(&full)
-        }
-    }
-
-    /// Recompute the health snapshot (the `HealthSnapshot` shape of the schema); returns it.
-    pub async fn refresh_health(&self) -> Value {
-        let started = Instant::now();
-        let now = now_ms();
-        let sessions = self.store.list_sessions(&SessionQuery { limit: 5, ..SessionQuery::default() }).await;
-        let count = self.store.count_sessions().await.unwrap_or(0);
-        let recent: Vec<Value> = sessions
-            .unwrap_or_default()
-            .iter()
-            .map(|s| json!({"key": s.key, "updatedAt": s.updated_at_ms, "age": (now - s.updated_at_ms).max(0)}))
-            .collect();
-        let sessions = json!({"path": self.settings().state_dir.join("clawgate.db").display().to_string(), "count": count, "recent": recent});
-        let agents = self.agents.agents();
-        let snapshot = json!({
-            "ok": true,
-            "ts": now,
-            "durationMs": started.elapsed().as_millis() as u64,
-            "configReload": {"hotReloadStatus": if self.config.watching() { "active" } else { "disabled" }},
-            "channels": {},
-            "channelOrder": [],
-            "channelLabels": {},
-            "heartbeatSeconds": 0,
-            "defaultAgentId": agents.default_id,
-            "agents": [],
-            "sessions": sessions,
-        });
-        *self.health.write() = snapshot.clone();
-        snapshot
-    }
-
-    /// Build the `hello-ok` for an admitted client.
-    pub fn hello_ok(&self, conn_id: &str, admission: &Admission) -> HelloOk {
-        let settings = self.settings();
-        let admin = admission.scopes.iter().any(|s| s == scopes::ADMIN);
-        let cfg = self.config.current();
-        HelloOk {
-            kind: "hello-ok".into(),
-            protocol: clawgate_protocol::PROTOCOL_VERSION,
-            server: ServerInfo {
-                version: self.version.clone(),
-                build_id: Some(format!("clawgate-{}", self.version)),
-                boot_id: self.boot_id.clone(),
-                control_ui_build_source: "bundled".into(),
-                conn_id: conn_id.to_owned(),
-            },
-            features: Features {
-                methods: methods::advertised().into_iter().map(str::to_owned).collect(),
-                events: events::EMITTED.iter().map(|s| s.to_string()).collect(),
-                capabilities: hello::CAPABILITIES.iter().map(|s| s.to_string()).collect(),
-            },
-            snapshot: Snapshot {
-                presence: self.presence.list(),
-                health: self.health_for(&admission.role, &admission.scopes),
-                state_version: self.presence.state_version(),
-                uptime_ms: self.uptime().as_millis() as u64,
-                suspension: json!({"phase": "accepting"}),
-                session_defaults: Some(
-                    json!({"defaultAgentId": "main", "mainKey": "main", "mainSessionKey": "agent:main:main"}),
-                ),
-                auth_mode: Some(settings.auth_mode.as_str().to_owned()),
-                applied_config_hash: admin.then(|| cfg.hash.clone()),
-                config_path: admin.then(|| settings.config_path.display().to_string()),
-                state_dir: admin.then(|| settings.state_dir.display().to_string()),
-            },
-            auth: HelloAuth {
-                method: admission.method.to_owned(),
-                role: admission.role.clone(),
-                scopes: admission.scopes.clone(),
-                device_token: admission.device_token.as_ref().map(|(t, _)| t.clone()),
-                issued_at_ms: admission.device_token.as_ref().map(|(_, at)| *at),
-            },
-            policy: Policy::standard(settings.tick_interval_ms),
-        }
-    }
-
-    /// Register an admitted client and announce its presence. Short-lived tool connections (the
-    /// CLI, backends, probes) get no presence entry, as upstream: announcing every one of them to
-    /// every client would make connection storms quadratic.
-    pub fn client_connected(&self, client: Arc<ClientHandle>, params: &ConnectParams, ip: &str) {
-        if matches!(params.client.mode.as_str(), "cli" | "backend" | "probe") {
-            self.clients.add(client);
-            return;
-        }
-        let entry = crate::presence::client_entry(
-            params,
-            client.device_id.as_deref(),
-            &client.role,
-            &client.scopes,
-            ip,
-            now_ms(),
-        );
-        let key = client.conn_id.clone();
-        self.clients.add(client);
-        let version = self.presence.upsert(&key, entry);
-        self.events.presence_changed(version);
-    }
-
-    /// Forget a client and announce it.
-    pub fn client_disconnected(&self, conn_id: &str) {
-        if self.clients.remove(conn_id).is_some()
-            && let Some(version) = self.presence.remove(conn_id)
-        {
-            self.events.presence_changed(version);
-        }
     }
 
     /// Run the periodic duties until shutdown: `tick`, health refresh + broadcast, pruning.
@@ -343,9 +207,8 @@ impl Gateway {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => self.events.tick(),
                 _ = health.tick() => {
-                    let snapshot = self.refresh_health().await;
-                    let version = self.presence.bump_health();
-                    self.events.health(&snapshot, version);
+                    let default_agent = self.agents.agents().default_id.clone();
+                    self.health.refresh_and_publish(&default_agent).await;
                     let now = now_ms();
                     if let Err(e) = self.store.prune(now - clawgate_protocol::DEDUPE_TTL_MS, clawgate_protocol::DEDUPE_MAX).await {
                         tracing::warn!(error = %e, "pruning idempotency keys failed");
@@ -447,29 +310,4 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_owned())
-}
-
-/// The health snapshot with private data left out, for callers without `operator.read` (probes,
-/// nodes, scope-less clients): the same shape and schema (`sessions.path` is a string, `recent` a
-/// list) but no database path, no session keys (they carry chat-platform user ids), no agent or
-/// channel account details.
-///
-/// Class closed: *state leaking through an exempt method*. `health` is callable without scopes
-/// and its event goes to every client, so everything in it is public unless projected here; the
-/// projection is an allowlist, so a field added to the snapshot later stays private by default.
-pub fn public_health(full: &Value) -> Value {
-    let mut out = json!({
-        "ok": full.get("ok").cloned().unwrap_or(json!(true)),
-        "channels": {},
-        "channelOrder": [],
-        "channelLabels": {},
-        "agents": [],
-        "sessions": {"path": "", "count": full["sessions"]["count"].as_u64().unwrap_or(0), "recent": []},
-    });
-    for key in ["ts", "durationMs", "configReload", "heartbeatSeconds", "defaultAgentId"] {
-        if let Some(v) = full.get(key) {
-            out[key] = v.clone();
-        }
-    }
-    out
 }

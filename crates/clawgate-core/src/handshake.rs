@@ -5,19 +5,92 @@
 //! authorization uses) or a [`Rejection`] carrying the exact error shape and close code.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use serde_json::json;
 
 use clawgate_protocol::connect::{ConnectParams, roles};
 use clawgate_protocol::{ErrorShape, close, codes, details};
 use clawgate_store::{DeviceStore, DeviceTokenStore, NewPairingRequest, PairedDevice, PairingStore};
 
-use crate::auth::{self, Peer, VerifiedDevice};
+use crate::auth::{self, FailedAuthLimiter, PasswordGate, Peer, VerifiedDevice};
 use crate::broadcast::AuthKind;
-use crate::gateway::Gateway;
-use crate::settings::{AuthMode, GatewaySettings};
+use crate::pairing::PairingService;
+use crate::settings::{AuthMode, GatewaySettings, SharedSettings};
 use crate::time::now_ms;
+
+/// Who may connect: the shared-secret checks, device proofs, pairing and the failed-auth
+/// limiter, for WebSocket connects and HTTP bearers alike. Cheap to clone: clones share the
+/// limiter, the password gate and the pairing lock.
+#[derive(Debug, Clone)]
+pub struct AuthService {
+    inner: Arc<AuthInner>,
+}
+
+#[derive(Debug)]
+struct AuthInner {
+    /// The settings in force: auth mode, secrets, lockout policy, allowed origins.
+    settings: SharedSettings,
+    /// Pairing requests (and the lock that orders them with approvals); its store holds the
+    /// paired devices and their tokens.
+    pairing: PairingService,
+    /// Failed-auth lockout per address bucket (gateway token/password, device proofs, pairing
+    /// attempts without credentials), shared by WS connects and HTTP bearers.
+    limiter: Mutex<FailedAuthLimiter>,
+    /// Failed chat-platform webhook secrets per address bucket: a different secret with its own
+    /// budget, so a webhook guesser does not lock the operator's connects out.
+    webhook_failures: Mutex<FailedAuthLimiter>,
+    /// Bounds concurrent argon2 password checks (and the memory they take).
+    password_gate: PasswordGate,
+}
+
+impl AuthService {
+    /// Admission over these settings and pairing requests (and devices), with fresh limiters.
+    pub fn new(settings: SharedSettings, pairing: PairingService) -> Self {
+        Self {
+            inner: Arc::new(AuthInner {
+                settings,
+                pairing,
+                limiter: Mutex::new(FailedAuthLimiter::default()),
+                webhook_failures: Mutex::new(FailedAuthLimiter::default()),
+                password_gate: PasswordGate::default(),
+            }),
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<GatewaySettings> {
+        self.inner.settings.get()
+    }
+
+    /// The failed-auth limiter of gateway secrets (WS connects and HTTP bearers).
+    pub fn limiter(&self) -> &Mutex<FailedAuthLimiter> {
+        &self.inner.limiter
+    }
+
+    /// The failed-auth limiter of chat-platform webhook secrets.
+    pub fn webhook_failures(&self) -> &Mutex<FailedAuthLimiter> {
+        &self.inner.webhook_failures
+    }
+
+    /// The bounded argon2 verifier.
+    pub fn password_gate(&self) -> &PasswordGate {
+        &self.inner.password_gate
+    }
+
+    /// A successful authentication clears the address's failure count.
+    pub fn clear_failures(&self, ip: IpAddr) {
+        self.inner.limiter.lock().record_success(ip);
+    }
+
+    /// Decide whether a `connect` is admitted: an [`Admission`] (what `hello-ok.auth` reports),
+    /// or the [`Rejection`] to answer and close with.
+    pub async fn admit(&self, meta: &ConnMeta, p: &ConnectParams) -> Result<Admission, Rejection> {
+        admit(&self.inner, meta, p).await
+    }
+}
 
 /// Facts about the socket that admission depends on.
 #[derive(Debug, Clone)]
@@ -134,8 +207,8 @@ pub fn origin_allowed(
 }
 
 /// Decide whether a `connect` is admitted.
-pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<Admission, Rejection> {
-    let settings = gw.settings();
+async fn admit(svc: &AuthInner, meta: &ConnMeta, p: &ConnectParams) -> Result<Admission, Rejection> {
+    let settings = svc.settings.get();
     let role = p.role().to_owned();
     if !p.supports_protocol() {
         let error = ErrorShape::invalid_request(close::REASON_PROTOCOL_MISMATCH).with_details(json!({
@@ -179,7 +252,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
     // (issue 10, defect 9 — the bucket is all of loopback, so a local guesser would otherwise
     // lock the operator's own CLI out). Everything else from a locked bucket is refused
     // unverified.
-    let locked = lockout(gw, meta.peer(), &settings).err();
+    let locked = lockout(svc, meta.peer(), &settings).err();
 
     let device = match auth::verify_device(p, &meta.nonce, now_ms()) {
         Ok(d) => d,
@@ -187,7 +260,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
             if let Some(wait) = locked {
                 return Err(rate_limited(wait));
             }
-            record_failure(gw, meta.peer(), &settings);
+            record_failure(svc, meta.peer(), &settings);
             return Err(Rejection::policy(
                 ErrorShape::invalid_request(e.message).with_details(json!({"code": e.code, "reason": e.reason})),
             ));
@@ -198,7 +271,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
 
     if let Some(wait) = locked {
         if let (Some(device), Some(token)) = (&device, &token_candidate)
-            && let Some(admission) = device_token_admission(gw, meta, p, device, token).await?
+            && let Some(admission) = device_token_admission(svc, meta, p, device, token).await?
         {
             return Ok(admission);
         }
@@ -207,7 +280,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
 
     // The shared-secret attempt is counted before it is verified; it stays undecided until we
     // know whether the token was this device's token after all.
-    let (shared, attempt) = check_shared_secret(gw, meta.peer(), p, &settings).await;
+    let (shared, attempt) = check_shared_secret(svc, meta.peer(), p, &settings).await;
     match (shared, device) {
         (SharedSecret::Throttled(wait), _) => Err(rate_limited(wait)),
         (SharedSecret::Valid(method), None) => admit_without_device(p, meta, &settings, method),
@@ -215,13 +288,13 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
             // Only a direct local client: behind a same-host reverse proxy every remote browser
             // would come from 127.0.0.1.
             let silent = meta.peer().is_direct_loopback() && settings.auto_approve_loopback;
-            admit_device(gw, meta, p, device, method, silent, true).await
+            admit_device(svc, meta, p, device, method, silent, true).await
         }
         (shared, Some(device)) => {
             // A device may authenticate with its device token (sent as `auth.deviceToken`, or as
             // `auth.token` by clients such as openclaw-node), or by being paired already.
             if let Some(token) = token_candidate {
-                if let Some(admission) = device_token_admission(gw, meta, p, &device, &token).await? {
+                if let Some(admission) = device_token_admission(svc, meta, p, &device, &token).await? {
                     if let Some(attempt) = attempt {
                         attempt.succeeded();
                     }
@@ -230,7 +303,7 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
                 // A wrong shared secret is counted by its attempt (dropped below); a wrong device
                 // token alone is counted here.
                 if attempt.is_none() {
-                    record_failure(gw, meta.peer(), &settings);
+                    record_failure(svc, meta.peer(), &settings);
                 }
                 return Err(match shared {
                     SharedSecret::Mismatch { password: true } => password_mismatch(),
@@ -249,14 +322,14 @@ pub async fn admit(gw: &Gateway, meta: &ConnMeta, p: &ConnectParams) -> Result<A
             }
             // No credential at all: a paired device is admitted on its signature; an unknown one
             // gets a pairing request (never silently: nothing vouches for it).
-            admit_device(gw, meta, p, device, "device-token", false, false).await
+            admit_device(svc, meta, p, device, "device-token", false, false).await
         }
         (SharedSecret::Missing, None) if p.auth.is_none() => Err(Rejection::policy(
             ErrorShape::new(codes::NOT_PAIRED, "device identity required")
                 .with_details(json!({"code": details::DEVICE_IDENTITY_REQUIRED})),
         )),
         (SharedSecret::Missing, None) => {
-            record_failure(gw, meta.peer(), &settings);
+            record_failure(svc, meta.peer(), &settings);
             Err(if settings.auth_mode == AuthMode::Password {
                 auth_failure(
                     details::AUTH_PASSWORD_MISSING,
@@ -304,14 +377,14 @@ fn rate_limited(wait: std::time::Duration) -> Rejection {
 /// Admit a proven device by its device token: `Ok(None)` when the token is not this device's
 /// token for this role.
 async fn device_token_admission(
-    gw: &Gateway,
+    svc: &AuthInner,
     meta: &ConnMeta,
     p: &ConnectParams,
     device: &VerifiedDevice,
     token: &str,
 ) -> Result<Option<Admission>, Rejection> {
     let role = p.role().to_owned();
-    match gw.store.verify(&device.device_id, token).await {
+    match svc.pairing.store().verify(&device.device_id, token).await {
         Ok(Some(record)) if record.role == role => {
             let requested = requested_scopes(p);
             if !clawgate_protocol::scopes::all_covered(&requested, &record.scopes) {
@@ -323,8 +396,8 @@ async fn device_token_admission(
                     false,
                 ));
             }
-            gw.clear_failures(meta.remote_ip);
-            let _ = gw.store.touch_last_seen(&device.device_id, now_ms()).await;
+            svc.limiter.lock().record_success(meta.remote_ip);
+            let _ = svc.pairing.store().touch_last_seen(&device.device_id, now_ms()).await;
             Ok(Some(Admission {
                 role,
                 scopes: cap_by_header(requested, meta),
@@ -373,12 +446,12 @@ fn internal(e: impl std::fmt::Display) -> Rejection {
     }
 }
 
-fn lockout(gw: &Gateway, peer: Peer, s: &GatewaySettings) -> Result<(), std::time::Duration> {
-    gw.limiter.lock().check(peer, &s.rate_limit, Instant::now())
+fn lockout(svc: &AuthInner, peer: Peer, s: &GatewaySettings) -> Result<(), std::time::Duration> {
+    svc.limiter.lock().check(peer, &s.rate_limit, Instant::now())
 }
 
-fn record_failure(gw: &Gateway, peer: Peer, s: &GatewaySettings) {
-    let recorded = gw.limiter.lock().record_failure(peer, &s.rate_limit, Instant::now());
+fn record_failure(svc: &AuthInner, peer: Peer, s: &GatewaySettings) {
+    let recorded = svc.limiter.lock().record_failure(peer, &s.rate_limit, Instant::now());
     if let Some(lock) = recorded.lockout {
         let bucket = auth::limiter_bucket(peer.ip);
         tracing::warn!(%bucket, lockout_ms = lock.as_millis() as u64, "too many failed authentication attempts; locking out");
@@ -402,7 +475,7 @@ enum SharedSecret {
 /// one settles its attempt at once, a wrong one is handed back undecided (dropping it counts
 /// the failure).
 async fn check_shared_secret<'g>(
-    gw: &'g Gateway,
+    svc: &'g AuthInner,
     peer: Peer,
     p: &ConnectParams,
     s: &GatewaySettings,
@@ -417,13 +490,13 @@ async fn check_shared_secret<'g>(
         AuthMode::Password => (auth.password, true),
     };
     let Some(given) = given else { return (SharedSecret::Missing, None) };
-    let attempt = match auth::begin_attempt(&gw.limiter, peer, &s.rate_limit) {
+    let attempt = match auth::begin_attempt(&svc.limiter, peer, &s.rate_limit) {
         Ok(a) => a,
         Err(wait) => return (SharedSecret::Throttled(wait), None),
     };
     let ok = match (&s.token, &s.password) {
         (Some(want), _) if !password => auth::secrets_match(&given, want),
-        (_, Some(configured)) => match gw.password_gate.verify(&given, configured).await {
+        (_, Some(configured)) => match svc.password_gate.verify(&given, configured).await {
             auth::PasswordCheck::Match => true,
             auth::PasswordCheck::Mismatch => false,
             auth::PasswordCheck::Busy => {
@@ -499,14 +572,14 @@ pub const MAX_PENDING_PAIRING_REQUESTS_PER_BUCKET: usize = 8;
 /// Refuse a new pairing request when the pending ones are at a bound. A new request nothing
 /// vouches for counts as a failed attempt of its address bucket (a device already waiting may
 /// reconnect freely).
-async fn pairing_room(gw: &Gateway, meta: &ConnMeta, device_id: &str, vouched: bool) -> Result<(), Rejection> {
+async fn pairing_room(svc: &AuthInner, meta: &ConnMeta, device_id: &str, vouched: bool) -> Result<(), Rejection> {
     // Bounded by the caps themselves, so listing is cheap.
-    let pending = gw.store.list_pending().await.map_err(internal)?;
+    let pending = svc.pairing.store().list_pending().await.map_err(internal)?;
     if pending.iter().any(|r| r.device_id == device_id) {
         return Ok(());
     }
     if !vouched {
-        record_failure(gw, meta.peer(), &gw.settings());
+        record_failure(svc, meta.peer(), &svc.settings.get());
     }
     let bucket = auth::limiter_bucket(meta.remote_ip);
     let from_bucket = pending
@@ -542,7 +615,7 @@ async fn pairing_room(gw: &Gateway, meta: &ConnMeta, device_id: &str, vouched: b
 /// counts as a failed attempt in the failed-auth limiter, so spraying fresh keys locks the
 /// sprayer out.
 async fn admit_device(
-    gw: &Gateway,
+    svc: &AuthInner,
     meta: &ConnMeta,
     p: &ConnectParams,
     device: VerifiedDevice,
@@ -552,12 +625,12 @@ async fn admit_device(
 ) -> Result<Admission, Rejection> {
     let role = p.role().to_owned();
     let requested = requested_scopes(p);
-    let paired = gw.store.get_paired(&device.device_id).await.map_err(internal)?;
+    let paired = svc.pairing.store().get_paired(&device.device_id).await.map_err(internal)?;
     let reason = pairing_reason(paired.as_ref(), &device, p, &role, &requested);
     if let Some(reason) = reason {
-        let _pairing = gw.pairing.lock().lock().await;
+        let _pairing = svc.pairing.lock().lock().await;
         if !silent {
-            pairing_room(gw, meta, &device.device_id, vouched).await?;
+            pairing_room(svc, meta, &device.device_id, vouched).await?;
         }
         let new = NewPairingRequest {
             device_id: device.device_id.clone(),
@@ -572,7 +645,7 @@ async fn admit_device(
             remote_ip: Some(meta.remote_ip.to_string()),
             reason: reason.to_owned(),
         };
-        let request = gw.pairing.request(&new, silent).await.map_err(internal)?;
+        let request = svc.pairing.request(&new, silent).await.map_err(internal)?;
         if silent {
             tracing::info!(device = %short(&device.device_id), client = %p.client.id, "paired device silently (loopback with valid credentials)");
         } else {
@@ -608,8 +681,9 @@ async fn admit_device(
         }
     }
     let now = now_ms();
-    let _ = gw.store.touch_last_seen(&device.device_id, now).await;
-    let (token, record) = gw.store.issue(&device.device_id, &role, &requested, now).await.map_err(internal)?;
+    let _ = svc.pairing.store().touch_last_seen(&device.device_id, now).await;
+    let (token, record) =
+        svc.pairing.store().issue(&device.device_id, &role, &requested, now).await.map_err(internal)?;
     Ok(Admission {
         role,
         scopes: cap_by_header(requested, meta),

@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod handshake;
+pub mod health;
 pub mod logs;
 pub mod media;
 pub mod methods;

@@ -159,7 +159,7 @@ pub struct MediaSigner {
     store: Store,
     /// `<state_dir>/media`: every served file lies in `<media_dir>/<job>/`.
     media_dir: Arc<Path>,
-    config: Arc<ConfigService>,
+    config: ConfigService,
 }
 
 impl std::fmt::Debug for MediaSigner {
@@ -170,7 +170,7 @@ impl std::fmt::Debug for MediaSigner {
 
 impl MediaSigner {
     /// A signer over `store` serving files under `<state_dir>/media`.
-    pub fn new(store: Store, state_dir: &Path, config: Arc<ConfigService>) -> Self {
+    pub fn new(store: Store, state_dir: &Path, config: ConfigService) -> Self {
         Self { store, media_dir: state_dir.join("media").into(), config }
     }
 

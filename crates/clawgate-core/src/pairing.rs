@@ -18,8 +18,8 @@ use crate::time::now_ms;
 pub const PAIRING_REQUEST_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Device pairing: requests, decisions, expiry. Generic over the store so a test can run it on
-/// an in-memory one.
-#[derive(Debug)]
+/// an in-memory one. Cheap to clone (with a cheap store): clones share the lock.
+#[derive(Debug, Clone)]
 pub struct PairingService<S = Store> {
     store: S,
     events: Events,
@@ -30,6 +30,11 @@ impl<S: PairingStore> PairingService<S> {
     /// A service writing to `store` and announcing on `events`.
     pub fn new(store: S, events: Events) -> Self {
         Self { store, events, lock: Arc::default() }
+    }
+
+    /// The store of requests, paired devices and their tokens (what `device.*` reads).
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// Serialises writes to pending requests with their approval, so the scopes an approver was

@@ -163,3 +163,31 @@ impl GatewaySettings {
         }
     }
 }
+
+/// The settings in force, shared by the services that read them (admission, health, logs,
+/// media) and swapped as a whole on a hot reload. Cheap to clone: clones see the same settings.
+#[derive(Clone)]
+pub struct SharedSettings(std::sync::Arc<parking_lot::RwLock<std::sync::Arc<GatewaySettings>>>);
+
+impl std::fmt::Debug for SharedSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl SharedSettings {
+    /// Start with `settings`.
+    pub fn new(settings: GatewaySettings) -> Self {
+        Self(std::sync::Arc::new(parking_lot::RwLock::new(std::sync::Arc::new(settings))))
+    }
+
+    /// The settings in force (a snapshot: a later reload does not change it).
+    pub fn get(&self) -> std::sync::Arc<GatewaySettings> {
+        self.0.read().clone()
+    }
+
+    /// Swap in new settings (hot reload).
+    pub fn replace(&self, new: GatewaySettings) {
+        *self.0.write() = std::sync::Arc::new(new);
+    }
+}

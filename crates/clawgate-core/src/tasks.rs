@@ -16,9 +16,10 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,8 +34,9 @@ struct Inner {
     tracker: TaskTracker,
     cancel: CancellationToken,
     /// Running tasks per service; a service stays listed (with 0) once it ran a task, so the
-    /// shutdown can say it stopped.
-    live: Mutex<BTreeMap<&'static str, usize>>,
+    /// shutdown can say it stopped. A counter per service, so a spawn (one per WS request)
+    /// takes only a shared read lock and an atomic add, and a task's end only the atomic.
+    live: RwLock<BTreeMap<&'static str, Arc<AtomicUsize>>>,
 }
 
 impl std::fmt::Debug for Tasks {
@@ -47,17 +49,11 @@ impl std::fmt::Debug for Tasks {
 }
 
 /// Counts one running task of a service; uncounts it when the task ends (or is dropped).
-struct Running {
-    inner: Arc<Inner>,
-    service: &'static str,
-}
+struct Running(Arc<AtomicUsize>);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut live = self.inner.live.lock();
-        if let Some(n) = live.get_mut(self.service) {
-            *n = n.saturating_sub(1);
-        }
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -83,8 +79,10 @@ impl Tasks {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        *self.inner.live.lock().entry(service).or_insert(0) += 1;
-        let running = Running { inner: self.inner.clone(), service };
+        let counter = self.inner.live.read().get(service).cloned();
+        let counter = counter.unwrap_or_else(|| self.inner.live.write().entry(service).or_default().clone());
+        counter.fetch_add(1, Ordering::AcqRel);
+        let running = Running(counter);
         self.inner.tracker.spawn(async move {
             let _running = running;
             fut.await;
@@ -98,7 +96,7 @@ impl Tasks {
 
     /// Running tasks per service (services that ran a task and have none left show 0).
     pub fn running(&self) -> Vec<(&'static str, usize)> {
-        self.inner.live.lock().iter().map(|(s, n)| (*s, *n)).collect()
+        self.inner.live.read().iter().map(|(s, n)| (*s, n.load(Ordering::Acquire))).collect()
     }
 
     /// Cancel, close the tracker and wait up to `grace` for every task. Logs one line per
@@ -128,6 +126,7 @@ impl Tasks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parking_lot::Mutex;
 
     /// The order the composition root relies on: a task's clean-up (here: its last "write")
     /// happens before `shutdown` returns, so the store is closed after it.

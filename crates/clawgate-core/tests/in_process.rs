@@ -38,7 +38,7 @@ impl Harness {
         let scopes = ["operator.admin", "operator.read", "operator.write"].map(String::from).to_vec();
         let (client, events, _) =
             ClientHandle::new("conn-1".into(), "operator".into(), scopes, None, AuthKind::SharedSecret, 1 << 20);
-        gw.clients.add(client.clone());
+        gw.events.clients().add(client.clone());
         let ctx = CallContext { client, request_id: "1".into(), turn: None };
         Self { gw, ctx, events, _dir: dir }
     }

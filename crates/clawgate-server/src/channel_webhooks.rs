@@ -7,7 +7,6 @@
 //! whatever clawgate could not take.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, to_bytes};
@@ -17,8 +16,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use clawgate_channels::{WebhookError, WebhookRequest};
-use clawgate_core::Gateway;
 use clawgate_core::auth::{Peer, limiter_bucket};
+use clawgate_core::channels::{ChannelService, GatewayIngress};
+use clawgate_core::handshake::AuthService;
 use clawgate_core::settings::RateLimitSettings;
 
 /// Largest webhook body taken (a Telegram update is a few KiB).
@@ -36,12 +36,18 @@ const WEBHOOK_FAILURES: RateLimitSettings = RateLimitSettings {
     exempt_loopback: false,
 };
 
-pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+pub(crate) async fn layer(
+    State(auth): State<AuthService>,
+    State(channels): State<ChannelService>,
+    State(ingress): State<GatewayIngress>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }
     let path = req.uri().path().to_owned();
-    let Some(rt) = gw.channels.accounts().into_iter().find(|rt| rt.channel.webhook_path().as_deref() == Some(&path))
+    let Some(rt) = channels.accounts().into_iter().find(|rt| rt.channel.webhook_path().as_deref() == Some(&path))
     else {
         return next.run(req).await;
     };
@@ -51,7 +57,7 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let peer = Peer { ip, forwarded: Peer::FORWARDING_HEADERS.iter().any(|h| req.headers().contains_key(*h)) };
-    let locked = gw.webhook_failures.lock().check(peer, &WEBHOOK_FAILURES, Instant::now());
+    let locked = auth.webhook_failures().lock().check(peer, &WEBHOOK_FAILURES, Instant::now());
     if let Err(wait) = locked {
         return throttled(wait);
     }
@@ -65,12 +71,11 @@ pub(crate) async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
         Ok(b) => b,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "webhook body too large").into_response(),
     };
-    let ingress = gw.channels.ingress();
     match rt.channel.handle_webhook(WebhookRequest { headers: &headers, body: &bytes }, &ingress).await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(WebhookError::NotFound) => (StatusCode::NOT_FOUND, "Not Found").into_response(),
         Err(WebhookError::Unauthorized) => {
-            let recorded = gw.webhook_failures.lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());
+            let recorded = auth.webhook_failures().lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());
             let bucket = limiter_bucket(ip);
             // One WARN when a bucket starts failing and one when it is locked out; the rest are
             // counted without a line each.

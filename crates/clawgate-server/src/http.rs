@@ -1,7 +1,6 @@
 //! Plain HTTP routes on the gateway port.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
@@ -9,9 +8,25 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use clawgate_core::Gateway;
+use clawgate_core::config_service::ConfigService;
+use clawgate_core::gateway::Store;
+use clawgate_core::health::HealthService;
+use clawgate_core::media::MediaSigner;
+use clawgate_core::tasks::Tasks;
 
 use crate::{webchat, ws};
+
+/// What `/` and every unrouted path serve: WebSocket upgrades, the web chat page and media
+/// links below its base path.
+#[derive(Debug, Clone)]
+pub(crate) struct Front {
+    /// What a control connection uses.
+    pub(crate) ws: ws::Connections,
+    /// The web chat's settings (`gateway.controlUi.*`).
+    pub(crate) config: ConfigService,
+    /// Media links below the web chat's base path.
+    pub(crate) media: MediaSigner,
+}
 
 /// `GET /healthz` — liveness, no auth.
 pub async fn healthz() -> Response {
@@ -21,9 +36,13 @@ pub async fn healthz() -> Response {
 /// `GET /readyz` — readiness, no auth: 503 while draining or while storage is degraded (a
 /// write failed for a full disk or an I/O error and none has succeeded since); `reason` then
 /// says why, e.g. `"disk full: …"`. The success shape is unchanged.
-pub async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    let draining = gw.shutdown_token().is_cancelled();
-    let degraded = gw.store.degraded();
+pub async fn readyz(
+    State(tasks): State<Tasks>,
+    State(store): State<Store>,
+    State(health): State<HealthService>,
+) -> Response {
+    let draining = tasks.is_stopping();
+    let degraded = store.degraded();
     let mut failing = Vec::new();
     if draining {
         failing.push("draining");
@@ -35,7 +54,7 @@ pub async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     let mut body = json!({
         "ready": ready,
         "failing": failing,
-        "uptimeMs": gw.uptime().as_millis() as u64,
+        "uptimeMs": health.info().uptime().as_millis() as u64,
     });
     if let Some(d) = degraded {
         body["reason"] = json!(d.reason);
@@ -47,8 +66,8 @@ pub async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// `GET /` — a WebSocket upgrade becomes a control connection; a browser gets the web chat.
-pub async fn root(
-    State(gw): State<Arc<Gateway>>,
+pub(crate) async fn root(
+    State(front): State<Front>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
@@ -56,17 +75,17 @@ pub async fn root(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if upgrade.is_err()
-        && let Some(token) = webchat::media_token(&gw.config, &method, uri.path())
+        && let Some(token) = webchat::media_token(&front.config, &method, uri.path())
     {
-        return crate::media::serve(&gw.media, &token).await;
+        return crate::media::serve(&front.media, &token).await;
     }
-    upgrade_or_page(gw, addr, &method, &uri, &headers, upgrade)
+    upgrade_or_page(front, addr, &method, &uri, &headers, upgrade)
 }
 
 /// Any other path: WebSocket upgrades are accepted on every path (as upstream), the web chat is
 /// served below its base path, the rest is 404.
-pub async fn fallback(
-    State(gw): State<Arc<Gateway>>,
+pub(crate) async fn fallback(
+    State(front): State<Front>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
@@ -74,15 +93,15 @@ pub async fn fallback(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if upgrade.is_err()
-        && let Some(token) = webchat::media_token(&gw.config, &method, uri.path())
+        && let Some(token) = webchat::media_token(&front.config, &method, uri.path())
     {
-        return crate::media::serve(&gw.media, &token).await;
+        return crate::media::serve(&front.media, &token).await;
     }
-    upgrade_or_page(gw, addr, &method, &uri, &headers, upgrade)
+    upgrade_or_page(front, addr, &method, &uri, &headers, upgrade)
 }
 
 fn upgrade_or_page(
-    gw: Arc<Gateway>,
+    front: Front,
     addr: SocketAddr,
     method: &Method,
     uri: &Uri,
@@ -90,8 +109,8 @@ fn upgrade_or_page(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match upgrade {
-        Ok(up) => ws::upgrade(gw, addr, headers, up),
-        Err(_) => webchat::serve(&gw.config, method, uri.path(), headers)
+        Ok(up) => ws::upgrade(front.ws, addr, headers, up),
+        Err(_) => webchat::serve(&front.config, method, uri.path(), headers)
             .unwrap_or_else(|| (StatusCode::NOT_FOUND, "Not Found").into_response()),
     }
 }

@@ -19,13 +19,98 @@ mod ws;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
 use clawgate_core::Gateway;
+use clawgate_core::channels::{ChannelService, GatewayIngress};
+use clawgate_core::dispatch::Dispatcher;
+use clawgate_core::gateway::Store;
+use clawgate_core::handshake::AuthService;
+use clawgate_core::health::HealthService;
+use clawgate_core::media::MediaSigner;
+use clawgate_core::settings::SharedSettings;
+use clawgate_core::tasks::Tasks;
+
+/// The router's state. Every handler and middleware takes only the parts it uses, as
+/// `State<Part>` (each part is `FromRef<AppState>`); none takes the whole gateway.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    /// `/` and unrouted paths: WebSocket upgrades, the web chat.
+    front: http::Front,
+    /// Bearer checks and the webhook-secret limiter.
+    auth: AuthService,
+    /// Uptime for `/readyz`.
+    health: HealthService,
+    /// The settings in force (the origin gate).
+    settings: SharedSettings,
+    /// Storage health for `/readyz`.
+    store: Store,
+    /// Draining state for `/readyz`.
+    tasks: Tasks,
+    /// The HTTP API's handles.
+    api: http_api::Api,
+    /// `/media/{token}`.
+    media: MediaSigner,
+    /// Channel webhooks: the running accounts (their webhook paths) and where updates go.
+    channels: ChannelService,
+    ingress: GatewayIngress,
+}
+
+impl AppState {
+    fn new(gw: Arc<Gateway>) -> Self {
+        Self {
+            front: http::Front {
+                ws: ws::Connections {
+                    auth: gw.auth.clone(),
+                    health: gw.health.clone(),
+                    events: gw.events.clone(),
+                    tasks: gw.tasks().clone(),
+                    dispatcher: Dispatcher::new(gw.clone()),
+                },
+                config: gw.config.clone(),
+                media: gw.media.clone(),
+            },
+            auth: gw.auth.clone(),
+            health: gw.health.clone(),
+            settings: gw.shared_settings().clone(),
+            store: gw.store.clone(),
+            tasks: gw.tasks().clone(),
+            api: http_api::Api::new(&gw),
+            media: gw.media.clone(),
+            channels: gw.channels.clone(),
+            ingress: gw.channels.ingress(),
+        }
+    }
+}
+
+macro_rules! state_parts {
+    ($($field:ident: $ty:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> Self {
+                state.$field.clone()
+            }
+        }
+    )*};
+}
+
+state_parts! {
+    front: http::Front,
+    auth: AuthService,
+    health: HealthService,
+    settings: SharedSettings,
+    store: Store,
+    tasks: Tasks,
+    api: http_api::Api,
+    media: MediaSigner,
+    channels: ChannelService,
+    ingress: GatewayIngress,
+}
 
 /// Build the router for a gateway.
 pub fn router(gw: Arc<Gateway>) -> Router {
+    let state = AppState::new(gw);
     let routes = Router::new()
         .route("/", get(http::root))
         .route("/healthz", get(http::healthz))
@@ -38,10 +123,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     // paths come from the running accounts.
     // The origin gate is outermost: a cross-site browser request is refused before any route,
     // hook or webhook reads its body.
-    http_api::mount(routes, &gw)
-        .layer(axum::middleware::from_fn_with_state(gw.clone(), channel_webhooks::layer))
-        .layer(axum::middleware::from_fn_with_state(gw.clone(), origin::guard))
-        .with_state(gw)
+    http_api::mount(routes, &state)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), channel_webhooks::layer))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard))
+        .with_state(state)
 }
 
 /// Serve until the gateway's shutdown token is cancelled (see `listener` for the limits every

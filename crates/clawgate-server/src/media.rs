@@ -1,8 +1,6 @@
 //! `GET /media/{token}`: a job's stored output behind a signed, expiring link (checks in
 //! `clawgate_core::media`). The file is streamed, never read whole.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -10,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use tokio::io::AsyncReadExt;
 
-use clawgate_core::Gateway;
 use clawgate_core::media::{MediaError, MediaSigner};
 
 /// Bytes read per chunk.
@@ -18,8 +15,8 @@ const CHUNK: usize = 64 * 1024;
 
 /// `GET /media/{token}` → the file, or 403 (forged, expired, wrong channel) / 404 (gone) with a
 /// plain-text reason.
-pub(crate) async fn get_media(State(gw): State<Arc<Gateway>>, Path(token): Path<String>) -> Response {
-    serve(&gw.media, &token).await
+pub(crate) async fn get_media(State(media): State<MediaSigner>, Path(token): Path<String>) -> Response {
+    serve(&media, &token).await
 }
 
 /// The file behind `token`, or the refusal; also reached as `<basePath>/media/{token}` when the

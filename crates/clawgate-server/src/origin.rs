@@ -9,7 +9,6 @@
 //! on a loopback connection, or those listed in `gateway.controlUi.allowedOrigins`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -17,8 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use clawgate_core::Gateway;
 use clawgate_core::handshake::origin_allowed;
+use clawgate_core::settings::{GatewaySettings, SharedSettings};
 
 /// The message of the 403, naming the setting that allows an origin.
 pub(crate) const ORIGIN_REFUSED: &str = "origin not allowed: browser requests to the gateway API must come from a loopback origin or one listed in gateway.controlUi.allowedOrigins";
@@ -27,7 +26,7 @@ pub(crate) const ORIGIN_REFUSED: &str = "origin not allowed: browser requests to
 /// (`GET`, `HEAD`, `OPTIONS`) always may: they change nothing, and without CORS headers a
 /// cross-site page cannot read their answers.
 pub(crate) fn browser_request_allowed(
-    gw: &Gateway,
+    settings: &GatewaySettings,
     method: &Method,
     headers: &HeaderMap,
     remote_is_loopback: bool,
@@ -37,16 +36,13 @@ pub(crate) fn browser_request_allowed(
     }
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match text("origin") {
-        Some(origin) => {
-            let settings = gw.settings();
-            origin_allowed(
-                origin,
-                text("host"),
-                remote_is_loopback,
-                &settings.allowed_origins,
-                settings.allow_host_header_origin,
-            )
-        }
+        Some(origin) => origin_allowed(
+            origin,
+            text("host"),
+            remote_is_loopback,
+            &settings.allowed_origins,
+            settings.allow_host_header_origin,
+        ),
         // A browser that left `Origin` out still says where the request came from.
         None => !matches!(text("sec-fetch-site"), Some("cross-site" | "same-site")),
     }
@@ -54,10 +50,10 @@ pub(crate) fn browser_request_allowed(
 
 /// Middleware: answers 403 to a browser request from an origin that is not allowed, before any
 /// route (and before any body is read).
-pub(crate) async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(settings): State<SharedSettings>, req: Request, next: Next) -> Response {
     let remote_is_loopback =
         req.extensions().get::<ConnectInfo<SocketAddr>>().is_some_and(|ConnectInfo(a)| a.ip().is_loopback());
-    if browser_request_allowed(&gw, req.method(), req.headers(), remote_is_loopback) {
+    if browser_request_allowed(&settings.get(), req.method(), req.headers(), remote_is_loopback) {
         return next.run(req).await;
     }
     tracing::warn!(

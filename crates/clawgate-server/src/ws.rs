@@ -26,10 +26,12 @@ use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use clawgate_core::Gateway;
 use clawgate_core::broadcast::{ClientHandle, ClientIdentity, Outbound, QueueState};
-use clawgate_core::dispatch::{self, CallContext, Refusal};
-use clawgate_core::handshake::{self, ConnMeta};
+use clawgate_core::dispatch::{self, CallContext, Dispatcher, Refusal};
+use clawgate_core::events::Events;
+use clawgate_core::handshake::{AuthService, ConnMeta};
+use clawgate_core::health::HealthService;
+use clawgate_core::tasks::Tasks;
 use clawgate_protocol::connect::parse_connect_params;
 use clawgate_protocol::events::names as ev;
 use clawgate_protocol::frames::{EventFrame, FrameError, ResponseFrame, parse_request_frame};
@@ -56,8 +58,19 @@ fn write_deadline(len: usize) -> Duration {
     WRITE_TIMEOUT + Duration::from_secs((len / MIN_WRITE_RATE) as u64)
 }
 
+/// What one control connection uses: admission, the `hello-ok` snapshot, client registration
+/// and presence, the task tracker its requests run under, and the method router.
+#[derive(Debug, Clone)]
+pub(crate) struct Connections {
+    pub(crate) auth: AuthService,
+    pub(crate) health: HealthService,
+    pub(crate) events: Events,
+    pub(crate) tasks: Tasks,
+    pub(crate) dispatcher: Dispatcher,
+}
+
 /// Accept the upgrade with the protocol's frame limits.
-pub fn upgrade(gw: Arc<Gateway>, addr: SocketAddr, headers: &HeaderMap, up: WebSocketUpgrade) -> Response {
+pub(crate) fn upgrade(conns: Connections, addr: SocketAddr, headers: &HeaderMap, up: WebSocketUpgrade) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let meta = ConnMeta {
         conn_id: uuid::Uuid::new_v4().to_string(),
@@ -73,7 +86,7 @@ pub fn upgrade(gw: Arc<Gateway>, addr: SocketAddr, headers: &HeaderMap, up: WebS
         .write_buffer_size(8 * 1024)
         .max_message_size(clawgate_protocol::MAX_PAYLOAD_BYTES)
         .max_frame_size(clawgate_protocol::MAX_PAYLOAD_BYTES)
-        .on_upgrade(move |socket| run(gw, meta, socket))
+        .on_upgrade(move |socket| run(conns, meta, socket))
 }
 
 /// Queue side of a connection before it is registered with the broadcaster.
@@ -160,7 +173,7 @@ async fn writer(
     state.aborted.cancel();
 }
 
-async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
+async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::unbounded_channel();
     let state = Arc::new(QueueState::default());
@@ -168,7 +181,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     let writer_task = tokio::spawn(writer(sink, rx, state.clone(), reader_done.clone()));
     let ending = Ending { writer: writer_task, reader_done, state: state.clone() };
     let q = Queue { tx: tx.clone(), state: state.clone() };
-    let shutdown = gw.shutdown_token();
+    let shutdown = conns.tasks.token();
 
     q.text(
         EventFrame::new(
@@ -179,7 +192,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     );
 
     // ---- handshake: the first frame must be `connect`, within the timeout ----
-    let settings = gw.settings();
+    let settings = conns.auth.settings();
     let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
     let (connect_id, params, admission) = loop {
         let next = tokio::select! {
@@ -244,7 +257,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
                 return;
             }
         };
-        match handshake::admit(&gw, &meta, &params).await {
+        match conns.auth.admit(&meta, &params).await {
             Ok(admission) => break (req.id, params, admission),
             Err(rej) => {
                 tracing::info!(conn = %meta.conn_id, ip = %meta.remote_ip, client = %params.client.id, code = ?rej.error.detail_code(), "connect refused");
@@ -256,7 +269,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     };
 
     // ---- hello-ok, registration ----
-    let hello = gw.hello_ok(&meta.conn_id, &admission);
+    let hello = conns.health.hello_ok(&meta.conn_id, &admission);
     let hello_json = serde_json::to_value(&hello).unwrap_or_default();
     q.text(ResponseFrame::ok(connect_id, hello_json).to_text());
     let identity = ClientIdentity {
@@ -271,7 +284,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
     let client = ClientHandle::with_queue(identity, tx.clone(), state.clone(), clawgate_protocol::MAX_BUFFERED_BYTES);
     tracing::info!(conn = %meta.conn_id, ip = %meta.remote_ip, client = %params.client.id, mode = %params.client.mode,
         role = %admission.role, method = admission.method, scopes = ?admission.scopes, "client connected");
-    gw.client_connected(client.clone(), &params, &meta.remote_ip.to_string());
+    conns.events.client_connected(client.clone(), &params, &meta.remote_ip.to_string());
     drop(q);
 
     // ---- request loop ----
@@ -354,14 +367,14 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
             () = state.aborted.cancelled() => break,
         };
         let Ok(permit) = permit else { break };
-        let gw = gw.clone();
+        let dispatcher = conns.dispatcher.clone();
         // Requests that change a session take their turn now, in arrival order; they run on their
         // own tasks but each waits for the previous one's ordered part (see `dispatch::is_ordered`).
         let turn = dispatch::is_ordered(&req.method).then(|| dispatch::Turn::next(&mut last_turn));
         let ctx = CallContext { client: client.clone(), request_id: req.id.clone(), turn };
-        gw.clone().tasks().spawn("ws-requests", async move {
+        conns.tasks.spawn("ws-requests", async move {
             let _permit = permit;
-            let frame = match dispatch::dispatch(&gw, &ctx, &req.method, params).await {
+            let frame = match dispatcher.dispatch(&ctx, &req.method, params).await {
                 Ok(payload) => ResponseFrame::ok(req.id, payload),
                 Err(err) => ResponseFrame::err(req.id, err),
             };
@@ -369,7 +382,7 @@ async fn run(gw: Arc<Gateway>, meta: ConnMeta, socket: WebSocket) {
         });
     }
 
-    gw.client_disconnected(&meta.conn_id);
+    conns.events.client_disconnected(&meta.conn_id);
     tracing::info!(conn = %meta.conn_id, "client disconnected");
     drop(client);
     ending.finish(tx).await;

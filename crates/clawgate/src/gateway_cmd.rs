@@ -10,7 +10,7 @@ use clap::Args;
 
 use clawgate_config::{Env, LoadedConfig};
 use clawgate_core::Gateway;
-use clawgate_core::config_service::{ConfigService, Overrides, apply_changes};
+use clawgate_core::config_service::{ConfigService, Overrides};
 use clawgate_core::settings::{AuthMode, GatewaySettings};
 use clawgate_store::{KvStore, SqliteStore};
 
@@ -129,8 +129,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     gw.channels.start().await;
     clawgate_core::comfy::start(&gw).await;
     gw.cron.start().await;
-    spawn_config_watcher(gw.clone(), config_path.clone(), overrides);
-    gw.refresh_health().await;
+    spawn_config_watcher(gw.clone(), config_path.clone());
+    gw.health.refresh(&gw.agents.agents().default_id).await;
 
     match auth_mode {
         AuthMode::Token if generated_token => {
@@ -205,7 +205,7 @@ fn generate_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn spawn_config_watcher(gw: Arc<Gateway>, path: PathBuf, overrides: Overrides) {
+fn spawn_config_watcher(gw: Arc<Gateway>, path: PathBuf) {
     // Reloads apply the same environment overlay as the first load, and start from the config
     // in force so the first event is a real change.
     let watcher = clawgate_config::ConfigWatcher::builder(&path)
@@ -233,7 +233,7 @@ fn spawn_config_watcher(gw: Arc<Gateway>, path: PathBuf, overrides: Overrides) {
                             match gw.config.adopt_checked(config) {
                                 Ok(changes) => {
                                     tracing::info!(changes = changes.len(), "config file changed; applying");
-                                    apply_changes(&gw, &overrides, &changes);
+                                    gw.config.apply_changes(gw.reconfigure(), &changes);
                                 }
                                 Err(e) => tracing::error!(
                                     error = %e,

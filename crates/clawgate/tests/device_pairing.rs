@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use clawgate_client::{Client, ClientError, ClientOptions, DeviceIdentity, SignatureVersion};
+use clawgate_testkit::schema::SchemaValidator;
 
 const TOKEN: &str = "T-device-pairing-test";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -161,6 +162,16 @@ async fn assert_listed(gw: &Gateway, request_id: &str, identity: &DeviceIdentity
     assert_eq!(request["publicKey"], identity.public_key_b64url());
     assert_eq!(request["role"], "operator");
     assert_eq!(request["scopes"], json!(["operator.read"]));
+    // Upstream lists pending requests as `DevicePairRequested[]`: the closed object of the
+    // `device.pair.requested` event, nothing beside its fields.
+    for entry in pending {
+        if let Err(v) = SchemaValidator::global().validate_shape("DevicePairRequestedEvent", entry, "device.pair.list")
+        {
+            panic!("a pending entry is not a DevicePairRequested: {v:?}");
+        }
+    }
+    assert_eq!((request["isRepair"].clone(), request["silent"].clone()), (json!(false), json!(false)));
+    assert_eq!(request["roles"], json!(["operator"]));
 }
 
 #[tokio::test]

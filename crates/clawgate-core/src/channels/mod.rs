@@ -109,7 +109,7 @@ struct Inner {
     /// Every account's receive loop, sender and routing task runs under it.
     tasks: Tasks,
     /// Where `channels.*` is read from (at start and at each reload).
-    config: Arc<ConfigService>,
+    config: ConfigService,
     /// The durable outbox; each running account's sender is attached to it.
     outbox: Outbox,
     /// Answers an inbound message with an agent turn.
@@ -136,7 +136,7 @@ impl ChannelService {
     pub fn new(
         store: Store,
         tasks: Tasks,
-        config: Arc<ConfigService>,
+        config: ConfigService,
         outbox: Outbox,
         agents: AgentService,
         commands: Commands,

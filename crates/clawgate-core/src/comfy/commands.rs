@@ -100,7 +100,7 @@ pub(crate) async fn run_command(
                         };
                         match gw.store.create_approval(&new, now_ms()).await {
                             Ok(record) => {
-                                gw.clients.broadcast(
+                                gw.events.clients().broadcast(
                                     events::PLUGIN_APPROVAL_REQUESTED,
                                     &approvals::record_json(&record),
                                     None,
@@ -371,7 +371,7 @@ pub(crate) async fn decide_approval(
         }
         _ => None,
     };
-    gw.clients.broadcast(events::PLUGIN_APPROVAL_RESOLVED, &approvals::resolved_event(&approval), None, true);
+    gw.events.clients().broadcast(events::PLUGIN_APPROVAL_RESOLVED, &approvals::resolved_event(&approval), None, true);
     gw.comfy.kick.notify_one();
     Ok(Some(Decided { approval, job }))
 }

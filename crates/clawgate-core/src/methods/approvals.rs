@@ -243,7 +243,7 @@ pub async fn plugin_approval_request(
         expires_at_ms: now + timeout_ms as i64,
     };
     let record = gw.store.create_approval(&new, now).await?;
-    gw.clients.broadcast(events::PLUGIN_APPROVAL_REQUESTED, &record_json(&record), None, true);
+    gw.events.clients().broadcast(events::PLUGIN_APPROVAL_REQUESTED, &record_json(&record), None, true);
     if params.two_phase == Some(true) {
         let accepted = PluginApprovalAccepted {
             status: "accepted",

@@ -1,11 +1,9 @@
 //! `commands.list`, `models.list`, `question.list`, `taskSuggestions.list`.
 
-use std::sync::Arc;
-
 use clawgate_protocol::methods::catalog::*;
 
+use crate::agent::AgentService;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
 
 /// `commands.list` → the chat commands clawgate understands.
 pub async fn commands_list(_: CommandsListParams) -> Result<CommandsListResult, CoreError> {
@@ -28,8 +26,8 @@ pub async fn commands_list(_: CommandsListParams) -> Result<CommandsListResult, 
 }
 
 /// `models.list` → every model named in `models.providers.*.models[]`, plus the agents' models.
-pub async fn models_list(gw: &Arc<Gateway>, _: ModelsListParams) -> Result<ModelsListResult, CoreError> {
-    let registry = gw.agents.registry();
+pub async fn models_list(agents: &AgentService, _: ModelsListParams) -> Result<ModelsListResult, CoreError> {
+    let registry = agents.registry();
     let mut models = Vec::new();
     for id in registry.ids() {
         let Some(cfg) = registry.config(id) else { continue };
@@ -42,9 +40,9 @@ pub async fn models_list(gw: &Arc<Gateway>, _: ModelsListParams) -> Result<Model
             });
         }
     }
-    let agents = gw.agents.agents();
-    for a in &agents.agents {
-        let full = agents.model_for(a);
+    let configured = agents.agents();
+    for a in &configured.agents {
+        let full = configured.model_for(a);
         if let Some((provider, model)) = full.split_once('/')
             && !models.iter().any(|m| m.provider == provider && m.id == model)
         {

@@ -1,7 +1,5 @@
 //! `config.get`, `config.schema`, `config.set`, `config.patch`, `config.apply`.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use clawgate_protocol::methods::config::{
@@ -10,18 +8,18 @@ use clawgate_protocol::methods::config::{
     ConfigWriteResult,
 };
 
-use crate::config_service::apply_changes;
+use crate::config_service::{ConfigService, Reconfigure};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::health::GatewayInfo;
 
 /// `config.get` → the config in force, secrets redacted, with the hash to pass as `baseHash`.
 pub async fn config_get(
-    gw: &Arc<Gateway>,
+    config: &ConfigService,
     ctx: &CallContext,
     _: ConfigGetParams,
 ) -> Result<ConfigGetResult, CoreError> {
-    let c = gw.config.current();
+    let c = config.current();
     let redacted = clawgate_config::redacted(&c.value);
     Ok(ConfigGetResult {
         exists: c.exists,
@@ -36,15 +34,15 @@ pub async fn config_get(
 }
 
 /// `config.schema` → `{schema, uiHints, version, generatedAt}`.
-pub async fn config_schema(gw: &Arc<Gateway>, _: ConfigSchemaParams) -> Result<ConfigSchemaResult, CoreError> {
+pub async fn config_schema(info: &GatewayInfo, _: ConfigSchemaParams) -> Result<ConfigSchemaResult, CoreError> {
     let Value::Object(ui_hints) = clawgate_config::ui_hints() else {
         return Err(CoreError::internal("the config UI hints are not an object"));
     };
     Ok(ConfigSchemaResult {
         schema: clawgate_config::config_schema(),
         ui_hints,
-        version: gw.version.clone(),
-        generated_at: crate::time::rfc3339(gw.started_at_ms),
+        version: info.version.clone(),
+        generated_at: crate::time::rfc3339(info.started_at_ms),
     })
 }
 
@@ -56,15 +54,16 @@ fn check_raw(method: &str, p: &ConfigWriteParams) -> Result<(), CoreError> {
 }
 
 async fn write_and_apply(
-    gw: &Arc<Gateway>,
+    config: &ConfigService,
+    to: Reconfigure<'_>,
     text: String,
     base_hash: Option<&str>,
 ) -> Result<ConfigWriteResult, CoreError> {
-    let (loaded, changes) = gw.config.write(text, base_hash).await?;
+    let (loaded, changes) = config.write(text, base_hash).await?;
     // The config service reports what it applied as the `config.changed` event's payload; read
     // it back as its type.
     let applied: ConfigChangesApplied =
-        serde_json::from_value(apply_changes(gw, &gw.overrides(), &changes)).map_err(CoreError::internal)?;
+        serde_json::from_value(config.apply_changes(to, &changes)).map_err(CoreError::internal)?;
     Ok(ConfigWriteResult {
         ok: true,
         path: loaded.path.display().to_string(),
@@ -74,28 +73,40 @@ async fn write_and_apply(
 }
 
 /// `config.set {raw, baseHash?}` → replace the whole config (JSON5 text).
-pub async fn config_set(gw: &Arc<Gateway>, p: ConfigSetParams) -> Result<ConfigSetResult, CoreError> {
+pub async fn config_set(
+    config: &ConfigService,
+    to: Reconfigure<'_>,
+    p: ConfigSetParams,
+) -> Result<ConfigSetResult, CoreError> {
     check_raw("config.set", &p)?;
-    write_and_apply(gw, p.raw, p.base_hash.as_deref()).await
+    write_and_apply(config, to, p.raw, p.base_hash.as_deref()).await
 }
 
 /// `config.apply {raw, baseHash?}` → replace the whole config and apply it.
-pub async fn config_apply(gw: &Arc<Gateway>, p: ConfigApplyParams) -> Result<ConfigApplyResult, CoreError> {
+pub async fn config_apply(
+    config: &ConfigService,
+    to: Reconfigure<'_>,
+    p: ConfigApplyParams,
+) -> Result<ConfigApplyResult, CoreError> {
     check_raw("config.apply", &p)?;
-    write_and_apply(gw, p.raw, p.base_hash.as_deref()).await
+    write_and_apply(config, to, p.raw, p.base_hash.as_deref()).await
 }
 
 /// `config.patch {raw (JSON merge patch), baseHash?, replacePaths?}` → merge into the config
 /// in force and apply.
-pub async fn config_patch(gw: &Arc<Gateway>, p: ConfigPatchParams) -> Result<ConfigPatchResult, CoreError> {
+pub async fn config_patch(
+    config: &ConfigService,
+    to: Reconfigure<'_>,
+    p: ConfigPatchParams,
+) -> Result<ConfigPatchResult, CoreError> {
     check_raw("config.patch", &p)?;
     let patch: Value = json5::from_str(&p.raw)
         .map_err(|e| CoreError::invalid(format!("invalid config.patch params: raw is not JSON5: {e}")))?;
     if !patch.is_object() {
         return Err(CoreError::invalid("invalid config.patch params: raw must be a JSON object"));
     }
-    let mut merged = gw.config.current().value.clone();
+    let mut merged = config.current().value.clone();
     clawgate_config::merge_patch_replacing(&mut merged, &patch, p.replace_paths.as_deref().unwrap_or(&[]));
     let text = serde_json::to_string_pretty(&merged).map_err(CoreError::internal)?;
-    write_and_apply(gw, text, p.base_hash.as_deref()).await
+    write_and_apply(config, to, text, p.base_hash.as_deref()).await
 }

@@ -1,42 +1,15 @@
 //! `device.pair.*` and `device.token.*`.
 
-use std::sync::Arc;
-
 use clawgate_protocol::close;
 use clawgate_protocol::methods::devices::*;
-use clawgate_store::{
-    DeviceStore, DeviceTokenStore, PairedDevice, PairingRequest, PairingStatus, PairingStore, StoreError,
-};
+use clawgate_store::{DeviceStore, DeviceTokenStore, PairedDevice, PairingStore, StoreError};
 
 use crate::broadcast::AuthKind;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::events::{Events, pair_requested_payload};
+use crate::pairing::PairingService;
 use crate::time::now_ms;
-
-fn request_entry(r: &PairingRequest) -> PairingRequestEntry {
-    PairingRequestEntry {
-        request_id: r.request_id.clone(),
-        device_id: r.device_id.clone(),
-        public_key: r.public_key.clone(),
-        role: r.role.clone(),
-        scopes: r.scopes.clone(),
-        reason: r.reason.clone(),
-        status: match r.status {
-            PairingStatus::Pending => PairingRequestStatus::Pending,
-            PairingStatus::Approved => PairingRequestStatus::Approved,
-            PairingStatus::Rejected => PairingRequestStatus::Rejected,
-        },
-        ts: r.updated_at_ms,
-        created_at_ms: r.created_at_ms,
-        display_name: r.display_name.clone(),
-        platform: r.platform.clone(),
-        device_family: r.device_family.clone(),
-        client_id: r.client_id.clone(),
-        client_mode: r.client_mode.clone(),
-        remote_ip: r.remote_ip.clone(),
-    }
-}
 
 fn device_entry(d: PairedDevice) -> PairedDeviceEntry {
     PairedDeviceEntry {
@@ -63,12 +36,17 @@ fn resolved_by(ctx: &CallContext) -> String {
     }
 }
 
-/// `device.pair.list` → `{pending, paired}`.
-pub async fn device_pair_list(gw: &Arc<Gateway>, _: DevicePairListParams) -> Result<DevicePairListResult, CoreError> {
-    let pending = gw.store.list_pending().await?;
-    let paired = gw.store.list_paired().await?;
+/// `device.pair.list` → `{pending, paired}`; a pending entry is the request as
+/// `device.pair.requested` announced it (schema `DevicePairRequestedEvent`).
+pub async fn device_pair_list(
+    pairing: &PairingService,
+    _: DevicePairListParams,
+) -> Result<DevicePairListResult, CoreError> {
+    let pending = pairing.store().list_pending().await?;
+    let paired = pairing.store().list_paired().await?;
     Ok(DevicePairListResult {
-        pending: pending.iter().map(request_entry).collect(),
+        // A pending request is never silent: silent ones are approved as they are made.
+        pending: pending.iter().map(|r| pair_requested_payload(r, false)).collect(),
         paired: paired.into_iter().map(device_entry).collect(),
     })
 }
@@ -101,19 +79,18 @@ pub fn grantable_by(ctx: &CallContext, requested: &[String]) -> Result<Vec<Strin
 /// `device.pair.approve {requestId}` → pairs the device; broadcasts `device.pair.resolved`.
 /// The caller must hold every scope the request asks for ([`grantable_by`]).
 pub async fn device_pair_approve(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
     ctx: &CallContext,
     p: DevicePairApproveParams,
 ) -> Result<DevicePairApproveResult, CoreError> {
-    let _pairing = gw.pairing.lock().lock().await;
-    let request = gw
-        .store
+    let _pairing = pairing.lock().lock().await;
+    let request = pairing
+        .store()
         .get_request(&p.request_id)
         .await?
         .ok_or_else(|| CoreError::NotFound(format!("unknown pairing request: {}", p.request_id)))?;
     grantable_by(ctx, &request.scopes)?;
-    let device =
-        gw.pairing.approve(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
+    let device = pairing.approve(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
     tracing::info!(request = %p.request_id, device = %device.device_id, "pairing request approved");
     Ok(DevicePairApproveResult {
         request_id: p.request_id,
@@ -125,11 +102,11 @@ pub async fn device_pair_approve(
 
 /// `device.pair.reject {requestId}` → marks the request rejected; broadcasts `device.pair.resolved`.
 pub async fn device_pair_reject(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
     ctx: &CallContext,
     p: DevicePairRejectParams,
 ) -> Result<DevicePairRejectResult, CoreError> {
-    let r = gw.pairing.reject(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
+    let r = pairing.reject(&p.request_id, &resolved_by(ctx)).await.map_err(not_found_request(&p.request_id))?;
     tracing::info!(request = %p.request_id, device = %r.device_id, "pairing request rejected");
     Ok(DevicePairRejectResult { request_id: p.request_id, device_id: r.device_id, decision: PairDecision::Rejected })
 }
@@ -137,11 +114,12 @@ pub async fn device_pair_reject(
 /// `device.pair.remove {deviceId}` → unpairs the device, revokes its tokens and closes its
 /// sockets with 4001.
 pub async fn device_pair_remove(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
+    events: &Events,
     p: DevicePairRemoveParams,
 ) -> Result<DevicePairRemoveResult, CoreError> {
-    let removed = gw.store.remove_paired(&p.device_id).await?;
-    let closed = gw.clients.close_where(
+    let removed = pairing.store().remove_paired(&p.device_id).await?;
+    let closed = events.clients().close_where(
         |c| c.device_id.as_deref() == Some(p.device_id.as_str()),
         close::CREDENTIALS_CHANGED,
         close::REASON_DEVICE_REVOKED,
@@ -155,12 +133,12 @@ pub async fn device_pair_remove(
 /// learns that it was rotated but not the secret. The new token's scopes must be within the
 /// device's approved scopes and within the caller's own ([`grantable_by`]).
 pub async fn device_token_rotate(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
     ctx: &CallContext,
     p: DeviceTokenRotateParams,
 ) -> Result<DeviceTokenRotateResult, CoreError> {
-    let device = gw
-        .store
+    let device = pairing
+        .store()
         .get_paired(&p.device_id)
         .await?
         .ok_or_else(|| CoreError::NotFound(format!("unknown device: {}", p.device_id)))?;
@@ -171,7 +149,7 @@ pub async fn device_token_rotate(
     if !clawgate_protocol::scopes::all_covered(&scopes, &device.scopes) {
         return Err(CoreError::invalid("requested scopes exceed the device's approved scopes"));
     }
-    let (token, record) = gw.store.issue(&p.device_id, &p.role, &scopes, now_ms()).await?;
+    let (token, record) = pairing.store().issue(&p.device_id, &p.role, &scopes, now_ms()).await?;
     let same_device = ctx.client.device_id.as_deref() == Some(p.device_id.as_str());
     let in_band = same_device || ctx.client.has_scope(clawgate_protocol::scopes::ADMIN);
     Ok(DeviceTokenRotateResult {
@@ -186,11 +164,12 @@ pub async fn device_token_rotate(
 /// `device.token.revoke {deviceId, role}` → the device token stops working; sockets that
 /// authenticated with it are closed with 4001.
 pub async fn device_token_revoke(
-    gw: &Arc<Gateway>,
+    pairing: &PairingService,
+    events: &Events,
     p: DeviceTokenRevokeParams,
 ) -> Result<DeviceTokenRevokeResult, CoreError> {
-    let revoked = gw.store.revoke(&p.device_id, &p.role, now_ms()).await?;
-    gw.clients.close_where(
+    let revoked = pairing.store().revoke(&p.device_id, &p.role, now_ms()).await?;
+    events.clients().close_where(
         |c| c.device_id.as_deref() == Some(p.device_id.as_str()) && c.role == p.role && c.auth_kind == AuthKind::Device,
         close::CREDENTIALS_CHANGED,
         close::REASON_DEVICE_REVOKED,

@@ -1,24 +1,33 @@
 //! `health` and `status`.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use clawgate_protocol::methods::health::*;
 use clawgate_protocol::methods::system::LastHeartbeatResult;
 use clawgate_store::{DeviceStore, PairingStore};
 
+use crate::agent::AgentService;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::health::{HealthService, public_health};
+use crate::pairing::PairingService;
 
 /// `health {probe?}` → the health snapshot; `probe:true` refreshes it first. Extra params are
 /// ignored, as upstream does. `health` needs no scope, so a caller without `operator.read` gets
-/// the public form ([`crate::gateway::public_health`]): no database path, no session keys.
-pub async fn health(gw: &Arc<Gateway>, ctx: &CallContext, p: HealthParams) -> Result<HealthResult, CoreError> {
-    let full = if p.probe == Some(true) { gw.refresh_health().await } else { gw.health_snapshot() };
-    let snapshot =
-        if ctx.client.has_scope(clawgate_protocol::scopes::READ) { full } else { crate::gateway::public_health(&full) };
+/// the public form ([`public_health`]): no database path, no session keys.
+pub async fn health(
+    health: &HealthService,
+    agents: &AgentService,
+    ctx: &CallContext,
+    p: HealthParams,
+) -> Result<HealthResult, CoreError> {
+    let full = if p.probe == Some(true) {
+        let default_agent = agents.agents().default_id.clone();
+        health.refresh(&default_agent).await
+    } else {
+        health.snapshot()
+    };
+    let snapshot = if ctx.client.has_scope(clawgate_protocol::scopes::READ) { full } else { public_health(&full) };
     let snapshot = match snapshot {
         Value::Object(map) => map,
         // No snapshot yet: the answer is `modelRuntime` alone, as it always was.
@@ -29,20 +38,26 @@ pub async fn health(gw: &Arc<Gateway>, ctx: &CallContext, p: HealthParams) -> Re
 }
 
 /// `status` → a summary of the gateway: version, uptime, connections, auth, pairing.
-pub async fn status(gw: &Arc<Gateway>, ctx: &CallContext, _: StatusParams) -> Result<StatusResult, CoreError> {
-    let settings = gw.settings();
-    let clients = gw.clients.clients();
+pub async fn status(
+    health: &HealthService,
+    pairing: &PairingService,
+    ctx: &CallContext,
+    _: StatusParams,
+) -> Result<StatusResult, CoreError> {
+    let settings = health.settings();
+    let info = health.info();
+    let clients = health.events().clients().clients();
     let nodes = clients.iter().filter(|c| c.role == "node").count();
-    let pending = gw.store.list_pending().await?.len();
-    let paired = gw.store.list_paired().await?.len();
+    let pending = pairing.store().list_pending().await?.len();
+    let paired = pairing.store().list_paired().await?.len();
     let admin = ctx.client.has_scope(clawgate_protocol::scopes::ADMIN);
     Ok(StatusResult {
         ok: true,
-        version: gw.version.to_string(),
-        boot_id: gw.boot_id.to_string(),
+        version: info.version.clone(),
+        boot_id: info.boot_id.clone(),
         pid: std::process::id(),
-        started_at: crate::time::rfc3339(gw.started_at_ms),
-        uptime_ms: gw.uptime().as_millis() as u64,
+        started_at: crate::time::rfc3339(info.started_at_ms),
+        uptime_ms: info.uptime().as_millis() as u64,
         listen: settings.listen_addr.clone(),
         auth_mode: settings.auth_mode.as_str().to_owned(),
         connections: StatusConnections { total: clients.len(), operators: clients.len() - nodes, nodes },

@@ -1,14 +1,12 @@
 //! `logs.tail`.
 
-use std::sync::Arc;
-
 use clawgate_protocol::methods::logs::{LogsTailParams, LogsTailResult};
 
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::settings::SharedSettings;
 
 /// `logs.tail {cursor?, limit? (1..5000), maxBytes? (1..1000000)}` → lines of clawgate's log.
-pub async fn logs_tail(gw: &Arc<Gateway>, p: LogsTailParams) -> Result<LogsTailResult, CoreError> {
+pub async fn logs_tail(settings: &SharedSettings, p: LogsTailParams) -> Result<LogsTailResult, CoreError> {
     let limit = p.limit.unwrap_or(200);
     let max_bytes = p.max_bytes.unwrap_or(250_000);
     if !(1..=5000).contains(&limit) {
@@ -17,7 +15,7 @@ pub async fn logs_tail(gw: &Arc<Gateway>, p: LogsTailParams) -> Result<LogsTailR
     if !(1..=1_000_000).contains(&max_bytes) {
         return Err(CoreError::invalid("invalid logs.tail params: maxBytes must be between 1 and 1000000"));
     }
-    let Some(path) = gw.settings().log_file.clone() else {
+    let Some(path) = settings.get().log_file.clone() else {
         return Err(CoreError::Unavailable("file logging is off (set logging.file or run with a state dir)".into()));
     };
     let cursor = p.cursor;

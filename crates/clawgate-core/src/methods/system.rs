@@ -1,23 +1,21 @@
 //! `system-presence`, `system-event`, `last-heartbeat`.
 
-use std::sync::Arc;
-
 use serde_json::json;
 
 use clawgate_protocol::methods::system::*;
 
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::events::Events;
 
 /// `system-presence` → the presence entries.
-pub async fn system_presence(gw: &Arc<Gateway>, _: SystemPresenceParams) -> Result<SystemPresenceResult, CoreError> {
-    Ok(SystemPresenceResult(gw.presence.list()))
+pub async fn system_presence(events: &Events, _: SystemPresenceParams) -> Result<SystemPresenceResult, CoreError> {
+    Ok(SystemPresenceResult(events.presence().list()))
 }
 
 /// `system-event {text}` → updates the caller's presence entry and broadcasts `presence`.
 pub async fn system_event(
-    gw: &Arc<Gateway>,
+    events: &Events,
     ctx: &CallContext,
     p: SystemEventParams,
 ) -> Result<SystemEventResult, CoreError> {
@@ -25,12 +23,12 @@ pub async fn system_event(
         return Err(CoreError::invalid("invalid system-event params: text must not be empty"));
     }
     let now = crate::time::now_ms();
-    if !gw.presence.contains(&ctx.client.conn_id) {
+    let presence = events.presence();
+    if !presence.contains(&ctx.client.conn_id) {
         let entry = json!({"clientId": "system-event", "roles": [ctx.client.role], "reason": "event", "ts": now});
-        gw.presence.upsert(&ctx.client.conn_id, entry);
+        presence.upsert(&ctx.client.conn_id, entry);
     }
-    let version = gw
-        .presence
+    let version = presence
         .update(&ctx.client.conn_id, |e| {
             e["text"] = json!(p.text);
             e["ts"] = json!(now);
@@ -41,12 +39,12 @@ pub async fn system_event(
             }
         })
         .ok_or_else(|| CoreError::invalid("caller has no presence entry"))?;
-    gw.events.presence_changed(version);
+    events.presence_changed(version);
     Ok(SystemEventResult { ok: true, ts: now })
 }
 
 /// `last-heartbeat` → the last heartbeat event, or `null`: clawgate runs no heartbeat agent yet,
 /// so this is honestly `null`.
-pub async fn last_heartbeat(_gw: &Arc<Gateway>, _: LastHeartbeatParams) -> Result<LastHeartbeatResult, CoreError> {
+pub async fn last_heartbeat(_: LastHeartbeatParams) -> Result<LastHeartbeatResult, CoreError> {
     Ok(LastHeartbeatResult)
 }

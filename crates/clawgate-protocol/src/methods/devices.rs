@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::AnyParams;
 
+pub use crate::events::pairing::DevicePairRequested;
+
 /// `device.pair.list` params. The schema's `DevicePairListParams` is a closed `{}`, but clawgate
 /// has always ignored whatever is sent here, so this accepts anything (no wire change).
 pub type DevicePairListParams = AnyParams;
@@ -59,61 +61,6 @@ pub struct DeviceTokenRevokeParams {
     pub role: String,
 }
 
-/// Where a pairing request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PairingRequestStatus {
-    /// Waiting for an operator.
-    Pending,
-    /// Approved; the device is paired.
-    Approved,
-    /// Rejected by an operator.
-    Rejected,
-}
-
-/// One pending pairing request as `device.pair.list` shows it: the `device.pair.requested`
-/// fields plus `reason`, `status` and `createdAtMs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PairingRequestEntry {
-    /// Request id.
-    pub request_id: String,
-    /// The device asking.
-    pub device_id: String,
-    /// Its public key.
-    pub public_key: String,
-    /// The role it asks for.
-    pub role: String,
-    /// The scopes it asks for.
-    pub scopes: Vec<String>,
-    /// Why the request exists (e.g. `not-paired`).
-    pub reason: String,
-    /// Where it stands.
-    pub status: PairingRequestStatus,
-    /// Last update (ms since the epoch).
-    pub ts: i64,
-    /// Creation (ms since the epoch).
-    pub created_at_ms: i64,
-    /// Display name, when the device sent one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
-    /// Platform, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    /// Device family, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub device_family: Option<String>,
-    /// Client id, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    /// Client mode, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_mode: Option<String>,
-    /// Remote address, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote_ip: Option<String>,
-}
-
 /// One paired device. Unknown optional facts are sent as `null` (as they always were).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -149,8 +96,9 @@ pub struct PairedDeviceEntry {
 /// `device.pair.list` → `{pending, paired}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DevicePairListResult {
-    /// Requests waiting for an operator.
-    pub pending: Vec<PairingRequestEntry>,
+    /// Requests waiting for an operator, each exactly as `device.pair.requested` announced it
+    /// (upstream: `pending: DevicePairRequested[]`, a closed object).
+    pub pending: Vec<DevicePairRequested>,
     /// Paired devices.
     pub paired: Vec<PairedDeviceEntry>,
 }

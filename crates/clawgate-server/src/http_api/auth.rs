@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
 
-use clawgate_core::Gateway;
 use clawgate_core::auth::{PasswordCheck, Peer, begin_attempt, secrets_match};
+use clawgate_core::handshake::AuthService;
 use clawgate_core::settings::AuthMode;
 
 use super::error::OpenAiError;
@@ -46,23 +46,23 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// concurrent guesses get 429 unverified instead of 19 MiB each (issue 10, defect 3).
 ///
 /// [`PasswordGate`]: clawgate_core::auth::PasswordGate
-pub(crate) async fn check(gw: &Gateway, headers: &HeaderMap, ip: IpAddr) -> Result<(), Denied> {
-    let settings = gw.settings();
+pub(crate) async fn check(auth: &AuthService, headers: &HeaderMap, ip: IpAddr) -> Result<(), Denied> {
+    let settings = auth.settings();
     if settings.auth_mode == AuthMode::None {
         return Ok(());
     }
     let peer = Peer { ip, forwarded: Peer::FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h)) };
-    let locked = gw.limiter.lock().check(peer, &settings.rate_limit, Instant::now());
+    let locked = auth.limiter().lock().check(peer, &settings.rate_limit, Instant::now());
     if let Err(wait) = locked {
         return Err(Denied::RateLimited(wait));
     }
     let Some(presented) = bearer(headers) else { return Err(Denied::Unauthorized) };
-    let attempt = begin_attempt(&gw.limiter, peer, &settings.rate_limit).map_err(Denied::RateLimited)?;
+    let attempt = begin_attempt(auth.limiter(), peer, &settings.rate_limit).map_err(Denied::RateLimited)?;
     let ok = match settings.auth_mode {
         AuthMode::None => true,
         AuthMode::Token => settings.token.as_deref().is_some_and(|t| secrets_match(presented, t)),
         AuthMode::Password => match &settings.password {
-            Some(configured) => match gw.password_gate.verify(presented, configured).await {
+            Some(configured) => match auth.password_gate().verify(presented, configured).await {
                 PasswordCheck::Match => true,
                 PasswordCheck::Mismatch => false,
                 PasswordCheck::Busy => {

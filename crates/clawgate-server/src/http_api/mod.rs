@@ -36,13 +36,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use clawgate_core::Gateway;
 use clawgate_core::auth::FailedAuthLimiter;
+use clawgate_core::handshake::AuthService;
+
+use crate::AppState;
+use axum::extract::FromRef;
 
 use run::{LiveRun, Step};
 
 /// State of the HTTP API handlers.
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
+    /// The agent runs, sessions and config the endpoints use: their bodies still reach them
+    /// through the gateway until the agent step of issue 11 gives them the agent service.
     gw: Arc<Gateway>,
+    /// Bearer checks (the gateway secret and its failed-auth limiter).
+    auth: AuthService,
     /// Failed hook tokens per address. Separate from the gateway's limiter: the hook token is a
     /// different secret with its own budget (20 failures a minute, as upstream).
     hook_failures: Arc<Mutex<FailedAuthLimiter>>,
@@ -65,12 +73,23 @@ const BODY_BUDGET_STEP: usize = 256 * 1024;
 /// What a refused client is told to wait before retrying.
 pub(crate) const BODY_BUDGET_RETRY: Duration = Duration::from_secs(2);
 
+impl Api {
+    /// The API's state, with an empty hook limiter and a full body budget.
+    pub(crate) fn new(gw: &Arc<Gateway>) -> Self {
+        Self {
+            gw: gw.clone(),
+            auth: gw.auth.clone(),
+            hook_failures: Arc::default(),
+            bodies: Arc::new(Semaphore::new(BODY_BUDGET_BYTES)),
+        }
+    }
+}
+
 /// Add the HTTP API to the gateway's router. Call after the router's fallback is set: the hooks
 /// are matched in a layer in front of everything (their path is configurable and hot-reloaded),
 /// so they must wrap the fallback too.
-pub(crate) fn mount(router: Router<Arc<Gateway>>, gw: &Arc<Gateway>) -> Router<Arc<Gateway>> {
-    let api =
-        Api { gw: gw.clone(), hook_failures: Arc::default(), bodies: Arc::new(Semaphore::new(BODY_BUDGET_BYTES)) };
+pub(crate) fn mount(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let api = Api::from_ref(state);
     let routes = Router::new()
         .route("/v1/models", any(openai::list_models))
         .route("/v1/models/{*id}", any(openai::get_model))
@@ -116,7 +135,7 @@ async fn gate(
     }
     let ip = client_ip(&req);
     let (parts, body) = req.into_parts();
-    if let Err(denied) = auth::check(&api.gw, &parts.headers, ip).await {
+    if let Err(denied) = auth::check(&api.auth, &parts.headers, ip).await {
         return Err(error::OpenAiError::from(denied).into_response());
     }
     Ok((parts, body))

@@ -1,0 +1,233 @@
+//! `HealthService`: what the gateway says about itself — the health snapshot (refreshed on a
+//! timer and on `health {probe:true}`), its public projection, and the `hello-ok` snapshot an
+//! admitted client starts from.
+//!
+//! Built with what it reads (the store for session counts, the settings, the config service for
+//! the hash and the watcher's state, [`Events`] for presence and the `health` broadcast), so the
+//! handlers of `health`, `status` and the WebSocket handshake need no gateway.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use serde_json::{Value, json};
+
+use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
+use clawgate_protocol::{events, methods, scopes};
+use clawgate_store::{SessionQuery, SessionStore};
+
+use crate::config_service::ConfigService;
+use crate::events::Events;
+use crate::gateway::Store;
+use crate::handshake::Admission;
+use crate::settings::{GatewaySettings, SharedSettings};
+use crate::time::now_ms;
+
+/// Who this gateway process is: fixed for its lifetime.
+#[derive(Debug, Clone)]
+pub struct GatewayInfo {
+    /// clawgate's version.
+    pub version: String,
+    /// Changes on every start.
+    pub boot_id: String,
+    /// Start time (ms since epoch).
+    pub started_at_ms: i64,
+    started: Instant,
+}
+
+impl GatewayInfo {
+    /// A process starting now with a fresh boot id.
+    pub fn starting_now(version: &str) -> Self {
+        Self {
+            version: version.to_owned(),
+            boot_id: uuid::Uuid::new_v4().to_string(),
+            started_at_ms: now_ms(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// The health snapshot and the gateway's self-description. Cheap to clone: clones share the
+/// snapshot.
+#[derive(Debug, Clone)]
+pub struct HealthService {
+    inner: Arc<HealthInner>,
+}
+
+#[derive(Debug)]
+struct HealthInner {
+    info: GatewayInfo,
+    settings: SharedSettings,
+    /// Session counts and the most recent sessions.
+    store: Store,
+    /// The config hash (admins see it in `hello-ok`) and whether the watcher runs.
+    config: ConfigService,
+    /// Presence for `hello-ok`, the `health` broadcast.
+    events: Events,
+    /// The last snapshot (`null` until the first refresh).
+    snapshot: RwLock<Value>,
+}
+
+impl HealthService {
+    /// A service with no snapshot yet (call [`HealthService::refresh`] before serving).
+    pub fn new(
+        info: GatewayInfo,
+        settings: SharedSettings,
+        store: Store,
+        config: ConfigService,
+        events: Events,
+    ) -> Self {
+        Self {
+            inner: Arc::new(HealthInner { info, settings, store, config, events, snapshot: RwLock::new(Value::Null) }),
+        }
+    }
+
+    /// Version, boot id, start time.
+    pub fn info(&self) -> &GatewayInfo {
+        &self.inner.info
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<GatewaySettings> {
+        self.inner.settings.get()
+    }
+
+    /// The clients and presence this service reports on.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// The current health snapshot (same shape as the `health` result), in full: only for
+    /// callers holding `operator.read` (see [`public_health`] for everyone else).
+    pub fn snapshot(&self) -> Value {
+        self.inner.snapshot.read().clone()
+    }
+
+    /// The health snapshot as `client_scopes` may see it: in full for an operator with
+    /// `operator.read`, else the [`public_health`] form.
+    pub fn snapshot_for(&self, role: &str, client_scopes: &[String]) -> Value {
+        let full = self.snapshot();
+        if role == clawgate_protocol::connect::roles::OPERATOR && scopes::satisfied(scopes::READ, client_scopes) {
+            full
+        } else {
+            public_health(&full)
+        }
+    }
+
+    /// Recompute the health snapshot (the `HealthSnapshot` shape of the schema); returns it.
+    /// `default_agent_id` comes from the agents in force.
+    pub async fn refresh(&self, default_agent_id: &str) -> Value {
+        let started = Instant::now();
+        let now = now_ms();
+        let store = &self.inner.store;
+        let sessions = store.list_sessions(&SessionQuery { limit: 5, ..SessionQuery::default() }).await;
+        let count = store.count_sessions().await.unwrap_or(0);
+        let recent: Vec<Value> = sessions
+            .unwrap_or_default()
+            .iter()
+            .map(|s| json!({"key": s.key, "updatedAt": s.updated_at_ms, "age": (now - s.updated_at_ms).max(0)}))
+            .collect();
+        let path = self.settings().state_dir.join("clawgate.db").display().to_string();
+        let sessions = json!({"path": path, "count": count, "recent": recent});
+        let snapshot = json!({
+            "ok": true,
+            "ts": now,
+            "durationMs": started.elapsed().as_millis() as u64,
+            "configReload": {"hotReloadStatus": if self.inner.config.watching() { "active" } else { "disabled" }},
+            "channels": {},
+            "channelOrder": [],
+            "channelLabels": {},
+            "heartbeatSeconds": 0,
+            "defaultAgentId": default_agent_id,
+            "agents": [],
+            "sessions": sessions,
+        });
+        *self.inner.snapshot.write() = snapshot.clone();
+        snapshot
+    }
+
+    /// Refresh the snapshot and broadcast it with a new health version.
+    pub async fn refresh_and_publish(&self, default_agent_id: &str) {
+        let snapshot = self.refresh(default_agent_id).await;
+        let events = &self.inner.events;
+        let version = events.presence().bump_health();
+        events.health(&snapshot, version);
+    }
+
+    /// Build the `hello-ok` for an admitted client.
+    pub fn hello_ok(&self, conn_id: &str, admission: &Admission) -> HelloOk {
+        let settings = self.settings();
+        let info = &self.inner.info;
+        let presence = self.inner.events.presence();
+        let admin = admission.scopes.iter().any(|s| s == scopes::ADMIN);
+        let cfg = self.inner.config.current();
+        HelloOk {
+            kind: "hello-ok".into(),
+            protocol: clawgate_protocol::PROTOCOL_VERSION,
+            server: ServerInfo {
+                version: info.version.clone(),
+                build_id: Some(format!("clawgate-{}", info.version)),
+                boot_id: info.boot_id.clone(),
+                control_ui_build_source: "bundled".into(),
+                conn_id: conn_id.to_owned(),
+            },
+            features: Features {
+                methods: methods::advertised().into_iter().map(str::to_owned).collect(),
+                events: events::EMITTED.iter().map(|s| s.to_string()).collect(),
+                capabilities: hello::CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+            },
+            snapshot: Snapshot {
+                presence: presence.list(),
+                health: self.snapshot_for(&admission.role, &admission.scopes),
+                state_version: presence.state_version(),
+                uptime_ms: info.uptime().as_millis() as u64,
+                suspension: json!({"phase": "accepting"}),
+                session_defaults: Some(
+                    json!({"defaultAgentId": "main", "mainKey": "main", "mainSessionKey": "agent:main:main"}),
+                ),
+                auth_mode: Some(settings.auth_mode.as_str().to_owned()),
+                applied_config_hash: admin.then(|| cfg.hash.clone()),
+                config_path: admin.then(|| settings.config_path.display().to_string()),
+                state_dir: admin.then(|| settings.state_dir.display().to_string()),
+            },
+            auth: HelloAuth {
+                method: admission.method.to_owned(),
+                role: admission.role.clone(),
+                scopes: admission.scopes.clone(),
+                device_token: admission.device_token.as_ref().map(|(t, _)| t.clone()),
+                issued_at_ms: admission.device_token.as_ref().map(|(_, at)| *at),
+            },
+            policy: Policy::standard(settings.tick_interval_ms),
+        }
+    }
+}
+
+/// The health snapshot with private data left out, for callers without `operator.read` (probes,
+/// nodes, scope-less clients): the same shape and schema (`sessions.path` is a string, `recent` a
+/// list) but no database path, no session keys (they carry chat-platform user ids), no agent or
+/// channel account details.
+///
+/// Class closed: *state leaking through an exempt method*. `health` is callable without scopes
+/// and its event goes to every client, so everything in it is public unless projected here; the
+/// projection is an allowlist, so a field added to the snapshot later stays private by default.
+pub fn public_health(full: &Value) -> Value {
+    let mut out = json!({
+        "ok": full.get("ok").cloned().unwrap_or(json!(true)),
+        "channels": {},
+        "channelOrder": [],
+        "channelLabels": {},
+        "agents": [],
+        "sessions": {"path": "", "count": full["sessions"]["count"].as_u64().unwrap_or(0), "recent": []},
+    });
+    for key in ["ts", "durationMs", "configReload", "heartbeatSeconds", "defaultAgentId"] {
+        if let Some(v) = full.get(key) {
+            out[key] = v.clone();
+        }
+    }
+    out
+}
