@@ -28,9 +28,13 @@ use tokio::sync::Notify;
 use clawgate_channels::{AccountKey, OutboundMessage, chunk_text};
 use clawgate_store::{CronJob, CronStore, RunKind};
 
-use crate::agent::{self, RunRequest};
+use crate::agent::tools::{ComfyGenerate, ToolHost};
+use crate::agent::{AgentService, RunOutcome, RunRequest};
+use crate::channels::Outbox;
 use crate::error::CoreError;
-use crate::gateway::Gateway;
+use crate::events::Events;
+use crate::gateway::Store;
+use crate::tasks::Tasks;
 use crate::time::now_ms;
 
 /// Job kind: an agent turn (`{message, agentId?, sessionKey?}`).
@@ -49,12 +53,34 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// An agent turn of a job may take this long before the run counts as failed.
 const AGENT_TURN_LIMIT: Duration = Duration::from_secs(30 * 60);
 
-/// The scheduler's wake-up and what it last saw (for `cron.status`).
-#[derive(Debug, Default)]
+/// The cron scheduler: its loop, the runs it fires and what it last saw (for `cron.status`).
+/// Cheap to clone (clones share one state). Built with what a run uses: the store, events, the
+/// task tracker, the agent service (agent turns), the outbox (replies to chats) and a
+/// [`ToolHost`] for ComfyUI jobs, so it never needs the gateway.
+#[derive(Clone)]
 pub struct CronService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    events: Events,
+    tasks: Tasks,
+    agents: AgentService,
+    outbox: Outbox,
+    /// Queues a `comfyRun` job's ComfyUI job (the same narrow hook the agent's tools use).
+    comfy: Arc<dyn ToolHost>,
+    /// This process's id (`processInstanceId` of `cron.run`).
+    instance_id: String,
     /// Job definitions changed or a manual run was asked for: re-plan now.
     kick: Notify,
     state: Mutex<SchedulerState>,
+}
+
+impl std::fmt::Debug for CronService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CronService").field("state", &*self.inner.state.lock()).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -68,14 +94,57 @@ struct SchedulerState {
 }
 
 impl CronService {
+    /// A scheduler that is not running yet ([`CronService::start`] starts it).
+    pub fn new(
+        store: Store,
+        events: Events,
+        tasks: Tasks,
+        agents: AgentService,
+        outbox: Outbox,
+        comfy: Arc<dyn ToolHost>,
+        instance_id: String,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                events,
+                tasks,
+                agents,
+                outbox,
+                comfy,
+                instance_id,
+                kick: Notify::new(),
+                state: Mutex::default(),
+            }),
+        }
+    }
+
     /// Re-plan now (a job was added, changed or removed).
     pub fn kick(&self) {
-        self.kick.notify_one();
+        self.inner.kick.notify_one();
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// The id of the agent a job runs as when it names none.
+    pub(crate) fn default_agent(&self) -> String {
+        self.inner.agents.agents().default_id.clone()
+    }
+
+    /// This process's id, as `cron.run` reports it.
+    pub(crate) fn instance_id(&self) -> &str {
+        &self.inner.instance_id
     }
 
     /// The scheduler's state for `cron.status`.
     pub fn status(&self, jobs: usize) -> clawgate_protocol::methods::cron::CronStatusResult {
-        let s = self.state.lock().clone();
+        let s = self.inner.state.lock().clone();
         clawgate_protocol::methods::cron::CronStatusResult {
             enabled: s.running,
             storage: "sqlite",
@@ -87,7 +156,7 @@ impl CronService {
     }
 
     fn update(&self, f: impl FnOnce(&mut SchedulerState)) {
-        f(&mut self.state.lock());
+        f(&mut self.inner.state.lock());
     }
 }
 
@@ -182,179 +251,229 @@ pub fn default_session_key(agent_id: &str, job_id: &str) -> String {
     format!("agent:{agent_id}:cron:{job_id}")
 }
 
-/// Start the scheduler: finish receipts a crash left running, then loop until shutdown.
-pub async fn start(gw: &Arc<Gateway>) {
-    let started = now_ms();
-    gw.cron.update(|s| {
-        s.running = true;
-        s.started_at_ms = started;
-    });
-    match gw.store.list_cron_jobs(true).await {
-        Ok(jobs) => {
-            for job in jobs {
-                finish_interrupted(gw, &job.id).await;
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "cannot read cron jobs at start"),
-    }
-    gw.tasks().spawn("cron", run_loop(gw.clone(), started));
-}
-
-async fn finish_interrupted(gw: &Arc<Gateway>, job_id: &str) {
-    let runs = match gw.store.list_cron_runs(Some(job_id), 200).await {
-        Ok(r) => r,
-        Err(e) => return tracing::error!(job = job_id, error = %e, "cannot read cron receipts"),
-    };
-    for r in runs.iter().filter(|r| r.status == "running") {
-        let msg = "the gateway restarted while this run was in progress";
-        if let Err(e) = gw.store.finish_cron_run(job_id, r.slot_ms, "error", None, Some(msg), now_ms()).await {
-            tracing::warn!(job = job_id, slot = r.slot_ms, error = %e, "cannot close an interrupted cron run");
-        }
-    }
-}
-
-async fn run_loop(gw: Arc<Gateway>, started_at_ms: i64) {
-    let cancel = gw.shutdown_token();
-    let mut failures: u32 = 0;
-    loop {
-        let sleep = match pass(&gw, started_at_ms).await {
-            Ok(next) => {
-                failures = 0;
-                gw.cron.update(|s| {
-                    s.last_pass_at_ms = Some(now_ms());
-                    s.next_wake_at_ms = next;
-                    s.last_error = None;
-                });
-                next.map(|n| Duration::from_millis((n - now_ms()).max(0) as u64)).unwrap_or(MAX_SLEEP).min(MAX_SLEEP)
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                tracing::error!(error = %e, "cron pass failed");
-                gw.cron.update(|s| s.last_error = Some(e.to_string()));
-                PASS_BACKOFF.delay(failures - 1)
-            }
-        };
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = gw.cron.kick.notified() => {}
-            () = tokio::time::sleep(sleep) => {}
-        }
-    }
-}
-
 /// After a failed pass: 1 s doubling to 60 s.
 const PASS_BACKOFF: clawgate_backoff::Backoff =
     clawgate_backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
-/// One planning pass: fire what is due, record each job's next slot; the earliest of those.
-async fn pass(gw: &Arc<Gateway>, started_at_ms: i64) -> Result<Option<i64>, CoreError> {
-    let now = now_ms();
-    let mut earliest: Option<i64> = None;
-    for job in gw.store.list_cron_jobs(false).await? {
-        let schedule = match Schedule::parse(&job.schedule, job.timezone.as_deref()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(job = %job.id, error = %e, "cron job has an unusable schedule");
-                continue;
+impl CronService {
+    /// Start the scheduler: finish receipts a crash left running, then loop until shutdown.
+    pub async fn start(&self) {
+        let started = now_ms();
+        self.update(|s| {
+            s.running = true;
+            s.started_at_ms = started;
+        });
+        match self.inner.store.list_cron_jobs(true).await {
+            Ok(jobs) => {
+                for job in jobs {
+                    self.finish_interrupted(&job.id).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read cron jobs at start"),
+        }
+        self.inner.tasks.spawn("cron", self.clone().run_loop(started));
+    }
+
+    async fn finish_interrupted(&self, job_id: &str) {
+        let store = &self.inner.store;
+        let runs = match store.list_cron_runs(Some(job_id), 200).await {
+            Ok(r) => r,
+            Err(e) => return tracing::error!(job = job_id, error = %e, "cannot read cron receipts"),
+        };
+        for r in runs.iter().filter(|r| r.status == "running") {
+            let msg = "the gateway restarted while this run was in progress";
+            if let Err(e) = store.finish_cron_run(job_id, r.slot_ms, "error", None, Some(msg), now_ms()).await {
+                tracing::warn!(job = job_id, slot = r.slot_ms, error = %e, "cannot close an interrupted cron run");
+            }
+        }
+    }
+
+    async fn run_loop(self, started_at_ms: i64) {
+        let cancel = self.inner.tasks.token();
+        let mut failures: u32 = 0;
+        loop {
+            let sleep = match self.pass(started_at_ms).await {
+                Ok(next) => {
+                    failures = 0;
+                    self.update(|s| {
+                        s.last_pass_at_ms = Some(now_ms());
+                        s.next_wake_at_ms = next;
+                        s.last_error = None;
+                    });
+                    next.map(|n| Duration::from_millis((n - now_ms()).max(0) as u64))
+                        .unwrap_or(MAX_SLEEP)
+                        .min(MAX_SLEEP)
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::error!(error = %e, "cron pass failed");
+                    self.update(|s| s.last_error = Some(e.to_string()));
+                    PASS_BACKOFF.delay(failures - 1)
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.inner.kick.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+    /// One planning pass: fire what is due, record each job's next slot; the earliest of those.
+    async fn pass(&self, started_at_ms: i64) -> Result<Option<i64>, CoreError> {
+        let store = &self.inner.store;
+        let now = now_ms();
+        let mut earliest: Option<i64> = None;
+        for job in store.list_cron_jobs(false).await? {
+            let schedule = match Schedule::parse(&job.schedule, job.timezone.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "cron job has an unusable schedule");
+                    continue;
+                }
+            };
+            let anchor = store.last_cron_slot(&job.id).await?.unwrap_or(i64::MIN).max(job.updated_at_ms);
+            let due = schedule.slots_between(anchor, now, MAX_SLOTS_PER_PASS);
+            for slot in slots_to_fire(&due, started_at_ms, &job.catch_up) {
+                self.fire(&job, slot, run_id_for(&job.id, slot)).await?;
+            }
+            let next = schedule.next_after(now);
+            if next != job.next_run_at_ms {
+                // Keep updatedAtMs: it means "definition changed" (and anchors catch-up).
+                store.set_cron_next_run(&job.id, next, job.updated_at_ms).await?;
+            }
+            earliest = match (earliest, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(earliest)
+    }
+
+    /// Claims `slot` of `job` and, if this caller won it, runs the job in the background.
+    /// `false` if the slot was claimed before.
+    pub async fn fire(&self, job: &CronJob, slot_ms: i64, run_id: String) -> Result<bool, CoreError> {
+        if !self.inner.store.claim_cron_slot(&job.id, slot_ms, &run_id, now_ms()).await? {
+            return Ok(false);
+        }
+        tracing::info!(job = %job.id, slot = slot_ms, run = %run_id, "cron job fired");
+        let started = now_ms();
+        self.inner.events.cron(json!({"jobId": job.id, "action": "started", "runId": run_id, "runAtMs": slot_ms}));
+        let (cron, job) = (self.clone(), job.clone());
+        self.inner.tasks.spawn("cron", async move {
+            let outcome = match job.kind.as_str() {
+                KIND_AGENT_TURN => cron.run_agent_turn(&job, slot_ms, &run_id).await,
+                KIND_COMFY_RUN => cron.run_comfy(&job, slot_ms).await,
+                other => Err(format!("unknown cron job kind {other:?}")),
+            };
+            let (status, summary, error) = match &outcome {
+                Ok(summary) => ("ok", Some(summary.as_str()), None),
+                Err(e) => ("error", None, Some(e.as_str())),
+            };
+            let finished = now_ms();
+            let store = &cron.inner.store;
+            if let Err(e) = store.finish_cron_run(&job.id, slot_ms, status, summary, error, finished).await {
+                tracing::error!(job = %job.id, slot = slot_ms, error = %e, "cannot record the end of a cron run");
+            }
+            let next = store.get_cron_job(&job.id).await.ok().flatten().and_then(|j| j.next_run_at_ms);
+            cron.inner.events.cron(
+                json!({"jobId": job.id, "action": "finished", "runId": run_id, "runAtMs": slot_ms, "status": status,
+                   "summary": summary, "error": error, "durationMs": finished - started, "nextRunAtMs": next}),
+            );
+        });
+        Ok(true)
+    }
+
+    async fn run_agent_turn(&self, job: &CronJob, slot_ms: i64, run_id: &str) -> Result<String, String> {
+        let agents = &self.inner.agents;
+        let p = &job.payload;
+        let message = p.get("message").and_then(Value::as_str).filter(|m| !m.trim().is_empty());
+        let Some(message) = message else { return Err("the job's payload has no message".into()) };
+        let agent_param = p.get("agentId").and_then(Value::as_str);
+        let (session_key, agent_id) = match p.get("sessionKey").and_then(Value::as_str) {
+            Some(key) => {
+                crate::methods::chat::resolve_session_key(agents, key, agent_param).map_err(|e| e.to_string())?
+            }
+            None => {
+                let agent = agent_param.map(str::to_owned).unwrap_or_else(|| self.default_agent());
+                (default_session_key(&agent, &job.id), agent)
             }
         };
-        let anchor = gw.store.last_cron_slot(&job.id).await?.unwrap_or(i64::MIN).max(job.updated_at_ms);
-        let due = schedule.slots_between(anchor, now, MAX_SLOTS_PER_PASS);
-        for slot in slots_to_fire(&due, started_at_ms, &job.catch_up) {
-            fire(gw, &job, slot, run_id_for(&job.id, slot)).await?;
-        }
-        let next = schedule.next_after(now);
-        if next != job.next_run_at_ms {
-            // Keep updatedAtMs: it means "definition changed" (and anchors catch-up).
-            gw.store.set_cron_next_run(&job.id, next, job.updated_at_ms).await?;
-        }
-        earliest = match (earliest, next) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let req = RunRequest {
+            run_id: run_id.to_owned(),
+            session_key,
+            agent_id,
+            message: message.to_owned(),
+            kind: RunKind::Agent,
+            timeout: None,
+            extra_system: Some(format!("This turn was started by the scheduled automation \"{}\".", job.name)),
+            client: Some(json!({"id": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms})),
         };
+        agents.submit(req).await.map_err(|e| format!("cannot start the agent turn: {e}"))?;
+        let deadline = tokio::time::Instant::now() + AGENT_TURN_LIMIT;
+        let outcome = loop {
+            match agents.wait(run_id, Duration::from_secs(30)).await {
+                Ok(Some(o)) if o.is_terminal() => break o,
+                Ok(Some(_)) if tokio::time::Instant::now() < deadline && !self.inner.tasks.is_stopping() => {}
+                Ok(Some(_)) => return Err("the agent turn did not finish in time".into()),
+                Ok(None) => return Err("the agent turn was lost".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let text = outcome.text().trim().to_owned();
+        if !matches!(outcome, RunOutcome::Completed(_)) {
+            let err = match &outcome {
+                RunOutcome::Failed(f) if !f.error.is_empty() => f.error.as_str(),
+                _ => "the agent turn did not complete",
+            };
+            return Err(format!("{} ({})", err, outcome.status().as_str()));
+        }
+        if let Some(target) = deliver_target(job)? {
+            self.deliver_text(&target, &format!("{}:{slot_ms}", job.id), &text).await?;
+        }
+        Ok(summarize(&text))
     }
-    Ok(earliest)
-}
 
-/// Claims `slot` of `job` and, if this caller won it, runs the job in the background. `false`
-/// if the slot was claimed before.
-pub async fn fire(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: String) -> Result<bool, CoreError> {
-    if !gw.store.claim_cron_slot(&job.id, slot_ms, &run_id, now_ms()).await? {
-        return Ok(false);
+    /// Queue `text` for the target chat through the durable outbox (idempotent per job and
+    /// slot).
+    async fn deliver_text(&self, t: &Target, idem: &str, text: &str) -> Result<(), String> {
+        let text = if text.is_empty() { "(the assistant gave an empty reply)" } else { text };
+        let outbox = &self.inner.outbox;
+        let Some(caps) = outbox.capabilities(&t.key) else {
+            return Err(format!("channel account {} is not configured or not running", t.key));
+        };
+        let messages = chunk_text(text, caps.max_text, caps.measure)
+            .into_iter()
+            .map(|c| OutboundMessage::text(&t.chat_id, t.thread_id.clone(), c))
+            .collect();
+        outbox.send(&t.key, &format!("cron:{idem}"), messages).await.map(|_| ()).map_err(|e| e.to_string())
     }
-    tracing::info!(job = %job.id, slot = slot_ms, run = %run_id, "cron job fired");
-    let started = now_ms();
-    gw.events.cron(json!({"jobId": job.id, "action": "started", "runId": run_id, "runAtMs": slot_ms}));
-    let (gw, job) = (gw.clone(), job.clone());
-    gw.clone().tasks().spawn("cron", async move {
-        let outcome = match job.kind.as_str() {
-            KIND_AGENT_TURN => run_agent_turn(&gw, &job, slot_ms, &run_id).await,
-            KIND_COMFY_RUN => run_comfy(&gw, &job, slot_ms).await,
-            other => Err(format!("unknown cron job kind {other:?}")),
-        };
-        let (status, summary, error) = match &outcome {
-            Ok(summary) => ("ok", Some(summary.as_str()), None),
-            Err(e) => ("error", None, Some(e.as_str())),
-        };
-        let finished = now_ms();
-        if let Err(e) = gw.store.finish_cron_run(&job.id, slot_ms, status, summary, error, finished).await {
-            tracing::error!(job = %job.id, slot = slot_ms, error = %e, "cannot record the end of a cron run");
-        }
-        let next = gw.store.get_cron_job(&job.id).await.ok().flatten().and_then(|j| j.next_run_at_ms);
-        gw.events
-            .cron(json!({"jobId": job.id, "action": "finished", "runId": run_id, "runAtMs": slot_ms, "status": status,
-                   "summary": summary, "error": error, "durationMs": finished - started, "nextRunAtMs": next}));
-    });
-    Ok(true)
-}
 
-async fn run_agent_turn(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64, run_id: &str) -> Result<String, String> {
-    let p = &job.payload;
-    let message = p.get("message").and_then(Value::as_str).filter(|m| !m.trim().is_empty());
-    let Some(message) = message else { return Err("the job's payload has no message".into()) };
-    let agent_param = p.get("agentId").and_then(Value::as_str);
-    let (session_key, agent_id) = match p.get("sessionKey").and_then(Value::as_str) {
-        Some(key) => {
-            crate::methods::chat::resolve_session_key(&gw.agents, key, agent_param).map_err(|e| e.to_string())?
+    async fn run_comfy(&self, job: &CronJob, slot_ms: i64) -> Result<String, String> {
+        let p = &job.payload;
+        let template = p.get("templateId").and_then(Value::as_str).filter(|t| !t.is_empty());
+        let Some(template) = template else { return Err("the job's payload has no templateId".into()) };
+        let mut inputs = BTreeMap::new();
+        for (k, v) in p.get("inputs").and_then(Value::as_object).into_iter().flatten() {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            inputs.insert(k.clone(), text);
         }
-        None => {
-            let agent = agent_param.map(str::to_owned).unwrap_or_else(|| gw.agents.agents().default_id.clone());
-            (default_session_key(&agent, &job.id), agent)
-        }
-    };
-    let req = RunRequest {
-        run_id: run_id.to_owned(),
-        session_key,
-        agent_id,
-        message: message.to_owned(),
-        kind: RunKind::Agent,
-        timeout: None,
-        extra_system: Some(format!("This turn was started by the scheduled automation \"{}\".", job.name)),
-        client: Some(json!({"id": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms})),
-    };
-    gw.agents.submit(req).await.map_err(|e| format!("cannot start the agent turn: {e}"))?;
-    let deadline = tokio::time::Instant::now() + AGENT_TURN_LIMIT;
-    let outcome = loop {
-        match gw.agents.wait(run_id, Duration::from_secs(30)).await {
-            Ok(Some(o)) if o.is_terminal() => break o,
-            Ok(Some(_)) if tokio::time::Instant::now() < deadline && !gw.shutdown_token().is_cancelled() => {}
-            Ok(Some(_)) => return Err("the agent turn did not finish in time".into()),
-            Ok(None) => return Err("the agent turn was lost".into()),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    let text = outcome.text().trim().to_owned();
-    if !matches!(outcome, agent::RunOutcome::Completed(_)) {
-        let err = match &outcome {
-            agent::RunOutcome::Failed(f) if !f.error.is_empty() => f.error.as_str(),
-            _ => "the agent turn did not complete",
+        let deliver_to = deliver_target(job)?.map(|t| {
+            json!({"channel": t.key.channel, "account": t.key.account, "chatId": t.chat_id, "threadId": t.thread_id})
+        });
+        let request = ComfyGenerate {
+            template: template.to_owned(),
+            inputs,
+            prompt: p.get("prompt").and_then(Value::as_str).map(str::to_owned),
+            deliver_to,
+            requested_by: Some(json!({"client": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms})),
         };
-        return Err(format!("{} ({})", err, outcome.status().as_str()));
+        let queued =
+            self.inner.comfy.comfy_generate(request).await.map_err(|e| format!("cannot queue the ComfyUI job: {e}"))?;
+        Ok(format!("queued ComfyUI job {}", queued.job_id))
     }
-    if let Some(target) = deliver_target(job)? {
-        deliver_text(gw, &target, &format!("{}:{slot_ms}", job.id), &text).await?;
-    }
-    Ok(summarize(&text))
 }
 
 fn summarize(text: &str) -> String {
@@ -380,45 +499,6 @@ fn deliver_target(job: &CronJob) -> Result<Option<Target>, String> {
     };
     let account = s("account").unwrap_or_else(|| "default".into());
     Ok(Some(Target { key: AccountKey::new(&channel, &account), chat_id, thread_id: s("threadId") }))
-}
-
-/// Queue `text` for the target chat through the durable outbox (idempotent per job and slot).
-async fn deliver_text(gw: &Arc<Gateway>, t: &Target, idem: &str, text: &str) -> Result<(), String> {
-    let text = if text.is_empty() { "(the assistant gave an empty reply)" } else { text };
-    let chunks = match gw.channels.account(&t.key) {
-        Some(rt) => {
-            let caps = rt.channel.capabilities();
-            chunk_text(text, caps.max_text, caps.measure)
-        }
-        None => return Err(format!("channel account {} is not configured or not running", t.key)),
-    };
-    let messages = chunks.into_iter().map(|c| OutboundMessage::text(&t.chat_id, t.thread_id.clone(), c)).collect();
-    gw.channels.outbox().send(&t.key, &format!("cron:{idem}"), messages).await.map(|_| ()).map_err(|e| e.to_string())
-}
-
-async fn run_comfy(gw: &Arc<Gateway>, job: &CronJob, slot_ms: i64) -> Result<String, String> {
-    let p = &job.payload;
-    let template = p.get("templateId").and_then(Value::as_str).filter(|t| !t.is_empty());
-    let Some(template) = template else { return Err("the job's payload has no templateId".into()) };
-    let mut inputs = BTreeMap::new();
-    for (k, v) in p.get("inputs").and_then(Value::as_object).into_iter().flatten() {
-        let text = match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        inputs.insert(k.clone(), text);
-    }
-    let deliver_to = deliver_target(job)?.map(
-        |t| json!({"channel": t.key.channel, "account": t.key.account, "chatId": t.chat_id, "threadId": t.thread_id}),
-    );
-    let requested_by = json!({"client": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms});
-    let prompt = p.get("prompt").and_then(Value::as_str);
-    let (queued, _) = gw
-        .comfy
-        .submit(template, &inputs, prompt, deliver_to, Some(requested_by), None)
-        .await
-        .map_err(|e| format!("cannot queue the ComfyUI job: {e}"))?;
-    Ok(format!("queued ComfyUI job {}", queued.id))
 }
 
 #[cfg(test)]
@@ -455,5 +535,133 @@ mod tests {
         assert_eq!(slots_to_fire(&slots, 3_000, "all"), vec![1_000, 2_000, 3_000, 4_000]);
         assert_eq!(slots_to_fire(&slots, 9_000, "once"), vec![4_000]);
         assert!(slots_to_fire(&slots, 9_000, "skip").is_empty());
+    }
+
+    /// A scheduler on an in-memory store whose ComfyUI hook records what it is asked to queue,
+    /// and an operator connection that sees its `cron` events.
+    struct Bench {
+        cron: CronService,
+        store: Store,
+        queued: tokio::sync::mpsc::UnboundedReceiver<ComfyGenerate>,
+        events: tokio::sync::mpsc::UnboundedReceiver<crate::broadcast::Outbound>,
+    }
+
+    struct RecordingComfy(tokio::sync::mpsc::UnboundedSender<ComfyGenerate>);
+
+    #[async_trait::async_trait]
+    impl ToolHost for RecordingComfy {
+        fn comfy_templates(&self) -> Option<Vec<crate::agent::tools::TemplateInfo>> {
+            None
+        }
+
+        async fn comfy_generate(&self, job: ComfyGenerate) -> Result<crate::agent::tools::ComfyQueued, String> {
+            let _ = self.0.send(job);
+            Ok(crate::agent::tools::ComfyQueued { job_id: "job_1".into(), status: "queued".into(), position: None })
+        }
+    }
+
+    impl Bench {
+        async fn new() -> Self {
+            use crate::broadcast::{AuthKind, Broadcaster, ClientHandle};
+            let store = clawgate_store::SqliteStore::open_in_memory().await.expect("store");
+            let clients = Arc::new(Broadcaster::default());
+            let events = Events::new(clients.clone(), Arc::new(crate::presence::PresenceState::new(json!({}))));
+            let tasks = Tasks::new();
+            let (tx, queued) = tokio::sync::mpsc::unbounded_channel();
+            let comfy: Arc<dyn ToolHost> = Arc::new(RecordingComfy(tx));
+            let config = clawgate_config::Config::default();
+            let setup = crate::agent::AgentSetup::from_config(&config, std::path::Path::new(".")).expect("agents");
+            let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), setup, comfy.clone());
+            let outbox = Outbox::new(store.clone());
+            let cron = CronService::new(store.clone(), events, tasks, agents, outbox, comfy, "test".into());
+            let scopes = ["operator.admin", "operator.read"].map(String::from).to_vec();
+            let (client, events, _) =
+                ClientHandle::new("c".into(), "operator".into(), scopes, None, AuthKind::SharedSecret, 1 << 20);
+            clients.add(client);
+            Self { cron, store, queued, events }
+        }
+
+        async fn add_job(&self, updated_at_ms: i64, catch_up: &str) -> CronJob {
+            let job = CronJob {
+                id: "nightly".into(),
+                name: "nightly render".into(),
+                schedule: "* * * * * *".into(),
+                timezone: None,
+                enabled: true,
+                kind: KIND_COMFY_RUN.into(),
+                payload: json!({"templateId": "invert", "inputs": {"strength": 2}}),
+                deliver_to: None,
+                catch_up: catch_up.into(),
+                created_at_ms: updated_at_ms,
+                updated_at_ms,
+                last_run_at_ms: None,
+                last_status: None,
+                next_run_at_ms: None,
+            };
+            self.store.upsert_cron_job(&job).await.expect("job stored");
+            job
+        }
+
+        /// The next `cron` event's payload.
+        async fn next_cron_event(&mut self) -> Value {
+            loop {
+                let out = self.events.recv().await.expect("the broadcaster is alive");
+                if let crate::broadcast::Outbound::Text(text) = out {
+                    let frame: Value = serde_json::from_str(&text).expect("a JSON frame");
+                    if frame["event"] == "cron" {
+                        return frame["payload"].clone();
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slot_fires_once_and_its_comfy_run_leaves_a_receipt() {
+        let mut b = Bench::new().await;
+        let job = b.add_job(0, "once").await;
+        assert!(b.cron.fire(&job, 5_000, run_id_for(&job.id, 5_000)).await.expect("fired"));
+        assert!(!b.cron.fire(&job, 5_000, run_id_for(&job.id, 5_000)).await.expect("claimed before"), "once per slot");
+
+        let asked = b.queued.recv().await.expect("the ComfyUI hook is asked");
+        assert_eq!((asked.template.as_str(), asked.inputs["strength"].as_str()), ("invert", "2"));
+        assert_eq!(
+            asked.requested_by,
+            Some(json!({"client": "cron", "mode": "cron", "jobId": "nightly", "slotMs": 5_000}))
+        );
+        let started = b.next_cron_event().await;
+        assert_eq!(
+            (started["action"].as_str(), started["runId"].as_str()),
+            (Some("started"), Some("cron:nightly:5000"))
+        );
+        let finished = b.next_cron_event().await;
+        assert_eq!(finished["action"], "finished", "{finished}");
+        assert_eq!(finished["status"], "ok", "{finished}");
+        assert_eq!(finished["summary"], "queued ComfyUI job job_1", "{finished}");
+        let runs = b.store.list_cron_runs(Some("nightly"), 10).await.expect("receipts");
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!((runs[0].slot_ms, runs[0].status.as_str()), (5_000, "ok"));
+        assert!(b.queued.try_recv().is_err(), "the second fire queued nothing");
+    }
+
+    #[tokio::test]
+    async fn a_pass_after_downtime_fires_only_the_latest_missed_slot_under_catch_up_once() {
+        let mut b = Bench::new().await;
+        let now = now_ms();
+        b.add_job(now - 60_000, "once").await;
+        // Every slot so far was missed "while down": this process starts planning after them.
+        let next = b.cron.pass(now + 3_600_000).await.expect("a pass");
+        assert!(next.is_some_and(|n| n > now), "the next slot is planned: {next:?}");
+
+        let asked = b.queued.recv().await.expect("one slot fires");
+        let slot = asked.requested_by.as_ref().and_then(|r| r["slotMs"].as_i64()).expect("its slot");
+        assert!(slot > now - 60_000 && slot <= now_ms(), "the latest missed slot: {slot}");
+        assert_eq!(b.next_cron_event().await["action"], "started");
+        assert_eq!(b.next_cron_event().await["action"], "finished");
+        let runs = b.store.list_cron_runs(Some("nightly"), 100).await.expect("receipts");
+        assert_eq!(runs.len(), 1, "one receipt, not one per missed slot: {runs:?}");
+        let job = b.store.get_cron_job("nightly").await.expect("read").expect("the job");
+        assert_eq!(job.next_run_at_ms, next, "the job's next slot is recorded");
+        assert!(b.queued.try_recv().is_err(), "nothing else was queued");
     }
 }

@@ -12,6 +12,8 @@ use clawgate_store::{ChannelStore, IdempotencyStore, SqliteStore};
 use crate::agent::AgentService;
 use crate::agent::tools::{ComfyGenerate, ComfyQueued, TemplateInfo, ToolHost};
 use crate::broadcast::Broadcaster;
+use crate::channels::ComfyCommands;
+use crate::channels::commands::CommandCaller;
 use crate::config_service::{ConfigService, Overrides, Reconfigure};
 use crate::events::Events;
 use crate::handshake::AuthService;
@@ -21,6 +23,7 @@ use crate::presence::PresenceState;
 use crate::settings::{GatewaySettings, SharedSettings};
 use crate::tasks::Tasks;
 use crate::time::now_ms;
+use clawgate_comfy::command::{Command, CommandPolicy};
 
 /// The storage backend. Handlers only use the `clawgate-store` traits; this alias is the one
 /// place that names the implementation.
@@ -115,10 +118,28 @@ impl Gateway {
             media.clone(),
             config.clone(),
         );
-        let tools = ComfyTools { comfy: comfy.clone() };
-        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, Arc::new(tools));
-        let channels =
-            crate::channels::ChannelService::new(store.clone(), events.clone(), tasks.clone(), config.clone(), outbox);
+        let tools: Arc<dyn ToolHost> = Arc::new(ComfyTools { comfy: comfy.clone() });
+        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, tools.clone());
+        let cron = crate::cron::CronService::new(
+            store.clone(),
+            events.clone(),
+            tasks.clone(),
+            agents.clone(),
+            outbox.clone(),
+            tools,
+            info.boot_id.clone(),
+        );
+        let comfy_commands = Arc::new(ComfyChatCommands { comfy: comfy.clone(), cron: cron.clone() });
+        let commands =
+            crate::channels::Commands::new(store.clone(), events.clone(), agents.clone(), comfy_commands, version);
+        let channels = crate::channels::ChannelService::new(
+            store.clone(),
+            tasks.clone(),
+            config.clone(),
+            outbox,
+            agents.clone(),
+            commands,
+        );
         let auth = AuthService::new(settings.clone(), pairing.clone());
         let health = HealthService::new(info.clone(), settings.clone(), store.clone(), config.clone(), events.clone());
         Arc::new(Self {
@@ -136,7 +157,7 @@ impl Gateway {
             agents,
             channels,
             comfy,
-            cron: crate::cron::CronService::default(),
+            cron,
             overrides,
             tasks,
         })
@@ -250,16 +271,39 @@ impl ToolHost for ComfyTools {
 
 /// `/schedule run|enable|disable` of the gateway's own schedules, lent to the ComfyUI commands
 /// (the cron service runs ComfyUI jobs, so the comfy service cannot hold it).
-impl crate::comfy::LocalSchedules for Arc<Gateway> {
+impl crate::comfy::LocalSchedules for crate::cron::CronService {
     async fn run_now(&self, id: &str) -> Result<bool, crate::error::CoreError> {
         let run = clawgate_protocol::methods::cron::CronRunParams { id: Some(id.to_owned()), ..Default::default() };
         crate::methods::cron::cron_run(self, run).await.map(|_| true)
     }
 
     async fn set_enabled(&self, id: &str, on: bool) -> Result<bool, crate::error::CoreError> {
-        let r = clawgate_store::CronStore::set_cron_enabled(&self.store, id, on, now_ms()).await;
-        self.cron.kick();
+        let r = clawgate_store::CronStore::set_cron_enabled(self.store(), id, on, now_ms()).await;
+        self.kick();
         Ok(r?)
+    }
+}
+
+/// The chat commands' view of ComfyUI ([`ComfyCommands`]): the comfy service runs the command,
+/// the cron service answers `/schedule` for the gateway's own schedules. Built here, in the
+/// composition root, so neither the channel service nor the comfy service holds the other.
+struct ComfyChatCommands {
+    comfy: crate::comfy::ComfyService,
+    cron: crate::cron::CronService,
+}
+
+#[async_trait::async_trait]
+impl ComfyCommands for ComfyChatCommands {
+    fn enabled(&self) -> bool {
+        self.comfy.enabled()
+    }
+
+    fn policy(&self) -> CommandPolicy {
+        self.comfy.config().map(|c| c.policy.clone()).unwrap_or_default()
+    }
+
+    async fn run(&self, caller: &CommandCaller, policy: &CommandPolicy, cmd: Command) -> String {
+        self.comfy.run_command(caller, policy, cmd, &self.cron).await
     }
 }
 

@@ -174,6 +174,11 @@ impl MediaSigner {
         Self { store, media_dir: state_dir.join("media").into(), config }
     }
 
+    /// Where the outputs of `job_id` are stored (and served from): `<state_dir>/media/<job>`.
+    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+        self.media_dir.join(job_id)
+    }
+
     /// The signing key, made on first use.
     async fn key(&self) -> Result<Vec<u8>, MediaError> {
         let stored = self
@@ -235,7 +240,7 @@ impl MediaSigner {
         if !recorded {
             return Err(MediaError::NotFound);
         }
-        let dir = self.media_dir.join(&grant.job_id);
+        let dir = self.job_dir(&grant.job_id);
         let (dir, path) =
             match (tokio::fs::canonicalize(&dir).await, tokio::fs::canonicalize(dir.join(&grant.filename)).await) {
                 (Ok(d), Ok(p)) => (d, p),

@@ -86,7 +86,7 @@ impl AppState {
             ),
             media: gw.media.clone(),
             channels: gw.channels.clone(),
-            ingress: GatewayIngress::new(&gw),
+            ingress: gw.channels.ingress(),
         }
     }
 }

@@ -126,9 +126,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         tracing::error!(error = %e, "cannot resume queued runs");
     }
     gw.tasks().spawn("maintenance", gw.clone().run_maintenance());
-    clawgate_core::channels::start(&gw).await;
+    gw.channels.start().await;
     gw.comfy.start(&gw.boot_id, &gw.settings().state_dir).await;
-    clawgate_core::cron::start(&gw).await;
+    gw.cron.start().await;
     spawn_config_watcher(gw.clone(), config_path.clone());
     gw.health.refresh(&gw.agents.agents().default_id).await;
 

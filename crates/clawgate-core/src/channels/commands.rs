@@ -18,7 +18,9 @@ use clawgate_channels::{AccountConfig, InboundMessage, policy::listed};
 use clawgate_comfy::command::{Command, CommandPolicy, SenderCtx, Verb, parse_args};
 use clawgate_store::{SessionStore, StoreError};
 
-use crate::gateway::Gateway;
+use crate::agent::AgentService;
+use crate::events::Events;
+use crate::gateway::Store;
 use crate::time::now_ms;
 
 /// Who sent a command, the conversation it belongs to, and where a job's results go.
@@ -211,59 +213,107 @@ fn split_word(s: &str) -> (&str, &str) {
     s.split_at(s.find(char::is_whitespace).unwrap_or(s.len()))
 }
 
-/// Whether `text` is a command the gateway answers (ComfyUI's count only while it is
-/// configured).
-pub(crate) fn is_command(gw: &Gateway, text: &str) -> bool {
-    registry(gw.comfy.enabled()).parse(text).is_some()
+/// The ComfyUI side of the chat commands, as the registry sees it: whether ComfyUI is configured,
+/// the `comfy.commands` policy, and running a ComfyUI command. Defined here so the commands
+/// depend on this narrow trait, not on the comfy service or the gateway; the composition root
+/// implements it.
+#[async_trait::async_trait]
+pub trait ComfyCommands: Send + Sync + 'static {
+    /// Is ComfyUI configured (its commands exist only then)?
+    fn enabled(&self) -> bool;
+
+    /// The `comfy.commands` policy in force.
+    fn policy(&self) -> CommandPolicy;
+
+    /// Run a ComfyUI command the registry recognised (authorized against `policy` there);
+    /// the reply text.
+    async fn run(&self, caller: &CommandCaller, policy: &CommandPolicy, cmd: Command) -> String;
 }
 
-/// Answers a command; `None` when the text is not one (the agent takes it).
-pub(crate) async fn handle(gw: &Arc<Gateway>, caller: &CommandCaller, text: &str) -> Option<String> {
-    let comfy = gw.comfy.enabled();
-    let (spec, args) = registry(comfy).parse(text)?;
-    let policy = || gw.comfy.config().map(|c| c.policy.clone()).unwrap_or_default();
-    Some(match spec.action {
-        Action::Help => registry(comfy).help(&caller.sender(), &policy()),
-        Action::Reset => reset(&gw.channels, caller).await,
-        Action::Status => match comfy.then(|| parse_args(Verb::Status, args)) {
-            None | Some(Command::Status { job: None }) => status(gw, caller).await,
-            Some(cmd) => gw.comfy.run_command(caller, &policy(), cmd, gw).await,
-        },
-        Action::Comfy(verb) => gw.comfy.run_command(caller, &policy(), parse_args(verb, args), gw).await,
-    })
+/// The chat-command dispatcher: every channel and the web chat answer commands through it.
+/// Cheap to clone; built with what the commands use.
+#[derive(Clone)]
+pub struct Commands {
+    store: Store,
+    events: Events,
+    agents: AgentService,
+    comfy: Arc<dyn ComfyCommands>,
+    /// clawgate's version (`/status`).
+    version: Arc<str>,
 }
 
-/// `/new`: the session starts a new transcript (or is created).
-async fn reset(channels: &super::ChannelService, caller: &CommandCaller) -> String {
-    let (store, now) = (channels.store(), now_ms());
-    let key = &caller.session_key;
-    let r = match store.reset_session(key, now).await {
-        Ok(_) => Ok(()),
-        Err(StoreError::NotFound) => store.ensure_session(key, &caller.agent_id, now).await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match r {
-        Ok(()) => {
-            channels.events().session_changed(key, "reset");
-            "Started a new conversation. Earlier messages are no longer part of the context.".to_owned()
-        }
-        Err(e) => format!("Could not reset the conversation: {e}"),
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commands").field("comfy", &self.comfy.enabled()).finish_non_exhaustive()
     }
 }
 
-/// A bare `/status`: the conversation's session, agent, model and runs.
-async fn status(gw: &Gateway, caller: &CommandCaller) -> String {
-    let (key, agent_id) = (&caller.session_key, &caller.agent_id);
-    let agents = gw.agents.agents();
-    let model = agents.get(agent_id).map(|a| agents.model_for(a)).unwrap_or_else(|| "(unknown)".to_owned());
-    let (count, active) = match gw.store.get_session(key).await {
-        Ok(Some(s)) => (s.message_count, gw.agents.active_runs(key).len()),
-        _ => (0, 0),
-    };
-    format!(
-        "Session: {key}\nAgent: {agent_id}\nModel: {model}\nMessages: {count}\nRunning: {active}\nGateway: clawgate {}",
-        gw.version
-    )
+impl Commands {
+    /// A dispatcher over these services.
+    pub fn new(
+        store: Store,
+        events: Events,
+        agents: AgentService,
+        comfy: Arc<dyn ComfyCommands>,
+        version: &str,
+    ) -> Self {
+        Self { store, events, agents, comfy, version: version.into() }
+    }
+
+    /// Whether `text` is a command the gateway answers (ComfyUI's count only while it is
+    /// configured).
+    pub(crate) fn is_command(&self, text: &str) -> bool {
+        registry(self.comfy.enabled()).parse(text).is_some()
+    }
+
+    /// Answers a command; `None` when the text is not one (the agent takes it).
+    pub(crate) async fn handle(&self, caller: &CommandCaller, text: &str) -> Option<String> {
+        let comfy = self.comfy.enabled();
+        let (spec, args) = registry(comfy).parse(text)?;
+        let policy = || self.comfy.policy();
+        Some(match spec.action {
+            Action::Help => registry(comfy).help(&caller.sender(), &policy()),
+            Action::Reset => self.reset(caller).await,
+            Action::Status => match comfy.then(|| parse_args(Verb::Status, args)) {
+                None | Some(Command::Status { job: None }) => self.status(caller).await,
+                Some(cmd) => self.comfy.run(caller, &policy(), cmd).await,
+            },
+            Action::Comfy(verb) => self.comfy.run(caller, &policy(), parse_args(verb, args)).await,
+        })
+    }
+
+    /// `/new`: the session starts a new transcript (or is created).
+    async fn reset(&self, caller: &CommandCaller) -> String {
+        let (store, now) = (&self.store, now_ms());
+        let key = &caller.session_key;
+        let r = match store.reset_session(key, now).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::NotFound) => store.ensure_session(key, &caller.agent_id, now).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => {
+                self.events.session_changed(key, "reset");
+                "Started a new conversation. Earlier messages are no longer part of the context.".to_owned()
+            }
+            Err(e) => format!("Could not reset the conversation: {e}"),
+        }
+    }
+
+    /// A bare `/status`: the conversation's session, agent, model and runs.
+    async fn status(&self, caller: &CommandCaller) -> String {
+        let (key, agent_id) = (&caller.session_key, &caller.agent_id);
+        let agents = self.agents.agents();
+        let model = agents.get(agent_id).map(|a| agents.model_for(a)).unwrap_or_else(|| "(unknown)".to_owned());
+        let (count, active) = match self.store.get_session(key).await {
+            Ok(Some(s)) => (s.message_count, self.agents.active_runs(key).len()),
+            _ => (0, 0),
+        };
+        format!(
+            "Session: {key}\nAgent: {agent_id}\nModel: {model}\nMessages: {count}\nRunning: {active}\nGateway: clawgate {}",
+            self.version
+        )
+    }
 }
 
 #[cfg(test)]

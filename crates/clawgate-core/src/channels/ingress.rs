@@ -1,30 +1,25 @@
 //! The gateway's [`Ingress`]: where adapters hand inbound messages.
 
-use std::sync::{Arc, Weak};
-
 use async_trait::async_trait;
 
 use clawgate_channels::fault::crash_point;
 use clawgate_channels::{Accepted, AccountKey, InboundMessage, Ingress, IngressError};
 use clawgate_store::{ChannelStore, InboxRecord, InboxStatus, KvStore};
 
-use crate::gateway::Gateway;
+use super::ChannelService;
 use crate::time::now_ms;
 
-/// Records inbound messages in the inbox, then routes them on their own task.
+/// Records inbound messages in the inbox, then routes them on their own task. Holds the channel
+/// service (a handle), never the gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayIngress {
-    gw: Weak<Gateway>,
+    channels: ChannelService,
 }
 
 impl GatewayIngress {
-    /// An ingress feeding this gateway.
-    pub fn new(gw: &Arc<Gateway>) -> Self {
-        Self { gw: Arc::downgrade(gw) }
-    }
-
-    fn gateway(&self) -> Result<Arc<Gateway>, IngressError> {
-        self.gw.upgrade().ok_or_else(|| IngressError("the gateway is shutting down".into()))
+    /// An ingress feeding these channels (see [`ChannelService::ingress`]).
+    pub(crate) fn new(channels: ChannelService) -> Self {
+        Self { channels }
     }
 }
 
@@ -35,11 +30,11 @@ fn state_key(account: &AccountKey, key: &str) -> String {
 #[async_trait]
 impl Ingress for GatewayIngress {
     async fn deliver(&self, message: InboundMessage) -> Result<Accepted, IngressError> {
-        let gw = self.gateway()?;
         let json = serde_json::to_value(&message).map_err(|e| IngressError(e.to_string()))?;
         let now = now_ms();
-        let recorded = gw
-            .store
+        let recorded = self
+            .channels
+            .store()
             .record_inbound(
                 &message.channel,
                 &message.account,
@@ -72,13 +67,12 @@ impl Ingress for GatewayIngress {
             received_at_ms: now,
             updated_at_ms: now,
         };
-        super::router::spawn_route(&gw, rec);
+        self.channels.spawn_route(rec);
         Ok(Accepted::New)
     }
 
     async fn load_state(&self, account: &AccountKey, key: &str) -> Option<String> {
-        let gw = self.gw.upgrade()?;
-        match gw.store.get(&state_key(account, key)).await {
+        match self.channels.store().get(&state_key(account, key)).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(account = %account, key, error = %e, "cannot read channel state");
@@ -88,8 +82,7 @@ impl Ingress for GatewayIngress {
     }
 
     async fn save_state(&self, account: &AccountKey, key: &str, value: &str) -> Result<(), IngressError> {
-        let gw = self.gateway()?;
-        gw.store.set(&state_key(account, key), value).await.map_err(|e| IngressError(e.to_string()))
+        self.channels.store().set(&state_key(account, key), value).await.map_err(|e| IngressError(e.to_string()))
     }
 }
 

@@ -8,7 +8,7 @@
 //!     ──▶ sender (per account, in order, only while the channel is ready) ──▶ marked sent
 //! ```
 //!
-//! Every step is recorded before the next starts, so after a crash [`recover`] picks each
+//! Every step is recorded before the next starts, so after a crash [`ChannelService::recover`] picks each
 //! inbound message up where it stood. The one window no sender can close is between the
 //! platform accepting a send and the outbox row being marked sent: a crash there repeats that
 //! one chunk. That mark is a single-row UPDATE (`ChannelStore::mark_outbound_sent`) directly
@@ -32,11 +32,12 @@ use clawgate_backoff::Backoff;
 use clawgate_channels::{AccountConfig, AccountKey, Channel, ChannelError};
 use clawgate_store::ChannelStore;
 
+use crate::agent::AgentService;
 use crate::config_service::ConfigService;
-use crate::events::Events;
-use crate::gateway::{Gateway, Store};
+use crate::gateway::Store;
 use crate::tasks::Tasks;
 
+pub use commands::{ComfyCommands, Commands};
 pub use ingress::GatewayIngress;
 pub use outbox::Outbox;
 pub(crate) use router::PAIRING_TTL_MS;
@@ -105,13 +106,16 @@ pub struct ChannelService {
 
 struct Inner {
     store: Store,
-    events: Events,
     /// Every account's receive loop, sender and routing task runs under it.
     tasks: Tasks,
     /// Where `channels.*` is read from (at start and at each reload).
     config: ConfigService,
     /// The durable outbox; each running account's sender is attached to it.
     outbox: Outbox,
+    /// Answers an inbound message with an agent turn.
+    agents: AgentService,
+    /// Answers an inbound command.
+    commands: Commands,
     /// A config change touched `channels.*`: the reload loop re-reads it.
     reload: Notify,
     accounts: RwLock<BTreeMap<AccountKey, Arc<AccountRuntime>>>,
@@ -128,15 +132,23 @@ impl std::fmt::Debug for ChannelService {
 }
 
 impl ChannelService {
-    /// No account running yet; [`start`] starts the configured ones.
-    pub fn new(store: Store, events: Events, tasks: Tasks, config: ConfigService, outbox: Outbox) -> Self {
+    /// No account running yet; [`ChannelService::start`] starts the configured ones.
+    pub fn new(
+        store: Store,
+        tasks: Tasks,
+        config: ConfigService,
+        outbox: Outbox,
+        agents: AgentService,
+        commands: Commands,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
-                events,
                 tasks,
                 config,
                 outbox,
+                agents,
+                commands,
                 reload: Notify::new(),
                 accounts: RwLock::default(),
                 problems: RwLock::default(),
@@ -154,8 +166,14 @@ impl ChannelService {
         &self.inner.store
     }
 
-    pub(crate) fn events(&self) -> &Events {
-        &self.inner.events
+    /// The chat-command dispatcher (the web chat answers commands through it too).
+    pub fn commands(&self) -> &Commands {
+        &self.inner.commands
+    }
+
+    /// Where adapters (and the webhook route) hand inbound messages.
+    pub fn ingress(&self) -> GatewayIngress {
+        GatewayIngress::new(self.clone())
     }
 
     /// The running account with this key.
@@ -223,51 +241,154 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
     }
 }
 
-/// Start every enabled account and the recovery of unfinished inbound messages. Called once
-/// at startup, after agent recovery (so interrupted runs are already marked).
-pub async fn start(gw: &Arc<Gateway>) {
-    match gw.channels.configured_accounts() {
-        Ok(accounts) => {
-            for cfg in accounts {
-                start_account(gw, cfg);
+impl ChannelService {
+    /// Start every enabled account and the recovery of unfinished inbound messages. Called once
+    /// at startup, after agent recovery (so interrupted runs are already marked).
+    pub async fn start(&self) {
+        match self.configured_accounts() {
+            Ok(accounts) => {
+                for cfg in accounts {
+                    self.start_account(cfg);
+                }
             }
+            Err(e) => tracing::error!(error = %e, "channels config is invalid; no channel started"),
         }
-        Err(e) => tracing::error!(error = %e, "channels config is invalid; no channel started"),
+        self.recover().await;
+        let (cancel, channels) = (self.inner.tasks.token(), self.clone());
+        self.inner.tasks.spawn("channels", async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = channels.inner.reload.notified() => channels.apply_reload(),
+                }
+            }
+        });
     }
-    recover(gw).await;
-    let (cancel, gw2) = (gw.shutdown_token(), gw.clone());
-    gw.channels.inner.tasks.spawn("channels", async move {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = gw2.channels.inner.reload.notified() => apply_reload(&gw2),
+
+    /// Restart accounts whose config changed, stop removed ones, start new ones.
+    fn apply_reload(&self) {
+        let accounts = match self.configured_accounts() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "channels config is invalid; channels keep running as they were");
+                return;
+            }
+        };
+        let wanted: BTreeMap<AccountKey, AccountConfig> = accounts.into_iter().map(|a| (a.key.clone(), a)).collect();
+        for rt in self.accounts() {
+            let same = wanted.get(&rt.cfg.key).is_some_and(|w| same_config(w, &rt.cfg));
+            if !same {
+                tracing::info!(account = %rt.cfg.key, "channel account config changed; restarting it");
+                self.stop_account(&rt.cfg.key);
             }
         }
-    });
-}
+        self.inner.problems.write().clear();
+        for (key, cfg) in wanted {
+            if self.account(&key).is_none() {
+                self.start_account(cfg);
+            }
+        }
+    }
 
-/// Restart accounts whose config changed, stop removed ones, start new ones.
-fn apply_reload(gw: &Arc<Gateway>) {
-    let accounts = match gw.channels.configured_accounts() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "channels config is invalid; channels keep running as they were");
+    fn start_account(&self, cfg: AccountConfig) {
+        let key = cfg.key.clone();
+        if cfg.key.channel == "webchat" {
+            // The web chat is the gateway's own page over WS; nothing to start.
             return;
         }
-    };
-    let wanted: BTreeMap<AccountKey, AccountConfig> = accounts.into_iter().map(|a| (a.key.clone(), a)).collect();
-    let running: Vec<Arc<AccountRuntime>> = gw.channels.accounts();
-    for rt in running {
-        let same = wanted.get(&rt.cfg.key).is_some_and(|w| same_config(w, &rt.cfg));
-        if !same {
-            tracing::info!(account = %rt.cfg.key, "channel account config changed; restarting it");
-            gw.channels.stop_account(&rt.cfg.key);
+        if !cfg.enabled {
+            tracing::info!(account = %key, "channel account disabled in config");
+            return;
         }
+        if cfg.token.is_none() {
+            let what = if key.channel == "telegram" { "botToken" } else { "token" };
+            let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
+            tracing::warn!(account = %key, "{msg}");
+            self.inner.problems.write().insert(key, msg);
+            return;
+        }
+        let channel = match build_channel(&cfg) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(account = %key, error = %e, "channel account cannot start");
+                self.inner.problems.write().insert(key, e);
+                return;
+            }
+        };
+        let rt = Arc::new(AccountRuntime {
+            cfg,
+            channel,
+            cancel: self.inner.tasks.token().child_token(),
+            outbox_kick: Arc::new(Notify::new()),
+            limiter: Mutex::new(RateWindows::default()),
+            fatal: Mutex::new(None),
+            started_at_ms: crate::time::now_ms(),
+            running: std::sync::atomic::AtomicBool::new(true),
+        });
+        self.inner.accounts.write().insert(key.clone(), rt.clone());
+        self.inner.outbox.attach(key.clone(), rt.outbox_kick.clone(), rt.channel.capabilities());
+        tracing::info!(account = %key, "channel account starting");
+        self.inner.tasks.spawn("channels", self.clone().supervise(rt.clone()));
+        self.inner.tasks.spawn("channels", outbox::sender(self.inner.store.clone(), rt));
     }
-    gw.channels.inner.problems.write().clear();
-    for (key, cfg) in wanted {
-        if gw.channels.account(&key).is_none() {
-            start_account(gw, cfg);
+
+    /// Run the adapter's receive loop; restart it with backoff when it ends unexpectedly, stop
+    /// for good on a credentials error.
+    async fn supervise(self, rt: Arc<AccountRuntime>) {
+        let ingress: Arc<dyn clawgate_channels::Ingress> = Arc::new(self.ingress());
+        let mut attempt = 0u32;
+        loop {
+            let started = Instant::now();
+            let result = rt.channel.run(ingress.clone(), rt.cancel.clone()).await;
+            if rt.cancel.is_cancelled() {
+                break;
+            }
+            match result {
+                Err(ChannelError::Unauthorized(msg)) | Err(ChannelError::Config(msg)) => {
+                    tracing::error!(account = %rt.cfg.key, error = %msg, "channel account stopped");
+                    rt.channel.status().mark_disconnected(Some(msg.clone()));
+                    *rt.fatal.lock() = Some(msg);
+                    break;
+                }
+                Err(ChannelError::Fatal(msg)) => {
+                    tracing::warn!(account = %rt.cfg.key, error = %msg, "channel receive loop failed; restarting");
+                    rt.channel.status().mark_disconnected(Some(msg));
+                }
+                Ok(()) => {
+                    tracing::warn!(account = %rt.cfg.key, "channel receive loop ended; restarting");
+                    rt.channel.status().mark_disconnected(None);
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                attempt = 0;
+            }
+            let wait = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).delay(attempt);
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                () = rt.cancel.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        rt.running.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Pick up inbound messages a previous run of the gateway left unfinished.
+    pub async fn recover(&self) {
+        let pending = match self.inner.store.pending_inbound(10_000).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the channel inbox; unfinished messages wait for the next start");
+                return;
+            }
+        };
+        if !pending.is_empty() {
+            tracing::info!(
+                count = pending.len(),
+                "resuming inbound chat messages left unfinished by the last shutdown"
+            );
+        }
+        for rec in pending {
+            self.spawn_route(rec);
         }
     }
 }
@@ -283,106 +404,6 @@ fn same_config(a: &AccountConfig, b: &AccountConfig) -> bool {
         && a.group_policy == b.group_policy
         && a.require_mention == b.require_mention
         && a.rate_limits == b.rate_limits
-}
-
-fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
-    let key = cfg.key.clone();
-    if cfg.key.channel == "webchat" {
-        // The web chat is the gateway's own page over WS; nothing to start.
-        return;
-    }
-    if !cfg.enabled {
-        tracing::info!(account = %key, "channel account disabled in config");
-        return;
-    }
-    if cfg.token.is_none() {
-        let what = if key.channel == "telegram" { "botToken" } else { "token" };
-        let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
-        tracing::warn!(account = %key, "{msg}");
-        gw.channels.inner.problems.write().insert(key, msg);
-        return;
-    }
-    let channel = match build_channel(&cfg) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(account = %key, error = %e, "channel account cannot start");
-            gw.channels.inner.problems.write().insert(key, e);
-            return;
-        }
-    };
-    let rt = Arc::new(AccountRuntime {
-        cfg,
-        channel,
-        cancel: gw.shutdown_token().child_token(),
-        outbox_kick: Arc::new(Notify::new()),
-        limiter: Mutex::new(RateWindows::default()),
-        fatal: Mutex::new(None),
-        started_at_ms: crate::time::now_ms(),
-        running: std::sync::atomic::AtomicBool::new(true),
-    });
-    gw.channels.inner.accounts.write().insert(key.clone(), rt.clone());
-    gw.channels.inner.outbox.attach(key.clone(), rt.outbox_kick.clone(), rt.channel.capabilities());
-    tracing::info!(account = %key, "channel account starting");
-    let tasks = &gw.channels.inner.tasks;
-    tasks.spawn("channels", supervise(gw.clone(), rt.clone()));
-    tasks.spawn("channels", outbox::sender(gw.channels.inner.store.clone(), rt));
-}
-
-/// Run the adapter's receive loop; restart it with backoff when it ends unexpectedly, stop for
-/// good on a credentials error.
-async fn supervise(gw: Arc<Gateway>, rt: Arc<AccountRuntime>) {
-    let ingress: Arc<dyn clawgate_channels::Ingress> = Arc::new(GatewayIngress::new(&gw));
-    let mut attempt = 0u32;
-    loop {
-        let started = Instant::now();
-        let result = rt.channel.run(ingress.clone(), rt.cancel.clone()).await;
-        if rt.cancel.is_cancelled() {
-            break;
-        }
-        match result {
-            Err(ChannelError::Unauthorized(msg)) | Err(ChannelError::Config(msg)) => {
-                tracing::error!(account = %rt.cfg.key, error = %msg, "channel account stopped");
-                rt.channel.status().mark_disconnected(Some(msg.clone()));
-                *rt.fatal.lock() = Some(msg);
-                break;
-            }
-            Err(ChannelError::Fatal(msg)) => {
-                tracing::warn!(account = %rt.cfg.key, error = %msg, "channel receive loop failed; restarting");
-                rt.channel.status().mark_disconnected(Some(msg));
-            }
-            Ok(()) => {
-                tracing::warn!(account = %rt.cfg.key, "channel receive loop ended; restarting");
-                rt.channel.status().mark_disconnected(None);
-            }
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            attempt = 0;
-        }
-        let wait = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).delay(attempt);
-        attempt = attempt.saturating_add(1);
-        tokio::select! {
-            () = rt.cancel.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
-        }
-    }
-    rt.running.store(false, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Pick up inbound messages a previous run of the gateway left unfinished.
-pub async fn recover(gw: &Arc<Gateway>) {
-    let pending = match gw.store.pending_inbound(10_000).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the channel inbox; unfinished messages wait for the next start");
-            return;
-        }
-    };
-    if !pending.is_empty() {
-        tracing::info!(count = pending.len(), "resuming inbound chat messages left unfinished by the last shutdown");
-    }
-    for rec in pending {
-        router::spawn_route(gw, rec);
-    }
 }
 
 impl ChannelService {

@@ -15,7 +15,7 @@ use clawgate_store::{
 };
 
 use crate::agent::{self, AgentService, RunRequest, Submitted, transcript};
-use crate::channels::commands::{self, CommandCaller};
+use crate::channels::commands::CommandCaller;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::events::Events;
@@ -131,7 +131,7 @@ async fn chat_command(
     agent_id: &str,
     message: &str,
 ) -> Result<Option<ChatSendStatus>, CoreError> {
-    if !commands::is_command(gw, message) {
+    if !gw.channels.commands().is_command(message) {
         return Ok(None);
     }
     // An unknown agent, or a key an agent run already used: `agent::submit` answers.
@@ -164,7 +164,7 @@ async fn chat_command(
         session_key: session_key.to_owned(),
         agent_id: agent_id.to_owned(),
     };
-    let Some(reply) = commands::handle(gw, &caller, message).await else { return Ok(None) };
+    let Some(reply) = gw.channels.commands().handle(&caller, message).await else { return Ok(None) };
     // `/new` gave the session a new transcript: the command and its reply start it.
     let session = gw.store.ensure_session(session_key, agent_id, now_ms()).await?;
     let user = transcript::user_message(message, run_id, client_tag(ctx).as_ref(), now_ms());

@@ -10,8 +10,6 @@
 //! while the gateway was down is a clawgate param (`catchUp`: `skip`|`once`|`all`, default
 //! `once`) that the job JSON does not echo (upstream's `CronJob` is a closed object).
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value, json};
 
 use clawgate_protocol::methods::cron::{
@@ -23,9 +21,8 @@ use clawgate_protocol::methods::cron::{
 };
 use clawgate_store::{CronJob, CronRunRecord, CronStore};
 
-use crate::cron::{self, CATCH_UP, DEFAULT_CATCH_UP, KIND_AGENT_TURN, KIND_COMFY_RUN, Schedule};
+use crate::cron::{CATCH_UP, CronService, DEFAULT_CATCH_UP, KIND_AGENT_TURN, KIND_COMFY_RUN, Schedule};
 use crate::error::CoreError;
-use crate::gateway::Gateway;
 use crate::time::now_ms;
 
 /// Upstream's page size bound for `cron.list` and `cron.runs`.
@@ -235,22 +232,22 @@ fn delivery_to_target(d: CronDeliveryParams, method: &str) -> Result<Option<Valu
     }
 }
 
-async fn load(gw: &Gateway, id: &str) -> Result<CronJob, CoreError> {
-    gw.store.get_cron_job(id).await?.ok_or_else(|| not_found(id))
+async fn load(cron: &CronService, id: &str) -> Result<CronJob, CoreError> {
+    cron.store().get_cron_job(id).await?.ok_or_else(|| not_found(id))
 }
 
 /// `cron.list {includeDisabled?, limit?, offset?, query?, enabled?, agentId?, sortBy?, sortDir?}`
 /// → `{jobs, total, offset, limit, hasMore, nextOffset, snapshotRevision}`.
-pub async fn cron_list(gw: &Arc<Gateway>, params: CronListParams) -> Result<CronListResult, CoreError> {
+pub async fn cron_list(cron: &CronService, params: CronListParams) -> Result<CronListResult, CoreError> {
     let include_disabled = params.include_disabled.unwrap_or(false);
     let filter =
         params.enabled.unwrap_or(if include_disabled { CronEnabledFilter::All } else { CronEnabledFilter::Enabled });
     let query = params.query.map(|q| q.to_lowercase()).filter(|q| !q.is_empty());
     let agent = params.agent_id.as_deref();
-    let default_agent = gw.agents.agents().default_id.clone();
+    let default_agent = cron.default_agent();
     let agent_of = |j: &CronJob| j.payload.get("agentId").and_then(Value::as_str).unwrap_or(&default_agent).to_owned();
-    let mut jobs: Vec<CronJob> = gw
-        .store
+    let mut jobs: Vec<CronJob> = cron
+        .store()
         .list_cron_jobs(true)
         .await?
         .into_iter()
@@ -296,14 +293,14 @@ pub async fn cron_list(gw: &Arc<Gateway>, params: CronListParams) -> Result<Cron
 }
 
 /// `cron.status {}` → `{enabled, storage, jobs, nextWakeAtMs, …}`.
-pub async fn cron_status(gw: &Arc<Gateway>, _: CronStatusParams) -> Result<CronStatusResult, CoreError> {
-    let jobs = gw.store.list_cron_jobs(true).await?.len();
-    Ok(gw.cron.status(jobs))
+pub async fn cron_status(cron: &CronService, _: CronStatusParams) -> Result<CronStatusResult, CoreError> {
+    let jobs = cron.store().list_cron_jobs(true).await?.len();
+    Ok(cron.status(jobs))
 }
 
 /// `cron.add {name, schedule, payload, sessionTarget?, wakeMode?, delivery?, enabled?,
 /// agentId?, catchUp?}` → the `CronJob`.
-pub async fn cron_add(gw: &Arc<Gateway>, params: CronAddParams) -> Result<CronAddResult, CoreError> {
+pub async fn cron_add(cron: &CronService, params: CronAddParams) -> Result<CronAddResult, CoreError> {
     const METHOD: &str = "cron.add";
     let present = [
         ("name", params.name.is_some()),
@@ -332,51 +329,52 @@ pub async fn cron_add(gw: &Arc<Gateway>, params: CronAddParams) -> Result<CronAd
     };
     apply(&mut job, params, METHOD)?;
     job.next_run_at_ms = Schedule::parse(&job.schedule, job.timezone.as_deref()).ok().and_then(|s| s.next_after(now));
-    gw.store.upsert_cron_job(&job).await?;
-    let job = load(gw, &job.id).await?;
+    cron.store().upsert_cron_job(&job).await?;
+    let job = load(cron, &job.id).await?;
     tracing::info!(job = %job.id, name = %job.name, schedule = %job.schedule, "cron job added");
-    gw.cron.kick();
-    gw.events.cron(json!({"jobId": job.id, "action": "added", "nextRunAtMs": job.next_run_at_ms}));
+    cron.kick();
+    cron.events().cron(json!({"jobId": job.id, "action": "added", "nextRunAtMs": job.next_run_at_ms}));
     Ok(job_wire(&job))
 }
 
 /// `cron.update {id|jobId, patch}` → the `CronJob`.
-pub async fn cron_update(gw: &Arc<Gateway>, params: CronUpdateParams) -> Result<CronUpdateResult, CoreError> {
+pub async fn cron_update(cron: &CronService, params: CronUpdateParams) -> Result<CronUpdateResult, CoreError> {
     const METHOD: &str = "cron.update";
     let id = job_id_param(params.id, params.job_id, METHOD)?;
     let patch = params.patch.ok_or_else(|| invalid(METHOD, "patch is required"))?;
-    let mut job = load(gw, &id).await?;
+    let mut job = load(cron, &id).await?;
     apply(&mut job, patch, METHOD)?;
     let now = now_ms();
     job.updated_at_ms = now;
     job.next_run_at_ms = Schedule::parse(&job.schedule, job.timezone.as_deref()).ok().and_then(|s| s.next_after(now));
-    gw.store.upsert_cron_job(&job).await?;
-    let job = load(gw, &id).await?;
-    gw.cron.kick();
-    gw.events.cron(json!({"jobId": job.id, "action": "updated", "nextRunAtMs": job.next_run_at_ms}));
+    cron.store().upsert_cron_job(&job).await?;
+    let job = load(cron, &id).await?;
+    cron.kick();
+    cron.events().cron(json!({"jobId": job.id, "action": "updated", "nextRunAtMs": job.next_run_at_ms}));
     Ok(job_wire(&job))
 }
 
 /// `cron.remove {id|jobId}` → `{ok, removed}`; its receipts go with it.
-pub async fn cron_remove(gw: &Arc<Gateway>, params: CronRemoveParams) -> Result<CronRemoveResult, CoreError> {
+pub async fn cron_remove(cron: &CronService, params: CronRemoveParams) -> Result<CronRemoveResult, CoreError> {
     let id = job_id_param(params.id, params.job_id, "cron.remove")?;
-    if !gw.store.remove_cron_job(&id).await? {
+    if !cron.store().remove_cron_job(&id).await? {
         return Err(not_found(&id));
     }
-    gw.cron.kick();
-    gw.events.cron(json!({"jobId": id, "action": "removed"}));
+    cron.kick();
+    cron.events().cron(json!({"jobId": id, "action": "removed"}));
     Ok(CronRemoveResult { ok: true, removed: true })
 }
 
 /// `cron.run {id|jobId, mode?: force|due|if-enabled}` → `{ok, enqueued, runId}` or
 /// `{ok, ran:false, reason}`. A manual run gets its own slot (now), with its own receipt.
-pub async fn cron_run(gw: &Arc<Gateway>, params: CronRunParams) -> Result<CronRunResult, CoreError> {
+pub async fn cron_run(cron: &CronService, params: CronRunParams) -> Result<CronRunResult, CoreError> {
     const METHOD: &str = "cron.run";
     let id = job_id_param(params.id, params.job_id, METHOD)?;
-    let job = load(gw, &id).await?;
+    let job = load(cron, &id).await?;
     let now = now_ms();
-    let skip =
-        |reason| Ok(CronRunResult::NotRun { ok: true, ran: false, reason, process_instance_id: gw.boot_id.clone() });
+    let skip = |reason| {
+        Ok(CronRunResult::NotRun { ok: true, ran: false, reason, process_instance_id: cron.instance_id().to_owned() })
+    };
     match params.mode.as_deref().unwrap_or("force") {
         "force" => {}
         "if-enabled" if !job.enabled => return skip("disabled"),
@@ -387,10 +385,10 @@ pub async fn cron_run(gw: &Arc<Gateway>, params: CronRunParams) -> Result<CronRu
         other => return Err(invalid(METHOD, format!("unknown mode {other:?}"))),
     }
     let run_id = format!("manual:{id}:{now}");
-    if !cron::fire(gw, &job, now, run_id.clone()).await? {
+    if !cron.fire(&job, now, run_id.clone()).await? {
         return skip("already-running");
     }
-    Ok(CronRunResult::Enqueued { ok: true, enqueued: true, run_id, process_instance_id: gw.boot_id.clone() })
+    Ok(CronRunResult::Enqueued { ok: true, enqueued: true, run_id, process_instance_id: cron.instance_id().to_owned() })
 }
 
 fn run_entry(r: &CronRunRecord, job_name: Option<&str>) -> CronRunLogEntry {
@@ -411,7 +409,7 @@ fn run_entry(r: &CronRunRecord, job_name: Option<&str>) -> CronRunLogEntry {
 /// `cron.runs {id|jobId?, scope?, limit?, offset?, status?, statuses?, sortDir?}` → a page of
 /// `CronRunLogEntry` (finished runs; `runAtMs` is the scheduled slot) `{entries, total, offset,
 /// limit, hasMore, nextOffset}`.
-pub async fn cron_runs(gw: &Arc<Gateway>, params: CronRunsParams) -> Result<CronRunsResult, CoreError> {
+pub async fn cron_runs(cron: &CronService, params: CronRunsParams) -> Result<CronRunsResult, CoreError> {
     const METHOD: &str = "cron.runs";
     let job_id = params.id.or(params.job_id);
     let scope = params.scope.as_deref().unwrap_or(if job_id.is_some() { "job" } else { "all" });
@@ -420,7 +418,7 @@ pub async fn cron_runs(gw: &Arc<Gateway>, params: CronRunsParams) -> Result<Cron
         _ => Some(job_id.ok_or_else(|| invalid(METHOD, "missing id"))?),
     };
     let names: std::collections::HashMap<String, String> =
-        gw.store.list_cron_jobs(true).await?.into_iter().map(|j| (j.id, j.name)).collect();
+        cron.store().list_cron_jobs(true).await?.into_iter().map(|j| (j.id, j.name)).collect();
     if let Some(id) = &job_id
         && !names.contains_key(id)
     {
@@ -432,8 +430,8 @@ pub async fn cron_runs(gw: &Arc<Gateway>, params: CronRunsParams) -> Result<Cron
     }
     let (limit, offset) = page_bounds(params.limit, params.offset);
     let run_id = params.run_id.as_deref();
-    let mut runs: Vec<CronRunRecord> = gw
-        .store
+    let mut runs: Vec<CronRunRecord> = cron
+        .store()
         .list_cron_runs(job_id.as_deref(), 1000)
         .await?
         .into_iter()
