@@ -189,6 +189,37 @@ pub async fn signed_path(gw: &Gateway, job: &JobRecord, filename: &str) -> Optio
     }
 }
 
+/// Platforms that fetch images themselves from an absolute HTTPS link (no upload API), with
+/// the largest image each takes.
+const URL_FETCHING: &[(&str, u64)] = &[("line", clawgate_channels::line::MAX_IMAGE_BYTES)];
+
+/// For a platform that fetches images from a link rather than taking an upload: the largest
+/// image it takes. `None` for platforms that take uploads.
+pub fn fetched_by_url(channel: &str) -> Option<u64> {
+    URL_FETCHING.iter().find(|(c, _)| *c == channel).map(|(_, max)| *max)
+}
+
+/// Why an absolute link cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublicUrlError {
+    /// `gateway.publicUrl` is not set.
+    #[error(
+        "gateway.publicUrl is not set, so there is no public link to send; set it to the gateway's public https:// address"
+    )]
+    NotConfigured,
+    /// No signing key (logged where it failed).
+    #[error("cannot sign a media link")]
+    Unsigned,
+}
+
+/// `{gateway.publicUrl}/media/<token>`: the absolute link a platform fetches one stored output
+/// of `job` from (LINE's `originalContentUrl`).
+pub async fn public_url(gw: &Gateway, job: &JobRecord, filename: &str) -> Result<String, PublicUrlError> {
+    let root = gw.config.current().config.gateway.public_url.clone().ok_or(PublicUrlError::NotConfigured)?;
+    let path = signed_path(gw, job, filename).await.ok_or(PublicUrlError::Unsigned)?;
+    Ok(format!("{}{path}", root.trim_end_matches('/')))
+}
+
 /// `Content-Type` by extension. Anything that a browser could run (HTML, SVG, scripts) is
 /// served as a download.
 pub fn content_type(filename: &str) -> &'static str {

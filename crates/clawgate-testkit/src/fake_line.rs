@@ -1,8 +1,8 @@
 //! A fake LINE Platform (Messaging API) on one `127.0.0.1:0` port.
 //!
 //! Faithful to `shared/contracts/line.md` (§5 lists what it must do). Outbound, it serves
-//! `POST /v2/bot/message/reply`, `POST /v2/bot/message/push` and
-//! `POST /v2/bot/chat/loading/start`, and enforces the contract's MUSTs: `Authorization: Bearer
+//! `POST /v2/bot/message/reply`, `POST /v2/bot/message/push`, `POST /v2/bot/chat/loading/start`
+//! and `GET /v2/bot/info` (the bot's user id), and enforces the contract's MUSTs: `Authorization: Bearer
 //! <channel access token>` (401 otherwise), `Content-Type: application/json` (415), bodies up to
 //! 2 MB (413), JSON (400), 1–5 message objects, text of 1–5 000 UTF-16 units, images as two
 //! `https://` URLs of at most 2 000 characters, reply tokens used once and within their lifetime
@@ -602,6 +602,7 @@ async fn route(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         ("POST", "/v2/bot/message/reply") => "reply",
         ("POST", "/v2/bot/message/push") => "push",
         ("POST", "/v2/bot/chat/loading/start") => "loading",
+        ("GET", "/v2/bot/info") => "info",
         _ => return respond(&shared, Answer::error(404, "Not found")),
     };
     let headers = req.headers().clone();
@@ -634,6 +635,10 @@ fn answer(
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if bearer != Some(shared.token.as_str()) {
         return Answer::error(401, AUTH_FAILED);
+    }
+    if endpoint == "info" {
+        return Answer::ok(json!({"userId": BOT_USER_ID, "basicId": "@000clawg", "displayName": "clawgate test bot",
+                                 "chatMode": "bot", "markAsReadMode": "auto"}));
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")) {

@@ -571,7 +571,7 @@ async fn held_job(gw: &Gateway, approval: &RemoteApproval) -> Option<JobRecord> 
 
 /// Tells each admin (`comfy.commands.adminUsers`) on the requester's platform about a held
 /// `/run`, with the commands that decide it, in a private message through the outbox (once per
-/// approval and admin): on Telegram a user id is also the private chat's id; on Discord the
+/// approval and admin): on Telegram and LINE a user id is also the private chat's id; on Discord the
 /// adapter opens the DM channel for a `user:<id>` target. Elsewhere (the web chat) admins see
 /// requests with `/approvals`, and WS clients through `plugin.approval.requested`.
 async fn notify_admins(
@@ -582,7 +582,7 @@ async fn notify_admins(
     template: &str,
 ) {
     let private_chat = |admin: &str| match caller.platform.as_str() {
-        "telegram" => Some(admin.to_owned()),
+        "telegram" | "line" => Some(admin.to_owned()),
         "discord" => Some(format!("{}{admin}", clawgate_channels::discord::USER_TARGET_PREFIX)),
         _ => None,
     };
