@@ -106,6 +106,7 @@ async fn a_dm_is_answered_once_by_reply_and_the_verify_request_gets_200() {
     let acct = &status["channelAccounts"]["line"][0];
     assert_eq!((acct["connected"].clone(), acct["mode"].clone()), (json!(true), json!("webhook")), "{status}");
     assert!(acct["lastInboundAt"].is_i64() && acct["lastOutboundAt"].is_i64(), "{acct}");
+    assert_eq!(acct["webhookUrl"], format!("{PUBLIC}/line/webhook"), "what to paste into the console: {acct}");
     let sessions = call(&gw, "sessions.list", json!({})).await;
     assert!(sessions.to_string().contains(&format!("agent:main:line:direct:{}", alice.chat_id())), "{sessions}");
     answered_after(&line, 1, "later").await;

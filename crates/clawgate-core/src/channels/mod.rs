@@ -386,6 +386,14 @@ impl ChannelService {
                 entry["lastOutboundAt"] = json!(s.last_outbound_at);
                 entry["lastTransportActivityAt"] = json!(s.last_received_at);
                 entry["lastStartAt"] = json!(rt.started_at_ms);
+                // Where the platform must POST: the path here, and the full URL when the public
+                // address is known (what to paste into the LINE console).
+                if let Some(path) = rt.channel.webhook_path() {
+                    if let Some(root) = &config.current().config.gateway.public_url {
+                        entry["webhookUrl"] = json!(format!("{}{path}", root.trim_end_matches('/')));
+                    }
+                    entry["webhookPath"] = json!(path);
+                }
                 entry["inboundCount"] = json!(s.inbound_count);
                 entry["outboundCount"] = json!(s.outbound_count);
                 if let Some(id) = s.bot_id {
