@@ -311,3 +311,31 @@ async fn a_plain_http_public_url_is_refused_at_start_with_its_place() {
     assert!(text.contains("LINE needs an HTTPS public URL: set gateway.publicUrl to https://"), "{text}");
     assert!(text.contains(&format!("clawgate.json5:{line_no}:")), "the error names the file and line: {text}");
 }
+
+/// The window every platform has (the platform accepted a send, the process died before the
+/// outbox row was marked sent) is closed for pushes: after the restart the same row is pushed
+/// again with the same `X-Line-Retry-Key`, LINE answers 409 "already accepted", and the user sees
+/// the message once.
+#[tokio::test]
+async fn a_crash_after_line_accepted_a_push_does_not_deliver_it_twice() {
+    let model = echo_model().await;
+    let line = FakeLine::start().await.unwrap();
+    line.set_reply_token_ttl(Duration::ZERO);
+    let mut gw = gateway(&line, config(&model, &line, json!({})), &[("CLAWGATE_CRASH_AT", "outbox.accepted")]).await;
+    let hana = Source::User(line_id('U', 12));
+    post(&line, &[line.text_event(&hana, "exactly once", false)]).await;
+    let status = gw.wait_exit(WAIT).await.expect("the gateway stops after LINE accepted the push");
+    assert!(!status.success());
+    assert_eq!(line.texts_to(hana.chat_id()), vec!["echo: exactly once"], "accepted before the crash");
+    gw.set_env("CLAWGATE_CRASH_AT", None);
+    gw.restart().await.expect("restart after the crash");
+    attach(&line, &gw, 2).await;
+    let again = line
+        .wait_call(|c| c.endpoint == "push" && c.status == 409, WAIT)
+        .await
+        .expect("the row is pushed again after the restart, under the same retry key");
+    let first = line.calls().into_iter().find(|c| c.endpoint == "push" && c.status == 200).unwrap();
+    assert_eq!(again.retry_key, first.retry_key);
+    answered_after(&line, 6, "after the restart").await;
+    assert_eq!(line.texts_to(hana.chat_id()), vec!["echo: exactly once"], "{:?}", line.delivered());
+}
