@@ -212,11 +212,12 @@ pub enum PublicUrlError {
     Unsigned,
 }
 
-/// `{gateway.publicUrl}/media/<token>`: the absolute link a platform fetches one stored output
-/// of `job` from (LINE's `originalContentUrl`).
-pub async fn public_url(gw: &Gateway, job: &JobRecord, filename: &str) -> Result<String, PublicUrlError> {
-    let root = gw.config.current().config.gateway.public_url.clone().ok_or(PublicUrlError::NotConfigured)?;
-    let path = signed_path(gw, job, filename).await.ok_or(PublicUrlError::Unsigned)?;
+/// `{gateway.publicUrl}/media/<token>`: the absolute link a platform fetches a stored output
+/// from (LINE's `originalContentUrl`), from the configured public root and the output's
+/// [`signed_path`].
+pub fn public_url(root: Option<&str>, signed_path: Option<String>) -> Result<String, PublicUrlError> {
+    let root = root.ok_or(PublicUrlError::NotConfigured)?;
+    let path = signed_path.ok_or(PublicUrlError::Unsigned)?;
     Ok(format!("{}{path}", root.trim_end_matches('/')))
 }
 

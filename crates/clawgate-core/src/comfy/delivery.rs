@@ -66,7 +66,10 @@ pub(super) async fn deliver_outputs(gw: &Arc<Gateway>, job: &JobRecord, problems
                 problems.push(format!("{name} is over the {} MB this platform takes", max / (1024 * 1024)));
                 continue;
             }
-            Some(_) => match crate::media::public_url(gw, job, name).await {
+            Some(_) => match crate::media::public_url(
+                gw.config.current().config.gateway.public_url.as_deref(),
+                crate::media::signed_path(gw, job, name).await,
+            ) {
                 Ok(url) => MediaSource::Url { url },
                 Err(e) => {
                     problems.push(format!("{name}: {e}"));
