@@ -5,6 +5,7 @@
 #   - Node 24 + openclaw@2026.9.6 + openclaw-node@0.14.0 from the npm registry (scripts/install-openclaw.sh)
 #   - the official `openai` Python package into a venv (scripts/install-python-peers.sh)
 #   - telegram-test-api (a third-party Telegram Bot API emulator) from the npm registry
+#   - @line/bot-sdk (LINE's official Node SDK, its signature check as an oracle) from the npm registry
 #   - Debian chromium (apt-get) and playwright-core from npm, for the web chat browser test
 #   - cargo-nextest, if missing
 set -euo pipefail
@@ -47,6 +48,12 @@ fi
 step "installing telegram-test-api, the third-party Telegram Bot API emulator (cached after the first run)"
 if ! ./scripts/install-telegram-test-api.sh >/dev/null; then
   echo "test.sh: could not install telegram-test-api from the npm registry; the Telegram peer test needs it" >&2
+  exit 3
+fi
+
+step "installing @line/bot-sdk, LINE's official SDK (cached after the first run)"
+if ! ./scripts/install-line-sdk.sh >/dev/null; then
+  echo "test.sh: could not install @line/bot-sdk from the npm registry; the LINE signature oracle test needs it" >&2
   exit 3
 fi
 

@@ -61,9 +61,10 @@ pub struct AccountSettings {
     pub api_root: Option<String>,
     /// Telegram: the public webhook URL (webhook mode when set).
     pub webhook_url: Option<String>,
-    /// Telegram: the webhook secret, resolved. Never logged.
+    /// The secret webhook requests are checked with (Telegram `webhookSecret`, LINE
+    /// `channelSecret`), resolved. Never logged.
     pub webhook_secret: Option<String>,
-    /// Telegram: the local webhook path.
+    /// Telegram, LINE: the local webhook path.
     pub webhook_path: Option<String>,
     /// Telegram: long-poll timeout in seconds.
     pub poll_timeout_seconds: Option<u64>,
@@ -105,7 +106,7 @@ pub struct AccountConfig {
     pub key: AccountKey,
     /// `enabled: false` keeps the account configured but stopped.
     pub enabled: bool,
-    /// The bot token (`botToken` or `token`), resolved. Never logged.
+    /// The bot token (`botToken` or `token`; LINE's `channelAccessToken`), resolved. Never logged.
     pub token: Option<String>,
     /// DM policy.
     pub dm_policy: DmPolicy,
@@ -159,7 +160,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ChannelConfigErro
 }
 
 /// Platforms this build knows, in the order they are started.
-pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat"];
+pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat", "line"];
 
 /// Every configured account of every platform, from the decoded `channels` section (the
 /// decoder has already placed every wrong key and value at its file:line). What is left to
@@ -210,7 +211,7 @@ fn channel_accounts(
         out.push(account(name, "default", base, None, &path, base_dir)?);
         return Ok(());
     };
-    let has_base_token = base.bot_token.is_some() || base.token.is_some();
+    let has_base_token = base.bot_token.is_some() || base.token.is_some() || base.channel_access_token.is_some();
     if has_base_token && !accounts.contains_key("default") {
         out.push(account(name, "default", base, None, &path, base_dir)?);
     }
@@ -236,8 +237,12 @@ fn account(
         _ => (base, path),
     };
     let merged = |get: fn(&ChannelAccount) -> bool| pick(get).0;
-    // `botToken` (Telegram's name) wins over `token` wherever either is written.
-    let (token, token_at, token_key) = if over.is_some_and(|o| o.bot_token.is_some()) || base.bot_token.is_some() {
+    // `botToken` (Telegram's name) wins over `token` wherever either is written; LINE calls its
+    // token `channelAccessToken`.
+    let (token, token_at, token_key) = if channel == "line" {
+        let (a, at) = pick(|a| a.channel_access_token.is_some());
+        (a.channel_access_token.as_ref(), at, "channelAccessToken")
+    } else if over.is_some_and(|o| o.bot_token.is_some()) || base.bot_token.is_some() {
         let (a, at) = pick(|a| a.bot_token.is_some());
         (a.bot_token.as_ref(), at, "botToken")
     } else {
@@ -245,12 +250,15 @@ fn account(
         (a.token.as_ref(), at, "token")
     };
     let token = token.map(|s| resolve(s, &format!("{token_at}.{token_key}"), base_dir)).transpose()?;
-    let (secret_owner, secret_at) = pick(|a| a.webhook_secret.is_some());
-    let webhook_secret = secret_owner
-        .webhook_secret
-        .as_ref()
-        .map(|s| resolve(s, &format!("{secret_at}.webhookSecret"), base_dir))
-        .transpose()?;
+    // The secret webhook requests are checked with: Telegram's `webhookSecret`, LINE's
+    // `channelSecret` (the key of its signature).
+    let webhook_secret = if channel == "line" {
+        let (owner, at) = pick(|a| a.channel_secret.is_some());
+        owner.channel_secret.as_ref().map(|s| resolve(s, &format!("{at}.channelSecret"), base_dir)).transpose()?
+    } else {
+        let (owner, at) = pick(|a| a.webhook_secret.is_some());
+        owner.webhook_secret.as_ref().map(|s| resolve(s, &format!("{at}.webhookSecret"), base_dir)).transpose()?
+    };
 
     let text = |get: fn(&ChannelAccount) -> &Option<String>| {
         over.and_then(|o| get(o).as_ref()).or(get(base).as_ref()).filter(|s| !s.is_empty()).cloned()

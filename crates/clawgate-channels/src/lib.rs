@@ -15,6 +15,7 @@ pub mod chunk;
 pub mod config;
 pub mod discord;
 pub mod fault;
+pub mod line;
 pub mod model;
 pub mod policy;
 pub mod telegram;

@@ -183,12 +183,25 @@ pub struct OutboundMessage {
     /// Send without a notification.
     #[serde(default)]
     pub silent: bool,
+    /// A key that stays the same for every attempt to send this one message (the outbox sets it
+    /// from its row); platforms with idempotent sends use it so a retry after a lost answer is
+    /// not delivered twice (LINE `X-Line-Retry-Key`). Not stored: the outbox fills it per send.
+    #[serde(default, skip_serializing)]
+    pub retry_key: Option<String>,
 }
 
 impl OutboundMessage {
     /// A text message into a chat (and thread).
     pub fn text(chat_id: impl Into<String>, thread_id: Option<String>, text: impl Into<String>) -> Self {
-        Self { chat_id: chat_id.into(), thread_id, reply_to: None, text: text.into(), media: None, silent: false }
+        Self {
+            chat_id: chat_id.into(),
+            thread_id,
+            reply_to: None,
+            text: text.into(),
+            media: None,
+            silent: false,
+            retry_key: None,
+        }
     }
 }
 

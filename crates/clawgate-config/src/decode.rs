@@ -138,8 +138,18 @@ impl Config {
 
 pub(crate) const CONFIG_KEYS: &[&str] =
     &["$schema", "gateway", "logging", "channels", "agents", "models", "hooks", "session", "cron", "comfy", "tools"];
-pub(crate) const GATEWAY_KEYS: &[&str] =
-    &["port", "bind", "customBindHost", "auth", "controlUi", "http", "reload", "handshakeTimeoutMs", "tickIntervalMs"];
+pub(crate) const GATEWAY_KEYS: &[&str] = &[
+    "port",
+    "bind",
+    "customBindHost",
+    "publicUrl",
+    "auth",
+    "controlUi",
+    "http",
+    "reload",
+    "handshakeTimeoutMs",
+    "tickIntervalMs",
+];
 pub(crate) const AUTH_KEYS: &[&str] = &["mode", "token", "password", "rateLimit"];
 pub(crate) const RATE_LIMIT_KEYS: &[&str] = &["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"];
 pub(crate) const CONTROL_UI_KEYS: &[&str] =
@@ -240,6 +250,23 @@ pub(crate) fn validate(config: &Config, issues: &mut Vec<Issue>) {
         ));
     }
 
+    // LINE (and WhatsApp) fetch images from the links we send them, and only over HTTPS.
+    let public_url = gateway.child("publicUrl");
+    // One entry per platform that needs it: (its name, whether it is configured).
+    let needs_https = [("LINE", config.channels.line.is_some())];
+    if !failed(issues, &public_url)
+        && let (Some(url), Some((platform, _))) = (&g.public_url, needs_https.iter().find(|(_, on)| *on))
+        && !url.starts_with("https://")
+    {
+        issues.push(Issue::at_value(
+            public_url,
+            format!(
+                "{platform} needs an HTTPS public URL: set gateway.publicUrl to https://… (the address of a \
+                 TLS-terminating reverse proxy or tunnel in front of the gateway); {url:?} is plain HTTP"
+            ),
+        ));
+    }
+
     let mode_ok = !failed(issues, &auth.child("mode"));
     if bind_ok
         && mode_ok
@@ -284,6 +311,13 @@ fn gateway(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<GatewayConfig> {
     });
     d.field(obj, p, "bind", &mut out.bind, bind);
     d.field(obj, p, "customBindHost", &mut out.custom_bind_host, |d, v, p| ip_address(d, v, p).map(Some));
+    d.field(obj, p, "publicUrl", &mut out.public_url, |d, v, p| {
+        let url = d.string(v, p)?;
+        match check_public_url(&url) {
+            Ok(url) => Some(Some(url)),
+            Err(why) => d.fail(p, why),
+        }
+    });
     d.field(obj, p, "auth", &mut out.auth, auth);
     d.field(obj, p, "controlUi", &mut out.control_ui, control_ui);
     d.field(obj, p, "http", &mut out.http, http);
@@ -804,6 +838,27 @@ fn check_origin(origin: &str) -> Result<(), String> {
         return Err(format!("{origin:?} has an invalid port {port:?} (expected 1-65535); {example}"));
     }
     Ok(())
+}
+
+/// `gateway.publicUrl`: an absolute `http(s)://host[:port][/path]` without query or fragment;
+/// returned without its trailing slash. (Whether it must be HTTPS depends on the channels, see
+/// [`validate`].)
+fn check_public_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("{url:?} is not a URL; write the full address, like \"https://bot.example.com\""));
+    };
+    if !matches!(scheme, "https" | "http") {
+        return Err(format!("{url:?} must start with https://"));
+    }
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains('@') || rest.contains(['?', '#']) || rest.contains(char::is_whitespace) {
+        return Err(format!(
+            "{url:?} must be a plain address like \"https://bot.example.com\" (a host, an optional port and \
+             path; no user, query or fragment)"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 fn check_base_path(path: &str) -> Result<(), String> {

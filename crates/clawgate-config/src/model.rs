@@ -116,6 +116,11 @@ pub struct GatewayConfig {
     /// The IP address to listen on when `bind` is `"custom"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_bind_host: Option<IpAddr>,
+    /// The address the gateway is reachable at from the internet (`https://bot.example.com`,
+    /// through a reverse proxy or tunnel): the root of the absolute media links sent to
+    /// platforms that fetch images themselves (LINE). No trailing slash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// How clients authenticate.
     pub auth: AuthConfig,
     /// The browser control UI.
@@ -136,6 +141,7 @@ impl Default for GatewayConfig {
             port: 18789,
             bind: Bind::Loopback,
             custom_bind_host: None,
+            public_url: None,
             auth: AuthConfig::default(),
             control_ui: ControlUiConfig::default(),
             http: HttpConfig::default(),

@@ -33,6 +33,12 @@ const HINTS: &[Hint] = &[
         "Gateway",
     ),
     (
+        "gateway.publicUrl",
+        "Public URL",
+        "The HTTPS address the gateway is reachable at from the internet (through a reverse proxy or tunnel), e.g. \"https://bot.example.com\". Links to images sent to LINE are made under it; LINE requires https://.",
+        "Gateway",
+    ),
+    (
         "gateway.customBindHost",
         "Custom bind host",
         "IP address to listen on when the bind address is \"custom\".",
@@ -176,6 +182,12 @@ const HINTS: &[Hint] = &[
         "Channels",
     ),
     ("channels.webchat", "Web chat", "The gateway's own web chat page.", "Channels"),
+    (
+        "channels.line",
+        "LINE",
+        "LINE Official Accounts: {channelAccessToken, channelSecret, webhookPath?, dmPolicy?, allowFrom?, groupPolicy?, groups?}; more accounts under accounts. Needs gateway.publicUrl (HTTPS) for images.",
+        "Channels",
+    ),
     ("agents", "Agents", "Agent defaults and the agent list.", "Agents"),
     ("agents.default", "Default agent", "The id of the agent used when none is named (default \"main\").", "Agents"),
     ("agents.defaults", "Agent defaults", "Settings every agent inherits.", "Agents"),

@@ -689,6 +689,9 @@ pub struct ChannelsSection {
     /// The gateway's own web chat.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webchat: Option<ChannelSection>,
+    /// LINE Official Accounts (Messaging API webhook).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<ChannelSection>,
     /// Other keys (OpenClaw's `defaults`, channels this build has no adapter for), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -697,8 +700,13 @@ pub struct ChannelsSection {
 impl ChannelsSection {
     /// The channels this build has an adapter for, by name, in start order.
     #[must_use]
-    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 3] {
-        [("telegram", self.telegram.as_ref()), ("discord", self.discord.as_ref()), ("webchat", self.webchat.as_ref())]
+    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 4] {
+        [
+            ("telegram", self.telegram.as_ref()),
+            ("discord", self.discord.as_ref()),
+            ("webchat", self.webchat.as_ref()),
+            ("line", self.line.as_ref()),
+        ]
     }
 }
 
@@ -776,6 +784,12 @@ pub struct ChannelAccount {
     /// Discord: the gateway WebSocket URL (`ws://` or `wss://`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_url: Option<String>,
+    /// LINE: the channel access token (`Authorization: Bearer` on every API call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_access_token: Option<Secret>,
+    /// LINE: the channel secret, the key of the webhook signature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_secret: Option<Secret>,
     /// OpenClaw keys clawgate does not use, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -864,7 +878,9 @@ pub struct ChannelRateLimit {
     pub extra: Map<String, Value>,
 }
 
-pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat"];
+pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "line"];
+/// The keys only LINE accounts have.
+const LINE_KEYS: &[&str] = &["channelAccessToken", "channelSecret"];
 /// The keys of an account every channel reads; `groups` or `guilds` is added per channel.
 const CHANNEL_ACCOUNT_KEYS: &[&str] = &[
     "enabled",
@@ -921,29 +937,37 @@ const GROUP_UPSTREAM: &[&str] = &["systemPrompt", "skills", "tools", "toolsBySen
 pub(crate) fn channels(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ChannelsSection> {
     let mut out = ChannelsSection::default();
     let obj = d.open_object(v, p, CHANNELS_KEYS, &["defaults"], &mut out.extra)?;
-    d.field(obj, p, "telegram", &mut out.telegram, |d, v, p| channel(d, v, p, "groups").map(Some));
-    d.field(obj, p, "discord", &mut out.discord, |d, v, p| channel(d, v, p, "guilds").map(Some));
-    d.field(obj, p, "webchat", &mut out.webchat, |d, v, p| channel(d, v, p, "groups").map(Some));
+    d.field(obj, p, "telegram", &mut out.telegram, |d, v, p| channel(d, v, p, "groups", &[]).map(Some));
+    d.field(obj, p, "discord", &mut out.discord, |d, v, p| channel(d, v, p, "guilds", &[]).map(Some));
+    d.field(obj, p, "webchat", &mut out.webchat, |d, v, p| channel(d, v, p, "groups", &[]).map(Some));
+    d.field(obj, p, "line", &mut out.line, |d, v, p| channel(d, v, p, "groups", LINE_KEYS).map(Some));
     Some(out)
 }
 
-/// One channel; `groups_key` is where its group rules are (`groups`, Discord `guilds`).
-fn channel(d: &mut Decoder, v: &Value, p: &KeyPath, groups_key: &'static str) -> Option<ChannelSection> {
+/// One channel; `groups_key` is where its group rules are (`groups`, Discord `guilds`), `own`
+/// the keys only this platform has.
+fn channel(
+    d: &mut Decoder,
+    v: &Value,
+    p: &KeyPath,
+    groups_key: &'static str,
+    own: &[&'static str],
+) -> Option<ChannelSection> {
     let mut out = ChannelSection::default();
-    let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, CHANNEL_TOP_KEYS, &[groups_key]].concat();
+    let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, CHANNEL_TOP_KEYS, &[groups_key], own].concat();
     let obj = d.open_object(v, p, &known, CHANNEL_UPSTREAM, &mut out.base.extra)?;
-    account_fields(d, obj, p, groups_key, &mut out.base);
+    account_fields(d, obj, p, groups_key, own, &mut out.base);
     d.field(obj, p, "accounts", &mut out.accounts, |d, v, p| {
         let Value::Object(accounts) = v else {
             return d.fail(p, format!("expected an object of account id → settings, found {}", kind(v)));
         };
-        let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, &[groups_key]].concat();
+        let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, &[groups_key], own].concat();
         let mut out = BTreeMap::new();
         for (id, v) in accounts {
             let at = p.child(id);
             let mut account = ChannelAccount::default();
             let Some(obj) = d.open_object(v, &at, &known, CHANNEL_UPSTREAM, &mut account.extra) else { continue };
-            account_fields(d, obj, &at, groups_key, &mut account);
+            account_fields(d, obj, &at, groups_key, own, &mut account);
             out.insert(id.clone(), account);
         }
         Some(Some(out))
@@ -957,6 +981,7 @@ fn account_fields(
     obj: &Map<String, Value>,
     p: &KeyPath,
     groups_key: &'static str,
+    own: &[&'static str],
     out: &mut ChannelAccount,
 ) {
     let flag = |d: &mut Decoder, v: &Value, p: &KeyPath| d.boolean(v, p).map(Some);
@@ -998,6 +1023,11 @@ fn account_fields(
         d.integer(v, p, 0, u64::MAX, "a whole number of seconds").map(Some)
     });
     d.field(obj, p, "gatewayUrl", &mut out.gateway_url, Decoder::opt_string);
+    // Another platform's keys stay in `extra` as written.
+    if own.contains(&"channelSecret") {
+        d.field(obj, p, "channelAccessToken", &mut out.channel_access_token, |d, v, p| secret(d, v, p).map(Some));
+        d.field(obj, p, "channelSecret", &mut out.channel_secret, |d, v, p| secret(d, v, p).map(Some));
+    }
 }
 
 /// A policy name; the message names every value (`use` lists them as the user writes them).
@@ -1199,5 +1229,36 @@ mod tests {
         );
         assert!(warnings.iter().any(|w| w.contains("channels.telegrm") && w.contains("\"telegram\"")), "{warnings:#?}");
         assert_eq!(loaded.config.channels.telegram.as_ref().unwrap().base.extra["webhookSecert"], "s");
+    }
+
+    #[test]
+    fn line_needs_an_https_public_url_and_its_secrets_are_redacted() {
+        let text = "{\n  gateway: {\n    publicUrl: 'http://bot.example.com',\n  },\n  channels: {\n    line: { channelAccessToken: 'tok-canary', channelSecret: 'sec-canary' },\n  },\n}";
+        let got = issues(text);
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].starts_with(
+                "c.json5:3:16: gateway.publicUrl: LINE needs an HTTPS public URL: set gateway.publicUrl to https://"
+            ),
+            "{got:#?}"
+        );
+        let ok = parse_str(&text.replace("http://", "https://"), Path::new("c.json5")).unwrap();
+        assert_eq!(ok.config.gateway.public_url.as_deref(), Some("https://bot.example.com"));
+        let line = ok.config.channels.line.as_ref().unwrap();
+        assert!(line.base.channel_secret.is_some() && line.base.channel_access_token.is_some());
+        let shown = serde_json::to_value(&ok.config).unwrap();
+        let raw = crate::redacted(
+            &json!({"channels": {"line": {"channelAccessToken": "tok-canary", "channelSecret": "sec-canary"}}}),
+        );
+        assert!(!raw.to_string().contains("canary"), "{raw}");
+        assert!(!shown.to_string().contains("canary"), "{shown}");
+        // Plain HTTP is fine without a platform that needs HTTPS; LINE keys stay LINE's.
+        let plain = parse_str("{gateway: {publicUrl: 'http://10.0.0.2:8080/'}}", Path::new("c.json5")).unwrap();
+        assert_eq!(plain.config.gateway.public_url.as_deref(), Some("http://10.0.0.2:8080"));
+        let tg =
+            parse_str("{channels: {telegram: {botToken: 'x', channelSecret: 's'}}}", Path::new("c.json5")).unwrap();
+        let tg = tg.config.channels.telegram.unwrap();
+        assert!(tg.base.channel_secret.is_none() && tg.base.extra.contains_key("channelSecret"), "{tg:?}");
+        assert!(issues("{gateway: {publicUrl: 'bot.example.com'}}")[0].contains("https://bot.example.com"));
     }
 }

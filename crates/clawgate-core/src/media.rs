@@ -200,6 +200,13 @@ impl MediaSigner {
         (secs.clamp(1, MAX_TTL_SECS) * 1000) as i64
     }
 
+    /// The absolute `{gateway.publicUrl}/media/<token>` link to one stored output of `job`, for
+    /// platforms that fetch images by URL (LINE).
+    pub async fn public_link(&self, job: &JobRecord, filename: &str) -> Result<String, PublicUrlError> {
+        let root = self.config.current().config.gateway.public_url.clone();
+        public_url(root.as_deref(), self.signed_path(job, filename).await)
+    }
+
     /// `/media/<token>` for one stored output of `job`, or `None` if no key can be had (logged).
     pub async fn signed_path(&self, job: &JobRecord, filename: &str) -> Option<String> {
         match self.key().await {
@@ -255,6 +262,38 @@ impl MediaSigner {
         }
         Ok(MediaFile { path, content_type: content_type(&grant.filename), filename: grant.filename, size: meta.len() })
     }
+}
+
+/// Platforms that fetch images themselves from an absolute HTTPS link (no upload API), with
+/// the largest image each takes.
+const URL_FETCHING: &[(&str, u64)] = &[("line", clawgate_channels::line::MAX_IMAGE_BYTES)];
+
+/// For a platform that fetches images from a link rather than taking an upload: the largest
+/// image it takes. `None` for platforms that take uploads.
+pub fn fetched_by_url(channel: &str) -> Option<u64> {
+    URL_FETCHING.iter().find(|(c, _)| *c == channel).map(|(_, max)| *max)
+}
+
+/// Why an absolute link cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublicUrlError {
+    /// `gateway.publicUrl` is not set.
+    #[error(
+        "gateway.publicUrl is not set, so there is no public link to send; set it to the gateway's public https:// address"
+    )]
+    NotConfigured,
+    /// No signing key (logged where it failed).
+    #[error("cannot sign a media link")]
+    Unsigned,
+}
+
+/// `{gateway.publicUrl}/media/<token>`: the absolute link a platform fetches a stored output
+/// from (LINE's `originalContentUrl`), from the configured public root and the output's
+/// [`signed_path`].
+pub fn public_url(root: Option<&str>, signed_path: Option<String>) -> Result<String, PublicUrlError> {
+    let root = root.ok_or(PublicUrlError::NotConfigured)?;
+    let path = signed_path.ok_or(PublicUrlError::Unsigned)?;
+    Ok(format!("{}{path}", root.trim_end_matches('/')))
 }
 
 /// `Content-Type` by extension. Anything that a browser could run (HTML, SVG, scripts) is

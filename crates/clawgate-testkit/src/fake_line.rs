@@ -1,8 +1,8 @@
 //! A fake LINE Platform (Messaging API) on one `127.0.0.1:0` port.
 //!
 //! Faithful to `shared/contracts/line.md` (§5 lists what it must do). Outbound, it serves
-//! `POST /v2/bot/message/reply`, `POST /v2/bot/message/push` and
-//! `POST /v2/bot/chat/loading/start`, and enforces the contract's MUSTs: `Authorization: Bearer
+//! `POST /v2/bot/message/reply`, `POST /v2/bot/message/push`, `POST /v2/bot/chat/loading/start`
+//! and `GET /v2/bot/info` (the bot's user id), and enforces the contract's MUSTs: `Authorization: Bearer
 //! <channel access token>` (401 otherwise), `Content-Type: application/json` (415), bodies up to
 //! 2 MB (413), JSON (400), 1–5 message objects, text of 1–5 000 UTF-16 units, images as two
 //! `https://` URLs of at most 2 000 characters, reply tokens used once and within their lifetime
@@ -245,6 +245,8 @@ struct Inner {
     /// Pushes left this month (`None`: unlimited).
     quota: Option<u64>,
     webhook_url: Option<String>,
+    /// How long reply tokens live (`None`: [`REPLY_TOKEN_TTL`]).
+    reply_token_ttl: Option<Duration>,
     /// Public HTTPS origin → where it really is (the gateway's loopback address).
     origin_map: Option<(String, String)>,
 }
@@ -361,6 +363,12 @@ impl FakeLine {
         lock(&self.shared.inner).quota = Some(n);
     }
 
+    /// Let reply tokens live `ttl` from now on (zero: every token has expired by the time the
+    /// bot uses it, so every answer must be pushed).
+    pub fn set_reply_token_ttl(&self, ttl: Duration) {
+        lock(&self.shared.inner).reply_token_ttl = Some(ttl);
+    }
+
     /// Make every outstanding reply token too old to use.
     pub fn expire_reply_tokens(&self) {
         let old = Instant::now().checked_sub(REPLY_TOKEN_TTL + Duration::from_secs(1));
@@ -459,8 +467,9 @@ impl FakeLine {
                 let body = resp.text().await.unwrap_or_default();
                 Ok(WebhookOutcome { status: Some(status), body })
             }
-            Err(e) if e.is_timeout() || e.is_connect() => Ok(WebhookOutcome { status: None, body: e.to_string() }),
-            Err(e) => Err(e).context("POST to the webhook"),
+            // Timed out, refused, or the connection dropped (the process died): LINE counts it a
+            // failed delivery.
+            Err(e) => Ok(WebhookOutcome { status: None, body: e.to_string() }),
         }
     }
 
@@ -518,12 +527,21 @@ impl FakeLine {
         pred: impl Fn(&Delivered) -> bool,
         timeout: Duration,
     ) -> anyhow::Result<Delivered> {
-        self.wait(timeout, || lock(&self.shared.inner).delivered.iter().find(|d| pred(d)).cloned()).await
+        // Judge a copy: the predicate may itself call back into the fake.
+        self.wait(timeout, || {
+            let delivered = lock(&self.shared.inner).delivered.clone();
+            delivered.into_iter().find(|d| pred(d))
+        })
+        .await
     }
 
     /// Wait until a call matches `pred`.
     pub async fn wait_call(&self, pred: impl Fn(&LineCall) -> bool, timeout: Duration) -> anyhow::Result<LineCall> {
-        self.wait(timeout, || lock(&self.shared.inner).calls.iter().find(|c| pred(c)).cloned()).await
+        self.wait(timeout, || {
+            let calls = lock(&self.shared.inner).calls.clone();
+            calls.into_iter().find(|c| pred(c))
+        })
+        .await
     }
 
     /// Wait until `n` image fetches are recorded.
@@ -602,6 +620,7 @@ async fn route(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         ("POST", "/v2/bot/message/reply") => "reply",
         ("POST", "/v2/bot/message/push") => "push",
         ("POST", "/v2/bot/chat/loading/start") => "loading",
+        ("GET", "/v2/bot/info") => "info",
         _ => return respond(&shared, Answer::error(404, "Not found")),
     };
     let headers = req.headers().clone();
@@ -634,6 +653,10 @@ fn answer(
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if bearer != Some(shared.token.as_str()) {
         return Answer::error(401, AUTH_FAILED);
+    }
+    if endpoint == "info" {
+        return Answer::ok(json!({"userId": BOT_USER_ID, "basicId": "@000clawg", "displayName": "clawgate test bot",
+                                 "chatMode": "bot", "markAsReadMode": "auto"}));
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")) {
@@ -682,9 +705,10 @@ fn answer(
     }
     let (via, to) = if endpoint == "reply" {
         let token = body["replyToken"].as_str().unwrap_or("");
+        let ttl = inner.reply_token_ttl.unwrap_or(REPLY_TOKEN_TTL);
         let Some(t) = inner.reply_tokens.get_mut(token) else { return Answer::error(400, INVALID_REPLY_TOKEN) };
-        let fresh = now.duration_since(t.armed_at) < REPLY_TOKEN_TTL
-            && now.duration_since(t.event_at) < Duration::from_secs(20 * 60);
+        let fresh =
+            now.duration_since(t.armed_at) < ttl && now.duration_since(t.event_at) < Duration::from_secs(20 * 60);
         if t.used || !fresh {
             return Answer::error(400, INVALID_REPLY_TOKEN);
         }

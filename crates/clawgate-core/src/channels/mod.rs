@@ -237,6 +237,9 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
         "discord" => clawgate_channels::discord::DiscordChannel::new(cfg)
             .map(|c| Arc::new(c) as Arc<dyn Channel>)
             .map_err(|e| e.to_string()),
+        "line" => clawgate_channels::line::LineChannel::new(cfg)
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string()),
         other => Err(format!("channel \"{other}\" has no adapter in this build")),
     }
 }
@@ -301,7 +304,11 @@ impl ChannelService {
             return;
         }
         if cfg.token.is_none() {
-            let what = if key.channel == "telegram" { "botToken" } else { "token" };
+            let what = match key.channel.as_str() {
+                "telegram" => "botToken",
+                "line" => "channelAccessToken",
+                _ => "token",
+            };
             let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
             tracing::warn!(account = %key, "{msg}");
             self.inner.problems.write().insert(key, msg);
@@ -450,6 +457,14 @@ impl ChannelService {
                 entry["lastOutboundAt"] = json!(s.last_outbound_at);
                 entry["lastTransportActivityAt"] = json!(s.last_received_at);
                 entry["lastStartAt"] = json!(rt.started_at_ms);
+                // Where the platform must POST: the path here, and the full URL when the public
+                // address is known (what to paste into the LINE console).
+                if let Some(path) = rt.channel.webhook_path() {
+                    if let Some(root) = &self.inner.config.current().config.gateway.public_url {
+                        entry["webhookUrl"] = json!(format!("{}{path}", root.trim_end_matches('/')));
+                    }
+                    entry["webhookPath"] = json!(path);
+                }
                 entry["inboundCount"] = json!(s.inbound_count);
                 entry["outboundCount"] = json!(s.outbound_count);
                 if let Some(id) = s.bot_id {
@@ -524,6 +539,7 @@ fn mode_of(cfg: &AccountConfig) -> &'static str {
         "telegram" if cfg.settings.webhook_url.is_some() => "webhook",
         "telegram" => "polling",
         "discord" => "gateway",
+        "line" => "webhook",
         _ => "builtin",
     }
 }
@@ -534,6 +550,7 @@ pub(crate) fn label_of(channel: &str) -> &'static str {
         "telegram" => "Telegram",
         "discord" => "Discord",
         "webchat" => "Web chat",
+        "line" => "LINE",
         _ => "Channel",
     }
 }

@@ -178,7 +178,7 @@ async fn sleep_or_cancel(rt: &AccountRuntime, d: Duration) -> bool {
 async fn send_one(store: &Store, rt: &AccountRuntime, row: OutboxRecord) {
     let key = &rt.cfg.key;
     let message: OutboundMessage = match serde_json::from_value(row.payload.clone()) {
-        Ok(m) => m,
+        Ok(m) => OutboundMessage { retry_key: Some(format!("outbox:{}:{}", row.id, row.idempotency_key)), ..m },
         Err(e) => {
             let err = format!("outbox row is not a message: {e}");
             tracing::error!(account = %key, id = row.id, "{err}");

@@ -608,7 +608,7 @@ impl ComfyService {
         template: &str,
     ) {
         let private_chat = |admin: &str| match caller.platform.as_str() {
-            "telegram" => Some(admin.to_owned()),
+            "telegram" | "line" => Some(admin.to_owned()),
             "discord" => Some(format!("{}{admin}", clawgate_channels::discord::USER_TARGET_PREFIX)),
             _ => None,
         };

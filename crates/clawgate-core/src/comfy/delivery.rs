@@ -10,6 +10,7 @@ use clawgate_channels::{AccountKey, MediaSource, OutboundMedia, OutboundMessage}
 use clawgate_store::{JobRecord, NewOutbound};
 
 use crate::channels::Outbox;
+use crate::media::MediaSigner;
 
 fn deliver_target(job: &JobRecord) -> Option<(AccountKey, String, Option<String>)> {
     let d = job.deliver_to.as_ref()?;
@@ -37,21 +38,39 @@ pub(super) async fn deliver_text(outbox: &Outbox, job: &JobRecord, key: &str, te
 
 /// Queue every stored output of a completed job for its chat (each once: the outbox key is the
 /// job and file), then a summary line naming anything that could not be delivered.
-pub(super) async fn deliver_outputs(outbox: &Outbox, job: &JobRecord, problems: &[String]) {
+pub(super) async fn deliver_outputs(outbox: &Outbox, media: &MediaSigner, job: &JobRecord, problems: &[String]) {
     let Some((account, chat, thread)) = deliver_target(job) else { return };
     let mut items = Vec::new();
+    let mut problems = problems.to_vec();
+    // LINE takes no uploads: it fetches each image from an absolute HTTPS link.
+    let fetch_limit = crate::media::fetched_by_url(&account.channel);
     for out in job.outputs.as_array().into_iter().flatten() {
         let (Some(name), Some(path)) =
             (out.get("filename").and_then(Value::as_str), out.get("path").and_then(Value::as_str))
         else {
             continue;
         };
+        let size = out.get("bytes").and_then(Value::as_u64);
+        let source = match fetch_limit {
+            None => MediaSource::Path { path: PathBuf::from(path) },
+            Some(max) if size.is_some_and(|s| s > max) => {
+                problems.push(format!("{name} is over the {} MB this platform takes", max / (1024 * 1024)));
+                continue;
+            }
+            Some(_) => match media.public_link(job, name).await {
+                Ok(url) => MediaSource::Url { url },
+                Err(e) => {
+                    problems.push(format!("{name}: {e}"));
+                    continue;
+                }
+            },
+        };
         let mut msg = OutboundMessage::text(&chat, thread.clone(), "");
         msg.media = Some(OutboundMedia {
             filename: name.to_owned(),
             content_type: if name.ends_with(".png") { "image/png".into() } else { "application/octet-stream".into() },
-            source: MediaSource::Path { path: PathBuf::from(path) },
-            size: out.get("bytes").and_then(Value::as_u64),
+            source,
+            size,
             force_document: false,
         });
         items.push(NewOutbound {
@@ -63,7 +82,7 @@ pub(super) async fn deliver_outputs(outbox: &Outbox, job: &JobRecord, problems: 
         });
     }
     let mut text = format!("[Job Completed]\nID: {}\nTemplate: {}\nImages: {}", job.id, job.template_id, items.len());
-    for p in problems {
+    for p in &problems {
         text.push_str(&format!("\nNot delivered: {p}"));
     }
     let msg = OutboundMessage::text(&chat, thread, text);

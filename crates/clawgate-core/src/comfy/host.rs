@@ -120,7 +120,7 @@ impl JobHost for Host {
         if webchat::is_target(job) {
             return webchat::deliver_outputs(self, job, problems).await;
         }
-        delivery::deliver_outputs(&self.outbox, job, problems).await;
+        delivery::deliver_outputs(&self.outbox, &self.media, job, problems).await;
     }
 
     fn crash_point(&self, point: &'static str) {
