@@ -689,6 +689,9 @@ pub struct ChannelsSection {
     /// The gateway's own web chat.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webchat: Option<ChannelSection>,
+    /// WhatsApp Cloud API numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<ChannelSection>,
     /// Other keys (OpenClaw's `defaults`, channels this build has no adapter for), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -697,8 +700,13 @@ pub struct ChannelsSection {
 impl ChannelsSection {
     /// The channels this build has an adapter for, by name, in start order.
     #[must_use]
-    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 3] {
-        [("telegram", self.telegram.as_ref()), ("discord", self.discord.as_ref()), ("webchat", self.webchat.as_ref())]
+    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 4] {
+        [
+            ("telegram", self.telegram.as_ref()),
+            ("discord", self.discord.as_ref()),
+            ("webchat", self.webchat.as_ref()),
+            ("whatsapp", self.whatsapp.as_ref()),
+        ]
     }
 }
 
@@ -776,6 +784,21 @@ pub struct ChannelAccount {
     /// Discord: the gateway WebSocket URL (`ws://` or `wss://`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_url: Option<String>,
+    /// WhatsApp: the Graph API access token (system-user token), sent as a bearer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<Secret>,
+    /// WhatsApp: the Meta app secret; webhooks are signed with it (`X-Hub-Signature-256`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_secret: Option<Secret>,
+    /// WhatsApp: the verify token typed into the Meta console for the GET handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<Secret>,
+    /// WhatsApp: the business phone number's id (not the number itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
+    /// WhatsApp: the Graph API version in request paths (default `v24.0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
     /// OpenClaw keys clawgate does not use, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -864,7 +887,7 @@ pub struct ChannelRateLimit {
     pub extra: Map<String, Value>,
 }
 
-pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat"];
+pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "whatsapp"];
 /// The keys of an account every channel reads; `groups` or `guilds` is added per channel.
 const CHANNEL_ACCOUNT_KEYS: &[&str] = &[
     "enabled",
@@ -883,6 +906,11 @@ const CHANNEL_ACCOUNT_KEYS: &[&str] = &[
     "webhookPath",
     "pollTimeoutSeconds",
     "gatewayUrl",
+    "accessToken",
+    "appSecret",
+    "verifyToken",
+    "phoneNumberId",
+    "apiVersion",
 ];
 /// The keys only the top level of a channel has.
 const CHANNEL_TOP_KEYS: &[&str] = &["accounts", "defaultAccount"];
@@ -924,6 +952,7 @@ pub(crate) fn channels(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Channe
     d.field(obj, p, "telegram", &mut out.telegram, |d, v, p| channel(d, v, p, "groups").map(Some));
     d.field(obj, p, "discord", &mut out.discord, |d, v, p| channel(d, v, p, "guilds").map(Some));
     d.field(obj, p, "webchat", &mut out.webchat, |d, v, p| channel(d, v, p, "groups").map(Some));
+    d.field(obj, p, "whatsapp", &mut out.whatsapp, |d, v, p| channel(d, v, p, "groups").map(Some));
     Some(out)
 }
 
@@ -998,6 +1027,11 @@ fn account_fields(
         d.integer(v, p, 0, u64::MAX, "a whole number of seconds").map(Some)
     });
     d.field(obj, p, "gatewayUrl", &mut out.gateway_url, Decoder::opt_string);
+    d.field(obj, p, "accessToken", &mut out.access_token, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "appSecret", &mut out.app_secret, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "verifyToken", &mut out.verify_token, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "phoneNumberId", &mut out.phone_number_id, Decoder::opt_string);
+    d.field(obj, p, "apiVersion", &mut out.api_version, Decoder::opt_string);
 }
 
 /// A policy name; the message names every value (`use` lists them as the user writes them).

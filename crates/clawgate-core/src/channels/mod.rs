@@ -166,6 +166,9 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
         "discord" => clawgate_channels::discord::DiscordChannel::new(cfg)
             .map(|c| Arc::new(c) as Arc<dyn Channel>)
             .map_err(|e| e.to_string()),
+        "whatsapp" => clawgate_channels::whatsapp::WhatsAppChannel::new(cfg)
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string()),
         other => Err(format!("channel \"{other}\" has no adapter in this build")),
     }
 }
@@ -249,7 +252,11 @@ fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
         return;
     }
     if cfg.token.is_none() {
-        let what = if key.channel == "telegram" { "botToken" } else { "token" };
+        let what = match key.channel.as_str() {
+            "telegram" => "botToken",
+            "whatsapp" => "accessToken",
+            _ => "token",
+        };
         let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
         tracing::warn!(account = %key, "{msg}");
         gw.channels.problems.write().insert(key, msg);
@@ -453,6 +460,7 @@ fn mode_of(cfg: &AccountConfig) -> &'static str {
         "telegram" if cfg.settings.webhook_url.is_some() => "webhook",
         "telegram" => "polling",
         "discord" => "gateway",
+        "whatsapp" => "webhook",
         _ => "builtin",
     }
 }
@@ -463,6 +471,7 @@ pub(crate) fn label_of(channel: &str) -> &'static str {
         "telegram" => "Telegram",
         "discord" => "Discord",
         "webchat" => "Web chat",
+        "whatsapp" => "WhatsApp",
         _ => "Channel",
     }
 }
