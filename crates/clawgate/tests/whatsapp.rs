@@ -108,6 +108,7 @@ async fn the_console_verification_echoes_the_challenge_only_for_the_right_token(
     let acct = account_where(&gw, "status", |_| true).await;
     assert_eq!(acct["mode"], "webhook", "{acct}");
     assert_eq!(acct["botId"], fake_whatsapp::PHONE_NUMBER_ID, "{acct}");
+    assert_eq!(acct["webhookPath"], "/whatsapp/webhook", "the path the callback URL must reach: {acct}");
 }
 
 #[tokio::test]

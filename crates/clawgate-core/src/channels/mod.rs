@@ -387,6 +387,9 @@ impl ChannelService {
                 entry["lastTransportActivityAt"] = json!(s.last_received_at);
                 entry["lastStartAt"] = json!(rt.started_at_ms);
                 entry["inboundCount"] = json!(s.inbound_count);
+                if let Some(path) = rt.channel.webhook_path() {
+                    entry["webhookPath"] = json!(path);
+                }
                 entry["outboundCount"] = json!(s.outbound_count);
                 if let Some(id) = s.bot_id {
                     entry["botId"] = json!(id);

@@ -30,7 +30,7 @@ pub enum ChannelsCommand {
 /// `channels status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this channel (telegram, discord, webchat)
+    /// Only this channel (telegram, discord, webchat, whatsapp)
     #[arg(long)]
     pub channel: Option<String>,
     /// Print the gateway's answer as one compact JSON line
