@@ -134,6 +134,19 @@ pub trait Channel: Send + Sync + 'static {
         let _ = (request, ingress);
         Err(WebhookError::NotFound)
     }
+
+    /// Answer a GET on [`Channel::webhook_path`]: a platform's verification handshake
+    /// (WhatsApp's `hub.mode`/`hub.verify_token`/`hub.challenge`). `Ok` is the plain-text body
+    /// of a 200. Default: no handshake (404).
+    fn verify_webhook(&self, query: &[(String, String)]) -> Result<String, WebhookError> {
+        let _ = query;
+        Err(WebhookError::NotFound)
+    }
+
+    /// Largest webhook body this platform sends (default 1 MiB; WhatsApp: 3 MB).
+    fn max_webhook_body(&self) -> usize {
+        1024 * 1024
+    }
 }
 
 /// A webhook POST as the gateway received it.
@@ -161,6 +174,9 @@ pub enum WebhookError {
     /// Missing or wrong secret / signature (401).
     #[error("webhook secret or signature missing or wrong")]
     Unauthorized,
+    /// A verification handshake with a wrong token (403).
+    #[error("webhook verification refused")]
+    Forbidden,
     /// The body is not what the platform sends (400).
     #[error("malformed webhook body: {0}")]
     BadRequest(String),

@@ -70,6 +70,14 @@ pub struct AccountSettings {
     pub poll_timeout_seconds: Option<u64>,
     /// Discord: the gateway WebSocket URL.
     pub gateway_url: Option<String>,
+    /// WhatsApp: the app secret webhooks are signed with, resolved. Never logged.
+    pub app_secret: Option<String>,
+    /// WhatsApp: the verify token of the GET handshake, resolved. Never logged.
+    pub verify_token: Option<String>,
+    /// WhatsApp: the business phone number id.
+    pub phone_number_id: Option<String>,
+    /// WhatsApp: the Graph API version (`v24.0`).
+    pub api_version: Option<String>,
     /// OpenClaw keys clawgate does not use, merged like the rest.
     pub extra: Map<String, Value>,
 }
@@ -85,6 +93,10 @@ impl AccountSettings {
             ("webhookSecret", &self.webhook_secret),
             ("webhookPath", &self.webhook_path),
             ("gatewayUrl", &self.gateway_url),
+            ("appSecret", &self.app_secret),
+            ("verifyToken", &self.verify_token),
+            ("phoneNumberId", &self.phone_number_id),
+            ("apiVersion", &self.api_version),
         ];
         for (key, value) in strings {
             if let Some(value) = value {
@@ -106,7 +118,8 @@ pub struct AccountConfig {
     pub key: AccountKey,
     /// `enabled: false` keeps the account configured but stopped.
     pub enabled: bool,
-    /// The bot token (`botToken` or `token`; LINE's `channelAccessToken`), resolved. Never logged.
+    /// The bot token (`botToken`, `token`, LINE's `channelAccessToken` or WhatsApp's `accessToken`),
+    /// resolved. Never logged.
     pub token: Option<String>,
     /// DM policy.
     pub dm_policy: DmPolicy,
@@ -160,7 +173,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ChannelConfigErro
 }
 
 /// Platforms this build knows, in the order they are started.
-pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat", "line"];
+pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp"];
 
 /// Every configured account of every platform, from the decoded `channels` section (the
 /// decoder has already placed every wrong key and value at its file:line). What is left to
@@ -211,7 +224,10 @@ fn channel_accounts(
         out.push(account(name, "default", base, None, &path, base_dir)?);
         return Ok(());
     };
-    let has_base_token = base.bot_token.is_some() || base.token.is_some() || base.channel_access_token.is_some();
+    let has_base_token = base.bot_token.is_some()
+        || base.token.is_some()
+        || base.channel_access_token.is_some()
+        || base.access_token.is_some();
     if has_base_token && !accounts.contains_key("default") {
         out.push(account(name, "default", base, None, &path, base_dir)?);
     }
@@ -245,9 +261,12 @@ fn account(
     } else if over.is_some_and(|o| o.bot_token.is_some()) || base.bot_token.is_some() {
         let (a, at) = pick(|a| a.bot_token.is_some());
         (a.bot_token.as_ref(), at, "botToken")
-    } else {
+    } else if over.is_some_and(|o| o.token.is_some()) || base.token.is_some() {
         let (a, at) = pick(|a| a.token.is_some());
         (a.token.as_ref(), at, "token")
+    } else {
+        let (a, at) = pick(|a| a.access_token.is_some());
+        (a.access_token.as_ref(), at, "accessToken")
     };
     let token = token.map(|s| resolve(s, &format!("{token_at}.{token_key}"), base_dir)).transpose()?;
     // The secret webhook requests are checked with: Telegram's `webhookSecret`, LINE's
@@ -259,6 +278,15 @@ fn account(
         let (owner, at) = pick(|a| a.webhook_secret.is_some());
         owner.webhook_secret.as_ref().map(|s| resolve(s, &format!("{at}.webhookSecret"), base_dir)).transpose()?
     };
+    let secret_at = |get: fn(&ChannelAccount) -> &Option<clawgate_config::Secret>, key: &str| {
+        let (owner, at) = match over {
+            Some(o) if get(o).is_some() => (o, account_path.as_deref().unwrap_or(path)),
+            _ => (base, path),
+        };
+        get(owner).as_ref().map(|s| resolve(s, &format!("{at}.{key}"), base_dir)).transpose()
+    };
+    let app_secret = secret_at(|a| &a.app_secret, "appSecret")?;
+    let verify_token = secret_at(|a| &a.verify_token, "verifyToken")?;
 
     let text = |get: fn(&ChannelAccount) -> &Option<String>| {
         over.and_then(|o| get(o).as_ref()).or(get(base).as_ref()).filter(|s| !s.is_empty()).cloned()
@@ -299,6 +327,10 @@ fn account(
             webhook_path: text(|a| &a.webhook_path),
             poll_timeout_seconds: merged(|a| a.poll_timeout_seconds.is_some()).poll_timeout_seconds,
             gateway_url: text(|a| &a.gateway_url),
+            app_secret: app_secret.filter(|s| !s.is_empty()),
+            verify_token: verify_token.filter(|s| !s.is_empty()),
+            phone_number_id: text(|a| &a.phone_number_id),
+            api_version: text(|a| &a.api_version),
             extra,
         },
     })

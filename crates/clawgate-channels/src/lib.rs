@@ -19,6 +19,7 @@ pub mod line;
 pub mod model;
 pub mod policy;
 pub mod telegram;
+pub mod whatsapp;
 
 pub use channel::{
     Accepted, Capabilities, Channel, ChannelError, ChannelSnapshot, Ingress, IngressError, SendError, StatusCell,

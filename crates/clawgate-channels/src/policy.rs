@@ -18,12 +18,17 @@ pub enum Verdict {
 }
 
 /// Does `list` name this sender? Entries are ids, `@username`s (case-insensitive) or `"*"`;
-/// platform prefixes (`telegram:`, `tg:`, `discord:`, `user:`) are ignored.
+/// platform prefixes (`telegram:`, `tg:`, `discord:`, `user:`, `whatsapp:`) are ignored, and so is the
+/// `+` of a phone number in international form.
 pub fn listed(list: &[String], sender_id: &str, username: Option<&str>) -> bool {
     list.iter().any(|entry| {
         let e = entry.trim();
-        let e =
-            ["telegram:", "tg:", "discord:", "user:", "webchat:"].iter().find_map(|p| e.strip_prefix(p)).unwrap_or(e);
+        let e = ["telegram:", "tg:", "discord:", "user:", "webchat:", "whatsapp:", "wa:"]
+            .iter()
+            .find_map(|p| e.strip_prefix(p))
+            .unwrap_or(e);
+        // WhatsApp ids are numbers in international form without the `+` people write.
+        let e = e.strip_prefix('+').filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())).unwrap_or(e);
         if e == "*" || e == sender_id {
             return true;
         }

@@ -446,6 +446,7 @@ async fn serve_webhook(ch: Arc<TelegramChannel>, ingress: Arc<TestIngress>) -> S
                     Err(WebhookError::BadRequest(_)) => StatusCode::BAD_REQUEST,
                     Err(WebhookError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
                     Err(WebhookError::NotFound) => StatusCode::NOT_FOUND,
+                    Err(WebhookError::Forbidden) => StatusCode::FORBIDDEN,
                 }
             }
         }),

@@ -34,6 +34,12 @@ pub const SECRET_PATHS: &[&str] = &[
     "channels.*.channelSecret",
     "channels.*.accounts.*.channelAccessToken",
     "channels.*.accounts.*.channelSecret",
+    "channels.*.accessToken",
+    "channels.*.appSecret",
+    "channels.*.verifyToken",
+    "channels.*.accounts.*.accessToken",
+    "channels.*.accounts.*.appSecret",
+    "channels.*.accounts.*.verifyToken",
     "models.providers.*.apiKey",
     "models.providers.*.headers.*",
     "models.providers.*.models.*.headers.*",
@@ -62,6 +68,9 @@ const SECRET_KEYS: &[&str] = &[
     "clientsecret",
     "signingsecret",
     "apptoken",
+    "accesstoken",
+    "appsecret",
+    "verifytoken",
 ];
 
 /// Whether the key path `path` (dotted; array indexes as `[i]` or `.i`) is one of

@@ -188,6 +188,12 @@ const HINTS: &[Hint] = &[
         "LINE Official Accounts: {channelAccessToken, channelSecret, webhookPath?, dmPolicy?, allowFrom?, groupPolicy?, groups?}; more accounts under accounts. Needs gateway.publicUrl (HTTPS) for images.",
         "Channels",
     ),
+    (
+        "channels.whatsapp",
+        "WhatsApp",
+        "WhatsApp Cloud API numbers: {accessToken, appSecret, verifyToken, phoneNumberId, dmPolicy?, allowFrom?, …}; more numbers under accounts.",
+        "Channels",
+    ),
     ("agents", "Agents", "Agent defaults and the agent list.", "Agents"),
     ("agents.default", "Default agent", "The id of the agent used when none is named (default \"main\").", "Agents"),
     ("agents.defaults", "Agent defaults", "Settings every agent inherits.", "Agents"),

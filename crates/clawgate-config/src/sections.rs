@@ -692,6 +692,9 @@ pub struct ChannelsSection {
     /// LINE Official Accounts (Messaging API webhook).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<ChannelSection>,
+    /// WhatsApp Cloud API numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<ChannelSection>,
     /// Other keys (OpenClaw's `defaults`, channels this build has no adapter for), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -700,12 +703,13 @@ pub struct ChannelsSection {
 impl ChannelsSection {
     /// The channels this build has an adapter for, by name, in start order.
     #[must_use]
-    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 4] {
+    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 5] {
         [
             ("telegram", self.telegram.as_ref()),
             ("discord", self.discord.as_ref()),
             ("webchat", self.webchat.as_ref()),
             ("line", self.line.as_ref()),
+            ("whatsapp", self.whatsapp.as_ref()),
         ]
     }
 }
@@ -790,6 +794,21 @@ pub struct ChannelAccount {
     /// LINE: the channel secret, the key of the webhook signature.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel_secret: Option<Secret>,
+    /// WhatsApp: the Graph API access token (system-user token), sent as a bearer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<Secret>,
+    /// WhatsApp: the Meta app secret; webhooks are signed with it (`X-Hub-Signature-256`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_secret: Option<Secret>,
+    /// WhatsApp: the verify token typed into the Meta console for the GET handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<Secret>,
+    /// WhatsApp: the business phone number's id (not the number itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
+    /// WhatsApp: the Graph API version in request paths (default `v24.0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
     /// OpenClaw keys clawgate does not use, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -878,7 +897,7 @@ pub struct ChannelRateLimit {
     pub extra: Map<String, Value>,
 }
 
-pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "line"];
+pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp"];
 /// The keys only LINE accounts have.
 const LINE_KEYS: &[&str] = &["channelAccessToken", "channelSecret"];
 /// The keys of an account every channel reads; `groups` or `guilds` is added per channel.
@@ -899,6 +918,11 @@ const CHANNEL_ACCOUNT_KEYS: &[&str] = &[
     "webhookPath",
     "pollTimeoutSeconds",
     "gatewayUrl",
+    "accessToken",
+    "appSecret",
+    "verifyToken",
+    "phoneNumberId",
+    "apiVersion",
 ];
 /// The keys only the top level of a channel has.
 const CHANNEL_TOP_KEYS: &[&str] = &["accounts", "defaultAccount"];
@@ -941,6 +965,7 @@ pub(crate) fn channels(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Channe
     d.field(obj, p, "discord", &mut out.discord, |d, v, p| channel(d, v, p, "guilds", &[]).map(Some));
     d.field(obj, p, "webchat", &mut out.webchat, |d, v, p| channel(d, v, p, "groups", &[]).map(Some));
     d.field(obj, p, "line", &mut out.line, |d, v, p| channel(d, v, p, "groups", LINE_KEYS).map(Some));
+    d.field(obj, p, "whatsapp", &mut out.whatsapp, |d, v, p| channel(d, v, p, "groups", &[]).map(Some));
     Some(out)
 }
 
@@ -1028,6 +1053,11 @@ fn account_fields(
         d.field(obj, p, "channelAccessToken", &mut out.channel_access_token, |d, v, p| secret(d, v, p).map(Some));
         d.field(obj, p, "channelSecret", &mut out.channel_secret, |d, v, p| secret(d, v, p).map(Some));
     }
+    d.field(obj, p, "accessToken", &mut out.access_token, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "appSecret", &mut out.app_secret, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "verifyToken", &mut out.verify_token, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "phoneNumberId", &mut out.phone_number_id, Decoder::opt_string);
+    d.field(obj, p, "apiVersion", &mut out.api_version, Decoder::opt_string);
 }
 
 /// A policy name; the message names every value (`use` lists them as the user writes them).

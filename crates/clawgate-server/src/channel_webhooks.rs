@@ -1,4 +1,5 @@
-//! Webhook POSTs of chat channels (Telegram webhook mode), on the gateway's own port.
+//! Webhooks of chat channels (Telegram webhook mode, WhatsApp), on the gateway's own port: POSTs
+//! carry updates; a GET is a platform's verification handshake (WhatsApp's `hub.challenge`).
 //!
 //! A request is matched against the webhook paths of the running channel accounts on every
 //! call (accounts start and stop with config reloads); anything else passes through. The
@@ -10,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,9 +21,6 @@ use clawgate_core::auth::{Peer, limiter_bucket};
 use clawgate_core::channels::{ChannelService, GatewayIngress};
 use clawgate_core::handshake::AuthService;
 use clawgate_core::settings::RateLimitSettings;
-
-/// Largest webhook body taken (a Telegram update is a few KiB).
-const MAX_BODY: usize = 1024 * 1024;
 
 /// Failed webhook secrets per address bucket: ten a minute, then a minute of 429 for every
 /// request from that bucket, right secret or not (issue 10, defect 8: the secret could be
@@ -43,7 +41,7 @@ pub(crate) async fn layer(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.method() != Method::POST {
+    if req.method() != Method::POST && req.method() != Method::GET {
         return next.run(req).await;
     }
     let path = req.uri().path().to_owned();
@@ -61,13 +59,39 @@ pub(crate) async fn layer(
     if let Err(wait) = locked {
         return throttled(wait);
     }
+    if req.method() == Method::GET {
+        // A platform's verification handshake (WhatsApp's `hub.challenge`); a channel without
+        // one leaves GETs of its path to the rest of the server.
+        let query = Query::<Vec<(String, String)>>::try_from_uri(req.uri()).map(|Query(q)| q).unwrap_or_default();
+        return match rt.channel.verify_webhook(&query) {
+            Ok(challenge) => {
+                (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge)
+                    .into_response()
+            }
+            Err(WebhookError::NotFound) => next.run(req).await,
+            Err(WebhookError::BadRequest(why)) => (StatusCode::BAD_REQUEST, why).into_response(),
+            Err(_) => {
+                let recorded = auth.webhook_failures().lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());
+                if let Some(lockout) = recorded.lockout {
+                    tracing::warn!(account = %rt.cfg.key, bucket = %limiter_bucket(ip),
+                        "too many webhook verifications with a wrong token; refusing this address for a while");
+                    return throttled(lockout);
+                } else if recorded.first_in_window {
+                    tracing::warn!(account = %rt.cfg.key, bucket = %limiter_bucket(ip),
+                        "webhook verification with a wrong verify token refused");
+                }
+                (StatusCode::FORBIDDEN, "forbidden").into_response()
+            }
+        };
+    }
+    let limit = rt.channel.max_webhook_body();
     let (parts, body) = req.into_parts();
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_owned())))
         .collect();
-    let bytes = match to_bytes(Body::new(body), MAX_BODY).await {
+    let bytes = match to_bytes(Body::new(body), limit).await {
         Ok(b) => b,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "webhook body too large").into_response(),
     };
@@ -91,6 +115,7 @@ pub(crate) async fn layer(
             (StatusCode::UNAUTHORIZED, "unauthorized").into_response()
         }
         Err(WebhookError::BadRequest(why)) => (StatusCode::BAD_REQUEST, why).into_response(),
+        Err(WebhookError::Forbidden) => (StatusCode::FORBIDDEN, "forbidden").into_response(),
         Err(WebhookError::Unavailable(why)) => {
             tracing::warn!(account = %rt.cfg.key, error = %why, "webhook update not recorded; the platform will retry");
             (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()

@@ -288,6 +288,8 @@ struct Inner {
     media: HashMap<String, Upload>,
     /// Bodies posted to the webhook, by the message or status id they carry.
     posted: HashMap<String, Bytes>,
+    /// Message ids posted per sender, in order.
+    posted_by: HashMap<String, Vec<String>>,
     callback: Option<String>,
     /// Sends answered while the window was closed, as failed statuses yet to be posted.
     deferred_failures: Vec<(String, String)>,
@@ -492,10 +494,19 @@ impl FakeWhatsApp {
             "messages": messages,
         });
         let body = envelope(value);
-        for id in ids {
-            lock(&self.shared.inner).posted.insert(id, body.clone());
+        {
+            let mut inner = lock(&self.shared.inner);
+            for id in ids {
+                inner.posted_by.entry(from.to_owned()).or_default().push(id.clone());
+                inner.posted.insert(id, body.clone());
+            }
         }
         post_signed(&self.shared, body, Signature::Good).await
+    }
+
+    /// The message ids posted from `from` so far (also those whose POST failed), in order.
+    pub fn posted_from(&self, from: &str) -> Vec<String> {
+        lock(&self.shared.inner).posted_by.get(from).cloned().unwrap_or_default()
     }
 
     /// POST the exact bytes of an earlier webhook carrying `id` again (Meta's at-least-once

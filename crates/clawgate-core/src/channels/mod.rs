@@ -240,6 +240,9 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
         "line" => clawgate_channels::line::LineChannel::new(cfg)
             .map(|c| Arc::new(c) as Arc<dyn Channel>)
             .map_err(|e| e.to_string()),
+        "whatsapp" => clawgate_channels::whatsapp::WhatsAppChannel::new(cfg)
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string()),
         other => Err(format!("channel \"{other}\" has no adapter in this build")),
     }
 }
@@ -307,6 +310,7 @@ impl ChannelService {
             let what = match key.channel.as_str() {
                 "telegram" => "botToken",
                 "line" => "channelAccessToken",
+                "whatsapp" => "accessToken",
                 _ => "token",
             };
             let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
@@ -466,6 +470,9 @@ impl ChannelService {
                     entry["webhookPath"] = json!(path);
                 }
                 entry["inboundCount"] = json!(s.inbound_count);
+                if let Some(path) = rt.channel.webhook_path() {
+                    entry["webhookPath"] = json!(path);
+                }
                 entry["outboundCount"] = json!(s.outbound_count);
                 if let Some(id) = s.bot_id {
                     entry["botId"] = json!(id);
@@ -540,6 +547,7 @@ fn mode_of(cfg: &AccountConfig) -> &'static str {
         "telegram" => "polling",
         "discord" => "gateway",
         "line" => "webhook",
+        "whatsapp" => "webhook",
         _ => "builtin",
     }
 }
@@ -551,6 +559,7 @@ pub(crate) fn label_of(channel: &str) -> &'static str {
         "discord" => "Discord",
         "webchat" => "Web chat",
         "line" => "LINE",
+        "whatsapp" => "WhatsApp",
         _ => "Channel",
     }
 }

@@ -30,7 +30,7 @@ pub enum ChannelsCommand {
 /// `channels status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this channel (telegram, discord, webchat, line)
+    /// Only this channel (telegram, discord, webchat, line, whatsapp)
     #[arg(long)]
     pub channel: Option<String>,
     /// Print the gateway's answer as one compact JSON line
