@@ -134,6 +134,17 @@ pub trait Channel: Send + Sync + 'static {
         let _ = (request, ingress);
         Err(WebhookError::NotFound)
     }
+
+    /// [`Channel::handle_webhook`] for platforms whose 200 must carry a body (Slack answers its
+    /// `url_verification` with the challenge): `Ok(Some(text))` is sent as a `text/plain` 200,
+    /// `Ok(None)` as the usual one. Default: `handle_webhook`, no body.
+    async fn webhook_reply(
+        &self,
+        request: WebhookRequest<'_>,
+        ingress: &dyn Ingress,
+    ) -> Result<Option<String>, WebhookError> {
+        self.handle_webhook(request, ingress).await.map(|()| None)
+    }
 }
 
 /// A webhook POST as the gateway received it.

@@ -69,6 +69,10 @@ pub struct AccountSettings {
     pub poll_timeout_seconds: Option<u64>,
     /// Discord: the gateway WebSocket URL.
     pub gateway_url: Option<String>,
+    /// Slack: `socket` or `http` (`None`: socket).
+    pub mode: Option<String>,
+    /// Slack: the app-level token (`xapp-…`), resolved. Never logged.
+    pub app_token: Option<String>,
     /// OpenClaw keys clawgate does not use, merged like the rest.
     pub extra: Map<String, Value>,
 }
@@ -84,6 +88,7 @@ impl AccountSettings {
             ("webhookSecret", &self.webhook_secret),
             ("webhookPath", &self.webhook_path),
             ("gatewayUrl", &self.gateway_url),
+            ("mode", &self.mode),
         ];
         for (key, value) in strings {
             if let Some(value) = value {
@@ -159,7 +164,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ChannelConfigErro
 }
 
 /// Platforms this build knows, in the order they are started.
-pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat"];
+pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat", "slack"];
 
 /// Every configured account of every platform, from the decoded `channels` section (the
 /// decoder has already placed every wrong key and value at its file:line). What is left to
@@ -245,16 +250,23 @@ fn account(
         (a.token.as_ref(), at, "token")
     };
     let token = token.map(|s| resolve(s, &format!("{token_at}.{token_key}"), base_dir)).transpose()?;
-    let (secret_owner, secret_at) = pick(|a| a.webhook_secret.is_some());
-    let webhook_secret = secret_owner
-        .webhook_secret
-        .as_ref()
-        .map(|s| resolve(s, &format!("{secret_at}.webhookSecret"), base_dir))
-        .transpose()?;
+    // The secret webhook requests are checked with: Telegram's `webhookSecret`, Slack's
+    // `signingSecret` (the key of its request signature).
+    let webhook_secret = if channel == "slack" {
+        let (owner, at) = pick(|a| a.signing_secret.is_some());
+        owner.signing_secret.as_ref().map(|s| resolve(s, &format!("{at}.signingSecret"), base_dir)).transpose()?
+    } else {
+        let (owner, at) = pick(|a| a.webhook_secret.is_some());
+        owner.webhook_secret.as_ref().map(|s| resolve(s, &format!("{at}.webhookSecret"), base_dir)).transpose()?
+    };
+    let (app_owner, app_at) = pick(|a| a.app_token.is_some());
+    let app_token =
+        app_owner.app_token.as_ref().map(|s| resolve(s, &format!("{app_at}.appToken"), base_dir)).transpose()?;
 
     let text = |get: fn(&ChannelAccount) -> &Option<String>| {
         over.and_then(|o| get(o).as_ref()).or(get(base).as_ref()).filter(|s| !s.is_empty()).cloned()
     };
+    // Slack's per-channel rules (`channels`) are decoded into `groups`.
     let groups: fn(&ChannelAccount) -> &Option<BTreeMap<String, GroupSection>> =
         if channel == "discord" { |a| &a.guilds } else { |a| &a.groups };
     let groups = over.and_then(|o| groups(o).as_ref()).or(groups(base).as_ref());
@@ -291,6 +303,8 @@ fn account(
             webhook_path: text(|a| &a.webhook_path),
             poll_timeout_seconds: merged(|a| a.poll_timeout_seconds.is_some()).poll_timeout_seconds,
             gateway_url: text(|a| &a.gateway_url),
+            mode: text(|a| &a.mode),
+            app_token: app_token.filter(|s| !s.is_empty()),
             extra,
         },
     })

@@ -17,6 +17,7 @@ pub mod discord;
 pub mod fault;
 pub mod model;
 pub mod policy;
+pub mod slack;
 pub mod telegram;
 
 pub use channel::{

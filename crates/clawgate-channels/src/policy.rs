@@ -22,8 +22,10 @@ pub enum Verdict {
 pub fn listed(list: &[String], sender_id: &str, username: Option<&str>) -> bool {
     list.iter().any(|entry| {
         let e = entry.trim();
-        let e =
-            ["telegram:", "tg:", "discord:", "user:", "webchat:"].iter().find_map(|p| e.strip_prefix(p)).unwrap_or(e);
+        let e = ["telegram:", "tg:", "discord:", "slack:", "user:", "webchat:"]
+            .iter()
+            .find_map(|p| e.strip_prefix(p))
+            .unwrap_or(e);
         if e == "*" || e == sender_id {
             return true;
         }

@@ -689,6 +689,9 @@ pub struct ChannelsSection {
     /// The gateway's own web chat.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webchat: Option<ChannelSection>,
+    /// Slack apps (Socket Mode or the Events API over HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slack: Option<ChannelSection>,
     /// Other keys (OpenClaw's `defaults`, channels this build has no adapter for), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -697,8 +700,13 @@ pub struct ChannelsSection {
 impl ChannelsSection {
     /// The channels this build has an adapter for, by name, in start order.
     #[must_use]
-    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 3] {
-        [("telegram", self.telegram.as_ref()), ("discord", self.discord.as_ref()), ("webchat", self.webchat.as_ref())]
+    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 4] {
+        [
+            ("telegram", self.telegram.as_ref()),
+            ("discord", self.discord.as_ref()),
+            ("webchat", self.webchat.as_ref()),
+            ("slack", self.slack.as_ref()),
+        ]
     }
 }
 
@@ -776,6 +784,15 @@ pub struct ChannelAccount {
     /// Discord: the gateway WebSocket URL (`ws://` or `wss://`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_url: Option<String>,
+    /// Slack: `socket` (Socket Mode, the default) or `http` (the Events API at `webhookPath`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Slack: the app-level token (`xapp-…`) that opens Socket Mode connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_token: Option<Secret>,
+    /// Slack: the signing secret that signs Events API requests (HTTP mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<Secret>,
     /// OpenClaw keys clawgate does not use, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -864,7 +881,9 @@ pub struct ChannelRateLimit {
     pub extra: Map<String, Value>,
 }
 
-pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat"];
+pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "slack"];
+/// The keys only Slack accounts have (its per-channel rules are under `channels`).
+const SLACK_KEYS: &[&str] = &["mode", "appToken", "signingSecret"];
 /// The keys of an account every channel reads; `groups` or `guilds` is added per channel.
 const CHANNEL_ACCOUNT_KEYS: &[&str] = &[
     "enabled",
@@ -921,23 +940,31 @@ const GROUP_UPSTREAM: &[&str] = &["systemPrompt", "skills", "tools", "toolsBySen
 pub(crate) fn channels(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ChannelsSection> {
     let mut out = ChannelsSection::default();
     let obj = d.open_object(v, p, CHANNELS_KEYS, &["defaults"], &mut out.extra)?;
-    d.field(obj, p, "telegram", &mut out.telegram, |d, v, p| channel(d, v, p, "groups").map(Some));
-    d.field(obj, p, "discord", &mut out.discord, |d, v, p| channel(d, v, p, "guilds").map(Some));
-    d.field(obj, p, "webchat", &mut out.webchat, |d, v, p| channel(d, v, p, "groups").map(Some));
+    d.field(obj, p, "telegram", &mut out.telegram, |d, v, p| channel(d, v, p, "groups", &[]).map(Some));
+    d.field(obj, p, "discord", &mut out.discord, |d, v, p| channel(d, v, p, "guilds", &[]).map(Some));
+    d.field(obj, p, "webchat", &mut out.webchat, |d, v, p| channel(d, v, p, "groups", &[]).map(Some));
+    d.field(obj, p, "slack", &mut out.slack, |d, v, p| channel(d, v, p, "channels", SLACK_KEYS).map(Some));
     Some(out)
 }
 
-/// One channel; `groups_key` is where its group rules are (`groups`, Discord `guilds`).
-fn channel(d: &mut Decoder, v: &Value, p: &KeyPath, groups_key: &'static str) -> Option<ChannelSection> {
+/// One channel; `groups_key` is where its group rules are (`groups`, Discord `guilds`), `own`
+/// the keys only this platform has.
+fn channel(
+    d: &mut Decoder,
+    v: &Value,
+    p: &KeyPath,
+    groups_key: &'static str,
+    own: &[&'static str],
+) -> Option<ChannelSection> {
     let mut out = ChannelSection::default();
-    let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, CHANNEL_TOP_KEYS, &[groups_key]].concat();
+    let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, CHANNEL_TOP_KEYS, &[groups_key], own].concat();
     let obj = d.open_object(v, p, &known, CHANNEL_UPSTREAM, &mut out.base.extra)?;
     account_fields(d, obj, p, groups_key, &mut out.base);
     d.field(obj, p, "accounts", &mut out.accounts, |d, v, p| {
         let Value::Object(accounts) = v else {
             return d.fail(p, format!("expected an object of account id → settings, found {}", kind(v)));
         };
-        let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, &[groups_key]].concat();
+        let known: Vec<&str> = [CHANNEL_ACCOUNT_KEYS, &[groups_key], own].concat();
         let mut out = BTreeMap::new();
         for (id, v) in accounts {
             let at = p.child(id);
@@ -998,6 +1025,12 @@ fn account_fields(
         d.integer(v, p, 0, u64::MAX, "a whole number of seconds").map(Some)
     });
     d.field(obj, p, "gatewayUrl", &mut out.gateway_url, Decoder::opt_string);
+    d.field(obj, p, "mode", &mut out.mode, |d, v, p| {
+        let i = policy(d, v, p, &["socket", "http"], "a Slack mode", "\"socket\" or \"http\"")?;
+        ["socket", "http"].get(i).map(|m| Some((*m).to_owned()))
+    });
+    d.field(obj, p, "appToken", &mut out.app_token, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "signingSecret", &mut out.signing_secret, |d, v, p| secret(d, v, p).map(Some));
 }
 
 /// A policy name; the message names every value (`use` lists them as the user writes them).

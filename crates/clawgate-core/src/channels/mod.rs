@@ -184,6 +184,9 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
         "discord" => clawgate_channels::discord::DiscordChannel::new(cfg)
             .map(|c| Arc::new(c) as Arc<dyn Channel>)
             .map_err(|e| e.to_string()),
+        "slack" => clawgate_channels::slack::SlackChannel::new(cfg)
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string()),
         other => Err(format!("channel \"{other}\" has no adapter in this build")),
     }
 }
@@ -267,7 +270,7 @@ fn start_account(gw: &Arc<Gateway>, cfg: AccountConfig) {
         return;
     }
     if cfg.token.is_none() {
-        let what = if key.channel == "telegram" { "botToken" } else { "token" };
+        let what = if matches!(key.channel.as_str(), "telegram" | "slack") { "botToken" } else { "token" };
         let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
         tracing::warn!(account = %key, "{msg}");
         gw.channels.problems.write().insert(key, msg);
@@ -472,6 +475,8 @@ fn mode_of(cfg: &AccountConfig) -> &'static str {
         "telegram" if cfg.settings.webhook_url.is_some() => "webhook",
         "telegram" => "polling",
         "discord" => "gateway",
+        "slack" if cfg.settings.mode.as_deref() == Some("http") => "http",
+        "slack" => "socket",
         _ => "builtin",
     }
 }
@@ -482,6 +487,7 @@ pub(crate) fn label_of(channel: &str) -> &'static str {
         "telegram" => "Telegram",
         "discord" => "Discord",
         "webchat" => "Web chat",
+        "slack" => "Slack",
         _ => "Channel",
     }
 }
