@@ -221,9 +221,40 @@ pub fn decode_entities(text: &str) -> String {
     text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
-/// Text we send: `&`, `<`, `>` escaped, as Slack asks for text that is not markup.
+/// Text we send: `&`, `<`, `>` escaped, as Slack asks for text that is not markup, except
+/// Slack's own tokens (`<@U…>`, `<#C…>`, `<!here>`, `<https://…|label>`), which stay markup so
+/// a reply can still mention someone or link.
 pub fn escape_text(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '<'
+            && let Some(end) = rest.find('>')
+            && is_slack_token(&rest[1..end])
+        {
+            out.push_str(&rest[..=end]);
+            rest = &rest[end + 1..];
+            continue;
+        }
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            other => out.push(other),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The inside of `<…>` is one of Slack's control sequences (no spaces, no nested `<`).
+fn is_slack_token(inner: &str) -> bool {
+    let plain = !inner.is_empty() && !inner.contains('<') && !inner.contains(char::is_whitespace);
+    let label_ok = inner.split_once('|').is_none_or(|(head, _)| !head.contains(char::is_whitespace));
+    let head = inner.split('|').next().unwrap_or_default();
+    let known = ["@", "#", "!"].iter().any(|p| head.starts_with(p))
+        || ["http://", "https://", "mailto:"].iter().any(|p| head.starts_with(p));
+    known && label_ok && (plain || (inner.contains('|') && !head.contains(char::is_whitespace)))
 }
 
 /// User ids mentioned as `<@U…>` or `<@U…|name>`.
@@ -240,6 +271,20 @@ fn mentioned_users(text: &str) -> Vec<String> {
         rest = &rest[end + 1..];
     }
     out
+}
+
+/// `<@BOT> /status` → `/status`: the mention that addresses the bot in a channel is not part
+/// of what was said (commands must start the text). Other mentions stay.
+fn strip_leading_mention(text: &str, bot_user: Option<&str>) -> String {
+    let Some(bot) = bot_user else { return text.to_owned() };
+    let t = text.trim_start();
+    if let Some(rest) = t.strip_prefix("<@").and_then(|r| r.strip_prefix(bot))
+        && (rest.starts_with('>') || rest.starts_with('|'))
+        && let Some(end) = rest.find('>')
+    {
+        return rest[end + 1..].trim_start().to_owned();
+    }
+    text.to_owned()
 }
 
 /// Turn one Events API `event_callback` body into an inbound message; `None` for everything that
@@ -304,7 +349,7 @@ pub fn inbound_from_callback(key: &AccountKey, bot_user: Option<&str>, callback:
         sender_username: None,
         sender_name,
         sender_is_bot: false,
-        text: decode_entities(raw),
+        text: decode_entities(&strip_leading_mention(raw, bot_user)),
         media: Vec::new(),
         reply_to: None,
         reply_to_bot: false,
@@ -929,6 +974,7 @@ mod tests {
         let ch = callback(json!({"type": "app_mention", "channel": "C1", "user": "U1",
                                   "text": "<@UBOT> hi", "ts": "1700000000.000200"}));
         let m = inbound_from_callback(&key(), None, &ch).unwrap();
+        assert_eq!(m.text, "hi", "the addressing mention is not part of the text");
         assert_eq!(m.chat_kind, ChatKind::Group);
         assert!(m.mentions_bot, "the bot id comes from authorizations");
         assert_eq!(m.thread_id.as_deref(), Some("1700000000.000200"), "a channel reply opens a thread");
@@ -955,6 +1001,17 @@ mod tests {
         let mut broadcast = base;
         broadcast["subtype"] = json!("thread_broadcast");
         assert!(inbound_from_callback(&key(), Some("UBOT"), &callback(broadcast)).is_some());
+    }
+
+    #[test]
+    fn outbound_text_is_escaped_but_slack_tokens_stay_markup() {
+        assert_eq!(escape_text("a < b && c > d"), "a &lt; b &amp;&amp; c &gt; d");
+        assert_eq!(
+            escape_text("hi <@U1> see <https://x.y/z|the page> <!here>"),
+            "hi <@U1> see <https://x.y/z|the page> <!here>"
+        );
+        assert_eq!(escape_text("<b>bold</b> <@U1"), "&lt;b&gt;bold&lt;/b&gt; &lt;@U1");
+        assert_eq!(escape_text("é <#C1>"), "é <#C1>");
     }
 
     #[test]

@@ -213,6 +213,8 @@ struct Inner {
     /// `chat.postMessage` token buckets per channel: (tokens, last refill).
     buckets: HashMap<String, (f64, Instant)>,
     link_disabled: bool,
+    /// Acks are read but do not count (as if each arrived after the deadline).
+    late_acks: bool,
 }
 
 #[derive(Debug)]
@@ -384,6 +386,12 @@ impl FakeSlack {
     /// Change the ack timeout from now on.
     pub fn set_ack_timeout(&self, wait: Duration) {
         *lock(&self.shared.ack_timeout) = wait;
+    }
+
+    /// From now on acks arrive "too late": they are recorded but the envelope is still
+    /// redelivered after the ack timeout (`false` restores normal acking).
+    pub fn set_late_acks(&self, late: bool) {
+        lock(&self.shared.inner).late_acks = late;
     }
 
     /// Messages the bot posted, in order.
@@ -1020,7 +1028,9 @@ async fn connection(shared: Arc<Shared>, mut ws: WebSocket) {
                         && let Some(envelope_id) = v["envelope_id"].as_str()
                     {
                         let inner = &mut *lock(&shared.inner);
-                        inner.pending.remove(envelope_id);
+                        if !inner.late_acks {
+                            inner.pending.remove(envelope_id);
+                        }
                         inner.acks.push(envelope_id.to_owned());
                     }
                 }
