@@ -331,3 +331,29 @@ async fn a_429_on_post_message_is_waited_out_and_the_reply_arrives_once() {
     wait_posted(&slack, ALICE_DM, "echo: later").await;
     assert_eq!(texts_in(&slack, ALICE_DM), vec!["echo: slow down", "echo: later"]);
 }
+
+#[tokio::test]
+async fn run_delivers_the_image_by_upload_into_the_chat() {
+    let model = echo_model().await;
+    let slack = FakeSlack::start().await.unwrap();
+    let comfy = clawgate_testkit::fake_comfy::FakeComfy::start().await.unwrap();
+    let mut cfg: Value = serde_json::from_str(&config(&model, &slack, "socket")).unwrap();
+    cfg["channels"]["slack"]["dmPolicy"] = json!("open");
+    cfg["comfy"] = json!({
+        "templatesDir": format!("{}/../../templates", env!("CARGO_MANIFEST_DIR")),
+        "workers": [{"name": "w0", "url": comfy.base_url(), "maxConcurrent": 1}],
+    });
+    let gw = gateway(cfg.to_string()).await;
+    wait_connected(&gw).await;
+
+    slack.send_event(&alice_says(&slack, "/run invert color=255 width=64 height=32"));
+    let file = wait_until(WAIT, "an image shared into the DM", || async {
+        slack.files().into_iter().find(|f| f.channel.as_deref() == Some(ALICE_DM))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}; posted: {:?}; calls: {:?}", texts_in(&slack, ALICE_DM), slack.calls()));
+    assert!(file.is_png(), "a real PNG: {} bytes, {:?}", file.bytes.len(), &file.bytes[..file.bytes.len().min(8)]);
+    assert!(file.bytes.len() > 50, "{}", file.bytes.len());
+    assert_eq!(slack.files().len(), 1, "uploaded once");
+    assert!(model.chat_requests().is_empty(), "a command never reaches the model");
+}
