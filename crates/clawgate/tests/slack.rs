@@ -357,3 +357,46 @@ async fn run_delivers_the_image_by_upload_into_the_chat() {
     assert_eq!(slack.files().len(), 1, "uploaded once");
     assert!(model.chat_requests().is_empty(), "a command never reaches the model");
 }
+
+#[tokio::test]
+async fn kill_9_after_the_inbox_write_before_the_ack_answers_exactly_once_after_restart() {
+    let model = echo_model().await;
+    let slack = FakeSlack::start().await.unwrap();
+    let mut gw = TestGateway::builder(BIN)
+        .config(config(&model, &slack, "socket"))
+        .env("CLAWGATE_CRASH_AT", "inbox.recorded")
+        .start()
+        .await
+        .expect("starting clawgate");
+    wait_connected(&gw).await;
+    // Recorded, then the process dies before routing it and before the envelope is acked:
+    // Slack redelivers it to the restarted gateway, which already has it in its inbox.
+    slack.send_event(&alice_says(&slack, "through the crash"));
+    let status = gw.wait_exit(WAIT).await.expect("the gateway stops at the crash point");
+    assert!(!status.success());
+    gw.set_env("CLAWGATE_CRASH_AT", None);
+    gw.restart().await.expect("restart after the crash");
+    wait_posted(&slack, ALICE_DM, "echo: through the crash").await;
+    wait_until(WAIT, "the redelivery acknowledged", || async { (slack.unacked() == 0).then_some(()) }).await.unwrap();
+    slack.send_event(&alice_says(&slack, "later"));
+    wait_posted(&slack, ALICE_DM, "echo: later").await;
+    assert_eq!(texts_in(&slack, ALICE_DM), vec!["echo: through the crash", "echo: later"]);
+}
+
+#[tokio::test]
+async fn link_disabled_stops_the_account_and_says_why() {
+    let model = echo_model().await;
+    let slack = FakeSlack::start().await.unwrap();
+    let gw = gateway(config(&model, &slack, "socket")).await;
+    wait_connected(&gw).await;
+    slack.disconnect_all("link_disabled", None);
+    let acct = wait_until(WAIT, "the account reported stopped", || async {
+        let acct = slack_status(&gw).await;
+        (acct["healthState"] == "stopped").then_some(acct)
+    })
+    .await
+    .unwrap();
+    assert_eq!(acct["connected"], false, "{acct}");
+    assert!(acct["lastError"].as_str().is_some_and(|e| e.contains("Socket Mode is turned off")), "{acct}");
+    assert_eq!(slack.hellos(), 1, "no reconnect spin after link_disabled");
+}
