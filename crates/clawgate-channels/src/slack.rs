@@ -1032,6 +1032,9 @@ mod tests {
         };
         let e = SlackChannel::new(&cfg(json!({"botToken": "xoxb-1"}))[0]).unwrap_err();
         assert!(matches!(&e, ChannelError::Config(m) if m.contains("channels.slack.appToken")), "{e}");
+        let bad = json!({"channels": {"slack": {"botToken": "xoxb-1", "mode": "websocket"}}});
+        let e = crate::config::accounts_from_value(&bad, std::path::Path::new("/")).unwrap_err();
+        assert!(e.path.ends_with("slack.mode") && e.message.contains("\"socket\" or \"http\""), "{e}");
         let e = SlackChannel::new(&cfg(json!({"botToken": "xoxb-1", "mode": "http"}))[0]).unwrap_err();
         assert!(matches!(&e, ChannelError::Config(m) if m.contains("signingSecret")), "{e}");
         let ch = SlackChannel::new(&cfg(json!({"botToken": "xoxb-sekrit", "appToken": "xapp-sekrit"}))[0]).unwrap();

@@ -400,3 +400,24 @@ async fn link_disabled_stops_the_account_and_says_why() {
     assert!(acct["lastError"].as_str().is_some_and(|e| e.contains("Socket Mode is turned off")), "{acct}");
     assert_eq!(slack.hellos(), 1, "no reconnect spin after link_disabled");
 }
+
+#[tokio::test]
+async fn a_long_reply_is_split_at_4000_characters_without_losing_words() {
+    let long = "word ".repeat(1800); // 9000 characters
+    let model =
+        FakeOpenAi::start(Script::new().turn(Turn::text([long])).otherwise(Turn::echo("echo: "))).await.unwrap();
+    let slack = FakeSlack::start().await.unwrap();
+    let gw = gateway(config(&model, &slack, "socket")).await;
+    wait_connected(&gw).await;
+
+    slack.send_event(&alice_says(&slack, "tell me a lot"));
+    wait_until(WAIT, "three parts", || async { (texts_in(&slack, ALICE_DM).len() >= 3).then_some(()) }).await.unwrap();
+    slack.send_event(&alice_says(&slack, "later"));
+    wait_posted(&slack, ALICE_DM, "echo: later").await;
+    let mut parts = texts_in(&slack, ALICE_DM);
+    assert_eq!(parts.pop().as_deref(), Some("echo: later"), "no part after the three");
+    assert_eq!(parts.len(), 3, "{:?}", parts.iter().map(|p| p.chars().count()).collect::<Vec<_>>());
+    assert!(parts.iter().all(|p| p.chars().count() <= 4000));
+    assert_eq!(parts.join(" ").split_whitespace().count(), 1800, "nothing lost at the cuts");
+    assert!(parts.join(" ").split_whitespace().all(|w| w == "word"));
+}
