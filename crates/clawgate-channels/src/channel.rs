@@ -147,6 +147,17 @@ pub trait Channel: Send + Sync + 'static {
     fn max_webhook_body(&self) -> usize {
         1024 * 1024
     }
+
+    /// [`Channel::handle_webhook`] for platforms whose 200 must carry a body (Slack answers its
+    /// `url_verification` with the challenge): `Ok(Some(text))` is sent as a `text/plain` 200,
+    /// `Ok(None)` as the usual one. Default: `handle_webhook`, no body.
+    async fn webhook_reply(
+        &self,
+        request: WebhookRequest<'_>,
+        ingress: &dyn Ingress,
+    ) -> Result<Option<String>, WebhookError> {
+        self.handle_webhook(request, ingress).await.map(|()| None)
+    }
 }
 
 /// A webhook POST as the gateway received it.

@@ -78,6 +78,10 @@ pub struct AccountSettings {
     pub phone_number_id: Option<String>,
     /// WhatsApp: the Graph API version (`v24.0`).
     pub api_version: Option<String>,
+    /// Slack: `socket` or `http` (`None`: socket).
+    pub mode: Option<String>,
+    /// Slack: the app-level token (`xapp-…`), resolved. Never logged.
+    pub app_token: Option<String>,
     /// OpenClaw keys clawgate does not use, merged like the rest.
     pub extra: Map<String, Value>,
 }
@@ -97,6 +101,7 @@ impl AccountSettings {
             ("verifyToken", &self.verify_token),
             ("phoneNumberId", &self.phone_number_id),
             ("apiVersion", &self.api_version),
+            ("mode", &self.mode),
         ];
         for (key, value) in strings {
             if let Some(value) = value {
@@ -173,7 +178,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ChannelConfigErro
 }
 
 /// Platforms this build knows, in the order they are started.
-pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp"];
+pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp", "slack"];
 
 /// Every configured account of every platform, from the decoded `channels` section (the
 /// decoder has already placed every wrong key and value at its file:line). What is left to
@@ -270,10 +275,13 @@ fn account(
     };
     let token = token.map(|s| resolve(s, &format!("{token_at}.{token_key}"), base_dir)).transpose()?;
     // The secret webhook requests are checked with: Telegram's `webhookSecret`, LINE's
-    // `channelSecret` (the key of its signature).
+    // `channelSecret`, Slack's `signingSecret` (the keys of their signatures).
     let webhook_secret = if channel == "line" {
         let (owner, at) = pick(|a| a.channel_secret.is_some());
         owner.channel_secret.as_ref().map(|s| resolve(s, &format!("{at}.channelSecret"), base_dir)).transpose()?
+    } else if channel == "slack" {
+        let (owner, at) = pick(|a| a.signing_secret.is_some());
+        owner.signing_secret.as_ref().map(|s| resolve(s, &format!("{at}.signingSecret"), base_dir)).transpose()?
     } else {
         let (owner, at) = pick(|a| a.webhook_secret.is_some());
         owner.webhook_secret.as_ref().map(|s| resolve(s, &format!("{at}.webhookSecret"), base_dir)).transpose()?
@@ -287,10 +295,14 @@ fn account(
     };
     let app_secret = secret_at(|a| &a.app_secret, "appSecret")?;
     let verify_token = secret_at(|a| &a.verify_token, "verifyToken")?;
+    let (app_owner, app_at) = pick(|a| a.app_token.is_some());
+    let app_token =
+        app_owner.app_token.as_ref().map(|s| resolve(s, &format!("{app_at}.appToken"), base_dir)).transpose()?;
 
     let text = |get: fn(&ChannelAccount) -> &Option<String>| {
         over.and_then(|o| get(o).as_ref()).or(get(base).as_ref()).filter(|s| !s.is_empty()).cloned()
     };
+    // Slack's per-channel rules (`channels`) are decoded into `groups`.
     let groups: fn(&ChannelAccount) -> &Option<BTreeMap<String, GroupSection>> =
         if channel == "discord" { |a| &a.guilds } else { |a| &a.groups };
     let groups = over.and_then(|o| groups(o).as_ref()).or(groups(base).as_ref());
@@ -331,6 +343,8 @@ fn account(
             verify_token: verify_token.filter(|s| !s.is_empty()),
             phone_number_id: text(|a| &a.phone_number_id),
             api_version: text(|a| &a.api_version),
+            mode: text(|a| &a.mode),
+            app_token: app_token.filter(|s| !s.is_empty()),
             extra,
         },
     })

@@ -18,6 +18,7 @@ pub mod fault;
 pub mod line;
 pub mod model;
 pub mod policy;
+pub mod slack;
 pub mod telegram;
 pub mod whatsapp;
 

@@ -23,7 +23,7 @@ pub enum Verdict {
 pub fn listed(list: &[String], sender_id: &str, username: Option<&str>) -> bool {
     list.iter().any(|entry| {
         let e = entry.trim();
-        let e = ["telegram:", "tg:", "discord:", "user:", "webchat:", "whatsapp:", "wa:"]
+        let e = ["telegram:", "tg:", "discord:", "slack:", "user:", "webchat:", "whatsapp:", "wa:"]
             .iter()
             .find_map(|p| e.strip_prefix(p))
             .unwrap_or(e);

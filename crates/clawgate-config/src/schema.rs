@@ -194,6 +194,12 @@ const HINTS: &[Hint] = &[
         "WhatsApp Cloud API numbers: {accessToken, appSecret, verifyToken, phoneNumberId, dmPolicy?, allowFrom?, …}; more numbers under accounts.",
         "Channels",
     ),
+    (
+        "channels.slack",
+        "Slack",
+        "Slack apps: {botToken, mode?: \"socket\" (appToken) | \"http\" (signingSecret, webhookPath?), dmPolicy?, allowFrom?, groupPolicy?, channels?, requireMention?}; more apps under accounts.",
+        "Channels",
+    ),
     ("agents", "Agents", "Agent defaults and the agent list.", "Agents"),
     ("agents.default", "Default agent", "The id of the agent used when none is named (default \"main\").", "Agents"),
     ("agents.defaults", "Agent defaults", "Settings every agent inherits.", "Agents"),

@@ -695,6 +695,9 @@ pub struct ChannelsSection {
     /// WhatsApp Cloud API numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub whatsapp: Option<ChannelSection>,
+    /// Slack apps (Socket Mode or the Events API over HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slack: Option<ChannelSection>,
     /// Other keys (OpenClaw's `defaults`, channels this build has no adapter for), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -703,13 +706,14 @@ pub struct ChannelsSection {
 impl ChannelsSection {
     /// The channels this build has an adapter for, by name, in start order.
     #[must_use]
-    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 5] {
+    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 6] {
         [
             ("telegram", self.telegram.as_ref()),
             ("discord", self.discord.as_ref()),
             ("webchat", self.webchat.as_ref()),
             ("line", self.line.as_ref()),
             ("whatsapp", self.whatsapp.as_ref()),
+            ("slack", self.slack.as_ref()),
         ]
     }
 }
@@ -809,6 +813,15 @@ pub struct ChannelAccount {
     /// WhatsApp: the Graph API version in request paths (default `v24.0`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// Slack: `socket` (Socket Mode, the default) or `http` (the Events API at `webhookPath`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Slack: the app-level token (`xapp-…`) that opens Socket Mode connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_token: Option<Secret>,
+    /// Slack: the signing secret that signs Events API requests (HTTP mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<Secret>,
     /// OpenClaw keys clawgate does not use, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -897,9 +910,11 @@ pub struct ChannelRateLimit {
     pub extra: Map<String, Value>,
 }
 
-pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp"];
+pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp", "slack"];
 /// The keys only LINE accounts have.
 const LINE_KEYS: &[&str] = &["channelAccessToken", "channelSecret"];
+/// The keys only Slack accounts have (its per-channel rules are under `channels`).
+const SLACK_KEYS: &[&str] = &["mode", "appToken", "signingSecret"];
 /// The keys of an account every channel reads; `groups` or `guilds` is added per channel.
 const CHANNEL_ACCOUNT_KEYS: &[&str] = &[
     "enabled",
@@ -966,6 +981,7 @@ pub(crate) fn channels(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Channe
     d.field(obj, p, "webchat", &mut out.webchat, |d, v, p| channel(d, v, p, "groups", &[]).map(Some));
     d.field(obj, p, "line", &mut out.line, |d, v, p| channel(d, v, p, "groups", LINE_KEYS).map(Some));
     d.field(obj, p, "whatsapp", &mut out.whatsapp, |d, v, p| channel(d, v, p, "groups", &[]).map(Some));
+    d.field(obj, p, "slack", &mut out.slack, |d, v, p| channel(d, v, p, "channels", SLACK_KEYS).map(Some));
     Some(out)
 }
 
@@ -1058,6 +1074,12 @@ fn account_fields(
     d.field(obj, p, "verifyToken", &mut out.verify_token, |d, v, p| secret(d, v, p).map(Some));
     d.field(obj, p, "phoneNumberId", &mut out.phone_number_id, Decoder::opt_string);
     d.field(obj, p, "apiVersion", &mut out.api_version, Decoder::opt_string);
+    d.field(obj, p, "mode", &mut out.mode, |d, v, p| {
+        let i = policy(d, v, p, &["socket", "http"], "a Slack mode", "\"socket\" or \"http\"")?;
+        ["socket", "http"].get(i).map(|m| Some((*m).to_owned()))
+    });
+    d.field(obj, p, "appToken", &mut out.app_token, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "signingSecret", &mut out.signing_secret, |d, v, p| secret(d, v, p).map(Some));
 }
 
 /// A policy name; the message names every value (`use` lists them as the user writes them).

@@ -95,8 +95,11 @@ pub(crate) async fn layer(
         Ok(b) => b,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "webhook body too large").into_response(),
     };
-    match rt.channel.handle_webhook(WebhookRequest { headers: &headers, body: &bytes }, &ingress).await {
-        Ok(()) => (StatusCode::OK, "ok").into_response(),
+    match rt.channel.webhook_reply(WebhookRequest { headers: &headers, body: &bytes }, &ingress).await {
+        Ok(None) => (StatusCode::OK, "ok").into_response(),
+        Ok(Some(text)) => {
+            (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
         Err(WebhookError::NotFound) => (StatusCode::NOT_FOUND, "Not Found").into_response(),
         Err(WebhookError::Unauthorized) => {
             let recorded = auth.webhook_failures().lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());

@@ -38,6 +38,7 @@ pub mod fake_discord;
 pub mod fake_line;
 pub mod fake_openai;
 pub mod fake_openclaw;
+pub mod fake_slack;
 pub mod fake_telegram;
 pub mod fake_whatsapp;
 pub mod gateway;

@@ -243,6 +243,9 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
         "whatsapp" => clawgate_channels::whatsapp::WhatsAppChannel::new(cfg)
             .map(|c| Arc::new(c) as Arc<dyn Channel>)
             .map_err(|e| e.to_string()),
+        "slack" => clawgate_channels::slack::SlackChannel::new(cfg)
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string()),
         other => Err(format!("channel \"{other}\" has no adapter in this build")),
     }
 }
@@ -308,7 +311,7 @@ impl ChannelService {
         }
         if cfg.token.is_none() {
             let what = match key.channel.as_str() {
-                "telegram" => "botToken",
+                "telegram" | "slack" => "botToken",
                 "line" => "channelAccessToken",
                 "whatsapp" => "accessToken",
                 _ => "token",
@@ -548,6 +551,8 @@ fn mode_of(cfg: &AccountConfig) -> &'static str {
         "discord" => "gateway",
         "line" => "webhook",
         "whatsapp" => "webhook",
+        "slack" if cfg.settings.mode.as_deref() == Some("http") => "http",
+        "slack" => "socket",
         _ => "builtin",
     }
 }
@@ -560,6 +565,7 @@ pub(crate) fn label_of(channel: &str) -> &'static str {
         "webchat" => "Web chat",
         "line" => "LINE",
         "whatsapp" => "WhatsApp",
+        "slack" => "Slack",
         _ => "Channel",
     }
 }
