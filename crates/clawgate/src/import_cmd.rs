@@ -296,11 +296,6 @@ pub fn convert(vars: &BTreeMap<String, String>) -> Converted {
         trust("slack", &users, &chans, &mut trusted_users, &mut trusted_chats);
         channels.insert("slack".into(), section);
         out.platforms.push("slack");
-        out.notes.push(
-            "Slack: written in OpenClaw's channels.slack shape; this clawgate build has no Slack adapter yet, so \
-             the section is kept but not started"
-                .into(),
-        );
     }
     for (platform, var) in [("WeChat", "WECHAT_TOKEN"), ("Kakao", "KAKAO_ENABLED"), ("Feishu", "FEISHU_APP_ID")] {
         if env.get(var).is_some() {
@@ -377,11 +372,17 @@ fn comfy(
     let mut worker = json!({ "name": "comfyui", "url": url, "mode": "openclaw" });
     match env.secret("ADMIN_TOKEN") {
         Some(t) => worker["adminToken"] = t,
-        None => notes.push(
-            "no OPENCLAW_CONNECTOR_ADMIN_TOKEN: admin commands (/stop, /approvals, /jobs, …) that need the \
-             extension's admin token will say so until comfy.workers[0].adminToken is set"
-                .into(),
-        ),
+        None => {
+            // Driving the extension needs its admin token; without one clawgate drives ComfyUI's
+            // own API and renders the templates itself.
+            worker["mode"] = json!("comfyui");
+            notes.push(
+                "no OPENCLAW_CONNECTOR_ADMIN_TOKEN: the ComfyUI server is driven through its own API \
+                 (mode \"comfyui\", templates from comfy.templatesDir); set comfy.workers[0].mode to \
+                 \"openclaw\" with adminToken to go through the extension"
+                    .into(),
+            );
+        }
     }
     let mut delivery = Map::new();
     delivery.insert("maxImages".into(), json!(env.clamped("DELIVERY_MAX_IMAGES", 1, 16).unwrap_or(4)));
@@ -537,7 +538,8 @@ mod tests {
         assert_eq!(comfy["delivery"]["maxBytes"], 10_485_760);
         assert_eq!(comfy["media"]["ttlSeconds"], 60);
         assert_eq!(comfy["workers"][0]["url"], "http://comfy.lan:8188");
-        assert_eq!(comfy["workers"][0]["mode"], "openclaw");
+        // Without the extension's admin token, ComfyUI is driven through its own API.
+        assert_eq!(comfy["workers"][0]["mode"], "comfyui");
         assert!(c.notes.iter().any(|n| n.contains("ADMIN_TOKEN")), "{:?}", c.notes);
         // Without an allowlist the platform keeps clawgate's pairing default.
         assert!(c.config["channels"]["discord"].get("dmPolicy").is_none());
