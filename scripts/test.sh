@@ -6,6 +6,7 @@
 #   - the official `openai` Python package into a venv (scripts/install-python-peers.sh)
 #   - telegram-test-api (a third-party Telegram Bot API emulator) from the npm registry
 #   - @line/bot-sdk (LINE's official Node SDK, its signature check as an oracle) from the npm registry
+#   - whatsapp-api-js (a maintained WhatsApp Cloud API SDK, an independent check of the fake Graph API)
 #   - Debian chromium (apt-get) and playwright-core from npm, for the web chat browser test
 #   - cargo-nextest, if missing
 set -euo pipefail
@@ -54,6 +55,12 @@ fi
 step "installing @line/bot-sdk, LINE's official SDK (cached after the first run)"
 if ! ./scripts/install-line-sdk.sh >/dev/null; then
   echo "test.sh: could not install @line/bot-sdk from the npm registry; the LINE signature oracle test needs it" >&2
+  exit 3
+fi
+
+step "installing whatsapp-api-js, a WhatsApp Cloud API SDK (cached after the first run)"
+if ! ./scripts/install-whatsapp-api-js.sh >/dev/null; then
+  echo "test.sh: could not install whatsapp-api-js from the npm registry; the WhatsApp SDK check needs it" >&2
   exit 3
 fi
 
