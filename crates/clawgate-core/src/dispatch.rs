@@ -225,7 +225,15 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::AGENT_WAIT => typed(method, params, |p| methods::agent::agent_wait(&gw.agents, p)).await,
         m::AGENT_IDENTITY_GET => typed(method, params, |p| methods::agent::agent_identity_get(&gw.agents, p)).await,
         m::AGENTS_LIST => typed(method, params, |p| methods::agent::agents_list(&gw.agents, p)).await,
-        m::CHAT_SEND => typed(method, params, |p| methods::chat::chat_send(gw, ctx, p)).await,
+        m::CHAT_SEND => {
+            let h = methods::chat::ChatSend {
+                agents: &gw.agents,
+                store: &gw.store,
+                events: &gw.events,
+                commands: gw.channels.commands(),
+            };
+            typed(method, params, |p| methods::chat::chat_send(h, ctx, p)).await
+        }
         m::CHAT_HISTORY => {
             typed(method, params, |p| methods::chat::chat_history(&gw.agents, &gw.store, &gw.media, p)).await
         }

@@ -1,7 +1,7 @@
 //! `chat.send`, `chat.history`, `chat.abort`, `chat.inject`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use parking_lot::Mutex;
 
@@ -19,7 +19,7 @@ use crate::channels::commands::CommandCaller;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::events::Events;
-use crate::gateway::{Gateway, Store};
+use crate::gateway::Store;
 use crate::media::MediaSigner;
 use crate::session_key::SessionKey;
 use crate::time::now_ms;
@@ -52,12 +52,26 @@ pub(crate) fn client_tag(ctx: &CallContext) -> Option<Value> {
     Some(json!({"id": ctx.client.client.0, "mode": ctx.client.client.1}))
 }
 
+/// What `chat.send` uses: agent runs, the transcript store, the broadcasts and the chat
+/// commands (`/new`, `/run`, … typed in the web chat).
+#[derive(Clone, Copy)]
+pub struct ChatSend<'a> {
+    /// Runs.
+    pub agents: &'a AgentService,
+    /// Transcripts and runs.
+    pub store: &'a Store,
+    /// `session.message`, `chat` events.
+    pub events: &'a Events,
+    /// The chat-command registry.
+    pub commands: &'a crate::channels::Commands,
+}
+
 /// `chat.send {sessionKey, message, idempotencyKey, agentId?, timeoutMs?, …}` → one ack
 /// `{runId, status:"started"}`; the reply streams as `chat`/`agent` events. A repeated
 /// idempotency key starts nothing: `in_flight` while running, `ok` after. A ComfyUI command is
 /// answered by the gateway instead (`{runId, status:"ok"}` after its `chat` `final`), unless
 /// `suppressCommandInterpretation` is set.
-pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, p: ChatSendParams) -> Result<ChatSendResult, CoreError> {
+pub async fn chat_send(h: ChatSend<'_>, ctx: &CallContext, p: ChatSendParams) -> Result<ChatSendResult, CoreError> {
     let Some(key) = p.session_key else {
         return Err(CoreError::InvalidRequest {
             message: "session mutation target is unavailable".into(),
@@ -71,9 +85,9 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, p: ChatSendParams) 
     let Some(run_id) = p.idempotency_key.filter(|k| !k.is_empty()) else {
         return Err(CoreError::invalid("invalid chat.send params: must have required property 'idempotencyKey'"));
     };
-    let (session_key, agent_id) = resolve_session_key(&gw.agents, &key, p.agent_id.as_deref())?;
+    let (session_key, agent_id) = resolve_session_key(h.agents, &key, p.agent_id.as_deref())?;
     let interpret = p.suppress_command_interpretation != Some(true);
-    if interpret && let Some(status) = chat_command(gw, ctx, &run_id, &session_key, &agent_id, &message).await? {
+    if interpret && let Some(status) = chat_command(h, ctx, &run_id, &session_key, &agent_id, &message).await? {
         return Ok(ChatSendResult { run_id, status });
     }
     let timeout = p.timeout_ms.filter(|t| *t > 0).map(std::time::Duration::from_millis);
@@ -87,7 +101,7 @@ pub async fn chat_send(gw: &Arc<Gateway>, ctx: &CallContext, p: ChatSendParams) 
         extra_system: None,
         client: client_tag(ctx),
     };
-    let status = match gw.agents.submit(req).await? {
+    let status = match h.agents.submit(req).await? {
         Submitted::Started => ChatSendStatus::Started,
         Submitted::InFlight => ChatSendStatus::InFlight,
         Submitted::Done(_) => ChatSendStatus::Ok,
@@ -124,23 +138,23 @@ impl Drop for InFlight {
 /// (`ok`), or this process is still answering it (`in_flight`). The transcript is the record, so
 /// the answer survives restarts; a key that named an agent run stays with the agent.
 async fn chat_command(
-    gw: &Arc<Gateway>,
+    h: ChatSend<'_>,
     ctx: &CallContext,
     run_id: &str,
     session_key: &str,
     agent_id: &str,
     message: &str,
 ) -> Result<Option<ChatSendStatus>, CoreError> {
-    if !gw.channels.commands().is_command(message) {
+    if !h.commands.is_command(message) {
         return Ok(None);
     }
     // An unknown agent, or a key an agent run already used: `agent::submit` answers.
-    if gw.agents.agents().get(agent_id).is_none() || gw.store.get_run(run_id).await?.is_some() {
+    if h.agents.agents().get(agent_id).is_none() || h.store.get_run(run_id).await?.is_some() {
         return Ok(None);
     }
     let Some(_claim) = InFlight::claim(run_id) else { return Ok(Some(ChatSendStatus::InFlight)) };
-    let earlier = gw.store.find_by_run(run_id).await?;
-    let session = gw.store.ensure_session(session_key, agent_id, now_ms()).await?;
+    let earlier = h.store.find_by_run(run_id).await?;
+    let session = h.store.ensure_session(session_key, agent_id, now_ms()).await?;
     if let Some(e) = earlier.first() {
         if e.session_id != session.session_id {
             return Err(CoreError::invalid(format!(
@@ -164,20 +178,20 @@ async fn chat_command(
         session_key: session_key.to_owned(),
         agent_id: agent_id.to_owned(),
     };
-    let Some(reply) = gw.channels.commands().handle(&caller, message).await else { return Ok(None) };
+    let Some(reply) = h.commands.handle(&caller, message).await else { return Ok(None) };
     // `/new` gave the session a new transcript: the command and its reply start it.
-    let session = gw.store.ensure_session(session_key, agent_id, now_ms()).await?;
+    let session = h.store.ensure_session(session_key, agent_id, now_ms()).await?;
     let user = transcript::user_message(message, run_id, client_tag(ctx).as_ref(), now_ms());
-    let entry = gw
+    let entry = h
         .store
         .append(&session.session_id, TranscriptRole::User, &user, Some(run_id), EntryStatus::Final, now_ms())
         .await?;
-    gw.events.session_message(session_key, &transcript::history_message(&entry));
+    h.events.session_message(session_key, &transcript::history_message(&entry));
     let mut msg = transcript::assistant_message(&reply, now_ms());
     msg["stopReason"] = json!("stop");
     msg["__openclaw"] = json!({"source": "comfy"});
-    let entry = append_reply(&gw.store, &session.session_id, run_id, &msg).await?;
-    announce_reply(&gw.agents, &gw.events, session_key, agent_id, run_id, &entry);
+    let entry = append_reply(h.store, &session.session_id, run_id, &msg).await?;
+    announce_reply(h.agents, h.events, session_key, agent_id, run_id, &entry);
     Ok(Some(ChatSendStatus::Ok))
 }
 
