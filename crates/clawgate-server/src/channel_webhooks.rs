@@ -70,18 +70,14 @@ pub(crate) async fn layer(
             }
             Err(WebhookError::NotFound) => next.run(req).await,
             Err(WebhookError::BadRequest(why)) => (StatusCode::BAD_REQUEST, why).into_response(),
-            Err(_) => {
-                let recorded = auth.webhook_failures().lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());
-                if let Some(lockout) = recorded.lockout {
-                    tracing::warn!(account = %rt.cfg.key, bucket = %limiter_bucket(ip),
-                        "too many webhook verifications with a wrong token; refusing this address for a while");
-                    return throttled(lockout);
-                } else if recorded.first_in_window {
-                    tracing::warn!(account = %rt.cfg.key, bucket = %limiter_bucket(ip),
-                        "webhook verification with a wrong verify token refused");
-                }
-                (StatusCode::FORBIDDEN, "forbidden").into_response()
-            }
+            Err(_) => refuse(
+                &auth,
+                peer,
+                &rt.cfg.key,
+                "too many webhook verifications with a wrong token; refusing this address for a while",
+                "webhook verification with a wrong verify token refused",
+                (StatusCode::FORBIDDEN, "forbidden"),
+            ),
         };
     }
     let limit = rt.channel.max_webhook_body();
@@ -101,22 +97,14 @@ pub(crate) async fn layer(
             (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
         }
         Err(WebhookError::NotFound) => (StatusCode::NOT_FOUND, "Not Found").into_response(),
-        Err(WebhookError::Unauthorized) => {
-            let recorded = auth.webhook_failures().lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());
-            let bucket = limiter_bucket(ip);
-            // One WARN when a bucket starts failing and one when it is locked out; the rest are
-            // counted without a line each.
-            if let Some(lockout) = recorded.lockout {
-                tracing::warn!(account = %rt.cfg.key, %bucket, lockout_ms = lockout.as_millis() as u64,
-                    "too many webhook requests with a wrong secret; refusing this address for a while");
-                return throttled(lockout);
-            } else if recorded.first_in_window {
-                tracing::warn!(account = %rt.cfg.key, %bucket, "webhook with a missing or wrong secret refused");
-            } else {
-                tracing::debug!(account = %rt.cfg.key, %bucket, "webhook with a missing or wrong secret refused");
-            }
-            (StatusCode::UNAUTHORIZED, "unauthorized").into_response()
-        }
+        Err(WebhookError::Unauthorized) => refuse(
+            &auth,
+            peer,
+            &rt.cfg.key,
+            "too many webhook requests with a wrong secret; refusing this address for a while",
+            "webhook with a missing or wrong secret refused",
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+        ),
         Err(WebhookError::BadRequest(why)) => (StatusCode::BAD_REQUEST, why).into_response(),
         Err(WebhookError::Forbidden) => (StatusCode::FORBIDDEN, "forbidden").into_response(),
         Err(WebhookError::Unavailable(why)) => {
@@ -124,6 +112,31 @@ pub(crate) async fn layer(
             (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
         }
     }
+}
+
+/// A wrong secret, signature or verify token: counted against the address's bucket, answered
+/// with `refused` (or 429 once the bucket is locked out). One WARN when a bucket starts failing
+/// and one when it is locked out; the rest are counted without a line each.
+fn refuse(
+    auth: &AuthService,
+    peer: Peer,
+    account: &impl std::fmt::Display,
+    locked: &str,
+    first: &str,
+    refused: (StatusCode, &'static str),
+) -> Response {
+    let recorded = auth.webhook_failures().lock().record_failure(peer, &WEBHOOK_FAILURES, Instant::now());
+    let bucket = limiter_bucket(peer.ip);
+    if let Some(lockout) = recorded.lockout {
+        tracing::warn!(%account, %bucket, lockout_ms = lockout.as_millis() as u64, "{locked}");
+        return throttled(lockout);
+    }
+    if recorded.first_in_window {
+        tracing::warn!(%account, %bucket, "{first}");
+    } else {
+        tracing::debug!(%account, %bucket, "{first}");
+    }
+    refused.into_response()
 }
 
 fn throttled(wait: Duration) -> Response {
