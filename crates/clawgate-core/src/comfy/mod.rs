@@ -183,8 +183,10 @@ impl ComfyService {
             status,
         };
         let job = self.store().insert_job(&new, now_ms()).await?;
-        let pos = self.store().queue_position(&job.id).await.ok().flatten();
+        // Announce it before anything else awaits: a worker loop that is already polling may
+        // claim the row at once, and its `dispatched` must not reach clients before `queued`.
         self.inner.host.job_event(&job, None);
+        let pos = self.store().queue_position(&job.id).await.ok().flatten();
         dispatcher.pool().kick();
         Ok((job, pos))
     }
