@@ -86,3 +86,12 @@ fn whatsapp_answers_every_signed_webhook_exactly_once() {
     assert_eq!((f["webhook_posts"].as_u64(), f["webhook_refused"].as_u64()), (Some(25), Some(0)), "{f}");
     assert_eq!((f["send_calls"].as_u64(), f["sends_rejected"].as_u64()), (Some(25), Some(0)), "{f}");
 }
+
+#[test]
+fn whatsapp_delivery_statuses_make_no_turn() {
+    let f = run_small("whatsapp", &["--statuses", "3"]);
+    // Statuses are posted after each accepted send; whatever arrived was taken (2xx) and
+    // answered by nothing (run_small checked: no duplicate, nothing unexpected).
+    assert!(f["status_posts"].as_u64() > Some(0), "{f}");
+    assert_eq!(f["webhook_refused"], 0, "{f}");
+}

@@ -256,9 +256,10 @@ pub struct WebhookClient {
     first_refusal: Mutex<Option<String>>,
 }
 
-/// hyper closes a keep-alive connection that sends no request head for 30 s; a connection idle
-/// for longer than this is not reused, so a POST never lands on one being closed.
-const MAX_IDLE: Duration = Duration::from_secs(10);
+/// The gateway closes a kept-alive connection that sends no request head within
+/// `gateway.http.headerTimeoutMs` (15 s by default); a connection idle for longer than this is
+/// not reused, so a POST never lands on one being closed.
+const MAX_IDLE: Duration = Duration::from_secs(5);
 
 impl WebhookClient {
     pub fn new(addr: SocketAddr) -> Arc<Self> {

@@ -356,7 +356,7 @@ pub async fn run(args: SlackArgs) -> Result<()> {
             let (posts, refused) = (webhook.posts.load(Ordering::Relaxed), webhook.refused.load(Ordering::Relaxed));
             r.figure("webhook_posts", posts).figure("webhook_refused", refused);
             r.line(format!(
-                "Events API: {posts} signed POSTs, {refused} not answered 2xx; chat.postMessage: {post_messages}"
+                "Events API (warm-up included): {posts} signed POSTs, {refused} not answered 2xx; chat.postMessage: {post_messages}"
             ));
             if refused > 0 {
                 trouble.push(format!("{refused} webhook POSTs refused ({})", webhook.failure().unwrap_or_default()));
@@ -367,7 +367,7 @@ pub async fn run(args: SlackArgs) -> Result<()> {
             let opened = slack.connections_opened.load(Ordering::Relaxed);
             r.figure("envelopes", sent).figure("acks", acks).figure("connections_opened", opened);
             r.line(format!(
-                "Socket Mode: {sent} envelopes, {acks} acknowledged, {opened} connections opened; chat.postMessage: {post_messages}"
+                "Socket Mode (warm-up included): {sent} envelopes, {acks} acknowledged, {opened} connections opened; chat.postMessage: {post_messages}"
             ));
             if acks < sent {
                 trouble.push(format!("{} envelopes never acknowledged", sent - acks));

@@ -50,6 +50,11 @@ const WA_BASE: u64 = 155_501_000_000;
 
 #[derive(Args, Debug)]
 pub struct WhatsappArgs {
+    /// After each accepted send, POST this many delivery statuses for it (`sent`, `delivered`,
+    /// `read`, in that order; 0 to 3), signed like every webhook, as Meta does: the load a
+    /// production number puts on the webhook beside the messages themselves.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub statuses: u8,
     #[command(flatten)]
     pub run: PlatformArgs,
 }
@@ -85,6 +90,9 @@ struct Meta {
     webhook: Arc<WebhookClient>,
     /// Users who wrote (their 24-hour windows are open for the whole run).
     wrote: Mutex<HashSet<String>>,
+    /// Delivery statuses posted per accepted send.
+    statuses: u8,
+    status_posts: Arc<AtomicU64>,
     next_message: AtomicU64,
     number_checks: AtomicU64,
     sends: AtomicU64,
@@ -94,11 +102,13 @@ struct Meta {
 }
 
 impl Meta {
-    fn new(replies: mpsc::Sender<Reply>, webhook: Arc<WebhookClient>) -> Self {
+    fn new(replies: mpsc::Sender<Reply>, webhook: Arc<WebhookClient>, statuses: u8) -> Self {
         Self {
             replies,
             webhook,
             wrote: Mutex::new(HashSet::new()),
+            statuses,
+            status_posts: Arc::new(AtomicU64::new(0)),
             next_message: AtomicU64::new(1),
             number_checks: AtomicU64::new(0),
             sends: AtomicU64::new(0),
@@ -141,13 +151,52 @@ impl Meta {
         // Bounded: the driver reads continuously; a full channel slows the gateway, visibly.
         let _ = self.replies.send(Reply { chat: chat_of(to), at: arrived }).await;
         let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let wamid = format!("wamid.HBgLMTU1NTAxMDBCENCH{id:012}");
+        self.post_statuses(&wamid, to);
         Answer::json(
             200,
             json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                   "messages": [{"id": format!("wamid.HBgLMTU1NTAxMDBCENCH{id:012}"), "message_status": "accepted"}]})
+                   "messages": [{"id": wamid, "message_status": "accepted"}]})
             .to_string(),
         )
     }
+
+    /// `--statuses` of `sent`, `delivered`, `read` for one accepted send, posted in order on a
+    /// task of their own (Meta sends them after it answered the send).
+    fn post_statuses(&self, wamid: &str, to: &str) {
+        if self.statuses == 0 {
+            return;
+        }
+        let (webhook, posted, n) = (self.webhook.clone(), self.status_posts.clone(), self.statuses as usize);
+        let bodies: Vec<Vec<u8>> =
+            ["sent", "delivered", "read"][..n].iter().map(|s| status_body(wamid, to, s)).collect();
+        tokio::spawn(async move {
+            for body in bodies {
+                let headers =
+                    [("content-type", "application/json".to_owned()), ("x-hub-signature-256", sign(APP_SECRET, &body))];
+                // A failed POST is counted by the client as a refusal, which fails the run.
+                if webhook.post(WEBHOOK_PATH, &headers, &body).await.is_ok() {
+                    posted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+}
+
+/// A webhook body carrying one delivery status of a message we accepted.
+fn status_body(wamid: &str, to: &str, status: &str) -> Vec<u8> {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages",
+        "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": DISPLAY_NUMBER, "phone_number_id": PHONE_NUMBER_ID},
+            "statuses": [{"id": wamid, "status": status, "timestamp": unix_now().to_string(), "recipient_id": to,
+                          "conversation": {"id": "BENCHCONVERSATION", "origin": {"type": "service"}},
+                          "pricing": {"billable": false, "pricing_model": "PMP", "category": "service"}}],
+        },
+    }]}]})
+    .to_string()
+    .into_bytes()
 }
 
 impl Api for Meta {
@@ -223,13 +272,13 @@ fn gateway_config(api_root: &str, model_url: &str) -> String {
 }
 
 pub async fn run(args: WhatsappArgs) -> Result<()> {
-    let WhatsappArgs { run: args } = args;
+    let WhatsappArgs { statuses, run: args } = args;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let api_root = format!("http://{}", listener.local_addr()?);
     let port = platform::free_port()?;
     let webhook = WebhookClient::new(([127, 0, 0, 1], port).into());
     let (reply_tx, mut reply_rx) = mpsc::channel(65_536);
-    let meta = Arc::new(Meta::new(reply_tx, webhook.clone()));
+    let meta = Arc::new(Meta::new(reply_tx, webhook.clone(), statuses));
     let server = tokio::spawn(platform::serve(listener, meta.clone()));
 
     let mut run = Run::new("whatsapp")?;
@@ -252,17 +301,20 @@ pub async fn run(args: WhatsappArgs) -> Result<()> {
     let mut m = run.measure(meta.as_ref(), &mut reply_rx, &args, pid, || ()).await?;
 
     let mut r = Report::new("whatsapp", &args.label, &args.run_id);
+    r.param("statuses", statuses);
     args.report_params(&mut r, args.gateway_bin.display().to_string());
     let tally = report_replies(&mut r, &mut m, args.messages(), "webhook POST → /messages");
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let (posts, refused) = (load(&webhook.posts), load(&webhook.refused));
     let (sends, rejected, refused_calls) = (load(&meta.sends), load(&meta.rejected_sends), load(&meta.refused_calls));
+    let status_posts = load(&meta.status_posts);
     r.figure("webhook_posts", posts)
+        .figure("status_posts", status_posts)
         .figure("webhook_refused", refused)
         .figure("send_calls", sends)
         .figure("sends_rejected", rejected);
     r.line(format!(
-        "webhook: {posts} signed POSTs, {refused} not answered 2xx; /messages: {sends} calls, {rejected} rejected"
+        "webhook (warm-up included): {posts} signed POSTs ({status_posts} of them statuses), {refused} not answered 2xx; /messages: {sends} calls, {rejected} rejected"
     ));
     report_memory(&mut r, &m.out, tally.rate);
     r.cpu(m.before.as_ref(), m.after.as_ref(), m.out.answered, "message", m.out.wall, m.client_cpu_s);
@@ -305,7 +357,7 @@ mod tests {
     #[tokio::test]
     async fn a_send_outside_the_window_or_malformed_is_rejected() {
         let (tx, mut rx) = mpsc::channel(4);
-        let meta = Meta::new(tx, WebhookClient::new(([127, 0, 0, 1], 9).into()));
+        let meta = Meta::new(tx, WebhookClient::new(([127, 0, 0, 1], 9).into()), 0);
         let send = |to: &str| {
             json!({"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": "hi"}}).to_string()
         };
