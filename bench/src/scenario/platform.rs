@@ -505,7 +505,8 @@ impl Run {
     }
 
     /// Polls `ready` until it holds (at most 60 s); fails at once when the gateway exits.
-    /// `what` completes "the gateway … before …" and "… within 60 s".
+    /// `what` names the awaited event ("the gateway exited before `what`", "waited 60 s for
+    /// `what`").
     pub async fn wait_ready(&mut self, what: &str, mut ready: impl AsyncFnMut() -> bool) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready().await {
@@ -515,7 +516,7 @@ impl Run {
                 bail!("the gateway exited ({status}) before {what}:\n{}", self.log_tails());
             }
             if Instant::now() > deadline {
-                bail!("no {what} within 60 s:\n{}", self.log_tails());
+                bail!("waited 60 s for {what}:\n{}", self.log_tails());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -337,7 +337,9 @@ pub async fn run(args: SlackArgs) -> Result<()> {
             })
             .await?
         }
-        None => run.wait_ready("Socket Mode hello", async || slack.sockets_hello.load(Ordering::Relaxed) > 0).await?,
+        None => {
+            run.wait_ready("the Socket Mode hello", async || slack.sockets_hello.load(Ordering::Relaxed) > 0).await?
+        }
     }
 
     let mut m = run.measure(slack.as_ref(), &mut reply_rx, &args, pid, || ()).await?;

@@ -164,7 +164,7 @@ impl Platform {
             return (400, r#"{"ok":false,"error_code":400,"description":"Bad Request: chat_id is empty"}"#.into());
         };
         // Bounded: the driver reads continuously; a full channel slows the gateway, visibly.
-        let idx = usize::try_from(chat - CHAT_BASE).ok();
+        let idx = chat.checked_sub(CHAT_BASE).and_then(|i| usize::try_from(i).ok());
         let _ = self.replies.send(Reply { chat: idx, at }).await;
         let mid = self.next_message_id.fetch_add(1, Ordering::Relaxed);
         let result = json!({"message_id": mid, "date": unix_now(), "chat": {"id": chat, "type": "private"},
@@ -270,7 +270,7 @@ pub async fn run(args: TelegramArgs) -> Result<()> {
     };
 
     // Ready = the channel is long-polling us.
-    run.wait_ready("a getUpdates call", async || platform.get_updates.load(Ordering::Relaxed) > 0).await?;
+    run.wait_ready("its first getUpdates call", async || platform.get_updates.load(Ordering::Relaxed) > 0).await?;
 
     let counters = || (platform.get_updates.load(Ordering::Relaxed), platform.updates_served.load(Ordering::Relaxed));
     let mut m = run.measure(platform.as_ref(), &mut reply_rx, &args, pid, counters).await?;
