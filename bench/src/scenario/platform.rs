@@ -13,6 +13,11 @@
 //! - [`serve`]: the keep-alive HTTP/1.1 loop of a fake platform API ([`Api`] answers a request);
 //! - [`WebhookClient`]: keep-alive POSTs to the gateway's webhook, answered in the background;
 //! - the report lines all of them print ([`report_replies`], [`report_memory`]).
+//!
+//! The fakes are lean on purpose, not `clawgate-testkit`'s: those record every call with its
+//! decoded body for tests to search, which over many messages costs this process memory and CPU
+//! on the cores the gateway runs on. These keep only what pairing a reply with its message
+//! needs, and hand each reply to the driver the moment its head arrives.
 
 use std::collections::VecDeque;
 use std::future::Future;
