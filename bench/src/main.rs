@@ -27,9 +27,12 @@ use scenario::fanout::FanoutArgs;
 use scenario::handshake::HandshakeArgs;
 use scenario::history::HistoryArgs;
 use scenario::idle::IdleArgs;
+use scenario::line::LineArgs;
 use scenario::ready::ReadyArgs;
 use scenario::rpc::RpcArgs;
+use scenario::slack::SlackArgs;
 use scenario::telegram::TelegramArgs;
+use scenario::whatsapp::WhatsappArgs;
 
 const EXAMPLES: &str = "\
 Examples (T is the gateway's shared token; P the server's pid):
@@ -45,6 +48,9 @@ Examples (T is the gateway's shared token; P the server's pid):
   clawgate-bench direct --model-url http://127.0.0.1:28804/v1 --sessions 100 --turns 10
   clawgate-bench history --url ws://127.0.0.1:18789 --token T --rows 100000 --limit 50 --pid P
   clawgate-bench telegram --gateway-bin target/release/clawgate --chats 100 --messages 1000
+  clawgate-bench slack --gateway-bin target/release/clawgate --chats 100 --messages 1000
+  clawgate-bench line --gateway-bin target/release/clawgate --chats 100 --messages 1000
+  clawgate-bench whatsapp --gateway-bin target/release/clawgate --chats 100 --messages 1000
   clawgate-bench comfy --gateway-bin target/release/clawgate --workers 4 --jobs 1000
   clawgate-bench table bench/results/2026-11-22.jsonl
 
@@ -120,6 +126,24 @@ enum Command {
         after_help = "Example:\n  taskset -c 1 clawgate-bench telegram --gateway-bin target/release/clawgate --gateway-cpus 0 --chats 100 --messages 1000"
     )]
     Telegram(TelegramArgs),
+    /// Inbound Slack message → reply, like `telegram`: signed Events API POSTs to the gateway's
+    /// webhook (or Socket Mode envelopes with --mode socket), replies on a fake Web API.
+    #[command(
+        after_help = "Example:\n  taskset -c 1 clawgate-bench slack --gateway-bin target/release/clawgate --gateway-cpus 0 --chats 100 --messages 1000"
+    )]
+    Slack(SlackArgs),
+    /// Inbound LINE message → reply, like `telegram`: signed webhook POSTs, replies by reply
+    /// token (push fallbacks counted) on a fake Messaging API.
+    #[command(
+        after_help = "Example:\n  taskset -c 1 clawgate-bench line --gateway-bin target/release/clawgate --gateway-cpus 0 --chats 100 --messages 1000"
+    )]
+    Line(LineArgs),
+    /// Inbound WhatsApp message → reply, like `telegram`: signed Cloud API webhook POSTs,
+    /// replies on a fake Graph API.
+    #[command(
+        after_help = "Example:\n  taskset -c 1 clawgate-bench whatsapp --gateway-bin target/release/clawgate --gateway-cpus 0 --chats 100 --messages 1000"
+    )]
+    Whatsapp(WhatsappArgs),
     /// ComfyUI job dispatch overhead, throughput, spread and RSS against zero-latency fake
     /// workers served by this tool (starts the gateway itself).
     #[command(
@@ -186,6 +210,23 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
     .context("building the tokio runtime")
 }
 
+/// Ends a chat-platform scenario: its JSON error line when it failed (with --json), then the
+/// runtime.
+fn platform_result(
+    rt: tokio::runtime::Runtime,
+    scenario: &str,
+    line: scenario::platform::ErrorLine,
+    result: Result<()>,
+) -> Result<()> {
+    if let Err(e) = &result
+        && line.json
+    {
+        report::emit_error(scenario, &line.label, &line.run_id, line.params, e);
+    }
+    rt.shutdown_background();
+    result
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         // These two manage their own threads (or need none).
@@ -226,18 +267,32 @@ fn run(cli: Cli) -> Result<()> {
             return result;
         }
         Command::Telegram(a) => {
-            let (json_out, label, run_id) = (a.json, a.label.clone(), a.run_id.clone());
-            let params = json!({"chats": a.chats, "messages": a.messages});
+            let (scenario, params) = ("telegram", a.run.error_params());
             let rt = runtime(cli.threads)?;
             let Command::Telegram(a) = cli.command else { unreachable!() };
             let result = rt.block_on(scenario::telegram::run(a));
-            if let Err(e) = &result
-                && json_out
-            {
-                report::emit_error("telegram", &label, &run_id, params, e);
-            }
-            rt.shutdown_background();
-            return result;
+            return platform_result(rt, scenario, params, result);
+        }
+        Command::Slack(a) => {
+            let (scenario, params) = ("slack", a.run.error_params());
+            let rt = runtime(cli.threads)?;
+            let Command::Slack(a) = cli.command else { unreachable!() };
+            let result = rt.block_on(scenario::slack::run(a));
+            return platform_result(rt, scenario, params, result);
+        }
+        Command::Line(a) => {
+            let (scenario, params) = ("line", a.run.error_params());
+            let rt = runtime(cli.threads)?;
+            let Command::Line(a) = cli.command else { unreachable!() };
+            let result = rt.block_on(scenario::line::run(a));
+            return platform_result(rt, scenario, params, result);
+        }
+        Command::Whatsapp(a) => {
+            let (scenario, params) = ("whatsapp", a.run.error_params());
+            let rt = runtime(cli.threads)?;
+            let Command::Whatsapp(a) = cli.command else { unreachable!() };
+            let result = rt.block_on(scenario::whatsapp::run(a));
+            return platform_result(rt, scenario, params, result);
         }
         Command::Comfy(a) => {
             let (json_out, label, run_id) = (a.json, a.label.clone(), a.run_id.clone());
@@ -272,6 +327,9 @@ fn run(cli: Cli) -> Result<()> {
                 | Command::FakeModel(_)
                 | Command::Direct(_)
                 | Command::Telegram(_)
+                | Command::Slack(_)
+                | Command::Line(_)
+                | Command::Whatsapp(_)
                 | Command::Comfy(_) => Ok(()),
             }
         };

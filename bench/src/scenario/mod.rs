@@ -8,9 +8,13 @@ pub mod fanout;
 pub mod handshake;
 pub mod history;
 pub mod idle;
+pub mod line;
+pub mod platform;
 pub mod ready;
 pub mod rpc;
+pub mod slack;
 pub mod telegram;
+pub mod whatsapp;
 
 use std::time::Duration;
 
