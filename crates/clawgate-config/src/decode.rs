@@ -253,7 +253,7 @@ pub(crate) fn validate(config: &Config, issues: &mut Vec<Issue>) {
     // LINE (and WhatsApp) fetch images from the links we send them, and only over HTTPS.
     let public_url = gateway.child("publicUrl");
     // One entry per platform that needs it: (its name, whether it is configured).
-    let needs_https = [("LINE", config.channels.line.is_some())];
+    let needs_https = [("LINE", config.channels.line.is_some()), ("WhatsApp", config.channels.whatsapp.is_some())];
     if !failed(issues, &public_url)
         && let (Some(url), Some((platform, _))) = (&g.public_url, needs_https.iter().find(|(_, on)| *on))
         && !url.starts_with("https://")

@@ -1284,6 +1284,20 @@ mod tests {
     }
 
     #[test]
+    fn whatsapp_needs_an_https_public_url_too() {
+        let text = "{\n  gateway: {\n    publicUrl: 'http://bot.example.com',\n  },\n  channels: {\n    whatsapp: { accessToken: 'tok', appSecret: 'sec', phoneNumberId: '123', verifyToken: 'v' },\n  },\n}";
+        let got = issues(text);
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].starts_with(
+                "c.json5:3:16: gateway.publicUrl: WhatsApp needs an HTTPS public URL: set gateway.publicUrl to https://"
+            ),
+            "{got:#?}"
+        );
+        assert!(parse_str(&text.replace("http://", "https://"), Path::new("c.json5")).is_ok());
+    }
+
+    #[test]
     fn line_needs_an_https_public_url_and_its_secrets_are_redacted() {
         let text = "{\n  gateway: {\n    publicUrl: 'http://bot.example.com',\n  },\n  channels: {\n    line: { channelAccessToken: 'tok-canary', channelSecret: 'sec-canary' },\n  },\n}";
         let got = issues(text);
