@@ -74,6 +74,8 @@ pub const DEFAULT_COMMANDS_PATH: &str = "/slack/commands";
 /// `/clawgate` is `/help`. Slack keeps some names for its own commands (`/status` among them),
 /// so an app cannot register those directly.
 pub const UMBRELLA_COMMAND: &str = "/clawgate";
+/// Message ids of slash commands: `slash:<trigger_id>`.
+const SLASH_ID_PREFIX: &str = "slash:";
 /// How far a request timestamp may be from now (Slack: 5 minutes).
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
 /// How often the adapter pings a Socket Mode socket.
@@ -461,7 +463,7 @@ pub fn inbound_from_slash_command(key: &AccountKey, cmd: &SlashCommand) -> Resul
     Ok(InboundMessage {
         channel: key.channel.clone(),
         account: key.account.clone(),
-        message_id: format!("slash:{}", cmd.trigger_id),
+        message_id: format!("{SLASH_ID_PREFIX}{}", cmd.trigger_id),
         chat_id: if direct { cmd.user_id.clone() } else { cmd.channel_id.clone() },
         chat_kind: if direct { ChatKind::Direct } else { ChatKind::Group },
         chat_title: None,
@@ -1016,11 +1018,16 @@ impl Channel for SlackChannel {
 
     /// `chat.postMessage` into the chat, in the thread when there is one; a file by upload.
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, SendError> {
-        // `reply_to` is `<channel>:<ts>` (our message ids): its ts roots a thread.
-        let thread_ts = message
-            .thread_id
-            .clone()
-            .or_else(|| message.reply_to.as_deref().and_then(|r| r.rsplit(':').next()).map(str::to_owned));
+        // `reply_to` is `<channel>:<ts>` (our message ids): its ts roots a thread. A slash
+        // command (`slash:<trigger_id>`) is no message, so there is nothing to thread under.
+        let thread_ts = message.thread_id.clone().or_else(|| {
+            message
+                .reply_to
+                .as_deref()
+                .filter(|r| !r.starts_with(SLASH_ID_PREFIX))
+                .and_then(|r| r.rsplit(':').next())
+                .map(str::to_owned)
+        });
         if message.media.as_ref().is_some_and(|m| matches!(m.source, MediaSource::Path { .. })) {
             return self.upload(message, thread_ts.as_deref()).await;
         }
