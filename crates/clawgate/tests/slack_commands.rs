@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use clawgate_comfy::command::Verb;
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_slack::{FakeSlack, PushAnswer, SlashInvocation};
 use clawgate_testkit::{RawClient, TestGateway, wait_until};
@@ -244,4 +245,21 @@ async fn a_stranger_is_refused_as_a_message_would_be() {
     assert_eq!(texts_in(&slack, MALLORY).len(), 1, "{:?}", slack.posted());
     assert!(texts_in(&slack, UNLISTED).is_empty() && texts_in(&slack, MALLORY_DM).is_empty());
     assert_eq!(model.chat_requests().len(), 1, "only alice's text reached the model");
+}
+
+/// The app manifest in the Slack guide registers every chat command (but the names Slack keeps
+/// for itself, reached through `/clawgate`), each as Slack must send it: unescaped.
+#[test]
+fn the_documented_manifest_registers_every_chat_command() {
+    let doc = include_str!("../../../docs/channels/slack.md");
+    let registered: Vec<&str> = doc.lines().filter_map(|l| l.trim().strip_prefix("- command: ")).collect();
+    let mut wanted = vec!["/clawgate", "/new", "/help"];
+    wanted.extend(Verb::ALL.iter().map(|v| v.name()).filter(|n| *n != "/status"));
+    for name in &wanted {
+        assert!(registered.contains(name), "{name} is not in the manifest: {registered:?}");
+    }
+    assert!(!registered.contains(&"/status"), "Slack refuses its built-in names in a manifest");
+    let unescaped = doc.lines().filter(|l| l.trim() == "should_escape: false").count();
+    let urls = doc.lines().filter(|l| l.trim() == "url: https://bot.example.com/slack/commands").count();
+    assert_eq!((unescaped, urls), (registered.len(), registered.len()));
 }
