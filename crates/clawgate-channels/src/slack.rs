@@ -913,11 +913,13 @@ impl SlackChannel {
 
     /// A signed form POST: a slash command, recorded before the answer, which is an empty 200
     /// (Slack shows the invoker nothing; the reply is posted). An interaction payload (`payload=`)
-    /// is acknowledged and ignored.
+    /// and Slack's certificate check of a command URL (`ssl_check=1`) are acknowledged and ignored.
     async fn slash_over_http(&self, body: &[u8], ingress: &dyn Ingress) -> Result<Option<String>, WebhookError> {
         self.status.mark_received();
         let cmd = SlashCommand::from_form(body);
-        if cmd.command.is_empty() && url::form_urlencoded::parse(body).any(|(k, _)| k == "payload") {
+        if cmd.command.is_empty()
+            && url::form_urlencoded::parse(body).any(|(k, v)| k == "payload" || (k == "ssl_check" && v == "1"))
+        {
             return Ok(Some(String::new()));
         }
         let message = inbound_from_slash_command(&self.key, &cmd).map_err(WebhookError::BadRequest)?;

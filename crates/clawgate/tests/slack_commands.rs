@@ -126,15 +126,21 @@ async fn help_over_http_is_answered_in_the_channel_and_in_the_dm() {
     let help = wait_posted_containing(&slack, ALICE, "/new").await;
     assert!(help.contains("/help"), "{help}");
 
-    // An interaction (a button press: `payload=` JSON) is acknowledged and ignored.
-    let body = format!("payload={}", r#"%7B%22type%22%3A%22block_actions%22%7D"#).into_bytes();
+    // An interaction (a button press: `payload=` JSON) and Slack's certificate check of the
+    // command URL are acknowledged and ignored; a form that is none of these is refused.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
-    let headers = [
-        ("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
-        ("x-slack-request-timestamp".to_owned(), now.clone()),
-        ("x-slack-signature".to_owned(), slack.sign_now(&now, &body)),
-    ];
-    assert_empty_200(&slack.push_raw(&commands_url(&gw), body, &headers).await.unwrap());
+    let signed = |body: &[u8]| {
+        [
+            ("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+            ("x-slack-request-timestamp".to_owned(), now.clone()),
+            ("x-slack-signature".to_owned(), slack.sign_now(&now, body)),
+        ]
+    };
+    for body in [&b"payload=%7B%22type%22%3A%22block_actions%22%7D"[..], b"ssl_check=1&token=x"] {
+        assert_empty_200(&slack.push_raw(&commands_url(&gw), body.to_vec(), &signed(body)).await.unwrap());
+    }
+    let a = slack.push_raw(&commands_url(&gw), b"text=hi".to_vec(), &signed(b"text=hi")).await.unwrap();
+    assert_eq!(a.status, 400, "{a:?}");
 
     assert!(texts_in(&slack, ALICE_DM).is_empty(), "DM replies go to the user id");
     assert_eq!(slack.posted().len(), 2, "{:?}", slack.posted());
