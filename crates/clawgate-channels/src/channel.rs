@@ -135,6 +135,12 @@ pub trait Channel: Send + Sync + 'static {
         Err(WebhookError::NotFound)
     }
 
+    /// Every path this account takes webhook POSTs on: [`Channel::webhook_path`] (the default),
+    /// plus any other the platform posts to (Slack: slash commands at their own URL).
+    fn webhook_paths(&self) -> Vec<String> {
+        self.webhook_path().into_iter().collect()
+    }
+
     /// Answer a GET on [`Channel::webhook_path`]: a platform's verification handshake
     /// (WhatsApp's `hub.mode`/`hub.verify_token`/`hub.challenge`). `Ok` is the plain-text body
     /// of a 200. Default: no handshake (404).

@@ -82,6 +82,8 @@ pub struct AccountSettings {
     pub mode: Option<String>,
     /// Slack: the app-level token (`xapp-…`), resolved. Never logged.
     pub app_token: Option<String>,
+    /// Slack, HTTP mode: the local path slash commands are POSTed to.
+    pub commands_path: Option<String>,
     /// OpenClaw keys clawgate does not use, merged like the rest.
     pub extra: Map<String, Value>,
 }
@@ -102,6 +104,7 @@ impl AccountSettings {
             ("phoneNumberId", &self.phone_number_id),
             ("apiVersion", &self.api_version),
             ("mode", &self.mode),
+            ("commandsPath", &self.commands_path),
         ];
         for (key, value) in strings {
             if let Some(value) = value {
@@ -345,6 +348,7 @@ fn account(
             api_version: text(|a| &a.api_version),
             mode: text(|a| &a.mode),
             app_token: app_token.filter(|s| !s.is_empty()),
+            commands_path: text(|a| &a.commands_path),
             extra,
         },
     })

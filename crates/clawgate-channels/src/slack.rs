@@ -16,6 +16,16 @@
 //!   timestamp window are checked, in constant time, before the body is parsed or logged;
 //!   `url_verification` is answered with its challenge; events are recorded before the 200.
 //!
+//! Slash commands (a message starting with `/` never reaches an app as a message: Slack's
+//! composer takes it) arrive as signed `application/x-www-form-urlencoded` POSTs at
+//! `commandsPath` (default `/slack/commands`; the events URL takes them too) or as
+//! `slash_commands` envelopes in Socket Mode. `/run x` becomes the message `/run x` from that
+//! user in that conversation, recorded through the same ingress (so the same policies apply)
+//! under the id `slash:<trigger_id>` (a replayed body runs once); Slack gets an empty 200 (or
+//! the envelope's ack) once it is recorded, which shows the user nothing, and the command's reply
+//! is posted with `chat.postMessage` like any other. Slack reserves some names (`/status`), so
+//! `/clawgate <command> [args]` ([`UMBRELLA_COMMAND`]) reaches every command.
+//!
 //! Both paths feed the same normaliser: DMs (`im`), channels and group DMs with mention gating
 //! (the bot's user id comes from `auth.test`, or the event's `authorizations`), replies in the
 //! message's thread, messages from bots and non-text subtypes dropped, `&amp; &lt; &gt;`
@@ -58,6 +68,14 @@ pub const MAX_UPLOAD_BYTES: u64 = 1024 * 1024 * 1024;
 pub const DEFAULT_API_ROOT: &str = "https://slack.com/api";
 /// Where Events API requests arrive in HTTP mode (the default account; others add `/<id>`).
 pub const DEFAULT_WEBHOOK_PATH: &str = "/slack/events";
+/// Where slash commands arrive in HTTP mode (the default account; others add `/<id>`).
+pub const DEFAULT_COMMANDS_PATH: &str = "/slack/commands";
+/// The slash command that reaches every chat command: `/clawgate status` is `/status`, and a bare
+/// `/clawgate` is `/help`. Slack keeps some names for its own commands (`/status` among them),
+/// so an app cannot register those directly.
+pub const UMBRELLA_COMMAND: &str = "/clawgate";
+/// Message ids of slash commands: `slash:<trigger_id>`.
+const SLASH_ID_PREFIX: &str = "slash:";
 /// How far a request timestamp may be from now (Slack: 5 minutes).
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
 /// How often the adapter pings a Socket Mode socket.
@@ -113,6 +131,8 @@ pub struct SlackChannel {
     api_root: String,
     /// HTTP mode: the path on the gateway's port.
     webhook_path: Option<String>,
+    /// HTTP mode: the path slash commands are POSTed to (may equal `webhook_path`).
+    commands_path: Option<String>,
     http: reqwest::Client,
     status: StatusCell,
     /// The bot's user id (`auth.test`), to spot mentions and our own messages.
@@ -129,6 +149,7 @@ impl fmt::Debug for SlackChannel {
             .field("signing_secret", &self.signing_secret.as_ref().map(|_| "<redacted>"))
             .field("api_root", &self.api_root)
             .field("webhook_path", &self.webhook_path)
+            .field("commands_path", &self.commands_path)
             .finish_non_exhaustive()
     }
 }
@@ -359,6 +380,109 @@ pub fn inbound_from_callback(key: &AccountKey, bot_user: Option<&str>, callback:
     })
 }
 
+/// One slash-command invocation: the fields of Slack's form POST, or of a Socket Mode
+/// `slash_commands` payload (the same names). `response_url` is not kept: replies go through
+/// `chat.postMessage` and the outbox like every other reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlashCommand {
+    /// `/run`, as registered in the app.
+    pub command: String,
+    /// Everything after the command (Slack escapes `&`, `<`, `>`).
+    pub text: String,
+    /// Who invoked it.
+    pub user_id: String,
+    /// Their (deprecated, mutable) name: shown, never used for allowlists.
+    pub user_name: Option<String>,
+    /// The conversation it was typed in (`C…`, `G…`, `D…`).
+    pub channel_id: String,
+    /// `directmessage` for DMs, `mpdm-…` for group DMs, else the channel's name.
+    pub channel_name: Option<String>,
+    /// The workspace.
+    pub team_id: Option<String>,
+    /// Unique per invocation: the dedupe key.
+    pub trigger_id: String,
+}
+
+impl SlashCommand {
+    fn from_fields(get: impl Fn(&str) -> Option<String>) -> Self {
+        let text = |k: &str| get(k).unwrap_or_default();
+        let opt = |k: &str| get(k).filter(|v| !v.is_empty());
+        Self {
+            command: text("command"),
+            text: text("text"),
+            user_id: text("user_id"),
+            user_name: opt("user_name"),
+            channel_id: text("channel_id"),
+            channel_name: opt("channel_name"),
+            team_id: opt("team_id"),
+            trigger_id: text("trigger_id"),
+        }
+    }
+
+    /// From the `application/x-www-form-urlencoded` body Slack POSTs.
+    pub fn from_form(body: &[u8]) -> Self {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+        Self::from_fields(|k| pairs.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone()))
+    }
+
+    /// From the `payload` of a Socket Mode `slash_commands` envelope.
+    pub fn from_payload(payload: &Value) -> Self {
+        Self::from_fields(|k| payload[k].as_str().map(str::to_owned))
+    }
+}
+
+/// What the agent and the command router read for a slash command: `<command> <text>`, and
+/// for [`UMBRELLA_COMMAND`] the command named in its text.
+fn slash_text(command: &str, text: &str) -> String {
+    let text = decode_entities(text.trim());
+    if command.eq_ignore_ascii_case(UMBRELLA_COMMAND) {
+        let named = text.trim_start_matches('/');
+        return if named.is_empty() { "/help".to_owned() } else { format!("/{named}") };
+    }
+    if text.is_empty() { command.to_owned() } else { format!("{command} {text}") }
+}
+
+/// Turn a slash command into the message it stands for, from that user in that conversation;
+/// `Err` (what is missing) for an invocation that lacks what a reply or the dedupe needs.
+///
+/// A slash command is addressed to the app, so in a channel it counts as a mention. A DM reply
+/// goes to the user id (`chat.postMessage` to `U…` lands in the app's DM with that user): the
+/// command may have been typed in a DM between two people, where the app cannot post.
+pub fn inbound_from_slash_command(key: &AccountKey, cmd: &SlashCommand) -> Result<InboundMessage, String> {
+    let missing = [
+        ("command", cmd.command.starts_with('/')),
+        ("user_id", !cmd.user_id.is_empty()),
+        ("channel_id", !cmd.channel_id.is_empty()),
+        ("trigger_id", !cmd.trigger_id.is_empty()),
+    ];
+    if let Some((field, _)) = missing.iter().find(|(_, ok)| !ok) {
+        return Err(format!("a slash command without {field}"));
+    }
+    let direct = cmd.channel_id.starts_with('D') || cmd.channel_name.as_deref() == Some("directmessage");
+    let sent_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    Ok(InboundMessage {
+        channel: key.channel.clone(),
+        account: key.account.clone(),
+        message_id: format!("{SLASH_ID_PREFIX}{}", cmd.trigger_id),
+        chat_id: if direct { cmd.user_id.clone() } else { cmd.channel_id.clone() },
+        chat_kind: if direct { ChatKind::Direct } else { ChatKind::Group },
+        chat_title: None,
+        thread_id: None,
+        space_id: cmd.team_id.clone(),
+        sender_id: cmd.user_id.clone(),
+        sender_username: None,
+        sender_name: cmd.user_name.clone(),
+        sender_is_bot: false,
+        text: slash_text(&cmd.command, &cmd.text),
+        media: Vec::new(),
+        reply_to: None,
+        reply_to_bot: false,
+        mentions: Vec::new(),
+        mentions_bot: true,
+        sent_at_ms,
+    })
+}
+
 impl SlackChannel {
     /// Build the adapter from `channels.slack[.accounts.<id>]`. Needs `botToken`; Socket Mode
     /// (the default) needs `appToken` (`xapp-…`), HTTP mode `signingSecret`.
@@ -424,6 +548,22 @@ impl SlackChannel {
                 Some(p)
             }
         };
+        let commands_path = match mode {
+            Mode::Socket => None,
+            Mode::Http => {
+                let p = config.settings.commands_path.clone().unwrap_or_else(|| {
+                    if config.key.account == "default" {
+                        DEFAULT_COMMANDS_PATH.to_owned()
+                    } else {
+                        format!("{DEFAULT_COMMANDS_PATH}/{}", config.key.account)
+                    }
+                });
+                if !p.starts_with('/') {
+                    return Err(ChannelError::Config(format!("{path}.commandsPath \"{p}\" must start with /")));
+                }
+                Some(p)
+            }
+        };
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         }
@@ -440,6 +580,7 @@ impl SlackChannel {
             signing_secret,
             api_root: api_root.trim_end_matches('/').to_owned(),
             webhook_path,
+            commands_path,
             http,
             status: StatusCell::new(),
             bot_user: std::sync::Mutex::new(None),
@@ -608,15 +749,26 @@ impl SlackChannel {
             "disconnect" => FrameOutcome::Disconnect(v["reason"].as_str().unwrap_or("unknown").to_owned()),
             kind => {
                 let Some(envelope_id) = v["envelope_id"].as_str() else { return FrameOutcome::Continue };
-                if kind == "events_api" {
-                    let bot = self.bot_user();
-                    if let Some(message) = inbound_from_callback(&self.key, bot.as_deref(), &v["payload"])
-                        && !self.record(ingress, message).await
-                    {
-                        return FrameOutcome::Continue;
+                let message = match kind {
+                    "events_api" => inbound_from_callback(&self.key, self.bot_user().as_deref(), &v["payload"]),
+                    "slash_commands" => {
+                        match inbound_from_slash_command(&self.key, &SlashCommand::from_payload(&v["payload"])) {
+                            Ok(m) => Some(m),
+                            Err(why) => {
+                                tracing::warn!(account = %self.key, %why, "slack: a slash command envelope ignored");
+                                None
+                            }
+                        }
                     }
+                    // Interactions are not handled; acking stops their retries.
+                    _ => None,
+                };
+                if let Some(message) = message
+                    && !self.record(ingress, message).await
+                {
+                    return FrameOutcome::Continue;
                 }
-                // Slash commands and interactions are not handled; acking stops their retries.
+                // An empty ack: Slack shows the invoker nothing; a command's reply is posted.
                 let ack = json!({"envelope_id": envelope_id}).to_string();
                 if let Err(e) = conn.ws.send(WsMessage::Text(ack.into())).await {
                     return FrameOutcome::Closed(format!("cannot acknowledge on the socket: {e}"));
@@ -759,6 +911,23 @@ impl SlackChannel {
         }
     }
 
+    /// A signed form POST: a slash command, recorded before the answer, which is an empty 200
+    /// (Slack shows the invoker nothing; the reply is posted). An interaction payload (`payload=`)
+    /// and Slack's certificate check of a command URL (`ssl_check=1`) are acknowledged and ignored.
+    async fn slash_over_http(&self, body: &[u8], ingress: &dyn Ingress) -> Result<Option<String>, WebhookError> {
+        self.status.mark_received();
+        let cmd = SlashCommand::from_form(body);
+        if cmd.command.is_empty()
+            && url::form_urlencoded::parse(body).any(|(k, v)| k == "payload" || (k == "ssl_check" && v == "1"))
+        {
+            return Ok(Some(String::new()));
+        }
+        let message = inbound_from_slash_command(&self.key, &cmd).map_err(WebhookError::BadRequest)?;
+        ingress.deliver(message).await.map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+        self.status.mark_inbound();
+        Ok(Some(String::new()))
+    }
+
     /// The v2 upload: get an upload URL, POST the bytes, complete into the chat (and thread).
     async fn upload(&self, message: &OutboundMessage, thread_ts: Option<&str>) -> Result<Delivered, SendError> {
         let Some(media) = &message.media else { return Err(SendError::Permanent("no file to upload".to_owned())) };
@@ -851,11 +1020,16 @@ impl Channel for SlackChannel {
 
     /// `chat.postMessage` into the chat, in the thread when there is one; a file by upload.
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, SendError> {
-        // `reply_to` is `<channel>:<ts>` (our message ids): its ts roots a thread.
-        let thread_ts = message
-            .thread_id
-            .clone()
-            .or_else(|| message.reply_to.as_deref().and_then(|r| r.rsplit(':').next()).map(str::to_owned));
+        // `reply_to` is `<channel>:<ts>` (our message ids): its ts roots a thread. A slash
+        // command (`slash:<trigger_id>`) is no message, so there is nothing to thread under.
+        let thread_ts = message.thread_id.clone().or_else(|| {
+            message
+                .reply_to
+                .as_deref()
+                .filter(|r| !r.starts_with(SLASH_ID_PREFIX))
+                .and_then(|r| r.rsplit(':').next())
+                .map(str::to_owned)
+        });
         if message.media.as_ref().is_some_and(|m| matches!(m.source, MediaSource::Path { .. })) {
             return self.upload(message, thread_ts.as_deref()).await;
         }
@@ -886,11 +1060,19 @@ impl Channel for SlackChannel {
         self.webhook_path.clone()
     }
 
+    /// The events path and the slash-commands path (HTTP mode).
+    fn webhook_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.webhook_path.iter().chain(&self.commands_path).cloned().collect();
+        paths.dedup();
+        paths
+    }
+
     async fn handle_webhook(&self, request: WebhookRequest<'_>, ingress: &dyn Ingress) -> Result<(), WebhookError> {
         self.webhook_reply(request, ingress).await.map(|_| ())
     }
 
-    /// An Events API request: signature first, then `url_verification` or the event.
+    /// An Events API request or a slash command: signature first, then (by content type) the
+    /// command's form, or `url_verification` or the event.
     async fn webhook_reply(
         &self,
         request: WebhookRequest<'_>,
@@ -903,6 +1085,12 @@ impl Channel for SlackChannel {
         let sig = request.header("x-slack-signature");
         if !verify_signature(secret, ts, sig, request.body, now_secs()) {
             return Err(WebhookError::Unauthorized);
+        }
+        let form = request
+            .header("content-type")
+            .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        if form {
+            return self.slash_over_http(request.body, ingress).await;
         }
         let body: Value = serde_json::from_slice(request.body)
             .map_err(|_| WebhookError::BadRequest("the body is not JSON".to_owned()))?;
@@ -1012,6 +1200,71 @@ mod tests {
         );
         assert_eq!(escape_text("<b>bold</b> <@U1"), "&lt;b&gt;bold&lt;/b&gt; &lt;@U1");
         assert_eq!(escape_text("é <#C1>"), "é <#C1>");
+    }
+
+    #[test]
+    fn a_slash_command_is_the_message_it_stands_for() {
+        let body = b"token=x&team_id=T1&team_domain=t&channel_id=C1&channel_name=general&user_id=U1&user_name=alice\
+&command=%2Frun&text=invert+color%3D255+a+%26amp%3B+b&api_app_id=A1&is_enterprise_install=false\
+&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1%2F1%2Fx&trigger_id=13345224609.738474920.8088930838d88f008e0";
+        let cmd = SlashCommand::from_form(body);
+        assert_eq!(cmd.command, "/run");
+        assert_eq!(cmd.user_name.as_deref(), Some("alice"));
+        let m = inbound_from_slash_command(&key(), &cmd).unwrap();
+        assert_eq!(m.text, "/run invert color=255 a & b");
+        assert_eq!((m.chat_id.as_str(), m.chat_kind), ("C1", ChatKind::Group));
+        assert_eq!(m.message_id, "slash:13345224609.738474920.8088930838d88f008e0");
+        assert!(m.mentions_bot, "a slash command is addressed to the app");
+        assert_eq!((m.thread_id, m.reply_to), (None, None));
+        assert_eq!((m.sender_id.as_str(), m.sender_username), ("U1", None), "names never feed allowlists");
+        assert_eq!(m.space_id.as_deref(), Some("T1"));
+
+        // In a DM the reply goes to the user (the app's DM with them), whichever DM it was typed in.
+        let dm = SlashCommand::from_payload(&json!({"command": "/help", "text": "", "user_id": "U2",
+            "channel_id": "D9", "channel_name": "directmessage", "trigger_id": "1.2.3"}));
+        let m = inbound_from_slash_command(&key(), &dm).unwrap();
+        assert_eq!((m.chat_id.as_str(), m.chat_kind, m.text.as_str()), ("U2", ChatKind::Direct, "/help"));
+
+        let mut no_trigger = dm.clone();
+        no_trigger.trigger_id.clear();
+        let e = inbound_from_slash_command(&key(), &no_trigger).unwrap_err();
+        assert!(e.contains("trigger_id"), "{e}");
+        let mut no_slash = dm;
+        no_slash.command = "help".into();
+        assert!(inbound_from_slash_command(&key(), &no_slash).is_err());
+    }
+
+    #[test]
+    fn the_umbrella_command_names_the_command_in_its_text() {
+        assert_eq!(slash_text("/clawgate", "status"), "/status");
+        assert_eq!(slash_text("/clawgate", " status 12 "), "/status 12");
+        assert_eq!(slash_text("/clawgate", "/jobs"), "/jobs");
+        assert_eq!(slash_text("/clawgate", ""), "/help");
+        assert_eq!(slash_text("/stop", ""), "/stop");
+        assert_eq!(slash_text("/run", "x &lt;y&gt;"), "/run x <y>");
+    }
+
+    #[test]
+    fn http_mode_takes_slash_commands_at_their_own_path_or_the_events_path() {
+        let cfg = |v: Value| {
+            crate::config::accounts_from_value(&json!({"channels": {"slack": v}}), std::path::Path::new("/")).unwrap()
+        };
+        let base = json!({"botToken": "xoxb-1", "mode": "http", "signingSecret": "s"});
+        let ch = SlackChannel::new(&cfg(base.clone())[0]).unwrap();
+        assert_eq!(ch.webhook_paths(), vec![DEFAULT_WEBHOOK_PATH.to_owned(), DEFAULT_COMMANDS_PATH.to_owned()]);
+        let mut same = base.clone();
+        same["commandsPath"] = json!("/slack/events");
+        assert_eq!(SlackChannel::new(&cfg(same)[0]).unwrap().webhook_paths(), vec!["/slack/events".to_owned()]);
+        let mut bad = base.clone();
+        bad["commandsPath"] = json!("slack/commands");
+        let e = SlackChannel::new(&cfg(bad)[0]).unwrap_err();
+        assert!(matches!(&e, ChannelError::Config(m) if m.contains("commandsPath")), "{e}");
+        let accounts = cfg(json!({"botToken": "xoxb-1", "mode": "http", "signingSecret": "s",
+                                   "accounts": {"work": {}}}));
+        let work = accounts.iter().find(|a| a.key.account == "work").unwrap();
+        assert!(SlackChannel::new(work).unwrap().webhook_paths().contains(&"/slack/commands/work".to_owned()));
+        let socket = SlackChannel::new(&cfg(json!({"botToken": "xoxb-1", "appToken": "xapp-1"}))[0]).unwrap();
+        assert!(socket.webhook_paths().is_empty());
     }
 
     #[test]

@@ -197,7 +197,7 @@ const HINTS: &[Hint] = &[
     (
         "channels.slack",
         "Slack",
-        "Slack apps: {botToken, mode?: \"socket\" (appToken) | \"http\" (signingSecret, webhookPath?), dmPolicy?, allowFrom?, groupPolicy?, channels?, requireMention?}; more apps under accounts.",
+        "Slack apps: {botToken, mode?: \"socket\" (appToken) | \"http\" (signingSecret, webhookPath?, commandsPath?), dmPolicy?, allowFrom?, groupPolicy?, channels?, requireMention?}; more apps under accounts.",
         "Channels",
     ),
     ("agents", "Agents", "Agent defaults and the agent list.", "Agents"),

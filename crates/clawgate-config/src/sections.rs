@@ -822,6 +822,10 @@ pub struct ChannelAccount {
     /// Slack: the signing secret that signs Events API requests (HTTP mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_secret: Option<Secret>,
+    /// Slack, HTTP mode: the local path slash commands are POSTed to (default `/slack/commands`;
+    /// `webhookPath` takes them too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands_path: Option<String>,
     /// OpenClaw keys clawgate does not use, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -914,7 +918,7 @@ pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "l
 /// The keys only LINE accounts have.
 const LINE_KEYS: &[&str] = &["channelAccessToken", "channelSecret"];
 /// The keys only Slack accounts have (its per-channel rules are under `channels`).
-const SLACK_KEYS: &[&str] = &["mode", "appToken", "signingSecret"];
+const SLACK_KEYS: &[&str] = &["mode", "appToken", "signingSecret", "commandsPath"];
 /// The keys of an account every channel reads; `groups` or `guilds` is added per channel.
 const CHANNEL_ACCOUNT_KEYS: &[&str] = &[
     "enabled",
@@ -1080,6 +1084,9 @@ fn account_fields(
     });
     d.field(obj, p, "appToken", &mut out.app_token, |d, v, p| secret(d, v, p).map(Some));
     d.field(obj, p, "signingSecret", &mut out.signing_secret, |d, v, p| secret(d, v, p).map(Some));
+    if own.contains(&"commandsPath") {
+        d.field(obj, p, "commandsPath", &mut out.commands_path, Decoder::opt_string);
+    }
 }
 
 /// A policy name; the message names every value (`use` lists them as the user writes them).

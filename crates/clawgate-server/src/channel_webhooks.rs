@@ -45,8 +45,7 @@ pub(crate) async fn layer(
         return next.run(req).await;
     }
     let path = req.uri().path().to_owned();
-    let Some(rt) = channels.accounts().into_iter().find(|rt| rt.channel.webhook_path().as_deref() == Some(&path))
-    else {
+    let Some(rt) = channels.accounts().into_iter().find(|rt| rt.channel.webhook_paths().contains(&path)) else {
         return next.run(req).await;
     };
     let ip = req

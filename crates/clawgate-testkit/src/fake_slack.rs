@@ -27,6 +27,15 @@
 //! `v0:<timestamp>:<body>`), posts `url_verification`, events, and retries with
 //! `x-slack-retry-num` / `x-slack-retry-reason`, and can post any bytes with any headers.
 //!
+//! Slash commands: [`FakeSlack::slash_command`] builds an invocation with Slack's field set
+//! (`command`, `text` escaped like message text, `user_id`, `channel_id`, `channel_name`
+//! — `directmessage` for `D…` —, `team_id`, `response_url`, a fresh `trigger_id`…). Over HTTP
+//! it is POSTed as a signed `application/x-www-form-urlencoded` body (or signed with another
+//! secret, for a forgery); Slack does not retry slash commands, and a non-empty 200 body would be
+//! shown to the invoker as an ephemeral message, so tests look at the answer's body. In Socket
+//! Mode it goes to the newest connection as a `slash_commands` envelope with
+//! `accepts_response_payload: true`, never redelivered.
+//!
 //! Known simplifications: no TLS; one workspace and one app; the workspace-wide posting limit and
 //! method tiers other than `chat.postMessage`'s are not modelled.
 
@@ -151,6 +160,34 @@ pub struct PushAnswer {
     pub body: String,
     /// The `content-type`.
     pub content_type: Option<String>,
+}
+
+/// One slash-command invocation, as Slack sends it (see [`FakeSlack::slash_command`]).
+#[derive(Debug, Clone)]
+pub struct SlashInvocation {
+    /// The fields, in Slack's order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl SlashInvocation {
+    fn get(&self, name: &str) -> &str {
+        self.fields.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Its `trigger_id` (unique per invocation).
+    pub fn trigger_id(&self) -> &str {
+        self.get("trigger_id")
+    }
+
+    /// The HTTP body: the fields form-encoded.
+    pub fn form_body(&self) -> Vec<u8> {
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&self.fields).finish().into_bytes()
+    }
+
+    /// The Socket Mode `payload`: the same fields as a JSON object of strings.
+    pub fn payload(&self) -> Value {
+        Value::Object(self.fields.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+    }
 }
 
 /// What ends a Socket Mode connection.
@@ -434,7 +471,7 @@ impl FakeSlack {
         lock(&self.shared.inner).acks.clone()
     }
 
-    /// Envelopes sent: (envelope id, event id, retry attempt).
+    /// Envelopes sent: (envelope id, event id — a slash command's `trigger_id` —, retry attempt).
     pub fn envelopes(&self) -> Vec<(String, String, u32)> {
         lock(&self.shared.inner).envelopes.clone()
     }
@@ -584,6 +621,66 @@ impl FakeSlack {
     /// Sign as Slack would, for a test that forges or ages headers.
     pub fn sign_now(&self, timestamp: &str, body: &[u8]) -> String {
         sign(&self.shared.signing_secret, timestamp, body)
+    }
+
+    /// A slash command `command` (`/run`) with `text`, typed by `user` in `channel` (`C…`, `G…`
+    /// or `D…`), with a fresh `trigger_id` and `response_url`.
+    pub fn slash_command(&self, channel: &str, user: &str, command: &str, text: &str) -> SlashInvocation {
+        let n = self.shared.next();
+        let channel_name = if channel.starts_with('D') { "directmessage".to_owned() } else { channel.to_lowercase() };
+        let fields = [
+            ("token", "gIkuvaNzQIHg97ATvDxqgjtO".to_owned()),
+            ("team_id", TEAM_ID.to_owned()),
+            ("team_domain", "clawgate-tests".to_owned()),
+            ("channel_id", channel.to_owned()),
+            ("channel_name", channel_name),
+            ("user_id", user.to_owned()),
+            ("user_name", user.to_lowercase()),
+            ("command", command.to_owned()),
+            ("text", escape_keeping_mentions(text)),
+            ("api_app_id", APP_ID.to_owned()),
+            ("is_enterprise_install", "false".to_owned()),
+            ("response_url", format!("https://hooks.slack.com/commands/{TEAM_ID}/{n}/{}", self.shared.uuid())),
+            ("trigger_id", format!("{n}.{}.{}", unix_secs(), hex::encode(self.shared.uuid()))),
+        ];
+        SlashInvocation { fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() }
+    }
+
+    /// HTTP: POST the invocation to `url` as Slack does: a form body signed now with the signing
+    /// secret.
+    pub async fn push_slash_command(&self, url: &str, invocation: &SlashInvocation) -> anyhow::Result<PushAnswer> {
+        let secret = self.shared.signing_secret.clone();
+        self.push_slash_command_signed_with(url, invocation, &secret).await
+    }
+
+    /// HTTP: the same POST signed with another `secret` (a forgery).
+    pub async fn push_slash_command_signed_with(
+        &self,
+        url: &str,
+        invocation: &SlashInvocation,
+        secret: &str,
+    ) -> anyhow::Result<PushAnswer> {
+        let body = invocation.form_body();
+        let ts = unix_secs().to_string();
+        let headers = [
+            ("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+            ("x-slack-request-timestamp".to_owned(), ts.clone()),
+            ("x-slack-signature".to_owned(), sign(secret, &ts, &body)),
+        ];
+        self.push_raw(url, body, &headers).await
+    }
+
+    /// Socket Mode: send the invocation as a `slash_commands` envelope to the newest connection.
+    /// Returns the envelope id (see [`FakeSlack::acks`]); Slack does not redeliver slash commands.
+    pub fn send_slash_command(&self, invocation: &SlashInvocation) -> anyhow::Result<String> {
+        let inner = &mut *lock(&self.shared.inner);
+        let conn = inner.conns.iter().max_by_key(|c| c.opened).context("no Socket Mode connection is open")?;
+        let envelope_id = self.shared.uuid();
+        let frame = json!({"envelope_id": envelope_id, "type": "slash_commands", "accepts_response_payload": true,
+                           "payload": invocation.payload()});
+        conn.tx.send(Control::Frame(frame.to_string())).ok().context("the connection is closing")?;
+        inner.envelopes.push((envelope_id.clone(), invocation.trigger_id().to_owned(), 0));
+        Ok(envelope_id)
     }
 }
 
@@ -1057,6 +1154,20 @@ mod tests {
             sign("8f742231b10e8888abcd99yyyzzz85a5", "1531420618", body),
             "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
         );
+    }
+
+    #[tokio::test]
+    async fn a_slash_command_carries_slacks_fields_form_encoded() {
+        let slack = FakeSlack::start().await.unwrap();
+        let a = slack.slash_command("D0X", "U0X", "/run", "invert a=1 & b");
+        let b = slack.slash_command("C0X", "U0X", "/run", "");
+        assert_ne!(a.trigger_id(), b.trigger_id());
+        let parsed: Vec<(String, String)> = url::form_urlencoded::parse(&a.form_body()).into_owned().collect();
+        assert_eq!(parsed, a.fields);
+        assert_eq!(a.get("text"), "invert a=1 &amp; b");
+        assert_eq!((a.get("channel_name"), b.get("channel_name")), ("directmessage", "c0x"));
+        assert_eq!(a.payload()["command"], "/run");
+        assert!(slack.send_slash_command(&a).is_err(), "no socket open");
     }
 
     #[test]
