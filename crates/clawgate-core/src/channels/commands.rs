@@ -5,7 +5,8 @@
 //! - Conversation commands, for everyone: `/new` (`/reset`), `/status`, `/help` (`/start`).
 //! - ComfyUI commands, while ComfyUI is configured: [`Verb`]'s table (`/run`, `/jobs`, …), each
 //!   governed by the `comfy.commands` policy ([`CommandPolicy::may_use`]). `/status <job>` is
-//!   ComfyUI's; a bare `/status` is the conversation's.
+//!   ComfyUI's; a bare `/status` is the conversation's, followed by each ComfyUI worker's state
+//!   for senders the policy lets use ComfyUI's `/status`.
 //!
 //! `/help` lists exactly the commands its sender may use. Anything that is not a registered
 //! command (an unknown `/word`, a path like `/tmp/x`, ordinary text) goes to the agent.
@@ -136,7 +137,8 @@ const CONVERSATION: [Spec; 3] = [
 ];
 
 /// `/status`'s line in `/help` for a sender who may also ask about a ComfyUI job.
-const STATUS_WITH_JOBS: &str = "/status [job] — this conversation's session and model, or a ComfyUI job's state";
+const STATUS_WITH_JOBS: &str =
+    "/status [job] — this conversation's session and model and each ComfyUI worker's state, or a job's state";
 
 /// The commands known while ComfyUI is configured or not.
 #[derive(Debug)]
@@ -275,7 +277,17 @@ impl Commands {
             Action::Help => registry(comfy).help(&caller.sender(), &policy()),
             Action::Reset => self.reset(caller).await,
             Action::Status => match comfy.then(|| parse_args(Verb::Status, args)) {
-                None | Some(Command::Status { job: None }) => self.status(caller).await,
+                None => self.status(caller).await,
+                // The conversation, then each ComfyUI worker for senders who may ask ComfyUI.
+                Some(cmd @ Command::Status { job: None }) => {
+                    let mut text = self.status(caller).await;
+                    let policy = policy();
+                    if policy.may_use(Verb::Status, &caller.sender()).is_ok() {
+                        text.push_str("\n\n");
+                        text.push_str(&self.comfy.run(caller, &policy, cmd).await);
+                    }
+                    text
+                }
                 Some(cmd) => self.comfy.run(caller, &policy(), cmd).await,
             },
             Action::Comfy(verb) => self.comfy.run(caller, &policy(), parse_args(verb, args)).await,

@@ -143,6 +143,7 @@ impl ComfyService {
                 Ok(None) => reply::error(&format!("no job {id}")),
                 Err(e) => reply::error(&e.to_string()),
             },
+            Command::Status { job: None } => super::status::workers_status(&self.workers()).await,
             Command::Jobs => {
                 let q = JobQuery {
                     statuses: vec![
