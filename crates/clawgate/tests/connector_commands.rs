@@ -2,13 +2,15 @@
 //! chat and [`FakeComfy`] / [`FakeOpenClaw`] workers: `/status` shows every worker (queue,
 //! system stats, the extension's logs summary) without waiting on a dead one, `/stop` without
 //! ids stops every running job the sender may stop, and `/help` (or `!help`) shows what the
-//! sender may use and how to type it on their platform.
+//! sender may use and how to type it on their platform — on Slack, where `/…` belongs to Slack,
+//! as `!help` in a DM and `@bot !status` in a channel ([`FakeSlack`] in Socket Mode).
 
 use std::time::Duration;
 
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_openclaw::FakeOpenClaw;
+use clawgate_testkit::fake_slack::{BOT_USER_ID, FakeSlack};
 use clawgate_testkit::fake_telegram::FakeTelegram;
 use clawgate_testkit::{RawClient, TestGateway, eventually, wait_until};
 use serde_json::{Value, json};
@@ -245,5 +247,40 @@ async fn help_lists_what_the_sender_may_use_and_how_to_type_it_on_telegram() {
         assert!(!guest.contains(admin_only), "{admin_only:?} is not for the guest: {guest}");
         assert!(owner.contains(admin_only), "{admin_only:?} is for the admin: {owner}");
     }
+    assert!(model.chat_requests().is_empty(), "commands never reach the model");
+}
+
+#[tokio::test]
+async fn on_slack_commands_start_with_a_bang_and_help_says_so() {
+    const ALICE: &str = "U0ALICE";
+    const ALICE_DM: &str = "D0ALICE";
+    const CHANNEL: &str = "C0GENERAL";
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let slack = FakeSlack::start().await.unwrap();
+    let comfy = FakeComfy::start().await.unwrap();
+    let cfg = json!({
+        "models": {"providers": {"fake": {"baseUrl": model.base_url(), "apiKey": "k", "api": "openai-completions",
+                                          "models": [{"id": "m"}]}}},
+        "agents": {"defaults": {"model": {"primary": "fake/m"}}},
+        "comfy": {"templatesDir": templates_dir(), "workers": [native("w0", &comfy)],
+                  "commands": {"adminUsers": [format!("slack:{ALICE}")]}},
+        "channels": {"slack": {"mode": "socket", "botToken": slack.bot_token(), "appToken": slack.app_token(),
+                               "apiRoot": slack.api_root(), "dmPolicy": "allowlist", "allowFrom": [ALICE],
+                               "channels": {CHANNEL: {"requireMention": true}}}},
+    });
+    let _gw = TestGateway::builder(BIN).config(cfg.to_string()).start().await.expect("starting clawgate");
+    let posted = |channel: &str, needle: &str| {
+        slack.posted().into_iter().find(|p| p.channel == channel && p.text.contains(needle)).map(|p| p.text)
+    };
+
+    slack.send_event(&slack.event_callback(slack.message(ALICE_DM, "im", ALICE, "!help")));
+    let help = eventually(WAIT, "help in the DM", || posted(ALICE_DM, "Commands:")).await.unwrap();
+    assert!(help.contains("On Slack, a message that starts with / goes to Slack's own commands"), "{help}");
+    assert!(help.contains("\n/approve ") && !help.contains("/status@my_bot"), "Slack's admin, Slack's note: {help}");
+
+    let mention = slack.message(CHANNEL, "channel", ALICE, &format!("<@{BOT_USER_ID}> !status"));
+    slack.send_event(&slack.event_callback(mention));
+    let status = eventually(WAIT, "status in the channel", || posted(CHANNEL, "ComfyUI workers:")).await.unwrap();
+    assert!(status.contains("[Online] Worker w0 (comfyui)"), "{status}");
     assert!(model.chat_requests().is_empty(), "commands never reach the model");
 }
