@@ -284,3 +284,19 @@ async fn on_slack_commands_start_with_a_bang_and_help_says_so() {
     assert!(status.contains("[Online] Worker w0 (comfyui)"), "{status}");
     assert!(model.chat_requests().is_empty(), "commands never reach the model");
 }
+
+#[tokio::test]
+async fn workers_show_in_status_only_for_senders_the_policy_lets_ask_comfyui() {
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let tg = FakeTelegram::start().await.unwrap();
+    let comfy = FakeComfy::start().await.unwrap();
+    let policy = json!({"adminUsers": [format!("telegram:{OWNER}")], "overrides": {"status": "admin"}});
+    let _gw = gateway(&model, &tg, vec![native("w0", &comfy)], policy).await;
+
+    tg.push_private_message(GUEST, "guest", "/status");
+    let guest = reply_containing(&tg, GUEST, "Session: ").await;
+    assert!(!guest.contains("ComfyUI") && !guest.contains("w0"), "the conversation only: {guest}");
+    tg.push_private_message(OWNER, "owner", "/status");
+    let owner = reply_containing(&tg, OWNER, "Session: ").await;
+    assert!(owner.contains("\n\nComfyUI workers: 1 of 1 online\n[Online] Worker w0 (comfyui)"), "{owner}");
+}
