@@ -220,6 +220,9 @@ async fn a_sender_an_override_lets_stop_stops_only_their_own_jobs() {
     reply_containing(&tg, GUEST, "Nothing of yours is running.").await;
     tg.push_private_message(GUEST, "guest", &format!("/stop {owners}"));
     reply_containing(&tg, GUEST, &format!("{owners}: you may stop only jobs you asked for.")).await;
+    let many: Vec<String> = (0..51).map(|i| format!("job_{i}")).collect();
+    tg.push_private_message(GUEST, "guest", &format!("/stop {}", many.join(" ")));
+    reply_containing(&tg, GUEST, "[Error] name at most 50 jobs at once").await;
     assert_eq!(job_status(&gw, &owners).await, "running", "the owner's job runs on");
 
     tg.push_private_message(OWNER, "owner", "/stop");

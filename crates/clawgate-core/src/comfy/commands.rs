@@ -344,6 +344,9 @@ impl ComfyService {
 /// command does, far above what a pool runs at once.
 const STOP_ALL_LIMIT: u32 = 500;
 
+/// Job ids one `/stop` may name.
+const STOP_IDS_MAX: usize = 50;
+
 /// Lines `/stop` lists before it only counts.
 const STOP_LINES_SHOWN: usize = 20;
 
@@ -403,6 +406,14 @@ impl ComfyService {
             }
             mine.into_iter().map(|j| j.id).collect()
         } else {
+            let mut ids = ids;
+            let mut seen = std::collections::HashSet::new();
+            ids.retain(|id| seen.insert(id.clone()));
+            if ids.len() > STOP_IDS_MAX {
+                return reply::error(&format!(
+                    "name at most {STOP_IDS_MAX} jobs at once, or none to stop all of yours"
+                ));
+            }
             let mut ok = Vec::new();
             for id in ids {
                 match self.store().get_job(&id).await {
