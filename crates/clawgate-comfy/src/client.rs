@@ -131,6 +131,77 @@ pub struct Submitted {
     pub node_errors: Value,
 }
 
+/// Timeout of `GET /system_stats` (at most the client's request timeout): a status view must
+/// not wait long for a worker that is busy or gone.
+pub const SYSTEM_STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest `/system_stats` answer read.
+pub const MAX_SYSTEM_STATS_BODY: usize = 64 * 1024;
+
+/// What `GET /system_stats` says about a server (the fields `/status` shows; every one is
+/// optional, as ComfyUI versions differ).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SystemStats {
+    /// `system.comfyui_version`, e.g. `0.3.64`.
+    pub comfyui_version: Option<String>,
+    /// `system.python_version`.
+    pub python_version: Option<String>,
+    /// `system.os`.
+    pub os: Option<String>,
+    /// `system.ram_total`, bytes.
+    pub ram_total: Option<u64>,
+    /// `system.ram_free`, bytes.
+    pub ram_free: Option<u64>,
+    /// `devices[]`.
+    pub devices: Vec<Device>,
+}
+
+/// One compute device in `/system_stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    /// `name`, e.g. `cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync` or `cpu`.
+    pub name: String,
+    /// `type`: `cuda`, `cpu`, `mps`, …
+    pub kind: String,
+    /// `vram_total`, bytes.
+    pub vram_total: Option<u64>,
+    /// `vram_free`, bytes.
+    pub vram_free: Option<u64>,
+}
+
+impl SystemStats {
+    /// Reads `{"system": {…}, "devices": [{…}]}`; `None` without a `system` object. Fields of
+    /// the wrong type count as absent.
+    pub fn parse(body: &Value) -> Option<Self> {
+        let system = body.get("system")?.as_object()?;
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        let devices = body
+            .get("devices")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|d| {
+                        Some(Device {
+                            name: d.get("name")?.as_str()?.to_owned(),
+                            kind: text(d.get("type")).unwrap_or_default(),
+                            vram_total: d.get("vram_total").and_then(Value::as_u64),
+                            vram_free: d.get("vram_free").and_then(Value::as_u64),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Self {
+            comfyui_version: text(system.get("comfyui_version")),
+            python_version: text(system.get("python_version")),
+            os: text(system.get("os")),
+            ram_total: system.get("ram_total").and_then(Value::as_u64),
+            ram_free: system.get("ram_free").and_then(Value::as_u64),
+            devices,
+        })
+    }
+}
+
 /// Prompt ids in the queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueState {
@@ -677,9 +748,50 @@ impl ComfyClient {
         self.post_ok("/interrupt", &json!({"prompt_id": prompt_id})).await
     }
 
-    /// `GET /system_stats`, the health probe.
+    /// `GET /system_stats`, the health probe: read with [`SYSTEM_STATS_TIMEOUT`] and at most
+    /// [`MAX_SYSTEM_STATS_BODY`] bytes (a real answer is about 1 KiB).
     pub async fn system_stats(&self) -> Result<Value, ComfyError> {
-        self.get_json("/system_stats").await
+        const PATH: &str = "/system_stats";
+        let timeout = self.inner.request_timeout.min(SYSTEM_STATS_TIMEOUT);
+        let request = self.inner.http.get(self.url(PATH)).timeout(timeout);
+        let (status, body) = self.send_bounded(PATH, request, MAX_SYSTEM_STATS_BODY).await?;
+        if status != StatusCode::OK {
+            return Err(Self::unexpected(PATH, status, &body));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| ComfyError::Malformed { path: PATH.to_owned(), reason: format!("not JSON: {e}") })
+    }
+
+    /// `GET /system_stats` read into [`SystemStats`] (what `/status` shows of a worker).
+    pub async fn system_info(&self) -> Result<SystemStats, ComfyError> {
+        let body = self.system_stats().await?;
+        SystemStats::parse(&body).ok_or_else(|| ComfyError::Malformed {
+            path: "/system_stats".to_owned(),
+            reason: "no system object".into(),
+        })
+    }
+
+    /// Like `send`, but an answer longer than `max` bytes is [`ComfyError::Malformed`].
+    async fn send_bounded(
+        &self,
+        path: &str,
+        request: reqwest::RequestBuilder,
+        max: usize,
+    ) -> Result<(StatusCode, Bytes), ComfyError> {
+        let transport = |source| ComfyError::Transport { path: path.to_owned(), source };
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > max {
+                return Err(ComfyError::Malformed {
+                    path: path.to_owned(),
+                    reason: format!("answer over {max} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, Bytes::from(body)))
     }
 
     /// Progress events from `/ws?clientId=`. The first stream opens the socket; it reconnects with

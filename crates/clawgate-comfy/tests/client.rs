@@ -328,3 +328,60 @@ async fn a_prompt_is_known_while_pending_and_after_it_finished_and_an_unreachabl
     assert!(dead.knows_prompt("anything").await, "a server that cannot answer is assumed to know it");
     Ok(())
 }
+
+#[tokio::test]
+async fn system_info_reads_the_version_and_each_devices_vram() -> anyhow::Result<()> {
+    let fake = FakeComfy::start().await?;
+    let info = client(&fake, "stats-client").system_info().await?;
+    assert_eq!(info.comfyui_version.as_deref(), Some("0.3.64"));
+    assert_eq!(info.devices.len(), 1, "{info:?}");
+    let cpu = &info.devices[0];
+    assert_eq!((cpu.name.as_str(), cpu.kind.as_str()), ("cpu", "cpu"));
+    assert_eq!((cpu.vram_total, cpu.vram_free), (Some(8 << 30), Some(4 << 30)));
+    Ok(())
+}
+
+/// A server that answers every request with `body` as JSON, once per connection.
+async fn answering(body: Vec<u8>) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+            });
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn an_oversized_or_odd_system_stats_answer_is_malformed_not_read_whole() -> anyhow::Result<()> {
+    let padding = "x".repeat(clawgate_comfy::client::MAX_SYSTEM_STATS_BODY);
+    let big = serde_json::to_vec(&json!({"system": {"os": padding}, "devices": []}))?;
+    let client = ComfyClient::new(&answering(big).await?, "big")?;
+    let err = client.system_info().await.expect_err("too big");
+    assert!(matches!(err, ComfyError::Malformed { .. }), "{err:?}");
+
+    let odd = serde_json::to_vec(&json!({"devices": [{"name": "cpu"}]}))?;
+    let client = ComfyClient::new(&answering(odd).await?, "odd")?;
+    assert!(matches!(client.system_info().await, Err(ComfyError::Malformed { .. })));
+
+    let partial = serde_json::to_vec(
+        &json!({"system": {"comfyui_version": 7}, "devices": [{"name": "cuda:0", "vram_total": "x"}, {"type": "cpu"}]}),
+    )?;
+    let info = ComfyClient::new(&answering(partial).await?, "partial")?.system_info().await?;
+    assert_eq!(info.comfyui_version, None, "a field of the wrong type counts as absent");
+    assert_eq!(info.devices.len(), 1, "a device without a name is skipped: {info:?}");
+    assert_eq!(info.devices[0].vram_total, None);
+    Ok(())
+}

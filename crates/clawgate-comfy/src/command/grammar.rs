@@ -243,7 +243,7 @@ impl Verb {
         match self {
             Verb::Status => "/status [job] - System status, or one job's",
             Verb::Run => "/run <template> [key=value ...] [prompt text] [--approval] - Run a template",
-            Verb::Stop => "/stop [job ...] - Stop the running job, or the jobs named",
+            Verb::Stop => "/stop [job ...] - Stop every running job you may stop, or the jobs named",
             Verb::History => "/history <job> - A finished job's result",
             Verb::Templates => "/templates - List templates and their inputs",
             Verb::Help => "/help - This text",

@@ -11,7 +11,8 @@
 //! `/trace <id>`, `/approvals`, `/approve <id>`, `/reject <id> [reason]`, `/schedules`,
 //! `/schedule run|enable|disable <id>`, `/templates`, `/workers`, `/help` (`/start`).
 //! The gateway core's chat-command registry recognises the names (case-insensitive, with a
-//! `@botname` suffix or a leading `@bot` mention) and hands the rest to [`parse_args`]; the names
+//! `@botname` suffix or a leading `@bot` mention, and `!name` for `/name`, since Slack keeps a
+//! leading `/` for its own commands) and hands the rest to [`parse_args`]; the names
 //! and aliases come from [`Verb`]. Arguments split like Python's `shlex` in POSIX mode with only `"` as a quote
 //! (`k="a b"` is `k=a b`; `'` is an ordinary character; a backslash escapes the next character
 //! outside quotes and `"` or `\` inside them). Typographic quotes `“ ”`, which phone keyboards

@@ -192,7 +192,10 @@ impl CommandPolicy {
         self.overrides.get(&verb).copied().unwrap_or(verb.default_class())
     }
 
-    fn is_admin(&self, sender: &SenderCtx<'_>) -> bool {
+    /// Whether `sender` is an admin: the channel says so (an operator client) or `adminUsers`
+    /// lists them on their platform. What an admin may stop, a non-admin may stop only when
+    /// they asked for it (`/stop`).
+    pub fn is_admin(&self, sender: &SenderCtx<'_>) -> bool {
         sender.is_admin || self.admin_users.contains(sender.platform, sender.user_id)
     }
 

@@ -5,10 +5,13 @@
 //! - Conversation commands, for everyone: `/new` (`/reset`), `/status`, `/help` (`/start`).
 //! - ComfyUI commands, while ComfyUI is configured: [`Verb`]'s table (`/run`, `/jobs`, …), each
 //!   governed by the `comfy.commands` policy ([`CommandPolicy::may_use`]). `/status <job>` is
-//!   ComfyUI's; a bare `/status` is the conversation's.
+//!   ComfyUI's; a bare `/status` is the conversation's, followed by each ComfyUI worker's state
+//!   for senders the policy lets use ComfyUI's `/status`.
 //!
-//! `/help` lists exactly the commands its sender may use. Anything that is not a registered
-//! command (an unknown `/word`, a path like `/tmp/x`, ordinary text) goes to the agent.
+//! `/help` lists exactly the commands its sender may use, and how to type them on the sender's
+//! platform (Slack keeps `/…` for its own commands, so `!name` works as `/name` everywhere).
+//! Anything that is not a registered command (an unknown `/word`, a path like `/tmp/x`, ordinary
+//! text) goes to the agent.
 
 use std::sync::{Arc, LazyLock};
 
@@ -136,7 +139,8 @@ const CONVERSATION: [Spec; 3] = [
 ];
 
 /// `/status`'s line in `/help` for a sender who may also ask about a ComfyUI job.
-const STATUS_WITH_JOBS: &str = "/status [job] — this conversation's session and model, or a ComfyUI job's state";
+const STATUS_WITH_JOBS: &str =
+    "/status [job] — this conversation's session and model and each ComfyUI worker's state, or a job's state";
 
 /// The commands known while ComfyUI is configured or not.
 #[derive(Debug)]
@@ -169,14 +173,15 @@ impl Registry {
     }
 
     /// `[@bot] /name[@bot] args` → the command and its argument text. `None` when the text is not
-    /// a registered command.
+    /// a registered command. `!name` is the same as `/name` on every platform: Slack takes a
+    /// message that starts with `/` for its own slash commands, so its users need another prefix.
     fn parse<'t>(&self, text: &'t str) -> Option<(&Spec, &'t str)> {
         let (mut head, mut rest) = split_word(text);
-        if head.starts_with('@') {
-            // `@bot /status` in a group.
+        if head.starts_with('@') || (head.starts_with("<@") && head.ends_with('>')) {
+            // `@bot /status` in a group; `<@id> /status` as Discord writes a mention.
             (head, rest) = split_word(rest);
         }
-        let name = head.strip_prefix('/')?;
+        let name = head.strip_prefix('/').or_else(|| head.strip_prefix('!'))?;
         let name = name.split_once('@').map_or(name, |(name, _bot)| name);
         if name.is_empty() {
             return None;
@@ -202,8 +207,25 @@ impl Registry {
                 _ => spec.help,
             });
         }
+        if let Some(syntax) = platform_syntax(sender.platform) {
+            out.push_str("\n\n");
+            out.push_str(syntax);
+        }
         out.push_str("\n\nAnything else is sent to the assistant.");
         out
+    }
+}
+
+/// How commands are typed on a platform, where that differs from a plain `/name`.
+fn platform_syntax(platform: &str) -> Option<&'static str> {
+    match platform {
+        "slack" => Some(
+            "On Slack, a message that starts with / goes to Slack's own commands: start it with ! instead \
+             (!status, !help), or mention me first in a channel (@bot /status).",
+        ),
+        "telegram" => Some("In a group, add my name (/status@my_bot) or mention me first (@my_bot /status)."),
+        "discord" => Some("In a server channel, mention me first: @bot /status."),
+        _ => None,
     }
 }
 
@@ -275,7 +297,17 @@ impl Commands {
             Action::Help => registry(comfy).help(&caller.sender(), &policy()),
             Action::Reset => self.reset(caller).await,
             Action::Status => match comfy.then(|| parse_args(Verb::Status, args)) {
-                None | Some(Command::Status { job: None }) => self.status(caller).await,
+                None => self.status(caller).await,
+                // The conversation, then each ComfyUI worker for senders who may ask ComfyUI.
+                Some(cmd @ Command::Status { job: None }) => {
+                    let mut text = self.status(caller).await;
+                    let policy = policy();
+                    if policy.may_use(Verb::Status, &caller.sender()).is_ok() {
+                        text.push_str("\n\n");
+                        text.push_str(&self.comfy.run(caller, &policy, cmd).await);
+                    }
+                    text
+                }
                 Some(cmd) => self.comfy.run(caller, &policy(), cmd).await,
             },
             Action::Comfy(verb) => self.comfy.run(caller, &policy(), parse_args(verb, args)).await,
@@ -379,11 +411,51 @@ mod tests {
 
     #[test]
     fn help_without_comfy_lists_the_conversation_commands() {
+        let line = SenderCtx { platform: "line", ..sender("1") };
         assert_eq!(
-            registry(false).help(&sender("1"), &CommandPolicy::default()),
+            registry(false).help(&line, &CommandPolicy::default()),
             "Commands:\n/new or /reset — start a fresh conversation\n/status — this conversation's session and model\n\
              /help — this list\n\nAnything else is sent to the assistant."
         );
+    }
+
+    #[test]
+    fn bang_is_a_command_prefix_and_discord_mentions_are_skipped() {
+        assert_eq!(names("!status", true), Some(("/status", "")));
+        assert_eq!(names("!RUN invert seed=1", true), Some(("/run", "invert seed=1")));
+        assert_eq!(names("@bot !stop p-1", true), Some(("/stop", "p-1")));
+        assert_eq!(names("<@220000000000000009> /status", true), Some(("/status", "")));
+        assert_eq!(names("<@220000000000000009> !help", false), Some(("/help", "")));
+        for text in ["!", "! status", "!!status", "!unknown", "wow!", "!important news", "<@1>", "<@1> hello"] {
+            assert_eq!(names(text, true), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn help_shows_each_platforms_syntax() {
+        let p = policy(json!({"adminUsers": ["slack:U1", "telegram:1"]}));
+        let reg = registry(true);
+        let on = |platform: &'static str, user: &'static str| SenderCtx { platform, ..sender(user) };
+        let slack = reg.help(&on("slack", "U2"), &p);
+        assert!(slack.contains("start it with ! instead (!status, !help)"), "{slack}");
+        let telegram = reg.help(&on("telegram", "2"), &p);
+        assert!(telegram.contains("/status@my_bot") && !telegram.contains("!status"), "{telegram}");
+        let discord = reg.help(&on("discord", "2"), &p);
+        assert!(discord.contains("mention me first: @bot /status"), "{discord}");
+        for plain in ["line", "whatsapp", "webchat"] {
+            let text = reg.help(&on(plain, "2"), &p);
+            assert_eq!(text.split("\n\n").count(), 2, "no syntax note on {plain}: {text}");
+        }
+        assert_eq!(slack.split("\n\n").count(), 3, "{slack}");
+        // The list is the same everywhere; admin commands only for the platform's admins.
+        let commands = |text: &str| -> Vec<String> {
+            text.lines().filter(|l| l.starts_with('/')).map(|l| l.split(' ').next().unwrap_or("").to_owned()).collect()
+        };
+        assert_eq!(commands(&slack), commands(&telegram));
+        assert!(!commands(&slack).iter().any(|c| c == "/approve"), "{slack}");
+        let slack_admin = reg.help(&on("slack", "U1"), &p);
+        assert!(commands(&slack_admin).iter().any(|c| c == "/approve"), "{slack_admin}");
+        assert!(!commands(&reg.help(&on("slack", "1"), &p)).iter().any(|c| c == "/approve"), "telegram's admin id");
     }
 
     #[test]

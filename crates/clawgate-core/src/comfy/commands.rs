@@ -143,6 +143,7 @@ impl ComfyService {
                 Ok(None) => reply::error(&format!("no job {id}")),
                 Err(e) => reply::error(&e.to_string()),
             },
+            Command::Status { job: None } => super::status::workers_status(&self.workers()).await,
             Command::Jobs => {
                 let q = JobQuery {
                     statuses: vec![
@@ -168,31 +169,7 @@ impl ComfyService {
                 }
                 out
             }
-            Command::Stop { jobs } => {
-                let targets: Vec<String> = if jobs.is_empty() {
-                    let q = JobQuery {
-                        statuses: vec![JobStatus::Running, JobStatus::Dispatched],
-                        limit: 1,
-                        before_seq: None,
-                    };
-                    self.store().list_jobs(&q).await.unwrap_or_default().into_iter().map(|j| j.id).collect()
-                } else {
-                    jobs
-                };
-                if targets.is_empty() {
-                    "Nothing is running.".to_owned()
-                } else {
-                    let mut lines = Vec::new();
-                    for id in targets {
-                        match self.cancel(&id).await {
-                            Ok(Some(_)) => lines.push(format!("Stopped {id}.")),
-                            Ok(None) => lines.push(format!("{id} had already finished.")),
-                            Err(e) => lines.push(format!("{id}: {e}")),
-                        }
-                    }
-                    lines.join("\n")
-                }
-            }
+            Command::Stop { jobs } => self.stop(caller, policy, jobs).await,
             Command::Templates => match self.library() {
                 Some(lib) => {
                     let mut text = reply::templates(&lib.list());
@@ -360,6 +337,105 @@ impl ComfyService {
             }
             other => format!("{} is not available in this gateway yet.", other.verb().name()),
         }
+    }
+}
+
+/// Jobs `/stop` without ids looks at (running or dispatched to a worker); a bound on the work one
+/// command does, far above what a pool runs at once.
+const STOP_ALL_LIMIT: u32 = 500;
+
+/// Job ids one `/stop` may name.
+const STOP_IDS_MAX: usize = 50;
+
+/// Lines `/stop` lists before it only counts.
+const STOP_LINES_SHOWN: usize = 20;
+
+/// Whether `caller` asked for `job` (the same platform and sender id in its `requested_by`).
+fn asked_for(job: &JobRecord, caller: &CommandCaller) -> bool {
+    let Some(by) = &job.requested_by else { return false };
+    by.get("channel").and_then(Value::as_str) == Some(caller.platform.as_str())
+        && by.get("senderId").and_then(Value::as_str) == Some(caller.sender_id.as_str())
+}
+
+/// The jobs in `running` that `caller` may stop: every one for an admin, their own for anyone
+/// else.
+fn stoppable(running: Vec<JobRecord>, caller: &CommandCaller, admin: bool) -> (Vec<JobRecord>, usize) {
+    let total = running.len();
+    let mine: Vec<JobRecord> = running.into_iter().filter(|j| admin || asked_for(j, caller)).collect();
+    let others = total - mine.len();
+    (mine, others)
+}
+
+/// The `/stop` reply: one line per job (the first [`STOP_LINES_SHOWN`]), then, for several, how
+/// many were stopped.
+fn stop_reply(lines: &[(bool, String)]) -> String {
+    let mut shown: Vec<&str> = lines.iter().take(STOP_LINES_SHOWN).map(|(_, l)| l.as_str()).collect();
+    let more = lines.len().saturating_sub(STOP_LINES_SHOWN);
+    let more_line = format!("…and {more} more");
+    if more > 0 {
+        shown.push(&more_line);
+    }
+    let mut out = shown.join("\n");
+    if lines.len() > 1 {
+        let stopped = lines.iter().filter(|(ok, _)| *ok).count();
+        out.push_str(&format!("\nStopped {stopped} of {} jobs.", lines.len()));
+    }
+    out
+}
+
+impl ComfyService {
+    /// `/stop [job ...]`. Without ids, every running or dispatched job the sender may stop (the
+    /// connector's global interrupt, limited to what is theirs unless they are an admin); with
+    /// ids, those jobs, under the same rule.
+    async fn stop(&self, caller: &CommandCaller, policy: &command::CommandPolicy, ids: Vec<String>) -> String {
+        let admin = policy.is_admin(&caller.sender());
+        let mut refused = Vec::new();
+        let targets: Vec<String> = if ids.is_empty() {
+            let q = JobQuery {
+                statuses: vec![JobStatus::Running, JobStatus::Dispatched],
+                limit: STOP_ALL_LIMIT,
+                before_seq: None,
+            };
+            let running = match self.store().list_jobs(&q).await {
+                Ok(list) => list,
+                Err(e) => return reply::error(&e.to_string()),
+            };
+            let (mine, others) = stoppable(running, caller, admin);
+            if mine.is_empty() {
+                return if others > 0 { "Nothing of yours is running." } else { "Nothing is running." }.to_owned();
+            }
+            mine.into_iter().map(|j| j.id).collect()
+        } else {
+            let mut ids = ids;
+            let mut seen = std::collections::HashSet::new();
+            ids.retain(|id| seen.insert(id.clone()));
+            if ids.len() > STOP_IDS_MAX {
+                return reply::error(&format!(
+                    "name at most {STOP_IDS_MAX} jobs at once, or none to stop all of yours"
+                ));
+            }
+            let mut ok = Vec::new();
+            for id in ids {
+                match self.store().get_job(&id).await {
+                    Ok(Some(job)) if !admin && !asked_for(&job, caller) => {
+                        refused.push((false, format!("{id}: you may stop only jobs you asked for.")))
+                    }
+                    _ => ok.push(id),
+                }
+            }
+            ok
+        };
+        // Each cancel may wait on its worker; a dead one must not hold up the others.
+        let mut lines = futures_util::future::join_all(targets.iter().map(|id| async move {
+            match self.cancel(id).await {
+                Ok(Some(_)) => (true, format!("Stopped {id}.")),
+                Ok(None) => (false, format!("{id} had already finished.")),
+                Err(e) => (false, format!("{id}: {e}")),
+            }
+        }))
+        .await;
+        lines.extend(refused);
+        stop_reply(&lines)
     }
 }
 
@@ -660,4 +736,79 @@ fn short_error(error: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(platform: &str, sender: &str) -> CommandCaller {
+        CommandCaller {
+            platform: platform.into(),
+            sender_id: sender.into(),
+            sender_username: None,
+            chat_id: sender.into(),
+            trusted: false,
+            is_admin: false,
+            deliver_to: Value::Null,
+            session_key: "s".into(),
+            agent_id: "main".into(),
+        }
+    }
+
+    fn job(id: &str, requested_by: Option<Value>) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            template_id: "invert".into(),
+            inputs: json!({}),
+            workflow: json!({}),
+            status: JobStatus::Running,
+            worker: Some("w0".into()),
+            prompt_id: Some(format!("p-{id}")),
+            attempts: 1,
+            max_attempts: 3,
+            error: None,
+            outputs: json!([]),
+            deliver_to: None,
+            requested_by,
+            approval_id: None,
+            progress: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            started_at_ms: None,
+            ended_at_ms: None,
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn a_non_admin_may_stop_only_what_they_asked_for() {
+        let by = |channel: &str, sender: &str| Some(json!({"channel": channel, "senderId": sender, "chatId": "1"}));
+        let running = vec![
+            job("a", by("telegram", "200")),
+            job("b", by("telegram", "100")),
+            job("c", by("discord", "200")),
+            job("d", None),
+            job("e", Some(json!({"channel": "telegram", "senderId": 200}))),
+        ];
+        let ids =
+            |(jobs, others): (Vec<JobRecord>, usize)| (jobs.into_iter().map(|j| j.id).collect::<Vec<_>>(), others);
+        let guest = caller("telegram", "200");
+        assert_eq!(ids(stoppable(running.clone(), &guest, false)), (vec!["a".to_owned()], 4));
+        assert_eq!(ids(stoppable(running.clone(), &guest, true)).0, ["a", "b", "c", "d", "e"], "an admin stops all");
+        assert_eq!(ids(stoppable(Vec::new(), &guest, false)), (Vec::new(), 0));
+    }
+
+    #[test]
+    fn the_stop_reply_lists_each_job_and_counts_several() {
+        assert_eq!(stop_reply(&[(true, "Stopped a.".into())]), "Stopped a.");
+        assert_eq!(
+            stop_reply(&[(true, "Stopped a.".into()), (false, "b had already finished.".into())]),
+            "Stopped a.\nb had already finished.\nStopped 1 of 2 jobs."
+        );
+        let many: Vec<(bool, String)> = (0..STOP_LINES_SHOWN + 3).map(|i| (true, format!("Stopped j{i}."))).collect();
+        let text = stop_reply(&many);
+        assert_eq!(text.lines().count(), STOP_LINES_SHOWN + 2, "{text}");
+        assert!(text.ends_with("\n…and 3 more\nStopped 23 of 23 jobs."), "{text}");
+    }
 }

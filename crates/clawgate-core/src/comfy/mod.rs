@@ -17,6 +17,7 @@ mod commands;
 mod config;
 mod delivery;
 mod host;
+mod status;
 mod webchat;
 
 use std::collections::BTreeMap;
