@@ -58,6 +58,10 @@ trait Platform {
     fn configure(&self, cfg: &mut Value);
     /// The person's id on the platform.
     fn id(&self, who: Who) -> String;
+    /// The admin as `comfy.commands.adminUsers` lists them.
+    fn admin_entry(&self) -> String {
+        format!("{}:{}", Self::NAME, self.id(Who::Admin))
+    }
     /// Once the gateway runs: point the fake at it and wait until the account is up.
     async fn attach(&self, gw: &TestGateway);
     /// `who` writes `text` in their private chat with the bot.
@@ -123,7 +127,7 @@ async fn start<P: Platform>(p: &P) -> World {
         "agents": {"defaults": {"model": {"primary": "fake/m"}}},
         "comfy": {"templatesDir": templates.path(),
                   "workers": [{"name": "w0", "url": comfy.base_url(), "maxConcurrent": 1}],
-                  "commands": {"adminUsers": [format!("{}:{}", P::NAME, p.id(Who::Admin))]}},
+                  "commands": {"adminUsers": [p.admin_entry()]}},
     });
     p.configure(&mut cfg);
     let gw = TestGateway::builder(BIN).config(cfg.to_string()).start().await.expect("starting clawgate");
@@ -236,11 +240,17 @@ async fn rejection<P: Platform>(p: P) {
 /// sends to their `wa_id`, images go up to `/media` first and are sent by id.
 struct WhatsApp {
     wa: FakeWhatsApp,
+    /// The admin's number as `adminUsers` lists it (people write it with a `+`).
+    admin_entry: String,
 }
 
 impl WhatsApp {
     async fn new() -> Self {
-        Self { wa: FakeWhatsApp::start().await.expect("fake Graph API") }
+        Self::listing_admin_as("whatsapp:15550100").await
+    }
+
+    async fn listing_admin_as(entry: &str) -> Self {
+        Self { wa: FakeWhatsApp::start().await.expect("fake Graph API"), admin_entry: entry.to_owned() }
     }
 }
 
@@ -258,6 +268,10 @@ impl Platform for WhatsApp {
             Who::Guest => "15550201".into(),
             Who::Admin => "15550100".into(),
         }
+    }
+
+    fn admin_entry(&self) -> String {
+        self.admin_entry.clone()
     }
 
     async fn attach(&self, gw: &TestGateway) {
@@ -309,10 +323,10 @@ async fn whatsapp_admins_are_told_and_their_approval_delivers_to_the_requester()
 /// The admin has never written to the business number, so WhatsApp refuses a free-form notice
 /// (131047): the outbox records one permanent failure that says why, sends it once, and the
 /// requester's flow goes on; once the admin writes, `/approvals` shows the request and their
-/// `/approve` works.
+/// `/approve` works. The admin is listed as people write numbers, with a `+`.
 #[tokio::test]
 async fn a_whatsapp_admin_outside_the_24_hour_window_is_a_recorded_permanent_failure() {
-    let p = WhatsApp::new().await;
+    let p = WhatsApp::listing_admin_as("whatsapp:+15550100").await;
     let w = start(&p).await;
     let admin = p.id(Who::Admin);
     let (id, job) = held_run(&p, &w).await;
