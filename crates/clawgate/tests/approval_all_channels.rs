@@ -1,6 +1,6 @@
 //! `/run … --approval` end to end on every chat surface: Telegram, Discord, Slack (Events API over
-//! HTTP), LINE, WhatsApp and the web chat (`chat.send`), each against the real binary with the
-//! platform's fake, a [`FakeComfy`] worker and a model that must never be asked.
+//! HTTP, and Socket Mode), LINE, WhatsApp and the web chat (`chat.send`), each against the real
+//! binary with the platform's fake, a [`FakeComfy`] worker and a model that must never be asked.
 //!
 //! The same scenario runs on each: a user who is not an admin asks for a run with approval and is
 //! answered `[Approval Requested]` with an id; the admin hears of it where that platform lets a
@@ -534,10 +534,12 @@ async fn discord_admins_are_told_and_their_approval_delivers_to_the_requester() 
 // ---------------------------------------------------------------------------------------------
 // Slack
 
-/// Slack over the Events API (HTTP mode): the fake signs each event and posts it to the gateway's
-/// port. The admin's notice is posted to their user id (Slack puts it in the app's DM with them).
+/// Slack over the Events API (HTTP mode: the fake signs each event and posts it to the gateway's
+/// port) or Socket Mode (the gateway holds a socket on the fake and acks envelopes). The admin's
+/// notice is posted to their user id (Slack puts it in the app's DM with them).
 struct Slack {
     slack: FakeSlack,
+    socket_mode: bool,
 }
 
 const SLACK_GUEST: &str = "U0GUEST";
@@ -546,8 +548,8 @@ const SLACK_ADMIN: &str = "U0ADMIN";
 const SLACK_ADMIN_DM: &str = "D0ADMIN";
 
 impl Slack {
-    async fn new() -> Self {
-        Self { slack: FakeSlack::start().await.expect("fake Slack") }
+    async fn new(socket_mode: bool) -> Self {
+        Self { slack: FakeSlack::start().await.expect("fake Slack"), socket_mode }
     }
 
     /// Conversations that reach `who` privately: their DM with the app, and their user id.
@@ -563,9 +565,16 @@ impl Platform for Slack {
     const NAME: &'static str = "slack";
 
     fn configure(&self, cfg: &mut Value) {
-        cfg["channels"] = json!({"slack": {"mode": "http", "botToken": self.slack.bot_token(),
-                                           "signingSecret": self.slack.signing_secret(),
-                                           "apiRoot": self.slack.api_root(), "dmPolicy": "open"}});
+        let mut slack =
+            json!({"botToken": self.slack.bot_token(), "apiRoot": self.slack.api_root(), "dmPolicy": "open"});
+        if self.socket_mode {
+            slack["mode"] = json!("socket");
+            slack["appToken"] = json!(self.slack.app_token());
+        } else {
+            slack["mode"] = json!("http");
+            slack["signingSecret"] = json!(self.slack.signing_secret());
+        }
+        cfg["channels"] = json!({"slack": slack});
     }
 
     fn id(&self, who: Who) -> String {
@@ -579,6 +588,10 @@ impl Platform for Slack {
     async fn say(&self, gw: &TestGateway, who: Who, text: &str) {
         let [dm, user] = Self::chats(who);
         let body = self.slack.event_callback(self.slack.message(dm, "im", user, text));
+        if self.socket_mode {
+            self.slack.send_event(&body);
+            return;
+        }
         let answer = self.slack.push(&format!("{}/slack/events", gw.http_url()), &body, None).await.expect("push");
         assert_eq!(answer.status, 200, "{answer:?}");
     }
@@ -609,12 +622,17 @@ impl Platform for Slack {
 
 #[tokio::test]
 async fn slack_admins_are_told_and_their_approval_delivers_to_the_requester() {
-    approval_round_trip(Slack::new().await).await;
+    approval_round_trip(Slack::new(false).await).await;
+}
+
+#[tokio::test]
+async fn slack_socket_mode_admins_are_told_and_their_approval_delivers_to_the_requester() {
+    approval_round_trip(Slack::new(true).await).await;
 }
 
 #[tokio::test]
 async fn a_rejected_run_never_runs() {
-    rejection(Slack::new().await).await;
+    rejection(Slack::new(false).await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
