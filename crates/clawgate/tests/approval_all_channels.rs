@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_discord::{FakeDiscord, FakeUser as DiscordUser};
-use clawgate_testkit::fake_line::{FakeLine, Source, line_id};
+use clawgate_testkit::fake_line::{FAILED_TO_SEND, FakeLine, Source, line_id};
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_slack::FakeSlack;
 use clawgate_testkit::fake_telegram::FakeTelegram;
@@ -715,6 +715,32 @@ impl Platform for Line {
 #[tokio::test]
 async fn line_admins_are_told_and_their_approval_delivers_to_the_requester() {
     approval_round_trip(Line::new().await).await;
+}
+
+/// LINE pushes only to users who added the bot as a friend: an admin who never did cannot be
+/// told. The push is refused once and recorded as a permanent failure for that chat; the
+/// requester is answered all the same.
+#[tokio::test]
+async fn a_line_admin_the_bot_cannot_reach_is_a_recorded_permanent_failure() {
+    let p = Line::new().await;
+    let w = start(&p).await;
+    let admin = p.id(Who::Admin);
+    let (id, _job) = held_run(&p, &w).await;
+    let refused = p
+        .line
+        .wait_call(|c| c.endpoint == "push" && c.body["to"] == admin.as_str(), WAIT)
+        .await
+        .expect("the notice is tried");
+    assert_eq!((refused.status, refused.response["message"].as_str()), (400, Some(FAILED_TO_SEND)), "{refused:?}");
+    assert!(refused.body.to_string().contains(&format!("/approve {id}")), "{refused:?}");
+    let acct = account_where(&w.gw, "line", "the failure is recorded", |a| a["outbox"]["failed"] == 1).await;
+    let err = acct["lastError"].as_str().unwrap_or_default();
+    assert!(err.contains(&admin) && err.contains("LINE refused the message"), "{acct}");
+    // Later traffic goes on, and the notice is not pushed again.
+    p.say(&w.gw, Who::Guest, "/approvals").await;
+    p.wait_text(&w.gw, Who::Guest, "[Access Denied]").await;
+    let pushes = p.line.calls().into_iter().filter(|c| c.endpoint == "push" && c.body["to"] == admin.as_str()).count();
+    assert_eq!(pushes, 1, "a refused push is not retried");
 }
 
 // ---------------------------------------------------------------------------------------------
