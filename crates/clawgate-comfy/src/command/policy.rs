@@ -106,15 +106,21 @@ impl IdSet {
                 Some((platform, id))
                     if !platform.is_empty() && !id.is_empty() && platform.chars().all(|c| c.is_ascii_alphabetic()) =>
                 {
-                    set.scoped.insert((platform.to_ascii_lowercase(), id.to_owned()));
+                    set.scoped.insert((platform.to_ascii_lowercase(), phone_as_id(id).to_owned()));
                 }
                 _ => {
-                    set.any_platform.insert(text);
+                    set.any_platform.insert(phone_as_id(&text).to_owned());
                 }
             }
         }
         Ok(set)
     }
+}
+
+/// A phone number written the way people do (`+15550100`) as WhatsApp's ids have it (`15550100`,
+/// no `+`), as the channels' `allowFrom` lists read it; any other id as it is.
+fn phone_as_id(id: &str) -> &str {
+    id.strip_prefix('+').filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())).unwrap_or(id)
 }
 
 /// Who may run which command; built from the `comfy.commands` section (see the module docs).
@@ -340,6 +346,17 @@ mod tests {
         assert_eq!(authorize(&Command::Help, &sender("7"), &p), Decision::Allow);
         // No list for `run`: untrusted users still get approval.
         assert_eq!(authorize(&run("t", &[], None, false), &sender("8"), &p), Decision::NeedsApproval);
+    }
+
+    #[test]
+    fn phone_numbers_are_matched_without_their_plus() {
+        let p = policy(json!({"adminUsers": ["whatsapp:+15550100", "+15550111", "telegram:+x"]}));
+        let wa = |id| SenderCtx { platform: "whatsapp", ..sender(id) };
+        assert_eq!(authorize(&Command::Approvals, &wa("15550100"), &p), Decision::Allow);
+        assert_eq!(authorize(&Command::Approvals, &wa("15550111"), &p), Decision::Allow);
+        assert_eq!(p.admins_on("whatsapp"), vec!["15550100", "15550111"]);
+        // Only a `+` before digits is dropped.
+        assert_eq!(p.admins_on("telegram"), vec!["+x", "15550111"]);
     }
 
     #[test]

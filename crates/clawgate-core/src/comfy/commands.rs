@@ -673,9 +673,9 @@ impl ComfyService {
 
     /// Tells each admin (`comfy.commands.adminUsers`) on the requester's platform about a held
     /// `/run`, with the commands that decide it, in a private message through the outbox (once per
-    /// approval and admin): on Telegram a user id is also the private chat's id; on Discord the
-    /// adapter opens the DM channel for a `user:<id>` target. Elsewhere (the web chat) admins see
-    /// requests with `/approvals`, and WS clients through `plugin.approval.requested`.
+    /// approval and admin; where that chat is: [`admin_private_chat`]). The web chat has no
+    /// private chat to write to: its admins see requests with `/approvals`, and WS clients through
+    /// `plugin.approval.requested`.
     async fn notify_admins(
         &self,
         caller: &CommandCaller,
@@ -683,14 +683,6 @@ impl ComfyService {
         approval_id: &str,
         template: &str,
     ) {
-        let private_chat = |admin: &str| match caller.platform.as_str() {
-            "telegram" | "line" => Some(admin.to_owned()),
-            "discord" => Some(format!("{}{admin}", clawgate_channels::discord::USER_TARGET_PREFIX)),
-            _ => None,
-        };
-        if private_chat("0").is_none() {
-            return;
-        }
         let account = caller.deliver_to.get("account").and_then(Value::as_str).unwrap_or("default").to_owned();
         let who = match &caller.sender_username {
             Some(u) => format!("{}:{} (@{u})", caller.platform, caller.sender_id),
@@ -703,9 +695,12 @@ impl ComfyService {
         let items: Vec<clawgate_store::NewOutbound> = policy
             .admins_on(&caller.platform)
             .into_iter()
-            .filter(|admin| *admin != caller.sender_id)
             .filter_map(|admin| {
-                let chat = private_chat(&admin)?;
+                let chat = admin_private_chat(&caller.platform, &admin)?;
+                // An admin asking for approval of their own run needs no notice of it.
+                if admin == caller.sender_id || chat == caller.sender_id {
+                    return None;
+                }
                 let msg = clawgate_channels::OutboundMessage::text(&chat, None, text.clone());
                 Some(clawgate_store::NewOutbound {
                     idempotency_key: format!("approval:{approval_id}:{admin}"),
@@ -722,6 +717,35 @@ impl ComfyService {
         if let Err(e) = self.inner.host.outbox.queue(&items, None).await {
             tracing::error!(approval = %approval_id, error = %e, "cannot notify the admins");
         }
+    }
+}
+
+/// The chat an admin's approval notice goes to on `platform`; `None` where there is none a bot
+/// can write to (the web chat) or the id cannot be one of that platform's users.
+///
+/// - Telegram: a user id is also their private chat's id. LINE pushes to a user id (once the
+///   admin added the bot as a friend).
+/// - Discord: the adapter opens the DM channel for a `user:<id>` target.
+/// - Slack: `chat.postMessage` takes a user id (`U…`, `W…` on Enterprise Grid) as the channel
+///   and posts in the app's DM with them.
+/// - WhatsApp: the admin's `wa_id` (the number without `+`). A free-form message reaches them
+///   only within 24 hours of their last message to the business; outside that window Graph
+///   refuses it (131047) and the outbox records a permanent failure that says so, not retried.
+///   The admin still finds the request with `/approvals` once they write.
+fn admin_private_chat(platform: &str, admin: &str) -> Option<String> {
+    match platform {
+        "telegram" | "line" => Some(admin.to_owned()),
+        "discord" => Some(format!("{}{admin}", clawgate_channels::discord::USER_TARGET_PREFIX)),
+        "slack" => {
+            let user =
+                admin.starts_with(['U', 'W']) && admin.len() > 1 && admin.chars().all(|c| c.is_ascii_alphanumeric());
+            user.then(|| admin.to_owned())
+        }
+        "whatsapp" => {
+            let wa_id = admin.strip_prefix('+').unwrap_or(admin);
+            (!wa_id.is_empty() && wa_id.chars().all(|c| c.is_ascii_digit())).then(|| wa_id.to_owned())
+        }
+        _ => None,
     }
 }
 
@@ -810,5 +834,28 @@ mod tests {
         let text = stop_reply(&many);
         assert_eq!(text.lines().count(), STOP_LINES_SHOWN + 2, "{text}");
         assert!(text.ends_with("\n…and 3 more\nStopped 23 of 23 jobs."), "{text}");
+    }
+
+    #[test]
+    fn admins_are_written_to_where_each_platform_takes_a_private_message() {
+        let cases = [
+            ("telegram", "100", Some("100")),
+            ("line", "U4af4980629", Some("U4af4980629")),
+            ("discord", "220000000000000001", Some("user:220000000000000001")),
+            ("slack", "U0ADMIN", Some("U0ADMIN")),
+            ("slack", "W0GRIDADMIN", Some("W0GRIDADMIN")),
+            ("whatsapp", "15550100", Some("15550100")),
+            ("whatsapp", "+15550100", Some("15550100")),
+            // Ids that cannot be a user there (an unscoped admin of another platform).
+            ("slack", "100", None),
+            ("slack", "U", None),
+            ("whatsapp", "U0ADMIN", None),
+            ("whatsapp", "+", None),
+            // The web chat has no private chat a bot writes to.
+            ("webchat", "device-1", None),
+        ];
+        for (platform, admin, want) in cases {
+            assert_eq!(admin_private_chat(platform, admin).as_deref(), want, "{platform}:{admin}");
+        }
     }
 }
