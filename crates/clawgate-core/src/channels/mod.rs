@@ -603,10 +603,11 @@ fn takes_webhooks(cfg: &AccountConfig) -> bool {
 }
 
 /// The public URL the platform must call for `path`: Telegram's is its configured `webhookUrl`
-/// (clawgate registers it with `setWebhook`); the others' is `gateway.publicUrl` + the path.
+/// (clawgate registers it with `setWebhook`; a password in it is a secret and shown redacted);
+/// the others' is `gateway.publicUrl` + the path.
 fn webhook_url(cfg: &AccountConfig, public_url: Option<&str>, path: &str) -> Option<String> {
     if cfg.key.channel == "telegram" {
-        return cfg.settings.webhook_url.clone();
+        return cfg.settings.webhook_url.as_deref().map(|u| clawgate_config::redact_url_userinfo(u).into_owned());
     }
     public_url.map(|root| format!("{}{path}", root.trim_end_matches('/')))
 }
