@@ -156,6 +156,34 @@ async fn a_stopped_account_holds_its_messages_and_answers_each_once_after_start(
 }
 
 #[tokio::test]
+async fn a_reply_finished_while_its_account_is_stopped_waits_in_the_outbox_until_start() {
+    // The second turn is slow: the account is stopped while the model is still answering.
+    let slow = Turn::echo("echo: ").first_chunk_delay(Duration::from_secs(2));
+    let script = Script::new().turn(Turn::echo("echo: ")).turn(slow).otherwise(Turn::echo("echo: "));
+    let model = FakeOpenAi::start(script).await.expect("fake model");
+    let (first, second) = (FakeTelegram::start().await.unwrap(), FakeTelegram::start().await.unwrap());
+    let gw = TestGateway::builder(BIN).config(config(&model, &first, &second).to_string()).start().await.unwrap();
+    round_trip(&first, 1, "before").await;
+
+    first.push_private_message(30, "carol", "slow one");
+    model.wait_for_requests(2, WAIT).await.expect("the slow turn is asked for");
+    call(&gw, "channels.stop", json!({"channel": "telegram", "accountId": "default"})).await;
+    wait_until(WAIT, "the reply is queued in the outbox", || async {
+        let entry = telegram_account(&gw, "default").await;
+        (entry["outbox"]["queued"] == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(texts_to(&first, 30).is_empty(), "a stopped account sends nothing");
+
+    call(&gw, "channels.start", json!({"channel": "telegram", "accountId": "default"})).await;
+    wait_text(&first, 30, "echo: slow one").await;
+    round_trip(&first, 31, "witness").await;
+    assert_eq!(texts_to(&first, 30), vec!["echo: slow one"], "sent exactly once");
+    assert_eq!(telegram_account(&gw, "default").await["outbox"]["queued"], 0);
+}
+
+#[tokio::test]
 async fn logout_forgets_the_session_and_holds_across_a_restart() {
     let model = echo_model().await;
     let (first, second) = (FakeTelegram::start().await.unwrap(), FakeTelegram::start().await.unwrap());
