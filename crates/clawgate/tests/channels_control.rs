@@ -114,6 +114,7 @@ async fn a_stopped_account_holds_its_messages_and_answers_each_once_after_start(
     let entry = telegram_account(&gw, "default").await;
     assert_eq!((entry["running"].as_bool(), entry["healthState"].as_str()), (Some(false), Some("stopped")), "{entry}");
     assert!(entry["lastStopAt"].as_i64() >= entry["lastStartAt"].as_i64(), "{entry}");
+    assert!(entry["lastInboundAt"].as_i64().is_some(), "what the last run saw stays shown: {entry}");
     assert_eq!(telegram_account(&gw, "second").await["running"], true);
 
     // Stopping again changes nothing.

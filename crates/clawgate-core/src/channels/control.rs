@@ -60,6 +60,9 @@ pub(crate) struct Control {
     pub(crate) last_start_at: Option<i64>,
     /// When it last stopped (ms).
     pub(crate) last_stop_at: Option<i64>,
+    /// What its adapter last reported, kept at the stop so `channels.status` still shows when
+    /// the stopped account last received and sent.
+    pub(crate) last_seen: Option<clawgate_channels::ChannelSnapshot>,
 }
 
 /// One account after a control call.

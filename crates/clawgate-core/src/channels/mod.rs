@@ -228,10 +228,12 @@ impl ChannelService {
         if tokio::time::timeout(STOP_GRACE, rt.tasks.wait()).await.is_err() {
             tracing::warn!(account = %key, "channel account did not stop within {STOP_GRACE:?}; left to end on its own");
         }
+        let last_seen = rt.channel.status().snapshot();
         rt.channel.status().mark_disconnected(None);
         self.control_of(key, |c| {
             c.last_start_at = Some(rt.started_at_ms);
             c.last_stop_at = Some(crate::time::now_ms());
+            c.last_seen = Some(last_seen);
         });
         true
     }
@@ -502,6 +504,12 @@ impl ChannelService {
             if let Some(c) = control.get(&cfg.key) {
                 entry["lastStartAt"] = json!(c.last_start_at);
                 entry["lastStopAt"] = json!(c.last_stop_at);
+                // A stopped account shows what its last run saw (a running one overwrites it).
+                if let Some(s) = &c.last_seen {
+                    entry["lastInboundAt"] = json!(s.last_inbound_at);
+                    entry["lastOutboundAt"] = json!(s.last_outbound_at);
+                    entry["lastTransportActivityAt"] = json!(s.last_received_at);
+                }
             }
             // Where the platform must POST: the path here, and the full URL when it is known
             // (what to paste into the platform's console). Shown for a stopped account too.
