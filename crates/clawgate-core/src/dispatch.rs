@@ -198,6 +198,9 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::CHANNELS_STATUS => {
             typed(method, params, |FieldsOf(p)| methods::channels::channels_status(&gw.channels, p)).await
         }
+        m::CHANNELS_START => typed(method, params, |p| methods::channels::channels_start(&gw.channels, p)).await,
+        m::CHANNELS_STOP => typed(method, params, |p| methods::channels::channels_stop(&gw.channels, p)).await,
+        m::CHANNELS_LOGOUT => typed(method, params, |p| methods::channels::channels_logout(&gw.channels, p)).await,
         m::CHANNELS_PAIRING_LIST => {
             typed(method, params, |FieldsOf(p)| methods::channels::pairing_list(&gw.channels, p)).await
         }

@@ -188,6 +188,9 @@ pub mod names {
     pub const DEVICE_TOKEN_ROTATE: &str = "device.token.rotate";
     pub const DEVICE_TOKEN_REVOKE: &str = "device.token.revoke";
     pub const CHANNELS_STATUS: &str = "channels.status";
+    pub const CHANNELS_START: &str = "channels.start";
+    pub const CHANNELS_STOP: &str = "channels.stop";
+    pub const CHANNELS_LOGOUT: &str = "channels.logout";
     pub const CHANNELS_PAIRING_LIST: &str = "channels.pairing.list";
     pub const CHANNELS_PAIRING_APPROVE: &str = "channels.pairing.approve";
     pub const CHANNELS_PAIRING_DISMISS: &str = "channels.pairing.dismiss";
@@ -252,6 +255,9 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::DEVICE_TOKEN_ROTATE, scopes::PAIRING),
     m(names::DEVICE_TOKEN_REVOKE, scopes::PAIRING),
     m(names::CHANNELS_STATUS, scopes::READ),
+    m(names::CHANNELS_START, scopes::ADMIN),
+    m(names::CHANNELS_STOP, scopes::ADMIN),
+    m(names::CHANNELS_LOGOUT, scopes::ADMIN),
     m(names::CHANNELS_PAIRING_LIST, scopes::PAIRING),
     MethodSpec { name: names::CHANNELS_PAIRING_APPROVE, requirement: Requirement::Dynamic, advertise: true },
     m(names::CHANNELS_PAIRING_DISMISS, scopes::PAIRING),

@@ -18,7 +18,7 @@ use clawgate_protocol::methods::channels::*;
 use clawgate_protocol::methods::comfy::*;
 use clawgate_protocol::methods::config::*;
 use clawgate_protocol::methods::cron::*;
-use support::schema::{Decode, check_results, decodes, has_definition, pascal, schema_errors};
+use support::schema::{Decode, check_params, check_results, decodes, has_definition, pascal, schema_errors};
 
 /// Methods whose results upstream does not define (as `<Method>Result`); their shapes are
 /// pinned by the snapshots, and by the definitions they embed where upstream has those.
@@ -28,6 +28,9 @@ const RESULTS_WITHOUT_DEFINITION: &[&str] = &[
     "config.set",
     "config.patch",
     "config.apply",
+    "channels.start",
+    "channels.stop",
+    "channels.logout",
     "send",
     "comfy.run",
     "comfy.jobs.get",
@@ -326,6 +329,72 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
             "channels.pairing.dismiss",
             "channels_pairing_dismiss",
             enc(&ChannelsPairingDismissResult { request_id: "ABCD1234".into(), sender_id: "200".into() }),
+        ),
+        (
+            "channels.start",
+            "channels_start_every_account",
+            enc(&ChannelsControlResult {
+                channel: "telegram".into(),
+                account_id: None,
+                running: true,
+                started: Some(true),
+                stopped: None,
+                cleared: None,
+                accounts: vec![
+                    ChannelAccountState {
+                        account_id: "default".into(),
+                        running: true,
+                        held: None,
+                        last_start_at: Some(1_700_000_000_000),
+                        last_stop_at: Some(1_699_999_000_000),
+                    },
+                    ChannelAccountState {
+                        account_id: "second".into(),
+                        running: true,
+                        held: None,
+                        last_start_at: Some(1_700_000_000_000),
+                        last_stop_at: None,
+                    },
+                ],
+            }),
+        ),
+        (
+            "channels.stop",
+            "channels_stop",
+            enc(&ChannelsControlResult {
+                channel: "telegram".into(),
+                account_id: Some("default".into()),
+                running: false,
+                started: None,
+                stopped: Some(true),
+                cleared: None,
+                accounts: vec![ChannelAccountState {
+                    account_id: "default".into(),
+                    running: false,
+                    held: Some(ChannelHold::Stopped),
+                    last_start_at: Some(1_700_000_000_000),
+                    last_stop_at: Some(1_700_000_100_000),
+                }],
+            }),
+        ),
+        (
+            "channels.logout",
+            "channels_logout",
+            enc(&ChannelsControlResult {
+                channel: "telegram".into(),
+                account_id: Some("default".into()),
+                running: false,
+                started: None,
+                stopped: Some(true),
+                cleared: Some(true),
+                accounts: vec![ChannelAccountState {
+                    account_id: "default".into(),
+                    running: false,
+                    held: Some(ChannelHold::LoggedOut),
+                    last_start_at: Some(1_700_000_000_000),
+                    last_stop_at: Some(1_700_000_100_000),
+                }],
+            }),
         ),
         (
             "send",
@@ -682,6 +751,26 @@ fn every_params_type_decodes_schema_valid_params_and_ignores_unknown_fields_as_i
         extra["unexpected"] = json!(1);
         decode(&extra).unwrap_or_err(method, &extra);
     }
+}
+
+#[test]
+fn channel_control_params_are_closed_like_upstream() {
+    use support::schema::decoder as d;
+    let example = json!({"channel": "telegram", "accountId": "default"});
+    check_params(&[
+        ("channels.start", example.clone(), d::<ChannelsStartParams>, true),
+        ("channels.stop", example.clone(), d::<ChannelsStopParams>, true),
+        ("channels.logout", example, d::<ChannelsLogoutParams>, true),
+        ("channels.stop", json!({"channel": "discord"}), d::<ChannelsStopParams>, true),
+    ]);
+    // What clients see after `invalid channels.stop params: `.
+    assert_eq!(decodes::<ChannelsStopParams>(&json!({})).unwrap_err(), "missing field `channel`");
+    assert_eq!(
+        decodes::<ChannelsStopParams>(&json!({"channel": 1})).unwrap_err(),
+        "invalid type: integer `1`, expected a string"
+    );
+    let all: ChannelsStartParams = decodes(&json!({"channel": "slack"})).unwrap();
+    assert_eq!((all.channel.as_str(), all.account_id), ("slack", None));
 }
 
 trait UnwrapOrErr {

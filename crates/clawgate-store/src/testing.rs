@@ -114,6 +114,7 @@ macro_rules! for_each_conformance_case {
             kv_set_overwrites_previous_value,
             kv_get_or_init_keeps_the_first_value,
             concurrent_get_or_init_agrees_on_one_value,
+            kv_delete_prefix_deletes_only_keys_with_that_prefix,
             // Paired devices.
             upserted_device_round_trips,
             upsert_replaces_every_field_but_keeps_tokens,
@@ -266,6 +267,25 @@ pub async fn concurrent_get_or_init_agrees_on_one_value<S: KvStore>(store: &S) {
     let values = [a.expect("a"), b.expect("b"), c.expect("c"), d.expect("d")];
     let stored = store.get("race").await.expect("get").expect("stored");
     assert!(values.iter().all(|v| *v == stored), "{values:?} vs {stored}");
+}
+
+/// `delete_prefix` deletes exactly the keys that start with the prefix, taking `%` and `_`
+/// literally.
+pub async fn kv_delete_prefix_deletes_only_keys_with_that_prefix<S: KvStore>(store: &S) {
+    for key in ["channel:telegram:a:offset", "channel:telegram:a:other", "channel:telegram:ab:offset", "channel:x"] {
+        store.set(key, "1").await.expect("set");
+    }
+    store.set("channel:telegram:a_b:offset", "1").await.expect("set");
+    store.set("channel:telegram:a%:offset", "1").await.expect("set");
+    assert_eq!(store.delete_prefix("channel:telegram:a:").await.expect("delete"), 2);
+    assert_eq!(store.get("channel:telegram:a:offset").await.expect("get"), None);
+    assert_eq!(store.get("channel:telegram:a:other").await.expect("get"), None);
+    for kept in ["channel:telegram:ab:offset", "channel:x", "channel:telegram:a_b:offset", "channel:telegram:a%:offset"]
+    {
+        assert!(store.get(kept).await.expect("get").is_some(), "{kept} must stay");
+    }
+    assert_eq!(store.delete_prefix("channel:telegram:a_").await.expect("delete"), 1);
+    assert_eq!(store.delete_prefix("nothing:").await.expect("delete"), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,6 +41,11 @@ pub trait KvStore: Send + Sync {
         key: &str,
         init: impl FnOnce() -> String + Send,
     ) -> impl Future<Output = Result<String>> + Send;
+
+    /// Deletes every key that starts with `prefix` (compared byte for byte: `%` and `_` are
+    /// not wildcards); returns how many were deleted. Used to forget what a channel account
+    /// kept between runs when it logs out.
+    fn delete_prefix(&self, prefix: &str) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// Devices allowed to connect with their own key.

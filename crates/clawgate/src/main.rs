@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
   clawgate gateway                     # run the gateway on 127.0.0.1:18789
   clawgate call health                 # call a method on the running gateway
   clawgate devices list                # pending pairing requests and paired devices
-  clawgate channels status             # Telegram/Discord accounts: connected, last in/out
+  clawgate channels status             # chat accounts: state, last in/out, webhook URL
+  clawgate channels stop --channel telegram    # pause a channel without a restart
   clawgate pairing approve telegram K7M2Q9XA   # let a chat sender in
   clawgate chat --session work         # chat with the default agent in the terminal
   clawgate sessions list               # chat sessions, most recent first
@@ -39,7 +40,7 @@ enum Command {
     Status(cli::status::StatusArgs),
     /// List, approve, reject and revoke devices.
     Devices(cli::devices::DevicesArgs),
-    /// Chat channels (Telegram, Discord, web chat): status.
+    /// Chat channels: status, and start, stop or log out an account without a restart.
     Channels(cli::channels::ChannelsArgs),
     /// Approve or reject chat senders who asked for access with a pairing code.
     Pairing(cli::channels::PairingArgs),

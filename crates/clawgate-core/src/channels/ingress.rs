@@ -23,8 +23,14 @@ impl GatewayIngress {
     }
 }
 
+/// Where an account's durable adapter state lives in the KvStore: every key under this prefix
+/// (a logout deletes them all).
+pub(crate) fn state_prefix(account: &AccountKey) -> String {
+    format!("channel:{}:{}:", account.channel, account.account)
+}
+
 fn state_key(account: &AccountKey, key: &str) -> String {
-    format!("channel:{}:{}:{key}", account.channel, account.account)
+    format!("{}{key}", state_prefix(account))
 }
 
 #[async_trait]

@@ -15,6 +15,7 @@
 //! after the send returns, so the window is one local write wide.
 
 pub(crate) mod commands;
+mod control;
 mod ingress;
 mod outbox;
 mod router;
@@ -27,6 +28,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use clawgate_backoff::Backoff;
 use clawgate_channels::{AccountConfig, AccountKey, Channel, ChannelError};
@@ -38,6 +40,7 @@ use crate::gateway::Store;
 use crate::tasks::Tasks;
 
 pub use commands::{ComfyCommands, Commands};
+pub use control::{AccountControl, Hold};
 pub use ingress::GatewayIngress;
 pub use outbox::Outbox;
 pub(crate) use router::PAIRING_TTL_MS;
@@ -50,6 +53,9 @@ pub struct AccountRuntime {
     /// The adapter.
     pub channel: Arc<dyn Channel>,
     cancel: CancellationToken,
+    /// The account's receive loop and sender, so a stop can wait until both are gone (a start
+    /// right after must not overlap an old sender still sending the same outbox head).
+    tasks: TaskTracker,
     /// Wakes the outbox sender (shared with the [`Outbox`] while the account runs).
     pub(crate) outbox_kick: Arc<Notify>,
     limiter: Mutex<RateWindows>,
@@ -119,6 +125,11 @@ struct Inner {
     /// A config change touched `channels.*`: the reload loop re-reads it.
     reload: Notify,
     accounts: RwLock<BTreeMap<AccountKey, Arc<AccountRuntime>>>,
+    /// Per account, what outlives its runs: an operator's hold and the last start and stop.
+    control: Mutex<BTreeMap<AccountKey, control::Control>>,
+    /// Serialises what starts and stops accounts (the reload loop, `channels.start|stop|logout`),
+    /// so a reload never restarts an account an operator is stopping.
+    ops: tokio::sync::Mutex<()>,
     /// Accounts configured but not startable (missing token, bad config), with the reason.
     problems: RwLock<BTreeMap<AccountKey, String>>,
     /// Inbound rows being routed now (so recovery and a live delivery never route one twice).
@@ -152,6 +163,8 @@ impl ChannelService {
                 reload: Notify::new(),
                 accounts: RwLock::default(),
                 problems: RwLock::default(),
+                control: Mutex::default(),
+                ops: tokio::sync::Mutex::new(()),
                 in_flight: Mutex::default(),
             }),
         }
@@ -204,12 +217,25 @@ impl ChannelService {
         }
     }
 
-    fn stop_account(&self, key: &AccountKey) {
+    /// Stop one account and wait (bounded) until its receive loop and sender have ended.
+    /// Returns whether it was there to stop.
+    async fn stop_account(&self, key: &AccountKey) -> bool {
         let stopped = self.inner.accounts.write().remove(key);
-        if let Some(rt) = stopped {
-            self.inner.outbox.detach(key, &rt.outbox_kick);
-            rt.cancel.cancel();
+        let Some(rt) = stopped else { return false };
+        self.inner.outbox.detach(key, &rt.outbox_kick);
+        rt.cancel.cancel();
+        rt.tasks.close();
+        if tokio::time::timeout(STOP_GRACE, rt.tasks.wait()).await.is_err() {
+            tracing::warn!(account = %key, "channel account did not stop within {STOP_GRACE:?}; left to end on its own");
         }
+        let last_seen = rt.channel.status().snapshot();
+        rt.channel.status().mark_disconnected(None);
+        self.control_of(key, |c| {
+            c.last_start_at = Some(rt.started_at_ms);
+            c.last_stop_at = Some(crate::time::now_ms());
+            c.last_seen = Some(last_seen);
+        });
+        true
     }
 
     /// Claim an inbox row for routing; false if another task routes it.
@@ -227,6 +253,9 @@ impl ChannelService {
         clawgate_channels::accounts_from_config(&current.config.channels, current.base_dir()).map_err(|e| e.to_string())
     }
 }
+
+/// How long a stop waits for an account's tasks (a send in flight finishes first).
+const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Build the adapter for one account.
 fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
@@ -254,13 +283,19 @@ impl ChannelService {
     /// Start every enabled account and the recovery of unfinished inbound messages. Called once
     /// at startup, after agent recovery (so interrupted runs are already marked).
     pub async fn start(&self) {
-        match self.configured_accounts() {
-            Ok(accounts) => {
-                for cfg in accounts {
-                    self.start_account(cfg);
+        {
+            let _ops = self.inner.ops.lock().await;
+            self.load_holds().await;
+            match self.configured_accounts() {
+                Ok(accounts) => {
+                    for cfg in accounts {
+                        if !self.is_held(&cfg.key) {
+                            let _ = self.start_account(cfg);
+                        }
+                    }
                 }
+                Err(e) => tracing::error!(error = %e, "channels config is invalid; no channel started"),
             }
-            Err(e) => tracing::error!(error = %e, "channels config is invalid; no channel started"),
         }
         self.recover().await;
         let (cancel, channels) = (self.inner.tasks.token(), self.clone());
@@ -268,14 +303,16 @@ impl ChannelService {
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => break,
-                    () = channels.inner.reload.notified() => channels.apply_reload(),
+                    () = channels.inner.reload.notified() => channels.apply_reload().await,
                 }
             }
         });
     }
 
-    /// Restart accounts whose config changed, stop removed ones, start new ones.
-    fn apply_reload(&self) {
+    /// Restart accounts whose config changed, stop removed ones, start new ones — except those
+    /// an operator holds stopped (`channels.stop`/`channels.logout`), which stay stopped.
+    async fn apply_reload(&self) {
+        let _ops = self.inner.ops.lock().await;
         let accounts = match self.configured_accounts() {
             Ok(a) => a,
             Err(e) => {
@@ -288,26 +325,28 @@ impl ChannelService {
             let same = wanted.get(&rt.cfg.key).is_some_and(|w| same_config(w, &rt.cfg));
             if !same {
                 tracing::info!(account = %rt.cfg.key, "channel account config changed; restarting it");
-                self.stop_account(&rt.cfg.key);
+                self.stop_account(&rt.cfg.key).await;
             }
         }
         self.inner.problems.write().clear();
         for (key, cfg) in wanted {
-            if self.account(&key).is_none() {
-                self.start_account(cfg);
+            if self.account(&key).is_none() && !self.is_held(&key) {
+                let _ = self.start_account(cfg);
             }
         }
     }
 
-    fn start_account(&self, cfg: AccountConfig) {
+    /// Start one account's adapter, receive loop and sender. `Err` says why it cannot run
+    /// (disabled, no token, bad settings); the reason is also what `channels.status` shows.
+    fn start_account(&self, cfg: AccountConfig) -> Result<(), String> {
         let key = cfg.key.clone();
         if cfg.key.channel == "webchat" {
             // The web chat is the gateway's own page over WS; nothing to start.
-            return;
+            return Ok(());
         }
         if !cfg.enabled {
             tracing::info!(account = %key, "channel account disabled in config");
-            return;
+            return Err(format!("disabled in config (channels.{}.enabled is false)", key.channel));
         }
         if cfg.token.is_none() {
             let what = match key.channel.as_str() {
@@ -318,21 +357,23 @@ impl ChannelService {
             };
             let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
             tracing::warn!(account = %key, "{msg}");
-            self.inner.problems.write().insert(key, msg);
-            return;
+            self.inner.problems.write().insert(key, msg.clone());
+            return Err(msg);
         }
         let channel = match build_channel(&cfg) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(account = %key, error = %e, "channel account cannot start");
-                self.inner.problems.write().insert(key, e);
-                return;
+                self.inner.problems.write().insert(key, e.clone());
+                return Err(e);
             }
         };
+        self.inner.problems.write().remove(&key);
         let rt = Arc::new(AccountRuntime {
             cfg,
             channel,
             cancel: self.inner.tasks.token().child_token(),
+            tasks: TaskTracker::new(),
             outbox_kick: Arc::new(Notify::new()),
             limiter: Mutex::new(RateWindows::default()),
             fatal: Mutex::new(None),
@@ -342,8 +383,10 @@ impl ChannelService {
         self.inner.accounts.write().insert(key.clone(), rt.clone());
         self.inner.outbox.attach(key.clone(), rt.outbox_kick.clone(), rt.channel.capabilities());
         tracing::info!(account = %key, "channel account starting");
-        self.inner.tasks.spawn("channels", self.clone().supervise(rt.clone()));
-        self.inner.tasks.spawn("channels", outbox::sender(self.inner.store.clone(), rt));
+        self.inner.tasks.spawn("channels", rt.tasks.track_future(self.clone().supervise(rt.clone())));
+        self.inner.tasks.spawn("channels", rt.tasks.track_future(outbox::sender(self.inner.store.clone(), rt.clone())));
+        self.control_of(&key, |c| c.last_start_at = Some(rt.started_at_ms));
+        Ok(())
     }
 
     /// Run the adapter's receive loop; restart it with backoff when it ends unexpectedly, stop
@@ -428,6 +471,8 @@ impl ChannelService {
         let running: BTreeMap<AccountKey, Arc<AccountRuntime>> =
             self.accounts().into_iter().map(|rt| (rt.cfg.key.clone(), rt)).collect();
         let problems = self.inner.problems.read().clone();
+        let control = self.inner.control.lock().clone();
+        let public_url = self.inner.config.current().config.gateway.public_url.clone();
         let mut order: Vec<String> = Vec::new();
         let mut accounts: serde_json::Map<String, Value> = serde_json::Map::new();
         let mut channels: serde_json::Map<String, Value> = serde_json::Map::new();
@@ -455,6 +500,30 @@ impl ChannelService {
             } else {
                 entry["tokenSource"] = json!(if cfg.token.is_some() { "config" } else { "none" });
             }
+            let held = control.get(&cfg.key).and_then(|c| c.hold);
+            if let Some(c) = control.get(&cfg.key) {
+                entry["lastStartAt"] = json!(c.last_start_at);
+                entry["lastStopAt"] = json!(c.last_stop_at);
+                // A stopped account shows what its last run saw (a running one overwrites it).
+                if let Some(s) = &c.last_seen {
+                    entry["lastInboundAt"] = json!(s.last_inbound_at);
+                    entry["lastOutboundAt"] = json!(s.last_outbound_at);
+                    entry["lastTransportActivityAt"] = json!(s.last_received_at);
+                }
+            }
+            // Where the platform must POST: the path here, and the full URL when it is known
+            // (what to paste into the platform's console). Shown for a stopped account too.
+            let webhook_path = match rt {
+                Some(rt) => rt.channel.webhook_path(),
+                None if takes_webhooks(cfg) => build_channel(cfg).ok().and_then(|c| c.webhook_path()),
+                None => None,
+            };
+            if let Some(path) = webhook_path {
+                if let Some(url) = webhook_url(cfg, public_url.as_deref(), &path) {
+                    entry["webhookUrl"] = json!(url);
+                }
+                entry["webhookPath"] = json!(path);
+            }
             if let Some(rt) = rt {
                 let s = rt.channel.status().snapshot();
                 entry["connected"] = json!(s.connected);
@@ -464,18 +533,7 @@ impl ChannelService {
                 entry["lastOutboundAt"] = json!(s.last_outbound_at);
                 entry["lastTransportActivityAt"] = json!(s.last_received_at);
                 entry["lastStartAt"] = json!(rt.started_at_ms);
-                // Where the platform must POST: the path here, and the full URL when the public
-                // address is known (what to paste into the LINE console).
-                if let Some(path) = rt.channel.webhook_path() {
-                    if let Some(root) = &self.inner.config.current().config.gateway.public_url {
-                        entry["webhookUrl"] = json!(format!("{}{path}", root.trim_end_matches('/')));
-                    }
-                    entry["webhookPath"] = json!(path);
-                }
                 entry["inboundCount"] = json!(s.inbound_count);
-                if let Some(path) = rt.channel.webhook_path() {
-                    entry["webhookPath"] = json!(path);
-                }
                 entry["outboundCount"] = json!(s.outbound_count);
                 if let Some(id) = s.bot_id {
                     entry["botId"] = json!(id);
@@ -497,6 +555,9 @@ impl ChannelService {
                 if let Some(f) = fatal {
                     issues.push(json!({"channel": ch, "accountId": cfg.key.account, "kind": "auth", "message": f}));
                 }
+            } else if let Some(hold) = held {
+                entry["healthState"] = json!(hold.as_str());
+                entry["loggedOut"] = json!(hold == Hold::LoggedOut);
             } else if let Some(p) = problems.get(&cfg.key) {
                 entry["lastError"] = json!(p);
                 entry["healthState"] = json!("stopped");
@@ -542,6 +603,21 @@ fn dm_policy_str(p: clawgate_channels::DmPolicy) -> &'static str {
         Open => "open",
         Disabled => "disabled",
     }
+}
+
+/// Whether the account takes its updates as webhooks on the gateway's port.
+fn takes_webhooks(cfg: &AccountConfig) -> bool {
+    matches!(mode_of(cfg), "webhook" | "http")
+}
+
+/// The public URL the platform must call for `path`: Telegram's is its configured `webhookUrl`
+/// (clawgate registers it with `setWebhook`; a password in it is a secret and shown redacted);
+/// the others' is `gateway.publicUrl` + the path.
+fn webhook_url(cfg: &AccountConfig, public_url: Option<&str>, path: &str) -> Option<String> {
+    if cfg.key.channel == "telegram" {
+        return cfg.settings.webhook_url.as_deref().map(|u| clawgate_config::redact_url_userinfo(u).into_owned());
+    }
+    public_url.map(|root| format!("{}{path}", root.trim_end_matches('/')))
 }
 
 fn mode_of(cfg: &AccountConfig) -> &'static str {

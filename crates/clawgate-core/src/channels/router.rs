@@ -78,6 +78,11 @@ impl ChannelService {
         };
         let key = msg.account_key();
         let Some(rt) = self.account(&key) else {
+            if self.is_held(&key) {
+                // Stopped by an operator: the row waits in the inbox; `channels.start` routes it.
+                tracing::info!(account = %key, inbox = rec.id, "inbound message waits: its account is stopped");
+                return Ok(());
+            }
             // The account is gone from the config: nothing can answer.
             tracing::warn!(account = %key, inbox = rec.id, "inbound message for an account that is not running; dropped");
             return set_status(

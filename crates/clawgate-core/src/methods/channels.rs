@@ -1,4 +1,5 @@
-//! `channels.status`, `send`, and the channel pairing methods (`channels.pairing.*`).
+//! `channels.status`, `channels.start|stop|logout`, `send`, and the channel pairing methods
+//! (`channels.pairing.*`).
 
 use std::time::Duration;
 
@@ -6,14 +7,15 @@ use serde_json::{Value, json};
 
 use clawgate_channels::{AccountKey, MediaSource, OutboundMedia, OutboundMessage, chunk_text};
 use clawgate_protocol::methods::channels::{
-    ChannelPairingRequest, ChannelsPairingApproveParams, ChannelsPairingApproveResult, ChannelsPairingDismissParams,
-    ChannelsPairingDismissResult, ChannelsPairingListParams, ChannelsPairingListResult, ChannelsStatusParams,
-    ChannelsStatusResult, CommandOwnerBootstrap, PairingAccount, PairingLimits, PairingNotification,
-    PairingRequestMetadata, SendParams, SendResult, SendStatus,
+    ChannelAccountParams, ChannelAccountState, ChannelHold, ChannelPairingRequest, ChannelsControlResult,
+    ChannelsLogoutParams, ChannelsPairingApproveParams, ChannelsPairingApproveResult, ChannelsPairingDismissParams,
+    ChannelsPairingDismissResult, ChannelsPairingListParams, ChannelsPairingListResult, ChannelsStartParams,
+    ChannelsStatusParams, ChannelsStatusResult, ChannelsStopParams, CommandOwnerBootstrap, PairingAccount,
+    PairingLimits, PairingNotification, PairingRequestMetadata, SendParams, SendResult, SendStatus,
 };
 use clawgate_store::{ChannelPairingStatus, ChannelStore, OutboxStatus};
 
-use crate::channels::ChannelService;
+use crate::channels::{AccountControl, ChannelService, Hold};
 use crate::error::CoreError;
 use crate::gateway::Store;
 use crate::time::now_ms;
@@ -37,6 +39,86 @@ pub async fn channels_status(
         }
     }
     Ok(ChannelsStatusResult(out))
+}
+
+/// What a control call did, as the wire shows it.
+#[derive(Clone, Copy)]
+enum Control {
+    Start,
+    Stop,
+    Logout,
+}
+
+fn control_result(
+    params: &ChannelAccountParams,
+    account: Option<&str>,
+    op: Control,
+    states: Vec<AccountControl>,
+) -> ChannelsControlResult {
+    let all_running = states.iter().all(|s| s.running);
+    let none_running = states.iter().all(|s| !s.running);
+    let cleared = states.iter().any(|s| s.cleared);
+    ChannelsControlResult {
+        channel: params.channel.trim().to_owned(),
+        account_id: account.map(str::to_owned),
+        running: all_running,
+        started: matches!(op, Control::Start).then_some(all_running),
+        stopped: matches!(op, Control::Stop | Control::Logout).then_some(none_running),
+        cleared: matches!(op, Control::Logout).then_some(cleared),
+        accounts: states
+            .into_iter()
+            .map(|s| ChannelAccountState {
+                account_id: s.key.account,
+                running: s.running,
+                held: s.hold.map(|h| match h {
+                    Hold::Stopped => ChannelHold::Stopped,
+                    Hold::LoggedOut => ChannelHold::LoggedOut,
+                }),
+                last_start_at: s.last_start_at,
+                last_stop_at: s.last_stop_at,
+            })
+            .collect(),
+    }
+}
+
+/// `channels.start {channel, accountId?}` → [`ChannelsControlResult`]: starts the account (every
+/// account of the channel without `accountId`) if it is not running, lifting a stop or logout;
+/// already running is `ok` with `running: true`. Inbound messages that waited are then routed
+/// and queued replies sent.
+pub async fn channels_start(
+    channels: &ChannelService,
+    params: ChannelsStartParams,
+) -> Result<ChannelsControlResult, CoreError> {
+    let account = trimmed(&params.account_id);
+    let states = channels.start_accounts(params.channel.trim(), account).await?;
+    Ok(control_result(&params, account, Control::Start, states))
+}
+
+/// `channels.stop {channel, accountId?}` → [`ChannelsControlResult`]: stops the account (every
+/// account of the channel without `accountId`) and keeps it stopped through config reloads until
+/// `channels.start` or the gateway's next start (a stop is not persisted; a logout is). The
+/// others keep running; its queued replies stay in the outbox and go out after a start.
+pub async fn channels_stop(
+    channels: &ChannelService,
+    params: ChannelsStopParams,
+) -> Result<ChannelsControlResult, CoreError> {
+    let account = trimmed(&params.account_id);
+    let states = channels.stop_accounts(params.channel.trim(), account).await?;
+    Ok(control_result(&params, account, Control::Stop, states))
+}
+
+/// `channels.logout {channel, accountId?}` → [`ChannelsControlResult`]: stops the account, keeps
+/// it stopped across config reloads *and restarts* until `channels.start`, and forgets the
+/// session the gateway kept for it: the adapter's stored state (Telegram's update offset) and
+/// its in-memory session (Discord's resume state, Slack's socket URL). Tokens stay in the config
+/// — the gateway never rewrites secrets — as do approved pairings and the outbox.
+pub async fn channels_logout(
+    channels: &ChannelService,
+    params: ChannelsLogoutParams,
+) -> Result<ChannelsControlResult, CoreError> {
+    let account = trimmed(&params.account_id);
+    let states = channels.logout_accounts(params.channel.trim(), account).await?;
+    Ok(control_result(&params, account, Control::Logout, states))
 }
 
 /// A string param, trimmed; blank reads as absent.

@@ -1,5 +1,5 @@
-//! `channels.status`, `channels.pairing.list|approve|dismiss` and `send`: params and results
-//! (schema `Channels*Params`/`Channels*Result`, `SendParams`).
+//! `channels.status`, `channels.start|stop|logout`, `channels.pairing.list|approve|dismiss` and
+//! `send`: params and results (schema `Channels*Params`/`Channels*Result`, `SendParams`).
 //!
 //! Params ignore unknown fields and read a field of the wrong type as absent, as the
 //! hand-written readers did; the handler refuses what is missing with upstream's wording
@@ -32,6 +32,80 @@ pub struct ChannelsStatusParams {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct ChannelsStatusResult(pub Map<String, Value>);
+
+/// `channels.start|stop|logout {channel, accountId?}` (schema `ChannelsStartParams`,
+/// `ChannelsStopParams`, `ChannelsLogoutParams`: closed objects with `channel` required). New
+/// methods, so they refuse what upstream refuses: a missing `channel`, an unknown field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChannelAccountParams {
+    /// The channel (`telegram`, `discord`, `slack`, `line`, `whatsapp`).
+    pub channel: String,
+    /// One account of it; absent (or blank): every account of the channel.
+    #[serde(default)]
+    pub account_id: Option<String>,
+}
+
+/// `channels.start {channel, accountId?}`.
+pub type ChannelsStartParams = ChannelAccountParams;
+/// `channels.stop {channel, accountId?}`.
+pub type ChannelsStopParams = ChannelAccountParams;
+/// `channels.logout {channel, accountId?}`.
+pub type ChannelsLogoutParams = ChannelAccountParams;
+
+/// Why an operator holds an account stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChannelHold {
+    /// `channels.stop`: until `channels.start` or the gateway's next start.
+    Stopped,
+    /// `channels.logout`: until `channels.start`, across restarts.
+    LoggedOut,
+}
+
+/// One account after `channels.start|stop|logout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelAccountState {
+    /// The account.
+    pub account_id: String,
+    /// Its receive loop runs.
+    pub running: bool,
+    /// Why an operator holds it stopped (absent: no hold).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<ChannelHold>,
+    /// When it last started (ms), if ever in this process.
+    pub last_start_at: Option<i64>,
+    /// When it last stopped (ms), if ever in this process.
+    pub last_stop_at: Option<i64>,
+}
+
+/// `channels.start|stop|logout` → `{channel, accountId?, running, accounts[], started? |
+/// stopped? | cleared?}`. Upstream's schema has no result for these; the shape keeps upstream's
+/// `{channel, accountId, started|stopped|cleared}` fields and adds each affected account's
+/// state (a call without `accountId` covers every account of the channel).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsControlResult {
+    /// The channel.
+    pub channel: String,
+    /// The account the call named (absent: it named none, and `accounts` lists them all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Whether every affected account runs now.
+    pub running: bool,
+    /// `channels.start`: every affected account runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<bool>,
+    /// `channels.stop`: no affected account runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<bool>,
+    /// `channels.logout`: some session state was there and is now forgotten.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleared: Option<bool>,
+    /// Each affected account.
+    pub accounts: Vec<ChannelAccountState>,
+}
 
 /// `channels.pairing.list {channel?, accountId?}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

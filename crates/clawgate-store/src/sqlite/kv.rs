@@ -42,4 +42,15 @@ impl KvStore for SqliteStore {
         .await?;
         Ok(stored)
     }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        // `substr` rather than LIKE: account ids may hold `%` or `_`, which LIKE would match
+        // as wildcards.
+        let deleted = sqlx::query("DELETE FROM kv WHERE substr(key, 1, length(?1)) = ?1")
+            .bind(prefix)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(deleted)
+    }
 }

@@ -1,4 +1,5 @@
-//! `clawgate channels status` and `clawgate pairing …` (chat senders asking for access).
+//! `clawgate channels status|start|stop|logout` and `clawgate pairing …` (chat senders asking
+//! for access).
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -9,11 +10,17 @@ use clawgate_protocol::methods::names;
 use super::conn::{self, ConnArgs, call};
 use super::output;
 
-/// Chat channels: Telegram, Discord, web chat.
+/// Chat channels: Telegram, Discord, Slack, LINE, WhatsApp, web chat.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   clawgate channels status
-  clawgate channels status --json | jq '.channelAccounts.telegram[0].lastInboundAt'")]
+  clawgate channels status --json | jq '.channelAccounts.telegram[0].lastInboundAt'
+  clawgate channels stop --channel telegram --account default   # pause one bot, the others keep running
+  clawgate channels start --channel telegram                    # every telegram account
+  clawgate channels logout --channel discord                    # stop and forget the session, across restarts
+
+The gateway is found with --url (env CLAWGATE_URL) and --token (env CLAWGATE_GATEWAY_TOKEN, else the
+token `clawgate gateway` stored in the state dir). start, stop and logout need operator.admin.")]
 pub struct ChannelsArgs {
     /// What to do.
     #[command(subcommand)]
@@ -23,8 +30,31 @@ pub struct ChannelsArgs {
 /// `clawgate channels` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ChannelsCommand {
-    /// Per account: configured, connected, last message in and out, last error, outbox.
+    /// Per account: state, last message in and out, outbox, the webhook URL it expects, last error.
     Status(StatusArgs),
+    /// Start a stopped or logged-out account (already running: nothing changes).
+    Start(ControlArgs),
+    /// Stop an account until `channels start` or the gateway's next start; config reloads keep it stopped.
+    Stop(ControlArgs),
+    /// Stop an account and forget its session (Telegram offset, Discord resume state); it stays
+    /// stopped across restarts until `channels start`. Tokens stay in the config.
+    Logout(ControlArgs),
+}
+
+/// `channels start|stop|logout --channel X [--account Y]`.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The channel (telegram, discord, slack, line, whatsapp)
+    #[arg(long)]
+    pub channel: String,
+    /// One account of it [default: every account of the channel]
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Print the gateway's answer as one compact JSON line
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 /// `channels status`.
@@ -89,7 +119,59 @@ pub struct DecideArgs {
 
 /// Run `clawgate channels …`.
 pub async fn run_channels(args: ChannelsArgs) -> anyhow::Result<i32> {
-    let ChannelsCommand::Status(a) = args.command;
+    match args.command {
+        ChannelsCommand::Status(a) => status(a).await,
+        ChannelsCommand::Start(a) => control(a, names::CHANNELS_START).await,
+        ChannelsCommand::Stop(a) => control(a, names::CHANNELS_STOP).await,
+        ChannelsCommand::Logout(a) => control(a, names::CHANNELS_LOGOUT).await,
+    }
+}
+
+async fn control(a: ControlArgs, method: &str) -> anyhow::Result<i32> {
+    let client = conn::connect(&a.conn, &[clawgate_protocol::scopes::ADMIN]).await?;
+    let mut params = json!({"channel": a.channel});
+    if let Some(account) = &a.account {
+        params["accountId"] = json!(account);
+    }
+    let result = call(&client, method, params, a.json).await;
+    client.close().await;
+    let payload = match result? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    if a.json {
+        output::print_json(&payload, true);
+    } else {
+        print!("{}", render_control(&payload, method));
+    }
+    Ok(0)
+}
+
+/// One line per affected account: `Stopped telegram/default.`
+fn render_control(payload: &Value, method: &str) -> String {
+    let channel = output::str_field(payload, "channel");
+    let mut out = String::new();
+    for acct in payload["accounts"].as_array().cloned().unwrap_or_default() {
+        let id = output::str_field(&acct, "accountId");
+        let line = match (method, acct["running"] == true) {
+            (names::CHANNELS_START, true) => format!("Started {channel}/{id} (running)."),
+            (names::CHANNELS_START, false) => format!("{channel}/{id} did not start; see `clawgate channels status`."),
+            (names::CHANNELS_LOGOUT, _) => format!(
+                "Logged out {channel}/{id}: stopped until `clawgate channels start --channel {channel} --account {id}`, \
+                 also across restarts."
+            ),
+            _ => format!(
+                "Stopped {channel}/{id} until `clawgate channels start --channel {channel} --account {id}` \
+                 or the gateway's next start."
+            ),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+async fn status(a: StatusArgs) -> anyhow::Result<i32> {
     let client = conn::connect_default(&a.conn).await?;
     let params = match &a.channel {
         Some(c) => json!({"channel": c}),
@@ -118,8 +200,17 @@ fn render_status(payload: &Value) -> String {
                 "connected".to_owned()
             } else if acct["enabled"] == false {
                 "disabled".to_owned()
+            } else if acct["loggedOut"] == true {
+                "logged out".to_owned()
             } else {
                 output::str_field(&acct, "healthState").to_owned()
+            };
+            // The URL to paste into the platform's console; the path alone when the public
+            // address is not configured.
+            let webhook = match (acct["webhookUrl"].as_str(), acct["webhookPath"].as_str()) {
+                (Some(url), _) => url.to_owned(),
+                (None, Some(path)) => format!("<gateway.publicUrl>{path}"),
+                (None, None) => "—".to_owned(),
             };
             let outbox = &acct["outbox"];
             rows.push(vec![
@@ -133,6 +224,7 @@ fn render_status(payload: &Value) -> String {
                     outbox["queued"].as_u64().unwrap_or(0),
                     outbox["failed"].as_u64().unwrap_or(0)
                 ),
+                webhook,
                 output::str_field(&acct, "lastError").to_owned(),
             ]);
         }
@@ -140,7 +232,7 @@ fn render_status(payload: &Value) -> String {
     if rows.is_empty() {
         return "No chat channels configured. Add one under channels.* in the config (see the README: \"Connect a Telegram bot\").\n".to_owned();
     }
-    output::table(&["CHANNEL", "ACCOUNT", "STATE", "LAST IN", "LAST OUT", "OUTBOX", "LAST ERROR"], &rows)
+    output::table(&["CHANNEL", "ACCOUNT", "STATE", "LAST IN", "LAST OUT", "OUTBOX", "WEBHOOK URL", "LAST ERROR"], &rows)
 }
 
 /// Run `clawgate pairing …`.
@@ -261,5 +353,35 @@ mod tests {
         assert!(out.contains("telegram") && out.contains("stopped") && out.contains("bad token"), "{out}");
         assert!(out.contains("2 queued, 1 failed"), "{out}");
         assert!(render_status(&json!({"channelOrder": []})).contains("No chat channels configured"));
+    }
+
+    #[test]
+    fn status_table_shows_the_webhook_url_or_a_dash() {
+        let payload = json!({"channelOrder": ["line", "telegram", "slack"], "channelAccounts": {
+            "line": [{"accountId": "default", "connected": true, "webhookPath": "/line/webhook",
+                      "webhookUrl": "https://gw.example/line/webhook"}],
+            "telegram": [{"accountId": "default", "connected": false, "healthState": "stopped"}],
+            "slack": [{"accountId": "default", "connected": false, "loggedOut": true, "webhookPath": "/slack/events"}]}});
+        let out = render_status(&payload);
+        let line = out.lines().find(|l| l.starts_with("line")).unwrap();
+        assert!(line.contains("https://gw.example/line/webhook"), "{out}");
+        let telegram = out.lines().find(|l| l.starts_with("telegram")).unwrap();
+        assert!(telegram.contains("—") && telegram.contains("stopped"), "{out}");
+        let slack = out.lines().find(|l| l.starts_with("slack")).unwrap();
+        assert!(slack.contains("<gateway.publicUrl>/slack/events") && slack.contains("logged out"), "{out}");
+    }
+
+    #[test]
+    fn control_lines_name_each_account_and_how_to_undo() {
+        let payload = json!({"channel": "telegram", "running": false, "stopped": true, "accounts": [
+            {"accountId": "default", "running": false}, {"accountId": "second", "running": false}]});
+        let out = render_control(&payload, names::CHANNELS_STOP);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(
+            out.contains("Stopped telegram/second until `clawgate channels start --channel telegram --account second`")
+        );
+        let started = json!({"channel": "telegram", "accounts": [{"accountId": "default", "running": true}]});
+        assert_eq!(render_control(&started, names::CHANNELS_START), "Started telegram/default (running).\n");
+        assert!(render_control(&payload, names::CHANNELS_LOGOUT).contains("also across restarts"));
     }
 }
