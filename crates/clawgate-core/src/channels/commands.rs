@@ -220,8 +220,9 @@ impl Registry {
 fn platform_syntax(platform: &str) -> Option<&'static str> {
     match platform {
         "slack" => Some(
-            "On Slack, a message that starts with / goes to Slack's own commands: start it with ! instead \
-             (!status, !help), or mention me first in a channel (@bot /status).",
+            "On Slack, a message that starts with / goes to Slack's own commands: use the app's slash \
+             commands (/clawgate status, or /status where the app registers it), start a message with ! \
+             instead (!status, !help), or mention me first in a channel (@bot /status).",
         ),
         "telegram" => Some("In a group, add my name (/status@my_bot) or mention me first (@my_bot /status)."),
         "discord" => Some("In a server channel, mention me first: @bot /status."),
@@ -437,7 +438,10 @@ mod tests {
         let reg = registry(true);
         let on = |platform: &'static str, user: &'static str| SenderCtx { platform, ..sender(user) };
         let slack = reg.help(&on("slack", "U2"), &p);
-        assert!(slack.contains("start it with ! instead (!status, !help)"), "{slack}");
+        assert!(
+            slack.contains("/clawgate status") && slack.contains("start a message with ! instead (!status, !help)"),
+            "{slack}"
+        );
         let telegram = reg.help(&on("telegram", "2"), &p);
         assert!(telegram.contains("/status@my_bot") && !telegram.contains("!status"), "{telegram}");
         let discord = reg.help(&on("discord", "2"), &p);
