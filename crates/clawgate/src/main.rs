@@ -8,6 +8,7 @@ mod import_cmd;
 mod logging;
 mod malloc;
 mod paths;
+mod state_lock;
 
 use clap::{Parser, Subcommand};
 
