@@ -71,7 +71,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         .clone()
         .map(|f| resolve_relative(&config_path, f))
         .unwrap_or_else(|| paths::log_file(&state_dir));
-    let _guard = logging::init_gateway(&loaded.config.logging.level, Some(&log_file))?;
+    let _guard = logging::init_gateway(&loaded.config.logging.level, Some(&log_file), &loaded.config.logging.rotate)?;
 
     if !loaded.exists {
         tracing::info!(path = %config_path.display(), "no config file; running with defaults (create this file to configure clawgate)");

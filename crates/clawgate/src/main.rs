@@ -5,6 +5,7 @@ mod config_cmd;
 mod doctor;
 mod gateway_cmd;
 mod import_cmd;
+mod log_rotate;
 mod logging;
 mod malloc;
 mod paths;
