@@ -1,5 +1,6 @@
 //! `clawgate` — an OpenClaw-compatible gateway in one Rust binary.
 
+mod backup_cmd;
 mod cli;
 mod config_cmd;
 mod doctor;
@@ -25,6 +26,7 @@ use clap::{Parser, Subcommand};
   clawgate sessions list               # chat sessions, most recent first
   clawgate jobs list                   # ComfyUI jobs, newest first
   clawgate doctor                      # check config, state dir and port
+  clawgate backup ~/clawgate.backup    # copy the state and config while the gateway runs
   clawgate import connector-env .env   # migrate from the ComfyUI-OpenClaw connector")]
 struct Cli {
     #[command(subcommand)]
@@ -61,6 +63,10 @@ enum Command {
     /// Bring configuration over from other tools (the ComfyUI-OpenClaw connector's .env).
     #[command(subcommand)]
     Import(import_cmd::ImportCommand),
+    /// Back up the state database and config into one file (safe while the gateway runs).
+    Backup(backup_cmd::BackupArgs),
+    /// Restore a backup into a state directory (stop the gateway first).
+    Restore(backup_cmd::RestoreArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -126,6 +132,14 @@ fn main() -> std::process::ExitCode {
             Command::Import(cmd) => {
                 logging::init_cli();
                 import_cmd::run(cmd)
+            }
+            Command::Backup(args) => {
+                logging::init_cli();
+                backup_cmd::backup(args).await
+            }
+            Command::Restore(args) => {
+                logging::init_cli();
+                backup_cmd::restore(args).await
             }
         }
     });
