@@ -10,6 +10,7 @@ mod log_rotate;
 mod logging;
 mod malloc;
 mod paths;
+mod service_cmd;
 mod state_lock;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,7 @@ use clap::{Parser, Subcommand};
   clawgate jobs list                   # ComfyUI jobs, newest first
   clawgate doctor                      # check config, state dir and port
   clawgate backup ~/clawgate.backup    # copy the state and config while the gateway runs
+  clawgate service install             # run it as a systemd user service
   clawgate import connector-env .env   # migrate from the ComfyUI-OpenClaw connector")]
 struct Cli {
     #[command(subcommand)]
@@ -67,6 +69,8 @@ enum Command {
     Backup(backup_cmd::BackupArgs),
     /// Restore a backup into a state directory (stop the gateway first).
     Restore(backup_cmd::RestoreArgs),
+    /// Run the gateway as a systemd service: install, uninstall, status.
+    Service(service_cmd::ServiceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -140,6 +144,10 @@ fn main() -> std::process::ExitCode {
             Command::Restore(args) => {
                 logging::init_cli();
                 backup_cmd::restore(args).await
+            }
+            Command::Service(args) => {
+                logging::init_cli();
+                service_cmd::run(args)
             }
         }
     });
