@@ -218,22 +218,32 @@ async fn copy_into(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Runs `work`, and while it takes more than a second prints how far `file` has grown towards
 /// `total` bytes, once a second, on stderr.
 async fn with_progress<T>(what: &str, file: &Path, total: u64, work: impl Future<Output = T>) -> T {
+    with_progress_to(what, file, total, Duration::from_secs(1), work, |line| eprintln!("{line}")).await
+}
+
+async fn with_progress_to<T>(
+    what: &str,
+    file: &Path,
+    total: u64,
+    every: Duration,
+    work: impl Future<Output = T>,
+    mut report: impl FnMut(String),
+) -> T {
     let mut work = std::pin::pin!(work);
     let started = Instant::now();
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             out = &mut work => return out,
             _ = tick.tick() => {
                 let done = file_len(file);
                 let percent = done.saturating_mul(100).checked_div(total).unwrap_or(0).min(100);
-                eprintln!(
+                report(format!(
                     "{what}: {} of about {} ({percent}%), {}s",
                     size_text(done),
                     size_text(total),
                     started.elapsed().as_secs()
-                );
+                ));
             }
         }
     }
@@ -261,5 +271,36 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
             Err(e).with_context(|| format!("cannot remove {}", path.display()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_long_copy_reports_its_progress_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("partial");
+        std::fs::write(&file, vec![0u8; 512 * 1024]).unwrap();
+        // The "copy" ends once it has been reported on three times.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<u32>();
+        let mut done_tx = Some(done_tx);
+        let mut lines = Vec::new();
+        let every = Duration::from_millis(10);
+        let out = with_progress_to("backup", &file, 1024 * 1024, every, async { done_rx.await.unwrap_or(0) }, |line| {
+            lines.push(line);
+            if lines.len() == 3 {
+                let _ = done_tx.take().map(|tx| tx.send(7));
+            }
+        })
+        .await;
+        assert_eq!(out, 7);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].starts_with("backup: 512 KiB of about 1.0 MiB (50%), "), "{lines:?}");
+
+        let mut quiet = Vec::new();
+        with_progress_to("backup", &file, 1, Duration::from_secs(3600), async {}, |line| quiet.push(line)).await;
+        assert!(quiet.is_empty(), "a copy that ends first prints nothing: {quiet:?}");
     }
 }
