@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 /// The lock file's name inside the state directory.
 pub const LOCK_FILE: &str = "gateway.lock";
 
+/// Attempts to take the lock, [`LOCK_RETRY`] apart, before it counts as held.
+const LOCK_TRIES: u32 = 5;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// What the lock file says about the gateway holding it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,12 +77,21 @@ impl StateLock {
         let io = |source| LockError::Io { path: path.clone(), source };
         // Not truncated on open: the holder's contents must survive a refused second opener.
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(LockError::Held { holder: read_holder(&path), path });
+        // A few tries: `holder` (doctor) holds a shared lock for an instant to look, which
+        // must not make a starting gateway give up. A running gateway holds it for good.
+        let mut tries = LOCK_TRIES;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if tries > 1 => {
+                    tries -= 1;
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(LockError::Held { holder: read_holder(&path), path });
+                }
+                Err(TryLockError::Error(e)) => return Err(io(e)),
             }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         let mut lock = StateLock { file };
         lock.record(&Holder { pid: std::process::id(), port: None }).map_err(io)?;
