@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{ConfigError, ConfigIssue};
 use crate::model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode,
+    HttpEndpointsConfig, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode,
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
@@ -158,7 +158,8 @@ pub(crate) const HTTP_KEYS: &[&str] = &["endpoints", "headerTimeoutMs", "maxConn
 pub(crate) const ENDPOINTS_KEYS: &[&str] = &["chatCompletions", "responses"];
 pub(crate) const ENDPOINT_KEYS: &[&str] = &["enabled"];
 pub(crate) const RELOAD_KEYS: &[&str] = &["mode"];
-pub(crate) const LOGGING_KEYS: &[&str] = &["file", "level"];
+pub(crate) const LOGGING_KEYS: &[&str] = &["file", "level", "rotate"];
+pub(crate) const LOG_ROTATE_KEYS: &[&str] = &["maxBytes", "keep"];
 const SECRET_KEYS: &[&str] = &["env", "file"];
 
 /// OpenClaw settings that clawgate does not implement, keyed by the path of the object they
@@ -435,6 +436,26 @@ fn logging(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<LoggingConfig> {
             Ok(()) => Some(level),
             Err(message) => d.fail(p, message),
         }
+    });
+    d.field(obj, p, "rotate", &mut out.rotate, log_rotate);
+    Some(out)
+}
+
+fn log_rotate(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<LogRotateConfig> {
+    let obj = d.object(v, p, LOG_ROTATE_KEYS)?;
+    let mut out = LogRotateConfig::default();
+    d.field(obj, p, "maxBytes", &mut out.max_bytes, |d, v, p| {
+        let min = LogRotateConfig::MIN_MAX_BYTES;
+        let what = format!("a size in bytes, at least {min} (or 0 to never rotate)");
+        match d.integer(v, p, 0, u64::MAX, &what)? {
+            n if n != 0 && n < min => d.fail(p, format!("{n} is too small; expected {what}")),
+            n => Some(n),
+        }
+    });
+    d.field(obj, p, "keep", &mut out.keep, |d, v, p| {
+        let max = LogRotateConfig::MAX_KEEP;
+        let n = d.integer(v, p, 0, u64::from(max), &format!("a count of old log files from 0 to {max}"))?;
+        u32::try_from(n).ok()
     });
     Some(out)
 }
@@ -981,7 +1002,7 @@ mod tests {
     fn serialized_config_decodes_back_to_itself() {
         let (config, issues) = decode(&json!({
             "gateway": {"bind": "192.168.1.5", "auth": {"token": {"file": "t"}}},
-            "logging": {"file": "x.log"}, "agents": {"list": [{"id": "a", "model": "p/m", "workspace": "~/w"}]},
+            "logging": {"file": "x.log", "rotate": {"maxBytes": 65536, "keep": 2}}, "agents": {"list": [{"id": "a", "model": "p/m", "workspace": "~/w"}]},
             "hooks": {"enabled": true, "token": {"env": "HOOK"}, "mappings": []}, "comfy": {"workers": [{"url": "http://c"}]}
         }));
         assert!(issues.is_empty());
@@ -990,6 +1011,25 @@ mod tests {
         assert!(issues.is_empty(), "{issues:#?}");
         assert_eq!(again, config);
         assert_eq!(serde_json::to_value(Config::default()).unwrap()["gateway"]["bind"], "loopback");
+    }
+
+    #[test]
+    fn log_rotation_has_defaults_and_checked_bounds() {
+        let (config, issues) = decode(&json!({}));
+        assert!(issues.is_empty());
+        assert_eq!(config.logging.rotate, LogRotateConfig { max_bytes: 10 * 1024 * 1024, keep: 5 });
+        let (config, issues) = decode(&json!({"logging": {"rotate": {"maxBytes": 0, "keep": 0}}}));
+        assert!(issues.is_empty(), "{issues:#?}");
+        assert_eq!(config.logging.rotate, LogRotateConfig { max_bytes: 0, keep: 0 });
+        let (key, m) = only_issue(json!({"logging": {"rotate": {"maxBytes": 100}}}));
+        assert_eq!(key, "logging.rotate.maxBytes");
+        assert!(m.contains("too small") && m.contains("4096"), "{m}");
+        let (key, m) = only_issue(json!({"logging": {"rotate": {"keep": 101}}}));
+        assert_eq!(key, "logging.rotate.keep");
+        assert!(m.contains("out of range"), "{m}");
+        let (key, m) = only_issue(json!({"logging": {"rotate": {"maxbytes": 5000}}}));
+        assert_eq!(key, "logging.rotate.maxbytes");
+        assert!(m.contains("did you mean \"maxBytes\"?"), "{m}");
     }
 
     #[test]
@@ -1012,7 +1052,7 @@ mod tests {
     fn unknown_keys_without_a_near_match_list_the_known_keys() {
         let (key, message) = only_issue(json!({"logging": {"colour": true}}));
         assert_eq!(key, "logging.colour");
-        assert!(message.ends_with("known keys here: file, level"), "{message}");
+        assert!(message.ends_with("known keys here: file, level, rotate"), "{message}");
     }
 
     #[test]

@@ -384,10 +384,38 @@ pub struct LoggingConfig {
     /// Level (`error`, `warn`, `info`, `debug`, `trace`, `off`), optionally with per-target
     /// directives: `"info,clawgate_server=debug"`.
     pub level: String,
+    /// Size-based rotation of the log file.
+    pub rotate: LogRotateConfig,
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self { file: None, level: "info".to_owned() }
+        Self { file: None, level: "info".to_owned(), rotate: LogRotateConfig::default() }
+    }
+}
+
+/// `logging.rotate.*`: the log file is renamed to `<file>.1` (older ones shifting to `.2`, …)
+/// when the next line would take it past `maxBytes`, and only `keep` old files are kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LogRotateConfig {
+    /// Size at which the log file is rotated, in bytes; 0 never rotates (for an external
+    /// `logrotate` with `copytruncate`).
+    pub max_bytes: u64,
+    /// How many rotated files (`<file>.1` … `<file>.<keep>`) are kept besides the live one; 0
+    /// keeps none (the file starts over).
+    pub keep: u32,
+}
+
+impl LogRotateConfig {
+    /// The smallest non-zero `maxBytes`: below it rotation would churn on every few lines.
+    pub const MIN_MAX_BYTES: u64 = 4096;
+    /// The most rotated files kept.
+    pub const MAX_KEEP: u32 = 100;
+}
+
+impl Default for LogRotateConfig {
+    fn default() -> Self {
+        Self { max_bytes: 10 * 1024 * 1024, keep: 5 }
     }
 }

@@ -47,6 +47,8 @@ pub const RULES: &[(&str, ReloadClass)] = &[
     ("gateway.http.endpoints", ReloadClass::Hot),
     ("logging.level", ReloadClass::Hot),
     ("logging.file", ReloadClass::RestartProcess),
+    // The writer is built once at start, with the file.
+    ("logging.rotate", ReloadClass::RestartProcess),
     ("agents", ReloadClass::Hot),
     ("models", ReloadClass::Hot),
     ("hooks", ReloadClass::Hot),
@@ -186,6 +188,7 @@ mod tests {
             "gateway.reload.mode",
             "gateway.tickIntervalMs",
             "logging.file",
+            "logging.rotate.maxBytes",
             "logging",
             "somethingNew",
             "gateway.authx",

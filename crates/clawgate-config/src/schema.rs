@@ -168,6 +168,24 @@ const HINTS: &[Hint] = &[
         "error, warn, info, debug, trace or off; per-target levels like \"info,clawgate_server=debug\". Applied live.",
         "Logging",
     ),
+    (
+        "logging.rotate",
+        "Log rotation",
+        "Rotate the log file by size: {maxBytes, keep}. Changing it restarts the gateway.",
+        "Logging",
+    ),
+    (
+        "logging.rotate.maxBytes",
+        "Rotate at (bytes)",
+        "The log file becomes <file>.1 when the next line would take it past this size (default 10 MiB; 0 never rotates).",
+        "Logging",
+    ),
+    (
+        "logging.rotate.keep",
+        "Old log files kept",
+        "How many rotated files (<file>.1 … <file>.N) are kept besides the live one (default 5).",
+        "Logging",
+    ),
     ("channels", "Channels", "Chat channels, one entry per channel id. A change restarts that channel.", "Channels"),
     (
         "channels.telegram",
@@ -291,8 +309,8 @@ mod tests {
 
     use super::*;
     use crate::decode::{
-        AUTH_KEYS, CONFIG_KEYS, CONTROL_UI_KEYS, ENDPOINT_KEYS, ENDPOINTS_KEYS, GATEWAY_KEYS, HTTP_KEYS, LOGGING_KEYS,
-        RATE_LIMIT_KEYS, RELOAD_KEYS,
+        AUTH_KEYS, CONFIG_KEYS, CONTROL_UI_KEYS, ENDPOINT_KEYS, ENDPOINTS_KEYS, GATEWAY_KEYS, HTTP_KEYS,
+        LOG_ROTATE_KEYS, LOGGING_KEYS, RATE_LIMIT_KEYS, RELOAD_KEYS,
     };
 
     /// Follows `$ref`s into `definitions` (draft-07 output wraps them as `allOf: [{$ref}]`
@@ -346,7 +364,7 @@ mod tests {
     #[test]
     fn schema_properties_match_the_keys_the_decoder_accepts() {
         let schema = config_schema();
-        let cases: [(&[&str], &[&str]); 10] = [
+        let cases: [(&[&str], &[&str]); 11] = [
             (&[], CONFIG_KEYS),
             (&["gateway"], GATEWAY_KEYS),
             (&["gateway", "auth"], AUTH_KEYS),
@@ -357,6 +375,7 @@ mod tests {
             (&["gateway", "http", "endpoints", "responses"], ENDPOINT_KEYS),
             (&["gateway", "reload"], RELOAD_KEYS),
             (&["logging"], LOGGING_KEYS),
+            (&["logging", "rotate"], LOG_ROTATE_KEYS),
         ];
         for (path, keys) in cases {
             let want: BTreeSet<String> = keys.iter().map(|k| (*k).to_owned()).collect();

@@ -120,7 +120,7 @@ pub use session::{
     EnqueueOutcome, EntryStatus, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, TranscriptEntry,
     TranscriptRole,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{BackupError, SqliteStore, StateFileInfo};
 pub use traits::ChannelStore;
 pub use traits::{ApprovalStore, CronStore, JobStore};
 pub use traits::{DeviceStore, DeviceTokenStore, GatewayStore, IdempotencyStore, KvStore, PairingStore};

@@ -62,6 +62,13 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<i32> {
         r.warn("state directory does not exist yet", "run `clawgate gateway` once; it creates it");
     }
 
+    // The state lock: is a gateway running on this directory?
+    match crate::state_lock::holder(&state_dir) {
+        Ok(Some(h)) => r.ok(&format!("a gateway is running on this state directory ({})", h.describe())),
+        Ok(None) => r.ok("no gateway is running on this state directory"),
+        Err(e) => r.warn(&e.to_string(), "check the permissions of the state directory"),
+    }
+
     // Config.
     let loaded = match clawgate_config::load_with_env(&config_path, &clawgate_config::Env::process()) {
         Ok(l) => {

@@ -14,6 +14,7 @@ use clawgate_core::config_service::{ConfigService, Overrides};
 use clawgate_core::settings::{AuthMode, GatewaySettings};
 use clawgate_store::{KvStore, SqliteStore};
 
+use crate::state_lock::StateLock;
 use crate::{logging, paths};
 
 /// Run the gateway in the foreground.
@@ -51,6 +52,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     let state_dir = paths::state_dir(args.state_dir.as_deref());
     paths::create_private_dir(&state_dir)
         .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    // Held until this function returns, after the store is closed; released by the OS however
+    // the process ends.
+    let mut state_lock = StateLock::acquire(&state_dir)?;
     let config_path = paths::config_path(args.config.as_deref(), &state_dir);
     let loaded = match clawgate_config::load_with_env(&config_path, &Env::process()) {
         Ok(l) => l,
@@ -67,7 +71,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         .clone()
         .map(|f| resolve_relative(&config_path, f))
         .unwrap_or_else(|| paths::log_file(&state_dir));
-    let _guard = logging::init_gateway(&loaded.config.logging.level, Some(&log_file))?;
+    let _guard = logging::init_gateway(&loaded.config.logging.level, Some(&log_file), &loaded.config.logging.rotate)?;
 
     if !loaded.exists {
         tracing::info!(path = %config_path.display(), "no config file; running with defaults (create this file to configure clawgate)");
@@ -117,6 +121,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         format!("cannot listen on {ip}:{port} (is another gateway running? pick another port with --port)")
     })?;
     let local = listener.local_addr()?;
+    if let Err(e) = state_lock.set_port(local.port()) {
+        tracing::warn!(error = %e, "cannot write the port into the state lock file");
+    }
     settings.listen_addr = local.to_string();
     let auth_mode = settings.auth_mode;
 

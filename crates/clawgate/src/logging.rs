@@ -3,10 +3,13 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use clawgate_config::LogRotateConfig;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::log_rotate::RotatingFile;
 
 /// Keeps the background log writers flushing; drop it last.
 pub struct Guards(#[allow(dead_code)] Vec<tracing_appender::non_blocking::WorkerGuard>);
@@ -20,8 +23,9 @@ pub fn init_cli() {
         .try_init();
 }
 
-/// Logging for the gateway: `level` (or `CLAWGATE_LOG`) on stderr and as JSON into `file`.
-pub fn init_gateway(level: &str, file: Option<&Path>) -> anyhow::Result<Guards> {
+/// Logging for the gateway: `level` (or `CLAWGATE_LOG`) on stderr and as JSON into `file`,
+/// rotated by size as `rotate` says.
+pub fn init_gateway(level: &str, file: Option<&Path>, rotate: &LogRotateConfig) -> anyhow::Result<Guards> {
     let filter = || EnvFilter::try_from_env("CLAWGATE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     // stderr goes through a background writer too: a burst of connection logs must never make a
     // request wait on the terminal.
@@ -31,11 +35,12 @@ pub fn init_gateway(level: &str, file: Option<&Path>) -> anyhow::Result<Guards> 
         Some(path) => {
             let dir = path.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir)?;
-            let name = path
-                .file_name()
-                .ok_or_else(|| anyhow::anyhow!("log file path has no file name: {}", path.display()))?;
-            let appender = tracing_appender::rolling::never(dir, name);
-            let (writer, guard) = tracing_appender::non_blocking(appender);
+            if path.file_name().is_none() {
+                anyhow::bail!("log file path has no file name: {}", path.display());
+            }
+            let file = RotatingFile::open(path, rotate.max_bytes, rotate.keep)
+                .map_err(|e| anyhow::anyhow!("cannot open the log file {}: {e}", path.display()))?;
+            let (writer, guard) = tracing_appender::non_blocking(file);
             let json = tracing_subscriber::fmt::layer()
                 .json()
                 .flatten_event(true)

@@ -1,13 +1,17 @@
 //! `clawgate` — an OpenClaw-compatible gateway in one Rust binary.
 
+mod backup_cmd;
 mod cli;
 mod config_cmd;
 mod doctor;
 mod gateway_cmd;
 mod import_cmd;
+mod log_rotate;
 mod logging;
 mod malloc;
 mod paths;
+mod service_cmd;
+mod state_lock;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +28,8 @@ use clap::{Parser, Subcommand};
   clawgate sessions list               # chat sessions, most recent first
   clawgate jobs list                   # ComfyUI jobs, newest first
   clawgate doctor                      # check config, state dir and port
+  clawgate backup ~/clawgate.backup    # copy the state and config while the gateway runs
+  clawgate service install             # run it as a systemd user service
   clawgate import connector-env .env   # migrate from the ComfyUI-OpenClaw connector")]
 struct Cli {
     #[command(subcommand)]
@@ -60,6 +66,12 @@ enum Command {
     /// Bring configuration over from other tools (the ComfyUI-OpenClaw connector's .env).
     #[command(subcommand)]
     Import(import_cmd::ImportCommand),
+    /// Back up the state database and config into one file (safe while the gateway runs).
+    Backup(backup_cmd::BackupArgs),
+    /// Restore a backup into a state directory (stop the gateway first).
+    Restore(backup_cmd::RestoreArgs),
+    /// Run the gateway as a systemd service: install, uninstall, status.
+    Service(service_cmd::ServiceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -125,6 +137,18 @@ fn main() -> std::process::ExitCode {
             Command::Import(cmd) => {
                 logging::init_cli();
                 import_cmd::run(cmd)
+            }
+            Command::Backup(args) => {
+                logging::init_cli();
+                backup_cmd::backup(args).await
+            }
+            Command::Restore(args) => {
+                logging::init_cli();
+                backup_cmd::restore(args).await
+            }
+            Command::Service(args) => {
+                logging::init_cli();
+                service_cmd::run(args)
             }
         }
     });

@@ -402,3 +402,37 @@ async fn sigterm_during_activity_waits_for_every_service_then_closes_the_store()
     assert!(!restarted.contains("runs were cut short by the last shutdown"), "{restarted}");
     assert!(!restarted.contains("database is locked"), "{restarted}");
 }
+
+#[tokio::test]
+async fn the_log_file_rotates_by_size_and_keeps_only_the_configured_count() {
+    let gw = start(r#"{logging: {level: "debug", rotate: {maxBytes: 4096, keep: 2}}}"#).await;
+    let token = gw.token().map(str::to_owned);
+    let log = gw.log_path();
+    let kept = |n: u32| std::path::PathBuf::from(format!("{}.{n}", log.display()));
+    // Each connection logs a few debug lines; keep connecting until the file rotated twice.
+    clawgate_testkit::wait_until(Duration::from_secs(60), "two rotations of the log file", || {
+        let (url, token, second) = (gw.ws_url(), token.clone(), kept(2));
+        async move {
+            if second.exists() {
+                return Some(());
+            }
+            let mut c = RawClient::connect(&url).await.ok()?;
+            c.handshake(token.as_deref(), &json!({})).await.ok()?;
+            c.request("health", None).await.ok()?;
+            None
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.describe_output()));
+    assert!(!kept(3).exists(), "only `keep` old files are kept");
+    for file in [log.clone(), kept(1), kept(2)] {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        // Only a single line longer than the cap may make a file bigger: it is never split.
+        let (bytes, lines) = (text.len(), text.lines().count());
+        assert!(bytes <= 4096 || lines == 1, "{} has {lines} lines in {bytes} bytes, over maxBytes", file.display());
+        for line in text.lines() {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|e| panic!("a torn line in {}: {e}: {line}", file.display()));
+        }
+    }
+}

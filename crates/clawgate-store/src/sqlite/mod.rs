@@ -6,6 +6,7 @@
 //! read snapshot, which SQLite would refuse with `SQLITE_BUSY` without waiting.
 
 mod approvals;
+mod backup;
 mod channels;
 mod cron;
 mod devices;
@@ -24,6 +25,8 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use backup::{BackupError, StateFileInfo};
 
 use crate::health::{Degraded, StorageHealth};
 use crate::{Result, StoreError};
