@@ -118,6 +118,17 @@ impl AccountSettings {
     }
 }
 
+/// The key a channel's bot token is written under in its config section: what a "no token"
+/// message tells the user to set.
+pub fn expected_token_key(channel: &str) -> &'static str {
+    match channel {
+        "telegram" | "slack" => "botToken",
+        "line" => "channelAccessToken",
+        "whatsapp" => "accessToken",
+        _ => "token",
+    }
+}
+
 /// One account of one platform, resolved (secrets read, account overrides merged). `Debug`
 /// hides the token and shows the settings redacted (`webhookSecret`, URL passwords).
 #[derive(Clone)]

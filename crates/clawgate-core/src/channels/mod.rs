@@ -349,12 +349,7 @@ impl ChannelService {
             return Err(format!("disabled in config (channels.{}.enabled is false)", key.channel));
         }
         if cfg.token.is_none() {
-            let what = match key.channel.as_str() {
-                "telegram" | "slack" => "botToken",
-                "line" => "channelAccessToken",
-                "whatsapp" => "accessToken",
-                _ => "token",
-            };
+            let what = clawgate_channels::config::expected_token_key(&key.channel);
             let msg = format!("no {what} configured; set channels.{}.{what}", key.channel);
             tracing::warn!(account = %key, "{msg}");
             self.inner.problems.write().insert(key, msg.clone());
