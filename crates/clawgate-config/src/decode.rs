@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{ConfigError, ConfigIssue};
 use crate::model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode,
+    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode,
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
@@ -149,6 +149,8 @@ pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "reload",
     "handshakeTimeoutMs",
     "tickIntervalMs",
+    "trustedProxies",
+    "allowRealIpFallback",
 ];
 pub(crate) const AUTH_KEYS: &[&str] = &["mode", "token", "password", "rateLimit"];
 pub(crate) const RATE_LIMIT_KEYS: &[&str] = &["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"];
@@ -186,22 +188,7 @@ const OPENCLAW_ONLY: &[(&str, &[&str])] = &[
             "canvasHost",
         ],
     ),
-    (
-        "gateway",
-        &[
-            "mode",
-            "tailscale",
-            "trustedProxies",
-            "allowRealIpFallback",
-            "publicOrigin",
-            "remote",
-            "nodes",
-            "tools",
-            "roles",
-            "terminal",
-            "tls",
-        ],
-    ),
+    ("gateway", &["mode", "tailscale", "publicOrigin", "remote", "nodes", "tools", "roles", "terminal", "tls"]),
     ("gateway.auth", &["allowTailscale", "identityScopes", "trustedProxy"]),
 ];
 
@@ -325,6 +312,16 @@ fn gateway(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<GatewayConfig> {
     d.field(obj, p, "reload", &mut out.reload, reload);
     d.field(obj, p, "handshakeTimeoutMs", &mut out.handshake_timeout_ms, Decoder::millis);
     d.field(obj, p, "tickIntervalMs", &mut out.tick_interval_ms, Decoder::millis);
+    d.field(obj, p, "trustedProxies", &mut out.trusted_proxies, |d, v, p| {
+        d.list(v, p, |d, v, p| {
+            let text = d.string(v, p)?;
+            match IpCidr::parse(&text) {
+                Ok(cidr) => Some(cidr),
+                Err(message) => d.fail(p, message),
+            }
+        })
+    });
+    d.field(obj, p, "allowRealIpFallback", &mut out.allow_real_ip_fallback, Decoder::boolean);
     Some(out)
 }
 
@@ -996,6 +993,32 @@ mod tests {
         let telegram = config.channels.telegram.as_ref().unwrap();
         assert_eq!(telegram.base.bot_token, Some(Secret::Plain("x".into())));
         assert_eq!(config.schema.as_deref(), Some("./schema.json"));
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let (config, issues) = decode(&json!({"gateway": {
+            "trustedProxies": ["127.0.0.1", "10.1.2.3/8", "fd00::/8", " ::1 "], "allowRealIpFallback": true
+        }}));
+        assert!(issues.is_empty(), "{issues:#?}");
+        let g = &config.gateway;
+        assert!(g.allow_real_ip_fallback);
+        let shown: Vec<String> = g.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "::1"]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(g.trusted_proxies[1].contains(ip("10.255.0.9")) && !g.trusted_proxies[1].contains(ip("11.0.0.1")));
+        assert!(g.trusted_proxies[1].contains(ip("::ffff:10.0.0.7")), "IPv4-mapped addresses match IPv4 ranges");
+        assert!(g.trusted_proxies[2].contains(ip("fd12::1")) && !g.trusted_proxies[2].contains(ip("fe80::1")));
+        assert!(!g.trusted_proxies[0].contains(ip("127.0.0.2")) && !g.trusted_proxies[3].contains(ip("127.0.0.1")));
+        assert!(IpCidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+
+        let (key, m) = only_issue(json!({"gateway": {"trustedProxies": ["10.0.0.1", "proxy.lan"]}}));
+        assert_eq!(key, "gateway.trustedProxies[1]");
+        assert!(m.contains("\"proxy.lan\" is not an IP address or CIDR range"), "{m}");
+        let (_, m) = only_issue(json!({"gateway": {"trustedProxies": ["10.0.0.0/33"]}}));
+        assert!(m.contains("from 0 to 32"), "{m}");
+        let (_, m) = only_issue(json!({"gateway": {"trustedProxies": "10.0.0.1"}}));
+        assert!(m.contains("list") || m.contains("array"), "{m}");
     }
 
     #[test]
