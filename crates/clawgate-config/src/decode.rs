@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{ConfigError, ConfigIssue};
 use crate::model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode,
+    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode, TlsConfig,
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
@@ -151,7 +151,10 @@ pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "tickIntervalMs",
     "trustedProxies",
     "allowRealIpFallback",
+    "tls",
+    "allowInsecureBind",
 ];
+pub(crate) const TLS_KEYS: &[&str] = &["enabled", "certPath", "keyPath"];
 pub(crate) const AUTH_KEYS: &[&str] = &["mode", "token", "password", "rateLimit"];
 pub(crate) const RATE_LIMIT_KEYS: &[&str] = &["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"];
 pub(crate) const CONTROL_UI_KEYS: &[&str] =
@@ -188,7 +191,7 @@ const OPENCLAW_ONLY: &[(&str, &[&str])] = &[
             "canvasHost",
         ],
     ),
-    ("gateway", &["mode", "tailscale", "publicOrigin", "remote", "nodes", "tools", "roles", "terminal", "tls"]),
+    ("gateway", &["mode", "tailscale", "publicOrigin", "remote", "nodes", "tools", "roles", "terminal"]),
     ("gateway.auth", &["allowTailscale", "identityScopes", "trustedProxy"]),
 ];
 
@@ -272,6 +275,46 @@ pub(crate) fn validate(config: &Config, issues: &mut Vec<Issue>) {
         ));
     }
 
+    let tls = gateway.child("tls");
+    if !failed(issues, &tls)
+        && let Some(t) = g.tls.as_ref().filter(|t| t.enabled)
+    {
+        for (key, value) in [("certPath", &t.cert_path), ("keyPath", &t.key_path)] {
+            if value.is_none() {
+                issues.push(Issue::anchored(
+                    tls.child(key),
+                    tls.clone(),
+                    format!(
+                        "gateway.tls is on but gateway.tls.{key} is not set; give the PEM file's path \
+                         (relative to the config file) or set gateway.tls.enabled to false"
+                    ),
+                ));
+            }
+        }
+    }
+    let insecure_ok = !failed(issues, &tls)
+        && !failed(issues, &gateway.child("trustedProxies"))
+        && !failed(issues, &gateway.child("allowInsecureBind"));
+    if bind_ok
+        && insecure_ok
+        && g.tls_files().is_none()
+        && g.trusted_proxies.is_empty()
+        && !g.allow_insecure_bind
+        // Without auth, the refusal below says what matters more.
+        && !(mode_ok && g.auth.mode == AuthMode::None)
+        && let Some(host) = g.bind_host().filter(|ip| !ip.is_loopback())
+    {
+        issues.push(Issue::at_value(
+            gateway.child("bind"),
+            format!(
+                "refusing to listen on {host} (gateway.bind = \"{}\") in plain text: set gateway.tls \
+                 {{certPath, keyPath}}, or list the reverse proxy in front of it in gateway.trustedProxies, \
+                 or set gateway.allowInsecureBind to true (only on a network you trust)",
+                g.bind
+            ),
+        ));
+    }
+
     if mode_ok
         && !failed(issues, &auth.child("password"))
         && g.auth.mode == AuthMode::Password
@@ -322,6 +365,15 @@ fn gateway(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<GatewayConfig> {
         })
     });
     d.field(obj, p, "allowRealIpFallback", &mut out.allow_real_ip_fallback, Decoder::boolean);
+    d.field(obj, p, "tls", &mut out.tls, |d, v, p| {
+        let obj = d.object(v, p, TLS_KEYS)?;
+        let mut tls = TlsConfig::default();
+        d.field(obj, p, "enabled", &mut tls.enabled, Decoder::boolean);
+        d.field(obj, p, "certPath", &mut tls.cert_path, |d, v, p| d.string(v, p).map(|s| Some(PathBuf::from(s))));
+        d.field(obj, p, "keyPath", &mut tls.key_path, |d, v, p| d.string(v, p).map(|s| Some(PathBuf::from(s))));
+        Some(Some(tls))
+    });
+    d.field(obj, p, "allowInsecureBind", &mut out.allow_insecure_bind, Decoder::boolean);
     Some(out)
 }
 

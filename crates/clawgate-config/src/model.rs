@@ -141,6 +141,34 @@ pub struct GatewayConfig {
     /// `X-Forwarded-For` nor `Forwarded`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_real_ip_fallback: bool,
+    /// Serve `wss://` / `https://` on the gateway port with this certificate and key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Listen off loopback without TLS and without a trusted proxy in front (plain text on the
+    /// network: only for a network you trust).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_bind: bool,
+}
+
+/// `gateway.tls`: the certificate chain and private key (PEM files, relative to the config
+/// directory), re-read when either file changes.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve TLS (default true when the section is present).
+    pub enabled: bool,
+    /// The certificate chain, leaf first (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_path: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { enabled: true, cert_path: None, key_path: None }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -158,6 +186,8 @@ impl Default for GatewayConfig {
             tick_interval_ms: 30_000,
             trusted_proxies: Vec::new(),
             allow_real_ip_fallback: false,
+            tls: None,
+            allow_insecure_bind: false,
         }
     }
 }
@@ -173,6 +203,14 @@ impl GatewayConfig {
             Bind::Custom => self.custom_bind_host,
             Bind::Ip(ip) => Some(ip),
         }
+    }
+
+    /// The TLS files when TLS is on: `(certPath, keyPath)` as written (relative to the config
+    /// directory). `None` when TLS is off or a path is missing (validation rejects that).
+    #[must_use]
+    pub fn tls_files(&self) -> Option<(&PathBuf, &PathBuf)> {
+        let tls = self.tls.as_ref().filter(|t| t.enabled)?;
+        Some((tls.cert_path.as_ref()?, tls.key_path.as_ref()?))
     }
 
     /// Whether only this machine can connect (the bind address is a loopback address).

@@ -167,6 +167,18 @@ const HINTS: &[Hint] = &[
         "Also take the client address from X-Real-IP when a trusted proxy sends neither X-Forwarded-For nor Forwarded.",
         "Gateway",
     ),
+    (
+        "gateway.tls",
+        "TLS",
+        "Serve wss:// and https:// on the gateway port: {certPath, keyPath} (PEM, relative to the config file), re-read when the files change. Changing it restarts the gateway.",
+        "Gateway",
+    ),
+    (
+        "gateway.allowInsecureBind",
+        "Allow plain text off loopback",
+        "Listen on a non-loopback address without TLS and without a trusted proxy. Only on a network you trust.",
+        "Gateway",
+    ),
     ("logging", "Logging", "Log output.", "Logging"),
     (
         "logging.file",
