@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clawgate_testkit::{RawClient, TestGateway, connect_params, wait_until};
+use clawgate_testkit::{OpenClawPeers, RawClient, TestGateway, connect_params, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -216,4 +216,24 @@ fn unreadable_or_mismatched_files_stop_the_start_with_the_reason() {
     assert!(err.contains(":3:") && err.contains("gateway.tls.keyPath"), "{err}");
     let err = start_fails("{\n  gateway: {\n    bind: 'lan',\n  },\n}\n");
     assert!(err.contains(":3:") && err.contains("gateway.allowInsecureBind"), "{err}");
+}
+
+/// The real `openclaw` CLI over `wss://`, trusting the test CA through `NODE_EXTRA_CA_CERTS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_openclaw_cli_calls_health_over_wss() {
+    let peers = OpenClawPeers::get().await.unwrap_or_else(|e| panic!("the real OpenClaw CLI is required: {e:#}"));
+    let (_keep, dir) = tempdir_with(&["one"]);
+    let gw = start(&dir).await;
+    let url = format!("wss://localhost:{}", gw.port());
+    std::fs::create_dir_all(dir.join("home")).unwrap();
+    let out = peers
+        .cli(["gateway", "call", "health", "--url", &url, "--token", TOKEN, "--json"])
+        .env("NODE_EXTRA_CA_CERTS", dir.join("one-ca.pem"))
+        .home(dir.join("home"))
+        .run()
+        .await
+        .expect("running openclaw");
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let printed = out.json().expect("JSON output");
+    assert_eq!(printed["ok"], true, "{}", out.describe());
 }
