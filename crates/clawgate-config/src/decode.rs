@@ -1074,6 +1074,31 @@ mod tests {
     }
 
     #[test]
+    fn plain_text_off_loopback_needs_tls_a_trusted_proxy_or_an_explicit_yes() {
+        let (key, m) = only_issue(json!({"gateway": {"bind": "lan"}}));
+        assert_eq!(key, "gateway.bind");
+        assert!(m.contains("in plain text") && m.contains("gateway.allowInsecureBind"), "{m}");
+        for lifted in [
+            json!({"gateway": {"bind": "lan", "tls": {"certPath": "c.pem", "keyPath": "k.pem"}}}),
+            json!({"gateway": {"bind": "lan", "trustedProxies": ["10.0.0.0/8"]}}),
+            json!({"gateway": {"bind": "lan", "allowInsecureBind": true}}),
+            json!({"gateway": {"bind": "loopback"}}),
+        ] {
+            assert!(issues(lifted.clone()).is_empty(), "{lifted}");
+        }
+        // TLS switched off does not count; a half-set TLS section names the missing key.
+        let (key, _) = only_issue(
+            json!({"gateway": {"bind": "lan", "tls": {"enabled": false, "certPath": "c.pem", "keyPath": "k.pem"}}}),
+        );
+        assert_eq!(key, "gateway.bind");
+        let (key, m) = only_issue(json!({"gateway": {"tls": {"certPath": "c.pem"}}}));
+        assert_eq!(key, "gateway.tls.keyPath");
+        assert!(m.contains("gateway.tls.keyPath is not set"), "{m}");
+        let (config, _) = decode(&json!({"gateway": {"tls": {"certPath": "c.pem", "keyPath": "k.pem"}}}));
+        assert_eq!(config.gateway.tls_files(), Some((&PathBuf::from("c.pem"), &PathBuf::from("k.pem"))));
+    }
+
+    #[test]
     fn serialized_config_decodes_back_to_itself() {
         let (config, issues) = decode(&json!({
             "gateway": {"bind": "192.168.1.5", "auth": {"token": {"file": "t"}}},
