@@ -137,6 +137,11 @@ async fn wss_handshake_and_health_with_a_generated_ca() {
     let mut ws = wss(gw.port(), &dir.join("one-ca.pem")).await.expect("wss connect");
     let health = handshake_and_health(&mut ws).await;
     assert_eq!(health["ok"], true, "{health}");
+    // The HTTP routes are served over the same TLS port.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("one-ca.pem")).unwrap()).unwrap();
+    let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+    let res = client.get(format!("https://localhost:{}/healthz", gw.port())).timeout(WAIT).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
 }
 
 #[tokio::test]
