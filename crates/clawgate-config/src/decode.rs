@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{ConfigError, ConfigIssue};
 use crate::model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode,
+    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode, TlsConfig,
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
@@ -149,7 +149,12 @@ pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "reload",
     "handshakeTimeoutMs",
     "tickIntervalMs",
+    "trustedProxies",
+    "allowRealIpFallback",
+    "tls",
+    "allowInsecureBind",
 ];
+pub(crate) const TLS_KEYS: &[&str] = &["enabled", "certPath", "keyPath"];
 pub(crate) const AUTH_KEYS: &[&str] = &["mode", "token", "password", "rateLimit"];
 pub(crate) const RATE_LIMIT_KEYS: &[&str] = &["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"];
 pub(crate) const CONTROL_UI_KEYS: &[&str] =
@@ -186,22 +191,7 @@ const OPENCLAW_ONLY: &[(&str, &[&str])] = &[
             "canvasHost",
         ],
     ),
-    (
-        "gateway",
-        &[
-            "mode",
-            "tailscale",
-            "trustedProxies",
-            "allowRealIpFallback",
-            "publicOrigin",
-            "remote",
-            "nodes",
-            "tools",
-            "roles",
-            "terminal",
-            "tls",
-        ],
-    ),
+    ("gateway", &["mode", "tailscale", "publicOrigin", "remote", "nodes", "tools", "roles", "terminal"]),
     ("gateway.auth", &["allowTailscale", "identityScopes", "trustedProxy"]),
 ];
 
@@ -285,6 +275,46 @@ pub(crate) fn validate(config: &Config, issues: &mut Vec<Issue>) {
         ));
     }
 
+    let tls = gateway.child("tls");
+    if !failed(issues, &tls)
+        && let Some(t) = g.tls.as_ref().filter(|t| t.enabled)
+    {
+        for (key, value) in [("certPath", &t.cert_path), ("keyPath", &t.key_path)] {
+            if value.is_none() {
+                issues.push(Issue::anchored(
+                    tls.child(key),
+                    tls.clone(),
+                    format!(
+                        "gateway.tls is on but gateway.tls.{key} is not set; give the PEM file's path \
+                         (relative to the config file) or set gateway.tls.enabled to false"
+                    ),
+                ));
+            }
+        }
+    }
+    let insecure_ok = !failed(issues, &tls)
+        && !failed(issues, &gateway.child("trustedProxies"))
+        && !failed(issues, &gateway.child("allowInsecureBind"));
+    if bind_ok
+        && insecure_ok
+        && g.tls_files().is_none()
+        && g.trusted_proxies.is_empty()
+        && !g.allow_insecure_bind
+        // Without auth, the refusal below says what matters more.
+        && !(mode_ok && g.auth.mode == AuthMode::None)
+        && let Some(host) = g.bind_host().filter(|ip| !ip.is_loopback())
+    {
+        issues.push(Issue::at_value(
+            gateway.child("bind"),
+            format!(
+                "refusing to listen on {host} (gateway.bind = \"{}\") in plain text: set gateway.tls \
+                 {{certPath, keyPath}}, or list the reverse proxy in front of it in gateway.trustedProxies, \
+                 or set gateway.allowInsecureBind to true (only on a network you trust)",
+                g.bind
+            ),
+        ));
+    }
+
     if mode_ok
         && !failed(issues, &auth.child("password"))
         && g.auth.mode == AuthMode::Password
@@ -325,6 +355,25 @@ fn gateway(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<GatewayConfig> {
     d.field(obj, p, "reload", &mut out.reload, reload);
     d.field(obj, p, "handshakeTimeoutMs", &mut out.handshake_timeout_ms, Decoder::millis);
     d.field(obj, p, "tickIntervalMs", &mut out.tick_interval_ms, Decoder::millis);
+    d.field(obj, p, "trustedProxies", &mut out.trusted_proxies, |d, v, p| {
+        d.list(v, p, |d, v, p| {
+            let text = d.string(v, p)?;
+            match IpCidr::parse(&text) {
+                Ok(cidr) => Some(cidr),
+                Err(message) => d.fail(p, message),
+            }
+        })
+    });
+    d.field(obj, p, "allowRealIpFallback", &mut out.allow_real_ip_fallback, Decoder::boolean);
+    d.field(obj, p, "tls", &mut out.tls, |d, v, p| {
+        let obj = d.object(v, p, TLS_KEYS)?;
+        let mut tls = TlsConfig::default();
+        d.field(obj, p, "enabled", &mut tls.enabled, Decoder::boolean);
+        d.field(obj, p, "certPath", &mut tls.cert_path, |d, v, p| d.string(v, p).map(|s| Some(PathBuf::from(s))));
+        d.field(obj, p, "keyPath", &mut tls.key_path, |d, v, p| d.string(v, p).map(|s| Some(PathBuf::from(s))));
+        Some(Some(tls))
+    });
+    d.field(obj, p, "allowInsecureBind", &mut out.allow_insecure_bind, Decoder::boolean);
     Some(out)
 }
 
@@ -996,6 +1045,57 @@ mod tests {
         let telegram = config.channels.telegram.as_ref().unwrap();
         assert_eq!(telegram.base.bot_token, Some(Secret::Plain("x".into())));
         assert_eq!(config.schema.as_deref(), Some("./schema.json"));
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let (config, issues) = decode(&json!({"gateway": {
+            "trustedProxies": ["127.0.0.1", "10.1.2.3/8", "fd00::/8", " ::1 "], "allowRealIpFallback": true
+        }}));
+        assert!(issues.is_empty(), "{issues:#?}");
+        let g = &config.gateway;
+        assert!(g.allow_real_ip_fallback);
+        let shown: Vec<String> = g.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "::1"]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(g.trusted_proxies[1].contains(ip("10.255.0.9")) && !g.trusted_proxies[1].contains(ip("11.0.0.1")));
+        assert!(g.trusted_proxies[1].contains(ip("::ffff:10.0.0.7")), "IPv4-mapped addresses match IPv4 ranges");
+        assert!(g.trusted_proxies[2].contains(ip("fd12::1")) && !g.trusted_proxies[2].contains(ip("fe80::1")));
+        assert!(!g.trusted_proxies[0].contains(ip("127.0.0.2")) && !g.trusted_proxies[3].contains(ip("127.0.0.1")));
+        assert!(IpCidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+
+        let (key, m) = only_issue(json!({"gateway": {"trustedProxies": ["10.0.0.1", "proxy.lan"]}}));
+        assert_eq!(key, "gateway.trustedProxies[1]");
+        assert!(m.contains("\"proxy.lan\" is not an IP address or CIDR range"), "{m}");
+        let (_, m) = only_issue(json!({"gateway": {"trustedProxies": ["10.0.0.0/33"]}}));
+        assert!(m.contains("from 0 to 32"), "{m}");
+        let (_, m) = only_issue(json!({"gateway": {"trustedProxies": "10.0.0.1"}}));
+        assert!(m.contains("list") || m.contains("array"), "{m}");
+    }
+
+    #[test]
+    fn plain_text_off_loopback_needs_tls_a_trusted_proxy_or_an_explicit_yes() {
+        let (key, m) = only_issue(json!({"gateway": {"bind": "lan"}}));
+        assert_eq!(key, "gateway.bind");
+        assert!(m.contains("in plain text") && m.contains("gateway.allowInsecureBind"), "{m}");
+        for lifted in [
+            json!({"gateway": {"bind": "lan", "tls": {"certPath": "c.pem", "keyPath": "k.pem"}}}),
+            json!({"gateway": {"bind": "lan", "trustedProxies": ["10.0.0.0/8"]}}),
+            json!({"gateway": {"bind": "lan", "allowInsecureBind": true}}),
+            json!({"gateway": {"bind": "loopback"}}),
+        ] {
+            assert!(issues(lifted.clone()).is_empty(), "{lifted}");
+        }
+        // TLS switched off does not count; a half-set TLS section names the missing key.
+        let (key, _) = only_issue(
+            json!({"gateway": {"bind": "lan", "tls": {"enabled": false, "certPath": "c.pem", "keyPath": "k.pem"}}}),
+        );
+        assert_eq!(key, "gateway.bind");
+        let (key, m) = only_issue(json!({"gateway": {"tls": {"certPath": "c.pem"}}}));
+        assert_eq!(key, "gateway.tls.keyPath");
+        assert!(m.contains("gateway.tls.keyPath is not set"), "{m}");
+        let (config, _) = decode(&json!({"gateway": {"tls": {"certPath": "c.pem", "keyPath": "k.pem"}}}));
+        assert_eq!(config.gateway.tls_files(), Some((&PathBuf::from("c.pem"), &PathBuf::from("k.pem"))));
     }
 
     #[test]

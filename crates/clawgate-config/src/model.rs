@@ -133,6 +133,42 @@ pub struct GatewayConfig {
     pub handshake_timeout_ms: u64,
     /// Interval between `tick` keep-alive events, in milliseconds.
     pub tick_interval_ms: u64,
+    /// Reverse proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` / `Forwarded`
+    /// headers name the real client. Headers from any other peer are ignored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<IpCidr>,
+    /// Also take the client address from `X-Real-IP` when a trusted proxy sends neither
+    /// `X-Forwarded-For` nor `Forwarded`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_real_ip_fallback: bool,
+    /// Serve `wss://` / `https://` on the gateway port with this certificate and key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Listen off loopback without TLS and without a trusted proxy in front (plain text on the
+    /// network: only for a network you trust).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_bind: bool,
+}
+
+/// `gateway.tls`: the certificate chain and private key (PEM files, relative to the config
+/// directory), re-read when either file changes.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve TLS (default true when the section is present).
+    pub enabled: bool,
+    /// The certificate chain, leaf first (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_path: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { enabled: true, cert_path: None, key_path: None }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -148,6 +184,10 @@ impl Default for GatewayConfig {
             reload: ReloadConfig::default(),
             handshake_timeout_ms: 15_000,
             tick_interval_ms: 30_000,
+            trusted_proxies: Vec::new(),
+            allow_real_ip_fallback: false,
+            tls: None,
+            allow_insecure_bind: false,
         }
     }
 }
@@ -163,6 +203,14 @@ impl GatewayConfig {
             Bind::Custom => self.custom_bind_host,
             Bind::Ip(ip) => Some(ip),
         }
+    }
+
+    /// The TLS files when TLS is on: `(certPath, keyPath)` as written (relative to the config
+    /// directory). `None` when TLS is off or a path is missing (validation rejects that).
+    #[must_use]
+    pub fn tls_files(&self) -> Option<(&PathBuf, &PathBuf)> {
+        let tls = self.tls.as_ref().filter(|t| t.enabled)?;
+        Some((tls.cert_path.as_ref()?, tls.key_path.as_ref()?))
     }
 
     /// Whether only this machine can connect (the bind address is a loopback address).
@@ -221,6 +269,100 @@ impl JsonSchema for Bind {
                 { "type": "string", "format": "ipv4" },
                 { "type": "string", "format": "ipv6" }
             ]
+        })
+    }
+}
+
+/// An IP address or a CIDR range (`10.0.0.0/8`, `fd00::/8`): an entry of
+/// `gateway.trustedProxies`. A bare address is a range of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpCidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpCidr {
+    /// Parses `"10.0.0.1"`, `"10.0.0.0/8"`, `"::1"` or `"fd00::/8"`. Host bits below the prefix
+    /// are cleared (`10.1.2.3/8` is `10.0.0.0/8`).
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr.parse().map_err(|_| {
+            format!(
+                "{text:?} is not an IP address or CIDR range; give e.g. \"127.0.0.1\", \"10.0.0.0/8\" or \
+                 \"fd00::/8\" (host names are not resolved)"
+            )
+        })?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{text:?}: the prefix length must be a number from 0 to {max}")),
+            },
+        };
+        Ok(Self { network: mask(network, prefix), prefix })
+    }
+
+    /// Whether `ip` is in the range. IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) match
+    /// IPv4 ranges.
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) if self.network.is_ipv4() => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            other => other,
+        };
+        ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix) == self.network
+    }
+}
+
+/// `ip` with every bit after the first `prefix` cleared.
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let keep = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((bits & keep).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let keep = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((bits & keep).into())
+        }
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max = if self.network.is_ipv4() { 32 } else { 128 };
+        if self.prefix == max { write!(f, "{}", self.network) } else { write!(f, "{}/{}", self.network, self.prefix) }
+    }
+}
+
+impl Serialize for IpCidr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl JsonSchema for IpCidr {
+    fn schema_name() -> Cow<'static, str> {
+        "IpCidr".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "An IP address (\"127.0.0.1\", \"::1\") or a CIDR range (\"10.0.0.0/8\", \"fd00::/8\").",
+            "type": "string"
         })
     }
 }

@@ -42,6 +42,8 @@ pub const RULES: &[(&str, ReloadClass)] = &[
     ("gateway.auth.token", ReloadClass::Hot),
     ("gateway.auth.password", ReloadClass::Hot),
     ("gateway.auth.rateLimit", ReloadClass::Hot),
+    ("gateway.trustedProxies", ReloadClass::Hot),
+    ("gateway.allowRealIpFallback", ReloadClass::Hot),
     ("gateway.controlUi.allowedOrigins", ReloadClass::Hot),
     ("gateway.controlUi.dangerouslyAllowHostHeaderOriginFallback", ReloadClass::Hot),
     ("gateway.http.endpoints", ReloadClass::Hot),

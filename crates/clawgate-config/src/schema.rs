@@ -155,6 +155,30 @@ const HINTS: &[Hint] = &[
         "Interval of tick keep-alive events. Clients treat two missed ticks as a dead connection.",
         "Gateway",
     ),
+    (
+        "gateway.trustedProxies",
+        "Trusted proxies",
+        "Reverse proxies (IP addresses or CIDR ranges such as 10.0.0.0/8) whose X-Forwarded-For / Forwarded headers name the real client. Headers from other peers are ignored; a forwarded client is never treated as local.",
+        "Gateway",
+    ),
+    (
+        "gateway.allowRealIpFallback",
+        "Use X-Real-IP",
+        "Also take the client address from X-Real-IP when a trusted proxy sends neither X-Forwarded-For nor Forwarded.",
+        "Gateway",
+    ),
+    (
+        "gateway.tls",
+        "TLS",
+        "Serve wss:// and https:// on the gateway port: {certPath, keyPath} (PEM, relative to the config file), re-read when the files change. Changing it restarts the gateway.",
+        "Gateway",
+    ),
+    (
+        "gateway.allowInsecureBind",
+        "Allow plain text off loopback",
+        "Listen on a non-loopback address without TLS and without a trusted proxy. Only on a network you trust.",
+        "Gateway",
+    ),
     ("logging", "Logging", "Log output.", "Logging"),
     (
         "logging.file",

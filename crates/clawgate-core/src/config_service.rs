@@ -263,6 +263,10 @@ pub fn settings_from_config(
         config_path: loaded.path.clone(),
         log_file: base.log_file.clone(),
         listen_addr: base.listen_addr.clone(),
+        proxy_trust: crate::client_addr::ProxyTrust {
+            proxies: g.trusted_proxies.clone(),
+            real_ip_fallback: g.allow_real_ip_fallback,
+        },
     })
 }
 

@@ -235,7 +235,7 @@ async fn admit(svc: &AuthInner, meta: &ConnMeta, p: &ConnectParams) -> Result<Ad
         && !origin_allowed(
             origin,
             meta.host.as_deref(),
-            meta.remote_ip.is_loopback(),
+            meta.peer().is_direct_loopback(),
             &settings.allowed_origins,
             settings.allow_host_header_origin,
         )

@@ -12,6 +12,7 @@ pub mod agent;
 pub mod auth;
 pub mod broadcast;
 pub mod channels;
+pub mod client_addr;
 pub mod comfy;
 pub mod config_service;
 pub mod cron;

@@ -120,6 +120,8 @@ pub struct GatewaySettings {
     pub log_file: Option<PathBuf>,
     /// The address the gateway listens on, for status output.
     pub listen_addr: String,
+    /// Which peers may name the client (`gateway.trustedProxies`, `gateway.allowRealIpFallback`).
+    pub proxy_trust: crate::client_addr::ProxyTrust,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -138,6 +140,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("state_dir", &self.state_dir)
             .field("config_path", &self.config_path)
             .field("listen_addr", &self.listen_addr)
+            .field("proxy_trust", &self.proxy_trust)
             .finish()
     }
 }
@@ -160,6 +163,7 @@ impl GatewaySettings {
             log_file: None,
             state_dir,
             listen_addr: "127.0.0.1:0".to_owned(),
+            proxy_trust: crate::client_addr::ProxyTrust::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use clawgate_channels::{WebhookError, WebhookRequest};
 use clawgate_core::auth::{Peer, limiter_bucket};
 use clawgate_core::channels::{ChannelService, GatewayIngress};
+use clawgate_core::client_addr::client_peer;
 use clawgate_core::handshake::AuthService;
 use clawgate_core::settings::RateLimitSettings;
 
@@ -53,7 +54,7 @@ pub(crate) async fn layer(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let peer = Peer { ip, forwarded: Peer::FORWARDING_HEADERS.iter().any(|h| req.headers().contains_key(*h)) };
+    let peer = client_peer(ip, req.headers(), &auth.settings().proxy_trust);
     let locked = auth.webhook_failures().lock().check(peer, &WEBHOOK_FAILURES, Instant::now());
     if let Err(wait) = locked {
         return throttled(wait);

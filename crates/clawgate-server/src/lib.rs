@@ -13,6 +13,7 @@ mod http_api;
 mod listener;
 mod media;
 mod origin;
+mod tls;
 mod webchat;
 mod ws;
 
@@ -32,6 +33,8 @@ use clawgate_core::health::HealthService;
 use clawgate_core::media::MediaSigner;
 use clawgate_core::settings::SharedSettings;
 use clawgate_core::tasks::Tasks;
+
+pub use tls::Tls;
 
 /// The router's state. Every handler and middleware takes only the parts it uses, as
 /// `State<Part>` (each part is `FromRef<AppState>`); none takes the whole gateway.
@@ -140,5 +143,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
     let token = gw.shutdown_token();
     let limits = gw.settings().http_limits;
-    listener::run(listener, router(gw), limits, token).await
+    listener::run(listener, router(gw), limits, None, token).await
+}
+
+/// [`serve`] over TLS (`gateway.tls`): every connection is a TLS one, with the pair in `tls`
+/// (re-read when its files change).
+pub async fn serve_tls(listener: TcpListener, gw: Arc<Gateway>, tls: Arc<Tls>) -> std::io::Result<()> {
+    let token = gw.shutdown_token();
+    let limits = gw.settings().http_limits;
+    listener::run(listener, router(gw), limits, Some(tls), token).await
 }

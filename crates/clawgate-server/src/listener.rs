@@ -23,11 +23,13 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use clawgate_core::settings::HttpLimits;
+
+use crate::tls::Tls;
 
 /// File descriptors kept free for everything that is not a client connection.
 const FD_HEADROOM: usize = 64;
@@ -87,12 +89,12 @@ impl Drop for Slot {
 
 /// A socket that holds its [`Slot`]: an upgraded WebSocket owns this I/O, so it keeps the slot
 /// for as long as it lives.
-struct Counted {
-    io: TokioIo<TcpStream>,
+struct Counted<S> {
+    io: TokioIo<S>,
     _slot: Slot,
 }
 
-impl hyper::rt::Read for Counted {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> hyper::rt::Read for Counted<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -102,7 +104,7 @@ impl hyper::rt::Read for Counted {
     }
 }
 
-impl hyper::rt::Write for Counted {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> hyper::rt::Write for Counted<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
@@ -141,6 +143,7 @@ pub(crate) async fn run(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let caps = ConnLimits::new(limits.max_connections, open_file_limit());
@@ -173,30 +176,70 @@ pub(crate) async fn run(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let io = Counted { io: TokioIo::new(tcp), _slot: slot };
         let service = Service { app: app.clone(), addr };
-        let conn = builder.serve_connection(io, service).with_upgrades();
         let shutdown = shutdown.clone();
         let done = done_tx.clone();
+        let Some(tls) = &tls else {
+            tokio::spawn(serve_one(
+                builder.clone(),
+                Counted { io: TokioIo::new(tcp), _slot: slot },
+                service,
+                shutdown,
+                done,
+            ));
+            continue;
+        };
+        let acceptor = tls.acceptor();
+        let builder = builder.clone();
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            let _done = done;
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
+            // The TLS handshake is held to the same deadline as a request head: a peer that opens
+            // a socket and says nothing (or speaks plain HTTP) is dropped, nothing else happens.
+            let stream = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)) => match accepted {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(ip = %addr.ip(), error = %e, "TLS handshake failed");
+                        return;
                     }
-                }
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+                    Err(_) => {
+                        tracing::debug!(ip = %addr.ip(), "TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            serve_one(builder, Counted { io: TokioIo::new(stream), _slot: slot }, service, shutdown, done).await;
         });
     }
     drop(done_tx);
     let _ = done_rx.recv().await;
     Ok(())
+}
+
+/// Serve HTTP/1 (with upgrades) on one connection until it ends or the gateway stops.
+async fn serve_one<S>(
+    builder: hyper::server::conn::http1::Builder,
+    io: Counted<S>,
+    service: Service,
+    shutdown: CancellationToken,
+    _done: mpsc::Sender<()>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// The router with the peer address attached, as axum's `ConnectInfo` extractor expects it.

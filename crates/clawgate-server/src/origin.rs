@@ -16,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use clawgate_core::client_addr::client_peer;
 use clawgate_core::handshake::origin_allowed;
 use clawgate_core::settings::{GatewaySettings, SharedSettings};
 
@@ -51,9 +52,13 @@ pub(crate) fn browser_request_allowed(
 /// Middleware: answers 403 to a browser request from an origin that is not allowed, before any
 /// route (and before any body is read).
 pub(crate) async fn guard(State(settings): State<SharedSettings>, req: Request, next: Next) -> Response {
-    let remote_is_loopback =
-        req.extensions().get::<ConnectInfo<SocketAddr>>().is_some_and(|ConnectInfo(a)| a.ip().is_loopback());
-    if browser_request_allowed(&settings.get(), req.method(), req.headers(), remote_is_loopback) {
+    let settings = settings.get();
+    // A forwarded request is never local, even through a loopback proxy.
+    let remote_is_loopback = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(a)| client_peer(a.ip(), req.headers(), &settings.proxy_trust).is_direct_loopback());
+    if browser_request_allowed(&settings, req.method(), req.headers(), remote_is_loopback) {
         return next.run(req).await;
     }
     tracing::warn!(

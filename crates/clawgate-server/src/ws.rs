@@ -72,13 +72,15 @@ pub(crate) struct Connections {
 /// Accept the upgrade with the protocol's frame limits.
 pub(crate) fn upgrade(conns: Connections, addr: SocketAddr, headers: &HeaderMap, up: WebSocketUpgrade) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // The client behind any trusted proxy: lockouts, "is it local" and the logs all use it.
+    let peer = clawgate_core::client_addr::client_peer(addr.ip(), headers, &conns.auth.settings().proxy_trust);
     let meta = ConnMeta {
         conn_id: uuid::Uuid::new_v4().to_string(),
-        remote_ip: addr.ip(),
+        remote_ip: peer.ip,
         origin: header("origin"),
         host: header("host"),
         scopes_header: header("x-openclaw-scopes"),
-        forwarded: clawgate_core::auth::Peer::FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h)),
+        forwarded: peer.forwarded,
         nonce: uuid::Uuid::new_v4().to_string(),
     };
     // Small per-socket buffers (they grow for big frames): idle connections must stay cheap.

@@ -25,8 +25,9 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `terminate` waits for a graceful exit.
 pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The marker the binary prints on stdout when it is ready.
-const READY_MARKER: &str = "listening on ws://";
+/// The marker the binary prints on stdout when it is ready (`ws://`, or `wss://` with
+/// `gateway.tls`).
+const READY_MARKER: &str = "listening on ws";
 
 /// Options for starting a [`TestGateway`].
 #[derive(Debug, Clone)]
@@ -387,7 +388,7 @@ impl Drop for TestGateway {
 }
 
 fn parse_port(url: &str) -> Option<u16> {
-    let rest = url.strip_prefix("ws://")?;
+    let rest = url.strip_prefix("ws://").or_else(|| url.strip_prefix("wss://"))?;
     let host_port = rest.split('/').next()?;
     host_port.rsplit(':').next()?.parse().ok()
 }
@@ -421,6 +422,7 @@ mod tests {
     fn port_is_read_from_the_listening_url() {
         assert_eq!(parse_port("ws://127.0.0.1:40123"), Some(40123));
         assert_eq!(parse_port("ws://127.0.0.1:40123/"), Some(40123));
+        assert_eq!(parse_port("wss://127.0.0.1:40124"), Some(40124));
         assert_eq!(parse_port("http://127.0.0.1:1"), None);
     }
 

@@ -22,7 +22,8 @@ use crate::{logging, paths};
 #[command(after_help = "Examples:
   clawgate gateway                       # 127.0.0.1:18789, state in ~/.clawgate, token generated on first start
   clawgate gateway --port 28789 --state-dir /tmp/cg
-  clawgate gateway --bind lan            # all interfaces; requires token or password auth
+  clawgate gateway --bind lan            # all interfaces; requires auth, and gateway.tls, gateway.trustedProxies
+                                         # or gateway.allowInsecureBind
   CLAWGATE_GATEWAY_TOKEN=s3cret clawgate gateway")]
 pub struct GatewayArgs {
     /// Port to listen on (0 picks a free port) [default: gateway.port or 18789]
@@ -111,6 +112,26 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
             "refusing to listen on {ip} without auth: set gateway.auth.mode to \"token\" or \"password\", or bind to loopback"
         );
     }
+    let g = &loaded.config.gateway;
+    if !ip.is_loopback() && g.tls_files().is_none() && g.trusted_proxies.is_empty() && !g.allow_insecure_bind {
+        bail!(
+            "refusing to listen on {ip} in plain text: set gateway.tls {{certPath, keyPath}}, list the reverse proxy \
+             in front of it in gateway.trustedProxies, or set gateway.allowInsecureBind to true (only on a network \
+             you trust)"
+        );
+    }
+    // Loaded before the port is taken: a bad certificate or key stops the start with its reason.
+    let tls = match g.tls_files() {
+        Some((cert, key)) => {
+            let (cert, key) =
+                (resolve_relative(&config_path, cert.clone()), resolve_relative(&config_path, key.clone()));
+            match clawgate_server::Tls::load(cert, key) {
+                Ok(tls) => Some(tls),
+                Err(e) => bail!("{e} (from gateway.tls in {})", config_path.display()),
+            }
+        }
+        None => None,
+    };
     let token_path = paths::token_file(&state_dir);
     if let (true, Some(token)) = (generated_token, &settings.token) {
         paths::write_private_file(&token_path, token)
@@ -149,10 +170,16 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     }
     println!("state: {}  config: {}  log: {}", state_dir.display(), config_path.display(), log_file.display());
     // Printed last: tools and tests wait for this line to know the gateway is ready.
-    println!("clawgate {} {}", env!("CARGO_PKG_VERSION"), listening_line(local));
+    println!("clawgate {} {}", env!("CARGO_PKG_VERSION"), listening_line(local, tls.is_some()));
     tracing::info!(addr = %local, startup_ms = t0.elapsed().as_millis() as u64, "clawgate listening");
 
-    let server = clawgate_server::serve(listener, gw.clone());
+    let gw_for_server = gw.clone();
+    let server = async move {
+        match tls {
+            Some(tls) => clawgate_server::serve_tls(listener, gw_for_server, tls).await,
+            None => clawgate_server::serve(listener, gw_for_server).await,
+        }
+    };
     gw.tasks().spawn("server", async move {
         if let Err(e) = server.await {
             tracing::warn!(error = %e, "server stopped with an error");
@@ -175,18 +202,19 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
 
 /// `listening on ws://ADDR/ …` naming the real bind address. An unspecified address (`0.0.0.0`,
 /// `::`) is said to be all interfaces, with the loopback URL to use from this machine.
-fn listening_line(local: SocketAddr) -> String {
+fn listening_line(local: SocketAddr, tls: bool) -> String {
+    let (ws, http) = if tls { ("wss", "https") } else { ("ws", "http") };
     let port = local.port();
     let ip = local.ip();
     let host = |ip: IpAddr| if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
     if ip.is_unspecified() {
         let here = if ip.is_ipv6() { "[::1]".to_owned() } else { "127.0.0.1".to_owned() };
         format!(
-            "listening on ws://{}:{port}/ (all interfaces; from this machine: ws://{here}:{port}, http://{here}:{port}/)",
+            "listening on {ws}://{}:{port}/ (all interfaces; from this machine: {ws}://{here}:{port}, {http}://{here}:{port}/)",
             host(ip)
         )
     } else {
-        format!("listening on ws://{h}:{port} (http://{h}:{port}/)", h = host(ip))
+        format!("listening on {ws}://{h}:{port} ({http}://{h}:{port}/)", h = host(ip))
     }
 }
 

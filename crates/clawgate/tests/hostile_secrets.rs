@@ -308,8 +308,13 @@ fn config_validate_and_gateway_refuse_the_same_files_with_the_same_file_line_mes
 fn the_banner_names_the_real_bind_and_a_usable_local_address() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
+    // Plain text off loopback has to be asked for (issue 14).
+    let config = dir.path().join("clawgate.json5");
+    std::fs::write(&config, "{gateway: {allowInsecureBind: true}}").unwrap();
     let mut child = Command::new(BIN)
-        .args(["gateway", "--port", "0", "--bind", "lan", "--state-dir"])
+        .args(["gateway", "--port", "0", "--bind", "lan", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
         .arg(dir.path())
         .env("CLAWGATE_GATEWAY_TOKEN", "banner-test-token-1")
         .env_remove("CLAWGATE_CONFIG")

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
 
-use clawgate_core::auth::{PasswordCheck, Peer, begin_attempt, secrets_match};
+use clawgate_core::auth::{PasswordCheck, begin_attempt, secrets_match};
+use clawgate_core::client_addr::client_peer;
 use clawgate_core::handshake::AuthService;
 use clawgate_core::settings::AuthMode;
 
@@ -51,7 +52,7 @@ pub(crate) async fn check(auth: &AuthService, headers: &HeaderMap, ip: IpAddr) -
     if settings.auth_mode == AuthMode::None {
         return Ok(());
     }
-    let peer = Peer { ip, forwarded: Peer::FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h)) };
+    let peer = client_peer(ip, headers, &settings.proxy_trust);
     let locked = auth.limiter().lock().check(peer, &settings.rate_limit, Instant::now());
     if let Err(wait) = locked {
         return Err(Denied::RateLimited(wait));

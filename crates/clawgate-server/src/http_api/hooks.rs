@@ -165,17 +165,18 @@ fn query_has_token(query: Option<&str>) -> bool {
 /// wrong one 429 during the lockout was an oracle that let guessing go on at full speed (issue
 /// 10, defect 8). A right token otherwise clears the bucket's failures.
 fn authorize(api: &Api, headers: &HeaderMap, ip: IpAddr, token: &str) -> Result<(), HookError> {
+    let peer = clawgate_core::client_addr::client_peer(ip, headers, &api.auth.settings().proxy_trust);
     let mut limiter = api.hook_failures.lock();
     let now = Instant::now();
-    if let Err(wait) = limiter.check(ip, &HOOK_FAILURES, now) {
+    if let Err(wait) = limiter.check(peer, &HOOK_FAILURES, now) {
         return Err(HookError::Throttled(wait));
     }
     if presented_token(headers).is_some_and(|t| secrets_match(t, token)) {
-        limiter.record_success(ip);
+        limiter.record_success(peer.ip);
         return Ok(());
     }
-    if let Some(wait) = limiter.record_failure(ip, &HOOK_FAILURES, now).lockout {
-        tracing::warn!(bucket = %clawgate_core::auth::limiter_bucket(ip), "too many failed hook tokens; throttling");
+    if let Some(wait) = limiter.record_failure(peer, &HOOK_FAILURES, now).lockout {
+        tracing::warn!(bucket = %clawgate_core::auth::limiter_bucket(peer.ip), "too many failed hook tokens; throttling");
         return Err(HookError::Throttled(wait));
     }
     Err(HookError::Plain(StatusCode::UNAUTHORIZED, "Unauthorized"))
