@@ -69,6 +69,8 @@ pub struct Gateway {
     pub comfy: crate::comfy::ComfyService,
     /// The cron scheduler's wake-up and health.
     pub cron: crate::cron::CronService,
+    /// The Prometheus series the services count into (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
     overrides: Overrides,
     tasks: Tasks,
 }
@@ -93,6 +95,7 @@ impl Gateway {
         overrides: Overrides,
     ) -> Arc<Self> {
         let info = GatewayInfo::starting_now(version);
+        let metrics = crate::metrics::Metrics::new();
         let host = hostname();
         let self_entry = json!({
             "host": host,
@@ -158,6 +161,7 @@ impl Gateway {
             channels,
             comfy,
             cron,
+            metrics,
             overrides,
             tasks,
         })

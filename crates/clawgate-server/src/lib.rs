@@ -12,6 +12,7 @@ mod http;
 mod http_api;
 mod listener;
 mod media;
+mod metrics;
 mod origin;
 mod webchat;
 mod ws;
@@ -56,6 +57,8 @@ pub(crate) struct AppState {
     /// Channel webhooks: the running accounts (their webhook paths) and where updates go.
     channels: ChannelService,
     ingress: GatewayIngress,
+    /// `/metrics`.
+    scrape: metrics::Scrape,
 }
 
 impl AppState {
@@ -68,6 +71,7 @@ impl AppState {
                     events: gw.events.clone(),
                     tasks: gw.tasks().clone(),
                     dispatcher: Dispatcher::new(gw.clone()),
+                    metrics: gw.metrics.clone(),
                 },
                 config: gw.config.clone(),
                 media: gw.media.clone(),
@@ -87,6 +91,13 @@ impl AppState {
             media: gw.media.clone(),
             channels: gw.channels.clone(),
             ingress: gw.channels.ingress(),
+            scrape: metrics::Scrape {
+                metrics: gw.metrics.clone(),
+                auth: gw.auth.clone(),
+                store: gw.store.clone(),
+                channels: gw.channels.clone(),
+                comfy: gw.comfy.clone(),
+            },
         }
     }
 }
@@ -112,6 +123,7 @@ state_parts! {
     media: MediaSigner,
     channels: ChannelService,
     ingress: GatewayIngress,
+    scrape: metrics::Scrape,
 }
 
 /// Build the router for a gateway.
@@ -124,6 +136,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/readyz", get(http::readyz))
         .route("/ready", get(http::readyz))
         .route("/media/{token}", get(media::get_media))
+        .route("/metrics", get(metrics::get_metrics))
         .fallback(http::fallback);
     // Channel webhooks (Telegram webhook mode) are matched in front of everything, as their
     // paths come from the running accounts.

@@ -67,6 +67,8 @@ pub(crate) struct Connections {
     pub(crate) events: Events,
     pub(crate) tasks: Tasks,
     pub(crate) dispatcher: Dispatcher,
+    /// Counts connections open and accepted.
+    pub(crate) metrics: clawgate_core::metrics::Metrics,
 }
 
 /// Accept the upgrade with the protocol's frame limits.
@@ -174,6 +176,8 @@ async fn writer(
 }
 
 async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
+    // Counted open until this task ends, whichever way it ends.
+    let _open = conns.metrics.ws_connection();
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::unbounded_channel();
     let state = Arc::new(QueueState::default());
