@@ -111,7 +111,7 @@ impl Gateway {
         let settings = SharedSettings::new(settings);
         let pairing = PairingService::new(store.clone(), events.clone());
         let tasks = Tasks::new();
-        let outbox = crate::channels::Outbox::new(store.clone());
+        let outbox = crate::channels::Outbox::new(store.clone(), metrics.clone());
         let media = crate::media::MediaSigner::new(store.clone(), &settings.get().state_dir, config.clone());
         let comfy = crate::comfy::ComfyService::new(
             store.clone(),
@@ -120,9 +120,11 @@ impl Gateway {
             outbox.clone(),
             media.clone(),
             config.clone(),
+            metrics.clone(),
         );
         let tools: Arc<dyn ToolHost> = Arc::new(ComfyTools { comfy: comfy.clone() });
-        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, tools.clone());
+        let agents =
+            AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, tools.clone(), metrics.clone());
         let cron = crate::cron::CronService::new(
             store.clone(),
             events.clone(),

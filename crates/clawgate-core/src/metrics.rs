@@ -69,6 +69,30 @@ impl Direction {
     }
 }
 
+/// Why a send to a chat platform failed (the `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFailure {
+    /// The platform asked us to wait (429 / retry-after); the message will be retried.
+    RateLimited,
+    /// A network or server error; the message will be retried.
+    Transient,
+    /// The platform refused the message, or retries ran out: it is given up.
+    Permanent,
+    /// The queued row was not a message.
+    Invalid,
+}
+
+impl SendFailure {
+    fn label(self) -> &'static str {
+        match self {
+            SendFailure::RateLimited => "rate_limited",
+            SendFailure::Transient => "transient",
+            SendFailure::Permanent => "permanent",
+            SendFailure::Invalid => "invalid",
+        }
+    }
+}
+
 /// The gateway's metrics. Cheap to clone; every clone counts into the same registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -136,7 +160,7 @@ impl Metrics {
         let send_failures = Family::<Named2, Counter>::default();
         registry.register(
             "channel_send_failures",
-            "Failed sends to a chat platform by kind (retry: will be retried, permanent: given up)",
+            "Failed sends to a chat platform by kind (rate_limited, transient, permanent, invalid)",
             send_failures.clone(),
         );
         let outbox_depth = Family::<Named1, Gauge>::default();
@@ -196,10 +220,15 @@ impl Metrics {
         self.inner.request_duration.get_or_create(&[("method", method)]).observe(elapsed.as_secs_f64());
     }
 
-    /// An agent run started; it counts as in flight until the guard is finished or dropped.
+    /// An agent run started; it counts as in flight until the guard is dropped.
     pub fn run_started(&self) -> RunInFlight {
         self.inner.runs_in_flight.inc();
-        RunInFlight { metrics: self.clone(), outcome: None }
+        RunInFlight(self.clone())
+    }
+
+    /// An agent run ended with this outcome (its stored status: `completed`, `failed`, …).
+    pub fn run_finished(&self, outcome: &'static str) {
+        self.inner.runs.get_or_create(&[("outcome", outcome)]).inc();
     }
 
     /// Tokens a provider reported for one turn.
@@ -218,10 +247,10 @@ impl Metrics {
         self.inner.channel_messages.get_or_create(&labels).inc();
     }
 
-    /// A send to a platform failed; `permanent` when the message is given up.
-    pub fn channel_send_failure(&self, channel: &str, permanent: bool) {
-        let kind = if permanent { "permanent" } else { "retry" };
-        self.inner.send_failures.get_or_create(&[("channel", channel.to_owned()), ("kind", kind.to_owned())]).inc();
+    /// A send to a platform failed.
+    pub fn channel_send_failure(&self, channel: &str, kind: SendFailure) {
+        let labels = [("channel", channel.to_owned()), ("kind", kind.label().to_owned())];
+        self.inner.send_failures.get_or_create(&labels).inc();
     }
 
     /// A ComfyUI job reached a final state `elapsed` after it started on a worker.
@@ -329,26 +358,13 @@ impl Drop for WsConnection {
     }
 }
 
-/// An agent run in flight (see [`Metrics::run_started`]). Dropped without [`RunInFlight::finish`]
-/// it counts as `cancelled` (its task was stopped).
+/// An agent run in flight (see [`Metrics::run_started`]).
 #[derive(Debug)]
-pub struct RunInFlight {
-    metrics: Metrics,
-    outcome: Option<&'static str>,
-}
-
-impl RunInFlight {
-    /// The run ended with `outcome` (a fixed word: `ok`, `error`, `aborted`, `timeout`, …).
-    pub fn finish(mut self, outcome: &'static str) {
-        self.outcome = Some(outcome);
-    }
-}
+pub struct RunInFlight(Metrics);
 
 impl Drop for RunInFlight {
     fn drop(&mut self) {
-        let outcome = self.outcome.unwrap_or("cancelled");
-        self.metrics.inner.runs_in_flight.dec();
-        self.metrics.inner.runs.get_or_create(&[("outcome", outcome)]).inc();
+        self.0.inner.runs_in_flight.dec();
     }
 }
 
@@ -376,16 +392,15 @@ mod tests {
         let a = m.ws_connection();
         let _b = m.ws_connection();
         drop(a);
-        m.run_started().finish("ok");
-        let _running = m.run_started();
         drop(m.run_started());
+        m.run_finished("completed");
+        let _running = m.run_started();
         let (page, _) = m.encode(false);
         for line in [
             "clawgate_ws_connections 1\n",
             "clawgate_ws_connections_opened_total 2\n",
             "clawgate_agent_runs_in_flight 1\n",
-            "clawgate_agent_runs_total{outcome=\"ok\"} 1\n",
-            "clawgate_agent_runs_total{outcome=\"cancelled\"} 1\n",
+            "clawgate_agent_runs_total{outcome=\"completed\"} 1\n",
         ] {
             assert!(page.contains(line), "{line} missing in {page}");
         }

@@ -4,13 +4,18 @@
 //! fake model, a Telegram message in and its reply out. An unknown method adds no label value.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::fake_telegram::FakeTelegram;
-use clawgate_testkit::{RawClient, TestGateway};
+use clawgate_testkit::{RawClient, TestGateway, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
+const WAIT: Duration = Duration::from_secs(30);
+/// What the fake model reports for each echo turn (`Answer::text` of two parts).
+const INPUT_TOKENS: f64 = 42.0;
+const OUTPUT_TOKENS: f64 = 3.0;
 
 // ---- a strict parser of the Prometheus text format 0.0.4 ----
 
@@ -172,6 +177,17 @@ async fn scrape(gw: &TestGateway) -> Page {
     parse_page(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
 }
 
+/// Scrape until `key` has moved by `want` since `before` (a counter is incremented just after
+/// the fact the test saw, e.g. a platform's answer), then return that page.
+async fn scrape_when(gw: &TestGateway, before: &Page, key: &str, want: f64) -> Page {
+    wait_until(WAIT, format!("{key} to move by {want}"), || async {
+        let page = scrape(gw).await;
+        (page.delta(before, key) >= want).then_some(page)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
 async fn connect(gw: &TestGateway) -> RawClient {
     let mut c = RawClient::connect(&gw.ws_url()).await.expect("ws");
     c.handshake(gw.token(), &json!({})).await.expect("handshake");
@@ -262,6 +278,40 @@ async fn metrics_need_the_token_and_count_what_happened() {
     // The histogram's buckets are cumulative and end in +Inf = count.
     let inf = after.get("clawgate_request_duration_seconds_bucket{le=\"+Inf\",method=\"health\"}");
     assert_eq!(inf, after.get("clawgate_request_duration_seconds_count{method=\"health\"}"));
+
+    // A chat.send answered by the model: one request, one completed run, its tokens.
+    let res =
+        request(&mut c, "chat.send", json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "m1"})).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let run_id = res["payload"]["runId"].as_str().expect("runId").to_owned();
+    let waited = request(&mut c, "agent.wait", json!({"runId": run_id, "timeoutMs": 30000})).await;
+    assert_eq!(waited["payload"]["status"], "ok", "{waited}");
+    let completed = "clawgate_agent_runs_total{outcome=\"completed\"}";
+    let chat = scrape_when(&gw, &after, completed, 1.0).await;
+    assert_eq!(chat.delta(&after, completed), 1.0);
+    assert_eq!(chat.delta(&after, "clawgate_requests_total{method=\"chat.send\",outcome=\"ok\"}"), 1.0);
+    assert_eq!(chat.delta(&after, "clawgate_llm_tokens_total{direction=\"input\"}"), INPUT_TOKENS);
+    assert_eq!(chat.delta(&after, "clawgate_llm_tokens_total{direction=\"output\"}"), OUTPUT_TOKENS);
+    assert_eq!(chat.get("clawgate_agent_runs_in_flight"), 0.0);
+    assert!(chat.delta(&after, "clawgate_store_op_duration_seconds_count{op=\"transcript_append\"}") >= 2.0);
+
+    // A Telegram message in, its reply out.
+    tg.push_private_message(4242, "alice", "hello there");
+    tg.wait_for_sent(|call| call.is("sendMessage") && call.status == 200, WAIT).await.expect("telegram reply");
+    let out = "clawgate_channel_messages_total{channel=\"telegram\",direction=\"out\"}";
+    let telegram = scrape_when(&gw, &chat, out, 1.0).await;
+    assert_eq!(telegram.delta(&chat, out), 1.0);
+    assert_eq!(telegram.delta(&chat, "clawgate_channel_messages_total{channel=\"telegram\",direction=\"in\"}"), 1.0);
+    assert_eq!(telegram.delta(&chat, completed), 1.0);
+    assert_eq!(telegram.delta(&chat, "clawgate_llm_tokens_total{direction=\"input\"}"), INPUT_TOKENS);
+    assert_eq!(telegram.get("clawgate_outbox_depth{channel=\"telegram\"}"), 0.0);
+    assert_eq!(telegram.label_values("clawgate_channel_send_failures_total", "channel"), Vec::<String>::new());
+    assert_types(&telegram);
+    // Nothing a client sent grew the method label set.
+    assert_eq!(
+        telegram.label_values("clawgate_requests_total", "method"),
+        ["agent.wait", "chat.send", "health", "other"]
+    );
 }
 
 #[test]
