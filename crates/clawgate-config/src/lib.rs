@@ -35,7 +35,7 @@ pub use error::{ConfigError, ConfigIssue};
 pub use load::{LoadedConfig, hash_text, load, load_with_env, parse_str, parse_str_with_env};
 pub use model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode,
+    HttpEndpointsConfig, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig, ReloadConfig, ReloadMode,
 };
 pub use path::{InvalidKeyPath, KeyPath, Segment};
 pub use redact::{

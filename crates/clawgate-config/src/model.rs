@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -133,6 +133,19 @@ pub struct GatewayConfig {
     pub handshake_timeout_ms: u64,
     /// Interval between `tick` keep-alive events, in milliseconds.
     pub tick_interval_ms: u64,
+    /// The Prometheus endpoint's optional separate listener.
+    pub metrics: MetricsConfig,
+}
+
+/// `gateway.metrics.*`. `/metrics` is always served on the gateway port behind the gateway's
+/// secret; `listen` adds a listener without authentication, so it must be a loopback address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A loopback `ip:port` serving only `GET /metrics`, without authentication (for a local
+    /// Prometheus or agent); port 0 picks a free port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for GatewayConfig {
@@ -148,6 +161,7 @@ impl Default for GatewayConfig {
             reload: ReloadConfig::default(),
             handshake_timeout_ms: 15_000,
             tick_interval_ms: 30_000,
+            metrics: MetricsConfig::default(),
         }
     }
 }

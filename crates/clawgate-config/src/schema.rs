@@ -155,6 +155,18 @@ const HINTS: &[Hint] = &[
         "Interval of tick keep-alive events. Clients treat two missed ticks as a dead connection.",
         "Gateway",
     ),
+    (
+        "gateway.metrics",
+        "Metrics",
+        "The Prometheus endpoint (GET /metrics, on the gateway port behind the token).",
+        "Gateway",
+    ),
+    (
+        "gateway.metrics.listen",
+        "Metrics listener",
+        "A loopback ip:port serving only /metrics without authentication, e.g. 127.0.0.1:9464.",
+        "Gateway",
+    ),
     ("logging", "Logging", "Log output.", "Logging"),
     (
         "logging.file",

@@ -148,6 +148,19 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(state)
 }
 
+/// Serve only `GET /metrics`, without authentication, on a loopback listener
+/// (`gateway.metrics.listen`; the config refuses other addresses) until shutdown.
+pub async fn serve_metrics(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
+    let token = gw.shutdown_token();
+    let limits = gw.settings().http_limits;
+    let scrape = AppState::new(gw).scrape;
+    let routes = Router::new()
+        .route("/metrics", get(metrics::get_metrics_local))
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "Not Found") })
+        .with_state(scrape);
+    listener::run(listener, routes, limits, token).await
+}
+
 /// Serve until the gateway's shutdown token is cancelled (see `listener` for the limits every
 /// connection is held to).
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {

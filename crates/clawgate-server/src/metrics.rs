@@ -49,6 +49,14 @@ pub(crate) async fn get_metrics(State(s): State<Scrape>, req: Request) -> Respon
     ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
 }
 
+/// `GET /metrics` on the separate loopback listener (`gateway.metrics.listen`): no bearer, as
+/// the config refuses any address but loopback for it.
+pub(crate) async fn get_metrics_local(State(s): State<Scrape>, req: Request) -> Response {
+    let openmetrics = wants_openmetrics(req.headers().get(header::ACCEPT));
+    let (body, content_type) = scrape(&s.metrics, &s.store, &s.channels, &s.comfy, openmetrics).await;
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], text).into_response()
 }

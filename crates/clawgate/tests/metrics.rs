@@ -330,3 +330,27 @@ fn the_parser_refuses_what_prometheus_would() {
         assert!(parse_page(bad).is_err(), "{bad:?} parsed");
     }
 }
+
+#[tokio::test]
+async fn the_loopback_listener_serves_metrics_without_the_token() {
+    let config = json!({"gateway": {"metrics": {"listen": "127.0.0.1:0"}}}).to_string();
+    let gw = TestGateway::builder(BIN).config(config).start().await.expect("starting clawgate");
+    // The listener's address, from the log line the gateway writes once it is bound.
+    let addr = wait_until(WAIT, "the metrics listener's log line", || async {
+        gw.read_log().lines().find(|l| l.contains("metrics listening")).and_then(|l| {
+            let line: Value = serde_json::from_str(l).ok()?;
+            line["addr"].as_str().map(str::to_owned)
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let client = reqwest::Client::new();
+    let res = client.get(format!("http://{addr}/metrics")).send().await.expect("GET /metrics");
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    let page = parse_page(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert!(page.types.contains_key("clawgate_ws_connections"), "{body}");
+    // Nothing else is served there; the gateway port still wants the token.
+    assert_eq!(client.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 404);
+    assert_eq!(scrape_raw(&gw, None).await.status(), 401);
+}
