@@ -141,7 +141,11 @@ impl Metrics {
         let ws_opened = Counter::default();
         registry.register("ws_connections_opened", "WebSocket connections accepted since start", ws_opened.clone());
         let requests = Family::<Fixed2, Counter>::default();
-        registry.register("requests", "Gateway protocol requests by method and outcome (ok, error)", requests.clone());
+        registry.register(
+            "requests",
+            "Gateway protocol requests by method and outcome (ok, error, refused)",
+            requests.clone(),
+        );
         let request_duration = HistogramFamily::<Fixed1>::new_with_constructor(request_histogram as fn() -> Histogram);
         registry.register_with_unit(
             "request_duration",
@@ -218,6 +222,12 @@ impl Metrics {
         let outcome = if ok { "ok" } else { "error" };
         self.inner.requests.get_or_create(&[("method", method), ("outcome", outcome)]).inc();
         self.inner.request_duration.get_or_create(&[("method", method)]).observe(elapsed.as_secs_f64());
+    }
+
+    /// A protocol request refused before dispatch (wrong role, missing scope): outcome
+    /// `refused`, no latency.
+    pub fn request_refused(&self, method: &str) {
+        self.inner.requests.get_or_create(&[("method", method_label(method)), ("outcome", "refused")]).inc();
     }
 
     /// An agent run started; it counts as in flight until the guard is dropped.
@@ -376,6 +386,7 @@ mod tests {
     fn unknown_methods_share_one_label_value() {
         let m = Metrics::new();
         m.request("health", true, Duration::from_millis(1));
+        m.request_refused("status");
         for i in 0..50 {
             m.request(&format!("no.such.method.{i}"), false, Duration::from_millis(1));
         }
@@ -384,6 +395,7 @@ mod tests {
         assert!(page.contains("clawgate_requests_total{method=\"health\",outcome=\"ok\"} 1\n"), "{page}");
         assert!(page.contains("clawgate_requests_total{method=\"other\",outcome=\"error\"} 50\n"), "{page}");
         assert!(!page.contains("no.such.method"), "{page}");
+        assert!(page.contains("clawgate_requests_total{method=\"status\",outcome=\"refused\"} 1\n"), "{page}");
     }
 
     #[test]

@@ -353,11 +353,13 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
             Ok(()) => wrong_role_streak = 0,
             Err(Refusal::MissingScope(err)) => {
                 wrong_role_streak = 0;
+                conns.metrics.request_refused(&req.method);
                 let _ = client.send(ResponseFrame::err(req.id, err).to_text());
                 continue;
             }
             Err(Refusal::WrongRole(err)) => {
                 wrong_role_streak += 1;
+                conns.metrics.request_refused(&req.method);
                 let _ = client.send(ResponseFrame::err(req.id, err).to_text());
                 if wrong_role_streak > clawgate_protocol::MAX_UNAUTHORIZED_ROLE_CALLS {
                     client.close(close::POLICY_VIOLATION, close::REASON_REPEATED_UNAUTHORIZED);
