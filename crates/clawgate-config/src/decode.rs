@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::error::{ConfigError, ConfigIssue};
 use crate::model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode, TlsConfig,
+    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig, ReloadConfig,
+    ReloadMode, TlsConfig,
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
@@ -153,8 +154,10 @@ pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "allowRealIpFallback",
     "tls",
     "allowInsecureBind",
+    "metrics",
 ];
 pub(crate) const TLS_KEYS: &[&str] = &["enabled", "certPath", "keyPath"];
+pub(crate) const METRICS_KEYS: &[&str] = &["listen"];
 pub(crate) const AUTH_KEYS: &[&str] = &["mode", "token", "password", "rateLimit"];
 pub(crate) const RATE_LIMIT_KEYS: &[&str] = &["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"];
 pub(crate) const CONTROL_UI_KEYS: &[&str] =
@@ -374,6 +377,27 @@ fn gateway(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<GatewayConfig> {
         Some(Some(tls))
     });
     d.field(obj, p, "allowInsecureBind", &mut out.allow_insecure_bind, Decoder::boolean);
+    d.field(obj, p, "metrics", &mut out.metrics, metrics);
+    Some(out)
+}
+
+fn metrics(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<MetricsConfig> {
+    let obj = d.object(v, p, METRICS_KEYS)?;
+    let mut out = MetricsConfig::default();
+    d.field(obj, p, "listen", &mut out.listen, |d, v, p| {
+        let text = d.string(v, p)?;
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() => Some(Some(addr)),
+            Ok(_) => d.fail(
+                p,
+                format!(
+                    "{text} is not a loopback address; this listener has no authentication, so it only binds \
+                     127.0.0.1 or [::1] (scrape the gateway port with the token from elsewhere)"
+                ),
+            ),
+            Err(_) => d.fail(p, format!("{text:?} is not an ip:port address such as \"127.0.0.1:9464\"")),
+        }
+    });
     Some(out)
 }
 
@@ -1246,6 +1270,19 @@ mod tests {
         assert!(issues(json!({"gateway": {"bind": "::1", "auth": {"mode": "none"}}})).is_empty());
         assert!(issues(json!({"gateway": {"auth": {"mode": "none"}}})).is_empty());
         assert_eq!(issues(json!({"gateway": {"bind": "0.0.0.0", "auth": {"mode": "none"}}})).len(), 1);
+    }
+
+    #[test]
+    fn the_unauthenticated_metrics_listener_must_be_loopback() {
+        let (config, found) = decode(&json!({"gateway": {"metrics": {"listen": "[::1]:9464"}}}));
+        assert!(found.is_empty());
+        assert_eq!(config.gateway.metrics.listen, Some("[::1]:9464".parse().unwrap()));
+        assert!(issues(json!({"gateway": {"metrics": {"listen": "127.0.0.1:0"}}})).is_empty());
+        let (key, m) = only_issue(json!({"gateway": {"metrics": {"listen": "0.0.0.0:9464"}}}));
+        assert_eq!(key, "gateway.metrics.listen");
+        assert!(m.contains("not a loopback address"), "{m}");
+        let (_, m) = only_issue(json!({"gateway": {"metrics": {"listen": "localhost:9464"}}}));
+        assert!(m.contains("not an ip:port address"), "{m}");
     }
 
     #[test]

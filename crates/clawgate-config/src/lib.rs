@@ -35,7 +35,8 @@ pub use error::{ConfigError, ConfigIssue};
 pub use load::{LoadedConfig, hash_text, load, load_with_env, parse_str, parse_str_with_env};
 pub use model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, RateLimitConfig, ReloadConfig, ReloadMode, TlsConfig,
+    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig, ReloadConfig,
+    ReloadMode, TlsConfig,
 };
 pub use path::{InvalidKeyPath, KeyPath, Segment};
 pub use redact::{

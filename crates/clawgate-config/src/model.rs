@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -148,6 +148,8 @@ pub struct GatewayConfig {
     /// network: only for a network you trust).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure_bind: bool,
+    /// The Prometheus endpoint's optional separate listener.
+    pub metrics: MetricsConfig,
 }
 
 /// `gateway.tls`: the certificate chain and private key (PEM files, relative to the config
@@ -171,6 +173,17 @@ impl Default for TlsConfig {
     }
 }
 
+/// `gateway.metrics.*`. `/metrics` is always served on the gateway port behind the gateway's
+/// secret; `listen` adds a listener without authentication, so it must be a loopback address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A loopback `ip:port` serving only `GET /metrics`, without authentication (for a local
+    /// Prometheus or agent); port 0 picks a free port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
@@ -188,6 +201,7 @@ impl Default for GatewayConfig {
             allow_real_ip_fallback: false,
             tls: None,
             allow_insecure_bind: false,
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -179,6 +179,18 @@ const HINTS: &[Hint] = &[
         "Listen on a non-loopback address without TLS and without a trusted proxy. Only on a network you trust.",
         "Gateway",
     ),
+    (
+        "gateway.metrics",
+        "Metrics",
+        "The Prometheus endpoint (GET /metrics, on the gateway port behind the token).",
+        "Gateway",
+    ),
+    (
+        "gateway.metrics.listen",
+        "Metrics listener",
+        "A loopback ip:port serving only /metrics without authentication, e.g. 127.0.0.1:9464.",
+        "Gateway",
+    ),
     ("logging", "Logging", "Log output.", "Logging"),
     (
         "logging.file",

@@ -571,8 +571,15 @@ mod tests {
             let comfy: Arc<dyn ToolHost> = Arc::new(RecordingComfy(tx));
             let config = clawgate_config::Config::default();
             let setup = crate::agent::AgentSetup::from_config(&config, std::path::Path::new(".")).expect("agents");
-            let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), setup, comfy.clone());
-            let outbox = Outbox::new(store.clone());
+            let agents = AgentService::new(
+                store.clone(),
+                events.clone(),
+                tasks.clone(),
+                setup,
+                comfy.clone(),
+                Default::default(),
+            );
+            let outbox = Outbox::new(store.clone(), Default::default());
             let cron = CronService::new(store.clone(), events, tasks, agents, outbox, comfy, "test".into());
             let scopes = ["operator.admin", "operator.read"].map(String::from).to_vec();
             let (client, events, _) =

@@ -152,9 +152,13 @@ impl Dispatcher {
         Self { gw }
     }
 
-    /// Run an authorized call (see [`dispatch`]).
+    /// Run an authorized call (see [`dispatch`]), counted in the request metrics by method and
+    /// outcome.
     pub async fn dispatch(&self, ctx: &CallContext, method: &str, params: Value) -> Result<Value, ErrorShape> {
-        dispatch(&self.gw, ctx, method, params).await
+        let start = std::time::Instant::now();
+        let result = dispatch(&self.gw, ctx, method, params).await;
+        self.gw.metrics.request(method, result.is_ok(), start.elapsed());
+        result
     }
 }
 

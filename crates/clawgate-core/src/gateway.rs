@@ -69,6 +69,8 @@ pub struct Gateway {
     pub comfy: crate::comfy::ComfyService,
     /// The cron scheduler's wake-up and health.
     pub cron: crate::cron::CronService,
+    /// The Prometheus series the services count into (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
     overrides: Overrides,
     tasks: Tasks,
 }
@@ -93,6 +95,7 @@ impl Gateway {
         overrides: Overrides,
     ) -> Arc<Self> {
         let info = GatewayInfo::starting_now(version);
+        let metrics = crate::metrics::Metrics::new();
         let host = hostname();
         let self_entry = json!({
             "host": host,
@@ -108,7 +111,7 @@ impl Gateway {
         let settings = SharedSettings::new(settings);
         let pairing = PairingService::new(store.clone(), events.clone());
         let tasks = Tasks::new();
-        let outbox = crate::channels::Outbox::new(store.clone());
+        let outbox = crate::channels::Outbox::new(store.clone(), metrics.clone());
         let media = crate::media::MediaSigner::new(store.clone(), &settings.get().state_dir, config.clone());
         let comfy = crate::comfy::ComfyService::new(
             store.clone(),
@@ -117,9 +120,11 @@ impl Gateway {
             outbox.clone(),
             media.clone(),
             config.clone(),
+            metrics.clone(),
         );
         let tools: Arc<dyn ToolHost> = Arc::new(ComfyTools { comfy: comfy.clone() });
-        let agents = AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, tools.clone());
+        let agents =
+            AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, tools.clone(), metrics.clone());
         let cron = crate::cron::CronService::new(
             store.clone(),
             events.clone(),
@@ -158,6 +163,7 @@ impl Gateway {
             channels,
             comfy,
             cron,
+            metrics,
             overrides,
             tasks,
         })

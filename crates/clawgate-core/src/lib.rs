@@ -25,6 +25,7 @@ pub mod health;
 pub mod logs;
 pub mod media;
 pub mod methods;
+pub mod metrics;
 pub mod pairing;
 pub mod presence;
 pub mod session_key;

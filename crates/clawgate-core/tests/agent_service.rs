@@ -48,7 +48,7 @@ impl Agents {
         let store = SqliteStore::open_in_memory().await.expect("in-memory store");
         let events = Events::new(Arc::new(Broadcaster::default()), Arc::new(PresenceState::new(json!({}))));
         let tasks = Tasks::new();
-        let svc = AgentService::new(store.clone(), events, tasks.clone(), setup, Arc::new(NoComfy));
+        let svc = AgentService::new(store.clone(), events, tasks.clone(), setup, Arc::new(NoComfy), Default::default());
         Self { svc, store, tasks, fake }
     }
 

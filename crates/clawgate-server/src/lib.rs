@@ -12,6 +12,7 @@ mod http;
 mod http_api;
 mod listener;
 mod media;
+mod metrics;
 mod origin;
 mod tls;
 mod webchat;
@@ -59,6 +60,8 @@ pub(crate) struct AppState {
     /// Channel webhooks: the running accounts (their webhook paths) and where updates go.
     channels: ChannelService,
     ingress: GatewayIngress,
+    /// `/metrics`.
+    scrape: metrics::Scrape,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
                     events: gw.events.clone(),
                     tasks: gw.tasks().clone(),
                     dispatcher: Dispatcher::new(gw.clone()),
+                    metrics: gw.metrics.clone(),
                 },
                 config: gw.config.clone(),
                 media: gw.media.clone(),
@@ -90,6 +94,13 @@ impl AppState {
             media: gw.media.clone(),
             channels: gw.channels.clone(),
             ingress: gw.channels.ingress(),
+            scrape: metrics::Scrape {
+                metrics: gw.metrics.clone(),
+                auth: gw.auth.clone(),
+                store: gw.store.clone(),
+                channels: gw.channels.clone(),
+                comfy: gw.comfy.clone(),
+            },
         }
     }
 }
@@ -115,6 +126,7 @@ state_parts! {
     media: MediaSigner,
     channels: ChannelService,
     ingress: GatewayIngress,
+    scrape: metrics::Scrape,
 }
 
 /// Build the router for a gateway.
@@ -127,6 +139,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/readyz", get(http::readyz))
         .route("/ready", get(http::readyz))
         .route("/media/{token}", get(media::get_media))
+        .route("/metrics", get(metrics::get_metrics))
         .fallback(http::fallback);
     // Channel webhooks (Telegram webhook mode) are matched in front of everything, as their
     // paths come from the running accounts.
@@ -136,6 +149,19 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), channel_webhooks::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard))
         .with_state(state)
+}
+
+/// Serve only `GET /metrics`, without authentication, on a loopback listener
+/// (`gateway.metrics.listen`; the config refuses other addresses) until shutdown.
+pub async fn serve_metrics(listener: TcpListener, gw: Arc<Gateway>) -> std::io::Result<()> {
+    let token = gw.shutdown_token();
+    let limits = gw.settings().http_limits;
+    let scrape = AppState::new(gw).scrape;
+    let routes = Router::new()
+        .route("/metrics", get(metrics::get_metrics_local))
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "Not Found") })
+        .with_state(scrape);
+    listener::run(listener, routes, limits, None, token).await
 }
 
 /// Serve until the gateway's shutdown token is cancelled (see `listener` for the limits every

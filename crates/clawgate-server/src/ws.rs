@@ -67,6 +67,8 @@ pub(crate) struct Connections {
     pub(crate) events: Events,
     pub(crate) tasks: Tasks,
     pub(crate) dispatcher: Dispatcher,
+    /// Counts connections open and accepted.
+    pub(crate) metrics: clawgate_core::metrics::Metrics,
 }
 
 /// Accept the upgrade with the protocol's frame limits.
@@ -176,6 +178,8 @@ async fn writer(
 }
 
 async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
+    // Counted open until this task ends, whichever way it ends.
+    let _open = conns.metrics.ws_connection();
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::unbounded_channel();
     let state = Arc::new(QueueState::default());
@@ -351,11 +355,13 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
             Ok(()) => wrong_role_streak = 0,
             Err(Refusal::MissingScope(err)) => {
                 wrong_role_streak = 0;
+                conns.metrics.request_refused(&req.method);
                 let _ = client.send(ResponseFrame::err(req.id, err).to_text());
                 continue;
             }
             Err(Refusal::WrongRole(err)) => {
                 wrong_role_streak += 1;
+                conns.metrics.request_refused(&req.method);
                 let _ = client.send(ResponseFrame::err(req.id, err).to_text());
                 if wrong_role_streak > clawgate_protocol::MAX_UNAUTHORIZED_ROLE_CALLS {
                     client.close(close::POLICY_VIOLATION, close::REASON_REPEATED_UNAUTHORIZED);

@@ -147,6 +147,15 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     }
     settings.listen_addr = local.to_string();
     let auth_mode = settings.auth_mode;
+    // The unauthenticated metrics listener: loopback only (the config refuses other addresses).
+    let metrics_listener = match loaded.config.gateway.metrics.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for gateway.metrics.listen"))?,
+        ),
+        None => None,
+    };
 
     let config = ConfigService::new(config_path.clone(), loaded);
     let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, agents, overrides.clone());
@@ -173,6 +182,15 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     println!("clawgate {} {}", env!("CARGO_PKG_VERSION"), listening_line(local, tls.is_some()));
     tracing::info!(addr = %local, startup_ms = t0.elapsed().as_millis() as u64, "clawgate listening");
 
+    if let Some(listener) = metrics_listener {
+        tracing::info!(addr = %listener.local_addr()?, "metrics listening (GET /metrics, no authentication)");
+        let server = clawgate_server::serve_metrics(listener, gw.clone());
+        gw.tasks().spawn("metrics-server", async move {
+            if let Err(e) = server.await {
+                tracing::warn!(error = %e, "metrics server stopped with an error");
+            }
+        });
+    }
     let gw_for_server = gw.clone();
     let server = async move {
         match tls {

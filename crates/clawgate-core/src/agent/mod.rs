@@ -455,6 +455,8 @@ struct Inner {
     /// Full messages of queued stateless runs, whose stored message is only an excerpt; taken
     /// by the run when it starts, dropped when a run ends without starting.
     unstored: Mutex<HashMap<String, String>>,
+    /// Runs in flight and finished, tokens, transcript write latency.
+    metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for AgentService {
@@ -469,7 +471,14 @@ impl std::fmt::Debug for AgentService {
 impl AgentService {
     /// A service over `store`, broadcasting through `events`, running its lanes under `tasks`,
     /// with the providers and agents of `setup`; its tools reach ComfyUI through `tools`.
-    pub fn new(store: Store, events: Events, tasks: Tasks, setup: AgentSetup, tools: Arc<dyn ToolHost>) -> Self {
+    pub fn new(
+        store: Store,
+        events: Events,
+        tasks: Tasks,
+        setup: AgentSetup,
+        tools: Arc<dyn ToolHost>,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -482,6 +491,7 @@ impl AgentService {
                 active: Mutex::default(),
                 lanes: Mutex::default(),
                 unstored: Mutex::default(),
+                metrics,
             }),
         }
     }

@@ -91,6 +91,7 @@ pub(super) async fn execute(svc: &AgentService, mut record: RunRecord) {
     // A stateless run stored only an excerpt; the whole message waits in memory for the model.
     let full = svc.take_unstored(&req.run_id);
     let active = svc.register(&req.run_id, &req.session_key);
+    let _in_flight = svc.inner.metrics.run_started();
     let started = Instant::now();
     let started_at = now_ms();
     let em = Emitter {
@@ -128,11 +129,15 @@ pub(super) async fn execute(svc: &AgentService, mut record: RunRecord) {
     drop(record);
     // What the model reads of this turn in place of the stored excerpt.
     let whole = full.map(|m| (req.run_id.clone(), m));
-    let appended = svc
-        .inner
-        .store
-        .append(&session.session_id, TranscriptRole::User, &user, Some(&req.run_id), EntryStatus::Final, now_ms())
-        .await;
+    let append = svc.inner.store.append(
+        &session.session_id,
+        TranscriptRole::User,
+        &user,
+        Some(&req.run_id),
+        EntryStatus::Final,
+        now_ms(),
+    );
+    let appended = svc.inner.metrics.time_store("transcript_append", append).await;
     drop(user);
     match appended {
         Ok(entry) => svc.inner.events.session_message(&req.session_key, &transcript::into_history_message(entry)),
@@ -312,10 +317,12 @@ async fn existing_or_new_session(
 /// durable, and it continues by itself once space returns.
 async fn record_finish(svc: &AgentService, run_id: &str, outcome: &RunOutcome) {
     let status = outcome.status();
+    svc.inner.metrics.run_finished(status.as_str());
     let result = outcome.to_stored();
     let result = result.as_ref();
     let stored = until_stored(svc, run_id, "the end of a run", move || async move {
-        match svc.inner.store.finish(run_id, status, result, now_ms()).await {
+        match svc.inner.metrics.time_store("run_finish", svc.inner.store.finish(run_id, status, result, now_ms())).await
+        {
             // Already terminal (e.g. an abort of the queued run won the race): nothing to do.
             Err(clawgate_store::StoreError::Conflict(_)) => Ok(()),
             other => other.map(drop),
@@ -329,7 +336,9 @@ async fn record_finish(svc: &AgentService, run_id: &str, outcome: &RunOutcome) {
 
 async fn store_assistant(svc: &AgentService, session_id: &str, req: &RunRequest, msg: &Value, status: EntryStatus) {
     let appended = until_stored(svc, &req.run_id, "the assistant message", move || {
-        svc.inner.store.append(session_id, TranscriptRole::Assistant, msg, Some(&req.run_id), status, now_ms())
+        let append =
+            svc.inner.store.append(session_id, TranscriptRole::Assistant, msg, Some(&req.run_id), status, now_ms());
+        svc.inner.metrics.time_store("transcript_append", append)
     })
     .await;
     if let Some(entry) = appended {
@@ -398,7 +407,8 @@ async fn context(
     let mut used = 0usize;
     let mut before: Option<i64> = None;
     'pages: loop {
-        let page = svc.inner.store.tail(session_id, 50, before).await.map_err(|e| e.to_string())?;
+        let tail = svc.inner.store.tail(session_id, 50, before);
+        let page = svc.inner.metrics.time_store("transcript_tail", tail).await.map_err(|e| e.to_string())?;
         if page.is_empty() {
             break;
         }
@@ -548,7 +558,10 @@ async fn turn(
                     em.agent("assistant", json!({"text": text, "delta": delta, "itemId": item_id}));
                     em.chat("delta", json!({"deltaText": delta, "message": assistant_message(&text, now_ms())}));
                 }
-                StreamEvent::Usage(u) => add_usage(&mut usage, u),
+                StreamEvent::Usage(u) => {
+                    svc.inner.metrics.tokens(u.input_tokens, u.output_tokens);
+                    add_usage(&mut usage, u)
+                }
                 _ => {}
             }
         }

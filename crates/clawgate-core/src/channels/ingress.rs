@@ -38,26 +38,24 @@ impl Ingress for GatewayIngress {
     async fn deliver(&self, message: InboundMessage) -> Result<Accepted, IngressError> {
         let json = serde_json::to_value(&message).map_err(|e| IngressError(e.to_string()))?;
         let now = now_ms();
-        let recorded = self
-            .channels
-            .store()
-            .record_inbound(
-                &message.channel,
-                &message.account,
-                &message.message_id,
-                &message.chat_id,
-                &message.sender_id,
-                &json,
-                now,
-            )
-            .await
-            .map_err(|e| IngressError(e.to_string()))?;
+        let metrics = self.channels.outbox().metrics();
+        let record = self.channels.store().record_inbound(
+            &message.channel,
+            &message.account,
+            &message.message_id,
+            &message.chat_id,
+            &message.sender_id,
+            &json,
+            now,
+        );
+        let recorded = metrics.time_store("inbox_record", record).await.map_err(|e| IngressError(e.to_string()))?;
         let Some(id) = recorded else {
             tracing::debug!(channel = %message.channel, account = %message.account, message = %message.message_id,
                             "inbound message already recorded; dropped");
             return Ok(Accepted::Duplicate);
         };
         crash_point("inbox.recorded");
+        metrics.channel_message(&message.channel, crate::metrics::Direction::Inbound);
         let rec = InboxRecord {
             id,
             channel: message.channel.clone(),

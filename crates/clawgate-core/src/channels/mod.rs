@@ -379,7 +379,14 @@ impl ChannelService {
         self.inner.outbox.attach(key.clone(), rt.outbox_kick.clone(), rt.channel.capabilities());
         tracing::info!(account = %key, "channel account starting");
         self.inner.tasks.spawn("channels", rt.tasks.track_future(self.clone().supervise(rt.clone())));
-        self.inner.tasks.spawn("channels", rt.tasks.track_future(outbox::sender(self.inner.store.clone(), rt.clone())));
+        self.inner.tasks.spawn(
+            "channels",
+            rt.tasks.track_future(outbox::sender(
+                self.inner.store.clone(),
+                self.inner.outbox.metrics().clone(),
+                rt.clone(),
+            )),
+        );
         self.control_of(&key, |c| c.last_start_at = Some(rt.started_at_ms));
         Ok(())
     }

@@ -17,6 +17,7 @@ use clawgate_store::{ChannelStore, NewOutbound, OutboxRecord, StoreError};
 
 use super::AccountRuntime;
 use crate::gateway::Store;
+use crate::metrics::{Direction, SendFailure};
 use crate::time::now_ms;
 
 /// The outbox as a service that only delivers sees it: rows go into the store, then the
@@ -26,6 +27,8 @@ use crate::time::now_ms;
 #[derive(Clone)]
 pub struct Outbox {
     store: Store,
+    /// Messages sent and failed sends, by channel.
+    metrics: crate::metrics::Metrics,
     /// The running accounts' senders: how to wake each, and how its platform measures text.
     senders: Arc<RwLock<HashMap<AccountKey, Attached>>>,
 }
@@ -45,8 +48,13 @@ impl std::fmt::Debug for Outbox {
 
 impl Outbox {
     /// An outbox over `store` with no sender attached yet.
-    pub fn new(store: Store) -> Self {
-        Self { store, senders: Arc::default() }
+    pub fn new(store: Store, metrics: crate::metrics::Metrics) -> Self {
+        Self { store, metrics, senders: Arc::default() }
+    }
+
+    /// The metrics the account senders and the ingress count into.
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Queue `items` in one transaction (a row whose idempotency key exists already is not
@@ -54,7 +62,7 @@ impl Outbox {
     /// inbox row they answer: it is marked answered in the same transaction. Returns how many
     /// rows were new.
     pub async fn queue(&self, items: &[NewOutbound], inbound: Option<i64>) -> Result<u64, StoreError> {
-        let result = self.store.queue_outbound(items, inbound, now_ms()).await;
+        let result = self.metrics.time_store("outbox_queue", self.store.queue_outbound(items, inbound, now_ms())).await;
         let accounts: BTreeSet<(&str, &str)> = items.iter().map(|i| (i.channel.as_str(), i.account.as_str())).collect();
         for (channel, account) in accounts {
             self.wake(&AccountKey::new(channel, account));
@@ -127,7 +135,7 @@ const RETRY_AFTER_SPREAD: Backoff = Backoff::new(Duration::from_millis(50), Dura
 const IDLE_POLL: Duration = Duration::from_secs(30);
 
 /// Needs only the store and its account: no gateway.
-pub(crate) async fn sender(store: Store, rt: Arc<AccountRuntime>) {
+pub(crate) async fn sender(store: Store, metrics: crate::metrics::Metrics, rt: Arc<AccountRuntime>) {
     let key = rt.cfg.key.clone();
     let mut ready = rt.channel.status().ready();
     loop {
@@ -138,7 +146,7 @@ pub(crate) async fn sender(store: Store, rt: Arc<AccountRuntime>) {
                 r = ready.changed() => if r.is_err() { return },
             }
         }
-        let row = match store.next_outbound(&key.channel, &key.account).await {
+        let row = match metrics.time_store("outbox_next", store.next_outbound(&key.channel, &key.account)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(account = %key, error = %e, "cannot read the outbox; retrying");
@@ -164,7 +172,7 @@ pub(crate) async fn sender(store: Store, rt: Arc<AccountRuntime>) {
             }
             continue;
         }
-        send_one(&store, &rt, row).await;
+        send_one(&store, &metrics, &rt, row).await;
     }
 }
 
@@ -175,13 +183,14 @@ async fn sleep_or_cancel(rt: &AccountRuntime, d: Duration) -> bool {
     }
 }
 
-async fn send_one(store: &Store, rt: &AccountRuntime, row: OutboxRecord) {
+async fn send_one(store: &Store, metrics: &crate::metrics::Metrics, rt: &AccountRuntime, row: OutboxRecord) {
     let key = &rt.cfg.key;
     let message: OutboundMessage = match serde_json::from_value(row.payload.clone()) {
         Ok(m) => OutboundMessage { retry_key: Some(format!("outbox:{}:{}", row.id, row.idempotency_key)), ..m },
         Err(e) => {
             let err = format!("outbox row is not a message: {e}");
             tracing::error!(account = %key, id = row.id, "{err}");
+            metrics.channel_send_failure(&key.channel, SendFailure::Invalid);
             let _ = store.mark_outbound_failed(row.id, &err, now_ms()).await;
             return;
         }
@@ -189,15 +198,18 @@ async fn send_one(store: &Store, rt: &AccountRuntime, row: OutboxRecord) {
     match rt.channel.send(&message).await {
         Ok(delivered) => {
             crash_point("outbox.accepted");
+            metrics.channel_message(&key.channel, Direction::Outbound);
             // The duplicate window: the platform has the message; until this one-row write
             // lands, a crash would send it again.
-            if let Err(e) = store.mark_outbound_sent(row.id, &delivered.message_id, now_ms()).await {
+            let mark = store.mark_outbound_sent(row.id, &delivered.message_id, now_ms());
+            if let Err(e) = metrics.time_store("outbox_mark_sent", mark).await {
                 tracing::error!(account = %key, id = row.id, error = %e,
                                 "message sent but not marked; it may be sent again after a restart");
             }
             tracing::debug!(account = %key, id = row.id, chat = %row.chat_id, "outbox message sent");
         }
         Err(SendError::RetryAfter(after, why)) => {
+            metrics.channel_send_failure(&key.channel, SendFailure::RateLimited);
             // The platform's own wait, plus a little jitter so many rows don't return at once.
             let jitter = RETRY_AFTER_SPREAD.delay(0);
             let next = now_ms() + (after + jitter).min(MAX_BACKOFF).as_millis() as i64;
@@ -205,6 +217,7 @@ async fn send_one(store: &Store, rt: &AccountRuntime, row: OutboxRecord) {
             let _ = store.mark_outbound_retry(row.id, next, &why, now_ms()).await;
         }
         Err(SendError::Transient(why)) => {
+            metrics.channel_send_failure(&key.channel, SendFailure::Transient);
             if row.attempts + 1 >= MAX_ATTEMPTS {
                 report_failure(store, rt, &row, &format!("gave up after {} attempts: {why}", row.attempts + 1)).await;
             } else {
@@ -214,7 +227,10 @@ async fn send_one(store: &Store, rt: &AccountRuntime, row: OutboxRecord) {
                 let _ = store.mark_outbound_retry(row.id, now_ms() + wait.as_millis() as i64, &why, now_ms()).await;
             }
         }
-        Err(SendError::Permanent(why)) => report_failure(store, rt, &row, &why).await,
+        Err(SendError::Permanent(why)) => {
+            metrics.channel_send_failure(&key.channel, SendFailure::Permanent);
+            report_failure(store, rt, &row, &why).await
+        }
     }
 }
 
@@ -247,7 +263,7 @@ mod tests {
     #[tokio::test]
     async fn send_queues_once_per_key_and_wakes_only_that_accounts_sender() {
         let store = SqliteStore::open_in_memory().await.expect("store");
-        let outbox = Outbox::new(store.clone());
+        let outbox = Outbox::new(store.clone(), Default::default());
         let (tg, dc) = (AccountKey::new("telegram", "default"), AccountKey::new("discord", "default"));
         let (tg_wake, dc_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         outbox.attach(tg.clone(), tg_wake.clone(), caps());
@@ -272,7 +288,7 @@ mod tests {
     #[tokio::test]
     async fn a_stopped_sender_is_detached_but_a_newer_one_stays() {
         let store = SqliteStore::open_in_memory().await.expect("store");
-        let outbox = Outbox::new(store);
+        let outbox = Outbox::new(store, Default::default());
         let key = AccountKey::new("telegram", "default");
         let (old, new) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         outbox.attach(key.clone(), old.clone(), caps());

@@ -37,6 +37,8 @@ pub(crate) struct Host {
     /// Web chat deliveries check the transcript and append one at a time, so two deliveries of
     /// one key never both find it missing.
     pub(super) webchat_delivering: Arc<tokio::sync::Mutex<()>>,
+    /// Job durations.
+    metrics: crate::metrics::Metrics,
 }
 
 impl Host {
@@ -47,8 +49,9 @@ impl Host {
         outbox: Outbox,
         media: MediaSigner,
         config: ConfigService,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
-        Self { store, events, tasks, outbox, media, config, webchat_delivering: Arc::default() }
+        Self { store, events, tasks, outbox, media, config, webchat_delivering: Arc::default(), metrics }
     }
 
     pub(super) fn store(&self) -> &Store {
@@ -95,6 +98,12 @@ impl JobHost for Host {
     }
 
     async fn job_changed(&self, job: &JobRecord, change: JobChange) {
+        if matches!(change, JobChange::Completed | JobChange::Failed(_))
+            && let (Some(start), Some(end)) = (job.started_at_ms, job.ended_at_ms)
+        {
+            let ms = u64::try_from(end.saturating_sub(start)).unwrap_or(0);
+            self.metrics.comfy_job_finished(std::time::Duration::from_millis(ms));
+        }
         let extra = match change {
             JobChange::State => None,
             JobChange::Progress(p) => Some(("progress", p)),

@@ -82,8 +82,9 @@ impl ComfyService {
         outbox: Outbox,
         media: MediaSigner,
         config: ConfigService,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
-        let host = Host::new(store, events, tasks, outbox, media, config.clone());
+        let host = Host::new(store, events, tasks, outbox, media, config.clone(), metrics);
         Self { inner: Arc::new(Inner { host, config, running: RwLock::new(None) }) }
     }
 

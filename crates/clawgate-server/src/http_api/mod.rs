@@ -7,7 +7,7 @@
 //! errors are built in `error.rs` only. Flags and hook settings are read from the config in force
 //! on every request, so a hot reload applies without restarting the listener.
 
-mod auth;
+pub(crate) mod auth;
 mod error;
 mod hooks;
 mod openai;
@@ -128,7 +128,7 @@ fn security_headers(mut response: Response) -> Response {
 
 /// The peer address (unspecified when the server was not started with connect info, e.g. in
 /// router unit tests).
-fn client_ip(req: &Request) -> IpAddr {
+pub(crate) fn client_ip(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
