@@ -141,7 +141,10 @@ impl Gateway {
             commands,
         );
         let auth = AuthService::new(settings.clone(), pairing.clone());
-        let health = HealthService::new(info.clone(), settings.clone(), store.clone(), config.clone(), events.clone());
+        let observed =
+            crate::health::Observed { agents: agents.clone(), channels: channels.clone(), comfy: comfy.clone() };
+        let health =
+            HealthService::new(info.clone(), settings.clone(), store.clone(), config.clone(), events.clone(), observed);
         Arc::new(Self {
             version: info.version,
             boot_id: info.boot_id,

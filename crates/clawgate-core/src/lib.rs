@@ -21,6 +21,7 @@ pub mod events;
 pub mod gateway;
 pub mod handshake;
 pub mod health;
+pub mod heartbeat;
 pub mod logs;
 pub mod media;
 pub mod methods;

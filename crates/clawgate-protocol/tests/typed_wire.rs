@@ -92,9 +92,22 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
         auth_mode: "token".into(),
         connections: StatusConnections { total: 2, operators: 1, nodes: 1 },
         pairing: StatusPairing { pending: 1, paired: 3 },
-        sessions: StatusSessions::default(),
-        channels: Map::new(),
+        sessions: StatusSessions {
+            count: 3,
+            recent: vec![RecentSession { key: "agent:main:main".into(), updated_at: 1_700_000_000_000, age: 5 }],
+        },
+        runs: StatusRuns { in_flight: 1 },
+        channels: json!({"telegram": {"configured": true, "running": true, "connected": false,
+            "lastError": "getUpdates: 401", "accounts": {"default": {"configured": true, "running": true,
+            "connected": false, "lastError": "getUpdates: 401", "healthState": "connecting"}}}})
+        .as_object()
+        .cloned()
+        .unwrap(),
+        channel_order: vec!["telegram".into()],
         heartbeat: LastHeartbeatResult,
+        heartbeat_seconds: 1800,
+        store: StatusStore { ok: false, reason: Some("disk full: database or disk is full".into()) },
+        worker_pools: StatusWorkerPools::default(),
         model_runtime: ModelRuntime::default(),
         state_dir: admin.then(|| "/state".into()),
         config_path: admin.then(|| "/state/clawgate.json5".into()),
