@@ -69,6 +69,8 @@ pub struct Gateway {
     pub comfy: crate::comfy::ComfyService,
     /// The cron scheduler's wake-up and health.
     pub cron: crate::cron::CronService,
+    /// The heartbeat runner (`last-heartbeat`, `set-heartbeats`, `wake`).
+    pub heartbeat: crate::heartbeat_runner::HeartbeatService,
     overrides: Overrides,
     tasks: Tasks,
 }
@@ -141,6 +143,12 @@ impl Gateway {
             commands,
         );
         let auth = AuthService::new(settings.clone(), pairing.clone());
+        let heartbeat = crate::heartbeat_runner::HeartbeatService::new(
+            store.clone(),
+            agents.clone(),
+            events.clone(),
+            tasks.clone(),
+        );
         let observed =
             crate::health::Observed { agents: agents.clone(), channels: channels.clone(), comfy: comfy.clone() };
         let health =
@@ -161,6 +169,7 @@ impl Gateway {
             channels,
             comfy,
             cron,
+            heartbeat,
             overrides,
             tasks,
         })

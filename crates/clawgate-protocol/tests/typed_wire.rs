@@ -32,6 +32,8 @@ const RESULTS_WITHOUT_DEFINITION: &[&str] = &[
     "system-presence",
     "system-event",
     "last-heartbeat",
+    "set-heartbeats",
+    "wake",
 ];
 
 fn device() -> PairedDeviceEntry {
@@ -104,7 +106,9 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
         .cloned()
         .unwrap(),
         channel_order: vec!["telegram".into()],
-        heartbeat: LastHeartbeatResult,
+        heartbeat: LastHeartbeatResult(Some(
+            json!({"ts": 1_700_000_000_000_i64, "status": "ok-token", "durationMs": 12}),
+        )),
         heartbeat_seconds: 1800,
         store: StatusStore { ok: false, reason: Some("disk full: database or disk is full".into()) },
         worker_pools: StatusWorkerPools::default(),
@@ -193,7 +197,9 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
             enc(&SystemPresenceResult(vec![json!({"clientId": "cli", "roles": ["operator"], "ts": 1})])),
         ),
         ("system-event", "system_event", enc(&SystemEventResult { ok: true, ts: 1_700_000_000_000 })),
-        ("last-heartbeat", "last_heartbeat", enc(&LastHeartbeatResult)),
+        ("last-heartbeat", "last_heartbeat", enc(&LastHeartbeatResult(None))),
+        ("set-heartbeats", "set_heartbeats", enc(&SetHeartbeatsResult { ok: true, enabled: false })),
+        ("wake", "wake", enc(&WakeResult { ok: true, mode: WakeMode::Now, event_outcome: "queued".into() })),
     ]
 }
 
@@ -260,6 +266,14 @@ fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
         ("system-presence", json!({}), d::<SystemPresenceParams>, false),
         ("system-event", json!({"text": "hi", "reason": "r", "tags": ["a"]}), d::<SystemEventParams>, false),
         ("last-heartbeat", json!({}), d::<LastHeartbeatParams>, false),
+        ("set-heartbeats", json!({"enabled": false}), d::<SetHeartbeatsParams>, false),
+        ("wake", json!({"mode": "now", "text": "check the disk"}), d::<WakeParams>, false),
+        (
+            "wake",
+            json!({"mode": "next-heartbeat", "text": "x", "sessionKey": "agent:main:main", "agentId": "main"}),
+            d::<WakeParams>,
+            false,
+        ),
     ]
 }
 

@@ -10,6 +10,7 @@ use crate::agent::AgentService;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::health::{HealthService, channel_summary, public_health};
+use crate::heartbeat_runner::HeartbeatService;
 use crate::pairing::PairingService;
 
 /// `health {probe?}` → the health snapshot; `probe:true` refreshes it first. Extra params are
@@ -43,6 +44,7 @@ pub async fn health(
 pub async fn status(
     health: &HealthService,
     pairing: &PairingService,
+    heartbeat: &HeartbeatService,
     ctx: &CallContext,
     _: StatusParams,
 ) -> Result<StatusResult, CoreError> {
@@ -94,7 +96,7 @@ pub async fn status(
             _ => Default::default(),
         },
         channel_order: serde_json::from_value(order).unwrap_or_default(),
-        heartbeat: LastHeartbeatResult,
+        heartbeat: LastHeartbeatResult(heartbeat.last()),
         heartbeat_seconds,
         store: store_health,
         worker_pools: StatusWorkerPools { comfy: health.comfy().workers().iter().map(|w| w.summary()).collect() },
