@@ -113,3 +113,74 @@ async fn status_and_health_report_sessions_runs_channels_agents_and_workers() {
     .await
     .unwrap();
 }
+
+/// Waits for the next `heartbeat` event on this connection; returns its payload.
+async fn heartbeat_event(c: &mut RawClient) -> Value {
+    c.recv_event("heartbeat", WAIT).await.unwrap_or_else(|e| panic!("a heartbeat event: {e:#}"))["payload"].clone()
+}
+
+#[tokio::test]
+async fn a_one_second_heartbeat_runs_turns_is_reported_and_can_be_paused_and_woken() {
+    let model = FakeOpenAi::start(Script::new().otherwise(Turn::text(["NO_REPLY"]))).await.expect("model");
+    let config = json!({
+        "models": {"providers": {"fake": {"baseUrl": model.base_url(), "apiKey": "k", "api": "openai-completions",
+                                          "models": [{"id": "m"}]}}},
+        "agents": {"defaults": {"model": {"primary": "fake/m"}, "heartbeat": {"every": "1s"}}},
+        "hooks": {"enabled": true, "token": "hooksecret"},
+    });
+    let gw = TestGateway::builder(BIN).config(config.to_string()).start().await.expect("starting clawgate");
+    let mut c = connect(&gw).await;
+    // A client without scopes hears heartbeats too, without the reply's text.
+    let mut bare = RawClient::connect(&gw.ws_url()).await.expect("ws open");
+    bare.handshake(gw.token(), &json!({"scopes": []})).await.expect("handshake");
+
+    let beat = heartbeat_event(&mut c).await;
+    assert_eq!(beat["status"], "ok-token", "NO_REPLY is an acknowledgement: {beat}");
+    assert!(beat["ts"].is_i64() && beat["durationMs"].is_u64(), "{beat}");
+    let heard = heartbeat_event(&mut bare).await;
+    assert!(heard.get("message").is_none() && heard["status"].is_string(), "{heard}");
+    let sent = model.requests().first().expect("the heartbeat reached the model").body.to_string();
+    assert!(sent.contains("reply NO_REPLY"), "the turn carries the heartbeat prompt: {sent}");
+
+    let last = call(&mut c, "last-heartbeat", json!({})).await;
+    assert_eq!(last["status"], "ok-token", "{last}");
+    let status = call(&mut c, "status", json!({})).await;
+    assert_eq!(status["heartbeatSeconds"], 1, "{status}");
+    assert_eq!(status["heartbeat"]["status"], "ok-token", "{status}");
+    let history = call(&mut c, "chat.history", json!({"sessionKey": "main", "limit": 10})).await;
+    assert!(history["messages"].to_string().contains("NO_REPLY"), "the beat ran in the main session: {history}");
+
+    // Paused, the interval stops; a wake with mode now still starts a turn that reads its text.
+    let off = call(&mut c, "set-heartbeats", json!({"enabled": false})).await;
+    assert_eq!(off, json!({"ok": true, "enabled": false}));
+    let before = model.requests().len();
+    let res = reqwest::Client::new()
+        .post(format!("{}/hooks/wake", gw.http_url()))
+        .bearer_auth("hooksecret")
+        .json(&json!({"text": "the backup failed", "mode": "now"}))
+        .send()
+        .await
+        .expect("POST /hooks/wake");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.expect("json"), json!({"ok": true, "mode": "now", "eventOutcome": "queued"}));
+    // (A beat that had already started when the pause came may land first: look past it.)
+    let reached = |text: &'static str| {
+        let model = &model;
+        async move {
+            wait_until(WAIT, format_args!("a turn carrying {text:?} reached the model"), || async {
+                model.requests().iter().skip(before).any(|r| r.body.to_string().contains(text)).then_some(())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    reached("the backup failed").await;
+    // Over WS too.
+    let res = call(&mut c, "wake", json!({"mode": "now", "text": "disk at 95%"})).await;
+    assert_eq!(res, json!({"ok": true, "mode": "now", "eventOutcome": "queued"}));
+    reached("disk at 95%").await;
+    let paused_count = model.requests().len();
+    let on = call(&mut c, "set-heartbeats", json!({"enabled": true})).await;
+    assert_eq!(on, json!({"ok": true, "enabled": true}));
+    model.wait_for_requests(paused_count + 1, WAIT).await.expect("resumed, the interval beats again");
+}
