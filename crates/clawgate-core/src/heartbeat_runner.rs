@@ -33,7 +33,7 @@ use crate::heartbeat::HeartbeatSpec;
 use crate::tasks::Tasks;
 use crate::time::now_ms;
 
-/// How often the schedule is looked at again when no agent beats (a config reload may add one).
+/// How often the schedule is looked at again (a config reload may add, drop or change a beat).
 const RECHECK: Duration = Duration::from_secs(30);
 /// Bound on one heartbeat turn (the run's own timeout normally ends it first).
 const TURN_LIMIT: Duration = Duration::from_secs(15 * 60);
@@ -196,7 +196,8 @@ impl HeartbeatService {
                 }
             }
             let next = if enabled { schedule.values().map(|(_, at)| *at).min() } else { None };
-            let until = next.unwrap_or(now + RECHECK);
+            // Looked at again at least every RECHECK, so a reloaded interval applies soon.
+            let until = next.map_or(now + RECHECK, |at| at.min(now + RECHECK));
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.inner.wake.notified() => {
@@ -210,7 +211,7 @@ impl HeartbeatService {
                     }
                 }
                 _ = tokio::time::sleep_until(until) => {
-                    if !self.enabled() {
+                    if !self.enabled() || next.is_none_or(|at| at > Instant::now()) {
                         continue;
                     }
                     for (id, spec) in &beating {
