@@ -377,3 +377,34 @@ pub fn public_health(full: &Value) -> Value {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_channel_summary_keeps_each_accounts_state_and_the_first_error() {
+        let status = json!({
+            "channelOrder": ["telegram", "slack"],
+            "channelLabels": {"telegram": "Telegram", "slack": "Slack"},
+            "channelAccounts": {
+                "telegram": [
+                    {"accountId": "default", "configured": true, "running": true, "connected": true, "lastError": null,
+                     "healthState": "healthy"},
+                    {"accountId": "ops", "configured": true, "running": false, "connected": false,
+                     "lastError": "getMe: 401 Unauthorized", "healthState": "stopped"},
+                ],
+                "slack": [{"accountId": "default", "configured": false, "running": false, "connected": false}],
+            },
+        });
+        let (channels, order, labels) = channel_summary(&status);
+        assert_eq!(order, json!(["telegram", "slack"]));
+        assert_eq!(labels["slack"], "Slack");
+        let tg = &channels["telegram"];
+        assert_eq!((&tg["configured"], &tg["running"], &tg["connected"]), (&json!(true), &json!(true), &json!(true)));
+        assert_eq!(tg["lastError"], "getMe: 401 Unauthorized");
+        assert_eq!(tg["accounts"]["ops"]["healthState"], "stopped");
+        assert_eq!(channels["slack"]["configured"], false);
+        assert_eq!(channels["slack"]["lastError"], Value::Null);
+    }
+}
