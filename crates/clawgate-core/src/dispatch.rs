@@ -169,10 +169,14 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
     }
     let result = match method {
         m::HEALTH => typed(method, params, |p| methods::health::health(&gw.health, &gw.agents, ctx, p)).await,
-        m::STATUS => typed(method, params, |p| methods::health::status(&gw.health, &gw.pairing, ctx, p)).await,
+        m::STATUS => {
+            typed(method, params, |p| methods::health::status(&gw.health, &gw.pairing, &gw.heartbeat, ctx, p)).await
+        }
         m::SYSTEM_PRESENCE => typed(method, params, |p| methods::system::system_presence(&gw.events, p)).await,
         m::SYSTEM_EVENT => typed(method, params, |p| methods::system::system_event(&gw.events, ctx, p)).await,
-        m::LAST_HEARTBEAT => typed(method, params, methods::system::last_heartbeat).await,
+        m::LAST_HEARTBEAT => typed(method, params, |p| methods::system::last_heartbeat(&gw.heartbeat, p)).await,
+        m::SET_HEARTBEATS => typed(method, params, |p| methods::system::set_heartbeats(&gw.heartbeat, p)).await,
+        m::WAKE => typed(method, params, |p| methods::system::wake(&gw.heartbeat, &gw.agents, p)).await,
         m::LOGS_TAIL => typed(method, params, |p| methods::logs::logs_tail(gw.shared_settings(), p)).await,
         m::CONFIG_GET => typed(method, params, |p| methods::config::config_get(&gw.config, ctx, p)).await,
         m::CONFIG_SCHEMA => typed(method, params, |p| methods::config::config_schema(gw.health.info(), p)).await,

@@ -65,6 +65,16 @@ impl Events {
         self.clients.broadcast_split(ev::HEALTH, scopes::READ, snapshot, &public, Some(version), true);
     }
 
+    /// A `heartbeat` event: in full (with the reply's `message`) to `operator.read` holders,
+    /// without it to everyone else (the event has no scope guard, the reply is private).
+    pub fn heartbeat(&self, event: &Value) {
+        let mut public = event.clone();
+        if let Some(m) = public.as_object_mut() {
+            m.remove("message");
+        }
+        self.clients.broadcast_split(ev::HEARTBEAT, scopes::READ, event, &public, None, true);
+    }
+
     /// An `agent` or `chat` event of a run to operator.read clients (contract §7.2). Tool events
     /// go only to clients that declared the `tool-events` cap or subscribed to the session (tool
     /// arguments and results can be large and private to the conversation).

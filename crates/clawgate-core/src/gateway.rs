@@ -71,6 +71,8 @@ pub struct Gateway {
     pub cron: crate::cron::CronService,
     /// The Prometheus series the services count into (`/metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The heartbeat runner (`last-heartbeat`, `set-heartbeats`, `wake`).
+    pub heartbeat: crate::heartbeat_runner::HeartbeatService,
     overrides: Overrides,
     tasks: Tasks,
 }
@@ -146,7 +148,16 @@ impl Gateway {
             commands,
         );
         let auth = AuthService::new(settings.clone(), pairing.clone());
-        let health = HealthService::new(info.clone(), settings.clone(), store.clone(), config.clone(), events.clone());
+        let heartbeat = crate::heartbeat_runner::HeartbeatService::new(
+            store.clone(),
+            agents.clone(),
+            events.clone(),
+            tasks.clone(),
+        );
+        let observed =
+            crate::health::Observed { agents: agents.clone(), channels: channels.clone(), comfy: comfy.clone() };
+        let health =
+            HealthService::new(info.clone(), settings.clone(), store.clone(), config.clone(), events.clone(), observed);
         Arc::new(Self {
             version: info.version,
             boot_id: info.boot_id,
@@ -164,6 +175,7 @@ impl Gateway {
             comfy,
             cron,
             metrics,
+            heartbeat,
             overrides,
             tasks,
         })

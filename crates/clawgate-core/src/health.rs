@@ -16,6 +16,9 @@ use clawgate_protocol::hello::{self, Features, HelloAuth, HelloOk, Policy, Serve
 use clawgate_protocol::{events, methods, scopes};
 use clawgate_store::{SessionQuery, SessionStore};
 
+use crate::agent::AgentService;
+use crate::channels::ChannelService;
+use crate::comfy::ComfyService;
 use crate::config_service::ConfigService;
 use crate::events::Events;
 use crate::gateway::Store;
@@ -69,8 +72,25 @@ struct HealthInner {
     config: ConfigService,
     /// Presence for `hello-ok`, the `health` broadcast.
     events: Events,
+    /// The agents (and their heartbeats) and the runs in flight.
+    agents: AgentService,
+    /// Channel accounts and their connection state.
+    channels: ChannelService,
+    /// ComfyUI workers (`status.workerPools`).
+    comfy: ComfyService,
     /// The last snapshot (`null` until the first refresh).
     snapshot: RwLock<Value>,
+}
+
+/// The parts of the gateway `status` and `health` report on beside the store and the config.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Agents, heartbeats, runs in flight.
+    pub agents: AgentService,
+    /// Channel accounts.
+    pub channels: ChannelService,
+    /// ComfyUI workers.
+    pub comfy: ComfyService,
 }
 
 impl HealthService {
@@ -81,10 +101,42 @@ impl HealthService {
         store: Store,
         config: ConfigService,
         events: Events,
+        observed: Observed,
     ) -> Self {
+        let Observed { agents, channels, comfy } = observed;
         Self {
-            inner: Arc::new(HealthInner { info, settings, store, config, events, snapshot: RwLock::new(Value::Null) }),
+            inner: Arc::new(HealthInner {
+                info,
+                settings,
+                store,
+                config,
+                events,
+                agents,
+                channels,
+                comfy,
+                snapshot: RwLock::new(Value::Null),
+            }),
         }
+    }
+
+    /// The store this service reads (session counts, its health).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The agents and runs this service reports on.
+    pub fn agents(&self) -> &AgentService {
+        &self.inner.agents
+    }
+
+    /// The channel accounts this service reports on.
+    pub fn channels(&self) -> &ChannelService {
+        &self.inner.channels
+    }
+
+    /// The ComfyUI workers this service reports on.
+    pub fn comfy(&self) -> &ComfyService {
+        &self.inner.comfy
     }
 
     /// Version, boot id, start time.
@@ -125,26 +177,49 @@ impl HealthService {
         let started = Instant::now();
         let now = now_ms();
         let store = &self.inner.store;
-        let sessions = store.list_sessions(&SessionQuery { limit: 5, ..SessionQuery::default() }).await;
-        let count = store.count_sessions().await.unwrap_or(0);
-        let recent: Vec<Value> = sessions
-            .unwrap_or_default()
-            .iter()
-            .map(|s| json!({"key": s.key, "updatedAt": s.updated_at_ms, "age": (now - s.updated_at_ms).max(0)}))
-            .collect();
         let path = self.settings().state_dir.join("clawgate.db").display().to_string();
+        let count = store.count_sessions().await.unwrap_or(0);
+        let recent = recent_sessions(store, None, now).await;
         let sessions = json!({"path": path, "count": count, "recent": recent});
+        let agents_cfg = self.inner.agents.agents();
+        let mut agents = Vec::new();
+        for agent in &agents_cfg.agents {
+            // One agent: its sessions are all of them (no second query).
+            let (count, recent) = if agents_cfg.agents.len() == 1 {
+                (count, recent.clone())
+            } else {
+                let query =
+                    SessionQuery { agent_id: Some(agent.id.clone()), include_archived: true, ..Default::default() };
+                let n = store.list_sessions(&query).await.map(|l| l.len() as u64).unwrap_or(0);
+                (n, recent_sessions(store, Some(&agent.id), now).await)
+            };
+            let mut entry = json!({
+                "agentId": agent.id,
+                "isDefault": agent.id == default_agent_id,
+                "heartbeat": heartbeat_entry(agent.heartbeat.as_ref()),
+                "sessions": {"path": path, "count": count, "recent": recent},
+            });
+            if let Some(name) = &agent.name {
+                entry["name"] = json!(name);
+            }
+            agents.push(entry);
+        }
+        let heartbeat_seconds = agents_cfg
+            .get(default_agent_id)
+            .and_then(|a| a.heartbeat.as_ref())
+            .map_or(0, |h| h.every_ms.div_ceil(1000));
+        let (channels, order, labels) = channel_summary(&self.inner.channels.status().await);
         let snapshot = json!({
             "ok": true,
             "ts": now,
             "durationMs": started.elapsed().as_millis() as u64,
             "configReload": {"hotReloadStatus": if self.inner.config.watching() { "active" } else { "disabled" }},
-            "channels": {},
-            "channelOrder": [],
-            "channelLabels": {},
-            "heartbeatSeconds": 0,
+            "channels": channels,
+            "channelOrder": order,
+            "channelLabels": labels,
+            "heartbeatSeconds": heartbeat_seconds,
             "defaultAgentId": default_agent_id,
-            "agents": [],
+            "agents": agents,
             "sessions": sessions,
         });
         *self.inner.snapshot.write() = snapshot.clone();
@@ -207,6 +282,77 @@ impl HealthService {
     }
 }
 
+/// The most recent sessions (of one agent, or all) as the snapshot lists them.
+async fn recent_sessions(store: &Store, agent_id: Option<&str>, now: i64) -> Vec<Value> {
+    let query = SessionQuery { limit: 5, agent_id: agent_id.map(str::to_owned), ..SessionQuery::default() };
+    let sessions = store.list_sessions(&query).await.unwrap_or_default();
+    sessions
+        .iter()
+        .map(|s| json!({"key": s.key, "updatedAt": s.updated_at_ms.max(0), "age": (now - s.updated_at_ms).max(0)}))
+        .collect()
+}
+
+/// An agent's `heartbeat` in the snapshot (every field the schema requires, also when off).
+fn heartbeat_entry(spec: Option<&crate::heartbeat::HeartbeatSpec>) -> Value {
+    match spec {
+        Some(h) => json!({
+            "enabled": true,
+            "every": h.every,
+            "everyMs": h.every_ms,
+            "prompt": h.prompt,
+            "target": h.target,
+            "ackMaxChars": h.ack_max_chars,
+        }),
+        None => json!({
+            "enabled": false,
+            "every": "disabled",
+            "everyMs": null,
+            "prompt": crate::heartbeat::DEFAULT_PROMPT,
+            "target": crate::heartbeat::DEFAULT_TARGET,
+            "ackMaxChars": crate::heartbeat::DEFAULT_ACK_MAX_CHARS,
+        }),
+    }
+}
+
+/// The snapshot's `channels`, `channelOrder` and `channelLabels` from `channels.status`'s
+/// answer: per channel whether it is configured, running and connected, its last error, and
+/// each account's state (configured, running, connected, lastError, healthState).
+pub fn channel_summary(status: &Value) -> (Value, Value, Value) {
+    let order = status.get("channelOrder").cloned().unwrap_or_else(|| json!([]));
+    let labels = status.get("channelLabels").cloned().unwrap_or_else(|| json!({}));
+    let mut channels = serde_json::Map::new();
+    for ch in order.as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let list = status["channelAccounts"][ch].as_array().cloned().unwrap_or_default();
+        let mut accounts = serde_json::Map::new();
+        for a in &list {
+            let id = a["accountId"].as_str().unwrap_or("default").to_owned();
+            let mut entry = json!({
+                "configured": a["configured"].as_bool().unwrap_or(false),
+                "running": a["running"].as_bool().unwrap_or(false),
+                "connected": a["connected"].as_bool().unwrap_or(false),
+                "lastError": a.get("lastError").cloned().unwrap_or(Value::Null),
+            });
+            if let Some(state) = a.get("healthState") {
+                entry["healthState"] = state.clone();
+            }
+            accounts.insert(id, entry);
+        }
+        let any = |k: &str| accounts.values().any(|a| a[k] == true);
+        let last_error = accounts.values().find_map(|a| a["lastError"].as_str().map(str::to_owned));
+        channels.insert(
+            ch.to_owned(),
+            json!({
+                "configured": any("configured"),
+                "running": any("running"),
+                "connected": any("connected"),
+                "lastError": last_error,
+                "accounts": accounts,
+            }),
+        );
+    }
+    (Value::Object(channels), order, labels)
+}
+
 /// The health snapshot with private data left out, for callers without `operator.read` (probes,
 /// nodes, scope-less clients): the same shape and schema (`sessions.path` is a string, `recent` a
 /// list) but no database path, no session keys (they carry chat-platform user ids), no agent or
@@ -230,4 +376,35 @@ pub fn public_health(full: &Value) -> Value {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_channel_summary_keeps_each_accounts_state_and_the_first_error() {
+        let status = json!({
+            "channelOrder": ["telegram", "slack"],
+            "channelLabels": {"telegram": "Telegram", "slack": "Slack"},
+            "channelAccounts": {
+                "telegram": [
+                    {"accountId": "default", "configured": true, "running": true, "connected": true, "lastError": null,
+                     "healthState": "healthy"},
+                    {"accountId": "ops", "configured": true, "running": false, "connected": false,
+                     "lastError": "getMe: 401 Unauthorized", "healthState": "stopped"},
+                ],
+                "slack": [{"accountId": "default", "configured": false, "running": false, "connected": false}],
+            },
+        });
+        let (channels, order, labels) = channel_summary(&status);
+        assert_eq!(order, json!(["telegram", "slack"]));
+        assert_eq!(labels["slack"], "Slack");
+        let tg = &channels["telegram"];
+        assert_eq!((&tg["configured"], &tg["running"], &tg["connected"]), (&json!(true), &json!(true), &json!(true)));
+        assert_eq!(tg["lastError"], "getMe: 401 Unauthorized");
+        assert_eq!(tg["accounts"]["ops"]["healthState"], "stopped");
+        assert_eq!(channels["slack"]["configured"], false);
+        assert_eq!(channels["slack"]["lastError"], Value::Null);
+    }
 }

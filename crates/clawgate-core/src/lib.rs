@@ -22,6 +22,8 @@ pub mod events;
 pub mod gateway;
 pub mod handshake;
 pub mod health;
+pub mod heartbeat;
+pub mod heartbeat_runner;
 pub mod logs;
 pub mod media;
 pub mod methods;

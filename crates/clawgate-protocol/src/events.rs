@@ -9,6 +9,8 @@ pub mod names {
     pub const CONNECT_CHALLENGE: &str = "connect.challenge";
     pub const TICK: &str = "tick";
     pub const HEALTH: &str = "health";
+    /// A heartbeat ran (or was skipped): `{ts, status, reason?, durationMs?, message?}`.
+    pub const HEARTBEAT: &str = "heartbeat";
     pub const PRESENCE: &str = "presence";
     pub const SHUTDOWN: &str = "shutdown";
     pub const CONFIG_CHANGED: &str = "config.changed";
@@ -30,6 +32,7 @@ pub const EMITTED: &[&str] = &[
     names::TICK,
     names::SHUTDOWN,
     names::HEALTH,
+    names::HEARTBEAT,
     names::CONFIG_CHANGED,
     names::DEVICE_PAIR_REQUESTED,
     names::DEVICE_PAIR_RESOLVED,
@@ -56,9 +59,12 @@ pub enum Guard {
 /// The guard of an event name. Unknown names are never broadcast, as upstream.
 pub fn guard(event: &str) -> Guard {
     match event {
-        names::TICK | names::HEALTH | names::SHUTDOWN | "heartbeat" | "gateway.suspension" | "update.available" => {
-            Guard::Everyone
-        }
+        names::TICK
+        | names::HEALTH
+        | names::SHUTDOWN
+        | names::HEARTBEAT
+        | "gateway.suspension"
+        | "update.available" => Guard::Everyone,
         names::PRESENCE
         | names::CONFIG_CHANGED
         | "agent"

@@ -175,6 +175,8 @@ pub mod names {
     pub const SYSTEM_PRESENCE: &str = "system-presence";
     pub const SYSTEM_EVENT: &str = "system-event";
     pub const LAST_HEARTBEAT: &str = "last-heartbeat";
+    pub const SET_HEARTBEATS: &str = "set-heartbeats";
+    pub const WAKE: &str = "wake";
     pub const LOGS_TAIL: &str = "logs.tail";
     pub const CONFIG_GET: &str = "config.get";
     pub const CONFIG_SCHEMA: &str = "config.schema";
@@ -242,6 +244,8 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::SYSTEM_PRESENCE, scopes::READ),
     m(names::SYSTEM_EVENT, scopes::ADMIN),
     m(names::LAST_HEARTBEAT, scopes::READ),
+    m(names::SET_HEARTBEATS, scopes::ADMIN),
+    m(names::WAKE, scopes::WRITE),
     m(names::LOGS_TAIL, scopes::READ),
     m(names::CONFIG_GET, scopes::READ),
     m(names::CONFIG_SCHEMA, scopes::READ),

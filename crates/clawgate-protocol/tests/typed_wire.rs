@@ -32,6 +32,8 @@ const RESULTS_WITHOUT_DEFINITION: &[&str] = &[
     "system-presence",
     "system-event",
     "last-heartbeat",
+    "set-heartbeats",
+    "wake",
 ];
 
 fn device() -> PairedDeviceEntry {
@@ -92,9 +94,24 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
         auth_mode: "token".into(),
         connections: StatusConnections { total: 2, operators: 1, nodes: 1 },
         pairing: StatusPairing { pending: 1, paired: 3 },
-        sessions: StatusSessions::default(),
-        channels: Map::new(),
-        heartbeat: LastHeartbeatResult,
+        sessions: StatusSessions {
+            count: 3,
+            recent: vec![RecentSession { key: "agent:main:main".into(), updated_at: 1_700_000_000_000, age: 5 }],
+        },
+        runs: StatusRuns { in_flight: 1 },
+        channels: json!({"telegram": {"configured": true, "running": true, "connected": false,
+            "lastError": "getUpdates: 401", "accounts": {"default": {"configured": true, "running": true,
+            "connected": false, "lastError": "getUpdates: 401", "healthState": "connecting"}}}})
+        .as_object()
+        .cloned()
+        .unwrap(),
+        channel_order: vec!["telegram".into()],
+        heartbeat: LastHeartbeatResult(Some(
+            json!({"ts": 1_700_000_000_000_i64, "status": "ok-token", "durationMs": 12}),
+        )),
+        heartbeat_seconds: 1800,
+        store: StatusStore { ok: false, reason: Some("disk full: database or disk is full".into()) },
+        worker_pools: StatusWorkerPools::default(),
         model_runtime: ModelRuntime::default(),
         state_dir: admin.then(|| "/state".into()),
         config_path: admin.then(|| "/state/clawgate.json5".into()),
@@ -180,7 +197,9 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
             enc(&SystemPresenceResult(vec![json!({"clientId": "cli", "roles": ["operator"], "ts": 1})])),
         ),
         ("system-event", "system_event", enc(&SystemEventResult { ok: true, ts: 1_700_000_000_000 })),
-        ("last-heartbeat", "last_heartbeat", enc(&LastHeartbeatResult)),
+        ("last-heartbeat", "last_heartbeat", enc(&LastHeartbeatResult(None))),
+        ("set-heartbeats", "set_heartbeats", enc(&SetHeartbeatsResult { ok: true, enabled: false })),
+        ("wake", "wake", enc(&WakeResult { ok: true, mode: WakeMode::Now, event_outcome: "queued".into() })),
     ]
 }
 
@@ -247,6 +266,14 @@ fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
         ("system-presence", json!({}), d::<SystemPresenceParams>, false),
         ("system-event", json!({"text": "hi", "reason": "r", "tags": ["a"]}), d::<SystemEventParams>, false),
         ("last-heartbeat", json!({}), d::<LastHeartbeatParams>, false),
+        ("set-heartbeats", json!({"enabled": false}), d::<SetHeartbeatsParams>, false),
+        ("wake", json!({"mode": "now", "text": "check the disk"}), d::<WakeParams>, false),
+        (
+            "wake",
+            json!({"mode": "next-heartbeat", "text": "x", "sessionKey": "agent:main:main", "agentId": "main"}),
+            d::<WakeParams>,
+            false,
+        ),
     ]
 }
 

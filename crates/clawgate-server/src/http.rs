@@ -33,16 +33,26 @@ pub async fn healthz() -> Response {
     axum::Json(json!({"ok": true, "status": "live"})).into_response()
 }
 
-/// `GET /readyz` — readiness, no auth: 503 while draining or while storage is degraded (a
-/// write failed for a full disk or an I/O error and none has succeeded since); `reason` then
-/// says why, e.g. `"disk full: …"`. The success shape is unchanged.
+/// `GET /readyz` — readiness, no auth: 503 while draining, while storage is degraded (a write
+/// failed for a full disk or an I/O error and none has succeeded since) or when the store does
+/// not answer a cheap query; `reason` then says why, e.g. `"disk full: …"`. The success shape is
+/// unchanged.
 pub async fn readyz(
     State(tasks): State<Tasks>,
     State(store): State<Store>,
     State(health): State<HealthService>,
 ) -> Response {
     let draining = tasks.is_stopping();
-    let degraded = store.degraded();
+    // A cheap read tells whether the database still answers at all (a write error alone does
+    // not: a locked, removed or corrupt file fails reads first).
+    let unreadable = match clawgate_store::SessionStore::count_sessions(&store).await {
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "readyz: the store did not answer a query");
+            Some("storage: the store did not answer a query".to_owned())
+        }
+    };
+    let degraded = store.degraded().map(|d| d.reason).or(unreadable);
     let mut failing = Vec::new();
     if draining {
         failing.push("draining");
@@ -56,8 +66,8 @@ pub async fn readyz(
         "failing": failing,
         "uptimeMs": health.info().uptime().as_millis() as u64,
     });
-    if let Some(d) = degraded {
-        body["reason"] = json!(d.reason);
+    if let Some(reason) = degraded {
+        body["reason"] = json!(reason);
     } else if draining {
         body["reason"] = json!("draining");
     }

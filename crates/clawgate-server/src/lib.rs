@@ -87,7 +87,7 @@ impl AppState {
             api: http_api::Api::new(
                 gw.agents.clone(),
                 gw.store.clone(),
-                gw.events.clone(),
+                gw.heartbeat.clone(),
                 gw.config.clone(),
                 gw.auth.clone(),
             ),

@@ -24,6 +24,8 @@ pub struct AgentDef {
     pub model: Option<String>,
     /// System prompt.
     pub system_prompt: Option<String>,
+    /// Its heartbeat (`None`: it does not beat); see [`crate::heartbeat`].
+    pub heartbeat: Option<crate::heartbeat::HeartbeatSpec>,
 }
 
 /// Every configured agent, plus defaults.
@@ -55,22 +57,40 @@ impl AgentsConfig {
             }
             Ok(model)
         };
+        let defaults = &section.defaults;
+        let default_beat = defaults.extra.get("heartbeat");
+        // Upstream's rule: agents with their own `heartbeat` block beat if any has one; else the
+        // default agent beats with the defaults.
+        let any_own = section.list.iter().any(|a| a.extra.contains_key("heartbeat"));
         let mut agents = Vec::new();
         for (i, item) in section.list.iter().enumerate() {
+            let heartbeat = match item.extra.get("heartbeat") {
+                Some(own) => {
+                    crate::heartbeat::resolve(default_beat, Some(own), &format!("agents.list[{i}].heartbeat"))?
+                }
+                None => None,
+            };
             agents.push(AgentDef {
                 id: item.id.clone(),
                 name: item.name.clone(),
                 model: model_of(&item.model, &format!("agents.list[{i}].model"))?,
                 system_prompt: item.system_prompt.clone(),
+                heartbeat,
             });
         }
         if !agents.iter().any(|a| a.id == "main") {
-            agents.insert(0, AgentDef { id: "main".into(), name: None, model: None, system_prompt: None });
+            agents.insert(
+                0,
+                AgentDef { id: "main".into(), name: None, model: None, system_prompt: None, heartbeat: None },
+            );
         }
-        let defaults = &section.defaults;
         let default_model = model_of(&defaults.model, "agents.defaults.model.primary")?;
         let default_id =
             section.default.as_deref().filter(|id| agents.iter().any(|a| a.id == *id)).unwrap_or("main").to_owned();
+        let defaults_spec = crate::heartbeat::resolve(default_beat, None, "agents.defaults.heartbeat")?;
+        if !any_own && let Some(agent) = agents.iter_mut().find(|a| a.id == default_id) {
+            agent.heartbeat = defaults_spec;
+        }
         Ok(Self {
             agents,
             default_id,

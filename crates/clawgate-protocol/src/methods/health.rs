@@ -72,15 +72,56 @@ pub struct StatusPairing {
     pub paired: usize,
 }
 
-/// Session counts in `status` (not counted yet: always 0).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// One recent session in `status` and the health snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentSession {
+    /// The session key.
+    pub key: String,
+    /// Last update (ms since the epoch).
+    pub updated_at: i64,
+    /// Time since the last update (ms).
+    pub age: i64,
+}
+
+/// Session counts in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatusSessions {
-    /// Sessions.
-    pub count: usize,
+    /// Sessions stored (archived ones included).
+    pub count: u64,
+    /// The most recently updated (at most 5), newest first.
+    pub recent: Vec<RecentSession>,
+}
+
+/// Agent runs in `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusRuns {
+    /// Runs queued or running in this process now.
+    pub in_flight: usize,
+}
+
+/// The store's health in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusStore {
+    /// Reads and writes work: a cheap query succeeded and no write has failed for a storage
+    /// reason since the last one that succeeded.
+    pub ok: bool,
+    /// Why not (`"disk full: …"` for the last failed write, or the failed query), safe to show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Worker pools in `status` (upstream's `workerPools`): clawgate's are the ComfyUI workers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatusWorkerPools {
+    /// Every configured ComfyUI worker: online (`healthy`), its queue, our jobs on it.
+    pub comfy: Vec<super::comfy::ComfyWorker>,
 }
 
 /// `status` → a summary of the gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusResult {
     /// Always `true`.
@@ -105,10 +146,20 @@ pub struct StatusResult {
     pub pairing: StatusPairing,
     /// Session counts.
     pub sessions: StatusSessions,
-    /// Per-channel status (empty: channels report through `channels.status`).
+    /// Agent runs.
+    pub runs: StatusRuns,
+    /// Per channel: configured, running, connected, last error and each account's state.
     pub channels: Map<String, Value>,
-    /// The last heartbeat (`null`: no heartbeat agent yet).
+    /// Channels in display order.
+    pub channel_order: Vec<String>,
+    /// The last heartbeat (`null` until one ran).
     pub heartbeat: LastHeartbeatResult,
+    /// The default agent's heartbeat interval in seconds (0: it does not beat).
+    pub heartbeat_seconds: u64,
+    /// The store's health.
+    pub store: StatusStore,
+    /// The ComfyUI workers.
+    pub worker_pools: StatusWorkerPools,
     /// The model runtime's state.
     pub model_runtime: ModelRuntime,
     /// The state directory (admins only).

@@ -19,17 +19,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use clawgate_core::CoreError;
 use clawgate_core::SessionKey;
 use clawgate_core::agent::AgentService;
-use clawgate_core::agent::{AbortReason, RunOutcome, RunRequest, Submitted, transcript};
+use clawgate_core::agent::{AbortReason, RunOutcome, RunRequest, Submitted};
 use clawgate_core::auth::secrets_match;
 use clawgate_core::config_service::ConfigService;
-use clawgate_core::events::Events;
-use clawgate_core::gateway::Store;
+use clawgate_core::heartbeat_runner::HeartbeatService;
 use clawgate_core::session_key::SessionKeyError;
 use clawgate_core::settings::RateLimitSettings;
-use clawgate_core::{CoreError, time::now_ms};
-use clawgate_store::{EntryStatus, RunKind, SessionStore, TranscriptRole, TranscriptStore};
+use clawgate_store::RunKind;
 
 use super::error::HookError;
 use super::{Api, client_ip, read_json, run, security_headers};
@@ -201,7 +200,7 @@ async fn handle(api: &Api, config: &HooksConfig, sub: &str, req: Request) -> Res
         _ => Map::new(),
     };
     if sub == "wake" {
-        wake(&api.agents, &api.store, &api.events, config, &payload).await
+        wake(&api.agents, &api.heartbeat, config, &payload).await
     } else {
         agent_hook(&api.agents, config, &parts.headers, &payload).await
     }
@@ -269,13 +268,12 @@ fn hook_session(
     Ok(parsed.into_parts())
 }
 
-/// `POST <path>/wake {text, mode?}`. clawgate has no heartbeat runner yet, so the event is
-/// queued the durable way: appended as a system entry to the agent's main session, where the
-/// next turn in that session reads it as context. `mode` is echoed; "now" does not start a turn.
+/// `POST <path>/wake {text, mode?}`: the text is queued the durable way, as a system entry in
+/// the agent's main session (or `sessionKey`), where the next turn reads it; `mode: "now"` (the
+/// default) also starts a heartbeat turn there at once, `next-heartbeat` leaves it for the next.
 async fn wake(
     agents: &AgentService,
-    store: &Store,
-    events: &Events,
+    heartbeat: &HeartbeatService,
     config: &HooksConfig,
     payload: &Map<String, Value>,
 ) -> Result<Response, HookError> {
@@ -284,18 +282,11 @@ async fn wake(
     let agent_id = target_agent(agents, config, text_field(payload, "agentId"))?;
     let main = "main".to_owned();
     let (key, agent_id) = hook_session(agents, config, text_field(payload, "sessionKey"), &agent_id, main)?;
-    let now = now_ms();
-    let session = store.ensure_session(&key, &agent_id, now).await.map_err(|e| HookError::Internal(e.to_string()))?;
-    let event = json!({"role": "system", "content": text, "timestamp": now,
-                       "__openclaw": {"source": "hooks.wake", "mode": mode}});
-    let entry = store
-        .append(&session.session_id, TranscriptRole::System, &event, None, EntryStatus::Final, now)
+    let outcome = heartbeat
+        .wake(&agent_id, &key, text, mode == "now", "hooks.wake")
         .await
         .map_err(|e| HookError::Internal(e.to_string()))?;
-    events.session_message(&key, &transcript::history_message(&entry));
-    events.session_changed(&key, "system-event");
-    tracing::info!(session = %key, mode, "hook wake event queued in the session transcript");
-    Ok(axum::Json(json!({"ok": true, "mode": mode, "eventOutcome": "queued"})).into_response())
+    Ok(axum::Json(json!({"ok": true, "mode": mode, "eventOutcome": outcome.as_str()})).into_response())
 }
 
 fn idempotency_key<'a>(headers: &'a HeaderMap, payload: &'a Map<String, Value>) -> Option<&'a str> {

@@ -37,9 +37,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use clawgate_core::agent::AgentService;
 use clawgate_core::auth::FailedAuthLimiter;
 use clawgate_core::config_service::ConfigService;
-use clawgate_core::events::Events;
 use clawgate_core::gateway::Store;
 use clawgate_core::handshake::AuthService;
+use clawgate_core::heartbeat_runner::HeartbeatService;
 
 use crate::AppState;
 use axum::extract::FromRef;
@@ -53,8 +53,8 @@ pub(crate) struct Api {
     agents: AgentService,
     /// Runs read back (`previous_response_id`) and the sessions hook wake events land in.
     store: Store,
-    /// Broadcasts of hook wake events.
-    events: Events,
+    /// Hook wake events: queued in the session, `now` starts a heartbeat turn.
+    heartbeat: HeartbeatService,
     /// Endpoint switches and hook settings, read per request (hot-reloaded).
     config: ConfigService,
     /// Bearer checks (the gateway secret and its failed-auth limiter).
@@ -86,14 +86,14 @@ impl Api {
     pub(crate) fn new(
         agents: AgentService,
         store: Store,
-        events: Events,
+        heartbeat: HeartbeatService,
         config: ConfigService,
         auth: AuthService,
     ) -> Self {
         Self {
             agents,
             store,
-            events,
+            heartbeat,
             config,
             auth,
             hook_failures: Arc::default(),
