@@ -179,12 +179,13 @@ impl<H: JobHost> Dispatcher<H> {
         self.inner.host.jobs()
     }
 
-    /// Probe every worker once, keep probing them, reconcile what a previous run left
-    /// dispatched or running, then run the queue — all under the host's tasks.
+    /// Probe every worker once (all at once: a hung worker costs one probe timeout, not one
+    /// per worker), keep probing them, reconcile what a previous run left dispatched or
+    /// running, then run the queue — all under the host's tasks.
     pub async fn start(&self) {
         let pool = self.pool().clone();
+        futures_util::future::join_all(pool.workers().iter().map(|w| pool.probe(w))).await;
         for w in pool.workers() {
-            pool.probe(w).await;
             self.host().spawn(pool.clone().probe_loop(w.clone(), self.host().shutdown()));
         }
         self.reconcile().await;

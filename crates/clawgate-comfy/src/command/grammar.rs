@@ -76,7 +76,7 @@ pub enum Command {
     Workers,
     /// `/help` (`/start`).
     Help,
-    /// A known command with unusable arguments; answer with [`reply::invalid`] after
+    /// A known command with unusable arguments; answer with [`crate::command::reply::invalid`] after
     /// authorization, as the connector checked permissions before usage.
     Invalid {
         /// The command.
