@@ -224,6 +224,9 @@ async fn rejection<P: Platform>(p: P) {
     p.say(&w.gw, Who::Admin, &format!("/reject {id} not tonight")).await;
     let rejected = p.wait_text(&w.gw, Who::Admin, &format!("[Rejected] {id}")).await;
     assert_eq!(rejected, format!("[Rejected] {id}\nReason: not tonight"));
+    // The requester is told in their own chat, with the reason.
+    let told = p.wait_text(&w.gw, Who::Guest, &format!("[Rejected] {id}")).await;
+    assert_eq!(told, format!("[Rejected] {id}\nReason: not tonight\nYour /run sketch was not approved."));
     // Cancelled is terminal: the dispatcher never takes it.
     wait_job(&w.gw, &job, "cancelled").await;
     // Deciding again finds nothing pending.

@@ -469,6 +469,9 @@ impl ComfyService {
             }
             _ => None,
         };
+        if !approve && let Some(Ok(job)) = &job {
+            self.tell_requester_rejected(&approval, job, who, reason).await;
+        }
         self.events().clients().broadcast(
             events::PLUGIN_APPROVAL_RESOLVED,
             &approvals::resolved_event(&approval),
@@ -477,6 +480,31 @@ impl ComfyService {
         );
         self.kick();
         Ok(Some(Decided { approval, job }))
+    }
+
+    /// Tell the requester of a rejected `/run` in the chat they asked from (the connector left
+    /// them waiting), unless they rejected it themselves. Once per approval (outbox key).
+    async fn tell_requester_rejected(
+        &self,
+        approval: &ApprovalRecord,
+        job: &JobRecord,
+        who: &str,
+        reason: Option<&str>,
+    ) {
+        let requester = approval
+            .requested_by
+            .as_ref()
+            .and_then(|r| Some(format!("{}:{}", r.get("channel")?.as_str()?, r.get("senderId")?.as_str()?)));
+        if requester.as_deref() == Some(who) {
+            return;
+        }
+        let mut text =
+            format!("{}\nYour /run {} was not approved.", reply::rejected(&approval.id, reason), job.template_id);
+        if reason.is_none() {
+            text.push_str(" No reason was given.");
+        }
+        use clawgate_comfy::dispatch::JobHost as _;
+        self.inner.host.deliver_text(job, &format!("job:{}:rejected", job.id), &text).await;
     }
 
     /// Decide an approval from chat and word the outcome for the chat. An id clawgate does not
