@@ -198,9 +198,7 @@ impl ComfyService {
                     let mut rows: Vec<(String, String, Option<String>, String)> = list
                         .iter()
                         .map(|a| {
-                            let by = a.requested_by.as_ref().and_then(|r| {
-                                Some(format!("{}:{}", r.get("channel")?.as_str()?, r.get("senderId")?.as_str()?))
-                            });
+                            let by = requester(a.requested_by.as_ref());
                             (
                                 a.id.clone(),
                                 a.payload["template"].as_str().unwrap_or("?").to_owned(),
@@ -350,6 +348,12 @@ const STOP_IDS_MAX: usize = 50;
 /// Lines `/stop` lists before it only counts.
 const STOP_LINES_SHOWN: usize = 20;
 
+/// `channel:senderId` of a stored `requested_by` (the form chat commands name a sender in).
+fn requester(requested_by: Option<&Value>) -> Option<String> {
+    let r = requested_by?;
+    Some(format!("{}:{}", r.get("channel")?.as_str()?, r.get("senderId")?.as_str()?))
+}
+
 /// Whether `caller` asked for `job` (the same platform and sender id in its `requested_by`).
 fn asked_for(job: &JobRecord, caller: &CommandCaller) -> bool {
     let Some(by) = &job.requested_by else { return false };
@@ -491,11 +495,7 @@ impl ComfyService {
         who: &str,
         reason: Option<&str>,
     ) {
-        let requester = approval
-            .requested_by
-            .as_ref()
-            .and_then(|r| Some(format!("{}:{}", r.get("channel")?.as_str()?, r.get("senderId")?.as_str()?)));
-        if requester.as_deref() == Some(who) {
+        if requester(approval.requested_by.as_ref()).as_deref() == Some(who) {
             return;
         }
         let mut text =
