@@ -27,6 +27,7 @@
 //! | [`JobStore`] | the ComfyUI job queue and its delivery marks |
 //! | [`ApprovalStore`] | operator approvals of actions that need a human's yes |
 //! | [`CronStore`] | scheduled jobs, with one receipt per fired slot |
+//! | [`UsageStore`] | per-turn token usage (recorded with each assistant entry) and its sums |
 //! | [`GatewayStore`] | all of the above: what the composition root opens |
 //!
 //! A service is generic over the traits it needs and owns a clone of the store
@@ -100,6 +101,7 @@ mod cron_model;
 mod sqlite;
 mod token;
 mod traits;
+mod usage;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -125,6 +127,7 @@ pub use traits::ChannelStore;
 pub use traits::{ApprovalStore, CronStore, JobStore};
 pub use traits::{DeviceStore, DeviceTokenStore, GatewayStore, IdempotencyStore, KvStore, PairingStore};
 pub use traits::{RunStore, SessionStore, TranscriptStore};
+pub use usage::{DayZone, TurnUsage, UsageGrouping, UsageQuery, UsageStore, UsageSum, UsageSums};
 
 /// Result type of every store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

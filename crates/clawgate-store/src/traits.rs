@@ -771,6 +771,7 @@ pub trait GatewayStore:
     + JobStore
     + ApprovalStore
     + CronStore
+    + crate::UsageStore
 {
 }
 
@@ -787,5 +788,6 @@ impl<T> GatewayStore for T where
         + JobStore
         + ApprovalStore
         + CronStore
+        + crate::UsageStore
 {
 }

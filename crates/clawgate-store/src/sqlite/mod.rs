@@ -18,6 +18,7 @@ mod runs;
 mod sessions;
 mod tokens;
 mod transcripts;
+mod usage;
 
 use std::path::Path;
 use std::sync::Arc;
