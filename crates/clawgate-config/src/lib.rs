@@ -49,7 +49,8 @@ pub use secret::{Secret, resolve_path};
 pub use sections::{
     AgentDefaults, AgentEntry, AgentsSection, ChannelAccount, ChannelRateLimit, ChannelSection, ChannelsSection,
     ComfyDelivery, ComfyDevice, ComfyMedia, ComfySection, ComfyWorker, CronSection, DmPolicy, GroupPolicy,
-    GroupSection, HooksSection, ModelChoice, ModelsSection, ProviderSection, SessionSection, ToolsSection, WorkerMode,
+    GroupSection, HooksSection, ModelChoice, ModelCost, ModelsSection, ProviderSection, SessionSection, ToolsSection,
+    WorkerMode,
 };
 pub use source_map::{Location, Position, SourceMap};
 pub use watch::{ConfigWatcher, ConfigWatcherBuilder, WatchEvent};

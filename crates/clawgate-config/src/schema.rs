@@ -280,7 +280,7 @@ const HINTS: &[Hint] = &[
     (
         "models.providers",
         "Providers",
-        "Model providers by id: {baseUrl, api?, apiKey?, headers?, models?}. A built-in \"ollama\" is there unless defined here.",
+        "Model providers by id: {baseUrl, api?, apiKey?, headers?, models?}; models[].cost is the price in USD per million tokens {input, output, cacheRead, cacheWrite}. A built-in \"ollama\" is there unless defined here.",
         "Models",
     ),
     ("hooks", "Hooks", "Inbound webhooks.", "Automation"),

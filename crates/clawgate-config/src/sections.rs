@@ -227,16 +227,52 @@ pub struct ProviderSection {
     /// The models it serves, as `models.list` shows them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<Value>,
+    /// The price of each model that has one (`models[].cost`), by model id. Decoded from
+    /// `models` (which stays as written, so this is not serialised twice).
+    #[serde(skip)]
+    pub costs: BTreeMap<String, ModelCost>,
     /// OpenClaw keys clawgate does not use, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
+/// `models.providers.<id>.models[].cost`: what a model costs, in **USD per million tokens**
+/// (upstream's unit) for each token bucket. A field left out costs 0 once any is given;
+/// `cost: {}` (or no `cost`) means "no price known", which is upstream's "inherit the catalog"
+/// — clawgate has no catalog, so such a model's usage is reported without a cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelCost {
+    /// Uncached input tokens.
+    pub input: f64,
+    /// Output tokens.
+    pub output: f64,
+    /// Input tokens read from the provider's prompt cache.
+    pub cache_read: f64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write: f64,
+}
+
+impl ModelCost {
+    /// The cost in USD of these token counts at this price.
+    pub fn usd(&self, input: u64, output: u64, cache_read: u64, cache_write: u64) -> f64 {
+        (input as f64 * self.input
+            + output as f64 * self.output
+            + cache_read as f64 * self.cache_read
+            + cache_write as f64 * self.cache_write)
+            / 1_000_000.0
+    }
+}
+
 pub(crate) const MODELS_KEYS: &[&str] = &["providers"];
 const PROVIDER_KEYS: &[&str] = &["baseUrl", "api", "apiKey", "authHeader", "headers", "models"];
 const PROVIDER_MODEL_KEYS: &[&str] =
-    &["id", "name", "contextWindow", "maxTokens", "input", "reasoning", "headers", "compat"];
-const PROVIDER_MODEL_UPSTREAM: &[&str] = &["cost"];
+    &["id", "name", "contextWindow", "maxTokens", "input", "reasoning", "headers", "compat", "cost"];
+const PROVIDER_MODEL_UPSTREAM: &[&str] = &[];
+const MODEL_COST_KEYS: &[&str] = &["input", "output", "cacheRead", "cacheWrite"];
+/// Tiers select a rate per request by its prompt size; clawgate sums turns before pricing, so
+/// a tiered model is reported without a cost rather than priced wrongly.
+const MODEL_COST_UPSTREAM: &[&str] = &["tieredPricing"];
 
 pub(crate) fn models(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ModelsSection> {
     let mut out = ModelsSection::default();
@@ -258,14 +294,20 @@ fn provider(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ProviderSection> 
     d.field(obj, p, "apiKey", &mut out.api_key, optional_secret);
     d.field(obj, p, "authHeader", &mut out.auth_header, |d, v, p| d.boolean(v, p).map(Some));
     d.field(obj, p, "headers", &mut out.headers, Decoder::string_map);
+    let mut costs = BTreeMap::new();
     d.field(obj, p, "models", &mut out.models, |d, v, p| {
         d.list(v, p, |d, v, p| {
             let mut extra = Map::new();
             let obj = d.open_object(v, p, PROVIDER_MODEL_KEYS, PROVIDER_MODEL_UPSTREAM, &mut extra)?;
             let mut id = None;
             d.field(obj, p, "id", &mut id, Decoder::opt_string);
-            if id.as_deref().is_none_or(str::is_empty) {
+            let Some(id) = id.filter(|id| !id.is_empty()) else {
                 return d.fail(&p.child("id"), "is required and must be a non-empty string".to_owned());
+            };
+            let mut cost = None;
+            d.field(obj, p, "cost", &mut cost, model_cost);
+            if let Some(cost) = cost {
+                costs.insert(id, cost);
             }
             let mut name = None;
             d.field(obj, p, "name", &mut name, Decoder::opt_string);
@@ -284,7 +326,32 @@ fn provider(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ProviderSection> 
             Some(v.clone())
         })
     });
+    out.costs = costs;
     Some(out)
+}
+
+/// `cost`: `Some` when it gives at least one flat rate and no `tieredPricing`.
+fn model_cost(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Option<ModelCost>> {
+    let mut extra = Map::new();
+    let obj = d.open_object(v, p, MODEL_COST_KEYS, MODEL_COST_UPSTREAM, &mut extra)?;
+    let mut cost = ModelCost::default();
+    let mut given = false;
+    for (key, slot) in [
+        ("input", &mut cost.input),
+        ("output", &mut cost.output),
+        ("cacheRead", &mut cost.cache_read),
+        ("cacheWrite", &mut cost.cache_write),
+    ] {
+        let Some(raw) = obj.get(key).filter(|v| !v.is_null()) else { continue };
+        let at = p.child(key);
+        let rate = d.number(raw, &at)?;
+        if rate < 0.0 {
+            return d.fail(&at, format!("must be 0 or more (USD per million tokens), found {rate}"));
+        }
+        *slot = rate;
+        given = true;
+    }
+    Some((given && !extra.contains_key("tieredPricing")).then_some(cost))
 }
 
 /// A secret where OpenClaw writes `""` for "none" (`apiKey: ""`): empty means unset.
@@ -1175,6 +1242,42 @@ mod tests {
         let shown = serde_json::to_value(c).unwrap();
         assert_eq!(shown["agents"]["list"][0]["identity"]["name"], "x");
         assert_eq!(shown["session"]["scope"], "per-sender");
+    }
+
+    #[test]
+    fn model_costs_are_typed_usd_per_million_tokens() {
+        let text = r#"{ models: { providers: { p: { baseUrl: "http://h/v1", models: [
+            { id: "full", cost: { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 } },
+            { id: "partial", cost: { output: 2 } },
+            { id: "empty", cost: {} },
+            { id: "none" },
+            { id: "tiered", cost: { input: 1, output: 2, tieredPricing: [] } },
+        ] } } } }"#;
+        let loaded = parse_str(text, Path::new("c.json5")).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let costs = &loaded.config.models.providers["p"].costs;
+        let full = ModelCost { input: 3.0, output: 15.0, cache_read: 0.3, cache_write: 3.75 };
+        assert_eq!(costs["full"], full);
+        assert_eq!(costs["partial"], ModelCost { output: 2.0, ..ModelCost::default() });
+        // No rate given, or tiers clawgate cannot apply to summed turns: no price.
+        assert_eq!(costs.keys().collect::<Vec<_>>(), ["full", "partial"]);
+        // 1M input + 1M output + 1M cache reads + 1M cache writes.
+        assert!((full.usd(1_000_000, 1_000_000, 1_000_000, 1_000_000) - 22.05).abs() < 1e-9);
+        // Written back as it was.
+        let shown = serde_json::to_value(&loaded.config).unwrap();
+        assert_eq!(shown["models"]["providers"]["p"]["models"][0]["cost"]["cacheWrite"], 3.75);
+    }
+
+    #[test]
+    fn a_bad_model_cost_is_an_issue_at_its_key() {
+        let found =
+            issues(r#"{ models: { providers: { p: { models: [{ id: "m", cost: { input: "3", output: -1 } }] } } } }"#);
+        assert!(
+            found.iter().any(|i| i.contains("models.providers.p.models[0].cost.input: expected a number")),
+            "{found:?}"
+        );
+        let found = issues(r#"{ models: { providers: { p: { models: [{ id: "m", cost: { output: -1 } }] } } } }"#);
+        assert!(found.iter().any(|i| i.contains("cost.output: must be 0 or more")), "{found:?}");
     }
 
     #[test]
