@@ -297,6 +297,12 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
             typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_resolve(&gw.comfy, ctx, p)).await
         }
         m::TASK_SUGGESTIONS_LIST => typed(method, params, methods::catalog::task_suggestions_list).await,
+        m::USAGE_COST => {
+            typed(method, params, |p| methods::usage::usage_cost(&gw.config, &gw.agents, &gw.store, p)).await
+        }
+        m::USAGE_STATUS => {
+            typed(method, params, |p| methods::usage::usage_status(&gw.config, &gw.agents, &gw.store, p)).await
+        }
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),
     };

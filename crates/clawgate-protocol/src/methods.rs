@@ -26,6 +26,7 @@ pub mod health;
 pub mod logs;
 pub mod sessions;
 pub mod system;
+pub mod usage;
 
 /// Params of a method that takes none and ignores whatever is sent (any JSON value decodes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -235,6 +236,8 @@ pub mod names {
     pub const PLUGIN_APPROVAL_WAIT_DECISION: &str = "plugin.approval.waitDecision";
     pub const PLUGIN_APPROVAL_RESOLVE: &str = "plugin.approval.resolve";
     pub const TASK_SUGGESTIONS_LIST: &str = "taskSuggestions.list";
+    pub const USAGE_STATUS: &str = "usage.status";
+    pub const USAGE_COST: &str = "usage.cost";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -305,6 +308,8 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::PLUGIN_APPROVAL_WAIT_DECISION, scopes::APPROVALS),
     m(names::PLUGIN_APPROVAL_RESOLVE, scopes::APPROVALS),
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
+    m(names::USAGE_STATUS, scopes::READ),
+    m(names::USAGE_COST, scopes::READ),
     // Valid only as the first frame; a second `connect` is answered by the dispatcher.
     MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },
 ];

@@ -30,6 +30,9 @@ pub enum UsageGrouping {
     Agent,
     /// The session key.
     Session,
+    /// The quarter hour (`ts / 900 000` in decimal): fine enough for the caller to cut days in
+    /// any time zone, daylight saving time and 15-minute offsets included.
+    QuarterHour,
 }
 
 /// An aggregation request: the turns in `[start_ms, end_ms]`, optionally of one agent or one

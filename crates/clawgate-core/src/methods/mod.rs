@@ -13,3 +13,4 @@ pub mod health;
 pub mod logs;
 pub mod sessions;
 pub mod system;
+pub mod usage;

@@ -14,6 +14,7 @@ fn key_expr(grouping: UsageGrouping) -> &'static str {
         UsageGrouping::Day(DayZone::Local) => "strftime('%Y-%m-%d', ts / 1000, 'unixepoch', 'localtime')",
         UsageGrouping::Agent => "agent_id",
         UsageGrouping::Session => "session_key",
+        UsageGrouping::QuarterHour => "CAST(ts / 900000 AS TEXT)",
     }
 }
 
@@ -209,6 +210,8 @@ mod tests {
         assert_eq!(utc.rows[0].key, "2026-03-01");
         assert_eq!(plus1.rows[0].key, "2026-03-02");
         assert_eq!(minus1.rows[0].key, "2026-03-01");
+        let slots = store.usage_sums(&all(UsageGrouping::QuarterHour)).await.expect("slots");
+        assert_eq!(slots.rows[0].key, ((MAR1 + DAY - 30 * 60_000) / 900_000).to_string());
     }
 
     #[tokio::test]
