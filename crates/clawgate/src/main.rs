@@ -27,6 +27,7 @@ use clap::{Parser, Subcommand};
   clawgate chat --session work         # chat with the default agent in the terminal
   clawgate sessions list               # chat sessions, most recent first
   clawgate jobs list                   # ComfyUI jobs, newest first
+  clawgate usage --by model            # tokens and cost of the last 30 days per model
   clawgate doctor                      # check config, state dir and port
   clawgate backup ~/clawgate.backup    # copy the state and config while the gateway runs
   clawgate service install             # run it as a systemd user service
@@ -58,6 +59,8 @@ enum Command {
     Chat(cli::chat::ChatArgs),
     /// List chat sessions, show a session's transcript, reset a session.
     Sessions(cli::sessions::SessionsArgs),
+    /// Tokens and cost of the agent turns, by day, agent, model, provider or session.
+    Usage(cli::usage::UsageArgs),
     /// Work with the config file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -125,6 +128,10 @@ fn main() -> std::process::ExitCode {
             Command::Sessions(args) => {
                 logging::init_cli();
                 cli::sessions::run(args).await
+            }
+            Command::Usage(args) => {
+                logging::init_cli();
+                cli::usage::run(args).await
             }
             Command::Config(cmd) => {
                 logging::init_cli();

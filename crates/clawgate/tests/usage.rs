@@ -306,3 +306,75 @@ async fn the_real_openclaw_cli_shows_the_usage_cost_summary() {
     assert!(text.contains("$0.01"), "{}", out.describe());
     assert!(text.contains("Missing cost: 2 (beta/m2 2)"), "{}", out.describe());
 }
+
+/// `clawgate usage` over the real binary: the table by day and by model, and `--json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clawgate_usage_prints_tables_by_day_and_model_and_json() {
+    let s = setup().await;
+    let mut client = connect(&s.gateway).await;
+    run_turns(&mut client).await;
+
+    // Today's turns, in a two-day range so that a run across midnight still sees them all.
+    let by_day = clawgate_usage(&s.gateway, &["--days", "2"]).await;
+    let lines: Vec<&str> = by_day.lines().collect();
+    assert!(lines[0].ends_with("(2 days, all agents)"), "{by_day}");
+    assert!(lines[1].starts_with("DAY ") && lines[1].ends_with("COST"), "{by_day}");
+    let total = lines.iter().find(|l| l.starts_with("TOTAL")).unwrap_or_else(|| panic!("no total: {by_day}"));
+    let cells: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(cells[..7], ["TOTAL", "5", "9000", "700", "0", "0", "9700"], "{by_day}");
+    assert!(total.ends_with("$0.0120 + 2 unpriced"), "{by_day}");
+    assert!(by_day.contains("No price for: beta/m2 (2 turns)"), "{by_day}");
+
+    let by_model = clawgate_usage(&s.gateway, &["--days", "2", "--by", "model"]).await;
+    let row = |key: &str| {
+        by_model.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} row: {by_model}")).to_owned()
+    };
+    assert!(row("MODEL").starts_with("MODEL "), "{by_model}");
+    assert!(row("alpha/m1").ends_with("$0.0120"), "{by_model}");
+    assert!(row("alpha/m1").split_whitespace().nth(1) == Some("3"), "{by_model}");
+    assert!(row("beta/m2").ends_with("n/a"), "{by_model}");
+
+    let only_ops = clawgate_usage(&s.gateway, &["--days", "2", "--agent", "ops", "--json"]).await;
+    let payload: Value = serde_json::from_str(only_ops.trim()).unwrap_or_else(|e| panic!("{e}: {only_ops}"));
+    assert_eq!(payload["totals"]["turns"], 2, "{payload}");
+    assert_eq!(payload["totals"]["input"], 6_000, "{payload}");
+
+    // A bad range is the gateway's error, exit 1.
+    let out = clawgate(&s.gateway, &["usage", "--from", "2026-02-30", "--to", "2026-03-01"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid startDate: expected a valid YYYY-MM-DD calendar date"), "{stderr}");
+}
+
+/// Runs `clawgate usage ARGS` against the gateway; its stdout, after checking it exited 0.
+async fn clawgate_usage(gw: &TestGateway, args: &[&str]) -> String {
+    let mut all = vec!["usage"];
+    all.extend_from_slice(args);
+    let out = clawgate(gw, &all).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn clawgate(gw: &TestGateway, args: &[&str]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .args(["--url", &gw.ws_url(), "--token", gw.expect_token()])
+        .arg("--state-dir")
+        .arg(gw.state_dir())
+        .env_remove("CLAWGATE_URL")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    tokio::time::timeout(TURN_WAIT, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("clawgate {args:?} did not finish within {TURN_WAIT:?}"))
+        .unwrap_or_else(|e| panic!("running clawgate {args:?}: {e}"))
+}
+
+fn describe(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

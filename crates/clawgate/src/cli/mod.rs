@@ -11,3 +11,4 @@ pub mod jobs;
 mod output;
 pub mod sessions;
 pub mod status;
+pub mod usage;
