@@ -372,9 +372,15 @@ pub async fn usage_cost(
             daily.insert(day.format("%Y-%m-%d").to_string(), CostUsageTotals::default());
         }
     }
-    let mut totals = CostUsageTotals::default();
     for sum in &by_day.rows {
         add(daily.entry(day_key(range.zone, sum)).or_default(), sum, &prices);
+    }
+    // The totals from their own (provider, model) sums: exact even when the day rows were cut
+    // short (a long range in a named zone is summed by quarter hour).
+    let mut totals = CostUsageTotals::default();
+    let whole = store.usage_sums(&query(UsageGrouping::Total)).await?;
+    truncated |= whole.truncated;
+    for sum in &whole.rows {
         add(&mut totals, sum, &prices);
     }
 
