@@ -34,8 +34,46 @@ pub(crate) async fn run(ctx: &mut Ctx) -> Vec<Outcome> {
         bind_and_port(loaded, &mut out);
         tls(loaded, &ctx.config_path, &mut out);
         public_urls(loaded, &mut out);
+        comfy_templates(loaded, &mut out);
     }
     out
+}
+
+/// The local templates `/run` renders for native ComfyUI workers: they load, and say which do not.
+fn comfy_templates(loaded: &clawgate_config::LoadedConfig, out: &mut Vec<Outcome>) {
+    let Ok(Some(cfg)) = clawgate_core::comfy::ComfyConfig::from_config(&loaded.config, loaded.base_dir()) else {
+        return;
+    };
+    if !cfg.workers.iter().any(|w| w.openclaw.is_none()) {
+        return;
+    }
+    let dir = cfg.templates_dir.display().to_string();
+    match clawgate_comfy::templates::TemplateLibrary::load(&cfg.templates_dir) {
+        Ok(lib) => {
+            let n = lib.list().len();
+            let finding = if n == 0 {
+                Finding::warn(
+                    format!("no templates in {dir}"),
+                    "add workflow templates there (or set comfy.templatesDir): /run has nothing to run",
+                )
+            } else {
+                Finding::ok(format!("{n} template{} load from {dir}", if n == 1 { "" } else { "s" }))
+            };
+            out.push(Outcome::new("comfy.templates", Section::Comfy, finding));
+            for p in lib.problems() {
+                out.push(Outcome::new(
+                    format!("comfy.templates.{}", p.name),
+                    Section::Comfy,
+                    Finding::warn(format!("template {} does not load: {}", p.name, p.error), "fix or remove that file"),
+                ));
+            }
+        }
+        Err(e) => out.push(Outcome::new(
+            "comfy.templates",
+            Section::Comfy,
+            Finding::warn(format!("templates: {e}"), "create the directory or set comfy.templatesDir"),
+        )),
+    }
 }
 
 fn config_file(ctx: &mut Ctx, out: &mut Vec<Outcome>) {

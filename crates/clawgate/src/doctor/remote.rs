@@ -15,6 +15,8 @@ pub(crate) fn probes(ctx: &Ctx) -> Vec<Probe> {
     let Some(loaded) = &ctx.loaded else { return Vec::new() };
     let mut out = Vec::new();
     providers(loaded, &mut out);
+    channels(loaded, &mut out);
+    comfy(loaded, &mut out);
     out
 }
 
@@ -127,6 +129,131 @@ fn provider_finding(
             format!("{id}: the models list at {url} failed: {e}"),
             format!("check {url_path} and the server's log"),
         ),
+    }
+}
+
+/// One check per enabled chat account: the platform's identity call with its token.
+fn channels(loaded: &clawgate_config::LoadedConfig, out: &mut Vec<Probe>) {
+    let Ok(accounts) = clawgate_channels::accounts_from_config(&loaded.config.channels, loaded.base_dir()) else {
+        // The config check already failed on this.
+        return;
+    };
+    for account in accounts {
+        let key = account.key.clone();
+        let id = format!("channels.{}.{}", key.channel, key.account);
+        if !account.enabled {
+            out.push(Probe::new(id, Section::Channels, key.to_string(), async move {
+                Finding::skipped(format!("{key}: disabled (enabled: false)"))
+            }));
+            continue;
+        }
+        out.push(Probe::new(id, Section::Channels, key.to_string(), async move {
+            channel_finding(&key.to_string(), clawgate_channels::probe_account(&account).await)
+        }));
+    }
+}
+
+/// What a platform's answer about an account means for the operator.
+fn channel_finding(key: &str, probed: Result<clawgate_channels::Identity, clawgate_channels::ProbeError>) -> Finding {
+    use clawgate_channels::ProbeError;
+    match probed {
+        Ok(me) => {
+            let name = me.name.map_or_else(|| format!("id {}", me.id), |n| format!("{n} (id {})", me.id));
+            Finding::ok(format!("{key}: token valid, bot {name}"))
+        }
+        Err(ProbeError::Rejected(m)) => Finding::fail(
+            format!("{key}: token rejected: {m}"),
+            "copy the token again from the platform's console into the config (it may have been revoked or regenerated)",
+        ),
+        Err(ProbeError::Unreachable(m)) => Finding::fail(
+            format!("{key}: not reachable: {m}"),
+            "check this machine's network, proxy and firewall, and apiRoot if you set one",
+        ),
+        Err(ProbeError::Config(m)) => Finding::fail(format!("{key}: {m}"), "fix the setting named"),
+        Err(ProbeError::Failed(m)) => Finding::fail(
+            format!("{key}: the platform answered unexpectedly: {m}"),
+            "try again; if it persists, check the platform's status page",
+        ),
+    }
+}
+
+/// One check per ComfyUI worker: `/system_stats` (the version), and for `openclaw` workers the
+/// extension's health and template list.
+fn comfy(loaded: &clawgate_config::LoadedConfig, out: &mut Vec<Probe>) {
+    let Ok(Some(cfg)) = clawgate_core::comfy::ComfyConfig::from_config(&loaded.config, loaded.base_dir()) else {
+        return;
+    };
+    for worker in cfg.workers {
+        let name = worker.name.clone();
+        let what = format!("ComfyUI worker {name}");
+        out.push(Probe::new(format!("comfy.{name}"), Section::Comfy, what, comfy_worker(worker)));
+    }
+}
+
+async fn comfy_worker(w: clawgate_comfy::pool::WorkerConfig) -> Finding {
+    use clawgate_comfy::client::{ComfyClient, ComfyError};
+    let name = &w.name;
+    let url = w.url.shown().into_owned();
+    let url_path = format!("the url of comfy.workers \"{name}\"");
+    let stats = match ComfyClient::new(w.url.expose(), "clawgate-doctor") {
+        Ok(c) => c.system_info().await,
+        Err(e) => return Finding::fail(format!("{name}: {e}"), format!("fix {url_path}")),
+    };
+    let comfyui = match stats {
+        Ok(s) => s.comfyui_version.map_or_else(|| "ComfyUI (version not given)".to_owned(), |v| format!("ComfyUI {v}")),
+        Err(ComfyError::Transport { .. }) => {
+            return Finding::fail(
+                format!("{name}: not reachable at {url}"),
+                format!("start ComfyUI there (with --listen if it is on another machine), or fix {url_path}"),
+            );
+        }
+        Err(e) => {
+            return Finding::fail(
+                format!("{name}: {url} does not answer like ComfyUI: {e}"),
+                format!("check {url_path}: it must be the ComfyUI server's own address"),
+            );
+        }
+    };
+    let Some(auth) = w.openclaw.clone() else {
+        return Finding::ok(format!("{name}: {comfyui} at {url}"));
+    };
+    let device = match (auth.device_id.clone(), auth.device_token.clone()) {
+        (Some(id), Some(token)) => Some(clawgate_comfy::openclaw::DeviceCredentials::new(id, token)),
+        _ => None,
+    };
+    let client = match clawgate_comfy::openclaw::OpenClawClient::new(w.url.expose(), auth.admin_token.clone(), device) {
+        Ok(c) => c.with_obs_token(auth.obs_token.clone()),
+        Err(e) => return Finding::fail(format!("{name}: {e}"), "fix the worker's adminToken, obsToken or device"),
+    };
+    let version = match client.health().await {
+        Ok(h) => h.version.unwrap_or_else(|| "(version not given)".into()),
+        Err(e) => {
+            return Finding::fail(
+                format!("{name}: {comfyui} answers, but the ComfyUI-OpenClaw extension does not: {e}"),
+                "install or enable the ComfyUI-OpenClaw extension on that ComfyUI, or set the worker's mode to \"comfyui\"",
+            );
+        }
+    };
+    match client.templates().await {
+        Ok(t) if t.is_empty() => Finding::warn(
+            format!("{name}: {comfyui}, ComfyUI-OpenClaw {version}, but it has no templates"),
+            "add templates to the extension's data/templates: /run has nothing to run on this worker",
+        ),
+        Ok(t) => {
+            let ids: Vec<&str> = t.iter().map(|t| t.id.as_str()).take(8).collect();
+            let more = if t.len() > ids.len() { ", …" } else { "" };
+            Finding::ok(format!(
+                "{name}: {comfyui}, ComfyUI-OpenClaw {version}, {} template{} ({}{more})",
+                t.len(),
+                plural(t.len()),
+                ids.join(", ")
+            ))
+        }
+        Err(e) if matches!(e.status(), Some(401 | 403)) => Finding::fail(
+            format!("{name}: the extension refused its template list ({e})"),
+            "set the worker's obsToken (the extension's OPENCLAW_OBS_TOKEN) or a valid adminToken",
+        ),
+        Err(e) => Finding::fail(format!("{name}: the extension's template list failed: {e}"), "check the ComfyUI log"),
     }
 }
 
