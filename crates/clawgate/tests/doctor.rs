@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use clawgate_testkit::fake_anthropic::{FakeAnthropic, Script as AnthropicScript};
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_discord::FakeDiscord;
 use clawgate_testkit::fake_line::FakeLine;
@@ -75,6 +76,7 @@ fn assert_check(report: &Value, id: &str, status: &str, says: &str) {
 #[tokio::test]
 async fn providers_accepted_rejected_down_and_missing_a_model_are_told_apart() {
     let model = FakeOpenAi::start(Script::new().models(["m", "other"]).require_api_key("k")).await.unwrap();
+    let claude = FakeAnthropic::start(AnthropicScript::new().models(["claude-x"]).require_api_key("ak")).await.unwrap();
     let down = closed_url();
     let dir = tempfile::tempdir().unwrap();
     let cfg = json!({
@@ -82,6 +84,8 @@ async fn providers_accepted_rejected_down_and_missing_a_model_are_told_apart() {
             "good": {"baseUrl": model.base_url(), "apiKey": "k", "api": "openai-completions", "models": [{"id": "m"}]},
             "badkey": {"baseUrl": model.base_url(), "apiKey": "wrong", "api": "openai-completions"},
             "down": {"baseUrl": format!("{down}/v1"), "api": "openai-completions"},
+            "anthropic": {"baseUrl": claude.base_url(), "apiKey": "ak", "models": [{"id": "claude-x"}]},
+            "claudebad": {"baseUrl": claude.base_url(), "apiKey": "nope", "api": "anthropic-messages"},
             "nomodel": {"baseUrl": model.base_url(), "apiKey": "k", "api": "openai-completions",
                         "models": [{"id": "absent"}]},
         }},
@@ -92,6 +96,8 @@ async fn providers_accepted_rejected_down_and_missing_a_model_are_told_apart() {
     assert_check(&report, "providers.badkey", "fail", "key rejected");
     assert_check(&report, "providers.down", "fail", &format!("not reachable at {down}/v1"));
     assert_check(&report, "providers.nomodel", "warn", "does not offer absent");
+    assert_check(&report, "providers.anthropic", "ok", "key accepted, 1 model offered");
+    assert_check(&report, "providers.claudebad", "fail", "key rejected");
     assert!(check(&report, "providers.nomodel")["fix"].as_str().unwrap().contains("other"), "{report:#}");
     assert!(!report.to_string().contains("\"wrong\""), "keys are never printed");
     assert_eq!(code, 1, "a failed check makes the exit code 1");
