@@ -15,8 +15,10 @@ use super::report::{Finding, Outcome, Section};
 use super::{Ctx, cert};
 use crate::paths;
 
-/// Warn when the state directory's filesystem has less free space than this.
-const LOW_DISK_BYTES: u64 = 1024 * 1024 * 1024;
+/// Warn when the state directory's filesystem has less free space than this, and fail below
+/// [`CRITICAL_DISK_BYTES`] (upstream's doctor uses the same two thresholds).
+const LOW_DISK_BYTES: u64 = 500 * 1024 * 1024;
+const CRITICAL_DISK_BYTES: u64 = 100 * 1024 * 1024;
 /// Warn when the gateway's certificate expires within this many days.
 const CERT_WARN_DAYS: i64 = 14;
 
@@ -326,7 +328,12 @@ fn disk_free(ctx: &Ctx, out: &mut Vec<Outcome>) {
     let finding = match rustix::fs::statvfs(existing) {
         Ok(st) => {
             let free = st.f_bavail.saturating_mul(st.f_frsize);
-            if free < LOW_DISK_BYTES {
+            if free < CRITICAL_DISK_BYTES {
+                Finding::fail(
+                    format!("only {} free on the state directory's filesystem", human_bytes(free)),
+                    "free space now: writes to the database, transcripts and logs fail when it runs out",
+                )
+            } else if free < LOW_DISK_BYTES {
                 Finding::warn(
                     format!("only {} free on the state directory's filesystem", human_bytes(free)),
                     "free some space: the database, logs and ComfyUI outputs grow there, and a full disk stops writes",
