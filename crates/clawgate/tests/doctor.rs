@@ -292,3 +292,48 @@ async fn tls_files_are_read_matched_and_their_expiry_is_warned() {
     let (_, report) = doctor(dir.path(), &tls("missing.crt", "long.key"), &["--offline"]).await;
     assert_check(&report, "tls.files", "fail", "cannot read the TLS certificate");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_whose_template_no_worker_has_is_a_failure() {
+    let comfy = FakeComfy::start().await.unwrap();
+    let model = FakeOpenAi::start(Script::new().models(["m"])).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let templates = format!("{}/../../templates", env!("CARGO_MANIFEST_DIR"));
+    let cfg = |templates_dir: &str| {
+        json!({
+            "models": {"providers": {"fake": {"baseUrl": model.base_url(), "api": "openai-completions"}}},
+            "agents": {"defaults": {"model": {"primary": "fake/m"}}},
+            "comfy": {"templatesDir": templates_dir, "workers": [{"name": "gpu", "url": comfy.base_url()}]},
+        })
+    };
+    let gw = clawgate_testkit::TestGateway::builder(BIN)
+        .config(cfg(&templates).to_string())
+        .state_dir(dir.path().join("state"))
+        .start()
+        .await
+        .expect("starting clawgate");
+    let mut c = clawgate_testkit::RawClient::connect(&gw.ws_url()).await.expect("ws");
+    c.handshake(gw.token(), &json!({})).await.expect("handshake");
+    // clawgate's own payload kind, which upstream's CronJob schema lacks.
+    c.set_validation(false);
+    let res = c
+        .request(
+            "cron.add",
+            Some(json!({"name": "nightly image", "schedule": {"kind": "cron", "expr": "0 0 3 * * *"},
+                        "sessionTarget": "isolated", "wakeMode": "now",
+                        "payload": {"kind": "comfyRun", "templateId": "invert"}})),
+        )
+        .await
+        .expect("cron.add");
+    assert_eq!(res["ok"], true, "{res}");
+
+    let (_, report) = doctor(dir.path(), &cfg(&templates), &[]).await;
+    assert_check(&report, "comfy.schedules", "ok", "1 ComfyUI schedule run templates that exist");
+
+    let empty = dir.path().join("no-templates");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, report) = doctor(dir.path(), &cfg(empty.to_str().unwrap()), &[]).await;
+    assert_check(&report, "comfy.schedules", "fail", "schedule \"nightly image\" runs invert, which no worker has");
+    assert_eq!(code, 1);
+    drop(gw);
+}

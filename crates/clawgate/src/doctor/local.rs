@@ -251,7 +251,7 @@ fn lock(ctx: &Ctx, out: &mut Vec<Outcome>) {
 
 /// Inspects the database without migrating it; runs `integrity_check` only on a database whose
 /// schema is current (opening the store of an older one would upgrade it).
-async fn database(ctx: &Ctx, out: &mut Vec<Outcome>) {
+async fn database(ctx: &mut Ctx, out: &mut Vec<Outcome>) {
     let db = paths::database(&ctx.state_dir);
     let id = "state.database";
     if !db.exists() {
@@ -284,6 +284,7 @@ async fn database(ctx: &Ctx, out: &mut Vec<Outcome>) {
                         "stop other clawgate processes using this state dir",
                     ),
                 };
+                ctx.scheduled_templates = scheduled_templates(&store).await;
                 let _ = store.close().await;
                 f
             }
@@ -303,6 +304,20 @@ async fn database(ctx: &Ctx, out: &mut Vec<Outcome>) {
         Err(e) => Finding::fail(format!("state database {}: {e}", db.display()), restore),
     };
     out.push(Outcome::new(id, Section::State, finding));
+}
+
+/// (name, template id) of the enabled ComfyUI schedules; none when they cannot be read (the
+/// database check says why).
+async fn scheduled_templates(store: &SqliteStore) -> Vec<(String, String)> {
+    use clawgate_store::CronStore;
+    let Ok(jobs) = store.list_cron_jobs(false).await else { return Vec::new() };
+    jobs.into_iter()
+        .filter(|j| j.kind == clawgate_core::cron::KIND_COMFY_RUN)
+        .filter_map(|j| {
+            let template = j.payload.get("templateId").and_then(serde_json::Value::as_str)?.to_owned();
+            Some((j.name, template))
+        })
+        .collect()
 }
 
 fn token_file(ctx: &Ctx, out: &mut Vec<Outcome>) {

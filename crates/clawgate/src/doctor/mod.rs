@@ -85,12 +85,15 @@ pub(crate) struct Ctx {
     pub loaded: Option<clawgate_config::LoadedConfig>,
     /// `--fix`.
     pub fix: bool,
+    /// (schedule name, template id) of every enabled ComfyUI schedule in the state database,
+    /// read by the database check so the ComfyUI checks can see that each template exists.
+    pub scheduled_templates: Vec<(String, String)>,
 }
 
 pub async fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     let state_dir = paths::state_dir(args.state_dir.as_deref());
     let config_path = paths::config_path(args.config.as_deref(), &state_dir);
-    let mut ctx = Ctx { state_dir, config_path, loaded: None, fix: args.fix };
+    let mut ctx = Ctx { state_dir, config_path, loaded: None, fix: args.fix, scheduled_templates: Vec::new() };
 
     let mut outcomes = local::run(&mut ctx).await;
     let probes = remote::probes(&ctx);

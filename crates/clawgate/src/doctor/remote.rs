@@ -16,7 +16,7 @@ pub(crate) fn probes(ctx: &Ctx) -> Vec<Probe> {
     let mut out = Vec::new();
     providers(loaded, &mut out);
     channels(loaded, &mut out);
-    comfy(loaded, &mut out);
+    comfy(loaded, &ctx.scheduled_templates, &mut out);
     out
 }
 
@@ -179,14 +179,60 @@ fn channel_finding(key: &str, probed: Result<clawgate_channels::Identity, clawga
 
 /// One check per ComfyUI worker: `/system_stats` (the version), and for `openclaw` workers the
 /// extension's health and template list.
-fn comfy(loaded: &clawgate_config::LoadedConfig, out: &mut Vec<Probe>) {
+fn comfy(loaded: &clawgate_config::LoadedConfig, scheduled: &[(String, String)], out: &mut Vec<Probe>) {
     let Ok(Some(cfg)) = clawgate_core::comfy::ComfyConfig::from_config(&loaded.config, loaded.base_dir()) else {
         return;
     };
+    if !scheduled.is_empty() {
+        out.push(Probe::new(
+            "comfy.schedules",
+            Section::Comfy,
+            "the templates of ComfyUI schedules",
+            scheduled_templates_exist(cfg.clone(), scheduled.to_vec()),
+        ));
+    }
     for worker in cfg.workers {
         let name = worker.name.clone();
         let what = format!("ComfyUI worker {name}");
         out.push(Probe::new(format!("comfy.{name}"), Section::Comfy, what, comfy_worker(worker)));
+    }
+}
+
+/// Every template a stored schedule runs is somewhere a worker can run it: the local templates
+/// (native workers) or an `openclaw` worker's list.
+async fn scheduled_templates_exist(
+    cfg: clawgate_core::comfy::ComfyConfig,
+    scheduled: Vec<(String, String)>,
+) -> Finding {
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    if cfg.workers.iter().any(|w| w.openclaw.is_none())
+        && let Ok(lib) = clawgate_comfy::templates::TemplateLibrary::load(&cfg.templates_dir)
+    {
+        known.extend(lib.list().into_iter().map(|t| t.id));
+    }
+    for w in cfg.workers.iter().filter(|w| w.openclaw.is_some()) {
+        let Some(auth) = &w.openclaw else { continue };
+        if let Ok(client) =
+            clawgate_comfy::openclaw::OpenClawClient::new(w.url.expose(), auth.admin_token.clone(), None)
+            && let Ok(templates) = client.with_obs_token(auth.obs_token.clone()).templates().await
+        {
+            known.extend(templates.into_iter().map(|t| t.id));
+        }
+    }
+    let missing: Vec<String> =
+        scheduled.iter().filter(|(_, t)| !known.contains(t)).map(|(name, t)| format!("\"{name}\" runs {t}")).collect();
+    if missing.is_empty() {
+        Finding::ok(format!(
+            "the {} ComfyUI schedule{} run templates that exist",
+            scheduled.len(),
+            plural(scheduled.len())
+        ))
+    } else {
+        Finding::fail(
+            format!("schedule {}, which no worker has", missing.join(", schedule ")),
+            "add the template (comfy.templatesDir, or the extension's data/templates), or change the schedule \
+             (`clawgate call cron.update` / `cron.remove`)",
+        )
     }
 }
 
