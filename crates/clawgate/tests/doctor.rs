@@ -190,11 +190,14 @@ async fn offline_skips_every_network_check() {
     let cfg = json!({
         "models": {"providers": {"fake": {"baseUrl": format!("{}/v1", closed_url()), "api": "openai-completions"}}},
         "agents": {"defaults": {"model": {"primary": "fake/m"}}},
-        "channels": {"telegram": {"botToken": "123:abc", "apiRoot": closed_url()}},
+        "channels": {"telegram": {"botToken": "123:abc", "apiRoot": closed_url()},
+                     "line": {"channelAccessToken": "line-token", "channelSecret": "line-secret"}},
     });
     let (code, report) = doctor(dir.path(), &cfg, &["--offline"]).await;
     assert_check(&report, "providers.fake", "skipped", "--offline");
     assert_check(&report, "channels.telegram.default", "skipped", "--offline");
+    assert_check(&report, "channels.line.default", "skipped", "--offline");
+    assert_check(&report, "network.publicUrl", "warn", "line/default cannot be sent images");
     assert_eq!(code, 0, "nothing failed: {report:#}");
 }
 

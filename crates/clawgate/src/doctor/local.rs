@@ -523,6 +523,25 @@ fn public_urls(loaded: &clawgate_config::LoadedConfig, out: &mut Vec<Outcome>) {
         urls.push(("network.publicUrl".into(), "gateway.publicUrl".into(), u.clone()));
     }
     if let Ok(accounts) = clawgate_channels::accounts_from_config(&loaded.config.channels, loaded.base_dir()) {
+        // LINE and WhatsApp fetch images themselves, from links under gateway.publicUrl.
+        let fetchers: Vec<String> = accounts
+            .iter()
+            .filter(|a| a.enabled && matches!(a.key.channel.as_str(), "line" | "whatsapp"))
+            .map(|a| a.key.to_string())
+            .collect();
+        if loaded.config.gateway.public_url.is_none() && !fetchers.is_empty() {
+            out.push(Outcome::new(
+                "network.publicUrl",
+                Section::Network,
+                Finding::warn(
+                    format!(
+                        "gateway.publicUrl is not set, so {} cannot be sent images (the platform fetches them from a link)",
+                        fetchers.join(", ")
+                    ),
+                    "set gateway.publicUrl to the https:// address the platforms reach this gateway at",
+                ),
+            ));
+        }
         for a in accounts.iter().filter(|a| a.enabled) {
             if let Some(u) = &a.settings.webhook_url {
                 urls.push((
