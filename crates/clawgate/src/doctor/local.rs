@@ -340,9 +340,8 @@ fn token_file(ctx: &Ctx, out: &mut Vec<Outcome>) {
 fn disk_free(ctx: &Ctx, out: &mut Vec<Outcome>) {
     // The directory may not exist yet: its filesystem is that of its nearest existing parent.
     let Some(existing) = ctx.state_dir.ancestors().find(|p| p.exists()) else { return };
-    let finding = match rustix::fs::statvfs(existing) {
-        Ok(st) => {
-            let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let finding = match free_bytes(existing) {
+        Ok(free) => {
             if free < CRITICAL_DISK_BYTES {
                 Finding::fail(
                     format!("only {} free on the state directory's filesystem", human_bytes(free)),
@@ -362,6 +361,17 @@ fn disk_free(ctx: &Ctx, out: &mut Vec<Outcome>) {
         }
     };
     out.push(Outcome::new("state.disk", Section::State, finding));
+}
+
+#[cfg(unix)]
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_path: &Path) -> std::io::Result<u64> {
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "not measured on this platform"))
 }
 
 fn human_bytes(n: u64) -> String {
