@@ -114,6 +114,8 @@ async fn chat_tokens_are_checked_with_each_platform_and_the_bot_is_named() {
     let model = FakeOpenAi::start(Script::new().models(["m"])).await.unwrap();
     let down = closed_url();
     let dir = tempfile::tempdir().unwrap();
+    let mut whatsapp = wa.account_config();
+    whatsapp["accounts"] = json!({"bad": {"accessToken": "EAAnotTheToken"}, "down": {"apiRoot": down}});
     let cfg = json!({
         "gateway": {"publicUrl": "https://bot.example.com"},
         "models": {"providers": {"fake": {"baseUrl": model.base_url(), "api": "openai-completions"}}},
@@ -125,12 +127,12 @@ async fn chat_tokens_are_checked_with_each_platform_and_the_bot_is_named() {
                 "off": {"botToken": tg.token(), "enabled": false},
             }},
             "discord": {"token": dc.token(), "apiRoot": dc.api_root(), "gatewayUrl": dc.gateway_url(),
-                        "accounts": {"bad": {"token": "not-the-token"}}},
+                        "accounts": {"bad": {"token": "not-the-token"}, "down": {"apiRoot": down}}},
             "slack": {"botToken": slack.bot_token(), "appToken": slack.app_token(), "apiRoot": slack.api_root(),
-                      "accounts": {"bad": {"botToken": "xoxb-not-the-token"}}},
+                      "accounts": {"bad": {"botToken": "xoxb-not-the-token"}, "down": {"apiRoot": down}}},
             "line": {"channelAccessToken": line.token(), "channelSecret": line.secret(), "apiRoot": line.api_root(),
-                     "accounts": {"bad": {"channelAccessToken": "not-the-token"}}},
-            "whatsapp": wa.account_config(),
+                     "accounts": {"bad": {"channelAccessToken": "not-the-token"}, "down": {"apiRoot": down}}},
+            "whatsapp": whatsapp,
         },
     });
     let (code, report) = doctor(dir.path(), &cfg, &[]).await;
@@ -145,6 +147,10 @@ async fn chat_tokens_are_checked_with_each_platform_and_the_bot_is_named() {
     assert_check(&report, "channels.line.default", "ok", "token valid, bot clawgate test bot");
     assert_check(&report, "channels.line.bad", "fail", "token rejected");
     assert_check(&report, "channels.whatsapp.default", "ok", "token valid, bot ");
+    assert_check(&report, "channels.whatsapp.bad", "fail", "token rejected");
+    for platform in ["discord", "slack", "line", "whatsapp"] {
+        assert_check(&report, &format!("channels.{platform}.down"), "fail", "not reachable");
+    }
     assert_check(&report, "network.publicUrl", "ok", "https://bot.example.com");
     let text = report.to_string();
     for secret in [tg.token(), dc.token(), slack.bot_token(), line.token()] {

@@ -152,13 +152,13 @@ fn config_permissions(ctx: &Ctx, out: &mut Vec<Outcome>) {
         return;
     }
     let Some(mode) = mode_of(path) else { return };
-    let first = &secrets[0];
-    let more = if secrets.len() > 1 { format!(" and {} more", secrets.len() - 1) } else { String::new() };
+    let shown = secrets.iter().take(3).map(String::as_str).collect::<Vec<_>>().join(", ");
+    let more = if secrets.len() > 3 { format!(" and {} more", secrets.len() - 3) } else { String::new() };
     if mode & 0o077 == 0 {
         out.push(Outcome::new(
             id,
             Section::Config,
-            Finding::ok(format!("config file holds secrets ({first}{more}) and is private (mode {mode:o})")),
+            Finding::ok(format!("config file holds secrets ({shown}{more}) and is private (mode {mode:o})")),
         ));
         return;
     }
@@ -168,7 +168,7 @@ fn config_permissions(ctx: &Ctx, out: &mut Vec<Outcome>) {
         Section::Config,
         fix_mode(ctx.fix, path, 0o600, &what).unwrap_or_else(|| {
             Finding::fail(
-                format!("config file holds secrets ({first}{more}) and is readable by others (mode {mode:o})"),
+                format!("config file holds secrets ({shown}{more}) and is readable by others (mode {mode:o})"),
                 format!("{what}, or move the secrets to {{env: \"NAME\"}} references (`clawgate doctor --fix` chmods)"),
             )
         }),
