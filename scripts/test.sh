@@ -8,6 +8,7 @@
 #   - @line/bot-sdk (LINE's official Node SDK, its signature check as an oracle) from the npm registry
 #   - whatsapp-api-js (a maintained WhatsApp Cloud API SDK, an independent check of the fake Graph API)
 #   - Debian chromium (apt-get) and playwright-core from npm, for the web chat browser test
+#   - Debian nginx (apt-get), run unprivileged in front of clawgate by the reverse-proxy test
 #   - cargo-nextest, if missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +68,12 @@ fi
 step "installing Chromium and playwright-core for the web chat browser test (cached after the first run)"
 if ! ./scripts/install-browser.sh >/dev/null; then
   echo "test.sh: could not install chromium (apt-get) or playwright-core (npm); the web chat browser test needs them" >&2
+  exit 3
+fi
+
+step "installing nginx for the reverse-proxy test (once)"
+if ! ./scripts/install-nginx.sh >/dev/null; then
+  echo "test.sh: could not install nginx (apt-get); the reverse-proxy test needs it" >&2
   exit 3
 fi
 

@@ -143,7 +143,7 @@ impl Gateway {
             store.clone(),
             tasks.clone(),
             config.clone(),
-            outbox,
+            outbox.clone(),
             agents.clone(),
             commands,
         );
@@ -153,6 +153,7 @@ impl Gateway {
             agents.clone(),
             events.clone(),
             tasks.clone(),
+            outbox,
         );
         let observed =
             crate::health::Observed { agents: agents.clone(), channels: channels.clone(), comfy: comfy.clone() };

@@ -1,6 +1,8 @@
 //! The heartbeat as configured: `agents.defaults.heartbeat` and `agents.list[].heartbeat`
-//! (`{every: "30m", prompt?, target?, ackMaxChars?, activeHours?}`, upstream's names), resolved
-//! once per config version with the agents.
+//! (`{every: "30m", prompt?, target?, to?, accountId?, ackMaxChars?, activeHours?: {start, end,
+//! timezone?}}`, upstream's names), resolved once per config version with the agents, and the
+//! pure rules of a beat: whether it is inside the active hours, and whether a reply is an
+//! acknowledgement (nothing to deliver) or text to deliver.
 //!
 //! Which agents beat follows upstream: when any `agents.list[]` entry has a `heartbeat` block,
 //! exactly those agents do (each over the defaults); otherwise only the default agent does, with
@@ -24,6 +26,37 @@ pub const DEFAULT_TARGET: &str = "none";
 /// `NO_REPLY`; older prompts and models say `HEARTBEAT_OK`).
 pub const ACK_TOKENS: &[&str] = &["NO_REPLY", "HEARTBEAT_OK"];
 
+/// The zone `activeHours` are read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveZone {
+    /// The host's zone (`timezone` omitted, `"user"` or `"local"`; upstream's `"user"` first
+    /// tries `agents.defaults.userTimezone`, which clawgate does not have).
+    Local,
+    /// An IANA zone (`"Europe/Berlin"`).
+    Iana(chrono_tz::Tz),
+}
+
+/// `activeHours`: minutes of the day `[start, end)` in `zone`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveHours {
+    /// First minute of the day inside the window.
+    pub start: u32,
+    /// First minute past the window (`24:00` is 1440); before `start` the window wraps past
+    /// midnight; equal to `start` it is empty (upstream: "always outside").
+    pub end: u32,
+    /// Where the minutes are counted.
+    pub zone: ActiveZone,
+}
+
+/// What a heartbeat reply means once the acknowledgement rule is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Nothing needs attention: nothing is delivered.
+    Ack,
+    /// Text to deliver (with any acknowledgement token at its edges removed).
+    Deliver(String),
+}
+
 /// One agent's heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeartbeatSpec {
@@ -33,33 +66,99 @@ pub struct HeartbeatSpec {
     pub every_ms: u64,
     /// The message of each heartbeat turn.
     pub prompt: String,
-    /// Where a reply worth delivering goes (`none`: only the transcript and the event).
+    /// Where a reply worth delivering goes: `none` (only the transcript and the event), `last`
+    /// (the chat the agent last talked in), `owner` (upstream's operator DM; clawgate has no
+    /// owner list, so it never resolves) or a channel id (`telegram`) with [`Self::to`].
     pub target: String,
+    /// The chat of a channel target (`"123456789"`, Telegram topics as `<chat>:topic:<thread>`).
+    pub to: Option<String>,
+    /// The channel account of the target (`default` when unset).
+    pub account_id: Option<String>,
     /// See [`DEFAULT_ACK_MAX_CHARS`].
     pub ack_max_chars: usize,
-    /// Minutes of the day (UTC) `[start, end)` in which heartbeats run; `None`: always.
-    pub active_hours: Option<(u32, u32)>,
+    /// When heartbeats run; `None`: always.
+    pub active_hours: Option<ActiveHours>,
 }
 
-impl HeartbeatSpec {
-    /// Whether `minute_of_day` (UTC) lies in the active hours (wrapping past midnight when
-    /// `end < start`).
-    pub fn active_at(&self, minute_of_day: u32) -> bool {
-        match self.active_hours {
-            None => true,
-            Some((start, end)) if start <= end => (start..end).contains(&minute_of_day),
-            Some((start, end)) => minute_of_day >= start || minute_of_day < end,
+impl ActiveHours {
+    /// Whether `minute_of_day` (in the zone) lies in the window (wrapping past midnight when
+    /// `end < start`; empty when they are equal).
+    pub fn contains_minute(&self, minute_of_day: u32) -> bool {
+        if self.start <= self.end {
+            (self.start..self.end).contains(&minute_of_day)
+        } else {
+            minute_of_day >= self.start || minute_of_day < self.end
         }
     }
 
-    /// Whether `reply` is an acknowledgement ("nothing needs attention"): it contains one of
-    /// [`ACK_TOKENS`] and at most `ack_max_chars` of other text.
+    /// The minute of the day at the instant `ts_ms` (Unix milliseconds) in the zone.
+    pub fn minute_of_day(&self, ts_ms: i64) -> u32 {
+        use chrono::{TimeZone, Timelike};
+        let Some(utc) = chrono::DateTime::from_timestamp_millis(ts_ms) else { return 0 };
+        let (h, m) = match self.zone {
+            ActiveZone::Iana(tz) => {
+                let t = utc.with_timezone(&tz);
+                (t.hour(), t.minute())
+            }
+            ActiveZone::Local => {
+                let t = chrono::Local.from_utc_datetime(&utc.naive_utc());
+                (t.hour(), t.minute())
+            }
+        };
+        h * 60 + m
+    }
+}
+
+impl HeartbeatSpec {
+    /// Whether heartbeats run at the instant `ts_ms` (Unix milliseconds).
+    pub fn active_at_ms(&self, ts_ms: i64) -> bool {
+        self.active_hours.is_none_or(|h| h.contains_minute(h.minute_of_day(ts_ms)))
+    }
+
+    /// Whether `reply` is an acknowledgement ("nothing needs attention"); see [`Self::reply`].
     pub fn is_ack(&self, reply: &str) -> bool {
-        if !ACK_TOKENS.iter().any(|t| reply.contains(t)) {
-            return false;
+        self.reply(reply) == Reply::Ack
+    }
+
+    /// Upstream's acknowledgement rule (`stripHeartbeatToken` in heartbeat mode): an
+    /// acknowledgement token counts only at the **start or end** of the reply (at the end with up
+    /// to four trailing non-word characters, as in `HEARTBEAT_OK.`; Markdown emphasis around it is
+    /// ignored); once stripped, a rest of at most `ack_max_chars` characters is an
+    /// acknowledgement, a longer rest is delivered without the token. A token in the middle of
+    /// the text is not special. Empty replies are acknowledgements.
+    pub fn reply(&self, reply: &str) -> Reply {
+        let trimmed = reply.trim();
+        let unmarked = trimmed.trim_matches(|c| matches!(c, '*' | '`' | '~' | '_')).trim();
+        let (rest, stripped) = strip_edge_tokens(unmarked);
+        if unmarked.is_empty() || stripped && rest.chars().count() <= self.ack_max_chars {
+            return Reply::Ack;
         }
-        let rest = ACK_TOKENS.iter().fold(reply.to_owned(), |s, t| s.replace(t, ""));
-        rest.trim().chars().count() <= self.ack_max_chars
+        Reply::Deliver(if stripped { rest } else { trimmed.to_owned() })
+    }
+}
+
+/// `text` with [`ACK_TOKENS`] removed from its start and end, repeatedly; whether any was.
+fn strip_edge_tokens(text: &str) -> (String, bool) {
+    let mut text = text.trim().to_owned();
+    let mut stripped = false;
+    loop {
+        let before = text.clone();
+        for token in ACK_TOKENS {
+            if let Some(rest) = text.strip_prefix(token) {
+                text = rest.trim_start().to_owned();
+            }
+            // At the end, followed by at most four characters that are not word characters.
+            if let Some(at) = text.rfind(token) {
+                let tail = &text[at + token.len()..];
+                if tail.chars().count() <= 4 && tail.chars().all(|c| !c.is_alphanumeric() && c != '_') {
+                    text = text[..at].trim_end().to_owned();
+                }
+            }
+        }
+        if text == before {
+            return (text, stripped);
+        }
+        stripped = true;
     }
 }
 
@@ -135,15 +234,35 @@ pub fn resolve(defaults: Option<&Value>, own: Option<&Value>, at: &str) -> Resul
                 |k: &str| h.get(k).and_then(Value::as_str).ok_or_else(|| format!("{at}.activeHours.{k}: required"));
             let start = parse_hhmm(get("start")?, &format!("{at}.activeHours.start"))?;
             let end = parse_hhmm(get("end")?, &format!("{at}.activeHours.end"))?;
-            Some((start, end.min(24 * 60)))
+            // Unlike upstream (which falls back to the host zone), an unknown zone is refused:
+            // heartbeats at the wrong hours would go unnoticed until they wake someone.
+            let zone = match h.get("timezone") {
+                None | Some(Value::Null) => ActiveZone::Local,
+                Some(Value::String(z)) if z == "user" || z == "local" => ActiveZone::Local,
+                Some(Value::String(z)) => ActiveZone::Iana(z.parse::<chrono_tz::Tz>().map_err(|_| {
+                    format!("{at}.activeHours.timezone: unknown time zone {z:?} (use an IANA name like \"Europe/Berlin\", or \"local\")")
+                })?),
+                Some(_) => return Err(format!("{at}.activeHours.timezone: must be a string")),
+            };
+            Some(ActiveHours { start, end: end.min(24 * 60), zone })
         }
-        Some(_) => return Err(format!("{at}.activeHours: must be {{start, end}}")),
+        Some(_) => return Err(format!("{at}.activeHours: must be {{start, end, timezone?}}")),
+    };
+    let optional = |key: &str| -> Result<Option<String>, String> {
+        match merged.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+            Some(Value::Number(n)) if key == "to" => Ok(Some(n.to_string())),
+            Some(_) => Err(format!("{at}.{key}: must be a non-empty string")),
+        }
     };
     Ok(Some(HeartbeatSpec {
         every,
         every_ms,
         prompt: text("prompt", DEFAULT_PROMPT)?,
         target: text("target", DEFAULT_TARGET)?,
+        to: optional("to")?,
+        account_id: optional("accountId")?,
         ack_max_chars,
         active_hours,
     }))
@@ -178,25 +297,78 @@ mod tests {
         );
     }
 
-    #[test]
-    fn active_hours_wrap_past_midnight() {
-        let spec =
-            resolve(Some(&json!({"activeHours": {"start": "22:00", "end": "06:00"}})), None, "x").unwrap().unwrap();
-        assert!(spec.active_at(23 * 60));
-        assert!(spec.active_at(60));
-        assert!(!spec.active_at(12 * 60));
-        let day =
-            resolve(Some(&json!({"activeHours": {"start": "08:00", "end": "20:00"}})), None, "x").unwrap().unwrap();
-        assert!(day.active_at(8 * 60) && !day.active_at(20 * 60));
+    fn hours(window: Value) -> ActiveHours {
+        resolve(Some(&json!({"activeHours": window})), None, "x").unwrap().unwrap().active_hours.unwrap()
     }
 
     #[test]
-    fn an_acknowledgement_is_the_token_with_little_else() {
+    fn active_hours_wrap_past_midnight_and_an_empty_window_never_runs() {
+        let night = hours(json!({"start": "22:00", "end": "06:00"}));
+        assert!(night.contains_minute(23 * 60) && night.contains_minute(60) && !night.contains_minute(12 * 60));
+        let day = hours(json!({"start": "08:00", "end": "20:00"}));
+        assert!(day.contains_minute(8 * 60) && !day.contains_minute(20 * 60));
+        let all = hours(json!({"start": "00:00", "end": "24:00"}));
+        assert!(all.contains_minute(0) && all.contains_minute(24 * 60 - 1));
+        let empty = hours(json!({"start": "08:00", "end": "08:00"}));
+        assert!((0..24 * 60).all(|m| !empty.contains_minute(m)));
+    }
+
+    #[test]
+    fn active_hours_are_read_in_their_time_zone_across_daylight_saving() {
+        let spec = resolve(
+            Some(&json!({"activeHours": {"start": "09:00", "end": "22:00", "timezone": "America/New_York"}})),
+            None,
+            "x",
+        )
+        .unwrap()
+        .unwrap();
+        // 2026-01-15 13:30Z is 08:30 in New York (EST, UTC-5): outside; 14:30Z is 09:30: inside.
+        let jan = 1_768_483_800_000; // 2026-01-15T13:30:00Z
+        assert!(!spec.active_at_ms(jan));
+        assert!(spec.active_at_ms(jan + 3_600_000));
+        // 2026-07-15 13:30Z is 09:30 in New York (EDT, UTC-4): inside.
+        let jul = 1_784_122_200_000; // 2026-07-15T13:30:00Z
+        assert!(spec.active_at_ms(jul));
+        // 02:30Z on 2026-07-16 is 22:30 the day before: outside.
+        assert!(!spec.active_at_ms(jul + 13 * 3_600_000));
+        let bad = resolve(
+            Some(&json!({"activeHours": {"start": "09:00", "end": "17:00", "timezone": "Mars/Base"}})),
+            None,
+            "x",
+        );
+        assert!(bad.unwrap_err().contains("unknown time zone \"Mars/Base\""));
+        assert_eq!(hours(json!({"start": "09:00", "end": "17:00", "timezone": "local"})).zone, ActiveZone::Local);
+    }
+
+    #[test]
+    fn an_acknowledgement_is_the_token_at_an_edge_with_little_else() {
         let spec = resolve(Some(&json!({"ackMaxChars": 10})), None, "x").unwrap().unwrap();
         assert!(spec.is_ack("NO_REPLY"));
         assert!(spec.is_ack("  HEARTBEAT_OK\n"));
+        assert!(spec.is_ack("**HEARTBEAT_OK**"));
+        assert!(spec.is_ack("HEARTBEAT_OK."));
         assert!(spec.is_ack("All good. NO_REPLY"));
-        assert!(!spec.is_ack("The deploy failed twice tonight, look at it. NO_REPLY"));
-        assert!(!spec.is_ack("The deploy failed."));
+        assert!(spec.is_ack("HEARTBEAT_OK all good"));
+        assert!(spec.is_ack(""));
+        // A longer rest is delivered, without the token.
+        assert_eq!(
+            spec.reply("The deploy failed twice tonight, look at it. HEARTBEAT_OK"),
+            Reply::Deliver("The deploy failed twice tonight, look at it.".into())
+        );
+        assert_eq!(spec.reply("The deploy failed."), Reply::Deliver("The deploy failed.".into()));
+        // In the middle a token is not special.
+        assert_eq!(spec.reply("Said HEARTBEAT_OK but no"), Reply::Deliver("Said HEARTBEAT_OK but no".into()));
+        // The default budget is upstream's 300 characters.
+        let default = resolve(Some(&json!({"every": "30m"})), None, "x").unwrap().unwrap();
+        assert!(default.is_ack(&format!("HEARTBEAT_OK {}", "x".repeat(300))));
+        assert!(!default.is_ack(&format!("HEARTBEAT_OK {}", "x".repeat(301))));
+    }
+
+    #[test]
+    fn a_channel_target_names_its_chat_and_account() {
+        let spec =
+            resolve(Some(&json!({"target": "telegram", "to": 12345, "accountId": "ops"})), None, "x").unwrap().unwrap();
+        assert_eq!((spec.to.as_deref(), spec.account_id.as_deref()), (Some("12345"), Some("ops")));
+        assert!(resolve(Some(&json!({"to": ""})), None, "x").unwrap_err().contains("x.to"));
     }
 }

@@ -8,10 +8,22 @@
 //! heartbeat turn in that session at once. `set-heartbeats {enabled}` pauses and resumes the
 //! interval beats.
 //!
-//! Statuses: `ok-token` (the reply was an acknowledgement such as `NO_REPLY`: not delivered),
-//! `ok-empty` (no reply), `sent` (never yet: delivery to a chat target is the next step, so a
-//! reply with something to say is `skipped` with reason `no-delivery-target` and its text in
-//! `message`), `skipped` (`quiet-hours`, `requests-in-flight`, `disabled`), `failed`.
+//! Delivery (upstream's `target`/`to`): a reply with something to say is queued in the durable
+//! outbox for the target chat, so it survives a restart and is retried like any reply. `last` is
+//! the chat the agent last answered a message in (remembered by the router through
+//! [`remember_route`], kept in the store); a channel id (`telegram`) goes to `to` on `accountId`
+//! (or, without `to`, to the last chat when it is on that channel); `none` delivers nothing. A
+//! target that resolves to no chat skips the beat before any model call (`no-route`).
+//!
+//! Statuses: `ok-token` (the reply was an acknowledgement such as `NO_REPLY` or an edge
+//! `HEARTBEAT_OK`: not delivered), `ok-empty` (no reply), `sent` (queued for the target chat; the
+//! event names `channel` and `to`), `skipped` (`quiet-hours`, `requests-in-flight`, `no-route`,
+//! or `no-delivery-target` for a reply with something to say under `target: "none"`, its text in
+//! `message`), `failed`.
+//!
+//! The last beat's event is kept in the store, so `last-heartbeat` survives a restart. OK-only
+//! turns stay in the transcript, as upstream's do (it keeps them "for audit/replay" and only its
+//! UI hides them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,13 +35,15 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use clawgate_store::{EntryStatus, RunKind, SessionStore, TranscriptRole, TranscriptStore};
+use clawgate_channels::{AccountKey, InboundMessage, OutboundMessage, chunk_text};
+use clawgate_store::{EntryStatus, KvStore, RunKind, SessionStore, TranscriptRole, TranscriptStore};
 
 use crate::agent::{AgentService, RunOutcome, RunRequest, transcript};
+use crate::channels::Outbox;
 use crate::error::CoreError;
 use crate::events::Events;
 use crate::gateway::Store;
-use crate::heartbeat::HeartbeatSpec;
+use crate::heartbeat::{HeartbeatSpec, Reply};
 use crate::tasks::Tasks;
 use crate::time::now_ms;
 
@@ -39,6 +53,10 @@ const RECHECK: Duration = Duration::from_secs(30);
 const TURN_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// Characters of a reply kept in the event's `message`.
 const MESSAGE_PREVIEW: usize = 500;
+/// Where the last beat's event is kept (`last-heartbeat` after a restart).
+const LAST_KEY: &str = "heartbeat:last";
+/// Where an agent's last chat is kept (`target: "last"`), followed by the agent id.
+const ROUTE_KEY: &str = "heartbeat:route:";
 
 /// The heartbeat runner. Cheap to clone: clones share one runner.
 #[derive(Clone)]
@@ -53,12 +71,14 @@ struct Inner {
     agents: AgentService,
     /// The `heartbeat` broadcast and session events.
     events: Events,
+    /// Replies worth delivering go to their chat through it (durable, retried).
+    outbox: Outbox,
     /// The runner's loop runs under it and stops with it.
     tasks: Tasks,
     /// `set-heartbeats`: interval beats run only while set.
     enabled: AtomicBool,
-    /// The last beat's event (`last-heartbeat`), kept in memory: a restart starts with none.
-    /// A watch, so a caller can wait for the next beat.
+    /// The last beat's event (`last-heartbeat`), also kept in the store and read back by
+    /// [`HeartbeatService::start`]. A watch, so a caller can wait for the next beat.
     last: watch::Sender<Option<Value>>,
     /// `(agent, session)` pairs a `wake {mode:"now"}` asked to beat; drained by the loop.
     wake_now: Mutex<Vec<(String, String)>>,
@@ -92,12 +112,13 @@ impl WakeOutcome {
 
 impl HeartbeatService {
     /// A runner (enabled, not started) over these handles.
-    pub fn new(store: Store, agents: AgentService, events: Events, tasks: Tasks) -> Self {
+    pub fn new(store: Store, agents: AgentService, events: Events, tasks: Tasks, outbox: Outbox) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 agents,
                 events,
+                outbox,
                 tasks,
                 enabled: AtomicBool::new(true),
                 last: watch::channel(None).0,
@@ -107,8 +128,18 @@ impl HeartbeatService {
         }
     }
 
-    /// Start the loop under the task tracker.
-    pub fn start(&self) {
+    /// Read the last beat back from the store, then start the loop under the task tracker.
+    pub async fn start(&self) {
+        match self.inner.store.get(LAST_KEY).await {
+            Ok(Some(text)) => match serde_json::from_str::<Value>(&text) {
+                Ok(event) if event.is_object() => {
+                    self.inner.last.send_if_modified(|last| last.is_none() && last.replace(event).is_none());
+                }
+                _ => tracing::warn!("the stored last heartbeat is not an event; last-heartbeat starts empty"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the last heartbeat; last-heartbeat starts empty"),
+        }
         self.inner.tasks.spawn("heartbeat", self.clone().run());
     }
 
@@ -231,13 +262,15 @@ impl HeartbeatService {
     pub async fn beat(&self, agent_id: &str, session_key: &str, spec: &HeartbeatSpec) -> Value {
         let started = Instant::now();
         let ts = now_ms();
-        let minute = u32::try_from(ts.rem_euclid(86_400_000) / 60_000).unwrap_or(0);
-        let result = if !spec.active_at(minute) {
+        let result = if !spec.active_at_ms(ts) {
             Beat::skipped("quiet-hours")
         } else if !self.inner.agents.active_runs(session_key).is_empty() {
             Beat::skipped("requests-in-flight")
         } else {
-            self.turn(agent_id, session_key, spec).await
+            match self.route(agent_id, spec).await {
+                Ok(route) => self.turn(agent_id, session_key, spec, route.as_ref()).await,
+                Err(reason) => Beat::skipped(reason),
+            }
         };
         let mut event = json!({"ts": ts, "status": result.status, "durationMs": started.elapsed().as_millis() as u64});
         if let Some(reason) = result.reason {
@@ -246,13 +279,56 @@ impl HeartbeatService {
         if let Some(message) = result.message {
             event["message"] = json!(message);
         }
+        if let Some(route) = result.sent_to {
+            event["channel"] = json!(route.key.channel);
+            event["to"] = json!(route.to());
+            if route.key.account != "default" {
+                event["accountId"] = json!(route.key.account);
+            }
+        }
         tracing::info!(agent = agent_id, status = result.status, reason = ?event.get("reason"), "heartbeat");
         self.inner.last.send_replace(Some(event.clone()));
+        if let Err(e) = self.inner.store.set(LAST_KEY, &event.to_string()).await {
+            tracing::warn!(error = %e, "cannot store the last heartbeat; last-heartbeat is lost at a restart");
+        }
         self.inner.events.heartbeat(&event);
         event
     }
 
-    async fn turn(&self, agent_id: &str, session_key: &str, spec: &HeartbeatSpec) -> Beat {
+    /// Where a reply of this beat would go: `Ok(None)` for `target: "none"`, `Err(reason)` when
+    /// the target names no chat (the beat is skipped before the model is asked).
+    async fn route(&self, agent_id: &str, spec: &HeartbeatSpec) -> Result<Option<Route>, &'static str> {
+        let last = || async { last_route(&self.inner.store, agent_id).await };
+        let account_ok = |r: &Route| spec.account_id.as_ref().is_none_or(|a| *a == r.key.account);
+        match spec.target.as_str() {
+            "none" => Ok(None),
+            // Upstream's operator DM comes from `commands.ownerAllowFrom`, which clawgate lacks.
+            "owner" => Err("no-route"),
+            "last" => last().await.filter(account_ok).map(Some).ok_or("no-route"),
+            channel => match &spec.to {
+                Some(to) => {
+                    let account = spec.account_id.as_deref().unwrap_or("default");
+                    Ok(Some(Route::parse(AccountKey::new(channel, account), to)))
+                }
+                None => last().await.filter(|r| r.key.channel == channel && account_ok(r)).map(Some).ok_or("no-route"),
+            },
+        }
+    }
+
+    /// Queue `text` for `route`'s chat in the outbox, idempotent per beat.
+    async fn deliver(&self, route: &Route, run_id: &str, text: &str) -> Result<(), String> {
+        let outbox = &self.inner.outbox;
+        let Some(caps) = outbox.capabilities(&route.key) else {
+            return Err(format!("channel account {} is not configured or not running", route.key));
+        };
+        let messages = chunk_text(text, caps.max_text, caps.measure)
+            .into_iter()
+            .map(|c| OutboundMessage::text(&route.chat_id, route.thread_id.clone(), c))
+            .collect();
+        outbox.send(&route.key, run_id, messages).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    async fn turn(&self, agent_id: &str, session_key: &str, spec: &HeartbeatSpec, route: Option<&Route>) -> Beat {
         let agents = &self.inner.agents;
         let run_id = format!("heartbeat-{}", uuid::Uuid::new_v4());
         let req = RunRequest {
@@ -282,18 +358,71 @@ impl HeartbeatService {
             }
         };
         let text = outcome.text().trim().to_owned();
-        match outcome {
-            RunOutcome::Completed(_) if text.is_empty() => Beat::ok("ok-empty"),
-            RunOutcome::Completed(_) if spec.is_ack(&text) => Beat::ok("ok-token"),
-            RunOutcome::Completed(_) => Beat {
-                status: "skipped",
-                reason: Some("no-delivery-target".into()),
-                message: Some(text.chars().take(MESSAGE_PREVIEW).collect()),
-            },
-            RunOutcome::Failed(f) if !f.error.is_empty() => Beat::failed(f.error),
-            other => Beat::failed(format!("the heartbeat turn ended {}", other.status().as_str())),
+        let deliver = match (&outcome, spec.reply(&text)) {
+            (RunOutcome::Completed(_), _) if text.is_empty() => return Beat::ok("ok-empty"),
+            (RunOutcome::Completed(_), Reply::Ack) => return Beat::ok("ok-token"),
+            (RunOutcome::Completed(_), Reply::Deliver(d)) => d,
+            (RunOutcome::Failed(f), _) if !f.error.is_empty() => return Beat::failed(f.error.clone()),
+            (other, _) => return Beat::failed(format!("the heartbeat turn ended {}", other.status().as_str())),
+        };
+        let message = Some(deliver.chars().take(MESSAGE_PREVIEW).collect());
+        let Some(route) = route else {
+            return Beat { status: "skipped", reason: Some("no-delivery-target".into()), message, sent_to: None };
+        };
+        match self.deliver(route, &run_id, &deliver).await {
+            Ok(()) => Beat { status: "sent", reason: None, message, sent_to: Some(route.clone()) },
+            Err(e) => Beat { status: "failed", reason: Some(format!("cannot deliver: {e}")), message, sent_to: None },
         }
     }
+}
+
+/// A chat a heartbeat reply goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Route {
+    key: AccountKey,
+    chat_id: String,
+    thread_id: Option<String>,
+}
+
+impl Route {
+    /// From upstream's `to`: `<chat>` or `<chat>:topic:<thread>`.
+    fn parse(key: AccountKey, to: &str) -> Self {
+        match to.split_once(":topic:") {
+            Some((chat, thread)) => Route { key, chat_id: chat.to_owned(), thread_id: Some(thread.to_owned()) },
+            None => Route { key, chat_id: to.to_owned(), thread_id: None },
+        }
+    }
+
+    /// Upstream's `to` for this chat.
+    fn to(&self) -> String {
+        match &self.thread_id {
+            Some(t) => format!("{}:topic:{t}", self.chat_id),
+            None => self.chat_id.clone(),
+        }
+    }
+}
+
+/// Remember that `agent_id` last talked in `msg`'s chat (what `target: "last"` delivers to).
+/// The router calls it for every message that starts an agent turn; a failure is logged only
+/// (the heartbeat then goes to the previous chat, or is skipped).
+pub async fn remember_route(store: &Store, agent_id: &str, msg: &InboundMessage) {
+    let value =
+        json!({"channel": msg.channel, "account": msg.account, "chatId": msg.chat_id, "threadId": msg.thread_id});
+    if let Err(e) = store.set(&format!("{ROUTE_KEY}{agent_id}"), &value.to_string()).await {
+        tracing::warn!(agent = agent_id, error = %e, "cannot remember the agent's last chat for its heartbeat");
+    }
+}
+
+/// The chat `agent_id` last talked in, if any was remembered.
+async fn last_route(store: &Store, agent_id: &str) -> Option<Route> {
+    let text = store.get(&format!("{ROUTE_KEY}{agent_id}")).await.ok()??;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let s = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    Some(Route {
+        key: AccountKey::new(&s("channel")?, &s("account")?),
+        chat_id: s("chatId")?,
+        thread_id: s("threadId"),
+    })
 }
 
 /// The outcome of one beat, before it becomes the event.
@@ -301,19 +430,21 @@ struct Beat {
     status: &'static str,
     reason: Option<String>,
     message: Option<String>,
+    /// The chat the reply was queued for (`sent`).
+    sent_to: Option<Route>,
 }
 
 impl Beat {
     fn ok(status: &'static str) -> Self {
-        Beat { status, reason: None, message: None }
+        Beat { status, reason: None, message: None, sent_to: None }
     }
 
     fn skipped(reason: &str) -> Self {
-        Beat { status: "skipped", reason: Some(reason.to_owned()), message: None }
+        Beat { status: "skipped", reason: Some(reason.to_owned()), message: None, sent_to: None }
     }
 
     fn failed(reason: String) -> Self {
-        Beat { status: "failed", reason: Some(reason), message: None }
+        Beat { status: "failed", reason: Some(reason), message: None, sent_to: None }
     }
 }
 
@@ -330,6 +461,8 @@ fn fallback_spec() -> HeartbeatSpec {
         every_ms: 1_800_000,
         prompt: crate::heartbeat::DEFAULT_PROMPT.into(),
         target: crate::heartbeat::DEFAULT_TARGET.into(),
+        to: None,
+        account_id: None,
         ack_max_chars: crate::heartbeat::DEFAULT_ACK_MAX_CHARS,
         active_hours: None,
     }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use clawgate_core::agent::{AgentService, AgentSetup, NoComfy};
 use clawgate_core::broadcast::Broadcaster;
+use clawgate_core::channels::Outbox;
 use clawgate_core::events::Events;
 use clawgate_core::heartbeat_runner::{HeartbeatService, WakeOutcome, main_session};
 use clawgate_core::presence::PresenceState;
@@ -24,14 +25,19 @@ const TURN_WAIT: Duration = Duration::from_secs(30);
 const HALF_HOUR: Duration = Duration::from_secs(30 * 60);
 
 async fn runner(config: Value) -> (HeartbeatService, Tasks) {
+    runner_on(SqliteStore::open_in_memory().await.expect("in-memory store"), config)
+}
+
+/// A runner over `store` (a second one over the same store is the gateway after a restart).
+fn runner_on(store: SqliteStore, config: Value) -> (HeartbeatService, Tasks) {
     let loaded = clawgate_config::parse_str(&config.to_string(), Path::new("clawgate.json5")).expect("config");
     let setup = AgentSetup::from_config(&loaded.config, Path::new(".")).expect("agents");
-    let store = SqliteStore::open_in_memory().await.expect("in-memory store");
     let events = Events::new(Arc::new(Broadcaster::default()), Arc::new(PresenceState::new(json!({}))));
     let tasks = Tasks::new();
     let agents =
         AgentService::new(store.clone(), events.clone(), tasks.clone(), setup, Arc::new(NoComfy), Default::default());
-    (HeartbeatService::new(store, agents, events, tasks.clone()), tasks)
+    let outbox = Outbox::new(store.clone(), Default::default());
+    (HeartbeatService::new(store, agents, events, tasks.clone(), outbox), tasks)
 }
 
 /// Waits for the next beat's event.
@@ -46,12 +52,12 @@ async fn beats_come_every_interval_and_set_heartbeats_pauses_them() {
     let config = json!({"agents": {"defaults": {"heartbeat": {"every": "30m",
         "activeHours": {"start": "00:00", "end": "00:00"}}}}});
     let (hb, tasks) = runner(config).await;
-    // Paused once the store is open (its pool's timers must not run on virtual time); nothing
-    // below touches it.
+    // Paused once the store is open (its pool's timers must not run on virtual time); below, the
+    // store sees only each beat's single write of its event, with a connection free.
     tokio::time::pause();
     let mut rx = hb.subscribe();
     let t0 = Instant::now();
-    hb.start();
+    hb.start().await;
 
     let first = next_beat(&mut rx).await;
     assert_eq!((&first["status"], &first["reason"]), (&json!("skipped"), &json!("quiet-hours")), "{first}");
@@ -92,7 +98,7 @@ async fn with_model(script: Script) -> (FakeOpenAi, HeartbeatService, Tasks) {
 async fn wake_now_runs_a_turn_that_reads_the_queued_events_and_an_ack_is_not_delivered() {
     let (fake, hb, tasks) = with_model(Script::new().otherwise(Turn::text(["NO_REPLY"]))).await;
     let mut rx = hb.subscribe();
-    hb.start();
+    hb.start().await;
     let main = main_session("main");
 
     let queued = hb.wake("main", &main, "disk at 91%", false, "test").await.expect("wake");
@@ -121,6 +127,66 @@ async fn a_reply_with_something_to_say_is_kept_in_the_event() {
     assert_eq!((&beat["status"], &beat["reason"]), (&json!("skipped"), &json!("no-delivery-target")), "{beat}");
     assert_eq!(beat["message"], "The nightly backup failed twice; check the NAS.", "{beat}");
     tasks.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_last_beat_survives_a_restart() {
+    let path = tempfile::tempdir().unwrap();
+    let config = json!({"agents": {"defaults": {"heartbeat": {"every": "30m",
+        "activeHours": {"start": "00:00", "end": "00:00"}}}}});
+    let store = SqliteStore::open(&path.path().join("state.db")).await.expect("store");
+    let (hb, tasks) = runner_on(store.clone(), config.clone());
+    hb.start().await;
+    assert_eq!(hb.last(), None, "no beat yet");
+    let beat = hb.beat("main", &main_session("main"), &fallback_quiet()).await;
+    assert_eq!(beat["reason"], "quiet-hours", "{beat}");
+    tasks.shutdown(Duration::from_secs(5)).await;
+    store.close().await.expect("close");
+
+    let store = SqliteStore::open(&path.path().join("state.db")).await.expect("store reopened");
+    let (again, tasks) = runner_on(store, config);
+    again.start().await;
+    assert_eq!(again.last(), Some(beat), "last-heartbeat after the restart is the last beat before it");
+    tasks.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn outside_active_hours_in_their_zone_nothing_runs() {
+    let (fake, hb, tasks) = with_model(Script::new().otherwise(Turn::text(["The disk is full."]))).await;
+    // A one-hour window that starts two hours from now in Tokyo: now is outside it.
+    let tokyo = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo);
+    let start = (tokyo + chrono::Duration::hours(2)).format("%H:00").to_string();
+    let end = (tokyo + chrono::Duration::hours(3)).format("%H:00").to_string();
+    let spec = clawgate_core::heartbeat::resolve(
+        Some(&json!({"every": "30m", "activeHours": {"start": start, "end": end, "timezone": "Asia/Tokyo"}})),
+        None,
+        "test",
+    )
+    .unwrap()
+    .unwrap();
+    let beat = hb.beat("main", &main_session("main"), &spec).await;
+    assert_eq!((&beat["status"], &beat["reason"]), (&json!("skipped"), &json!("quiet-hours")), "{beat}");
+    assert!(fake.requests().is_empty(), "no model call outside the active hours");
+    tasks.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_target_with_no_chat_skips_before_the_model_is_asked() {
+    let (fake, hb, tasks) = with_model(Script::new().otherwise(Turn::text(["The disk is full."]))).await;
+    for target in [json!({"target": "last"}), json!({"target": "telegram"}), json!({"target": "owner"})] {
+        let spec =
+            clawgate_core::heartbeat::resolve(Some(&json!({"every": "30m"})), Some(&target), "t").unwrap().unwrap();
+        let beat = hb.beat("main", &main_session("main"), &spec).await;
+        assert_eq!((&beat["status"], &beat["reason"]), (&json!("skipped"), &json!("no-route")), "{target}: {beat}");
+    }
+    assert!(fake.requests().is_empty(), "no model call without a chat to tell");
+    tasks.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A heartbeat that is always outside its active hours.
+fn fallback_quiet() -> clawgate_core::heartbeat::HeartbeatSpec {
+    let quiet = json!({"every": "30m", "activeHours": {"start": "00:00", "end": "00:00"}});
+    clawgate_core::heartbeat::resolve(Some(&quiet), None, "test").unwrap().unwrap()
 }
 
 fn fallback() -> clawgate_core::heartbeat::HeartbeatSpec {

@@ -166,7 +166,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     gw.channels.start().await;
     gw.comfy.start(&gw.boot_id, &gw.settings().state_dir).await;
     gw.cron.start().await;
-    gw.heartbeat.start();
+    gw.heartbeat.start().await;
     spawn_config_watcher(gw.clone(), config_path.clone());
     gw.health.refresh(&gw.agents.agents().default_id).await;
 
