@@ -180,6 +180,27 @@ impl DiscordChannel {
         Id::new_checked(self.bot_id.load(Ordering::Relaxed))
     }
 
+    /// Asks `GET /users/@me` once who the token belongs to (`clawgate doctor`): the bot's id
+    /// and name, or why not.
+    pub async fn probe(&self) -> Result<crate::probe::Identity, crate::probe::ProbeError> {
+        use crate::probe::{Identity, ProbeError};
+        let root = self.api_root.as_deref().unwrap_or("https://discord.com");
+        match self.http.current_user().await {
+            Ok(response) => {
+                let me = response
+                    .model()
+                    .await
+                    .map_err(|e| ProbeError::Failed(format!("/users/@me answered something unreadable: {e}")))?;
+                Ok(Identity { id: me.id.to_string(), name: Some(me.name) })
+            }
+            Err(e) if is_unauthorized(&e) => Err(ProbeError::from(unauthorized())),
+            Err(e) if matches!(e.kind(), ErrorType::RequestError | ErrorType::RequestTimedOut) => {
+                Err(ProbeError::Unreachable(format!("Discord API at {root}: {e}")))
+            }
+            Err(e) => Err(ProbeError::Failed(format!("/users/@me: {e}"))),
+        }
+    }
+
     /// Ask `/users/@me` who we are: a refused token fails fast with a clear message instead of
     /// a gateway close; any other failure is left to the gateway.
     async fn check_token(&self) -> Result<(), ChannelError> {

@@ -18,6 +18,7 @@ pub mod fault;
 pub mod line;
 pub mod model;
 pub mod policy;
+pub mod probe;
 pub mod slack;
 pub mod telegram;
 pub mod whatsapp;
@@ -35,3 +36,4 @@ pub use model::{
     AccountKey, ChatKind, Delivered, InboundMedia, InboundMessage, MediaSource, OutboundMedia, OutboundMessage,
 };
 pub use policy::{Verdict, gate};
+pub use probe::{Identity, ProbeError, probe_account};

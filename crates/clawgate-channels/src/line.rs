@@ -309,6 +309,25 @@ impl LineChannel {
         Ok(())
     }
 
+    /// Asks `GET /v2/bot/info` once who the access token belongs to (`clawgate doctor`): the
+    /// bot's user id and display name, or why not.
+    pub async fn probe(&self) -> Result<crate::probe::Identity, crate::probe::ProbeError> {
+        use crate::probe::{Identity, ProbeError};
+        match self.api.get("/v2/bot/info").await {
+            Ok(info) => Ok(Identity {
+                id: info.get("userId").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                name: info.get("displayName").and_then(Value::as_str).map(str::to_owned),
+            }),
+            Err(ApiError::Api { status: status @ (401 | 403), .. }) => Err(ProbeError::Rejected(format!(
+                "LINE refused the channel access token ({status}); check channels.line.channelAccessToken"
+            ))),
+            Err(ApiError::Network(e)) => {
+                Err(ProbeError::Unreachable(format!("LINE Messaging API at {}: {e}", self.api.root)))
+            }
+            Err(e) => Err(ProbeError::Failed(format!("/v2/bot/info: {e}"))),
+        }
+    }
+
     fn learn_bot_id(&self, id: &str) {
         let mut me = self.bot_user_id.lock().unwrap_or_else(|p| p.into_inner());
         if me.as_deref() != Some(id) {

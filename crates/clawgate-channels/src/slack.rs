@@ -633,6 +633,22 @@ impl SlackChannel {
         Err(ApiError::Slack(code))
     }
 
+    /// Calls `auth.test` once (`clawgate doctor`): the bot's user id and name, or why not.
+    pub async fn probe(&self) -> Result<crate::probe::Identity, crate::probe::ProbeError> {
+        use crate::probe::{Identity, ProbeError};
+        match self.call("auth.test", &self.bot_token, None, None).await {
+            Ok(v) => Ok(Identity {
+                id: v["user_id"].as_str().unwrap_or_default().to_owned(),
+                name: v["user"].as_str().map(str::to_owned),
+            }),
+            Err(ApiError::Slack(code)) if UNRECOVERABLE.contains(&code.as_str()) => Err(ProbeError::Rejected(format!(
+                "Slack refused the bot token ({code}); check channels.slack.botToken"
+            ))),
+            Err(ApiError::Network(e)) => Err(ProbeError::Unreachable(format!("Slack API at {}: {e}", self.api_root))),
+            Err(e) => Err(ProbeError::Failed(e.describe("auth.test"))),
+        }
+    }
+
     /// `auth.test` until it answers: the bot's user id. A refused token ends the account.
     async fn who_am_i(&self, cancel: &CancellationToken) -> Result<Option<()>, ChannelError> {
         let mut attempt = 0u32;

@@ -316,6 +316,20 @@ impl TelegramChannel {
         Ok(())
     }
 
+    /// Asks `getMe` once who the token belongs to (`clawgate doctor`): the bot's id and
+    /// `@username`, or why not.
+    pub async fn probe(&self) -> Result<crate::probe::Identity, crate::probe::ProbeError> {
+        use crate::probe::{Identity, ProbeError};
+        match self.get_me().await {
+            Ok(me) => Ok(Identity { id: me.id.to_string(), name: me.username.map(|u| format!("@{u}")) }),
+            Err(ApiError::Api { code: code @ (401 | 404), .. }) => Err(ProbeError::Rejected(format!(
+                "Telegram refused the bot token (getMe answered {code}); check channels.telegram.botToken"
+            ))),
+            Err(ApiError::Network(e)) => Err(ProbeError::Unreachable(format!("Bot API at {}: {e}", self.api.root))),
+            Err(e) => Err(ProbeError::Failed(format!("getMe: {e}"))),
+        }
+    }
+
     fn identity(&self) -> Option<BotIdentity> {
         self.me.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

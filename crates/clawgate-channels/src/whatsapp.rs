@@ -409,6 +409,33 @@ impl WhatsAppChannel {
     }
 
     /// `true` once `GET /{phone-number-id}` answered; the error to stop on otherwise.
+    /// Asks `GET /{phone-number-id}` once whether the access token reaches the number
+    /// (`clawgate doctor`): its id and verified name with the display number, or why not.
+    pub async fn probe(&self) -> Result<crate::probe::Identity, crate::probe::ProbeError> {
+        use crate::probe::{Identity, ProbeError};
+        match self.check_number().await {
+            Ok(info) => {
+                let field = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
+                let name = match (field("verified_name"), field("display_phone_number")) {
+                    (Some(n), Some(d)) => Some(format!("{n} ({d})")),
+                    (n, d) => n.or(d),
+                };
+                Ok(Identity { id: self.api.phone_number_id.clone(), name })
+            }
+            Err(ApiError::Graph { code: code::ACCESS_TOKEN, .. }) | Err(ApiError::Graph { http: 401, .. }) => {
+                Err(ProbeError::Rejected(
+                    "WhatsApp refused the access token (Graph error 190); check channels.whatsapp.accessToken".into(),
+                ))
+            }
+            Err(ApiError::Graph { code: code::INVALID_PARAMETER, message, .. }) => Err(ProbeError::Config(format!(
+                "Graph does not know phone number id {} ({message}); check channels.whatsapp.phoneNumberId",
+                self.api.phone_number_id
+            ))),
+            Err(ApiError::Network(e)) => Err(ProbeError::Unreachable(format!("Graph API at {}: {e}", self.api.root))),
+            Err(e) => Err(ProbeError::Failed(format!("GET /{}: {e}", self.api.phone_number_id))),
+        }
+    }
+
     async fn check_number(&self) -> Result<Value, ApiError> {
         self.api.get(&format!("{}?fields=display_phone_number,verified_name", self.api.phone_number_id)).await
     }

@@ -28,7 +28,7 @@ use clap::{Parser, Subcommand};
   clawgate sessions list               # chat sessions, most recent first
   clawgate jobs list                   # ComfyUI jobs, newest first
   clawgate usage --by model            # tokens and cost of the last 30 days per model
-  clawgate doctor                      # check config, state dir and port
+  clawgate doctor                      # check config, state, providers, bots, ComfyUI, TLS
   clawgate backup ~/clawgate.backup    # copy the state and config while the gateway runs
   clawgate service install             # run it as a systemd user service
   clawgate import connector-env .env   # migrate from the ComfyUI-OpenClaw connector")]
@@ -64,7 +64,7 @@ enum Command {
     /// Work with the config file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
-    /// Check config, state directory, database and port; print what to fix.
+    /// Check config, state, providers, chat accounts, ComfyUI workers and TLS; print what to fix.
     Doctor(doctor::DoctorArgs),
     /// Bring configuration over from other tools (the ComfyUI-OpenClaw connector's .env).
     #[command(subcommand)]
