@@ -376,6 +376,9 @@ impl ChannelService {
                     tracing::info!(account = %rt.cfg.key, "channel account removed from the config; stopping it");
                 }
                 self.stop_account(&rt.cfg.key).await;
+                if wanted.get(&rt.cfg.key).is_some_and(|w| w.token != rt.cfg.token) {
+                    self.forget_session(&rt.cfg.key).await;
+                }
                 stopped.push(rt.cfg.key.clone());
             }
         }
@@ -407,6 +410,22 @@ impl ChannelService {
         }
         report.stopped.extend(stopped);
         report
+    }
+
+    /// New credentials are a new session: what the adapter kept for the old ones (Telegram's
+    /// update offset, which belongs to the old bot: kept, it would make the new bot's updates
+    /// below it be skipped) is forgotten, as `channels.logout` does.
+    async fn forget_session(&self, key: &AccountKey) {
+        use clawgate_store::KvStore;
+        match self.inner.store.delete_prefix(&ingress::state_prefix(key)).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(account = %key, "token changed; the session kept for the old one is forgotten")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(account = %key, error = %e, "token changed but the old session state could not be cleared")
+            }
+        }
     }
 
     /// Start one account's adapter, receive loop and sender. `Err` says why it cannot run
