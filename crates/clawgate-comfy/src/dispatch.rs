@@ -318,10 +318,15 @@ impl<H: JobHost> Dispatcher<H> {
         let before = self.jobs().cancel_job(job_id, now_ms()).await?;
         if let Some(prev) = &before
             && let (Some(wname), Some(prompt)) = (&prev.worker, &prev.prompt_id)
-            && let Some(w) = self.worker(wname)
         {
-            let _ = w.client.cancel_pending(prompt).await;
-            let _ = w.client.interrupt_prompt(prompt).await;
+            // A reload may have changed the worker of that name while the job ran on the old
+            // one: both hear it (a prompt id is unknown to the other server).
+            let retired: Vec<Arc<Worker>> =
+                self.inner.retired.lock().iter().filter(|w| w.cfg.name == *wname).cloned().collect();
+            for w in self.pool().worker(wname).into_iter().chain(retired) {
+                let _ = w.client.cancel_pending(prompt).await;
+                let _ = w.client.interrupt_prompt(prompt).await;
+            }
         }
         if let Ok(Some(j)) = self.jobs().get_job(job_id).await {
             self.host().job_changed(&j, JobChange::State).await;
