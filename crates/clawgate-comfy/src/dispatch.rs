@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -129,9 +130,18 @@ pub struct Dispatcher<H> {
 }
 
 struct Inner<H> {
-    pool: Arc<Pool>,
+    /// The workers in force; a config reload swaps in another ([`Dispatcher::replace_pool`]).
+    pool: RwLock<Arc<Pool>>,
+    /// Workers a reload removed or changed while a job of ours still ran on them: that job is
+    /// followed to its end there, and a cancel still reaches it. Dropped once idle.
+    retired: Mutex<Vec<Arc<Worker>>>,
     host: H,
-    limits: OutputLimits,
+    limits: RwLock<OutputLimits>,
+    /// Ends the probes of the pool in force (a replaced pool's probes stop with it).
+    probes: Mutex<CancellationToken>,
+    /// Ends the queue loop and the probes for good ([`Dispatcher::stop`]); jobs already running
+    /// are followed to their end.
+    stop: CancellationToken,
 }
 
 impl<H> Clone for Dispatcher<H> {
@@ -142,7 +152,7 @@ impl<H> Clone for Dispatcher<H> {
 
 impl<H> std::fmt::Debug for Dispatcher<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher").field("pool", &self.inner.pool).finish_non_exhaustive()
+        f.debug_struct("Dispatcher").field("pool", &*self.inner.pool.read()).finish_non_exhaustive()
     }
 }
 
@@ -163,12 +173,84 @@ fn job_tag(job: &JobRecord) -> String {
 impl<H: JobHost> Dispatcher<H> {
     /// A dispatcher over `pool`'s workers.
     pub fn new(pool: Arc<Pool>, host: H, limits: OutputLimits) -> Self {
-        Self { inner: Arc::new(Inner { pool, host, limits }) }
+        let stop = host.shutdown().child_token();
+        let probes = Mutex::new(stop.child_token());
+        Self {
+            inner: Arc::new(Inner {
+                pool: RwLock::new(pool),
+                retired: Mutex::default(),
+                host,
+                limits: RwLock::new(limits),
+                probes,
+                stop,
+            }),
+        }
     }
 
-    /// The workers.
-    pub fn pool(&self) -> &Arc<Pool> {
-        &self.inner.pool
+    /// The workers in force.
+    pub fn pool(&self) -> Arc<Pool> {
+        self.inner.pool.read().clone()
+    }
+
+    /// The worker named `name`: in the pool in force, else one a reload retired while a job of
+    /// ours still runs on it.
+    pub fn worker(&self, name: &str) -> Option<Arc<Worker>> {
+        self.pool().worker(name).or_else(|| self.inner.retired.lock().iter().find(|w| w.cfg.name == name).cloned())
+    }
+
+    /// Workers a reload retired that still run a job of ours (followed to its end there).
+    pub fn retired_workers(&self) -> Vec<Arc<Worker>> {
+        let mut retired = self.inner.retired.lock();
+        retired.retain(|w| w.running() > 0);
+        retired.clone()
+    }
+
+    /// Swap in the workers of a changed config without stopping anything: the new pool's
+    /// workers are probed first, then it takes the queue — queued jobs stay queued and go to
+    /// it. A job running on a worker the new pool no longer has (removed, or its URL, mode or
+    /// credentials changed) is followed to its end on that worker; should the worker fail
+    /// meanwhile, the job is requeued as on any worker failure and runs on the new pool.
+    pub async fn replace_pool(&self, pool: Arc<Pool>, limits: OutputLimits) {
+        futures_util::future::join_all(pool.workers().iter().map(|w| pool.probe(w))).await;
+        let old = std::mem::replace(&mut *self.inner.pool.write(), pool.clone());
+        *self.inner.limits.write() = limits;
+        {
+            let mut retired = self.inner.retired.lock();
+            retired.retain(|w| w.running() > 0);
+            for w in old.workers() {
+                if w.running() > 0 && !pool.workers().iter().any(|n| Arc::ptr_eq(n, w)) {
+                    tracing::info!(worker = %w.cfg.name, running = w.running(),
+                        "ComfyUI worker left the config; its running jobs are followed to their end there");
+                    retired.push(w.clone());
+                }
+            }
+        }
+        self.spawn_probes(&pool);
+        // The queue loop may be waiting on the old pool's wake-up: ring it once, and the new one.
+        old.kick();
+        pool.kick();
+    }
+
+    /// New output limits (a config reload that left the workers as they were), for the jobs
+    /// that finish from now on.
+    pub fn replace_limits(&self, limits: OutputLimits) {
+        *self.inner.limits.write() = limits;
+    }
+
+    /// Stop taking jobs from the queue and probing (ComfyUI removed from the config). Queued
+    /// jobs stay queued; jobs running now are followed to their end.
+    pub fn stop(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// Probe the pool's workers every few seconds until it is replaced or the dispatcher stops.
+    fn spawn_probes(&self, pool: &Arc<Pool>) {
+        let token = self.inner.stop.child_token();
+        let old = std::mem::replace(&mut *self.inner.probes.lock(), token.clone());
+        old.cancel();
+        for w in pool.workers() {
+            self.host().spawn(pool.clone().probe_loop(w.clone(), token.clone()));
+        }
     }
 
     fn host(&self) -> &H {
@@ -183,11 +265,9 @@ impl<H: JobHost> Dispatcher<H> {
     /// per worker), keep probing them, reconcile what a previous run left dispatched or
     /// running, then run the queue — all under the host's tasks.
     pub async fn start(&self) {
-        let pool = self.pool().clone();
+        let pool = self.pool();
         futures_util::future::join_all(pool.workers().iter().map(|w| pool.probe(w))).await;
-        for w in pool.workers() {
-            self.host().spawn(pool.clone().probe_loop(w.clone(), self.host().shutdown()));
-        }
+        self.spawn_probes(&pool);
         self.reconcile().await;
         self.host().spawn(self.clone().run());
     }
@@ -195,7 +275,7 @@ impl<H: JobHost> Dispatcher<H> {
     /// Claim queued jobs for free workers until none is free or nothing is queued; then wait
     /// for a wake-up (or look again after a while) until shutdown.
     async fn run(self) {
-        let cancel = self.host().shutdown();
+        let cancel = self.inner.stop.clone();
         loop {
             while let Some(worker) = self.pool().pick() {
                 match self.jobs().claim_next_queued(&worker.cfg.name, now_ms()).await {
@@ -207,9 +287,10 @@ impl<H: JobHost> Dispatcher<H> {
                     }
                 }
             }
+            let pool = self.pool();
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = self.pool().kicked() => {}
+                () = pool.kicked() => {}
                 () = tokio::time::sleep(IDLE_LOOK) => {}
             }
         }
@@ -237,10 +318,15 @@ impl<H: JobHost> Dispatcher<H> {
         let before = self.jobs().cancel_job(job_id, now_ms()).await?;
         if let Some(prev) = &before
             && let (Some(wname), Some(prompt)) = (&prev.worker, &prev.prompt_id)
-            && let Some(w) = self.pool().worker(wname)
         {
-            let _ = w.client.cancel_pending(prompt).await;
-            let _ = w.client.interrupt_prompt(prompt).await;
+            // A reload may have changed the worker of that name while the job ran on the old
+            // one: both hear it (a prompt id is unknown to the other server).
+            let retired: Vec<Arc<Worker>> =
+                self.inner.retired.lock().iter().filter(|w| w.cfg.name == *wname).cloned().collect();
+            for w in self.pool().worker(wname).into_iter().chain(retired) {
+                let _ = w.client.cancel_pending(prompt).await;
+                let _ = w.client.interrupt_prompt(prompt).await;
+            }
         }
         if let Ok(Some(j)) = self.jobs().get_job(job_id).await {
             self.host().job_changed(&j, JobChange::State).await;
@@ -461,7 +547,7 @@ impl<H: JobHost> Dispatcher<H> {
                 return self.notify_failure(&job, &format!("ComfyUI ended the job with status {status_str:?}")).await;
             }
         }
-        let limits = &self.inner.limits;
+        let limits = self.inner.limits.read().clone();
         let dir = limits.media_dir.join(&job.id);
         let _ = tokio::fs::create_dir_all(&dir).await;
         let mut outputs = Vec::new();

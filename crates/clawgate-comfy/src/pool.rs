@@ -235,17 +235,37 @@ impl Pool {
     /// The configured workers (in config order; one that cannot be used is logged and left
     /// out) and the templates in `templates_dir`, loaded now.
     pub fn new(workers: &[WorkerConfig], templates_dir: &Path, client_id: &str) -> Self {
+        Self::rebuild(None, workers, templates_dir, client_id).0
+    }
+
+    /// A pool for a changed `comfy.*` (a config reload): a worker whose config is unchanged is
+    /// the same [`Worker`] as in `previous` (its health and the jobs it runs carry over, so
+    /// `maxConcurrent` still counts them); a new or changed one gets a fresh client. Also
+    /// returns, per worker that cannot be used (left out, as in [`Pool::new`]), why.
+    pub fn rebuild(
+        previous: Option<&Pool>,
+        workers: &[WorkerConfig],
+        templates_dir: &Path,
+        client_id: &str,
+    ) -> (Self, Vec<String>) {
+        let mut problems = Vec::new();
         let workers = workers
             .iter()
-            .filter_map(|w| match Worker::new(w.clone(), client_id) {
-                Ok(worker) => Some(Arc::new(worker)),
-                Err(e) => {
-                    tracing::error!(worker = %w.name, error = %e, "ComfyUI worker cannot be used");
-                    None
+            .filter_map(|w| {
+                if let Some(same) = previous.and_then(|p| p.workers.iter().find(|old| old.cfg == *w)) {
+                    return Some(same.clone());
+                }
+                match Worker::new(w.clone(), client_id) {
+                    Ok(worker) => Some(Arc::new(worker)),
+                    Err(e) => {
+                        tracing::error!(worker = %w.name, error = %e, "ComfyUI worker cannot be used");
+                        problems.push(format!("worker {}: {}", w.name, w.url.scrub(&e.to_string())));
+                        None
+                    }
                 }
             })
             .collect();
-        Self { workers, templates: Templates::new(templates_dir.to_owned()), kick: Notify::new() }
+        (Self { workers, templates: Templates::new(templates_dir.to_owned()), kick: Notify::new() }, problems)
     }
 
     /// A pool of these workers (tests build workers themselves).

@@ -202,3 +202,55 @@ async fn after_a_restart_a_finished_prompt_is_completed_and_a_lost_one_runs_agai
     host.stop().await;
     Ok(())
 }
+
+/// A config reload swaps the pool: an unchanged worker is carried over (same health, same
+/// running count), a job running on a removed worker is still found there and followed to its
+/// end, and queued jobs run on the new pool.
+#[tokio::test]
+async fn a_replaced_pool_keeps_unchanged_workers_and_follows_a_removed_ones_job_to_its_end() -> anyhow::Result<()> {
+    let (a, b, c) = (FakeComfy::start().await?, FakeComfy::start().await?, FakeComfy::start().await?);
+    a.set_paused(true);
+    let media = tempfile::tempdir()?;
+    let host = TestHost::new().await;
+    let d = dispatcher(&host, &[worker("a", &a)], media.path());
+    d.start().await;
+    host.store.insert_job(&new_job("job_a", 1), 0).await?;
+    d.pool().kick();
+    wait_until(WAIT, "job_a runs on a", || async {
+        (job(&host, "job_a").await.status == JobStatus::Running).then_some(())
+    })
+    .await?;
+
+    // a leaves the config, b and c come in.
+    let limits = OutputLimits { media_dir: media.path().to_owned(), max_images: 8, max_bytes: 1 << 20 };
+    let (pool, problems) =
+        Pool::rebuild(Some(&d.pool()), &[worker("b", &b), worker("c", &c)], &media.path().join("x"), "t");
+    assert!(problems.is_empty(), "{problems:?}");
+    d.replace_pool(Arc::new(pool), limits.clone()).await;
+    assert!(d.pool().worker("a").is_none(), "a is not in the pool");
+    assert_eq!(d.retired_workers().len(), 1, "a still runs job_a");
+    assert!(d.worker("a").is_some(), "and is found for it");
+
+    // A queued job runs on the new pool.
+    host.store.insert_job(&new_job("job_b", 2), 0).await?;
+    d.pool().kick();
+    wait_until(WAIT, "job_b completed", || async { host.completed("job_b").then_some(()) }).await?;
+    assert_ne!(job(&host, "job_b").await.worker.as_deref(), Some("a"));
+
+    // The job on the removed worker is followed to its end there; then a is let go.
+    a.set_paused(false);
+    wait_until(WAIT, "job_a completed", || async { host.completed("job_a").then_some(()) }).await?;
+    assert_eq!(job(&host, "job_a").await.worker.as_deref(), Some("a"));
+    wait_until(WAIT, "a is let go", || async { d.retired_workers().is_empty().then_some(()) }).await?;
+
+    // An unchanged worker is the same worker after another reload; a changed one is new.
+    let before = d.pool().worker("b").expect("b");
+    let mut changed_c = worker("c", &c);
+    changed_c.weight = 2.0;
+    let (pool, _) = Pool::rebuild(Some(&d.pool()), &[worker("b", &b), changed_c], &media.path().join("x"), "t");
+    d.replace_pool(Arc::new(pool), limits).await;
+    assert!(Arc::ptr_eq(&before, &d.pool().worker("b").expect("b")), "b carried over");
+    assert_eq!(d.pool().worker("c").expect("c").cfg.weight, 2.0);
+    host.stop().await;
+    Ok(())
+}

@@ -47,7 +47,9 @@ pub const RULES: &[(&str, ReloadClass)] = &[
     ("gateway.controlUi.allowedOrigins", ReloadClass::Hot),
     ("gateway.controlUi.dangerouslyAllowHostHeaderOriginFallback", ReloadClass::Hot),
     ("gateway.http.endpoints", ReloadClass::Hot),
-    ("logging.level", ReloadClass::Hot),
+    // The log filter is built once at start too (no reload handle), so a new level is not
+    // in force until a restart; saying "hot" here would report it applied when it is not.
+    ("logging.level", ReloadClass::RestartProcess),
     ("logging.file", ReloadClass::RestartProcess),
     // The writer is built once at start, with the file.
     ("logging.rotate", ReloadClass::RestartProcess),
@@ -158,7 +160,6 @@ mod tests {
             "gateway.auth.rateLimit.maxAttempts",
             "gateway.controlUi.allowedOrigins",
             "gateway.http.endpoints.chatCompletions.enabled",
-            "logging.level",
             "agents.list[0].model",
             "models.providers.openai",
             "hooks",
@@ -190,6 +191,7 @@ mod tests {
             "gateway.reload.mode",
             "gateway.tickIntervalMs",
             "logging.file",
+            "logging.level",
             "logging.rotate.maxBytes",
             "logging",
             "somethingNew",

@@ -201,7 +201,7 @@ const HINTS: &[Hint] = &[
     (
         "logging.level",
         "Log level",
-        "error, warn, info, debug, trace or off; per-target levels like \"info,clawgate_server=debug\". Applied live.",
+        "error, warn, info, debug, trace or off; per-target levels like \"info,clawgate_server=debug\". Takes effect after a restart.",
         "Logging",
     ),
     (

@@ -77,7 +77,7 @@ async fn broken_edit_is_reported_and_the_fix_reloads() {
     fs::write(&path, "{logging: {level: 'debug'}}").unwrap();
     let event = next_event(&mut rx).await;
     // Diffed against the last valid version, not the broken one.
-    assert_eq!(changed_paths(&event), vec![("logging.level".to_owned(), ReloadClass::Hot)]);
+    assert_eq!(changed_paths(&event), vec![("logging.level".to_owned(), ReloadClass::RestartProcess)]);
 }
 
 #[tokio::test]
@@ -111,7 +111,7 @@ async fn self_writes_are_not_reported_but_become_the_baseline() {
     // A later outside edit is diffed against our write, so only its own change shows.
     fs::write(&path, "{gateway: {port: 2}, logging: {level: 'warn'}}").unwrap();
     let event = next_event(&mut rx).await;
-    assert_eq!(changed_paths(&event), vec![("logging.level".to_owned(), ReloadClass::Hot)]);
+    assert_eq!(changed_paths(&event), vec![("logging.level".to_owned(), ReloadClass::RestartProcess)]);
 }
 
 #[tokio::test]

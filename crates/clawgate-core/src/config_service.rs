@@ -1,6 +1,7 @@
 //! The config file as the gateway sees it: the version in force, validated edits written
 //! atomically, and how a change is applied (hot keys live, restart keys reported).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,8 @@ use serde_json::{Value, json};
 use clawgate_config::{ConfigChange, ConfigError, LoadedConfig, ReloadClass};
 
 use crate::agent::{AgentService, AgentSetup};
-use crate::channels::ChannelService;
+use crate::channels::{ChannelReload, ChannelService};
+use crate::comfy::{ComfyReload, ComfyService};
 use crate::error::CoreError;
 use crate::events::Events;
 use crate::settings::{AuthMode, GatewaySettings, PasswordSecret, RateLimitSettings, SharedSettings};
@@ -38,6 +40,11 @@ pub struct ConfigService {
 struct ConfigInner {
     path: PathBuf,
     current: RwLock<Arc<LoadedConfig>>,
+    /// The config this process started with: what restart-only keys still run with, so
+    /// [`ConfigService::restart_required`] is exact (a key changed back needs no restart).
+    started: Arc<LoadedConfig>,
+    /// Restart-only keys already logged as such (each is logged once, not at every change).
+    warned: parking_lot::Mutex<BTreeSet<String>>,
     watching: AtomicBool,
     /// One edit at a time: `baseHash` is checked and the file written under it.
     write_lock: tokio::sync::Mutex<()>,
@@ -52,10 +59,13 @@ impl std::fmt::Debug for ConfigService {
 impl ConfigService {
     /// Start with the config loaded at startup.
     pub fn new(path: PathBuf, loaded: LoadedConfig) -> Self {
+        let loaded = Arc::new(loaded);
         Self {
             inner: Arc::new(ConfigInner {
                 path,
-                current: RwLock::new(Arc::new(loaded)),
+                current: RwLock::new(loaded.clone()),
+                started: loaded,
+                warned: Default::default(),
                 watching: AtomicBool::new(false),
                 write_lock: Default::default(),
             }),
@@ -70,6 +80,17 @@ impl ConfigService {
     /// The config in force.
     pub fn current(&self) -> Arc<LoadedConfig> {
         self.inner.current.read().clone()
+    }
+
+    /// Keys whose value in the config in force differs from what this process started with
+    /// and that only a restart of clawgate applies (`gateway.port`, `logging.file`, …), in
+    /// path order. Empty when the running process is what the config says.
+    pub fn restart_required(&self) -> Vec<String> {
+        clawgate_config::diff(&self.inner.started.value, &self.current().value)
+            .into_iter()
+            .filter(|c| c.class == ReloadClass::RestartProcess)
+            .map(|c| c.path)
+            .collect()
     }
 
     /// Whether the file watcher runs.
@@ -280,31 +301,94 @@ pub struct Reconfigure<'a> {
     pub overrides: &'a Overrides,
     /// Providers and agents (reloaded in place).
     pub agents: &'a AgentService,
-    /// Channel accounts (asked to reload when `channels.*` changed).
+    /// Channel accounts (reloaded when `channels.*` changed: only changed accounts restart).
     pub channels: &'a ChannelService,
+    /// ComfyUI (its pool rebuilt in place when `comfy.workers` changed).
+    pub comfy: &'a ComfyService,
     /// Clients: shared-secret ones are closed when the secret changes; `config.changed` goes out.
     pub events: &'a Events,
     /// Where the delayed close runs.
     pub tasks: &'a Tasks,
 }
 
+/// What applying one changed key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// In force now, nothing restarted (read where it is used, or swapped in).
+    Applied,
+    /// In force now: its subsystem (a channel account, the ComfyUI pool) restarted with it.
+    Restarted,
+    /// Written, but the running process keeps the old value until clawgate restarts.
+    RestartRequired,
+    /// Not applied; the previous value stays in force. The reason is safe to show.
+    Failed(String),
+}
+
+impl Outcome {
+    /// The wire name (`config.changed`'s `changes[].outcome`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Restarted => "restarted",
+            Self::RestartRequired => "restartRequired",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// `a` is `b`, or one of them is inside the other (`gateway.tls` and `gateway.tls.certFile`).
+fn overlaps(a: &str, b: &str) -> bool {
+    let inside = |long: &str, short: &str| {
+        long.strip_prefix(short).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    inside(a, b) || inside(b, a)
+}
+
+/// The first segment of a key path (`channels` of `channels.telegram.botToken`).
+fn section(path: &str) -> &str {
+    path.split(['.', '[']).next().unwrap_or(path)
+}
+
+/// A channel change's outcome from what the reload did to that channel's accounts.
+fn channel_outcome(report: &ChannelReload, channel: Option<&str>) -> Outcome {
+    if let Some(e) = &report.error {
+        return Outcome::Failed(e.clone());
+    }
+    let failures = report.failures(channel);
+    if !failures.is_empty() {
+        Outcome::Failed(failures.join("; "))
+    } else if report.touched(channel) {
+        Outcome::Restarted
+    } else {
+        // No account's config changed (or the account is held stopped: its new config
+        // applies at its next `channels.start`).
+        Outcome::Applied
+    }
+}
+
+/// A `comfy.*` change's outcome: the worker keys are what rebuilds the pool.
+fn comfy_outcome(report: &ComfyReload, path: &str) -> Outcome {
+    let pool_key = path == "comfy" || overlaps(path, "comfy.workers") || overlaps(path, "comfy.templatesDir");
+    match report {
+        ComfyReload::Failed(e) => Outcome::Failed(e.clone()),
+        ComfyReload::Restarted { problems } if pool_key && !problems.is_empty() => Outcome::Failed(problems.join("; ")),
+        ComfyReload::Restarted { .. } if pool_key => Outcome::Restarted,
+        ComfyReload::Restarted { .. } | ComfyReload::Applied => Outcome::Applied,
+    }
+}
+
 impl ConfigService {
-    /// Apply a change of the config in force to a running gateway: hot keys take effect now
-    /// (shared-secret clients are closed with 4001 when the secret changes), restart keys are
-    /// logged and reported. Broadcasts `config.changed` and returns its payload.
-    pub fn apply_changes(&self, to: Reconfigure<'_>, changes: &[ConfigChange]) -> Value {
+    /// Apply a change of the config in force to a running gateway and report, per changed
+    /// key, what happened ([`Outcome`]): gateway hot keys swap the settings (shared-secret
+    /// clients are closed with 4001 when the secret changes); providers and agents are swapped
+    /// for the next turn; `channels.*` restarts only the accounts whose config changed;
+    /// `comfy.*` rebuilds the worker pool in place; restart-only keys are reported (and logged
+    /// once). Nothing that did not take effect is reported applied. Broadcasts
+    /// `config.changed` and returns its payload.
+    pub async fn apply_changes(&self, to: Reconfigure<'_>, changes: &[ConfigChange]) -> Value {
         let current = self.current();
         let old = to.settings.get();
-        let mut restart_required: Vec<String> = Vec::new();
-        let mut applied: Vec<String> = Vec::new();
-        for c in changes {
-            match c.class {
-                ReloadClass::Hot => applied.push(c.path.to_string()),
-                ReloadClass::RestartSubsystem => applied.push(c.path.to_string()),
-                ReloadClass::RestartProcess => restart_required.push(c.path.to_string()),
-            }
-        }
-        match settings_from_config(&current, &old, to.overrides) {
+        let settings = match settings_from_config(&current, &old, to.overrides) {
             Ok(mut new) => {
                 // Keys that need a process restart keep their running values until then.
                 new.auth_mode = old.auth_mode;
@@ -314,46 +398,101 @@ impl ConfigService {
                 let secret_changed = new.token != old.token || new.password != old.password;
                 to.settings.replace(new);
                 if secret_changed {
-                    // Closed a moment later so a client that made the change over the protocol
-                    // gets its response before its own socket is closed.
-                    let clients = to.events.clients().clients();
-                    to.tasks.spawn("config", async move {
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                        let mut n = 0;
-                        for c in clients.iter().filter(|c| c.auth_kind == crate::broadcast::AuthKind::SharedSecret) {
-                            c.close(
-                                clawgate_protocol::close::CREDENTIALS_CHANGED,
-                                clawgate_protocol::close::REASON_AUTH_CHANGED,
-                            );
-                            n += 1;
-                        }
-                        tracing::info!(closed = n, "gateway auth changed; shared-secret clients must reconnect");
+                    close_shared_secret_clients(to);
+                }
+                Outcome::Applied
+            }
+            Err(e) => Outcome::Failed(e),
+        };
+        let touches = |name: &str| changes.iter().any(|c| section(&c.path) == name);
+        let agents = if ["agents", "models", "session"].iter().any(|s| touches(s)) {
+            let base_dir = current.path.parent().map(Path::to_path_buf).unwrap_or_default();
+            match to.agents.reload(&current.config, &base_dir) {
+                Ok(()) => Outcome::Applied,
+                Err(e) => Outcome::Failed(e),
+            }
+        } else {
+            Outcome::Applied
+        };
+        let channels = if touches("channels") { Some(to.channels.reload().await) } else { None };
+        let comfy = if touches("comfy") { Some(to.comfy.reload().await) } else { None };
+        let pending = self.restart_required();
+
+        let mut out = clawgate_protocol::methods::config::ConfigChangesApplied::default();
+        for c in changes {
+            let path = c.path.as_str();
+            let outcome = match (c.class, section(path)) {
+                // A restart-only key set back to what the process runs with needs nothing.
+                (ReloadClass::RestartProcess, _) if pending.iter().any(|p| overlaps(p, path)) => {
+                    Outcome::RestartRequired
+                }
+                (ReloadClass::RestartProcess, _) => Outcome::Applied,
+                (_, "gateway") if overlaps(path, "gateway.http.endpoints") => Outcome::Applied,
+                (_, "gateway") => settings.clone(),
+                (_, "agents" | "models" | "session") => agents.clone(),
+                (_, "channels") => {
+                    channels.as_ref().map_or(Outcome::Applied, |r| channel_outcome(r, c.channel().as_deref()))
+                }
+                (_, "comfy") => comfy.as_ref().map_or(Outcome::Applied, |r| comfy_outcome(r, path)),
+                // Read where they are used (hooks, endpoints) or kept as written for OpenClaw.
+                _ => Outcome::Applied,
+            };
+            match &outcome {
+                Outcome::Applied => {
+                    tracing::info!(key = %path, "config change applied");
+                    out.applied.push(c.path.clone());
+                }
+                Outcome::Restarted => {
+                    tracing::info!(key = %path, "config change applied by restarting its subsystem");
+                    out.restarted.push(c.path.clone());
+                }
+                Outcome::RestartRequired => {
+                    if self.inner.warned.lock().insert(c.path.clone()) {
+                        tracing::warn!(key = %path, "config key changed that takes effect after a restart of clawgate");
+                    }
+                    out.restart_required.push(c.path.clone());
+                }
+                Outcome::Failed(e) => {
+                    tracing::error!(key = %path, error = %e, "config change could not be applied; the previous value stays in force");
+                    out.failed.push(clawgate_protocol::methods::config::ConfigChangeFailure {
+                        path: c.path.clone(),
+                        error: e.clone(),
                     });
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "config change could not be applied; previous settings stay in force")
-            }
+            out.changes.push(clawgate_protocol::methods::config::ConfigChangeEntry {
+                path: c.path.clone(),
+                class: c.class.to_string(),
+                outcome: Some(outcome.as_str().to_owned()),
+                error: match outcome {
+                    Outcome::Failed(e) => Some(e),
+                    _ => None,
+                },
+            });
         }
-        let base_dir = current.path.parent().map(Path::to_path_buf).unwrap_or_default();
-        if let Err(e) = to.agents.reload(&current.config, &base_dir) {
-            tracing::error!(error = %e, "agents/models config could not be applied; previous ones stay in force");
-        }
-        if changes.iter().any(|c| c.path.to_string().starts_with("channels")) {
-            to.channels.request_reload();
-        }
-        for path in &restart_required {
-            tracing::warn!(key = %path, "config key changed that takes effect after a restart of clawgate");
-        }
-        let payload = json!({
-            "hash": current.hash,
-            "changes": changes.iter().map(|c| json!({"path": c.path.to_string(), "class": c.class.to_string()})).collect::<Vec<_>>(),
-            "restartRequired": restart_required,
-            "applied": applied,
-        });
+        // A key changed back to its running value may be logged again if it changes once more.
+        self.inner.warned.lock().retain(|k| pending.iter().any(|p| overlaps(p, k)));
+        let mut payload = serde_json::to_value(&out).unwrap_or_else(|_| json!({}));
+        payload["hash"] = json!(current.hash);
         to.events.config_changed(&payload);
         payload
     }
+}
+
+/// The gateway secret changed: shared-secret clients must reconnect with the new one. Closed
+/// a moment later so a client that made the change over the protocol gets its response before
+/// its own socket is closed.
+fn close_shared_secret_clients(to: Reconfigure<'_>) {
+    let clients = to.events.clients().clients();
+    to.tasks.spawn("config", async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut n = 0;
+        for c in clients.iter().filter(|c| c.auth_kind == crate::broadcast::AuthKind::SharedSecret) {
+            c.close(clawgate_protocol::close::CREDENTIALS_CHANGED, clawgate_protocol::close::REASON_AUTH_CHANGED);
+            n += 1;
+        }
+        tracing::info!(closed = n, "gateway auth changed; shared-secret clients must reconnect");
+    });
 }
 
 #[cfg(test)]
@@ -385,6 +524,63 @@ mod tests {
         let ok = "{ agents: { defaults: { model: 'ollama/llama3.2', workspace: '~/w' } } }".to_owned();
         let (loaded, _) = svc.write(ok, None).await.unwrap();
         assert_eq!(loaded.config.agents.defaults.extra["workspace"], "~/w", "OpenClaw keys are kept");
+    }
+
+    #[test]
+    fn overlapping_paths_are_whole_segments() {
+        assert!(overlaps("gateway.tls", "gateway.tls.certFile"));
+        assert!(overlaps("comfy.workers[0].url", "comfy.workers"));
+        assert!(overlaps("gateway.port", "gateway.port"));
+        assert!(!overlaps("gateway.portx", "gateway.port"));
+        assert!(!overlaps("comfy.workersx", "comfy.workers"));
+        assert_eq!(section("channels.telegram.botToken"), "channels");
+        assert_eq!(section("comfy[0]"), "comfy");
+    }
+
+    fn key(channel: &str, account: &str) -> clawgate_channels::AccountKey {
+        clawgate_channels::AccountKey { channel: channel.into(), account: account.into() }
+    }
+
+    #[test]
+    fn a_channel_change_is_restarted_only_when_an_account_of_that_channel_restarted() {
+        let report = ChannelReload { restarted: vec![key("telegram", "main")], ..Default::default() };
+        assert_eq!(channel_outcome(&report, Some("telegram")), Outcome::Restarted);
+        assert_eq!(channel_outcome(&report, Some("discord")), Outcome::Applied, "discord untouched");
+        let report = ChannelReload {
+            stopped: vec![key("slack", "default")],
+            failed: vec![(key("slack", "default"), "no botToken configured".into())],
+            ..Default::default()
+        };
+        assert_eq!(
+            channel_outcome(&report, Some("slack")),
+            Outcome::Failed("slack/default: no botToken configured".into())
+        );
+        let broken = ChannelReload { error: Some("channels: bad".into()), ..Default::default() };
+        assert!(matches!(channel_outcome(&broken, None), Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn only_the_worker_keys_of_a_comfy_change_report_the_pool_restart() {
+        let rebuilt = ComfyReload::Restarted { problems: Vec::new() };
+        assert_eq!(comfy_outcome(&rebuilt, "comfy.workers"), Outcome::Restarted);
+        assert_eq!(comfy_outcome(&rebuilt, "comfy.templatesDir"), Outcome::Restarted);
+        assert_eq!(comfy_outcome(&rebuilt, "comfy.commands.adminUsers"), Outcome::Applied);
+        let partial = ComfyReload::Restarted { problems: vec!["worker b: bad url".into()] };
+        assert_eq!(comfy_outcome(&partial, "comfy.workers"), Outcome::Failed("worker b: bad url".into()));
+        assert_eq!(comfy_outcome(&ComfyReload::Applied, "comfy.workers"), Outcome::Applied);
+        assert!(matches!(comfy_outcome(&ComfyReload::Failed("x".into()), "comfy.delivery"), Outcome::Failed(_)));
+    }
+
+    /// A restart-only key is pending until the file says what the process runs with again.
+    #[tokio::test]
+    async fn restart_required_lists_restart_keys_that_differ_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        assert!(svc.restart_required().is_empty());
+        svc.write("{ gateway: { port: 1234, auth: { token: 'abcdefghijkl' } } }".into(), None).await.unwrap();
+        assert_eq!(svc.restart_required(), vec!["gateway.port".to_owned()], "the token is hot");
+        svc.write("{ gateway: { auth: { token: 'abcdefghijkl' } } }".into(), None).await.unwrap();
+        assert!(svc.restart_required().is_empty(), "{:?}", svc.restart_required());
     }
 
     #[test]

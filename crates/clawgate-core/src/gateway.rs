@@ -204,6 +204,7 @@ impl Gateway {
             overrides: &self.overrides,
             agents: &self.agents,
             channels: &self.channels,
+            comfy: &self.comfy,
             events: &self.events,
             tasks: &self.tasks,
         }

@@ -134,6 +134,11 @@ impl HealthService {
         &self.inner.channels
     }
 
+    /// The config service (what a restart would change).
+    pub fn config(&self) -> &ConfigService {
+        &self.inner.config
+    }
+
     /// The ComfyUI workers this service reports on.
     pub fn comfy(&self) -> &ComfyService {
         &self.inner.comfy

@@ -113,6 +113,7 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
         store: StatusStore { ok: false, reason: Some("disk full: database or disk is full".into()) },
         worker_pools: StatusWorkerPools::default(),
         model_runtime: ModelRuntime::default(),
+        restart_required: vec!["gateway.port".into()],
         state_dir: admin.then(|| "/state".into()),
         config_path: admin.then(|| "/state/clawgate.json5".into()),
     };

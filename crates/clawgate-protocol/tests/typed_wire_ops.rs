@@ -220,11 +220,38 @@ fn write_result() -> ConfigWriteResult {
         hash: "abc123".into(),
         changes: ConfigChangesApplied {
             changes: vec![
-                ConfigChangeEntry { path: "agents.defaults.model".into(), class: "hot".into() },
-                ConfigChangeEntry { path: "gateway.port".into(), class: "restart-process".into() },
+                ConfigChangeEntry {
+                    path: "agents.defaults.model".into(),
+                    class: "hot".into(),
+                    outcome: Some("applied".into()),
+                    error: None,
+                },
+                ConfigChangeEntry {
+                    path: "comfy.workers".into(),
+                    class: "restart-subsystem".into(),
+                    outcome: Some("restarted".into()),
+                    error: None,
+                },
+                ConfigChangeEntry {
+                    path: "channels.telegram.botToken".into(),
+                    class: "restart-subsystem".into(),
+                    outcome: Some("failed".into()),
+                    error: Some("telegram/default: no botToken configured".into()),
+                },
+                ConfigChangeEntry {
+                    path: "gateway.port".into(),
+                    class: "restart-process".into(),
+                    outcome: Some("restartRequired".into()),
+                    error: None,
+                },
             ],
             applied: vec!["agents.defaults.model".into()],
+            restarted: vec!["comfy.workers".into()],
             restart_required: vec!["gateway.port".into()],
+            failed: vec![ConfigChangeFailure {
+                path: "channels.telegram.botToken".into(),
+                error: "telegram/default: no botToken configured".into(),
+            }],
         },
     }
 }

@@ -287,7 +287,7 @@ fn spawn_config_watcher(gw: Arc<Gateway>, path: PathBuf) {
                             match gw.config.adopt_checked(config) {
                                 Ok(changes) => {
                                     tracing::info!(changes = changes.len(), "config file changed; applying");
-                                    gw.config.apply_changes(gw.reconfigure(), &changes);
+                                    gw.config.apply_changes(gw.reconfigure(), &changes).await;
                                 }
                                 Err(e) => tracing::error!(
                                     error = %e,

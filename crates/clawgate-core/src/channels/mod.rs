@@ -254,6 +254,42 @@ impl ChannelService {
     }
 }
 
+/// What a `channels.*` reload did, account by account ([`ChannelService::reload`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelReload {
+    /// Running accounts whose config changed: stopped and started again with the new config.
+    pub restarted: Vec<AccountKey>,
+    /// Accounts new in the config (or newly startable), started.
+    pub started: Vec<AccountKey>,
+    /// Accounts removed or disabled, or that cannot start any more: no longer running.
+    pub stopped: Vec<AccountKey>,
+    /// Accounts that cannot start (no token, bad settings), with why.
+    pub failed: Vec<(AccountKey, String)>,
+    /// Accounts an operator holds stopped (`channels.stop`/`logout`): their new config applies
+    /// at their next `channels.start`.
+    pub held: Vec<AccountKey>,
+    /// The whole `channels` section could not be read; every account runs as it was.
+    pub error: Option<String>,
+}
+
+impl ChannelReload {
+    /// Accounts of `channel` (every channel for `None`) this reload started, stopped or
+    /// restarted.
+    pub fn touched(&self, channel: Option<&str>) -> bool {
+        let of = |k: &AccountKey| channel.is_none_or(|c| k.channel == c);
+        self.restarted.iter().chain(&self.started).chain(&self.stopped).any(of)
+    }
+
+    /// Why accounts of `channel` (every channel for `None`) could not start, one line each.
+    pub fn failures(&self, channel: Option<&str>) -> Vec<String> {
+        self.failed
+            .iter()
+            .filter(|(k, _)| channel.is_none_or(|c| k.channel == c))
+            .map(|(k, e)| format!("{k}: {e}"))
+            .collect()
+    }
+}
+
 /// How long a stop waits for an account's tasks (a send in flight finishes first).
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
@@ -303,35 +339,91 @@ impl ChannelService {
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => break,
-                    () = channels.inner.reload.notified() => channels.apply_reload().await,
+                    () = channels.inner.reload.notified() => drop(channels.apply_reload().await),
                 }
             }
         });
     }
 
+    /// Apply the current `channels.*` config now and say what it did, account by account (the
+    /// config service reports it per changed key). See [`ChannelService::request_reload`].
+    pub async fn reload(&self) -> ChannelReload {
+        self.apply_reload().await
+    }
+
     /// Restart accounts whose config changed, stop removed ones, start new ones — except those
-    /// an operator holds stopped (`channels.stop`/`channels.logout`), which stay stopped.
-    async fn apply_reload(&self) {
+    /// an operator holds stopped (`channels.stop`/`channels.logout`), which stay stopped. An
+    /// account whose config is unchanged keeps running untouched.
+    async fn apply_reload(&self) -> ChannelReload {
         let _ops = self.inner.ops.lock().await;
+        let mut report = ChannelReload::default();
         let accounts = match self.configured_accounts() {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "channels config is invalid; channels keep running as they were");
-                return;
+                report.error = Some(e);
+                return report;
             }
         };
         let wanted: BTreeMap<AccountKey, AccountConfig> = accounts.into_iter().map(|a| (a.key.clone(), a)).collect();
+        let mut stopped = Vec::new();
         for rt in self.accounts() {
             let same = wanted.get(&rt.cfg.key).is_some_and(|w| same_config(w, &rt.cfg));
             if !same {
-                tracing::info!(account = %rt.cfg.key, "channel account config changed; restarting it");
+                if wanted.contains_key(&rt.cfg.key) {
+                    tracing::info!(account = %rt.cfg.key, "channel account config changed; restarting it");
+                } else {
+                    tracing::info!(account = %rt.cfg.key, "channel account removed from the config; stopping it");
+                }
                 self.stop_account(&rt.cfg.key).await;
+                if wanted.get(&rt.cfg.key).is_some_and(|w| w.token != rt.cfg.token) {
+                    self.forget_session(&rt.cfg.key).await;
+                }
+                stopped.push(rt.cfg.key.clone());
             }
         }
         self.inner.problems.write().clear();
         for (key, cfg) in wanted {
-            if self.account(&key).is_none() && !self.is_held(&key) {
-                let _ = self.start_account(cfg);
+            if self.account(&key).is_some() || key.channel == "webchat" {
+                continue;
+            }
+            if self.is_held(&key) {
+                report.held.push(key);
+                continue;
+            }
+            match self.start_account(cfg) {
+                Ok(()) => {
+                    if let Some(i) = stopped.iter().position(|k| *k == key) {
+                        stopped.remove(i);
+                        report.restarted.push(key);
+                    } else {
+                        report.started.push(key);
+                    }
+                }
+                Err(e) => {
+                    // Disabled is what the config asks for, not a failure.
+                    if self.inner.problems.read().contains_key(&key) {
+                        report.failed.push((key, e));
+                    }
+                }
+            }
+        }
+        report.stopped.extend(stopped);
+        report
+    }
+
+    /// New credentials are a new session: what the adapter kept for the old ones (Telegram's
+    /// update offset, which belongs to the old bot: kept, it would make the new bot's updates
+    /// below it be skipped) is forgotten, as `channels.logout` does.
+    async fn forget_session(&self, key: &AccountKey) {
+        use clawgate_store::KvStore;
+        match self.inner.store.delete_prefix(&ingress::state_prefix(key)).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(account = %key, "token changed; the session kept for the old one is forgotten")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(account = %key, error = %e, "token changed but the old session state could not be cleared")
             }
         }
     }

@@ -59,6 +59,11 @@ struct Inner {
     config: ConfigService,
     /// Set by [`ComfyService::start`] when `comfy.*` is configured.
     running: RwLock<Option<Running>>,
+    /// What [`ComfyService::start`] was given (boot id, state dir), so a reload can start
+    /// ComfyUI when the config gains a `comfy` section. `None` before the start.
+    started: RwLock<Option<(String, std::path::PathBuf)>>,
+    /// One reload at a time (two config changes never interleave their pool swaps).
+    reload: tokio::sync::Mutex<()>,
 }
 
 /// ComfyUI as started: its config, workers and dispatcher.
@@ -85,13 +90,22 @@ impl ComfyService {
         metrics: crate::metrics::Metrics,
     ) -> Self {
         let host = Host::new(store, events, tasks, outbox, media, config.clone(), metrics);
-        Self { inner: Arc::new(Inner { host, config, running: RwLock::new(None) }) }
+        Self {
+            inner: Arc::new(Inner {
+                host,
+                config,
+                running: RwLock::new(None),
+                started: RwLock::new(None),
+                reload: tokio::sync::Mutex::new(()),
+            }),
+        }
     }
 
     /// Read `comfy.*`, load the templates, start the probes and the dispatcher, and reconcile
     /// jobs a previous run left dispatched or running. `boot_id` names this gateway to ComfyUI;
     /// outputs are stored under `<state_dir>/media/<job>/`.
     pub async fn start(&self, boot_id: &str, state_dir: &Path) {
+        *self.inner.started.write() = Some((boot_id.to_owned(), state_dir.to_owned()));
         let current = self.inner.config.current();
         let cfg = match ComfyConfig::from_config(&current.config, current.base_dir()) {
             Ok(Some(c)) => c,
@@ -107,6 +121,73 @@ impl ComfyService {
         let dispatcher = Dispatcher::new(pool, self.inner.host.clone(), limits);
         *self.inner.running.write() = Some(Running { cfg: Arc::new(cfg), dispatcher: dispatcher.clone() });
         dispatcher.start().await;
+    }
+
+    /// Apply the `comfy.*` of the config in force to the running gateway, without a restart:
+    /// changed workers or templates directory → the pool is rebuilt in place
+    /// ([`Dispatcher::replace_pool`]: queued jobs stay queued and go to the new pool, a job
+    /// running on a removed worker is followed to its end there); commands, approvals and
+    /// delivery limits take effect for the next command or job. A `comfy` section added starts
+    /// ComfyUI; one removed stops taking jobs (queued ones wait, running ones finish).
+    pub async fn reload(&self) -> ComfyReload {
+        let _one = self.inner.reload.lock().await;
+        let Some((boot_id, state_dir)) = self.inner.started.read().clone() else {
+            return ComfyReload::Failed("the gateway has not started ComfyUI yet".into());
+        };
+        let current = self.inner.config.current();
+        let cfg = match ComfyConfig::from_config(&current.config, current.base_dir()) {
+            Ok(c) => c,
+            Err(e) => return ComfyReload::Failed(e),
+        };
+        let running = self.inner.running.read().as_ref().map(|r| (r.cfg.clone(), r.dispatcher.clone()));
+        match (cfg, running) {
+            (None, None) => ComfyReload::Applied,
+            (None, Some((_, dispatcher))) => {
+                *self.inner.running.write() = None;
+                dispatcher.stop();
+                tracing::info!("comfy section removed: ComfyUI jobs are off (queued ones wait, running ones finish)");
+                ComfyReload::Restarted { problems: Vec::new() }
+            }
+            (Some(_), None) => {
+                // Starts like at boot, reconciling what an earlier run left unfinished.
+                self.start(&boot_id, &state_dir).await;
+                if self.enabled() {
+                    tracing::info!("comfy section added: ComfyUI jobs are on");
+                    ComfyReload::Restarted { problems: Vec::new() }
+                } else {
+                    ComfyReload::Failed("ComfyUI could not be started (see the log)".into())
+                }
+            }
+            (Some(cfg), Some((old, dispatcher))) => {
+                let limits = OutputLimits {
+                    media_dir: state_dir.join("media"),
+                    max_images: cfg.max_images,
+                    max_bytes: cfg.max_bytes,
+                };
+                let rebuild = cfg.workers != old.workers || cfg.templates_dir != old.templates_dir;
+                let mut problems = Vec::new();
+                if rebuild {
+                    let (pool, p) = Pool::rebuild(
+                        Some(&*dispatcher.pool()),
+                        &cfg.workers,
+                        &cfg.templates_dir,
+                        &format!("clawgate-{boot_id}"),
+                    );
+                    problems = p;
+                    dispatcher.replace_pool(Arc::new(pool), limits).await;
+                    tracing::info!(
+                        workers = cfg.workers.len(),
+                        "ComfyUI workers reloaded; queued jobs go to the new pool"
+                    );
+                } else {
+                    dispatcher.replace_limits(limits);
+                }
+                if let Some(r) = self.inner.running.write().as_mut() {
+                    r.cfg = Arc::new(cfg);
+                }
+                if rebuild { ComfyReload::Restarted { problems } } else { ComfyReload::Applied }
+            }
+        }
     }
 
     fn dispatcher(&self) -> Option<Dispatcher<Host>> {
@@ -234,6 +315,22 @@ impl ComfyService {
     pub async fn job_view(&self, job: &JobRecord) -> ComfyJob {
         self.inner.host.job_view(job).await
     }
+}
+
+/// What a `comfy.*` reload did ([`ComfyService::reload`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComfyReload {
+    /// Nothing needed restarting: the new settings (commands, approvals, delivery limits) are
+    /// in force for the next command or job.
+    Applied,
+    /// The worker pool was rebuilt, started or stopped. `problems` names each configured worker
+    /// that could not be used (left out of the pool).
+    Restarted {
+        /// One line per worker left out, naming it and why.
+        problems: Vec<String>,
+    },
+    /// Nothing changed; the previous ComfyUI setup stays in force.
+    Failed(String),
 }
 
 /// A job as clients see it: its queue place while queued, and a signed `/media/<token>` link

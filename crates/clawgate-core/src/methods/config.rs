@@ -63,7 +63,7 @@ async fn write_and_apply(
     // The config service reports what it applied as the `config.changed` event's payload; read
     // it back as its type.
     let applied: ConfigChangesApplied =
-        serde_json::from_value(config.apply_changes(to, &changes)).map_err(CoreError::internal)?;
+        serde_json::from_value(config.apply_changes(to, &changes).await).map_err(CoreError::internal)?;
     Ok(ConfigWriteResult {
         ok: true,
         path: loaded.path.display().to_string(),

@@ -101,6 +101,7 @@ pub async fn status(
         store: store_health,
         worker_pools: StatusWorkerPools { comfy: health.comfy().workers().iter().map(|w| w.summary()).collect() },
         model_runtime: ModelRuntime::default(),
+        restart_required: health.config().restart_required(),
         state_dir: admin.then(|| settings.state_dir.display().to_string()),
         config_path: admin.then(|| settings.config_path.display().to_string()),
     })

@@ -99,25 +99,50 @@ pub struct ConfigSchemaResult {
     pub generated_at: String,
 }
 
-/// One changed key of a config write, and what applying it takes.
+/// One changed key of a config write, what applying it takes, and what applying it did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigChangeEntry {
     /// The key path (`gateway.port`).
     pub path: String,
     /// `hot`, `restart-subsystem` or `restart-process`.
     pub class: String,
+    /// What happened to it: `applied` (in force now), `restarted` (its subsystem restarted
+    /// with it), `restartRequired` (in force after a restart of clawgate) or `failed` (the
+    /// previous value stays in force; see `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Why it failed (`outcome: "failed"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
-/// What a config write changed and applied (also the `config.changed` event's fields).
+/// A changed key that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChangeFailure {
+    /// The key path.
+    pub path: String,
+    /// Why (safe to show: no secrets).
+    pub error: String,
+}
+
+/// What a config write changed and applied (also the `config.changed` event's fields). Each
+/// changed key is in exactly one of `applied`, `restarted`, `restartRequired` and `failed`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigChangesApplied {
     /// Every changed key.
     pub changes: Vec<ConfigChangeEntry>,
-    /// Keys in force now.
+    /// Keys in force now, without restarting anything.
     pub applied: Vec<String>,
-    /// Keys that take effect after a restart.
+    /// Keys in force now because their subsystem restarted (a channel account, the ComfyUI
+    /// worker pool).
+    #[serde(default)]
+    pub restarted: Vec<String>,
+    /// Keys that take effect after a restart of clawgate.
     pub restart_required: Vec<String>,
+    /// Keys that could not be applied; the previous values stay in force.
+    #[serde(default)]
+    pub failed: Vec<ConfigChangeFailure>,
 }
 
 /// `config.set`, `config.patch`, `config.apply` → `{ok, path, hash, changes, applied,

@@ -162,6 +162,9 @@ pub struct StatusResult {
     pub worker_pools: StatusWorkerPools,
     /// The model runtime's state.
     pub model_runtime: ModelRuntime,
+    /// Config keys changed since the start that take effect only after a restart of clawgate
+    /// (empty when the running process is what the config file says).
+    pub restart_required: Vec<String>,
     /// The state directory (admins only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
