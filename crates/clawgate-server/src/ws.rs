@@ -139,6 +139,13 @@ async fn writer(
                 let len = text.len();
                 (Message::Text(Utf8Bytes::from(text)), len, false)
             }
+            // A broadcast's frame, shared with every other recipient: this client's copy (with
+            // its `seq`) is made here, on its own task, right before the write.
+            Outbound::Event(frame, seq) => {
+                let text = frame.text(seq);
+                let len = text.len();
+                (Message::Text(Utf8Bytes::from(text)), len, false)
+            }
             Outbound::Ping => (Message::Ping(Default::default()), 0, false),
             Outbound::Close(code, reason) => {
                 (Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) })), 0, true)
