@@ -8,8 +8,9 @@
 //! eviction. A dropped or missing window is rebuilt from the store by the next turn.
 //!
 //! Bounds: [`MAX_CONTEXT_MESSAGES`] messages and [`MAX_WINDOW_BYTES`] of text per window (the
-//! oldest leave first), [`MAX_WINDOWS`] windows (the least recently used goes), and a window
-//! unused for [`IDLE_EVICT`] is dropped.
+//! oldest leave first; a session whose newest message alone is larger keeps no window),
+//! [`MAX_WINDOWS`] windows (the least recently used goes), and a window unused for
+//! [`IDLE_EVICT`] is dropped: at most 32 MiB of text in all, and nothing once the gateway idles.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -23,11 +24,11 @@ use clawgate_store::{EntryStatus, TranscriptEntry, TranscriptRole};
 use super::config::MAX_CONTEXT_MESSAGES;
 use super::transcript::{estimate_tokens, text_of};
 
-/// Text bytes one window keeps at most (a model with a bigger budget reads the rest from the
-/// store, as without the window).
-pub const MAX_WINDOW_BYTES: usize = 512 * 1024;
+/// Text bytes one window keeps at most: the default budget (32 000 tokens, about 128 KiB) twice
+/// over. A model with a bigger budget reads the rest from the store, as without the window.
+pub const MAX_WINDOW_BYTES: usize = 256 * 1024;
 /// Windows kept at most; past it the least recently used is dropped.
-pub const MAX_WINDOWS: usize = 256;
+pub const MAX_WINDOWS: usize = 128;
 /// A window unused this long is dropped.
 pub const IDLE_EVICT: Duration = Duration::from_secs(10 * 60);
 
@@ -149,6 +150,10 @@ impl ContextWindows {
         if let Some(m) = message_of(entry) {
             w.push(m);
         }
+        if w.bytes > MAX_WINDOW_BYTES {
+            // One message over the bound: not kept in memory (the store has it).
+            windows.remove(session_key);
+        }
     }
 
     /// The context of a turn from the window, as [`select`] would pick it from the store; `None`
@@ -219,6 +224,9 @@ impl ContextWindows {
         for m in kept.into_iter().rev() {
             w.push(m);
         }
+        if w.bytes > MAX_WINDOW_BYTES || self.max_windows == 0 {
+            return;
+        }
         let mut windows = self.windows.lock();
         if !windows.contains_key(session_key) && windows.len() >= self.max_windows {
             let oldest = windows.iter().min_by_key(|(_, w)| w.last_used).map(|(k, _)| k.clone());
@@ -226,9 +234,7 @@ impl ContextWindows {
                 windows.remove(&k);
             }
         }
-        if self.max_windows > 0 {
-            windows.insert(session_key.to_owned(), w);
-        }
+        windows.insert(session_key.to_owned(), w);
     }
 }
 
@@ -340,6 +346,13 @@ mod tests {
         w.rebuild("a", "s", 3, read, true);
         // Only the newest fits the byte bound: a budget for both cannot be answered here.
         assert!(w.context("a", "s", usize::MAX / 2, &mut None).is_none());
+        // A message over the bound on its own is not kept at all, read or appended.
+        let huge = "x".repeat(MAX_WINDOW_BYTES + 1);
+        w.rebuild("h", "s", 1, vec![entry(1, TranscriptRole::User, &huge)], true);
+        assert!(w.context("h", "s", usize::MAX / 2, &mut None).is_none());
+        w.rebuild("h", "s", 1, vec![entry(1, TranscriptRole::User, "small")], true);
+        w.appended("h", "s", &entry(2, TranscriptRole::Assistant, &huge));
+        assert!(w.context("h", "s", usize::MAX / 2, &mut None).is_none(), "dropped");
         // Not from the start, but the budget stops the choice inside the window: answered.
         let read = vec![entry(3, TranscriptRole::User, "b"), entry(2, TranscriptRole::Assistant, "a")];
         w.rebuild("a", "s", 3, read, false);
