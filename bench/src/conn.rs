@@ -101,6 +101,11 @@ pub async fn open(target: &Target, op_timeout: Duration) -> Result<Ws> {
 
 /// The `connect` request body, built once per scope set.
 pub fn connect_frame(id: &str, token: &str, scopes: &[&str]) -> String {
+    connect_frame_with_caps(id, token, scopes, &[])
+}
+
+/// [`connect_frame`] declaring client capabilities (e.g. `session-scoped-events`).
+pub fn connect_frame_with_caps(id: &str, token: &str, scopes: &[&str], caps: &[&str]) -> String {
     serde_json::json!({
         "type": "req",
         "id": id,
@@ -111,7 +116,7 @@ pub fn connect_frame(id: &str, token: &str, scopes: &[&str]) -> String {
             "client": {"id": "cli", "version": "bench", "platform": "linux", "mode": "cli"},
             "role": "operator",
             "scopes": scopes,
-            "caps": [],
+            "caps": caps,
             "auth": {"token": token},
         },
     })

@@ -11,7 +11,13 @@
 //!
 //! Events are broadcast to every operator connection (as upstream does), so each connection
 //! also reads the other sessions' events; a cheap substring test on the run id skips them
-//! before any JSON parsing. Every wait is bounded by `--turn-timeout-ms`.
+//! before any JSON parsing. With `--scoped` each connection declares the `session-scoped-events`
+//! cap and subscribes to its own session (`sessions.messages.subscribe`), so it hears only its
+//! session's run events. Every wait is bounded by `--turn-timeout-ms`.
+//!
+//! `--report-at 10,1000` (one session, with `--pid`) also reports the server's CPU per turn over
+//! the `--report-window` turns ending at each of those turns, from the scheduler's per-thread
+//! nanosecond accounting: how per-turn cost grows with the session's length.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -60,6 +66,38 @@ pub struct ChatArgs {
     /// client's delayed ACK.
     #[arg(long)]
     pub quickack: bool,
+    /// Each connection declares the `session-scoped-events` cap and calls
+    /// `sessions.messages.subscribe` for its own session before the turns start.
+    #[arg(long)]
+    pub scoped: bool,
+    /// Turns (1-based) at which to report the server's CPU per turn, e.g. `10,1000`; needs
+    /// `--pid` and `--sessions 1`.
+    #[arg(long, value_delimiter = ',')]
+    pub report_at: Vec<u64>,
+    /// Turns averaged for each `--report-at` figure (the window ends at the named turn).
+    #[arg(long, default_value_t = 5)]
+    pub report_window: u64,
+}
+
+/// Server CPU over a window of one session's turns.
+#[derive(Debug, Clone)]
+pub struct CpuAt {
+    /// The last turn of the window (1-based).
+    pub turn: u64,
+    /// Turns in the window.
+    pub turns: u64,
+    /// Server CPU over the window, ns.
+    pub cpu_ns: u64,
+    /// Time to first delta of each turn of the window, ns.
+    pub ttft_ns: Vec<u64>,
+}
+
+/// Where and how to sample the server's CPU during a session's turns.
+#[derive(Debug, Clone)]
+struct CpuProbe {
+    pid: u32,
+    at: Vec<u64>,
+    window: u64,
 }
 
 /// Per-turn samples of one session (or of a direct-to-model client).
@@ -75,6 +113,8 @@ pub struct TurnSamples {
     pub deltas: u64,
     pub errors: u64,
     pub first_error: Option<String>,
+    /// Server CPU per turn at chosen turns (`chat --report-at`).
+    pub cpu_at: Vec<CpuAt>,
 }
 
 impl TurnSamples {
@@ -89,6 +129,7 @@ impl TurnSamples {
         if self.first_error.is_none() {
             self.first_error = o.first_error;
         }
+        self.cpu_at.extend(o.cpu_at);
     }
 
     pub fn error(&mut self, e: String) {
@@ -127,6 +168,24 @@ impl TurnSamples {
             .line(format!("inter-delta:  {}", inter.human()))
             .line(format!("turn (final): {}", turn.human()))
             .line(format!("deltas per turn: {deltas_per_turn:.2} (the model streamed {expect_chunks} chunks)"));
+        if !self.cpu_at.is_empty() {
+            let mut at = serde_json::Map::new();
+            for c in &self.cpu_at {
+                let per_turn_us = c.cpu_ns as f64 / 1e3 / c.turns.max(1) as f64;
+                let ttft = Summary::new(c.ttft_ns.clone());
+                at.insert(
+                    c.turn.to_string(),
+                    json!({"turns": c.turns, "server_cpu_per_turn_us": round3(per_turn_us), "ttft": ttft.to_json()}),
+                );
+                r.line(format!(
+                    "turns {}..{}: server CPU {per_turn_us:.0} µs per turn, first delta {}",
+                    c.turn + 1 - c.turns,
+                    c.turn,
+                    ttft.human()
+                ));
+            }
+            r.figure("cpu_at", serde_json::Value::Object(at));
+        }
         if let Some(e) = &self.first_error {
             r.figure("first_error", e.as_str());
             r.line(format!("failed turns: {} (first: {e})", self.errors));
@@ -163,10 +222,40 @@ pub async fn run(args: ChatArgs) -> Result<()> {
     let op_timeout = c.op_timeout();
     let turn_timeout = Duration::from_millis(args.turn_timeout_ms.max(1));
     check_fd_room(sessions)?;
-    eprintln!("chat: {sessions} sessions × {turns} turns, sessions agent:main:{prefix}-*, {}", c.url);
+    let probe = if args.report_at.is_empty() {
+        None
+    } else {
+        let Some(pid) = c.pid else { bail!("--report-at needs --pid (the server's CPU is sampled)") };
+        if sessions != 1 {
+            bail!("--report-at measures one session's turns: use --sessions 1");
+        }
+        let window = args.report_window.max(1);
+        if let Some(bad) = args.report_at.iter().find(|&&n| n < window || n > turns) {
+            bail!("--report-at {bad}: each turn must be between --report-window ({window}) and --turns ({turns})");
+        }
+        Some(CpuProbe { pid, at: args.report_at.clone(), window })
+    };
+    eprintln!(
+        "chat: {sessions} sessions × {turns} turns, sessions agent:main:{prefix}-*, {}{}",
+        c.url,
+        if args.scoped { ", session-scoped clients" } else { "" }
+    );
 
-    let connect = conn::connect_frame("c1", &c.token, ADMIN_SCOPES);
-    let sockets = conn::connect_many(&target, &connect, sessions, 16, op_timeout, Some("operator.write")).await?;
+    let caps: &[&str] = if args.scoped { &["session-scoped-events"] } else { &[] };
+    let connect = conn::connect_frame_with_caps("c1", &c.token, ADMIN_SCOPES, caps);
+    let mut sockets = conn::connect_many(&target, &connect, sessions, 16, op_timeout, Some("operator.write")).await?;
+    if args.scoped {
+        for (i, ws) in sockets.iter_mut().enumerate() {
+            let frame = json!({"type": "req", "id": "sub", "method": "sessions.messages.subscribe",
+                "params": {"key": format!("agent:main:{prefix}-{i}")}})
+            .to_string();
+            ws.send(Message::text(frame)).await?;
+            let res = conn::wait_res(ws, "sub", op_timeout).await?;
+            if res["ok"] != true {
+                bail!("sessions.messages.subscribe refused: {}", res["error"]);
+            }
+        }
+    }
 
     let progress = Progress::start("turns", sessions * turns);
     let barrier = Arc::new(Barrier::new(sessions as usize + 1));
@@ -177,9 +266,10 @@ pub async fn run(args: ChatArgs) -> Result<()> {
         let key = format!("agent:main:{prefix}-{i}");
         let quickack = args.quickack;
         let run_prefix = format!("{prefix}-{i}");
+        let probe = probe.clone();
         set.spawn(async move {
             barrier.wait().await;
-            session(ws, &key, &run_prefix, turns, turn_timeout, quickack, &done).await
+            session(ws, &key, &run_prefix, turns, turn_timeout, quickack, probe, &done).await
         });
     }
     let before = maybe_sample(c.pid)?;
@@ -209,6 +299,12 @@ pub async fn run(args: ChatArgs) -> Result<()> {
     if args.quickack {
         r.param("quickack", true);
     }
+    if args.scoped {
+        r.param("scoped", true);
+    }
+    if !args.report_at.is_empty() {
+        r.param("report_at", json!(args.report_at)).param("report_window", args.report_window);
+    }
     let first_error = all.first_error.clone().unwrap_or_else(|| "unknown".into());
     let completed = all.report(&mut r, wall, args.expect_chunks);
     if completed == 0 {
@@ -226,6 +322,7 @@ pub async fn run(args: ChatArgs) -> Result<()> {
 
 /// One session's turns. A failed turn is counted and the session goes on with the next; a
 /// broken connection ends the session (its remaining turns are counted as failed).
+#[allow(clippy::too_many_arguments)]
 async fn session(
     mut ws: Ws,
     key: &str,
@@ -233,14 +330,34 @@ async fn session(
     turns: u64,
     turn_timeout: Duration,
     quickack: bool,
+    probe: Option<CpuProbe>,
     done: &std::sync::atomic::AtomicU64,
 ) -> (TurnSamples, Option<Ws>) {
     let mut out = TurnSamples::default();
+    // (window end, CPU ns at the window's start, completed turns then)
+    let mut open: Vec<(u64, u64, usize)> = Vec::new();
     for t in 0..turns {
+        let n = t + 1;
+        if let Some(p) = &probe {
+            for &end in p.at.iter().filter(|&&end| end + 1 - p.window == n) {
+                match crate::procfs::sched_cpu_ns(p.pid) {
+                    Ok(ns) => open.push((end, ns, out.ttft_ns.len())),
+                    Err(e) => out.error(format!("sampling the server's CPU: {e:#}")),
+                }
+            }
+        }
         if let Err(e) = turn(&mut ws, key, run_prefix, t, turn_timeout, quickack, &mut out).await {
             out.error(format!("turn {t}: {e:#}"));
             out.errors += turns - t - 1;
             return (out, None);
+        }
+        if let Some(p) = &probe {
+            let now = crate::procfs::sched_cpu_ns(p.pid).ok();
+            for (end, start_ns, from) in open.extract_if(.., |(end, _, _)| *end == n) {
+                let Some(now) = now else { continue };
+                let ttft_ns = out.ttft_ns[from..].to_vec();
+                out.cpu_at.push(CpuAt { turn: end, turns: p.window, cpu_ns: now.saturating_sub(start_ns), ttft_ns });
+            }
         }
         done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -1,8 +1,9 @@
 //! Connected clients and event delivery.
 //!
 //! Every client has an outbound queue of pre-serialized frames drained by the server's writer
-//! task, plus a byte counter (our `bufferedAmount`). A broadcast serializes its payload once,
-//! filters recipients by the event's scope guard, stamps each recipient's own `seq`, and applies
+//! task, plus a byte counter (our `bufferedAmount`). A broadcast serializes its frame once
+//! ([`SharedEvent`]: the same bytes queued to every recipient, only the recipient's own `seq`
+//! spliced in by its writer), filters recipients by the event's scope guard, and applies
 //! the slow-consumer rule: past `maxBufferedBytes` a `dropIfSlow` event is skipped (its `seq`
 //! still consumed, so the client sees the gap) and any other frame closes the client with 1008.
 //!
@@ -10,6 +11,7 @@
 //! does not read, so it travels out of band ([`QueueState::abort`]): the writer drops the queue,
 //! attempts the close frame briefly and lets go of the socket.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,10 +31,80 @@ use clawgate_protocol::scopes;
 pub enum Outbound {
     /// A text frame.
     Text(String),
+    /// A broadcast event frame shared by every recipient, with this recipient's `seq`: the
+    /// writer makes the text ([`SharedEvent::text`]) just before it writes it.
+    Event(Arc<SharedEvent>, u64),
     /// A WebSocket ping (keepalive; the reader watches for the pong).
     Ping,
     /// Close the socket with this code and reason, then stop.
     Close(u16, String),
+}
+
+impl Outbound {
+    /// The text frame this is, if it is one (tests and in-process consumers read frames so).
+    pub fn text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Outbound::Text(t) => Some(Cow::Borrowed(t)),
+            Outbound::Event(ev, seq) => Some(Cow::Owned(ev.text(*seq))),
+            Outbound::Ping | Outbound::Close(..) => None,
+        }
+    }
+
+    /// Bytes this frame counts against the client's buffer (its text's length; 0 for control).
+    pub fn queued_len(&self) -> usize {
+        match self {
+            Outbound::Text(t) => t.len(),
+            Outbound::Event(ev, seq) => ev.len_with(*seq),
+            Outbound::Ping | Outbound::Close(..) => 0,
+        }
+    }
+}
+
+/// An event frame serialised once per broadcast and queued, behind one `Arc`, to every
+/// recipient. The only per-recipient part of an event frame is its `seq`, which the protocol puts
+/// after the payload: the frame is kept as the text before it and the text after it, and
+/// [`SharedEvent::text`] splices a `seq` in, giving exactly the bytes
+/// [`event_text_with_seq`] gives. Fan-out then costs one `Arc` clone per recipient, not one copy
+/// of the payload each, and the copy a socket write needs happens on that client's writer task.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SharedEvent {
+    /// `{"type":"event","event":<name>,"payload":<payload>`.
+    head: String,
+    /// What follows the `seq`: `,"stateVersion":{…}}` or `}`.
+    tail: String,
+}
+
+/// Between [`SharedEvent::head`] and the `seq` digits.
+const SEQ_KEY: &str = ",\"seq\":";
+
+impl SharedEvent {
+    /// The frame of `event` with an already serialised payload.
+    pub fn new(event: &str, payload_json: &str, state_version: Option<StateVersion>) -> Self {
+        // One rule for the frame's bytes: cut the single-recipient form at its `seq`.
+        let whole = event_text_with_seq(event, payload_json, 0, state_version);
+        let marker = format!("{SEQ_KEY}0");
+        match whole.rfind(&marker) {
+            Some(at) => Self { head: whole[..at].to_owned(), tail: whole[at + marker.len()..].to_owned() },
+            // Not reachable: `event_text_with_seq` always writes the seq after the payload.
+            None => Self { head: whole, tail: String::new() },
+        }
+    }
+
+    /// The frame's text with this `seq`.
+    pub fn text(&self, seq: u64) -> String {
+        let mut out = String::with_capacity(self.len_with(seq));
+        out.push_str(&self.head);
+        out.push_str(SEQ_KEY);
+        out.push_str(&seq.to_string());
+        out.push_str(&self.tail);
+        out
+    }
+
+    /// The length of [`SharedEvent::text`] for this `seq`, without making it.
+    pub fn len_with(&self, seq: u64) -> usize {
+        let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
+        self.head.len() + SEQ_KEY.len() + digits + self.tail.len()
+    }
 }
 
 /// The shared side of one connection's outbound queue: what every sender and the writer task
@@ -232,10 +304,19 @@ impl ClientHandle {
     /// Queue a frame; past the buffer limit the client is aborted as a slow consumer (the close
     /// jumps the queue and the queue is dropped: it would never drain).
     pub fn send(&self, text: String) -> Result<(), SendError> {
+        self.queue(Outbound::Text(text))
+    }
+
+    /// Queue a broadcast's shared frame with this client's `seq`, as [`ClientHandle::send`].
+    pub fn send_shared(&self, event: &Arc<SharedEvent>, seq: u64) -> Result<(), SendError> {
+        self.queue(Outbound::Event(event.clone(), seq))
+    }
+
+    fn queue(&self, out: Outbound) -> Result<(), SendError> {
         if self.state.aborted.is_cancelled() {
             return Err(SendError::Closed);
         }
-        let len = text.len();
+        let len = out.queued_len();
         let before = self.state.queued.fetch_add(len, Ordering::AcqRel);
         if before + len > self.max_buffered {
             self.state.queued.fetch_sub(len, Ordering::AcqRel);
@@ -243,7 +324,7 @@ impl ClientHandle {
             self.abort(close::POLICY_VIOLATION, close::REASON_SLOW_CONSUMER);
             return Err(SendError::SlowConsumer);
         }
-        self.tx.send(Outbound::Text(text)).map_err(|_| {
+        self.tx.send(out).map_err(|_| {
             self.state.queued.fetch_sub(len, Ordering::AcqRel);
             SendError::Closed
         })
@@ -344,6 +425,8 @@ impl Broadcaster {
             return 0;
         }
         let payload_json = serde_json::to_string(payload).unwrap_or_else(|_| "null".into());
+        let frame = Arc::new(SharedEvent::new(event, &payload_json, state_version));
+        drop(payload_json);
         let map = self.clients.read();
         let mut delivered = 0;
         for client in map.values() {
@@ -356,11 +439,10 @@ impl Broadcaster {
                 continue;
             }
             let seq = client.next_seq();
-            let text = event_text_with_seq(event, &payload_json, seq, state_version);
-            if drop_if_slow && client.would_overflow(text.len()) {
+            if drop_if_slow && client.would_overflow(frame.len_with(seq)) {
                 continue;
             }
-            if client.send(text).is_ok() {
+            if client.send_shared(&frame, seq).is_ok() {
                 delivered += 1;
             }
         }
@@ -415,7 +497,7 @@ mod tests {
 
     fn next_text(rx: &mut mpsc::UnboundedReceiver<Outbound>) -> Value {
         match rx.try_recv() {
-            Ok(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
+            Ok(o @ (Outbound::Text(_) | Outbound::Event(..))) => serde_json::from_str(&o.text().unwrap()).unwrap(),
             other => panic!("expected text, got {other:?}"),
         }
     }
@@ -476,5 +558,36 @@ mod tests {
         assert_eq!(c.state.abort_close(), Some((1008, "slow consumer".into())));
         assert_eq!(c.send("late".into()), Err(SendError::Closed), "nothing more is queued");
         assert_eq!(c.next_seq(), 5, "dropped and refused events still consumed their seq");
+    }
+
+    #[test]
+    fn a_shared_event_frame_is_the_single_recipient_frame_byte_for_byte() {
+        let sv = Some(StateVersion { presence: 2, health: 9 });
+        for (event, payload, sv) in [("presence", r#"{"presence":[]}"#, sv), ("chat", r#"{"a":",\"seq\":0"}"#, None)] {
+            let shared = SharedEvent::new(event, payload, sv);
+            for seq in [0, 1, 9, 10, 99, 100, 12_345, u64::MAX] {
+                let text = shared.text(seq);
+                assert_eq!(text, event_text_with_seq(event, payload, seq, sv));
+                assert_eq!(shared.len_with(seq), text.len(), "seq {seq}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_broadcast_queues_one_frame_shared_by_every_recipient() {
+        let b = Broadcaster::default();
+        let (a, mut a_rx) = client("a", &["operator.read"], 1 << 20);
+        let (c, mut c_rx) = client("c", &["operator.read"], 1 << 20);
+        b.add(a.clone());
+        b.add(c);
+        a.next_seq(); // the two clients are at different seqs
+        assert_eq!(b.broadcast("chat", &json!({"state": "delta"}), None, true), 2);
+        let (Ok(Outbound::Event(fa, sa)), Ok(Outbound::Event(fc, sc))) = (a_rx.try_recv(), c_rx.try_recv()) else {
+            panic!("event frames expected");
+        };
+        assert!(Arc::ptr_eq(&fa, &fc), "serialised once, shared by both");
+        assert_eq!((sa, sc), (2, 1));
+        assert_eq!(fa.text(sa), r#"{"type":"event","event":"chat","payload":{"state":"delta"},"seq":2}"#);
+        assert_eq!(a.state.queued(), fa.len_with(2), "the buffer counts the bytes the writer will send");
     }
 }

@@ -613,7 +613,7 @@ mod tests {
         async fn next_cron_event(&mut self) -> Value {
             loop {
                 let out = self.events.recv().await.expect("the broadcaster is alive");
-                if let crate::broadcast::Outbound::Text(text) = out {
+                if let Some(text) = out.text() {
                     let frame: Value = serde_json::from_str(&text).expect("a JSON frame");
                     if frame["event"] == "cron" {
                         return frame["payload"].clone();

@@ -243,4 +243,54 @@ mod tests {
         });
         assert_eq!(resolved, json!({"requestId": "r1", "deviceId": "d1", "decision": "rejected", "ts": 3}));
     }
+
+    /// Deltas of a session reach the clients scoped to it and every unscoped operator, and
+    /// nobody else; the scoped client's subscription to another session does not leak it.
+    #[test]
+    fn run_deltas_reach_scoped_clients_of_their_session_and_unscoped_operators() {
+        use crate::broadcast::{AuthKind, ClientIdentity};
+        let clients = Arc::new(Broadcaster::default());
+        let events = Events::new(clients.clone(), Arc::new(PresenceState::new(json!({}))));
+        let mut rxs = Vec::new();
+        for (id, caps, sub) in [
+            ("plain", vec![], None),
+            ("plain-subscribed", vec![], Some("agent:main:b")),
+            ("scoped-a", vec!["session-scoped-events".to_owned()], Some("agent:main:a")),
+            ("scoped-b", vec!["session-scoped-events".to_owned()], Some("agent:main:b")),
+        ] {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let identity = ClientIdentity {
+                conn_id: id.into(),
+                role: "operator".into(),
+                scopes: vec!["operator.read".into()],
+                device_id: None,
+                auth_kind: AuthKind::SharedSecret,
+                client: ("cli".into(), "cli".into()),
+                caps,
+            };
+            let c = ClientHandle::with_queue(identity, tx, Arc::default(), 1 << 20);
+            if let Some(key) = sub {
+                c.update_subscriptions(|s| {
+                    s.message_keys.insert(key.to_owned());
+                });
+            }
+            clients.add(c);
+            rxs.push((id, rx));
+        }
+        let delta = json!({"runId": "r", "sessionKey": "agent:main:a", "state": "delta", "deltaText": "hi"});
+        events.run_event("chat", "agent:main:a", &delta, true);
+        let heard: Vec<(&str, usize)> = rxs
+            .iter_mut()
+            .map(|(id, rx)| {
+                let mut n = 0;
+                while let Ok(o) = rx.try_recv() {
+                    let frame: Value = serde_json::from_str(&o.text().expect("a text frame")).expect("JSON");
+                    assert_eq!(frame["payload"], delta, "{id}");
+                    n += 1;
+                }
+                (*id, n)
+            })
+            .collect();
+        assert_eq!(heard, [("plain", 1), ("plain-subscribed", 1), ("scoped-a", 1), ("scoped-b", 0)]);
+    }
 }

@@ -104,7 +104,7 @@ mod tests {
     fn events_seen(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Outbound>) -> Vec<Value> {
         let mut out = Vec::new();
         while let Ok(o) = rx.try_recv() {
-            if let Outbound::Text(t) = o {
+            if let Some(t) = o.text() {
                 out.push(serde_json::from_str(&t).expect("json frame"));
             }
         }

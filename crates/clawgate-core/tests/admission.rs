@@ -77,15 +77,18 @@ async fn next_outbound(rx: &mut UnboundedReceiver<Outbound>, wanted: impl Fn(&Ou
 }
 
 fn event_named(name: &'static str) -> impl Fn(&Outbound) -> bool {
-    move |o| match o {
-        Outbound::Text(t) => serde_json::from_str::<Value>(t).is_ok_and(|f| f["type"] == "event" && f["event"] == name),
-        _ => false,
+    move |o| {
+        o.text().is_some_and(|t| {
+            serde_json::from_str::<Value>(&t).is_ok_and(|f| f["type"] == "event" && f["event"] == name)
+        })
     }
 }
 
 fn payload(o: &Outbound) -> Value {
     match o {
-        Outbound::Text(t) => serde_json::from_str::<Value>(t).expect("JSON frame")["payload"].clone(),
+        o @ (Outbound::Text(_) | Outbound::Event(..)) => {
+            serde_json::from_str::<Value>(&o.text().expect("text")).expect("JSON frame")["payload"].clone()
+        }
         other => panic!("not a text frame: {other:?}"),
     }
 }

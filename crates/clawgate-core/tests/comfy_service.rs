@@ -60,7 +60,7 @@ impl Harness {
     fn job_events(&mut self) -> Vec<Value> {
         let mut out = Vec::new();
         while let Ok(o) = self.events.try_recv() {
-            if let Outbound::Text(text) = o {
+            if let Some(text) = o.text() {
                 let frame: Value = serde_json::from_str(&text).expect("a JSON frame");
                 if frame["type"] == "event" && frame["event"] == "comfy.job" {
                     out.push(frame["payload"].clone());

@@ -50,6 +50,9 @@ const READ_PAUSE_BYTES: usize = 4 * 1024 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The slowest link a large frame is still given time for (bytes per second).
 const MIN_WRITE_RATE: usize = 64 * 1024;
+/// Frames and bytes the writer sends with one flush at most.
+const MAX_BATCH_FRAMES: usize = 64;
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// How long a closing socket is given for its close frame and flush.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -134,20 +137,48 @@ async fn writer(
             () = reader_done.cancelled() => rx.try_recv().ok(),
         };
         let Some(out) = out else { break };
-        let (message, len, last) = match out {
-            Outbound::Text(text) => {
-                let len = text.len();
-                (Message::Text(Utf8Bytes::from(text)), len, false)
+        // Whatever else is queued already goes out with it, up to a bound: one flush (one
+        // syscall) per batch instead of one per frame, which is what a client hearing many
+        // sessions' deltas at once costs the gateway.
+        let mut batch = Vec::new();
+        let (mut len, mut last) = (0, false);
+        let mut next = Some(out);
+        while let Some(out) = next.take() {
+            let (message, n, is_close) = match out {
+                Outbound::Text(text) => {
+                    let n = text.len();
+                    (Message::Text(Utf8Bytes::from(text)), n, false)
+                }
+                // A broadcast's frame, shared with every other recipient: this client's copy
+                // (with its `seq`) is made here, on its own task, right before the write.
+                Outbound::Event(frame, seq) => {
+                    let text = frame.text(seq);
+                    let n = text.len();
+                    (Message::Text(Utf8Bytes::from(text)), n, false)
+                }
+                Outbound::Ping => (Message::Ping(Default::default()), 0, false),
+                Outbound::Close(code, reason) => {
+                    (Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) })), 0, true)
+                }
+            };
+            batch.push(message);
+            len += n;
+            last = is_close;
+            if last || batch.len() >= MAX_BATCH_FRAMES || len >= MAX_BATCH_BYTES {
+                break;
             }
-            Outbound::Ping => (Message::Ping(Default::default()), 0, false),
-            Outbound::Close(code, reason) => {
-                (Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) })), 0, true)
+            next = rx.try_recv().ok();
+        }
+        let write = async {
+            for message in batch {
+                sink.feed(message).await?;
             }
+            sink.flush().await
         };
         let sent = tokio::select! {
             biased;
             () = state.aborted.cancelled() => break,
-            sent = tokio::time::timeout(write_deadline(len), sink.send(message)) => sent,
+            sent = tokio::time::timeout(write_deadline(len), write) => sent,
         };
         state.queued.fetch_sub(len, Ordering::AcqRel);
         state.drained.notify_one();

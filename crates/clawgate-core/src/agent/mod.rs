@@ -9,6 +9,9 @@ pub mod config;
 mod run;
 pub mod tools;
 pub mod transcript;
+mod window;
+
+pub use window::WindowStats;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -457,6 +460,9 @@ struct Inner {
     unstored: Mutex<HashMap<String, String>>,
     /// Runs in flight and finished, tokens, transcript write latency.
     metrics: crate::metrics::Metrics,
+    /// The newest messages of active sessions, so a turn's context is not re-read from the
+    /// transcript (`window.rs`).
+    windows: window::ContextWindows,
 }
 
 impl std::fmt::Debug for AgentService {
@@ -492,6 +498,7 @@ impl AgentService {
                 lanes: Mutex::default(),
                 unstored: Mutex::default(),
                 metrics,
+                windows: window::ContextWindows::default(),
             }),
         }
     }
@@ -502,6 +509,28 @@ impl AgentService {
         *self.inner.registry.write() = Arc::new(setup.registry);
         *self.inner.agents.write() = Arc::new(setup.agents);
         Ok(())
+    }
+
+    /// How often a turn's context came from the in-memory window rather than the transcript.
+    pub fn context_window_stats(&self) -> WindowStats {
+        self.inner.windows.stats()
+    }
+
+    /// Sessions whose context window is in memory.
+    pub fn context_windows(&self) -> usize {
+        self.inner.windows.len()
+    }
+
+    /// Drop the in-memory context window of `session_key` (its next turn reads the transcript).
+    /// A reset or delete gives the session a new transcript id, which no window matches, so
+    /// this only frees the memory sooner.
+    pub fn forget_context(&self, session_key: &str) {
+        self.inner.windows.forget(session_key);
+    }
+
+    /// Drop every in-memory context window.
+    pub fn forget_all_contexts(&self) {
+        self.inner.windows.clear();
     }
 
     /// Subscribe to every run's events (filter by `run_id`). Subscribe *before* submitting so no

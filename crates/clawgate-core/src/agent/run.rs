@@ -15,8 +15,10 @@ use clawgate_llm::{
 use clawgate_protocol::methods::agent::RunUsage;
 use clawgate_store::{EntryStatus, RunRecord, RunStore, SessionStore, TranscriptRole, TranscriptStore};
 
-use super::transcript::{self, assistant_message, estimate_tokens, user_message, with_meta};
-use super::{AbortReason, AbortedRun, AgentService, CompletedRun, ErrorKind, FailedRun, RunOutcome, RunRequest, tools};
+use super::transcript::{self, assistant_message, user_message, with_meta};
+use super::{
+    AbortReason, AbortedRun, AgentService, CompletedRun, ErrorKind, FailedRun, RunOutcome, RunRequest, tools, window,
+};
 use crate::time::now_ms;
 
 /// Model calls per turn at most (tool round trips included).
@@ -140,7 +142,10 @@ pub(super) async fn execute(svc: &AgentService, mut record: RunRecord) {
     let appended = svc.inner.metrics.time_store("transcript_append", append).await;
     drop(user);
     match appended {
-        Ok(entry) => svc.inner.events.session_message(&req.session_key, &transcript::into_history_message(entry)),
+        Ok(entry) => {
+            svc.inner.windows.appended(&req.session_key, &session.session_id, &entry);
+            svc.inner.events.session_message(&req.session_key, &transcript::into_history_message(entry))
+        }
         Err(e) => return finish_failed(svc, &em, &req, started_at, &format!("cannot record the message: {e}")).await,
     }
 
@@ -268,6 +273,8 @@ pub(super) async fn execute(svc: &AgentService, mut record: RunRecord) {
     };
     let max = agents.max_transcript_entries;
     if session.message_count as usize > max + max / 10 {
+        // The window may hold entries the compaction removes.
+        svc.inner.windows.forget(&req.session_key);
         match svc.inner.store.compact(&session.session_id, max).await {
             Ok(n) => tracing::info!(session = %req.session_key, removed = n, "compacted transcript"),
             Err(e) => tracing::warn!(session = %req.session_key, error = %e, "transcript compaction failed"),
@@ -342,6 +349,7 @@ async fn store_assistant(svc: &AgentService, session_id: &str, req: &RunRequest,
     })
     .await;
     if let Some(entry) = appended {
+        svc.inner.windows.appended(&req.session_key, session_id, &entry);
         svc.inner.events.session_message(&req.session_key, &transcript::history_message(&entry));
     }
 }
@@ -394,67 +402,40 @@ async fn finish_failed(svc: &AgentService, em: &Emitter<'_>, req: &RunRequest, s
     svc.complete(&req.run_id, outcome);
 }
 
-/// The history sent to the model: the newest transcript entries that fit the token budget,
-/// read backwards a page at a time (never the whole transcript). `whole` is `(run id, message)`
-/// of a stateless run: its user entry stored an excerpt, the model reads the whole message.
+/// The history sent to the model: the newest transcript entries that fit the token budget
+/// (`window::select`). From the session's in-memory window when it has one reaching back far
+/// enough; else read backwards from the store a page at a time (never the whole transcript),
+/// which also rebuilds the window. `whole` is `(run id, message)` of a stateless run: its user
+/// entry stored an excerpt, the model reads the whole message.
 async fn context(
     svc: &AgentService,
+    session_key: &str,
     session_id: &str,
     budget_tokens: usize,
     mut whole: Option<(String, String)>,
 ) -> Result<Vec<ChatMessage>, String> {
-    let mut out: Vec<ChatMessage> = Vec::new();
-    let mut used = 0usize;
+    let windows = &svc.inner.windows;
+    if let Some(messages) = windows.context(session_key, session_id, budget_tokens, &mut whole) {
+        return Ok(messages);
+    }
+    const PAGE: usize = 50;
+    let mut read: Vec<clawgate_store::TranscriptEntry> = Vec::new();
     let mut before: Option<i64> = None;
-    'pages: loop {
-        let tail = svc.inner.store.tail(session_id, 50, before);
-        let page = svc.inner.metrics.time_store("transcript_tail", tail).await.map_err(|e| e.to_string())?;
-        if page.is_empty() {
-            break;
-        }
-        before = page.first().map(|e| e.seq);
-        let full_page = page.len() >= 50;
-        // Entries are consumed: a message's text is moved out of the page, not copied.
-        for mut e in page.into_iter().rev() {
-            if e.status != EntryStatus::Final {
-                continue;
-            }
-            let text = match &whole {
-                Some((run_id, _)) if e.role == TranscriptRole::User && e.run_id.as_deref() == Some(run_id) => {
-                    whole.take().map(|(_, message)| message).unwrap_or_default()
-                }
-                _ => match e.content.get_mut("content").map(Value::take) {
-                    Some(Value::String(text)) => text,
-                    Some(other) => transcript::text_of(&json!({"content": other})),
-                    None => String::new(),
-                },
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
-            let cost = estimate_tokens(&text);
-            let m = match e.role {
-                TranscriptRole::User => ChatMessage::user(text),
-                TranscriptRole::Assistant => ChatMessage::assistant(text),
-                TranscriptRole::System => ChatMessage::system(text),
-                TranscriptRole::Tool => continue,
-            };
-            if (used + cost > budget_tokens && !out.is_empty()) || out.len() >= super::config::MAX_CONTEXT_MESSAGES {
-                break 'pages;
-            }
-            used += cost;
-            out.push(m);
-        }
-        if !full_page {
-            break;
+    loop {
+        let tail = svc.inner.store.tail(session_id, PAGE, before);
+        let mut page = svc.inner.metrics.time_store("transcript_tail", tail).await.map_err(|e| e.to_string())?;
+        page.reverse();
+        let reached_start = page.len() < PAGE;
+        before = page.last().map(|e| e.seq).or(before);
+        read.extend(page);
+        // Pages come newest first; `read` stays newest first.
+        let picked = window::select(window::messages_of(&read), reached_start, budget_tokens, &mut whole);
+        if let Some(messages) = picked {
+            let last_seq = read.first().map_or(0, |e| e.seq);
+            windows.rebuild(session_key, session_id, last_seq, read, reached_start);
+            return Ok(messages);
         }
     }
-    out.reverse();
-    // A conversation sent to a model starts with the user; drop leading assistant turns.
-    while matches!(out.first(), Some(ChatMessage::Assistant { .. })) {
-        out.remove(0);
-    }
-    Ok(out)
 }
 
 /// Why a run was cancelled ([`AbortReason::Rpc`] when nobody said).
@@ -502,7 +483,7 @@ async fn turn(
         .and_then(|m| m.context_window)
         .map(|w| (w as usize).saturating_sub(4096) / 2)
         .unwrap_or(super::config::DEFAULT_CONTEXT_TOKENS);
-    let mut messages = match context(svc, session_id, budget, whole).await {
+    let mut messages = match context(svc, &req.session_key, session_id, budget, whole).await {
         Ok(m) => m,
         Err(e) => {
             return Ending::Failed {
