@@ -163,9 +163,11 @@ impl Provider for Anthropic {
         if let Some(extra) = self.model_headers.get(&request.model) {
             headers.extend(extra.clone());
         }
-        let http_request = self
-            .ctx
-            .client
+        let client = match self.ctx.client() {
+            Ok(client) => client,
+            Err(e) => return Box::pin(futures_util::stream::once(async move { Err(e) })),
+        };
+        let http_request = client
             .post(http::join_url(&self.base_url, "v1/messages"))
             .headers(headers)
             .header(reqwest::header::ACCEPT, "text/event-stream")
@@ -176,7 +178,7 @@ impl Provider for Anthropic {
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<RemoteModel>, LlmError>> {
         Box::pin(async move {
             let request =
-                self.ctx.client.get(http::join_url(&self.base_url, "v1/models")).headers(self.headers.clone());
+                self.ctx.client()?.get(http::join_url(&self.base_url, "v1/models")).headers(self.headers.clone());
             let body = self.ctx.fetch_json(request).await?;
             let data = body
                 .get("data")

@@ -2,6 +2,7 @@
 //! failures into [`LlmError`]s, and driving an SSE body through a provider-specific decoder.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -73,7 +74,11 @@ const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 /// Per-provider HTTP state, cloned into every request's stream.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpContext {
-    pub(crate) client: reqwest::Client,
+    /// Built on the first request, not with the config: building a client loads and parses the
+    /// system's root certificates (about half of the gateway's start-up work and a share of its
+    /// idle memory), and a gateway whose default provider is never called, or that only
+    /// validates a config, needs none of it. Clones share the one client.
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     pub(crate) provider: String,
     /// The base URL without credentials or query, safe for messages and logs.
     pub(crate) base_url_display: String,
@@ -88,12 +93,25 @@ impl HttpContext {
         timeouts: Timeouts,
         redactor: Redactor,
     ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .user_agent(concat!("clawgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { client, provider: provider.to_owned(), base_url_display: display_url(base_url), timeouts, redactor })
+        Ok(Self {
+            client: Arc::default(),
+            provider: provider.to_owned(),
+            base_url_display: display_url(base_url),
+            timeouts,
+            redactor,
+        })
+    }
+
+    /// The provider's HTTP client, built on first use.
+    pub(crate) fn client(&self) -> Result<&reqwest::Client, LlmError> {
+        let built = self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(self.timeouts.connect)
+                .user_agent(concat!("clawgate/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {}", innermost_cause(&e)))
+        });
+        built.as_ref().map_err(|message| LlmError::Upstream { status: None, message: message.clone() })
     }
 
     /// Maps a transport failure (no HTTP status) to an error.

@@ -158,9 +158,11 @@ impl Provider for OpenAiCompatible {
         if let Some(extra) = self.model_headers.get(&request.model) {
             headers.extend(extra.clone());
         }
-        let http_request = self
-            .ctx
-            .client
+        let client = match self.ctx.client() {
+            Ok(client) => client,
+            Err(e) => return Box::pin(futures_util::stream::once(async move { Err(e) })),
+        };
+        let http_request = client
             .post(http::join_url(&self.base_url, "chat/completions"))
             .headers(headers)
             .header(reqwest::header::ACCEPT, "text/event-stream")
@@ -170,7 +172,8 @@ impl Provider for OpenAiCompatible {
 
     fn list_models(&self) -> BoxFuture<'_, Result<Vec<RemoteModel>, LlmError>> {
         Box::pin(async move {
-            let request = self.ctx.client.get(http::join_url(&self.base_url, "models")).headers(self.headers.clone());
+            let request =
+                self.ctx.client()?.get(http::join_url(&self.base_url, "models")).headers(self.headers.clone());
             let body = self.ctx.fetch_json(request).await?;
             parse_model_list(&body)
         })
