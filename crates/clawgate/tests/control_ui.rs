@@ -1,0 +1,235 @@
+//! A built OpenClaw Control UI served from `gateway.controlUi.root`, by the real binary.
+//!
+//! The HTTP tests use a small build written into a temporary directory: content types, caching
+//! (hashed assets immutable, the page revalidated), precompressed siblings, the single-page app's
+//! fallback to `index.html`, `basePath`, paths that try to leave the directory (`..`, `%2e%2e`,
+//! escaped separators, symlinks), the start-up error for a directory that is not there, and the
+//! `hello-ok` that tells the UI its build is the configured one.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use clawgate_testkit::{RawClient, TestGateway};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
+
+// ---- plain HTTP ----
+
+/// A parsed HTTP/1.1 answer.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    /// Lower-cased names.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request on its own connection, the path sent exactly as given (no client normalises it).
+async fn http(port: u16, path: &str, extra: &[(&str, &str)]) -> Answer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connecting to the gateway");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sending the request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("the gateway answered within 10 s")
+        .expect("reading the answer");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or_default().split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer { status, headers, body }
+}
+
+async fn get(port: u16, path: &str) -> Answer {
+    http(port, path, &[]).await
+}
+
+const INLINE_SCRIPT: &str = "globalThis.booted = 1;";
+const PAGE: &str = "<!doctype html><html><head><script>globalThis.booted = 1;</script>\
+    <script type=\"module\" src=\"./assets/index-Ab12Cd34.js\"></script></head><body>control ui fixture</body></html>";
+const SCRIPT: &str = "console.log('fixture');";
+const SECRET: &str = "the secret next to the root";
+
+/// A small build: `index.html` with an inline script, a hashed asset with a brotli sibling, an
+/// icon and a manifest. Next to it (outside the root) a secret file, and inside the root symlinks
+/// pointing out.
+fn write_build(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("control-ui");
+    std::fs::create_dir_all(root.join("assets")).expect("creating the build");
+    std::fs::write(root.join("index.html"), PAGE).expect("index.html");
+    std::fs::write(root.join("assets/index-Ab12Cd34.js"), SCRIPT).expect("asset");
+    std::fs::write(root.join("assets/index-Ab12Cd34.js.br"), b"\x0bbrotli-bytes").expect("br asset");
+    std::fs::write(root.join("favicon.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\"/>").expect("icon");
+    std::fs::write(root.join("manifest.webmanifest"), "{\"name\":\"OpenClaw\"}").expect("manifest");
+    std::fs::write(dir.join("secret.txt"), SECRET).expect("secret");
+    std::fs::create_dir_all(dir.join("outside")).expect("outside dir");
+    std::fs::write(dir.join("outside/secret.txt"), SECRET).expect("secret in a dir");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(dir.join("secret.txt"), root.join("leak.txt")).expect("file symlink");
+        std::os::unix::fs::symlink(dir.join("outside"), root.join("linked")).expect("dir symlink");
+    }
+    root
+}
+
+async fn gateway_with_root(root: &Path, extra: serde_json::Value) -> TestGateway {
+    let mut ui = json!({"root": root});
+    if let (Some(ui), Some(extra)) = (ui.as_object_mut(), extra.as_object()) {
+        ui.extend(extra.clone());
+    }
+    let config = json!({"gateway": {"controlUi": ui}}).to_string();
+    TestGateway::builder(BIN).config(config).start().await.unwrap_or_else(|e| panic!("starting clawgate: {e:#}"))
+}
+
+fn sha256_source(script: &str) -> String {
+    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(script.as_bytes())))
+}
+
+#[tokio::test]
+async fn a_configured_root_is_served_with_content_types_and_cache_headers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = write_build(dir.path());
+    let gw = gateway_with_root(&root, json!({})).await;
+    let port = gw.port();
+
+    let page = get(port, "/").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.text(), PAGE);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(page.header("cache-control"), Some("no-cache"), "the page is always revalidated");
+    let csp = page.header("content-security-policy").expect("a Content-Security-Policy");
+    assert!(csp.contains(&format!("script-src 'self' {}", sha256_source(INLINE_SCRIPT))), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains(" 'unsafe-eval'"), "{csp}");
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(get(port, "/index.html").await.text(), PAGE);
+
+    let asset = get(port, "/assets/index-Ab12Cd34.js").await;
+    assert_eq!((asset.status, asset.text().as_str()), (200, SCRIPT));
+    assert_eq!(asset.header("content-type"), Some("application/javascript; charset=utf-8"));
+    assert_eq!(asset.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert_eq!(asset.header("content-encoding"), None);
+    let br = http(port, "/assets/index-Ab12Cd34.js", &[("Accept-Encoding", "gzip, deflate, br")]).await;
+    assert_eq!(br.status, 200);
+    assert_eq!(br.header("content-encoding"), Some("br"), "the build's precompressed sibling");
+    assert_eq!(br.body, b"\x0bbrotli-bytes");
+    assert_eq!(br.header("content-type"), Some("application/javascript; charset=utf-8"));
+    assert_eq!(br.header("vary"), Some("Accept-Encoding"));
+
+    let icon = get(port, "/favicon.svg").await;
+    assert_eq!((icon.status, icon.header("content-type")), (200, Some("image/svg+xml")));
+    assert_eq!(icon.header("cache-control"), Some("no-cache"), "an unhashed name is revalidated");
+    let versioned = get(port, "/favicon.svg?v=2026.9.6-release").await;
+    assert_eq!(versioned.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    let manifest = get(port, "/manifest.webmanifest").await;
+    assert_eq!(manifest.header("content-type"), Some("application/manifest+json; charset=utf-8"));
+
+    let etag = icon.header("etag").expect("an ETag").to_owned();
+    let again = http(port, "/favicon.svg", &[("If-None-Match", &etag)]).await;
+    assert_eq!(again.status, 304, "{again:?}");
+    assert!(again.body.is_empty());
+
+    // The single-page app's own routes get the page; missing files do not.
+    let route = http(port, "/chat/agent%3Amain%3Amain", &[("Accept", "text/html,application/xhtml+xml")]).await;
+    assert_eq!((route.status, route.text().as_str()), (200, PAGE));
+    assert_eq!(get(port, "/assets/missing-00000000.js").await.status, 404);
+    assert_eq!(get(port, "/missing.png").await.status, 404);
+    let avatar = http(port, "/api/users/gateway-owner/avatar", &[("Accept", "image/avif,image/webp,*/*;q=0.8")]).await;
+    assert_eq!(avatar.status, 404, "an image request never gets the page");
+    assert_eq!(get(port, "/healthz").await.status, 200, "the gateway's own routes still win");
+    assert!(!get(port, "/").await.text().contains("webchat-ui"), "not the built-in web chat");
+}
+
+#[tokio::test]
+async fn paths_that_leave_the_root_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = write_build(dir.path());
+    let gw = gateway_with_root(&root, json!({})).await;
+    for path in [
+        "/../secret.txt",
+        "/assets/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/.%2e/secret.txt",
+        "/assets/..%2f..%2fsecret.txt",
+        "/assets/..%5c..%5csecret.txt",
+        "/leak.txt",
+        "/linked/secret.txt",
+        "/linked%2fsecret.txt",
+    ] {
+        let answer = get(gw.port(), path).await;
+        assert!(!answer.text().contains(SECRET), "{path} leaked the file outside the root: {answer:?}");
+        assert!(matches!(answer.status, 400 | 404), "{path}: {answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_base_path_serves_the_ui_below_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = write_build(dir.path());
+    let gw = gateway_with_root(&root, json!({"basePath": "/openclaw"})).await;
+    let port = gw.port();
+    assert_eq!(get(port, "/openclaw/").await.text(), PAGE);
+    let bare = get(port, "/openclaw").await;
+    assert_eq!((bare.status, bare.header("location")), (308, Some("openclaw/")));
+    assert_eq!(get(port, "/openclaw/assets/index-Ab12Cd34.js").await.text(), SCRIPT);
+    assert_eq!(get(port, "/").await.status, 404);
+    assert_eq!(get(port, "/assets/index-Ab12Cd34.js").await.status, 404);
+}
+
+#[tokio::test]
+async fn hello_ok_tells_the_ui_its_build_is_the_configured_one() {
+    // The Control UI shows "Server updated — Refresh for full capabilities" when the gateway's
+    // buildId differs from its own, unless `server.controlUiBuildSource` is "configured".
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = write_build(dir.path());
+    let gw = gateway_with_root(&root, json!({})).await;
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("websocket");
+    let hello = client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    assert_eq!(hello["server"]["controlUiBuildSource"], "configured", "{hello}");
+
+    let plain = TestGateway::builder(BIN).config("{}").start().await.expect("starting clawgate");
+    let mut client = RawClient::connect(&plain.ws_url()).await.expect("websocket");
+    let hello = client.handshake(plain.token(), &json!({})).await.expect("handshake");
+    assert_eq!(hello["server"]["controlUiBuildSource"], "bundled", "{hello}");
+}
+
+#[tokio::test]
+async fn a_missing_root_stops_the_start_naming_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (root, why) in [(dir.path().join("nope"), "cannot open"), (dir.path().to_path_buf(), "has no index.html")] {
+        let config = json!({"gateway": {"controlUi": {"root": root}}}).to_string();
+        let error = match TestGateway::builder(BIN).config(config).start().await {
+            Ok(_) => panic!("the gateway started with gateway.controlUi.root = {}", root.display()),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(error.contains("gateway.controlUi.root") && error.contains(why), "{error}");
+        assert!(error.contains("dist/control-ui"), "the fix is named: {error}");
+    }
+}
