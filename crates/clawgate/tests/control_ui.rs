@@ -6,15 +6,17 @@
 //! escaped separators, symlinks), the start-up error for a directory that is not there, and the
 //! `hello-ok` that tells the UI its build is the configured one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use clawgate_testkit::{RawClient, TestGateway};
-use serde_json::json;
+use clawgate_testkit::{OpenClawPeers, RawClient, TestGateway};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
 
@@ -232,4 +234,157 @@ async fn a_missing_root_stops_the_start_naming_the_key_and_the_fix() {
         assert!(error.contains("gateway.controlUi.root") && error.contains(why), "{error}");
         assert!(error.contains("dist/control-ui"), "the fix is named: {error}");
     }
+}
+
+// ---- the real Control UI in a browser ----
+
+/// The 42 methods the Control UI of openclaw 2026.9.6 calls at start-up against the real gateway
+/// (`../shared/contracts/openclaw-live.md` §10, transcript `controlui-chromium.jsonl`).
+const STARTUP_METHODS: [&str; 42] = [
+    "sessions.subscribe",
+    "sessions.list",
+    "config.get",
+    "update.status",
+    "plugins.controlUi.list",
+    "agents.list",
+    "exec.approval.list",
+    "plugin.approval.list",
+    "openclaw.approval.list",
+    "plugin.surface.refresh",
+    "board.get",
+    "projects.list",
+    "question.list",
+    "chat.startup",
+    "models.authStatus",
+    "agent.identity.get",
+    "sessions.viewers.set",
+    "sessions.github.options",
+    "talk.catalog",
+    "session.members.listEvidence",
+    "sessions.messages.subscribe",
+    "controlUi.sessionPullRequests.subscribe",
+    "sessions.observer.visibility",
+    "users.prefs.get",
+    "sessions.groups.list",
+    "sessions.patch",
+    "chat.metadata",
+    "progressCard.get",
+    "sessions.groups.defaults",
+    "taskSuggestions.list",
+    "system.info",
+    "sessions.branches.list",
+    "session.discussion.info",
+    "sessions.companion.state",
+    "tasks.list",
+    "mentions.list",
+    "cron.list",
+    "cron.status",
+    "sessions.catalog.list",
+    "chat.history",
+    "sessions.describe",
+    "connect",
+];
+
+/// Chromium, playwright-core, node and the package's Control UI, or why not.
+async fn browser_tools() -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-browser.sh");
+    let check = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("--check")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !check.status.success() {
+        return Err(String::from_utf8_lossy(&check.stderr).trim().to_owned());
+    }
+    let dir = String::from_utf8_lossy(&check.stdout).lines().last().unwrap_or_default().trim().to_owned();
+    let peers = OpenClawPeers::get().await.map_err(|e| format!("the OpenClaw peers install: {e:#}"))?;
+    let ui = peers.dir().join("node_modules/openclaw/dist/control-ui");
+    if !ui.join("index.html").is_file() {
+        return Err(format!("{} has no built Control UI", ui.display()));
+    }
+    Ok((peers.node(), PathBuf::from(dir), ui))
+}
+
+fn peers_required() -> bool {
+    std::env::var("CLAWGATE_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Serves the package's Control UI, opens it in Chromium (`tests/node/control_ui.mjs`) and
+/// returns the script's result: the requests the UI made at start-up and their answers, the
+/// page's state; `None` when the browser tools are missing and not required.
+async fn run_control_ui(test: &str, screenshot_name: &str) -> Option<Value> {
+    let (node, playwright_dir, ui) = match browser_tools().await {
+        Ok(tools) => tools,
+        Err(why) if peers_required() => panic!("{test} needs Chromium, playwright-core and openclaw: {why}"),
+        Err(why) => {
+            eprintln!(
+                "\n*** SKIPPED {test}: {why}\n*** run scripts/install-browser.sh and scripts/install-openclaw.sh \
+                 (CLAWGATE_REQUIRE_PEERS=1 turns this skip into a failure)\n"
+            );
+            return None;
+        }
+    };
+    let gw = gateway_with_root(&ui, json!({})).await;
+    // This crate's checkout (the testkit's own root may be another build's).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let artifacts = root.join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("creating target/test-artifacts");
+    let screenshot = artifacts.join(screenshot_name);
+    let _ = std::fs::remove_file(&screenshot);
+    let run = Command::new(&node)
+        .arg(root.join("tests/node/control_ui.mjs"))
+        .env("GW_HTTP", gw.http_url())
+        .env("GW_TOKEN", gw.expect_token())
+        .env("PLAYWRIGHT_DIR", &playwright_dir)
+        .env("SCREENSHOT", &screenshot)
+        .env("EXPECT_METHODS", STARTUP_METHODS.join(","))
+        .env("STARTUP_WAIT_MS", "30000")
+        .env("CHROMIUM", std::env::var("CLAWGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(150), run)
+        .await
+        .expect("the browser run ended within 150 s")
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
+        panic!("no result line from the browser script\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert_eq!(result["ok"], true, "the browser script failed: {result:#}\n{}", gw.describe_output());
+    assert!(screenshot.is_file(), "no screenshot at {}", screenshot.display());
+    Some(result)
+}
+
+#[tokio::test]
+async fn the_packaged_control_ui_connects_without_the_build_mismatch_state() {
+    let Some(result) =
+        run_control_ui("the_packaged_control_ui_connects_without_the_build_mismatch_state", "control-ui.png").await
+    else {
+        return;
+    };
+    assert_eq!(result["server"]["controlUiBuildSource"], "configured", "{result:#}");
+    assert_eq!(result["banner"], false, "the UI shows the build-mismatch state: {result:#}");
+    assert_eq!(result["sockets"], 1, "the UI reconnected (what it does on a build mismatch): {result:#}");
+    let methods: Vec<&str> =
+        result["requests"].as_array().into_iter().flatten().filter_map(|r| r["method"].as_str()).collect();
+    // Past the mismatch check the UI goes on to its start-up methods (it stopped after connect).
+    assert!(methods.iter().any(|m| *m != "connect"), "the UI made no start-up request: {result:#}");
+    eprintln!("control UI start-up requests: {:#}", result["requests"]);
+}
+
+#[tokio::test]
+#[ignore = "issue 13 item 2: update.status, exec.approval.list, openclaw.approval.list, models.authStatus, \
+            chat.startup, chat.metadata, progressCard.get, sessions.observer.visibility and others are not \
+            implemented yet (the connect test above prints what the UI got)"]
+async fn every_start_up_request_of_the_packaged_control_ui_answers_ok() {
+    let Some(result) =
+        run_control_ui("every_start_up_request_of_the_packaged_control_ui_answers_ok", "control-ui-startup.png").await
+    else {
+        return;
+    };
+    let failed: Vec<&Value> = result["requests"].as_array().into_iter().flatten().filter(|r| r["ok"] != true).collect();
+    assert!(failed.is_empty(), "start-up requests not answered ok: {failed:#?}");
+    assert_eq!(result["missing"], json!([]), "start-up methods the UI never got to: {result:#}");
 }
