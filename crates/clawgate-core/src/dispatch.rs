@@ -297,6 +297,11 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
             typed(method, params, |FieldsOf(p)| methods::approvals::plugin_approval_resolve(&gw.comfy, ctx, p)).await
         }
         m::TASK_SUGGESTIONS_LIST => typed(method, params, methods::catalog::task_suggestions_list).await,
+        m::PROGRESS_CARD_GET => typed(method, params, methods::control_ui::progress_card_get).await,
+        m::SESSIONS_OBSERVER_VISIBILITY => {
+            typed(method, params, methods::control_ui::sessions_observer_visibility).await
+        }
+        m::UPDATE_STATUS => typed(method, params, methods::control_ui::update_status).await,
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),
     };

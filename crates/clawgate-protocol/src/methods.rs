@@ -20,6 +20,7 @@ pub mod channels;
 pub mod chat;
 pub mod comfy;
 pub mod config;
+pub mod control_ui;
 pub mod cron;
 pub mod devices;
 pub mod health;
@@ -235,6 +236,9 @@ pub mod names {
     pub const PLUGIN_APPROVAL_WAIT_DECISION: &str = "plugin.approval.waitDecision";
     pub const PLUGIN_APPROVAL_RESOLVE: &str = "plugin.approval.resolve";
     pub const TASK_SUGGESTIONS_LIST: &str = "taskSuggestions.list";
+    pub const PROGRESS_CARD_GET: &str = "progressCard.get";
+    pub const SESSIONS_OBSERVER_VISIBILITY: &str = "sessions.observer.visibility";
+    pub const UPDATE_STATUS: &str = "update.status";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -304,6 +308,9 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::PLUGIN_APPROVAL_REQUEST, scopes::APPROVALS),
     m(names::PLUGIN_APPROVAL_WAIT_DECISION, scopes::APPROVALS),
     m(names::PLUGIN_APPROVAL_RESOLVE, scopes::APPROVALS),
+    m(names::PROGRESS_CARD_GET, scopes::READ),
+    m(names::SESSIONS_OBSERVER_VISIBILITY, scopes::READ),
+    m(names::UPDATE_STATUS, scopes::ADMIN),
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     // Valid only as the first frame; a second `connect` is answered by the dispatcher.
     MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },

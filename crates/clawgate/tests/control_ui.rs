@@ -375,9 +375,9 @@ async fn the_packaged_control_ui_connects_without_the_build_mismatch_state() {
 }
 
 #[tokio::test]
-#[ignore = "issue 13 item 2: update.status, exec.approval.list, openclaw.approval.list, models.authStatus, \
-            chat.startup, chat.metadata, progressCard.get, sessions.observer.visibility and others are not \
-            implemented yet (the connect test above prints what the UI got)"]
+#[ignore = "issue 13 item 2: exec.approval.list, openclaw.approval.list, models.authStatus, chat.startup, \
+            chat.metadata and the methods the UI calls after them are not implemented yet (the connect test \
+            above prints what the UI got)"]
 async fn every_start_up_request_of_the_packaged_control_ui_answers_ok() {
     let Some(result) =
         run_control_ui("every_start_up_request_of_the_packaged_control_ui_answers_ok", "control-ui-startup.png").await
@@ -387,4 +387,28 @@ async fn every_start_up_request_of_the_packaged_control_ui_answers_ok() {
     let failed: Vec<&Value> = result["requests"].as_array().into_iter().flatten().filter(|r| r["ok"] != true).collect();
     assert!(failed.is_empty(), "start-up requests not answered ok: {failed:#?}");
     assert_eq!(result["missing"], json!([]), "start-up methods the UI never got to: {result:#}");
+}
+
+#[tokio::test]
+async fn start_up_methods_without_a_feature_answer_its_empty_state() {
+    // The UI calls these at start-up; an error would be a toast on every load.
+    let gw = TestGateway::builder(BIN).config("{}").start().await.expect("starting clawgate");
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("websocket");
+    let hello = client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    for method in ["progressCard.get", "sessions.observer.visibility", "update.status"] {
+        assert!(
+            hello["features"]["methods"].as_array().is_some_and(|m| m.iter().any(|x| x == method)),
+            "{method} is not advertised"
+        );
+    }
+    let card = client.request("progressCard.get", Some(json!({"sessionKey": "agent:main:main"}))).await.expect("req");
+    assert_eq!((card["ok"].clone(), card["payload"].clone()), (json!(true), json!({"card": null})), "{card}");
+    let seen = client.request("sessions.observer.visibility", Some(json!({"visible": true}))).await.expect("req");
+    assert_eq!(seen["payload"], json!({"ok": true}), "{seen}");
+    let update = client.request("update.status", Some(json!({}))).await.expect("req");
+    assert_eq!(update["payload"], json!({"sentinel": null, "updateAvailable": null}), "{update}");
+    let bad = client.request("progressCard.get", Some(json!({"sessionKey": ""}))).await.expect("req");
+    assert_eq!((bad["ok"].clone(), bad["error"]["code"].clone()), (json!(false), json!("INVALID_REQUEST")), "{bad}");
+    let unknown = client.request("update.status", Some(json!({"nope": 1}))).await.expect("req");
+    assert_eq!(unknown["ok"], false, "closed params, as upstream's schema: {unknown}");
 }
