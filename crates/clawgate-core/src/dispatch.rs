@@ -245,7 +245,8 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
             };
             typed(method, params, |p| methods::chat::chat_send(h, ctx, p)).await
         }
-        m::CHAT_HISTORY => {
+        // The Control UI opens a chat with `chat.startup`: upstream answers it as `chat.history`.
+        m::CHAT_HISTORY | m::CHAT_STARTUP => {
             typed(method, params, |p| methods::chat::chat_history(&gw.agents, &gw.store, &gw.media, p)).await
         }
         m::CHAT_ABORT => typed(method, params, |p| methods::chat::chat_abort(&gw.agents, p)).await,

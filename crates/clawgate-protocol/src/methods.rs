@@ -239,6 +239,7 @@ pub mod names {
     pub const PROGRESS_CARD_GET: &str = "progressCard.get";
     pub const SESSIONS_OBSERVER_VISIBILITY: &str = "sessions.observer.visibility";
     pub const UPDATE_STATUS: &str = "update.status";
+    pub const CHAT_STARTUP: &str = "chat.startup";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -311,6 +312,7 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::PROGRESS_CARD_GET, scopes::READ),
     m(names::SESSIONS_OBSERVER_VISIBILITY, scopes::READ),
     m(names::UPDATE_STATUS, scopes::ADMIN),
+    m(names::CHAT_STARTUP, scopes::READ),
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     // Valid only as the first frame; a second `connect` is answered by the dispatcher.
     MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },

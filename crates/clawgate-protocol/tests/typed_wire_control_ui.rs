@@ -1,12 +1,13 @@
 //! The typed params and results of the Control UI's start-up methods clawgate answers with an
 //! empty state (`progressCard.get`, `sessions.observer.visibility`, `update.status`) against the
 //! vendored OpenClaw schema, and snapshots of their shapes. Upstream's params are closed for all
-//! three, and so are the types.
+//! three, and so are the types. `chat.startup` takes `chat.history`'s params.
 
 mod support;
 
 use serde_json::{Value, json};
 
+use clawgate_protocol::methods::chat::ChatHistoryParams;
 use clawgate_protocol::methods::control_ui::*;
 use support::schema::{Decode, check_params, check_results};
 
@@ -33,6 +34,13 @@ fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
         ("sessions.observer.visibility", json!({"visible": true}), d::<SessionsObserverVisibilityParams>, true),
         ("update.status", json!({}), d::<UpdateStatusParams>, true),
         ("update.status", json!({"refreshCheckout": false}), d::<UpdateStatusParams>, true),
+        // `chat.startup` is `chat.history` under another name (its params are the same branch).
+        (
+            "chat.startup",
+            json!({"sessionKey": "agent:main:main", "limit": 80, "maxBytes": 262_144}),
+            d::<ChatHistoryParams>,
+            false,
+        ),
     ]
 }
 

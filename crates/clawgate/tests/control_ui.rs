@@ -375,9 +375,9 @@ async fn the_packaged_control_ui_connects_without_the_build_mismatch_state() {
 }
 
 #[tokio::test]
-#[ignore = "issue 13 item 2: exec.approval.list, openclaw.approval.list, models.authStatus, chat.startup, \
-            chat.metadata and the methods the UI calls after them are not implemented yet (the connect test \
-            above prints what the UI got)"]
+#[ignore = "issue 13 item 2: exec.approval.list, openclaw.approval.list, models.authStatus, chat.metadata, \
+            talk.catalog, sessions.branches.list, sessions.companion.state, tasks.list and the methods the UI \
+            calls after them are not implemented yet (the connect test above prints what the UI got)"]
 async fn every_start_up_request_of_the_packaged_control_ui_answers_ok() {
     let Some(result) =
         run_control_ui("every_start_up_request_of_the_packaged_control_ui_answers_ok", "control-ui-startup.png").await
@@ -411,4 +411,20 @@ async fn start_up_methods_without_a_feature_answer_its_empty_state() {
     assert_eq!((bad["ok"].clone(), bad["error"]["code"].clone()), (json!(false), json!("INVALID_REQUEST")), "{bad}");
     let unknown = client.request("update.status", Some(json!({"nope": 1}))).await.expect("req");
     assert_eq!(unknown["ok"], false, "closed params, as upstream's schema: {unknown}");
+}
+
+#[tokio::test]
+async fn chat_startup_answers_as_chat_history() {
+    // The UI opens its chat page with `chat.startup {sessionKey, limit, maxBytes}`.
+    let gw = TestGateway::builder(BIN).config("{}").start().await.expect("starting clawgate");
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("websocket");
+    client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    let params = json!({"sessionKey": "agent:main:main", "limit": 80, "maxBytes": 262_144});
+    let startup = client.request("chat.startup", Some(params.clone())).await.expect("req");
+    let history = client.request("chat.history", Some(params)).await.expect("req");
+    assert_eq!(startup["ok"], true, "{startup}");
+    assert_eq!(startup["payload"], history["payload"], "{startup}\n{history}");
+    assert_eq!(startup["payload"]["sessionKey"], "agent:main:main", "{startup}");
+    let bad = client.request("chat.startup", Some(json!({}))).await.expect("req");
+    assert_eq!(bad["error"]["code"], "INVALID_REQUEST", "{bad}");
 }
