@@ -303,6 +303,7 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
             typed(method, params, methods::control_ui::sessions_observer_visibility).await
         }
         m::UPDATE_STATUS => typed(method, params, methods::control_ui::update_status).await,
+        m::SESSIONS_COMPANION_STATE => typed(method, params, methods::control_ui::sessions_companion_state).await,
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),
     };

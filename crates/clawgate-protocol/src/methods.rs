@@ -240,6 +240,7 @@ pub mod names {
     pub const SESSIONS_OBSERVER_VISIBILITY: &str = "sessions.observer.visibility";
     pub const UPDATE_STATUS: &str = "update.status";
     pub const CHAT_STARTUP: &str = "chat.startup";
+    pub const SESSIONS_COMPANION_STATE: &str = "sessions.companion.state";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -313,6 +314,7 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::SESSIONS_OBSERVER_VISIBILITY, scopes::READ),
     m(names::UPDATE_STATUS, scopes::ADMIN),
     m(names::CHAT_STARTUP, scopes::READ),
+    m(names::SESSIONS_COMPANION_STATE, scopes::READ),
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     // Valid only as the first frame; a second `connect` is answered by the dispatcher.
     MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },

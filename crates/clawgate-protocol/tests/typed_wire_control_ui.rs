@@ -24,6 +24,11 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
             enc(&SessionsObserverVisibilityResult { ok: true }),
         ),
         ("update.status", "update_status", enc(&UpdateStatusResult { sentinel: None, update_available: None })),
+        (
+            "sessions.companion.state",
+            "sessions_companion_state",
+            enc(&SessionsCompanionStateResult { exchanges: vec![] }),
+        ),
     ]
 }
 
@@ -34,6 +39,12 @@ fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
         ("sessions.observer.visibility", json!({"visible": true}), d::<SessionsObserverVisibilityParams>, true),
         ("update.status", json!({}), d::<UpdateStatusParams>, true),
         ("update.status", json!({"refreshCheckout": false}), d::<UpdateStatusParams>, true),
+        (
+            "sessions.companion.state",
+            json!({"sessionKey": "agent:main:main", "agentId": "main"}),
+            d::<SessionsCompanionStateParams>,
+            true,
+        ),
         // `chat.startup` is `chat.history` under another name (its params are the same branch).
         (
             "chat.startup",

@@ -376,7 +376,7 @@ async fn the_packaged_control_ui_connects_without_the_build_mismatch_state() {
 
 #[tokio::test]
 #[ignore = "issue 13 item 2: exec.approval.list, openclaw.approval.list, models.authStatus, chat.metadata, \
-            talk.catalog, sessions.branches.list, sessions.companion.state, tasks.list and the methods the UI \
+            talk.catalog, sessions.branches.list, tasks.list and the methods the UI \
             calls after them are not implemented yet (the connect test above prints what the UI got)"]
 async fn every_start_up_request_of_the_packaged_control_ui_answers_ok() {
     let Some(result) =
@@ -395,7 +395,7 @@ async fn start_up_methods_without_a_feature_answer_its_empty_state() {
     let gw = TestGateway::builder(BIN).config("{}").start().await.expect("starting clawgate");
     let mut client = RawClient::connect(&gw.ws_url()).await.expect("websocket");
     let hello = client.handshake(gw.token(), &json!({})).await.expect("handshake");
-    for method in ["progressCard.get", "sessions.observer.visibility", "update.status"] {
+    for method in ["progressCard.get", "sessions.observer.visibility", "update.status", "sessions.companion.state"] {
         assert!(
             hello["features"]["methods"].as_array().is_some_and(|m| m.iter().any(|x| x == method)),
             "{method} is not advertised"
@@ -407,6 +407,11 @@ async fn start_up_methods_without_a_feature_answer_its_empty_state() {
     assert_eq!(seen["payload"], json!({"ok": true}), "{seen}");
     let update = client.request("update.status", Some(json!({}))).await.expect("req");
     assert_eq!(update["payload"], json!({"sentinel": null, "updateAvailable": null}), "{update}");
+    let companion = client
+        .request("sessions.companion.state", Some(json!({"sessionKey": "agent:main:main", "agentId": "main"})))
+        .await
+        .expect("req");
+    assert_eq!(companion["payload"], json!({"exchanges": []}), "{companion}");
     let bad = client.request("progressCard.get", Some(json!({"sessionKey": ""}))).await.expect("req");
     assert_eq!((bad["ok"].clone(), bad["error"]["code"].clone()), (json!(false), json!("INVALID_REQUEST")), "{bad}");
     let unknown = client.request("update.status", Some(json!({"nope": 1}))).await.expect("req");

@@ -1,4 +1,4 @@
-//! `progressCard.get`, `sessions.observer.visibility`, `update.status`: what the OpenClaw Control
+//! `progressCard.get`, `sessions.observer.visibility`, `update.status`, `sessions.companion.state`: what the OpenClaw Control
 //! UI asks at start-up about features clawgate does not have. Each answers the schema's empty
 //! state — no card, no update — rather than an error the UI would show as a toast.
 
@@ -26,6 +26,17 @@ pub async fn sessions_observer_visibility(
 /// and never looks for a newer version.
 pub async fn update_status(_: UpdateStatusParams) -> Result<UpdateStatusResult, CoreError> {
     Ok(UpdateStatusResult { sentinel: None, update_available: None })
+}
+
+/// `sessions.companion.state {sessionKey}` → `{exchanges: []}`: clawgate sessions have no
+/// companion to ask side questions of.
+pub async fn sessions_companion_state(
+    p: SessionsCompanionStateParams,
+) -> Result<SessionsCompanionStateResult, CoreError> {
+    if p.session_key.trim().is_empty() {
+        return Err(CoreError::invalid("invalid sessions.companion.state params: sessionKey must not be empty"));
+    }
+    Ok(SessionsCompanionStateResult { exchanges: Vec::new() })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! `progressCard.get`, `sessions.observer.visibility`, `update.status`: methods the OpenClaw
-//! Control UI calls at start-up for features clawgate does not have (progress cards, the session
-//! observer, self-update). Their results are the schema's honest empty states; the types that
+//! `progressCard.get`, `sessions.observer.visibility`, `update.status`, `sessions.companion.state`:
+//! methods the OpenClaw Control UI calls at start-up for features clawgate does not have (progress
+//! cards, the session observer, self-update, the session companion). Their results are the schema's honest empty states; the types that
 //! would carry data are uninhabited, so nothing can pretend to have some.
 
 use serde::{Deserialize, Serialize};
@@ -61,4 +61,27 @@ pub struct UpdateStatusResult {
     pub sentinel: Option<UpdateInfo>,
     /// A newer version found (clawgate never checks).
     pub update_available: Option<UpdateInfo>,
+}
+
+/// `sessions.companion.state {sessionKey, agentId?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionsCompanionStateParams {
+    /// The session (not empty).
+    pub session_key: String,
+    /// The agent, when the UI names it.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+/// A side question asked of a session's companion and its answer. clawgate has no companion, so
+/// no value of this type exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CompanionExchange {}
+
+/// `sessions.companion.state` → `{exchanges: []}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionsCompanionStateResult {
+    /// The companion's exchanges (none).
+    pub exchanges: Vec<CompanionExchange>,
 }
