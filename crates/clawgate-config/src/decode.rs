@@ -161,7 +161,7 @@ pub(crate) const METRICS_KEYS: &[&str] = &["listen"];
 pub(crate) const AUTH_KEYS: &[&str] = &["mode", "token", "password", "rateLimit"];
 pub(crate) const RATE_LIMIT_KEYS: &[&str] = &["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"];
 pub(crate) const CONTROL_UI_KEYS: &[&str] =
-    &["enabled", "basePath", "allowedOrigins", "dangerouslyAllowHostHeaderOriginFallback"];
+    &["enabled", "basePath", "root", "allowedOrigins", "dangerouslyAllowHostHeaderOriginFallback"];
 pub(crate) const HTTP_KEYS: &[&str] = &["endpoints", "headerTimeoutMs", "maxConnections"];
 pub(crate) const ENDPOINTS_KEYS: &[&str] = &["chatCompletions", "responses"];
 pub(crate) const ENDPOINT_KEYS: &[&str] = &["enabled"];
@@ -439,6 +439,16 @@ fn control_ui(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ControlUiConfig
             Ok(()) => Some(path),
             Err(message) => d.fail(p, message),
         }
+    });
+    d.field(obj, p, "root", &mut out.root, |d, v, p| {
+        let root = d.string(v, p)?;
+        if root.trim().is_empty() {
+            return d.fail(
+                p,
+                "must be a directory path (a built Control UI, e.g. the openclaw package's dist/control-ui)".into(),
+            );
+        }
+        Some(Some(PathBuf::from(root)))
     });
     d.field(obj, p, "allowedOrigins", &mut out.allowed_origins, |d, v, p| {
         d.list(v, p, |d, v, p| {

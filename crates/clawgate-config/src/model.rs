@@ -444,6 +444,10 @@ pub struct ControlUiConfig {
     pub enabled: bool,
     /// URL path prefix for the UI, e.g. `"/ui"`; empty serves it at `/`.
     pub base_path: String,
+    /// A built Control UI directory (e.g. the `openclaw` package's `dist/control-ui`) served at
+    /// `basePath` instead of the built-in web chat; relative to the config file's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
     /// Extra browser origins (`scheme://host[:port]`) allowed to open WebSocket connections and
     /// to POST to the HTTP API.
     pub allowed_origins: Vec<String>,
@@ -458,6 +462,7 @@ impl Default for ControlUiConfig {
         Self {
             enabled: true,
             base_path: String::new(),
+            root: None,
             allowed_origins: Vec::new(),
             dangerously_allow_host_header_origin_fallback: false,
         }

@@ -97,6 +97,12 @@ const HINTS: &[Hint] = &[
         "Control UI",
     ),
     (
+        "gateway.controlUi.root",
+        "Control UI directory",
+        "A built OpenClaw Control UI (e.g. the openclaw package's dist/control-ui) served at basePath instead of the built-in web chat. Relative to the config file. Changing it restarts the gateway.",
+        "Control UI",
+    ),
+    (
         "gateway.controlUi.allowedOrigins",
         "Allowed origins",
         "Extra browser origins (scheme://host[:port], no path) allowed to connect over WebSocket and to POST to the HTTP API.",

@@ -245,7 +245,8 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
             };
             typed(method, params, |p| methods::chat::chat_send(h, ctx, p)).await
         }
-        m::CHAT_HISTORY => {
+        // The Control UI opens a chat with `chat.startup`: upstream answers it as `chat.history`.
+        m::CHAT_HISTORY | m::CHAT_STARTUP => {
             typed(method, params, |p| methods::chat::chat_history(&gw.agents, &gw.store, &gw.media, p)).await
         }
         m::CHAT_ABORT => typed(method, params, |p| methods::chat::chat_abort(&gw.agents, p)).await,
@@ -303,6 +304,12 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::USAGE_STATUS => {
             typed(method, params, |p| methods::usage::usage_status(&gw.config, &gw.agents, &gw.store, p)).await
         }
+        m::PROGRESS_CARD_GET => typed(method, params, methods::control_ui::progress_card_get).await,
+        m::SESSIONS_OBSERVER_VISIBILITY => {
+            typed(method, params, methods::control_ui::sessions_observer_visibility).await
+        }
+        m::UPDATE_STATUS => typed(method, params, methods::control_ui::update_status).await,
+        m::SESSIONS_COMPANION_STATE => typed(method, params, methods::control_ui::sessions_companion_state).await,
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),
     };

@@ -253,7 +253,16 @@ impl HealthService {
                 version: info.version.clone(),
                 build_id: Some(format!("clawgate-{}", info.version)),
                 boot_id: info.boot_id.clone(),
-                control_ui_build_source: "bundled".into(),
+                // The Control UI compares its own build with the gateway's unless the gateway
+                // says it serves a UI from a configured directory (`gateway.controlUi.root`):
+                // then whatever build is there is the one meant, never a stale bundle.
+                control_ui_build_source: if cfg.config.gateway.control_ui.enabled
+                    && cfg.config.gateway.control_ui.root.is_some()
+                {
+                    "configured".into()
+                } else {
+                    "bundled".into()
+                },
                 conn_id: conn_id.to_owned(),
             },
             features: Features {

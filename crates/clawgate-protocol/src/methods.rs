@@ -20,6 +20,7 @@ pub mod channels;
 pub mod chat;
 pub mod comfy;
 pub mod config;
+pub mod control_ui;
 pub mod cron;
 pub mod devices;
 pub mod health;
@@ -238,6 +239,11 @@ pub mod names {
     pub const TASK_SUGGESTIONS_LIST: &str = "taskSuggestions.list";
     pub const USAGE_STATUS: &str = "usage.status";
     pub const USAGE_COST: &str = "usage.cost";
+    pub const PROGRESS_CARD_GET: &str = "progressCard.get";
+    pub const SESSIONS_OBSERVER_VISIBILITY: &str = "sessions.observer.visibility";
+    pub const UPDATE_STATUS: &str = "update.status";
+    pub const CHAT_STARTUP: &str = "chat.startup";
+    pub const SESSIONS_COMPANION_STATE: &str = "sessions.companion.state";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -307,6 +313,11 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::PLUGIN_APPROVAL_REQUEST, scopes::APPROVALS),
     m(names::PLUGIN_APPROVAL_WAIT_DECISION, scopes::APPROVALS),
     m(names::PLUGIN_APPROVAL_RESOLVE, scopes::APPROVALS),
+    m(names::PROGRESS_CARD_GET, scopes::READ),
+    m(names::SESSIONS_OBSERVER_VISIBILITY, scopes::READ),
+    m(names::UPDATE_STATUS, scopes::ADMIN),
+    m(names::CHAT_STARTUP, scopes::READ),
+    m(names::SESSIONS_COMPANION_STATE, scopes::READ),
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     m(names::USAGE_STATUS, scopes::READ),
     m(names::USAGE_COST, scopes::READ),

@@ -14,10 +14,10 @@ use clawgate_core::health::HealthService;
 use clawgate_core::media::MediaSigner;
 use clawgate_core::tasks::Tasks;
 
-use crate::{webchat, ws};
+use crate::{control_ui, webchat, ws};
 
-/// What `/` and every unrouted path serve: WebSocket upgrades, the web chat page and media
-/// links below its base path.
+/// What `/` and every unrouted path serve: WebSocket upgrades, the web chat page (or the
+/// Control UI of `gateway.controlUi.root`) and media links below its base path.
 #[derive(Debug, Clone)]
 pub(crate) struct Front {
     /// What a control connection uses.
@@ -89,7 +89,7 @@ pub(crate) async fn root(
     {
         return crate::media::serve(&front.media, &token).await;
     }
-    upgrade_or_page(front, addr, &method, &uri, &headers, upgrade)
+    upgrade_or_page(front, addr, &method, &uri, &headers, upgrade).await
 }
 
 /// Any other path: WebSocket upgrades are accepted on every path (as upstream), the web chat is
@@ -107,10 +107,10 @@ pub(crate) async fn fallback(
     {
         return crate::media::serve(&front.media, &token).await;
     }
-    upgrade_or_page(front, addr, &method, &uri, &headers, upgrade)
+    upgrade_or_page(front, addr, &method, &uri, &headers, upgrade).await
 }
 
-fn upgrade_or_page(
+async fn upgrade_or_page(
     front: Front,
     addr: SocketAddr,
     method: &Method,
@@ -120,7 +120,16 @@ fn upgrade_or_page(
 ) -> Response {
     match upgrade {
         Ok(up) => ws::upgrade(front.ws, addr, headers, up),
-        Err(_) => webchat::serve(&front.config, method, uri.path(), headers)
-            .unwrap_or_else(|| (StatusCode::NOT_FOUND, "Not Found").into_response()),
+        Err(_) => {
+            let config = front.config.current();
+            let page = match control_ui::configured_root(&config) {
+                Some(root) => {
+                    let base = &config.config.gateway.control_ui.base_path;
+                    control_ui::serve(&root, base, method, uri, headers).await
+                }
+                None => webchat::serve(&front.config, method, uri.path(), headers),
+            };
+            page.unwrap_or_else(|| (StatusCode::NOT_FOUND, "Not Found").into_response())
+        }
     }
 }

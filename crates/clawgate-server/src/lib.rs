@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod channel_webhooks;
+pub mod control_ui;
 mod http;
 mod http_api;
 mod listener;

@@ -132,6 +132,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
+    // A Control UI directory that cannot be served stops the start, naming the key and the fix.
+    if let Err(e) = clawgate_server::control_ui::check_root(&loaded) {
+        bail!("{e} (in {})", config_path.display());
+    }
     let token_path = paths::token_file(&state_dir);
     if let (true, Some(token)) = (generated_token, &settings.token) {
         paths::write_private_file(&token_path, token)

@@ -7,6 +7,7 @@ pub mod channels;
 pub mod chat;
 pub mod comfy;
 pub mod config;
+pub mod control_ui;
 pub mod cron;
 pub mod devices;
 pub mod health;

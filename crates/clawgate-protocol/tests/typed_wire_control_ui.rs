@@ -1,0 +1,73 @@
+//! The typed params and results of the Control UI's start-up methods clawgate answers with an
+//! empty state (`progressCard.get`, `sessions.observer.visibility`, `update.status`) against the
+//! vendored OpenClaw schema, and snapshots of their shapes. Upstream's params are closed for all
+//! three, and so are the types. `chat.startup` takes `chat.history`'s params.
+
+mod support;
+
+use serde_json::{Value, json};
+
+use clawgate_protocol::methods::chat::ChatHistoryParams;
+use clawgate_protocol::methods::control_ui::*;
+use support::schema::{Decode, check_params, check_results};
+
+fn enc<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("serialises")
+}
+
+fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        ("progressCard.get", "progress_card_get", enc(&ProgressCardGetResult { card: None })),
+        (
+            "sessions.observer.visibility",
+            "sessions_observer_visibility",
+            enc(&SessionsObserverVisibilityResult { ok: true }),
+        ),
+        ("update.status", "update_status", enc(&UpdateStatusResult { sentinel: None, update_available: None })),
+        (
+            "sessions.companion.state",
+            "sessions_companion_state",
+            enc(&SessionsCompanionStateResult { exchanges: vec![] }),
+        ),
+    ]
+}
+
+fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
+    use support::schema::decoder as d;
+    vec![
+        ("progressCard.get", json!({"sessionKey": "agent:main:main"}), d::<ProgressCardGetParams>, true),
+        ("sessions.observer.visibility", json!({"visible": true}), d::<SessionsObserverVisibilityParams>, true),
+        ("update.status", json!({}), d::<UpdateStatusParams>, true),
+        ("update.status", json!({"refreshCheckout": false}), d::<UpdateStatusParams>, true),
+        (
+            "sessions.companion.state",
+            json!({"sessionKey": "agent:main:main", "agentId": "main"}),
+            d::<SessionsCompanionStateParams>,
+            true,
+        ),
+        // `chat.startup` is `chat.history` under another name (its params are the same branch).
+        (
+            "chat.startup",
+            json!({"sessionKey": "agent:main:main", "limit": 80, "maxBytes": 262_144}),
+            d::<ChatHistoryParams>,
+            false,
+        ),
+    ]
+}
+
+#[test]
+fn every_typed_result_matches_its_schema_definition() {
+    check_results(&result_examples(), &[]);
+}
+
+#[test]
+fn every_params_type_decodes_schema_valid_params_and_refuses_unknown_fields() {
+    check_params(&params_examples());
+}
+
+#[test]
+fn result_shapes() {
+    for (_, example, value) in result_examples() {
+        insta::assert_json_snapshot!(example, value);
+    }
+}
