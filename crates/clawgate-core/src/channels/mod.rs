@@ -102,9 +102,9 @@ impl RateWindows {
 /// routing and the outbox. Cheap to clone (clones share one state).
 ///
 /// It holds no pointer back to the gateway: it is built with what it uses, the tasks [`start`]
-/// spawns own clones of it, and a config change reaches them as a
-/// [`ChannelService::request_reload`] that the reload loop (one task, so two changes never
-/// interleave their stops and starts) applies.
+/// spawns own clones of it, and a config change reaches them through
+/// [`ChannelService::reload`] (serialised with `channels.start|stop|logout`, so two changes never
+/// interleave their stops and starts).
 #[derive(Clone)]
 pub struct ChannelService {
     inner: Arc<Inner>,
@@ -122,12 +122,10 @@ struct Inner {
     agents: AgentService,
     /// Answers an inbound command.
     commands: Commands,
-    /// A config change touched `channels.*`: the reload loop re-reads it.
-    reload: Notify,
     accounts: RwLock<BTreeMap<AccountKey, Arc<AccountRuntime>>>,
     /// Per account, what outlives its runs: an operator's hold and the last start and stop.
     control: Mutex<BTreeMap<AccountKey, control::Control>>,
-    /// Serialises what starts and stops accounts (the reload loop, `channels.start|stop|logout`),
+    /// Serialises what starts and stops accounts (reloads, `channels.start|stop|logout`),
     /// so a reload never restarts an account an operator is stopping.
     ops: tokio::sync::Mutex<()>,
     /// Accounts configured but not startable (missing token, bad config), with the reason.
@@ -160,7 +158,6 @@ impl ChannelService {
                 outbox,
                 agents,
                 commands,
-                reload: Notify::new(),
                 accounts: RwLock::default(),
                 problems: RwLock::default(),
                 control: Mutex::default(),
@@ -197,12 +194,6 @@ impl ChannelService {
     /// Every running account.
     pub fn accounts(&self) -> Vec<Arc<AccountRuntime>> {
         self.inner.accounts.read().values().cloned().collect()
-    }
-
-    /// Ask the reload loop to apply the current `channels.*` config (restart changed accounts,
-    /// stop removed ones, start new ones). Requests made while one is applied coalesce.
-    pub fn request_reload(&self) {
-        self.inner.reload.notify_one();
     }
 
     /// Wake an account's outbox sender (something was queued for it).
@@ -334,19 +325,10 @@ impl ChannelService {
             }
         }
         self.recover().await;
-        let (cancel, channels) = (self.inner.tasks.token(), self.clone());
-        self.inner.tasks.spawn("channels", async move {
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = channels.inner.reload.notified() => drop(channels.apply_reload().await),
-                }
-            }
-        });
     }
 
     /// Apply the current `channels.*` config now and say what it did, account by account (the
-    /// config service reports it per changed key). See [`ChannelService::request_reload`].
+    /// config service reports it per changed key).
     pub async fn reload(&self) -> ChannelReload {
         self.apply_reload().await
     }
