@@ -310,6 +310,10 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         }
         m::UPDATE_STATUS => typed(method, params, methods::control_ui::update_status).await,
         m::SESSIONS_COMPANION_STATE => typed(method, params, methods::control_ui::sessions_companion_state).await,
+        m::EXEC_APPROVAL_LIST => typed(method, params, methods::control_ui::exec_approval_list).await,
+        m::OPENCLAW_APPROVAL_LIST => typed(method, params, methods::control_ui::openclaw_approval_list).await,
+        m::TALK_CATALOG => typed(method, params, methods::control_ui::talk_catalog).await,
+        m::TASKS_LIST => typed(method, params, methods::control_ui::tasks_list).await,
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),
     };

@@ -244,6 +244,10 @@ pub mod names {
     pub const UPDATE_STATUS: &str = "update.status";
     pub const CHAT_STARTUP: &str = "chat.startup";
     pub const SESSIONS_COMPANION_STATE: &str = "sessions.companion.state";
+    pub const EXEC_APPROVAL_LIST: &str = "exec.approval.list";
+    pub const OPENCLAW_APPROVAL_LIST: &str = "openclaw.approval.list";
+    pub const TALK_CATALOG: &str = "talk.catalog";
+    pub const TASKS_LIST: &str = "tasks.list";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -318,6 +322,10 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::UPDATE_STATUS, scopes::ADMIN),
     m(names::CHAT_STARTUP, scopes::READ),
     m(names::SESSIONS_COMPANION_STATE, scopes::READ),
+    m(names::EXEC_APPROVAL_LIST, scopes::APPROVALS),
+    m(names::OPENCLAW_APPROVAL_LIST, scopes::APPROVALS),
+    m(names::TALK_CATALOG, scopes::READ),
+    m(names::TASKS_LIST, scopes::READ),
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     m(names::USAGE_STATUS, scopes::READ),
     m(names::USAGE_COST, scopes::READ),

@@ -1,5 +1,6 @@
 //! The typed params and results of the Control UI's start-up methods clawgate answers with an
-//! empty state (`progressCard.get`, `sessions.observer.visibility`, `update.status`) against the
+//! empty state (`progressCard.get`, `sessions.observer.visibility`, `update.status`,
+//! `exec.approval.list`, `openclaw.approval.list`, `talk.catalog`, `tasks.list`, …) against the
 //! vendored OpenClaw schema, and snapshots of their shapes. Upstream's params are closed for all
 //! three, and so are the types. `chat.startup` takes `chat.history`'s params.
 
@@ -29,8 +30,15 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
             "sessions_companion_state",
             enc(&SessionsCompanionStateResult { exchanges: vec![] }),
         ),
+        ("exec.approval.list", "exec_approval_list", enc::<ExecApprovalListResult>(&vec![])),
+        ("openclaw.approval.list", "openclaw_approval_list", enc::<OpenclawApprovalListResult>(&vec![])),
+        ("talk.catalog", "talk_catalog", enc(&TalkCatalogResult::empty())),
+        ("tasks.list", "tasks_list", enc(&TasksListResult { tasks: vec![] })),
     ]
 }
+
+/// Upstream defines no result for these; the UI's captured answers are bare arrays.
+const RESULTS_WITHOUT_DEFINITION: &[&str] = &["exec.approval.list", "openclaw.approval.list"];
 
 fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
     use support::schema::decoder as d;
@@ -45,6 +53,22 @@ fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
             d::<SessionsCompanionStateParams>,
             true,
         ),
+        ("exec.approval.list", json!({}), d::<ExecApprovalListParams>, false),
+        ("openclaw.approval.list", json!({}), d::<OpenclawApprovalListParams>, false),
+        ("talk.catalog", json!({}), d::<TalkCatalogParams>, true),
+        ("talk.catalog", json!({"provider": "openai", "model": "tts-1"}), d::<TalkCatalogParams>, true),
+        (
+            "tasks.list",
+            json!({"sessionKey": "agent:main:main", "agentId": "main", "status": ["queued", "running"], "limit": 200}),
+            d::<TasksListParams>,
+            true,
+        ),
+        (
+            "tasks.list",
+            json!({"status": "timed_out", "sortBy": "endedAt", "limit": 100, "cursor": "c"}),
+            d::<TasksListParams>,
+            true,
+        ),
         // `chat.startup` is `chat.history` under another name (its params are the same branch).
         (
             "chat.startup",
@@ -57,7 +81,7 @@ fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
 
 #[test]
 fn every_typed_result_matches_its_schema_definition() {
-    check_results(&result_examples(), &[]);
+    check_results(&result_examples(), RESULTS_WITHOUT_DEFINITION);
 }
 
 #[test]

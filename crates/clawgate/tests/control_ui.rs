@@ -433,3 +433,36 @@ async fn chat_startup_answers_as_chat_history() {
     let bad = client.request("chat.startup", Some(json!({}))).await.expect("req");
     assert_eq!(bad["error"]["code"], "INVALID_REQUEST", "{bad}");
 }
+
+#[tokio::test]
+async fn approvals_talk_and_tasks_answer_their_empty_states() {
+    // No nodes (so no exec approvals), no system agent, no voice, no task registry: the truth is empty.
+    let gw = TestGateway::builder(BIN).config("{}").start().await.expect("starting clawgate");
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("websocket");
+    let hello = client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    for method in ["exec.approval.list", "openclaw.approval.list", "talk.catalog", "tasks.list"] {
+        assert!(
+            hello["features"]["methods"].as_array().is_some_and(|m| m.iter().any(|x| x == method)),
+            "{method} is not advertised"
+        );
+    }
+    for method in ["exec.approval.list", "openclaw.approval.list"] {
+        let list = client.request(method, Some(json!({}))).await.expect("req");
+        assert_eq!((list["ok"].clone(), list["payload"].clone()), (json!(true), json!([])), "{method}: {list}");
+    }
+    let talk = client.request("talk.catalog", Some(json!({}))).await.expect("req");
+    let none = json!({"ready": false, "providers": []});
+    assert_eq!(
+        talk["payload"],
+        json!({"modes": [], "transports": [], "brains": [], "speech": none, "transcription": none, "realtime": none}),
+        "{talk}"
+    );
+    let params =
+        json!({"sessionKey": "agent:main:main", "agentId": "main", "status": ["queued", "running"], "limit": 200});
+    let tasks = client.request("tasks.list", Some(params)).await.expect("req");
+    assert_eq!(tasks["payload"], json!({"tasks": []}), "{tasks}");
+    let bad = client.request("tasks.list", Some(json!({"limit": 0}))).await.expect("req");
+    assert_eq!(bad["error"]["code"], "INVALID_REQUEST", "{bad}");
+    let unknown = client.request("talk.catalog", Some(json!({"nope": 1}))).await.expect("req");
+    assert_eq!(unknown["ok"], false, "closed params, as upstream's schema: {unknown}");
+}

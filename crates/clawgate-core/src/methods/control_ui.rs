@@ -39,6 +39,29 @@ pub async fn sessions_companion_state(
     Ok(SessionsCompanionStateResult { exchanges: Vec::new() })
 }
 
+/// `exec.approval.list` → `[]`: exec approvals come from nodes, and clawgate has none yet.
+pub async fn exec_approval_list(_: ExecApprovalListParams) -> Result<ExecApprovalListResult, CoreError> {
+    Ok(Vec::new())
+}
+
+/// `openclaw.approval.list` → `[]`: clawgate has no system agent asking for approvals.
+pub async fn openclaw_approval_list(_: OpenclawApprovalListParams) -> Result<OpenclawApprovalListResult, CoreError> {
+    Ok(Vec::new())
+}
+
+/// `talk.catalog` → the empty catalog: clawgate has no voice providers.
+pub async fn talk_catalog(_: TalkCatalogParams) -> Result<TalkCatalogResult, CoreError> {
+    Ok(TalkCatalogResult::empty())
+}
+
+/// `tasks.list` → `{tasks: []}`: clawgate keeps no task registry.
+pub async fn tasks_list(p: TasksListParams) -> Result<TasksListResult, CoreError> {
+    if p.limit.is_some_and(|l| !(1..=500).contains(&l)) {
+        return Err(CoreError::invalid("invalid tasks.list params: limit must be between 1 and 500"));
+    }
+    Ok(TasksListResult { tasks: Vec::new() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +72,13 @@ mod tests {
         assert!(err.to_string().contains("sessionKey"), "{err}");
         let ok = progress_card_get(ProgressCardGetParams { session_key: "agent:main:main".into() }).await;
         assert_eq!(ok.ok(), Some(ProgressCardGetResult { card: None }));
+    }
+
+    #[tokio::test]
+    async fn tasks_list_refuses_a_limit_out_of_range() {
+        let p = |limit| TasksListParams { limit: Some(limit), ..TasksListParams::default() };
+        assert!(tasks_list(p(0)).await.is_err());
+        assert!(tasks_list(p(501)).await.is_err());
+        assert_eq!(tasks_list(p(200)).await.ok(), Some(TasksListResult { tasks: Vec::new() }));
     }
 }

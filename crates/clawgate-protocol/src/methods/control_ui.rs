@@ -85,3 +85,157 @@ pub struct SessionsCompanionStateResult {
     /// The companion's exchanges (none).
     pub exchanges: Vec<CompanionExchange>,
 }
+
+/// `exec.approval.list`: upstream defines no params; any are ignored.
+pub type ExecApprovalListParams = super::AnyParams;
+
+/// A pending exec approval. Exec approvals come from nodes running commands, and clawgate has no
+/// nodes yet, so no value of this type exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ExecApproval {}
+
+/// `exec.approval.list` → `[]` (upstream answers a bare array).
+pub type ExecApprovalListResult = Vec<ExecApproval>;
+
+/// `openclaw.approval.list`: upstream defines no params; any are ignored.
+pub type OpenclawApprovalListParams = super::AnyParams;
+
+/// A pending approval of the gateway's own system agent. clawgate has no system agent, so no
+/// value of this type exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OpenclawApproval {}
+
+/// `openclaw.approval.list` → `[]` (upstream answers a bare array).
+pub type OpenclawApprovalListResult = Vec<OpenclawApproval>;
+
+/// `talk.catalog {provider?, model?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TalkCatalogParams {
+    /// Narrow the catalog to one provider.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Narrow the catalog to one model.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// A talk mode, transport or brain, or a speech/transcription/realtime provider. clawgate has no
+/// voice features, so no value of this type exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TalkCapability {}
+
+/// One family of talk providers (speech, transcription, realtime).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TalkProviders {
+    /// Whether a provider of the family is configured and usable (never).
+    pub ready: bool,
+    /// The providers (none).
+    pub providers: Vec<TalkCapability>,
+}
+
+/// `talk.catalog` → the empty catalog: no modes, transports, brains or providers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TalkCatalogResult {
+    /// Talk modes offered (none).
+    pub modes: Vec<TalkCapability>,
+    /// Audio transports offered (none).
+    pub transports: Vec<TalkCapability>,
+    /// Who answers in a talk (none).
+    pub brains: Vec<TalkCapability>,
+    /// Text-to-speech providers.
+    pub speech: TalkProviders,
+    /// Speech-to-text providers.
+    pub transcription: TalkProviders,
+    /// Realtime voice providers.
+    pub realtime: TalkProviders,
+}
+
+impl TalkCatalogResult {
+    /// The catalog of a gateway without voice.
+    pub fn empty() -> Self {
+        let none = || TalkProviders { ready: false, providers: Vec::new() };
+        Self {
+            modes: Vec::new(),
+            transports: Vec::new(),
+            brains: Vec::new(),
+            speech: none(),
+            transcription: none(),
+            realtime: none(),
+        }
+    }
+}
+
+/// A task's state, as `tasks.list` filters on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Waiting to start.
+    Queued,
+    /// Started.
+    Running,
+    /// Finished well.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Stopped by someone.
+    Cancelled,
+    /// Ran out of time.
+    TimedOut,
+}
+
+/// `tasks.list`'s `status`: one state or several.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum TaskStatusFilter {
+    /// One state.
+    One(TaskStatus),
+    /// Any of these states.
+    Any(Vec<TaskStatus>),
+}
+
+/// Which time `tasks.list` sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TaskSort {
+    /// Last change.
+    UpdatedAt,
+    /// End time.
+    EndedAt,
+}
+
+/// `tasks.list {status?, agentId?, sessionKey?, limit?, cursor?, sortBy?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TasksListParams {
+    /// Only tasks in these states.
+    #[serde(default)]
+    pub status: Option<TaskStatusFilter>,
+    /// Only this agent's tasks.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Only this session's tasks.
+    #[serde(default)]
+    pub session_key: Option<String>,
+    /// At most this many (1–500).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Where the previous page ended.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// The order.
+    #[serde(default)]
+    pub sort_by: Option<TaskSort>,
+}
+
+/// A background task (sub-agent, CLI run, flow). clawgate keeps no task registry, so no value of
+/// this type exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TaskEntry {}
+
+/// `tasks.list` → `{tasks: []}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TasksListResult {
+    /// The tasks (none).
+    pub tasks: Vec<TaskEntry>,
+}
