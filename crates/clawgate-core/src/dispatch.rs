@@ -314,6 +314,10 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::OPENCLAW_APPROVAL_LIST => typed(method, params, methods::control_ui::openclaw_approval_list).await,
         m::TALK_CATALOG => typed(method, params, methods::control_ui::talk_catalog).await,
         m::TASKS_LIST => typed(method, params, methods::control_ui::tasks_list).await,
+        m::MODELS_AUTH_STATUS => {
+            typed(method, params, |p| methods::control_ui::models_auth_status(&gw.agents, p)).await
+        }
+        m::CHAT_METADATA => typed(method, params, |p| methods::control_ui::chat_metadata(&gw.agents, p)).await,
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),
     };

@@ -248,6 +248,8 @@ pub mod names {
     pub const OPENCLAW_APPROVAL_LIST: &str = "openclaw.approval.list";
     pub const TALK_CATALOG: &str = "talk.catalog";
     pub const TASKS_LIST: &str = "tasks.list";
+    pub const MODELS_AUTH_STATUS: &str = "models.authStatus";
+    pub const CHAT_METADATA: &str = "chat.metadata";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -326,6 +328,8 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::OPENCLAW_APPROVAL_LIST, scopes::APPROVALS),
     m(names::TALK_CATALOG, scopes::READ),
     m(names::TASKS_LIST, scopes::READ),
+    m(names::MODELS_AUTH_STATUS, scopes::READ),
+    m(names::CHAT_METADATA, scopes::READ),
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     m(names::USAGE_STATUS, scopes::READ),
     m(names::USAGE_COST, scopes::READ),

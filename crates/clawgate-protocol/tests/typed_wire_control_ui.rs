@@ -8,6 +8,7 @@ mod support;
 
 use serde_json::{Value, json};
 
+use clawgate_protocol::methods::catalog::{CommandCategory, CommandEntry, CommandScope, CommandSource, ModelEntry};
 use clawgate_protocol::methods::chat::ChatHistoryParams;
 use clawgate_protocol::methods::control_ui::*;
 use support::schema::{Decode, check_params, check_results};
@@ -34,11 +35,80 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
         ("openclaw.approval.list", "openclaw_approval_list", enc::<OpenclawApprovalListResult>(&vec![])),
         ("talk.catalog", "talk_catalog", enc(&TalkCatalogResult::empty())),
         ("tasks.list", "tasks_list", enc(&TasksListResult { tasks: vec![] })),
+        ("models.authStatus", "models_auth_status", enc(&auth_status_example())),
+        ("chat.metadata", "chat_metadata", enc(&chat_metadata_example())),
     ]
 }
 
+fn auth_status_example() -> ModelsAuthStatusResult {
+    let provider = |id: &str, key| ProviderAuth {
+        provider: id.into(),
+        display_name: id.into(),
+        status: ProviderAuthState::Static,
+        profiles: vec![],
+        api_key: key,
+    };
+    ModelsAuthStatusResult {
+        ts: 1_795_312_143_660,
+        providers: vec![
+            provider("fake", Some(ApiKeySource { source: ApiKeySourceKind::Config })),
+            provider("ollama", None),
+        ],
+    }
+}
+
+fn chat_metadata_example() -> ChatMetadataResult {
+    ChatMetadataResult {
+        models: vec![ModelEntry {
+            id: "fake-model".into(),
+            name: "Fake Model".into(),
+            provider: "fake".into(),
+            context_window: Some(128_000),
+        }],
+        commands: vec![CommandEntry {
+            name: "new".into(),
+            native_name: "new".into(),
+            text_aliases: vec!["/new".into()],
+            description: "Start a new session (the old transcript is kept).".into(),
+            category: CommandCategory::Session,
+            source: CommandSource::Native,
+            scope: CommandScope::Both,
+            accepts_args: false,
+        }],
+        swarm_enabled: false,
+    }
+}
+
+#[test]
+fn chat_metadata_lists_models_and_commands_as_models_list_and_commands_list_do() {
+    // Upstream defines no `ChatMetadataResult`; its entries are those of the two list methods.
+    let value = enc(&chat_metadata_example());
+    let models = json!({"models": value["models"]});
+    assert_eq!(support::schema::schema_errors("ModelsListResult", &models), Vec::<String>::new());
+    let commands = json!({"commands": value["commands"]});
+    assert_eq!(support::schema::schema_errors("CommandsListResult", &commands), Vec::<String>::new());
+}
+
+#[test]
+fn auth_status_has_what_the_control_ui_reads() {
+    // No upstream definition: the UI iterates `providers[].profiles` and reads `status` (one of
+    // expired, missing, expiring, ok, static), `apiKey.source` and `ts`.
+    let value = enc(&auth_status_example());
+    assert!(value["ts"].is_i64(), "{value}");
+    for p in value["providers"].as_array().expect("providers") {
+        assert!(p["profiles"].is_array() && p["provider"].is_string() && p["displayName"].is_string(), "{p}");
+        assert!(
+            ["expired", "missing", "expiring", "ok", "static"].contains(&p["status"].as_str().unwrap_or("")),
+            "{p}"
+        );
+    }
+    assert_eq!(value["providers"][0]["apiKey"], json!({"source": "config"}));
+    assert!(value["providers"][1].get("apiKey").is_none(), "{value}");
+}
+
 /// Upstream defines no result for these; the UI's captured answers are bare arrays.
-const RESULTS_WITHOUT_DEFINITION: &[&str] = &["exec.approval.list", "openclaw.approval.list"];
+const RESULTS_WITHOUT_DEFINITION: &[&str] =
+    &["exec.approval.list", "openclaw.approval.list", "models.authStatus", "chat.metadata"];
 
 fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
     use support::schema::decoder as d;
@@ -69,6 +139,10 @@ fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
             d::<TasksListParams>,
             true,
         ),
+        ("models.authStatus", json!({}), d::<ModelsAuthStatusParams>, true),
+        ("models.authStatus", json!({"agentId": "main", "refresh": true}), d::<ModelsAuthStatusParams>, true),
+        ("chat.metadata", json!({"agentId": "main", "sessionKey": "agent:main:main"}), d::<ChatMetadataParams>, true),
+        ("chat.metadata", json!({"agentId": "main", "authProfileId": "p1"}), d::<ChatMetadataParams>, true),
         // `chat.startup` is `chat.history` under another name (its params are the same branch).
         (
             "chat.startup",

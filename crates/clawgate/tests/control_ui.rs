@@ -466,3 +466,37 @@ async fn approvals_talk_and_tasks_answer_their_empty_states() {
     let unknown = client.request("talk.catalog", Some(json!({"nope": 1}))).await.expect("req");
     assert_eq!(unknown["ok"], false, "closed params, as upstream's schema: {unknown}");
 }
+
+#[tokio::test]
+async fn models_auth_status_and_chat_metadata_answer_from_the_config() {
+    let config = r#"{"models": {"providers": {"fake": {"baseUrl": "http://127.0.0.1:9/v1", "apiKey": "fake-key",
+        "api": "openai-completions", "models": [{"id": "fake-model", "name": "Fake Model", "contextWindow": 128000}]}}}}"#;
+    let gw = TestGateway::builder(BIN).config(config).start().await.expect("starting clawgate");
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("websocket");
+    client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    let auth = client.request("models.authStatus", Some(json!({"agentId": "main"}))).await.expect("req");
+    assert_eq!(auth["ok"], true, "{auth}");
+    assert!(auth["payload"]["ts"].as_i64().is_some_and(|t| t > 0), "{auth}");
+    assert_eq!(
+        auth["payload"]["providers"],
+        json!([
+            {"provider": "fake", "displayName": "fake", "status": "static", "profiles": [], "apiKey": {"source": "config"}},
+            {"provider": "ollama", "displayName": "ollama", "status": "static", "profiles": []},
+        ]),
+        "the key itself is never sent: {auth}"
+    );
+    assert!(!auth.to_string().contains("fake-key"), "{auth}");
+    let unknown = client.request("models.authStatus", Some(json!({"agentId": "nobody"}))).await.expect("req");
+    assert_eq!(unknown["error"]["code"], "INVALID_REQUEST", "{unknown}");
+
+    let params = json!({"agentId": "main", "sessionKey": "agent:main:main"});
+    let meta = client.request("chat.metadata", Some(params)).await.expect("req");
+    assert_eq!(meta["ok"], true, "{meta}");
+    let models = client.request("models.list", Some(json!({}))).await.expect("req");
+    assert_eq!(meta["payload"]["models"], models["payload"]["models"], "{meta}");
+    let commands = client.request("commands.list", Some(json!({}))).await.expect("req");
+    assert_eq!(meta["payload"]["commands"], commands["payload"]["commands"], "{meta}");
+    assert_eq!(meta["payload"]["swarmEnabled"], false, "{meta}");
+    let profile = client.request("chat.metadata", Some(json!({"authProfileId": "p1"}))).await.expect("req");
+    assert_eq!(profile["error"]["code"], "INVALID_REQUEST", "no saved accounts to preview: {profile}");
+}

@@ -4,7 +4,14 @@
 
 use clawgate_protocol::methods::control_ui::*;
 
+use clawgate_protocol::methods::AnyParams;
+use serde_json::json;
+
+use crate::agent::AgentService;
 use crate::error::CoreError;
+use crate::methods::catalog::{commands_list, models_list};
+use crate::methods::chat::resolve_session_key;
+use crate::time::now_ms;
 
 /// `progressCard.get {sessionKey}` → `{card: null}`: clawgate's agents keep no progress cards.
 pub async fn progress_card_get(p: ProgressCardGetParams) -> Result<ProgressCardGetResult, CoreError> {
@@ -60,6 +67,66 @@ pub async fn tasks_list(p: TasksListParams) -> Result<TasksListResult, CoreError
         return Err(CoreError::invalid("invalid tasks.list params: limit must be between 1 and 500"));
     }
     Ok(TasksListResult { tasks: Vec::new() })
+}
+
+/// The agent a request names, or the default one; an unknown id is refused as `agent.identity.get`
+/// refuses it.
+fn known_agent(agents: &AgentService, agent_id: Option<String>) -> Result<String, CoreError> {
+    let config = agents.agents();
+    let id = agent_id.unwrap_or_else(|| config.default_id.clone());
+    if config.get(&id).is_none() {
+        return Err(CoreError::InvalidRequest {
+            message: format!("unknown agent id \"{id}\""),
+            details: Some(json!({"code": "UNKNOWN_AGENT_ID", "agentId": id})),
+        });
+    }
+    Ok(id)
+}
+
+/// `models.authStatus {agentId?}` → every provider clawgate can call, `static` (its credentials
+/// come from the config and never expire), with `apiKey: {source: "config"}` when it has a key.
+pub async fn models_auth_status(
+    agents: &AgentService,
+    p: ModelsAuthStatusParams,
+) -> Result<ModelsAuthStatusResult, CoreError> {
+    known_agent(agents, p.agent_id)?;
+    let registry = agents.registry();
+    let providers = registry
+        .ids()
+        .map(|id| ProviderAuth {
+            provider: id.to_owned(),
+            display_name: id.to_owned(),
+            status: ProviderAuthState::Static,
+            profiles: Vec::new(),
+            api_key: registry
+                .config(id)
+                .and_then(|c| c.api_key.as_deref())
+                .filter(|k| !k.is_empty())
+                .map(|_| ApiKeySource { source: ApiKeySourceKind::Config }),
+        })
+        .collect();
+    Ok(ModelsAuthStatusResult { ts: now_ms(), providers })
+}
+
+/// `chat.metadata {agentId?, sessionKey?}` → the models `models.list` lists and the commands
+/// `commands.list` lists. clawgate has no saved model accounts, so `authProfileId` is refused.
+pub async fn chat_metadata(agents: &AgentService, p: ChatMetadataParams) -> Result<ChatMetadataResult, CoreError> {
+    if p.session_key.is_some() && p.auth_profile_id.is_some() {
+        return Err(CoreError::invalid("invalid chat.metadata params: sessionKey and authProfileId are exclusive"));
+    }
+    if p.auth_profile_id.is_some() {
+        return Err(CoreError::invalid("invalid chat.metadata params: clawgate has no saved model accounts"));
+    }
+    let agent_id = match p.session_key {
+        Some(key) => Some(resolve_session_key(agents, &key, p.agent_id.as_deref())?.1),
+        None => p.agent_id,
+    };
+    known_agent(agents, agent_id)?;
+    Ok(ChatMetadataResult {
+        models: models_list(agents, AnyParams).await?.models,
+        commands: commands_list(AnyParams).await?.commands,
+        swarm_enabled: false,
+    })
 }
 
 #[cfg(test)]

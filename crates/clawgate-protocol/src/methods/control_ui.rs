@@ -239,3 +239,99 @@ pub struct TasksListResult {
     /// The tasks (none).
     pub tasks: Vec<TaskEntry>,
 }
+
+/// `models.authStatus {refresh?, agentId?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelsAuthStatusParams {
+    /// Re-check credentials first (clawgate's come from the config, so there is nothing to refresh).
+    #[serde(default)]
+    pub refresh: Option<bool>,
+    /// The agent whose view is asked for (must exist).
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+/// How a provider's credentials stand. clawgate's come from the config and never expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderAuthState {
+    /// Configured; nothing to log in to and nothing that expires.
+    Static,
+}
+
+/// Where a provider's API key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeySourceKind {
+    /// `models.providers.<id>.apiKey`.
+    Config,
+}
+
+/// `apiKey` of a provider entry: only where the key comes from, never the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ApiKeySource {
+    /// Where.
+    pub source: ApiKeySourceKind,
+}
+
+/// A saved login (OAuth account, token profile). clawgate has no auth profiles, so no value of
+/// this type exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AuthProfile {}
+
+/// One provider clawgate can call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderAuth {
+    /// Provider id (`models.providers.<id>`, or the built-in `ollama`).
+    pub provider: String,
+    /// The name shown (the id: clawgate has no other).
+    pub display_name: String,
+    /// Always [`ProviderAuthState::Static`].
+    pub status: ProviderAuthState,
+    /// Saved logins (none).
+    pub profiles: Vec<AuthProfile>,
+    /// Set when the provider has an API key; absent for one that needs none (a local server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeySource>,
+}
+
+/// `models.authStatus` → `{ts, providers}`. No `providerCapabilities`: the UI offers quick key
+/// set-up and logins only when they are listed, and clawgate has neither.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelsAuthStatusResult {
+    /// When this was read (ms since the epoch).
+    pub ts: i64,
+    /// Every provider clawgate can call, by id.
+    pub providers: Vec<ProviderAuth>,
+}
+
+/// `chat.metadata {agentId?, authProfileId?, sessionKey?}` (not both `sessionKey` and
+/// `authProfileId`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChatMetadataParams {
+    /// The agent (must exist; the default agent when absent).
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// A saved model account to preview (clawgate has none, so any is refused).
+    #[serde(default)]
+    pub auth_profile_id: Option<String>,
+    /// The session whose view is asked for.
+    #[serde(default)]
+    pub session_key: Option<String>,
+}
+
+/// `chat.metadata` → what the chat composer offers: the models one may pick and the chat
+/// commands clawgate understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMetadataResult {
+    /// As `models.list`.
+    pub models: Vec<super::catalog::ModelEntry>,
+    /// As `commands.list`.
+    pub commands: Vec<super::catalog::CommandEntry>,
+    /// Whether agents may spawn and wait on sub-agents (clawgate's cannot).
+    pub swarm_enabled: bool,
+}
