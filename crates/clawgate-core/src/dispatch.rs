@@ -318,6 +318,9 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
             typed(method, params, |p| methods::control_ui::models_auth_status(&gw.agents, p)).await
         }
         m::CHAT_METADATA => typed(method, params, |p| methods::control_ui::chat_metadata(&gw.agents, p)).await,
+        m::SESSIONS_BRANCHES_LIST => {
+            typed(method, params, |p| methods::control_ui::sessions_branches_list(&gw.agents, p)).await
+        }
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),
     };

@@ -250,6 +250,7 @@ pub mod names {
     pub const TASKS_LIST: &str = "tasks.list";
     pub const MODELS_AUTH_STATUS: &str = "models.authStatus";
     pub const CHAT_METADATA: &str = "chat.metadata";
+    pub const SESSIONS_BRANCHES_LIST: &str = "sessions.branches.list";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -330,6 +331,7 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::TASKS_LIST, scopes::READ),
     m(names::MODELS_AUTH_STATUS, scopes::READ),
     m(names::CHAT_METADATA, scopes::READ),
+    m(names::SESSIONS_BRANCHES_LIST, scopes::READ),
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     m(names::USAGE_STATUS, scopes::READ),
     m(names::USAGE_COST, scopes::READ),

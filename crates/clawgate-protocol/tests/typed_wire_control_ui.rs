@@ -36,6 +36,7 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
         ("talk.catalog", "talk_catalog", enc(&TalkCatalogResult::empty())),
         ("tasks.list", "tasks_list", enc(&TasksListResult { tasks: vec![] })),
         ("models.authStatus", "models_auth_status", enc(&auth_status_example())),
+        ("sessions.branches.list", "sessions_branches_list", enc(&SessionsBranchesListResult { branches: vec![] })),
         ("chat.metadata", "chat_metadata", enc(&chat_metadata_example())),
     ]
 }
@@ -140,6 +141,13 @@ fn params_examples() -> Vec<(&'static str, Value, Decode, bool)> {
             true,
         ),
         ("models.authStatus", json!({}), d::<ModelsAuthStatusParams>, true),
+        ("sessions.branches.list", json!({"sessionKey": "agent:main:main"}), d::<SessionsBranchesListParams>, true),
+        (
+            "sessions.branches.list",
+            json!({"sessionKey": "main", "agentId": "main"}),
+            d::<SessionsBranchesListParams>,
+            true,
+        ),
         ("models.authStatus", json!({"agentId": "main", "refresh": true}), d::<ModelsAuthStatusParams>, true),
         ("chat.metadata", json!({"agentId": "main", "sessionKey": "agent:main:main"}), d::<ChatMetadataParams>, true),
         ("chat.metadata", json!({"agentId": "main", "authProfileId": "p1"}), d::<ChatMetadataParams>, true),

@@ -129,6 +129,19 @@ pub async fn chat_metadata(agents: &AgentService, p: ChatMetadataParams) -> Resu
     })
 }
 
+/// `sessions.branches.list {sessionKey, agentId?}` → `{branches: []}`: clawgate's transcripts are
+/// linear (no rewind, no fork), so no session has branches to switch to.
+pub async fn sessions_branches_list(
+    agents: &AgentService,
+    p: SessionsBranchesListParams,
+) -> Result<SessionsBranchesListResult, CoreError> {
+    if p.session_key.trim().is_empty() {
+        return Err(CoreError::invalid("invalid sessions.branches.list params: sessionKey must not be empty"));
+    }
+    resolve_session_key(agents, &p.session_key, p.agent_id.as_deref())?;
+    Ok(SessionsBranchesListResult { branches: Vec::new() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -335,3 +335,26 @@ pub struct ChatMetadataResult {
     /// Whether agents may spawn and wait on sub-agents (clawgate's cannot).
     pub swarm_enabled: bool,
 }
+
+/// `sessions.branches.list {sessionKey, agentId?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionsBranchesListParams {
+    /// The session (not empty).
+    pub session_key: String,
+    /// The agent, when the UI names it.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+/// A branch of a session's transcript left by a rewind or fork. clawgate's transcripts are linear
+/// (no rewind, no fork), so no value of this type exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SessionBranch {}
+
+/// `sessions.branches.list` → `{branches: []}`, the UI's own state before it asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionsBranchesListResult {
+    /// Other branches to switch to (none).
+    pub branches: Vec<SessionBranch>,
+}
