@@ -1,6 +1,9 @@
-//! `progressCard.get`, `sessions.observer.visibility`, `update.status`, `sessions.companion.state`: what the OpenClaw Control
-//! UI asks at start-up about features clawgate does not have. Each answers the schema's empty
-//! state — no card, no update — rather than an error the UI would show as a toast.
+//! What the OpenClaw Control UI asks at start-up. `progressCard.get`, `sessions.observer.visibility`,
+//! `update.status`, `sessions.companion.state`, `exec.approval.list`, `openclaw.approval.list`,
+//! `talk.catalog`, `tasks.list` and `sessions.branches.list` are about features clawgate does not
+//! have: each answers the schema's empty state — no card, no update, no approvals, no voice, no
+//! tasks, no branches — rather than an error the UI would show as a toast. `models.authStatus` and
+//! `chat.metadata` answer from the configured providers, models and chat commands.
 
 use clawgate_protocol::methods::control_ui::*;
 

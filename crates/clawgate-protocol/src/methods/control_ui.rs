@@ -1,7 +1,8 @@
-//! `progressCard.get`, `sessions.observer.visibility`, `update.status`, `sessions.companion.state`:
-//! methods the OpenClaw Control UI calls at start-up for features clawgate does not have (progress
-//! cards, the session observer, self-update, the session companion). Their results are the schema's honest empty states; the types that
-//! would carry data are uninhabited, so nothing can pretend to have some.
+//! Methods the OpenClaw Control UI calls at start-up. Those for features clawgate does not have
+//! (progress cards, the session observer, self-update, the session companion, exec and system-agent
+//! approvals, voice, tasks, transcript branches) answer the schema's honest empty states; the types
+//! that would carry data are uninhabited, so nothing can pretend to have some. `models.authStatus`
+//! and `chat.metadata` carry clawgate's providers, models and commands.
 
 use serde::{Deserialize, Serialize};
 
