@@ -119,8 +119,8 @@ pub use model::{
     PairingRequest, PairingStatus,
 };
 pub use session::{
-    EnqueueOutcome, EntryStatus, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, TranscriptEntry,
-    TranscriptRole,
+    EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, StartedRun,
+    TranscriptEntry, TranscriptRole,
 };
 pub use sqlite::{BackupError, SqliteStore, StateFileInfo};
 pub use traits::ChannelStore;

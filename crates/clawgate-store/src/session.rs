@@ -165,6 +165,33 @@ pub struct RunRecord {
     pub ended_at_ms: Option<i64>,
 }
 
+/// The transcript entry [`crate::RunStore::start_next`] writes with the claim of a run: into the
+/// current transcript of the run's session, under the run's id, stamped with the claim's time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEntry {
+    /// Who it comes from.
+    pub role: TranscriptRole,
+    /// The message (opaque to the store).
+    pub content: Value,
+    /// Whether it is complete.
+    pub status: EntryStatus,
+}
+
+/// A run [`crate::RunStore::start_next`] started, with what was read and written in the same
+/// transaction.
+#[derive(Debug)]
+pub struct StartedRun<T> {
+    /// The run, now running (its `request` as the preparation left it).
+    pub run: RunRecord,
+    /// The run's session as it was before the entry was written; `None` when the key has no
+    /// session (it was deleted while the run waited).
+    pub session: Option<SessionRecord>,
+    /// The entry written with the claim, when the preparation gave one and the session exists.
+    pub entry: Option<TranscriptEntry>,
+    /// What the preparation returned besides the entry.
+    pub prepared: T,
+}
+
 /// Result of [`crate::RunStore::enqueue`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum EnqueueOutcome {

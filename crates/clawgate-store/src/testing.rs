@@ -9,7 +9,7 @@
 
 use std::future::Future;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     ApprovalRecord, ApprovalStatus, ApprovalStore, CronJob, CronRunRecord, CronStore, JobQuery, JobRecord, JobStatus,
@@ -24,8 +24,8 @@ use crate::{
     PairedDevice, PairingDecision, PairingStatus, PairingStore, StoreError,
 };
 use crate::{
-    EnqueueOutcome, EntryStatus, RunKind, RunRecord, RunStatus, RunStore, SessionQuery, SessionRecord, SessionStore,
-    TranscriptEntry, TranscriptRole, TranscriptStore,
+    EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, RunStore, SessionQuery, SessionRecord,
+    SessionStore, TranscriptEntry, TranscriptRole, TranscriptStore,
 };
 
 /// A fixed "now" so expectations are exact.
@@ -177,6 +177,8 @@ macro_rules! for_each_conformance_case {
             concurrent_enqueue_has_exactly_one_winner,
             claim_next_starts_runs_one_at_a_time_in_enqueue_order,
             concurrent_claims_start_one_run_per_session,
+            start_next_claims_and_writes_the_first_entry_together,
+            start_next_without_a_session_claims_and_writes_nothing,
             finish_records_outcome_and_frees_the_lane,
             finish_refuses_non_terminal_status_and_second_finish,
             get_run_of_unknown_id_is_none,
@@ -1237,6 +1239,83 @@ pub async fn claim_next_starts_runs_one_at_a_time_in_enqueue_order<S: RunStore>(
     assert_eq!(second.run_id, "r2");
     store.finish("r2", RunStatus::Completed, None, T0 + 14).await.expect("finish");
     assert_eq!(store.claim_next("s", T0 + 15).await.expect("drained"), None);
+}
+
+/// `start_next` claims like `claim_next` and writes the entry `prepare` gives into the
+/// session's current transcript, under the run's id and at the claim's time; `prepare` sees the
+/// run (and may take its request) and the session, and is not called when nothing is claimed.
+pub async fn start_next_claims_and_writes_the_first_entry_together<S>(store: &S)
+where
+    S: RunStore + SessionStore + TranscriptStore,
+{
+    let session = store.ensure_session("s", "main", T0).await.expect("session");
+    let none = store.start_next("s", T0, |_, _| -> ((), Option<NewEntry>) { panic!("nothing to prepare") });
+    assert!(none.await.expect("nothing queued").is_none());
+    queued(store, "r1", "s", T0 + 1).await;
+    queued(store, "r2", "s", T0 + 2).await;
+
+    let started = store
+        .start_next("s", T0 + 10, |run, seen| {
+            let request = run.request.take();
+            let entry = NewEntry {
+                role: TranscriptRole::User,
+                content: json!({"role": "user", "content": request["message"]}),
+                status: EntryStatus::Final,
+            };
+            ((run.run_id.clone(), seen.map(|s| s.message_count)), Some(entry))
+        })
+        .await
+        .expect("start")
+        .expect("r1 starts");
+    assert_eq!(started.prepared, ("r1".to_owned(), Some(0)));
+    assert_eq!((started.run.status, started.run.started_at_ms), (RunStatus::Running, Some(T0 + 10)));
+    assert_eq!(started.run.request, Value::Null, "the request is as the preparation left it");
+    assert_eq!(started.session.as_ref().map(|s| s.session_id.as_str()), Some(session.session_id.as_str()));
+    let expected = TranscriptEntry {
+        session_id: session.session_id.clone(),
+        seq: 1,
+        role: TranscriptRole::User,
+        content: json!({"role": "user", "content": "r1"}),
+        run_id: Some("r1".to_owned()),
+        status: EntryStatus::Final,
+        created_at_ms: T0 + 10,
+    };
+    assert_eq!(started.entry.as_ref(), Some(&expected));
+    assert_eq!(store.find_by_run("r1").await.expect("find"), vec![expected]);
+    let stored = store.get_run("r1").await.expect("get").expect("r1");
+    assert_eq!((stored.status, stored.request), (RunStatus::Running, json!({"message": "r1"})));
+    let after = store.get_session("s").await.expect("get").expect("s");
+    assert_eq!((after.message_count, after.updated_at_ms), (1, T0 + 10));
+
+    // One run at a time, as with claim_next.
+    let busy = store.start_next("s", T0 + 11, |_, _| -> ((), Option<NewEntry>) { panic!("the lane is busy") });
+    assert!(busy.await.expect("busy").is_none());
+    store.finish("r1", RunStatus::Completed, None, T0 + 12).await.expect("finish");
+    // A preparation that gives no entry starts the run and writes nothing.
+    let second = store.start_next("s", T0 + 13, |_, _| ((), None)).await.expect("start").expect("r2");
+    assert_eq!((second.run.run_id.as_str(), second.entry), ("r2", None));
+    assert_eq!(store.count_entries(&session.session_id).await.expect("count"), 1);
+}
+
+/// A run whose session is gone (deleted while it waited) starts, but its entry has nowhere to
+/// go: nothing is written, and the caller learns so.
+pub async fn start_next_without_a_session_claims_and_writes_nothing<S>(store: &S)
+where
+    S: RunStore + SessionStore + TranscriptStore,
+{
+    queued(store, "r1", "gone", T0).await;
+    let started = store
+        .start_next("gone", T0 + 1, |_, seen| {
+            let entry = NewEntry { role: TranscriptRole::User, content: json!("hi"), status: EntryStatus::Final };
+            (seen.is_none(), Some(entry))
+        })
+        .await
+        .expect("start")
+        .expect("r1 starts");
+    assert!(started.prepared, "the preparation is told there is no session");
+    assert_eq!((started.session, started.entry), (None, None));
+    assert_eq!(store.get_run("r1").await.expect("get").map(|r| r.status), Some(RunStatus::Running));
+    assert!(store.find_by_run("r1").await.expect("find").is_empty());
 }
 
 /// Concurrent claims on one session start exactly one run.

@@ -20,8 +20,8 @@ use crate::{
     PairingRequest, Result,
 };
 use crate::{
-    EnqueueOutcome, EntryStatus, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, TranscriptEntry,
-    TranscriptRole,
+    EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, StartedRun,
+    TranscriptEntry, TranscriptRole,
 };
 
 /// Small named settings that must survive restarts.
@@ -285,6 +285,24 @@ pub trait RunStore: Send + Sync {
     /// first-enqueued queued one running (`started_at_ms = now_ms`) and returns it. `None` if
     /// a run is already running or nothing is queued.
     fn claim_next(&self, session_key: &str, now_ms: i64) -> impl Future<Output = Result<Option<RunRecord>>> + Send;
+
+    /// [`RunStore::claim_next`] and the run's first transcript entry in one transaction: a crash
+    /// leaves either the run queued and no entry, or the run running with its entry (never a
+    /// running run without it). When a run is claimed, `prepare` is called (inside the
+    /// transaction: it must be quick) with the run and its session (`None` if the key has no
+    /// session); the entry it returns is appended to that session's current transcript with the
+    /// run's id and `created_at_ms = now_ms`, as [`TranscriptStore::append`] would. With no
+    /// session the entry is not written ([`StartedRun::entry`] is `None`). `None` when nothing
+    /// was claimed (`prepare` is not called).
+    fn start_next<T, F>(
+        &self,
+        session_key: &str,
+        now_ms: i64,
+        prepare: F,
+    ) -> impl Future<Output = Result<Option<StartedRun<T>>>> + Send
+    where
+        T: Send,
+        F: FnOnce(&mut RunRecord, Option<&SessionRecord>) -> (T, Option<NewEntry>) + Send;
 
     /// Ends a queued or running run with a terminal `status` and optional `result`, freeing the
     /// lane; returns the finished run. Errors: [`crate::StoreError::NotFound`] for an unknown

@@ -601,6 +601,11 @@ impl AgentService {
         self.inner.unstored.lock().remove(run_id)
     }
 
+    /// Whether the full message of a stateless run is held (without taking it).
+    fn holds_unstored(&self, run_id: &str) -> bool {
+        self.inner.unstored.lock().contains_key(run_id)
+    }
+
     fn lookup(&self, run_id: &str) -> Option<Arc<Active>> {
         self.inner.active.lock().get(run_id).cloned()
     }
@@ -704,13 +709,12 @@ impl AgentService {
                 if stop.is_cancelled() {
                     break;
                 }
-                match self.inner.store.claim_next(&session_key, now_ms()).await {
-                    Ok(Some(record)) => {
+                match run::start_next(&self, &session_key).await {
+                    Ok(true) => {
                         attempt = 0;
                         paused = false;
-                        run::execute(&self, record).await
                     }
-                    Ok(None) => break,
+                    Ok(false) => break,
                     Err(e) => {
                         if !paused {
                             tracing::warn!(session = %session_key, error = %e, "cannot claim the next run; retrying");

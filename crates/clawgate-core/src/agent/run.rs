@@ -13,7 +13,9 @@ use clawgate_llm::{
     stream_with_retry,
 };
 use clawgate_protocol::methods::agent::RunUsage;
-use clawgate_store::{EntryStatus, RunRecord, RunStore, SessionStore, TranscriptRole, TranscriptStore};
+use clawgate_store::{
+    EntryStatus, NewEntry, RunRecord, RunStore, SessionStore, StartedRun, TranscriptRole, TranscriptStore,
+};
 
 use super::transcript::{self, assistant_message, user_message, with_meta};
 use super::{
@@ -72,9 +74,41 @@ enum Ending {
     Failed { text: String, error: String, kind: ErrorKind },
 }
 
-/// Execute a claimed run to its end.
-pub(super) async fn execute(svc: &AgentService, mut record: RunRecord) {
-    let (mut req, cut, unreadable) = match RunRequest::from_record(&mut record) {
+/// What the lane prepares of a run while claiming it (inside the claim's transaction, so
+/// nothing slow): its request decoded, and the user entry written with the claim.
+pub(super) struct Prepared {
+    req: RunRequest,
+    /// The stored message is a stateless run's excerpt.
+    cut: bool,
+    /// The stored request does not decode.
+    unreadable: Option<serde_json::Error>,
+}
+
+/// Claims the session's next run and writes its user message in the same store transaction,
+/// then executes it. `Ok(false)` when nothing was claimed.
+pub(super) async fn start_next(svc: &AgentService, session_key: &str) -> clawgate_store::Result<bool> {
+    let begun = Instant::now();
+    let start = svc.inner.store.start_next(session_key, now_ms(), |record, session| prepare(svc, record, session));
+    let Some(started) = start.await? else { return Ok(false) };
+    if started.entry.is_some() {
+        // The user entry was written by this transaction: timed as the append it replaces.
+        svc.inner.metrics.store_op("transcript_append", begun.elapsed());
+    }
+    execute(svc, started).await;
+    Ok(true)
+}
+
+/// The request of a claimed run and, when its turn can begin, its user message: the message
+/// enters the transcript when its run starts, so the transcript reads in turn order even when
+/// messages queued behind a running turn. No entry when the request does not decode, the
+/// session is gone (the run recreates it and appends as before), or a stateless run's whole
+/// message is no longer held (the run fails without one).
+fn prepare(
+    svc: &AgentService,
+    record: &mut RunRecord,
+    session: Option<&clawgate_store::SessionRecord>,
+) -> (Prepared, Option<NewEntry>) {
+    let (mut req, cut, unreadable) = match RunRequest::from_record(record) {
         Ok((req, cut)) => (req, cut, None),
         Err(e) => {
             let req = RunRequest {
@@ -90,6 +124,20 @@ pub(super) async fn execute(svc: &AgentService, mut record: RunRecord) {
             (req, false, Some(e))
         }
     };
+    let ready = unreadable.is_none() && session.is_some() && (!cut || svc.holds_unstored(&req.run_id));
+    let entry = ready.then(|| NewEntry {
+        role: TranscriptRole::User,
+        // The message goes to the store and from there (the transcript) to the model: the
+        // request keeps no copy of it while the turn runs.
+        content: user_message(std::mem::take(&mut req.message), &req.run_id, req.client.as_ref(), record.created_at_ms),
+        status: EntryStatus::Final,
+    });
+    (Prepared { req, cut, unreadable }, entry)
+}
+
+/// Execute a started run to its end.
+async fn execute(svc: &AgentService, started: StartedRun<Prepared>) {
+    let StartedRun { run: record, session, entry, prepared: Prepared { mut req, cut, unreadable } } = started;
     // A stateless run stored only an excerpt; the whole message waits in memory for the model.
     let full = svc.take_unstored(&req.run_id);
     let active = svc.register(&req.run_id, &req.session_key);
@@ -113,41 +161,48 @@ pub(super) async fn execute(svc: &AgentService, mut record: RunRecord) {
     let model_str = agents.model_for(&agent);
     let timeout = req.timeout.unwrap_or(Duration::from_secs(agents.timeout_secs));
 
-    // The user message enters the transcript when its run starts, so the transcript reads in
-    // turn order even when messages queued behind a running turn.
     // `submit` created the session; only a session deleted while the run waited (or a run
-    // recovered from an older database) needs creating again, so read first and write rarely.
-    let session = match existing_or_new_session(svc, &req).await {
-        Ok(s) => s,
-        Err(e) => return finish_failed(svc, &em, &req, started_at, &format!("session store unavailable: {e}")).await,
+    // recovered from an older database) needs creating again.
+    let session = match session {
+        Some(s) => s,
+        None => match existing_or_new_session(svc, &req).await {
+            Ok(s) => s,
+            Err(e) => {
+                return finish_failed(svc, &em, &req, started_at, &format!("session store unavailable: {e}")).await;
+            }
+        },
     };
     if cut && full.is_none() {
         let error = "the whole prompt of this stateless request was held in memory only and a restart lost it; send the request again";
         return finish_failed(svc, &em, &req, started_at, error).await;
     }
-    // The message goes to the store and from there (the transcript) to the model: the request
-    // keeps no copy of it while the turn runs.
-    let user = user_message(std::mem::take(&mut req.message), &req.run_id, req.client.as_ref(), record.created_at_ms);
-    drop(record);
     // What the model reads of this turn in place of the stored excerpt.
     let whole = full.map(|m| (req.run_id.clone(), m));
-    let append = svc.inner.store.append(
-        &session.session_id,
-        TranscriptRole::User,
-        &user,
-        Some(&req.run_id),
-        EntryStatus::Final,
-        now_ms(),
-    );
-    let appended = svc.inner.metrics.time_store("transcript_append", append).await;
-    drop(user);
-    match appended {
-        Ok(entry) => {
-            svc.inner.windows.appended(&req.session_key, &session.session_id, &entry);
-            svc.inner.events.session_message(&req.session_key, &transcript::into_history_message(entry))
+    let entry = match entry {
+        // Written with the claim.
+        Some(entry) => entry,
+        None => {
+            let user =
+                user_message(std::mem::take(&mut req.message), &req.run_id, req.client.as_ref(), record.created_at_ms);
+            let append = svc.inner.store.append(
+                &session.session_id,
+                TranscriptRole::User,
+                &user,
+                Some(&req.run_id),
+                EntryStatus::Final,
+                now_ms(),
+            );
+            match svc.inner.metrics.time_store("transcript_append", append).await {
+                Ok(entry) => entry,
+                Err(e) => {
+                    return finish_failed(svc, &em, &req, started_at, &format!("cannot record the message: {e}")).await;
+                }
+            }
         }
-        Err(e) => return finish_failed(svc, &em, &req, started_at, &format!("cannot record the message: {e}")).await,
-    }
+    };
+    drop(record);
+    svc.inner.windows.appended(&req.session_key, &session.session_id, &entry);
+    svc.inner.events.session_message(&req.session_key, &transcript::into_history_message(entry));
 
     em.status("preparing_context");
     em.agent("lifecycle", json!({"phase": "start", "startedAt": started_at}));

@@ -288,6 +288,14 @@ pub(crate) fn select(
             TranscriptRole::System => ChatMessage::system(text),
             TranscriptRole::Tool => continue,
         });
+        // The count is full: nothing older could join, so the choice is made here. (Waiting to
+        // see one message more made a window of exactly MAX_CONTEXT_MESSAGES messages — every
+        // session past ~100 turns — answer "read further back": each turn re-read and re-parsed
+        // 250 transcript entries from the store, 1.5 → 3+ ms of CPU per turn.)
+        if out.len() >= MAX_CONTEXT_MESSAGES {
+            stopped = true;
+            break;
+        }
     }
     if !stopped && !complete {
         return None;
@@ -321,6 +329,32 @@ mod tests {
             status: EntryStatus::Final,
             created_at_ms: 1,
         }
+    }
+
+    #[test]
+    fn a_window_holding_the_most_messages_a_context_takes_answers_without_the_store() {
+        let w = ContextWindows::default();
+        let count = i64::try_from(MAX_CONTEXT_MESSAGES).expect("fits");
+        // A long session: the window was cut to its newest MAX_CONTEXT_MESSAGES messages.
+        let newest_first: Vec<TranscriptEntry> = (1..=count + 50)
+            .rev()
+            .map(|seq| {
+                let role = if seq % 2 == 1 { TranscriptRole::User } else { TranscriptRole::Assistant };
+                entry(seq, role, &format!("m{seq}"))
+            })
+            .collect();
+        w.rebuild("a", "s", count + 50, newest_first, false);
+        let picked = w.context("a", "s", usize::MAX / 2, &mut None).expect("served from the window");
+        assert_eq!(picked.len(), MAX_CONTEXT_MESSAGES);
+        assert_eq!(picked.last(), Some(&ChatMessage::assistant(format!("m{}", count + 50))));
+        assert_eq!(w.stats(), WindowStats { hits: 1, misses: 0 });
+        // The next turn's append keeps it full, and it still answers (its oldest message is now
+        // an assistant's, which a context never starts with: one fewer).
+        w.appended("a", "s", &entry(count + 51, TranscriptRole::User, "next"));
+        let next = w.context("a", "s", usize::MAX / 2, &mut None).expect("still served");
+        assert_eq!((next.len(), next.last()), (MAX_CONTEXT_MESSAGES - 1, Some(&ChatMessage::user("next"))));
+        assert_eq!(next.first(), Some(&ChatMessage::user(format!("m{}", 53))));
+        assert_eq!(w.stats(), WindowStats { hits: 2, misses: 0 });
     }
 
     #[test]

@@ -4,7 +4,12 @@ use serde_json::Value;
 use sqlx::SqliteConnection;
 
 use super::SqliteStore;
-use crate::{EnqueueOutcome, Result, RunKind, RunRecord, RunStatus, RunStore, StoreError};
+use super::sessions::fetch_session;
+use super::transcripts::append_on;
+use crate::{
+    EnqueueOutcome, NewEntry, Result, RunKind, RunRecord, RunStatus, RunStore, SessionRecord, StartedRun, StoreError,
+    TranscriptEntry,
+};
 
 /// The columns of a run, without the internal queue position.
 const RUN_COLUMNS: &str =
@@ -17,6 +22,17 @@ async fn fetch_run(conn: &mut SqliteConnection, run_id: &str) -> Result<Option<R
         .fetch_optional(&mut *conn)
         .await
         .map_err(StoreError::from)
+}
+
+/// Marks the session's first queued run running unless one runs (binds: now, session key).
+fn claim_sql() -> String {
+    format!(
+        "UPDATE runs SET status = 'running', started_at_ms = ?1 \
+         WHERE queue_pos = (SELECT queue_pos FROM runs WHERE session_key = ?2 AND status = 'queued' \
+                            ORDER BY queue_pos LIMIT 1) \
+           AND NOT EXISTS (SELECT 1 FROM runs WHERE session_key = ?2 AND status = 'running') \
+         RETURNING {RUN_COLUMNS}"
+    )
 }
 
 impl RunStore for SqliteStore {
@@ -52,19 +68,54 @@ impl RunStore for SqliteStore {
         // One statement, so one write transaction: "no run is running" and "take the first
         // queued one" cannot be separated by another claimer. The partial unique index on
         // running runs would refuse a second one anyway.
-        let row = sqlx::query_as::<_, RunRecord>(&format!(
-            "UPDATE runs SET status = 'running', started_at_ms = ?1 \
-             WHERE queue_pos = (SELECT queue_pos FROM runs WHERE session_key = ?2 AND status = 'queued' \
-                                ORDER BY queue_pos LIMIT 1) \
-               AND NOT EXISTS (SELECT 1 FROM runs WHERE session_key = ?2 AND status = 'running') \
-             RETURNING {RUN_COLUMNS}"
-        ))
-        .bind(now_ms)
-        .bind(session_key)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(StoreError::from);
+        let row = sqlx::query_as::<_, RunRecord>(&claim_sql())
+            .bind(now_ms)
+            .bind(session_key)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::from);
         self.observed(row)
+    }
+
+    async fn start_next<T, F>(&self, session_key: &str, now_ms: i64, prepare: F) -> Result<Option<StartedRun<T>>>
+    where
+        T: Send,
+        F: FnOnce(&mut RunRecord, Option<&SessionRecord>) -> (T, Option<NewEntry>) + Send,
+    {
+        // One write transaction for what used to be two (the claim, then the user entry): the
+        // turn reaches the model one commit (one fsync of the WAL) sooner, and a crash can no
+        // longer fall between the two.
+        let mut tx = self.begin_write().await?;
+        let claimed = sqlx::query_as::<_, RunRecord>(&claim_sql())
+            .bind(now_ms)
+            .bind(session_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(mut run) = claimed else {
+            // Nothing was written; ended explicitly so the connection goes back to the pool clean.
+            self.commit(tx).await?;
+            return Ok(None);
+        };
+        let session = fetch_session(&mut tx, session_key).await?;
+        let (prepared, new_entry) = prepare(&mut run, session.as_ref());
+        let entry = match (new_entry, &session) {
+            (Some(e), Some(s)) => {
+                let seq =
+                    append_on(&mut tx, &s.session_id, e.role, &e.content, Some(&run.run_id), e.status, now_ms).await?;
+                Some(TranscriptEntry {
+                    session_id: s.session_id.clone(),
+                    seq,
+                    role: e.role,
+                    content: e.content,
+                    run_id: Some(run.run_id.clone()),
+                    status: e.status,
+                    created_at_ms: now_ms,
+                })
+            }
+            _ => None,
+        };
+        self.commit(tx).await?;
+        Ok(Some(StartedRun { run, session, entry, prepared }))
     }
 
     async fn finish(&self, run_id: &str, status: RunStatus, result: Option<&Value>, now_ms: i64) -> Result<RunRecord> {

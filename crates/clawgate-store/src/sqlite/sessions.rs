@@ -15,7 +15,7 @@ const SELECT_SESSION: &str = "SELECT s.key, s.agent_id, s.session_id, s.label, s
      FROM sessions s LEFT JOIN transcript_heads h ON h.session_id = s.session_id";
 
 /// Reads one session on `conn` (so it can take part in a transaction).
-async fn fetch_session(conn: &mut SqliteConnection, key: &str) -> Result<Option<SessionRecord>> {
+pub(super) async fn fetch_session(conn: &mut SqliteConnection, key: &str) -> Result<Option<SessionRecord>> {
     sqlx::query_as::<_, SessionRecord>(&format!("{SELECT_SESSION} WHERE s.key = ?"))
         .bind(key)
         .fetch_optional(&mut *conn)

@@ -1,6 +1,7 @@
 //! [`TranscriptStore`] on the `transcript_entries` and `transcript_heads` tables.
 
 use serde_json::Value;
+use sqlx::SqliteConnection;
 
 use super::{SqliteStore, count};
 use crate::{EntryStatus, Result, StoreError, TranscriptEntry, TranscriptRole, TranscriptStore};
@@ -13,6 +14,52 @@ const ENTRY_COLUMNS: &str = "session_id, seq, role, content, run_id, status, cre
 /// Reversed in Rust rather than by an outer `ORDER BY`, which would sort through a temp b-tree.
 const TAIL_SQL: &str = "SELECT session_id, seq, role, content, run_id, status, created_at_ms \
      FROM transcript_entries WHERE session_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?";
+
+/// Appends one entry on `conn`, inside the caller's write transaction: the head hands out the
+/// seq, the entry is written, the session's activity follows. Returns the seq.
+pub(super) async fn append_on(
+    conn: &mut SqliteConnection,
+    session_id: &str,
+    role: TranscriptRole,
+    content: &Value,
+    run_id: Option<&str>,
+    status: EntryStatus,
+    now_ms: i64,
+) -> Result<i64> {
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO transcript_heads (session_id, session_key, last_seq, entry_count, last_at_ms) \
+         VALUES (?1, (SELECT key FROM sessions WHERE session_id = ?1), 1, 1, ?2) \
+         ON CONFLICT (session_id) DO UPDATE SET \
+             last_seq = last_seq + 1, \
+             entry_count = entry_count + 1, \
+             last_at_ms = MAX(last_at_ms, excluded.last_at_ms), \
+             session_key = COALESCE(session_key, excluded.session_key) \
+         RETURNING last_seq",
+    )
+    .bind(session_id)
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    // Nothing is read back: every column is an input, and a `RETURNING content` would bring
+    // a large message back through SQLite, the driver and the JSON parser while the written
+    // copies are still alive (a 25 MiB message cost ~75 MB more at the peak).
+    sqlx::query(&format!("INSERT INTO transcript_entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+        .bind(session_id)
+        .bind(seq)
+        .bind(role)
+        .bind(content)
+        .bind(run_id)
+        .bind(status)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE sessions SET updated_at_ms = MAX(updated_at_ms, ?) WHERE session_id = ?")
+        .bind(now_ms)
+        .bind(session_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(seq)
+}
 
 impl TranscriptStore for SqliteStore {
     async fn append(
@@ -27,38 +74,7 @@ impl TranscriptStore for SqliteStore {
         // One write transaction: the head hands out the seq, the entry is written, the
         // session's activity follows — all or nothing, and no other writer in between.
         let mut tx = self.begin_write().await?;
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO transcript_heads (session_id, session_key, last_seq, entry_count, last_at_ms) \
-             VALUES (?1, (SELECT key FROM sessions WHERE session_id = ?1), 1, 1, ?2) \
-             ON CONFLICT (session_id) DO UPDATE SET \
-                 last_seq = last_seq + 1, \
-                 entry_count = entry_count + 1, \
-                 last_at_ms = MAX(last_at_ms, excluded.last_at_ms), \
-                 session_key = COALESCE(session_key, excluded.session_key) \
-             RETURNING last_seq",
-        )
-        .bind(session_id)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        // Nothing is read back: every column is an input, and a `RETURNING content` would bring
-        // a large message back through SQLite, the driver and the JSON parser while the written
-        // copies are still alive (a 25 MiB message cost ~75 MB more at the peak).
-        sqlx::query(&format!("INSERT INTO transcript_entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
-            .bind(session_id)
-            .bind(seq)
-            .bind(role)
-            .bind(content)
-            .bind(run_id)
-            .bind(status)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE sessions SET updated_at_ms = MAX(updated_at_ms, ?) WHERE session_id = ?")
-            .bind(now_ms)
-            .bind(session_id)
-            .execute(&mut *tx)
-            .await?;
+        let seq = append_on(&mut tx, session_id, role, content, run_id, status, now_ms).await?;
         self.commit(tx).await?;
         Ok(TranscriptEntry {
             session_id: session_id.to_owned(),
