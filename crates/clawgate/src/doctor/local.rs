@@ -80,17 +80,20 @@ fn comfy_templates(loaded: &clawgate_config::LoadedConfig, out: &mut Vec<Outcome
 
 fn config_file(ctx: &mut Ctx, out: &mut Vec<Outcome>) {
     let id = "config.file";
+    let invalid = |e: &dyn std::fmt::Display| {
+        Outcome::new(
+            id,
+            Section::Config,
+            Finding::fail(
+                format!("config file is invalid:\n{e}"),
+                "edit the lines named above (`clawgate config validate` re-checks)",
+            ),
+        )
+    };
     let loaded = match clawgate_config::load_with_env(&ctx.config_path, &clawgate_config::Env::process()) {
         Ok(l) => l,
         Err(e) => {
-            out.push(Outcome::new(
-                id,
-                Section::Config,
-                Finding::fail(
-                    format!("config file is invalid:\n{e}"),
-                    "edit the lines named above (`clawgate config validate` re-checks)",
-                ),
-            ));
+            out.push(invalid(&e));
             return;
         }
     };
@@ -98,14 +101,7 @@ fn config_file(ctx: &mut Ctx, out: &mut Vec<Outcome>) {
     // ComfyUI): a config that loads but would not start is not valid.
     let base = GatewaySettings::for_tests("", ctx.state_dir.clone());
     if let Err(e) = crate::config_cmd::check(&loaded, &base, &Overrides::default()) {
-        out.push(Outcome::new(
-            id,
-            Section::Config,
-            Finding::fail(
-                format!("config file is invalid:\n{e}"),
-                "edit the lines named above (`clawgate config validate` re-checks)",
-            ),
-        ));
+        out.push(invalid(&e));
         return;
     }
     let finding =
