@@ -140,7 +140,10 @@ impl ChannelService {
         }
         let run_id = run_id_for(rec.id, 0);
         self.submit(msg, &run_id, &session_key, &agent_id).await?;
-        crate::heartbeat_runner::remember_route(&self.inner.store, &agent_id, msg).await;
+        // A store write per message only for agents that run a heartbeat (the only reader).
+        if self.inner.agents.agents().get(&agent_id).is_some_and(|a| a.heartbeat.is_some()) {
+            crate::heartbeat_runner::remember_route(&self.inner.store, &agent_id, msg).await;
+        }
         set_status(&self.inner.store, rec.id, InboxStatus::Routed, None, Some(&run_id), Some(&session_key)).await?;
         self.follow_run(rt, rec, msg, run_id).await
     }
