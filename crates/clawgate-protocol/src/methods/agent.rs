@@ -25,9 +25,12 @@ struct AgentRaw {
     timeout: Option<u64>,
     #[serde(default, deserialize_with = "lenient::any")]
     extra_system_prompt: Option<String>,
+    #[serde(default)]
+    context: Option<serde_json::Value>,
 }
 
-/// `agent {message, idempotencyKey, agentId?, sessionKey?, timeout? (s), extraSystemPrompt?}`.
+/// `agent {message, idempotencyKey, agentId?, sessionKey?, timeout? (s), extraSystemPrompt?,
+/// context?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "AgentRaw")]
 pub struct AgentParams {
@@ -43,6 +46,10 @@ pub struct AgentParams {
     pub timeout: Option<u64>,
     /// Extra system prompt text for this run.
     pub extra_system_prompt: Option<String>,
+    /// clawgate's extension: data the client attaches to this turn (`documentId`, `title`,
+    /// `selection`, `outline`, any keys), read by the model as untrusted quoted data. `null` is
+    /// no context; anything but an object is refused.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl TryFrom<AgentRaw> for AgentParams {
@@ -59,6 +66,11 @@ impl TryFrom<AgentRaw> for AgentParams {
             session_key: raw.session_key.filter(|k| !k.is_empty()),
             timeout: raw.timeout.filter(|t| *t > 0),
             extra_system_prompt: raw.extra_system_prompt,
+            context: match raw.context {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Object(map)) => Some(map),
+                Some(_) => return Err("context must be object"),
+            },
         })
     }
 }

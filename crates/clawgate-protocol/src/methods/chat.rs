@@ -35,6 +35,13 @@ pub struct ChatSendParams {
     /// `true`: a ComfyUI command is sent to the agent as text instead of being answered.
     #[serde(default, deserialize_with = "lenient::any")]
     pub suppress_command_interpretation: Option<bool>,
+    /// clawgate's extension: data the client attaches to this turn (any keys), read by the model
+    /// as untrusted quoted data; checked by the handler (an object, or `null`).
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
+    /// Upstream's working context (`{page, title?, selection?, …}`, 2026.9.6), read the same way.
+    #[serde(default)]
+    pub work_context: Option<serde_json::Value>,
 }
 
 /// Where a `chat.send` stands.
