@@ -28,8 +28,8 @@ struct AgentRaw {
 }
 
 /// `agent {message, idempotencyKey, agentId?, sessionKey?, timeout? (s), extraSystemPrompt?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "AgentRaw")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default, Serialize)]
+#[serde(try_from = "AgentRaw", rename_all = "camelCase")]
 pub struct AgentParams {
     /// The user's message (not empty).
     pub message: String,
@@ -64,7 +64,7 @@ impl TryFrom<AgentRaw> for AgentParams {
 }
 
 /// The first response's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AcceptedStatus {
     /// The run is queued.
@@ -72,7 +72,7 @@ pub enum AcceptedStatus {
 }
 
 /// `agent`'s first response: `{runId, sessionKey, agentId, status: "accepted", acceptedAt}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentAccepted {
     /// = the idempotency key.
@@ -104,7 +104,7 @@ pub struct RunUsage {
 }
 
 /// One reply payload of a finished `agent` run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentPayload {
     /// The reply text.
@@ -114,7 +114,7 @@ pub struct AgentPayload {
 }
 
 /// Who ran the turn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentMeta {
     /// The transcript the turn was written to.
@@ -128,7 +128,7 @@ pub struct AgentMeta {
 }
 
 /// Facts of a finished `agent` run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunMeta {
     /// How long the turn took.
@@ -138,7 +138,7 @@ pub struct AgentRunMeta {
 }
 
 /// `result` of a completed `agent` run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRunResult {
     /// The reply (one text payload).
     pub payloads: Vec<AgentPayload>,
@@ -147,7 +147,7 @@ pub struct AgentRunResult {
 }
 
 /// `summary` of an `agent` final response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentSummary {
     /// The run completed.
@@ -157,7 +157,7 @@ pub enum AgentSummary {
 }
 
 /// What cut an aborted `agent` run short.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeoutPhase {
     /// Its timeout.
@@ -168,7 +168,7 @@ pub enum TimeoutPhase {
 
 /// `agent`'s final response (same request id as the first). A failed run is an error response
 /// instead (`UNAVAILABLE`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase", rename_all_fields = "camelCase")]
 pub enum AgentResult {
     /// `{runId, status: "ok", summary: "completed", result}`.
