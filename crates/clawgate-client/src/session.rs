@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -310,8 +311,8 @@ impl AgentRun {
     /// A lost connection ends it with [`ClientError::ConnectionLost`] (the run may go on at the
     /// gateway; its result is then in `chat.history`); a full buffer yields
     /// [`ClientError::Lagged`] and goes on.
-    pub fn deltas(&mut self) -> impl Stream<Item = Result<String, ClientError>> + Send + '_ {
-        futures_util::stream::unfold(self, |run| async move {
+    pub fn deltas(&mut self) -> BoxStream<'_, Result<String, ClientError>> {
+        Box::pin(futures_util::stream::unfold(self, |run| async move {
             if run.events_done {
                 return None;
             }
@@ -347,7 +348,7 @@ impl AgentRun {
                     _ => {}
                 }
             }
-        })
+        }))
     }
 
     /// Wait for the final answer: [`AgentResult::Ok`] with the reply, or
