@@ -358,6 +358,19 @@ impl Client {
     /// Call a subscription method (`sessions.subscribe`, `sessions.messages.subscribe {key}`, …)
     /// and remember it: after every reconnect the client calls it again, before requests made
     /// meanwhile go out. Calling the same method with the same params twice records it once.
+    ///
+    /// ```no_run
+    /// # async fn run(client: clawgate_client::Client) -> Result<(), clawgate_client::ClientError> {
+    /// // `sessions.changed` events, now and after every reconnect.
+    /// client.subscribe("sessions.subscribe", serde_json::json!({})).await?;
+    /// let mut events = client.subscribe_events();
+    /// while let Ok(event) = events.recv().await {
+    ///     if event.event == "sessions.changed" {
+    ///         println!("{:?}", event.payload);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn subscribe(&self, method: &str, params: Value) -> Result<Value, ClientError> {
         let payload = self.request(method, params.clone()).await?;
         let sub = Subscription { method: method.to_owned(), params };

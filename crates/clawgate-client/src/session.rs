@@ -355,6 +355,20 @@ impl AgentRun {
     /// [`AgentResult::Timeout`] for an aborted or timed-out run; a failed run is
     /// [`ClientError::Rpc`], a lost connection [`ClientError::ConnectionLost`]. Unbounded: wrap
     /// it in a timeout when that matters.
+    ///
+    /// ```no_run
+    /// # async fn run(client: clawgate_client::Client) -> Result<(), clawgate_client::ClientError> {
+    /// use clawgate_client::{AgentRequest, AgentResult};
+    /// let run = client.session("compose:doc:abc:ann").agent(AgentRequest::new("Outline this")).await?;
+    /// match tokio::time::timeout(std::time::Duration::from_secs(300), run.wait()).await {
+    ///     Ok(Ok(AgentResult::Ok { result, .. })) => println!("{}", result.payloads[0].text),
+    ///     Ok(Ok(other)) => println!("cut short: {other:?}"),
+    ///     Ok(Err(e)) if e.is_transient() => println!("assistant unavailable: {e}"),
+    ///     Ok(Err(e)) => return Err(e),
+    ///     Err(_) => println!("still running after 5 minutes"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn wait(mut self) -> Result<AgentResult, ClientError> {
         while let Some(frame) = self.response.next().await {
             let frame = frame?;
@@ -434,6 +448,23 @@ impl SessionHandle {
 
     /// This session's events from now on (bounded; see [`SessionEvent`]). Open it before
     /// sending, so nothing of the reply is missed.
+    ///
+    /// ```no_run
+    /// # async fn run(client: clawgate_client::Client) -> Result<(), clawgate_client::ClientError> {
+    /// use clawgate_client::{ChatState, SessionEvent};
+    /// let session = client.session("compose:doc:abc:ann");
+    /// let mut events = session.events();
+    /// session.chat_send("What changed in section 2?").await?;
+    /// while let Some(event) = events.recv().await {
+    ///     match event {
+    ///         SessionEvent::Chat(c) if c.state == ChatState::Delta => print!("{}", c.delta_text().unwrap_or("")),
+    ///         SessionEvent::Chat(c) if c.is_terminal() => break,
+    ///         SessionEvent::Lagged(_) | SessionEvent::Reconnected => { /* refetch chat_history */ }
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn events(&self) -> SessionEvents {
         let key = self.event_key();
         let hub = self.client.hub().clone();
@@ -471,6 +502,13 @@ impl SessionHandle {
 
     /// `chat.send` this message (fresh idempotency key); the reply streams as this session's
     /// `chat` / `agent` events.
+    ///
+    /// ```no_run
+    /// # async fn run(client: clawgate_client::Client) -> Result<(), clawgate_client::ClientError> {
+    /// let ack = client.session("compose:doc:abc:ann").chat_send("Hello").await?;
+    /// println!("run {} {:?}", ack.run_id, ack.status);
+    /// # Ok(()) }
+    /// ```
     pub async fn chat_send(&self, message: impl Into<String>) -> Result<ChatSendResult, ClientError> {
         self.chat_send_with(ChatSendParams {
             message: Some(message.into()),
@@ -491,6 +529,15 @@ impl SessionHandle {
     }
 
     /// `chat.history`: the newest `limit` messages (gateway default when `None`), oldest first.
+    ///
+    /// ```no_run
+    /// # async fn run(client: clawgate_client::Client) -> Result<(), clawgate_client::ClientError> {
+    /// let history = client.session("compose:doc:abc:ann").chat_history(Some(100)).await?;
+    /// for message in &history.messages {
+    ///     println!("{}: {}", message["role"], message["content"]);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn chat_history(&self, limit: Option<usize>) -> Result<ChatHistoryResult, ClientError> {
         let params = ChatHistoryParams {
             session_key: self.key.clone(),
@@ -503,6 +550,13 @@ impl SessionHandle {
 
     /// `chat.inject`: append an assistant message without running the model (needs
     /// `operator.admin`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: clawgate_client::Client) -> Result<(), clawgate_client::ClientError> {
+    /// let injected = client.session("compose:doc:abc:shared").chat_inject("Ann joined the document.", Some("system")).await?;
+    /// println!("message {}", injected.message_id);
+    /// # Ok(()) }
+    /// ```
     pub async fn chat_inject(
         &self,
         message: impl Into<String>,
@@ -518,6 +572,13 @@ impl SessionHandle {
     }
 
     /// `chat.abort`: cancel `run_id`, or every run of the session when `None`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: clawgate_client::Client) -> Result<(), clawgate_client::ClientError> {
+    /// let aborted = client.session("compose:doc:abc:ann").chat_abort(None).await?;
+    /// println!("aborted {:?}", aborted.run_ids);
+    /// # Ok(()) }
+    /// ```
     pub async fn chat_abort(&self, run_id: Option<&str>) -> Result<ChatAbortResult, ClientError> {
         let params = ChatAbortParams {
             session_key: self.key.clone(),

@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use clawgate_client::{
-    AgentRequest, AgentResult, Client, ClientError, ClientOptions, ConnectionState, ReconnectPolicy, SessionEvent,
+    AgentRequest, AgentResult, Client, ClientError, ClientOptions, ClientPool, ConnectionState, ReconnectPolicy,
+    SessionEvent,
 };
 
 /// Bound on anything a test waits for.
@@ -372,4 +373,69 @@ async fn a_slow_session_consumer_gets_lagged_not_unbounded_memory() {
     assert!(matches!(timeout(WAIT, slow.recv()).await.unwrap(), Some(SessionEvent::Lagged(16))));
     let next = timeout(WAIT, slow.recv()).await.unwrap().unwrap();
     assert!(matches!(&next, SessionEvent::Chat(c) if c.delta_text() == Some("21")), "{next:?}");
+}
+
+#[tokio::test]
+async fn a_silent_gateway_is_left_after_two_tick_intervals_and_the_client_reconnects() {
+    let mut gw = FakeGateway::start().await;
+    let connecting = tokio::spawn(Client::connect(opts(&gw.url)));
+    let mut conn = gw.accept().await;
+    conn.send(json!({"type":"event","event":"connect.challenge","payload":{"nonce":"n-1","ts":1}})).await;
+    let connect = conn.recv().await.unwrap();
+    let mut hello = hello_ok("conn-1");
+    hello["policy"]["tickIntervalMs"] = json!(50);
+    conn.send(json!({"type":"res","id":connect["id"],"ok":true,"payload":hello})).await;
+    let client = timeout(WAIT, connecting).await.unwrap().unwrap().unwrap();
+    // No tick, no frame: the client gives up on this socket (4000) and dials again.
+    let mut conn2 = gw.accept().await;
+    conn2.handshake("conn-2").await;
+    wait_state(&client, ConnectionState::Connected).await;
+    assert_eq!(client.hello().server.conn_id, "conn-2");
+    let close = timeout(WAIT, conn.ws.next()).await.unwrap();
+    assert!(
+        matches!(&close, Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == 4000 && f.reason == "tick timeout"),
+        "{close:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_pool_pins_each_session_to_one_connection() {
+    let mut gw = FakeGateway::start().await;
+    let opening = tokio::spawn(ClientPool::new(opts(&gw.url), 2));
+    let mut a = gw.accept().await;
+    a.handshake("conn-a").await;
+    let mut b = gw.accept().await;
+    b.handshake("conn-b").await;
+    let pool = timeout(WAIT, opening).await.unwrap().unwrap().unwrap();
+    assert_eq!(pool.clients().len(), 2);
+    assert_eq!(pool.connected(), 2);
+
+    pinned_requests_take_their_connection(&pool, "conn-a", &mut a, &mut b).await;
+    pinned_requests_take_their_connection(&pool, "conn-b", &mut b, &mut a).await;
+}
+
+/// A key pinned to `conn_id` sends every request over `own`, none over `other`.
+async fn pinned_requests_take_their_connection(
+    pool: &ClientPool,
+    conn_id: &str,
+    own: &mut ServerConn,
+    other: &mut ServerConn,
+) {
+    let key = (0..100)
+        .map(|i| format!("compose:doc:{i}:u"))
+        .find(|k| pool.client_for(k).hello().server.conn_id == conn_id)
+        .expect("some key lands on each connection");
+    for _ in 0..3 {
+        let session = pool.session(key.clone());
+        assert_eq!(session.client().hello().server.conn_id, conn_id);
+        let sending = tokio::spawn(async move { session.chat_send("hi").await });
+        let req = own.recv().await.unwrap();
+        assert_eq!(
+            (req["method"].as_str(), req["params"]["sessionKey"].as_str()),
+            (Some("chat.send"), Some(key.as_str()))
+        );
+        own.answer(&req, json!({"runId": req["params"]["idempotencyKey"], "status": "started"})).await;
+        timeout(WAIT, sending).await.unwrap().unwrap().unwrap();
+    }
+    assert!(timeout(Duration::from_millis(100), other.ws.next()).await.is_err(), "nothing on the other connection");
 }
