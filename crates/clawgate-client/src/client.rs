@@ -5,8 +5,9 @@
 //! unless the close says "do not come back" or the policy is [`ReconnectPolicy::never`], it
 //! marks every session stream [`SessionEvent::Disconnected`], waits (the `shutdown` event's
 //! `restartExpectedMs`, then jittered exponential backoff), connects again with the same
-//! options, replays the subscriptions made through [`Client::subscribe`], publishes the new
-//! connection and marks the streams [`SessionEvent::Reconnected`].
+//! options (the new connection's reader marks the streams [`SessionEvent::Reconnected`] before
+//! its first event), replays the subscriptions made through [`Client::subscribe`] and publishes
+//! the new connection.
 //!
 //! What a request sees: one made while connected is sent at once; if its connection dies before
 //! the answer it fails at once with [`ClientError::ConnectionLost`] (it is never re-sent: the
@@ -232,7 +233,7 @@ impl Client {
     /// when the gateway may not be up yet.
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
         let hub = Hub::new(opts.event_capacity, opts.session_capacity);
-        let conn = Arc::new(Conn::connect(&opts, hub.clone()).await?);
+        let conn = Arc::new(Conn::connect(&opts, hub.clone(), None).await?);
         let (conn_tx, _) = watch::channel(Some(conn.clone()));
         let (state, _) = watch::channel(ConnectionState::Connected);
         let (closed, _) = watch::channel(None);
@@ -548,7 +549,7 @@ async fn supervise(core: Arc<Core>, mut conn: Arc<Conn>) {
                 _ = stopped(&mut stop) => break 'outer CloseInfo { code: Some(close::NORMAL), reason: "closed by client".to_owned() },
             }
             let next = tokio::select! {
-                next = Conn::connect(&core.opts, core.hub.clone()) => next,
+                next = Conn::connect(&core.opts, core.hub.clone(), Some(SessionEvent::Reconnected)) => next,
                 _ = stopped(&mut stop) => break 'outer CloseInfo { code: Some(close::NORMAL), reason: "closed by client".to_owned() },
             };
             match next {
@@ -580,7 +581,6 @@ async fn supervise(core: Arc<Core>, mut conn: Arc<Conn>) {
         core.set_hello(conn.hello().clone());
         core.conn.send_replace(Some(conn.clone()));
         core.state.send_replace(ConnectionState::Connected);
-        core.hub.mark_all(SessionEvent::Reconnected);
         tracing::info!(attempts = attempt, "gateway connection restored");
     };
     core.conn.send_replace(None);

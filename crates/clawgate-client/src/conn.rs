@@ -33,6 +33,7 @@ use crate::error::{ClientError, CloseInfo};
 use crate::hub::Hub;
 use crate::identity::SignatureInput;
 use crate::options::{ClientOptions, SignedAtSource};
+use crate::session::SessionEvent;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -267,7 +268,15 @@ impl Conn {
     ///
     /// A refused `connect` is [`ClientError::Handshake`] carrying the gateway's error shape and
     /// close code; each phase is bounded by the connect timeout ([`ClientError::Timeout`]).
-    pub(crate) async fn connect(opts: &ClientOptions, hub: Arc<Hub>) -> Result<Conn, ClientError> {
+    ///
+    /// `first` is `None` for the client's first connection; for a reconnect it is the marker the
+    /// reader queues on every session stream before the first event of the new socket, so the
+    /// streams see it in order.
+    pub(crate) async fn connect(
+        opts: &ClientOptions,
+        hub: Arc<Hub>,
+        first: Option<SessionEvent>,
+    ) -> Result<Conn, ClientError> {
         let url = url::Url::parse(&opts.url).map_err(|e| ClientError::InvalidUrl(format!("{}: {e}", opts.url)))?;
         if !matches!(url.scheme(), "ws" | "wss") {
             return Err(ClientError::InvalidUrl(format!("{}: scheme must be ws or wss", opts.url)));
@@ -319,10 +328,10 @@ impl Conn {
         let hello: HelloOk = serde_json::from_value(response.payload.unwrap_or(Value::Null))
             .map_err(|e| ClientError::Protocol(format!("hello-ok payload: {e}")))?;
 
-        Ok(Self::start(ws, hello, hub))
+        Ok(Self::start(ws, hello, hub, first))
     }
 
-    fn start(ws: Ws, hello: HelloOk, hub: Arc<Hub>) -> Conn {
+    fn start(ws: Ws, hello: HelloOk, hub: Arc<Hub>, first: Option<SessionEvent>) -> Conn {
         let (closed_tx, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             state: Mutex::new(State { pending: HashMap::new(), closed: None }),
@@ -341,7 +350,7 @@ impl Conn {
             ms => Some(Duration::from_millis(ms.saturating_mul(2))),
         };
         tokio::spawn(write_loop(sink, writer_rx));
-        tokio::spawn(read_loop(stream, shared.clone(), writer_tx.downgrade(), silence_limit));
+        tokio::spawn(read_loop(stream, shared.clone(), writer_tx.downgrade(), silence_limit, first));
         Conn { shared, hello: Arc::new(hello), writer: writer_tx }
     }
 
@@ -641,7 +650,11 @@ async fn read_loop(
     // goodbye close frame would never be sent.
     writer: mpsc::WeakSender<Outgoing>,
     silence_limit: Option<Duration>,
+    first: Option<SessionEvent>,
 ) {
+    if let Some(marker) = first {
+        shared.hub.mark_all(marker);
+    }
     let info = loop {
         let next = match silence_limit {
             Some(limit) => match timeout(limit, stream.next()).await {

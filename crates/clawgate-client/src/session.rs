@@ -52,8 +52,8 @@ pub enum SessionEvent {
     Lagged(u64),
     /// The connection was lost; events until [`SessionEvent::Reconnected`] are lost too.
     Disconnected,
-    /// A new connection is up (and subscriptions replayed): refetch `chat.history` to catch up
-    /// on what happened meanwhile.
+    /// A new connection is up (it comes before that connection's first event; subscriptions
+    /// are replayed right after): refetch `chat.history` to catch up on what happened meanwhile.
     Reconnected,
 }
 
