@@ -31,8 +31,8 @@ struct AgentRaw {
 
 /// `agent {message, idempotencyKey, agentId?, sessionKey?, timeout? (s), extraSystemPrompt?,
 /// context?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "AgentRaw")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default, Serialize)]
+#[serde(try_from = "AgentRaw", rename_all = "camelCase")]
 pub struct AgentParams {
     /// The user's message (not empty).
     pub message: String,
@@ -76,7 +76,7 @@ impl TryFrom<AgentRaw> for AgentParams {
 }
 
 /// The first response's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AcceptedStatus {
     /// The run is queued.
@@ -84,7 +84,7 @@ pub enum AcceptedStatus {
 }
 
 /// `agent`'s first response: `{runId, sessionKey, agentId, status: "accepted", acceptedAt}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentAccepted {
     /// = the idempotency key.
@@ -116,7 +116,7 @@ pub struct RunUsage {
 }
 
 /// One reply payload of a finished `agent` run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentPayload {
     /// The reply text.
@@ -126,7 +126,7 @@ pub struct AgentPayload {
 }
 
 /// Who ran the turn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentMeta {
     /// The transcript the turn was written to.
@@ -140,7 +140,7 @@ pub struct AgentMeta {
 }
 
 /// Facts of a finished `agent` run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunMeta {
     /// How long the turn took.
@@ -150,7 +150,7 @@ pub struct AgentRunMeta {
 }
 
 /// `result` of a completed `agent` run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRunResult {
     /// The reply (one text payload).
     pub payloads: Vec<AgentPayload>,
@@ -159,7 +159,7 @@ pub struct AgentRunResult {
 }
 
 /// `summary` of an `agent` final response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentSummary {
     /// The run completed.
@@ -169,7 +169,7 @@ pub enum AgentSummary {
 }
 
 /// What cut an aborted `agent` run short.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeoutPhase {
     /// Its timeout.
@@ -180,7 +180,7 @@ pub enum TimeoutPhase {
 
 /// `agent`'s final response (same request id as the first). A failed run is an error response
 /// instead (`UNAVAILABLE`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase", rename_all_fields = "camelCase")]
 pub enum AgentResult {
     /// `{runId, status: "ok", summary: "completed", result}`.
