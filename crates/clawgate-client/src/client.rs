@@ -35,7 +35,9 @@ use crate::session::{SessionEvent, SessionHandle};
 /// Where the client's connection stands, for callers that show "assistant unavailable".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionState {
-    /// The first handshake is running.
+    /// The first handshake is running. [`Client::connect`] returns once it is done, so a
+    /// client's watch starts at `Connected`; the state exists for callers that model the whole
+    /// lifecycle (e.g. a banner shown before `connect` returns).
     Connecting,
     /// A connection is up.
     Connected,

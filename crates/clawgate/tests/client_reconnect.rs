@@ -58,7 +58,8 @@ async fn next_event(events: &mut SessionEvents) -> SessionEvent {
 fn assert_own_event(events: &SessionEvents, event: &SessionEvent) {
     let payload = match event {
         SessionEvent::Chat(c) => &c.payload,
-        SessionEvent::Agent(_) | SessionEvent::Other(_) => return,
+        SessionEvent::Other(frame) => frame.payload.as_ref().unwrap_or(&serde_json::Value::Null),
+        // Typed agent events keep only `data`; markers have no key.
         _ => return,
     };
     assert_eq!(payload["sessionKey"], events.key(), "event routed to the wrong session: {event:?}");
