@@ -35,7 +35,9 @@ use crate::session::{SessionEvent, SessionHandle};
 /// Where the client's connection stands, for callers that show "assistant unavailable".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionState {
-    /// The first handshake is running.
+    /// The first handshake is running. [`Client::connect`] returns once it is done, so a
+    /// client's watch starts at `Connected`; the state exists for callers that model the whole
+    /// lifecycle (e.g. a banner shown before `connect` returns).
     Connecting,
     /// A connection is up.
     Connected,
@@ -91,12 +93,14 @@ impl Core {
 
     /// The live connection, waiting for one while reconnecting (until `deadline`).
     async fn live(&self, method: &str, deadline: Instant) -> Result<Arc<Conn>, ClientError> {
+        // Subscribe before looking, so a change between the look and the wait still wakes us.
         let mut conn_rx = self.conn.subscribe();
+        let mut state_rx = self.state.subscribe();
         loop {
             if let Some(conn) = conn_rx.borrow_and_update().as_ref().filter(|c| !c.is_closing()) {
                 return Ok(conn.clone());
             }
-            let state = *self.state.borrow();
+            let state = *state_rx.borrow_and_update();
             match state {
                 ConnectionState::Closed => return Err(self.close_error()),
                 ConnectionState::Reconnecting { .. } | ConnectionState::Connecting | ConnectionState::Connected => {}
@@ -105,7 +109,6 @@ impl Core {
                 ConnectionState::Reconnecting { attempt } => attempt,
                 _ => 0,
             };
-            let mut state_rx = self.state.subscribe();
             let changed = timeout_at(deadline, async {
                 tokio::select! {
                     r = conn_rx.changed() => r.is_ok(),

@@ -58,7 +58,8 @@ async fn next_event(events: &mut SessionEvents) -> SessionEvent {
 fn assert_own_event(events: &SessionEvents, event: &SessionEvent) {
     let payload = match event {
         SessionEvent::Chat(c) => &c.payload,
-        SessionEvent::Agent(_) | SessionEvent::Other(_) => return,
+        SessionEvent::Other(frame) => frame.payload.as_ref().unwrap_or(&serde_json::Value::Null),
+        // Typed agent events keep only `data`; markers have no key.
         _ => return,
     };
     assert_eq!(payload["sessionKey"], events.key(), "event routed to the wrong session: {event:?}");
@@ -205,4 +206,63 @@ async fn gateway_restart_under_twenty_streaming_sessions_resolves_every_turn_and
     let seen = timeout(WAIT, states).await.expect("state watcher ends").expect("state task");
     assert!(seen.iter().any(|s| matches!(s, ConnectionState::Reconnecting { .. })), "{seen:?}");
     assert_eq!(seen.last(), Some(&ConnectionState::Closed), "{seen:?}");
+}
+
+/// The typed `chat.*` helpers decode what the real gateway answers (the derives on
+/// `clawgate-protocol`'s result types are what a client relies on).
+#[tokio::test]
+async fn typed_chat_calls_round_trip_against_the_real_gateway() {
+    let fake = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.expect("starting the fake model");
+    let gw = TestGateway::builder(BIN)
+        .config(provider_config(&fake.base_url()))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("starting clawgate: {e:#}"));
+    let client = Client::connect(ClientOptions::new(gw.ws_url()).token(gw.expect_token()).scopes([
+        "operator.read",
+        "operator.write",
+        "operator.admin",
+    ]))
+    .await
+    .expect("connecting");
+    let session = client.session("compose:doc:typed:ann");
+    let mut events = session.events();
+
+    let ack = session.chat_send("hello there").await.expect("chat.send");
+    assert_eq!(ack.status, clawgate_client::ChatSendStatus::Started);
+    loop {
+        let event = next_event(&mut events).await;
+        assert_own_event(&events, &event);
+        if let SessionEvent::Chat(c) = &event
+            && c.state == ChatState::Final
+        {
+            assert_eq!(c.run_id, ack.run_id);
+            assert!(c.payload["message"].to_string().contains("echo: hello there"), "{event:?}");
+            break;
+        }
+    }
+
+    let injected = session.chat_inject("A note from the app.", Some("app")).await.expect("chat.inject");
+    loop {
+        if let SessionEvent::Chat(c) = next_event(&mut events).await
+            && c.run_id == format!("inject-{}", injected.message_id)
+        {
+            break;
+        }
+    }
+
+    let history = session.chat_history(Some(10)).await.expect("chat.history decodes");
+    assert_eq!(history.session_key, "agent:main:compose:doc:typed:ann");
+    let text = serde_json::to_string(&history.messages).unwrap();
+    for expected in ["hello there", "echo: hello there", "A note from the app."] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+
+    let aborted = session.chat_abort(None).await.expect("chat.abort decodes");
+    assert!(!aborted.aborted && aborted.run_ids.is_empty(), "nothing was running: {aborted:?}");
+
+    // A refused call keeps the gateway's error shape.
+    let err = client.session("").chat_history(None).await.expect_err("an empty key is refused");
+    assert!(matches!(&err, ClientError::Rpc(e) if e.code == "INVALID_REQUEST"), "{err:?}");
+    client.close().await;
 }
