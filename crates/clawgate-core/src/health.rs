@@ -276,9 +276,13 @@ impl HealthService {
                 state_version: presence.state_version(),
                 uptime_ms: info.uptime().as_millis() as u64,
                 suspension: json!({"phase": "accepting"}),
-                session_defaults: Some(
-                    json!({"defaultAgentId": "main", "mainKey": "main", "mainSessionKey": "agent:main:main"}),
-                ),
+                session_defaults: Some({
+                    // The agent a bare session key belongs to: clients (the SDK, the UIs) build
+                    // full keys from it.
+                    let default_agent = self.inner.agents.agents().default_id.clone();
+                    json!({"defaultAgentId": default_agent, "mainKey": "main",
+                           "mainSessionKey": format!("agent:{default_agent}:main")})
+                }),
                 auth_mode: Some(settings.auth_mode.as_str().to_owned()),
                 applied_config_hash: admin.then(|| cfg.hash.clone()),
                 config_path: admin.then(|| settings.config_path.display().to_string()),

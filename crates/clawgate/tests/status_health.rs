@@ -184,3 +184,18 @@ async fn a_one_second_heartbeat_runs_turns_is_reported_and_can_be_paused_and_wok
     assert_eq!(on, json!({"ok": true, "enabled": true}));
     model.wait_for_requests(paused_count + 1, WAIT).await.expect("resumed, the interval beats again");
 }
+
+/// `hello-ok.snapshot.sessionDefaults` names the configured default agent: clients (the SDK, the
+/// UIs) build full session keys from it.
+#[tokio::test]
+async fn hello_ok_session_defaults_name_the_configured_default_agent() {
+    let config = json!({"agents": {"default": "writer", "list": [{"id": "writer"}]}}).to_string();
+    let gw = TestGateway::builder(BIN).config(config).start().await.expect("starting clawgate");
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("websocket");
+    let hello = client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    assert_eq!(
+        hello["snapshot"]["sessionDefaults"],
+        json!({"defaultAgentId": "writer", "mainKey": "main", "mainSessionKey": "agent:writer:main"}),
+        "{hello}"
+    );
+}
