@@ -61,6 +61,8 @@ enum Command {
     Sessions(cli::sessions::SessionsArgs),
     /// Tokens and cost of the agent turns, by day, agent, model, provider or session.
     Usage(cli::usage::UsageArgs),
+    /// Scoped access tokens for backends: create, list, revoke.
+    Tokens(cli::tokens::TokensArgs),
     /// Work with the config file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -100,6 +102,10 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => {
                 logging::init_cli();
                 cli::status::run(args).await
+            }
+            Command::Tokens(args) => {
+                logging::init_cli();
+                cli::tokens::run(args).await
             }
             Command::Devices(args) => {
                 logging::init_cli();
