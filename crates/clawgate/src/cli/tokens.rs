@@ -96,7 +96,8 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
     /// The token's id or name
-    pub token: String,
+    #[arg(value_name = "ID_OR_NAME")]
+    pub id_or_name: String,
     /// Print the gateway's answer as one compact JSON line
     #[arg(long)]
     pub json: bool,
@@ -115,7 +116,7 @@ pub async fn run(args: TokensArgs) -> anyhow::Result<i32> {
             (&a.conn, names::TOKENS_CREATE, params, a.json)
         }
         TokensCommand::List(a) => (&a.conn, names::TOKENS_LIST, json!({"includeRevoked": a.all}), a.json),
-        TokensCommand::Revoke(a) => (&a.conn, names::TOKENS_REVOKE, json!({"token": a.token}), a.json),
+        TokensCommand::Revoke(a) => (&a.conn, names::TOKENS_REVOKE, json!({"token": a.id_or_name}), a.json),
     };
     let client = conn::connect_default(conn_args).await?;
     let result = call(&client, method, params, as_json).await;
