@@ -28,6 +28,7 @@ use clap::{Parser, Subcommand};
   clawgate sessions list               # chat sessions, most recent first
   clawgate jobs list                   # ComfyUI jobs, newest first
   clawgate usage --by model            # tokens and cost of the last 30 days per model
+  clawgate tokens create --name compose --scopes operator.write --sessions 'compose:*'   # a backend's token
   clawgate doctor                      # check config, state, providers, bots, ComfyUI, TLS
   clawgate backup ~/clawgate.backup    # copy the state and config while the gateway runs
   clawgate service install             # run it as a systemd user service
