@@ -97,3 +97,49 @@ pub struct TokensRevokeResult {
     /// Live connections closed.
     pub closed: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn info() -> AccessTokenInfo {
+        AccessTokenInfo {
+            id: "0123456789abcdef".into(),
+            name: "compose".into(),
+            scopes: vec!["operator.write".into()],
+            sessions: vec!["compose:*".into()],
+            methods: vec![],
+            rate: Some("60/1m".into()),
+            created_at: 5,
+            last_used_at: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn create_answers_the_token_beside_its_record_and_list_never_has_one() {
+        let created = TokensCreateResult { token: "cgt_0123456789abcdef_s".into(), info: info() };
+        assert_eq!(
+            serde_json::to_value(&created).unwrap(),
+            json!({"token": "cgt_0123456789abcdef_s", "id": "0123456789abcdef", "name": "compose",
+                   "scopes": ["operator.write"], "sessions": ["compose:*"], "methods": [], "rate": "60/1m",
+                   "createdAt": 5})
+        );
+        let listed = serde_json::to_value(TokensListResult { tokens: vec![info()] }).unwrap();
+        assert!(listed["tokens"][0].get("token").is_none(), "{listed}");
+        let revoked = serde_json::to_value(TokensRevokeResult { ok: true, info: info(), closed: 2 }).unwrap();
+        assert_eq!(
+            (revoked["ok"].clone(), revoked["closed"].clone(), revoked["name"].clone()),
+            (json!(true), json!(2), json!("compose"))
+        );
+    }
+
+    #[test]
+    fn create_params_default_to_no_limits_and_refuse_unknown_fields() {
+        let p: TokensCreateParams = serde_json::from_value(json!({"name": "n", "scopes": ["operator.read"]})).unwrap();
+        assert_eq!((p.sessions.len(), p.methods.len(), p.rate), (0, 0, None));
+        assert!(serde_json::from_value::<TokensCreateParams>(json!({"name": "n", "scopes": [], "x": 1})).is_err());
+        assert!(serde_json::from_value::<TokensRevokeParams>(json!({})).is_err());
+    }
+}
