@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{ConfigError, ConfigIssue};
 use crate::model::{
-    AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig, ReloadConfig,
-    ReloadMode, TlsConfig,
+    AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, GatewayRateLimitConfig,
+    HttpConfig, HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig,
+    ReloadConfig, ReloadMode, RequestRateConfig, TlsConfig,
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
@@ -155,7 +155,10 @@ pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "tls",
     "allowInsecureBind",
     "metrics",
+    "rateLimit",
 ];
+pub(crate) const GATEWAY_RATE_LIMIT_KEYS: &[&str] = &["perConnection"];
+pub(crate) const REQUEST_RATE_KEYS: &[&str] = &["requests", "per"];
 pub(crate) const TLS_KEYS: &[&str] = &["enabled", "certPath", "keyPath"];
 pub(crate) const METRICS_KEYS: &[&str] = &["listen"];
 pub(crate) const AUTH_KEYS: &[&str] = &["mode", "token", "password", "rateLimit"];
@@ -378,6 +381,31 @@ fn gateway(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<GatewayConfig> {
     });
     d.field(obj, p, "allowInsecureBind", &mut out.allow_insecure_bind, Decoder::boolean);
     d.field(obj, p, "metrics", &mut out.metrics, metrics);
+    d.field(obj, p, "rateLimit", &mut out.rate_limit, gateway_rate_limit);
+    Some(out)
+}
+
+fn gateway_rate_limit(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<GatewayRateLimitConfig> {
+    let obj = d.object(v, p, GATEWAY_RATE_LIMIT_KEYS)?;
+    let mut out = GatewayRateLimitConfig::default();
+    d.field(obj, p, "perConnection", &mut out.per_connection, request_rate);
+    Some(out)
+}
+
+fn request_rate(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<RequestRateConfig> {
+    let obj = d.object(v, p, REQUEST_RATE_KEYS)?;
+    let mut out = RequestRateConfig::default();
+    d.field(obj, p, "requests", &mut out.requests, |d, v, p| {
+        d.integer(v, p, 1, u64::from(u32::MAX), "a whole number of requests, at least 1")
+            .and_then(|n| u32::try_from(n).ok())
+    });
+    d.field(obj, p, "per", &mut out.per, |d, v, p| {
+        let text = d.string(v, p)?;
+        match crate::model::rate_window_ms(&text) {
+            Some(_) => Some(text),
+            None => d.fail(p, format!("{text:?} is not a window from 1s to 1d such as \"1m\", \"30s\" or \"1h\"")),
+        }
+    });
     Some(out)
 }
 
@@ -1280,6 +1308,23 @@ mod tests {
         assert!(issues(json!({"gateway": {"bind": "::1", "auth": {"mode": "none"}}})).is_empty());
         assert!(issues(json!({"gateway": {"auth": {"mode": "none"}}})).is_empty());
         assert_eq!(issues(json!({"gateway": {"bind": "0.0.0.0", "auth": {"mode": "none"}}})).len(), 1);
+    }
+
+    #[test]
+    fn per_connection_rate_limit_reads_requests_and_a_window() {
+        let (config, found) = decode(&json!({}));
+        assert!(found.is_empty());
+        assert_eq!(config.gateway.rate_limit.per_connection, RequestRateConfig::default());
+        let (config, found) =
+            decode(&json!({"gateway": {"rateLimit": {"perConnection": {"requests": 600, "per": "1m"}}}}));
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(config.gateway.rate_limit.per_connection.requests, 600);
+        assert_eq!(crate::model::rate_window_ms(&config.gateway.rate_limit.per_connection.per), Some(60_000));
+        let (key, m) = only_issue(json!({"gateway": {"rateLimit": {"perConnection": {"per": "1 fortnight"}}}}));
+        assert_eq!(key, "gateway.rateLimit.perConnection.per");
+        assert!(m.contains("1m"), "{m}");
+        let (key, _) = only_issue(json!({"gateway": {"rateLimit": {"perConnection": {"requests": 0}}}}));
+        assert_eq!(key, "gateway.rateLimit.perConnection.requests");
     }
 
     #[test]

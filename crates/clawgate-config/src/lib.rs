@@ -33,10 +33,11 @@ pub use edit::{merge_patch, merge_patch_replacing, write_atomic};
 pub use env::{ENV_GATEWAY_PASSWORD, ENV_GATEWAY_PORT, ENV_GATEWAY_TOKEN, Env, apply_env_overlay};
 pub use error::{ConfigError, ConfigIssue};
 pub use load::{LoadedConfig, hash_text, load, load_with_env, parse_str, parse_str_with_env};
+pub use model::rate_window_ms;
 pub use model::{
-    AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
-    HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig, ReloadConfig,
-    ReloadMode, TlsConfig,
+    AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, GatewayRateLimitConfig,
+    HttpConfig, HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig,
+    ReloadConfig, ReloadMode, RequestRateConfig, TlsConfig,
 };
 pub use path::{InvalidKeyPath, KeyPath, Segment};
 pub use redact::{

@@ -150,6 +150,54 @@ pub struct GatewayConfig {
     pub allow_insecure_bind: bool,
     /// The Prometheus endpoint's optional separate listener.
     pub metrics: MetricsConfig,
+    /// Request rate limits.
+    pub rate_limit: GatewayRateLimitConfig,
+}
+
+/// `gateway.rateLimit`: request rate limits (failed-auth throttling is `gateway.auth.rateLimit`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct GatewayRateLimitConfig {
+    /// Requests one WebSocket connection may make (a token bucket: `requests` at once, refilled
+    /// at `requests` per `per`). Access tokens add their own limit (`clawgate tokens create --rate`).
+    pub per_connection: RequestRateConfig,
+}
+
+/// A request rate: `requests` per `per` (`"1m"`, `"30s"`, `"1h"`, `"min"`…).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RequestRateConfig {
+    /// Requests allowed per window (and as a burst), at least 1.
+    pub requests: u32,
+    /// The window: a number and a unit (`s`, `m`/`min`, `h`, `d`), 1 s to 1 day.
+    pub per: String,
+}
+
+impl Default for RequestRateConfig {
+    /// 60 000 a minute: a sustained 1 000 requests a second, far above any interactive client,
+    /// low enough to stop a runaway loop.
+    fn default() -> Self {
+        Self { requests: 60_000, per: "1m".to_owned() }
+    }
+}
+
+/// A rate window (`1m`, `30s`, `min`, `h`, `2d`…) in milliseconds; `None` when it is not one
+/// or is outside 1 s to 1 day. The one reader of the grammar (config and `--rate` alike).
+#[must_use]
+pub fn rate_window_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let (n, unit) = text.split_at(digits);
+    let n: u64 = if n.is_empty() { 1 } else { n.parse().ok()? };
+    let unit_ms: u64 = match unit.trim() {
+        "s" | "sec" | "second" | "seconds" => 1_000,
+        "m" | "min" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        _ => return None,
+    };
+    let ms = n.checked_mul(unit_ms)?;
+    (1_000..=86_400_000).contains(&ms).then_some(ms)
 }
 
 /// `gateway.tls`: the certificate chain and private key (PEM files, relative to the config
@@ -202,6 +250,7 @@ impl Default for GatewayConfig {
             tls: None,
             allow_insecure_bind: false,
             metrics: MetricsConfig::default(),
+            rate_limit: GatewayRateLimitConfig::default(),
         }
     }
 }

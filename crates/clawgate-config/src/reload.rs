@@ -42,6 +42,8 @@ pub const RULES: &[(&str, ReloadClass)] = &[
     ("gateway.auth.token", ReloadClass::Hot),
     ("gateway.auth.password", ReloadClass::Hot),
     ("gateway.auth.rateLimit", ReloadClass::Hot),
+    // Read when a connection opens: new connections get the new limit.
+    ("gateway.rateLimit", ReloadClass::Hot),
     ("gateway.trustedProxies", ReloadClass::Hot),
     ("gateway.allowRealIpFallback", ReloadClass::Hot),
     ("gateway.controlUi.allowedOrigins", ReloadClass::Hot),

@@ -197,6 +197,25 @@ const HINTS: &[Hint] = &[
         "A loopback ip:port serving only /metrics without authentication, e.g. 127.0.0.1:9464.",
         "Gateway",
     ),
+    ("gateway.rateLimit", "Request rate limits", "Requests clients may make, per connection.", "Gateway"),
+    (
+        "gateway.rateLimit.perConnection",
+        "Per-connection rate",
+        "Requests one WebSocket connection may make: a token bucket of `requests`, refilled at `requests` per `per`. Over it a request is answered UNAVAILABLE with retryAfterMs.",
+        "Gateway",
+    ),
+    (
+        "gateway.rateLimit.perConnection.requests",
+        "Requests",
+        "Requests allowed per window (and as a burst). Default 60000.",
+        "Gateway",
+    ),
+    (
+        "gateway.rateLimit.perConnection.per",
+        "Window",
+        "The window, e.g. \"1m\", \"30s\" or \"1h\" (1s to 1d). Default \"1m\".",
+        "Gateway",
+    ),
     ("logging", "Logging", "Log output.", "Logging"),
     (
         "logging.file",

@@ -26,6 +26,8 @@ use clawgate_protocol::events::{self, Guard};
 use clawgate_protocol::frames::{StateVersion, event_text_with_seq};
 use clawgate_protocol::scopes;
 
+use crate::access_tokens::{ConnAccess, ConnLimits, Rate};
+
 /// What the writer task sends on a client's socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
@@ -155,6 +157,8 @@ pub enum AuthKind {
     SharedSecret,
     /// A paired device (signature and/or device token).
     Device,
+    /// A scoped access token (`cgt_…`).
+    AccessToken,
 }
 
 /// Who an admitted connection is.
@@ -174,6 +178,10 @@ pub struct ClientIdentity {
     pub client: (String, String),
     /// Capabilities the client declared (`caps`).
     pub caps: Vec<String>,
+    /// The access token's restrictions, when it connected with one.
+    pub access: Option<Arc<ConnAccess>>,
+    /// Its request rate limit (`gateway.rateLimit.perConnection`).
+    pub rate: Option<Rate>,
 }
 
 /// One authenticated connection as the rest of the gateway sees it.
@@ -201,6 +209,8 @@ pub struct ClientHandle {
     max_buffered: usize,
     /// What this client subscribed to (`sessions.subscribe`, `sessions.messages.subscribe`).
     subs: Mutex<Subscriptions>,
+    /// Its request rate limit and access-token restrictions.
+    limits: ConnLimits,
 }
 
 /// A client's event subscriptions.
@@ -247,6 +257,7 @@ impl ClientHandle {
             seq: AtomicU64::new(0),
             max_buffered,
             subs: Mutex::default(),
+            limits: ConnLimits::default(),
         });
         (handle, rx, state)
     }
@@ -258,7 +269,7 @@ impl ClientHandle {
         state: Arc<QueueState>,
         max_buffered: usize,
     ) -> Arc<Self> {
-        let ClientIdentity { conn_id, role, scopes, device_id, auth_kind, client, caps } = identity;
+        let ClientIdentity { conn_id, role, scopes, device_id, auth_kind, client, caps, access, rate } = identity;
         Arc::new(Self {
             conn_id,
             role,
@@ -272,7 +283,30 @@ impl ClientHandle {
             seq: AtomicU64::new(0),
             max_buffered,
             subs: Mutex::default(),
+            limits: ConnLimits::new(rate, access),
         })
+    }
+
+    /// Its request rate limit and access-token restrictions.
+    pub fn limits(&self) -> &ConnLimits {
+        &self.limits
+    }
+
+    /// The access token it connected with, if any.
+    pub fn access(&self) -> Option<&Arc<ConnAccess>> {
+        self.limits.access.as_ref()
+    }
+
+    /// Whether it may hear this event: an access token limited to sessions hears only its own
+    /// sessions' events (and nothing once revoked).
+    pub fn sees_event(&self, event: &str, payload: &Value) -> bool {
+        self.access().is_none_or(|a| a.sees_event(event, payload))
+    }
+
+    /// Whether it holds `scope` for data of every session (the private form of `health`, say):
+    /// a token limited to sessions never does.
+    pub fn has_scope_across_sessions(&self, scope: &str) -> bool {
+        self.has_scope(scope) && self.access().is_none_or(|a| !a.restricts_sessions())
     }
 
     /// Change this client's subscriptions.
@@ -435,7 +469,7 @@ impl Broadcaster {
                 Guard::Scope(scope) => client.has_scope(scope),
                 Guard::Nobody => false,
             };
-            if !admitted || !filter(client) {
+            if !admitted || !filter(client) || !client.sees_event(event, payload) {
                 continue;
             }
             let seq = client.next_seq();
@@ -461,8 +495,9 @@ impl Broadcaster {
         state_version: Option<StateVersion>,
         drop_if_slow: bool,
     ) -> usize {
-        self.broadcast_filtered(event, full, state_version, drop_if_slow, |c| c.has_scope(scope))
-            + self.broadcast_filtered(event, public, state_version, drop_if_slow, |c| !c.has_scope(scope))
+        self.broadcast_filtered(event, full, state_version, drop_if_slow, |c| c.has_scope_across_sessions(scope))
+            + self
+                .broadcast_filtered(event, public, state_version, drop_if_slow, |c| !c.has_scope_across_sessions(scope))
     }
 
     /// Close every client matching `pred` with a code and reason.

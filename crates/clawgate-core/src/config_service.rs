@@ -288,6 +288,15 @@ pub fn settings_from_config(
             proxies: g.trusted_proxies.clone(),
             real_ip_fallback: g.allow_real_ip_fallback,
         },
+        per_connection_rate: {
+            let r = &g.rate_limit.per_connection;
+            let per = clawgate_config::rate_window_ms(&r.per).ok_or_else(|| {
+                format!("gateway.rateLimit.perConnection.per: {:?} is not a window such as \"1m\"", r.per)
+            })?;
+            let rate = crate::access_tokens::Rate::new(r.requests, std::time::Duration::from_millis(per))
+                .map_err(|e| format!("gateway.rateLimit.perConnection: {e}"))?;
+            Some(rate)
+        },
     })
 }
 

@@ -100,10 +100,16 @@ pub enum Refusal {
     WrongRole(ErrorShape),
     /// Missing scope.
     MissingScope(ErrorShape),
+    /// Refused by the connection's rate limit or its access token's restrictions (answered,
+    /// not counted as a wrong role).
+    Denied(ErrorShape),
 }
 
-/// Check the caller may call `method` with `params` (contract §4.1–4.3).
+/// Check the caller may call `method` with `params` (contract §4.1–4.3), after counting the call
+/// against the connection's rate limits and checking its access token's restrictions
+/// ([`crate::access_tokens`]).
 pub fn authorize(client: &ClientHandle, method: &str, params: &Value) -> Result<(), Refusal> {
+    client.limits().admit_request(method, params).map_err(Refusal::Denied)?;
     let wrong_role = || Refusal::WrongRole(ErrorShape::invalid_request(format!("unauthorized role: {}", client.role)));
     match requirement(method) {
         Requirement::Exempt => Ok(()),
@@ -160,8 +166,12 @@ impl Dispatcher {
         // Boxed: the router's future holds the state of every method's handler, which makes it
         // large; inline, each request's task would copy all of it several times as tokio moves
         // the task into place (callgrind: memcpy was 59% of a `health` call's instructions).
-        let result = Box::pin(dispatch(&self.gw, ctx, method, params)).await;
+        let mut result = Box::pin(dispatch(&self.gw, ctx, method, params)).await;
         self.gw.metrics.request(method, result.is_ok(), start.elapsed());
+        // A listing shows an access token only its own sessions.
+        if let (Ok(value), Some(access)) = (&mut result, ctx.client.access()) {
+            access.filter_result(method, value);
+        }
         result
     }
 }
@@ -328,6 +338,11 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::CHAT_METADATA => typed(method, params, |p| methods::control_ui::chat_metadata(&gw.agents, p)).await,
         m::SESSIONS_BRANCHES_LIST => {
             typed(method, params, |p| methods::control_ui::sessions_branches_list(&gw.agents, p)).await
+        }
+        m::TOKENS_CREATE => typed(method, params, |p| methods::tokens::tokens_create(gw.auth.access_tokens(), p)).await,
+        m::TOKENS_LIST => typed(method, params, |p| methods::tokens::tokens_list(gw.auth.access_tokens(), p)).await,
+        m::TOKENS_REVOKE => {
+            typed(method, params, |p| methods::tokens::tokens_revoke(gw.auth.access_tokens(), &gw.events, p)).await
         }
         m::CONNECT => return Err(ErrorShape::invalid_request("connect is only valid as the first request")),
         other => return Err(ErrorShape::unknown_method(other)),

@@ -267,6 +267,8 @@ mod tests {
                 auth_kind: AuthKind::SharedSecret,
                 client: ("cli".into(), "cli".into()),
                 caps,
+                access: None,
+                rate: None,
             };
             let c = ClientHandle::with_queue(identity, tx, Arc::default(), 1 << 20);
             if let Some(key) = sub {

@@ -15,6 +15,7 @@ use clawgate_protocol::connect::{ConnectParams, roles};
 use clawgate_protocol::{ErrorShape, close, codes, details};
 use clawgate_store::{DeviceStore, DeviceTokenStore, NewPairingRequest, PairedDevice, PairingStore};
 
+use crate::access_tokens::{AccessTokens, ConnAccess};
 use crate::auth::{self, FailedAuthLimiter, PasswordGate, Peer, VerifiedDevice};
 use crate::broadcast::AuthKind;
 use crate::pairing::PairingService;
@@ -44,14 +45,18 @@ struct AuthInner {
     webhook_failures: Mutex<FailedAuthLimiter>,
     /// Bounds concurrent argon2 password checks (and the memory they take).
     password_gate: PasswordGate,
+    /// Scoped access tokens (`cgt_…`), verified against the same store as devices.
+    access_tokens: AccessTokens,
 }
 
 impl AuthService {
     /// Admission over these settings and pairing requests (and devices), with fresh limiters.
     pub fn new(settings: SharedSettings, pairing: PairingService) -> Self {
+        let access_tokens = AccessTokens::new(pairing.store().clone());
         Self {
             inner: Arc::new(AuthInner {
                 settings,
+                access_tokens,
                 pairing,
                 limiter: Mutex::new(FailedAuthLimiter::default()),
                 webhook_failures: Mutex::new(FailedAuthLimiter::default()),
@@ -73,6 +78,11 @@ impl AuthService {
     /// The failed-auth limiter of chat-platform webhook secrets.
     pub fn webhook_failures(&self) -> &Mutex<FailedAuthLimiter> {
         &self.inner.webhook_failures
+    }
+
+    /// Scoped access tokens: what `tokens.*` manage and what admission verifies.
+    pub fn access_tokens(&self) -> &AccessTokens {
+        &self.inner.access_tokens
     }
 
     /// The bounded argon2 verifier.
@@ -133,6 +143,8 @@ pub struct Admission {
     pub device: Option<VerifiedDevice>,
     /// Device token for `hello-ok.auth.deviceToken` and when it was issued.
     pub device_token: Option<(String, i64)>,
+    /// The access token's restrictions, when the client presented one.
+    pub access: Option<Arc<ConnAccess>>,
 }
 
 /// A refused connect: the `res` error, then the close.
@@ -246,6 +258,13 @@ async fn admit(svc: &AuthInner, meta: &ConnMeta, p: &ConnectParams) -> Result<Ad
             ErrorShape::invalid_request(message)
                 .with_details(json!({"code": details::CONTROL_UI_ORIGIN_NOT_ALLOWED, "reason": "origin not allowed"})),
         ));
+    }
+    // An access token (`cgt_…` in `auth.token`) is its own path: never compared with the shared
+    // secret, never a device token.
+    if let Some(token) = p.auth.as_ref().and_then(|a| a.token.as_deref())
+        && AccessTokens::looks_like_token(token)
+    {
+        return admit_access_token(svc, meta, p, token, &settings).await;
     }
     // The lockout is consulted only after the cheap proofs: a paired device that proves its key
     // and presents its device token is admitted even while its address bucket is locked out
@@ -362,6 +381,47 @@ async fn admit(svc: &AuthInner, meta: &ConnMeta, p: &ConnectParams) -> Result<Ad
     }
 }
 
+/// Admit a client by a scoped access token: the scopes it asks for that the token covers (never
+/// more), and the token's restrictions on the connection. A wrong, unknown or revoked token is
+/// the ordinary token-mismatch failure, counted by the failed-auth limiter.
+async fn admit_access_token(
+    svc: &AuthInner,
+    meta: &ConnMeta,
+    p: &ConnectParams,
+    token: &str,
+    settings: &GatewaySettings,
+) -> Result<Admission, Rejection> {
+    if let Err(wait) = lockout(svc, meta.peer(), settings) {
+        return Err(rate_limited(wait));
+    }
+    let access = match svc.access_tokens.verify(token).await {
+        Ok(Some(access)) => access,
+        Ok(None) => {
+            record_failure(svc, meta.peer(), settings);
+            return Err(token_mismatch(false));
+        }
+        Err(e) => return Err(internal(e)),
+    };
+    if p.role() != roles::OPERATOR {
+        return Err(Rejection::policy(ErrorShape::invalid_request(format!(
+            "unauthorized role: {} (access tokens are for operators)",
+            p.role()
+        ))));
+    }
+    svc.limiter.lock().record_success(meta.remote_ip);
+    let scopes = crate::access_tokens::granted_scopes(&requested_scopes(p), &access.scopes);
+    tracing::info!(token = %access.token_id, name = %access.name, "connect with an access token");
+    Ok(Admission {
+        role: roles::OPERATOR.to_owned(),
+        scopes: cap_by_header(scopes, meta),
+        method: "token",
+        auth_kind: AuthKind::AccessToken,
+        device: None,
+        device_token: None,
+        access: Some(access),
+    })
+}
+
 fn rate_limited(wait: std::time::Duration) -> Rejection {
     let mut r = auth_failure(
         details::AUTH_RATE_LIMITED,
@@ -405,6 +465,7 @@ async fn device_token_admission(
                 auth_kind: AuthKind::Device,
                 device: Some(device.clone()),
                 device_token: Some((token.to_owned(), record.issued_at_ms)),
+                access: None,
             }))
         }
         Ok(_) => Ok(None),
@@ -557,6 +618,7 @@ fn admit_without_device(
         auth_kind: if s.auth_mode == AuthMode::None { AuthKind::None } else { AuthKind::SharedSecret },
         device: None,
         device_token: None,
+        access: None,
     })
 }
 
@@ -697,6 +759,7 @@ async fn admit_device(
         },
         device: Some(device),
         device_token: Some((token, record.issued_at_ms)),
+        access: None,
     })
 }
 

@@ -8,6 +8,7 @@
 //! `clawgate-store` traits.
 #![warn(missing_docs)]
 
+pub mod access_tokens;
 pub mod agent;
 pub mod auth;
 pub mod broadcast;

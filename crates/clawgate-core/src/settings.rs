@@ -122,6 +122,8 @@ pub struct GatewaySettings {
     pub listen_addr: String,
     /// Which peers may name the client (`gateway.trustedProxies`, `gateway.allowRealIpFallback`).
     pub proxy_trust: crate::client_addr::ProxyTrust,
+    /// Requests one connection may make (`gateway.rateLimit.perConnection`).
+    pub per_connection_rate: Option<crate::access_tokens::Rate>,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -141,6 +143,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("config_path", &self.config_path)
             .field("listen_addr", &self.listen_addr)
             .field("proxy_trust", &self.proxy_trust)
+            .field("per_connection_rate", &self.per_connection_rate)
             .finish()
     }
 }
@@ -164,6 +167,7 @@ impl GatewaySettings {
             state_dir,
             listen_addr: "127.0.0.1:0".to_owned(),
             proxy_trust: crate::client_addr::ProxyTrust::default(),
+            per_connection_rate: Some(crate::access_tokens::Rate::PER_CONNECTION_DEFAULT),
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod health;
 pub mod logs;
 pub mod sessions;
 pub mod system;
+pub mod tokens;
 pub mod usage;
 
 /// Params of a method that takes none and ignores whatever is sent (any JSON value decodes).
@@ -251,6 +252,9 @@ pub mod names {
     pub const MODELS_AUTH_STATUS: &str = "models.authStatus";
     pub const CHAT_METADATA: &str = "chat.metadata";
     pub const SESSIONS_BRANCHES_LIST: &str = "sessions.branches.list";
+    pub const TOKENS_CREATE: &str = "tokens.create";
+    pub const TOKENS_LIST: &str = "tokens.list";
+    pub const TOKENS_REVOKE: &str = "tokens.revoke";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -335,6 +339,10 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::TASK_SUGGESTIONS_LIST, scopes::READ),
     m(names::USAGE_STATUS, scopes::READ),
     m(names::USAGE_COST, scopes::READ),
+    // clawgate's own (no upstream counterpart): scoped access tokens.
+    m(names::TOKENS_CREATE, scopes::ADMIN),
+    m(names::TOKENS_LIST, scopes::ADMIN),
+    m(names::TOKENS_REVOKE, scopes::ADMIN),
     // Valid only as the first frame; a second `connect` is answered by the dispatcher.
     MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },
 ];
@@ -471,8 +479,8 @@ mod tests {
     #[test]
     fn implemented_scopes_match_upstream_table() {
         for spec in IMPLEMENTED {
-            // health is exempt here; comfy.* are clawgate's own methods.
-            if spec.name == names::HEALTH || spec.name.starts_with("comfy.") {
+            // health is exempt here; comfy.* and tokens.* are clawgate's own methods.
+            if spec.name == names::HEALTH || spec.name.starts_with("comfy.") || spec.name.starts_with("tokens.") {
                 continue;
             }
             assert_eq!(Some(spec.requirement), upstream_requirement(spec.name), "{}", spec.name);

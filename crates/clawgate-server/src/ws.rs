@@ -317,6 +317,8 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
         auth_kind: admission.auth_kind,
         client: (params.client.id.clone(), params.client.mode.clone()),
         caps: params.caps.clone(),
+        access: admission.access.clone(),
+        rate: settings.per_connection_rate,
     };
     let client = ClientHandle::with_queue(identity, tx.clone(), state.clone(), clawgate_protocol::MAX_BUFFERED_BYTES);
     tracing::info!(conn = %meta.conn_id, ip = %meta.remote_ip, client = %params.client.id, mode = %params.client.mode,
@@ -384,7 +386,7 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
         let params = req.take_params();
         match dispatch::authorize(&client, &req.method, &params) {
             Ok(()) => wrong_role_streak = 0,
-            Err(Refusal::MissingScope(err)) => {
+            Err(Refusal::MissingScope(err) | Refusal::Denied(err)) => {
                 wrong_role_streak = 0;
                 conns.metrics.request_refused(&req.method);
                 let _ = client.send(ResponseFrame::err(req.id, err).to_text());

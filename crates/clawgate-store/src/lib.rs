@@ -28,6 +28,7 @@
 //! | [`ApprovalStore`] | operator approvals of actions that need a human's yes |
 //! | [`CronStore`] | scheduled jobs, with one receipt per fired slot |
 //! | [`UsageStore`] | per-turn token usage (recorded with each assistant entry) and its sums |
+//! | [`AccessTokenStore`] | scoped access tokens for backends, kept only as hashes |
 //! | [`GatewayStore`] | all of the above: what the composition root opens |
 //!
 //! A service is generic over the traits it needs and owns a clone of the store
@@ -95,6 +96,7 @@ mod health;
 mod model;
 mod session;
 
+mod access_token;
 mod channel_model;
 mod comfy_model;
 mod cron_model;
@@ -106,6 +108,7 @@ mod usage;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use access_token::{ACCESS_TOKEN_PREFIX, AccessTokenRecord, AccessTokenStore, NewAccessToken};
 pub use channel_model::{
     ChannelPairing, ChannelPairingStatus, InboxRecord, InboxStatus, NewOutbound, OutboxCounts, OutboxRecord,
     OutboxStatus,

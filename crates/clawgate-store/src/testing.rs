@@ -222,6 +222,11 @@ macro_rules! for_each_conformance_case {
             cron_jobs_upsert_list_enable_and_remove,
             cron_slot_is_claimed_once_under_concurrency,
             cron_run_finishes_once_and_lists_newest_first,
+            // Access tokens.
+            created_access_token_verifies_and_records_its_use,
+            access_token_names_are_unique_among_live_tokens,
+            revoked_access_token_no_longer_verifies,
+            odd_access_token_texts_never_verify,
         }
     };
 }
@@ -2531,4 +2536,92 @@ pub async fn cron_run_finishes_once_and_lists_newest_first<S: CronStore>(store: 
     assert_eq!(store.list_cron_runs(Some("c1"), 10).await.expect("runs"), vec![second]);
     assert_eq!(store.last_cron_slot("c1").await.expect("last"), Some(2_000));
     assert_eq!(store.list_cron_runs(Some("c2"), 10).await.expect("c2 runs").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// AccessTokenStore
+
+fn access_token(name: &str) -> crate::NewAccessToken {
+    crate::NewAccessToken {
+        name: name.to_owned(),
+        scopes: strings(&["operator.write"]),
+        sessions: strings(&["compose:*"]),
+        methods: strings(&["agent", "chat.*"]),
+        rate_requests: Some(60),
+        rate_per_ms: Some(60_000),
+    }
+}
+
+/// A created token verifies by its text, returns its record (never the secret) and records
+/// when it was last used; the listing shows it without the secret.
+pub async fn created_access_token_verifies_and_records_its_use<S: crate::AccessTokenStore>(store: &S) {
+    let (text, record) = store.create_access_token(&access_token("compose"), T0).await.expect("create");
+    assert!(text.starts_with(crate::ACCESS_TOKEN_PREFIX), "prefixed");
+    assert!(text.contains(&record.id), "the text names its record");
+    assert_eq!(
+        (record.name.as_str(), record.scopes.clone(), record.sessions.clone(), record.methods.clone()),
+        ("compose", strings(&["operator.write"]), strings(&["compose:*"]), strings(&["agent", "chat.*"]))
+    );
+    assert_eq!((record.rate_requests, record.rate_per_ms, record.created_at_ms), (Some(60), Some(60_000), T0));
+    assert_eq!((record.last_used_at_ms, record.revoked_at_ms), (None, None));
+    let verified = store.verify_access_token(&text, T0 + 5).await.expect("verify").expect("a live token");
+    assert_eq!(verified, crate::AccessTokenRecord { last_used_at_ms: Some(T0 + 5), ..record.clone() });
+    let listed = store.list_access_tokens().await.expect("list");
+    assert_eq!(listed, vec![verified]);
+    let debug = format!("{listed:?}");
+    let secret = text.rsplit('_').next().expect("a secret part");
+    assert!(!debug.contains(secret), "the secret is never stored or listed");
+}
+
+/// Two live tokens cannot share a name; once one is revoked its name is free again.
+pub async fn access_token_names_are_unique_among_live_tokens<S: crate::AccessTokenStore>(store: &S) {
+    let (_, first) = store.create_access_token(&access_token("compose"), T0).await.expect("create");
+    let again = store.create_access_token(&access_token("compose"), T0 + 1).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    store.create_access_token(&access_token("other"), T0 + 2).await.expect("another name");
+    assert!(store.revoke_access_token("compose", T0 + 3).await.expect("revoke").is_some());
+    let (_, second) = store.create_access_token(&access_token("compose"), T0 + 4).await.expect("name reused");
+    assert_ne!(first.id, second.id);
+    let names: Vec<_> =
+        store.list_access_tokens().await.expect("list").into_iter().map(|r| (r.name, r.revoked_at_ms)).collect();
+    assert_eq!(names, [("compose".to_owned(), Some(T0 + 3)), ("other".to_owned(), None), ("compose".to_owned(), None)]);
+}
+
+/// Revoking by id or by name ends the token; revoking again finds nothing.
+pub async fn revoked_access_token_no_longer_verifies<S: crate::AccessTokenStore>(store: &S) {
+    let (a, a_rec) = store.create_access_token(&access_token("a"), T0).await.expect("create a");
+    let (b, _) = store.create_access_token(&access_token("b"), T0).await.expect("create b");
+    let revoked = store.revoke_access_token(&a_rec.id, T0 + 1).await.expect("revoke by id").expect("found");
+    assert_eq!((revoked.id.as_str(), revoked.revoked_at_ms), (a_rec.id.as_str(), Some(T0 + 1)));
+    assert_eq!(store.verify_access_token(&a, T0 + 2).await.expect("verify"), None);
+    assert!(store.verify_access_token(&b, T0 + 2).await.expect("verify").is_some(), "b untouched");
+    assert!(store.revoke_access_token("b", T0 + 3).await.expect("revoke by name").is_some());
+    assert_eq!(store.verify_access_token(&b, T0 + 4).await.expect("verify"), None);
+    assert_eq!(store.revoke_access_token("b", T0 + 5).await.expect("again"), None);
+    assert_eq!(store.revoke_access_token("nobody", T0 + 5).await.expect("unknown"), None);
+}
+
+/// Texts that are not a live token's — empty, huge, another prefix, a wrong secret for a real
+/// id, unicode — verify as nothing, never as an error.
+pub async fn odd_access_token_texts_never_verify<S: crate::AccessTokenStore>(store: &S) {
+    let (text, record) = store.create_access_token(&access_token("compose"), T0).await.expect("create");
+    let wrong_secret = format!("{}{}_{}", crate::ACCESS_TOKEN_PREFIX, record.id, "A".repeat(43));
+    let huge = format!("{text}{}", "x".repeat(100_000));
+    let odd = [
+        "",
+        "cgt_",
+        "cgt__",
+        wrong_secret.as_str(),
+        huge.as_str(),
+        &text[..text.len() - 1],
+        "ghp_0123456789abcdef_secret",
+        "cgt_ünïcødé_✓",
+        "cgt_0123456789abcdef_\u{0}",
+    ];
+    for presented in odd {
+        let got = store.verify_access_token(presented, T0 + 1).await.expect("verify never fails on odd input");
+        assert_eq!(got, None, "{:?}", &presented[..presented.len().min(60)]);
+    }
+    let record = store.list_access_tokens().await.expect("list").remove(0);
+    assert_eq!(record.last_used_at_ms, None, "failed attempts are not uses");
 }

@@ -790,6 +790,7 @@ pub trait GatewayStore:
     + ApprovalStore
     + CronStore
     + crate::UsageStore
+    + crate::AccessTokenStore
 {
 }
 
@@ -807,5 +808,6 @@ impl<T> GatewayStore for T where
         + ApprovalStore
         + CronStore
         + crate::UsageStore
+        + crate::AccessTokenStore
 {
 }

@@ -28,6 +28,7 @@ use clap::{Parser, Subcommand};
   clawgate sessions list               # chat sessions, most recent first
   clawgate jobs list                   # ComfyUI jobs, newest first
   clawgate usage --by model            # tokens and cost of the last 30 days per model
+  clawgate tokens create --name compose --scopes operator.write --sessions 'compose:*'   # a backend's token
   clawgate doctor                      # check config, state, providers, bots, ComfyUI, TLS
   clawgate backup ~/clawgate.backup    # copy the state and config while the gateway runs
   clawgate service install             # run it as a systemd user service
@@ -61,6 +62,8 @@ enum Command {
     Sessions(cli::sessions::SessionsArgs),
     /// Tokens and cost of the agent turns, by day, agent, model, provider or session.
     Usage(cli::usage::UsageArgs),
+    /// Scoped access tokens for backends: create, list, revoke.
+    Tokens(cli::tokens::TokensArgs),
     /// Work with the config file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -100,6 +103,10 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => {
                 logging::init_cli();
                 cli::status::run(args).await
+            }
+            Command::Tokens(args) => {
+                logging::init_cli();
+                cli::tokens::run(args).await
             }
             Command::Devices(args) => {
                 logging::init_cli();

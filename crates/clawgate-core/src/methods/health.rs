@@ -28,7 +28,8 @@ pub async fn health(
     } else {
         health.snapshot()
     };
-    let snapshot = if ctx.client.has_scope(clawgate_protocol::scopes::READ) { full } else { public_health(&full) };
+    let snapshot =
+        if ctx.client.has_scope_across_sessions(clawgate_protocol::scopes::READ) { full } else { public_health(&full) };
     let snapshot = match snapshot {
         Value::Object(map) => map,
         // No snapshot yet: the answer is `modelRuntime` alone, as it always was.

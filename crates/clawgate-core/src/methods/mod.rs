@@ -14,4 +14,5 @@ pub mod health;
 pub mod logs;
 pub mod sessions;
 pub mod system;
+pub mod tokens;
 pub mod usage;

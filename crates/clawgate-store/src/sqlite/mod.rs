@@ -5,6 +5,7 @@
 //! transactions: taking the write lock up front means a transaction never has to upgrade a
 //! read snapshot, which SQLite would refuse with `SQLITE_BUSY` without waiting.
 
+mod access_tokens;
 mod approvals;
 mod backup;
 mod channels;

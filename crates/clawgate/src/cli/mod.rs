@@ -11,4 +11,5 @@ pub mod jobs;
 mod output;
 pub mod sessions;
 pub mod status;
+pub mod tokens;
 pub mod usage;
