@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script};
-use clawgate_testkit::{OpenClawPeers, TestGateway};
+use clawgate_testkit::{OpenClawPeers, RawClient, TestGateway};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
@@ -69,6 +69,19 @@ async fn two_users_chat_privately_and_together_and_the_page_survives_a_gateway_r
     .to_string();
     let mut gw = TestGateway::builder(clawgate_bin()).config(config).start().await.expect("starting clawgate");
 
+    // The relay gets least privilege: a token for `compose:*` sessions and the chat methods only.
+    let mut admin = RawClient::connect(&gw.ws_url()).await.expect("websocket");
+    admin.handshake(gw.token(), &json!({})).await.expect("handshake");
+    let created = admin
+        .request(
+            "tokens.create",
+            Some(json!({"name": "compose-relay", "scopes": ["operator.write"], "sessions": ["compose:*"],
+                        "methods": ["chat.*"], "rate": "600/min"})),
+        )
+        .await
+        .expect("tokens.create");
+    let relay_token = created["payload"]["token"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+
     let dir = tempfile::tempdir().expect("temp dir");
     let users = dir.path().join("users.txt");
     let acl = dir.path().join("acl.txt");
@@ -89,7 +102,7 @@ async fn two_users_chat_privately_and_together_and_the_page_survives_a_gateway_r
         .arg(&users)
         .arg("--acl")
         .arg(&acl)
-        .env("CLAWGATE_TOKEN", gw.expect_token())
+        .env("CLAWGATE_TOKEN", &relay_token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
