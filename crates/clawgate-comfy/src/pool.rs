@@ -19,6 +19,7 @@ use clawgate_config::SecretUrl;
 use clawgate_protocol::methods::comfy::ComfyWorker;
 
 use crate::client::ComfyClient;
+use crate::joined::{JoinRequest, JoinedLink};
 use crate::openclaw::{DeviceCredentials, OpenClawClient, OpenClawError};
 use crate::templates::TemplateLibrary;
 
@@ -88,6 +89,9 @@ pub struct Worker {
     queue_remaining: Mutex<Option<u64>>,
     /// The extension's version and template ids, from its last probe (mode `openclaw`).
     remote: Mutex<RemoteInfo>,
+    /// A worker that joined by itself (`clawgate worker`): its connection. Its `client` is never
+    /// called (its ComfyUI is reachable only from the worker).
+    link: Option<Arc<JoinedLink>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -128,7 +132,49 @@ impl Worker {
             last_error: Mutex::new(None),
             queue_remaining: Mutex::new(None),
             remote: Mutex::new(RemoteInfo::default()),
+            link: None,
         })
+    }
+
+    /// A worker that joined by itself on a connection (`link`): healthy from the start (it just
+    /// spoke), never probed (its heartbeats say how its ComfyUI is).
+    pub(crate) fn joined(req: &JoinRequest, link: Arc<JoinedLink>) -> Result<Self, WorkerError> {
+        let cfg = WorkerConfig {
+            name: req.name.clone(),
+            url: SecretUrl::new("joined"),
+            mode: "comfyui".to_owned(),
+            openclaw: None,
+            max_concurrent: req.capacity.clamp(1, 64),
+            weight: 1.0,
+        };
+        // Never called: the dispatcher hands a joined worker's jobs to its link.
+        let client = ComfyClient::new("http://joined.invalid", req.name.clone())?;
+        Ok(Self {
+            cfg,
+            client,
+            openclaw: None,
+            healthy: AtomicBool::new(true),
+            running: AtomicUsize::new(0),
+            last_error: Mutex::new(None),
+            queue_remaining: Mutex::new(None),
+            remote: Mutex::new(RemoteInfo { version: req.comfy_version.clone(), templates: req.templates.clone() }),
+            link: Some(link),
+        })
+    }
+
+    /// A joined worker's connection (`None` for a configured worker).
+    pub fn link(&self) -> Option<&Arc<JoinedLink>> {
+        self.link.as_ref()
+    }
+
+    /// A joined worker's heartbeat: how its ComfyUI answered the worker's last look.
+    pub fn heartbeat(&self, now_ms: i64, comfy_error: Option<String>, queue_remaining: Option<u64>) {
+        if let Some(link) = &self.link {
+            link.seen(now_ms);
+        }
+        *self.queue_remaining.lock() = queue_remaining;
+        let healthy = comfy_error.is_none();
+        self.mark(healthy, comfy_error);
     }
 
     /// Did the last probe succeed?
@@ -161,7 +207,9 @@ impl Worker {
         let remote = self.remote.lock().clone();
         ComfyWorker {
             healthy: self.healthy(),
+            kind: if self.link.is_some() { "joined" } else { "configured" }.to_owned(),
             last_error: self.last_error.lock().clone(),
+            last_heartbeat: self.link.as_ref().map(|l| l.last_seen_ms()),
             max_concurrent: self.cfg.max_concurrent,
             mode: self.cfg.mode.clone(),
             name: self.cfg.name.clone(),
@@ -308,6 +356,15 @@ impl Pool {
         pick_worker(&self.workers)
     }
 
+    /// The same choice among the configured workers and `joined` ones.
+    pub fn pick_with(&self, joined: &[Arc<Worker>]) -> Option<Arc<Worker>> {
+        if joined.is_empty() {
+            return self.pick();
+        }
+        let all: Vec<Arc<Worker>> = self.workers.iter().chain(joined).cloned().collect();
+        pick_worker(&all)
+    }
+
     /// Probe one worker now: reachable? its queue, its version; for an `openclaw` worker its
     /// extension's health and templates.
     pub async fn probe(&self, w: &Worker) {
@@ -391,7 +448,7 @@ impl Pool {
 fn pick_worker(workers: &[Arc<Worker>]) -> Option<Arc<Worker>> {
     workers
         .iter()
-        .filter(|w| w.healthy() && w.running() < w.cfg.max_concurrent)
+        .filter(|w| w.healthy() && w.running() < w.cfg.max_concurrent && !w.link.as_ref().is_some_and(|l| l.is_gone()))
         .min_by(|a, b| {
             let la = (a.running() as f64 + 1.0) / a.cfg.weight;
             let lb = (b.running() as f64 + 1.0) / b.cfg.weight;

@@ -260,6 +260,13 @@ pub fn settings_from_config(
         )),
         None => None,
     };
+    let mut worker_tokens = Vec::new();
+    for (i, secret) in cfg.comfy.iter().flat_map(|c| c.worker_tokens.iter()).enumerate() {
+        let token = secret.resolve(&base_dir).map_err(|e| format!("comfy.workerTokens[{i}]: {e}"))?;
+        if !token.is_empty() {
+            worker_tokens.push(token);
+        }
+    }
     let rl = &g.auth.rate_limit;
     Ok(GatewaySettings {
         auth_mode,
@@ -288,6 +295,7 @@ pub fn settings_from_config(
             proxies: g.trusted_proxies.clone(),
             real_ip_fallback: g.allow_real_ip_fallback,
         },
+        worker_tokens,
     })
 }
 

@@ -122,6 +122,9 @@ pub struct GatewaySettings {
     pub listen_addr: String,
     /// Which peers may name the client (`gateway.trustedProxies`, `gateway.allowRealIpFallback`).
     pub proxy_trust: crate::client_addr::ProxyTrust,
+    /// `comfy.workerTokens`: a connect presenting one of these as `auth.token` is a ComfyUI
+    /// worker (`clawgate worker`): scope `comfy.worker`, the `comfy.worker.*` methods only.
+    pub worker_tokens: Vec<String>,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -141,6 +144,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("config_path", &self.config_path)
             .field("listen_addr", &self.listen_addr)
             .field("proxy_trust", &self.proxy_trust)
+            .field("worker_tokens", &self.worker_tokens.len())
             .finish()
     }
 }
@@ -164,6 +168,7 @@ impl GatewaySettings {
             state_dir,
             listen_addr: "127.0.0.1:0".to_owned(),
             proxy_trust: crate::client_addr::ProxyTrust::default(),
+            worker_tokens: Vec::new(),
         }
     }
 }
