@@ -141,7 +141,7 @@ impl Worker {
     pub(crate) fn joined(req: &JoinRequest, link: Arc<JoinedLink>) -> Result<Self, WorkerError> {
         let cfg = WorkerConfig {
             name: req.name.clone(),
-            url: SecretUrl::new("joined"),
+            url: SecretUrl::new("-"),
             mode: "comfyui".to_owned(),
             openclaw: None,
             max_concurrent: req.capacity.clamp(1, 64),
