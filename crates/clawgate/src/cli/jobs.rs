@@ -233,7 +233,7 @@ fn render_workers(payload: &Value) -> String {
             let health = if w.get("healthy").and_then(Value::as_bool) == Some(true) { "up" } else { "down" };
             let heartbeat = match w.get("lastHeartbeat").and_then(Value::as_i64) {
                 Some(ts) if ts > 0 => output::age(Some(ts)) + " ago",
-                None => "-".to_owned(),
+                _ => "-".to_owned(),
             };
             vec![
                 cell(w, "name"),
