@@ -506,7 +506,7 @@ impl<H: JobHost> Dispatcher<H> {
                     }
                     return self.complete(job, kept).await;
                 }
-                Some(Report::Done(Err((message, transient)))) => {
+                Some(Report::Done(Err(crate::joined::JobFailure { message, transient }))) => {
                     return self.job_failed_on_worker(worker, &job, Failure { transient, message }).await;
                 }
                 None => {

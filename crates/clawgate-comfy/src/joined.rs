@@ -49,9 +49,20 @@ pub enum Report {
     Started(String),
     /// Progress of the prompt (`{value, max}`).
     Progress(Value),
-    /// The job ended: its output files (name, bytes), or why it failed and whether another
-    /// worker may succeed (`transient`).
-    Done(Result<Vec<(String, Vec<u8>)>, (String, bool)>),
+    /// The job ended: its output files, or why it failed.
+    Done(Result<OutputFiles, JobFailure>),
+}
+
+/// A finished job's output files: (name, bytes).
+pub type OutputFiles = Vec<(String, Vec<u8>)>;
+
+/// Why a job failed on a joined worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    /// What went wrong.
+    pub message: String,
+    /// The worker's fault, not the job's (its ComfyUI is unreachable): run it elsewhere.
+    pub transient: bool,
 }
 
 /// Why a worker's report was refused.
@@ -272,7 +283,7 @@ impl JoinedLink {
     }
 
     /// The job ended on the worker. Its run closes: later reports of it are refused.
-    pub fn done(&self, job_id: &str, attempt: u32, result: Result<(), (String, bool)>) -> Result<(), ReportError> {
+    pub fn done(&self, job_id: &str, attempt: u32, result: Result<(), JobFailure>) -> Result<(), ReportError> {
         let run = {
             let mut runs = self.runs.lock();
             match runs.get(job_id) {

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::json;
 
 use clawgate_comfy::dispatch::Dispatcher;
-use clawgate_comfy::joined::{HEARTBEAT_EVERY, JoinRequest, ReportError};
+use clawgate_comfy::joined::{HEARTBEAT_EVERY, JobFailure, JoinRequest, ReportError};
 use clawgate_comfy::pool::Worker;
 use clawgate_protocol::methods::comfy_worker::{
     MAX_OUTPUT_CHUNK, MAX_PULL_WAIT_MS, WorkerDoneParams, WorkerDoneResult, WorkerHeartbeatParams,
@@ -173,7 +173,7 @@ impl ComfyService {
         } else {
             let error = p.error.unwrap_or_else(|| "the worker reported a failure".into());
             let error: String = error.chars().take(MAX_ERROR).collect();
-            Err((format!("worker {}: {error}", worker.cfg.name), p.transient))
+            Err(JobFailure { message: format!("worker {}: {error}", worker.cfg.name), transient: p.transient })
         };
         let accepted = match link.done(&p.job_id, p.attempt, result) {
             Ok(()) => true,
