@@ -474,7 +474,8 @@ impl<H: JobHost> Dispatcher<H> {
                 r = reports.recv() => r,
                 () = tokio::time::sleep_until(deadline) => {
                     link.withdraw(&job.id);
-                    let f = Failure { transient: false, message: format!("the worker did not finish the job within {} s", JOB_TIMEOUT.as_secs()) };
+                    // Never started there: the worker, not the job, is the problem.
+                    let f = Failure { transient: !started, message: format!("the worker did not finish the job within {} s", JOB_TIMEOUT.as_secs()) };
                     return self.job_failed_on_worker(worker, &job, f).await;
                 }
             };

@@ -34,6 +34,9 @@ use clawgate_protocol::methods::names;
 /// How long a job may run on the local ComfyUI.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// How long a heartbeat's look at the local ComfyUI may take.
+const COMFY_LOOK: Duration = Duration::from_secs(3);
+
 /// How long one pull waits for a job at the gateway.
 const PULL_WAIT: Duration = Duration::from_secs(20);
 
@@ -160,6 +163,8 @@ async fn session(args: &WorkerArgs, comfy: &ComfyClient) -> End {
             Ok(j) => j,
             Err(e) => return End::Retry(format!("unexpected join answer: {e}")),
         },
+        // Not ready (ComfyUI starting, storage busy): later. Anything else is about this worker.
+        Err(ClientError::Rpc(e)) if e.code == "UNAVAILABLE" => return End::Retry(e.message.clone()),
         Err(ClientError::Rpc(e)) => {
             return End::Fatal(format!("the gateway refused to let {} join: {}", args.name, e.message));
         }
@@ -212,7 +217,13 @@ async fn heartbeat(client: Arc<Client>, comfy: ComfyClient, every: Duration) {
     let mut was_ok = true;
     loop {
         tokio::time::sleep(every).await;
-        let params = match comfy.queue().await {
+        // Bounded: a stalled ComfyUI must not delay the heartbeat past the gateway's patience.
+        let looked = match tokio::time::timeout(COMFY_LOOK, comfy.queue()).await {
+            Ok(Ok(q)) => Ok(q),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("ComfyUI did not answer within {} s", COMFY_LOOK.as_secs())),
+        };
+        let params = match looked {
             Ok(q) => {
                 if !was_ok {
                     tracing::info!("ComfyUI answers again");
@@ -225,7 +236,7 @@ async fn heartbeat(client: Arc<Client>, comfy: ComfyClient, every: Duration) {
                     tracing::warn!(error = %e, "ComfyUI does not answer; the gateway sends no jobs until it does");
                 }
                 was_ok = false;
-                json!({"comfyError": e.to_string()})
+                json!({"comfyError": e})
             }
         };
         if let Err(e) = client.request(names::COMFY_WORKER_HEARTBEAT, params).await {
