@@ -242,8 +242,8 @@ impl JoinedLink {
             if chunk.len() > MAX_OUTPUT_CHUNK {
                 return Err(ReportError::Output(format!("a chunk is at most {MAX_OUTPUT_CHUNK} bytes")));
             }
-            if filename.is_empty() || filename.len() > 255 {
-                return Err(ReportError::Output("a file name is 1 to 255 bytes".into()));
+            if filename.is_empty() || filename.len() > 255 || filename.trim_matches('.').is_empty() {
+                return Err(ReportError::Output("a file name is 1 to 255 bytes, not only dots".into()));
             }
             if run.open.as_deref() != Some(filename) {
                 if offset != 0 {
@@ -443,6 +443,7 @@ mod tests {
         link.started("j", 2, "p").unwrap();
         assert_eq!(link.output("j", 2, "a.png", 0, b"12345", false).unwrap(), 5);
         assert!(link.output("j", 2, "a.png", 9, b"x", false).is_err(), "out of order");
+        assert!(link.output("j", 2, "..", 0, b"x", true).is_err(), "not a file name");
         assert_eq!(link.output("j", 2, "a.png", 5, b"678", true).unwrap(), 8);
         assert!(link.output("j", 2, "b.png", 0, b"12345678901", true).is_err(), "over max_bytes");
         assert!(link.output("j", 2, "c.png", 0, b"1", true).is_err(), "over max_files");
