@@ -283,3 +283,25 @@ async fn wrong_tokens_are_refused_and_worker_connections_call_only_worker_method
     drop(w);
     wait_until(WAIT, "the closed worker left", || async { joined(&gw).await.is_empty().then_some(()) }).await.unwrap();
 }
+
+#[tokio::test]
+async fn removing_a_worker_token_sends_its_workers_away_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let tg = FakeTelegram::start().await.unwrap();
+    let comfy = FakeComfy::start().await.unwrap();
+    let gw = gateway(&model, &tg).await;
+    let mut w = WorkerProc::spawn(&gw, &comfy, "gpu-r", WORKER_TOKEN, dir.path());
+    wait_joined(&gw, &["gpu-r"], &[&w]).await;
+
+    let path = gw.config_path().expect("config file").to_owned();
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("the test wrote JSON");
+    cfg["comfy"]["workerTokens"] = json!(["a-different-worker-token-0123456789"]);
+    std::fs::write(&path, cfg.to_string()).unwrap();
+
+    // Its connection is closed; reconnecting with the removed token is refused, and it stops.
+    let status = tokio::time::timeout(WAIT, w.child.wait()).await.expect("the worker stops").unwrap();
+    assert_eq!(status.code(), Some(2), "{}", w.log());
+    assert!(w.log().contains("refused"), "{}", w.log());
+    wait_until(WAIT, "the worker left", || async { joined(&gw).await.is_empty().then_some(()) }).await.unwrap();
+}
