@@ -116,7 +116,12 @@ impl ComfyService {
         let worker = self.caller(ctx)?;
         let Some(link) = worker.link() else { return Ok(WorkerPullResult { job: None }) };
         let wait = Duration::from_millis(p.wait_ms.unwrap_or(MAX_PULL_WAIT_MS).min(MAX_PULL_WAIT_MS));
-        let job = link.pull(wait).await;
+        // A gateway that is stopping answers at once (its shutdown waits for requests in flight).
+        let stopping = self.inner.host.tasks().token();
+        let job = tokio::select! {
+            job = link.pull(wait) => job,
+            () = stopping.cancelled() => None,
+        };
         if let Some(job) = &job {
             tracing::info!(worker = %worker.cfg.name, job = %job.job_id, attempt = job.attempt, "job handed to a joined worker");
         }
