@@ -179,9 +179,18 @@ async fn session(args: &WorkerArgs, comfy: &ComfyClient) -> End {
     let slots = Arc::new(Semaphore::new(usize::from(args.capacity)));
     let end = loop {
         while tasks.try_join_next().is_some() {}
-        let Ok(permit) = slots.clone().acquire_owned().await else { break End::Retry("stopped".into()) };
+        // A connection that ends is noticed at once, whatever the worker is waiting for.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p,
+            info = client.closed() => break End::Retry(format!("connection closed ({info})")),
+        };
+        let Ok(permit) = permit else { break End::Retry("stopped".into()) };
         let wait = u64::try_from(PULL_WAIT.as_millis()).unwrap_or(20_000);
-        match client.request_with_timeout(names::COMFY_WORKER_PULL, json!({"waitMs": wait}), PULL_WAIT * 2).await {
+        let pulled = tokio::select! {
+            r = client.request_with_timeout(names::COMFY_WORKER_PULL, json!({"waitMs": wait}), PULL_WAIT * 2) => r,
+            info = client.closed() => break End::Retry(format!("connection closed ({info})")),
+        };
+        match pulled {
             Ok(v) => match serde_json::from_value::<WorkerPullResult>(v) {
                 Ok(WorkerPullResult { job: Some(job) }) => {
                     tracing::info!(job = %job.job_id, attempt = job.attempt, "took a job");

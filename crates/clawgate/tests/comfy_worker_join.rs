@@ -305,3 +305,30 @@ async fn removing_a_worker_token_sends_its_workers_away_for_good() {
     assert!(w.log().contains("refused"), "{}", w.log());
     wait_until(WAIT, "the worker left", || async { joined(&gw).await.is_empty().then_some(()) }).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_worker_reconnects_after_a_gateway_restart_and_its_interrupted_job_runs_again_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let tg = FakeTelegram::start().await.unwrap();
+    let comfy = FakeComfy::builder().job_duration(Duration::from_millis(100)).start().await.unwrap();
+    let mut gw = gateway(&model, &tg).await;
+    let w = WorkerProc::spawn(&gw, &comfy, "gpu-s", WORKER_TOKEN, dir.path());
+    wait_joined(&gw, &["gpu-s"], &[&w]).await;
+
+    comfy.set_hang(true);
+    let id = run_job(&gw, 7).await;
+    wait_job(&gw, &id, "running", |j| j["status"] == "running").await;
+    gw.restart().await.expect("restarting the gateway");
+    // The worker lost its connection: it interrupts the prompt the gateway will run again.
+    let interrupted =
+        wait_until(WAIT, "the worker interrupted its prompt", || async { (comfy.interrupt_count() > 0).then_some(()) })
+            .await;
+    assert!(interrupted.is_ok(), "{}", w.log());
+    comfy.set_hang(false);
+    wait_joined(&gw, &["gpu-s"], &[&w]).await;
+    let done = wait_job(&gw, &id, "completed", |j| j["status"] == "completed").await;
+    assert_eq!(done["attempts"], 2, "{done}");
+    let sent = wait_photos(&tg, 1).await;
+    assert_eq!(sent.iter().filter(|f| f.starts_with("j7_")).count(), 1, "{sent:?}");
+}
