@@ -33,9 +33,12 @@ use tokio_util::sync::CancellationToken;
 
 use clawgate_store::{JobRecord, JobStatus, JobStore, NewJob, StoreError};
 
+use clawgate_protocol::methods::comfy_worker::WorkerJob;
+
 use crate::client::{ComfyError, ComfyEvent, HistoryEntry, JobStatus as ComfyStatus};
+use crate::joined::{HEARTBEAT_EVERY, JoinRequest, Joined, JoinedLink, MISSED_HEARTBEATS, OutputBounds, Report};
 use crate::openclaw::{BridgeSubmit, FireOutcome, OpenClawClient, OpenClawError};
-use crate::pool::{Pool, Worker};
+use crate::pool::{Pool, Worker, WorkerError};
 
 /// How long one job may run on a worker.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -124,6 +127,41 @@ impl From<OpenClawError> for Failure {
     }
 }
 
+/// A finished job's outputs as they are stored in `<media>/<job>/`, one file at a time, and the
+/// files that could not be kept.
+struct Outputs {
+    limits: OutputLimits,
+    dir: PathBuf,
+    outputs: Vec<Value>,
+    problems: Vec<String>,
+}
+
+impl Outputs {
+    async fn new(limits: OutputLimits, job_id: &str) -> Self {
+        let dir = limits.media_dir.join(job_id);
+        let _ = tokio::fs::create_dir_all(&dir).await;
+        Self { limits, dir, outputs: Vec::new(), problems: Vec::new() }
+    }
+
+    /// Store one file (its name made safe), or name why not.
+    async fn keep(&mut self, filename: &str, bytes: &[u8]) {
+        if bytes.len() as u64 > self.limits.max_bytes {
+            return self.problems.push(format!(
+                "{filename} is {} bytes, over the {}-byte limit",
+                bytes.len(),
+                self.limits.max_bytes
+            ));
+        }
+        let safe: String =
+            filename.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+        let path = self.dir.join(&safe);
+        match tokio::fs::write(&path, bytes).await {
+            Ok(()) => self.outputs.push(json!({"filename": safe, "path": path, "bytes": bytes.len()})),
+            Err(e) => self.problems.push(format!("{filename}: cannot store: {e}")),
+        }
+    }
+}
+
 /// Runs the durable queue's jobs on the pool's workers. Cheap to clone.
 pub struct Dispatcher<H> {
     inner: Arc<Inner<H>>,
@@ -142,6 +180,8 @@ struct Inner<H> {
     /// Ends the queue loop and the probes for good ([`Dispatcher::stop`]); jobs already running
     /// are followed to their end.
     stop: CancellationToken,
+    /// Workers that joined by themselves (`clawgate worker`); they outlive pool rebuilds.
+    joined: Joined,
 }
 
 impl<H> Clone for Dispatcher<H> {
@@ -183,6 +223,7 @@ impl<H: JobHost> Dispatcher<H> {
                 limits: RwLock::new(limits),
                 probes,
                 stop,
+                joined: Joined::default(),
             }),
         }
     }
@@ -195,7 +236,35 @@ impl<H: JobHost> Dispatcher<H> {
     /// The worker named `name`: in the pool in force, else one a reload retired while a job of
     /// ours still runs on it.
     pub fn worker(&self, name: &str) -> Option<Arc<Worker>> {
-        self.pool().worker(name).or_else(|| self.inner.retired.lock().iter().find(|w| w.cfg.name == name).cloned())
+        self.pool()
+            .worker(name)
+            .or_else(|| self.inner.joined.worker(name))
+            .or_else(|| self.inner.retired.lock().iter().find(|w| w.cfg.name == name).cloned())
+    }
+
+    /// The workers that joined by themselves.
+    pub fn joined(&self) -> &Joined {
+        &self.inner.joined
+    }
+
+    /// A worker joins by itself (`comfy.worker.join`); one of the same name is replaced (its
+    /// jobs requeued). Wakes the queue: the new worker has room.
+    pub fn join(&self, req: JoinRequest) -> Result<(Arc<Worker>, bool), WorkerError> {
+        let name = req.name.clone();
+        let joined = self.inner.joined.join(req, now_ms())?;
+        tracing::info!(worker = %name, capacity = joined.0.cfg.max_concurrent, rejoined = joined.1,
+            "ComfyUI worker joined");
+        self.pool().kick();
+        Ok(joined)
+    }
+
+    /// The worker `name` that joined on connection `conn_id` left (its socket closed): its jobs
+    /// go back to the queue.
+    pub fn leave(&self, name: &str, conn_id: &str) {
+        if self.inner.joined.leave(name, conn_id) {
+            tracing::warn!(worker = %name, "ComfyUI worker left; its jobs are requeued");
+            self.pool().kick();
+        }
     }
 
     /// Workers a reload retired that still run a job of ours (followed to its end there).
@@ -270,6 +339,24 @@ impl<H: JobHost> Dispatcher<H> {
         self.spawn_probes(&pool);
         self.reconcile().await;
         self.host().spawn(self.clone().run());
+        self.host().spawn(self.clone().expire_silent_workers());
+    }
+
+    /// Give up on joined workers silent for [`MISSED_HEARTBEATS`] heartbeats: their jobs are
+    /// requeued.
+    async fn expire_silent_workers(self) {
+        let cancel = self.inner.stop.clone();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            }
+            let silence = i64::try_from((HEARTBEAT_EVERY * MISSED_HEARTBEATS).as_millis()).unwrap_or(i64::MAX);
+            for name in self.inner.joined.expire(now_ms() - silence) {
+                tracing::warn!(worker = %name, "ComfyUI worker stopped heartbeating; its jobs are requeued");
+                self.pool().kick();
+            }
+        }
     }
 
     /// Claim queued jobs for free workers until none is free or nothing is queued; then wait
@@ -277,7 +364,7 @@ impl<H: JobHost> Dispatcher<H> {
     async fn run(self) {
         let cancel = self.inner.stop.clone();
         loop {
-            while let Some(worker) = self.pool().pick() {
+            while let Some(worker) = self.pool().pick_with(&self.inner.joined.workers()) {
                 match self.jobs().claim_next_queued(&worker.cfg.name, now_ms()).await {
                     Ok(Some(job)) => self.spawn_on(&worker, job, Self::execute),
                     Ok(None) => break,
@@ -323,6 +410,10 @@ impl<H: JobHost> Dispatcher<H> {
             // one: both hear it (a prompt id is unknown to the other server).
             let retired: Vec<Arc<Worker>> =
                 self.inner.retired.lock().iter().filter(|w| w.cfg.name == *wname).cloned().collect();
+            if let Some(link) = self.inner.joined.worker(wname).as_ref().and_then(|w| w.link()) {
+                // Its next progress report is answered `continue: false`: it interrupts the prompt.
+                link.withdraw(job_id);
+            }
             for w in self.pool().worker(wname).into_iter().chain(retired) {
                 let _ = w.client.cancel_pending(prompt).await;
                 let _ = w.client.interrupt_prompt(prompt).await;
@@ -347,6 +438,9 @@ impl<H: JobHost> Dispatcher<H> {
 
     async fn execute(self, worker: Arc<Worker>, job: JobRecord) {
         self.host().job_changed(&job, JobChange::State).await;
+        if let Some(link) = worker.link().cloned() {
+            return self.run_joined(&worker, &link, job).await;
+        }
         let prompt_id = match self.start_prompt(&worker, &job).await {
             Ok(Some(p)) => {
                 // The worker has the prompt; the store does not know yet. See `resume_start`.
@@ -357,6 +451,75 @@ impl<H: JobHost> Dispatcher<H> {
             Err(f) => return self.job_failed_on_worker(&worker, &job, f).await,
         };
         self.run_prompt(&worker, job, prompt_id).await;
+    }
+
+    /// A joined worker's job: handed to its connection, followed through its reports (started,
+    /// progress, outputs, done). The worker leaving ends the reports: the job is requeued like
+    /// any job of a worker that failed.
+    async fn run_joined(&self, worker: &Arc<Worker>, link: &JoinedLink, job: JobRecord) {
+        let limits = self.inner.limits.read().clone();
+        let bounds = OutputBounds { max_files: limits.max_images, max_bytes: limits.max_bytes };
+        let assignment = WorkerJob {
+            job_id: job.id.clone(),
+            attempt: u32::try_from(job.attempts).unwrap_or(u32::MAX),
+            workflow: job.workflow.clone(),
+            tag: job_tag(&job),
+        };
+        let mut reports = link.assign(assignment, bounds);
+        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+        let mut job = job;
+        let mut started = false;
+        loop {
+            let report = tokio::select! {
+                r = reports.recv() => r,
+                () = tokio::time::sleep_until(deadline) => {
+                    link.withdraw(&job.id);
+                    // Never started there: the worker, not the job, is the problem.
+                    let f = Failure { transient: !started, message: format!("the worker did not finish the job within {} s", JOB_TIMEOUT.as_secs()) };
+                    return self.job_failed_on_worker(worker, &job, f).await;
+                }
+            };
+            match report {
+                Some(Report::Started(prompt_id)) => {
+                    match self.jobs().set_job_running(&job.id, &prompt_id, now_ms()).await {
+                        Ok(j) => {
+                            started = true;
+                            job = j;
+                            self.host().job_changed(&job, JobChange::State).await;
+                        }
+                        Err(e) => {
+                            tracing::info!(job = %job.id, error = %e, "job no longer runnable; taking it back from the worker");
+                            return link.withdraw(&job.id);
+                        }
+                    }
+                }
+                Some(Report::Progress(progress)) => {
+                    let _ = self.jobs().set_job_progress(&job.id, &progress, now_ms()).await;
+                    self.host().job_changed(&job, JobChange::Progress(progress)).await;
+                }
+                Some(Report::Done(Ok(files))) => {
+                    if !started && self.jobs().set_job_running(&job.id, "joined", now_ms()).await.is_err() {
+                        return;
+                    }
+                    let mut kept = Outputs::new(limits, &job.id).await;
+                    for (name, bytes) in files {
+                        kept.keep(&name, &bytes).await;
+                    }
+                    return self.complete(job, kept).await;
+                }
+                Some(Report::Done(Err(crate::joined::JobFailure { message, transient }))) => {
+                    return self.job_failed_on_worker(worker, &job, Failure { transient, message }).await;
+                }
+                None => {
+                    // The worker left (or the job was cancelled and taken back).
+                    if matches!(self.jobs().get_job(&job.id).await, Ok(Some(ref j)) if j.status.is_terminal()) {
+                        return;
+                    }
+                    let f = Failure { transient: true, message: format!("worker {} left", worker.cfg.name) };
+                    return self.job_failed_on_worker(worker, &job, f).await;
+                }
+            }
+        }
     }
 
     /// The worker accepted `prompt_id` for the job: record it and follow it to the end.
@@ -548,33 +711,19 @@ impl<H: JobHost> Dispatcher<H> {
             }
         }
         let limits = self.inner.limits.read().clone();
-        let dir = limits.media_dir.join(&job.id);
-        let _ = tokio::fs::create_dir_all(&dir).await;
-        let mut outputs = Vec::new();
-        let mut problems = Vec::new();
-        for file in entry.outputs.iter().filter(|f| f.kind == "output").take(limits.max_images) {
+        let mut kept = Outputs::new(limits, &job.id).await;
+        for file in entry.outputs.iter().filter(|f| f.kind == "output").take(kept.limits.max_images) {
             match worker.client.view(file).await {
-                Ok(bytes) if bytes.len() as u64 > limits.max_bytes => problems.push(format!(
-                    "{} is {} bytes, over the {}-byte limit",
-                    file.filename,
-                    bytes.len(),
-                    limits.max_bytes
-                )),
-                Ok(bytes) => {
-                    let safe: String = file
-                        .filename
-                        .chars()
-                        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
-                        .collect();
-                    let path = dir.join(&safe);
-                    match tokio::fs::write(&path, &bytes).await {
-                        Ok(()) => outputs.push(json!({"filename": safe, "path": path, "bytes": bytes.len()})),
-                        Err(e) => problems.push(format!("{}: cannot store: {e}", file.filename)),
-                    }
-                }
-                Err(e) => problems.push(format!("{}: cannot fetch: {e}", file.filename)),
+                Ok(bytes) => kept.keep(&file.filename, &bytes).await,
+                Err(e) => kept.problems.push(format!("{}: cannot fetch: {e}", file.filename)),
             }
         }
+        self.complete(job, kept).await;
+    }
+
+    /// Stored outputs go to the chat, then the job is marked completed.
+    async fn complete(&self, job: JobRecord, kept: Outputs) {
+        let Outputs { outputs, problems, .. } = kept;
         let outputs = Value::Array(outputs);
         self.host().crash_point("comfy.outputs_stored");
         // Delivery is queued before the job is marked completed: a crash in between leaves the

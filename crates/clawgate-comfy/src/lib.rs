@@ -11,6 +11,7 @@
 //! - [`openclaw`]: the ComfyUI-OpenClaw extension's endpoints and bridge API.
 //! - [`pool`]: the configured workers, their probes and health, the choice of a worker, and the
 //!   templates directory.
+//! - [`joined`]: workers that join by themselves (`clawgate worker`) over their own connection.
 //! - [`dispatch`]: the durable queue's dispatcher: a job's run on a worker, its outputs, failing
 //!   over, and reconciling after a restart.
 //!
@@ -22,6 +23,7 @@
 pub mod client;
 pub mod command;
 pub mod dispatch;
+pub mod joined;
 pub mod openclaw;
 pub mod pool;
 pub mod templates;

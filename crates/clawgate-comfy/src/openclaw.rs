@@ -208,6 +208,30 @@ pub enum FireOutcome {
     },
 }
 
+/// The bridge protocol version clawgate speaks (the extension's `BRIDGE_PROTOCOL_VERSION`).
+pub const BRIDGE_PROTOCOL_VERSION: i64 = 1;
+
+/// What `POST /bridge/handshake` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BridgeHandshake {
+    /// 200: compatible.
+    Compatible {
+        /// The extension's bridge protocol version.
+        server_version: Option<i64>,
+    },
+    /// 409: the versions do not fit (the extension's message says which way).
+    Mismatch {
+        /// The extension's message ("Client version 1 is too old. Minimum supported is 2.").
+        message: String,
+        /// The extension's bridge protocol version.
+        server_version: Option<i64>,
+        /// The oldest client version it accepts.
+        min_supported: Option<i64>,
+    },
+    /// 404: no handshake endpoint (the bridge is off, or the extension predates it).
+    Unavailable,
+}
+
 /// A `POST /openclaw/bridge/submit` request.
 #[derive(Debug, Clone, Copy)]
 pub struct BridgeSubmit<'a> {
@@ -549,6 +573,34 @@ impl OpenClawClient {
         let url = self.endpoint(&["openclaw", "bridge", "health"])?;
         let (_, body) = self.call(Method::GET, url, None, HeaderMap::new(), self.timeout).await?;
         Ok(body)
+    }
+
+    /// `POST /bridge/handshake {"version": 1}` (no auth): is the extension's bridge protocol
+    /// compatible with clawgate's ([`BRIDGE_PROTOCOL_VERSION`], N/N-1 policy)? A 409 is an
+    /// answer ([`BridgeHandshake::Mismatch`]); a 404 means the extension has no handshake (the
+    /// bridge is off, or the extension predates it).
+    pub async fn bridge_handshake(&self) -> Result<BridgeHandshake, OpenClawError> {
+        let url = self.endpoint(&["bridge", "handshake"])?;
+        let path = url.path().to_owned();
+        let body = serde_json::json!({"version": BRIDGE_PROTOCOL_VERSION});
+        let answer = self.exchange(Method::POST, url, Some(&body), HeaderMap::new(), self.timeout).await?;
+        let object = parse_object(&answer.body).ok();
+        let field = |key: &str| object.as_ref().and_then(|o| o.pointer(key)).and_then(Value::as_i64);
+        match answer.status.as_u16() {
+            200 => Ok(BridgeHandshake::Compatible { server_version: field("/metadata/server_version") }),
+            409 => Ok(BridgeHandshake::Mismatch {
+                message: object
+                    .as_ref()
+                    .and_then(|o| o.get("message").or_else(|| o.get("error")))
+                    .and_then(Value::as_str)
+                    .map(|m| truncate(m.to_owned(), 300))
+                    .unwrap_or_else(|| "incompatible bridge protocol".to_owned()),
+                server_version: field("/metadata/server_version"),
+                min_supported: field("/metadata/min_supported"),
+            }),
+            404 => Ok(BridgeHandshake::Unavailable),
+            _ => Err(self.refused(&path, &answer)),
+        }
     }
 
     /// `POST /openclaw/bridge/submit` with the device headers (scope `job:submit`). Fails with

@@ -19,7 +19,8 @@ use clawgate_config::SecretUrl;
 use clawgate_protocol::methods::comfy::ComfyWorker;
 
 use crate::client::ComfyClient;
-use crate::openclaw::{DeviceCredentials, OpenClawClient, OpenClawError};
+use crate::joined::{JoinRequest, JoinedLink};
+use crate::openclaw::{BRIDGE_PROTOCOL_VERSION, BridgeHandshake, DeviceCredentials, OpenClawClient, OpenClawError};
 use crate::templates::TemplateLibrary;
 
 /// Health probe period.
@@ -88,6 +89,9 @@ pub struct Worker {
     queue_remaining: Mutex<Option<u64>>,
     /// The extension's version and template ids, from its last probe (mode `openclaw`).
     remote: Mutex<RemoteInfo>,
+    /// A worker that joined by itself (`clawgate worker`): its connection. Its `client` is never
+    /// called (its ComfyUI is reachable only from the worker).
+    link: Option<Arc<JoinedLink>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -128,7 +132,49 @@ impl Worker {
             last_error: Mutex::new(None),
             queue_remaining: Mutex::new(None),
             remote: Mutex::new(RemoteInfo::default()),
+            link: None,
         })
+    }
+
+    /// A worker that joined by itself on a connection (`link`): healthy from the start (it just
+    /// spoke), never probed (its heartbeats say how its ComfyUI is).
+    pub(crate) fn joined(req: &JoinRequest, link: Arc<JoinedLink>) -> Result<Self, WorkerError> {
+        let cfg = WorkerConfig {
+            name: req.name.clone(),
+            url: SecretUrl::new("-"),
+            mode: "comfyui".to_owned(),
+            openclaw: None,
+            max_concurrent: req.capacity.clamp(1, 64),
+            weight: 1.0,
+        };
+        // Never called: the dispatcher hands a joined worker's jobs to its link.
+        let client = ComfyClient::new("http://joined.invalid", req.name.clone())?;
+        Ok(Self {
+            cfg,
+            client,
+            openclaw: None,
+            healthy: AtomicBool::new(true),
+            running: AtomicUsize::new(0),
+            last_error: Mutex::new(None),
+            queue_remaining: Mutex::new(None),
+            remote: Mutex::new(RemoteInfo { version: req.comfy_version.clone(), templates: req.templates.clone() }),
+            link: Some(link),
+        })
+    }
+
+    /// A joined worker's connection (`None` for a configured worker).
+    pub fn link(&self) -> Option<&Arc<JoinedLink>> {
+        self.link.as_ref()
+    }
+
+    /// A joined worker's heartbeat: how its ComfyUI answered the worker's last look.
+    pub fn heartbeat(&self, now_ms: i64, comfy_error: Option<String>, queue_remaining: Option<u64>) {
+        if let Some(link) = &self.link {
+            link.seen(now_ms);
+        }
+        *self.queue_remaining.lock() = queue_remaining;
+        let healthy = comfy_error.is_none();
+        self.mark(healthy, comfy_error);
     }
 
     /// Did the last probe succeed?
@@ -161,7 +207,9 @@ impl Worker {
         let remote = self.remote.lock().clone();
         ComfyWorker {
             healthy: self.healthy(),
+            kind: if self.link.is_some() { "joined" } else { "configured" }.to_owned(),
             last_error: self.last_error.lock().clone(),
+            last_heartbeat: self.link.as_ref().map(|l| l.last_seen_ms()),
             max_concurrent: self.cfg.max_concurrent,
             mode: self.cfg.mode.clone(),
             name: self.cfg.name.clone(),
@@ -308,6 +356,15 @@ impl Pool {
         pick_worker(&self.workers)
     }
 
+    /// The same choice among the configured workers and `joined` ones.
+    pub fn pick_with(&self, joined: &[Arc<Worker>]) -> Option<Arc<Worker>> {
+        if joined.is_empty() {
+            return self.pick();
+        }
+        let all: Vec<Arc<Worker>> = self.workers.iter().chain(joined).cloned().collect();
+        pick_worker(&all)
+    }
+
     /// Probe one worker now: reachable? its queue, its version; for an `openclaw` worker its
     /// extension's health and templates.
     pub async fn probe(&self, w: &Worker) {
@@ -356,6 +413,27 @@ impl Pool {
     /// are named.
     async fn probe_extension(&self, w: &Worker, oc: &OpenClawClient) -> Result<(), String> {
         let health = oc.health().await.map_err(|e| e.to_string())?;
+        if !w.healthy() {
+            // Coming (back) up: does its bridge speak our protocol version?
+            match oc.bridge_handshake().await {
+                Ok(BridgeHandshake::Mismatch { message, server_version, min_supported }) => {
+                    let text = bridge_mismatch(&message, server_version, min_supported);
+                    if oc.has_device() {
+                        // Its jobs go through the bridge: they would fail there.
+                        return Err(text);
+                    }
+                    tracing::warn!(worker = %w.cfg.name, "{text}");
+                    *w.last_error.lock() = Some(text);
+                }
+                Ok(BridgeHandshake::Unavailable) if oc.has_device() => {
+                    tracing::warn!(worker = %w.cfg.name,
+                        "the extension has no POST /bridge/handshake (bridge off, or an older extension): \
+                         bridge compatibility is not checked");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(worker = %w.cfg.name, error = %e, "bridge handshake failed"),
+            }
+        }
         let known = w.remote.lock().templates.is_some();
         let templates = if known && w.healthy() {
             None
@@ -387,11 +465,24 @@ impl Pool {
     }
 }
 
+/// How a bridge version mismatch reads in a worker's status.
+fn bridge_mismatch(message: &str, server: Option<i64>, min: Option<i64>) -> String {
+    let theirs = match (server, min) {
+        (Some(s), Some(m)) => format!(" (the extension speaks bridge protocol {m}–{s})"),
+        (Some(s), None) => format!(" (the extension speaks bridge protocol {s})"),
+        _ => String::new(),
+    };
+    format!(
+        "bridge version mismatch: clawgate speaks bridge protocol {BRIDGE_PROTOCOL_VERSION}{theirs}; the extension \
+         says: {message}"
+    )
+}
+
 /// The healthy worker with room and the least outstanding work per unit of weight.
 fn pick_worker(workers: &[Arc<Worker>]) -> Option<Arc<Worker>> {
     workers
         .iter()
-        .filter(|w| w.healthy() && w.running() < w.cfg.max_concurrent)
+        .filter(|w| w.healthy() && w.running() < w.cfg.max_concurrent && !w.link.as_ref().is_some_and(|l| l.is_gone()))
         .min_by(|a, b| {
             let la = (a.running() as f64 + 1.0) / a.cfg.weight;
             let lb = (b.running() as f64 + 1.0) / b.cfg.weight;
@@ -508,5 +599,68 @@ mod tests {
         assert!(pick_worker(std::slice::from_ref(&w)).is_none(), "full while the job runs");
         drop(job);
         assert_eq!(w.running(), 0);
+    }
+}
+
+#[cfg(test)]
+mod bridge_probe_tests {
+    use super::*;
+    use clawgate_testkit::fake_openclaw::FakeOpenClaw;
+
+    fn openclaw_worker(url: &str, with_device: bool) -> Arc<Worker> {
+        let auth = OpenClawAuth {
+            admin_token: Some("test-admin-token-123".into()),
+            device_id: with_device.then(|| "clawgate".to_owned()),
+            device_token: with_device.then(|| "test-device-token-456".to_owned()),
+            device_scopes: vec!["job:submit".into(), "job:status".into()],
+            ..OpenClawAuth::default()
+        };
+        let cfg = WorkerConfig {
+            name: "studio".into(),
+            url: SecretUrl::new(url),
+            mode: "openclaw".into(),
+            openclaw: Some(auth),
+            max_concurrent: 1,
+            weight: 1.0,
+        };
+        Arc::new(Worker::new(cfg, "t").unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_bridge_handshake_answers_compatible_mismatch_or_unavailable() {
+        let same = FakeOpenClaw::start().await.unwrap();
+        let oc = openclaw_worker(&same.base_url(), true);
+        let answer = oc.openclaw().unwrap().bridge_handshake().await.unwrap();
+        assert_eq!(answer, BridgeHandshake::Compatible { server_version: Some(1) });
+
+        let newer = FakeOpenClaw::builder().bridge_version(3).start().await.unwrap();
+        let answer = openclaw_worker(&newer.base_url(), true).openclaw().unwrap().bridge_handshake().await.unwrap();
+        match answer {
+            BridgeHandshake::Mismatch { message, server_version: Some(3), min_supported: Some(2) } => {
+                assert_eq!(message, "Client version 1 is too old. Minimum supported is 2.");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let off = FakeOpenClaw::builder().bridge(None).start().await.unwrap();
+        let answer = openclaw_worker(&off.base_url(), false).openclaw().unwrap().bridge_handshake().await.unwrap();
+        assert_eq!(answer, BridgeHandshake::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn a_bridge_worker_of_another_protocol_version_is_unhealthy_and_says_why() {
+        let newer = FakeOpenClaw::builder().bridge_version(3).start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = openclaw_worker(&newer.base_url(), true);
+        let triggers = openclaw_worker(&newer.base_url(), false);
+        let pool = Pool::with_workers(vec![bridge.clone(), triggers.clone()], dir.path());
+        pool.probe(&bridge).await;
+        assert!(!bridge.healthy(), "its jobs would go through a bridge that does not speak our version");
+        let error = bridge.summary().last_error.unwrap_or_default();
+        assert!(error.starts_with("bridge version mismatch: clawgate speaks bridge protocol 1"), "{error}");
+        assert!(error.contains("protocol 2–3") && error.contains("Minimum supported is 2"), "{error}");
+        pool.probe(&triggers).await;
+        assert!(triggers.healthy(), "a worker driven by triggers does not use the bridge");
+        assert!(triggers.summary().last_error.unwrap_or_default().starts_with("bridge version mismatch"));
     }
 }

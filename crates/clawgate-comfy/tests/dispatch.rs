@@ -254,3 +254,72 @@ async fn a_replaced_pool_keeps_unchanged_workers_and_follows_a_removed_ones_job_
     host.stop().await;
     Ok(())
 }
+
+/// A worker that joined by itself (`clawgate worker`), as the gateway's methods drive it.
+fn join(d: &Dispatcher<TestHost>, name: &str, conn: &str) -> Arc<clawgate_comfy::joined::JoinedLink> {
+    let req = clawgate_comfy::joined::JoinRequest {
+        name: name.into(),
+        conn_id: conn.into(),
+        comfy_version: Some("0.3.64".into()),
+        templates: None,
+        capacity: 1,
+    };
+    let (worker, _) = d.join(req).expect("joined");
+    worker.link().expect("a joined worker has a link").clone()
+}
+
+#[tokio::test]
+async fn a_joined_workers_job_is_requeued_when_it_leaves_and_completes_once_elsewhere() -> anyhow::Result<()> {
+    let media = tempfile::tempdir()?;
+    let host = TestHost::new().await;
+    let d = dispatcher(&host, &[], media.path());
+    d.start().await;
+    let first = join(&d, "gpu1", "c1");
+    host.store.insert_job(&new_job("job_a", 0), 0).await?;
+    d.pool().kick();
+
+    let given = first.pull(WAIT).await.expect("the joined worker gets the job");
+    assert_eq!((given.job_id.as_str(), given.attempt, given.tag.as_str()), ("job_a", 1, "job_a-1"));
+    assert_eq!(given.workflow, workflow(0));
+    first.started("job_a", 1, "p1")?;
+    first.progress("job_a", 1, json!({"value": 1, "max": 4}))?;
+    wait_until(WAIT, "running on gpu1", || async {
+        let j = job(&host, "job_a").await;
+        (j.status == JobStatus::Running && j.progress == Some(json!({"value": 1, "max": 4}))).then_some(())
+    })
+    .await?;
+    assert_eq!(job(&host, "job_a").await.worker.as_deref(), Some("gpu1"));
+
+    // Its socket closes: the job goes back to the queue and to the next worker, attempt 2.
+    d.leave("gpu1", "c1");
+    let second = join(&d, "gpu2", "c2");
+    let again = second.pull(WAIT).await.expect("requeued to the other worker");
+    assert_eq!(again.attempt, 2);
+    assert!(first.done("job_a", 1, Ok(())).is_err(), "the first worker's late completion does not count");
+    second.started("job_a", 2, "p2")?;
+    assert_eq!(second.output("job_a", 2, "out.png", 0, b"\x89PNG-part-1", false)?, 11);
+    second.output("job_a", 2, "out.png", 11, b"-part-2", true)?;
+    second.done("job_a", 2, Ok(()))?;
+    wait_until(WAIT, "completed", || async { host.completed("job_a").then_some(()) }).await?;
+    let done = job(&host, "job_a").await;
+    assert_eq!((done.status, done.attempts, done.worker.as_deref()), (JobStatus::Completed, 2, Some("gpu2")));
+    assert_eq!(host.delivered("job_a"), Some(vec!["out.png".to_owned()]));
+    assert_eq!(std::fs::read(media.path().join("job_a").join("out.png"))?, b"\x89PNG-part-1-part-2");
+    assert!(second.done("job_a", 2, Ok(())).is_err(), "completion counts once");
+
+    // A cancelled job is taken back: the worker's next report is refused, so it interrupts.
+    host.store.insert_job(&new_job("job_b", 0), 10).await?;
+    d.pool().kick();
+    let b = second.pull(WAIT).await.expect("the next job");
+    second.started(&b.job_id, b.attempt, "p3")?;
+    wait_until(WAIT, "job_b running", || async {
+        (job(&host, "job_b").await.status == JobStatus::Running).then_some(())
+    })
+    .await?;
+    d.cancel("job_b").await?;
+    assert!(!second.progress_allowed("job_b", b.attempt));
+    assert_eq!(job(&host, "job_b").await.status, JobStatus::Cancelled);
+    assert!(second.done("job_b", b.attempt, Ok(())).is_err());
+    host.stop().await;
+    Ok(())
+}

@@ -51,6 +51,7 @@ pub const SECRET_PATHS: &[&str] = &[
     "comfy.workers.*.adminToken",
     "comfy.workers.*.obsToken",
     "comfy.workers.*.device.token",
+    "comfy.workerTokens.*",
 ];
 
 /// Every config key that holds a URL. Their userinfo password is a secret (any string value

@@ -427,6 +427,10 @@ pub struct ComfySection {
     /// The ComfyUI servers, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<ComfyWorker>,
+    /// Tokens of ComfyUI workers that join by themselves (`clawgate worker --token …`): a
+    /// connection presenting one may call the `comfy.worker.*` methods and nothing else.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub worker_tokens: Vec<Secret>,
     /// Limits on what a job delivers to the chat.
     pub delivery: ComfyDelivery,
     /// Links to job outputs.
@@ -524,7 +528,7 @@ pub struct ComfyMedia {
     pub extra: Map<String, Value>,
 }
 
-pub(crate) const COMFY_KEYS: &[&str] = &["templatesDir", "workers", "delivery", "media", "commands"];
+pub(crate) const COMFY_KEYS: &[&str] = &["templatesDir", "workers", "workerTokens", "delivery", "media", "commands"];
 const WORKER_KEYS: &[&str] = &["name", "url", "mode", "adminToken", "obsToken", "device", "maxConcurrent", "weight"];
 const DEVICE_KEYS: &[&str] = &["id", "token", "scopes"];
 const DELIVERY_KEYS: &[&str] = &["maxImages", "maxBytes"];
@@ -535,6 +539,12 @@ pub(crate) fn comfy(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Option<Co
     let obj = d.open_object(v, p, COMFY_KEYS, &[], &mut out.extra)?;
     d.field(obj, p, "templatesDir", &mut out.templates_dir, Decoder::opt_string);
     d.field(obj, p, "workers", &mut out.workers, comfy_workers);
+    d.field(obj, p, "workerTokens", &mut out.worker_tokens, |d, v, p| {
+        let Value::Array(items) = v else {
+            return d.fail(p, format!("expected an array of tokens [ … ], found {}", kind(v)));
+        };
+        Some(items.iter().enumerate().filter_map(|(i, item)| secret(d, item, &p.index(i))).collect())
+    });
     d.field(obj, p, "delivery", &mut out.delivery, |d, v, p| {
         let mut out = ComfyDelivery::default();
         let obj = d.open_object(v, p, DELIVERY_KEYS, &[], &mut out.extra)?;

@@ -379,6 +379,12 @@ impl ClientHandle {
         self.state.aborted.is_cancelled()
     }
 
+    /// Resolves once the connection has ended, whichever side ended it (the writer marks the
+    /// queue aborted when it lets go of the socket).
+    pub async fn closed(&self) {
+        self.state.aborted.cancelled().await;
+    }
+
     /// Next event sequence number for this client.
     pub fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::AcqRel) + 1

@@ -260,6 +260,13 @@ pub fn settings_from_config(
         )),
         None => None,
     };
+    let mut worker_tokens = Vec::new();
+    for (i, secret) in cfg.comfy.iter().flat_map(|c| c.worker_tokens.iter()).enumerate() {
+        let token = secret.resolve(&base_dir).map_err(|e| format!("comfy.workerTokens[{i}]: {e}"))?;
+        if !token.is_empty() {
+            worker_tokens.push(token);
+        }
+    }
     let rl = &g.auth.rate_limit;
     Ok(GatewaySettings {
         auth_mode,
@@ -297,6 +304,7 @@ pub fn settings_from_config(
                 .map_err(|e| format!("gateway.rateLimit.perConnection: {e}"))?;
             Some(rate)
         },
+        worker_tokens,
     })
 }
 
@@ -405,9 +413,13 @@ impl ConfigService {
                 new.http_limits = old.http_limits;
                 new.tick_interval_ms = old.tick_interval_ms;
                 let secret_changed = new.token != old.token || new.password != old.password;
+                let worker_tokens_changed = new.worker_tokens != old.worker_tokens;
                 to.settings.replace(new);
                 if secret_changed {
                     close_shared_secret_clients(to);
+                }
+                if worker_tokens_changed {
+                    close_worker_clients(to);
                 }
                 Outcome::Applied
             }
@@ -496,11 +508,31 @@ fn close_shared_secret_clients(to: Reconfigure<'_>) {
     to.tasks.spawn("config", async move {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let mut n = 0;
-        for c in clients.iter().filter(|c| c.auth_kind == crate::broadcast::AuthKind::SharedSecret) {
+        // ComfyUI workers hold worker tokens, not the shared secret (see `close_worker_clients`).
+        for c in clients.iter().filter(|c| c.auth_kind == crate::broadcast::AuthKind::SharedSecret && !is_worker(c)) {
             c.close(clawgate_protocol::close::CREDENTIALS_CHANGED, clawgate_protocol::close::REASON_AUTH_CHANGED);
             n += 1;
         }
         tracing::info!(closed = n, "gateway auth changed; shared-secret clients must reconnect");
+    });
+}
+
+fn is_worker(c: &crate::broadcast::ClientHandle) -> bool {
+    c.scopes.iter().any(|s| s == clawgate_protocol::scopes::WORKER)
+}
+
+/// `comfy.workerTokens` changed: every joined ComfyUI worker reconnects, so one whose token was
+/// removed is refused (its running job is requeued, like any worker that leaves).
+fn close_worker_clients(to: Reconfigure<'_>) {
+    let clients = to.events.clients().clients();
+    to.tasks.spawn("config", async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut n = 0;
+        for c in clients.iter().filter(|c| is_worker(c)) {
+            c.close(clawgate_protocol::close::CREDENTIALS_CHANGED, clawgate_protocol::close::REASON_AUTH_CHANGED);
+            n += 1;
+        }
+        tracing::info!(closed = n, "comfy.workerTokens changed; joined ComfyUI workers must reconnect");
     });
 }
 

@@ -111,6 +111,16 @@ pub enum Refusal {
 pub fn authorize(client: &ClientHandle, method: &str, params: &Value) -> Result<(), Refusal> {
     client.limits().admit_request(method, params).map_err(Refusal::Denied)?;
     let wrong_role = || Refusal::WrongRole(ErrorShape::invalid_request(format!("unauthorized role: {}", client.role)));
+    // A ComfyUI worker's connection (worker token) may call its own methods and nothing else,
+    // not even the methods any client may call.
+    if client.scopes.iter().any(|s| s == scopes::WORKER) && requirement(method) != Requirement::Scope(scopes::WORKER) {
+        let scope = match requirement(method) {
+            Requirement::Scope(scope) => scope,
+            Requirement::Dynamic => clawgate_protocol::methods::dynamic_scope(method, params),
+            Requirement::Exempt | Requirement::Node => scopes::ADMIN,
+        };
+        return Err(Refusal::MissingScope(ErrorShape::missing_scope(scope, &[scope])));
+    }
     match requirement(method) {
         Requirement::Exempt => Ok(()),
         Requirement::Node if client.role == roles::NODE => Ok(()),
@@ -243,6 +253,12 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::COMFY_JOBS_CANCEL => typed(method, params, |FieldsOf(p)| methods::comfy::jobs_cancel(&gw.comfy, p)).await,
         m::COMFY_TEMPLATES_LIST => typed(method, params, |p| methods::comfy::templates_list(&gw.comfy, p)).await,
         m::COMFY_WORKERS_LIST => typed(method, params, |p| methods::comfy::workers_list(&gw.comfy, p)).await,
+        m::COMFY_WORKER_JOIN => typed(method, params, |p| gw.comfy.worker_join(ctx, p)).await,
+        m::COMFY_WORKER_PULL => typed(method, params, |p| gw.comfy.worker_pull(ctx, p)).await,
+        m::COMFY_WORKER_PROGRESS => typed(method, params, |p| gw.comfy.worker_progress(ctx, p)).await,
+        m::COMFY_WORKER_OUTPUT => typed(method, params, |p| gw.comfy.worker_output(ctx, p)).await,
+        m::COMFY_WORKER_DONE => typed(method, params, |p| gw.comfy.worker_done(ctx, p)).await,
+        m::COMFY_WORKER_HEARTBEAT => typed(method, params, |p| gw.comfy.worker_heartbeat(ctx, p)).await,
         m::CRON_LIST => typed(method, params, |FieldsOf(p)| methods::cron::cron_list(&gw.cron, p)).await,
         m::CRON_STATUS => typed(method, params, |p| methods::cron::cron_status(&gw.cron, p)).await,
         m::CRON_ADD => typed(method, params, |FieldsOf(p)| methods::cron::cron_add(&gw.cron, p)).await,
@@ -426,6 +442,22 @@ mod tests {
         assert!(authorize(&n, "node.event", &Value::Null).is_ok());
         let o = client("operator", &["operator.admin"]);
         assert!(matches!(authorize(&o, "node.event", &Value::Null), Err(Refusal::WrongRole(_))));
+    }
+
+    #[test]
+    fn a_worker_connection_may_call_only_the_worker_methods() {
+        let w = client("operator", &[scopes::WORKER]);
+        assert!(authorize(&w, m::COMFY_WORKER_PULL, &Value::Null).is_ok());
+        for method in ["health", "status", "comfy.run", "agent", "node.event", "no.such.method"] {
+            match authorize(&w, method, &serde_json::json!({"message": "hi"})) {
+                Err(Refusal::MissingScope(e)) => assert_eq!(e.code, "FORBIDDEN", "{method}"),
+                other => panic!("{method}: {other:?}"),
+            }
+        }
+        let admin = client("operator", &["operator.admin"]);
+        assert!(
+            matches!(authorize(&admin, m::COMFY_WORKER_JOIN, &Value::Null), Err(Refusal::MissingScope(e)) if e.message == "missing scope: comfy.worker")
+        );
     }
 
     #[test]

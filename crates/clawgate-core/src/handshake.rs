@@ -297,6 +297,10 @@ async fn admit(svc: &AuthInner, meta: &ConnMeta, p: &ConnectParams) -> Result<Ad
         return Err(rate_limited(wait));
     }
 
+    if let Some(admission) = worker_admission(p, &settings) {
+        return Ok(admission);
+    }
+
     // The shared-secret attempt is counted before it is verified; it stays undecided until we
     // know whether the token was this device's token after all.
     let (shared, attempt) = check_shared_secret(svc, meta.peer(), p, &settings).await;
@@ -573,6 +577,27 @@ async fn check_shared_secret<'g>(
     } else {
         (SharedSecret::Mismatch { password }, Some(attempt))
     }
+}
+
+/// A ComfyUI worker (`clawgate worker`): an operator connect whose `auth.token` is one of
+/// `comfy.workerTokens`. It gets scope `comfy.worker` alone, whatever it asked for, so it may
+/// call the `comfy.worker.*` methods and nothing else. Any other token goes on to the
+/// shared-secret check (a wrong one is refused and counted there).
+fn worker_admission(p: &ConnectParams, s: &GatewaySettings) -> Option<Admission> {
+    if p.role() != roles::OPERATOR || s.worker_tokens.is_empty() {
+        return None;
+    }
+    let given = p.auth.as_ref()?.token.as_deref()?;
+    // Every configured token is compared, so the time taken does not say which one matched.
+    let matched = s.worker_tokens.iter().fold(false, |hit, want| auth::secrets_match(given, want) | hit);
+    matched.then(|| Admission {
+        role: roles::OPERATOR.to_owned(),
+        scopes: vec![clawgate_protocol::scopes::WORKER.to_owned()],
+        method: "worker-token",
+        auth_kind: AuthKind::SharedSecret,
+        device: None,
+        device_token: None,
+    })
 }
 
 /// Scopes requested by a client are capped by the `x-openclaw-scopes` upgrade header.

@@ -124,6 +124,9 @@ pub struct GatewaySettings {
     pub proxy_trust: crate::client_addr::ProxyTrust,
     /// Requests one connection may make (`gateway.rateLimit.perConnection`).
     pub per_connection_rate: Option<crate::access_tokens::Rate>,
+    /// `comfy.workerTokens`: a connect presenting one of these as `auth.token` is a ComfyUI
+    /// worker (`clawgate worker`): scope `comfy.worker`, the `comfy.worker.*` methods only.
+    pub worker_tokens: Vec<String>,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -144,6 +147,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("listen_addr", &self.listen_addr)
             .field("proxy_trust", &self.proxy_trust)
             .field("per_connection_rate", &self.per_connection_rate)
+            .field("worker_tokens", &self.worker_tokens.len())
             .finish()
     }
 }
@@ -168,6 +172,7 @@ impl GatewaySettings {
             listen_addr: "127.0.0.1:0".to_owned(),
             proxy_trust: crate::client_addr::ProxyTrust::default(),
             per_connection_rate: Some(crate::access_tokens::Rate::PER_CONNECTION_DEFAULT),
+            worker_tokens: Vec::new(),
         }
     }
 }

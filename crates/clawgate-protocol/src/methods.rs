@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod channels;
 pub mod chat;
 pub mod comfy;
+pub mod comfy_worker;
 pub mod config;
 pub mod control_ui;
 pub mod cron;
@@ -170,6 +171,11 @@ const fn m(name: &'static str, scope: &'static str) -> MethodSpec {
     MethodSpec { name, requirement: Requirement::Scope(scope), advertise: true }
 }
 
+/// A `comfy.worker.*` method: only a worker-token connection (scope [`scopes::WORKER`]).
+const fn worker(name: &'static str) -> MethodSpec {
+    MethodSpec { name, requirement: Requirement::Scope(scopes::WORKER), advertise: false }
+}
+
 #[allow(missing_docs)]
 pub mod names {
     pub const CONNECT: &str = "connect";
@@ -206,6 +212,12 @@ pub mod names {
     pub const COMFY_JOBS_CANCEL: &str = "comfy.jobs.cancel";
     pub const COMFY_TEMPLATES_LIST: &str = "comfy.templates.list";
     pub const COMFY_WORKERS_LIST: &str = "comfy.workers.list";
+    pub const COMFY_WORKER_JOIN: &str = "comfy.worker.join";
+    pub const COMFY_WORKER_PULL: &str = "comfy.worker.pull";
+    pub const COMFY_WORKER_PROGRESS: &str = "comfy.worker.progress";
+    pub const COMFY_WORKER_OUTPUT: &str = "comfy.worker.output";
+    pub const COMFY_WORKER_DONE: &str = "comfy.worker.done";
+    pub const COMFY_WORKER_HEARTBEAT: &str = "comfy.worker.heartbeat";
     pub const CRON_LIST: &str = "cron.list";
     pub const CRON_STATUS: &str = "cron.status";
     pub const CRON_ADD: &str = "cron.add";
@@ -293,6 +305,13 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::COMFY_JOBS_CANCEL, scopes::WRITE),
     m(names::COMFY_TEMPLATES_LIST, scopes::READ),
     m(names::COMFY_WORKERS_LIST, scopes::READ),
+    // ComfyUI workers that join by themselves: worker-token connections only, not advertised.
+    worker(names::COMFY_WORKER_JOIN),
+    worker(names::COMFY_WORKER_PULL),
+    worker(names::COMFY_WORKER_PROGRESS),
+    worker(names::COMFY_WORKER_OUTPUT),
+    worker(names::COMFY_WORKER_DONE),
+    worker(names::COMFY_WORKER_HEARTBEAT),
     m(names::CRON_LIST, scopes::READ),
     m(names::CRON_STATUS, scopes::READ),
     m(names::CRON_ADD, scopes::ADMIN),

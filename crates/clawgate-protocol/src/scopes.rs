@@ -21,6 +21,11 @@ pub const SESSIONS_READ: &str = "operator.sessions.read";
 /// Internal session-bound write.
 pub const SESSIONS_WRITE: &str = "operator.sessions.write";
 
+/// A ComfyUI worker that joined with a worker token (`clawgate worker`): it may call the
+/// `comfy.worker.*` methods and nothing else. Granted by the gateway to a worker token, never on
+/// request (it is not in [`ALL`]), and no operator scope satisfies it.
+pub const WORKER: &str = "comfy.worker";
+
 /// The closed public set of scopes a client may request.
 pub const ALL: &[&str] =
     &[READ, WRITE, ADMIN, APPROVALS, QUESTIONS, PAIRING, TALK, TALK_SECRETS, SESSIONS_READ, SESSIONS_WRITE];
@@ -30,6 +35,9 @@ pub const CLI_DEFAULT: &[&str] = &[ADMIN, READ, WRITE, APPROVALS, QUESTIONS, PAI
 
 /// Whether `granted` satisfies `required`.
 pub fn satisfied<S: AsRef<str>>(required: &str, granted: &[S]) -> bool {
+    if required == WORKER {
+        return granted.iter().any(|g| g.as_ref() == WORKER);
+    }
     if !required.starts_with("operator.") {
         return false;
     }
@@ -97,6 +105,10 @@ mod tests {
         assert!(!satisfied(READ, &[] as &[&str]));
         assert!(satisfied(SESSIONS_READ, &[READ]));
         assert!(!satisfied("node", &[ADMIN]));
+        assert!(satisfied(WORKER, &[WORKER]));
+        assert!(!satisfied(WORKER, &[ADMIN]), "an operator is not a worker");
+        assert!(!satisfied(READ, &[WORKER]), "a worker is not an operator");
+        assert!(!is_known(WORKER), "never granted on request");
     }
 
     #[test]

@@ -498,7 +498,9 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
             enc(&ComfyWorkersListResult {
                 workers: vec![ComfyWorker {
                     healthy: true,
+                    kind: "configured".into(),
                     last_error: None,
+                    last_heartbeat: None,
                     max_concurrent: 1,
                     mode: "comfyui".into(),
                     name: "local".into(),

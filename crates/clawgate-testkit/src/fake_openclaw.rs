@@ -82,6 +82,7 @@ pub struct OpenClawRequest {
 pub struct FakeOpenClawBuilder {
     admin_token: String,
     device_token: Option<String>,
+    bridge_version: i64,
     jobs: JobsMode,
     force_approval: bool,
     templates_dir: PathBuf,
@@ -93,6 +94,7 @@ impl Default for FakeOpenClawBuilder {
         Self {
             admin_token: "test-admin-token-123".to_owned(),
             device_token: Some("test-device-token-456".to_owned()),
+            bridge_version: 1,
             jobs: JobsMode::default(),
             force_approval: false,
             templates_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates")),
@@ -112,6 +114,14 @@ impl FakeOpenClawBuilder {
     /// `test-device-token-456`); `None`: `OPENCLAW_BRIDGE_ENABLED=0`.
     pub fn bridge(mut self, device_token: Option<&str>) -> Self {
         self.device_token = device_token.map(str::to_owned);
+        self
+    }
+
+    /// The extension's bridge protocol version `N` (`BRIDGE_PROTOCOL_VERSION`, default 1):
+    /// `POST /bridge/handshake` accepts clients of version N and N-1 (at least 1) and answers
+    /// 409 for others, as `services/bridge_handshake.py` does.
+    pub fn bridge_version(mut self, version: i64) -> Self {
+        self.bridge_version = version;
         self
     }
 
@@ -144,6 +154,7 @@ impl FakeOpenClawBuilder {
         let state = Arc::new(Ext {
             admin_token: self.admin_token,
             device_token: self.device_token,
+            bridge_version: self.bridge_version,
             jobs: self.jobs,
             force_approval: self.force_approval,
             templates_dir: self.templates_dir,
@@ -227,6 +238,7 @@ impl FakeOpenClaw {
 struct Ext {
     admin_token: String,
     device_token: Option<String>,
+    bridge_version: i64,
     jobs: JobsMode,
     force_approval: bool,
     templates_dir: PathBuf,
@@ -826,22 +838,28 @@ async fn bridge_health(State(state): State<Arc<Ext>>) -> Response {
                "job_queue_depth": 0}))
 }
 
-async fn handshake(body: Bytes) -> Response {
+/// `POST /bridge/handshake`: the N/N-1 policy of `services/bridge_handshake.py`
+/// (comfyui-openclaw.md §1.4): 200 when compatible, 409 when not, 400 for a non-integer.
+async fn handshake(State(state): State<Arc<Ext>>, body: Bytes) -> Response {
     let version = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("version").and_then(Value::as_i64));
     let Some(version) = version else { return error(StatusCode::BAD_REQUEST, "Invalid version format") };
-    let metadata = json!({"server_version": 1, "min_supported": 1, "client_version": version});
-    match version {
-        1 => ok(&json!({"ok": true, "message": "Compatible", "metadata": metadata})),
-        v if v > 1 => json_response(
+    let server = state.bridge_version;
+    let min = (server - 1).max(1);
+    let metadata = json!({"server_version": server, "min_supported": min, "client_version": version});
+    if version > server {
+        json_response(
             StatusCode::CONFLICT,
-            &json!({"ok": false, "message": format!("Client version {v} is newer than server 1. Please upgrade Core."),
+            &json!({"ok": false, "message": format!("Client version {version} is newer than server {server}. Please upgrade Core."),
                     "metadata": metadata}),
-        ),
-        v => json_response(
+        )
+    } else if version < min {
+        json_response(
             StatusCode::CONFLICT,
-            &json!({"ok": false, "message": format!("Client version {v} is too old. Minimum supported is 1."),
+            &json!({"ok": false, "message": format!("Client version {version} is too old. Minimum supported is {min}."),
                     "metadata": metadata}),
-        ),
+        )
+    } else {
+        ok(&json!({"ok": true, "message": "Compatible", "metadata": metadata}))
     }
 }
 

@@ -12,6 +12,7 @@ mod malloc;
 mod paths;
 mod service_cmd;
 mod state_lock;
+mod worker_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ use clap::{Parser, Subcommand};
   clawgate chat --session work         # chat with the default agent in the terminal
   clawgate sessions list               # chat sessions, most recent first
   clawgate jobs list                   # ComfyUI jobs, newest first
+  clawgate workers                     # ComfyUI workers, configured and joined
+  clawgate worker --gateway ws://gw:18789 --token T --name gpu1   # join a gateway as a ComfyUI worker
   clawgate usage --by model            # tokens and cost of the last 30 days per model
   clawgate tokens create --name compose --scopes operator.write --sessions 'compose:*'   # a backend's token
   clawgate doctor                      # check config, state, providers, bots, ComfyUI, TLS
@@ -54,8 +57,10 @@ enum Command {
     Pairing(cli::channels::PairingArgs),
     /// ComfyUI jobs: list, show, cancel.
     Jobs(cli::jobs::JobsArgs),
-    /// ComfyUI workers: health, load, last error.
+    /// ComfyUI workers, configured and joined: health, load, last heartbeat, last error.
     Workers(cli::jobs::WorkersArgs),
+    /// Run next to a ComfyUI server and join a gateway as one of its workers (connects out).
+    Worker(worker_cmd::WorkerArgs),
     /// Chat with an agent in the terminal (or send one message with --message).
     Chat(cli::chat::ChatArgs),
     /// List chat sessions, show a session's transcript, reset a session.
@@ -127,6 +132,10 @@ fn main() -> std::process::ExitCode {
             Command::Workers(args) => {
                 logging::init_cli();
                 cli::jobs::run_workers(args).await
+            }
+            Command::Worker(args) => {
+                worker_cmd::init_logging();
+                worker_cmd::run(args).await
             }
             Command::Chat(args) => {
                 logging::init_cli();

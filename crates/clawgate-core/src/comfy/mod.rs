@@ -19,6 +19,7 @@ mod delivery;
 mod host;
 mod status;
 mod webchat;
+mod worker_methods;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -209,9 +210,15 @@ impl ComfyService {
         self.dispatcher()?.pool().library()
     }
 
-    /// The workers.
+    /// The workers: the configured ones, then those that joined by themselves.
     pub fn workers(&self) -> Vec<Arc<Worker>> {
-        self.dispatcher().map(|d| d.pool().workers().to_vec()).unwrap_or_default()
+        self.dispatcher()
+            .map(|d| {
+                let mut all = d.pool().workers().to_vec();
+                all.extend(d.joined().workers());
+                all
+            })
+            .unwrap_or_default()
     }
 
     /// Workers in mode `openclaw`.

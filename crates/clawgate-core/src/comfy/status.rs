@@ -72,6 +72,9 @@ pub(crate) async fn workers_status(workers: &[Arc<Worker>]) -> String {
 /// One worker's calls, at once, each bounded by [`CALL_TIMEOUT`]. Error texts are scrubbed of
 /// the worker URL's password (and cut when shown).
 async fn ask(w: &Worker) -> WorkerStatus {
+    if w.link().is_some() {
+        return joined_status(w);
+    }
     let late = || format!("no answer within {} s", CALL_TIMEOUT.as_secs());
     let scrub = |e: String| w.cfg.url.scrub(&e);
     let queue = async {
@@ -104,6 +107,26 @@ async fn ask(w: &Worker) -> WorkerStatus {
         cached_queue: w.summary().queue_remaining,
         stats,
         extension,
+    }
+}
+
+/// A worker that joined by itself is reachable only through its connection: what its last
+/// heartbeat said of its ComfyUI.
+fn joined_status(w: &Worker) -> WorkerStatus {
+    let summary = w.summary();
+    let queue = if w.healthy() {
+        let total = usize::try_from(summary.queue_remaining.unwrap_or(0)).unwrap_or(usize::MAX);
+        Ok((w.running(), total.saturating_sub(w.running())))
+    } else {
+        Err(summary.last_error.clone().unwrap_or_else(|| "its ComfyUI does not answer".into()))
+    };
+    WorkerStatus {
+        name: w.cfg.name.clone(),
+        mode: "joined".into(),
+        queue,
+        cached_queue: summary.queue_remaining,
+        stats: Err("joined worker: its ComfyUI is reachable only from the worker".into()),
+        extension: None,
     }
 }
 

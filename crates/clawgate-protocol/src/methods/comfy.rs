@@ -229,8 +229,13 @@ pub type ComfyWorkersListParams = AnyParams;
 pub struct ComfyWorker {
     /// Whether its last probe succeeded.
     pub healthy: bool,
+    /// `configured` (listed in `comfy.workers`) or `joined` (a `clawgate worker` that joined by
+    /// itself).
+    pub kind: String,
     /// The last probe or job error (URL passwords scrubbed), kept after it recovers.
     pub last_error: Option<String>,
+    /// A joined worker's last heartbeat (ms since the epoch); `null` for a configured one.
+    pub last_heartbeat: Option<i64>,
     /// Jobs this gateway runs on it at once.
     pub max_concurrent: usize,
     /// `comfyui` or `openclaw`.

@@ -223,25 +223,36 @@ fn render_cancel(payload: &Value) -> String {
 fn render_workers(payload: &Value) -> String {
     let workers = payload.get("workers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     if workers.is_empty() {
-        return "No ComfyUI workers are configured (add comfy.workers to the config).\n".to_owned();
+        return "No ComfyUI workers are configured or joined (add comfy.workers to the config, or run \
+                `clawgate worker` next to a ComfyUI with one of comfy.workerTokens).\n"
+            .to_owned();
     }
     let rows: Vec<Vec<String>> = workers
         .iter()
         .map(|w| {
             let health = if w.get("healthy").and_then(Value::as_bool) == Some(true) { "up" } else { "down" };
+            let heartbeat = match w.get("lastHeartbeat").and_then(Value::as_i64) {
+                Some(ts) if ts > 0 => output::age(Some(ts)) + " ago",
+                _ => "-".to_owned(),
+            };
             vec![
                 cell(w, "name"),
+                w.get("kind").and_then(Value::as_str).unwrap_or("configured").to_owned(),
                 cell(w, "url"),
                 health.to_owned(),
                 format!("{}/{}", cell(w, "running"), cell(w, "maxConcurrent")),
                 cell(w, "queueRemaining"),
                 cell(w, "weight"),
+                heartbeat,
                 cell(w, "lastError"),
             ]
         })
         .collect();
     let mut out = format!("Workers ({}):\n", workers.len());
-    out.push_str(&output::table(&["NAME", "URL", "HEALTH", "RUNNING", "QUEUE", "WEIGHT", "LAST ERROR"], &rows));
+    out.push_str(&output::table(
+        &["NAME", "KIND", "URL", "HEALTH", "RUNNING", "QUEUE", "WEIGHT", "HEARTBEAT", "LAST ERROR"],
+        &rows,
+    ));
     out.push('\n');
     out
 }
@@ -282,12 +293,16 @@ job_b  failed     invert    -       3         -    boom
 
     #[test]
     fn workers_show_health_and_load() {
-        let payload = json!({"workers": [{"name": "w0", "url": "http://h:8188", "healthy": false, "running": 0,
-            "maxConcurrent": 2, "queueRemaining": null, "weight": 1.0, "lastError": "refused"}]});
+        let payload = json!({"workers": [{"name": "w0", "kind": "configured", "url": "http://h:8188", "healthy": false,
+            "running": 0, "maxConcurrent": 2, "queueRemaining": null, "weight": 1.0, "lastError": "refused",
+            "lastHeartbeat": null},
+            {"name": "gpu1", "kind": "joined", "url": "-", "healthy": true, "running": 1, "maxConcurrent": 1,
+             "queueRemaining": 1, "weight": 1.0, "lastError": null, "lastHeartbeat": 0}]});
         let expected = "\
-Workers (1):
-NAME  URL            HEALTH  RUNNING  QUEUE  WEIGHT  LAST ERROR
-w0    http://h:8188  down    0/2      -      1.0     refused
+Workers (2):
+NAME  KIND        URL            HEALTH  RUNNING  QUEUE  WEIGHT  HEARTBEAT  LAST ERROR
+w0    configured  http://h:8188  down    0/2      -      1.0     -          refused
+gpu1  joined      -              up      1/1      1      1.0     -          -
 ";
         assert_eq!(render_workers(&payload), expected);
         assert_eq!(render_cancel(&json!({"jobId": "j", "cancelled": true})), "Cancelled job j.\n");

@@ -79,10 +79,42 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
         }
         Err(e) => println!("pairing: unknown ({e})"),
     }
+    if let Some(line) = comfy_workers_line(&status) {
+        println!("{line}");
+    }
     println!("health: {}", if healthy { "ok" } else { "NOT OK" });
     Ok(if healthy { 0 } else { 1 })
 }
 
+/// `comfy workers: 3 (1 configured, 2 joined), 2 up` — `None` without ComfyUI workers.
+fn comfy_workers_line(status: &Value) -> Option<String> {
+    let workers = status.pointer("/workerPools/comfy").and_then(Value::as_array).filter(|w| !w.is_empty())?;
+    let joined = workers.iter().filter(|w| w.get("kind").and_then(Value::as_str) == Some("joined")).count();
+    let up = workers.iter().filter(|w| w.get("healthy").and_then(Value::as_bool) == Some(true)).count();
+    Some(format!(
+        "comfy workers: {} ({} configured, {joined} joined), {up} up — details with `clawgate workers`",
+        workers.len(),
+        workers.len() - joined
+    ))
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_comfy_line_counts_configured_and_joined_workers() {
+        assert_eq!(comfy_workers_line(&json!({"workerPools": {"comfy": []}})), None);
+        let status = json!({"workerPools": {"comfy": [
+            {"name": "w0", "kind": "configured", "healthy": false},
+            {"name": "gpu1", "kind": "joined", "healthy": true}]}});
+        assert_eq!(
+            comfy_workers_line(&status).as_deref(),
+            Some("comfy workers: 2 (1 configured, 1 joined), 1 up — details with `clawgate workers`")
+        );
+    }
 }
