@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::webhook_backend::{Delivery, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookBackend, sign, unix_now};
 use clawgate_testkit::{RawClient, TestGateway, wait_until};
@@ -353,6 +354,39 @@ async fn chat_commands_work_over_the_webhook() {
     post(&backend, &gw, &msg).await;
     let d = reply_to(&backend, msg["id"].as_str().unwrap()).await;
     assert!(d.text.starts_with("Commands:") && d.text.contains("/status"), "{}", d.text);
+    assert!(model.chat_requests().is_empty(), "a command never reaches the model");
+    assert!(backend.violations().is_empty(), "{:?}", backend.violations());
+}
+
+#[tokio::test]
+async fn a_run_reaches_the_backend_as_a_signed_media_link_that_serves_the_png() {
+    const PUBLIC: &str = "http://clawgate.internal:8080";
+    let model = echo_model().await;
+    let backend = WebhookBackend::start().await.unwrap();
+    let comfy = FakeComfy::start().await.unwrap();
+    let mut cfg = config(&model, &backend, json!({"allowFrom": ["owner"]}));
+    cfg["gateway"] = json!({"publicUrl": PUBLIC});
+    cfg["comfy"] = json!({"templatesDir": format!("{}/../../templates", env!("CARGO_MANIFEST_DIR")),
+                          "workers": [{"name": "w0", "url": comfy.base_url(), "maxConcurrent": 1}]});
+    let gw = gateway(cfg).await;
+    let run = backend.message("owner", "/run invert color=255 width=64 height=32");
+    post(&backend, &gw, &run).await;
+    let image = backend.wait_delivered(|d| d.media.is_some(), WAIT).await.expect("an image is delivered");
+    assert_eq!(image.chat_id, "owner");
+    let media = &image.media.as_ref().unwrap()[0];
+    assert_eq!(media["mimeType"], "image/png", "{media}");
+    let url = media["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{PUBLIC}/media/")), "{url}");
+    // The backend fetches it from where it reaches the gateway.
+    let local = url.replacen(PUBLIC, &gw.http_url(), 1);
+    let resp = reqwest::get(&local).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    let bytes = resp.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
+    let forged = format!("{}x", &local[..local.len() - 1]);
+    assert_ne!(reqwest::get(&forged).await.unwrap().status(), 200, "the link is signed");
+    backend.wait_delivered(|d| d.text.contains("[Job Completed]"), WAIT).await.unwrap();
     assert!(model.chat_requests().is_empty(), "a command never reaches the model");
     assert!(backend.violations().is_empty(), "{:?}", backend.violations());
 }
