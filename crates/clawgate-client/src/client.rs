@@ -1,379 +1,296 @@
-//! [`Client`]: one authenticated connection to a gateway.
+//! [`Client`]: a gateway connection that keeps itself up.
 //!
-//! Shape: the handshake runs inline in [`Client::connect`]; afterwards the socket is split into
-//! a writer task (owning the sink, fed by a bounded channel, so [`Client::request`] takes
-//! `&self` and can run concurrently) and a reader task that routes `res` frames to whoever waits
-//! for that id and fans events out on a broadcast channel. When the socket ends, the reader
-//! fails every waiting request with [`ClientError::Closed`] and closes the event channel.
+//! Shape: the client handle holds the current [`Conn`] (one WebSocket) in a watch channel and a
+//! [`Hub`] that outlives connections. A supervisor task waits for the connection to end; then,
+//! unless the close says "do not come back" or the policy is [`ReconnectPolicy::never`], it
+//! marks every session stream [`SessionEvent::Disconnected`], waits (the `shutdown` event's
+//! `restartExpectedMs`, then jittered exponential backoff), connects again with the same
+//! options (the new connection's reader marks the streams [`SessionEvent::Reconnected`] before
+//! its first event), replays the subscriptions made through [`Client::subscribe`] and publishes
+//! the new connection.
+//!
+//! What a request sees: one made while connected is sent at once; if its connection dies before
+//! the answer it fails at once with [`ClientError::ConnectionLost`] (it is never re-sent: the
+//! gateway may have acted on it). One made while reconnecting waits for the connection up to
+//! [`ReconnectPolicy::request_wait`], then fails with [`ClientError::Unavailable`]. Once the
+//! client is closed for good every call is [`ClientError::Closed`].
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, Stream, StreamExt};
-use serde::Serialize;
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
-use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio::sync::{broadcast, watch};
+use tokio::time::{Instant, timeout_at};
 
-use clawgate_protocol::connect::{ClientInfo, ConnectAuth, ConnectParams};
 use clawgate_protocol::hello::HelloOk;
-use clawgate_protocol::{EventFrame, PROTOCOL_VERSION, RequestFrame, ResponseFrame, close, events, methods};
+use clawgate_protocol::{EventFrame, ResponseFrame, close};
 
+use crate::conn::{Conn, event_session_key, is_final, response_payload};
 use crate::error::{ClientError, CloseInfo};
-use crate::identity::SignatureInput;
-use crate::options::{ClientOptions, SignedAtSource};
+use crate::hub::Hub;
+use crate::options::{ClientOptions, ReconnectPolicy};
+use crate::session::{SessionEvent, SessionHandle};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Frames queued for the writer before `request` waits for room.
-const WRITER_QUEUE: usize = 256;
-/// `res` frames one streaming request may have buffered, unread, before extra ones are dropped.
-const STREAM_QUEUE: usize = 8;
-/// How long a refused `connect` waits for the gateway's close frame (to report its code).
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Client-side close code when the gateway falls silent (as the reference client).
-const TICK_TIMEOUT_CODE: u16 = 4000;
-
-/// Who is waiting for the `res` frames of one request id.
-enum Pending {
-    /// A plain request: the first `res` completes it.
-    Once(oneshot::Sender<Result<ResponseFrame, ClientError>>),
-    /// A streaming request: every `res` until the final one.
-    Stream(mpsc::Sender<Result<ResponseFrame, ClientError>>),
+/// Where the client's connection stands, for callers that show "assistant unavailable".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// The first handshake is running. [`Client::connect`] returns once it is done, so a
+    /// client's watch starts at `Connected`; the state exists for callers that model the whole
+    /// lifecycle (e.g. a banner shown before `connect` returns).
+    Connecting,
+    /// A connection is up.
+    Connected,
+    /// The connection was lost; reconnect attempt `attempt` (from 1) is waiting or running.
+    Reconnecting {
+        /// The attempt in progress.
+        attempt: u32,
+    },
+    /// Closed for good ([`Client::close`], a close that forbids coming back, a refused
+    /// reconnect, or the policy gave up); [`Client::close_info`] says how.
+    Closed,
 }
 
-/// Request bookkeeping, and whether new requests can still be sent. One lock so that a request
-/// can never register after the reader has failed everything on close.
-struct State {
-    pending: HashMap<String, Pending>,
-    closed: Option<CloseInfo>,
+/// A subscription to replay after a reconnect.
+#[derive(Debug, Clone, PartialEq)]
+struct Subscription {
+    method: String,
+    params: Value,
 }
 
-/// What the client handle, the reader task and response streams share.
-struct Shared {
-    state: Mutex<State>,
-    /// Kept here only so late callers can subscribe; taken on close so subscribers see the end.
-    events: Mutex<Option<broadcast::Sender<EventFrame>>>,
-    /// Set once, to how the connection ended.
-    closed_tx: watch::Sender<Option<CloseInfo>>,
-    /// Per-connection request counter (`<n>:<uuid>` ids, as the upstream CLI).
-    next_id: AtomicU64,
-    /// Highest event `seq` seen.
-    last_seq: AtomicU64,
-    /// Number of times `seq` jumped by more than one.
-    gaps: AtomicU64,
-    /// Number of events those jumps skipped.
-    missed: AtomicU64,
+/// What the handles, the supervisor and the session handles share.
+struct Core {
+    opts: ClientOptions,
+    hub: Arc<Hub>,
+    /// The live connection; `None` while reconnecting and after the end.
+    conn: watch::Sender<Option<Arc<Conn>>>,
+    state: watch::Sender<ConnectionState>,
+    /// The latest `hello-ok` (a reconnect brings a new one).
+    hello: Mutex<Arc<HelloOk>>,
+    /// Subscriptions made through the client, replayed in order after each reconnect.
+    subscriptions: Mutex<Vec<Subscription>>,
+    /// How the client ended, once it has.
+    closed: watch::Sender<Option<CloseInfo>>,
+    /// Set when the last handle is dropped or `close()` is called: the supervisor stops.
+    stop: watch::Sender<bool>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A poisoned lock only means a panic elsewhere mid-update of a map; the map is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+impl Core {
+    fn subscriptions(&self) -> MutexGuard<'_, Vec<Subscription>> {
+        self.subscriptions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self, id: &str, pending: Pending) -> Result<(), ClientError> {
-        let mut state = self.lock();
-        if let Some(info) = &state.closed {
-            return Err(ClientError::closed(info));
-        }
-        state.pending.insert(id.to_owned(), pending);
-        Ok(())
+    fn set_hello(&self, hello: Arc<HelloOk>) {
+        *self.hello.lock().unwrap_or_else(|e| e.into_inner()) = hello;
     }
 
     fn close_error(&self) -> ClientError {
-        let state = self.lock();
-        match &state.closed {
+        match self.closed.borrow().as_ref() {
             Some(info) => ClientError::closed(info),
             None => ClientError::Closed { code: None, reason: "connection closed".to_owned() },
         }
     }
 
-    /// Refuse new requests and fail the waiting ones; the socket may still deliver events.
-    fn begin_close(&self, info: CloseInfo) {
-        let pending = {
-            let mut state = self.lock();
-            state.closed.get_or_insert(info.clone());
-            std::mem::take(&mut state.pending)
-        };
-        for (_, waiter) in pending {
-            let err = ClientError::closed(&info);
-            match waiter {
-                Pending::Once(tx) => {
-                    let _ = tx.send(Err(err));
-                }
-                Pending::Stream(tx) => {
-                    let _ = tx.try_send(Err(err));
-                }
+    /// The live connection, waiting for one while reconnecting (until `deadline`).
+    async fn live(&self, method: &str, deadline: Instant) -> Result<Arc<Conn>, ClientError> {
+        // Subscribe before looking, so a change between the look and the wait still wakes us.
+        let mut conn_rx = self.conn.subscribe();
+        let mut state_rx = self.state.subscribe();
+        loop {
+            if let Some(conn) = conn_rx.borrow_and_update().as_ref().filter(|c| !c.is_closing()) {
+                return Ok(conn.clone());
             }
-        }
-    }
-
-    /// The socket is gone: record how, fail everything, end the event streams.
-    fn finish(&self, info: CloseInfo) {
-        self.lock().closed = Some(info.clone());
-        self.begin_close(info.clone());
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).take();
-        self.closed_tx.send_replace(Some(info));
-    }
-
-    fn dispatch_response(&self, frame: ResponseFrame) {
-        let mut state = self.lock();
-        let Some(waiter) = state.pending.get(&frame.id) else {
-            // A second `res` for a plain request (e.g. `agent`'s final answer), or a late one
-            // after a timeout: nobody asked for it.
-            tracing::debug!(id = %frame.id, ok = frame.ok, "response with no waiting request");
-            return;
-        };
-        match waiter {
-            Pending::Once(_) => {
-                if let Some(Pending::Once(tx)) = state.pending.remove(&frame.id) {
-                    let _ = tx.send(Ok(frame));
-                }
+            let state = *state_rx.borrow_and_update();
+            match state {
+                ConnectionState::Closed => return Err(self.close_error()),
+                ConnectionState::Reconnecting { .. } | ConnectionState::Connecting | ConnectionState::Connected => {}
             }
-            Pending::Stream(tx) => {
-                let id = frame.id.clone();
-                let last = is_final(&frame);
-                if tx.try_send(Ok(frame)).is_err() {
-                    tracing::warn!(%id, "response stream not being read; dropping a response");
+            let attempt = match state {
+                ConnectionState::Reconnecting { attempt } => attempt,
+                _ => 0,
+            };
+            let changed = timeout_at(deadline, async {
+                tokio::select! {
+                    r = conn_rx.changed() => r.is_ok(),
+                    r = state_rx.changed() => r.is_ok(),
                 }
-                if last {
-                    state.pending.remove(&id);
+            })
+            .await;
+            match changed {
+                Ok(true) => {}
+                Ok(false) => return Err(self.close_error()),
+                Err(_) => {
+                    // A connection that died between the check and now, with reconnects off:
+                    // the supervisor is about to close the client.
+                    if !self.opts.reconnect.enabled {
+                        return Err(self.close_error_or_lost(method));
+                    }
+                    let attempt = match *self.state.borrow() {
+                        ConnectionState::Reconnecting { attempt } => attempt,
+                        ConnectionState::Closed => return Err(self.close_error()),
+                        _ => attempt,
+                    };
+                    return Err(ClientError::Unavailable { method: method.to_owned(), attempt });
                 }
             }
         }
     }
 
-    fn dispatch_error(&self, id: &str, err: ClientError) {
-        match self.lock().pending.remove(id) {
-            Some(Pending::Once(tx)) => {
-                let _ = tx.send(Err(err));
-            }
-            Some(Pending::Stream(tx)) => {
-                let _ = tx.try_send(Err(err));
-            }
-            None => tracing::warn!(%id, error = %err, "malformed response with no waiting request"),
+    fn close_error_or_lost(&self, method: &str) -> ClientError {
+        match self.closed.borrow().as_ref() {
+            Some(info) => ClientError::closed(info),
+            None => ClientError::Unavailable { method: method.to_owned(), attempt: 0 },
         }
     }
 
-    fn track_seq(&self, seq: u64, event: &str) {
-        let last = self.last_seq.load(Ordering::Relaxed);
-        if seq > last + 1 {
-            let skipped = seq - last - 1;
-            self.gaps.fetch_add(1, Ordering::Relaxed);
-            self.missed.fetch_add(skipped, Ordering::Relaxed);
-            tracing::warn!(expected = last + 1, got = seq, skipped, event, "event sequence gap: events were lost");
-        } else if seq <= last {
-            tracing::debug!(last, got = seq, event, "event seq not increasing");
-        }
-        if seq > last {
-            self.last_seq.store(seq, Ordering::Relaxed);
+    /// How long a request may wait for a connection.
+    fn request_deadline(&self) -> Instant {
+        let wait = if self.opts.reconnect.enabled { self.opts.reconnect.request_wait } else { Duration::ZERO };
+        Instant::now() + wait
+    }
+
+    /// Run `f` on the live connection; a connection that refuses because it is closing (it died
+    /// between the lookup and the send) is looked up again until the deadline.
+    async fn with_conn<T, F, Fut>(&self, method: &str, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<Conn>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let deadline = self.request_deadline();
+        loop {
+            let conn = self.live(method, deadline).await?;
+            match f(conn.clone()).await {
+                // `register` refused: the request was never sent, so it is safe to try again.
+                Err(ClientError::Closed { .. }) if conn.is_closing() => {
+                    if *self.state.borrow() == ConnectionState::Closed || !self.opts.reconnect.enabled {
+                        return Err(self.close_error_or_lost(method));
+                    }
+                    // Wait for the supervisor to notice.
+                    let _ = timeout_at(deadline, conn.closed()).await;
+                }
+                other => return other,
+            }
         }
     }
 }
 
-/// Removes a request's waiter when the caller stops waiting (timeout, dropped future or stream),
-/// so abandoned ids do not accumulate.
-struct PendingGuard {
-    shared: Arc<Shared>,
-    id: String,
+/// Flags the supervisor to stop when the last [`Client`] clone is dropped.
+struct Handle {
+    core: Arc<Core>,
 }
 
-impl Drop for PendingGuard {
+impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.lock().pending.remove(&self.id);
+        self.core.stop.send_replace(true);
     }
 }
 
-/// What the writer task is asked to do.
-enum Outgoing {
-    Text(String),
-    Close(u16, String),
-}
-
-/// Whether this `res` ends its request: everything except an ok `{status:"accepted"}`
-/// acknowledgement (`agent`, two-phase `exec.approval.request`), which a final `res` with the
-/// same id follows.
-pub fn is_final(frame: &ResponseFrame) -> bool {
-    !(frame.ok && frame.payload.as_ref().and_then(|p| p.get("status")).and_then(Value::as_str) == Some("accepted"))
-}
-
-/// `payload.sessionKey` of an event, the key [`Client::events_for_session`] filters on.
-pub fn event_session_key(event: &EventFrame) -> Option<&str> {
-    event.payload.as_ref()?.get("sessionKey")?.as_str()
-}
-
-/// `payload` of an ok `res`, or its error as [`ClientError::Rpc`].
-pub fn response_payload(frame: ResponseFrame) -> Result<Value, ClientError> {
-    if frame.ok {
-        return Ok(frame.payload.unwrap_or(Value::Null));
-    }
-    match frame.error {
-        Some(error) => Err(ClientError::Rpc(Box::new(error))),
-        None => Err(ClientError::Protocol(format!("res {} has ok:false and no error", frame.id))),
-    }
-}
-
-/// The `req` frame on the wire: [`RequestFrame`] plus its `type` discriminator.
-#[derive(Serialize)]
-struct WireRequest<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(flatten)]
-    frame: &'a RequestFrame,
-}
-
-fn request_text(id: &str, method: &str, params: Value) -> Result<String, ClientError> {
-    let frame = RequestFrame {
-        id: id.to_owned(),
-        method: method.to_owned(),
-        params: (!params.is_null()).then_some(params),
-        traceparent: None,
-        expected_profile_id: None,
-    };
-    serde_json::to_string(&WireRequest { kind: "req", frame: &frame })
-        .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-/// The `connect.challenge` payload fields a client uses.
-struct Challenge {
-    nonce: String,
-    ts: Option<i64>,
-}
-
-/// A connection to a gateway that completed the handshake.
+/// A connection to a gateway that completed the handshake, and keeps itself up (see
+/// [`ReconnectPolicy`]).
 ///
-/// Requests may be issued concurrently from several tasks (`&self`); wrap the client in an
-/// `Arc` to share it. Dropping the client closes the connection with a normal close.
+/// Cheap to clone; every clone is the same connection, and requests may be issued concurrently
+/// from several tasks. Dropping the last clone (and every [`SessionHandle`] made from it)
+/// closes the connection with a normal close.
 ///
-/// Reconnecting (with backoff, and after a `shutdown` event) is not done here yet: when the
-/// connection ends every call returns [`ClientError::Closed`] and [`Client::closed`] resolves,
-/// so a caller can connect again.
+/// ```no_run
+/// use clawgate_client::{Client, ClientOptions};
+/// # async fn run() -> Result<(), clawgate_client::ClientError> {
+/// let client = Client::connect(
+///     ClientOptions::new("ws://127.0.0.1:18789").token("gateway-token").scopes(["operator.read", "operator.write"]),
+/// )
+/// .await?;
+/// let health = client.request("health", serde_json::json!({})).await?;
+/// println!("gateway ok: {}", health["ok"]);
+/// let mut state = client.state();
+/// tokio::spawn(async move {
+///     while state.changed().await.is_ok() {
+///         println!("gateway connection: {:?}", *state.borrow());
+///     }
+/// });
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
-    hello: HelloOk,
-    writer: mpsc::Sender<Outgoing>,
-    request_timeout: Duration,
+    handle: Arc<Handle>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hello = self.hello();
         f.debug_struct("Client")
-            .field("conn_id", &self.hello.server.conn_id)
-            .field("role", &self.hello.auth.role)
+            .field("conn_id", &hello.server.conn_id)
+            .field("role", &hello.auth.role)
+            .field("state", &self.current_state())
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
     /// Open the WebSocket, wait for `connect.challenge`, send `connect` (with the device proof
-    /// when an identity is set) and wait for `hello-ok`.
+    /// when an identity is set) and wait for `hello-ok`; then start the supervisor that keeps
+    /// the connection up.
     ///
-    /// A refused `connect` is [`ClientError::Handshake`] carrying the gateway's error shape and
-    /// close code; each phase is bounded by the connect timeout ([`ClientError::Timeout`]).
+    /// The first connect is not retried: a refused `connect` is [`ClientError::Handshake`]
+    /// carrying the gateway's error shape and close code, and each phase is bounded by the
+    /// connect timeout ([`ClientError::Timeout`]). Retry it yourself (or start the gateway first)
+    /// when the gateway may not be up yet.
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
-        let url = url::Url::parse(&opts.url).map_err(|e| ClientError::InvalidUrl(format!("{}: {e}", opts.url)))?;
-        if !matches!(url.scheme(), "ws" | "wss") {
-            return Err(ClientError::InvalidUrl(format!("{}: scheme must be ws or wss", opts.url)));
-        }
-        let limit = opts.connect_timeout;
-        let mut request = tungstenite::client::IntoClientRequest::into_client_request(opts.url.as_str())
-            .map_err(|e| ClientError::InvalidUrl(format!("{}: {e}", opts.url)))?;
-        for (name, value) in &opts.headers {
-            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| ClientError::InvalidUrl(format!("header {name:?}: {e}")))?;
-            let value = tungstenite::http::HeaderValue::from_str(value)
-                .map_err(|e| ClientError::InvalidUrl(format!("header {name}: {e}")))?;
-            request.headers_mut().append(name, value);
-        }
-        let (mut ws, _response) = timeout(limit, tokio_tungstenite::connect_async(request))
-            .await
-            .map_err(|_| ClientError::Timeout { waiting_for: format!("WebSocket open of {}", opts.url), after: limit })?
-            .map_err(connect_error)?;
-
-        let challenge = match timeout(limit, wait_for_challenge(&mut ws)).await {
-            Ok(Ok(challenge)) => challenge,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                let _ = close_ws(&mut ws, close::POLICY_VIOLATION, "connect challenge timeout").await;
-                return Err(ClientError::Timeout { waiting_for: "connect.challenge".to_owned(), after: limit });
-            }
-        };
-
-        let connect_id = format!("1:{}", uuid::Uuid::new_v4());
-        let params = serde_json::to_value(connect_params(&opts, &challenge))
-            .map_err(|e| ClientError::Protocol(format!("cannot encode connect params: {e}")))?;
-        let text = request_text(&connect_id, methods::names::CONNECT, params)?;
-        ws.send(Message::Text(text.into())).await.map_err(|e| ws_closed(&e))?;
-
-        let response = timeout(limit, wait_for_response(&mut ws, &connect_id))
-            .await
-            .map_err(|_| ClientError::Timeout { waiting_for: "hello-ok".to_owned(), after: limit })??;
-        if !response.ok {
-            let error = response.error.unwrap_or_else(|| {
-                clawgate_protocol::ErrorShape::invalid_request("connect refused without an error shape")
-            });
-            let close = timeout(CLOSE_GRACE, wait_for_close(&mut ws)).await.ok().flatten();
-            return Err(ClientError::Handshake {
-                error: Box::new(error),
-                close_code: close.as_ref().and_then(|c| c.code),
-                close_reason: close.map(|c| c.reason),
-            });
-        }
-        let hello: HelloOk = serde_json::from_value(response.payload.unwrap_or(Value::Null))
-            .map_err(|e| ClientError::Protocol(format!("hello-ok payload: {e}")))?;
-
-        Ok(Self::start(ws, hello, &opts))
-    }
-
-    fn start(ws: Ws, hello: HelloOk, opts: &ClientOptions) -> Client {
-        let (events_tx, _) = broadcast::channel(opts.event_capacity);
-        let (closed_tx, _) = watch::channel(None);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State { pending: HashMap::new(), closed: None }),
-            events: Mutex::new(Some(events_tx.clone())),
-            closed_tx,
-            next_id: AtomicU64::new(2),
-            last_seq: AtomicU64::new(0),
-            gaps: AtomicU64::new(0),
-            missed: AtomicU64::new(0),
+        let hub = Hub::new(opts.event_capacity, opts.session_capacity);
+        let conn = Arc::new(Conn::connect(&opts, hub.clone(), None).await?);
+        let (conn_tx, _) = watch::channel(Some(conn.clone()));
+        let (state, _) = watch::channel(ConnectionState::Connected);
+        let (closed, _) = watch::channel(None);
+        let (stop, _) = watch::channel(false);
+        let core = Arc::new(Core {
+            hello: Mutex::new(conn.hello().clone()),
+            opts,
+            hub,
+            conn: conn_tx,
+            state,
+            subscriptions: Mutex::new(Vec::new()),
+            closed,
+            stop,
         });
-        let (sink, stream) = ws.split();
-        let (writer_tx, writer_rx) = mpsc::channel(WRITER_QUEUE);
-        // The gateway ticks every `tickIntervalMs` and pings; two intervals of silence means the
-        // connection is dead even if TCP has not noticed (the reference client uses the same rule).
-        let silence_limit = match hello.policy.tick_interval_ms {
-            0 => None,
-            ms => Some(Duration::from_millis(ms.saturating_mul(2))),
-        };
-        tokio::spawn(write_loop(sink, writer_rx));
-        tokio::spawn(read_loop(stream, shared.clone(), events_tx, writer_tx.downgrade(), silence_limit));
-        Client { shared, hello, writer: writer_tx, request_timeout: opts.request_timeout }
+        tokio::spawn(supervise(core.clone(), conn));
+        Ok(Client { handle: Arc::new(Handle { core }) })
     }
 
-    /// The `hello-ok` payload the gateway answered `connect` with.
-    pub fn hello(&self) -> &HelloOk {
-        &self.hello
+    fn core(&self) -> &Arc<Core> {
+        &self.handle.core
     }
 
-    fn next_id(&self) -> String {
-        format!("{}:{}", self.shared.next_id.fetch_add(1, Ordering::Relaxed), uuid::Uuid::new_v4())
+    /// The `hello-ok` payload of the current (or last) connection.
+    pub fn hello(&self) -> Arc<HelloOk> {
+        self.core().hello.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    async fn send(&self, text: String) -> Result<(), ClientError> {
-        self.writer.send(Outgoing::Text(text)).await.map_err(|_| self.shared.close_error())
+    /// The options this client connects (and reconnects) with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.core().opts
+    }
+
+    /// A watch of the connection state: `Connected`, `Reconnecting { attempt }`, `Closed`.
+    pub fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.core().state.subscribe()
+    }
+
+    /// The connection state now.
+    pub fn current_state(&self) -> ConnectionState {
+        *self.core().state.borrow()
+    }
+
+    /// Wait until the client is connected (returns at once when it is), at most `limit`.
+    /// `false` when it is closed for good or the wait ran out.
+    pub async fn wait_connected(&self, limit: Duration) -> bool {
+        let mut rx = self.state();
+        matches!(
+            tokio::time::timeout(
+                limit,
+                rx.wait_for(|s| matches!(s, ConnectionState::Connected | ConnectionState::Closed))
+            )
+            .await,
+            Ok(Ok(s)) if *s == ConnectionState::Connected
+        )
     }
 
     /// Call `method` and return the `payload` of its (first) response; an `ok:false` response is
@@ -394,27 +311,18 @@ impl Client {
 
     /// Call `method` and return its first `res` frame as received (ok or not).
     pub async fn request_frame(&self, method: &str, params: Value) -> Result<ResponseFrame, ClientError> {
-        self.request_frame_with_timeout(method, params, self.request_timeout).await
+        self.request_frame_with_timeout(method, params, self.core().opts.request_timeout).await
     }
 
-    /// Like [`request_frame`](Self::request_frame) with an explicit bound.
+    /// Like [`request_frame`](Self::request_frame) with an explicit bound (on the answer; the
+    /// wait for a connection while reconnecting is bounded separately).
     pub async fn request_frame_with_timeout(
         &self,
         method: &str,
         params: Value,
         limit: Duration,
     ) -> Result<ResponseFrame, ClientError> {
-        let id = self.next_id();
-        let text = request_text(&id, method, params)?;
-        let (tx, rx) = oneshot::channel();
-        self.shared.register(&id, Pending::Once(tx))?;
-        let _guard = PendingGuard { shared: self.shared.clone(), id };
-        self.send(text).await?;
-        match timeout(limit, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(self.shared.close_error()),
-            Err(_) => Err(ClientError::Timeout { waiting_for: format!("response to {method}"), after: limit }),
-        }
+        self.core().with_conn(method, |conn| conn_request(conn, method, params.clone(), limit)).await
     }
 
     /// Call `method` and stream every `res` frame with its id, ending after the final one (see
@@ -422,43 +330,14 @@ impl Client {
     ///
     /// The first frame is bounded by the request timeout, later ones are not (an agent run
     /// takes as long as it takes); wrap the stream in your own timeout when that matters. A
-    /// closed connection ends the stream with [`ClientError::Closed`].
+    /// connection lost midway ends the stream with [`ClientError::ConnectionLost`].
     pub async fn request_stream(
         &self,
         method: &str,
         params: Value,
     ) -> Result<impl Stream<Item = Result<ResponseFrame, ClientError>> + Send + 'static + use<>, ClientError> {
-        let id = self.next_id();
-        let text = request_text(&id, method, params)?;
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        self.shared.register(&id, Pending::Stream(tx))?;
-        let guard = PendingGuard { shared: self.shared.clone(), id };
-        self.send(text).await?;
-
-        let first_limit = self.request_timeout;
-        let waiting_for = format!("response to {method}");
-        let stream = futures_util::stream::unfold(Some((rx, guard, true)), move |state| {
-            let waiting_for = waiting_for.clone();
-            async move {
-                let (mut rx, guard, first) = state?;
-                let next = if first {
-                    match timeout(first_limit, rx.recv()).await {
-                        Ok(next) => next,
-                        Err(_) => Some(Err(ClientError::Timeout { waiting_for, after: first_limit })),
-                    }
-                } else {
-                    rx.recv().await
-                };
-                match next? {
-                    Ok(frame) => {
-                        let rest = if is_final(&frame) { None } else { Some((rx, guard, false)) };
-                        Some((Ok(frame), rest))
-                    }
-                    Err(e) => Some((Err(e), None)),
-                }
-            }
-        });
-        Ok(stream)
+        let first = self.core().opts.request_timeout;
+        self.core().with_conn(method, |conn| conn_stream(conn, method, params.clone(), first)).await
     }
 
     /// Call a two-phase method (`agent`) and return the payload of its final response, skipping
@@ -477,21 +356,52 @@ impl Client {
                 return Ok(frame);
             }
         }
-        Err(self.shared.close_error())
+        Err(ClientError::lost(method, &self.close_info().unwrap_or_else(unknown_close)))
     }
 
-    /// Every event from now on (except `connect.challenge`). A receiver that falls more than the
-    /// event capacity behind gets `RecvError::Lagged`; after the connection ends, `Closed`.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<EventFrame> {
-        match self.shared.events.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            Some(tx) => tx.subscribe(),
-            None => broadcast::channel(1).1,
+    /// Call a subscription method (`sessions.subscribe`, `sessions.messages.subscribe {key}`, …)
+    /// and remember it: after every reconnect the client calls it again, before requests made
+    /// meanwhile go out. Calling the same method with the same params twice records it once.
+    ///
+    /// ```no_run
+    /// # async fn run(client: clawgate_client::Client) -> Result<(), clawgate_client::ClientError> {
+    /// // `sessions.changed` events, now and after every reconnect.
+    /// client.subscribe("sessions.subscribe", serde_json::json!({})).await?;
+    /// let mut events = client.subscribe_events();
+    /// while let Ok(event) = events.recv().await {
+    ///     if event.event == "sessions.changed" {
+    ///         println!("{:?}", event.payload);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let payload = self.request(method, params.clone()).await?;
+        let sub = Subscription { method: method.to_owned(), params };
+        let mut subs = self.core().subscriptions();
+        if !subs.contains(&sub) {
+            subs.push(sub);
         }
+        Ok(payload)
     }
 
-    /// Events whose `payload.sessionKey` equals `session_key` (`chat`, `agent`,
-    /// `session.message`, …), for a backend relaying one session to one user. The stream ends
-    /// when the connection does; events missed by a lagging reader are logged and skipped.
+    /// Call `method` (an unsubscribe) and stop replaying the subscription `subscribed_with`
+    /// made with the same params.
+    pub async fn unsubscribe(&self, method: &str, subscribed_with: &str, params: Value) -> Result<Value, ClientError> {
+        self.core().subscriptions().retain(|s| !(s.method == subscribed_with && s.params == params));
+        self.request(method, params).await
+    }
+
+    /// Every event from now on (except `connect.challenge`), across reconnects. A receiver that
+    /// falls more than the event capacity behind gets `RecvError::Lagged`; after the client is
+    /// closed for good, `Closed`.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<EventFrame> {
+        self.core().hub.subscribe_all()
+    }
+
+    /// Events whose `payload.sessionKey` equals `session_key` exactly, as raw frames. The
+    /// stream ends when the client closes; events missed by a lagging reader are logged and
+    /// skipped. [`Client::session`] gives typed, bounded streams with lag reports instead.
     pub fn events_for_session(&self, session_key: &str) -> impl Stream<Item = EventFrame> + Send + 'static + use<> {
         let rx = self.subscribe_events();
         futures_util::stream::unfold((rx, session_key.to_owned()), |(mut rx, key)| async move {
@@ -508,303 +418,248 @@ impl Client {
         })
     }
 
+    /// A handle on one session (`compose:doc:abc:ann`, or a full `agent:<id>:…` key): its event
+    /// stream and typed `agent` / `chat.*` calls. See [`SessionHandle`].
+    pub fn session(&self, key: impl Into<String>) -> SessionHandle {
+        SessionHandle::new(self.clone(), key.into())
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.core().hub
+    }
+
     /// How many times the event `seq` jumped (each jump means the gateway dropped events for this
-    /// connection, e.g. `dropIfSlow` events while it was slow).
+    /// client, e.g. `dropIfSlow` events while it was slow), over all connections.
     pub fn gaps(&self) -> u64 {
-        self.shared.gaps.load(Ordering::Relaxed)
+        self.core().hub.gaps()
     }
 
     /// How many events those gaps skipped in total.
     pub fn missed_events(&self) -> u64 {
-        self.shared.missed.load(Ordering::Relaxed)
+        self.core().hub.missed()
     }
 
-    /// The highest event `seq` received so far (0 before any).
+    /// The highest event `seq` received on the current connection (0 before any; a new
+    /// connection starts again at 1).
     pub fn last_seq(&self) -> u64 {
-        self.shared.last_seq.load(Ordering::Relaxed)
+        self.core().conn.borrow().as_ref().map(|c| c.last_seq()).unwrap_or(0)
     }
 
-    /// How the connection ended, once it has (or is ending after a `shutdown` event or
-    /// [`close`](Self::close)).
+    /// How the client ended, once it has; while a connection is ending (after a `shutdown`
+    /// event), how that one is ending.
     pub fn close_info(&self) -> Option<CloseInfo> {
-        self.shared.lock().closed.clone()
+        if let Some(info) = self.core().closed.borrow().clone() {
+            return Some(info);
+        }
+        self.core().conn.borrow().as_ref().and_then(|c| c.close_info())
     }
 
-    /// Wait until the connection has ended and return how.
+    /// Wait until the client is closed for good and return how. With reconnects enabled a
+    /// lost connection does not end the client; watch [`state`](Self::state) for that.
     pub async fn closed(&self) -> CloseInfo {
-        let mut rx = self.shared.closed_tx.subscribe();
+        let mut rx = self.core().closed.subscribe();
         match rx.wait_for(Option::is_some).await {
             Ok(info) => info.clone().unwrap_or_else(unknown_close),
-            // The sender lives in `shared`, which we hold: it cannot be dropped.
             Err(_) => unknown_close(),
         }
     }
 
-    /// Close the connection with a normal close (1000) and wait briefly for the gateway's reply.
-    /// Requests still waiting fail with [`ClientError::Closed`].
+    /// Close the connection with a normal close (1000), stop reconnecting, and wait briefly for
+    /// the gateway's reply. Requests still waiting fail with [`ClientError::ConnectionLost`];
+    /// later ones with [`ClientError::Closed`].
     pub async fn close(&self) {
-        let info = CloseInfo { code: Some(close::NORMAL), reason: "closed by client".to_owned() };
-        self.shared.begin_close(info);
-        let _ = self.writer.send(Outgoing::Close(close::NORMAL, String::new())).await;
-        let _ = timeout(CLOSE_GRACE, self.closed()).await;
+        let core = self.core();
+        core.stop.send_replace(true);
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.closed()).await;
     }
+}
+
+/// Bound on [`Client::close`] waiting for the supervisor to finish the close handshake.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+async fn conn_request(
+    conn: Arc<Conn>,
+    method: &str,
+    params: Value,
+    limit: Duration,
+) -> Result<ResponseFrame, ClientError> {
+    conn.request_frame(method, params, limit).await
+}
+
+async fn conn_stream(
+    conn: Arc<Conn>,
+    method: &str,
+    params: Value,
+    first: Duration,
+) -> Result<crate::conn::ResponseStream, ClientError> {
+    conn.request_stream(method, params, first).await
 }
 
 fn unknown_close() -> CloseInfo {
     CloseInfo { code: None, reason: "connection closed".to_owned() }
 }
 
-fn connect_params(opts: &ClientOptions, challenge: &Challenge) -> ConnectParams {
-    let auth = ConnectAuth {
-        token: opts.token.clone(),
-        bootstrap_token: opts.bootstrap_token.clone(),
-        device_token: opts.device_token.clone(),
-        password: opts.password.clone(),
-        ..ConnectAuth::default()
-    };
-    let device = opts.device.as_ref().map(|identity| {
-        let signed_at_ms = match opts.signed_at {
-            SignedAtSource::ChallengeTs => challenge.ts.unwrap_or_else(now_ms),
-            SignedAtSource::LocalClock => now_ms(),
-        };
-        let input = SignatureInput {
-            client_id: &opts.client_id,
-            client_mode: &opts.mode,
-            role: &opts.role,
-            scopes: &opts.scopes,
-            signed_at_ms,
-            token: auth.signed_token(),
-            nonce: &challenge.nonce,
-            platform: Some(&opts.platform),
-            device_family: opts.device_family.as_deref(),
-        };
-        identity.proof(opts.signature_version, &input)
-    });
-    let has_auth = auth != ConnectAuth::default();
-    ConnectParams {
-        min_protocol: i64::from(PROTOCOL_VERSION),
-        max_protocol: i64::from(PROTOCOL_VERSION),
-        client: ClientInfo {
-            id: opts.client_id.clone(),
-            display_name: opts.display_name.clone(),
-            version: opts.version.clone(),
-            build_id: None,
-            platform: opts.platform.clone(),
-            device_family: opts.device_family.clone(),
-            model_identifier: None,
-            time_zone: None,
-            mode: opts.mode.clone(),
-            instance_id: opts.instance_id.clone(),
-        },
-        caps: opts.caps.clone(),
-        commands: None,
-        permissions: None,
-        path_env: None,
-        role: Some(opts.role.clone()),
-        scopes: Some(opts.scopes.clone()),
-        model_catalog: None,
-        device,
-        auth: has_auth.then_some(auth),
-        locale: None,
-        user_agent: Some(concat!("clawgate-client/", env!("CARGO_PKG_VERSION")).to_owned()),
-        computer_use: None,
-        worker_runs: None,
+/// Whether a close forbids reconnecting: the gateway refused us (policy, auth, revoked
+/// credentials, protocol), so trying again would only be refused again.
+pub(crate) fn close_is_final(info: &CloseInfo) -> bool {
+    match info.code {
+        Some(close::POLICY_VIOLATION) => info.reason != close::REASON_SLOW_CONSUMER,
+        Some(code) => matches!(code, close::PROTOCOL_ERROR | close::MESSAGE_TOO_BIG | close::CREDENTIALS_CHANGED),
+        None => false,
     }
 }
 
-fn connect_error(e: tungstenite::Error) -> ClientError {
-    match e {
-        tungstenite::Error::Io(io) => ClientError::Connect(io),
-        tungstenite::Error::Url(e) => ClientError::InvalidUrl(e.to_string()),
-        tungstenite::Error::Http(response) => ClientError::Connect(std::io::Error::other(format!(
-            "WebSocket upgrade refused with HTTP {}",
-            response.status()
-        ))),
-        other => ClientError::Connect(std::io::Error::other(other)),
-    }
-}
-
-fn ws_closed(e: &tungstenite::Error) -> ClientError {
-    ClientError::Closed { code: None, reason: e.to_string() }
-}
-
-fn close_info(frame: Option<&CloseFrame>) -> CloseInfo {
-    match frame {
-        Some(f) => CloseInfo { code: Some(u16::from(f.code)), reason: f.reason.to_string() },
-        None => CloseInfo { code: None, reason: String::new() },
-    }
-}
-
-async fn close_ws(ws: &mut Ws, code: u16, reason: &str) -> Result<(), tungstenite::Error> {
-    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }))).await
-}
-
-/// Read the next text frame as JSON; `Err(Closed)` on close or end of stream.
-async fn next_json(ws: &mut Ws) -> Result<Value, ClientError> {
-    loop {
-        match ws.next().await {
-            None => return Err(ClientError::Closed { code: None, reason: "connection closed".to_owned() }),
-            Some(Err(e)) => return Err(ws_closed(&e)),
-            Some(Ok(Message::Close(frame))) => return Err(ClientError::closed(&close_info(frame.as_ref()))),
-            Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()) {
-                Ok(value) => return Ok(value),
-                Err(e) => tracing::warn!(error = %e, "ignoring a frame that is not JSON"),
-            },
-            Some(Ok(_)) => {}
+/// Whether a failed reconnect attempt should stop the client rather than be retried.
+pub(crate) fn connect_error_is_final(err: &ClientError) -> bool {
+    match err {
+        ClientError::InvalidUrl(_) | ClientError::Identity(_) => true,
+        ClientError::Handshake { error, close_code, .. } => {
+            error.code != "UNAVAILABLE"
+                && close_code.is_none_or(|c| c != close::TRY_AGAIN_LATER && c != close::SERVICE_RESTART)
         }
+        _ => false,
     }
 }
 
-async fn wait_for_challenge(ws: &mut Ws) -> Result<Challenge, ClientError> {
-    loop {
-        let value = next_json(ws).await?;
-        if value.get("type").and_then(Value::as_str) != Some("event")
-            || value.get("event").and_then(Value::as_str) != Some(events::names::CONNECT_CHALLENGE)
-        {
-            tracing::debug!(frame = %value, "frame before connect.challenge ignored");
-            continue;
-        }
-        let payload = value.get("payload");
-        let nonce = payload.and_then(|p| p.get("nonce")).and_then(Value::as_str).map(str::trim).unwrap_or("");
-        if nonce.is_empty() {
-            let _ = close_ws(ws, close::POLICY_VIOLATION, "connect challenge missing nonce").await;
-            return Err(ClientError::Protocol("connect challenge missing nonce".to_owned()));
-        }
-        let ts = payload.and_then(|p| p.get("ts")).and_then(Value::as_i64).filter(|ts| *ts >= 0);
-        return Ok(Challenge { nonce: nonce.to_owned(), ts });
-    }
-}
-
-async fn wait_for_response(ws: &mut Ws, id: &str) -> Result<ResponseFrame, ClientError> {
-    loop {
-        let value = next_json(ws).await?;
-        match value.get("type").and_then(Value::as_str) {
-            Some("res") if value.get("id").and_then(Value::as_str) == Some(id) => {
-                return serde_json::from_value(value)
-                    .map_err(|e| ClientError::Protocol(format!("connect response: {e}")));
+/// Keep the client connected until it is stopped or told not to come back.
+async fn supervise(core: Arc<Core>, mut conn: Arc<Conn>) {
+    let policy: ReconnectPolicy = core.opts.reconnect;
+    let mut stop = core.stop.subscribe();
+    let end = 'outer: loop {
+        // Connected: wait for the end of this connection or a stop.
+        let info = tokio::select! {
+            info = conn.closed() => info,
+            _ = stopped(&mut stop) => {
+                conn.close().await;
+                break 'outer CloseInfo { code: Some(close::NORMAL), reason: "closed by client".to_owned() };
             }
-            _ => tracing::debug!(frame = %value, "frame before hello-ok ignored"),
+        };
+        core.conn.send_replace(None);
+        if !policy.enabled || close_is_final(&info) {
+            tracing::debug!(code = ?info.code, reason = %info.reason, "gateway connection ended; not reconnecting");
+            break info;
         }
-    }
-}
-
-/// After a refused `connect`: read until the gateway's close frame (`None` if the socket just ended).
-async fn wait_for_close(ws: &mut Ws) -> Option<CloseInfo> {
-    loop {
-        match ws.next().await? {
-            Ok(Message::Close(frame)) => return Some(close_info(frame.as_ref())),
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
-async fn write_loop(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::Receiver<Outgoing>) {
-    while let Some(out) = rx.recv().await {
-        match out {
-            Outgoing::Text(text) => {
-                if let Err(e) = sink.send(Message::Text(text.into())).await {
-                    tracing::debug!(error = %e, "gateway write failed; writer stops");
-                    return;
+        tracing::info!(code = ?info.code, reason = %info.reason, "gateway connection lost; reconnecting");
+        core.hub.mark_all(SessionEvent::Disconnected);
+        let mut wait = conn.restart_expected().map(|d| d.min(policy.backoff.cap) + policy.backoff.delay(0));
+        let mut attempt: u32 = 0;
+        conn = loop {
+            attempt += 1;
+            core.state.send_replace(ConnectionState::Reconnecting { attempt });
+            let delay = wait.take().unwrap_or_else(|| policy.backoff.delay(attempt - 1));
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stopped(&mut stop) => break 'outer CloseInfo { code: Some(close::NORMAL), reason: "closed by client".to_owned() },
+            }
+            let next = tokio::select! {
+                next = Conn::connect(&core.opts, core.hub.clone(), Some(SessionEvent::Reconnected)) => next,
+                _ = stopped(&mut stop) => break 'outer CloseInfo { code: Some(close::NORMAL), reason: "closed by client".to_owned() },
+            };
+            match next {
+                Ok(next) => {
+                    let next = Arc::new(next);
+                    resubscribe(&core, &next).await;
+                    break next;
                 }
-            }
-            Outgoing::Close(code, reason) => {
-                let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-                let _ = sink.send(Message::Close(Some(frame))).await;
-                return;
-            }
-        }
-    }
-    // Every sender is gone: the client was dropped without `close()`. Say goodbye properly.
-    let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))).await;
-}
-
-async fn read_loop(
-    mut stream: SplitStream<Ws>,
-    shared: Arc<Shared>,
-    events_tx: broadcast::Sender<EventFrame>,
-    // Weak: the reader must not keep the writer alive after the client is dropped, or the
-    // goodbye close frame would never be sent.
-    writer: mpsc::WeakSender<Outgoing>,
-    silence_limit: Option<Duration>,
-) {
-    let info = loop {
-        let next = match silence_limit {
-            Some(limit) => match timeout(limit, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    tracing::warn!(?limit, "gateway silent for two tick intervals; closing");
-                    if let Some(writer) = writer.upgrade() {
-                        let _ = writer.try_send(Outgoing::Close(TICK_TIMEOUT_CODE, "tick timeout".to_owned()));
+                Err(e) if connect_error_is_final(&e) => {
+                    tracing::warn!(error = %e, "gateway refused the reconnect; giving up");
+                    break 'outer match &e {
+                        ClientError::Handshake { error, close_code, .. } => {
+                            CloseInfo { code: *close_code, reason: error.message.clone() }
+                        }
+                        other => CloseInfo { code: None, reason: other.to_string() },
+                    };
+                }
+                Err(e) => {
+                    tracing::debug!(attempt, error = %e, "reconnect attempt failed");
+                    if policy.max_attempts.is_some_and(|max| attempt >= max) {
+                        break 'outer CloseInfo {
+                            code: None,
+                            reason: format!("gave up reconnecting after {attempt} attempts: {e}"),
+                        };
                     }
-                    break CloseInfo { code: Some(TICK_TIMEOUT_CODE), reason: "tick timeout".to_owned() };
                 }
-            },
-            None => stream.next().await,
+            }
         };
-        match next {
-            None => break CloseInfo { code: None, reason: "connection closed without a close frame".to_owned() },
-            Some(Err(e)) => break CloseInfo { code: None, reason: e.to_string() },
-            Some(Ok(Message::Close(frame))) => break close_info(frame.as_ref()),
-            Some(Ok(Message::Text(text))) => handle_text(text.as_str(), &shared, &events_tx),
-            Some(Ok(Message::Binary(_))) => tracing::debug!("ignoring binary frame"),
-            Some(Ok(_)) => {}
-        }
+        core.set_hello(conn.hello().clone());
+        core.conn.send_replace(Some(conn.clone()));
+        core.state.send_replace(ConnectionState::Connected);
+        tracing::info!(attempts = attempt, "gateway connection restored");
     };
-    tracing::debug!(code = ?info.code, reason = %info.reason, "gateway connection ended");
-    drop(events_tx);
-    shared.finish(info);
-    // Keep reading briefly: tungstenite sends our reply to the gateway's close frame while the
-    // stream is polled, and the gateway waits for that reply to finish the close handshake.
-    let _ = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = stream.next().await {} }).await;
+    core.conn.send_replace(None);
+    core.closed.send_replace(Some(end));
+    core.state.send_replace(ConnectionState::Closed);
+    core.hub.close();
 }
 
-fn handle_text(text: &str, shared: &Shared, events_tx: &broadcast::Sender<EventFrame>) {
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(error = %e, "ignoring a frame that is not JSON");
-            return;
+/// Resolves once the client is told to stop (the guard of `wait_for` is not `Send`, so it must
+/// not live in a `select!` arm).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Replay the recorded subscriptions on a fresh connection (a failure is logged: the caller's
+/// stream stays open and the next reconnect tries again).
+async fn resubscribe(core: &Core, conn: &Conn) {
+    let subs = core.subscriptions().clone();
+    for sub in subs {
+        match conn
+            .request_frame(&sub.method, sub.params.clone(), core.opts.request_timeout)
+            .await
+            .and_then(response_payload)
+        {
+            Ok(_) => tracing::debug!(method = %sub.method, "subscription replayed"),
+            Err(e) => tracing::warn!(method = %sub.method, error = %e, "cannot replay a subscription after reconnect"),
         }
-    };
-    match value.get("type").and_then(Value::as_str) {
-        Some("res") => {
-            let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
-            match (serde_json::from_value::<ResponseFrame>(value), id) {
-                (Ok(frame), _) => shared.dispatch_response(frame),
-                // Tell the caller rather than let it run into its timeout.
-                (Err(e), Some(id)) => {
-                    shared.dispatch_error(&id, ClientError::Protocol(format!("malformed res frame: {e}")))
-                }
-                (Err(e), None) => tracing::warn!(error = %e, "ignoring malformed res frame without id"),
-            }
-        }
-        Some("event") => match serde_json::from_value::<EventFrame>(value) {
-            Ok(event) => {
-                if let Some(seq) = event.seq {
-                    shared.track_seq(seq, &event.event);
-                }
-                let shutdown = (event.event == events::names::SHUTDOWN).then(|| shutdown_info(&event));
-                // No subscribers is fine: events are best-effort for those who listen.
-                let _ = events_tx.send(event);
-                if let Some(info) = shutdown {
-                    // The gateway closes with 1012 right after; fail waiting requests now rather
-                    // than let them run into their timeouts.
-                    shared.begin_close(info);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "ignoring malformed event frame"),
-        },
-        other => tracing::debug!(kind = ?other, "ignoring frame of unknown type"),
     }
 }
 
-fn shutdown_info(event: &EventFrame) -> CloseInfo {
-    let reason = event
-        .payload
-        .as_ref()
-        .and_then(|p| p.get("reason"))
-        .and_then(Value::as_str)
-        .unwrap_or(close::REASON_SERVICE_RESTART);
-    CloseInfo { code: Some(close::SERVICE_RESTART), reason: reason.to_owned() }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(code: Option<u16>, reason: &str) -> CloseInfo {
+        CloseInfo { code, reason: reason.to_owned() }
+    }
+
+    #[test]
+    fn restarts_drops_and_silence_are_retried_but_refusals_are_final() {
+        for retry in [
+            info(Some(1012), "service restart"),
+            info(Some(1013), "gateway starting"),
+            info(Some(1011), "internal error"),
+            info(Some(1000), ""),
+            info(Some(4000), "tick timeout"),
+            info(None, "connection reset"),
+            info(Some(1008), "slow consumer"),
+        ] {
+            assert!(!close_is_final(&retry), "{retry}");
+        }
+        for stop in [
+            info(Some(1008), "pairing required"),
+            info(Some(4001), "gateway auth changed"),
+            info(Some(1002), "protocol mismatch"),
+        ] {
+            assert!(close_is_final(&stop), "{stop}");
+        }
+    }
+
+    #[test]
+    fn refused_handshakes_are_final_unless_the_gateway_is_only_busy() {
+        let refused = |code: &str, close_code: Option<u16>| ClientError::Handshake {
+            error: Box::new(clawgate_protocol::ErrorShape::new(code, "x")),
+            close_code,
+            close_reason: None,
+        };
+        assert!(connect_error_is_final(&refused("INVALID_REQUEST", Some(1008))));
+        assert!(connect_error_is_final(&refused("NOT_PAIRED", Some(1008))));
+        assert!(!connect_error_is_final(&refused("UNAVAILABLE", Some(1013))));
+        assert!(!connect_error_is_final(&refused("INVALID_REQUEST", Some(1013))));
+        assert!(!connect_error_is_final(&ClientError::Connect(std::io::ErrorKind::ConnectionRefused.into())));
+        assert!(!connect_error_is_final(&ClientError::Timeout {
+            waiting_for: "hello-ok".into(),
+            after: Duration::from_secs(1)
+        }));
+        assert!(connect_error_is_final(&ClientError::InvalidUrl("x".into())));
+    }
 }

@@ -66,6 +66,36 @@ pub enum ClientError {
         /// The close reason (may be empty).
         reason: String,
     },
+    /// The connection carrying this request died before its (final) response arrived: the
+    /// gateway restarted, sent `shutdown`, fell silent, or the network dropped. The request may
+    /// or may not have taken effect; it is never retried by the client (re-send it with the
+    /// same idempotency key to be safe).
+    #[error("connection lost while waiting for {method} ({})", CloseInfo { code: *code, reason: reason.clone() })]
+    ConnectionLost {
+        /// The method that was waiting.
+        method: String,
+        /// The close code, if the peer sent one.
+        code: Option<u16>,
+        /// The close reason (may be empty).
+        reason: String,
+    },
+    /// The client is reconnecting and did not get a connection back within the policy's
+    /// [`request_wait`](crate::ReconnectPolicy::request_wait): show "assistant unavailable" and
+    /// try again later.
+    #[error("gateway unavailable for {method}: reconnecting (attempt {attempt})")]
+    Unavailable {
+        /// The method that could not be sent.
+        method: String,
+        /// The reconnect attempt in progress when the wait ended.
+        attempt: u32,
+    },
+    /// A per-session stream fell behind and `skipped` of its events were dropped (the stream
+    /// stays bounded instead of growing); refetch `chat.history` to catch up.
+    #[error("session event stream fell behind; {skipped} events dropped")]
+    Lagged {
+        /// How many events were dropped.
+        skipped: u64,
+    },
     /// The gateway answered a request with `ok:false` (boxed to keep `Result`s small).
     #[error("{} ({})", .0.message, .0.code)]
     Rpc(Box<ErrorShape>),
@@ -93,5 +123,23 @@ impl ClientError {
 
     pub(crate) fn closed(info: &CloseInfo) -> Self {
         ClientError::Closed { code: info.code, reason: info.reason.clone() }
+    }
+
+    pub(crate) fn lost(method: &str, info: &CloseInfo) -> Self {
+        ClientError::ConnectionLost { method: method.to_owned(), code: info.code, reason: info.reason.clone() }
+    }
+
+    /// Whether the gateway may simply not be reachable right now (connection lost, reconnecting,
+    /// timed out, refused, `UNAVAILABLE`), as opposed to a request it will never accept: what a
+    /// backend shows as "assistant unavailable, try again".
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::ConnectionLost { .. }
+            | ClientError::Unavailable { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Connect(_) => true,
+            ClientError::Rpc(e) => e.code == "UNAVAILABLE" || e.retryable == Some(true),
+            _ => false,
+        }
     }
 }

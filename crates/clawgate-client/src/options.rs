@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use clawgate_backoff::Backoff;
+
 use crate::identity::{DeviceIdentity, SignatureVersion};
 
 /// Default gateway address.
@@ -22,6 +24,80 @@ pub enum SignedAtSource {
     LocalClock,
 }
 
+/// What a [`Client`](crate::Client) does when an established connection ends.
+///
+/// Enabled (the default), a supervisor task reconnects after a socket close, a `shutdown` event
+/// (waiting its `restartExpectedMs` first when the gateway gives one) or two silent tick
+/// intervals, with jittered exponential backoff ([`clawgate_backoff::Backoff`]); it redoes the
+/// handshake with the same identity and credentials and replays the subscriptions made through
+/// the client. Closes that say "do not come back" (1008 policy or auth, 4001 credentials
+/// revoked, 1002 protocol mismatch) and a refused `connect` end the client instead.
+///
+/// ```
+/// use std::time::Duration;
+/// use clawgate_client::{ClientOptions, ReconnectPolicy};
+/// let backend = ClientOptions::new("ws://127.0.0.1:18789").reconnect(
+///     ReconnectPolicy::default()
+///         .backoff(Duration::from_millis(200), Duration::from_secs(10))
+///         .request_wait(Duration::from_secs(5)),
+/// );
+/// let one_shot = ClientOptions::new("ws://127.0.0.1:18789").reconnect(ReconnectPolicy::never());
+/// assert!(ReconnectPolicy::default().is_enabled() && !ReconnectPolicy::never().is_enabled());
+/// # let _ = (backend, one_shot);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    pub(crate) enabled: bool,
+    pub(crate) backoff: Backoff,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) request_wait: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    /// Reconnect forever, 250 ms doubling to 30 s (equal jitter); requests wait up to 10 s for
+    /// a connection.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
+            max_attempts: None,
+            request_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// Never reconnect: when the connection ends, the client is closed (what a one-shot CLI
+    /// command wants).
+    pub fn never() -> Self {
+        Self { enabled: false, request_wait: Duration::ZERO, ..Self::default() }
+    }
+
+    /// Whether the client reconnects at all.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The wait before reconnect attempt `n` starts at about `base` and doubles up to `cap`.
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.backoff = Backoff::new(base, cap);
+        self
+    }
+
+    /// Give up (and close the client) after this many failed attempts in a row.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// How long a request made while reconnecting waits for the connection before it fails
+    /// with [`ClientError::Unavailable`](crate::ClientError::Unavailable).
+    pub fn request_wait(mut self, wait: Duration) -> Self {
+        self.request_wait = wait;
+        self
+    }
+}
+
 /// How to connect: address, credentials, self-description, device identity and timeouts.
 ///
 /// ```
@@ -32,7 +108,7 @@ pub enum SignedAtSource {
 ///     .device(DeviceIdentity::generate());
 /// assert_eq!(opts.client_id_ref(), "gateway-client");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions {
     pub(crate) url: String,
     pub(crate) token: Option<String>,
@@ -56,6 +132,29 @@ pub struct ClientOptions {
     pub(crate) request_timeout: Duration,
     pub(crate) event_capacity: usize,
     pub(crate) headers: Vec<(String, String)>,
+    pub(crate) reconnect: ReconnectPolicy,
+    pub(crate) session_capacity: usize,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    // Credentials and header values (a proxy's auth header) are never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ClientOptions")
+            .field("url", &self.url)
+            .field("token", &set(&self.token))
+            .field("password", &set(&self.password))
+            .field("device_token", &set(&self.device_token))
+            .field("bootstrap_token", &set(&self.bootstrap_token))
+            .field("client_id", &self.client_id)
+            .field("mode", &self.mode)
+            .field("role", &self.role)
+            .field("scopes", &self.scopes)
+            .field("device", &self.device)
+            .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .field("reconnect", &self.reconnect)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClientOptions {
@@ -92,6 +191,8 @@ impl ClientOptions {
             request_timeout: Duration::from_secs(30),
             event_capacity: 1024,
             headers: Vec::new(),
+            reconnect: ReconnectPolicy::default(),
+            session_capacity: 256,
         }
     }
 
@@ -239,5 +340,36 @@ impl ClientOptions {
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
         self
+    }
+
+    /// What to do when an established connection ends (default: reconnect with backoff; see
+    /// [`ReconnectPolicy`]).
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// How many events one [`SessionHandle::events`](crate::SessionHandle::events) stream
+    /// buffers before it drops events and reports [`SessionEvent::Lagged`](crate::SessionEvent::Lagged)
+    /// (default 256).
+    pub fn session_capacity(mut self, capacity: usize) -> Self {
+        self.session_capacity = capacity.max(2);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_credentials_and_header_values() {
+        let opts =
+            ClientOptions::new("ws://h:1").token("tok-secret").password("pw-secret").header("x-auth", "hdr-secret");
+        let dbg = format!("{opts:?}");
+        for secret in ["tok-secret", "pw-secret", "hdr-secret"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
+        assert!(dbg.contains("x-auth") && dbg.contains("<redacted>"), "{dbg}");
     }
 }

@@ -16,7 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use clawgate_client::{Client, ClientError, ClientOptions, DeviceIdentity, SignatureVersion, SignedAtSource};
+use clawgate_client::{
+    Client, ClientError, ClientOptions, DeviceIdentity, ReconnectPolicy, SignatureVersion, SignedAtSource,
+};
 
 const NONCE: &str = "de925419-5522-41fa-8253-89f2cababb27";
 const CHALLENGE_TS: i64 = 1_795_311_164_524;
@@ -106,8 +108,10 @@ where
     (url, handle)
 }
 
+/// One-shot options: these tests pin what a single connection does (reconnecting is tested in
+/// `reconnect.rs`).
 fn opts(url: &str) -> ClientOptions {
-    ClientOptions::new(url).token("tok").scopes(["operator.read", "operator.write"])
+    ClientOptions::new(url).token("tok").scopes(["operator.read", "operator.write"]).reconnect(ReconnectPolicy::never())
 }
 
 fn now_ms() -> i64 {
@@ -399,7 +403,7 @@ async fn events_are_broadcast_filtered_by_session_and_seq_gaps_counted() {
 }
 
 #[tokio::test]
-async fn shutdown_event_and_close_1012_surface_as_closed() {
+async fn shutdown_event_fails_the_waiting_request_and_close_1012_closes_the_one_shot_client() {
     let (url, server) = fake_gateway(|mut conn| async move {
         conn.handshake().await;
         let _unanswered = conn.recv().await.unwrap();
@@ -411,7 +415,10 @@ async fn shutdown_event_and_close_1012_surface_as_closed() {
     let client = Client::connect(opts(&url)).await.unwrap();
     let mut events = client.subscribe_events();
     let err = client.request("status", json!({})).await.unwrap_err();
-    assert!(matches!(&err, ClientError::Closed { code: Some(1012), .. }), "{err:?}");
+    assert!(
+        matches!(&err, ClientError::ConnectionLost { method, code: Some(1012), .. } if method == "status"),
+        "{err:?}"
+    );
     assert_eq!(events.recv().await.unwrap().event, "shutdown");
 
     let info = client.closed().await;

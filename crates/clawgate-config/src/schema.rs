@@ -283,6 +283,12 @@ const HINTS: &[Hint] = &[
         "Agents",
     ),
     (
+        "agents.defaults.contextMaxChars",
+        "Client context cap",
+        "Characters of the `context` object a client sends with `agent`/`chat.send` that the model reads at most (default 8000; 0 refuses context). Longer context is cut with a notice.",
+        "Agents",
+    ),
+    (
         "agents.list",
         "Agents",
         "The agents: {id, name?, model?, systemPrompt?}; \"main\" exists even when not listed.",

@@ -55,6 +55,10 @@ pub struct AgentDefaults {
     /// How long one agent run may take, in seconds (default 600).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
+    /// Characters of a turn's client `context` the model reads at most (default 8000); past it
+    /// the context is cut and the model is told so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_max_chars: Option<u64>,
     /// OpenClaw keys clawgate does not use, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -109,7 +113,7 @@ impl JsonSchema for ModelChoice {
 }
 
 pub(crate) const AGENTS_KEYS: &[&str] = &["default", "defaults", "list"];
-const AGENT_DEFAULTS_KEYS: &[&str] = &["model", "systemPrompt", "timeoutSeconds"];
+const AGENT_DEFAULTS_KEYS: &[&str] = &["model", "systemPrompt", "timeoutSeconds", "contextMaxChars"];
 const AGENT_KEYS: &[&str] = &["id", "name", "model", "systemPrompt"];
 const MODEL_CHOICE_KEYS: &[&str] = &["primary"];
 /// OpenClaw keys near a clawgate one that must not be taken for its typo.
@@ -132,6 +136,9 @@ fn agent_defaults(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<AgentDefaul
     d.field(obj, p, "systemPrompt", &mut out.system_prompt, Decoder::opt_string);
     d.field(obj, p, "timeoutSeconds", &mut out.timeout_seconds, |d, v, p| {
         d.integer(v, p, 0, u64::MAX, "a whole number of seconds").map(Some)
+    });
+    d.field(obj, p, "contextMaxChars", &mut out.context_max_chars, |d, v, p| {
+        d.integer(v, p, 0, 1_000_000, "a number of characters (0 to 1000000)").map(Some)
     });
     Some(out)
 }

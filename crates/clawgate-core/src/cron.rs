@@ -407,6 +407,7 @@ impl CronService {
             timeout: None,
             extra_system: Some(format!("This turn was started by the scheduled automation \"{}\".", job.name)),
             client: Some(json!({"id": "cron", "mode": "cron", "jobId": job.id, "slotMs": slot_ms})),
+            context: None,
         };
         agents.submit(req).await.map_err(|e| format!("cannot start the agent turn: {e}"))?;
         let deadline = tokio::time::Instant::now() + AGENT_TURN_LIMIT;

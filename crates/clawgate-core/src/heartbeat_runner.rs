@@ -343,6 +343,7 @@ impl HeartbeatService {
                     .into(),
             ),
             client: Some(json!({"id": "heartbeat", "mode": "heartbeat"})),
+            context: None,
         };
         if let Err(e) = agents.submit(req).await {
             return Beat::failed(format!("cannot start the heartbeat turn: {e}"));

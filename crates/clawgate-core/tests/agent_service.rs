@@ -75,6 +75,7 @@ fn request(run_id: &str, message: &str) -> RunRequest {
         timeout: None,
         extra_system: None,
         client: None,
+        context: None,
     }
 }
 

@@ -62,6 +62,7 @@ impl Agents {
             timeout: None,
             extra_system: None,
             client: None,
+            context: None,
         };
         self.svc.submit(req).await.expect("submit");
         let outcome = self.svc.wait(&run_id, TURN_WAIT).await.expect("wait").expect("known run");

@@ -43,6 +43,8 @@ pub struct AgentsConfig {
     pub timeout_secs: u64,
     /// `session.maxTranscriptEntries`: transcripts are compacted past this.
     pub max_transcript_entries: usize,
+    /// `agents.defaults.contextMaxChars`: characters of a client's context the model reads.
+    pub context_max_chars: usize,
 }
 
 impl AgentsConfig {
@@ -97,6 +99,9 @@ impl AgentsConfig {
             default_model,
             default_system_prompt: defaults.system_prompt.clone(),
             timeout_secs: defaults.timeout_seconds.unwrap_or(600),
+            context_max_chars: defaults
+                .context_max_chars
+                .map_or(super::context::DEFAULT_CONTEXT_MAX_CHARS, |n| usize::try_from(n).unwrap_or(usize::MAX)),
             max_transcript_entries: config
                 .session
                 .max_transcript_entries

@@ -6,6 +6,7 @@
 //! them (`run.rs`). Everything a client sees of a run arrives as `agent`/`chat` events.
 
 pub mod config;
+pub mod context;
 mod run;
 pub mod tools;
 pub mod transcript;
@@ -40,6 +41,7 @@ const STORAGE_BACKOFF: clawgate_backoff::Backoff =
     clawgate_backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 pub use config::AgentsConfig;
+pub use context::TurnContext;
 pub use tools::{NoComfy, ToolHost};
 
 /// What a client asked to run.
@@ -61,6 +63,8 @@ pub struct RunRequest {
     pub extra_system: Option<String>,
     /// `{id, mode}` of the client that sent it (kept in the transcript).
     pub client: Option<Value>,
+    /// The client's context for this turn, already cut to the cap (kept in the transcript).
+    pub context: Option<TurnContext>,
 }
 
 /// A run's request as the run queue stores it: the one shape [`AgentService::submit`] writes
@@ -82,6 +86,9 @@ struct StoredRequest {
     /// Size of the whole message, when cut.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     message_bytes: Option<usize>,
+    /// The client's context, as captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context: Option<TurnContext>,
 }
 
 fn main_agent() -> String {
@@ -114,6 +121,7 @@ impl RunRequest {
             message: String::new(),
             message_truncated: whole_bytes.is_some(),
             message_bytes: whole_bytes,
+            context: self.context.clone(),
         })?;
         stored["message"] = Value::String(message);
         Ok(stored)
@@ -132,6 +140,7 @@ impl RunRequest {
             timeout: q.timeout_ms.map(Duration::from_millis),
             extra_system: q.extra_system_prompt,
             client: q.client,
+            context: q.context,
         };
         Ok((req, q.message_truncated))
     }

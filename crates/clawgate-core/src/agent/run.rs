@@ -120,6 +120,7 @@ fn prepare(
                 timeout: None,
                 extra_system: None,
                 client: None,
+                context: None,
             };
             (req, false, Some(e))
         }
@@ -129,7 +130,13 @@ fn prepare(
         role: TranscriptRole::User,
         // The message goes to the store and from there (the transcript) to the model: the
         // request keeps no copy of it while the turn runs.
-        content: user_message(std::mem::take(&mut req.message), &req.run_id, req.client.as_ref(), record.created_at_ms),
+        content: user_message(
+            std::mem::take(&mut req.message),
+            &req.run_id,
+            req.client.as_ref(),
+            req.context.as_ref(),
+            record.created_at_ms,
+        ),
         status: EntryStatus::Final,
     });
     (Prepared { req, cut, unreadable }, entry)
@@ -182,8 +189,13 @@ async fn execute(svc: &AgentService, started: StartedRun<Prepared>) {
         // Written with the claim.
         Some(entry) => entry,
         None => {
-            let user =
-                user_message(std::mem::take(&mut req.message), &req.run_id, req.client.as_ref(), record.created_at_ms);
+            let user = user_message(
+                std::mem::take(&mut req.message),
+                &req.run_id,
+                req.client.as_ref(),
+                req.context.as_ref(),
+                record.created_at_ms,
+            );
             let append = svc.inner.store.append(
                 &session.session_id,
                 TranscriptRole::User,

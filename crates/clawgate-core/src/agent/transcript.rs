@@ -5,8 +5,15 @@ use serde_json::{Value, json};
 use clawgate_llm::{ChatMessage, Usage};
 use clawgate_store::{TranscriptEntry, TranscriptRole};
 
-/// The stored/display form of a user message.
-pub fn user_message(text: impl Into<String>, run_id: &str, client: Option<&Value>, ts: i64) -> Value {
+/// The stored/display form of a user message; a client's context is kept in
+/// `__openclaw.context` (what the model read with it).
+pub fn user_message(
+    text: impl Into<String>,
+    run_id: &str,
+    client: Option<&Value>,
+    context: Option<&super::TurnContext>,
+    ts: i64,
+) -> Value {
     // Taken by value: a long message is moved into the transcript entry, not copied.
     let mut m = json!({
         "role": "user",
@@ -16,6 +23,12 @@ pub fn user_message(text: impl Into<String>, run_id: &str, client: Option<&Value
     });
     if let Some(c) = client {
         m["__openclaw"] = json!({"senderIsOwner": true, "transport": {"clients": [c]}});
+    }
+    if let Some(ctx) = context {
+        if !m["__openclaw"].is_object() {
+            m["__openclaw"] = json!({});
+        }
+        m["__openclaw"]["context"] = serde_json::to_value(ctx).unwrap_or(Value::Null);
     }
     m
 }
@@ -119,7 +132,7 @@ mod tests {
 
     #[test]
     fn text_is_read_from_string_and_parts() {
-        assert_eq!(text_of(&user_message("hi", "r", None, 1)), "hi");
+        assert_eq!(text_of(&user_message("hi", "r", None, None, 1)), "hi");
         assert_eq!(text_of(&assistant_message("yo", 1)), "yo");
     }
 }

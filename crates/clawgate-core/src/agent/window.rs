@@ -85,6 +85,14 @@ fn message_of(e: &TranscriptEntry) -> Option<Message> {
     if e.role != TranscriptRole::User && text.trim().is_empty() {
         return None;
     }
+    // A client's context is read after its message, as quoted data.
+    let text = match e.role {
+        TranscriptRole::User => match super::TurnContext::of_message(&e.content) {
+            Some(ctx) => ctx.apply(&text),
+            None => text,
+        },
+        _ => text,
+    };
     let cost = estimate_tokens(&text);
     Some(Message { role: e.role, text, run_id: e.run_id.clone(), cost })
 }

@@ -189,6 +189,7 @@ impl ChannelService {
             extra_system: Some(extra),
             client: Some(json!({"id": msg.channel, "mode": "channel", "account": msg.account, "chatId": msg.chat_id,
                             "threadId": msg.thread_id, "senderId": msg.sender_id})),
+            context: None,
         };
         match self.inner.agents.submit(req).await {
             Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => Ok(()),

@@ -8,7 +8,7 @@ use clawgate_protocol::frames::ResponseFrame;
 use clawgate_protocol::methods::agent::*;
 use clawgate_store::RunKind;
 
-use crate::agent::{AbortReason, AgentService, RunOutcome, RunRequest, Submitted};
+use crate::agent::{AbortReason, AgentService, RunOutcome, RunRequest, Submitted, TurnContext};
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::methods::chat::{client_tag, resolve_session_key};
@@ -60,6 +60,7 @@ pub async fn agent(agents: &AgentService, ctx: &CallContext, p: AgentParams) -> 
     let key_param = p.session_key.as_deref().unwrap_or("main");
     let (session_key, agent_id) = resolve_session_key(agents, key_param, p.agent_id.as_deref())?;
     let timeout = p.timeout.map(Duration::from_secs);
+    let context = p.context.map(|c| TurnContext::capture(c, agents.agents().context_max_chars)).transpose()?;
     let req = RunRequest {
         run_id: run_id.clone(),
         session_key: session_key.clone(),
@@ -69,6 +70,7 @@ pub async fn agent(agents: &AgentService, ctx: &CallContext, p: AgentParams) -> 
         timeout,
         extra_system: p.extra_system_prompt,
         client: client_tag(ctx),
+        context,
     };
     let submitted = agents.submit(req).await;
     // Enqueued (or refused): the connection's next ordered request may go while this one waits.

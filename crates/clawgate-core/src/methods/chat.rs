@@ -14,7 +14,7 @@ use clawgate_store::{
     EntryStatus, JobRecord, JobStore, RunKind, RunStore, SessionStore, TranscriptEntry, TranscriptRole, TranscriptStore,
 };
 
-use crate::agent::{self, AgentService, RunRequest, Submitted, transcript};
+use crate::agent::{self, AgentService, RunRequest, Submitted, TurnContext, transcript};
 use crate::channels::commands::CommandCaller;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
@@ -87,6 +87,10 @@ pub async fn chat_send(h: ChatSend<'_>, ctx: &CallContext, p: ChatSendParams) ->
     };
     let (session_key, agent_id) = resolve_session_key(h.agents, &key, p.agent_id.as_deref())?;
     let interpret = p.suppress_command_interpretation != Some(true);
+    let context = turn_context(h.agents, p.context, p.work_context)?;
+    if context.is_some() && interpret && h.commands.is_command(&message) {
+        return Err(CoreError::invalid("Working context is only supported for ordinary chat messages."));
+    }
     if interpret && let Some(status) = chat_command(h, ctx, &run_id, &session_key, &agent_id, &message).await? {
         return Ok(ChatSendResult { run_id, status });
     }
@@ -100,6 +104,7 @@ pub async fn chat_send(h: ChatSend<'_>, ctx: &CallContext, p: ChatSendParams) ->
         timeout,
         extra_system: None,
         client: client_tag(ctx),
+        context,
     };
     let status = match h.agents.submit(req).await? {
         Submitted::Started => ChatSendStatus::Started,
@@ -107,6 +112,25 @@ pub async fn chat_send(h: ChatSend<'_>, ctx: &CallContext, p: ChatSendParams) ->
         Submitted::Done(_) => ChatSendStatus::Ok,
     };
     Ok(ChatSendResult { run_id, status })
+}
+
+/// The turn's context from `chat.send`'s `context` (clawgate's, any keys) or `workContext`
+/// (upstream's shape), cut to `agents.defaults.contextMaxChars`.
+fn turn_context(
+    agents: &AgentService,
+    context: Option<Value>,
+    work_context: Option<Value>,
+) -> Result<Option<TurnContext>, CoreError> {
+    let max = agents.agents().context_max_chars;
+    match (context.filter(|c| !c.is_null()), work_context.filter(|c| !c.is_null())) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => {
+            Err(CoreError::invalid("invalid chat.send params: send either context or workContext, not both"))
+        }
+        (Some(Value::Object(map)), None) => TurnContext::capture(map, max).map(Some),
+        (Some(_), None) => Err(CoreError::invalid("invalid chat.send params: context must be object")),
+        (None, Some(work)) => TurnContext::capture_work_context(work, max).map(Some),
+    }
 }
 
 /// Run ids of ComfyUI commands being answered by this process: a repeat of one is `in_flight`.
@@ -181,7 +205,7 @@ async fn chat_command(
     let Some(reply) = h.commands.handle(&caller, message).await else { return Ok(None) };
     // `/new` gave the session a new transcript: the command and its reply start it.
     let session = h.store.ensure_session(session_key, agent_id, now_ms()).await?;
-    let user = transcript::user_message(message, run_id, client_tag(ctx).as_ref(), now_ms());
+    let user = transcript::user_message(message, run_id, client_tag(ctx).as_ref(), None, now_ms());
     let entry = h
         .store
         .append(&session.session_id, TranscriptRole::User, &user, Some(run_id), EntryStatus::Final, now_ms())

@@ -25,11 +25,14 @@ struct AgentRaw {
     timeout: Option<u64>,
     #[serde(default, deserialize_with = "lenient::any")]
     extra_system_prompt: Option<String>,
+    #[serde(default)]
+    context: Option<serde_json::Value>,
 }
 
-/// `agent {message, idempotencyKey, agentId?, sessionKey?, timeout? (s), extraSystemPrompt?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "AgentRaw")]
+/// `agent {message, idempotencyKey, agentId?, sessionKey?, timeout? (s), extraSystemPrompt?,
+/// context?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default, Serialize)]
+#[serde(try_from = "AgentRaw", rename_all = "camelCase")]
 pub struct AgentParams {
     /// The user's message (not empty).
     pub message: String,
@@ -43,6 +46,10 @@ pub struct AgentParams {
     pub timeout: Option<u64>,
     /// Extra system prompt text for this run.
     pub extra_system_prompt: Option<String>,
+    /// clawgate's extension: data the client attaches to this turn (`documentId`, `title`,
+    /// `selection`, `outline`, any keys), read by the model as untrusted quoted data. `null` is
+    /// no context; anything but an object is refused.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl TryFrom<AgentRaw> for AgentParams {
@@ -59,12 +66,17 @@ impl TryFrom<AgentRaw> for AgentParams {
             session_key: raw.session_key.filter(|k| !k.is_empty()),
             timeout: raw.timeout.filter(|t| *t > 0),
             extra_system_prompt: raw.extra_system_prompt,
+            context: match raw.context {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Object(map)) => Some(map),
+                Some(_) => return Err("context must be object"),
+            },
         })
     }
 }
 
 /// The first response's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AcceptedStatus {
     /// The run is queued.
@@ -72,7 +84,7 @@ pub enum AcceptedStatus {
 }
 
 /// `agent`'s first response: `{runId, sessionKey, agentId, status: "accepted", acceptedAt}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentAccepted {
     /// = the idempotency key.
@@ -104,7 +116,7 @@ pub struct RunUsage {
 }
 
 /// One reply payload of a finished `agent` run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentPayload {
     /// The reply text.
@@ -114,7 +126,7 @@ pub struct AgentPayload {
 }
 
 /// Who ran the turn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentMeta {
     /// The transcript the turn was written to.
@@ -128,7 +140,7 @@ pub struct AgentMeta {
 }
 
 /// Facts of a finished `agent` run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRunMeta {
     /// How long the turn took.
@@ -138,7 +150,7 @@ pub struct AgentRunMeta {
 }
 
 /// `result` of a completed `agent` run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRunResult {
     /// The reply (one text payload).
     pub payloads: Vec<AgentPayload>,
@@ -147,7 +159,7 @@ pub struct AgentRunResult {
 }
 
 /// `summary` of an `agent` final response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentSummary {
     /// The run completed.
@@ -157,7 +169,7 @@ pub enum AgentSummary {
 }
 
 /// What cut an aborted `agent` run short.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeoutPhase {
     /// Its timeout.
@@ -168,7 +180,7 @@ pub enum TimeoutPhase {
 
 /// `agent`'s final response (same request id as the first). A failed run is an error response
 /// instead (`UNAVAILABLE`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase", rename_all_fields = "camelCase")]
 pub enum AgentResult {
     /// `{runId, status: "ok", summary: "completed", result}`.

@@ -14,7 +14,7 @@ use super::sessions::SessionInfo;
 /// `SESSION_MUTATION_TARGET_REQUIRED` (with details, which a decode error cannot carry), then
 /// `message`, then `idempotencyKey`. The message (up to the frame limit) is moved out of the
 /// request, never copied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatSendParams {
     /// Session key (a bare key belongs to `agentId` or the default agent).
@@ -35,10 +35,17 @@ pub struct ChatSendParams {
     /// `true`: a ComfyUI command is sent to the agent as text instead of being answered.
     #[serde(default, deserialize_with = "lenient::any")]
     pub suppress_command_interpretation: Option<bool>,
+    /// clawgate's extension: data the client attaches to this turn (any keys), read by the model
+    /// as untrusted quoted data; checked by the handler (an object, or `null`).
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
+    /// Upstream's working context (`{page, title?, selection?, …}`, 2026.9.6), read the same way.
+    #[serde(default)]
+    pub work_context: Option<serde_json::Value>,
 }
 
 /// Where a `chat.send` stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChatSendStatus {
     /// A run was queued; its reply streams as events.
@@ -50,7 +57,7 @@ pub enum ChatSendStatus {
 }
 
 /// `chat.send` → `{runId, status}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatSendResult {
     /// = the idempotency key.
@@ -61,7 +68,7 @@ pub struct ChatSendResult {
 
 /// `chat.history {sessionKey, agentId?, limit? (1..1000), pendingBefore?}`. Unknown fields are
 /// ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", expecting = "struct HistoryParams")]
 pub struct ChatHistoryParams {
     /// Session key.
@@ -79,11 +86,11 @@ pub struct ChatHistoryParams {
 
 /// A queued input not yet in the transcript. clawgate stores a message when its run starts and
 /// shows queued runs nowhere else, so no value of this type exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PendingInput {}
 
 /// `pendingInputs` (schema `ChatPendingInputsPage`): always empty.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingInputs {
     /// None.
     pub items: Vec<PendingInput>,
@@ -99,7 +106,7 @@ impl PendingInputs {
 }
 
 /// The model a session's agent uses, split as clients show it (empty when unknown).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryDefaults {
     /// Provider id.
@@ -109,7 +116,7 @@ pub struct HistoryDefaults {
 }
 
 /// The run of the session still going.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InFlightRun {
     /// Its run id.
@@ -117,7 +124,7 @@ pub struct InFlightRun {
 }
 
 /// `chat.history` → a window of the transcript, oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatHistoryResult {
     /// The full session key.
@@ -146,7 +153,7 @@ pub struct ChatHistoryResult {
 }
 
 /// `chat.abort {sessionKey, agentId?, runId?, preserveSideRuns?}` (closed, as the schema's).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "struct AbortParams")]
 pub struct ChatAbortParams {
     /// Session key.
@@ -163,7 +170,7 @@ pub struct ChatAbortParams {
 }
 
 /// `chat.abort` → `{ok: true, aborted, runIds}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatAbortResult {
     /// Always `true`.
@@ -175,7 +182,7 @@ pub struct ChatAbortResult {
 }
 
 /// `chat.inject {sessionKey, agentId?, message, label?}` (closed, as the schema's).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "struct InjectParams")]
 pub struct ChatInjectParams {
     /// Session key.
@@ -191,7 +198,7 @@ pub struct ChatInjectParams {
 }
 
 /// `chat.inject` → `{ok: true, messageId}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatInjectResult {
     /// Always `true`.

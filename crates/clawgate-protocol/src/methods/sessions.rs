@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::{AnyParams, lenient};
 
 /// The kind of a session (schema `SessionRow.kind`). clawgate keeps direct sessions only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionKind {
     /// One conversation with one agent.
@@ -20,7 +20,7 @@ pub enum SessionKind {
 
 /// A stored session as the lists, `sessions.describe` and `chat.history.sessionInfo` show it
 /// (schema `SessionRow`, an open object).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionEntry {
     /// `agent:<agentId>:<rest>`.
@@ -80,7 +80,7 @@ impl SessionEntry {
 }
 
 /// A session that is not stored yet (a client names it before its first message).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnsavedSession {
     /// `agent:<agentId>:<rest>`.
@@ -105,7 +105,7 @@ pub struct UnsavedSession {
 }
 
 /// A session as `sessions.describe` and `chat.history` describe it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SessionInfo {
     /// A stored session.

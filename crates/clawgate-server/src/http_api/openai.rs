@@ -151,6 +151,7 @@ async fn chat(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, Op
             timeout: None,
             extra_system: prompt.extra_system,
             client: Some(run::client_info("openai")),
+            context: None,
         },
         session.stateless,
     )

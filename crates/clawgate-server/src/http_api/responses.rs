@@ -133,6 +133,7 @@ async fn respond(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response,
             timeout: None,
             extra_system,
             client: Some(run::client_info("openresponses")),
+            context: None,
         },
         session.stateless,
     )

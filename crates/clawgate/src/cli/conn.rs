@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use clawgate_client::{Client, ClientError, ClientOptions};
+use clawgate_client::{Client, ClientError, ClientOptions, ReconnectPolicy};
 use clawgate_protocol::details;
 
 use super::device_auth::{self, CliDevice};
@@ -81,7 +81,10 @@ pub async fn connect(args: &ConnArgs, scopes: &[&str]) -> anyhow::Result<Client>
         .version(env!("CARGO_PKG_VERSION"))
         .scopes(scopes.iter().copied())
         .connect_timeout(args.timeout())
-        .request_timeout(args.timeout());
+        .request_timeout(args.timeout())
+        // A CLI command is one exchange: when the gateway goes away it reports that and exits
+        // rather than waiting for it to come back.
+        .reconnect(ReconnectPolicy::never());
     let device = match CliDevice::load(&paths::state_dir(args.state_dir.as_deref())) {
         Ok(device) => device,
         Err(e) => {
