@@ -16,7 +16,7 @@ use clawgate_store::{ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatu
 
 use super::ingress::inbound_of;
 use super::{AccountRuntime, ChannelService};
-use crate::agent::{AbortReason, RunOutcome, RunRequest, Submitted};
+use crate::agent::{AbortReason, RunOutcome, RunRequest, Submitted, TurnContext};
 use crate::gateway::Store;
 use crate::time::now_ms;
 
@@ -189,11 +189,25 @@ impl ChannelService {
             extra_system: Some(extra),
             client: Some(json!({"id": msg.channel, "mode": "channel", "account": msg.account, "chatId": msg.chat_id,
                             "threadId": msg.thread_id, "senderId": msg.sender_id})),
-            context: None,
+            context: self.turn_context(msg),
         };
         match self.inner.agents.submit(req).await {
             Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => Ok(()),
             Err(e) => Err(format!("cannot start the agent run: {e}")),
+        }
+    }
+
+    /// The context a sender attached (the webhook channel's `context`), captured like the WS
+    /// API's: capped by `agents.defaults.contextMaxChars`, read by the model as untrusted data.
+    /// A gateway with context turned off runs the message without it.
+    fn turn_context(&self, msg: &InboundMessage) -> Option<TurnContext> {
+        let Some(Value::Object(map)) = msg.context.clone() else { return None };
+        match TurnContext::capture(map, self.inner.agents.agents().context_max_chars) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(channel = %msg.channel, account = %msg.account, error = %e, "inbound context left out");
+                None
+            }
         }
     }
 
