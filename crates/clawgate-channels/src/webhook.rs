@@ -269,6 +269,28 @@ impl WebhookChannel {
         })
     }
 
+    /// `clawgate doctor`'s check: the config holds (it built), and the backend's `outboundUrl`
+    /// accepts a connection (nothing is sent: a probe must not post a message). The identity is
+    /// the inbound path, named by the backend's address.
+    pub async fn probe(&self) -> Result<crate::probe::Identity, crate::probe::ProbeError> {
+        use crate::probe::{Identity, ProbeError};
+        let url = url::Url::parse(&self.outbound_url).map_err(|e| ProbeError::Config(e.to_string()))?;
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        match tokio::time::timeout(self.timeout, connect).await {
+            Ok(Ok(_)) => {
+                Ok(Identity { id: self.path.clone(), name: Some(format!("backend reachable at {host}:{port}")) })
+            }
+            Ok(Err(e)) => Err(ProbeError::Unreachable(format!(
+                "the backend at {host}:{port} (channels.webhook outboundUrl): {e}"
+            ))),
+            Err(_) => Err(ProbeError::Unreachable(format!(
+                "the backend at {host}:{port} (channels.webhook outboundUrl) did not accept a connection in time"
+            ))),
+        }
+    }
+
     /// Take one inbound POST: signature first (nothing else is read before it holds), then the
     /// content type, then the body; recorded through `ingress` before the 202.
     pub async fn handle(
@@ -774,6 +796,20 @@ mod tests {
         let body = ch.outbound_body("x", &dm).unwrap();
         assert_eq!((body["chat"]["type"].clone(), body["to"].clone()), (json!("dm"), json!("bob")));
         assert!(body.get("media").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_doctor_probe_connects_to_the_backend_without_posting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = channel(json!({"outboundUrl": format!("http://127.0.0.1:{port}/replies")}));
+        let me = up.probe().await.unwrap();
+        assert_eq!(me.id, "/webhook/default");
+        drop(listener);
+        let down = channel(json!({"outboundUrl": format!("http://127.0.0.1:{port}/replies")}));
+        assert!(
+            matches!(down.probe().await, Err(crate::probe::ProbeError::Unreachable(m)) if m.contains("outboundUrl"))
+        );
     }
 
     #[test]

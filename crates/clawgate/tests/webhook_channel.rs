@@ -14,7 +14,7 @@ use std::time::Duration;
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 use clawgate_testkit::webhook_backend::{Delivery, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookBackend, sign, unix_now};
-use clawgate_testkit::{RawClient, TestGateway, wait_until};
+use clawgate_testkit::{RawClient, TestGateway, eventually, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
@@ -80,8 +80,10 @@ async fn reply_to(backend: &WebhookBackend, id: &str) -> Delivery {
         .unwrap_or_else(|e| panic!("no reply to {id}: {e:#}; attempts {:?}", backend.attempts()))
 }
 
-/// A message from another user, answered: the inbox routes in order and the outbox sends in
-/// order, so once this is answered whatever was posted before it has been processed.
+/// A message from another user, answered. Chats are answered concurrently, so this says the
+/// gateway is still working, not that an earlier message of another chat was answered: tests
+/// that check "nothing happened" look at what cannot happen in any order (the model's request
+/// count, the fake's violations), and tests that expect a reply wait for it.
 async fn answered_after(backend: &WebhookBackend, gw: &TestGateway, marker: &str) {
     let witness = backend.message("witness", marker);
     post(backend, gw, &witness).await;
@@ -113,14 +115,18 @@ async fn a_signed_message_gets_signed_replies_that_name_it() {
     let group = json!({"id": "g-1", "from": {"id": "bob", "name": "Bob"}, "chat": {"id": "doc-7", "type": "group"},
                        "text": long.trim(), "sessionKey": "compose:doc:7:shared"});
     post(&backend, &gw, &group).await;
-    answered_after(&backend, &gw, "after the long one").await;
-    let parts = replies_to(&backend, "g-1");
+    let expected = format!("echo: {}", long.trim());
+    let parts = eventually(WAIT, "every part of the long reply arrives", || {
+        let parts = replies_to(&backend, "g-1");
+        let words: Vec<&str> = parts.iter().flat_map(|p| p.text.split_whitespace()).collect();
+        (words.join(" ") == expected).then_some(parts)
+    })
+    .await
+    .unwrap();
     assert!(parts.len() >= 2, "{parts:?}");
     assert!(parts.iter().all(|p| p.chat_id == "doc-7" && p.chat_type == "group" && p.to.as_deref() == Some("bob")));
     assert!(parts.iter().all(|p| p.text.chars().count() <= 40), "{parts:?}");
     assert_ne!(parts[0].id, parts[1].id);
-    let joined: Vec<&str> = parts.iter().flat_map(|p| p.text.split_whitespace()).collect();
-    assert_eq!(joined.join(" "), format!("echo: {}", long.trim()));
 
     // Context reaches the model as delimited, untrusted data after the message.
     let with_context = json!({"id": "c-1", "from": {"id": "ann"}, "text": "Summarise", "sessionKey": "compose:doc:7:ann",
