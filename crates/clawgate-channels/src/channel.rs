@@ -154,6 +154,33 @@ pub trait Channel: Send + Sync + 'static {
         1024 * 1024
     }
 
+    /// How the outbox retries this account's sends: `None` (the default) is the outbox's own
+    /// policy; the webhook channel takes `maxAttempts` and its backoff from its config.
+    fn retry_policy(&self) -> Option<RetryPolicy> {
+        None
+    }
+
+    /// Whether every chunk of a reply names the inbound message it answers (`reply_to`), in
+    /// direct chats too. Default false: platforms quote the replied-to message, which only helps
+    /// in groups. The webhook channel's backend matches replies to requests by it.
+    fn replies_name_their_message(&self) -> bool {
+        false
+    }
+
+    /// The whole answer to a webhook POST, for platforms that choose its status and body (the
+    /// webhook channel answers 202 with JSON, 200 for a replay). Default:
+    /// [`Channel::webhook_reply`] as a `text/plain` 200.
+    async fn webhook_respond(
+        &self,
+        request: WebhookRequest<'_>,
+        ingress: &dyn Ingress,
+    ) -> Result<WebhookReply, WebhookError> {
+        Ok(match self.webhook_reply(request, ingress).await? {
+            Some(text) => WebhookReply { status: 200, content_type: "text/plain; charset=utf-8", body: text },
+            None => WebhookReply { status: 200, content_type: "text/plain; charset=utf-8", body: "ok".into() },
+        })
+    }
+
     /// [`Channel::handle_webhook`] for platforms whose 200 must carry a body (Slack answers its
     /// `url_verification` with the challenge): `Ok(Some(text))` is sent as a `text/plain` 200,
     /// `Ok(None)` as the usual one. Default: `handle_webhook`, no body.
@@ -164,6 +191,27 @@ pub trait Channel: Send + Sync + 'static {
     ) -> Result<Option<String>, WebhookError> {
         self.handle_webhook(request, ingress).await.map(|()| None)
     }
+}
+
+/// How many times, and how far apart, the outbox tries one message of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (the first one included); after the last failure the row is failed
+    /// (dead-lettered) with its last error.
+    pub max_attempts: u32,
+    /// The wait between attempts (a platform's `Retry-After` replaces it for that attempt).
+    pub backoff: clawgate_backoff::Backoff,
+}
+
+/// A channel's whole answer to a webhook POST ([`Channel::webhook_respond`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookReply {
+    /// The HTTP status (2xx or 4xx; errors the gateway counts go as [`WebhookError`]).
+    pub status: u16,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
 }
 
 /// A webhook POST as the gateway received it.

@@ -64,7 +64,7 @@ pub struct AccountSettings {
     /// The secret webhook requests are checked with (Telegram `webhookSecret`, LINE
     /// `channelSecret`), resolved. Never logged.
     pub webhook_secret: Option<String>,
-    /// Telegram, LINE: the local webhook path.
+    /// Telegram, LINE: the local webhook path (the webhook channel's `path`).
     pub webhook_path: Option<String>,
     /// Telegram: long-poll timeout in seconds.
     pub poll_timeout_seconds: Option<u64>,
@@ -84,6 +84,18 @@ pub struct AccountSettings {
     pub app_token: Option<String>,
     /// Slack, HTTP mode: the local path slash commands are POSTed to.
     pub commands_path: Option<String>,
+    /// Webhook channel: where replies are POSTed.
+    pub outbound_url: Option<String>,
+    /// Webhook channel: delivery attempts of one reply before it is dead-lettered.
+    pub max_attempts: Option<u32>,
+    /// Webhook channel: the first retry's wait, in ms.
+    pub retry_base_ms: Option<u64>,
+    /// Webhook channel: the longest wait between attempts, in ms.
+    pub retry_max_ms: Option<u64>,
+    /// Webhook channel: the longest text of one POST, in characters.
+    pub max_text_chars: Option<u64>,
+    /// Webhook channel: the timeout of one POST, in ms.
+    pub timeout_ms: Option<u64>,
     /// OpenClaw keys clawgate does not use, merged like the rest.
     pub extra: Map<String, Value>,
 }
@@ -105,6 +117,7 @@ impl AccountSettings {
             ("apiVersion", &self.api_version),
             ("mode", &self.mode),
             ("commandsPath", &self.commands_path),
+            ("outboundUrl", &self.outbound_url),
         ];
         for (key, value) in strings {
             if let Some(value) = value {
@@ -113,6 +126,20 @@ impl AccountSettings {
         }
         if let Some(n) = self.poll_timeout_seconds {
             out.insert("pollTimeoutSeconds".to_owned(), n.into());
+        }
+        if let Some(n) = self.max_attempts {
+            out.insert("maxAttempts".to_owned(), n.into());
+        }
+        let numbers = [
+            ("retryBaseMs", self.retry_base_ms),
+            ("retryMaxMs", self.retry_max_ms),
+            ("maxTextChars", self.max_text_chars),
+            ("timeoutMs", self.timeout_ms),
+        ];
+        for (key, value) in numbers {
+            if let Some(n) = value {
+                out.insert(key.to_owned(), n.into());
+            }
         }
         out
     }
@@ -125,6 +152,7 @@ pub fn expected_token_key(channel: &str) -> &'static str {
         "telegram" | "slack" => "botToken",
         "line" => "channelAccessToken",
         "whatsapp" => "accessToken",
+        "webhook" => "secret",
         _ => "token",
     }
 }
@@ -137,8 +165,8 @@ pub struct AccountConfig {
     pub key: AccountKey,
     /// `enabled: false` keeps the account configured but stopped.
     pub enabled: bool,
-    /// The bot token (`botToken`, `token`, LINE's `channelAccessToken` or WhatsApp's `accessToken`),
-    /// resolved. Never logged.
+    /// The bot token (`botToken`, `token`, LINE's `channelAccessToken` or WhatsApp's `accessToken`;
+    /// the webhook channel's HMAC `secret`), resolved. Never logged.
     pub token: Option<String>,
     /// DM policy.
     pub dm_policy: DmPolicy,
@@ -192,7 +220,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ChannelConfigErro
 }
 
 /// Platforms this build knows, in the order they are started.
-pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp", "slack"];
+pub const KNOWN_CHANNELS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp", "slack", "webhook"];
 
 /// Every configured account of every platform, from the decoded `channels` section (the
 /// decoder has already placed every wrong key and value at its file:line). What is left to
@@ -246,7 +274,8 @@ fn channel_accounts(
     let has_base_token = base.bot_token.is_some()
         || base.token.is_some()
         || base.channel_access_token.is_some()
-        || base.access_token.is_some();
+        || base.access_token.is_some()
+        || (name == "webhook" && base.outbound_url.is_some());
     if has_base_token && !accounts.contains_key("default") {
         out.push(account(name, "default", base, None, &path, base_dir)?);
     }
@@ -274,7 +303,11 @@ fn account(
     let merged = |get: fn(&ChannelAccount) -> bool| pick(get).0;
     // `botToken` (Telegram's name) wins over `token` wherever either is written; LINE calls its
     // token `channelAccessToken`.
-    let (token, token_at, token_key) = if channel == "line" {
+    let (token, token_at, token_key) = if channel == "webhook" {
+        // The webhook channel has no bot token: its HMAC key is its credential.
+        let (a, at) = pick(|a| a.secret.is_some());
+        (a.secret.as_ref(), at, "secret")
+    } else if channel == "line" {
         let (a, at) = pick(|a| a.channel_access_token.is_some());
         (a.channel_access_token.as_ref(), at, "channelAccessToken")
     } else if over.is_some_and(|o| o.bot_token.is_some()) || base.bot_token.is_some() {
@@ -330,6 +363,11 @@ fn account(
             rate_limits.per_chat_per_minute = clamp(n);
         }
     }
+    // A backend behind the webhook channel is authenticated by its HMAC key and speaks for its
+    // own users: DMs and group chats are open unless the config says otherwise.
+    let (dm_default, group_default) =
+        if channel == "webhook" { (DmPolicy::Open, GroupPolicy::Open) } else { Default::default() };
+    let number = |get: fn(&ChannelAccount) -> Option<u64>| over.and_then(get).or(get(base));
     let mut extra = base.extra.clone();
     if let Some(o) = over {
         extra.extend(o.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -338,9 +376,9 @@ fn account(
         key: AccountKey::new(channel, id),
         enabled: merged(|a| a.enabled.is_some()).enabled.unwrap_or(true),
         token,
-        dm_policy: merged(|a| a.dm_policy.is_some()).dm_policy.unwrap_or_default(),
+        dm_policy: merged(|a| a.dm_policy.is_some()).dm_policy.unwrap_or(dm_default),
         allow_from: merged(|a| a.allow_from.is_some()).allow_from.clone().unwrap_or_default(),
-        group_policy: merged(|a| a.group_policy.is_some()).group_policy.unwrap_or_default(),
+        group_policy: merged(|a| a.group_policy.is_some()).group_policy.unwrap_or(group_default),
         group_allow_from: merged(|a| a.group_allow_from.is_some()).group_allow_from.clone().unwrap_or_default(),
         groups: groups.map(|g| g.iter().map(|(id, rule)| (id.clone(), group_rule(rule))).collect()).unwrap_or_default(),
         require_mention: merged(|a| a.require_mention.is_some()).require_mention.unwrap_or(true),
@@ -350,7 +388,8 @@ fn account(
             api_root: text(|a| &a.api_root),
             webhook_url: text(|a| &a.webhook_url),
             webhook_secret: webhook_secret.filter(|s| !s.is_empty()),
-            webhook_path: text(|a| &a.webhook_path),
+            // The webhook channel calls its inbound path `path`.
+            webhook_path: text(|a| &a.path).or_else(|| text(|a| &a.webhook_path)),
             poll_timeout_seconds: merged(|a| a.poll_timeout_seconds.is_some()).poll_timeout_seconds,
             gateway_url: text(|a| &a.gateway_url),
             app_secret: app_secret.filter(|s| !s.is_empty()),
@@ -360,6 +399,12 @@ fn account(
             mode: text(|a| &a.mode),
             app_token: app_token.filter(|s| !s.is_empty()),
             commands_path: text(|a| &a.commands_path),
+            outbound_url: text(|a| &a.outbound_url),
+            max_attempts: number(|a| a.max_attempts).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            retry_base_ms: number(|a| a.retry_base_ms),
+            retry_max_ms: number(|a| a.retry_max_ms),
+            max_text_chars: number(|a| a.max_text_chars),
+            timeout_ms: number(|a| a.timeout_ms),
             extra,
         },
     })

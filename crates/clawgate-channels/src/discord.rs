@@ -444,6 +444,8 @@ pub fn inbound_from_message(key: &AccountKey, m: &Message, bot_id: Option<Id<Use
         mentions,
         mentions_bot,
         sent_at_ms: m.timestamp.as_micros() / 1000,
+        session_key: None,
+        context: None,
     })
 }
 

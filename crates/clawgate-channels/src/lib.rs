@@ -21,11 +21,12 @@ pub mod policy;
 pub mod probe;
 pub mod slack;
 pub mod telegram;
+pub mod webhook;
 pub mod whatsapp;
 
 pub use channel::{
-    Accepted, Capabilities, Channel, ChannelError, ChannelSnapshot, Ingress, IngressError, SendError, StatusCell,
-    TextMeasure, WebhookError, WebhookRequest,
+    Accepted, Capabilities, Channel, ChannelError, ChannelSnapshot, Ingress, IngressError, RetryPolicy, SendError,
+    StatusCell, TextMeasure, WebhookError, WebhookReply, WebhookRequest,
 };
 pub use chunk::chunk_text;
 pub use config::{

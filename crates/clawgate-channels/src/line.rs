@@ -531,6 +531,8 @@ fn normalise(key: &AccountKey, event: &Value, bot: Option<&str>) -> Option<Inbou
         mentions,
         mentions_bot,
         sent_at_ms: event.get("timestamp").and_then(Value::as_i64).unwrap_or(0),
+        session_key: None,
+        context: None,
     })
 }
 

@@ -112,6 +112,14 @@ pub struct InboundMessage {
     pub mentions_bot: bool,
     /// When the platform says the message was sent (Unix ms).
     pub sent_at_ms: i64,
+    /// The session the sender chose (the webhook channel's `sessionKey`); `None`: the chat's
+    /// own session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+    /// Data the sender attached for the model (the webhook channel's `context`), kept with the
+    /// message as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<serde_json::Value>,
 }
 
 impl InboundMessage {
@@ -183,6 +191,13 @@ pub struct OutboundMessage {
     /// Send without a notification.
     #[serde(default)]
     pub silent: bool,
+    /// The kind of chat it goes to, when the reply answers a message (the webhook channel
+    /// tells its backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_kind: Option<ChatKind>,
+    /// The user it answers (the sender of `reply_to`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     /// A key that stays the same for every attempt to send this one message (the outbox sets it
     /// from its row); platforms with idempotent sends use it so a retry after a lost answer is
     /// not delivered twice (LINE `X-Line-Retry-Key`). Not stored: the outbox fills it per send.
@@ -200,6 +215,8 @@ impl OutboundMessage {
             text: text.into(),
             media: None,
             silent: false,
+            chat_kind: None,
+            to: None,
             retry_key: None,
         }
     }

@@ -145,6 +145,8 @@ mod tests {
             mentions: vec![],
             mentions_bot: false,
             sent_at_ms: 0,
+            session_key: None,
+            context: None,
         }
     }
 

@@ -2,10 +2,11 @@
 //! uses this to tell a refused token from a platform it cannot reach. Each adapter has a
 //! `probe` that makes its one identity call (Telegram `getMe`, Discord `GET /users/@me`, Slack
 //! `auth.test`, LINE `GET /v2/bot/info`, WhatsApp `GET /{phone-number-id}`) through the same
-//! request code it runs with.
+//! request code it runs with. The webhook channel has no identity to ask for: its check is its
+//! config and a connection to the backend's `outboundUrl`.
 
 use crate::config::AccountConfig;
-use crate::{ChannelError, discord, line, slack, telegram, whatsapp};
+use crate::{ChannelError, discord, line, slack, telegram, webhook, whatsapp};
 
 /// Who the platform says the credentials belong to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,7 @@ pub async fn probe_account(cfg: &AccountConfig) -> Result<Identity, ProbeError> 
         "slack" => slack::SlackChannel::new(cfg)?.probe().await,
         "line" => line::LineChannel::new(cfg)?.probe().await,
         "whatsapp" => whatsapp::WhatsAppChannel::new(cfg)?.probe().await,
+        "webhook" => webhook::WebhookChannel::new(cfg)?.probe().await,
         other => Err(ProbeError::Config(format!("channels.{other}: no identity check for this platform"))),
     }
 }

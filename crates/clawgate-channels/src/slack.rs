@@ -377,6 +377,8 @@ pub fn inbound_from_callback(key: &AccountKey, bot_user: Option<&str>, callback:
         mentions,
         mentions_bot,
         sent_at_ms,
+        session_key: None,
+        context: None,
     })
 }
 
@@ -480,6 +482,8 @@ pub fn inbound_from_slash_command(key: &AccountKey, cmd: &SlashCommand) -> Resul
         mentions: Vec::new(),
         mentions_bot: true,
         sent_at_ms,
+        session_key: None,
+        context: None,
     })
 }
 

@@ -751,6 +751,8 @@ fn normalise(key: &AccountKey, update: &Value, me: &BotIdentity) -> Option<Inbou
         mentions,
         mentions_bot,
         sent_at_ms: m.get("date").and_then(Value::as_i64).unwrap_or(0).saturating_mul(1000),
+        session_key: None,
+        context: None,
     })
 }
 

@@ -586,6 +586,8 @@ fn normalise(key: &AccountKey, m: &Value, contacts: &[Value]) -> Option<InboundM
         mentions: Vec::new(),
         mentions_bot: false,
         sent_at_ms: sent_at.saturating_mul(1000),
+        session_key: None,
+        context: None,
     })
 }
 

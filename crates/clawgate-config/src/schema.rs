@@ -279,6 +279,12 @@ const HINTS: &[Hint] = &[
         "Slack apps: {botToken, mode?: \"socket\" (appToken) | \"http\" (signingSecret, webhookPath?, commandsPath?), dmPolicy?, allowFrom?, groupPolicy?, channels?, requireMention?}; more apps under accounts.",
         "Channels",
     ),
+    (
+        "channels.webhook",
+        "Webhook",
+        "Backends that chat over signed HTTP: {secret, outboundUrl, path?, maxAttempts?, retryBaseMs?, retryMaxMs?, maxTextChars?, timeoutMs?, dmPolicy?, allowFrom?}; more backends under accounts. See OPERATIONS.md \"Webhook channel\".",
+        "Channels",
+    ),
     ("agents", "Agents", "Agent defaults and the agent list.", "Agents"),
     ("agents.default", "Default agent", "The id of the agent used when none is named (default \"main\").", "Agents"),
     ("agents.defaults", "Agent defaults", "Settings every agent inherits.", "Agents"),

@@ -782,6 +782,9 @@ pub struct ChannelsSection {
     /// Slack apps (Socket Mode or the Events API over HTTP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slack: Option<ChannelSection>,
+    /// Backends that chat over signed HTTP webhooks (inbound POST, replies POSTed back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<ChannelSection>,
     /// Other keys (OpenClaw's `defaults`, channels this build has no adapter for), kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -790,7 +793,7 @@ pub struct ChannelsSection {
 impl ChannelsSection {
     /// The channels this build has an adapter for, by name, in start order.
     #[must_use]
-    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 6] {
+    pub fn known(&self) -> [(&'static str, Option<&ChannelSection>); 7] {
         [
             ("telegram", self.telegram.as_ref()),
             ("discord", self.discord.as_ref()),
@@ -798,6 +801,7 @@ impl ChannelsSection {
             ("line", self.line.as_ref()),
             ("whatsapp", self.whatsapp.as_ref()),
             ("slack", self.slack.as_ref()),
+            ("webhook", self.webhook.as_ref()),
         ]
     }
 }
@@ -910,6 +914,34 @@ pub struct ChannelAccount {
     /// `webhookPath` takes them too).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commands_path: Option<String>,
+    /// Webhook channel: the HMAC-SHA256 key that signs both directions (inbound requests and
+    /// the replies POSTed to `outboundUrl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// Webhook channel: where replies are POSTed (an `http(s)://` URL of the backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbound_url: Option<String>,
+    /// Webhook channel: the local path inbound messages are POSTed to (default
+    /// `/webhook/<account>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Webhook channel: delivery attempts of one reply before it is dead-lettered (default 8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u64>,
+    /// Webhook channel: the wait before the first retry, in ms (default 1000); it doubles
+    /// (with jitter) up to `retryMaxMs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_base_ms: Option<u64>,
+    /// Webhook channel: the longest wait between two attempts, in ms (default 300000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_max_ms: Option<u64>,
+    /// Webhook channel: the longest reply text in one POST, in characters (default 4000);
+    /// longer replies are split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_text_chars: Option<u64>,
+    /// Webhook channel: how long one POST to `outboundUrl` may take, in ms (default 10000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
     /// OpenClaw keys clawgate does not use, kept as written.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -998,7 +1030,10 @@ pub struct ChannelRateLimit {
     pub extra: Map<String, Value>,
 }
 
-pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp", "slack"];
+pub(crate) const CHANNELS_KEYS: &[&str] = &["telegram", "discord", "webchat", "line", "whatsapp", "slack", "webhook"];
+/// The keys only webhook-channel accounts have.
+const WEBHOOK_KEYS: &[&str] =
+    &["secret", "outboundUrl", "path", "maxAttempts", "retryBaseMs", "retryMaxMs", "maxTextChars", "timeoutMs"];
 /// The keys only LINE accounts have.
 const LINE_KEYS: &[&str] = &["channelAccessToken", "channelSecret"];
 /// The keys only Slack accounts have (its per-channel rules are under `channels`).
@@ -1070,6 +1105,7 @@ pub(crate) fn channels(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<Channe
     d.field(obj, p, "line", &mut out.line, |d, v, p| channel(d, v, p, "groups", LINE_KEYS).map(Some));
     d.field(obj, p, "whatsapp", &mut out.whatsapp, |d, v, p| channel(d, v, p, "groups", &[]).map(Some));
     d.field(obj, p, "slack", &mut out.slack, |d, v, p| channel(d, v, p, "channels", SLACK_KEYS).map(Some));
+    d.field(obj, p, "webhook", &mut out.webhook, |d, v, p| channel(d, v, p, "groups", WEBHOOK_KEYS).map(Some));
     Some(out)
 }
 
@@ -1171,6 +1207,42 @@ fn account_fields(
     if own.contains(&"commandsPath") {
         d.field(obj, p, "commandsPath", &mut out.commands_path, Decoder::opt_string);
     }
+    if own.contains(&"outboundUrl") {
+        webhook_fields(d, obj, p, out);
+    }
+}
+
+/// The webhook channel's own keys, each checked where it is written.
+fn webhook_fields(d: &mut Decoder, obj: &Map<String, Value>, p: &KeyPath, out: &mut ChannelAccount) {
+    d.field(obj, p, "secret", &mut out.secret, |d, v, p| secret(d, v, p).map(Some));
+    d.field(obj, p, "outboundUrl", &mut out.outbound_url, |d, v, p| {
+        let url = d.string(v, p)?;
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.starts_with('/') => Some(Some(url)),
+            _ => d.fail(p, format!("{url:?} is not an http(s) URL; write the backend's address like \"https://app.example/clawgate/replies\"")),
+        }
+    });
+    d.field(obj, p, "path", &mut out.path, |d, v, p| {
+        let path = d.string(v, p)?;
+        if path.starts_with('/') && path.len() > 1 && !path.contains(['?', '#', ' ']) {
+            Some(Some(path))
+        } else {
+            d.fail(p, format!("{path:?} is not a path; write one starting with / like \"/webhook/app\""))
+        }
+    });
+    d.field(obj, p, "maxAttempts", &mut out.max_attempts, |d, v, p| {
+        d.integer(v, p, 1, 100, "a whole number of attempts from 1 to 100").map(Some)
+    });
+    let ms = |d: &mut Decoder, v: &Value, p: &KeyPath| {
+        d.integer(v, p, 1, 86_400_000, "a whole number of milliseconds from 1 to 86400000").map(Some)
+    };
+    d.field(obj, p, "retryBaseMs", &mut out.retry_base_ms, ms);
+    d.field(obj, p, "retryMaxMs", &mut out.retry_max_ms, ms);
+    d.field(obj, p, "timeoutMs", &mut out.timeout_ms, ms);
+    d.field(obj, p, "maxTextChars", &mut out.max_text_chars, |d, v, p| {
+        d.integer(v, p, 1, 1_000_000, "a whole number of characters from 1 to 1000000").map(Some)
+    });
 }
 
 /// A policy name; the message names every value (`use` lists them as the user writes them).

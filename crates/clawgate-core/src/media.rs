@@ -266,7 +266,11 @@ impl MediaSigner {
 
 /// Platforms that fetch images themselves from an absolute HTTPS link (no upload API), with
 /// the largest image each takes.
-const URL_FETCHING: &[(&str, u64)] = &[("line", clawgate_channels::line::MAX_IMAGE_BYTES)];
+const URL_FETCHING: &[(&str, u64)] = &[
+    ("line", clawgate_channels::line::MAX_IMAGE_BYTES),
+    // The webhook channel's backend gets every file as a signed link, never the bytes.
+    ("webhook", clawgate_channels::webhook::MAX_LINKED_FILE_BYTES),
+];
 
 /// For a platform that fetches images from a link rather than taking an upload: the largest
 /// image it takes. `None` for platforms that take uploads.

@@ -1,4 +1,5 @@
-//! Webhooks of chat channels (Telegram webhook mode, WhatsApp), on the gateway's own port: POSTs
+//! Webhooks of chat channels (Telegram webhook mode, WhatsApp, LINE, Slack HTTP, the webhook
+//! channel's backends), on the gateway's own port: POSTs
 //! carry updates; a GET is a platform's verification handshake (WhatsApp's `hub.challenge`).
 //!
 //! A request is matched against the webhook paths of the running channel accounts on every
@@ -91,10 +92,10 @@ pub(crate) async fn layer(
         Ok(b) => b,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "webhook body too large").into_response(),
     };
-    match rt.channel.webhook_reply(WebhookRequest { headers: &headers, body: &bytes }, &ingress).await {
-        Ok(None) => (StatusCode::OK, "ok").into_response(),
-        Ok(Some(text)) => {
-            (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+    match rt.channel.webhook_respond(WebhookRequest { headers: &headers, body: &bytes }, &ingress).await {
+        Ok(reply) => {
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+            (status, [(axum::http::header::CONTENT_TYPE, reply.content_type)], reply.body).into_response()
         }
         Err(WebhookError::NotFound) => (StatusCode::NOT_FOUND, "Not Found").into_response(),
         Err(WebhookError::Unauthorized) => refuse(

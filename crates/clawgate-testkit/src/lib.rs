@@ -47,6 +47,7 @@ pub mod proxy;
 pub mod raw;
 pub mod schema;
 pub mod wait;
+pub mod webhook_backend;
 
 pub use gateway::{TestGateway, TestGatewayBuilder};
 pub use peers::{OpenClawPeers, PeerCommand, PeerOutput};

@@ -302,6 +302,9 @@ fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
         "slack" => clawgate_channels::slack::SlackChannel::new(cfg)
             .map(|c| Arc::new(c) as Arc<dyn Channel>)
             .map_err(|e| e.to_string()),
+        "webhook" => clawgate_channels::webhook::WebhookChannel::new(cfg)
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string()),
         other => Err(format!("channel \"{other}\" has no adapter in this build")),
     }
 }
@@ -644,6 +647,9 @@ impl ChannelService {
             }
             if let Some(c) = counts {
                 entry["outbox"] = json!({"queued": c.queued, "failed": c.failed, "sent": c.sent});
+                if ch == "webhook" {
+                    dead_letters(store, cfg, c.failed, &mut entry).await;
+                }
             }
             if let Some(list) = accounts.entry(ch.clone()).or_insert_with(|| json!([])).as_array_mut() {
                 list.push(entry);
@@ -668,6 +674,29 @@ impl ChannelService {
             out["statusIssues"] = json!(issues);
         }
         out
+    }
+}
+
+/// The webhook channel's dead letters (replies given up on after `maxAttempts`, or refused by
+/// the backend): how many, and the newest one's error, chat and time.
+async fn dead_letters(store: &Store, cfg: &AccountConfig, failed: u64, entry: &mut Value) {
+    entry["deadLettered"] = json!(failed);
+    if failed == 0 {
+        return;
+    }
+    // Rows come oldest first; the newest failure is the last one updated.
+    let limit = u32::try_from(failed.min(1000)).unwrap_or(1000);
+    let rows = store
+        .list_outbound(&cfg.key.channel, &cfg.key.account, Some(clawgate_store::OutboxStatus::Failed), limit)
+        .await
+        .unwrap_or_default();
+    if let Some(last) = rows.iter().max_by_key(|r| (r.updated_at_ms, r.id)) {
+        entry["lastDeadLetter"] = json!({
+            "error": last.last_error,
+            "chatId": last.chat_id,
+            "attempts": last.attempts,
+            "at": last.updated_at_ms,
+        });
     }
 }
 
@@ -705,6 +734,7 @@ fn mode_of(cfg: &AccountConfig) -> &'static str {
         "whatsapp" => "webhook",
         "slack" if cfg.settings.mode.as_deref() == Some("http") => "http",
         "slack" => "socket",
+        "webhook" => "webhook",
         _ => "builtin",
     }
 }
@@ -718,6 +748,7 @@ pub(crate) fn label_of(channel: &str) -> &'static str {
         "line" => "LINE",
         "whatsapp" => "WhatsApp",
         "slack" => "Slack",
+        "webhook" => "Webhook",
         _ => "Channel",
     }
 }

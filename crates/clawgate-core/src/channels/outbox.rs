@@ -195,6 +195,10 @@ async fn send_one(store: &Store, metrics: &crate::metrics::Metrics, rt: &Account
             return;
         }
     };
+    // The account's own limit and backoff (the webhook channel's config), else the outbox's.
+    let policy = rt.channel.retry_policy();
+    let (max_attempts, backoff) =
+        policy.map_or((MAX_ATTEMPTS, SEND_BACKOFF), |p| (i64::from(p.max_attempts), p.backoff));
     match rt.channel.send(&message).await {
         Ok(delivered) => {
             crash_point("outbox.accepted");
@@ -208,6 +212,11 @@ async fn send_one(store: &Store, metrics: &crate::metrics::Metrics, rt: &Account
             }
             tracing::debug!(account = %key, id = row.id, chat = %row.chat_id, "outbox message sent");
         }
+        Err(SendError::RetryAfter(_, why)) if policy.is_some_and(|p| row.attempts + 1 >= i64::from(p.max_attempts)) => {
+            // A channel with its own limit counts waits it was asked for as attempts too.
+            metrics.channel_send_failure(&key.channel, SendFailure::RateLimited);
+            report_failure(store, rt, &row, &format!("gave up after {} attempts: {why}", row.attempts + 1)).await;
+        }
         Err(SendError::RetryAfter(after, why)) => {
             metrics.channel_send_failure(&key.channel, SendFailure::RateLimited);
             // The platform's own wait, plus a little jitter so many rows don't return at once.
@@ -218,10 +227,10 @@ async fn send_one(store: &Store, metrics: &crate::metrics::Metrics, rt: &Account
         }
         Err(SendError::Transient(why)) => {
             metrics.channel_send_failure(&key.channel, SendFailure::Transient);
-            if row.attempts + 1 >= MAX_ATTEMPTS {
+            if row.attempts + 1 >= max_attempts {
                 report_failure(store, rt, &row, &format!("gave up after {} attempts: {why}", row.attempts + 1)).await;
             } else {
-                let wait = SEND_BACKOFF.delay(u32::try_from(row.attempts).unwrap_or(0));
+                let wait = backoff.delay(u32::try_from(row.attempts).unwrap_or(0));
                 tracing::warn!(account = %key, id = row.id, attempt = row.attempts + 1, error = %why,
                                retry_in_ms = wait.as_millis() as u64, "send failed; will retry");
                 let _ = store.mark_outbound_retry(row.id, now_ms() + wait.as_millis() as i64, &why, now_ms()).await;

@@ -16,7 +16,7 @@ use clawgate_store::{ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatu
 
 use super::ingress::inbound_of;
 use super::{AccountRuntime, ChannelService};
-use crate::agent::{AbortReason, RunOutcome, RunRequest, Submitted};
+use crate::agent::{AbortReason, RunOutcome, RunRequest, Submitted, TurnContext};
 use crate::gateway::Store;
 use crate::time::now_ms;
 
@@ -53,6 +53,20 @@ pub fn session_key_for(agent_id: &str, msg: &InboundMessage) -> String {
             Some(t) => format!("agent:{agent_id}:{channel}:group:{}:topic:{t}", msg.chat_id),
             None => format!("agent:{agent_id}:{channel}:group:{}", msg.chat_id),
         },
+    }
+}
+
+/// The session of an inbound message: the one its sender chose (the webhook channel's
+/// `sessionKey`, under the account's agent when bare), else the chat's own
+/// ([`session_key_for`]).
+fn chosen_session_key(agent_id: &str, msg: &InboundMessage) -> String {
+    let Some(raw) = msg.session_key.as_deref() else { return session_key_for(agent_id, msg) };
+    match crate::session_key::SessionKey::parse(raw, agent_id) {
+        Ok(key) if !key.is_reserved() => key.to_string(),
+        _ => {
+            tracing::warn!(channel = %msg.channel, account = %msg.account, "inbound sessionKey refused; using the chat's session");
+            session_key_for(agent_id, msg)
+        }
     }
 }
 
@@ -133,7 +147,7 @@ impl ChannelService {
             return set_status(&self.inner.store, rec.id, InboxStatus::Dropped, Some("rate limited"), None, None).await;
         }
         let agent_id = rt.cfg.settings.agent.clone().unwrap_or_else(|| self.inner.agents.agents().default_id.clone());
-        let session_key = session_key_for(&agent_id, msg);
+        let session_key = chosen_session_key(&agent_id, msg);
         let caller = super::commands::CommandCaller::from_channel(&rt.cfg, msg, &session_key, &agent_id);
         if let Some(reply) = self.inner.commands.handle(&caller, &msg.text).await {
             return self.queue_reply(rt, rec, msg, &reply).await;
@@ -175,11 +189,25 @@ impl ChannelService {
             extra_system: Some(extra),
             client: Some(json!({"id": msg.channel, "mode": "channel", "account": msg.account, "chatId": msg.chat_id,
                             "threadId": msg.thread_id, "senderId": msg.sender_id})),
-            context: None,
+            context: self.turn_context(msg),
         };
         match self.inner.agents.submit(req).await {
             Ok(Submitted::Started | Submitted::InFlight | Submitted::Done(_)) => Ok(()),
             Err(e) => Err(format!("cannot start the agent run: {e}")),
+        }
+    }
+
+    /// The context a sender attached (the webhook channel's `context`), captured like the WS
+    /// API's: capped by `agents.defaults.contextMaxChars`, read by the model as untrusted data.
+    /// A gateway with context turned off runs the message without it.
+    fn turn_context(&self, msg: &InboundMessage) -> Option<TurnContext> {
+        let Some(Value::Object(map)) = msg.context.clone() else { return None };
+        match TurnContext::capture(map, self.inner.agents.agents().context_max_chars) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(channel = %msg.channel, account = %msg.account, error = %e, "inbound context left out");
+                None
+            }
         }
     }
 
@@ -301,15 +329,18 @@ impl ChannelService {
         text: &str,
     ) -> Result<(), String> {
         let caps = rt.channel.capabilities();
+        let names_message = rt.channel.replies_name_their_message();
         let chunks = chunk_text(text, caps.max_text, caps.measure);
         let items: Vec<NewOutbound> = chunks
             .into_iter()
             .enumerate()
             .map(|(i, chunk)| {
                 let mut out = OutboundMessage::text(&msg.chat_id, msg.thread_id.clone(), chunk);
-                if i == 0 && msg.chat_kind != ChatKind::Direct {
+                if (i == 0 && msg.chat_kind != ChatKind::Direct) || names_message {
                     out.reply_to = Some(msg.message_id.clone());
                 }
+                out.chat_kind = Some(msg.chat_kind);
+                out.to = Some(msg.sender_id.clone());
                 NewOutbound {
                     idempotency_key: format!("reply:{}:{i}", rec.id),
                     channel: msg.channel.clone(),
@@ -428,6 +459,8 @@ mod tests {
             mentions: vec![],
             mentions_bot: false,
             sent_at_ms: 0,
+            session_key: None,
+            context: None,
         }
     }
 
