@@ -597,6 +597,7 @@ fn worker_admission(p: &ConnectParams, s: &GatewaySettings) -> Option<Admission>
         auth_kind: AuthKind::SharedSecret,
         device: None,
         device_token: None,
+        access: None,
     })
 }
 
