@@ -98,6 +98,7 @@ mod session;
 mod channel_model;
 mod comfy_model;
 mod cron_model;
+mod postgres;
 mod sqlite;
 mod token;
 mod traits;
@@ -122,6 +123,7 @@ pub use session::{
     EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, StartedRun,
     TranscriptEntry, TranscriptRole,
 };
+pub use postgres::PgStore;
 pub use sqlite::{BackupError, SqliteStore, StateFileInfo};
 pub use traits::ChannelStore;
 pub use traits::{ApprovalStore, CronStore, JobStore};
