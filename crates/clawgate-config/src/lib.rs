@@ -36,7 +36,7 @@ pub use load::{LoadedConfig, hash_text, load, load_with_env, parse_str, parse_st
 pub use model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, HttpConfig,
     HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig, ReloadConfig,
-    ReloadMode, TlsConfig,
+    ReloadMode, StorageBackend, StorageConfig, TlsConfig, storage_url_problem,
 };
 pub use path::{InvalidKeyPath, KeyPath, Segment};
 pub use redact::{

@@ -119,11 +119,11 @@ pub use model::{
     DeviceTokenRecord, IdempotencyEntry, InsertOutcome, NewPairingRequest, PairedDevice, PairingDecision,
     PairingRequest, PairingStatus,
 };
+pub use postgres::PgStore;
 pub use session::{
     EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, StartedRun,
     TranscriptEntry, TranscriptRole,
 };
-pub use postgres::PgStore;
 pub use sqlite::{BackupError, SqliteStore, StateFileInfo};
 pub use traits::ChannelStore;
 pub use traits::{ApprovalStore, CronStore, JobStore};

@@ -140,12 +140,13 @@ impl ChannelStore for PgStore {
             .rows_affected();
         }
         if let Some(inbox_id) = answers {
-            let answered = sqlx::query("UPDATE channel_inbox SET status = 'answered', updated_at_ms = $1 WHERE id = $2")
-                .bind(now_ms)
-                .bind(inbox_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let answered =
+                sqlx::query("UPDATE channel_inbox SET status = 'answered', updated_at_ms = $1 WHERE id = $2")
+                    .bind(now_ms)
+                    .bind(inbox_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             if answered == 0 {
                 // Dropping the transaction rolls the inserts back.
                 return Err(StoreError::NotFound);
@@ -298,11 +299,12 @@ impl ChannelStore for PgStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        let outbox = sqlx::query("DELETE FROM channel_outbox WHERE status IN ('sent', 'failed') AND updated_at_ms < $1")
-            .bind(older_than_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let outbox =
+            sqlx::query("DELETE FROM channel_outbox WHERE status IN ('sent', 'failed') AND updated_at_ms < $1")
+                .bind(older_than_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         self.commit(tx).await?;
         Ok(inbox + outbox)
     }
@@ -425,13 +427,14 @@ impl ChannelStore for PgStore {
     }
 
     async fn remove_channel_pairing(&self, channel: &str, account: &str, sender_id: &str) -> Result<bool> {
-        let removed = sqlx::query("DELETE FROM channel_pairings WHERE channel = $1 AND account = $2 AND sender_id = $3")
-            .bind(channel)
-            .bind(account)
-            .bind(sender_id)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+        let removed =
+            sqlx::query("DELETE FROM channel_pairings WHERE channel = $1 AND account = $2 AND sender_id = $3")
+                .bind(channel)
+                .bind(account)
+                .bind(sender_id)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
         Ok(removed > 0)
     }
 }

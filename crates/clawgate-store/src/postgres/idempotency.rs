@@ -47,14 +47,15 @@ impl IdempotencyStore for PgStore {
     }
 
     async fn update(&self, scope_key: &str, status: &str, payload: &serde_json::Value, now_ms: i64) -> Result<()> {
-        let updated = sqlx::query("UPDATE idempotency SET status = $1, payload = $2, updated_at_ms = $3 WHERE key = $4")
-            .bind(status)
-            .bind(payload)
-            .bind(now_ms)
-            .bind(scope_key)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+        let updated =
+            sqlx::query("UPDATE idempotency SET status = $1, payload = $2, updated_at_ms = $3 WHERE key = $4")
+                .bind(status)
+                .bind(payload)
+                .bind(now_ms)
+                .bind(scope_key)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
         if updated == 0 {
             return Err(StoreError::NotFound);
         }

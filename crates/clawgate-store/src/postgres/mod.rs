@@ -147,7 +147,9 @@ async fn applied_versions(pool: &PgPool) -> Result<Vec<i64>> {
     if !exists {
         return Ok(Vec::new());
     }
-    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version").fetch_all(pool).await?)
+    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await?)
 }
 
 /// A URL parse error without the URL (it may hold a password).

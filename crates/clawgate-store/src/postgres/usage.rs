@@ -10,7 +10,9 @@ use crate::{Result, UsageSum};
 fn key_expr(grouping: UsageGrouping) -> &'static str {
     match grouping {
         UsageGrouping::Total => "''",
-        UsageGrouping::Day(DayZone::Offset(_)) => "to_char(to_timestamp(ts / 1000 + $5) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        UsageGrouping::Day(DayZone::Offset(_)) => {
+            "to_char(to_timestamp(ts / 1000 + $5) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        }
         UsageGrouping::Day(DayZone::Local) => "to_char(to_timestamp(ts / 1000), 'YYYY-MM-DD')",
         UsageGrouping::Agent => "agent_id",
         UsageGrouping::Session => "session_key",
