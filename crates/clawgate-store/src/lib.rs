@@ -90,6 +90,8 @@
 #[macro_use]
 mod stored_enum;
 
+mod any;
+
 mod error;
 mod health;
 mod model;
@@ -107,6 +109,7 @@ mod usage;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use any::{AnyStore, StoreLocation};
 pub use channel_model::{
     ChannelPairing, ChannelPairingStatus, InboxRecord, InboxStatus, NewOutbound, OutboxCounts, OutboxRecord,
     OutboxStatus,

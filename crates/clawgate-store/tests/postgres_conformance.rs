@@ -50,3 +50,17 @@ async fn migrations_apply_once_and_two_stores_share_one_database() {
     let token = a.get_or_init("gateway.token", || "from-a".to_owned()).await.expect("init on a");
     assert_eq!(b.get_or_init("gateway.token", || "from-b".to_owned()).await.expect("read on b"), token);
 }
+
+/// [`AnyStore`](clawgate_store::AnyStore), what the gateway opens, forwards every call: the
+/// whole suite passes through it on both backends.
+#[tokio::test]
+async fn any_store_passes_the_whole_suite_on_both_backends() {
+    use clawgate_store::AnyStore;
+    testing::conformance_suite(|| async { AnyStore::open_in_memory().await.expect("sqlite") }).await;
+    let Some(server) = TestPostgres::shared() else { return };
+    testing::conformance_suite(|| async {
+        let url = server.create_database().expect("database");
+        AnyStore::open_postgres(&url).await.expect("postgres")
+    })
+    .await;
+}

@@ -12,6 +12,7 @@ mod malloc;
 mod paths;
 mod service_cmd;
 mod state_lock;
+mod store_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -75,6 +76,9 @@ enum Command {
     Restore(backup_cmd::RestoreArgs),
     /// Run the gateway as a systemd service: install, uninstall, status.
     Service(service_cmd::ServiceArgs),
+    /// The state store (SQLite file or PostgreSQL database): migrate its schema.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -156,6 +160,10 @@ fn main() -> std::process::ExitCode {
             Command::Service(args) => {
                 logging::init_cli();
                 service_cmd::run(args)
+            }
+            Command::Store(cmd) => {
+                logging::init_cli();
+                store_cmd::run(cmd).await
             }
         }
     });
