@@ -197,7 +197,7 @@ const HINTS: &[Hint] = &[
         "A loopback ip:port serving only /metrics without authentication, e.g. 127.0.0.1:9464.",
         "Gateway",
     ),
-    ("storage", "Storage", "Where the gateway keeps its state. A change restarts the gateway.", "Storage"),
+    ("storage", "Storage", "Where the gateway keeps its state. A change takes effect at the next start.", "Storage"),
     (
         "storage.url",
         "Storage URL",
