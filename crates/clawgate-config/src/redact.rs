@@ -55,13 +55,8 @@ pub const SECRET_PATHS: &[&str] = &[
 
 /// Every config key that holds a URL. Their userinfo password is a secret (any string value
 /// that is a URL with a password is redacted too; this table is for the schema and tests).
-pub const URL_PATHS: &[&str] = &[
-    "models.providers.*.baseUrl",
-    "comfy.workers.*.url",
-    "channels.*.webhookUrl",
-    "channels.*.accounts.*.webhookUrl",
-    "storage.url",
-];
+pub const URL_PATHS: &[&str] =
+    &["models.providers.*.baseUrl", "comfy.workers.*.url", "channels.*.webhookUrl", "channels.*.accounts.*.webhookUrl"];
 
 /// Key names whose string values are treated as secrets wherever they appear, as a second net
 /// behind [`SECRET_PATHS`]. Compared ignoring case, `_` and `-`, so `api_key` counts as `apiKey`.

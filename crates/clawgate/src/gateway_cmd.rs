@@ -83,7 +83,6 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
 
     let location = crate::store_cmd::Location::resolve(&loaded.config.storage, &config_path, &state_dir);
     let store = crate::store_cmd::open(&location).await?;
-    tracing::info!(store = %location.shown(), "state store opened");
 
     let base = GatewaySettings {
         log_file: Some(log_file.clone()),
