@@ -77,6 +77,12 @@ if ! ./scripts/install-nginx.sh >/dev/null; then
   exit 3
 fi
 
+step "installing PostgreSQL for the PostgreSQL store tests (once)"
+if ! ./scripts/install-postgres.sh >/dev/null; then
+  echo "test.sh: could not install postgresql (apt-get); the PostgreSQL store tests need it" >&2
+  exit 3
+fi
+
 # Everything the peer tests need is installed now: a missing peer is a failure, not a skip.
 export CLAWGATE_REQUIRE_PEERS=1
 

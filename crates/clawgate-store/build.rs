@@ -2,4 +2,5 @@
 //! when one is added or edited, or the binary would silently keep the old schema.
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=migrations-postgres");
 }

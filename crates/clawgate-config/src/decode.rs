@@ -14,7 +14,7 @@ use crate::error::{ConfigError, ConfigIssue};
 use crate::model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, GatewayRateLimitConfig,
     HttpConfig, HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig,
-    ReloadConfig, ReloadMode, RequestRateConfig, TlsConfig,
+    ReloadConfig, ReloadMode, RequestRateConfig, StorageConfig, TlsConfig, storage_url_problem,
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
@@ -137,8 +137,10 @@ impl Config {
     }
 }
 
-pub(crate) const CONFIG_KEYS: &[&str] =
-    &["$schema", "gateway", "logging", "channels", "agents", "models", "hooks", "session", "cron", "comfy", "tools"];
+pub(crate) const CONFIG_KEYS: &[&str] = &[
+    "$schema", "gateway", "logging", "channels", "agents", "models", "hooks", "session", "cron", "comfy", "tools",
+    "storage",
+];
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "port",
     "bind",
@@ -171,6 +173,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &["enabled"];
 pub(crate) const RELOAD_KEYS: &[&str] = &["mode"];
 pub(crate) const LOGGING_KEYS: &[&str] = &["file", "level", "rotate"];
 pub(crate) const LOG_ROTATE_KEYS: &[&str] = &["maxBytes", "keep"];
+pub(crate) const STORAGE_KEYS: &[&str] = &["url"];
 const SECRET_KEYS: &[&str] = &["env", "file"];
 
 /// OpenClaw settings that clawgate does not implement, keyed by the path of the object they
@@ -224,6 +227,7 @@ pub(crate) fn decode_with_warnings(value: &Value) -> (Config, Vec<Issue>, Vec<Is
         d.field(obj, &root, "cron", &mut config.cron, sections::cron);
         d.field(obj, &root, "tools", &mut config.tools, sections::tools);
         d.field(obj, &root, "channels", &mut config.channels, sections::channels);
+        d.field(obj, &root, "storage", &mut config.storage, storage);
     }
     (config, d.issues, d.warnings)
 }
@@ -549,6 +553,20 @@ fn logging(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<LoggingConfig> {
         }
     });
     d.field(obj, p, "rotate", &mut out.rotate, log_rotate);
+    Some(out)
+}
+
+fn storage(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<StorageConfig> {
+    let obj = d.object(v, p, STORAGE_KEYS)?;
+    let mut out = StorageConfig::default();
+    d.field(obj, p, "url", &mut out.url, |d, v, p| {
+        let url = d.string(v, p)?;
+        match storage_url_problem(&url) {
+            None => Some(Some(crate::SecretUrl::new(url))),
+            // The message never quotes the URL: it may hold a password.
+            Some(problem) => d.fail(p, problem),
+        }
+    });
     Some(out)
 }
 
@@ -1440,5 +1458,34 @@ mod tests {
             err.to_string(),
             "gateway.port: expected a port number from 0 to 65535 (0 picks a free port), found true"
         );
+    }
+
+    #[test]
+    fn storage_url_selects_the_backend_and_never_prints_its_password() {
+        use crate::StorageBackend;
+        let (config, issues) = decode(&json!({}));
+        assert!(issues.is_empty());
+        assert_eq!(config.storage.backend(), StorageBackend::DefaultSqlite);
+
+        let (config, issues) = decode(&json!({"storage": {"url": "sqlite:state/gw.db"}}));
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(config.storage.backend(), StorageBackend::Sqlite(Path::new("state/gw.db")));
+
+        let url = "postgres://clawgate:pg-secret-9@db.internal:5432/clawgate";
+        let (config, issues) = decode(&json!({"storage": {"url": url}}));
+        assert!(issues.is_empty(), "{issues:?}");
+        let StorageBackend::Postgres(found) = config.storage.backend() else { panic!("postgres") };
+        assert_eq!(found.expose(), url);
+        let shown = format!("{config:?} {}", serde_json::to_string(&config).expect("serialize"));
+        assert!(!shown.contains("pg-secret-9"), "{shown}");
+        assert!(shown.contains("db.internal:5432/clawgate"), "{shown}");
+
+        for bad in ["mysql://u:pw-secret-8@h/db", "sqlite:", "clawgate.db"] {
+            let (key, message) = only_issue(json!({"storage": {"url": bad}}));
+            assert_eq!(key, "storage.url");
+            assert!(!message.contains("pw-secret-8"), "{message}");
+        }
+        let (key, _) = only_issue(json!({"storage": {"uri": "sqlite:x"}}));
+        assert_eq!(key, "storage.uri");
     }
 }

@@ -37,7 +37,7 @@ pub use model::rate_window_ms;
 pub use model::{
     AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, GatewayRateLimitConfig,
     HttpConfig, HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig,
-    ReloadConfig, ReloadMode, RequestRateConfig, TlsConfig,
+    ReloadConfig, ReloadMode, RequestRateConfig, StorageBackend, StorageConfig, TlsConfig, storage_url_problem,
 };
 pub use path::{InvalidKeyPath, KeyPath, Segment};
 pub use redact::{

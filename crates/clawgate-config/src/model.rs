@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
 
+use crate::redact::SecretUrl;
 use crate::secret::Secret;
 use crate::sections::{
     AgentsSection, ChannelsSection, ComfySection, CronSection, HooksSection, ModelsSection, SessionSection,
@@ -59,6 +60,9 @@ pub struct Config {
     /// Agent tool policy.
     #[serde(serialize_with = "ser_tools")]
     pub tools: ToolsSection,
+    /// Where the gateway keeps its state (default: the embedded SQLite file).
+    #[serde(skip_serializing_if = "StorageConfig::is_default")]
+    pub storage: StorageConfig,
 }
 
 fn ser_channels<S: Serializer>(section: &ChannelsSection, s: S) -> Result<S::Ok, S::Error> {
@@ -101,6 +105,7 @@ impl fmt::Debug for Config {
             .field("cron", &shown("cron", &self.cron))
             .field("comfy", &shown("comfy", &self.comfy))
             .field("tools", &shown("tools", &self.tools))
+            .field("storage", &self.storage)
             .finish()
     }
 }
@@ -582,6 +587,61 @@ pub enum ReloadMode {
 impl ReloadMode {
     /// The values as written in the config.
     pub const NAMES: [&'static str; 2] = ["hybrid", "off"];
+}
+
+/// `storage.*`: where the gateway keeps its state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite:<path>` (relative to the config file's directory) or
+    /// `postgres://user:password@host:port/database` (several gateways may share one PostgreSQL
+    /// database). Unset: the SQLite file `clawgate.db` in the state directory. The password is a
+    /// secret: it never prints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub url: Option<SecretUrl>,
+}
+
+impl StorageConfig {
+    fn is_default(&self) -> bool {
+        self.url.is_none()
+    }
+
+    /// The backend `url` names.
+    #[must_use]
+    pub fn backend(&self) -> StorageBackend<'_> {
+        match self.url.as_ref() {
+            None => StorageBackend::DefaultSqlite,
+            Some(url) => match url.expose().strip_prefix("sqlite:") {
+                Some(path) => StorageBackend::Sqlite(std::path::Path::new(path)),
+                None => StorageBackend::Postgres(url),
+            },
+        }
+    }
+}
+
+/// What `storage.url` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageBackend<'a> {
+    /// No URL: the SQLite file in the state directory.
+    DefaultSqlite,
+    /// `sqlite:<path>`: this SQLite file (relative paths are resolved by the caller).
+    Sqlite(&'a std::path::Path),
+    /// `postgres://…`: a PostgreSQL database.
+    Postgres(&'a SecretUrl),
+}
+
+/// Whether `url` is a storage URL clawgate can open: `sqlite:<path>` or
+/// `postgres://`/`postgresql://…`.
+#[must_use]
+pub fn storage_url_problem(url: &str) -> Option<String> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        return path.trim().is_empty().then(|| "names no file; expected sqlite:<path>".to_owned());
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    Some("is not a storage URL; expected sqlite:<path> or postgres://user:password@host:port/database".to_owned())
 }
 
 /// `logging.*`.

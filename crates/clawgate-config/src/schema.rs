@@ -216,6 +216,13 @@ const HINTS: &[Hint] = &[
         "The window, e.g. \"1m\", \"30s\" or \"1h\" (1s to 1d). Default \"1m\".",
         "Gateway",
     ),
+    ("storage", "Storage", "Where the gateway keeps its state. A change takes effect at the next start.", "Storage"),
+    (
+        "storage.url",
+        "Storage URL",
+        "sqlite:<path> or postgres://user:password@host:port/database; unset: clawgate.db in the state directory.",
+        "Storage",
+    ),
     ("logging", "Logging", "Log output.", "Logging"),
     (
         "logging.file",
@@ -383,7 +390,7 @@ mod tests {
     use super::*;
     use crate::decode::{
         AUTH_KEYS, CONFIG_KEYS, CONTROL_UI_KEYS, ENDPOINT_KEYS, ENDPOINTS_KEYS, GATEWAY_KEYS, HTTP_KEYS,
-        LOG_ROTATE_KEYS, LOGGING_KEYS, RATE_LIMIT_KEYS, RELOAD_KEYS,
+        LOG_ROTATE_KEYS, LOGGING_KEYS, RATE_LIMIT_KEYS, RELOAD_KEYS, STORAGE_KEYS,
     };
 
     /// Follows `$ref`s into `definitions` (draft-07 output wraps them as `allOf: [{$ref}]`
@@ -437,7 +444,7 @@ mod tests {
     #[test]
     fn schema_properties_match_the_keys_the_decoder_accepts() {
         let schema = config_schema();
-        let cases: [(&[&str], &[&str]); 11] = [
+        let cases: [(&[&str], &[&str]); 12] = [
             (&[], CONFIG_KEYS),
             (&["gateway"], GATEWAY_KEYS),
             (&["gateway", "auth"], AUTH_KEYS),
@@ -449,6 +456,7 @@ mod tests {
             (&["gateway", "reload"], RELOAD_KEYS),
             (&["logging"], LOGGING_KEYS),
             (&["logging", "rotate"], LOG_ROTATE_KEYS),
+            (&["storage"], STORAGE_KEYS),
         ];
         for (path, keys) in cases {
             let want: BTreeSet<String> = keys.iter().map(|k| (*k).to_owned()).collect();

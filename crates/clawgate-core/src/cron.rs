@@ -564,7 +564,7 @@ mod tests {
     impl Bench {
         async fn new() -> Self {
             use crate::broadcast::{AuthKind, Broadcaster, ClientHandle};
-            let store = clawgate_store::SqliteStore::open_in_memory().await.expect("store");
+            let store = clawgate_store::AnyStore::open_in_memory().await.expect("store");
             let clients = Arc::new(Broadcaster::default());
             let events = Events::new(clients.clone(), Arc::new(crate::presence::PresenceState::new(json!({}))));
             let tasks = Tasks::new();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use clawgate_store::{ChannelStore, IdempotencyStore, SqliteStore};
+use clawgate_store::{AnyStore, ChannelStore, IdempotencyStore};
 
 use crate::agent::AgentService;
 use crate::agent::tools::{ComfyGenerate, ComfyQueued, TemplateInfo, ToolHost};
@@ -25,9 +25,9 @@ use crate::tasks::Tasks;
 use crate::time::now_ms;
 use clawgate_comfy::command::{Command, CommandPolicy};
 
-/// The storage backend. Handlers only use the `clawgate-store` traits; this alias is the one
-/// place that names the implementation.
-pub type Store = SqliteStore;
+/// The storage backend: SQLite or PostgreSQL, chosen by `storage.url`. Handlers only use the
+/// `clawgate-store` traits; this alias is the one place that names the implementation.
+pub type Store = AnyStore;
 
 /// How often the health snapshot is refreshed and broadcast.
 const HEALTH_REFRESH: Duration = Duration::from_secs(60);

@@ -17,7 +17,7 @@ use clawgate_core::dispatch::{CallContext, dispatch};
 use clawgate_core::handshake::ConnMeta;
 use clawgate_core::settings::GatewaySettings;
 use clawgate_protocol::connect::{ConnectParams, parse_connect_params};
-use clawgate_store::{SessionStore, SqliteStore};
+use clawgate_store::{AnyStore, SessionStore};
 
 const OLD_TOKEN: &str = "T-old-admission-token";
 const NEW_TOKEN: &str = "T-new-admission-token";
@@ -26,7 +26,7 @@ async fn gateway(dir: &tempfile::TempDir) -> Arc<Gateway> {
     let path = dir.path().join("clawgate.json5");
     let loaded = clawgate_config::parse_str("{}", &path).expect("config parses");
     let agents = AgentSetup::from_config(&loaded.config, dir.path()).expect("agents");
-    let store = SqliteStore::open_in_memory().await.expect("in-memory store");
+    let store = AnyStore::open_in_memory().await.expect("in-memory store");
     let settings = GatewaySettings::for_tests(OLD_TOKEN, dir.path().to_path_buf());
     Gateway::new("test", settings, store, ConfigService::new(path, loaded), agents, Overrides::default())
 }

@@ -14,7 +14,7 @@ use clawgate_core::broadcast::Broadcaster;
 use clawgate_core::events::Events;
 use clawgate_core::presence::PresenceState;
 use clawgate_core::tasks::Tasks;
-use clawgate_store::{RunKind, RunStatus, RunStore, SqliteStore};
+use clawgate_store::{AnyStore, RunKind, RunStatus, RunStore};
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 
 /// What the default fake script streams.
@@ -28,7 +28,7 @@ const SESSION: &str = "agent:main:service";
 /// An agent service whose default agent talks to `fake`, on a fresh in-memory store.
 struct Agents {
     svc: AgentService,
-    store: SqliteStore,
+    store: AnyStore,
     tasks: Tasks,
     fake: FakeOpenAi,
 }
@@ -45,7 +45,7 @@ impl Agents {
         });
         let loaded = clawgate_config::parse_str(&config.to_string(), Path::new("clawgate.json5")).expect("config");
         let setup = AgentSetup::from_config(&loaded.config, Path::new(".")).expect("agents");
-        let store = SqliteStore::open_in_memory().await.expect("in-memory store");
+        let store = AnyStore::open_in_memory().await.expect("in-memory store");
         let events = Events::new(Arc::new(Broadcaster::default()), Arc::new(PresenceState::new(json!({}))));
         let tasks = Tasks::new();
         let svc = AgentService::new(store.clone(), events, tasks.clone(), setup, Arc::new(NoComfy), Default::default());

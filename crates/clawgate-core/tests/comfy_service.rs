@@ -14,7 +14,7 @@ use clawgate_core::broadcast::{AuthKind, ClientHandle, Outbound};
 use clawgate_core::config_service::{ConfigService, Overrides};
 use clawgate_core::dispatch::{CallContext, dispatch};
 use clawgate_core::settings::GatewaySettings;
-use clawgate_store::SqliteStore;
+use clawgate_store::AnyStore;
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::wait::wait_until;
 
@@ -40,7 +40,7 @@ impl Harness {
                                       "workers": [{"name": "gpu", "url": comfy.base_url()}]}});
         let loaded = clawgate_config::parse_str(&config.to_string(), &path).expect("config parses");
         let agents = AgentSetup::from_config(&loaded.config, dir.path()).expect("agents");
-        let store = SqliteStore::open_in_memory().await.expect("in-memory store");
+        let store = AnyStore::open_in_memory().await.expect("in-memory store");
         let settings = GatewaySettings::for_tests("", dir.path().to_path_buf());
         let gw = Gateway::new("test", settings, store, ConfigService::new(path, loaded), agents, Overrides::default());
         gw.comfy.start(&gw.boot_id, dir.path()).await;

@@ -14,7 +14,7 @@ use clawgate_core::broadcast::Broadcaster;
 use clawgate_core::events::Events;
 use clawgate_core::presence::PresenceState;
 use clawgate_core::tasks::Tasks;
-use clawgate_store::{EntryStatus, RunKind, SessionStore, SqliteStore, TranscriptRole, TranscriptStore};
+use clawgate_store::{AnyStore, EntryStatus, RunKind, SessionStore, TranscriptRole, TranscriptStore};
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 
 /// Bound on one whole turn (the fake answers in milliseconds; CI machines are slow).
@@ -22,7 +22,7 @@ const TURN_WAIT: Duration = Duration::from_secs(30);
 
 struct Agents {
     svc: AgentService,
-    store: SqliteStore,
+    store: AnyStore,
     fake: FakeOpenAi,
     turns: usize,
 }
@@ -43,7 +43,7 @@ impl Agents {
         });
         let loaded = clawgate_config::parse_str(&config.to_string(), Path::new("clawgate.json5")).expect("config");
         let setup = AgentSetup::from_config(&loaded.config, Path::new(".")).expect("agents");
-        let store = SqliteStore::open_in_memory().await.expect("in-memory store");
+        let store = AnyStore::open_in_memory().await.expect("in-memory store");
         let events = Events::new(Arc::new(Broadcaster::default()), Arc::new(PresenceState::new(json!({}))));
         let svc = AgentService::new(store.clone(), events, Tasks::new(), setup, Arc::new(NoComfy), Default::default());
         Self { svc, store, fake, turns: 0 }

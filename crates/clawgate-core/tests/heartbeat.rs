@@ -17,7 +17,7 @@ use clawgate_core::events::Events;
 use clawgate_core::heartbeat_runner::{HeartbeatService, WakeOutcome, main_session};
 use clawgate_core::presence::PresenceState;
 use clawgate_core::tasks::Tasks;
-use clawgate_store::SqliteStore;
+use clawgate_store::AnyStore;
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
 
 /// Bound on one whole turn (the fake answers in milliseconds; CI machines are slow).
@@ -25,11 +25,11 @@ const TURN_WAIT: Duration = Duration::from_secs(30);
 const HALF_HOUR: Duration = Duration::from_secs(30 * 60);
 
 async fn runner(config: Value) -> (HeartbeatService, Tasks) {
-    runner_on(SqliteStore::open_in_memory().await.expect("in-memory store"), config)
+    runner_on(AnyStore::open_in_memory().await.expect("in-memory store"), config)
 }
 
 /// A runner over `store` (a second one over the same store is the gateway after a restart).
-fn runner_on(store: SqliteStore, config: Value) -> (HeartbeatService, Tasks) {
+fn runner_on(store: AnyStore, config: Value) -> (HeartbeatService, Tasks) {
     let loaded = clawgate_config::parse_str(&config.to_string(), Path::new("clawgate.json5")).expect("config");
     let setup = AgentSetup::from_config(&loaded.config, Path::new(".")).expect("agents");
     let events = Events::new(Arc::new(Broadcaster::default()), Arc::new(PresenceState::new(json!({}))));
@@ -134,7 +134,7 @@ async fn the_last_beat_survives_a_restart() {
     let path = tempfile::tempdir().unwrap();
     let config = json!({"agents": {"defaults": {"heartbeat": {"every": "30m",
         "activeHours": {"start": "00:00", "end": "00:00"}}}}});
-    let store = SqliteStore::open(&path.path().join("state.db")).await.expect("store");
+    let store = AnyStore::open_sqlite(&path.path().join("state.db")).await.expect("store");
     let (hb, tasks) = runner_on(store.clone(), config.clone());
     hb.start().await;
     assert_eq!(hb.last(), None, "no beat yet");
@@ -143,7 +143,7 @@ async fn the_last_beat_survives_a_restart() {
     tasks.shutdown(Duration::from_secs(5)).await;
     store.close().await.expect("close");
 
-    let store = SqliteStore::open(&path.path().join("state.db")).await.expect("store reopened");
+    let store = AnyStore::open_sqlite(&path.path().join("state.db")).await.expect("store reopened");
     let (again, tasks) = runner_on(store, config);
     again.start().await;
     assert_eq!(again.last(), Some(beat), "last-heartbeat after the restart is the last beat before it");

@@ -16,7 +16,7 @@ use clawgate_core::config_service::{ConfigService, Overrides};
 use clawgate_core::dispatch::{CallContext, dispatch};
 use clawgate_core::settings::GatewaySettings;
 use clawgate_protocol::ErrorShape;
-use clawgate_store::SqliteStore;
+use clawgate_store::AnyStore;
 
 /// A gateway on an in-memory store with `config` (JSON5 text), and one connected operator.
 struct Harness {
@@ -32,7 +32,7 @@ impl Harness {
         let path = dir.path().join("clawgate.json5");
         let loaded = clawgate_config::parse_str(config, &path).expect("config parses");
         let agents = AgentSetup::from_config(&loaded.config, dir.path()).expect("agents");
-        let store = SqliteStore::open_in_memory().await.expect("in-memory store");
+        let store = AnyStore::open_in_memory().await.expect("in-memory store");
         let settings = GatewaySettings::for_tests("", dir.path().to_path_buf());
         let gw = Gateway::new("test", settings, store, ConfigService::new(path, loaded), agents, Overrides::default());
         let scopes = ["operator.admin", "operator.read", "operator.write"].map(String::from).to_vec();

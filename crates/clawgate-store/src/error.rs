@@ -131,11 +131,32 @@ fn classify_sqlite_code(code: i64) -> Fault {
     }
 }
 
+/// The fault of a PostgreSQL SQLSTATE (by its class, the first two characters, where the whole
+/// class means one thing).
+fn classify_sqlstate(code: &str) -> Fault {
+    match code {
+        "53100" => Fault::DiskFull,
+        // Serialization failure, deadlock, lock not available, statement timeout, too many
+        // connections, the server starting up: transient.
+        "40001" | "40P01" | "55P03" | "57014" | "53300" | "57P03" => Fault::Busy,
+        // Admin or crash shutdown of the server: the store cannot serve until it is back.
+        "57P01" | "57P02" => Fault::Closed,
+        "XX001" | "XX002" => Fault::Corrupt,
+        _ => match code.get(..2) {
+            Some("23") => Fault::Constraint,
+            // Insufficient resources (out of memory, ...), system errors (I/O), connection lost.
+            Some("53" | "58" | "08") => Fault::Io,
+            _ => Fault::Other,
+        },
+    }
+}
+
 fn classify(err: &sqlx::Error) -> Fault {
     match err {
-        sqlx::Error::Database(db) => {
-            db.code().and_then(|c| c.parse::<i64>().ok()).map(classify_sqlite_code).unwrap_or(Fault::Other)
-        }
+        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            Some(pg) => classify_sqlstate(pg.code()),
+            None => db.code().and_then(|c| c.parse::<i64>().ok()).map(classify_sqlite_code).unwrap_or(Fault::Other),
+        },
         sqlx::Error::Io(io) => classify_io(io),
         sqlx::Error::PoolTimedOut => Fault::Busy,
         sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => Fault::Closed,
@@ -190,6 +211,17 @@ mod tests {
         assert_eq!(classify_sqlite_code(11), Fault::Corrupt);
         assert_eq!(classify_sqlite_code(2067), Fault::Constraint, "SQLITE_CONSTRAINT_UNIQUE");
         assert_eq!(classify_sqlite_code(1), Fault::Other);
+    }
+
+    #[test]
+    fn sqlstates_are_classified_by_code_then_class() {
+        assert_eq!(classify_sqlstate("53100"), Fault::DiskFull);
+        assert_eq!(classify_sqlstate("23505"), Fault::Constraint, "unique_violation");
+        assert_eq!(classify_sqlstate("40P01"), Fault::Busy, "deadlock_detected");
+        assert_eq!(classify_sqlstate("58030"), Fault::Io, "io_error");
+        assert_eq!(classify_sqlstate("57P01"), Fault::Closed, "admin_shutdown");
+        assert_eq!(classify_sqlstate("XX001"), Fault::Corrupt, "data_corrupted");
+        assert_eq!(classify_sqlstate("42601"), Fault::Other, "syntax_error");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! tokens, chat sessions with their transcripts and runs, chat-channel state, and the ComfyUI
 //! and cron work. It exposes them as capability traits that the rest of the gateway depends on,
 //! and implements every one of them on SQLite ([`SqliteStore`], WAL mode, embedded
-//! migrations). It must not make protocol or policy decisions — who may pair, which scopes a
+//! migrations) and on PostgreSQL ([`PgStore`], for several gateways sharing one state; its own
+//! migrations beside SQLite's). [`AnyStore`] is either, as the config's `storage.url` chose. It must not make protocol or policy decisions — who may pair, which scopes a
 //! role gets, when a request is auto-approved all belong to `clawgate-core` — and it must never
 //! keep or log a device token in plain text, nor panic on what it reads back from disk (a row
 //! it cannot understand is [`StoreError::Corrupt`]).
@@ -36,7 +37,8 @@
 //! share one pool, and every trait future is `Send`, so the service can hand store calls to
 //! spawned tasks. Tests build the same service on [`SqliteStore::open_in_memory`]. Every
 //! backend must pass the one conformance suite (`testing`, behind the `testing` feature), which
-//! SQLite runs on in-memory and on file-backed stores.
+//! SQLite runs on in-memory and on file-backed stores, and PostgreSQL on a fresh database of a
+//! real server.
 //!
 //! Records ([`JobRecord`], [`SessionRecord`], …) are plain data that decode themselves from a
 //! row (`sqlx::FromRow`): JSON columns as `serde_json::Value` or JSON lists, stored enums as
@@ -91,6 +93,8 @@
 #[macro_use]
 mod stored_enum;
 
+mod any;
+
 mod error;
 mod health;
 mod model;
@@ -100,6 +104,7 @@ mod access_token;
 mod channel_model;
 mod comfy_model;
 mod cron_model;
+mod postgres;
 mod sqlite;
 mod token;
 mod traits;
@@ -109,6 +114,7 @@ mod usage;
 pub mod testing;
 
 pub use access_token::{ACCESS_TOKEN_PREFIX, AccessTokenRecord, AccessTokenStore, NewAccessToken};
+pub use any::{AnyStore, StoreLocation};
 pub use channel_model::{
     ChannelPairing, ChannelPairingStatus, InboxRecord, InboxStatus, NewOutbound, OutboxCounts, OutboxRecord,
     OutboxStatus,
@@ -121,6 +127,7 @@ pub use model::{
     DeviceTokenRecord, IdempotencyEntry, InsertOutcome, NewPairingRequest, PairedDevice, PairingDecision,
     PairingRequest, PairingStatus,
 };
+pub use postgres::PgStore;
 pub use session::{
     EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, StartedRun,
     TranscriptEntry, TranscriptRole,

@@ -43,6 +43,7 @@ pub mod fake_telegram;
 pub mod fake_whatsapp;
 pub mod gateway;
 pub mod peers;
+pub mod postgres;
 pub mod proxy;
 pub mod raw;
 pub mod schema;
@@ -51,6 +52,7 @@ pub mod webhook_backend;
 
 pub use gateway::{TestGateway, TestGatewayBuilder};
 pub use peers::{OpenClawPeers, PeerCommand, PeerOutput};
+pub use postgres::TestPostgres;
 pub use proxy::{ProxyRecord, RecordingProxy};
 pub use raw::{DEFAULT_TIMEOUT, Incoming, RawClient, Upgrade, connect_params, merge_patch};
 pub use schema::{ConnectionValidator, SchemaValidator, SchemaViolation};

@@ -12,7 +12,7 @@ use clawgate_config::{Env, LoadedConfig};
 use clawgate_core::Gateway;
 use clawgate_core::config_service::{ConfigService, Overrides};
 use clawgate_core::settings::{AuthMode, GatewaySettings};
-use clawgate_store::{KvStore, SqliteStore};
+use clawgate_store::KvStore;
 
 use crate::state_lock::StateLock;
 use crate::{logging, paths};
@@ -81,9 +81,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     let port = args.port.unwrap_or(loaded.config.gateway.port);
     let ip = bind_ip(args.bind.as_deref(), &loaded)?;
 
-    let store = SqliteStore::open(&paths::database(&state_dir)).await.with_context(|| {
-        format!("cannot open the state database in {} (is another clawgate using it?)", state_dir.display())
-    })?;
+    let location = crate::store_cmd::Location::resolve(&loaded.config.storage, &config_path, &state_dir);
+    let store = crate::store_cmd::open(&location).await?;
 
     let base = GatewaySettings {
         log_file: Some(log_file.clone()),

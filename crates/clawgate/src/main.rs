@@ -13,6 +13,7 @@ mod paths;
 mod service_cmd;
 mod state_lock;
 mod worker_cmd;
+mod store_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -83,6 +84,9 @@ enum Command {
     Restore(backup_cmd::RestoreArgs),
     /// Run the gateway as a systemd service: install, uninstall, status.
     Service(service_cmd::ServiceArgs),
+    /// The state store (SQLite file or PostgreSQL database): migrate its schema.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -172,6 +176,10 @@ fn main() -> std::process::ExitCode {
             Command::Service(args) => {
                 logging::init_cli();
                 service_cmd::run(args)
+            }
+            Command::Store(cmd) => {
+                logging::init_cli();
+                store_cmd::run(cmd).await
             }
         }
     });

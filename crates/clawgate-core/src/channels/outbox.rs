@@ -252,7 +252,7 @@ async fn report_failure(store: &Store, rt: &AccountRuntime, row: &OutboxRecord, 
 #[cfg(test)]
 mod tests {
     use clawgate_channels::TextMeasure;
-    use clawgate_store::{OutboxStatus, SqliteStore};
+    use clawgate_store::{AnyStore, OutboxStatus};
 
     use super::*;
 
@@ -271,7 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn send_queues_once_per_key_and_wakes_only_that_accounts_sender() {
-        let store = SqliteStore::open_in_memory().await.expect("store");
+        let store = AnyStore::open_in_memory().await.expect("store");
         let outbox = Outbox::new(store.clone(), Default::default());
         let (tg, dc) = (AccountKey::new("telegram", "default"), AccountKey::new("discord", "default"));
         let (tg_wake, dc_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -296,7 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stopped_sender_is_detached_but_a_newer_one_stays() {
-        let store = SqliteStore::open_in_memory().await.expect("store");
+        let store = AnyStore::open_in_memory().await.expect("store");
         let outbox = Outbox::new(store, Default::default());
         let key = AccountKey::new("telegram", "default");
         let (old, new) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
