@@ -11,6 +11,7 @@ use std::path::Path;
 use sqlx::migrate::Migrator;
 
 use crate::usage::{TurnUsage, UsageQuery, UsageStore, UsageSums};
+use crate::{AccessTokenRecord, AccessTokenStore, NewAccessToken};
 use crate::{
     ApprovalRecord, ApprovalStatus, ApprovalStore, BackupError, ChannelPairing, ChannelPairingStatus, ChannelStore,
     CronJob, CronRunRecord, CronStore, Degraded, DeviceStore, DeviceTokenRecord, DeviceTokenStore, EnqueueOutcome,
@@ -303,4 +304,11 @@ delegate! { CronStore {
 delegate! { UsageStore {
     fn usage_sums(&self, query: &UsageQuery) -> Result<UsageSums>;
     fn turn_usage(&self, start_ms: i64, end_ms: i64, limit: usize) -> Result<Vec<TurnUsage>>;
+} }
+
+delegate! { AccessTokenStore {
+    fn create_access_token(&self, new: &NewAccessToken, now_ms: i64) -> Result<(String, AccessTokenRecord)>;
+    fn verify_access_token(&self, presented: &str, now_ms: i64) -> Result<Option<AccessTokenRecord>>;
+    fn list_access_tokens(&self) -> Result<Vec<AccessTokenRecord>>;
+    fn revoke_access_token(&self, id_or_name: &str, now_ms: i64) -> Result<Option<AccessTokenRecord>>;
 } }

@@ -23,6 +23,7 @@ mod kv;
 mod pairing;
 mod runs;
 mod sessions;
+mod access_tokens;
 mod tokens;
 mod transcripts;
 mod usage;
