@@ -560,6 +560,7 @@ fn entry_of(st: &State, node_id: &str) -> Option<NodeEntry> {
         entry.display_name = Some(name);
     }
     entry.paired = approved.is_some();
+    entry.pending_invokes = st.invokes.values().filter(|p| p.node_id == node_id).count();
     entry.approved_at_ms = approved.map(|a| a.paired.approved_at_ms);
     entry.pending_request_id = pending.map(|p| p.request_id.clone());
     entry.approval_state = match (approved.is_some(), pending.is_some()) {

@@ -303,6 +303,8 @@ pub struct NodeEntry {
     /// When it was approved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approved_at_ms: Option<i64>,
+    /// Invokes sent to it and not answered yet (clawgate's own field).
+    pub pending_invokes: usize,
     /// Approved as a node.
     pub paired: bool,
     /// Connected now.
