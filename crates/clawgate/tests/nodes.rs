@@ -411,3 +411,94 @@ async fn the_real_node_host_is_approved_with_the_real_cli_and_answers_invokes() 
     let res = op.recv_response(&call, Duration::from_secs(30)).await.expect("the pending invoke failed at once");
     assert_eq!(err_message(&res), "DISCONNECTED: node disconnected (system.which)");
 }
+
+/// Runs `clawgate ARGS --url … --token … --state-dir <tmp>`; asserts exit 0, returns stdout.
+async fn clawgate_cli(gw: &TestGateway, state: &std::path::Path, args: &[&str]) -> String {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .args(["--url", &gw.ws_url(), "--token", gw.expect_token(), "--state-dir"])
+        .arg(state)
+        .kill_on_drop(true);
+    for var in ["CLAWGATE_URL", "CLAWGATE_GATEWAY_TOKEN", "CLAWGATE_GATEWAY_PASSWORD", "CLAWGATE_STATE_DIR"] {
+        cmd.env_remove(var);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("`clawgate {}` did not finish", args.join(" ")))
+        .expect("run clawgate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "`clawgate {}` failed\nstdout: {stdout}\nstderr: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn clawgate_nodes_cli_lists_approves_and_invokes() {
+    let gw = gateway().await;
+    let state = tempfile::tempdir().expect("cli state");
+    let identity = DeviceIdentity::generate();
+    let node_id = identity.device_id().to_owned();
+    let mut node = raw_node(&gw, &identity).await;
+
+    let pending: Value =
+        serde_json::from_str(&clawgate_cli(&gw, state.path(), &["nodes", "pending", "--json"]).await).expect("json");
+    let request_id = pending["pending"][0]["requestId"].as_str().expect("a pending request").to_owned();
+    let text = clawgate_cli(&gw, state.path(), &["nodes", "pending"]).await;
+    assert!(text.contains(&request_id) && text.contains("clawgate nodes approve"), "{text}");
+
+    // A unique prefix of the request id is enough.
+    let text = clawgate_cli(&gw, state.path(), &["nodes", "approve", &request_id[..8]]).await;
+    assert!(text.contains(&format!("Approved node {}", &node_id[..12])), "{text}");
+    node.recv_event("node.pair.resolved", WAIT).await.expect("node told");
+
+    let text = clawgate_cli(&gw, state.path(), &["nodes", "list"]).await;
+    assert!(text.contains("raw-node") && text.contains("connected") && text.contains("approved"), "{text}");
+
+    // `nodes invoke` by display name; the raw node answers while the CLI waits.
+    let gw_url = gw.ws_url();
+    let token = gw.expect_token().to_owned();
+    let state_path = state.path().to_owned();
+    let invoke = tokio::spawn(async move {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args([
+            "nodes",
+            "invoke",
+            "--node",
+            "raw-node",
+            "--command",
+            "system.which",
+            "--params",
+            r#"{"bins":["sh"]}"#,
+        ])
+        .args(["--json", "--url", &gw_url, "--token", &token, "--state-dir"])
+        .arg(&state_path)
+        .kill_on_drop(true);
+        for var in ["CLAWGATE_URL", "CLAWGATE_GATEWAY_TOKEN", "CLAWGATE_GATEWAY_PASSWORD", "CLAWGATE_STATE_DIR"] {
+            cmd.env_remove(var);
+        }
+        tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.expect("invoke finished").expect("ran")
+    });
+    let req = match node.recv_event("node.invoke.request", Duration::from_secs(60)).await {
+        Ok(req) => req,
+        Err(e) => {
+            let out = invoke.await.expect("join");
+            panic!(
+                "node not asked ({e:#}); the CLI said: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let answer =
+        json!({"id": req["payload"]["id"], "nodeId": node_id, "ok": true, "payload": {"bins": {"sh": "/bin/sh"}}});
+    ok(&node.request("node.invoke.result", Some(answer)).await.expect("result taken"));
+    let out = invoke.await.expect("join");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(printed["payload"], json!({"bins": {"sh": "/bin/sh"}}));
+    assert_eq!(printed["nodeId"], node_id.as_str());
+}

@@ -48,7 +48,7 @@ A unique prefix of the request id is enough.")]
     /// Run a command on a node and print its answer.
     #[command(after_help = "Examples:
   clawgate nodes invoke --node 3fa85f64b2c1 --command system.which --params '{\"bins\":[\"sh\"]}'
-  clawgate nodes invoke --node desk --command system.which --params '{\"bins\":[\"git\"]}' --timeout-ms 5000
+  clawgate nodes invoke --node desk --command system.which --params '{\"bins\":[\"git\"]}' --invoke-timeout 5000
 
 --node takes a node id, a unique prefix of one, or a display name.")]
     Invoke(InvokeArgs),
@@ -89,8 +89,8 @@ pub struct InvokeArgs {
     #[arg(long, default_value = "{}")]
     pub params: String,
     /// How long the gateway waits for the node's answer (ms)
-    #[arg(long, default_value_t = 15_000)]
-    pub timeout_ms: u64,
+    #[arg(long = "invoke-timeout", value_name = "MS", default_value_t = 15_000)]
+    pub invoke_timeout_ms: u64,
     /// Print the gateway's answer as one compact JSON line
     #[arg(long)]
     pub json: bool,
@@ -272,10 +272,10 @@ async fn invoke_on(client: &Client, args: &InvokeArgs, params: Value) -> anyhow:
         "nodeId": node_id,
         "command": args.command,
         "params": params,
-        "timeoutMs": args.timeout_ms,
+        "timeoutMs": args.invoke_timeout_ms,
         "idempotencyKey": format!("clawgate-nodes-invoke-{:016x}", rand::random::<u64>()),
     });
-    let wait = std::time::Duration::from_millis(args.timeout_ms.saturating_add(10_000));
+    let wait = std::time::Duration::from_millis(args.invoke_timeout_ms.saturating_add(10_000));
     let answer = match client.request_with_timeout(names::NODE_INVOKE, request, wait).await {
         Ok(a) => a,
         Err(clawgate_client::ClientError::Rpc(error)) => {
@@ -291,6 +291,30 @@ async fn invoke_on(client: &Client, args: &InvokeArgs, params: Value) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        nodes: NodesArgs,
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::{CommandFactory, Parser};
+        Wrapper::command().debug_assert();
+        let w = Wrapper::try_parse_from([
+            "nodes",
+            "invoke",
+            "--node",
+            "desk",
+            "--command",
+            "system.which",
+            "--invoke-timeout",
+            "5",
+        ])
+        .expect("parses");
+        assert!(matches!(w.nodes.command, NodesCommand::Invoke(InvokeArgs { invoke_timeout_ms: 5, .. })));
+    }
 
     #[test]
     fn nodes_resolve_by_id_prefix_or_name() {
