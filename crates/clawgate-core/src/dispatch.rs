@@ -231,6 +231,23 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::DEVICE_TOKEN_REVOKE => {
             typed(method, params, |p| methods::devices::device_token_revoke(&gw.pairing, &gw.events, p)).await
         }
+        m::NODE_PAIR_LIST => typed(method, params, |p| methods::nodes::node_pair_list(&gw.nodes, p)).await,
+        m::NODE_PAIR_APPROVE => typed(method, params, |p| methods::nodes::node_pair_approve(&gw.nodes, p)).await,
+        m::NODE_PAIR_REJECT => typed(method, params, |p| methods::nodes::node_pair_reject(&gw.nodes, p)).await,
+        m::NODE_PAIR_REMOVE => typed(method, params, |p| methods::nodes::node_pair_remove(&gw.nodes, p)).await,
+        m::NODE_RENAME => typed(method, params, |p| methods::nodes::node_rename(&gw.nodes, p)).await,
+        m::NODE_LIST => typed(method, params, |p| methods::nodes::node_list(&gw.nodes, p)).await,
+        m::NODE_DESCRIBE => typed(method, params, |p| methods::nodes::node_describe(&gw.nodes, p)).await,
+        m::NODE_INVOKE => typed(method, params, |p| methods::nodes::node_invoke(&gw.nodes, p)).await,
+        m::NODE_INVOKE_RESULT => typed(method, params, |p| methods::nodes::node_invoke_result(&gw.nodes, ctx, p)).await,
+        m::NODE_EVENT => typed(method, params, |p| methods::nodes::node_event(&gw.nodes, ctx, p)).await,
+        m::NODE_SKILLS_UPDATE => typed(method, params, |p| methods::nodes::node_skills_update(&gw.nodes, ctx, p)).await,
+        m::NODE_PLUGIN_TOOLS_UPDATE => {
+            typed(method, params, |p| methods::nodes::node_plugin_tools_update(&gw.nodes, ctx, p)).await
+        }
+        m::NODE_RUNNER_INVENTORY_UPDATE => {
+            typed(method, params, |p| methods::nodes::node_runner_inventory_update(&gw.nodes, ctx, p)).await
+        }
         m::CHANNELS_STATUS => {
             typed(method, params, |FieldsOf(p)| methods::channels::channels_status(&gw.channels, p)).await
         }

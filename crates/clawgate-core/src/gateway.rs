@@ -73,6 +73,8 @@ pub struct Gateway {
     pub metrics: crate::metrics::Metrics,
     /// The heartbeat runner (`last-heartbeat`, `set-heartbeats`, `wake`).
     pub heartbeat: crate::heartbeat_runner::HeartbeatService,
+    /// Connected nodes, their approvals and the invokes waiting for them.
+    pub nodes: crate::nodes::NodeService,
     overrides: Overrides,
     tasks: Tasks,
 }
@@ -112,6 +114,7 @@ impl Gateway {
         let events = Events::new(Arc::new(Broadcaster::default()), Arc::new(PresenceState::new(self_entry)));
         let settings = SharedSettings::new(settings);
         let pairing = PairingService::new(store.clone(), events.clone());
+        let nodes = crate::nodes::NodeService::new(events.clone());
         let tasks = Tasks::new();
         let outbox = crate::channels::Outbox::new(store.clone(), metrics.clone());
         let media = crate::media::MediaSigner::new(store.clone(), &settings.get().state_dir, config.clone());
@@ -177,6 +180,7 @@ impl Gateway {
             cron,
             metrics,
             heartbeat,
+            nodes,
             overrides,
             tasks,
         })

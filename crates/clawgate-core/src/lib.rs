@@ -29,6 +29,7 @@ pub mod logs;
 pub mod media;
 pub mod methods;
 pub mod metrics;
+pub mod nodes;
 pub mod pairing;
 pub mod presence;
 pub mod session_key;

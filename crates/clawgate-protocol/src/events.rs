@@ -16,6 +16,10 @@ pub mod names {
     pub const CONFIG_CHANGED: &str = "config.changed";
     pub const DEVICE_PAIR_REQUESTED: &str = "device.pair.requested";
     pub const DEVICE_PAIR_RESOLVED: &str = "device.pair.resolved";
+    pub const NODE_PAIR_REQUESTED: &str = "node.pair.requested";
+    pub const NODE_PAIR_RESOLVED: &str = "node.pair.resolved";
+    /// Sent to one node only: run a command (`NodeInvokeRequestEvent`).
+    pub const NODE_INVOKE_REQUEST: &str = "node.invoke.request";
     pub const AGENT: &str = "agent";
     pub const CHAT: &str = "chat";
     pub const SESSION_MESSAGE: &str = "session.message";
@@ -36,6 +40,9 @@ pub const EMITTED: &[&str] = &[
     names::CONFIG_CHANGED,
     names::DEVICE_PAIR_REQUESTED,
     names::DEVICE_PAIR_RESOLVED,
+    names::NODE_PAIR_REQUESTED,
+    names::NODE_PAIR_RESOLVED,
+    names::NODE_INVOKE_REQUEST,
     names::AGENT,
     names::CHAT,
     names::SESSION_MESSAGE,
@@ -72,9 +79,11 @@ pub fn guard(event: &str) -> Guard {
         | "cron"
         | "sessions.changed"
         | "session.message" => Guard::Scope(scopes::READ),
-        names::DEVICE_PAIR_REQUESTED | names::DEVICE_PAIR_RESOLVED | "device.pair.changed" => {
-            Guard::Scope(scopes::PAIRING)
-        }
+        names::DEVICE_PAIR_REQUESTED
+        | names::DEVICE_PAIR_RESOLVED
+        | "device.pair.changed"
+        | names::NODE_PAIR_REQUESTED
+        | names::NODE_PAIR_RESOLVED => Guard::Scope(scopes::PAIRING),
         "plugin.approval.requested" | "plugin.approval.resolved" => Guard::Scope(scopes::APPROVALS),
         // clawgate's own: ComfyUI job state and progress.
         "comfy.job" => Guard::Scope(scopes::READ),
@@ -88,7 +97,7 @@ mod tests {
 
     #[test]
     fn every_emitted_event_except_challenge_has_a_guard() {
-        for e in EMITTED.iter().filter(|e| **e != names::CONNECT_CHALLENGE) {
+        for e in EMITTED.iter().filter(|e| **e != names::CONNECT_CHALLENGE && **e != names::NODE_INVOKE_REQUEST) {
             assert_ne!(guard(e), Guard::Nobody, "{e}");
         }
         assert_eq!(guard("made.up"), Guard::Nobody);

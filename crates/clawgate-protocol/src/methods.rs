@@ -26,6 +26,7 @@ pub mod cron;
 pub mod devices;
 pub mod health;
 pub mod logs;
+pub mod nodes;
 pub mod sessions;
 pub mod system;
 pub mod tokens;
@@ -176,6 +177,15 @@ const fn worker(name: &'static str) -> MethodSpec {
     MethodSpec { name, requirement: Requirement::Scope(scopes::WORKER), advertise: false }
 }
 
+const fn node(name: &'static str, advertise: bool) -> MethodSpec {
+    MethodSpec { name, requirement: Requirement::Node, advertise }
+}
+
+/// Node commands only an admin may invoke directly (upstream's `NODE_ADMIN_ONLY_INVOKE_COMMANDS`:
+/// they cross a host boundary).
+pub const NODE_ADMIN_ONLY_COMMANDS: &[&str] =
+    &["browser.proxy", "browser.proxy.upload.v1", "fs.listDir", "terminal.upload"];
+
 #[allow(missing_docs)]
 pub mod names {
     pub const CONNECT: &str = "connect";
@@ -198,6 +208,19 @@ pub mod names {
     pub const DEVICE_PAIR_REMOVE: &str = "device.pair.remove";
     pub const DEVICE_TOKEN_ROTATE: &str = "device.token.rotate";
     pub const DEVICE_TOKEN_REVOKE: &str = "device.token.revoke";
+    pub const NODE_PAIR_LIST: &str = "node.pair.list";
+    pub const NODE_PAIR_APPROVE: &str = "node.pair.approve";
+    pub const NODE_PAIR_REJECT: &str = "node.pair.reject";
+    pub const NODE_PAIR_REMOVE: &str = "node.pair.remove";
+    pub const NODE_RENAME: &str = "node.rename";
+    pub const NODE_LIST: &str = "node.list";
+    pub const NODE_DESCRIBE: &str = "node.describe";
+    pub const NODE_INVOKE: &str = "node.invoke";
+    pub const NODE_INVOKE_RESULT: &str = "node.invoke.result";
+    pub const NODE_EVENT: &str = "node.event";
+    pub const NODE_SKILLS_UPDATE: &str = "node.skills.update";
+    pub const NODE_PLUGIN_TOOLS_UPDATE: &str = "node.pluginTools.update";
+    pub const NODE_RUNNER_INVENTORY_UPDATE: &str = "node.runnerInventory.update";
     pub const CHANNELS_STATUS: &str = "channels.status";
     pub const CHANNELS_START: &str = "channels.start";
     pub const CHANNELS_STOP: &str = "channels.stop";
@@ -290,6 +313,20 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::DEVICE_PAIR_REMOVE, scopes::PAIRING),
     m(names::DEVICE_TOKEN_ROTATE, scopes::PAIRING),
     m(names::DEVICE_TOKEN_REVOKE, scopes::PAIRING),
+    m(names::NODE_PAIR_LIST, scopes::PAIRING),
+    m(names::NODE_PAIR_APPROVE, scopes::PAIRING),
+    m(names::NODE_PAIR_REJECT, scopes::PAIRING),
+    m(names::NODE_PAIR_REMOVE, scopes::PAIRING),
+    m(names::NODE_RENAME, scopes::PAIRING),
+    m(names::NODE_LIST, scopes::READ),
+    m(names::NODE_DESCRIBE, scopes::READ),
+    MethodSpec { name: names::NODE_INVOKE, requirement: Requirement::Dynamic, advertise: true },
+    node(names::NODE_INVOKE_RESULT, true),
+    node(names::NODE_EVENT, true),
+    node(names::NODE_SKILLS_UPDATE, true),
+    node(names::NODE_PLUGIN_TOOLS_UPDATE, true),
+    // Upstream does not advertise it either (`{ advertise: false }` in its table).
+    node(names::NODE_RUNNER_INVENTORY_UPDATE, false),
     m(names::CHANNELS_STATUS, scopes::READ),
     m(names::CHANNELS_START, scopes::ADMIN),
     m(names::CHANNELS_STOP, scopes::ADMIN),
@@ -407,6 +444,10 @@ pub fn dynamic_scope(method: &str, params: &serde_json::Value) -> &'static str {
             } else {
                 scopes::PAIRING
             }
+        }
+        names::NODE_INVOKE => {
+            let command = params.get("command").and_then(|c| c.as_str()).unwrap_or("");
+            if NODE_ADMIN_ONLY_COMMANDS.contains(&command) { scopes::ADMIN } else { scopes::WRITE }
         }
         names::AGENT => {
             let msg = params.get("message").and_then(|m| m.as_str()).unwrap_or("").trim_start().to_ascii_lowercase();

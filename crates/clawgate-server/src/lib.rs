@@ -75,6 +75,7 @@ impl AppState {
                     events: gw.events.clone(),
                     tasks: gw.tasks().clone(),
                     dispatcher: Dispatcher::new(gw.clone()),
+                    nodes: gw.nodes.clone(),
                     metrics: gw.metrics.clone(),
                 },
                 config: gw.config.clone(),

@@ -70,6 +70,8 @@ pub(crate) struct Connections {
     pub(crate) events: Events,
     pub(crate) tasks: Tasks,
     pub(crate) dispatcher: Dispatcher,
+    /// Told when a node connects and leaves (its registration, its pending invokes).
+    pub(crate) nodes: clawgate_core::nodes::NodeService,
     /// Counts connections open and accepted.
     pub(crate) metrics: clawgate_core::metrics::Metrics,
 }
@@ -324,6 +326,7 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
     tracing::info!(conn = %meta.conn_id, ip = %meta.remote_ip, client = %params.client.id, mode = %params.client.mode,
         role = %admission.role, method = admission.method, scopes = ?admission.scopes, "client connected");
     conns.events.client_connected(client.clone(), &params, &meta.remote_ip.to_string());
+    conns.nodes.connected(client.clone(), &params, &meta.remote_ip.to_string());
     drop(q);
 
     // ---- request loop ----
@@ -424,6 +427,7 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
     }
 
     conns.events.client_disconnected(&meta.conn_id);
+    conns.nodes.disconnected(&client);
     tracing::info!(conn = %meta.conn_id, "client disconnected");
     drop(client);
     ending.finish(tx).await;

@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
   clawgate gateway                     # run the gateway on 127.0.0.1:18789
   clawgate call health                 # call a method on the running gateway
   clawgate devices list                # pending pairing requests and paired devices
+  clawgate nodes list                  # nodes (openclaw node run): connected, approved, commands
   clawgate channels status             # chat accounts: state, last in/out, webhook URL
   clawgate channels stop --channel telegram    # pause a channel without a restart
   clawgate pairing approve telegram K7M2Q9XA   # let a chat sender in
@@ -52,6 +53,8 @@ enum Command {
     Status(cli::status::StatusArgs),
     /// List, approve, reject and revoke devices.
     Devices(cli::devices::DevicesArgs),
+    /// Nodes: list, approve or reject their pairing requests, invoke commands on them.
+    Nodes(cli::nodes::NodesArgs),
     /// Chat channels: status, and start, stop or log out an account without a restart.
     Channels(cli::channels::ChannelsArgs),
     /// Approve or reject chat senders who asked for access with a pairing code.
@@ -120,6 +123,10 @@ fn main() -> std::process::ExitCode {
             Command::Devices(args) => {
                 logging::init_cli();
                 cli::devices::run(args).await
+            }
+            Command::Nodes(args) => {
+                logging::init_cli();
+                cli::nodes::run(args).await
             }
             Command::Channels(args) => {
                 logging::init_cli();

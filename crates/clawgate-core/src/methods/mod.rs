@@ -12,6 +12,7 @@ pub mod cron;
 pub mod devices;
 pub mod health;
 pub mod logs;
+pub mod nodes;
 pub mod sessions;
 pub mod system;
 pub mod tokens;

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod device_auth;
 pub mod devices;
 pub mod jobs;
+pub mod nodes;
 mod output;
 pub mod sessions;
 pub mod status;
