@@ -602,6 +602,8 @@ mod tests {
             auth_kind: AuthKind::SharedSecret,
             client: ("node-host".into(), "node".into()),
             caps: vec![],
+            access: None,
+            rate: None,
         };
         (ClientHandle::with_queue(identity, tx, Arc::new(QueueState::default()), 1 << 20), rx)
     }
