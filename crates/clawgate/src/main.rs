@@ -12,8 +12,8 @@ mod malloc;
 mod paths;
 mod service_cmd;
 mod state_lock;
-mod worker_cmd;
 mod store_cmd;
+mod worker_cmd;
 
 use clap::{Parser, Subcommand};
 

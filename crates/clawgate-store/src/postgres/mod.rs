@@ -13,6 +13,7 @@
 //!   order SQLite gives them, across every gateway on the database. Single-statement writes
 //!   (appends' seq hand-out, claims, inbox dedup) do not take it: their row locks suffice.
 
+mod access_tokens;
 mod approvals;
 mod channels;
 mod cron;
@@ -23,7 +24,6 @@ mod kv;
 mod pairing;
 mod runs;
 mod sessions;
-mod access_tokens;
 mod tokens;
 mod transcripts;
 mod usage;
