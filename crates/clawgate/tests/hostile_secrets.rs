@@ -31,7 +31,7 @@ fn instance(previous: &str) -> &'static str {
         "channels" => "telegram",
         "accounts" => "work",
         "providers" => "fake",
-        "workers" | "models" => "0",
+        "workers" | "models" | "workerTokens" => "0",
         "headers" => "X-Canary-Header",
         other => panic!("no test instance for `*` after `{other}`: extend instance()"),
     }
