@@ -142,8 +142,12 @@ fn refused_for_good(e: &ClientError) -> bool {
 
 /// One connection: join, heartbeat, pull and run jobs until the connection ends.
 async fn session(args: &WorkerArgs, comfy: &ComfyClient) -> End {
-    let opts =
-        ClientOptions::new(&args.gateway).token(&args.token).mode("worker").request_timeout(Duration::from_secs(30));
+    let opts = ClientOptions::new(&args.gateway)
+        .token(&args.token)
+        .mode("worker")
+        .request_timeout(Duration::from_secs(30))
+        // A join belongs to one connection: this loop reconnects and joins again itself.
+        .reconnect(clawgate_client::ReconnectPolicy::never());
     let client = match Client::connect(opts).await {
         Ok(c) => Arc::new(c),
         Err(e) if refused_for_good(&e) => return End::Fatal(format!("the gateway refused this worker: {e}")),
