@@ -182,7 +182,12 @@ async fn outside_the_24_hour_window_the_failure_is_reported_once_and_not_retried
     let tries = wa.sends_to("15550201");
     assert_eq!(tries.len(), 1, "a closed window is not retried: {tries:?}");
     assert_eq!(tries[0].error_code(), Some(codes::RE_ENGAGEMENT));
-    assert!(gw.read_log().contains("24-hour customer-service window"), "the log says it in words");
+    // The log is written by a background writer: wait for the line rather than race it.
+    wait_until(WAIT, "the log says it in words", || async {
+        gw.read_log().contains("24-hour customer-service window").then_some(())
+    })
+    .await
+    .unwrap();
 
     // The same failure reported later by a `failed` status webhook is reported too.
     wa.window_failures_async(true);
