@@ -53,6 +53,10 @@ const MAX_MESSAGE: usize = 8_000;
 const MAX_TITLE: usize = 200;
 const MAX_SELECTION: usize = 4_000;
 
+/// Retries of the first connect (the client reconnects by itself after that).
+const FIRST_CONNECT: clawgate_backoff::Backoff =
+    clawgate_backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+
 /// How the relay reaches the gateway.
 #[derive(Clone)]
 pub struct GatewayLink {
@@ -65,8 +69,7 @@ impl GatewayLink {
     pub fn spawn(options: ClientOptions) -> Self {
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
-            let mut delay = Duration::from_millis(200);
-            loop {
+            for attempt in 0u32.. {
                 match Client::connect(options.clone()).await {
                     Ok(client) => {
                         tracing::info!("connected to the gateway");
@@ -74,9 +77,9 @@ impl GatewayLink {
                         return;
                     }
                     Err(e) => {
+                        let delay = FIRST_CONNECT.delay(attempt);
                         tracing::warn!(error = %e, retry_in = ?delay, "the gateway is not reachable yet");
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
                     }
                 }
             }
@@ -156,8 +159,7 @@ impl Relay {
     }
 
     fn user_of(&self, headers: &HeaderMap) -> Option<String> {
-        let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-        let token = cookies.split(';').find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))?;
+        let token = login_token(headers)?;
         let mut logins = self.logins.lock();
         match logins.get(token) {
             Some((user, until)) if *until > Instant::now() => Some(user.clone()),
@@ -168,6 +170,12 @@ impl Relay {
             None => None,
         }
     }
+}
+
+/// The login cookie's value, if the request carries one.
+fn login_token(headers: &HeaderMap) -> Option<&str> {
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+    cookies.split(';').find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
 }
 
 /// Serve the relay on `addr` until the process ends; prints the address it listens on.
@@ -237,11 +245,7 @@ async fn login(State(relay): State<Relay>, Json(body): Json<LoginBody>) -> Respo
 }
 
 async fn logout(State(relay): State<Relay>, headers: HeaderMap) -> Response {
-    if let Some(token) = headers
-        .get(header::COOKIE)
-        .and_then(|c| c.to_str().ok())
-        .and_then(|c| c.split(';').find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('=')))
-    {
+    if let Some(token) = login_token(&headers) {
         relay.logins.lock().remove(token);
     }
     StatusCode::NO_CONTENT.into_response()
