@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{ConfigError, ConfigIssue};
 use crate::model::{
-    AuthConfig, AuthMode, Bind, Config, ControlUiConfig, EndpointToggle, GatewayConfig, GatewayRateLimitConfig,
-    HttpConfig, HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig, RateLimitConfig,
-    ReloadConfig, ReloadMode, RequestRateConfig, StorageConfig, TlsConfig, storage_url_problem,
+    AuthConfig, AuthMode, Bind, ClusterConfig, Config, ControlUiConfig, EndpointToggle, GatewayConfig,
+    GatewayRateLimitConfig, HttpConfig, HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig,
+    RateLimitConfig, ReloadConfig, ReloadMode, RequestRateConfig, StorageConfig, TlsConfig, storage_url_problem,
 };
 use crate::path::KeyPath;
 use crate::secret::Secret;
@@ -139,7 +139,7 @@ impl Config {
 
 pub(crate) const CONFIG_KEYS: &[&str] = &[
     "$schema", "gateway", "logging", "channels", "agents", "models", "hooks", "session", "cron", "comfy", "tools",
-    "storage",
+    "storage", "cluster",
 ];
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "port",
@@ -174,6 +174,7 @@ pub(crate) const RELOAD_KEYS: &[&str] = &["mode"];
 pub(crate) const LOGGING_KEYS: &[&str] = &["file", "level", "rotate"];
 pub(crate) const LOG_ROTATE_KEYS: &[&str] = &["maxBytes", "keep"];
 pub(crate) const STORAGE_KEYS: &[&str] = &["url"];
+pub(crate) const CLUSTER_KEYS: &[&str] = &["heartbeatMs", "leaseTtlMs"];
 const SECRET_KEYS: &[&str] = &["env", "file"];
 
 /// OpenClaw settings that clawgate does not implement, keyed by the path of the object they
@@ -228,6 +229,7 @@ pub(crate) fn decode_with_warnings(value: &Value) -> (Config, Vec<Issue>, Vec<Is
         d.field(obj, &root, "tools", &mut config.tools, sections::tools);
         d.field(obj, &root, "channels", &mut config.channels, sections::channels);
         d.field(obj, &root, "storage", &mut config.storage, storage);
+        d.field(obj, &root, "cluster", &mut config.cluster, cluster);
     }
     (config, d.issues, d.warnings)
 }
@@ -239,6 +241,18 @@ pub(crate) fn validate(config: &Config, issues: &mut Vec<Issue>) {
     let auth = gateway.child("auth");
     let failed = |issues: &[Issue], path: &KeyPath| issues.iter().any(|i| i.key.starts_with(path));
     let g = &config.gateway;
+
+    let cluster = KeyPath::root().child("cluster");
+    if !failed(issues, &cluster) && config.cluster.heartbeat_ms >= config.cluster.lease_ttl_ms {
+        issues.push(Issue::at_value(
+            cluster.child("heartbeatMs"),
+            format!(
+                "cluster.heartbeatMs ({}) must be shorter than cluster.leaseTtlMs ({}): a gateway that beats less \
+                 often than the ttl looks dead to its peers between beats",
+                config.cluster.heartbeat_ms, config.cluster.lease_ttl_ms
+            ),
+        ));
+    }
 
     let bind_ok = !failed(issues, &gateway.child("bind")) && !failed(issues, &gateway.child("customBindHost"));
     if bind_ok && g.bind == Bind::Custom && g.custom_bind_host.is_none() {
@@ -566,6 +580,20 @@ fn storage(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<StorageConfig> {
             // The message never quotes the URL: it may hold a password.
             Some(problem) => d.fail(p, problem),
         }
+    });
+    Some(out)
+}
+
+fn cluster(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<ClusterConfig> {
+    let obj = d.object(v, p, CLUSTER_KEYS)?;
+    let mut out = ClusterConfig::default();
+    let (min, max) = ClusterConfig::HEARTBEAT_RANGE;
+    d.field(obj, p, "heartbeatMs", &mut out.heartbeat_ms, |d, v, p| {
+        d.integer(v, p, min, max, &format!("a duration in milliseconds from {min} to {max}"))
+    });
+    let (min, max) = ClusterConfig::LEASE_TTL_RANGE;
+    d.field(obj, p, "leaseTtlMs", &mut out.lease_ttl_ms, |d, v, p| {
+        d.integer(v, p, min, max, &format!("a duration in milliseconds from {min} to {max}"))
     });
     Some(out)
 }
@@ -1458,6 +1486,24 @@ mod tests {
             err.to_string(),
             "gateway.port: expected a port number from 0 to 65535 (0 picks a free port), found true"
         );
+    }
+
+    #[test]
+    fn cluster_timings_default_decode_and_are_checked() {
+        let (config, issues) = decode(&json!({}));
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(config.cluster, ClusterConfig { heartbeat_ms: 2_000, lease_ttl_ms: 10_000 });
+        let (config, issues) = decode(&json!({"cluster": {"heartbeatMs": 500, "leaseTtlMs": 1500}}));
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(config.cluster, ClusterConfig { heartbeat_ms: 500, lease_ttl_ms: 1_500 });
+        let (key, message) = only_issue(json!({"cluster": {"leaseTtlMs": 100}}));
+        assert_eq!(key, "cluster.leaseTtlMs");
+        assert!(message.contains("from 500 to 600000"), "{message}");
+        let (key, _) = only_issue(json!({"cluster": {"heartbeat": 100}}));
+        assert_eq!(key, "cluster.heartbeat");
+        let (key, message) = only_issue(json!({"cluster": {"heartbeatMs": 5000, "leaseTtlMs": 4000}}));
+        assert_eq!(key, "cluster.heartbeatMs");
+        assert!(message.contains("must be shorter than cluster.leaseTtlMs"), "{message}");
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct Config {
     /// Where the gateway keeps its state (default: the embedded SQLite file).
     #[serde(skip_serializing_if = "StorageConfig::is_default")]
     pub storage: StorageConfig,
+    /// Several gateways on one PostgreSQL database: heartbeats and leases.
+    #[serde(skip_serializing_if = "ClusterConfig::is_default")]
+    pub cluster: ClusterConfig,
 }
 
 fn ser_channels<S: Serializer>(section: &ChannelsSection, s: S) -> Result<S::Ok, S::Error> {
@@ -106,6 +109,7 @@ impl fmt::Debug for Config {
             .field("comfy", &shown("comfy", &self.comfy))
             .field("tools", &shown("tools", &self.tools))
             .field("storage", &self.storage)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -617,6 +621,39 @@ impl StorageConfig {
                 None => StorageBackend::Postgres(url),
             },
         }
+    }
+}
+
+/// `cluster.*`: how gateways sharing one PostgreSQL database keep track of each other. On
+/// SQLite there is one gateway and these only pace its own heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How often a gateway writes its heartbeat row and looks for peers that died (ms).
+    #[schemars(range(min = 100, max = 60_000))]
+    pub heartbeat_ms: u64,
+    /// How long a lease (e.g. the right to drive a channel account) lasts without renewal, and
+    /// how long a silent gateway is still taken for alive (ms). Its holder renews every third of
+    /// it; when a gateway dies its peers take over after at most this long. Must exceed
+    /// `heartbeatMs`.
+    #[schemars(range(min = 500, max = 600_000))]
+    pub lease_ttl_ms: u64,
+}
+
+impl ClusterConfig {
+    /// Smallest and largest `heartbeatMs`.
+    pub const HEARTBEAT_RANGE: (u64, u64) = (100, 60_000);
+    /// Smallest and largest `leaseTtlMs`.
+    pub const LEASE_TTL_RANGE: (u64, u64) = (500, 600_000);
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { heartbeat_ms: 2_000, lease_ttl_ms: 10_000 }
     }
 }
 

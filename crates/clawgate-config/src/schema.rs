@@ -223,6 +223,24 @@ const HINTS: &[Hint] = &[
         "sqlite:<path> or postgres://user:password@host:port/database; unset: clawgate.db in the state directory.",
         "Storage",
     ),
+    (
+        "cluster",
+        "Cluster",
+        "Several gateways on one PostgreSQL database: heartbeats and leases. A change takes effect at the next start.",
+        "Storage",
+    ),
+    (
+        "cluster.heartbeatMs",
+        "Heartbeat",
+        "How often the gateway writes its heartbeat and looks for peers that died, in ms (100 to 60000). Default 2000.",
+        "Storage",
+    ),
+    (
+        "cluster.leaseTtlMs",
+        "Lease ttl",
+        "How long a lease (driving a channel account) lasts unrenewed and a silent gateway counts as alive, in ms (500 to 600000; more than heartbeatMs). Peers take over a dead gateway's work after at most this. Default 10000.",
+        "Storage",
+    ),
     ("logging", "Logging", "Log output.", "Logging"),
     (
         "logging.file",
@@ -389,7 +407,7 @@ mod tests {
 
     use super::*;
     use crate::decode::{
-        AUTH_KEYS, CONFIG_KEYS, CONTROL_UI_KEYS, ENDPOINT_KEYS, ENDPOINTS_KEYS, GATEWAY_KEYS, HTTP_KEYS,
+        AUTH_KEYS, CLUSTER_KEYS, CONFIG_KEYS, CONTROL_UI_KEYS, ENDPOINT_KEYS, ENDPOINTS_KEYS, GATEWAY_KEYS, HTTP_KEYS,
         LOG_ROTATE_KEYS, LOGGING_KEYS, RATE_LIMIT_KEYS, RELOAD_KEYS, STORAGE_KEYS,
     };
 
@@ -444,7 +462,7 @@ mod tests {
     #[test]
     fn schema_properties_match_the_keys_the_decoder_accepts() {
         let schema = config_schema();
-        let cases: [(&[&str], &[&str]); 12] = [
+        let cases: [(&[&str], &[&str]); 13] = [
             (&[], CONFIG_KEYS),
             (&["gateway"], GATEWAY_KEYS),
             (&["gateway", "auth"], AUTH_KEYS),
@@ -457,6 +475,7 @@ mod tests {
             (&["logging"], LOGGING_KEYS),
             (&["logging", "rotate"], LOG_ROTATE_KEYS),
             (&["storage"], STORAGE_KEYS),
+            (&["cluster"], CLUSTER_KEYS),
         ];
         for (path, keys) in cases {
             let want: BTreeSet<String> = keys.iter().map(|k| (*k).to_owned()).collect();

@@ -75,6 +75,9 @@ pub struct Gateway {
     pub heartbeat: crate::heartbeat_runner::HeartbeatService,
     /// Connected nodes, their approvals and the invokes waiting for them.
     pub nodes: crate::nodes::NodeService,
+    /// The gateways sharing the store, and the leases this one holds (started by the
+    /// composition root before run recovery).
+    pub cluster: crate::cluster::Cluster,
     overrides: Overrides,
     tasks: Tasks,
 }
@@ -128,8 +131,23 @@ impl Gateway {
             metrics.clone(),
         );
         let tools: Arc<dyn ToolHost> = Arc::new(ComfyTools { comfy: comfy.clone() });
-        let agents =
-            AgentService::new(store.clone(), events.clone(), tasks.clone(), agents, tools.clone(), metrics.clone());
+        let member = crate::cluster::Member {
+            id: info.boot_id.clone(),
+            version: version.to_owned(),
+            started_at_ms: info.started_at_ms,
+            listen_addr: settings.get().listen_addr.clone(),
+        };
+        let cluster_settings = crate::cluster::ClusterSettings::from_config(&config.current().config.cluster);
+        let cluster = crate::cluster::Cluster::new(store.clone(), tasks.clone(), member, cluster_settings);
+        let agents = AgentService::in_cluster(
+            store.clone(),
+            events.clone(),
+            tasks.clone(),
+            agents,
+            tools.clone(),
+            metrics.clone(),
+            cluster.clone(),
+        );
         let cron = crate::cron::CronService::new(
             store.clone(),
             events.clone(),
@@ -149,6 +167,7 @@ impl Gateway {
             outbox.clone(),
             agents.clone(),
             commands,
+            cluster.clone(),
         );
         let auth = AuthService::new(settings.clone(), pairing.clone());
         let heartbeat = crate::heartbeat_runner::HeartbeatService::new(
@@ -158,8 +177,12 @@ impl Gateway {
             tasks.clone(),
             outbox,
         );
-        let observed =
-            crate::health::Observed { agents: agents.clone(), channels: channels.clone(), comfy: comfy.clone() };
+        let observed = crate::health::Observed {
+            agents: agents.clone(),
+            channels: channels.clone(),
+            comfy: comfy.clone(),
+            cluster: cluster.clone(),
+        };
         let health =
             HealthService::new(info.clone(), settings.clone(), store.clone(), config.clone(), events.clone(), observed);
         Arc::new(Self {
@@ -181,6 +204,7 @@ impl Gateway {
             metrics,
             heartbeat,
             nodes,
+            cluster,
             overrides,
             tasks,
         })

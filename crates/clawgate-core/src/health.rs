@@ -78,6 +78,8 @@ struct HealthInner {
     channels: ChannelService,
     /// ComfyUI workers (`status.workerPools`).
     comfy: ComfyService,
+    /// The gateways sharing the store (`status.cluster`).
+    cluster: crate::cluster::Cluster,
     /// The last snapshot (`null` until the first refresh).
     snapshot: RwLock<Value>,
 }
@@ -91,6 +93,8 @@ pub struct Observed {
     pub channels: ChannelService,
     /// ComfyUI workers.
     pub comfy: ComfyService,
+    /// The gateways sharing the store.
+    pub cluster: crate::cluster::Cluster,
 }
 
 impl HealthService {
@@ -103,7 +107,7 @@ impl HealthService {
         events: Events,
         observed: Observed,
     ) -> Self {
-        let Observed { agents, channels, comfy } = observed;
+        let Observed { agents, channels, comfy, cluster } = observed;
         Self {
             inner: Arc::new(HealthInner {
                 info,
@@ -114,6 +118,7 @@ impl HealthService {
                 agents,
                 channels,
                 comfy,
+                cluster,
                 snapshot: RwLock::new(Value::Null),
             }),
         }
@@ -142,6 +147,11 @@ impl HealthService {
     /// The ComfyUI workers this service reports on.
     pub fn comfy(&self) -> &ComfyService {
         &self.inner.comfy
+    }
+
+    /// The gateways sharing the store.
+    pub fn cluster(&self) -> &crate::cluster::Cluster {
+        &self.inner.cluster
     }
 
     /// Version, boot id, start time.

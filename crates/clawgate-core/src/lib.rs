@@ -14,6 +14,7 @@ pub mod auth;
 pub mod broadcast;
 pub mod channels;
 pub mod client_addr;
+pub mod cluster;
 pub mod comfy;
 pub mod config_service;
 pub mod cron;

@@ -116,6 +116,38 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
         restart_required: vec!["gateway.port".into()],
         state_dir: admin.then(|| "/state".into()),
         config_path: admin.then(|| "/state/clawgate.json5".into()),
+        cluster: admin.then(|| StatusCluster {
+            id: "boot".into(),
+            mode: "shared".into(),
+            heartbeat_ms: 2000,
+            lease_ttl_ms: 10_000,
+            gateways: vec![
+                StatusClusterGateway {
+                    id: "boot".into(),
+                    addr: "127.0.0.1:18789".into(),
+                    version: "0.1.0".into(),
+                    started_at_ms: 1_700_000_000_000,
+                    alive: true,
+                    seen_ago_ms: 800,
+                    is_self: true,
+                },
+                StatusClusterGateway {
+                    id: "peer".into(),
+                    addr: "10.0.0.2:18789".into(),
+                    version: "0.1.0".into(),
+                    started_at_ms: 1_700_000_000_000,
+                    alive: false,
+                    seen_ago_ms: 42_000,
+                    is_self: false,
+                },
+            ],
+            leases: vec![StatusClusterLease {
+                name: "channel:telegram:default".into(),
+                holder: "boot".into(),
+                expires_in_ms: Some(7000),
+            }],
+            error: None,
+        }),
     };
     vec![
         (

@@ -21,6 +21,7 @@ use crate::{
     RunRecord, RunStatus, RunStore, SessionQuery, SessionRecord, SessionStore, SqliteStore, StartedRun, StoreError,
     TranscriptEntry, TranscriptRole, TranscriptStore,
 };
+use crate::{ClusterStore, GatewayRecord, LeaseRecord};
 
 /// A store on either backend. Cloning is cheap (each backend's clones share one pool).
 #[derive(Debug, Clone)]
@@ -220,17 +221,17 @@ delegate! { RunStore {
     fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>>;
     fn list_queued_sessions(&self) -> Result<Vec<String>>;
     fn list_queued_runs(&self) -> Result<Vec<(String, String)>>;
-    fn mark_interrupted_running(&self, now_ms: i64) -> Result<u64>;
+    fn mark_interrupted_running(&self, now_ms: i64, alive_since_ms: i64) -> Result<u64>;
     fn prune_finished(&self, older_than_ms: i64) -> Result<u64>;
 }
-    async fn start_next<T, F>(&self, session_key: &str, now_ms: i64, prepare: F) -> Result<Option<StartedRun<T>>>
+    async fn start_next<T, F>(&self, session_key: &str, owner: &str, now_ms: i64, prepare: F) -> Result<Option<StartedRun<T>>>
     where
         T: Send,
         F: FnOnce(&mut RunRecord, Option<&SessionRecord>) -> (T, Option<NewEntry>) + Send,
     {
         match self {
-            AnyStore::Sqlite(s) => s.start_next(session_key, now_ms, prepare).await,
-            AnyStore::Postgres(s) => s.start_next(session_key, now_ms, prepare).await,
+            AnyStore::Sqlite(s) => s.start_next(session_key, owner, now_ms, prepare).await,
+            AnyStore::Postgres(s) => s.start_next(session_key, owner, now_ms, prepare).await,
         }
     }
 }
@@ -311,4 +312,14 @@ delegate! { AccessTokenStore {
     fn verify_access_token(&self, presented: &str, now_ms: i64) -> Result<Option<AccessTokenRecord>>;
     fn list_access_tokens(&self) -> Result<Vec<AccessTokenRecord>>;
     fn revoke_access_token(&self, id_or_name: &str, now_ms: i64) -> Result<Option<AccessTokenRecord>>;
+} }
+
+delegate! { ClusterStore {
+    fn upsert_gateway(&self, gateway: &GatewayRecord) -> Result<()>;
+    fn list_gateways(&self) -> Result<Vec<GatewayRecord>>;
+    fn remove_gateway(&self, id: &str) -> Result<bool>;
+    fn forget_gateways(&self, seen_before_ms: i64) -> Result<u64>;
+    fn try_acquire_lease(&self, name: &str, holder: &str, ttl_ms: i64, now_ms: i64) -> Result<bool>;
+    fn release_lease(&self, name: &str, holder: &str) -> Result<bool>;
+    fn list_leases(&self) -> Result<Vec<LeaseRecord>>;
 } }

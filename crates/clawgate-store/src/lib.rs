@@ -30,6 +30,7 @@
 //! | [`CronStore`] | scheduled jobs, with one receipt per fired slot |
 //! | [`UsageStore`] | per-turn token usage (recorded with each assistant entry) and its sums |
 //! | [`AccessTokenStore`] | scoped access tokens for backends, kept only as hashes |
+//! | [`ClusterStore`] | the gateways sharing one database, and the leases they hold |
 //! | [`GatewayStore`] | all of the above: what the composition root opens |
 //!
 //! A service is generic over the traits it needs and owns a clone of the store
@@ -102,6 +103,7 @@ mod session;
 
 mod access_token;
 mod channel_model;
+mod cluster_model;
 mod comfy_model;
 mod cron_model;
 mod postgres;
@@ -119,6 +121,7 @@ pub use channel_model::{
     ChannelPairing, ChannelPairingStatus, InboxRecord, InboxStatus, NewOutbound, OutboxCounts, OutboxRecord,
     OutboxStatus,
 };
+pub use cluster_model::{GatewayRecord, LeaseRecord};
 pub use comfy_model::{ApprovalRecord, ApprovalStatus, JobQuery, JobRecord, JobStatus, NewApproval, NewJob};
 pub use cron_model::{CronJob, CronRunRecord};
 pub use error::{Fault, StoreError};
@@ -134,6 +137,7 @@ pub use session::{
 };
 pub use sqlite::{BackupError, SqliteStore, StateFileInfo};
 pub use traits::ChannelStore;
+pub use traits::ClusterStore;
 pub use traits::{ApprovalStore, CronStore, JobStore};
 pub use traits::{DeviceStore, DeviceTokenStore, GatewayStore, IdempotencyStore, KvStore, PairingStore};
 pub use traits::{RunStore, SessionStore, TranscriptStore};

@@ -163,6 +163,9 @@ pub struct RunRecord {
     pub started_at_ms: Option<i64>,
     /// When it finished (or was found interrupted).
     pub ended_at_ms: Option<i64>,
+    /// The gateway that claimed it with [`crate::RunStore::start_next`] (its boot id); `None`
+    /// while queued or when claimed without one.
+    pub owner: Option<String>,
 }
 
 /// The transcript entry [`crate::RunStore::start_next`] writes with the claim of a run: into the

@@ -19,6 +19,7 @@ use crate::{
     ChannelPairing, ChannelPairingStatus, ChannelStore, InboxRecord, InboxStatus, NewOutbound, OutboxCounts,
     OutboxRecord, OutboxStatus,
 };
+use crate::{ClusterStore, GatewayRecord, LeaseRecord};
 use crate::{
     DeviceStore, DeviceTokenStore, GatewayStore, IdempotencyStore, InsertOutcome, KvStore, NewPairingRequest,
     PairedDevice, PairingDecision, PairingStatus, PairingStore, StoreError,
@@ -185,6 +186,7 @@ macro_rules! for_each_conformance_case {
             list_queued_sessions_lists_each_waiting_session_once,
             list_queued_runs_lists_waiting_runs_in_queue_order,
             mark_interrupted_running_ends_runs_cut_off_by_a_crash,
+            mark_interrupted_running_spares_runs_of_live_gateways,
             prune_finished_drops_only_old_finished_runs,
             // Channels.
             recorded_inbound_round_trips_and_redelivery_is_none,
@@ -227,6 +229,12 @@ macro_rules! for_each_conformance_case {
             access_token_names_are_unique_among_live_tokens,
             revoked_access_token_no_longer_verifies,
             odd_access_token_texts_never_verify,
+            // Cluster.
+            gateways_register_heartbeat_and_are_forgotten,
+            lease_is_granted_renewed_and_refused_to_others,
+            expired_lease_is_taken_over_and_released_only_by_its_holder,
+            concurrent_lease_acquires_have_exactly_one_winner,
+            removing_a_gateway_releases_its_leases,
         }
     };
 }
@@ -1203,6 +1211,7 @@ pub async fn enqueue_is_idempotent_on_run_id<S: RunStore>(store: &S) {
         created_at_ms: T0,
         started_at_ms: None,
         ended_at_ms: None,
+        owner: None,
     };
     assert_eq!(first, EnqueueOutcome::Inserted(expected.clone()));
     let again = store.enqueue("run-1", "agent:main:other", RunKind::Http, &json!({}), T0 + 1).await.expect("again");
@@ -1254,13 +1263,13 @@ where
     S: RunStore + SessionStore + TranscriptStore,
 {
     let session = store.ensure_session("s", "main", T0).await.expect("session");
-    let none = store.start_next("s", T0, |_, _| -> ((), Option<NewEntry>) { panic!("nothing to prepare") });
+    let none = store.start_next("s", "gw-a", T0, |_, _| -> ((), Option<NewEntry>) { panic!("nothing to prepare") });
     assert!(none.await.expect("nothing queued").is_none());
     queued(store, "r1", "s", T0 + 1).await;
     queued(store, "r2", "s", T0 + 2).await;
 
     let started = store
-        .start_next("s", T0 + 10, |run, seen| {
+        .start_next("s", "gw-a", T0 + 10, |run, seen| {
             let request = run.request.take();
             let entry = NewEntry {
                 role: TranscriptRole::User,
@@ -1274,6 +1283,7 @@ where
         .expect("r1 starts");
     assert_eq!(started.prepared, ("r1".to_owned(), Some(0)));
     assert_eq!((started.run.status, started.run.started_at_ms), (RunStatus::Running, Some(T0 + 10)));
+    assert_eq!(started.run.owner.as_deref(), Some("gw-a"), "the claiming gateway owns the run");
     assert_eq!(started.run.request, Value::Null, "the request is as the preparation left it");
     assert_eq!(started.session.as_ref().map(|s| s.session_id.as_str()), Some(session.session_id.as_str()));
     let expected = TranscriptEntry {
@@ -1293,11 +1303,11 @@ where
     assert_eq!((after.message_count, after.updated_at_ms), (1, T0 + 10));
 
     // One run at a time, as with claim_next.
-    let busy = store.start_next("s", T0 + 11, |_, _| -> ((), Option<NewEntry>) { panic!("the lane is busy") });
+    let busy = store.start_next("s", "gw-a", T0 + 11, |_, _| -> ((), Option<NewEntry>) { panic!("the lane is busy") });
     assert!(busy.await.expect("busy").is_none());
     store.finish("r1", RunStatus::Completed, None, T0 + 12).await.expect("finish");
     // A preparation that gives no entry starts the run and writes nothing.
-    let second = store.start_next("s", T0 + 13, |_, _| ((), None)).await.expect("start").expect("r2");
+    let second = store.start_next("s", "gw-a", T0 + 13, |_, _| ((), None)).await.expect("start").expect("r2");
     assert_eq!((second.run.run_id.as_str(), second.entry), ("r2", None));
     assert_eq!(store.count_entries(&session.session_id).await.expect("count"), 1);
 }
@@ -1310,7 +1320,7 @@ where
 {
     queued(store, "r1", "gone", T0).await;
     let started = store
-        .start_next("gone", T0 + 1, |_, seen| {
+        .start_next("gone", "gw-a", T0 + 1, |_, seen| {
             let entry = NewEntry { role: TranscriptRole::User, content: json!("hi"), status: EntryStatus::Final };
             (seen.is_none(), Some(entry))
         })
@@ -1432,7 +1442,7 @@ pub async fn mark_interrupted_running_ends_runs_cut_off_by_a_crash<S: RunStore +
     }
     store.finish("u1", RunStatus::Completed, None, T0 + 2).await.expect("finish");
 
-    assert_eq!(store.mark_interrupted_running(T0 + 100).await.expect("mark"), 2);
+    assert_eq!(store.mark_interrupted_running(T0 + 100, T0 + 100).await.expect("mark"), 2);
     let r1 = store.get_run("r1").await.expect("get").expect("r1");
     assert_eq!((r1.status, r1.ended_at_ms), (RunStatus::Interrupted, Some(T0 + 100)));
     let u1 = store.get_run("u1").await.expect("get").expect("u1");
@@ -1450,8 +1460,43 @@ pub async fn mark_interrupted_running_ends_runs_cut_off_by_a_crash<S: RunStore +
         .append("sid-v1", TranscriptRole::User, &json!("hi"), Some("v1"), EntryStatus::Final, T0 + 101)
         .await
         .expect("user message");
-    assert_eq!(store.mark_interrupted_running(T0 + 200).await.expect("mark"), 2);
-    assert_eq!(store.mark_interrupted_running(T0 + 300).await.expect("mark again"), 0);
+    assert_eq!(store.mark_interrupted_running(T0 + 200, T0 + 200).await.expect("mark"), 2);
+    assert_eq!(store.mark_interrupted_running(T0 + 300, T0 + 300).await.expect("mark again"), 0);
+}
+
+/// The periodic sweep of several gateways: a run owned by a gateway seen at or after the
+/// cut-off is left running; a run of a gateway seen before it (or never registered) is
+/// interrupted, and one that never started its turn is queued again without an owner.
+pub async fn mark_interrupted_running_spares_runs_of_live_gateways<S>(store: &S)
+where
+    S: RunStore + SessionStore + TranscriptStore + ClusterStore,
+{
+    store.upsert_gateway(&gateway("gw-live", T0 + 50)).await.expect("live");
+    store.upsert_gateway(&gateway("gw-dead", T0 + 10)).await.expect("dead");
+    let prepare = |_: &mut RunRecord, _: Option<&SessionRecord>| ((), None);
+    for (session, run, owner) in
+        [("a", "a1", "gw-live"), ("b", "b1", "gw-dead"), ("c", "c1", "gw-gone"), ("d", "d1", "gw-dead")]
+    {
+        queued(store, run, session, T0).await;
+        store.start_next(session, owner, T0 + 1, prepare).await.expect("start").expect(run);
+    }
+    for run in ["a1", "b1", "c1"] {
+        store
+            .append(&format!("sid-{run}"), TranscriptRole::User, &json!("hi"), Some(run), EntryStatus::Final, T0 + 1)
+            .await
+            .expect("user message of a started turn");
+    }
+    assert_eq!(store.mark_interrupted_running(T0 + 60, T0 + 40).await.expect("sweep"), 2);
+    let status = |run: &'static str| async move { store.get_run(run).await.expect("get").expect(run) };
+    let a1 = status("a1").await;
+    assert_eq!((a1.status, a1.owner.as_deref()), (RunStatus::Running, Some("gw-live")), "a live peer's run");
+    assert_eq!(status("b1").await.status, RunStatus::Interrupted);
+    assert_eq!(status("c1").await.status, RunStatus::Interrupted, "an unregistered owner is gone");
+    let d1 = status("d1").await;
+    assert_eq!((d1.status, d1.owner), (RunStatus::Queued, None), "claimed but never started: queued again");
+    // Once the live one stops heartbeating, its run goes too.
+    assert_eq!(store.mark_interrupted_running(T0 + 200, T0 + 100).await.expect("sweep"), 1);
+    assert_eq!(status("a1").await.status, RunStatus::Interrupted);
 }
 
 /// Pruning deletes finished runs that ended before the cutoff; queued, running and recently
@@ -2624,4 +2669,115 @@ pub async fn odd_access_token_texts_never_verify<S: crate::AccessTokenStore>(sto
     }
     let record = store.list_access_tokens().await.expect("list").remove(0);
     assert_eq!(record.last_used_at_ms, None, "failed attempts are not uses");
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClusterStore
+
+fn gateway(id: &str, seen_at_ms: i64) -> GatewayRecord {
+    GatewayRecord {
+        id: id.to_owned(),
+        started_at_ms: T0,
+        seen_at_ms,
+        listen_addr: "127.0.0.1:18789".to_owned(),
+        version: "0.1.0".to_owned(),
+    }
+}
+
+/// A gateway's first upsert registers it, later ones move `seen_at_ms` (and address and
+/// version) but keep `started_at_ms`; gateways not seen since a cut-off are forgotten.
+pub async fn gateways_register_heartbeat_and_are_forgotten<S: ClusterStore>(store: &S) {
+    assert!(store.list_gateways().await.expect("empty").is_empty());
+    store.upsert_gateway(&gateway("gw-b", T0)).await.expect("register b");
+    store.upsert_gateway(&gateway("gw-a", T0)).await.expect("register a");
+    let beat = GatewayRecord {
+        started_at_ms: T0 + 999,
+        listen_addr: "10.0.0.2:18789".to_owned(),
+        version: "0.2.0".to_owned(),
+        ..gateway("gw-a", T0 + 2_000)
+    };
+    store.upsert_gateway(&beat).await.expect("heartbeat a");
+    let listed = store.list_gateways().await.expect("list");
+    let expected_a = GatewayRecord { started_at_ms: T0, ..beat };
+    assert_eq!(listed, vec![expected_a.clone(), gateway("gw-b", T0)], "by id, started_at kept");
+    assert_eq!(store.forget_gateways(T0 + 1_000).await.expect("forget"), 1);
+    assert_eq!(store.list_gateways().await.expect("list"), vec![expected_a]);
+    assert_eq!(store.forget_gateways(T0 + 1_000).await.expect("forget again"), 0);
+}
+
+/// A free lease is granted; its holder renews it (keeping when it was first taken) while
+/// another holder is refused and changes nothing, until the very moment it expires.
+pub async fn lease_is_granted_renewed_and_refused_to_others<S: ClusterStore>(store: &S) {
+    assert!(store.try_acquire_lease("channel:telegram:default", "gw-a", 1_000, T0).await.expect("take"));
+    assert!(store.try_acquire_lease("channel:telegram:default", "gw-a", 1_000, T0 + 500).await.expect("renew"));
+    assert!(!store.try_acquire_lease("channel:telegram:default", "gw-b", 1_000, T0 + 600).await.expect("refused"));
+    assert!(!store.try_acquire_lease("channel:telegram:default", "gw-b", 1_000, T0 + 1_499).await.expect("not yet"));
+    assert!(store.try_acquire_lease("other", "gw-b", 1_000, T0 + 600).await.expect("another lease is free"));
+    let leases = store.list_leases().await.expect("list");
+    assert_eq!(
+        leases,
+        vec![
+            LeaseRecord {
+                name: "channel:telegram:default".to_owned(),
+                holder: "gw-a".to_owned(),
+                expires_at_ms: T0 + 1_500,
+                acquired_at_ms: T0,
+            },
+            LeaseRecord {
+                name: "other".to_owned(),
+                holder: "gw-b".to_owned(),
+                expires_at_ms: T0 + 1_600,
+                acquired_at_ms: T0 + 600,
+            },
+        ]
+    );
+}
+
+/// Once a lease expires another gateway takes it over (a new `acquired_at_ms`), and the old
+/// holder can neither renew nor release it any more; a release by the holder frees it at once.
+pub async fn expired_lease_is_taken_over_and_released_only_by_its_holder<S: ClusterStore>(store: &S) {
+    assert!(store.try_acquire_lease("l", "gw-a", 1_000, T0).await.expect("take"));
+    assert!(store.try_acquire_lease("l", "gw-b", 1_000, T0 + 1_000).await.expect("expired at T0+1000: taken over"));
+    assert!(!store.try_acquire_lease("l", "gw-a", 1_000, T0 + 1_001).await.expect("the old holder lost it"));
+    assert!(!store.release_lease("l", "gw-a").await.expect("release by a non-holder"));
+    let lease = store.list_leases().await.expect("list").pop().expect("one lease");
+    assert_eq!((lease.holder.as_str(), lease.acquired_at_ms, lease.expires_at_ms), ("gw-b", T0 + 1_000, T0 + 2_000));
+    assert!(store.release_lease("l", "gw-b").await.expect("release"));
+    assert!(store.list_leases().await.expect("list").is_empty());
+    assert!(store.try_acquire_lease("l", "gw-a", 1_000, T0 + 1_002).await.expect("free again"));
+}
+
+/// Of several gateways racing for one free lease, and then for the same lease once it expired,
+/// exactly one wins each time.
+pub async fn concurrent_lease_acquires_have_exactly_one_winner<S: ClusterStore>(store: &S) {
+    for (round, now) in [(0, T0), (1, T0 + 5_000)] {
+        let holders = ["a", "b", "c", "d"].map(|h| format!("gw-{h}{round}"));
+        let (a, b, c, d) = tokio::join!(
+            store.try_acquire_lease("race", &holders[0], 1_000, now),
+            store.try_acquire_lease("race", &holders[1], 1_000, now),
+            store.try_acquire_lease("race", &holders[2], 1_000, now),
+            store.try_acquire_lease("race", &holders[3], 1_000, now),
+        );
+        let granted = [a.expect("a"), b.expect("b"), c.expect("c"), d.expect("d")];
+        assert_eq!(granted.iter().filter(|g| **g).count(), 1, "round {round}: {granted:?}");
+        let lease = store.list_leases().await.expect("list").pop().expect("one lease");
+        assert_eq!(lease.holder, holders[granted.iter().position(|g| *g).expect("a winner")]);
+    }
+}
+
+/// A gateway that shuts down cleanly takes its row and its leases with it, so a peer takes over
+/// at once rather than after the ttl.
+pub async fn removing_a_gateway_releases_its_leases<S: ClusterStore>(store: &S) {
+    store.upsert_gateway(&gateway("gw-a", T0)).await.expect("register a");
+    store.upsert_gateway(&gateway("gw-b", T0)).await.expect("register b");
+    assert!(store.try_acquire_lease("x", "gw-a", 60_000, T0).await.expect("a takes x"));
+    assert!(store.try_acquire_lease("y", "gw-b", 60_000, T0).await.expect("b takes y"));
+    assert!(store.remove_gateway("gw-a").await.expect("remove"));
+    assert!(!store.remove_gateway("gw-a").await.expect("remove again"));
+    assert_eq!(store.list_gateways().await.expect("list").into_iter().map(|g| g.id).collect::<Vec<_>>(), ["gw-b"]);
+    assert!(store.try_acquire_lease("x", "gw-b", 60_000, T0 + 1).await.expect("x is free at once"));
+    assert_eq!(
+        store.list_leases().await.expect("list").into_iter().map(|l| l.holder).collect::<Vec<_>>(),
+        ["gw-b", "gw-b"]
+    );
 }

@@ -23,6 +23,7 @@ use crate::{
     EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, StartedRun,
     TranscriptEntry, TranscriptRole,
 };
+use crate::{GatewayRecord, LeaseRecord};
 
 /// Small named settings that must survive restarts.
 pub trait KvStore: Send + Sync {
@@ -282,8 +283,8 @@ pub trait RunStore: Send + Sync {
     ) -> impl Future<Output = Result<EnqueueOutcome>> + Send;
 
     /// Atomically starts the session's next run: if none of its runs is running, marks the
-    /// first-enqueued queued one running (`started_at_ms = now_ms`) and returns it. `None` if
-    /// a run is already running or nothing is queued.
+    /// first-enqueued queued one running (`started_at_ms = now_ms`, no owner) and returns it.
+    /// `None` if a run is already running or nothing is queued.
     fn claim_next(&self, session_key: &str, now_ms: i64) -> impl Future<Output = Result<Option<RunRecord>>> + Send;
 
     /// [`RunStore::claim_next`] and the run's first transcript entry in one transaction: a crash
@@ -293,10 +294,12 @@ pub trait RunStore: Send + Sync {
     /// session); the entry it returns is appended to that session's current transcript with the
     /// run's id and `created_at_ms = now_ms`, as [`TranscriptStore::append`] would. With no
     /// session the entry is not written ([`StartedRun::entry`] is `None`). `None` when nothing
-    /// was claimed (`prepare` is not called).
+    /// was claimed (`prepare` is not called). The run records `owner` (the claiming gateway's
+    /// id), so recovery never touches a run a live gateway is executing.
     fn start_next<T, F>(
         &self,
         session_key: &str,
+        owner: &str,
         now_ms: i64,
         prepare: F,
     ) -> impl Future<Output = Result<Option<StartedRun<T>>>> + Send
@@ -327,10 +330,16 @@ pub trait RunStore: Send + Sync {
     /// registered so a waiter or an abort finds it before its lane claims it).
     fn list_queued_runs(&self) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
 
-    /// At startup: runs still marked running were cut off by a crash; marks them interrupted
-    /// (`ended_at_ms = now_ms`), freeing their lanes, and returns how many. A running run with
-    /// no transcript entry never started its turn: it goes back to the queue at its place.
-    fn mark_interrupted_running(&self, now_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+    /// Runs still marked running whose gateway is gone were cut off by a crash; marks them
+    /// interrupted (`ended_at_ms = now_ms`), freeing their lanes, and returns how many. A
+    /// running run with no transcript entry never started its turn: it goes back to the queue
+    /// at its place (owner cleared).
+    ///
+    /// A gateway is gone unless it is registered ([`ClusterStore::upsert_gateway`]) with
+    /// `seen_at_ms >= alive_since_ms`; runs with no owner ([`RunStore::claim_next`]) count as
+    /// a gone gateway's. Called at startup (after registering, so the caller's own runs are
+    /// spared) and periodically, for gateways that die while others run.
+    fn mark_interrupted_running(&self, now_ms: i64, alive_since_ms: i64) -> impl Future<Output = Result<u64>> + Send;
 
     /// Deletes finished runs that ended before `older_than_ms`; queued and running runs stay.
     /// Returns how many were deleted.
@@ -774,6 +783,48 @@ pub trait CronStore: Send + Sync {
     fn prune_cron_runs(&self, older_than_ms: i64) -> impl Future<Output = Result<u64>> + Send;
 }
 
+/// Several gateways on one database: who is there, and who holds which lease.
+///
+/// On SQLite there is only one member (the state lock keeps a second process off the file), but
+/// the methods behave the same, so the code above them runs unchanged on both backends.
+///
+/// Every timestamp is the caller's clock (ms); gateways sharing a database are expected to keep
+/// their clocks in step (NTP), as lease expiry compares one gateway's "now" with another's.
+pub trait ClusterStore: Send + Sync {
+    /// Inserts the gateway's row, or updates it (`seen_at_ms`, address, version; `started_at_ms`
+    /// is kept from the first write): the registration and every heartbeat.
+    fn upsert_gateway(&self, gateway: &GatewayRecord) -> impl Future<Output = Result<()>> + Send;
+
+    /// Every registered gateway, by id.
+    fn list_gateways(&self) -> impl Future<Output = Result<Vec<GatewayRecord>>> + Send;
+
+    /// Deletes the gateway's row and releases every lease it holds (a clean shutdown: its peers
+    /// take over at once instead of after the ttl). `false` if there was no row.
+    fn remove_gateway(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Deletes gateways last seen before `seen_before_ms`; returns how many.
+    fn forget_gateways(&self, seen_before_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`, in one atomic
+    /// statement: granted (`true`) if nobody holds it, if `holder` already does (a renewal keeps
+    /// `acquired_at_ms`), or if the holder's lease expired (`expires_at_ms <= now_ms`: a take
+    /// over). Otherwise nothing changes and the answer is `false`. Of concurrent callers racing
+    /// for a free or expired lease exactly one gets `true`.
+    fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Gives the lease up if `holder` holds it (expired or not). `true` if it did.
+    fn release_lease(&self, name: &str, holder: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Every lease row, expired ones included, by name.
+    fn list_leases(&self) -> impl Future<Output = Result<Vec<LeaseRecord>>> + Send;
+}
+
 /// Everything the gateway needs from one store. Implemented for every type that has all the
 /// capabilities.
 pub trait GatewayStore:
@@ -791,6 +842,7 @@ pub trait GatewayStore:
     + CronStore
     + crate::UsageStore
     + crate::AccessTokenStore
+    + ClusterStore
 {
 }
 
@@ -809,5 +861,6 @@ impl<T> GatewayStore for T where
         + CronStore
         + crate::UsageStore
         + crate::AccessTokenStore
+        + ClusterStore
 {
 }

@@ -73,7 +73,7 @@ async fn turn_writer_child_process() {
     let round = std::env::var(WRITER_ROUND_ENV).unwrap_or_default();
     let store = SqliteStore::open(Path::new(&path)).await.expect("child: open store");
     // What the gateway does at startup: lanes held by the killed process are freed.
-    store.mark_interrupted_running(now_ms()).await.expect("child: recover");
+    store.mark_interrupted_running(now_ms(), now_ms()).await.expect("child: recover");
     println!("{READY_MARKER}");
     let deadline = Instant::now() + CHILD_LIFETIME;
     let done = Arc::new(AtomicU64::new(0));
@@ -235,7 +235,7 @@ async fn check_consistent(db: &Path, round: usize) {
 
     // Startup recovery frees every lane; queued runs can be claimed again.
     let now = now_ms();
-    store.mark_interrupted_running(now).await.expect("recover");
+    store.mark_interrupted_running(now, now).await.expect("recover");
     for session in &sessions {
         let claimed = store.claim_next(&session.key, now).await.expect("claim after crash");
         if let Some(run) = claimed {

@@ -162,6 +162,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
 
     let config = ConfigService::new(config_path.clone(), loaded);
     let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, agents, overrides.clone());
+    // Registered before run recovery: recovery spares the runs of live gateways, this one's too.
+    gw.cluster.start().await;
     if let Err(e) = gw.agents.recover().await {
         tracing::error!(error = %e, "cannot resume queued runs");
     }

@@ -35,6 +35,9 @@ use crate::gateway::Store;
 use crate::tasks::Tasks;
 use crate::time::now_ms;
 
+/// How often a wait for a run of another gateway looks at the store.
+const REMOTE_RUN_POLL: Duration = Duration::from_millis(250);
+
 /// Between tries of a storage write or claim that failed for a reason that clears by itself
 /// (full disk, I/O error, busy lock): 100 ms doubling to 5 s.
 const STORAGE_BACKOFF: clawgate_backoff::Backoff =
@@ -472,6 +475,9 @@ struct Inner {
     /// The newest messages of active sessions, so a turn's context is not re-read from the
     /// transcript (`window.rs`).
     windows: window::ContextWindows,
+    /// The gateways sharing the store: this one's id owns the runs it claims, and recovery
+    /// spares the runs of members still alive.
+    cluster: crate::cluster::Cluster,
 }
 
 impl std::fmt::Debug for AgentService {
@@ -494,6 +500,27 @@ impl AgentService {
         tools: Arc<dyn ToolHost>,
         metrics: crate::metrics::Metrics,
     ) -> Self {
+        let me = crate::cluster::Member {
+            id: uuid::Uuid::new_v4().to_string(),
+            version: String::new(),
+            started_at_ms: now_ms(),
+            listen_addr: String::new(),
+        };
+        let cluster = crate::cluster::Cluster::new(store.clone(), tasks.clone(), me, Default::default());
+        Self::in_cluster(store, events, tasks, setup, tools, metrics, cluster)
+    }
+
+    /// [`AgentService::new`] as a member of `cluster`: its runs are owned by the cluster's id,
+    /// and its recovery spares the runs of live peers.
+    pub fn in_cluster(
+        store: Store,
+        events: Events,
+        tasks: Tasks,
+        setup: AgentSetup,
+        tools: Arc<dyn ToolHost>,
+        metrics: crate::metrics::Metrics,
+        cluster: crate::cluster::Cluster,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -508,6 +535,7 @@ impl AgentService {
                 unstored: Mutex::default(),
                 metrics,
                 windows: window::ContextWindows::default(),
+                cluster,
             }),
         }
     }
@@ -803,8 +831,12 @@ impl AgentService {
     ///
     /// Every queued or running run of this process is registered ([`AgentService::submit`],
     /// and [`AgentService::recover`] for the runs a restart found queued), so a wait sleeps on
-    /// the run's outcome; the store answers for runs that ended (or were never here).
+    /// the run's outcome; the store answers for runs that ended (or were never here). A run of
+    /// another gateway sharing the store is followed in the store until it ends or `timeout`
+    /// passes; one still queued there is taken into this gateway's lane (its gateway may have
+    /// died before starting it, and a waiter is here).
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<Option<RunOutcome>, CoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         if let Some(active) = self.lookup(run_id) {
             let mut rx = active.done.subscribe();
             let waited = tokio::time::timeout(timeout, async {
@@ -820,11 +852,40 @@ impl AgentService {
             .await;
             match waited {
                 Ok(Some(o)) => return Ok(Some(o)),
-                Err(_) => return Ok(Some(RunOutcome::Running)),
+                Err(_) => {
+                    // Another gateway's lane may have claimed it (several gateways, one session):
+                    // then its end is only in the store.
+                    if let Some(rec) = self.inner.store.get_run(run_id).await?
+                        && rec.status.is_terminal()
+                    {
+                        let outcome = RunOutcome::from_record(&rec);
+                        self.complete(run_id, outcome.clone());
+                        return Ok(Some(outcome));
+                    }
+                    return Ok(Some(RunOutcome::Running));
+                }
                 Ok(None) => {}
             }
         }
-        Ok(self.inner.store.get_run(run_id).await?.map(|r| RunOutcome::from_record(&r)))
+        loop {
+            let Some(rec) = self.inner.store.get_run(run_id).await? else { return Ok(None) };
+            let outcome = RunOutcome::from_record(&rec);
+            if outcome.is_terminal() {
+                return Ok(Some(outcome));
+            }
+            if rec.status == RunStatus::Queued && !self.is_stopping() && self.lookup(run_id).is_none() {
+                tracing::info!(run = %run_id, session = %rec.session_key, "taking over a queued run of another gateway");
+                self.register(run_id, &rec.session_key);
+                self.kick_lane(&rec.session_key);
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                return Box::pin(self.wait(run_id, left)).await;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline || self.is_stopping() {
+                return Ok(Some(outcome));
+            }
+            tokio::time::sleep((deadline - now).min(REMOTE_RUN_POLL)).await;
+        }
     }
 
     /// After a restart: runs a crash left "running" become "interrupted" (their partial reply
@@ -832,7 +893,8 @@ impl AgentService {
     /// it) and its session gets its lane back.
     pub async fn recover(&self) -> Result<(), CoreError> {
         let store = &self.inner.store;
-        let interrupted = store.mark_interrupted_running(now_ms()).await?;
+        let now = now_ms();
+        let interrupted = store.mark_interrupted_running(now, self.inner.cluster.alive_since(now)).await?;
         if interrupted > 0 {
             tracing::warn!(interrupted, "runs were cut short by the last shutdown; marked interrupted");
         }

@@ -88,7 +88,9 @@ pub(super) struct Prepared {
 /// then executes it. `Ok(false)` when nothing was claimed.
 pub(super) async fn start_next(svc: &AgentService, session_key: &str) -> clawgate_store::Result<bool> {
     let begun = Instant::now();
-    let start = svc.inner.store.start_next(session_key, now_ms(), |record, session| prepare(svc, record, session));
+    let owner = svc.inner.cluster.id();
+    let start =
+        svc.inner.store.start_next(session_key, owner, now_ms(), |record, session| prepare(svc, record, session));
     let Some(started) = start.await? else { return Ok(false) };
     if started.entry.is_some() {
         // The user entry was written by this transaction: timed as the append it replaces.

@@ -263,7 +263,7 @@ impl ChannelService {
     }
 
     /// Route the inbox rows of `key` that waited while it was held.
-    async fn resume_inbound(&self, key: &AccountKey) {
+    pub(super) async fn resume_inbound(&self, key: &AccountKey) {
         match self.inner.store.pending_inbound(10_000).await {
             Ok(rows) => {
                 for rec in rows.into_iter().filter(|r| r.channel == key.channel && r.account == key.account) {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -132,6 +132,12 @@ struct Inner {
     problems: RwLock<BTreeMap<AccountKey, String>>,
     /// Inbound rows being routed now (so recovery and a live delivery never route one twice).
     in_flight: Mutex<std::collections::HashSet<i64>>,
+    /// The gateways sharing the store: an account runs only while this one holds its lease.
+    cluster: crate::cluster::Cluster,
+    /// The accounts this gateway wants to run, each following its lease (cancelled when the
+    /// account is stopped or removed; the lease is released with it). An account here without
+    /// a runtime is on standby: another gateway drives it.
+    followers: Mutex<BTreeMap<AccountKey, CancellationToken>>,
 }
 
 impl std::fmt::Debug for ChannelService {
@@ -149,6 +155,7 @@ impl ChannelService {
         outbox: Outbox,
         agents: AgentService,
         commands: Commands,
+        cluster: crate::cluster::Cluster,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -163,6 +170,8 @@ impl ChannelService {
                 control: Mutex::default(),
                 ops: tokio::sync::Mutex::new(()),
                 in_flight: Mutex::default(),
+                cluster,
+                followers: Mutex::default(),
             }),
         }
     }
@@ -208,9 +217,23 @@ impl ChannelService {
         }
     }
 
-    /// Stop one account and wait (bounded) until its receive loop and sender have ended.
-    /// Returns whether it was there to stop.
+    /// Stop one account and wait (bounded) until its receive loop and sender have ended; it no
+    /// longer follows its lease (which is released). Returns whether it was running here.
     async fn stop_account(&self, key: &AccountKey) -> bool {
+        if let Some(follower) = self.inner.followers.lock().remove(key) {
+            follower.cancel();
+        }
+        self.stop_runtime(key).await
+    }
+
+    /// Whether this gateway wants to run `key` (it follows the account's lease), running it or
+    /// not.
+    pub(crate) fn is_following(&self, key: &AccountKey) -> bool {
+        self.inner.followers.lock().contains_key(key)
+    }
+
+    /// Stop the account's adapter and sender (it may start again when its lease comes back).
+    async fn stop_runtime(&self, key: &AccountKey) -> bool {
         let stopped = self.inner.accounts.write().remove(key);
         let Some(rt) = stopped else { return false };
         self.inner.outbox.detach(key, &rt.outbox_kick);
@@ -283,6 +306,11 @@ impl ChannelReload {
 
 /// How long a stop waits for an account's tasks (a send in flight finishes first).
 const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// The lease that lets one gateway of several drive an account.
+fn lease_name(key: &AccountKey) -> String {
+    format!("channel:{}:{}", key.channel, key.account)
+}
 
 /// Build the adapter for one account.
 fn build_channel(cfg: &AccountConfig) -> Result<Arc<dyn Channel>, String> {
@@ -441,6 +469,64 @@ impl ChannelService {
             }
         };
         self.inner.problems.write().remove(&key);
+        let lease = self.inner.cluster.hold(&lease_name(&key));
+        let follower = self.inner.tasks.token().child_token();
+        if let Some(old) = self.inner.followers.lock().insert(key.clone(), follower.clone()) {
+            old.cancel();
+        }
+        if *lease.borrow() {
+            self.launch(cfg.clone(), channel);
+        } else {
+            tracing::info!(account = %key, "channel account on standby: another gateway drives it");
+        }
+        self.inner.tasks.spawn("channels", self.clone().follow_lease(cfg, lease, follower));
+        Ok(())
+    }
+
+    /// Run the account while this gateway holds its lease: start it when the lease is gained
+    /// (and route what waited in its inbox), stop it at once when it is lost. On a single
+    /// gateway the lease is held from the start and this only waits for the account's stop.
+    async fn follow_lease(self, cfg: AccountConfig, mut lease: watch::Receiver<bool>, follower: CancellationToken) {
+        let key = cfg.key.clone();
+        loop {
+            tokio::select! {
+                () = follower.cancelled() => return,
+                changed = lease.changed() => if changed.is_err() { return },
+            }
+            let held = *lease.borrow_and_update();
+            if !held && let Some(rt) = self.account(&key) {
+                // At once, before anything else: another gateway may send from now on.
+                rt.cancel.cancel();
+            }
+            let ops = self.inner.ops.lock().await;
+            if follower.is_cancelled() {
+                return;
+            }
+            match (held, self.account(&key).is_some()) {
+                (true, false) => match build_channel(&cfg) {
+                    Ok(channel) => {
+                        tracing::info!(account = %key, "channel account lease gained; starting it");
+                        self.launch(cfg.clone(), channel);
+                        drop(ops);
+                        self.resume_inbound(&key).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(account = %key, error = %e, "channel account cannot start");
+                        self.inner.problems.write().insert(key.clone(), e);
+                    }
+                },
+                (false, true) => {
+                    tracing::warn!(account = %key, "channel account lease lost; stopped it");
+                    self.stop_runtime(&key).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Start the account's receive loop and outbox sender now.
+    fn launch(&self, cfg: AccountConfig, channel: Arc<dyn Channel>) {
+        let key = cfg.key.clone();
         let rt = Arc::new(AccountRuntime {
             cfg,
             channel,
@@ -465,7 +551,6 @@ impl ChannelService {
             )),
         );
         self.control_of(&key, |c| c.last_start_at = Some(rt.started_at_ms));
-        Ok(())
     }
 
     /// Run the adapter's receive loop; restart it with backoff when it ends unexpectedly, stop
@@ -637,6 +722,9 @@ impl ChannelService {
             } else if let Some(hold) = held {
                 entry["healthState"] = json!(hold.as_str());
                 entry["loggedOut"] = json!(hold == Hold::LoggedOut);
+            } else if self.is_following(&cfg.key) {
+                // Several gateways share the store and another one holds the account's lease.
+                entry["healthState"] = json!("standby");
             } else if let Some(p) = problems.get(&cfg.key) {
                 entry["lastError"] = json!(p);
                 entry["healthState"] = json!("stopped");

@@ -97,6 +97,12 @@ impl ChannelService {
                 tracing::info!(account = %key, inbox = rec.id, "inbound message waits: its account is stopped");
                 return Ok(());
             }
+            if self.is_following(&key) {
+                // Another gateway holds the account's lease and routes its inbox; should that
+                // gateway die, this one routes the row when it takes the lease over.
+                tracing::debug!(account = %key, inbox = rec.id, "inbound message left to the gateway driving its account");
+                return Ok(());
+            }
             // The account is gone from the config: nothing can answer.
             tracing::warn!(account = %key, inbox = rec.id, "inbound message for an account that is not running; dropped");
             return set_status(

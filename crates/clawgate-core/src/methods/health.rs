@@ -105,5 +105,6 @@ pub async fn status(
         restart_required: health.config().restart_required(),
         state_dir: admin.then(|| settings.state_dir.display().to_string()),
         config_path: admin.then(|| settings.config_path.display().to_string()),
+        cluster: Some(health.cluster().status().await),
     })
 }

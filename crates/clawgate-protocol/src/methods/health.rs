@@ -131,6 +131,61 @@ pub struct StatusStore {
     pub reason: Option<String>,
 }
 
+/// `status.cluster` (clawgate's own): the gateways sharing the store and the leases they hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCluster {
+    /// The answering gateway's id (its boot id).
+    pub id: String,
+    /// `single` (SQLite: this gateway alone) or `shared` (PostgreSQL: possibly several).
+    pub mode: String,
+    /// `cluster.heartbeatMs`.
+    pub heartbeat_ms: u64,
+    /// `cluster.leaseTtlMs`.
+    pub lease_ttl_ms: u64,
+    /// Every registered gateway, the answering one included.
+    pub gateways: Vec<StatusClusterGateway>,
+    /// The leases held now.
+    pub leases: Vec<StatusClusterLease>,
+    /// Why the registry could not be read, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One gateway in `status.cluster.gateways`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusClusterGateway {
+    /// Its boot id.
+    pub id: String,
+    /// Where it listens.
+    pub addr: String,
+    /// Its version.
+    pub version: String,
+    /// When it started (ms since the epoch).
+    pub started_at_ms: i64,
+    /// Heard from within the lease ttl.
+    pub alive: bool,
+    /// Since its last heartbeat (ms).
+    pub seen_ago_ms: i64,
+    /// It is the gateway answering.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+}
+
+/// One lease in `status.cluster.leases`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusClusterLease {
+    /// What it guards (`channel:telegram:default`).
+    pub name: String,
+    /// The holding gateway's id.
+    pub holder: String,
+    /// Until it expires unless renewed (ms); `null` on a single gateway, whose leases never
+    /// expire.
+    pub expires_in_ms: Option<i64>,
+}
+
 /// Worker pools in `status` (upstream's `workerPools`): clawgate's are the ComfyUI workers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StatusWorkerPools {
@@ -189,6 +244,9 @@ pub struct StatusResult {
     /// The config file (admins only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_path: Option<String>,
+    /// The gateways sharing the store (clawgate's own; absent when unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<StatusCluster>,
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 mod access_tokens;
 mod approvals;
 mod channels;
+mod cluster;
 mod cron;
 mod devices;
 mod idempotency;

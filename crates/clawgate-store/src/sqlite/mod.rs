@@ -9,6 +9,7 @@ mod access_tokens;
 mod approvals;
 mod backup;
 mod channels;
+mod cluster;
 mod cron;
 mod devices;
 mod idempotency;

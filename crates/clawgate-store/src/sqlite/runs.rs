@@ -13,7 +13,7 @@ use crate::{
 
 /// The columns of a run, without the internal queue position.
 const RUN_COLUMNS: &str =
-    "run_id, session_key, kind, status, request, result, created_at_ms, started_at_ms, ended_at_ms";
+    "run_id, session_key, kind, status, request, result, created_at_ms, started_at_ms, ended_at_ms, owner";
 
 /// Reads one run on `conn` (so it can take part in a transaction).
 async fn fetch_run(conn: &mut SqliteConnection, run_id: &str) -> Result<Option<RunRecord>> {
@@ -24,10 +24,11 @@ async fn fetch_run(conn: &mut SqliteConnection, run_id: &str) -> Result<Option<R
         .map_err(StoreError::from)
 }
 
-/// Marks the session's first queued run running unless one runs (binds: now, session key).
+/// Marks the session's first queued run running unless one runs (binds: now, session key,
+/// owner or NULL).
 fn claim_sql() -> String {
     format!(
-        "UPDATE runs SET status = 'running', started_at_ms = ?1 \
+        "UPDATE runs SET status = 'running', started_at_ms = ?1, owner = ?3 \
          WHERE queue_pos = (SELECT queue_pos FROM runs WHERE session_key = ?2 AND status = 'queued' \
                             ORDER BY queue_pos LIMIT 1) \
            AND NOT EXISTS (SELECT 1 FROM runs WHERE session_key = ?2 AND status = 'running') \
@@ -71,13 +72,20 @@ impl RunStore for SqliteStore {
         let row = sqlx::query_as::<_, RunRecord>(&claim_sql())
             .bind(now_ms)
             .bind(session_key)
+            .bind(None::<&str>)
             .fetch_optional(self.pool())
             .await
             .map_err(StoreError::from);
         self.observed(row)
     }
 
-    async fn start_next<T, F>(&self, session_key: &str, now_ms: i64, prepare: F) -> Result<Option<StartedRun<T>>>
+    async fn start_next<T, F>(
+        &self,
+        session_key: &str,
+        owner: &str,
+        now_ms: i64,
+        prepare: F,
+    ) -> Result<Option<StartedRun<T>>>
     where
         T: Send,
         F: FnOnce(&mut RunRecord, Option<&SessionRecord>) -> (T, Option<NewEntry>) + Send,
@@ -89,6 +97,7 @@ impl RunStore for SqliteStore {
         let claimed = sqlx::query_as::<_, RunRecord>(&claim_sql())
             .bind(now_ms)
             .bind(session_key)
+            .bind(owner)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(mut run) = claimed else {
@@ -162,7 +171,7 @@ impl RunStore for SqliteStore {
         Ok(runs)
     }
 
-    async fn mark_interrupted_running(&self, now_ms: i64) -> Result<u64> {
+    async fn mark_interrupted_running(&self, now_ms: i64, alive_since_ms: i64) -> Result<u64> {
         let mut tx = self.pool().begin().await?;
         // A run writes its user message before anything reaches the model (agent::run). A crash
         // between the claim and that write leaves a running run with no transcript entry: the
@@ -170,24 +179,27 @@ impl RunStore for SqliteStore {
         // at its old place instead of being lost as "interrupted" (class: an acked message lost
         // in the gap between two writes).
         let requeued = sqlx::query(
-            "UPDATE runs SET status = 'queued', started_at_ms = NULL WHERE status = 'running' \
+            "UPDATE runs SET status = 'queued', started_at_ms = NULL, owner = NULL WHERE status = 'running' \
+             AND (owner IS NULL OR owner NOT IN (SELECT id FROM cluster_gateways WHERE seen_at_ms >= ?1)) \
              AND NOT EXISTS (SELECT 1 FROM transcript_entries t WHERE t.run_id = runs.run_id)",
         )
+        .bind(alive_since_ms)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         let interrupted =
-            sqlx::query("UPDATE runs SET status = 'interrupted', ended_at_ms = ? WHERE status = 'running'")
+            sqlx::query("UPDATE runs SET status = 'interrupted', ended_at_ms = ?2 WHERE status = 'running' AND (owner IS NULL OR owner NOT IN (SELECT id FROM cluster_gateways WHERE seen_at_ms >= ?1))")
+                .bind(alive_since_ms)
                 .bind(now_ms)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
         tx.commit().await?;
         if requeued > 0 {
-            tracing::info!(requeued, "runs claimed but not started by the previous process queued again");
+            tracing::info!(requeued, "runs claimed but not started by a gateway that is gone queued again");
         }
         if interrupted > 0 {
-            tracing::info!(interrupted, "runs left running by the previous process marked interrupted");
+            tracing::info!(interrupted, "runs left running by a gateway that is gone marked interrupted");
         }
         Ok(interrupted)
     }
