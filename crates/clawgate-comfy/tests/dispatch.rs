@@ -1,9 +1,9 @@
 //! The worker pool and the dispatcher against fake ComfyUI servers on loopback, with an
 //! in-memory job store: failing over to the next worker, and reconciling after a restart.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
