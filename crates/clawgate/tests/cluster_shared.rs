@@ -1,7 +1,8 @@
-//! Several gateways on one PostgreSQL database share the ComfyUI job queue and the cron
-//! schedule (issue 16, item 2): 20 jobs submitted through both gateways run once each on the
-//! fake workers although the gateway driving the workers is killed (`kill -9`) halfway, and a
-//! per-second cron job fires once per slot with both gateways up.
+//! Several gateways on one PostgreSQL database share the ComfyUI job queue, the cron schedule
+//! and failed-auth lockouts (issue 16, item 2): 20 jobs submitted through both gateways run once
+//! each on the fake workers although the gateway driving the workers is killed (`kill -9`)
+//! halfway, a per-second cron job fires once per slot with both gateways up, and a guesser
+//! locked out on one gateway is locked out on the other.
 //!
 //! Skipped with the reason printed when PostgreSQL is not installed, unless
 //! `CLAWGATE_REQUIRE_PEERS` is set (as `scripts/test.sh` does).
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use clawgate_testkit::fake_comfy::FakeComfy;
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
-use clawgate_testkit::{RawClient, TestGateway, TestPostgres, wait_until};
+use clawgate_testkit::{RawClient, TestGateway, TestPostgres, connect_params, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
@@ -153,4 +154,44 @@ async fn a_cron_job_fires_once_per_slot_with_two_gateways_up() {
     let finished = all.iter().filter(|e| e["status"] != "running").count();
     let calls = model.chat_requests().iter().filter(|r| r.body.to_string().contains("cluster-tick")).count();
     assert!(calls >= finished && calls <= all.len(), "one model call per run: {calls} calls, runs {all:?}");
+}
+
+/// `connect` with `token`; the `res` frame.
+async fn connect_with(gw: &TestGateway, token: &str) -> Value {
+    let mut c = RawClient::connect(&gw.ws_url()).await.expect("websocket upgrade");
+    c.challenge(Duration::from_secs(10)).await.expect("connect.challenge");
+    let id = c.next_id();
+    c.send_json(
+        &json!({"type": "req", "id": id, "method": "connect", "params": connect_params(Some(token), &json!({}))}),
+    )
+    .await
+    .unwrap();
+    c.recv_response(&id, Duration::from_secs(10)).await.expect("connect answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_started_on_one_gateway_holds_on_the_other() {
+    let Some(url) = database_url() else { return };
+    let cfg = json!({
+        "storage": {"url": url},
+        "gateway": {"auth": {"rateLimit": {"maxAttempts": 3, "windowMs": 60000, "lockoutMs": 60000}}},
+    });
+    let token = "cluster-lockout-token-0123456789";
+    let a = start(&cfg, token).await;
+    let b = start(&cfg, token).await;
+    let code = |res: &Value| res["error"]["details"]["code"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(connect_with(&b, token).await["ok"], true, "b admits the right token before any guessing");
+    for i in 0..3 {
+        let res = connect_with(&a, &format!("wrong-{i}")).await;
+        assert_eq!(code(&res), "AUTH_TOKEN_MISMATCH", "{res}");
+    }
+    assert_eq!(code(&connect_with(&a, token).await), "AUTH_RATE_LIMITED", "a locked the guesser out");
+    // b never saw a wrong secret: only the shared lockout can refuse it there.
+    let refused = wait_until(WAIT, "b applies a's lockout", || async {
+        let res = connect_with(&b, token).await;
+        (code(&res) == "AUTH_RATE_LIMITED").then_some(res)
+    })
+    .await
+    .unwrap();
+    assert!(refused["error"]["retryAfterMs"].as_u64().unwrap_or(0) > 0, "{refused}");
 }
