@@ -150,6 +150,10 @@ enum Command {
         after_help = "Example:\n  taskset -c 1 clawgate-bench comfy --gateway-bin target/release/clawgate --gateway-cpus 0 --workers 4 --jobs 1000"
     )]
     Comfy(ComfyArgs),
+    /// A throwaway PostgreSQL for the cluster benchmarks: `initdb` into a temp dir, a free
+    /// loopback port, one fresh database; prints its URL and keeps the server until interrupted.
+    #[command(after_help = "Example:\n  clawgate-bench postgres > pg.url &   # then storage.url = $(cat pg.url)")]
+    Postgres,
     /// Markdown table (and target check) from collected JSON lines.
     #[command(after_help = "Example:\n  clawgate-bench table bench/results/2026-11-22.jsonl --run-id 20261122T101500")]
     Table(table::TableArgs),
@@ -187,6 +191,18 @@ fn rss(args: RssArgs) -> Result<()> {
         s.cpu_tree_s
     ));
     r.emit(args.json);
+    Ok(())
+}
+
+/// `postgres`: the testkit's throwaway server (stopped with this process, however it ends).
+fn postgres() -> Result<()> {
+    let server = clawgate_testkit::TestPostgres::start().context("starting PostgreSQL")?;
+    let url = server.create_database().context("creating the database")?;
+    println!("{url}");
+    eprintln!("clawgate-bench: PostgreSQL on port {} until interrupted", server.port());
+    let rt = runtime(1)?;
+    rt.block_on(async { tokio::signal::ctrl_c().await }).context("waiting for an interrupt")?;
+    drop(server);
     Ok(())
 }
 
@@ -234,6 +250,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Table(a) => return table::run(a),
         Command::Rss(a) => return rss(a),
         Command::FakeModel(a) => return fake_model::run(a),
+        Command::Postgres => return postgres(),
         _ => {}
     }
     // What identifies the run in an error line, so the table can show the failure in the
@@ -308,7 +325,9 @@ fn run(cli: Cli) -> Result<()> {
             rt.shutdown_background();
             return result;
         }
-        Command::EchoServer(_) | Command::Table(_) | Command::Rss(_) | Command::FakeModel(_) => return Ok(()),
+        Command::EchoServer(_) | Command::Table(_) | Command::Rss(_) | Command::FakeModel(_) | Command::Postgres => {
+            return Ok(());
+        }
     };
     let rt = runtime(cli.threads)?;
     let result = rt.block_on(async move {
@@ -325,6 +344,7 @@ fn run(cli: Cli) -> Result<()> {
                 | Command::Table(_)
                 | Command::Rss(_)
                 | Command::FakeModel(_)
+                | Command::Postgres
                 | Command::Direct(_)
                 | Command::Telegram(_)
                 | Command::Slack(_)

@@ -97,6 +97,19 @@ pub trait JobHost: Clone + Send + Sync + 'static {
     fn crash_point(&self, _point: &'static str) {}
 }
 
+/// The right to drive a worker, when several gateways share one job queue and one set of
+/// workers: each configured worker is driven — probed, given jobs, its running jobs followed
+/// and reconciled — by the one gateway that holds its lease. The core implements it over the
+/// cluster's leases; without it (one gateway) every worker is driven.
+pub trait WorkerLeases: Send + Sync + 'static {
+    /// Ask for worker `name`'s lease and keep asking: the receiver says whether this gateway
+    /// holds it now. Asking again for a name already asked for gives the same state.
+    fn hold(&self, name: &str) -> tokio::sync::watch::Receiver<bool>;
+
+    /// Stop asking for worker `name`'s lease and let it go (the worker left the config).
+    fn release(&self, name: &str);
+}
+
 /// Where outputs go and how much of them.
 #[derive(Debug, Clone)]
 pub struct OutputLimits {
@@ -182,6 +195,8 @@ struct Inner<H> {
     stop: CancellationToken,
     /// Workers that joined by themselves (`clawgate worker`); they outlive pool rebuilds.
     joined: Joined,
+    /// Several gateways: configured workers are driven only under their lease.
+    leases: Option<Arc<dyn WorkerLeases>>,
 }
 
 impl<H> Clone for Dispatcher<H> {
@@ -213,6 +228,21 @@ fn job_tag(job: &JobRecord) -> String {
 impl<H: JobHost> Dispatcher<H> {
     /// A dispatcher over `pool`'s workers.
     pub fn new(pool: Arc<Pool>, host: H, limits: OutputLimits) -> Self {
+        Self::build(pool, host, limits, None)
+    }
+
+    /// A dispatcher of one gateway among several on one job queue: it drives a configured
+    /// worker only while it holds that worker's lease.
+    pub fn with_leases(pool: Arc<Pool>, host: H, limits: OutputLimits, leases: Arc<dyn WorkerLeases>) -> Self {
+        Self::build(pool, host, limits, Some(leases))
+    }
+
+    fn build(pool: Arc<Pool>, host: H, limits: OutputLimits, leases: Option<Arc<dyn WorkerLeases>>) -> Self {
+        if leases.is_some() {
+            for w in pool.workers() {
+                w.set_driven(false);
+            }
+        }
         let stop = host.shutdown().child_token();
         let probes = Mutex::new(stop.child_token());
         Self {
@@ -224,6 +254,7 @@ impl<H: JobHost> Dispatcher<H> {
                 probes,
                 stop,
                 joined: Joined::default(),
+                leases,
             }),
         }
     }
@@ -280,8 +311,22 @@ impl<H: JobHost> Dispatcher<H> {
     /// credentials changed) is followed to its end on that worker; should the worker fail
     /// meanwhile, the job is requeued as on any worker failure and runs on the new pool.
     pub async fn replace_pool(&self, pool: Arc<Pool>, limits: OutputLimits) {
-        futures_util::future::join_all(pool.workers().iter().map(|w| pool.probe(w))).await;
+        if self.inner.leases.is_some() {
+            // Driven once their lease says so (the lease loops of the new pool, below).
+            for w in pool.workers() {
+                w.set_driven(false);
+            }
+        } else {
+            futures_util::future::join_all(pool.workers().iter().map(|w| pool.probe(w))).await;
+        }
         let old = std::mem::replace(&mut *self.inner.pool.write(), pool.clone());
+        if let Some(leases) = &self.inner.leases {
+            for w in old.workers() {
+                if pool.worker(&w.cfg.name).is_none() {
+                    leases.release(&w.cfg.name);
+                }
+            }
+        }
         *self.inner.limits.write() = limits;
         {
             let mut retired = self.inner.retired.lock();
@@ -310,15 +355,66 @@ impl<H: JobHost> Dispatcher<H> {
     /// jobs stay queued; jobs running now are followed to their end.
     pub fn stop(&self) {
         self.inner.stop.cancel();
+        if let Some(leases) = &self.inner.leases {
+            for w in self.pool().workers() {
+                leases.release(&w.cfg.name);
+            }
+        }
     }
 
-    /// Probe the pool's workers every few seconds until it is replaced or the dispatcher stops.
+    /// Probe the pool's workers every few seconds until it is replaced or the dispatcher stops
+    /// (under leases: each worker while its lease is held).
     fn spawn_probes(&self, pool: &Arc<Pool>) {
         let token = self.inner.stop.child_token();
         let old = std::mem::replace(&mut *self.inner.probes.lock(), token.clone());
         old.cancel();
         for w in pool.workers() {
-            self.host().spawn(pool.clone().probe_loop(w.clone(), token.clone()));
+            match &self.inner.leases {
+                Some(leases) => {
+                    let held = leases.hold(&w.cfg.name);
+                    self.host().spawn(self.clone().follow_lease(pool.clone(), w.clone(), held, token.clone()));
+                }
+                None => self.host().spawn(pool.clone().probe_loop(w.clone(), token.clone())),
+            }
+        }
+    }
+
+    /// Drive worker `w` while its lease is held: on gaining it, probe the worker, follow what
+    /// the previous holder left running or dispatched on it, and take jobs for it; on losing
+    /// it, stop at once (the tasks following its jobs end; the next holder reconciles them).
+    async fn follow_lease(
+        self,
+        pool: Arc<Pool>,
+        w: Arc<Worker>,
+        mut held: tokio::sync::watch::Receiver<bool>,
+        cancel: CancellationToken,
+    ) {
+        let mut probes: Option<CancellationToken> = None;
+        loop {
+            let now_held = *held.borrow_and_update();
+            if now_held && !w.driven() {
+                w.set_driven(true);
+                tracing::info!(worker = %w.cfg.name, "driving ComfyUI worker (its lease is ours)");
+                pool.probe(&w).await;
+                let token = cancel.child_token();
+                self.host().spawn(pool.clone().probe_loop(w.clone(), token.clone()));
+                probes = Some(token);
+                self.reconcile_worker(&w).await;
+                pool.kick();
+            } else if !now_held && w.driven() {
+                tracing::warn!(worker = %w.cfg.name, "lost the ComfyUI worker's lease; another gateway drives it now");
+                w.set_driven(false);
+                if let Some(token) = probes.take() {
+                    token.cancel();
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                changed = held.changed() => if changed.is_err() { break },
+            }
+        }
+        if let Some(token) = probes.take() {
+            token.cancel();
         }
     }
 
@@ -335,9 +431,14 @@ impl<H: JobHost> Dispatcher<H> {
     /// running, then run the queue — all under the host's tasks.
     pub async fn start(&self) {
         let pool = self.pool();
-        futures_util::future::join_all(pool.workers().iter().map(|w| pool.probe(w))).await;
+        if self.inner.leases.is_none() {
+            futures_util::future::join_all(pool.workers().iter().map(|w| pool.probe(w))).await;
+        }
         self.spawn_probes(&pool);
-        self.reconcile().await;
+        if self.inner.leases.is_none() {
+            // Under leases each worker's jobs are reconciled when its lease is gained.
+            self.reconcile().await;
+        }
         self.host().spawn(self.clone().run());
         self.host().spawn(self.clone().expire_silent_workers());
     }
@@ -392,8 +493,17 @@ impl<H: JobHost> Dispatcher<H> {
     {
         let occupied = worker.occupy();
         let (this, w) = (self.clone(), worker.clone());
+        // Ends with the lease (several gateways): the job is left as it is in the store, for
+        // the worker's next holder to reconcile.
+        let driven = worker.drive_token().unwrap_or_default();
         self.host().spawn(async move {
-            work(this.clone(), w, job).await;
+            let id = job.id.clone();
+            tokio::select! {
+                () = work(this.clone(), w, job) => {}
+                () = driven.cancelled() => {
+                    tracing::warn!(job = %id, "stopped following the job: this gateway no longer drives its worker");
+                }
+            }
             drop(occupied);
             this.pool().kick();
         });
@@ -748,31 +858,44 @@ impl<H: JobHost> Dispatcher<H> {
         let Ok(active) = self.jobs().active_jobs().await else { return };
         for job in active {
             let worker = job.worker.as_deref().and_then(|name| self.pool().worker(name));
-            match (worker, job.prompt_id.clone()) {
-                (Some(w), Some(prompt)) if w.healthy() => {
-                    if !w.client.knows_prompt(&prompt).await {
-                        // Following it would wait JOB_TIMEOUT for a prompt that never finishes.
-                        tracing::warn!(job = %job.id, worker = %w.cfg.name, "the worker no longer knows the job's prompt; requeued");
-                        let _ =
-                            self.jobs().requeue_job(&job.id, "the worker lost the job (restarted?)", now_ms()).await;
-                        continue;
-                    }
-                    tracing::info!(job = %job.id, worker = %w.cfg.name, "resuming a job that was running at the last shutdown");
-                    self.spawn_on(&w, job, move |this, w, job| async move { this.follow(&w, job, prompt).await });
+            self.reconcile_job(worker, job).await;
+        }
+    }
+
+    /// What a worker's previous holder (another gateway, dead or cut off) left dispatched or
+    /// running on it, checked as after a restart: only this gateway drives the worker now.
+    async fn reconcile_worker(&self, w: &Arc<Worker>) {
+        let Ok(active) = self.jobs().active_jobs().await else { return };
+        for job in active.into_iter().filter(|j| j.worker.as_deref() == Some(w.cfg.name.as_str())) {
+            tracing::info!(job = %job.id, worker = %w.cfg.name, "taking over a job left on the worker");
+            self.reconcile_job(Some(w.clone()), job).await;
+        }
+    }
+
+    async fn reconcile_job(&self, worker: Option<Arc<Worker>>, job: JobRecord) {
+        match (worker, job.prompt_id.clone()) {
+            (Some(w), Some(prompt)) if w.healthy() => {
+                if !w.client.knows_prompt(&prompt).await {
+                    // Following it would wait JOB_TIMEOUT for a prompt that never finishes.
+                    tracing::warn!(job = %job.id, worker = %w.cfg.name, "the worker no longer knows the job's prompt; requeued");
+                    let _ = self.jobs().requeue_job(&job.id, "the worker lost the job (restarted?)", now_ms()).await;
+                    return;
                 }
-                (Some(w), None) if w.healthy() => {
-                    // Dispatched: the gateway may have died after the worker accepted the prompt
-                    // and before recording it. The attempt's tag finds that prompt (or the
-                    // extension dedupes the same key to it) instead of running the job twice.
-                    tracing::info!(job = %job.id, worker = %w.cfg.name, "resuming a job that was being started at the last shutdown");
-                    self.spawn_on(&w, job, Self::resume_start);
-                }
-                _ => {
-                    let _ = self
-                        .jobs()
-                        .requeue_job(&job.id, "gateway restarted before the worker took the job", now_ms())
-                        .await;
-                }
+                tracing::info!(job = %job.id, worker = %w.cfg.name, "resuming a job that was running at the last shutdown");
+                self.spawn_on(&w, job, move |this, w, job| async move { this.follow(&w, job, prompt).await });
+            }
+            (Some(w), None) if w.healthy() => {
+                // Dispatched: the gateway may have died after the worker accepted the prompt
+                // and before recording it. The attempt's tag finds that prompt (or the
+                // extension dedupes the same key to it) instead of running the job twice.
+                tracing::info!(job = %job.id, worker = %w.cfg.name, "resuming a job that was being started at the last shutdown");
+                self.spawn_on(&w, job, Self::resume_start);
+            }
+            _ => {
+                let _ = self
+                    .jobs()
+                    .requeue_job(&job.id, "gateway restarted before the worker took the job", now_ms())
+                    .await;
             }
         }
     }

@@ -92,6 +92,10 @@ pub struct Worker {
     /// A worker that joined by itself (`clawgate worker`): its connection. Its `client` is never
     /// called (its ComfyUI is reachable only from the worker).
     link: Option<Arc<JoinedLink>>,
+    /// Whether this gateway drives it: `Some` while it does — always with one gateway; in a
+    /// cluster while it holds the worker's lease ([`crate::dispatch::WorkerLeases`]). The token
+    /// is cancelled when the lease is lost, which ends every task following a job on it.
+    drive: Mutex<Option<CancellationToken>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -133,6 +137,7 @@ impl Worker {
             queue_remaining: Mutex::new(None),
             remote: Mutex::new(RemoteInfo::default()),
             link: None,
+            drive: Mutex::new(Some(CancellationToken::new())),
         })
     }
 
@@ -159,6 +164,7 @@ impl Worker {
             queue_remaining: Mutex::new(None),
             remote: Mutex::new(RemoteInfo { version: req.comfy_version.clone(), templates: req.templates.clone() }),
             link: Some(link),
+            drive: Mutex::new(Some(CancellationToken::new())),
         })
     }
 
@@ -175,6 +181,35 @@ impl Worker {
         *self.queue_remaining.lock() = queue_remaining;
         let healthy = comfy_error.is_none();
         self.mark(healthy, comfy_error);
+    }
+
+    /// Whether this gateway drives the worker now (in a cluster: holds its lease).
+    pub fn driven(&self) -> bool {
+        self.drive.lock().is_some()
+    }
+
+    /// Cancelled when this gateway stops driving the worker (`None`: it does not drive it now).
+    pub(crate) fn drive_token(&self) -> Option<CancellationToken> {
+        self.drive.lock().clone()
+    }
+
+    /// Start (`true`) or stop (`false`) driving the worker. Stopping cancels the tasks that
+    /// follow its jobs: the gateway that drives it next reconciles them. Whether it changed.
+    pub(crate) fn set_driven(&self, driven: bool) -> bool {
+        let mut drive = self.drive.lock();
+        match (driven, drive.is_some()) {
+            (true, false) => {
+                *drive = Some(CancellationToken::new());
+                true
+            }
+            (false, true) => {
+                if let Some(token) = drive.take() {
+                    token.cancel();
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Did the last probe succeed?
@@ -482,7 +517,12 @@ fn bridge_mismatch(message: &str, server: Option<i64>, min: Option<i64>) -> Stri
 fn pick_worker(workers: &[Arc<Worker>]) -> Option<Arc<Worker>> {
     workers
         .iter()
-        .filter(|w| w.healthy() && w.running() < w.cfg.max_concurrent && !w.link.as_ref().is_some_and(|l| l.is_gone()))
+        .filter(|w| {
+            w.healthy()
+                && w.driven()
+                && w.running() < w.cfg.max_concurrent
+                && !w.link.as_ref().is_some_and(|l| l.is_gone())
+        })
         .min_by(|a, b| {
             let la = (a.running() as f64 + 1.0) / a.cfg.weight;
             let lb = (b.running() as f64 + 1.0) / b.cfg.weight;

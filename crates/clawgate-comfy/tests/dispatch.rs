@@ -1,6 +1,7 @@
 //! The worker pool and the dispatcher against fake ComfyUI servers on loopback, with an
 //! in-memory job store: failing over to the next worker, and reconciling after a restart.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use clawgate_comfy::client::ComfyClient;
-use clawgate_comfy::dispatch::{Dispatcher, JobChange, JobHost, OutputLimits};
+use clawgate_comfy::dispatch::{Dispatcher, JobChange, JobHost, OutputLimits, WorkerLeases};
 use clawgate_comfy::pool::{Pool, WorkerConfig};
 use clawgate_config::SecretUrl;
 use clawgate_store::{JobRecord, JobStatus, JobStore, NewJob, SqliteStore};
@@ -35,8 +36,13 @@ struct TestHost {
 
 impl TestHost {
     async fn new() -> Self {
+        Self::on(SqliteStore::open_in_memory().await.expect("in-memory store"))
+    }
+
+    /// Another gateway's host on the same job store.
+    fn on(store: SqliteStore) -> Self {
         Self {
-            store: SqliteStore::open_in_memory().await.expect("in-memory store"),
+            store,
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             changes: Arc::default(),
@@ -322,4 +328,111 @@ async fn a_joined_workers_job_is_requeued_when_it_leaves_and_completes_once_else
     assert!(second.done("job_b", b.attempt, Ok(())).is_err());
     host.stop().await;
     Ok(())
+}
+
+/// One gateway's view of the cluster's worker leases, set by the test: granted and revoked by
+/// hand, as the cluster's lease table would on expiry.
+#[derive(Default)]
+struct HandLeases {
+    held: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
+}
+
+impl HandLeases {
+    fn set(&self, name: &str, held: bool) {
+        let mut map = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(name.to_owned()).or_insert_with(|| tokio::sync::watch::channel(false).0).send_replace(held);
+    }
+}
+
+impl WorkerLeases for HandLeases {
+    fn hold(&self, name: &str) -> tokio::sync::watch::Receiver<bool> {
+        let mut map = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(name.to_owned()).or_insert_with(|| tokio::sync::watch::channel(false).0).subscribe()
+    }
+
+    fn release(&self, name: &str) {
+        self.set(name, false);
+    }
+}
+
+fn leased(host: &TestHost, workers: &[WorkerConfig], media: &Path, leases: &Arc<HandLeases>) -> Dispatcher<TestHost> {
+    let pool = Arc::new(Pool::new(workers, &media.join("no-templates"), "clawgate-test"));
+    let limits = OutputLimits { media_dir: media.to_owned(), max_images: 8, max_bytes: 1 << 20 };
+    Dispatcher::with_leases(pool, host.clone(), limits, leases.clone())
+}
+
+/// Two gateways on one job queue: only the holder of a worker's lease gives it jobs; when the
+/// leases move (the holder died), the new holder follows the jobs left running on the workers to
+/// their end and runs the rest — every job submitted to ComfyUI once and completed once.
+#[tokio::test]
+async fn worker_leases_move_between_gateways_and_every_job_runs_once() -> anyhow::Result<()> {
+    let slow = || FakeComfy::builder().job_duration(Duration::from_millis(300)).start();
+    let (w0, w1) = (slow().await?, slow().await?);
+    let media = tempfile::tempdir()?;
+    let a = TestHost::new().await;
+    let b = TestHost::on(a.store.clone());
+    let workers = [worker("w0", &w0), worker("w1", &w1)];
+    let (la, lb) = (Arc::new(HandLeases::default()), Arc::new(HandLeases::default()));
+    let da = leased(&a, &workers, media.path(), &la);
+    let db = leased(&b, &workers, media.path(), &lb);
+    da.start().await;
+    db.start().await;
+    for w in ["w0", "w1"] {
+        la.set(w, true);
+    }
+    let ids: Vec<String> = (0..6).map(|i| format!("job_{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        a.store.insert_job(&new_job(id, i as u32), 0).await?;
+    }
+    da.pool().kick();
+    db.pool().kick();
+
+    wait_until(WAIT, "gateway a runs jobs on both workers", || async {
+        (w0.running_id().is_some() && w1.running_id().is_some()).then_some(())
+    })
+    .await?;
+    assert!(db.pool().workers().iter().all(|w| !w.driven()), "b drives nothing without the leases");
+    // a "dies": its leases expire and b takes them.
+    for w in ["w0", "w1"] {
+        la.set(w, false);
+    }
+    wait_until(WAIT, "a stops driving", || async {
+        da.pool().workers().iter().all(|w| !w.driven() && w.running() == 0).then_some(())
+    })
+    .await?;
+    for w in ["w0", "w1"] {
+        lb.set(w, true);
+    }
+    wait_until(WAIT, "every job completed", || async {
+        for id in &ids {
+            if job(&a, id).await.status != JobStatus::Completed {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await?;
+    let submitted: Vec<SubmittedTag> = w0.submitted().iter().chain(w1.submitted().iter()).map(tag).collect();
+    for id in &ids {
+        let n = submitted.iter().filter(|t| t.job == *id).count();
+        assert_eq!(n, 1, "job {id} went to ComfyUI once: {submitted:?}");
+        let deliveries = [a.delivered(id).is_some(), b.delivered(id).is_some()];
+        assert_eq!(deliveries.iter().filter(|d| **d).count(), 1, "job {id} delivered once: {deliveries:?}");
+    }
+    assert!(ids.iter().any(|id| b.completed(id)), "b finished the jobs a left");
+    a.stop().await;
+    b.stop().await;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct SubmittedTag {
+    job: String,
+}
+
+/// The job a submitted prompt belongs to, from the attempt tag in its `extra_data`.
+fn tag(p: &clawgate_testkit::fake_comfy::SubmittedPrompt) -> SubmittedTag {
+    let text = p.extra_data.to_string();
+    let job = (0..6).map(|i| format!("job_{i}")).find(|id| text.contains(&format!("{id}-"))).unwrap_or_default();
+    SubmittedTag { job }
 }

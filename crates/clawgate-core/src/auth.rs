@@ -383,6 +383,28 @@ impl FailedAuthLimiter {
     }
 }
 
+impl FailedAuthLimiter {
+    /// The buckets locked out at `now`, with when each lockout ends (for sharing them with the
+    /// other gateways of a cluster).
+    pub fn lockouts(&self, now: Instant) -> Vec<(IpAddr, Instant)> {
+        self.entries.iter().filter_map(|(ip, e)| Some((*ip, e.locked_until.filter(|u| *u > now)?))).collect()
+    }
+
+    /// Lock `bucket` out until `until` (a lockout another gateway of the cluster started); an
+    /// existing later lockout is kept.
+    pub fn lock_out(&mut self, bucket: IpAddr, until: Instant, now: Instant) {
+        if self.entries.len() > 100_000 && !self.entries.contains_key(&bucket) {
+            // Bounded like `entry`: a flood of shared lockouts cannot grow the map without end.
+            self.entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now));
+        }
+        let entry =
+            self.entries.entry(bucket).or_insert(FailureEntry { window_start: now, failures: 0, locked_until: None });
+        if entry.locked_until.is_none_or(|u| u < until) {
+            entry.locked_until = Some(until);
+        }
+    }
+}
+
 /// An attempt counted in a [`FailedAuthLimiter`] before its secret is verified. Dropping it
 /// undecided (the client went away mid-check) counts it as failed.
 #[derive(Debug)]

@@ -52,6 +52,11 @@ const MAX_SLOTS_PER_PASS: usize = 100;
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// An agent turn of a job may take this long before the run counts as failed.
 const AGENT_TURN_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// On a shared database, a receipt still `running` this long after its start belongs to a
+/// gateway that died mid-run (no run lasts longer): closed as interrupted.
+const STALE_RUNNING_MS: i64 = 2 * AGENT_TURN_LIMIT.as_millis() as i64;
+/// On a shared database, jobs changed through another gateway are seen within this.
+const SHARED_MAX_SLEEP: Duration = Duration::from_secs(5);
 
 /// The cron scheduler: its loop, the runs it fires and what it last saw (for `cron.status`).
 /// Cheap to clone (clones share one state). Built with what a run uses: the store, events, the
@@ -263,24 +268,39 @@ impl CronService {
             s.running = true;
             s.started_at_ms = started;
         });
-        match self.inner.store.list_cron_jobs(true).await {
-            Ok(jobs) => {
-                for job in jobs {
-                    self.finish_interrupted(&job.id).await;
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read cron jobs at start"),
-        }
+        // On a database several gateways share, a `running` receipt may be a live peer's run:
+        // only those older than any run can last are closed (each pass, below).
+        let before = if self.shared() { now_ms() - STALE_RUNNING_MS } else { i64::MAX };
+        self.finish_interrupted_all(before).await;
         self.inner.tasks.spawn("cron", self.clone().run_loop(started));
     }
 
-    async fn finish_interrupted(&self, job_id: &str) {
+    /// Several gateways run this scheduler on one database (Postgres): every one plans and
+    /// fires, and the receipt's claim (unique on (job, slot)) lets exactly one run each slot.
+    fn shared(&self) -> bool {
+        self.inner.store.backend() == "postgres"
+    }
+
+    async fn finish_interrupted_all(&self, started_before_ms: i64) {
+        match self.inner.store.list_cron_jobs(true).await {
+            Ok(jobs) => {
+                for job in jobs {
+                    self.finish_interrupted(&job.id, started_before_ms).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read cron jobs"),
+        }
+    }
+
+    /// Close as `error` the job's receipts left `running` that started before `started_before_ms`
+    /// (a restart, or a gateway that died mid-run, interrupted them; they are never re-run).
+    async fn finish_interrupted(&self, job_id: &str, started_before_ms: i64) {
         let store = &self.inner.store;
         let runs = match store.list_cron_runs(Some(job_id), 200).await {
             Ok(r) => r,
             Err(e) => return tracing::error!(job = job_id, error = %e, "cannot read cron receipts"),
         };
-        for r in runs.iter().filter(|r| r.status == "running") {
+        for r in runs.iter().filter(|r| r.status == "running" && r.started_at_ms < started_before_ms) {
             let msg = "the gateway restarted while this run was in progress";
             if let Err(e) = store.finish_cron_run(job_id, r.slot_ms, "error", None, Some(msg), now_ms()).await {
                 tracing::warn!(job = job_id, slot = r.slot_ms, error = %e, "cannot close an interrupted cron run");
@@ -291,7 +311,13 @@ impl CronService {
     async fn run_loop(self, started_at_ms: i64) {
         let cancel = self.inner.tasks.token();
         let mut failures: u32 = 0;
+        let mut swept_at = now_ms();
         loop {
+            if self.shared() && now_ms() - swept_at > STALE_RUNNING_MS / 4 {
+                // A peer that died mid-run left its receipt `running`.
+                swept_at = now_ms();
+                self.finish_interrupted_all(swept_at - STALE_RUNNING_MS).await;
+            }
             let sleep = match self.pass(started_at_ms).await {
                 Ok(next) => {
                     failures = 0;
@@ -300,9 +326,8 @@ impl CronService {
                         s.next_wake_at_ms = next;
                         s.last_error = None;
                     });
-                    next.map(|n| Duration::from_millis((n - now_ms()).max(0) as u64))
-                        .unwrap_or(MAX_SLEEP)
-                        .min(MAX_SLEEP)
+                    let max = if self.shared() { SHARED_MAX_SLEEP } else { MAX_SLEEP };
+                    next.map(|n| Duration::from_millis((n - now_ms()).max(0) as u64)).unwrap_or(max).min(max)
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);

@@ -34,6 +34,8 @@ const HEALTH_REFRESH: Duration = Duration::from_secs(60);
 
 /// Finished channel inbox/outbox rows older than this are deleted.
 const CHANNEL_ROW_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// How often failed-auth lockouts are exchanged with the other gateways of a shared database.
+const LOCKOUT_SHARING: Duration = Duration::from_secs(1);
 
 /// The services of one gateway process. Only the composition root, the dispatcher (it routes a
 /// method to the handles its handler takes) and the server's router setup name it; everything
@@ -177,6 +179,12 @@ impl Gateway {
             tasks.clone(),
             outbox,
         );
+        if !cluster.is_solo() {
+            // Several gateways on one database: each ComfyUI worker is driven by the holder of
+            // its lease, interval heartbeats run on the holder of `heartbeat`.
+            comfy.share_workers(Arc::new(crate::cluster::WorkerLeasesOf(cluster.clone())));
+            heartbeat.beat_only_while(cluster.hold("heartbeat"));
+        }
         let observed = crate::health::Observed {
             agents: agents.clone(),
             channels: channels.clone(),
@@ -250,6 +258,9 @@ impl Gateway {
 
     /// Run the periodic duties until shutdown: `tick`, health refresh + broadcast, pruning.
     pub async fn run_maintenance(self: Arc<Self>) {
+        if self.store.backend() == "postgres" {
+            self.tasks.spawn("share-lockouts", self.clone().share_lockouts());
+        }
         let tick_every = Duration::from_millis(self.settings().tick_interval_ms.max(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
         let mut health = tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_REFRESH, HEALTH_REFRESH);
@@ -272,6 +283,25 @@ impl Gateway {
                     }
                     if let Err(e) = self.pairing.expire(now).await {
                         tracing::warn!(error = %e, "expiring pairing requests failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Several gateways on one database: every second, failed-auth lockouts started here are
+    /// shared and those started elsewhere applied ([`AuthService::share_lockouts`]).
+    async fn share_lockouts(self: Arc<Self>) {
+        let cancel = self.tasks.token();
+        let mut written = std::collections::HashMap::new();
+        let mut every = tokio::time::interval(LOCKOUT_SHARING);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = every.tick() => {
+                    if let Err(e) = self.auth.share_lockouts(&mut written).await {
+                        tracing::warn!(error = %e, "cannot share failed-auth lockouts with the other gateways");
                     }
                 }
             }

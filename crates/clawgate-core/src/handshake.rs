@@ -4,9 +4,10 @@
 //! The result is either an [`Admission`] (what `hello-ok.auth` reports and what every later
 //! authorization uses) or a [`Rejection`] carrying the exact error shape and close code.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::json;
@@ -88,6 +89,40 @@ impl AuthService {
     /// The bounded argon2 verifier.
     pub fn password_gate(&self) -> &PasswordGate {
         &self.inner.password_gate
+    }
+
+    /// One exchange of failed-auth lockouts with the other gateways of a shared database: the
+    /// lockouts this gateway started are written, and those the others wrote are applied here.
+    /// Counting stays per gateway; a lockout started anywhere holds everywhere. `written`
+    /// remembers what was written already (the caller keeps it between exchanges).
+    pub async fn share_lockouts(
+        &self,
+        written: &mut HashMap<IpAddr, Instant>,
+    ) -> Result<(), clawgate_store::StoreError> {
+        use clawgate_store::LockoutStore;
+        let store = self.inner.pairing.store();
+        let (now, now_ms) = (Instant::now(), now_ms());
+        written.retain(|_, until| *until > now);
+        let mine = self.inner.limiter.lock().lockouts(now);
+        for (bucket, until) in mine {
+            if written.get(&bucket).is_some_and(|w| *w >= until) {
+                continue;
+            }
+            let until_ms = now_ms.saturating_add(i64::try_from((until - now).as_millis()).unwrap_or(i64::MAX));
+            store.share_lockout(&bucket.to_string(), until_ms).await?;
+            written.insert(bucket, until);
+        }
+        // Bounded: a flood of lockouts costs one page per exchange.
+        let shared = store.active_lockouts(now_ms, 10_000).await?;
+        let mut limiter = self.inner.limiter.lock();
+        for (bucket, until_ms) in shared {
+            let Ok(ip) = bucket.parse::<IpAddr>() else { continue };
+            let until = now + Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0));
+            limiter.lock_out(ip, until, now);
+            // Known to the store already: not written back.
+            written.entry(ip).and_modify(|w| *w = (*w).max(until)).or_insert(until);
+        }
+        Ok(())
     }
 
     /// A successful authentication clears the address's failure count.

@@ -83,6 +83,9 @@ struct Inner {
     /// `(agent, session)` pairs a `wake {mode:"now"}` asked to beat; drained by the loop.
     wake_now: Mutex<Vec<(String, String)>>,
     wake: Notify,
+    /// Several gateways on one database: interval beats run only on the one this says holds
+    /// the heartbeat lease (`None`: always here). Wakes run where they were asked for.
+    owner: Mutex<Option<watch::Receiver<bool>>>,
 }
 
 impl std::fmt::Debug for HeartbeatService {
@@ -124,6 +127,7 @@ impl HeartbeatService {
                 last: watch::channel(None).0,
                 wake_now: Mutex::new(Vec::new()),
                 wake: Notify::new(),
+                owner: Mutex::new(None),
             }),
         }
     }
@@ -141,6 +145,16 @@ impl HeartbeatService {
             Err(e) => tracing::warn!(error = %e, "cannot read the last heartbeat; last-heartbeat starts empty"),
         }
         self.inner.tasks.spawn("heartbeat", self.clone().run());
+    }
+
+    /// Run interval beats only while `owner` is `true` (this gateway holds the cluster's
+    /// heartbeat lease), so several gateways on one database beat once per interval.
+    pub fn beat_only_while(&self, owner: watch::Receiver<bool>) {
+        *self.inner.owner.lock() = Some(owner);
+    }
+
+    fn beats_here(&self) -> bool {
+        self.inner.owner.lock().as_ref().is_none_or(|o| *o.borrow())
     }
 
     /// Whether interval beats run.
@@ -243,6 +257,15 @@ impl HeartbeatService {
                 }
                 _ = tokio::time::sleep_until(until) => {
                     if !self.enabled() || next.is_none_or(|at| at > Instant::now()) {
+                        continue;
+                    }
+                    if !self.beats_here() {
+                        // Another gateway beats; this one keeps the schedule, ready to take over.
+                        for (id, spec) in &beating {
+                            if schedule.get(id).is_some_and(|(_, at)| *at <= Instant::now()) {
+                                schedule.insert(id.clone(), (spec.every_ms, Instant::now() + ms(spec.every_ms)));
+                            }
+                        }
                         continue;
                     }
                     for (id, spec) in &beating {

@@ -11,7 +11,7 @@ use std::path::Path;
 use sqlx::migrate::Migrator;
 
 use crate::usage::{TurnUsage, UsageQuery, UsageStore, UsageSums};
-use crate::{AccessTokenRecord, AccessTokenStore, NewAccessToken};
+use crate::{AccessTokenRecord, AccessTokenStore, LockoutStore, NewAccessToken};
 use crate::{
     ApprovalRecord, ApprovalStatus, ApprovalStore, BackupError, ChannelPairing, ChannelPairingStatus, ChannelStore,
     CronJob, CronRunRecord, CronStore, Degraded, DeviceStore, DeviceTokenRecord, DeviceTokenStore, EnqueueOutcome,
@@ -305,6 +305,11 @@ delegate! { CronStore {
 delegate! { UsageStore {
     fn usage_sums(&self, query: &UsageQuery) -> Result<UsageSums>;
     fn turn_usage(&self, start_ms: i64, end_ms: i64, limit: usize) -> Result<Vec<TurnUsage>>;
+} }
+
+delegate! { LockoutStore {
+    fn share_lockout(&self, bucket: &str, until_ms: i64) -> Result<()>;
+    fn active_lockouts(&self, now_ms: i64, limit: usize) -> Result<Vec<(String, i64)>>;
 } }
 
 delegate! { AccessTokenStore {

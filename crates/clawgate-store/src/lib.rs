@@ -138,6 +138,7 @@ pub use session::{
 pub use sqlite::{BackupError, SqliteStore, StateFileInfo};
 pub use traits::ChannelStore;
 pub use traits::ClusterStore;
+pub use traits::LockoutStore;
 pub use traits::{ApprovalStore, CronStore, JobStore};
 pub use traits::{DeviceStore, DeviceTokenStore, GatewayStore, IdempotencyStore, KvStore, PairingStore};
 pub use traits::{RunStore, SessionStore, TranscriptStore};

@@ -116,6 +116,8 @@ macro_rules! for_each_conformance_case {
             kv_get_or_init_keeps_the_first_value,
             concurrent_get_or_init_agrees_on_one_value,
             kv_delete_prefix_deletes_only_keys_with_that_prefix,
+            // Shared failed-auth lockouts.
+            shared_lockouts_extend_and_expire,
             // Paired devices.
             upserted_device_round_trips,
             upsert_replaces_every_field_but_keeps_tokens,
@@ -2780,4 +2782,25 @@ pub async fn removing_a_gateway_releases_its_leases<S: ClusterStore>(store: &S) 
         store.list_leases().await.expect("list").into_iter().map(|l| l.holder).collect::<Vec<_>>(),
         ["gw-b", "gw-b"]
     );
+}
+
+/// A shared lockout is listed while in force, a later one extends it, an earlier one does not
+/// shorten it, and expired ones are gone.
+pub async fn shared_lockouts_extend_and_expire<S: crate::LockoutStore>(store: &S) {
+    store.share_lockout("203.0.113.7", 2_000).await.expect("share");
+    store.share_lockout("2001:db8::", 1_500).await.expect("share");
+    store.share_lockout("203.0.113.7", 1_800).await.expect("an earlier end");
+    assert_eq!(
+        store.active_lockouts(1_000, 10).await.expect("list"),
+        vec![("203.0.113.7".to_owned(), 2_000), ("2001:db8::".to_owned(), 1_500)],
+        "longest first; the earlier end did not shorten it"
+    );
+    store.share_lockout("2001:db8::", 3_000).await.expect("extend");
+    assert_eq!(store.active_lockouts(1_000, 1).await.expect("list"), vec![("2001:db8::".to_owned(), 3_000)]);
+    assert_eq!(
+        store.active_lockouts(2_000, 10).await.expect("list"),
+        vec![("2001:db8::".to_owned(), 3_000)],
+        "one that ended at 2000 is not in force at 2000"
+    );
+    assert!(store.active_lockouts(3_000, 10).await.expect("list").is_empty());
 }

@@ -49,6 +49,18 @@ pub trait KvStore: Send + Sync {
     fn delete_prefix(&self, prefix: &str) -> impl Future<Output = Result<u64>> + Send;
 }
 
+/// Failed-auth lockouts the gateways of one database share (a lockout started on one gateway is
+/// applied by all of them). Addresses are the limiter's bucket texts.
+pub trait LockoutStore: Send + Sync {
+    /// Records that `bucket` is locked out until `until_ms` (a later lockout of the same bucket
+    /// extends it; an earlier one leaves it).
+    fn share_lockout(&self, bucket: &str, until_ms: i64) -> impl Future<Output = Result<()>> + Send;
+
+    /// The lockouts still in force at `now_ms`: `(bucket, until_ms)`, at most `limit`, the
+    /// longest-lasting first. Expired ones are deleted on the way.
+    fn active_lockouts(&self, now_ms: i64, limit: usize) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+}
+
 /// Devices allowed to connect with their own key.
 pub trait DeviceStore: Send + Sync {
     /// Inserts `device`, or replaces every field of the stored record with the same
@@ -843,6 +855,7 @@ pub trait GatewayStore:
     + crate::UsageStore
     + crate::AccessTokenStore
     + ClusterStore
+    + LockoutStore
 {
 }
 
@@ -862,5 +875,6 @@ impl<T> GatewayStore for T where
         + crate::UsageStore
         + crate::AccessTokenStore
         + ClusterStore
+        + LockoutStore
 {
 }

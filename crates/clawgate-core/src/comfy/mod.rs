@@ -28,7 +28,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use clawgate_comfy::dispatch::{Dispatcher, OutputLimits};
+use clawgate_comfy::dispatch::{Dispatcher, OutputLimits, WorkerLeases};
 use clawgate_comfy::pool::Pool;
 use clawgate_comfy::templates::TemplateLibrary;
 use clawgate_protocol::methods::comfy::{ComfyJob, ComfyJobOutput, QueuePosition};
@@ -65,6 +65,9 @@ struct Inner {
     started: RwLock<Option<(String, std::path::PathBuf)>>,
     /// One reload at a time (two config changes never interleave their pool swaps).
     reload: tokio::sync::Mutex<()>,
+    /// Several gateways on one database: each configured worker is driven by the holder of its
+    /// lease. `None`: this gateway drives every worker.
+    leases: RwLock<Option<Arc<dyn WorkerLeases>>>,
 }
 
 /// ComfyUI as started: its config, workers and dispatcher.
@@ -98,8 +101,15 @@ impl ComfyService {
                 running: RwLock::new(None),
                 started: RwLock::new(None),
                 reload: tokio::sync::Mutex::new(()),
+                leases: RwLock::new(None),
             }),
         }
+    }
+
+    /// Share the workers with other gateways: from the next [`ComfyService::start`] on, a
+    /// configured worker is driven only while `leases` says this gateway holds it.
+    pub fn share_workers(&self, leases: Arc<dyn WorkerLeases>) {
+        *self.inner.leases.write() = Some(leases);
     }
 
     /// Read `comfy.*`, load the templates, start the probes and the dispatcher, and reconcile
@@ -119,7 +129,11 @@ impl ComfyService {
         let pool = Arc::new(Pool::new(&cfg.workers, &cfg.templates_dir, &format!("clawgate-{boot_id}")));
         let limits =
             OutputLimits { media_dir: state_dir.join("media"), max_images: cfg.max_images, max_bytes: cfg.max_bytes };
-        let dispatcher = Dispatcher::new(pool, self.inner.host.clone(), limits);
+        let leases = self.inner.leases.read().clone();
+        let dispatcher = match leases {
+            Some(leases) => Dispatcher::with_leases(pool, self.inner.host.clone(), limits, leases),
+            None => Dispatcher::new(pool, self.inner.host.clone(), limits),
+        };
         *self.inner.running.write() = Some(Running { cfg: Arc::new(cfg), dispatcher: dispatcher.clone() });
         dispatcher.start().await;
     }

@@ -15,6 +15,7 @@ mod devices;
 mod idempotency;
 mod jobs;
 mod kv;
+mod lockouts;
 mod pairing;
 mod runs;
 mod sessions;
