@@ -16,6 +16,7 @@
 mod access_tokens;
 mod approvals;
 mod channels;
+pub(crate) mod cluster_events;
 mod cron;
 mod devices;
 mod idempotency;
