@@ -402,9 +402,14 @@ mod tests {
         assert_eq!(next_chat(&mut a_rx).await, marker, "and then B's marker, with no echo in between");
         assert_eq!(next_chat(&mut b_rx).await, marker, "B's own client hears it once, locally");
 
-        let (sa, sb) = (a_relay.status(), b_relay.status());
-        assert_eq!((sa.published, sa.applied, sa.dropped), (40, 1, 0), "{sa:?}");
-        assert!(sb.published == 1 && sb.applied == 40 && sb.lag_ms.is_some(), "{sb:?}");
+        // The counters move just after the write or the delivery a client sees: wait for them.
+        let counts = |s: RelayStatus| (s.published, s.applied, s.dropped, s.lag_ms.is_some());
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while (counts(a_relay.status()), counts(b_relay.status())) != ((40, 1, 0, true), (1, 40, 0, true)) {
+            let now = (a_relay.status(), b_relay.status());
+            assert!(tokio::time::Instant::now() < deadline, "the relays' counters: {now:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(a_tasks.shutdown(WAIT).await.is_empty(), "the relay's tasks stop");
         assert!(b_tasks.shutdown(WAIT).await.is_empty(), "the relay's tasks stop");
         store.close().await.expect("close");
