@@ -3,8 +3,16 @@
 //! Services hold an [`Events`] (cheap to clone) instead of the whole gateway: every broadcast
 //! goes through a method here that names the event and builds its payload in one place, and the
 //! scope guard, `seq` and slow-consumer policy stay in [`Broadcaster`].
+//!
+//! Events about shared state (a session's runs and messages, cron, pairing, ComfyUI jobs,
+//! approvals: [`StateEvent`]) take two steps, kept apart: [`Events::deliver`] hands one to this
+//! gateway's clients, and — when several gateways share a PostgreSQL store — the relay
+//! ([`crate::event_relay`]) publishes it for the others, whose relay hands it to
+//! [`Events::deliver_relayed`], the same delivery. Events about this gateway itself (tick,
+//! presence, health, heartbeat, shutdown, config) are only delivered.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 
@@ -16,6 +24,7 @@ use clawgate_protocol::{close, scopes};
 use clawgate_store::PairingRequest;
 
 use crate::broadcast::{Broadcaster, ClientHandle};
+use crate::event_relay::{EventRelay, RelayStatus};
 use crate::presence::PresenceState;
 use crate::time::now_ms;
 
@@ -24,12 +33,15 @@ use crate::time::now_ms;
 pub struct Events {
     clients: Arc<Broadcaster>,
     presence: Arc<PresenceState>,
+    /// Where events about shared state also go when other gateways share the store; empty on
+    /// SQLite (one gateway). Shared by every clone, so setting it once reaches every service.
+    relay: Arc<OnceLock<EventRelay>>,
 }
 
 impl Events {
     /// Events over these clients and presence state.
     pub fn new(clients: Arc<Broadcaster>, presence: Arc<PresenceState>) -> Self {
-        Self { clients, presence }
+        Self { clients, presence, relay: Arc::default() }
     }
 
     /// The connected clients.
@@ -79,30 +91,22 @@ impl Events {
     /// go only to clients that declared the `tool-events` cap or subscribed to the session (tool
     /// arguments and results can be large and private to the conversation).
     pub fn run_event(&self, event: &str, session_key: &str, payload: &Value, drop_if_slow: bool) {
-        let is_tool = event == ev::AGENT && payload.get("stream").and_then(Value::as_str) == Some("tool");
-        if is_tool {
-            self.clients.broadcast_filtered(event, payload, None, drop_if_slow, |c| {
-                c.has_cap("tool-events") || c.hears_messages_of(session_key)
-            });
-        } else {
-            // Clients that declared `session-scoped-events` only hear the sessions they subscribed to.
-            self.clients.broadcast_filtered(event, payload, None, drop_if_slow, |c| {
-                !c.has_cap("session-scoped-events") || c.hears_messages_of(session_key)
-            });
-        }
+        self.emit(StateEvent::Run {
+            event: event.into(),
+            session_key: session_key.into(),
+            payload: Cow::Borrowed(payload),
+            drop_if_slow,
+        });
     }
 
     /// `session.message` to the clients that subscribed to this session's messages.
     pub fn session_message(&self, session_key: &str, message: &Value) {
-        let payload = json!({"sessionKey": session_key, "message": message});
-        self.clients
-            .broadcast_filtered(ev::SESSION_MESSAGE, &payload, None, false, |c| c.hears_messages_of(session_key));
+        self.emit(StateEvent::SessionMessage { session_key: session_key.into(), message: Cow::Borrowed(message) });
     }
 
     /// `sessions.changed` to the clients that called `sessions.subscribe`.
     pub fn session_changed(&self, session_key: &str, reason: &str) {
-        let payload = json!({"sessionKey": session_key, "reason": reason, "ts": now_ms()});
-        self.clients.broadcast_filtered(ev::SESSIONS_CHANGED, &payload, None, true, |c| c.hears_session_changes());
+        self.emit(StateEvent::SessionChanged { session_key: session_key.into(), reason: reason.into(), ts: now_ms() });
     }
 
     /// `config.changed` to everyone allowed to hear it: what a config edit or reload applied.
@@ -146,13 +150,13 @@ impl Events {
         if let Some(obj) = payload.as_object_mut() {
             obj.retain(|_, v| !v.is_null());
         }
-        self.clients.broadcast(ev::CRON, &payload, None, false);
+        self.emit(StateEvent::Cron { payload: Cow::Owned(payload) });
     }
 
     /// `device.pair.requested` to pairing operators: a new or refreshed request.
     pub fn pair_requested(&self, r: &PairingRequest, silent: bool) {
         let payload = pair_requested_payload(r, silent);
-        self.clients.broadcast(ev::DEVICE_PAIR_REQUESTED, &to_value(&payload), None, false);
+        self.emit(StateEvent::DevicePairRequested { payload: Cow::Owned(to_value(&payload)) });
     }
 
     /// `device.pair.resolved` to pairing operators: a request was decided.
@@ -163,8 +167,189 @@ impl Events {
             decision,
             ts: now_ms(),
         };
-        self.clients.broadcast(ev::DEVICE_PAIR_RESOLVED, &to_value(&payload), None, false);
+        self.emit(StateEvent::DevicePairResolved { payload: Cow::Owned(to_value(&payload)) });
     }
+
+    /// `comfy.job` to operators with `operator.read` (dropped for slow clients): a job's state.
+    pub fn comfy_job(&self, payload: &Value) {
+        self.emit(StateEvent::ComfyJob { payload: Cow::Borrowed(payload) });
+    }
+
+    /// `plugin.approval.requested` (dropped for slow clients): an approval waits for a decision.
+    pub fn approval_requested(&self, record: &Value) {
+        self.emit(StateEvent::ApprovalRequested { payload: Cow::Borrowed(record) });
+    }
+
+    /// `plugin.approval.resolved` (dropped for slow clients): an approval was decided.
+    pub fn approval_resolved(&self, payload: &Value) {
+        self.emit(StateEvent::ApprovalResolved { payload: Cow::Borrowed(payload) });
+    }
+
+    /// `node.pair.requested` to pairing operators: a node waits for approval.
+    pub fn node_pair_requested(&self, request: &Value) {
+        self.emit(StateEvent::NodePairRequested { payload: Cow::Borrowed(request) });
+    }
+
+    /// `node.pair.resolved` to pairing operators: a node's request was decided.
+    pub fn node_pair_resolved(&self, payload: &Value) {
+        self.emit(StateEvent::NodePairResolved { payload: Cow::Borrowed(payload) });
+    }
+
+    /// Sends these events through `relay` too (from now on, for every clone of this handle):
+    /// set once, by the composition root, when the store is shared with other gateways.
+    pub fn relay_through(&self, relay: EventRelay) {
+        if self.relay.set(relay).is_err() {
+            tracing::warn!("the event relay was already set; keeping the first");
+        }
+    }
+
+    /// The relay's state, when events are relayed between gateways.
+    pub fn relay_status(&self) -> Option<RelayStatus> {
+        self.relay.get().map(EventRelay::status)
+    }
+
+    /// An event about shared state: to this gateway's clients, then to the other gateways'
+    /// through the relay, when there is one.
+    fn emit(&self, event: StateEvent<'_>) {
+        self.deliver(&event);
+        if let Some(relay) = self.relay.get() {
+            relay.publish(&event);
+        }
+    }
+
+    /// An event another gateway published (read back by the relay): to this gateway's clients
+    /// only, through the same filters as if it had happened here.
+    pub fn deliver_relayed(&self, event: &StateEvent<'_>) {
+        self.deliver(event);
+    }
+
+    /// The local delivery of an event about shared state: who hears it, and how.
+    fn deliver(&self, event: &StateEvent<'_>) {
+        let (name, payload, drop_if_slow): (&str, &Value, bool) = match event {
+            StateEvent::Run { event, session_key, payload, drop_if_slow } => {
+                let is_tool = event == ev::AGENT && payload.get("stream").and_then(Value::as_str) == Some("tool");
+                if is_tool {
+                    self.clients.broadcast_filtered(event, payload, None, *drop_if_slow, |c| {
+                        c.has_cap("tool-events") || c.hears_messages_of(session_key)
+                    });
+                } else {
+                    // Clients that declared `session-scoped-events` only hear the sessions they
+                    // subscribed to.
+                    self.clients.broadcast_filtered(event, payload, None, *drop_if_slow, |c| {
+                        !c.has_cap("session-scoped-events") || c.hears_messages_of(session_key)
+                    });
+                }
+                return;
+            }
+            StateEvent::SessionMessage { session_key, message } => {
+                let payload = json!({"sessionKey": session_key, "message": message});
+                self.clients.broadcast_filtered(ev::SESSION_MESSAGE, &payload, None, false, |c| {
+                    c.hears_messages_of(session_key)
+                });
+                return;
+            }
+            StateEvent::SessionChanged { session_key, reason, ts } => {
+                let payload = json!({"sessionKey": session_key, "reason": reason, "ts": ts});
+                self.clients
+                    .broadcast_filtered(ev::SESSIONS_CHANGED, &payload, None, true, |c| c.hears_session_changes());
+                return;
+            }
+            StateEvent::Cron { payload } => (ev::CRON, payload, false),
+            StateEvent::DevicePairRequested { payload } => (ev::DEVICE_PAIR_REQUESTED, payload, false),
+            StateEvent::DevicePairResolved { payload } => (ev::DEVICE_PAIR_RESOLVED, payload, false),
+            StateEvent::ComfyJob { payload } => (COMFY_JOB, payload, true),
+            StateEvent::ApprovalRequested { payload } => (ev::PLUGIN_APPROVAL_REQUESTED, payload, true),
+            StateEvent::ApprovalResolved { payload } => (ev::PLUGIN_APPROVAL_RESOLVED, payload, true),
+            StateEvent::NodePairRequested { payload } => (ev::NODE_PAIR_REQUESTED, payload, false),
+            StateEvent::NodePairResolved { payload } => (ev::NODE_PAIR_RESOLVED, payload, false),
+        };
+        // The rest go to everyone the event's scope guard admits.
+        self.clients.broadcast(name, payload, None, drop_if_slow);
+    }
+}
+
+/// The `comfy.job` event (no upstream name constant: it is clawgate's own).
+const COMFY_JOB: &str = "comfy.job";
+
+/// Every event whose subject lives in the shared store — a session's runs and messages, cron,
+/// device and node pairing, ComfyUI jobs, approvals — as the call that delivers it. Several
+/// gateways on one database relay these to each other (`event_relay`), so a client hears about
+/// a session whichever gateway it is connected to; the receiving gateway makes the same call,
+/// with the same scope, cap and subscription filters. Events about one gateway itself (tick,
+/// health, presence, shutdown, config) are not here: each gateway sends its own.
+///
+/// Serialised as `{"kind": "<variant>", ...fields}`; the borrowed forms let a local broadcast
+/// build one without copying its payload.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum StateEvent<'a> {
+    /// An `agent` or `chat` event of a run (see [`Events::run_event`]).
+    Run {
+        /// `agent` or `chat`.
+        event: Cow<'a, str>,
+        /// The run's session.
+        session_key: Cow<'a, str>,
+        /// The event's payload.
+        payload: Cow<'a, Value>,
+        /// Whether a slow client may miss it.
+        drop_if_slow: bool,
+    },
+    /// `session.message`.
+    SessionMessage {
+        /// The session.
+        session_key: Cow<'a, str>,
+        /// The transcript message.
+        message: Cow<'a, Value>,
+    },
+    /// `sessions.changed`.
+    SessionChanged {
+        /// The session.
+        session_key: Cow<'a, str>,
+        /// What changed.
+        reason: Cow<'a, str>,
+        /// When (Unix ms, on the gateway where it changed).
+        ts: i64,
+    },
+    /// `cron` (its payload without `null` fields).
+    Cron {
+        /// The payload.
+        payload: Cow<'a, Value>,
+    },
+    /// `device.pair.requested`.
+    DevicePairRequested {
+        /// The payload.
+        payload: Cow<'a, Value>,
+    },
+    /// `device.pair.resolved`.
+    DevicePairResolved {
+        /// The payload.
+        payload: Cow<'a, Value>,
+    },
+    /// `comfy.job`.
+    ComfyJob {
+        /// The payload.
+        payload: Cow<'a, Value>,
+    },
+    /// `plugin.approval.requested`.
+    ApprovalRequested {
+        /// The payload.
+        payload: Cow<'a, Value>,
+    },
+    /// `plugin.approval.resolved`.
+    ApprovalResolved {
+        /// The payload.
+        payload: Cow<'a, Value>,
+    },
+    /// `node.pair.requested`.
+    NodePairRequested {
+        /// The payload.
+        payload: Cow<'a, Value>,
+    },
+    /// `node.pair.resolved`.
+    NodePairResolved {
+        /// The payload.
+        payload: Cow<'a, Value>,
+    },
 }
 
 /// The one place a stored pairing request becomes its wire form (schema
@@ -294,5 +479,75 @@ mod tests {
             })
             .collect();
         assert_eq!(heard, [("plain", 1), ("plain-subscribed", 1), ("scoped-a", 1), ("scoped-b", 0)]);
+    }
+
+    /// What the relay writes is what it reads back: every kind survives its JSON form, and the
+    /// form names the kind (the rows are readable in `psql`).
+    #[test]
+    fn state_events_round_trip_through_their_relayed_form() {
+        let payload = json!({"runId": "r", "state": "delta", "deltaText": "hi"});
+        let all = [
+            StateEvent::Run {
+                event: "chat".into(),
+                session_key: "agent:main:a".into(),
+                payload: Cow::Borrowed(&payload),
+                drop_if_slow: true,
+            },
+            StateEvent::SessionMessage { session_key: "k".into(), message: Cow::Owned(json!({"role": "user"})) },
+            StateEvent::SessionChanged { session_key: "k".into(), reason: "patch".into(), ts: 7 },
+            StateEvent::Cron { payload: Cow::Owned(json!({"jobId": "j"})) },
+            StateEvent::DevicePairRequested { payload: Cow::Owned(json!({"requestId": "r1"})) },
+            StateEvent::DevicePairResolved { payload: Cow::Owned(json!({"requestId": "r1"})) },
+            StateEvent::ComfyJob { payload: Cow::Owned(json!({"jobId": "j"})) },
+            StateEvent::ApprovalRequested { payload: Cow::Owned(json!({"id": "a"})) },
+            StateEvent::ApprovalResolved { payload: Cow::Owned(json!({"id": "a"})) },
+            StateEvent::NodePairRequested { payload: Cow::Owned(json!({"nodeId": "n"})) },
+            StateEvent::NodePairResolved { payload: Cow::Owned(json!({"nodeId": "n"})) },
+        ];
+        for event in &all {
+            let text = serde_json::to_string(event).expect("serialise");
+            let back: StateEvent<'static> = serde_json::from_str(&text).expect("read back");
+            assert_eq!(&back, event, "{text}");
+        }
+        let run = serde_json::to_value(&all[0]).expect("serialise");
+        assert_eq!(
+            run,
+            json!({"kind": "run", "event": "chat", "sessionKey": "agent:main:a", "payload": payload, "dropIfSlow": true})
+        );
+        assert!(serde_json::from_str::<StateEvent<'static>>(r#"{"kind":"fromTheFuture"}"#).is_err());
+    }
+
+    /// A relayed delta goes through the same filters as a local one: the client scoped to
+    /// another session does not hear it.
+    #[test]
+    fn a_relayed_run_event_is_filtered_like_a_local_one() {
+        use crate::broadcast::{AuthKind, ClientIdentity};
+        let clients = Arc::new(Broadcaster::default());
+        let events = Events::new(clients.clone(), Arc::new(PresenceState::new(json!({}))));
+        let mut rxs = Vec::new();
+        for (id, sub) in [("scoped-a", "agent:main:a"), ("scoped-b", "agent:main:b")] {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let identity = ClientIdentity {
+                conn_id: id.into(),
+                role: "operator".into(),
+                scopes: vec!["operator.read".into()],
+                device_id: None,
+                auth_kind: AuthKind::SharedSecret,
+                client: ("cli".into(), "cli".into()),
+                caps: vec!["session-scoped-events".to_owned()],
+                access: None,
+                rate: None,
+            };
+            let c = ClientHandle::with_queue(identity, tx, Arc::default(), 1 << 20);
+            c.update_subscriptions(|s| {
+                s.message_keys.insert(sub.to_owned());
+            });
+            clients.add(c);
+            rxs.push(rx);
+        }
+        let relayed = r#"{"kind":"run","event":"chat","sessionKey":"agent:main:a","payload":{"state":"final"},"dropIfSlow":false}"#;
+        events.deliver_relayed(&serde_json::from_str(relayed).expect("a relayed event"));
+        let heard: Vec<usize> = rxs.iter_mut().map(|rx| std::iter::from_fn(|| rx.try_recv().ok()).count()).collect();
+        assert_eq!(heard, [1, 0]);
     }
 }

@@ -20,6 +20,7 @@ pub mod config_service;
 pub mod cron;
 pub mod dispatch;
 pub mod error;
+pub mod event_relay;
 pub mod events;
 pub mod gateway;
 pub mod handshake;

@@ -171,7 +171,7 @@ impl NodeService {
         }
         if let Some(request) = requested {
             tracing::info!(node = %short(&node_id), request = %request.request_id, "node awaiting approval");
-            self.inner.events.clients().broadcast(ev::NODE_PAIR_REQUESTED, &json!(request), None, false);
+            self.inner.events.node_pair_requested(&json!(request));
         } else {
             tracing::info!(node = %short(&node_id), "node connected");
         }
@@ -270,7 +270,7 @@ impl NodeService {
         if let Some(node) = node {
             let _ = node.send_event(ev::NODE_PAIR_RESOLVED, &payload);
         }
-        self.inner.events.clients().broadcast(ev::NODE_PAIR_RESOLVED, &payload, None, false);
+        self.inner.events.node_pair_resolved(&payload);
     }
 
     /// `node.pair.remove`: forget a node's approval (and any request of it).

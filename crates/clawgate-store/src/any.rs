@@ -56,6 +56,15 @@ impl AnyStore {
         }
     }
 
+    /// The PostgreSQL store, when that is the backend: what only a shared database offers (the
+    /// event relay between gateways) is reached through it.
+    pub fn postgres(&self) -> Option<&PgStore> {
+        match self {
+            AnyStore::Sqlite(_) => None,
+            AnyStore::Postgres(s) => Some(s),
+        }
+    }
+
     /// `Some(why)` while the storage is degraded (a write failed for a storage reason and none
     /// has succeeded since).
     pub fn degraded(&self) -> Option<Degraded> {

@@ -131,6 +131,9 @@ pub use model::{
     PairingRequest, PairingStatus,
 };
 pub use postgres::PgStore;
+pub use postgres::cluster_events::{
+    CLUSTER_EVENTS_CHANNEL, CLUSTER_LISTENER_NAME, ClusterEvent, ClusterEventListener, Wake,
+};
 pub use session::{
     EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, StartedRun,
     TranscriptEntry, TranscriptRole,

@@ -164,6 +164,17 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, agents, overrides.clone());
     // Registered before run recovery: recovery spares the runs of live gateways, this one's too.
     gw.cluster.start().await;
+    // Several gateways may share a PostgreSQL store: relay events about shared state to the
+    // others' clients (before anything runs that emits one). SQLite means one gateway: no relay.
+    // `CLAWGATE_EVENT_RELAY=off` spares a gateway known to be alone on its database the writes.
+    let relay_off = std::env::var("CLAWGATE_EVENT_RELAY").is_ok_and(|v| v.eq_ignore_ascii_case("off"));
+    match store.postgres() {
+        Some(pg) if !relay_off => {
+            clawgate_core::event_relay::EventRelay::start(pg.clone(), gw.boot_id.clone(), &gw.events, gw.tasks());
+        }
+        Some(_) => tracing::info!("event relay off (CLAWGATE_EVENT_RELAY=off): other gateways' clients hear nothing"),
+        None => {}
+    }
     if let Err(e) = gw.agents.recover().await {
         tracing::error!(error = %e, "cannot resume queued runs");
     }

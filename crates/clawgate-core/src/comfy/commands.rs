@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 
 use clawgate_comfy::command::{self, Command, Decision, JobState, QueuePosition, reply};
 use clawgate_comfy::openclaw::{JobsView, RemoteApproval};
-use clawgate_protocol::events::names as events;
 use clawgate_store::{
     ApprovalRecord, ApprovalStatus, ApprovalStore, CronStore, JobQuery, JobRecord, JobStatus, JobStore, NewApproval,
     NewJob,
@@ -110,12 +109,7 @@ impl ComfyService {
                             };
                             match self.store().create_approval(&new, now_ms()).await {
                                 Ok(record) => {
-                                    self.events().clients().broadcast(
-                                        events::PLUGIN_APPROVAL_REQUESTED,
-                                        &approvals::record_json(&record),
-                                        None,
-                                        true,
-                                    );
+                                    self.events().approval_requested(&approvals::record_json(&record));
                                     self.notify_admins(caller, policy, &aid, &template).await;
                                     reply::approval_requested(
                                         Some(&aid),
@@ -476,12 +470,7 @@ impl ComfyService {
         if !approve && let Some(Ok(job)) = &job {
             self.tell_requester_rejected(&approval, job, who, reason).await;
         }
-        self.events().clients().broadcast(
-            events::PLUGIN_APPROVAL_RESOLVED,
-            &approvals::resolved_event(&approval),
-            None,
-            true,
-        );
+        self.events().approval_resolved(&approvals::resolved_event(&approval));
         self.kick();
         Ok(Some(Decided { approval, job }))
     }

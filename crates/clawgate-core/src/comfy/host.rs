@@ -78,7 +78,7 @@ impl Host {
         if let (Some(p), Some((key, value))) = (payload.as_object_mut(), extra) {
             p.insert(key.to_owned(), value);
         }
-        self.events.clients().broadcast("comfy.job", &payload, None, true);
+        self.events.comfy_job(&payload);
     }
 }
 

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use clawgate_protocol::events::names as events;
 use clawgate_protocol::frames::ResponseFrame;
 use clawgate_protocol::methods::approvals::{
     ApprovalDecision, ApprovalRequestView, Checked, HeldRunRequest, PluginApprovalAccepted,
@@ -251,7 +250,7 @@ pub async fn plugin_approval_request(
         expires_at_ms: now + timeout_ms as i64,
     };
     let record = store.create_approval(&new, now).await?;
-    events.clients().broadcast(events::PLUGIN_APPROVAL_REQUESTED, &record_json(&record), None, true);
+    events.approval_requested(&record_json(&record));
     if params.two_phase == Some(true) {
         let accepted = PluginApprovalAccepted {
             status: "accepted",

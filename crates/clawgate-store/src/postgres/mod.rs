@@ -17,6 +17,7 @@ mod access_tokens;
 mod approvals;
 mod channels;
 mod cluster;
+pub(crate) mod cluster_events;
 mod cron;
 mod devices;
 mod idempotency;
