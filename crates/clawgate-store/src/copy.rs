@@ -116,7 +116,10 @@ pub const TABLES: &[Table] = &[
 
 /// Tables of the SQLite schema that are deliberately not copied (`_sqlx_migrations` is the
 /// schema's own record; the target gets its own by migrating).
-pub const NOT_COPIED: &[&str] = &["_sqlx_migrations", "sqlite_sequence"];
+/// The cluster's tables (migrations 0007, 0008) are the live state of running gateways — who is
+/// up, who holds which lease, the event backlog — that a new target must not inherit.
+pub const NOT_COPIED: &[&str] =
+    &["_sqlx_migrations", "sqlite_sequence", "cluster_gateways", "cluster_leases", "cluster_events"];
 
 /// The PostgreSQL schema, to migrate the target to the source's version (not further).
 static PG_MIGRATIONS: Migrator = sqlx::migrate!("./migrations-postgres");
@@ -126,6 +129,10 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 /// The kv key of the record naming the copy's source.
 const SOURCE_KEY: &str = "clawgate.copy.source";
+
+/// The session-level advisory lock a copy holds on its target ("copy" in ASCII), so two copies
+/// never write one target at once.
+const COPY_LOCK: i64 = 0x636f_7079;
 
 /// PostgreSQL takes at most this many parameters per statement.
 const MAX_PARAMS: usize = 65_535;
@@ -367,6 +374,8 @@ pub struct Copier {
     source_path: PathBuf,
     schema: i64,
     target: PgStore,
+    /// The connection holding [`COPY_LOCK`] for as long as this copier lives.
+    lock: sqlx::pool::PoolConnection<Postgres>,
 }
 
 impl Copier {
@@ -402,7 +411,23 @@ impl Copier {
             )));
         }
         let target = PgStore::connect(target_url).await?;
-        Ok(Copier { source: pool, source_path, schema, target })
+        let mut lock = target.pool().acquire().await?;
+        // Never back into the pool with the lock held, even when the copier is dropped unclosed.
+        lock.close_on_drop();
+        // A copy that just ended may still be leaving (its server process releases the lock as
+        // it exits): wait a little before calling the target busy.
+        sqlx::query("SET lock_timeout = '5s'").execute(&mut *lock).await?;
+        let locked = sqlx::query("SELECT pg_advisory_lock($1)").bind(COPY_LOCK).execute(&mut *lock).await;
+        match locked {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                return Err(CopyError::Refused(
+                    "another clawgate store copy is using the target: wait for it to end".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Copier { source: pool, source_path, schema, target, lock })
     }
 
     /// The source's schema version.
@@ -599,6 +624,9 @@ impl Copier {
     /// Closes both connections.
     pub async fn close(self) {
         self.source.close().await;
+        let mut lock = self.lock;
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(COPY_LOCK).execute(&mut *lock).await;
+        let _ = lock.close().await;
         let _ = self.target.close().await;
     }
 

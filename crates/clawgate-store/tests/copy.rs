@@ -2,7 +2,7 @@
 //! the reason printed when PostgreSQL is not installed, unless `CLAWGATE_REQUIRE_PEERS` is set):
 //! the copy verifies, ids carry on past the source's, a limited run resumes to the same result,
 //! a changed target row is named by the verification and repaired by the next pass, and a
-//! target holding another source's copy is refused.
+//! target holding another source's copy (or in use by another copy) is refused.
 
 use std::path::Path;
 
@@ -253,6 +253,11 @@ async fn a_target_holding_another_copy_or_other_data_is_refused() {
     fill(&first, 1).await.close().await.expect("close");
     fill(&second, 1).await.close().await.expect("close");
     copy_all(&first, &url, CopyOptions::default()).await;
+
+    let running = Copier::open(&first, &url).await.expect("open");
+    let refused = Copier::open(&first, &url).await.expect_err("a second copy at once");
+    assert!(refused.to_string().contains("another clawgate store copy"), "{refused}");
+    running.close().await;
 
     let copier = Copier::open(&second, &url).await.expect("open");
     let refused = copier.prepare().await.expect_err("another source");
