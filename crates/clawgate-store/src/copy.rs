@@ -130,6 +130,9 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 /// The kv key of the record naming the copy's source.
 const SOURCE_KEY: &str = "clawgate.copy.source";
 
+/// The kv key present once a pass has finished (the next run starts a new pass).
+const PASS_KEY: &str = "clawgate.copy.finished";
+
 /// The session-level advisory lock a copy holds on its target ("copy" in ASCII), so two copies
 /// never write one target at once.
 const COPY_LOCK: i64 = 0x636f_7079;
@@ -518,15 +521,20 @@ impl Copier {
         report: &mut (dyn FnMut(CopyEvent<'_>) + Send),
     ) -> CopyResult<CopyOutcome> {
         let pool = self.target.pool();
-        let mut progress = self.load_progress().await?;
-        if TABLES.iter().all(|t| progress.get(t.name).is_none_or(|p| p.done)) && !progress.is_empty() {
-            // The last pass finished: this run is a new one (catching up with the source).
+        let finished: Option<String> =
+            sqlx::query_scalar("SELECT value FROM kv WHERE key = $1").bind(PASS_KEY).fetch_optional(pool).await?;
+        if finished.is_some() {
+            // The last pass finished: this run is a new one (catching up with the source). Not
+            // "every table has finished": a run stopped between two tables has not.
+            let mut tx = pool.begin().await?;
             sqlx::query("DELETE FROM kv WHERE substr(key, 1, length($1)) = $1")
                 .bind(format!("{MARKER_PREFIX}table."))
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
-            progress.clear();
+            sqlx::query("DELETE FROM kv WHERE key = $1").bind(PASS_KEY).execute(&mut *tx).await?;
+            tx.commit().await?;
         }
+        let mut progress = self.load_progress().await?;
         let batch = options.batch.max(1);
         let mut budget = options.limit;
         let mut walked = 0u64;
@@ -577,6 +585,13 @@ impl Copier {
             report(CopyEvent::Finished { table: table.name, rows: state.rows });
         }
         self.set_identities().await?;
+        sqlx::query(
+            "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(PASS_KEY)
+        .bind(json!({"walked": walked}).to_string())
+        .execute(pool)
+        .await?;
         Ok(CopyOutcome::Complete { rows: walked })
     }
 

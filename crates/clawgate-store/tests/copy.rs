@@ -273,3 +273,37 @@ async fn a_target_holding_another_copy_or_other_data_is_refused() {
     assert!(refused.to_string().contains("sessions"), "names the table: {refused}");
     copier.close().await;
 }
+
+/// A copy killed between two tables (the first finished, the next not begun) continues with the
+/// next table on the following run instead of starting the pass over.
+#[tokio::test]
+async fn a_copy_killed_between_two_tables_continues_with_the_next() {
+    let Some(url) = database() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("clawgate.db");
+    fill(&path, 1).await.close().await.expect("close");
+    // kv (one row) finishes, paired_devices (one row) is begun: then the run stops.
+    let outcome = copy_all(&path, &url, CopyOptions { batch: 100, limit: Some(2) }).await;
+    assert_eq!(outcome, CopyOutcome::Stopped { rows: 2 });
+    // As if killed right after kv's last batch: paired_devices has no progress yet.
+    let pg = PgStore::open(&url).await.expect("open postgres");
+    pg.delete_prefix("clawgate.copy.table.paired_devices").await.expect("forget the begun table");
+    pg.close().await.expect("close");
+
+    let copier = Copier::open(&path, &url).await.expect("open copier");
+    let mut progressed = Vec::new();
+    let outcome = copier
+        .copy(CopyOptions::default(), &mut |event| {
+            if let clawgate_store::copy::CopyEvent::Progress { table, .. } = event {
+                progressed.push(table.to_owned());
+            }
+        })
+        .await
+        .expect("copy");
+    copier.close().await;
+    assert!(matches!(outcome, CopyOutcome::Complete { .. }), "{outcome:?}");
+    assert!(!progressed.contains(&"kv".to_owned()), "kv was finished and is not copied again: {progressed:?}");
+    assert!(progressed.contains(&"paired_devices".to_owned()), "{progressed:?}");
+    let checks = verify(&path, &url).await;
+    assert!(mismatched(&checks).is_empty(), "{checks:#?}");
+}
