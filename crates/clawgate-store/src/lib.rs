@@ -95,6 +95,7 @@
 mod stored_enum;
 
 mod any;
+pub mod copy;
 
 mod error;
 mod health;
