@@ -119,7 +119,9 @@ pub use channel_model::{
     ChannelPairing, ChannelPairingStatus, InboxRecord, InboxStatus, NewOutbound, OutboxCounts, OutboxRecord,
     OutboxStatus,
 };
-pub use comfy_model::{ApprovalRecord, ApprovalStatus, JobQuery, JobRecord, JobStatus, NewApproval, NewJob};
+pub use comfy_model::{
+    ApprovalRecord, ApprovalStatus, ExecPolicyRecord, JobQuery, JobRecord, JobStatus, NewApproval, NewJob,
+};
 pub use cron_model::{CronJob, CronRunRecord};
 pub use error::{Fault, StoreError};
 pub use health::{Degraded, StorageHealth};

@@ -357,6 +357,7 @@ mod tests {
             created_at_ms: 10,
             expires_at_ms: 20,
             decided_at_ms: None,
+            decision: None,
         }
     }
 
