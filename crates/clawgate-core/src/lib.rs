@@ -20,6 +20,7 @@ pub mod cron;
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod exec_approvals;
 pub mod gateway;
 pub mod handshake;
 pub mod health;

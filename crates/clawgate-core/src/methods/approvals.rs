@@ -207,7 +207,8 @@ pub async fn plugin_approval_list(
         })?),
     };
     let list = store.list_approvals(status, now_ms()).await?;
-    Ok(list.iter().map(entry).collect())
+    // Exec approvals share the table; they are listed by `exec.approval.list`.
+    Ok(list.iter().filter(|a| a.kind != crate::exec_approvals::EXEC_KIND).map(entry).collect())
 }
 
 /// `plugin.approval.request PluginApprovalRequestParams` → `{id, decision, createdAtMs,
