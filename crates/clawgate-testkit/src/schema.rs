@@ -417,6 +417,14 @@ fn clawgate_shapes(defs: &Map<String, Value>) -> anyhow::Result<Map<String, Valu
     Ok(shapes)
 }
 
+/// Upstream's approval-id pattern (75 places, e.g. `ApprovalGetResult`) spells "any well-formed
+/// UTF-16" with lone-surrogate classes (`[\\uD800-\\uDFFF]`) that no Rust regex engine
+/// compiles; a Rust string is always well-formed, so `[\\s\\S]` means the same here.
+fn rust_patterns(schema: &str) -> String {
+    const JS_ONLY: &str = r#""^(?!\\.{1,2}$)(?:[^\\uD800-\\uDFFF]|[\\uD800-\\uDBFF][\\uDC00-\\uDFFF])+$""#;
+    schema.replace(JS_ONLY, r#""^(?!\\.{1,2}$)[\\s\\S]+$""#)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,12 +614,4 @@ mod tests {
         // Names only in the 2026.9.1 set are still available.
         assert!(SchemaValidator::global().has_shape("DevicePairResolvedEvent"));
     }
-}
-
-/// Upstream's approval-id pattern (75 places, e.g. `ApprovalGetResult`) spells "any well-formed
-/// UTF-16" with lone-surrogate classes (`[\\uD800-\\uDFFF]`) that no Rust regex engine
-/// compiles; a Rust string is always well-formed, so `[\\s\\S]` means the same here.
-fn rust_patterns(schema: &str) -> String {
-    const JS_ONLY: &str = r#""^(?!\\.{1,2}$)(?:[^\\uD800-\\uDFFF]|[\\uD800-\\uDBFF][\\uDC00-\\uDFFF])+$""#;
-    schema.replace(JS_ONLY, r#""^(?!\\.{1,2}$)[\\s\\S]+$""#)
 }
