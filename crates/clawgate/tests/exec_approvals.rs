@@ -308,7 +308,7 @@ async fn approve_pending_node(gw: &TestGateway) {
 fn tool_result_sent(fake: &FakeOpenAi, n: usize) -> String {
     let requests = fake.chat_requests();
     let messages = requests.get(n).map(|r| r.body["messages"].clone()).unwrap_or_default();
-    let tool = messages.as_array().into_iter().flatten().filter(|m| m["role"] == "tool").last().cloned();
+    let tool = messages.as_array().into_iter().flatten().rev().find(|m| m["role"] == "tool").cloned();
     let tool = tool.unwrap_or_else(|| panic!("request {n} carries a tool result: {messages}"));
     match &tool["content"] {
         Value::String(s) => s.clone(),
