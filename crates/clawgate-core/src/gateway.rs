@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use clawgate_store::{AnyStore, ChannelStore, IdempotencyStore};
@@ -80,6 +80,8 @@ pub struct Gateway {
     /// The gateways sharing the store, and the leases this one holds (started by the
     /// composition root before run recovery).
     pub cluster: crate::cluster::Cluster,
+    /// Exec approvals and their policy (the agent's node tool asks through it).
+    pub exec_approvals: crate::exec_approvals::ExecApprovals,
     overrides: Overrides,
     tasks: Tasks,
 }
@@ -132,7 +134,9 @@ impl Gateway {
             config.clone(),
             metrics.clone(),
         );
-        let tools: Arc<dyn ToolHost> = Arc::new(ComfyTools { comfy: comfy.clone() });
+        let exec_approvals = crate::exec_approvals::ExecApprovals::new(store.clone(), events.clone(), tasks.clone());
+        let tools: Arc<dyn ToolHost> =
+            Arc::new(ComfyTools { comfy: comfy.clone(), nodes: nodes.clone(), exec_approvals: exec_approvals.clone() });
         let member = crate::cluster::Member {
             id: info.boot_id.clone(),
             version: version.to_owned(),
@@ -213,6 +217,7 @@ impl Gateway {
             heartbeat,
             nodes,
             cluster,
+            exec_approvals,
             overrides,
             tasks,
         })
@@ -322,6 +327,10 @@ impl Gateway {
 /// wires into the agent service (the agent never holds the gateway or the comfy service).
 struct ComfyTools {
     comfy: crate::comfy::ComfyService,
+    /// The node tool runs commands on nodes …
+    nodes: crate::nodes::NodeService,
+    /// … behind exec approvals.
+    exec_approvals: crate::exec_approvals::ExecApprovals,
 }
 
 #[async_trait::async_trait]
@@ -344,6 +353,21 @@ impl ToolHost for ComfyTools {
             .await
             .map_err(|e| e.to_string())?;
         Ok(ComfyQueued { job_id: job.id, status: job.status.as_str().to_owned(), position })
+    }
+
+    fn nodes(&self) -> Vec<crate::agent::tools::NodeInfo> {
+        let approved = self.nodes.list().into_iter().filter(|n| n.connected && n.approval_state == "approved");
+        approved
+            .map(|n| crate::agent::tools::NodeInfo {
+                node_id: n.node_id,
+                display_name: n.display_name,
+                commands: n.commands,
+            })
+            .collect()
+    }
+
+    async fn node_invoke(&self, call: crate::agent::tools::NodeCall) -> Result<Value, String> {
+        self.exec_approvals.guarded_node_invoke(&self.nodes, call).await
     }
 }
 

@@ -22,6 +22,7 @@ pub mod dispatch;
 pub mod error;
 pub mod event_relay;
 pub mod events;
+pub mod exec_approvals;
 pub mod gateway;
 pub mod handshake;
 pub mod health;

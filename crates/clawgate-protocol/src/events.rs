@@ -26,6 +26,8 @@ pub mod names {
     pub const SESSIONS_CHANGED: &str = "sessions.changed";
     pub const PLUGIN_APPROVAL_REQUESTED: &str = "plugin.approval.requested";
     pub const PLUGIN_APPROVAL_RESOLVED: &str = "plugin.approval.resolved";
+    pub const EXEC_APPROVAL_REQUESTED: &str = "exec.approval.requested";
+    pub const EXEC_APPROVAL_RESOLVED: &str = "exec.approval.resolved";
     pub const CRON: &str = "cron";
 }
 
@@ -49,6 +51,8 @@ pub const EMITTED: &[&str] = &[
     names::SESSIONS_CHANGED,
     names::PLUGIN_APPROVAL_REQUESTED,
     names::PLUGIN_APPROVAL_RESOLVED,
+    names::EXEC_APPROVAL_REQUESTED,
+    names::EXEC_APPROVAL_RESOLVED,
     names::CRON,
 ];
 
@@ -84,7 +88,10 @@ pub fn guard(event: &str) -> Guard {
         | "device.pair.changed"
         | names::NODE_PAIR_REQUESTED
         | names::NODE_PAIR_RESOLVED => Guard::Scope(scopes::PAIRING),
-        "plugin.approval.requested" | "plugin.approval.resolved" => Guard::Scope(scopes::APPROVALS),
+        "plugin.approval.requested"
+        | "plugin.approval.resolved"
+        | names::EXEC_APPROVAL_REQUESTED
+        | names::EXEC_APPROVAL_RESOLVED => Guard::Scope(scopes::APPROVALS),
         // clawgate's own: ComfyUI job state and progress.
         "comfy.job" => Guard::Scope(scopes::READ),
         _ => Guard::Nobody,

@@ -24,6 +24,7 @@ pub mod config;
 pub mod control_ui;
 pub mod cron;
 pub mod devices;
+pub mod exec_approvals;
 pub mod health;
 pub mod logs;
 pub mod nodes;
@@ -281,6 +282,14 @@ pub mod names {
     pub const CHAT_STARTUP: &str = "chat.startup";
     pub const SESSIONS_COMPANION_STATE: &str = "sessions.companion.state";
     pub const EXEC_APPROVAL_LIST: &str = "exec.approval.list";
+    pub const EXEC_APPROVAL_REQUEST: &str = "exec.approval.request";
+    pub const EXEC_APPROVAL_WAIT_DECISION: &str = "exec.approval.waitDecision";
+    pub const EXEC_APPROVAL_RESOLVE: &str = "exec.approval.resolve";
+    pub const EXEC_APPROVAL_GET: &str = "exec.approval.get";
+    pub const EXEC_APPROVALS_GET: &str = "exec.approvals.get";
+    pub const EXEC_APPROVALS_SET: &str = "exec.approvals.set";
+    pub const APPROVAL_GET: &str = "approval.get";
+    pub const APPROVAL_RESOLVE: &str = "approval.resolve";
     pub const OPENCLAW_APPROVAL_LIST: &str = "openclaw.approval.list";
     pub const TALK_CATALOG: &str = "talk.catalog";
     pub const TASKS_LIST: &str = "tasks.list";
@@ -386,6 +395,14 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::CHAT_STARTUP, scopes::READ),
     m(names::SESSIONS_COMPANION_STATE, scopes::READ),
     m(names::EXEC_APPROVAL_LIST, scopes::APPROVALS),
+    m(names::EXEC_APPROVAL_REQUEST, scopes::APPROVALS),
+    m(names::EXEC_APPROVAL_WAIT_DECISION, scopes::APPROVALS),
+    m(names::EXEC_APPROVAL_RESOLVE, scopes::APPROVALS),
+    m(names::EXEC_APPROVAL_GET, scopes::APPROVALS),
+    m(names::EXEC_APPROVALS_GET, scopes::ADMIN),
+    m(names::EXEC_APPROVALS_SET, scopes::ADMIN),
+    m(names::APPROVAL_GET, scopes::APPROVALS),
+    m(names::APPROVAL_RESOLVE, scopes::APPROVALS),
     m(names::OPENCLAW_APPROVAL_LIST, scopes::APPROVALS),
     m(names::TALK_CATALOG, scopes::READ),
     m(names::TASKS_LIST, scopes::READ),

@@ -15,11 +15,11 @@ use crate::{AccessTokenRecord, AccessTokenStore, LockoutStore, NewAccessToken};
 use crate::{
     ApprovalRecord, ApprovalStatus, ApprovalStore, BackupError, ChannelPairing, ChannelPairingStatus, ChannelStore,
     CronJob, CronRunRecord, CronStore, Degraded, DeviceStore, DeviceTokenRecord, DeviceTokenStore, EnqueueOutcome,
-    EntryStatus, IdempotencyEntry, IdempotencyStore, InboxRecord, InboxStatus, InsertOutcome, JobQuery, JobRecord,
-    JobStatus, JobStore, KvStore, NewApproval, NewEntry, NewJob, NewOutbound, NewPairingRequest, OutboxCounts,
-    OutboxRecord, OutboxStatus, PairedDevice, PairingDecision, PairingRequest, PairingStore, PgStore, Result, RunKind,
-    RunRecord, RunStatus, RunStore, SessionQuery, SessionRecord, SessionStore, SqliteStore, StartedRun, StoreError,
-    TranscriptEntry, TranscriptRole, TranscriptStore,
+    EntryStatus, ExecPolicyRecord, IdempotencyEntry, IdempotencyStore, InboxRecord, InboxStatus, InsertOutcome,
+    JobQuery, JobRecord, JobStatus, JobStore, KvStore, NewApproval, NewEntry, NewJob, NewOutbound, NewPairingRequest,
+    OutboxCounts, OutboxRecord, OutboxStatus, PairedDevice, PairingDecision, PairingRequest, PairingStore, PgStore,
+    Result, RunKind, RunRecord, RunStatus, RunStore, SessionQuery, SessionRecord, SessionStore, SqliteStore,
+    StartedRun, StoreError, TranscriptEntry, TranscriptRole, TranscriptStore,
 };
 use crate::{ClusterStore, GatewayRecord, LeaseRecord};
 
@@ -295,6 +295,9 @@ delegate! { ApprovalStore {
     fn list_approvals(&self, status: Option<ApprovalStatus>, now_ms: i64) -> Result<Vec<ApprovalRecord>>;
     fn decide_approval(&self, id: &str, approve: bool, decided_by: &str, reason: Option<&str>, now_ms: i64) -> Result<Option<ApprovalRecord>>;
     fn expire_approvals(&self, now_ms: i64) -> Result<u64>;
+    fn resolve_approval(&self, id: &str, decision: &str, decided_by: &str, reason: Option<&str>, now_ms: i64) -> Result<Option<ApprovalRecord>>;
+    fn exec_policy(&self) -> Result<Option<ExecPolicyRecord>>;
+    fn swap_exec_policy(&self, base_hash: Option<&str>, file: &serde_json::Value, hash: &str, now_ms: i64) -> Result<bool>;
 } }
 
 delegate! { CronStore {

@@ -183,4 +183,20 @@ pub struct ApprovalRecord {
     pub expires_at_ms: i64,
     /// When it was approved or rejected.
     pub decided_at_ms: Option<i64>,
+    /// Upstream's word for the decision (`allow-once`, `allow-always`, `deny`) when it was
+    /// made with one ([`crate::ApprovalStore::resolve_approval`]); `None` for approvals decided
+    /// yes/no ([`crate::ApprovalStore::decide_approval`]) and undecided ones.
+    #[sqlx(default)]
+    pub decision: Option<String>,
+}
+
+/// The exec approvals policy document (upstream's `exec-approvals.json`) as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecPolicyRecord {
+    /// The document (`{version: 1, defaults?, agents?}`). Opaque to the store.
+    pub file: Value,
+    /// Its hash, as the writer computed it; the next write names it as its base.
+    pub hash: String,
+    /// When it was written.
+    pub updated_at_ms: i64,
 }

@@ -108,6 +108,7 @@ pub const TABLES: &[Table] = &[
         ..Table::new("comfy_job_deliveries", &["rowid"])
     },
     Table::new("approvals", &["id"]),
+    Table::new("exec_approval_policy", &["id"]),
     Table::new("cron_jobs", &["id"]),
     Table::new("cron_runs", &["job_id", "slot_ms"]),
     Table::new("turn_usage", &["id"]),
@@ -119,7 +120,7 @@ pub const TABLES: &[Table] = &[
 /// The cluster's tables (migrations 0007, 0008) are the live state of running gateways — who is
 /// up, who holds which lease, the event backlog — that a new target must not inherit.
 pub const NOT_COPIED: &[&str] =
-    &["_sqlx_migrations", "sqlite_sequence", "cluster_gateways", "cluster_leases", "cluster_events"];
+    &["_sqlx_migrations", "sqlite_sequence", "cluster_gateways", "cluster_leases", "cluster_events", "auth_lockouts"];
 
 /// The PostgreSQL schema, to migrate the target to the source's version (not further).
 static PG_MIGRATIONS: Migrator = sqlx::migrate!("./migrations-postgres");

@@ -123,7 +123,9 @@ pub use channel_model::{
     OutboxStatus,
 };
 pub use cluster_model::{GatewayRecord, LeaseRecord};
-pub use comfy_model::{ApprovalRecord, ApprovalStatus, JobQuery, JobRecord, JobStatus, NewApproval, NewJob};
+pub use comfy_model::{
+    ApprovalRecord, ApprovalStatus, ExecPolicyRecord, JobQuery, JobRecord, JobStatus, NewApproval, NewJob,
+};
 pub use cron_model::{CronJob, CronRunRecord};
 pub use error::{Fault, StoreError};
 pub use health::{Degraded, StorageHealth};

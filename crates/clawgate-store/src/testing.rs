@@ -222,6 +222,8 @@ macro_rules! for_each_conformance_case {
             // Approvals.
             approval_is_decided_once_and_keeps_its_reason,
             pending_approval_expires_lazily_and_by_sweep,
+            approval_resolved_with_a_word_keeps_it,
+            exec_policy_is_written_only_over_its_base,
             // Cron.
             cron_jobs_upsert_list_enable_and_remove,
             cron_slot_is_claimed_once_under_concurrency,
@@ -2378,6 +2380,7 @@ pub async fn approval_is_decided_once_and_keeps_its_reason<S: ApprovalStore>(sto
         created_at_ms: T0,
         expires_at_ms: T0 + 1_000,
         decided_at_ms: None,
+        decision: None,
     };
     assert_eq!(created, expected);
     assert_eq!(store.get_approval("ap-1", T0 + 1).await.expect("get"), Some(expected.clone()));
@@ -2436,6 +2439,47 @@ pub async fn pending_approval_expires_lazily_and_by_sweep<S: ApprovalStore>(stor
         store.get_approval("decided", T0 + 100).await.expect("get").expect("d").status,
         ApprovalStatus::Approved
     );
+}
+
+/// An approval resolved with upstream's word keeps it (`allow-always` approves, `deny`
+/// rejects), once, and never after expiry; the yes/no path leaves it empty.
+pub async fn approval_resolved_with_a_word_keeps_it<S: ApprovalStore>(store: &S) {
+    store.create_approval(&new_approval("w-1", T0 + 1_000), T0).await.expect("create");
+    let allowed = store.resolve_approval("w-1", "allow-always", "device:d", None, T0 + 5).await.expect("resolve");
+    let allowed = allowed.expect("pending");
+    assert_eq!(
+        (allowed.status, allowed.decision.as_deref(), allowed.decided_by.as_deref()),
+        (ApprovalStatus::Approved, Some("allow-always"), Some("device:d"))
+    );
+    assert_eq!(store.resolve_approval("w-1", "deny", "x", None, T0 + 6).await.expect("again"), None);
+    assert_eq!(store.get_approval("w-1", T0 + 7).await.expect("get"), Some(allowed));
+
+    store.create_approval(&new_approval("w-2", T0 + 1_000), T0).await.expect("create");
+    let denied = store.resolve_approval("w-2", "deny", "op", Some("no"), T0 + 5).await.expect("resolve");
+    let denied = denied.expect("pending");
+    assert_eq!((denied.status, denied.decision.as_deref()), (ApprovalStatus::Rejected, Some("deny")));
+
+    store.create_approval(&new_approval("w-3", T0 + 10), T0).await.expect("create");
+    assert_eq!(store.resolve_approval("w-3", "allow-once", "op", None, T0 + 10).await.expect("late"), None);
+    store.create_approval(&new_approval("w-4", T0 + 10), T0).await.expect("create");
+    let yes = store.decide_approval("w-4", true, "op", None, T0 + 1).await.expect("decide").expect("pending");
+    assert_eq!(yes.decision, None);
+}
+
+/// The exec approvals policy is created once, then replaced only by a writer naming the hash
+/// it read; a stale writer changes nothing.
+pub async fn exec_policy_is_written_only_over_its_base<S: ApprovalStore>(store: &S) {
+    assert_eq!(store.exec_policy().await.expect("read"), None);
+    let v1 = json!({"version": 1, "defaults": {"security": "allowlist"}});
+    assert!(store.swap_exec_policy(None, &v1, "h1", T0).await.expect("create"));
+    assert!(!store.swap_exec_policy(None, &json!({"version": 1}), "hx", T0).await.expect("second create"));
+    let stored = store.exec_policy().await.expect("read").expect("written");
+    assert_eq!((stored.file, stored.hash.as_str(), stored.updated_at_ms), (v1, "h1", T0));
+    let v2 = json!({"version": 1, "agents": {"main": {"allowlist": [{"pattern": "ls"}]}}});
+    assert!(!store.swap_exec_policy(Some("stale"), &v2, "h2", T0 + 1).await.expect("stale"));
+    assert!(store.swap_exec_policy(Some("h1"), &v2, "h2", T0 + 2).await.expect("over its base"));
+    let stored = store.exec_policy().await.expect("read").expect("written");
+    assert_eq!((stored.file, stored.hash.as_str()), (v2, "h2"));
 }
 
 // ---------------------------------------------------------------------------------------------

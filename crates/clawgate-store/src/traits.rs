@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::{
-    ApprovalRecord, ApprovalStatus, CronJob, CronRunRecord, JobQuery, JobRecord, JobStatus, NewApproval, NewJob,
+    ApprovalRecord, ApprovalStatus, CronJob, CronRunRecord, ExecPolicyRecord, JobQuery, JobRecord, JobStatus,
+    NewApproval, NewJob,
 };
 use crate::{
     ChannelPairing, ChannelPairingStatus, InboxRecord, InboxStatus, NewOutbound, OutboxCounts, OutboxRecord,
@@ -715,6 +716,32 @@ pub trait ApprovalStore: Send + Sync {
     /// Marks pending approvals whose expiry is at or before `now_ms` as expired. Returns how
     /// many.
     fn expire_approvals(&self, now_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+
+    /// As [`ApprovalStore::decide_approval`], with upstream's word for the decision kept in
+    /// [`ApprovalRecord::decision`]: `allow-once` and `allow-always` approve, anything else
+    /// (`deny`) rejects. Same rule: pending and unexpired, decided once.
+    fn resolve_approval(
+        &self,
+        id: &str,
+        decision: &str,
+        decided_by: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<ApprovalRecord>>> + Send;
+
+    /// The exec approvals policy document, `None` until one is written.
+    fn exec_policy(&self) -> impl Future<Output = Result<Option<ExecPolicyRecord>>> + Send;
+
+    /// Writes the exec approvals policy if the stored one's hash is still `base_hash` (with
+    /// `None`: only if none is stored yet). `false` (nothing written) when another writer got
+    /// there first; the caller re-reads and decides again.
+    fn swap_exec_policy(
+        &self,
+        base_hash: Option<&str>,
+        file: &serde_json::Value,
+        hash: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// Scheduled jobs and their run receipts.

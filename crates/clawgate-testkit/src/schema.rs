@@ -116,7 +116,7 @@ impl SchemaValidator {
     }
 
     fn load() -> anyhow::Result<Self> {
-        let mut doc: Value = serde_json::from_str(SCHEMA_JSON)?;
+        let mut doc: Value = serde_json::from_str(&rust_patterns(SCHEMA_JSON))?;
         let take = |doc: &mut Value, key: &str| -> anyhow::Result<Map<String, Value>> {
             match doc.get_mut(key).map(Value::take) {
                 Some(Value::Object(map)) => Ok(map),
@@ -415,6 +415,14 @@ fn clawgate_shapes(defs: &Map<String, Value>) -> anyhow::Result<Map<String, Valu
     );
     shapes.insert(SHAPE_AGENT_EVENT.to_owned(), agent_event);
     Ok(shapes)
+}
+
+/// Upstream's approval-id pattern (75 places, e.g. `ApprovalGetResult`) spells "any well-formed
+/// UTF-16" with lone-surrogate classes (`[\\uD800-\\uDFFF]`) that no Rust regex engine
+/// compiles; a Rust string is always well-formed, so `[\\s\\S]` means the same here.
+fn rust_patterns(schema: &str) -> String {
+    const JS_ONLY: &str = r#""^(?!\\.{1,2}$)(?:[^\\uD800-\\uDFFF]|[\\uD800-\\uDBFF][\\uDC00-\\uDFFF])+$""#;
+    schema.replace(JS_ONLY, r#""^(?!\\.{1,2}$)[\\s\\S]+$""#)
 }
 
 #[cfg(test)]

@@ -616,7 +616,7 @@ impl AgentService {
 
     /// Run a built-in tool outside a run (`/tools/invoke`). Errors are text for the caller.
     pub async fn invoke_tool(&self, name: &str, args: &Value) -> Result<Value, String> {
-        tools::invoke_for(self, name, args, None).await
+        tools::invoke_for(self, name, args, tools::ToolCaller::default()).await
     }
 
     fn register(&self, run_id: &str, session_key: &str) -> Arc<Active> {

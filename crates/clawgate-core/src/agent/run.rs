@@ -626,7 +626,14 @@ async fn turn(
         for call in calls {
             let args = call.arguments_json().unwrap_or(Value::Null);
             em.agent("tool", json!({"phase": "start", "name": call.name, "toolCallId": call.id, "args": args}));
-            let (result, is_error) = match tools::invoke_for(svc, &call.name, &args, req.client.as_ref()).await {
+            let caller = tools::ToolCaller {
+                origin: req.client.as_ref(),
+                agent_id: Some(&agent.id),
+                session_key: Some(&req.session_key),
+                run_id: Some(&req.run_id),
+                tool_call_id: Some(&call.id),
+            };
+            let (result, is_error) = match tools::invoke_for(svc, &call.name, &args, caller).await {
                 Ok(v) => (v, false),
                 Err(e) => (json!({"error": e}), true),
             };

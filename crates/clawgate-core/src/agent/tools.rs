@@ -18,6 +18,8 @@ pub const SESSIONS_HISTORY: &str = "sessions_history";
 pub const CURRENT_TIME: &str = "current_time";
 /// Queue a ComfyUI job from a template (offered only when ComfyUI is configured).
 pub const COMFY_GENERATE: &str = "comfy_generate";
+/// Run a command on a paired node (offered while one is connected); behind exec approvals.
+pub const NODE_INVOKE: &str = "node_invoke";
 
 /// What the built-in tools reach outside the agent: ComfyUI. The agent defines this narrow
 /// trait and the composition root implements it with the comfy service, so the agent never
@@ -31,6 +33,65 @@ pub trait ToolHost: Send + Sync + 'static {
 
     /// Queue a ComfyUI job from a template. The error is text for the model.
     async fn comfy_generate(&self, job: ComfyGenerate) -> Result<ComfyQueued, String>;
+
+    /// The connected, approved nodes the model may invoke; empty (the tool is not offered)
+    /// where the host has none.
+    fn nodes(&self) -> Vec<NodeInfo> {
+        Vec::new()
+    }
+
+    /// Run a command on a node, asking an operator first when the exec approvals policy says
+    /// so. The error is text for the model (denied, unknown node, the node's failure).
+    async fn node_invoke(&self, call: NodeCall) -> Result<Value, String> {
+        Err(format!("no node can run {}: nodes are not available here", call.command))
+    }
+}
+
+/// A node offered to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Its id.
+    pub node_id: String,
+    /// Its display name, if any.
+    pub display_name: Option<String>,
+    /// The commands it declared.
+    pub commands: Vec<String>,
+}
+
+/// A `node_invoke` call, as the tool host receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeCall {
+    /// The node's id or display name.
+    pub node: String,
+    /// The node command (`system.run`, `system.which`, …).
+    pub command: String,
+    /// Its params.
+    pub params: Option<Value>,
+    /// How long the node may take (after any approval).
+    pub timeout_ms: Option<u64>,
+    /// The agent whose model asked (its exec policy applies).
+    pub agent_id: String,
+    /// The run's session.
+    pub session_key: Option<String>,
+    /// The run.
+    pub run_id: Option<String>,
+    /// The model's tool call id.
+    pub tool_call_id: Option<String>,
+}
+
+/// Who is calling a tool: the run, when a model is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ToolCaller<'a> {
+    /// The run's origin (`{id, mode, account?, chatId?, threadId?}`), deciding where outputs go.
+    pub origin: Option<&'a Value>,
+    /// The run's agent.
+    pub agent_id: Option<&'a str>,
+    /// The run's session.
+    pub session_key: Option<&'a str>,
+    /// The run.
+    pub run_id: Option<&'a str>,
+    /// The model's tool call id.
+    pub tool_call_id: Option<&'a str>,
 }
 
 /// A template offered to the model.
@@ -102,6 +163,31 @@ pub fn specs(host: &dyn ToolHost) -> Vec<ToolSpec> {
                 "prompt": {"type": "string", "description": "free text for the template's prompt input"}}}),
         });
     }
+    let nodes = host.nodes();
+    if !nodes.is_empty() {
+        let listed: Vec<String> = nodes
+            .iter()
+            .map(|n| match &n.display_name {
+                Some(name) => format!("{} \"{name}\" ({})", n.node_id, n.commands.join(", ")),
+                None => format!("{} ({})", n.node_id, n.commands.join(", ")),
+            })
+            .collect();
+        specs.push(ToolSpec {
+            name: NODE_INVOKE.into(),
+            description: format!(
+                "Run a command on a paired node (a machine running the OpenClaw node host). Commands an \
+                 operator has not allowed ask for their approval first, and may be denied. \
+                 Nodes (commands): {}. system.run takes {{\"command\": [argv…]}}; system.which takes \
+                 {{\"bins\": [names…]}}.",
+                listed.join("; ")
+            ),
+            parameters: json!({"type": "object", "required": ["node", "command"], "properties": {
+                "node": {"type": "string", "description": "node id or display name"},
+                "command": {"type": "string"},
+                "params": {"type": "object"},
+                "timeoutMs": {"type": "integer", "minimum": 1}}}),
+        });
+    }
     specs
 }
 
@@ -128,7 +214,7 @@ fn base_specs() -> Vec<ToolSpec> {
 
 /// Whether a tool exists (for `/tools/invoke`).
 pub fn exists(name: &str) -> bool {
-    matches!(name, SESSIONS_LIST | SESSIONS_HISTORY | CURRENT_TIME | COMFY_GENERATE)
+    matches!(name, SESSIONS_LIST | SESSIONS_HISTORY | CURRENT_TIME | COMFY_GENERATE | NODE_INVOKE)
 }
 
 /// Run a tool for a run whose origin (`{id, mode, account?, chatId?, threadId?}` of the client
@@ -138,10 +224,25 @@ pub(crate) async fn invoke_for(
     agents: &AgentService,
     name: &str,
     args: &Value,
-    origin: Option<&Value>,
+    caller: ToolCaller<'_>,
 ) -> Result<Value, String> {
     let store = &agents.inner.store;
+    let origin = caller.origin;
     match name {
+        NODE_INVOKE => {
+            let text = |k: &str| args.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+            let call = NodeCall {
+                node: text("node").ok_or("node is required")?.to_owned(),
+                command: text("command").ok_or("command is required")?.to_owned(),
+                params: args.get("params").filter(|p| !p.is_null()).cloned(),
+                timeout_ms: args.get("timeoutMs").and_then(Value::as_u64),
+                agent_id: caller.agent_id.unwrap_or("main").to_owned(),
+                session_key: caller.session_key.map(str::to_owned),
+                run_id: caller.run_id.map(str::to_owned),
+                tool_call_id: caller.tool_call_id.map(str::to_owned),
+            };
+            agents.inner.tools.node_invoke(call).await
+        }
         COMFY_GENERATE => {
             let template = args.get("template").and_then(Value::as_str).ok_or("template is required")?;
             let mut inputs = BTreeMap::new();

@@ -191,6 +191,7 @@ impl ComfyService {
                     // (id, template, requested by, source) of clawgate's own, then each worker's.
                     let mut rows: Vec<(String, String, Option<String>, String)> = list
                         .iter()
+                        .filter(|a| a.kind != crate::exec_approvals::EXEC_KIND)
                         .map(|a| {
                             let by = requester(a.requested_by.as_ref());
                             (

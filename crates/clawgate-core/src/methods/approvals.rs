@@ -206,7 +206,8 @@ pub async fn plugin_approval_list(
         })?),
     };
     let list = store.list_approvals(status, now_ms()).await?;
-    Ok(list.iter().map(entry).collect())
+    // Exec approvals share the table; they are listed by `exec.approval.list`.
+    Ok(list.iter().filter(|a| a.kind != crate::exec_approvals::EXEC_KIND).map(entry).collect())
 }
 
 /// `plugin.approval.request PluginApprovalRequestParams` → `{id, decision, createdAtMs,
@@ -356,6 +357,7 @@ mod tests {
             created_at_ms: 10,
             expires_at_ms: 20,
             decided_at_ms: None,
+            decision: None,
         }
     }
 

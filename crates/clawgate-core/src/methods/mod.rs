@@ -10,6 +10,7 @@ pub mod config;
 pub mod control_ui;
 pub mod cron;
 pub mod devices;
+pub mod exec_approvals;
 pub mod health;
 pub mod logs;
 pub mod nodes;

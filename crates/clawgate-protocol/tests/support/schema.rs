@@ -24,7 +24,7 @@ pub struct Schema {
 pub fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let doc: Value = serde_json::from_str(SCHEMA_JSON).expect("vendored schema parses");
+        let doc: Value = serde_json::from_str(&rust_patterns(SCHEMA_JSON)).expect("vendored schema parses");
         let mut merged: Map<String, Value> = doc["definitions"].as_object().expect("definitions").clone();
         for (name, def) in doc["x-openclaw-2026.9.6-definitions"].as_object().expect("9.6 definitions") {
             merged.insert(name.clone(), def.clone());
@@ -120,4 +120,12 @@ pub fn check_params(examples: &[(&str, Value, Decode, bool)]) {
             decode(&extra).unwrap_or_else(|e| panic!("{method}: {extra} should be ignored: {e}"));
         }
     }
+}
+
+/// Upstream's approval-id pattern (75 places, e.g. `ApprovalGetResult`) spells "any well-formed
+/// UTF-16" with lone-surrogate classes (`[\\uD800-\\uDFFF]`) that no Rust regex engine
+/// compiles; a Rust string is always well-formed, so `[\\s\\S]` means the same here.
+fn rust_patterns(schema: &str) -> String {
+    const JS_ONLY: &str = r#""^(?!\\.{1,2}$)(?:[^\\uD800-\\uDFFF]|[\\uD800-\\uDBFF][\\uDC00-\\uDFFF])+$""#;
+    schema.replace(JS_ONLY, r#""^(?!\\.{1,2}$)[\\s\\S]+$""#)
 }

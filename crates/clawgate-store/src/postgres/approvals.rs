@@ -1,10 +1,9 @@
 //! [`ApprovalStore`] on the `approvals` table.
 
 use super::PgStore;
-use crate::{ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval, Result, StoreError};
+use crate::{ApprovalRecord, ApprovalStatus, ApprovalStore, ExecPolicyRecord, NewApproval, Result, StoreError};
 
-const APPROVAL_COLUMNS: &str =
-    "id, kind, payload, requested_by, status, reason, decided_by, created_at_ms, expires_at_ms, decided_at_ms";
+const APPROVAL_COLUMNS: &str = "id, kind, payload, requested_by, status, reason, decided_by, created_at_ms, expires_at_ms, decided_at_ms, decision";
 
 /// An approval's status as of `?1` (now): a pending one past its expiry reads as expired.
 const APPROVAL_STATUS_AS_OF: &str =
@@ -39,13 +38,14 @@ impl ApprovalStore for PgStore {
             created_at_ms: now_ms,
             expires_at_ms: approval.expires_at_ms,
             decided_at_ms: None,
+            decision: None,
         })
     }
 
     async fn get_approval(&self, id: &str, now_ms: i64) -> Result<Option<ApprovalRecord>> {
         sqlx::query_as::<_, ApprovalRecord>(&format!(
             "SELECT id, kind, payload, requested_by, {APPROVAL_STATUS_AS_OF} AS status, reason, decided_by, \
-             created_at_ms, expires_at_ms, decided_at_ms FROM approvals WHERE id = $2"
+             created_at_ms, expires_at_ms, decided_at_ms, decision FROM approvals WHERE id = $2"
         ))
         .bind(now_ms)
         .bind(id)
@@ -57,7 +57,7 @@ impl ApprovalStore for PgStore {
     async fn list_approvals(&self, status: Option<ApprovalStatus>, now_ms: i64) -> Result<Vec<ApprovalRecord>> {
         sqlx::query_as::<_, ApprovalRecord>(&format!(
             "SELECT id, kind, payload, requested_by, {APPROVAL_STATUS_AS_OF} AS status, reason, decided_by, \
-             created_at_ms, expires_at_ms, decided_at_ms FROM approvals \
+             created_at_ms, expires_at_ms, decided_at_ms, decision FROM approvals \
              WHERE $2 IS NULL OR {APPROVAL_STATUS_AS_OF} = $2 ORDER BY created_at_ms DESC, id"
         ))
         .bind(now_ms)
@@ -99,5 +99,71 @@ impl ApprovalStore for PgStore {
                 .await?
                 .rows_affected();
         Ok(expired)
+    }
+    async fn resolve_approval(
+        &self,
+        id: &str,
+        decision: &str,
+        decided_by: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<ApprovalRecord>> {
+        let approve = decision == "allow-once" || decision == "allow-always";
+        let status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Rejected };
+        sqlx::query_as::<_, ApprovalRecord>(&format!(
+            "UPDATE approvals SET status = $2, decided_by = $3, reason = $4, decided_at_ms = $1, decision = $6 \
+             WHERE id = $5 AND status = 'pending' AND expires_at_ms > $1 RETURNING {APPROVAL_COLUMNS}"
+        ))
+        .bind(now_ms)
+        .bind(status)
+        .bind(decided_by)
+        .bind(reason)
+        .bind(id)
+        .bind(decision)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(StoreError::from)
+    }
+
+    async fn exec_policy(&self) -> Result<Option<ExecPolicyRecord>> {
+        let row: Option<(serde_json::Value, String, i64)> =
+            sqlx::query_as("SELECT file, hash, updated_at_ms FROM exec_approval_policy WHERE id = 1")
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|(file, hash, updated_at_ms)| ExecPolicyRecord { file, hash, updated_at_ms }))
+    }
+
+    async fn swap_exec_policy(
+        &self,
+        base_hash: Option<&str>,
+        file: &serde_json::Value,
+        hash: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        // One statement either way, so the compare and the write cannot be split by another
+        // writer: insert only when no row exists, update only while the hash is the base.
+        let written = match base_hash {
+            None => sqlx::query(
+                "INSERT INTO exec_approval_policy (id, file, hash, updated_at_ms) VALUES (1, $1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(file)
+            .bind(hash)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected(),
+            Some(base) => sqlx::query(
+                "UPDATE exec_approval_policy SET file = $1, hash = $2, updated_at_ms = $3 WHERE id = 1 AND hash = $4",
+            )
+            .bind(file)
+            .bind(hash)
+            .bind(now_ms)
+            .bind(base)
+            .execute(self.pool())
+            .await?
+            .rows_affected(),
+        };
+        Ok(written == 1)
     }
 }

@@ -1,0 +1,108 @@
+//! The typed params and results of `exec.approval.*`, `exec.approvals.get|set` and
+//! `approval.get|resolve` against the vendored OpenClaw schema (2026.9.6): results validate
+//! against upstream's definitions, schema-valid params decode, and — upstream's params being
+//! closed — an unknown field is refused.
+
+mod support;
+
+use serde_json::{Value, json};
+
+use clawgate_protocol::methods::exec_approvals::*;
+use support::schema::schema_errors;
+
+fn enc<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("serialises")
+}
+
+fn valid(definition: &str, value: &Value) {
+    let errors = schema_errors(definition, value);
+    assert!(errors.is_empty(), "not a valid {definition}: {errors:?}\n{value:#}");
+}
+
+fn snapshot(status: &'static str, decision: Option<&str>, reason: Option<&'static str>) -> ApprovalSnapshot {
+    ApprovalSnapshot {
+        id: "3f1c".into(),
+        url_path: "/approve/3f1c".into(),
+        created_at_ms: 1,
+        expires_at_ms: 2,
+        presentation: json!({"kind": "exec", "commandText": "system.which {\"bins\":[\"sh\"]}", "commandPreview": null,
+                             "warningText": null, "host": "node", "nodeId": "n1", "agentId": "main",
+                             "allowedDecisions": ["allow-once", "allow-always", "deny"]}),
+        status,
+        resolved_at_ms: (status != "pending").then_some(2),
+        decision: decision.map(str::to_owned),
+        reason,
+        resolver: decision.map(|_| ApprovalResolver { kind: "device".into(), id: Some("d1".into()) }),
+    }
+}
+
+#[test]
+fn results_match_upstream_definitions() {
+    let policy = ExecApprovalsSnapshot {
+        path: "clawgate-store:exec_approval_policy".into(),
+        exists: true,
+        hash: "ab".into(),
+        file: json!({"version": 1, "defaults": {"security": "allowlist", "ask": "on-miss"},
+                     "agents": {"main": {"allowlist": [{"id": "e1", "pattern": "ls", "source": "allow-always",
+                                                        "commandText": "ls", "lastUsedAt": 5}]}}}),
+        resolved_defaults: ExecResolvedDefaults {
+            security: "allowlist".into(),
+            ask: "on-miss".into(),
+            ask_fallback: "deny".into(),
+            auto_allow_skills: false,
+        },
+    };
+    valid("ExecApprovalsSnapshot", &enc(&policy));
+    for s in [
+        snapshot("pending", None, None),
+        snapshot("allowed", Some("allow-always"), Some("user")),
+        snapshot("denied", Some("deny"), Some("malformed-verdict")),
+        snapshot("expired", None, Some("timeout")),
+    ] {
+        valid("ApprovalGetResult", &enc(&ApprovalGetResult { approval: s.clone() }));
+        if s.status != "pending" {
+            valid("ApprovalResolveResult", &enc(&ApprovalResolveResult { applied: true, approval: s }));
+        }
+    }
+}
+
+#[test]
+fn schema_valid_params_decode_and_unknown_fields_are_refused() {
+    let request = json!({"id": "r1", "command": "ls -la", "commandArgv": ["ls", "-la"], "cwd": null,
+        "host": "gateway", "agentId": "main", "sessionKey": "agent:main:x", "timeoutMs": 1000, "twoPhase": true,
+        "env": {"A": "1"}, "unavailableDecisions": ["allow-always"], "turnSourceThreadId": 7});
+    valid("ExecApprovalRequestParams", &request);
+    let p: ExecApprovalRequestParams = serde_json::from_value(request).expect("decodes");
+    assert_eq!((p.command.as_deref(), p.timeout_ms, p.two_phase), (Some("ls -la"), Some(1000), Some(true)));
+
+    let resolve = json!({"id": "r1", "decision": "allow-once", "grantExpiresInDays": 3});
+    valid("ExecApprovalResolveParams", &resolve);
+    let p: ExecApprovalResolveParams = serde_json::from_value(resolve).expect("decodes");
+    assert_eq!(p.decision.as_deref(), Some("allow-once"));
+
+    let generic = json!({"id": "r1", "kind": "exec", "decision": "deny"});
+    valid("ApprovalResolveParams", &generic);
+    let p: ApprovalResolveParams = serde_json::from_value(generic).expect("decodes");
+    assert_eq!(p.kind.as_deref(), Some("exec"));
+
+    let set = json!({"file": {"version": 1, "agents": {"main": {"ask": "always"}}}, "baseHash": "ab"});
+    valid("ExecApprovalsSetParams", &set);
+    let p: ExecApprovalsSetParams = serde_json::from_value(set).expect("decodes");
+    assert_eq!(p.base_hash.as_deref(), Some("ab"));
+
+    valid("ExecApprovalGetParams", &json!({"id": "r1"}));
+    serde_json::from_value::<ExecApprovalIdParams>(json!({"id": "r1"})).expect("decodes");
+    serde_json::from_value::<ApprovalGetParams>(json!({"id": "r1"})).expect("decodes");
+    serde_json::from_value::<ExecApprovalsGetParams>(json!({})).expect("decodes");
+
+    for (what, bad) in [
+        ("request", serde_json::from_value::<ExecApprovalRequestParams>(json!({"command": "ls", "x": 1})).err()),
+        ("resolve", serde_json::from_value::<ExecApprovalResolveParams>(json!({"id": "a", "x": 1})).err()),
+        ("get", serde_json::from_value::<ExecApprovalIdParams>(json!({"id": "a", "x": 1})).err()),
+        ("policy get", serde_json::from_value::<ExecApprovalsGetParams>(json!({"x": 1})).err()),
+        ("approval.resolve", serde_json::from_value::<ApprovalResolveParams>(json!({"id": "a", "x": 1})).err()),
+    ] {
+        let e = bad.unwrap_or_else(|| panic!("{what}: an unknown field must be refused"));
+        assert!(e.to_string().contains("unknown field `x`"), "{what}: {e}");
+    }
+}
