@@ -17,6 +17,7 @@ pub mod client_addr;
 pub mod comfy;
 pub mod config_service;
 pub mod cron;
+pub mod discovery;
 pub mod dispatch;
 pub mod error;
 pub mod events;
