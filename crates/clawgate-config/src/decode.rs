@@ -16,6 +16,7 @@ use crate::model::{
     GatewayRateLimitConfig, HttpConfig, HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig,
     RateLimitConfig, ReloadConfig, ReloadMode, RequestRateConfig, StorageConfig, TlsConfig, storage_url_problem,
 };
+use crate::model::{DiscoveryConfig, MdnsConfig, MdnsMode, NodesConfig};
 use crate::path::KeyPath;
 use crate::secret::Secret;
 use crate::sections;
@@ -138,8 +139,20 @@ impl Config {
 }
 
 pub(crate) const CONFIG_KEYS: &[&str] = &[
-    "$schema", "gateway", "logging", "channels", "agents", "models", "hooks", "session", "cron", "comfy", "tools",
-    "storage", "cluster",
+    "$schema",
+    "gateway",
+    "logging",
+    "channels",
+    "agents",
+    "models",
+    "hooks",
+    "session",
+    "cron",
+    "comfy",
+    "tools",
+    "storage",
+    "cluster",
+    "discovery",
 ];
 pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "port",
@@ -158,7 +171,11 @@ pub(crate) const GATEWAY_KEYS: &[&str] = &[
     "allowInsecureBind",
     "metrics",
     "rateLimit",
+    "nodes",
 ];
+pub(crate) const NODES_KEYS: &[&str] = &["presenceTimeoutMs"];
+pub(crate) const DISCOVERY_KEYS: &[&str] = &["mdns"];
+pub(crate) const MDNS_KEYS: &[&str] = &["mode"];
 pub(crate) const GATEWAY_RATE_LIMIT_KEYS: &[&str] = &["perConnection"];
 pub(crate) const REQUEST_RATE_KEYS: &[&str] = &["requests", "per"];
 pub(crate) const TLS_KEYS: &[&str] = &["enabled", "certPath", "keyPath"];
@@ -187,7 +204,6 @@ const OPENCLAW_ONLY: &[(&str, &[&str])] = &[
             "messages",
             "skills",
             "plugins",
-            "discovery",
             "browser",
             "secrets",
             "web",
@@ -201,7 +217,10 @@ const OPENCLAW_ONLY: &[(&str, &[&str])] = &[
             "canvasHost",
         ],
     ),
-    ("gateway", &["mode", "tailscale", "publicOrigin", "remote", "nodes", "tools", "roles", "terminal"]),
+    ("gateway", &["mode", "tailscale", "publicOrigin", "remote", "tools", "roles", "terminal"]),
+    ("gateway.nodes", &["allowSkills", "browser", "commands", "pairing", "pluginTools"]),
+    // Unicast DNS-SD zones over a tailnet: not implemented.
+    ("discovery", &["wideArea"]),
     ("gateway.auth", &["allowTailscale", "identityScopes", "trustedProxy"]),
 ];
 
@@ -230,6 +249,7 @@ pub(crate) fn decode_with_warnings(value: &Value) -> (Config, Vec<Issue>, Vec<Is
         d.field(obj, &root, "channels", &mut config.channels, sections::channels);
         d.field(obj, &root, "storage", &mut config.storage, storage);
         d.field(obj, &root, "cluster", &mut config.cluster, cluster);
+        d.field(obj, &root, "discovery", &mut config.discovery, discovery);
     }
     (config, d.issues, d.warnings)
 }
@@ -400,6 +420,31 @@ fn gateway(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<GatewayConfig> {
     d.field(obj, p, "allowInsecureBind", &mut out.allow_insecure_bind, Decoder::boolean);
     d.field(obj, p, "metrics", &mut out.metrics, metrics);
     d.field(obj, p, "rateLimit", &mut out.rate_limit, gateway_rate_limit);
+    d.field(obj, p, "nodes", &mut out.nodes, nodes);
+    Some(out)
+}
+
+fn nodes(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<NodesConfig> {
+    let obj = d.object(v, p, NODES_KEYS)?;
+    let mut out = NodesConfig::default();
+    d.field(obj, p, "presenceTimeoutMs", &mut out.presence_timeout_ms, |d, v, p| {
+        d.integer(v, p, 200, 3_600_000, "a duration in milliseconds from 200 to 3600000")
+    });
+    Some(out)
+}
+
+fn discovery(d: &mut Decoder, v: &Value, p: &KeyPath) -> Option<DiscoveryConfig> {
+    let obj = d.object(v, p, DISCOVERY_KEYS)?;
+    let mut out = DiscoveryConfig::default();
+    d.field(obj, p, "mdns", &mut out.mdns, |d, v, p| {
+        let obj = d.object(v, p, MDNS_KEYS)?;
+        let mut mdns = MdnsConfig::default();
+        d.field(obj, p, "mode", &mut mdns.mode, |d, v, p| {
+            let modes = [MdnsMode::Off, MdnsMode::Minimal, MdnsMode::Full];
+            d.choice(v, p, &["off", "minimal", "full"], &[]).map(|i| Some(modes[i]))
+        });
+        Some(mdns)
+    });
     Some(out)
 }
 
@@ -1371,6 +1416,35 @@ mod tests {
         assert!(m.contains("1m"), "{m}");
         let (key, _) = only_issue(json!({"gateway": {"rateLimit": {"perConnection": {"requests": 0}}}}));
         assert_eq!(key, "gateway.rateLimit.perConnection.requests");
+    }
+
+    #[test]
+    fn discovery_mdns_mode_and_node_presence_timeout_decode_with_openclaws_shape() {
+        let (config, found) = decode(&json!({
+            "discovery": {"mdns": {"mode": "full"}},
+            "gateway": {"nodes": {"presenceTimeoutMs": 1500}},
+        }));
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(config.discovery.mdns.mode, Some(MdnsMode::Full));
+        assert_eq!(config.discovery.mdns.effective_mode(), MdnsMode::Full);
+        assert_eq!(config.gateway.nodes.presence_timeout_ms, 1500);
+        let (config, _) = decode(&json!({}));
+        assert_eq!(config.gateway.nodes.presence_timeout_ms, 50_000);
+        assert_eq!(config.discovery.mdns.mode, None);
+        let default = if cfg!(target_os = "macos") { MdnsMode::Minimal } else { MdnsMode::Off };
+        assert_eq!(config.discovery.mdns.effective_mode(), default, "OpenClaw's platform default");
+
+        let (key, m) = only_issue(json!({"discovery": {"mdns": {"mode": "loud"}}}));
+        assert_eq!(key, "discovery.mdns.mode");
+        assert!(m.contains("off, minimal, full"), "{m}");
+        let (key, m) = only_issue(json!({"discovery": {"wideArea": {"domain": "openclaw.internal"}}}));
+        assert_eq!(key, "discovery.wideArea");
+        assert!(m.contains("does not support"), "{m}");
+        let (key, m) = only_issue(json!({"gateway": {"nodes": {"commands": {"allow": ["x"]}}}}));
+        assert_eq!(key, "gateway.nodes.commands");
+        assert!(m.contains("does not support"), "{m}");
+        let (key, _) = only_issue(json!({"gateway": {"nodes": {"presenceTimeoutMs": 10}}}));
+        assert_eq!(key, "gateway.nodes.presenceTimeoutMs");
     }
 
     #[test]

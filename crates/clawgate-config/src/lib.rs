@@ -35,10 +35,10 @@ pub use error::{ConfigError, ConfigIssue};
 pub use load::{LoadedConfig, hash_text, load, load_with_env, parse_str, parse_str_with_env};
 pub use model::rate_window_ms;
 pub use model::{
-    AuthConfig, AuthMode, Bind, ClusterConfig, Config, ControlUiConfig, EndpointToggle, GatewayConfig,
-    GatewayRateLimitConfig, HttpConfig, HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MetricsConfig,
-    RateLimitConfig, ReloadConfig, ReloadMode, RequestRateConfig, StorageBackend, StorageConfig, TlsConfig,
-    storage_url_problem,
+    AuthConfig, AuthMode, Bind, ClusterConfig, Config, ControlUiConfig, DiscoveryConfig, EndpointToggle, GatewayConfig,
+    GatewayRateLimitConfig, HttpConfig, HttpEndpointsConfig, IpCidr, LogRotateConfig, LoggingConfig, MdnsConfig,
+    MdnsMode, MetricsConfig, NodesConfig, RateLimitConfig, ReloadConfig, ReloadMode, RequestRateConfig, StorageBackend,
+    StorageConfig, TlsConfig, storage_url_problem,
 };
 pub use path::{InvalidKeyPath, KeyPath, Segment};
 pub use redact::{

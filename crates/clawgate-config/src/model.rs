@@ -66,6 +66,10 @@ pub struct Config {
     /// Several gateways on one PostgreSQL database: heartbeats and leases.
     #[serde(skip_serializing_if = "ClusterConfig::is_default")]
     pub cluster: ClusterConfig,
+    /// Advertising the gateway on the local network (mDNS / DNS-SD), as OpenClaw's
+    /// `discovery.*`.
+    #[serde(skip_serializing_if = "DiscoveryConfig::is_default")]
+    pub discovery: DiscoveryConfig,
 }
 
 fn ser_channels<S: Serializer>(section: &ChannelsSection, s: S) -> Result<S::Ok, S::Error> {
@@ -110,6 +114,7 @@ impl fmt::Debug for Config {
             .field("tools", &shown("tools", &self.tools))
             .field("storage", &self.storage)
             .field("cluster", &self.cluster)
+            .field("discovery", &self.discovery)
             .finish()
     }
 }
@@ -161,6 +166,75 @@ pub struct GatewayConfig {
     pub metrics: MetricsConfig,
     /// Request rate limits.
     pub rate_limit: GatewayRateLimitConfig,
+    /// Nodes (`role: "node"` clients such as `openclaw node run`).
+    pub nodes: NodesConfig,
+}
+
+/// `gateway.nodes.*`: what clawgate reads of OpenClaw's node settings, plus the presence
+/// timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct NodesConfig {
+    /// How long a node may stay silent (no frame, no answer to the gateway's pings) before it
+    /// is marked disconnected and the invokes waiting for it fail, in milliseconds. It is
+    /// pinged every half of this. Default 50000 (OpenClaw: a ping every 25 s, 25 s to answer).
+    pub presence_timeout_ms: u64,
+}
+
+impl Default for NodesConfig {
+    fn default() -> Self {
+        Self { presence_timeout_ms: 50_000 }
+    }
+}
+
+/// `discovery.*`: advertising the gateway on the local network, shaped as OpenClaw's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// mDNS / DNS-SD (Bonjour) advertisement of `_openclaw-gw._tcp`.
+    #[serde(skip_serializing_if = "MdnsConfig::is_default")]
+    pub mdns: MdnsConfig,
+}
+
+impl DiscoveryConfig {
+    fn is_default(&self) -> bool {
+        self.mdns.is_default()
+    }
+}
+
+/// `discovery.mdns.*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct MdnsConfig {
+    /// `"off"`, `"minimal"` (the gateway's port, host and name) or `"full"` (also `sshPort` and
+    /// `cliPath`). Unset: as OpenClaw, whose Bonjour plugin is on by default only on macOS —
+    /// `"minimal"` there, off elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<MdnsMode>,
+}
+
+impl MdnsConfig {
+    fn is_default(&self) -> bool {
+        self.mode.is_none()
+    }
+
+    /// The mode in force on this platform (`mode`, else OpenClaw's platform default).
+    #[must_use]
+    pub fn effective_mode(&self) -> MdnsMode {
+        self.mode.unwrap_or(if cfg!(target_os = "macos") { MdnsMode::Minimal } else { MdnsMode::Off })
+    }
+}
+
+/// `discovery.mdns.mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MdnsMode {
+    /// Not advertised.
+    Off,
+    /// Port, host, display name (and TLS, reachability).
+    Minimal,
+    /// Also `sshPort` and `cliPath`.
+    Full,
 }
 
 /// `gateway.rateLimit`: request rate limits (failed-auth throttling is `gateway.auth.rateLimit`).
@@ -260,6 +334,7 @@ impl Default for GatewayConfig {
             allow_insecure_bind: false,
             metrics: MetricsConfig::default(),
             rate_limit: GatewayRateLimitConfig::default(),
+            nodes: NodesConfig::default(),
         }
     }
 }

@@ -216,6 +216,26 @@ const HINTS: &[Hint] = &[
         "The window, e.g. \"1m\", \"30s\" or \"1h\" (1s to 1d). Default \"1m\".",
         "Gateway",
     ),
+    ("gateway.nodes", "Nodes", "Nodes: role \"node\" clients such as openclaw node run.", "Nodes"),
+    (
+        "gateway.nodes.presenceTimeoutMs",
+        "Node presence timeout (ms)",
+        "A node silent this long (no frame, no answer to the gateway's pings, sent every half of it) is marked disconnected and the invokes waiting for it fail at once. Default 50000. Changing it restarts the gateway.",
+        "Nodes",
+    ),
+    (
+        "discovery",
+        "Discovery",
+        "Advertising the gateway on the local network. Keep it scoped to networks you expect: it tells everyone there the gateway's host and port.",
+        "Discovery",
+    ),
+    ("discovery.mdns", "mDNS discovery", "mDNS / DNS-SD (Bonjour) advertisement of _openclaw-gw._tcp.", "Discovery"),
+    (
+        "discovery.mdns.mode",
+        "mDNS discovery mode",
+        "\"off\", \"minimal\" (port, host, name) or \"full\" (also sshPort and cliPath). Unset: minimal on macOS, off elsewhere (as OpenClaw). Changing it restarts the gateway.",
+        "Discovery",
+    ),
     ("storage", "Storage", "Where the gateway keeps its state. A change takes effect at the next start.", "Storage"),
     (
         "storage.url",

@@ -20,6 +20,18 @@ pub enum CoreError {
     /// Temporarily unable; retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Unable, with machine-readable details the caller branches on (a node's own error as
+    /// `details.nodeError`, `details.code: "PAIRING_CHANGED"`), sent as upstream shapes them:
+    /// `retryable` only where upstream marks it.
+    #[error("{message}")]
+    UnavailableWith {
+        /// User-safe message.
+        message: String,
+        /// The wire error's `details` (user-safe: built from what the peer sent or constants).
+        details: Value,
+        /// Whether the wire error says `retryable: true`.
+        retryable: bool,
+    },
     /// The approval id is unknown, already decided or expired (`APPROVAL_NOT_FOUND`).
     #[error("{0}")]
     ApprovalNotFound(String),
@@ -77,7 +89,7 @@ impl CoreError {
         match self {
             CoreError::InvalidRequest { .. } => ErrorKind::InvalidRequest,
             CoreError::NotFound(_) => ErrorKind::NotFound,
-            CoreError::Unavailable(_) => ErrorKind::Unavailable,
+            CoreError::Unavailable(_) | CoreError::UnavailableWith { .. } => ErrorKind::Unavailable,
             CoreError::ApprovalNotFound(_) => ErrorKind::ApprovalNotFound,
             CoreError::MissingScope { .. } => ErrorKind::Forbidden,
             CoreError::Internal(_) => ErrorKind::Internal,
@@ -115,6 +127,10 @@ impl CoreError {
                 ErrorShape::new(clawgate_protocol::error::codes::APPROVAL_NOT_FOUND, m.clone())
             }
             CoreError::Unavailable(m) => ErrorShape::unavailable(m.clone()).retry(Some(1000)),
+            CoreError::UnavailableWith { message, details, retryable } => {
+                let e = ErrorShape::unavailable(message.clone()).with_details(details.clone());
+                if *retryable { e.retry(None) } else { e }
+            }
             CoreError::Internal(_) => {
                 let correlation = uuid::Uuid::new_v4().simple().to_string();
                 let correlation = &correlation[..12];
@@ -175,6 +191,22 @@ mod tests {
         assert_eq!(shape.code, "UNAVAILABLE");
         assert!(!shape.message.contains("/var/lib/x"), "{}", shape.message);
         assert!(shape.message.starts_with("internal error while handling status (ref "), "{}", shape.message);
+    }
+
+    #[test]
+    fn unavailable_with_details_carries_them_to_the_wire() {
+        let e = CoreError::UnavailableWith {
+            message: "X: y".into(),
+            details: serde_json::json!({"nodeError": {"code": "X", "message": "y"}}),
+            retryable: false,
+        };
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let shape = e.to_error_shape("node.invoke");
+        assert_eq!((shape.code.as_str(), shape.message.as_str()), ("UNAVAILABLE", "X: y"));
+        assert_eq!(shape.details, Some(serde_json::json!({"nodeError": {"code": "X", "message": "y"}})));
+        assert_eq!(shape.retryable, None);
+        let e = CoreError::UnavailableWith { message: "m".into(), details: serde_json::json!({}), retryable: true };
+        assert_eq!((e.to_error_shape("x").retryable, e.to_error_shape("x").retry_after_ms), (Some(true), None));
     }
 
     #[test]

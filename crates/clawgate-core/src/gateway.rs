@@ -121,7 +121,7 @@ impl Gateway {
         let events = Events::new(Arc::new(Broadcaster::default()), Arc::new(PresenceState::new(self_entry)));
         let settings = SharedSettings::new(settings);
         let pairing = PairingService::new(store.clone(), events.clone());
-        let nodes = crate::nodes::NodeService::new(events.clone());
+        let nodes = crate::nodes::NodeService::persistent(store.clone(), events.clone());
         let tasks = Tasks::new();
         let outbox = crate::channels::Outbox::new(store.clone(), metrics.clone());
         let media = crate::media::MediaSigner::new(store.clone(), &settings.get().state_dir, config.clone());

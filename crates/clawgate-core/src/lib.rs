@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod comfy;
 pub mod config_service;
 pub mod cron;
+pub mod discovery;
 pub mod dispatch;
 pub mod error;
 pub mod event_relay;

@@ -18,6 +18,11 @@ pub mod names {
     pub const DEVICE_PAIR_RESOLVED: &str = "device.pair.resolved";
     pub const NODE_PAIR_REQUESTED: &str = "node.pair.requested";
     pub const NODE_PAIR_RESOLVED: &str = "node.pair.resolved";
+    /// A node's host stats changed: `{nodeId, hostStats}` (relayed from its `node.event`).
+    pub const NODE_HOST_STATS: &str = "node.hostStats";
+    /// A node's input activity: `{nodeId, lastActiveAtMs, presenceUpdatedAtMs}` (relayed from
+    /// its `node.event`; both `null` when cleared).
+    pub const NODE_PRESENCE: &str = "node.presence";
     /// Sent to one node only: run a command (`NodeInvokeRequestEvent`).
     pub const NODE_INVOKE_REQUEST: &str = "node.invoke.request";
     pub const AGENT: &str = "agent";
@@ -45,6 +50,8 @@ pub const EMITTED: &[&str] = &[
     names::NODE_PAIR_REQUESTED,
     names::NODE_PAIR_RESOLVED,
     names::NODE_INVOKE_REQUEST,
+    names::NODE_HOST_STATS,
+    names::NODE_PRESENCE,
     names::AGENT,
     names::CHAT,
     names::SESSION_MESSAGE,
@@ -82,7 +89,9 @@ pub fn guard(event: &str) -> Guard {
         | "chat"
         | "cron"
         | "sessions.changed"
-        | "session.message" => Guard::Scope(scopes::READ),
+        | "session.message"
+        | names::NODE_HOST_STATS
+        | names::NODE_PRESENCE => Guard::Scope(scopes::READ),
         names::DEVICE_PAIR_REQUESTED
         | names::DEVICE_PAIR_RESOLVED
         | "device.pair.changed"

@@ -333,7 +333,11 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
     let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT_PER_CONNECTION));
     let mut wrong_role_streak = 0u32;
     let mut last_turn = None;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    // A node's presence timeout is its own (`gateway.nodes.presenceTimeoutMs`): a silent node
+    // must be marked gone, and its invokes failed, when the operator configured.
+    let (ping_every, silent_limit) =
+        conns.nodes.keepalive(&client).unwrap_or((PING_INTERVAL, PING_INTERVAL + PONG_WINDOW));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_seen = tokio::time::Instant::now();
     loop {
         // Backpressure: while the client's answers are not being taken, take no more questions.
@@ -344,7 +348,7 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
             _ = shutdown.cancelled() => break,
             _ = ping.tick() => {
                 // A peer silent for a whole ping interval plus the pong window is gone.
-                if last_seen.elapsed() > PING_INTERVAL + PONG_WINDOW {
+                if last_seen.elapsed() > silent_limit {
                     tracing::info!(conn = %meta.conn_id, "no pong within the keepalive window; closing");
                     client.abort(close::NORMAL, "keepalive timeout");
                     break;

@@ -160,6 +160,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
         None => None,
     };
 
+    let node_presence_timeout = Duration::from_millis(loaded.config.gateway.nodes.presence_timeout_ms);
+    let mdns_mode = loaded.config.discovery.mdns.effective_mode();
     let config = ConfigService::new(config_path.clone(), loaded);
     let gw = Gateway::new(env!("CARGO_PKG_VERSION"), settings, store.clone(), config, agents, overrides.clone());
     // Registered before run recovery: recovery spares the runs of live gateways, this one's too.
@@ -178,12 +180,25 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<i32> {
     if let Err(e) = gw.agents.recover().await {
         tracing::error!(error = %e, "cannot resume queued runs");
     }
+    gw.nodes.set_presence_timeout(node_presence_timeout);
+    if let Err(e) = gw.nodes.restore().await {
+        tracing::error!(error = %e.log_chain(), "cannot read the kept node pairings");
+    }
     gw.tasks().spawn("maintenance", gw.clone().run_maintenance());
     gw.channels.start().await;
     gw.comfy.start(&gw.boot_id, &gw.settings().state_dir).await;
     gw.cron.start().await;
     gw.heartbeat.start().await;
     spawn_config_watcher(gw.clone(), config_path.clone());
+    let facts = clawgate_core::discovery::GatewayFacts {
+        port: local.port(),
+        tls: tls.is_some(),
+        direct_reachable: !local.ip().is_loopback(),
+    };
+    let discovery_env = clawgate_core::discovery::DiscoveryEnv::from_process();
+    if let Some(ad) = clawgate_core::discovery::advertisement(mdns_mode, &facts, &discovery_env) {
+        gw.tasks().spawn("discovery", clawgate_core::discovery::run(ad, gw.shutdown_token()));
+    }
     gw.health.refresh(&gw.agents.agents().default_id).await;
 
     match auth_mode {

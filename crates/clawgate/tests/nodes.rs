@@ -107,6 +107,13 @@ async fn a_node_is_approved_listed_and_runs_what_an_operator_invokes() {
         .await
         .expect("inventory answered");
     assert_eq!(res["error"]["code"], "UNAVAILABLE", "{res}");
+    // Its events too, as upstream answers an unapproved node (capture `cli-node-run-fresh-device`).
+    let stats = json!({"cpuCount": 2, "memoryTotalBytes": 1000, "memoryFreeBytes": 400});
+    let event = json!({"event": "node.host.stats", "payloadJSON": stats.to_string()});
+    let refused = node.request("node.event", Some(event.clone())).await.expect("event answered");
+    assert_eq!(err_message(&refused), "node pairing changed while invocation was active");
+    assert_eq!(refused["error"]["details"], json!({"code": "PAIRING_CHANGED"}));
+    assert_eq!(refused["error"]["retryable"], true);
     let pending = op.request("node.pair.list", Some(json!({}))).await.expect("pair list");
     let pending = ok(&pending)["pending"].as_array().expect("pending").clone();
     assert_eq!(pending.len(), 1, "{pending:?}");
@@ -129,6 +136,15 @@ async fn a_node_is_approved_listed_and_runs_what_an_operator_invokes() {
         .await
         .expect("inventory answered");
     ok(&res);
+
+    // Its host stats are kept and relayed to operators as `node.hostStats`.
+    let res = node.request("node.event", Some(event)).await.expect("event answered");
+    assert_eq!(ok(&res)["handled"], true, "{res}");
+    let relayed = op.recv_event("node.hostStats", WAIT).await.expect("operators told");
+    assert_eq!(relayed["payload"]["nodeId"], node_id.as_str());
+    assert_eq!(relayed["payload"]["hostStats"]["cpuCount"], 2);
+    let res = node.request("node.event", Some(json!({"event": "made.up", "payload": {}}))).await.expect("answered");
+    assert_eq!(ok(&res)["reason"], "unsupported_event");
 
     // Listed with what it announced.
     let res = op.request("node.list", Some(json!({}))).await.expect("list");
@@ -173,6 +189,10 @@ async fn a_node_is_approved_listed_and_runs_what_an_operator_invokes() {
     let res = op.recv_response(&call, WAIT).await.expect("invoke answered");
     assert_eq!(res["error"]["code"], "UNAVAILABLE", "{res}");
     assert_eq!(err_message(&res), "SYSTEM_RUN_DENIED: denied by policy");
+    assert_eq!(
+        res["error"]["details"],
+        json!({"nodeError": {"code": "SYSTEM_RUN_DENIED", "message": "denied by policy"}, "nodeCommandDispatched": true})
+    );
 
     // Nobody answers: the invoke's own timeout ends it.
     let res = op
@@ -183,6 +203,7 @@ async fn a_node_is_approved_listed_and_runs_what_an_operator_invokes() {
         .await
         .expect("invoke answered");
     assert_eq!(err_message(&res), "TIMEOUT: node invoke timed out");
+    assert_eq!(res["error"]["details"]["nodeError"]["code"], "TIMEOUT");
     node.recv_event("node.invoke.request", WAIT).await.expect("the timed-out request reached the node");
 
     // Wrong callers and names.
@@ -224,6 +245,7 @@ async fn a_node_is_approved_listed_and_runs_what_an_operator_invokes() {
     drop(node);
     let res = op.recv_response(&call, WAIT).await.expect("invoke failed within the wait, not after its timeout");
     assert_eq!(err_message(&res), "DISCONNECTED: node disconnected (system.run)");
+    assert_eq!(res["error"]["details"]["nodeError"]["code"], "DISCONNECTED", "{res}");
     let res = op.request("node.list", Some(json!({}))).await.expect("list");
     let nodes = ok(&res)["nodes"].as_array().expect("nodes").clone();
     assert_eq!(nodes[0]["connected"], false);
@@ -233,6 +255,91 @@ async fn a_node_is_approved_listed_and_runs_what_an_operator_invokes() {
         .await
         .expect("answered");
     assert_eq!(err_message(&res), "node not connected");
+    assert_eq!(res["error"]["details"]["code"], "NOT_CONNECTED", "{res}");
+    assert_eq!(res["error"]["details"]["nodeCommandDispatched"], false, "{res}");
+}
+
+/// Approves the one pending node request through `op`; returns the request id.
+async fn approve_pending(op: &mut RawClient, node_id: &str) -> String {
+    let res = op.request("node.pair.list", Some(json!({}))).await.expect("pair list");
+    let pending = ok(&res)["pending"].as_array().expect("pending").clone();
+    let request = pending.iter().find(|p| p["nodeId"] == node_id).unwrap_or_else(|| panic!("{pending:?}"));
+    let request_id = request["requestId"].as_str().expect("requestId").to_owned();
+    ok(&op.request("node.pair.approve", Some(json!({"requestId": request_id}))).await.expect("approve"));
+    request_id
+}
+
+#[tokio::test]
+async fn a_silent_node_is_marked_gone_after_its_presence_timeout_and_its_invoke_fails_then() {
+    let gw = TestGateway::builder(BIN)
+        .config("{gateway: {nodes: {presenceTimeoutMs: 1000}}}")
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("starting clawgate: {e:#}"));
+    let identity = DeviceIdentity::generate();
+    let node_id = identity.device_id().to_owned();
+    let mut node = raw_node(&gw, &identity).await;
+    let mut op = operator(&gw).await;
+    approve_pending(&mut op, &node_id).await;
+    node.recv_event("node.pair.resolved", WAIT).await.expect("node told");
+
+    // The node takes the request, then goes silent: it reads nothing more, so it answers no
+    // ping (as a frozen or unplugged node host). Its socket stays open.
+    let call = send(
+        &mut op,
+        "node.invoke",
+        json!({"nodeId": node_id, "command": "system.run", "timeoutMs": 600_000, "idempotencyKey": "silent"}),
+    )
+    .await;
+    node.recv_event("node.invoke.request", WAIT).await.expect("node asked");
+    let res = op.recv_response(&call, WAIT).await.expect("the invoke failed once the node counted as gone");
+    assert_eq!(err_message(&res), "DISCONNECTED: node disconnected (system.run)");
+    let res = op.request("node.describe", Some(json!({"nodeId": node_id}))).await.expect("describe");
+    assert_eq!(ok(&res)["connected"], false, "{res}");
+    assert_eq!(ok(&res)["pendingInvokes"], 0, "{res}");
+    drop(node);
+}
+
+#[tokio::test]
+async fn node_pairing_requests_and_approvals_survive_a_gateway_restart() {
+    let mut gw = gateway().await;
+    let identity = DeviceIdentity::generate();
+    let node_id = identity.device_id().to_owned();
+    let node = raw_node(&gw, &identity).await;
+    let mut op = operator(&gw).await;
+    let res = op.request("node.pair.list", Some(json!({}))).await.expect("pair list");
+    let request_id = ok(&res)["pending"][0]["requestId"].as_str().expect("a request").to_owned();
+    drop((node, op));
+
+    // Restarted while the request waits: it is still there, with the same id.
+    gw.restart().await.expect("restart");
+    let mut op = operator(&gw).await;
+    let res = op.request("node.pair.list", Some(json!({}))).await.expect("pair list");
+    assert_eq!(ok(&res)["pending"][0]["requestId"], request_id.as_str(), "{res}");
+    assert_eq!(ok(&res)["pending"][0]["nodeId"], node_id.as_str(), "{res}");
+    assert_eq!(approve_pending(&mut op, &node_id).await, request_id);
+    let res = op.request("node.rename", Some(json!({"nodeId": node_id, "displayName": "desk"}))).await.expect("rename");
+    ok(&res);
+    drop(op);
+
+    // Restarted after the approval: the node is known, paired and away, under its new name;
+    // reconnecting, it is not asked again and may publish at once.
+    gw.restart().await.expect("restart");
+    let mut op = operator(&gw).await;
+    let res = op.request("node.list", Some(json!({}))).await.expect("list");
+    let nodes = ok(&res)["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!((nodes[0]["paired"].clone(), nodes[0]["connected"].clone()), (json!(true), json!(false)));
+    assert_eq!(nodes[0]["displayName"], "desk");
+    let mut node = raw_node(&gw, &identity).await;
+    let res = node
+        .request("node.runnerInventory.update", Some(json!({"protocolFeatures": ["node-worker-supervisor-v6"]})))
+        .await
+        .expect("inventory answered");
+    ok(&res);
+    let res = op.request("node.pair.list", Some(json!({}))).await.expect("pair list");
+    assert_eq!(ok(&res)["pending"], json!([]), "{res}");
+    assert_eq!(ok(&res)["paired"][0]["nodeId"], node_id.as_str(), "{res}");
 }
 
 fn peers_required() -> bool {

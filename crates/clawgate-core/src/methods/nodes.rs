@@ -27,7 +27,7 @@ pub async fn node_pair_approve(
     nodes: &NodeService,
     p: NodePairRequestParams,
 ) -> Result<NodePairApproveResult, CoreError> {
-    let node = nodes.approve(&p.request_id)?;
+    let node = nodes.approve(&p.request_id).await?;
     Ok(NodePairApproveResult { request_id: p.request_id, node })
 }
 
@@ -36,19 +36,19 @@ pub async fn node_pair_reject(
     nodes: &NodeService,
     p: NodePairRequestParams,
 ) -> Result<NodePairRejectResult, CoreError> {
-    let node_id = nodes.reject(&p.request_id)?;
+    let node_id = nodes.reject(&p.request_id).await?;
     Ok(NodePairRejectResult { request_id: p.request_id, node_id })
 }
 
 /// `node.pair.remove {nodeId}` → `{nodeId}`.
 pub async fn node_pair_remove(nodes: &NodeService, p: NodeIdParams) -> Result<NodePairRemoveResult, CoreError> {
-    nodes.remove(&p.node_id)?;
+    nodes.remove(&p.node_id).await?;
     Ok(NodePairRemoveResult { node_id: p.node_id })
 }
 
 /// `node.rename {nodeId, displayName}` → `{nodeId, displayName}`.
 pub async fn node_rename(nodes: &NodeService, p: NodeRenameParams) -> Result<NodeRenameResult, CoreError> {
-    let display_name = nodes.rename(&p.node_id, &p.display_name)?;
+    let display_name = nodes.rename(&p.node_id, &p.display_name).await?;
     Ok(NodeRenameResult { node_id: p.node_id, display_name })
 }
 

@@ -300,6 +300,9 @@ pub struct NodeEntry {
     /// Last request or event from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_active_at_ms: Option<i64>,
+    /// When its last `node.presence.activity` report came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_updated_at_ms: Option<i64>,
     /// When it was approved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approved_at_ms: Option<i64>,
@@ -332,8 +335,9 @@ pub struct NodeDescribeResult {
     pub node: NodeEntry,
 }
 
-/// A pending node pairing request (`node.pair.list`, `node.pair.requested`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A pending node pairing request (`node.pair.list`, `node.pair.requested`); also how the
+/// gateway keeps it across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodePairPending {
     /// The request's id (what `openclaw nodes approve` takes).
@@ -369,8 +373,9 @@ pub struct NodePairPending {
     pub ts: i64,
 }
 
-/// An approved node (`node.pair.list`, `node.pair.approve`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An approved node (`node.pair.list`, `node.pair.approve`); also how the gateway keeps it
+/// across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodePaired {
     /// The node.
