@@ -304,7 +304,7 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::CHAT_INJECT => {
             typed(method, params, |p| methods::chat::chat_inject(&gw.agents, &gw.store, &gw.events, p)).await
         }
-        m::SESSIONS_LIST => typed(method, params, |p| methods::sessions::sessions_list(&gw.store, p)).await,
+        m::SESSIONS_LIST => typed(method, params, |p| methods::sessions::sessions_list(&gw.agents, &gw.store, p)).await,
         m::SESSIONS_DESCRIBE => {
             typed(method, params, |p| methods::sessions::sessions_describe(&gw.agents, &gw.store, p)).await
         }
@@ -398,6 +398,32 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::SESSIONS_BRANCHES_LIST => {
             typed(method, params, |p| methods::control_ui::sessions_branches_list(&gw.agents, p)).await
         }
+        m::PLUGINS_CONTROL_UI_LIST => typed(method, params, methods::ui_startup::plugins_control_ui_list).await,
+        m::BOARD_GET => typed(method, params, |p| methods::ui_startup::board_get(&gw.agents, p)).await,
+        m::PROJECTS_LIST => typed(method, params, methods::ui_startup::projects_list).await,
+        m::SESSIONS_VIEWERS_SET => typed(method, params, methods::ui_startup::sessions_viewers_set).await,
+        m::SESSIONS_GITHUB_OPTIONS => {
+            typed(method, params, |p| methods::ui_startup::sessions_github_options(&gw.agents, p)).await
+        }
+        m::SESSION_MEMBERS_LIST_EVIDENCE => {
+            typed(method, params, |p| methods::ui_startup::session_members_list_evidence(&gw.agents, ctx, p)).await
+        }
+        m::CONTROL_UI_SESSION_PULL_REQUESTS_SUBSCRIBE => {
+            typed(method, params, methods::ui_startup::session_pull_requests_subscribe).await
+        }
+        m::USERS_PREFS_GET => typed(method, params, methods::ui_startup::users_prefs_get).await,
+        m::USERS_PREFS_SET => typed(method, params, methods::ui_startup::users_prefs_set).await,
+        m::SESSIONS_GROUPS_LIST => typed(method, params, methods::ui_startup::sessions_groups_list).await,
+        m::SESSIONS_GROUPS_DEFAULTS => typed(method, params, methods::ui_startup::sessions_groups_defaults).await,
+        m::SYSTEM_INFO => typed(method, params, |p| methods::ui_startup::system_info(gw.health.info(), p)).await,
+        m::SESSION_DISCUSSION_INFO => {
+            typed(method, params, |p| methods::ui_startup::session_discussion_info(&gw.agents, p)).await
+        }
+        m::MENTIONS_LIST => typed(method, params, |p| methods::ui_startup::mentions_list(gw.health.info(), p)).await,
+        m::SESSIONS_CATALOG_LIST => typed(method, params, methods::ui_startup::sessions_catalog_list).await,
+        m::PLUGINS_LIST => typed(method, params, methods::ui_startup::plugins_list).await,
+        m::PLUGINS_CATALOG_BROWSE => typed(method, params, methods::ui_startup::plugins_catalog_browse).await,
+        m::DIAGNOSTICS_LANES => typed(method, params, |p| methods::ui_startup::diagnostics_lanes(&gw.agents, p)).await,
         m::TOKENS_CREATE => typed(method, params, |p| methods::tokens::tokens_create(gw.auth.access_tokens(), p)).await,
         m::TOKENS_LIST => typed(method, params, |p| methods::tokens::tokens_list(gw.auth.access_tokens(), p)).await,
         m::TOKENS_REVOKE => {

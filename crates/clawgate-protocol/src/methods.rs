@@ -31,6 +31,7 @@ pub mod nodes;
 pub mod sessions;
 pub mod system;
 pub mod tokens;
+pub mod ui_startup;
 pub mod usage;
 
 /// Params of a method that takes none and ignores whatever is sent (any JSON value decodes).
@@ -299,6 +300,24 @@ pub mod names {
     pub const TOKENS_CREATE: &str = "tokens.create";
     pub const TOKENS_LIST: &str = "tokens.list";
     pub const TOKENS_REVOKE: &str = "tokens.revoke";
+    pub const PLUGINS_CONTROL_UI_LIST: &str = "plugins.controlUi.list";
+    pub const BOARD_GET: &str = "board.get";
+    pub const PROJECTS_LIST: &str = "projects.list";
+    pub const SESSIONS_VIEWERS_SET: &str = "sessions.viewers.set";
+    pub const SESSIONS_GITHUB_OPTIONS: &str = "sessions.github.options";
+    pub const SESSION_MEMBERS_LIST_EVIDENCE: &str = "session.members.listEvidence";
+    pub const CONTROL_UI_SESSION_PULL_REQUESTS_SUBSCRIBE: &str = "controlUi.sessionPullRequests.subscribe";
+    pub const USERS_PREFS_GET: &str = "users.prefs.get";
+    pub const USERS_PREFS_SET: &str = "users.prefs.set";
+    pub const SESSIONS_GROUPS_LIST: &str = "sessions.groups.list";
+    pub const SESSIONS_GROUPS_DEFAULTS: &str = "sessions.groups.defaults";
+    pub const SYSTEM_INFO: &str = "system.info";
+    pub const SESSION_DISCUSSION_INFO: &str = "session.discussion.info";
+    pub const MENTIONS_LIST: &str = "mentions.list";
+    pub const SESSIONS_CATALOG_LIST: &str = "sessions.catalog.list";
+    pub const PLUGINS_LIST: &str = "plugins.list";
+    pub const DIAGNOSTICS_LANES: &str = "diagnostics.lanes";
+    pub const PLUGINS_CATALOG_BROWSE: &str = "plugins.catalog.browse";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -416,6 +435,25 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::TOKENS_CREATE, scopes::ADMIN),
     m(names::TOKENS_LIST, scopes::ADMIN),
     m(names::TOKENS_REVOKE, scopes::ADMIN),
+    // The rest of the Control UI's start-up methods (`methods/ui_startup.rs`).
+    m(names::PLUGINS_CONTROL_UI_LIST, scopes::READ),
+    m(names::BOARD_GET, scopes::READ),
+    m(names::PROJECTS_LIST, scopes::READ),
+    m(names::SESSIONS_VIEWERS_SET, scopes::READ),
+    m(names::SESSIONS_GITHUB_OPTIONS, scopes::READ),
+    m(names::SESSION_MEMBERS_LIST_EVIDENCE, scopes::READ),
+    m(names::CONTROL_UI_SESSION_PULL_REQUESTS_SUBSCRIBE, scopes::READ),
+    m(names::USERS_PREFS_GET, scopes::READ),
+    m(names::USERS_PREFS_SET, scopes::WRITE),
+    m(names::SESSIONS_GROUPS_LIST, scopes::READ),
+    m(names::SESSIONS_GROUPS_DEFAULTS, scopes::WRITE),
+    m(names::SYSTEM_INFO, scopes::READ),
+    m(names::SESSION_DISCUSSION_INFO, scopes::READ),
+    m(names::MENTIONS_LIST, scopes::READ),
+    m(names::SESSIONS_CATALOG_LIST, scopes::READ),
+    m(names::PLUGINS_LIST, scopes::READ),
+    m(names::DIAGNOSTICS_LANES, scopes::READ),
+    m(names::PLUGINS_CATALOG_BROWSE, scopes::READ),
     // Valid only as the first frame; a second `connect` is answered by the dispatcher.
     MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },
 ];

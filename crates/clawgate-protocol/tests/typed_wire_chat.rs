@@ -251,6 +251,7 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
                 next_offset: Some(1),
                 has_more: true,
                 sessions: vec![with_last],
+                defaults: None,
             }),
         ),
         (
@@ -264,6 +265,7 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
                 next_offset: None,
                 has_more: false,
                 sessions: vec![],
+                defaults: None,
             }),
         ),
         (

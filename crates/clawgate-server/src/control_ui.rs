@@ -206,7 +206,7 @@ pub(crate) async fn serve(
         return None;
     };
     let immutable = !found.index && (segments.first().is_some_and(|s| s == "assets") || query_has_version(uri));
-    Some(file_response(&root, &found, immutable, headers).await)
+    Some(file_response(&root, &base, &found, immutable, headers).await)
 }
 
 /// `?v=…`: the UI versions the URLs of its unhashed files with its build id.
@@ -228,7 +228,7 @@ fn accepted_encodings(headers: &HeaderMap) -> Vec<(&'static str, &'static str)> 
     [("br", ".br"), ("gzip", ".gz")].into_iter().filter(|(name, _)| takes(name)).collect()
 }
 
-async fn file_response(root: &Path, found: &Found, immutable: bool, headers: &HeaderMap) -> Response {
+async fn file_response(root: &Path, base: &str, found: &Found, immutable: bool, headers: &HeaderMap) -> Response {
     // index.html is read whole (its inline scripts are hashed into the policy); other files may
     // come precompressed.
     let mut chosen = (found.path.clone(), None);
@@ -267,6 +267,7 @@ async fn file_response(root: &Path, found: &Found, immutable: bool, headers: &He
     } else {
         match tokio::fs::read(&file).await {
             Ok(body) => {
+                let body = if found.index { page_for_base(body, base) } else { body };
                 let csp = content_security_policy(found.index.then_some(body.as_slice()));
                 let mut r = (StatusCode::OK, body).into_response();
                 let h = r.headers_mut();
@@ -299,6 +300,29 @@ async fn file_response(root: &Path, found: &Found, immutable: bool, headers: &He
     // The token arrives in the URL fragment; no referrer keeps even the path to ourselves.
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
+}
+
+/// The attribute on `<html>` that tells the UI the path it is served below (upstream's
+/// `CONTROL_UI_BASE_PATH_ATTRIBUTE`).
+const BASE_PATH_ATTRIBUTE: &str = "data-openclaw-control-ui-base-path";
+
+/// `index.html` as served below `base`: its relative `./` links made absolute and the base path
+/// named on `<html>`, as upstream's gateway does. The page is also the answer to every route of
+/// the single-page app (`/settings/general`, `/chat/…`), where a relative `./assets/…` would
+/// resolve below the route and fail to load.
+fn page_for_base(body: Vec<u8>, base: &str) -> Vec<u8> {
+    let Ok(text) = String::from_utf8(body.clone()) else { return body };
+    let escaped = base.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
+    let text =
+        text.replace("src=\"./", &format!("src=\"{escaped}/")).replace("href=\"./", &format!("href=\"{escaped}/"));
+    let text = match text.find("<html") {
+        Some(at) if !text.contains(BASE_PATH_ATTRIBUTE) => {
+            let insert = at + "<html".len();
+            format!("{} {BASE_PATH_ATTRIBUTE}=\"{escaped}\"{}", &text[..insert], &text[insert..])
+        }
+        _ => text,
+    };
+    text.into_bytes()
 }
 
 /// The policy for the UI: its own scripts and the inline ones of `index.html` by hash (given the

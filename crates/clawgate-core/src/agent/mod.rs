@@ -609,6 +609,16 @@ impl AgentService {
             .collect()
     }
 
+    /// Runs queued or running per session, by session key: each session is one lane that runs
+    /// one turn at a time (`diagnostics.lanes`).
+    pub fn lane_depths(&self) -> Vec<(String, usize)> {
+        let mut depths = std::collections::BTreeMap::<String, usize>::new();
+        for active in self.inner.active.lock().values() {
+            *depths.entry(active.session_key.clone()).or_default() += 1;
+        }
+        depths.into_iter().collect()
+    }
+
     /// Number of runs queued or running.
     pub fn active_count(&self) -> usize {
         self.inner.active.lock().len()

@@ -17,4 +17,5 @@ pub mod nodes;
 pub mod sessions;
 pub mod system;
 pub mod tokens;
+pub mod ui_startup;
 pub mod usage;

@@ -52,7 +52,12 @@ pub fn session_entry(s: &SessionRecord) -> SessionEntry {
 }
 
 /// `sessions.list {limit?, offset?, agentId?, search?, archived?, includeLastMessage?}`.
-pub async fn sessions_list(store: &Store, p: SessionsListParams) -> Result<SessionsListResult, CoreError> {
+pub async fn sessions_list(
+    agents: &AgentService,
+    store: &Store,
+    p: SessionsListParams,
+) -> Result<SessionsListResult, CoreError> {
+    let defaults = session_defaults(agents, p.agent_id.as_deref());
     let limit = p.limit.unwrap_or(50).clamp(1, 1000);
     let offset = p.offset.unwrap_or(0);
     let query = SessionQuery {
@@ -85,7 +90,22 @@ pub async fn sessions_list(store: &Store, p: SessionsListParams) -> Result<Sessi
         next_offset: has_more.then_some(offset + limit),
         has_more,
         sessions,
+        defaults,
     })
+}
+
+/// The model a new session of `agent_id` (or the default agent) uses, for `sessions.list`.
+fn session_defaults(agents: &AgentService, agent_id: Option<&str>) -> Option<SessionsDefaults> {
+    let configured = agents.agents();
+    let agent = configured.get(agent_id.unwrap_or(&configured.default_id))?;
+    let full = configured.model_for(agent);
+    let (provider, model) = full.split_once('/')?;
+    let registry = agents.registry();
+    let context = registry
+        .config(provider)
+        .and_then(|c| c.models.iter().find(|m| m.id == model)?.context_window)
+        .map(|w| u64::from(w).max(1));
+    Some(SessionsDefaults::for_model(provider, model, context))
 }
 
 async fn existing(

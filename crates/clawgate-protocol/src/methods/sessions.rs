@@ -168,6 +168,57 @@ pub struct SessionsListResult {
     pub has_more: bool,
     /// The page.
     pub sessions: Vec<SessionEntry>,
+    /// What a session of the listed agent uses unless patched (the Control UI's model picker
+    /// reads it); left out when the agent's model names no provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<SessionsDefaults>,
+}
+
+/// `sessions.list`'s `defaults`: the listed (or default) agent's model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionsDefaults {
+    /// The provider id (`models.providers.<id>`).
+    pub model_provider: String,
+    /// The model id at that provider.
+    pub model: String,
+    /// The model's context window, when the config gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u64>,
+    /// The thinking levels a session may pick: clawgate sends no reasoning settings, so only
+    /// `off`.
+    pub thinking_levels: Vec<ThinkingLevel>,
+    /// The same levels' ids.
+    pub thinking_options: Vec<String>,
+    /// The level in force.
+    pub thinking_default: String,
+    /// What a model choice applies to: `session` (`sessions.patch {model}`).
+    pub model_selection_target: String,
+}
+
+/// A thinking level a session may pick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThinkingLevel {
+    /// Its id.
+    pub id: String,
+    /// Its label.
+    pub label: String,
+}
+
+impl SessionsDefaults {
+    /// The defaults for `provider/model` with its context window, thinking off.
+    #[must_use]
+    pub fn for_model(provider: &str, model: &str, context_tokens: Option<u64>) -> Self {
+        Self {
+            model_provider: provider.to_owned(),
+            model: model.to_owned(),
+            context_tokens,
+            thinking_levels: vec![ThinkingLevel { id: "off".into(), label: "off".into() }],
+            thinking_options: vec!["off".into()],
+            thinking_default: "off".into(),
+            model_selection_target: "session".into(),
+        }
+    }
 }
 
 /// `sessions.describe {key, agentId?}`.

@@ -36,6 +36,7 @@ pub(crate) async fn run(ctx: &mut Ctx) -> Vec<Outcome> {
         bind_and_port(loaded, &mut out);
         tls(loaded, &ctx.config_path, &mut out);
         public_urls(loaded, &mut out);
+        super::control_ui::check(loaded, &mut out);
         comfy_templates(loaded, &mut out);
     }
     out

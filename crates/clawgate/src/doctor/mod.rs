@@ -9,6 +9,7 @@
 //! migrating it: a doctor must not upgrade what it was asked to look at.
 
 mod cert;
+mod control_ui;
 mod local;
 mod remote;
 mod report;
