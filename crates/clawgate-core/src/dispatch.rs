@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use clawgate_protocol::ErrorShape;
 use clawgate_protocol::connect::roles;
-use clawgate_protocol::methods::health::HealthResult;
+use clawgate_protocol::frames::ResponseFrame;
+use clawgate_protocol::methods::health::{HealthParams, HealthResult};
 use clawgate_protocol::methods::{FieldsOf, Requirement, names as m, requirement};
 use clawgate_protocol::scopes;
 
@@ -183,6 +184,38 @@ impl Dispatcher {
             access.filter_result(method, value);
         }
         result
+    }
+
+    /// Run an authorized call (see [`Dispatcher::dispatch`]) and give its `res` frame's wire text.
+    /// `health` without `probe` is answered from the snapshot's cached encoding
+    /// ([`crate::health::HealthService::result_text`]): the same bytes, without building and
+    /// encoding the tree on every call.
+    pub async fn respond(&self, ctx: &CallContext, id: String, method: &str, params: Value) -> String {
+        let start = std::time::Instant::now();
+        if method == m::HEALTH
+            && let Some(text) = self.cached_health(ctx, &params)
+        {
+            self.gw.metrics.request(method, true, start.elapsed());
+            return ResponseFrame::ok_text(&id, &text);
+        }
+        match self.dispatch(ctx, method, params).await {
+            Ok(payload) => ResponseFrame::ok(id, payload),
+            Err(err) => ResponseFrame::err(id, err),
+        }
+        .to_text()
+    }
+
+    /// The cached `health` answer for this call, when one applies: no `probe` (that refreshes
+    /// first), and no access token (its restrictions may filter a result).
+    fn cached_health(&self, ctx: &CallContext, params: &Value) -> Option<Arc<str>> {
+        if ctx.client.access().is_some() {
+            return None;
+        }
+        let p = HealthParams::deserialize(params).ok()?;
+        if p.probe == Some(true) {
+            return None;
+        }
+        self.gw.health.result_text(ctx.client.has_scope_across_sessions(scopes::READ))
     }
 }
 

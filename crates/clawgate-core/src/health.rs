@@ -80,8 +80,44 @@ struct HealthInner {
     comfy: ComfyService,
     /// The gateways sharing the store (`status.cluster`).
     cluster: crate::cluster::Cluster,
-    /// The last snapshot (`null` until the first refresh).
-    snapshot: RwLock<Value>,
+    /// The last snapshot (`null` until the first refresh) and its `health` answers, encoded.
+    current: RwLock<Current>,
+}
+
+/// A snapshot and the wire text of the `health` result made from it, in full and in public form,
+/// replaced together on each refresh. `health` is every client's most frequent call: answering
+/// it from this text spares a clone of the snapshot's tree and its encoding per call (callgrind:
+/// 30 % of the call's instructions).
+#[derive(Debug)]
+struct Current {
+    snapshot: Value,
+    /// `None` when the snapshot cannot be an answer (not an object); the handler then says why.
+    full: Option<Arc<str>>,
+    public: Option<Arc<str>>,
+}
+
+impl Current {
+    fn of(snapshot: Value) -> Self {
+        let encode = |snapshot: Value| {
+            let value = health_result(snapshot).ok()?.into_value();
+            serde_json::to_string(&value).ok().map(Arc::from)
+        };
+        let public = encode(public_health(&snapshot));
+        Self { full: encode(snapshot.clone()), public, snapshot }
+    }
+}
+
+/// The `health` result made from a snapshot (full or public).
+pub fn health_result(snapshot: Value) -> Result<methods::health::HealthResult, crate::error::CoreError> {
+    let snapshot = match snapshot {
+        Value::Object(map) => map,
+        // No snapshot yet: the answer is `modelRuntime` alone, as it always was.
+        Value::Null => Default::default(),
+        other => {
+            return Err(crate::error::CoreError::internal(format!("health snapshot is not an object: {other}")));
+        }
+    };
+    Ok(methods::health::HealthResult { snapshot, model_runtime: methods::health::ModelRuntime::default() })
 }
 
 /// The parts of the gateway `status` and `health` report on beside the store and the config.
@@ -119,7 +155,7 @@ impl HealthService {
                 channels,
                 comfy,
                 cluster,
-                snapshot: RwLock::new(Value::Null),
+                current: RwLock::new(Current::of(Value::Null)),
             }),
         }
     }
@@ -172,7 +208,15 @@ impl HealthService {
     /// The current health snapshot (same shape as the `health` result), in full: only for
     /// callers holding `operator.read` (see [`public_health`] for everyone else).
     pub fn snapshot(&self) -> Value {
-        self.inner.snapshot.read().clone()
+        self.inner.current.read().snapshot.clone()
+    }
+
+    /// The wire text of the `health` result for the current snapshot (`full` for callers that
+    /// may see it whole, else its [`public_health`] form); `None` when the snapshot cannot be
+    /// one (the handler reports it).
+    pub fn result_text(&self, full: bool) -> Option<Arc<str>> {
+        let current = self.inner.current.read();
+        if full { current.full.clone() } else { current.public.clone() }
     }
 
     /// The health snapshot as `client_scopes` may see it: in full for an operator with
@@ -237,7 +281,8 @@ impl HealthService {
             "agents": agents,
             "sessions": sessions,
         });
-        *self.inner.snapshot.write() = snapshot.clone();
+        let current = Current::of(snapshot.clone());
+        *self.inner.current.write() = current;
         snapshot
     }
 

@@ -128,6 +128,21 @@ impl ResponseFrame {
         // Serializing a struct of strings and JSON values cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// The wire text of a successful response whose payload is already encoded: the same bytes
+    /// as `ResponseFrame::ok(id, payload).to_text()`, for answers served from a cached encoding
+    /// (the `health` snapshot), which would otherwise be decoded into a tree only to be encoded
+    /// again.
+    pub fn ok_text(id: &str, payload_json: &str) -> String {
+        let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned());
+        let mut out = String::with_capacity(payload_json.len() + id.len() + 40);
+        out.push_str("{\"type\":\"res\",\"id\":");
+        out.push_str(&id);
+        out.push_str(",\"ok\":true,\"payload\":");
+        out.push_str(payload_json);
+        out.push('}');
+        out
+    }
 }
 
 /// `{presence, health}` versions attached to presence/health events.
@@ -194,6 +209,15 @@ pub fn event_text_with_seq(event: &str, payload_json: &str, seq: u64, state_vers
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_response_from_an_encoded_payload_is_the_same_text_as_one_from_its_tree() {
+        let payload = json!({"ok": true, "sessions": {"count": 3, "path": "/tmp/a \"b\""}, "list": [1, null, "ü"]});
+        for id in ["1", "", "req-\"quoted\"\\n", "ü\u{1}"] {
+            let encoded = serde_json::to_string(&payload).unwrap();
+            assert_eq!(ResponseFrame::ok_text(id, &encoded), ResponseFrame::ok(id, payload.clone()).to_text());
+        }
+    }
 
     #[test]
     fn frame_without_id_is_answered_with_id_invalid() {

@@ -309,8 +309,9 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
 
     // ---- hello-ok, registration ----
     let hello = conns.health.hello_ok(&meta.conn_id, &admission);
-    let hello_json = serde_json::to_value(&hello).unwrap_or_default();
-    q.text(ResponseFrame::ok(connect_id, hello_json).to_text());
+    // Encoded directly: the same text as through its JSON tree (see `HelloOk`), built once.
+    let hello_json = serde_json::to_string(&hello).unwrap_or_else(|_| "null".to_owned());
+    q.text(ResponseFrame::ok_text(&connect_id, &hello_json));
     let identity = ClientIdentity {
         conn_id: meta.conn_id.clone(),
         role: admission.role.clone(),
@@ -422,11 +423,8 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
         let ctx = CallContext { client: client.clone(), request_id: req.id.clone(), turn };
         conns.tasks.spawn("ws-requests", async move {
             let _permit = permit;
-            let frame = match dispatcher.dispatch(&ctx, &req.method, params).await {
-                Ok(payload) => ResponseFrame::ok(req.id, payload),
-                Err(err) => ResponseFrame::err(req.id, err),
-            };
-            let _ = ctx.client.send(frame.to_text());
+            let text = dispatcher.respond(&ctx, req.id, &req.method, params).await;
+            let _ = ctx.client.send(text);
         });
     }
 

@@ -199,3 +199,36 @@ async fn hello_ok_session_defaults_name_the_configured_default_agent() {
         "{hello}"
     );
 }
+
+/// A `health` answer without the refresh time (`ts`, `durationMs`): the gateway's own periodic
+/// refresh may land between two calls.
+fn without_time(mut health: Value) -> Value {
+    if let Some(map) = health.as_object_mut() {
+        map.remove("ts");
+        map.remove("durationMs");
+    }
+    health
+}
+
+/// A plain `health` is answered from the latest snapshot's cached encoding: it is the snapshot a
+/// `probe` just took (as a tree, equal to the probe's answer), and the next refresh replaces it.
+#[tokio::test]
+async fn a_plain_health_answers_the_latest_refresh_and_follows_the_next_one() {
+    let gw = TestGateway::builder(BIN).start().await.expect("starting clawgate");
+    let mut c = connect(&gw).await;
+
+    let probed = without_time(call(&mut c, "health", json!({"probe": true})).await);
+    assert!(probed["sessions"]["path"].as_str().is_some_and(|p| p.ends_with("clawgate.db")), "{probed}");
+    for params in [json!({}), json!({"probe": false}), json!({"unknown": 1})] {
+        assert_eq!(without_time(call(&mut c, "health", params.clone()).await), probed, "health {params}");
+    }
+
+    // A new session (its run fails: no model is set up) shows up in the next refresh, and plain
+    // calls follow it.
+    let before = probed["sessions"]["count"].as_u64().expect("a session count");
+    call(&mut c, "chat.send", json!({"sessionKey": "cache-check", "message": "hi", "idempotencyKey": "c-1"})).await;
+    let probed = without_time(call(&mut c, "health", json!({"probe": true})).await);
+    assert_eq!(probed["sessions"]["count"].as_u64(), Some(before + 1), "{probed}");
+    assert!(probed.to_string().contains("agent:main:cache-check"), "{probed}");
+    assert_eq!(without_time(call(&mut c, "health", json!({})).await), probed);
+}

@@ -9,7 +9,7 @@ use clawgate_store::{DeviceStore, PairingStore, SessionQuery, SessionStore};
 use crate::agent::AgentService;
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
-use crate::health::{HealthService, channel_summary, public_health};
+use crate::health::{HealthService, channel_summary, health_result, public_health};
 use crate::heartbeat_runner::HeartbeatService;
 use crate::pairing::PairingService;
 
@@ -30,13 +30,7 @@ pub async fn health(
     };
     let snapshot =
         if ctx.client.has_scope_across_sessions(clawgate_protocol::scopes::READ) { full } else { public_health(&full) };
-    let snapshot = match snapshot {
-        Value::Object(map) => map,
-        // No snapshot yet: the answer is `modelRuntime` alone, as it always was.
-        Value::Null => Default::default(),
-        other => return Err(CoreError::internal(format!("health snapshot is not an object: {other}"))),
-    };
-    Ok(HealthResult { snapshot, model_runtime: ModelRuntime::default() })
+    health_result(snapshot)
 }
 
 /// `status` → a summary of the gateway: version, uptime, connections, auth, pairing, sessions
