@@ -82,6 +82,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
     if let Some(line) = comfy_workers_line(&status) {
         println!("{line}");
     }
+    for line in cluster_lines(&status) {
+        println!("{line}");
+    }
     println!("health: {}", if healthy { "ok" } else { "NOT OK" });
     Ok(if healthy { 0 } else { 1 })
 }
@@ -98,6 +101,36 @@ fn comfy_workers_line(status: &Value) -> Option<String> {
     ))
 }
 
+/// Several gateways on one database: each gateway (alive or not) and who holds which lease.
+/// Nothing for a gateway alone on SQLite.
+fn cluster_lines(status: &Value) -> Vec<String> {
+    let Some(cluster) = status.get("cluster").filter(|c| c.get("mode").and_then(Value::as_str) == Some("shared"))
+    else {
+        return Vec::new();
+    };
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+    let gateways = cluster.get("gateways").and_then(Value::as_array).cloned().unwrap_or_default();
+    let alive = gateways.iter().filter(|g| g.get("alive").and_then(Value::as_bool) == Some(true)).count();
+    let mut lines = vec![format!("cluster: {} gateway{} ({alive} alive)", gateways.len(), plural(gateways.len()))];
+    if let Some(error) = cluster.get("error").and_then(Value::as_str) {
+        lines.push(format!("  registry unreadable: {error}"));
+    }
+    for g in &gateways {
+        let state = if g.get("alive").and_then(Value::as_bool) == Some(true) { "alive" } else { "GONE" };
+        let ago = g.get("seenAgoMs").and_then(Value::as_u64).unwrap_or(0);
+        let me = if g.get("self").and_then(Value::as_bool) == Some(true) { " — this one" } else { "" };
+        lines.push(format!("  {} {} {state} (seen {} ago){me}", text(g, "id"), text(g, "addr"), output::duration(ago)));
+    }
+    for l in cluster.get("leases").and_then(Value::as_array).into_iter().flatten() {
+        let expires = l
+            .get("expiresInMs")
+            .and_then(Value::as_u64)
+            .map(|ms| format!(" (expires in {} unless renewed)", output::duration(ms)));
+        lines.push(format!("  lease {} held by {}{}", text(l, "name"), text(l, "holder"), expires.unwrap_or_default()));
+    }
+    lines
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -105,6 +138,22 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_lines_list_gateways_and_lease_holders_only_when_shared() {
+        assert!(cluster_lines(&json!({})).is_empty());
+        assert!(cluster_lines(&json!({"cluster": {"mode": "single", "gateways": [{"id": "a"}]}})).is_empty());
+        let status = json!({"cluster": {"mode": "shared", "gateways": [
+            {"id": "a", "addr": "10.0.0.1:1", "alive": true, "seenAgoMs": 300, "self": true},
+            {"id": "b", "addr": "10.0.0.2:1", "alive": false, "seenAgoMs": 65000, "self": false}],
+            "leases": [{"name": "channel:telegram:default", "holder": "a", "expiresInMs": 8000}]}});
+        let lines = cluster_lines(&status);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[0], "cluster: 2 gateways (1 alive)");
+        assert!(lines[1].starts_with("  a 10.0.0.1:1 alive (seen ") && lines[1].ends_with(" — this one"), "{lines:?}");
+        assert!(lines[2].starts_with("  b 10.0.0.2:1 GONE (seen "), "{lines:?}");
+        assert!(lines[3].starts_with("  lease channel:telegram:default held by a (expires in "), "{lines:?}");
+    }
 
     #[test]
     fn the_comfy_line_counts_configured_and_joined_workers() {
