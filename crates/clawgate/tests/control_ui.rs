@@ -573,8 +573,6 @@ const PAGES: &[(&str, &str, &[&str])] = &[
 /// Methods pages call that clawgate does not implement yet, each with the page and why. The test
 /// requires that these are exactly the failures, so an entry must go once its method works.
 const NOT_YET: &[(&str, &str, &str)] = &[
-    // Issue 13 item 4, the exec-approvals step (s10/approvals) owns it.
-    ("devices", "exec.approvals.get", "owned by the exec approvals step"),
     ("systems", "environments.list", "execution environments (a dynamic-scope method)"),
     ("usage", "sessions.usage", "per-session usage report"),
     ("skills", "skills.status", "skills"),
