@@ -819,6 +819,17 @@ impl Tally {
         }
         Ok(())
     }
+
+    /// As [`Tally::exactly_once`], but up to `allowed` doubled replies pass.
+    pub fn at_most_duplicates(&self, allowed: u64) -> Result<()> {
+        let Self { duplicates, missing, unexpected, .. } = self;
+        if *duplicates > allowed || *missing > 0 || *unexpected > 0 {
+            bail!(
+                "{duplicates} duplicate (at most {allowed} allowed), {missing} missing, {unexpected} unexpected replies"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The reply counts and the latency (`path`: what is timed, e.g. `inbound → sendMessage`).
@@ -958,5 +969,8 @@ mod tests {
         assert!(Tally { duplicates: 1, ..ok }.exactly_once().is_err());
         let ok = Tally { rate: 1.0, duplicates: 0, missing: 0, unexpected: 0 };
         assert!(Tally { missing: 1, ..ok }.exactly_once().is_err());
+        assert!(Tally { duplicates: 2, ..ok }.at_most_duplicates(2).is_ok());
+        assert!(Tally { duplicates: 3, ..ok }.at_most_duplicates(2).is_err());
+        assert!(Tally { missing: 1, ..ok }.at_most_duplicates(5).is_err());
     }
 }

@@ -200,10 +200,9 @@ async fn silent_client_is_closed_1000_after_the_handshake_timeout() {
     let close = client.expect_close(WAIT).await.expect("close");
     let elapsed = started.elapsed();
     assert_eq!(close, (1000, String::new()));
-    assert!(
-        elapsed >= Duration::from_millis(1200) && elapsed < Duration::from_millis(4500),
-        "closed after {elapsed:?}, expected about 1.5 s"
-    );
+    // Only the lower bound is a fact (the timer never fires early); how late the close comes
+    // depends on the machine's load, and `WAIT` already bounds it.
+    assert!(elapsed >= Duration::from_millis(1200), "closed after {elapsed:?}, before the 1.5 s handshake timeout");
     assert_eq!(client.received().len(), 1, "{:?}", client.received());
 }
 
