@@ -42,10 +42,11 @@ OUT="$ROOT/bench/results/$(date +%F).jsonl"
 mkdir -p "$(dirname "$OUT")"
 WORK="$(mktemp -d)"
 PIDS=()
+PG_PIDS=()
 
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  [[ -n "${PG_PID:-}" ]] && kill -INT "$PG_PID" 2>/dev/null && wait "$PG_PID" 2>/dev/null || true
+  for p in "${PG_PIDS[@]}"; do kill -INT "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -54,11 +55,16 @@ say() { printf '\n== %s\n' "$*" >&2; }
 
 "$B" fake-model --port "$MODEL_PORT" --chunks 8 --delay-ms 0 >"$WORK/model.log" 2>&1 &
 PIDS+=($!)
-"$B" postgres >"$WORK/pg.url" 2>"$WORK/pg.log" &
-PG_PID=$!
-for _ in $(seq 1 300); do [[ -s "$WORK/pg.url" ]] && break; sleep 0.1; done
-[[ -s "$WORK/pg.url" ]] || { cat "$WORK/pg.log" >&2; echo "PostgreSQL did not start (scripts/install-postgres.sh installs it)" >&2; exit 1; }
-PG_URL="$(cat "$WORK/pg.url")"
+# start_pg NAME → a fresh throwaway PostgreSQL, its URL in $PG_URL. Each setup gets its own: a
+# database keeps the Telegram offset of the previous setup's fake Bot API, whose update ids
+# start again at 1.
+start_pg() {
+  "$B" postgres >"$WORK/$1.pg.url" 2>"$WORK/$1.pg.log" &
+  PG_PIDS+=($!)
+  for _ in $(seq 1 300); do [[ -s "$WORK/$1.pg.url" ]] && break; sleep 0.1; done
+  [[ -s "$WORK/$1.pg.url" ]] || { cat "$WORK/$1.pg.log" >&2; echo "PostgreSQL did not start (scripts/install-postgres.sh installs it)" >&2; exit 1; }
+  PG_URL="$(cat "$WORK/$1.pg.url")"
+}
 
 # start_gateway NAME PORT STORAGE_URL → the pid in $GW_PID once it listens.
 start_gateway() {
@@ -104,8 +110,9 @@ for setup in sqlite pg1 pg2; do
   say "setup $setup"
   case "$setup" in
     sqlite) start_gateway "$setup-a" 28911 "sqlite:$WORK/$setup-a/state.db"; GATEWAYS=("$GW_PID") ;;
-    pg1) start_gateway "$setup-a" 28911 "$PG_URL"; GATEWAYS=("$GW_PID") ;;
+    pg1) start_pg "$setup"; start_gateway "$setup-a" 28911 "$PG_URL"; GATEWAYS=("$GW_PID") ;;
     pg2)
+      start_pg "$setup"
       start_gateway "$setup-a" 28911 "$PG_URL"; GATEWAYS=("$GW_PID")
       start_gateway "$setup-b" 28912 "$PG_URL"; GATEWAYS+=("$GW_PID") ;;
   esac
@@ -137,6 +144,7 @@ for setup in sqlite pg1 pg2; do
 done
 
 say "failover: two gateways on PostgreSQL, kill -9 of the Telegram lease holder mid-run"
+start_pg failover
 start_gateway failover-a 28911 "$PG_URL"; A=$GW_PID
 start_gateway failover-b 28912 "$PG_URL"; B_PID=$GW_PID
 GATEWAYS=("$A" "$B_PID")
