@@ -31,6 +31,7 @@ use clawgate_protocol::methods::exec_approvals::{
 use clawgate_store::{ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval, StoreError};
 
 use crate::agent::tools::NodeCall;
+use crate::broadcast::ClientHandle;
 use crate::error::CoreError;
 use crate::events::Events;
 use crate::gateway::Store;
@@ -300,6 +301,42 @@ pub struct Grant {
     pub node: Option<String>,
 }
 
+/// Whether `client` may see this exec approval (upstream's `isApprovalRecordVisibleToClient`):
+/// an `operator.admin` client sees every one; any other only those it requested (same device,
+/// else same connection) and those nobody in particular asked for (the agent's own tool
+/// calls). An access token limited to some sessions sees only approvals of those sessions.
+pub fn visible_to(a: &ApprovalRecord, client: &ClientHandle) -> bool {
+    if let Some(access) = client.access().filter(|a| a.restricts_sessions()) {
+        let request = request_of(a);
+        if !request.get("sessionKey").and_then(Value::as_str).is_some_and(|k| access.allows_session(k)) {
+            return false;
+        }
+    }
+    if client.scopes.iter().any(|s| s == clawgate_protocol::scopes::ADMIN) {
+        return true;
+    }
+    let field = |k: &str| requester(a, k);
+    if let Some(device) = field("deviceId") {
+        return client.device_id.as_deref() == Some(device);
+    }
+    if let Some(conn) = field("connId") {
+        return client.conn_id == conn;
+    }
+    field("client").is_none()
+}
+
+/// A non-empty text field of who asked for the approval.
+fn requester<'a>(a: &'a ApprovalRecord, key: &str) -> Option<&'a str> {
+    let by = a.requested_by.as_ref()?;
+    by.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Whether `client` is one to review this approval: it may see it and did not ask for it on
+/// this connection (as upstream, the requester's connection is not told of its own request).
+fn reviews(a: &ApprovalRecord, client: &ClientHandle) -> bool {
+    visible_to(a, client) && requester(a, "connId") != Some(client.conn_id.as_str())
+}
+
 /// A new exec approval: the request as reviewers see it, and the allowlist entry an
 /// allow-always adds.
 #[derive(Debug, Clone, PartialEq)]
@@ -377,20 +414,18 @@ impl ExecApprovals {
             Err(e) => return Err(e.into()),
         };
         let event = serde_json::to_value(entry(&record)).map_err(CoreError::internal)?;
-        self.inner.events.clients().broadcast(ev::EXEC_APPROVAL_REQUESTED, &event, None, true);
-        Ok(record)
-    }
-
-    /// How many clients would be told of a new approval (connected operators holding
-    /// `operator.approvals`).
-    pub fn approval_clients(&self) -> usize {
         self.inner
             .events
             .clients()
-            .clients()
-            .iter()
-            .filter(|c| c.role == "operator" && c.has_scope(clawgate_protocol::scopes::APPROVALS))
-            .count()
+            .broadcast_filtered(ev::EXEC_APPROVAL_REQUESTED, &event, None, true, |c| reviews(&record, c));
+        Ok(record)
+    }
+
+    /// How many clients were told of this new approval: connected operators holding
+    /// `operator.approvals` who may see it, its requester's own connection aside.
+    pub fn approval_clients(&self, a: &ApprovalRecord) -> usize {
+        let clients = self.inner.events.clients().clients();
+        clients.iter().filter(|c| c.has_scope(clawgate_protocol::scopes::APPROVALS) && reviews(a, c)).count()
     }
 
     /// The exec approval with this id as of now (`None` if unknown or of another kind).
@@ -464,7 +499,10 @@ impl ExecApprovals {
             request: request_of(&done),
         };
         let event = serde_json::to_value(event).map_err(CoreError::internal)?;
-        self.inner.events.clients().broadcast(ev::EXEC_APPROVAL_RESOLVED, &event, None, true);
+        self.inner
+            .events
+            .clients()
+            .broadcast_filtered(ev::EXEC_APPROVAL_RESOLVED, &event, None, true, |c| visible_to(&done, c));
         Ok(Resolved::Applied(done))
     }
 

@@ -530,6 +530,11 @@ async fn exec_approvals_are_shown_only_to_who_may_see_them() {
     let call = send(&mut mine, "exec.approval.request", json!({"command": "make test", "twoPhase": true})).await;
     let id = ok(&mine.recv_response(&call, WAIT).await.expect("accepted"))["id"].as_str().expect("id").to_owned();
 
+    // Only the admin is told (the requester's own connection is not): by the time another
+    // client's request is answered, an event sent to it would have arrived before the answer.
+    let told = admin.recv_event("exec.approval.requested", WAIT).await.expect("the admin is told");
+    assert_eq!(told["payload"]["id"], id.as_str());
+
     // The requester and an admin see it; another approvals client does not, and for it the id
     // does not exist: get, wait and resolve answer as for an unknown id.
     for (who, c) in [("requester", &mut mine), ("admin", &mut admin)] {
@@ -549,10 +554,17 @@ async fn exec_approvals_are_shown_only_to_who_may_see_them() {
     let got = admin.request("exec.approval.get", Some(json!({"id": id}))).await.expect("get");
     assert_eq!(ok(&got)["commandText"], "make test");
 
-    // The refused resolve changed nothing: the admin decides, the requester hears.
+    // The refused resolve changed nothing: the admin decides, the requester hears of it.
     ok(&admin.request("exec.approval.resolve", Some(json!({"id": id, "decision": "deny"}))).await.expect("resolve"));
     let fin = mine.recv_response(&call, WAIT).await.expect("final answer");
     assert_eq!(ok(&fin)["decision"], "deny", "{fin}");
+    let resolved = mine.recv_event("exec.approval.resolved", WAIT).await.expect("the requester hears");
+    assert_eq!(resolved["payload"]["id"], id.as_str());
+    ok(&other.request("exec.approval.list", Some(json!({}))).await.expect("a round trip after both events"));
+    ok(&mine.request("exec.approval.list", Some(json!({}))).await.expect("a round trip"));
+    let heard = |c: &RawClient, event: &str| c.received().iter().any(|f| f["event"] == event);
+    assert!(!heard(&other, "exec.approval.requested") && !heard(&other, "exec.approval.resolved"), "not its approval");
+    assert!(!heard(&mine, "exec.approval.requested"), "the requester is not asked to review its own request");
 }
 
 // ---- the real node host and the real `openclaw approvals resolve` ----

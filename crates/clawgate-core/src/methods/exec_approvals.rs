@@ -8,12 +8,10 @@
 //! agnostic methods say `"approval not found"`); a second resolve with the same decision is ok,
 //! with another `"approval already resolved"`.
 //!
-//! Who sees what ([`visible_to`], upstream's `isApprovalRecordVisibleToClient`): an
-//! `operator.admin` caller sees every exec approval; any other caller only those it requested
-//! (same device, else same connection) and those nobody in particular asked for (the agent's
-//! own tool calls). An approval a caller may not see is, for `exec.approval.list|get|resolve|
-//! waitDecision`, as if it did not exist — the same not-found error, so ids cannot be probed.
-//! An access token limited to some sessions sees only approvals of those sessions.
+//! Who sees what ([`crate::exec_approvals::visible_to`], upstream's
+//! `isApprovalRecordVisibleToClient`): an approval a caller may not see is, for
+//! `exec.approval.list|get|resolve|waitDecision`, as if it did not exist — the same not-found
+//! error, so ids cannot be probed.
 
 use serde_json::{Map, Value, json};
 
@@ -27,7 +25,6 @@ use clawgate_protocol::methods::exec_approvals::{
     ExecApprovalResolveResult, ExecApprovalsGetParams, ExecApprovalsNodeGetParams, ExecApprovalsNodeSetParams,
     ExecApprovalsSetParams, ExecApprovalsSnapshot,
 };
-use clawgate_protocol::scopes;
 use clawgate_store::{ApprovalRecord, ApprovalStatus};
 
 use crate::dispatch::CallContext;
@@ -73,25 +70,7 @@ fn resolver_of(ctx: &CallContext) -> String {
 
 /// Whether the caller may see (and so resolve or wait for) this exec approval.
 fn visible_to(a: &ApprovalRecord, ctx: &CallContext) -> bool {
-    let client = &ctx.client;
-    if let Some(access) = client.access().filter(|a| a.restricts_sessions()) {
-        let key = request_of(a).get("sessionKey").and_then(Value::as_str).map(str::to_owned);
-        if !key.is_some_and(|k| access.allows_session(&k)) {
-            return false;
-        }
-    }
-    if client.scopes.iter().any(|s| s == scopes::ADMIN) {
-        return true;
-    }
-    let by = a.requested_by.as_ref();
-    let field = |k: &str| by.and_then(|b| b.get(k)).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
-    if let Some(device) = field("deviceId") {
-        return client.device_id.as_deref() == Some(device);
-    }
-    if let Some(conn) = field("connId") {
-        return client.conn_id == conn;
-    }
-    field("client").is_none()
+    crate::exec_approvals::visible_to(a, &ctx.client)
 }
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
@@ -202,7 +181,7 @@ pub async fn exec_approval_request(
         let accepted = ExecApprovalAccepted {
             status: "accepted",
             id: record.id.clone(),
-            delivery_route: if exec.approval_clients() > 0 { "approval-client" } else { "none" },
+            delivery_route: if exec.approval_clients(&record) > 0 { "approval-client" } else { "none" },
             created_at_ms: record.created_at_ms,
             expires_at_ms: record.expires_at_ms,
         };
