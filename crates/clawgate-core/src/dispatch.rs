@@ -395,25 +395,42 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::UPDATE_STATUS => typed(method, params, methods::control_ui::update_status).await,
         m::SESSIONS_COMPANION_STATE => typed(method, params, methods::control_ui::sessions_companion_state).await,
         m::EXEC_APPROVAL_LIST => {
-            typed(method, params, |p| methods::exec_approvals::exec_approval_list(&gw.exec_approvals, p)).await
+            typed(method, params, |p| methods::exec_approvals::exec_approval_list(&gw.exec_approvals, ctx, p)).await
         }
         m::EXEC_APPROVAL_REQUEST => {
             typed(method, params, |p| methods::exec_approvals::exec_approval_request(&gw.exec_approvals, ctx, p)).await
         }
         m::EXEC_APPROVAL_WAIT_DECISION => {
-            typed(method, params, |p| methods::exec_approvals::exec_approval_wait_decision(&gw.exec_approvals, p)).await
+            typed(method, params, |p| methods::exec_approvals::exec_approval_wait_decision(&gw.exec_approvals, ctx, p))
+                .await
         }
         m::EXEC_APPROVAL_RESOLVE => {
             typed(method, params, |p| methods::exec_approvals::exec_approval_resolve(&gw.exec_approvals, ctx, p)).await
         }
         m::EXEC_APPROVAL_GET => {
-            typed(method, params, |p| methods::exec_approvals::exec_approval_get(&gw.exec_approvals, p)).await
+            typed(method, params, |p| methods::exec_approvals::exec_approval_get(&gw.exec_approvals, ctx, p)).await
         }
         m::EXEC_APPROVALS_GET => {
             typed(method, params, |p| methods::exec_approvals::exec_approvals_get(&gw.exec_approvals, p)).await
         }
         m::EXEC_APPROVALS_SET => {
             typed(method, params, |p| methods::exec_approvals::exec_approvals_set(&gw.exec_approvals, p)).await
+        }
+        m::EXEC_APPROVAL_GRANTS_LIST => typed(method, params, methods::exec_approvals::exec_approval_grants_list).await,
+        m::EXEC_APPROVAL_GRANTS_REVOKE => {
+            typed(method, params, methods::exec_approvals::exec_approval_grants_revoke).await
+        }
+        m::EXEC_APPROVALS_NODE_GET => {
+            typed(method, params, |p| {
+                methods::exec_approvals::exec_approvals_node_get(&gw.exec_approvals, &gw.nodes, p)
+            })
+            .await
+        }
+        m::EXEC_APPROVALS_NODE_SET => {
+            typed(method, params, |p| {
+                methods::exec_approvals::exec_approvals_node_set(&gw.exec_approvals, &gw.nodes, p)
+            })
+            .await
         }
         m::APPROVAL_GET => {
             typed(method, params, |p| methods::exec_approvals::approval_get(&gw.exec_approvals, p)).await

@@ -5,7 +5,15 @@
 //! plugin approvals (kind [`EXEC_KIND`]), with the same expiry rule and the same "decided once"
 //! guarantee; waiters re-read the store, so a decision made after a restart, from another
 //! connection or by another gateway on the same database is seen. The policy is one JSON
-//! document in the store, written only over the hash it was read at.
+//! document in the store, written only over the hash it was read at; a node may have its own
+//! (`exec.approvals.node.*`, upstream keeps one per node host), which then decides for commands
+//! on that node instead of the gateway's ([`PolicyOf`]).
+//!
+//! Grants: an allow-always adds an allowlist entry (`source: "allow-always"`, with an id,
+//! `commandText` and `lastUsedAt`, updated each time it lets a command run) to the document that
+//! decided — the node's own or the gateway's. Revoking one is writing the document without it
+//! (`exec.approvals.set`/`exec.approvals.node.set`, as `openclaw approvals allowlist remove`
+//! does); the next such command asks again.
 //!
 //! The policy decision ([`verdict`]) and the allowlist matching ([`pattern_matches`]) are pure
 //! functions, unit-tested below; [`ExecApprovals`] adds storage and events.
@@ -23,6 +31,7 @@ use clawgate_protocol::methods::exec_approvals::{
 use clawgate_store::{ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval, StoreError};
 
 use crate::agent::tools::NodeCall;
+use crate::broadcast::ClientHandle;
 use crate::error::CoreError;
 use crate::events::Events;
 use crate::gateway::Store;
@@ -40,6 +49,8 @@ pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
 const WAIT_POLL: Duration = Duration::from_millis(150);
 /// What `exec.approvals.get` names as the policy's place: it lives in the store, not a file.
 pub const POLICY_PATH: &str = "clawgate-store:exec_approval_policy";
+/// The same for a node's own policy (followed by `/<nodeId>`).
+pub const NODE_POLICY_PATH: &str = "clawgate-store:exec_node_policies";
 /// Attempts at adding an allow-always entry when other writers keep changing the policy.
 const GRANT_ATTEMPTS: usize = 5;
 
@@ -269,6 +280,63 @@ pub fn entry(a: &ApprovalRecord) -> ExecApprovalEntry {
     }
 }
 
+/// Whose policy document: the gateway's, or one node's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyOf<'a> {
+    /// The gateway's (`exec.approvals.get|set`).
+    Gateway,
+    /// The node's with this id (`exec.approvals.node.get|set`).
+    Node(&'a str),
+}
+
+/// The allowlist entry an allow-always adds: for `agent`, `pattern`, in the policy of `node`
+/// (its own) or the gateway's (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The agent whose allowlist gets it (`*` for all).
+    pub agent: String,
+    /// The allowlist pattern.
+    pub pattern: String,
+    /// The node whose own policy decided, if one did.
+    pub node: Option<String>,
+}
+
+/// Whether `client` may see this exec approval (upstream's `isApprovalRecordVisibleToClient`):
+/// an `operator.admin` client sees every one; any other only those it requested (same device,
+/// else same connection) and those nobody in particular asked for (the agent's own tool
+/// calls). An access token limited to some sessions sees only approvals of those sessions.
+pub fn visible_to(a: &ApprovalRecord, client: &ClientHandle) -> bool {
+    if let Some(access) = client.access().filter(|a| a.restricts_sessions()) {
+        let request = request_of(a);
+        if !request.get("sessionKey").and_then(Value::as_str).is_some_and(|k| access.allows_session(k)) {
+            return false;
+        }
+    }
+    if client.scopes.iter().any(|s| s == clawgate_protocol::scopes::ADMIN) {
+        return true;
+    }
+    let field = |k: &str| requester(a, k);
+    if let Some(device) = field("deviceId") {
+        return client.device_id.as_deref() == Some(device);
+    }
+    if let Some(conn) = field("connId") {
+        return client.conn_id == conn;
+    }
+    field("client").is_none()
+}
+
+/// A non-empty text field of who asked for the approval.
+fn requester<'a>(a: &'a ApprovalRecord, key: &str) -> Option<&'a str> {
+    let by = a.requested_by.as_ref()?;
+    by.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Whether `client` is one to review this approval: it may see it and did not ask for it on
+/// this connection (as upstream, the requester's connection is not told of its own request).
+fn reviews(a: &ApprovalRecord, client: &ClientHandle) -> bool {
+    visible_to(a, client) && requester(a, "connId") != Some(client.conn_id.as_str())
+}
+
 /// A new exec approval: the request as reviewers see it, and the allowlist entry an
 /// allow-always adds.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,8 +345,8 @@ pub struct NewExecApproval {
     pub id: Option<String>,
     /// The stored request (`command`, `nodeId`, `agentId`, `allowedDecisions`, …).
     pub request: Map<String, Value>,
-    /// `(agent, pattern)` allow-always adds to the allowlist.
-    pub grant: Option<(String, String)>,
+    /// What allow-always adds to an allowlist.
+    pub grant: Option<Grant>,
     /// How long it stays open.
     pub timeout_ms: u64,
     /// Who asked (`{client, connId}` or `{agentId, sessionKey, runId}`).
@@ -327,8 +395,11 @@ impl ExecApprovals {
         let now = now_ms();
         let id = new.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut payload = json!({"request": Value::Object(new.request)});
-        if let Some((agent, pattern)) = new.grant {
-            payload["grant"] = json!({"agentId": agent, "pattern": pattern});
+        if let Some(g) = new.grant {
+            payload["grant"] = json!({"agentId": g.agent, "pattern": g.pattern});
+            if let Some(node) = g.node {
+                payload["grant"]["nodeId"] = json!(node);
+            }
         }
         let approval = NewApproval {
             id,
@@ -343,20 +414,18 @@ impl ExecApprovals {
             Err(e) => return Err(e.into()),
         };
         let event = serde_json::to_value(entry(&record)).map_err(CoreError::internal)?;
-        self.inner.events.clients().broadcast(ev::EXEC_APPROVAL_REQUESTED, &event, None, true);
-        Ok(record)
-    }
-
-    /// How many clients would be told of a new approval (connected operators holding
-    /// `operator.approvals`).
-    pub fn approval_clients(&self) -> usize {
         self.inner
             .events
             .clients()
-            .clients()
-            .iter()
-            .filter(|c| c.role == "operator" && c.has_scope(clawgate_protocol::scopes::APPROVALS))
-            .count()
+            .broadcast_filtered(ev::EXEC_APPROVAL_REQUESTED, &event, None, true, |c| reviews(&record, c));
+        Ok(record)
+    }
+
+    /// How many clients were told of this new approval: connected operators holding
+    /// `operator.approvals` who may see it, its requester's own connection aside.
+    pub fn approval_clients(&self, a: &ApprovalRecord) -> usize {
+        let clients = self.inner.events.clients().clients();
+        clients.iter().filter(|c| c.has_scope(clawgate_protocol::scopes::APPROVALS) && reviews(a, c)).count()
     }
 
     /// The exec approval with this id as of now (`None` if unknown or of another kind).
@@ -413,9 +482,13 @@ impl ExecApprovals {
         {
             let agent = grant.get("agentId").and_then(Value::as_str).unwrap_or("*");
             let pattern = grant.get("pattern").and_then(Value::as_str).unwrap_or_default();
+            let target = match grant.get("nodeId").and_then(Value::as_str) {
+                Some(node) => PolicyOf::Node(node),
+                None => PolicyOf::Gateway,
+            };
             let command = request_of(&done).get("command").and_then(Value::as_str).map(str::to_owned);
             if !pattern.is_empty() {
-                self.add_allowlist_entry(agent, pattern, command.as_deref()).await?;
+                self.add_allowlist_entry(target, agent, pattern, command.as_deref()).await?;
             }
         }
         let event = ExecApprovalResolvedEvent {
@@ -426,13 +499,20 @@ impl ExecApprovals {
             request: request_of(&done),
         };
         let event = serde_json::to_value(event).map_err(CoreError::internal)?;
-        self.inner.events.clients().broadcast(ev::EXEC_APPROVAL_RESOLVED, &event, None, true);
+        self.inner
+            .events
+            .clients()
+            .broadcast_filtered(ev::EXEC_APPROVAL_RESOLVED, &event, None, true, |c| visible_to(&done, c));
         Ok(Resolved::Applied(done))
     }
 
-    /// The policy document, its hash and whether one was ever written.
-    pub async fn policy_file(&self) -> Result<(Value, String, bool), CoreError> {
-        Ok(match self.inner.store.exec_policy().await? {
+    /// A policy document, its hash and whether one was ever written.
+    pub async fn policy_file(&self, of: PolicyOf<'_>) -> Result<(Value, String, bool), CoreError> {
+        let stored = match of {
+            PolicyOf::Gateway => self.inner.store.exec_policy().await?,
+            PolicyOf::Node(node) => self.inner.store.exec_node_policy(node).await?,
+        };
+        Ok(match stored {
             Some(p) => (p.file, p.hash, true),
             None => {
                 let file = empty_file();
@@ -442,22 +522,41 @@ impl ExecApprovals {
         })
     }
 
-    /// The policy in force for an agent.
-    pub async fn policy_for(&self, agent_id: &str) -> Result<Policy, CoreError> {
-        Ok(effective(&self.policy_file().await?.0, agent_id))
+    /// Writes a policy document if the stored one is still at `base` (`None`: none stored).
+    async fn swap(&self, of: PolicyOf<'_>, base: Option<&str>, file: &Value, hash: &str) -> Result<bool, CoreError> {
+        Ok(match of {
+            PolicyOf::Gateway => self.inner.store.swap_exec_policy(base, file, hash, now_ms()).await?,
+            PolicyOf::Node(node) => self.inner.store.swap_exec_node_policy(node, base, file, hash, now_ms()).await?,
+        })
     }
 
-    /// `exec.approvals.get`'s snapshot.
-    pub async fn snapshot(&self) -> Result<ExecApprovalsSnapshot, CoreError> {
-        let (file, hash, exists) = self.policy_file().await?;
-        Ok(snapshot_of(file, hash, exists))
+    /// The document that decides for commands on `node`: its own policy once one is set, else
+    /// the gateway's; with its hash and which it is.
+    pub async fn policy_in_force<'a>(&self, node: &'a str) -> Result<(Value, String, PolicyOf<'a>), CoreError> {
+        let (file, hash, exists) = self.policy_file(PolicyOf::Node(node)).await?;
+        if exists {
+            return Ok((file, hash, PolicyOf::Node(node)));
+        }
+        let (file, hash, _) = self.policy_file(PolicyOf::Gateway).await?;
+        Ok((file, hash, PolicyOf::Gateway))
     }
 
-    /// Replaces the policy document if it is still at `base_hash` (upstream's rules: once a
+    /// `exec.approvals.get`'s (or `exec.approvals.node.get`'s) snapshot.
+    pub async fn snapshot(&self, of: PolicyOf<'_>) -> Result<ExecApprovalsSnapshot, CoreError> {
+        let (file, hash, exists) = self.policy_file(of).await?;
+        Ok(snapshot_of(of, file, hash, exists))
+    }
+
+    /// Replaces a policy document if it is still at `base_hash` (upstream's rules: once a
     /// policy exists the base hash is required; a stale one is refused).
-    pub async fn set_policy(&self, file: Value, base_hash: Option<&str>) -> Result<ExecApprovalsSnapshot, CoreError> {
+    pub async fn set_policy(
+        &self,
+        of: PolicyOf<'_>,
+        file: Value,
+        base_hash: Option<&str>,
+    ) -> Result<ExecApprovalsSnapshot, CoreError> {
         const CHANGED: &str = "exec approvals changed since last load; re-run exec.approvals.get and retry";
-        let (_, hash, exists) = self.policy_file().await?;
+        let (_, hash, exists) = self.policy_file(of).await?;
         let base = match (exists, base_hash) {
             (false, Some(b)) if b != hash => return Err(CoreError::invalid(CHANGED)),
             (false, _) => None,
@@ -470,27 +569,46 @@ impl ExecApprovals {
             (true, Some(b)) => Some(b),
         };
         let new_hash = hash_of(&file);
-        if !self.inner.store.swap_exec_policy(base, &file, &new_hash, now_ms()).await? {
+        if !self.swap(of, base, &file, &new_hash).await? {
             return Err(CoreError::invalid(CHANGED));
         }
-        Ok(snapshot_of(file, new_hash, true))
+        Ok(snapshot_of(of, file, new_hash, true))
     }
 
     /// Adds `pattern` to an agent's allowlist (`source: "allow-always"`), unless present;
     /// retried over concurrent writers.
-    async fn add_allowlist_entry(&self, agent: &str, pattern: &str, command: Option<&str>) -> Result<(), CoreError> {
+    async fn add_allowlist_entry(
+        &self,
+        of: PolicyOf<'_>,
+        agent: &str,
+        pattern: &str,
+        command: Option<&str>,
+    ) -> Result<(), CoreError> {
         for _ in 0..GRANT_ATTEMPTS {
-            let (mut file, hash, exists) = self.policy_file().await?;
+            let (mut file, hash, exists) = self.policy_file(of).await?;
             if !with_allowlist_entry(&mut file, agent, pattern, command, now_ms()) {
                 return Ok(());
             }
             let new_hash = hash_of(&file);
-            let base = exists.then_some(hash.as_str());
-            if self.inner.store.swap_exec_policy(base, &file, &new_hash, now_ms()).await? {
+            if self.swap(of, exists.then_some(hash.as_str()), &file, &new_hash).await? {
                 return Ok(());
             }
         }
         Err(CoreError::Unavailable("exec approvals policy is changing too often; retry".into()))
+    }
+
+    /// Notes on the allowlist entry that let `subject` run when it was used last
+    /// (`lastUsedAt`, `lastUsedCommand`), so operators see which grants are alive. Best effort:
+    /// one write over the hash read with the policy; a concurrent edit wins and this use goes
+    /// unrecorded.
+    async fn record_use(&self, of: PolicyOf<'_>, mut file: Value, hash: &str, agent: &str, subject: &str, text: &str) {
+        if !with_use_recorded(&mut file, agent, subject, text, now_ms()) {
+            return;
+        }
+        let new_hash = hash_of(&file);
+        if let Err(e) = self.swap(of, Some(hash), &file, &new_hash).await {
+            tracing::warn!(error = %e, "exec approvals: recording an allowlist entry's use failed");
+        }
     }
 }
 
@@ -530,10 +648,11 @@ impl ExecApprovals {
         if subject.is_empty() {
             return Err("system.run needs params.command, the argv to run".into());
         }
-        let policy = self.policy_for(&call.agent_id).await.map_err(|e| e.to_string())?;
+        let (file, hash, of) = self.policy_in_force(&node.node_id).await.map_err(|e| e.to_string())?;
+        let policy = effective(&file, &call.agent_id);
         let mut decision = None;
         match verdict(&policy, &subject) {
-            Verdict::Allow => {}
+            Verdict::Allow => self.record_use(of, file, &hash, &call.agent_id, &subject, &command_text).await,
             Verdict::Deny(why) => return Err(format!("denied: {why}")),
             Verdict::Ask => {
                 let mut request = Map::new();
@@ -554,7 +673,14 @@ impl ExecApprovals {
                 let new = NewExecApproval {
                     id: None,
                     request,
-                    grant: Some((call.agent_id.clone(), subject.clone())),
+                    grant: Some(Grant {
+                        agent: call.agent_id.clone(),
+                        pattern: subject.clone(),
+                        node: match of {
+                            PolicyOf::Node(n) => Some(n.to_owned()),
+                            PolicyOf::Gateway => None,
+                        },
+                    }),
                     timeout_ms: DEFAULT_TIMEOUT_MS,
                     requested_by: json!({"agentId": call.agent_id, "sessionKey": call.session_key,
                                          "runId": call.run_id}),
@@ -629,10 +755,33 @@ pub fn with_allowlist_entry(file: &mut Value, agent: &str, pattern: &str, comman
     true
 }
 
-fn snapshot_of(file: Value, hash: String, exists: bool) -> ExecApprovalsSnapshot {
+/// Marks the allowlist entry that covers `subject` for `agent` (its own list first, then `*`'s)
+/// as used now for `command`; `false` if no entry covers it.
+pub fn with_use_recorded(file: &mut Value, agent: &str, subject: &str, command: &str, now: i64) -> bool {
+    for key in [agent, "*"] {
+        let list = file.get_mut("agents").and_then(|a| a.get_mut(key)).and_then(|a| a.get_mut("allowlist"));
+        let Some(list) = list.and_then(Value::as_array_mut) else { continue };
+        let hit = list.iter_mut().find(|e| {
+            e.get("pattern")
+                .and_then(Value::as_str)
+                .is_some_and(|p| !p.trim().is_empty() && pattern_matches(p, subject))
+        });
+        if let Some(Value::Object(entry)) = hit {
+            entry.insert("lastUsedAt".into(), json!(now));
+            entry.insert("lastUsedCommand".into(), json!(command));
+            return true;
+        }
+    }
+    false
+}
+
+fn snapshot_of(of: PolicyOf<'_>, file: Value, hash: String, exists: bool) -> ExecApprovalsSnapshot {
     let d = effective(&file, "\u{0}defaults");
     ExecApprovalsSnapshot {
-        path: POLICY_PATH.to_owned(),
+        path: match of {
+            PolicyOf::Gateway => POLICY_PATH.to_owned(),
+            PolicyOf::Node(node) => format!("{NODE_POLICY_PATH}/{node}"),
+        },
         exists,
         hash,
         file,
@@ -713,6 +862,21 @@ mod tests {
         assert_eq!(list[0]["commandText"], "system.which sh");
         assert_eq!(effective(&file, "main").allowlist, vec!["system.which".to_owned()]);
         assert_ne!(hash_of(&file), hash_of(&json!({"version": 1})));
+    }
+
+    #[test]
+    fn a_use_is_noted_on_the_entry_that_allowed_it() {
+        let mut file = json!({"version": 1, "agents": {
+            "main": {"allowlist": [{"id": "a", "pattern": "/usr/bin/*"}]},
+            "*": {"allowlist": [{"id": "b", "pattern": "system.which"}]}}});
+        assert!(with_use_recorded(&mut file, "main", "system.which", "system.which sh", 7));
+        let all = &file["agents"]["*"]["allowlist"][0];
+        assert_eq!((all["lastUsedAt"].as_i64(), all["lastUsedCommand"].as_str()), (Some(7), Some("system.which sh")));
+        assert!(file["agents"]["main"]["allowlist"][0].get("lastUsedAt").is_none());
+        assert!(with_use_recorded(&mut file, "main", "/usr/bin/ls", "/usr/bin/ls -l", 8));
+        assert_eq!(file["agents"]["main"]["allowlist"][0]["lastUsedAt"], 8);
+        assert!(!with_use_recorded(&mut file, "main", "rm", "rm -rf /", 9), "nothing covers rm");
+        assert!(!with_use_recorded(&mut json!({"version": 1}), "main", "ls", "ls", 9));
     }
 
     #[test]

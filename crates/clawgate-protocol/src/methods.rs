@@ -287,8 +287,12 @@ pub mod names {
     pub const EXEC_APPROVAL_WAIT_DECISION: &str = "exec.approval.waitDecision";
     pub const EXEC_APPROVAL_RESOLVE: &str = "exec.approval.resolve";
     pub const EXEC_APPROVAL_GET: &str = "exec.approval.get";
+    pub const EXEC_APPROVAL_GRANTS_LIST: &str = "exec.approval.grants.list";
+    pub const EXEC_APPROVAL_GRANTS_REVOKE: &str = "exec.approval.grants.revoke";
     pub const EXEC_APPROVALS_GET: &str = "exec.approvals.get";
     pub const EXEC_APPROVALS_SET: &str = "exec.approvals.set";
+    pub const EXEC_APPROVALS_NODE_GET: &str = "exec.approvals.node.get";
+    pub const EXEC_APPROVALS_NODE_SET: &str = "exec.approvals.node.set";
     pub const APPROVAL_GET: &str = "approval.get";
     pub const APPROVAL_RESOLVE: &str = "approval.resolve";
     pub const OPENCLAW_APPROVAL_LIST: &str = "openclaw.approval.list";
@@ -418,8 +422,12 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::EXEC_APPROVAL_WAIT_DECISION, scopes::APPROVALS),
     m(names::EXEC_APPROVAL_RESOLVE, scopes::APPROVALS),
     m(names::EXEC_APPROVAL_GET, scopes::APPROVALS),
+    m(names::EXEC_APPROVAL_GRANTS_LIST, scopes::APPROVALS),
+    m(names::EXEC_APPROVAL_GRANTS_REVOKE, scopes::APPROVALS),
     m(names::EXEC_APPROVALS_GET, scopes::ADMIN),
     m(names::EXEC_APPROVALS_SET, scopes::ADMIN),
+    m(names::EXEC_APPROVALS_NODE_GET, scopes::ADMIN),
+    m(names::EXEC_APPROVALS_NODE_SET, scopes::ADMIN),
     m(names::APPROVAL_GET, scopes::APPROVALS),
     m(names::APPROVAL_RESOLVE, scopes::APPROVALS),
     m(names::OPENCLAW_APPROVAL_LIST, scopes::APPROVALS),

@@ -1,4 +1,5 @@
-//! The typed params and results of `exec.approval.*`, `exec.approvals.get|set` and
+//! The typed params and results of `exec.approval.*`, `exec.approvals.get|set`,
+//! `exec.approvals.node.get|set` and
 //! `approval.get|resolve` against the vendored OpenClaw schema (2026.9.6): results validate
 //! against upstream's definitions, schema-valid params decode, and — upstream's params being
 //! closed — an unknown field is refused.
@@ -53,6 +54,27 @@ fn results_match_upstream_definitions() {
         },
     };
     valid("ExecApprovalsSnapshot", &enc(&policy));
+    let grant = ExecApprovalStandingGrant {
+        grant_id: "g1".into(),
+        minted_by_approval_id: "a1".into(),
+        agent_id: "main".into(),
+        cron_job_id: "job-1".into(),
+        cron_job_name: None,
+        command: "uptime".into(),
+        cwd: None,
+        created_at_ms: 1,
+        expires_at_ms: None,
+        revoked_at_ms: Some(2),
+        revoked_by: Some("op".into()),
+        last_used_at_ms: None,
+        use_count: 0,
+    };
+    valid("ExecApprovalGrantsListResult", &enc(&ExecApprovalGrantsListResult { grants: vec![grant] }));
+    valid("ExecApprovalGrantsListResult", &enc(&ExecApprovalGrantsListResult::default()));
+    valid("ExecApprovalGrantsRevokeResult", &enc(&ExecApprovalGrantsRevokeResult { outcome: "not-found" }));
+    // A node's own policy has the same shape: the file form of `ExecApprovalsNodeSnapshot`.
+    let node_policy = ExecApprovalsSnapshot { path: "clawgate-store:exec_node_policies/n1".into(), ..policy };
+    valid("ExecApprovalsNodeSnapshot", &enc(&node_policy));
     for s in [
         snapshot("pending", None, None),
         snapshot("allowed", Some("allow-always"), Some("user")),
@@ -90,6 +112,21 @@ fn schema_valid_params_decode_and_unknown_fields_are_refused() {
     let p: ExecApprovalsSetParams = serde_json::from_value(set).expect("decodes");
     assert_eq!(p.base_hash.as_deref(), Some("ab"));
 
+    let node_set = json!({"nodeId": "n1", "file": {"version": 1, "defaults": {"security": "full"}}, "baseHash": "cd"});
+    valid("ExecApprovalsNodeSetParams", &node_set);
+    let p: ExecApprovalsNodeSetParams = serde_json::from_value(node_set).expect("decodes");
+    assert_eq!((p.node_id.as_deref(), p.base_hash.as_deref(), p.native), (Some("n1"), Some("cd"), None));
+    valid("ExecApprovalsNodeGetParams", &json!({"nodeId": "n1"}));
+    let p: ExecApprovalsNodeGetParams = serde_json::from_value(json!({"nodeId": "n1"})).expect("decodes");
+    assert_eq!(p.node_id.as_deref(), Some("n1"));
+
+    valid("ExecApprovalGrantsListParams", &json!({"limit": 5}));
+    let p: ExecApprovalGrantsListParams = serde_json::from_value(json!({"limit": 5})).expect("decodes");
+    assert_eq!(p.limit, Some(5));
+    valid("ExecApprovalGrantsRevokeParams", &json!({"grantId": "g1"}));
+    let p: ExecApprovalGrantsRevokeParams = serde_json::from_value(json!({"grantId": "g1"})).expect("decodes");
+    assert_eq!(p.grant_id.as_deref(), Some("g1"));
+
     valid("ExecApprovalGetParams", &json!({"id": "r1"}));
     serde_json::from_value::<ExecApprovalIdParams>(json!({"id": "r1"})).expect("decodes");
     serde_json::from_value::<ApprovalGetParams>(json!({"id": "r1"})).expect("decodes");
@@ -100,6 +137,8 @@ fn schema_valid_params_decode_and_unknown_fields_are_refused() {
         ("resolve", serde_json::from_value::<ExecApprovalResolveParams>(json!({"id": "a", "x": 1})).err()),
         ("get", serde_json::from_value::<ExecApprovalIdParams>(json!({"id": "a", "x": 1})).err()),
         ("policy get", serde_json::from_value::<ExecApprovalsGetParams>(json!({"x": 1})).err()),
+        ("node get", serde_json::from_value::<ExecApprovalsNodeGetParams>(json!({"nodeId": "n", "x": 1})).err()),
+        ("node set", serde_json::from_value::<ExecApprovalsNodeSetParams>(json!({"nodeId": "n", "x": 1})).err()),
         ("approval.resolve", serde_json::from_value::<ApprovalResolveParams>(json!({"id": "a", "x": 1})).err()),
     ] {
         let e = bad.unwrap_or_else(|| panic!("{what}: an unknown field must be refused"));

@@ -298,6 +298,8 @@ delegate! { ApprovalStore {
     fn resolve_approval(&self, id: &str, decision: &str, decided_by: &str, reason: Option<&str>, now_ms: i64) -> Result<Option<ApprovalRecord>>;
     fn exec_policy(&self) -> Result<Option<ExecPolicyRecord>>;
     fn swap_exec_policy(&self, base_hash: Option<&str>, file: &serde_json::Value, hash: &str, now_ms: i64) -> Result<bool>;
+    fn exec_node_policy(&self, node_id: &str) -> Result<Option<ExecPolicyRecord>>;
+    fn swap_exec_node_policy(&self, node_id: &str, base_hash: Option<&str>, file: &serde_json::Value, hash: &str, now_ms: i64) -> Result<bool>;
 } }
 
 delegate! { CronStore {

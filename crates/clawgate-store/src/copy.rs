@@ -109,6 +109,7 @@ pub const TABLES: &[Table] = &[
     },
     Table::new("approvals", &["id"]),
     Table::new("exec_approval_policy", &["id"]),
+    Table::new("exec_node_policies", &["node_id"]),
     Table::new("cron_jobs", &["id"]),
     Table::new("cron_runs", &["job_id", "slot_ms"]),
     Table::new("turn_usage", &["id"]),

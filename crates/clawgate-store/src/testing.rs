@@ -224,6 +224,7 @@ macro_rules! for_each_conformance_case {
             pending_approval_expires_lazily_and_by_sweep,
             approval_resolved_with_a_word_keeps_it,
             exec_policy_is_written_only_over_its_base,
+            node_exec_policies_are_kept_per_node_over_their_base,
             // Cron.
             cron_jobs_upsert_list_enable_and_remove,
             cron_slot_is_claimed_once_under_concurrency,
@@ -2480,6 +2481,25 @@ pub async fn exec_policy_is_written_only_over_its_base<S: ApprovalStore>(store: 
     assert!(store.swap_exec_policy(Some("h1"), &v2, "h2", T0 + 2).await.expect("over its base"));
     let stored = store.exec_policy().await.expect("read").expect("written");
     assert_eq!((stored.file, stored.hash.as_str()), (v2, "h2"));
+}
+
+/// Each node's exec approvals policy has its own row and hash, independent of the gateway's
+/// policy and of other nodes'; the same create-once and write-over-base rules.
+pub async fn node_exec_policies_are_kept_per_node_over_their_base<S: ApprovalStore>(store: &S) {
+    assert_eq!(store.exec_node_policy("n1").await.expect("read"), None);
+    let v1 = json!({"version": 1, "defaults": {"security": "full"}});
+    assert!(store.swap_exec_node_policy("n1", None, &v1, "h1", T0).await.expect("create"));
+    assert!(!store.swap_exec_node_policy("n1", None, &json!({"version": 1}), "hx", T0).await.expect("again"));
+    assert_eq!(store.exec_node_policy("n2").await.expect("read"), None, "another node has none");
+    assert!(store.swap_exec_node_policy("n2", None, &json!({"version": 1}), "h1", T0).await.expect("n2"));
+    let v2 = json!({"version": 1, "agents": {"*": {"allowlist": [{"pattern": "uname"}]}}});
+    assert!(!store.swap_exec_node_policy("n1", Some("stale"), &v2, "h2", T0 + 1).await.expect("stale"));
+    assert!(store.swap_exec_node_policy("n1", Some("h1"), &v2, "h2", T0 + 2).await.expect("over its base"));
+    let stored = store.exec_node_policy("n1").await.expect("read").expect("written");
+    assert_eq!((stored.file, stored.hash.as_str(), stored.updated_at_ms), (v2, "h2", T0 + 2));
+    let other = store.exec_node_policy("n2").await.expect("read").expect("written");
+    assert_eq!((other.file, other.hash.as_str()), (json!({"version": 1}), "h1"));
+    assert_eq!(store.exec_policy().await.expect("read"), None, "the gateway's policy is apart");
 }
 
 // ---------------------------------------------------------------------------------------------

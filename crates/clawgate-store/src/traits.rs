@@ -742,6 +742,19 @@ pub trait ApprovalStore: Send + Sync {
         hash: &str,
         now_ms: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// One node's own exec approvals policy document, `None` until one is written for it.
+    fn exec_node_policy(&self, node_id: &str) -> impl Future<Output = Result<Option<ExecPolicyRecord>>> + Send;
+
+    /// As [`ApprovalStore::swap_exec_policy`], for the policy of node `node_id`.
+    fn swap_exec_node_policy(
+        &self,
+        node_id: &str,
+        base_hash: Option<&str>,
+        file: &serde_json::Value,
+        hash: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// Scheduled jobs and their run receipts.

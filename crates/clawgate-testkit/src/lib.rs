@@ -42,6 +42,7 @@ pub mod fake_slack;
 pub mod fake_telegram;
 pub mod fake_whatsapp;
 pub mod gateway;
+pub mod node_client;
 pub mod peers;
 pub mod postgres;
 pub mod proxy;
@@ -51,6 +52,7 @@ pub mod wait;
 pub mod webhook_backend;
 
 pub use gateway::{TestGateway, TestGatewayBuilder};
+pub use node_client::{Invoke, NodeClient, NodeIdentity};
 pub use peers::{OpenClawPeers, PeerCommand, PeerOutput};
 pub use postgres::TestPostgres;
 pub use proxy::{ProxyRecord, RecordingProxy};

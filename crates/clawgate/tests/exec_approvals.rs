@@ -5,18 +5,16 @@
 //! operator, runs when allowed, is refused when denied, and needs no approval once allowed
 //! always.
 //!
-//! The node is played by a raw, device-signed client (always runs); the last test drives the
-//! real `openclaw node run` host and resolves with the real `openclaw approvals resolve`, and is
-//! skipped with the reason when the OpenClaw peers are not installed
-//! (`scripts/install-openclaw.sh`), unless `CLAWGATE_REQUIRE_PEERS=1`.
+//! The node is played by the testkit's device-signed node client (always runs); the last tests
+//! drive the real `openclaw` CLI (`approvals resolve`, `approvals get|allowlist … --node`) and the
+//! real `openclaw node run` host, and are skipped with the reason when the OpenClaw peers are
+//! not installed (`scripts/install-openclaw.sh`), unless `CLAWGATE_REQUIRE_PEERS=1`.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use clawgate_client::identity::SignatureInput;
-use clawgate_client::{DeviceIdentity, SignatureVersion};
 use clawgate_testkit::fake_openai::{FakeOpenAi, Script, Turn};
-use clawgate_testkit::{OpenClawPeers, RawClient, TestGateway};
+use clawgate_testkit::{NodeClient, NodeIdentity, OpenClawPeers, RawClient, TestGateway};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
@@ -166,6 +164,15 @@ async fn exec_approval_params_and_scopes_are_checked() {
     let res = op.request("approval.get", Some(json!({"id": "nope"}))).await.expect("answered");
     assert_eq!(err_message(&res), "approval not found");
 
+    // Standing grants (upstream: minted by allow-always on cron jobs' approvals): clawgate keeps
+    // every grant in the allowlists, so there are none to list or revoke.
+    let res = op.request("exec.approval.grants.list", Some(json!({}))).await.expect("answered");
+    assert_eq!(ok(&res), &json!({"grants": []}));
+    let res = op.request("exec.approval.grants.revoke", Some(json!({"grantId": "g-1"}))).await.expect("answered");
+    assert_eq!(ok(&res), &json!({"outcome": "not-found"}));
+    let res = op.request("exec.approval.grants.list", Some(json!({"limit": 0}))).await.expect("answered");
+    assert!(err_message(&res).contains("limit must be between 1 and 500"), "{res}");
+
     // Without operator.approvals (and without admin) the methods are refused; events too.
     let mut reader = operator_with(&gw, &["operator.read", "operator.write"]).await;
     for method in ["exec.approval.list", "exec.approval.resolve", "approval.get"] {
@@ -260,40 +267,9 @@ async fn a_pending_exec_approval_survives_a_restart_and_its_waiter_gets_the_deci
 
 // ---- the agent's node tool ----
 
-const NODE_COMMANDS: &[&str] = &["system.run", "system.which"];
-
-/// A raw node client: connects as `role: "node"` with a v2-signed device, as `openclaw node run`.
-async fn raw_node(gw: &TestGateway, identity: &DeviceIdentity) -> RawClient {
-    let token = gw.expect_token();
-    let mut c = RawClient::connect(&gw.ws_url()).await.expect("node connects");
-    let challenge = c.challenge(WAIT).await.expect("challenge");
-    let nonce = challenge["nonce"].as_str().expect("nonce").to_owned();
-    let signed_at = challenge["ts"].as_i64().expect("ts");
-    let scopes: Vec<String> = Vec::new();
-    let input = SignatureInput {
-        client_id: "node-host",
-        client_mode: "node",
-        role: "node",
-        scopes: &scopes,
-        signed_at_ms: signed_at,
-        token,
-        nonce: &nonce,
-        platform: None,
-        device_family: None,
-    };
-    let proof = identity.proof(SignatureVersion::V2, &input);
-    let id = c.next_id();
-    let params = json!({
-        "minProtocol": 4, "maxProtocol": 4,
-        "client": {"id": "node-host", "displayName": "raw-node", "version": "2026.9.6", "platform": "linux",
-                   "deviceFamily": "Linux", "mode": "node"},
-        "caps": ["system"], "commands": NODE_COMMANDS, "pathEnv": "/usr/bin:/bin",
-        "auth": {"token": token}, "role": "node", "scopes": [], "device": proof,
-    });
-    c.send_json(&json!({"type": "req", "id": id, "method": "connect", "params": params})).await.expect("send connect");
-    let res = c.recv_response(&id, WAIT).await.expect("connect answered");
-    assert_eq!(res["ok"], true, "node admitted: {res}");
-    c
+/// A node the test plays (the testkit's node client), as `openclaw node run` connects.
+async fn raw_node(gw: &TestGateway, identity: &NodeIdentity) -> NodeClient {
+    NodeClient::connect(&gw.ws_url(), gw.expect_token(), identity).await.expect("node admitted")
 }
 
 /// Approves the one pending node through `node.pair.*`.
@@ -332,8 +308,37 @@ fn node_call(bin: &str) -> String {
     json!({"node": "raw-node", "command": "system.which", "params": {"bins": [bin]}}).to_string()
 }
 
+/// Sends `message` in `session` from `chat`; the run id.
+async fn chat_send(chat: &mut RawClient, session: &str, message: &str, key: &str) -> String {
+    let res = chat
+        .request("chat.send", Some(json!({"sessionKey": session, "message": message, "idempotencyKey": key})))
+        .await
+        .expect("chat.send");
+    ok(&res)["runId"].as_str().expect("runId").to_owned()
+}
+
+/// A connected node, approved by an operator.
+async fn approved_node(gw: &TestGateway, identity: &NodeIdentity) -> NodeClient {
+    let mut node = raw_node(gw, identity).await;
+    approve_pending_node(gw).await;
+    node.recv_event("node.pair.resolved", WAIT).await.expect("node told");
+    node
+}
+
+/// The node's next invoke: it must be `command`; answered with `payload`.
+async fn answer_next(node: &mut NodeClient, command: &str, payload: Value, wait: Duration) {
+    let invoke = node.next_invoke(wait).await.expect("the node is asked");
+    assert_eq!(invoke.command, command, "{}", invoke.frame);
+    node.answer(&invoke, payload).await.expect("result taken");
+}
+
+/// The allowlist entries of `agent` in a policy snapshot.
+fn allowlist<'a>(snap: &'a Value, agent: &str) -> &'a [Value] {
+    snap["file"]["agents"][agent]["allowlist"].as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agents_node_tool_waits_for_an_operator_and_allow_always_stops_asking() {
+async fn the_agents_node_tool_waits_for_an_operator_and_allow_always_stops_asking_until_revoked() {
     let script = Script::new()
         .turn(Turn::tool_call("node_invoke", node_call("sh")))
         .turn(Turn::text(["Found sh."]))
@@ -342,27 +347,21 @@ async fn the_agents_node_tool_waits_for_an_operator_and_allow_always_stops_askin
         .turn(Turn::tool_call("node_invoke", node_call("sh")))
         .turn(Turn::text(["Found it again."]))
         .turn(Turn::tool_call("node_invoke", node_call("sh")))
-        .turn(Turn::text(["No question asked."]));
+        .turn(Turn::text(["No question asked."]))
+        .turn(Turn::tool_call("node_invoke", node_call("sh")))
+        .turn(Turn::text(["Asked again."]));
     let fake = FakeOpenAi::start(script).await.expect("fake model");
     let gw = gateway_with_model(&fake).await;
-    let identity = DeviceIdentity::generate();
+    let identity = NodeIdentity::generate();
     let node_id = identity.device_id().to_owned();
-    let mut node = raw_node(&gw, &identity).await;
-    approve_pending_node(&gw).await;
-    node.recv_event("node.pair.resolved", WAIT).await.expect("node told");
+    let mut node = approved_node(&gw, &identity).await;
     let mut op = approver(&gw).await;
     let mut chat = approver(&gw).await;
+    let sh = json!({"bins": {"sh": "/bin/sh"}});
 
     // 1. The model's call waits for an approval; allowed once, the node runs it and the result
     //    reaches the model and the reply.
-    let res = chat
-        .request(
-            "chat.send",
-            Some(json!({"sessionKey": "agent:main:ops", "message": "where is sh?", "idempotencyKey": "t1"})),
-        )
-        .await
-        .expect("chat.send");
-    let run = ok(&res)["runId"].as_str().expect("runId").to_owned();
+    let run = chat_send(&mut chat, "agent:main:ops", "where is sh?", "t1").await;
     let requested = op.recv_event("exec.approval.requested", TURN_WAIT).await.expect("an exec approval");
     let request = &requested["payload"]["request"];
     assert_eq!((request["nodeId"].as_str(), request["host"].as_str()), (Some(node_id.as_str()), Some("node")));
@@ -371,21 +370,13 @@ async fn the_agents_node_tool_waits_for_an_operator_and_allow_always_stops_askin
     let id = requested["payload"]["id"].as_str().expect("id").to_owned();
     let res = op.request("exec.approval.resolve", Some(json!({"id": id, "decision": "allow-once"}))).await.expect("r");
     ok(&res);
-    let invoke = node.recv_event("node.invoke.request", WAIT).await.expect("the node is asked after the approval");
-    assert_eq!(invoke["payload"]["command"], "system.which");
-    let answer = json!({"id": invoke["payload"]["id"], "nodeId": node_id, "ok": true,
-                        "payload": {"bins": {"sh": "/bin/sh"}}});
-    ok(&node.request("node.invoke.result", Some(answer)).await.expect("result taken"));
+    answer_next(&mut node, "system.which", sh.clone(), WAIT).await;
     let fin = final_chat(&mut chat, &run).await;
     assert_eq!(fin["state"], "final", "{fin}");
     assert!(tool_result_sent(&fake, 1).contains("/bin/sh"), "{}", tool_result_sent(&fake, 1));
 
     // 2. Denied: the node is never asked and the model is told.
-    let res = chat
-        .request("chat.send", Some(json!({"sessionKey": "agent:main:ops", "message": "again", "idempotencyKey": "t2"})))
-        .await
-        .expect("chat.send");
-    let run = ok(&res)["runId"].as_str().expect("runId").to_owned();
+    let run = chat_send(&mut chat, "agent:main:ops", "again", "t2").await;
     let requested = op.recv_event("exec.approval.requested", TURN_WAIT).await.expect("an exec approval");
     let id = requested["payload"]["id"].as_str().expect("id").to_owned();
     ok(&op.request("exec.approval.resolve", Some(json!({"id": id, "decision": "deny"}))).await.expect("r"));
@@ -393,43 +384,187 @@ async fn the_agents_node_tool_waits_for_an_operator_and_allow_always_stops_askin
     let told = tool_result_sent(&fake, 3);
     assert!(told.contains("denied") && told.contains(&id), "{told}");
 
-    // 3. allow-always: runs, and adds system.which to the agent's allowlist …
-    let res = chat
-        .request(
-            "chat.send",
-            Some(json!({"sessionKey": "agent:main:ops", "message": "always", "idempotencyKey": "t3"})),
-        )
-        .await
-        .expect("chat.send");
-    let run = ok(&res)["runId"].as_str().expect("runId").to_owned();
+    // 3. allow-always: runs, and grants system.which to the agent: an allowlist entry with an id,
+    //    the command it was granted for and when.
+    let run = chat_send(&mut chat, "agent:main:ops", "always", "t3").await;
     let requested = op.recv_event("exec.approval.requested", TURN_WAIT).await.expect("an exec approval");
     let id = requested["payload"]["id"].as_str().expect("id").to_owned();
     ok(&op.request("exec.approval.resolve", Some(json!({"id": id, "decision": "allow-always"}))).await.expect("r"));
-    let invoke = node.recv_event("node.invoke.request", WAIT).await.expect("node asked");
-    let answer = json!({"id": invoke["payload"]["id"], "nodeId": node_id, "ok": true,
-                        "payload": {"bins": {"sh": "/bin/sh"}}});
-    ok(&node.request("node.invoke.result", Some(answer)).await.expect("result taken"));
+    answer_next(&mut node, "system.which", sh.clone(), WAIT).await;
     assert_eq!(final_chat(&mut chat, &run).await["state"], "final");
     let snap = op.request("exec.approvals.get", Some(json!({}))).await.expect("get");
-    assert_eq!(ok(&snap)["file"]["agents"]["main"]["allowlist"][0]["pattern"], "system.which", "{snap}");
+    let grant = allowlist(ok(&snap), "main").first().cloned().unwrap_or_else(|| panic!("a grant: {snap}"));
+    assert_eq!((grant["pattern"].as_str(), grant["source"].as_str()), (Some("system.which"), Some("allow-always")));
+    assert_eq!(grant["commandText"], r#"system.which {"bins":["sh"]}"#);
+    assert!(grant["id"].as_str().is_some_and(|g| !g.is_empty()), "{grant}");
+    let granted_at = grant["lastUsedAt"].as_i64().expect("lastUsedAt");
 
-    // … so the next call runs at once: the node is asked with no approval in between.
-    let res = chat
-        .request(
-            "chat.send",
-            Some(json!({"sessionKey": "agent:main:ops", "message": "once more", "idempotencyKey": "t4"})),
-        )
-        .await
-        .expect("chat.send");
-    let run = ok(&res)["runId"].as_str().expect("runId").to_owned();
-    let invoke = node.recv_event("node.invoke.request", TURN_WAIT).await.expect("node asked without an approval");
-    let answer = json!({"id": invoke["payload"]["id"], "nodeId": node_id, "ok": true,
-                        "payload": {"bins": {"sh": "/usr/bin/sh"}}});
-    ok(&node.request("node.invoke.result", Some(answer)).await.expect("result taken"));
+    // … so the next call runs at once: the node is asked with no approval in between, and the
+    //    grant notes its use.
+    let run = chat_send(&mut chat, "agent:main:ops", "once more", "t4").await;
+    answer_next(&mut node, "system.which", json!({"bins": {"sh": "/usr/bin/sh"}}), TURN_WAIT).await;
     assert_eq!(final_chat(&mut chat, &run).await["state"], "final");
     assert!(tool_result_sent(&fake, 7).contains("/usr/bin/sh"));
     let list = op.request("exec.approval.list", Some(json!({}))).await.expect("list");
     assert_eq!(ok(&list), &json!([]), "no approval was asked for the fourth call");
+    let snap = op.request("exec.approvals.get", Some(json!({}))).await.expect("get");
+    let snap = ok(&snap).clone();
+    let used = &allowlist(&snap, "main")[0];
+    assert_eq!(
+        (used["id"].clone(), used["lastUsedCommand"].as_str()),
+        (grant["id"].clone(), Some(r#"system.which {"bins":["sh"]}"#))
+    );
+    assert!(used["lastUsedAt"].as_i64().is_some_and(|t| t >= granted_at), "{used}");
+
+    // 4. Revoked (the policy written without the entry, as `openclaw approvals allowlist
+    //    remove` does): the next call asks again. An operator holding `operator.approvals` but
+    //    not admin sees and resolves it: the agent's own requests belong to no one client.
+    let mut file = snap["file"].clone();
+    file["agents"]["main"]["allowlist"] = json!([]);
+    let set = op.request("exec.approvals.set", Some(json!({"file": file, "baseHash": snap["hash"]}))).await.expect("s");
+    assert_eq!(allowlist(ok(&set), "main").len(), 0);
+    let mut reviewer = operator_with(&gw, &["operator.approvals"]).await;
+    let run = chat_send(&mut chat, "agent:main:ops", "after revoke", "t5").await;
+    let requested = reviewer.recv_event("exec.approval.requested", TURN_WAIT).await.expect("asked again");
+    let id = requested["payload"]["id"].as_str().expect("id").to_owned();
+    let list = reviewer.request("exec.approval.list", Some(json!({}))).await.expect("list");
+    assert_eq!(ok(&list)[0]["id"], id.as_str(), "{list}");
+    let res = reviewer.request("exec.approval.resolve", Some(json!({"id": id, "decision": "allow-once"}))).await;
+    ok(&res.expect("resolve"));
+    answer_next(&mut node, "system.which", sh, WAIT).await;
+    assert_eq!(final_chat(&mut chat, &run).await["state"], "final");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_own_policy_decides_for_it_is_written_over_its_hash_and_survives_a_restart() {
+    let script = Script::new()
+        .turn(Turn::tool_call("node_invoke", node_call("sh")))
+        .turn(Turn::text(["Ran under the node's policy."]))
+        .turn(Turn::tool_call("node_invoke", node_call("sh")))
+        .turn(Turn::text(["Still its policy after the restart."]))
+        .turn(Turn::tool_call("node_invoke", node_call("sh")))
+        .turn(Turn::text(["Refused by the node's policy."]));
+    let fake = FakeOpenAi::start(script).await.expect("fake model");
+    let mut gw = gateway_with_model(&fake).await;
+    let identity = NodeIdentity::generate();
+    let node_id = identity.device_id().to_owned();
+    let mut node = approved_node(&gw, &identity).await;
+    let mut op = approver(&gw).await;
+    let mut chat = approver(&gw).await;
+
+    // No policy of its own yet: the empty document, named after the node.
+    let snap = op.request("exec.approvals.node.get", Some(json!({"nodeId": node_id}))).await.expect("get");
+    let snap = ok(&snap).clone();
+    assert_eq!((snap["exists"].clone(), snap["file"].clone()), (json!(false), json!({"version": 1})), "{snap}");
+    assert!(snap["path"].as_str().is_some_and(|p| p.ends_with(&node_id)), "{snap}");
+    let res = op.request("exec.approvals.node.get", Some(json!({"nodeId": "no-such-node"}))).await.expect("answered");
+    assert_eq!(err_message(&res), "unknown nodeId");
+    let res = op.request("exec.approvals.node.get", Some(json!({}))).await.expect("answered");
+    assert_eq!(err_message(&res), "nodeId required");
+
+    // Its own allowlist lets the model's command run unasked; the gateway's policy is untouched.
+    let file = json!({"version": 1, "defaults": {"security": "allowlist", "ask": "on-miss"},
+                      "agents": {"main": {"allowlist": [{"id": "n-1", "pattern": "system.which"}]}}});
+    let set = op.request("exec.approvals.node.set", Some(json!({"nodeId": node_id, "file": file}))).await.expect("set");
+    let hash = ok(&set)["hash"].as_str().expect("hash").to_owned();
+    assert_eq!(ok(&set)["exists"], true);
+    let res = op.request("exec.approvals.node.set", Some(json!({"nodeId": node_id, "file": file}))).await.expect("a");
+    assert_eq!(err_message(&res), "exec approvals base hash required; re-run exec.approvals.get and retry");
+    let res = op
+        .request("exec.approvals.node.set", Some(json!({"nodeId": node_id, "file": file, "baseHash": "stale"})))
+        .await
+        .expect("answered");
+    assert_eq!(err_message(&res), "exec approvals changed since last load; re-run exec.approvals.get and retry");
+    let gateway_policy = op.request("exec.approvals.get", Some(json!({}))).await.expect("get");
+    assert_eq!(ok(&gateway_policy)["exists"], false, "the node's policy is its own");
+
+    let run = chat_send(&mut chat, "agent:main:node", "where is sh?", "n1").await;
+    answer_next(&mut node, "system.which", json!({"bins": {"sh": "/bin/sh"}}), TURN_WAIT).await;
+    assert_eq!(final_chat(&mut chat, &run).await["state"], "final");
+    let list = op.request("exec.approval.list", Some(json!({}))).await.expect("list");
+    assert_eq!(ok(&list), &json!([]), "nobody was asked");
+    let snap = op.request("exec.approvals.node.get", Some(json!({"nodeId": node_id}))).await.expect("get");
+    let snap = ok(&snap).clone();
+    assert!(allowlist(&snap, "main")[0]["lastUsedAt"].is_i64(), "the node's entry notes its use: {snap}");
+    assert_ne!(snap["hash"], hash.as_str());
+
+    // Durable: after a restart the same document and hash, and it still decides.
+    drop((node, op, chat));
+    gw.restart().await.expect("restart");
+    let mut node = raw_node(&gw, &identity).await;
+    let mut op = approver(&gw).await;
+    let mut chat = approver(&gw).await;
+    let again = op.request("exec.approvals.node.get", Some(json!({"nodeId": node_id}))).await.expect("get");
+    assert_eq!((ok(&again)["hash"].clone(), ok(&again)["file"].clone()), (snap["hash"].clone(), snap["file"].clone()));
+    let run = chat_send(&mut chat, "agent:main:node", "and now?", "n2").await;
+    answer_next(&mut node, "system.which", json!({"bins": {"sh": "/bin/sh"}}), TURN_WAIT).await;
+    assert_eq!(final_chat(&mut chat, &run).await["state"], "final");
+
+    // Its own `security: deny` refuses what the gateway's policy would have asked about (written
+    // over the hash as it is now: the run above noted its use again).
+    let now = op.request("exec.approvals.node.get", Some(json!({"nodeId": node_id}))).await.expect("get");
+    assert_ne!(ok(&now)["hash"], snap["hash"], "the second use was noted too");
+    let deny = json!({"version": 1, "defaults": {"security": "deny"}});
+    let set = op
+        .request(
+            "exec.approvals.node.set",
+            Some(json!({"nodeId": node_id, "file": deny, "baseHash": ok(&now)["hash"]})),
+        )
+        .await
+        .expect("set");
+    ok(&set);
+    let run = chat_send(&mut chat, "agent:main:node", "try", "n3").await;
+    assert_eq!(final_chat(&mut chat, &run).await["state"], "final");
+    let told = tool_result_sent(&fake, 5);
+    assert!(told.contains("security=deny"), "{told}");
+    let list = op.request("exec.approval.list", Some(json!({}))).await.expect("list");
+    assert_eq!(ok(&list), &json!([]), "denied without asking");
+}
+
+#[tokio::test]
+async fn exec_approvals_are_shown_only_to_who_may_see_them() {
+    let gw = gateway().await;
+    let mut admin = approver(&gw).await;
+    let mut mine = operator_with(&gw, &["operator.approvals"]).await;
+    let mut other = operator_with(&gw, &["operator.approvals"]).await;
+    let call = send(&mut mine, "exec.approval.request", json!({"command": "make test", "twoPhase": true})).await;
+    let id = ok(&mine.recv_response(&call, WAIT).await.expect("accepted"))["id"].as_str().expect("id").to_owned();
+
+    // Only the admin is told (the requester's own connection is not): by the time another
+    // client's request is answered, an event sent to it would have arrived before the answer.
+    let told = admin.recv_event("exec.approval.requested", WAIT).await.expect("the admin is told");
+    assert_eq!(told["payload"]["id"], id.as_str());
+
+    // The requester and an admin see it; another approvals client does not, and for it the id
+    // does not exist: get, wait and resolve answer as for an unknown id.
+    for (who, c) in [("requester", &mut mine), ("admin", &mut admin)] {
+        let list = c.request("exec.approval.list", Some(json!({}))).await.expect("list");
+        assert_eq!(ok(&list)[0]["id"], id.as_str(), "{who}: {list}");
+    }
+    let list = other.request("exec.approval.list", Some(json!({}))).await.expect("list");
+    assert_eq!(ok(&list), &json!([]), "{list}");
+    let res = other.request("exec.approval.get", Some(json!({"id": id}))).await.expect("answered");
+    assert_eq!(err_message(&res), "unknown or expired approval id");
+    let res = other.request("exec.approval.waitDecision", Some(json!({"id": id}))).await.expect("answered");
+    assert_eq!(err_message(&res), "approval expired or not found");
+    let res =
+        other.request("exec.approval.resolve", Some(json!({"id": id, "decision": "allow-once"}))).await.expect("a");
+    assert_eq!(err_message(&res), "unknown or expired approval id");
+    assert_eq!(res["error"]["details"]["reason"], "APPROVAL_NOT_FOUND", "{res}");
+    let got = admin.request("exec.approval.get", Some(json!({"id": id}))).await.expect("get");
+    assert_eq!(ok(&got)["commandText"], "make test");
+
+    // The refused resolve changed nothing: the admin decides, the requester hears of it.
+    ok(&admin.request("exec.approval.resolve", Some(json!({"id": id, "decision": "deny"}))).await.expect("resolve"));
+    let fin = mine.recv_response(&call, WAIT).await.expect("final answer");
+    assert_eq!(ok(&fin)["decision"], "deny", "{fin}");
+    let resolved = mine.recv_event("exec.approval.resolved", WAIT).await.expect("the requester hears");
+    assert_eq!(resolved["payload"]["id"], id.as_str());
+    ok(&other.request("exec.approval.list", Some(json!({}))).await.expect("a round trip after both events"));
+    ok(&mine.request("exec.approval.list", Some(json!({}))).await.expect("a round trip"));
+    let heard = |c: &RawClient, event: &str| c.received().iter().any(|f| f["event"] == event);
+    assert!(!heard(&other, "exec.approval.requested") && !heard(&other, "exec.approval.resolved"), "not its approval");
+    assert!(!heard(&mine, "exec.approval.requested"), "the requester is not asked to review its own request");
 }
 
 // ---- the real node host and the real `openclaw approvals resolve` ----
@@ -577,4 +712,70 @@ async fn the_real_cli_allows_the_agents_command_on_the_real_node_host() {
     assert_eq!(fin["state"], "final", "{fin}");
     let told = tool_result_sent(&fake, 1);
     assert!(told.contains("/sh"), "the node host's answer reached the model: {told}");
+}
+
+/// Runs `openclaw <args> --url … --token …` against `gw`; its JSON output (it must exit 0).
+async fn openclaw_json(peers: &OpenClawPeers, gw: &TestGateway, args: &[&str]) -> Value {
+    let out = peers
+        .cli(args.iter().copied())
+        .arg("--url")
+        .arg(gw.ws_url())
+        .arg("--token")
+        .arg(gw.expect_token())
+        .run()
+        .await
+        .unwrap_or_else(|e| panic!("openclaw {args:?} ran: {e:#}"));
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    out.json().unwrap_or_else(|e| panic!("JSON from {}: {e:#}", out.describe()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_cli_edits_a_nodes_allowlist_and_revokes_a_gateway_grant() {
+    let test = "the_real_cli_edits_a_nodes_allowlist_and_revokes_a_gateway_grant";
+    let Some(peers) = peers(test).await else { return };
+    let gw = gateway().await;
+    let identity = NodeIdentity::generate();
+    let node_id = identity.device_id().to_owned();
+    let _node = approved_node(&gw, &identity).await;
+    let mut op = approver(&gw).await;
+
+    // `approvals allowlist add --node <name>` writes the node's own policy (found by its name).
+    let added = openclaw_json(
+        &peers,
+        &gw,
+        &["approvals", "allowlist", "add", "--node", "raw-node", "/usr/bin/uname", "--json"],
+    )
+    .await;
+    assert_eq!(allowlist(&added, "*")[0]["pattern"], "/usr/bin/uname", "{added}");
+    let snap = op.request("exec.approvals.node.get", Some(json!({"nodeId": node_id}))).await.expect("get");
+    assert_eq!(ok(&snap)["exists"], true);
+    assert_eq!(allowlist(ok(&snap), "*")[0]["pattern"], "/usr/bin/uname", "{snap}");
+    let shown = openclaw_json(&peers, &gw, &["approvals", "get", "--node", &node_id, "--json"]).await;
+    assert_eq!(shown["hash"], ok(&snap)["hash"], "{shown}");
+    let gateway_policy = op.request("exec.approvals.get", Some(json!({}))).await.expect("get");
+    assert_eq!(ok(&gateway_policy)["exists"], false, "the gateway's policy is untouched");
+    let removed = openclaw_json(
+        &peers,
+        &gw,
+        &["approvals", "allowlist", "remove", "--node", "raw-node", "/usr/bin/uname", "--json"],
+    )
+    .await;
+    assert_eq!(allowlist(&removed, "*").len(), 0, "{removed}");
+
+    // A grant allow-always made for the default agent is revoked with `allowlist remove --gateway`.
+    let file = json!({"version": 1, "agents": {"main": {"allowlist": [
+        {"id": "g-1", "pattern": "system.which", "source": "allow-always", "commandText": "system.which", "lastUsedAt": 1}]}}});
+    ok(&op.request("exec.approvals.set", Some(json!({"file": file}))).await.expect("set"));
+    let shown = openclaw_json(&peers, &gw, &["approvals", "get", "--gateway", "--json"]).await;
+    assert_eq!(allowlist(&shown, "main")[0]["id"], "g-1", "{shown}");
+    openclaw_json(
+        &peers,
+        &gw,
+        &["approvals", "allowlist", "remove", "--gateway", "--agent", "main", "system.which", "--json"],
+    )
+    .await;
+    let snap = op.request("exec.approvals.get", Some(json!({}))).await.expect("get");
+    assert!(allowlist(ok(&snap), "main").is_empty(), "revoked: {snap}");
+    let grants = openclaw_json(&peers, &gw, &["approvals", "grants", "list", "--json"]).await;
+    assert_eq!(grants, json!({"grants": []}), "no standing grants: they are allowlist entries here");
 }

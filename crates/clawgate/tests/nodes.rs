@@ -4,64 +4,28 @@
 //! through the gateway; an invoke nobody answers times out, and one pending when the node goes
 //! away fails at once.
 //!
-//! The first test plays the node with a raw, device-signed client (always runs). The second
+//! The first test plays the node with the testkit's device-signed node client (always runs). The second
 //! drives the real `openclaw node run` host and the real `openclaw nodes …` CLI; it is skipped
 //! with the reason when the OpenClaw peers are not installed (`scripts/install-openclaw.sh`),
 //! unless `CLAWGATE_REQUIRE_PEERS=1`.
 
 use std::time::Duration;
 
-use clawgate_client::identity::SignatureInput;
-use clawgate_client::{DeviceIdentity, SignatureVersion};
-use clawgate_testkit::{OpenClawPeers, RawClient, TestGateway};
+use clawgate_testkit::node_client::DEFAULT_COMMANDS as NODE_COMMANDS;
+use clawgate_testkit::{NodeClient, NodeIdentity, OpenClawPeers, RawClient, TestGateway};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawgate");
 /// Bound for each single wait.
 const WAIT: Duration = Duration::from_secs(10);
-const NODE_COMMANDS: &[&str] = &["system.run", "system.which"];
 
 async fn gateway() -> TestGateway {
     TestGateway::start(BIN).await.unwrap_or_else(|e| panic!("starting clawgate: {e:#}"))
 }
 
-/// A raw node client: connects as `role: "node"` with a v2-signed device, as `openclaw node run`.
-async fn raw_node(gw: &TestGateway, identity: &DeviceIdentity) -> RawClient {
-    let token = gw.expect_token();
-    let mut c = RawClient::connect(&gw.ws_url()).await.expect("node connects");
-    let challenge = c.challenge(WAIT).await.expect("challenge");
-    let nonce = challenge["nonce"].as_str().expect("nonce").to_owned();
-    let signed_at = challenge["ts"].as_i64().expect("ts");
-    let scopes: Vec<String> = Vec::new();
-    let input = SignatureInput {
-        client_id: "node-host",
-        client_mode: "node",
-        role: "node",
-        scopes: &scopes,
-        signed_at_ms: signed_at,
-        token,
-        nonce: &nonce,
-        platform: None,
-        device_family: None,
-    };
-    let proof = identity.proof(SignatureVersion::V2, &input);
-    let id = c.next_id();
-    let params = json!({
-        "minProtocol": 4, "maxProtocol": 4,
-        "client": {"id": "node-host", "displayName": "raw-node", "version": "2026.9.6", "platform": "linux",
-                   "deviceFamily": "Linux", "mode": "node"},
-        "caps": ["system"],
-        "commands": NODE_COMMANDS,
-        "pathEnv": "/usr/bin:/bin",
-        "auth": {"token": token},
-        "role": "node",
-        "scopes": [],
-        "device": proof,
-    });
-    c.send_json(&json!({"type": "req", "id": id, "method": "connect", "params": params})).await.expect("send connect");
-    let res = c.recv_response(&id, WAIT).await.expect("connect answered");
-    assert_eq!(res["ok"], true, "node admitted: {res}");
-    c
+/// A node the test plays (the testkit's node client), as `openclaw node run` connects.
+async fn raw_node(gw: &TestGateway, identity: &NodeIdentity) -> NodeClient {
+    NodeClient::connect(&gw.ws_url(), gw.expect_token(), identity).await.expect("node admitted")
 }
 
 async fn operator(gw: &TestGateway) -> RawClient {
@@ -95,7 +59,7 @@ async fn send(c: &mut RawClient, method: &str, params: Value) -> String {
 #[tokio::test]
 async fn a_node_is_approved_listed_and_runs_what_an_operator_invokes() {
     let gw = gateway().await;
-    let identity = DeviceIdentity::generate();
+    let identity = NodeIdentity::generate();
     let node_id = identity.device_id().to_owned();
     let mut node = raw_node(&gw, &identity).await;
     let mut op = operator(&gw).await;
@@ -276,7 +240,7 @@ async fn a_silent_node_is_marked_gone_after_its_presence_timeout_and_its_invoke_
         .start()
         .await
         .unwrap_or_else(|e| panic!("starting clawgate: {e:#}"));
-    let identity = DeviceIdentity::generate();
+    let identity = NodeIdentity::generate();
     let node_id = identity.device_id().to_owned();
     let mut node = raw_node(&gw, &identity).await;
     let mut op = operator(&gw).await;
@@ -303,7 +267,7 @@ async fn a_silent_node_is_marked_gone_after_its_presence_timeout_and_its_invoke_
 #[tokio::test]
 async fn node_pairing_requests_and_approvals_survive_a_gateway_restart() {
     let mut gw = gateway().await;
-    let identity = DeviceIdentity::generate();
+    let identity = NodeIdentity::generate();
     let node_id = identity.device_id().to_owned();
     let node = raw_node(&gw, &identity).await;
     let mut op = operator(&gw).await;
@@ -547,7 +511,7 @@ async fn clawgate_cli(gw: &TestGateway, state: &std::path::Path, args: &[&str]) 
 async fn clawgate_nodes_cli_lists_approves_and_invokes() {
     let gw = gateway().await;
     let state = tempfile::tempdir().expect("cli state");
-    let identity = DeviceIdentity::generate();
+    let identity = NodeIdentity::generate();
     let node_id = identity.device_id().to_owned();
     let mut node = raw_node(&gw, &identity).await;
 

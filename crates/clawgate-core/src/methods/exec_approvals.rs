@@ -7,6 +7,11 @@
 //! "unknown or expired approval id"` with `details.reason: "APPROVAL_NOT_FOUND"` (the kind-
 //! agnostic methods say `"approval not found"`); a second resolve with the same decision is ok,
 //! with another `"approval already resolved"`.
+//!
+//! Who sees what ([`crate::exec_approvals::visible_to`], upstream's
+//! `isApprovalRecordVisibleToClient`): an approval a caller may not see is, for
+//! `exec.approval.list|get|resolve|waitDecision`, as if it did not exist — the same not-found
+//! error, so ids cannot be probed.
 
 use serde_json::{Map, Value, json};
 
@@ -15,16 +20,20 @@ use clawgate_protocol::methods::AnyParams;
 use clawgate_protocol::methods::exec_approvals::{
     ApprovalGetParams, ApprovalGetResult, ApprovalResolveParams, ApprovalResolveResult, ApprovalResolver,
     ApprovalSnapshot, ExecApprovalAccepted, ExecApprovalDecisionResult, ExecApprovalEntry, ExecApprovalGetResult,
-    ExecApprovalIdParams, ExecApprovalRequestParams, ExecApprovalResolveParams, ExecApprovalResolveResult,
-    ExecApprovalsGetParams, ExecApprovalsSetParams, ExecApprovalsSnapshot,
+    ExecApprovalGrantsListParams, ExecApprovalGrantsListResult, ExecApprovalGrantsRevokeParams,
+    ExecApprovalGrantsRevokeResult, ExecApprovalIdParams, ExecApprovalRequestParams, ExecApprovalResolveParams,
+    ExecApprovalResolveResult, ExecApprovalsGetParams, ExecApprovalsNodeGetParams, ExecApprovalsNodeSetParams,
+    ExecApprovalsSetParams, ExecApprovalsSnapshot,
 };
 use clawgate_store::{ApprovalRecord, ApprovalStatus};
 
 use crate::dispatch::CallContext;
 use crate::error::CoreError;
 use crate::exec_approvals::{
-    DECISIONS, DEFAULT_TIMEOUT_MS, ExecApprovals, NewExecApproval, Resolved, allowed_decisions, decision_of, request_of,
+    DECISIONS, DEFAULT_TIMEOUT_MS, ExecApprovals, Grant, NewExecApproval, PolicyOf, Resolved, allowed_decisions,
+    decision_of, request_of,
 };
+use crate::nodes::NodeService;
 
 /// The longest command text a reviewer is shown (upstream refuses longer ones).
 const MAX_COMMAND_CHARS: usize = 8_192;
@@ -57,6 +66,11 @@ fn resolver_of(ctx: &CallContext) -> String {
         Some(device) => format!("device:{device}"),
         None => format!("client:{}", ctx.client.client.0),
     }
+}
+
+/// Whether the caller may see (and so resolve or wait for) this exec approval.
+fn visible_to(a: &ApprovalRecord, ctx: &CallContext) -> bool {
+    crate::exec_approvals::visible_to(a, &ctx.client)
 }
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
@@ -149,7 +163,11 @@ pub async fn exec_approval_request(
         .map(str::to_owned)
         .or_else(|| argv.first().cloned())
         .or_else(|| command.split_whitespace().next().map(str::to_owned));
-    let grant = subject.filter(|_| !no_always).map(|s| (agent_id.clone().unwrap_or_else(|| "*".into()), s));
+    let grant = subject.filter(|_| !no_always).map(|pattern| Grant {
+        agent: agent_id.clone().unwrap_or_else(|| "*".into()),
+        pattern,
+        node: None,
+    });
     let new = NewExecApproval {
         id: p.id.clone(),
         request,
@@ -163,7 +181,7 @@ pub async fn exec_approval_request(
         let accepted = ExecApprovalAccepted {
             status: "accepted",
             id: record.id.clone(),
-            delivery_route: if exec.approval_clients() > 0 { "approval-client" } else { "none" },
+            delivery_route: if exec.approval_clients(&record) > 0 { "approval-client" } else { "none" },
             created_at_ms: record.created_at_ms,
             expires_at_ms: record.expires_at_ms,
         };
@@ -185,10 +203,11 @@ pub async fn exec_approval_request(
 /// expired. Works after a restart: the approval and its decision are in the store.
 pub async fn exec_approval_wait_decision(
     exec: &ExecApprovals,
+    ctx: &CallContext,
     p: ExecApprovalIdParams,
 ) -> Result<ExecApprovalDecisionResult, CoreError> {
     let Some(id) = non_empty(&p.id) else { return Err(CoreError::invalid("id is required")) };
-    let Some(current) = exec.get(id).await? else {
+    let Some(current) = exec.get(id).await?.filter(|a| visible_to(a, ctx)) else {
         return Err(CoreError::invalid("approval expired or not found"));
     };
     if current.status == ApprovalStatus::Expired {
@@ -204,21 +223,27 @@ pub async fn exec_approval_wait_decision(
     })
 }
 
-/// `exec.approval.list {}` → the pending exec approvals, newest first
+/// `exec.approval.list {}` → the pending exec approvals the caller may see, newest first
 /// (`[{id, request, createdAtMs, expiresAtMs, approvalKind:"exec"}]`).
-pub async fn exec_approval_list(exec: &ExecApprovals, _: AnyParams) -> Result<Vec<ExecApprovalEntry>, CoreError> {
-    Ok(exec.pending().await?.iter().map(crate::exec_approvals::entry).collect())
+pub async fn exec_approval_list(
+    exec: &ExecApprovals,
+    ctx: &CallContext,
+    _: AnyParams,
+) -> Result<Vec<ExecApprovalEntry>, CoreError> {
+    Ok(exec.pending().await?.iter().filter(|a| visible_to(a, ctx)).map(crate::exec_approvals::entry).collect())
 }
 
 /// `exec.approval.get {id}` → a pending approval as a reviewer sees it.
 pub async fn exec_approval_get(
     exec: &ExecApprovals,
+    ctx: &CallContext,
     p: ExecApprovalIdParams,
 ) -> Result<ExecApprovalGetResult, CoreError> {
     let Some(id) = non_empty(&p.id) else {
         return Err(CoreError::invalid("invalid exec.approval.get params: must have required property 'id'"));
     };
-    let a = exec.get(id).await?.filter(|a| a.status == ApprovalStatus::Pending).ok_or_else(not_found)?;
+    let a = exec.get(id).await?;
+    let a = a.filter(|a| a.status == ApprovalStatus::Pending && visible_to(a, ctx)).ok_or_else(not_found)?;
     let request = request_of(&a);
     let s = |k: &str| request.get(k).and_then(Value::as_str).map(str::to_owned);
     Ok(ExecApprovalGetResult {
@@ -247,7 +272,11 @@ pub async fn exec_approval_resolve(
     if !DECISIONS.contains(&decision) {
         return Err(CoreError::invalid("invalid decision"));
     }
-    if let Some(a) = exec.get(id).await?.filter(|a| a.status == ApprovalStatus::Pending)
+    let current = exec.get(id).await?;
+    if current.as_ref().is_some_and(|a| !visible_to(a, ctx)) {
+        return Err(not_found());
+    }
+    if let Some(a) = current.filter(|a| a.status == ApprovalStatus::Pending)
         && !allowed_decisions(&request_of(&a)).iter().any(|d| d == decision)
     {
         return Err(CoreError::InvalidRequest {
@@ -361,12 +390,39 @@ pub async fn approval_resolve(
     }
 }
 
+/// `exec.approval.grants.list {limit?}` → `{grants: []}`. Upstream's standing grants are what
+/// allow-always mints on a cron job's approval; clawgate mints none: every allow-always (a cron
+/// run's included) is an allowlist entry of the policy that decided, listed and revoked there
+/// (`exec.approvals.get|set`, `exec.approvals.node.get|set`). So the honest answer is the empty
+/// list, and the Control UI's approvals page shows "no standing grants" instead of an error.
+pub async fn exec_approval_grants_list(
+    p: ExecApprovalGrantsListParams,
+) -> Result<ExecApprovalGrantsListResult, CoreError> {
+    if p.limit.is_some_and(|l| !(1..=500).contains(&l)) {
+        return Err(CoreError::invalid("invalid exec.approval.grants.list params: limit must be between 1 and 500"));
+    }
+    Ok(ExecApprovalGrantsListResult::default())
+}
+
+/// `exec.approval.grants.revoke {grantId}` → `{outcome: "not-found"}`: there are no standing
+/// grants to revoke (see [`exec_approval_grants_list`]).
+pub async fn exec_approval_grants_revoke(
+    p: ExecApprovalGrantsRevokeParams,
+) -> Result<ExecApprovalGrantsRevokeResult, CoreError> {
+    if non_empty(&p.grant_id).is_none() {
+        return Err(CoreError::invalid(
+            "invalid exec.approval.grants.revoke params: must have required property 'grantId'",
+        ));
+    }
+    Ok(ExecApprovalGrantsRevokeResult { outcome: "not-found" })
+}
+
 /// `exec.approvals.get {}` → `{path, exists, hash, file, resolvedDefaults}`.
 pub async fn exec_approvals_get(
     exec: &ExecApprovals,
     _: ExecApprovalsGetParams,
 ) -> Result<ExecApprovalsSnapshot, CoreError> {
-    exec.snapshot().await
+    exec.snapshot(PolicyOf::Gateway).await
 }
 
 /// `exec.approvals.set {file, baseHash?}` → the new snapshot. Once a policy exists, `baseHash`
@@ -375,11 +431,53 @@ pub async fn exec_approvals_set(
     exec: &ExecApprovals,
     p: ExecApprovalsSetParams,
 ) -> Result<ExecApprovalsSnapshot, CoreError> {
-    let Some(file) = p.file.filter(Value::is_object) else {
+    let file = checked_file(p.file, "exec.approvals.set")?;
+    exec.set_policy(PolicyOf::Gateway, file, non_empty(&p.base_hash)).await
+}
+
+/// The node a `exec.approvals.node.*` call names, which must be one the gateway knows (paired
+/// or connected).
+fn known_node(nodes: &NodeService, node_id: &Option<String>) -> Result<String, CoreError> {
+    let Some(node) = non_empty(node_id) else { return Err(CoreError::invalid("nodeId required")) };
+    Ok(nodes.describe(node)?.node_id)
+}
+
+/// `exec.approvals.node.get {nodeId}` → that node's own policy snapshot (`exists: false` and
+/// the empty document until one is set: the gateway's policy decides for it meanwhile).
+pub async fn exec_approvals_node_get(
+    exec: &ExecApprovals,
+    nodes: &NodeService,
+    p: ExecApprovalsNodeGetParams,
+) -> Result<ExecApprovalsSnapshot, CoreError> {
+    let node = known_node(nodes, &p.node_id)?;
+    exec.snapshot(PolicyOf::Node(&node)).await
+}
+
+/// `exec.approvals.node.set {nodeId, file, baseHash?}` → the node's new snapshot; from then on
+/// its policy, not the gateway's, decides for commands on it. Same hash rules as
+/// `exec.approvals.set`. A host-native policy (`native`, macOS app nodes) is refused: clawgate
+/// keeps only the file form.
+pub async fn exec_approvals_node_set(
+    exec: &ExecApprovals,
+    nodes: &NodeService,
+    p: ExecApprovalsNodeSetParams,
+) -> Result<ExecApprovalsSnapshot, CoreError> {
+    let node = known_node(nodes, &p.node_id)?;
+    if p.native.is_some() {
+        return Err(CoreError::invalid("host-native exec approvals are not supported for this node"));
+    }
+    let file = checked_file(p.file, "exec.approvals.node.set")?;
+    exec.set_policy(PolicyOf::Node(&node), file, non_empty(&p.base_hash)).await
+}
+
+/// A policy document as `exec.approvals.set` accepts it: an object at version 1 whose modes are
+/// upstream's words.
+fn checked_file(file: Option<Value>, method: &str) -> Result<Value, CoreError> {
+    let Some(file) = file.filter(Value::is_object) else {
         return Err(CoreError::invalid("exec approvals file is required"));
     };
     if file.get("version").and_then(Value::as_f64) != Some(1.0) {
-        return Err(CoreError::invalid("invalid exec.approvals.set params: file.version must be 1"));
+        return Err(CoreError::invalid(format!("invalid {method} params: file.version must be 1")));
     }
     for (key, mode_ok) in [("security", ["deny", "allowlist", "full"]), ("askFallback", ["deny", "allowlist", "full"])]
         .into_iter()
@@ -391,12 +489,12 @@ pub async fn exec_approvals_set(
         let agents = file.get("agents").and_then(Value::as_object);
         if bad(file.get("defaults")) || agents.is_some_and(|a| a.values().any(|v| bad(Some(v)))) {
             return Err(CoreError::invalid(format!(
-                "invalid exec.approvals.set params: {key} must be one of {}",
+                "invalid {method} params: {key} must be one of {}",
                 mode_ok.join(", ")
             )));
         }
     }
-    exec.set_policy(file, non_empty(&p.base_hash)).await
+    Ok(file)
 }
 
 #[cfg(test)]

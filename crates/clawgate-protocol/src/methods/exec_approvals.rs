@@ -362,3 +362,97 @@ pub struct ExecApprovalsSnapshot {
     /// The defaults in force.
     pub resolved_defaults: ExecResolvedDefaults,
 }
+
+/// `exec.approvals.node.get {nodeId}` (schema `ExecApprovalsNodeGetParams`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecApprovalsNodeGetParams {
+    /// The node whose policy is read.
+    #[serde(default)]
+    pub node_id: Option<String>,
+}
+
+/// `exec.approvals.node.set {nodeId, file, baseHash?}` (schema `ExecApprovalsNodeSetParams`).
+/// The result is an [`ExecApprovalsSnapshot`] (the file-policy form of upstream's
+/// `ExecApprovalsNodeSnapshot`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecApprovalsNodeSetParams {
+    /// The node whose policy is written.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// The whole policy document, as for `exec.approvals.set`.
+    #[serde(default)]
+    pub file: Option<Value>,
+    /// A host-native policy (`{defaultAction?, rules}`), which only a macOS app node keeps.
+    #[serde(default)]
+    pub native: Option<Value>,
+    /// The hash `exec.approvals.node.get` returned (required once the node has a policy).
+    #[serde(default)]
+    pub base_hash: Option<String>,
+}
+
+/// `exec.approval.grants.list {limit?}` (schema `ExecApprovalGrantsListParams`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecApprovalGrantsListParams {
+    /// At most this many (1..=500).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// A standing grant: what allow-always on an automation (cron job) approval mints upstream
+/// (schema `ExecApprovalStandingGrant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecApprovalStandingGrant {
+    /// Its id (what `exec.approval.grants.revoke` takes).
+    pub grant_id: String,
+    /// The approval whose allow-always minted it.
+    pub minted_by_approval_id: String,
+    /// The agent it is for.
+    pub agent_id: String,
+    /// The cron job it is for.
+    pub cron_job_id: String,
+    /// That job's name.
+    pub cron_job_name: Option<String>,
+    /// The command it allows.
+    pub command: String,
+    /// The directory it allows it in.
+    pub cwd: Option<String>,
+    /// When it was minted.
+    pub created_at_ms: i64,
+    /// When it lapses (`null`: until revoked).
+    pub expires_at_ms: Option<i64>,
+    /// When it was revoked.
+    pub revoked_at_ms: Option<i64>,
+    /// Who revoked it.
+    pub revoked_by: Option<String>,
+    /// When it last let a command run.
+    pub last_used_at_ms: Option<i64>,
+    /// How often it did.
+    pub use_count: i64,
+}
+
+/// `exec.approval.grants.list` → `{grants}`, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExecApprovalGrantsListResult {
+    /// The grants.
+    pub grants: Vec<ExecApprovalStandingGrant>,
+}
+
+/// `exec.approval.grants.revoke {grantId}` (schema `ExecApprovalGrantsRevokeParams`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecApprovalGrantsRevokeParams {
+    /// The grant to revoke.
+    #[serde(default)]
+    pub grant_id: Option<String>,
+}
+
+/// `exec.approval.grants.revoke` → `{outcome: "revoked"|"already-revoked"|"not-found"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExecApprovalGrantsRevokeResult {
+    /// What happened.
+    pub outcome: &'static str,
+}

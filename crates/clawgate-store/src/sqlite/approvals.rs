@@ -166,6 +166,52 @@ impl ApprovalStore for SqliteStore {
         };
         Ok(written == 1)
     }
+
+    async fn exec_node_policy(&self, node_id: &str) -> Result<Option<ExecPolicyRecord>> {
+        let row: Option<(serde_json::Value, String, i64)> =
+            sqlx::query_as("SELECT file, hash, updated_at_ms FROM exec_node_policies WHERE node_id = ?1")
+                .bind(node_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|(file, hash, updated_at_ms)| ExecPolicyRecord { file, hash, updated_at_ms }))
+    }
+
+    async fn swap_exec_node_policy(
+        &self,
+        node_id: &str,
+        base_hash: Option<&str>,
+        file: &serde_json::Value,
+        hash: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        // As the gateway's policy: one statement compares and writes.
+        let written = match base_hash {
+            None => sqlx::query(
+                "INSERT INTO exec_node_policies (node_id, file, hash, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (node_id) DO NOTHING",
+            )
+            .bind(node_id)
+            .bind(file)
+            .bind(hash)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected(),
+            Some(base) => sqlx::query(
+                "UPDATE exec_node_policies SET file = ?1, hash = ?2, updated_at_ms = ?3 \
+                 WHERE node_id = ?4 AND hash = ?5",
+            )
+            .bind(file)
+            .bind(hash)
+            .bind(now_ms)
+            .bind(node_id)
+            .bind(base)
+            .execute(self.pool())
+            .await?
+            .rows_affected(),
+        };
+        Ok(written == 1)
+    }
 }
 
 #[cfg(test)]
