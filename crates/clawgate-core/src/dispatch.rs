@@ -474,6 +474,16 @@ pub async fn dispatch(gw: &Arc<Gateway>, ctx: &CallContext, method: &str, params
         m::PLUGINS_LIST => typed(method, params, methods::ui_startup::plugins_list).await,
         m::PLUGINS_CATALOG_BROWSE => typed(method, params, methods::ui_startup::plugins_catalog_browse).await,
         m::DIAGNOSTICS_LANES => typed(method, params, |p| methods::ui_startup::diagnostics_lanes(&gw.agents, p)).await,
+        m::SESSIONS_USAGE => {
+            typed(method, params, |p| methods::usage::sessions_usage(&gw.config, &gw.agents, &gw.store, p)).await
+        }
+        m::SKILLS_STATUS => typed(method, params, |p| methods::ui_pages::skills_status(&gw.agents, p)).await,
+        m::SKILLS_SEARCH => typed(method, params, methods::ui_pages::skills_search).await,
+        m::SKILLS_LIBRARY_LIST => {
+            typed(method, params, |p| methods::ui_pages::skills_library_list(&gw.agents, p)).await
+        }
+        m::ENVIRONMENTS_LIST => typed(method, params, |p| methods::ui_pages::environments_list(&gw.nodes, p)).await,
+        m::THEMES_LIST => typed(method, params, methods::ui_pages::themes_list).await,
         m::TOKENS_CREATE => typed(method, params, |p| methods::tokens::tokens_create(gw.auth.access_tokens(), p)).await,
         m::TOKENS_LIST => typed(method, params, |p| methods::tokens::tokens_list(gw.auth.access_tokens(), p)).await,
         m::TOKENS_REVOKE => {

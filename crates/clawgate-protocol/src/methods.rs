@@ -28,9 +28,11 @@ pub mod exec_approvals;
 pub mod health;
 pub mod logs;
 pub mod nodes;
+pub mod session_usage;
 pub mod sessions;
 pub mod system;
 pub mod tokens;
+pub mod ui_pages;
 pub mod ui_startup;
 pub mod usage;
 
@@ -322,6 +324,12 @@ pub mod names {
     pub const PLUGINS_LIST: &str = "plugins.list";
     pub const DIAGNOSTICS_LANES: &str = "diagnostics.lanes";
     pub const PLUGINS_CATALOG_BROWSE: &str = "plugins.catalog.browse";
+    pub const SESSIONS_USAGE: &str = "sessions.usage";
+    pub const SKILLS_STATUS: &str = "skills.status";
+    pub const SKILLS_SEARCH: &str = "skills.search";
+    pub const SKILLS_LIBRARY_LIST: &str = "skills.library.list";
+    pub const ENVIRONMENTS_LIST: &str = "environments.list";
+    pub const THEMES_LIST: &str = "themes.list";
 }
 
 /// Every method clawgate implements, with its requirement.
@@ -462,6 +470,14 @@ pub const IMPLEMENTED: &[MethodSpec] = &[
     m(names::PLUGINS_LIST, scopes::READ),
     m(names::DIAGNOSTICS_LANES, scopes::READ),
     m(names::PLUGINS_CATALOG_BROWSE, scopes::READ),
+    // What the Control UI's usage, skills, systems and config pages call (`methods/ui_pages.rs`,
+    // `methods/usage.rs`). Upstream does not advertise `sessions.usage` (`{ advertise: false }`).
+    MethodSpec { name: names::SESSIONS_USAGE, requirement: Requirement::Scope(scopes::READ), advertise: false },
+    m(names::SKILLS_STATUS, scopes::READ),
+    m(names::SKILLS_SEARCH, scopes::READ),
+    m(names::SKILLS_LIBRARY_LIST, scopes::READ),
+    MethodSpec { name: names::ENVIRONMENTS_LIST, requirement: Requirement::Dynamic, advertise: true },
+    m(names::THEMES_LIST, scopes::READ),
     // Valid only as the first frame; a second `connect` is answered by the dispatcher.
     MethodSpec { name: names::CONNECT, requirement: Requirement::Scope(scopes::ADMIN), advertise: false },
 ];
@@ -550,6 +566,14 @@ pub fn dynamic_scope(method: &str, params: &serde_json::Value) -> &'static str {
                 scopes::WRITE
             }
         }
+        // Placing a runtime (`runtimeId`) needs write; listing needs read.
+        names::ENVIRONMENTS_LIST => {
+            if params.get("runtimeId").and_then(|v| v.as_str()).is_some_and(|s| !s.is_empty()) {
+                scopes::WRITE
+            } else {
+                scopes::READ
+            }
+        }
         names::SESSIONS_DELETE => {
             const ALLOWED: &[&str] = &["key", "agentId", "deleteTranscript", "expectedSessionId", "archivedOnly"];
             let archived_only = params.get("archivedOnly").and_then(|v| v.as_bool()) == Some(true);
@@ -597,6 +621,9 @@ mod tests {
         assert_eq!(dynamic_scope("sessions.patch", &json!({"key": "k", "sendPolicy": "deny"})), scopes::ADMIN);
         assert_eq!(dynamic_scope("sessions.delete", &json!({"key": "k", "archivedOnly": true})), scopes::WRITE);
         assert_eq!(dynamic_scope("sessions.delete", &json!({"key": "k"})), scopes::ADMIN);
+        assert_eq!(dynamic_scope("environments.list", &json!({})), scopes::READ);
+        assert_eq!(dynamic_scope("environments.list", &json!({"runtimeId": ""})), scopes::READ);
+        assert_eq!(dynamic_scope("environments.list", &json!({"runtimeId": "codex"})), scopes::WRITE);
     }
 
     #[test]

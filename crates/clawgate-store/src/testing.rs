@@ -28,6 +28,7 @@ use crate::{
     EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, RunStore, SessionQuery, SessionRecord,
     SessionStore, TranscriptEntry, TranscriptRole, TranscriptStore,
 };
+use crate::{UsageGrouping, UsageQuery, UsageStore};
 
 /// A fixed "now" so expectations are exact.
 const T0: i64 = 1_700_000_000_000;
@@ -240,6 +241,8 @@ macro_rules! for_each_conformance_case {
             expired_lease_is_taken_over_and_released_only_by_its_holder,
             concurrent_lease_acquires_have_exactly_one_winner,
             removing_a_gateway_releases_its_leases,
+            // Usage.
+            usage_by_session_quarter_hour_keeps_transcripts_apart,
         }
     };
 }
@@ -2870,4 +2873,50 @@ pub async fn shared_lockouts_extend_and_expire<S: crate::LockoutStore>(store: &S
         "one that ended at 2000 is not in force at 2000"
     );
     assert!(store.active_lockouts(3_000, 10).await.expect("list").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// UsageStore
+
+/// `SessionQuarterHour` sums each (quarter hour, transcript, session key, provider, model): a
+/// reset's new transcript is apart from the old one, and the key is the whole session key.
+pub async fn usage_by_session_quarter_hour_keeps_transcripts_apart<S>(store: &S)
+where
+    S: UsageStore + SessionStore + TranscriptStore,
+{
+    const QUARTER: i64 = 900_000;
+    let turn = |input: i64| {
+        json!({"role": "assistant", "content": "ok", "provider": "p", "model": "m",
+               "usage": {"input": input, "output": 1, "cacheRead": 2, "cacheWrite": 3}})
+    };
+    let key = "agent:main:with space";
+    let old = store.ensure_session(key, "main", T0).await.expect("session").session_id;
+    let slot = T0 / QUARTER;
+    for (input, at) in [(10, T0), (20, T0 + 1), (40, T0 + QUARTER)] {
+        store.append(&old, TranscriptRole::Assistant, &turn(input), None, EntryStatus::Final, at).await.expect("a");
+    }
+    let new = store.reset_session(key, T0 + 2 * QUARTER).await.expect("reset").session_id;
+    store.append(&new, TranscriptRole::Assistant, &turn(80), None, EntryStatus::Final, T0 + QUARTER).await.expect("a");
+    let query = UsageQuery {
+        start_ms: T0,
+        end_ms: T0 + 2 * QUARTER,
+        agent_id: Some("main".to_owned()),
+        session_key: None,
+        grouping: UsageGrouping::SessionQuarterHour,
+        limit: 10,
+    };
+    let sums = store.usage_sums(&query).await.expect("sums");
+    let mut got: Vec<(String, i64, i64, i64)> =
+        sums.rows.iter().map(|r| (r.key.clone(), r.turns, r.input, r.cache_write)).collect();
+    got.sort();
+    let mut want = vec![
+        (format!("{slot} {old} {key}"), 2, 30, 6),
+        (format!("{} {old} {key}", slot + 1), 1, 40, 3),
+        (format!("{} {new} {key}", slot + 1), 1, 80, 3),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(!sums.truncated);
+    let first = sums.rows.iter().find(|r| r.key.starts_with(&format!("{slot} "))).expect("first slot");
+    assert_eq!((first.provider.as_str(), first.model.as_str(), first.last_ts), ("p", "m", T0 + 1));
 }

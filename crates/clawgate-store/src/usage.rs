@@ -33,6 +33,11 @@ pub enum UsageGrouping {
     /// The quarter hour (`ts / 900 000` in decimal): fine enough for the caller to cut days in
     /// any time zone, daylight saving time and 15-minute offsets included.
     QuarterHour,
+    /// The quarter hour, the transcript (session id) and the session key, as
+    /// `"<ts / 900 000> <session id> <session key>"` (the first two hold no space, so the key is
+    /// everything after the second): one query gives every session's sums by transcript
+    /// generation and by any day or hour the caller cuts (`sessions.usage`).
+    SessionQuarterHour,
 }
 
 /// An aggregation request: the turns in `[start_ms, end_ms]`, optionally of one agent or one

@@ -572,14 +572,7 @@ const PAGES: &[(&str, &str, &[&str])] = &[
 
 /// Methods pages call that clawgate does not implement yet, each with the page and why. The test
 /// requires that these are exactly the failures, so an entry must go once its method works.
-const NOT_YET: &[(&str, &str, &str)] = &[
-    ("systems", "environments.list", "execution environments (a dynamic-scope method)"),
-    ("usage", "sessions.usage", "per-session usage report"),
-    ("skills", "skills.status", "skills"),
-    ("skills", "skills.search", "skills"),
-    ("skills", "skills.library.list", "skills"),
-    ("config", "themes.list", "gateway-stored themes"),
-];
+const NOT_YET: &[(&str, &str, &str)] = &[];
 
 /// What the fake model answers in the chat test.
 const UI_REPLY: &str = "Hello from the fake model behind clawgate";

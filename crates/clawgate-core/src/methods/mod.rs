@@ -17,5 +17,6 @@ pub mod nodes;
 pub mod sessions;
 pub mod system;
 pub mod tokens;
+pub mod ui_pages;
 pub mod ui_startup;
 pub mod usage;

@@ -4,19 +4,30 @@
 //!
 //! A model without a price is never priced at 0: its turns add tokens, no cost, and are named
 //! in `missingCostEntries`/`missingCostByModel` (and a group made only of them has `cost: null`).
+//!
+//! `sessions.usage` reads the same rows by (quarter hour, transcript, session) and builds each
+//! session's summary and the usage page's aggregates from them (see [`sessions_usage`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Days, Local, NaiveDate, NaiveTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use clawgate_config::{Config, ModelCost};
 use clawgate_protocol::methods::AnyParams;
+use clawgate_protocol::methods::session_usage::{
+    AgentUsage, CreatorOption, CreatorUsage, DailyBreakdown, DailyMessageCounts, DailyModelUsage, DailySummary,
+    DatedTotals, MessageCounts, ModelUsage, QuarterHourMessages, QuarterHourTokens, SessionActivity,
+    SessionCostSummary, SessionUsageEntry, SessionsUsageParams, SessionsUsageResult, ToolsSummary, UsageAggregates,
+    UsageScope,
+};
 use clawgate_protocol::methods::usage::{
     CostUsageDaily, CostUsageGroup, CostUsageTotals, DaysParam, ProviderUsageSnapshot, UsageCacheStatus,
     UsageCostParams, UsageCostResult, UsageStatusResult,
 };
-use clawgate_store::{DayZone, UsageGrouping, UsageQuery, UsageStore, UsageSum};
+use clawgate_store::{
+    DayZone, SessionQuery, SessionRecord, SessionStore, UsageGrouping, UsageQuery, UsageStore, UsageSum,
+};
 
 use crate::agent::AgentService;
 use crate::config_service::ConfigService;
@@ -479,6 +490,404 @@ fn provider_summary(t: &CostUsageTotals) -> String {
     format!("last {STATUS_DAYS} days: {} tokens in {} turns, {cost}", t.total_tokens, t.turns)
 }
 
+/// Upstream's key of a session whose creator is not known; clawgate records no creators, so
+/// every session has it.
+pub const UNKNOWN_CREATOR_KEY: &str = r#"["unknown"]"#;
+/// `limit` of `sessions.usage` when not given (upstream's).
+const DEFAULT_SESSIONS_LIMIT: u64 = 50;
+const DAY_MS: i64 = 86_400_000;
+
+/// Adds one totals entry to another (upstream's `addCostUsageTotals`).
+fn merge(target: &mut CostUsageTotals, source: &CostUsageTotals) {
+    target.input += source.input;
+    target.output += source.output;
+    target.cache_read += source.cache_read;
+    target.cache_write += source.cache_write;
+    target.total_tokens += source.total_tokens;
+    target.total_cost += source.total_cost;
+    target.input_cost += source.input_cost;
+    target.output_cost += source.output_cost;
+    target.cache_read_cost += source.cache_read_cost;
+    target.cache_write_cost += source.cache_write_cost;
+    target.missing_cost_entries += source.missing_cost_entries;
+    target.turns += source.turns;
+    if let Some(by_model) = &source.missing_cost_by_model {
+        let into = target.missing_cost_by_model.get_or_insert_with(BTreeMap::new);
+        for (model, n) in by_model {
+            *into.entry(model.clone()).or_default() += n;
+        }
+    }
+}
+
+/// One row of a `SessionQuarterHour` grouping: `"<slot> <session id> <session key>"`.
+struct SlotRow<'a> {
+    slot: i64,
+    session_id: &'a str,
+    session_key: &'a str,
+    sum: &'a UsageSum,
+}
+
+fn slot_row(sum: &UsageSum) -> Option<SlotRow<'_>> {
+    let (slot, rest) = sum.key.split_once(' ')?;
+    let (session_id, session_key) = rest.split_once(' ')?;
+    Some(SlotRow { slot: slot.parse().ok()?, session_id, session_key, sum })
+}
+
+/// Checks what `SessionsUsageParams` constrains beyond its types (upstream's schema), with the
+/// schema's words.
+fn check_sessions_usage_params(p: &SessionsUsageParams) -> Result<(), String> {
+    let non_empty =
+        [("key", &p.key), ("agentId", &p.agent_id), ("creatorKey", &p.creator_key), ("timeZone", &p.time_zone)];
+    if let Some((field, _)) = non_empty.iter().find(|(_, v)| v.as_deref().is_some_and(str::is_empty)) {
+        return Err(format!("invalid sessions.usage params: {field} must not be empty"));
+    }
+    let one_of = |field: &str, value: &Option<String>, allowed: &[&str]| match value.as_deref() {
+        Some(v) if !allowed.contains(&v) => {
+            Err(format!("invalid sessions.usage params: {field} must be one of {}", allowed.join(", ")))
+        }
+        _ => Ok(()),
+    };
+    one_of("agentScope", &p.agent_scope, &["all"])?;
+    one_of("mode", &p.mode, &["utc", "gateway", "specific"])?;
+    one_of("range", &p.range, &["7d", "30d", "90d", "1y", "all"])?;
+    one_of("groupBy", &p.group_by, &["instance", "family"])?;
+    if let Some(offset) = p.utc_offset.as_deref()
+        && !utc_offset_shape(offset)
+    {
+        return Err("invalid sessions.usage params: utcOffset must look like UTC+2 or UTC-05:30".to_owned());
+    }
+    if p.limit == Some(0) {
+        return Err("invalid sessions.usage params: limit must be at least 1".to_owned());
+    }
+    Ok(())
+}
+
+/// The schema's `^UTC[+-]\d{1,2}(?::[0-5]\d)?$` (the bounds are the range rules' to check).
+fn utc_offset_shape(raw: &str) -> bool {
+    let Some(rest) = raw.strip_prefix("UTC+").or_else(|| raw.strip_prefix("UTC-")) else { return false };
+    let (hours, minutes) = rest.split_once(':').map_or((rest, None), |(h, m)| (h, Some(m)));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    (1..=2).contains(&hours.len())
+        && digits(hours)
+        && minutes.is_none_or(|m| m.len() == 2 && digits(m) && m.as_bytes()[0] <= b'5')
+}
+
+/// `sessions.usage`: each session's turns over a day range (one agent, one session or all
+/// agents), most recently updated first, and the aggregates of every matching session, priced
+/// from the config. With `groupBy: "instance"` (the default) a session counts its current
+/// transcript only; with `family` every transcript its key has had (resets included).
+///
+/// From the usage rows: tokens, costs, turns, days, quarter hours, models, agents, the newest
+/// turn. Not recorded, so zero or empty (see `clawgate_protocol::methods::session_usage`): user
+/// messages, tool calls and results, errors, latency, channels, creators, context weight.
+pub async fn sessions_usage(
+    config: &ConfigService,
+    agents: &AgentService,
+    store: &Store,
+    p: SessionsUsageParams,
+) -> Result<SessionsUsageResult, CoreError> {
+    check_sessions_usage_params(&p).map_err(CoreError::invalid)?;
+    let range_params = UsageCostParams {
+        start_date: p.start_date.clone(),
+        end_date: p.end_date.clone(),
+        range: p.range.clone(),
+        mode: p.mode.clone(),
+        utc_offset: p.utc_offset.clone(),
+        time_zone: p.time_zone.clone(),
+        ..UsageCostParams::default()
+    };
+    let range = resolve_range(&range_params, now_ms()).map_err(CoreError::invalid)?;
+    let all_agents = p.agent_scope.as_deref() == Some("all");
+    if all_agents && (p.key.is_some() || p.agent_id.is_some()) {
+        return Err(CoreError::invalid("agentScope=all cannot be combined with key or agentId"));
+    }
+    let (agent_id, session_key) = match (&p.key, all_agents) {
+        (Some(key), _) => {
+            let (key, agent) = crate::methods::chat::resolve_session_key(agents, key, p.agent_id.as_deref())?;
+            (Some(agent), Some(key))
+        }
+        (None, true) => (None, None),
+        (None, false) => {
+            (Some(crate::methods::ui_pages::known_agent(agents, "sessions.usage", p.agent_id.as_deref())?), None)
+        }
+    };
+    let family = p.group_by.as_deref() == Some("family") || p.include_historical == Some(true);
+    let limit = usize::try_from(p.limit.unwrap_or(DEFAULT_SESSIONS_LIMIT)).unwrap_or(usize::MAX);
+
+    let sums = store
+        .usage_sums(&UsageQuery {
+            start_ms: range.start_ms(),
+            end_ms: range.end_ms(),
+            agent_id: agent_id.clone(),
+            session_key: session_key.clone(),
+            grouping: UsageGrouping::SessionQuarterHour,
+            limit: MAX_SUMS,
+        })
+        .await?;
+    let records: HashMap<String, SessionRecord> = match &session_key {
+        Some(key) => store.get_session(key).await?.into_iter().map(|r| (r.key.clone(), r)).collect(),
+        None => {
+            let query = SessionQuery { agent_id: agent_id.clone(), include_archived: true, ..SessionQuery::default() };
+            store.list_sessions(&query).await?.into_iter().map(|r| (r.key.clone(), r)).collect()
+        }
+    };
+
+    let mut by_session: BTreeMap<&str, Vec<SlotRow<'_>>> = BTreeMap::new();
+    for row in sums.rows.iter().filter_map(slot_row) {
+        by_session.entry(row.session_key).or_default().push(row);
+    }
+    let prices = Prices::of(&config.current().config);
+    let default_agent = agents.agents().default_id.clone();
+    let mut entries = Vec::with_capacity(by_session.len());
+    for (key, rows) in by_session {
+        let record = records.get(key);
+        let newest = rows.iter().max_by_key(|r| r.sum.last_ts).map_or("", |r| r.session_id);
+        let current = record.map_or(newest, |r| r.session_id.as_str());
+        let rows: Vec<&SlotRow<'_>> = rows.iter().filter(|r| family || r.session_id == current).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let usage = session_summary(range.zone, &rows, current, &prices);
+        let included: BTreeSet<&str> = rows.iter().map(|r| r.session_id).collect();
+        let agent = record.map(|r| r.agent_id.clone()).or_else(|| agent_id.clone()).unwrap_or_else(|| {
+            key.strip_prefix("agent:")
+                .and_then(|rest| rest.split(':').next())
+                .filter(|a| !a.is_empty())
+                .map_or_else(|| default_agent.clone(), str::to_owned)
+        });
+        let label = record
+            .and_then(|r| r.label.clone().or_else(|| r.meta.get("label").and_then(|v| v.as_str()).map(str::to_owned)));
+        entries.push(SessionUsageEntry {
+            key: key.to_owned(),
+            label,
+            session_id: current.to_owned(),
+            scope: if family { UsageScope::Family } else { UsageScope::Instance },
+            session_family_key: family.then(|| key.to_owned()),
+            current_session_id: family.then(|| current.to_owned()),
+            historical_instance_count: family.then_some(included.len()),
+            included_session_ids: family.then(|| included.iter().map(|s| (*s).to_owned()).collect()),
+            updated_at: record.map_or(usage.last_activity, |r| r.updated_at_ms),
+            agent_id: agent,
+            creator_key: UNKNOWN_CREATOR_KEY.to_owned(),
+            model_override: record.and_then(|r| r.meta.get("model").and_then(|v| v.as_str()).map(str::to_owned)),
+            usage: Some(usage),
+            has_context_weight: false,
+            context_weight: (p.include_context_weight == Some(true)).then_some(None),
+        });
+    }
+    let creator_options =
+        if entries.is_empty() { Vec::new() } else { vec![CreatorOption { key: UNKNOWN_CREATOR_KEY.to_owned() }] };
+    if p.creator_key.as_deref().is_some_and(|k| k != UNKNOWN_CREATOR_KEY) {
+        entries.clear();
+    }
+    entries.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.key.cmp(&b.key)));
+    let (totals, aggregates) = aggregate(&entries);
+    entries.truncate(limit);
+    let mut cache_status = UsageCacheStatus::FRESH;
+    if sums.truncated {
+        // More rows than one answer reads: the sums cover part of the range.
+        cache_status.status = "partial";
+    }
+    Ok(SessionsUsageResult {
+        updated_at: now_ms(),
+        start_date: range.start.format("%Y-%m-%d").to_string(),
+        end_date: range.end.format("%Y-%m-%d").to_string(),
+        sessions: entries,
+        totals,
+        aggregates,
+        creator_options,
+        cache_status,
+    })
+}
+
+/// One session's summary from its (quarter hour, transcript, model) rows.
+fn session_summary(zone: Zone, rows: &[&SlotRow<'_>], session_id: &str, prices: &Prices) -> SessionCostSummary {
+    let mut totals = CostUsageTotals::default();
+    let mut models: BTreeMap<(&str, &str), CostUsageTotals> = BTreeMap::new();
+    let mut days: BTreeMap<String, CostUsageTotals> = BTreeMap::new();
+    let mut day_models: BTreeMap<(String, &str, &str), CostUsageTotals> = BTreeMap::new();
+    let mut quarters: BTreeMap<(String, u32), CostUsageTotals> = BTreeMap::new();
+    let mut last_activity = 0;
+    for row in rows {
+        let sum = row.sum;
+        let mut one = CostUsageTotals::default();
+        add(&mut one, sum, prices);
+        let start = row.slot.saturating_mul(QUARTER_HOUR_MS);
+        // Every zone's offset is a whole number of quarter hours, so a slot lies in one day.
+        let day = zone.day_of(start).format("%Y-%m-%d").to_string();
+        let utc_day = Zone::Offset(0).day_of(start).format("%Y-%m-%d").to_string();
+        let quarter = u32::try_from(start.rem_euclid(DAY_MS) / QUARTER_HOUR_MS).unwrap_or(0);
+        merge(&mut totals, &one);
+        merge(models.entry((sum.provider.as_str(), sum.model.as_str())).or_default(), &one);
+        merge(day_models.entry((day.clone(), sum.provider.as_str(), sum.model.as_str())).or_default(), &one);
+        merge(days.entry(day).or_default(), &one);
+        merge(quarters.entry((utc_day, quarter)).or_default(), &one);
+        last_activity = last_activity.max(sum.last_ts);
+    }
+    let mut model_usage: Vec<ModelUsage> = models
+        .into_iter()
+        .map(|((provider, model), totals)| ModelUsage {
+            provider: Some(provider.to_owned()),
+            model: Some(model.to_owned()),
+            count: totals.turns,
+            totals,
+        })
+        .collect();
+    model_usage.sort_by(by_cost_then_tokens);
+    SessionCostSummary {
+        session_id: session_id.to_owned(),
+        last_activity,
+        activity_dates: days.keys().cloned().collect(),
+        daily_breakdown: days
+            .iter()
+            .map(|(date, t)| DailyBreakdown {
+                date: date.clone(),
+                tokens: t.total_tokens,
+                cost: t.total_cost,
+                totals: t.clone(),
+            })
+            .collect(),
+        daily_message_counts: days
+            .iter()
+            .map(|(date, t)| DailyMessageCounts { date: date.clone(), counts: MessageCounts::turns(t.turns) })
+            .collect(),
+        utc_quarter_hour_message_counts: quarters
+            .iter()
+            .map(|((date, quarter_index), t)| QuarterHourMessages {
+                date: date.clone(),
+                quarter_index: *quarter_index,
+                counts: MessageCounts::turns(t.turns),
+            })
+            .collect(),
+        utc_quarter_hour_token_usage: quarters
+            .into_iter()
+            .map(|((date, quarter_index), t)| QuarterHourTokens {
+                date,
+                quarter_index,
+                input: t.input,
+                output: t.output,
+                cache_read: t.cache_read,
+                cache_write: t.cache_write,
+                total_tokens: t.total_tokens,
+                total_cost: t.total_cost,
+            })
+            .collect(),
+        daily_model_usage: day_models
+            .into_iter()
+            .map(|((date, provider, model), t)| DailyModelUsage {
+                date,
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                tokens: t.total_tokens,
+                cost: t.total_cost,
+                count: t.turns,
+            })
+            .collect(),
+        message_counts: MessageCounts::turns(totals.turns),
+        model_usage,
+        totals,
+    }
+}
+
+fn by_cost_then_tokens(a: &ModelUsage, b: &ModelUsage) -> std::cmp::Ordering {
+    b.totals.total_cost.total_cmp(&a.totals.total_cost).then(b.totals.total_tokens.cmp(&a.totals.total_tokens))
+}
+
+/// The totals and aggregates of every listed session (upstream's usage aggregate accumulator).
+fn aggregate(entries: &[SessionUsageEntry]) -> (CostUsageTotals, UsageAggregates) {
+    let mut totals = CostUsageTotals::default();
+    let mut messages = MessageCounts::default();
+    let mut session_count = 0;
+    let mut models: BTreeMap<(String, String), CostUsageTotals> = BTreeMap::new();
+    let mut providers: BTreeMap<String, CostUsageTotals> = BTreeMap::new();
+    let mut by_agent: BTreeMap<String, CostUsageTotals> = BTreeMap::new();
+    let mut cost_daily: BTreeMap<String, CostUsageTotals> = BTreeMap::new();
+    let mut model_daily: BTreeMap<(String, String, String), DailyModelUsage> = BTreeMap::new();
+    let mut activity: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for (entry, usage) in entries.iter().filter_map(|e| e.usage.as_ref().map(|u| (e, u))) {
+        merge(&mut totals, &usage.totals);
+        messages.add(&usage.message_counts);
+        if usage.totals.turns > 0 {
+            session_count += 1;
+            *activity.entry(usage.activity_dates.clone()).or_default() += 1;
+        }
+        for m in &usage.model_usage {
+            let (provider, model) = (m.provider.clone().unwrap_or_default(), m.model.clone().unwrap_or_default());
+            merge(providers.entry(provider.clone()).or_default(), &m.totals);
+            merge(models.entry((provider, model)).or_default(), &m.totals);
+        }
+        merge(by_agent.entry(entry.agent_id.clone()).or_default(), &usage.totals);
+        for day in &usage.daily_breakdown {
+            merge(cost_daily.entry(day.date.clone()).or_default(), &day.totals);
+        }
+        for d in &usage.daily_model_usage {
+            let row = model_daily
+                .entry((d.date.clone(), d.provider.clone(), d.model.clone()))
+                .or_insert_with(|| DailyModelUsage { tokens: 0, cost: 0.0, count: 0, ..d.clone() });
+            row.tokens += d.tokens;
+            row.cost += d.cost;
+            row.count += d.count;
+        }
+    }
+    let usage_of = |provider: Option<String>, model: Option<String>, totals: CostUsageTotals| ModelUsage {
+        provider,
+        model,
+        count: totals.turns,
+        totals,
+    };
+    let mut by_model: Vec<ModelUsage> = models.into_iter().map(|((p, m), t)| usage_of(Some(p), Some(m), t)).collect();
+    by_model.sort_by(by_cost_then_tokens);
+    let mut by_provider: Vec<ModelUsage> = providers.into_iter().map(|(p, t)| usage_of(Some(p), None, t)).collect();
+    by_provider.sort_by(by_cost_then_tokens);
+    let mut by_agent: Vec<AgentUsage> =
+        by_agent.into_iter().map(|(agent_id, totals)| AgentUsage { agent_id, totals }).collect();
+    by_agent.sort_by(|a, b| b.totals.total_cost.total_cmp(&a.totals.total_cost));
+    let cost_daily: Vec<DatedTotals> =
+        cost_daily.into_iter().map(|(date, totals)| DatedTotals { date, totals }).collect();
+    let daily = cost_daily
+        .iter()
+        .map(|d| DailySummary {
+            date: d.date.clone(),
+            tokens: d.totals.total_tokens,
+            cost: d.totals.total_cost,
+            messages: d.totals.turns,
+            tool_calls: 0,
+            errors: 0,
+        })
+        .collect();
+    let by_creator = if session_count == 0 {
+        Vec::new()
+    } else {
+        vec![CreatorUsage {
+            key: UNKNOWN_CREATOR_KEY.to_owned(),
+            totals: totals.clone(),
+            session_count,
+            daily: cost_daily.clone(),
+            session_activity: activity
+                .into_iter()
+                .map(|(dates, session_count)| SessionActivity { dates, session_count })
+                .collect(),
+        }]
+    };
+    let mut model_daily: Vec<DailyModelUsage> = model_daily.into_values().collect();
+    model_daily.sort_by(|a, b| a.date.cmp(&b.date).then(b.cost.total_cmp(&a.cost)));
+    let aggregates = UsageAggregates {
+        session_count,
+        messages,
+        tools: ToolsSummary::default(),
+        by_model,
+        by_provider,
+        by_agent,
+        by_channel: Vec::new(),
+        by_creator,
+        cost_daily,
+        daily_latency: Vec::new(),
+        model_daily,
+        daily,
+    };
+    (totals, aggregates)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,5 +1032,113 @@ mod tests {
         assert_eq!(day_key(zone, &sum(&slot.to_string(), "p", "m", 1, [1, 0, 0, 0])), "2026-03-02");
         // 18:15Z is 23:45 on 1 March there.
         assert_eq!(day_key(zone, &sum(&(slot - 2).to_string(), "p", "m", 1, [1, 0, 0, 0])), "2026-03-01");
+    }
+
+    fn usage_params(v: serde_json::Value) -> SessionsUsageParams {
+        serde_json::from_value(v).expect("params")
+    }
+
+    #[test]
+    fn sessions_usage_params_are_checked_as_the_schema_says() {
+        let bad = [
+            (serde_json::json!({"key": ""}), "invalid sessions.usage params: key must not be empty"),
+            (serde_json::json!({"agentScope": "some"}), "invalid sessions.usage params: agentScope must be one of all"),
+            (
+                serde_json::json!({"mode": "local"}),
+                "invalid sessions.usage params: mode must be one of utc, gateway, specific",
+            ),
+            (
+                serde_json::json!({"groupBy": "agent"}),
+                "invalid sessions.usage params: groupBy must be one of instance, family",
+            ),
+            (
+                serde_json::json!({"utcOffset": "+02:00"}),
+                "invalid sessions.usage params: utcOffset must look like UTC+2 or UTC-05:30",
+            ),
+            (serde_json::json!({"limit": 0}), "invalid sessions.usage params: limit must be at least 1"),
+        ];
+        for (p, want) in bad {
+            assert_eq!(check_sessions_usage_params(&usage_params(p.clone())).unwrap_err(), want, "{p}");
+        }
+        // What the usage page sends.
+        let page = serde_json::json!({"startDate": "2026-03-01", "endDate": "2026-03-30", "agentScope": "all",
+            "mode": "specific", "timeZone": "Europe/Berlin", "utcOffset": "UTC+1", "groupBy": "family",
+            "limit": 1000, "includeContextWeight": false});
+        assert_eq!(check_sessions_usage_params(&usage_params(page)), Ok(()));
+        // Closed params: an unknown field does not decode.
+        assert!(serde_json::from_value::<SessionsUsageParams>(serde_json::json!({"days": 7})).is_err());
+        for (offset, ok) in [("UTC+2", true), ("UTC-05:30", true), ("UTC+99", true), ("UTC+1:5", false), ("UTC", false)]
+        {
+            assert_eq!(utc_offset_shape(offset), ok, "{offset}");
+        }
+    }
+
+    #[test]
+    fn a_sessions_rows_become_its_days_quarter_hours_and_models() {
+        let prices = Prices(BTreeMap::from([(
+            "p".to_owned(),
+            BTreeMap::from([(
+                "m".to_owned(),
+                ModelCost { input: 1.0, output: 0.0, cache_read: 0.0, cache_write: 0.0 },
+            )]),
+        )]));
+        // 2026-03-01 23:45Z and 2026-03-02 00:00Z: two UTC days, one day at UTC-1.
+        let late = (1_772_323_200_000 + DAY_MS - QUARTER_HOUR_MS) / QUARTER_HOUR_MS;
+        let sums = [
+            UsageSum {
+                key: format!("{late} s1 agent:main:x y"),
+                last_ts: 10,
+                ..sum("", "p", "m", 2, [1_000_000, 5, 0, 0])
+            },
+            UsageSum {
+                key: format!("{} s1 agent:main:x y", late + 1),
+                last_ts: 20,
+                ..sum("", "q", "n", 1, [7, 3, 0, 0])
+            },
+        ];
+        let rows: Vec<SlotRow<'_>> = sums.iter().filter_map(slot_row).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].session_id, rows[0].session_key), ("s1", "agent:main:x y"));
+        let refs: Vec<&SlotRow<'_>> = rows.iter().collect();
+        let utc = session_summary(Zone::Offset(0), &refs, "s1", &prices);
+        assert_eq!(utc.activity_dates, ["2026-03-01", "2026-03-02"]);
+        assert_eq!(utc.last_activity, 20);
+        assert_eq!((utc.totals.turns, utc.totals.input, utc.message_counts.assistant), (3, 1_000_007, 3));
+        assert!((utc.totals.total_cost - 1.0).abs() < 1e-12);
+        assert_eq!(utc.model_usage.iter().map(|m| m.model.as_deref()).collect::<Vec<_>>(), [Some("m"), Some("n")]);
+        let quarters: Vec<_> = utc
+            .utc_quarter_hour_token_usage
+            .iter()
+            .map(|q| (q.date.as_str(), q.quarter_index, q.total_tokens))
+            .collect();
+        assert_eq!(quarters, [("2026-03-01", 95, 1_000_005), ("2026-03-02", 0, 10)]);
+        let west = session_summary(Zone::Offset(-60), &refs, "s1", &prices);
+        assert_eq!(west.activity_dates, ["2026-03-01"]);
+        assert_eq!(west.daily_breakdown[0].tokens, 1_000_015);
+        assert_eq!(west.daily_model_usage.len(), 2);
+
+        let entry = |key: &str, agent: &str, usage: SessionCostSummary| SessionUsageEntry {
+            key: key.into(),
+            label: None,
+            session_id: usage.session_id.clone(),
+            scope: UsageScope::Instance,
+            session_family_key: None,
+            current_session_id: None,
+            included_session_ids: None,
+            historical_instance_count: None,
+            updated_at: 0,
+            agent_id: agent.into(),
+            creator_key: UNKNOWN_CREATOR_KEY.into(),
+            model_override: None,
+            usage: Some(usage),
+            has_context_weight: false,
+            context_weight: None,
+        };
+        let (totals, agg) = aggregate(&[entry("a", "main", utc.clone()), entry("b", "ops", utc)]);
+        assert_eq!((totals.turns, agg.session_count, agg.messages.total), (6, 2, 6));
+        assert_eq!(agg.by_agent.len(), 2);
+        assert_eq!(agg.by_provider.iter().map(|p| p.totals.turns).collect::<Vec<_>>(), [4, 2]);
+        assert_eq!(agg.daily.iter().map(|d| d.messages).collect::<Vec<_>>(), [4, 2]);
+        assert_eq!(agg.by_creator[0].session_activity[0].session_count, 2);
     }
 }

@@ -17,6 +17,7 @@ fn key_expr(grouping: UsageGrouping) -> &'static str {
         UsageGrouping::Agent => "agent_id",
         UsageGrouping::Session => "session_key",
         UsageGrouping::QuarterHour => "CAST(ts / 900000 AS TEXT)",
+        UsageGrouping::SessionQuarterHour => "CAST(ts / 900000 AS TEXT) || ' ' || session_id || ' ' || session_key",
     }
 }
 
