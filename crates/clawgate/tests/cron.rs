@@ -361,7 +361,6 @@ async fn an_every_job_fires_each_interval_and_an_at_job_fires_once_across_a_rest
     })
     .await
     .unwrap();
-    drop(shared);
     let r = wait_runs(&mut c, &every_id, 3).await;
     let mut slots: Vec<i64> = r.iter().filter_map(|e| e["runAtMs"].as_i64()).collect();
     slots.sort_unstable();
