@@ -165,11 +165,29 @@ impl CronService {
     }
 }
 
-/// A parsed schedule: the cron pattern (5 fields, or 6 with seconds first) and its zone.
+/// Schedule kinds (`CronJob::schedule_kind`), as upstream names them.
+pub const SCHEDULE_CRON: &str = "cron";
+/// Every `everyMs` from an anchor.
+pub const SCHEDULE_EVERY: &str = "every";
+/// Once, at a time.
+pub const SCHEDULE_AT: &str = "at";
+/// The shortest `every` interval: the scheduler plans in whole seconds.
+pub const MIN_EVERY_MS: i64 = 1000;
+/// Upstream's bound on timestamps and intervals (the largest JavaScript date).
+pub const MAX_TIME_MS: i64 = 8_640_000_000_000_000;
+
+/// A parsed schedule: when a job's slots are.
 #[derive(Debug, Clone)]
-pub struct Schedule {
-    cron: Cron,
-    tz: Option<chrono_tz::Tz>,
+pub struct Schedule(Slots);
+
+#[derive(Debug, Clone)]
+enum Slots {
+    /// A cron pattern (5 fields, or 6 with seconds first) read in a zone (UTC when `None`).
+    Cron { cron: Box<Cron>, tz: Option<chrono_tz::Tz> },
+    /// `anchor + k × every` for k ≥ 0.
+    Every { every: i64, anchor: i64 },
+    /// One slot.
+    At(i64),
 }
 
 impl Schedule {
@@ -184,26 +202,120 @@ impl Schedule {
             None => None,
             Some(name) => Some(name.parse::<chrono_tz::Tz>().map_err(|_| format!("unknown time zone {name:?}"))?),
         };
-        Ok(Self { cron, tz })
+        Ok(Self(Slots::Cron { cron: Box::new(cron), tz }))
+    }
+
+    /// Every `every_ms` (≥ [`MIN_EVERY_MS`]) counted from `anchor_ms`.
+    pub fn every(every_ms: i64, anchor_ms: i64) -> Result<Self, String> {
+        if every_ms < MIN_EVERY_MS {
+            return Err(format!("schedule.everyMs must be ≥ {MIN_EVERY_MS}"));
+        }
+        if every_ms > MAX_TIME_MS {
+            return Err(format!("schedule.everyMs must be ≤ {MAX_TIME_MS}"));
+        }
+        if !(0..=MAX_TIME_MS).contains(&anchor_ms) {
+            return Err(format!("schedule.anchorMs must be between 0 and {MAX_TIME_MS}"));
+        }
+        Ok(Self(Slots::Every { every: every_ms, anchor: anchor_ms }))
+    }
+
+    /// Once, at `at` ([`parse_at`]).
+    pub fn at(at: &str) -> Result<Self, String> {
+        parse_at(at).map(|ms| Self(Slots::At(ms)))
+    }
+
+    /// A stored job's schedule.
+    pub fn of_job(job: &CronJob) -> Result<Self, String> {
+        match job.schedule_kind.as_str() {
+            SCHEDULE_EVERY => {
+                let every =
+                    job.schedule.trim().parse::<i64>().map_err(|_| format!("bad interval {:?}", job.schedule))?;
+                Self::every(every, job.anchor_ms.unwrap_or(job.created_at_ms))
+            }
+            SCHEDULE_AT => Self::at(&job.schedule),
+            _ => Self::parse(&job.schedule, job.timezone.as_deref()),
+        }
+    }
+
+    /// The single slot of a one-shot (`at`) schedule.
+    pub fn one_shot_at(&self) -> Option<i64> {
+        match self.0 {
+            Slots::At(at) => Some(at),
+            _ => None,
+        }
     }
 
     /// The first slot strictly after `after_ms`.
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        match self.tz {
-            Some(tz) => next_in(&self.cron, tz, after_ms),
-            None => next_in(&self.cron, Utc, after_ms),
+        match &self.0 {
+            Slots::Cron { cron, tz: Some(tz) } => next_in(cron, *tz, after_ms),
+            Slots::Cron { cron, tz: None } => next_in(cron, Utc, after_ms),
+            Slots::Every { every, anchor } if after_ms < *anchor => Some(*anchor),
+            Slots::Every { every, anchor } => {
+                anchor.checked_add(((after_ms - anchor) / every + 1).checked_mul(*every)?).filter(|t| *t <= MAX_TIME_MS)
+            }
+            Slots::At(at) => (*at > after_ms).then_some(*at),
         }
     }
 
     /// Slots in `(after_ms, until_ms]`, oldest first, at most the latest `cap`.
     pub fn slots_between(&self, after_ms: i64, until_ms: i64, cap: usize) -> Vec<i64> {
-        let mut slots = match self.tz {
-            Some(tz) => latest_in(&self.cron, tz, after_ms, until_ms, cap),
-            None => latest_in(&self.cron, Utc, after_ms, until_ms, cap),
+        let mut slots = match &self.0 {
+            Slots::Cron { cron, tz: Some(tz) } => latest_in(cron, *tz, after_ms, until_ms, cap),
+            Slots::Cron { cron, tz: None } => latest_in(cron, Utc, after_ms, until_ms, cap),
+            Slots::Every { every, anchor } => latest_every(*every, *anchor, after_ms, until_ms, cap),
+            Slots::At(at) => (*at > after_ms && *at <= until_ms && cap > 0).then_some(*at).into_iter().collect(),
         };
         slots.reverse();
         slots
     }
+}
+
+/// Newest first: `anchor + k × every` (k ≥ 0) in `(after_ms, until_ms]`, at most `cap`.
+fn latest_every(every: i64, anchor: i64, after_ms: i64, until_ms: i64, cap: usize) -> Vec<i64> {
+    if until_ms < anchor {
+        return Vec::new();
+    }
+    let mut slot = anchor + (until_ms - anchor) / every * every;
+    let mut out = Vec::new();
+    while slot > after_ms && slot >= anchor && out.len() < cap {
+        out.push(slot);
+        slot -= every;
+    }
+    out
+}
+
+/// An `at` time as upstream reads it: whole milliseconds since the epoch (digits only), or ISO
+/// 8601 — a date (midnight UTC), or a date and time with an optional fraction and offset (UTC
+/// when it has none).
+pub fn parse_at(at: &str) -> Result<i64, String> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    let raw = at.trim();
+    let bad = || format!("schedule.at must be an ISO 8601 time or milliseconds since the epoch, not {at:?}");
+    if raw.is_empty() {
+        return Err("schedule.at is required".into());
+    }
+    let ms = if raw.bytes().all(|b| b.is_ascii_digit()) {
+        raw.parse::<i64>().map_err(|_| bad())?
+    } else if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        t.timestamp_millis()
+    } else if let Ok(t) = DateTime::parse_from_str(&raw.replace(['Z', 'z'], "+00:00"), "%Y-%m-%dT%H:%M%:z") {
+        // No seconds (RFC 3339 needs them).
+        t.timestamp_millis()
+    } else if let Some(t) = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(&raw.replace('t', "T"), f).ok())
+    {
+        t.and_utc().timestamp_millis()
+    } else if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        d.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc().timestamp_millis()
+    } else {
+        return Err(bad());
+    };
+    if !(0..=MAX_TIME_MS).contains(&ms) {
+        return Err(bad());
+    }
+    Ok(ms)
 }
 
 fn at<Z: TimeZone>(zone: Z, ms: i64) -> Option<DateTime<Z>> {
@@ -349,16 +461,22 @@ impl CronService {
         let now = now_ms();
         let mut earliest: Option<i64> = None;
         for job in store.list_cron_jobs(false).await? {
-            let schedule = match Schedule::parse(&job.schedule, job.timezone.as_deref()) {
+            let schedule = match Schedule::of_job(&job) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(job = %job.id, error = %e, "cron job has an unusable schedule");
                     continue;
                 }
             };
-            let anchor = store.last_cron_slot(&job.id).await?.unwrap_or(i64::MIN).max(job.updated_at_ms);
+            let last = store.last_cron_slot(&job.id).await?.unwrap_or(i64::MIN);
+            // Slots before the last change are not this definition's; but a one-shot time that
+            // had passed when it was set is due at once (as upstream runs it), and its receipt
+            // alone keeps it from firing twice.
+            let anchor = if schedule.one_shot_at().is_some() { last } else { last.max(job.updated_at_ms) };
             let due = schedule.slots_between(anchor, now, MAX_SLOTS_PER_PASS);
-            for slot in slots_to_fire(&due, started_at_ms, &job.catch_up) {
+            // A job defined while this process runs missed nothing while it was down.
+            let live_from = if job.updated_at_ms >= started_at_ms { i64::MIN } else { started_at_ms };
+            for slot in slots_to_fire(&due, live_from, &job.catch_up) {
                 self.fire(&job, slot, run_id_for(&job.id, slot)).await?;
             }
             let next = schedule.next_after(now);
@@ -377,8 +495,12 @@ impl CronService {
     /// Claims `slot` of `job` and, if this caller won it, runs the job in the background.
     /// `false` if the slot was claimed before.
     pub async fn fire(&self, job: &CronJob, slot_ms: i64, run_id: String) -> Result<bool, CoreError> {
-        if !self.inner.store.claim_cron_slot(&job.id, slot_ms, &run_id, now_ms()).await? {
-            return Ok(false);
+        match self.inner.store.claim_cron_slot(&job.id, slot_ms, &run_id, now_ms()).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            // Removed meanwhile (a one-shot job another gateway ran and removed): nothing to run.
+            Err(clawgate_store::StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e.into()),
         }
         tracing::info!(job = %job.id, slot = slot_ms, run = %run_id, "cron job fired");
         let started = now_ms();
@@ -399,13 +521,49 @@ impl CronService {
             if let Err(e) = store.finish_cron_run(&job.id, slot_ms, status, summary, error, finished).await {
                 tracing::error!(job = %job.id, slot = slot_ms, error = %e, "cannot record the end of a cron run");
             }
+            let after = cron.after_one_shot(&job.id, slot_ms, status == "ok").await;
             let next = store.get_cron_job(&job.id).await.ok().flatten().and_then(|j| j.next_run_at_ms);
             cron.inner.events.cron(
                 json!({"jobId": job.id, "action": "finished", "runId": run_id, "runAtMs": slot_ms, "status": status,
                    "summary": summary, "error": error, "durationMs": finished - started, "nextRunAtMs": next}),
             );
+            match after {
+                Some(OneShotEnd::Removed) => cron.inner.events.cron(json!({"jobId": job.id, "action": "removed"})),
+                Some(OneShotEnd::Disabled) => cron.inner.events.cron(json!({"jobId": job.id, "action": "updated"})),
+                None => {}
+            }
         });
         Ok(true)
+    }
+
+    /// After the run of slot `slot_ms`: if that was the job's one-shot (`at`) slot — of its
+    /// definition now, not an earlier one it was edited from — the job is done. It is removed if it
+    /// asked for that (`deleteAfterRun`) and succeeded, else disabled, as upstream does; its
+    /// receipt keeps the slot from firing again either way.
+    async fn after_one_shot(&self, job_id: &str, slot_ms: i64, ok: bool) -> Option<OneShotEnd> {
+        let store = &self.inner.store;
+        let job = store.get_cron_job(job_id).await.ok().flatten()?;
+        if Schedule::of_job(&job).ok()?.one_shot_at() != Some(slot_ms) {
+            return None;
+        }
+        let (end, done) = if ok && job.delete_after_run {
+            (OneShotEnd::Removed, store.remove_cron_job(job_id).await)
+        } else if job.enabled {
+            (OneShotEnd::Disabled, store.set_cron_enabled(job_id, false, now_ms()).await)
+        } else {
+            return None;
+        };
+        match done {
+            Ok(true) => {
+                tracing::info!(job = job_id, slot = slot_ms, outcome = ?end, "one-shot cron job done");
+                Some(end)
+            }
+            Ok(false) => None,
+            Err(e) => {
+                tracing::error!(job = job_id, error = %e, "cannot retire a one-shot cron job");
+                None
+            }
+        }
     }
 
     async fn run_agent_turn(&self, job: &CronJob, slot_ms: i64, run_id: &str) -> Result<String, String> {
@@ -502,6 +660,15 @@ impl CronService {
     }
 }
 
+/// What became of a one-shot job after its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OneShotEnd {
+    /// Removed (`deleteAfterRun` and it succeeded).
+    Removed,
+    /// Kept, disabled.
+    Disabled,
+}
+
 fn summarize(text: &str) -> String {
     const MAX: usize = 200;
     match text.char_indices().nth(MAX) {
@@ -551,6 +718,54 @@ mod tests {
         let s = Schedule::parse("0 9 * * *", Some("Europe/Berlin")).expect("valid");
         let jan15 = 1_705_276_800_000; // 2024-01-15T00:00:00Z
         assert_eq!(s.next_after(jan15), Some(jan15 + 8 * 3_600_000));
+    }
+
+    #[test]
+    fn every_slots_count_from_the_anchor() {
+        let s = Schedule::every(2_000, 10_000).expect("valid");
+        assert_eq!(s.next_after(0), Some(10_000), "before the anchor: the anchor itself");
+        assert_eq!(s.next_after(10_000), Some(12_000));
+        assert_eq!(s.next_after(12_001), Some(14_000));
+        assert_eq!(s.slots_between(0, 15_000, 100), vec![10_000, 12_000, 14_000]);
+        assert_eq!(s.slots_between(10_000, 14_000, 100), vec![12_000, 14_000], "(after, until]");
+        assert_eq!(s.slots_between(0, 30_000, 2), vec![28_000, 30_000], "the latest `cap`");
+        assert!(s.slots_between(0, 9_999, 100).is_empty());
+        assert_eq!(s.one_shot_at(), None);
+        assert_eq!(Schedule::every(999, 0).unwrap_err(), "schedule.everyMs must be ≥ 1000");
+        assert!(Schedule::every(1_000, -1).is_err());
+        assert_eq!(Schedule::every(1_000, MAX_TIME_MS).expect("valid").next_after(MAX_TIME_MS), None, "no overflow");
+    }
+
+    #[test]
+    fn an_at_schedule_has_one_slot() {
+        let s = Schedule::at("1970-01-01T00:00:05Z").expect("valid");
+        assert_eq!(s.one_shot_at(), Some(5_000));
+        assert_eq!(s.next_after(4_999), Some(5_000));
+        assert_eq!(s.next_after(5_000), None);
+        assert_eq!(s.slots_between(0, 10_000, 100), vec![5_000]);
+        assert!(s.slots_between(5_000, 10_000, 100).is_empty(), "claimed: never again");
+        assert!(s.slots_between(0, 4_999, 100).is_empty(), "not yet");
+    }
+
+    #[test]
+    fn at_times_read_as_upstream_reads_them() {
+        let nine = 1_796_720_400_000; // 2026-12-08T09:00:00Z
+        for text in [
+            "2026-12-08T09:00:00.000Z",
+            "2026-12-08T09:00:00Z",
+            "2026-12-08T10:00:00+01:00",
+            "2026-12-08T09:00:00",
+            "2026-12-08T09:00",
+            "2026-12-08T10:00+01:00",
+            " 1796720400000 ",
+        ] {
+            assert_eq!(parse_at(text), Ok(nine), "{text}");
+        }
+        assert_eq!(parse_at("2026-12-08"), Ok(nine - 9 * 3_600_000), "a date is midnight UTC");
+        for bad in ["", "tomorrow", "2026-13-01T00:00:00Z", "2026-02-30", "-5", "99999999999999999999"] {
+            assert!(parse_at(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_at("soon").unwrap_err().contains("schedule.at must be an ISO 8601 time"));
     }
 
     #[test]
@@ -618,13 +833,16 @@ mod tests {
             let job = CronJob {
                 id: "nightly".into(),
                 name: "nightly render".into(),
+                schedule_kind: SCHEDULE_CRON.into(),
                 schedule: "* * * * * *".into(),
+                anchor_ms: None,
                 timezone: None,
                 enabled: true,
                 kind: KIND_COMFY_RUN.into(),
                 payload: json!({"templateId": "invert", "inputs": {"strength": 2}}),
                 deliver_to: None,
                 catch_up: catch_up.into(),
+                delete_after_run: false,
                 created_at_ms: updated_at_ms,
                 updated_at_ms,
                 last_run_at_ms: None,
@@ -675,6 +893,59 @@ mod tests {
         assert_eq!(runs.len(), 1, "{runs:?}");
         assert_eq!((runs[0].slot_ms, runs[0].status.as_str()), (5_000, "ok"));
         assert!(b.queued.try_recv().is_err(), "the second fire queued nothing");
+    }
+
+    /// Stores the bench's job as a one-shot at `at_ms`, defined at `defined_ms`.
+    async fn one_shot(b: &Bench, at_ms: i64, defined_ms: i64, delete_after_run: bool) {
+        let mut job = b.add_job(defined_ms, "skip").await;
+        (job.schedule_kind, job.schedule, job.delete_after_run) =
+            (SCHEDULE_AT.into(), at_ms.to_string(), delete_after_run);
+        b.store.upsert_cron_job(&job).await.expect("job stored");
+    }
+
+    #[tokio::test]
+    async fn an_at_time_already_past_when_set_fires_once_then_its_job_is_disabled() {
+        let mut b = Bench::new().await;
+        let now = now_ms();
+        // Defined while this process runs: not "missed while down", so `skip` does not apply.
+        one_shot(&b, now - 5_000, now, false).await;
+        assert_eq!(b.cron.pass(now - 60_000).await.expect("a pass"), None, "nothing after it");
+        let asked = b.queued.recv().await.expect("the slot fires");
+        assert_eq!(asked.requested_by.as_ref().map(|r| r["slotMs"].clone()), Some(json!(now - 5_000)));
+        assert_eq!(b.next_cron_event().await["action"], "started");
+        assert_eq!(b.next_cron_event().await["status"], "ok");
+        let updated = b.next_cron_event().await;
+        assert_eq!(updated, json!({"jobId": "nightly", "action": "updated"}));
+        let job = b.store.get_cron_job("nightly").await.expect("read").expect("kept");
+        assert!(!job.enabled, "a one-shot job that ran is disabled");
+
+        // Enabled again (its time unchanged), it does not fire again: the receipt says it ran.
+        b.store.set_cron_enabled("nightly", true, now_ms()).await.expect("enable");
+        b.cron.pass(now - 60_000).await.expect("a pass");
+        assert_eq!(b.store.list_cron_runs(Some("nightly"), 10).await.expect("receipts").len(), 1);
+        assert!(b.queued.try_recv().is_err(), "fired once");
+    }
+
+    #[tokio::test]
+    async fn an_at_job_that_asks_for_it_is_removed_after_its_run() {
+        let mut b = Bench::new().await;
+        let now = now_ms();
+        one_shot(&b, now - 1_000, now - 120_000, true).await;
+        // Defined before this process started and missed while down: `skip` skips it.
+        b.cron.pass(now).await.expect("a pass");
+        assert!(b.store.list_cron_runs(Some("nightly"), 10).await.expect("receipts").is_empty());
+        // Under `once` it runs once, and the job goes.
+        let mut job = b.store.get_cron_job("nightly").await.expect("read").expect("the job");
+        job.catch_up = "once".into();
+        b.store.upsert_cron_job(&job).await.expect("stored");
+        b.cron.pass(now).await.expect("a pass");
+        b.queued.recv().await.expect("the slot fires");
+        assert_eq!(b.next_cron_event().await["action"], "started");
+        assert_eq!(b.next_cron_event().await["action"], "finished");
+        assert_eq!(b.next_cron_event().await, json!({"jobId": "nightly", "action": "removed"}));
+        assert_eq!(b.store.get_cron_job("nightly").await.expect("read"), None);
+        b.cron.pass(now).await.expect("a pass");
+        assert!(b.queued.try_recv().is_err(), "fired once");
     }
 
     #[tokio::test]

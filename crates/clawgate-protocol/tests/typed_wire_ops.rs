@@ -70,6 +70,7 @@ fn agent_job() -> CronJob {
             message: "summarize".into(),
             model: Some("gpt".into()),
         }),
+        delete_after_run: None,
         delivery: Some(CronDelivery {
             mode: "announce",
             channel: Some("telegram".into()),
@@ -126,8 +127,28 @@ fn comfy_job() -> CronJob {
         session_target: "session:agent:ops:main".into(),
         wake_mode: "now",
         payload: CronPayload::Stored { kind: "comfyRun".into(), fields },
+        delete_after_run: None,
         delivery: None,
         state: CronJobState { running_at_ms: Some(1_700_000_100_000), ..CronJobState::default() },
+    }
+}
+
+/// An agent turn every 30 minutes from its anchor, as the Control UI's form creates one.
+fn every_job() -> CronJob {
+    CronJob {
+        schedule: CronSchedule::Every { every_ms: 1_800_000, anchor_ms: Some(1_700_000_000_000) },
+        delivery: None,
+        ..agent_job()
+    }
+}
+
+/// A one-shot agent turn that is removed once it ran.
+fn at_job() -> CronJob {
+    CronJob {
+        schedule: CronSchedule::At { at: "2026-12-08T09:00:00.000Z".into() },
+        delete_after_run: Some(true),
+        state: CronJobState { next_run_at_ms: Some(1_796_720_400_000), ..CronJobState::default() },
+        ..agent_job()
     }
 }
 
@@ -543,6 +564,8 @@ fn result_examples() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("cron.add", "cron_job_agent_turn", enc(&agent_job())),
         ("cron.update", "cron_job_comfy_run", enc(&comfy_job())),
+        ("cron.add", "cron_job_every", enc(&every_job())),
+        ("cron.add", "cron_job_at", enc(&at_job())),
         ("cron.remove", "cron_remove", enc(&CronRemoveResult { ok: true, removed: true })),
         (
             "cron.run",

@@ -10,8 +10,14 @@ pub struct CronJob {
     pub id: String,
     /// Display name; lists are ordered by it.
     pub name: String,
-    /// The cron expression. The store does not parse it.
+    /// What [`schedule`](Self::schedule) holds: `cron` (an expression), `every` (an interval in
+    /// milliseconds, as decimal text) or `at` (a time, as given).
+    pub schedule_kind: String,
+    /// The schedule's own text (see [`schedule_kind`](Self::schedule_kind)). The store does not
+    /// parse it.
     pub schedule: String,
+    /// An `every` schedule's anchor: its slots are `anchor_ms + k × interval`.
+    pub anchor_ms: Option<i64>,
     /// IANA zone the schedule is read in (the gateway's if `None`).
     pub timezone: Option<String>,
     /// Disabled jobs stay stored but do not fire.
@@ -24,6 +30,8 @@ pub struct CronJob {
     pub deliver_to: Option<Value>,
     /// Slots missed while the gateway was down: `skip`, `once` or `all`.
     pub catch_up: String,
+    /// An `at` job is removed once its run succeeded (upstream's `deleteAfterRun`).
+    pub delete_after_run: bool,
     /// When it was first stored (kept by later upserts).
     pub created_at_ms: i64,
     /// Last change.
@@ -56,6 +64,9 @@ pub struct CronRunRecord {
     /// When the run finished.
     pub finished_at_ms: Option<i64>,
 }
+
+/// `schedule_kind` values a cron job may have.
+pub(crate) const CRON_SCHEDULE_KINDS: [&str; 3] = ["cron", "every", "at"];
 
 /// `catch_up` values a cron job may have.
 pub(crate) const CRON_CATCH_UP: [&str; 3] = ["skip", "once", "all"];

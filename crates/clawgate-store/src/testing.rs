@@ -2512,13 +2512,16 @@ fn cron_job(id: &str, name: &str, enabled: bool) -> CronJob {
     CronJob {
         id: id.to_owned(),
         name: name.to_owned(),
+        schedule_kind: "cron".to_owned(),
         schedule: "0 9 * * *".to_owned(),
+        anchor_ms: None,
         timezone: Some("Europe/Berlin".to_owned()),
         enabled,
         kind: "comfyRun".to_owned(),
         payload: json!({"templateId": "sdxl-basic"}),
         deliver_to: Some(json!({"channel": "telegram", "chatId": "c1"})),
         catch_up: "once".to_owned(),
+        delete_after_run: false,
         created_at_ms: T0,
         updated_at_ms: T0,
         last_run_at_ms: None,
@@ -2555,6 +2558,25 @@ pub async fn cron_jobs_upsert_list_enable_and_remove<S: CronStore>(store: &S) {
     bad.catch_up = "sometimes".to_owned();
     assert!(matches!(store.upsert_cron_job(&bad).await, Err(StoreError::Conflict(_))));
     assert_eq!(store.get_cron_job("c9").await.expect("get"), None);
+    let mut bad = cron_job("c9", "bad", true);
+    bad.schedule_kind = "hourly".to_owned();
+    assert!(matches!(store.upsert_cron_job(&bad).await, Err(StoreError::Conflict(_))));
+
+    // The other schedule kinds keep their fields: an interval with its anchor, a one-shot time
+    // that removes its job after a successful run.
+    let mut every = cron_job("c7", "every", false);
+    (every.schedule_kind, every.schedule, every.anchor_ms) = ("every".to_owned(), "60000".to_owned(), Some(T0 + 5));
+    store.upsert_cron_job(&every).await.expect("every");
+    assert_eq!(store.get_cron_job("c7").await.expect("get"), Some(every.clone()));
+    let mut once = cron_job("c8", "once", false);
+    (once.schedule_kind, once.schedule, once.delete_after_run) =
+        ("at".to_owned(), "2026-01-01T00:00:00.000Z".to_owned(), true);
+    store.upsert_cron_job(&once).await.expect("at");
+    assert_eq!(store.get_cron_job("c8").await.expect("get"), Some(once.clone()));
+    once.delete_after_run = false;
+    store.upsert_cron_job(&once).await.expect("at, kept after its run");
+    assert_eq!(store.get_cron_job("c8").await.expect("get"), Some(once));
+    assert!(store.remove_cron_job("c7").await.expect("remove c7") && store.remove_cron_job("c8").await.expect("c8"));
 
     store.upsert_cron_job(&cron_job("c2", "alpha", true)).await.expect("alpha");
     store.upsert_cron_job(&cron_job("c3", "beta", false)).await.expect("beta");

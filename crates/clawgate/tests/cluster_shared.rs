@@ -156,6 +156,55 @@ async fn a_cron_job_fires_once_per_slot_with_two_gateways_up() {
     assert!(calls >= finished && calls <= all.len(), "one model call per run: {calls} calls, runs {all:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_and_at_jobs_fire_once_per_slot_with_two_gateways_up() {
+    let Some(url) = database_url() else { return };
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let cfg = config(&url, &model, &[]);
+    let token = "cluster-cron-kinds-token-0123456789";
+    let a = start(&cfg, token).await;
+    let b = start(&cfg, token).await;
+    let job = |name: &str, schedule: Value, marker: &str| {
+        json!({"name": name, "schedule": schedule, "sessionTarget": "isolated", "wakeMode": "now",
+               "payload": {"kind": "agentTurn", "message": marker}, "delivery": {"mode": "none"},
+               "catchUp": "skip", "deleteAfterRun": false})
+    };
+    let every = call(&a, "cron.add", job("every", json!({"kind": "every", "everyMs": 1000}), "cluster-every")).await;
+    let every_id = every["id"].as_str().unwrap().to_owned();
+    // Milliseconds since the epoch: one of the forms upstream reads an `at` in.
+    let at_ms = every["createdAtMs"].as_i64().unwrap() + 2_000;
+    let once = call(&b, "cron.add", job("once", json!({"kind": "at", "at": at_ms.to_string()}), "cluster-at")).await;
+    let once_id = once["id"].as_str().unwrap().to_owned();
+    let runs = wait_until(WAIT, "four interval slots and the one-shot ran", || async {
+        let every = call(&b, "cron.runs", json!({"id": every_id, "limit": 100})).await["entries"].clone();
+        let once = call(&a, "cron.runs", json!({"id": once_id})).await["entries"].clone();
+        let every = every.as_array().cloned().unwrap_or_default();
+        (every.len() >= 4 && once.as_array().is_some_and(|o| !o.is_empty())).then_some(every)
+    })
+    .await
+    .unwrap();
+    call(&b, "cron.update", json!({"id": every_id, "patch": {"enabled": false}})).await;
+    let mut slots: Vec<i64> = runs.iter().filter_map(|e| e["runAtMs"].as_i64()).collect();
+    slots.sort_unstable();
+    let before = slots.len();
+    slots.dedup();
+    assert_eq!(slots.len(), before, "no interval slot has two runs: {runs:?}");
+    let all =
+        call(&a, "cron.runs", json!({"id": every_id, "limit": 100})).await["entries"].as_array().cloned().unwrap();
+    let finished = all.iter().filter(|e| e["status"] != "running").count();
+    let calls = |m: &str| model.chat_requests().iter().filter(|r| r.body.to_string().contains(m)).count();
+    let every_calls = calls("cluster-every");
+    assert!(every_calls >= finished && every_calls <= all.len(), "one model call per run: {every_calls}, {all:?}");
+    // The one-shot: one receipt at its time, then disabled by whichever gateway ran it.
+    let once_runs = call(&b, "cron.runs", json!({"id": once_id})).await["entries"].as_array().cloned().unwrap();
+    assert_eq!(once_runs.len(), 1, "{once_runs:?}");
+    assert_eq!(once_runs[0]["runAtMs"], at_ms, "{once_runs:?}");
+    assert_eq!(calls("cluster-at"), 1, "the one-shot ran once across both gateways");
+    let list = call(&a, "cron.list", json!({"includeDisabled": true})).await;
+    let listed = list["jobs"].as_array().unwrap().iter().find(|j| j["id"] == once_id.as_str()).cloned().unwrap();
+    assert_eq!(listed["enabled"], false, "{listed}");
+}
+
 /// `connect` with `token`; the `res` frame.
 async fn connect_with(gw: &TestGateway, token: &str) -> Value {
     let mut c = RawClient::connect(&gw.ws_url()).await.expect("websocket upgrade");

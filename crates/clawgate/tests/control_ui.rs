@@ -791,3 +791,99 @@ async fn sessions_list_tells_the_ui_the_default_model() {
         "{list}"
     );
 }
+
+// ---- user flows: a cron job created and a device approved in the UI ----
+
+#[tokio::test]
+async fn a_cron_job_created_and_a_device_approved_in_the_control_ui_reach_the_gateway() {
+    use clawgate_client::{Client, ClientError, ClientOptions, DeviceIdentity};
+
+    const TEST: &str = "a_cron_job_created_and_a_device_approved_in_the_control_ui_reach_the_gateway";
+    let (node, playwright_dir, ui) = match browser_tools().await {
+        Ok(tools) => tools,
+        Err(why) if peers_required() => panic!("{TEST} needs Chromium, playwright-core and openclaw: {why}"),
+        Err(why) => {
+            eprintln!(
+                "\n*** SKIPPED {TEST}: {why}\n*** run scripts/install-browser.sh and scripts/install-openclaw.sh\n"
+            );
+            return;
+        }
+    };
+    let config = json!({"gateway": {"controlUi": {"root": ui}}}).to_string();
+    let gw = TestGateway::builder(BIN).config(config).start().await.expect("starting clawgate");
+
+    // A new device asks to pair (no shared secret): refused, its request pending.
+    let device = DeviceIdentity::generate();
+    let options = || {
+        ClientOptions::new(gw.ws_url())
+            .scopes(["operator.read"])
+            .device(device.clone())
+            .connect_timeout(Duration::from_secs(10))
+            .request_timeout(Duration::from_secs(10))
+    };
+    let pending = match Client::connect(options()).await {
+        Ok(_) => panic!("an unpaired device was admitted"),
+        Err(ClientError::Handshake { error, .. }) => serde_json::to_value(&*error).expect("error shape"),
+        Err(other) => panic!("expected a refused connect, got {other:?}"),
+    };
+    assert_eq!(pending["details"]["code"], "PAIRING_REQUIRED", "{pending}");
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let artifacts = root.join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("creating target/test-artifacts");
+    let name = "Digest typed in the Control UI";
+    let prompt = "Summarize what happened overnight";
+    let out = Command::new(&node)
+        .arg(root.join("tests/node/control_ui_cron_devices.mjs"))
+        .env("GW_HTTP", gw.http_url())
+        .env("GW_TOKEN", gw.expect_token())
+        .env("PLAYWRIGHT_DIR", &playwright_dir)
+        .env("ARTIFACTS", &artifacts)
+        .env("CRON_NAME", name)
+        .env("CRON_PROMPT", prompt)
+        .env("CRON_EVERY_MINUTES", "45")
+        .env("DEVICE_ID", device.device_id())
+        .env("CHROMIUM", std::env::var("CLAWGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), out)
+        .await
+        .expect("the browser run ended within 300 s")
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
+        panic!("no result line from the browser script\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert_eq!(result["ok"], true, "the browser script failed: {result:#}\n{}", gw.describe_output());
+    for flow in ["cron", "device"] {
+        let failed: Vec<&Value> =
+            result[flow]["requests"].as_array().into_iter().flatten().filter(|r| r["ok"] != true).collect();
+        assert!(failed.is_empty(), "{flow}: requests not answered ok: {failed:#?}");
+        assert_eq!(result[flow]["errors"], json!([]), "{flow}: the page shows an error: {result:#}");
+        assert!(Path::new(result[flow]["screenshot"].as_str().unwrap_or_default()).is_file(), "{result:#}");
+    }
+    assert_eq!(result["pageErrors"], json!([]), "the UI threw: {result:#}");
+
+    // The gateway has the job as typed: 45 minutes is an `every` schedule.
+    let mut client = RawClient::connect(&gw.ws_url()).await.expect("websocket");
+    client.handshake(gw.token(), &json!({})).await.expect("handshake");
+    let listed = client.request("cron.list", Some(json!({"includeDisabled": true}))).await.expect("cron.list");
+    let jobs = listed["payload"]["jobs"].as_array().cloned().unwrap_or_default();
+    let job = jobs.iter().find(|j| j["name"] == name).unwrap_or_else(|| panic!("no job {name:?}: {listed:#}"));
+    assert_eq!(job["id"], result["cron"]["jobId"], "{job:#}");
+    assert_eq!(job["schedule"]["kind"], "every", "{job:#}");
+    assert_eq!(job["schedule"]["everyMs"], 45 * 60_000, "{job:#}");
+    assert_eq!(job["payload"], json!({"kind": "agentTurn", "message": prompt}), "{job:#}");
+    assert_eq!(job["enabled"], true, "{job:#}");
+    let anchor = job["schedule"]["anchorMs"].as_i64().expect("an anchor");
+    assert_eq!(job["state"]["nextRunAtMs"], anchor + 45 * 60_000, "{job:#}");
+
+    // The approved device now connects with its key alone.
+    assert_eq!(result["device"]["requestId"], pending["details"]["requestId"], "{result:#}");
+    let admitted = Client::connect(options()).await.expect("the approved device connects");
+    let hello = admitted.hello();
+    assert_eq!(hello.kind, "hello-ok");
+    assert_eq!(hello.auth.role, "operator");
+    assert!(hello.auth.scopes.iter().any(|s| s == "operator.read"), "{:?}", hello.auth.scopes);
+}

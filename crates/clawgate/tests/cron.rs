@@ -279,3 +279,107 @@ async fn a_comfy_run_job_delivers_its_image_to_the_chat() {
     assert_eq!(comfy.submitted()[0].prompt["1"]["inputs"]["width"], json!(64));
     assert!(model.chat_requests().is_empty(), "a ComfyUI job never reaches the model");
 }
+
+/// `ms` as the Control UI sends an `at` time (`Date.toISOString()`: UTC, milliseconds, `Z`).
+fn iso_utc(ms: i64) -> String {
+    // Days to a civil date (Howard Hinnant's `civil_from_days`).
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
+#[test]
+fn iso_utc_writes_what_the_ui_sends() {
+    assert_eq!(iso_utc(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(iso_utc(1_796_720_400_123), "2026-12-08T09:00:00.123Z");
+    assert_eq!(iso_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+}
+
+fn job_with(name: &str, schedule: Value, message: &str) -> Value {
+    json!({
+        "name": name, "schedule": schedule, "sessionTarget": "isolated", "wakeMode": "now",
+        "payload": {"kind": "agentTurn", "message": message},
+        "delivery": {"mode": "announce", "channel": "telegram", "to": "100"}, "catchUp": "skip",
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_every_job_fires_each_interval_and_an_at_job_fires_once_across_a_restart() {
+    let model = FakeOpenAi::start(Script::always(Turn::echo("echo: "))).await.unwrap();
+    let tg = FakeTelegram::start().await.unwrap();
+    let mut gw = gateway(&model, &tg, None).await;
+    let mut c = client(&gw).await;
+
+    let added = now_ms();
+    let every =
+        call(&mut c, "cron.add", job_with("every", json!({"kind": "every", "everyMs": 2000}), "every-marker")).await;
+    let anchor = every["schedule"]["anchorMs"].as_i64().expect("the anchor is the time it was added");
+    assert!(anchor >= added && anchor <= now_ms(), "{every}");
+    assert_eq!(every["schedule"], json!({"kind": "every", "everyMs": 2000, "anchorMs": anchor}));
+    assert_eq!(every["state"]["nextRunAtMs"], anchor + 2000, "{every}");
+    let every_id = every["id"].as_str().unwrap().to_owned();
+
+    // Two one-shots at one time: one kept (disabled) after its run, one removed (the default).
+    let at_ms = now_ms() + 3_000;
+    let at = json!({"kind": "at", "at": iso_utc(at_ms)});
+    let mut keep = job_with("at-keep", at.clone(), "at-keep-marker");
+    keep["deleteAfterRun"] = json!(false);
+    let keep = call(&mut c, "cron.add", keep).await;
+    assert_eq!((&keep["schedule"], &keep["deleteAfterRun"]), (&at, &json!(false)), "{keep}");
+    assert_eq!(keep["state"]["nextRunAtMs"], at_ms, "{keep}");
+    let keep_id = keep["id"].as_str().unwrap().to_owned();
+    let gone = call(&mut c, "cron.add", job_with("at-remove", at.clone(), "at-remove-marker")).await;
+    assert_eq!(gone["deleteAfterRun"], true, "an `at` job is removed after its run unless it says not: {gone}");
+    let gone_id = gone["id"].as_str().unwrap().to_owned();
+
+    // Clear refusals for values that cannot run.
+    for (schedule, why) in [
+        (json!({"kind": "every", "everyMs": 500}), "schedule.everyMs must be ≥ 1000"),
+        (json!({"kind": "at", "at": "next tuesday"}), "schedule.at must be an ISO 8601 time"),
+    ] {
+        let refused = c.request("cron.add", Some(job_with("bad", schedule, "x"))).await.expect("cron.add");
+        assert_eq!(refused["error"]["code"], "INVALID_REQUEST", "{refused}");
+        assert!(refused["error"]["message"].as_str().is_some_and(|m| m.contains(why)), "{refused}");
+    }
+
+    let fired = wait_runs(&mut c, &keep_id, 1).await;
+    assert_eq!((fired[0]["runAtMs"].as_i64(), fired[0]["status"].as_str()), (Some(at_ms), Some("ok")), "{fired:?}");
+    let shared = tokio::sync::Mutex::new(&mut c);
+    wait_until(WAIT, "the removable one-shot is gone after its run", || async {
+        let list = call(*shared.lock().await, "cron.list", json!({"includeDisabled": true})).await;
+        let jobs = list["jobs"].as_array().cloned().unwrap_or_default();
+        (!jobs.iter().any(|j| j["id"] == gone_id.as_str())).then_some(())
+    })
+    .await
+    .unwrap();
+    let r = wait_runs(&mut c, &every_id, 3).await;
+    let mut slots: Vec<i64> = r.iter().filter_map(|e| e["runAtMs"].as_i64()).collect();
+    slots.sort_unstable();
+    assert!(slots.iter().all(|s| (s - anchor) % 2000 == 0 && *s > anchor), "slots on the anchor's grid: {slots:?}");
+    assert!(slots.windows(2).all(|w| w[1] > w[0]), "no slot twice: {slots:?}");
+
+    // Across a restart: the kept one-shot stays disabled with its one run; neither fires again.
+    let restarted = now_ms();
+    gw.restart().await.expect("restart");
+    let mut c = client(&gw).await;
+    wait_pass(&gw, restarted).await;
+    let list = call(&mut c, "cron.list", json!({"includeDisabled": true})).await;
+    let kept = list["jobs"].as_array().unwrap().iter().find(|j| j["id"] == keep_id.as_str()).cloned().expect("kept");
+    assert_eq!(kept["enabled"], false, "{kept}");
+    assert_eq!(kept["state"]["lastRunStatus"], "ok", "{kept}");
+    assert_eq!(runs(&mut c, &keep_id).await.len(), 1);
+    assert_eq!(model_turns_with(&model, "at-keep-marker"), 1);
+    assert_eq!(model_turns_with(&model, "at-remove-marker"), 1);
+    tg.wait_for_sent(|s| s.param_str("text").is_some_and(|t| t.contains("echo: at-remove-marker")), WAIT)
+        .await
+        .expect("the removed one-shot's reply reached the chat");
+}

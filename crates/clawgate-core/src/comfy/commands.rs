@@ -278,8 +278,10 @@ impl ComfyService {
                         .map(|j| command::ScheduleSummary {
                             id: j.id.clone(),
                             enabled: j.enabled,
-                            cron_expr: Some(j.schedule.clone()),
-                            interval_sec: None,
+                            cron_expr: (j.schedule_kind == crate::cron::SCHEDULE_CRON).then(|| j.schedule.clone()),
+                            interval_sec: (j.schedule_kind == crate::cron::SCHEDULE_EVERY)
+                                .then(|| j.schedule.parse::<u64>().ok().map(|ms| ms / 1000))
+                                .flatten(),
                             template_id: j
                                 .payload
                                 .get("templateId")

@@ -2,7 +2,9 @@
 //! cron store.
 //!
 //! Wire ↔ store: upstream's `CronJob` is kept as its schema says, with what clawgate runs:
-//! `schedule` is `{kind:"cron", expr, tz?}` only (`expr` may have a leading seconds field);
+//! `schedule` is `{kind:"cron", expr, tz?}` (`expr` may have a leading seconds field),
+//! `{kind:"every", everyMs ≥ 1000, anchorMs?}` or `{kind:"at", at}` (an `at` job runs once, then
+//! is removed — `deleteAfterRun`, its default — or disabled);
 //! `payload` is `{kind:"agentTurn", message, …}` or clawgate's own `{kind:"comfyRun",
 //! templateId, inputs?, prompt?}`; `delivery` `{mode:"announce", channel, to, accountId?,
 //! threadId?}` is the chat results go to; `sessionTarget` `isolated` (the job's own session
@@ -12,16 +14,20 @@
 
 use serde_json::{Map, Value, json};
 
+use clawgate_protocol::methods::Checked;
 use clawgate_protocol::methods::cron::{
     AgentTurnPayload, CronAddParams, CronAddResult, CronDelivery, CronDeliveryParams, CronEnabledFilter,
     CronJob as WireJob, CronJobFields, CronJobState, CronListEntry, CronListParams, CronListResult, CronPayload,
     CronRemoveParams, CronRemoveResult, CronRunLogEntry, CronRunParams, CronRunResult, CronRunStatus, CronRunsParams,
-    CronRunsResult, CronSchedule, CronSortBy, CronStatusParams, CronStatusResult, CronUpdateParams, CronUpdateResult,
-    SortDir,
+    CronRunsResult, CronSchedule, CronScheduleParams, CronSortBy, CronStatusParams, CronStatusResult, CronUpdateParams,
+    CronUpdateResult, SortDir,
 };
 use clawgate_store::{CronJob, CronRunRecord, CronStore};
 
-use crate::cron::{CATCH_UP, CronService, DEFAULT_CATCH_UP, KIND_AGENT_TURN, KIND_COMFY_RUN, Schedule};
+use crate::cron::{
+    CATCH_UP, CronService, DEFAULT_CATCH_UP, KIND_AGENT_TURN, KIND_COMFY_RUN, SCHEDULE_AT, SCHEDULE_CRON,
+    SCHEDULE_EVERY, Schedule,
+};
 use crate::error::CoreError;
 use crate::time::now_ms;
 
@@ -105,13 +111,83 @@ pub fn job_wire(job: &CronJob) -> WireJob {
         enabled: job.enabled,
         created_at_ms: job.created_at_ms,
         updated_at_ms: job.updated_at_ms,
-        schedule: CronSchedule::Cron { expr: job.schedule.clone(), tz: job.timezone.clone() },
+        schedule: schedule_wire(job),
         session_target,
         wake_mode: "now",
         payload,
+        delete_after_run: (job.schedule_kind == SCHEDULE_AT).then_some(job.delete_after_run),
         delivery,
         state,
     }
+}
+
+/// The job's schedule in upstream's shape (a stored `every` interval that does not read as one
+/// shows as it is stored, under `cron`, rather than vanish).
+fn schedule_wire(job: &CronJob) -> CronSchedule {
+    match (job.schedule_kind.as_str(), job.schedule.trim().parse::<i64>()) {
+        (SCHEDULE_EVERY, Ok(every_ms)) => CronSchedule::Every { every_ms, anchor_ms: job.anchor_ms },
+        (SCHEDULE_AT, _) => CronSchedule::At { at: job.schedule.clone() },
+        _ => CronSchedule::Cron { expr: job.schedule.clone(), tz: job.timezone.clone() },
+    }
+}
+
+/// Applies `schedule` onto `job`: each kind checked by parsing it as the scheduler will. An
+/// `every` without `anchorMs` counts from `now`, or keeps the anchor it had when only its other
+/// fields changed; an `at` job is removed after its run unless it says otherwise (upstream's
+/// default), and a job that stops being one-shot forgets that.
+fn apply_schedule(job: &mut CronJob, s: CronScheduleParams, now: i64, method: &str) -> Result<(), CoreError> {
+    let was = job.schedule_kind.clone();
+    match s.kind.as_deref() {
+        Some(SCHEDULE_CRON) => {
+            let expr = s.expr.ok_or_else(|| invalid(method, "schedule.expr is required"))?;
+            let tz = s.tz.filter(|t| !t.is_empty());
+            Schedule::parse(&expr, tz.as_deref()).map_err(|e| invalid(method, e))?;
+            job.schedule = expr.trim().to_owned();
+            job.timezone = tz;
+            job.anchor_ms = None;
+        }
+        Some(SCHEDULE_EVERY) => {
+            let every = match s.every_ms {
+                Checked::Valid(ms) => ms,
+                Checked::Absent | Checked::Null => return Err(invalid(method, "schedule.everyMs is required")),
+                Checked::Invalid => return Err(invalid(method, "schedule.everyMs must be an integer (milliseconds)")),
+            };
+            let anchor = match s.anchor_ms {
+                Checked::Valid(ms) => ms,
+                Checked::Invalid => return Err(invalid(method, "schedule.anchorMs must be an integer (milliseconds)")),
+                Checked::Absent | Checked::Null if was == SCHEDULE_EVERY && job.schedule == every.to_string() => {
+                    job.anchor_ms.unwrap_or(job.created_at_ms)
+                }
+                Checked::Absent | Checked::Null => now,
+            };
+            Schedule::every(every, anchor).map_err(|e| invalid(method, e))?;
+            job.schedule = every.to_string();
+            job.anchor_ms = Some(anchor);
+            job.timezone = None;
+        }
+        Some(SCHEDULE_AT) => {
+            let at = s.at.unwrap_or_default();
+            Schedule::at(&at).map_err(|e| invalid(method, e))?;
+            job.schedule = at.trim().to_owned();
+            job.anchor_ms = None;
+            job.timezone = None;
+            if was != SCHEDULE_AT {
+                job.delete_after_run = true;
+            }
+        }
+        _ => {
+            return Err(invalid(
+                method,
+                "clawgate runs schedule kinds cron ({kind:\"cron\", expr, tz?}), every ({kind:\"every\", everyMs, \
+                 anchorMs?}) and at ({kind:\"at\", at})",
+            ));
+        }
+    }
+    job.schedule_kind = s.kind.unwrap_or_default();
+    if job.schedule_kind != SCHEDULE_AT {
+        job.delete_after_run = false;
+    }
+    Ok(())
 }
 
 /// Applies upstream-shaped fields of `src` (a `cron.add` params object or a `cron.update`
@@ -125,15 +201,12 @@ fn apply(job: &mut CronJob, src: CronJobFields, method: &str) -> Result<(), Core
         job.enabled = enabled.ok_or_else(|| invalid(method, "enabled must be a boolean"))?;
     }
     if let Some(s) = src.schedule {
-        let s = s.unwrap_or_default();
-        if s.kind.as_deref() != Some("cron") {
-            return Err(invalid(method, "clawgate runs schedule.kind \"cron\" only ({kind:\"cron\", expr, tz?})"));
-        }
-        let expr = s.expr.ok_or_else(|| invalid(method, "schedule.expr is required"))?;
-        let tz = s.tz.filter(|t| !t.is_empty());
-        Schedule::parse(&expr, tz.as_deref()).map_err(|e| invalid(method, e))?;
-        job.schedule = expr.trim().to_owned();
-        job.timezone = tz;
+        apply_schedule(job, s.unwrap_or_default(), now_ms(), method)?;
+    }
+    if let Some(d) = src.delete_after_run
+        && job.schedule_kind == SCHEDULE_AT
+    {
+        job.delete_after_run = d;
     }
     if let Some(p) = src.payload {
         let p = p.ok_or_else(|| invalid(method, "payload must be an object"))?;
@@ -232,6 +305,13 @@ fn delivery_to_target(d: CronDeliveryParams, method: &str) -> Result<Option<Valu
     }
 }
 
+/// The job's next slot after `now`; a one-shot time already past is due now (the scheduler runs
+/// it at once unless its receipt says it ran).
+fn next_run(job: &CronJob, now: i64) -> Option<i64> {
+    let schedule = Schedule::of_job(job).ok()?;
+    schedule.next_after(now).or(schedule.one_shot_at())
+}
+
 async fn load(cron: &CronService, id: &str) -> Result<CronJob, CoreError> {
     cron.store().get_cron_job(id).await?.ok_or_else(|| not_found(id))
 }
@@ -314,13 +394,16 @@ pub async fn cron_add(cron: &CronService, params: CronAddParams) -> Result<CronA
     let mut job = CronJob {
         id: uuid::Uuid::new_v4().to_string(),
         name: String::new(),
+        schedule_kind: String::new(),
         schedule: String::new(),
+        anchor_ms: None,
         timezone: None,
         enabled: true,
         kind: String::new(),
         payload: json!({}),
         deliver_to: None,
         catch_up: DEFAULT_CATCH_UP.to_owned(),
+        delete_after_run: false,
         created_at_ms: now,
         updated_at_ms: now,
         last_run_at_ms: None,
@@ -328,7 +411,7 @@ pub async fn cron_add(cron: &CronService, params: CronAddParams) -> Result<CronA
         next_run_at_ms: None,
     };
     apply(&mut job, params, METHOD)?;
-    job.next_run_at_ms = Schedule::parse(&job.schedule, job.timezone.as_deref()).ok().and_then(|s| s.next_after(now));
+    job.next_run_at_ms = next_run(&job, now);
     cron.store().upsert_cron_job(&job).await?;
     let job = load(cron, &job.id).await?;
     tracing::info!(job = %job.id, name = %job.name, schedule = %job.schedule, "cron job added");
@@ -346,7 +429,7 @@ pub async fn cron_update(cron: &CronService, params: CronUpdateParams) -> Result
     apply(&mut job, patch, METHOD)?;
     let now = now_ms();
     job.updated_at_ms = now;
-    job.next_run_at_ms = Schedule::parse(&job.schedule, job.timezone.as_deref()).ok().and_then(|s| s.next_after(now));
+    job.next_run_at_ms = next_run(&job, now);
     cron.store().upsert_cron_job(&job).await?;
     let job = load(cron, &id).await?;
     cron.kick();
@@ -468,13 +551,16 @@ mod tests {
         CronJob {
             id: "j1".into(),
             name: String::new(),
+            schedule_kind: String::new(),
             schedule: String::new(),
+            anchor_ms: None,
             timezone: None,
             enabled: true,
             kind: String::new(),
             payload: json!({}),
             deliver_to: None,
             catch_up: DEFAULT_CATCH_UP.into(),
+            delete_after_run: false,
             created_at_ms: 1,
             updated_at_ms: 1,
             last_run_at_ms: None,
@@ -516,7 +602,13 @@ mod tests {
     #[test]
     fn unsupported_upstream_shapes_are_refused_with_a_reason() {
         let cases = [
-            json!({"schedule": {"kind": "every", "everyMs": 60000}}),
+            json!({"schedule": {"kind": "every", "everyMs": 999}}),
+            json!({"schedule": {"kind": "every", "everyMs": "60000"}}),
+            json!({"schedule": {"kind": "every"}}),
+            json!({"schedule": {"kind": "every", "everyMs": 60000, "anchorMs": -1}}),
+            json!({"schedule": {"kind": "at", "at": "tomorrow at nine"}}),
+            json!({"schedule": {"kind": "at"}}),
+            json!({"schedule": {"kind": "on-exit", "command": "true"}}),
             json!({"schedule": {"kind": "cron", "expr": "nope"}}),
             json!({"payload": {"kind": "systemEvent", "text": "x"}}),
             json!({"payload": {"kind": "agentTurn"}}),

@@ -1,7 +1,7 @@
 //! `cron.list|status|add|update|remove|run|runs`: params and results.
 //!
 //! Results follow upstream's `CronJob` and `CronRunLogEntry` as far as clawgate runs them
-//! (`schedule` is `{kind:"cron", expr, tz?}` only; `payload` is `agentTurn` or clawgate's own
+//! (`schedule` is `cron`, `every` or `at`; `payload` is `agentTurn` or clawgate's own
 //! `comfyRun`). Params accept upstream's `Cron*Params` but, as clawgate always did, ignore the
 //! fields it does not run and read a field of the wrong type where it never refused one as
 //! absent; the handler checks the rest with its own messages (`invalid cron.add params: …`).
@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{AnyParams, lenient};
+use super::{AnyParams, Checked, lenient};
 
 /// Which jobs `cron.list` shows by their `enabled` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -81,19 +81,29 @@ pub struct CronListParams {
 /// `cron.status` takes no params and ignores any.
 pub type CronStatusParams = AnyParams;
 
-/// `schedule` as sent: clawgate runs `{kind:"cron", expr, tz?}`; other kinds decode so that the
-/// handler can name what it does not run.
+/// `schedule` as sent: `{kind:"cron", expr, tz?}`, `{kind:"every", everyMs, anchorMs?}` or
+/// `{kind:"at", at}`; other kinds decode so that the handler can name what it does not run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CronScheduleParams {
-    /// `cron` (anything else is refused by the handler).
+    /// `cron`, `every` or `at` (anything else is refused by the handler).
     #[serde(default, deserialize_with = "lenient::any")]
     pub kind: Option<String>,
-    /// The cron expression (5 fields, or 6 with seconds first).
+    /// `cron`: the expression (5 fields, or 6 with seconds first).
     #[serde(default, deserialize_with = "lenient::any")]
     pub expr: Option<String>,
-    /// IANA zone (UTC when absent or empty).
+    /// `cron`: IANA zone (UTC when absent or empty).
     #[serde(default, deserialize_with = "lenient::any")]
     pub tz: Option<String>,
+    /// `every`: the interval in milliseconds (the handler checks its type and bounds).
+    #[serde(default)]
+    pub every_ms: Checked<i64>,
+    /// `every`: the time slots count from (ms since the epoch; when the job is saved if absent).
+    #[serde(default)]
+    pub anchor_ms: Checked<i64>,
+    /// `at`: the one time it fires: ISO 8601 (UTC when it has no offset) or ms since the epoch.
+    #[serde(default, deserialize_with = "lenient::any")]
+    pub at: Option<String>,
 }
 
 /// `delivery` as sent: `{mode:"announce", channel, to, accountId?, threadId?}` or
@@ -155,6 +165,10 @@ pub struct CronJobFields {
     /// but not a string).
     #[serde(default, deserialize_with = "lenient::nullable")]
     pub catch_up: Option<Option<String>>,
+    /// Remove an `at` job once it ran successfully (default `true` for `at` schedules, as
+    /// upstream; not a boolean reads as absent).
+    #[serde(default, deserialize_with = "lenient::any")]
+    pub delete_after_run: Option<bool>,
 }
 
 /// `null` → `Some(None)`; anything else → `Some(Some(_))`, the default when it does not decode.
@@ -250,7 +264,7 @@ pub struct CronRunsParams {
     pub offset: Option<u64>,
 }
 
-/// A job's schedule: clawgate runs cron expressions only.
+/// A job's schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum CronSchedule {
@@ -261,6 +275,20 @@ pub enum CronSchedule {
         /// IANA zone, when not UTC.
         #[serde(skip_serializing_if = "Option::is_none")]
         tz: Option<String>,
+    },
+    /// `{kind:"every", everyMs, anchorMs?}`: every `everyMs` from `anchorMs`.
+    #[serde(rename_all = "camelCase")]
+    Every {
+        /// The interval in milliseconds.
+        every_ms: i64,
+        /// Slots are `anchorMs + k × everyMs`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        anchor_ms: Option<i64>,
+    },
+    /// `{kind:"at", at}`: once, at that time.
+    At {
+        /// The time as given.
+        at: String,
     },
 }
 
@@ -369,6 +397,9 @@ pub struct CronJob {
     pub wake_mode: &'static str,
     /// What it runs.
     pub payload: CronPayload,
+    /// An `at` job that is removed once it ran successfully.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_after_run: Option<bool>,
     /// Where results are announced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<CronDelivery>,

@@ -2,11 +2,11 @@
 //! fired slot.
 
 use super::SqliteStore;
-use crate::cron_model::{CRON_CATCH_UP, CRON_FINISHED_STATUSES};
+use crate::cron_model::{CRON_CATCH_UP, CRON_FINISHED_STATUSES, CRON_SCHEDULE_KINDS};
 use crate::{CronJob, CronRunRecord, CronStore, Result, StoreError};
 
-const CRON_COLUMNS: &str = "id, name, schedule, timezone, enabled, kind, payload, deliver_to, catch_up, \
-     created_at_ms, updated_at_ms, last_run_at_ms, last_status, next_run_at_ms";
+const CRON_COLUMNS: &str = "id, name, schedule_kind, schedule, anchor_ms, timezone, enabled, kind, payload, \
+     deliver_to, catch_up, delete_after_run, created_at_ms, updated_at_ms, last_run_at_ms, last_status, next_run_at_ms";
 
 const CRON_RUN_COLUMNS: &str = "job_id, slot_ms, run_id, status, summary, error, started_at_ms, finished_at_ms";
 
@@ -15,14 +15,20 @@ impl CronStore for SqliteStore {
         if !CRON_CATCH_UP.contains(&job.catch_up.as_str()) {
             return Err(StoreError::Conflict(format!("unknown cron catch_up {:?}", job.catch_up)));
         }
+        if !CRON_SCHEDULE_KINDS.contains(&job.schedule_kind.as_str()) {
+            return Err(StoreError::Conflict(format!("unknown cron schedule kind {:?}", job.schedule_kind)));
+        }
         sqlx::query(
             "INSERT INTO cron_jobs (id, name, schedule, timezone, enabled, kind, payload, deliver_to, catch_up, \
-             created_at_ms, updated_at_ms, last_run_at_ms, last_status, next_run_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             created_at_ms, updated_at_ms, last_run_at_ms, last_status, next_run_at_ms, schedule_kind, anchor_ms, \
+             delete_after_run) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, schedule = excluded.schedule, \
              timezone = excluded.timezone, enabled = excluded.enabled, kind = excluded.kind, \
              payload = excluded.payload, deliver_to = excluded.deliver_to, catch_up = excluded.catch_up, \
-             updated_at_ms = excluded.updated_at_ms, next_run_at_ms = excluded.next_run_at_ms",
+             updated_at_ms = excluded.updated_at_ms, next_run_at_ms = excluded.next_run_at_ms, \
+             schedule_kind = excluded.schedule_kind, anchor_ms = excluded.anchor_ms, \
+             delete_after_run = excluded.delete_after_run",
         )
         .bind(&job.id)
         .bind(&job.name)
@@ -38,6 +44,9 @@ impl CronStore for SqliteStore {
         .bind(job.last_run_at_ms)
         .bind(job.last_status.as_deref())
         .bind(job.next_run_at_ms)
+        .bind(&job.schedule_kind)
+        .bind(job.anchor_ms)
+        .bind(job.delete_after_run)
         .execute(self.pool())
         .await?;
         Ok(())
