@@ -660,6 +660,51 @@ impl AccessTokens {
     }
 }
 
+impl AccessTokens {
+    /// Several gateways on one database: flags the tokens in use here that were revoked through
+    /// another gateway (so their connections stop hearing events and their requests are refused)
+    /// and returns their ids, for the caller to close their connections. No store round trip
+    /// while no token is in use here.
+    pub async fn revoked_elsewhere(&self) -> Result<Vec<String>, clawgate_store::StoreError> {
+        let in_use: Vec<String> =
+            self.inner.states.lock().iter().filter(|(_, s)| !s.is_revoked()).map(|(id, _)| id.clone()).collect();
+        if in_use.is_empty() {
+            return Ok(Vec::new());
+        }
+        let revoked: Vec<String> = self
+            .inner
+            .store
+            .list_access_tokens()
+            .await?
+            .into_iter()
+            .filter(|r| r.revoked_at_ms.is_some() && in_use.contains(&r.id))
+            .map(|r| r.id)
+            .collect();
+        let states = self.inner.states.lock();
+        for id in &revoked {
+            if let Some(state) = states.get(id) {
+                state.revoked.store(true, Ordering::Release);
+                tracing::info!(id = %id, "access token revoked through another gateway");
+            }
+        }
+        Ok(revoked)
+    }
+}
+
+/// Closes the live connections of token `token_id` with 1008 "access token revoked"; returns
+/// how many.
+pub fn close_connections_of(events: &crate::events::Events, token_id: &str) -> usize {
+    let mut closed = 0;
+    for client in events.clients().clients() {
+        if client.access().is_some_and(|a| a.token_id == token_id) {
+            // Out of band: the close does not wait behind frames already queued to it.
+            client.abort(clawgate_protocol::close::POLICY_VIOLATION, REASON_TOKEN_REVOKED);
+            closed += 1;
+        }
+    }
+    closed
+}
+
 /// A record's rate, if it has a valid one.
 pub fn record_rate(record: &AccessTokenRecord) -> Option<Rate> {
     let requests = u32::try_from(record.rate_requests?).ok()?;

@@ -184,12 +184,14 @@ impl Gateway {
         if !cluster.is_solo() {
             // Several gateways on one database: each ComfyUI worker is driven by the holder of
             // its lease, interval heartbeats run on the holder of `heartbeat`, access tokens'
-            // rates are counted once for all, and failed-auth lockouts are exchanged on every
-            // cluster heartbeat.
+            // rates are counted once for all, and failed-auth lockouts and access-token
+            // revocations are exchanged on every cluster heartbeat.
             comfy.share_workers(Arc::new(crate::cluster::WorkerLeasesOf(cluster.clone())));
             heartbeat.beat_only_while(cluster.hold("heartbeat"));
             auth.access_tokens().share_buckets();
             cluster.exchange_on_beat(Arc::new(LockoutExchange { auth: auth.clone(), written: Default::default() }));
+            let tokens = auth.access_tokens().clone();
+            cluster.exchange_on_beat(Arc::new(RevocationExchange { tokens, events: events.clone() }));
         }
         let observed = crate::health::Observed {
             agents: agents.clone(),
@@ -324,6 +326,27 @@ impl crate::cluster::Exchange for LockoutExchange {
         let result = self.auth.share_lockouts(&mut written).await;
         *self.written.lock() = written;
         result
+    }
+}
+
+/// Access tokens revoked through another gateway of a shared database: their connections here
+/// are closed on the next cluster heartbeat, as the revoking gateway closes its own at once.
+struct RevocationExchange {
+    tokens: crate::access_tokens::AccessTokens,
+    events: Events,
+}
+
+#[async_trait::async_trait]
+impl crate::cluster::Exchange for RevocationExchange {
+    fn name(&self) -> &'static str {
+        "access-token revocations"
+    }
+
+    async fn exchange(&self) -> Result<(), clawgate_store::StoreError> {
+        for id in self.tokens.revoked_elsewhere().await? {
+            crate::access_tokens::close_connections_of(&self.events, &id);
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,8 @@
 //!   request of a `10/min` budget is refused whichever gateway gets it, in the same shape;
 //! - an `idempotencyKey` used on one gateway is a repeat on the other (one run, one model call);
 //! - a device that asks to pair on one gateway is approved through the other, and its device
-//!   token then admits it on both.
+//!   token then admits it on both;
+//! - an access token revoked through one gateway is cut off on the other too.
 //!
 //! Skipped with the reason printed when PostgreSQL is not installed, unless
 //! `CLAWGATE_REQUIRE_PEERS` is set (as `scripts/test.sh` does).
@@ -241,4 +242,25 @@ async fn a_device_paired_through_one_gateway_connects_to_both_with_its_token() {
         assert!(c.request("status", json!({})).await.is_ok());
         c.close().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_through_one_gateway_is_cut_off_on_the_other() {
+    let Some((_model, a, b)) = two_gateways(Script::always(Turn::hello()), "cluster-revoke-token-0123456789").await
+    else {
+        return;
+    };
+    let mut admin = operator(&a).await;
+    let res = request(&mut admin, "tokens.create", json!({"name": "backend", "scopes": ["operator.read"]})).await;
+    let token = ok_payload(&res)["token"].as_str().expect("the secret").to_owned();
+    let mut on_b = backend(&b, &token).await;
+    ok_payload(&request(&mut on_b, "health", json!({})).await);
+
+    ok_payload(&request(&mut admin, "tokens.revoke", json!({"token": "backend"})).await);
+    // b learns of it on its next cluster heartbeat and closes the connection as a would.
+    let (code, reason) = on_b.expect_close(WAIT).await.expect("b closes the revoked token's connection");
+    assert_eq!((code, reason.as_str()), (1008, "access token revoked"));
+    let mut again = RawClient::connect(&b.ws_url()).await.expect("websocket");
+    let res = again.try_handshake(Some(&token), &json!({})).await.expect("connect answered");
+    assert_eq!(res["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH", "a new connect on b is refused: {res}");
 }
