@@ -29,7 +29,8 @@
 //!
 //! Revocation ([`AccessTokens::revoke`]) flags the token's shared state, so its live
 //! connections stop hearing events and are closed with 1008 at once, and a new connect fails at
-//! the store.
+//! the store. The other gateways of a cluster flag and close theirs on their next heartbeat
+//! ([`AccessTokens::revoked_elsewhere`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
