@@ -19,25 +19,31 @@
 //!
 //! Rate limits are token buckets ([`TokenBucket`]): one per connection
 //! (`gateway.rateLimit.perConnection`) and one per token shared by all its connections, kept in a
-//! bounded map ([`AccessTokens`]). Over a limit a request is answered `UNAVAILABLE` with
+//! bounded map ([`AccessTokens`]). When several gateways share one database
+//! ([`AccessTokens::share_buckets`]) a token's bucket is a row of that database instead, so the
+//! token's rate holds across all of them: one atomic statement per request of a rate-limited
+//! token ([`clawgate_store::RateBucketStore`]); tokens without a rate and every connection's own
+//! bucket never touch the store. Over a limit a request is answered `UNAVAILABLE` with
 //! `retryable: true` and `retryAfterMs` — the shape upstream uses for "come back later"
 //! (`gateway starting; retry shortly`); upstream has no per-request limiter of its own.
 //!
 //! Revocation ([`AccessTokens::revoke`]) flags the token's shared state, so its live
 //! connections stop hearing events and are closed with 1008 at once, and a new connect fails at
-//! the store.
+//! the store. The other gateways of a cluster flag and close theirs on their next heartbeat
+//! ([`AccessTokens::revoked_elsewhere`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use clawgate_protocol::methods::names as m;
 use clawgate_protocol::{ErrorShape, codes};
-use clawgate_store::{AccessTokenRecord, AccessTokenStore, NewAccessToken};
+use clawgate_store::{AccessTokenRecord, AccessTokenStore, BucketRate, NewAccessToken, RateBucketStore, RateTake};
 
 use crate::error::CoreError;
 use crate::gateway::Store;
@@ -61,6 +67,9 @@ pub const MAX_PATTERNS: usize = 64;
 pub const MAX_PATTERN_LEN: usize = 256;
 /// Longest token name.
 pub const MAX_NAME_LEN: usize = 64;
+/// How long a request waits for the shared bucket's answer before the gateway's own bucket
+/// decides (a database that does not answer must not stall the connection's reader).
+const SHARED_TAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------
 // Patterns
@@ -216,17 +225,88 @@ fn rate_limited(whose: &str, rate: Rate, wait: Duration) -> ErrorShape {
 // ---------------------------------------------------------------------------------------------
 // Per-connection restrictions
 
+/// Where a token's requests are counted.
+#[derive(Debug)]
+enum Bucket {
+    /// One gateway: in memory, never a store round trip.
+    Local(Mutex<TokenBucket>),
+    /// Several gateways on one database: one row for all of them. While the store does not
+    /// answer, this gateway's own bucket decides (the limit then holds per gateway, as it did
+    /// before buckets were shared; nothing is unlimited).
+    Shared {
+        store: Store,
+        /// The row: `token:<id>`.
+        key: String,
+        fallback: Mutex<TokenBucket>,
+        /// The store failed last time (logged once per outage, not per request).
+        failing: AtomicBool,
+    },
+}
+
+impl Bucket {
+    /// Take one token, or say how long until one is there.
+    async fn take(&self, rate: Rate, now: Instant) -> Result<(), Duration> {
+        let (store, key, fallback, failing) = match self {
+            Bucket::Local(bucket) => return bucket.lock().take(now),
+            Bucket::Shared { store, key, fallback, failing } => (store, key, fallback, failing),
+        };
+        let shared = BucketRate { requests: rate.requests, per_ms: rate.per.as_millis() as u64 };
+        match tokio::time::timeout(SHARED_TAKE_TIMEOUT, store.take_rate_token(key, shared, now_us())).await {
+            Ok(Ok(answer)) => {
+                if failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(bucket = %key, "the shared rate bucket answers again");
+                }
+                match answer {
+                    RateTake::Granted => Ok(()),
+                    RateTake::Refused { retry_after_us } => {
+                        Err(Duration::from_micros(u64::try_from(retry_after_us).unwrap_or(1)))
+                    }
+                }
+            }
+            failed => {
+                if !failing.swap(true, Ordering::Relaxed) {
+                    let error = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {} ms", SHARED_TAKE_TIMEOUT.as_millis()),
+                    };
+                    tracing::warn!(bucket = %key, %error, "cannot reach the shared rate bucket; counting on this gateway");
+                }
+                fallback.lock().take(now)
+            }
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch: the clock shared buckets are kept in (the gateways of a
+/// cluster agree on wall time, as their leases already assume).
+fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
 /// The state one token shares among its live connections: its request bucket and whether it
 /// was revoked.
 #[derive(Debug)]
 pub struct TokenState {
-    bucket: Option<Mutex<TokenBucket>>,
+    bucket: Option<Bucket>,
     revoked: AtomicBool,
 }
 
 impl TokenState {
-    fn new(rate: Option<Rate>) -> Self {
-        Self { bucket: rate.map(|r| Mutex::new(TokenBucket::new(r, Instant::now()))), revoked: AtomicBool::new(false) }
+    /// The state of token `id` at `rate`; its bucket is a row of `shared` when given.
+    fn new(id: &str, rate: Option<Rate>, shared: Option<&Store>) -> Self {
+        let bucket = rate.map(|r| {
+            let local = Mutex::new(TokenBucket::new(r, Instant::now()));
+            match shared {
+                None => Bucket::Local(local),
+                Some(store) => Bucket::Shared {
+                    store: store.clone(),
+                    key: format!("token:{id}"),
+                    fallback: local,
+                    failing: AtomicBool::new(false),
+                },
+            }
+        });
+        Self { bucket, revoked: AtomicBool::new(false) }
     }
 
     /// Whether the token was revoked while connections held it.
@@ -421,8 +501,9 @@ impl ConnLimits {
 
     /// Count one request against the connection's and the token's buckets, then check the
     /// token's restrictions. A refused request still counts: a flood of refused requests is a
-    /// flood.
-    pub fn admit_request(&self, method: &str, params: &Value) -> Result<(), ErrorShape> {
+    /// flood. Completes without waiting unless the token's bucket is shared (one store round
+    /// trip, see [`AccessTokens::share_buckets`]).
+    pub async fn admit_request(&self, method: &str, params: &Value) -> Result<(), ErrorShape> {
         let now = Instant::now();
         if let Some((rate, bucket)) = &self.connection {
             bucket.lock().take(now).map_err(|wait| rate_limited("connection", *rate, wait))?;
@@ -432,7 +513,7 @@ impl ConnLimits {
             return Err(access.refuse(format!("access token {:?} was revoked", access.name), "revoked", json!({})));
         }
         if let (Some(rate), Some(bucket)) = (access.rate, &access.state.bucket) {
-            bucket.lock().take(now).map_err(|wait| rate_limited("token", rate, wait))?;
+            bucket.take(rate, now).await.map_err(|wait| rate_limited("token", rate, wait))?;
         }
         access.check(method, params)
     }
@@ -454,6 +535,8 @@ struct Inner {
     /// Per-token state of tokens with live connections (and recently used ones), bounded by
     /// [`MAX_TOKEN_STATES`].
     states: Mutex<HashMap<String, Arc<TokenState>>>,
+    /// Other gateways share the store: tokens' buckets are rows of it.
+    shared: AtomicBool,
 }
 
 /// A token just created: its record and its secret text, shown once.
@@ -468,7 +551,14 @@ pub struct CreatedToken {
 impl AccessTokens {
     /// Tokens in this store.
     pub fn new(store: Store) -> Self {
-        Self { inner: Arc::new(Inner { store, states: Mutex::new(HashMap::new()) }) }
+        Self { inner: Arc::new(Inner { store, states: Mutex::new(HashMap::new()), shared: AtomicBool::new(false) }) }
+    }
+
+    /// Several gateways share the store ([`crate::cluster::Cluster::is_solo`] is false): from now
+    /// on a token's rate is counted in the store, once for the whole cluster, instead of on each
+    /// gateway. Called by the composition root before any client connects.
+    pub fn share_buckets(&self) {
+        self.inner.shared.store(true, Ordering::Release);
     }
 
     /// Whether `presented` is meant as an access token (by its prefix), so admission takes this
@@ -511,7 +601,8 @@ impl AccessTokens {
                 states.retain(|_, s| Arc::strong_count(s) > 1);
             }
         }
-        let state = Arc::new(TokenState::new(rate));
+        let shared = self.inner.shared.load(Ordering::Acquire).then_some(&self.inner.store);
+        let state = Arc::new(TokenState::new(id, rate, shared));
         if states.len() < MAX_TOKEN_STATES {
             states.insert(id.to_owned(), state.clone());
         }
@@ -570,6 +661,51 @@ impl AccessTokens {
     }
 }
 
+impl AccessTokens {
+    /// Several gateways on one database: flags the tokens in use here that were revoked through
+    /// another gateway (so their connections stop hearing events and their requests are refused)
+    /// and returns their ids, for the caller to close their connections. No store round trip
+    /// while no token is in use here.
+    pub async fn revoked_elsewhere(&self) -> Result<Vec<String>, clawgate_store::StoreError> {
+        let in_use: Vec<String> =
+            self.inner.states.lock().iter().filter(|(_, s)| !s.is_revoked()).map(|(id, _)| id.clone()).collect();
+        if in_use.is_empty() {
+            return Ok(Vec::new());
+        }
+        let revoked: Vec<String> = self
+            .inner
+            .store
+            .list_access_tokens()
+            .await?
+            .into_iter()
+            .filter(|r| r.revoked_at_ms.is_some() && in_use.contains(&r.id))
+            .map(|r| r.id)
+            .collect();
+        let states = self.inner.states.lock();
+        for id in &revoked {
+            if let Some(state) = states.get(id) {
+                state.revoked.store(true, Ordering::Release);
+                tracing::info!(id = %id, "access token revoked through another gateway");
+            }
+        }
+        Ok(revoked)
+    }
+}
+
+/// Closes the live connections of token `token_id` with 1008 "access token revoked"; returns
+/// how many.
+pub fn close_connections_of(events: &crate::events::Events, token_id: &str) -> usize {
+    let mut closed = 0;
+    for client in events.clients().clients() {
+        if client.access().is_some_and(|a| a.token_id == token_id) {
+            // Out of band: the close does not wait behind frames already queued to it.
+            client.abort(clawgate_protocol::close::POLICY_VIOLATION, REASON_TOKEN_REVOKED);
+            closed += 1;
+        }
+    }
+    closed
+}
+
 /// A record's rate, if it has a valid one.
 pub fn record_rate(record: &AccessTokenRecord) -> Option<Rate> {
     let requests = u32::try_from(record.rate_requests?).ok()?;
@@ -596,7 +732,7 @@ mod tests {
             sessions: sessions.iter().map(|s| s.to_string()).collect(),
             methods: methods.iter().map(|s| s.to_string()).collect(),
             rate: None,
-            state: Arc::new(TokenState::new(None)),
+            state: Arc::new(TokenState::new("t", None, None)),
         }
     }
 
@@ -681,16 +817,52 @@ mod tests {
         assert!(b.take(t0 + Duration::from_millis(500)).is_ok(), "refilled");
     }
 
-    #[test]
-    fn over_the_limit_answers_unavailable_with_retry_after() {
+    #[tokio::test]
+    async fn over_the_limit_answers_unavailable_with_retry_after() {
         let limits = ConnLimits::new(Some(Rate { requests: 1, per: Duration::from_secs(60) }), None);
-        assert!(limits.admit_request("health", &json!({})).is_ok());
-        let e = limits.admit_request("health", &json!({})).unwrap_err();
+        assert!(limits.admit_request("health", &json!({})).await.is_ok());
+        let e = limits.admit_request("health", &json!({})).await.unwrap_err();
         assert_eq!(
             (e.code.as_str(), e.retryable, e.detail_code()),
             ("UNAVAILABLE", Some(true), Some(DETAIL_RATE_LIMITED))
         );
         assert!(e.retry_after_ms.is_some_and(|ms| ms > 0 && ms <= 60_000), "{e:?}");
+    }
+
+    /// A connection of token `id` limited to `rate`, its bucket a row of `store`.
+    fn shared_conn(store: &Store, id: &str, rate: Rate) -> ConnLimits {
+        let mut a = access(&[], &[]);
+        a.rate = Some(rate);
+        a.state = Arc::new(TokenState::new(id, Some(rate), Some(store)));
+        ConnLimits::new(None, Some(Arc::new(a)))
+    }
+
+    #[tokio::test]
+    async fn a_shared_bucket_counts_the_requests_of_every_gateway_once() {
+        let store = Store::open_in_memory().await.expect("store");
+        let rate = Rate { requests: 3, per: Duration::from_secs(60) };
+        // The same token on two gateways (two states over one store), and another token.
+        let (on_a, on_b) = (shared_conn(&store, "tok", rate), shared_conn(&store, "tok", rate));
+        let other = shared_conn(&store, "other", rate);
+        for conn in [&on_a, &on_b, &on_a] {
+            assert!(conn.admit_request("health", &json!({})).await.is_ok());
+        }
+        let e = on_b.admit_request("health", &json!({})).await.unwrap_err();
+        assert_eq!((e.code.as_str(), e.detail_code()), ("UNAVAILABLE", Some(DETAIL_RATE_LIMITED)));
+        assert_eq!(e.details.as_ref().map(|d| d["limit"].clone()), Some(json!("token")));
+        assert!(e.retry_after_ms.is_some_and(|ms| ms > 0 && ms <= 20_000), "one interval at most: {e:?}");
+        assert!(other.admit_request("health", &json!({})).await.is_ok(), "another token has its own bucket");
+    }
+
+    #[tokio::test]
+    async fn a_shared_bucket_falls_back_to_the_gateway_s_own_while_the_store_fails() {
+        let store = Store::open_in_memory().await.expect("store");
+        let conn = shared_conn(&store, "tok", Rate { requests: 2, per: Duration::from_secs(60) });
+        store.clone().close().await.expect("close");
+        assert!(conn.admit_request("health", &json!({})).await.is_ok());
+        assert!(conn.admit_request("health", &json!({})).await.is_ok());
+        let e = conn.admit_request("health", &json!({})).await.unwrap_err();
+        assert_eq!(e.detail_code(), Some(DETAIL_RATE_LIMITED), "still limited, by this gateway's count");
     }
 
     #[test]

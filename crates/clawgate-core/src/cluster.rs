@@ -13,6 +13,11 @@
 //! expire and a peer take it, so two members never act on one lease at once (as long as their
 //! clocks agree: lease times are each member's own clock).
 //!
+//! State that is cheap to keep per gateway but must hold for all of them (failed-auth lockouts)
+//! is exchanged on every heartbeat by the [`Exchange`]s registered with
+//! [`Cluster::exchange_on_beat`], so a gateway runs one periodic loop for the cluster, not one
+//! per thing it shares.
+//!
 //! On SQLite there is one member only (the state lock keeps a second process off the file):
 //! the same service runs, registers and heartbeats, but every lease is granted at once and
 //! without a store round trip, so a storage hiccup never stops a channel there. Nothing about
@@ -27,7 +32,7 @@ use tokio::sync::watch;
 
 use clawgate_config::ClusterConfig;
 use clawgate_protocol::methods::health::{StatusCluster, StatusClusterGateway, StatusClusterLease};
-use clawgate_store::{ClusterStore, GatewayRecord, RunStore};
+use clawgate_store::{ClusterStore, GatewayRecord, RateBucketStore, RunStore};
 
 use crate::gateway::Store;
 use crate::tasks::Tasks;
@@ -74,6 +79,18 @@ impl Default for ClusterSettings {
     }
 }
 
+/// Something a gateway exchanges with its peers through the store on every heartbeat, after its
+/// heartbeat row is written (e.g. the failed-auth lockouts it started and those they started).
+#[async_trait::async_trait]
+pub trait Exchange: Send + Sync + 'static {
+    /// What is exchanged, for the log.
+    fn name(&self) -> &'static str;
+
+    /// One exchange. A failure is logged (once until the next success) and retried on the next
+    /// beat.
+    async fn exchange(&self) -> Result<(), clawgate_store::StoreError>;
+}
+
 /// Who this gateway is, as the registry shows it.
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -105,6 +122,8 @@ struct Inner {
     /// Whether the last heartbeat was written (runs are swept only right after one, so our own
     /// row is fresh and our own runs are never taken for a dead member's).
     beating: std::sync::atomic::AtomicBool,
+    /// Run on every heartbeat (none when solo), each with whether its last run failed.
+    exchanges: Mutex<Vec<(Arc<dyn Exchange>, bool)>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -131,6 +150,7 @@ impl Cluster {
                 solo,
                 held: Mutex::default(),
                 beating: std::sync::atomic::AtomicBool::new(false),
+                exchanges: Mutex::default(),
             }),
         }
     }
@@ -148,6 +168,13 @@ impl Cluster {
     /// Whether this gateway is alone on its store (SQLite).
     pub fn is_solo(&self) -> bool {
         self.inner.solo
+    }
+
+    /// Runs `exchange` on every heartbeat from now on. Nothing to exchange when solo: ignored.
+    pub fn exchange_on_beat(&self, exchange: Arc<dyn Exchange>) {
+        if !self.inner.solo {
+            self.inner.exchanges.lock().push((exchange, false));
+        }
     }
 
     /// The oldest heartbeat of a member still alive at `now_ms`.
@@ -210,16 +237,41 @@ impl Cluster {
             beats = beats.wrapping_add(1);
             if !self.inner.solo {
                 self.sweep().await;
+                self.exchange().await;
             }
-            if beats.is_multiple_of(100)
-                && let Err(e) = self.inner.store.forget_gateways(now_ms() - FORGET_AFTER_MS).await
-            {
-                tracing::debug!(error = %e, "cannot forget long-gone gateways");
+            if beats.is_multiple_of(100) {
+                if let Err(e) = self.inner.store.forget_gateways(now_ms() - FORGET_AFTER_MS).await {
+                    tracing::debug!(error = %e, "cannot forget long-gone gateways");
+                }
+                if !self.inner.solo
+                    && let Err(e) = self.inner.store.prune_rate_buckets(now_us()).await
+                {
+                    tracing::debug!(error = %e, "cannot prune full rate buckets");
+                }
             }
         }
         match self.inner.store.remove_gateway(&self.inner.me.id).await {
             Ok(_) => tracing::debug!("left the cluster registry"),
             Err(e) => tracing::warn!(error = %e, "cannot leave the cluster registry; peers take over after the ttl"),
+        }
+    }
+
+    /// Runs every registered [`Exchange`] once, in order.
+    async fn exchange(&self) {
+        let exchanges: Vec<Arc<dyn Exchange>> = self.inner.exchanges.lock().iter().map(|(x, _)| x.clone()).collect();
+        for (i, x) in exchanges.iter().enumerate() {
+            let result = x.exchange().await;
+            let mut all = self.inner.exchanges.lock();
+            let Some((_, failing)) = all.get_mut(i) else { continue };
+            match result {
+                Ok(()) => *failing = false,
+                Err(e) => {
+                    if !*failing {
+                        tracing::warn!(exchange = x.name(), error = %e, "cannot exchange state with the other gateways; retrying");
+                    }
+                    *failing = true;
+                }
+            }
         }
     }
 
@@ -374,6 +426,11 @@ impl Cluster {
             error,
         }
     }
+}
+
+/// Microseconds since the Unix epoch (the clock of the shared rate buckets).
+fn now_us() -> i64 {
+    now_ms().saturating_mul(1000)
 }
 
 /// Sends a change of a lease's state (and logs it).

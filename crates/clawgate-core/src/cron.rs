@@ -75,8 +75,10 @@ struct Inner {
     outbox: Outbox,
     /// Queues a `comfyRun` job's ComfyUI job (the same narrow hook the agent's tools use).
     comfy: Arc<dyn ToolHost>,
-    /// This process's id (`processInstanceId` of `cron.run`).
+    /// This process's id (`processInstanceId` of `cron.run`): its cluster id (boot id).
     instance_id: String,
+    /// Other gateways share the store and this schedule ([`CronService::shared`]).
+    shared: bool,
     /// Job definitions changed or a manual run was asked for: re-plan now.
     kick: Notify,
     state: Mutex<SchedulerState>,
@@ -107,7 +109,7 @@ impl CronService {
         agents: AgentService,
         outbox: Outbox,
         comfy: Arc<dyn ToolHost>,
-        instance_id: String,
+        cluster: &crate::cluster::Cluster,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -117,7 +119,8 @@ impl CronService {
                 agents,
                 outbox,
                 comfy,
-                instance_id,
+                instance_id: cluster.id().to_owned(),
+                shared: !cluster.is_solo(),
                 kick: Notify::new(),
                 state: Mutex::default(),
             }),
@@ -387,10 +390,11 @@ impl CronService {
         self.inner.tasks.spawn("cron", self.clone().run_loop(started));
     }
 
-    /// Several gateways run this scheduler on one database (Postgres): every one plans and
-    /// fires, and the receipt's claim (unique on (job, slot)) lets exactly one run each slot.
+    /// Several gateways run this scheduler on one database (the cluster is not solo): every one
+    /// plans and fires, and the receipt's claim (unique on (job, slot)) lets exactly one run each
+    /// slot.
     fn shared(&self) -> bool {
-        self.inner.store.backend() == "postgres"
+        self.inner.shared
     }
 
     async fn finish_interrupted_all(&self, started_before_ms: i64) {
@@ -821,7 +825,14 @@ mod tests {
                 Default::default(),
             );
             let outbox = Outbox::new(store.clone(), Default::default());
-            let cron = CronService::new(store.clone(), events, tasks, agents, outbox, comfy, "test".into());
+            let me = crate::cluster::Member {
+                id: "test".into(),
+                version: String::new(),
+                started_at_ms: 0,
+                listen_addr: String::new(),
+            };
+            let cluster = crate::cluster::Cluster::new(store.clone(), tasks.clone(), me, Default::default());
+            let cron = CronService::new(store.clone(), events, tasks, agents, outbox, comfy, &cluster);
             let scopes = ["operator.admin", "operator.read"].map(String::from).to_vec();
             let (client, events, _) =
                 ClientHandle::new("c".into(), "operator".into(), scopes, None, AuthKind::SharedSecret, 1 << 20);

@@ -108,9 +108,10 @@ pub enum Refusal {
 
 /// Check the caller may call `method` with `params` (contract §4.1–4.3), after counting the call
 /// against the connection's rate limits and checking its access token's restrictions
-/// ([`crate::access_tokens`]).
-pub fn authorize(client: &ClientHandle, method: &str, params: &Value) -> Result<(), Refusal> {
-    client.limits().admit_request(method, params).map_err(Refusal::Denied)?;
+/// ([`crate::access_tokens`]). It waits only for a rate-limited token's bucket when several
+/// gateways share it (one store round trip); otherwise it completes at once.
+pub async fn authorize(client: &ClientHandle, method: &str, params: &Value) -> Result<(), Refusal> {
+    client.limits().admit_request(method, params).await.map_err(Refusal::Denied)?;
     let wrong_role = || Refusal::WrongRole(ErrorShape::invalid_request(format!("unauthorized role: {}", client.role)));
     // A ComfyUI worker's connection (worker token) may call its own methods and nothing else,
     // not even the methods any client may call.
@@ -548,11 +549,11 @@ mod tests {
         assert_eq!(err.message, "invalid device.pair.remove params: unknown field `x`, expected `deviceId`");
     }
 
-    #[test]
-    fn probe_without_scopes_may_call_health_but_not_status() {
+    #[tokio::test]
+    async fn probe_without_scopes_may_call_health_but_not_status() {
         let c = client("operator", &[]);
-        assert!(authorize(&c, "health", &Value::Null).is_ok());
-        match authorize(&c, "status", &Value::Null) {
+        assert!(authorize(&c, "health", &Value::Null).await.is_ok());
+        match authorize(&c, "status", &Value::Null).await {
             Err(Refusal::MissingScope(e)) => {
                 assert_eq!(e.code, "FORBIDDEN");
                 assert_eq!(e.message, "missing scope: operator.read");
@@ -562,39 +563,39 @@ mod tests {
         }
     }
 
-    #[test]
-    fn nodes_may_only_call_node_methods() {
+    #[tokio::test]
+    async fn nodes_may_only_call_node_methods() {
         let n = client("node", &[]);
         assert!(
-            matches!(authorize(&n, "status", &Value::Null), Err(Refusal::WrongRole(e)) if e.message == "unauthorized role: node")
+            matches!(authorize(&n, "status", &Value::Null).await, Err(Refusal::WrongRole(e)) if e.message == "unauthorized role: node")
         );
-        assert!(authorize(&n, "node.event", &Value::Null).is_ok());
+        assert!(authorize(&n, "node.event", &Value::Null).await.is_ok());
         let o = client("operator", &["operator.admin"]);
-        assert!(matches!(authorize(&o, "node.event", &Value::Null), Err(Refusal::WrongRole(_))));
+        assert!(matches!(authorize(&o, "node.event", &Value::Null).await, Err(Refusal::WrongRole(_))));
     }
 
-    #[test]
-    fn a_worker_connection_may_call_only_the_worker_methods() {
+    #[tokio::test]
+    async fn a_worker_connection_may_call_only_the_worker_methods() {
         let w = client("operator", &[scopes::WORKER]);
-        assert!(authorize(&w, m::COMFY_WORKER_PULL, &Value::Null).is_ok());
+        assert!(authorize(&w, m::COMFY_WORKER_PULL, &Value::Null).await.is_ok());
         for method in ["health", "status", "comfy.run", "agent", "node.event", "no.such.method"] {
-            match authorize(&w, method, &serde_json::json!({"message": "hi"})) {
+            match authorize(&w, method, &serde_json::json!({"message": "hi"})).await {
                 Err(Refusal::MissingScope(e)) => assert_eq!(e.code, "FORBIDDEN", "{method}"),
                 other => panic!("{method}: {other:?}"),
             }
         }
         let admin = client("operator", &["operator.admin"]);
         assert!(
-            matches!(authorize(&admin, m::COMFY_WORKER_JOIN, &Value::Null), Err(Refusal::MissingScope(e)) if e.message == "missing scope: comfy.worker")
+            matches!(authorize(&admin, m::COMFY_WORKER_JOIN, &Value::Null).await, Err(Refusal::MissingScope(e)) if e.message == "missing scope: comfy.worker")
         );
     }
 
-    #[test]
-    fn unknown_methods_need_admin_before_they_are_reported_unknown() {
+    #[tokio::test]
+    async fn unknown_methods_need_admin_before_they_are_reported_unknown() {
         assert!(matches!(
-            authorize(&client("operator", &["operator.read"]), "no.such.method", &Value::Null),
+            authorize(&client("operator", &["operator.read"]), "no.such.method", &Value::Null).await,
             Err(Refusal::MissingScope(_))
         ));
-        assert!(authorize(&client("operator", &["operator.admin"]), "no.such.method", &Value::Null).is_ok());
+        assert!(authorize(&client("operator", &["operator.admin"]), "no.such.method", &Value::Null).await.is_ok());
     }
 }

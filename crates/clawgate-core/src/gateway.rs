@@ -34,8 +34,6 @@ const HEALTH_REFRESH: Duration = Duration::from_secs(60);
 
 /// Finished channel inbox/outbox rows older than this are deleted.
 const CHANNEL_ROW_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
-/// How often failed-auth lockouts are exchanged with the other gateways of a shared database.
-const LOCKOUT_SHARING: Duration = Duration::from_secs(1);
 
 /// The services of one gateway process. Only the composition root, the dispatcher (it routes a
 /// method to the handles its handler takes) and the server's router setup name it; everything
@@ -161,7 +159,7 @@ impl Gateway {
             agents.clone(),
             outbox.clone(),
             tools,
-            info.boot_id.clone(),
+            &cluster,
         );
         let comfy_commands = Arc::new(ComfyChatCommands { comfy: comfy.clone(), cron: cron.clone() });
         let commands =
@@ -185,9 +183,15 @@ impl Gateway {
         );
         if !cluster.is_solo() {
             // Several gateways on one database: each ComfyUI worker is driven by the holder of
-            // its lease, interval heartbeats run on the holder of `heartbeat`.
+            // its lease, interval heartbeats run on the holder of `heartbeat`, access tokens'
+            // rates are counted once for all, and failed-auth lockouts and access-token
+            // revocations are exchanged on every cluster heartbeat.
             comfy.share_workers(Arc::new(crate::cluster::WorkerLeasesOf(cluster.clone())));
             heartbeat.beat_only_while(cluster.hold("heartbeat"));
+            auth.access_tokens().share_buckets();
+            cluster.exchange_on_beat(Arc::new(LockoutExchange { auth: auth.clone(), written: Default::default() }));
+            let tokens = auth.access_tokens().clone();
+            cluster.exchange_on_beat(Arc::new(RevocationExchange { tokens, events: events.clone() }));
         }
         let observed = crate::health::Observed {
             agents: agents.clone(),
@@ -263,9 +267,6 @@ impl Gateway {
 
     /// Run the periodic duties until shutdown: `tick`, health refresh + broadcast, pruning.
     pub async fn run_maintenance(self: Arc<Self>) {
-        if self.store.backend() == "postgres" {
-            self.tasks.spawn("share-lockouts", self.clone().share_lockouts());
-        }
         let tick_every = Duration::from_millis(self.settings().tick_interval_ms.max(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
         let mut health = tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_REFRESH, HEALTH_REFRESH);
@@ -294,25 +295,6 @@ impl Gateway {
         }
     }
 
-    /// Several gateways on one database: every second, failed-auth lockouts started here are
-    /// shared and those started elsewhere applied ([`AuthService::share_lockouts`]).
-    async fn share_lockouts(self: Arc<Self>) {
-        let cancel = self.tasks.token();
-        let mut written = std::collections::HashMap::new();
-        let mut every = tokio::time::interval(LOCKOUT_SHARING);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = every.tick() => {
-                    if let Err(e) = self.auth.share_lockouts(&mut written).await {
-                        tracing::warn!(error = %e, "cannot share failed-auth lockouts with the other gateways");
-                    }
-                }
-            }
-        }
-    }
-
     /// Begin a graceful stop: broadcast `shutdown`, close every socket with 1012, cancel every
     /// task. The caller then awaits them with [`Tasks::shutdown`] and closes the store.
     pub fn begin_shutdown(&self, reason: &str) {
@@ -320,6 +302,51 @@ impl Gateway {
         self.channels.stop_all();
         self.events.shutdown(reason);
         self.tasks.cancel();
+    }
+}
+
+/// Failed-auth lockouts exchanged with the other gateways of a shared database on every cluster
+/// heartbeat ([`AuthService::share_lockouts`]): counting stays per gateway, a lockout started on
+/// any holds on all.
+struct LockoutExchange {
+    auth: AuthService,
+    /// The lockouts written already, kept between exchanges (only the cluster loop calls this,
+    /// one exchange at a time).
+    written: parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
+}
+
+#[async_trait::async_trait]
+impl crate::cluster::Exchange for LockoutExchange {
+    fn name(&self) -> &'static str {
+        "failed-auth lockouts"
+    }
+
+    async fn exchange(&self) -> Result<(), clawgate_store::StoreError> {
+        let mut written = std::mem::take(&mut *self.written.lock());
+        let result = self.auth.share_lockouts(&mut written).await;
+        *self.written.lock() = written;
+        result
+    }
+}
+
+/// Access tokens revoked through another gateway of a shared database: their connections here
+/// are closed on the next cluster heartbeat, as the revoking gateway closes its own at once.
+struct RevocationExchange {
+    tokens: crate::access_tokens::AccessTokens,
+    events: Events,
+}
+
+#[async_trait::async_trait]
+impl crate::cluster::Exchange for RevocationExchange {
+    fn name(&self) -> &'static str {
+        "access-token revocations"
+    }
+
+    async fn exchange(&self) -> Result<(), clawgate_store::StoreError> {
+        for id in self.tokens.revoked_elsewhere().await? {
+            crate::access_tokens::close_connections_of(&self.events, &id);
+        }
+        Ok(())
     }
 }
 

@@ -392,7 +392,7 @@ async fn run(conns: Connections, meta: ConnMeta, socket: WebSocket) {
             }
         };
         let params = req.take_params();
-        match dispatch::authorize(&client, &req.method, &params) {
+        match dispatch::authorize(&client, &req.method, &params).await {
             Ok(()) => wrong_role_streak = 0,
             Err(Refusal::MissingScope(err) | Refusal::Denied(err)) => {
                 wrong_role_streak = 0;

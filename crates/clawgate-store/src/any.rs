@@ -21,6 +21,7 @@ use crate::{
     Result, RunKind, RunRecord, RunStatus, RunStore, SessionQuery, SessionRecord, SessionStore, SqliteStore,
     StartedRun, StoreError, TranscriptEntry, TranscriptRole, TranscriptStore,
 };
+use crate::{BucketRate, RateBucketStore, RateTake};
 use crate::{ClusterStore, GatewayRecord, LeaseRecord};
 
 /// A store on either backend. Cloning is cheap (each backend's clones share one pool).
@@ -324,6 +325,11 @@ delegate! { UsageStore {
 delegate! { LockoutStore {
     fn share_lockout(&self, bucket: &str, until_ms: i64) -> Result<()>;
     fn active_lockouts(&self, now_ms: i64, limit: usize) -> Result<Vec<(String, i64)>>;
+} }
+
+delegate! { RateBucketStore {
+    fn take_rate_token(&self, key: &str, rate: BucketRate, now_us: i64) -> Result<RateTake>;
+    fn prune_rate_buckets(&self, now_us: i64) -> Result<u64>;
 } }
 
 delegate! { AccessTokenStore {

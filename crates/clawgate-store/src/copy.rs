@@ -120,8 +120,17 @@ pub const TABLES: &[Table] = &[
 /// schema's own record; the target gets its own by migrating).
 /// The cluster's tables (migrations 0007, 0008) are the live state of running gateways — who is
 /// up, who holds which lease, the event backlog — that a new target must not inherit.
-pub const NOT_COPIED: &[&str] =
-    &["_sqlx_migrations", "sqlite_sequence", "cluster_gateways", "cluster_leases", "cluster_events", "auth_lockouts"];
+/// Failed-auth lockouts (0011) and request-rate buckets (0012) are short-lived counters: a new
+/// target starts with none (every bucket full), as after a restart.
+pub const NOT_COPIED: &[&str] = &[
+    "_sqlx_migrations",
+    "sqlite_sequence",
+    "cluster_gateways",
+    "cluster_leases",
+    "cluster_events",
+    "auth_lockouts",
+    "rate_buckets",
+];
 
 /// The PostgreSQL schema, to migrate the target to the source's version (not further).
 static PG_MIGRATIONS: Migrator = sqlx::migrate!("./migrations-postgres");

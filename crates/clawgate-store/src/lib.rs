@@ -31,6 +31,7 @@
 //! | [`UsageStore`] | per-turn token usage (recorded with each assistant entry) and its sums |
 //! | [`AccessTokenStore`] | scoped access tokens for backends, kept only as hashes |
 //! | [`ClusterStore`] | the gateways sharing one database, and the leases they hold |
+//! | [`RateBucketStore`] | request-rate buckets shared by the gateways of one database |
 //! | [`GatewayStore`] | all of the above: what the composition root opens |
 //!
 //! A service is generic over the traits it needs and owns a clone of the store
@@ -108,6 +109,7 @@ mod cluster_model;
 mod comfy_model;
 mod cron_model;
 mod postgres;
+mod rate_bucket;
 mod sqlite;
 mod token;
 mod traits;
@@ -137,6 +139,7 @@ pub use postgres::PgStore;
 pub use postgres::cluster_events::{
     CLUSTER_EVENTS_CHANNEL, CLUSTER_LISTENER_NAME, ClusterEvent, ClusterEventListener, Wake,
 };
+pub use rate_bucket::{BucketRate, RateTake};
 pub use session::{
     EnqueueOutcome, EntryStatus, NewEntry, RunKind, RunRecord, RunStatus, SessionQuery, SessionRecord, StartedRun,
     TranscriptEntry, TranscriptRole,
@@ -145,6 +148,7 @@ pub use sqlite::{BackupError, SqliteStore, StateFileInfo};
 pub use traits::ChannelStore;
 pub use traits::ClusterStore;
 pub use traits::LockoutStore;
+pub use traits::RateBucketStore;
 pub use traits::{ApprovalStore, CronStore, JobStore};
 pub use traits::{DeviceStore, DeviceTokenStore, GatewayStore, IdempotencyStore, KvStore, PairingStore};
 pub use traits::{RunStore, SessionStore, TranscriptStore};

@@ -119,6 +119,9 @@ macro_rules! for_each_conformance_case {
             kv_delete_prefix_deletes_only_keys_with_that_prefix,
             // Shared failed-auth lockouts.
             shared_lockouts_extend_and_expire,
+            // Shared request-rate buckets.
+            rate_buckets_grant_the_burst_then_refill,
+            concurrent_rate_takes_never_exceed_the_burst,
             // Paired devices.
             upserted_device_round_trips,
             upsert_replaces_every_field_but_keeps_tokens,
@@ -2941,4 +2944,54 @@ where
     assert!(!sums.truncated);
     let first = sums.rows.iter().find(|r| r.key.starts_with(&format!("{slot} "))).expect("first slot");
     assert_eq!((first.provider.as_str(), first.model.as_str(), first.last_ts), ("p", "m", T0 + 1));
+}
+
+/// A bucket grants its burst at once, refuses the next with the wait until a token is back,
+/// refills at the rate, keeps buckets apart by key, and is forgotten once full again.
+pub async fn rate_buckets_grant_the_burst_then_refill<S: crate::RateBucketStore>(store: &S) {
+    use crate::{BucketRate, RateTake};
+    // 3 a second: one token every 1/3 s.
+    let rate = BucketRate { requests: 3, per_ms: 1_000 };
+    let t0 = 10_000_000;
+    for i in 0..3 {
+        assert_eq!(store.take_rate_token("token:a", rate, t0).await.expect("take"), RateTake::Granted, "take {i}");
+    }
+    assert_eq!(
+        store.take_rate_token("token:a", rate, t0).await.expect("take"),
+        RateTake::Refused { retry_after_us: 333_333 },
+        "the fourth waits one interval"
+    );
+    assert_eq!(
+        store.take_rate_token("token:a", rate, t0 + 100_000).await.expect("take"),
+        RateTake::Refused { retry_after_us: 233_333 },
+        "a refused take takes nothing: the wait only shrinks with time"
+    );
+    assert_eq!(store.take_rate_token("token:b", rate, t0).await.expect("take"), RateTake::Granted, "another key");
+    assert_eq!(store.take_rate_token("token:a", rate, t0 + 333_333).await.expect("take"), RateTake::Granted);
+    assert!(matches!(
+        store.take_rate_token("token:a", rate, t0 + 333_333).await.expect("take"),
+        RateTake::Refused { .. }
+    ));
+    // A long pause refills to the burst, never beyond it.
+    let later = t0 + 60_000_000;
+    for _ in 0..3 {
+        assert_eq!(store.take_rate_token("token:a", rate, later).await.expect("take"), RateTake::Granted);
+    }
+    assert!(matches!(store.take_rate_token("token:a", rate, later).await.expect("take"), RateTake::Refused { .. }));
+    // `token:b` is full again by `later`; `token:a` is not.
+    assert_eq!(store.prune_rate_buckets(later).await.expect("prune"), 1);
+    assert_eq!(store.prune_rate_buckets(later + 1_000_000).await.expect("prune"), 1);
+    assert_eq!(store.take_rate_token("token:a", rate, later + 1_000_000).await.expect("take"), RateTake::Granted);
+}
+
+/// Takes racing on one bucket (as from several gateways) are granted exactly its burst.
+pub async fn concurrent_rate_takes_never_exceed_the_burst<S: crate::RateBucketStore>(store: &S) {
+    use crate::{BucketRate, RateTake};
+    let rate = BucketRate { requests: 3, per_ms: 60_000 };
+    let take = || store.take_rate_token("token:race", rate, 1_000_000);
+    let racers = tokio::join!(take(), take(), take(), take(), take(), take(), take(), take());
+    let answers = [racers.0, racers.1, racers.2, racers.3, racers.4, racers.5, racers.6, racers.7];
+    let granted = answers.iter().filter(|a| matches!(a, Ok(RateTake::Granted))).count();
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(granted, 3, "{answers:?}");
 }

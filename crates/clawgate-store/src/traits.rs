@@ -62,6 +62,24 @@ pub trait LockoutStore: Send + Sync {
     fn active_lockouts(&self, now_ms: i64, limit: usize) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
 }
 
+/// Request-rate buckets the gateways of one database share (an access token's `--rate` holds
+/// across all of them). A bucket is named by `key` (`token:<id>`) and created full on first use;
+/// the arithmetic is [`crate::BucketRate`]'s. Times are microseconds of the caller's wall clock.
+pub trait RateBucketStore: Send + Sync {
+    /// Takes one token from bucket `key` at `rate`, in one atomic statement: concurrent takers on
+    /// any gateway are granted at most the bucket's tokens between them.
+    fn take_rate_token(
+        &self,
+        key: &str,
+        rate: crate::BucketRate,
+        now_us: i64,
+    ) -> impl Future<Output = Result<crate::RateTake>> + Send;
+
+    /// Deletes the buckets that are full again at `now_us` (a missing row is a full bucket);
+    /// returns how many.
+    fn prune_rate_buckets(&self, now_us: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
 /// Devices allowed to connect with their own key.
 pub trait DeviceStore: Send + Sync {
     /// Inserts `device`, or replaces every field of the stored record with the same
@@ -896,6 +914,7 @@ pub trait GatewayStore:
     + crate::AccessTokenStore
     + ClusterStore
     + LockoutStore
+    + RateBucketStore
 {
 }
 
@@ -916,5 +935,6 @@ impl<T> GatewayStore for T where
         + crate::AccessTokenStore
         + ClusterStore
         + LockoutStore
+        + RateBucketStore
 {
 }

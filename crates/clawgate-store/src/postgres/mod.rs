@@ -25,6 +25,7 @@ mod jobs;
 mod kv;
 mod lockouts;
 mod pairing;
+mod rate_buckets;
 mod runs;
 mod sessions;
 mod tokens;
