@@ -37,12 +37,17 @@ async fn until_held(rx: &mut watch::Receiver<bool>, want: bool) {
 
 /// Two members on one fresh database, started; `None` when the test is skipped.
 async fn two_members() -> Option<(Cluster, Tasks, Cluster, Tasks, AnyStore)> {
+    two_members_with(FAST).await
+}
+
+/// As [`two_members`], with other timings.
+async fn two_members_with(settings: ClusterSettings) -> Option<(Cluster, Tasks, Cluster, Tasks, AnyStore)> {
     let server = TestPostgres::shared()?;
     let url = server.create_database().expect("create a database");
     let open = || async { AnyStore::open_postgres(&url).await.expect("open") };
     let (tasks_a, tasks_b) = (Tasks::new(), Tasks::new());
-    let a = Cluster::new(open().await, tasks_a.clone(), member("gw-a"), FAST);
-    let b = Cluster::new(open().await, tasks_b.clone(), member("gw-b"), FAST);
+    let a = Cluster::new(open().await, tasks_a.clone(), member("gw-a"), settings);
+    let b = Cluster::new(open().await, tasks_b.clone(), member("gw-b"), settings);
     a.start().await;
     b.start().await;
     Some((a, tasks_a, b, tasks_b, open().await))
@@ -112,7 +117,11 @@ async fn dropping_every_receiver_releases_the_lease() {
 
 #[tokio::test]
 async fn the_sweep_ends_runs_of_a_dead_member_and_spares_a_live_ones() {
-    let Some((a, _ta, b, _tb, store)) = two_members().await else { return };
+    // A member is dead when unseen for a lease ttl. With FAST's 900 ms a loaded machine could
+    // delay a's heartbeat that long (it shares this test's thread) and a would look dead too;
+    // this test is about the sweep, not about timings, so a's liveness is given a long ttl.
+    let slow = ClusterSettings { heartbeat: Duration::from_millis(100), lease_ttl: Duration::from_secs(30) };
+    let Some((a, _ta, b, _tb, store)) = two_members_with(slow).await else { return };
     let long_ago = now_ms() - 60_000;
     let dead = GatewayRecord {
         id: "gw-dead".into(),
