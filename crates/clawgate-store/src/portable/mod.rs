@@ -12,4 +12,5 @@
 //! plain sqlx code of either file it replaces, and each expansion is type-checked against its
 //! own driver, without a wall of `Encode`/`Type`/`FromRow` bounds.
 
+pub(crate) mod approvals;
 pub(crate) mod cluster;

@@ -1,105 +1,13 @@
-//! [`ApprovalStore`] on the `approvals` table.
+//! [`ApprovalStore`] on the `approvals` table: the approval records' methods are the body both
+//! backends share ([`crate::portable::approvals`]); exec approvals' resolution and policy are here.
 
 use super::SqliteStore;
-use crate::{ApprovalRecord, ApprovalStatus, ApprovalStore, ExecPolicyRecord, NewApproval, Result, StoreError};
-
-const APPROVAL_COLUMNS: &str = "id, kind, payload, requested_by, status, reason, decided_by, created_at_ms, expires_at_ms, decided_at_ms, decision";
-
-/// An approval's status as of `?1` (now): a pending one past its expiry reads as expired.
-const APPROVAL_STATUS_AS_OF: &str =
-    "CASE WHEN status = 'pending' AND expires_at_ms <= ?1 THEN 'expired' ELSE status END";
+use crate::portable::approvals::APPROVAL_COLUMNS;
+use crate::{ApprovalRecord, ApprovalStatus, ApprovalStore, ExecPolicyRecord, Result, StoreError};
 
 impl ApprovalStore for SqliteStore {
-    async fn create_approval(&self, approval: &NewApproval, now_ms: i64) -> Result<ApprovalRecord> {
-        let inserted = sqlx::query(
-            "INSERT INTO approvals (id, kind, payload, requested_by, status, created_at_ms, expires_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&approval.id)
-        .bind(&approval.kind)
-        .bind(&approval.payload)
-        .bind(&approval.requested_by)
-        .bind(now_ms)
-        .bind(approval.expires_at_ms)
-        .execute(self.pool())
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(StoreError::Conflict(format!("approval id {:?} is taken", approval.id)));
-        }
-        Ok(ApprovalRecord {
-            id: approval.id.clone(),
-            kind: approval.kind.clone(),
-            payload: approval.payload.clone(),
-            requested_by: approval.requested_by.clone(),
-            status: if approval.expires_at_ms <= now_ms { ApprovalStatus::Expired } else { ApprovalStatus::Pending },
-            reason: None,
-            decided_by: None,
-            created_at_ms: now_ms,
-            expires_at_ms: approval.expires_at_ms,
-            decided_at_ms: None,
-            decision: None,
-        })
-    }
+    crate::portable::approvals::approval_methods!();
 
-    async fn get_approval(&self, id: &str, now_ms: i64) -> Result<Option<ApprovalRecord>> {
-        sqlx::query_as::<_, ApprovalRecord>(&format!(
-            "SELECT id, kind, payload, requested_by, {APPROVAL_STATUS_AS_OF} AS status, reason, decided_by, \
-             created_at_ms, expires_at_ms, decided_at_ms, decision FROM approvals WHERE id = ?2"
-        ))
-        .bind(now_ms)
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(StoreError::from)
-    }
-
-    async fn list_approvals(&self, status: Option<ApprovalStatus>, now_ms: i64) -> Result<Vec<ApprovalRecord>> {
-        sqlx::query_as::<_, ApprovalRecord>(&format!(
-            "SELECT id, kind, payload, requested_by, {APPROVAL_STATUS_AS_OF} AS status, reason, decided_by, \
-             created_at_ms, expires_at_ms, decided_at_ms, decision FROM approvals \
-             WHERE ?2 IS NULL OR {APPROVAL_STATUS_AS_OF} = ?2 ORDER BY created_at_ms DESC, id"
-        ))
-        .bind(now_ms)
-        .bind(status)
-        .fetch_all(self.pool())
-        .await
-        .map_err(StoreError::from)
-    }
-
-    async fn decide_approval(
-        &self,
-        id: &str,
-        approve: bool,
-        decided_by: &str,
-        reason: Option<&str>,
-        now_ms: i64,
-    ) -> Result<Option<ApprovalRecord>> {
-        let status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Rejected };
-        // The WHERE clause is the whole rule: pending and not yet expired, decided once.
-        sqlx::query_as::<_, ApprovalRecord>(&format!(
-            "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4, decided_at_ms = ?1 \
-             WHERE id = ?5 AND status = 'pending' AND expires_at_ms > ?1 RETURNING {APPROVAL_COLUMNS}"
-        ))
-        .bind(now_ms)
-        .bind(status)
-        .bind(decided_by)
-        .bind(reason)
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(StoreError::from)
-    }
-
-    async fn expire_approvals(&self, now_ms: i64) -> Result<u64> {
-        let expired =
-            sqlx::query("UPDATE approvals SET status = 'expired' WHERE status = 'pending' AND expires_at_ms <= ?1")
-                .bind(now_ms)
-                .execute(self.pool())
-                .await?
-                .rows_affected();
-        Ok(expired)
-    }
     async fn resolve_approval(
         &self,
         id: &str,
