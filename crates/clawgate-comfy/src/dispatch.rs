@@ -102,12 +102,12 @@ pub trait JobHost: Clone + Send + Sync + 'static {
 /// and reconciled — by the one gateway that holds its lease. The core implements it over the
 /// cluster's leases; without it (one gateway) every worker is driven.
 pub trait WorkerLeases: Send + Sync + 'static {
-    /// Ask for worker `name`'s lease and keep asking: the receiver says whether this gateway
-    /// holds it now. Asking again for a name already asked for gives the same state.
+    /// Ask for worker `name`'s lease and keep asking while a receiver of it lives: the receiver
+    /// says whether this gateway holds it now. Asking again for a name already asked for gives
+    /// the same state. When every receiver is dropped the lease is let go — which the
+    /// dispatcher does when the worker leaves the config or the dispatcher stops (the worker's
+    /// lease loop ends).
     fn hold(&self, name: &str) -> tokio::sync::watch::Receiver<bool>;
-
-    /// Stop asking for worker `name`'s lease and let it go (the worker left the config).
-    fn release(&self, name: &str);
 }
 
 /// Where outputs go and how much of them.
@@ -320,13 +320,6 @@ impl<H: JobHost> Dispatcher<H> {
             futures_util::future::join_all(pool.workers().iter().map(|w| pool.probe(w))).await;
         }
         let old = std::mem::replace(&mut *self.inner.pool.write(), pool.clone());
-        if let Some(leases) = &self.inner.leases {
-            for w in old.workers() {
-                if pool.worker(&w.cfg.name).is_none() {
-                    leases.release(&w.cfg.name);
-                }
-            }
-        }
         *self.inner.limits.write() = limits;
         {
             let mut retired = self.inner.retired.lock();
@@ -354,16 +347,14 @@ impl<H: JobHost> Dispatcher<H> {
     /// Stop taking jobs from the queue and probing (ComfyUI removed from the config). Queued
     /// jobs stay queued; jobs running now are followed to their end.
     pub fn stop(&self) {
+        // Under leases, this also ends every worker's lease loop: its receiver is dropped and
+        // the lease let go.
         self.inner.stop.cancel();
-        if let Some(leases) = &self.inner.leases {
-            for w in self.pool().workers() {
-                leases.release(&w.cfg.name);
-            }
-        }
     }
 
     /// Probe the pool's workers every few seconds until it is replaced or the dispatcher stops
-    /// (under leases: each worker while its lease is held).
+    /// (under leases: each worker while its lease is held; the lease loops of a replaced pool
+    /// end with its probes, so the lease of a worker that left the config is let go).
     fn spawn_probes(&self, pool: &Arc<Pool>) {
         let token = self.inner.stop.child_token();
         let old = std::mem::replace(&mut *self.inner.probes.lock(), token.clone());

@@ -342,16 +342,22 @@ impl HandLeases {
         let mut map = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(name.to_owned()).or_insert_with(|| tokio::sync::watch::channel(false).0).send_replace(held);
     }
+
+    /// The leases somebody still follows (a receiver lives), by name: what the cluster keeps
+    /// asking for; the others it lets go.
+    fn followed(&self) -> Vec<String> {
+        let map = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut names: Vec<String> =
+            map.iter().filter(|(_, tx)| tx.receiver_count() > 0).map(|(name, _)| name.clone()).collect();
+        names.sort();
+        names
+    }
 }
 
 impl WorkerLeases for HandLeases {
     fn hold(&self, name: &str) -> tokio::sync::watch::Receiver<bool> {
         let mut map = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(name.to_owned()).or_insert_with(|| tokio::sync::watch::channel(false).0).subscribe()
-    }
-
-    fn release(&self, name: &str) {
-        self.set(name, false);
     }
 }
 
@@ -435,4 +441,35 @@ fn tag(p: &clawgate_testkit::fake_comfy::SubmittedPrompt) -> SubmittedTag {
     let text = p.extra_data.to_string();
     let job = (0..6).map(|i| format!("job_{i}")).find(|id| text.contains(&format!("{id}-"))).unwrap_or_default();
     SubmittedTag { job }
+}
+
+/// The dispatcher follows a worker's lease only while it may drive that worker: it drops its
+/// receiver — so the cluster lets the lease go — when the worker leaves the config, and every
+/// one when it stops (ComfyUI removed from the config).
+#[tokio::test]
+async fn the_dispatcher_lets_a_workers_lease_go_when_the_worker_leaves_or_it_stops() -> anyhow::Result<()> {
+    let (w0, w1) = (FakeComfy::start().await?, FakeComfy::start().await?);
+    let media = tempfile::tempdir()?;
+    let host = TestHost::new().await;
+    let leases = Arc::new(HandLeases::default());
+    let d = leased(&host, &[worker("w0", &w0), worker("w1", &w1)], media.path(), &leases);
+    d.start().await;
+    for w in ["w0", "w1"] {
+        leases.set(w, true);
+    }
+    wait_until(WAIT, "both workers driven", || async { d.pool().workers().iter().all(|w| w.driven()).then_some(()) })
+        .await?;
+    assert_eq!(leases.followed(), ["w0", "w1"]);
+
+    // w1 leaves the config.
+    let limits = OutputLimits { media_dir: media.path().to_owned(), max_images: 8, max_bytes: 1 << 20 };
+    let (pool, problems) = Pool::rebuild(Some(&d.pool()), &[worker("w0", &w0)], &media.path().join("x"), "t");
+    assert!(problems.is_empty(), "{problems:?}");
+    d.replace_pool(Arc::new(pool), limits).await;
+    wait_until(WAIT, "w1's lease let go, w0's kept", || async { (leases.followed() == ["w0"]).then_some(()) }).await?;
+
+    d.stop();
+    wait_until(WAIT, "every lease let go", || async { leases.followed().is_empty().then_some(()) }).await?;
+    host.stop().await;
+    Ok(())
 }

@@ -450,14 +450,11 @@ fn set(tx: &watch::Sender<bool>, name: &str, held: bool) {
 }
 
 /// The cluster's leases as the ComfyUI dispatcher asks for them: worker `name` is driven under
-/// lease `comfy-worker:<name>`. A lease is let go when its last receiver is dropped (the
-/// dispatcher's lease loop for that worker ends), so `release` has nothing more to do.
+/// lease `comfy-worker:<name>`, let go when the dispatcher drops its last receiver of it.
 pub struct WorkerLeasesOf(pub Cluster);
 
 impl clawgate_comfy::dispatch::WorkerLeases for WorkerLeasesOf {
     fn hold(&self, name: &str) -> watch::Receiver<bool> {
         self.0.hold(&format!("comfy-worker:{name}"))
     }
-
-    fn release(&self, _name: &str) {}
 }

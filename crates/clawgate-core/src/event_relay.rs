@@ -366,6 +366,17 @@ mod tests {
         }
     }
 
+    /// The next frame of event `name` a client hears, within [`WAIT`].
+    async fn next_event(rx: &mut UnboundedReceiver<Outbound>, name: &str) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, rx.recv()).await.expect("an event in time").expect("queue open");
+            let frame: Value = serde_json::from_str(&frame.text().expect("text")).expect("JSON");
+            if frame["event"] == name {
+                return frame["payload"].clone();
+            }
+        }
+    }
+
     async fn until_listening(relay: &EventRelay) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while !relay.status().listening {
@@ -410,6 +421,30 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "the relays' counters: {now:?}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        assert!(a_tasks.shutdown(WAIT).await.is_empty(), "the relay's tasks stop");
+        assert!(b_tasks.shutdown(WAIT).await.is_empty(), "the relay's tasks stop");
+        store.close().await.expect("close");
+    }
+
+    /// The payload-only events (one `StateEvent` variant for all of them) cross to the other
+    /// gateway under their own names, payload intact (the two its operator client may hear).
+    #[tokio::test]
+    async fn payload_only_events_reach_the_other_gateway_under_their_names() {
+        let Some(server) = clawgate_testkit::TestPostgres::shared() else { return };
+        let url = server.create_database().expect("database");
+        let store = PgStore::open(&url).await.expect("store");
+        let (a, a_tasks, a_relay, _a_rx) = gateway(&store, "gateway-a");
+        let (_b, b_tasks, b_relay, mut b_rx) = gateway(&store, "gateway-b");
+        until_listening(&a_relay).await;
+        until_listening(&b_relay).await;
+
+        let job = json!({"jobId": "j1", "status": "running", "progress": 0.5});
+        a.comfy_job(&job);
+        assert_eq!(next_event(&mut b_rx, "comfy.job").await, job);
+        let cron = json!({"jobId": "c1", "action": "finished", "status": "ok"});
+        a.cron(cron.clone());
+        assert_eq!(next_event(&mut b_rx, "cron").await, cron);
+
         assert!(a_tasks.shutdown(WAIT).await.is_empty(), "the relay's tasks stop");
         assert!(b_tasks.shutdown(WAIT).await.is_empty(), "the relay's tasks stop");
         store.close().await.expect("close");

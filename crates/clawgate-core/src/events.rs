@@ -150,13 +150,16 @@ impl Events {
         if let Some(obj) = payload.as_object_mut() {
             obj.retain(|_, v| !v.is_null());
         }
-        self.emit(StateEvent::Cron { payload: Cow::Owned(payload) });
+        self.emit(StateEvent::Payload { kind: PayloadEvent::Cron, payload: Cow::Owned(payload) });
     }
 
     /// `device.pair.requested` to pairing operators: a new or refreshed request.
     pub fn pair_requested(&self, r: &PairingRequest, silent: bool) {
         let payload = pair_requested_payload(r, silent);
-        self.emit(StateEvent::DevicePairRequested { payload: Cow::Owned(to_value(&payload)) });
+        self.emit(StateEvent::Payload {
+            kind: PayloadEvent::DevicePairRequested,
+            payload: Cow::Owned(to_value(&payload)),
+        });
     }
 
     /// `device.pair.resolved` to pairing operators: a request was decided.
@@ -167,32 +170,35 @@ impl Events {
             decision,
             ts: now_ms(),
         };
-        self.emit(StateEvent::DevicePairResolved { payload: Cow::Owned(to_value(&payload)) });
+        self.emit(StateEvent::Payload {
+            kind: PayloadEvent::DevicePairResolved,
+            payload: Cow::Owned(to_value(&payload)),
+        });
     }
 
     /// `comfy.job` to operators with `operator.read` (dropped for slow clients): a job's state.
     pub fn comfy_job(&self, payload: &Value) {
-        self.emit(StateEvent::ComfyJob { payload: Cow::Borrowed(payload) });
+        self.emit(StateEvent::Payload { kind: PayloadEvent::ComfyJob, payload: Cow::Borrowed(payload) });
     }
 
     /// `plugin.approval.requested` (dropped for slow clients): an approval waits for a decision.
     pub fn approval_requested(&self, record: &Value) {
-        self.emit(StateEvent::ApprovalRequested { payload: Cow::Borrowed(record) });
+        self.emit(StateEvent::Payload { kind: PayloadEvent::ApprovalRequested, payload: Cow::Borrowed(record) });
     }
 
     /// `plugin.approval.resolved` (dropped for slow clients): an approval was decided.
     pub fn approval_resolved(&self, payload: &Value) {
-        self.emit(StateEvent::ApprovalResolved { payload: Cow::Borrowed(payload) });
+        self.emit(StateEvent::Payload { kind: PayloadEvent::ApprovalResolved, payload: Cow::Borrowed(payload) });
     }
 
     /// `node.pair.requested` to pairing operators: a node waits for approval.
     pub fn node_pair_requested(&self, request: &Value) {
-        self.emit(StateEvent::NodePairRequested { payload: Cow::Borrowed(request) });
+        self.emit(StateEvent::Payload { kind: PayloadEvent::NodePairRequested, payload: Cow::Borrowed(request) });
     }
 
     /// `node.pair.resolved` to pairing operators: a node's request was decided.
     pub fn node_pair_resolved(&self, payload: &Value) {
-        self.emit(StateEvent::NodePairResolved { payload: Cow::Borrowed(payload) });
+        self.emit(StateEvent::Payload { kind: PayloadEvent::NodePairResolved, payload: Cow::Borrowed(payload) });
     }
 
     /// Sends these events through `relay` too (from now on, for every clone of this handle):
@@ -225,7 +231,7 @@ impl Events {
 
     /// The local delivery of an event about shared state: who hears it, and how.
     fn deliver(&self, event: &StateEvent<'_>) {
-        let (name, payload, drop_if_slow): (&str, &Value, bool) = match event {
+        match event {
             StateEvent::Run { event, session_key, payload, drop_if_slow } => {
                 let is_tool = event == ev::AGENT && payload.get("stream").and_then(Value::as_str) == Some("tool");
                 if is_tool {
@@ -239,32 +245,23 @@ impl Events {
                         !c.has_cap("session-scoped-events") || c.hears_messages_of(session_key)
                     });
                 }
-                return;
             }
             StateEvent::SessionMessage { session_key, message } => {
                 let payload = json!({"sessionKey": session_key, "message": message});
                 self.clients.broadcast_filtered(ev::SESSION_MESSAGE, &payload, None, false, |c| {
                     c.hears_messages_of(session_key)
                 });
-                return;
             }
             StateEvent::SessionChanged { session_key, reason, ts } => {
                 let payload = json!({"sessionKey": session_key, "reason": reason, "ts": ts});
                 self.clients
                     .broadcast_filtered(ev::SESSIONS_CHANGED, &payload, None, true, |c| c.hears_session_changes());
-                return;
             }
-            StateEvent::Cron { payload } => (ev::CRON, payload, false),
-            StateEvent::DevicePairRequested { payload } => (ev::DEVICE_PAIR_REQUESTED, payload, false),
-            StateEvent::DevicePairResolved { payload } => (ev::DEVICE_PAIR_RESOLVED, payload, false),
-            StateEvent::ComfyJob { payload } => (COMFY_JOB, payload, true),
-            StateEvent::ApprovalRequested { payload } => (ev::PLUGIN_APPROVAL_REQUESTED, payload, true),
-            StateEvent::ApprovalResolved { payload } => (ev::PLUGIN_APPROVAL_RESOLVED, payload, true),
-            StateEvent::NodePairRequested { payload } => (ev::NODE_PAIR_REQUESTED, payload, false),
-            StateEvent::NodePairResolved { payload } => (ev::NODE_PAIR_RESOLVED, payload, false),
-        };
-        // The rest go to everyone the event's scope guard admits.
-        self.clients.broadcast(name, payload, None, drop_if_slow);
+            // The rest go to everyone the event's scope guard admits.
+            StateEvent::Payload { kind, payload } => {
+                self.clients.broadcast(kind.name(), payload, None, kind.drop_if_slow());
+            }
+        }
     }
 }
 
@@ -278,8 +275,11 @@ const COMFY_JOB: &str = "comfy.job";
 /// with the same scope, cap and subscription filters. Events about one gateway itself (tick,
 /// health, presence, shutdown, config) are not here: each gateway sends its own.
 ///
-/// Serialised as `{"kind": "<variant>", ...fields}`; the borrowed forms let a local broadcast
-/// build one without copying its payload.
+/// Serialised as `{"kind": "<kind>", ...fields}`: a variant's name for the events with routing
+/// data, the [`PayloadEvent`]'s name for the rest (`{"kind": "cron", "payload": …}`) — the form
+/// every kind had when each was a variant of its own, so gateways of either build read each
+/// other's rows during a rolling upgrade. The borrowed forms let a local broadcast build one
+/// without copying its payload.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum StateEvent<'a> {
@@ -310,46 +310,61 @@ pub enum StateEvent<'a> {
         /// When (Unix ms, on the gateway where it changed).
         ts: i64,
     },
+    /// An event that is only its payload, to everyone its scope guard admits. Untagged: its own
+    /// `kind` field is the tag (read when no variant above matches it).
+    #[serde(untagged)]
+    Payload {
+        /// Which event.
+        kind: PayloadEvent,
+        /// The payload, as clients get it.
+        payload: Cow<'a, Value>,
+    },
+}
+
+/// The events about shared state that carry nothing but their payload: each one's wire name and
+/// whether a slow client may miss it follow from it. Serialised as the `kind` of its
+/// [`StateEvent::Payload`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PayloadEvent {
     /// `cron` (its payload without `null` fields).
-    Cron {
-        /// The payload.
-        payload: Cow<'a, Value>,
-    },
+    Cron,
     /// `device.pair.requested`.
-    DevicePairRequested {
-        /// The payload.
-        payload: Cow<'a, Value>,
-    },
+    DevicePairRequested,
     /// `device.pair.resolved`.
-    DevicePairResolved {
-        /// The payload.
-        payload: Cow<'a, Value>,
-    },
+    DevicePairResolved,
     /// `comfy.job`.
-    ComfyJob {
-        /// The payload.
-        payload: Cow<'a, Value>,
-    },
+    ComfyJob,
     /// `plugin.approval.requested`.
-    ApprovalRequested {
-        /// The payload.
-        payload: Cow<'a, Value>,
-    },
+    ApprovalRequested,
     /// `plugin.approval.resolved`.
-    ApprovalResolved {
-        /// The payload.
-        payload: Cow<'a, Value>,
-    },
+    ApprovalResolved,
     /// `node.pair.requested`.
-    NodePairRequested {
-        /// The payload.
-        payload: Cow<'a, Value>,
-    },
+    NodePairRequested,
     /// `node.pair.resolved`.
-    NodePairResolved {
-        /// The payload.
-        payload: Cow<'a, Value>,
-    },
+    NodePairResolved,
+}
+
+impl PayloadEvent {
+    /// The event's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cron => ev::CRON,
+            Self::DevicePairRequested => ev::DEVICE_PAIR_REQUESTED,
+            Self::DevicePairResolved => ev::DEVICE_PAIR_RESOLVED,
+            Self::ComfyJob => COMFY_JOB,
+            Self::ApprovalRequested => ev::PLUGIN_APPROVAL_REQUESTED,
+            Self::ApprovalResolved => ev::PLUGIN_APPROVAL_RESOLVED,
+            Self::NodePairRequested => ev::NODE_PAIR_REQUESTED,
+            Self::NodePairResolved => ev::NODE_PAIR_RESOLVED,
+        }
+    }
+
+    /// Whether a slow client may miss it: `comfy.job` and the approval events; cron and pairing
+    /// events always go out.
+    pub fn drop_if_slow(self) -> bool {
+        matches!(self, Self::ComfyJob | Self::ApprovalRequested | Self::ApprovalResolved)
+    }
 }
 
 /// The one place a stored pairing request becomes its wire form (schema
@@ -486,7 +501,7 @@ mod tests {
     #[test]
     fn state_events_round_trip_through_their_relayed_form() {
         let payload = json!({"runId": "r", "state": "delta", "deltaText": "hi"});
-        let all = [
+        let mut all = vec![
             StateEvent::Run {
                 event: "chat".into(),
                 session_key: "agent:main:a".into(),
@@ -495,15 +510,12 @@ mod tests {
             },
             StateEvent::SessionMessage { session_key: "k".into(), message: Cow::Owned(json!({"role": "user"})) },
             StateEvent::SessionChanged { session_key: "k".into(), reason: "patch".into(), ts: 7 },
-            StateEvent::Cron { payload: Cow::Owned(json!({"jobId": "j"})) },
-            StateEvent::DevicePairRequested { payload: Cow::Owned(json!({"requestId": "r1"})) },
-            StateEvent::DevicePairResolved { payload: Cow::Owned(json!({"requestId": "r1"})) },
-            StateEvent::ComfyJob { payload: Cow::Owned(json!({"jobId": "j"})) },
-            StateEvent::ApprovalRequested { payload: Cow::Owned(json!({"id": "a"})) },
-            StateEvent::ApprovalResolved { payload: Cow::Owned(json!({"id": "a"})) },
-            StateEvent::NodePairRequested { payload: Cow::Owned(json!({"nodeId": "n"})) },
-            StateEvent::NodePairResolved { payload: Cow::Owned(json!({"nodeId": "n"})) },
         ];
+        all.extend(
+            PAYLOAD_EVENTS
+                .iter()
+                .map(|&(kind, _)| StateEvent::Payload { kind, payload: Cow::Owned(json!({"id": kind.name()})) }),
+        );
         for event in &all {
             let text = serde_json::to_string(event).expect("serialise");
             let back: StateEvent<'static> = serde_json::from_str(&text).expect("read back");
@@ -514,7 +526,55 @@ mod tests {
             run,
             json!({"kind": "run", "event": "chat", "sessionKey": "agent:main:a", "payload": payload, "dropIfSlow": true})
         );
-        assert!(serde_json::from_str::<StateEvent<'static>>(r#"{"kind":"fromTheFuture"}"#).is_err());
+        for bad in [r#"{"kind":"fromTheFuture","payload":{}}"#, r#"{"kind":"run","payload":{}}"#, r#"{"payload":{}}"#] {
+            assert!(serde_json::from_str::<StateEvent<'static>>(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Every payload-only kind with the `kind` the previous build (one variant per kind) wrote
+    /// for it.
+    const PAYLOAD_EVENTS: [(PayloadEvent, &str); 8] = [
+        (PayloadEvent::Cron, "cron"),
+        (PayloadEvent::DevicePairRequested, "devicePairRequested"),
+        (PayloadEvent::DevicePairResolved, "devicePairResolved"),
+        (PayloadEvent::ComfyJob, "comfyJob"),
+        (PayloadEvent::ApprovalRequested, "approvalRequested"),
+        (PayloadEvent::ApprovalResolved, "approvalResolved"),
+        (PayloadEvent::NodePairRequested, "nodePairRequested"),
+        (PayloadEvent::NodePairResolved, "nodePairResolved"),
+    ];
+
+    /// A rolling upgrade mixes builds on one database: the payload-only events are written
+    /// exactly as the build with one variant per kind wrote them, and its rows read as they did.
+    #[test]
+    fn payload_events_keep_the_relayed_form_of_the_previous_build() {
+        for (kind, old_kind) in PAYLOAD_EVENTS {
+            let old_row = format!(r#"{{"kind":"{old_kind}","payload":{{"jobId":"j","n":1}}}}"#);
+            let event = StateEvent::Payload { kind, payload: Cow::Owned(json!({"jobId": "j", "n": 1})) };
+            assert_eq!(serde_json::to_string(&event).expect("serialise"), old_row);
+            let read: StateEvent<'static> = serde_json::from_str(&old_row).expect("an old row reads");
+            assert_eq!(read, event);
+        }
+    }
+
+    /// Each payload-only event goes out under its wire name, and only the ones a slow client may
+    /// miss are dropped for it.
+    #[test]
+    fn payload_events_go_out_under_their_names_with_their_slow_client_policy() {
+        let names: Vec<(&str, bool)> = PAYLOAD_EVENTS.iter().map(|(k, _)| (k.name(), k.drop_if_slow())).collect();
+        assert_eq!(
+            names,
+            [
+                (ev::CRON, false),
+                (ev::DEVICE_PAIR_REQUESTED, false),
+                (ev::DEVICE_PAIR_RESOLVED, false),
+                ("comfy.job", true),
+                (ev::PLUGIN_APPROVAL_REQUESTED, true),
+                (ev::PLUGIN_APPROVAL_RESOLVED, true),
+                (ev::NODE_PAIR_REQUESTED, false),
+                (ev::NODE_PAIR_RESOLVED, false),
+            ]
+        );
     }
 
     /// A relayed delta goes through the same filters as a local one: the client scoped to

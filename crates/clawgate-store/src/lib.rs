@@ -108,6 +108,8 @@ mod channel_model;
 mod cluster_model;
 mod comfy_model;
 mod cron_model;
+// Trait bodies both backends run as written, expanded by `sqlite/` and `postgres/`.
+mod portable;
 mod postgres;
 mod rate_bucket;
 mod sqlite;

@@ -1,6 +1,7 @@
 //! The PostgreSQL implementation of every store trait, for several gateways sharing one state
 //! (issue 16). It mirrors `sqlite/` file for file; the SQL differs per backend and stays in its
-//! own file, the pure logic (session patches, pairing unions, token hashing) is shared.
+//! own file, the pure logic (session patches, pairing unions, token hashing) is shared, and a
+//! trait whose SQL both backends run as written has one body in `portable/`.
 //!
 //! The schema lives in `migrations-postgres/`, one file per SQLite migration with the same
 //! version, tables and columns. Where SQLite relied on its single writer:
