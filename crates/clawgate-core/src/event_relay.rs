@@ -449,4 +449,55 @@ mod tests {
         assert!(b_tasks.shutdown(WAIT).await.is_empty(), "the relay's tasks stop");
         store.close().await.expect("close");
     }
+
+    /// An exec approval event crosses to the other gateway with who asked for it, so there too
+    /// only the clients who may see the approval hear it.
+    #[tokio::test]
+    async fn exec_approval_events_reach_the_other_gateways_reviewers_only() {
+        let Some(server) = clawgate_testkit::TestPostgres::shared() else { return };
+        let url = server.create_database().expect("database");
+        let store = PgStore::open(&url).await.expect("store");
+        let (a, a_tasks, a_relay, _a_rx) = gateway(&store, "gateway-a");
+        let (b, b_tasks, b_relay, _b_rx) = gateway(&store, "gateway-b");
+        let (tx, mut reviewer) = tokio::sync::mpsc::unbounded_channel();
+        let identity = ClientIdentity {
+            conn_id: "reviewer-on-b".into(),
+            role: "operator".into(),
+            scopes: vec!["operator.approvals".into()],
+            device_id: Some("device-r".into()),
+            auth_kind: AuthKind::SharedSecret,
+            client: ("cli".into(), "cli".into()),
+            caps: vec![],
+            access: None,
+            rate: None,
+        };
+        b.clients().add(ClientHandle::with_queue(identity, tx, Arc::default(), 1 << 20));
+        until_listening(&a_relay).await;
+        until_listening(&b_relay).await;
+
+        // Another device's request: not this (non-admin) reviewer's to see.
+        let other = json!({"deviceId": "device-other", "connId": "c-9", "client": "cli"});
+        a.exec_approval("exec.approval.requested", Some(&other), &json!({}), true, &json!({"id": "hidden"}));
+        // The agent's own request (nobody in particular asked): every approvals reviewer sees it.
+        a.exec_approval("exec.approval.requested", None, &json!({"command": "ls"}), true, &json!({"id": "shown"}));
+        a.exec_approval("exec.approval.resolved", None, &json!({}), false, &json!({"id": "shown", "decision": "deny"}));
+        let mut heard = Vec::new();
+        while heard.len() < 2 {
+            let frame = tokio::time::timeout(WAIT, reviewer.recv()).await.expect("an event in time").expect("open");
+            let frame: Value = serde_json::from_str(&frame.text().expect("text")).expect("JSON");
+            heard.push((frame["event"].as_str().unwrap_or_default().to_owned(), frame["payload"]["id"].clone()));
+        }
+        assert_eq!(
+            heard,
+            [
+                ("exec.approval.requested".to_owned(), json!("shown")),
+                ("exec.approval.resolved".to_owned(), json!("shown"))
+            ],
+            "the hidden request was published first: had it been delivered it would come first"
+        );
+
+        assert!(a_tasks.shutdown(WAIT).await.is_empty(), "the relay's tasks stop");
+        assert!(b_tasks.shutdown(WAIT).await.is_empty(), "the relay's tasks stop");
+        store.close().await.expect("close");
+    }
 }

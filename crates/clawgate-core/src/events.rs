@@ -201,6 +201,25 @@ impl Events {
         self.emit(StateEvent::Payload { kind: PayloadEvent::NodePairResolved, payload: Cow::Borrowed(payload) });
     }
 
+    /// `exec.approval.requested|resolved`, to the clients who may see the approval (here and,
+    /// through the relay, on the other gateways).
+    pub fn exec_approval(
+        &self,
+        event: &str,
+        requested_by: Option<&Value>,
+        request: &Value,
+        skip_requester: bool,
+        payload: &Value,
+    ) {
+        self.emit(StateEvent::ExecApproval {
+            event: Cow::Borrowed(event),
+            requested_by: requested_by.map(Cow::Borrowed),
+            request: Cow::Borrowed(request),
+            skip_requester,
+            payload: Cow::Borrowed(payload),
+        });
+    }
+
     /// Sends these events through `relay` too (from now on, for every clone of this handle):
     /// set once, by the composition root, when the store is shared with other gateways.
     pub fn relay_through(&self, relay: EventRelay) {
@@ -257,6 +276,11 @@ impl Events {
                 self.clients
                     .broadcast_filtered(ev::SESSIONS_CHANGED, &payload, None, true, |c| c.hears_session_changes());
             }
+            StateEvent::ExecApproval { event, requested_by, request, skip_requester, payload } => {
+                self.clients.broadcast_filtered(event, payload, None, true, |c| {
+                    crate::exec_approvals::hears(requested_by.as_deref(), request, *skip_requester, c)
+                });
+            }
             // The rest go to everyone the event's scope guard admits.
             StateEvent::Payload { kind, payload } => {
                 self.clients.broadcast(kind.name(), payload, None, kind.drop_if_slow());
@@ -309,6 +333,21 @@ pub enum StateEvent<'a> {
         reason: Cow<'a, str>,
         /// When (Unix ms, on the gateway where it changed).
         ts: i64,
+    },
+    /// `exec.approval.requested` or `exec.approval.resolved`: heard only by clients who may see
+    /// the approval, which follows from who asked and the request
+    /// ([`crate::exec_approvals::hears`]), so both travel with the event.
+    ExecApproval {
+        /// Which of the two events.
+        event: Cow<'a, str>,
+        /// Who asked for the approval (the record's `requested_by`).
+        requested_by: Option<Cow<'a, Value>>,
+        /// The request (its `sessionKey` limits clients whose token is limited to sessions).
+        request: Cow<'a, Value>,
+        /// Whether the connection that asked is left out (`requested`: yes).
+        skip_requester: bool,
+        /// The event's payload.
+        payload: Cow<'a, Value>,
     },
     /// An event that is only its payload, to everyone its scope guard admits. Untagged: its own
     /// `kind` field is the tag (read when no variant above matches it).
@@ -510,6 +549,20 @@ mod tests {
             },
             StateEvent::SessionMessage { session_key: "k".into(), message: Cow::Owned(json!({"role": "user"})) },
             StateEvent::SessionChanged { session_key: "k".into(), reason: "patch".into(), ts: 7 },
+            StateEvent::ExecApproval {
+                event: "exec.approval.requested".into(),
+                requested_by: Some(Cow::Owned(json!({"connId": "c-1", "client": "cli"}))),
+                request: Cow::Owned(json!({"command": "ls", "sessionKey": "agent:main:a"})),
+                skip_requester: true,
+                payload: Cow::Owned(json!({"id": "a-1"})),
+            },
+            StateEvent::ExecApproval {
+                event: "exec.approval.resolved".into(),
+                requested_by: None,
+                request: Cow::Owned(json!({})),
+                skip_requester: false,
+                payload: Cow::Owned(json!({"id": "a-2"})),
+            },
         ];
         all.extend(
             PAYLOAD_EVENTS

@@ -306,16 +306,21 @@ pub struct Grant {
 /// else same connection) and those nobody in particular asked for (the agent's own tool
 /// calls). An access token limited to some sessions sees only approvals of those sessions.
 pub fn visible_to(a: &ApprovalRecord, client: &ClientHandle) -> bool {
-    if let Some(access) = client.access().filter(|a| a.restricts_sessions()) {
-        let request = request_of(a);
-        if !request.get("sessionKey").and_then(Value::as_str).is_some_and(|k| access.allows_session(k)) {
-            return false;
-        }
+    sees(a.requested_by.as_ref(), &request_of(a), client)
+}
+
+/// [`visible_to`] from the parts of the approval it reads: who asked (`requested_by`) and the
+/// request (its `sessionKey`). An event relayed from another gateway carries just these.
+pub fn sees(requested_by: Option<&Value>, request: &Value, client: &ClientHandle) -> bool {
+    if let Some(access) = client.access().filter(|a| a.restricts_sessions())
+        && !request.get("sessionKey").and_then(Value::as_str).is_some_and(|k| access.allows_session(k))
+    {
+        return false;
     }
     if client.scopes.iter().any(|s| s == clawgate_protocol::scopes::ADMIN) {
         return true;
     }
-    let field = |k: &str| requester(a, k);
+    let field = |k: &str| requester_field(requested_by, k);
     if let Some(device) = field("deviceId") {
         return client.device_id.as_deref() == Some(device);
     }
@@ -325,16 +330,23 @@ pub fn visible_to(a: &ApprovalRecord, client: &ClientHandle) -> bool {
     field("client").is_none()
 }
 
+/// Whether `client` hears an exec approval event: it [`sees`] the approval, and, when
+/// `skip_requester`, it is not the connection that asked (as upstream, the requester's
+/// connection is not told of its own request).
+pub fn hears(requested_by: Option<&Value>, request: &Value, skip_requester: bool, client: &ClientHandle) -> bool {
+    sees(requested_by, request, client)
+        && !(skip_requester && requester_field(requested_by, "connId") == Some(client.conn_id.as_str()))
+}
+
 /// A non-empty text field of who asked for the approval.
-fn requester<'a>(a: &'a ApprovalRecord, key: &str) -> Option<&'a str> {
-    let by = a.requested_by.as_ref()?;
-    by.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+fn requester_field<'a>(requested_by: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    requested_by?.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Whether `client` is one to review this approval: it may see it and did not ask for it on
-/// this connection (as upstream, the requester's connection is not told of its own request).
+/// this connection.
 fn reviews(a: &ApprovalRecord, client: &ClientHandle) -> bool {
-    visible_to(a, client) && requester(a, "connId") != Some(client.conn_id.as_str())
+    hears(a.requested_by.as_ref(), &request_of(a), true, client)
 }
 
 /// A new exec approval: the request as reviewers see it, and the allowlist entry an
@@ -414,10 +426,14 @@ impl ExecApprovals {
             Err(e) => return Err(e.into()),
         };
         let event = serde_json::to_value(entry(&record)).map_err(CoreError::internal)?;
-        self.inner
-            .events
-            .clients()
-            .broadcast_filtered(ev::EXEC_APPROVAL_REQUESTED, &event, None, true, |c| reviews(&record, c));
+        let request = request_of(&record);
+        self.inner.events.exec_approval(
+            ev::EXEC_APPROVAL_REQUESTED,
+            record.requested_by.as_ref(),
+            &request,
+            true,
+            &event,
+        );
         Ok(record)
     }
 
@@ -499,10 +515,14 @@ impl ExecApprovals {
             request: request_of(&done),
         };
         let event = serde_json::to_value(event).map_err(CoreError::internal)?;
-        self.inner
-            .events
-            .clients()
-            .broadcast_filtered(ev::EXEC_APPROVAL_RESOLVED, &event, None, true, |c| visible_to(&done, c));
+        let request = request_of(&done);
+        self.inner.events.exec_approval(
+            ev::EXEC_APPROVAL_RESOLVED,
+            done.requested_by.as_ref(),
+            &request,
+            false,
+            &event,
+        );
         Ok(Resolved::Applied(done))
     }
 
