@@ -1,13 +1,12 @@
 //! `tokens.create`, `tokens.list`, `tokens.revoke`: scoped access tokens (operator.admin).
 
-use clawgate_protocol::close;
 use clawgate_protocol::methods::tokens::{
     AccessTokenInfo, TokensCreateParams, TokensCreateResult, TokensListParams, TokensListResult, TokensRevokeParams,
     TokensRevokeResult,
 };
 use clawgate_store::{AccessTokenRecord, NewAccessToken};
 
-use crate::access_tokens::{AccessTokens, REASON_TOKEN_REVOKED, Rate, record_rate};
+use crate::access_tokens::{AccessTokens, Rate, close_connections_of, record_rate};
 use crate::error::CoreError;
 use crate::events::Events;
 
@@ -59,13 +58,6 @@ pub async fn tokens_revoke(
     let Some(record) = tokens.revoke(p.token.trim()).await? else {
         return Err(CoreError::NotFound(format!("no live access token with id or name {:?}", p.token)));
     };
-    let mut closed = 0;
-    for client in events.clients().clients() {
-        if client.access().is_some_and(|a| a.token_id == record.id) {
-            // Out of band: the close does not wait behind frames already queued to it.
-            client.abort(close::POLICY_VIOLATION, REASON_TOKEN_REVOKED);
-            closed += 1;
-        }
-    }
+    let closed = close_connections_of(events, &record.id);
     Ok(TokensRevokeResult { ok: true, info: info(record), closed })
 }
